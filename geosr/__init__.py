@@ -1,0 +1,1 @@
+from geosr._version import __version__

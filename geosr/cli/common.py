@@ -1,0 +1,71 @@
+"""What every command shares: exit codes, error reporting, JSON output and the progress bar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from geosr.errors import InputError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False) -> Any:
+    """Run a command's library call, mapping geosr's errors to exit codes and one printed sentence."""
+    try:
+        return fn()
+    except InputError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT, json_out)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, json_out)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # anything else is geosr's fault: say so, exit 1
+        _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
+
+
+def _fail(message: str, code: int, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps({"ok": False, "exit_code": code, "error": message}))
+    else:
+        err_console.print(f"[bold red]geosr: error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps({"ok": True, **payload}, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar with ETA; yields ``update(done, total)``. Disabled: a no-op."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

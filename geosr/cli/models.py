@@ -1,0 +1,29 @@
+"""``geosr models``: the models --model accepts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from geosr.cli.common import out_console, print_json
+
+
+def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """List bundled models and classical back-ends.
+
+    Example:
+
+      geosr models
+    """
+    from geosr.models.registry import available_models
+
+    items = available_models()
+    if json_out:
+        print_json({"models": [m.__dict__ for m in items]})
+        return
+    table = Table("name", "kind", "description")
+    for m in items:
+        table.add_row(m.name, m.kind, m.description)
+    out_console.print(table)

@@ -1,0 +1,36 @@
+"""``geosr sample``: copy the bundled sample scene somewhere to try geosr on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geosr.cli.common import out_console, print_json, run_command
+
+
+def sample(
+    folder: Annotated[Path, typer.Argument(help="Folder to copy the sample scene into.")] = Path("geosr-sample"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the paths as JSON.")] = False,
+) -> None:
+    """Copy the sample scene (Landsat-5 TM, Taizhou: LR 2003 at 240 m, reference 2000 at 30 m, change mask,
+    ground truth) into FOLDER and print the command that super-resolves it.
+
+    Example:
+
+      geosr sample demo && geosr upscale demo/taizhou_2003_lr240m.tif --ref demo/taizhou_2000_ref30m.tif --cd demo/taizhou_change_2000_2003.tif -x 8 -o demo/sr_x8.tif
+    """
+    from geosr.sample import SAMPLE_SCALE, copy_sample
+
+    paths = run_command(lambda: copy_sample(folder), json_out=json_out)
+    if json_out:
+        print_json({k: str(v) for k, v in paths.items()})
+        return
+    out_console.print(f"sample scene copied to {folder}/; try:", highlight=False)
+    out_console.print(
+        f"  geosr upscale {paths['lr']} --ref {paths['ref']} --cd {paths['cd']} -x {SAMPLE_SCALE} "
+        f"-o {folder / 'sr_x8.tif'}",
+        highlight=False,
+        soft_wrap=True,
+    )

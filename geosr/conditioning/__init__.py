@@ -1,0 +1,1 @@
+"""Conditioning inputs: radiometry (model space), the reference, change masks and maps (no torch)."""

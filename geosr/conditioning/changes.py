@@ -1,0 +1,133 @@
+"""Change-mask class tables: which raster values exist, what they are called, which mean "changed"."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geosr.errors import ClassTableError, InputNotFoundError
+
+
+@dataclass(frozen=True)
+class ChangeClass:
+    value: int  # the value stored in the raster
+    name: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """A declared class table. Class index i (0..n-1) is the model's one-hot channel of ``classes[i]``."""
+
+    name: str
+    classes: tuple[ChangeClass, ...]
+
+    def __post_init__(self) -> None:
+        values = [c.value for c in self.classes]
+        if len(set(values)) != len(values):
+            raise ClassTableError(f"class table {self.name!r}: a raster value is declared twice")
+        if not self.classes:
+            raise ClassTableError(f"class table {self.name!r}: declares no class")
+
+    @property
+    def n_classes(self) -> int:
+        """Number of class channels (several values may share a name but each value is its own class)."""
+        return len(self.classes)
+
+    @property
+    def unknown_index(self) -> int:
+        """Class index used where the mask has no data: the first "changed" class (conservative)."""
+        return next((i for i, c in enumerate(self.classes) if c.changed), 0)
+
+    def lut(self, max_value: int = 65535) -> tuple[np.ndarray, np.ndarray]:
+        """(value -> class index, value -> changed) lookup tables; undeclared values map to -1."""
+        index = np.full(max_value + 1, -1, dtype=np.int64)
+        changed = np.ones(max_value + 1, dtype=bool)
+        for i, c in enumerate(self.classes):
+            index[c.value] = i
+            changed[c.value] = c.changed
+        return index, changed
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "classes": [c.__dict__ for c in self.classes]}
+
+
+BINARY = ClassTable(
+    "binary",
+    (
+        ChangeClass(0, "unchanged", False),
+        ChangeClass(1, "changed", True),
+        ChangeClass(255, "changed (255)", True),
+    ),
+)
+# SECOND (Yang et al.): 6 land-cover classes of the changed area plus "unchanged" (0).
+SECOND = ClassTable(
+    "second",
+    (
+        ChangeClass(0, "unchanged", False),
+        ChangeClass(1, "non-vegetated ground surface", True),
+        ChangeClass(2, "tree", True),
+        ChangeClass(3, "low vegetation", True),
+        ChangeClass(4, "water", True),
+        ChangeClass(5, "buildings", True),
+        ChangeClass(6, "playgrounds", True),
+    ),
+)
+# CNAM-CD: 5 land-cover classes of the changed area plus "unchanged" (0).
+CNAM = ClassTable(
+    "cnam-cd",
+    (
+        ChangeClass(0, "unchanged", False),
+        ChangeClass(1, "bare land", True),
+        ChangeClass(2, "vegetation", True),
+        ChangeClass(3, "water", True),
+        ChangeClass(4, "impervious surfaces", True),
+        ChangeClass(5, "others", True),
+    ),
+)
+BUILTIN_TABLES = {t.name: t for t in (BINARY, SECOND, CNAM)}
+
+
+def load_class_table(spec: str) -> ClassTable:
+    """A built-in table by name, or a JSON file ``{"name": ..., "classes": [{"value", "name", "changed"}]}``."""
+    if spec in BUILTIN_TABLES:
+        return BUILTIN_TABLES[spec]
+    path = Path(spec)
+    if not path.exists():
+        names = ", ".join(BUILTIN_TABLES)
+        raise InputNotFoundError(f"{spec}: no such class table file (built-in tables: {names})")
+    try:
+        doc = json.loads(path.read_text())
+        classes = tuple(ChangeClass(int(c["value"]), str(c["name"]), bool(c["changed"])) for c in doc["classes"])
+        return ClassTable(str(doc.get("name", path.stem)), classes)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClassTableError(f"{spec}: not a valid class table ({exc})") from exc
+
+
+def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Window | None = None) -> None:
+    """Scan the mask (block by block) and refuse values the table does not declare."""
+    declared = {c.value for c in table.classes}
+    nodata = ds.nodata
+    seen: set[int] = set()
+    for _, block in ds.block_windows(1):
+        if window is not None:
+            try:
+                block = block.intersection(window)
+            except Exception:  # rasterio raises WindowError when they do not intersect
+                continue
+        values = np.unique(ds.read(1, window=block))
+        seen.update(int(v) for v in values if np.isfinite(v) and (nodata is None or v != nodata))
+        if len(seen) > 4096:
+            break
+    bad = sorted(seen - declared)
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise ClassTableError(
+            f"{ds.name}: holds values {shown} that the {table.name!r} change class table does not declare "
+            f"(declared: {', '.join(str(v) for v in sorted(declared))}; choose another table with --cd-classes)"
+        )

@@ -1,0 +1,84 @@
+"""The normalized model space: a per-scene robust linear stretch of the LR, and the way back.
+
+Model space maps each band's ``low`` percentile to -1 and ``high`` percentile to +1 without clipping,
+so the mapping is exactly linear and invertible (a linear model gives the same result in either space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from geosr.errors import InputError
+
+SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read)
+PERCENTILES = (1.0, 99.0)
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Per-band (low, high) in physical units; model value = 2 * (v - low) / (high - low) - 1."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.low)[:, None, None], np.asarray(self.high)[:, None, None]
+
+    def forward(self, phys: np.ndarray) -> np.ndarray:
+        lo, hi = self._arrays()
+        return (2.0 * (phys - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+    def inverse(self, model: np.ndarray) -> np.ndarray:
+        lo, hi = self._arrays()
+        return (np.asarray(model, dtype=np.float64) + 1.0) * 0.5 * (hi - lo) + lo
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"low": list(self.low), "high": list(self.high)}
+
+
+def decimated_read(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window, side: int = SAMPLE_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical values and validity of ``window`` read at most ``side`` pixels a side (nearest)."""
+    f = max(1.0, max(window.width, window.height) / side)
+    shape = (len(bands), max(1, round(window.height / f)), max(1, round(window.width / f)))
+    data = ds.read(list(bands), window=window, out_shape=shape, resampling=Resampling.nearest, out_dtype="float64")
+    valid = ds.dataset_mask(window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
+    if ds.nodata is not None and not np.isnan(ds.nodata):
+        valid &= ~(data == ds.nodata).any(axis=0)
+    valid &= np.isfinite(data).all(axis=0)
+    sc = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
+    of = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
+    return data * sc + of, valid
+
+
+def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window) -> Stretch:
+    """Robust per-band stretch of the LR (1st and 99th percentiles of valid pixels)."""
+    data, valid = decimated_read(ds, bands, window)
+    if not valid.any():
+        raise InputError(f"{ds.name}: has no valid pixels in the area to process (all nodata)")
+    lows, highs = [], []
+    for b in range(data.shape[0]):
+        lo, hi = np.percentile(data[b][valid], PERCENTILES)
+        if not hi > lo:
+            lo, hi = float(lo) - 0.5, float(lo) + 0.5
+        lows.append(float(lo))
+        highs.append(float(hi))
+    return Stretch(tuple(lows), tuple(highs))
+
+
+def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tuple[float, ...]) -> np.ndarray:
+    """Physical values back to the stored values of ``dtype`` (undo scale/offset, round and clip ints)."""
+    sc = np.asarray(scales, dtype=np.float64)[:, None, None]
+    of = np.asarray(offsets, dtype=np.float64)[:, None, None]
+    raw = (phys - of) / sc
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        raw = np.clip(np.rint(np.nan_to_num(raw)), info.min, info.max)
+    return raw.astype(dt)

@@ -1,0 +1,151 @@
+"""Co-registering inputs onto a target grid (GDAL's warper) and harmonizing the reference to the LR."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from geosr.errors import NoOverlapError
+from geosr.tiling.grid import Grid
+
+MIN_FIT_PIXELS = 16
+
+
+class GridReader:
+    """A raster seen on a target grid through a WarpedVRT; pixels outside its footprint are invalid.
+
+    ``resampling`` "auto" picks average when the source is finer than the grid (never nearest for
+    imagery: it aliases) and cubic when it is coarser.
+    """
+
+    def __init__(
+        self,
+        ds: rasterio.DatasetReader,
+        grid: Grid,
+        bands: tuple[int, ...],
+        resampling: Resampling | str = "auto",
+    ) -> None:
+        if resampling == "auto":
+            resampling = Resampling.average if source_is_finer(ds, grid) else Resampling.cubic
+        self.ds = ds
+        self.grid = grid
+        self.bands = tuple(bands)
+        self.resampling = resampling
+        self.vrt = WarpedVRT(
+            ds,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=resampling,
+            add_alpha=True,
+        )
+        self._alpha = self.vrt.count  # the alpha band WarpedVRT appended
+        self._scales = np.array([ds.scales[b - 1] for b in self.bands])[:, None, None]
+        self._offsets = np.array([ds.offsets[b - 1] for b in self.bands])[:, None, None]
+
+    def close(self) -> None:
+        self.vrt.close()
+
+    def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(physical values (C, h, w) float64, validity (h, w)) of ``window``, which may reach outside.
+
+        With ``out_shape`` the window is read decimated (nearest) to that shape (no padding then).
+        """
+        if out_shape is not None:
+            data = self.vrt.read(
+                list(self.bands) + [self._alpha],
+                window=window,
+                out_shape=(len(self.bands) + 1, *out_shape),
+                resampling=Resampling.nearest,
+                out_dtype="float64",
+            )
+            return self._finish(data)
+        h, w = int(window.height), int(window.width)
+        out = np.zeros((len(self.bands), h, w))
+        valid = np.zeros((h, w), dtype=bool)
+        c0, r0 = int(window.col_off), int(window.row_off)
+        cc0, rr0 = max(0, c0), max(0, r0)
+        cc1, rr1 = min(self.grid.width, c0 + w), min(self.grid.height, r0 + h)
+        if cc1 > cc0 and rr1 > rr0:
+            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            data = self.vrt.read(list(self.bands) + [self._alpha], window=inner, out_dtype="float64")
+            d, v = self._finish(data)
+            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = d
+            valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = v
+        return out, valid
+
+    def read_values(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Raw band-1 values (no scale/offset; for class rasters) and validity of ``window``."""
+        data, valid = self.read(window)
+        raw = (data[0] - self._offsets[0, 0, 0]) / self._scales[0, 0, 0]
+        return np.rint(raw).astype(np.int64), valid
+
+    def _finish(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, alpha = data[:-1], data[-1]
+        valid = alpha > 0
+        nodata = self.ds.nodata
+        if nodata is not None and not np.isnan(nodata):
+            valid &= ~(values == nodata).any(axis=0)
+        valid &= np.isfinite(values).all(axis=0)
+        return np.where(valid, values * self._scales + self._offsets, 0.0), valid
+
+
+def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
+    """Whether the source's pixels are smaller than the grid's (compared in the grid's CRS)."""
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    src_px = ((right - left) / ds.width) * ((top - bottom) / ds.height)
+    gx, gy = grid.res
+    return src_px < gx * gy
+
+
+def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str) -> float:
+    """Fraction of the grid's area the dataset covers; NoOverlapError when it covers none of it."""
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    gl, gb, gr, gt = grid.bounds
+    iw, ih = min(right, gr) - max(left, gl), min(top, gt) - max(bottom, gb)
+    if iw <= 0 or ih <= 0:
+        raise NoOverlapError(f"{ds.name}: the {what} does not overlap the scene")
+    return (iw * ih) / ((gr - gl) * (gt - gb))
+
+
+@dataclass(frozen=True)
+class Harmonization:
+    """Per-band linear map of the reference's physical values onto the LR's: ``gain * ref + bias``."""
+
+    gain: tuple[float, ...]
+    bias: tuple[float, ...]
+    pixels: int  # LR pixels the fit used
+
+    def apply(self, ref: np.ndarray) -> np.ndarray:
+        return ref * np.asarray(self.gain)[:, None, None] + np.asarray(self.bias)[:, None, None]
+
+    def to_dict(self) -> dict:
+        return {"gain": list(self.gain), "bias": list(self.bias), "pixels": self.pixels}
+
+
+def fit_harmonization(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, usable: np.ndarray) -> Harmonization:
+    """Fit the reference to the LR at LR scale over pixels that are valid in both and unchanged.
+
+    The fit matches each band's mean and standard deviation (a linear map). Unlike a least-squares
+    regression it does not shrink the reference's contrast when the dates correlate imperfectly
+    (misregistration, season), which would wash out the texture the model takes from it.
+    """
+    ok = lr_valid & usable
+    n = int(ok.sum())
+    if n < MIN_FIT_PIXELS:
+        return Harmonization(tuple(1.0 for _ in lr), tuple(0.0 for _ in lr), n)
+    gains, biases = [], []
+    for b in range(lr.shape[0]):
+        x, y = ref[b][ok], lr[b][ok]
+        sx, sy = x.std(), y.std()
+        g = float(sy / sx) if sx > 1e-12 else 1.0
+        gains.append(g)
+        biases.append(float(y.mean() - g * x.mean()))
+    return Harmonization(tuple(gains), tuple(biases), n)

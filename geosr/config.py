@@ -1,0 +1,63 @@
+"""Frozen, keyword-only run settings. Every output records the settings it was made with (as JSON tags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SUPPORTED_SCALES = (2, 4, 8, 16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TilingConfig:
+    """Window plan on the LR grid. Sizes are LR pixels; ``None`` picks a default for the scale."""
+
+    window: int | None = None
+    overlap: int | None = None
+
+    def resolved(self, scale: int) -> "TilingConfig":
+        """Fill in defaults: windows of about 256 HR pixels, a quarter of them overlapping."""
+        window = self.window if self.window is not None else max(8, 256 // scale)
+        overlap = self.overlap if self.overlap is not None else window // 4
+        return TilingConfig(window=window, overlap=overlap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerConfig:
+    """Diffusion sampling. Classical back-ends ignore everything but the seed."""
+
+    preset: str = "default"
+    steps: int | None = None
+    seed: int = 0
+    fuse_overlaps: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig:
+    """How the output GeoTIFF is written."""
+
+    compress: str = "DEFLATE"
+    blocksize: int = 512
+    overview_resampling: str = "average"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceConfig:
+    """Where and how the model runs."""
+
+    device: str = "auto"
+    batch_size: int = 4
+
+
+def to_json(obj: Any) -> str:
+    """Canonical JSON of a (nested) config dataclass, for tags and job fingerprints."""
+
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)
+        raise TypeError(f"not serialisable: {type(o).__name__}")
+
+    return json.dumps(obj, default=default, sort_keys=True, separators=(",", ":"))

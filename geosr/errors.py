@@ -1,0 +1,67 @@
+"""geosr's exceptions: one root, one class per condition, each also the matching builtin.
+
+Every :class:`InputError` is the user's to fix (the CLI exits 2 and prints the message, which is one
+sentence naming the file and the problem); anything else is geosr's fault (exit 1).
+"""
+
+from __future__ import annotations
+
+
+class GeoSRError(Exception):
+    """Root of every error geosr raises on purpose."""
+
+
+class InputError(GeoSRError, ValueError):
+    """Bad input: a file, an option or a combination of them that geosr cannot work with."""
+
+
+class InputNotFoundError(InputError, FileNotFoundError):
+    """An input path does not exist."""
+
+
+class NotARasterError(InputError):
+    """A file exists but GDAL cannot open it as a raster (or it is corrupt)."""
+
+
+class NoCRSError(InputError):
+    """A raster has no coordinate reference system or no geotransform."""
+
+
+class NoOverlapError(InputError):
+    """Two inputs (or an input and the area of interest) do not overlap."""
+
+
+class BandError(InputError):
+    """Band selection or band count that the inputs or the model cannot take."""
+
+
+class ScaleError(InputError):
+    """A scale factor that is not supported (or not supported by the chosen model)."""
+
+
+class ClassTableError(InputError):
+    """A class raster holds values its class table does not declare, or the table itself is bad."""
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output exists and --overwrite was not given."""
+
+
+class OutputLocationError(InputError):
+    """The output folder is missing or not writable."""
+
+
+class OptionError(InputError):
+    """An option value, or a combination of options, that cannot work."""
+
+
+class ModelFileError(InputError):
+    """A model file that is refused: a pickle, a shape mismatch, a missing or broken spec."""
+
+
+class ResumeError(InputError):
+    """--resume was asked for but the journal is missing or belongs to another job."""
+
+
+class NetworkError(GeoSRError, ConnectionError):
+    """A network source (Overpass, a model hub) could not be reached."""

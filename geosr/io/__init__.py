@@ -1,0 +1,1 @@
+"""Raster I/O: inspecting and reading inputs, writing COGs atomically, the resume journal (no torch)."""

@@ -1,0 +1,107 @@
+"""The resume journal: a work folder beside the output holding finished row bands and blending state.
+
+Layout of ``<output>.geosr-work/``: ``job.json`` (the job's fingerprint), ``journal.jsonl`` (one line per
+finished window row, appended and fsynced only after its files are on disk), ``chunk_NNNNN.tif`` (the
+finished HR rows of that window row) and ``carry_NNNNN.npz`` (the accumulator state of rows still open after that row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from geosr.errors import ResumeError
+from geosr.io.outputs import atomic_output
+
+
+def work_dir_for(output: Path) -> Path:
+    return output.with_name(output.name + ".geosr-work")
+
+
+class Journal:
+    """Finished window rows of one job, and where their files are."""
+
+    def __init__(self, folder: Path, fingerprint: dict) -> None:
+        self.folder = folder
+        self.fingerprint = fingerprint
+        self.rows: list[dict] = []
+
+    @classmethod
+    def start(cls, output: Path, fingerprint: dict, *, resume: bool) -> "Journal":
+        """Open the job's journal: continue a matching one when ``resume``, else start afresh."""
+        folder = work_dir_for(output)
+        job = folder / "job.json"
+        if resume and job.exists():
+            try:
+                recorded = json.loads(job.read_text())
+            except ValueError as exc:
+                raise ResumeError(f"{job}: the journal is unreadable; run again without --resume") from exc
+            if recorded != fingerprint:
+                raise ResumeError(
+                    f"{output}: the unfinished job there was started with other inputs or options; "
+                    "run again without --resume to start over"
+                )
+            journal = cls(folder, fingerprint)
+            journal._load()
+            return journal
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        with atomic_output(job) as tmp:
+            tmp.write_text(json.dumps(fingerprint, sort_keys=True))
+        return cls(folder, fingerprint)
+
+    def _load(self) -> None:
+        path = self.folder / "journal.jsonl"
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            try:
+                self.rows.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line: the row it describes is redone
+
+    @property
+    def done(self) -> int:
+        """Number of window rows finished."""
+        return len(self.rows)
+
+    def chunk_path(self, row: int) -> Path:
+        return self.folder / f"chunk_{row:05d}.tif"
+
+    def chunks(self) -> list[tuple[Path, int]]:
+        """(chunk file, first HR row) of every finished row that produced rows."""
+        return [(self.folder / e["chunk"], e["hr_row"]) for e in self.rows if e.get("chunk")]
+
+    def _carry_path(self, row: int) -> Path:
+        return self.folder / f"carry_{row:05d}.npz"
+
+    def load_carry(self) -> dict[str, np.ndarray] | None:
+        """The accumulator state saved with the last finished row (None before the first)."""
+        if not self.rows:
+            return None
+        path = self._carry_path(self.done - 1)
+        if not path.exists():
+            raise ResumeError(f"{path}: is missing; run again without --resume to start over")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def commit(self, row: int, hr_row: int, has_chunk: bool, carry: dict[str, np.ndarray]) -> None:
+        """Record window row ``row`` as finished; its chunk must already be on disk."""
+        with atomic_output(self._carry_path(row)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **carry)
+        entry = {"row": row, "hr_row": hr_row, "chunk": self.chunk_path(row).name if has_chunk else None}
+        with open(self.folder / "journal.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.rows.append(entry)
+        self._carry_path(row - 1).unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

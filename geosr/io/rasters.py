@@ -1,0 +1,167 @@
+"""Inspecting rasters and reading windows of them (rasterio; no torch)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
+from geosr.tiling.grid import Grid
+
+# Default RGB band names by sensor, matched against band descriptions (case-insensitive, whole names).
+RGB_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("B04", "B03", "B02"),  # Sentinel-2
+    ("B4", "B3", "B2"),  # Sentinel-2 short form, Landsat 8/9
+    ("red", "green", "blue"),
+    ("r", "g", "b"),
+)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What geosr needs to know about an input raster."""
+
+    path: str
+    grid: Grid
+    count: int
+    dtypes: tuple[str, ...]
+    nodata: float | None
+    descriptions: tuple[str | None, ...]
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    colorinterp: tuple[str, ...]
+    has_mask: bool  # an internal/external mask or an alpha band, not a nodata value
+    driver: str
+
+    @property
+    def dtype(self) -> str:
+        return self.dtypes[0]
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster for reading, turning every failure into one clear sentence naming the file."""
+    p = str(path)
+    if not Path(p).exists() and not re.match(r"^(/vsi|https?://|s3://)", p):
+        raise InputNotFoundError(f"{p}: no such file")
+    if Path(p).is_dir():
+        raise NotARasterError(f"{p}: is a folder, not a raster file")
+    try:
+        return rasterio.open(p)
+    except RasterioIOError as exc:
+        reason = str(exc).split("\n")[0]
+        if "not recognized as" in reason or "not a supported file format" in reason:
+            raise NotARasterError(f"{p}: not a raster GDAL can read") from exc
+        raise NotARasterError(f"{p}: cannot be read as a raster ({reason.rstrip('.')})") from exc
+
+
+def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) -> RasterInfo:
+    """Read a raster's metadata (no pixels), checking that it is georeferenced."""
+    p = str(path)
+    with open_raster(p) as ds:
+        if require_crs and ds.crs is None:
+            raise NoCRSError(f"{p}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
+        if require_crs and ds.transform.is_identity:
+            raise NoCRSError(f"{p}: has no geotransform (pixel positions are not georeferenced)")
+        if ds.count < 1 or ds.width < 1 or ds.height < 1:
+            raise NotARasterError(f"{p}: holds no pixels")
+        flags = ds.mask_flag_enums
+        has_mask = any(
+            rasterio.enums.MaskFlags.per_dataset in f or rasterio.enums.MaskFlags.alpha in f for f in flags
+        )
+        return RasterInfo(
+            path=p,
+            grid=Grid(ds.crs, ds.transform, ds.width, ds.height),
+            count=ds.count,
+            dtypes=tuple(ds.dtypes),
+            nodata=ds.nodata,
+            descriptions=tuple(ds.descriptions),
+            scales=tuple(ds.scales),
+            offsets=tuple(ds.offsets),
+            colorinterp=tuple(ci.name for ci in ds.colorinterp),
+            has_mask=has_mask,
+            driver=ds.driver,
+        )
+
+
+def default_bands(info: RasterInfo) -> tuple[int, ...]:
+    """1-based band indexes to use by default: RGB by band description or colour interpretation, else all.
+
+    Sentinel-2 B4,B3,B2 (or B04,B03,B02), Landsat B4,B3,B2, or bands called red/green/blue; otherwise the
+    bands GDAL marks red/green/blue; otherwise every band (alpha bands excluded).
+    """
+    names = [(d or "").strip().lower() for d in info.descriptions]
+    for triple in RGB_NAMES:
+        idx = []
+        for want in triple:
+            hits = [i for i, n in enumerate(names) if n == want.lower() or n.split()[0:1] == [want.lower()]]
+            if not hits:
+                break
+            idx.append(hits[0] + 1)
+        if len(idx) == 3:
+            return tuple(idx)
+    ci = [c.lower() for c in info.colorinterp]
+    if all(c in ci for c in ("red", "green", "blue")):
+        return (ci.index("red") + 1, ci.index("green") + 1, ci.index("blue") + 1)
+    return tuple(i + 1 for i, c in enumerate(ci) if c != "alpha")
+
+
+def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
+    """Band selection from ``--bands`` ("4,3,2" or description names like "B04,B03,B02"), else the default."""
+    if spec is None or not spec.strip():
+        return default_bands(info)
+    out: list[int] = []
+    names = [(d or "").strip().lower() for d in info.descriptions]
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token.isdigit():
+            b = int(token)
+        elif token.lower() in names:
+            b = names.index(token.lower()) + 1
+        else:
+            raise BandError(f"{info.path}: has no band {token!r} (it has {info.count} bands: {_band_list(info)})")
+        if not 1 <= b <= info.count:
+            raise BandError(f"{info.path}: has no band {b} (it has {info.count} bands)")
+        out.append(b)
+    if not out:
+        raise BandError(f"{info.path}: --bands {spec!r} selects no band")
+    return tuple(out)
+
+
+def _band_list(info: RasterInfo) -> str:
+    return ", ".join(f"{i + 1}={d}" if d else str(i + 1) for i, d in enumerate(info.descriptions))
+
+
+def read_window(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``bands`` in ``window`` (clipped to the dataset) as float64 in physical units, and validity.
+
+    Physical units apply the bands' scale/offset. Validity is False where the dataset mask, the nodata
+    value or a NaN says there is no data (a pixel is valid only if all selected bands are).
+    """
+    data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
+    valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
+    if ds.nodata is not None and not math.isnan(ds.nodata):
+        valid &= ~(data == ds.nodata).any(axis=0)
+    valid &= np.isfinite(data).all(axis=0)
+    scales = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
+    offsets = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
+    return data * scales + offsets, valid
+
+
+def _has_any_mask(ds: rasterio.DatasetReader) -> bool:
+    flags = ds.mask_flag_enums
+    return any(rasterio.enums.MaskFlags.all_valid not in f for f in flags)

@@ -1,0 +1,132 @@
+"""Writing GeoTIFFs: row-band chunks, a stitched tiled GeoTIFF, and the final COG renamed into place.
+
+Every file is complete on disk before anything refers to it: chunks are written under a temporary name
+and renamed; the COG is made by GDAL's COG driver from the stitched file and renamed onto the target.
+No timestamps are written, so the same pixels give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window
+
+from geosr.io.outputs import atomic_output, temp_path_beside
+from geosr.tiling.grid import Grid
+
+
+@dataclass(frozen=True)
+class OutputMeta:
+    """Everything about the output but its pixels."""
+
+    dtype: str
+    count: int
+    nodata: float | None = None
+    write_mask: bool = False  # a GDAL mask band instead of (or besides) a nodata value
+    descriptions: tuple[str | None, ...] = ()
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    colorinterp: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    colormap: dict[int, tuple[int, int, int, int]] | None = None
+    compress: str = "DEFLATE"
+    blocksize: int = 512
+    overview_resampling: str = "average"
+
+
+def _profile(meta: OutputMeta, grid: Grid, *, compress: str, blocksize: int) -> dict:
+    bs = max(16, min(blocksize, 1 << max(4, (max(grid.width, grid.height) - 1).bit_length())))
+    bs -= bs % 16
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": meta.count,
+        "dtype": meta.dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "tiled": True,
+        "blockxsize": bs,
+        "blockysize": bs,
+        "compress": compress,
+        "interleave": "pixel" if meta.count > 1 else "band",
+        "BIGTIFF": "IF_SAFER",
+    }
+    if meta.nodata is not None:
+        profile["nodata"] = meta.nodata
+    return profile
+
+
+def _apply_meta(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
+    for i, d in enumerate(meta.descriptions[: meta.count]):
+        if d:
+            dst.set_band_description(i + 1, d)
+    if meta.scales:
+        dst.scales = meta.scales
+    if meta.offsets:
+        dst.offsets = meta.offsets
+    if meta.colorinterp:
+        dst.colorinterp = [ColorInterp[c] for c in meta.colorinterp]
+    if meta.tags:
+        dst.update_tags(**meta.tags)
+    if meta.colormap:
+        dst.write_colormap(1, meta.colormap)
+
+
+def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Grid, meta: OutputMeta) -> None:
+    """Write one finished row band (count, h, w) as a small tiled GeoTIFF, atomically."""
+    with atomic_output(path) as tmp:
+        profile = _profile(meta, grid, compress="DEFLATE", blocksize=256)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            if meta.write_mask and valid is not None:
+                dst.write_mask(valid.astype(np.uint8) * 255)
+
+
+def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path) -> None:
+    """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time."""
+    profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        _apply_meta(dst, meta)
+        for path, row in chunks:
+            with rasterio.open(path) as src:
+                win = Window(0, row, src.width, src.height)
+                dst.write(src.read(), window=win)
+                if meta.write_mask:
+                    dst.write_mask(src.read_masks(1), window=win)
+
+
+def to_cog(src_path: Path, final: Path, meta: OutputMeta) -> None:
+    """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``."""
+    with atomic_output(final) as tmp:
+        rasterio.shutil.copy(
+            str(src_path),
+            str(tmp),
+            driver="COG",
+            COMPRESS=meta.compress,
+            PREDICTOR="YES" if meta.compress.upper() in ("DEFLATE", "LZW", "ZSTD") else "NO",
+            BLOCKSIZE=str(meta.blocksize),
+            OVERVIEW_RESAMPLING=meta.overview_resampling.upper(),
+            BIGTIFF="IF_SAFER",
+        )
+
+
+def write_cog(final: str | os.PathLike[str], data: np.ndarray, grid: Grid, meta: OutputMeta) -> None:
+    """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically)."""
+    final = Path(final)
+    stage = temp_path_beside(final, ".stage.tif")
+    try:
+        profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
+        with rasterio.open(stage, "w", **profile) as dst:
+            _apply_meta(dst, meta)
+            dst.write(data)
+        to_cog(stage, final, meta)
+    finally:
+        stage.unlink(missing_ok=True)

@@ -1,0 +1,37 @@
+"""Classical back-ends behind the model interface: bicubic, Lanczos and reference paste."""
+
+from __future__ import annotations
+
+import torch
+
+from geosr.models.interface import ConditionBatch
+from geosr.models.resample import kernel_halo, upsample
+
+
+class KernelUpsampler:
+    """Plain interpolation of the LR (the reference, mask and map are ignored)."""
+
+    scales: tuple[int, ...] = ()
+    bands: int | None = None
+
+    def __init__(self, kind: str) -> None:
+        self.name = kind
+        self.kind = kind
+        self.halo = kernel_halo(kind)
+
+    def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
+        return upsample(batch.lr, batch.scale, self.kind)
+
+
+class ReferencePaste:
+    """The harmonized reference where it is valid and unchanged, bicubic of the LR elsewhere."""
+
+    name = "reference-paste"
+    scales: tuple[int, ...] = ()
+    bands: int | None = None
+    halo = kernel_halo("bicubic")
+
+    def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
+        base = upsample(batch.lr, batch.scale, "bicubic")
+        use_ref = (batch.ref_valid > 0.5) & (batch.changed < 0.5)
+        return torch.where(use_ref, batch.ref, base)

@@ -1,0 +1,78 @@
+"""The model interface the pipeline talks to: a batch of window stacks in, HR windows out.
+
+All tensors are in the normalized model space (see docs/data-contract.md): the LR is stretched per scene
+to roughly [-1, 1], the reference is harmonized to the LR and then stretched the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class ConditionBatch:
+    """The conditioning stack of ``B`` windows.
+
+    ``halo`` extra LR pixels of context surround every window on all sides (the model's own need); HR
+    tensors cover the same padded extent, so ``H = (h + 2*halo) * scale``. Pixels outside the scene are
+    filled (LR: edge-replicated; reference: 0 with ``ref_valid`` 0).
+
+    lr          (B, C, h', w')  float32, LR in model space, invalid pixels filled with 0
+    lr_valid    (B, 1, h', w')  float32, 1 where the LR has data
+    ref         (B, C, H, W)    float32, harmonized reference in model space, 0 where invalid
+    ref_valid   (B, 1, H, W)    float32, 1 where the reference has data (all 0 when there is none)
+    change      (B, 1, H, W)    int64, change class ids of the change table (0.. n_change_classes-1)
+    changed     (B, 1, H, W)    float32, 1 where the change table calls the class "changed"
+    map         (B, 1, H, W)    int64, map class ids (0.. n_map_classes-1), or None without a map
+    offsets     (B, 2)          int64, global HR (row, col) of each stack's top-left pixel in the scene
+    """
+
+    lr: torch.Tensor
+    lr_valid: torch.Tensor
+    ref: torch.Tensor
+    ref_valid: torch.Tensor
+    change: torch.Tensor
+    changed: torch.Tensor
+    map: torch.Tensor | None
+    offsets: torch.Tensor
+    scale: int
+    halo: int
+    n_change_classes: int = 2
+    n_map_classes: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.lr.shape[0])
+
+    def to(self, device: torch.device | str) -> "ConditionBatch":
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return replace(
+            self,
+            lr=move(self.lr),
+            lr_valid=move(self.lr_valid),
+            ref=move(self.ref),
+            ref_valid=move(self.ref_valid),
+            change=move(self.change),
+            changed=move(self.changed),
+            map=move(self.map),
+            offsets=move(self.offsets),
+        )
+
+
+@runtime_checkable
+class SuperResolver(Protocol):
+    """What ``geosr upscale --model`` runs. Deterministic for a given seed and window position."""
+
+    name: str
+    scales: tuple[int, ...]  # supported scale factors; empty: any
+    bands: int | None  # number of bands it takes; None: any
+    halo: int  # LR pixels of context it needs around every window
+
+    def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
+        """Return (B, C, H, W) HR windows in model space covering the padded extent of ``batch``."""
+        ...

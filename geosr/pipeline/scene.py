@@ -1,0 +1,225 @@
+"""One scene's inputs, opened and checked once, and the per-window conditioning stacks read from them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from geosr.conditioning.changes import BINARY, ClassTable, check_mask_values
+from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch
+from geosr.conditioning.reference import (
+    GridReader,
+    Harmonization,
+    check_overlap,
+    fit_harmonization,
+    source_is_finer,
+)
+from geosr.errors import BandError, ClassTableError
+from geosr.io.rasters import RasterInfo, default_bands, inspect_raster, open_raster, parse_bands, read_window
+from geosr.tiling.grid import Grid
+from geosr.tiling.windows import PlannedWindow
+
+FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels
+
+
+@dataclass
+class WindowStack:
+    """The numpy conditioning stack of one window (see geosr.models.interface.ConditionBatch)."""
+
+    lr: np.ndarray  # (C, h', w') float32 model space, invalid filled with 0
+    lr_valid: np.ndarray  # (h', w') bool
+    ref: np.ndarray  # (C, H, W) float32 model space, 0 where invalid
+    ref_valid: np.ndarray  # (H, W) bool
+    change: np.ndarray  # (H, W) int64 class index
+    changed: np.ndarray  # (H, W) bool
+    map: np.ndarray | None  # (H, W) int64 class index
+    offset: tuple[int, int]  # global HR (row, col) of the stack's top-left
+
+
+@dataclass
+class Scene:
+    """Everything opened for one upscale job. Use as a context manager."""
+
+    lr_info: RasterInfo
+    bands: tuple[int, ...]
+    area: Window  # the LR window processed (scene or AOI)
+    scale: int
+    hr: Grid  # output grid
+    stretch: Stretch
+    ref_info: RasterInfo | None = None
+    ref_bands: tuple[int, ...] = ()
+    harmonization: Harmonization | None = None
+    ref_coverage: float = 0.0
+    cd_info: RasterInfo | None = None
+    cd_table: ClassTable | None = None
+    map_info: RasterInfo | None = None
+    n_map_classes: int = 0
+    _open: list = field(default_factory=list)
+
+    # ---- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        lr: str,
+        *,
+        scale: int,
+        hr: Grid,
+        area: Window,
+        bands: str | None = None,
+        ref: str | None = None,
+        ref_bands: str | None = None,
+        cd: str | None = None,
+        cd_table: ClassTable | None = None,
+        map: str | None = None,
+    ) -> "Scene":
+        lr_info = inspect_raster(lr)
+        sel = parse_bands(bands, lr_info)
+        lr_ds = open_raster(lr)
+        scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()))
+        scene._open.append(lr_ds)
+        scene.lr_ds = lr_ds
+        try:
+            scene.stretch = fit_stretch(lr_ds, sel, area)
+            if ref is not None:
+                scene._open_reference(ref, ref_bands)
+            if cd is not None:
+                scene._open_change(cd, cd_table)
+            if map is not None:
+                scene._open_map(map)
+            if ref is not None:
+                scene._fit_harmonization()
+        except BaseException:
+            scene.close()
+            raise
+        return scene
+
+    def _open_reference(self, path: str, ref_bands: str | None) -> None:
+        info = inspect_raster(path)
+        sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
+        if len(sel) != len(self.bands):
+            raise BandError(
+                f"{path}: the reference gives {len(sel)} bands but the LR gives {len(self.bands)} "
+                "(choose matching bands with --ref-bands / --bands)"
+            )
+        ds = open_raster(path)
+        self._open.append(ds)
+        self.ref_coverage = check_overlap(ds, self.hr, "reference")
+        self.ref_info, self.ref_bands = info, sel
+        self.ref_reader = GridReader(ds, self.hr, sel)
+        self._open.append(self.ref_reader)
+        self.ref_ds = ds
+
+    def _open_change(self, path: str, table: ClassTable | None) -> None:
+        info = inspect_raster(path)
+        if not np.issubdtype(np.dtype(info.dtype), np.integer):
+            raise ClassTableError(f"{path}: a change mask must hold whole class values, not {info.dtype}")
+        ds = open_raster(path)
+        self._open.append(ds)
+        check_overlap(ds, self.hr, "change mask")
+        self.cd_table = table or BINARY
+        check_mask_values(ds, self.cd_table)
+        self.cd_info = info
+        self.cd_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
+        self._open.append(self.cd_reader)
+        self._cd_index, self._cd_changed = self.cd_table.lut(int(np.iinfo(np.dtype(info.dtype)).max))
+
+    def _open_map(self, path: str) -> None:
+        info = inspect_raster(path)
+        if not np.issubdtype(np.dtype(info.dtype), np.integer):
+            raise ClassTableError(f"{path}: a map must hold whole class values, not {info.dtype}")
+        ds = open_raster(path)
+        self._open.append(ds)
+        check_overlap(ds, self.hr, "map")
+        names = ds.tags().get("GEOSR_MAP_CLASSES")
+        if names:
+            self.n_map_classes = len(json.loads(names))
+        else:
+            self.n_map_classes = int(max(int(np.max(ds.read(1, window=w))) for _, w in ds.block_windows(1))) + 1
+        self.map_info = info
+        self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
+        self._open.append(self.map_reader)
+
+    def _fit_harmonization(self) -> None:
+        """Reference -> LR per-band linear fit on the LR grid (average of the reference), unchanged pixels."""
+        lr_grid = self.lr_info.grid.subgrid(self.area)
+        f = max(1.0, max(self.area.width, self.area.height) / FIT_SIDE)
+        shape = (max(1, round(self.area.height / f)), max(1, round(self.area.width / f)))
+        lr, lr_valid = decimated_read(self.lr_ds, self.bands, self.area, side=FIT_SIDE)
+        ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average)
+        try:
+            ref, ref_valid = ref_lr.read(Window(0, 0, lr_grid.width, lr_grid.height), out_shape=shape)
+        finally:
+            ref_lr.close()
+        usable = ref_valid
+        if self.cd_info is not None:
+            cd_lr = GridReader(self.cd_reader.ds, lr_grid, (1,), Resampling.mode)
+            try:
+                raw, cd_valid = cd_lr.read(Window(0, 0, lr_grid.width, lr_grid.height), out_shape=shape)
+            finally:
+                cd_lr.close()
+            values = np.clip(np.rint(raw[0]).astype(np.int64), 0, len(self._cd_changed) - 1)
+            usable = usable & cd_valid & ~self._cd_changed[values]
+        self.harmonization = fit_harmonization(lr, lr_valid, ref, usable)
+
+    def close(self) -> None:
+        for obj in reversed(self._open):
+            obj.close()
+        self._open.clear()
+
+    def __enter__(self) -> "Scene":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- reading windows -----------------------------------------------------------------------------------
+    def read_stack(self, win: PlannedWindow, halo: int) -> WindowStack:
+        """The conditioning stack of one planned window with ``halo`` LR pixels of context on every side."""
+        s = self.scale
+        c0, r0 = win.col_off - halo, win.row_off - halo
+        w, h = win.width + 2 * halo, win.height + 2 * halo
+        lr, lr_valid = self._read_lr(c0, r0, w, h)
+        hr_win = Window(c0 * s, r0 * s, w * s, h * s)
+        H, W = h * s, w * s
+        if self.ref_info is not None:
+            phys, ref_valid = self.ref_reader.read(hr_win)
+            ref = np.where(ref_valid, self.stretch.forward(self.harmonization.apply(phys)), 0.0).astype(np.float32)
+        else:
+            ref, ref_valid = np.zeros((len(self.bands), H, W), np.float32), np.zeros((H, W), bool)
+        if self.cd_info is not None:
+            values, cd_valid = self.cd_reader.read_values(hr_win)
+            values = np.clip(values, 0, len(self._cd_index) - 1)
+            change = np.where(cd_valid, self._cd_index[values], self.cd_table.unknown_index)
+            changed = np.where(cd_valid, self._cd_changed[values], True)
+        else:
+            change, changed = np.zeros((H, W), np.int64), np.zeros((H, W), bool)
+        map_ = None
+        if self.map_info is not None:
+            values, m_valid = self.map_reader.read_values(hr_win)
+            map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
+        offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
+        return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)
+
+    def _read_lr(self, c0: int, r0: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do)."""
+        W, H = self.lr_info.grid.width, self.lr_info.grid.height
+        gc0, gr0 = int(self.area.col_off) + c0, int(self.area.row_off) + r0
+        cc0, rr0 = max(0, gc0), max(0, gr0)
+        cc1, rr1 = min(W, gc0 + w), min(H, gr0 + h)
+        phys, valid = read_window(self.lr_ds, self.bands, Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+        pad = ((rr0 - gr0, gr0 + h - rr1), (cc0 - gc0, gc0 + w - cc1))
+        model = np.where(valid, self.stretch.forward(phys), 0.0).astype(np.float32)
+        model = np.pad(model, ((0, 0), *pad), mode="edge")
+        valid = np.pad(valid, pad, mode="edge")
+        return model, valid
+
+
+def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
+    """Nearest for class rasters on a grid as fine or finer; mode when the class raster is finer."""
+    return Resampling.mode if source_is_finer(ds, grid) else Resampling.nearest
+

@@ -1,0 +1,41 @@
+"""The only crossing between numpy window stacks and torch condition batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from geosr.models.interface import ConditionBatch
+from geosr.pipeline.scene import WindowStack
+
+
+def to_batch(
+    stacks: list[WindowStack], *, scale: int, halo: int, n_change_classes: int, n_map_classes: int
+) -> ConditionBatch:
+    """Stack numpy window stacks (all of one size) into a ConditionBatch on the CPU."""
+
+    def cat(name: str, dtype: torch.dtype, channel: bool) -> torch.Tensor:
+        arrays = [getattr(s, name) for s in stacks]
+        t = torch.from_numpy(np.stack(arrays))
+        return (t.unsqueeze(1) if channel else t).to(dtype)
+
+    has_map = stacks[0].map is not None
+    return ConditionBatch(
+        lr=cat("lr", torch.float32, False),
+        lr_valid=cat("lr_valid", torch.float32, True),
+        ref=cat("ref", torch.float32, False),
+        ref_valid=cat("ref_valid", torch.float32, True),
+        change=cat("change", torch.int64, True),
+        changed=cat("changed", torch.float32, True),
+        map=cat("map", torch.int64, True) if has_map else None,
+        offsets=torch.tensor([s.offset for s in stacks], dtype=torch.int64),
+        scale=scale,
+        halo=halo,
+        n_change_classes=n_change_classes,
+        n_map_classes=n_map_classes,
+    )
+
+
+def from_output(t: torch.Tensor) -> np.ndarray:
+    """Model output (B, C, H, W) to a float32 numpy array on the CPU."""
+    return t.detach().to("cpu", torch.float32).numpy()

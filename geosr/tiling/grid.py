@@ -1,0 +1,75 @@
+"""Grids: a CRS, an affine transform and a size. The HR grid is the LR grid refined by the scale, exactly."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from geosr.errors import NoOverlapError, OptionError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, transform (of the top-left corner) and size in pixels."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the grid in its CRS (north-up or not)."""
+        xs, ys = [], []
+        for col, row in ((0, 0), (self.width, 0), (0, self.height), (self.width, self.height)):
+            x, y = self.transform * (col, row)
+            xs.append(x)
+            ys.append(y)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) as positive numbers."""
+        return (math.hypot(self.transform.a, self.transform.d), math.hypot(self.transform.b, self.transform.e))
+
+    def refined(self, scale: int) -> "Grid":
+        """The grid ``scale`` times finer over the same footprint: ``transform * Affine.scale(1/scale)``."""
+        return Grid(self.crs, self.transform * Affine.scale(1.0 / scale), self.width * scale, self.height * scale)
+
+    def subgrid(self, window: Window) -> "Grid":
+        """The grid of an integer pixel window of this grid (which may reach outside it)."""
+        col, row = int(window.col_off), int(window.row_off)
+        return Grid(self.crs, self.transform * Affine.translation(col, row), int(window.width), int(window.height))
+
+    def window_of_bounds(self, bounds: tuple[float, float, float, float]) -> Window:
+        """The smallest whole-pixel window of this grid covering ``bounds`` (same CRS), clipped to the grid.
+
+        Raises NoOverlapError when the bounds and the grid do not overlap.
+        """
+        inv = ~self.transform
+        left, bottom, right, top = bounds
+        cols, rows = [], []
+        for x, y in ((left, bottom), (left, top), (right, bottom), (right, top)):
+            c, r = inv * (x, y)
+            cols.append(c)
+            rows.append(r)
+        eps = 1e-6  # tolerate floating-point noise on pixel edges
+        c0 = max(0, math.floor(min(cols) + eps))
+        r0 = max(0, math.floor(min(rows) + eps))
+        c1 = min(self.width, math.ceil(max(cols) - eps))
+        r1 = min(self.height, math.ceil(max(rows) - eps))
+        if c1 <= c0 or r1 <= r0:
+            raise NoOverlapError("the area of interest does not overlap the scene")
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def hr_grid(lr: Grid, scale: int, aoi: Window | None = None) -> tuple[Grid, Window]:
+    """The output grid for ``lr`` at ``scale`` and the LR window it covers (the whole scene or the AOI's)."""
+    if scale < 1 or int(scale) != scale:
+        raise OptionError(f"the scale factor must be a positive whole number, not {scale}")
+    window = aoi if aoi is not None else Window(0, 0, lr.width, lr.height)
+    return lr.subgrid(window).refined(int(scale)), window
