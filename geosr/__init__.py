@@ -1,1 +1,37 @@
+"""geosr: change-aware super-resolution of georeferenced satellite scenes.
+
+The public API mirrors the command line. Importing ``geosr`` loads neither torch nor GDAL; each function
+imports what it needs on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
 from geosr._version import __version__
+
+_API = {
+    "upscale": ("geosr.pipeline.upscale", "upscale"),
+    "UpscaleResult": ("geosr.pipeline.upscale", "UpscaleResult"),
+    "describe": ("geosr.io.describe", "describe"),
+    "sample_paths": ("geosr.sample", "sample_paths"),
+    "copy_sample": ("geosr.sample", "copy_sample"),
+    "load_model": ("geosr.models.registry", "load_model"),
+    "available_models": ("geosr.models.registry", "available_models"),
+    "TilingConfig": ("geosr.config", "TilingConfig"),
+    "SamplerConfig": ("geosr.config", "SamplerConfig"),
+    "OutputConfig": ("geosr.config", "OutputConfig"),
+    "DeviceConfig": ("geosr.config", "DeviceConfig"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attr = _API[name]
+        value = getattr(import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geosr' has no attribute {name!r}")

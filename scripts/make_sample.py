@@ -47,7 +47,7 @@ def main(src: Path) -> None:
     lr = new.reshape(c, h // FACTOR, FACTOR, w // FACTOR, FACTOR).astype(np.float64).mean(axis=(2, 4))
     lr = np.rint(lr).astype(np.uint8)
     lr_profile = dict(profile, width=w // FACTOR, height=h // FACTOR,
-                      transform=profile["transform"] * Affine.scale(FACTOR))
+                      transform=profile["transform"] @ Affine.scale(FACTOR))
     write(OUT / "taizhou_2003_lr240m.tif", lr, lr_profile, NAMES,
           {"SOURCE": credit + "; 2003 scene, 8x8 box-averaged to 240 m", "TM_BANDS": "3,2,1"})
     write(OUT / "taizhou_2000_ref30m.tif", old, profile, NAMES,

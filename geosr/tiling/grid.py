@@ -26,7 +26,7 @@ class Grid:
         """(left, bottom, right, top) of the grid in its CRS (north-up or not)."""
         xs, ys = [], []
         for col, row in ((0, 0), (self.width, 0), (0, self.height), (self.width, self.height)):
-            x, y = self.transform * (col, row)
+            x, y = self.transform @ (col, row)
             xs.append(x)
             ys.append(y)
         return (min(xs), min(ys), max(xs), max(ys))
@@ -37,13 +37,13 @@ class Grid:
         return (math.hypot(self.transform.a, self.transform.d), math.hypot(self.transform.b, self.transform.e))
 
     def refined(self, scale: int) -> "Grid":
-        """The grid ``scale`` times finer over the same footprint: ``transform * Affine.scale(1/scale)``."""
-        return Grid(self.crs, self.transform * Affine.scale(1.0 / scale), self.width * scale, self.height * scale)
+        """The grid ``scale`` times finer over the same footprint: ``transform @ Affine.scale(1/scale)``."""
+        return Grid(self.crs, self.transform @ Affine.scale(1.0 / scale), self.width * scale, self.height * scale)
 
     def subgrid(self, window: Window) -> "Grid":
         """The grid of an integer pixel window of this grid (which may reach outside it)."""
         col, row = int(window.col_off), int(window.row_off)
-        return Grid(self.crs, self.transform * Affine.translation(col, row), int(window.width), int(window.height))
+        return Grid(self.crs, self.transform @ Affine.translation(col, row), int(window.width), int(window.height))
 
     def window_of_bounds(self, bounds: tuple[float, float, float, float]) -> Window:
         """The smallest whole-pixel window of this grid covering ``bounds`` (same CRS), clipped to the grid.
@@ -54,7 +54,7 @@ class Grid:
         left, bottom, right, top = bounds
         cols, rows = [], []
         for x, y in ((left, bottom), (left, top), (right, bottom), (right, top)):
-            c, r = inv * (x, y)
+            c, r = inv @ (x, y)
             cols.append(c)
             rows.append(r)
         eps = 1e-6  # tolerate floating-point noise on pixel edges

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up geosr and run its tests (the realdata suite runs too when ../shared/data exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest -q "$@"

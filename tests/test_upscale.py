@@ -1,0 +1,240 @@
+"""The upscale pipeline end to end with the classical back-ends on generated rasters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rasterio.crs import CRS
+from rasterio.warp import reproject, Resampling
+from rio_cogeo.cogeo import cog_validate
+
+from conftest import make_raster, smooth_field
+from geosr.config import OutputConfig, TilingConfig
+from geosr.models.resample import upsample
+from geosr.pipeline.upscale import upscale
+
+CRSS = ["EPSG:32633", "EPSG:32718", "EPSG:4326", "EPSG:3857", "EPSG:3035", "EPSG:2154", "EPSG:27700"]
+
+
+def _res_for(crs: str) -> float:
+    return 1e-4 if crs == "EPSG:4326" else 10.0
+
+
+def whole_image(data: np.ndarray, scale: int, kind: str = "bicubic") -> np.ndarray:
+    return upsample(torch.from_numpy(data.astype(np.float32))[None], scale, kind)[0].double().numpy()
+
+
+def test_sample_scene_with_reference_paste(tmp_path):
+    from geosr.sample import sample_paths
+
+    s = sample_paths()
+    out = tmp_path / "sr.tif"
+    r = upscale(s["lr"], ref=s["ref"], cd=s["cd"], scale=8, model="reference-paste", output=out)
+    with rasterio.open(out) as ds, rasterio.open(s["truth"]) as truth, rasterio.open(s["ref"]) as ref:
+        assert ds.crs == truth.crs and ds.transform.almost_equals(truth.transform, 1e-9)
+        assert (ds.width, ds.height, ds.count, ds.dtypes[0]) == (truth.width, truth.height, 3, "uint8")
+        sr, ref_px = ds.read().astype(float), ref.read().astype(float)
+        with rasterio.open(s["cd"]) as cd:
+            changed = cd.read(1) > 0
+    assert r.windows == 4 and r.width == 400
+    # where unchanged, the output is the harmonized reference: a per-band linear map of it
+    for b in range(3):
+        x, y = ref_px[b][~changed], sr[b][~changed]
+        assert np.corrcoef(x, y)[0, 1] > 0.99
+    # where changed it is not the reference
+    assert np.abs(sr[:, changed] - ref_px[:, changed]).mean() > 3
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    crs=st.sampled_from(CRSS),
+    w=st.integers(1, 41),
+    h=st.integers(1, 41),
+    scale=st.sampled_from([2, 4, 8, 16]),
+    window=st.integers(4, 24),
+    data=st.data(),
+)
+def test_tiled_output_matches_whole_image_with_exact_grid(tmp_path_factory, crs, w, h, scale, window, data):
+    overlap = data.draw(st.integers(0, window - 1))
+    kind = data.draw(st.sampled_from(["bicubic", "lanczos"]))
+    res = _res_for(crs)
+    x0 = data.draw(st.floats(-50, 50)) if crs == "EPSG:4326" else data.draw(st.floats(1e5, 9e5))
+    y0 = data.draw(st.floats(-40, 60)) if crs == "EPSG:4326" else data.draw(st.floats(1e6, 6e6))
+    tmp = tmp_path_factory.mktemp("prop")
+    arr = (smooth_field(2, h, w, seed=w * 100 + h) * 1000 - 200).astype(np.float32)
+    src = make_raster(tmp / "lr.tif", arr, crs=crs, transform=Affine(res, 0, x0, 0, -res * 1.5, y0))
+    out = tmp / "out.tif"
+    upscale(src, output=out, scale=scale, model=kind, tiling=TilingConfig(window=window, overlap=overlap))
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert b.crs == a.crs
+        assert (b.width, b.height) == (a.width * scale, a.height * scale)
+        assert b.transform == a.transform @ Affine.scale(1 / scale)
+        np.testing.assert_allclose(b.bounds, a.bounds, rtol=0, atol=1e-9 * max(1, abs(x0), abs(y0)))
+        got = b.read().astype(np.float64)
+    assert np.isfinite(got).all()  # every pixel covered, no NaN
+    np.testing.assert_allclose(got, whole_image(arr, scale, kind), rtol=0, atol=2e-3)
+
+
+def test_output_is_a_valid_cog_with_metadata_carried_over(tmp_path):
+    arr = (smooth_field(4, 150, 140) * 4000 + 1).astype(np.uint16)
+    src = make_raster(
+        tmp_path / "s2.tif", arr, nodata=0, descriptions=("B02", "B03", "B04", "B08"),
+        transform=Affine(10, 0, 600000, 0, -10, 5200000),
+    )
+    with rasterio.open(src, "r+") as ds:
+        ds.scales = (0.0001,) * 4
+        ds.offsets = (-0.1,) * 4
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=4)
+    valid, errors, warnings = cog_validate(str(out))
+    assert valid and not errors, (errors, warnings)
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B04", "B03", "B02")  # Sentinel-2 RGB picked by band names
+        assert ds.nodata == 0 and ds.dtypes[0] == "uint16"
+        assert ds.scales == (0.0001,) * 3 and ds.offsets == (-0.1,) * 3
+        assert ds.overviews(1), "a COG larger than a block has overviews"
+        tags = ds.tags()
+        assert tags["GEOSR_MODEL"] == "bicubic" and tags["GEOSR_SCALE"] == "4" and tags["GEOSR_SEED"] == "0"
+        assert json.loads(tags["GEOSR_INPUTS"]) == {"lr": "s2.tif"}
+        assert json.loads(tags["GEOSR_BANDS"]) == [3, 2, 1]
+        assert ds.profile["compress"] == "deflate" and ds.profile["tiled"]
+
+
+def test_same_inputs_give_identical_bytes(tmp_path):
+    src = make_raster(tmp_path / "lr.tif", (smooth_field(3, 30, 25) * 255).astype(np.uint8))
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    upscale(src, output=a, scale=4, tiling=TilingConfig(window=8, overlap=3))
+    upscale(src, output=b, scale=4, tiling=TilingConfig(window=8, overlap=3))
+    assert a.read_bytes() == b.read_bytes()
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob("*.geosr-work"))
+
+
+def test_nodata_stays_nodata_and_never_leaks(tmp_path):
+    arr = (smooth_field(3, 40, 40) * 200 + 20).astype(np.uint8)
+    arr[:, 10:15, 5:30] = 0
+    src = make_raster(tmp_path / "lr.tif", arr, nodata=0)
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=4, tiling=TilingConfig(window=16, overlap=4))
+    with rasterio.open(out) as ds:
+        got = ds.read()
+        assert ds.nodata == 0
+    hole = np.zeros((160, 160), bool)
+    hole[40:60, 20:120] = True
+    assert (got[:, hole] == 0).all()
+    assert (got[:, ~hole] != 0).all()  # valid pixels never take the nodata value
+
+
+def test_nan_pixels_become_declared_nodata_and_no_nan_elsewhere(tmp_path):
+    arr = smooth_field(2, 24, 31).astype(np.float32)
+    arr[:, 3, 4] = np.nan
+    src = make_raster(tmp_path / "lr.tif", arr)
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=2, tiling=TilingConfig(window=8, overlap=2))
+    with rasterio.open(out) as ds:
+        got = ds.read()
+        assert np.isnan(ds.nodata)
+    bad = np.isnan(got).any(axis=0)
+    expect = np.zeros((48, 62), bool)
+    expect[6:8, 8:10] = True
+    np.testing.assert_array_equal(bad, expect)
+
+
+def test_internal_mask_is_carried_as_a_mask_band(tmp_path):
+    arr = (smooth_field(3, 20, 20) * 255).astype(np.uint8)
+    src = make_raster(tmp_path / "lr.tif", arr)
+    with rasterio.open(src, "r+") as ds:
+        m = np.full((20, 20), 255, np.uint8)
+        m[:5] = 0
+        ds.write_mask(m)
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=2)
+    with rasterio.open(out) as ds:
+        mask = ds.dataset_mask()
+    assert (mask[:10] == 0).all() and (mask[10:] == 255).all()
+
+
+def _reference_in_other_crs(tmp_path, lr_arr, lr_transform, dst_crs):
+    """The LR's bicubic HR version, reprojected to another CRS and resolution, as a reference."""
+    from rasterio.transform import array_bounds
+    from rasterio.warp import calculate_default_transform
+
+    truth = whole_image(lr_arr, 4).astype(np.float32)
+    hr_t = lr_transform @ Affine.scale(1 / 4)
+    h, w = truth.shape[1:]
+    south, west, north, east = array_bounds(h, w, hr_t)[1], array_bounds(h, w, hr_t)[0], array_bounds(h, w, hr_t)[3], array_bounds(h, w, hr_t)[2]
+    t, dw, dh = calculate_default_transform("EPSG:32633", dst_crs, w, h, west, south, east, north)
+    dst = np.full((truth.shape[0], dh, dw), -1, np.float32)
+    reproject(truth, dst, src_transform=hr_t, src_crs="EPSG:32633", dst_transform=t, dst_crs=dst_crs,
+              resampling=Resampling.bilinear, dst_nodata=-1)
+    return make_raster(tmp_path / "ref.tif", dst, crs=dst_crs, transform=t, nodata=-1)
+
+
+def test_reference_in_another_crs_and_resolution_is_aligned(tmp_path):
+    t = Affine(20, 0, 500000, 0, -20, 5000000)
+    lr_arr = (smooth_field(3, 32, 32, seed=3) * 200 + 20).astype(np.float32)
+    src = make_raster(tmp_path / "lr.tif", lr_arr, transform=t)
+    ref = _reference_in_other_crs(tmp_path, lr_arr, t, "EPSG:4326")
+    out = tmp_path / "out.tif"
+    upscale(src, ref=ref, output=out, scale=4, model="reference-paste")
+    with rasterio.open(out) as ds:
+        got = ds.read().astype(float)
+    truth = whole_image(lr_arr, 4)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    # the reprojected reference lands on the right pixels (misalignment would give errors of tens)
+    assert np.abs(got[inner] - truth[inner]).mean() < 2.0
+
+
+def test_reference_covering_part_of_the_scene_falls_back_to_bicubic(tmp_path):
+    t = Affine(20, 0, 500000, 0, -20, 5000000)
+    lr_arr = (smooth_field(3, 24, 40, seed=4) * 200 + 20).astype(np.float32)
+    src = make_raster(tmp_path / "lr.tif", lr_arr, transform=t)
+    # a constant reference over the left half only
+    ref_arr = np.full((3, 96, 80), 7.0, np.float32)
+    ref = make_raster(tmp_path / "ref.tif", ref_arr, transform=Affine(5, 0, 500000, 0, -5, 5000000))
+    out = tmp_path / "out.tif"
+    upscale(src, ref=ref, output=out, scale=4, model="reference-paste", tiling=TilingConfig(window=12, overlap=4))
+    with rasterio.open(out) as ds:
+        got = ds.read().astype(float)
+    bic = whole_image(lr_arr, 4)
+    np.testing.assert_allclose(got[:, :, 84:], bic[:, :, 84:], atol=1e-3)  # no reference: bicubic
+    assert got[:, 4:-4, 4:76].std(axis=(1, 2)).max() < 1e-3  # the harmonized constant reference
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 17), (23, 1), (2, 3)])
+def test_tiny_and_one_pixel_wide_scenes(tmp_path, shape):
+    arr = (np.arange(shape[0] * shape[1] * 2).reshape(2, *shape) % 7 * 30).astype(np.uint8)
+    src = make_raster(tmp_path / "lr.tif", arr)
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=16)
+    with rasterio.open(out) as ds:
+        assert (ds.height, ds.width) == (shape[0] * 16, shape[1] * 16)
+        got = ds.read().astype(float)
+    np.testing.assert_allclose(got, np.clip(np.rint(whole_image(arr, 16)), 0, 255), atol=1)
+
+
+def test_aoi_bbox_crops_to_whole_lr_pixels(tmp_path):
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    arr = (smooth_field(3, 50, 60) * 255).astype(np.uint8)
+    src = make_raster(tmp_path / "lr.tif", arr, transform=t)
+    out = tmp_path / "out.tif"
+    r = upscale(src, output=out, scale=2, aoi="500105,4999705,500203,4999851", aoi_crs="EPSG:32633")
+    with rasterio.open(out) as ds:
+        assert ds.bounds == (500100.0, 4999700.0, 500210.0, 4999860.0)
+        assert ds.res == (5.0, 5.0)
+    assert (r.width, r.height) == (22, 32)
+
+
+def test_dry_run_writes_nothing_and_reports_the_plan(tmp_path):
+    src = make_raster(tmp_path / "lr.tif", (smooth_field(3, 100, 130) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    r = upscale(src, output=out, scale=8, dry_run=True)
+    assert r.dry_run and r.windows == 4 * 6 and (r.width, r.height) == (1040, 800)
+    assert r.output_mb == pytest.approx(1040 * 800 * 3 / 2**20)
+    assert not out.exists() and not list(tmp_path.glob("*geosr*"))
