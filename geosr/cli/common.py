@@ -49,7 +49,8 @@ def print_json(payload: dict) -> None:
 
 @contextmanager
 def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with ETA; yields ``update(done, total)``. Disabled: a no-op."""
+    """A rich progress bar with ETA; yields ``update(done, total)``. It appears at the first update, so
+    a run refused while checking its inputs prints nothing but its error."""
     if not enabled:
         yield lambda done, total: None
         return
@@ -62,10 +63,18 @@ def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, 
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task(description, total=None)
+    bar = Progress(*columns, console=err_console)
+    task = None
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(description, total=total)
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()

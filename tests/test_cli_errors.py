@@ -1,0 +1,150 @@
+"""Bad input: exit code 2, one clear sentence naming the file or option, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from affine import Affine
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def scene(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24) * 255).astype(np.uint8))
+    return tmp_path, lr
+
+
+def _case(tmp_path, lr, name):
+    """(argv, text expected in the message) for each bad-input case."""
+    out = str(tmp_path / "out.tif")
+    lr = str(lr)
+    if name == "missing-lr":
+        return ["upscale", str(tmp_path / "nope.tif"), "-o", out], "nope.tif: no such file"
+    if name == "not-a-raster":
+        (tmp_path / "notes.tif").write_text("hello, I am text")
+        return ["upscale", str(tmp_path / "notes.tif"), "-o", out], "notes.tif: not a raster"
+    if name == "corrupt-tiff":
+        data = (tmp_path / "lr.tif").read_bytes()
+        (tmp_path / "broken.tif").write_bytes(data[:200])
+        return ["upscale", str(tmp_path / "broken.tif"), "-o", out], "broken.tif"
+    if name == "folder-as-lr":
+        return ["upscale", str(tmp_path), "-o", out], "is a folder"
+    if name == "no-crs":
+        p = make_raster(tmp_path / "nocrs.tif", np.ones((3, 8, 8), np.uint8), crs=None)
+        return ["upscale", str(p), "-o", out], "nocrs.tif: has no coordinate reference system"
+    if name == "ref-missing":
+        return ["upscale", lr, "--ref", str(tmp_path / "old.tif"), "-o", out], "old.tif: no such file"
+    if name == "ref-not-overlapping":
+        p = make_raster(tmp_path / "far.tif", np.ones((3, 8, 8), np.uint8),
+                        transform=Affine(10, 0, 900000, 0, -10, 1000000))
+        return ["upscale", lr, "--ref", str(p), "-o", out], "far.tif: the reference does not overlap"
+    if name == "ref-band-count":
+        p = make_raster(tmp_path / "pan.tif", np.ones((1, 40, 48), np.uint8), transform=Affine(5, 0, 500000, 0, -5, 5000000))
+        return ["upscale", lr, "--ref", str(p), "-o", out], "pan.tif: the reference gives 1 bands but the LR gives 3"
+    if name == "unknown-band":
+        return ["upscale", lr, "--bands", "B08", "-o", out], "has no band 'B08'"
+    if name == "band-index":
+        return ["upscale", lr, "--bands", "1,9", "-o", out], "has no band 9"
+    if name == "scale":
+        return ["upscale", lr, "-x", "3", "-o", out], "-x 3"
+    if name == "output-folder-missing":
+        return ["upscale", lr, "-o", str(tmp_path / "no" / "where.tif")], "output folder"
+    if name == "output-exists":
+        (tmp_path / "out.tif").write_bytes(b"precious")
+        return ["upscale", lr, "-o", out], "already exists (use --overwrite"
+    if name == "mask-unknown-classes":
+        m = np.zeros((1, 20, 24), np.uint8)
+        m[0, 3, 3] = 7
+        p = make_raster(tmp_path / "cd.tif", m)
+        return ["upscale", lr, "--cd", str(p), "-o", out], "cd.tif: holds values 7"
+    if name == "mask-float":
+        p = make_raster(tmp_path / "cdf.tif", np.zeros((1, 20, 24), np.float32))
+        return ["upscale", lr, "--cd", str(p), "-o", out], "cdf.tif: a change mask must hold whole class values"
+    if name == "class-table-missing":
+        return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
+    if name == "overlap-too-big":
+        return ["upscale", lr, "--window", "8", "--overlap", "8", "-o", out], "overlap"
+    if name == "unknown-model":
+        return ["upscale", lr, "--model", "magic", "-o", out], "unknown model 'magic'"
+    if name == "aoi-outside":
+        return ["upscale", lr, "--aoi", "0,0,1,1", "-o", out], "--aoi 0,0,1,1: does not overlap"
+    if name == "aoi-malformed":
+        return ["upscale", lr, "--aoi", "1,2,x,4", "-o", out], "--aoi"
+    if name == "all-nodata":
+        p = make_raster(tmp_path / "empty.tif", np.zeros((3, 8, 8), np.uint8), nodata=0)
+        return ["upscale", str(p), "-o", out], "empty.tif: has no valid pixels"
+    if name == "device":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        return ["upscale", lr, "--device", "cuda", "-o", out], "--device cuda"
+    raise AssertionError(name)
+
+
+CASES = [
+    "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
+    "ref-band-count", "unknown-band", "band-index", "scale", "output-folder-missing", "output-exists",
+    "mask-unknown-classes", "mask-float", "class-table-missing", "overlap-too-big", "unknown-model",
+    "aoi-outside", "aoi-malformed", "all-nodata", "device",
+]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(scene, name):
+    tmp_path, lr = scene
+    argv, expected = _case(tmp_path, lr, name)
+    before = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    message = result.stderr.strip()
+    assert "\n" not in message and message.startswith("geosr: error:"), message
+    assert expected in message, message
+    after = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    assert after == before, "nothing may be written"
+
+
+def test_json_mode_reports_the_error_as_json(scene):
+    tmp_path, lr = scene
+    result = runner.invoke(app, ["upscale", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "o.tif"), "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc == {"ok": False, "exit_code": 2, "error": f"{tmp_path / 'nope.tif'}: no such file"}
+
+
+def test_internal_errors_exit_1(scene, monkeypatch):
+    tmp_path, lr = scene
+    import geosr.pipeline.upscale as up
+
+    def boom(*a, **k):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(up, "stitch", boom)
+    result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 1 and "internal error: RuntimeError: kaput" in result.stderr
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_success_json_summary_and_info(scene):
+    tmp_path, lr = scene
+    out = tmp_path / "o.tif"
+    result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["ok"] and doc["width"] == 48 and doc["height"] == 40 and doc["output"] == str(out)
+    result = runner.invoke(app, ["info", str(lr), str(out), "--json"])
+    info = json.loads(result.stdout)
+    assert info["files"][1]["res"] == [5.0, 5.0]
+    assert info["overlaps"][0]["covered"] == pytest.approx(1.0)
+
+
+def test_help_shows_examples():
+    result = runner.invoke(app, ["upscale", "--help"])
+    assert result.exit_code == 0 and "geosr upscale s2.tif" in result.stdout
