@@ -14,6 +14,7 @@ from geosr._version import __version__
 _API = {
     "upscale": ("geosr.pipeline.upscale", "upscale"),
     "UpscaleResult": ("geosr.pipeline.upscale", "UpscaleResult"),
+    "rasterize_osm": ("geosr.osm.api", "rasterize_osm"),
     "describe": ("geosr.io.describe", "describe"),
     "sample_paths": ("geosr.sample", "sample_paths"),
     "copy_sample": ("geosr.sample", "copy_sample"),

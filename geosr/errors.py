@@ -43,6 +43,10 @@ class ClassTableError(InputError):
     """A class raster holds values its class table does not declare, or the table itself is bad."""
 
 
+class VectorFileError(InputError):
+    """A file that cannot be read as OSM data (XML, PBF) or as a vector file."""
+
+
 class OutputExistsError(InputError, FileExistsError):
     """The output exists and --overwrite was not given."""
 

@@ -67,6 +67,11 @@ def _case(tmp_path, lr, name):
     if name == "mask-float":
         p = make_raster(tmp_path / "cdf.tif", np.zeros((1, 20, 24), np.float32))
         return ["upscale", lr, "--cd", str(p), "-o", out], "cdf.tif: a change mask must hold whole class values"
+    if name == "map-rgb":
+        p = make_raster(tmp_path / "rgbmap.tif", np.zeros((3, 20, 24), np.uint8))
+        with __import__("rasterio").open(p, "r+") as ds:
+            ds.update_tags(GEOSR_MAP_STYLE="rgb")
+        return ["upscale", lr, "--map", str(p), "-o", out], "rgbmap.tif: is a rendered (RGB) map"
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
     if name == "overlap-too-big":
@@ -92,7 +97,7 @@ def _case(tmp_path, lr, name):
 CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
     "ref-band-count", "unknown-band", "band-index", "scale", "output-folder-missing", "output-exists",
-    "mask-unknown-classes", "mask-float", "class-table-missing", "overlap-too-big", "unknown-model",
+    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "overlap-too-big", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",
 ]
 

@@ -8,6 +8,7 @@ import typer
 
 from geosr.cli.info import info
 from geosr.cli.models import models
+from geosr.cli.rasterize_osm import rasterize_osm
 from geosr.cli.sample import sample
 from geosr.cli.upscale import upscale
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("upscale")(upscale)
+app.command("rasterize-osm")(rasterize_osm)
 app.command("info")(info)
 app.command("models")(models)
 app.command("sample")(sample)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from geosr.errors import InputError
+from geosr.errors import GeoSRError, InputError
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -31,6 +31,8 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         _fail("interrupted", 130, json_out)
     except typer.Exit:
         raise
+    except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault
+        _fail(str(exc), EXIT_INTERNAL, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
 

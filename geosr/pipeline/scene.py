@@ -135,6 +135,10 @@ class Scene:
         ds = open_raster(path)
         self._open.append(ds)
         check_overlap(ds, self.hr, "map")
+        if ds.count != 1 or ds.tags().get("GEOSR_MAP_STYLE", "classes") != "classes":
+            raise ClassTableError(
+                f"{path}: is a rendered (RGB) map; --map needs a class raster (geosr rasterize-osm --style classes)"
+            )
         names = ds.tags().get("GEOSR_MAP_CLASSES")
         if names:
             self.n_map_classes = len(json.loads(names))

@@ -1,0 +1,244 @@
+"""``geosr rasterize-osm`` from the command line: success, bad inputs (exit 2), the online path offline."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from hashlib import sha1
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import typer
+from typer.testing import CliRunner
+
+from geosr.cli.rasterize_osm import rasterize_osm
+from geosr.osm.classes import DEFAULT_MAP_CLASSES
+from test_osm_docs import EXPECTED, pixel_of, scene_doc, scene_grid_raster
+
+app = typer.Typer()
+app.command("rasterize-osm")(rasterize_osm)
+
+
+@app.callback()
+def _root() -> None:
+    """A one-command app, so the command keeps its name as in geosr."""
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["rasterize-osm", *map(str, args)])
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return scene_doc().write_xml(tmp_path / "scene.osm")
+
+
+def _assert_bad_input(result, out: Path, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output  # one sentence
+    assert lines[0].startswith("geosr: error:")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]  # no partial files
+
+
+def test_help_states_the_bbox_order():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "LEFT BOTTOM RIGHT TOP" in text and "west" in text and "Examples" in text
+
+
+def test_like_with_osm_file(tmp_path, scene):
+    like = scene_grid_raster(tmp_path)
+    out = tmp_path / "map.tif"
+    result = invoke("--like", like, "--osm-file", scene, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "OpenStreetMap" in result.output
+    with rasterio.open(out) as ds:
+        cls = ds.read(1)
+    (x, y), want = EXPECTED["building (outer ring)"]
+    assert cls[pixel_of(x, y)] == want
+
+
+def test_json_summary(tmp_path, scene):
+    out = tmp_path / "map.tif"
+    result = invoke("--like", scene_grid_raster(tmp_path), "-x", "2", "--osm-file", scene, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["ok"] is True
+    assert summary["width"] == 400 and summary["classes"] == DEFAULT_MAP_CLASSES.names
+    assert summary["features"]["building"] == 2
+    assert summary["timestamp"] == "2020-01-01T00:00:00Z"
+
+
+def test_bbox_with_negative_longitudes_parses(tmp_path):
+    doc = scene_doc()
+    out = tmp_path / "empty.tif"
+    result = invoke(
+        "--bbox", "-122.30", "37.80", "-122.299", "37.801", "-r", "5", "--osm-file",
+        doc.write_xml(tmp_path / "s.osm"), "-o", out, "--allow-empty", "-q",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == ""
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32610 and ds.res == (5.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--bbox", "9.1", "50", "9.0", "50.1", "-r", "1"], ["--bbox", "inverted"]),
+        (["--bbox", "9.0", "50.1", "9.1", "50.0", "-r", "1"], ["--bbox", "inverted"]),
+        (["--bbox", "9.0", "95", "9.1", "96", "-r", "1"], ["--bbox", "latitude 95"]),
+        (["--bbox", "200", "50", "201", "50.1", "-r", "1"], ["--bbox", "longitude 200"]),
+        (["--bbox", "9.0", "50", "9.0", "50.1", "-r", "1"], ["--bbox", "empty area"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--crs", "EPSG:999999"], ["--crs", "EPSG:999999"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--crs", "not-a-crs"], ["--crs"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1"], ["--resolution"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "0"], ["--resolution"]),
+        ([], ["--bbox", "--like"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--style", "fancy"], ["--style"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--date", "1999-01-01"], ["--date", "2012"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--date", "yesterday"], ["--date"]),
+        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--timeout", "0"], ["--timeout"]),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, args, needles):
+    out = tmp_path / "map.tif"
+    _assert_bad_input(invoke(*args, "-o", out), out, *needles)
+
+
+def test_bad_files_exit_2(tmp_path, scene):
+    out = tmp_path / "map.tif"
+    like = scene_grid_raster(tmp_path)
+    garbage_osm = tmp_path / "garbage.osm"
+    garbage_osm.write_text("this is not xml <<<")
+    garbage_bz2 = tmp_path / "garbage.osm.bz2"
+    garbage_bz2.write_bytes(b"BZh9 not really bzip2")
+    garbage_pbf = tmp_path / "garbage.osm.pbf"
+    garbage_pbf.write_bytes(b"\x00\x00\x00\x0fnot a pbf at all")
+    garbage_gpkg = tmp_path / "garbage.gpkg"
+    garbage_gpkg.write_text("nope")
+    csv = tmp_path / "points.csv"
+    csv.write_text("a,b\n1,2\n")
+    not_raster = tmp_path / "like.txt"
+    not_raster.write_text("hello")
+    cases = [
+        (["--like", like, "--osm-file", tmp_path / "missing.osm"], ["missing.osm", "no such file"]),
+        (["--like", like, "--osm-file", garbage_osm], ["garbage.osm", "OSM XML"]),
+        (["--like", like, "--osm-file", garbage_bz2], ["garbage.osm.bz2"]),
+        (["--like", like, "--osm-file", garbage_pbf], ["garbage.osm.pbf", "PBF"]),
+        (["--like", like, "--osm-file", garbage_gpkg], ["garbage.gpkg"]),
+        (["--like", like, "--osm-file", csv], ["points.csv", "unsupported"]),
+        (["--like", tmp_path / "nope.tif", "--osm-file", scene], ["nope.tif", "no such file"]),
+        (["--like", not_raster, "--osm-file", scene], ["like.txt"]),
+        (["--like", like, "--osm-file", scene, "-x", "0"], ["-x"]),
+        (["--like", like, "--osm-file", scene, "--resolution", "2"], ["--resolution", "--like"]),
+        (["--like", like, "--osm-file", scene, "--classes", tmp_path / "nope.json"], ["nope.json"]),
+        (["--like", like, "--osm-file", scene, "--date", "2020-01-01"], ["--date", "--osm-file"]),
+    ]
+    for args, needles in cases:
+        _assert_bad_input(invoke(*args, "-o", out), out, *needles)
+
+
+def test_empty_area_exit_2(tmp_path, scene):
+    out = tmp_path / "map.tif"
+    result = invoke("--bbox", "10.5", "50.5", "10.501", "50.501", "-r", "1", "--osm-file", scene, "-o", out)
+    _assert_bad_input(result, out, "scene.osm", "no feature", "--allow-empty")
+
+
+def test_existing_output_is_kept(tmp_path, scene):
+    out = tmp_path / "map.tif"
+    out.write_bytes(b"precious")
+    result = invoke("--like", scene_grid_raster(tmp_path), "--osm-file", scene, "-o", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert out.read_bytes() == b"precious"
+    result = invoke("--like", scene_grid_raster(tmp_path), "--osm-file", scene, "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() != b"precious"
+
+
+# --- the online path, offline -----------------------------------------------------------------------
+def _prefill_osmnx_cache(cache: Path, polygon, tags, url: str, response: dict) -> list[Path]:
+    """Write ``response`` where osmnx 2.1 looks for the Overpass answer to this query.
+
+    osmnx (``_overpass._overpass_request``) keys its cache by the SHA-1 of the GET URL
+    ``{overpass_url}/interpreter?data=<query>`` prepared by requests, and splits big polygons into
+    several requests (``_make_overpass_polygon_coord_strs``); the query text depends on the
+    ``requests_timeout`` setting, so it is built here under the same settings geosr uses.
+    """
+    import osmnx as ox
+    import requests
+    from osmnx import _overpass
+
+    old = {k: getattr(ox.settings, k) for k in ("requests_timeout", "overpass_settings")}
+    ox.settings.requests_timeout = 180.0
+    ox.settings.overpass_settings = "[out:json][timeout:{timeout}]{maxsize}"
+    try:
+        files = []
+        for coord_str in _overpass._make_overpass_polygon_coord_strs(polygon):
+            query = _overpass._create_overpass_features_query(coord_str, tags)
+            get_url = requests.Request("GET", url.rstrip("/") + "/interpreter", params=OrderedDict(data=query)).prepare().url
+            path = cache / f"{sha1(get_url.encode('utf-8')).hexdigest()}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(response), encoding="utf-8")
+            files.append(path)
+        return files
+    finally:
+        for k, v in old.items():
+            setattr(ox.settings, k, v)
+
+
+def test_online_path_from_prefilled_osmnx_cache(tmp_path):
+    import osmnx as ox
+
+    from geosr.osm.api import plan_grid, query_area
+
+    like = scene_grid_raster(tmp_path)
+    grid = plan_grid(like=like)
+    polygon = query_area(grid, DEFAULT_MAP_CLASSES)
+    cache = tmp_path / "cache"
+    files = _prefill_osmnx_cache(
+        cache, polygon, DEFAULT_MAP_CLASSES.query_tags(), "https://overpass-api.de/api", scene_doc().overpass_json()
+    )
+    assert files
+    before = ox.settings.cache_folder
+    out = tmp_path / "online.tif"
+    result = invoke("--like", like, "--cache-dir", cache, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["source"].startswith("Overpass API")
+    assert summary["timestamp"] == "2024-05-01T12:00:00Z" and summary["timestamp_kind"] == "snapshot"
+    with rasterio.open(out) as ds:
+        cls = ds.read(1)
+        assert ds.tags()["OSM_TIMESTAMP"] == "2024-05-01T12:00:00Z"
+    for what, ((x, y), want) in EXPECTED.items():
+        assert cls[pixel_of(x, y)] == want, what
+    assert ox.settings.cache_folder == before  # geosr put osmnx's settings back
+    # identical to the offline result from the same data
+    offline = tmp_path / "offline.tif"
+    assert invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", offline).exit_code == 0
+    with rasterio.open(offline) as ds:
+        np.testing.assert_array_equal(ds.read(1), cls)
+
+
+def test_unreachable_overpass_is_one_sentence(tmp_path):
+    out = tmp_path / "map.tif"
+    result = invoke(
+        "--like", scene_grid_raster(tmp_path), "--overpass-url", "http://127.0.0.1:9/api",
+        "--cache-dir", tmp_path / "cache", "--timeout", "5", "-o", out,
+    )
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "cannot reach the Overpass API at http://127.0.0.1:9/api" in lines[0]
+    assert "--osm-file" in lines[0]
+    assert not out.exists()
+

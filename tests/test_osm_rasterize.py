@@ -1,0 +1,404 @@
+"""Rasterizing OSM features: classes at chosen pixels, holes, widths, burn order, grids, sources, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from scipy import ndimage
+
+from geosr.errors import ClassTableError, NoOverlapError, OptionError
+from geosr.io.rasters import inspect_raster
+from geosr.osm import api
+from geosr.osm.api import plan_grid, rasterize_osm
+from geosr.osm.classes import DEFAULT_MAP_CLASSES, classes_from_tags
+from geosr.tiling.grid import Grid, hr_grid
+from test_osm_docs import EXPECTED, ORIGIN, SIZE, UTM, OsmDoc, pixel_of, scene_doc, scene_grid_raster, scene_transform
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scene")
+    doc = scene_doc()
+    doc.write_xml(d / "scene.osm")
+    doc.write_xml(d / "scene.osm.bz2")
+    doc.write_pbf(d / "scene.osm.pbf")
+    return d
+
+
+def _read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile, ds.tags(), ds
+
+
+def _run(tmp_path, src, res=1.0, name="map.tif", **kw):
+    like = scene_grid_raster(tmp_path, res, name=f"like_{res}.tif")
+    out = tmp_path / name
+    result = rasterize_osm(out, like=like, osm_file=src, overwrite=True, **kw)
+    data, profile, tags, _ = _read(out)
+    return data, profile, tags, result
+
+
+# --- classes at chosen pixels ------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["scene.osm", "scene.osm.bz2", "scene.osm.pbf"])
+def test_expected_classes_at_pixels(tmp_path, scene_dir, fmt):
+    data, profile, tags, result = _run(tmp_path, scene_dir / fmt)
+    cls = data[0]
+    wrong = {}
+    for what, ((x, y), want) in EXPECTED.items():
+        got = int(cls[pixel_of(x, y)])
+        if got != want:
+            wrong[what] = (got, want)
+    assert not wrong, wrong
+    assert profile["dtype"] == "uint8" and profile["count"] == 1
+    assert result.feature_counts["building"] == 2
+
+
+def test_xml_and_pbf_give_identical_maps(tmp_path, scene_dir):
+    a = _run(tmp_path, scene_dir / "scene.osm", name="a.tif")[0]
+    b = _run(tmp_path, scene_dir / "scene.osm.pbf", name="b.tif")[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_holes_are_exact_at_fine_resolution(tmp_path, scene_dir):
+    cls = _run(tmp_path, scene_dir / "scene.osm", res=0.5)[0][0]
+    # the building ring 20..60 with the courtyard 35..45: ring area 1600 - 100 = 1500 m2 = 6000 px
+    r0, c0 = pixel_of(20, 60, 0.5)
+    r1, c1 = pixel_of(60, 20, 0.5)
+    block = cls[r0:r1, c0:c1]
+    assert (block == 1).sum() == 6000
+    assert (block == 0).sum() == 400  # the courtyard
+
+
+# --- line widths ---------------------------------------------------------------------------------------
+def _run_width(cls: np.ndarray, value: int, x: float, res: float) -> int:
+    """Pixels of class ``value`` in the column at local x, counted across a horizontal line."""
+    col = cls[:, int(x // res)]
+    return int((col == value).sum())
+
+
+def _lines_doc() -> OsmDoc:
+    d = OsmDoc()
+    d.way([(-20, 60.3), (220, 60.3)], {"highway": "motorway"})
+    d.way([(-20, 140.3), (220, 140.3)], {"highway": "footway"})
+    return d
+
+
+@pytest.mark.parametrize("res", [0.5, 1.0, 2.0, 4.0])
+def test_road_width_scales_with_resolution(tmp_path, res):
+    src = _lines_doc().write_xml(tmp_path / "lines.osm")
+    cls = _run(tmp_path, src, res=res)[0][0]
+    motorway = _run_width(cls, 2, 100, res) * res
+    footway = _run_width(cls, 3, 100, res) * res
+    assert abs(motorway - 12.0) <= res + 1e-9  # ground metres, whatever the pixel size
+    assert abs(footway - max(2.0, res)) <= res + 1e-9  # never narrower than one pixel
+    assert motorway > footway
+
+
+def test_thin_lines_stay_visible_and_unbroken_at_coarse_resolution(tmp_path):
+    d = OsmDoc()
+    d.way([(3, 7), (197, 161)], {"highway": "footway"})  # 2 m wide, diagonal, on a 10 m grid
+    src = d.write_xml(tmp_path / "diag.osm")
+    cls = _run(tmp_path, src, res=10.0)[0][0]
+    mask = cls == 3
+    assert mask.sum() >= 19  # spans about 20 columns
+    _, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    assert n == 1
+    assert mask.any(axis=0)[1:-1].all()  # every column it crosses has a road pixel
+
+
+def test_widths_are_ground_metres_in_web_mercator(tmp_path):
+    # the same motorway rasterized onto a Web Mercator grid at 1 CRS unit: k = 1/cos(lat) at 50 N
+    src = _lines_doc().write_xml(tmp_path / "lines.osm")
+    from pyproj import Transformer
+
+    to_3857 = Transformer.from_crs(UTM, "EPSG:3857", always_xy=True)
+    x0, y0 = to_3857.transform(ORIGIN[0], ORIGIN[1])
+    x1, y1 = to_3857.transform(ORIGIN[0] + SIZE, ORIGIN[1] + SIZE)
+    n_x, n_y = int(x1 - x0), int(y1 - y0)
+    like = tmp_path / "merc.tif"
+    with rasterio.open(like, "w", driver="GTiff", width=n_x, height=n_y, count=1, dtype="uint8", crs="EPSG:3857",
+                       transform=Affine(1, 0, x0, 0, -1, y1)) as dst:
+        dst.write(np.zeros((1, n_y, n_x), np.uint8))
+    out = tmp_path / "merc_map.tif"
+    rasterize_osm(out, like=like, osm_file=src)
+    cls = _read(out)[0][0]
+    lat = math.degrees(math.atan(math.sinh(((y0 + y1) / 2) / 6378137.0)))
+    k = 1 / math.cos(math.radians(lat))
+    width = (cls[:, n_x // 2] == 2).sum()
+    assert abs(width - 12.0 * k) <= 1.5, (width, 12 * k)
+
+
+def test_geographic_grid(tmp_path, scene_dir):
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_ll.transform(ORIGIN[0], ORIGIN[1])
+    lon1, lat1 = to_ll.transform(ORIGIN[0] + SIZE, ORIGIN[1] + SIZE)
+    n = 400
+    like = tmp_path / "ll.tif"
+    tr = Affine((lon1 - lon0) / n, 0, lon0, 0, -(lat1 - lat0) / n, lat1)
+    with rasterio.open(like, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=tr) as dst:
+        dst.write(np.zeros((1, n, n), np.uint8))
+    out = tmp_path / "ll_map.tif"
+    rasterize_osm(out, like=like, osm_file=scene_dir / "scene.osm")
+    cls, profile, _, _ = _read(out)
+    assert profile["crs"].to_epsg() == 4326
+    # the motorway is about 12 m wide: 0.5 m pixels north-south
+    col = cls[0][:, n // 10]
+    assert abs((col == 2).sum() * (SIZE / n) - 12) <= 2
+    assert cls[0][int(n * (SIZE - 25) / SIZE), int(n * 25 / SIZE)] == 1  # building
+
+
+# --- burn order ----------------------------------------------------------------------------------------
+def test_burn_order_buildings_over_roads_over_water_over_landuse(tmp_path):
+    d = OsmDoc()
+    d.rect(0, 0, 200, 200, {"landuse": "forest"})
+    d.rect(40, 40, 160, 160, {"natural": "water"})
+    d.way([(-10, 100), (210, 100)], {"highway": "primary", "bridge": "yes"})
+    d.rect(90, 90, 110, 110, {"building": "yes"})
+    src = d.write_xml(tmp_path / "order.osm")
+    cls = _run(tmp_path, src)[0][0]
+    assert cls[pixel_of(10, 10)] == 6  # forest
+    assert cls[pixel_of(50, 50)] == 5  # water over forest
+    assert cls[pixel_of(50, 100)] == 2  # road over water
+    assert cls[pixel_of(100, 100)] == 1  # building over road
+
+
+def test_smaller_landuse_inside_larger_stays_visible(tmp_path):
+    d = OsmDoc()
+    d.rect(60, 60, 80, 80, {"landuse": "meadow"})  # listed first, but smaller
+    d.rect(0, 0, 200, 200, {"landuse": "farmland"})
+    src = d.write_xml(tmp_path / "nest.osm")
+    cls = _run(tmp_path, src)[0][0]
+    assert cls[pixel_of(70, 70)] == 7 and cls[pixel_of(10, 10)] == 8
+
+
+# --- grids ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "width,height,transform,crs,scale",
+    [
+        (37, 23, Affine(10, 0, 500000, 0, -10, 5000000), "EPSG:32633", 16),
+        (5, 9, Affine(30, 0, -13651650, 0, -30, 4576290), "EPSG:3857", 4),
+        (11, 7, Affine(0.001, 0, 9.0, 0, -0.0015, 50.0), "EPSG:4326", 3),
+        (8, 8, Affine(20, 0, 300000.5, 0, -20, 4000000.25), "EPSG:32617", 1),
+    ],
+)
+def test_like_grid_is_upscale_grid(tmp_path, raster_factory, width, height, transform, crs, scale):
+    src = raster_factory("lr.tif", np.zeros((1, height, width), np.uint16), crs=crs, transform=transform)
+    want = hr_grid(inspect_raster(src).grid, scale)[0]
+    got = plan_grid(like=src, scale=scale)
+    assert got == want
+    d = OsmDoc()
+    d.rect(0, 0, 1, 1, {"building": "yes"})
+    out = tmp_path / "map.tif"
+    rasterize_osm(out, like=src, scale=scale, osm_file=d.write_xml(tmp_path / "x.osm"), allow_empty=True)
+    with rasterio.open(out) as ds:
+        assert ds.crs == want.crs
+        assert ds.transform == want.transform
+        assert (ds.width, ds.height) == (want.width, want.height)
+
+
+def test_like_grid_with_aoi_matches_upscale(tmp_path, raster_factory):
+    from geosr.io.aoi import aoi_window
+
+    src = raster_factory("lr.tif", np.zeros((1, 40, 50), np.uint16), crs="EPSG:32632",
+                         transform=Affine(10, 0, ORIGIN[0] - 100, 0, -10, ORIGIN[1] + 300))
+    aoi = f"{ORIGIN[0]},{ORIGIN[1]},{ORIGIN[0] + 123},{ORIGIN[1] + 77}"
+    lr = inspect_raster(src).grid
+    want = hr_grid(lr, 8, aoi_window(aoi, lr, aoi_crs=UTM))[0]
+    assert plan_grid(like=src, scale=8, aoi=aoi, aoi_crs=UTM) == want
+
+
+def test_bbox_grid_utm_default_and_aligned():
+    g = plan_grid(bbox=(9.0, 50.0, 9.01, 50.01), resolution=2.0)
+    assert g.crs.to_epsg() == 32632
+    assert g.transform.a == 2.0 and g.transform.e == -2.0
+    assert g.transform.c % 2.0 == 0 and g.transform.f % 2.0 == 0
+    # covers the whole box
+    from rasterio.warp import transform_bounds
+
+    x0, y0, x1, y1 = transform_bounds("EPSG:4326", g.crs, 9.0, 50.0, 9.01, 50.01, densify_pts=21)
+    left, bottom, right, top = g.bounds
+    assert left <= x0 and bottom <= y0 and right >= x1 and top >= y1
+    assert right - x1 < 2.0 and x0 - left < 2.0
+    south = plan_grid(bbox=(-58.4, -34.62, -58.39, -34.6), resolution=5)
+    assert south.crs.to_epsg() == 32721
+    explicit = plan_grid(bbox=(9.0, 50.0, 9.01, 50.01), resolution=1, crs="EPSG:3035")
+    assert explicit.crs.to_epsg() == 3035
+
+
+def test_grid_option_errors(tmp_path):
+    with pytest.raises(OptionError, match="--bbox needs --resolution"):
+        plan_grid(bbox=(9, 50, 9.1, 50.1))
+    with pytest.raises(OptionError, match="cannot be used together"):
+        plan_grid(bbox=(9, 50, 9.1, 50.1), like="x.tif", resolution=1)
+    with pytest.raises(OptionError, match="geographic"):
+        plan_grid(bbox=(9, 50, 9.1, 50.1), resolution=1, crs="EPSG:4326")
+    with pytest.raises(OptionError, match="positive"):
+        plan_grid(bbox=(9, 50, 9.1, 50.1), resolution=-1)
+    with pytest.raises(OptionError, match="inverted"):
+        plan_grid(bbox=(9.1, 50, 9.0, 50.1), resolution=1)
+    with pytest.raises(OptionError, match="latitude before longitude"):
+        plan_grid(bbox=(50, 9, 50.1, 120), resolution=1)
+    with pytest.raises(OptionError, match="empty area"):
+        plan_grid(bbox=(9, 50, 9, 50.1), resolution=1)
+    with pytest.raises(OptionError, match="--scale"):
+        plan_grid(bbox=(9, 50, 9.1, 50.1), resolution=1, scale=4)
+
+
+# --- sources -------------------------------------------------------------------------------------------
+def test_vector_files_with_tag_columns(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import LineString, box
+
+    def utm(x, y):
+        return ORIGIN[0] + x, ORIGIN[1] + y
+
+    frame = gpd.GeoDataFrame(
+        {
+            "building": ["yes", None, None],
+            "highway": [None, "primary", None],
+            "other_tags": [None, None, '"natural"=>"water","name"=>"Pond"'],
+        },
+        geometry=[box(*utm(20, 20), *utm(60, 60)), LineString([utm(-10, 100), utm(210, 100)]),
+                  box(*utm(120, 120), *utm(180, 180))],
+        crs=UTM,
+    ).to_crs("EPSG:3857")
+    for name, driver in (("f.gpkg", "GPKG"), ("f.geojson", "GeoJSON")):
+        path = tmp_path / name
+        frame.to_file(path, driver=driver)
+        cls = _run(tmp_path, path, name=f"{name}.tif")[0][0]
+        assert cls[pixel_of(40, 40)] == 1, name
+        assert cls[pixel_of(10, 100)] == 2, name
+        assert cls[pixel_of(150, 150)] == 5, name
+        assert cls[pixel_of(150, 50)] == 0, name
+    # a shapefile holds one geometry type: the polygons
+    frame.iloc[[0, 2]].to_file(tmp_path / "f.shp")
+    cls = _run(tmp_path, tmp_path / "f.shp", name="shp.tif")[0][0]
+    assert cls[pixel_of(40, 40)] == 1 and cls[pixel_of(150, 150)] == 5 and cls[pixel_of(10, 100)] == 0
+
+
+def test_timestamps(tmp_path):
+    d = scene_doc()
+    d.timestamp = "2021-03-04T05:06:07Z"
+    _, _, tags, r = _run(tmp_path, d.write_xml(tmp_path / "a.osm"), name="a.tif")
+    assert tags["OSM_TIMESTAMP"] == "2021-03-04T05:06:07Z" and tags["OSM_TIMESTAMP_KIND"] == "newest edit"
+    path = d.write_xml(tmp_path / "b.osm", header='<meta osm_base="2023-02-01T00:00:00Z"/>')
+    _, _, tags, _ = _run(tmp_path, path, name="b.tif")
+    assert tags["OSM_TIMESTAMP"] == "2023-02-01T00:00:00Z" and tags["OSM_TIMESTAMP_KIND"] == "snapshot"
+    _, _, tags, _ = _run(tmp_path, d.write_pbf(tmp_path / "c.osm.pbf"), name="c.tif")
+    assert tags["OSM_TIMESTAMP"] == "2021-03-04T05:06:07Z"
+
+
+def test_empty_area_is_an_input_error_unless_allowed(tmp_path, scene_dir):
+    out = tmp_path / "empty.tif"
+    bbox = (10.5, 50.5, 10.501, 50.501)  # far from the scene
+    with pytest.raises(NoOverlapError, match="no feature"):
+        rasterize_osm(out, bbox=bbox, resolution=1, osm_file=scene_dir / "scene.osm")
+    assert not out.exists()
+    r = rasterize_osm(out, bbox=bbox, resolution=1, osm_file=scene_dir / "scene.osm", allow_empty=True)
+    assert r.pixel_counts["background"] == r.grid.width * r.grid.height
+    assert (_read(out)[0] == 0).all()
+
+
+# --- outputs -------------------------------------------------------------------------------------------
+def test_output_is_a_cog_with_colour_table_and_tags(tmp_path, scene_dir):
+    from rio_cogeo.cogeo import cog_validate
+
+    _, profile, tags, _ = _run(tmp_path, scene_dir / "scene.osm", res=0.25)  # 800 x 800: overviews
+    out = tmp_path / "map.tif"
+    valid, errors, _ = cog_validate(str(out))
+    assert valid, errors
+    with rasterio.open(out) as ds:
+        cmap = ds.colormap(1)
+        assert ds.overviews(1)
+        assert ds.descriptions == ("osm_class",)
+    for c in DEFAULT_MAP_CLASSES.classes:
+        assert cmap[c.id][:3] == c.color
+    assert classes_from_tags(tags) == DEFAULT_MAP_CLASSES.names
+    assert tags["GEOSR_CLASS_TABLE"] == "geosr-osm-v1"
+    assert tags["OSM_ATTRIBUTION"] == "© OpenStreetMap contributors"
+    assert "ODbL" in tags["OSM_LICENSE"]
+    assert json.loads(tags["GEOSR_CLASS_TABLE_JSON"])["name"] == "geosr-osm-v1"
+    assert profile["nodata"] is None
+
+
+def test_rgb_style_is_the_palette(tmp_path, scene_dir):
+    cls = _run(tmp_path, scene_dir / "scene.osm", name="c.tif")[0][0]
+    rgb, profile, tags, _ = _run(tmp_path, scene_dir / "scene.osm", name="rgb.tif", style="rgb")
+    assert profile["count"] == 3 and tags["GEOSR_MAP_STYLE"] == "rgb"
+    np.testing.assert_array_equal(np.moveaxis(rgb, 0, -1), DEFAULT_MAP_CLASSES.palette()[cls])
+    assert len(np.unique(rgb.reshape(3, -1), axis=1).T) <= len(DEFAULT_MAP_CLASSES)  # only palette colours
+
+
+def test_banded_writing_matches_in_memory(tmp_path, scene_dir, monkeypatch):
+    whole = _run(tmp_path, scene_dir / "scene.osm", res=0.5, name="whole.tif")[0]
+    monkeypatch.setattr(api, "IN_MEMORY_PIXELS", 1000)
+    monkeypatch.setattr(api, "BAND_PIXELS", 400 * 37)  # 37-row bands, the last one shorter
+    banded, _, tags, r = _run(tmp_path, scene_dir / "scene.osm", res=0.5, name="banded.tif")
+    np.testing.assert_array_equal(whole, banded)
+    assert classes_from_tags(tags) == DEFAULT_MAP_CLASSES.names
+    assert sum(r.pixel_counts.values()) == 400 * 400
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_user_class_table(tmp_path, scene_dir):
+    table = {
+        "name": "roads-and-buildings",
+        "classes": [
+            {"id": 0, "name": "nothing", "color": "#000000"},
+            {"id": 1, "name": "road", "color": [255, 255, 255], "priority": 1, "tags": {"highway": True},
+             "line_widths": {"highway": 4}},
+            {"id": 2, "name": "house", "color": "#ff0000", "priority": 2, "tags": {"building": True}},
+        ],
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    cls, _, tags, r = _run(tmp_path, scene_dir / "scene.osm", classes=path)
+    cls = cls[0]
+    assert classes_from_tags(tags) == ["nothing", "road", "house"]
+    assert tags["GEOSR_CLASS_TABLE"] == "roads-and-buildings"
+    assert cls[pixel_of(25, 25)] == 2 and cls[pixel_of(10, 150)] == 1 and cls[pixel_of(105, 105)] == 0
+    assert (cls[:, 50] == 1).sum() == 4 * 2 + 4  # motorway and footway 4 m, tunnel too (no exclusion)
+    assert set(np.unique(cls)) <= {0, 1, 2}
+
+
+def test_bad_class_table(tmp_path, scene_dir):
+    path = tmp_path / "bad.json"
+    path.write_text('{"name": "x", "classes": [{"name": "background", "color": "#000"}]}')
+    with pytest.raises(ClassTableError, match="bad.json"):
+        rasterize_osm(tmp_path / "o.tif", like=scene_grid_raster(tmp_path), osm_file=scene_dir / "scene.osm",
+                      classes=path)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_in_memory_grid_api(scene_dir):
+    grid = Grid(rasterio.crs.CRS.from_string(UTM), scene_transform(2.0), 100, 100)
+    cls, feats = api.rasterize_osm_grid(grid, osm_file=scene_dir / "scene.osm")
+    assert cls.shape == (100, 100) and cls[pixel_of(80, 30, 2.0)] == 1
+    assert feats.source == "scene.osm"
+
+
+# --- layering ------------------------------------------------------------------------------------------
+def test_osm_never_imports_torch_and_cli_module_is_light():
+    code = (
+        "import sys, geosr.osm.api, geosr.osm.rasterize, geosr.osm.sources, geosr.osm.classes;"
+        "from geosr.osm.api import plan_grid; plan_grid(bbox=(9, 50, 9.01, 50.01), resolution=10);"
+        "assert 'torch' not in sys.modules, 'torch'\n"
+        "import subprocess\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = (
+        "import sys, geosr.cli.rasterize_osm;"
+        "heavy = [m for m in ('torch', 'osmnx', 'geopandas', 'osmium') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
