@@ -27,7 +27,7 @@ def _run(lr: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def _journal_lines(out: Path) -> int:
-    journal = out.with_name(out.name + ".geosr-work") / "journal.jsonl"
+    journal = out.with_name(out.name + ".geosr-work") / "rows_00000_00016" / "journal.jsonl"
     try:
         return journal.read_text().count("\n")
     except OSError:
@@ -66,8 +66,8 @@ def test_sigkill_then_resume_gives_identical_bytes(tmp_path):
 def test_resume_refuses_a_journal_of_another_job(tmp_path):
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
     out = tmp_path / "out.tif"
-    work = out.with_name(out.name + ".geosr-work")
-    work.mkdir()
+    work = out.with_name(out.name + ".geosr-work") / "rows_00000_00007"
+    work.mkdir(parents=True)
     (work / "job.json").write_text('{"something": "else"}')
     with pytest.raises(ResumeError, match="other inputs or options"):
         upscale(lr, output=out, scale=2, resume=True, tiling=TilingConfig(window=8, overlap=2))

@@ -1,8 +1,10 @@
 """The resume journal: a work folder beside the output holding finished row bands and blending state.
 
-Layout of ``<output>.geosr-work/``: ``job.json`` (the job's fingerprint), ``journal.jsonl`` (one line per
-finished window row, appended and fsynced only after its files are on disk), ``chunk_NNNNN.tif`` (the
-finished HR rows of that window row) and ``carry_NNNNN.npz`` (the accumulator state of rows still open after that row).
+``<output>.geosr-work/`` holds one journal folder per range of window rows (``rows_SSSSS_EEEEE/``: the
+whole plan in a plain run, several when a scene is split across workers). Each holds ``job.json`` (the
+fingerprint of the job), ``journal.jsonl`` (one line per finished window row, appended and fsynced only
+after its files are on disk), ``chunk_NNNNN.tif`` (the finished HR rows of that window row) and
+``carry_NNNNN.npz`` (the accumulator state of the rows still open after it).
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ class Journal:
         self.rows: list[dict] = []
 
     @classmethod
-    def start(cls, output: Path, fingerprint: dict, *, resume: bool) -> "Journal":
-        """Open the job's journal: continue a matching one when ``resume``, else start afresh."""
-        folder = work_dir_for(output)
+    def start(cls, folder: Path, fingerprint: dict, *, resume: bool) -> "Journal":
+        """Open the journal in ``folder``: continue a matching one when ``resume``, else start afresh."""
         job = folder / "job.json"
         if resume and job.exists():
             try:
@@ -42,7 +43,7 @@ class Journal:
                 raise ResumeError(f"{job}: the journal is unreadable; run again without --resume") from exc
             if recorded != fingerprint:
                 raise ResumeError(
-                    f"{output}: the unfinished job there was started with other inputs or options; "
+                    f"{folder}: the unfinished job there was started with other inputs or options; "
                     "run again without --resume to start over"
                 )
             journal = cls(folder, fingerprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,9 +19,9 @@ from geosr._version import __version__
 from geosr.conditioning.changes import load_class_table
 from geosr.conditioning.radiometry import to_raw
 from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig, to_json
-from geosr.errors import BandError, ScaleError
+from geosr.errors import BandError, OptionError, ScaleError
 from geosr.io.aoi import aoi_window
-from geosr.io.journal import Journal
+from geosr.io.journal import Journal, work_dir_for
 from geosr.io.outputs import check_output_path
 from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
 from geosr.io.writer import OutputMeta, stitch, to_cog, write_chunk
@@ -63,7 +64,36 @@ class UpscaleResult:
         return asdict(self)
 
 
-def upscale(
+@dataclass
+class UpscaleJob:
+    """A checked, planned upscale: inputs open, model loaded, nothing written yet. A context manager."""
+
+    scene: Scene
+    sr: SuperResolver
+    plan: WindowPlan
+    meta: OutputMeta
+    out_path: Path | None
+    fingerprint: dict
+    summary: dict
+    seed: int
+    batch_size: int
+    device: torch.device
+
+    def close(self) -> None:
+        self.scene.close()
+
+    def __enter__(self) -> "UpscaleJob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def work_dir(self) -> Path:
+        return work_dir_for(self.out_path)
+
+
+def plan_upscale(
     lr: str | os.PathLike[str],
     *,
     output: str | os.PathLike[str] | None,
@@ -76,32 +106,29 @@ def upscale(
     cd_classes: str = "binary",
     aoi: str | None = None,
     aoi_crs: str = "EPSG:4326",
-    model: str = "bicubic",
+    model: str | SuperResolver = "bicubic",
     tiling: TilingConfig = TilingConfig(),
     sampler: SamplerConfig = SamplerConfig(),
     output_config: OutputConfig = OutputConfig(),
     device: DeviceConfig = DeviceConfig(),
-    resume: bool = False,
     dry_run: bool = False,
-    progress: Progress | None = None,
-) -> UpscaleResult:
-    """Super-resolve ``lr`` by ``scale`` into a COG at ``output`` (see ``geosr upscale --help``)."""
-    t0 = time.perf_counter()
+) -> UpscaleJob:
+    """Check every input and option and plan the job; raises an InputError before anything is written."""
     lr, ref, cd, map = (None if p is None else str(p) for p in (lr, ref, cd, map))
     if scale not in SUPPORTED_SCALES:
         raise ScaleError(f"-x {scale}: geosr supports scale factors {', '.join(map_str(SUPPORTED_SCALES))}")
     out_path = None
     if not dry_run:
         if output is None:
-            raise BandError("an output path is required (-o OUT.tif)")
+            raise OptionError("an output path is required (-o OUT.tif)")
         out_path = check_output_path(output, overwrite=output_config.overwrite)
     lr_info = inspect_raster(lr)
     sel = parse_bands(bands, lr_info)
     aoi_win = aoi_window(aoi, lr_info.grid, aoi_crs=aoi_crs) if aoi else None
     hr, area = hr_grid(lr_info.grid, scale, aoi_win)
     dev = resolve_device(device.device)
-    sr = load_model(model, device=str(dev))
-    _check_model(sr, scale, len(sel), model)
+    sr = load_model(model, device=str(dev)) if isinstance(model, str) else model
+    _check_model(sr, scale, len(sel), sr.name)
     tcfg = tiling.resolved(scale)
     plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
     table = load_class_table(cd_classes)
@@ -122,34 +149,79 @@ def upscale(
         overlap=tcfg.overlap,
         memory_mb=_memory_mb(plan, hr, len(sel), scale, sr.halo, device.batch_size),
         output_mb=hr.width * hr.height * len(sel) * np.dtype(meta.dtype).itemsize / 2**20,
+        dry_run=dry_run,
     )
-    with Scene.open(
+    scene = Scene.open(
         lr, scale=scale, hr=hr, area=area, bands=bands, ref=ref, ref_bands=ref_bands, cd=cd,
         cd_table=table if cd else None, map=map,
-    ) as scene:
-        if dry_run:
-            return UpscaleResult(**summary, resumed_rows=0, seconds=time.perf_counter() - t0, dry_run=True)
-        tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map)
-        meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
-        fingerprint = json.loads(
-            to_json(
-                dict(
-                    version=__version__,
-                    inputs=[_file_id(p) for p in (lr, ref, cd, map)],
-                    options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
-                                 aoi_crs=aoi_crs, model=model, tiling=tcfg, sampler=sampler,
-                                 output=output_config),
-                )
+    )
+    tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map)
+    meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
+    fingerprint = json.loads(
+        to_json(
+            dict(
+                version=__version__,
+                inputs=[_file_id(p) for p in (lr, ref, cd, map)],
+                options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
+                             aoi_crs=aoi_crs, model=sr.name, tiling=tcfg, sampler=sampler, output=output_config),
             )
         )
-        journal = Journal.start(out_path, fingerprint, resume=resume)
-        resumed = journal.done
-        _run_rows(scene, sr, plan, journal, meta, sampler.seed, device.batch_size, dev, progress)
-        stage = journal.folder / "stitched.tif"
-        stitch(journal.chunks(), hr, meta, stage)
-        to_cog(stage, out_path, meta)
-        journal.remove()
-    return UpscaleResult(**summary, resumed_rows=resumed, seconds=time.perf_counter() - t0, dry_run=False)
+    )
+    return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, sampler.seed, device.batch_size, dev)
+
+
+def run_rows(
+    job: UpscaleJob,
+    rows: tuple[int, int] | None = None,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> tuple[list[tuple[Path, int]], int]:
+    """Process window rows [start, stop) (all by default) into finished row-band chunks.
+
+    Each row range keeps its own journal under the job's work folder, so ranges can run in separate
+    processes and be assembled by :func:`finish`. Returns the chunks (path, first HR row) and how many
+    window rows were already done by an earlier, interrupted run.
+    """
+    start, stop = rows if rows is not None else (0, job.plan.n_rows)
+    folder = job.work_dir / f"rows_{start:05d}_{stop:05d}"
+    journal = Journal.start(folder, {**job.fingerprint, "rows": [start, stop]}, resume=resume)
+    resumed = journal.done
+    _run_rows(job, journal, start, stop, progress)
+    return journal.chunks(), resumed
+
+
+def finish(job: UpscaleJob, chunks: list[tuple[Path, int]]) -> None:
+    """Stitch the chunks of every row range into the COG, rename it into place, drop the work folder."""
+    stage = job.work_dir / "stitched.tif"
+    stitch(sorted(chunks, key=lambda c: c[1]), job.scene.hr, job.meta, stage)
+    to_cog(stage, job.out_path, job.meta)
+    shutil.rmtree(job.work_dir, ignore_errors=True)
+
+
+def upscale(
+    lr: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None,
+    scale: int,
+    resume: bool = False,
+    progress: Progress | None = None,
+    **options,
+) -> UpscaleResult:
+    """Super-resolve ``lr`` by ``scale`` into a COG at ``output`` (see ``geosr upscale --help``).
+
+    ``options`` are those of :func:`plan_upscale` (ref, cd, map, bands, model, tiling, sampler, ...).
+    """
+    t0 = time.perf_counter()
+    dry_run = bool(options.get("dry_run", False))
+    with plan_upscale(lr, output=output, scale=scale, **options) as job:
+        if dry_run:
+            return UpscaleResult(**job.summary, resumed_rows=0, seconds=time.perf_counter() - t0)
+        if not resume and job.work_dir.exists():
+            shutil.rmtree(job.work_dir)
+        chunks, resumed = run_rows(job, resume=resume, progress=progress)
+        finish(job, chunks)
+        return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
 
 
 def map_str(values) -> list[str]:
@@ -163,46 +235,70 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str) -> None
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} are selected (use --bands)")
 
 
-def _run_rows(
-    scene: Scene,
-    sr: SuperResolver,
-    plan: WindowPlan,
-    journal: Journal,
-    meta: OutputMeta,
-    seed: int,
-    batch_size: int,
-    dev: torch.device,
-    progress: Progress | None,
-) -> None:
-    """Process the window rows not yet in the journal, flushing finished HR rows as chunks."""
-    s, halo, hr = scene.scale, sr.halo, scene.hr
+def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress: Progress | None) -> None:
+    """Process window rows [start, stop) not yet in ``journal``, flushing finished HR rows as chunks.
+
+    A range that does not begin at the top first recomputes the earlier window rows whose windows reach
+    into it (without writing them), so that its blended rows are exactly those of an undivided run.
+    """
+    scene, sr, plan = job.scene, job.sr, job.plan
+    s, hr = scene.scale, scene.hr
     carry = journal.load_carry()
-    acc = RowBandAccumulator.from_state(carry) if carry is not None else RowBandAccumulator(len(scene.bands), hr.width)
-    total = len(plan)
+    if carry is not None:
+        acc = RowBandAccumulator.from_state(carry)
+        first = start + journal.done
+    else:
+        first = _first_contributing_row(plan, start)
+        acc = RowBandAccumulator(len(scene.bands), hr.width, plan.row_starts[first] * s)
+    total = (stop - start) * plan.n_cols
+    done = journal.done * plan.n_cols
     if progress:
-        progress(journal.done * plan.n_cols, total)
-    n_change = scene.cd_table.n_classes if scene.cd_table else 2
-    for row in range(journal.done, plan.n_rows):
-        windows = plan.row_windows(row)
-        for i in range(0, len(windows), max(1, batch_size)):
-            group = windows[i : i + batch_size]
-            stacks = [scene.read_stack(w, halo) for w in group]
-            batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes)
-            with torch.inference_mode():
-                out = from_output(sr(batch.to(dev), seed=seed))
+        progress(done, total)
+    for row in range(first, stop):
+        for i, group in enumerate(_batches(plan.row_windows(row), job.batch_size)):
+            out = _run_model(job, group)
             for w, o in zip(group, out):
-                core = o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s]
-                acc.add(core, window_weights(plan, w, s), w.row_off * s, w.col_off * s)
-            if progress:
-                progress(row * plan.n_cols + i + len(group), total)
-        stop = plan.final_rows_after(row) * s
-        start = acc.start
-        mean, _ = acc.pop(stop)
-        has_chunk = stop > start
+                acc.add(o, window_weights(plan, w, s), w.row_off * s, w.col_off * s)
+            if progress and row >= start:
+                done += len(group)
+                progress(done, total)
+        flush_to = plan.final_rows_after(row) * s
+        if row < start:  # warm-up row of a later range: its finished rows belong to the range above
+            acc.pop(min(flush_to, plan.row_starts[start] * s))
+            continue
+        hr_row = acc.start
+        mean, _ = acc.pop(flush_to)
+        has_chunk = flush_to > hr_row
         if has_chunk:
-            data, valid = _to_output(scene, mean, start, meta)
-            write_chunk(journal.chunk_path(row), data, valid, hr.subgrid(Window(0, start, hr.width, stop - start)), meta)
-        journal.commit(row, start, has_chunk, acc.state())
+            data, valid = _to_output(scene, mean, hr_row, job.meta)
+            grid = hr.subgrid(Window(0, hr_row, hr.width, flush_to - hr_row))
+            write_chunk(journal.chunk_path(row), data, valid, grid, job.meta)
+        journal.commit(row, hr_row, has_chunk, acc.state())
+
+
+def _first_contributing_row(plan: WindowPlan, start: int) -> int:
+    """The first window row whose windows reach LR rows at or below the top of window row ``start``."""
+    if start == 0:
+        return 0
+    top = plan.row_starts[start]
+    return next(r for r in range(start) if plan.row_starts[r] + plan.size > top)
+
+
+def _batches(windows: list, size: int) -> list[list]:
+    size = max(1, size)
+    return [windows[i : i + size] for i in range(0, len(windows), size)]
+
+
+def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
+    """Run the model on one batch of windows; return each window's HR core (halo cropped), model space."""
+    scene, sr = job.scene, job.sr
+    s, halo = scene.scale, sr.halo
+    stacks = [scene.read_stack(w, halo) for w in group]
+    n_change = scene.cd_table.n_classes if scene.cd_table else 2
+    batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes)
+    with torch.inference_mode():
+        out = from_output(sr(batch.to(job.device), seed=job.seed))
+    return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]
 
 
 def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) -> tuple[np.ndarray, np.ndarray]:
