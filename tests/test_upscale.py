@@ -237,6 +237,7 @@ def test_dry_run_writes_nothing_and_reports_the_plan(tmp_path):
     r = upscale(src, output=out, scale=8, dry_run=True)
     assert r.dry_run and r.windows == 4 * 6 and (r.width, r.height) == (1040, 800)
     assert r.output_mb == pytest.approx(1040 * 800 * 3 / 2**20)
+    assert 0 < r.estimate_s < 60
     assert not out.exists() and not list(tmp_path.glob("*geosr*"))
 
 
@@ -257,3 +258,19 @@ def test_row_ranges_assemble_into_the_same_bytes(tmp_path, cuts):
             chunks += got
         finish(job, chunks)
     assert split.read_bytes() == whole.read_bytes()
+
+
+def test_aoi_from_a_vector_file_in_another_crs(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    src = make_raster(tmp_path / "lr.tif", (smooth_field(3, 50, 60) * 255).astype(np.uint8), transform=t)
+    area = gpd.GeoDataFrame(geometry=[box(500105, 4999705, 500203, 4999851)], crs="EPSG:32633").to_crs("EPSG:4326")
+    area.to_file(tmp_path / "aoi.geojson")
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=2, aoi=str(tmp_path / "aoi.geojson"))
+    with rasterio.open(out) as ds:
+        left, bottom, right, top = ds.bounds
+    # the box reprojected to degrees and back grows by less than a pixel: snapped to whole LR pixels around it
+    assert (left, top) == (500100.0, 4999860.0) and right in (500210.0, 500220.0) and bottom in (4999700.0, 4999690.0)

@@ -93,6 +93,8 @@ def _print_summary(r) -> None:
         highlight=False,
     )
     extra = f"output {r.output_mb:.1f} MB uncompressed, working memory about {r.memory_mb:.0f} MB"
+    if r.estimate_s is not None:
+        extra += f", model time about {r.estimate_s:.0f} s"
     if not r.dry_run:
         extra += f", {r.seconds:.1f} s" + (f" (resumed after {r.resumed_rows} rows)" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)

@@ -59,6 +59,7 @@ class UpscaleResult:
     memory_mb: float
     output_mb: float
     dry_run: bool
+    estimate_s: float | None = None  # --dry-run: model time from one timed batch, times the batches
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,7 +217,9 @@ def upscale(
     dry_run = bool(options.get("dry_run", False))
     with plan_upscale(lr, output=output, scale=scale, **options) as job:
         if dry_run:
-            return UpscaleResult(**job.summary, resumed_rows=0, seconds=time.perf_counter() - t0)
+            return UpscaleResult(
+                **job.summary, resumed_rows=0, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
+            )
         if not resume and job.work_dir.exists():
             shutil.rmtree(job.work_dir)
         chunks, resumed = run_rows(job, resume=resume, progress=progress)
@@ -274,6 +277,15 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
             grid = hr.subgrid(Window(0, hr_row, hr.width, flush_to - hr_row))
             write_chunk(journal.chunk_path(row), data, valid, grid, job.meta)
         journal.commit(row, hr_row, has_chunk, acc.state())
+
+
+def _estimate_seconds(job: UpscaleJob) -> float:
+    """Time one batch of windows through the model and scale it to the whole plan."""
+    groups = _batches(job.plan.row_windows(0), job.batch_size)
+    t0 = time.perf_counter()
+    _run_model(job, groups[0])
+    per_window = (time.perf_counter() - t0) / len(groups[0])
+    return per_window * len(job.plan)
 
 
 def _first_contributing_row(plan: WindowPlan, start: int) -> int:
