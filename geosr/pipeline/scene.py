@@ -59,6 +59,11 @@ class Scene:
     cd_table: ClassTable | None = None
     map_info: RasterInfo | None = None
     n_map_classes: int = 0
+    lr_ds: rasterio.DatasetReader | None = None
+    ref_ds: rasterio.DatasetReader | None = None
+    ref_reader: GridReader | None = None
+    cd_reader: GridReader | None = None
+    map_reader: GridReader | None = None
     _open: list = field(default_factory=list)
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -80,9 +85,8 @@ class Scene:
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         lr_ds = open_raster(lr)
-        scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()))
+        scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds)
         scene._open.append(lr_ds)
-        scene.lr_ds = lr_ds
         try:
             scene.stretch = fit_stretch(lr_ds, sel, area)
             if ref is not None:
@@ -208,6 +212,10 @@ class Scene:
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)
+
+    def lr_validity(self, r0: int, r1: int) -> np.ndarray:
+        """Validity of LR rows [r0, r1) of the processed area (whole width)."""
+        return self._read_lr(0, r0, int(self.area.width), r1 - r0)[1]
 
     def _read_lr(self, c0: int, r0: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do)."""

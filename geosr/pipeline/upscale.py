@@ -117,7 +117,7 @@ def plan_upscale(
     """Check every input and option and plan the job; raises an InputError before anything is written."""
     lr, ref, cd, map = (None if p is None else str(p) for p in (lr, ref, cd, map))
     if scale not in SUPPORTED_SCALES:
-        raise ScaleError(f"-x {scale}: geosr supports scale factors {', '.join(map_str(SUPPORTED_SCALES))}")
+        raise ScaleError(f"-x {scale}: geosr supports scale factors {_join(SUPPORTED_SCALES)}")
     out_path = None
     if not dry_run:
         if output is None:
@@ -227,13 +227,13 @@ def upscale(
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
 
 
-def map_str(values) -> list[str]:
-    return [str(v) for v in values]
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values)
 
 
 def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str) -> None:
     if sr.scales and scale not in sr.scales:
-        raise ScaleError(f"model {spec}: trained for -x {', '.join(map_str(sr.scales))}, not -x {scale}")
+        raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
     if sr.bands is not None and sr.bands != n_bands:
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} are selected (use --bands)")
 
@@ -317,7 +317,7 @@ def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) ->
     """Blended model-space rows -> output dtype; HR pixels whose LR parent has no data become nodata."""
     s = scene.scale
     r0, r1 = hr_row // s, hr_row // s + mean.shape[1] // s
-    _, lr_valid = scene._read_lr(0, r0, int(scene.area.width), r1 - r0)
+    lr_valid = scene.lr_validity(r0, r1)
     valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1) & np.isfinite(mean).all(axis=0)
     scales = tuple(scene.lr_info.scales[b - 1] for b in scene.bands)
     offsets = tuple(scene.lr_info.offsets[b - 1] for b in scene.bands)
