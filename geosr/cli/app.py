@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from geosr.cli.batch import batch
 from geosr.cli.info import info
 from geosr.cli.models import models
 from geosr.cli.rasterize_osm import rasterize_osm
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.command("upscale")(upscale)
 app.command("rasterize-osm")(rasterize_osm)
+app.command("batch")(batch)
 app.command("info")(info)
 app.command("models")(models)
 app.command("sample")(sample)

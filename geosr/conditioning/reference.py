@@ -12,6 +12,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
+from geosr.io.rasters import reading
 from geosr.tiling.grid import Grid
 
 MIN_FIT_PIXELS = 16
@@ -59,13 +60,14 @@ class GridReader:
         With ``out_shape`` the window is read decimated (nearest) to that shape (no padding then).
         """
         if out_shape is not None:
-            data = self.vrt.read(
-                list(self.bands) + [self._alpha],
-                window=window,
-                out_shape=(len(self.bands) + 1, *out_shape),
-                resampling=Resampling.nearest,
-                out_dtype="float64",
-            )
+            with reading(self.ds.name):
+                data = self.vrt.read(
+                    list(self.bands) + [self._alpha],
+                    window=window,
+                    out_shape=(len(self.bands) + 1, *out_shape),
+                    resampling=Resampling.nearest,
+                    out_dtype="float64",
+                )
             return self._finish(data)
         h, w = int(window.height), int(window.width)
         out = np.zeros((len(self.bands), h, w))
@@ -75,7 +77,8 @@ class GridReader:
         cc1, rr1 = min(self.grid.width, c0 + w), min(self.grid.height, r0 + h)
         if cc1 > cc0 and rr1 > rr0:
             inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data = self.vrt.read(list(self.bands) + [self._alpha], window=inner, out_dtype="float64")
+            with reading(self.ds.name):
+                data = self.vrt.read(list(self.bands) + [self._alpha], window=inner, out_dtype="float64")
             d, v = self._finish(data)
             out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = d
             valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = v

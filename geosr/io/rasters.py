@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -152,14 +154,28 @@ def read_window(
     Physical units apply the bands' scale/offset. Validity is False where the dataset mask, the nodata
     value or a NaN says there is no data (a pixel is valid only if all selected bands are).
     """
-    data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
-    valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
+    with reading(ds.name):
+        data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
+        valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
     if ds.nodata is not None and not math.isnan(ds.nodata):
         valid &= ~(data == ds.nodata).any(axis=0)
     valid &= np.isfinite(data).all(axis=0)
     scales = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
     offsets = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
     return data * scales + offsets, valid
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Turn GDAL read failures (corrupt or truncated blocks) into one sentence naming the file."""
+    try:
+        yield
+    except RasterioIOError as exc:
+        root: BaseException = exc
+        while root.__cause__ is not None or root.__context__ is not None:  # rasterio hides GDAL's cause
+            root = root.__cause__ or root.__context__
+        reason = str(root).split("\n")[0].rstrip(".")
+        raise NotARasterError(f"{name}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 
 def _has_any_mask(ds: rasterio.DatasetReader) -> bool:

@@ -192,11 +192,19 @@ def run_rows(
     return journal.chunks(), resumed
 
 
-def finish(job: UpscaleJob, chunks: list[tuple[Path, int]]) -> None:
-    """Stitch the chunks of every row range into the COG, rename it into place, drop the work folder."""
+def finish(
+    job: UpscaleJob, chunks: list[tuple[Path, int]], *, before_cleanup: Callable[[], None] | None = None
+) -> None:
+    """Stitch the chunks of every row range into the COG, rename it into place, drop the work folder.
+
+    ``before_cleanup`` runs once the COG is in place but while the journal still exists (``geosr batch``
+    records the finished job there, so a retried task knows it is done).
+    """
     stage = job.work_dir / "stitched.tif"
     stitch(sorted(chunks, key=lambda c: c[1]), job.scene.hr, job.meta, stage)
     to_cog(stage, job.out_path, job.meta)
+    if before_cleanup is not None:
+        before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
 
 

@@ -1,0 +1,486 @@
+"""Batch manifests: the jobs of ``geosr batch``, read from YAML, JSON, JSON-lines, CSV or a glob of LR files.
+
+Every job is one ``geosr upscale``: an LR raster, an output and any upscale option. Options come from, in
+order of precedence: the job itself, the manifest's ``defaults:``, the caller's defaults (the command line),
+geosr upscale's own defaults. The path options (``lr``, ``out``, ``ref``, ``cd``, ``map``) and ``id`` are
+templates: ``{stem}``, ``{name}`` and ``{dir}`` of the LR file and the job's ``{x}`` are filled in, so one
+``defaults: {out: "out/{stem}_x{x}.tif", ref: "refs/{stem}_2019.tif"}`` serves every job. Relative paths are
+relative to the manifest's folder (to the working folder for a glob given on the command line).
+
+Reading never stops at the first problem: :func:`read_manifest` returns every job it could make and a
+:class:`Problem` for each row it could not, so a caller can list them all. This module reads no raster and
+imports neither torch nor dask.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import glob as globlib
+import io
+import json
+import os
+import string
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
+from geosr.errors import InputError
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+PATH_KEYS = ("lr", "out", "ref", "cd", "map")
+PLACEHOLDERS = ("stem", "name", "dir", "x")
+COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "NONE")
+SAMPLER_PRESETS = ("default", "paper")
+
+# every job option, its type, and geosr upscale's default (None: unset)
+OPTIONS: dict[str, tuple[type, Any]] = {
+    "id": (str, None),
+    "lr": (str, None),
+    "out": (str, None),
+    "ref": (str, None),
+    "cd": (str, None),
+    "map": (str, None),
+    "x": (int, 8),
+    "bands": (str, None),
+    "ref_bands": (str, None),
+    "cd_classes": (str, "binary"),
+    "aoi": (str, None),
+    "aoi_crs": (str, "EPSG:4326"),
+    "model": (str, "bicubic"),
+    "window": (int, None),
+    "overlap": (int, None),
+    "seed": (int, 0),
+    "sampler": (str, "default"),
+    "steps": (int, None),
+    "fuse_overlaps": (bool, False),
+    "batch_size": (int, 4),
+    "compress": (str, "DEFLATE"),
+    "overwrite": (bool, False),
+    "split_windows": (int, 0),
+}
+ALIASES = {"scale": "x", "output": "out", "o": "out"}
+NOT_PER_JOB = {
+    "device": "the device is chosen per worker (geosr batch --device), not per job",
+    "resume": "every batch job resumes from its journal; there is nothing to set",
+    "dry_run": "use geosr batch --dry-run",
+}
+
+
+class ManifestError(InputError):
+    """A manifest that cannot run: its problems (every invalid row, with the reason) are in ``problems``."""
+
+    def __init__(self, source: str, problems: list["Problem"]) -> None:
+        self.source = source
+        self.problems = problems
+        n = len({p.where for p in problems})
+        lines = [f"{source}: {n} invalid job{'s' if n != 1 else ''}, nothing was run:" if n else f"{source}: invalid"]
+        lines += [f"  {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one row of a manifest (``where``: "jobs.csv line 4", "jobs.yaml job 2") cannot run."""
+
+    where: str
+    message: str
+    job_id: str | None = None
+
+    def __str__(self) -> str:
+        who = f" ({self.job_id})" if self.job_id else ""
+        return f"{self.where}{who}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One job of a batch, with absolute paths and every option resolved. Picklable (goes to workers)."""
+
+    id: str
+    where: str
+    lr: str
+    out: str
+    ref: str | None = None
+    cd: str | None = None
+    map: str | None = None
+    x: int = 8
+    bands: str | None = None
+    ref_bands: str | None = None
+    cd_classes: str = "binary"
+    aoi: str | None = None
+    aoi_crs: str = "EPSG:4326"
+    model: str = "bicubic"
+    window: int | None = None
+    overlap: int | None = None
+    seed: int = 0
+    sampler: str = "default"
+    steps: int | None = None
+    fuse_overlaps: bool = False
+    batch_size: int = 4
+    compress: str = "DEFLATE"
+    overwrite: bool = False
+    split_windows: int = 0
+
+    def upscale_options(self, *, device: str = "auto", overwrite: bool | None = None) -> dict:
+        """Keyword arguments of :func:`geosr.pipeline.upscale.plan_upscale` / ``upscale`` (but ``lr``)."""
+        return dict(
+            output=self.out,
+            scale=self.x,
+            ref=self.ref,
+            cd=self.cd,
+            map=self.map,
+            bands=self.bands,
+            ref_bands=self.ref_bands,
+            cd_classes=self.cd_classes,
+            aoi=self.aoi,
+            aoi_crs=self.aoi_crs,
+            model=self.model,
+            tiling=TilingConfig(window=self.window, overlap=self.overlap),
+            sampler=SamplerConfig(preset=self.sampler, steps=self.steps, seed=self.seed, fuse_overlaps=self.fuse_overlaps),
+            output_config=OutputConfig(compress=self.compress, overwrite=self.overwrite if overwrite is None else overwrite),
+            device=DeviceConfig(device=device, batch_size=self.batch_size),
+        )
+
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.lr, self.ref, self.cd, self.map) if p)
+
+
+@dataclass
+class Manifest:
+    """What a manifest holds: the jobs that could be made, and the problems of the rows that could not."""
+
+    source: str
+    jobs: list[JobSpec] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def raise_if_invalid(self) -> None:
+        if self.problems:
+            raise ManifestError(self.source, self.problems)
+
+
+def is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def read_manifest(
+    source: str | os.PathLike[str],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    base: str | os.PathLike[str] | None = None,
+) -> Manifest:
+    """Read every job of a manifest file, or of a glob of LR files (``"scenes/*.tif"``).
+
+    ``defaults`` are job options that apply where the manifest says nothing (the command line's). ``base``
+    is the folder relative paths start from (default: the manifest's folder; the working folder for a glob).
+    Raises :class:`ManifestError` only when the document as a whole cannot be read; row problems are
+    returned in :attr:`Manifest.problems`.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    caller, caller_problems = _normalise(dict(defaults or {}), "the command line")
+    if caller_problems:
+        raise ManifestError(text, caller_problems)
+    if not path.is_file() and is_glob(text):
+        root = Path(base) if base is not None else Path.cwd()
+        manifest = Manifest(source=text)
+        _add_glob(manifest, text, "the command line", root, {}, caller)
+        return _finish(manifest)
+    if path.is_dir():
+        raise ManifestError(text, [Problem(text, "is a folder; give a manifest file or a glob of LR files (quote it)")])
+    if not path.exists():
+        raise ManifestError(text, [Problem(text, "no such manifest file (a glob of LR files matched nothing)")])
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ManifestError(
+            text, [Problem(text, f"unknown manifest format {path.suffix or '(no suffix)'!r}: use {', '.join(FORMATS)}")]
+        )
+    root = Path(base) if base is not None else path.resolve().parent
+    manifest = Manifest(source=text)
+    name = path.name
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(text, [Problem(text, f"cannot be read ({exc})")]) from exc
+    if kind in ("yaml", "json"):
+        doc = _load_document(raw, kind, text)
+        _add_document(manifest, doc, name, root, caller)
+    elif kind == "jsonl":
+        for n, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{name} line {n}"
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                manifest.problems.append(Problem(where, f"not valid JSON ({exc.args[0] if exc.args else exc})"))
+                continue
+            _add_row(manifest, row, where, root, {}, caller)
+    else:
+        _add_csv(manifest, raw, name, root, caller)
+    return _finish(manifest)
+
+
+# ---- document forms --------------------------------------------------------------------------------------------
+def _load_document(raw: str, kind: str, source: str) -> Any:
+    if kind == "json":
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ManifestError(source, [Problem(source, f"not valid JSON ({exc})")]) from exc
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(source, [Problem(source, f"not valid YAML{at} ({reason})")]) from exc
+
+
+def _add_document(manifest: Manifest, doc: Any, name: str, root: Path, caller: dict) -> None:
+    if doc is None:
+        doc = []
+    if isinstance(doc, list):
+        doc = {"jobs": doc}
+    if not isinstance(doc, dict):
+        raise ManifestError(manifest.source, [Problem(name, "must be a list of jobs or a mapping with jobs: / glob:")])
+    unknown = sorted(set(doc) - {"defaults", "jobs", "glob"})
+    if unknown:
+        hint = " (job options go under defaults: or in each job)" if any(_key(k) in OPTIONS for k in unknown) else ""
+        raise ManifestError(
+            manifest.source,
+            [Problem(name, f"unknown top-level key{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))}: "
+                           f"use defaults:, jobs: and glob:{hint}")],
+        )
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ManifestError(manifest.source, [Problem(f"{name} defaults", "must be a mapping of job options")])
+    defaults, problems = _normalise(defaults, f"{name} defaults")
+    if problems:
+        raise ManifestError(manifest.source, problems)
+    jobs = doc.get("jobs") or []
+    if not isinstance(jobs, list):
+        raise ManifestError(manifest.source, [Problem(f"{name} jobs", "must be a list of jobs")])
+    globs = doc.get("glob") or []
+    globs = [globs] if isinstance(globs, str) else globs
+    if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
+        raise ManifestError(manifest.source, [Problem(f"{name} glob", "must be a pattern or a list of patterns")])
+    if not jobs and not globs:
+        raise ManifestError(manifest.source, [Problem(name, "holds no jobs (give jobs: or glob:)")])
+    for i, row in enumerate(jobs, start=1):
+        _add_row(manifest, row, f"{name} job {i}", root, defaults, caller)
+    for pattern in globs:
+        _add_glob(manifest, pattern, f"{name} glob", root, defaults, caller)
+
+
+def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) -> None:
+    reader = csv.reader(io.StringIO(raw))
+    rows = list(reader)
+    if not rows:
+        raise ManifestError(manifest.source, [Problem(name, "is empty (the first line names the columns: lr,out,...)")])
+    header = [h.strip() for h in rows[0]]
+    if "lr" not in {_key(h) for h in header}:
+        raise ManifestError(manifest.source, [Problem(f"{name} line 1", "the header has no lr column")])
+    for n, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        where = f"{name} line {n}"
+        if len(cells) > len(header):
+            manifest.problems.append(Problem(where, f"has {len(cells)} cells but the header names {len(header)} columns"))
+            continue
+        row = {h: c.strip() for h, c in zip(header, cells) if c.strip() != ""}
+        _add_row(manifest, row, where, root, {}, caller)
+
+
+def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults: dict, caller: dict) -> None:
+    full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
+    matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True) if os.path.isfile(p))
+    if not matches:
+        manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
+        return
+    for p in matches:
+        _add_row(manifest, {"lr": p}, f"{where} {os.path.relpath(p, root)}", root, defaults, caller)
+
+
+# ---- one row ---------------------------------------------------------------------------------------------------
+def _key(key: Any) -> str:
+    k = str(key).strip().lower().replace("-", "_").lstrip("_")
+    return ALIASES.get(k, k)
+
+
+def _normalise(row: dict, where: str) -> tuple[dict, list[Problem]]:
+    """Keys to canonical names and values to their types; one problem per bad key or value."""
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for raw_key, value in row.items():
+        key = _key(raw_key)
+        if key in NOT_PER_JOB:
+            problems.append(Problem(where, f"{raw_key}: {NOT_PER_JOB[key]}"))
+            continue
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(Problem(where, f"unknown option {raw_key!r}{hint}"))
+            continue
+        if key in out:
+            problems.append(Problem(where, f"{raw_key}: given twice"))
+            continue
+        if value is None:
+            continue
+        try:
+            out[key] = _typed(key, value)
+        except ValueError as exc:
+            problems.append(Problem(where, f"{raw_key}: {exc}"))
+    return out, problems
+
+
+def _typed(key: str, value: Any) -> Any:
+    kind = OPTIONS[key][0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"{value!r} is not true or false")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a whole number")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a whole number") from None
+    if key in ("bands", "ref_bands") and isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, (dict, list, tuple)):
+        raise ValueError(f"expects a single value, not {type(value).__name__}")
+    return str(value)
+
+
+def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict) -> None:
+    if not isinstance(row, dict):
+        manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
+        return
+    own, problems = _normalise(row, where)
+    job_id = str(own["id"]) if "id" in own else None
+    if problems:
+        manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
+        return
+    merged = {k: d for k, (_, d) in OPTIONS.items()}
+    merged.update(caller)
+    merged.update(defaults)
+    merged.update(own)
+    spec, problems = _resolve(merged, where, root)
+    if problems:
+        manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
+    else:
+        manifest.jobs.append(spec)
+
+
+def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Problem]]:
+    problems: list[str] = []
+    if not v.get("lr"):
+        return None, [Problem(where, "has no lr (the low-resolution raster)")]
+    lr = _absolute(_expand(v["lr"], "lr", {}, problems), root)
+    if lr is None:
+        return None, [Problem(where, m) for m in problems]
+    values = {"stem": Path(lr).stem, "name": Path(lr).name, "dir": str(Path(lr).parent), "x": v["x"]}
+    if not v.get("out"):
+        problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
+    paths = {k: _absolute(_expand(v[k], k, values, problems), root) for k in PATH_KEYS[1:] if v.get(k)}
+    job_id = _expand(v["id"], "id", values, problems) if v.get("id") else None
+    if v["x"] not in SUPPORTED_SCALES:
+        problems.append(f"x: {v['x']} is not a supported scale factor ({', '.join(map(str, SUPPORTED_SCALES))})")
+    for k in ("window", "steps", "batch_size"):
+        if v.get(k) is not None and v[k] < 1:
+            problems.append(f"{k}: must be at least 1, not {v[k]}")
+    for k in ("overlap", "split_windows"):
+        if v.get(k) is not None and v[k] < 0:
+            problems.append(f"{k}: must not be negative, not {v[k]}")
+    if v["compress"].upper() not in COMPRESSIONS:
+        problems.append(f"compress: {v['compress']!r} is not one of {', '.join(COMPRESSIONS)}")
+    if v["sampler"] not in SAMPLER_PRESETS:
+        problems.append(f"sampler: {v['sampler']!r} is not one of {', '.join(SAMPLER_PRESETS)}")
+    if problems:
+        return None, [Problem(where, m) for m in problems]
+    out = paths.pop("out")
+    opts = {k: v[k] for k in OPTIONS if k not in ("id", "lr", "out", *PATH_KEYS)}
+    opts["compress"] = opts["compress"].upper()
+    spec = JobSpec(id=job_id or "", where=where, lr=lr, out=out, **paths, **opts)
+    return spec, []
+
+
+def _expand(template: str, key: str, values: dict, problems: list[str]) -> str | None:
+    """Fill ``{stem}``, ``{name}``, ``{dir}``, ``{x}`` into a template; ``{{`` and ``}}`` are literal braces."""
+    try:
+        fields_ = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        problems.append(f"{key}: {template!r} is not a valid template ({exc})")
+        return None
+    bad = [f for f in fields_ if f not in PLACEHOLDERS or f not in values]
+    if bad:
+        allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS) if values else "none (lr is not templated)"
+        problems.append(f"{key}: unknown placeholder {{{bad[0]}}} in {template!r} (placeholders: {allowed})")
+        return None
+    try:
+        return template.format(**values)
+    except (ValueError, IndexError, KeyError) as exc:
+        problems.append(f"{key}: {template!r} is not a valid template ({exc})")
+        return None
+
+
+def _absolute(path: str | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    return os.path.normpath(str(p if p.is_absolute() else root / p))
+
+
+# ---- checks across rows ----------------------------------------------------------------------------------------
+def _finish(manifest: Manifest) -> Manifest:
+    """Give every job an id, then reject duplicate ids, duplicate outputs and outputs that are inputs."""
+    jobs = manifest.jobs
+    stems: dict[str, int] = {}
+    for j in jobs:
+        if not j.id:
+            stems[Path(j.out).stem] = stems.get(Path(j.out).stem, 0) + 1
+    named = []
+    for j in jobs:
+        if not j.id:
+            stem = Path(j.out).stem
+            j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out))
+        named.append(j)
+    seen_ids: dict[str, str] = {}
+    seen_out: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    for j in named:
+        for p in j.inputs():
+            inputs.setdefault(os.path.realpath(p), j.where)
+    ok = []
+    for j in named:
+        reasons = []
+        if j.id in seen_ids:
+            reasons.append(f"id {j.id!r} is also the id of {seen_ids[j.id]}")
+        real_out = os.path.realpath(j.out)
+        if real_out in seen_out:
+            reasons.append(f"out {j.out} is also the output of {seen_out[real_out]}")
+        if real_out in inputs:
+            reasons.append(f"out {j.out} is an input of {inputs[real_out]}")
+        seen_ids.setdefault(j.id, j.where)
+        seen_out.setdefault(real_out, j.where)
+        if reasons:
+            manifest.problems.extend(Problem(j.where, r, j.id) for r in reasons)
+        else:
+            ok.append(j)
+    manifest.jobs = ok
+    return manifest
+

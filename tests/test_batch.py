@@ -1,0 +1,194 @@
+"""geosr batch on a LocalCluster of 2 worker processes (loopback), bicubic back-end, generated scenes.
+
+One cluster serves the module (its workers import torch once); every test bounds its time, and the
+fixture shuts the cluster down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+import typer
+from rasterio.enums import Resampling
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.batch import batch as batch_command
+from geosr.config import TilingConfig
+from geosr.pipeline.batch import batch, pinned_cluster, read_record, warm_worker
+from geosr.pipeline.upscale import upscale
+
+pytestmark = pytest.mark.timeout(90)
+
+OPTS = dict(window=8, overlap=3)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as cl:
+        cl.run(warm_worker)
+        yield cl
+
+
+def _scene(path, h, w, seed, dtype=np.uint8, nodata=None):
+    scale = 255 if dtype == np.uint8 else 60000
+    return make_raster(path, (smooth_field(3, h, w, seed=seed) * scale).astype(dtype), nodata=nodata)
+
+
+def _alone(job: dict, out) -> bytes:
+    """The same job through geosr.upscale, alone in this process."""
+    upscale(job["lr"], output=out, scale=job["x"], model=job.get("model", "bicubic"), tiling=TilingConfig(**OPTS))
+    return out.read_bytes()
+
+
+def _model_loads() -> dict:
+    from geosr.pipeline.batch import MODEL_LOADS
+
+    return {"/".join(map(str, k)): n for k, n in MODEL_LOADS.items()}
+
+
+def _results(path) -> dict:
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client):
+    jobs = [
+        dict(id="a", lr=str(_scene(tmp_path / "a.tif", 40, 33, 1)), x=4),
+        dict(id="b", lr=str(_scene(tmp_path / "b.tif", 27, 30, 2, np.uint16, nodata=0)), x=2),
+        dict(id="c", lr=str(_scene(tmp_path / "c.tif", 16, 21, 3)), x=8, model="lanczos"),
+    ]
+    (tmp_path / "out").mkdir()
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text("".join(json.dumps({**j, "out": f"out/{j['id']}.tif", **OPTS}) + "\n" for j in jobs))
+    seen = []
+    r = batch(manifest, client=client, progress=seen.append)
+    assert r.exit_code == 0 and [j.status for j in r.jobs] == ["ok"] * 3, r.to_dict()
+    assert seen[-1].jobs_done == 3 and seen[-1].windows_done == seen[-1].windows_total == sum(j.windows for j in r.jobs)
+    for j in jobs:
+        assert (tmp_path / "out" / f"{j['id']}.tif").read_bytes() == _alone(j, tmp_path / f"alone_{j['id']}.tif")
+        assert read_record(tmp_path / "out" / f"{j['id']}.tif")["job_id"] == j["id"]
+    assert not list((tmp_path / "out").glob("*.geosr-work"))
+    lines = _results(tmp_path / "jobs.results.jsonl")
+    assert list(lines) == ["a", "b", "c"] and lines["a"]["status"] == "ok" and lines["a"]["windows"] == 48
+    assert lines["b"]["seconds"] > 0 and lines["c"]["worker"].startswith("tcp://127.0.0.1")
+    loads = client.run(_model_loads)  # each worker process loaded each model it used once, for all its jobs
+    assert all(n == 1 for per_worker in loads.values() for n in per_worker.values()), loads
+    # the same manifest again: nothing to do
+    mtimes = [p.stat().st_mtime_ns for p in sorted((tmp_path / "out").glob("*.tif"))]
+    r = batch(manifest, client=client)
+    assert [j.status for j in r.jobs] == ["skipped"] * 3 and r.exit_code == 0
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "out").glob("*.tif"))] == mtimes
+    assert {v["status"] for v in _results(tmp_path / "jobs.results.jsonl").values()} == {"skipped"}
+
+
+def test_split_scene_assembles_into_the_same_bytes(tmp_path, client):
+    job = dict(lr=str(_scene(tmp_path / "big.tif", 64, 45, 7)), x=4)
+    (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: big.tif, out: split.tif, x: 4}}\n")
+    r = batch(tmp_path / "jobs.yaml", client=client, split_windows=20, **OPTS)
+    (res,) = r.jobs
+    assert res.status == "ok" and res.parts == 7 and res.window_rows == 13, res
+    assert (tmp_path / "split.tif").read_bytes() == _alone(job, tmp_path / "whole.tif")
+    assert not (tmp_path / "split.tif.geosr-work").exists()
+
+
+def _corrupt_full_resolution(path) -> None:
+    """A scene whose overviews are fine (checks pass) but one full-resolution tile is garbage."""
+    make_raster(path, (smooth_field(3, 16, 2112, seed=4) * 255).astype(np.uint8), tiled=True, blockxsize=256,
+                blockysize=16, compress="deflate")
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)
+    with rasterio.open(path) as ds:
+        off = int(ds.get_tag_item("BLOCK_OFFSET_7_0", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_7_0", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[off : off + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("batch")(batch_command)
+    app.command("noop")(lambda: None)
+    return app
+
+
+def test_failing_jobs_do_not_stop_the_others_and_exit_1(tmp_path, client):
+    _corrupt_full_resolution(tmp_path / "bad.tif")
+    for i in range(2):
+        _scene(tmp_path / f"good{i}.tif", 24, 20, 10 + i)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "jobs.csv").write_text(
+        "id,lr,x,window\ngood0,good0.tif,4,\nbad,bad.tif,2,64\nmissing,missing.tif,4,\ngood1,good1.tif,2,\n"
+    )
+    args = ["batch", str(tmp_path / "jobs.csv"), "-o", "out/{stem}.tif", "--scheduler", client.scheduler.address,
+            "--retries", "1", "--skip-invalid"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 1, res.output
+    lines = _results(tmp_path / "jobs.results.jsonl")
+    assert {k: v["status"] for k, v in lines.items()} == {"good0": "ok", "bad": "failed", "good1": "ok", "missing": "failed"}
+    assert lines["bad"]["stage"] == "run" and lines["bad"]["error_type"] == "NotARasterError"
+    assert "bad.tif: pixels cannot be read, the file may be corrupt" in lines["bad"]["error"]
+    assert "Decoding error" in lines["bad"]["error"]  # GDAL's own cause, carried back
+    assert lines["missing"]["stage"] == "check" and "missing.tif: no such file" in lines["missing"]["error"]
+    assert (tmp_path / "out" / "good0.tif").exists() and (tmp_path / "out" / "good1.tif").exists()
+    assert not (tmp_path / "out" / "bad.tif").exists()
+    assert "2 ok, 2 failed" in res.stdout and "Dask dashboard" in res.stderr
+    # --json: the same, machine-readable
+    res = CliRunner().invoke(_cli(), [*args, "--json", "--quiet"])
+    got = json.loads(res.stdout)
+    assert res.exit_code == 1 and not got["ok"] and got["counts"] == {"ok": 0, "skipped": 2, "failed": 2, "cancelled": 0, "planned": 0}
+
+
+def _journal_lines(work) -> int:
+    try:
+        return sum(p.read_text().count("\n") for p in work.glob("rows_*/journal.jsonl"))
+    except OSError:
+        return 0
+
+
+def test_a_killed_worker_still_completes_every_job(tmp_path, client):
+    jobs = [dict(id="long", lr=str(_scene(tmp_path / "long.tif", 200, 33, 21)), x=4)]
+    jobs += [dict(id=f"s{i}", lr=str(_scene(tmp_path / f"s{i}.tif", 30, 30, 22 + i)), x=4) for i in range(3)]
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text("defaults: {out: '{stem}_sr.tif', x: 4, window: 8, overlap: 3}\nglob: '*.tif'\n")
+    out = tmp_path / "long_sr.tif"
+    work = tmp_path / "long_sr.tif.geosr-work"
+    got: dict = {}
+    runner = threading.Thread(target=lambda: got.update(r=batch(manifest, client=client)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 40
+    while _journal_lines(work) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = [a for a, keys in client.processing().items() if any(str(k).startswith("geosr-upscale-long_sr-") for k in keys)]
+    assert busy and not out.exists(), "the long job should be running"
+    pid = client.run(os.getpid, workers=busy)[busy[0]]
+    os.kill(pid, signal.SIGKILL)
+    runner.join(70)
+    r = got["r"]
+    assert [j.status for j in r.jobs] == ["ok"] * 4, r.to_dict()
+    long = next(j for j in r.jobs if j.id == "long_sr")
+    assert long.resumed_rows >= 3  # the retry continued from the journal
+    (tmp_path / "alone").mkdir()
+    for j in jobs:
+        assert (tmp_path / f"{j['id']}_sr.tif").read_bytes() == _alone(j, tmp_path / "alone" / f"{j['id']}.tif")
+
+
+def test_gpu_workers_each_see_one_device():
+    """The local cluster's GPU layout, checked on CPU: each worker process sees only its device."""
+    from distributed import Client
+
+    with pinned_cluster(["3", "5"], 3, dashboard=":0") as cluster, Client(cluster) as cl:
+        cl.wait_for_workers(3, timeout=60)
+        seen = cl.run(lambda: (os.environ["CUDA_VISIBLE_DEVICES"], os.environ["OMP_NUM_THREADS"]))
+    assert sorted(v[0] for v in seen.values()) == ["3", "3", "5"]

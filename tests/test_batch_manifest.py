@@ -1,0 +1,228 @@
+"""geosr batch without a cluster: manifests (YAML, CSV, JSON lines, globs), checks, skip decisions, --dry-run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.batch import batch as batch_command
+from geosr.io.manifest import ManifestError, read_manifest
+from geosr.pipeline.batch import plan_batch, record_path, split_rows
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    """Three small LR scenes and an output folder; the manifest lives in tmp_path."""
+    for i in range(3):
+        make_raster(tmp_path / f"s{i}.tif", (smooth_field(3, 24, 20, seed=i) * 255).astype(np.uint8))
+    (tmp_path / "out").mkdir()
+    return tmp_path
+
+
+YAML = """
+defaults:
+  out: out/{stem}_x{x}.tif
+  x: 4
+  window: 8
+jobs:
+  - lr: s0.tif
+  - lr: s1.tif
+    x: 2
+    id: second
+  - {lr: s2.tif, ref-bands: [3, 2, 1], fuse_overlaps: "yes"}
+"""
+
+
+def test_yaml_defaults_templates_and_relative_paths(scenes, monkeypatch):
+    (scenes / "jobs.yaml").write_text(YAML)
+    monkeypatch.chdir("/")
+    m = read_manifest(scenes / "jobs.yaml", defaults={"model": "lanczos", "x": 8})
+    assert m.problems == []
+    a, b, c = m.jobs
+    assert (a.id, a.lr, a.out, a.x, a.window, a.model) == ("s0_x4", str(scenes / "s0.tif"), str(scenes / "out/s0_x4.tif"), 4, 8, "lanczos")
+    assert (b.id, b.out, b.x) == ("second", str(scenes / "out/s1_x2.tif"), 2)  # a job's own value wins
+    assert c.ref_bands == "3,2,1" and c.fuse_overlaps is True and c.where == "jobs.yaml job 3"
+    opts = a.upscale_options(device="cpu")
+    assert opts["tiling"].window == 8 and opts["device"].device == "cpu" and opts["output"] == a.out
+
+
+def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
+    (scenes / "jobs.csv").write_text("lr,out,x,seed\ns0.tif,out/s0_x4.tif,4,\ns1.tif,out/s1_x4.tif,4,7\n\n")
+    lines = [{"lr": "s0.tif", "out": "out/s0_x4.tif", "x": 4}, {"lr": "s1.tif", "out": "out/s1_x4.tif", "seed": 7}]
+    (scenes / "jobs.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    csv_jobs = read_manifest(scenes / "jobs.csv").jobs
+    jsonl_jobs = read_manifest(scenes / "jobs.jsonl", defaults={"x": 4}).jobs
+    monkeypatch.chdir(scenes)
+    glob_jobs = read_manifest("s[01].tif", defaults={"out": "out/{stem}_x{x}.tif", "x": "4"}).jobs
+    strip = lambda jobs: [{**j.__dict__, "where": None, "seed": 0} for j in jobs]  # noqa: E731
+    assert strip(csv_jobs) == strip(jsonl_jobs) == strip(glob_jobs)
+    assert [j.seed for j in csv_jobs] == [0, 7] and csv_jobs[1].where == "jobs.csv line 3"
+    assert glob_jobs[0].where == "the command line s0.tif"
+
+
+def test_every_invalid_row_is_listed_with_its_reason(scenes):
+    (scenes / "jobs.yaml").write_text(
+        """
+jobs:
+  - {lr: s0.tif, out: out/a.tif}
+  - {lr: s0.tif, out: out/d.tif, scael: 4}
+  - {lr: s1.tif, out: out/b.tif, x: 3}
+  - {lr: s2.tif}
+  - {lr: s0.tif, out: out/a.tif, id: dup-out}
+  - {lr: s1.tif, out: "out/{name}.{ext}"}
+  - {lr: s2.tif, out: out/c.tif, overwrite: maybe, device: cuda}
+  - {lr: s2.tif, out: s0.tif, id: clobber}
+  - {lr: s2.tif, out: out/ok.tif}
+"""
+    )
+    m = read_manifest(scenes / "jobs.yaml")
+    text = "\n".join(map(str, m.problems))
+    assert [j.id for j in m.jobs] == ["a", "ok"]
+    for expected in (
+        "job 2: unknown option 'scael' (did you mean scale?)",
+        "job 3: x: 3 is not a supported scale factor",
+        "job 4: has no out",
+        "job 5 (dup-out): out " + str(scenes / "out/a.tif") + " is also the output of jobs.yaml job 1",
+        "job 6: out: unknown placeholder {ext}",
+        "job 7: overwrite: 'maybe' is not true or false",
+        "job 7: device: the device is chosen per worker",
+        "job 8 (clobber): out " + str(scenes / "s0.tif") + " is an input of jobs.yaml job 1",
+    ):
+        assert expected in text, (expected, text)
+    with pytest.raises(ManifestError) as err:
+        m.raise_if_invalid()
+    assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 7 invalid jobs, nothing was run:")
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.yaml", "jobs:\n  - lr: [unclosed\n", "not valid YAML at line"),
+        ("top.yaml", "x: 4\njobs: [{lr: a.tif, out: b.tif}]\n", "unknown top-level key x"),
+        ("none.yaml", "defaults: {x: 4}\n", "holds no jobs"),
+        ("jobs.txt", "lr,out\n", "unknown manifest format '.txt'"),
+        ("nolr.csv", "out,x\nb.tif,4\n", "the header has no lr column"),
+    ],
+)
+def test_unreadable_manifests(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path / name)
+
+
+def test_a_glob_that_matches_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = read_manifest("nothing/*.tif", defaults={"out": "{stem}.tif"})
+    assert [str(p) for p in m.problems] == ["the command line: 'nothing/*.tif' matches no file"]
+
+
+def test_split_rows():
+    assert split_rows(8, 6, 0) == ((0, 8),)
+    assert split_rows(8, 6, 48) == ((0, 8),)  # small enough: one task
+    assert split_rows(8, 6, 12) == ((0, 2), (2, 4), (4, 6), (6, 8))
+    assert split_rows(7, 6, 18) == ((0, 2), (2, 5), (5, 7))  # about 3 rows each, never empty
+    assert split_rows(3, 100, 10) == ((0, 1), (1, 2), (2, 3))  # at least one whole row per band
+
+
+def test_checks_open_every_raster_and_list_all_bad_rows(scenes):
+    (scenes / "notes.tif").write_text("I am not a raster")
+    (scenes / "jobs.yaml").write_text(
+        """
+defaults: {out: "out/{stem}.tif", x: 4}
+jobs:
+  - lr: s0.tif
+  - lr: missing.tif
+  - lr: notes.tif
+  - {lr: s1.tif, out: nowhere/s1.tif}
+  - {lr: s2.tif, model: no-such-model}
+"""
+    )
+    with pytest.raises(ManifestError) as err:
+        plan_batch(scenes / "jobs.yaml")
+    where = [p.where for p in err.value.problems]
+    assert where == [f"jobs.yaml job {i}" for i in (2, 3, 4, 5)]
+    text = str(err.value)
+    assert "missing.tif" in text and "notes.tif: not a raster" in text and "nowhere" in text
+    assert "unknown model 'no-such-model'" in text
+    plan = plan_batch(scenes / "jobs.yaml", skip_invalid=True)
+    assert [j.spec.id for j in plan.to_run] == ["s0"] and len(plan.invalid) == 4
+
+
+def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4}\nglob: 's*.tif'\n")
+    out = scenes / "out" / "s0.tif"
+    out.write_bytes(b"made by hand")
+    plan = plan_batch(scenes / "jobs.yaml")
+    s0 = plan.jobs[0]
+    assert s0.action == "fail" and "was not made by geosr batch" in s0.reason and "--overwrite" in s0.reason
+    assert plan_batch(scenes / "jobs.yaml", overwrite=True).jobs[0].action == "run"
+    # a record that matches the output and the job: skipped; once an input changes: refused, naming it
+    from geosr.pipeline.batch import _comparable, _sha256
+    from geosr.pipeline.upscale import plan_upscale
+
+    with plan_upscale(s0.spec.lr, **{**s0.spec.upscale_options(device="cpu"), "output": None, "dry_run": True}) as job:
+        fp = _comparable(job.fingerprint)
+    # killed after the output went into place but before its record: the journals show it is this job's
+    rows = scenes / "out" / "s0.tif.geosr-work" / "rows_00000_00001"
+    rows.mkdir(parents=True)
+    (rows / "job.json").write_text(json.dumps({**job.fingerprint, "rows": [0, 1]}))
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "run"
+    (rows / "job.json").write_text(json.dumps({**job.fingerprint, "version": "0.0.1", "rows": [0, 1]}))
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "fail"
+    st = out.stat()
+    record = dict(fingerprint=fp, output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=_sha256(out)))
+    record_path(out).write_text(json.dumps(record))
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "skip"
+    assert plan_batch(scenes / "jobs.yaml", force=True).jobs[0].action == "run"
+    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: still up to date
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "skip"
+    lr = scenes / "s0.tif"
+    os.utime(lr, ns=(lr.stat().st_atime_ns, lr.stat().st_mtime_ns + 10**9))
+    plan = plan_batch(scenes / "jobs.yaml")
+    assert plan.jobs[0].action == "fail" and "made with other inputs (s0.tif changed);" in plan.jobs[0].reason
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 2}\nglob: 's*.tif'\n")
+    reason = plan_batch(scenes / "jobs.yaml").jobs[0].reason
+    assert "other inputs (s0.tif changed) and other options (scale, tiling)" in reason
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("batch")(batch_command)
+    app.command("noop")(lambda: None)  # two commands, so "batch" stays a subcommand as in geosr
+    return app
+
+
+def test_cli_dry_run_and_invalid_manifest(scenes):
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif'}\nglob: 's*.tif'\n")
+    runner = CliRunner()
+    res = runner.invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "-x", "4", "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["dry_run"] and got["counts"]["planned"] == 3 and got["jobs"][0]["windows"] == 1
+    assert not list((scenes / "out").iterdir())
+    (scenes / "bad.csv").write_text("lr,out,x\ns0.tif,out/a.tif,5\nmissing.tif,out/b.tif,4\ns1.tif,out/c.tif,4\n")
+    res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv")])
+    assert res.exit_code == 2
+    assert "2 invalid jobs, nothing was run" in res.stderr
+    assert "bad.csv line 2: x: 5 is not a supported scale factor" in res.stderr
+    assert "bad.csv line 3" in res.stderr and "missing.tif" in res.stderr
+    res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv"), "--json"])
+    assert res.exit_code == 2 and len(json.loads(res.stdout)["invalid"]) == 2
+
+
+def test_reading_manifests_loads_neither_torch_nor_dask():
+    import subprocess
+    import sys
+
+    code = ("import sys, geosr.io.manifest, geosr.pipeline.batch, geosr.cli.batch; "
+            "print(sorted(m for m in ('torch', 'distributed', 'dask', 'rasterio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
