@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 import numpy as np
 import pytest
 import rasterio
@@ -9,7 +10,9 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from conftest import SHARED_DATA
-from geosr.pipeline.upscale import upscale
+from geosr.pipeline.upscale import upscale as _upscale
+
+upscale = partial(_upscale, model="bicubic")  # the classical path unless a test names another model
 
 pytestmark = pytest.mark.realdata
 G = SHARED_DATA / "geotiff"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 import os
 import random
 import signal
@@ -16,7 +17,9 @@ import pytest
 from conftest import make_raster, smooth_field
 from geosr.config import TilingConfig
 from geosr.errors import ResumeError
-from geosr.pipeline.upscale import upscale
+from geosr.pipeline.upscale import upscale as _upscale
+
+upscale = partial(_upscale, model="bicubic")  # the classical path unless a test names another model
 
 ARGS = ["-x", "4", "--window", "6", "--overlap", "2", "--model", "lanczos", "--batch-size", "2", "-q"]
 

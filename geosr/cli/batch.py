@@ -20,7 +20,7 @@ def batch(
     cd: Annotated[Optional[str], typer.Option("--cd", help="Change mask template for jobs without one.")] = None,
     map: Annotated[Optional[str], typer.Option("--map", help="Map raster template for jobs without one.")] = None,
     scale: Annotated[Optional[int], typer.Option("-x", "--scale", help="Scale factor of jobs without one (default 8).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model of jobs without one (default bicubic).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model of jobs without one (default: `default`, as in geosr upscale).")] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", help="LR bands of jobs without them (as in geosr upscale).")] = None,
     ref_bands: Annotated[Optional[str], typer.Option("--ref-bands", help="Reference bands of jobs without them.")] = None,
     cd_classes: Annotated[Optional[str], typer.Option("--cd-classes", help="Change class table of jobs without one.")] = None,

@@ -48,7 +48,7 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "cd_classes": (str, "binary"),
     "aoi": (str, None),
     "aoi_crs": (str, "EPSG:4326"),
-    "model": (str, "bicubic"),
+    "model": (str, "default"),
     "window": (int, None),
     "overlap": (int, None),
     "seed": (int, 0),
@@ -113,7 +113,7 @@ class JobSpec:
     cd_classes: str = "binary"
     aoi: str | None = None
     aoi_crs: str = "EPSG:4326"
-    model: str = "bicubic"
+    model: str = "default"
     window: int | None = None
     overlap: int | None = None
     seed: int = 0

@@ -1,19 +1,34 @@
-"""Model names -> super-resolvers: the classical back-ends, bundled checkpoints and local paths."""
+"""Model names -> super-resolvers: the classical back-ends, bundled checkpoints and local paths.
+
+Bundled checkpoints are the ``*.safetensors`` files in ``geosr/weights/`` (the name is the file stem);
+``default`` resolves to ``geosr/weights/default.safetensors`` when geosr ships one. Anything else that
+looks like a path is loaded with :func:`geosr.models.checkpoint.load_checkpoint` (safetensors only).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-from geosr.errors import OptionError
+from geosr.errors import InputNotFoundError, OptionError
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver
+
+if TYPE_CHECKING:
+    import torch
+
+    from geosr.config import SamplerConfig
 
 CLASSICAL: dict[str, Callable[[], SuperResolver]] = {
     "bicubic": lambda: KernelUpsampler("bicubic"),
     "lanczos": lambda: KernelUpsampler("lanczos"),
     "reference-paste": ReferencePaste,
 }
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_NAME = "default"
 
 
 @dataclass(frozen=True)
@@ -25,18 +40,81 @@ class ModelInfo:
     description: str
 
 
+def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:
+    """Name -> path of every checkpoint shipped in ``geosr/weights``."""
+    folder = weights_dir or WEIGHTS_DIR
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
+
+
+def _describe_bundled(name: str, path: Path) -> str:
+    from geosr.models.checkpoint import read_spec
+
+    try:
+        spec = read_spec(path)
+    except Exception as exc:  # a broken bundled file must not break `geosr models`
+        return f"unreadable checkpoint ({exc})"
+    scales = ", ".join(f"x{s}" for s in spec.get("scales", [])) or "any scale"
+    return f"diffusion model, {spec['arch'].get('name', 'custom')} architecture, {scales}"
+
+
 def available_models() -> list[ModelInfo]:
     """Every model name ``--model`` accepts without a path."""
-    return [
+    models = [
         ModelInfo("bicubic", "classical", "bicubic interpolation of the LR (Keys a=-0.5)"),
         ModelInfo("lanczos", "classical", "Lanczos-3 interpolation of the LR"),
         ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed"),
     ]
+    for name, path in bundled_checkpoints().items():
+        models.append(ModelInfo(name, "diffusion", _describe_bundled(name, path)))
+    return models
 
 
-def load_model(spec: str, *, device: str = "cpu") -> SuperResolver:
-    """Resolve a model name or path to a ready super-resolver on ``device``."""
-    if spec in CLASSICAL:
-        return CLASSICAL[spec]()
+def _looks_like_path(spec: str) -> bool:
+    suffixes = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
+    return os.sep in spec or "/" in spec or spec.endswith(suffixes) or Path(spec).exists()
+
+
+def resolve_checkpoint(spec: str) -> Path:
+    """The checkpoint file a model name or path stands for."""
+    bundled = bundled_checkpoints()
+    if spec in bundled:
+        return bundled[spec]
+    if spec == DEFAULT_NAME:
+        raise OptionError(
+            "no default model is bundled with this geosr yet: pass --model with the path of a geosr checkpoint "
+            "(.safetensors) or a classical back-end (bicubic, lanczos, reference-paste)"
+        )
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise InputNotFoundError(f"model file {path} does not exist")
+        return path
     names = ", ".join(m.name for m in available_models())
     raise OptionError(f"unknown model {spec!r}: use one of {names}, or the path of a geosr checkpoint")
+
+
+def load_model(
+    spec: str,
+    *,
+    device: "str | torch.device" = "cpu",
+    sampler: "SamplerConfig | None" = None,
+    style: "str | torch.Tensor | None" = None,
+) -> SuperResolver:
+    """Resolve a model name or path to a ready super-resolver on ``device`` (``auto``: cuda if present).
+
+    Classical back-ends ignore ``sampler`` and ``style``. For diffusion models ``sampler`` picks the
+    preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
+    tensor (1, bands, h, w) in model space.
+    """
+    if spec in CLASSICAL:
+        return CLASSICAL[spec]()
+    path = resolve_checkpoint(spec)
+    from geosr.models.checkpoint import load_checkpoint
+    from geosr.models.diffusion import DiffusionSuperResolver, resolve_device
+
+    dev = resolve_device(device)
+    model, model_spec = load_checkpoint(path, device=dev)
+    name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
+    return DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)

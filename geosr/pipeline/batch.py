@@ -260,7 +260,7 @@ class _ClientModels:
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str):
+    def get(self, name: str, *, device: str = "cpu", sampler=None):
         with self._lock:
             if name not in self._models:
                 from geosr.models.registry import load_model
@@ -276,12 +276,12 @@ class _ClientModels:
 
 
 def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
-    from geosr.pipeline.upscale import plan_upscale
+    from geosr.pipeline.upscale import plan_upscale, resolve_model
 
     try:
         check_output_path(spec.out, overwrite=True)
         opts = spec.upscale_options(device="cpu")
-        opts.update(output=None, model=models.get(spec.model), dry_run=True)
+        opts.update(output=None, model=resolve_model(spec.model, spec.x, "cpu", loader=models.get), dry_run=True)
         with plan_upscale(spec.lr, **opts) as job:
             fingerprint = _comparable(job.fingerprint)
             n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)
@@ -422,27 +422,27 @@ _MODELS_LOCK = threading.Lock()
 MODEL_LOADS: dict[tuple, int] = {}  # (model, device, visible GPUs) -> times loaded in this process (always 1)
 
 
-def worker_model(name: str, device: str):
-    """The model ``name`` on ``device``, loaded once per worker process and kept for every later job."""
+def worker_model(name: str, *, device: str, sampler=None):
+    """The model ``name`` on ``device`` with ``sampler``, loaded once per worker process and kept."""
     from geosr.models.registry import load_model
     from geosr.pipeline.device import resolve_device
 
     dev = str(resolve_device(device))
-    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), sampler)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, device=dev)
+            _MODELS[key] = load_model(name, device=dev, sampler=sampler)
             MODEL_LOADS[key] = MODEL_LOADS.get(key, 0) + 1
         return _MODELS[key]
 
 
 def _open_job(spec: JobSpec, device: str):
-    from geosr.pipeline.upscale import plan_upscale
+    from geosr.pipeline.upscale import plan_upscale, resolve_model
 
     # overwrite=True: the calling process decided this job runs (its output was absent, or is replaced);
     # an output found now was written by an earlier attempt of this job that died before its record
     opts = spec.upscale_options(device=device, overwrite=True)
-    opts["model"] = worker_model(spec.model, device)
+    opts["model"] = resolve_model(spec.model, spec.x, device, opts.get("sampler"), loader=worker_model)
     return plan_upscale(spec.lr, **opts)
 
 

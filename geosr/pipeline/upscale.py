@@ -26,7 +26,7 @@ from geosr.io.outputs import check_output_path
 from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
 from geosr.io.writer import OutputMeta, stitch, to_cog, write_chunk
 from geosr.models.interface import SuperResolver
-from geosr.models.registry import load_model
+from geosr.models.registry import DEFAULT_NAME, load_model
 from geosr.pipeline.device import resolve_device
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
@@ -107,7 +107,7 @@ def plan_upscale(
     cd_classes: str = "binary",
     aoi: str | None = None,
     aoi_crs: str = "EPSG:4326",
-    model: str | SuperResolver = "bicubic",
+    model: str | SuperResolver = "default",
     tiling: TilingConfig = TilingConfig(),
     sampler: SamplerConfig = SamplerConfig(),
     output_config: OutputConfig = OutputConfig(),
@@ -128,7 +128,7 @@ def plan_upscale(
     aoi_win = aoi_window(aoi, lr_info.grid, aoi_crs=aoi_crs) if aoi else None
     hr, area = hr_grid(lr_info.grid, scale, aoi_win)
     dev = resolve_device(device.device)
-    sr = load_model(model, device=str(dev)) if isinstance(model, str) else model
+    sr = resolve_model(model, scale, dev, sampler)
     _check_model(sr, scale, len(sel), sr.name)
     tcfg = tiling.resolved(scale)
     plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
@@ -237,6 +237,23 @@ def upscale(
 
 def _join(values) -> str:
     return ", ".join(str(v) for v in values)
+
+
+def resolve_model(
+    model: str | SuperResolver,
+    scale: int,
+    device: torch.device | str,
+    sampler: SamplerConfig | None = None,
+    loader: Callable[..., SuperResolver] = load_model,
+) -> SuperResolver:
+    """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
+    trained for and bicubic at the others."""
+    if not isinstance(model, str):
+        return model
+    sr = loader(model, device=str(device), sampler=sampler)
+    if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
+        return loader("bicubic", device=str(device), sampler=sampler)
+    return sr
 
 
 def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str) -> None:
