@@ -19,7 +19,7 @@ from geosr._version import __version__
 from geosr.conditioning.changes import load_class_table
 from geosr.conditioning.radiometry import to_raw
 from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig, to_json
-from geosr.errors import BandError, OptionError, ScaleError
+from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import Journal, work_dir_for
 from geosr.io.outputs import check_output_path
@@ -108,6 +108,7 @@ def plan_upscale(
     aoi: str | None = None,
     aoi_crs: str = "EPSG:4326",
     model: str | SuperResolver = "default",
+    style: str | None = None,
     tiling: TilingConfig = TilingConfig(),
     sampler: SamplerConfig = SamplerConfig(),
     output_config: OutputConfig = OutputConfig(),
@@ -128,11 +129,11 @@ def plan_upscale(
     aoi_win = aoi_window(aoi, lr_info.grid, aoi_crs=aoi_crs) if aoi else None
     hr, area = hr_grid(lr_info.grid, scale, aoi_win)
     dev = resolve_device(device.device)
-    sr = resolve_model(model, scale, dev, sampler)
-    _check_model(sr, scale, len(sel), sr.name)
+    table = load_class_table(cd_classes)
+    sr = resolve_model(model, scale, dev, sampler, style=style)
+    _check_model(sr, scale, len(sel), sr.name, table if cd else None)
     tcfg = tiling.resolved(scale)
     plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
-    table = load_class_table(cd_classes)
     meta = _output_meta(lr_info, sel, output_config)
     summary = dict(
         output=None if out_path is None else str(out_path),
@@ -164,7 +165,7 @@ def plan_upscale(
                 version=__version__,
                 inputs=[_file_id(p) for p in (lr, ref, cd, map)],
                 options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
-                             aoi_crs=aoi_crs, model=sr.name, tiling=tcfg, sampler=sampler, output=output_config),
+                             aoi_crs=aoi_crs, model=sr.name, style=style, tiling=tcfg, sampler=sampler, output=output_config),
             )
         )
     )
@@ -245,22 +246,30 @@ def resolve_model(
     device: torch.device | str,
     sampler: SamplerConfig | None = None,
     loader: Callable[..., SuperResolver] = load_model,
+    style: str | None = None,
 ) -> SuperResolver:
     """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
-    trained for and bicubic at the others."""
+    trained for and bicubic at the others. ``style``: None/"none" or "sample" (SGDM's style flow)."""
     if not isinstance(model, str):
         return model
-    sr = loader(model, device=str(device), sampler=sampler)
+    extra = {"style": style} if style not in (None, "none") else {}
+    sr = loader(model, device=str(device), sampler=sampler, **extra)
     if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
         return loader("bicubic", device=str(device), sampler=sampler)
     return sr
 
 
-def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str) -> None:
+def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table=None) -> None:
     if sr.scales and scale not in sr.scales:
         raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
     if sr.bands is not None and sr.bands != n_bands:
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} are selected (use --bands)")
+    wanted = getattr(sr, "n_change_classes", None)
+    if table is not None and wanted is not None and table.n_classes != wanted:
+        raise ClassTableError(
+            f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
+            f"{table.n_classes}"
+        )
 
 
 def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress: Progress | None) -> None:
@@ -331,7 +340,7 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     scene, sr = job.scene, job.sr
     s, halo = scene.scale, sr.halo
     stacks = [scene.read_stack(w, halo) for w in group]
-    n_change = scene.cd_table.n_classes if scene.cd_table else 2
+    n_change = scene.cd_table.n_classes if scene.cd_table else getattr(sr, "n_change_classes", 2)
     batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes)
     with torch.inference_mode():
         out = from_output(sr(batch.to(job.device), seed=job.seed))
