@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from geosr.cli.batch import batch
+from geosr.cli.evaluate import evaluate
 from geosr.cli.info import info
 from geosr.cli.models import models
 from geosr.cli.rasterize_osm import rasterize_osm
 from geosr.cli.sample import sample
+from geosr.cli.train import train
 from geosr.cli.upscale import upscale
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 app.command("upscale")(upscale)
 app.command("rasterize-osm")(rasterize_osm)
 app.command("batch")(batch)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
 app.command("info")(info)
 app.command("models")(models)
 app.command("sample")(sample)

@@ -101,10 +101,12 @@ def load_model(
     device: "str | torch.device" = "cpu",
     sampler: "SamplerConfig | None" = None,
     style: "str | torch.Tensor | None" = None,
+    lr_consistency: bool | None = None,
 ) -> SuperResolver:
     """Resolve a model name or path to a ready super-resolver on ``device`` (``auto``: cuda if present).
 
-    Classical back-ends ignore ``sampler`` and ``style``. For diffusion models ``sampler`` picks the
+    Classical back-ends ignore ``sampler``, ``style`` and ``lr_consistency``. ``lr_consistency`` None follows
+    the checkpoint's ``inference`` entry; True makes the output agree with the LR (back-projection). For diffusion models ``sampler`` picks the
     preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
     tensor (1, bands, h, w) in model space.
     """
@@ -117,4 +119,11 @@ def load_model(
     dev = resolve_device(device)
     model, model_spec = load_checkpoint(path, device=dev)
     name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
-    return DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    if lr_consistency is None:  # the checkpoint's own recommendation (geosr's default model: on)
+        lr_consistency = bool(model_spec.get("inference", {}).get("lr_consistency", False))
+    if lr_consistency:
+        from geosr.models.consistency import LRConsistent
+
+        return LRConsistent(sr)
+    return sr

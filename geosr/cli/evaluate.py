@@ -1,0 +1,53 @@
+"""``geosr evaluate``: a model against bicubic and reference paste, overall and in changed / unchanged areas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geosr.cli.common import err_console, out_console, print_json, progress_bar, run_command
+
+
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Evaluation data: ../shared/data (its held-out split), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, Bic_LR_*), or an A/ B/ label/ folder.", show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint path (repeatable). Baselines bicubic and reference-paste are always added.")] = None,
+    scale: Annotated[Optional[list[int]], typer.Option("-x", "--scale", help="Scale factor(s) (repeatable; default 8 and 16).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, metrics.md and PNG panels.")] = Path("geosr-eval"),
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps (default: the checkpoint's own setting, else the sampler preset's).")] = None,
+    lr_consistency: Annotated[Optional[bool], typer.Option("--lr-consistency/--no-lr-consistency", help="Back-project the SR onto the LR (default: the checkpoint's own setting).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
+    panels: Annotated[bool, typer.Option("--panels/--no-panels", help="Write PNG panels LR | Ref | mask | SR | HR.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary on stdout.")] = False,
+) -> None:
+    """Evaluate models with the papers' protocol (bicubic LR): PSNR / SSIM on Y, VIF, LR-consistency,
+    SAM, ERGAS, MS-SSIM (LPIPS / DISTS / FID when their packages and weights load), each overall and in
+    changed / unchanged areas, next to bicubic and reference paste. Models run through `geosr upscale`.
+
+    Examples:
+
+      geosr evaluate ../shared/data --model default -o eval/
+
+      geosr evaluate SECOND/RefSR_dataset/test -m runs/second_x8/model.safetensors -x 8
+    """
+    from geosr.training.evaluate import evaluate as run_evaluate
+    from geosr.training.evaluate import markdown_table
+
+    def call():
+        with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
+            return run_evaluate(
+                data, models=model or [], scales=tuple(scale) if scale else (8, 16), out=out, steps=steps,
+                lr_consistency=lr_consistency, seed=seed, panels=panels, progress=update,
+                log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)),
+            )
+
+    result = run_command(call, json_out=json_out, quiet=quiet)
+    if json_out:
+        payload = result.to_dict()
+        payload.pop("cases", None)
+        print_json(payload)
+    elif not quiet:
+        out_console.print(markdown_table(result.summary, result.models), highlight=False, markup=False)
+        out_console.print(f"[bold green]wrote {result.out}/metrics.json[/] and metrics.md", highlight=False)

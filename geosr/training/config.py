@@ -1,0 +1,131 @@
+"""The training configuration: a frozen dataclass, loadable from a TOML / YAML / JSON file, overridable by flags.
+
+A data source is a mapping with a ``kind``:
+
+- ``{"kind": "refdiff", "path": "SECOND/RefSR_dataset/train", "weight": 1}`` — the Ref-Diff release layout;
+- ``{"kind": "pairs", "path": "LEVIR/", "weight": 1}`` — ``A/`` (reference), ``B/`` (target), ``label/``;
+- ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``;
+- ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images;
+- ``{"kind": "shared", "path": "../shared/data", "weight": 1, "synthetic_weight": 1}`` — geosr's real data
+  (training split only) plus synthetic change from every HR image there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from geosr.errors import InputNotFoundError, OptionError
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a training run needs. Steps, batch and crop are per process."""
+
+    out: str = "runs/geosr"
+    arch: str | dict = "tiny"
+    bands: int = 3
+    band_names: tuple[str, ...] = ("red", "green", "blue")
+    change_table: str = "binary"  # the class table of the change input (binary: 3 classes, values 0, 1, 255)
+    n_map_classes: int = 0
+    scales: tuple[int, ...] = (8, 16)
+    data: tuple[Mapping[str, Any], ...] = ()
+    crop: int = 128
+    batch_size: int = 4
+    steps: int = 2000
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 200
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    p_high_sigma: float = 0.3  # share of noise levels drawn log-uniformly in [sigma_high_min, sigma_max]
+    sigma_high_min: float = 2.0  # (trains the denoiser where few-step samplers start)
+    sigma_max: float = 80.0
+    p_no_ref: float = 0.1
+    degradation: str = "real"  # "real" (Ref-Diff 3.3 chain) or "bicubic"
+    checkpoint_every: int = 500
+    val_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    threads: int = 0  # torch CPU threads; 0: torch's default
+    name: str = "geosr-model"
+    inference: Mapping[str, Any] = field(default_factory=dict)  # recorded in the spec: {"steps": 1, "lr_consistency": true}
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
+        object.__setattr__(self, "band_names", tuple(self.band_names))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
+        object.__setattr__(self, "inference", dict(self.inference))
+        problems = []
+        if any(s not in (2, 4, 8, 16) for s in self.scales) or not self.scales:
+            problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
+        if any(self.crop % s for s in self.scales):
+            problems.append(f"crop {self.crop} must be a multiple of every scale")
+        if self.steps < 1 or self.batch_size < 1:
+            problems.append("steps and batch_size must be at least 1")
+        if not 0 <= self.ema < 1:
+            problems.append("ema must be in [0, 1)")
+        if self.degradation not in ("real", "bicubic"):
+            problems.append("degradation is 'real' or 'bicubic'")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append("precision is 'auto', 'fp32' or 'bf16'")
+        for d in self.data:
+            if d.get("kind") not in ("refdiff", "pairs", "geotiff", "synthetic", "shared"):
+                problems.append(f"unknown data source kind {d.get('kind')!r}")
+        if problems:
+            raise OptionError("bad training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data"] = [dict(x) for x in self.data]
+        d["inference"] = dict(self.inference)
+        return d
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a .toml / .yaml / .json file (keys as the dataclass fields), then ``overrides``."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise InputNotFoundError(f"{p}: no such training config")
+        text = p.read_text()
+        try:
+            if p.suffix == ".toml":
+                import tomllib
+
+                values = tomllib.loads(text)
+            elif p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+            else:
+                values = json.loads(text)
+        except Exception as exc:
+            raise OptionError(f"{p}: not a valid training config ({exc})") from None
+        if "train" in values and isinstance(values["train"], dict):
+            values = {**values["train"], **{k: v for k, v in values.items() if k != "train"}}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise OptionError(f"unknown training config keys: {', '.join(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise OptionError(f"bad training config: {exc}") from None
+
+
+__all__ = ["TrainConfig", "load_config"]

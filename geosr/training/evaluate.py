@@ -1,0 +1,322 @@
+"""``geosr evaluate``: the papers' protocol on a data set, for a model and the baselines, through ``upscale``.
+
+For every pair (target HR, reference, change mask) and every scale, the LR is the target downsampled by
+antialiased bicubic (the papers' test protocol, ``Bic_LR_*``; a given LR is used when the data set ships
+one), stored as 8 bits. LR, reference and mask are written as small GeoTIFFs and every model runs through
+:func:`geosr.pipeline.upscale.upscale` -- the same windows, stretch, harmonization, blending and 8-bit
+output a user gets. Metrics (:mod:`geosr.training.metrics`) are taken overall and split into changed /
+unchanged areas (pixels with a known label only, where the data set says which are known).
+
+Baselines ``bicubic`` and ``reference-paste`` are always in the table. ``hr`` (the ground truth itself) is
+accepted as a model name to check the metrics. Output: ``metrics.json``, ``metrics.md`` and PNG panels
+(LR | Ref | mask | SR | HR) in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from geosr.conditioning.changes import BUILTIN_TABLES
+from geosr.errors import InputError
+from geosr.models.interface import ConditionBatch, SuperResolver
+from geosr.models.resample import upsample
+from geosr.training.datasets import Pair, change_pair_folder, refdiff_folder, shared_data_pairs
+from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
+from geosr.training.degradations import bicubic_degrade, box_downsample
+from geosr.training.metrics import learned_metrics_status, region_metrics
+
+BASELINES = ("bicubic", "reference-paste")
+REGIONS = ("overall", "unchanged", "changed")
+
+
+# ---- LR-consistency at inference -----------------------------------------------------------------------------
+def model_inference_options(path_or_name: str) -> dict[str, Any]:
+    """The ``inference`` entry of a checkpoint's spec (sampler steps, LR-consistency), {} for others."""
+    try:
+        from geosr.models.checkpoint import read_spec
+        from geosr.models.registry import resolve_checkpoint
+
+        return dict(read_spec(resolve_checkpoint(path_or_name)).get("inference", {}))
+    except Exception:
+        return {}
+
+
+def load_eval_model(spec: str, *, steps: int | None, lr_consistency: bool | None, device: str = "cpu") -> SuperResolver:
+    """A model ready for evaluation: ``steps`` / ``lr_consistency`` None take the checkpoint's own
+    ``inference`` settings (geosr's default model: one step, back-projection on)."""
+    from geosr.config import SamplerConfig
+    from geosr.models.registry import load_model
+
+    if spec in ("bicubic", "lanczos", "reference-paste"):
+        return load_model(spec)
+    opts = model_inference_options(spec)
+    steps = steps if steps is not None else opts.get("steps")
+    return load_model(spec, device=device, sampler=SamplerConfig(steps=steps), lr_consistency=lr_consistency)
+
+
+# ---- cases ------------------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    scale: int
+    hr: torch.Tensor  # (C, H, W) unit space
+    lr: torch.Tensor  # (C, H/s, W/s) unit space, 8-bit values
+    ref: torch.Tensor | None
+    change_values: np.ndarray | None  # raster values of the change table (H, W)
+    changed: torch.Tensor  # (H, W) bool
+    labelled: torch.Tensor  # (H, W) bool
+    table: str = "binary"
+    group: str = ""
+
+
+def make_cases(pairs: Sequence[Pair], scales: Sequence[int]) -> list[Case]:
+    cases = []
+    for p in pairs:
+        for s in scales:
+            H, W = p.shape[0] // s * s, p.shape[1] // s * s
+            if H < 2 * s or W < 2 * s:
+                continue
+            hr = p.target[:, :H, :W].clamp(0, 1)
+            lr = p.lr.get(s)
+            lr = lr[:, : H // s, : W // s] if lr is not None else bicubic_degrade(hr, s)
+            lr = (lr.clamp(0, 1) * 255).round() / 255
+            ref = p.ref[:, :H, :W].clamp(0, 1) if p.ref is not None else None
+            values = None
+            if p.change is not None:
+                lut = np.array([c.value for c in p.table.classes], dtype=np.int64)
+                values = lut[p.change[:H, :W].numpy()]
+            labelled = p.labelled[:H, :W] if p.labelled is not None else torch.ones(H, W, dtype=torch.bool)
+            cases.append(Case(p.name, s, hr, lr, ref, values, p.changed[:H, :W], labelled, p.table.name, p.group))
+    return cases
+
+
+def load_eval_pairs(data: str | Path) -> list[Pair]:
+    """A data folder -> pairs: ../shared/data (its held-out split), a Ref-Diff folder or an A/B/label folder."""
+    root = Path(data)
+    if not root.exists():
+        raise InputError(f"{root}: no such data folder")
+    if (root / "levir_cd").is_dir() or (root / "dsifn_cd").is_dir() or (root / "change_lowres").is_dir():
+        return shared_data_pairs(root, split="heldout")
+    if (root / "HR_512").is_dir():
+        return refdiff_folder(root)
+    if (root / "A").is_dir():
+        return change_pair_folder(root, require_label=False)
+    raise InputError(f"{root}: not a data set geosr knows (../shared/data, a Ref-Diff folder with HR_512/, or A/ B/ label/)")
+
+
+# ---- running through the pipeline -------------------------------------------------------------------------------
+def _write_tif(path: Path, arr: np.ndarray, res: float, dtype: str = "uint8") -> None:
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    arr = arr[None] if arr.ndim == 2 else arr
+    with rasterio.open(
+        path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=dtype,
+        crs=CRS.from_epsg(3857), transform=Affine(res, 0, 500000.0, 0, -res, 5000000.0),
+    ) as ds:
+        ds.write(arr.astype(dtype))
+
+
+def _to8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None) -> torch.Tensor:
+    """The SR of one case through :func:`geosr.pipeline.upscale.upscale`, unit space (C, H, W)."""
+    import rasterio
+
+    from geosr.config import DeviceConfig, OutputConfig, SamplerConfig
+    from geosr.pipeline.upscale import upscale
+
+    if model == "hr":
+        return case.hr.clone()
+    folder.mkdir(parents=True, exist_ok=True)
+    lr_p, ref_p, cd_p = folder / "lr.tif", folder / "ref.tif", folder / "cd.tif"
+    if not lr_p.exists():
+        _write_tif(lr_p, _to8(case.lr), float(case.scale))
+        if case.ref is not None:
+            _write_tif(ref_p, _to8(case.ref), 1.0)
+        if case.change_values is not None:
+            _write_tif(cd_p, case.change_values.astype(np.uint8), 1.0)
+    name = model if isinstance(model, str) else getattr(model, "name", "model")
+    out = folder / f"sr_{name.replace('/', '_')}.tif"
+    upscale(
+        str(lr_p), output=str(out), scale=case.scale,
+        ref=str(ref_p) if case.ref is not None else None,
+        cd=str(cd_p) if case.change_values is not None else None,
+        cd_classes=case.table if case.table in BUILTIN_TABLES else "binary",
+        model=model, sampler=SamplerConfig(seed=seed, steps=steps),
+        output_config=OutputConfig(overwrite=True), device=DeviceConfig(device="cpu", batch_size=4),
+    )
+    with rasterio.open(out) as ds:
+        return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
+
+
+def case_metrics(case: Case, sr: torch.Tensor) -> dict[str, dict[str, float | None] | None]:
+    masks = {"overall": None, "unchanged": ~case.changed & case.labelled, "changed": case.changed & case.labelled}
+    return region_metrics(sr, case.hr, case.lr, case.scale, masks)
+
+
+def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
+    """PNG: LR (nearest) | Ref | mask | SR | HR, the central ``side`` x ``side`` crop."""
+    from PIL import Image
+
+    H, W = case.hr.shape[-2:]
+    r0, c0 = max(0, (H - side) // 2), max(0, (W - side) // 2)
+    sl = (slice(None), slice(r0, r0 + side), slice(c0, c0 + side))
+    s = case.scale
+    lr_up = case.lr.repeat_interleave(s, -2).repeat_interleave(s, -1)
+    ref = case.ref if case.ref is not None else torch.zeros_like(case.hr)
+    mask = case.changed.float()[None].expand(3, -1, -1)
+    tiles = [t[:3][sl] for t in (lr_up, ref, mask, sr, case.hr)]
+    gap = torch.ones(3, tiles[0].shape[1], 4)
+    row = torch.cat([x for t in tiles for x in (t, gap)][:-1], dim=-1)
+    Image.fromarray(_to8(row).transpose(1, 2, 0)).save(path)
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None
+    if any(math.isinf(v) for v in vals):
+        return float("inf")
+    return float(np.mean(vals))
+
+
+@dataclass
+class EvalResult:
+    out: str
+    scales: list[int]
+    models: list[str]
+    summary: dict  # scale -> model -> region -> metric -> mean
+    cases: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Strict-JSON-ready: infinite values become "inf", NaN becomes None."""
+        return _clean(dict(out=self.out, scales=self.scales, models=self.models, summary=self.summary,
+                           notes=self.notes, seconds=round(self.seconds, 1), cases=self.cases))
+
+
+METRIC_COLUMNS = (("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"), ("vif", "VIF"), ("lr_consistency", "LR-cons"),
+                  ("sam", "SAM°"), ("ergas", "ERGAS"))
+
+
+def markdown_table(summary: dict, models: Sequence[str]) -> str:
+    lines = []
+    for scale, per_model in summary.items():
+        lines.append(f"### x{scale}\n")
+        head = ["model"] + [f"{label} {r[:3] if r != 'overall' else 'all'}" for _, label in METRIC_COLUMNS for r in REGIONS] + ["MS-SSIM"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for m in models:
+            row = [m]
+            for key, _ in METRIC_COLUMNS:
+                for r in REGIONS:
+                    v = (per_model.get(m, {}).get(r) or {}).get(key)
+                    row.append("–" if v is None else ("inf" if math.isinf(v) else f"{v:.4f}" if key in ("ssim_y", "vif") else f"{v:.2f}"))
+            v = (per_model.get(m, {}).get("overall") or {}).get("ms_ssim")
+            row.append("–" if v is None else f"{v:.4f}")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def evaluate(
+    data: str | Path | Sequence[Pair],
+    *,
+    models: Sequence[str | SuperResolver] = (),
+    scales: Sequence[int] = (8, 16),
+    out: str | Path = "geosr-eval",
+    steps: int | None = None,
+    lr_consistency: bool | None = None,
+    seed: int = 0,
+    panels: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate ``models`` (names, paths or SuperResolvers) and the baselines on ``data``; write results to ``out``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = load_eval_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    if not pairs:
+        raise InputError(f"{data}: holds no evaluation pair")
+    cases = make_cases(pairs, scales)
+    if not cases:
+        raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
+    resolved: list[tuple[str, str | SuperResolver]] = []
+    for m in list(models) + [b for b in BASELINES if b not in models]:
+        if isinstance(m, str):
+            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(m, steps=steps, lr_consistency=lr_consistency)))
+        else:
+            resolved.append((getattr(m, "name", "model"), m))
+    names = [n for n, _ in resolved]
+    notes = [v for v in learned_metrics_status().values() if v != "available"]
+    for n in notes:
+        (log or (lambda s: None))(n)
+    per_case = []
+    total, done = len(cases) * len(resolved), 0
+    with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
+        for ci, case in enumerate(cases):
+            folder = Path(tmp) / f"case{ci}"
+            entry = {"name": case.name, "group": case.group, "scale": case.scale, "changed_fraction": float(case.changed.float().mean()), "models": {}}
+            for name, model in resolved:
+                t1 = time.perf_counter()
+                sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None)
+                entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": round(time.perf_counter() - t1, 2)}
+                if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
+                    panel(case, sr, out / f"panel_x{case.scale}_{case.name}_{name.replace('/', '_')}.png")
+                done += 1
+                if progress:
+                    progress(done, total)
+            per_case.append(entry)
+    summary: dict = {}
+    for s in sorted({c.scale for c in cases}):
+        summary[s] = {}
+        for name in names:
+            summary[s][name] = {}
+            for region in REGIONS:
+                rows = [e["models"][name]["metrics"][region] for e in per_case if e["scale"] == s]
+                rows = [r for r in rows if r is not None]
+                if not rows:
+                    summary[s][name][region] = None
+                    continue
+                summary[s][name][region] = {k: _mean([r[k] for r in rows]) for k in rows[0]}
+    res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
+                     seconds=time.perf_counter() - t0)
+    (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
+    (out / "metrics.md").write_text(
+        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS: lower is better; "
+        "LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
+        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+    )
+    return res
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, float):
+        return None if math.isnan(o) else ("inf" if o == math.inf else "-inf" if o == -math.inf else o)
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def _json_default(o: Any) -> Any:
+    return str(o)
+
+
+__all__ = ["evaluate", "EvalResult", "LRConsistent", "back_project", "load_eval_model", "make_cases", "markdown_table"]

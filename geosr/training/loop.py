@@ -1,0 +1,382 @@
+"""The training loop behind ``geosr train``.
+
+AdamW with linear warm-up then cosine decay to 10 %, an EMA of the weights, gradient clipping, bf16
+autocast on CUDA (the EDM scalings stay fp32), data parallel under ``torchrun`` (one process per device,
+gloo on CPU / nccl on CUDA), a training state every ``checkpoint_every`` steps that ``--resume`` continues
+from bit-for-bit in its data stream (every batch is a function of (seed, step, rank)), a validation image
+grid every ``val_every`` steps, and a JSON-lines log. Nothing is pickled: the training state is a
+safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) with its spec.
+
+Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
+[sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from geosr.conditioning.changes import load_class_table
+from geosr.errors import InputError, OptionError
+from geosr.models.checkpoint import load_checkpoint, make_spec, save_checkpoint
+from geosr.models.edm import EDMDenoiser, build_denoiser, edm_loss, sample_sigma
+from geosr.models.interface import ConditionBatch
+from geosr.models.resample import upsample
+from geosr.models.unet import Condition, make_condition
+from geosr.training.config import TrainConfig
+from geosr.training.datasets import (
+    Pair,
+    PairMixture,
+    SampleMaker,
+    change_pair_folder,
+    geotiff_stack,
+    refdiff_folder,
+    shared_data_pairs,
+    shared_synthetic_images,
+    synthetic_pairs,
+)
+
+STATE = "state.safetensors"
+STATE_JSON = "state.json"
+MODEL = "model.safetensors"
+LOG = "train.log"
+
+
+@dataclass
+class TrainResult:
+    checkpoint: str
+    steps: int
+    resumed_from: int
+    seconds: float
+    final_loss: float
+    ema_loss: float
+    log: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# ---- data --------------------------------------------------------------------------------------------------------
+def build_data(cfg: TrainConfig) -> tuple[list[tuple[list[Pair], float]], list[torch.Tensor], list[str]]:
+    """(weighted groups of pairs, foreign images for synthetic patches, data descriptions)."""
+    groups: list[tuple[list[Pair], float]] = []
+    foreign: list[torch.Tensor] = []
+    described: list[str] = []
+    table = load_class_table(cfg.change_table)
+    for src in cfg.data:
+        kind, w = src["kind"], float(src.get("weight", 1.0))
+        if kind == "refdiff":
+            pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
+        elif kind == "pairs":
+            pairs = change_pair_folder(src["path"])
+        elif kind == "geotiff":
+            pairs = [
+                geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
+                              map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)
+            ]
+        elif kind == "synthetic":
+            pairs = synthetic_pairs(src["paths"])
+        else:  # shared
+            pairs = shared_data_pairs(src["path"], split="train")
+            syn = synthetic_pairs(shared_synthetic_images(src["path"], pairs))
+            sw = float(src.get("synthetic_weight", 1.0))
+            if syn and sw > 0:
+                groups.append((syn, sw))
+                foreign.extend(p.target for p in syn)
+                described.append(f"synthetic change from {len(syn)} images of {src['path']}")
+        if not pairs:
+            raise InputError(f"data source {src} holds no usable image")
+        groups.append((pairs, w))
+        foreign.extend(p.target for p in pairs if p.synthetic)
+        described.append(f"{kind}: {len(pairs)} pairs from {src.get('path') or src.get('hr') or 'images'}")
+    if not groups:
+        raise OptionError("no training data: give at least one data source (--data or the config's 'data')")
+    return groups, foreign, described
+
+
+# ---- conditioning ---------------------------------------------------------------------------------------------------
+def training_condition(model: EDMDenoiser, batch: ConditionBatch) -> Condition:
+    """The network's condition for a batch, built as :class:`DiffusionSuperResolver` builds it."""
+    cfg = model.cfg
+    lr_up = upsample(batch.lr, batch.scale, "bicubic")
+    map_ids = batch.map if (batch.map is not None and cfg.n_map_classes) else None
+    return make_condition(
+        lr_up, batch.ref, batch.ref_valid, batch.change, n_change_classes=cfg.n_change_classes,
+        map_ids=map_ids, n_map_classes=cfg.n_map_classes,
+    )
+
+
+def draw_sigma(n: int, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    sigma = sample_sigma(n, generator=gen)
+    high = torch.rand(n, generator=gen) < cfg.p_high_sigma
+    lo, hi = math.log(cfg.sigma_high_min), math.log(cfg.sigma_max)
+    logu = torch.rand(n, generator=gen) * (hi - lo) + lo
+    return torch.where(high, logu.exp(), sigma)
+
+
+# ---- saving the training state without pickle ----------------------------------------------------------------------
+def save_state(out: Path, step: int, model: EDMDenoiser, ema: EDMDenoiser, opt: torch.optim.Optimizer, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    for k, v in ema.state_dict().items():
+        tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
+    sd = opt.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for idx, st in sd["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val) and val.dim() > 0:
+                tensors[f"opt.{idx}.{name}"] = val.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = float(val)
+    tmp = out / (STATE + ".part")
+    save_file(tensors, str(tmp))
+    tmp.replace(out / STATE)
+    meta = {"step": step, "param_groups": sd["param_groups"], "scalars": scalars, **extra}
+    (out / (STATE_JSON + ".part")).write_text(json.dumps(meta, indent=1, default=str))
+    (out / (STATE_JSON + ".part")).replace(out / STATE_JSON)
+
+
+def load_state(out: Path, model: EDMDenoiser, ema: EDMDenoiser, opt: torch.optim.Optimizer) -> int:
+    from safetensors.torch import load_file
+
+    if not (out / STATE).exists() or not (out / STATE_JSON).exists():
+        raise InputError(f"{out}: no training state to resume from ({STATE} / {STATE_JSON})")
+    meta = json.loads((out / STATE_JSON).read_text())
+    tensors = load_file(str(out / STATE))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for idx, sc in meta.get("scalars", {}).items():
+        for name, val in sc.items():
+            state.setdefault(int(idx), {})[name] = torch.tensor(val, dtype=torch.float32)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"])
+
+
+# ---- validation grid ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(model: EDMDenoiser, batch: ConditionBatch, sigma_max: float = 80.0, seed: int = 0) -> torch.Tensor:
+    """One-step (posterior-mean) prediction D(sigma_max * z; sigma_max) for a training-shaped batch."""
+    was = model.training
+    model.eval()
+    cond = training_condition(model, batch)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch.ref.shape, generator=gen).to(batch.ref.device)
+    s = torch.full((batch.batch_size,), sigma_max, device=batch.ref.device)
+    out = model(z * sigma_max, s, cond)
+    model.train(was)
+    return out
+
+
+def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: Path, max_rows: int = 4) -> None:
+    """PNG rows of LR (nearest) | Ref | mask | SR | HR, model space -> 8 bit."""
+    from PIL import Image
+
+    s = batch.scale
+    rows = []
+    for i in range(min(max_rows, batch.batch_size)):
+        lr = batch.lr[i].repeat_interleave(s, -2).repeat_interleave(s, -1)
+        mask = batch.changed[i].expand_as(hr[i]) * 2 - 1
+        tiles = [lr, batch.ref[i], mask, sr[i], hr[i]]
+        rows.append(torch.cat([t[:3].cpu().float() for t in tiles], dim=-1))
+    img = torch.cat(rows, dim=-2)
+    arr = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    Image.fromarray(arr).save(path)
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------------
+def _dist() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+    init: str | None = None,
+    max_seconds: float | None = None,
+) -> TrainResult:
+    """Train (or continue) a model as ``cfg`` says; returns where the checkpoint is.
+
+    ``init``: a geosr checkpoint to start from (fine-tuning). ``max_seconds``: stop (and save) after
+    this much wall time even if ``cfg.steps`` is not reached.
+    """
+    t0 = time.perf_counter()
+    world, rank, local = _dist()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if (torch.cuda.is_available() and cfg.device != "cpu") else "gloo"
+        torch.distributed.init_process_group(backend)
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_class_table(cfg.change_table)
+    n_change = table.n_classes
+
+    groups, foreign, described = build_data(cfg)
+    maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
+                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign)
+    stream = PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=n_change,
+                         n_map_classes=cfg.n_map_classes, seed=cfg.seed)
+
+    torch.manual_seed(cfg.seed)
+    if init:
+        model, _ = load_checkpoint(init)
+        model.train()
+    else:
+        model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=n_change, n_map_classes=cfg.n_map_classes)
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    start = 0
+    if resume:
+        start = load_state(out, model, ema, opt)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    val_batch, val_hr = stream.batch(10**9)
+    log_path = out / LOG
+    log = log_path.open("a") if rank == 0 else None
+    if log is not None:
+        log.write(json.dumps({"event": "start", "step": start, "world": world, "device": str(device),
+                              "data": described, "config": cfg.to_dict()}, default=str) + "\n")
+    gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank + 7919 * start)
+    loss_avg, last = None, float("nan")
+    step = start
+    per_rank_steps = cfg.steps
+    try:
+        while step < per_rank_steps:
+            batch, hr = stream.batch(step * world + rank)
+            batch, hr = batch.to(device), hr.to(device)
+            if device.type == "cpu":
+                hr = hr.contiguous(memory_format=torch.channels_last)
+            cond = training_condition(model, batch)
+            if device.type == "cpu":
+                cond = cond.map_fn(lambda t: t.contiguous(memory_format=torch.channels_last))
+            sigma = draw_sigma(hr.shape[0], cfg, gen).to(device)
+            noise = torch.randn(hr.shape, generator=gen).to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (use_bf16 and device.type == "cuda") else _null()
+            with ctx:
+                loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm.detach(), 1 - decay)
+                for be, bm in zip(ema.buffers(), model.buffers()):
+                    be.copy_(bm)
+            step += 1
+            last = float(loss.detach())
+            loss_avg = last if loss_avg is None else 0.98 * loss_avg + 0.02 * last
+            if progress is not None and rank == 0:
+                progress(step, per_rank_steps, loss_avg)
+            if log is not None and (step % cfg.log_every == 0 or step == per_rank_steps):
+                log.write(json.dumps({"step": step, "loss": round(last, 5), "loss_avg": round(loss_avg, 5),
+                                      "grad_norm": round(float(gnorm), 4), "lr": lr_at(step - 1), "scale": batch.scale,
+                                      "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+                log.flush()
+            if rank == 0 and cfg.val_every and step % cfg.val_every == 0:
+                sr = predict(ema, val_batch.to(device), cfg.sigma_max)
+                image_grid(val_batch, sr.cpu(), val_hr, out / f"val_{step:07d}.png")
+            timed_out = max_seconds is not None and time.perf_counter() - t0 > max_seconds
+            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == per_rank_steps or timed_out):
+                save_state(out, step, model, ema, opt, {"config": cfg.to_dict()})
+                _save_model(out / MODEL, ema, cfg, table, described, step, time.perf_counter() - t0, world, device)
+            if timed_out:
+                break
+    finally:
+        if log is not None:
+            log.write(json.dumps({"event": "end", "step": step, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+            log.close()
+    if world > 1:
+        torch.distributed.barrier()
+    return TrainResult(checkpoint=str(out / MODEL), steps=step, resumed_from=start, seconds=time.perf_counter() - t0,
+                       final_loss=last, ema_loss=float(loss_avg) if loss_avg is not None else float("nan"), log=str(log_path))
+
+
+def _ddp_loss(net, model, hr, cond, sigma, noise):
+    """EDM loss through the DDP wrapper (so gradients are all-reduced)."""
+
+    class _Wrap:
+        sigma_data = model.sigma_data
+
+        def __call__(self, x, s, c):
+            return net(x, s, c)
+
+    return edm_loss(_Wrap(), hr, cond, sigma=sigma, noise=noise)  # type: ignore[arg-type]
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table, described: list[str], step: int,
+                seconds: float, world: int, device: torch.device) -> None:
+    import platform
+
+    spec = make_spec(
+        ema,
+        name=cfg.name,
+        scales=list(cfg.scales),
+        band_names=list(cfg.band_names)[: cfg.bands] + [f"band{i + 1}" for i in range(len(cfg.band_names), cfg.bands)],
+        change_classes={str(i): c.name for i, c in enumerate(table.classes)},
+        change_table=table.to_dict(),
+        normalization={"kind": "robust-stretch", "percentiles": [1.0, 99.0], "range": [-1.0, 1.0],
+                       "reference": "harmonized to the LR (per-band mean/std at LR scale over unchanged pixels)"},
+        halo=2,
+        inference=dict(cfg.inference),
+        training={
+            "steps": step, "seconds": round(seconds, 1), "processes": world, "device": str(device),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads" if device.type == "cpu"
+            else torch.cuda.get_device_name(device),
+            "data": described, "config": cfg.to_dict(), "description": cfg.description,
+        },
+    )
+    save_checkpoint(path, ema, spec)
+
+
+__all__ = ["train", "TrainResult", "build_data", "training_condition", "predict", "save_state", "load_state"]

@@ -1,0 +1,126 @@
+"""Synthetic change pairs from a single HR image.
+
+Real bi-temporal pairs are scarce, so geosr makes its own: the HR image is the *target* date, and its
+*reference* is the same image
+
+1. shifted radiometrically / seasonally (per-band gain, bias and gamma, a saturation change and a smooth
+   illumination gradient),
+2. misregistered by a sub-pixel (up to a few HR pixels) translation, and
+3. with foreign patches pasted in (rectangles and ellipses cut from another image, or from a far part of
+   the same one).
+
+The change mask is exactly the set of pasted pixels (the pasting is the last step, so nothing moves them).
+All draws come from the caller's :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticChangeConfig:
+    """Ranges of the synthetic reference (values in [0, 1] units, shifts in HR pixels)."""
+
+    gain: tuple[float, float] = (0.8, 1.2)
+    bias: tuple[float, float] = (-0.08, 0.08)
+    gamma: tuple[float, float] = (0.8, 1.25)
+    saturation: tuple[float, float] = (0.7, 1.3)
+    gradient: float = 0.08  # peak amplitude of the smooth illumination field
+    max_shift: float = 2.0  # misregistration, HR pixels
+    patches: tuple[int, int] = (0, 4)  # number of pasted patches (inclusive)
+    patch_frac: tuple[float, float] = (0.1, 0.4)  # patch side as a fraction of the image side
+    p_ellipse: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def radiometric_shift(img: torch.Tensor, rng: np.random.Generator, cfg: SyntheticChangeConfig) -> torch.Tensor:
+    """Seasonal / illumination change of a (C, H, W) [0, 1] image."""
+    c, h, w = img.shape
+    gain = torch.tensor(rng.uniform(*cfg.gain, size=c), dtype=torch.float32)[:, None, None]
+    bias = torch.tensor(rng.uniform(*cfg.bias, size=c), dtype=torch.float32)[:, None, None]
+    gamma = torch.tensor(rng.uniform(*cfg.gamma, size=c), dtype=torch.float32)[:, None, None]
+    x = img.float().clamp(0, 1) ** gamma
+    if c >= 3:
+        grey = x.mean(dim=0, keepdim=True)
+        x = grey + float(rng.uniform(*cfg.saturation)) * (x - grey)
+    x = x * gain + bias
+    if cfg.gradient > 0:
+        yy = torch.linspace(-1, 1, h)[:, None]
+        xx = torch.linspace(-1, 1, w)[None, :]
+        a, b, ph = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0, 2 * math.pi)
+        field = torch.sin(math.pi * 0.5 * (a * xx + b * yy) + ph)
+        x = x + cfg.gradient * float(rng.uniform(0, 1)) * field
+    return x.clamp(0, 1)
+
+
+def subpixel_shift(img: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """Translate a (C, H, W) image by (dy, dx) pixels (bilinear, border-replicated)."""
+    c, h, w = img.shape
+    if abs(dy) < 1e-9 and abs(dx) < 1e-9:
+        return img.float().clone()
+    theta = torch.tensor([[1.0, 0.0, -2.0 * dx / w], [0.0, 1.0, -2.0 * dy / h]], dtype=torch.float32)
+    grid = F.affine_grid(theta[None], (1, c, h, w), align_corners=False)
+    return F.grid_sample(img[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+
+
+def patch_mask(h: int, w: int, top: int, left: int, ph: int, pw: int, ellipse: bool) -> torch.Tensor:
+    """Boolean (h, w) mask of a rectangle or the ellipse inscribed in it."""
+    m = torch.zeros(h, w, dtype=torch.bool)
+    if not ellipse:
+        m[top : top + ph, left : left + pw] = True
+        return m
+    yy = (torch.arange(ph, dtype=torch.float32) + 0.5 - ph / 2) / (ph / 2)
+    xx = (torch.arange(pw, dtype=torch.float32) + 0.5 - pw / 2) / (pw / 2)
+    inside = (yy[:, None] ** 2 + xx[None, :] ** 2) <= 1.0
+    m[top : top + ph, left : left + pw] = inside
+    return m
+
+
+def synthetic_reference(
+    hr: torch.Tensor,
+    rng: np.random.Generator,
+    foreign: list[torch.Tensor] | None = None,
+    cfg: SyntheticChangeConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference (C, H, W), change mask (H, W) bool) for a (C, H, W) [0, 1] target image ``hr``.
+
+    ``foreign``: images (C, h, w) to cut patches from; without any, patches come from the target itself
+    (from a position at least a patch away, so the content differs).
+    """
+    cfg = cfg or SyntheticChangeConfig()
+    c, h, w = hr.shape
+    ref = radiometric_shift(hr, rng, cfg)
+    dy, dx = rng.uniform(-cfg.max_shift, cfg.max_shift, size=2)
+    ref = subpixel_shift(ref, float(dy), float(dx))
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    n = int(rng.integers(cfg.patches[0], cfg.patches[1] + 1))
+    for _ in range(n):
+        ph = max(2, int(round(h * rng.uniform(*cfg.patch_frac))))
+        pw = max(2, int(round(w * rng.uniform(*cfg.patch_frac))))
+        top, left = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+        pool = [f for f in (foreign or []) if f.shape[0] == c and f.shape[1] >= ph and f.shape[2] >= pw]
+        if pool:
+            src = pool[int(rng.integers(len(pool)))]
+            sy, sx = int(rng.integers(0, src.shape[1] - ph + 1)), int(rng.integers(0, src.shape[2] - pw + 1))
+        else:
+            src = hr
+            sy = (top + h // 2 + int(rng.integers(0, max(1, h // 4)))) % max(1, h - ph + 1)
+            sx = (left + w // 2 + int(rng.integers(0, max(1, w // 4)))) % max(1, w - pw + 1)
+        piece = src[:, sy : sy + ph, sx : sx + pw].float()
+        m = patch_mask(h, w, top, left, ph, pw, bool(rng.random() < cfg.p_ellipse))
+        canvas = torch.zeros_like(ref)
+        canvas[:, top : top + ph, left : left + pw] = piece
+        ref = torch.where(m[None], canvas, ref)
+        mask |= m
+    return ref, mask
+
+
+__all__ = ["SyntheticChangeConfig", "synthetic_reference", "radiometric_shift", "subpixel_shift", "patch_mask"]

@@ -1,0 +1,148 @@
+"""Every dataset kind yields aligned samples: the LR window is exactly the HR window's footprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from PIL import Image
+from rasterio.crs import CRS
+
+from geosr.training.datasets import (
+    PairMixture,
+    SampleMaker,
+    change_pair_folder,
+    collate,
+    geotiff_stack,
+    refdiff_folder,
+    shared_data_pairs,
+    synthetic_pairs,
+)
+from geosr.training.degradations import box_downsample
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _hr(h=64, w=64, seed=0) -> np.ndarray:
+    """A smooth but position-unique 8-bit RGB image (ramps plus a blob), (H, W, 3)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    r = 40 + 150 * xx / w + rng.uniform(0, 20)
+    g = 40 + 150 * yy / h
+    b = 100 + 80 * np.sin(xx / 7.0) * np.cos(yy / 5.0)
+    return np.clip(np.stack([r, g, b], -1), 0, 255).round().astype(np.uint8)
+
+
+def _box8(img: np.ndarray, s: int) -> np.ndarray:
+    t = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))
+    return box_downsample(t, s).round().byte().numpy().transpose(1, 2, 0)
+
+
+def _check_aligned(sample, tol=0.03):
+    """box_down(HR) == LR in model space (both stretched with the same LR stretch)."""
+    down = box_downsample(sample.hr, sample.scale)
+    assert down.shape == sample.lr.shape
+    err = (down - sample.lr).abs().max()
+    assert float(err) < tol, float(err)
+
+
+def test_refdiff_folder_layout(tmp_path):
+    root = tmp_path / "train"
+    for d in ("HR_512", "Ref", "CD_mask", "real_LR_D4_16"):
+        (root / d).mkdir(parents=True)
+    for i in range(2):
+        hr = _hr(seed=i)
+        Image.fromarray(hr).save(root / "HR_512" / f"img{i}.png")
+        Image.fromarray(hr).save(root / "Ref" / f"img{i}.png")
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10:30, 20:40] = 5  # SECOND "buildings"
+        mask[0, 0] = 6
+        Image.fromarray(mask).save(root / "CD_mask" / f"img{i}.png")
+        Image.fromarray(_box8(hr, 4)).save(root / "real_LR_D4_16" / f"img{i}.png")
+    pairs = refdiff_folder(root)
+    assert [p.name for p in pairs] == ["img0", "img1"]
+    assert pairs[0].table.name == "second" and 4 in pairs[0].lr
+    maker = SampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
+    for seed in range(6):
+        s = maker.make(pairs[0], np.random.default_rng(seed))
+        _check_aligned(s)
+        assert s.change.shape == (1, 32, 32) and s.ref.shape == s.hr.shape
+        # same crop, flip and rotation for every input: the reference equals the target here
+        assert float((s.ref - s.hr).abs().max()) < 0.05
+        assert set(torch.unique(s.change).tolist()) <= {0, 5, 6}
+
+
+def test_change_pair_folder_and_mask_alignment(tmp_path):
+    for d in ("A", "B", "label"):
+        (tmp_path / d).mkdir()
+    hr = _hr()
+    ref = hr.copy()
+    ref[8:24, 40:60] = 255  # the change: the reference differs here
+    label = np.zeros((64, 64), np.uint8)
+    label[8:24, 40:60] = 255
+    Image.fromarray(ref).save(tmp_path / "A" / "p.png")
+    Image.fromarray(hr).save(tmp_path / "B" / "p.png")
+    Image.fromarray(label).save(tmp_path / "label" / "p.png")
+    pair = change_pair_folder(tmp_path)[0]
+    assert pair.changed.sum() == 16 * 20
+    maker = SampleMaker(crop=64, scales=(8,), degradation="bicubic", p_no_ref=0.0)
+    for seed in range(4):
+        s = maker.make(pair, np.random.default_rng(seed))
+        diff = (s.ref - s.hr).abs().max(dim=0).values > 0.2
+        assert torch.equal(diff, s.changed[0] > 0.5)
+        assert torch.equal(s.changed[0] > 0.5, s.change[0] == 2)  # 255 is class index 2 of the binary table
+
+
+def test_geotiff_stack_windows(tmp_path):
+    hr = _hr(64, 96)
+    lr = _box8(hr, 4)
+    crs = CRS.from_epsg(32633)
+
+    def write(path, arr, res):
+        arr = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
+        with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                           dtype="uint8", crs=crs, transform=Affine(res, 0, 400000, 0, -res, 5000000)) as ds:
+            ds.write(arr)
+
+    write(tmp_path / "hr.tif", hr, 1.0)
+    write(tmp_path / "lr.tif", lr, 4.0)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[:, 48:] = 1
+    write(tmp_path / "cd.tif", mask, 1.0)
+    pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", ref=tmp_path / "hr.tif", mask=tmp_path / "cd.tif", scale=4)
+    assert pair.shape == (64, 96) and pair.lr[4].shape == (3, 16, 24)
+    assert int(pair.changed.sum()) == 64 * 48
+    maker = SampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
+    for seed in range(6):
+        _check_aligned(maker.make(pair, np.random.default_rng(seed)))
+
+
+def test_synthetic_pairs_and_batches():
+    imgs = [torch.from_numpy(_hr(seed=i).transpose(2, 0, 1).astype(np.float32) / 255) for i in range(3)]
+    pairs = synthetic_pairs(imgs)
+    maker = SampleMaker(crop=32, scales=(4, 8), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
+    stream = PairMixture([(pairs, 1.0)], maker, batch_size=3, n_change_classes=3, seed=1)
+    batch, hr = stream.batch(0)
+    again, hr2 = stream.batch(0)
+    assert torch.equal(hr, hr2) and torch.equal(batch.ref, again.ref)  # a function of (seed, step)
+    s = batch.scale
+    assert batch.lr.shape == (3, 3, 32 // s, 32 // s) and hr.shape == (3, 3, 32, 32)
+    assert batch.ref.shape == hr.shape and batch.change.dtype == torch.int64 and batch.halo == 0
+    assert torch.equal(batch.changed > 0.5, batch.change > 0)
+    sample = maker.make(pairs[0], np.random.default_rng(0), 8)
+    _check_aligned(sample, tol=0.35)  # bicubic LR vs box: same footprint, different kernel
+    b2, _ = collate([sample, sample], n_change_classes=3)
+    assert b2.batch_size == 2
+
+
+@pytest.mark.realdata
+def test_shared_data_split_is_disjoint():
+    train = shared_data_pairs(SHARED, split="train")
+    held = shared_data_pairs(SHARED, split="heldout")
+    assert train and held
+    assert not ({p.group for p in train} & {p.group for p in held})
+    assert {"levir/test_102", "landsat/Taizhou"} <= {p.group for p in held}
