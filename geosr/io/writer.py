@@ -21,6 +21,10 @@ from rasterio.windows import Window
 from geosr.io.outputs import atomic_output, temp_path_beside
 from geosr.tiling.grid import Grid
 
+# GDAL's block cache defaults to 5% of RAM and fills up while a large COG is made; a fixed cap keeps the
+# writer's memory independent of the scene size.
+GDAL_CACHE_MB = 256
+
 
 @dataclass(frozen=True)
 class OutputMeta:
@@ -93,7 +97,7 @@ def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Gr
 def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path) -> None:
     """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time."""
     profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
-    with rasterio.open(dst_path, "w", **profile) as dst:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
         for path, row in chunks:
             with rasterio.open(path) as src:
@@ -105,7 +109,7 @@ def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst
 
 def to_cog(src_path: Path, final: Path, meta: OutputMeta) -> None:
     """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``."""
-    with atomic_output(final) as tmp:
+    with atomic_output(final) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src_path),
             str(tmp),
