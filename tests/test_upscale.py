@@ -277,3 +277,24 @@ def test_aoi_from_a_vector_file_in_another_crs(tmp_path):
         left, bottom, right, top = ds.bounds
     # the box reprojected to degrees and back grows by less than a pixel: snapped to whole LR pixels around it
     assert (left, top) == (500100.0, 4999860.0) and right in (500210.0, 500220.0) and bottom in (4999700.0, 4999690.0)
+
+
+def test_a_style_image_changes_a_style_model_output(tmp_path):
+    """--style IMAGE: the image is read in the scene's model space and fed to the model's style encoder."""
+    from geosr.config import SamplerConfig
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    torch.manual_seed(0)
+    net = build_denoiser("tiny", n_change_classes=3).eval()
+    assert net.cfg.style
+    ckpt = save_checkpoint(tmp_path / "styled.safetensors", net, make_spec(net, scales=[4]))
+    src = make_raster(tmp_path / "lr.tif", (smooth_field(3, 8, 8, seed=2) * 200).astype(np.uint8))
+    warm = make_raster(tmp_path / "warm.tif", (smooth_field(3, 40, 40, seed=3) * 255).astype(np.uint8))
+    opts = dict(scale=4, model=str(ckpt), sampler=SamplerConfig(steps=1))
+    a, b = tmp_path / "none.tif", tmp_path / "styled.tif"
+    _upscale(src, output=a, **opts)
+    _upscale(src, output=b, style=str(warm), **opts)
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        assert (x.read() != y.read()).any()
+        assert json.loads(y.tags()["GEOSR_INPUTS"]) == {"lr": "lr.tif", "style": "warm.tif"}

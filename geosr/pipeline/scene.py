@@ -185,6 +185,23 @@ class Scene:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def read_style(self, path: str, side: int = 256) -> np.ndarray:
+        """A style image (SGDM): its bands matching the LR's, at most ``side`` pixels a side, in this
+        scene's model space (the LR's stretch, so its colours are compared with the LR's)."""
+        info = inspect_raster(path, require_crs=False)
+        sel = default_bands(info)
+        if len(sel) != len(self.bands):
+            raise BandError(f"{path}: the style image gives {len(sel)} bands but the LR gives {len(self.bands)}")
+        ds = open_raster(path)
+        try:
+            phys, valid = decimated_read(ds, sel, Window(0, 0, ds.width, ds.height), side=side)
+        finally:
+            ds.close()
+        if not valid.any():
+            raise BandError(f"{path}: the style image has no valid pixels")
+        fill = np.array([np.median(b[valid]) for b in phys])[:, None, None]
+        return self.stretch.forward(np.where(valid, phys, fill))
+
     # ---- reading windows -----------------------------------------------------------------------------------
     def read_stack(self, win: PlannedWindow, halo: int) -> WindowStack:
         """The conditioning stack of one planned window with ``halo`` LR pixels of context on every side."""

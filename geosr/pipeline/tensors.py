@@ -39,3 +39,8 @@ def to_batch(
 def from_output(t: torch.Tensor) -> np.ndarray:
     """Model output (B, C, H, W) to a float32 numpy array on the CPU."""
     return t.detach().to("cpu", torch.float32).numpy()
+
+
+def style_tensor(image: np.ndarray) -> torch.Tensor:
+    """A (C, h, w) style image in model space as the (1, C, h, w) tensor style encoders take."""
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]

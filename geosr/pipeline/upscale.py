@@ -29,7 +29,7 @@ from geosr.models.interface import SuperResolver
 from geosr.models.registry import DEFAULT_NAME, load_model
 from geosr.pipeline.device import resolve_device
 from geosr.pipeline.scene import Scene
-from geosr.pipeline.tensors import from_output, to_batch
+from geosr.pipeline.tensors import from_output, style_tensor, to_batch
 from geosr.tiling.blend import RowBandAccumulator, window_weights
 from geosr.tiling.grid import Grid, hr_grid
 from geosr.tiling.windows import WindowPlan
@@ -130,8 +130,17 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, scale, aoi_win)
     dev = resolve_device(device.device)
     table = load_class_table(cd_classes)
-    sr = resolve_model(model, scale, dev, sampler, style=style)
-    _check_model(sr, scale, len(sel), sr.name, table if cd else None)
+    scene = Scene.open(
+        lr, scale=scale, hr=hr, area=area, bands=bands, ref=ref, ref_bands=ref_bands, cd=cd,
+        cd_table=table if cd else None, map=map,
+    )
+    try:
+        style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
+        sr = resolve_model(model, scale, dev, sampler, style=style_arg)
+        _check_model(sr, scale, len(sel), sr.name, table if cd else None)
+    except BaseException:
+        scene.close()
+        raise
     tcfg = tiling.resolved(scale)
     plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
     meta = _output_meta(lr_info, sel, output_config)
@@ -153,17 +162,13 @@ def plan_upscale(
         output_mb=hr.width * hr.height * len(sel) * np.dtype(meta.dtype).itemsize / 2**20,
         dry_run=dry_run,
     )
-    scene = Scene.open(
-        lr, scale=scale, hr=hr, area=area, bands=bands, ref=ref, ref_bands=ref_bands, cd=cd,
-        cd_table=table if cd else None, map=map,
-    )
-    tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map)
+    tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map, style if _is_style_image(style) else None)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = json.loads(
         to_json(
             dict(
                 version=__version__,
-                inputs=[_file_id(p) for p in (lr, ref, cd, map)],
+                inputs=[_file_id(p) for p in (lr, ref, cd, map, style if _is_style_image(style) else None)],
                 options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
                              aoi_crs=aoi_crs, model=sr.name, style=style, tiling=tcfg, sampler=sampler,
                              output=output_config),
@@ -247,17 +252,22 @@ def resolve_model(
     device: torch.device | str,
     sampler: SamplerConfig | None = None,
     loader: Callable[..., SuperResolver] = load_model,
-    style: str | None = None,
+    style: "str | torch.Tensor | None" = None,
 ) -> SuperResolver:
     """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
-    trained for and bicubic at the others. ``style``: None/"none" or "sample" (SGDM's style flow)."""
+    trained for and bicubic at the others. ``style``: None/"none", "sample" (SGDM's style flow) or a style
+    image tensor in model space."""
     if not isinstance(model, str):
         return model
-    extra = {"style": style} if style not in (None, "none") else {}
+    extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
     sr = loader(model, device=str(device), sampler=sampler, **extra)
     if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
         return loader("bicubic", device=str(device), sampler=sampler)
     return sr
+
+
+def _is_style_image(style: object) -> bool:
+    return isinstance(style, str) and style not in ("none", "sample")
 
 
 def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table=None) -> None:
@@ -400,7 +410,7 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
 
 
 def _tags(scene: Scene, sr: SuperResolver, sampler: SamplerConfig, tcfg: TilingConfig, *inputs) -> dict[str, str]:
-    lr, ref, cd, map_ = inputs
+    lr, ref, cd, map_, style = inputs
     return {
         "GEOSR_VERSION": __version__,
         "GEOSR_MODEL": sr.name,
@@ -409,7 +419,7 @@ def _tags(scene: Scene, sr: SuperResolver, sampler: SamplerConfig, tcfg: TilingC
         "GEOSR_SAMPLER": to_json(sampler),
         "GEOSR_TILING": to_json(tcfg),
         "GEOSR_INPUTS": json.dumps(
-            {k: Path(v).name for k, v in (("lr", lr), ("ref", ref), ("cd", cd), ("map", map_)) if v},
+            {k: Path(v).name for k, v in (("lr", lr), ("ref", ref), ("cd", cd), ("map", map_), ("style", style)) if v},
             sort_keys=True,
         ),
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
