@@ -17,7 +17,6 @@ padding included, so overlapping windows see the same noise.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from typing import Any
 
@@ -245,20 +244,7 @@ class DiffusionSuperResolver:
 
 
 def _window(batch: ConditionBatch, i: int) -> ConditionBatch:
-    def one(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[i : i + 1].clone()
-
-    return dataclasses.replace(
-        batch,
-        lr=one(batch.lr),
-        lr_valid=one(batch.lr_valid),
-        ref=one(batch.ref),
-        ref_valid=one(batch.ref_valid),
-        change=one(batch.change),
-        changed=one(batch.changed),
-        map=one(batch.map),
-        offsets=one(batch.offsets),
-    )
+    return batch.apply(lambda t: t[i : i + 1].clone())
 
 
 def window_multiple(cfg_downsampling: int, scale: int) -> int:

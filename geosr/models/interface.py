@@ -7,7 +7,7 @@ to roughly [-1, 1], the reference is harmonized to the LR and then stretched the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
@@ -47,21 +47,13 @@ class ConditionBatch:
     def batch_size(self) -> int:
         return int(self.lr.shape[0])
 
-    def to(self, device: torch.device | str) -> "ConditionBatch":
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "ConditionBatch":
+        """A copy with ``fn`` applied to every tensor (a missing map stays None)."""
+        names = ("lr", "lr_valid", "ref", "ref_valid", "change", "changed", "map", "offsets")
+        return replace(self, **{n: None if getattr(self, n) is None else fn(getattr(self, n)) for n in names})
 
-        return replace(
-            self,
-            lr=move(self.lr),
-            lr_valid=move(self.lr_valid),
-            ref=move(self.ref),
-            ref_valid=move(self.ref_valid),
-            change=move(self.change),
-            changed=move(self.changed),
-            map=move(self.map),
-            offsets=move(self.offsets),
-        )
+    def to(self, device: torch.device | str) -> "ConditionBatch":
+        return self.apply(lambda t: t.to(device))
 
 
 @runtime_checkable
