@@ -14,12 +14,7 @@ from geosr.models.unet import make_condition
 MAX_STEPS = 120
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_tiny_overfits_one_batch():

@@ -10,12 +10,7 @@ import torch
 from geosr.models.style import StyleEncoder, StyleFlow, adain, channel_stats, fit_flow
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_adain_takes_the_style_statistics():
