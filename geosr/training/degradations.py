@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+
+from geosr.models.consistency import box_downsample  # noqa: F401 (the LR-consistency operator)
 import torch.nn.functional as F
 
 INTERPOLATIONS = ("area", "bilinear", "bicubic")
@@ -113,11 +115,6 @@ def downsample(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Te
 def bicubic_degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """The papers' test protocol: antialiased bicubic downsampling (MATLAB ``imresize``-like), clipped."""
     return downsample(hr, scale, "bicubic").clamp(0, 1)
-
-
-def box_downsample(img: torch.Tensor, scale: int) -> torch.Tensor:
-    """Box average over ``scale`` x ``scale`` blocks (the LR-consistency operator)."""
-    return downsample(img, scale, "area")
 
 
 # ---- JPEG -------------------------------------------------------------------------------------------------------
