@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from geosr.models.consistency import box_downsample  # noqa: F401 (the LR-consistency operator)
-import torch.nn.functional as F
 
 INTERPOLATIONS = ("area", "bilinear", "bicubic")
 
