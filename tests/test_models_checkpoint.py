@@ -215,3 +215,15 @@ def test_registry_default_and_paths(tmp_path, trained_tiny, monkeypatch):
     assert sr.name == "default"
     names = {m.name: m for m in registry.available_models()}
     assert names["default"].kind == "diffusion" and "tiny" in names["default"].description
+
+
+def test_residual_flag_round_trips_and_older_specs_default_to_plain(tmp_path):
+    torch.manual_seed(0)
+    model = build_denoiser("tiny", residual=True, sigma_data=0.4).eval()
+    loaded, spec = load_checkpoint(save_checkpoint(tmp_path / "r.safetensors", model, _spec(model)))
+    assert spec["arch"]["residual"] is True and loaded.residual and loaded.sigma_data == 0.4
+    # a spec written before the residual option existed has neither key: a plain (non-residual) model
+    arch = dict(spec["arch"])
+    del arch["residual"], arch["sigma_data"]
+    old = build_denoiser(arch)
+    assert not old.residual and old.sigma_data == 0.5

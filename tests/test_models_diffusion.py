@@ -162,3 +162,26 @@ def test_style_modes(model):
     no_style = build_denoiser("tiny", style=False)
     with pytest.raises(OptionError, match="no style path"):
         DiffusionSuperResolver(no_style, {}, sampler=steps, style="sample")
+
+
+def test_residual_model_with_a_silent_network_is_a_gaussian_around_bicubic():
+    """A residual model whose network outputs nothing is the exact denoiser of HR ~ N(bicubic, sigma_data^2):
+    one step returns that mean, the bicubic LR; 32 steps of the ODE return samples of std sigma_data around
+    it. A plain model with a silent network returns neither."""
+    from geosr.models.resample import upsample
+
+    torch.manual_seed(0)
+    b = batch_of(scene(), [(0, 0), (0, 16)], (16, 16))
+    bic = upsample(b.lr, 4, "bicubic")
+    for residual in (True, False):
+        d = build_denoiser("tiny", n_map_classes=4, residual=residual, sigma_data=0.4).eval()
+        with torch.no_grad():
+            d.net.out_conv.weight.zero_()
+            d.net.out_conv.bias.zero_()
+        one = DiffusionSuperResolver(d, {"scales": [4]}, sampler=SamplerConfig(steps=1))(b, seed=1) - bic
+        many = DiffusionSuperResolver(d, {"scales": [4]}, sampler=SamplerConfig(steps=32))(b, seed=1) - bic
+        if residual:
+            assert float(one.abs().max()) < 0.02  # c_skip(80) * 80 * noise
+            assert abs(float(many.mean())) < 0.05 and float(many.std()) == pytest.approx(0.4, rel=0.05)
+        else:
+            assert float(one.abs().max()) > 0.5 and abs(float(many.std()) - 0.4) > 0.05

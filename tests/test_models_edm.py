@@ -156,3 +156,56 @@ def test_gradients_reach_sft_and_spade_paths():
     for what, module in checks.items():
         g = grad_norm(module)
         assert math.isfinite(g) and g > 0, f"no gradient reaches the {what}"
+
+
+def _residual_setup(residual: bool):
+    torch.manual_seed(0)
+    d = build_denoiser("tiny", residual=residual, sigma_data=0.4)
+    b, h = 2, 16
+    cond = make_condition(
+        torch.randn(b, 3, h, h), torch.randn(b, 3, h, h), torch.ones(b, 1, h, h),
+        torch.zeros(b, 1, h, h, dtype=torch.long), n_change_classes=2,
+    )
+    return d, cond, torch.randn(b, 3, h, h)
+
+
+def test_residual_denoiser_adds_the_lr_around_the_residual_scalings():
+    d, cond, x = _residual_setup(True)
+    assert d.residual and d.sigma_data == 0.4
+    with torch.no_grad():
+        d.net.out_conv.weight.zero_()
+        d.net.out_conv.bias.zero_()
+        sigma = torch.tensor([0.3, 80.0])
+        out = d(x, sigma, cond)
+    c = precondition(sigma, 0.4)
+    expect = cond.lr + c.c_skip[:, None, None, None] * (x - cond.lr)
+    assert torch.allclose(out, expect, atol=1e-6)
+    # at sigma_max a fresh residual model already returns (almost exactly) the bicubic LR
+    assert torch.allclose(out[1], cond.lr[1], atol=1e-3)
+    # the same through a prepared condition (what samplers pass)
+    with torch.no_grad():
+        assert torch.allclose(d(x, sigma, prepared=d.prepare(cond)), out)
+
+
+def test_residual_denoiser_needs_its_condition_and_plain_one_does_not_add_lr():
+    d, cond, x = _residual_setup(True)
+    with pytest.raises(ValueError, match="condition"):
+        d(x, torch.tensor([1.0]))
+    p, cond, x = _residual_setup(False)
+    assert not p.residual and p.sigma_data == 0.4
+    with torch.no_grad():
+        p.net.out_conv.weight.zero_()
+        p.net.out_conv.bias.zero_()
+        out = p(x, torch.tensor([80.0, 80.0]), cond)
+    assert out.abs().max() < 1e-3  # c_skip(80) x: nothing of the LR
+
+
+def test_residual_loss_trains_the_network_on_the_residual():
+    d, cond, _ = _residual_setup(True)
+    loss = edm_loss(d, cond.lr.clone(), cond, sigma=torch.tensor([80.0, 80.0]), noise=torch.zeros_like(cond.lr))
+    with torch.no_grad():
+        d.net.out_conv.weight.zero_()
+        d.net.out_conv.bias.zero_()
+        zero = edm_loss(d, cond.lr.clone(), cond, sigma=torch.tensor([80.0, 80.0]), noise=torch.zeros_like(cond.lr))
+    # the HR equals the LR: a network whose output is zero is exact, one with random output is not
+    assert float(zero) < 1e-6 < float(loss)

@@ -42,6 +42,8 @@ class ArchConfig:
     style: bool = False  # SGDM style path (style encoder + AdaIN + flow)
     flow_layers: int = 8  # affine couplings of the style flow
     flow_hidden: int = 64  # hidden width of each coupling's MLP
+    residual: bool = False  # denoise HR - bicubic(LR) instead of HR (SRDiff-style residual diffusion)
+    sigma_data: float = 0.5  # EDM's sigma_data: the std of what is denoised (smaller for residuals)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -63,6 +65,8 @@ class ArchConfig:
             problems.append(f"attn_levels {self.attn_levels} name levels that do not exist")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), not {self.dropout}")
+        if not self.sigma_data > 0:
+            problems.append(f"sigma_data must be positive, not {self.sigma_data}")
         if min(self.sft_hidden, self.spade_hidden, self.guidance_channels, self.head_channels, self.attn_tile) < 1:
             problems.append("widths must be positive")
         if problems:

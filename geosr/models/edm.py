@@ -9,6 +9,11 @@
 with sd = sigma_data = 0.5, P_mean = -1.2, P_std = 1.2. The target is the HR image itself (as in Ref-Diff).
 The loss is reduced by a mean over batch and pixels (Ref-Diff sums and divides by a constant 256; the
 optimizer absorbs the difference).
+
+A *residual* architecture (``ArchConfig.residual``, as in SRDiff) denoises ``y - LR_up`` instead of ``y``:
+``D(x) = LR_up + D_res(x - LR_up)``, with the scalings above taken with the config's (smaller) sigma_data.
+Seen from outside it is the same denoiser of HR images, so samplers, the loss and the noise are unchanged;
+the network only has to learn the missing detail, not to reproduce the LR.
 """
 
 from __future__ import annotations
@@ -73,10 +78,12 @@ class EDMDenoiser(nn.Module):
     """D(x; sigma, condition) around a :class:`ChangeAwareUNet`; the scalings run in float32 even under
     autocast (the network itself may run in bf16)."""
 
-    def __init__(self, net: ChangeAwareUNet, sigma_data: float = SIGMA_DATA) -> None:
+    def __init__(self, net: ChangeAwareUNet, sigma_data: float | None = None) -> None:
         super().__init__()
         self.net = net
-        self.sigma_data = sigma_data
+        cfg = getattr(net, "cfg", None)
+        self.sigma_data = float(getattr(cfg, "sigma_data", SIGMA_DATA) if sigma_data is None else sigma_data)
+        self.residual = bool(getattr(cfg, "residual", False))
 
     @property
     def cfg(self):
@@ -92,8 +99,15 @@ class EDMDenoiser(nn.Module):
         cond: Condition | None = None,
         prepared: Prepared | None = None,
     ) -> torch.Tensor:
+        base = None
+        if self.residual:
+            if prepared is None:
+                if cond is None:
+                    raise ValueError("a residual denoiser needs its condition (the LR)")
+                prepared = self.net.prepare(cond)
+            base = prepared.lr.float()
         with _no_autocast(x.device.type):
-            x = x.float()
+            x = x.float() if base is None else x.float() - base
             sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32).reshape(-1)
             if sigma.numel() == 1:
                 sigma = sigma.expand(x.shape[0])
@@ -101,7 +115,8 @@ class EDMDenoiser(nn.Module):
             x_in = c.c_in[:, None, None, None] * x
         f = self.net(x_in, c.c_noise, cond, prepared)
         with _no_autocast(x.device.type):
-            return c.c_skip[:, None, None, None] * x + c.c_out[:, None, None, None] * f.float()
+            d = c.c_skip[:, None, None, None] * x + c.c_out[:, None, None, None] * f.float()
+            return d if base is None else d + base
 
 
 def edm_loss(

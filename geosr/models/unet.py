@@ -175,6 +175,7 @@ class Prepared:
     """What does not change across the network evaluations of one sampling run."""
 
     cond_input: torch.Tensor  # the condition channels of the encoder input
+    lr: torch.Tensor  # the upsampled LR (what a residual model's output is added to)
     semantic: list[torch.Tensor]
     texture: list[torch.Tensor]
 
@@ -235,7 +236,7 @@ class ChangeAwareUNet(nn.Module):
         """Compute the condition channels and both guidance pyramids (once per sampling run)."""
         maps = [cond.map] if cond.map is not None else []
         cond_input = torch.cat([cond.lr, cond.ref, cond.change, *maps, cond.ref_valid], dim=1)
-        return Prepared(cond_input=cond_input, semantic=self.semantic(cond), texture=self.texture(cond))
+        return Prepared(cond_input=cond_input, lr=cond.lr, semantic=self.semantic(cond), texture=self.texture(cond))
 
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: Condition | None = None, prepared: Prepared | None = None
