@@ -146,3 +146,20 @@ def test_shared_data_split_is_disjoint():
     assert train and held
     assert not ({p.group for p in train} & {p.group for p in held})
     assert {"levir/test_102", "landsat/Taizhou"} <= {p.group for p in held}
+
+
+def test_mixed_degradation_draws_both_bicubic_and_the_real_chain():
+    from geosr.training.degradations import downsample
+
+    pair = synthetic_pairs([torch.from_numpy(_hr(64, 64).transpose(2, 0, 1).astype(np.float32) / 255)])[0]
+    kinds = []
+    for seed in range(16):
+        for mode, maker in (("mixed", SampleMaker(crop=64, scales=(8,), degradation="mixed", p_no_ref=0.0)),
+                            ("bicubic", SampleMaker(crop=64, scales=(8,), degradation="bicubic", p_no_ref=0.0))):
+            s = maker.make(pair, np.random.default_rng(seed))
+            is_bicubic = float((downsample(s.hr, 8, "bicubic") - s.lr).abs().max()) < 1e-4
+            if mode == "bicubic":
+                assert is_bicubic
+            else:
+                kinds.append(is_bicubic)
+    assert 3 <= sum(kinds) <= 13  # about half of 16 draws are plain bicubic, the rest the real chain

@@ -46,7 +46,7 @@ class TrainConfig:
     sigma_high_min: float = 2.0  # (trains the denoiser where few-step samplers start)
     sigma_max: float = 80.0
     p_no_ref: float = 0.1
-    degradation: str = "real"  # "real" (Ref-Diff 3.3 chain) or "bicubic"
+    degradation: str = "real"  # "real" (Ref-Diff 3.3 chain), "bicubic" or "mixed" (half of each)
     checkpoint_every: int = 500
     val_every: int = 500
     log_every: int = 10
@@ -73,8 +73,8 @@ class TrainConfig:
             problems.append("steps and batch_size must be at least 1")
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
-        if self.degradation not in ("real", "bicubic"):
-            problems.append("degradation is 'real' or 'bicubic'")
+        if self.degradation not in ("real", "bicubic", "mixed"):
+            problems.append("degradation is 'real', 'bicubic' or 'mixed'")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append("precision is 'auto', 'fp32' or 'bf16'")
         for d in self.data:

@@ -404,7 +404,8 @@ class SampleMaker:
     """Random co-located crops -> model-space samples.
 
     ``crop``: HR crop side (a multiple of every scale). ``scales``: the scales to draw from.
-    ``degradation``: "real" (Ref-Diff's random chain, :func:`degrade`) or "bicubic".
+    ``degradation``: "real" (Ref-Diff's random chain, :func:`degrade`), "bicubic" (the papers' test
+    protocol) or "mixed" (each sample one or the other, evenly).
     ``p_no_ref``: probability of dropping the reference (ref_valid all 0) so the model also works without.
     ``changed_ids``: class indices a synthetic change is labelled with (one drawn per sample).
     """
@@ -447,7 +448,7 @@ class SampleMaker:
         else:
             changed = table_changed[change.clamp(0, len(table_changed) - 1)]
         if lr is None:
-            if self.degradation == "bicubic":
+            if self.degradation == "bicubic" or (self.degradation == "mixed" and rng.random() < 0.5):
                 lr = bicubic_degrade(target, s)
             else:
                 preset = (self.presets or {}).get(s) or preset_for(s)
