@@ -210,7 +210,7 @@ class EvalResult:
 
 
 METRIC_COLUMNS = (("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"), ("vif", "VIF"), ("lr_consistency", "LR-cons"),
-                  ("sam", "SAM°"), ("ergas", "ERGAS"))
+                  ("sam", "SAM°"), ("ergas", "ERGAS"), ("st_lpips", "ST-LPIPS"))
 
 
 def markdown_table(summary: dict, models: Sequence[str]) -> str:
@@ -225,7 +225,7 @@ def markdown_table(summary: dict, models: Sequence[str]) -> str:
             for key, _ in METRIC_COLUMNS:
                 for r in REGIONS:
                     v = (per_model.get(m, {}).get(r) or {}).get(key)
-                    row.append("–" if v is None else ("inf" if math.isinf(v) else f"{v:.4f}" if key in ("ssim_y", "vif") else f"{v:.2f}"))
+                    row.append("–" if v is None else ("inf" if math.isinf(v) else f"{v:.4f}" if key in ("ssim_y", "vif", "st_lpips") else f"{v:.2f}"))
             v = (per_model.get(m, {}).get("overall") or {}).get("ms_ssim")
             row.append("–" if v is None else f"{v:.4f}")
             lines.append("| " + " | ".join(row) + " |")
@@ -298,7 +298,7 @@ def evaluate(
                      seconds=time.perf_counter() - t0)
     (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
     (out / "metrics.md").write_text(
-        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS: lower is better; "
+        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is better; "
         "LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
         + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     )

@@ -8,7 +8,9 @@ Images are (C, H, W) float tensors in [0, 1] ("unit" space: 8-bit data / 255); m
   information are taken over the masked pixels only, so "changed" VIF is the information kept there;
 - SAM (mean spectral angle, degrees) and ERGAS (ratio = the scale) over the masked pixels;
 - MS-SSIM from torchmetrics (overall only: its pyramid has no meaning on a scattered mask; on the central
-  512 x 512 at most, as it is slow on CPU).
+  512 x 512 at most, as it is slow on CPU);
+- ST-LPIPS (shift-tolerant LPIPS, AlexNet, :mod:`geosr.training.perceptual`; lower is better): overall the
+  published value, per region the mean of its per-pixel map; None when the stlpips-pytorch weights are absent.
 
 Overall values of VIF, SAM and ERGAS are checked against torchmetrics in the tests.
 """
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from geosr.training.degradations import box_downsample
+from geosr.training.perceptual import load_st_lpips, st_lpips_maps
 
 
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
@@ -179,8 +182,9 @@ def ms_ssim(sr: torch.Tensor, hr: torch.Tensor, max_side: int = 512) -> float | 
 
 # ---- optional learned metrics ----------------------------------------------------------------------------------
 def learned_metrics_status() -> dict[str, str]:
-    """Which learned metrics can run here; one line each."""
-    status = {}
+    """Which learned metrics can run here; one line each ("available" or why not)."""
+    net, stl_why = load_st_lpips()
+    status = {"ST-LPIPS": "available" if net is not None else stl_why}
     for name, module, why in (
         ("LPIPS", "lpips", "the lpips package (and its AlexNet weights via torchvision)"),
         ("DISTS", "DISTS_pytorch", "the DISTS_pytorch package (and VGG weights via torchvision)"),
@@ -200,13 +204,15 @@ def region_metrics(
     sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int, masks: dict[str, torch.Tensor | None]
 ) -> dict[str, dict[str, float | None] | None]:
     """Every metric of one image for each named region (mask None: the whole image; an empty mask: None).
-    Per-pixel maps (SSIM, VIF information, spectral angle) are computed once and reduced per region."""
+    Per-pixel maps (SSIM, VIF information, spectral angle, ST-LPIPS) are computed once and reduced per region.
+    ``st_lpips`` is None when its weights are absent or the image is too small for the network."""
     ys, yh = rgb_to_y(sr.clamp(0, 1)), rgb_to_y(hr.clamp(0, 1))
     smap = ssim_map(ys, yh)
     vmaps = vif_maps(sr, hr)
     a, b = sr.double(), hr.double()
     cos = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
     angle = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
+    stl = st_lpips_maps(sr, hr)
     out: dict[str, dict[str, float | None] | None] = {}
     for name, mask in masks.items():
         if mask is not None and not bool(mask.any()):
@@ -220,6 +226,7 @@ def region_metrics(
             "sam": _masked_mean(angle, mask),
             "ergas": ergas(sr, hr, scale, mask),
             "ms_ssim": ms_ssim(sr, hr) if mask is None else None,
+            "st_lpips": None if stl is None else (stl[0] if mask is None else _masked_mean(stl[1], mask)),
         }
     return out
 
