@@ -55,6 +55,25 @@ def test_sample_scene_with_reference_paste(tmp_path):
     assert np.abs(sr[:, changed] - ref_px[:, changed]).mean() > 3
 
 
+def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
+    """The shipped weights work: at x8 with the reference and change mask, the default model is closer to
+    the real 2003 scene than bicubic (measured 34.39 against 33.33 dB PSNR over RGB)."""
+    from geosr.sample import sample_paths
+
+    s = sample_paths()
+    with rasterio.open(s["truth"]) as t:
+        truth = t.read().astype(np.float64)
+    psnr = {}
+    for model in ("default", "bicubic"):
+        out = tmp_path / f"{model}.tif"
+        _upscale(s["lr"], ref=s["ref"], cd=s["cd"], scale=8, model=model, output=out)
+        with rasterio.open(out) as ds:
+            mse = float(((ds.read().astype(np.float64) - truth) ** 2).mean())
+        psnr[model] = 10 * np.log10(255.0**2 / mse)
+    assert psnr["bicubic"] == pytest.approx(33.33, abs=0.01)
+    assert psnr["default"] > psnr["bicubic"] + 0.75, psnr
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     crs=st.sampled_from(CRSS),
