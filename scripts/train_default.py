@@ -84,9 +84,11 @@ def main() -> None:
         spec["name"] = "default"
         spec["inference"] = INFERENCE
         if args.metrics:
+            from geosr.training.evaluate import BASELINES
+
             summary = json.loads(Path(args.metrics).read_text())["summary"]
-            baselines = ("bicubic", "reference-paste")  # the evaluated checkpoint's path becomes "default"
-            spec["metrics"] = {s: {m if m in baselines else "default": v for m, v in per.items()} for s, per in summary.items()}
+            # the evaluated checkpoint's path becomes "default"
+            spec["metrics"] = {s: {m if m in BASELINES else "default": v for m, v in per.items()} for s, per in summary.items()}
         save_checkpoint(weights / "default.safetensors", model, spec)
         print(f"installed {weights / 'default.safetensors'}")
         return
