@@ -99,6 +99,40 @@ def test_config_checks_and_sigma_mixture():
         TrainConfig(scales=(3,))
     with pytest.raises(Exception):
         TrainConfig(crop=100, scales=(8,))
+    with pytest.raises(Exception, match="upsampler_loss"):
+        TrainConfig(upsampler_loss=-1.0)
     cfg = TrainConfig(p_high_sigma=1.0, sigma_high_min=10.0)
     s = draw_sigma(1000, cfg, torch.Generator().manual_seed(0))
     assert float(s.min()) >= 10.0 - 1e-4 and float(s.max()) <= 80.0 + 1e-3
+
+
+def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
+    from geosr.errors import OptionError
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+    from geosr.training.loop import init_model, train as run_train
+
+    torch.manual_seed(0)
+    base = build_denoiser({**MICRO, "residual": True, "sigma_data": 0.4}, n_bands=3, n_change_classes=3).eval()
+    src = save_checkpoint(tmp_path / "base.safetensors", base, make_spec(base, scales=[4]))
+    model, fresh = init_model(str(src), {"upsampler_channels": 8, "upsampler_blocks": 1})
+    assert fresh and all(k.startswith("net.upsampler.") for k in fresh)
+    loaded = model.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in base.state_dict().items())
+    assert model.cfg.residual and model.cfg.upsampler_channels == 8
+    # a string arch keeps the checkpoint's architecture; one that changes a shape is refused in one sentence
+    assert init_model(str(src), "tiny")[0].net.upsampler is None
+    with pytest.raises(OptionError, match="does not fit the checkpoint"):
+        init_model(str(src), {"base_channels": 12})
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), arch={"upsampler_channels": 8, "upsampler_blocks": 1}, scales=(4,),
+                      crop=32, batch_size=2, steps=6, warmup=2, lr=1e-3, checkpoint_every=6, val_every=0, threads=1,
+                      data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+    res = run_train(cfg, init=str(src))
+    trained, spec = load_checkpoint(res.checkpoint)
+    assert spec["arch"]["upsampler_channels"] == 8
+    start = init_model(str(src), {"upsampler_channels": 8, "upsampler_blocks": 1})[0].state_dict()
+    moved = trained.state_dict()
+    # the upsampler's zero-initialised output layer has left zero: its own loss and the denoiser's reach it
+    assert float(moved["net.upsampler.outs.1.weight"].abs().max()) > 0 == float(start["net.upsampler.outs.1.weight"].abs().max())
+    assert any("initialised from" in d for d in spec["training"]["data"])

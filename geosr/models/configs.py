@@ -44,6 +44,8 @@ class ArchConfig:
     flow_hidden: int = 64  # hidden width of each coupling's MLP
     residual: bool = False  # denoise HR - bicubic(LR) instead of HR (SRDiff-style residual diffusion)
     sigma_data: float = 0.5  # EDM's sigma_data: the std of what is denoised (smaller for residuals)
+    upsampler_channels: int = 0  # width of the learned LR upsampler (models/upsampler.py); 0: plain bicubic
+    upsampler_blocks: int = 8  # its residual blocks at LR resolution
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -67,6 +69,8 @@ class ArchConfig:
             problems.append(f"dropout must be in [0, 1), not {self.dropout}")
         if not self.sigma_data > 0:
             problems.append(f"sigma_data must be positive, not {self.sigma_data}")
+        if self.upsampler_channels < 0 or self.upsampler_blocks < 0:
+            problems.append("upsampler_channels and upsampler_blocks cannot be negative")
         if min(self.sft_hidden, self.spade_hidden, self.guidance_channels, self.head_channels, self.attn_tile) < 1:
             problems.append("widths must be positive")
         if problems:

@@ -3,7 +3,8 @@
 
 Conditioning from a :class:`ConditionBatch`:
 
-- the LR is upsampled to the HR grid with the bicubic kernel of :mod:`geosr.models.resample`;
+- the LR is upsampled to the HR grid by the model (bicubic, :mod:`geosr.models.resample`, or its learned
+  upsampler, :mod:`geosr.models.upsampler`);
 - the change mask and the map become one-hot stacks; a model trained with a map that receives a batch
   without one gets an all-class-0 map (class 0 of geosr's OSM table is "background / unknown"); a map
   given to a model without a map path is ignored;
@@ -27,7 +28,7 @@ from geosr.config import SamplerConfig
 from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
 from geosr.models.edm import EDMDenoiser
 from geosr.models.interface import ConditionBatch
-from geosr.models.resample import kernel_halo, upsample
+from geosr.models.resample import kernel_halo
 from geosr.models.unet import Condition, make_condition
 from geosr.sampling.fusion import OverlapFusion
 from geosr.sampling.noise import GeoNoise
@@ -174,7 +175,7 @@ class DiffusionSuperResolver:
         f = self.cfg.downsampling
         H, W = batch.ref.shape[-2:]
         ph, pw = (-H) % f, (-W) % f
-        lr_up = upsample(batch.lr.to(dev, torch.float32), batch.scale, "bicubic")
+        lr_up = self.denoiser.upsample_lr(batch.lr.to(dev, torch.float32), batch.scale)
         map_ids = batch.map.to(dev) if (batch.map is not None and self.cfg.n_map_classes) else None
         cond = make_condition(
             lr_up,

@@ -13,7 +13,8 @@ optimizer absorbs the difference).
 A *residual* architecture (``ArchConfig.residual``, as in SRDiff) denoises ``y - LR_up`` instead of ``y``:
 ``D(x) = LR_up + D_res(x - LR_up)``, with the scalings above taken with the config's (smaller) sigma_data.
 Seen from outside it is the same denoiser of HR images, so samplers, the loss and the noise are unchanged;
-the network only has to learn the missing detail, not to reproduce the LR.
+the network only has to learn the missing detail, not to reproduce the LR. ``LR_up`` is the network's
+:meth:`upsample_lr`: bicubic, or the learned upsampler when the architecture has one.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class EDMDenoiser(nn.Module):
 
     def prepare(self, cond: Condition) -> Prepared:
         return self.net.prepare(cond)
+
+    def upsample_lr(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        """The LR on the HR grid as the condition holds it (and a residual model adds its output to)."""
+        return self.net.upsample_lr(lr, scale)
 
     def forward(
         self,

@@ -31,14 +31,16 @@ from geosr.models.blocks import (
     scale_init_,
 )
 from geosr.models.configs import ArchConfig
+from geosr.models.resample import upsample
 from geosr.models.style import StyleEncoder, StyleFlow, adain, split_style
+from geosr.models.upsampler import LearnedUpsampler
 
 
 @dataclass
 class Condition:
     """The conditioning of B windows on their (padded) HR grid, in model space.
 
-    lr          (B, C, H, W) LR upsampled to the HR grid
+    lr          (B, C, H, W) LR upsampled to the HR grid (:meth:`ChangeAwareUNet.upsample_lr`)
     ref         (B, C, H, W) reference, 0 where invalid
     ref_valid   (B, 1, H, W) 1 where the reference has data
     change      (B, K, H, W) one-hot change classes
@@ -191,6 +193,9 @@ class ChangeAwareUNet(nn.Module):
         attn_kw = dict(head_channels=cfg.head_channels, attn_tile=cfg.attn_tile)
 
         self.noise_embed = NoiseEmbedding(cfg.noise_dim, emb)
+        self.upsampler = (
+            LearnedUpsampler(cfg.n_bands, cfg.upsampler_channels, cfg.upsampler_blocks) if cfg.upsampler_channels else None
+        )
         self.semantic = SemanticGuidance(cfg)
         self.texture = TextureGuidance(cfg)
         if cfg.style:
@@ -231,6 +236,10 @@ class ChangeAwareUNet(nn.Module):
         assert not skips
         self.out_norm = group_norm(c)
         self.out_conv = scale_init_(conv3x3(c, cfg.n_bands * cfg.patch**2), 0.2)
+
+    def upsample_lr(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        """The LR on the HR grid: the learned upsampler when the architecture has one, else bicubic."""
+        return self.upsampler(lr, scale) if self.upsampler is not None else upsample(lr, scale, "bicubic")
 
     def prepare(self, cond: Condition) -> Prepared:
         """Compute the condition channels and both guidance pyramids (once per sampling run)."""

@@ -47,6 +47,7 @@ class TrainConfig:
     sigma_max: float = 80.0
     p_no_ref: float = 0.1
     degradation: str = "real"  # "real" (Ref-Diff 3.3 chain), "bicubic" or "mixed" (half of each)
+    upsampler_loss: float = 1.0  # weight of the learned upsampler's own L1 loss against the HR (models with one)
     checkpoint_every: int = 500
     val_every: int = 500
     log_every: int = 10
@@ -75,6 +76,8 @@ class TrainConfig:
             problems.append("ema must be in [0, 1)")
         if self.degradation not in ("real", "bicubic", "mixed"):
             problems.append("degradation is 'real', 'bicubic' or 'mixed'")
+        if self.upsampler_loss < 0:
+            problems.append("upsampler_loss cannot be negative")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append("precision is 'auto', 'fp32' or 'bf16'")
         for d in self.data:

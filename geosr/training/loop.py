@@ -8,7 +8,8 @@ grid every ``val_every`` steps, and a JSON-lines log. Nothing is pickled: the tr
 safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) with its spec.
 
 Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
-[sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start.
+[sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start. A model
+with a learned LR upsampler adds that upsampler's L1 loss against the HR (``upsampler_loss``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from geosr.conditioning.changes import load_class_table
 from geosr.errors import InputError, OptionError
 from geosr.models.checkpoint import load_checkpoint, make_spec, save_checkpoint
+from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser, edm_loss, sample_sigma
 from geosr.models.interface import ConditionBatch
-from geosr.models.resample import upsample
 from geosr.models.unet import Condition, make_condition
 from geosr.training.config import TrainConfig
 from geosr.training.datasets import (
@@ -102,11 +103,33 @@ def build_data(cfg: TrainConfig) -> tuple[list[tuple[list[Pair], float]], list[t
     return groups, foreign, described
 
 
+def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, list[str]]:
+    """The model to fine-tune from the checkpoint ``path``, and the names of its freshly initialised tensors.
+
+    A string ``arch`` keeps the checkpoint's architecture. A mapping extends it (its keys override the
+    checkpoint's), e.g. ``{"upsampler_channels": 64}`` adds a learned upsampler: every tensor of the checkpoint
+    is loaded into the new model, whose new parts start from their initialisation.
+    """
+    src, _ = load_checkpoint(path)
+    if not isinstance(arch, Mapping):
+        return src.train(), []
+    cfg = ArchConfig.from_dict({**src.cfg.to_dict(), **arch})
+    model = build_denoiser(cfg)
+    try:
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc))
+        raise OptionError(f"--init {path}: the config's architecture does not fit the checkpoint ({first})") from None
+    if unexpected:
+        raise OptionError(f"--init {path}: the config's architecture has no place for its tensor {unexpected[0]!r}")
+    return model.train(), list(missing)
+
+
 # ---- conditioning ---------------------------------------------------------------------------------------------------
 def training_condition(model: EDMDenoiser, batch: ConditionBatch) -> Condition:
     """The network's condition for a batch, built as :class:`DiffusionSuperResolver` builds it."""
     cfg = model.cfg
-    lr_up = upsample(batch.lr, batch.scale, "bicubic")
+    lr_up = model.upsample_lr(batch.lr, batch.scale)
     map_ids = batch.map if (batch.map is not None and cfg.n_map_classes) else None
     return make_condition(
         lr_up, batch.ref, batch.ref_valid, batch.change, n_change_classes=cfg.n_change_classes,
@@ -247,8 +270,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     if init:
-        model, _ = load_checkpoint(init)
-        model.train()
+        model, fresh = init_model(init, cfg.arch)
+        described.append(f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else ""))
     else:
         model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=n_change, n_map_classes=cfg.n_map_classes)
     model = model.to(device)
@@ -295,6 +318,8 @@ def train(
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (use_bf16 and device.type == "cuda") else _null()
             with ctx:
                 loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
+                if cfg.upsampler_loss and model.net.upsampler is not None:
+                    loss = loss + cfg.upsampler_loss * (cond.lr.float() - hr).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
