@@ -1,8 +1,14 @@
 """Reproducible recipe of geosr's bundled default model (geosr/weights/default.safetensors).
 
-    .venv/bin/python scripts/train_default.py --data ../shared/data --out /tmp/geosr-default [--minutes 60]
-    .venv/bin/python scripts/train_default.py --data ../shared/data --out /tmp/geosr-default --resume
-    .venv/bin/python scripts/train_default.py --out /tmp/geosr-default --install   # copy into geosr/weights
+    # the shipped default: the change-aware residual denoiser (3600 steps, about 92 min on 2 CPU cores)
+    .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
+    .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --resume
+    .venv/bin/python scripts/train_default.py --out /tmp/geosr-default --install [--metrics EVAL/metrics.json]
+
+    # a second stage, measured and not shipped (docs/model-card.md): add the learned LR upsampler and
+    # fine-tune everything from the first stage's model
+    .venv/bin/python scripts/train_default.py --stage upsampler --init /tmp/geosr-default/model.safetensors \
+        --out /tmp/geosr-upsampler --steps 3000 --minutes 112
 
 Data: the real change pairs of ../shared/data (LEVIR-CD, DSIFN-CD, Landsat Nanjing; training split of
 geosr.training.datasets.HELDOUT) plus synthetic change made from every HR image of that split and a few
@@ -29,27 +35,35 @@ ARCH = dict(
 )
 
 
+# Stage "upsampler" adds the learned LR upsampler (geosr/models/upsampler.py): 64 channels, 8 residual blocks
+# at LR resolution, 0.74 M parameters. It starts as bicubic, so the stage starts exactly at its --init model.
+UPSAMPLER = dict(upsampler_channels=64, upsampler_blocks=8)
+
 # How the default model is meant to run: one Heun step from sigma_max (the denoiser's posterior mean, which
 # is what a model this small does best) and back-projection onto the LR.
 INFERENCE = {"steps": 1, "lr_consistency": True}
 
 
-def recipe(data: str, out: str, steps: int) -> TrainConfig:
+def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
+    """Stage "base": the residual denoiser from scratch. Stage "upsampler": with the learned upsampler, on
+    larger crops (its convolutions at LR resolution want context: a 192-px crop is 24 LR pixels at x8), meant
+    to start from stage 1's checkpoint."""
+    up = stage == "upsampler"
     return TrainConfig(
         out=out,
         name="default",
         description="geosr default model: tiny-class change-aware EDM denoiser for x8 and x16 RGB, "
         "used with one-step (posterior-mean) sampling and LR-consistency back-projection",
-        arch=ARCH,
+        arch={**ARCH, **UPSAMPLER} if up else ARCH,
         bands=3,
         band_names=("red", "green", "blue"),
         change_table="binary",
         scales=(8, 16),
         data=({"kind": "shared", "path": data, "weight": 1.0, "synthetic_weight": 1.0},),
-        crop=128,
-        batch_size=8,
+        crop=192 if up else 128,
+        batch_size=6 if up else 8,
         steps=steps,
-        lr=5e-4,
+        lr=3e-4 if up else 5e-4,
         warmup=100,
         ema=0.995,
         grad_clip=1.0,
@@ -70,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--out", default="/tmp/geosr-default")
+    ap.add_argument("--stage", choices=("base", "upsampler"), default="base")
+    ap.add_argument("--init", help="stage upsampler: the base stage's model.safetensors")
     ap.add_argument("--steps", type=int, default=3600)
     ap.add_argument("--minutes", type=float, default=100.0, help="wall-time cap; the run saves and stops there")
     ap.add_argument("--resume", action="store_true")
@@ -92,8 +108,8 @@ def main() -> None:
         save_checkpoint(weights / "default.safetensors", model, spec)
         print(f"installed {weights / 'default.safetensors'}")
         return
-    cfg = recipe(args.data, args.out, args.steps)
-    res = train(cfg, resume=args.resume, max_seconds=args.minutes * 60)
+    cfg = recipe(args.data, args.out, args.steps, args.stage)
+    res = train(cfg, resume=args.resume, init=args.init, max_seconds=args.minutes * 60)
     print(res.to_dict())
 
 
