@@ -1,14 +1,20 @@
 """Reproducible recipe of geosr's bundled default model (geosr/weights/default.safetensors).
 
-    # the shipped default: the change-aware residual denoiser (3600 steps, about 92 min on 2 CPU cores)
-    .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
-    .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --resume
-    .venv/bin/python scripts/train_default.py --out /tmp/geosr-default --install [--metrics EVAL/metrics.json]
+The shipped default is three stages (about 3.2 hours on 2 CPU cores; docs/model-card.md):
 
-    # a second stage, measured and not shipped (docs/model-card.md): add the learned LR upsampler and
-    # fine-tune everything from the first stage's model
-    .venv/bin/python scripts/train_default.py --stage upsampler --init /tmp/geosr-default/model.safetensors \
-        --out /tmp/geosr-upsampler --steps 3000 --minutes 112
+    # 1. base: the change-aware residual denoiser over bicubic, from scratch (3600 steps, about 92 min)
+    .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
+    # 2. prior: add the learned LR upsampler and train it alone (ResDiff's first stage, 30 min)
+    .venv/bin/python scripts/train_default.py --stage prior --init /tmp/geosr-default/model.safetensors \
+        --out /tmp/geosr-prior --steps 1500 --minutes 30
+    # 3. refine: freeze the upsampler, fine-tune the denoiser on top of it (3000 steps, about 75 min)
+    .venv/bin/python scripts/train_default.py --stage refine --init /tmp/geosr-prior/model.safetensors \
+        --out /tmp/geosr-refine --steps 3000 --minutes 75
+    # install (the spec records every stage and, with --metrics, evaluate's summary)
+    .venv/bin/python scripts/train_default.py --out /tmp/geosr-refine --install [--metrics EVAL/metrics.json]
+
+Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
+stage 1) was measured and not shipped.
 
 Data: the real change pairs of ../shared/data (LEVIR-CD, DSIFN-CD, Landsat Nanjing; training split of
 geosr.training.datasets.HELDOUT) plus synthetic change made from every HR image of that split and a few
@@ -44,26 +50,35 @@ UPSAMPLER = dict(upsampler_channels=64, upsampler_blocks=8)
 INFERENCE = {"steps": 1, "lr_consistency": True}
 
 
+# Per-stage changes to the base recipe. "upsampler" (measured, not shipped): the upsampler added and everything
+# fine-tuned jointly, on larger crops (its convolutions at LR resolution want context: a 192-px crop is 24 LR
+# pixels at x8). "prior" + "refine" (ResDiff's two stages): the upsampler trained alone at LR cost on 256-px
+# crops, then frozen while the denoiser learns the rest on top of it.
+STAGES: dict[str, dict] = {
+    "base": {},
+    "upsampler": dict(arch={**ARCH, **UPSAMPLER}, crop=192, batch_size=6, lr=3e-4),
+    "prior": dict(arch={**ARCH, **UPSAMPLER}, objective="upsampler", crop=256, batch_size=16, lr=5e-4, val_every=0),
+    "refine": dict(freeze=("net.upsampler",), lr=3e-4),
+}
+
+
 def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
-    """Stage "base": the residual denoiser from scratch. Stage "upsampler": with the learned upsampler, on
-    larger crops (its convolutions at LR resolution want context: a 192-px crop is 24 LR pixels at x8), meant
-    to start from stage 1's checkpoint."""
-    up = stage == "upsampler"
-    return TrainConfig(
+    """The default model's training config; stages other than "base" start from an earlier stage's model."""
+    base = TrainConfig(
         out=out,
         name="default",
         description="geosr default model: tiny-class change-aware EDM denoiser for x8 and x16 RGB, "
         "used with one-step (posterior-mean) sampling and LR-consistency back-projection",
-        arch={**ARCH, **UPSAMPLER} if up else ARCH,
+        arch=ARCH,
         bands=3,
         band_names=("red", "green", "blue"),
         change_table="binary",
         scales=(8, 16),
         data=({"kind": "shared", "path": data, "weight": 1.0, "synthetic_weight": 1.0},),
-        crop=192 if up else 128,
-        batch_size=6 if up else 8,
+        crop=128,
+        batch_size=8,
         steps=steps,
-        lr=3e-4 if up else 5e-4,
+        lr=5e-4,
         warmup=100,
         ema=0.995,
         grad_clip=1.0,
@@ -78,14 +93,32 @@ def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
         threads=2,
         inference=INFERENCE,
     )
+    return base.replace(**STAGES[stage])
+
+
+def lineage(spec: dict) -> list[dict]:
+    """The training stages behind a checkpoint, earliest first, followed through its "initialised from" records
+    (as far as those checkpoints still exist)."""
+    from geosr.models.checkpoint import read_spec
+
+    stages: list[dict] = []
+    while spec:
+        t = spec.get("training", {})
+        cfg = t.get("config", {})
+        keys = ("objective", "freeze", "crop", "batch_size", "lr", "degradation", "arch")
+        stages.insert(0, {"steps": t.get("steps"), "seconds": t.get("seconds"), "hardware": t.get("hardware"),
+                          **{k: cfg[k] for k in keys if k in cfg}})
+        src = next((d[len("initialised from "):].split(" (")[0] for d in t.get("data", []) if d.startswith("initialised from ")), None)
+        spec = read_spec(src) if src and Path(src).exists() else {}
+    return stages
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--out", default="/tmp/geosr-default")
-    ap.add_argument("--stage", choices=("base", "upsampler"), default="base")
-    ap.add_argument("--init", help="stage upsampler: the base stage's model.safetensors")
+    ap.add_argument("--stage", choices=tuple(STAGES), default="base")
+    ap.add_argument("--init", help="stages other than base: the previous stage's model.safetensors")
     ap.add_argument("--steps", type=int, default=3600)
     ap.add_argument("--minutes", type=float, default=100.0, help="wall-time cap; the run saves and stops there")
     ap.add_argument("--resume", action="store_true")
@@ -99,6 +132,7 @@ def main() -> None:
         model, spec = load_checkpoint(Path(args.out) / MODEL)
         spec["name"] = "default"
         spec["inference"] = INFERENCE
+        spec["training"]["stages"] = lineage(spec)
         if args.metrics:
             from geosr.training.evaluate import BASELINES
 

@@ -139,6 +139,19 @@ def test_synthetic_pairs_and_batches():
     assert b2.batch_size == 2
 
 
+def test_pairs_smaller_than_the_crop_are_left_out_by_name():
+    imgs = [torch.from_numpy(_hr(h, w, seed=i).transpose(2, 0, 1).astype(np.float32) / 255)
+            for i, (h, w) in enumerate([(64, 64), (24, 80), (40, 40)])]
+    pairs = synthetic_pairs(imgs)
+    maker = SampleMaker(crop=32, scales=(4,), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
+    stream = PairMixture([(pairs, 1.0)], maker, batch_size=4, n_change_classes=3, seed=0)
+    assert stream.skipped == [pairs[1].name]
+    for step in range(8):  # without the filter the 24-px image would give a 24-px sample and no batch
+        assert stream.batch(step)[1].shape == (4, 3, 32, 32)
+    with pytest.raises(Exception, match="smaller than the 32-px crop"):
+        PairMixture([(pairs[1:2], 1.0)], maker, batch_size=2, n_change_classes=3)
+
+
 @pytest.mark.realdata
 def test_shared_data_split_is_disjoint():
     train = shared_data_pairs(SHARED, split="train")

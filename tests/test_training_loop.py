@@ -136,3 +136,42 @@ def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
     # the upsampler's zero-initialised output layer has left zero: its own loss and the denoiser's reach it
     assert float(moved["net.upsampler.outs.1.weight"].abs().max()) > 0 == float(start["net.upsampler.outs.1.weight"].abs().max())
     assert any("initialised from" in d for d in spec["training"]["data"])
+
+
+def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images):
+    """ResDiff's two stages: the upsampler alone (objective "upsampler"), then the denoiser on it, frozen."""
+    from geosr.errors import OptionError
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+    from geosr.training.loop import train as run_train, trainable
+
+    torch.manual_seed(0)
+    up = {**MICRO, "residual": True, "sigma_data": 0.4, "upsampler_channels": 8, "upsampler_blocks": 1}
+    src = build_denoiser(up, n_bands=3, n_change_classes=3).eval()
+    path = save_checkpoint(tmp_path / "src.safetensors", src, make_spec(src, scales=[4]))
+    common = dict(arch="keep", scales=(4,), crop=32, batch_size=2, steps=5, warmup=1, lr=1e-3, checkpoint_every=5,
+                  val_every=5, threads=1, data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+
+    def changed(ckpt: str) -> set[str]:
+        after = load_checkpoint(ckpt)[0].state_dict()
+        return {k for k, v in src.state_dict().items() if not torch.equal(v, after[k])}
+
+    prior = run_train(TrainConfig(out=str(tmp_path / "prior"), objective="upsampler", **common), init=str(path))
+    moved = changed(prior.checkpoint)
+    assert moved and all(k.startswith("net.upsampler.") for k in moved)
+    assert (tmp_path / "prior" / "val_0000005.png").exists()
+    refine = run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **common), init=prior.checkpoint)
+    after = load_checkpoint(refine.checkpoint)[0].state_dict()
+    before = load_checkpoint(prior.checkpoint)[0].state_dict()
+    moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert moved and not any(k.startswith("net.upsampler.") for k in moved)
+
+    plain = build_denoiser(MICRO, n_bands=3, n_change_classes=3)
+    with pytest.raises(OptionError, match="needs a model with a learned upsampler"):
+        trainable(plain, TrainConfig(objective="upsampler"))
+    with pytest.raises(OptionError, match="no parameter of the model starts with 'net.upsamplr'"):
+        trainable(src, TrainConfig(freeze=("net.upsamplr",)))
+    with pytest.raises(OptionError, match="leaves nothing to train"):
+        trainable(src, TrainConfig(freeze=("net.",)))
+    with pytest.raises(Exception, match="objective"):
+        TrainConfig(objective="gan")

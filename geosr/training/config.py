@@ -48,6 +48,8 @@ class TrainConfig:
     p_no_ref: float = 0.1
     degradation: str = "real"  # "real" (Ref-Diff 3.3 chain), "bicubic" or "mixed" (half of each)
     upsampler_loss: float = 1.0  # weight of the learned upsampler's own L1 loss against the HR (models with one)
+    objective: str = "edm"  # "edm": the denoiser (EDM loss); "upsampler": the learned upsampler alone (L1), nothing else
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed, e.g. ("net.upsampler",)
     checkpoint_every: int = 500
     val_every: int = 500
     log_every: int = 10
@@ -62,6 +64,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
         object.__setattr__(self, "band_names", tuple(self.band_names))
+        object.__setattr__(self, "freeze", tuple(str(f) for f in self.freeze))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
         object.__setattr__(self, "inference", dict(self.inference))
@@ -76,6 +79,8 @@ class TrainConfig:
             problems.append("ema must be in [0, 1)")
         if self.degradation not in ("real", "bicubic", "mixed"):
             problems.append("degradation is 'real', 'bicubic' or 'mixed'")
+        if self.objective not in ("edm", "upsampler"):
+            problems.append("objective is 'edm' or 'upsampler'")
         if self.upsampler_loss < 0:
             problems.append("upsampler_loss cannot be negative")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -520,9 +520,15 @@ class PairMixture:
         n_map_classes: int = 0,
         seed: int = 0,
     ) -> None:
-        self.groups = [(list(p), float(w)) for p, w in groups if len(p) and w > 0]
+        # every sample of a batch must have the full crop: pairs smaller than it are left out (and named)
+        fits = [([p for p in pairs if min(p.shape) >= maker.crop], float(w)) for pairs, w in groups if w > 0]
+        self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop})
+        self.groups = [(p, w) for p, w in fits if p]
         if not self.groups:
-            raise InputError("no training data: every data source is empty")
+            raise InputError(
+                "no training data: every data source is empty"
+                + (f" or smaller than the {maker.crop}-px crop ({', '.join(self.skipped[:3])})" if self.skipped else "")
+            )
         self.maker = maker
         self.batch_size = batch_size
         self.n_change_classes = n_change_classes

@@ -10,6 +10,10 @@ safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) w
 Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
 [sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start. A model
 with a learned LR upsampler adds that upsampler's L1 loss against the HR (``upsampler_loss``).
+
+``objective = "upsampler"`` trains that upsampler alone (its L1 loss; the denoiser is not run), e.g. to
+pre-train it at LR cost; ``freeze`` keeps parameters fixed by name prefix, e.g. a pre-trained upsampler while
+the denoiser learns on top of it (ResDiff's two stages).
 """
 
 from __future__ import annotations
@@ -123,6 +127,32 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
     if unexpected:
         raise OptionError(f"--init {path}: the config's architecture has no place for its tensor {unexpected[0]!r}")
     return model.train(), list(missing)
+
+
+def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """Mark and return the parameters the run updates: the upsampler's alone for objective "upsampler",
+    else every parameter whose name starts with none of ``cfg.freeze``."""
+    names = [n for n, _ in model.named_parameters()]
+    if cfg.objective == "upsampler":
+        if model.net.upsampler is None:
+            raise OptionError("objective 'upsampler' needs a model with a learned upsampler (arch upsampler_channels > 0)")
+        train_it = [n.startswith("net.upsampler.") for n in names]
+    else:
+        unknown = [f for f in cfg.freeze if not any(n.startswith(f) for n in names)]
+        if unknown:
+            raise OptionError(f"freeze: no parameter of the model starts with {unknown[0]!r}")
+        train_it = [not n.startswith(cfg.freeze) for n in names]
+    for (_, p), on in zip(model.named_parameters(), train_it):
+        p.requires_grad_(on)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise OptionError(f"freeze {list(cfg.freeze)} leaves nothing to train")
+    return params
+
+
+def _upsampler_trains(model: EDMDenoiser) -> bool:
+    up = model.net.upsampler
+    return up is not None and any(p.requires_grad for p in up.parameters())
 
 
 # ---- conditioning ---------------------------------------------------------------------------------------------------
@@ -267,6 +297,8 @@ def train(
                         changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign)
     stream = PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=n_change,
                          n_map_classes=cfg.n_map_classes, seed=cfg.seed)
+    if stream.skipped:
+        described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(stream.skipped)}")
 
     torch.manual_seed(cfg.seed)
     if init:
@@ -278,12 +310,14 @@ def train(
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    params = trainable(model, cfg)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     start = 0
     if resume:
         start = load_state(out, model, ema, opt)
+    up_only = cfg.objective == "upsampler"
     net = model
-    if world > 1:
+    if world > 1 and not up_only:  # the upsampler alone runs outside DDP: its gradients are averaged below
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
     def lr_at(step: int) -> float:
@@ -308,21 +342,29 @@ def train(
             batch, hr = batch.to(device), hr.to(device)
             if device.type == "cpu":
                 hr = hr.contiguous(memory_format=torch.channels_last)
-            cond = training_condition(model, batch)
-            if device.type == "cpu":
-                cond = cond.map_fn(lambda t: t.contiguous(memory_format=torch.channels_last))
-            sigma = draw_sigma(hr.shape[0], cfg, gen).to(device)
-            noise = torch.randn(hr.shape, generator=gen).to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (use_bf16 and device.type == "cuda") else _null()
-            with ctx:
-                loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
-                if cfg.upsampler_loss and model.net.upsampler is not None:
-                    loss = loss + cfg.upsampler_loss * (cond.lr.float() - hr).abs().mean()
+            if up_only:
+                with ctx:
+                    loss = (model.upsample_lr(batch.lr, batch.scale).float() - hr).abs().mean()
+            else:
+                cond = training_condition(model, batch)
+                if device.type == "cpu":
+                    cond = cond.map_fn(lambda t: t.contiguous(memory_format=torch.channels_last))
+                sigma = draw_sigma(hr.shape[0], cfg, gen).to(device)
+                noise = torch.randn(hr.shape, generator=gen).to(device)
+                with ctx:
+                    loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
+                    if cfg.upsampler_loss and _upsampler_trains(model):
+                        loss = loss + cfg.upsampler_loss * (cond.lr.float() - hr).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if up_only and world > 1:
+                for p in params:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             decay = min(cfg.ema, (1 + step) / (10 + step))
             with torch.no_grad():
@@ -341,7 +383,9 @@ def train(
                                       "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
                 log.flush()
             if rank == 0 and cfg.val_every and step % cfg.val_every == 0:
-                sr = predict(ema, val_batch.to(device), cfg.sigma_max)
+                vb = val_batch.to(device)
+                with torch.no_grad():
+                    sr = ema.upsample_lr(vb.lr, vb.scale) if up_only else predict(ema, vb, cfg.sigma_max)
                 image_grid(val_batch, sr.cpu(), val_hr, out / f"val_{step:07d}.png")
             timed_out = max_seconds is not None and time.perf_counter() - t0 > max_seconds
             if rank == 0 and (step % cfg.checkpoint_every == 0 or step == per_rank_steps or timed_out):
@@ -404,4 +448,4 @@ def _save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table, described
     save_checkpoint(path, ema, spec)
 
 
-__all__ = ["train", "TrainResult", "build_data", "training_condition", "predict", "save_state", "load_state"]
+__all__ = ["train", "TrainResult", "build_data", "trainable", "training_condition", "predict", "save_state", "load_state"]
