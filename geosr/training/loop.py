@@ -316,6 +316,7 @@ def train(
     if resume:
         start = load_state(out, model, ema, opt)
     up_only = cfg.objective == "upsampler"
+    up_loss = cfg.upsampler_loss if _upsampler_trains(model) else 0.0  # a frozen upsampler's loss is a constant
     net = model
     if world > 1 and not up_only:  # the upsampler alone runs outside DDP: its gradients are averaged below
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
@@ -356,8 +357,8 @@ def train(
                 noise = torch.randn(hr.shape, generator=gen).to(device)
                 with ctx:
                     loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
-                    if cfg.upsampler_loss and _upsampler_trains(model):
-                        loss = loss + cfg.upsampler_loss * (cond.lr.float() - hr).abs().mean()
+                    if up_loss:
+                        loss = loss + up_loss * (cond.lr.float() - hr).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if up_only and world > 1:
