@@ -10,12 +10,21 @@ from geosr.training.degradations import (
     PRESETS,
     bicubic_degrade,
     box_downsample,
+    convolve,
     degrade,
+    gaussian_blur,
     gaussian_kernel,
     jpeg,
     motion_kernel,
 )
-from geosr.training.synthetic_change import SyntheticChangeConfig, synthetic_reference
+from geosr.training.synthetic_change import (
+    SyntheticChangeConfig,
+    fine_detail,
+    mix_detail,
+    smooth_field,
+    subpixel_shift,
+    synthetic_reference,
+)
 
 
 def _img(c=3, h=64, w=48, seed=0):
@@ -76,6 +85,46 @@ def test_synthetic_mask_covers_exactly_the_pasted_pixels():
         pasted = (ref - 0.9).abs().max(dim=0).values < 1e-6
         assert torch.equal(pasted, mask)
         assert torch.allclose(ref[:, ~mask], hr[:, ~mask], atol=1e-6)
+
+
+def test_synthetic_mask_stays_exact_with_detail_mixing_and_warp():
+    hr = _img(h=64, w=64) * 0.5
+    foreign = [torch.full((3, 64, 64), 0.9)]
+    cfg = SyntheticChangeConfig(gain=(1, 1), bias=(0, 0), gamma=(1, 1), saturation=(1, 1), gradient=0.0,
+                                max_shift=0.0, patches=(2, 4), detail_corr=(0.2, 0.8), warp=2.0)
+    for seed in range(3):
+        ref, mask = synthetic_reference(hr, np.random.default_rng(seed), foreign, cfg, scale=4)
+        assert mask.any()
+        assert torch.equal((ref - 0.9).abs().max(dim=0).values < 1e-6, mask)
+        assert not torch.allclose(ref[:, ~mask], hr[:, ~mask], atol=1e-3)  # detail mixed and warped
+
+
+def test_mix_detail_sets_the_detail_correlation_and_keeps_its_variance():
+    img, other = _img(c=1, h=128, w=128, seed=1), _img(c=1, h=128, w=128, seed=2)
+    d = fine_detail(img, 2.0)
+    assert torch.allclose(mix_detail(img, other, 1.0, 2.0), img, atol=1e-6)
+    for corr in (0.0, 0.5, 0.8):
+        m = fine_detail(mix_detail(img, other, corr, 2.0), 2.0)
+        r = float(torch.corrcoef(torch.stack([m.flatten(), d.flatten()]))[0, 1])
+        assert abs(r - corr) < 0.05, (corr, r)
+        assert abs(float(m.std() / d.std()) - 1) < 0.05
+
+
+def test_separable_gaussian_blur_is_the_2d_convolution():
+    img = _img(h=40, w=36)
+    for sigma in (0.7, 3.0):
+        assert torch.allclose(gaussian_blur(img, sigma), convolve(img, gaussian_kernel(sigma, sigma)), atol=1e-5)
+
+
+def test_displacement_fields():
+    img = torch.zeros(1, 16, 16)
+    img[0, 8, 8] = 1
+    moved = subpixel_shift(img, 2.0, -1.0)
+    assert (moved[0] > 1e-4).nonzero().tolist() == [[10, 7]]  # content moves by (+dy, +dx)
+    assert torch.allclose(subpixel_shift(img, torch.full((16, 16), 2.0), torch.full((16, 16), -1.0)), moved)
+    f = smooth_field(64, 64, 3.0, np.random.default_rng(0))
+    assert f.shape == (64, 64) and abs(float(f.abs().max()) - 3.0) < 1e-5
+    assert float((f[1:] - f[:-1]).abs().max()) < 0.5  # smooth: at most half a pixel change per pixel
 
 
 def test_synthetic_reference_is_seeded_and_shifted():

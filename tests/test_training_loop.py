@@ -44,13 +44,19 @@ def _config(tmp_path, images) -> str:
         "out": str(tmp_path / "run"), "arch": MICRO, "scales": [4], "crop": 32, "batch_size": 2, "steps": 20,
         "warmup": 5, "checkpoint_every": 10, "val_every": 10, "log_every": 5, "threads": 1,
         "data": [{"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]}],
+        "synthetic": {"detail_corr": [0.3, 1.0], "warp": 1.0},
     }
     path = tmp_path / "train.json"
     path.write_text(json.dumps(cfg))
     return str(path)
 
 
-def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images):
+def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypatch):
+    import geosr.training.datasets as datasets
+
+    seen = []
+    make_reference = datasets.synthetic_reference
+    monkeypatch.setattr(datasets, "synthetic_reference", lambda *a, **k: seen.append(a[3]) or make_reference(*a, **k))
     runner = CliRunner()
     cfg_path = _config(tmp_path, images)
     res = runner.invoke(_app(), ["train", cfg_path, "--json"])
@@ -60,6 +66,9 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images):
     run = tmp_path / "run"
     model, spec = load_checkpoint(run / "model.safetensors")
     assert spec["scales"] == [4] and spec["training"]["steps"] == 20 and spec["arch"]["name"] == "micro"
+    # the config's synthetic settings reach the samples and the record
+    assert seen and all(c.warp == 1.0 and c.detail_corr == (0.3, 1.0) for c in seen)
+    assert spec["training"]["config"]["synthetic"] == {"detail_corr": [0.3, 1.0], "warp": 1.0}
     assert (run / "model.json").exists() and (run / "val_0000020.png").exists()
     from geosr.models.registry import load_model
 
@@ -101,6 +110,8 @@ def test_config_checks_and_sigma_mixture():
         TrainConfig(crop=100, scales=(8,))
     with pytest.raises(Exception, match="upsampler_loss"):
         TrainConfig(upsampler_loss=-1.0)
+    with pytest.raises(Exception, match="synthetic has no setting wrap"):
+        TrainConfig(synthetic={"wrap": 2.0})
     cfg = TrainConfig(p_high_sigma=1.0, sigma_high_min=10.0)
     s = draw_sigma(1000, cfg, torch.Generator().manual_seed(0))
     assert float(s.min()) >= 10.0 - 1e-4 and float(s.max()) <= 80.0 + 1e-3

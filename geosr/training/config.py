@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from geosr.errors import InputNotFoundError, OptionError
+from geosr.training.synthetic_change import SyntheticChangeConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,7 @@ class TrainConfig:
     sigma_high_min: float = 2.0  # (trains the denoiser where few-step samplers start)
     sigma_max: float = 80.0
     p_no_ref: float = 0.1
+    synthetic: Mapping[str, Any] = field(default_factory=dict)  # SyntheticChangeConfig overrides, e.g. {"warp": 2.0}
     degradation: str = "real"  # "real" (Ref-Diff 3.3 chain), "bicubic" or "mixed" (half of each)
     upsampler_loss: float = 1.0  # weight of the learned upsampler's own L1 loss against the HR (models with one)
     objective: str = "edm"  # "edm": the denoiser (EDM loss); "upsampler": the learned upsampler alone (L1), nothing else
@@ -68,6 +70,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
         object.__setattr__(self, "inference", dict(self.inference))
+        object.__setattr__(self, "synthetic", {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()})
         problems = []
         if any(s not in (2, 4, 8, 16) for s in self.scales) or not self.scales:
             problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
@@ -77,6 +80,9 @@ class TrainConfig:
             problems.append("steps and batch_size must be at least 1")
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
+        unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
+        if unknown:
+            problems.append(f"synthetic has no setting {', '.join(sorted(unknown))}")
         if self.degradation not in ("real", "bicubic", "mixed"):
             problems.append("degradation is 'real', 'bicubic' or 'mixed'")
         if self.objective not in ("edm", "upsampler"):
@@ -95,6 +101,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["data"] = [dict(x) for x in self.data]
         d["inference"] = dict(self.inference)
+        d["synthetic"] = dict(self.synthetic)
         return d
 
     def replace(self, **changes: Any) -> "TrainConfig":

@@ -438,7 +438,7 @@ class SampleMaker:
         target, ref, change, map_, lr = augment([target, ref, change, map_, lr], k, flip)
         table_changed = torch.tensor([c.changed for c in pair.table.classes], dtype=torch.bool)
         if pair.synthetic:
-            ref, mask = synthetic_reference(target, rng, self.foreign, self.synthetic)
+            ref, mask = synthetic_reference(target, rng, self.foreign, self.synthetic, scale=s)
             cid = int(self.changed_ids[int(rng.integers(len(self.changed_ids)))])
             change = torch.where(mask, torch.tensor(cid), torch.tensor(0))
             changed = mask

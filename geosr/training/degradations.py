@@ -97,6 +97,16 @@ def convolve(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel.to(x)[None, None].expand(c, 1, kh, kw), groups=c)[0]
 
 
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian blur of (C, H, W) as two 1-D passes (what :func:`convolve` with
+    :func:`gaussian_kernel` gives, at a cost linear in the kernel size instead of quadratic)."""
+    size = 2 * int(math.ceil(3 * max(sigma, 1e-3))) + 1
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    k = torch.exp(-0.5 * (r / max(sigma, 1e-3)) ** 2)
+    k = (k / k.sum()).float()
+    return convolve(convolve(img, k[None]), k[:, None])
+
+
 # ---- resizing -------------------------------------------------------------------------------------------------
 def downsample(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Tensor:
     """(C, H, W) or (B, C, H, W) -> 1/scale, antialiased (area = box average)."""

@@ -48,6 +48,7 @@ from geosr.training.datasets import (
     shared_synthetic_images,
     synthetic_pairs,
 )
+from geosr.training.synthetic_change import SyntheticChangeConfig
 
 STATE = "state.safetensors"
 STATE_JSON = "state.json"
@@ -294,7 +295,8 @@ def train(
 
     groups, foreign, described = build_data(cfg)
     maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
-                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign)
+                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
+                        synthetic=SyntheticChangeConfig(**cfg.synthetic))
     stream = PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=n_change,
                          n_map_classes=cfg.n_map_classes, seed=cfg.seed)
     if stream.skipped:

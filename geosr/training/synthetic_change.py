@@ -3,10 +3,13 @@
 Real bi-temporal pairs are scarce, so geosr makes its own: the HR image is the *target* date, and its
 *reference* is the same image
 
-1. shifted radiometrically / seasonally (per-band gain, bias and gamma, a saturation change and a smooth
+1. with part of its fine detail replaced by another place's (``detail_corr`` < 1: a real reference date has
+   other shadows, other crop texture, other cars, so its detail only partly matches the target's),
+2. shifted radiometrically / seasonally (per-band gain, bias and gamma, a saturation change and a smooth
    illumination gradient),
-2. misregistered by a sub-pixel (up to a few HR pixels) translation, and
-3. with foreign patches pasted in (rectangles and ellipses cut from another image, or from a far part of
+3. misregistered by a sub-pixel (up to a few HR pixels) translation and, with ``warp`` > 0, a smooth local
+   displacement field (building parallax, orthorectification error), and
+4. with foreign patches pasted in (rectangles and ellipses cut from another image, or from a far part of
    the same one).
 
 The change mask is exactly the set of pasted pixels (the pasting is the last step, so nothing moves them).
@@ -22,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geosr.training.degradations import gaussian_blur
+
 
 @dataclass(frozen=True, kw_only=True)
 class SyntheticChangeConfig:
@@ -36,6 +41,10 @@ class SyntheticChangeConfig:
     patches: tuple[int, int] = (0, 4)  # number of pasted patches (inclusive)
     patch_frac: tuple[float, float] = (0.1, 0.4)  # patch side as a fraction of the image side
     p_ellipse: float = 0.5
+    # Off by default (the reference's detail is the target's): the default model's recipe turns both on.
+    detail_corr: tuple[float, float] = (1.0, 1.0)  # correlation of the reference's fine detail with the target's
+    detail_sigma: float = 0.5  # LR pixels: "fine detail" is the image minus its Gaussian blur of this sigma
+    warp: float = 0.0  # HR pixels: peak of the smooth local displacement field
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,14 +70,38 @@ def radiometric_shift(img: torch.Tensor, rng: np.random.Generator, cfg: Syntheti
     return x.clamp(0, 1)
 
 
-def subpixel_shift(img: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
-    """Translate a (C, H, W) image by (dy, dx) pixels (bilinear, border-replicated)."""
+def subpixel_shift(img: torch.Tensor, dy: float | torch.Tensor, dx: float | torch.Tensor) -> torch.Tensor:
+    """Translate a (C, H, W) image by (dy, dx) pixels (bilinear, border-replicated): scalars, or (H, W) fields
+    of per-pixel displacements."""
     c, h, w = img.shape
-    if abs(dy) < 1e-9 and abs(dx) < 1e-9:
+    if not torch.is_tensor(dy) and not torch.is_tensor(dx) and abs(dy) < 1e-9 and abs(dx) < 1e-9:
         return img.float().clone()
-    theta = torch.tensor([[1.0, 0.0, -2.0 * dx / w], [0.0, 1.0, -2.0 * dy / h]], dtype=torch.float32)
+    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float32)
     grid = F.affine_grid(theta[None], (1, c, h, w), align_corners=False)
-    return F.grid_sample(img[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    # content moves by +d, so each output pixel samples the input at -d (normalized units: 2 / size per pixel)
+    offset = torch.stack(torch.broadcast_tensors(torch.as_tensor(-2.0 * dx / w), torch.as_tensor(-2.0 * dy / h)), -1)
+    return F.grid_sample(img[None].float(), grid + offset.float(), mode="bilinear", padding_mode="border",
+                         align_corners=False)[0]
+
+
+def smooth_field(h: int, w: int, amplitude: float, rng: np.random.Generator, knots: int = 4) -> torch.Tensor:
+    """An (h, w) smooth random displacement field (a ``knots`` x ``knots`` random grid, bicubically
+    interpolated) whose peak magnitude is ``amplitude``."""
+    g = torch.from_numpy(rng.standard_normal((1, 1, knots, knots)).astype(np.float32))
+    f = F.interpolate(g, size=(h, w), mode="bicubic", align_corners=True)[0, 0]
+    return f * (amplitude / f.abs().max().clamp(min=1e-6))
+
+
+def fine_detail(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The image minus its Gaussian blur of ``sigma`` pixels."""
+    return img - gaussian_blur(img, sigma)
+
+
+def mix_detail(img: torch.Tensor, other: torch.Tensor, corr: float, sigma: float) -> torch.Tensor:
+    """``img`` with its fine detail d replaced by corr * d + sqrt(1 - corr^2) * (``other``'s fine detail):
+    for detail of equal variance, the result's detail has that variance and correlation ``corr`` with d."""
+    d, e = fine_detail(img.float(), sigma), fine_detail(other.float(), sigma)
+    return img.float() - d + corr * d + math.sqrt(max(0.0, 1.0 - corr * corr)) * e
 
 
 def patch_mask(h: int, w: int, top: int, left: int, ph: int, pw: int, ellipse: bool) -> torch.Tensor:
@@ -89,17 +122,34 @@ def synthetic_reference(
     rng: np.random.Generator,
     foreign: list[torch.Tensor] | None = None,
     cfg: SyntheticChangeConfig | None = None,
+    scale: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(reference (C, H, W), change mask (H, W) bool) for a (C, H, W) [0, 1] target image ``hr``.
 
-    ``foreign``: images (C, h, w) to cut patches from; without any, patches come from the target itself
-    (from a position at least a patch away, so the content differs).
+    ``foreign``: images (C, h, w) to cut patches (and other detail) from; without any, they come from the
+    target itself (from a position at least a patch away, so the content differs). ``scale``: the SR factor
+    (``detail_sigma`` is in LR pixels).
     """
     cfg = cfg or SyntheticChangeConfig()
     c, h, w = hr.shape
-    ref = radiometric_shift(hr, rng, cfg)
+    ref = hr.float()
+    if cfg.detail_corr[0] < 1.0:
+        corr = float(rng.uniform(*cfg.detail_corr))
+        pool = [f for f in (foreign or []) if f.shape[0] == c and f.shape[1] >= h and f.shape[2] >= w]
+        if pool:
+            src = pool[int(rng.integers(len(pool)))]
+            sy, sx = int(rng.integers(0, src.shape[1] - h + 1)), int(rng.integers(0, src.shape[2] - w + 1))
+            other = src[:, sy : sy + h, sx : sx + w]
+        else:
+            other = torch.roll(hr, (h // 2, w // 2), (1, 2))
+        ref = mix_detail(ref, other, corr, cfg.detail_sigma * scale).clamp(0, 1)
+    ref = radiometric_shift(ref, rng, cfg)
     dy, dx = rng.uniform(-cfg.max_shift, cfg.max_shift, size=2)
-    ref = subpixel_shift(ref, float(dy), float(dx))
+    if cfg.warp > 0:
+        amp = cfg.warp * float(rng.uniform(0, 1))
+        ref = subpixel_shift(ref, float(dy) + smooth_field(h, w, amp, rng), float(dx) + smooth_field(h, w, amp, rng))
+    else:
+        ref = subpixel_shift(ref, float(dy), float(dx))
     mask = torch.zeros(h, w, dtype=torch.bool)
     n = int(rng.integers(cfg.patches[0], cfg.patches[1] + 1))
     for _ in range(n):
@@ -123,4 +173,7 @@ def synthetic_reference(
     return ref, mask
 
 
-__all__ = ["SyntheticChangeConfig", "synthetic_reference", "radiometric_shift", "subpixel_shift", "patch_mask"]
+__all__ = [
+    "SyntheticChangeConfig", "synthetic_reference", "radiometric_shift", "subpixel_shift", "smooth_field",
+    "fine_detail", "mix_detail", "patch_mask",
+]
