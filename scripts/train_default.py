@@ -1,6 +1,6 @@
 """Reproducible recipe of geosr's bundled default model (geosr/weights/default.safetensors).
 
-The shipped default is three stages (about 3.2 hours on 2 CPU cores; docs/model-card.md):
+The shipped default is four stages (about 4 hours on 2 CPU cores; docs/model-card.md):
 
     # 1. base: the change-aware residual denoiser over bicubic, from scratch (3600 steps, about 92 min)
     .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
@@ -10,8 +10,11 @@ The shipped default is three stages (about 3.2 hours on 2 CPU cores; docs/model-
     # 3. refine: freeze the upsampler, fine-tune the denoiser on top of it (3000 steps, about 75 min)
     .venv/bin/python scripts/train_default.py --stage refine --init /tmp/geosr-prior/model.safetensors \
         --out /tmp/geosr-refine --steps 3000 --minutes 75
+    # 4. trust: the same fine-tune on synthetic references whose detail only partly matches (47 min)
+    .venv/bin/python scripts/train_default.py --stage trust --init /tmp/geosr-refine/model.safetensors \
+        --out /tmp/geosr-trust --steps 2000 --minutes 47
     # install (the spec records every stage and, with --metrics, evaluate's summary)
-    .venv/bin/python scripts/train_default.py --out /tmp/geosr-refine --install [--metrics EVAL/metrics.json]
+    .venv/bin/python scripts/train_default.py --out /tmp/geosr-trust --install [--metrics EVAL/metrics.json]
 
 Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
 stage 1) was measured and not shipped.
@@ -50,6 +53,11 @@ UPSAMPLER = dict(upsampler_channels=64, upsampler_blocks=8)
 INFERENCE = {"steps": 1, "lr_consistency": True}
 
 
+# Synthetic references whose detail only partly matches the target (a real earlier date has other shadows,
+# textures and parallax), so the model learns how far to trust the reference's detail instead of copying it.
+SYNTHETIC_REALISTIC = dict(detail_corr=(0.2, 1.0), detail_sigma=1.5, warp=2.0)
+
+
 # Per-stage changes to the base recipe. "upsampler" (measured, not shipped): the upsampler added and everything
 # fine-tuned jointly, on larger crops (its convolutions at LR resolution want context: a 192-px crop is 24 LR
 # pixels at x8). "prior" + "refine" (ResDiff's two stages): the upsampler trained alone at LR cost on 256-px
@@ -59,6 +67,7 @@ STAGES: dict[str, dict] = {
     "upsampler": dict(arch={**ARCH, **UPSAMPLER}, crop=192, batch_size=6, lr=3e-4),
     "prior": dict(arch={**ARCH, **UPSAMPLER}, objective="upsampler", crop=256, batch_size=16, lr=5e-4, val_every=0),
     "refine": dict(freeze=("net.upsampler",), lr=3e-4),
+    "trust": dict(freeze=("net.upsampler",), lr=3e-4, synthetic=SYNTHETIC_REALISTIC),
 }
 
 
@@ -98,14 +107,16 @@ def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
 
 def lineage(spec: dict) -> list[dict]:
     """The training stages behind a checkpoint, earliest first, followed through its "initialised from" records
-    (as far as those checkpoints still exist)."""
+    (as far as those checkpoints still exist, or up to an installed model that records its own stages)."""
     from geosr.models.checkpoint import read_spec
 
     stages: list[dict] = []
     while spec:
         t = spec.get("training", {})
+        if "stages" in t:  # an installed model: its own record of the stages behind it
+            return t["stages"] + stages
         cfg = t.get("config", {})
-        keys = ("objective", "freeze", "crop", "batch_size", "lr", "degradation", "arch")
+        keys = ("objective", "freeze", "crop", "batch_size", "lr", "degradation", "synthetic", "arch")
         stages.insert(0, {"steps": t.get("steps"), "seconds": t.get("seconds"), "hardware": t.get("hardware"),
                           **{k: cfg[k] for k in keys if k in cfg}})
         src = next((d[len("initialised from "):].split(" (")[0] for d in t.get("data", []) if d.startswith("initialised from ")), None)
