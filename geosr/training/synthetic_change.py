@@ -41,9 +41,12 @@ class SyntheticChangeConfig:
     patches: tuple[int, int] = (0, 4)  # number of pasted patches (inclusive)
     patch_frac: tuple[float, float] = (0.1, 0.4)  # patch side as a fraction of the image side
     p_ellipse: float = 0.5
-    # Off by default (the reference's detail is the target's): the default model's recipe turns both on.
+    # detail_corr and warp are off by default (the reference's detail is the target's); the default model's
+    # recipe turns both on.
     detail_corr: tuple[float, float] = (1.0, 1.0)  # correlation of the reference's fine detail with the target's
-    detail_sigma: float = 0.5  # LR pixels: "fine detail" is the image minus its Gaussian blur of this sigma
+    # LR pixels: "fine detail" is the image minus its Gaussian blur of this sigma. Above ~1 a mismatch shows at
+    # LR scale, so a model can tell a matching reference from another (at 0.5 it learned to distrust all).
+    detail_sigma: float = 1.5
     warp: float = 0.0  # HR pixels: peak of the smooth local displacement field
 
     def to_dict(self) -> dict:
