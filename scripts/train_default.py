@@ -1,6 +1,6 @@
 """Reproducible recipe of geosr's bundled default model (geosr/weights/default.safetensors).
 
-The shipped default is four stages (about 4 hours on 2 CPU cores; docs/model-card.md):
+The shipped default is five stages (about 4.7 hours on 2 CPU cores; docs/model-card.md):
 
     # 1. base: the change-aware residual denoiser over bicubic, from scratch (3600 steps, about 92 min)
     .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
@@ -13,8 +13,11 @@ The shipped default is four stages (about 4 hours on 2 CPU cores; docs/model-car
     # 4. trust: the same fine-tune on synthetic references whose detail only partly matches (47 min)
     .venv/bin/python scripts/train_default.py --stage trust --init /tmp/geosr-refine/model.safetensors \
         --out /tmp/geosr-trust --steps 2000 --minutes 47
+    # 5. trust, continued from stage 4 (schedule restarted; 40 min)
+    .venv/bin/python scripts/train_default.py --stage trust --init /tmp/geosr-trust/model.safetensors \
+        --out /tmp/geosr-trust2 --steps 1700 --minutes 40
     # install (the spec records every stage and, with --metrics, evaluate's summary)
-    .venv/bin/python scripts/train_default.py --out /tmp/geosr-trust --install [--metrics EVAL/metrics.json]
+    .venv/bin/python scripts/train_default.py --out /tmp/geosr-trust2 --install [--metrics EVAL/metrics.json]
 
 Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
 stage 1) was measured and not shipped.
