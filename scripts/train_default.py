@@ -117,7 +117,8 @@ def lineage(spec: dict) -> list[dict]:
     while spec:
         t = spec.get("training", {})
         if "stages" in t:  # an installed model: its own record of the stages behind it
-            return t["stages"] + stages
+            # A stage initialised from the installed default, then installed over it, is in that record already.
+            return t["stages"] + (stages[1:] if stages and t["stages"] and t["stages"][-1] == stages[0] else stages)
         cfg = t.get("config", {})
         keys = ("objective", "freeze", "crop", "batch_size", "lr", "degradation", "synthetic", "arch")
         stages.insert(0, {"steps": t.get("steps"), "seconds": t.get("seconds"), "hardware": t.get("hardware"),
