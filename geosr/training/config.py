@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from geosr.errors import InputNotFoundError, OptionError
-from geosr.training.synthetic_change import SyntheticChangeConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,9 +79,12 @@ class TrainConfig:
             problems.append("steps and batch_size must be at least 1")
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
-        unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
-        if unknown:
-            problems.append(f"synthetic has no setting {', '.join(sorted(unknown))}")
+        if self.synthetic:  # imported only here: the config stays free of torch
+            from geosr.training.synthetic_change import SyntheticChangeConfig
+
+            unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
+            if unknown:
+                problems.append(f"synthetic has no setting {', '.join(sorted(unknown))}")
         if self.degradation not in ("real", "bicubic", "mixed"):
             problems.append("degradation is 'real', 'bicubic' or 'mixed'")
         if self.objective not in ("edm", "upsampler"):
