@@ -17,6 +17,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, metrics.md and PNG panels.")] = Path("geosr-eval"),
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps (default: the checkpoint's own setting, else the sampler preset's).")] = None,
     lr_consistency: Annotated[Optional[bool], typer.Option("--lr-consistency/--no-lr-consistency", help="Back-project the SR onto the LR (default: the checkpoint's own setting).")] = None,
+    reference_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Add the reference's detail where the LR shows that it matches (default: the checkpoint's own setting).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
     panels: Annotated[bool, typer.Option("--panels/--no-panels", help="Write PNG panels LR | Ref | mask | SR | HR.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
@@ -39,7 +40,7 @@ def evaluate(
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
             return run_evaluate(
                 data, models=model or [], scales=tuple(scale) if scale else (8, 16), out=out, steps=steps,
-                lr_consistency=lr_consistency, seed=seed, panels=panels, progress=update,
+                lr_consistency=lr_consistency, reference_detail=reference_detail, seed=seed, panels=panels, progress=update,
                 log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)),
             )
 

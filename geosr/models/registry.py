@@ -102,11 +102,14 @@ def load_model(
     sampler: "SamplerConfig | None" = None,
     style: "str | torch.Tensor | None" = None,
     lr_consistency: bool | None = None,
+    reference_detail: bool | None = None,
 ) -> SuperResolver:
     """Resolve a model name or path to a ready super-resolver on ``device`` (``auto``: cuda if present).
 
-    Classical back-ends ignore ``sampler``, ``style`` and ``lr_consistency``. ``lr_consistency`` None follows
-    the checkpoint's ``inference`` entry; True makes the output agree with the LR (back-projection). For diffusion models ``sampler`` picks the
+    Classical back-ends ignore ``sampler``, ``style``, ``lr_consistency`` and ``reference_detail``. Those two
+    None follow the checkpoint's ``inference`` entry; ``lr_consistency`` True makes the output agree with the
+    LR (back-projection), ``reference_detail`` True adds the reference's matching detail first
+    (:mod:`geosr.models.reference_detail`). For diffusion models ``sampler`` picks the
     preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
     tensor (1, bands, h, w) in model space.
     """
@@ -120,8 +123,16 @@ def load_model(
     model, model_spec = load_checkpoint(path, device=dev)
     name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
     sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    inference = model_spec.get("inference", {})
+    if reference_detail is None:  # the checkpoint's own recommendation (geosr's default model: on)
+        reference_detail = bool(inference.get("reference_detail", False))
+    if reference_detail:
+        from geosr.models.reference_detail import DEFAULT_SIGMA, ReferenceDetail
+
+        setting = inference.get("reference_detail")
+        sr = ReferenceDetail(sr, sigma=float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA)
     if lr_consistency is None:  # the checkpoint's own recommendation (geosr's default model: on)
-        lr_consistency = bool(model_spec.get("inference", {}).get("lr_consistency", False))
+        lr_consistency = bool(inference.get("lr_consistency", False))
     if lr_consistency:
         from geosr.models.consistency import LRConsistent
 

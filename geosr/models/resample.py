@@ -1,7 +1,8 @@
-"""Separable interpolation kernels (bicubic, Lanczos) applied as two small matrix products.
+"""Resampling in model space: separable upsampling kernels (bicubic, Lanczos) applied as two small matrix
+products, antialiased downsampling and a separable Gaussian blur.
 
-Written by hand because torch has no Lanczos kernel, and one implementation for both kernels keeps their
-pixel alignment (pixel centres, like GDAL) and edge handling (replicate) identical.
+The upsampling kernels are written by hand because torch has no Lanczos kernel, and one implementation for both
+kernels keeps their pixel alignment (pixel centres, like GDAL) and edge handling (replicate) identical.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 
 
 def cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
@@ -58,3 +60,32 @@ def upsample(x: torch.Tensor, scale: int, kind: str = "bicubic") -> torch.Tensor
 def kernel_halo(kind: str) -> int:
     """LR pixels of context the kernel needs so that a window's core matches the whole image."""
     return math.ceil(KERNELS[kind][1])
+
+
+def downsample(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Tensor:
+    """(C, H, W) or (B, C, H, W) -> 1/scale, antialiased (area = box average)."""
+    x = img[None] if img.dim() == 3 else img
+    h, w = x.shape[-2] // scale, x.shape[-1] // scale
+    x = x[..., : h * scale, : w * scale].float()
+    if mode == "area":
+        y = F.avg_pool2d(x, scale)
+    elif mode in ("bilinear", "bicubic"):
+        y = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
+    else:
+        raise ValueError(f"unknown interpolation {mode!r}")
+    return y[0] if img.dim() == 3 else y
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian blur of (..., H, W) as two 1-D passes, reflect padding (replicate where the image is
+    smaller than the kernel's radius); the shape is kept."""
+    size = 2 * int(math.ceil(3 * max(sigma, 1e-3))) + 1
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    k = torch.exp(-0.5 * (r / max(sigma, 1e-3)) ** 2)
+    k = (k / k.sum()).to(device=img.device, dtype=torch.float32)
+    shape = img.shape
+    x = img.reshape(-1, 1, *shape[-2:]).float()
+    mode = "reflect" if min(shape[-2:]) > size // 2 else "replicate"
+    x = F.conv2d(F.pad(x, (size // 2, size // 2, 0, 0), mode=mode), k.view(1, 1, 1, size))
+    x = F.conv2d(F.pad(x, (0, 0, size // 2, size // 2), mode=mode), k.view(1, 1, size, 1))
+    return x.reshape(shape)

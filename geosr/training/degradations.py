@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from geosr.models.consistency import box_downsample  # noqa: F401 (the LR-consistency operator)
+from geosr.models.resample import downsample, gaussian_blur  # noqa: F401 (re-exported)
 
 INTERPOLATIONS = ("area", "bilinear", "bicubic")
 
@@ -97,31 +98,7 @@ def convolve(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel.to(x)[None, None].expand(c, 1, kh, kw), groups=c)[0]
 
 
-def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Isotropic Gaussian blur of (C, H, W) as two 1-D passes (what :func:`convolve` with
-    :func:`gaussian_kernel` gives, at a cost linear in the kernel size instead of quadratic)."""
-    size = 2 * int(math.ceil(3 * max(sigma, 1e-3))) + 1
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    k = torch.exp(-0.5 * (r / max(sigma, 1e-3)) ** 2)
-    k = (k / k.sum()).float()
-    return convolve(convolve(img, k[None]), k[:, None])
-
-
 # ---- resizing -------------------------------------------------------------------------------------------------
-def downsample(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Tensor:
-    """(C, H, W) or (B, C, H, W) -> 1/scale, antialiased (area = box average)."""
-    x = img[None] if img.dim() == 3 else img
-    h, w = x.shape[-2] // scale, x.shape[-1] // scale
-    x = x[..., : h * scale, : w * scale].float()
-    if mode == "area":
-        y = F.avg_pool2d(x, scale)
-    elif mode in ("bilinear", "bicubic"):
-        y = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
-    else:
-        raise ValueError(f"unknown interpolation {mode!r}")
-    return y[0] if img.dim() == 3 else y
-
-
 def bicubic_degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """The papers' test protocol: antialiased bicubic downsampling (MATLAB ``imresize``-like), clipped."""
     return downsample(hr, scale, "bicubic").clamp(0, 1)
@@ -195,6 +172,7 @@ __all__ = [
     "bicubic_degrade",
     "box_downsample",
     "downsample",
+    "gaussian_blur",
     "gaussian_kernel",
     "motion_kernel",
     "jpeg",

@@ -40,7 +40,8 @@ REGIONS = ("overall", "unchanged", "changed")
 
 # ---- LR-consistency at inference -----------------------------------------------------------------------------
 def model_inference_options(path_or_name: str) -> dict[str, Any]:
-    """The ``inference`` entry of a checkpoint's spec (sampler steps, LR-consistency), {} for others."""
+    """The ``inference`` entry of a checkpoint's spec (sampler steps, LR-consistency, reference detail), {} for
+    others."""
     try:
         from geosr.models.checkpoint import read_spec
         from geosr.models.registry import resolve_checkpoint
@@ -50,9 +51,12 @@ def model_inference_options(path_or_name: str) -> dict[str, Any]:
         return {}
 
 
-def load_eval_model(spec: str, *, steps: int | None, lr_consistency: bool | None, device: str = "cpu") -> SuperResolver:
-    """A model ready for evaluation: ``steps`` / ``lr_consistency`` None take the checkpoint's own
-    ``inference`` settings (geosr's default model: one step, back-projection on)."""
+def load_eval_model(
+    spec: str, *, steps: int | None, lr_consistency: bool | None, reference_detail: bool | None = None, device: str = "cpu"
+) -> SuperResolver:
+    """A model ready for evaluation: ``steps`` / ``lr_consistency`` / ``reference_detail`` None take the
+    checkpoint's own ``inference`` settings (geosr's default model: one step, reference detail and
+    back-projection on)."""
     from geosr.config import SamplerConfig
     from geosr.models.registry import load_model
 
@@ -60,7 +64,9 @@ def load_eval_model(spec: str, *, steps: int | None, lr_consistency: bool | None
         return load_model(spec)
     opts = model_inference_options(spec)
     steps = steps if steps is not None else opts.get("steps")
-    return load_model(spec, device=device, sampler=SamplerConfig(steps=steps), lr_consistency=lr_consistency)
+    return load_model(
+        spec, device=device, sampler=SamplerConfig(steps=steps), lr_consistency=lr_consistency, reference_detail=reference_detail
+    )
 
 
 # ---- cases ------------------------------------------------------------------------------------------------------
@@ -241,6 +247,7 @@ def evaluate(
     out: str | Path = "geosr-eval",
     steps: int | None = None,
     lr_consistency: bool | None = None,
+    reference_detail: bool | None = None,
     seed: int = 0,
     panels: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -259,7 +266,8 @@ def evaluate(
     resolved: list[tuple[str, str | SuperResolver]] = []
     for m in list(models) + [b for b in BASELINES if b not in models]:
         if isinstance(m, str):
-            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(m, steps=steps, lr_consistency=lr_consistency)))
+            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(
+                m, steps=steps, lr_consistency=lr_consistency, reference_detail=reference_detail)))
         else:
             resolved.append((getattr(m, "name", "model"), m))
     names = [n for n, _ in resolved]
