@@ -52,8 +52,9 @@ ARCH = dict(
 UPSAMPLER = dict(upsampler_channels=64, upsampler_blocks=8)
 
 # How the default model is meant to run: one Heun step from sigma_max (the denoiser's posterior mean, which
-# is what a model this small does best) and back-projection onto the LR.
-INFERENCE = {"steps": 1, "lr_consistency": True}
+# is what a model this small does best), the reference's detail injected where the LR shows that it matches
+# (geosr/models/reference_detail.py; sigma chosen on the training split), and back-projection onto the LR.
+INFERENCE = {"steps": 1, "reference_detail": {"sigma": 8.0}, "lr_consistency": True}
 
 
 # Synthetic references whose detail only partly matches the target (a real earlier date has other shadows,

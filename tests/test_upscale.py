@@ -57,7 +57,8 @@ def test_sample_scene_with_reference_paste(tmp_path):
 
 def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
     """The shipped weights work: at x8 with the reference and change mask, the default model is closer to
-    the real 2003 scene than bicubic (measured 34.38 against 33.33 dB PSNR over RGB)."""
+    the real 2003 scene than bicubic (measured 34.95 against 33.33 dB PSNR over RGB; 34.38 without its
+    reference detail injection, so the bar of +1.25 dB holds only with it)."""
     from geosr.sample import sample_paths
 
     s = sample_paths()
@@ -71,7 +72,7 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
             mse = float(((ds.read().astype(np.float64) - truth) ** 2).mean())
         psnr[model] = 10 * np.log10(255.0**2 / mse)
     assert psnr["bicubic"] == pytest.approx(33.33, abs=0.01)
-    assert psnr["default"] > psnr["bicubic"] + 0.75, psnr
+    assert psnr["default"] > psnr["bicubic"] + 1.25, psnr
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
