@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from geosr.models.consistency import LRConsistent
@@ -88,3 +89,25 @@ def test_wrapper_and_the_default_models_setting():
     assert default.inner.sigma == 8.0
     plain = load_model("default", reference_detail=False, lr_consistency=False)
     assert not isinstance(plain, (LRConsistent, ReferenceDetail))
+
+
+@pytest.mark.realdata
+def test_on_held_out_pairs_it_helps_where_the_reference_matches_and_keeps_out_where_not(tmp_path):
+    """Landsat Taizhou (reference detail correlates with the truth's) gains; DSIFN 0_2 (it does not) keeps its
+    score. Measured (geosr evaluate): Taizhou x8 +1.74 -> +2.62 dB over bicubic in unchanged areas, 0_2 x16
+    +0.05 -> +0.05."""
+    from conftest import SHARED_DATA
+    from geosr.training.datasets import shared_data_pairs
+    from geosr.training.evaluate import make_cases, run_case
+    from geosr.training.metrics import psnr_y
+
+    pairs = [p for p in shared_data_pairs(SHARED_DATA, split="heldout") if p.name in ("Taizhou", "0_2")]
+    cases = {c.name: c for s in (8, 16) for c in make_cases(pairs, [s]) if (c.name, s) in (("Taizhou", 8), ("0_2", 16))}
+    models = {on: load_model("default", reference_detail=on) for on in (False, True)}
+    gain = {}
+    for name, case in cases.items():
+        unchanged = ~case.changed & case.labelled
+        srs = {on: run_case(case, m, tmp_path / f"{name}_{on}") for on, m in models.items()}
+        gain[name] = psnr_y(srs[True], case.hr, unchanged) - psnr_y(srs[False], case.hr, unchanged)
+    assert gain["Taizhou"] > 0.6, gain
+    assert gain["0_2"] > -0.05, gain
