@@ -2,7 +2,7 @@
 
     python bench/bench_reference_detail.py [--reps 10] [--batch 4]
 
-Both variants run in this process on the same window batches (256 x 256 HR, x8 and x16, the pipeline's
+Both variants run in this process, interleaved, on the same window batches (256 x 256 HR, x8 and x16, the pipeline's
 default window); the ratio is against the model without the step. Prints a markdown table.
 """
 
@@ -36,15 +36,18 @@ def window_batch(batch: int, scale: int, halo: int) -> ConditionBatch:
     )
 
 
-def seconds(model, batch: ConditionBatch, reps: int) -> float:
-    model(batch, seed=0)  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            model(batch, seed=0)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def seconds(models: list, batch: ConditionBatch, reps: int) -> list[float]:
+    """Median seconds per call of each model, their runs interleaved so that drifts of the machine hit all."""
+    times: list[list[float]] = [[] for _ in models]
+    with torch.no_grad():
+        for m in models:
+            m(batch, seed=0)  # warm-up
+        for _ in range(reps):
+            for m, t in zip(models, times):
+                t0 = time.perf_counter()
+                m(batch, seed=0)
+                t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -59,7 +62,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for scale in (8, 16):
         batch = window_batch(args.batch, scale, without.halo)
-        a, b = seconds(without, batch, args.reps), seconds(with_step, batch, args.reps)
+        a, b = seconds([without, with_step], batch, args.reps)
         print(f"| x{scale} | {a:.3f} | {b:.3f} | {b / a:.3f} |")
 
 

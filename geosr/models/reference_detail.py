@@ -7,7 +7,10 @@ band): at LR scale, where the truth is known, the LR's own detail is regressed l
 detail. The regression coefficient, shrunk by the local correlation, weights the reference's detail above
 the LR's Nyquist frequency, which then replaces the SR's own in unchanged areas:
 
-    sr + g · ρ · (highpass(ref) − highpass(sr)),   highpass(x) = x − up(down(x))
+    sr + g · ρ · u · (highpass(ref') − highpass(sr)),   highpass(x) = x − up(down(x))
+
+with u the usable pixels (reference present, not changed) and ref' the reference where it has data, the SR
+where it has none.
 
 Nothing is learned, so it adds no weights; it is written here because no library does context-adaptive
 detail injection on torch tensors with a change mask. Where the reference does not match (ρ ≈ 0) the SR is
@@ -34,14 +37,16 @@ def highpass(x: torch.Tensor, scale: int) -> torch.Tensor:
     return x - upsample(downsample(x, scale, "bicubic"), scale, "bicubic")
 
 
-def injection_weight(lr: torch.Tensor, ref_lr: torch.Tensor, sigma: float) -> torch.Tensor:
+def injection_weight(lr: torch.Tensor, ref_lr: torch.Tensor, sigma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Per LR pixel, how much of the reference's detail to take: the local regression coefficient of the LR's
     detail on the reference's (band means, Gaussian neighbourhood of ``sigma`` LR px) times their local
-    correlation, both clipped to [0, 1]. (B, C, h, w) twice -> (B, 1, h, w)."""
+    correlation, both clipped to [0, 1]. (B, C, h, w) twice -> (B, 1, h, w). ``weight`` (B, 1, h, w), each LR
+    pixel's weight in the local statistics (the share of it where the reference has data), defaults to 1."""
     dl = (lr - gaussian_blur(lr, DETAIL_SIGMA)).mean(1, keepdim=True)
     dr = (ref_lr - gaussian_blur(ref_lr, DETAIL_SIGMA)).mean(1, keepdim=True)
-    cov = gaussian_blur(dl * dr, sigma)
-    var_r, var_l = gaussian_blur(dr * dr, sigma), gaussian_blur(dl * dl, sigma)
+    m = torch.ones_like(dl) if weight is None else weight
+    norm = gaussian_blur(m, sigma).clamp(min=1e-6)
+    cov, var_r, var_l = (gaussian_blur(m * a * b, sigma) / norm for a, b in ((dl, dr), (dr, dr), (dl, dl)))
     gain = (cov / (var_r + EPS)).clamp(0, 1)
     rho = (cov / (var_r * var_l + EPS * EPS).sqrt()).clamp(0, 1)
     return gain * rho
@@ -50,13 +55,18 @@ def injection_weight(lr: torch.Tensor, ref_lr: torch.Tensor, sigma: float) -> to
 def inject_reference_detail(sr: torch.Tensor, batch: ConditionBatch, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
     """``sr`` (B, C, H, W, model space) with the reference's detail put in where it matches (module doc)."""
     s = batch.scale
-    ref = batch.ref.to(sr)
     if not bool(batch.ref_valid.any()):
         return sr
-    w = injection_weight(batch.lr.to(sr), downsample(ref, s, "bicubic"), sigma)
+    valid = batch.ref_valid.to(sr)
+    # Where the reference has no data the SR stands in, so that its nodata edge does not leak into the detail
+    # of the pixels next to it; the gain is estimated over the valid pixels only (the stand-in would agree
+    # with the LR by construction). Changed areas keep the reference's content: their disagreement with the
+    # LR lowers the gain around them, which measured safer than standing in there too (docs/model-card.md).
+    ref = valid * batch.ref.to(sr) + (1 - valid) * sr
+    w = injection_weight(batch.lr.to(sr), downsample(ref, s, "bicubic"), sigma, downsample(valid, s, "area"))
     w = F.interpolate(w, size=sr.shape[-2:], mode="bilinear", align_corners=False)
-    trust = w * batch.ref_valid.to(sr) * (1 - batch.changed.to(sr))
-    return sr + trust * (highpass(ref, s) - highpass(sr, s))
+    usable = valid * (1 - batch.changed.to(sr))
+    return sr + w * usable * (highpass(ref, s) - highpass(sr, s))
 
 
 class ReferenceDetail:
