@@ -414,6 +414,8 @@ def _tags(scene: Scene, sr: SuperResolver, sampler: SamplerConfig, tcfg: TilingC
     return {
         "GEOSR_VERSION": __version__,
         "GEOSR_MODEL": sr.name,
+        # how the model ran: architecture, resolved sampler, reference detail, LR-consistency
+        "GEOSR_MODEL_SETTINGS": json.dumps(sr.describe() if hasattr(sr, "describe") else {"model": sr.name}, sort_keys=True),
         "GEOSR_SCALE": str(scene.scale),
         "GEOSR_SEED": str(sampler.seed),
         "GEOSR_SAMPLER": to_json(sampler),
