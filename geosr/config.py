@@ -26,12 +26,16 @@ class TilingConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SamplerConfig:
-    """Diffusion sampling. Classical back-ends ignore everything but the seed."""
+    """Diffusion sampling and what follows it. Classical back-ends ignore everything but the seed.
+
+    ``reference_detail`` None follows the checkpoint's ``inference`` setting; True / False turn reference detail
+    injection (:mod:`geosr.models.reference_detail`) on / off."""
 
     preset: str = "default"
     steps: int | None = None
     seed: int = 0
     fuse_overlaps: bool = False
+    reference_detail: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

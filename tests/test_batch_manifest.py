@@ -37,7 +37,7 @@ jobs:
   - lr: s1.tif
     x: 2
     id: second
-  - {lr: s2.tif, ref-bands: [3, 2, 1], fuse_overlaps: "yes"}
+  - {lr: s2.tif, ref-bands: [3, 2, 1], fuse_overlaps: "yes", ref-detail: "no"}
 """
 
 
@@ -50,6 +50,8 @@ def test_yaml_defaults_templates_and_relative_paths(scenes, monkeypatch):
     assert (a.id, a.lr, a.out, a.x, a.window, a.model) == ("s0_x4", str(scenes / "s0.tif"), str(scenes / "out/s0_x4.tif"), 4, 8, "lanczos")
     assert (b.id, b.out, b.x) == ("second", str(scenes / "out/s1_x2.tif"), 2)  # a job's own value wins
     assert c.ref_bands == "3,2,1" and c.fuse_overlaps is True and c.where == "jobs.yaml job 3"
+    assert a.ref_detail is None and c.ref_detail is False  # unset: the checkpoint's own setting
+    assert c.upscale_options()["sampler"].reference_detail is False
     opts = a.upscale_options(device="cpu")
     assert opts["tiling"].window == 8 and opts["device"].device == "cpu" and opts["output"] == a.out
 

@@ -79,6 +79,20 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
             assert settings_tag == {"model": "bicubic"}
     assert psnr["bicubic"] == pytest.approx(33.33, abs=0.01)
     assert psnr["default"] > psnr["bicubic"] + 1.25, psnr
+    # `geosr upscale --no-ref-detail` runs the same model without its reference detail injection
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    out = tmp_path / "plain.tif"
+    argv = ["upscale", str(s["lr"]), "--ref", str(s["ref"]), "--cd", str(s["cd"]), "-x", "8", "-o", str(out), "--no-ref-detail", "-q"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        plain = 10 * np.log10(255.0**2 / float(((ds.read().astype(np.float64) - truth) ** 2).mean()))
+        assert "reference_detail" not in json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])
+        assert json.loads(ds.tags()["GEOSR_SAMPLER"])["reference_detail"] is False
+    assert psnr["bicubic"] + 0.75 < plain < psnr["default"] - 0.4, (plain, psnr)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

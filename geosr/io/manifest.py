@@ -55,6 +55,7 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "sampler": (str, "default"),
     "steps": (int, None),
     "fuse_overlaps": (bool, False),
+    "ref_detail": (bool, None),
     "batch_size": (int, 4),
     "compress": (str, "DEFLATE"),
     "overwrite": (bool, False),
@@ -120,6 +121,7 @@ class JobSpec:
     sampler: str = "default"
     steps: int | None = None
     fuse_overlaps: bool = False
+    ref_detail: bool | None = None
     batch_size: int = 4
     compress: str = "DEFLATE"
     overwrite: bool = False
@@ -140,7 +142,8 @@ class JobSpec:
             aoi_crs=self.aoi_crs,
             model=self.model,
             tiling=TilingConfig(window=self.window, overlap=self.overlap),
-            sampler=SamplerConfig(preset=self.sampler, steps=self.steps, seed=self.seed, fuse_overlaps=self.fuse_overlaps),
+            sampler=SamplerConfig(preset=self.sampler, steps=self.steps, seed=self.seed, fuse_overlaps=self.fuse_overlaps,
+                                  reference_detail=self.ref_detail),
             output_config=OutputConfig(compress=self.compress, overwrite=self.overwrite if overwrite is None else overwrite),
             device=DeviceConfig(device=device, batch_size=self.batch_size),
         )

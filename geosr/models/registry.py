@@ -109,7 +109,8 @@ def load_model(
     Classical back-ends ignore ``sampler``, ``style``, ``lr_consistency`` and ``reference_detail``. Those two
     None follow the checkpoint's ``inference`` entry; ``lr_consistency`` True makes the output agree with the
     LR (back-projection), ``reference_detail`` True adds the reference's matching detail first
-    (:mod:`geosr.models.reference_detail`). For diffusion models ``sampler`` picks the
+    (:mod:`geosr.models.reference_detail`; None here takes ``sampler.reference_detail`` first). For diffusion
+    models ``sampler`` picks the
     preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
     tensor (1, bands, h, w) in model space.
     """
@@ -124,6 +125,8 @@ def load_model(
     name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
     sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
     inference = model_spec.get("inference", {})
+    if reference_detail is None and sampler is not None:
+        reference_detail = sampler.reference_detail
     if reference_detail is None:  # the checkpoint's own recommendation (geosr's default model: on)
         reference_detail = bool(inference.get("reference_detail", False))
     if reference_detail:
