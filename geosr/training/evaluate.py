@@ -64,9 +64,8 @@ def load_eval_model(
         return load_model(spec)
     opts = model_inference_options(spec)
     steps = steps if steps is not None else opts.get("steps")
-    return load_model(
-        spec, device=device, sampler=SamplerConfig(steps=steps), lr_consistency=lr_consistency, reference_detail=reference_detail
-    )
+    sampler = SamplerConfig(steps=steps, reference_detail=reference_detail)  # as geosr upscale passes it
+    return load_model(spec, device=device, sampler=sampler, lr_consistency=lr_consistency)
 
 
 # ---- cases ------------------------------------------------------------------------------------------------------
