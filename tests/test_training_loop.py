@@ -186,3 +186,60 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
         trainable(src, TrainConfig(freeze=("net.",)))
     with pytest.raises(Exception, match="objective"):
         TrainConfig(objective="gan")
+
+
+def test_validation_scores_the_run_and_keeps_the_best(tmp_path, images):
+    """--val-data: the EMA model is scored every --val-every steps on fixed batches of data it does not train on,
+    and the best-scoring one is kept as best.safetensors, across --resume too."""
+    from geosr.cli.train import data_source
+    from geosr.training.config import load_config
+    from geosr.training.loop import score, validation_set
+
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):  # other content than the training images: stripes and noise
+        yy, xx = np.mgrid[0:48, 0:48]
+        img = np.stack([(xx % 7) * 30, (yy % 5) * 45, (xx * yy) % 200], -1) + rng.integers(0, 40, (48, 48, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(val / f"v{i}.png")
+    runner = CliRunner()
+    cfg_path = _config(tmp_path, images)
+    args = ["train", cfg_path, "--val-data", str(val), "--val-every", "5", "--lr", "3e-3", "--json"]
+    res = runner.invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    run = tmp_path / "run"
+    events = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "val"]
+    assert [e["step"] for e in events] == [5, 10, 15, 20]
+    gains = [e["gain_db"] for e in events]
+    assert len(set(gains)) > 1  # the model moved between the scores
+    best = events[int(np.argmax(gains))]
+    assert summary["best_step"] == best["step"] and summary["best_val_gain_db"] == pytest.approx(best["gain_db"], abs=1e-4)
+    assert [e["best"] for e in events] == [g > max(gains[:i], default=-np.inf) for i, g in enumerate(gains)]
+    model, spec = load_checkpoint(summary["best_checkpoint"])
+    assert spec["training"]["steps"] == best["step"]
+    assert spec["training"]["validation"]["gain_db"] == pytest.approx(best["gain_db"], abs=1e-4)
+    assert any(d.startswith("validation (4 fixed batches) synthetic") for d in spec["training"]["data"])
+    # the kept checkpoint scores what the log says on the run's validation set, rebuilt from the config
+    cfg = load_config(cfg_path, val_data=(data_source(str(val)),))
+    batches, _ = validation_set(cfg)
+    assert score(model, batches)["gain_db"] == pytest.approx(best["gain_db"], abs=1e-3)
+    # resume: the best so far is remembered, and later steps replace it only by scoring higher
+    res = runner.invoke(_app(), [*args[:-1], "--resume", "--steps", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout.strip().splitlines()[-1])
+    events = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "val"]
+    assert [e["step"] for e in events] == [5, 10, 15, 20, 25, 30]
+    top = max(events, key=lambda e: e["gain_db"])
+    assert again["best_step"] == top["step"] == read_spec(run / "best.safetensors")["training"]["steps"]
+    assert json.loads((run / "state.json").read_text())["best"]["step"] == top["step"]
+
+
+def test_validation_data_must_be_data_the_run_does_not_train_on(tmp_path, images):
+    shared = tmp_path / "shared_data"
+    (shared / "levir_cd").mkdir(parents=True)
+    res = CliRunner().invoke(_app(), ["train", _config(tmp_path, images), "--val-data", str(shared)])
+    assert res.exit_code == 2 and "val_data cannot be the shared kind" in res.output
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(Exception, match="val_batches"):
+        TrainConfig(val_data=({"kind": "synthetic", "paths": ["a.png"]},), val_batches=0)

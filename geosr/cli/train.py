@@ -35,6 +35,7 @@ def train(
     config: Annotated[Optional[Path], typer.Argument(help="Training config (.toml, .yaml or .json; keys as in docs/training.md).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder: checkpoints, log, validation grids, model.safetensors.")] = None,
     data: Annotated[Optional[list[str]], typer.Option("--data", "-d", help="Training data (repeatable): a Ref-Diff folder (HR_512/...), an A/ B/ label/ folder, ../shared/data, or HR images for synthetic change.")] = None,
+    val_data: Annotated[Optional[list[str]], typer.Option("--val-data", help="Validation data the run does not train on (repeatable; layouts as --data, not ../shared/data): scored every --val-every steps, the best model kept as OUT/best.safetensors.")] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture: tiny, small or paper.")] = None,
     scale: Annotated[Optional[list[int]], typer.Option("-x", "--scale", help="Scale factor(s) to train (repeatable).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps.")] = None,
@@ -42,7 +43,7 @@ def train(
     crop: Annotated[Optional[int], typer.Option("--crop", help="HR crop side (a multiple of every scale).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (AdamW).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Save the training state every N steps.")] = None,
-    val_every: Annotated[Optional[int], typer.Option("--val-every", help="Write a validation image grid every N steps.")] = None,
+    val_every: Annotated[Optional[int], typer.Option("--val-every", help="Write a validation image grid (and, with --val-data, score the model) every N steps.")] = None,
     degradation: Annotated[Optional[str], typer.Option("--degradation", help="LR synthesis: real (Ref-Diff 3.3 chain) or bicubic.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the data stream and the initialization.")] = None,
@@ -75,6 +76,8 @@ def train(
         )
         if data:
             overrides["data"] = tuple(data_source(d) for d in data)
+        if val_data:
+            overrides["val_data"] = tuple(data_source(d) for d in val_data)
         cfg = load_config(config, **overrides)
         with progress_bar("train", enabled=not (quiet or json_out)) as update:
             return run_train(cfg, resume=resume, init=init, progress=lambda s, n, loss: update(s, n),
@@ -90,3 +93,6 @@ def train(
             + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}",
             highlight=False,
         )
+        if result.best_checkpoint:
+            out_console.print(f"best on validation: {result.best_checkpoint} (step {result.best_step}, "
+                              f"{result.best_val_gain_db:+.2f} dB PSNR-Y over bicubic)", highlight=False)

@@ -8,6 +8,9 @@ A data source is a mapping with a ``kind``:
 - ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images;
 - ``{"kind": "shared", "path": "../shared/data", "weight": 1, "synthetic_weight": 1}`` — geosr's real data
   (training split only) plus synthetic change from every HR image there.
+
+``val_data`` takes sources of the same kinds (not ``shared``, which is the training split): data the run never
+trains on, scored every ``val_every`` steps to keep the best checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class TrainConfig:
     n_map_classes: int = 0
     scales: tuple[int, ...] = (8, 16)
     data: tuple[Mapping[str, Any], ...] = ()
+    val_data: tuple[Mapping[str, Any], ...] = ()  # validation sources: scored every val_every steps, best kept
+    val_batches: int = 4  # fixed validation batches drawn from val_data (batch_size samples each)
     crop: int = 128
     batch_size: int = 4
     steps: int = 2000
@@ -68,6 +73,7 @@ class TrainConfig:
         object.__setattr__(self, "freeze", tuple(str(f) for f in self.freeze))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
+        object.__setattr__(self, "val_data", tuple(dict(d) for d in self.val_data))
         object.__setattr__(self, "inference", dict(self.inference))
         object.__setattr__(self, "synthetic", {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()})
         problems = []
@@ -93,15 +99,20 @@ class TrainConfig:
             problems.append("upsampler_loss cannot be negative")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append("precision is 'auto', 'fp32' or 'bf16'")
-        for d in self.data:
+        for d in (*self.data, *self.val_data):
             if d.get("kind") not in ("refdiff", "pairs", "geotiff", "synthetic", "shared"):
                 problems.append(f"unknown data source kind {d.get('kind')!r}")
+        if any(d.get("kind") == "shared" for d in self.val_data):
+            problems.append("val_data cannot be the shared kind (geosr's training split): give data the run does not train on")
+        if self.val_data and (self.val_batches < 1 or not self.val_every):
+            problems.append("val_data needs val_batches >= 1 and val_every > 0")
         if problems:
             raise OptionError("bad training config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["data"] = [dict(x) for x in self.data]
+        d["val_data"] = [dict(x) for x in self.val_data]
         d["inference"] = dict(self.inference)
         d["synthetic"] = dict(self.synthetic)
         return d

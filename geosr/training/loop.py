@@ -4,7 +4,9 @@ AdamW with linear warm-up then cosine decay to 10 %, an EMA of the weights, grad
 autocast on CUDA (the EDM scalings stay fp32), data parallel under ``torchrun`` (one process per device,
 gloo on CPU / nccl on CUDA), a training state every ``checkpoint_every`` steps that ``--resume`` continues
 from bit-for-bit in its data stream (every batch is a function of (seed, step, rank)), a validation image
-grid every ``val_every`` steps, and a JSON-lines log. Nothing is pickled: the training state is a
+grid every ``val_every`` steps, and a JSON-lines log. With ``val_data`` (data the run does not train on) the
+EMA model is also scored there every ``val_every`` steps (PSNR-Y of its one-step prediction against bicubic's)
+and the best-scoring one is kept as ``best.safetensors``: on small data sets longer training can overfit. Nothing is pickled: the training state is a
 safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) with its spec.
 
 Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
@@ -53,6 +55,7 @@ from geosr.training.synthetic_change import SyntheticChangeConfig
 STATE = "state.safetensors"
 STATE_JSON = "state.json"
 MODEL = "model.safetensors"
+BEST = "best.safetensors"
 LOG = "train.log"
 
 
@@ -65,19 +68,24 @@ class TrainResult:
     final_loss: float
     ema_loss: float
     log: str
+    best_checkpoint: str | None = None  # with val_data: the EMA of the best-scoring validation step
+    best_step: int | None = None
+    best_val_gain_db: float | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 # ---- data --------------------------------------------------------------------------------------------------------
-def build_data(cfg: TrainConfig) -> tuple[list[tuple[list[Pair], float]], list[torch.Tensor], list[str]]:
-    """(weighted groups of pairs, foreign images for synthetic patches, data descriptions)."""
+def build_data(cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None,
+               ) -> tuple[list[tuple[list[Pair], float]], list[torch.Tensor], list[str]]:
+    """(weighted groups of pairs, foreign images for synthetic patches, data descriptions) of ``sources``
+    (default: the config's training data)."""
     groups: list[tuple[list[Pair], float]] = []
     foreign: list[torch.Tensor] = []
     described: list[str] = []
     table = load_class_table(cfg.change_table)
-    for src in cfg.data:
+    for src in cfg.data if sources is None else sources:
         kind, w = src["kind"], float(src.get("weight", 1.0))
         if kind == "refdiff":
             pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
@@ -237,6 +245,31 @@ def predict(model: EDMDenoiser, batch: ConditionBatch, sigma_max: float = 80.0, 
     return out
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def score(model: EDMDenoiser, batches: list[tuple[ConditionBatch, torch.Tensor]], *, device: torch.device | str = "cpu",
+          upsampler_only: bool = False, sigma_max: float = 80.0) -> dict[str, float]:
+    """Mean PSNR-Y (dB, model space mapped to [0, 1]) over the samples of ``batches`` of the model's one-step
+    prediction (or its learned upsampler's output) and of bicubic, and the gain of the one over the other."""
+    from geosr.models.resample import upsample
+    from geosr.training.metrics import psnr_y
+
+    ours, bic = [], []
+    for batch, hr in batches:
+        b = batch.to(device)
+        sr = model.upsample_lr(b.lr, b.scale) if upsampler_only else predict(model, b, sigma_max)
+        base = upsample(b.lr, b.scale, "bicubic")
+        for i in range(hr.shape[0]):
+            target = _unit(hr[i])
+            ours.append(psnr_y(_unit(sr[i]), target))
+            bic.append(psnr_y(_unit(base[i]), target))
+    p, q = sum(ours) / len(ours), sum(bic) / len(bic)
+    return {"psnr_y": p, "bicubic_psnr_y": q, "gain_db": p - q}
+
+
 def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: Path, max_rows: int = 4) -> None:
     """PNG rows of LR (nearest) | Ref | mask | SR | HR, model space -> 8 bit."""
     from PIL import Image
@@ -253,6 +286,23 @@ def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: 
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
     Image.fromarray(arr).save(path)
+
+
+def _stream(cfg: TrainConfig, groups: list[tuple[list[Pair], float]], foreign: list[torch.Tensor]) -> PairMixture:
+    table = load_class_table(cfg.change_table)
+    maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
+                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
+                        synthetic=SyntheticChangeConfig(**cfg.synthetic))
+    return PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=table.n_classes,
+                       n_map_classes=cfg.n_map_classes, seed=cfg.seed)
+
+
+def validation_set(cfg: TrainConfig) -> tuple[list[tuple[ConditionBatch, torch.Tensor]], list[str]]:
+    """The run's fixed validation batches (the first ``val_batches`` of a stream over ``val_data``, made as the
+    training samples are), and the descriptions of their sources."""
+    groups, foreign, described = build_data(cfg, cfg.val_data)
+    stream = _stream(cfg, groups, foreign)
+    return [stream.batch(i) for i in range(cfg.val_batches)], described
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------------
@@ -294,13 +344,13 @@ def train(
     n_change = table.n_classes
 
     groups, foreign, described = build_data(cfg)
-    maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
-                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
-                        synthetic=SyntheticChangeConfig(**cfg.synthetic))
-    stream = PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=n_change,
-                         n_map_classes=cfg.n_map_classes, seed=cfg.seed)
+    stream = _stream(cfg, groups, foreign)
     if stream.skipped:
         described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(stream.skipped)}")
+    val_set: list[tuple[ConditionBatch, torch.Tensor]] = []
+    if cfg.val_data and rank == 0:
+        val_set, v_described = validation_set(cfg)
+        described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
 
     torch.manual_seed(cfg.seed)
     if init:
@@ -329,7 +379,11 @@ def train(
         t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
-    val_batch, val_hr = stream.batch(10**9)
+    val_batch, val_hr = val_set[0] if val_set else stream.batch(10**9)
+    best_gain, best_step = -math.inf, None
+    if resume and (out / STATE_JSON).exists():
+        saved = json.loads((out / STATE_JSON).read_text()).get("best") or {}
+        best_gain, best_step = saved.get("gain_db", -math.inf), saved.get("step")
     log_path = out / LOG
     log = log_path.open("a") if rank == 0 else None
     if log is not None:
@@ -390,9 +444,20 @@ def train(
                 with torch.no_grad():
                     sr = ema.upsample_lr(vb.lr, vb.scale) if up_only else predict(ema, vb, cfg.sigma_max)
                 image_grid(val_batch, sr.cpu(), val_hr, out / f"val_{step:07d}.png")
+                if val_set:
+                    v = score(ema, val_set, device=device, upsampler_only=up_only, sigma_max=cfg.sigma_max)
+                    better = v["gain_db"] > best_gain
+                    if better:
+                        best_gain, best_step = v["gain_db"], step
+                        _save_model(out / BEST, ema, cfg, table, described, step, time.perf_counter() - t0, world, device,
+                                    validation=v)
+                    if log is not None:
+                        log.write(json.dumps({"event": "val", "step": step, **{k: round(x, 4) for k, x in v.items()},
+                                              "best": better}) + "\n")
             timed_out = max_seconds is not None and time.perf_counter() - t0 > max_seconds
             if rank == 0 and (step % cfg.checkpoint_every == 0 or step == per_rank_steps or timed_out):
-                save_state(out, step, model, ema, opt, {"config": cfg.to_dict()})
+                best = {"gain_db": best_gain, "step": best_step} if best_step is not None else None
+                save_state(out, step, model, ema, opt, {"config": cfg.to_dict(), "best": best})
                 _save_model(out / MODEL, ema, cfg, table, described, step, time.perf_counter() - t0, world, device)
             if timed_out:
                 break
@@ -403,7 +468,9 @@ def train(
     if world > 1:
         torch.distributed.barrier()
     return TrainResult(checkpoint=str(out / MODEL), steps=step, resumed_from=start, seconds=time.perf_counter() - t0,
-                       final_loss=last, ema_loss=float(loss_avg) if loss_avg is not None else float("nan"), log=str(log_path))
+                       final_loss=last, ema_loss=float(loss_avg) if loss_avg is not None else float("nan"), log=str(log_path),
+                       best_checkpoint=str(out / BEST) if best_step is not None else None, best_step=best_step,
+                       best_val_gain_db=None if best_step is None else round(best_gain, 4))
 
 
 def _ddp_loss(net, model, hr, cond, sigma, noise):
@@ -427,7 +494,7 @@ class _null:
 
 
 def _save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table, described: list[str], step: int,
-                seconds: float, world: int, device: torch.device) -> None:
+                seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
     import platform
 
     spec = make_spec(
@@ -446,9 +513,11 @@ def _save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table, described
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads" if device.type == "cpu"
             else torch.cuda.get_device_name(device),
             "data": described, "config": cfg.to_dict(), "description": cfg.description,
+            **({"validation": {k: round(x, 4) for k, x in validation.items()}} if validation else {}),
         },
     )
     save_checkpoint(path, ema, spec)
 
 
-__all__ = ["train", "TrainResult", "build_data", "trainable", "training_condition", "predict", "save_state", "load_state"]
+__all__ = ["train", "TrainResult", "build_data", "trainable", "training_condition", "predict", "score", "validation_set",
+           "save_state", "load_state"]
