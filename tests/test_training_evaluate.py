@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from geosr.cli.evaluate import evaluate
-from geosr.models.resample import upsample
+from geosr.models.resample import gaussian_blur, upsample
 from geosr.training import metrics as M
 from geosr.training.degradations import bicubic_degrade, box_downsample
 from geosr.training.evaluate import back_project
@@ -116,6 +116,43 @@ def test_back_projection_makes_the_sr_lr_consistent():
     again = back_project(back_project(up, lr, 8, 8), lr, 8, 8)
     assert float((again - back_project(up, lr, 8, 8)).abs().max()) < 1e-3
     assert M.learned_metrics_status()  # names every learned metric with a status line
+
+
+def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
+    """operator "bicubic": the SR taken back by antialiased bicubic downsampling (the papers' degradation) is
+    the LR; box averaging then agrees closely, not exactly. A checkpoint names the operator in its spec."""
+    from geosr.errors import OptionError
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.consistency import LRConsistent
+    from geosr.models.edm import build_denoiser
+    from geosr.models.registry import load_model
+    from geosr.models.resample import downsample
+
+    g = torch.Generator().manual_seed(2)
+    hr = gaussian_blur(torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, 3.0)
+    lr = downsample(hr, 8, "bicubic")
+    start = upsample(lr, 8, "bicubic") + 0.1 * torch.randn(1, 3, 128, 128, generator=g)
+    bic = back_project(start, lr, 8, operator="bicubic")
+    box = back_project(start, lr, 8)
+    assert float((downsample(bic, 8, "bicubic") - lr).abs().max()) < 2e-3
+    assert float((downsample(box, 8, "bicubic") - lr).abs().max()) > 10 * float((downsample(bic, 8, "bicubic") - lr).abs().max())
+    assert 1e-4 < float((box_downsample(bic, 8) - lr).abs().mean()) < 0.05
+    # it removes the part of the error the LR can see: closer to the truth than the start
+    assert float((bic - hr).pow(2).mean()) < float((start - hr).pow(2).mean())
+    with pytest.raises(OptionError, match="operator"):
+        back_project(start, lr, 8, operator="lanczos")
+
+    micro = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
+                 head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
+    net = build_denoiser(micro, n_bands=3, n_change_classes=3).eval()
+    for setting, operator in ((True, "box"), ({"operator": "bicubic"}, "bicubic")):
+        path = save_checkpoint(tmp_path / f"{operator}.safetensors", net,
+                               make_spec(net, scales=[8], inference={"steps": 1, "lr_consistency": setting}))
+        sr = load_model(str(path))
+        assert isinstance(sr, LRConsistent) and sr.operator == operator
+        assert sr.describe()["lr_consistency"] == f"back-projection ({operator}) x{6 if operator == 'box' else 10}"
+        assert load_model(str(path), lr_consistency=True).operator == operator
+        assert not isinstance(load_model(str(path), lr_consistency=False), LRConsistent)
 
 
 def test_ref_detail_flag_reaches_the_model(tmp_path, dataset):

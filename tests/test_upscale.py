@@ -74,7 +74,7 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
         psnr[model] = 10 * np.log10(255.0**2 / mse)
         if model == "default":  # the tags say how it ran
             assert settings_tag["reference_detail"] == "injection, sigma 8 LR px"
-            assert settings_tag["lr_consistency"] == "back-projection x6" and settings_tag["arch"] == "tiny-cpu"
+            assert settings_tag["lr_consistency"] == "back-projection (box) x6" and settings_tag["arch"] == "tiny-cpu"
         else:
             assert settings_tag == {"model": "bicubic"}
     assert psnr["bicubic"] == pytest.approx(33.33, abs=0.01)

@@ -108,7 +108,7 @@ def load_model(
 
     Classical back-ends ignore ``sampler``, ``style``, ``lr_consistency`` and ``reference_detail``. Those two
     None follow the checkpoint's ``inference`` entry; ``lr_consistency`` True makes the output agree with the
-    LR (back-projection), ``reference_detail`` True adds the reference's matching detail first
+    LR (back-projection, with the operator the checkpoint names, else box averaging), ``reference_detail`` True adds the reference's matching detail first
     (:mod:`geosr.models.reference_detail`; None here takes ``sampler.reference_detail`` first). For diffusion
     models ``sampler`` picks the
     preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
@@ -134,10 +134,12 @@ def load_model(
 
         setting = inference.get("reference_detail")
         sr = ReferenceDetail(sr, sigma=float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA)
+    setting = inference.get("lr_consistency", False)
     if lr_consistency is None:  # the checkpoint's own recommendation (geosr's default model: on)
-        lr_consistency = bool(inference.get("lr_consistency", False))
+        lr_consistency = bool(setting)
     if lr_consistency:
         from geosr.models.consistency import LRConsistent
 
-        return LRConsistent(sr)
+        # the spec's operator ({"operator": "bicubic"}) holds when the switch comes from outside too
+        return LRConsistent(sr, operator=setting.get("operator", "box") if isinstance(setting, dict) else "box")
     return sr

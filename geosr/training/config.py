@@ -64,7 +64,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     threads: int = 0  # torch CPU threads; 0: torch's default
     name: str = "geosr-model"
-    inference: Mapping[str, Any] = field(default_factory=dict)  # recorded in the spec: {"steps": 1, "lr_consistency": true}
+    inference: Mapping[str, Any] = field(default_factory=dict)  # recorded in the spec, e.g. {"steps": 1, "lr_consistency": true}
     description: str = ""
 
     def __post_init__(self) -> None:
