@@ -102,3 +102,20 @@ def test_resume_continues_from_the_journal_in_process(tmp_path, monkeypatch):
     r = upscale(lr, output=out, resume=True, **opts)
     assert r.resumed_rows == 2
     assert out.read_bytes() == clean.read_bytes()
+
+
+def test_resume_tells_apart_how_the_model_runs(tmp_path):
+    """The fingerprint that --resume checks holds the model's settings: the default model run with bicubic
+    back-projection instead of its own box averaging is another job."""
+    from geosr.models.consistency import LRConsistent
+    from geosr.models.registry import load_model
+    from geosr.pipeline.upscale import plan_upscale
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    own = plan_upscale(lr, output=tmp_path / "a.tif", scale=8, model="default")
+    bicubic = LRConsistent(load_model("default", lr_consistency=False), operator="bicubic")
+    other = plan_upscale(lr, output=tmp_path / "a.tif", scale=8, model=bicubic)
+    assert own.fingerprint["options"]["model_settings"]["lr_consistency"] == "back-projection (box) x6"
+    assert other.fingerprint["options"]["model_settings"]["lr_consistency"] == "back-projection (bicubic) x10"
+    assert own.fingerprint["options"]["model"] == other.fingerprint["options"]["model"]
+    assert own.fingerprint != other.fingerprint
