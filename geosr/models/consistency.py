@@ -23,6 +23,11 @@ OPERATORS = ("box", "bicubic")
 ITERATIONS = {"box": 6, "bicubic": 10}  # bicubic has no exact last step: 10 rounds leave ~3e-4 RMS (model space)
 
 
+def _check(operator: str) -> None:
+    if operator not in OPERATORS:
+        raise OptionError(f"LR-consistency operator is one of {', '.join(OPERATORS)}, not {operator!r}")
+
+
 def box_downsample(img: torch.Tensor, scale: int) -> torch.Tensor:
     """Box average over ``scale`` x ``scale`` blocks of (..., H, W) (the LR-consistency metric's operator)."""
     shape = img.shape
@@ -35,8 +40,7 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int
     """Replace the SR's low-frequency component, as ``operator`` sees it, by the LR's: iterated back-projection
     ``sr += bicubic_up(lr - down(sr))``; for ``box`` then one exact step with the (by then tiny) residual spread
     evenly over each LR pixel's block. (B, C, H, W) and (B, C, H/s, W/s) in model space."""
-    if operator not in OPERATORS:
-        raise OptionError(f"LR-consistency operator is one of {', '.join(OPERATORS)}, not {operator!r}")
+    _check(operator)
     down = box_downsample if operator == "box" else (lambda t, s: downsample(t, s, "bicubic"))
     x = sr.float()
     for _ in range(ITERATIONS[operator] if iterations is None else iterations):
@@ -54,8 +58,7 @@ class LRConsistent:
     """
 
     def __init__(self, inner: SuperResolver, iterations: int | None = None, operator: str = "box") -> None:
-        if operator not in OPERATORS:
-            raise OptionError(f"LR-consistency operator is one of {', '.join(OPERATORS)}, not {operator!r}")
+        _check(operator)
         self.inner = inner
         self.operator = operator
         self.iterations = ITERATIONS[operator] if iterations is None else iterations

@@ -108,10 +108,10 @@ def load_model(
 
     Classical back-ends ignore ``sampler``, ``style``, ``lr_consistency`` and ``reference_detail``. Those two
     None follow the checkpoint's ``inference`` entry; ``lr_consistency`` True makes the output agree with the
-    LR (back-projection, with the operator the checkpoint names, else box averaging), ``reference_detail`` True adds the reference's matching detail first
-    (:mod:`geosr.models.reference_detail`; None here takes ``sampler.reference_detail`` first). For diffusion
-    models ``sampler`` picks the
-    preset, steps, seed and overlap fusion, and ``style`` is None / "none", "sample" or a style image
+    LR (back-projection, with the operator the checkpoint names, else box averaging), ``reference_detail`` True
+    adds the reference's matching detail first (:mod:`geosr.models.reference_detail`; None here takes
+    ``sampler.reference_detail`` first). For diffusion models ``sampler`` picks the preset, steps, seed and
+    overlap fusion, and ``style`` is None / "none", "sample" or a style image
     tensor (1, bands, h, w) in model space.
     """
     if spec in CLASSICAL:

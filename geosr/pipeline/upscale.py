@@ -170,7 +170,8 @@ def plan_upscale(
                 version=__version__,
                 inputs=[_file_id(p) for p in (lr, ref, cd, map, style if _is_style_image(style) else None)],
                 options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
-                             aoi_crs=aoi_crs, model=sr.name, model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),
+                             aoi_crs=aoi_crs, model=sr.name,
+                             model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # how it runs, not only its name
                              style=style, tiling=tcfg, sampler=sampler, output=output_config),
             )
         )

@@ -6,8 +6,9 @@ gloo on CPU / nccl on CUDA), a training state every ``checkpoint_every`` steps t
 from bit-for-bit in its data stream (every batch is a function of (seed, step, rank)), a validation image
 grid every ``val_every`` steps, and a JSON-lines log. With ``val_data`` (data the run does not train on) the
 EMA model is also scored there every ``val_every`` steps (PSNR-Y of its one-step prediction against bicubic's)
-and the best-scoring one is kept as ``best.safetensors``: on small data sets longer training can overfit. Nothing is pickled: the training state is a
-safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) with its spec.
+and the best-scoring one is kept as ``best.safetensors``: on small data sets longer training can overfit.
+Nothing is pickled: the training state is a safetensors file plus JSON, and the result is a geosr checkpoint
+(EMA weights) with its spec.
 
 Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
 [sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start. A model
