@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SUPPORTED_SCALES = (2, 4, 8, 16)
+BACK_PROJECTION_OPERATORS = ("box", "bicubic")  # geosr.models.consistency
+LR_CONSISTENCY_MODES = ("off", *BACK_PROJECTION_OPERATORS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,13 +31,16 @@ class SamplerConfig:
     """Diffusion sampling and what follows it. Classical back-ends ignore everything but the seed.
 
     ``reference_detail`` None follows the checkpoint's ``inference`` setting; True / False turn reference detail
-    injection (:mod:`geosr.models.reference_detail`) on / off."""
+    injection (:mod:`geosr.models.reference_detail`) on / off. ``lr_consistency`` None follows the checkpoint too;
+    "off", "box" or "bicubic" turn back-projection onto the LR (:mod:`geosr.models.consistency`) off, or on with
+    that operator."""
 
     preset: str = "default"
     steps: int | None = None
     seed: int = 0
     fuse_overlaps: bool = False
     reference_detail: bool | None = None
+    lr_consistency: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

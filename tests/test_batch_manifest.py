@@ -37,7 +37,8 @@ jobs:
   - lr: s1.tif
     x: 2
     id: second
-  - {lr: s2.tif, ref-bands: [3, 2, 1], fuse_overlaps: "yes", ref-detail: "no"}
+    lr_consistency: off
+  - {lr: s2.tif, ref-bands: [3, 2, 1], fuse_overlaps: "yes", ref-detail: "no", lr-consistency: bicubic}
 """
 
 
@@ -49,9 +50,11 @@ def test_yaml_defaults_templates_and_relative_paths(scenes, monkeypatch):
     a, b, c = m.jobs
     assert (a.id, a.lr, a.out, a.x, a.window, a.model) == ("s0_x4", str(scenes / "s0.tif"), str(scenes / "out/s0_x4.tif"), 4, 8, "lanczos")
     assert (b.id, b.out, b.x) == ("second", str(scenes / "out/s1_x2.tif"), 2)  # a job's own value wins
+    assert b.lr_consistency == "off"  # YAML reads a bare off as false
     assert c.ref_bands == "3,2,1" and c.fuse_overlaps is True and c.where == "jobs.yaml job 3"
     assert a.ref_detail is None and c.ref_detail is False  # unset: the checkpoint's own setting
     assert c.upscale_options()["sampler"].reference_detail is False
+    assert a.lr_consistency is None and c.upscale_options()["sampler"].lr_consistency == "bicubic"
     opts = a.upscale_options(device="cpu")
     assert opts["tiling"].window == 8 and opts["device"].device == "cpu" and opts["output"] == a.out
 
@@ -82,6 +85,8 @@ jobs:
   - {lr: s1.tif, out: "out/{name}.{ext}"}
   - {lr: s2.tif, out: out/c.tif, overwrite: maybe, device: cuda}
   - {lr: s2.tif, out: s0.tif, id: clobber}
+  - {lr: s1.tif, out: out/e.tif, lr_consistency: on}
+  - {lr: s1.tif, out: out/f.tif, lr_consistency: sharp}
   - {lr: s2.tif, out: out/ok.tif}
 """
     )
@@ -97,11 +102,13 @@ jobs:
         "job 7: overwrite: 'maybe' is not true or false",
         "job 7: device: the device is chosen per worker",
         "job 8 (clobber): out " + str(scenes / "s0.tif") + " is an input of jobs.yaml job 1",
+        "job 9: lr_consistency: 'on' is not a mode: use box or bicubic",
+        "job 10: lr_consistency: 'sharp' is not one of off, box, bicubic",
     ):
         assert expected in text, (expected, text)
     with pytest.raises(ManifestError) as err:
         m.raise_if_invalid()
-    assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 7 invalid jobs, nothing was run:")
+    assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 9 invalid jobs, nothing was run:")
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,9 @@ def test_back_projection_makes_the_sr_lr_consistent():
 
 def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
     """operator "bicubic": the SR taken back by antialiased bicubic downsampling (the papers' degradation) is
-    the LR; box averaging then agrees closely, not exactly. A checkpoint names the operator in its spec."""
+    the LR; box averaging then agrees closely, not exactly. A checkpoint names the operator in its spec; a mode
+    given to load_model (or in the sampler settings) overrides it."""
+    from geosr.config import SamplerConfig
     from geosr.errors import OptionError
     from geosr.models.checkpoint import make_spec, save_checkpoint
     from geosr.models.consistency import LRConsistent
@@ -153,6 +155,15 @@ def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
         assert sr.describe()["lr_consistency"] == f"back-projection ({operator}) x{6 if operator == 'box' else 10}"
         assert load_model(str(path), lr_consistency=True).operator == operator
         assert not isinstance(load_model(str(path), lr_consistency=False), LRConsistent)
+        # a mode names the operator whatever the spec says, also through the sampler settings (geosr upscale's path)
+        for mode in ("box", "bicubic"):
+            assert load_model(str(path), lr_consistency=mode).operator == mode
+            assert load_model(str(path), sampler=SamplerConfig(lr_consistency=mode)).operator == mode
+        assert not isinstance(load_model(str(path), sampler=SamplerConfig(lr_consistency="off")), LRConsistent)
+        assert load_model(str(path), lr_consistency=True, sampler=SamplerConfig(lr_consistency="off")).operator == operator
+    for model in (str(path), "bicubic"):
+        with pytest.raises(OptionError, match="one of off, box, bicubic, not 'on'"):
+            load_model(model, lr_consistency="on")
 
 
 def test_ref_detail_flag_reaches_the_model(tmp_path, dataset):
@@ -166,3 +177,16 @@ def test_ref_detail_flag_reaches_the_model(tmp_path, dataset):
         assert res.exit_code == 0, res.output
         unchanged[flag] = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]["unchanged"]["psnr_y"]
     assert unchanged["--ref-detail"] > unchanged["--no-ref-detail"] + 1, unchanged
+
+
+def test_lr_consistency_option_reaches_evaluate(tmp_path, dataset):
+    """`geosr evaluate --lr-consistency box` makes the SR average back to the LR (the LR-consistency metric is
+    then far above its value with `--no-lr-consistency`, the same as `--lr-consistency off`)."""
+    lrc = {}
+    for flags in (["--lr-consistency", "box"], ["--no-lr-consistency"], ["--lr-consistency", "off"]):
+        out = tmp_path / flags[-1]
+        args = ["evaluate", str(dataset), "-m", "default", "-x", "8", "-o", str(out), "--no-panels", "--quiet", *flags]
+        res = CliRunner().invoke(_app(), args)
+        assert res.exit_code == 0, res.output
+        lrc[flags[-1]] = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]["overall"]["lr_consistency"]
+    assert lrc["box"] > 60 and lrc["--no-lr-consistency"] == lrc["off"] < lrc["box"] - 10, lrc

@@ -95,6 +95,45 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
     assert psnr["bicubic"] + 0.75 < plain < psnr["default"] - 0.4, (plain, psnr)
 
 
+def test_lr_consistency_switch(tmp_path):
+    """`--lr-consistency off | box | bicubic` decides how the SR is made to agree with the LR: with box each LR
+    pixel's block averages back to it (up to 8-bit rounding), with bicubic the bicubic-downsampled SR is the LR,
+    off leaves the model's own output. The tags record it; an unknown mode writes nothing and exits 2."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.models.resample import downsample
+    from geosr.sample import sample_paths
+
+    s = sample_paths()
+    with rasterio.open(s["lr"]) as ds:
+        lr = torch.from_numpy(ds.read().astype(np.float32))
+    box_err, bic_err = {}, {}
+    for mode in ("box", "bicubic", "off"):
+        out = tmp_path / f"{mode}.tif"
+        argv = ["upscale", str(s["lr"]), "--ref", str(s["ref"]), "--cd", str(s["cd"]), "-x", "8", "-o", str(out),
+                "--lr-consistency", mode, "-q"]
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as ds:
+            sr = torch.from_numpy(ds.read().astype(np.float32))
+            tags = ds.tags()
+        box_err[mode] = float((torch.nn.functional.avg_pool2d(sr[None], 8)[0] - lr).abs().mean())
+        bic_err[mode] = float((downsample(sr[None], 8, "bicubic")[0] - lr).abs().mean())
+        assert json.loads(tags["GEOSR_SAMPLER"])["lr_consistency"] == mode
+        settings_tag = json.loads(tags["GEOSR_MODEL_SETTINGS"])
+        if mode == "off":
+            assert "lr_consistency" not in settings_tag
+        else:
+            assert settings_tag["lr_consistency"].startswith(f"back-projection ({mode})")
+    assert box_err["box"] < 0.3 < box_err["off"], box_err  # mean abs DN; measured 0.03 and 0.56
+    assert bic_err["bicubic"] < 0.5 * min(bic_err["box"], bic_err["off"]), bic_err  # measured 0.03, 0.36, 0.59
+    bad = tmp_path / "bad.tif"
+    result = CliRunner().invoke(app, ["upscale", str(s["lr"]), "-x", "8", "-o", str(bad), "--lr-consistency", "maybe"])
+    assert result.exit_code == 2 and "LR-consistency is one of off, box, bicubic, not 'maybe'" in result.output
+    assert not list(tmp_path.glob("bad*"))
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     crs=st.sampled_from(CRSS),

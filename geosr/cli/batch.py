@@ -33,6 +33,7 @@ def batch(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps.")] = None,
     fuse_overlaps: Annotated[Optional[bool], typer.Option("--fuse-overlaps/--no-fuse-overlaps", help="Average overlapping windows at every diffusion step.", show_default=False)] = None,
     ref_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Reference detail injection of jobs without the key (default: the checkpoint's own setting).", show_default=False)] = None,
+    lr_consistency: Annotated[Optional[str], typer.Option("--lr-consistency", help="Back-projection of jobs without the key: off, box or bicubic (default: the checkpoint's own setting).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Windows per model call.")] = None,
     compress: Annotated[Optional[str], typer.Option("--compress", help="COG compression (DEFLATE, LZW, ZSTD, NONE).")] = None,
     split_windows: Annotated[Optional[int], typer.Option("--split-windows", help="Split scenes of more than N windows into bands of whole window rows (about N windows each) run by several workers, then assembled into one COG. 0: never.")] = None,
@@ -70,7 +71,7 @@ def batch(
 
     options = dict(out=out, ref=ref, cd=cd, map=map, x=scale, model=model, bands=bands, ref_bands=ref_bands,
                    cd_classes=cd_classes, aoi=aoi, aoi_crs=aoi_crs, window=window, overlap=overlap, seed=seed,
-                   sampler=sampler, steps=steps, fuse_overlaps=fuse_overlaps, ref_detail=ref_detail, batch_size=batch_size,
+                   sampler=sampler, steps=steps, fuse_overlaps=fuse_overlaps, ref_detail=ref_detail, lr_consistency=lr_consistency, batch_size=batch_size,
                    compress=compress, split_windows=split_windows)
     options = {k: v for k, v in options.items() if v is not None}
     show = not (quiet or json_out)

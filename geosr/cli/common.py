@@ -20,6 +20,11 @@ EXIT_BAD_INPUT = 2
 err_console = Console(stderr=True)
 out_console = Console()
 
+LR_CONSISTENCY_HELP = (
+    "Diffusion models: back-project the SR onto the LR: off, box (each LR pixel's block averages to it exactly) or "
+    "bicubic (the bicubic degradation). Default: the checkpoint's own setting (the default model: box)."
+)
+
 
 def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False) -> Any:
     """Run a command's library call, mapping geosr's errors to exit codes and one printed sentence."""

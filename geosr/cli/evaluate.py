@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from geosr.cli.common import err_console, out_console, print_json, progress_bar, run_command
+from geosr.cli.common import LR_CONSISTENCY_HELP, err_console, out_console, print_json, progress_bar, run_command
 
 
 def evaluate(
@@ -16,7 +16,8 @@ def evaluate(
     scale: Annotated[Optional[list[int]], typer.Option("-x", "--scale", help="Scale factor(s) (repeatable; default 8 and 16).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, metrics.md and PNG panels.")] = Path("geosr-eval"),
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps (default: the checkpoint's own setting, else the sampler preset's).")] = None,
-    lr_consistency: Annotated[Optional[bool], typer.Option("--lr-consistency/--no-lr-consistency", help="Back-project the SR onto the LR (default: the checkpoint's own setting).")] = None,
+    lr_consistency: Annotated[Optional[str], typer.Option("--lr-consistency", help=LR_CONSISTENCY_HELP, show_default=False)] = None,
+    no_lr_consistency: Annotated[bool, typer.Option("--no-lr-consistency", help="Same as --lr-consistency off.")] = False,
     reference_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Add the reference's detail where the LR shows that it matches (default: the checkpoint's own setting).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
     panels: Annotated[bool, typer.Option("--panels/--no-panels", help="Write PNG panels LR | Ref | mask | SR | HR.")] = True,
@@ -35,6 +36,9 @@ def evaluate(
     """
     from geosr.training.evaluate import evaluate as run_evaluate
     from geosr.training.evaluate import markdown_table
+
+    if no_lr_consistency:
+        lr_consistency = "off"
 
     def call():
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from geosr.cli.common import out_console, print_json, progress_bar, run_command
+from geosr.cli.common import LR_CONSISTENCY_HELP, out_console, print_json, progress_bar, run_command
 
 
 def upscale(
@@ -31,6 +31,7 @@ def upscale(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps (default: the preset's).")] = None,
     fuse_overlaps: Annotated[bool, typer.Option("--fuse-overlaps/--no-fuse-overlaps", help="Average overlapping windows at every diffusion step.")] = False,
     ref_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Diffusion models: add the reference's detail where the LR shows that it matches (default: the checkpoint's own setting; the default model: on).", show_default=False)] = None,
+    lr_consistency: Annotated[Optional[str], typer.Option("--lr-consistency", help=LR_CONSISTENCY_HELP, show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per model call.")] = 4,
     compress: Annotated[str, typer.Option("--compress", help="COG compression (DEFLATE, LZW, ZSTD, NONE).")] = "DEFLATE",
@@ -73,7 +74,7 @@ def upscale(
                 style=style,
                 tiling=TilingConfig(window=window, overlap=overlap),
                 sampler=SamplerConfig(preset=sampler, steps=steps, seed=seed, fuse_overlaps=fuse_overlaps,
-                                      reference_detail=ref_detail),
+                                      reference_detail=ref_detail, lr_consistency=lr_consistency),
                 output_config=OutputConfig(compress=compress.upper(), overwrite=overwrite),
                 device=DeviceConfig(device=device, batch_size=batch_size),
                 resume=resume,

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
+from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
 from geosr.errors import InputError
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -56,6 +56,7 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "steps": (int, None),
     "fuse_overlaps": (bool, False),
     "ref_detail": (bool, None),
+    "lr_consistency": (str, None),
     "batch_size": (int, 4),
     "compress": (str, "DEFLATE"),
     "overwrite": (bool, False),
@@ -122,6 +123,7 @@ class JobSpec:
     steps: int | None = None
     fuse_overlaps: bool = False
     ref_detail: bool | None = None
+    lr_consistency: str | None = None
     batch_size: int = 4
     compress: str = "DEFLATE"
     overwrite: bool = False
@@ -143,7 +145,7 @@ class JobSpec:
             model=self.model,
             tiling=TilingConfig(window=self.window, overlap=self.overlap),
             sampler=SamplerConfig(preset=self.sampler, steps=self.steps, seed=self.seed, fuse_overlaps=self.fuse_overlaps,
-                                  reference_detail=self.ref_detail),
+                                  reference_detail=self.ref_detail, lr_consistency=self.lr_consistency),
             output_config=OutputConfig(compress=self.compress, overwrite=self.overwrite if overwrite is None else overwrite),
             device=DeviceConfig(device=device, batch_size=self.batch_size),
         )
@@ -362,6 +364,10 @@ def _typed(key: str, value: Any) -> Any:
             return int(str(value).strip())
         except ValueError:
             raise ValueError(f"{value!r} is not a whole number") from None
+    if key == "lr_consistency" and isinstance(value, bool):  # YAML reads a bare off / on as a boolean
+        if value:
+            raise ValueError("'on' is not a mode: use box or bicubic, or leave it out for the checkpoint's own setting")
+        return "off"
     if key in ("bands", "ref_bands") and isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, (dict, list, tuple)):
@@ -413,6 +419,8 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         problems.append(f"compress: {v['compress']!r} is not one of {', '.join(COMPRESSIONS)}")
     if v["sampler"] not in SAMPLER_PRESETS:
         problems.append(f"sampler: {v['sampler']!r} is not one of {', '.join(SAMPLER_PRESETS)}")
+    if v.get("lr_consistency") is not None and v["lr_consistency"] not in LR_CONSISTENCY_MODES:
+        problems.append(f"lr_consistency: {v['lr_consistency']!r} is not one of {', '.join(LR_CONSISTENCY_MODES)}")
     if problems:
         return None, [Problem(where, m) for m in problems]
     out = paths.pop("out")

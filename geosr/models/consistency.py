@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from geosr.config import BACK_PROJECTION_OPERATORS as OPERATORS
 from geosr.errors import OptionError
 from geosr.models.interface import ConditionBatch, SuperResolver
 from geosr.models.resample import downsample, upsample
 
-OPERATORS = ("box", "bicubic")
 ITERATIONS = {"box": 6, "bicubic": 10}  # bicubic has no exact last step: 10 rounds leave ~3e-4 RMS (model space)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from geosr.config import LR_CONSISTENCY_MODES
 from geosr.errors import InputNotFoundError, OptionError
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver
@@ -101,19 +102,23 @@ def load_model(
     device: "str | torch.device" = "cpu",
     sampler: "SamplerConfig | None" = None,
     style: "str | torch.Tensor | None" = None,
-    lr_consistency: bool | None = None,
+    lr_consistency: bool | str | None = None,
     reference_detail: bool | None = None,
 ) -> SuperResolver:
     """Resolve a model name or path to a ready super-resolver on ``device`` (``auto``: cuda if present).
 
     Classical back-ends ignore ``sampler``, ``style``, ``lr_consistency`` and ``reference_detail``. Those two
-    None follow the checkpoint's ``inference`` entry; ``lr_consistency`` True makes the output agree with the
-    LR (back-projection, with the operator the checkpoint names, else box averaging), ``reference_detail`` True
-    adds the reference's matching detail first (:mod:`geosr.models.reference_detail`; None here takes
-    ``sampler.reference_detail`` first). For diffusion models ``sampler`` picks the preset, steps, seed and
-    overlap fusion, and ``style`` is None / "none", "sample" or a style image
-    tensor (1, bands, h, w) in model space.
+    None take ``sampler``'s setting, then the checkpoint's ``inference`` entry. ``lr_consistency`` makes the
+    output agree with the LR by back-projection (:mod:`geosr.models.consistency`): True with the operator the
+    checkpoint names (else box), "box" / "bicubic" with that one, False / "off" not at all.
+    ``reference_detail`` True adds the reference's matching detail first (:mod:`geosr.models.reference_detail`).
+    For diffusion models ``sampler`` picks the preset, steps, seed and overlap fusion, and ``style`` is None /
+    "none", "sample" or a style image tensor (1, bands, h, w) in model space.
     """
+    if lr_consistency is None and sampler is not None:
+        lr_consistency = sampler.lr_consistency
+    if lr_consistency not in (None, True, False, *LR_CONSISTENCY_MODES):
+        raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
     if spec in CLASSICAL:
         return CLASSICAL[spec]()
     path = resolve_checkpoint(spec)
@@ -134,12 +139,20 @@ def load_model(
 
         setting = inference.get("reference_detail")
         sr = ReferenceDetail(sr, sigma=float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA)
-    setting = inference.get("lr_consistency", False)
-    if lr_consistency is None:  # the checkpoint's own recommendation (geosr's default model: on)
-        lr_consistency = bool(setting)
-    if lr_consistency:
-        from geosr.models.consistency import LRConsistent
+    operator = lr_consistency_operator(lr_consistency, inference.get("lr_consistency", False))
+    if operator is None:
+        return sr
+    from geosr.models.consistency import LRConsistent
 
-        # the spec's operator ({"operator": "bicubic"}) holds when the switch comes from outside too
-        return LRConsistent(sr, operator=setting.get("operator", "box") if isinstance(setting, dict) else "box")
-    return sr
+    return LRConsistent(sr, operator=operator)
+
+
+def lr_consistency_operator(choice: bool | str | None, setting: bool | dict) -> str | None:
+    """The back-projection operator ``choice`` asks for (None: none), given the checkpoint's ``setting``
+    (``true``, ``false`` or ``{"operator": ...}``; geosr's default model: ``true``, i.e. box)."""
+    own = (setting.get("operator", "box") if isinstance(setting, dict) else "box") if setting else None
+    if choice is None:
+        return own
+    if choice is True:
+        return own or "box"  # the spec's operator holds when the switch comes from outside too
+    return None if choice is False or choice == "off" else choice
