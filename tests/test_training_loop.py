@@ -176,6 +176,21 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     before = load_checkpoint(prior.checkpoint)[0].state_dict()
     moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
     assert moved and not any(k.startswith("net.upsampler.") for k in moved)
+    # a new scale for the upsampler (stage "low" of the default): freeze holds under objective "upsampler" too, so
+    # only x2's output layer learns and the x4 output stays bit for bit
+    frozen = ("net.upsampler.head", "net.upsampler.body", "net.upsampler.stages", "net.upsampler.outs.1")
+    low = run_train(TrainConfig(out=str(tmp_path / "low"), objective="upsampler", freeze=frozen,
+                                **{**common, "scales": (2,)}), init=refine.checkpoint)
+    lowered = load_checkpoint(low.checkpoint)[0]
+    moved = {k for k, v in after.items() if not torch.equal(v, lowered.state_dict()[k])}
+    assert moved == {"net.upsampler.outs.0.weight", "net.upsampler.outs.0.bias"}
+    lr = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        refined = load_checkpoint(refine.checkpoint)[0]
+        assert torch.equal(refined.upsample_lr(lr, 4), lowered.upsample_lr(lr, 4))
+        assert not torch.equal(refined.upsample_lr(lr, 2), lowered.upsample_lr(lr, 2))
+    with pytest.raises(OptionError, match="leaves nothing to train"):
+        trainable(src, TrainConfig(objective="upsampler", freeze=("net.upsampler",)))
 
     plain = build_denoiser(MICRO, n_bands=3, n_change_classes=3)
     with pytest.raises(OptionError, match="needs a model with a learned upsampler"):

@@ -15,8 +15,9 @@ Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma
 with a learned LR upsampler adds that upsampler's L1 loss against the HR (``upsampler_loss``).
 
 ``objective = "upsampler"`` trains that upsampler alone (its L1 loss; the denoiser is not run), e.g. to
-pre-train it at LR cost; ``freeze`` keeps parameters fixed by name prefix, e.g. a pre-trained upsampler while
-the denoiser learns on top of it (ResDiff's two stages).
+pre-train it at LR cost; ``freeze`` keeps parameters fixed by name prefix under either objective, e.g. a
+pre-trained upsampler while the denoiser learns on top of it (ResDiff's two stages), or all of the upsampler
+but the output layers of scales it was not trained for.
 """
 
 from __future__ import annotations
@@ -140,18 +141,17 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
 
 
 def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    """Mark and return the parameters the run updates: the upsampler's alone for objective "upsampler",
-    else every parameter whose name starts with none of ``cfg.freeze``."""
+    """Mark and return the parameters the run updates: those whose name starts with none of ``cfg.freeze``,
+    and under objective "upsampler" only the upsampler's."""
     names = [n for n, _ in model.named_parameters()]
+    unknown = [f for f in cfg.freeze if not any(n.startswith(f) for n in names)]
+    if unknown:
+        raise OptionError(f"freeze: no parameter of the model starts with {unknown[0]!r}")
+    train_it = [not n.startswith(cfg.freeze) for n in names]
     if cfg.objective == "upsampler":
         if model.net.upsampler is None:
             raise OptionError("objective 'upsampler' needs a model with a learned upsampler (arch upsampler_channels > 0)")
-        train_it = [n.startswith("net.upsampler.") for n in names]
-    else:
-        unknown = [f for f in cfg.freeze if not any(n.startswith(f) for n in names)]
-        if unknown:
-            raise OptionError(f"freeze: no parameter of the model starts with {unknown[0]!r}")
-        train_it = [not n.startswith(cfg.freeze) for n in names]
+        train_it = [on and n.startswith("net.upsampler.") for n, on in zip(names, train_it)]
     for (_, p), on in zip(model.named_parameters(), train_it):
         p.requires_grad_(on)
     params = [p for p in model.parameters() if p.requires_grad]
