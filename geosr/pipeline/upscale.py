@@ -275,7 +275,9 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table=N
     if sr.scales and scale not in sr.scales:
         raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
     if sr.bands is not None and sr.bands != n_bands:
-        raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} are selected (use --bands)")
+        fix = f"pick {sr.bands} with --bands" if n_bands > sr.bands else "use --model bicubic or lanczos"
+        raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
+                        f"selected ({fix})")
     wanted = getattr(sr, "n_change_classes", None)
     if table is not None and wanted is not None and table.n_classes != wanted:
         raise ClassTableError(
