@@ -1,6 +1,6 @@
 """Reproducible recipe of geosr's bundled default model (geosr/weights/default.safetensors).
 
-The shipped default is five stages (about 4.7 hours on 2 CPU cores; docs/model-card.md):
+The shipped default is six stages (about 4.8 hours on 2 CPU cores; docs/model-card.md):
 
     # 1. base: the change-aware residual denoiser over bicubic, from scratch (3600 steps, about 92 min)
     .venv/bin/python scripts/train_default.py --stage base --out /tmp/geosr-default --steps 3600 --minutes 100
@@ -16,15 +16,18 @@ The shipped default is five stages (about 4.7 hours on 2 CPU cores; docs/model-c
     # 5. trust, continued from stage 4 (schedule restarted; 40 min)
     .venv/bin/python scripts/train_default.py --stage trust --init /tmp/geosr-trust/model.safetensors \
         --out /tmp/geosr-trust2 --steps 1700 --minutes 40
-    # install (the spec records every stage and, with --metrics, evaluate's summary)
-    .venv/bin/python scripts/train_default.py --out /tmp/geosr-trust2 --install [--metrics EVAL/metrics.json]
+    # 6. low: teach the upsampler x2 and x4 (their output layers only; x8 and x16 stay bit for bit; 6 min)
+    .venv/bin/python scripts/train_default.py --stage low --init /tmp/geosr-trust2/model.safetensors \
+        --out /tmp/geosr-low --steps 600 --minutes 30
+    # install (the spec records every stage, the scales of all of them and, with --metrics, evaluate's summary)
+    .venv/bin/python scripts/train_default.py --out /tmp/geosr-low --install [--metrics EVAL/metrics.json]
 
 Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
 stage 1) was measured and not shipped.
 
 Data: the real change pairs of ../shared/data (LEVIR-CD, DSIFN-CD, Landsat Nanjing; training split of
 geosr.training.datasets.HELDOUT) plus synthetic change made from every HR image of that split and a few
-single RGB GeoTIFFs there. One model for x8 and x16. The held-out scenes are never read in training.
+single RGB GeoTIFFs there. One model for x2, x4, x8 and x16. The held-out scenes are never read in training.
 """
 
 from __future__ import annotations
@@ -57,9 +60,20 @@ UPSAMPLER = dict(upsampler_channels=64, upsampler_blocks=8)
 INFERENCE = {"steps": 1, "reference_detail": {"sigma": 8.0}, "lr_consistency": True}
 
 
+DESCRIPTION = ("geosr default model: tiny-class change-aware EDM denoiser for x2, x4, x8 and x16 RGB, used with "
+               "one-step (posterior-mean) sampling and LR-consistency back-projection")
+
+
 # Synthetic references whose detail only partly matches the target (a real earlier date has other shadows,
 # textures and parallax), so the model learns how far to trust the reference's detail instead of copying it.
 SYNTHETIC_REALISTIC = dict(detail_corr=(0.2, 1.0), detail_sigma=1.5, warp=2.0)
+
+
+# Stage "low" teaches the upsampler x2 and x4 without touching x8 and x16: only the output layers of x2 and x4
+# (3x3 convolutions reading the first and second shared x2 stages, zero until then) learn; everything the x8 and
+# x16 paths use stays frozen, so the model's x8 and x16 outputs are bit for bit those before the stage.
+LOW_FROZEN = ("net.upsampler.head", "net.upsampler.body", "net.upsampler.stages", "net.upsampler.outs.2",
+              "net.upsampler.outs.3")
 
 
 # Per-stage changes to the base recipe. "upsampler" (measured, not shipped): the upsampler added and everything
@@ -72,6 +86,7 @@ STAGES: dict[str, dict] = {
     "prior": dict(arch={**ARCH, **UPSAMPLER}, objective="upsampler", crop=256, batch_size=16, lr=5e-4, val_every=0),
     "refine": dict(freeze=("net.upsampler",), lr=3e-4),
     "trust": dict(freeze=("net.upsampler",), lr=3e-4, synthetic=SYNTHETIC_REALISTIC),
+    "low": dict(objective="upsampler", scales=(2, 4), freeze=LOW_FROZEN, crop=128, batch_size=16, lr=1e-3, val_every=0),
 }
 
 
@@ -80,8 +95,7 @@ def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
     base = TrainConfig(
         out=out,
         name="default",
-        description="geosr default model: tiny-class change-aware EDM denoiser for x8 and x16 RGB, "
-        "used with one-step (posterior-mean) sampling and LR-consistency back-projection",
+        description=DESCRIPTION,
         arch=ARCH,
         bands=3,
         band_names=("red", "green", "blue"),
@@ -121,12 +135,19 @@ def lineage(spec: dict) -> list[dict]:
             # A stage initialised from the installed default, then installed over it, is in that record already.
             return t["stages"] + (stages[1:] if stages and t["stages"] and t["stages"][-1] == stages[0] else stages)
         cfg = t.get("config", {})
-        keys = ("objective", "freeze", "crop", "batch_size", "lr", "degradation", "synthetic", "arch")
+        keys = ("objective", "scales", "freeze", "crop", "batch_size", "lr", "degradation", "synthetic", "arch")
         stages.insert(0, {"steps": t.get("steps"), "seconds": t.get("seconds"), "hardware": t.get("hardware"),
                           **{k: cfg[k] for k in keys if k in cfg}})
-        src = next((d[len("initialised from "):].split(" (")[0] for d in t.get("data", []) if d.startswith("initialised from ")), None)
-        spec = read_spec(src) if src and Path(src).exists() else {}
+        src = initialised_from(spec)
+        spec = read_spec(src) if src else {}
     return stages
+
+
+def initialised_from(spec: dict) -> str | None:
+    """The checkpoint a run started from (``--init``), if it still exists."""
+    data = spec.get("training", {}).get("data", [])
+    src = next((d[len("initialised from "):].split(" (")[0] for d in data if d.startswith("initialised from ")), None)
+    return src if src and Path(src).exists() else None
 
 
 def main() -> None:
@@ -142,11 +163,15 @@ def main() -> None:
     ap.add_argument("--metrics", help="with --install: a metrics.json of `geosr evaluate` to record in the spec")
     args = ap.parse_args()
     if args.install:
-        from geosr.models.checkpoint import load_checkpoint, save_checkpoint
+        from geosr.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
 
         weights = Path(__file__).resolve().parents[1] / "geosr" / "weights"
         model, spec = load_checkpoint(Path(args.out) / MODEL)
+        src = initialised_from(spec)
+        if src:  # a stage that trains some scales keeps the others of the model it started from (stage "low")
+            spec["scales"] = sorted(set(spec["scales"]) | set(read_spec(src).get("scales", [])))
         spec["name"] = "default"
+        spec["training"]["description"] = DESCRIPTION  # the installed model's, whatever stage made it
         spec["inference"] = INFERENCE
         spec["training"]["stages"] = lineage(spec)
         if args.metrics:

@@ -64,8 +64,8 @@ def _results(path) -> dict:
 
 def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client):
     jobs = [
-        dict(id="a", lr=str(_scene(tmp_path / "a.tif", 40, 33, 1)), x=4),
-        dict(id="b", lr=str(_scene(tmp_path / "b.tif", 27, 30, 2, np.uint16, nodata=0)), x=2),
+        dict(id="a", lr=str(_scene(tmp_path / "a.tif", 40, 33, 1)), x=4, model="bicubic"),
+        dict(id="b", lr=str(_scene(tmp_path / "b.tif", 27, 30, 2, np.uint16, nodata=0)), x=2, model="bicubic"),
         dict(id="c", lr=str(_scene(tmp_path / "c.tif", 16, 21, 3)), x=8, model="lanczos"),
     ]
     (tmp_path / "out").mkdir()
@@ -94,7 +94,7 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
 
 def test_split_scene_assembles_into_the_same_bytes(tmp_path, client):
     job = dict(lr=str(_scene(tmp_path / "big.tif", 64, 45, 7)), x=4)
-    (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: big.tif, out: split.tif, x: 4}}\n")
+    (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: big.tif, out: split.tif, x: 4, model: bicubic}}\n")
     r = batch(tmp_path / "jobs.yaml", client=client, split_windows=20, **OPTS)
     (res,) = r.jobs
     assert res.status == "ok" and res.parts == 7 and res.window_rows == 13, res
@@ -161,7 +161,7 @@ def test_a_killed_worker_still_completes_every_job(tmp_path, client):
     jobs = [dict(id="long", lr=str(_scene(tmp_path / "long.tif", 200, 33, 21)), x=4)]
     jobs += [dict(id=f"s{i}", lr=str(_scene(tmp_path / f"s{i}.tif", 30, 30, 22 + i)), x=4) for i in range(3)]
     manifest = tmp_path / "jobs.yaml"
-    manifest.write_text("defaults: {out: '{stem}_sr.tif', x: 4, window: 8, overlap: 3}\nglob: '*.tif'\n")
+    manifest.write_text("defaults: {out: '{stem}_sr.tif', x: 4, window: 8, overlap: 3, model: bicubic}\nglob: '*.tif'\n")
     out = tmp_path / "long_sr.tif"
     work = tmp_path / "long_sr.tif.geosr-work"
     got: dict = {}

@@ -22,7 +22,7 @@ def upscale(
     cd_classes: Annotated[str, typer.Option("--cd-classes", help="Change class table: binary, second, cnam-cd, or a JSON file.")] = "binary",
     aoi: Annotated[Optional[str], typer.Option("--aoi", help="Area of interest: 'LEFT,BOTTOM,RIGHT,TOP' (in --aoi-crs) or a vector file.")] = None,
     aoi_crs: Annotated[str, typer.Option("--aoi-crs", help="CRS of an --aoi bbox.")] = "EPSG:4326",
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `geosr models`) or checkpoint path. `default`: the bundled diffusion model at the scales it was trained for (8, 16), bicubic at the others.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `geosr models`) or checkpoint path. `default`: the bundled diffusion model (x2, x4, x8, x16).")] = "default",
     style: Annotated[Optional[str], typer.Option("--style", help="Diffusion models with a style path (SGDM): a style image (any raster), 'sample' (a style drawn from the model's flow) or 'none' (default).")] = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Window size in LR pixels (default: 256 HR pixels).")] = None,
     overlap: Annotated[Optional[int], typer.Option("--overlap", help="Window overlap in LR pixels (default: a quarter window).")] = None,
