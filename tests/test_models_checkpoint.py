@@ -1,4 +1,4 @@
-"""Checkpoints: bit-identical round trips, refusal of pickles and mismatched files, the registry."""
+"""Checkpoints: bit-identical round trips, refusal of pickles, mismatched files and out-of-bounds specs, the registry."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from geosr.errors import InputNotFoundError, ModelFileError, OptionError
-from geosr.models import registry
+from geosr.models import checkpoint, registry
 from geosr.models.checkpoint import SPEC_KEY, load_checkpoint, make_spec, read_spec, save_checkpoint
+from geosr.models.configs import CONFIGS, PAPER, ArchConfig, get_config
 from geosr.models.diffusion import DiffusionSuperResolver
 from geosr.models.edm import build_denoiser
 from geosr.models.interface import SuperResolver
+from geosr.models.spec_bounds import ARCH_BOUNDS, MAX_WEIGHTS, check_spec, count_weights
 from geosr.models.style import fit_flow
-from geosr.models.unet import make_condition
+from geosr.models.unet import ChangeAwareUNet, make_condition
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -227,3 +229,131 @@ def test_residual_flag_round_trips_and_older_specs_default_to_plain(tmp_path):
     del arch["residual"], arch["sigma_data"]
     old = build_denoiser(arch)
     assert not old.residual and old.sigma_data == 0.5
+
+
+# -- spec bounds: a crafted spec is refused before anything is built from it ----------------------------------
+
+def _crafted(path: Path, arch: dict | None = None, **fields) -> Path:
+    """A tiny safetensors file whose spec is the tiny config's with ``arch`` and ``fields`` changed, written the
+    way :func:`save_checkpoint` writes it (one placeholder tensor: the spec must be refused before any is read)."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    spec = make_spec(SimpleNamespace(cfg=get_config("tiny")))
+    spec["arch"].update(arch or {})
+    spec.update(fields)
+    save_file({"a": torch.zeros(1)}, str(path), metadata={SPEC_KEY: json.dumps(spec, sort_keys=True)})
+    assert path.stat().st_size < 20_000
+    return path
+
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Fail the test if any network is constructed (on any device, the meta device included)."""
+
+    def boom(*a, **k):
+        raise AssertionError("a network was built from a spec that should have been refused")
+
+    monkeypatch.setattr(ChangeAwareUNet, "__init__", boom)
+    monkeypatch.setattr(checkpoint, "build_denoiser", boom)
+
+
+def test_crafted_block_count_is_refused_before_building(tmp_path, nothing_built):
+    path = _crafted(tmp_path / "crafted.safetensors", {"blocks_per_level": 300_000})
+    expected = f"{path}: spec field 'arch.blocks_per_level' is 300000; geosr accepts at most 64"
+    for load in (read_spec, load_checkpoint, lambda p: registry.load_model(str(p))):
+        with pytest.raises(ModelFileError) as info:
+            load(path)
+        assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(
+    "arch, fields, field, problem",
+    [
+        ({"base_channels": 1_000_000}, {}, "arch.base_channels", "is 1000000; geosr accepts at most 1024"),
+        ({"channel_mult": [1, 2, 100_000]}, {}, "arch.channel_mult", "is 100000; geosr accepts at most 16"),
+        ({"channel_mult": [1] * 50}, {}, "arch.channel_mult", "geosr accepts a list of at most 8 entries"),
+        ({"channel_mult": []}, {}, "arch.channel_mult", "is empty"),
+        ({"blocks_per_level": 64}, {}, "arch.blocks_per_level", "with 3 levels; geosr accepts at most 128 blocks"),
+        ({"blocks_per_level": -3}, {}, "arch.blocks_per_level", "is -3; geosr accepts at least 1"),
+        ({"blocks_per_level": "4"}, {}, "arch.blocks_per_level", 'is "4", not an integer'),
+        ({"blocks_per_level": 2.0}, {}, "arch.blocks_per_level", "is 2.0, not an integer"),
+        ({"blocks_per_level": True}, {}, "arch.blocks_per_level", "is true, not an integer"),
+        ({"blocks_per_level": None}, {}, "arch.blocks_per_level", "is null, not an integer"),
+        ({"n_change_classes": 10**9}, {}, "arch.n_change_classes", "geosr accepts at most 256"),
+        ({"n_bands": 0}, {}, "arch.n_bands", "is 0; geosr accepts at least 1"),
+        ({"head_channels": 1}, {}, "arch.head_channels", "is 1; geosr accepts at least 8"),
+        ({"emb_channels": 10**6}, {}, "arch.emb_channels", "geosr accepts at most 8192"),
+        ({"flow_layers": 100_000}, {}, "arch.flow_layers", "geosr accepts at most 64"),
+        ({"upsampler_blocks": 100_000}, {}, "arch.upsampler_blocks", "geosr accepts at most 64"),
+        ({"attn_levels": [0, 7]}, {}, "arch.attn_levels", "is 7; geosr accepts at most 2"),
+        ({"noise_channels": 33}, {}, "arch.noise_channels", "is odd"),
+        ({"style": "yes"}, {}, "arch.style", "geosr accepts true or false"),
+        ({"sigma_data": float("nan")}, {}, "arch.sigma_data", "not a finite number"),
+        ({"base_channels": 1024, "channel_mult": [4, 4, 4], "blocks_per_level": 4}, {}, "arch",
+         "G weights; geosr accepts at most 2 G"),
+        ({}, {"scales": [1000]}, "scales", "holds 1000; geosr supports the scales 2, 4, 8, 16"),
+        ({}, {"scales": [8.0]}, "scales", "holds 8.0"),
+        ({}, {"scales": 8}, "scales", "is 8; geosr accepts a list"),
+        ({}, {"halo": 10**6}, "halo", "geosr accepts at most 64"),
+        ({}, {"bands": -1}, "bands", "is -1; geosr accepts at least 1"),
+        ({}, {"inference": {"steps": 10**9}}, "inference.steps", "geosr accepts at most 1000"),
+        ({}, {"inference": {"reference_detail": {"sigma": 1e9}}}, "inference.reference_detail.sigma", "at most 64"),
+        ({}, {"inference": "fast"}, "inference", "not an object"),
+    ],
+)
+def test_spec_out_of_bounds_or_of_the_wrong_type_is_refused(tmp_path, nothing_built, arch, fields, field, problem):
+    path = _crafted(tmp_path / "crafted.safetensors", arch, **fields)
+    with pytest.raises(ModelFileError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: spec field {field!r} ") and problem in message, message
+    assert "\n" not in message and len(message) - len(str(path)) < 160  # one short sentence after the path
+
+
+def _named_archs() -> list[ArchConfig]:
+    """Every named config and every bundled model's."""
+    bundled = [get_config(read_spec(p)["arch"]) for p in registry.bundled_checkpoints().values()]
+    assert bundled, "geosr ships a default model"
+    return [*CONFIGS.values(), *bundled]
+
+
+def _real_archs() -> list[ArchConfig]:
+    """The named ones and variants that switch on the optional parts."""
+    return [
+        *_named_archs(),
+        get_config("tiny", n_map_classes=5, upsampler_channels=40, upsampler_blocks=3, noise_channels=18),
+        get_config("small", style=False, n_map_classes=9, patch=4, attn_levels=(0, 1, 2, 3), emb_channels=100),
+        get_config("paper", style=True, flow_layers=3, flow_hidden=17, guidance_channels=7, n_bands=5),
+    ]
+
+
+def test_every_real_config_is_within_the_bounds_and_its_size_is_counted_exactly(tmp_path):
+    for cfg in _real_archs():
+        spec = make_spec(build_denoiser(cfg, device="meta"), scales=[2, 4, 8, 16], inference={"steps": 256})
+        check_spec(spec, "real.safetensors")
+        built = build_denoiser(cfg, device="meta").state_dict().values()
+        assert count_weights(cfg.to_dict()) == sum(t.numel() for t in built), cfg.name
+    assert count_weights(PAPER.to_dict()) * 10 < MAX_WEIGHTS  # the paper size (~117 M) with a wide margin
+    for name, (low, high) in ARCH_BOUNDS.items():  # the real sizes are at most a quarter of the bounds
+        if name != "patch":  # 1, 2 or 4, all of them real
+            assert all(low <= getattr(c, name) <= max(high // 4, low) for c in _named_archs()), name
+
+
+def test_cli_refuses_a_crafted_model_with_exit_2_and_writes_nothing(tmp_path, nothing_built):
+    from typer.testing import CliRunner
+
+    from conftest import make_raster, smooth_field
+    from geosr.cli.app import app
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24) * 255).astype("uint8"))
+    model = _crafted(tmp_path / "crafted.safetensors", {"blocks_per_level": 300_000})
+    before = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    argv = ["upscale", str(lr), "-x", "8", "-o", str(tmp_path / "out.tif"), "--model", str(model)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    message = result.stderr.strip()
+    assert "\n" not in message and message.startswith("geosr: error:"), message
+    assert "crafted.safetensors: spec field 'arch.blocks_per_level' is 300000" in message, message
+    assert {p.name: p.stat().st_size for p in tmp_path.iterdir()} == before, "nothing may be written"

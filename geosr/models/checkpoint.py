@@ -2,8 +2,9 @@
 optionally with a sidecar ``.json`` holding the same spec for humans.
 
 Loading never unpickles: pickles and zip archives (``torch.save``) are refused from their magic bytes
-before anything else is read, and every tensor's name, shape and dtype is checked against a model built
-on the meta device before any weight is copied.
+before anything else is read, the spec's numbers are checked against bounds before anything is built from
+them (:mod:`geosr.models.spec_bounds`), and every tensor's name, shape and dtype is checked against a model
+built on the meta device before any weight is copied.
 
 The spec::
 
@@ -25,6 +26,7 @@ import torch
 from geosr.errors import InputNotFoundError, ModelFileError, OptionError
 from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser
+from geosr.models.spec_bounds import check_spec
 
 FORMAT = "geosr-checkpoint/1"
 SPEC_KEY = "geosr_spec"
@@ -114,7 +116,8 @@ def _check_magic(path: Path) -> int:
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
-    """The spec inside a checkpoint (no weights are read)."""
+    """The spec inside a checkpoint (no weights are read), its numbers checked against geosr's bounds
+    (:func:`geosr.models.spec_bounds.check_spec`)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -135,6 +138,7 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"model file {path} has spec format {got!r}, expected {FORMAT!r}")
     if not isinstance(spec.get("arch"), dict):
         raise ModelFileError(f"model file {path} has a spec without an architecture ('arch')")
+    check_spec(spec, path)  # bounded before anything is built from it
     return spec
 
 
