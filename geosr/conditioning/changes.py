@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import ClassTableError, InputNotFoundError
+from geosr.io.rasters import FULL_READ_LIMIT, block_sample, reading
 
 
 @dataclass(frozen=True)
@@ -109,25 +111,53 @@ def load_class_table(spec: str) -> ClassTable:
         raise ClassTableError(f"{spec}: not a valid class table ({exc})") from exc
 
 
-def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Window | None = None) -> None:
-    """Scan the mask (block by block) and refuse values the table does not declare."""
+def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Window | None = None) -> bool:
+    """Scan the mask (block by block) and refuse values the table does not declare.
+
+    A mask (or ``window`` of it) of up to FULL_READ_LIMIT pixels is scanned whole; a larger one only in a
+    bounded sample of its blocks (:func:`geosr.io.rasters.block_sample`), whatever size it declares.
+    Returns whether every pixel was scanned; when not, the caller must check the values it reads later
+    (``Scene.read_stack`` refuses undeclared values window by window).
+    """
     declared = {c.value for c in table.classes}
     nodata = ds.nodata
     seen: set[int] = set()
-    for _, block in ds.block_windows(1):
-        if window is not None:
-            try:
-                block = block.intersection(window)
-            except Exception:  # rasterio raises WindowError when they do not intersect
-                continue
-        values = np.unique(ds.read(1, window=block))
-        seen.update(int(v) for v in values if np.isfinite(v) and (nodata is None or v != nodata))
-        if len(seen) > 4096:
-            break
-    bad = sorted(seen - declared)
+    full = Window(0, 0, ds.width, ds.height)
+    area = full if window is None else _clip(window, full)
+    whole = area is None or float(area.width) * float(area.height) <= FULL_READ_LIMIT
+    if whole:
+        blocks = (block for _, block in ds.block_windows(1))
+    else:
+        blocks = iter(block_sample(ds, area))
+    with reading(ds.name):
+        for block in blocks:
+            if window is not None:
+                try:
+                    block = block.intersection(window)
+                except Exception:  # rasterio raises WindowError when they do not intersect
+                    continue
+            values = np.unique(ds.read(1, window=block))
+            seen.update(int(v) for v in values if np.isfinite(v) and (nodata is None or v != nodata))
+            if len(seen) > 4096:
+                break
+    refuse_undeclared(ds.name, seen, table)
+    return whole
+
+
+def refuse_undeclared(name: str, values: Iterable[int], table: ClassTable) -> None:
+    """Raise ClassTableError naming the mask when ``values`` holds values the table does not declare."""
+    declared = {c.value for c in table.classes}
+    bad = sorted({int(v) for v in values} - declared)
     if bad:
         shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise ClassTableError(
-            f"{ds.name}: holds values {shown} that the {table.name!r} change class table does not declare "
+            f"{name}: holds values {shown} that the {table.name!r} change class table does not declare "
             f"(declared: {', '.join(str(v) for v in sorted(declared))}; choose another table with --cd-classes)"
         )
+
+
+def _clip(window: Window, full: Window) -> Window | None:
+    try:
+        return window.intersection(full)
+    except Exception:  # WindowError: no overlap
+        return None

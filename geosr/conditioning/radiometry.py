@@ -14,8 +14,9 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.errors import InputError
+from geosr.io.rasters import FULL_READ_LIMIT, block_sample, read_cost, read_window, reading
 
-SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read)
+SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read or a block sample)
 PERCENTILES = (1.0, 99.0)
 
 
@@ -41,14 +42,32 @@ class Stretch:
         return {"low": list(self.low), "high": list(self.high)}
 
 
+def decimated_shape(window: Window, side: int) -> tuple[int, int]:
+    """(h, w) of ``window`` read at most ``side`` pixels a side."""
+    f = max(1.0, max(window.width, window.height) / side)
+    return max(1, round(window.height / f)), max(1, round(window.width / f))
+
+
+def sample_windows(ds: rasterio.DatasetReader, window: Window, side: int = SAMPLE_SIDE) -> list[Window] | None:
+    """None when a decimated read of ``window`` is cheap (a normal size, or overviews serve it), else the
+    windows of a block sample of about ``side``^2 pixels (see :func:`geosr.io.rasters.block_sample`)."""
+    if read_cost(ds, window, decimated_shape(window, side)) <= FULL_READ_LIMIT:
+        return None
+    return block_sample(ds, window, side * side)
+
+
 def decimated_read(
     ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window, side: int = SAMPLE_SIDE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Physical values and validity of ``window`` read at most ``side`` pixels a side (nearest)."""
-    f = max(1.0, max(window.width, window.height) / side)
-    shape = (len(bands), max(1, round(window.height / f)), max(1, round(window.width / f)))
-    data = ds.read(list(bands), window=window, out_shape=shape, resampling=Resampling.nearest, out_dtype="float64")
-    valid = ds.dataset_mask(window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
+    """Physical values and validity of ``window`` read at most ``side`` pixels a side (nearest).
+
+    This decodes the whole window from disk unless overviews serve it: for statistics over an area of
+    any size use :func:`bounded_read`.
+    """
+    shape = (len(bands), *decimated_shape(window, side))
+    with reading(ds.name):
+        data = ds.read(list(bands), window=window, out_shape=shape, resampling=Resampling.nearest, out_dtype="float64")
+        valid = ds.dataset_mask(window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
     if ds.nodata is not None and not np.isnan(ds.nodata):
         valid &= ~(data == ds.nodata).any(axis=0)
     valid &= np.isfinite(data).all(axis=0)
@@ -57,9 +76,28 @@ def decimated_read(
     return data * sc + of, valid
 
 
+def bounded_read(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window, side: int = SAMPLE_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical values and validity of about ``side``^2 pixels of ``window`` for statistics, reading a bounded
+    number of pixels from disk whatever size the file declares.
+
+    The decimated read (:func:`decimated_read`, (C, h, w)) when it is cheap; otherwise a block sample,
+    returned flattened as (C, 1, n) and (1, n).
+    """
+    windows = sample_windows(ds, window, side)
+    if windows is None:
+        return decimated_read(ds, bands, window, side)
+    parts = [read_window(ds, bands, w) for w in windows]
+    data = np.concatenate([d.reshape(len(bands), 1, -1) for d, _ in parts], axis=2)
+    valid = np.concatenate([v.reshape(1, -1) for _, v in parts], axis=1)
+    return data, valid
+
+
 def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window) -> Stretch:
-    """Robust per-band stretch of the LR (1st and 99th percentiles of valid pixels)."""
-    data, valid = decimated_read(ds, bands, window)
+    """Robust per-band stretch of the LR (1st and 99th percentiles of valid pixels), fitted on a bounded
+    read of ``window`` (:func:`bounded_read`)."""
+    data, valid = bounded_read(ds, bands, window)
     if not valid.any():
         raise InputError(f"{ds.name}: has no valid pixels in the area to process (all nodata)")
     lows, highs = [], []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
@@ -12,28 +14,77 @@ from geosr.tiling.grid import Grid
 
 
 def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
-    """The whole-pixel window of ``grid`` covering ``aoi`` ("LEFT,BOTTOM,RIGHT,TOP" or a vector file)."""
+    """The whole-pixel window of ``grid`` covering ``aoi`` ("LEFT,BOTTOM,RIGHT,TOP" or a vector file).
+
+    A box is first cut to the scene's footprint expressed in ``aoi_crs`` and only that part is taken to
+    the scene's CRS, so a box far larger than the scene (the whole world, a box wider than a UTM zone)
+    selects the whole scene rather than failing to transform.
+    """
     parts = [p for p in aoi.replace(" ", ",").split(",") if p]
     if len(parts) == 4 and not Path(aoi).exists():
         try:
             left, bottom, right, top = (float(p) for p in parts)
         except ValueError as exc:
             raise OptionError(f"--aoi {aoi!r}: expected LEFT,BOTTOM,RIGHT,TOP numbers or a vector file") from exc
+        if not all(math.isfinite(v) for v in (left, bottom, right, top)):
+            raise OptionError(f"--aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)")
         if not (left < right and bottom < top):
             raise OptionError(f"--aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP")
         try:
-            bounds = transform_bounds(aoi_crs, grid.crs, left, bottom, right, top, densify_pts=21)
+            crs = CRS.from_user_input(aoi_crs)
+        except Exception as exc:
+            raise OptionError(f"--aoi-crs {aoi_crs!r}: not a CRS geosr can use ({exc})") from exc
+        try:
+            bounds = _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
             raise OptionError(f"--aoi-crs {aoi_crs!r}: not a CRS geosr can use ({exc})") from exc
     else:
         bounds = _vector_bounds(aoi, grid)
+    if bounds is None:
+        raise NoOverlapError(f"--aoi {aoi}: does not overlap the scene")
     try:
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
         raise NoOverlapError(f"--aoi {aoi}: does not overlap the scene") from exc
 
 
-def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float]:
+def _box_in_grid_crs(
+    box: tuple[float, float, float, float], crs: CRS, grid: Grid
+) -> tuple[float, float, float, float] | None:
+    """``box`` (in ``crs``) cut to the scene's footprint and taken to the grid's CRS; None when they do not meet.
+
+    The footprint in ``crs`` is the grid's bounds transformed with densified edges; a geographic footprint
+    that crosses the antimeridian (its left beyond its right) is cut in two at +-180 degrees.
+    """
+    left, bottom, right, top = box
+    try:
+        sl, sb, sr, st = transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=21)
+    except Exception:  # the scene cannot be expressed in the AOI's CRS: take the box across as it is
+        sl = sb = sr = st = math.nan
+    if not all(math.isfinite(v) for v in (sl, sb, sr, st)):
+        pieces = [box]
+    else:
+        spans = [(sl, sr)] if sl <= sr else [(sl, math.inf), (-math.inf, sr)]
+        pieces = []
+        for x0, x1 in spans:
+            piece = (max(left, x0), max(bottom, sb), min(right, x1), min(top, st))
+            if piece[0] < piece[2] and piece[1] < piece[3]:
+                pieces.append(piece)
+    out: list[tuple[float, float, float, float]] = []
+    for piece in pieces:
+        b = transform_bounds(crs, grid.crs, *piece, densify_pts=21)
+        if any(math.isnan(v) for v in b):
+            continue
+        # an infinite side (a pole, say) reaches at least as far as the scene does
+        b = tuple(g if math.isinf(v) else v for v, g in zip(b, grid.bounds))
+        if b[0] < b[2] and b[1] < b[3]:
+            out.append(b)
+    if not out:
+        return None
+    return (min(b[0] for b in out), min(b[1] for b in out), max(b[2] for b in out), max(b[3] for b in out))
+
+
+def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float] | None:
     import geopandas as gpd
 
     if not Path(path).exists():
@@ -46,4 +97,11 @@ def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float]:
         raise OptionError(f"{path}: holds no features")
     if frame.crs is None:
         raise OptionError(f"{path}: has no CRS")
-    return tuple(frame.to_crs(grid.crs).total_bounds)
+    bounds = tuple(float(v) for v in frame.to_crs(grid.crs).total_bounds)
+    if all(math.isfinite(v) for v in bounds):
+        return bounds
+    # features the scene's CRS cannot hold (a world-wide layer in UTM): their extent cut to the scene first
+    try:
+        return _box_in_grid_crs(tuple(float(v) for v in frame.total_bounds), CRS.from_user_input(frame.crs), grid)
+    except Exception as exc:
+        raise OptionError(f"{path}: its extent cannot be expressed in the scene's CRS ({exc})") from exc

@@ -18,6 +18,14 @@ from rasterio.windows import Window
 from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
 from geosr.tiling.grid import Grid
 
+# Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
+# header-declared size whole: an area whose read would decode more than FULL_READ_LIMIT pixels from disk
+# (after the overviews GDAL would use) is sampled instead, in at most SAMPLE_WINDOWS windows spread evenly
+# over it, each inside one block of the file, decoding at most SAMPLE_BLOCK_PIXELS pixels of whole blocks.
+FULL_READ_LIMIT = 8192 * 8192
+SAMPLE_WINDOWS = 256
+SAMPLE_BLOCK_PIXELS = 32 * 1024 * 1024
+
 # Default RGB band names by sensor, matched against band descriptions (case-insensitive, whole names).
 RGB_NAMES: tuple[tuple[str, str, str], ...] = (
     ("B04", "B03", "B02"),  # Sentinel-2
@@ -176,6 +184,53 @@ def reading(name: str) -> Iterator[None]:
             root = root.__cause__ or root.__context__
         reason = str(root).split("\n")[0].rstrip(".")
         raise NotARasterError(f"{name}: pixels cannot be read, the file may be corrupt ({reason})") from exc
+
+
+def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> float:
+    """Pixels GDAL decodes from disk to read ``window``, at ``out_shape`` (h, w) from the overview it would use.
+
+    GDAL serves a decimated read from the coarsest overview that is still at least as fine as asked for.
+    """
+    area = float(window.width) * float(window.height)
+    if out_shape is None:
+        return area
+    wanted = min(float(window.width) / max(1, out_shape[1]), float(window.height) / max(1, out_shape[0]))
+    usable = [f for f in ds.overviews(1) if f <= wanted]
+    return area / max(usable, default=1) ** 2
+
+
+def block_sample(ds: rasterio.DatasetReader, window: Window, pixels: int | None = None) -> list[Window]:
+    """Windows spread evenly over ``window`` (a bounded sample of a large area), each inside one block.
+
+    Each window costs one block from disk; there are at most SAMPLE_WINDOWS of them and their blocks hold
+    at most SAMPLE_BLOCK_PIXELS pixels (at least one block). With ``pixels`` each window is the centre of
+    its block cut so that all windows hold about ``pixels`` in all; without, each is its whole block
+    (clipped to ``window``).
+    """
+    bh, bw = ds.block_shapes[0]
+    c0, r0 = max(0, int(window.col_off)), max(0, int(window.row_off))
+    c1 = min(ds.width, int(window.col_off) + int(window.width))
+    r1 = min(ds.height, int(window.row_off) + int(window.height))
+    if c1 <= c0 or r1 <= r0:
+        return []
+    n = max(1, min(SAMPLE_WINDOWS, SAMPLE_BLOCK_PIXELS // (bh * bw)))
+    n_rows, n_cols = (r1 - 1) // bh - r0 // bh + 1, (c1 - 1) // bw - c0 // bw + 1
+    ny = max(1, min(n_rows, round(math.sqrt(n * n_rows / n_cols))))
+    nx = max(1, min(n_cols, n // ny))
+    rows = sorted({int(v) for v in np.linspace(r0 // bh, (r1 - 1) // bh, ny).round()})
+    cols = sorted({int(v) for v in np.linspace(c0 // bw, (c1 - 1) // bw, nx).round()})
+    per = None if pixels is None else max(1, pixels // (len(rows) * len(cols)))
+    out = []
+    for br in rows:
+        y0, y1 = max(r0, br * bh), min(r1, (br + 1) * bh)
+        for bc in cols:
+            x0, x1 = max(c0, bc * bw), min(c1, (bc + 1) * bw)
+            h, w = y1 - y0, x1 - x0
+            if per is not None:
+                h = min(h, max(1, math.isqrt(per)))
+                w = min(w, max(1, per // h))
+            out.append(Window(x0 + (x1 - x0 - w) // 2, y0 + (y1 - y0 - h) // 2, w, h))
+    return out
 
 
 def _has_any_mask(ds: rasterio.DatasetReader) -> bool:

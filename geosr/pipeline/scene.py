@@ -10,8 +10,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geosr.conditioning.changes import BINARY, ClassTable, check_mask_values
-from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch
+from geosr.conditioning.changes import BINARY, ClassTable, check_mask_values, refuse_undeclared
+from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
     GridReader,
     Harmonization,
@@ -20,11 +20,21 @@ from geosr.conditioning.reference import (
     source_is_finer,
 )
 from geosr.errors import BandError, ClassTableError
-from geosr.io.rasters import RasterInfo, default_bands, inspect_raster, open_raster, parse_bands, read_window
+from geosr.io.rasters import (
+    FULL_READ_LIMIT,
+    RasterInfo,
+    block_sample,
+    default_bands,
+    inspect_raster,
+    open_raster,
+    parse_bands,
+    read_window,
+    reading,
+)
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
-FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels
+FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
 
 
 @dataclass
@@ -64,6 +74,10 @@ class Scene:
     ref_reader: GridReader | None = None
     cd_reader: GridReader | None = None
     map_reader: GridReader | None = None
+    # A class raster too large to scan whole is checked on a sample of its blocks when opened; its values
+    # are then checked again in every window read (read_stack).
+    cd_sampled: bool = False
+    map_sampled: bool = False
     _open: list = field(default_factory=list)
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -126,7 +140,7 @@ class Scene:
         self._open.append(ds)
         check_overlap(ds, self.hr, "change mask")
         self.cd_table = table or BINARY
-        check_mask_values(ds, self.cd_table)
+        self.cd_sampled = not check_mask_values(ds, self.cd_table)
         self.cd_info = info
         self.cd_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.cd_reader)
@@ -146,33 +160,63 @@ class Scene:
         names = ds.tags().get("GEOSR_MAP_CLASSES")
         if names:
             self.n_map_classes = len(json.loads(names))
-        else:
-            self.n_map_classes = int(max(int(np.max(ds.read(1, window=w))) for _, w in ds.block_windows(1))) + 1
+        else:  # the largest class value: over every block, or a bounded sample of blocks of a huge map
+            self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
+            if self.map_sampled:
+                blocks = block_sample(ds, Window(0, 0, ds.width, ds.height))
+            else:
+                blocks = [w for _, w in ds.block_windows(1)]
+            with reading(ds.name):
+                self.n_map_classes = int(max(int(np.max(ds.read(1, window=w))) for w in blocks)) + 1
         self.map_info = info
         self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.map_reader)
 
     def _fit_harmonization(self) -> None:
-        """Reference -> LR per-band linear fit on the LR grid (average of the reference), unchanged pixels."""
+        """Reference -> LR per-band linear fit on the LR grid (average of the reference), unchanged pixels.
+
+        Fitted on the LR area decimated to at most FIT_SIDE pixels a side or, when that read would be
+        too large (see :func:`geosr.conditioning.radiometry.sample_windows`), on a block sample of it.
+        """
         lr_grid = self.lr_info.grid.subgrid(self.area)
-        f = max(1.0, max(self.area.width, self.area.height) / FIT_SIDE)
-        shape = (max(1, round(self.area.height / f)), max(1, round(self.area.width / f)))
-        lr, lr_valid = decimated_read(self.lr_ds, self.bands, self.area, side=FIT_SIDE)
+        windows = sample_windows(self.lr_ds, self.area, FIT_SIDE)
+        if windows is None:
+            whole = Window(0, 0, lr_grid.width, lr_grid.height)
+            lr, lr_valid = decimated_read(self.lr_ds, self.bands, self.area, side=FIT_SIDE)
+            ref, usable = self._harmonization_reference(lr_grid, [whole], tuple(lr_valid.shape))
+        else:
+            parts = [read_window(self.lr_ds, self.bands, w) for w in windows]
+            lr = np.concatenate([d.reshape(len(self.bands), 1, -1) for d, _ in parts], axis=2)
+            lr_valid = np.concatenate([v.reshape(1, -1) for _, v in parts], axis=1)
+            local = [Window(w.col_off - self.area.col_off, w.row_off - self.area.row_off, w.width, w.height)
+                     for w in windows]
+            ref, usable = self._harmonization_reference(lr_grid, local, None)
+        self.harmonization = fit_harmonization(lr, lr_valid, ref, usable)
+
+    def _harmonization_reference(
+        self, lr_grid: Grid, windows: list[Window], out_shape: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, and
+        unchanged by the change mask); one window is returned as is, several flattened and joined."""
         ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average)
         try:
-            ref, ref_valid = ref_lr.read(Window(0, 0, lr_grid.width, lr_grid.height), out_shape=shape)
+            refs = [ref_lr.read(w, out_shape=out_shape) for w in windows]
         finally:
             ref_lr.close()
-        usable = ref_valid
+        usables = [v for _, v in refs]
         if self.cd_info is not None:
             cd_lr = GridReader(self.cd_reader.ds, lr_grid, (1,), Resampling.mode)
             try:
-                raw, cd_valid = cd_lr.read(Window(0, 0, lr_grid.width, lr_grid.height), out_shape=shape)
+                cds = [cd_lr.read(w, out_shape=out_shape) for w in windows]
             finally:
                 cd_lr.close()
-            values = np.clip(np.rint(raw[0]).astype(np.int64), 0, len(self._cd_changed) - 1)
-            usable = usable & cd_valid & ~self._cd_changed[values]
-        self.harmonization = fit_harmonization(lr, lr_valid, ref, usable)
+            for i, (raw, cd_valid) in enumerate(cds):
+                values = np.clip(np.rint(raw[0]).astype(np.int64), 0, len(self._cd_changed) - 1)
+                usables[i] = usables[i] & cd_valid & ~self._cd_changed[values]
+        if len(windows) == 1:
+            return refs[0][0], usables[0]
+        ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
+        return ref, np.concatenate([u.reshape(1, -1) for u in usables], axis=1)
 
     def close(self) -> None:
         for obj in reversed(self._open):
@@ -194,7 +238,12 @@ class Scene:
             raise BandError(f"{path}: the style image gives {len(sel)} bands but the LR gives {len(self.bands)}")
         ds = open_raster(path)
         try:
-            phys, valid = decimated_read(ds, sel, Window(0, 0, ds.width, ds.height), side=side)
+            whole = Window(0, 0, ds.width, ds.height)
+            if sample_windows(ds, whole, side) is None:
+                phys, valid = decimated_read(ds, sel, whole, side=side)
+            else:  # too large to decimate whole: its central side x side pixels
+                h, w = min(side, ds.height), min(side, ds.width)
+                phys, valid = read_window(ds, sel, Window((ds.width - w) // 2, (ds.height - h) // 2, w, h))
         finally:
             ds.close()
         if not valid.any():
@@ -217,8 +266,12 @@ class Scene:
         else:
             ref, ref_valid = np.zeros((len(self.bands), H, W), np.float32), np.zeros((H, W), bool)
         if self.cd_info is not None:
-            values, cd_valid = self.cd_reader.read_values(hr_win)
-            values = np.clip(values, 0, len(self._cd_index) - 1)
+            raw, cd_valid = self.cd_reader.read_values(hr_win)
+            values = np.clip(raw, 0, len(self._cd_index) - 1)
+            if self.cd_sampled:  # only a sample was checked when the mask was opened
+                bad = cd_valid & ((raw != values) | (self._cd_index[values] < 0))
+                if bad.any():
+                    refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
             change = np.where(cd_valid, self._cd_index[values], self.cd_table.unknown_index)
             changed = np.where(cd_valid, self._cd_changed[values], True)
         else:
@@ -226,6 +279,12 @@ class Scene:
         map_ = None
         if self.map_info is not None:
             values, m_valid = self.map_reader.read_values(hr_win)
+            if self.map_sampled and (m_valid & (values >= self.n_map_classes)).any():
+                top = int(values[m_valid].max())
+                raise ClassTableError(
+                    f"{self.map_info.path}: holds class {top} but a sample of this map showed at most "
+                    f"{self.n_map_classes - 1} (a map this large needs its classes named in a GEOSR_MAP_CLASSES tag)"
+                )
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)

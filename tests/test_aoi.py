@@ -1,0 +1,137 @@
+"""--aoi boxes: cut to the scene's footprint in the AOI's CRS before they are taken to the scene's CRS."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import transform
+from rasterio.windows import Window
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.app import app
+from geosr.errors import NoOverlapError, OptionError
+from geosr.io.aoi import aoi_window
+from geosr.tiling.grid import Grid
+
+# UTM zone 10N near Oakland (a whole-world box used to be refused there), 30 m, 240 x 200 px
+UTM = Grid(CRS.from_epsg(32610), Affine(30, 0, 560000, 0, -30, 4190000), 240, 200)
+# UTM zone 55S (southern hemisphere)
+UTM_SOUTH = Grid(CRS.from_epsg(32755), Affine(30, 0, 330000, 0, -30, 6250000), 240, 200)
+# geographic, 0.01 degree, 300 x 200 px: lon 10..13, lat 48..50
+GEO = Grid(CRS.from_epsg(4326), Affine(0.01, 0, 10, 0, -0.01, 50), 300, 200)
+# UTM zone 1N across the antimeridian (lon about 178.5 .. -177.9), 500 m, 400 x 200 px
+ANTIMERIDIAN = Grid(CRS.from_epsg(32601), Affine(500, 0, 250000, 0, -500, 6700000), 400, 200)
+
+WHOLE_WORLD = "-180,-90,180,90"
+
+
+def _whole(grid: Grid) -> Window:
+    return Window(0, 0, grid.width, grid.height)
+
+
+@pytest.mark.parametrize("grid", [UTM, UTM_SOUTH, GEO, ANTIMERIDIAN], ids=["utm", "utm-south", "geo", "antimeridian"])
+@pytest.mark.parametrize("box", [WHOLE_WORLD, "-179.9,-89.9,179.9,89.9", "-1e300,-1e300,1e300,1e300"])
+def test_a_box_around_the_scene_selects_the_whole_scene(grid, box):
+    assert aoi_window(box, grid) == _whole(grid)
+
+
+def test_a_box_wider_than_a_utm_zone_selects_the_whole_scene():
+    assert aoi_window("-140,20,-100,50", UTM) == _whole(UTM)
+    assert aoi_window("100,-60,170,-10", UTM_SOUTH) == _whole(UTM_SOUTH)
+
+
+def test_a_whole_world_box_in_a_projected_crs():
+    world_3857 = "-20037508,-20048966,20037508,20048966"
+    assert aoi_window(world_3857, UTM, aoi_crs="EPSG:3857") == _whole(UTM)
+
+
+def test_a_partial_box_in_the_scene_crs_selects_whole_pixels():
+    # cols (560105 - 560000) / 30 = 3.5 .. (561203 - 560000) / 30 = 40.1; rows (4190000 - 4189851) / 30 = 4.97 ..
+    # (4190000 - 4188705) / 30 = 43.2
+    assert aoi_window("560105,4188705,561203,4189851", UTM, aoi_crs="EPSG:32610") == Window(3, 4, 38, 40)
+
+
+def test_a_partial_geographic_box_on_a_geographic_scene():
+    # lon 11..12 -> cols 100..200, lat 49.2..48.5 -> rows 80..150
+    assert aoi_window("11,48.5,12,49.2", GEO) == Window(100, 80, 100, 70)
+    # reaching beyond the scene: cut to it
+    assert aoi_window("11,48.5,40,60", GEO) == Window(100, 0, 200, 150)
+
+
+def test_a_partial_geographic_box_on_a_utm_scene_covers_its_corners_tightly():
+    x0, y0 = UTM.transform @ (60, 50)
+    x1, y1 = UTM.transform @ (150, 170)
+    lons, lats = transform(UTM.crs, "EPSG:4326", [x0, x1, x0, x1], [y0, y0, y1, y1])
+    box = (min(lons), min(lats), max(lons), max(lats))
+    win = aoi_window(",".join(repr(v) for v in box), UTM)
+    # by hand: the box's corners back on the grid, as whole pixels
+    xs, ys = transform("EPSG:4326", UTM.crs, [box[0], box[2], box[0], box[2]], [box[1], box[1], box[3], box[3]])
+    cols, rows = zip(*(~UTM.transform @ (x, y) for x, y in zip(xs, ys)))
+    c0, c1 = math.floor(min(cols)), math.ceil(max(cols))
+    r0, r1 = math.floor(min(rows)), math.ceil(max(rows))
+    assert win.col_off <= c0 and win.col_off + win.width >= c1
+    assert win.row_off <= r0 and win.row_off + win.height >= r1
+    assert c0 - win.col_off <= 2 and win.col_off + win.width - c1 <= 2  # no more than the edges' curvature
+    assert r0 - win.row_off <= 2 and win.row_off + win.height - r1 <= 2
+    assert win != _whole(UTM)
+
+
+def test_boxes_either_side_of_the_antimeridian_select_either_side_of_the_scene():
+    # lon 180 falls about 3 degrees (about 167 km at 60 N) west of zone 1's central meridian: x ~ 333 km, col ~ 166
+    west = aoi_window("170,50,180,70", ANTIMERIDIAN)
+    east = aoi_window("-180,50,-170,70", ANTIMERIDIAN)
+    assert west.col_off == 0 and 150 <= west.width <= 185
+    assert 150 <= east.col_off <= 185 and east.col_off + east.width == 400
+    assert west.height == east.height == 200
+
+
+@pytest.mark.parametrize("box", ["inf,0,1,1", "0,-inf,1,1", "0,0,Infinity,1", "nan,0,1,1", "0,0,1,NaN"])
+def test_non_finite_numbers_are_refused(box):
+    with pytest.raises(OptionError) as info:
+        aoi_window(box, UTM)
+    message = str(info.value)
+    assert message == f"--aoi {box!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)"
+
+
+@pytest.mark.parametrize("grid,box", [(UTM, "0,0,1,1"), (UTM, "100,0,110,10"), (GEO, "20,48,21,49"),
+                                      (ANTIMERIDIAN, "0,50,10,70")])
+def test_a_box_elsewhere_still_does_not_overlap(grid, box):
+    with pytest.raises(NoOverlapError, match=rf"^--aoi {box}: does not overlap the scene$"):
+        aoi_window(box, grid)
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+@pytest.fixture
+def utm_scene(tmp_path):
+    data = (smooth_field(3, UTM.height // 10, UTM.width // 10) * 255).astype(np.uint8)
+    return make_raster(tmp_path / "lr.tif", data, crs=UTM.crs, transform=UTM.transform @ Affine.scale(10))
+
+
+def test_cli_refuses_an_infinite_aoi_with_exit_2(tmp_path, utm_scene):
+    out = tmp_path / "out.tif"
+    result = runner.invoke(app, ["upscale", str(utm_scene), "--aoi", "inf,0,1,1", "-x", "2", "--model", "bicubic",
+                                 "-o", str(out)])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    assert result.stderr.strip() == (
+        "geosr: error: --aoi 'inf,0,1,1': LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)"
+    )
+    assert not out.exists()
+
+
+def test_cli_whole_world_aoi_gives_the_whole_scene(tmp_path, utm_scene):
+    out = tmp_path / "out.tif"
+    result = runner.invoke(app, ["upscale", str(utm_scene), "--aoi", WHOLE_WORLD, "-x", "2", "--model", "bicubic",
+                                 "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr)
+    with rasterio.open(utm_scene) as lr, rasterio.open(out) as hr:
+        assert (hr.width, hr.height) == (lr.width * 2, lr.height * 2)
+        assert hr.bounds == lr.bounds

@@ -1,0 +1,89 @@
+"""A corrupt block in the LR, the change mask or the map: exit 2 naming the file, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.app import app
+from geosr.errors import NotARasterError
+
+runner = CliRunner()
+H, W = 48, 64
+
+
+def _corrupt(path, row: int = 1, col: int = 1) -> None:
+    """Overwrite the compressed bytes of block (row, col) of band 1 with garbage."""
+    with rasterio.open(path) as ds:
+        off = int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[off : off + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+
+
+def _tiled(path, data, **kw):
+    return make_raster(path, data, tiled=True, blockxsize=16, blockysize=16, compress="deflate", **kw)
+
+
+@pytest.fixture
+def lr(tmp_path):
+    return _tiled(tmp_path / "lr.tif", (smooth_field(3, H, W) * 255).astype(np.uint8))
+
+
+def _classes(seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random((1, H, W)) > 0.7).astype(np.uint8)
+
+
+def _argv(tmp_path, lr, which: str) -> tuple[list[str], str]:
+    out = str(tmp_path / "out.tif")
+    if which == "lr":
+        _corrupt(lr)
+        return ["upscale", str(lr), "-x", "2", "--model", "bicubic", "-o", out], str(lr)
+    if which == "cd":
+        cd = _corrupt_copy(_tiled(tmp_path / "cd.tif", _classes(1)))
+        return ["upscale", str(lr), "--cd", str(cd), "-x", "2", "--model", "bicubic", "-o", out], str(cd)
+    if which == "map":
+        m = _corrupt_copy(_tiled(tmp_path / "map.tif", _classes(2)))
+        return ["upscale", str(lr), "--map", str(m), "-x", "2", "--model", "bicubic", "-o", out], str(m)
+    if which == "map-tagged":  # its class count comes from the tag: the corrupt block is met reading windows
+        m = _tiled(tmp_path / "map.tif", _classes(3))
+        with rasterio.open(m, "r+") as ds:
+            ds.update_tags(GEOSR_MAP_CLASSES=json.dumps(["other", "building"]))
+        _corrupt(m)
+        return ["upscale", str(lr), "--map", str(m), "-x", "2", "--model", "bicubic", "-o", out], str(m)
+    raise AssertionError(which)
+
+
+def _corrupt_copy(path):
+    _corrupt(path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["lr", "cd", "map", "map-tagged"])
+def test_a_corrupt_block_exits_2_naming_the_file(tmp_path, lr, which):
+    argv, name = _argv(tmp_path, lr, which)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr, result.exception)
+    message = result.stderr.strip().splitlines()[-1]  # (a run that got going drew its progress bar above)
+    assert message.startswith("geosr: error:"), message
+    assert f"{name}: pixels cannot be read, the file may be corrupt (" in message, message
+    assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("which", ["lr", "cd", "map"])
+def test_library_raises_not_a_raster_error(tmp_path, lr, which):
+    from geosr.pipeline.upscale import plan_upscale
+
+    argv, name = _argv(tmp_path, lr, which)
+    kw = {"cd": argv[argv.index("--cd") + 1]} if "--cd" in argv else {}
+    if "--map" in argv:
+        kw["map"] = argv[argv.index("--map") + 1]
+    with pytest.raises(NotARasterError, match="pixels cannot be read, the file may be corrupt") as info:
+        plan_upscale(lr, output=None, scale=2, model="bicubic", dry_run=True, **kw).close()
+    assert name in str(info.value)
