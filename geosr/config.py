@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from geosr.errors import OptionError
+
 SUPPORTED_SCALES = (2, 4, 8, 16)
+COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "NONE")  # what the COG writer is asked for; GDAL has them all
 BACK_PROJECTION_OPERATORS = ("box", "bicubic")  # geosr.models.consistency
 LR_CONSISTENCY_MODES = ("off", *BACK_PROJECTION_OPERATORS)
 
@@ -18,6 +21,12 @@ class TilingConfig:
 
     window: int | None = None
     overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("window", self.window, low=1, none_ok=True)
+        _check_int("overlap", self.overlap, low=0, none_ok=True)
+        if self.window is not None and self.overlap is not None and self.overlap >= self.window:
+            raise OptionError(f"overlap {self.overlap} must be smaller than the window ({self.window} LR pixels)")
 
     def resolved(self, scale: int) -> "TilingConfig":
         """Fill in defaults: windows of about 256 HR pixels, a quarter of them overlapping."""
@@ -42,6 +51,10 @@ class SamplerConfig:
     reference_detail: bool | None = None
     lr_consistency: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_int("steps", self.steps, low=1, none_ok=True)
+        _check_int("seed", self.seed, low=0)
+
 
 @dataclass(frozen=True, kw_only=True)
 class OutputConfig:
@@ -52,6 +65,12 @@ class OutputConfig:
     overview_resampling: str = "average"
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.compress, str) or self.compress.upper() not in COMPRESSIONS:
+            raise OptionError(f"compression {self.compress!r} is not one of {', '.join(COMPRESSIONS)}")
+        object.__setattr__(self, "compress", self.compress.upper())
+        _check_int("blocksize", self.blocksize, low=16)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceConfig:
@@ -59,6 +78,17 @@ class DeviceConfig:
 
     device: str = "auto"
     batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        _check_int("batch size", self.batch_size, low=1)
+
+
+def _check_int(name: str, value: object, *, low: int, none_ok: bool = False) -> None:
+    """Options are checked where they are made, so the CLI, a manifest and Python get the same sentence."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise OptionError(f"{name} must be a whole number of at least {low}, not {value!r}")
 
 
 def to_json(obj: Any) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from geosr.cli.common import EXIT_BAD_INPUT, err_console, out_console, run_command
 
@@ -179,8 +180,7 @@ def _summary(r) -> None:
             detail = f"{j.output} (up to date)"
         seconds = "" if j.seconds is None else f"{j.seconds:.1f}"
         windows = "" if j.windows is None else str(j.windows)
-        table.add_row(j.id, f"[{colours.get(j.status, 'white')}]{j.status}[/]", windows, seconds,
-                      _escape(detail))
+        table.add_row(j.id, Text(j.status, style=colours.get(j.status, "white")), windows, seconds, detail)
     out_console.print(table)
     hidden = len(r.jobs) - len(shown)
     if hidden:
@@ -190,9 +190,3 @@ def _summary(r) -> None:
     if r.results:
         line += f"; results in {r.results}"
     out_console.print(line, style="bold red" if not r.ok else "bold green", highlight=False, markup=False)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

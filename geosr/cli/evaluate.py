@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from rich.text import Text
+
 from geosr.cli.common import LR_CONSISTENCY_HELP, err_console, out_console, print_json, progress_bar, run_command
 
 
@@ -55,4 +57,5 @@ def evaluate(
         print_json(payload)
     elif not quiet:
         out_console.print(markdown_table(result.summary, result.models), highlight=False, markup=False)
-        out_console.print(f"[bold green]wrote {result.out}/metrics.json[/] and metrics.md", highlight=False)
+        out_console.print(Text.assemble((f"wrote {result.out}/metrics.json", "bold green"), " and metrics.md"),
+                          highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 from rich.table import Table
 
 from geosr.cli.common import out_console, print_json, run_command
@@ -32,9 +33,10 @@ def info(
         return
     for f in result["files"]:
         out_console.print(
-            f"[bold]{f['path']}[/] {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or 'NO CRS'}, "
-            f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}, nodata {f['nodata']}, mask {'yes' if f['mask'] else 'no'}, "
-            f"default bands {','.join(map(str, f['default_bands']))}",
+            Text.assemble((str(f["path"]), "bold"),
+                          f" {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or 'NO CRS'}, "
+                          f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}, nodata {f['nodata']}, "
+                          f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
             highlight=False,
         )
         table = Table("band", "description", "dtype", "scale", "offset", "colour")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
 
 import typer
+from rich.text import Text
 
 from geosr.cli.common import err_console, out_console, print_json, run_command
 
@@ -152,9 +153,10 @@ def _print_summary(r) -> None:
     d = r.to_dict()
     total = max(1, d["width"] * d["height"])
     out_console.print(
-        f"[bold green]wrote {d['output']}[/]: {d['width']} x {d['height']} px, {d['crs']}, "
-        f"pixel {d['resolution'][0]:.6g} x {d['resolution'][1]:.6g}, style {d['style']}, "
-        f"table {d['class_table']}, {d['seconds']:.1f} s",
+        Text.assemble((f"wrote {d['output']}", "bold green"),
+                      f": {d['width']} x {d['height']} px, {d['crs']}, "
+                      f"pixel {d['resolution'][0]:.6g} x {d['resolution'][1]:.6g}, style {d['style']}, "
+                      f"table {d['class_table']}, {d['seconds']:.1f} s"),
         highlight=False,
     )
     shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in d["pixels"].items() if v)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from geosr.cli.common import out_console, print_json, progress_bar, run_command
 
@@ -88,9 +89,10 @@ def train(
         print_json(result.to_dict())
     elif not quiet:
         out_console.print(
-            f"[bold green]wrote {result.checkpoint}[/]: {result.steps} steps"
-            + (f" (resumed at {result.resumed_from})" if result.resumed_from else "")
-            + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}",
+            Text.assemble((f"wrote {result.checkpoint}", "bold green"),
+                          f": {result.steps} steps"
+                          + (f" (resumed at {result.resumed_from})" if result.resumed_from else "")
+                          + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}"),
             highlight=False,
         )
         if result.best_checkpoint:

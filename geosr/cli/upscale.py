@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from rich.text import Text
+
 from geosr.cli.common import LR_CONSISTENCY_HELP, out_console, print_json, progress_bar, run_command
 
 
@@ -37,6 +39,7 @@ def upscale(
     compress: Annotated[str, typer.Option("--compress", help="COG compression (DEFLATE, LZW, ZSTD, NONE).")] = "DEFLATE",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same job.")] = False,
+    force_resources: Annotated[bool, typer.Option("--force-resources", help="Run even when the plan needs more memory or disk than the machine has.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (windows, memory, output size); write nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -75,10 +78,11 @@ def upscale(
                 tiling=TilingConfig(window=window, overlap=overlap),
                 sampler=SamplerConfig(preset=sampler, steps=steps, seed=seed, fuse_overlaps=fuse_overlaps,
                                       reference_detail=ref_detail, lr_consistency=lr_consistency),
-                output_config=OutputConfig(compress=compress.upper(), overwrite=overwrite),
+                output_config=OutputConfig(compress=compress, overwrite=overwrite),
                 device=DeviceConfig(device=device, batch_size=batch_size),
                 resume=resume,
                 dry_run=dry_run,
+                force_resources=force_resources,
                 progress=update,
             )
 
@@ -92,9 +96,9 @@ def upscale(
 def _print_summary(r) -> None:
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
-        f"[bold green]{head}[/]: {r.width} x {r.height} px x {r.count} bands {r.dtype}, {r.crs}, "
-        f"x{r.scale} with {r.model}; {r.windows} windows of {r.window_size} LR px "
-        f"(overlap {r.overlap}) in {r.window_rows} rows",
+        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {r.count} bands {r.dtype}, {r.crs}, "
+                      f"x{r.scale} with {r.model}; {r.windows} windows of {r.window_size} LR px "
+                      f"(overlap {r.overlap}) in {r.window_rows} rows"),
         highlight=False,
     )
     extra = f"output {r.output_mb:.1f} MB uncompressed, working memory about {r.memory_mb:.0f} MB"
@@ -103,3 +107,12 @@ def _print_summary(r) -> None:
     if not r.dry_run:
         extra += f", {r.seconds:.1f} s" + (f" (resumed after {r.resumed_rows} rows)" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)
+    res = r.resources or {}
+    if r.dry_run and res and not res.get("fits", True):
+        free = res.get("disk_free_mb")
+        out_console.print(
+            f"does not fit this machine: needs about {res['memory_mb']:.0f} MB of memory "
+            f"({res['memory_available_mb']:.0f} MB available) and up to {res['disk_mb']:.0f} MB of disk "
+            f"({'unknown' if free is None else f'{free:.0f} MB'} free); a run is refused without --force-resources",
+            style="bold yellow", highlight=False,
+        )

@@ -4,7 +4,8 @@
 whole plan in a plain run, several when a scene is split across workers). Each holds ``job.json`` (the
 fingerprint of the job), ``journal.jsonl`` (one line per finished window row, appended and fsynced only
 after its files are on disk), ``chunk_NNNNN.tif`` (the finished HR rows of that window row) and
-``carry_NNNNN.npz`` (the accumulator state of the rows still open after it).
+``carry_NNNNN.npz`` (the accumulator state of the rows still open after it). The folder also holds the
+job's lock (:mod:`geosr.io.lock`); only its holder changes the folder.
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output
+
+
+def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = ()) -> None:
+    """Empty a work folder (a fresh start), keeping the files named in ``keep`` (the held lock)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def work_dir_for(output: Path) -> Path:
@@ -39,7 +54,7 @@ class Journal:
         if resume and job.exists():
             try:
                 recorded = json.loads(job.read_text())
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:
                 raise ResumeError(f"{job}: the journal is unreadable; run again without --resume") from exc
             if recorded != fingerprint:
                 raise ResumeError(
@@ -48,6 +63,9 @@ class Journal:
                 )
             journal = cls(folder, fingerprint)
             journal._load()
+            journal._check_files()
+            for partial in folder.glob("*.partial*"):  # a chunk or carry a killed run was writing
+                partial.unlink(missing_ok=True)
             return journal
         if folder.exists():
             shutil.rmtree(folder)
@@ -62,9 +80,21 @@ class Journal:
             return
         for line in path.read_text().splitlines():
             try:
-                self.rows.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 break  # a torn last line: the row it describes is redone
+            if not (isinstance(entry, dict) and isinstance(entry.get("row"), int)
+                    and isinstance(entry.get("hr_row"), int) and isinstance(entry.get("chunk"), (str, type(None)))):
+                raise ResumeError(f"{path}: line {len(self.rows) + 1} is not a journal entry; the work folder is "
+                                  "damaged, run again without --resume")
+            self.rows.append(entry)
+
+    def _check_files(self) -> None:
+        """Every chunk the journal lists, and the last carry, must be on disk (a damaged folder is refused)."""
+        for path, _ in self.chunks():
+            if path.parent != self.folder or not path.is_file():
+                raise ResumeError(f"{path}: is listed in the journal but missing; the work folder is damaged, run "
+                                  "again without --resume")
 
     @property
     def done(self) -> int:
@@ -88,8 +118,12 @@ class Journal:
         path = self._carry_path(self.done - 1)
         if not path.exists():
             raise ResumeError(f"{path}: is missing; run again without --resume to start over")
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ResumeError(f"{path}: is unreadable ({exc}); the work folder is damaged, run again without "
+                              "--resume") from exc
 
     def commit(self, row: int, hr_row: int, has_chunk: bool, carry: dict[str, np.ndarray]) -> None:
         """Record window row ``row`` as finished; its chunk must already be on disk."""

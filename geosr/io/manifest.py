@@ -25,13 +25,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
+from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
 from geosr.errors import InputError
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PATH_KEYS = ("lr", "out", "ref", "cd", "map")
 PLACEHOLDERS = ("stem", "name", "dir", "x")
-COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "NONE")
 SAMPLER_PRESETS = ("default", "paper")
 
 # every job option, its type, and geosr upscale's default (None: unset)
@@ -61,6 +60,7 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "compress": (str, "DEFLATE"),
     "overwrite": (bool, False),
     "split_windows": (int, 0),
+    "force_resources": (bool, False),
 }
 ALIASES = {"scale": "x", "output": "out", "o": "out"}
 NOT_PER_JOB = {
@@ -128,6 +128,7 @@ class JobSpec:
     compress: str = "DEFLATE"
     overwrite: bool = False
     split_windows: int = 0
+    force_resources: bool = False  # run although the plan needs more memory or disk than the worker has
 
     def upscale_options(self, *, device: str = "auto", overwrite: bool | None = None) -> dict:
         """Keyword arguments of :func:`geosr.pipeline.upscale.plan_upscale` / ``upscale`` (but ``lr``)."""
@@ -148,6 +149,7 @@ class JobSpec:
                                   reference_detail=self.ref_detail, lr_consistency=self.lr_consistency),
             output_config=OutputConfig(compress=self.compress, overwrite=self.overwrite if overwrite is None else overwrite),
             device=DeviceConfig(device=device, batch_size=self.batch_size),
+            force_resources=self.force_resources,
         )
 
     def inputs(self) -> tuple[str, ...]:

@@ -4,38 +4,102 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from geosr.errors import OutputExistsError, OutputLocationError
 
+# Paths GDAL reads through a virtual file system or a network protocol: never the same file as a local output.
+_REMOTE = re.compile(r"^(/vsi|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 
-def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced."""
+
+def check_output_path(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+) -> Path:
+    """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced.
+
+    ``inputs`` are (role, path) pairs of the run's inputs: an output that is (the same file as) one of them is
+    refused even with ``overwrite``, and so is anything at ``path`` that is not a regular file (a FIFO, a
+    device, a socket), which replacing would destroy.
+    """
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
+    for role, src in inputs:
+        if src is not None and same_file(p, src):
+            raise OutputLocationError(f"{p}: is the {role} of this run; write the output to another path")
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists():
         raise OutputLocationError(f"{p}: the output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
+    if not folder.is_dir():
+        raise OutputLocationError(f"{p}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
-    if p.exists() and not overwrite:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return p
+    except OSError as exc:
+        raise OutputLocationError(f"{p}: cannot be checked ({exc.strerror})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputLocationError(f"{p}: is not a regular file ({_kind(st.st_mode)}); geosr replaces only files")
+    if not overwrite:
         raise OutputExistsError(f"{p}: already exists (use --overwrite to replace it)")
     return p
 
 
-def temp_path_beside(final: Path, suffix: str = ".tif") -> Path:
-    """A unique hidden temporary name in the same folder as ``final`` (so the rename is atomic)."""
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two local paths name one file (through links, ``..`` or hard links); never for remote paths."""
+    if _REMOTE.match(str(a)) or _REMOTE.match(str(b)):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def temp_path_beside(final: Path, suffix: str = ".tif", folder: Path | None = None) -> Path:
+    """A unique hidden temporary name in ``folder`` (default: beside ``final``; same file system either way,
+    so the rename is atomic)."""
+    return (folder or final.parent) / f".{final.name}.{uuid.uuid4().hex[:8]}.partial{suffix}"
+
+
+def remove_partials(final: Path) -> list[Path]:
+    """Remove what a killed writer of ``final`` left beside it: hidden ``.partial`` files and GDAL's
+    ``.ovr.tmp`` overview files. Call only while holding ``final``'s job lock."""
+    gone = []
+    for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
-def atomic_output(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path; on success it is fsynced and renamed onto ``final``, on failure removed."""
+def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path (in ``folder``, default beside ``final``); on success it is fsynced and renamed
+    onto ``final``, on failure (or an interrupt) removed."""
     final = Path(final)
-    tmp = temp_path_beside(final, final.suffix or ".tmp")
+    tmp = temp_path_beside(final, final.suffix or ".tmp", folder)
     try:
         yield tmp
         with open(tmp, "rb") as fh:
@@ -50,3 +114,6 @@ def atomic_output(final: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        for extra in tmp.parent.glob(glob_escape(tmp.name) + ".*"):  # GDAL's side files (.ovr.tmp, .aux.xml)
+            with contextlib.suppress(OSError):
+                extra.unlink()

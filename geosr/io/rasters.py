@@ -67,6 +67,8 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         raise InputNotFoundError(f"{p}: no such file")
     if Path(p).is_dir():
         raise NotARasterError(f"{p}: is a folder, not a raster file")
+    if Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait on it forever
+        raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
     try:
         return rasterio.open(p)
     except RasterioIOError as exc:

@@ -16,8 +16,10 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output, temp_path_beside
 from geosr.tiling.grid import Grid
 
@@ -100,16 +102,24 @@ def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
         for path, row in chunks:
-            with rasterio.open(path) as src:
-                win = Window(0, row, src.width, src.height)
-                dst.write(src.read(), window=win)
-                if meta.write_mask:
-                    dst.write_mask(src.read_masks(1), window=win)
+            try:
+                src = rasterio.open(path)
+                with src:
+                    win = Window(0, row, src.width, src.height)
+                    data = src.read()
+                    mask = src.read_masks(1) if meta.write_mask else None
+            except RasterioIOError as exc:
+                raise ResumeError(f"{path}: a finished part of the job cannot be read; the work folder is damaged, "
+                                  "run again without --resume") from exc
+            dst.write(data, window=win)
+            if mask is not None:
+                dst.write_mask(mask, window=win)
 
 
-def to_cog(src_path: Path, final: Path, meta: OutputMeta) -> None:
-    """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``."""
-    with atomic_output(final) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None = None) -> None:
+    """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``. The COG is
+    made in ``folder`` (default: beside ``final``; the same file system), where a killed run leaves it."""
+    with atomic_output(final, folder=folder) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src_path),
             str(tmp),
@@ -122,15 +132,17 @@ def to_cog(src_path: Path, final: Path, meta: OutputMeta) -> None:
         )
 
 
-def write_cog(final: str | os.PathLike[str], data: np.ndarray, grid: Grid, meta: OutputMeta) -> None:
-    """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically)."""
+def write_cog(
+    final: str | os.PathLike[str], data: np.ndarray, grid: Grid, meta: OutputMeta, *, folder: Path | None = None
+) -> None:
+    """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically; temporary files in ``folder``)."""
     final = Path(final)
-    stage = temp_path_beside(final, ".stage.tif")
+    stage = temp_path_beside(final, ".stage.tif", folder)
     try:
         profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
         with rasterio.open(stage, "w", **profile) as dst:
             _apply_meta(dst, meta)
             dst.write(data)
-        to_cog(stage, final, meta)
+        to_cog(stage, final, meta, folder=folder)
     finally:
         stage.unlink(missing_ok=True)

@@ -85,6 +85,7 @@ class DiffusionSuperResolver:
         self.cfg = denoiser.cfg
         self.spec = dict(spec or {})
         self.name = name or str(self.spec.get("name") or self.cfg.name)
+        self.checksum: str | None = None  # of the weights file, set by the loader that read it
         self.scales: tuple[int, ...] = tuple(int(s) for s in self.spec.get("scales", ()))
         self.bands: int | None = self.cfg.n_bands
         self.halo: int = int(self.spec.get("halo", kernel_halo("bicubic")))
@@ -241,6 +242,7 @@ class DiffusionSuperResolver:
             "sampler": self.preset.to_dict(),
             "fuse_overlaps": self.sampler.fuse_overlaps,
             "style": self._style_arg if isinstance(self._style_arg, (str, type(None))) else "image",
+            **({"checksum": self.checksum} if self.checksum else {}),
         }
 
 

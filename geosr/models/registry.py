@@ -7,6 +7,7 @@ looks like a path is loaded with :func:`geosr.models.checkpoint.load_checkpoint`
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,7 @@ def load_model(
     model, model_spec = load_checkpoint(path, device=dev)
     name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
     sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    sr.checksum = file_sha256(path)  # recorded in the output's tags and resume fingerprint: the weights, not the name
     inference = model_spec.get("inference", {})
     if reference_detail is None and sampler is not None:
         reference_detail = sampler.reference_detail
@@ -145,6 +147,15 @@ def load_model(
     from geosr.models.consistency import LRConsistent
 
     return LRConsistent(sr, operator=operator)
+
+
+def file_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
 
 
 def lr_consistency_operator(choice: bool | str | None, setting: bool | dict) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,9 @@ from rasterio.crs import CRS
 
 from geosr._version import __version__
 from geosr.errors import NoOverlapError, OptionError
-from geosr.io.outputs import check_output_path, temp_path_beside
+from geosr.io.journal import clear_work_dir, work_dir_for
+from geosr.io.lock import LOCK_NAME, JobLock
+from geosr.io.outputs import check_output_path, remove_partials
 from geosr.osm import classes as _classes
 from geosr.osm.classes import ClassTable, resolve_class_table
 from geosr.tiling.grid import Grid, hr_grid
@@ -342,7 +345,10 @@ def rasterize_osm(
     if osm_file is not None and (date is not None or overpass_url is not None):
         raise OptionError("--date and --overpass-url are for the online source; they cannot be used with --osm-file")
     snapshot = sources.parse_snapshot_date(date)
-    final = check_output_path(output, overwrite=overwrite)
+    inputs = [("raster --like", like), ("OSM file", osm_file),
+              ("area of interest", aoi if aoi and Path(aoi).exists() else None),
+              ("class table", classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None)]
+    final = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if osm_file is not None:
         sources.check_osm_file(osm_file)
     table = resolve_class_table(classes)
@@ -378,32 +384,35 @@ def rasterize_osm(
 
     from geosr.io.writer import stitch, to_cog, write_chunk, write_cog
 
-    if grid.width * grid.height <= IN_MEMORY_PIXELS:
-        report("rasterize", 0, 1)
-        data = pixels(burn(shapes, grid))
-        report("rasterize", 1, 1)
-        report("write", 0, 1)
-        write_cog(final, data, grid, meta)
-        report("write", 1, 1)
-    else:
-        bands = list(row_bands(grid, BAND_PIXELS))
-        chunks: list[tuple[Path, int]] = []
-        stage = temp_path_beside(final, ".stage.tif")
+    # every temporary file lives in the locked work folder beside the output: a second run on the same
+    # output is refused, and what a killed run left there is cleared by the next one
+    work = work_dir_for(final)
+    with JobLock(work / LOCK_NAME, output=final):
+        clear_work_dir(work, keep=(LOCK_NAME,))
+        remove_partials(final)
         try:
-            for i, (row, sub) in enumerate(bands):
-                report("rasterize", i, len(bands))
-                path = temp_path_beside(final, f".rows{row}.tif")
-                chunks.append((path, row))
-                write_chunk(path, pixels(burn(shapes, sub)), None, sub, meta)
-            report("rasterize", len(bands), len(bands))
-            report("write", 0, 1)
-            stitch(chunks, grid, meta, stage)
-            to_cog(stage, final, meta)
-            report("write", 1, 1)
+            if grid.width * grid.height <= IN_MEMORY_PIXELS:
+                report("rasterize", 0, 1)
+                data = pixels(burn(shapes, grid))
+                report("rasterize", 1, 1)
+                report("write", 0, 1)
+                write_cog(final, data, grid, meta, folder=work)
+                report("write", 1, 1)
+            else:
+                bands = list(row_bands(grid, BAND_PIXELS))
+                chunks: list[tuple[Path, int]] = []
+                for i, (row, sub) in enumerate(bands):
+                    report("rasterize", i, len(bands))
+                    path = work / f"rows_{row:08d}.tif"
+                    chunks.append((path, row))
+                    write_chunk(path, pixels(burn(shapes, sub)), None, sub, meta)
+                report("rasterize", len(bands), len(bands))
+                report("write", 0, 1)
+                stitch(chunks, grid, meta, work / "stitched.tif")
+                to_cog(work / "stitched.tif", final, meta, folder=work)
+                report("write", 1, 1)
         finally:
-            for path, _ in chunks:
-                path.unlink(missing_ok=True)
-            stage.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     names = table.names
     return RasterizeOSMResult(

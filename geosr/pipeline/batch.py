@@ -524,7 +524,7 @@ def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
         if _done_in_this_run(spec, run_id):
             return dict(ok=True, id=spec.id, seconds=0.0, started=started, finished=_now(), resumed_rows=None,
                         worker=_worker_address(), note="finished by an earlier attempt")
-        with _open_job(spec, device) as job:
+        with _open_job(spec, device) as job, job.lock():
             chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
             _finish(job, chunks, spec, run_id)
         return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=_now(),
@@ -540,7 +540,7 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
     def work() -> dict:
         if _done_in_this_run(spec, run_id):
             return dict(ok=True, rows=list(rows), chunks=[], seconds=0.0, started=started, resumed_rows=0)
-        with _open_job(spec, device) as job:
+        with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
             chunks, resumed = _rows(job, rows, _reporter(run_id))
         return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
                     seconds=time.perf_counter() - t0, started=started, resumed_rows=resumed,
@@ -561,7 +561,7 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) 
 
     def work() -> dict:
         if not _done_in_this_run(spec, run_id):
-            with _open_job(spec, device) as job:
+            with _open_job(spec, device) as job, job.lock():
                 chunks = [(Path(c), r) for p in parts for c, r in p["chunks"]]
                 if not all(c.exists() for c, _ in chunks):  # removed under us: redo the bands (from journals)
                     chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]

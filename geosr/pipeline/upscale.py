@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -9,24 +11,27 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geosr._version import __version__
 from geosr.conditioning.changes import load_class_table
 from geosr.conditioning.radiometry import to_raw
 from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig, to_json
-from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
+from geosr.errors import BandError, ClassTableError, GeoSRError, OptionError, ResumeError, ScaleError
 from geosr.io.aoi import aoi_window
-from geosr.io.journal import Journal, work_dir_for
-from geosr.io.outputs import check_output_path
+from geosr.io.journal import Journal, clear_work_dir, work_dir_for
+from geosr.io.lock import LOCK_NAME, JobLock
+from geosr.io.outputs import check_output_path, remove_partials
 from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
 from geosr.io.writer import OutputMeta, stitch, to_cog, write_chunk
 from geosr.models.interface import SuperResolver
 from geosr.models.registry import DEFAULT_NAME, load_model
+from geosr.pipeline import resources
 from geosr.pipeline.device import resolve_device
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, style_tensor, to_batch
@@ -60,6 +65,7 @@ class UpscaleResult:
     output_mb: float
     dry_run: bool
     estimate_s: float | None = None  # --dry-run: model time from one timed batch, times the batches
+    resources: dict | None = None  # needs against what the machine has (memory, disk), and whether they fit
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +99,10 @@ class UpscaleJob:
     def work_dir(self) -> Path:
         return work_dir_for(self.out_path)
 
+    def lock(self, *, shared: bool = False) -> JobLock:
+        """The job's lock: exclusive for a whole run, shared by the row ranges of a split one."""
+        return JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared)
+
 
 def plan_upscale(
     lr: str | os.PathLike[str],
@@ -114,8 +124,12 @@ def plan_upscale(
     output_config: OutputConfig = OutputConfig(),
     device: DeviceConfig = DeviceConfig(),
     dry_run: bool = False,
+    force_resources: bool = False,
 ) -> UpscaleJob:
-    """Check every input and option and plan the job; raises an InputError before anything is written."""
+    """Check every input and option and plan the job; raises an InputError before anything is written.
+
+    The output may not be any input, nor anything but a regular file; unless ``force_resources``, a job
+    whose working memory or output size exceeds what the machine has is refused (:mod:`.resources`)."""
     lr, ref, cd, map = (None if p is None else str(p) for p in (lr, ref, cd, map))
     if scale not in SUPPORTED_SCALES:
         raise ScaleError(f"-x {scale}: geosr supports scale factors {_join(SUPPORTED_SCALES)}")
@@ -123,7 +137,11 @@ def plan_upscale(
     if not dry_run:
         if output is None:
             raise OptionError("an output path is required (-o OUT.tif)")
-        out_path = check_output_path(output, overwrite=output_config.overwrite)
+        inputs = [("LR", lr), ("reference", ref), ("change mask", cd), ("map", map),
+                  ("style image", style if _is_style_image(style) else None),
+                  ("area of interest", aoi if aoi and Path(aoi).exists() else None),
+                  ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
+        out_path = check_output_path(output, overwrite=output_config.overwrite, inputs=inputs)
     lr_info = inspect_raster(lr)
     sel = parse_bands(bands, lr_info)
     aoi_win = aoi_window(aoi, lr_info.grid, aoi_crs=aoi_crs) if aoi else None
@@ -162,6 +180,14 @@ def plan_upscale(
         output_mb=hr.width * hr.height * len(sel) * np.dtype(meta.dtype).itemsize / 2**20,
         dry_run=dry_run,
     )
+    res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
+    summary["resources"] = res.to_dict()
+    if not dry_run and not force_resources:
+        try:
+            resources.check(res, output=out_path)
+        except BaseException:
+            scene.close()
+            raise
     tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map, style if _is_style_image(style) else None)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = json.loads(
@@ -194,9 +220,10 @@ def run_rows(
     """
     start, stop = rows if rows is not None else (0, job.plan.n_rows)
     folder = job.work_dir / f"rows_{start:05d}_{stop:05d}"
-    journal = Journal.start(folder, {**job.fingerprint, "rows": [start, stop]}, resume=resume)
-    resumed = journal.done
-    _run_rows(job, journal, start, stop, progress)
+    with JobLock(folder.with_name(folder.name + ".lock"), output=job.out_path):  # one writer per range
+        journal = Journal.start(folder, {**job.fingerprint, "rows": [start, stop]}, resume=resume)
+        resumed = journal.done
+        _run_rows(job, journal, start, stop, progress)
     return journal.chunks(), resumed
 
 
@@ -209,8 +236,16 @@ def finish(
     records the finished job there, so a retried task knows it is done).
     """
     stage = job.work_dir / "stitched.tif"
-    stitch(sorted(chunks, key=lambda c: c[1]), job.scene.hr, job.meta, stage)
-    to_cog(stage, job.out_path, job.meta)
+    missing = [c for c, _ in chunks if not c.exists()]
+    if missing:
+        raise ResumeError(f"{missing[0]}: a finished part of the job is missing from its work folder; "
+                          "run again without --resume to start over")
+    remove_partials(job.out_path)  # what a killed earlier run left beside the output
+    try:
+        stitch(sorted(chunks, key=lambda c: c[1]), job.scene.hr, job.meta, stage)
+        to_cog(stage, job.out_path, job.meta, folder=job.work_dir)
+    finally:
+        stage.unlink(missing_ok=True)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
@@ -228,6 +263,8 @@ def upscale(
     """Super-resolve ``lr`` by ``scale`` into a COG at ``output`` (see ``geosr upscale --help``).
 
     ``options`` are those of :func:`plan_upscale` (ref, cd, map, bands, model, tiling, sampler, ...).
+    A second run on an output that a live process is writing is refused (the job lock); what a killed run
+    left is cleared (its journal kept for ``resume``).
     """
     t0 = time.perf_counter()
     dry_run = bool(options.get("dry_run", False))
@@ -236,11 +273,55 @@ def upscale(
             return UpscaleResult(
                 **job.summary, resumed_rows=0, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
             )
-        if not resume and job.work_dir.exists():
-            shutil.rmtree(job.work_dir)
-        chunks, resumed = run_rows(job, resume=resume, progress=progress)
-        finish(job, chunks)
+        with job.lock(), writing(job.out_path):
+            if not resume:
+                clear_work_dir(job.work_dir, keep=(LOCK_NAME,))
+            chunks, resumed = run_rows(job, resume=resume, progress=progress)
+            finish(job, chunks)
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
+
+
+class OutputWriteError(GeoSRError, OSError):
+    """The output could not be written for a reason of the machine's (a full disk, no permission)."""
+
+
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Turn the machine's write failures (a full disk, a quota, permissions) into one sentence naming ``out``."""
+    try:
+        yield
+    except GeoSRError:
+        raise
+    except (OSError, RasterioIOError) as exc:
+        reason = _os_reason(exc)
+        if reason is None:
+            raise
+        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for --resume") from exc
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The machine's reason behind ``exc`` (also when GDAL wrapped it), or None for anything else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
+            where = f" ({seen.filename})" if seen.filename else ""
+            return f"{os.strerror(seen.errno).lower()}{where}"
+        text = str(seen).lower()
+        for needle, reason in _GDAL_REASONS:
+            if needle in text:
+                return reason
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG)
+_GDAL_REASONS = (
+    ("no space left on device", "no space left on device"),
+    ("free disk space available is", "not enough free disk space"),
+    ("disk full", "no space left on device"),
+    ("permission denied", "permission denied"),
+    ("read-only file system", "read-only file system"),
+)
 
 
 def _join(values) -> str:
@@ -296,7 +377,11 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
     s, hr = scene.scale, scene.hr
     carry = journal.load_carry()
     if carry is not None:
-        acc = RowBandAccumulator.from_state(carry)
+        try:
+            acc = RowBandAccumulator.from_state(carry)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ResumeError(f"{journal.folder}: the saved blending state is damaged; run again without "
+                              "--resume") from exc
         first = start + journal.done
     else:
         first = _first_contributing_row(plan, start)

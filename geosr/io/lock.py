@@ -1,0 +1,94 @@
+"""Job locks: one live writer per output, taken over from a process that died.
+
+A lock is an advisory ``flock`` on a file in the job's work folder, so the kernel drops it when its
+process dies, however it died: a stale lock needs no clean-up and is simply taken. The file also holds
+who locked it (host, pid, command), so a refused run can name the other process. Hand-written because
+the ``filelock`` package neither records the holder nor offers shared holders (the row ranges of one
+job split across ``geosr batch`` workers share the job's lock; a plain run holds it alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from geosr.errors import OutputLocationError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are not guarded
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = "lock"
+
+
+class OutputBusyError(OutputLocationError):
+    """Another live process is writing the same output."""
+
+
+class JobLock:
+    """An exclusive (or shared) lock on ``path``; a context manager. Raises :class:`OutputBusyError` at once
+    when another process holds it in a conflicting way."""
+
+    def __init__(self, path: Path, *, output: Path, shared: bool = False) -> None:
+        self.path = Path(path)
+        self.output = output
+        self.shared = shared
+        self._fd: int | None = None
+
+    def acquire(self) -> "JobLock":
+        if fcntl is None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):  # the holder may delete the file between our open and our flock: try again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputBusyError(f"{self.output}: is being written by another geosr run ({self._holder()}); "
+                                      "wait for it to finish or stop it") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                self._write_holder()
+                return self
+            os.close(fd)
+        raise OutputBusyError(f"{self.output}: its lock file {self.path} keeps being replaced by another process")
+
+    def _write_holder(self) -> None:
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "command": " ".join(sys.argv[:1] + [a for a in sys.argv[1:3]])}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(info).encode(), 0)
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not info.get("pid"):
+            return "a geosr batch job"
+        return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or fcntl is None
+
+    def __enter__(self) -> "JobLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,63 @@
+"""The plan against the machine: working memory against available memory, output size against free disk."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from geosr.errors import InputError
+
+
+class ResourceError(InputError):
+    """A job the machine cannot hold: more memory or disk than it has."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a planned job needs and what the machine has, in MB (``None``: not measured)."""
+
+    memory_mb: float
+    memory_available_mb: float
+    disk_mb: float
+    disk_free_mb: float | None
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_mb <= self.memory_available_mb and (
+            self.disk_free_mb is None or self.disk_mb <= self.disk_free_mb
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fits": self.fits}
+
+
+def measure(memory_mb: float, disk_mb: float, folder: Path | None) -> Resources:
+    """Needs against what this machine has now: available memory, free space in ``folder`` (the output's)."""
+    free = None
+    if folder is not None:
+        try:
+            free = shutil.disk_usage(folder).free / 2**20
+        except OSError:
+            free = None
+    return Resources(memory_mb, psutil.virtual_memory().available / 2**20, disk_mb, free)
+
+
+def check(res: Resources, *, output: Path | str) -> None:
+    """Raise :class:`ResourceError` with the numbers and the ways out when the job does not fit."""
+    if res.memory_mb > res.memory_available_mb:
+        raise ResourceError(
+            f"{output}: the job needs about {_size(res.memory_mb)} of working memory but {_size(res.memory_available_mb)} "
+            "is available (a smaller area with --aoi, a smaller --window, a bigger machine, or --force-resources)"
+        )
+    if res.disk_free_mb is not None and res.disk_mb > res.disk_free_mb:
+        raise ResourceError(
+            f"{output}: the output may take up to {_size(res.disk_mb)} but its folder has {_size(res.disk_free_mb)} free "
+            "(a smaller area with --aoi, another output folder, or --force-resources)"
+        )
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 2**20:.1f} TB" if mb >= 2**20 else f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"

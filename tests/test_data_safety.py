@@ -1,0 +1,430 @@
+"""Never lose, mix or half-write data: the output path, the job lock, resume fingerprints, resources, kills,
+clear errors (issue 16; one test per defect found, each failing on the code before the fix)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from conftest import make_raster, smooth_field
+from geosr.cli.app import app
+from geosr.config import OutputConfig, TilingConfig
+from geosr.errors import OptionError, OutputLocationError, ResumeError
+from geosr.io.lock import LOCK_NAME, JobLock, OutputBusyError
+from geosr.pipeline.upscale import upscale as _upscale
+
+runner = CliRunner()
+upscale = partial(_upscale, model="bicubic")
+CLI = [sys.executable, "-m", "geosr.cli.app"]
+
+
+@pytest.fixture
+def scene(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24, seed=1) * 255).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 80, 96, seed=2) * 255).astype(np.uint8),
+                      transform=rasterio.Affine(2.5, 0, 500000, 0, -2.5, 5000000))
+    cd = make_raster(tmp_path / "cd.tif", np.zeros((1, 20, 24), np.uint8))
+    return tmp_path, lr, ref, cd
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# ---- 1. the output may not be an input -------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["lr", "ref", "cd", "symlink-to-lr", "hardlink-to-lr", "dotted-lr"])
+def test_output_that_is_an_input_is_refused_even_with_overwrite(scene, which):
+    tmp, lr, ref, cd = scene
+    before = {p: p.read_bytes() for p in (lr, ref, cd)}
+    out = {"lr": lr, "ref": ref, "cd": cd, "dotted-lr": tmp / "." / "sub" / ".." / "lr.tif"}.get(which)
+    if which == "symlink-to-lr":
+        out = tmp / "link.tif"
+        out.symlink_to(lr)
+    if which == "hardlink-to-lr":
+        out = tmp / "hard.tif"
+        os.link(lr, out)
+    (tmp / "sub").mkdir(exist_ok=True)
+    r = _invoke("upscale", lr, "--ref", ref, "--cd", cd, "-x", "4", "--model", "reference-paste", "-o", out,
+                "--overwrite")
+    assert r.exit_code == 2, r.output
+    assert "of this run" in r.output and "--overwrite" not in r.output
+    assert {p: p.read_bytes() for p in (lr, ref, cd)} == before
+    without = _invoke("upscale", lr, "--ref", ref, "--cd", cd, "-x", "4", "-o", out)  # never suggests --overwrite
+    assert without.exit_code == 2 and "--overwrite" not in without.output
+
+
+def test_rasterize_osm_refuses_its_like_raster_as_output(scene):
+    tmp, lr, _, _ = scene
+    before = lr.read_bytes()
+    geojson = tmp / "f.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    r = _invoke("rasterize-osm", "--like", lr, "--osm-file", geojson, "-o", lr, "--overwrite")
+    assert r.exit_code == 2 and "of this run" in r.output
+    assert lr.read_bytes() == before
+
+
+_ROLES = st.sampled_from(["lr", "ref", "cd", "link-lr", "link-ref", "new", "other"])
+
+
+@settings(max_examples=12, deadline=None)
+@given(role=_ROLES, overwrite=st.booleans(), with_ref=st.booleans(), with_cd=st.booleans())
+def test_inputs_are_never_modified_whatever_the_output_path(role, overwrite, with_ref, with_cd):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        lr = make_raster(tmp / "lr.tif", (smooth_field(3, 12, 12, seed=1) * 255).astype(np.uint8))
+        ref = make_raster(tmp / "ref.tif", (smooth_field(3, 24, 24, seed=2) * 255).astype(np.uint8),
+                          transform=rasterio.Affine(5, 0, 500000, 0, -5, 5000000))
+        cd = make_raster(tmp / "cd.tif", np.zeros((1, 12, 12), np.uint8))
+        other = tmp / "other.tif"
+        other.write_bytes(b"not geosr's")
+        (tmp / "link-lr.tif").symlink_to(lr)
+        (tmp / "link-ref.tif").symlink_to(ref)
+        out = {"lr": lr, "ref": ref, "cd": cd, "other": other}.get(role, tmp / f"{role}.tif")
+        inputs = [lr] + ([ref] if with_ref else []) + ([cd] if with_cd else [])
+        before = {p: p.read_bytes() for p in inputs}
+        try:
+            upscale(lr, output=out, scale=2, ref=ref if with_ref else None, cd=cd if with_cd else None,
+                    output_config=OutputConfig(overwrite=overwrite))
+        except OutputLocationError:
+            assert Path(os.path.realpath(out)) in inputs
+        except FileExistsError:
+            assert not overwrite
+        else:
+            assert Path(os.path.realpath(out)) not in inputs
+        assert {p: p.read_bytes() for p in inputs} == before
+
+
+# ---- 2. nothing but a regular file is replaced -----------------------------------------------------------------
+def test_a_fifo_or_device_is_never_replaced(scene):
+    tmp, lr, _, _ = scene
+    fifo = tmp / "pipe.tif"
+    os.mkfifo(fifo)
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", fifo, "--overwrite")
+    assert r.exit_code == 2 and "not a regular file (a FIFO)" in r.output
+    assert fifo.is_fifo()
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", "/dev/null", "--overwrite")
+    assert r.exit_code == 2 and "character device" in r.output
+    assert Path("/dev/null").is_char_device()
+
+
+def test_an_lr_that_is_a_fifo_is_refused_at_once(scene):
+    tmp, _, _, _ = scene
+    fifo = tmp / "lr_pipe.tif"
+    os.mkfifo(fifo)
+    proc = subprocess.run([*CLI, "upscale", str(fifo), "-x", "4", "-o", str(tmp / "o.tif")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "is not a regular file" in proc.stderr
+
+
+# ---- 3. resume never mixes two models --------------------------------------------------------------------------
+def _tiny_checkpoint(path: Path, seed: int) -> Path:
+    import torch
+
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    torch.manual_seed(seed)
+    model = build_denoiser("tiny", n_map_classes=0, style=False).eval()
+    spec = make_spec(model, name="unit-test", scales=[4], band_names=["B4", "B3", "B2"],
+                     change_classes={"0": "unchanged", "1": "changed"}, normalization={"kind": "robust-stretch"},
+                     training={"data": "none", "steps": 0}, metrics={})
+    return save_checkpoint(path, model, spec, sidecar=False)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupt_after(n: int):
+    def progress(done: int, total: int) -> None:
+        if done >= n:
+            raise _Stop()
+
+    return progress
+
+
+def test_resume_refuses_a_model_file_changed_in_place(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=3) * 255).astype(np.uint8))
+    model = _tiny_checkpoint(tmp_path / "m.safetensors", seed=0)
+    out = tmp_path / "out.tif"
+    opts = dict(scale=4, model=str(model), tiling=TilingConfig(window=8, overlap=2))
+    with pytest.raises(_Stop):
+        _upscale(lr, output=out, progress=_interrupt_after(9), **opts)  # two of four window rows done
+    _tiny_checkpoint(model, seed=1)  # other weights under the same path and name
+    with pytest.raises(ResumeError, match="other inputs or options"):
+        _upscale(lr, output=out, resume=True, **opts)
+    _tiny_checkpoint(model, seed=0)  # the same weights again: the job resumes
+    result = _upscale(lr, output=out, resume=True, **opts)
+    assert result.resumed_rows > 0 and out.exists()
+    with rasterio.open(out) as ds:
+        assert json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])["checksum"].startswith("sha256:")
+
+
+# ---- 4. one writer per output ----------------------------------------------------------------------------------
+_HOLD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from geosr.io.lock import JobLock
+    lock = JobLock(Path(sys.argv[1]), output=Path(sys.argv[2])).acquire()
+    (Path(sys.argv[1]).parent / "theirs.txt").write_text("in use")
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_live_writer_is_not_disturbed_and_a_dead_one_is_taken_over(scene):
+    tmp, lr, _, _ = scene
+    out = tmp / "out.tif"
+    work = out.with_name(out.name + ".geosr-work")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(work / LOCK_NAME), str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, *extra)
+            assert r.exit_code == 2, r.output
+            assert f"being written by another geosr run (process {holder.pid} on" in r.output
+        assert (work / "theirs.txt").read_text() == "in use" and not out.exists()
+        with pytest.raises(OutputBusyError):
+            JobLock(work / LOCK_NAME, output=out).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", out)  # the lock of a dead process is stale
+    assert r.exit_code == 0, r.output
+    assert out.exists() and not work.exists()
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_output_the_second_is_refused_the_first_unharmed(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 240, 240, seed=4) * 60000).astype(np.uint16), nodata=0)
+    out = tmp_path / "out.tif"
+    args = ["-x", "2", "--window", "6", "--overlap", "2", "--model", "lanczos", "-q"]
+    first = subprocess.Popen([*CLI, "upscale", str(lr), "-o", str(out), *args], stderr=subprocess.PIPE, text=True)
+    journal = out.with_name(out.name + ".geosr-work") / "rows_00000_00060" / "journal.jsonl"
+    while first.poll() is None and not (journal.exists() and journal.read_text().count("\n") >= 1):
+        time.sleep(0.01)
+    second = subprocess.run([*CLI, "upscale", str(lr), "-o", str(out), *args, "--overwrite"], capture_output=True,
+                            text=True, timeout=300)
+    assert first.poll() is None, "the first run ended before the second started: make the scene larger"
+    assert second.returncode == 2, second.stderr
+    assert f"is being written by another geosr run (process {first.pid}" in second.stderr
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    alone = tmp_path / "alone.tif"
+    assert subprocess.run([*CLI, "upscale", str(lr), "-o", str(alone), *args]).returncode == 0
+    assert out.read_bytes() == alone.read_bytes()
+    assert _files(tmp_path) == {"lr.tif", "out.tif", "alone.tif"}
+
+
+# ---- 5. resources ----------------------------------------------------------------------------------------------
+def _huge_sparse(path: Path, side: int) -> Path:
+    profile = dict(driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=rasterio.Affine(10, 0, 500000, 0, -10, 5000000), tiled=True, blockxsize=512,
+                   blockysize=512, compress="DEFLATE", sparse_ok=True)
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.full((3, 512, 512), 100, np.uint8), window=rasterio.windows.Window(0, 0, 512, 512))
+    return path
+
+
+def test_a_plan_larger_than_the_machine_is_refused_with_the_numbers(tmp_path, monkeypatch):
+    import psutil
+
+    big = _huge_sparse(tmp_path / "big.tif", 50000)
+    out = tmp_path / "out.tif"
+    memory = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory._replace(available=8 * 2**30))  # a laptop's
+    r = _invoke("upscale", big, "-x", "16", "--model", "bicubic", "-o", out)
+    assert r.exit_code == 2, r.output
+    assert "needs about 12.2 GB of working memory but 8.0 GB is available" in r.output, r.output
+    assert "--force-resources" in r.output
+    assert _files(tmp_path) == {"big.tif"}
+    r = _invoke("upscale", big, "-x", "16", "--model", "bicubic", "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)["resources"]
+    assert res["fits"] is False and res["memory_mb"] > res["memory_available_mb"]
+    assert res["disk_mb"] > 1.5e6  # 800,000^2 px x 3 bands: 1.8 TB uncompressed
+
+
+def test_an_output_larger_than_the_free_disk_is_refused(scene, monkeypatch):
+    import shutil
+
+    tmp, lr, _, _ = scene
+    usage = shutil.disk_usage(tmp)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    r = _invoke("upscale", lr, "-x", "16", "--model", "bicubic", "-o", tmp / "out.tif")
+    assert r.exit_code == 2 and "its folder has 0 MB free" in r.output, r.output
+    assert not (tmp / "out.tif").exists()
+    r = _invoke("upscale", lr, "-x", "16", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
+    assert r.exit_code == 0, r.output
+
+
+# ---- 6. kills and SIGTERM leave nothing but the output and the journal ------------------------------------------
+_COG_THEN = textwrap.dedent("""
+    import os, signal, sys
+    import rasterio.shutil
+    import geosr.io.writer as writer
+    real, sig = rasterio.shutil.copy, getattr(signal, sys.argv[1])
+    def copy_then_signal(src, dst, **kw):
+        real(src, dst, **kw)
+        open(str(dst) + ".ovr.tmp", "wb").write(b"GDAL's overview scratch")
+        os.kill(os.getpid(), sig)
+    writer.rasterio.shutil.copy = copy_then_signal
+    from geosr.cli.app import main
+    sys.argv = ["geosr", *sys.argv[2:]]
+    main()
+""")
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_a_kill_during_the_cog_step_leaves_only_the_journal_and_a_rerun_cleans_up(tmp_path, sig):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 32, 32, seed=6) * 255).astype(np.uint8))
+    args = ["upscale", str(lr), "-x", "4", "--window", "8", "--overlap", "2", "--model", "lanczos", "-q"]
+    clean = tmp_path / "clean.tif"
+    assert subprocess.run([*CLI, *args, "-o", str(clean)]).returncode == 0
+    out = tmp_path / "out.tif"
+    (tmp_path / ".out.tif.deadbeef.partial.tif").write_bytes(b"left by an older geosr")
+    proc = subprocess.run([sys.executable, "-c", _COG_THEN, sig, *args, "-o", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    work = "out.tif.geosr-work"
+    if sig == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        left = _files(tmp_path) - {"lr.tif", "clean.tif", ".out.tif.deadbeef.partial.tif"}
+        assert all(f.startswith(work) for f in left) and any(".partial" in f for f in left)
+    else:
+        assert proc.returncode == 143 and "terminated" in proc.stderr
+        left = _files(tmp_path) - {"lr.tif", "clean.tif", ".out.tif.deadbeef.partial.tif"}
+        assert all(f.startswith(work) for f in left), left
+        assert not any(".partial" in f or "ovr.tmp" in f or "stitched" in f for f in left), left
+        assert f"{work}/rows_00000_00005/journal.jsonl" in left  # kept for --resume
+    assert not out.exists()
+    assert subprocess.run([*CLI, *args, "-o", str(out), "--resume"]).returncode == 0
+    assert out.read_bytes() == clean.read_bytes()
+    assert _files(tmp_path) == {"lr.tif", "clean.tif", "out.tif"}
+
+
+def test_rasterize_osm_clears_what_a_killed_run_left(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", np.zeros((3, 16, 16), np.uint8))
+    geojson = tmp_path / "f.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": [], "crs": {
+        "type": "name", "properties": {"name": "EPSG:32633"}}}))
+    work = tmp_path / "map.tif.geosr-work"
+    work.mkdir()
+    for i in range(5):
+        (work / f"rows_{i:08d}.tif").write_bytes(b"partial rows")
+    (tmp_path / ".map.tif.0badf00d.partial.tif").write_bytes(b"partial COG")
+    r = _invoke("rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty", "-o",
+                tmp_path / "map.tif")
+    assert r.exit_code == 0, r.output
+    assert _files(tmp_path) == {"lr.tif", "f.geojson", "map.tif"}
+
+
+# ---- 8. foreseeable failures are named, not "internal error" ---------------------------------------------------
+def test_disk_full_names_the_output_and_keeps_nothing_at_its_path(scene, monkeypatch):
+    import geosr.pipeline.upscale as pipeline
+
+    tmp, lr, _, _ = scene
+
+    def full(path, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(pipeline, "write_chunk", full)
+    out = tmp / "out.tif"
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", out)
+    assert r.exit_code == 1, r.output
+    assert "out.tif: cannot be written: no space left on device" in r.output and "internal error" not in r.output
+    assert not out.exists()
+
+
+def test_gdal_reporting_a_full_disk_is_named_too(scene, monkeypatch):
+    import geosr.pipeline.upscale as pipeline
+    from rasterio.errors import RasterioIOError
+
+    tmp, lr, _, _ = scene
+
+    def full(*a, **k):
+        raise RasterioIOError("Free disk space available is 10 bytes, whereas 100000 are at least necessary.")
+
+    monkeypatch.setattr(pipeline, "to_cog", full)
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif")
+    assert r.exit_code == 1 and "not enough free disk space" in r.output, r.output
+
+
+def test_an_output_folder_that_is_a_file_is_refused(scene):
+    tmp, lr, _, _ = scene
+    (tmp / "notes.txt").write_text("a file")
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "notes.txt" / "out.tif")
+    assert r.exit_code == 2 and "notes.txt is a file, not a folder" in r.output, r.output
+
+
+@pytest.mark.parametrize("damage", ["chunk-missing", "chunk-corrupt", "carry-corrupt", "journal-garbage",
+                                    "job-json-garbage"])
+def test_a_damaged_work_folder_on_resume_is_named_with_the_way_out(tmp_path, damage):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 24, seed=7) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    args = ["upscale", lr, "-x", "4", "--window", "6", "--overlap", "2", "--model", "bicubic", "-o", out, "-q"]
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=4, tiling=TilingConfig(window=6, overlap=2), progress=_interrupt_after(12))
+    rows = next(out.with_name(out.name + ".geosr-work").glob("rows_*/"))
+    chunks = sorted(rows.glob("chunk_*.tif"))
+    assert chunks
+    if damage == "chunk-missing":
+        chunks[0].unlink()
+    elif damage == "chunk-corrupt":
+        chunks[0].write_bytes(chunks[0].read_bytes()[:300])
+    elif damage == "carry-corrupt":
+        next(rows.glob("carry_*.npz")).write_bytes(b"PK\x03\x04 not a zip")
+    elif damage == "journal-garbage":
+        (rows / "journal.jsonl").write_text('{"row": 0, "hr_row": 0, "chunk": null}\n[1, 2, 3]\n{"row": 2}\n')
+    else:
+        (rows / "job.json").write_text("{not json")
+    r = _invoke(*args, "--resume")
+    assert r.exit_code == 2, r.output
+    assert "run again without --resume" in r.output and "internal error" not in r.output
+    assert not out.exists()
+    assert _invoke(*args).exit_code == 0  # and starting over works
+
+
+# ---- 9. user text is never markup -------------------------------------------------------------------------------
+def test_messages_are_printed_verbatim_not_as_markup(scene):
+    tmp, lr, _, _ = scene
+    r = _invoke("upscale", tmp / "[red]x.tif", "-o", tmp / "o.tif")
+    assert r.exit_code == 2 and "[red]x.tif: no such file" in r.output
+    r = _invoke("upscale", lr, "--bands", "[r, g, b]", "-o", tmp / "o.tif")
+    assert r.exit_code == 2 and "[r" in r.output, r.output
+    named = make_raster(tmp / "[bold]scene.tif", (smooth_field(3, 8, 8) * 255).astype(np.uint8))
+    r = _invoke("upscale", named, "-x", "2", "--model", "bicubic", "-o", tmp / "[bold]out.tif")
+    assert r.exit_code == 0 and "[bold]out.tif" in r.output, r.output
+
+
+# ---- 11. options are checked at every door ---------------------------------------------------------------------
+def test_an_unknown_compression_is_refused_by_the_cli_and_python(scene):
+    tmp, lr, _, _ = scene
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "--compress", "BOGUS", "-o", tmp / "o.tif")
+    assert r.exit_code == 2 and "compression 'BOGUS' is not one of DEFLATE, LZW, ZSTD, NONE" in r.output
+    assert not (tmp / "o.tif").exists()
+    with pytest.raises(OptionError):
+        OutputConfig(compress="BOGUS")
+    with pytest.raises(OptionError):
+        TilingConfig(window=4, overlap=4)
+    assert OutputConfig(compress="zstd").compress == "ZSTD"
