@@ -105,9 +105,12 @@ def main() -> None:
         report = dict(
             machine=dict(cpus=os.cpu_count()), jobs=n, size=args.size, scale=args.scale, model=args.model,
             loop=dict(seconds=loop_s, jobs_per_min=60 * n / loop_s, seconds_per_job=loop_s / n, torch_threads=1),
-            loop_default_threads=dict(seconds=loop_default_s, jobs_per_min=60 * n / loop_default_s, torch_threads=threads),
+            loop_default_threads=dict(
+                seconds=loop_default_s, jobs_per_min=60 * n / loop_default_s, torch_threads=threads
+            ),
             batch=[
-                dict(r, jobs_per_min=60 * n / r["jobs_s"], jobs_per_min_with_start=60 * n / (r["jobs_s"] + r["cluster_start_s"]),
+                dict(r, jobs_per_min=60 * n / r["jobs_s"],
+                     jobs_per_min_with_start=60 * n / (r["jobs_s"] + r["cluster_start_s"]),
                      overhead_per_job_s=(r["jobs_s"] - loop_s) / n if r["workers"] == 1 else None)
                 for r in runs
             ],
@@ -118,8 +121,10 @@ def main() -> None:
         print(f"plain loop over geosr.upscale, torch on 1 thread (as in a worker): {loop_s:.1f} s = "
               f"{60 * n / loop_s:.1f} jobs/min ({loop_s / n:.3f} s/job)")
         for r in report["batch"]:
-            extra = f"; overhead {r['overhead_per_job_s'] * 1000:+.0f} ms/job vs the 1-thread loop" if r["overhead_per_job_s"] is not None else ""
-            print(f"batch, {r['workers']} worker(s): {r['jobs_s']:.1f} s (check {r['check_s']:.1f} s + run {r['run_s']:.1f} s) "
+            extra = (f"; overhead {r['overhead_per_job_s'] * 1000:+.0f} ms/job vs the 1-thread loop"
+                     if r["overhead_per_job_s"] is not None else "")
+            print(f"batch, {r['workers']} worker(s): {r['jobs_s']:.1f} s "
+                  f"(check {r['check_s']:.1f} s + run {r['run_s']:.1f} s) "
                   f"= {r['jobs_per_min']:.1f} jobs/min; cluster start {r['cluster_start_s']:.1f} s "
                   f"({r['jobs_per_min_with_start']:.1f} jobs/min with it){extra}; time inside tasks "
                   f"{r['task_seconds'] / n:.3f} s/job; identical bytes: {r['identical_to_loop']}")

@@ -98,7 +98,7 @@ def forward_child(config: str, size: int, reps: int, device_name: str) -> dict:
         _sync(device)
         t_prep = time.perf_counter() - t0
         cpu_times = []
-        for i in range(reps):
+        for _ in range(reps):
             t0, c0 = time.perf_counter(), time.process_time()
             model(x, torch.ones(1, device=device), prepared=prepared)
             _sync(device)
@@ -235,7 +235,7 @@ def _images() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     if not triples:
         g = torch.Generator().manual_seed(0)
         yy, xx = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 256), indexing="ij")
-        for i in range(6):
+        for _ in range(6):
             f = torch.rand(3, 4, generator=g) * 30 + 2
             bands = [torch.sin(f[c, 0] * xx + f[c, 1] * yy) * torch.cos(f[c, 2] * xx - f[c, 3] * yy) for c in range(3)]
             hr = torch.stack(bands) * 0.8
@@ -300,7 +300,7 @@ def run_seam(
         disagreement: dict[str, list[float]] = {"no fusion": [], "fusion": []}
         for hr, ref, ch in triples[:n_images]:
             hr, ref, ch = hr[:, :win, :width], ref[:, :win, :width], ch[:, :win, :width]
-            cut = lambda t: torch.stack([t[:, :, c : c + win] for c in offsets_cols])  # noqa: E731
+            cut = lambda t, starts=offsets_cols: torch.stack([t[:, :, c : c + win] for c in starts])  # noqa: E731
             lr = torch.nn.functional.avg_pool2d(hr[None], scale)[0]
             lr_w = torch.stack([lr[:, :, c // scale : (c + win) // scale] for c in offsets_cols])
             batch = ConditionBatch(

@@ -93,7 +93,8 @@ def main() -> None:
             print(f"{mp} MP done: geosr {g}, whole {w}", file=sys.stderr)
             for f in tmp.glob(f"*_{mp}.tif"):
                 f.unlink()
-    print("| output MP | LR side | geosr s | geosr peak MB | whole-image s | whole-image peak MB | time ratio geosr/whole |")
+    print("| output MP | LR side | geosr s | geosr peak MB | whole-image s | whole-image peak MB "
+          "| time ratio geosr/whole |")
     print("|---|---|---|---|---|---|---|")
     for mp, side, g, w in rows:
         ws, wm, ratio = ("-", "-", "-") if w is None else (f"{w['seconds']:.1f}", f"{w['peak_mb']:.0f}",

@@ -54,6 +54,9 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, low=1, none_ok=True)
         _check_int("seed", self.seed, low=0)
+        mode = self.lr_consistency
+        if mode is not None and mode not in LR_CONSISTENCY_MODES:
+            raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {mode!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,5 +67,9 @@ class ResumeError(InputError):
     """--resume was asked for but the journal is missing or belongs to another job."""
 
 
+class OutputWriteError(GeoSRError, OSError):
+    """The output could not be written for a reason of the machine's (a full disk, a quota, no permission)."""
+
+
 class NetworkError(GeoSRError, ConnectionError):
     """A network source (Overpass, a model hub) could not be reached."""

@@ -34,7 +34,8 @@ def main(out: Path, models: list[str]) -> None:
     with rasterio.open(s["lr"]) as ds:
         lr = np.repeat(np.repeat(ds.read(), SAMPLE_SCALE, 1), SAMPLE_SCALE, 2).astype(float)
     read = lambda p: rasterio.open(p).read().astype(float)  # noqa: E731
-    panels = [tile(lr[(slice(None), *CROP)], "LR 240 m (x8)"), tile(read(s["ref"])[(slice(None), *CROP)], "reference 2000"),
+    panels = [tile(lr[(slice(None), *CROP)], "LR 240 m (x8)"),
+              tile(read(s["ref"])[(slice(None), *CROP)], "reference 2000"),
               tile(read(s["cd"])[0][CROP] * 255, "change mask")]
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:

@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/reference_ceiling.py [--data ../shared/data] [-x 8 -x 16]
 
-For every held-out pair (the LR made as `geosr evaluate` makes it: antialiased bicubic, 8 bits) this prints
-PSNR-Y over the unchanged pixels of
+For every held-out pair (scripts/shared_data.json's held-out split; the LR made as `geosr evaluate` makes it:
+antialiased bicubic, 8 bits) this prints PSNR-Y over the unchanged pixels of
 
 - bicubic: the LR upsampled;
 - detail: bicubic + the harmonized reference's own high frequencies (reference − its bicubic
@@ -23,15 +23,15 @@ The point: where the oracle is hardly above bicubic, the reference's detail does
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA, shared_data_pairs
 
 from geosr.models.resample import upsample
-from geosr.training.datasets import harmonize, shared_data_pairs
 from geosr.training.degradations import downsample, gaussian_blur
 from geosr.training.evaluate import make_cases
 from geosr.training.metrics import psnr_y
+from geosr.training.samples import harmonize
 
 BLOCK = 32
 SHIFT = 4
@@ -42,7 +42,9 @@ def oracle_detail(bic: torch.Tensor, detail: torch.Tensor, hr: torch.Tensor) -> 
     res = hr - bic
     out = bic.clone()
     H, W = bic.shape[-2:]
-    shifted = [torch.roll(detail, (dy, dx), (1, 2)) for dy in range(-SHIFT, SHIFT + 1) for dx in range(-SHIFT, SHIFT + 1)]
+    shifted = [
+        torch.roll(detail, (dy, dx), (1, 2)) for dy in range(-SHIFT, SHIFT + 1) for dx in range(-SHIFT, SHIFT + 1)
+    ]
     for y in range(0, H, BLOCK):
         for x in range(0, W, BLOCK):
             r = res[:, y : y + BLOCK, x : x + BLOCK]
@@ -63,7 +65,7 @@ def corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(SHARED_DATA), help="the shared data folder (scripts/shared_data.json's root)")
     ap.add_argument("-x", dest="scales", type=int, action="append")
     args = ap.parse_args()
     torch.set_num_threads(2)

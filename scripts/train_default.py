@@ -25,9 +25,10 @@ The shipped default is six stages (about 4.8 hours on 2 CPU cores; docs/model-ca
 Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
 stage 1) was measured and not shipped.
 
-Data: the real change pairs of ../shared/data (LEVIR-CD, DSIFN-CD, Landsat Nanjing; training split of
-geosr.training.datasets.HELDOUT) plus synthetic change made from every HR image of that split and a few
-single RGB GeoTIFFs there. One model for x2, x4, x8 and x16. The held-out scenes are never read in training.
+Data: the real change pairs of ../shared/data (LEVIR-CD, DSIFN-CD, Landsat Nanjing; the training split of the
+manifest scripts/shared_data.json, see scripts/shared_data.py) plus synthetic change made from every HR image of
+that split and a few single RGB GeoTIFFs there. One model for x2, x4, x8 and x16. The held-out scenes are never
+read in training. A stage refuses a non-empty --out unless --resume or --overwrite.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ import argparse
 import json
 from pathlib import Path
 
+from shared_data import SHARED_DATA, shared_source
+
 from geosr.training.config import TrainConfig
-from geosr.training.loop import MODEL, train
+from geosr.training.loop import train
+from geosr.training.state import MODEL
 
 # A "tiny"-class architecture sized for 2 CPU cores: space-to-depth 2, 24/48/48 channels, no attention in
 # the encoder/decoder levels (the bottleneck block keeps its own), no style path. 1.85 M parameters, 7.4 MB.
@@ -90,36 +94,18 @@ STAGES: dict[str, dict] = {
 }
 
 
+# The base recipe: a run of TrainConfig's fields (the data and the step count are the caller's).
+BASE = dict(
+    name="default", description=DESCRIPTION, arch=ARCH, bands=3, band_names=("red", "green", "blue"),
+    change_table="binary", scales=(8, 16), crop=128, batch_size=8, lr=5e-4, warmup=100, ema=0.995, grad_clip=1.0,
+    p_high_sigma=0.8, sigma_high_min=10.0, p_no_ref=0.1, degradation="mixed", checkpoint_every=200, val_every=500,
+    log_every=10, seed=0, threads=2, inference=INFERENCE,
+)
+
+
 def recipe(data: str, out: str, steps: int, stage: str = "base") -> TrainConfig:
     """The default model's training config; stages other than "base" start from an earlier stage's model."""
-    base = TrainConfig(
-        out=out,
-        name="default",
-        description=DESCRIPTION,
-        arch=ARCH,
-        bands=3,
-        band_names=("red", "green", "blue"),
-        change_table="binary",
-        scales=(8, 16),
-        data=({"kind": "shared", "path": data, "weight": 1.0, "synthetic_weight": 1.0},),
-        crop=128,
-        batch_size=8,
-        steps=steps,
-        lr=5e-4,
-        warmup=100,
-        ema=0.995,
-        grad_clip=1.0,
-        p_high_sigma=0.8,
-        sigma_high_min=10.0,
-        p_no_ref=0.1,
-        degradation="mixed",
-        checkpoint_every=200,
-        val_every=500,
-        log_every=10,
-        seed=0,
-        threads=2,
-        inference=INFERENCE,
-    )
+    base = TrainConfig(out=out, steps=steps, data=(shared_source(data),), **BASE)
     return base.replace(**STAGES[stage])
 
 
@@ -152,13 +138,14 @@ def initialised_from(spec: dict) -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(SHARED_DATA), help="the shared data folder (scripts/shared_data.json's root)")
     ap.add_argument("--out", default="/tmp/geosr-default")
     ap.add_argument("--stage", choices=tuple(STAGES), default="base")
     ap.add_argument("--init", help="stages other than base: the previous stage's model.safetensors")
     ap.add_argument("--steps", type=int, default=3600)
     ap.add_argument("--minutes", type=float, default=100.0, help="wall-time cap; the run saves and stops there")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     ap.add_argument("--install", action="store_true", help="copy OUT/model.safetensors to geosr/weights/default.*")
     ap.add_argument("--metrics", help="with --install: a metrics.json of `geosr evaluate` to record in the spec")
     args = ap.parse_args()
@@ -179,12 +166,14 @@ def main() -> None:
 
             summary = json.loads(Path(args.metrics).read_text())["summary"]
             # the evaluated checkpoint's path becomes "default"
-            spec["metrics"] = {s: {m if m in BASELINES else "default": v for m, v in per.items()} for s, per in summary.items()}
+            spec["metrics"] = {
+                s: {m if m in BASELINES else "default": v for m, v in per.items()} for s, per in summary.items()
+            }
         save_checkpoint(weights / "default.safetensors", model, spec)
         print(f"installed {weights / 'default.safetensors'}")
         return
     cfg = recipe(args.data, args.out, args.steps, args.stage)
-    res = train(cfg, resume=args.resume, init=args.init, max_seconds=args.minutes * 60)
+    res = train(cfg, resume=args.resume, overwrite=args.overwrite, init=args.init, max_seconds=args.minutes * 60)
     print(res.to_dict())
 
 

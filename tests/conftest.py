@@ -19,10 +19,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _is_loopback(address: object) -> bool:
     if isinstance(address, tuple) and address:
         host = str(address[0])
-    elif isinstance(address, (str, bytes)):
-        return True  # AF_UNIX socket path
     else:
-        return False
+        return isinstance(address, (str, bytes))  # a str/bytes address is an AF_UNIX socket path
     if host in ("localhost", ""):
         return True
     try:

@@ -52,10 +52,31 @@ def _alone(job: dict, out) -> bytes:
     return out.read_bytes()
 
 
-def _model_loads() -> dict:
-    from geosr.pipeline.batch import MODEL_LOADS
+def _count_model_loads() -> None:
+    """In a worker: empty its model cache and count load_model's calls per (model, device, sampler)."""
+    import geosr.models.registry as registry
+    from geosr.pipeline.batch import tasks
 
-    return {"/".join(map(str, k)): n for k, n in MODEL_LOADS.items()}
+    real = getattr(registry.load_model, "__wrapped__", registry.load_model)
+    calls: dict[str, int] = {}
+
+    def counting(name, **kw):
+        key = f"{name}/{kw.get('device')}/{kw.get('sampler')}"
+        calls[key] = calls.get(key, 0) + 1
+        return real(name, **kw)
+
+    counting.__wrapped__, counting.calls = real, calls
+    registry.load_model = counting
+    tasks._MODELS.clear()
+
+
+def _model_loads() -> dict:
+    """In a worker: the loads counted since _count_model_loads (load_model is restored)."""
+    import geosr.models.registry as registry
+
+    calls = dict(getattr(registry.load_model, "calls", {}))
+    registry.load_model = getattr(registry.load_model, "__wrapped__", registry.load_model)
+    return calls
 
 
 def _results(path) -> dict:
@@ -72,6 +93,7 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
     manifest = tmp_path / "jobs.jsonl"
     manifest.write_text("".join(json.dumps({**j, "out": f"out/{j['id']}.tif", **OPTS}) + "\n" for j in jobs))
     seen = []
+    client.run(_count_model_loads)
     r = batch(manifest, client=client, progress=seen.append)
     assert r.exit_code == 0 and [j.status for j in r.jobs] == ["ok"] * 3, r.to_dict()
     assert seen[-1].jobs_done == 3 and seen[-1].windows_done == seen[-1].windows_total == sum(j.windows for j in r.jobs)
@@ -84,6 +106,7 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
     assert lines["b"]["seconds"] > 0 and lines["c"]["worker"].startswith("tcp://127.0.0.1")
     loads = client.run(_model_loads)  # each worker process loaded each model it used once, for all its jobs
     assert all(n == 1 for per_worker in loads.values() for n in per_worker.values()), loads
+    assert {k.split("/")[0] for per_worker in loads.values() for k in per_worker} == {"bicubic", "lanczos"}, loads
     # the same manifest again: nothing to do
     mtimes = [p.stat().st_mtime_ns for p in sorted((tmp_path / "out").glob("*.tif"))]
     r = batch(manifest, client=client)
@@ -94,7 +117,7 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
 
 def test_split_scene_assembles_into_the_same_bytes(tmp_path, client):
     job = dict(lr=str(_scene(tmp_path / "big.tif", 64, 45, 7)), x=4)
-    (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: big.tif, out: split.tif, x: 4, model: bicubic}}\n")
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: big.tif, out: split.tif, x: 4, model: bicubic}\n")
     r = batch(tmp_path / "jobs.yaml", client=client, split_windows=20, **OPTS)
     (res,) = r.jobs
     assert res.status == "ok" and res.parts == 7 and res.window_rows == 13, res
@@ -136,7 +159,9 @@ def test_failing_jobs_do_not_stop_the_others_and_exit_1(tmp_path, client):
     res = CliRunner().invoke(_cli(), args)
     assert res.exit_code == 1, res.output
     lines = _results(tmp_path / "jobs.results.jsonl")
-    assert {k: v["status"] for k, v in lines.items()} == {"good0": "ok", "bad": "failed", "good1": "ok", "missing": "failed"}
+    assert {k: v["status"] for k, v in lines.items()} == {
+        "good0": "ok", "bad": "failed", "good1": "ok", "missing": "failed"
+    }
     assert lines["bad"]["stage"] == "run" and lines["bad"]["error_type"] == "NotARasterError"
     assert "bad.tif: pixels cannot be read, the file may be corrupt" in lines["bad"]["error"]
     assert "Decoding error" in lines["bad"]["error"]  # GDAL's own cause, carried back
@@ -147,7 +172,8 @@ def test_failing_jobs_do_not_stop_the_others_and_exit_1(tmp_path, client):
     # --json: the same, machine-readable
     res = CliRunner().invoke(_cli(), [*args, "--json", "--quiet"])
     got = json.loads(res.stdout)
-    assert res.exit_code == 1 and not got["ok"] and got["counts"] == {"ok": 0, "skipped": 2, "failed": 2, "cancelled": 0, "planned": 0}
+    assert res.exit_code == 1 and not got["ok"]
+    assert got["counts"] == {"ok": 0, "skipped": 2, "failed": 2, "cancelled": 0, "planned": 0}
 
 
 def _journal_lines(work) -> int:
@@ -161,7 +187,9 @@ def test_a_killed_worker_still_completes_every_job(tmp_path, client):
     jobs = [dict(id="long", lr=str(_scene(tmp_path / "long.tif", 200, 33, 21)), x=4)]
     jobs += [dict(id=f"s{i}", lr=str(_scene(tmp_path / f"s{i}.tif", 30, 30, 22 + i)), x=4) for i in range(3)]
     manifest = tmp_path / "jobs.yaml"
-    manifest.write_text("defaults: {out: '{stem}_sr.tif', x: 4, window: 8, overlap: 3, model: bicubic}\nglob: '*.tif'\n")
+    manifest.write_text(
+        "defaults: {out: '{stem}_sr.tif', x: 4, window: 8, overlap: 3, model: bicubic}\nglob: '*.tif'\n"
+    )
     out = tmp_path / "long_sr.tif"
     work = tmp_path / "long_sr.tif.geosr-work"
     got: dict = {}
@@ -170,7 +198,9 @@ def test_a_killed_worker_still_completes_every_job(tmp_path, client):
     deadline = time.monotonic() + 40
     while _journal_lines(work) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
-    busy = [a for a, keys in client.processing().items() if any(str(k).startswith("geosr-upscale-long_sr-") for k in keys)]
+    busy = [
+        a for a, keys in client.processing().items() if any(str(k).startswith("geosr-upscale-long_sr-") for k in keys)
+    ]
     assert busy and not out.exists(), "the long job should be running"
     pid = client.run(os.getpid, workers=busy)[busy[0]]
     os.kill(pid, signal.SIGKILL)

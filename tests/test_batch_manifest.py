@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_raster, smooth_field
 from geosr.cli.batch import batch as batch_command
-from geosr.io.manifest import ManifestError, read_manifest
-from geosr.pipeline.batch import plan_batch, record_path, split_rows
+from geosr.pipeline.batch import ManifestError, plan_batch, read_manifest, record_path, split_rows
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,7 +47,9 @@ def test_yaml_defaults_templates_and_relative_paths(scenes, monkeypatch):
     m = read_manifest(scenes / "jobs.yaml", defaults={"model": "lanczos", "x": 8})
     assert m.problems == []
     a, b, c = m.jobs
-    assert (a.id, a.lr, a.out, a.x, a.window, a.model) == ("s0_x4", str(scenes / "s0.tif"), str(scenes / "out/s0_x4.tif"), 4, 8, "lanczos")
+    assert (a.id, a.lr, a.out, a.x, a.window, a.model) == (
+        "s0_x4", str(scenes / "s0.tif"), str(scenes / "out/s0_x4.tif"), 4, 8, "lanczos"
+    )
     assert (b.id, b.out, b.x) == ("second", str(scenes / "out/s1_x2.tif"), 2)  # a job's own value wins
     assert b.lr_consistency == "off"  # YAML reads a bare off as false
     assert c.ref_bands == "3,2,1" and c.fuse_overlaps is True and c.where == "jobs.yaml job 3"
@@ -174,11 +175,11 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
     assert s0.action == "fail" and "was not made by geosr batch" in s0.reason and "--overwrite" in s0.reason
     assert plan_batch(scenes / "jobs.yaml", overwrite=True).jobs[0].action == "run"
     # a record that matches the output and the job: skipped; once an input changes: refused, naming it
-    from geosr.pipeline.batch import _comparable, _sha256
+    from geosr.pipeline.batch.records import comparable, sha256
     from geosr.pipeline.upscale import plan_upscale
 
     with plan_upscale(s0.spec.lr, **{**s0.spec.upscale_options(device="cpu"), "output": None, "dry_run": True}) as job:
-        fp = _comparable(job.fingerprint)
+        fp = comparable(job.fingerprint)
     # killed after the output went into place but before its record: the journals show it is this job's
     rows = scenes / "out" / "s0.tif.geosr-work" / "rows_00000_00001"
     rows.mkdir(parents=True)
@@ -187,7 +188,7 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
     (rows / "job.json").write_text(json.dumps({**job.fingerprint, "version": "0.0.1", "rows": [0, 1]}))
     assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "fail"
     st = out.stat()
-    record = dict(fingerprint=fp, output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=_sha256(out)))
+    record = dict(fingerprint=fp, output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(out)))
     record_path(out).write_text(json.dumps(record))
     assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "skip"
     assert plan_batch(scenes / "jobs.yaml", force=True).jobs[0].action == "run"
@@ -231,7 +232,7 @@ def test_reading_manifests_loads_neither_torch_nor_dask():
     import subprocess
     import sys
 
-    code = ("import sys, geosr.io.manifest, geosr.pipeline.batch, geosr.cli.batch; "
+    code = ("import sys, geosr.pipeline.batch.manifest, geosr.pipeline.batch, geosr.cli.batch; "
             "print(sorted(m for m in ('torch', 'distributed', 'dask', 'rasterio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -46,14 +46,17 @@ def _case(tmp_path, lr, name):
                         transform=Affine(10, 0, 900000, 0, -10, 1000000))
         return ["upscale", lr, "--ref", str(p), "-o", out], "far.tif: the reference does not overlap"
     if name == "ref-band-count":
-        p = make_raster(tmp_path / "pan.tif", np.ones((1, 40, 48), np.uint8), transform=Affine(5, 0, 500000, 0, -5, 5000000))
+        p = make_raster(tmp_path / "pan.tif", np.ones((1, 40, 48), np.uint8),
+                        transform=Affine(5, 0, 500000, 0, -5, 5000000))
         return ["upscale", lr, "--ref", str(p), "-o", out], "pan.tif: the reference gives 1 bands but the LR gives 3"
     if name == "model-one-band":
         p = make_raster(tmp_path / "pan.tif", (smooth_field(1, 20, 24) * 255).astype(np.uint8))
-        return ["upscale", str(p), "-x", "4", "-o", out], "model default: takes 3 bands but 1 is selected (use --model bicubic or lanczos)"
+        return (["upscale", str(p), "-x", "4", "-o", out],
+                "model default: takes 3 bands but 1 is selected (use --model bicubic or lanczos)")
     if name == "model-four-bands":
         p = make_raster(tmp_path / "rgbn.tif", (smooth_field(4, 20, 24) * 255).astype(np.uint8))
-        return ["upscale", str(p), "--bands", "1,2,3,4", "-o", out], "takes 3 bands but 4 are selected (pick 3 with --bands)"
+        return (["upscale", str(p), "--bands", "1,2,3,4", "-o", out],
+                "takes 3 bands but 4 are selected (pick 3 with --bands)")
     if name == "unknown-band":
         return ["upscale", lr, "--bands", "B08", "-o", out], "has no band 'B08'"
     if name == "band-index":
@@ -102,7 +105,8 @@ def _case(tmp_path, lr, name):
 
 CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
-    "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale", "output-folder-missing", "output-exists",
+    "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
+    "output-folder-missing", "output-exists",
     "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "overlap-too-big", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",
 ]

@@ -357,8 +357,9 @@ def test_disk_full_names_the_output_and_keeps_nothing_at_its_path(scene, monkeyp
 
 
 def test_gdal_reporting_a_full_disk_is_named_too(scene, monkeypatch):
-    import geosr.pipeline.upscale as pipeline
     from rasterio.errors import RasterioIOError
+
+    import geosr.pipeline.upscale as pipeline
 
     tmp, lr, _, _ = scene
 

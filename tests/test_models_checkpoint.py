@@ -1,4 +1,5 @@
-"""Checkpoints: bit-identical round trips, refusal of pickles, mismatched files and out-of-bounds specs, the registry."""
+"""Checkpoints: bit-identical round trips, refusal of pickles, mismatched files and out-of-bounds specs, the
+registry."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from geosr.models.interface import SuperResolver
 from geosr.models.spec_bounds import ARCH_BOUNDS, MAX_WEIGHTS, check_spec, count_weights
 from geosr.models.style import fit_flow
 from geosr.models.unet import ChangeAwareUNet, make_condition
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -119,7 +119,8 @@ def _rewrite(src: Path, dst: Path, *, edit=None, metadata=None):
 
     with safe_open(str(src), framework="pt") as f:
         meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        # safe_open is not a mapping: it has keys() but no __iter__ or __contains__
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     if edit:
         edit(tensors)
     save_file(tensors, str(dst), metadata=meta if metadata is None else metadata)

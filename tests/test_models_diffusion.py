@@ -12,7 +12,6 @@ from geosr.models.edm import build_denoiser
 from geosr.models.interface import ConditionBatch, SuperResolver
 from geosr.models.style import fit_flow
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -21,7 +21,6 @@ from geosr.models.edm import (
 )
 from geosr.models.unet import make_condition
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -39,7 +39,7 @@ def test_tiny_overfits_one_batch():
     model = build_denoiser("tiny", n_map_classes=3, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
-    for step in range(MAX_STEPS):
+    for _ in range(MAX_STEPS):
         loss = edm_loss(model, hr, cond, sigma=sigma, noise=noise)
         assert torch.isfinite(loss)
         first = float(loss.detach()) if first is None else first

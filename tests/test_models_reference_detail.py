@@ -119,8 +119,9 @@ def test_on_held_out_pairs_it_helps_where_the_reference_matches_and_keeps_out_wh
     """Landsat Taizhou (its reference's detail correlates with the truth's) gains; DSIFN 0_2 (it does not)
     keeps its score; changed areas lose nothing. Measured (geosr evaluate, PSNR-Y over bicubic, unchanged
     (changed) areas): Taizhou x8 +1.74 (+1.64) -> +2.61 (+1.71) dB, 0_2 x16 +0.05 (+0.53) -> +0.05 (+0.53)."""
+    from scripts.shared_data import shared_data_pairs
+
     from conftest import SHARED_DATA
-    from geosr.training.datasets import shared_data_pairs
     from geosr.training.evaluate import make_cases, run_case
     from geosr.training.metrics import psnr_y
 

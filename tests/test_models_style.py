@@ -9,7 +9,6 @@ import torch
 
 from geosr.models.style import StyleEncoder, StyleFlow, adain, channel_stats, fit_flow
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -14,9 +14,9 @@ from geosr.errors import ClassTableError, InputNotFoundError
 from geosr.osm.classes import (
     DEFAULT_MAP_CLASSES,
     TAG_CLASSES,
-    class_table_from_dict,
     classes_from_tags,
-    load_class_table,
+    load_map_classes,
+    map_classes_from_dict,
     map_tags,
 )
 
@@ -43,7 +43,7 @@ def test_default_table_contract():
 def test_default_table_round_trips_through_json(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(DEFAULT_MAP_CLASSES.to_json())
-    assert load_class_table(path) == DEFAULT_MAP_CLASSES
+    assert load_map_classes(path) == DEFAULT_MAP_CLASSES
 
 
 def test_docs_list_every_default_class():
@@ -131,31 +131,41 @@ def _table(**override):
     [
         ([], "JSON object"),
         (_table(classes=[{"name": "background", "color": "#000000"}]), "at least two"),
-        (_table(classes=[{"name": "background", "color": "#000"}, {"name": "a", "color": "#000000", "tags": {"b": True}}]), "color"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "A b", "color": "#000000", "tags": {"b": True}}]), "name"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "background", "color": "#000000", "tags": {"b": True}}]), "twice"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"id": 5, "name": "a", "color": "#000000", "tags": {"b": True}}]), "ids"),
+        (_table(classes=[{"name": "background", "color": "#000"},
+                         {"name": "a", "color": "#000000", "tags": {"b": True}}]), "color"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"name": "A b", "color": "#000000", "tags": {"b": True}}]), "name"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"name": "background", "color": "#000000", "tags": {"b": True}}]), "twice"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"id": 5, "name": "a", "color": "#000000", "tags": {"b": True}}]), "ids"),
         (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "a", "color": "#000000"}]), "no tags"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "a", "color": "#000000", "tags": {"b": 3}}]), "true"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "a", "color": "#000000", "tags": {"b": True}, "line_widths": {"b": -1}}]), "positive"),
-        (_table(classes=[{"name": "background", "color": "#000000"}, {"name": "a", "color": "#000000", "tags": {"b": True}, "colour": "x"}]), "unknown field"),
-        (_table(classes=[{"name": "background", "color": "#000000", "tags": {"b": True}}, {"name": "a", "color": "#000000", "tags": {"b": True}}]), "background"),
-        (_table(classes=[{"name": "background", "color": "#000000"}] + [{"name": f"c{i}", "color": "#000000", "tags": {"b": True}} for i in range(255)]), "at most"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"name": "a", "color": "#000000", "tags": {"b": 3}}]), "true"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"name": "a", "color": "#000000", "tags": {"b": True}, "line_widths": {"b": -1}}]),
+         "positive"),
+        (_table(classes=[{"name": "background", "color": "#000000"},
+                         {"name": "a", "color": "#000000", "tags": {"b": True}, "colour": "x"}]), "unknown field"),
+        (_table(classes=[{"name": "background", "color": "#000000", "tags": {"b": True}},
+                         {"name": "a", "color": "#000000", "tags": {"b": True}}]), "background"),
+        (_table(classes=[{"name": "background", "color": "#000000"}]
+                        + [{"name": f"c{i}", "color": "#000000", "tags": {"b": True}} for i in range(255)]), "at most"),
     ],
 )
 def test_bad_tables(data, needle):
     with pytest.raises(ClassTableError, match=needle):
-        class_table_from_dict(data, "my.json")
+        map_classes_from_dict(data, "my.json")
 
 
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(InputNotFoundError, match="nope.json"):
-        load_class_table(tmp_path / "nope.json")
+        load_map_classes(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{ name: ")
     with pytest.raises(ClassTableError, match=r"bad\.json: is not valid JSON \(line 1"):
-        load_class_table(bad)
+        load_map_classes(bad)
     good = tmp_path / "good.json"
     good.write_text(json.dumps(_table()))
-    t = load_class_table(good)
+    t = load_map_classes(good)
     assert t.names == ["background", "house"] and t.classes[1].color == (1, 2, 3)

@@ -186,7 +186,8 @@ def _prefill_osmnx_cache(cache: Path, polygon, tags, url: str, response: dict) -
         files = []
         for coord_str in _overpass._make_overpass_polygon_coord_strs(polygon):
             query = _overpass._create_overpass_features_query(coord_str, tags)
-            get_url = requests.Request("GET", url.rstrip("/") + "/interpreter", params=OrderedDict(data=query)).prepare().url
+            request = requests.Request("GET", url.rstrip("/") + "/interpreter", params=OrderedDict(data=query))
+            get_url = request.prepare().url
             path = cache / f"{sha1(get_url.encode('utf-8')).hexdigest()}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(response), encoding="utf-8")
@@ -200,7 +201,8 @@ def _prefill_osmnx_cache(cache: Path, polygon, tags, url: str, response: dict) -
 def test_online_path_from_prefilled_osmnx_cache(tmp_path):
     import osmnx as ox
 
-    from geosr.osm.api import plan_grid, query_area
+    from geosr.osm.grid import plan_grid
+    from geosr.osm.sources import query_area
 
     like = scene_grid_raster(tmp_path)
     grid = plan_grid(like=like)

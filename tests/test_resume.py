@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np

@@ -12,17 +12,9 @@ from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
 
-from geosr.training.datasets import (
-    PairMixture,
-    SampleMaker,
-    change_pair_folder,
-    collate,
-    geotiff_stack,
-    refdiff_folder,
-    shared_data_pairs,
-    synthetic_pairs,
-)
 from geosr.training.degradations import box_downsample
+from geosr.training.layouts import change_pair_folder, geotiff_stack, refdiff_folder, synthetic_pairs
+from geosr.training.samples import PairMixture, SampleMaker, collate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -113,7 +105,8 @@ def test_geotiff_stack_windows(tmp_path):
     mask = np.zeros((64, 96), np.uint8)
     mask[:, 48:] = 1
     write(tmp_path / "cd.tif", mask, 1.0)
-    pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", ref=tmp_path / "hr.tif", mask=tmp_path / "cd.tif", scale=4)
+    pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", ref=tmp_path / "hr.tif",
+                         mask=tmp_path / "cd.tif", scale=4)
     assert pair.shape == (64, 96) and pair.lr[4].shape == (3, 16, 24)
     assert int(pair.changed.sum()) == 64 * 48
     maker = SampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
@@ -154,6 +147,8 @@ def test_pairs_smaller_than_the_crop_are_left_out_by_name():
 
 @pytest.mark.realdata
 def test_shared_data_split_is_disjoint():
+    from scripts.shared_data import shared_data_pairs  # the repository's data lists live in scripts/
+
     train = shared_data_pairs(SHARED, split="train")
     held = shared_data_pairs(SHARED, split="heldout")
     assert train and held

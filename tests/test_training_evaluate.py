@@ -53,7 +53,7 @@ def dataset(tmp_path):
 
 def test_evaluate_identity_and_bicubic(tmp_path, dataset):
     out = tmp_path / "eval"
-    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "-o", str(out), "--json"])
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(out), "--json"])
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
     assert payload["ok"] and payload["models"] == ["hr", "bicubic", "reference-paste"]
@@ -61,7 +61,8 @@ def test_evaluate_identity_and_bicubic(tmp_path, dataset):
     hr = summary["hr"]
     assert hr["overall"]["psnr_y"] in ("inf", float("inf")) or math.isinf(float(hr["overall"]["psnr_y"]))
     assert hr["overall"]["ssim_y"] == pytest.approx(1.0) and hr["overall"]["vif"] == pytest.approx(1.0)
-    assert hr["changed"]["sam"] == pytest.approx(0.0, abs=1e-6) and hr["unchanged"]["ergas"] == pytest.approx(0.0, abs=1e-9)
+    assert hr["changed"]["sam"] == pytest.approx(0.0, abs=1e-6)
+    assert hr["unchanged"]["ergas"] == pytest.approx(0.0, abs=1e-9)
     # bicubic through the pipeline equals bicubic computed here on the 8-bit LR
     expected = []
     for i in range(1):
@@ -71,7 +72,9 @@ def test_evaluate_identity_and_bicubic(tmp_path, dataset):
         expected.append(M.psnr_y(sr, t))
     assert float(summary["bicubic"]["overall"]["psnr_y"]) == pytest.approx(np.mean(expected), abs=0.02)
     # reference paste is bicubic where changed
-    assert summary["reference-paste"]["changed"]["psnr_y"] == pytest.approx(summary["bicubic"]["changed"]["psnr_y"], abs=1e-6)
+    assert summary["reference-paste"]["changed"]["psnr_y"] == pytest.approx(
+        summary["bicubic"]["changed"]["psnr_y"], abs=1e-6
+    )
     md = (out / "metrics.md").read_text()
     assert "| bicubic |" in md and "PSNR-Y unc" in md
     assert list(out.glob("panel_x4_p0_*.png"))
@@ -137,7 +140,8 @@ def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
     bic = back_project(start, lr, 8, operator="bicubic")
     box = back_project(start, lr, 8)
     assert float((downsample(bic, 8, "bicubic") - lr).abs().max()) < 2e-3
-    assert float((downsample(box, 8, "bicubic") - lr).abs().max()) > 10 * float((downsample(bic, 8, "bicubic") - lr).abs().max())
+    assert (float((downsample(box, 8, "bicubic") - lr).abs().max())
+            > 10 * float((downsample(bic, 8, "bicubic") - lr).abs().max()))
     assert 1e-4 < float((box_downsample(bic, 8) - lr).abs().mean()) < 0.05
     # it removes the part of the error the LR can see: closer to the truth than the start
     assert float((bic - hr).pow(2).mean()) < float((start - hr).pow(2).mean())
@@ -160,7 +164,8 @@ def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
             assert load_model(str(path), lr_consistency=mode).operator == mode
             assert load_model(str(path), sampler=SamplerConfig(lr_consistency=mode)).operator == mode
         assert not isinstance(load_model(str(path), sampler=SamplerConfig(lr_consistency="off")), LRConsistent)
-        assert load_model(str(path), lr_consistency=True, sampler=SamplerConfig(lr_consistency="off")).operator == operator
+        off_sampler = SamplerConfig(lr_consistency="off")
+        assert load_model(str(path), lr_consistency=True, sampler=off_sampler).operator == operator
     for model in (str(path), "bicubic"):
         with pytest.raises(OptionError, match="one of off, box, bicubic, not 'on'"):
             load_model(model, lr_consistency="on")
@@ -172,10 +177,12 @@ def test_ref_detail_flag_reaches_the_model(tmp_path, dataset):
     unchanged = {}
     for flag in ("--ref-detail", "--no-ref-detail"):
         out = tmp_path / flag
-        args = ["evaluate", str(dataset), "-m", "default", "-x", "8", "-o", str(out), "--no-panels", "--quiet", flag]
+        args = ["evaluate", str(dataset), "-m", "default", "-x", "8", "--out-dir", str(out), "--no-panels", "--quiet",
+                flag]
         res = CliRunner().invoke(_app(), args)
         assert res.exit_code == 0, res.output
-        unchanged[flag] = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]["unchanged"]["psnr_y"]
+        default = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]
+        unchanged[flag] = default["unchanged"]["psnr_y"]
     assert unchanged["--ref-detail"] > unchanged["--no-ref-detail"] + 1, unchanged
 
 
@@ -185,8 +192,33 @@ def test_lr_consistency_option_reaches_evaluate(tmp_path, dataset):
     lrc = {}
     for flags in (["--lr-consistency", "box"], ["--no-lr-consistency"], ["--lr-consistency", "off"]):
         out = tmp_path / flags[-1]
-        args = ["evaluate", str(dataset), "-m", "default", "-x", "8", "-o", str(out), "--no-panels", "--quiet", *flags]
+        args = ["evaluate", str(dataset), "-m", "default", "-x", "8", "--out-dir", str(out), "--no-panels", "--quiet",
+                *flags]
         res = CliRunner().invoke(_app(), args)
         assert res.exit_code == 0, res.output
-        lrc[flags[-1]] = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]["overall"]["lr_consistency"]
+        default = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]
+        lrc[flags[-1]] = default["overall"]["lr_consistency"]
     assert lrc["box"] > 60 and lrc["--no-lr-consistency"] == lrc["off"] < lrc["box"] - 10, lrc
+
+
+def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, dataset):
+    """-o/--out is a hidden, deprecated spelling of --out-dir; a used folder is refused without --overwrite and
+    replaced with it (an earlier evaluation only); --device picks where models run."""
+    runner = CliRunner()
+    out = tmp_path / "eval"
+    args = ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--no-panels", "--quiet", "--device", "cpu"]
+    res = runner.invoke(_app(), [*args, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "-o/--out is deprecated for geosr evaluate; use --out-dir" in res.stderr and (out / "metrics.json").exists()
+    res = runner.invoke(_app(), [*args, "--out-dir", str(out)])
+    assert res.exit_code == 2 and "is not empty; give --overwrite" in res.output
+    (out / "metrics.json").write_text("{}")
+    res = runner.invoke(_app(), [*args, "--out-dir", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["models"] == ["hr", "bicubic", "reference-paste"]
+    (out / "keep.txt").write_text("mine")
+    res = runner.invoke(_app(), [*args, "--out-dir", str(out), "--overwrite"])
+    assert res.exit_code == 2 and "keep.txt" in res.output and (out / "keep.txt").exists()
+    # the help says what is computed: ST-LPIPS, not LPIPS / DISTS / FID
+    assert "ST-LPIPS" in evaluate.__doc__ and not any(m in evaluate.__doc__ for m in ("DISTS", "FID"))
+    assert set(M.learned_metrics_status()) == {"ST-LPIPS"}

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from geosr.cli.train import train
 from geosr.models.checkpoint import load_checkpoint, read_spec
 from geosr.training.config import TrainConfig
-from geosr.training.loop import draw_sigma, load_state
+from geosr.training.objective import draw_sigma
+from geosr.training.state import load_state
 
 MICRO = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
              head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
@@ -52,7 +53,7 @@ def _config(tmp_path, images) -> str:
 
 
 def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypatch):
-    import geosr.training.datasets as datasets
+    import geosr.training.samples as datasets
 
     seen = []
     make_reference = datasets.synthetic_reference
@@ -84,7 +85,7 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypa
         assert torch.equal(a, b)
     assert all("exp_avg" in st for st in opt.state_dict()["state"].values())
     # resume: 4 more steps from the saved state
-    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--steps", "24", "--json"])
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "24", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["resumed_from"] == 20 and summary["steps"] == 24
@@ -97,16 +98,18 @@ def test_bad_inputs_exit_2(tmp_path):
     runner = CliRunner()
     res = runner.invoke(_app(), ["train", str(tmp_path / "missing.toml")])
     assert res.exit_code == 2
-    res = runner.invoke(_app(), ["train", "--data", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r")])
+    res = runner.invoke(_app(), ["train", "--data", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "r")])
     assert res.exit_code == 2
-    res = runner.invoke(_app(), ["train", "--resume", "-o", str(tmp_path / "r2"), "--data", str(tmp_path)])
+    res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(tmp_path / "r2"), "--data", str(tmp_path)])
     assert res.exit_code == 2
 
 
 def test_config_checks_and_sigma_mixture():
-    with pytest.raises(Exception):
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError):
         TrainConfig(scales=(3,))
-    with pytest.raises(Exception):
+    with pytest.raises(OptionError):
         TrainConfig(crop=100, scales=(8,))
     with pytest.raises(Exception, match="upsampler_loss"):
         TrainConfig(upsampler_loss=-1.0)
@@ -121,7 +124,8 @@ def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
     from geosr.errors import OptionError
     from geosr.models.checkpoint import make_spec, save_checkpoint
     from geosr.models.edm import build_denoiser
-    from geosr.training.loop import init_model, train as run_train
+    from geosr.training.loop import init_model
+    from geosr.training.loop import train as run_train
 
     torch.manual_seed(0)
     base = build_denoiser({**MICRO, "residual": True, "sigma_data": 0.4}, n_bands=3, n_change_classes=3).eval()
@@ -145,7 +149,8 @@ def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
     start = init_model(str(src), {"upsampler_channels": 8, "upsampler_blocks": 1})[0].state_dict()
     moved = trained.state_dict()
     # the upsampler's zero-initialised output layer has left zero: its own loss and the denoiser's reach it
-    assert float(moved["net.upsampler.outs.1.weight"].abs().max()) > 0 == float(start["net.upsampler.outs.1.weight"].abs().max())
+    out_layer = "net.upsampler.outs.1.weight"
+    assert float(moved[out_layer].abs().max()) > 0 == float(start[out_layer].abs().max())
     assert any("initialised from" in d for d in spec["training"]["data"])
 
 
@@ -154,14 +159,16 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     from geosr.errors import OptionError
     from geosr.models.checkpoint import make_spec, save_checkpoint
     from geosr.models.edm import build_denoiser
-    from geosr.training.loop import train as run_train, trainable
+    from geosr.training.loop import train as run_train
+    from geosr.training.loop import trainable
 
     torch.manual_seed(0)
     up = {**MICRO, "residual": True, "sigma_data": 0.4, "upsampler_channels": 8, "upsampler_blocks": 1}
     src = build_denoiser(up, n_bands=3, n_change_classes=3).eval()
     path = save_checkpoint(tmp_path / "src.safetensors", src, make_spec(src, scales=[4]))
     common = dict(arch="keep", scales=(4,), crop=32, batch_size=2, steps=5, warmup=1, lr=1e-3, checkpoint_every=5,
-                  val_every=5, threads=1, data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+                  val_every=5, threads=1,
+                  data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
 
     def changed(ckpt: str) -> set[str]:
         after = load_checkpoint(ckpt)[0].state_dict()
@@ -171,7 +178,8 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     moved = changed(prior.checkpoint)
     assert moved and all(k.startswith("net.upsampler.") for k in moved)
     assert (tmp_path / "prior" / "val_0000005.png").exists()
-    refine = run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **common), init=prior.checkpoint)
+    refine = run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **common),
+                       init=prior.checkpoint)
     after = load_checkpoint(refine.checkpoint)[0].state_dict()
     before = load_checkpoint(prior.checkpoint)[0].state_dict()
     moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
@@ -206,9 +214,9 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
 def test_validation_scores_the_run_and_keeps_the_best(tmp_path, images):
     """--val-data: the EMA model is scored every --val-every steps on fixed batches of data it does not train on,
     and the best-scoring one is kept as best.safetensors, across --resume too."""
-    from geosr.cli.train import data_source
     from geosr.training.config import load_config
-    from geosr.training.loop import score, validation_set
+    from geosr.training.sources import source_for_path as data_source
+    from geosr.training.validation import score, validation_set
 
     val = tmp_path / "val"
     val.mkdir()
@@ -219,7 +227,7 @@ def test_validation_scores_the_run_and_keeps_the_best(tmp_path, images):
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(val / f"v{i}.png")
     runner = CliRunner()
     cfg_path = _config(tmp_path, images)
-    args = ["train", cfg_path, "--val-data", str(val), "--val-every", "5", "--lr", "3e-3", "--json"]
+    args = ["train", cfg_path, "--val-data", str(val), "--val-every", "5", "--learning-rate", "3e-3", "--json"]
     res = runner.invoke(_app(), args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -229,7 +237,8 @@ def test_validation_scores_the_run_and_keeps_the_best(tmp_path, images):
     gains = [e["gain_db"] for e in events]
     assert len(set(gains)) > 1  # the model moved between the scores
     best = events[int(np.argmax(gains))]
-    assert summary["best_step"] == best["step"] and summary["best_val_gain_db"] == pytest.approx(best["gain_db"], abs=1e-4)
+    assert summary["best_step"] == best["step"]
+    assert summary["best_val_gain_db"] == pytest.approx(best["gain_db"], abs=1e-4)
     assert [e["best"] for e in events] == [g > max(gains[:i], default=-np.inf) for i, g in enumerate(gains)]
     model, spec = load_checkpoint(summary["best_checkpoint"])
     assert spec["training"]["steps"] == best["step"]
@@ -240,7 +249,7 @@ def test_validation_scores_the_run_and_keeps_the_best(tmp_path, images):
     batches, _ = validation_set(cfg)
     assert score(model, batches)["gain_db"] == pytest.approx(best["gain_db"], abs=1e-3)
     # resume: the best so far is remembered, and later steps replace it only by scoring higher
-    res = runner.invoke(_app(), [*args[:-1], "--resume", "--steps", "30", "--json"])
+    res = runner.invoke(_app(), [*args[:-1], "--resume", "--train-steps", "30", "--json"])
     assert res.exit_code == 0, res.output
     again = json.loads(res.stdout.strip().splitlines()[-1])
     events = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "val"]
@@ -258,3 +267,52 @@ def test_validation_data_must_be_data_the_run_does_not_train_on(tmp_path, images
     assert not (tmp_path / "run").exists()
     with pytest.raises(Exception, match="val_batches"):
         TrainConfig(val_data=({"kind": "synthetic", "paths": ["a.png"]},), val_batches=0)
+
+
+def _quick(tmp_path, images, *extra: str) -> list[str]:
+    return ["train", _config(tmp_path, images), "--train-steps", "2", "--checkpoint-every", "2", "--val-every", "0",
+            *extra]
+
+
+def test_old_flag_spellings_still_work_for_one_release_and_say_so(tmp_path, images):
+    """--steps, --lr, --batch-size and -o/--out of `geosr train` are hidden, deprecated spellings of --train-steps,
+    --learning-rate, --batch and --out-dir: they work and print one deprecation line each on stderr."""
+    runner = CliRunner()
+    out = tmp_path / "old"
+    res = runner.invoke(_app(), ["train", _config(tmp_path, images), "-o", str(out), "--steps", "2", "--lr", "1e-3",
+                                 "--batch-size", "1", "--val-every", "0", "--checkpoint-every", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    for old, new in (("--steps", "--train-steps"), ("--lr", "--learning-rate"), ("--batch-size", "--batch"),
+                     ("-o/--out", "--out-dir")):
+        assert f"{old} is deprecated for geosr train; use {new}" in res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["checkpoint"] == str(out / "model.safetensors")
+    config = read_spec(out / "model.safetensors")["training"]["config"]
+    assert config["lr"] == 1e-3 and config["batch_size"] == 1
+    res = runner.invoke(_app(), ["train", "--train-steps", "3", "--steps", "2", "--data", str(images)])
+    assert res.exit_code == 2 and "give --train-steps only" in res.output
+    shown = runner.invoke(_app(), ["train", "--help"]).output
+    assert "--train-steps" in shown and "--learning-rate" in shown and "--out-dir" in shown
+    assert "--steps" not in shown and "--batch-size" not in shown and "--lr " not in shown
+
+
+def test_a_run_folder_is_written_only_when_new_empty_resumed_or_overwritten(tmp_path, images):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 2 and "is not empty; give --overwrite" in res.output
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite"))  # only an earlier run is replaced
+    assert res.exit_code == 2 and "notes.txt" in res.output and (run / "notes.txt").read_text() == "mine"
+    (run / "notes.txt").unlink()
+    assert runner.invoke(_app(), _quick(tmp_path, images)).exit_code == 0  # an empty folder is fine
+    first = (run / "train.log").read_text()
+    res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 2 and (run / "train.log").read_text() == first
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite"))
+    assert res.exit_code == 0, res.output
+    starts = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "start"]
+    assert len(starts) == 1 and (run / "model.safetensors").exists()
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite", "--resume"))
+    assert res.exit_code == 2 and "give one of them" in res.output

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,12 +12,11 @@ import torch
 from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rasterio.crs import CRS
-from rasterio.warp import reproject, Resampling
+from rasterio.warp import Resampling, reproject
 from rio_cogeo.cogeo import cog_validate
 
 from conftest import make_raster, smooth_field
-from geosr.config import OutputConfig, TilingConfig
+from geosr.config import TilingConfig
 from geosr.models.resample import upsample
 from geosr.pipeline.upscale import upscale as _upscale
 
@@ -89,7 +88,8 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
     from geosr.cli.app import app
 
     out = tmp_path / "plain.tif"
-    argv = ["upscale", str(s["lr"]), "--ref", str(s["ref"]), "--cd", str(s["cd"]), "-x", "8", "-o", str(out), "--no-ref-detail", "-q"]
+    argv = ["upscale", str(s["lr"]), "--ref", str(s["ref"]), "--cd", str(s["cd"]), "-x", "8", "-o", str(out),
+            "--no-ref-detail", "-q"]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as ds:
@@ -110,7 +110,8 @@ def test_bundled_default_model_at_x2_and_x4(tmp_path, scale):
         truth, profile = t.read().astype(np.float64), t.profile
     n = 400 // scale
     lr = truth.reshape(3, n, scale, n, scale).mean((2, 4)).round().astype(np.uint8)
-    lr_path = make_raster(tmp_path / "lr.tif", lr, crs=profile["crs"], transform=profile["transform"] @ Affine.scale(scale))
+    lr_path = make_raster(tmp_path / "lr.tif", lr, crs=profile["crs"],
+                          transform=profile["transform"] @ Affine.scale(scale))
     psnr = {}
     for model in ("default", "bicubic"):
         out = tmp_path / f"{model}.tif"
@@ -277,7 +278,7 @@ def _reference_in_other_crs(tmp_path, lr_arr, lr_transform, dst_crs):
     truth = whole_image(lr_arr, 4).astype(np.float32)
     hr_t = lr_transform @ Affine.scale(1 / 4)
     h, w = truth.shape[1:]
-    south, west, north, east = array_bounds(h, w, hr_t)[1], array_bounds(h, w, hr_t)[0], array_bounds(h, w, hr_t)[3], array_bounds(h, w, hr_t)[2]
+    west, south, east, north = array_bounds(h, w, hr_t)
     t, dw, dh = calculate_default_transform("EPSG:32633", dst_crs, w, h, west, south, east, north)
     dst = np.full((truth.shape[0], dh, dw), -1, np.float32)
     reproject(truth, dst, src_transform=hr_t, src_crs="EPSG:32633", dst_transform=t, dst_crs=dst_crs,

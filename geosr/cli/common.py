@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from geosr.errors import GeoSRError, InputError
+from geosr.options import LR_CONSISTENCY_HELP  # noqa: F401 - the one help text, shared by upscale and evaluate
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -31,10 +42,42 @@ out_console = Console(markup=False)
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that every ``finally`` (temporary files) runs as on Ctrl-C."""
 
-LR_CONSISTENCY_HELP = (
-    "Diffusion models: back-project the SR onto the LR: off, box (each LR pixel's block averages to it exactly) or "
-    "bicubic (the bicubic degradation). Default: the checkpoint's own setting (the default model: box)."
-)
+
+
+def renamed(command: str, new_flag: str, new: Any, old_flag: str, old: Any) -> Any:
+    """The value of an option given by its name or by its deprecated one (hidden; kept for one release), which
+    prints a deprecation line on stderr. Both at once with different values are refused."""
+    if old is None:
+        return new
+    err_console.print(f"geosr: warning: {old_flag} is deprecated for geosr {command}; use {new_flag}", highlight=False)
+    if new is not None and new != old:
+        from geosr.errors import OptionError
+
+        raise OptionError(f"{old_flag} is the deprecated spelling of {new_flag}: give {new_flag} only")
+    return old
+
+
+def option_parameter(name: str, typ: Any, default: Any, flags: tuple[str, ...], help: str) -> inspect.Parameter:
+    """A keyword-only Typer option as an :class:`inspect.Parameter` (for commands whose options are generated
+    from :mod:`geosr.options`); optional when its default is None."""
+    annotation = Annotated[typ if default is not None else Optional[typ],
+                           typer.Option(*flags, help=help, show_default=default is not None)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """geosr upscale's options (:data:`geosr.options.UPSCALE_OPTIONS`) as Typer parameters; ``unset``: every
+    default None (``geosr batch``: the job's, the manifest's or upscale's own default applies)."""
+    from geosr.options import UPSCALE_OPTIONS
+
+    params = []
+    for o in UPSCALE_OPTIONS:
+        if o.name in skip or (unset and not o.manifest_key):
+            continue
+        default = None if unset else o.default_value()
+        help_ = f"{o.help} For jobs without it." if unset else o.help
+        params.append(option_parameter(o.name, Path if o.cli_path else o.type, default, o.flags, help_))
+    return params
 
 
 def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False) -> Any:
@@ -86,34 +129,47 @@ def print_json(payload: dict) -> None:
     sys.stdout.write(json.dumps({"ok": True, **payload}, default=str) + "\n")
 
 
+class ProgressView:
+    """The one live progress renderer of every command: named bars (label, bar, done/total, elapsed, ETA) on
+    stderr. Nothing shows before the first update, so a run refused while checking prints only its error."""
+
+    def __init__(self, *, enabled: bool, transient: bool = False) -> None:
+        self.enabled = enabled
+        self._bar: Progress | None = None
+        self._transient = transient
+        self._tasks: dict[str, TaskID] = {}
+
+    def update(self, name: str, done: int, total: int | None, *, label: str | None = None) -> None:
+        """Set bar ``name`` (shown as ``label``, default the name) to ``done`` of ``total`` (None: unknown)."""
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                                 transient=self._transient)
+            self._bar.start()
+        if name not in self._tasks:
+            self._tasks[name] = self._bar.add_task(label or name, total=total)
+        self._bar.update(self._tasks[name], description=label or name, completed=done, total=total)
+
+    def print(self, line: str) -> None:
+        """A line above the bars (or on stderr when there are none)."""
+        (self._bar.console if self._bar is not None else err_console).print(line, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> "ProgressView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 @contextmanager
 def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with ETA; yields ``update(done, total)``. It appears at the first update, so
-    a run refused while checking its inputs prints nothing but its error."""
-    if not enabled:
-        yield lambda done, total: None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("windows"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    bar = Progress(*columns, console=err_console)
-    task = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(description, total=total)
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if task is not None:
-            bar.stop()
+    """A :class:`ProgressView` of one bar; yields ``update(done, total)``."""
+    with ProgressView(enabled=enabled) as view:
+        yield lambda done, total: view.update(description, done, total)

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 from rich.table import Table
+from rich.text import Text
 
 from geosr.cli.common import out_console, print_json, run_command
 

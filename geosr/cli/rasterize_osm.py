@@ -4,70 +4,38 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.text import Text
 
-from geosr.cli.common import err_console, out_console, print_json, run_command
+from geosr.cli.common import ProgressView, out_console, print_json, run_command
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
 
 
+def _opt(*names: str, **kw: Any) -> Any:
+    """An option without a default worth printing (none, or one its help names)."""
+    return typer.Option(*names, show_default=False, **kw)
+
+
 def rasterize_osm(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output COG path.", show_default=False)],
-    bbox: Annotated[
-        Optional[tuple[float, float, float, float]],
-        typer.Option(
-            "--bbox",
-            metavar="LEFT BOTTOM RIGHT TOP",
-            help="Area in WGS84 degrees, in this order: west (lon) south (lat) east (lon) north (lat). "
-            "geosr keeps this order whatever osmnx version is installed.",
-            show_default=False,
-        ),
-    ] = None,
-    resolution: Annotated[
-        Optional[float], typer.Option("--resolution", "-r", help="Pixel size in metres (with --bbox).", show_default=False)
-    ] = None,
-    crs: Annotated[
-        Optional[str],
-        typer.Option("--crs", help="Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the box centre.", show_default=False),
-    ] = None,
-    like: Annotated[
-        Optional[Path],
-        typer.Option("--like", help="Use this raster's grid, refined by -x: exactly the grid `geosr upscale -x N` writes.", show_default=False),
-    ] = None,
-    scale: Annotated[
-        Optional[int], typer.Option("-x", "--scale", help="With --like: the upscale factor (default 1, the raster's own grid).", show_default=False)
-    ] = None,
-    aoi: Annotated[
-        Optional[str],
-        typer.Option("--aoi", help="With --like: crop as `geosr upscale --aoi` does ('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).", show_default=False),
-    ] = None,
+    output: Annotated[Path, _opt("-o", "--output", help="Output COG path.")],
+    bbox: Annotated[Optional[tuple[float, float, float, float]], _opt("--bbox", metavar="LEFT BOTTOM RIGHT TOP", help="Area in WGS84 degrees, in this order: west (lon) south (lat) east (lon) north (lat). geosr keeps this order whatever osmnx version is installed.")] = None,
+    resolution: Annotated[Optional[float], _opt("--resolution", "-r", help="Pixel size in metres (with --bbox).")] = None,
+    crs: Annotated[Optional[str], _opt("--crs", help="Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the box centre.")] = None,
+    like: Annotated[Optional[Path], _opt("--like", help="Use this raster's grid, refined by -x: exactly the grid `geosr upscale -x N` writes.")] = None,
+    scale: Annotated[Optional[int], _opt("-x", "--scale", help="With --like: the upscale factor (default 1, the raster's own grid).")] = None,
+    aoi: Annotated[Optional[str], _opt("--aoi", help="With --like: crop as `geosr upscale --aoi` does ('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")] = None,
     aoi_crs: Annotated[str, typer.Option("--aoi-crs", help="CRS of an --aoi box.")] = "EPSG:4326",
-    osm_file: Annotated[
-        Optional[Path],
-        typer.Option("--osm-file", help="Work offline from a file: .osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp, .fgb. Default: the Overpass API.", show_default=False),
-    ] = None,
-    classes: Annotated[
-        Optional[Path], typer.Option("--classes", help="Your own class table (JSON, see docs/osm-classes.md). Default: geosr-osm-v1.", show_default=False)
-    ] = None,
-    style: Annotated[
-        str, typer.Option("--style", help="classes: one band of class ids with a colour table; rgb: the map rendered in the palette (no labels).")
-    ] = "classes",
+    osm_file: Annotated[Optional[Path], _opt("--osm-file", help="Work offline from a file: .osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp, .fgb. Default: the Overpass API.")] = None,
+    classes: Annotated[Optional[Path], _opt("--classes", help="Your own class table (JSON, see docs/osm-classes.md). Default: geosr-osm-v1.")] = None,
+    style: Annotated[str, typer.Option("--style", help="classes: one band of class ids with a colour table; rgb: the map rendered in the palette (no labels).")] = "classes",
     timeout: Annotated[float, typer.Option("--timeout", help="Overpass timeout in seconds.")] = 180.0,
-    overpass_url: Annotated[
-        Optional[str], typer.Option("--overpass-url", help="Another Overpass API endpoint (default https://overpass-api.de/api).", show_default=False)
-    ] = None,
-    date: Annotated[
-        Optional[str], typer.Option("--date", help="Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).", show_default=False)
-    ] = None,
-    cache_dir: Annotated[
-        Optional[Path], typer.Option("--cache-dir", help="Folder for Overpass responses (default $GEOSR_CACHE_DIR/osmnx or ~/.cache/geosr/osmnx).", show_default=False)
-    ] = None,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="Write an all-background map when the area holds no feature (default: exit 2).")
-    ] = False,
+    overpass_url: Annotated[Optional[str], _opt("--overpass-url", help="Another Overpass API endpoint (default https://overpass-api.de/api).")] = None,
+    date: Annotated[Optional[str], _opt("--date", help="Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")] = None,
+    cache_dir: Annotated[Optional[Path], _opt("--cache-dir", help="Folder for Overpass responses (default $GEOSR_CACHE_DIR/osmnx or ~/.cache/geosr/osmnx).")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Write an all-background map when the area holds no feature (default: exit 2).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -92,29 +60,14 @@ def rasterize_osm(
 
       geosr rasterize-osm --like ortho.tif --date 2019-06-01 --classes my_classes.json -o map_2019.tif
     """
-    from geosr.osm.api import rasterize_osm as run_rasterize_osm
+    from geosr.pipeline.rasterize_osm import rasterize_osm as run_rasterize_osm
 
     def call():
         with _stage_progress(enabled=not (quiet or json_out)) as update:
             return run_rasterize_osm(
-                output,
-                bbox=bbox,
-                crs=crs,
-                resolution=resolution,
-                like=like,
-                scale=scale,
-                aoi=aoi,
-                aoi_crs=aoi_crs,
-                osm_file=osm_file,
-                classes=classes,
-                style=style,
-                timeout=timeout,
-                overpass_url=overpass_url,
-                date=date,
-                cache_folder=cache_dir,
-                allow_empty=allow_empty,
-                overwrite=overwrite,
-                progress=update,
+                output, bbox=bbox, crs=crs, resolution=resolution, like=like, scale=scale, aoi=aoi, aoi_crs=aoi_crs,
+                osm_file=osm_file, classes=classes, style=style, timeout=timeout, overpass_url=overpass_url, date=date,
+                cache_folder=cache_dir, allow_empty=allow_empty, overwrite=overwrite, progress=update,
             )
 
     result = run_command(call, json_out=json_out, quiet=quiet)
@@ -126,27 +79,9 @@ def rasterize_osm(
 
 @contextmanager
 def _stage_progress(*, enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich bar with the current stage and an ETA; yields ``update(stage, done, total)``."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("rasterize-osm", total=None)
-
-        def update(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=_STAGES.get(stage, stage), completed=done, total=total)
-
-        yield update
+    """One bar labelled with the current stage; yields ``update(stage, done, total)``."""
+    with ProgressView(enabled=enabled, transient=True) as view:
+        yield lambda stage, done, total: view.update("rasterize-osm", done, total, label=_STAGES.get(stage, stage))
 
 
 def _print_summary(r) -> None:

@@ -23,7 +23,7 @@ class ChangeClass:
 
 
 @dataclass(frozen=True)
-class ClassTable:
+class ChangeClassTable:
     """A declared class table. Class index i (0..n-1) is the model's one-hot channel of ``classes[i]``."""
 
     name: str
@@ -59,7 +59,7 @@ class ClassTable:
         return {"name": self.name, "classes": [c.__dict__ for c in self.classes]}
 
 
-BINARY = ClassTable(
+BINARY = ChangeClassTable(
     "binary",
     (
         ChangeClass(0, "unchanged", False),
@@ -68,7 +68,7 @@ BINARY = ClassTable(
     ),
 )
 # SECOND (Yang et al.): 6 land-cover classes of the changed area plus "unchanged" (0).
-SECOND = ClassTable(
+SECOND = ChangeClassTable(
     "second",
     (
         ChangeClass(0, "unchanged", False),
@@ -81,7 +81,7 @@ SECOND = ClassTable(
     ),
 )
 # CNAM-CD: 5 land-cover classes of the changed area plus "unchanged" (0).
-CNAM = ClassTable(
+CNAM = ChangeClassTable(
     "cnam-cd",
     (
         ChangeClass(0, "unchanged", False),
@@ -95,7 +95,7 @@ CNAM = ClassTable(
 BUILTIN_TABLES = {t.name: t for t in (BINARY, SECOND, CNAM)}
 
 
-def load_class_table(spec: str) -> ClassTable:
+def load_change_classes(spec: str) -> ChangeClassTable:
     """A built-in table by name, or a JSON file ``{"name": ..., "classes": [{"value", "name", "changed"}]}``."""
     if spec in BUILTIN_TABLES:
         return BUILTIN_TABLES[spec]
@@ -106,12 +106,12 @@ def load_class_table(spec: str) -> ClassTable:
     try:
         doc = json.loads(path.read_text())
         classes = tuple(ChangeClass(int(c["value"]), str(c["name"]), bool(c["changed"])) for c in doc["classes"])
-        return ClassTable(str(doc.get("name", path.stem)), classes)
+        return ChangeClassTable(str(doc.get("name", path.stem)), classes)
     except (ValueError, KeyError, TypeError) as exc:
         raise ClassTableError(f"{spec}: not a valid class table ({exc})") from exc
 
 
-def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Window | None = None) -> bool:
+def check_mask_values(ds: rasterio.DatasetReader, table: ChangeClassTable, window: Window | None = None) -> bool:
     """Scan the mask (block by block) and refuse values the table does not declare.
 
     A mask (or ``window`` of it) of up to FULL_READ_LIMIT pixels is scanned whole; a larger one only in a
@@ -119,7 +119,6 @@ def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Win
     Returns whether every pixel was scanned; when not, the caller must check the values it reads later
     (``Scene.read_stack`` refuses undeclared values window by window).
     """
-    declared = {c.value for c in table.classes}
     nodata = ds.nodata
     seen: set[int] = set()
     full = Window(0, 0, ds.width, ds.height)
@@ -144,7 +143,7 @@ def check_mask_values(ds: rasterio.DatasetReader, table: ClassTable, window: Win
     return whole
 
 
-def refuse_undeclared(name: str, values: Iterable[int], table: ClassTable) -> None:
+def refuse_undeclared(name: str, values: Iterable[int], table: ChangeClassTable) -> None:
     """Raise ClassTableError naming the mask when ``values`` holds values the table does not declare."""
     declared = {c.value for c in table.classes}
     bad = sorted({int(v) for v in values} - declared)

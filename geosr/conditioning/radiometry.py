@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.errors import InputError
-from geosr.io.rasters import FULL_READ_LIMIT, block_sample, read_cost, read_window, reading
+from geosr.io.rasters import FULL_READ_LIMIT, block_sample, physical, read_cost, read_window, reading
 
 SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read or a block sample)
 PERCENTILES = (1.0, 99.0)
@@ -68,12 +68,7 @@ def decimated_read(
     with reading(ds.name):
         data = ds.read(list(bands), window=window, out_shape=shape, resampling=Resampling.nearest, out_dtype="float64")
         valid = ds.dataset_mask(window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
-    if ds.nodata is not None and not np.isnan(ds.nodata):
-        valid &= ~(data == ds.nodata).any(axis=0)
-    valid &= np.isfinite(data).all(axis=0)
-    sc = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
-    of = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
-    return data * sc + of, valid
+    return physical(ds, bands, data, valid)
 
 
 def bounded_read(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -10,7 +11,9 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from geosr.errors import OutputExistsError, OutputLocationError
+from rasterio.errors import RasterioIOError
+
+from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
 
 # Paths GDAL reads through a virtual file system or a network protocol: never the same file as a local output.
 _REMOTE = re.compile(r"^(/vsi|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
@@ -117,3 +120,42 @@ def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None) 
         for extra in tmp.parent.glob(glob_escape(tmp.name) + ".*"):  # GDAL's side files (.ovr.tmp, .aux.xml)
             with contextlib.suppress(OSError):
                 extra.unlink()
+
+
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Turn the machine's write failures (a full disk, a quota, permissions) into one sentence naming ``out``."""
+    try:
+        yield
+    except GeoSRError:
+        raise
+    except (OSError, RasterioIOError) as exc:
+        reason = _os_reason(exc)
+        if reason is None:
+            raise
+        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for --resume") from exc
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The machine's reason behind ``exc`` (also when GDAL wrapped it), or None for anything else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
+            where = f" ({seen.filename})" if seen.filename else ""
+            return f"{os.strerror(seen.errno).lower()}{where}"
+        text = str(seen).lower()
+        for needle, reason in _GDAL_REASONS:
+            if needle in text:
+                return reason
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG)
+_GDAL_REASONS = (  # GDAL's own words for the same conditions, when it reports them as a RasterioIOError
+    ("no space left on device", "no space left on device"),
+    ("free disk space available is", "not enough free disk space"),
+    ("disk full", "no space left on device"),
+    ("permission denied", "permission denied"),
+    ("read-only file system", "read-only file system"),
+)

@@ -167,6 +167,14 @@ def read_window(
     with reading(ds.name):
         data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
         valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
+    return physical(ds, bands, data, valid)
+
+
+def physical(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], data: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``data`` of ``bands`` (float64) in physical units (scale/offset applied), and ``valid`` narrowed to
+    the pixels that are not the nodata value and not NaN in any of them."""
     if ds.nodata is not None and not math.isnan(ds.nodata):
         valid &= ~(data == ds.nodata).any(axis=0)
     valid &= np.isfinite(data).all(axis=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import rasterio
@@ -146,3 +146,42 @@ def write_cog(
         to_cog(stage, final, meta, folder=folder)
     finally:
         stage.unlink(missing_ok=True)
+
+
+def write_row_bands(
+    final: str | os.PathLike[str],
+    grid: Grid,
+    meta: OutputMeta,
+    bands: Iterable[tuple[int, Grid, np.ndarray] | tuple[int, Grid, np.ndarray, np.ndarray | None]],
+    work: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write a COG at ``final`` from bands of rows, holding one band in memory at a time.
+
+    ``bands`` yields ``(first row, band grid, data)`` or ``(first row, band grid, data, valid)`` top to
+    bottom: ``data`` (count, h, w) covers the band grid, a part of ``grid`` whose rows start at ``first
+    row``; ``valid`` (h, w) is written as the mask when ``meta.write_mask``. Each band becomes a chunk in
+    ``work`` as it comes (a generator may compute the next band only when asked); then the chunks are
+    stitched into a tiled GeoTIFF in ``work``, which becomes the COG renamed onto ``final``.
+    ``progress(0, 1)`` is called when stitching starts and ``progress(1, 1)`` once the COG is in place.
+    Every temporary file lives in ``work`` (the caller's locked work folder) and is removed at the end,
+    whether the write succeeds or not.
+    """
+    work = Path(work)
+    stage = work / "stitched.tif"
+    chunks: list[tuple[Path, int]] = []
+    try:
+        for row, sub, data, *valid in bands:
+            path = work / f"rows_{row:08d}.tif"
+            chunks.append((path, row))
+            write_chunk(path, data, valid[0] if valid else None, sub, meta)
+        if progress is not None:
+            progress(0, 1)
+        stitch(chunks, grid, meta, stage)
+        to_cog(stage, Path(final), meta, folder=work)
+        if progress is not None:
+            progress(1, 1)
+    finally:
+        for path in [stage, *(path for path, _ in chunks)]:
+            path.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from geosr.config import SamplerConfig
 from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
+from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser
 from geosr.models.interface import ConditionBatch
 from geosr.models.resample import kernel_halo
@@ -34,16 +35,6 @@ from geosr.sampling.fusion import OverlapFusion
 from geosr.sampling.noise import GeoNoise
 from geosr.sampling.samplers import sample
 from geosr.sampling.schedules import SamplerPreset, resolve_preset
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda was asked for but no CUDA device is available")
-    return dev
 
 
 def _pad(t: torch.Tensor, ph: int, pw: int) -> torch.Tensor:

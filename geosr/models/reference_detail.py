@@ -37,7 +37,9 @@ def highpass(x: torch.Tensor, scale: int) -> torch.Tensor:
     return x - upsample(downsample(x, scale, "bicubic"), scale, "bicubic")
 
 
-def injection_weight(lr: torch.Tensor, ref_lr: torch.Tensor, sigma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+def injection_weight(
+    lr: torch.Tensor, ref_lr: torch.Tensor, sigma: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per LR pixel, how much of the reference's detail to take: the local regression coefficient of the LR's
     detail on the reference's (band means, Gaussian neighbourhood of ``sigma`` LR px) times their local
     correlation, both clipped to [0, 1]. (B, C, h, w) twice -> (B, 1, h, w). ``weight`` (B, 1, h, w), each LR

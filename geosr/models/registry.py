@@ -124,7 +124,8 @@ def load_model(
         return CLASSICAL[spec]()
     path = resolve_checkpoint(spec)
     from geosr.models.checkpoint import load_checkpoint
-    from geosr.models.diffusion import DiffusionSuperResolver, resolve_device
+    from geosr.models.device import resolve_device
+    from geosr.models.diffusion import DiffusionSuperResolver
 
     dev = resolve_device(device)
     model, model_spec = load_checkpoint(path, device=dev)
@@ -140,7 +141,8 @@ def load_model(
         from geosr.models.reference_detail import DEFAULT_SIGMA, ReferenceDetail
 
         setting = inference.get("reference_detail")
-        sr = ReferenceDetail(sr, sigma=float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA)
+        sigma = float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA
+        sr = ReferenceDetail(sr, sigma=sigma)
     operator = lr_consistency_operator(lr_consistency, inference.get("lr_consistency", False))
     if operator is None:
         return sr

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from geosr.models.blocks import (
+    SPADE,
     BasicBlock,
     ChangeAwareBlock,
     NoiseEmbedding,
     ResBlock,
-    SPADE,
     conv1x1,
     conv3x3,
     group_norm,
@@ -194,7 +194,9 @@ class ChangeAwareUNet(nn.Module):
 
         self.noise_embed = NoiseEmbedding(cfg.noise_dim, emb)
         self.upsampler = (
-            LearnedUpsampler(cfg.n_bands, cfg.upsampler_channels, cfg.upsampler_blocks) if cfg.upsampler_channels else None
+            LearnedUpsampler(cfg.n_bands, cfg.upsampler_channels, cfg.upsampler_blocks)
+            if cfg.upsampler_channels
+            else None
         )
         self.semantic = SemanticGuidance(cfg)
         self.texture = TextureGuidance(cfg)

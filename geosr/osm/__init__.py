@@ -1,5 +1,6 @@
-"""OpenStreetMap maps for geosr: sources (Overpass, files), the class table, rasterizing onto a grid.
+"""OpenStreetMap maps for geosr: the grid, the sources (Overpass, files), the class table, rasterizing.
 
-Importing this package is cheap; osmnx, geopandas and pyosmium load on first use. The public entry point
-is :func:`geosr.osm.api.rasterize_osm` (the Python form of ``geosr rasterize-osm``, also ``geosr.rasterize_osm``).
+Importing this package is cheap; osmnx, geopandas and pyosmium load on first use. The workflow that writes
+a map is :func:`geosr.pipeline.rasterize_osm.rasterize_osm` (the Python form of ``geosr rasterize-osm``,
+also ``geosr.rasterize_osm``).
 """

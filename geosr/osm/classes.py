@@ -1,14 +1,14 @@
 """The map class table: the single source of truth for the class ids of geosr's OSM maps.
 
-A :class:`ClassTable` lists classes with ids ``0..N-1`` (0 is always the background), a name, an RGB
+A :class:`MapClassTable` lists classes with ids ``0..N-1`` (0 is always the background), a name, an RGB
 colour (the GeoTIFF colour table and the ``--style rgb`` rendering), OSM tag rules, a burn priority and,
 for classes drawn from OSM lines (roads, railways, rivers), a width in metres per tag.
-:data:`DEFAULT_MAP_CLASSES` is geosr's table; :func:`load_class_table` reads a user's JSON table (the
+:data:`DEFAULT_MAP_CLASSES` is geosr's table; :func:`load_map_classes` reads a user's JSON table (the
 format is documented in ``docs/osm-classes.md``). A written map records the table in its tags
 (:func:`map_tags`), and :func:`classes_from_tags` reads the class names back, so the pipeline and the
 models never hard-code the number of classes.
 
-Nothing here imports geopandas or osmnx; :meth:`ClassTable.assign` takes any pandas-like frame.
+Nothing here imports geopandas or osmnx; :meth:`MapClassTable.assign` takes any pandas-like frame.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from geosr.errors import ClassTableError, InputNotFoundError
+from geosr.errors import ClassTableError
+from geosr.osm.inputs import existing_file
 
 #: Tag names written into every map GeoTIFF (see docs/osm-classes.md).
 TAG_CLASSES = "GEOSR_MAP_CLASSES"  # JSON list of class names, index = class id
@@ -77,7 +78,7 @@ class MapClass:
 
 
 @dataclass(frozen=True)
-class ClassTable:
+class MapClassTable:
     """An ordered class table; ``classes[i].id == i`` and class 0 is the background."""
 
     name: str
@@ -196,9 +197,10 @@ def _parse_color(value: Any, where: str) -> tuple[int, int, int]:
         if m:
             h = m.group(1)
             return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-    elif isinstance(value, (list, tuple)) and len(value) == 3:
-        if all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value):
-            return (int(value[0]), int(value[1]), int(value[2]))
+    elif isinstance(value, (list, tuple)) and len(value) == 3 and all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
     raise ClassTableError(f"{where}: color {value!r} is not \"#rrggbb\" or [r, g, b] with 0..255")
 
 
@@ -211,8 +213,18 @@ def _c(id: int, name: str, color: str, priority: int = 0, **kw: Any) -> MapClass
     return MapClass(id=id, name=name, color=_parse_color(color, "default table"), priority=priority, **kw)
 
 
+def _line_class(
+    id: int, name: str, color: str, priority: int, key: str, widths: dict[str, float], description: str
+) -> MapClass:
+    """A class drawn from OSM lines ``key=value`` (roads, railways), ``widths``: value -> metres; not in tunnels."""
+    return _c(
+        id, name, color, priority, tags={key: tuple(widths)}, exclude=_NOT_IN_TUNNEL,
+        line_widths={f"{key}={value}": width for value, width in widths.items()}, description=description,
+    )
+
+
 #: geosr's default OSM class table (documented, with the reasons for each rule, in docs/osm-classes.md).
-DEFAULT_MAP_CLASSES = ClassTable(
+DEFAULT_MAP_CLASSES = MapClassTable(
     name="geosr-osm-v1",
     description="geosr's default OpenStreetMap map classes for map-guided super-resolution",
     classes=(
@@ -223,44 +235,24 @@ DEFAULT_MAP_CLASSES = ClassTable(
             exclude={"building": ("no", "none", "underground"), **_NOT_UNDERGROUND},
             description="building footprints (building=*)",
         ),
-        _c(
-            2, "major_road", "#e892a2", 50,
-            tags={"highway": ("motorway", "trunk", "primary", "secondary", "motorway_link", "trunk_link",
-                              "primary_link", "secondary_link")},
-            exclude=_NOT_IN_TUNNEL,
-            line_widths={
-                "highway=motorway": 12.0, "highway=trunk": 11.0, "highway=primary": 10.0,
-                "highway=secondary": 9.0, "highway=motorway_link": 6.0, "highway=trunk_link": 6.0,
-                "highway=primary_link": 6.0, "highway=secondary_link": 6.0,
-            },
-            description="motorways, trunk, primary and secondary roads and their links",
+        _line_class(
+            2, "major_road", "#e892a2", 50, "highway",
+            {"motorway": 12.0, "trunk": 11.0, "primary": 10.0, "secondary": 9.0, "motorway_link": 6.0,
+             "trunk_link": 6.0, "primary_link": 6.0, "secondary_link": 6.0},
+            "motorways, trunk, primary and secondary roads and their links",
         ),
-        _c(
-            3, "minor_road", "#ffffff", 40,
-            tags={"highway": ("tertiary", "tertiary_link", "residential", "unclassified", "living_street",
-                              "road", "service", "pedestrian", "busway", "track", "footway", "cycleway",
-                              "path", "bridleway", "steps")},
-            exclude=_NOT_IN_TUNNEL,
-            line_widths={
-                "highway=tertiary": 8.0, "highway=tertiary_link": 6.0, "highway=residential": 7.0,
-                "highway=unclassified": 6.0, "highway=road": 6.0, "highway=busway": 6.0,
-                "highway=living_street": 5.0, "highway=pedestrian": 5.0, "highway=service": 4.0,
-                "highway=track": 3.0, "highway=footway": 2.0, "highway=cycleway": 2.0,
-                "highway=bridleway": 2.0, "highway=steps": 2.0, "highway=path": 1.5,
-            },
-            description="tertiary, residential and service roads, tracks, foot and cycle ways",
+        _line_class(
+            3, "minor_road", "#ffffff", 40, "highway",
+            {"tertiary": 8.0, "tertiary_link": 6.0, "residential": 7.0, "unclassified": 6.0,
+             "living_street": 5.0, "road": 6.0, "service": 4.0, "pedestrian": 5.0, "busway": 6.0, "track": 3.0,
+             "footway": 2.0, "cycleway": 2.0, "path": 1.5, "bridleway": 2.0, "steps": 2.0},
+            "tertiary, residential and service roads, tracks, foot and cycle ways",
         ),
-        _c(
-            4, "railway", "#6e6e6e", 30,
-            tags={"railway": ("rail", "light_rail", "subway", "tram", "narrow_gauge", "monorail",
-                              "funicular", "preserved")},
-            exclude=_NOT_IN_TUNNEL,
-            line_widths={
-                "railway=rail": 4.0, "railway=subway": 4.0, "railway=light_rail": 3.5,
-                "railway=preserved": 3.5, "railway=narrow_gauge": 3.0, "railway=tram": 3.0,
-                "railway=funicular": 3.0, "railway=monorail": 2.0,
-            },
-            description="railway tracks above ground",
+        _line_class(
+            4, "railway", "#6e6e6e", 30, "railway",
+            {"rail": 4.0, "light_rail": 3.5, "subway": 4.0, "tram": 3.0, "narrow_gauge": 3.0, "monorail": 2.0,
+             "funicular": 3.0, "preserved": 3.5},
+            "railway tracks above ground",
         ),
         _c(
             5, "water", "#aad3df", 20,
@@ -331,7 +323,7 @@ def _parse_rules(value: Any, where: str) -> dict[str, bool | tuple[str, ...]]:
     return out
 
 
-def class_table_from_dict(data: Any, source: str = "class table") -> ClassTable:
+def map_classes_from_dict(data: Any, source: str = "class table") -> MapClassTable:
     """Build and validate a table from its JSON form (see docs/osm-classes.md); errors name ``source``."""
     if not isinstance(data, dict):
         raise ClassTableError(f"{source}: must be a JSON object with \"name\" and \"classes\"")
@@ -391,36 +383,32 @@ def class_table_from_dict(data: Any, source: str = "class table") -> ClassTable:
                 line_widths=widths, areas=areas, description=str(c.get("description", "")),
             )
         )
-    return ClassTable(name=name, classes=tuple(classes), description=str(data.get("description", "")))
+    return MapClassTable(name=name, classes=tuple(classes), description=str(data.get("description", "")))
 
 
-def load_class_table(path: str | os.PathLike[str]) -> ClassTable:
+def load_map_classes(path: str | os.PathLike[str]) -> MapClassTable:
     """Read a user's class table from a JSON file (format in docs/osm-classes.md)."""
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"{p}: no such class table file")
-    if p.is_dir():
-        raise ClassTableError(f"{p}: is a folder, not a class table file")
+    p = existing_file(path, "a class table file", ClassTableError, missing="class table file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ClassTableError(f"{p}: cannot be read ({exc.__class__.__name__})") from exc
     except json.JSONDecodeError as exc:
         raise ClassTableError(f"{p}: is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
-    return class_table_from_dict(data, str(p))
+    return map_classes_from_dict(data, str(p))
 
 
-def resolve_class_table(classes: ClassTable | str | os.PathLike[str] | None) -> ClassTable:
-    """``None`` -> the default table; a path -> :func:`load_class_table`; a table -> itself."""
+def resolve_map_classes(classes: MapClassTable | str | os.PathLike[str] | None) -> MapClassTable:
+    """``None`` -> the default table; a path -> :func:`load_map_classes`; a table -> itself."""
     if classes is None:
         return DEFAULT_MAP_CLASSES
-    if isinstance(classes, ClassTable):
+    if isinstance(classes, MapClassTable):
         return classes
-    return load_class_table(classes)
+    return load_map_classes(classes)
 
 
 # --- tags ------------------------------------------------------------------------------------------
-def map_tags(table: ClassTable, style: str) -> dict[str, str]:
+def map_tags(table: MapClassTable, style: str) -> dict[str, str]:
     """The GeoTIFF tags that declare a map's classes (read back with :func:`classes_from_tags`)."""
     return {
         TAG_CLASSES: json.dumps(table.names),

@@ -3,7 +3,7 @@
 The rules (also in docs/osm-classes.md):
 
 1. **Classes.** Each feature part (a polygon, or a line) takes the highest-priority class of the table
-   whose tags match and which draws that kind of geometry (:meth:`ClassTable.assign`); points are ignored.
+   whose tags match and which draws that kind of geometry (:meth:`MapClassTable.assign`); points are ignored.
 2. **Reprojection.** Features are reprojected to the grid's CRS. Line widths are ground metres: they are
    converted to CRS units with the projection's scale factor at the grid centre (so a 10 m road is 10 m
    on the ground in Web Mercator too). Grids in a geographic CRS are prepared in the local UTM zone and
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from geosr.osm.classes import ClassTable
+from geosr.osm.classes import MapClassTable
 from geosr.tiling.grid import Grid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,7 +161,7 @@ def _parts(frame: "gpd.GeoDataFrame") -> tuple[np.ndarray, np.ndarray, np.ndarra
     return geoms[keep], index[keep], kind[keep]
 
 
-def prepare(frame: "gpd.GeoDataFrame", table: ClassTable, grid: Grid) -> BurnList:
+def prepare(frame: "gpd.GeoDataFrame", table: MapClassTable, grid: Grid) -> BurnList:
     """Classify, reproject and buffer OSM features for ``grid``; returns them in burn order.
 
     ``frame`` holds OSM key columns and geometries in any CRS (see :mod:`geosr.osm.sources`).
@@ -245,6 +245,6 @@ def row_bands(grid: Grid, max_pixels: int) -> Iterator[tuple[int, Grid]]:
         yield r0, grid.subgrid(Window(0, r0, grid.width, h))
 
 
-def render_rgb(classes: np.ndarray, table: ClassTable) -> np.ndarray:
+def render_rgb(classes: np.ndarray, table: MapClassTable) -> np.ndarray:
     """(3, h, w) uint8 RGB rendering of a class raster with the table's palette (no text, no symbols)."""
     return np.moveaxis(table.palette()[classes], -1, 0)

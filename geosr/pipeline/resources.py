@@ -49,13 +49,14 @@ def check(res: Resources, *, output: Path | str) -> None:
     """Raise :class:`ResourceError` with the numbers and the ways out when the job does not fit."""
     if res.memory_mb > res.memory_available_mb:
         raise ResourceError(
-            f"{output}: the job needs about {_size(res.memory_mb)} of working memory but {_size(res.memory_available_mb)} "
-            "is available (a smaller area with --aoi, a smaller --window, a bigger machine, or --force-resources)"
+            f"{output}: the job needs about {_size(res.memory_mb)} of working memory but "
+            f"{_size(res.memory_available_mb)} is available (a smaller area with --aoi, a smaller --window, a bigger "
+            "machine, or --force-resources)"
         )
     if res.disk_free_mb is not None and res.disk_mb > res.disk_free_mb:
         raise ResourceError(
-            f"{output}: the output may take up to {_size(res.disk_mb)} but its folder has {_size(res.disk_free_mb)} free "
-            "(a smaller area with --aoi, another output folder, or --force-resources)"
+            f"{output}: the output may take up to {_size(res.disk_mb)} but its folder has "
+            f"{_size(res.disk_free_mb)} free (a smaller area with --aoi, another output folder, or --force-resources)"
         )
 
 

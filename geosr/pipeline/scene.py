@@ -10,7 +10,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geosr.conditioning.changes import BINARY, ClassTable, check_mask_values, refuse_undeclared
+from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
 from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
     GridReader,
@@ -66,7 +66,7 @@ class Scene:
     harmonization: Harmonization | None = None
     ref_coverage: float = 0.0
     cd_info: RasterInfo | None = None
-    cd_table: ClassTable | None = None
+    cd_table: ChangeClassTable | None = None
     map_info: RasterInfo | None = None
     n_map_classes: int = 0
     lr_ds: rasterio.DatasetReader | None = None
@@ -93,7 +93,7 @@ class Scene:
         ref: str | None = None,
         ref_bands: str | None = None,
         cd: str | None = None,
-        cd_table: ClassTable | None = None,
+        cd_table: ChangeClassTable | None = None,
         map: str | None = None,
     ) -> "Scene":
         lr_info = inspect_raster(lr)
@@ -132,13 +132,18 @@ class Scene:
         self._open.append(self.ref_reader)
         self.ref_ds = ds
 
-    def _open_change(self, path: str, table: ClassTable | None) -> None:
+    def _open_classes(self, path: str, what: str) -> tuple[RasterInfo, rasterio.DatasetReader]:
+        """Open a class raster (a change mask, a map): whole class values, overlapping the output grid."""
         info = inspect_raster(path)
         if not np.issubdtype(np.dtype(info.dtype), np.integer):
-            raise ClassTableError(f"{path}: a change mask must hold whole class values, not {info.dtype}")
+            raise ClassTableError(f"{path}: a {what} must hold whole class values, not {info.dtype}")
         ds = open_raster(path)
         self._open.append(ds)
-        check_overlap(ds, self.hr, "change mask")
+        check_overlap(ds, self.hr, what)
+        return info, ds
+
+    def _open_change(self, path: str, table: ChangeClassTable | None) -> None:
+        info, ds = self._open_classes(path, "change mask")
         self.cd_table = table or BINARY
         self.cd_sampled = not check_mask_values(ds, self.cd_table)
         self.cd_info = info
@@ -147,12 +152,7 @@ class Scene:
         self._cd_index, self._cd_changed = self.cd_table.lut(int(np.iinfo(np.dtype(info.dtype)).max))
 
     def _open_map(self, path: str) -> None:
-        info = inspect_raster(path)
-        if not np.issubdtype(np.dtype(info.dtype), np.integer):
-            raise ClassTableError(f"{path}: a map must hold whole class values, not {info.dtype}")
-        ds = open_raster(path)
-        self._open.append(ds)
-        check_overlap(ds, self.hr, "map")
+        info, ds = self._open_classes(path, "map")
         if ds.count != 1 or ds.tags().get("GEOSR_MAP_STYLE", "classes") != "classes":
             raise ClassTableError(
                 f"{path}: is a rendered (RGB) map; --map needs a class raster (geosr rasterize-osm --style classes)"

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
 import math
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from geosr._version import __version__
-from geosr.conditioning.changes import load_class_table
 from geosr.conditioning.radiometry import to_raw
-from geosr.config import SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig, to_json
-from geosr.errors import BandError, ClassTableError, GeoSRError, OptionError, ResumeError, ScaleError
-from geosr.io.aoi import aoi_window
-from geosr.io.journal import Journal, clear_work_dir, work_dir_for
+from geosr.errors import ResumeError
+from geosr.io.journal import Journal, clear_work_dir
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, remove_partials
-from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
+from geosr.io.outputs import remove_partials, writing
 from geosr.io.writer import OutputMeta, stitch, to_cog, write_chunk
-from geosr.models.interface import SuperResolver
-from geosr.models.registry import DEFAULT_NAME, load_model
-from geosr.pipeline import resources
-from geosr.pipeline.device import resolve_device
+from geosr.options import UpscaleOptions
+from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
 from geosr.pipeline.scene import Scene
-from geosr.pipeline.tensors import from_output, style_tensor, to_batch
+from geosr.pipeline.tensors import from_output, to_batch
 from geosr.tiling.blend import RowBandAccumulator, window_weights
-from geosr.tiling.grid import Grid, hr_grid
 from geosr.tiling.windows import WindowPlan
 
 Progress = Callable[[int, int], None]
@@ -69,140 +57,6 @@ class UpscaleResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class UpscaleJob:
-    """A checked, planned upscale: inputs open, model loaded, nothing written yet. A context manager."""
-
-    scene: Scene
-    sr: SuperResolver
-    plan: WindowPlan
-    meta: OutputMeta
-    out_path: Path | None
-    fingerprint: dict
-    summary: dict
-    seed: int
-    batch_size: int
-    device: torch.device
-
-    def close(self) -> None:
-        self.scene.close()
-
-    def __enter__(self) -> "UpscaleJob":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def work_dir(self) -> Path:
-        return work_dir_for(self.out_path)
-
-    def lock(self, *, shared: bool = False) -> JobLock:
-        """The job's lock: exclusive for a whole run, shared by the row ranges of a split one."""
-        return JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared)
-
-
-def plan_upscale(
-    lr: str | os.PathLike[str],
-    *,
-    output: str | os.PathLike[str] | None,
-    scale: int,
-    ref: str | os.PathLike[str] | None = None,
-    cd: str | os.PathLike[str] | None = None,
-    map: str | os.PathLike[str] | None = None,
-    bands: str | None = None,
-    ref_bands: str | None = None,
-    cd_classes: str = "binary",
-    aoi: str | None = None,
-    aoi_crs: str = "EPSG:4326",
-    model: str | SuperResolver = "default",
-    style: str | None = None,
-    tiling: TilingConfig = TilingConfig(),
-    sampler: SamplerConfig = SamplerConfig(),
-    output_config: OutputConfig = OutputConfig(),
-    device: DeviceConfig = DeviceConfig(),
-    dry_run: bool = False,
-    force_resources: bool = False,
-) -> UpscaleJob:
-    """Check every input and option and plan the job; raises an InputError before anything is written.
-
-    The output may not be any input, nor anything but a regular file; unless ``force_resources``, a job
-    whose working memory or output size exceeds what the machine has is refused (:mod:`.resources`)."""
-    lr, ref, cd, map = (None if p is None else str(p) for p in (lr, ref, cd, map))
-    if scale not in SUPPORTED_SCALES:
-        raise ScaleError(f"-x {scale}: geosr supports scale factors {_join(SUPPORTED_SCALES)}")
-    out_path = None
-    if not dry_run:
-        if output is None:
-            raise OptionError("an output path is required (-o OUT.tif)")
-        inputs = [("LR", lr), ("reference", ref), ("change mask", cd), ("map", map),
-                  ("style image", style if _is_style_image(style) else None),
-                  ("area of interest", aoi if aoi and Path(aoi).exists() else None),
-                  ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
-        out_path = check_output_path(output, overwrite=output_config.overwrite, inputs=inputs)
-    lr_info = inspect_raster(lr)
-    sel = parse_bands(bands, lr_info)
-    aoi_win = aoi_window(aoi, lr_info.grid, aoi_crs=aoi_crs) if aoi else None
-    hr, area = hr_grid(lr_info.grid, scale, aoi_win)
-    dev = resolve_device(device.device)
-    table = load_class_table(cd_classes)
-    scene = Scene.open(
-        lr, scale=scale, hr=hr, area=area, bands=bands, ref=ref, ref_bands=ref_bands, cd=cd,
-        cd_table=table if cd else None, map=map,
-    )
-    try:
-        style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
-        sr = resolve_model(model, scale, dev, sampler, style=style_arg)
-        _check_model(sr, scale, len(sel), sr.name, table if cd else None)
-    except BaseException:
-        scene.close()
-        raise
-    tcfg = tiling.resolved(scale)
-    plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
-    meta = _output_meta(lr_info, sel, output_config)
-    summary = dict(
-        output=None if out_path is None else str(out_path),
-        model=sr.name,
-        scale=scale,
-        crs=hr.crs.to_string(),
-        bounds=hr.bounds,
-        width=hr.width,
-        height=hr.height,
-        count=len(sel),
-        dtype=meta.dtype,
-        windows=len(plan),
-        window_rows=plan.n_rows,
-        window_size=tcfg.window,
-        overlap=tcfg.overlap,
-        memory_mb=_memory_mb(plan, hr, len(sel), scale, sr.halo, device.batch_size),
-        output_mb=hr.width * hr.height * len(sel) * np.dtype(meta.dtype).itemsize / 2**20,
-        dry_run=dry_run,
-    )
-    res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
-    summary["resources"] = res.to_dict()
-    if not dry_run and not force_resources:
-        try:
-            resources.check(res, output=out_path)
-        except BaseException:
-            scene.close()
-            raise
-    tags = _tags(scene, sr, sampler, tcfg, lr, ref, cd, map, style if _is_style_image(style) else None)
-    meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
-    fingerprint = json.loads(
-        to_json(
-            dict(
-                version=__version__,
-                inputs=[_file_id(p) for p in (lr, ref, cd, map, style if _is_style_image(style) else None)],
-                options=dict(scale=scale, bands=sel, ref_bands=ref_bands, cd_classes=cd_classes, aoi=aoi,
-                             aoi_crs=aoi_crs, model=sr.name,
-                             model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # how it runs, not only its name
-                             style=style, tiling=tcfg, sampler=sampler, output=output_config),
-            )
-        )
-    )
-    return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, sampler.seed, device.batch_size, dev)
 
 
 def run_rows(
@@ -255,20 +109,21 @@ def upscale(
     lr: str | os.PathLike[str],
     *,
     output: str | os.PathLike[str] | None,
-    scale: int,
+    options: UpscaleOptions | None = None,
     resume: bool = False,
+    dry_run: bool = False,
     progress: Progress | None = None,
-    **options,
+    **fields: Any,
 ) -> UpscaleResult:
-    """Super-resolve ``lr`` by ``scale`` into a COG at ``output`` (see ``geosr upscale --help``).
+    """Super-resolve ``lr`` into a COG at ``output`` (see ``geosr upscale --help``).
 
-    ``options`` are those of :func:`plan_upscale` (ref, cd, map, bands, model, tiling, sampler, ...).
-    A second run on an output that a live process is writing is refused (the job lock); what a killed run
-    left is cleared (its journal kept for ``resume``).
+    ``options`` is an :class:`~geosr.options.UpscaleOptions`; ``fields`` set or override its fields or flat
+    options as the CLI names them (``scale=4, ref="old.tif", window=6, compress="LZW"``). A second run on an
+    output that a live process is writing is refused (the job lock); what a killed run left is cleared (its
+    journal kept for ``resume``).
     """
     t0 = time.perf_counter()
-    dry_run = bool(options.get("dry_run", False))
-    with plan_upscale(lr, output=output, scale=scale, **options) as job:
+    with plan_upscale(lr, output=output, options=options, dry_run=dry_run, **fields) as job:
         if dry_run:
             return UpscaleResult(
                 **job.summary, resumed_rows=0, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
@@ -281,99 +136,13 @@ def upscale(
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
 
 
-class OutputWriteError(GeoSRError, OSError):
-    """The output could not be written for a reason of the machine's (a full disk, no permission)."""
-
-
-@contextlib.contextmanager
-def writing(out: Path) -> Iterator[None]:
-    """Turn the machine's write failures (a full disk, a quota, permissions) into one sentence naming ``out``."""
-    try:
-        yield
-    except GeoSRError:
-        raise
-    except (OSError, RasterioIOError) as exc:
-        reason = _os_reason(exc)
-        if reason is None:
-            raise
-        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for --resume") from exc
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The machine's reason behind ``exc`` (also when GDAL wrapped it), or None for anything else."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
-            where = f" ({seen.filename})" if seen.filename else ""
-            return f"{os.strerror(seen.errno).lower()}{where}"
-        text = str(seen).lower()
-        for needle, reason in _GDAL_REASONS:
-            if needle in text:
-                return reason
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG)
-_GDAL_REASONS = (
-    ("no space left on device", "no space left on device"),
-    ("free disk space available is", "not enough free disk space"),
-    ("disk full", "no space left on device"),
-    ("permission denied", "permission denied"),
-    ("read-only file system", "read-only file system"),
-)
-
-
-def _join(values) -> str:
-    return ", ".join(str(v) for v in values)
-
-
-def resolve_model(
-    model: str | SuperResolver,
-    scale: int,
-    device: torch.device | str,
-    sampler: SamplerConfig | None = None,
-    loader: Callable[..., SuperResolver] = load_model,
-    style: "str | torch.Tensor | None" = None,
-) -> SuperResolver:
-    """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
-    trained for and bicubic at the others. ``style``: None/"none", "sample" (SGDM's style flow) or a style
-    image tensor in model space."""
-    if not isinstance(model, str):
-        return model
-    extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
-    sr = loader(model, device=str(device), sampler=sampler, **extra)
-    if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
-        return loader("bicubic", device=str(device), sampler=sampler)
-    return sr
-
-
-def _is_style_image(style: object) -> bool:
-    return isinstance(style, str) and style not in ("none", "sample")
-
-
-def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table=None) -> None:
-    if sr.scales and scale not in sr.scales:
-        raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
-    if sr.bands is not None and sr.bands != n_bands:
-        fix = f"pick {sr.bands} with --bands" if n_bands > sr.bands else "use --model bicubic or lanczos"
-        raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
-                        f"selected ({fix})")
-    wanted = getattr(sr, "n_change_classes", None)
-    if table is not None and wanted is not None and table.n_classes != wanted:
-        raise ClassTableError(
-            f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
-            f"{table.n_classes}"
-        )
-
-
 def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress: Progress | None) -> None:
     """Process window rows [start, stop) not yet in ``journal``, flushing finished HR rows as chunks.
 
     A range that does not begin at the top first recomputes the earlier window rows whose windows reach
     into it (without writing them), so that its blended rows are exactly those of an undivided run.
     """
-    scene, sr, plan = job.scene, job.sr, job.plan
+    scene, plan = job.scene, job.plan
     s, hr = scene.scale, scene.hr
     carry = journal.load_carry()
     if carry is not None:
@@ -391,7 +160,7 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
     if progress:
         progress(done, total)
     for row in range(first, stop):
-        for i, group in enumerate(_batches(plan.row_windows(row), job.batch_size)):
+        for group in _batches(plan.row_windows(row), job.batch_size):
             out = _run_model(job, group)
             for w, o in zip(group, out):
                 acc.add(o, window_weights(plan, w, s), w.row_off * s, w.col_off * s)
@@ -468,67 +237,3 @@ def _next_to(value: np.ndarray) -> np.ndarray:
     if np.issubdtype(value.dtype, np.integer):
         return value + 1 if value < np.iinfo(value.dtype).max else value - 1
     return np.nextafter(value, np.asarray(0, value.dtype) if value != 0 else np.asarray(1, value.dtype))
-
-
-def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:
-    """Output dtype, nodata and band metadata carried over from the LR's selected bands."""
-    dtype = info.dtypes[bands[0] - 1]
-    nodata, write_mask = info.nodata, False
-    if nodata is None:
-        if np.issubdtype(np.dtype(dtype), np.floating):
-            nodata = float("nan")  # float LR without nodata: NaN inputs become declared nodata
-        elif info.has_mask:
-            write_mask = True
-    colorinterp = tuple(info.colorinterp[b - 1] for b in bands)
-    if any(c == "alpha" for c in colorinterp):
-        colorinterp = ()
-    return OutputMeta(
-        dtype=dtype,
-        count=len(bands),
-        nodata=nodata,
-        write_mask=write_mask,
-        descriptions=tuple(info.descriptions[b - 1] for b in bands),
-        scales=tuple(info.scales[b - 1] for b in bands),
-        offsets=tuple(info.offsets[b - 1] for b in bands),
-        colorinterp=colorinterp,
-        compress=cfg.compress,
-        blocksize=cfg.blocksize,
-        overview_resampling=cfg.overview_resampling,
-    )
-
-
-def _tags(scene: Scene, sr: SuperResolver, sampler: SamplerConfig, tcfg: TilingConfig, *inputs) -> dict[str, str]:
-    lr, ref, cd, map_, style = inputs
-    return {
-        "GEOSR_VERSION": __version__,
-        "GEOSR_MODEL": sr.name,
-        # how the model ran: architecture, resolved sampler, reference detail, LR-consistency
-        "GEOSR_MODEL_SETTINGS": json.dumps(sr.describe() if hasattr(sr, "describe") else {"model": sr.name}, sort_keys=True),
-        "GEOSR_SCALE": str(scene.scale),
-        "GEOSR_SEED": str(sampler.seed),
-        "GEOSR_SAMPLER": to_json(sampler),
-        "GEOSR_TILING": to_json(tcfg),
-        "GEOSR_INPUTS": json.dumps(
-            {k: Path(v).name for k, v in (("lr", lr), ("ref", ref), ("cd", cd), ("map", map_), ("style", style)) if v},
-            sort_keys=True,
-        ),
-        "GEOSR_BANDS": json.dumps(list(scene.bands)),
-        "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
-        "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
-        "GEOSR_CHANGE_CLASSES": json.dumps(scene.cd_table.to_dict() if scene.cd_table else None, sort_keys=True),
-    }
-
-
-def _file_id(path: str | None) -> list | None:
-    if path is None:
-        return None
-    st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
-
-
-def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, halo: int, batch: int) -> float:
-    """Rough peak working memory: the accumulator band plus one batch of stacks and outputs."""
-    acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
-    side = (plan.size + 2 * halo) * scale
-    stack = batch * side * side * (2 * bands + 5) * 4 * 2
-    return (acc + stack) / 2**20

@@ -103,15 +103,5 @@ def sample(
     x = initial_state(preset, shape, noise=noise, lr=lr)
     if fuse is not None:
         x = fuse(x)
-    return heun_sample(
-        denoiser,
-        x,
-        preset.sigmas(),
-        churn=preset.churn,
-        s_tmin=preset.s_tmin,
-        s_tmax=preset.s_tmax,
-        s_noise=preset.s_noise,
-        noise=noise,
-        fuse=fuse,
-        callback=callback,
-    )
+    stochastic = dict(churn=preset.churn, s_tmin=preset.s_tmin, s_tmax=preset.s_tmax, s_noise=preset.s_noise)
+    return heun_sample(denoiser, x, preset.sigmas(), **stochastic, noise=noise, fuse=fuse, callback=callback)

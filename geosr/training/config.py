@@ -6,10 +6,12 @@ A data source is a mapping with a ``kind``:
 - ``{"kind": "pairs", "path": "LEVIR/", "weight": 1}`` — ``A/`` (reference), ``B/`` (target), ``label/``;
 - ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``;
 - ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images;
-- ``{"kind": "shared", "path": "../shared/data", "weight": 1, "synthetic_weight": 1}`` — geosr's real data
-  (training split only) plus synthetic change from every HR image there.
+- ``{"kind": "shared", "manifest": "collection.json", "weight": 1, "synthetic_weight": 1}`` — a collection of
+  data sets named by a manifest (:mod:`geosr.training.manifest`; ``"path"`` overrides its root, or names a
+  folder holding its own ``geosr-data.json``): its training split only, plus synthetic change from every HR
+  image of that split and the manifest's single images.
 
-``val_data`` takes sources of the same kinds (not ``shared``, which is the training split): data the run never
+``val_data`` takes sources of the same kinds (not ``shared``, which is a training split): data the run never
 trains on, scored every ``val_every`` steps to keep the best checkpoint.
 """
 
@@ -54,7 +56,8 @@ class TrainConfig:
     synthetic: Mapping[str, Any] = field(default_factory=dict)  # SyntheticChangeConfig overrides, e.g. {"warp": 2.0}
     degradation: str = "real"  # "real" (Ref-Diff 3.3 chain), "bicubic" or "mixed" (half of each)
     upsampler_loss: float = 1.0  # weight of the learned upsampler's own L1 loss against the HR (models with one)
-    objective: str = "edm"  # "edm": the denoiser (EDM loss); "upsampler": the learned upsampler alone (L1), nothing else
+    # "edm": the denoiser (EDM loss); "upsampler": the learned upsampler alone (L1), nothing else
+    objective: str = "edm"
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed, e.g. ("net.upsampler",)
     checkpoint_every: int = 500
     val_every: int = 500
@@ -64,7 +67,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     threads: int = 0  # torch CPU threads; 0: torch's default
     name: str = "geosr-model"
-    inference: Mapping[str, Any] = field(default_factory=dict)  # recorded in the spec, e.g. {"steps": 1, "lr_consistency": true}
+    # recorded in the spec, e.g. {"steps": 1, "lr_consistency": true}
+    inference: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -75,7 +79,8 @@ class TrainConfig:
         object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
         object.__setattr__(self, "val_data", tuple(dict(d) for d in self.val_data))
         object.__setattr__(self, "inference", dict(self.inference))
-        object.__setattr__(self, "synthetic", {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()})
+        synthetic = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()}
+        object.__setattr__(self, "synthetic", synthetic)
         problems = []
         if any(s not in (2, 4, 8, 16) for s in self.scales) or not self.scales:
             problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
@@ -103,7 +108,10 @@ class TrainConfig:
             if d.get("kind") not in ("refdiff", "pairs", "geotiff", "synthetic", "shared"):
                 problems.append(f"unknown data source kind {d.get('kind')!r}")
         if any(d.get("kind") == "shared" for d in self.val_data):
-            problems.append("val_data cannot be the shared kind (geosr's training split): give data the run does not train on")
+            problems.append(
+                "val_data cannot be the shared kind (a collection's training split): give data the run does not "
+                "train on"
+            )
         if self.val_data and (self.val_batches < 1 or not self.val_every):
             problems.append("val_data needs val_batches >= 1 and val_every > 0")
         if problems:

@@ -94,7 +94,8 @@ def convolve(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Convolve (C, H, W) with a 2-D kernel, reflect padding (shape kept)."""
     c = img.shape[0]
     kh, kw = kernel.shape
-    x = F.pad(img[None].float(), (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect" if min(img.shape[-2:]) > max(kh, kw) // 2 else "replicate")
+    mode = "reflect" if min(img.shape[-2:]) > max(kh, kw) // 2 else "replicate"
+    x = F.pad(img[None].float(), (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
     return F.conv2d(x, kernel.to(x)[None, None].expand(c, 1, kh, kw), groups=c)[0]
 
 

@@ -9,7 +9,8 @@ unchanged areas (pixels with a known label only, where the data set says which a
 
 Baselines ``bicubic`` and ``reference-paste`` are always in the table. ``hr`` (the ground truth itself) is
 accepted as a model name to check the metrics. Output: ``metrics.json``, ``metrics.md`` and PNG panels
-(LR | Ref | mask | SR | HR) in the output folder.
+(LR | Ref | mask | SR | HR) in the output folder, which must be empty or new unless ``overwrite`` (then an
+earlier evaluation there is replaced).
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
 from geosr.errors import InputError
-from geosr.models.interface import ConditionBatch, SuperResolver
-from geosr.models.resample import upsample
-from geosr.training.datasets import Pair, change_pair_folder, refdiff_folder, shared_data_pairs
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
-from geosr.training.degradations import bicubic_degrade, box_downsample
+from geosr.models.interface import SuperResolver
+from geosr.training.degradations import bicubic_degrade
 from geosr.training.metrics import learned_metrics_status, region_metrics
+from geosr.training.outputs import OutputFolder
+from geosr.training.pairs import Pair
+from geosr.training.sources import evaluation_pairs
 
 BASELINES = ("bicubic", "reference-paste")
 REGIONS = ("overall", "unchanged", "changed")
+EVAL_FILES = ("metrics.json", "metrics.md", "panel_*.png")  # what an evaluation writes into its folder
 
 
 # ---- LR-consistency at inference -----------------------------------------------------------------------------
@@ -52,7 +55,12 @@ def model_inference_options(path_or_name: str) -> dict[str, Any]:
 
 
 def load_eval_model(
-    spec: str, *, steps: int | None, lr_consistency: bool | None, reference_detail: bool | None = None, device: str = "cpu"
+    spec: str,
+    *,
+    steps: int | None,
+    lr_consistency: bool | None,
+    reference_detail: bool | None = None,
+    device: str = "cpu",
 ) -> SuperResolver:
     """A model ready for evaluation: ``steps`` / ``lr_consistency`` / ``reference_detail`` None take the
     checkpoint's own ``inference`` settings (geosr's default model: one step, reference detail and
@@ -104,20 +112,6 @@ def make_cases(pairs: Sequence[Pair], scales: Sequence[int]) -> list[Case]:
     return cases
 
 
-def load_eval_pairs(data: str | Path) -> list[Pair]:
-    """A data folder -> pairs: ../shared/data (its held-out split), a Ref-Diff folder or an A/B/label folder."""
-    root = Path(data)
-    if not root.exists():
-        raise InputError(f"{root}: no such data folder")
-    if (root / "levir_cd").is_dir() or (root / "dsifn_cd").is_dir() or (root / "change_lowres").is_dir():
-        return shared_data_pairs(root, split="heldout")
-    if (root / "HR_512").is_dir():
-        return refdiff_folder(root)
-    if (root / "A").is_dir():
-        return change_pair_folder(root, require_label=False)
-    raise InputError(f"{root}: not a data set geosr knows (../shared/data, a Ref-Diff folder with HR_512/, or A/ B/ label/)")
-
-
 # ---- running through the pipeline -------------------------------------------------------------------------------
 def _write_tif(path: Path, arr: np.ndarray, res: float, dtype: str = "uint8") -> None:
     import rasterio
@@ -136,8 +130,9 @@ def _to8(t: torch.Tensor) -> np.ndarray:
     return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None) -> torch.Tensor:
-    """The SR of one case through :func:`geosr.pipeline.upscale.upscale`, unit space (C, H, W)."""
+def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None,
+             device: str = "cpu") -> torch.Tensor:
+    """The SR of one case through :func:`geosr.pipeline.upscale.upscale` on ``device``, unit space (C, H, W)."""
     import rasterio
 
     from geosr.config import DeviceConfig, OutputConfig, SamplerConfig
@@ -161,7 +156,7 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
         cd=str(cd_p) if case.change_values is not None else None,
         cd_classes=case.table if case.table in BUILTIN_TABLES else "binary",
         model=model, sampler=SamplerConfig(seed=seed, steps=steps),
-        output_config=OutputConfig(overwrite=True), device=DeviceConfig(device="cpu", batch_size=4),
+        output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
     )
     with rasterio.open(out) as ds:
         return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
@@ -222,7 +217,8 @@ def markdown_table(summary: dict, models: Sequence[str]) -> str:
     lines = []
     for scale, per_model in summary.items():
         lines.append(f"### x{scale}\n")
-        head = ["model"] + [f"{label} {r[:3] if r != 'overall' else 'all'}" for _, label in METRIC_COLUMNS for r in REGIONS] + ["MS-SSIM"]
+        columns = [f"{label} {r[:3] if r != 'overall' else 'all'}" for _, label in METRIC_COLUMNS for r in REGIONS]
+        head = ["model"] + columns + ["MS-SSIM"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for m in models:
@@ -230,7 +226,8 @@ def markdown_table(summary: dict, models: Sequence[str]) -> str:
             for key, _ in METRIC_COLUMNS:
                 for r in REGIONS:
                     v = (per_model.get(m, {}).get(r) or {}).get(key)
-                    row.append("–" if v is None else ("inf" if math.isinf(v) else f"{v:.4f}" if key in ("ssim_y", "vif", "st_lpips") else f"{v:.2f}"))
+                    fmt = ".4f" if key in ("ssim_y", "vif", "st_lpips") else ".2f"
+                    row.append("–" if v is None else ("inf" if math.isinf(v) else f"{v:{fmt}}"))
             v = (per_model.get(m, {}).get("overall") or {}).get("ms_ssim")
             row.append("–" if v is None else f"{v:.4f}")
             lines.append("| " + " | ".join(row) + " |")
@@ -245,71 +242,95 @@ def evaluate(
     scales: Sequence[int] = (8, 16),
     out: str | Path = "geosr-eval",
     steps: int | None = None,
-    lr_consistency: bool | None = None,
+    lr_consistency: bool | str | None = None,
     reference_detail: bool | None = None,
     seed: int = 0,
     panels: bool = True,
+    device: str = "auto",
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
-    """Evaluate ``models`` (names, paths or SuperResolvers) and the baselines on ``data``; write results to ``out``."""
+    """Evaluate ``models`` (names, paths or SuperResolvers) and the baselines on ``data`` (pairs, or a path:
+    :func:`geosr.training.sources.evaluation_pairs`) on ``device``; write the results to the folder ``out``, which
+    must be empty or new unless ``overwrite`` (an earlier evaluation there is then replaced)."""
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pairs = load_eval_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    folder = OutputFolder(Path(out), "geosr evaluate", EVAL_FILES)
+    folder.check(overwrite=overwrite)
+    pairs = evaluation_pairs(data) if isinstance(data, (str, Path)) else list(data)
     if not pairs:
         raise InputError(f"{data}: holds no evaluation pair")
     cases = make_cases(pairs, scales)
     if not cases:
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
-    resolved: list[tuple[str, str | SuperResolver]] = []
-    for m in list(models) + [b for b in BASELINES if b not in models]:
-        if isinstance(m, str):
-            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(
-                m, steps=steps, lr_consistency=lr_consistency, reference_detail=reference_detail)))
-        else:
-            resolved.append((getattr(m, "name", "model"), m))
-    names = [n for n, _ in resolved]
+    resolved = _resolve(models, steps=steps, lr_consistency=lr_consistency, reference_detail=reference_detail,
+                        device=device)
+    out = folder.prepare(overwrite=overwrite)
     notes = [v for v in learned_metrics_status().values() if v != "available"]
     for n in notes:
         (log or (lambda s: None))(n)
+    per_case = _run_cases(cases, resolved, out, seed=seed, steps=steps, panels=panels, device=device, progress=progress)
+    names = [n for n, _ in resolved]
+    summary = _summary(per_case, sorted({c.scale for c in cases}), names)
+    res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
+                     seconds=time.perf_counter() - t0)
+    (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
+    (out / "metrics.md").write_text(
+        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is "
+        "better; LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
+        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+    )
+    return res
+
+
+def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tuple[str, str | SuperResolver]]:
+    """(name, model) of every model and baseline; names other than ``hr`` and the baselines are loaded."""
+    resolved: list[tuple[str, str | SuperResolver]] = []
+    for m in list(models) + [b for b in BASELINES if b not in models]:
+        if isinstance(m, str):
+            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(m, **options)))
+        else:
+            resolved.append((getattr(m, "name", "model"), m))
+    return resolved
+
+
+def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResolver]], out: Path, *, seed: int,
+               steps: int | None, panels: bool, device: str, progress: Callable[[int, int], None] | None) -> list[dict]:
+    """Every model on every case: per case its metrics and seconds per model (and the panels)."""
     per_case = []
     total, done = len(cases) * len(resolved), 0
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         for ci, case in enumerate(cases):
             folder = Path(tmp) / f"case{ci}"
-            entry = {"name": case.name, "group": case.group, "scale": case.scale, "changed_fraction": float(case.changed.float().mean()), "models": {}}
+            entry = {"name": case.name, "group": case.group, "scale": case.scale,
+                     "changed_fraction": float(case.changed.float().mean()), "models": {}}
             for name, model in resolved:
                 t1 = time.perf_counter()
-                sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None)
-                entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": round(time.perf_counter() - t1, 2)}
+                sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None,
+                              device=device)
+                seconds = round(time.perf_counter() - t1, 2)
+                entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds}
                 if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
                     panel(case, sr, out / f"panel_x{case.scale}_{case.name}_{name.replace('/', '_')}.png")
                 done += 1
                 if progress:
                     progress(done, total)
             per_case.append(entry)
+    return per_case
+
+
+def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str]) -> dict:
+    """scale -> model -> region -> metric -> mean over the cases (None for a region no case has)."""
     summary: dict = {}
-    for s in sorted({c.scale for c in cases}):
+    for s in scales:
         summary[s] = {}
         for name in names:
             summary[s][name] = {}
             for region in REGIONS:
                 rows = [e["models"][name]["metrics"][region] for e in per_case if e["scale"] == s]
                 rows = [r for r in rows if r is not None]
-                if not rows:
-                    summary[s][name][region] = None
-                    continue
-                summary[s][name][region] = {k: _mean([r[k] for r in rows]) for k in rows[0]}
-    res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
-                     seconds=time.perf_counter() - t0)
-    (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
-    (out / "metrics.md").write_text(
-        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is better; "
-        "LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
-        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
-    )
-    return res
+                summary[s][name][region] = {k: _mean([r[k] for r in rows]) for k in rows[0]} if rows else None
+    return summary
 
 
 def _clean(o: Any) -> Any:

@@ -1,64 +1,44 @@
 """The training loop behind ``geosr train``.
 
-AdamW with linear warm-up then cosine decay to 10 %, an EMA of the weights, gradient clipping, bf16
-autocast on CUDA (the EDM scalings stay fp32), data parallel under ``torchrun`` (one process per device,
-gloo on CPU / nccl on CUDA), a training state every ``checkpoint_every`` steps that ``--resume`` continues
-from bit-for-bit in its data stream (every batch is a function of (seed, step, rank)), a validation image
-grid every ``val_every`` steps, and a JSON-lines log. With ``val_data`` (data the run does not train on) the
-EMA model is also scored there every ``val_every`` steps (PSNR-Y of its one-step prediction against bicubic's)
-and the best-scoring one is kept as ``best.safetensors``: on small data sets longer training can overfit.
-Nothing is pickled: the training state is a safetensors file plus JSON, and the result is a geosr checkpoint
-(EMA weights) with its spec.
+AdamW with linear warm-up then cosine decay to 10 % (``torch.optim.lr_scheduler.LambdaLR``), an EMA of the
+weights (``torch.optim.swa_utils.AveragedModel``), gradient clipping, bf16 autocast on CUDA (the EDM scalings
+stay fp32), data parallel under ``torchrun`` (one process per device, gloo on CPU / nccl on CUDA), a training
+state every ``checkpoint_every`` steps that ``--resume`` continues from bit-for-bit in its data stream (every
+batch is a function of (seed, step, rank)), validation every ``val_every`` steps
+(:mod:`geosr.training.validation`), and a JSON-lines log. Nothing is pickled: the training state is a
+safetensors file plus JSON, and the result is a geosr checkpoint (EMA weights) with its spec
+(:mod:`geosr.training.state`). The loss is :mod:`geosr.training.objective`'s.
 
-Noise levels: EDM's ln sigma ~ N(-1.2, 1.2^2), mixed with a share ``p_high_sigma`` drawn log-uniformly in
-[sigma_high_min, sigma_max], so that the denoiser is also trained where few-step samplers start. A model
-with a learned LR upsampler adds that upsampler's L1 loss against the HR (``upsampler_loss``).
-
-``objective = "upsampler"`` trains that upsampler alone (its L1 loss; the denoiser is not run), e.g. to
-pre-train it at LR cost; ``freeze`` keeps parameters fixed by name prefix under either objective, e.g. a
-pre-trained upsampler while the denoiser learns on top of it (ResDiff's two stages), or all of the upsampler
-but the output layers of scales it was not trained for.
+``freeze`` keeps parameters fixed by name prefix, e.g. a pre-trained upsampler while the denoiser learns on
+top of it (ResDiff's two stages), or all of the upsampler but the output layers of scales it was not trained for.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from geosr.conditioning.changes import load_class_table
-from geosr.errors import InputError, OptionError
-from geosr.models.checkpoint import load_checkpoint, make_spec, save_checkpoint
+from geosr.conditioning.changes import load_change_classes
+from geosr.errors import OptionError
+from geosr.models.checkpoint import load_checkpoint
 from geosr.models.configs import ArchConfig
-from geosr.models.edm import EDMDenoiser, build_denoiser, edm_loss, sample_sigma
-from geosr.models.interface import ConditionBatch
-from geosr.models.unet import Condition, make_condition
-from geosr.training.config import TrainConfig
-from geosr.training.datasets import (
-    Pair,
-    PairMixture,
-    SampleMaker,
-    change_pair_folder,
-    geotiff_stack,
-    refdiff_folder,
-    shared_data_pairs,
-    shared_synthetic_images,
-    synthetic_pairs,
-)
-from geosr.training.synthetic_change import SyntheticChangeConfig
-
-STATE = "state.safetensors"
-STATE_JSON = "state.json"
-MODEL = "model.safetensors"
-BEST = "best.safetensors"
-LOG = "train.log"
+from geosr.models.edm import EDMDenoiser, build_denoiser
+from geosr.training.config import TrainConfig, load_config
+from geosr.training.objective import denoiser_loss, upsampler_loss
+from geosr.training.samples import sample_stream
+from geosr.training.sources import load_sources, source_for_path
+from geosr.training.state import BEST, LOG, MODEL, load_state, run_folder, save_model, save_state, saved_best
+from geosr.training.validation import Validation, validation_set
 
 
 @dataclass
@@ -78,46 +58,20 @@ class TrainResult:
         return dict(self.__dict__)
 
 
-# ---- data --------------------------------------------------------------------------------------------------------
-def build_data(cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None,
-               ) -> tuple[list[tuple[list[Pair], float]], list[torch.Tensor], list[str]]:
-    """(weighted groups of pairs, foreign images for synthetic patches, data descriptions) of ``sources``
-    (default: the config's training data)."""
-    groups: list[tuple[list[Pair], float]] = []
-    foreign: list[torch.Tensor] = []
-    described: list[str] = []
-    table = load_class_table(cfg.change_table)
-    for src in cfg.data if sources is None else sources:
-        kind, w = src["kind"], float(src.get("weight", 1.0))
-        if kind == "refdiff":
-            pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
-        elif kind == "pairs":
-            pairs = change_pair_folder(src["path"])
-        elif kind == "geotiff":
-            pairs = [
-                geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
-                              map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)
-            ]
-        elif kind == "synthetic":
-            pairs = synthetic_pairs(src["paths"])
-        else:  # shared
-            pairs = shared_data_pairs(src["path"], split="train")
-            syn = synthetic_pairs(shared_synthetic_images(src["path"], pairs))
-            sw = float(src.get("synthetic_weight", 1.0))
-            if syn and sw > 0:
-                groups.append((syn, sw))
-                foreign.extend(p.target for p in syn)
-                described.append(f"synthetic change from {len(syn)} images of {src['path']}")
-        if not pairs:
-            raise InputError(f"data source {src} holds no usable image")
-        groups.append((pairs, w))
-        foreign.extend(p.target for p in pairs if p.synthetic)
-        described.append(f"{kind}: {len(pairs)} pairs from {src.get('path') or src.get('hr') or 'images'}")
-    if not groups:
-        raise OptionError("no training data: give at least one data source (--data or the config's 'data')")
-    return groups, foreign, described
+def training_config(config: TrainConfig | str | Path | None = None, *, data: Sequence[Any] | None = None,
+                    val_data: Sequence[Any] | None = None, **overrides: Any) -> TrainConfig:
+    """A run's config: ``config`` (a TrainConfig, a .toml / .yaml / .json file, or None: the defaults) with
+    ``overrides`` of its fields (None: keep), and ``data`` / ``val_data`` as source entries or data paths (their
+    kind read from the layout, :func:`geosr.training.sources.source_for_path`)."""
+    for key, given in (("data", data), ("val_data", val_data)):
+        if given:
+            overrides[key] = tuple(s if isinstance(s, Mapping) else source_for_path(s) for s in given)
+    if isinstance(config, TrainConfig):
+        return config.replace(**overrides)
+    return load_config(config, **overrides)
 
 
+# ---- the model ------------------------------------------------------------------------------------------------------
 def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, list[str]]:
     """The model to fine-tune from the checkpoint ``path``, and the names of its freshly initialised tensors.
 
@@ -150,7 +104,8 @@ def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     train_it = [not n.startswith(cfg.freeze) for n in names]
     if cfg.objective == "upsampler":
         if model.net.upsampler is None:
-            raise OptionError("objective 'upsampler' needs a model with a learned upsampler (arch upsampler_channels > 0)")
+            raise OptionError("objective 'upsampler' needs a model with a learned upsampler "
+                              "(arch upsampler_channels > 0)")
         train_it = [on and n.startswith("net.upsampler.") for n, on in zip(names, train_it)]
     for (_, p), on in zip(model.named_parameters(), train_it):
         p.requires_grad_(on)
@@ -160,153 +115,42 @@ def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     return params
 
 
-def _upsampler_trains(model: EDMDenoiser) -> bool:
-    up = model.net.upsampler
-    return up is not None and any(p.requires_grad for p in up.parameters())
+def ema_of(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An EMA of ``model``'s weights (its buffers copied): after the n-th average (``n_averaged`` counts the
+    initial weights too) ema = d * ema + (1 - d) * weights with d = min(decay, n / (n + 9)), a warm-up that lets
+    the EMA follow the first steps closely."""
+
+    def warm_ema(ema_params, params, n_averaged) -> None:
+        n = int(n_averaged)
+        get_ema_multi_avg_fn(min(decay, n / (n + 9)))(ema_params, params, n_averaged)
+
+    ema = AveragedModel(model, multi_avg_fn=warm_ema, use_buffers=False)
+    ema.module.eval().requires_grad_(False)
+    ema.n_averaged.fill_(1)
+    return ema
 
 
-# ---- conditioning ---------------------------------------------------------------------------------------------------
-def training_condition(model: EDMDenoiser, batch: ConditionBatch) -> Condition:
-    """The network's condition for a batch, built as :class:`DiffusionSuperResolver` builds it."""
-    cfg = model.cfg
-    lr_up = model.upsample_lr(batch.lr, batch.scale)
-    map_ids = batch.map if (batch.map is not None and cfg.n_map_classes) else None
-    return make_condition(
-        lr_up, batch.ref, batch.ref_valid, batch.change, n_change_classes=cfg.n_change_classes,
-        map_ids=map_ids, n_map_classes=cfg.n_map_classes,
-    )
+def warmup_cosine(cfg: TrainConfig) -> Callable[[int], float]:
+    """The learning rate of step s as a share of ``cfg.lr``: (s + 1) / warmup during the warm-up, then a cosine
+    from 1 down to 0.1 at ``cfg.steps`` (and 0.1 beyond)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
 
 
-def draw_sigma(n: int, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    sigma = sample_sigma(n, generator=gen)
-    high = torch.rand(n, generator=gen) < cfg.p_high_sigma
-    lo, hi = math.log(cfg.sigma_high_min), math.log(cfg.sigma_max)
-    logu = torch.rand(n, generator=gen) * (hi - lo) + lo
-    return torch.where(high, logu.exp(), sigma)
+def lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, start: int) -> LambdaLR:
+    """:func:`warmup_cosine` of ``cfg.lr`` from step ``start`` on (a resumed run takes the config's peak rate)."""
+    for group in opt.param_groups:
+        group["initial_lr"] = cfg.lr
+    return LambdaLR(opt, warmup_cosine(cfg), last_epoch=start - 1)
 
 
-# ---- saving the training state without pickle ----------------------------------------------------------------------
-def save_state(out: Path, step: int, model: EDMDenoiser, ema: EDMDenoiser, opt: torch.optim.Optimizer, extra: dict) -> None:
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-    for k, v in ema.state_dict().items():
-        tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
-    sd = opt.state_dict()
-    scalars: dict[str, dict[str, float]] = {}
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            if torch.is_tensor(val) and val.dim() > 0:
-                tensors[f"opt.{idx}.{name}"] = val.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[name] = float(val)
-    tmp = out / (STATE + ".part")
-    save_file(tensors, str(tmp))
-    tmp.replace(out / STATE)
-    meta = {"step": step, "param_groups": sd["param_groups"], "scalars": scalars, **extra}
-    (out / (STATE_JSON + ".part")).write_text(json.dumps(meta, indent=1, default=str))
-    (out / (STATE_JSON + ".part")).replace(out / STATE_JSON)
-
-
-def load_state(out: Path, model: EDMDenoiser, ema: EDMDenoiser, opt: torch.optim.Optimizer) -> int:
-    from safetensors.torch import load_file
-
-    if not (out / STATE).exists() or not (out / STATE_JSON).exists():
-        raise InputError(f"{out}: no training state to resume from ({STATE} / {STATE_JSON})")
-    meta = json.loads((out / STATE_JSON).read_text())
-    tensors = load_file(str(out / STATE))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    for idx, sc in meta.get("scalars", {}).items():
-        for name, val in sc.items():
-            state.setdefault(int(idx), {})[name] = torch.tensor(val, dtype=torch.float32)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"])
-
-
-# ---- validation grid ---------------------------------------------------------------------------------------------
-@torch.no_grad()
-def predict(model: EDMDenoiser, batch: ConditionBatch, sigma_max: float = 80.0, seed: int = 0) -> torch.Tensor:
-    """One-step (posterior-mean) prediction D(sigma_max * z; sigma_max) for a training-shaped batch."""
-    was = model.training
-    model.eval()
-    cond = training_condition(model, batch)
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch.ref.shape, generator=gen).to(batch.ref.device)
-    s = torch.full((batch.batch_size,), sigma_max, device=batch.ref.device)
-    out = model(z * sigma_max, s, cond)
-    model.train(was)
-    return out
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
-
-
-@torch.no_grad()
-def score(model: EDMDenoiser, batches: list[tuple[ConditionBatch, torch.Tensor]], *, device: torch.device | str = "cpu",
-          upsampler_only: bool = False, sigma_max: float = 80.0) -> dict[str, float]:
-    """Mean PSNR-Y (dB, model space mapped to [0, 1]) over the samples of ``batches`` of the model's one-step
-    prediction (or its learned upsampler's output) and of bicubic, and the gain of the one over the other."""
-    from geosr.models.resample import upsample
-    from geosr.training.metrics import psnr_y
-
-    ours, bic = [], []
-    for batch, hr in batches:
-        b = batch.to(device)
-        sr = model.upsample_lr(b.lr, b.scale) if upsampler_only else predict(model, b, sigma_max)
-        base = upsample(b.lr, b.scale, "bicubic")
-        for i in range(hr.shape[0]):
-            target = _unit(hr[i])
-            ours.append(psnr_y(_unit(sr[i]), target))
-            bic.append(psnr_y(_unit(base[i]), target))
-    p, q = sum(ours) / len(ours), sum(bic) / len(bic)
-    return {"psnr_y": p, "bicubic_psnr_y": q, "gain_db": p - q}
-
-
-def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: Path, max_rows: int = 4) -> None:
-    """PNG rows of LR (nearest) | Ref | mask | SR | HR, model space -> 8 bit."""
-    from PIL import Image
-
-    s = batch.scale
-    rows = []
-    for i in range(min(max_rows, batch.batch_size)):
-        lr = batch.lr[i].repeat_interleave(s, -2).repeat_interleave(s, -1)
-        mask = batch.changed[i].expand_as(hr[i]) * 2 - 1
-        tiles = [lr, batch.ref[i], mask, sr[i], hr[i]]
-        rows.append(torch.cat([t[:3].cpu().float() for t in tiles], dim=-1))
-    img = torch.cat(rows, dim=-2)
-    arr = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    if arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    Image.fromarray(arr).save(path)
-
-
-def _stream(cfg: TrainConfig, groups: list[tuple[list[Pair], float]], foreign: list[torch.Tensor]) -> PairMixture:
-    table = load_class_table(cfg.change_table)
-    maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
-                        changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
-                        synthetic=SyntheticChangeConfig(**cfg.synthetic))
-    return PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=table.n_classes,
-                       n_map_classes=cfg.n_map_classes, seed=cfg.seed)
-
-
-def validation_set(cfg: TrainConfig) -> tuple[list[tuple[ConditionBatch, torch.Tensor]], list[str]]:
-    """The run's fixed validation batches (the first ``val_batches`` of a stream over ``val_data``, made as the
-    training samples are), and the descriptions of their sources."""
-    groups, foreign, described = build_data(cfg, cfg.val_data)
-    stream = _stream(cfg, groups, foreign)
-    return [stream.batch(i) for i in range(cfg.val_batches)], described
-
-
-# ---- the loop ------------------------------------------------------------------------------------------------------
+# ---- the loop ----------------------------------------------------------------------------------------------------
 def _dist() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -314,211 +158,193 @@ def _dist() -> tuple[int, int, int]:
     return world, rank, local
 
 
-def train(
-    cfg: TrainConfig,
-    *,
-    resume: bool = False,
-    progress: Callable[[int, int, float], None] | None = None,
-    init: str | None = None,
-    max_seconds: float | None = None,
-) -> TrainResult:
-    """Train (or continue) a model as ``cfg`` says; returns where the checkpoint is.
-
-    ``init``: a geosr checkpoint to start from (fine-tuning). ``max_seconds``: stop (and save) after
-    this much wall time even if ``cfg.steps`` is not reached.
-    """
-    t0 = time.perf_counter()
-    world, rank, local = _dist()
+def _device(cfg: TrainConfig, world: int, local: int) -> torch.device:
+    """Start the process group (under torchrun) and pick the device."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if (torch.cuda.is_available() and cfg.device != "cpu") else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group("nccl" if (torch.cuda.is_available() and cfg.device != "cpu") else "gloo")
     if cfg.device == "auto":
-        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = load_class_table(cfg.change_table)
-    n_change = table.n_classes
+        return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
 
-    groups, foreign, described = build_data(cfg)
-    stream = _stream(cfg, groups, foreign)
-    if stream.skipped:
-        described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(stream.skipped)}")
-    val_set: list[tuple[ConditionBatch, torch.Tensor]] = []
-    if cfg.val_data and rank == 0:
-        val_set, v_described = validation_set(cfg)
-        described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
 
-    torch.manual_seed(cfg.seed)
-    if init:
-        model, fresh = init_model(init, cfg.arch)
-        described.append(f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else ""))
-    else:
-        model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=n_change, n_map_classes=cfg.n_map_classes)
-    model = model.to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    params = trainable(model, cfg)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    start = 0
-    if resume:
-        start = load_state(out, model, ema, opt)
-    up_only = cfg.objective == "upsampler"
-    up_loss = cfg.upsampler_loss if _upsampler_trains(model) else 0.0  # a frozen upsampler's loss is a constant
-    net = model
-    if world > 1 and not up_only:  # the upsampler alone runs outside DDP: its gradients are averaged below
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
+class _Run:
+    """One training run in progress: the model, its EMA, optimizer, schedule, data stream and log."""
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    def __init__(self, cfg: TrainConfig, *, resume: bool, init: str | None, overwrite: bool) -> None:
+        self.t0 = time.perf_counter()
+        self.cfg, self.out = cfg, Path(cfg.out)
+        self.world, self.rank, self.local = _dist()
+        self.device = _device(cfg, self.world, self.local)
+        folder = run_folder(self.out)
+        if self.rank == 0 and not resume:
+            folder.check(overwrite=overwrite)
+        self.table = load_change_classes(cfg.change_table)
+        groups, foreign, self.described = load_sources(cfg)
+        self.stream = sample_stream(cfg, groups, foreign)
+        if self.stream.skipped:
+            self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
+        val_set = []
+        if cfg.val_data and self.rank == 0:
+            val_set, v_described = validation_set(cfg)
+            self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
+        self._build(init)
+        self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
+        self.sched = lr_schedule(self.opt, cfg, self.start)
+        if self.rank == 0 and not resume:
+            folder.prepare(overwrite=overwrite)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.validation = Validation(cfg, self.out, val_set, val_set[0] if val_set else self.stream.batch(10**9),
+                                     saved_best(self.out) if resume else (-math.inf, None))
+        self.step, self.last, self.loss_avg = self.start, float("nan"), None
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
+        self.log = (self.out / LOG).open("a") if self.rank == 0 else None
+        self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
+                     "data": self.described, "config": cfg.to_dict()}, default=str)
 
-    val_batch, val_hr = val_set[0] if val_set else stream.batch(10**9)
-    best_gain, best_step = -math.inf, None
-    if resume and (out / STATE_JSON).exists():
-        saved = json.loads((out / STATE_JSON).read_text()).get("best") or {}
-        best_gain, best_step = saved.get("gain_db", -math.inf), saved.get("step")
-    log_path = out / LOG
-    log = log_path.open("a") if rank == 0 else None
-    if log is not None:
-        log.write(json.dumps({"event": "start", "step": start, "world": world, "device": str(device),
-                              "data": described, "config": cfg.to_dict()}, default=str) + "\n")
-    gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank + 7919 * start)
-    loss_avg, last = None, float("nan")
-    step = start
-    per_rank_steps = cfg.steps
+    def _build(self, init: str | None) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if init:
+            model, fresh = init_model(init, cfg.arch)
+            self.described.append(f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else ""))
+        else:
+            model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
+                                   n_map_classes=cfg.n_map_classes)
+        model = model.to(self.device)
+        if self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        self.model, self.ema = model, ema_of(model, cfg.ema)
+        self.params = trainable(model, cfg)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.up_only = cfg.objective == "upsampler"
+        up = model.net.upsampler
+        trains_up = up is not None and any(p.requires_grad for p in up.parameters())
+        self.up_weight = cfg.upsampler_loss if trains_up else 0.0  # a frozen upsampler's loss is a constant
+        self.net = model
+        if self.world > 1 and not self.up_only:  # the upsampler alone runs outside DDP: see train_step
+            ids = [self.local] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.bf16 = use_bf16 and self.device.type == "cuda"
+
+    def _write(self, record: dict, **kw: Any) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(record, **kw) + "\n")
+            self.log.flush()
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+    def train_step(self) -> tuple[float, int, float]:
+        """One optimizer step on the batch of (step, rank): (grad norm, scale, learning rate used)."""
+        batch, hr = self.stream.batch(self.step * self.world + self.rank)
+        batch, hr = batch.to(self.device), hr.to(self.device)
+        if self.device.type == "cpu":
+            hr = hr.contiguous(memory_format=torch.channels_last)
+        if self.up_only:
+            with self.autocast():
+                loss = upsampler_loss(self.model, batch, hr)
+        else:
+            loss = denoiser_loss(self.model, self.net, batch, hr, self.cfg, self.gen, upsampler_weight=self.up_weight,
+                                 autocast=self.autocast())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.up_only and self.world > 1:
+            for p in self.params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.step()
+        self.sched.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        self.last = float(loss.detach())
+        self.loss_avg = self.last if self.loss_avg is None else 0.98 * self.loss_avg + 0.02 * self.last
+        return float(gnorm), batch.scale, lr
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def save(self, path: Path, validation: dict[str, float] | None = None) -> None:
+        save_model(path, self.ema.module, self.cfg, self.table, self.described, self.step, self.seconds(), self.world,
+                   self.device, validation=validation)
+
+    def after_step(self, gnorm: float, scale: int, lr: float, max_seconds: float | None) -> bool:
+        """Log, validate and save as the config says after a step (the process of rank 0); whether the run is
+        out of time (it saved then)."""
+        cfg, step = self.cfg, self.step
+        if self.rank != 0:
+            return max_seconds is not None and self.seconds() > max_seconds
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            self._write({"step": step, "loss": round(self.last, 5), "loss_avg": round(self.loss_avg, 5),
+                         "grad_norm": round(gnorm, 4), "lr": lr, "scale": scale, "seconds": round(self.seconds(), 1)})
+        if self.validation.due(step):
+            event = self.validation.run(step, self.ema.module, self.device, lambda v: self.save(self.out / BEST, v))
+            if event is not None:
+                self._write(event)
+        timed_out = max_seconds is not None and self.seconds() > max_seconds
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
+            extra = {"config": cfg.to_dict(), "best": self.validation.record()}
+            save_state(self.out, step, self.model, self.ema, self.opt, extra)
+            self.save(self.out / MODEL)
+        return timed_out
+
+    def close(self) -> None:
+        if self.log is not None:
+            self._write({"event": "end", "step": self.step, "seconds": round(self.seconds(), 1)})
+            self.log.close()
+            self.log = None
+
+    def result(self) -> TrainResult:
+        v = self.validation
+        return TrainResult(
+            checkpoint=str(self.out / MODEL), steps=self.step, resumed_from=self.start, seconds=self.seconds(),
+            final_loss=self.last, ema_loss=float(self.loss_avg) if self.loss_avg is not None else float("nan"),
+            log=str(self.out / LOG), best_checkpoint=str(self.out / BEST) if v.best_step is not None else None,
+            best_step=v.best_step, best_val_gain_db=None if v.best_step is None else round(v.best_gain, 4),
+        )
+
+
+def train(
+    config: TrainConfig | str | Path | None = None,
+    *,
+    resume: bool = False,
+    init: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+    max_seconds: float | None = None,
+    data: Sequence[Any] | None = None,
+    val_data: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train (or continue) a model; returns where the checkpoint is.
+
+    ``config``, ``data``, ``val_data`` and ``overrides`` (fields of :class:`TrainConfig`) make the run's config
+    (:func:`training_config`). ``resume``: continue the run in ``cfg.out`` from its saved state. Otherwise that
+    folder must be empty or new; ``overwrite`` replaces an earlier run there. ``init``: a geosr checkpoint to
+    start from (fine-tuning). ``max_seconds``: stop (and save) after this much wall time even if ``cfg.steps``
+    is not reached.
+    """
+    cfg = training_config(config, data=data, val_data=val_data, **overrides)
+    if resume and overwrite:
+        raise OptionError("--resume continues the run in its folder and --overwrite replaces it: give one of them")
+    run = _Run(cfg, resume=resume, init=init, overwrite=overwrite)
     try:
-        while step < per_rank_steps:
-            batch, hr = stream.batch(step * world + rank)
-            batch, hr = batch.to(device), hr.to(device)
-            if device.type == "cpu":
-                hr = hr.contiguous(memory_format=torch.channels_last)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (use_bf16 and device.type == "cuda") else _null()
-            if up_only:
-                with ctx:
-                    loss = (model.upsample_lr(batch.lr, batch.scale).float() - hr).abs().mean()
-            else:
-                cond = training_condition(model, batch)
-                if device.type == "cpu":
-                    cond = cond.map_fn(lambda t: t.contiguous(memory_format=torch.channels_last))
-                sigma = draw_sigma(hr.shape[0], cfg, gen).to(device)
-                noise = torch.randn(hr.shape, generator=gen).to(device)
-                with ctx:
-                    loss = edm_loss(net, hr, cond, sigma=sigma, noise=noise) if world == 1 else _ddp_loss(net, model, hr, cond, sigma, noise)
-                    if up_loss:
-                        loss = loss + up_loss * (cond.lr.float() - hr).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if up_only and world > 1:
-                for p in params:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= world
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm.detach(), 1 - decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
-            step += 1
-            last = float(loss.detach())
-            loss_avg = last if loss_avg is None else 0.98 * loss_avg + 0.02 * last
-            if progress is not None and rank == 0:
-                progress(step, per_rank_steps, loss_avg)
-            if log is not None and (step % cfg.log_every == 0 or step == per_rank_steps):
-                log.write(json.dumps({"step": step, "loss": round(last, 5), "loss_avg": round(loss_avg, 5),
-                                      "grad_norm": round(float(gnorm), 4), "lr": lr_at(step - 1), "scale": batch.scale,
-                                      "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
-                log.flush()
-            if rank == 0 and cfg.val_every and step % cfg.val_every == 0:
-                vb = val_batch.to(device)
-                with torch.no_grad():
-                    sr = ema.upsample_lr(vb.lr, vb.scale) if up_only else predict(ema, vb, cfg.sigma_max)
-                image_grid(val_batch, sr.cpu(), val_hr, out / f"val_{step:07d}.png")
-                if val_set:
-                    v = score(ema, val_set, device=device, upsampler_only=up_only, sigma_max=cfg.sigma_max)
-                    better = v["gain_db"] > best_gain
-                    if better:
-                        best_gain, best_step = v["gain_db"], step
-                        _save_model(out / BEST, ema, cfg, table, described, step, time.perf_counter() - t0, world, device,
-                                    validation=v)
-                    if log is not None:
-                        log.write(json.dumps({"event": "val", "step": step, **{k: round(x, 4) for k, x in v.items()},
-                                              "best": better}) + "\n")
-            timed_out = max_seconds is not None and time.perf_counter() - t0 > max_seconds
-            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == per_rank_steps or timed_out):
-                best = {"gain_db": best_gain, "step": best_step} if best_step is not None else None
-                save_state(out, step, model, ema, opt, {"config": cfg.to_dict(), "best": best})
-                _save_model(out / MODEL, ema, cfg, table, described, step, time.perf_counter() - t0, world, device)
-            if timed_out:
+        while run.step < cfg.steps:
+            gnorm, scale, lr = run.train_step()
+            if progress is not None and run.rank == 0:
+                progress(run.step, cfg.steps, run.loss_avg)
+            if run.after_step(gnorm, scale, lr, max_seconds):
                 break
     finally:
-        if log is not None:
-            log.write(json.dumps({"event": "end", "step": step, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
-            log.close()
-    if world > 1:
+        run.close()
+    if run.world > 1:
         torch.distributed.barrier()
-    return TrainResult(checkpoint=str(out / MODEL), steps=step, resumed_from=start, seconds=time.perf_counter() - t0,
-                       final_loss=last, ema_loss=float(loss_avg) if loss_avg is not None else float("nan"), log=str(log_path),
-                       best_checkpoint=str(out / BEST) if best_step is not None else None, best_step=best_step,
-                       best_val_gain_db=None if best_step is None else round(best_gain, 4))
+    return run.result()
 
 
-def _ddp_loss(net, model, hr, cond, sigma, noise):
-    """EDM loss through the DDP wrapper (so gradients are all-reduced)."""
-
-    class _Wrap:
-        sigma_data = model.sigma_data
-
-        def __call__(self, x, s, c):
-            return net(x, s, c)
-
-    return edm_loss(_Wrap(), hr, cond, sigma=sigma, noise=noise)  # type: ignore[arg-type]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table, described: list[str], step: int,
-                seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
-    import platform
-
-    spec = make_spec(
-        ema,
-        name=cfg.name,
-        scales=list(cfg.scales),
-        band_names=list(cfg.band_names)[: cfg.bands] + [f"band{i + 1}" for i in range(len(cfg.band_names), cfg.bands)],
-        change_classes={str(i): c.name for i, c in enumerate(table.classes)},
-        change_table=table.to_dict(),
-        normalization={"kind": "robust-stretch", "percentiles": [1.0, 99.0], "range": [-1.0, 1.0],
-                       "reference": "harmonized to the LR (per-band mean/std at LR scale over unchanged pixels)"},
-        halo=2,
-        inference=dict(cfg.inference),
-        training={
-            "steps": step, "seconds": round(seconds, 1), "processes": world, "device": str(device),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads" if device.type == "cpu"
-            else torch.cuda.get_device_name(device),
-            "data": described, "config": cfg.to_dict(), "description": cfg.description,
-            **({"validation": {k: round(x, 4) for k, x in validation.items()}} if validation else {}),
-        },
-    )
-    save_checkpoint(path, ema, spec)
-
-
-__all__ = ["train", "TrainResult", "build_data", "trainable", "training_condition", "predict", "score", "validation_set",
-           "save_state", "load_state"]
+__all__ = ["train", "training_config", "TrainResult", "init_model", "trainable", "ema_of", "warmup_cosine",
+           "lr_schedule"]

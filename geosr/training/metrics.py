@@ -98,7 +98,9 @@ def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int, mask: torch.T
     return psnr(down * 255.0, lr.double()[:, : down.shape[1], : down.shape[2]] * 255.0, m)
 
 
-def vif_maps(sr: torch.Tensor, hr: torch.Tensor, sigma_n_sq: float = 2.0) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+def vif_maps(
+    sr: torch.Tensor, hr: torch.Tensor, sigma_n_sq: float = 2.0
+) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     """Per-scale VIF-P information maps of the Y channel: [(numerator map, denominator map, step)], where
     ``step`` is the subsampling of that scale (a mask is subsampled as ``mask[::step, ::step]``)."""
     ref, dist = rgb_to_y(hr.clamp(0, 1)).float(), rgb_to_y(sr.clamp(0, 1)).float()
@@ -126,7 +128,9 @@ def vif_maps(sr: torch.Tensor, hr: torch.Tensor, sigma_n_sq: float = 2.0) -> lis
         sv = torch.where(g < 0, s2, sv)
         g = g.clamp(min=0)
         sv = sv.clamp(min=eps)
-        out.append((torch.log10(1 + g * g * s1 / (sv + sigma_n_sq)), torch.log10(1 + s1 / sigma_n_sq), 2 ** (scale - 1)))
+        out.append(
+            (torch.log10(1 + g * g * s1 / (sv + sigma_n_sq)), torch.log10(1 + s1 / sigma_n_sq), 2 ** (scale - 1))
+        )
     return out
 
 
@@ -180,24 +184,12 @@ def ms_ssim(sr: torch.Tensor, hr: torch.Tensor, max_side: int = 512) -> float | 
     return float(f(x, y, data_range=255.0))
 
 
-# ---- optional learned metrics ----------------------------------------------------------------------------------
+# ---- the learned metric -----------------------------------------------------------------------------------------
 def learned_metrics_status() -> dict[str, str]:
-    """Which learned metrics can run here; one line each ("available" or why not)."""
-    net, stl_why = load_st_lpips()
-    status = {"ST-LPIPS": "available" if net is not None else stl_why}
-    for name, module, why in (
-        ("LPIPS", "lpips", "the lpips package (and its AlexNet weights via torchvision)"),
-        ("DISTS", "DISTS_pytorch", "the DISTS_pytorch package (and VGG weights via torchvision)"),
-        ("FID", "pytorch_fid", "the pytorch-fid package (and its Inception weights)"),
-    ):
-        try:
-            __import__(module)
-            import torchvision  # noqa: F401
-        except Exception:
-            status[name] = f"{name} skipped: {why} cannot be loaded on this machine (offline, no torchvision beside the CPU torch)"
-        else:
-            status[name] = "available"
-    return status
+    """Whether the learned metric geosr computes (ST-LPIPS) can run here: "available", or one line saying why not.
+    (LPIPS, DISTS and FID are not computed.)"""
+    net, why = load_st_lpips()
+    return {"ST-LPIPS": "available" if net is not None else why}
 
 
 def region_metrics(

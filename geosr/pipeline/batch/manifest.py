@@ -21,46 +21,26 @@ import io
 import json
 import os
 import string
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES, DeviceConfig, OutputConfig, SamplerConfig, TilingConfig
+from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
+from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PATH_KEYS = ("lr", "out", "ref", "cd", "map")
 PLACEHOLDERS = ("stem", "name", "dir", "x")
-SAMPLER_PRESETS = ("default", "paper")
 
-# every job option, its type, and geosr upscale's default (None: unset)
+# every job option, its type, and geosr upscale's default (None: unset): the job's paths and id, every upscale
+# option a job may set (geosr.options declares them), and how finely batch splits a job
 OPTIONS: dict[str, tuple[type, Any]] = {
     "id": (str, None),
     "lr": (str, None),
     "out": (str, None),
-    "ref": (str, None),
-    "cd": (str, None),
-    "map": (str, None),
-    "x": (int, 8),
-    "bands": (str, None),
-    "ref_bands": (str, None),
-    "cd_classes": (str, "binary"),
-    "aoi": (str, None),
-    "aoi_crs": (str, "EPSG:4326"),
-    "model": (str, "default"),
-    "window": (int, None),
-    "overlap": (int, None),
-    "seed": (int, 0),
-    "sampler": (str, "default"),
-    "steps": (int, None),
-    "fuse_overlaps": (bool, False),
-    "ref_detail": (bool, None),
-    "lr_consistency": (str, None),
-    "batch_size": (int, 4),
-    "compress": (str, "DEFLATE"),
-    "overwrite": (bool, False),
+    **{o.manifest_key: (o.type, o.default_value()) for o in UPSCALE_OPTIONS if o.manifest_key},
     "split_windows": (int, 0),
-    "force_resources": (bool, False),
 }
 ALIASES = {"scale": "x", "output": "out", "o": "out"}
 NOT_PER_JOB = {
@@ -98,62 +78,40 @@ class Problem:
         return asdict(self)
 
 
-@dataclass(frozen=True, kw_only=True)
-class JobSpec:
-    """One job of a batch, with absolute paths and every option resolved. Picklable (goes to workers)."""
+class _JobMethods:
+    """What every :class:`JobSpec` can do; its fields are generated from geosr.options (see below)."""
 
-    id: str
-    where: str
-    lr: str
-    out: str
-    ref: str | None = None
-    cd: str | None = None
-    map: str | None = None
-    x: int = 8
-    bands: str | None = None
-    ref_bands: str | None = None
-    cd_classes: str = "binary"
-    aoi: str | None = None
-    aoi_crs: str = "EPSG:4326"
-    model: str = "default"
-    window: int | None = None
-    overlap: int | None = None
-    seed: int = 0
-    sampler: str = "default"
-    steps: int | None = None
-    fuse_overlaps: bool = False
-    ref_detail: bool | None = None
-    lr_consistency: str | None = None
-    batch_size: int = 4
-    compress: str = "DEFLATE"
-    overwrite: bool = False
-    split_windows: int = 0
-    force_resources: bool = False  # run although the plan needs more memory or disk than the worker has
+    @property
+    def options(self) -> UpscaleOptions:
+        """The job's options as :class:`~geosr.options.UpscaleOptions` (checked when the job was read)."""
+        return UpscaleOptions.from_flat({o.name: getattr(self, key) for key, o in _BY_KEY.items()})
+
+    def options_on(self, *, device: str = "auto", overwrite: bool | None = None) -> UpscaleOptions:
+        """The job's options, run on ``device`` (and with ``overwrite`` when given)."""
+        opts = self.options
+        out = replace(opts.output_config, overwrite=opts.output_config.overwrite if overwrite is None else overwrite)
+        return replace(opts, device=replace(opts.device, device=device), output_config=out)
 
     def upscale_options(self, *, device: str = "auto", overwrite: bool | None = None) -> dict:
         """Keyword arguments of :func:`geosr.pipeline.upscale.plan_upscale` / ``upscale`` (but ``lr``)."""
-        return dict(
-            output=self.out,
-            scale=self.x,
-            ref=self.ref,
-            cd=self.cd,
-            map=self.map,
-            bands=self.bands,
-            ref_bands=self.ref_bands,
-            cd_classes=self.cd_classes,
-            aoi=self.aoi,
-            aoi_crs=self.aoi_crs,
-            model=self.model,
-            tiling=TilingConfig(window=self.window, overlap=self.overlap),
-            sampler=SamplerConfig(preset=self.sampler, steps=self.steps, seed=self.seed, fuse_overlaps=self.fuse_overlaps,
-                                  reference_detail=self.ref_detail, lr_consistency=self.lr_consistency),
-            output_config=OutputConfig(compress=self.compress, overwrite=self.overwrite if overwrite is None else overwrite),
-            device=DeviceConfig(device=device, batch_size=self.batch_size),
-            force_resources=self.force_resources,
-        )
+        opts = self.options_on(device=device, overwrite=overwrite)
+        return dict(output=self.out, **{f.name: getattr(opts, f.name) for f in fields(opts)})
 
     def inputs(self) -> tuple[str, ...]:
         return tuple(p for p in (self.lr, self.ref, self.cd, self.map) if p)
+
+
+_BY_KEY = {o.manifest_key: o for o in UPSCALE_OPTIONS if o.manifest_key}
+# One job of a batch, with absolute paths and every option resolved (picklable: it goes to workers). Its fields
+# are the manifest's keys: id, where, lr, out, each upscale option a job may set, split_windows.
+JobSpec = make_dataclass(
+    "JobSpec",
+    [("id", str), ("where", str), ("lr", str), ("out", str)]
+    + [(key, Any, field(default=o.default_value())) for key, o in _BY_KEY.items()]
+    + [("split_windows", int, field(default=0))],
+    bases=(_JobMethods,), frozen=True, kw_only=True,
+)
+JobSpec.__module__ = __name__
 
 
 @dataclass
@@ -298,7 +256,8 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
             continue
         where = f"{name} line {n}"
         if len(cells) > len(header):
-            manifest.problems.append(Problem(where, f"has {len(cells)} cells but the header names {len(header)} columns"))
+            problem = f"has {len(cells)} cells but the header names {len(header)} columns"
+            manifest.problems.append(Problem(where, problem))
             continue
         row = {h: c.strip() for h, c in zip(header, cells) if c.strip() != ""}
         _add_row(manifest, row, where, root, {}, caller)
@@ -426,10 +385,13 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     if problems:
         return None, [Problem(where, m) for m in problems]
     out = paths.pop("out")
-    opts = {k: v[k] for k in OPTIONS if k not in ("id", "lr", "out", *PATH_KEYS)}
-    opts["compress"] = opts["compress"].upper()
-    spec = JobSpec(id=job_id or "", where=where, lr=lr, out=out, **paths, **opts)
-    return spec, []
+    flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key} | paths
+    try:  # the checks every door shares (geosr.options / geosr.config)
+        options = UpscaleOptions.from_flat(flat).flat()
+    except InputError as exc:
+        return None, [Problem(where, str(exc))]
+    values = {key: options[o.name] for key, o in _BY_KEY.items()}
+    return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
 
 
 def _expand(template: str, key: str, values: dict, problems: list[str]) -> str | None:

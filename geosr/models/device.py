@@ -1,0 +1,26 @@
+"""Choosing the torch device, the one place that does: ``auto`` takes CUDA when there is one, else the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from geosr.errors import OptionError
+
+
+def resolve_device(spec: "str | torch.device | None") -> torch.device:
+    """``auto`` (or None) -> ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` as given.
+
+    Raises OptionError naming the parameter (``device``) for an unknown name or CUDA on a machine without it.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    name = (spec or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+        return torch.device(name)
+    raise OptionError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")

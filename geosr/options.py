@@ -1,0 +1,182 @@
+"""The options of ``geosr upscale``, declared once.
+
+:class:`UpscaleOptions` is the validated, frozen options object of one upscale job (its run settings are the
+config dataclasses of :mod:`geosr.config`). :data:`UPSCALE_OPTIONS` declares each option once, flat, as users
+name it: its flags and help for the CLI, its key in a batch manifest, and where it lives in
+:class:`UpscaleOptions`. The Typer command (:mod:`geosr.cli.upscale`), the manifest's schema
+(:mod:`geosr.pipeline.batch.manifest`), the Python API (``geosr.upscale(..., window=6)``) and the tag
+``GEOSR_OPTIONS`` of every output are all derived from it, so a new option is one entry here and one field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from geosr.config import (
+    SUPPORTED_SCALES,
+    DeviceConfig,
+    OutputConfig,
+    SamplerConfig,
+    TilingConfig,
+)
+from geosr.errors import OptionError, ScaleError
+
+SAMPLER_PRESETS = ("default", "paper")
+LR_CONSISTENCY_HELP = (
+    "Diffusion models: back-project the SR onto the LR: off, box (each LR pixel's block averages to it exactly) or "
+    "bicubic (the bicubic degradation). Default: the checkpoint's own setting (the default model: box)."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpscaleOptions:
+    """Every option of one upscale job but its LR and output paths; checked when made (OptionError)."""
+
+    scale: int = 8
+    ref: str | None = None
+    cd: str | None = None
+    map: str | None = None
+    bands: str | None = None
+    ref_bands: str | None = None
+    cd_classes: str = "binary"
+    aoi: str | None = None
+    aoi_crs: str = "EPSG:4326"
+    model: Any = "default"  # a name, a checkpoint path, or a ready SuperResolver (Python only)
+    style: str | None = None
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    output_config: OutputConfig = field(default_factory=OutputConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    force_resources: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
+            raise ScaleError(f"-x {self.scale}: geosr supports scale factors {', '.join(map(str, SUPPORTED_SCALES))}")
+        if self.sampler.preset not in SAMPLER_PRESETS:
+            raise OptionError(f"--sampler {self.sampler.preset!r}: choose one of {', '.join(SAMPLER_PRESETS)}")
+        for name in ("ref", "cd", "map", "aoi", "style"):  # paths arrive as str or os.PathLike
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> "UpscaleOptions":
+        """Build from flat option names (``window=6``, ``compress="LZW"``), as the CLI and manifests give them;
+        nested config objects (``tiling=TilingConfig(...)``) are taken as they are."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            spec = OPTIONS_BY_NAME.get(name)
+            if name in _FIELDS and (spec is None or dataclasses.is_dataclass(value)):  # sampler=SamplerConfig(...)
+                top[name] = value
+                continue
+            if spec is None:
+                raise OptionError(f"unknown upscale option {name!r}")
+            if spec.path is None:
+                raise OptionError(f"{name!r} is a way to run a job, not an option of it")
+            head, _, leaf = spec.path.partition(".")
+            if leaf:
+                nested.setdefault(head, {})[leaf] = value
+            else:
+                top[head] = value
+        for head, leaves in nested.items():
+            base = top.get(head) or _FIELDS[head].default_factory()
+            top[head] = dataclasses.replace(base, **leaves)
+        return cls(**top)
+
+    def flat(self) -> dict[str, Any]:
+        """The options under their flat names (a manifest row, the tag ``GEOSR_OPTIONS``)."""
+        out = {}
+        for spec in UPSCALE_OPTIONS:
+            if spec.path is not None:
+                value: Any = self
+                for part in spec.path.split("."):
+                    value = getattr(value, part)
+                plain = isinstance(value, (str, int, float, bool, type(None)))
+                out[spec.name] = value if plain else getattr(value, "name", str(value))  # a SuperResolver: its name
+        return out
+
+    def to_json(self) -> str:
+        """The options that shape the output (not where or whether it runs: device, overwrite, ...), as JSON."""
+        kept = {k: v for k, v in self.flat().items() if OPTIONS_BY_NAME[k].recorded}
+        return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(UpscaleOptions)}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One user-facing option: flat ``name`` (the Python keyword), where it lives in UpscaleOptions (``path``,
+    None for a way of running: resume, dry run), its CLI ``flags`` and ``help``, its ``type`` and whether a batch
+    manifest may set it per job (``manifest``: the key, or None)."""
+
+    name: str
+    path: str | None
+    flags: tuple[str, ...]
+    help: str
+    type: type = str
+    manifest: str | None = ""  # "" = the name itself
+    cli_path: bool = False  # shown as a PATH in the CLI
+    recorded: bool = True  # in the output's GEOSR_OPTIONS tag (False: how it ran, not what it made)
+    default: Any = None  # for options without a path (a way of running)
+
+    @property
+    def manifest_key(self) -> str | None:
+        return self.name if self.manifest == "" else self.manifest
+
+    def default_value(self) -> Any:
+        if self.path is None:
+            return self.default
+        head, _, leaf = self.path.partition(".")
+        f = _FIELDS[head]
+        base = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        return getattr(base, leaf) if leaf else base
+
+
+def _o(name, path, flags, help, type=str, **kw) -> OptionSpec:  # noqa: A002 - the table reads best so
+    return OptionSpec(name, path, tuple(flags), help, type, **kw)
+
+
+UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
+    _o("scale", "scale", ["-x", "--scale"], "Scale factor: 2, 4, 8 or 16.", int, manifest="x"),
+    _o("ref", "ref", ["--ref"], "Older high-resolution reference raster (any CRS and resolution).", cli_path=True),
+    _o("cd", "cd", ["--cd"], "Change mask raster (class values, see --cd-classes).", cli_path=True),
+    _o("map", "map", ["--map"], "Map class raster from `geosr rasterize-osm`.", cli_path=True),
+    _o("bands", "bands", ["--bands"], "LR bands, by index or description: '4,3,2' or 'B04,B03,B02'. Default: "
+       "RGB by band description, else all."),
+    _o("ref_bands", "ref_bands", ["--ref-bands"], "Reference bands matching --bands (default: its RGB bands, "
+       "else all)."),
+    _o("cd_classes", "cd_classes", ["--cd-classes"], "Change class table: binary, second, cnam-cd, or a JSON file."),
+    _o("aoi", "aoi", ["--aoi"], "Area of interest: 'LEFT,BOTTOM,RIGHT,TOP' (in --aoi-crs) or a vector file."),
+    _o("aoi_crs", "aoi_crs", ["--aoi-crs"], "CRS of an --aoi bbox."),
+    _o("model", "model", ["--model", "-m"], "Model name (see `geosr models`) or checkpoint path. `default`: the "
+       "bundled diffusion model (x2, x4, x8, x16)."),
+    _o("style", "style", ["--style"], "Diffusion models with a style path (SGDM): a style image (any raster), "
+       "'sample' (a style drawn from the model's flow) or 'none' (default).", manifest=None),
+    _o("window", "tiling.window", ["--window"], "Window size in LR pixels (default: 256 HR pixels).", int),
+    _o("overlap", "tiling.overlap", ["--overlap"], "Window overlap in LR pixels (default: a quarter window).", int),
+    _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
+    _o("sampler", "sampler.preset", ["--sampler"], "Sampler preset of diffusion models: default or paper."),
+    _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the preset's).", int),
+    _o("fuse_overlaps", "sampler.fuse_overlaps", ["--fuse-overlaps/--no-fuse-overlaps"],
+       "Average overlapping windows at every diffusion step.", bool),
+    _o("ref_detail", "sampler.reference_detail", ["--ref-detail/--no-ref-detail"], "Diffusion models: add the "
+       "reference's detail where the LR shows that it matches (default: the checkpoint's own setting; the default "
+       "model: on).", bool),
+    _o("lr_consistency", "sampler.lr_consistency", ["--lr-consistency"], LR_CONSISTENCY_HELP),
+    _o("device", "device.device", ["--device"], "auto, cpu, cuda or cuda:N.", manifest=None, recorded=False),
+    _o("batch_size", "device.batch_size", ["--batch-size"], "Windows per model call.", int),
+    _o("compress", "output_config.compress", ["--compress"], "COG compression (DEFLATE, LZW, ZSTD, NONE)."),
+    _o("overwrite", "output_config.overwrite", ["--overwrite"], "Replace an existing output.", bool, recorded=False),
+    _o("force_resources", "force_resources", ["--force-resources"], "Run even when the plan needs more memory or "
+       "disk than the machine has.", bool, recorded=False),
+    _o("resume", None, ["--resume"], "Continue an interrupted run of the same job.", bool, manifest=None,
+       default=False),
+    _o("dry_run", None, ["--dry-run"], "Print the plan (windows, memory, output size); write nothing.", bool,
+       manifest=None, default=False),
+)
+OPTIONS_BY_NAME = {o.name: o for o in UPSCALE_OPTIONS}

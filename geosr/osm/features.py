@@ -1,0 +1,93 @@
+"""What every OSM source returns: :class:`OSMFeatures`, a tag frame normalised to the class table's keys.
+
+The helpers here are shared by the online reader (:mod:`geosr.osm.overpass`) and the file readers
+(:mod:`geosr.osm.files`). geopandas and osmnx are imported inside the functions, so importing this module
+is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+from geosr.osm.classes import MapClassTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
+    from shapely.geometry.base import BaseGeometry
+
+
+@dataclass(frozen=True)
+class OSMFeatures:
+    """OSM features (tag columns + geometry, any CRS), where they came from, and how current they are.
+
+    ``timestamp`` is ISO 8601 UTC; ``timestamp_kind`` says what it means: ``"snapshot"`` (Overpass's
+    ``osm_base``, an Overpass ``--date``, or a file header's replication time: the data is complete up to
+    then) or ``"newest edit"`` (the newest edit among the file's features: a lower bound).
+    """
+
+    frame: "gpd.GeoDataFrame"
+    source: str
+    timestamp: str | None = None
+    timestamp_kind: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+@contextlib.contextmanager
+def osmnx_settings(**values: Any) -> Iterator[Any]:
+    """Set osmnx settings for one call and put the previous values back afterwards; yields osmnx."""
+    import osmnx as ox
+
+    old = {k: getattr(ox.settings, k) for k in values}
+    try:
+        for k, v in values.items():
+            setattr(ox.settings, k, v)
+        yield ox
+    finally:
+        for k, v in old.items():
+            setattr(ox.settings, k, v)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its class name."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else exc.__class__.__name__)[:200]
+
+
+def reason(exc: BaseException) -> str:
+    """Why a file could not be read, for "(...)" in a one-sentence error."""
+    text = first_line(exc)
+    return text.rstrip(".") if text else exc.__class__.__name__
+
+
+def empty_frame() -> "gpd.GeoDataFrame":
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs="EPSG:4326")
+
+
+def within(frame: "gpd.GeoDataFrame", polygon: "BaseGeometry") -> "gpd.GeoDataFrame":
+    """The rows of ``frame`` (WGS84) that intersect ``polygon``, in their order."""
+    if len(frame) == 0 or polygon is None or polygon.is_empty:
+        return frame
+    idx = frame.sindex.query(polygon, predicate="intersects")
+    return frame.iloc[sorted(idx)]
+
+
+def normalise(frame: "gpd.GeoDataFrame", table: MapClassTable) -> "gpd.GeoDataFrame":
+    """Only the table's keys (as strings or None) and non-empty geometries, on a fresh 0..n-1 index."""
+    import geopandas as gpd
+    import pandas as pd
+
+    keep = frame.geometry.notna() & ~frame.geometry.is_empty
+    frame = frame[keep.to_numpy()].reset_index(drop=True)
+    cols = {
+        key: frame[key].map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+        .astype(object)
+        for key in sorted(table.keys() & set(frame.columns))
+    }
+    crs = frame.crs if frame.crs is not None else "EPSG:4326"
+    return gpd.GeoDataFrame(cols, geometry=frame.geometry.to_numpy(), crs=crs, index=frame.index)

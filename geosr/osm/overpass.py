@@ -1,0 +1,177 @@
+"""OSM features online: the Overpass API through osmnx, with osmnx's response cache in geosr's cache folder.
+
+A timeout; a ``--date`` snapshot (Overpass keeps history from 2012-09-12 on); one sentence
+(:class:`~geosr.errors.NetworkError`) when Overpass is unreachable. A query whose answers are all in the
+cache needs no network. osmnx is imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from geosr.errors import NetworkError, OptionError
+from geosr.osm.classes import MapClassTable
+from geosr.osm.features import OSMFeatures, empty_frame, first_line, normalise, osmnx_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shapely.geometry.base import BaseGeometry
+
+DEFAULT_OVERPASS_URL = "https://overpass-api.de/api"
+
+# Overpass keeps history ("attic" data) from the ODbL licence change on.
+_EARLIEST_SNAPSHOT = dt.datetime(2012, 9, 12, 6, 55, tzinfo=dt.timezone.utc)
+
+
+def default_cache_folder() -> Path:
+    """geosr's cache folder for osmnx responses: $GEOSR_CACHE_DIR/osmnx, else the user cache folder."""
+    root = os.environ.get("GEOSR_CACHE_DIR")
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "geosr")
+    return Path(root) / "osmnx"
+
+
+def parse_snapshot_date(value: str | dt.date | dt.datetime | None) -> str | None:
+    """``--date`` as Overpass wants it ("YYYY-MM-DDTHH:MM:SSZ"), validated; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    elif isinstance(value, dt.date):
+        when = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    else:
+        text = str(value).strip()
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise OptionError(f"--date {text!r}: not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+    when = when.astimezone(dt.timezone.utc)
+    if when < _EARLIEST_SNAPSHOT:
+        raise OptionError(f"--date {when:%Y-%m-%d}: Overpass holds history only from 2012-09-12 on")
+    if when > dt.datetime.now(dt.timezone.utc):
+        raise OptionError(f"--date {when:%Y-%m-%d}: is in the future")
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _overpass_cache_files(ox: Any, polygon: "BaseGeometry", tags: dict) -> list[Path] | None:
+    """The osmnx cache files the query for ``polygon`` and ``tags`` reads or writes (osmnx 2.x).
+
+    osmnx keys its cache by the SHA-1 of the GET form of each Overpass request (``_overpass_request``);
+    the requests are the sub-polygons of ``_make_overpass_polygon_coord_strs``. These are osmnx
+    internals: if they change, this returns None and geosr just checks the network before asking.
+    """
+    try:
+        import requests
+        from osmnx import _http, _overpass
+
+        url = ox.settings.overpass_url.rstrip("/") + "/interpreter"
+        files = []
+        for coord_str in _overpass._make_overpass_polygon_coord_strs(polygon):
+            query = _overpass._create_overpass_features_query(coord_str, tags)
+            prepared = requests.Request("GET", url, params=OrderedDict(data=query)).prepare().url
+            files.append(_http._resolve_cache_filepath(str(prepared)))
+        return files
+    except Exception:  # noqa: BLE001 - osmnx internals moved: fall back to asking the network
+        return None
+
+
+def _check_reachable(url: str, timeout: float) -> None:
+    """One quick TCP connection to the Overpass host; a clear NetworkError when it fails."""
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if not host or parsed.scheme not in ("http", "https"):
+        raise OptionError(f"--overpass-url {url!r}: not an http(s) URL")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=max(1.0, min(timeout, 15.0))):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise NetworkError(
+            f"cannot reach the Overpass API at {url} ({reason}); check the network connection, "
+            "or work offline with --osm-file"
+        ) from exc
+
+
+def fetch_overpass(
+    polygon: "BaseGeometry",
+    table: MapClassTable,
+    *,
+    timeout: float = 180.0,
+    cache_folder: str | os.PathLike[str] | None = None,
+    overpass_url: str | None = None,
+    date: str | None = None,
+) -> OSMFeatures:
+    """Features of ``table`` inside ``polygon`` (WGS84 lon/lat) from Overpass, through osmnx and its cache.
+
+    ``date`` (Overpass form, see :func:`parse_snapshot_date`) asks for the map as it was then.
+    Raises NetworkError (one sentence) when the server cannot be reached or answers with an error.
+    """
+    import requests
+
+    url = (overpass_url or DEFAULT_OVERPASS_URL).rstrip("/")
+    folder = Path(cache_folder) if cache_folder is not None else default_cache_folder()
+    overpass_settings = "[out:json][timeout:{timeout}]{maxsize}"
+    if date:
+        overpass_settings += f'[date:"{date}"]'
+    tags = table.query_tags()
+    with osmnx_settings(
+        cache_folder=str(folder),
+        use_cache=True,
+        requests_timeout=float(timeout),
+        overpass_url=url,
+        overpass_settings=overpass_settings,
+        log_console=False,
+    ) as ox:
+        from osmnx._errors import InsufficientResponseError, ResponseStatusCodeError
+
+        files = _overpass_cache_files(ox, polygon, tags)
+        if files is None or not all(f.is_file() for f in files):
+            _check_reachable(url, timeout)
+        try:
+            frame = ox.features_from_polygon(polygon, tags)
+        except requests.exceptions.Timeout as exc:
+            raise NetworkError(
+                f"the Overpass API at {url} did not answer within {timeout:g} s; try again later, "
+                "raise --timeout, or work offline with --osm-file"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise NetworkError(
+                f"cannot reach the Overpass API at {url} ({exc.__class__.__name__}); check the network "
+                "connection, or work offline with --osm-file"
+            ) from exc
+        except ResponseStatusCodeError as exc:
+            raise NetworkError(f"the Overpass API at {url} answered with an error: {first_line(exc)}") from exc
+        except InsufficientResponseError as exc:
+            if "No matching features" not in str(exc):
+                raise NetworkError(f"the Overpass API at {url} sent no usable answer: {first_line(exc)}") from exc
+            frame = empty_frame()
+        stamp = _overpass_timestamp(files or [])
+    if date:
+        stamp = date
+    return OSMFeatures(
+        frame=normalise(frame, table),
+        source=f"Overpass API {url}" + (f" (as of {date})" if date else ""),
+        timestamp=stamp,
+        timestamp_kind="snapshot" if stamp else None,
+    )
+
+
+def _overpass_timestamp(files: list[Path]) -> str | None:
+    stamps = []
+    for f in files:
+        try:
+            stamp = json.loads(f.read_text(encoding="utf-8")).get("osm3s", {}).get("timestamp_osm_base")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if stamp:
+            stamps.append(str(stamp))
+    return max(stamps) if stamps else None

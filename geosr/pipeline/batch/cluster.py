@@ -1,0 +1,157 @@
+"""Where a batch runs: the caller's Dask client, a scheduler's cluster, or a local cluster on this machine.
+
+A local cluster has one worker process per GPU, each pinned to it (``CUDA_VISIBLE_DEVICES`` set before the
+process starts), or ``workers`` round robin over them; without GPUs, one single-threaded worker per core,
+no more than there are tasks or than memory allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from geosr.pipeline.batch.results import BatchPlan
+from geosr.pipeline.batch.tasks import warm_worker
+
+
+@contextlib.contextmanager
+def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
+    """Yield (client, device for the tasks): the caller's client, one to ``scheduler``, or a local cluster."""
+    from distributed import Client
+
+    if client is not None:
+        yield client, device
+        return
+    if scheduler is not None:
+        try:
+            cl = Client(scheduler, timeout="30s")
+        except OSError as exc:
+            from geosr.errors import NetworkError
+
+            raise NetworkError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from exc
+        with cl:
+            yield cl, device
+        return
+    cluster, task_device = local_cluster(workers=workers, device=device, dashboard=dashboard,
+                                         tasks=plan.tasks, memory_mb=max((j.memory_mb for j in plan.to_run), default=0))
+    with cluster, Client(cluster) as cl:
+        cl.wait_for_workers(len(cluster.worker_spec), timeout=120)
+        yield cl, task_device
+
+
+def warm(client, scheduler: str | None) -> None:
+    """Run :func:`~geosr.pipeline.batch.tasks.warm_worker` on every worker: geosr must import there."""
+    from geosr.errors import GeoSRError
+
+    try:
+        client.run(warm_worker)
+    except ImportError as exc:
+        where = f"at {scheduler}" if scheduler else ""
+        raise GeoSRError(f"the Dask workers {where} cannot import geosr ({exc}); install geosr on them") from exc
+
+
+def cluster_info(client, local: bool) -> dict:
+    """Workers, scheduler address and dashboard link of the cluster behind ``client``."""
+    try:
+        n = len(client.scheduler_info().get("workers", {}))
+    except Exception:  # noqa: BLE001
+        n = 0
+    link = None
+    with contextlib.suppress(Exception):
+        link = client.dashboard_link
+    if link and local:
+        import importlib.util
+
+        if importlib.util.find_spec("bokeh") is None:
+            link += " (install bokeh to see it)"
+    return dict(workers=n, scheduler=client.scheduler.address, dashboard=link)
+
+
+# ---- a local cluster -------------------------------------------------------------------------------------------
+def local_cluster(*, workers: int | None = None, device: str = "auto", dashboard: str | None = ":8787",
+                  tasks: int | None = None, memory_mb: float = 0.0):
+    """A LocalCluster of worker processes on this machine: one per GPU, each pinned to it (or ``workers``
+    round robin over them); without GPUs one single-threaded worker per core, no more than there are tasks
+    or than memory allows. Returns (cluster, the device string the tasks use)."""
+    from distributed import LocalCluster
+
+    cpus = os.cpu_count() or 1
+    gpus = gpu_ids(device)
+    common = dict(threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=dashboard,
+                  silence_logs=logging.ERROR)
+    if gpus:
+        return pinned_cluster(gpus, workers or len(gpus), dashboard=dashboard), "cuda"
+    n = workers or max(1, min(cpus, tasks or cpus, _memory_cap(memory_mb)))
+    with _cluster_settings():
+        cluster = LocalCluster(n_workers=n, **common)
+    return cluster, "cpu" if (device or "auto").lower() in ("auto", "cpu") else device
+
+
+def gpu_ids(device: str) -> list[str]:
+    """The CUDA devices a local cluster puts one worker on (as CUDA_VISIBLE_DEVICES entries)."""
+    import torch
+
+    from geosr.models.device import resolve_device
+
+    dev = resolve_device(device)  # the one resolver: checks the name, and that CUDA is there when asked for
+    if dev.type != "cuda":
+        return []
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    n = torch.cuda.device_count()
+    ids = visible[:n] if visible else [str(i) for i in range(n)]
+    if dev.index is None:
+        return ids
+    if dev.index >= len(ids):
+        from geosr.errors import OptionError
+
+        raise OptionError(f"--device {device}: this machine has {len(ids)} CUDA device(s)")
+    return [ids[dev.index]]
+
+
+def worker_envs(gpus: list[str], n_workers: int, cpus: int) -> list[dict[str, str]]:
+    """Environment of each local GPU worker: its device (round robin) and a share of the CPU threads."""
+    threads = str(max(1, cpus // max(1, n_workers)))
+    return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], "OMP_NUM_THREADS": threads} for i in range(n_workers)]
+
+
+def pinned_cluster(gpus: list[str], n_workers: int, *, dashboard: str | None = ":8787"):
+    """A LocalCluster of ``n_workers`` single-threaded processes, each seeing one of ``gpus`` (round robin)
+    as its only CUDA device (``CUDA_VISIBLE_DEVICES``, set before the worker process starts)."""
+    from distributed import LocalCluster
+
+    with _cluster_settings():
+        cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=dashboard, silence_logs=logging.ERROR)
+    template = cluster.new_spec
+    for i, env in enumerate(worker_envs(gpus, n_workers, os.cpu_count() or 1)):
+        cluster.worker_spec[f"gpu-{i}"] = {"cls": template["cls"], "options": {**template["options"], "env": env}}
+    cluster.scale(n_workers)
+    return cluster
+
+
+@contextlib.contextmanager
+def _cluster_settings():
+    """Settings while a local cluster starts. Dask warns when the dashboard port is taken and uses another
+    (the link printed says which): silenced. Dask's workers trim malloc at 64 kB (MALLOC_TRIM_THRESHOLD_),
+    which makes geosr's large temporary arrays about 18 % slower: glibc's default is kept unless the
+    environment sets it."""
+    import warnings
+
+    import dask
+
+    keep_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with warnings.catch_warnings(), dask.config.set(keep_trim):
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        yield
+
+
+def _memory_cap(job_mb: float) -> int:
+    """How many CPU workers fit in the available memory (about 1 GB each for torch and GDAL, plus a job)."""
+    try:
+        import psutil
+
+        avail = psutil.virtual_memory().available / 2**20
+    except Exception:  # noqa: BLE001
+        return 1 << 30
+    return max(1, int(avail // (1024 + job_mb)))

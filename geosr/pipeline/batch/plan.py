@@ -1,0 +1,176 @@
+"""Planning a batch, in the calling process: every job checked before anything runs.
+
+:func:`plan_batch` reads a manifest (:mod:`geosr.pipeline.batch.manifest`) and checks every job: options,
+unique outputs, and a dry-run :func:`~geosr.pipeline.upscale.plan_upscale` of each job (files exist, are
+rasters, overlap, bands and scale fit the model). It decides what each job will do: ``run``, ``skip`` (its
+output is complete and was made from the same inputs and options, per the record beside it) or ``fail``
+(an output exists that this batch did not make; ``overwrite`` replaces it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from geosr.errors import InputError
+from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest
+from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, output_matches, read_record
+from geosr.pipeline.batch.results import BatchPlan, PlannedJob
+
+
+def plan_batch(
+    manifest: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    force: bool = False,
+    skip_invalid: bool = False,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **job_options: Any,
+) -> BatchPlan:
+    """Read and check every job of ``manifest``; decide which run, which are skipped, which fail at once."""
+    t0 = time.perf_counter()
+    m = read_manifest(manifest, defaults=job_options)
+    problems = list(m.problems)
+    models = _ClientModels()
+    specs = m.jobs
+    total = len(specs)
+    if progress:
+        progress(0, total)
+    done = 0
+    checked: list[PlannedJob | Problem] = []
+    with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
+        for item in pool.map(lambda s: _check_job(s, models, overwrite=overwrite, force=force), specs):
+            checked.append(item)
+            done += 1
+            if progress:
+                progress(done, total)
+    jobs = [c for c in checked if isinstance(c, PlannedJob)]
+    problems += [c for c in checked if isinstance(c, Problem)]
+    if problems and not skip_invalid:
+        raise ManifestError(m.source, problems)
+    return BatchPlan(source=m.source, jobs=jobs, invalid=problems, results=_default_results(m.source),
+                     seconds=time.perf_counter() - t0)
+
+
+def plan_count(plan: BatchPlan, action: str) -> int:
+    return sum(j.action == action for j in plan.jobs)
+
+
+def split_rows(n_rows: int, n_cols: int, split_windows: int) -> tuple[tuple[int, int], ...]:
+    """Ranges of whole window rows of about ``split_windows`` windows each (one range when 0 or small)."""
+    if split_windows <= 0 or n_rows * n_cols <= split_windows or n_rows < 2:
+        return ((0, n_rows),)
+    per = max(1, split_windows // max(1, n_cols))
+    k = min(n_rows, math.ceil(n_rows / per))
+    cuts = [round(i * n_rows / k) for i in range(k + 1)]
+    return tuple((a, b) for a, b in zip(cuts, cuts[1:]) if b > a)
+
+
+class _ClientModels:
+    """Models loaded once in the calling process to check jobs (on the CPU; nothing runs through them)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, *, device: str = "cpu", sampler=None):
+        with self._lock:
+            if name not in self._models:
+                from geosr.models.registry import load_model
+
+                try:
+                    self._models[name] = load_model(name, device="cpu")
+                except InputError as exc:
+                    self._models[name] = exc
+            got = self._models[name]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
+    from geosr.io.outputs import check_output_path
+    from geosr.pipeline.upscale import plan_upscale, resolve_model
+
+    try:
+        check_output_path(spec.out, overwrite=True)
+        opts = spec.options_on(device="cpu")
+        model = resolve_model(spec.model, spec.x, "cpu", loader=models.get)
+        with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
+            fingerprint = comparable(job.fingerprint)
+            n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)
+            memory_mb = float(job.summary["memory_mb"])
+    except InputError as exc:
+        return Problem(spec.where, str(exc), spec.id)
+    except Exception as exc:  # noqa: BLE001 - a raster GDAL chokes on is still this row's problem
+        return Problem(spec.where, f"{type(exc).__name__}: {exc}", spec.id)
+    parts = split_rows(n_rows, n_cols, spec.split_windows)
+    base = dict(spec=spec, windows=windows, window_rows=n_rows, parts=parts, memory_mb=memory_mb)
+    out = Path(spec.out)
+    if force:
+        return PlannedJob(action="run", replace=out.exists(), **base)
+    if not out.exists():
+        return PlannedJob(action="run", **base)
+    record = read_record(out)
+    if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
+        reason = "its output is complete and its inputs and options are unchanged"
+        return PlannedJob(action="skip", reason=reason, **base)
+    if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint):
+        return PlannedJob(action="run", replace=True, **base)
+    return PlannedJob(action="fail", reason=_exists_reason(out, record, fingerprint), **base)
+
+
+def _left_by_this_job(out: Path, fingerprint: dict) -> bool:
+    """The output was put in place by this very job, killed before its record: its journals are still there."""
+    from geosr.io.journal import work_dir_for
+
+    for job_json in work_dir_for(out).glob("rows_*/job.json"):
+        try:
+            recorded = json.loads(job_json.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict):
+            recorded.pop("rows", None)
+            if comparable(recorded) == fingerprint:
+                return True
+    return False
+
+
+def _exists_reason(out: Path, record: dict | None, fingerprint: dict) -> str:
+    tail = "; use --overwrite to replace it"
+    if record is None:
+        return f"{out}: already exists and was not made by geosr batch (no {out.name}{RECORD_SUFFIX}){tail}"
+    old = record.get("fingerprint") or {}
+    if old == fingerprint:
+        return f"{out}: already exists but was changed after geosr batch wrote it{tail}"
+    what = []
+    if old.get("version") != fingerprint.get("version"):
+        what.append(f"geosr {old.get('version')}")
+    changed = [
+        Path(new[0]).name
+        for a, new in zip(old.get("inputs") or [None] * 4, fingerprint.get("inputs") or [])
+        if a != new and new is not None
+    ]
+    if changed or len(old.get("inputs") or []) != len(fingerprint.get("inputs") or []):
+        what.append("other inputs" + (f" ({', '.join(changed)} changed)" if changed else ""))
+    oo, no = old.get("options") or {}, fingerprint.get("options") or {}
+    keys = sorted(k for k in set(oo) | set(no) if oo.get(k) != no.get(k))
+    if keys:
+        what.append(f"other options ({', '.join(keys)})")
+    return f"{out}: already exists, made with {' and '.join(what) or 'another job'}{tail}"
+
+
+def _default_results(source: str) -> str:
+    p = Path(source)
+    if p.is_file():
+        p = p.resolve()
+        return str(p.with_name(p.stem + ".results.jsonl"))
+    return str(Path.cwd() / "geosr-batch.results.jsonl") if is_glob(source) else str(p) + ".results.jsonl"

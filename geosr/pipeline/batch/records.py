@@ -1,0 +1,74 @@
+"""The record beside each finished output: ``<out>.geosr.json``.
+
+It holds the job's fingerprint (inputs with size and mtime, every option, geosr's version) and the output's
+size, mtime and SHA-256. It is written after the output is in place and before the work folder is removed,
+so a task that finds it knows the job is done, and a later batch can tell an up-to-date output from one
+made from other inputs or options, or changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from geosr.pipeline.batch.results import utc_now
+
+RECORD_SUFFIX = ".geosr.json"
+
+
+def record_path(output: str | os.PathLike[str]) -> Path:
+    out = Path(output)
+    return out.with_name(out.name + RECORD_SUFFIX)
+
+
+def read_record(output: str | os.PathLike[str]) -> dict | None:
+    try:
+        rec = json.loads(record_path(output).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def output_matches(output: Path, record: dict) -> bool:
+    """The output is the file the record describes (same size and mtime, else same SHA-256)."""
+    meta = record.get("output") or {}
+    try:
+        st = output.stat()
+    except OSError:
+        return False
+    if st.st_size != meta.get("size"):
+        return False
+    return st.st_mtime_ns == meta.get("mtime_ns") or sha256(output) == meta.get("sha256")
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` (hex), read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def comparable(fingerprint: dict) -> dict:
+    """A job fingerprint without what does not change the output's pixels (whether it may replace a file)."""
+    fp = json.loads(json.dumps(fingerprint))
+    output = (fp.get("options") or {}).get("output")
+    if isinstance(output, dict):
+        output.pop("overwrite", None)
+    return fp
+
+
+def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str) -> None:
+    """Write the record of ``output`` (in place, finished) made by job ``job_id`` of batch run ``run_id``."""
+    from geosr.io.outputs import atomic_output
+
+    st = output.stat()
+    record = dict(
+        geosr_batch=1, job_id=job_id, run_id=run_id, written=utc_now(), fingerprint=comparable(fingerprint),
+        output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(output)),
+    )
+    with atomic_output(record_path(output)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))

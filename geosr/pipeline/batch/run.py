@@ -1,0 +1,257 @@
+"""Running a batch, in the calling process: tasks submitted, results streamed into the results manifest.
+
+:func:`run_batch` runs the ``run`` jobs of a plan on a Dask cluster (a local one sized to the machine by
+default); a task that raises is retried, a task whose worker dies is rescheduled. Results stream into a
+JSON-lines results manifest, rewritten in manifest order at the end. :func:`batch` plans and runs: the
+Python form of ``geosr batch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from geosr.pipeline.batch.cluster import cluster_info, connect, warm
+from geosr.pipeline.batch.plan import plan_batch, plan_count
+from geosr.pipeline.batch.results import (
+    BatchPlan,
+    BatchProgress,
+    BatchResult,
+    JobResult,
+    PlannedJob,
+    TaskError,
+    invalid_results,
+    job_result,
+    planned_result,
+    utc_now,
+)
+from geosr.pipeline.batch.tasks import EVENT_TOPIC, run_finish_task, run_job_task, run_part_task
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a plan runs. Each field is also a keyword of :func:`run_batch` and of :func:`batch`."""
+
+    results: str | os.PathLike[str] | None = None  # the results manifest (default: the plan's)
+    client: Any = None  # a Dask client the caller manages
+    scheduler: str | None = None  # else the address of a running Dask scheduler
+    workers: int | None = None  # else a local cluster: its workers (default: one per GPU, or per core)
+    device: str = "auto"
+    retries: int = 2  # times a task that raised is retried (it resumes from its journal)
+    dashboard: str | None = ":8787"  # the local cluster's dashboard address (None: off)
+    progress: Callable[[BatchProgress], None] | None = None
+    on_start: Callable[[dict], None] | None = None  # told the cluster and the counts once it is up
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> "RunSettings":
+        """The settings among ``options``, removed from it (what is left are job options)."""
+        return cls(**{f.name: options.pop(f.name) for f in fields(cls) if f.name in options})
+
+
+def batch(
+    manifest: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    force: bool = False,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    check_progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Run every job of ``manifest`` (a YAML/JSON/JSON-lines/CSV file, or a glob of LR files).
+
+    ``options`` are :class:`RunSettings` (``results``, ``client``, ``scheduler``, ``workers``, ``device``,
+    ``retries``, ``dashboard``, ``progress``, ``on_start``, as in :func:`run_batch`) and job options (``x``,
+    ``model``, ``out``, ``ref``, ``split_windows``, ... as in a manifest), which apply to every job that does
+    not set them. Raises :class:`~geosr.pipeline.batch.manifest.ManifestError` (an InputError) listing every
+    invalid row, before anything runs, unless ``skip_invalid``. See ``geosr batch --help``.
+    """
+    settings = RunSettings.take(options)
+    plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid,
+                      progress=check_progress, **options)
+    if dry_run:
+        return BatchResult(source=plan.source, jobs=[planned_result(j) for j in plan.jobs] + invalid_results(plan),
+                           results=None, seconds=plan.seconds, dry_run=True)
+    return run_batch(plan, settings)
+
+
+def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -> BatchResult:
+    """Run the planned jobs on ``client``, on the cluster at ``scheduler``, or on a new local cluster.
+
+    ``kw``: the fields of :class:`RunSettings` (``results=``, ``client=``, ``scheduler=``, ``workers=``,
+    ``device=``, ``retries=``, ``dashboard=``, ``progress=``, ``on_start=``), over ``settings``.
+    """
+    s = replace(settings or RunSettings(), **kw)
+    t0 = time.perf_counter()
+    results_path = Path(s.results or plan.results) if (s.results or plan.results) else None
+    writer = _ResultsWriter(results_path)
+    done: dict[str, JobResult] = {}
+    for pj in plan.jobs:
+        if pj.action == "skip":
+            done[pj.spec.id] = job_result(pj, "skipped")
+        elif pj.action == "fail":
+            done[pj.spec.id] = job_result(pj, "failed", stage="check", error=pj.reason, error_type="OutputExistsError")
+    invalid = invalid_results(plan)
+    for r in [*done.values(), *invalid]:
+        writer.write(r)
+    to_run = plan.to_run
+    info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
+    try:
+        if to_run:
+            with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
+                info.update(cluster_info(cl, s.scheduler is None and s.client is None))
+                if s.on_start:
+                    s.on_start(dict(info, jobs=len(to_run), tasks=plan.tasks, skipped=plan_count(plan, "skip"),
+                                    results=str(results_path) if results_path else None))
+                warm(cl, s.scheduler)
+                _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress)
+    finally:
+        ordered = [done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid
+        writer.close(ordered)
+    return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
+                       seconds=time.perf_counter() - t0, **info)
+
+
+def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: str) -> tuple[list, dict[str, int]]:
+    """Submit every job's tasks: [(final future, planned job, part futures)] and each task key's windows."""
+    tag = run_id[:8]
+    windows_of: dict[str, int] = {}  # task key -> its windows
+    finals = []  # (future, planned job, part futures)
+    for i, pj in enumerate(jobs):
+        spec = pj.spec
+        n_cols = pj.windows // max(1, pj.window_rows)
+        common = dict(retries=retries, pure=False, priority=-i)
+        if len(pj.parts) == 1:
+            key = f"geosr-upscale-{spec.id}-{tag}"
+            fut = client.submit(run_job_task, spec, device, run_id, key=key, **common)
+            windows_of[key] = pj.windows
+            finals.append((fut, pj, []))
+            continue
+        parts = []
+        for a, b in pj.parts:
+            key = f"geosr-rows-{spec.id}-{a}-{b}-{tag}"
+            parts.append(client.submit(run_part_task, spec, device, run_id, (a, b), key=key, **common))
+            windows_of[key] = (b - a) * n_cols
+        fut = client.submit(run_finish_task, spec, device, run_id, parts, key=f"geosr-finish-{spec.id}-{tag}", **common)
+        finals.append((fut, pj, parts))
+    return finals, windows_of
+
+
+def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dict, writer, progress) -> None:
+    run_id = uuid.uuid4().hex
+    finals, windows_of = _submit(client, jobs, device, retries, run_id)
+    live: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def on_event(event) -> None:
+        msg = event[1] if isinstance(event, tuple) else event
+        if isinstance(msg, dict) and msg.get("run") == run_id:
+            with lock:
+                live[msg["key"]] = int(msg.get("done", 0))
+
+    with contextlib.suppress(Exception):
+        client.subscribe_topic(EVENT_TOPIC, on_event)
+    credited: set[str] = set()
+    windows_total = sum(pj.windows for pj in jobs)
+    pending = list(finals)
+    pre_done = len(done)
+    try:
+        while pending:
+            still = []
+            for fut, pj, parts in pending:
+                for p in parts:
+                    if p.done() and p.key not in credited:
+                        credited.add(p.key)
+                if not fut.done():
+                    still.append((fut, pj, parts))
+                    continue
+                credited.add(fut.key)
+                credited.update(p.key for p in parts)
+                r = _collect(fut, pj)
+                done[pj.spec.id] = r
+                writer.write(r)
+            pending = still
+            if progress:
+                with lock:
+                    running = {k: v for k, v in live.items() if k not in credited}
+                w_done = sum(windows_of.get(k, 0) for k in credited if k in windows_of)
+                w_done += sum(min(v, windows_of.get(k, 0)) for k, v in running.items())
+                progress(BatchProgress(
+                    jobs_done=len(done) - pre_done, jobs_total=len(jobs), windows_done=min(w_done, windows_total),
+                    windows_total=windows_total, failed=sum(r.status == "failed" for r in done.values()),
+                    running=len(running),
+                ))
+            if pending:
+                time.sleep(0.2)
+    except BaseException:  # Ctrl-C (or the client lost): stop what is left, report it as cancelled
+        for fut, pj, parts in pending:
+            for f in (fut, *parts):
+                with contextlib.suppress(Exception):
+                    f.cancel()
+            if pj.spec.id not in done:
+                done[pj.spec.id] = job_result(pj, "cancelled", stage="run", error="the batch was interrupted")
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            client.unsubscribe_topic(EVENT_TOPIC)
+
+
+def _collect(fut, pj: PlannedJob) -> JobResult:
+    """The JobResult of a finished task (its returned dict, or its exception after the last retry)."""
+    if fut.status == "finished":
+        try:
+            out = fut.result()
+        except Exception as exc:  # noqa: BLE001
+            return job_result(pj, "failed", stage="run", error=str(exc), error_type=type(exc).__name__)
+        if out.get("ok"):
+            return job_result(pj, "ok", seconds=out.get("seconds"), started=out.get("started"),
+                              finished=out.get("finished"), resumed_rows=out.get("resumed_rows"),
+                              worker=out.get("worker"))
+        return job_result(pj, "failed", stage="run", error=out.get("error"), error_type=out.get("error_type"),
+                          seconds=out.get("seconds"), started=out.get("started"), finished=out.get("finished"),
+                          worker=out.get("worker"))
+    if fut.status == "cancelled":
+        return job_result(pj, "cancelled", stage="run", error="its task was cancelled")
+    exc = fut.exception()
+    name = exc.kind if isinstance(exc, TaskError) else type(exc).__name__
+    if isinstance(exc, TaskError):
+        message = str(exc)
+    elif name == "KilledWorker":
+        last = getattr(getattr(exc, "last_worker", None), "address", None)
+        message = ("the workers running it died repeatedly (out of memory? see the worker logs)"
+                   + (f"; the last was {last}" if last else ""))
+    else:
+        message = f"{name}: {exc}" if str(exc) else name
+    return job_result(pj, "failed", stage="run", error=message, error_type=name, finished=utc_now())
+
+
+class _ResultsWriter:
+    """Streams results (one JSON line per job, as they come), then rewrites the file in manifest order."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "w")  # noqa: SIM115 - open for the whole run, closed by close()
+
+    def write(self, r: JobResult) -> None:
+        if self._fh:
+            self._fh.write(json.dumps(r.to_dict()) + "\n")
+            self._fh.flush()
+
+    def close(self, ordered: list[JobResult]) -> None:
+        if not self._fh:
+            return
+        self._fh.close()
+        from geosr.io.outputs import atomic_output
+
+        with atomic_output(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in ordered))

@@ -1,0 +1,197 @@
+"""The tasks a batch runs in its Dask workers, and the models each worker process keeps.
+
+One task per job, or per band of window rows when a job is split plus a task that assembles the bands.
+Every task resumes from upscale's journal, so a retried task or a re-run batch continues where it stopped.
+Bad input fails a task the same way every time (reported, not retried); anything else is raised for Dask
+to retry, as a :class:`~geosr.pipeline.batch.results.TaskError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from geosr.errors import InputError, ResumeError
+from geosr.pipeline.batch.manifest import JobSpec
+from geosr.pipeline.batch.records import output_matches, read_record, write_record
+from geosr.pipeline.batch.results import TaskError, utc_now
+
+log = logging.getLogger(__name__)
+
+EVENT_TOPIC = "geosr-batch"
+
+_MODELS: dict[tuple, Any] = {}  # (model, device, visible GPUs, sampler) -> the model, in this worker process
+_MODELS_LOCK = threading.Lock()
+
+
+def worker_model(name: str, *, device: str, sampler=None):
+    """The model ``name`` on ``device`` with ``sampler``, loaded once per worker process and kept."""
+    from geosr.models.device import resolve_device
+    from geosr.models.registry import load_model
+
+    dev = str(resolve_device(device))
+    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), sampler)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(name, device=dev, sampler=sampler)
+        return _MODELS[key]
+
+
+def warm_worker() -> str:
+    """Import the pipeline (torch, GDAL) in a worker before its first task, so job timings are the jobs'."""
+    import geosr.pipeline.upscale  # noqa: F401
+    from geosr._version import __version__
+
+    return __version__
+
+
+def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
+    """A whole job in one task: plan, run every window row (resuming), assemble, record."""
+    t0, started = time.perf_counter(), utc_now()
+
+    def work() -> dict:
+        if _done_in_this_run(spec, run_id):
+            return dict(ok=True, id=spec.id, seconds=0.0, started=started, finished=utc_now(), resumed_rows=None,
+                        worker=_worker_address(), note="finished by an earlier attempt")
+        with _open_job(spec, device) as job, job.lock():
+            chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
+            _finish(job, chunks, spec, run_id)
+        return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=utc_now(),
+                    resumed_rows=resumed, worker=_worker_address())
+
+    return _guarded(spec, started, t0, work)
+
+
+def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]) -> dict:
+    """One band of window rows of a split job; its chunks stay in the job's work folder."""
+    t0, started = time.perf_counter(), utc_now()
+
+    def work() -> dict:
+        if _done_in_this_run(spec, run_id):
+            return dict(ok=True, rows=list(rows), chunks=[], seconds=0.0, started=started, resumed_rows=0)
+        with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
+            chunks, resumed = _rows(job, rows, _reporter(run_id))
+        return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
+                    seconds=time.perf_counter() - t0, started=started, resumed_rows=resumed,
+                    worker=_worker_address())
+
+    return _guarded(spec, started, t0, work)
+
+
+def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) -> dict:
+    """Assemble the bands of a split job into its COG (after every band task finished)."""
+    t0 = time.perf_counter()
+    bad = [p for p in parts if not p.get("ok")]
+    if bad:
+        return {**bad[0], "id": spec.id}
+    first = min((p["started"] for p in parts), default=utc_now())
+    part_seconds = sum(p.get("seconds", 0.0) for p in parts)
+    resumed = sum(p.get("resumed_rows") or 0 for p in parts)
+
+    def work() -> dict:
+        if not _done_in_this_run(spec, run_id):
+            with _open_job(spec, device) as job, job.lock():
+                chunks = [(Path(c), r) for p in parts for c, r in p["chunks"]]
+                if not all(c.exists() for c, _ in chunks):  # removed under us: redo the bands (from journals)
+                    chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]
+                _finish(job, chunks, spec, run_id)
+        return dict(ok=True, id=spec.id, seconds=part_seconds + time.perf_counter() - t0, started=first,
+                    finished=utc_now(), resumed_rows=resumed, worker=_worker_address())
+
+    return _guarded(spec, first, t0, work)
+
+
+# ---- inside a task ---------------------------------------------------------------------------------------------
+def _open_job(spec: JobSpec, device: str):
+    from geosr.pipeline.upscale import plan_upscale, resolve_model
+
+    # overwrite=True: the calling process decided this job runs (its output was absent, or is replaced);
+    # an output found now was written by an earlier attempt of this job that died before its record
+    opts = spec.options_on(device=device, overwrite=True)
+    model = resolve_model(spec.model, spec.x, device, opts.sampler, loader=worker_model)
+    return plan_upscale(spec.lr, output=spec.out, options=replace(opts, model=model))
+
+
+def _rows(job, rows: tuple[int, int], progress) -> tuple[list, int]:
+    from geosr.pipeline.upscale import run_rows
+
+    try:
+        return run_rows(job, rows, resume=True, progress=progress)
+    except ResumeError:  # a journal of another job (other inputs or options) or a damaged one: start over
+        return run_rows(job, rows, resume=False, progress=progress)
+
+
+def _finish(job, chunks: list, spec: JobSpec, run_id: str) -> None:
+    """upscale's finish, with the record written before the work folder goes (so retries see it)."""
+    from geosr.pipeline.upscale import finish
+
+    def record() -> None:
+        write_record(job.out_path, job.fingerprint, job_id=spec.id, run_id=run_id)
+
+    finish(job, chunks, before_cleanup=record)
+
+
+def _done_in_this_run(spec: JobSpec, run_id: str) -> bool:
+    """An earlier attempt of this task (in this batch run) finished the job before its worker died."""
+    rec = read_record(spec.out)
+    return rec is not None and rec.get("run_id") == run_id and output_matches(Path(spec.out), rec)
+
+
+def _reporter(run_id: str):
+    """A throttled ``progress(done, total)`` that tells the client how many windows this task has done."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        key = worker.get_current_task()
+    except (ImportError, ValueError):
+        return None
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= 0.5:
+            last[0] = now
+            with contextlib.suppress(Exception):  # progress is best effort; never fail a job for it
+                worker.log_event(EVENT_TOPIC, {"run": run_id, "key": str(key), "done": int(done)})
+
+    return report
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def _failure(spec: JobSpec, exc: BaseException, started: str, t0: float) -> dict:
+    return dict(ok=False, id=spec.id, error=str(exc), error_type=type(exc).__name__, started=started,
+                finished=utc_now(), seconds=time.perf_counter() - t0, worker=_worker_address())
+
+
+def _guarded(spec: JobSpec, started: str, t0: float, work: Callable[[], dict]) -> dict:
+    """Run a task's work. Bad input fails the same way every time: reported, not retried. Anything else is
+    raised for Dask to retry (the job resumes from its journal), as a TaskError raised outside the handler,
+    so no unpicklable GDAL exception rides along as its context."""
+    try:
+        return work()
+    except InputError as exc:
+        return _failure(spec, exc, started, t0)
+    except Exception as exc:  # noqa: BLE001
+        error = _task_error(spec, exc)
+    raise error
+
+
+def _task_error(spec: JobSpec, exc: BaseException) -> TaskError:
+    # the original chain stays in the worker's log: GDAL's exceptions in it do not always unpickle
+    log.warning("geosr batch job %s failed", spec.id, exc_info=exc)
+    return TaskError.from_exception(exc)

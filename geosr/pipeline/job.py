@@ -1,0 +1,271 @@
+"""Planning one upscale job: every input and option checked, the model loaded, nothing written yet."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from geosr._version import __version__
+from geosr.conditioning.changes import ChangeClassTable, load_change_classes
+from geosr.config import OutputConfig, TilingConfig, to_json
+from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
+from geosr.io.aoi import aoi_window
+from geosr.io.journal import work_dir_for
+from geosr.io.lock import LOCK_NAME, JobLock
+from geosr.io.outputs import check_output_path
+from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
+from geosr.io.writer import OutputMeta
+from geosr.models.device import resolve_device
+from geosr.models.interface import SuperResolver
+from geosr.models.registry import DEFAULT_NAME, load_model
+from geosr.options import UpscaleOptions
+from geosr.pipeline import resources
+from geosr.pipeline.scene import Scene
+from geosr.pipeline.tensors import style_tensor
+from geosr.tiling.grid import Grid, hr_grid
+from geosr.tiling.windows import WindowPlan
+
+
+@dataclass
+class UpscaleJob:
+    """A checked, planned upscale: inputs open, model loaded, nothing written yet. A context manager."""
+
+    scene: Scene
+    sr: SuperResolver
+    plan: WindowPlan
+    meta: OutputMeta
+    out_path: Path | None
+    fingerprint: dict
+    summary: dict
+    seed: int
+    batch_size: int
+    device: torch.device
+
+    def close(self) -> None:
+        self.scene.close()
+
+    def __enter__(self) -> "UpscaleJob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def work_dir(self) -> Path:
+        return work_dir_for(self.out_path)
+
+    def lock(self, *, shared: bool = False) -> JobLock:
+        """The job's lock: exclusive for a whole run, shared by the row ranges of a split one."""
+        return JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared)
+
+
+def plan_upscale(
+    lr: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None,
+    options: UpscaleOptions | None = None,
+    dry_run: bool = False,
+    **fields: Any,
+) -> UpscaleJob:
+    """Check every input and option and plan the job; raises an InputError before anything is written.
+
+    ``options`` (or ``fields``: UpscaleOptions' fields or flat option names, see :mod:`geosr.options`) say how.
+    The output may not be any input, nor anything but a regular file; unless ``force_resources``, a job
+    whose working memory or output size exceeds what the machine has is refused (:mod:`.resources`)."""
+    opts = options_from(options, fields)
+    lr = str(lr)
+    out_path = None if dry_run else _check_output(lr, output, opts)
+    lr_info = inspect_raster(lr)
+    sel = parse_bands(opts.bands, lr_info)
+    aoi_win = aoi_window(opts.aoi, lr_info.grid, aoi_crs=opts.aoi_crs) if opts.aoi else None
+    hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
+    dev = resolve_device(opts.device.device)
+    table = load_change_classes(opts.cd_classes)
+    scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
+                       ref_bands=opts.ref_bands, cd=opts.cd, cd_table=table if opts.cd else None, map=opts.map)
+    try:
+        style = opts.style
+        style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
+        sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
+        _check_model(sr, opts.scale, len(sel), sr.name, table if opts.cd else None)
+        tcfg = opts.tiling.resolved(opts.scale)
+        plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
+        meta = _output_meta(lr_info, sel, opts.output_config)
+        summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
+    except BaseException:
+        scene.close()
+        raise
+    tags = _tags(scene, sr, opts, tcfg, lr)
+    meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
+    fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts)
+    return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
+                      opts.device.batch_size, dev)
+
+
+def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> UpscaleOptions:
+    """``options`` with ``fields`` applied (flat option names or UpscaleOptions' own fields)."""
+    if options is None:
+        return UpscaleOptions.from_flat(fields)
+    if not fields:
+        return options
+    return UpscaleOptions.from_flat({**{k: getattr(options, k) for k in UPSCALE_FIELDS}, **fields})
+
+
+UPSCALE_FIELDS = tuple(UpscaleOptions.__dataclass_fields__)
+
+
+def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
+    if output is None:
+        raise OptionError("an output path is required (-o OUT.tif)")
+    model = opts.model
+    inputs = [("LR", lr), ("reference", opts.ref), ("change mask", opts.cd), ("map", opts.map),
+              ("style image", opts.style if _is_style_image(opts.style) else None),
+              ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
+              ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
+    return check_output_path(output, overwrite=opts.output_config.overwrite, inputs=inputs)
+
+
+def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
+             meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool) -> dict:
+    """What the job will do, and whether it fits this machine (refused unless it does, or is forced)."""
+    summary = dict(
+        output=None if out_path is None else str(out_path), model=sr.name, scale=opts.scale,
+        crs=hr.crs.to_string(), bounds=hr.bounds, width=hr.width, height=hr.height, count=n_bands,
+        dtype=meta.dtype, windows=len(plan), window_rows=plan.n_rows, window_size=tcfg.window, overlap=tcfg.overlap,
+        memory_mb=_memory_mb(plan, hr, n_bands, opts.scale, sr.halo, opts.device.batch_size),
+        output_mb=hr.width * hr.height * n_bands * np.dtype(meta.dtype).itemsize / 2**20, dry_run=dry_run,
+    )
+    res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
+    summary["resources"] = res.to_dict()
+    if not dry_run and not opts.force_resources:
+        resources.check(res, output=out_path)
+    return summary
+
+
+def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
+                 opts: UpscaleOptions) -> dict:
+    """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
+    it runs, every option (``--resume`` continues only a job with the same fingerprint)."""
+    style = opts.style if _is_style_image(opts.style) else None
+    return json.loads(to_json(dict(
+        version=__version__,
+        inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)],
+        options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
+                     aoi_crs=opts.aoi_crs, model=sr.name,
+                     model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
+                     style=opts.style, tiling=tcfg, sampler=opts.sampler, output=opts.output_config),
+    )))
+
+
+def resolve_model(
+    model: str | SuperResolver,
+    scale: int,
+    device: torch.device | str,
+    sampler=None,
+    loader: Callable[..., SuperResolver] = load_model,
+    style: "str | torch.Tensor | None" = None,
+) -> SuperResolver:
+    """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
+    trained for and bicubic at the others. ``style``: None/"none", "sample" (SGDM's style flow) or a style
+    image tensor in model space."""
+    if not isinstance(model, str):
+        return model
+    extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
+    sr = loader(model, device=str(device), sampler=sampler, **extra)
+    if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
+        return loader("bicubic", device=str(device), sampler=sampler)
+    return sr
+
+
+def _is_style_image(style: object) -> bool:
+    return isinstance(style, str) and style not in ("none", "sample")
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: ChangeClassTable | None = None) -> None:
+    if sr.scales and scale not in sr.scales:
+        raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
+    if sr.bands is not None and sr.bands != n_bands:
+        fix = f"pick {sr.bands} with --bands" if n_bands > sr.bands else "use --model bicubic or lanczos"
+        raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
+                        f"selected ({fix})")
+    wanted = getattr(sr, "n_change_classes", None)
+    if table is not None and wanted is not None and table.n_classes != wanted:
+        raise ClassTableError(
+            f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
+            f"{table.n_classes}"
+        )
+
+
+def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:
+    """Output dtype, nodata and band metadata carried over from the LR's selected bands."""
+    dtype = info.dtypes[bands[0] - 1]
+    nodata, write_mask = info.nodata, False
+    if nodata is None:
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            nodata = float("nan")  # float LR without nodata: NaN inputs become declared nodata
+        elif info.has_mask:
+            write_mask = True
+    colorinterp = tuple(info.colorinterp[b - 1] for b in bands)
+    if any(c == "alpha" for c in colorinterp):
+        colorinterp = ()
+    return OutputMeta(
+        dtype=dtype,
+        count=len(bands),
+        nodata=nodata,
+        write_mask=write_mask,
+        descriptions=tuple(info.descriptions[b - 1] for b in bands),
+        scales=tuple(info.scales[b - 1] for b in bands),
+        offsets=tuple(info.offsets[b - 1] for b in bands),
+        colorinterp=colorinterp,
+        compress=cfg.compress,
+        blocksize=cfg.blocksize,
+        overview_resampling=cfg.overview_resampling,
+    )
+
+
+def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingConfig, lr: str) -> dict[str, str]:
+    style = opts.style if _is_style_image(opts.style) else None
+    inputs = (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
+    return {
+        "GEOSR_VERSION": __version__,
+        "GEOSR_MODEL": sr.name,
+        # how the model ran: architecture, weights' checksum, resolved sampler, reference detail, LR-consistency
+        "GEOSR_MODEL_SETTINGS": json.dumps(
+            sr.describe() if hasattr(sr, "describe") else {"model": sr.name}, sort_keys=True
+        ),
+        "GEOSR_OPTIONS": opts.to_json(),  # every option as the user named it (geosr.options)
+        "GEOSR_SCALE": str(scene.scale),
+        "GEOSR_SEED": str(opts.sampler.seed),
+        "GEOSR_SAMPLER": to_json(opts.sampler),
+        "GEOSR_TILING": to_json(tcfg),
+        "GEOSR_INPUTS": json.dumps({k: Path(v).name for k, v in inputs if v}, sort_keys=True),
+        "GEOSR_BANDS": json.dumps(list(scene.bands)),
+        "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
+        "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
+        "GEOSR_CHANGE_CLASSES": json.dumps(scene.cd_table.to_dict() if scene.cd_table else None, sort_keys=True),
+    }
+
+
+def _file_id(path: str | None) -> list | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, halo: int, batch: int) -> float:
+    """Rough peak working memory: the accumulator band plus one batch of stacks and outputs."""
+    acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
+    side = (plan.size + 2 * halo) * scale
+    stack = batch * side * side * (2 * bands + 5) * 4 * 2
+    return (acc + stack) / 2**20

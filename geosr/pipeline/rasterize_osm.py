@@ -1,0 +1,281 @@
+"""``rasterize_osm``: OpenStreetMap features as a class raster (COG) on a chosen grid; the CLI mirrors it.
+
+The grid comes from :mod:`geosr.osm.grid` (a WGS84 box and a resolution, or exactly upscale's HR grid of a
+raster), the features from :mod:`geosr.osm.sources` (Overpass online, or a file offline), the burning
+from :mod:`geosr.osm.rasterize`; the COG is written in row bands by :func:`geosr.io.writer.write_row_bands`
+in the output's locked work folder. See docs/osm-classes.md for the class table and the rasterizing rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from geosr._version import __version__
+from geosr.errors import NoOverlapError, OptionError
+from geosr.io.journal import clear_work_dir, work_dir_for
+from geosr.io.lock import LOCK_NAME, JobLock
+from geosr.io.outputs import check_output_path, remove_partials
+from geosr.io.writer import OutputMeta, write_cog, write_row_bands
+from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
+from geosr.osm.features import OSMFeatures
+from geosr.osm.grid import GridSpec
+from geosr.osm.inputs import check_osm_file
+from geosr.osm.overpass import parse_snapshot_date
+from geosr.osm.rasterize import BurnList, burn, prepare, render_rgb, row_bands
+from geosr.osm.sources import OSM_ATTRIBUTION, OSM_LICENSE, load_features
+from geosr.tiling.grid import Grid
+
+STYLES = ("classes", "rgb")
+IN_MEMORY_PIXELS = 1 << 26  # grids up to this many pixels are burned and written in one piece
+BAND_PIXELS = 1 << 24  # larger grids are burned in row bands of about this many pixels
+
+#: ``progress(stage, done, total)``; stages: "read", "prepare", "rasterize", "write".
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RasterizeOSMResult:
+    """What :func:`rasterize_osm` wrote."""
+
+    path: Path
+    grid: Grid
+    style: str
+    class_table: str
+    classes: list[str]
+    pixel_counts: dict[str, int]
+    feature_counts: dict[str, int]
+    source: str
+    timestamp: str | None
+    timestamp_kind: str | None
+    seconds: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        total = max(1, self.grid.width * self.grid.height)
+        return {
+            "output": str(self.path),
+            "crs": self.grid.crs.to_string(),
+            "transform": list(self.grid.transform)[:6],
+            "width": self.grid.width,
+            "height": self.grid.height,
+            "resolution": list(self.grid.res),
+            "bounds": list(self.grid.bounds),
+            "style": self.style,
+            "class_table": self.class_table,
+            "classes": self.classes,
+            "pixels": self.pixel_counts,
+            "fractions": {k: round(v / total, 6) for k, v in self.pixel_counts.items()},
+            "features": self.feature_counts,
+            "source": self.source,
+            "timestamp": self.timestamp,
+            "timestamp_kind": self.timestamp_kind,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def rasterize_osm(
+    output: str | os.PathLike[str],
+    *,
+    osm_file: str | os.PathLike[str] | None = None,
+    classes: MapClassTable | str | os.PathLike[str] | None = None,
+    style: str = "classes",
+    timeout: float = 180.0,
+    overpass_url: str | None = None,
+    date: str | None = None,
+    cache_folder: str | os.PathLike[str] | None = None,
+    allow_empty: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    **grid: Any,
+) -> RasterizeOSMResult:
+    """Burn OSM features into a class raster (or its RGB rendering) on a grid and write it as a COG.
+
+    The grid (``grid``: the keywords of :class:`~geosr.osm.grid.GridSpec`): ``bbox`` = (LEFT, BOTTOM,
+    RIGHT, TOP) in WGS84 degrees with ``resolution`` (metres) and ``crs`` (default: the UTM zone of the box
+    centre); or ``like`` = a raster and ``scale`` (default 1), giving exactly ``geosr upscale -x scale``'s
+    HR grid (cropped to ``aoi`` in ``aoi_crs`` as upscale's ``--aoi`` does). Features: ``osm_file`` (.osm,
+    .osm.bz2, .pbf, .gpkg, .geojson, .shp) or, without it, Overpass (``timeout`` seconds, ``overpass_url``,
+    a ``date`` snapshot, osmnx's cache in ``cache_folder``). ``classes``: a table or a JSON file (default
+    :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``: "classes" (one uint8 band of class ids
+    with a colour table) or "rgb" (three uint8 bands of the palette colours).
+
+    Raises an :class:`~geosr.errors.InputError` (nothing written) for bad options, unreadable inputs, or
+    an area without any feature of the table (unless ``allow_empty``); NetworkError when Overpass is
+    unreachable.
+    """
+    t0 = time.perf_counter()
+    report = progress or (lambda stage, done, total: None)
+    # 1. options that need no I/O, then the output path, before any work
+    spec = GridSpec(**grid)
+    snapshot = _check_options(spec, style, timeout, osm_file=osm_file, overpass_url=overpass_url, date=date)
+    final = check_output_path(output, overwrite=overwrite, inputs=_inputs(spec, osm_file, classes))
+    if osm_file is not None:
+        check_osm_file(osm_file)
+    table = resolve_map_classes(classes)
+    target = spec.plan()
+
+    # 2. features
+    report("read", 0, 1)
+    feats = load_features(target, table, osm_file=osm_file, timeout=timeout, overpass_url=overpass_url,
+                          date=snapshot, cache_folder=cache_folder)
+    report("read", 1, 1)
+    report("prepare", 0, 1)
+    shapes = prepare(feats.frame, table, target)
+    report("prepare", 1, 1)
+    if len(shapes) == 0 and not allow_empty:
+        raise NoOverlapError(
+            f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
+            f"({_describe_bounds(target)}); nothing written (use --allow-empty for an all-background map)"
+        )
+
+    # 3. burn and write
+    tags = _output_tags(table, style, feats)
+    counts = _write_map(final, target, shapes, table, style, _output_meta(table, style, tags), report)
+    return RasterizeOSMResult(
+        path=final,
+        grid=target,
+        style=style,
+        class_table=table.name,
+        classes=table.names,
+        pixel_counts={name: int(n) for name, n in zip(table.names, counts)},
+        feature_counts=dict(shapes.features),
+        source=feats.source,
+        timestamp=feats.timestamp,
+        timestamp_kind=feats.timestamp_kind,
+        seconds=time.perf_counter() - t0,
+        tags=tags,
+    )
+
+
+def rasterize_osm_grid(
+    grid: Grid,
+    *,
+    osm_file: str | os.PathLike[str] | None = None,
+    classes: MapClassTable | str | os.PathLike[str] | None = None,
+    **source: Any,
+) -> tuple[np.ndarray, OSMFeatures]:
+    """In-memory variant for pipelines: the (h, w) uint8 class array on ``grid`` and the features used.
+
+    ``source``: the online options of :func:`~geosr.osm.sources.load_features` (``timeout``,
+    ``overpass_url``, ``date``, ``cache_folder``). Empty areas give an all-background array (no error);
+    use :func:`rasterize_osm` for files.
+    """
+    table = resolve_map_classes(classes)
+    feats = load_features(grid, table, osm_file=osm_file, **source)
+    return burn(prepare(feats.frame, table, grid), grid), feats
+
+
+# --- the steps -----------------------------------------------------------------------------------------
+def _check_options(
+    spec: GridSpec, style: str, timeout: float, *, osm_file: Any, overpass_url: str | None, date: Any
+) -> str | None:
+    """Every option check that needs no I/O, in the order the user reads them; the Overpass ``date``."""
+    if style not in STYLES:
+        raise OptionError(f"--style {style!r}: choose one of {', '.join(STYLES)}")
+    spec.check()
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise OptionError(f"--timeout {timeout!r} must be a positive number of seconds")
+    if osm_file is not None and (date is not None or overpass_url is not None):
+        raise OptionError("--date and --overpass-url are for the online source; they cannot be used with --osm-file")
+    return parse_snapshot_date(date)
+
+
+def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]]:
+    """The files the job reads, which the output must not be (see :func:`check_output_path`)."""
+    aoi_file = spec.aoi if spec.aoi and Path(spec.aoi).exists() else None
+    table_file = classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None
+    return [("raster --like", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
+            ("class table", table_file)]
+
+
+def _write_map(
+    final: Path, grid: Grid, shapes: BurnList, table: MapClassTable, style: str, meta: OutputMeta,
+    report: Progress,
+) -> np.ndarray:
+    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class."""
+    counts = np.zeros(len(table), dtype=np.int64)
+
+    def pixels(classes_band: np.ndarray) -> np.ndarray:
+        counts[:] += np.bincount(classes_band.ravel(), minlength=len(table))[: len(table)]
+        return render_rgb(classes_band, table) if style == "rgb" else classes_band[None]
+
+    # every temporary file lives in the locked work folder beside the output: a second run on the same
+    # output is refused, and what a killed run left there is cleared by the next one
+    work = work_dir_for(final)
+    with JobLock(work / LOCK_NAME, output=final):
+        clear_work_dir(work, keep=(LOCK_NAME,))
+        remove_partials(final)
+        try:
+            if grid.width * grid.height <= IN_MEMORY_PIXELS:
+                report("rasterize", 0, 1)
+                data = pixels(burn(shapes, grid))
+                report("rasterize", 1, 1)
+                report("write", 0, 1)
+                write_cog(final, data, grid, meta, folder=work)
+                report("write", 1, 1)
+            else:
+                bands = _burned_bands(shapes, grid, pixels, report)
+                write_row_bands(final, grid, meta, bands, work, progress=lambda d, t: report("write", d, t))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def _burned_bands(
+    shapes: BurnList, grid: Grid, pixels: Callable[[np.ndarray], np.ndarray], report: Progress
+) -> Iterator[tuple[int, Grid, np.ndarray]]:
+    """The bands of rows of ``grid`` (first row, band grid, pixels), each burned only when asked for."""
+    bands = list(row_bands(grid, BAND_PIXELS))
+    for i, (row, sub) in enumerate(bands):
+        report("rasterize", i, len(bands))
+        yield row, sub, pixels(burn(shapes, sub))
+    report("rasterize", len(bands), len(bands))
+
+
+def _describe_bounds(grid: Grid) -> str:
+    left, bottom, right, top = grid.bounds
+    return f"{left:.6g} {bottom:.6g} {right:.6g} {top:.6g} in {grid.crs.to_string()}"
+
+
+def _output_tags(table: MapClassTable, style: str, feats: OSMFeatures) -> dict[str, str]:
+    tags = {
+        **map_tags(table, style),
+        "GEOSR_CLASS_TABLE_JSON": json.dumps(table.to_dict(), separators=(",", ":"), ensure_ascii=False),
+        "GEOSR_VERSION": __version__,
+        "OSM_ATTRIBUTION": OSM_ATTRIBUTION,
+        "OSM_LICENSE": OSM_LICENSE,
+        "OSM_SOURCE": feats.source,
+    }
+    if feats.timestamp:
+        tags["OSM_TIMESTAMP"] = feats.timestamp
+        tags["OSM_TIMESTAMP_KIND"] = feats.timestamp_kind or "unknown"
+    return tags
+
+
+def _output_meta(table: MapClassTable, style: str, tags: dict[str, str]) -> OutputMeta:
+    if style == "rgb":
+        return OutputMeta(
+            dtype="uint8",
+            count=3,
+            descriptions=("red", "green", "blue"),
+            colorinterp=("red", "green", "blue"),
+            tags=tags,
+            overview_resampling="nearest",
+        )
+    return OutputMeta(
+        dtype="uint8",
+        count=1,
+        descriptions=("osm_class",),
+        tags=tags,
+        colormap=table.colormap(),
+        overview_resampling="mode",
+    )

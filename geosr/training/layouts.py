@@ -1,0 +1,261 @@
+"""The data layouts geosr reads, each into :class:`~geosr.training.pairs.Pair` objects.
+
+- :func:`refdiff_folder`: the Ref-Diff release layout (``HR_512/``, ``Ref/``, ``CD_mask/``,
+  ``real_LR_D8_64/``, ``Bic_LR_D8_32/``, ...; one file name across folders; ``CLASS_Table.txt``);
+- :func:`change_pair_folder`: LEVIR-CD / DSIFN-CD style ``A/`` (reference date), ``B/`` (target date),
+  ``label/`` (change);
+- :func:`site_pairs`: per site two dated rasters (``SITE*.tif``: the earlier is the reference) with
+  ``SITE_change_mask.png`` and ``SITE_unchanged_mask.png`` (labelled pixels are those of either mask);
+- :func:`geotiff_stack`: co-located GeoTIFF rasters (LR, HR, reference, change mask, map) read on the HR
+  grid that the pipeline derives from the LR grid (:func:`geosr.tiling.grid.hr_grid`);
+- :func:`synthetic_pairs`: any HR image; the reference and mask come from
+  :mod:`geosr.training.synthetic_change` at sampling time.
+
+A collection of such folders with a held-out split is named by a manifest (:mod:`geosr.training.manifest`);
+a training config's sources are resolved in :mod:`geosr.training.sources`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from geosr.conditioning.changes import BINARY, CNAM, SECOND, ChangeClass, ChangeClassTable
+from geosr.errors import InputError, InputNotFoundError
+from geosr.training.pairs import Pair, classes_of, find_image, list_images, read_image, read_mask
+
+LR_FOLDER = re.compile(r"^(real|Bic)_LR_D(\d+)_(\d+)$")
+
+
+# ---- the Ref-Diff release layout -------------------------------------------------------------------------------
+def read_class_table(path: Path) -> ChangeClassTable | None:
+    """Parse a ``CLASS_Table.txt`` (lines ``value name...``, ``value: name`` or ``name value``)."""
+    if not path.exists():
+        return None
+    classes = []
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^(\d+)\s*[:=,\t ]\s*(.+)$", line) or re.match(r"^(.+?)\s*[:=,\t ]\s*(\d+)$", line)
+        if not m:
+            continue
+        a, b = m.groups()
+        value, name = (int(a), b.strip()) if a.isdigit() else (int(b), a.strip())
+        classes.append(ChangeClass(value, name, not name.lower().startswith(("unchanged", "no change", "nochange"))))
+    return ChangeClassTable(path.parent.name or "dataset", tuple(classes)) if classes else None
+
+
+def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeClassTable | None = None) -> list[Pair]:
+    """Pairs of a Ref-Diff style split folder (``train/`` or ``test/``, or the folder holding HR_512/).
+
+    LR folders (``real_LR_D8_64``, ``Bic_LR_D16_16``, ...) are attached as given LRs for their scale;
+    ``scale`` keeps only that one. The class table is ``table``, else ``CLASS_Table.txt`` here or one level
+    up, else SECOND's when the masks hold values up to 6, CNAM-CD's up to 5, binary otherwise.
+    """
+    root = Path(root)
+    hr_dir = root / "HR_512"
+    if not hr_dir.is_dir():
+        raise InputError(f"{root}: not a Ref-Diff folder (no HR_512/ inside)")
+    ref_dir, cd_dir = root / "Ref", root / "CD_mask"
+    lr_dirs: dict[int, Path] = {}
+    for d in sorted(root.iterdir()):
+        m = LR_FOLDER.match(d.name)
+        if d.is_dir() and m and (scale is None or int(m.group(2)) == scale):
+            lr_dirs.setdefault(int(m.group(2)), d)
+    table = table or read_class_table(root / "CLASS_Table.txt") or read_class_table(root.parent / "CLASS_Table.txt")
+    pairs = []
+    masks: list[np.ndarray | None] = []
+    for hr_path in list_images(hr_dir):
+        stem = hr_path.stem
+        target, _ = read_image(hr_path)
+        ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
+        lrs = {}
+        for s, d in lr_dirs.items():
+            p = find_image(d, stem)
+            if p is not None:
+                lrs[s] = read_image(p)[0]
+                _check_lr(lrs[s], target, s, p)
+        ref = read_image(ref_path)[0] if ref_path else None
+        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem))
+        masks.append(read_mask(cd_path) if cd_path else None)
+    if table is None:
+        top = max((int(m.max()) for m in masks if m is not None), default=1)
+        table = SECOND if top == 6 else CNAM if top == 5 else BINARY
+    for p, m in zip(pairs, masks):
+        p.table = table
+        p.change = classes_of(m, table) if m is not None else None
+    return pairs
+
+
+def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> None:
+    if (lr.shape[-2] * s, lr.shape[-1] * s) != tuple(target.shape[-2:]):
+        raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the HR's footprint at x{s}")
+
+
+# ---- LEVIR-CD / DSIFN-CD style A / B / label ---------------------------------------------------------------------
+def change_pair_folder(
+    root: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    group: str | None = None,
+    require_label: bool = True,
+) -> list[Pair]:
+    """``A/`` = reference date, ``B/`` = target date, ``label/`` = change (0 unchanged, 255 or 1 changed)."""
+    root = Path(root)
+    if not (root / "A").is_dir() or not (root / "B").is_dir():
+        raise InputError(f"{root}: a change-pair folder needs A/ and B/")
+    pairs = []
+    for a_path in list_images(root / "A"):
+        stem = a_path.stem
+        if (names is not None and stem not in names) or any(stem.startswith(x) for x in exclude):
+            continue
+        b_path = find_image(root / "B", stem)
+        l_path = find_image(root / "label", stem) if (root / "label").is_dir() else None
+        if b_path is None or (require_label and l_path is None):
+            continue
+        ref, target = read_image(a_path)[0], read_image(b_path)[0]
+        h, w = min(ref.shape[1], target.shape[1]), min(ref.shape[2], target.shape[2])
+        ref, target = ref[:, :h, :w], target[:, :h, :w]
+        change = classes_of(read_mask(l_path)[:h, :w], BINARY) if l_path else None
+        pairs.append(Pair(name=stem, target=target, ref=ref, change=change, group=group or stem))
+    return pairs
+
+
+# ---- two dated rasters per site, with change and unchanged masks --------------------------------------------------
+def site_pairs(
+    root: str | Path, sites: Sequence[str], *, bands: Sequence[int] | None = None, group: str = ""
+) -> list[Pair]:
+    """Per site: ``SITE*.tif`` (two dates, in name order: reference, then target), ``SITE_change_mask.png`` and
+    ``SITE_unchanged_mask.png`` (> 127: in the mask). Change is the binary table's "changed" class (value 255);
+    only pixels of either mask are labelled. A site without exactly two rasters is skipped."""
+    root = Path(root)
+    pairs = []
+    for site in sites:
+        tifs = sorted(root.glob(f"{site}*.tif"))
+        if len(tifs) != 2:
+            continue
+        ref, target = (read_image(t, bands=bands)[0] for t in tifs)
+        ch = read_mask(root / f"{site}_change_mask.png") > 127
+        un = read_mask(root / f"{site}_unchanged_mask.png") > 127
+        change = classes_of(np.where(ch, 255, 0), BINARY)
+        pairs.append(Pair(name=site, target=target, ref=ref, change=change, labelled=torch.from_numpy(ch | un),
+                          group=f"{group}/{site}" if group else site))
+    return pairs
+
+
+# ---- GeoTIFF stacks ---------------------------------------------------------------------------------------------
+def geotiff_stack(
+    *,
+    hr: str | Path,
+    scale: int,
+    lr: str | Path | None = None,
+    ref: str | Path | None = None,
+    mask: str | Path | None = None,
+    map: str | Path | None = None,
+    bands: Sequence[int] | None = None,
+    table: ChangeClassTable = BINARY,
+    name: str | None = None,
+) -> Pair:
+    """One scene from co-located GeoTIFFs, read on the pipeline's HR grid.
+
+    With ``lr`` the HR grid is the LR grid refined by ``scale`` (:func:`geosr.tiling.grid.hr_grid`) and the
+    HR, reference, mask and map are warped onto it (imagery: average / cubic; classes: nearest / mode);
+    without ``lr`` the HR raster's own grid is used and the LR is degraded from it at sampling time.
+    Random training windows are then crops of whole LR pixels of that grid.
+    """
+    from rasterio.windows import Window
+
+    from geosr.io.rasters import inspect_raster
+    from geosr.tiling.grid import hr_grid
+
+    for p in (hr, lr, ref, mask, map):
+        if p is not None and not Path(p).exists():
+            raise InputNotFoundError(f"{p}: no such raster")
+    if lr is not None:
+        grid, _ = hr_grid(inspect_raster(str(lr)).grid, scale)
+    else:
+        grid = inspect_raster(str(hr)).grid
+        grid = grid.subgrid(Window(0, 0, grid.width // scale * scale, grid.height // scale * scale))
+    tgt, tvalid, dtype = _read_on_grid(hr, grid, bands)
+    div = 255.0 if dtype == "uint8" else float(max(np.percentile(tgt[:, tvalid], 99.9) if tvalid.any() else 1.0, 1e-6))
+    label = name or Path(hr).stem
+    pair = Pair(name=label, target=torch.from_numpy((tgt / div).astype(np.float32)), group=label)
+    if lr is not None:
+        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands) / div).astype(np.float32))
+        _check_lr(pair.lr[scale], pair.target, scale, Path(lr))
+    if ref is not None:
+        r, rvalid, _ = _read_on_grid(ref, grid, bands)
+        pair.ref = torch.from_numpy((r / div).astype(np.float32))
+        pair.labelled = torch.from_numpy(rvalid)
+    if mask is not None:
+        values, mvalid = _read_classes_on_grid(mask, grid)
+        unknown = torch.tensor(table.unknown_index)
+        pair.change = torch.where(torch.from_numpy(mvalid), classes_of(values, table), unknown)
+        pair.table = table
+    if map is not None:
+        values, mvalid = _read_classes_on_grid(map, grid)
+        pair.map = torch.from_numpy(np.where(mvalid, values, 0).astype(np.int64))
+    return pair
+
+
+def _read_on_grid(path, grid, bands, resampling="auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """(data, valid, dtype) of ``bands`` (default: the first three) of ``path`` warped onto all of ``grid``."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from geosr.conditioning.reference import GridReader
+
+    with rasterio.open(path) as ds:
+        chosen = tuple(bands) if bands else tuple(range(1, min(ds.count, 3) + 1))
+        reader = GridReader(ds, grid, chosen, resampling)
+        try:
+            data, valid = reader.read(Window(0, 0, grid.width, grid.height))
+        finally:
+            reader.close()
+        return data, valid, ds.dtypes[0]
+
+
+def _read_classes_on_grid(path, grid) -> tuple[np.ndarray, np.ndarray]:
+    """Band 1 of a class raster on ``grid`` (mode from a finer raster, else nearest), as integers, and its validity."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from geosr.conditioning.reference import source_is_finer
+
+    with rasterio.open(path) as ds:
+        res = Resampling.mode if source_is_finer(ds, grid) else Resampling.nearest
+    m, valid, _ = _read_on_grid(path, grid, (1,), res)
+    return np.rint(m[0]).astype(np.int64), valid
+
+
+def _read_physical(path, bands) -> np.ndarray:
+    """``bands`` (default: the first three) of ``path`` on its own grid, times the bands' scales."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
+        return ds.read(sel).astype(np.float64) * np.array([ds.scales[b - 1] for b in sel])[:, None, None]
+
+
+# ---- synthetic change -------------------------------------------------------------------------------------------
+def synthetic_pairs(images: Sequence[str | Path | torch.Tensor], *, group: str = "synthetic") -> list[Pair]:
+    """Pairs whose reference and mask are made per sample from the image itself (see synthetic_change)."""
+    pairs = []
+    for i, img in enumerate(images):
+        if torch.is_tensor(img):
+            t, name = img.float(), f"{group}_{i}"
+        else:
+            t, name = read_image(img)[0], Path(img).stem
+        if t.shape[0] == 1:
+            t = t.expand(3, -1, -1).contiguous()
+        pairs.append(Pair(name=name, target=t, synthetic=True, group=group))
+    return pairs
+
+
+__all__ = ["refdiff_folder", "read_class_table", "change_pair_folder", "site_pairs", "geotiff_stack", "synthetic_pairs"]

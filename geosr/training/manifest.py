@@ -1,0 +1,152 @@
+"""A collection of data sets named by a manifest: which folders, in which layout, and the held-out split.
+
+A manifest is a small JSON file (the ``shared`` source kind of a training config, ``geosr train --data
+MANIFEST.json``, ``geosr evaluate MANIFEST.json``; a data folder may carry its own as ``geosr-data.json``)::
+
+    {
+      "description": "what the data is",
+      "root": "data",                       # relative to the manifest's folder; a source's "path" overrides it
+      "sets": [
+        {"layout": "pairs", "path": "levir/full", "group": "levir", "heldout": ["test_102"]},
+        {"layout": "pairs", "path": "levir/crops", "group": "levir", "heldout": ["test_102"],
+         "crops": {"scene_parts": 2, "of": "levir/full"}},
+        {"layout": "sites", "path": "landsat", "group": "landsat", "sites": ["Taizhou", "Nanjing"],
+         "bands": [3, 2, 1], "heldout": ["Taizhou"]}
+      ],
+      "synthetic": [{"path": "single/rgb.tif"}, {"path": "single/rgbn.tif", "bands": [1, 2, 3]}]
+    }
+
+Layouts: ``pairs`` (``A/ B/ label/``, :func:`~geosr.training.layouts.change_pair_folder`) and ``sites``
+(:func:`~geosr.training.layouts.site_pairs`). The split is by scene: a pair's group is ``GROUP/SCENE``. A set
+of ``crops`` holds crops named ``SCENE_...`` (the scene is the name's first ``scene_parts`` parts): its crops of
+a held-out scene, or of a scene the set ``of`` holds whole, are left out, and crops are never evaluated. Sets
+whose folder is absent are skipped. ``synthetic`` lists single HR images that, with both dates of every
+training pair, feed synthetic change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from geosr.errors import InputError, InputNotFoundError
+from geosr.training.layouts import change_pair_folder, site_pairs
+from geosr.training.pairs import Pair, list_images, read_image
+
+MANIFEST_NAME = "geosr-data.json"  # a data folder's own manifest
+SPLITS = ("train", "heldout")
+_SET_KEYS = {"layout", "path", "group", "heldout", "sites", "bands", "crops"}
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One folder of a collection."""
+
+    layout: str  # "pairs" or "sites"
+    path: Path
+    group: str
+    heldout: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    bands: tuple[int, ...] | None = None
+    crops_of: Path | None = None  # crops: the folder holding their scenes whole (None: none does)
+    scene_parts: int = 0  # crops: how many "_" parts of a name are its scene (0: not crops)
+
+
+@dataclass(frozen=True)
+class Collection:
+    manifest: Path
+    root: Path
+    sets: tuple[DataSet, ...]
+    synthetic: tuple[tuple[Path, tuple[int, ...] | None], ...] = ()
+    description: str = ""
+
+
+def find_manifest(folder: str | Path) -> Path | None:
+    """A data folder's own manifest (``geosr-data.json``), if it has one."""
+    path = Path(folder) / MANIFEST_NAME
+    return path if path.is_file() else None
+
+
+def load_collection(manifest: str | Path, *, root: str | Path | None = None) -> Collection:
+    """Read a manifest; ``root`` (default: the manifest's ``root``, relative to its folder) holds the sets."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise InputNotFoundError(f"{manifest}: no such data manifest")
+    try:
+        spec = json.loads(manifest.read_text())
+        base = Path(root) if root is not None else manifest.parent / spec.get("root", ".")
+        sets = tuple(_data_set(s, base) for s in spec["sets"])
+        synthetic = tuple((base / s["path"], tuple(s["bands"]) if s.get("bands") else None)
+                          for s in spec.get("synthetic", ()))
+    except InputError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{manifest}: not a data manifest geosr can read ({type(exc).__name__}: {exc})") from None
+    return Collection(manifest, base, sets, synthetic, str(spec.get("description", "")))
+
+
+def _data_set(s: dict[str, Any], base: Path) -> DataSet:
+    unknown = sorted(set(s) - _SET_KEYS)
+    if unknown or s.get("layout") not in ("pairs", "sites"):
+        raise ValueError(f"a set has layout 'pairs' or 'sites' and keys among {sorted(_SET_KEYS)}, not {s}")
+    crops = s.get("crops") or {}
+    return DataSet(
+        layout=s["layout"], path=base / s["path"], group=str(s["group"]), heldout=tuple(s.get("heldout", ())),
+        sites=tuple(s.get("sites", ())), bands=tuple(s["bands"]) if s.get("bands") else None,
+        crops_of=base / crops["of"] if crops.get("of") else None, scene_parts=int(crops.get("scene_parts", 0)),
+    )
+
+
+def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
+    """The pairs of the ``split`` ("train": every scene but the held-out ones; "heldout"), in manifest order."""
+    if split not in SPLITS:
+        raise ValueError("split is 'train' or 'heldout'")
+    held = split == "heldout"
+    pairs: list[Pair] = []
+    for ds in collection.sets:
+        if not ds.path.is_dir():
+            continue
+        if ds.layout == "sites":
+            pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], bands=ds.bands,
+                                    group=ds.group))
+        elif ds.scene_parts:
+            pairs.extend([] if held else _crops(ds))
+        else:
+            for p in change_pair_folder(ds.path):
+                if (p.name in ds.heldout) == held:
+                    p.group = f"{ds.group}/{p.name}"
+                    pairs.append(p)
+    return pairs
+
+
+def _crops(ds: DataSet) -> list[Pair]:
+    """The training crops of a set of crops: not of a held-out scene, nor of a scene held whole elsewhere."""
+    whole = {p.stem for p in list_images(ds.crops_of / "A")} if ds.crops_of and (ds.crops_of / "A").is_dir() else set()
+    kept = []
+    for p in change_pair_folder(ds.path):
+        scene = "_".join(p.name.split("_")[: ds.scene_parts])
+        if scene not in ds.heldout and scene not in whole:
+            p.group = f"{ds.group}/{scene}"
+            kept.append(p)
+    return kept
+
+
+def collection_synthetic_images(collection: Collection, train_pairs: Sequence[Pair]) -> list[torch.Tensor]:
+    """Every HR image of the training split (both dates of each pair) plus the manifest's single images."""
+    imgs = []
+    for p in train_pairs:
+        imgs.append(p.target)
+        if p.ref is not None:
+            imgs.append(p.ref)
+    for path, bands in collection.synthetic:
+        if path.exists():
+            imgs.append(read_image(path, bands=bands)[0])
+    return imgs
+
+
+__all__ = ["MANIFEST_NAME", "Collection", "DataSet", "find_manifest", "load_collection", "collection_pairs",
+           "collection_synthetic_images"]

@@ -1,0 +1,147 @@
+"""A training or evaluation scene (:class:`Pair`) and the readers every data layout uses.
+
+Tensors are in "unit" space: values roughly in [0, 1] (8-bit data / 255, other data divided by a per-image
+high percentile; a per-image linear factor, so it changes nothing in model space, which is the per-scene
+robust stretch of the LR, :class:`geosr.conditioning.radiometry.Stretch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from geosr.conditioning.changes import BINARY, ChangeClassTable
+from geosr.conditioning.radiometry import PERCENTILES, Stretch
+from geosr.errors import InputNotFoundError
+from geosr.training.degradations import box_downsample
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class Pair:
+    """One scene: the target (the HR truth), and what conditions it. Tensors in unit space.
+
+    target   (C, H, W) float32
+    ref      (C, H, W) float32 or None (synthetic pairs make theirs per sample; None otherwise: no reference)
+    change   (H, W) int64 class indices of ``table`` or None (all unchanged / synthetic)
+    labelled (H, W) bool where the change label is known (None: everywhere); evaluation splits use it
+    lr       {scale: (C, H/s, W/s)} given LRs (a released LR folder, a real LR raster); others are degraded
+    """
+
+    name: str
+    target: torch.Tensor
+    ref: torch.Tensor | None = None
+    change: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None
+    lr: dict[int, torch.Tensor] = field(default_factory=dict)
+    map: torch.Tensor | None = None
+    table: ChangeClassTable = BINARY
+    synthetic: bool = False
+    group: str = ""  # scene group (for splits)
+    _stretch: Stretch | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.target.shape[-2]), int(self.target.shape[-1])
+
+    @property
+    def changed(self) -> torch.Tensor:
+        """(H, W) bool: the class is a "changed" class of the table."""
+        if self.change is None:
+            return torch.zeros(self.shape, dtype=torch.bool)
+        flags = torch.tensor([c.changed for c in self.table.classes], dtype=torch.bool)
+        return flags[self.change.clamp(0, len(flags) - 1)]
+
+    def stretch(self, scale: int) -> Stretch:
+        """The scene's model space: the pipeline's per-scene robust stretch of its LR (given or box-averaged)."""
+        if self._stretch is None:
+            lr = self.lr.get(scale)
+            if lr is None:
+                lr = box_downsample(self.target, scale)
+            self._stretch = array_stretch(lr.numpy())
+        return self._stretch
+
+
+def array_stretch(lr: np.ndarray) -> Stretch:
+    """The robust stretch of an in-memory (C, h, w) LR: :func:`geosr.conditioning.radiometry.fit_stretch`'s
+    percentiles (and its unit-wide stretch of a flat band), taken over every pixel."""
+    lo, hi = np.percentile(lr.reshape(lr.shape[0], -1).astype(np.float64), PERCENTILES, axis=1)
+    flat = ~(hi > lo)
+    return Stretch(tuple(map(float, np.where(flat, lo - 0.5, lo))), tuple(map(float, np.where(flat, lo + 0.5, hi))))
+
+
+def to_model(x: torch.Tensor, stretch: Stretch) -> torch.Tensor:
+    """Unit space -> model space (:meth:`Stretch.forward`), float32."""
+    return torch.from_numpy(stretch.forward(x.detach().float().cpu().numpy()))
+
+
+# ---- reading images ---------------------------------------------------------------------------------------------
+def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
+    """(C, H, W) float32 unit-space image and the divisor used (255 for 8-bit)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such image")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
+            arr = ds.read(sel).astype(np.float32)
+            dtype = ds.dtypes[0]
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+            arr = np.asarray(im, dtype=np.float32)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        if bands:
+            arr = arr[[b - 1 for b in bands]]
+        dtype = "uint8"
+    div = 255.0 if dtype == "uint8" else float(max(np.percentile(arr, 99.9), 1e-6))
+    return torch.from_numpy(np.ascontiguousarray(arr / div)), div
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """(H, W) integer class raster (PNG or GeoTIFF band 1)."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            return ds.read(1).astype(np.int64)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I") else im)
+    return arr.astype(np.int64)
+
+
+def classes_of(values: np.ndarray, table: ChangeClassTable) -> torch.Tensor:
+    """Raster values -> class indices of ``table``; undeclared values become the table's unknown class."""
+    index, _ = table.lut(max(int(values.max(initial=0)), 255))
+    idx = index[np.clip(values, 0, len(index) - 1)]
+    idx = np.where(idx < 0, table.unknown_index, idx)
+    return torch.from_numpy(idx.astype(np.int64))
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image ``stem`` + any of :data:`IMAGE_EXTS` (either case) in ``folder``, if there is one."""
+    for ext in IMAGE_EXTS:
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.exists():
+                return cand
+    return None
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+
+
+__all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "classes_of", "find_image",
+           "list_images"]

@@ -1,0 +1,122 @@
+"""A run's data sources: a path's layout told apart (``geosr train --data``, ``geosr evaluate DATA``), and the
+training config's source entries (see :mod:`geosr.training.config`) read into weighted groups of pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from geosr.conditioning.changes import load_change_classes
+from geosr.errors import InputError, InputNotFoundError, OptionError
+from geosr.training.config import TrainConfig
+from geosr.training.layouts import change_pair_folder, geotiff_stack, refdiff_folder, synthetic_pairs
+from geosr.training.manifest import (
+    MANIFEST_NAME,
+    Collection,
+    collection_pairs,
+    collection_synthetic_images,
+    find_manifest,
+    load_collection,
+)
+from geosr.training.pairs import IMAGE_EXTS, Pair
+
+Groups = list[tuple[list[Pair], float]]
+
+
+def source_for_path(path: str | Path) -> dict[str, Any]:
+    """A data path -> a source entry of the training config, its kind read from the layout: a manifest file (.json)
+    or a folder with its own (``shared``), ``HR_512/`` (``refdiff``), ``A/`` + ``B/`` (``pairs``), images or an
+    image (``synthetic``), or a folder of data-set folders (``shared``: it needs a manifest)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such data")
+    if p.is_file():
+        if p.suffix.lower() == ".json":
+            return {"kind": "shared", "manifest": str(p)}
+        return {"kind": "synthetic", "paths": [str(p)]}
+    if (p / "HR_512").is_dir():
+        return {"kind": "refdiff", "path": str(p)}
+    if (p / "A").is_dir():
+        return {"kind": "pairs", "path": str(p)}
+    if find_manifest(p) is not None:
+        return {"kind": "shared", "path": str(p)}
+    images = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    if images:
+        return {"kind": "synthetic", "paths": images}
+    if any(d.is_dir() for d in p.iterdir()):
+        return {"kind": "shared", "path": str(p)}
+    raise InputError(f"{p}: not a data layout geosr knows (HR_512/, A/ B/ label/, images, or a data manifest)")
+
+
+def collection_of(src: Mapping[str, Any]) -> Collection:
+    """The collection a ``shared`` source names: its ``manifest`` (``path`` then overrides the manifest's root),
+    else the manifest inside its ``path``."""
+    if src.get("manifest"):
+        return load_collection(src["manifest"], root=src.get("path"))
+    if not src.get("path"):
+        raise OptionError("a shared data source names a \"manifest\" (a .json file) or a \"path\" that holds one")
+    found = find_manifest(src["path"])
+    if found is None:
+        raise InputError(f"{src['path']}: a folder of data sets without a manifest ({MANIFEST_NAME}) naming them "
+                         "and their held-out split; give that manifest (a .json file, docs/training.md) instead")
+    return load_collection(found)
+
+
+def load_sources(
+    cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None
+) -> tuple[Groups, list[torch.Tensor], list[str]]:
+    """(weighted groups of pairs, foreign images for synthetic patches, data descriptions) of ``sources``
+    (default: the config's training data)."""
+    groups: Groups = []
+    foreign: list[torch.Tensor] = []
+    described: list[str] = []
+    table = load_change_classes(cfg.change_table)
+    for src in cfg.data if sources is None else sources:
+        kind, w = src["kind"], float(src.get("weight", 1.0))
+        where = src.get("path") or src.get("hr") or "images"
+        if kind == "refdiff":
+            pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
+        elif kind == "pairs":
+            pairs = change_pair_folder(src["path"])
+        elif kind == "geotiff":
+            pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
+                                   map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)]
+        elif kind == "synthetic":
+            pairs = synthetic_pairs(src["paths"])
+        else:  # shared: a collection's training split, plus synthetic change from its images
+            collection = collection_of(src)
+            where = str(collection.root)
+            pairs = collection_pairs(collection, split="train")
+            syn = synthetic_pairs(collection_synthetic_images(collection, pairs))
+            sw = float(src.get("synthetic_weight", 1.0))
+            if syn and sw > 0:
+                groups.append((syn, sw))
+                foreign.extend(p.target for p in syn)
+                described.append(f"synthetic change from {len(syn)} images of {where}")
+        if not pairs:
+            raise InputError(f"data source {dict(src)} holds no usable image")
+        groups.append((pairs, w))
+        foreign.extend(p.target for p in pairs if p.synthetic)
+        described.append(f"{kind}: {len(pairs)} pairs from {where}")
+    if not groups:
+        raise OptionError("no training data: give at least one data source (--data or the config's 'data')")
+    return groups, foreign, described
+
+
+def evaluation_pairs(data: str | Path) -> list[Pair]:
+    """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
+    src = source_for_path(data)
+    if src["kind"] == "shared":
+        return collection_pairs(collection_of(src), split="heldout")
+    if src["kind"] == "refdiff":
+        return refdiff_folder(data)
+    if src["kind"] == "pairs":
+        return change_pair_folder(data, require_label=False)
+    raise InputError(f"{data}: not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder with "
+                     "HR_512/, or A/ B/ label/)")
+
+
+__all__ = ["source_for_path", "collection_of", "load_sources", "evaluation_pairs"]
