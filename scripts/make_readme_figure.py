@@ -14,7 +14,7 @@ import rasterio
 from PIL import Image, ImageDraw
 
 from geosr.pipeline.upscale import upscale
-from geosr.sample import SAMPLE_SCALE, sample_paths
+from geosr.sample_scene import SAMPLE_SCALE, sample_paths
 
 CROP = (slice(120, 376), slice(100, 356))  # a 256 x 256 window of the 400 x 400 HR grid
 

@@ -59,13 +59,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # users run it, on pipeline (training/evaluate.py runs the upscale workflow); pipeline never uses training
     "pipeline": ("conditioning", "osm", "io", "tiling", "models", "sampling", "options", *CORE),
     "training": ("pipeline", "options", "models", "sampling", "conditioning", "osm", "io", "tiling", *CORE),
-    # geosr/sample.py: paths of the bundled sample scene (data beside weights/); for the CLI and the API
-    "sample": CORE,
+    # geosr/sample_scene.py: paths of the bundled sample scene (data beside weights/); for the CLI and the API
+    "sample_scene": CORE,
     # the top: the command line, and the public API, which resolves its names lazily (import_module)
     "cli": ("pipeline", "training", "conditioning", "osm", "io", "tiling", "models", "sampling", "options",
-            "sample", "__init__", *CORE),
+            "sample_scene", "__init__", *CORE),
     "__init__": ("pipeline", "training", "conditioning", "osm", "io", "tiling", "models", "sampling", "options",
-                 "sample", *CORE),
+                 "sample_scene", *CORE),
     "__main__": ("cli",),
 }
 
@@ -90,7 +90,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 # Layers that import the standard library only (core stays cheap and dependency-free; the facade and the
 # sample paths load nothing at import).
-STDLIB_ONLY = ("_version", "errors", "config", "options", "sample", "__init__", "__main__")
+STDLIB_ONLY = ("_version", "errors", "config", "options", "sample_scene", "__init__", "__main__")
 
 # Violations the tree has today, as "geosr/x/y.py imports MODULE" (no line numbers, so edits don't churn this).
 # Each is a debt, not a licence: a new violation fails, and so does an entry here that no longer occurs —

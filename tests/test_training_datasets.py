@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 
 from geosr.training.degradations import box_downsample
 from geosr.training.layouts import change_pair_folder, geotiff_stack, refdiff_folder, synthetic_pairs
-from geosr.training.samples import PairMixture, SampleMaker, collate
+from geosr.training.samples import PairMixture, TrainingSampleMaker, collate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -58,7 +58,7 @@ def test_refdiff_folder_layout(tmp_path):
     pairs = refdiff_folder(root)
     assert [p.name for p in pairs] == ["img0", "img1"]
     assert pairs[0].table.name == "second" and 4 in pairs[0].lr
-    maker = SampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
+    maker = TrainingSampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
     for seed in range(6):
         s = maker.make(pairs[0], np.random.default_rng(seed))
         _check_aligned(s)
@@ -81,7 +81,7 @@ def test_change_pair_folder_and_mask_alignment(tmp_path):
     Image.fromarray(label).save(tmp_path / "label" / "p.png")
     pair = change_pair_folder(tmp_path)[0]
     assert pair.changed.sum() == 16 * 20
-    maker = SampleMaker(crop=64, scales=(8,), degradation="bicubic", p_no_ref=0.0)
+    maker = TrainingSampleMaker(crop=64, scales=(8,), degradation="bicubic", p_no_ref=0.0)
     for seed in range(4):
         s = maker.make(pair, np.random.default_rng(seed))
         diff = (s.ref - s.hr).abs().max(dim=0).values > 0.2
@@ -109,7 +109,7 @@ def test_geotiff_stack_windows(tmp_path):
                          mask=tmp_path / "cd.tif", scale=4)
     assert pair.shape == (64, 96) and pair.lr[4].shape == (3, 16, 24)
     assert int(pair.changed.sum()) == 64 * 48
-    maker = SampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
+    maker = TrainingSampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
     for seed in range(6):
         _check_aligned(maker.make(pair, np.random.default_rng(seed)))
 
@@ -117,7 +117,7 @@ def test_geotiff_stack_windows(tmp_path):
 def test_synthetic_pairs_and_batches():
     imgs = [torch.from_numpy(_hr(seed=i).transpose(2, 0, 1).astype(np.float32) / 255) for i in range(3)]
     pairs = synthetic_pairs(imgs)
-    maker = SampleMaker(crop=32, scales=(4, 8), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
+    maker = TrainingSampleMaker(crop=32, scales=(4, 8), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
     stream = PairMixture([(pairs, 1.0)], maker, batch_size=3, n_change_classes=3, seed=1)
     batch, hr = stream.batch(0)
     again, hr2 = stream.batch(0)
@@ -136,7 +136,7 @@ def test_pairs_smaller_than_the_crop_are_left_out_by_name():
     imgs = [torch.from_numpy(_hr(h, w, seed=i).transpose(2, 0, 1).astype(np.float32) / 255)
             for i, (h, w) in enumerate([(64, 64), (24, 80), (40, 40)])]
     pairs = synthetic_pairs(imgs)
-    maker = SampleMaker(crop=32, scales=(4,), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
+    maker = TrainingSampleMaker(crop=32, scales=(4,), degradation="bicubic", p_no_ref=0.0, foreign=imgs)
     stream = PairMixture([(pairs, 1.0)], maker, batch_size=4, n_change_classes=3, seed=0)
     assert stream.skipped == [pairs[1].name]
     for step in range(8):  # without the filter the 24-px image would give a 24-px sample and no batch
@@ -162,8 +162,8 @@ def test_mixed_degradation_draws_both_bicubic_and_the_real_chain():
     pair = synthetic_pairs([torch.from_numpy(_hr(64, 64).transpose(2, 0, 1).astype(np.float32) / 255)])[0]
     kinds = []
     for seed in range(16):
-        for mode, maker in (("mixed", SampleMaker(crop=64, scales=(8,), degradation="mixed", p_no_ref=0.0)),
-                            ("bicubic", SampleMaker(crop=64, scales=(8,), degradation="bicubic", p_no_ref=0.0))):
+        for mode in ("mixed", "bicubic"):
+            maker = TrainingSampleMaker(crop=64, scales=(8,), degradation=mode, p_no_ref=0.0)
             s = maker.make(pair, np.random.default_rng(seed))
             is_bicubic = float((downsample(s.hr, 8, "bicubic") - s.lr).abs().max()) < 1e-4
             if mode == "bicubic":

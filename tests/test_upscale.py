@@ -39,7 +39,7 @@ def whole_image(data: np.ndarray, scale: int, kind: str = "bicubic") -> np.ndarr
 
 
 def test_sample_scene_with_reference_paste(tmp_path):
-    from geosr.sample import sample_paths
+    from geosr.sample_scene import sample_paths
 
     s = sample_paths()
     out = tmp_path / "sr.tif"
@@ -63,7 +63,7 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
     """The shipped weights work: at x8 with the reference and change mask, the default model is closer to
     the real 2003 scene than bicubic (measured 34.99 against 33.33 dB PSNR over RGB; 34.38 without its
     reference detail injection, so the bar of +1.25 dB holds only with it)."""
-    from geosr.sample import sample_paths
+    from geosr.sample_scene import sample_paths
 
     s = sample_paths()
     with rasterio.open(s["truth"]) as t:
@@ -103,7 +103,7 @@ def test_bundled_default_model_beats_bicubic_on_the_sample(tmp_path):
 def test_bundled_default_model_at_x2_and_x4(tmp_path, scale):
     """The default model runs at x2 and x4 too (stage 6 taught its upsampler those scales) and beats bicubic on
     the sample scene box-averaged to 60 / 120 m (measured +1.76 / +1.57 dB PSNR over RGB)."""
-    from geosr.sample import sample_paths
+    from geosr.sample_scene import sample_paths
 
     s = sample_paths()
     with rasterio.open(s["truth"]) as t:
@@ -131,7 +131,7 @@ def test_lr_consistency_switch(tmp_path):
     from geosr.cli.app import app
     from geosr.models.consistency import box_downsample
     from geosr.models.resample import downsample
-    from geosr.sample import sample_paths
+    from geosr.sample_scene import sample_paths
 
     s = sample_paths()
     with rasterio.open(s["lr"]) as ds:

@@ -21,7 +21,7 @@ def sample(
 
       geosr sample demo && geosr upscale demo/taizhou_2003_lr240m.tif --ref demo/taizhou_2000_ref30m.tif --cd demo/taizhou_change_2000_2003.tif -x 8 -o demo/sr_x8.tif
     """
-    from geosr.sample import SAMPLE_SCALE, copy_sample
+    from geosr.sample_scene import SAMPLE_SCALE, copy_sample
 
     paths = run_command(lambda: copy_sample(folder), json_out=json_out)
     if json_out:

@@ -1,6 +1,6 @@
 """Training samples: random co-located windows of pairs in model space, stacked into batches.
 
-:class:`SampleMaker` cuts a random co-located crop (the same crop, flip and 90-degree rotation for every
+:class:`TrainingSampleMaker` cuts a random co-located crop (the same crop, flip and 90-degree rotation for every
 input), degrades the target into its LR (unless an LR is given), maps everything into the model space the
 pipeline uses (the per-scene robust stretch of the LR, :class:`geosr.conditioning.radiometry.Stretch`; the
 reference harmonized to the LR at LR scale over unchanged pixels with
@@ -28,7 +28,7 @@ from geosr.training.synthetic_change import SyntheticChangeConfig, synthetic_ref
 
 
 @dataclass
-class Sample:
+class TrainingSample:
     """One training sample in model space (no batch axis)."""
 
     lr: torch.Tensor  # (C, h, w)
@@ -68,7 +68,7 @@ def harmonize(ref: torch.Tensor, lr: torch.Tensor, changed: torch.Tensor, scale:
 
 
 @dataclass
-class SampleMaker:
+class TrainingSampleMaker:
     """Random co-located crops -> model-space samples.
 
     ``crop``: HR crop side (a multiple of every scale). ``scales``: the scales to draw from.
@@ -87,7 +87,7 @@ class SampleMaker:
     presets: dict[int, DegradationPreset] | None = None
     foreign: list[torch.Tensor] = field(default_factory=list)
 
-    def make(self, pair: Pair, rng: np.random.Generator, scale: int | None = None) -> Sample:
+    def make(self, pair: Pair, rng: np.random.Generator, scale: int | None = None) -> TrainingSample:
         s = int(scale or self.scales[int(rng.integers(len(self.scales)))])
         target, ref, change, map_, lr = self._window(pair, rng, s)
         P = target.shape[-1]
@@ -108,7 +108,7 @@ class SampleMaker:
             ref_m, ref_valid = to_model(harmonize(ref, lr, changed, s), stretch), torch.ones(1, P, P)
         else:
             ref_m, ref_valid = torch.zeros_like(hr_m), torch.zeros(1, P, P)
-        return Sample(
+        return TrainingSample(
             lr=lr_m, ref=ref_m * ref_valid, ref_valid=ref_valid, change=change[None].long(),
             changed=changed[None].float(), hr=hr_m, scale=s, map=None if map_ is None else map_[None].long(),
             name=pair.name,
@@ -141,7 +141,7 @@ class SampleMaker:
 
 
 def collate(
-    samples: Sequence[Sample], *, n_change_classes: int, n_map_classes: int = 0
+    samples: Sequence[TrainingSample], *, n_change_classes: int, n_map_classes: int = 0
 ) -> tuple[ConditionBatch, torch.Tensor]:
     """Stack samples of one scale into (ConditionBatch with halo 0, HR targets (B, C, H, W))."""
     scale = samples[0].scale
@@ -171,7 +171,7 @@ class PairMixture:
     def __init__(
         self,
         groups: Sequence[tuple[Sequence[Pair], float]],
-        maker: SampleMaker,
+        maker: TrainingSampleMaker,
         *,
         batch_size: int,
         n_change_classes: int,
@@ -223,11 +223,11 @@ def sample_stream(
 ) -> PairMixture:
     """The batch stream a training config asks for, over ``groups`` (:func:`geosr.training.sources.load_sources`)."""
     table = load_change_classes(cfg.change_table)
-    maker = SampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
+    maker = TrainingSampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
                         changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
                         synthetic=SyntheticChangeConfig(**cfg.synthetic))
     return PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=table.n_classes,
                        n_map_classes=cfg.n_map_classes, seed=cfg.seed)
 
 
-__all__ = ["Sample", "SampleMaker", "PairMixture", "augment", "harmonize", "collate", "sample_stream"]
+__all__ = ["TrainingSample", "TrainingSampleMaker", "PairMixture", "augment", "harmonize", "collate", "sample_stream"]
