@@ -8,7 +8,17 @@ from __future__ import annotations
 
 
 class GeoSRError(Exception):
-    """Root of every error geosr raises on purpose."""
+    """Root of every error geosr raises on purpose.
+
+    ``param``: the Python keyword of the API that the message is about (``"aoi"``, ``"scale"``), or None. Such a
+    message begins with that name (``aoi '1,2,x,4': expected ...``); the CLI puts its flag there (``--aoi``).
+    It lives in the instance's ``__dict__``, which :meth:`BaseException.__reduce__` carries, so a pickled error
+    (``geosr batch`` sends them between processes) keeps its message, its class and its ``param``.
+    """
+
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
 
 
 class InputError(GeoSRError, ValueError):

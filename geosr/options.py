@@ -54,9 +54,13 @@ class UpscaleOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
-            raise ScaleError(f"-x {self.scale}: geosr supports scale factors {', '.join(map(str, SUPPORTED_SCALES))}")
+            raise ScaleError(
+                f"scale {self.scale}: geosr supports scale factors {', '.join(map(str, SUPPORTED_SCALES))}",
+                param="scale",
+            )
         if self.sampler.preset not in SAMPLER_PRESETS:
-            raise OptionError(f"--sampler {self.sampler.preset!r}: choose one of {', '.join(SAMPLER_PRESETS)}")
+            raise OptionError(f"sampler {self.sampler.preset!r}: choose one of {', '.join(SAMPLER_PRESETS)}",
+                              param="sampler")
         for name in ("ref", "cd", "map", "aoi", "style"):  # paths arrive as str or os.PathLike
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -96,13 +96,13 @@ def test_non_finite_numbers_are_refused(box):
     with pytest.raises(OptionError) as info:
         aoi_window(box, UTM)
     message = str(info.value)
-    assert message == f"--aoi {box!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)"
+    assert message == f"aoi {box!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)"
 
 
 @pytest.mark.parametrize("grid,box", [(UTM, "0,0,1,1"), (UTM, "100,0,110,10"), (GEO, "20,48,21,49"),
                                       (ANTIMERIDIAN, "0,50,10,70")])
 def test_a_box_elsewhere_still_does_not_overlap(grid, box):
-    with pytest.raises(NoOverlapError, match=rf"^--aoi {box}: does not overlap the scene$"):
+    with pytest.raises(NoOverlapError, match=rf"^aoi {box}: does not overlap the scene$"):
         aoi_window(box, grid)
 
 

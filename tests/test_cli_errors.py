@@ -163,3 +163,46 @@ def test_success_json_summary_and_info(scene):
 def test_help_shows_examples():
     result = runner.invoke(app, ["upscale", "--help"])
     assert result.exit_code == 0 and "geosr upscale s2.tif" in result.stdout
+
+
+# ---- the library names its parameters, the CLI its flags ---------------------------------------------------------
+@pytest.mark.parametrize("param,value,error,python_start,flag,cli_start", [
+    ("aoi", "1,2,x,4", "OptionError", "aoi '1,2,x,4': expected", "--aoi", "--aoi '1,2,x,4': expected"),
+    ("scale", 3, "ScaleError", "scale 3: geosr supports", "-x", "-x 3: geosr supports"),
+])
+def test_library_errors_name_the_parameter_and_the_cli_its_flag(scene, param, value, error, python_start, flag,
+                                                                 cli_start):
+    import pickle
+
+    import geosr
+    import geosr.errors
+
+    tmp_path, lr = scene
+    out = str(tmp_path / "o.tif")
+    with pytest.raises(getattr(geosr.errors, error)) as info:
+        geosr.upscale(str(lr), output=out, model="bicubic", **{param: value})
+    exc = info.value
+    assert exc.param == param and str(exc).startswith(python_start), str(exc)
+    again = pickle.loads(pickle.dumps(exc))  # geosr batch sends errors between processes
+    assert type(again) is type(exc) and str(again) == str(exc) and again.param == param
+
+    argv = ["upscale", str(lr), flag, str(value), "--model", "bicubic", "-o", out]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, (result.output, result.stderr)
+    assert result.stderr.strip().startswith(f"geosr: error: {cli_start}"), result.stderr
+    result = runner.invoke(app, [*argv, "--json"])
+    assert result.exit_code == 2 and json.loads(result.stdout)["error"].startswith(cli_start), result.stdout
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_errors_keep_their_builtin_classes_message_and_param_through_pickle():
+    import pickle
+
+    from geosr.errors import InputNotFoundError, NetworkError, OutputExistsError, OutputWriteError
+
+    for cls, builtin in [(InputNotFoundError, FileNotFoundError), (OutputExistsError, FileExistsError),
+                         (OutputWriteError, OSError), (NetworkError, ConnectionError)]:
+        for param in (None, "output"):
+            exc = pickle.loads(pickle.dumps(cls("output x.tif: the problem", param=param)))
+            assert type(exc) is cls and isinstance(exc, builtin) and exc.param == param
+            assert str(exc) == "output x.tif: the problem"

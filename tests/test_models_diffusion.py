@@ -144,7 +144,7 @@ def test_style_modes(model):
     steps = SamplerConfig(steps=1)
     with pytest.raises(OptionError, match="no fitted style flow"):
         DiffusionSuperResolver(model, {}, sampler=steps, style="sample")
-    with pytest.raises(OptionError, match="--style"):
+    with pytest.raises(OptionError, match="^style must be"):
         DiffusionSuperResolver(model, {}, sampler=steps, style="vivid")
     plain = DiffusionSuperResolver(model, {}, sampler=steps, style="none")(b, seed=0)
     image = torch.rand(1, 3, 48, 48) * 2 - 1

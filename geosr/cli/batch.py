@@ -77,7 +77,7 @@ def batch(
                 display.stop()
                 _invalid(exc, json_out=json_out, quiet=quiet)
 
-    result = run_command(call, json_out=json_out, quiet=quiet)
+    result = run_command(call, json_out=json_out, quiet=quiet, command="batch")
     if json_out:
         print(json.dumps({"ok": result.ok, **result.to_dict()}, default=str))
     elif not quiet:

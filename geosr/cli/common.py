@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import signal
@@ -80,8 +81,12 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
     return params
 
 
-def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False) -> Any:
+def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False,
+                command: str | None = None) -> Any:
     """Run a command's library call, mapping geosr's errors to exit codes and one printed sentence.
+
+    A message about one parameter of the library (``exc.param``) begins with that parameter's name; it is
+    printed with ``command``'s flag for it instead (``aoi '1,2,x,4': ...`` -> ``--aoi '1,2,x,4': ...``).
 
     SIGTERM is handled like SIGINT: temporary files are removed, a journal is kept for ``--resume``, and the
     exit code is 143 (130 for SIGINT)."""
@@ -89,7 +94,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     try:
         return fn()
     except InputError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT, json_out)
+        _fail(cli_message(exc, command), EXIT_BAD_INPUT, json_out)
     except Terminated:
         _fail("terminated (SIGTERM); run again with --resume to continue where it stopped", EXIT_TERMINATED, json_out)
     except KeyboardInterrupt:
@@ -97,12 +102,49 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     except typer.Exit:
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault
-        _fail(str(exc), EXIT_INTERNAL, json_out)
+        _fail(cli_message(exc, command), EXIT_INTERNAL, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# Library keywords pinned to a flag, and those the CLI names differently (the rest come from the commands).
+LIBRARY_FLAGS = {"scale": "-x", "output": "-o", "cache_folder": "--cache-dir"}
+
+
+def cli_message(exc: BaseException, command: str | None = None) -> str:
+    """``str(exc)``, with the parameter name it begins with (``exc.param``) replaced by the CLI's flag for it."""
+    message = str(exc)
+    param = getattr(exc, "param", None)
+    if not param or not message.startswith(param) or message[len(param):len(param) + 1] not in (" ", ":"):
+        return message
+    flag = cli_flag(param, command)
+    return message if flag is None else flag + message[len(param):]
+
+
+def cli_flag(param: str, command: str | None = None) -> str | None:
+    """The flag for the library keyword ``param``: ``command``'s own option of that name, else the pinned one
+    (:data:`LIBRARY_FLAGS`), else the first command's that has it (names agree across commands); None: none."""
+    per_command, any_command = _flag_tables()
+    return per_command.get(command or "", {}).get(param) or LIBRARY_FLAGS.get(param) or any_command.get(param)
+
+
+@functools.lru_cache(maxsize=1)
+def _flag_tables() -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """{command: {option name: its first flag}} and the same merged over every command, read once from the app."""
+    from geosr.cli.app import app
+    from geosr.cli.reference import commands
+
+    per_command: dict[str, dict[str, str]] = {}
+    any_command: dict[str, str] = {}
+    for name, cmd in commands(app).items():
+        flags = {p.name: p.opts[0] for p in cmd.params if p.param_type_name == "option" and p.opts}
+        per_command[name] = flags
+        for key, flag in flags.items():
+            any_command.setdefault(key, flag)
+    return per_command, any_command
 
 
 def _on_sigterm():

@@ -63,7 +63,7 @@ def evaluate(
                 log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)),
             )
 
-    result = run_command(call, json_out=json_out, quiet=quiet)
+    result = run_command(call, json_out=json_out, quiet=quiet, command="evaluate")
     if json_out:
         payload = result.to_dict()
         payload.pop("cases", None)

@@ -25,7 +25,7 @@ def info(
     """
     from geosr.io.describe import describe
 
-    result = run_command(lambda: describe([str(f) for f in files]), json_out=json_out)
+    result = run_command(lambda: describe([str(f) for f in files]), json_out=json_out, command="info")
     if json_out:
         print_json(result)
         return

@@ -70,7 +70,7 @@ def rasterize_osm(
                 cache_folder=cache_dir, allow_empty=allow_empty, overwrite=overwrite, progress=update,
             )
 
-    result = run_command(call, json_out=json_out, quiet=quiet)
+    result = run_command(call, json_out=json_out, quiet=quiet, command="rasterize-osm")
     if json_out:
         print_json(result.to_dict())
     elif not quiet:

@@ -23,7 +23,7 @@ def sample(
     """
     from geosr.sample_scene import SAMPLE_SCALE, copy_sample
 
-    paths = run_command(lambda: copy_sample(folder), json_out=json_out)
+    paths = run_command(lambda: copy_sample(folder), json_out=json_out, command="sample")
     if json_out:
         print_json({k: str(v) for k, v in paths.items()})
         return

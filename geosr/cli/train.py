@@ -67,7 +67,7 @@ def train(
                              progress=lambda s, n, loss: update(s, n),
                              max_seconds=None if max_minutes is None else max_minutes * 60, **overrides)
 
-    result = run_command(call, json_out=json_out, quiet=quiet)
+    result = run_command(call, json_out=json_out, quiet=quiet, command="train")
     if json_out:
         print_json(result.to_dict())
     elif not quiet:

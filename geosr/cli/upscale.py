@@ -42,7 +42,7 @@ def upscale(lr: Path, output: Optional[Path] = None, quiet: bool = False, json_o
         with progress_bar("upscale", enabled=not (quiet or json_out or dry_run)) as update:
             return run_upscale(lr, output=output, options=opts, resume=resume, dry_run=dry_run, progress=update)
 
-    result = run_command(call, json_out=json_out, quiet=quiet)
+    result = run_command(call, json_out=json_out, quiet=quiet, command="upscale")
     if json_out:
         print_json(result.to_dict())
     elif not quiet:

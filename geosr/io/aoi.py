@@ -25,27 +25,29 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
         try:
             left, bottom, right, top = (float(p) for p in parts)
         except ValueError as exc:
-            raise OptionError(f"--aoi {aoi!r}: expected LEFT,BOTTOM,RIGHT,TOP numbers or a vector file") from exc
+            raise OptionError(f"aoi {aoi!r}: expected LEFT,BOTTOM,RIGHT,TOP numbers or a vector file",
+                              param="aoi") from exc
         if not all(math.isfinite(v) for v in (left, bottom, right, top)):
-            raise OptionError(f"--aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)")
+            raise OptionError(f"aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)",
+                              param="aoi")
         if not (left < right and bottom < top):
-            raise OptionError(f"--aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP")
+            raise OptionError(f"aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP", param="aoi")
         try:
             crs = CRS.from_user_input(aoi_crs)
         except Exception as exc:
-            raise OptionError(f"--aoi-crs {aoi_crs!r}: not a CRS geosr can use ({exc})") from exc
+            raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
         try:
             bounds = _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
-            raise OptionError(f"--aoi-crs {aoi_crs!r}: not a CRS geosr can use ({exc})") from exc
+            raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
     else:
         bounds = _vector_bounds(aoi, grid)
     if bounds is None:
-        raise NoOverlapError(f"--aoi {aoi}: does not overlap the scene")
+        raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi")
     try:
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
-        raise NoOverlapError(f"--aoi {aoi}: does not overlap the scene") from exc
+        raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi") from exc
 
 
 def _box_in_grid_crs(

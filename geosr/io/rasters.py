@@ -148,7 +148,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             raise BandError(f"{info.path}: has no band {b} (it has {info.count} bands)")
         out.append(b)
     if not out:
-        raise BandError(f"{info.path}: --bands {spec!r} selects no band")
+        raise BandError(f"{info.path}: the band selection {spec!r} selects no band")
     return tuple(out)
 
 

@@ -21,6 +21,6 @@ def resolve_device(spec: "str | torch.device | None") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise OptionError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+            raise OptionError(f"device {name}: no CUDA device is available here (use cpu or auto)", param="device")
         return torch.device(name)
-    raise OptionError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
+    raise OptionError(f"device {spec!r}: use auto, cpu, cuda or cuda:N", param="device")

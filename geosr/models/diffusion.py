@@ -107,7 +107,7 @@ class DiffusionSuperResolver:
             raise OptionError(f"model {self.name} has no style path, so --style must be 'none'")
         if isinstance(style, str):
             if style != "sample":
-                raise OptionError(f"--style must be an image, 'sample' or 'none', not {style!r}")
+                raise OptionError(f"style must be an image, 'sample' or 'none', not {style!r}", param="style")
             if not self.denoiser.net.style_flow.is_fitted:
                 raise OptionError(
                     f"model {self.name} has no fitted style flow, so --style sample cannot work; "

@@ -22,6 +22,7 @@ from geosr.errors import OptionError
 from geosr.tiling.grid import Grid, hr_grid
 
 MAX_BBOX_PIXELS = 20_000_000_000  # a --bbox grid beyond this is surely a wrong --resolution
+_FOUR_NUMBERS = "bbox must be four numbers: LEFT BOTTOM RIGHT TOP (west south east north)"
 
 
 def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
@@ -29,34 +30,35 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     try:
         values = [float(v) for v in bbox]
     except (TypeError, ValueError):
-        raise OptionError("--bbox must be four numbers: LEFT BOTTOM RIGHT TOP (west south east north)") from None
+        raise OptionError(_FOUR_NUMBERS, param="bbox") from None
     if len(values) != 4:
-        raise OptionError("--bbox must be four numbers: LEFT BOTTOM RIGHT TOP (west south east north)")
+        raise OptionError(_FOUR_NUMBERS, param="bbox")
     left, bottom, right, top = values
     if not all(math.isfinite(v) for v in values):
-        raise OptionError("--bbox holds a value that is not a finite number")
+        raise OptionError("bbox holds a value that is not a finite number", param="bbox")
     if not (-180 <= left <= 180 and -180 <= right <= 180):
         raise OptionError(
-            f"--bbox longitude {left if not -180 <= left <= 180 else right:g} is outside -180..180 "
-            "(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees)"
+            f"bbox longitude {left if not -180 <= left <= 180 else right:g} is outside -180..180 "
+            "(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees)", param="bbox"
         )
     if not (-90 <= bottom <= 90 and -90 <= top <= 90):
         bad = bottom if not -90 <= bottom <= 90 else top
         hint = "; did you give latitude before longitude?" if -180 <= bad <= 180 else ""
         raise OptionError(
-            f"--bbox latitude {bad:g} is outside -90..90 "
-            f"(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees){hint}"
+            f"bbox latitude {bad:g} is outside -90..90 "
+            f"(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees){hint}", param="bbox"
         )
     if left == right or bottom == top:
-        raise OptionError("--bbox is an empty area (LEFT equals RIGHT or BOTTOM equals TOP)")
+        raise OptionError("bbox is an empty area (LEFT equals RIGHT or BOTTOM equals TOP)", param="bbox")
     if left > right:
         raise OptionError(
-            f"--bbox is inverted: LEFT {left:g} is east of RIGHT {right:g} (the order is LEFT BOTTOM RIGHT TOP; "
-            "boxes across the antimeridian are not supported)"
+            f"bbox is inverted: LEFT {left:g} is east of RIGHT {right:g} (the order is LEFT BOTTOM RIGHT TOP; "
+            "boxes across the antimeridian are not supported)", param="bbox"
         )
     if bottom > top:
         raise OptionError(
-            f"--bbox is inverted: BOTTOM {bottom:g} is north of TOP {top:g} (the order is LEFT BOTTOM RIGHT TOP)"
+            f"bbox is inverted: BOTTOM {bottom:g} is north of TOP {top:g} (the order is LEFT BOTTOM RIGHT TOP)",
+            param="bbox",
         )
     return left, bottom, right, top
 
@@ -69,7 +71,7 @@ def parse_crs(value: str | CRS) -> CRS:
         crs = CRS.from_user_input(str(value).strip())
     except Exception:  # noqa: BLE001 - CRSError and friends
         raise OptionError(
-            f"--crs {value!r}: not a coordinate reference system PROJ knows (try e.g. EPSG:32633)"
+            f"crs {value!r}: not a coordinate reference system PROJ knows (try e.g. EPSG:32633)", param="crs"
         ) from None
     return crs
 
@@ -86,32 +88,34 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
     try:
         res = float(resolution)
     except (TypeError, ValueError):
-        raise OptionError(f"--resolution {resolution!r} is not a number of metres") from None
+        raise OptionError(f"resolution {resolution!r} is not a number of metres", param="resolution") from None
     if not math.isfinite(res) or res <= 0:
-        raise OptionError(f"--resolution {resolution!r} must be a positive number of metres")
+        raise OptionError(f"resolution {resolution!r} must be a positive number of metres", param="resolution")
     if crs is None:
         from geosr.osm.rasterize import utm_crs
 
         lat = (bottom + top) / 2
         if not -80 <= lat <= 84:
             raise OptionError(
-                f"--bbox is at latitude {lat:.1f}, outside the UTM zones; give a --crs (e.g. EPSG:3413 or EPSG:3031)"
+                f"bbox is at latitude {lat:.1f}, outside the UTM zones; give a --crs (e.g. EPSG:3413 or EPSG:3031)",
+                param="bbox",
             )
         target = CRS.from_string(utm_crs((left + right) / 2, lat))
     else:
         target = parse_crs(crs)
     if target.is_geographic:
         raise OptionError(
-            f"--crs {target.to_string()} is geographic (degrees); use a projected CRS so that --resolution is in metres"
+            f"crs {target.to_string()} is geographic (degrees); use a projected CRS so that --resolution is in metres",
+            param="crs",
         )
     units = target.linear_units_factor[1] if target.linear_units_factor else 1.0
     step = res / units  # metres -> CRS units (the CRS's nominal unit; e.g. US feet)
     try:
         x0, y0, x1, y1 = transform_bounds("EPSG:4326", target, left, bottom, right, top, densify_pts=21)
     except Exception:  # noqa: BLE001
-        raise OptionError(f"--bbox cannot be projected into --crs {target.to_string()}") from None
+        raise OptionError(f"bbox cannot be projected into --crs {target.to_string()}", param="bbox") from None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 <= x0 or y1 <= y0:
-        raise OptionError(f"--bbox lies outside the area where --crs {target.to_string()} is defined")
+        raise OptionError(f"bbox lies outside the area where --crs {target.to_string()} is defined", param="bbox")
     eps = 1e-9
     gx0 = math.floor(x0 / step + eps) * step
     gy1 = math.ceil(y1 / step - eps) * step
@@ -119,7 +123,8 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
     height = max(1, math.ceil((gy1 - y0) / step - eps))
     if width * height > MAX_BBOX_PIXELS:
         raise OptionError(
-            f"--resolution {res:g} m would make a {width} x {height} pixel grid; choose a coarser resolution"
+            f"resolution {res:g} m would make a {width} x {height} pixel grid; choose a coarser resolution",
+            param="resolution",
         )
     return Grid(target, Affine(step, 0.0, gx0, 0.0, -step, gy1), width, height)
 
@@ -132,7 +137,7 @@ def like_grid(
     from geosr.io.rasters import inspect_raster
 
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise OptionError(f"-x/--scale {scale!r} must be a positive whole number")
+        raise OptionError(f"scale {scale!r} must be a positive whole number", param="scale")
     info = inspect_raster(like)
     window = aoi_window(aoi, info.grid, aoi_crs=aoi_crs) if aoi else None
     return hr_grid(info.grid, int(scale), window)[0]
@@ -171,19 +176,21 @@ class GridSpec:
         if self.bbox is None and self.like is None:
             raise OptionError("give the grid: --bbox LEFT BOTTOM RIGHT TOP with --resolution, or --like RASTER")
         if self.bbox is not None and self.like is not None:
-            raise OptionError("--bbox and --like cannot be used together; give one of them")
+            raise OptionError("bbox and --like cannot be used together; give one of them", param="bbox")
         if self.like is not None:
             if self.resolution is not None:
-                raise OptionError("--resolution applies to --bbox only; with --like the grid is the raster's (use -x)")
+                raise OptionError("resolution applies to --bbox only; with --like the grid is the raster's (use -x)",
+                                  param="resolution")
             if self.crs is not None:
-                raise OptionError("--crs applies to --bbox only; with --like the grid keeps the raster's CRS")
+                raise OptionError("crs applies to --bbox only; with --like the grid keeps the raster's CRS",
+                                  param="crs")
         else:
             if self.scale is not None and self.scale != 1:
-                raise OptionError("-x/--scale applies to --like only; with --bbox give --resolution")
+                raise OptionError("scale applies to --like only; with --bbox give --resolution", param="scale")
             if self.aoi is not None:
-                raise OptionError("--aoi applies to --like only; with --bbox the box is the area")
+                raise OptionError("aoi applies to --like only; with --bbox the box is the area", param="aoi")
             if self.resolution is None:
-                raise OptionError("--bbox needs --resolution (the pixel size in metres)")
+                raise OptionError("bbox needs --resolution (the pixel size in metres)", param="bbox")
 
 
 def plan_grid(**options: Any) -> Grid:

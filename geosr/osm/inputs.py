@@ -37,7 +37,7 @@ def file_kind(path: str | os.PathLike[str]) -> str:
         return "pbf"
     if name.endswith(VECTOR_SUFFIXES):
         return "vector"
-    raise VectorFileError(f"{path}: unsupported --osm-file format (use {SUPPORTED})")
+    raise VectorFileError(f"{path}: unsupported format for an OSM or vector file (use {SUPPORTED})")
 
 
 def check_osm_file(path: str | os.PathLike[str]) -> Path:

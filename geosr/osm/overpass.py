@@ -50,14 +50,15 @@ def parse_snapshot_date(value: str | dt.date | dt.datetime | None) -> str | None
         try:
             when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise OptionError(f"--date {text!r}: not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
+            raise OptionError(f"date {text!r}: not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ",
+                              param="date") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
     when = when.astimezone(dt.timezone.utc)
     if when < _EARLIEST_SNAPSHOT:
-        raise OptionError(f"--date {when:%Y-%m-%d}: Overpass holds history only from 2012-09-12 on")
+        raise OptionError(f"date {when:%Y-%m-%d}: Overpass holds history only from 2012-09-12 on", param="date")
     if when > dt.datetime.now(dt.timezone.utc):
-        raise OptionError(f"--date {when:%Y-%m-%d}: is in the future")
+        raise OptionError(f"date {when:%Y-%m-%d}: is in the future", param="date")
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -88,7 +89,7 @@ def _check_reachable(url: str, timeout: float) -> None:
     parsed = urlparse(url)
     host = parsed.hostname
     if not host or parsed.scheme not in ("http", "https"):
-        raise OptionError(f"--overpass-url {url!r}: not an http(s) URL")
+        raise OptionError(f"overpass_url {url!r}: not an http(s) URL", param="overpass_url")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         with socket.create_connection((host, port), timeout=max(1.0, min(timeout, 15.0))):

@@ -122,7 +122,7 @@ UPSCALE_FIELDS = tuple(UpscaleOptions.__dataclass_fields__)
 
 def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
     if output is None:
-        raise OptionError("an output path is required (-o OUT.tif)")
+        raise OptionError("output is required: the path of the GeoTIFF to write (e.g. OUT.tif)", param="output")
     model = opts.model
     inputs = [("LR", lr), ("reference", opts.ref), ("change mask", opts.cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
@@ -193,7 +193,7 @@ def _join(values) -> str:
 
 def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: ChangeClassTable | None = None) -> None:
     if sr.scales and scale not in sr.scales:
-        raise ScaleError(f"model {spec}: trained for -x {_join(sr.scales)}, not -x {scale}")
+        raise ScaleError(f"model {spec}: trained for scale {_join(sr.scales)}, not scale {scale}")
     if sr.bands is not None and sr.bands != n_bands:
         fix = f"pick {sr.bands} with --bands" if n_bands > sr.bands else "use --model bicubic or lanczos"
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "

@@ -180,12 +180,13 @@ def _check_options(
 ) -> str | None:
     """Every option check that needs no I/O, in the order the user reads them; the Overpass ``date``."""
     if style not in STYLES:
-        raise OptionError(f"--style {style!r}: choose one of {', '.join(STYLES)}")
+        raise OptionError(f"style {style!r}: choose one of {', '.join(STYLES)}", param="style")
     spec.check()
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise OptionError(f"--timeout {timeout!r} must be a positive number of seconds")
+        raise OptionError(f"timeout {timeout!r} must be a positive number of seconds", param="timeout")
     if osm_file is not None and (date is not None or overpass_url is not None):
-        raise OptionError("--date and --overpass-url are for the online source; they cannot be used with --osm-file")
+        raise OptionError("date and --overpass-url are for the online source; they cannot be used with --osm-file",
+                          param="date")
     return parse_snapshot_date(date)
 
 

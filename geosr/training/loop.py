@@ -88,9 +88,11 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc))
-        raise OptionError(f"--init {path}: the config's architecture does not fit the checkpoint ({first})") from None
+        raise OptionError(f"init {path}: the config's architecture does not fit the checkpoint ({first})",
+                          param="init") from None
     if unexpected:
-        raise OptionError(f"--init {path}: the config's architecture has no place for its tensor {unexpected[0]!r}")
+        raise OptionError(f"init {path}: the config's architecture has no place for its tensor {unexpected[0]!r}",
+                          param="init")
     return model.train(), list(missing)
 
 
@@ -330,7 +332,8 @@ def train(
     """
     cfg = training_config(config, data=data, val_data=val_data, **overrides)
     if resume and overwrite:
-        raise OptionError("--resume continues the run in its folder and --overwrite replaces it: give one of them")
+        raise OptionError("resume continues the run in its folder and --overwrite replaces it: give one of them",
+                          param="resume")
     run = _Run(cfg, resume=resume, init=init, overwrite=overwrite)
     try:
         while run.step < cfg.steps:

@@ -29,7 +29,8 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
         except OSError as exc:
             from geosr.errors import NetworkError
 
-            raise NetworkError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from exc
+            raise NetworkError(f"scheduler {scheduler}: no Dask scheduler answers there ({exc})",
+                               param="scheduler") from exc
         with cl:
             yield cl, device
         return
@@ -105,7 +106,7 @@ def gpu_ids(device: str) -> list[str]:
     if dev.index >= len(ids):
         from geosr.errors import OptionError
 
-        raise OptionError(f"--device {device}: this machine has {len(ids)} CUDA device(s)")
+        raise OptionError(f"device {device}: this machine has {len(ids)} CUDA device(s)", param="device")
     return [ids[dev.index]]
 
 
