@@ -51,6 +51,7 @@ class UpscaleOptions:
     output_config: OutputConfig = field(default_factory=OutputConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     force_resources: bool = False
+    coregister: bool = True  # with a reference: estimate its shift from the LR and undo it
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
@@ -176,6 +177,9 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("batch_size", "device.batch_size", ["--batch-size"], "Windows per model call.", int),
     _o("compress", "output_config.compress", ["--compress"], "COG compression (DEFLATE, LZW, ZSTD, NONE)."),
     _o("overwrite", "output_config.overwrite", ["--overwrite"], "Replace an existing output.", bool, recorded=False),
+    _o("coregister", "coregister", ["--coregister/--no-coregister"], "With --ref: measure the reference's shift "
+       "against the LR (phase correlation at LR scale) and undo it; an unreliable estimate is reported, not used.",
+       bool),
     _o("force_resources", "force_resources", ["--force-resources"], "Run even when the plan needs more memory or "
        "disk than the machine has.", bool, recorded=False),
     _o("resume", None, ["--resume"], "Continue an interrupted run of the same job.", bool, manifest=None,

@@ -196,13 +196,23 @@ def test_library_errors_name_the_parameter_and_the_cli_its_flag(scene, param, va
 
 
 def test_errors_keep_their_builtin_classes_message_and_param_through_pickle():
-    import pickle
+    """Checked in a fresh interpreter: Dask's tblib, once imported by another test, replaces exception pickling
+    for every class (and cannot rebuild a ValueError that is also an OSError); geosr's batch tasks therefore send
+    results and TaskError across processes, never these classes."""
+    import subprocess
+    import sys
+    import textwrap
 
-    from geosr.errors import InputNotFoundError, NetworkError, OutputExistsError, OutputWriteError
-
-    for cls, builtin in [(InputNotFoundError, FileNotFoundError), (OutputExistsError, FileExistsError),
-                         (OutputWriteError, OSError), (NetworkError, ConnectionError)]:
-        for param in (None, "output"):
-            exc = pickle.loads(pickle.dumps(cls("output x.tif: the problem", param=param)))
-            assert type(exc) is cls and isinstance(exc, builtin) and exc.param == param
-            assert str(exc) == "output x.tif: the problem"
+    code = textwrap.dedent("""
+        import pickle
+        from geosr.errors import InputNotFoundError, NetworkError, OutputExistsError, OutputWriteError
+        for cls, builtin in [(InputNotFoundError, FileNotFoundError), (OutputExistsError, FileExistsError),
+                             (OutputWriteError, OSError), (NetworkError, ConnectionError)]:
+            for param in (None, "output"):
+                exc = pickle.loads(pickle.dumps(cls("output x.tif: the problem", param=param)))
+                assert type(exc) is cls and isinstance(exc, builtin) and exc.param == param, (cls, param)
+                assert str(exc) == "output x.tif: the problem"
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -79,6 +79,12 @@ def _print_summary(r) -> None:
     if not r.dry_run:
         extra += f", {r.seconds:.1f} s" + (f" (resumed after {r.resumed_rows} rows)" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)
+    co = r.coregistration
+    if co:
+        dx, dy = co["offset_lr_px"]
+        what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
+        out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
+                          f"{co['reliability']:.2f}: {what}", highlight=False)
     res = r.resources or {}
     if r.dry_run and res and not res.get("fits", True):
         free = res.get("disk_free_mb")

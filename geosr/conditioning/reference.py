@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -22,7 +23,8 @@ class GridReader:
     """A raster seen on a target grid through a WarpedVRT; pixels outside its footprint are invalid.
 
     ``resampling`` "auto" picks average when the source is finer than the grid (never nearest for
-    imagery: it aliases) and cubic when it is coarser.
+    imagery: it aliases) and cubic when it is coarser. ``src_transform`` places the source elsewhere than
+    its own geotransform says (a co-registered reference).
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class GridReader:
         grid: Grid,
         bands: tuple[int, ...],
         resampling: Resampling | str = "auto",
+        src_transform: Affine | None = None,
     ) -> None:
         if resampling == "auto":
             resampling = Resampling.average if source_is_finer(ds, grid) else Resampling.cubic
@@ -46,6 +49,7 @@ class GridReader:
             height=grid.height,
             resampling=resampling,
             add_alpha=True,
+            **({} if src_transform is None else {"src_transform": src_transform}),
         )
         self._alpha = self.vrt.count  # the alpha band WarpedVRT appended
         self._scales = np.array([ds.scales[b - 1] for b in self.bands])[:, None, None]

@@ -88,7 +88,8 @@ def plan_upscale(
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
     scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
-                       ref_bands=opts.ref_bands, cd=opts.cd, cd_table=table if opts.cd else None, map=opts.map)
+                       ref_bands=opts.ref_bands, cd=opts.cd, cd_table=table if opts.cd else None, map=opts.map,
+                       coregister=opts.coregister)
     try:
         style = opts.style
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
@@ -98,6 +99,7 @@ def plan_upscale(
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
         summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
+        summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
     except BaseException:
         scene.close()
         raise
@@ -159,7 +161,8 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
                      aoi_crs=opts.aoi_crs, model=sr.name,
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
-                     style=opts.style, tiling=tcfg, sampler=opts.sampler, output=opts.output_config),
+                     style=opts.style, tiling=tcfg, sampler=opts.sampler, output=opts.output_config,
+                     coregister=opts.coregister),
     )))
 
 
@@ -252,6 +255,8 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
         "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
         "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
+        # where the reference was found against the LR, and whether it was moved back (geosr.conditioning)
+        "GEOSR_COREGISTRATION": json.dumps(scene.coregistration.to_dict() if scene.coregistration else None),
         "GEOSR_CHANGE_CLASSES": json.dumps(scene.cd_table.to_dict() if scene.cd_table else None, sort_keys=True),
     }
 

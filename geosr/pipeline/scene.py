@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
+from geosr.conditioning.coregistration import Coregistration, corrected_transform, estimate_offset, refine_offset
 from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
     GridReader,
@@ -34,6 +36,8 @@ from geosr.io.rasters import (
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
+COREG_SIDE = 512  # the reference's shift is measured on at most COREG_SIDE^2 LR pixels at full resolution
+COREG_REFINE = 4  # and refined on the LR grid refined by this factor (see refine_offset)
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
 
 
@@ -78,6 +82,8 @@ class Scene:
     # are then checked again in every window read (read_stack).
     cd_sampled: bool = False
     map_sampled: bool = False
+    coregistration: Coregistration | None = None  # None: not asked for (or no reference)
+    ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
     _open: list = field(default_factory=list)
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -95,7 +101,9 @@ class Scene:
         cd: str | None = None,
         cd_table: ChangeClassTable | None = None,
         map: str | None = None,
+        coregister: bool = False,
     ) -> "Scene":
+        """Open and check every input; ``coregister``: estimate the reference's shift from the LR and undo it."""
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         lr_ds = open_raster(lr)
@@ -104,7 +112,7 @@ class Scene:
         try:
             scene.stretch = fit_stretch(lr_ds, sel, area)
             if ref is not None:
-                scene._open_reference(ref, ref_bands)
+                scene._open_reference(ref, ref_bands, coregister)
             if cd is not None:
                 scene._open_change(cd, cd_table)
             if map is not None:
@@ -116,7 +124,7 @@ class Scene:
             raise
         return scene
 
-    def _open_reference(self, path: str, ref_bands: str | None) -> None:
+    def _open_reference(self, path: str, ref_bands: str | None, coregister: bool) -> None:
         info = inspect_raster(path)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
         if len(sel) != len(self.bands):
@@ -128,9 +136,44 @@ class Scene:
         self._open.append(ds)
         self.ref_coverage = check_overlap(ds, self.hr, "reference")
         self.ref_info, self.ref_bands = info, sel
-        self.ref_reader = GridReader(ds, self.hr, sel)
+        if coregister:
+            self.coregistration = self._coregister(ds, sel)
+            if self.coregistration.applied and max(map(abs, self.coregistration.offset_lr_px)) * self.scale < 0.5:
+                # under half an output pixel: resampling the reference would blur more than moving it gains
+                # (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74 dB)
+                self.coregistration = replace(self.coregistration, applied=False,
+                                              reason="under half an output pixel: left where it is")
+            if self.coregistration.applied:
+                self.ref_transform = corrected_transform(ds.crs, ds.transform, self.lr_info.grid,
+                                                         self.coregistration.offset_lr_px)
+        self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds
+
+    def _coregister(self, ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> Coregistration:
+        """The reference's offset from the LR, measured on (at most) the central COREG_SIDE^2 LR pixels of the
+        area at full LR resolution, the reference averaged onto them."""
+        w, h = min(COREG_SIDE, int(self.area.width)), min(COREG_SIDE, int(self.area.height))
+        crop = Window(int(self.area.col_off) + (int(self.area.width) - w) // 2,
+                      int(self.area.row_off) + (int(self.area.height) - h) // 2, w, h)
+        lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
+        grid = self.lr_info.grid.subgrid(crop)
+        reader = GridReader(ds, grid, bands, Resampling.average)
+        try:
+            ref, ref_valid = reader.read(Window(0, 0, w, h))
+        finally:
+            reader.close()
+        first = estimate_offset(lr, lr_valid, ref, ref_valid)
+        if not first.applied:
+            return first
+        k, margin = COREG_REFINE, int(np.ceil(max(map(abs, first.offset_lr_px)))) + 1
+        fine = Grid(grid.crs, grid.transform @ Affine.scale(1 / k), w * k, h * k)
+        reader = GridReader(ds, fine, bands, Resampling.average)
+        try:
+            ref, ref_valid = reader.read(Window(-margin * k, -margin * k, (w + 2 * margin) * k, (h + 2 * margin) * k))
+        finally:
+            reader.close()
+        return refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
 
     def _open_classes(self, path: str, what: str) -> tuple[RasterInfo, rasterio.DatasetReader]:
         """Open a class raster (a change mask, a map): whole class values, overlapping the output grid."""
@@ -198,7 +241,7 @@ class Scene:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, and
         unchanged by the change mask); one window is returned as is, several flattened and joined."""
-        ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average)
+        ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average, src_transform=self.ref_transform)
         try:
             refs = [ref_lr.read(w, out_shape=out_shape) for w in windows]
         finally:

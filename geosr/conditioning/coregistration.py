@@ -1,0 +1,152 @@
+"""Co-registration of the reference to the LR: a global sub-pixel shift estimated at LR scale.
+
+The reference is read onto the LR grid (area average, so both show the same scale), both are reduced to one
+band of local detail and windowed, and phase correlation (scikit-image's, refined by an upsampled DFT) gives
+the shift between them. The estimate is trusted only when the aligned pair correlates clearly better than
+the unaligned one and well in absolute terms; otherwise no shift is applied and the reason is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from affine import Affine
+from rasterio.warp import transform as transform_points
+from skimage.registration import phase_cross_correlation
+
+from geosr.tiling.grid import Grid
+
+MIN_SIDE = 16  # LR pixels a side, valid in both, below which no shift is estimated
+MIN_RELIABILITY = 0.3  # correlation of the aligned detail below which the estimate is not used
+MAX_SHIFT_FRACTION = 0.25  # of the compared area's side: larger offsets are not trusted
+UPSAMPLE = 40  # phase correlation refined to 1/UPSAMPLE LR pixel
+
+
+@dataclass(frozen=True)
+class Coregistration:
+    """How the reference was placed on the LR.
+
+    ``offset_lr_px`` is where the reference's content lies relative to the LR's, in LR pixels (columns, rows):
+    a reference whose transform is 30 m too far east over 10 m LR pixels reads about (3, 0). ``applied``: the
+    reference was moved back by it. ``reliability``: the correlation (0-1) of the aligned detail.
+    """
+
+    offset_lr_px: tuple[float, float]
+    reliability: float
+    tie_points: int
+    applied: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["offset_lr_px"] = [round(v, 3) for v in self.offset_lr_px]
+        d["reliability"] = round(self.reliability, 3)
+        return d
+
+
+NOT_ESTIMATED = Coregistration((0.0, 0.0), 0.0, 0, False, "not asked for")
+
+
+def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray) -> Coregistration:
+    """The reference's offset from the LR, both (C, h, w) on the same LR grid, with their validity."""
+    both = lr_valid & ref_valid
+    rows, cols = np.nonzero(both.any(axis=1))[0], np.nonzero(both.any(axis=0))[0]
+    if len(rows) < MIN_SIDE or len(cols) < MIN_SIDE:
+        return Coregistration((0.0, 0.0), 0.0, 0, False, "too small an overlap to estimate a shift")
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    a, b = _detail(lr[(slice(None), *box)], both[box]), _detail(ref[(slice(None), *box)], both[box])
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return Coregistration((0.0, 0.0), 0.0, 1, False, "no texture to match (flat or empty)")
+    (dy, dx), _, _ = phase_cross_correlation(a, b, upsample_factor=UPSAMPLE, normalization="phase")
+    offset = (-float(dx), -float(dy))  # the shift that registers the reference is minus its offset
+    before, after = _ncc(a, b), _ncc(a, _shifted(b, dy, dx))
+    limit = MAX_SHIFT_FRACTION * min(a.shape)
+    if max(abs(offset[0]), abs(offset[1])) > limit:
+        return Coregistration(offset, max(after, 0.0), 1, False, f"offset beyond {limit:.0f} LR px: not trusted")
+    if after < MIN_RELIABILITY or after <= before:
+        return Coregistration(offset, max(after, 0.0), 1, False, "the images do not match well enough to trust it")
+    return Coregistration(offset, after, 1, True)
+
+
+def refine_offset(
+    lr: np.ndarray, lr_valid: np.ndarray, fine: np.ndarray, fine_valid: np.ndarray, k: int, margin: int,
+    first: Coregistration,
+) -> Coregistration:
+    """Refine an applied estimate to about 1/(4k) LR pixel by the forward model: the reference read on the LR
+    grid refined by ``k`` (``fine``, with ``margin`` LR pixels around the LR's extent), moved by whole fine
+    pixels around ``first`` and averaged back onto the LR grid, is compared with the LR (correlation of their
+    detail); a parabola through the best and its neighbours gives the fraction. Phase correlation on the LR
+    alone is limited by its aliasing; this compares what the LR sensor would have seen."""
+    if not first.applied:
+        return first
+    h, w = lr.shape[1:]
+    a = _detail(lr, lr_valid)
+    band, ok = fine.mean(axis=0), fine_valid
+    x0, y0 = (round(v * k) for v in first.offset_lr_px)
+    half = max(1, k // 2)
+    scores = np.full((2 * half + 1, 2 * half + 1), -np.inf)
+    for i, dy in enumerate(range(y0 - half, y0 + half + 1)):
+        for j, dx in enumerate(range(x0 - half, x0 + half + 1)):
+            r0, c0 = margin * k + dy, margin * k + dx
+            if r0 < 0 or c0 < 0 or r0 + h * k > band.shape[0] or c0 + w * k > band.shape[1]:
+                continue
+            win = (slice(r0, r0 + h * k), slice(c0, c0 + w * k))
+            moved = band[win].reshape(h, k, w, k).mean(axis=(1, 3))
+            valid = ok[win].reshape(h, k, w, k).all(axis=(1, 3)) & lr_valid
+            if valid.sum() < MIN_SIDE * MIN_SIDE:
+                continue
+            scores[i, j] = _ncc(a, _detail(moved[None], valid))
+    i, j = np.unravel_index(np.argmax(scores), scores.shape)
+    if not np.isfinite(scores[i, j]) or scores[i, j] < first.reliability - 0.05:
+        return first
+    fy = _vertex(scores[i - 1, j], scores[i, j], scores[i + 1, j]) if 0 < i < 2 * half else 0.0
+    fx = _vertex(scores[i, j - 1], scores[i, j], scores[i, j + 1]) if 0 < j < 2 * half else 0.0
+    offset = (float((x0 - half + j + fx) / k), float((y0 - half + i + fy) / k))
+    return Coregistration(offset, float(scores[i, j]), first.tie_points, True)
+
+
+def _vertex(left: float, mid: float, right: float) -> float:
+    """Where a parabola through three equally spaced values peaks, relative to the middle one (within ±0.5)."""
+    den = left - 2 * mid + right
+    return 0.0 if den >= 0 or not np.isfinite(den) else float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+
+
+def corrected_transform(ref_crs, ref_transform: Affine, lr: Grid, offset_lr_px: tuple[float, float]) -> Affine:
+    """The reference's transform moved back by ``offset_lr_px`` (measured on the LR grid ``lr``)."""
+    cx, cy = lr.transform @ (lr.width / 2, lr.height / 2)
+    dx, dy = offset_lr_px
+    mx, my = lr.transform.a * dx + lr.transform.b * dy, lr.transform.d * dx + lr.transform.e * dy
+    (x0, x1), (y0, y1) = transform_points(lr.crs, ref_crs, [cx, cx - mx], [cy, cy - my])
+    return Affine.translation(x1 - x0, y1 - y0) @ ref_transform
+
+
+def _detail(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """One band of local detail: the bands' mean, minus its local mean, outside ``valid`` zero, tapered."""
+    band = img.mean(axis=0)
+    band = np.where(valid, band, band[valid].mean())
+    detail = band - _box_blur(band, 3)
+    detail = np.where(valid, detail, 0.0)
+    taper = np.outer(np.hanning(detail.shape[0]), np.hanning(detail.shape[1]))
+    return (detail - detail[valid].mean()) * taper
+
+
+def _box_blur(img: np.ndarray, radius: int) -> np.ndarray:
+    k = 2 * radius + 1
+    padded = np.pad(img, radius, mode="reflect")
+    c = padded.cumsum(0).cumsum(1)
+    c = np.pad(c, ((1, 0), (1, 0)))
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def _shifted(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """``img`` moved by (dy, dx) pixels (a Fourier shift: exact for sub-pixel amounts, circular at edges)."""
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.fftfreq(img.shape[1])[None, :]
+    return np.fft.ifft2(np.fft.fft2(img) * np.exp(-2j * np.pi * (fy * dy + fx * dx))).real
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
