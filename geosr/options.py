@@ -52,6 +52,7 @@ class UpscaleOptions:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     force_resources: bool = False
     coregister: bool = True  # with a reference: estimate its shift from the LR and undo it
+    ignore_unused: bool = False  # run although the model cannot use a given --ref / --cd / --map / --style
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
@@ -180,6 +181,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("coregister", "coregister", ["--coregister/--no-coregister"], "With --ref: measure the reference's shift "
        "against the LR (phase correlation at LR scale) and undo it; an unreliable estimate is reported, not used.",
        bool),
+    _o("ignore_unused", "ignore_unused", ["--ignore-unused"], "Run although the model cannot use a given "
+       "--ref, --cd, --map or --style (default: refused, since it would change nothing).", bool, recorded=False),
     _o("force_resources", "force_resources", ["--force-resources"], "Run even when the plan needs more memory or "
        "disk than the machine has.", bool, recorded=False),
     _o("resume", None, ["--resume"], "Continue an interrupted run of the same job.", bool, manifest=None,

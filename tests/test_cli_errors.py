@@ -216,3 +216,31 @@ def test_errors_keep_their_builtin_classes_message_and_param_through_pickle():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_an_input_the_model_cannot_use_is_refused_unless_ignored(scene):
+    """Honest conditioning: --map with the bundled model (no map path) or --ref with bicubic would change
+    nothing; they exit 2 naming the model and the input, unless --ignore-unused."""
+    tmp_path, lr = scene
+    m = make_raster(tmp_path / "map.tif", np.ones((1, 160, 192), np.uint8),
+                    transform=Affine(1.25, 0, 500000, 0, -1.25, 5000000))
+    out = tmp_path / "out.tif"
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(m), "-x", "8", "-o", str(out)])
+    assert r.exit_code == 2 and "model default: cannot use a map (--map)" in r.output, r.output
+    assert "--ignore-unused" in r.output and not out.exists()
+    r = runner.invoke(app, ["upscale", str(lr), "--ref", str(lr), "--model", "bicubic", "-x", "2", "-o", str(out)])
+    assert r.exit_code == 2 and "model bicubic: cannot use a reference (--ref)" in r.output, r.output
+    assert "uses nothing but the LR" in r.output
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(m), "-x", "8", "-o", str(out), "--ignore-unused", "-q"])
+    assert r.exit_code == 0, r.output
+
+
+def test_models_lists_the_scales_and_inputs_each_model_uses():
+    from geosr.models.interface import model_inputs
+    from geosr.models.registry import load_model
+
+    r = runner.invoke(app, ["models", "--json"])
+    listed = {m["name"]: m for m in json.loads(r.output)["models"]}
+    assert listed["bicubic"]["inputs"] == [] and listed["reference-paste"]["inputs"] == ["ref", "cd"]
+    assert listed["default"]["scales"] == [2, 4, 8, 16]
+    assert set(listed["default"]["inputs"]) == model_inputs(load_model("default")) == {"ref", "cd"}

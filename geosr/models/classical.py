@@ -13,6 +13,7 @@ class KernelUpsampler:
 
     scales: tuple[int, ...] = ()
     bands: int | None = None
+    inputs: frozenset[str] = frozenset()
 
     def __init__(self, kind: str) -> None:
         self.name = kind
@@ -29,6 +30,7 @@ class ReferencePaste:
     name = "reference-paste"
     scales: tuple[int, ...] = ()
     bands: int | None = None
+    inputs: frozenset[str] = frozenset({"ref", "cd"})
     halo = kernel_halo("bicubic")
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:

@@ -99,6 +99,12 @@ class DiffusionSuperResolver:
     def n_map_classes(self) -> int:
         return self.cfg.n_map_classes
 
+    @property
+    def inputs(self) -> frozenset[str]:
+        """The reference and change mask always; the map and a style image when the network has their paths."""
+        return frozenset({"ref", "cd"} | ({"map"} if self.cfg.n_map_classes else set())
+                         | ({"style"} if self.cfg.style else set()))
+
     # -- style -------------------------------------------------------------------------------------------
     def _check_style_arg(self, style: str | torch.Tensor | None) -> None:
         if style is None or (isinstance(style, str) and style == "none"):

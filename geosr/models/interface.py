@@ -56,6 +56,14 @@ class ConditionBatch:
         return self.apply(lambda t: t.to(device))
 
 
+CONDITIONING_INPUTS = ("ref", "cd", "map", "style")  # what a model may take besides the LR
+
+
+def model_inputs(sr: object) -> frozenset[str]:
+    """The conditioning inputs ``sr`` uses (its ``inputs``; a model that does not say is taken to use all)."""
+    return frozenset(getattr(sr, "inputs", CONDITIONING_INPUTS))
+
+
 @runtime_checkable
 class SuperResolver(Protocol):
     """What ``geosr upscale --model`` runs. Deterministic for a given seed and window position."""
@@ -64,6 +72,7 @@ class SuperResolver(Protocol):
     scales: tuple[int, ...]  # supported scale factors; empty: any
     bands: int | None  # number of bands it takes; None: any
     halo: int  # LR pixels of context it needs around every window
+    # optional: ``inputs``, the conditioning inputs it uses (a subset of CONDITIONING_INPUTS; see model_inputs)
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         """Return (B, C, H, W) HR windows in model space covering the padded extent of ``batch``."""

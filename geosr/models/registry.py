@@ -40,6 +40,8 @@ class ModelInfo:
     name: str
     kind: str
     description: str
+    scales: tuple[int, ...] = ()  # empty: any scale
+    inputs: tuple[str, ...] = ()  # the conditioning inputs it uses besides the LR (ref, cd, map, style)
 
 
 def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:
@@ -62,15 +64,30 @@ def _describe_bundled(name: str, path: Path) -> str:
 
 
 def available_models() -> list[ModelInfo]:
-    """Every model name ``--model`` accepts without a path."""
+    """Every model name ``--model`` accepts without a path, with the scales and conditioning inputs it uses."""
     models = [
         ModelInfo("bicubic", "classical", "bicubic interpolation of the LR (Keys a=-0.5)"),
         ModelInfo("lanczos", "classical", "Lanczos-3 interpolation of the LR"),
-        ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed"),
+        ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed",
+                  inputs=("ref", "cd")),
     ]
     for name, path in bundled_checkpoints().items():
-        models.append(ModelInfo(name, "diffusion", _describe_bundled(name, path)))
+        scales, inputs = _bundled_use(path)
+        models.append(ModelInfo(name, "diffusion", _describe_bundled(name, path), scales, inputs))
     return models
+
+
+def _bundled_use(path: Path) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """A checkpoint's scales and conditioning inputs, from its spec (nothing is built)."""
+    from geosr.models.checkpoint import read_spec
+
+    try:
+        spec = read_spec(path)
+    except Exception:  # noqa: BLE001 - described as unreadable by _describe_bundled
+        return (), ()
+    arch = spec.get("arch", {})
+    inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
+    return tuple(int(s) for s in spec.get("scales", ())), inputs
 
 
 def _looks_like_path(spec: str) -> bool:

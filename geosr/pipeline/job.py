@@ -22,7 +22,7 @@ from geosr.io.outputs import check_output_path
 from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
 from geosr.io.writer import OutputMeta
 from geosr.models.device import resolve_device
-from geosr.models.interface import SuperResolver
+from geosr.models.interface import SuperResolver, model_inputs
 from geosr.models.registry import DEFAULT_NAME, load_model
 from geosr.options import UpscaleOptions
 from geosr.pipeline import resources
@@ -95,6 +95,7 @@ def plan_upscale(
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
         _check_model(sr, opts.scale, len(sel), sr.name, table if opts.cd else None)
+        _check_inputs(sr, opts)
         tcfg = opts.tiling.resolved(opts.scale)
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
@@ -207,6 +208,23 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
             f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
             f"{table.n_classes}"
         )
+
+
+_INPUT_NAMES = {"ref": "a reference (--ref)", "cd": "a change mask (--cd)", "map": "a map (--map)",
+                "style": "a style image (--style)"}
+
+
+def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
+    """Refuse an input the model cannot use (it would change nothing), unless ``ignore_unused``."""
+    given = {"ref": opts.ref, "cd": opts.cd, "map": opts.map,
+             "style": opts.style if opts.style not in (None, "none") else None}
+    unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
+    if unused and not opts.ignore_unused:
+        uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"
+        raise OptionError(
+            f"model {sr.name}: cannot use {' or '.join(_INPUT_NAMES[k] for k in unused)}, so it would change nothing "
+            f"(this model uses {uses}; see `geosr models`); leave it out, choose another model, or give "
+            "--ignore-unused")
 
 
 def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:

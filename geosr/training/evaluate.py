@@ -157,6 +157,7 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
         cd_classes=case.table if case.table in BUILTIN_TABLES else "binary",
         model=model, sampler=SamplerConfig(seed=seed, steps=steps),
         output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
+        ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
     )
     with rasterio.open(out) as ds:
         return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
