@@ -405,3 +405,19 @@ def test_a_style_image_changes_a_style_model_output(tmp_path):
     with rasterio.open(a) as x, rasterio.open(b) as y:
         assert (x.read() != y.read()).any()
         assert json.loads(y.tags()["GEOSR_INPUTS"]) == {"lr": "lr.tif", "style": "warm.tif"}
+
+
+def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
+    """A Sentinel-2-like LR whose bands are named B04, B03, B02 (colour interpretation gray/undefined) gives an
+    output whose colour interpretation is red, green, blue; other bands keep theirs."""
+    data = (smooth_field(4, 16, 16) * 3000).astype(np.uint16)
+    lr = make_raster(tmp_path / "s2.tif", data, descriptions=("B02", "B03", "B04", "B08"))
+    out = tmp_path / "rgb.tif"
+    _upscale(lr, output=out, scale=2, model="bicubic")
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B04", "B03", "B02")
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+    false_colour = tmp_path / "nrg.tif"
+    _upscale(lr, output=false_colour, scale=2, model="bicubic", bands="B08,B04,B03")
+    with rasterio.open(false_colour) as ds:
+        assert [c.name for c in ds.colorinterp] != ["red", "green", "blue"]

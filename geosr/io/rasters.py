@@ -129,6 +129,12 @@ def default_bands(info: RasterInfo) -> tuple[int, ...]:
     return tuple(i + 1 for i, c in enumerate(ci) if c != "alpha")
 
 
+def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
+    """Whether ``bands`` are red, green, blue by their descriptions (one of RGB_NAMES, in that order)."""
+    names = tuple((info.descriptions[b - 1] or "").strip().lower().split(" ")[0] for b in bands)
+    return any(names == tuple(n.lower() for n in triple) for triple in RGB_NAMES)
+
+
 def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2" or description names like "B04,B03,B02"), else the default."""
     if spec is None or not spec.strip():

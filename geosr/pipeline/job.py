@@ -19,7 +19,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
-from geosr.io.rasters import RasterInfo, inspect_raster, parse_bands
+from geosr.io.rasters import RasterInfo, inspect_raster, names_rgb, parse_bands
 from geosr.io.writer import OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs
@@ -239,6 +239,8 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
     colorinterp = tuple(info.colorinterp[b - 1] for b in bands)
     if any(c == "alpha" for c in colorinterp):
         colorinterp = ()
+    if names_rgb(info, bands):  # e.g. Sentinel-2 B04,B03,B02, whose files say gray/undefined: QGIS shows colour
+        colorinterp = ("red", "green", "blue")
     return OutputMeta(
         dtype=dtype,
         count=len(bands),
