@@ -72,7 +72,16 @@ class UpscaleOptions:
     def from_flat(cls, values: Mapping[str, Any]) -> "UpscaleOptions":
         """Build from flat option names (``window=6``, ``compress="LZW"``), as the CLI and manifests give them;
         nested config objects (``tiling=TilingConfig(...)``) are taken as they are."""
-        top: dict[str, Any] = {}
+        return cls._build({}, values)
+
+    def updated(self, values: Mapping[str, Any]) -> "UpscaleOptions":
+        """These options with ``values`` (flat names or fields) applied; a flat value changes only its own
+        setting (``sampler="paper"`` keeps this sampler's seed and steps)."""
+        return self._build({f: getattr(self, f) for f in _FIELDS}, values)
+
+    @classmethod
+    def _build(cls, top: dict[str, Any], values: Mapping[str, Any]) -> "UpscaleOptions":
+        top = dict(top)
         nested: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             spec = OPTIONS_BY_NAME.get(name)

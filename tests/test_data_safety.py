@@ -429,3 +429,82 @@ def test_an_unknown_compression_is_refused_by_the_cli_and_python(scene):
     with pytest.raises(OptionError):
         TilingConfig(window=4, overlap=4)
     assert OutputConfig(compress="zstd").compress == "ZSTD"
+
+
+# ---- found in review -------------------------------------------------------------------------------------------
+def test_resume_with_overwrite_continues_the_same_job(tmp_path):
+    """--overwrite does not change the bytes, so it is no part of the job's fingerprint."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 24, seed=8) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    tiling = TilingConfig(window=6, overlap=2)
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=4, tiling=tiling, progress=_interrupt_after(12))
+    result = upscale(lr, output=out, scale=4, tiling=tiling, resume=True, output_config=OutputConfig(overwrite=True))
+    assert result.resumed_rows > 0
+
+
+def test_a_torn_journal_line_survives_two_resumes(tmp_path):
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 64, 24, seed=9) * 255).astype(np.uint8))
+    out, clean = tmp_path / "out.tif", tmp_path / "clean.tif"
+    tiling = TilingConfig(window=6, overlap=2)
+    upscale(lr, output=clean, scale=4, tiling=tiling)
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=4, tiling=tiling, progress=_interrupt_after(12))
+    journal = next(out.with_name(out.name + ".geosr-work").glob("rows_*/journal.jsonl"))
+    with open(journal, "a") as fh:
+        fh.write('{"row": 9, "hr_r')  # a kill in the middle of a write
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=4, tiling=tiling, resume=True, progress=_interrupt_after(30))
+    assert upscale(lr, output=out, scale=4, tiling=tiling, resume=True).resumed_rows > 0
+    assert out.read_bytes() == clean.read_bytes()
+
+
+def test_a_lock_whose_holder_note_cannot_be_written_is_released(tmp_path, monkeypatch):
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(JobLock, "_write_holder", full)
+    with pytest.raises(OSError):
+        JobLock(tmp_path / "work" / LOCK_NAME, output=tmp_path / "o.tif").acquire()
+    monkeypatch.undo()
+    JobLock(tmp_path / "work" / LOCK_NAME, output=tmp_path / "o.tif").acquire().release()  # not held by anyone
+
+
+def test_cleaning_one_output_leaves_another_outputs_temporaries(tmp_path):
+    from geosr.io.outputs import remove_partials
+
+    mine = tmp_path / ".a.tif.0123abcd.partial.tif"
+    other = tmp_path / ".a.tif.b.tif.89abcdef.partial.json"  # the temporary record of output a.tif.b.tif
+    for p in (mine, other):
+        p.write_text("x")
+    assert remove_partials(tmp_path / "a.tif") == [mine]
+    assert other.exists()
+
+
+def test_options_given_beside_an_options_object_change_only_themselves():
+    from geosr.config import DeviceConfig, SamplerConfig
+    from geosr.options import UpscaleOptions
+
+    base = UpscaleOptions(sampler=SamplerConfig(seed=7, steps=5), device=DeviceConfig(batch_size=16))
+    got = base.updated({"sampler": "paper", "device": "cpu", "window": 6})
+    assert (got.sampler.preset, got.sampler.seed, got.sampler.steps) == ("paper", 7, 5)
+    assert (got.device.device, got.device.batch_size, got.tiling.window) == ("cpu", 16, 6)
+
+
+def test_batch_skips_a_finished_job_with_sampler_options(tmp_path):
+    """The fingerprint the plan computes (to skip finished jobs) is the one the worker recorded: a job that sets
+    sampler options and whose output and record are in place is skipped, not refused."""
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.records import write_record
+    from geosr.pipeline.batch.tasks import _open_job
+
+    make_raster(tmp_path / "s.tif", (smooth_field(3, 16, 16, seed=4) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: s.tif, out: s_x8.tif, x: 8, steps: 2, seed: 3}\n")
+    planned = plan_batch(tmp_path / "jobs.yaml").jobs[0]
+    assert planned.action == "run"
+    with _open_job(planned.spec, "cpu") as job:  # what the worker records beside the output it wrote
+        fingerprint = job.fingerprint
+    (tmp_path / "s_x8.tif").write_bytes(b"the worker's output")
+    write_record(tmp_path / "s_x8.tif", fingerprint, job_id=planned.spec.id, run_id="r1")
+    again = plan_batch(tmp_path / "jobs.yaml").jobs[0]
+    assert again.action == "skip", again.reason

@@ -78,11 +78,17 @@ class Journal:
         path = self.folder / "journal.jsonl"
         if not path.exists():
             return
-        for line in path.read_text().splitlines():
+        good = 0  # bytes of whole lines read
+        for line in path.read_bytes().splitlines(keepends=True):
             try:
                 entry = json.loads(line)
             except ValueError:
-                break  # a torn last line: the row it describes is redone
+                entry = None
+            if entry is None or not line.endswith(b"\n"):  # a torn last line: the row it describes is redone,
+                with open(path, "r+b") as fh:  # and the next commit must start on a line of its own
+                    fh.truncate(good)
+                break
+            good += len(line)
             if not (isinstance(entry, dict) and isinstance(entry.get("row"), int)
                     and isinstance(entry.get("hr_row"), int) and isinstance(entry.get("chunk"), (str, type(None)))):
                 raise ResumeError(f"{path}: line {len(self.rows) + 1} is not a journal entry; the work folder is "

@@ -43,9 +43,12 @@ class JobLock:
     def acquire(self) -> "JobLock":
         if fcntl is None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(20):  # the holder may delete the file between our open and our flock: try again
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(20):  # the holder may delete the file (or its folder) as we open and lock it: try again
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -58,7 +61,11 @@ class JobLock:
                 same = False
             if same:
                 self._fd = fd
-                self._write_holder()
+                try:
+                    self._write_holder()
+                except BaseException:  # e.g. a full disk: never keep a lock nobody will release
+                    self.release()
+                    raise
                 return self
             os.close(fd)
         raise OutputBusyError(f"{self.output}: its lock file {self.path} keeps being replaced by another process")

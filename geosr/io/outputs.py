@@ -85,7 +85,10 @@ def remove_partials(final: Path) -> list[Path]:
     """Remove what a killed writer of ``final`` left beside it: hidden ``.partial`` files and GDAL's
     ``.ovr.tmp`` overview files. Call only while holding ``final``'s job lock."""
     gone = []
+    own = re.compile(re.escape(f".{final.name}.") + r"[0-9a-f]{8}\.partial")  # temp_path_beside's names only
     for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial*"):
+        if not own.match(p.name):
+            continue
         with contextlib.suppress(OSError):
             p.unlink()
             gone.append(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -115,12 +115,7 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
     """``options`` with ``fields`` applied (flat option names or UpscaleOptions' own fields)."""
     if options is None:
         return UpscaleOptions.from_flat(fields)
-    if not fields:
-        return options
-    return UpscaleOptions.from_flat({**{k: getattr(options, k) for k in UPSCALE_FIELDS}, **fields})
-
-
-UPSCALE_FIELDS = tuple(UpscaleOptions.__dataclass_fields__)
+    return options.updated(fields) if fields else options
 
 
 def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
@@ -158,11 +153,13 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
     style = opts.style if _is_style_image(opts.style) else None
     return json.loads(to_json(dict(
         version=__version__,
-        inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)],
+        inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)]
+        + [_file_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
                      aoi_crs=opts.aoi_crs, model=sr.name,
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
-                     style=opts.style, tiling=tcfg, sampler=opts.sampler, output=opts.output_config,
+                     style=opts.style, tiling=tcfg, sampler=opts.sampler,
+                     output=replace(opts.output_config, overwrite=False),  # replacing or not makes the same bytes
                      coregister=opts.coregister),
     )))
 

@@ -167,10 +167,11 @@ class Scene:
         if not first.applied:
             return first
         k, margin = COREG_REFINE, int(np.ceil(max(map(abs, first.offset_lr_px)))) + 1
-        fine = Grid(grid.crs, grid.transform @ Affine.scale(1 / k), w * k, h * k)
+        side = (w + 2 * margin) * k, (h + 2 * margin) * k  # the LR crop and a margin around it, k times finer
+        fine = Grid(grid.crs, grid.transform @ Affine.translation(-margin, -margin) @ Affine.scale(1 / k), *side)
         reader = GridReader(ds, fine, bands, Resampling.average)
         try:
-            ref, ref_valid = reader.read(Window(-margin * k, -margin * k, (w + 2 * margin) * k, (h + 2 * margin) * k))
+            ref, ref_valid = reader.read(Window(0, 0, *side))
         finally:
             reader.close()
         return refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)

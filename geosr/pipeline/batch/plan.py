@@ -78,19 +78,21 @@ class _ClientModels:
     """Models loaded once in the calling process to check jobs (on the CPU; nothing runs through them)."""
 
     def __init__(self) -> None:
-        self._models: dict[str, Any] = {}
+        self._models: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, *, device: str = "cpu", sampler=None):
+        """``name`` loaded with ``sampler`` as the workers will (the job's fingerprint records how it runs)."""
+        key = (name, sampler)
         with self._lock:
-            if name not in self._models:
+            if key not in self._models:
                 from geosr.models.registry import load_model
 
                 try:
-                    self._models[name] = load_model(name, device="cpu")
+                    self._models[key] = load_model(name, device="cpu", sampler=sampler)
                 except InputError as exc:
-                    self._models[name] = exc
-            got = self._models[name]
+                    self._models[key] = exc
+            got = self._models[key]
         if isinstance(got, Exception):
             raise got
         return got
@@ -103,7 +105,7 @@ def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: 
     try:
         check_output_path(spec.out, overwrite=True)
         opts = spec.options_on(device="cpu")
-        model = resolve_model(spec.model, spec.x, "cpu", loader=models.get)
+        model = resolve_model(spec.model, spec.x, "cpu", opts.sampler, loader=models.get)
         with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
             fingerprint = comparable(job.fingerprint)
             n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from geosr.errors import InputError, ResumeError
+from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
 from geosr.pipeline.batch.records import output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
@@ -184,6 +185,8 @@ def _guarded(spec: JobSpec, started: str, t0: float, work: Callable[[], dict]) -
     so no unpicklable GDAL exception rides along as its context."""
     try:
         return work()
+    except OutputBusyError as exc:  # another attempt of this task still holds the output: retry, do not fail
+        error = _task_error(spec, exc)
     except InputError as exc:
         return _failure(spec, exc, started, t0)
     except Exception as exc:  # noqa: BLE001
