@@ -136,12 +136,12 @@ def test_json_mode_reports_the_error_as_json(scene):
 
 def test_internal_errors_exit_1(scene, monkeypatch):
     tmp_path, lr = scene
-    import geosr.pipeline.upscale as up
+    import geosr.io.writer as writer
 
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(up, "stitch", boom)
+    monkeypatch.setattr(writer, "stitch", boom)  # the final assembly of upscale's chunks
     result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
     assert result.exit_code == 1 and "internal error: RuntimeError: kaput" in result.stderr
     assert not (tmp_path / "o.tif").exists()

@@ -359,14 +359,14 @@ def test_disk_full_names_the_output_and_keeps_nothing_at_its_path(scene, monkeyp
 def test_gdal_reporting_a_full_disk_is_named_too(scene, monkeypatch):
     from rasterio.errors import RasterioIOError
 
-    import geosr.pipeline.upscale as pipeline
+    import geosr.io.writer as writer
 
     tmp, lr, _, _ = scene
 
     def full(*a, **k):
         raise RasterioIOError("Free disk space available is 10 bytes, whereas 100000 are at least necessary.")
 
-    monkeypatch.setattr(pipeline, "to_cog", full)
+    monkeypatch.setattr(writer, "to_cog", full)
     r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif")
     assert r.exit_code == 1 and "not enough free disk space" in r.output, r.output
 

@@ -169,7 +169,6 @@ def write_row_bands(
     whether the write succeeds or not.
     """
     work = Path(work)
-    stage = work / "stitched.tif"
     chunks: list[tuple[Path, int]] = []
     try:
         for row, sub, data, *valid in bands:
@@ -178,10 +177,20 @@ def write_row_bands(
             write_chunk(path, data, valid[0] if valid else None, sub, meta)
         if progress is not None:
             progress(0, 1)
-        stitch(chunks, grid, meta, stage)
-        to_cog(stage, Path(final), meta, folder=work)
+        assemble(chunks, grid, meta, Path(final), work)
         if progress is not None:
             progress(1, 1)
     finally:
-        for path in [stage, *(path for path, _ in chunks)]:
+        for path, _ in chunks:
             path.unlink(missing_ok=True)
+
+
+def assemble(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, final: Path, work: Path) -> None:
+    """Stitch row-band chunks (path, first row) into a tiled GeoTIFF in ``work`` and make it the COG at
+    ``final`` (renamed into place); the stitched stage is removed whatever happens."""
+    stage = work / "stitched.tif"
+    try:
+        stitch(sorted(chunks, key=lambda c: c[1]), grid, meta, stage)
+        to_cog(stage, final, meta, folder=work)
+    finally:
+        stage.unlink(missing_ok=True)

@@ -18,7 +18,6 @@ padding included, so overlapping windows see the same noise.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import torch
@@ -245,8 +244,3 @@ class DiffusionSuperResolver:
 
 def _window(batch: ConditionBatch, i: int) -> ConditionBatch:
     return batch.apply(lambda t: t[i : i + 1].clone())
-
-
-def window_multiple(cfg_downsampling: int, scale: int) -> int:
-    """The smallest LR window size step whose HR size needs no padding (a hint for the window planner)."""
-    return cfg_downsampling // math.gcd(cfg_downsampling, scale)

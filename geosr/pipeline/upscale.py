@@ -19,7 +19,7 @@ from geosr.errors import ResumeError
 from geosr.io.journal import Journal, clear_work_dir
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import remove_partials, writing
-from geosr.io.writer import OutputMeta, stitch, to_cog, write_chunk
+from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
 from geosr.pipeline.scene import Scene
@@ -90,17 +90,12 @@ def finish(
     ``before_cleanup`` runs once the COG is in place but while the journal still exists (``geosr batch``
     records the finished job there, so a retried task knows it is done).
     """
-    stage = job.work_dir / "stitched.tif"
     missing = [c for c, _ in chunks if not c.exists()]
     if missing:
         raise ResumeError(f"{missing[0]}: a finished part of the job is missing from its work folder; "
                           "run again without --resume to start over")
     remove_partials(job.out_path)  # what a killed earlier run left beside the output
-    try:
-        stitch(sorted(chunks, key=lambda c: c[1]), job.scene.hr, job.meta, stage)
-        to_cog(stage, job.out_path, job.meta, folder=job.work_dir)
-    finally:
-        stage.unlink(missing_ok=True)
+    assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
