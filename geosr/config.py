@@ -28,11 +28,12 @@ class TilingConfig:
         if self.window is not None and self.overlap is not None and self.overlap >= self.window:
             raise OptionError(f"overlap {self.overlap} must be smaller than the window ({self.window} LR pixels)")
 
-    def resolved(self, scale: int) -> "TilingConfig":
-        """Fill in defaults: windows of about 256 HR pixels, a quarter of them overlapping."""
-        window = self.window if self.window is not None else max(8, 256 // scale)
-        overlap = self.overlap if self.overlap is not None else window // 4
-        return TilingConfig(window=window, overlap=overlap)
+    def resolved(self, scale: int, window_hr: int = 256, overlap_share: float = 0.25) -> "TilingConfig":
+        """Fill in defaults: windows of about ``window_hr`` HR pixels (the model's preference; 256 for the
+        diffusion models), ``overlap_share`` of them overlapping."""
+        window = self.window if self.window is not None else max(8, window_hr // scale)
+        overlap = self.overlap if self.overlap is not None else int(window * overlap_share)
+        return TilingConfig(window=window, overlap=min(overlap, window - 1))
 
 
 @dataclass(frozen=True, kw_only=True)

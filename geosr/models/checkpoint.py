@@ -149,18 +149,11 @@ def _config_from_spec(path: Path, spec: dict[str, Any]) -> ArchConfig:
         raise ModelFileError(f"model file {path} has a bad architecture in its spec ({exc})") from None
 
 
-def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[EDMDenoiser, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, spec)``.
-
-    Refuses (:class:`ModelFileError`) pickles, zip archives, files without a spec, and any tensor that is
-    missing, unexpected, or of the wrong shape or dtype (the first offending key is named).
-    """
+def read_tensors(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
+    """Every tensor of the safetensors file ``path``, after checking that the names, shapes and dtypes are exactly
+    ``expected`` (:class:`ModelFileError` naming the first offending key otherwise)."""
     from safetensors import safe_open
 
-    path = Path(path)
-    spec = read_spec(path)
-    cfg = _config_from_spec(path, spec)
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in build_denoiser(cfg, device="meta").state_dict().items()}
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         keys = set(f.keys())
@@ -183,9 +176,23 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
                 )
         for key in sorted(keys):
             tensors[key] = f.get_tensor(key)
+    return tensors
+
+
+def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[EDMDenoiser, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, spec)``.
+
+    Refuses (:class:`ModelFileError`) pickles, zip archives, files without a spec, and any tensor that is
+    missing, unexpected, or of the wrong shape or dtype (the first offending key is named).
+    """
+    path = Path(path)
+    spec = read_spec(path)
+    cfg = _config_from_spec(path, spec)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in build_denoiser(cfg, device="meta").state_dict().items()}
+    tensors = read_tensors(path, expected)
     model = build_denoiser(cfg)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), spec
 
 
-__all__ = ["FORMAT", "SPEC_KEY", "make_spec", "save_checkpoint", "load_checkpoint", "read_spec"]
+__all__ = ["FORMAT", "SPEC_KEY", "make_spec", "save_checkpoint", "load_checkpoint", "read_spec", "read_tensors"]

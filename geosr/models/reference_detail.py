@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from geosr.models.interface import ConditionBatch, SuperResolver
+from geosr.models.interface import ConditionBatch, SuperResolver, model_inputs
 from geosr.models.resample import downsample, gaussian_blur, upsample
 
 DEFAULT_SIGMA = 8.0  # LR pixels; chosen on the training split (docs/model-card.md)
@@ -83,6 +83,11 @@ class ReferenceDetail:
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """The wrapped model's conditioning inputs, and the reference and change mask this step reads."""
+        return model_inputs(self.inner) | {"ref", "cd"}
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         out = self.inner(batch, seed=seed)

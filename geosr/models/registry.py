@@ -60,6 +60,8 @@ def _describe_bundled(name: str, path: Path) -> str:
     except Exception as exc:  # a broken bundled file must not break `geosr models`
         return f"unreadable checkpoint ({exc})"
     scales = ", ".join(f"x{s}" for s in spec.get("scales", [])) or "any scale"
+    if spec["arch"].get("kind") == "backbone":
+        return f"LR-space network ({spec['arch'].get('name', 'custom')}, no sampling), {scales}"
     return f"diffusion model, {spec['arch'].get('name', 'custom')} architecture, {scales}"
 
 
@@ -73,7 +75,8 @@ def available_models() -> list[ModelInfo]:
     ]
     for name, path in bundled_checkpoints().items():
         scales, inputs = _bundled_use(path)
-        models.append(ModelInfo(name, "diffusion", _describe_bundled(name, path), scales, inputs))
+        kind = "backbone" if _bundled_kind(path) == "backbone" else "diffusion"
+        models.append(ModelInfo(name, kind, _describe_bundled(name, path), scales, inputs))
     return models
 
 
@@ -86,8 +89,20 @@ def _bundled_use(path: Path) -> tuple[tuple[int, ...], tuple[str, ...]]:
     except Exception:  # noqa: BLE001 - described as unreadable by _describe_bundled
         return (), ()
     arch = spec.get("arch", {})
+    if arch.get("kind") == "backbone":  # its own inputs: none; the reference's detail when the spec turns it on
+        inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
+        return tuple(int(s) for s in spec.get("scales", ())), inputs
     inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
     return tuple(int(s) for s in spec.get("scales", ())), inputs
+
+
+def _bundled_kind(path: Path) -> str:
+    from geosr.models.checkpoint import read_spec
+
+    try:
+        return str(read_spec(path)["arch"].get("kind", "diffusion"))
+    except Exception:  # noqa: BLE001 - described as unreadable by _describe_bundled
+        return "diffusion"
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -140,14 +155,23 @@ def load_model(
     if spec in CLASSICAL:
         return CLASSICAL[spec]()
     path = resolve_checkpoint(spec)
-    from geosr.models.checkpoint import load_checkpoint
+    from geosr.models.backbone_checkpoint import is_backbone_spec
+    from geosr.models.checkpoint import load_checkpoint, read_spec
     from geosr.models.device import resolve_device
     from geosr.models.diffusion import DiffusionSuperResolver
 
     dev = resolve_device(device)
-    model, model_spec = load_checkpoint(path, device=dev)
     name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
-    sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    sr: SuperResolver
+    if is_backbone_spec(read_spec(path)):
+        from geosr.models.backbone_checkpoint import load_backbone
+        from geosr.models.backbone_sr import BackboneSuperResolver
+
+        net, model_spec = load_backbone(path, device=dev)
+        sr = BackboneSuperResolver(net, model_spec, device=dev, name=name)
+    else:
+        model, model_spec = load_checkpoint(path, device=dev)
+        sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
     sr.checksum = file_sha256(path)  # recorded in the output's tags and resume fingerprint: the weights, not the name
     inference = model_spec.get("inference", {})
     if reference_detail is None and sampler is not None:

@@ -47,6 +47,7 @@ ARCH_BOUNDS: dict[str, tuple[int, int]] = {
 MAX_LEVELS = 8  # entries of channel_mult (real configs: 3 or 4)
 MAX_CHANNEL_MULT = 16  # each entry (real configs: at most 4)
 MAX_BLOCKS = 128  # blocks_per_level times levels (paper: 12); bounds the modules built, even on the meta device
+BACKBONE_BOUNDS: dict[str, tuple[int, int]] = {"n_bands": (1, 64), "dim": (4, 512), "blocks": (1, 64), "levels": (1, 6)}
 MAX_WEIGHTS = 2_000_000_000  # the whole network, buffers included (paper: about 121 M, 16x less)
 # Top-level fields: (least, most).
 SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
@@ -85,6 +86,10 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
         return value
 
     arch = spec["arch"]
+    if arch.get("kind") == "backbone":
+        _check_backbone(arch, whole, items, refuse)
+        _check_common(spec, whole, items, refuse)
+        return
     for name, (low, high) in ARCH_BOUNDS.items():
         if name in arch:
             whole(f"arch.{name}", arch[name], low, high)
@@ -115,7 +120,22 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
     if weights > MAX_WEIGHTS:
         refuse("arch", f"describes a network of {weights / 1e9:.1f} G weights; geosr accepts at most "
                        f"{MAX_WEIGHTS / 1e9:.0f} G")
+    _check_common(spec, whole, items, refuse)
 
+
+def _check_backbone(arch: Mapping[str, Any], whole: Any, items: Any, refuse: Any) -> None:
+    """The bounds of an LR-space backbone's arch (:class:`geosr.models.backbone.BackboneConfig`)."""
+    for name, (low, high) in BACKBONE_BOUNDS.items():
+        if name in arch:
+            whole(f"arch.{name}", arch[name], low, high)
+    ffn = arch.get("ffn", 2.0)
+    if isinstance(ffn, bool) or not isinstance(ffn, (int, float)) or not 0.25 <= ffn <= 8:
+        refuse("arch.ffn", f"is {_show(ffn)}; geosr accepts a number from 0.25 to 8")
+    for s in items("arch.scales", arch.get("scales", []), MAX_SCALES):
+        whole("arch.scales", s, 2, 16)
+
+
+def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) -> None:
     for name, (low, high) in SPEC_BOUNDS.items():
         if name in spec:
             whole(name, spec[name], low, high)

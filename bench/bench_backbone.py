@@ -1,0 +1,131 @@
+"""The LR-space backbone against bicubic and the public efficient-SR networks, under four degradations.
+
+    python bench/bench_backbone.py --backbone ckpt.safetensors [--reference-dir DIR] [--scales 4] [--json out.json]
+    python bench/bench_backbone.py --parts speed --backbone ckpt.safetensors [--threads 1]
+
+Parts:
+  quality  PSNR-Y (BT.601, 4-pixel border shaved... ``scale`` pixels) gain over bicubic of every network on the
+           held-out images of ../shared/data (``scripts/shared_data.json``'s held-out split, the targets), the LR
+           made by each of ``geosr.training.sensor_degradations.NAMED``. SAFMN and RLFN (x4 only) run from their
+           public weights converted by ``scripts/convert_safmn.py`` into ``--reference-dir``; skipped without it.
+  speed    seconds per output megapixel of each network on one 256 x 256 LR image, interleaved, medians of
+           ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from geosr.models.backbone_checkpoint import load_backbone  # noqa: E402
+from geosr.models.resample import upsample  # noqa: E402
+from geosr.training.metrics import psnr_y  # noqa: E402
+from geosr.training.sensor_degradations import NAMED, degrade_named  # noqa: E402
+
+
+def heldout_images(limit_side: int = 512) -> list[tuple[str, torch.Tensor]]:
+    """(name, (3, H, W) [0, 1]) of the held-out targets, central crops of at most ``limit_side``."""
+    from shared_data import shared_data_pairs
+
+    out = []
+    for p in shared_data_pairs(split="heldout"):
+        t = p.target[:3].clamp(0, 1)
+        h, w = t.shape[-2:]
+        s = min(limit_side, h, w) // 16 * 16
+        y, x = (h - s) // 2, (w - s) // 2
+        out.append((p.name, t[:, y : y + s, x : x + s].contiguous()))
+    return out
+
+
+def networks(backbone: Path | None, reference_dir: Path | None, scale: int) -> dict:
+    """name -> f(lr01 (1, 3, h, w)) -> sr01, for the networks available at ``scale``."""
+    nets: dict = {"bicubic": lambda lr: upsample(lr, scale, "bicubic")}
+    if backbone is not None:
+        net, _ = load_backbone(backbone)
+        if scale in net.cfg.scales:
+            nets["backbone"] = lambda lr, net=net: (net(lr * 2 - 1, scale) + 1) / 2
+    if reference_dir is not None and scale == 4:
+        from reference_nets import load_reference
+
+        for name in ("safmn", "rlfn"):
+            if (reference_dir / f"{name}_x4.safetensors").exists():
+                nets[name] = load_reference(name, reference_dir)
+    return nets
+
+
+@torch.inference_mode()
+def run_quality(backbone: Path | None, reference_dir: Path | None, scales: list[int]) -> dict:
+    images = heldout_images()
+    table: dict = {}
+    for scale in scales:
+        nets = networks(backbone, reference_dir, scale)
+        for kind in NAMED:
+            rows: dict[str, list[float]] = {n: [] for n in nets}
+            for _, hr in images:
+                lr = degrade_named(hr, scale, kind)[None]
+                lr = (lr * 255).round() / 255  # stored as 8 bits, as every evaluation does
+                crop = (slice(None), slice(scale, -scale), slice(scale, -scale))
+                for name, f in nets.items():
+                    sr = f(lr)[0].clamp(0, 1)
+                    rows[name].append(psnr_y(sr[crop], hr[crop]))
+            base = statistics.fmean(rows["bicubic"])
+            table[f"x{scale} {kind}"] = {n: round(statistics.fmean(v) - base, 3) for n, v in rows.items()} | {
+                "bicubic_psnr_y": round(base, 3)}
+            print(f"x{scale} {kind:13s}", "  ".join(f"{n} {table[f'x{scale} {kind}'][n]:+.3f}" for n in nets),
+                  f"(bicubic {base:.2f} dB, {len(images)} images)", flush=True)
+    return table
+
+
+@torch.inference_mode()
+def run_speed(backbone: Path | None, reference_dir: Path | None, reps: int, side: int = 256) -> dict:
+    nets = {k: v for k, v in networks(backbone, reference_dir, 4).items() if k != "bicubic"}
+    lr = torch.rand(1, 3, side, side)
+    times: dict[str, list[float]] = {n: [] for n in nets}
+    for _ in range(reps):  # interleaved: the machine's load changes every network alike
+        for name, f in nets.items():
+            t0 = time.perf_counter()
+            f(lr)
+            times[name].append(time.perf_counter() - t0)
+    mp = (side * 4) ** 2 / 1e6
+    out = {n: round(statistics.median(v) / mp, 3) for n, v in times.items()}
+    if "rlfn" in out:
+        out |= {f"{n}_to_rlfn": round(out[n] / out["rlfn"], 3) for n in nets}
+    print("s per output MP:", out, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", default="quality")
+    ap.add_argument("--backbone", type=Path)
+    ap.add_argument("--reference-dir", type=Path)
+    ap.add_argument("--scales", default="4")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict = {"threads": torch.get_num_threads()}
+    parts = args.parts.split(",")
+    if "quality" in parts:
+        result["quality"] = run_quality(args.backbone, args.reference_dir, [int(s) for s in args.scales.split(",")])
+    if "speed" in parts:
+        result["speed"] = run_speed(args.backbone, args.reference_dir, args.reps)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Training the LR-space backbone (:mod:`geosr.models.backbone`): L1 on HR crops whose LR is drawn from the blind
+degradation mix (:func:`geosr.training.sensor_degradations.blind_degrade`), Adam with a cosine schedule, an EMA of
+the weights, resumable from its folder, bounded by steps and by wall-clock minutes (a run cut by ``minutes``
+saves its state and continues with ``resume``).
+
+Images: single HR images (``*.png``, ``*.jpg``, ``*.tif`` in folders, 3 bands read as they are, 8-bit) held in
+memory as uint8. Validation: the central crop of each validation image under each named degradation at x4, the
+mean PSNR-Y gain over bicubic (the benchmark's numbers, on other images); the best EMA is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from geosr.errors import InputError
+from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.resample import upsample
+from geosr.training.metrics import psnr_y
+from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
+from geosr.training.state import load_state, save_state
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass
+class BackboneTrainConfig:
+    steps: int = 20000
+    batch: int = 16
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    ema: float = 0.999
+    scale_weights: dict[int, float] = field(default_factory=lambda: {4: 0.55, 2: 0.15, 8: 0.2, 16: 0.1})
+    lr_patch: dict[int, int] = field(default_factory=lambda: {2: 48, 4: 48, 8: 32, 16: 16})
+    save_every: int = 100
+    validate_every: int = 500
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+
+
+def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
+    """(3, H, W) uint8 tensors of RGB images (the first three bands of a GeoTIFF, 8-bit or stretched to it)."""
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            import rasterio
+
+            with rasterio.open(p) as ds:
+                a = ds.read(indexes=[1, 2, 3] if ds.count >= 3 else [1, 1, 1]).astype(np.float32)
+            if a.max() > 255:
+                hi = np.percentile(a, 99.5)
+                a = np.clip(a / max(hi, 1) * 255, 0, 255)
+            t = torch.from_numpy(a.round().astype(np.uint8))
+        else:
+            t = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous()
+        out.append(t)
+    return out
+
+
+def image_files(folders: Sequence[Path]) -> list[Path]:
+    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+    return files
+
+
+def make_batch(images: Sequence[torch.Tensor], scale: int, lr_side: int, batch: int,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) in [0, 1]: random crops, flips and quarter turns, each LR drawn by :func:`blind_degrade` and stored
+    as 8 bits."""
+    side = lr_side * scale
+    lrs, hrs = [], []
+    while len(hrs) < batch:
+        img = images[int(rng.integers(len(images)))]
+        h, w = img.shape[-2:]
+        if h < side or w < side:
+            continue
+        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        hr = img[:, y : y + side, x : x + side].float() / 255
+        if rng.random() < 0.5:
+            hr = hr.flip(-1)
+        hr = torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1))
+        lr, _ = blind_degrade(hr, scale, rng)
+        lrs.append((lr * 255).round() / 255)
+        hrs.append(hr)
+    return torch.stack(lrs), torch.stack(hrs)
+
+
+@torch.inference_mode()
+def validate(net: torch.nn.Module, images: Sequence[torch.Tensor], scale: int = 4, side: int = 192) -> dict[str, float]:
+    """Mean PSNR-Y gain over bicubic per named degradation, on the central ``side`` crops of ``images``."""
+    out = {}
+    for kind in NAMED:
+        gains = []
+        for img in images:
+            h, w = img.shape[-2:]
+            s = min(side, h, w) // scale * scale
+            hr = img[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s].float() / 255
+            lr = (degrade_named(hr, scale, kind) * 255).round()[None] / 255
+            sr = (net(lr * 2 - 1, scale) + 1) / 2
+            crop = (slice(None), slice(scale, -scale), slice(scale, -scale))
+            bic = upsample(lr, scale)[0].clamp(0, 1)
+            gains.append(psnr_y(sr[0].clamp(0, 1)[crop], hr[crop]) - psnr_y(bic[crop], hr[crop]))
+        out[kind] = statistics.fmean(gains)
+    out["mean"] = statistics.fmean(out.values())
+    out["min"] = min(v for k, v in out.items() if k != "mean")
+    return out
+
+
+def fit_backbone(
+    out: Path,
+    train_images: Sequence[torch.Tensor],
+    val_images: Sequence[torch.Tensor],
+    *,
+    init: Path | None = None,
+    cfg: BackboneTrainConfig | None = None,
+    resume: bool = False,
+    minutes: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train into ``out`` (``state.*``, ``model.safetensors`` = EMA, ``best.safetensors`` = best validated EMA)."""
+    cfg = cfg or BackboneTrainConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    if init is None and not resume:
+        raise InputError("a backbone run starts from converted weights (init) or resumes one")
+    net, spec = load_backbone(init if init is not None else out / "model.safetensors")
+    net.train()
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    step = load_state(out, net, ema, opt) if resume else 0
+    meta = json.loads((out / "state.json").read_text()) if resume else {}
+    best = meta.get("best", {"min": -math.inf})
+    rng = np.random.default_rng([cfg.seed, step])
+    scales = [s for s in cfg.scale_weights if str(s) in net.tails]
+    weights = np.array([cfg.scale_weights[s] for s in scales], dtype=np.float64)
+    t_end = time.monotonic() + 60 * minutes if minutes else math.inf
+    losses: list[float] = []
+    t0 = time.monotonic()
+
+    def save() -> None:
+        save_state(out, step, net, ema, opt, {"best": best, "config": cfg.to_dict()})
+        save_backbone(ema.module, out / "model.safetensors", name=spec.get("name", "backbone"),
+                      training={**spec.get("training", {}), "steps": step, "config": cfg.to_dict()})
+
+    while step < cfg.steps and time.monotonic() < t_end:
+        scale = int(rng.choice(scales, p=weights / weights.sum()))
+        lr, hr = make_batch(train_images, scale, cfg.lr_patch[scale], cfg.batch, rng)
+        for g in opt.param_groups:  # cosine from lr to min_lr over the run
+            g["lr"] = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
+        sr = net(lr * 2 - 1, scale)
+        loss = F.l1_loss(sr, hr * 2 - 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update_parameters(net)
+        step += 1
+        losses.append(loss.item())
+        if step % cfg.save_every == 0:
+            log(f"step {step} loss {statistics.fmean(losses[-cfg.save_every:]):.4f} "
+                f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
+            save()
+        if step % cfg.validate_every == 0 and val_images:
+            v = validate(ema.module.eval(), val_images)
+            log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
+            if v["min"] > best["min"]:
+                best = {**v, "step": step}
+                save_backbone(ema.module, out / "best.safetensors", name=spec.get("name", "backbone"),
+                              training={**spec.get("training", {}), "steps": step, "config": cfg.to_dict()},
+                              metrics={"validation_gain_db": {k: round(x, 4) for k, x in v.items()}})
+    save()
+    return {"step": step, "best": best}

@@ -1,0 +1,63 @@
+"""Train geosr's LR-space backbone on real remote-sensing images, resumably.
+
+    python scripts/train_backbone.py --init ~/.cache/geosr/reference/backbone_init.safetensors \
+        --images /data/RSSCN7 [--images more/] --out runs/backbone [--steps 20000] [--minutes 50] [--resume]
+
+Training images: every image under the ``--images`` folders (e.g. RSSCN7, ``palewithout/RSSCN7``), every 100th
+of them kept for validation, plus the training split of ../shared/data (targets and references) when it is
+there. Its held-out split is never read here (the benchmark uses it). ``--init``: the converted public
+weights (``scripts/convert_safmn.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, image_files, read_images
+
+
+def shared_training_images() -> list[torch.Tensor]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from shared_data import SHARED_DATA, shared_data_pairs
+
+    if not SHARED_DATA.is_dir():
+        return []
+    out = []
+    for p in shared_data_pairs(split="train"):
+        for t in (p.target, p.ref):
+            if t is not None and t.shape[0] >= 3:
+                out.append((t[:3].clamp(0, 1) * 255).round().to(torch.uint8))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--init", type=Path)
+    ap.add_argument("--images", type=Path, action="append", default=[])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--minutes", type=float)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    files = image_files(args.images) if args.images else []
+    val_files = files[::100]
+    train = read_images([f for f in files if f not in set(val_files)]) + shared_training_images()
+    val = read_images(val_files)
+    print(f"{len(train)} training images, {len(val)} validation images", flush=True)
+    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr)
+    result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,
+                          resume=args.resume, minutes=args.minutes, log=lambda s: print(s, flush=True))
+    print(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The LR-space backbone: tiling, converted weights, checkpoints, degradations, training, the pipeline door."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from geosr.errors import ModelFileError
+from geosr.models.backbone import BackboneConfig, build_backbone
+from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.backbone_sr import BackboneSuperResolver
+from geosr.models.interface import ConditionBatch
+from geosr.training.sensor_degradations import MTF30_SIGMA, NAMED, blind_degrade, degrade_named, sample_centres
+
+
+def _random_backbone(seed: int = 0, **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = build_backbone(BackboneConfig(**kw))
+    with torch.no_grad():
+        for p in net.parameters():  # the tails start at zero: give every weight a value
+            p.normal_(0, 0.1)
+    return net.eval()
+
+
+def _batch(lr: torch.Tensor, scale: int, offsets: list[tuple[int, int]]) -> ConditionBatch:
+    b, c, h, w = lr.shape
+    hr = (b, 1, h * scale, w * scale)
+    return ConditionBatch(lr=lr, lr_valid=torch.ones(b, 1, h, w), ref=torch.zeros(b, c, h * scale, w * scale),
+                          ref_valid=torch.zeros(hr), change=torch.zeros(hr, dtype=torch.long), changed=torch.zeros(hr),
+                          map=None, offsets=torch.tensor(offsets), scale=scale, halo=0)
+
+
+@pytest.mark.parametrize("origin", [(16, 16), (21, 35), (3, 0)])
+def test_a_window_interior_equals_the_whole_scene(origin):
+    """With a receptive field inside the halo, a window at any origin computes exactly what the scene computes:
+    the window is padded onto the scene's pooling grid."""
+    torch.set_num_threads(1)
+    net = _random_backbone(blocks=1, levels=2, dim=8, scales=(4,))
+    sr = BackboneSuperResolver(net, {"halo": 16})
+    scene = torch.rand(1, 3, 96, 96) * 2 - 1
+    whole = sr(_batch(scene, 4, [(0, 0)]), seed=0)
+    r, c = origin
+    win = scene[:, :, r : r + 48, c : c + 48]
+    out = sr(_batch(win, 4, [(4 * r, 4 * c)]), seed=0)
+    core = out[..., 64:128, 64:128]
+    expected = whole[..., 4 * r + 64 : 4 * r + 128, 4 * c + 64 : 4 * c + 128]
+    assert torch.allclose(core, expected, atol=1e-5)
+    if r % 4 or c % 4:  # the alignment is what makes it so: without it, the pooled cells differ
+        plain = net(win, 4)[..., 64:128, 64:128]
+        assert not torch.allclose(plain, expected, atol=1e-3)
+
+
+def test_full_depth_windows_agree_within_a_small_tolerance():
+    """With the shipped depth (8 blocks, 4 pooling levels) the field of view exceeds the halo; windows with a
+    halo of 32 LR pixels agree with the scene to well under one 8-bit step."""
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    net = build_backbone(BackboneConfig(scales=(4,))).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5)  # default init, damped like trained weights (not exploding over 8 blocks)
+        net.tails["4"].weight.normal_(0, 0.02)
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 384, 384), 2) * 2 - 1
+    with torch.no_grad():
+        whole = net(scene, 4)
+        win = net(scene[:, :, 32:160, 32:160], 4)[..., 128:384, 128:384]
+    assert float((win - whole[..., 256:512, 256:512]).abs().max()) < 2 / 255
+
+
+def _fake_safmn(seed: int = 0) -> dict[str, torch.Tensor]:
+    from bench.reference_nets import SAFMN
+
+    torch.manual_seed(seed)
+    net = SAFMN()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_converted_safmn_weights_compute_safmn(tmp_path):
+    """The converter's backbone equals SAFMN's network on the image whose GRN statistic it folded in."""
+    from bench.reference_nets import SAFMN
+    from scripts.convert_safmn import backbone_from_safmn, grn_gain
+
+    sd = _fake_safmn()
+    ref = SAFMN()
+    ref.load_state_dict(sd)
+    hr = torch.rand(3, 256, 256)
+    lr = degrade_named(hr, 4, "bicubic")[None]
+    net = backbone_from_safmn(sd, grn_gain(sd, [hr]), BackboneConfig())
+    with torch.no_grad():
+        assert torch.allclose((net(lr * 2 - 1, 4) + 1) / 2, ref(lr), atol=1e-4)
+    path = save_backbone(net, tmp_path / "b.safetensors", name="b")
+    again, spec = load_backbone(path)
+    assert spec["arch"]["kind"] == "backbone" and spec["scales"] == [2, 4, 8, 16]
+    for k, v in net.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+
+
+def test_pickles_and_wrong_shapes_are_refused(tmp_path):
+    net = _random_backbone(scales=(4,))
+    pth = tmp_path / "b.pth"
+    torch.save(net.state_dict(), pth)
+    with pytest.raises(ModelFileError, match="torch.save|pickle"):
+        load_backbone(pth)
+    good = save_backbone(net, tmp_path / "b.safetensors", name="b")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    tensors["head.weight"] = tensors["head.weight"][:, :2].contiguous()
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ModelFileError, match="head.weight.*shape"):
+        load_backbone(tmp_path / "bad.safetensors")
+    spec = json.loads(meta["geosr_spec"])
+    spec["arch"]["blocks"] = 10**6
+    save_file({k: v for k, v in tensors.items()}, str(tmp_path / "huge.safetensors"),
+              metadata={"geosr_spec": json.dumps(spec)})
+    with pytest.raises(ModelFileError, match="blocks"):
+        load_backbone(tmp_path / "huge.safetensors")
+
+
+# ---- degradations ------------------------------------------------------------------------------------------------
+def test_mtf30_sigma_gives_mtf_0_3_at_the_lr_nyquist():
+    assert MTF30_SIGMA == pytest.approx(0.494, abs=1e-3)
+    assert math.exp(-2 * math.pi**2 * MTF30_SIGMA**2 * 0.5**2) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("kind", NAMED)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_named_degradations_keep_flat_fields_and_shape(kind, scale):
+    hr = torch.full((3, 48, 48), 0.37)
+    lr = degrade_named(hr, scale, kind)
+    assert lr.shape == (3, 48 // scale, 48 // scale)
+    assert torch.allclose(lr, torch.full_like(lr, 0.37), atol=1e-5)
+
+
+def test_named_degradations_are_what_they_say():
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(degrade_named(hr, 4, "box"), torch.nn.functional.avg_pool2d(hr, 4))
+    # no antialiasing keeps more of the finest detail than the antialiased kernel
+    noaa, aa = degrade_named(hr, 4, "bicubic-noaa"), degrade_named(hr, 4, "bicubic")
+    assert float(noaa.std()) > 1.5 * float(aa.std())
+    # point sampling at LR centres: odd scales take the central HR pixel itself
+    assert torch.allclose(sample_centres(hr, 3), hr[..., 1:63:3, 1:63:3], atol=1e-6)
+    # the Gaussian PSF removes most of a checkerboard at the LR's Nyquist frequency
+    y, x = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    stripes = (0.5 + 0.4 * torch.cos(math.pi * x / 4)).expand(1, 3, 64, 64)
+    assert float(degrade_named(stripes, 4, "gaussian")[..., 2:-2, 2:-2].std()) < 0.4 * 0.3
+
+
+def test_blind_degradation_is_reproducible_and_in_range():
+    hr = torch.rand(3, 64, 64)
+    a, ia = blind_degrade(hr, 4, np.random.default_rng(7))
+    b, ib = blind_degrade(hr, 4, np.random.default_rng(7))
+    assert torch.equal(a, b) and ia == ib
+    kinds = {blind_degrade(hr, 4, np.random.default_rng(s))[1]["kind"] for s in range(40)}
+    assert kinds == set(NAMED)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1 and a.shape == (3, 16, 16)
+
+
+# ---- training and the pipeline door --------------------------------------------------------------------------------
+def test_a_short_training_run_from_converted_weights_resumes(tmp_path):
+    from scripts.convert_safmn import backbone_from_safmn
+
+    from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone
+
+    torch.set_num_threads(1)
+    sd = _fake_safmn()
+    init = save_backbone(backbone_from_safmn(sd, torch.ones(36), BackboneConfig(dim=36, scales=(2, 4))),
+                         tmp_path / "init.safetensors", name="b")
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 255, (3, 96, 96), dtype=np.uint8)) for _ in range(3)]
+    cfg = BackboneTrainConfig(steps=3, batch=2, save_every=1, validate_every=2, scale_weights={4: 1.0, 2: 1.0},
+                              lr_patch={2: 16, 4: 16})
+    out = tmp_path / "run"
+    first = fit_backbone(out, images, images[:1], init=init, cfg=cfg, log=lambda s: None)
+    assert first["step"] == 3 and math.isfinite(first["best"]["min"])
+    before = load_backbone(out / "model.safetensors")[0].state_dict()
+    cfg.steps = 5
+    second = fit_backbone(out, images, images[:1], cfg=cfg, resume=True, log=lambda s: None)
+    assert second["step"] == 5
+    after = load_backbone(out / "model.safetensors")[0].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "state.json").read_text())["step"] == 5
+
+
+def test_the_registry_loads_a_backbone_checkpoint(tmp_path):
+    from geosr.models.interface import model_inputs
+    from geosr.models.registry import load_model
+
+    path = save_backbone(_random_backbone(scales=(2, 4)), tmp_path / "lite.safetensors", name="lite",
+                         inference={"reference_detail": {"sigma": 8.0}, "lr_consistency": False})
+    sr = load_model(str(path))
+    assert sr.scales == (2, 4) and sr.describe()["model"] == "lite"
+    assert model_inputs(sr) == {"ref", "cd"}  # through the reference-detail step
+    plain = load_model(str(path), reference_detail=False)
+    assert model_inputs(plain) == frozenset()
+    lr = torch.rand(1, 3, 20, 20) * 2 - 1
+    out = plain(_batch(lr, 4, [(0, 0)]), seed=0)
+    assert out.shape == (1, 3, 80, 80)
