@@ -159,7 +159,9 @@ def _o(name, path, flags, help, type=str, **kw) -> OptionSpec:  # noqa: A002 - t
 UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("scale", "scale", ["-x", "--scale"], "Scale factor: 2, 4, 8 or 16.", int, manifest="x"),
     _o("ref", "ref", ["--ref"], "Older high-resolution reference raster (any CRS and resolution).", cli_path=True),
-    _o("cd", "cd", ["--cd"], "Change mask raster (class values, see --cd-classes).", cli_path=True),
+    _o("cd", "cd", ["--cd"], "Change mask raster (class values, see --cd-classes); `auto` (the default with --ref) "
+       "detects the changes against the reference; `none`: treat the reference as unchanged everywhere.",
+       cli_path=True),
     _o("map", "map", ["--map"], "Map class raster from `geosr rasterize-osm`.", cli_path=True),
     _o("bands", "bands", ["--bands"], "LR bands, by index or description: '4,3,2' or 'B04,B03,B02'. Default: "
        "RGB by band description, else all."),

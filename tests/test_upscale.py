@@ -309,7 +309,9 @@ def test_reference_covering_part_of_the_scene_falls_back_to_bicubic(tmp_path):
     ref_arr = np.full((3, 96, 80), 7.0, np.float32)
     ref = make_raster(tmp_path / "ref.tif", ref_arr, transform=Affine(5, 0, 500000, 0, -5, 5000000))
     out = tmp_path / "out.tif"
-    upscale(src, ref=ref, output=out, scale=4, model="reference-paste", tiling=TilingConfig(window=12, overlap=4))
+    # cd none: the constant reference differs from the LR everywhere, which --cd auto would call changed
+    upscale(src, ref=ref, cd="none", output=out, scale=4, model="reference-paste",
+            tiling=TilingConfig(window=12, overlap=4))
     with rasterio.open(out) as ds:
         got = ds.read().astype(float)
     bic = whole_image(lr_arr, 4)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from geosr.cli.batch import batch
+from geosr.cli.detect_changes import detect_changes
 from geosr.cli.evaluate import evaluate
 from geosr.cli.info import info
 from geosr.cli.models import models
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.command("upscale")(upscale)
 app.command("rasterize-osm")(rasterize_osm)
+app.command("detect-changes")(detect_changes)
 app.command("batch")(batch)
 app.command("train")(train)
 app.command("evaluate")(evaluate)

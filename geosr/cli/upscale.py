@@ -85,6 +85,10 @@ def _print_summary(r) -> None:
         what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
         out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
                           f"{co['reliability']:.2f}: {what}", highlight=False)
+    cd = r.change_detection
+    if cd and cd.get("ran"):
+        out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
+                          "of the LR changed; --cd none to use the reference everywhere", highlight=False)
     res = r.resources or {}
     if r.dry_run and res and not res.get("fits", True):
         free = res.get("disk_free_mb")

@@ -87,28 +87,66 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
-                       ref_bands=opts.ref_bands, cd=opts.cd, cd_table=table if opts.cd else None, map=opts.map,
-                       coregister=opts.coregister)
+    cd, detection, held = _change_mask(lr, opts, table, dry_run)
+    try:
+        scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
+                           ref_bands=opts.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
+                           coregister=opts.coregister)
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
+    if held is not None:
+        scene.hold(held)
     try:
         style = opts.style
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
         _check_model(sr, opts.scale, len(sel), sr.name, table if opts.cd else None)
         _check_inputs(sr, opts)
-        tcfg = opts.tiling.resolved(opts.scale)
+        tcfg = opts.tiling.resolved(opts.scale, *getattr(sr, "tiling", (256, 0.25)))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
         summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
+        summary["change_detection"] = detection
     except BaseException:
         scene.close()
         raise
     tags = _tags(scene, sr, opts, tcfg, lr)
+    if detection is not None:
+        tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts)
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev)
+
+
+CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
+
+
+def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool
+                 ) -> tuple[str | None, dict | None, Any]:
+    """The change mask the job reads: the user's file; ``auto`` (the default with a reference): detected from the
+    reference (:mod:`geosr.pipeline.detect_changes`) into memory; ``none``: none. Returns (path or None, the
+    detection's report or None, what the scene must keep open)."""
+    if opts.cd == "none" or (opts.cd is None and opts.ref is None):
+        return None, None, None
+    if opts.cd != "auto" and opts.cd is not None:
+        return opts.cd, None, None
+    if opts.ref is None:
+        raise OptionError("cd auto: finds the changes against the reference, and no reference was given", param="cd")
+    if table.name != "binary":
+        raise ClassTableError(f"cd_classes {table.name}: the automatic change mask (cd auto) has the binary "
+                              "classes; leave the class table at binary", param="cd_classes")
+    if dry_run:
+        return None, {"method": "auto", "ran": False}, None
+    from geosr.pipeline.detect_changes import detect_changes_in_memory
+
+    held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
+                                           coregister=opts.coregister)
+    report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds")}
+    return str(found.path), {"method": "auto", "ran": True, **report}, held
 
 
 def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> UpscaleOptions:
@@ -122,7 +160,8 @@ def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleO
     if output is None:
         raise OptionError("output is required: the path of the GeoTIFF to write (e.g. OUT.tif)", param="output")
     model = opts.model
-    inputs = [("LR", lr), ("reference", opts.ref), ("change mask", opts.cd), ("map", opts.map),
+    cd = None if opts.cd in CD_KEYWORDS else opts.cd
+    inputs = [("LR", lr), ("reference", opts.ref), ("change mask", cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
               ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
@@ -213,7 +252,7 @@ _INPUT_NAMES = {"ref": "a reference (--ref)", "cd": "a change mask (--cd)", "map
 
 def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     """Refuse an input the model cannot use (it would change nothing), unless ``ignore_unused``."""
-    given = {"ref": opts.ref, "cd": opts.cd, "map": opts.map,
+    given = {"ref": opts.ref, "cd": None if opts.cd == "none" else opts.cd, "map": opts.map,
              "style": opts.style if opts.style not in (None, "none") else None}
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
@@ -278,9 +317,9 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
     }
 
 
-def _file_id(path: str | None) -> list | None:
-    if path is None:
-        return None
+def _file_id(path: str | None) -> list | str | None:
+    if path is None or path in CD_KEYWORDS:
+        return path
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 

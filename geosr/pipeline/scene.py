@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -261,6 +262,11 @@ class Scene:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
         return ref, np.concatenate([u.reshape(1, -1) for u in usables], axis=1)
+
+    def hold(self, resource: Any) -> None:
+        """Keep ``resource`` (anything with ``close()``, e.g. an in-memory change mask) open as long as the scene:
+        it is closed last, after every dataset read from it."""
+        self._open.insert(0, resource)
 
     def close(self) -> None:
         for obj in reversed(self._open):

@@ -55,6 +55,7 @@ class UpscaleResult:
     estimate_s: float | None = None  # --dry-run: model time from one timed batch, times the batches
     resources: dict | None = None  # needs against what the machine has (memory, disk), and whether they fit
     coregistration: dict | None = None  # the reference's offset from the LR (geosr.conditioning.coregistration)
+    change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,185 @@
+"""``detect_changes``: where a reference no longer shows what the LR shows, as a binary class raster on the LR grid.
+
+The reference is opened as upscale opens it (co-registered to the LR unless ``coregister`` is False, read onto the
+LR grid by averaging), then compared with the LR by :func:`geosr.conditioning.change_detection.detect_changes` in
+bands of rows (each fitted on its own pixels), and written as a COG: one uint8 band, 0 unchanged, 1 changed,
+255 unknown (no data in either image; nodata, which upscale treats as changed). The binary change table and the
+detection's numbers are in its tags, so ``geosr upscale --cd`` reads it as it is; ``upscale --cd auto`` runs the
+same detection into its work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+
+from geosr._version import __version__
+from geosr.conditioning.change_detection import ChangeDetection
+from geosr.conditioning.change_detection import detect_changes as compare
+from geosr.conditioning.changes import BINARY
+from geosr.io.journal import clear_work_dir, work_dir_for
+from geosr.io.lock import LOCK_NAME, JobLock
+from geosr.io.outputs import check_output_path, remove_partials
+from geosr.io.rasters import inspect_raster
+from geosr.io.writer import OutputMeta, write_row_bands
+from geosr.pipeline.scene import Scene
+from geosr.tiling.grid import Grid
+from geosr.tiling.windows import PlannedWindow
+
+ROWS = 2048  # LR rows compared at a time (each band fits its own harmonization and threshold)
+HALO = 8  # LR pixels of context around each band (the smoothing and correlation neighbourhoods)
+UNKNOWN = 255
+
+#: ``progress(done, total)`` over the bands of rows.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ChangeDetectionResult:
+    """What :func:`detect_changes` wrote."""
+
+    path: Path
+    grid: Grid
+    changed_share: float  # of the pixels with data in both images
+    unknown_share: float
+    thresholds: list[float]
+    coregistration: dict | None
+    seconds: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
+                "height": self.grid.height, "resolution": list(self.grid.res), "classes": BINARY.to_dict(),
+                "changed_share": round(self.changed_share, 6), "unknown_share": round(self.unknown_share, 6),
+                "thresholds": [round(t, 4) for t in self.thresholds], "coregistration": self.coregistration,
+                "seconds": round(self.seconds, 3)}
+
+
+def detect_changes(
+    lr: str | os.PathLike[str],
+    *,
+    ref: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    bands: str | None = None,
+    ref_bands: str | None = None,
+    coregister: bool = True,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    work: Path | None = None,
+) -> ChangeDetectionResult:
+    """Detect where ``ref`` no longer shows what ``lr`` shows and write the binary change raster at ``output``.
+
+    ``bands`` / ``ref_bands`` choose the bands compared (as upscale's ``--bands`` / ``--ref-bands``). ``work``: a
+    folder the caller holds locked (upscale's own work folder); without it the output's work folder is locked
+    here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
+    """
+    t0 = time.perf_counter()
+    lr, ref = os.fspath(lr), os.fspath(ref)
+    final = check_output_path(output, overwrite=overwrite, inputs=[("LR input", lr), ("reference", ref)])
+    info = inspect_raster(lr)
+    grid = info.grid
+    area = Window(0, 0, grid.width, grid.height)
+    report = progress or (lambda done, total: None)
+    with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
+                    coregister=coregister) as scene:
+        found = DetectedRows(scene, grid, report)
+        meta = _meta(_tags(lr, ref, found.coregistration))
+        if work is not None:
+            write_row_bands(final, grid, meta, found, work)
+        else:
+            folder = work_dir_for(final)
+            with JobLock(folder / LOCK_NAME, output=final):
+                clear_work_dir(folder, keep=(LOCK_NAME,))
+                remove_partials(final)
+                try:
+                    write_row_bands(final, grid, meta, found, folder)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+    return found.result(final, time.perf_counter() - t0, meta.tags)
+
+
+def detect_changes_in_memory(
+    lr: str, *, ref: str, bands: str | None = None, ref_bands: str | None = None, coregister: bool = True,
+) -> tuple[MemoryFile, ChangeDetectionResult]:
+    """The same detection as :func:`detect_changes`, written to an in-memory GeoTIFF (GDAL's /vsimem/, the LR
+    grid in uint8) for ``upscale --cd auto``; the caller closes the returned MemoryFile."""
+    t0 = time.perf_counter()
+    info = inspect_raster(lr)
+    grid = info.grid
+    with Scene.open(lr, scale=1, hr=grid, area=Window(0, 0, grid.width, grid.height), bands=bands, ref=ref,
+                    ref_bands=ref_bands, coregister=coregister) as scene:
+        found = DetectedRows(scene, grid, lambda done, total: None)
+        data = np.concatenate([band[0] for _, _, band in found], axis=0)
+    meta = _meta(_tags(lr, ref, found.coregistration))
+    mem = MemoryFile()
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
+                   transform=grid.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256)
+    with mem.open(**profile) as dst:
+        dst.write(data[None])
+        dst.update_tags(**meta.tags)
+    return mem, found.result(Path(mem.name), time.perf_counter() - t0, meta.tags)
+
+
+class DetectedRows:
+    """The detection in bands of rows, (first row, band grid, (1, h, w) uint8) each computed when asked for,
+    with the running counts :meth:`result` reports."""
+
+    def __init__(self, scene: Scene, grid: Grid, report: Progress) -> None:
+        self.scene, self.grid, self.report = scene, grid, report
+        self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
+        self.changed = self.valid = self.unknown = 0
+        self.thresholds: list[float] = []
+
+    def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
+        rows = list(range(0, self.grid.height, ROWS))
+        for i, r0 in enumerate(rows):
+            self.report(i, len(rows))
+            h = min(ROWS, self.grid.height - r0)
+            found = _compare_rows(self.scene, r0, h, self.grid.width)
+            self.changed += int((found.changed & found.valid).sum())
+            self.valid += int(found.valid.sum())
+            self.unknown += int((~found.valid).sum())
+            self.thresholds.append(found.threshold)
+            out = np.where(found.valid, found.changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
+            yield r0, self.grid.subgrid(Window(0, r0, self.grid.width, h)), out[None]
+        self.report(len(rows), len(rows))
+
+    def result(self, path: Path, seconds: float, tags: dict[str, str]) -> ChangeDetectionResult:
+        total = max(1, self.grid.width * self.grid.height)
+        return ChangeDetectionResult(
+            path=path, grid=self.grid, changed_share=self.changed / max(1, self.valid),
+            unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
+            seconds=seconds, tags=tags)
+
+
+def _meta(tags: dict[str, str]) -> OutputMeta:
+    return OutputMeta(dtype="uint8", count=1, nodata=UNKNOWN, descriptions=("change",), tags=tags,
+                      colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode")
+
+
+def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
+    """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context and cut back."""
+    win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
+    stack = scene.read_stack(win, HALO)
+    found = compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
+    core = (slice(HALO, HALO + h), slice(HALO, HALO + width))
+    return ChangeDetection(found.changed[core], found.score[core], found.valid[core], found.threshold)
+
+
+def _tags(lr: str, ref: str, coreg: dict | None) -> dict[str, str]:
+    return {
+        "GEOSR_CHANGE_CLASSES": json.dumps(BINARY.to_dict(), sort_keys=True),
+        "GEOSR_CHANGE_DETECTION": json.dumps({"method": "cva+structure", "lr": lr, "reference": ref,
+                                              "coregistration": coreg}, sort_keys=True),
+        "GEOSR_VERSION": __version__,
+    }
+

@@ -1,0 +1,130 @@
+"""Change detection: the detector on synthetic change, ``geosr detect-changes``, and ``upscale --cd auto``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from tests.conftest import smooth_field
+from typer.testing import CliRunner
+
+from geosr import upscale
+from geosr.cli.app import app
+from geosr.conditioning.change_detection import detect_changes as compare
+from geosr.errors import ClassTableError, OptionError, OutputLocationError
+from geosr.pipeline.detect_changes import UNKNOWN, detect_changes
+
+LR_T = Affine(80.0, 0, 500000.0, 0, -80.0, 5000000.0)  # 80 m LR
+REF_T = Affine(10.0, 0, 500000.0, 0, -10.0, 5000000.0)  # 10 m reference, x8
+
+
+def _textured(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 0.6 * smooth_field(3, h, w, seed) + 0.4 * rng.random((3, h, w))
+
+
+def test_the_detector_finds_a_new_building_of_the_ground_s_colour():
+    """Same scene, another gain and bias (another date, another sensor) plus a new block whose mean colour is
+    the ground's: the block is found (structure, not only colour), little else is."""
+    old = _textured(96, 96, 0)
+    new = 0.8 * old + 0.1
+    block = (slice(40, 56), slice(30, 50))
+    rng = np.random.default_rng(5)
+    patch = rng.random((3, 16, 20)) > 0.5  # a hard-edged pattern with the ground's mean
+    new[(slice(None), *block)] = np.where(patch, 1.0, 0.0) * new[(slice(None), *block)].mean() * 2
+    valid = np.ones((96, 96), bool)
+    found = compare(new, valid, old, valid)
+    assert found.changed[block].mean() > 0.9
+    outside = np.ones((96, 96), bool)
+    outside[38:58, 28:52] = False
+    assert found.changed[outside].mean() < 0.1
+    assert found.valid.all() and 0 < found.changed_share < 0.2
+
+
+def test_no_change_means_almost_nothing_flagged_and_no_data_is_unknown():
+    old = _textured(64, 64, 1)
+    valid = np.ones((64, 64), bool)
+    ref_valid = valid.copy()
+    ref_valid[:, :16] = False
+    found = compare(1.3 * old - 0.2, valid, old, ref_valid)
+    assert not found.valid[:, :16].any() and not found.changed[:, :16].any()
+    assert found.changed[:, 16:].mean() < 0.05
+
+
+@pytest.fixture
+def scene(raster_factory):
+    """An 80 m LR of the new date and a 10 m reference of the old one, with a new block in the LR."""
+    old_hr = _textured(384, 384, 2)
+    new_hr = old_hr.copy()
+    rng = np.random.default_rng(3)
+    new_hr[:, 160:256, 96:224] = rng.random((3, 96, 128)) > 0.5  # new, hard-edged structure
+    lr = new_hr.reshape(3, 48, 8, 48, 8).mean(axis=(2, 4))
+    ref = (old_hr * 200 + 20).astype(np.uint8)
+    ref_masked = ref.copy()
+    ref_masked[:, :, :64] = 0  # the reference ends 64 px in: nodata there
+    return {
+        "lr": raster_factory("lr.tif", (lr * 255).astype(np.uint8), transform=LR_T),
+        "ref": raster_factory("ref.tif", ref, transform=REF_T),
+        "ref_part": raster_factory("ref_part.tif", ref_masked, transform=REF_T, nodata=0),
+        "block_lr": (slice(20, 32), slice(12, 28)),
+    }
+
+
+def test_detect_changes_writes_a_binary_class_raster_on_the_lr_grid(scene, tmp_path):
+    out = tmp_path / "changes.tif"
+    r = detect_changes(scene["lr"], ref=scene["ref_part"], output=out)
+    with rasterio.open(out) as ds, rasterio.open(scene["lr"]) as lr:
+        assert (ds.crs, ds.transform, ds.shape) == (lr.crs, lr.transform, lr.shape)
+        a = ds.read(1)
+        tags = ds.tags()
+        assert ds.nodata == UNKNOWN and ds.dtypes[0] == "uint8"
+    assert json.loads(tags["GEOSR_CHANGE_CLASSES"])["name"] == "binary"
+    assert (a[:, :8] == UNKNOWN).all()  # no reference there
+    assert (a[scene["block_lr"]] == 1).mean() > 0.9
+    assert set(np.unique(a[:, 8:])) <= {0, 1}
+    assert r.unknown_share == pytest.approx(8 / 48) and 0 < r.changed_share < 0.5
+    with pytest.raises(OutputLocationError, match="reference"):
+        detect_changes(scene["lr"], ref=scene["ref"], output=scene["ref"], overwrite=True)
+
+
+def test_detect_changes_cli(scene, tmp_path):
+    out = tmp_path / "c.tif"
+    res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o", str(out),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["changed_share"] > 0
+    again = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_upscale_with_a_reference_detects_changes_unless_told_not_to(scene, tmp_path):
+    """reference-paste with --ref alone takes bicubic where the LR changed; --cd none pastes the old image."""
+    auto = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "auto.tif")
+    none = upscale(scene["lr"], ref=scene["ref"], cd="none", scale=8, model="reference-paste",
+                   output=tmp_path / "none.tif")
+    assert auto.change_detection["ran"] and auto.change_detection["changed_share"] > 0
+    assert none.change_detection is None
+    r, c = scene["block_lr"]
+    block = (slice(None), slice(r.start * 8 + 8, r.stop * 8 - 8), slice(c.start * 8 + 8, c.stop * 8 - 8))
+    with rasterio.open(tmp_path / "auto.tif") as a, rasterio.open(tmp_path / "none.tif") as n, \
+            rasterio.open(scene["ref"]) as ref:
+        assert json.loads(a.tags()["GEOSR_CHANGE_DETECTION"])["ran"] is True
+        old = ref.read()[block].astype(float)
+        # --cd none: the stale reference (harmonized) in the block; auto: not the reference there
+        assert np.corrcoef(n.read()[block].astype(float).ravel(), old.ravel())[0, 1] > 0.95
+        assert np.corrcoef(a.read()[block].astype(float).ravel(), old.ravel())[0, 1] < 0.5
+
+
+def test_cd_auto_needs_a_reference_and_the_binary_table(scene, tmp_path):
+    with pytest.raises(OptionError, match="cd auto"):
+        upscale(scene["lr"], cd="auto", scale=8, model="bicubic", output=tmp_path / "a.tif")
+    with pytest.raises(ClassTableError, match="binary"):
+        upscale(scene["lr"], ref=scene["ref"], cd="auto", cd_classes="second", scale=8, model="reference-paste",
+                output=tmp_path / "b.tif")
+    assert not (tmp_path / "a.tif").exists() and not (tmp_path / "b.tif").exists()
+    dry = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "c.tif",
+                  dry_run=True)
+    assert dry.change_detection == {"method": "auto", "ran": False}
