@@ -43,5 +43,30 @@ def info(
         for b in f["bands"]:
             table.add_row(str(b["index"]), b["description"] or "", b["dtype"], f"{b['scale']:g}", f"{b['offset']:g}", b["colorinterp"])
         out_console.print(table)
+        if f.get("geosr"):
+            _print_record(f["geosr"])
     for o in result["overlaps"]:
         out_console.print(f"{o['other']} covers {100 * o['covered']:.1f}% of {o['file']}", highlight=False)
+
+
+def _print_record(g: dict) -> None:
+    """What made a geosr output: model and inputs, the reference's handling, provenance shares."""
+    inputs = ", ".join(f"{k} {v}" for k, v in (g.get("inputs") or {}).items())
+    if "model" in g:
+        out_console.print(f"made by geosr {g.get('version', '?')}: x{g.get('scale', '?')} with {g['model']}"
+                          + (f" from {inputs}" if inputs else ""), highlight=False)
+    co = g.get("coregistration")
+    if isinstance(co, dict):
+        dx, dy = co.get("offset_lr_px", (0, 0))
+        out_console.print(f"reference offset {dx:+.2f}, {dy:+.2f} LR px, "
+                          f"{'moved back' if co.get('applied') else 'not moved'}", highlight=False)
+    cd = g.get("change_detection")
+    if isinstance(cd, dict) and cd.get("ran"):
+        out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed",
+                          highlight=False)
+    prov = g.get("provenance")
+    if isinstance(prov, dict):
+        shares = ", ".join(f"{name} {100 * v:.1f}%" for name, v in prov.get("shares", {}).items())
+        out_console.print(f"provenance ({prov.get('path')}): {shares}", highlight=False)
+    elif g.get("provenance_classes"):
+        out_console.print(f"provenance classes: {g['provenance_classes']}", highlight=False)

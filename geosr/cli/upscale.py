@@ -89,6 +89,12 @@ def _print_summary(r) -> None:
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
                           "of the LR changed; --cd none to use the reference everywhere", highlight=False)
+    if r.provenance:
+        shares = r.provenance["shares"]
+        out_console.print(f"provenance in {r.provenance['path']}: reference detail used on "
+                          f"{100 * shares['reference detail used']:.1f}% of the pixels, model only on "
+                          f"{100 * shares['model only (changed)']:.1f}%, no reference on "
+                          f"{100 * shares['no reference available']:.1f}%", highlight=False)
     res = r.resources or {}
     if r.dry_run and res and not res.get("fits", True):
         free = res.get("disk_free_mb")

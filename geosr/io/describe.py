@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import rasterio
 from rasterio.warp import transform_bounds
 
 from geosr.io.rasters import default_bands, inspect_raster
@@ -25,6 +28,7 @@ def describe(paths: list[str]) -> dict:
                 "nodata": info.nodata,
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
+                "geosr": geosr_record(info.path),
                 "bands": [
                     {
                         "index": i + 1,
@@ -48,3 +52,30 @@ def describe(paths: list[str]) -> dict:
             iw, ih = max(0.0, min(ar, br) - max(al, bl)), max(0.0, min(at, bt) - max(ab, bb))
             overlaps.append({"file": a.path, "other": b.path, "covered": iw * ih / ((ar - al) * (at - ab))})
     return {"files": files, "overlaps": overlaps}
+
+
+# geosr's tags on its outputs (JSON values), as `geosr info` shows them; the rest of the tags are left out
+_RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "scale", "GEOSR_INPUTS": "inputs",
+           "GEOSR_MODEL_SETTINGS": "model_settings", "GEOSR_COREGISTRATION": "coregistration",
+           "GEOSR_CHANGE_DETECTION": "change_detection", "GEOSR_PROVENANCE": "provenance",
+           "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes"}
+
+
+def geosr_record(path: str) -> dict | None:
+    """What made a file geosr wrote (model, scale, inputs, settings, co-registration, change detection,
+    provenance), from its tags; None for other files."""
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioError:
+        return None
+    if not any(k in tags for k in _RECORD if k != "GEOSR_VERSION"):
+        return None
+    out = {}
+    for key, name in _RECORD.items():
+        if key in tags:
+            try:
+                out[name] = json.loads(tags[key])
+            except json.JSONDecodeError:
+                out[name] = tags[key]
+    return out

@@ -46,6 +46,7 @@ class UpscaleJob:
     seed: int
     batch_size: int
     device: torch.device
+    provenance: Path | None = None  # the provenance sidecar to write beside the output (a model using a reference)
 
     def close(self) -> None:
         self.scene.close()
@@ -118,11 +119,28 @@ def plan_upscale(
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts)
+    try:
+        sidecar = _provenance_path(out_path, lr, sr, opts)
+    except BaseException:
+        scene.close()
+        raise
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
-                      opts.device.batch_size, dev)
+                      opts.device.batch_size, dev, sidecar)
 
 
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
+
+
+def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: UpscaleOptions) -> Path | None:
+    """The provenance sidecar of a run whose model uses the given reference, checked like the output; None for
+    others (or a dry run)."""
+    if out_path is None or opts.ref is None or "ref" not in model_inputs(sr):
+        return None
+    from geosr.pipeline.provenance import provenance_path
+
+    inputs = [("LR", lr), ("reference", opts.ref), ("change mask", None if opts.cd in CD_KEYWORDS else opts.cd),
+              ("map", opts.map)]
+    return check_output_path(provenance_path(out_path), overwrite=opts.output_config.overwrite, inputs=inputs)
 
 
 def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool

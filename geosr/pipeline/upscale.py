@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ from geosr.io.outputs import remove_partials, writing
 from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
+from geosr.pipeline.provenance import write_provenance
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
 from geosr.tiling.blend import RowBandAccumulator, window_weights
@@ -56,6 +58,7 @@ class UpscaleResult:
     resources: dict | None = None  # needs against what the machine has (memory, disk), and whether they fit
     coregistration: dict | None = None  # the reference's offset from the LR (geosr.conditioning.coregistration)
     change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
+    provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,10 +99,24 @@ def finish(
         raise ResumeError(f"{missing[0]}: a finished part of the job is missing from its work folder; "
                           "run again without --resume to start over")
     remove_partials(job.out_path)  # what a killed earlier run left beside the output
+    if job.provenance is not None:
+        _write_provenance(job)
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
+
+
+def _write_provenance(job: UpscaleJob) -> None:
+    """The provenance sidecar (:mod:`geosr.pipeline.provenance`); its shares go into the summary and the tags."""
+    folder = job.work_dir / "provenance"
+    folder.mkdir(exist_ok=True)
+    remove_partials(job.provenance)
+    kept = ("GEOSR_VERSION", "GEOSR_MODEL", "GEOSR_SCALE", "GEOSR_INPUTS")
+    tags = {k: v for k, v in job.meta.tags.items() if k in kept}
+    shares = write_provenance(job.scene, job.provenance, folder, tags)
+    job.summary["provenance"] = {"path": str(job.provenance), "shares": shares}
+    job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_PROVENANCE": json.dumps(job.summary["provenance"])})
 
 
 def upscale(
