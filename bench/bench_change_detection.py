@@ -49,16 +49,47 @@ def score(mask_lr: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int)
     recall = tp / (tp + fn) if tp + fn else float("nan")
     precision = tp / (tp + fp) if tp + fp else float("nan")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return {"recall": recall, "precision": precision, "f1": f1, "flagged": float(m[kn].mean())}
+    # the same on the LR grid: an LR pixel is changed when most of its HR pixels are (known when most are known)
+    hh, ww = mask_lr.shape
+    share = lab[: hh * scale, : ww * scale].reshape(hh, scale, ww, scale).mean(axis=(1, 3))
+    kn_lr = kn[: hh * scale, : ww * scale].reshape(hh, scale, ww, scale).mean(axis=(1, 3)) > 0.5
+    lab_lr, m_lr = share > 0.5, mask_lr.astype(bool)
+    tp_lr = float((m_lr & lab_lr & kn_lr).sum())
+    fn_lr = float((~m_lr & lab_lr & kn_lr).sum())
+    fp_lr = float((m_lr & ~lab_lr & kn_lr).sum())
+    return {"recall": recall, "precision": precision, "f1": f1, "flagged": float(m[kn].mean()),
+            "recall_lr": tp_lr / (tp_lr + fn_lr) if tp_lr + fn_lr else float("nan"),
+            "f1_lr": 2 * tp_lr / (2 * tp_lr + fp_lr + fn_lr) if tp_lr + fp_lr + fn_lr else float("nan")}
 
 
-def run(scales: list[int], split: str) -> dict:
+def learned(path: Path):
+    """f(lr, ref) -> LR-grid mask of the learned detector at ``path`` (its own threshold, then geosr's dilation)."""
+    from scipy import ndimage
+
+    from geosr.conditioning.change_detection import GROW
+    from geosr.models.change_net import load_change_net
+
+    net, spec = load_change_net(path)
+
+    def detect(lr: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            p = torch.sigmoid(net(torch.from_numpy(lr).float()[None], torch.from_numpy(ref).float()[None],
+                                  torch.ones(1, 1, *lr.shape[1:])))[0, 0].numpy()
+        return ndimage.binary_dilation(p > spec["threshold"], iterations=GROW) if GROW else p > spec["threshold"]
+
+    return detect
+
+
+def run(scales: list[int], split: str, change_net: Path | None = None) -> dict:
     splits = ("train", "heldout") if split == "all" else (split,)
     pairs = [p for s in splits for p in shared_data_pairs(split=s) if p.ref is not None and p.change is not None
              and not p.synthetic]
     table: dict = {}
     for scale in scales:
         rows: dict[str, list[dict]] = {"baseline": [], "geosr": []}
+        net = learned(change_net) if change_net else None
+        if net:
+            rows["learned"] = []
         for p in pairs:
             hr_new, hr_old = p.target[:3].float(), p.ref[:3].float()
             H, W = hr_new.shape[-2:]
@@ -70,6 +101,8 @@ def run(scales: list[int], split: str) -> dict:
             valid = np.ones((h, w), bool)
             rows["baseline"].append(score(baseline(lr, ref.astype(np.float64)), label, known, scale))
             rows["geosr"].append(score(detect_changes(lr, valid, ref, valid).changed, label, known, scale))
+            if net:
+                rows["learned"].append(score(net(lr, ref), label, known, scale))
         for name, r in rows.items():
             agg = {k: round(statistics.fmean(x[k] for x in r if x[k] == x[k]), 3) for k in r[0]}
             table[f"x{scale} {name}"] = agg | {"pairs": len(r)}
@@ -82,9 +115,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", default="4,8")
     ap.add_argument("--split", default="all", choices=("train", "heldout", "all"))
+    ap.add_argument("--change-net", type=Path, help="a learned detector's checkpoint to score as well")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = run([int(s) for s in args.scales.split(",")], args.split)
+    result = run([int(s) for s in args.scales.split(",")], args.split, args.change_net)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

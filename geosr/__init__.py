@@ -15,6 +15,7 @@ _API = {
     "upscale": ("geosr.pipeline.upscale", "upscale"),
     "UpscaleResult": ("geosr.pipeline.upscale", "UpscaleResult"),
     "rasterize_osm": ("geosr.pipeline.rasterize_osm", "rasterize_osm"),
+    "detect_changes": ("geosr.pipeline.detect_changes", "detect_changes"),
     "batch": ("geosr.pipeline.batch", "batch"),
     "plan_batch": ("geosr.pipeline.batch", "plan_batch"),
     "run_batch": ("geosr.pipeline.batch", "run_batch"),

@@ -47,6 +47,7 @@ class ChangeDetection:
     score: np.ndarray
     valid: np.ndarray
     threshold: float
+    method: str = "cva+structure"
 
     @property
     def changed_share(self) -> float:
@@ -54,7 +55,7 @@ class ChangeDetection:
         return float((self.changed & self.valid).sum()) / n if n else 0.0
 
     def to_dict(self) -> dict:
-        return {"method": "cva+structure", "threshold": round(self.threshold, 4),
+        return {"method": self.method, "threshold": round(self.threshold, 4),
                 "changed_share": round(self.changed_share, 4), "valid_pixels": int(self.valid.sum())}
 
 
@@ -116,8 +117,16 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
         ok = valid & (score <= t)
         if ok.sum() < 16:
             ok = valid
-    changed = ndimage.binary_dilation(score > t, iterations=GROW) if GROW else score > t
-    return ChangeDetection(changed & valid, score.astype(np.float32), valid, float(t))
+    return finish(score, valid, t)
+
+
+def finish(score: np.ndarray, valid: np.ndarray, threshold: float, method: str = "cva+structure") -> ChangeDetection:
+    """The detection from a score: changed where it exceeds ``threshold``, dilated by :data:`GROW` pixels (any
+    detector's score, the learned one's probability included)."""
+    changed = score > threshold
+    if GROW:
+        changed = ndimage.binary_dilation(changed, iterations=GROW)
+    return ChangeDetection(changed & valid, score.astype(np.float32), valid, float(threshold), method)
 
 
 def _score(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
@@ -124,17 +124,44 @@ def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str) -> float:
 
 @dataclass(frozen=True)
 class Harmonization:
-    """Per-band linear map of the reference's physical values onto the LR's: ``gain * ref + bias``."""
+    """Per-band linear map of the reference's physical values onto the LR's: ``gain * ref + bias``.
+
+    With local fields (``field_gain``, ``field_bias``: (C, gh, gw) on cells of ``cell`` LR pixels of the processed
+    area), the gain and bias vary smoothly over the scene and :meth:`apply` takes them at each pixel when told
+    where the pixels are (``origin``, ``step``); without a position the global fit applies.
+    """
 
     gain: tuple[float, ...]
     bias: tuple[float, ...]
     pixels: int  # LR pixels the fit used
+    field_gain: np.ndarray | None = field(default=None, compare=False)
+    field_bias: np.ndarray | None = field(default=None, compare=False)
+    cell: tuple[float, float] = (0.0, 0.0)  # LR pixels per cell: rows, columns
 
-    def apply(self, ref: np.ndarray) -> np.ndarray:
-        return ref * np.asarray(self.gain)[:, None, None] + np.asarray(self.bias)[:, None, None]
+    def apply(self, ref: np.ndarray, origin: tuple[float, float] | None = None, step: float = 1.0) -> np.ndarray:
+        """``ref`` (C, h, w) mapped onto the LR. ``origin``: the LR (row, col) of its top-left pixel's corner in the
+        processed area, ``step``: its pixel size in LR pixels (1 / scale); needed for the local fields."""
+        if self.field_gain is None or origin is None:
+            return ref * np.asarray(self.gain)[:, None, None] + np.asarray(self.bias)[:, None, None]
+        from scipy import ndimage
+
+        h, w = ref.shape[-2:]
+        ys = (origin[0] + (np.arange(h) + 0.5) * step) / self.cell[0] - 0.5
+        xs = (origin[1] + (np.arange(w) + 0.5) * step) / self.cell[1] - 0.5
+        coords = np.meshgrid(ys, xs, indexing="ij")
+        out = np.empty(ref.shape, dtype=np.float64)
+        for b in range(ref.shape[0]):
+            g = ndimage.map_coordinates(self.field_gain[b], coords, order=1, mode="nearest")
+            o = ndimage.map_coordinates(self.field_bias[b], coords, order=1, mode="nearest")
+            out[b] = ref[b] * g + o
+        return out
 
     def to_dict(self) -> dict:
-        return {"gain": list(self.gain), "bias": list(self.bias), "pixels": self.pixels}
+        d = {"gain": list(self.gain), "bias": list(self.bias), "pixels": self.pixels}
+        if self.field_gain is not None:
+            d["local"] = {"cells": list(self.field_gain.shape[1:]), "cell_lr_px": [round(c, 3) for c in self.cell],
+                          "gain_range": [[round(float(g.min()), 4), round(float(g.max()), 4)] for g in self.field_gain]}
+        return d
 
 
 def fit_harmonization(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, usable: np.ndarray) -> Harmonization:
@@ -150,9 +177,59 @@ def fit_harmonization(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, usa
         return Harmonization(tuple(1.0 for _ in lr), tuple(0.0 for _ in lr), n)
     gains, biases = [], []
     for b in range(lr.shape[0]):
-        x, y = ref[b][ok], lr[b][ok]
-        sx, sy = x.std(), y.std()
-        g = float(sy / sx) if sx > 1e-12 else 1.0
+        g, o = _moments_fit(ref[b][ok], lr[b][ok])
         gains.append(g)
-        biases.append(float(y.mean() - g * x.mean()))
+        biases.append(o)
     return Harmonization(tuple(gains), tuple(biases), n)
+
+
+def _moments_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    sx, sy = x.std(), y.std()
+    g = float(sy / sx) if sx > 1e-12 else 1.0
+    return g, float(y.mean() - g * x.mean())
+
+
+LOCAL_CELL = 32  # LR pixels per cell of the local fields (at least; more on a decimated fit)
+MIN_CELL_PIXELS = 48  # a cell with fewer usable pixels takes the global fit
+MIN_CELLS = 3  # fewer cells than this a side: the global fit alone
+
+
+def fit_local_harmonization(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, usable: np.ndarray,
+                            decimation: float = 1.0) -> Harmonization:
+    """:func:`fit_harmonization` plus gain and bias fields varying smoothly over the area: the same fit per cell
+    of :data:`LOCAL_CELL` LR pixels (arrays decimated by ``decimation`` LR pixels per pixel), each cell's gain
+    kept within half and twice the global gain, cells without enough usable pixels given the global fit, then
+    both fields smoothed (Gaussian, one cell). A scene too small for :data:`MIN_CELLS` cells a side keeps the
+    global fit only."""
+    from scipy import ndimage
+
+    glob = fit_harmonization(lr, lr_valid, ref, usable)
+    side = max(4, int(round(LOCAL_CELL / max(decimation, 1e-9))))  # cell side in array pixels
+    h, w = lr.shape[-2:]
+    gh, gw = h // side, w // side
+    if gh < MIN_CELLS or gw < MIN_CELLS or glob.pixels < MIN_FIT_PIXELS:
+        return glob
+    ok = lr_valid & usable
+    fg = np.empty((lr.shape[0], gh, gw))
+    fb = np.empty((lr.shape[0], gh, gw))
+    for b in range(lr.shape[0]):
+        fg[b], fb[b] = glob.gain[b], glob.bias[b]
+    rows = np.linspace(0, h, gh + 1).round().astype(int)
+    cols = np.linspace(0, w, gw + 1).round().astype(int)
+    for i in range(gh):
+        for j in range(gw):
+            sl = (slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1]))
+            m = ok[sl]
+            if int(m.sum()) < MIN_CELL_PIXELS:
+                continue
+            for b in range(lr.shape[0]):
+                x, y = ref[b][sl][m], lr[b][sl][m]
+                g0 = glob.gain[b]
+                g = _moments_fit(x, y)[0]
+                g = float(np.clip(g, 0.5 * g0, 2 * g0)) if g0 > 0 else g
+                fg[b, i, j], fb[b, i, j] = g, float(y.mean() - g * x.mean())
+    for b in range(lr.shape[0]):
+        fg[b] = ndimage.gaussian_filter(fg[b], 1.0, mode="nearest")
+        fb[b] = ndimage.gaussian_filter(fb[b], 1.0, mode="nearest")
+    return Harmonization(glob.gain, glob.bias, glob.pixels, fg, fb, (decimation * h / gh, decimation * w / gw))
+

@@ -90,6 +90,15 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
         _check_backbone(arch, whole, items, refuse)
         _check_common(spec, whole, items, refuse)
         return
+    if arch.get("kind") == "change-net":
+        whole("arch.n_bands", arch.get("n_bands", 3), 1, 64)
+        whole("arch.width", arch.get("width", 32), 4, 512)
+        for d in items("arch.dilations", arch.get("dilations", [1]), 32) or refuse("arch.dilations", "is empty"):
+            whole("arch.dilations", d, 1, 64)
+        threshold = spec.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            refuse("threshold", f"is {_show(threshold)}; geosr accepts a probability between 0 and 1")
+        return
     for name, (low, high) in ARCH_BOUNDS.items():
         if name in arch:
             whole(f"arch.{name}", arch[name], low, high)

@@ -90,7 +90,7 @@ def detect_changes(
     area = Window(0, 0, grid.width, grid.height)
     report = progress or (lambda done, total: None)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
-                    coregister=coregister) as scene:
+                    coregister=coregister, local_harmonization=False) as scene:
         found = DetectedRows(scene, grid, report)
         meta = _meta(_tags(lr, ref, found.coregistration))
         if work is not None:
@@ -116,7 +116,7 @@ def detect_changes_in_memory(
     info = inspect_raster(lr)
     grid = info.grid
     with Scene.open(lr, scale=1, hr=grid, area=Window(0, 0, grid.width, grid.height), bands=bands, ref=ref,
-                    ref_bands=ref_bands, coregister=coregister) as scene:
+                    ref_bands=ref_bands, coregister=coregister, local_harmonization=False) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None)
         data = np.concatenate([band[0] for _, _, band in found], axis=0)
     meta = _meta(_tags(lr, ref, found.coregistration))

@@ -20,6 +20,7 @@ from geosr.conditioning.reference import (
     Harmonization,
     check_overlap,
     fit_harmonization,
+    fit_local_harmonization,
     source_is_finer,
 )
 from geosr.errors import BandError, ClassTableError
@@ -84,6 +85,7 @@ class Scene:
     cd_sampled: bool = False
     map_sampled: bool = False
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
+    local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
     _open: list = field(default_factory=list)
 
@@ -103,12 +105,14 @@ class Scene:
         cd_table: ChangeClassTable | None = None,
         map: str | None = None,
         coregister: bool = False,
+        local_harmonization: bool = True,
     ) -> "Scene":
         """Open and check every input; ``coregister``: estimate the reference's shift from the LR and undo it."""
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         lr_ds = open_raster(lr)
-        scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds)
+        scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
+                    local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
         try:
             scene.stretch = fit_stretch(lr_ds, sel, area)
@@ -236,7 +240,11 @@ class Scene:
             local = [Window(w.col_off - self.area.col_off, w.row_off - self.area.row_off, w.width, w.height)
                      for w in windows]
             ref, usable = self._harmonization_reference(lr_grid, local, None)
-        self.harmonization = fit_harmonization(lr, lr_valid, ref, usable)
+        if windows is None and self.local_harmonization:  # a decimated read of the whole area: fields fit
+            self.harmonization = fit_local_harmonization(lr, lr_valid, ref, usable,
+                                                         decimation=float(self.area.height) / lr.shape[-2])
+        else:
+            self.harmonization = fit_harmonization(lr, lr_valid, ref, usable)
 
     def _harmonization_reference(
         self, lr_grid: Grid, windows: list[Window], out_shape: tuple[int, int] | None
@@ -312,7 +320,8 @@ class Scene:
         H, W = h * s, w * s
         if self.ref_info is not None:
             phys, ref_valid = self.ref_reader.read(hr_win)
-            ref = np.where(ref_valid, self.stretch.forward(self.harmonization.apply(phys)), 0.0).astype(np.float32)
+            ref = self.harmonization.apply(phys, origin=(r0, c0), step=1 / s)
+            ref = np.where(ref_valid, self.stretch.forward(ref), 0.0).astype(np.float32)
         else:
             ref, ref_valid = np.zeros((len(self.bands), H, W), np.float32), np.zeros((H, W), bool)
         if self.cd_info is not None:
