@@ -222,3 +222,21 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
     # the help says what is computed: ST-LPIPS, not LPIPS / DISTS / FID
     assert "ST-LPIPS" in evaluate.__doc__ and not any(m in evaluate.__doc__ for m in ("DISTS", "FID"))
     assert set(M.learned_metrics_status()) == {"ST-LPIPS"}
+
+
+def test_evaluate_cd_modes_and_the_reference_share_in_changed_areas(tmp_path, dataset):
+    """--cd given: reference-paste never takes the reference in the labelled change (share 0); --cd none: it takes
+    it everywhere (share 1); --cd auto: the detection decides, reported the same way."""
+    shares = {}
+    for mode in ("given", "none", "auto"):
+        out = tmp_path / f"eval_{mode}"
+        res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "4", "--out-dir", str(out), "--cd", mode,
+                                          "--no-panels", "--json"])
+        assert res.exit_code == 0, res.output
+        summary = json.loads((out / "metrics.json").read_text())["summary"]["4"]
+        shares[mode] = summary["reference-paste"]["changed"]["reference_share"]
+        assert summary["bicubic"]["changed"]["reference_share"] is None  # bicubic writes no provenance
+    assert shares["given"] == 0.0 and shares["none"] == 1.0 and 0.0 <= shares["auto"] <= 1.0
+    bad = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "4", "--out-dir", str(tmp_path / "b"),
+                                      "--cd", "maybe"])
+    assert bad.exit_code == 2 and "--cd" in bad.output

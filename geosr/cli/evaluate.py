@@ -29,6 +29,7 @@ def evaluate(
     no_lr_consistency: Annotated[bool, typer.Option("--no-lr-consistency", help="Same as --lr-consistency off.")] = False,
     reference_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Add the reference's detail where the LR shows that it matches (default: the checkpoint's own setting).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
+    cd: Annotated[str, typer.Option("--cd", help="The change mask every model gets: given (the data set's), auto (detected against the reference, as upscale --cd auto) or none. The metrics' regions are the data set's labels.")] = "given",
     panels: Annotated[bool, typer.Option("--panels/--no-panels", help="Write PNG panels LR | Ref | mask | SR | HR.")] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier evaluation in --out-dir.")] = False,
@@ -59,7 +60,7 @@ def evaluate(
             return run_evaluate(
                 data, models=model or [], scales=tuple(scale) if scale else (8, 16), out=out, steps=steps,
                 lr_consistency=lr_consistency, reference_detail=reference_detail, seed=seed, panels=panels,
-                device=device, overwrite=overwrite, progress=update,
+                device=device, overwrite=overwrite, cd=cd, progress=update,
                 log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)),
             )
 

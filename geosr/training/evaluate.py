@@ -130,9 +130,13 @@ def _to8(t: torch.Tensor) -> np.ndarray:
     return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
+CD_MODES = ("given", "auto", "none")  # the change mask each model gets: the data set's, detected, or none
+
+
 def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None,
-             device: str = "cpu") -> torch.Tensor:
-    """The SR of one case through :func:`geosr.pipeline.upscale.upscale` on ``device``, unit space (C, H, W)."""
+             device: str = "cpu", cd: str = "given") -> torch.Tensor:
+    """The SR of one case through :func:`geosr.pipeline.upscale.upscale` on ``device``, unit space (C, H, W).
+    ``cd``: the case's own change mask (``given``), upscale's detection (``auto``) or none (``none``)."""
     import rasterio
 
     from geosr.config import DeviceConfig, OutputConfig, SamplerConfig
@@ -153,14 +157,28 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     upscale(
         str(lr_p), output=str(out), scale=case.scale,
         ref=str(ref_p) if case.ref is not None else None,
-        cd=str(cd_p) if case.change_values is not None else None,
-        cd_classes=case.table if case.table in BUILTIN_TABLES else "binary",
+        cd=(str(cd_p) if case.change_values is not None else "none") if cd == "given" else cd,
+        cd_classes=case.table if case.table in BUILTIN_TABLES and cd == "given" else "binary",
         model=model, sampler=SamplerConfig(seed=seed, steps=steps),
         output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
         ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
     )
     with rasterio.open(out) as ds:
         return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
+
+
+def reference_in_changed(case: Case, folder: Path, name: str) -> float | None:
+    """The share of the case's labelled changed pixels that the run's provenance sidecar calls "reference detail
+    used" (class 1); None without a sidecar or a labelled change."""
+    import rasterio
+
+    path = folder / f"sr_{name.replace('/', '_')}.provenance.tif"
+    where = case.changed & case.labelled
+    if not path.exists() or not bool(where.any()):
+        return None
+    with rasterio.open(path) as ds:
+        classes = torch.from_numpy(ds.read(1))
+    return float((classes[where] == 1).float().mean())
 
 
 def case_metrics(case: Case, sr: torch.Tensor) -> dict[str, dict[str, float | None] | None]:
@@ -249,12 +267,17 @@ def evaluate(
     panels: bool = True,
     device: str = "auto",
     overwrite: bool = False,
+    cd: str = "given",
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate ``models`` (names, paths or SuperResolvers) and the baselines on ``data`` (pairs, or a path:
     :func:`geosr.training.sources.evaluation_pairs`) on ``device``; write the results to the folder ``out``, which
-    must be empty or new unless ``overwrite`` (an earlier evaluation there is then replaced)."""
+    must be empty or new unless ``overwrite`` (an earlier evaluation there is then replaced). ``cd``: the change
+    mask the models get, one of :data:`CD_MODES` (the data set's; detected by upscale's ``--cd auto``; none); the
+    regions of the metrics are always the data set's labels."""
+    if cd not in CD_MODES:
+        raise InputError(f"cd {cd!r}: choose one of {', '.join(CD_MODES)}", param="cd")
     t0 = time.perf_counter()
     folder = OutputFolder(Path(out), "geosr evaluate", EVAL_FILES)
     folder.check(overwrite=overwrite)
@@ -270,7 +293,8 @@ def evaluate(
     notes = [v for v in learned_metrics_status().values() if v != "available"]
     for n in notes:
         (log or (lambda s: None))(n)
-    per_case = _run_cases(cases, resolved, out, seed=seed, steps=steps, panels=panels, device=device, progress=progress)
+    per_case = _run_cases(cases, resolved, out, seed=seed, steps=steps, panels=panels, device=device, progress=progress,
+                          cd=cd)
     names = [n for n, _ in resolved]
     summary = _summary(per_case, sorted({c.scale for c in cases}), names)
     res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
@@ -296,7 +320,8 @@ def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tupl
 
 
 def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResolver]], out: Path, *, seed: int,
-               steps: int | None, panels: bool, device: str, progress: Callable[[int, int], None] | None) -> list[dict]:
+               steps: int | None, panels: bool, device: str, progress: Callable[[int, int], None] | None,
+               cd: str = "given") -> list[dict]:
     """Every model on every case: per case its metrics and seconds per model (and the panels)."""
     per_case = []
     total, done = len(cases) * len(resolved), 0
@@ -308,9 +333,10 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
             for name, model in resolved:
                 t1 = time.perf_counter()
                 sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None,
-                              device=device)
+                              device=device, cd=cd)
                 seconds = round(time.perf_counter() - t1, 2)
-                entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds}
+                entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds,
+                                         "reference_in_changed": reference_in_changed(case, folder, name)}
                 if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
                     panel(case, sr, out / f"panel_x{case.scale}_{case.name}_{name.replace('/', '_')}.png")
                 done += 1
@@ -331,6 +357,9 @@ def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str]) 
                 rows = [e["models"][name]["metrics"][region] for e in per_case if e["scale"] == s]
                 rows = [r for r in rows if r is not None]
                 summary[s][name][region] = {k: _mean([r[k] for r in rows]) for k in rows[0]} if rows else None
+            shares = [e["models"][name].get("reference_in_changed") for e in per_case if e["scale"] == s]
+            if summary[s][name]["changed"] is not None:  # provenance: reference used inside labelled changes
+                summary[s][name]["changed"]["reference_share"] = _mean([v for v in shares if v is not None])
     return summary
 
 
