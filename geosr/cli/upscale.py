@@ -89,6 +89,9 @@ def _print_summary(r) -> None:
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
                           "of the LR changed; --cd none to use the reference everywhere", highlight=False)
+    if r.nodata_share:
+        out_console.print(f"nodata: {100 * r.nodata_share:.1f}% of the output (where the LR has no data in any "
+                          "selected band)", highlight=False)
     if r.provenance:
         shares = r.provenance["shares"]
         out_console.print(f"provenance in {r.provenance['path']}: reference detail used on "

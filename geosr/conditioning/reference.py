@@ -13,7 +13,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
-from geosr.io.rasters import reading
+from geosr.io.rasters import band_data, reading
 from geosr.tiling.grid import Grid
 
 MIN_FIT_PIXELS = 16
@@ -95,12 +95,7 @@ class GridReader:
         return np.rint(raw).astype(np.int64), valid
 
     def _finish(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values, alpha = data[:-1], data[-1]
-        valid = alpha > 0
-        nodata = self.ds.nodata
-        if nodata is not None and not np.isnan(nodata):
-            valid &= ~(values == nodata).any(axis=0)
-        valid &= np.isfinite(values).all(axis=0)
+        values, valid = band_data(data[:-1], data[-1] > 0, [self.ds.nodatavals[b - 1] for b in self.bands])
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 

@@ -167,8 +167,9 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``bands`` in ``window`` (clipped to the dataset) as float64 in physical units, and validity.
 
-    Physical units apply the bands' scale/offset. Validity is False where the dataset mask, the nodata
-    value or a NaN says there is no data (a pixel is valid only if all selected bands are).
+    Physical units apply the bands' scale/offset. Validity follows GDAL's dataset mask: False where an internal
+    mask or alpha band says so, or where every selected band is at its own nodata value (or NaN); see
+    :func:`physical` for a band without data in a valid pixel.
     """
     with reading(ds.name):
         data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
@@ -180,13 +181,31 @@ def physical(
     ds: rasterio.DatasetReader, bands: tuple[int, ...], data: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``data`` of ``bands`` (float64) in physical units (scale/offset applied), and ``valid`` narrowed to
-    the pixels that are not the nodata value and not NaN in any of them."""
-    if ds.nodata is not None and not math.isnan(ds.nodata):
-        valid &= ~(data == ds.nodata).any(axis=0)
-    valid &= np.isfinite(data).all(axis=0)
+    the pixels where at least one band has data (:func:`band_data`)."""
+    data, valid = band_data(data, valid, [ds.nodatavals[b - 1] for b in bands])
     scales = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
     offsets = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
     return data * scales + offsets, valid
+
+
+def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None]) -> tuple[np.ndarray, np.ndarray]:
+    """GDAL's nodata semantics on (C, h, w) raw values: each band is compared with its own nodata value (and NaN);
+    a pixel has no data only where every band has none (or ``valid`` already says so). A band without data in a
+    pixel that has data keeps no made-up detail: it takes that band's mean over the pixels where it has data
+    (0 if none), so that a gap in one band (Landsat 7's stripes are offset between bands) neither blanks the
+    pixel nor feeds the model its nodata value."""
+    has = np.isfinite(data)
+    for b, nd in enumerate(nodata):
+        if nd is not None and not math.isnan(nd):
+            has[b] &= data[b] != nd
+    valid = valid & has.any(axis=0)
+    gaps = valid[None] & ~has
+    if gaps.any():
+        data = data.copy()
+        for b in np.flatnonzero(gaps.any(axis=(1, 2))):
+            ok = has[b] & valid
+            data[b][gaps[b]] = float(data[b][ok].mean()) if ok.any() else 0.0
+    return data, valid
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ class UpscaleResult:
     coregistration: dict | None = None  # the reference's offset from the LR (geosr.conditioning.coregistration)
     change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
     provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
+    nodata_share: float | None = None  # of the output's pixels (None: a dry run)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,12 +100,24 @@ def finish(
         raise ResumeError(f"{missing[0]}: a finished part of the job is missing from its work folder; "
                           "run again without --resume to start over")
     remove_partials(job.out_path)  # what a killed earlier run left beside the output
+    share = nodata_share(job.scene)
+    job.summary["nodata_share"] = round(share, 6)
+    job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
     if job.provenance is not None:
         _write_provenance(job)
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
+
+
+def nodata_share(scene: Scene) -> float:
+    """The share of the output's pixels without data: those whose LR pixel has none (GDAL's dataset mask; see
+    :func:`geosr.io.rasters.band_data`), counted over the processed area in bands of rows."""
+    h, w = int(scene.area.height), int(scene.area.width)
+    rows = max(1, (1 << 24) // max(1, w))
+    missing = sum(int((~scene.lr_validity(r0, min(h, r0 + rows))).sum()) for r0 in range(0, h, rows))
+    return missing / max(1, h * w)
 
 
 def _write_provenance(job: UpscaleJob) -> None:

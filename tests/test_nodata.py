@@ -1,0 +1,40 @@
+"""GDAL's nodata semantics (issue 20.5): a pixel has no data only where every selected band has none; per-band
+nodata values; a one-band gap filled, not blanked; the output's nodata share reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from geosr import upscale
+from geosr.io.rasters import band_data
+
+
+def test_a_pixel_is_nodata_only_where_every_band_is():
+    data = np.array([[[0, 5, 0, 7]], [[0, 0, 9, 8]], [[np.nan, 3, 0, 2]]], dtype=np.float64)  # (3, 1, 4)
+    out, valid = band_data(data, np.ones((1, 4), bool), [0, 0, 0])
+    assert valid.tolist() == [[False, True, True, True]]
+    # a band without data in a valid pixel takes that band's mean where it has data, never its nodata value
+    assert out[1, 0, 1] == pytest.approx(np.mean([9, 8])) and out[0, 0, 2] == pytest.approx(np.mean([5, 7]))
+    assert np.isfinite(out[:, valid]).all()
+    # per-band nodata values: band 2's nodata is 9, not 0
+    _, valid2 = band_data(data[:2], np.ones((1, 4), bool), [0, 9])
+    assert valid2.tolist() == [[True, True, False, True]]
+
+
+def test_staggered_gaps_keep_their_pixels_and_the_share_is_reported(raster_factory, tmp_path):
+    """Landsat-7-like stripes offset between bands: before, any band at nodata blanked the pixel."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(20, 200, (3, 32, 32)).astype(np.uint8)
+    for b in range(3):
+        arr[b, :, 4 + b : 32 : 8] = 0  # a stripe per band, each offset by one column
+    arr[:, 24:, :] = 0  # a truly empty corner: all bands
+    src = raster_factory("l7.tif", arr, nodata=0)
+    out = tmp_path / "out.tif"
+    r = upscale(src, output=out, scale=2, model="bicubic")
+    assert r.nodata_share == pytest.approx(8 / 32)
+    with rasterio.open(out) as ds:
+        valid = ds.dataset_mask() > 0
+        assert float(ds.tags()["GEOSR_NODATA_SHARE"]) == pytest.approx(0.25)
+    assert valid[:48].all() and not valid[48:].any()
