@@ -9,7 +9,7 @@ from typing import Any
 
 from geosr.errors import OptionError
 
-SUPPORTED_SCALES = (2, 4, 8, 16)
+SUPPORTED_SCALES = tuple(range(2, 17))  # any integer; models run at their trained scales (models/rescale.py)
 COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "NONE")  # what the COG writer is asked for; GDAL has them all
 BACK_PROJECTION_OPERATORS = ("box", "bicubic")  # geosr.models.consistency
 LR_CONSISTENCY_MODES = ("off", *BACK_PROJECTION_OPERATORS)

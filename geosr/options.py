@@ -57,7 +57,8 @@ class UpscaleOptions:
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
             raise ScaleError(
-                f"scale {self.scale}: geosr supports scale factors {', '.join(map(str, SUPPORTED_SCALES))}",
+                f"scale {self.scale}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "
+                f"{SUPPORTED_SCALES[-1]}",
                 param="scale",
             )
         if self.sampler.preset not in SAMPLER_PRESETS:
@@ -157,7 +158,9 @@ def _o(name, path, flags, help, type=str, **kw) -> OptionSpec:  # noqa: A002 - t
 
 
 UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
-    _o("scale", "scale", ["-x", "--scale"], "Scale factor: 2, 4, 8 or 16.", int, manifest="x"),
+    _o("scale", "scale", ["-x", "--scale"],
+       "Scale factor: a whole number from 2 to 16 (a model runs at the next scale it was trained for, then is "
+       "resampled).", int, manifest="x"),
     _o("ref", "ref", ["--ref"], "Older high-resolution reference raster (any CRS and resolution).", cli_path=True),
     _o("cd", "cd", ["--cd"], "Change mask raster (class values, see --cd-classes); `auto` (the default with --ref) "
        "detects the changes against the reference; `none`: treat the reference as unchanged everywhere.",

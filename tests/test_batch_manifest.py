@@ -80,7 +80,7 @@ def test_every_invalid_row_is_listed_with_its_reason(scenes):
 jobs:
   - {lr: s0.tif, out: out/a.tif}
   - {lr: s0.tif, out: out/d.tif, scael: 4}
-  - {lr: s1.tif, out: out/b.tif, x: 3}
+  - {lr: s1.tif, out: out/b.tif, x: 17}
   - {lr: s2.tif}
   - {lr: s0.tif, out: out/a.tif, id: dup-out}
   - {lr: s1.tif, out: "out/{name}.{ext}"}
@@ -96,7 +96,7 @@ jobs:
     assert [j.id for j in m.jobs] == ["a", "ok"]
     for expected in (
         "job 2: unknown option 'scael' (did you mean scale?)",
-        "job 3: x: 3 is not a supported scale factor",
+        "job 3: x: 17 is not a supported scale factor",
         "job 4: has no out",
         "job 5 (dup-out): out " + str(scenes / "out/a.tif") + " is also the output of jobs.yaml job 1",
         "job 6: out: unknown placeholder {ext}",
@@ -218,11 +218,11 @@ def test_cli_dry_run_and_invalid_manifest(scenes):
     got = json.loads(res.stdout)
     assert got["dry_run"] and got["counts"]["planned"] == 3 and got["jobs"][0]["windows"] == 1
     assert not list((scenes / "out").iterdir())
-    (scenes / "bad.csv").write_text("lr,out,x\ns0.tif,out/a.tif,5\nmissing.tif,out/b.tif,4\ns1.tif,out/c.tif,4\n")
+    (scenes / "bad.csv").write_text("lr,out,x\ns0.tif,out/a.tif,17\nmissing.tif,out/b.tif,4\ns1.tif,out/c.tif,4\n")
     res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv")])
     assert res.exit_code == 2
     assert "2 invalid jobs, nothing was run" in res.stderr
-    assert "bad.csv line 2: x: 5 is not a supported scale factor" in res.stderr
+    assert "bad.csv line 2: x: 17 is not a supported scale factor" in res.stderr
     assert "bad.csv line 3" in res.stderr and "missing.tif" in res.stderr
     res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv"), "--json"])
     assert res.exit_code == 2 and len(json.loads(res.stdout)["invalid"]) == 2

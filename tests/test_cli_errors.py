@@ -62,7 +62,7 @@ def _case(tmp_path, lr, name):
     if name == "band-index":
         return ["upscale", lr, "--bands", "1,9", "-o", out], "has no band 9"
     if name == "scale":
-        return ["upscale", lr, "-x", "3", "-o", out], "-x 3"
+        return ["upscale", lr, "-x", "17", "-o", out], "-x 17"
     if name == "output-folder-missing":
         return ["upscale", lr, "-o", str(tmp_path / "no" / "where.tif")], "output folder"
     if name == "output-exists":
@@ -168,7 +168,7 @@ def test_help_shows_examples():
 # ---- the library names its parameters, the CLI its flags ---------------------------------------------------------
 @pytest.mark.parametrize("param,value,error,python_start,flag,cli_start", [
     ("aoi", "1,2,x,4", "OptionError", "aoi '1,2,x,4': expected", "--aoi", "--aoi '1,2,x,4': expected"),
-    ("scale", 3, "ScaleError", "scale 3: geosr supports", "-x", "-x 3: geosr supports"),
+    ("scale", 17, "ScaleError", "scale 17: geosr supports", "-x", "-x 17: geosr supports"),
 ])
 def test_library_errors_name_the_parameter_and_the_cli_its_flag(scene, param, value, error, python_start, flag,
                                                                  cli_start):

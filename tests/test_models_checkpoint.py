@@ -294,7 +294,7 @@ def test_crafted_block_count_is_refused_before_building(tmp_path, nothing_built)
         ({"sigma_data": float("nan")}, {}, "arch.sigma_data", "not a finite number"),
         ({"base_channels": 1024, "channel_mult": [4, 4, 4], "blocks_per_level": 4}, {}, "arch",
          "G weights; geosr accepts at most 2 G"),
-        ({}, {"scales": [1000]}, "scales", "holds 1000; geosr supports the scales 2, 4, 8, 16"),
+        ({}, {"scales": [1000]}, "scales", "holds 1000; geosr supports whole scales from 2 to 16"),
         ({}, {"scales": [8.0]}, "scales", "holds 8.0"),
         ({}, {"scales": 8}, "scales", "is 8; geosr accepts a list"),
         ({}, {"halo": 10**6}, "halo", "geosr accepts at most 64"),

@@ -150,7 +150,8 @@ def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) 
             whole(name, spec[name], low, high)
     for s in items("scales", spec.get("scales", []), MAX_SCALES):
         if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
-            refuse("scales", f"holds {_show(s)}; geosr supports the scales {', '.join(map(str, SUPPORTED_SCALES))}")
+            refuse("scales", f"holds {_show(s)}; geosr supports whole scales from {SUPPORTED_SCALES[0]} to "
+                             f"{SUPPORTED_SCALES[-1]}")
     inference = spec.get("inference", {})
     if not isinstance(inference, dict):
         refuse("inference", f"is {_show(inference)}, not an object")

@@ -23,7 +23,8 @@ from geosr.io.rasters import RasterInfo, inspect_raster, names_rgb, parse_bands
 from geosr.io.writer import OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs
-from geosr.models.registry import DEFAULT_NAME, load_model
+from geosr.models.registry import load_model
+from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.pipeline import resources
 from geosr.pipeline.scene import Scene
@@ -229,16 +230,15 @@ def resolve_model(
     loader: Callable[..., SuperResolver] = load_model,
     style: "str | torch.Tensor | None" = None,
 ) -> SuperResolver:
-    """Load ``model`` with ``loader``; ``default`` is the bundled diffusion model at the scales it was
-    trained for and bicubic at the others. ``style``: None/"none", "sample" (SGDM's style flow) or a style
-    image tensor in model space."""
+    """Load ``model`` with ``loader``; a model asked for a scale it was not trained for runs at the next trained
+    scale up and is resampled (:mod:`geosr.models.rescale`). ``style``: None/"none", "sample" (SGDM's style
+    flow) or a style image tensor in model space."""
     if not isinstance(model, str):
         return model
     extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
     sr = loader(model, device=str(device), sampler=sampler, **extra)
-    if model == DEFAULT_NAME and sr.scales and scale not in sr.scales:
-        return loader("bicubic", device=str(device), sampler=sampler)
-    return sr
+    via = trained_scale_for(scale, tuple(sr.scales))
+    return Rescaled(sr, via) if via is not None else sr
 
 
 def _is_style_image(style: object) -> bool:

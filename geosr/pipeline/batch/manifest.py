@@ -369,7 +369,8 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     paths = {k: _absolute(_expand(v[k], k, values, problems), root) for k in PATH_KEYS[1:] if v.get(k)}
     job_id = _expand(v["id"], "id", values, problems) if v.get("id") else None
     if v["x"] not in SUPPORTED_SCALES:
-        problems.append(f"x: {v['x']} is not a supported scale factor ({', '.join(map(str, SUPPORTED_SCALES))})")
+        problems.append(f"x: {v['x']} is not a supported scale factor (a whole number from {SUPPORTED_SCALES[0]} to "
+                        f"{SUPPORTED_SCALES[-1]})")
     for k in ("window", "steps", "batch_size"):
         if v.get(k) is not None and v[k] < 1:
             problems.append(f"{k}: must be at least 1, not {v[k]}")

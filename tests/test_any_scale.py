@@ -1,0 +1,73 @@
+"""Any integer scale from 2 to 16 (issue 20.4): classical back-ends directly, learned ones at their next trained
+scale, resampled exactly onto the asked grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from tests.conftest import smooth_field
+
+from geosr import upscale
+from geosr.errors import ScaleError
+from geosr.models.interface import ConditionBatch
+from geosr.models.resample import upsample
+from geosr.models.rescale import Rescaled, trained_scale_for
+
+
+class _Bicubic4:
+    """A stand-in 'learned' model trained for x4 only: bicubic, so the rescaled result is known."""
+
+    name, scales, bands, halo, inputs = "b4", (4,), None, 2, frozenset()
+
+    def __init__(self) -> None:
+        self.seen: list[ConditionBatch] = []
+
+    def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
+        assert batch.scale == 4
+        self.seen.append(batch)
+        return upsample(batch.lr, 4, "bicubic")
+
+
+def test_trained_scale_for():
+    assert trained_scale_for(6, (2, 4, 8, 16)) == 8 and trained_scale_for(3, (2, 4, 8, 16)) == 4
+    assert trained_scale_for(8, (2, 4, 8, 16)) is None and trained_scale_for(5, ()) is None
+    assert trained_scale_for(16, (2, 4)) is None
+
+
+def test_rescaled_runs_the_trained_scale_and_resamples_onto_the_grid():
+    inner = _Bicubic4()
+    lr = torch.rand(1, 3, 10, 12)
+    hr = (1, 1, 30, 36)
+    batch = ConditionBatch(lr=lr, lr_valid=torch.ones(1, 1, 10, 12), ref=torch.rand(1, 3, 30, 36),
+                           ref_valid=torch.ones(hr), change=torch.zeros(hr, dtype=torch.long),
+                           changed=torch.zeros(hr), map=None, offsets=torch.tensor([[30, 6]]), scale=3, halo=0)
+    out = Rescaled(inner, 4)(batch, seed=0)
+    assert out.shape == (1, 3, 30, 36)
+    seen = inner.seen[0]
+    assert seen.ref.shape[-2:] == (40, 48) and seen.change.dtype == torch.long
+    assert seen.offsets.tolist() == [[40, 8]]  # the same LR position on the x4 grid
+    expected = F.interpolate(upsample(lr, 4, "bicubic"), size=(30, 36), mode="bicubic", antialias=True)
+    assert torch.allclose(out, expected, atol=1e-6)
+    # registered: a linear ramp stays the same ramp, sampled at the x3 pixel centres
+    ramp = torch.arange(12, dtype=torch.float32).expand(1, 3, 10, 12).contiguous()
+    got = Rescaled(inner, 4)(ConditionBatch(**{**batch.__dict__, "lr": ramp}), seed=0)[0, 0, 5, 6:30]
+    centres = (torch.arange(6, 30, dtype=torch.float32) + 0.5) / 3 - 0.5
+    assert torch.allclose(got, centres, atol=0.02)
+
+
+@pytest.mark.parametrize("scale", [3, 5, 6])
+def test_odd_scales_through_the_pipeline(raster_factory, tmp_path, scale):
+    arr = (smooth_field(3, 24, 20, 1) * 200 + 20).astype(np.uint8)
+    src = raster_factory("lr.tif", arr)
+    out = tmp_path / f"x{scale}.tif"
+    r = upscale(src, output=out, scale=scale, model="bicubic")
+    with rasterio.open(out) as ds, rasterio.open(src) as lr:
+        assert ds.shape == (24 * scale, 20 * scale)
+        assert tuple(ds.bounds) == pytest.approx(tuple(lr.bounds), abs=1e-6)
+        assert ds.res == pytest.approx((lr.res[0] / scale, lr.res[1] / scale), rel=1e-12)
+    assert r.scale == scale
+    with pytest.raises(ScaleError, match="from 2 to 16"):
+        upscale(src, output=tmp_path / "x17.tif", scale=17, model="bicubic")
