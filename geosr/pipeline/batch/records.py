@@ -8,7 +8,6 @@ made from other inputs or options, or changed since.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -44,12 +43,10 @@ def output_matches(output: Path, record: dict) -> bool:
 
 
 def sha256(path: Path) -> str:
-    """The SHA-256 of the file at ``path`` (hex), read a megabyte at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The SHA-256 of the file at ``path`` (hex; the models' checksums carry a ``sha256:`` prefix)."""
+    from geosr.models.registry import file_sha256  # not at import: reading a manifest loads no torch
+
+    return file_sha256(path).removeprefix("sha256:")
 
 
 def comparable(fingerprint: dict) -> dict:
