@@ -129,6 +129,26 @@ def default_bands(info: RasterInfo) -> tuple[int, ...]:
     return tuple(i + 1 for i, c in enumerate(ci) if c != "alpha")
 
 
+# What a band holds, from its description (Sentinel-2 names, plain words) or its colour interpretation. Landsat's
+# B1..B7 mean different things on different satellites, so they are not read.
+_ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir", "b05": "red edge",
+          "b06": "red edge", "b07": "red edge", "b11": "swir", "b12": "swir", "blue": "blue", "green": "green",
+          "red": "red", "nir": "nir", "near-infrared": "nir", "pan": "panchromatic", "panchromatic": "panchromatic"}
+
+
+def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ...]:
+    """What each of ``bands`` holds (red, green, blue, nir, red edge, swir, panchromatic) when its description or
+    colour interpretation says so; None where neither does."""
+    out = []
+    for b in bands:
+        word = (info.descriptions[b - 1] or "").strip().lower().split(" ")[0].replace("_", "-")
+        role = _ROLES.get(word)
+        if role is None and info.colorinterp[b - 1] in ("red", "green", "blue"):
+            role = info.colorinterp[b - 1]
+        out.append(role)
+    return tuple(out)
+
+
 def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
     """Whether ``bands`` are red, green, blue by their descriptions (one of RGB_NAMES, in that order)."""
     names = tuple((info.descriptions[b - 1] or "").strip().lower().split(" ")[0] for b in bands)

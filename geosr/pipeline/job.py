@@ -19,7 +19,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
-from geosr.io.rasters import RasterInfo, inspect_raster, names_rgb, parse_bands
+from geosr.io.rasters import RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.writer import OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs
@@ -111,6 +111,7 @@ def plan_upscale(
         meta = _output_meta(lr_info, sel, opts.output_config)
         summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
+        summary["warnings"] = _band_warnings(lr_info, sel, sr)
         summary["change_detection"] = detection
     except BaseException:
         scene.close()
@@ -262,6 +263,23 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
             f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
             f"{table.n_classes}"
         )
+
+
+def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) -> list[str]:
+    """A warning when the selected bands are, by their descriptions or colour interpretation, not the bands the
+    model was trained on (e.g. false colour B08,B04,B03 into a red-green-blue model)."""
+    trained = [str(n).lower() for n in (getattr(sr, "spec", None) or {}).get("band_names", [])]
+    roles = band_roles(info, bands)
+    wrong = [(i, r, t) for i, (r, t) in enumerate(zip(roles, trained))
+             if r is not None and t in _KNOWN_ROLES and r != t]
+    if not wrong:
+        return []
+    got = ", ".join(f"band {bands[i]} is {r}" for i, r, _ in wrong)
+    return [f"model {sr.name} was trained on {', '.join(trained)} bands but {got}; its output there may carry "
+            "colours and textures of other bands (choose the bands with --bands)"]
+
+
+_KNOWN_ROLES = ("red", "green", "blue", "nir")
 
 
 _INPUT_NAMES = {"ref": "a reference (--ref)", "cd": "a change mask (--cd)", "map": "a map (--map)",

@@ -132,6 +132,8 @@ class Scene:
     def _open_reference(self, path: str, ref_bands: str | None, coregister: bool) -> None:
         info = inspect_raster(path)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
+        if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
+            sel = sel * len(self.bands)
         if len(sel) != len(self.bands):
             raise BandError(
                 f"{path}: the reference gives {len(sel)} bands but the LR gives {len(self.bands)} "

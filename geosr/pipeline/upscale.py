@@ -60,6 +60,7 @@ class UpscaleResult:
     change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
     provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
     nodata_share: float | None = None  # of the output's pixels (None: a dry run)
+    warnings: list[str] | None = None  # e.g. bands that are not what the model was trained on
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,37 @@
+"""A warning when the selected bands are not the bands the model was trained on (issue 20.6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from geosr import upscale
+from geosr.io.rasters import band_roles, inspect_raster
+from geosr.models.backbone import BackboneConfig, build_backbone
+from geosr.models.backbone_checkpoint import save_backbone
+
+
+def test_false_colour_into_an_rgb_model_is_warned_about(raster_factory, tmp_path):
+    torch.manual_seed(0)
+    model = save_backbone(build_backbone(BackboneConfig(dim=8, blocks=1, levels=2, scales=(2,))),
+                          tmp_path / "rgb.safetensors", name="rgb")  # band_names red, green, blue
+    arr = np.random.default_rng(0).integers(10, 200, (4, 16, 16)).astype(np.uint8)
+    src = raster_factory("s2.tif", arr, descriptions=("B02", "B03", "B04", "B08"))
+    assert band_roles(inspect_raster(str(src)), (4, 3, 2)) == ("nir", "red", "green")
+    false = upscale(src, output=tmp_path / "f.tif", scale=2, model=str(model), bands="B08,B04,B03")
+    assert len(false.warnings) == 1 and "band 4 is nir" in false.warnings[0] and "band 3 is red" in false.warnings[0]
+    true = upscale(src, output=tmp_path / "t.tif", scale=2, model=str(model), bands="B04,B03,B02")
+    assert true.warnings == []
+    plain = upscale(raster_factory("plain.tif", arr[:3]), output=tmp_path / "p.tif", scale=2, model=str(model))
+    assert plain.warnings == []  # bands that say nothing about themselves: nothing to warn about
+
+
+def test_a_single_band_reference_sharpens_every_band(raster_factory, tmp_path):
+    from affine import Affine
+
+    lr = np.random.default_rng(1).integers(10, 200, (3, 16, 16)).astype(np.uint8)
+    pan = np.random.default_rng(2).integers(10, 200, (1, 64, 64)).astype(np.uint8)
+    src = raster_factory("lr.tif", lr, transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    ref = raster_factory("pan.tif", pan, transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    r = upscale(src, ref=ref, cd="none", output=tmp_path / "o.tif", scale=4, model="reference-paste")
+    assert r.provenance["shares"]["reference detail used"] == 1.0
