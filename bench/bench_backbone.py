@@ -4,12 +4,14 @@
     python bench/bench_backbone.py --parts speed --backbone ckpt.safetensors [--threads 1]
 
 Parts:
-  quality  PSNR-Y (BT.601, 4-pixel border shaved... ``scale`` pixels) gain over bicubic of every network on the
+  quality  PSNR-Y (BT.601, ``scale`` pixels of border shaved) gain over bicubic of every network on the
            held-out images of ../shared/data (``scripts/shared_data.json``'s held-out split, the targets), the LR
            made by each of ``geosr.training.sensor_degradations.NAMED``. SAFMN and RLFN (x4 only) run from their
            public weights converted by ``scripts/convert_safmn.py`` into ``--reference-dir``; skipped without it.
   speed    seconds per output megapixel of each network on one 256 x 256 LR image, interleaved, medians of
            ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads).
+  cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF, against
+           bicubic through the CLI and RLFN's bare network.
 """
 
 from __future__ import annotations
@@ -52,9 +54,14 @@ def networks(backbone: Path | None, reference_dir: Path | None, scale: int) -> d
     """name -> f(lr01 (1, 3, h, w)) -> sr01, for the networks available at ``scale``."""
     nets: dict = {"bicubic": lambda lr: upsample(lr, scale, "bicubic")}
     if backbone is not None:
+        from geosr.models.consistency import back_project
+
         net, _ = load_backbone(backbone)
         if scale in net.cfg.scales:
             nets["backbone"] = lambda lr, net=net: (net(lr * 2 - 1, scale) + 1) / 2
+            for op in ("box", "bicubic"):  # with LR-consistency by back-projection (geosr's --lr-consistency)
+                nets[f"backbone+bp-{op}"] = lambda lr, net=net, op=op: (back_project(
+                    net(lr * 2 - 1, scale), lr * 2 - 1, scale, operator=op) + 1) / 2
     if reference_dir is not None and scale == 4:
         from reference_nets import load_reference
 
@@ -85,6 +92,46 @@ def run_quality(backbone: Path | None, reference_dir: Path | None, scales: list[
             print(f"x{scale} {kind:13s}", "  ".join(f"{n} {table[f'x{scale} {kind}'][n]:+.3f}" for n in nets),
                   f"(bicubic {base:.2f} dB, {len(images)} images)", flush=True)
     return table
+
+
+def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: int = 512) -> dict:
+    """Seconds per output megapixel of the whole ``geosr upscale -x 4 --model BACKBONE`` (read, windows, model,
+    blending, COG) against bicubic through the same CLI and RLFN's bare network on the same image, interleaved."""
+    import tempfile
+
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from geosr import upscale
+
+    nets = {k: v for k, v in networks(None, reference_dir, 4).items() if k == "rlfn"}
+    times: dict[str, list[float]] = {"geosr-cli": [], "bicubic-cli": [], **{n: [] for n in nets}}
+    rng = np.random.default_rng(0)
+    arr = (rng.random((3, side, side)) * 200 + 20).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "lr.tif"
+        with rasterio.open(src, "w", driver="GTiff", width=side, height=side, count=3, dtype="uint8",
+                           crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
+            dst.write(arr)
+        lr = torch.from_numpy(arr.astype(np.float32) / 255)[None]
+        for _ in range(reps):
+            for name in times:
+                t0 = time.perf_counter()
+                if name == "geosr-cli":
+                    upscale(src, output=Path(tmp) / "o.tif", scale=4, model=str(backbone), overwrite=True)
+                elif name == "bicubic-cli":
+                    upscale(src, output=Path(tmp) / "b.tif", scale=4, model="bicubic", overwrite=True)
+                else:
+                    with torch.inference_mode():
+                        nets[name](lr)
+                times[name].append(time.perf_counter() - t0)
+    mp = (side * 4) ** 2 / 1e6
+    out = {n: round(statistics.median(v) / mp, 3) for n, v in times.items() if v}
+    if "rlfn" in out:
+        out["geosr-cli_to_rlfn"] = round(out["geosr-cli"] / out["rlfn"], 3)
+    print("whole CLI, s per output MP:", out, flush=True)
+    return out
 
 
 @torch.inference_mode()
@@ -123,6 +170,8 @@ def main() -> None:
         result["quality"] = run_quality(args.backbone, args.reference_dir, [int(s) for s in args.scales.split(",")])
     if "speed" in parts:
         result["speed"] = run_speed(args.backbone, args.reference_dir, args.reps)
+    if "cli" in parts:
+        result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
