@@ -48,6 +48,7 @@ class UpscaleJob:
     batch_size: int
     device: torch.device
     provenance: Path | None = None  # the provenance sidecar to write beside the output (a model using a reference)
+    inputs: dict[str, str] | None = None  # role -> path of every input file (the STAC item's derived_from links)
 
     def close(self) -> None:
         self.scene.close()
@@ -123,11 +124,18 @@ def plan_upscale(
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts)
     try:
         sidecar = _provenance_path(out_path, lr, sr, opts)
+        if out_path is not None:
+            from geosr.io.stac import stac_path
+
+            check_output_path(stac_path(out_path), overwrite=opts.output_config.overwrite, inputs=[("LR", lr)])
     except BaseException:
         scene.close()
         raise
+    style = opts.style if _is_style_image(opts.style) else None
+    inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
+              if v and v not in CD_KEYWORDS}
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
-                      opts.device.batch_size, dev, sidecar)
+                      opts.device.batch_size, dev, sidecar, inputs)
 
 
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files

@@ -20,6 +20,7 @@ from geosr.errors import ResumeError
 from geosr.io.journal import Journal, clear_work_dir
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import remove_partials, writing
+from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
@@ -61,6 +62,7 @@ class UpscaleResult:
     provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
     nodata_share: float | None = None  # of the output's pixels (None: a dry run)
     warnings: list[str] | None = None  # e.g. bands that are not what the model was trained on
+    stac: str | None = None  # the output's STAC item (<stem>.stac.json)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +109,7 @@ def finish(
     if job.provenance is not None:
         _write_provenance(job)
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
+    _write_stac(job)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
@@ -119,6 +122,17 @@ def nodata_share(scene: Scene) -> float:
     rows = max(1, (1 << 24) // max(1, w))
     missing = sum(int((~scene.lr_validity(r0, min(h, r0 + rows))).sum()) for r0 in range(0, h, rows))
     return missing / max(1, h * w)
+
+
+def _write_stac(job: UpscaleJob) -> None:
+    """The output's STAC item (:mod:`geosr.io.stac`): its inputs, model and lineage."""
+    tags = job.meta.tags
+    inputs = dict(job.inputs or {})
+    model = {"name": tags.get("GEOSR_MODEL"), **json.loads(tags.get("GEOSR_MODEL_SETTINGS", "{}"))}
+    lineage = (f"super-resolved x{tags.get('GEOSR_SCALE')} by geosr {tags.get('GEOSR_VERSION')} with "
+               f"{tags.get('GEOSR_MODEL')} from {', '.join(inputs)}")
+    path = write_stac_item(job.out_path, inputs=inputs, model=model, lineage=lineage, provenance=job.provenance)
+    job.summary["stac"] = str(path)
 
 
 def _write_provenance(job: UpscaleJob) -> None:

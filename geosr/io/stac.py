@@ -1,0 +1,90 @@
+"""STAC out: every output gets ``<output stem>.stac.json``, a STAC item a catalogue or a pipeline can pick up.
+
+Made by rio-stac from the written COG (geometry, bbox, the projection and raster extensions with band statistics)
+and completed with pystac: the processing extension (geosr's version, the lineage in words), links of relation
+``derived_from`` to every input, the model (name, checksum, settings) in ``geosr:model``, and the provenance
+sidecar as a second asset when there is one. The item's datetime is the LR's acquisition time when its tags
+say it (``ACQUISITIONDATETIME``, ``TIFFTAG_DATETIME``), else the time of processing, and ``geosr:datetime`` says
+which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+from rio_stac import create_stac_item
+
+from geosr._version import __version__
+
+PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+
+
+def stac_path(output: Path) -> Path:
+    """``<output stem>.stac.json`` beside ``output``."""
+    return output.with_name(f"{output.stem}.stac.json")
+
+
+def _acquired(lr: str) -> dt.datetime | None:
+    try:
+        with rasterio.open(lr) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioError:
+        return None
+    for key, fmt in (("ACQUISITIONDATETIME", None), ("TIFFTAG_DATETIME", "%Y:%m:%d %H:%M:%S")):
+        text = tags.get(key)
+        if not text:
+            continue
+        try:
+            when = dt.datetime.strptime(text, fmt) if fmt else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return None
+
+
+def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, Any], lineage: str,
+                    provenance: Path | None = None, final: Path | None = None) -> Path:
+    """Describe the COG at ``output`` as a STAC item written at ``final`` (default :func:`stac_path`), atomically.
+
+    ``inputs``: role -> path or URL of every input (``derived_from`` links); ``model``: what made the pixels."""
+    final = final or stac_path(output)
+    acquired = _acquired(inputs.get("lr", ""))
+    when = acquired or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    item = create_stac_item(
+        str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
+        asset_media_type=pystac.MediaType.COG, asset_href=output.name, with_proj=True, with_raster=True,
+        properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
+    )
+    item.stac_extensions.append(PROCESSING)
+    item.properties.update({
+        "processing:software": {"geosr": __version__},
+        "processing:lineage": lineage,
+        "processing:datetime": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "geosr:model": model,
+    })
+    for role, src in inputs.items():
+        if src:
+            item.add_link(pystac.Link("derived_from", _href(src, final.parent), title=role))
+    if provenance is not None:
+        item.add_asset("provenance", pystac.Asset(href=provenance.name, media_type=pystac.MediaType.COG,
+                                                  roles=["metadata"], title="geosr provenance classes"))
+    tmp = final.with_name(final.name + ".part")
+    tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
+    tmp.replace(final)
+    return final
+
+
+def _href(src: str, folder: Path) -> str:
+    """A local input relative to the item's folder (a catalogue can move them together), a URL as it is."""
+    if "://" in src or src.startswith("/vsi"):
+        return src
+    try:
+        return os.path.relpath(os.path.abspath(src), folder.resolve())
+    except ValueError:  # another drive
+        return os.path.abspath(src)
