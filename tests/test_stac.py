@@ -9,10 +9,10 @@ import pystac
 import pytest
 import rasterio
 from affine import Affine
+from tests.conftest import smooth_field
 
 from geosr import upscale
 from geosr.errors import OutputExistsError
-from tests.conftest import smooth_field
 
 
 def test_every_output_gets_a_stac_item(raster_factory, tmp_path):
