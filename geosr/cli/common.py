@@ -8,7 +8,6 @@ import json
 import signal
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
@@ -58,11 +57,12 @@ def renamed(command: str, new_flag: str, new: Any, old_flag: str, old: Any) -> A
     return old
 
 
-def option_parameter(name: str, typ: Any, default: Any, flags: tuple[str, ...], help: str) -> inspect.Parameter:
+def option_parameter(name: str, typ: Any, default: Any, flags: tuple[str, ...], help: str,
+                     metavar: str | None = None) -> inspect.Parameter:
     """A keyword-only Typer option as an :class:`inspect.Parameter` (for commands whose options are generated
     from :mod:`geosr.options`); optional when its default is None."""
     annotation = Annotated[typ if default is not None else Optional[typ],
-                           typer.Option(*flags, help=help, show_default=default is not None)]
+                           typer.Option(*flags, help=help, show_default=default is not None, metavar=metavar)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
@@ -77,7 +77,9 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
             continue
         default = None if unset else o.default_value()
         help_ = f"{o.help} For jobs without it." if unset else o.help
-        params.append(option_parameter(o.name, Path if o.cli_path else o.type, default, o.flags, help_))
+        # input paths stay text: a URL (https://, s3://) or a GDAL path (/vsizip/...) is no local Path
+        params.append(option_parameter(o.name, str if o.cli_path else o.type, default, o.flags, help_,
+                                       metavar="PATH" if o.cli_path else None))
     return params
 
 

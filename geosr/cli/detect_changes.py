@@ -12,8 +12,8 @@ from geosr.cli.common import out_console, print_json, progress_bar, run_command
 
 
 def detect_changes(
-    lr: Annotated[Path, typer.Argument(help="Low-resolution input raster (the new date).", show_default=False)],
-    ref: Annotated[Path, typer.Option("--ref", help="Older high-resolution reference raster (any CRS and resolution).", show_default=False)],
+    lr: Annotated[str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL or a GDAL path.", show_default=False, metavar="LR")],
+    ref: Annotated[str, typer.Option("--ref", help="Older high-resolution reference raster (any CRS and resolution; a file, a URL or a GDAL path).", show_default=False, metavar="PATH")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output COG path (binary changes on the LR grid).", show_default=False)],
     bands: Annotated[Optional[str], typer.Option("--bands", help="LR bands compared, e.g. 4,3,2 (default: as upscale picks them).", show_default=False)] = None,
     ref_bands: Annotated[Optional[str], typer.Option("--ref-bands", help="Reference bands matching --bands.", show_default=False)] = None,

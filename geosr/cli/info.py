@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from geosr.cli.common import out_console, print_json, run_command
 
 
 def info(
-    files: Annotated[list[Path], typer.Argument(help="Rasters to inspect.", show_default=False)],
+    files: Annotated[list[str], typer.Argument(help="Rasters to inspect (files, URLs or GDAL paths).", show_default=False, metavar="FILES")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")] = False,
 ) -> None:

@@ -20,7 +20,7 @@ from geosr.cli.common import (
 )
 
 
-def upscale(lr: Path, output: Optional[Path] = None, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
+def upscale(lr: str, output: Optional[Path] = None, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
     """Super-resolve LR by -x into a georeferenced COG (same CRS and footprint, pixel size / x).
 
     Examples:
@@ -53,7 +53,8 @@ def upscale(lr: Path, output: Optional[Path] = None, quiet: bool = False, json_o
 def _signature() -> inspect.Signature:
     """The command's parameters: LR, -o, every option of :data:`geosr.options.UPSCALE_OPTIONS`, -q, --json."""
     lr = inspect.Parameter("lr", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-        Path, typer.Argument(help="Low-resolution raster (any GDAL format with a CRS).", show_default=False)])
+        str, typer.Argument(help="Low-resolution raster: a file, a URL (https://, s3://, gs://) or a GDAL path "
+                                 "(/vsizip/...), any GDAL format with a CRS.", show_default=False, metavar="LR")])
     return inspect.Signature([
         lr,
         option_parameter("output", Path, None, ("-o", "--output"), "Output COG path."),

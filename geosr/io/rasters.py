@@ -60,17 +60,28 @@ class RasterInfo:
         return os.path.basename(self.path)
 
 
+# URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
+# paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
+REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0",
+                  "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning every failure into one clear sentence naming the file."""
     p = str(path)
-    if not Path(p).exists() and not re.match(r"^(/vsi|https?://|s3://)", p):
+    remote = bool(REMOTE.match(p))
+    if not remote and not Path(p).exists():
         raise InputNotFoundError(f"{p}: no such file")
     if Path(p).is_dir():
         raise NotARasterError(f"{p}: is a folder, not a raster file")
     if Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait on it forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
     try:
-        return rasterio.open(p)
+        if not remote:
+            return rasterio.open(p)
+        with rasterio.Env(**REMOTE_OPTIONS):  # an unreachable host fails in seconds, not minutes
+            return rasterio.open(p)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
         if "not recognized as" in reason or "not a supported file format" in reason:

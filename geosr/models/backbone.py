@@ -20,7 +20,8 @@ depends on the window. A window whose LR origin is a multiple of :data:`ALIGN` p
 the whole scene, so away from its border it computes what the whole scene computes (see ``tests``).
 
 Inputs and outputs are in geosr's model space (about [-1, 1]); the network itself works on [0, 1] values,
-the range its initial weights were trained on.
+the range its initial weights were trained on: its features see the input clipped to that range (the bilinear
+base keeps the full range).
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ class LRBackbone(nn.Module):
             raise ValueError(f"the backbone has tails for x{', x'.join(self.tails)}, not x{scale}")
         x01 = (lr + 1) * 0.5
         base = F.interpolate(x01, scale_factor=scale, mode="bilinear", align_corners=False)
-        detail = F.pixel_shuffle(self.tails[str(scale)](self.body(self.head(x01))), scale)
+        # the features see the range the weights were trained on: the modulation multiplies features by features,
+        # so values far outside it (the brightest 1% of a stretched scene) would grow without bound
+        detail = F.pixel_shuffle(self.tails[str(scale)](self.body(self.head(x01.clamp(0, 1)))), scale)
         return (base + detail) * 2 - 1
 
 

@@ -19,7 +19,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
-from geosr.io.rasters import RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
+from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.writer import OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs
@@ -364,6 +364,8 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
 def _file_id(path: str | None) -> list | str | None:
     if path is None or path in CD_KEYWORDS:
         return path
+    if REMOTE.match(path):  # a URL or GDAL path: its name is all geosr can know without reading it
+        return [path]
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 

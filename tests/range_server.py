@@ -1,0 +1,61 @@
+"""A static HTTP server on 127.0.0.1 with range requests (what GDAL's /vsicurl/ reads by), for the URL tests.
+
+    python tests/range_server.py FOLDER      # prints the port, then serves until killed
+
+It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
+test's own process could never answer.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import sys
+from pathlib import Path
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _file(self) -> Path | None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return None
+        return path
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        path = self._file()
+        if path is not None:
+            self.send_response(200)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self._file()
+        if path is None:
+            return
+        data = path.read_bytes()
+        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if m:
+            start = int(m.group(1))
+            end = min(int(m.group(2)) if m.group(2) else len(data) - 1, len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            body = data[start : end + 1]
+        else:
+            self.send_response(200)
+            body = data
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+if __name__ == "__main__":
+    folder = sys.argv[1]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
+    print(server.server_address[1], flush=True)
+    server.serve_forever()

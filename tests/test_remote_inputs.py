@@ -1,0 +1,73 @@
+"""Inputs beyond local files (issue 20.1): URLs served on 127.0.0.1, GDAL paths, zip members; bad URLs and
+unreachable hosts give one sentence and exit 2, fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from tests.conftest import smooth_field
+from typer.testing import CliRunner
+
+from geosr.cli.app import app
+
+
+@pytest.fixture
+def served(tmp_path, raster_factory):
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        yield f"http://127.0.0.1:{port}", folder
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_an_https_style_url_is_read_as_gdal_reads_it(served, tmp_path):
+    url, folder = served
+    out = tmp_path / "out.tif"
+    res = CliRunner().invoke(app, ["upscale", f"{url}/lr.tif", "-x", "2", "-m", "bicubic", "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds, rasterio.open(folder / "lr.tif") as src:
+        assert ds.shape == (48, 48) and ds.crs == src.crs
+    stac = json.loads(out.with_name("out.stac.json").read_text())
+    assert [link["href"] for link in stac["links"] if link["rel"] == "derived_from"] == [f"{url}/lr.tif"]
+
+
+def test_a_missing_url_and_an_unreachable_host_are_one_sentence_and_exit_2(served, tmp_path):
+    url, _ = served
+    res = CliRunner().invoke(app, ["upscale", f"{url}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
+    assert res.exit_code == 2 and "nothing.tif" in res.output and "internal error" not in res.output
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["upscale", "http://127.0.0.1:9/lr.tif", "-x", "2", "-o", str(tmp_path / "b.tif")])
+    assert res.exit_code == 2 and "127.0.0.1:9" in res.output
+    assert time.monotonic() - t0 < 30
+    assert not list(tmp_path.glob("*.tif"))
+
+
+def test_zip_members_and_gdal_paths(raster_factory, tmp_path):
+    src = raster_factory("lr.tif", (smooth_field(3, 16, 16, 6) * 200 + 20).astype(np.uint8))
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(src, "inner/lr.tif")
+    for path in (f"/vsizip/{archive}/inner/lr.tif", f"zip://{archive}!inner/lr.tif"):
+        out = tmp_path / f"o{len(os.listdir(tmp_path))}.tif"
+        res = CliRunner().invoke(app, ["upscale", path, "-x", "2", "-m", "bicubic", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with rasterio.open(out) as ds:
+            assert ds.shape == (32, 32)
+    res = CliRunner().invoke(app, ["upscale", f"/vsizip/{archive}/inner/missing.tif", "-x", "2",
+                                   "-o", str(tmp_path / "m.tif")])
+    assert res.exit_code == 2 and "missing.tif" in res.output
