@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from geosr.models.backbone import FeatureModulation
+
 
 class _GRN(nn.Module):
     """Global response normalization: scales each channel by its L2 energy over the image relative to the mean."""
@@ -29,13 +31,11 @@ class _GRN(nn.Module):
         return x + self.gamma * (x * (g / (g.mean(dim=1, keepdim=True) + 1e-6))) + self.beta
 
 
-class _SAFM(nn.Module):
+class _SAFM(FeatureModulation):
+    """geosr's feature modulation (same weights) with SAFMN's own pooling: adaptive, to sizes the image sets."""
+
     def __init__(self, dim: int, levels: int = 4) -> None:
-        super().__init__()
-        self.levels = levels
-        c = dim // levels
-        self.mfr = nn.ModuleList(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False) for _ in range(levels))
-        self.aggr = nn.Conv2d(dim, dim, 1, bias=False)
+        super().__init__(dim, levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
