@@ -46,9 +46,9 @@ def _case(tmp_path, lr, name):
                         transform=Affine(10, 0, 900000, 0, -10, 1000000))
         return ["upscale", lr, "--ref", str(p), "-o", out], "far.tif: the reference does not overlap"
     if name == "ref-band-count":
-        p = make_raster(tmp_path / "pan.tif", np.ones((1, 40, 48), np.uint8),
+        p = make_raster(tmp_path / "two.tif", np.ones((2, 40, 48), np.uint8),
                         transform=Affine(5, 0, 500000, 0, -5, 5000000))
-        return ["upscale", lr, "--ref", str(p), "-o", out], "pan.tif: the reference gives 1 bands but the LR gives 3"
+        return ["upscale", lr, "--ref", str(p), "-o", out], "two.tif: the reference gives 2 bands but the LR gives 3"
     if name == "model-one-band":
         p = make_raster(tmp_path / "pan.tif", (smooth_field(1, 20, 24) * 255).astype(np.uint8))
         return (["upscale", str(p), "-x", "4", "-o", out],

@@ -234,7 +234,7 @@ def test_two_processes_on_one_output_the_second_is_refused_the_first_unharmed(tm
     alone = tmp_path / "alone.tif"
     assert subprocess.run([*CLI, "upscale", str(lr), "-o", str(alone), *args]).returncode == 0
     assert out.read_bytes() == alone.read_bytes()
-    assert _files(tmp_path) == {"lr.tif", "out.tif", "alone.tif"}
+    assert _files(tmp_path) == {"lr.tif", "out.tif", "alone.tif", "out.stac.json", "alone.stac.json"}
 
 
 # ---- 5. resources ----------------------------------------------------------------------------------------------
@@ -309,18 +309,18 @@ def test_a_kill_during_the_cog_step_leaves_only_the_journal_and_a_rerun_cleans_u
     work = "out.tif.geosr-work"
     if sig == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
-        left = _files(tmp_path) - {"lr.tif", "clean.tif", ".out.tif.deadbeef.partial.tif"}
+        left = _files(tmp_path) - {"lr.tif", "clean.tif", "clean.stac.json", ".out.tif.deadbeef.partial.tif"}
         assert all(f.startswith(work) for f in left) and any(".partial" in f for f in left)
     else:
         assert proc.returncode == 143 and "terminated" in proc.stderr
-        left = _files(tmp_path) - {"lr.tif", "clean.tif", ".out.tif.deadbeef.partial.tif"}
+        left = _files(tmp_path) - {"lr.tif", "clean.tif", "clean.stac.json", ".out.tif.deadbeef.partial.tif"}
         assert all(f.startswith(work) for f in left), left
         assert not any(".partial" in f or "ovr.tmp" in f or "stitched" in f for f in left), left
         assert f"{work}/rows_00000_00005/journal.jsonl" in left  # kept for --resume
     assert not out.exists()
     assert subprocess.run([*CLI, *args, "-o", str(out), "--resume"]).returncode == 0
     assert out.read_bytes() == clean.read_bytes()
-    assert _files(tmp_path) == {"lr.tif", "clean.tif", "out.tif"}
+    assert _files(tmp_path) == {"lr.tif", "clean.tif", "out.tif", "clean.stac.json", "out.stac.json"}
 
 
 def test_rasterize_osm_clears_what_a_killed_run_left(tmp_path):
