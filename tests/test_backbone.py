@@ -206,3 +206,12 @@ def test_the_registry_loads_a_backbone_checkpoint(tmp_path):
     lr = torch.rand(1, 3, 20, 20) * 2 - 1
     out = plain(_batch(lr, 4, [(0, 0)]), seed=0)
     assert out.shape == (1, 3, 80, 80)
+
+
+def test_images_too_small_for_every_scale_are_refused_not_looped_on():
+    from geosr.errors import InputError
+    from geosr.training.backbone_fit import make_batch
+
+    small = [torch.zeros(3, 100, 100, dtype=torch.uint8)]
+    with pytest.raises(InputError, match="256 x 256"):
+        make_batch(small, 16, 16, 2, np.random.default_rng(0))

@@ -74,6 +74,14 @@ def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
     assert glob_jobs[0].where == "the command line s0.tif"
 
 
+def test_cd_keywords_and_urls_stay_as_they_are(scenes):
+    (scenes / "jobs.csv").write_text("lr,out,x,ref,cd\ns0.tif,out/a.tif,4,https://example.org/ref.tif,none\n"
+                                     "/vsizip/refs.zip/r.tif,out/b.tif,4,s1.tif,auto\n")
+    a, b = read_manifest(scenes / "jobs.csv").jobs
+    assert (a.ref, a.cd) == ("https://example.org/ref.tif", "none")
+    assert (b.lr, b.cd) == ("/vsizip/refs.zip/r.tif", "auto") and b.ref == str(scenes / "s1.tif")
+
+
 def test_every_invalid_row_is_listed_with_its_reason(scenes):
     (scenes / "jobs.yaml").write_text(
         """

@@ -128,3 +128,12 @@ def test_cd_auto_needs_a_reference_and_the_binary_table(scene, tmp_path):
     dry = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "c.tif",
                   dry_run=True)
     assert dry.change_detection == {"method": "auto", "ran": False}
+
+
+def test_a_band_without_any_overlap_reports_no_threshold_in_valid_json(scene, raster_factory, tmp_path):
+    empty = raster_factory("empty.tif", np.zeros((3, 384, 384), np.uint8), transform=REF_T, nodata=0)
+    res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(empty), "-o",
+                                   str(tmp_path / "c.tif"), "--json", "--no-coregister"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert payload["thresholds"] == [None] and payload["unknown_share"] == 1.0

@@ -71,3 +71,22 @@ def test_no_sidecar_without_a_reference_or_for_a_model_that_ignores_it(scene, tm
                 output=tmp_path / "b.tif")
     assert a.provenance is None and b.provenance is None
     assert not list(tmp_path.glob("*.provenance.tif"))
+
+
+def test_a_run_killed_while_assembling_leaves_no_sidecar_and_resumes(scene, tmp_path, monkeypatch):
+    import geosr.pipeline.upscale as up
+
+    out = tmp_path / "out.tif"
+    real = up.assemble
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(up, "assemble", killed)
+    with pytest.raises(KeyboardInterrupt):
+        upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out)
+    assert not out.exists() and not (tmp_path / "out.provenance.tif").exists()
+    monkeypatch.setattr(up, "assemble", real)
+    r = upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out,
+                resume=True)
+    assert r.resumed_rows > 0 and (tmp_path / "out.provenance.tif").exists()

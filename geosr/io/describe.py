@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import rasterio
 from rasterio.warp import transform_bounds
 
-from geosr.io.rasters import default_bands, inspect_raster
+from geosr.errors import InputError
+from geosr.io.rasters import default_bands, inspect_raster, open_raster
 
 
 def describe(paths: list[str]) -> dict:
@@ -65,9 +65,9 @@ def geosr_record(path: str) -> dict | None:
     """What made a file geosr wrote (model, scale, inputs, settings, co-registration, change detection,
     provenance), from its tags; None for other files."""
     try:
-        with rasterio.open(path) as ds:
+        with open_raster(path) as ds:
             tags = ds.tags()
-    except rasterio.errors.RasterioError:
+    except InputError:
         return None
     if not any(k in tags for k in _RECORD if k != "GEOSR_VERSION"):
         return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +15,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
+from geosr.io.paths import REMOTE  # noqa: F401 (re-exported)
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -60,9 +60,6 @@ class RasterInfo:
         return os.path.basename(self.path)
 
 
-# URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
-# paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
-REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0",
                   "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
@@ -78,10 +75,10 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     if Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait on it forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
     try:
-        if not remote:
-            return rasterio.open(p)
-        with rasterio.Env(**REMOTE_OPTIONS):  # an unreachable host fails in seconds, not minutes
-            return rasterio.open(p)
+        if remote:  # an unreachable or stalled host fails in seconds, at the open and at every later read
+            for key, value in REMOTE_OPTIONS.items():
+                os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
+        return rasterio.open(p)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
         if "not recognized as" in reason or "not a supported file format" in reason:

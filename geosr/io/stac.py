@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pystac
-import rasterio
 from rio_stac import create_stac_item
 
 from geosr._version import __version__
+from geosr.errors import InputError
+from geosr.io.rasters import open_raster
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
@@ -32,9 +33,9 @@ def stac_path(output: Path) -> Path:
 
 def _acquired(lr: str) -> dt.datetime | None:
     try:
-        with rasterio.open(lr) as ds:
+        with open_raster(lr) as ds:
             tags = ds.tags()
-    except rasterio.errors.RasterioError:
+    except InputError:
         return None
     for key, fmt in (("ACQUISITIONDATETIME", None), ("TIFFTAG_DATETIME", "%Y:%m:%d %H:%M:%S")):
         text = tags.get(key)

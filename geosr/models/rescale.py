@@ -1,10 +1,10 @@
 """Any integer scale for a model trained at a few: run it at the next trained scale up, then resample exactly.
 
 A model trained for x2, x4, x8 and x16 asked for x6 runs at x8 on the same LR window (its reference, change mask
-and map brought onto the x8 grid: bicubic for the reference, nearest for classes and validity), and its x8 output
-is resampled onto the x6 grid by antialiased bicubic. Both grids subdivide the same LR pixels (pixel-centre
-aligned), so the result is registered exactly; what the x8 output holds above the x6 Nyquist frequency is
-filtered out, not aliased. Measured against bicubic in docs/model-card.md.
+and map brought onto the x8 grid: the reference bilinear from its valid pixels, classes and validity nearest),
+and its x8 output is resampled onto the x6 grid by antialiased bicubic. Both grids subdivide the same LR pixels
+(pixel-centre aligned), so the result is registered exactly; what the x8 output holds above the x6 Nyquist
+frequency is filtered out, not aliased. Measured against bicubic in docs/model-card.md.
 """
 
 from __future__ import annotations
@@ -26,10 +26,17 @@ def trained_scale_for(scale: int, scales: tuple[int, ...]) -> int | None:
     return min(above) if above else None
 
 
-def _to_grid(t: torch.Tensor, size: tuple[int, int], classes: bool) -> torch.Tensor:
-    if classes:
-        return F.interpolate(t.float(), size=size, mode="nearest").to(t.dtype)
-    return F.interpolate(t.float(), size=size, mode="bicubic", align_corners=False)
+def _to_grid(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Classes or validity on another grid (nearest)."""
+    return F.interpolate(t.float(), size=size, mode="nearest").to(t.dtype)
+
+
+def _valid_only(ref: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The reference on another grid from its valid pixels only (no dark fringe where it ends)."""
+    w = valid.float()
+    num = F.interpolate(ref.float() * w, size=size, mode="bilinear", align_corners=False)
+    den = F.interpolate(w, size=size, mode="bilinear", align_corners=False)
+    return torch.where(den > 1e-6, num / den.clamp(min=1e-6), torch.zeros_like(num))
 
 
 class Rescaled:
@@ -43,6 +50,8 @@ class Rescaled:
         self.via = via
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
@@ -56,11 +65,11 @@ class Rescaled:
         up = replace(
             batch,
             scale=v,
-            ref=_to_grid(batch.ref, size, False),
-            ref_valid=_to_grid(batch.ref_valid, size, True),
-            change=_to_grid(batch.change, size, True),
-            changed=_to_grid(batch.changed, size, True),
-            map=None if batch.map is None else _to_grid(batch.map, size, True),
+            ref=_valid_only(batch.ref, batch.ref_valid, size),
+            ref_valid=_to_grid(batch.ref_valid, size),
+            change=_to_grid(batch.change, size),
+            changed=_to_grid(batch.changed, size),
+            map=None if batch.map is None else _to_grid(batch.map, size),
             offsets=torch.div(batch.offsets, s, rounding_mode="floor") * v,
         )
         out = self.inner(up, seed=seed)

@@ -11,6 +11,7 @@ same detection into its work folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -60,7 +61,9 @@ class ChangeDetectionResult:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
                 "height": self.grid.height, "resolution": list(self.grid.res), "classes": BINARY.to_dict(),
                 "changed_share": round(self.changed_share, 6), "unknown_share": round(self.unknown_share, 6),
-                "thresholds": [round(t, 4) for t in self.thresholds], "coregistration": self.coregistration,
+                # a band of rows where the two images never both have data has no threshold: null
+                "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
+                "coregistration": self.coregistration,
                 "seconds": round(self.seconds, 3)}
 
 

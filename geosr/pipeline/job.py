@@ -105,7 +105,7 @@ def plan_upscale(
         style = opts.style
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
-        _check_model(sr, opts.scale, len(sel), sr.name, table if opts.cd else None)
+        _check_model(sr, opts.scale, len(sel), sr.name, table if cd else None, auto=detection is not None)
         _check_inputs(sr, opts)
         tcfg = opts.tiling.resolved(opts.scale, *getattr(sr, "tiling", (256, 0.25)))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
@@ -258,7 +258,8 @@ def _join(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: ChangeClassTable | None = None) -> None:
+def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: ChangeClassTable | None = None,
+                 auto: bool = False) -> None:
     if sr.scales and scale not in sr.scales:
         raise ScaleError(f"model {spec}: trained for scale {_join(sr.scales)}, not scale {scale}")
     if sr.bands is not None and sr.bands != n_bands:
@@ -266,6 +267,11 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
                         f"selected ({fix})")
     wanted = getattr(sr, "n_change_classes", None)
+    if auto and table is not None and wanted is not None and table.n_classes != wanted and "cd" in model_inputs(sr):
+        raise ClassTableError(
+            f"model {spec}: was trained with {wanted} change classes, but the change mask detected against the "
+            "reference (cd auto, the default with a reference) is binary; give the model's own mask with --cd and "
+            "--cd-classes, or --cd none")
     if table is not None and wanted is not None and table.n_classes != wanted:
         raise ClassTableError(
             f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "

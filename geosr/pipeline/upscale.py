@@ -106,9 +106,10 @@ def finish(
     share = nodata_share(job.scene)
     job.summary["nodata_share"] = round(share, 6)
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
-    if job.provenance is not None:
-        _write_provenance(job)
+    staged = _write_provenance(job) if job.provenance is not None else None
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
+    if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
+        os.replace(staged, job.provenance)
     _write_stac(job)
     if before_cleanup is not None:
         before_cleanup()
@@ -135,16 +136,18 @@ def _write_stac(job: UpscaleJob) -> None:
     job.summary["stac"] = str(path)
 
 
-def _write_provenance(job: UpscaleJob) -> None:
-    """The provenance sidecar (:mod:`geosr.pipeline.provenance`); its shares go into the summary and the tags."""
+def _write_provenance(job: UpscaleJob) -> Path:
+    """The provenance sidecar (:mod:`geosr.pipeline.provenance`), written in the work folder (the caller moves it
+    beside the output); its shares go into the summary and the tags."""
     folder = job.work_dir / "provenance"
     folder.mkdir(exist_ok=True)
-    remove_partials(job.provenance)
+    staged = folder / job.provenance.name
     kept = ("GEOSR_VERSION", "GEOSR_MODEL", "GEOSR_SCALE", "GEOSR_INPUTS")
     tags = {k: v for k, v in job.meta.tags.items() if k in kept}
-    shares = write_provenance(job.scene, job.provenance, folder, tags)
+    shares = write_provenance(job.scene, staged, folder, tags)
     job.summary["provenance"] = {"path": str(job.provenance), "shares": shares}
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_PROVENANCE": json.dumps(job.summary["provenance"])})
+    return staged
 
 
 def upscale(

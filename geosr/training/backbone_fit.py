@@ -83,6 +83,8 @@ def make_batch(images: Sequence[torch.Tensor], scale: int, lr_side: int, batch: 
     """(LR, HR) in [0, 1]: random crops, flips and quarter turns, each LR drawn by :func:`blind_degrade` and stored
     as 8 bits."""
     side = lr_side * scale
+    if not any(min(img.shape[-2:]) >= side for img in images):
+        raise InputError(f"no training image holds a {side} x {side} crop (x{scale} with {lr_side}-pixel LR patches)")
     lrs, hrs = [], []
     while len(hrs) < batch:
         img = images[int(rng.integers(len(images)))]
@@ -145,7 +147,10 @@ def fit_backbone(
     meta = json.loads((out / "state.json").read_text()) if resume else {}
     best = meta.get("best", {"min": -math.inf})
     rng = np.random.default_rng([cfg.seed, step])
-    scales = [s for s in cfg.scale_weights if str(s) in net.tails]
+    largest = max(min(img.shape[-2:]) for img in train_images)
+    scales = [s for s in cfg.scale_weights if str(s) in net.tails and cfg.lr_patch[s] * s <= largest]
+    if not scales:
+        raise InputError(f"no training image is large enough for any scale (the largest side is {largest} px)")
     weights = np.array([cfg.scale_weights[s] for s in scales], dtype=np.float64)
     t_end = time.monotonic() + 60 * minutes if minutes else math.inf
     losses: list[float] = []

@@ -157,7 +157,8 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     upscale(
         str(lr_p), output=str(out), scale=case.scale,
         ref=str(ref_p) if case.ref is not None else None,
-        cd=(str(cd_p) if case.change_values is not None else "none") if cd == "given" else cd,
+        cd="none" if case.ref is None else (str(cd_p) if case.change_values is not None else "none")
+        if cd == "given" else cd,
         cd_classes=case.table if case.table in BUILTIN_TABLES and cd == "given" else "binary",
         model=model, sampler=SamplerConfig(seed=seed, steps=steps),
         output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
@@ -335,8 +336,9 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
                 sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None,
                               device=device, cd=cd)
                 seconds = round(time.perf_counter() - t1, 2)
+                written = model if isinstance(model, str) else getattr(model, "name", "model")  # run_case's file
                 entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds,
-                                         "reference_in_changed": reference_in_changed(case, folder, name)}
+                                         "reference_in_changed": reference_in_changed(case, folder, written)}
                 if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
                     panel(case, sr, out / f"panel_x{case.scale}_{case.name}_{name.replace('/', '_')}.png")
                 done += 1

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
+from geosr.io.paths import REMOTE
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -415,8 +416,10 @@ def _expand(template: str, key: str, values: dict, problems: list[str]) -> str |
 
 
 def _absolute(path: str | None, root: Path) -> str | None:
-    if path is None:
-        return None
+    """A local path relative to the manifest's folder made absolute; URLs, GDAL paths and ``--cd``'s keywords
+    (auto, none) as they are."""
+    if path is None or path in ("auto", "none") or REMOTE.match(path):
+        return path
     p = Path(os.path.expanduser(path))
     return os.path.normpath(str(p if p.is_absolute() else root / p))
 

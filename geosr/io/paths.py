@@ -1,0 +1,15 @@
+"""What a path names: a local file, or something GDAL opens as it is (no rasterio here: the batch manifest
+reader uses it without loading the GIS stack)."""
+
+from __future__ import annotations
+
+import re
+
+# URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
+# paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
+REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
+    return bool(REMOTE.match(path))
