@@ -29,6 +29,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from geosr.conditioning.reference import fit_harmonization
+
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 Z_MIN = 1.25  # and one below this never is (Otsu splits even a scene without any change in two)
 NOISE_FLOOR = 0.03  # the spread of differences is taken as at least this share of the band's 1-99% range
@@ -57,17 +59,6 @@ class ChangeDetection:
     def to_dict(self) -> dict:
         return {"method": self.method, "threshold": round(self.threshold, 4),
                 "changed_share": round(self.changed_share, 4), "valid_pixels": int(self.valid.sum())}
-
-
-def _robust_harmonize(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """The reference mapped onto the LR per band (mean and spread) over ``ok`` pixels."""
-    out = np.empty_like(ref)
-    for b in range(lr.shape[0]):
-        x, y = ref[b][ok], lr[b][ok]
-        sx = x.std()
-        g = y.std() / sx if sx > 1e-12 else 1.0
-        out[b] = g * (ref[b] - x.mean()) + y.mean()
-    return out
 
 
 def _zscores(diff: np.ndarray, ok: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -111,7 +102,7 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
         return ChangeDetection(np.zeros(valid.shape, bool), z, valid, float("inf"))
     ok = valid
     for _ in range(2):  # fit, find the changes, fit again without them
-        harmonized = _robust_harmonize(lr, ref, ok)
+        harmonized = fit_harmonization(lr, valid, ref, ok).apply(ref)  # the reference's mean/std fit
         score = _score(lr, harmonized, valid)
         t = threshold if threshold is not None else fit_threshold(score[valid])
         ok = valid & (score <= t)
