@@ -161,13 +161,14 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("scale", "scale", ["-x", "--scale"],
        "Scale factor: a whole number from 2 to 16 (a model runs at the next scale it was trained for, then is "
        "resampled).", int, manifest="x"),
-    _o("ref", "ref", ["--ref"], "Older high-resolution reference raster (any CRS and resolution).", cli_path=True),
+    _o("ref", "ref", ["--ref"], "Older high-resolution reference raster (any CRS and resolution; any input LR "
+       "takes, a STAC item included).", cli_path=True),
     _o("cd", "cd", ["--cd"], "Change mask raster (class values, see --cd-classes); `auto` (the default with --ref) "
        "detects the changes against the reference; `none`: treat the reference as unchanged everywhere.",
        cli_path=True),
     _o("map", "map", ["--map"], "Map class raster from `geosr rasterize-osm`.", cli_path=True),
-    _o("bands", "bands", ["--bands"], "LR bands, by index or description: '4,3,2' or 'B04,B03,B02'. Default: "
-       "RGB by band description, else all."),
+    _o("bands", "bands", ["--bands"], "LR bands, by index, description or what they hold: '4,3,2', 'B04,B03,B02' or "
+       "'red,green,blue'. Default: RGB by band description, else all."),
     _o("ref_bands", "ref_bands", ["--ref-bands"], "Reference bands matching --bands (default: its RGB bands, "
        "else all)."),
     _o("cd_classes", "cd_classes", ["--cd-classes"], "Change class table: binary, second, cnam-cd, or a JSON file."),

@@ -137,3 +137,28 @@ def test_a_band_without_any_overlap_reports_no_threshold_in_valid_json(scene, ra
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert payload["thresholds"] == [None] and payload["unknown_share"] == 1.0
+
+
+def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_path, monkeypatch):
+    """With --aoi the detection covers the area plus AREA_MARGIN LR pixels, not the whole LR, and still finds the
+    new block inside the area."""
+    import geosr.pipeline.detect_changes as dc
+
+    seen = []
+    real = dc.detect_changes_in_memory
+
+    def spy(*args, **kwargs):
+        mem, found = real(*args, **kwargs)
+        seen.append(found.grid)
+        return mem, found
+
+    monkeypatch.setattr(dc, "detect_changes_in_memory", spy)
+    monkeypatch.setattr(dc, "AREA_MARGIN", 4)
+    # LR columns 10-29, rows 18-33 (80 m pixels): the new block's rows 20-31 and columns 12-27 inside
+    left, top = 500000.0 + 10 * 80, 5000000.0 - 18 * 80
+    aoi = f"{left},{top - 16 * 80},{left + 20 * 80},{top}"
+    auto = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", aoi=aoi, aoi_crs="EPSG:32633",
+                   output=tmp_path / "aoi.tif")
+    assert (seen[0].width, seen[0].height) == (20 + 8, 16 + 8)
+    assert seen[0].transform.c == left - 4 * 80 and seen[0].transform.f == top + 4 * 80
+    assert 0.3 < auto.change_detection["changed_share"] < 0.95  # the block covers 192 of the area's 320 pixels

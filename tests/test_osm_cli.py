@@ -244,3 +244,13 @@ def test_unreachable_overpass_is_one_sentence(tmp_path):
     assert "--osm-file" in lines[0]
     assert not out.exists()
 
+
+
+def test_the_map_names_its_classes_where_gdal_reads_them(tmp_path, scene):
+    from tests.gdal_pam import class_names
+
+    out = tmp_path / "map.tif"
+    assert invoke("--like", scene_grid_raster(tmp_path), "--osm-file", scene, "-o", out).exit_code == 0
+    cats, rows = class_names(out)
+    assert cats == DEFAULT_MAP_CLASSES.names
+    assert [r["Class"] for r in rows] == DEFAULT_MAP_CLASSES.names

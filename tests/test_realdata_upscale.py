@@ -79,3 +79,35 @@ def test_rgba_ortho_alpha_becomes_a_mask(tmp_path):
         src_mask = src.dataset_mask() > 0
         out_mask = ds.dataset_mask() > 0
     np.testing.assert_array_equal(out_mask, np.repeat(np.repeat(src_mask, 2, 0), 2, 1))
+
+
+def test_a_real_sentinel2_scene_as_band_files_and_as_a_stac_item_gives_the_same_pixels(tmp_path):
+    """The eo-learn Sentinel-2 scene split into one file per band (the layout of a product's IMG_DATA folder)
+    and described by a STAC item: both read as the original 13-band file does."""
+    import json
+
+    lr = G / "eolearn_s2_slovenia" / "S2L1C_2015-08-20_ref0.tif"
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    assets = {}
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
+    with rasterio.open(lr) as src:
+        profile = dict(src.profile, count=1, driver="GTiff")
+        for i, name in enumerate(src.descriptions, start=1):
+            path = folder / f"T33TVM_20150820T100016_{name}.tif"
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(src.read(i), 1)
+            assets[name] = {"href": path.name, "type": "image/tiff; application=geotiff", "roles": ["data"],
+                            "eo:bands": [{"name": name, **({"common_name": common[name]} if name in common else {})}]}
+    (folder / "item.json").write_text(json.dumps({
+        "type": "Feature", "stac_version": "1.0.0", "id": "S2A_33TVM_20150820", "geometry": None,
+        "properties": {"datetime": "2015-08-20T10:00:16Z"}, "links": [], "assets": assets}))
+    ref_out = tmp_path / "whole.tif"
+    upscale(lr, output=ref_out, scale=4, model="lite")
+    for source in (folder, folder / "item.json"):
+        out = tmp_path / f"{source.name}.tif"
+        upscale(str(source), output=out, scale=4, model="lite")
+        _check_grid(lr, out, 4)
+        with rasterio.open(out) as a, rasterio.open(ref_out) as b:
+            assert a.descriptions[0] in ("B04", "red")
+            np.testing.assert_array_equal(a.read(), b.read())

@@ -12,7 +12,7 @@ from geosr.cli.common import out_console, print_json, progress_bar, run_command
 
 
 def detect_changes(
-    lr: Annotated[str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL or a GDAL path.", show_default=False, metavar="LR")],
+    lr: Annotated[str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL, a GDAL path, a STAC item, a Sentinel-2 product or band files.", show_default=False, metavar="LR")],
     ref: Annotated[str, typer.Option("--ref", help="Older high-resolution reference raster (any CRS and resolution; a file, a URL or a GDAL path).", show_default=False, metavar="PATH")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output COG path (binary changes on the LR grid).", show_default=False)],
     bands: Annotated[Optional[str], typer.Option("--bands", help="LR bands compared, e.g. 4,3,2 (default: as upscale picks them).", show_default=False)] = None,

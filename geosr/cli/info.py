@@ -12,7 +12,7 @@ from geosr.cli.common import out_console, print_json, run_command
 
 
 def info(
-    files: Annotated[list[str], typer.Argument(help="Rasters to inspect (files, URLs or GDAL paths).", show_default=False, metavar="FILES")],
+    files: Annotated[list[str], typer.Argument(help="Rasters to inspect (files, URLs, GDAL paths, STAC items, Sentinel-2 products, band files).", show_default=False, metavar="FILES")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")] = False,
 ) -> None:
@@ -38,6 +38,8 @@ def info(
                           f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
             highlight=False,
         )
+        if f.get("source"):
+            out_console.print(f"read as one raster: {f['source']}", highlight=False)
         table = Table("band", "description", "dtype", "scale", "offset", "colour")
         for b in f["bands"]:
             table.add_row(str(b["index"]), b["description"] or "", b["dtype"], f"{b['scale']:g}", f"{b['offset']:g}", b["colorinterp"])

@@ -54,7 +54,9 @@ def _signature() -> inspect.Signature:
     """The command's parameters: LR, -o, every option of :data:`geosr.options.UPSCALE_OPTIONS`, -q, --json."""
     lr = inspect.Parameter("lr", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         str, typer.Argument(help="Low-resolution raster: a file, a URL (https://, s3://, gs://) or a GDAL path "
-                                 "(/vsizip/...), any GDAL format with a CRS.", show_default=False, metavar="LR")])
+                                 "(/vsizip/...), any GDAL format with a CRS; or a STAC item (.json, file or URL), "
+                                 "a Sentinel-2 product (.SAFE folder or .zip), a folder of band files, or band "
+                                 "files separated by commas.", show_default=False, metavar="LR")])
     return inspect.Signature([
         lr,
         option_parameter("output", Path, None, ("-o", "--output"), "Output COG path."),
@@ -75,12 +77,14 @@ def _print_summary(r) -> None:
                       f"(overlap {r.overlap}) in {r.window_rows} rows"),
         highlight=False,
     )
-    extra = f"output {r.output_mb:.1f} MB uncompressed, working memory about {r.memory_mb:.0f} MB"
+    extra = f"output {r.output_mb:.1f} MB uncompressed, peak memory about {r.memory_mb:.0f} MB"
     if r.estimate_s is not None:
         extra += f", model time about {r.estimate_s:.0f} s"
     if not r.dry_run:
         extra += f", {r.seconds:.1f} s" + (f" (resumed after {r.resumed_rows} rows)" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)
+    for role, note in (r.sources or {}).items():
+        out_console.print(f"{'LR' if role == 'lr' else 'reference'} read as one raster: {note}", highlight=False)
     co = r.coregistration
     if co:
         dx, dy = co["offset_lr_px"]
@@ -106,7 +110,7 @@ def _print_summary(r) -> None:
     if r.dry_run and res and not res.get("fits", True):
         free = res.get("disk_free_mb")
         out_console.print(
-            f"does not fit this machine: needs about {res['memory_mb']:.0f} MB of memory "
+            f"does not fit this machine: needs about {res['memory_mb'] - res['resident_mb']:.0f} MB more memory "
             f"({res['memory_available_mb']:.0f} MB available) and up to {res['disk_mb']:.0f} MB of disk "
             f"({'unknown' if free is None else f'{free:.0f} MB'} free); a run is refused without --force-resources",
             style="bold yellow", highlight=False,

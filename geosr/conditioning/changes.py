@@ -12,7 +12,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import ClassTableError, InputNotFoundError
-from geosr.io.rasters import FULL_READ_LIMIT, block_sample, reading
+from geosr.io.rasters import FULL_READ_LIMIT, block_sample, reading, shown_name
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def check_mask_values(ds: rasterio.DatasetReader, table: ChangeClassTable, windo
             seen.update(int(v) for v in values if np.isfinite(v) and (nodata is None or v != nodata))
             if len(seen) > 4096:
                 break
-    refuse_undeclared(ds.name, seen, table)
+    refuse_undeclared(shown_name(ds.name), seen, table)
     return whole
 
 

@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.errors import InputError
-from geosr.io.rasters import FULL_READ_LIMIT, block_sample, physical, read_cost, read_window, reading
+from geosr.io.rasters import FULL_READ_LIMIT, block_sample, physical, read_cost, read_window, reading, shown_name
 
 SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read or a block sample)
 PERCENTILES = (1.0, 99.0)
@@ -94,7 +94,7 @@ def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Wind
     read of ``window`` (:func:`bounded_read`)."""
     data, valid = bounded_read(ds, bands, window)
     if not valid.any():
-        raise InputError(f"{ds.name}: has no valid pixels in the area to process (all nodata)")
+        raise InputError(f"{shown_name(ds.name)}: has no valid pixels in the area to process (all nodata)")
     lows, highs = [], []
     for b in range(data.shape[0]):
         lo, hi = np.percentile(data[b][valid], PERCENTILES)

@@ -13,7 +13,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
-from geosr.io.rasters import band_data, reading
+from geosr.io.rasters import band_data, reading, shown_name
 from geosr.tiling.grid import Grid
 
 MIN_FIT_PIXELS = 16
@@ -113,7 +113,7 @@ def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str) -> float:
     gl, gb, gr, gt = grid.bounds
     iw, ih = min(right, gr) - max(left, gl), min(top, gt) - max(bottom, gb)
     if iw <= 0 or ih <= 0:
-        raise NoOverlapError(f"{ds.name}: the {what} does not overlap the scene")
+        raise NoOverlapError(f"{shown_name(ds.name)}: the {what} does not overlap the scene")
     return (iw * ih) / ((gr - gl) * (gt - gb))
 
 

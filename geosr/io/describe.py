@@ -8,6 +8,7 @@ from rasterio.warp import transform_bounds
 
 from geosr.errors import InputError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster
+from geosr.io.sources import composite, is_composite
 
 
 def describe(paths: list[str]) -> dict:
@@ -29,6 +30,7 @@ def describe(paths: list[str]) -> dict:
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
                 "geosr": geosr_record(info.path),
+                "source": source_note(info.path),
                 "bands": [
                     {
                         "index": i + 1,
@@ -52,6 +54,11 @@ def describe(paths: list[str]) -> dict:
             iw, ih = max(0.0, min(ar, br) - max(al, bl)), max(0.0, min(at, bt) - max(ab, bb))
             overlaps.append({"file": a.path, "other": b.path, "covered": iw * ih / ((ar - al) * (at - ab))})
     return {"files": files, "overlaps": overlaps}
+
+
+def source_note(path: str) -> str | None:
+    """What a multi-file input (STAC item, Sentinel-2 product, band files) stacks, in words; None otherwise."""
+    return composite(path).note if is_composite(path) else None
 
 
 # geosr's tags on its outputs (JSON values), as `geosr info` shows them; the rest of the tags are left out

@@ -16,6 +16,7 @@ from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
 from geosr.io.paths import REMOTE  # noqa: F401 (re-exported)
+from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -60,24 +61,43 @@ class RasterInfo:
         return os.path.basename(self.path)
 
 
-REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0",
-                  "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# the name a user gave to each composite input GDAL opened as a VRT document (for messages)
+_SHOWN: dict[str, str] = {}
+
+
+def shown_name(name: str) -> str:
+    """The name to show for a dataset's ``name``: the user's path of a composite input, else ``name``."""
+    return _SHOWN.get(name, name)
+
+
+# GDAL reads these when it makes a request, at the open and at every later read: set for the process (they change
+# nothing for local files)
+REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0"}
+# ... and this one only while a remote file is opened: it keeps GDAL from listing a URL's "folder", but set for the
+# process it would also hide local files' sidecars (.aux.xml class names, .ovr overviews, .msk masks)
+OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning every failure into one clear sentence naming the file."""
     p = str(path)
     remote = bool(REMOTE.match(p))
-    if not remote and not Path(p).exists():
+    if remote or is_composite(p):  # an unreachable or stalled host fails in seconds, at the open and every read
+        for key, value in REMOTE_OPTIONS.items():
+            os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
+    comp = composite(p)  # a STAC item, a Sentinel-2 product, band files: one VRT (geosr.io.sources)
+    if comp is None and not remote and not Path(p).exists():
         raise InputNotFoundError(f"{p}: no such file")
-    if Path(p).is_dir():
-        raise NotARasterError(f"{p}: is a folder, not a raster file")
-    if Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait on it forever
+    if comp is None and Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
     try:
-        if remote:  # an unreachable or stalled host fails in seconds, at the open and at every later read
-            for key, value in REMOTE_OPTIONS.items():
-                os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
+        if comp is not None:
+            ds = rasterio.open(comp.vrt)
+            _SHOWN[ds.name] = p
+            return ds
+        if remote:
+            with rasterio.Env(**OPEN_REMOTE_OPTIONS):
+                return rasterio.open(p)
         return rasterio.open(p)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
@@ -164,11 +184,13 @@ def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
 
 
 def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
-    """Band selection from ``--bands`` ("4,3,2" or description names like "B04,B03,B02"), else the default."""
+    """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
+    "red,green,blue,nir"), else the default."""
     if spec is None or not spec.strip():
         return default_bands(info)
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
+    roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]
     for token in (t.strip() for t in spec.split(",")):
         if not token:
             continue
@@ -176,6 +198,8 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             b = int(token)
         elif token.lower() in names:
             b = names.index(token.lower()) + 1
+        elif token.lower() in roles:  # a common name (red, nir) of a band described as, e.g., B04 or B08
+            b = roles.index(token.lower()) + 1
         else:
             raise BandError(f"{info.path}: has no band {token!r} (it has {info.count} bands: {_band_list(info)})")
         if not 1 <= b <= info.count:
@@ -246,7 +270,7 @@ def reading(name: str) -> Iterator[None]:
         while root.__cause__ is not None or root.__context__ is not None:  # rasterio hides GDAL's cause
             root = root.__cause__ or root.__context__
         reason = str(root).split("\n")[0].rstrip(".")
-        raise NotARasterError(f"{name}: pixels cannot be read, the file may be corrupt ({reason})") from exc
+        raise NotARasterError(f"{shown_name(name)}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 
 def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> float:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+from pystac.extensions.eo import Band, EOExtension
 from rio_stac import create_stac_item
 
 from geosr._version import __version__
 from geosr.errors import InputError
-from geosr.io.rasters import open_raster
+from geosr.io.rasters import band_roles, inspect_raster, open_raster
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
@@ -62,6 +63,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
         asset_media_type=pystac.MediaType.COG, asset_href=output.name, with_proj=True, with_raster=True,
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
+    _add_eo_bands(item.assets["data"], output)
     item.stac_extensions.append(PROCESSING)
     item.properties.update({
         "processing:software": {"geosr": __version__},
@@ -79,6 +81,23 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
     tmp.replace(final)
     return final
+
+
+# geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
+_COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan"}
+
+
+def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
+    """eo:bands of the output: each band's name (its description) and common name where geosr knows what it
+    holds, so that the item can itself be an input (``geosr upscale ITEM.json`` picks bands by common name)."""
+    info = inspect_raster(output, require_crs=False)
+    roles = band_roles(info, tuple(range(1, info.count + 1)))
+    bands = []
+    for i, role in enumerate(roles):
+        name = info.descriptions[i] or f"b{i + 1}"
+        common = _COMMON.get(role or "") or {"b11": "swir16", "b12": "swir22"}.get(name.lower())
+        bands.append(Band.create(name=name, common_name=common))
+    EOExtension.ext(asset, add_if_missing=True).bands = bands
 
 
 def _href(src: str, folder: Path) -> str:

@@ -42,6 +42,7 @@ class OutputMeta:
     colorinterp: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     colormap: dict[int, tuple[int, int, int, int]] | None = None
+    categories: dict[int, str] | None = None  # a class raster's names by value (written as GDAL PAM, see below)
     compress: str = "DEFLATE"
     blocksize: int = 512
     overview_resampling: str = "average"
@@ -130,6 +131,54 @@ def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None
             OVERVIEW_RESAMPLING=meta.overview_resampling.upper(),
             BIGTIFF="IF_SAFER",
         )
+    write_categories(final, meta)
+
+
+def pam_path(path: Path) -> Path:
+    """GDAL's auxiliary metadata file of ``path`` (``<name>.aux.xml``), which GDAL and QGIS read with it."""
+    return path.with_name(path.name + ".aux.xml")
+
+
+def write_categories(path: Path, meta: OutputMeta) -> None:
+    """Give a class raster its class names where GDAL and QGIS look: band 1's category names and a thematic
+    raster attribute table (value, class, colour), in ``<name>.aux.xml``.
+
+    GDAL keeps both for GeoTIFFs only in this auxiliary file, and rasterio has no API for either, so the
+    file is written here (GDAL's PAM schema: FieldDefn Type 0 integer, 2 string; Usage 5 min-max, 2 name,
+    6-9 red, green, blue, alpha). It is replaced atomically; a stale one of an earlier file at ``path`` is
+    removed, so that it never describes other pixels."""
+    target = pam_path(path)
+    if not meta.categories:
+        target.unlink(missing_ok=True)
+        return
+    import xml.etree.ElementTree as ET
+
+    cats = meta.categories
+    colours = meta.colormap or {}
+    root = ET.Element("PAMDataset")
+    band = ET.SubElement(root, "PAMRasterBand", band="1")
+    names = ET.SubElement(band, "CategoryNames")
+    for value in range(max(cats) + 1):
+        ET.SubElement(names, "Category").text = cats.get(value, "")
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
+    fields = [("Value", 0, 5), ("Class", 2, 2)] + ([("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8), ("Alpha", 0, 9)]
+                                                   if colours else [])
+    for i, (name, kind, usage) in enumerate(fields):
+        fd = ET.SubElement(rat, "FieldDefn", index=str(i))
+        ET.SubElement(fd, "Name").text = name
+        ET.SubElement(fd, "Type").text = str(kind)
+        ET.SubElement(fd, "Usage").text = str(usage)
+    for row, value in enumerate(sorted(cats)):
+        r = ET.SubElement(rat, "Row", index=str(row))
+        cells = [str(value), cats[value]] + ([str(c) for c in colours.get(value, (0, 0, 0, 0))] if colours else [])
+        for cell in cells:
+            ET.SubElement(r, "F").text = cell
+    tmp = temp_path_beside(target, ".aux.xml")
+    try:
+        tmp.write_text(ET.tostring(root, encoding="unicode") + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_cog(

@@ -38,6 +38,9 @@ class BackboneSuperResolver:
         self.scales: tuple[int, ...] = tuple(net.cfg.scales)
         self.bands: int | None = net.cfg.n_bands
         self.halo: int = int(self.spec.get("halo", 16))
+        # bytes per HR pixel of a batch its forward pass adds to peak memory (bench/bench_memory.py: 93-117)
+        self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 120))
+        self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
         self.align = net.cfg.align
         # (window HR pixels, overlap share): large windows, since the halo already gives each one its context
         tiling = self.spec.get("tiling", {})

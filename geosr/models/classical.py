@@ -14,6 +14,7 @@ class KernelUpsampler:
     scales: tuple[int, ...] = ()
     bands: int | None = None
     inputs: frozenset[str] = frozenset()
+    memory_per_hr_pixel = 200  # bytes per HR pixel of a batch, measured (bench/bench_memory.py calibrate)
 
     def __init__(self, kind: str) -> None:
         self.name = kind
@@ -32,6 +33,7 @@ class ReferencePaste:
     bands: int | None = None
     inputs: frozenset[str] = frozenset({"ref", "cd"})
     halo = kernel_halo("bicubic")
+    memory_per_hr_pixel = 200  # as bicubic
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         base = upsample(batch.lr, batch.scale, "bicubic")

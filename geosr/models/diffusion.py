@@ -79,6 +79,8 @@ class DiffusionSuperResolver:
         self.scales: tuple[int, ...] = tuple(int(s) for s in self.spec.get("scales", ()))
         self.bands: int | None = self.cfg.n_bands
         self.halo: int = int(self.spec.get("halo", kernel_halo("bicubic")))
+        # bytes per HR pixel of a batch its forward pass adds to peak memory (bench/bench_memory.py: 1263-1351)
+        self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 1400))
         self.sampler = sampler or SamplerConfig()
         steps = self.sampler.steps
         if steps is None and self.sampler.preset == "default":

@@ -58,6 +58,16 @@ class ConditionBatch:
 
 CONDITIONING_INPUTS = ("ref", "cd", "map", "style")  # what a model may take besides the LR
 
+# Peak memory a model's forward pass adds, in bytes per HR pixel of the batch (halo included), when it does not
+# say (its ``memory_per_hr_pixel``); measured by bench/bench_memory.py, which also checks the estimate it feeds.
+DEFAULT_MEMORY_PER_HR_PIXEL = 1500
+
+
+def memory_per_hr_pixel(sr: object) -> float:
+    """What ``sr``'s forward pass adds to peak memory per HR pixel of a batch (bytes); a model whose
+    ``one_window_at_a_time`` is true takes it per HR pixel of one window."""
+    return float(getattr(sr, "memory_per_hr_pixel", DEFAULT_MEMORY_PER_HR_PIXEL))
+
 
 def model_inputs(sr: object) -> frozenset[str]:
     """The conditioning inputs ``sr`` uses (its ``inputs``; a model that does not say is taken to use all)."""

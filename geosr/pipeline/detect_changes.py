@@ -39,6 +39,9 @@ from geosr.tiling.windows import PlannedWindow
 ROWS = 2048  # LR rows compared at a time (each band fits its own harmonization and threshold)
 HALO = 8  # LR pixels of context around each band (the smoothing and correlation neighbourhoods)
 UNKNOWN = 255
+# LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
+# bundled model asks for is 16 LR pixels), so that no window near the area's edge meets "unknown" for want of it
+AREA_MARGIN = 32
 
 #: ``progress(done, total)`` over the bands of rows.
 Progress = Callable[[int, int], None]
@@ -112,13 +115,20 @@ def detect_changes(
 
 def detect_changes_in_memory(
     lr: str, *, ref: str, bands: str | None = None, ref_bands: str | None = None, coregister: bool = True,
+    area: Window | None = None,
 ) -> tuple[MemoryFile, ChangeDetectionResult]:
     """The same detection as :func:`detect_changes`, written to an in-memory GeoTIFF (GDAL's /vsimem/, the LR
-    grid in uint8) for ``upscale --cd auto``; the caller closes the returned MemoryFile."""
+    grid in uint8) for ``upscale --cd auto``; the caller closes the returned MemoryFile. With ``area`` (an LR
+    window, e.g. an --aoi's) only that part of the LR is compared, with AREA_MARGIN LR pixels around it."""
     t0 = time.perf_counter()
     info = inspect_raster(lr)
-    grid = info.grid
-    with Scene.open(lr, scale=1, hr=grid, area=Window(0, 0, grid.width, grid.height), bands=bands, ref=ref,
+    full = Window(0, 0, info.grid.width, info.grid.height)
+    if area is not None:
+        area = Window(int(area.col_off) - AREA_MARGIN, int(area.row_off) - AREA_MARGIN,
+                      int(area.width) + 2 * AREA_MARGIN, int(area.height) + 2 * AREA_MARGIN).intersection(full)
+    area = area or full
+    grid = info.grid.subgrid(area)
+    with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref,
                     ref_bands=ref_bands, coregister=coregister, local_harmonization=False) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None)
         data = np.concatenate([band[0] for _, _, band in found], axis=0)
@@ -166,7 +176,8 @@ class DetectedRows:
 
 def _meta(tags: dict[str, str]) -> OutputMeta:
     return OutputMeta(dtype="uint8", count=1, nodata=UNKNOWN, descriptions=("change",), tags=tags,
-                      colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode")
+                      colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode",
+                      categories={0: "unchanged", 1: "changed", UNKNOWN: "unknown (no data to compare)"})
 
 
 def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:

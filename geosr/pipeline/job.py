@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import psutil
 import torch
+from rasterio.windows import Window
 
 from geosr._version import __version__
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
@@ -20,9 +22,10 @@ from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.writer import OutputMeta
+from geosr.io.sources import composite, files_of, is_composite
+from geosr.io.writer import GDAL_CACHE_MB, OutputMeta
 from geosr.models.device import resolve_device
-from geosr.models.interface import SuperResolver, model_inputs
+from geosr.models.interface import SuperResolver, memory_per_hr_pixel, model_inputs
 from geosr.models.registry import load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
@@ -90,7 +93,7 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    cd, detection, held = _change_mask(lr, opts, table, dry_run)
+    cd, detection, held = _change_mask(lr, opts, table, dry_run, area if aoi_win is not None else None)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
                            ref_bands=opts.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
@@ -114,6 +117,8 @@ def plan_upscale(
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = _band_warnings(lr_info, sel, sr)
         summary["change_detection"] = detection
+        summary["sources"] = {role: composite(p).note for role, p in (("lr", lr), ("ref", opts.ref))
+                              if p and is_composite(p)} or None
     except BaseException:
         scene.close()
         raise
@@ -153,11 +158,12 @@ def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: Up
     return check_output_path(provenance_path(out_path), overwrite=opts.output_config.overwrite, inputs=inputs)
 
 
-def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool
+def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None
                  ) -> tuple[str | None, dict | None, Any]:
     """The change mask the job reads: the user's file; ``auto`` (the default with a reference): detected from the
-    reference (:mod:`geosr.pipeline.detect_changes`) into memory; ``none``: none. Returns (path or None, the
-    detection's report or None, what the scene must keep open)."""
+    reference (:mod:`geosr.pipeline.detect_changes`) into memory, over ``area`` (the --aoi's LR window; None: the
+    whole LR); ``none``: none. Returns (path or None, the detection's report or None, what the scene must keep
+    open)."""
     if opts.cd == "none" or (opts.cd is None and opts.ref is None):
         return None, None, None
     if opts.cd != "auto" and opts.cd is not None:
@@ -172,7 +178,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
-                                           coregister=opts.coregister)
+                                           coregister=opts.coregister, area=area)
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds")}
     return str(found.path), {"method": "auto", "ran": True, **report}, held
 
@@ -193,6 +199,8 @@ def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleO
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
               ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
+    # a composite input (band files, a Sentinel-2 product, a STAC item) is each of the files it reads
+    inputs += [(f"{role} ({Path(f).name})", f) for role, p in inputs[:4] if p and is_composite(p) for f in files_of(p)]
     return check_output_path(output, overwrite=opts.output_config.overwrite, inputs=inputs)
 
 
@@ -203,9 +211,10 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
         output=None if out_path is None else str(out_path), model=sr.name, scale=opts.scale,
         crs=hr.crs.to_string(), bounds=hr.bounds, width=hr.width, height=hr.height, count=n_bands,
         dtype=meta.dtype, windows=len(plan), window_rows=plan.n_rows, window_size=tcfg.window, overlap=tcfg.overlap,
-        memory_mb=_memory_mb(plan, hr, n_bands, opts.scale, sr.halo, opts.device.batch_size),
         output_mb=hr.width * hr.height * n_bands * np.dtype(meta.dtype).itemsize / 2**20, dry_run=dry_run,
     )
+    summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
+                                      summary["output_mb"])
     res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
     summary["resources"] = res.to_dict()
     if not dry_run and not opts.force_resources:
@@ -370,15 +379,32 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
 def _file_id(path: str | None) -> list | str | None:
     if path is None or path in CD_KEYWORDS:
         return path
+    if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads
+        return [path, *(_stat_id(f) for f in files_of(path))]
     if REMOTE.match(path):  # a URL or GDAL path: its name is all geosr can know without reading it
         return [path]
+    return _stat_id(path)
+
+
+def _stat_id(path: str) -> list:
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, halo: int, batch: int) -> float:
-    """Rough peak working memory: the accumulator band plus one batch of stacks and outputs."""
+def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
+               output_mb: float) -> float:
+    """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
+    inputs), the blending accumulator's band of rows, one batch of conditioning stacks and the model's forward
+    pass over it (:func:`memory_per_hr_pixel`), and GDAL's block cache while the COG is made (at most its cap)."""
+    runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
-    side = (plan.size + 2 * halo) * scale
-    stack = batch * side * side * (2 * bands + 5) * 4 * 2
-    return (acc + stack) / 2**20
+    side = (plan.size + 2 * sr.halo) * scale
+    n = min(batch, plan.n_cols)  # batches are made of one row's windows
+    pixels = n * side * side
+    stack = pixels * (2 * bands + 5) * 4 * 2
+    per_window = side * side * memory_per_hr_pixel(sr)
+    # a model that runs the windows of a batch one after the other holds one window's activations at a time
+    model = per_window + (n - 1) * side * side * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
+        else n * per_window
+    cache = min(GDAL_CACHE_MB, output_mb) * 2**20
+    return (runtime + acc + stack + model + cache) / 2**20

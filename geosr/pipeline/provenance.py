@@ -61,6 +61,7 @@ def write_provenance(scene: Scene, final: Path, work: Path, tags: dict[str, str]
     and return the share of each class by name."""
     counts = np.zeros(len(CLASSES), np.int64)
     meta = OutputMeta(dtype="uint8", count=1, nodata=0, descriptions=("provenance",), colormap=COLOURS,
+                      categories=dict(enumerate(CLASSES)),
                       overview_resampling="mode",
                       tags={**tags, "GEOSR_PROVENANCE_CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(CLASSES))})
     write_row_bands(final, scene.hr, meta, _bands(scene, counts), work)

@@ -278,5 +278,6 @@ def _output_meta(table: MapClassTable, style: str, tags: dict[str, str]) -> Outp
         descriptions=("osm_class",),
         tags=tags,
         colormap=table.colormap(),
+        categories=dict(enumerate(table.names)),
         overview_resampling="mode",
     )

@@ -19,14 +19,20 @@ class ResourceError(InputError):
 class Resources:
     """What a planned job needs and what the machine has, in MB (``None``: not measured)."""
 
-    memory_mb: float
+    memory_mb: float  # the run's peak, this process included
     memory_available_mb: float
     disk_mb: float
     disk_free_mb: float | None
+    resident_mb: float = 0.0  # what this process already holds (part of memory_mb, not of what is available)
+
+    @property
+    def more_memory_mb(self) -> float:
+        """Memory the run still has to take from the machine."""
+        return max(0.0, self.memory_mb - self.resident_mb)
 
     @property
     def fits(self) -> bool:
-        return self.memory_mb <= self.memory_available_mb and (
+        return self.more_memory_mb <= self.memory_available_mb and (
             self.disk_free_mb is None or self.disk_mb <= self.disk_free_mb
         )
 
@@ -35,21 +41,23 @@ class Resources:
 
 
 def measure(memory_mb: float, disk_mb: float, folder: Path | None) -> Resources:
-    """Needs against what this machine has now: available memory, free space in ``folder`` (the output's)."""
+    """Needs against what this machine has now: available memory (besides what this process holds), free space in
+    ``folder`` (the output's)."""
     free = None
     if folder is not None:
         try:
             free = shutil.disk_usage(folder).free / 2**20
         except OSError:
             free = None
-    return Resources(memory_mb, psutil.virtual_memory().available / 2**20, disk_mb, free)
+    resident = psutil.Process().memory_info().rss / 2**20
+    return Resources(memory_mb, psutil.virtual_memory().available / 2**20, disk_mb, free, resident)
 
 
 def check(res: Resources, *, output: Path | str) -> None:
     """Raise :class:`ResourceError` with the numbers and the ways out when the job does not fit."""
-    if res.memory_mb > res.memory_available_mb:
+    if res.more_memory_mb > res.memory_available_mb:
         raise ResourceError(
-            f"{output}: the job needs about {_size(res.memory_mb)} of working memory but "
+            f"{output}: the job needs about {_size(res.more_memory_mb)} more memory but "
             f"{_size(res.memory_available_mb)} is available (a smaller area with --aoi, a smaller --window, a bigger "
             "machine, or --force-resources)"
         )

@@ -21,7 +21,7 @@ from geosr.io.journal import Journal, clear_work_dir
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import remove_partials, writing
 from geosr.io.stac import write_stac_item
-from geosr.io.writer import OutputMeta, assemble, write_chunk
+from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
 from geosr.pipeline.provenance import write_provenance
@@ -63,6 +63,7 @@ class UpscaleResult:
     nodata_share: float | None = None  # of the output's pixels (None: a dry run)
     warnings: list[str] | None = None  # e.g. bands that are not what the model was trained on
     stac: str | None = None  # the output's STAC item (<stem>.stac.json)
+    sources: dict[str, str] | None = None  # role -> what a multi-file input (STAC item, .SAFE, band files) stacks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +110,7 @@ def finish(
     staged = _write_provenance(job) if job.provenance is not None else None
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
     if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
+        os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
         os.replace(staged, job.provenance)
     _write_stac(job)
     if before_cleanup is not None:

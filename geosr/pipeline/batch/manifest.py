@@ -420,6 +420,8 @@ def _absolute(path: str | None, root: Path) -> str | None:
     (auto, none) as they are."""
     if path is None or path in ("auto", "none") or REMOTE.match(path):
         return path
+    if "," in path and not (root / path).exists():  # a list of band files (geosr.io.sources): each one
+        return ",".join(_absolute(part.strip(), root) or "" for part in path.split(","))
     p = Path(os.path.expanduser(path))
     return os.path.normpath(str(p if p.is_absolute() else root / p))
 

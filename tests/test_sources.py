@@ -1,0 +1,259 @@
+"""Inputs of several files read as one raster (issue 20.2 and 20.3): Sentinel-2 products (.SAFE folder, its zip,
+its MTD file) with their reflectance scale and BOA offset, folders and lists of band files, STAC items (local and
+over HTTP on 127.0.0.1, bands by common name), and the STAC round trip (an output's item is itself an input)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from pystac.extensions.eo import EOExtension
+from tests.s2_products import BANDS_10M, band_files, l2a_product
+from typer.testing import CliRunner
+
+from geosr.cli.app import app
+from geosr.io.rasters import inspect_raster, open_raster, parse_bands
+from geosr.io.sources import composite, gdal_path
+from geosr.pipeline import job as job_module
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _reflectance(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(path) as ds:
+        dn = ds.read(band).astype(np.float64)
+        valid = dn != ds.nodatavals[band - 1]
+        return dn * ds.scales[band - 1] + ds.offsets[band - 1], valid
+
+
+def test_a_sentinel2_l2a_product_is_its_10m_bands_in_reflectance(tmp_path):
+    safe, refl = l2a_product(tmp_path)
+    out = tmp_path / "out.tif"
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", out, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert "baseline 05.09" in summary["sources"]["lr"] and "(DN - 1000) / 10000" in summary["sources"]["lr"]
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B04", "B03", "B02") and ds.dtypes[0] == "uint16"
+        assert ds.scales == (0.0001,) * 3 and ds.offsets == (-0.1,) * 3
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+        assert ds.crs.to_epsg() == 32633 and ds.res == (5.0, 5.0)
+    # the output's reflectance is the product's: a 2x2 block mean of the output against the LR pixel
+    r, valid = _reflectance(out, 1)
+    blocks = r.reshape(40, 2, 48, 2).mean(axis=(1, 3))
+    inner = (slice(6, -2), slice(6, -2))
+    assert valid[12:-4, 12:-4].all()
+    assert abs(blocks[inner] - refl["B04"][inner]).mean() < 0.003
+    assert abs(blocks[inner].mean() - refl["B04"][inner].mean()) < 0.001
+    item = json.loads(out.with_name("out.stac.json").read_text())
+    assert item["properties"]["datetime"].startswith("2023-06-12T10:10:31")
+
+
+def test_a_product_before_baseline_4_has_no_offset_and_bands_select_by_common_name(tmp_path):
+    safe, refl = l2a_product(tmp_path, baseline="03.01", offset=None)
+    info = inspect_raster(str(safe))
+    assert info.descriptions == BANDS_10M and info.offsets == (0.0,) * 4 and info.scales == (0.0001,) * 4
+    assert parse_bands("nir,red,green", info) == (4, 3, 2)
+    with open_raster(str(safe)) as ds:
+        dn = ds.read(3).astype(np.float64)
+        assert abs(dn[5:, 5:] / 10000 - refl["B04"][5:, 5:]).max() < 1e-4
+
+
+def test_a_zipped_product_and_its_metadata_file_open_the_same(tmp_path):
+    safe, _ = l2a_product(tmp_path)
+    archive = tmp_path / (safe.name.removesuffix(".SAFE") + ".zip")
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in safe.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(tmp_path))
+    with open_raster(str(safe)) as a, open_raster(str(archive)) as b, open_raster(str(safe / "MTD_MSIL2A.xml")) as c:
+        assert a.descriptions == b.descriptions == c.descriptions == BANDS_10M
+        assert np.array_equal(a.read(), b.read()) and np.array_equal(a.read(), c.read())
+        assert a.offsets == b.offsets == (-0.1,) * 4
+
+
+def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
+    safe, _ = l2a_product(tmp_path)
+    next(safe.rglob("*_B03_10m.jp2")).unlink()
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    assert res.exit_code == 2 and "image file of B03 is missing" in res.output and safe.name in res.output
+    (safe / "MTD_MSIL2A.xml").unlink()
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    assert res.exit_code == 2 and "without MTD_MSIL1C.xml or MTD_MSIL2A.xml" in res.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = _run("upscale", empty, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    assert res.exit_code == 2 and "folder without band files" in res.output
+    assert not list(tmp_path.glob("*.tif"))
+
+
+def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
+    dn = band_files(tmp_path / "bands")
+    comp = composite(str(tmp_path / "bands"))
+    assert "B02, B03, B04, B08" in comp.note and "left out" in comp.note and "B05" in comp.note
+    with open_raster(str(tmp_path / "bands")) as ds:
+        assert ds.descriptions == BANDS_10M and ds.count == 4
+        assert np.array_equal(ds.read(3), dn["B04"])
+
+
+def test_a_list_of_band_files_stacks_them_in_order(tmp_path):
+    dn = band_files(tmp_path / "bands")
+    f = {b: next((tmp_path / "bands").glob(f"*_{b}_*.tif")) for b in (*BANDS_10M, "B05")}
+    listed = f"{f['B08']},{f['B04']},{f['B03']}"
+    out = tmp_path / "out.tif"
+    res = _run("upscale", listed, "-x", "2", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B08", "B04", "B03")  # as listed: all three bands, nir first
+    with open_raster(listed) as ds:
+        assert np.array_equal(ds.read(1), dn["B08"])
+    res = _run("upscale", f"{f['B04']},{f['B05']}", "-x", "2", "-m", "bicubic", "-o", tmp_path / "b.tif")
+    assert res.exit_code == 2 and "is not on the grid of" in res.output
+    res = _run("upscale", f"{f['B04']},{tmp_path / 'nope.tif'}", "-x", "2", "-o", tmp_path / "b.tif")
+    assert res.exit_code == 2 and "nope.tif does not exist" in res.output
+    assert not (tmp_path / "b.tif").exists()
+
+
+def test_the_output_may_not_be_a_file_a_composite_input_reads(tmp_path):
+    band_files(tmp_path / "bands")
+    member = next((tmp_path / "bands").glob("*_B04_*.tif"))
+    before = member.read_bytes()
+    res = _run("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o", member, "--overwrite")
+    assert res.exit_code == 2 and "is the LR" in res.output
+    assert member.read_bytes() == before
+
+
+def test_urls_in_a_vrt_are_gdal_paths():
+    assert gdal_path("https://h/a.tif") == "/vsicurl/https://h/a.tif"
+    assert gdal_path("s3://bucket/k/a.tif") == "/vsis3/bucket/k/a.tif"
+    assert gdal_path("/vsizip//x.zip/a.tif") == "/vsizip//x.zip/a.tif"
+
+
+def test_the_resume_fingerprint_follows_every_member_file(tmp_path):
+    band_files(tmp_path / "bands")
+    folder = str(tmp_path / "bands")
+    before = job_module._file_id(folder)
+    member = next((tmp_path / "bands").glob("*_B03_*.tif"))
+    with rasterio.open(member, "r+") as ds:
+        ds.write(np.zeros((1, ds.height, ds.width), np.uint16))
+    assert job_module._file_id(folder) != before
+
+
+def _item(folder: Path, href: str = "") -> Path:
+    """A STAC item over the band files of ``folder``: B02, B03, B04, B08 at 10 m, B05 at 20 m, a 3-band visual
+    rendering (not data) and a thumbnail; hrefs relative to the item."""
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B05": "rededge"}
+    assets = {}
+    for f in sorted(folder.glob("*.tif")):
+        b = f.name.split("_")[2]
+        assets[b] = {"href": href + f.name, "type": "image/tiff; application=geotiff", "roles": ["data"],
+                     "eo:bands": [{"name": b, "common_name": common[b]}],
+                     "raster:bands": [{"nodata": 0, "scale": 0.0001, "offset": 0.0}]}
+    visual = folder / "visual.tif"
+    shutil.copy(next(folder.glob("*_B08_*.tif")), visual)
+    assets["visual"] = {"href": href + "visual.tif", "type": "image/tiff", "roles": ["visual"],
+                        "eo:bands": [{"name": "B04", "common_name": "red"}]}
+    assets["thumbnail"] = {"href": href + "thumb.png", "type": "image/png", "roles": ["thumbnail"]}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2B_33UUB_20230612_0_L2A",
+            "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+            "geometry": {"type": "Point", "coordinates": [12.0, 50.0]}, "bbox": [12.0, 50.0, 12.0, 50.0],
+            "properties": {"datetime": "2023-06-12T10:10:31Z"}, "links": [], "assets": assets}
+    path = folder / "item.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
+    dn = band_files(tmp_path / "s2")
+    item = _item(tmp_path / "s2")
+    out = tmp_path / "out.tif"
+    res = _run("upscale", item, "-x", "2", "-m", "bicubic", "-o", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert "bands blue, green, red, nir" in json.loads(res.stdout)["sources"]["lr"]
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("red", "green", "blue") and ds.scales == (0.0001,) * 3
+    with open_raster(str(item)) as ds:
+        assert np.array_equal(ds.read(3), dn["B04"])  # red is B04's data asset, not the visual rendering
+        assert ds.count == 4  # B05 (20 m) left out
+    res = _run("upscale", item, "--bands", "nir,red,green", "-x", "2", "-m", "bicubic", "-o", tmp_path / "f.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "f.tif") as ds:
+        assert ds.descriptions == ("nir", "red", "green")
+
+
+def test_a_stac_item_as_the_reference(tmp_path):
+    band_files(tmp_path / "s2")
+    item = _item(tmp_path / "s2")
+    res = _run("upscale", item, "--ref", item, "--cd", "none", "-x", "2", "-o", tmp_path / "r.tif", "--dry-run",
+               "--json")
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.stdout)["sources"]) == {"lr", "ref"}
+
+
+def test_bad_stac_items_are_one_sentence_and_exit_2(tmp_path):
+    (tmp_path / "notitem.json").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "nobands.json").write_text(json.dumps(
+        {"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": None, "properties": {"datetime": None,
+         "start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-01-02T00:00:00Z"}, "links": [],
+         "assets": {"a": {"href": "a.tif"}}}))
+    for name, words in (("notitem.json", "not a STAC item"), ("bad.json", "is not JSON"),
+                        ("nobands.json", "no asset of this STAC item names its bands"),
+                        ("missing.json", "no such file")):
+        res = _run("upscale", tmp_path / name, "-x", "2", "-o", tmp_path / "o.tif")
+        assert res.exit_code == 2 and words in res.output and name in res.output, res.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.fixture
+def served_item(tmp_path):
+    folder = tmp_path / "www"
+    band_files(folder)
+    _item(folder)
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_stac_item_by_url_reads_its_assets_over_http(served_item, tmp_path):
+    out = tmp_path / "out.tif"
+    res = _run("upscale", f"{served_item}/item.json", "-x", "2", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.count == 3 and ds.shape == (80, 96)
+    links = json.loads(out.with_name("out.stac.json").read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [f"{served_item}/item.json"]
+    res = _run("upscale", f"{served_item}/missing.json", "-x", "2", "-o", tmp_path / "m.tif")
+    assert res.exit_code == 2 and "cannot be fetched" in res.output
+
+
+def test_stac_round_trip_an_output_item_is_an_input(tmp_path):
+    safe, _ = l2a_product(tmp_path)
+    first = tmp_path / "first.tif"
+    assert _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", first).exit_code == 0
+    item = pystac.Item.from_file(str(first.with_name("first.stac.json")))
+    bands = EOExtension.ext(item.assets["data"]).bands
+    assert [(b.name, b.common_name) for b in bands] == [("B04", "red"), ("B03", "green"), ("B02", "blue")]
+    assert pystac.Item.from_dict(item.to_dict()).to_dict() == item.to_dict()
+    second = tmp_path / "second.tif"
+    res = _run("upscale", first.with_name("first.stac.json"), "-x", "2", "-m", "bicubic", "-o", second)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(second) as ds, rasterio.open(first) as src:
+        assert ds.shape == (src.height * 2, src.width * 2) and ds.crs == src.crs
+        assert ds.scales == src.scales and ds.offsets == src.offsets
