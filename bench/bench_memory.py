@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 CASES = [  # (name, model, scale, LR side, extra options)
+    ("lite x4, 50 px", "lite", 4, 50, []),
+    ("lite x5 (via x8), 200 px", "lite", 5, 200, []),
     ("bicubic x2, 1500 px", "bicubic", 2, 1500, []),
     ("bicubic x8, 400 px", "bicubic", 8, 400, []),
     ("lite x4, 600 px", "lite", 4, 600, []),

@@ -99,6 +99,32 @@ def l2a_product(root: Path, *, baseline: str = "05.09", offset: int | None = -10
     return safe, refl
 
 
+def l1c_product(root: Path, *, offset: int = -1000) -> tuple[Path, dict[str, np.ndarray]]:
+    """A single-granule L1C ``.SAFE`` folder (MTD_MSIL1C.xml: QUANTIFICATION_VALUE, RADIO_ADD_OFFSET, no
+    Spectral_Information list: band_ids in ESA's order) with its 10 m bands; returns it and the reflectance."""
+    safe = root / f"S2A_MSIL1C_{SENSING}_N0510_R022_{TILE}_{SENSING}.SAFE"
+    granule = f"L1C_{TILE}_A041000_{SENSING}"
+    refl = scene(seed=1)
+    images = []
+    for b in BANDS_10M:
+        rel = f"GRANULE/{granule}/IMG_DATA/{TILE}_{SENSING}_{b}"
+        _write(safe / f"{rel}.jp2", np.round(refl[b] * 10000 - offset).astype(np.uint16), 10.0)
+        images.append(rel)
+    files = "\n".join(f"<IMAGE_FILE>{r}</IMAGE_FILE>" for r in images)
+    offsets = "\n".join(f'<RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>' for i in range(13))
+    (safe / "MTD_MSIL1C.xml").write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
+  <n1:General_Info><Product_Info><PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE><PROCESSING_BASELINE>05.10</PROCESSING_BASELINE>
+    <Product_Organisation><Granule_List><Granule imageFormat="JPEG2000">{files}</Granule></Granule_List>
+    </Product_Organisation></Product_Info>
+  <Product_Image_Characteristics><QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
+    <Radiometric_Offset_List>{offsets}</Radiometric_Offset_List></Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:Level-1C_User_Product>
+""", encoding="utf-8")
+    return safe, refl
+
+
 def band_files(folder: Path, *, driver: str = "GTiff") -> dict[str, np.ndarray]:
     """Per-band GeoTIFFs (DN = reflectance * 10000) named like a product's, plus a 20 m band; returns the DN."""
     refl = scene()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,58 @@ def test_upscale_moves_a_shifted_reference_back_and_reports_it(tmp_path):
     assert co["offset_lr_px"] == pytest.approx([2.5, -1.5], abs=0.3)
     assert psnr["moved+coregistered"] > psnr["aligned"] - 0.3, psnr  # measured: 32.71 against 32.74 dB
     assert psnr["moved"] < psnr["aligned"] - 1.0, psnr  # the misregistration costs dB that co-registration wins back
+
+
+def _texture(n: int, seed: int) -> np.ndarray:
+    """Broadband texture (n x n), values 20-235."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]
+    t = np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, n))) * np.exp(-(fy**2 + fx**2) / 0.004)).real
+    return np.clip(128 + 60 * t / t.std(), 20, 235)
+
+
+def test_a_rotated_and_scaled_reference_is_placed_by_a_field_of_tie_points(tmp_path):
+    """A 10 m reference whose georeferencing is rotated 0.4 degrees and scaled 0.6% about the scene's centre
+    (up to 1.3 LR px off at the corners: no single shift fits) is placed back within 0.25 LR px everywhere."""
+    from affine import Affine
+
+    from geosr.conditioning.coregistration import field_transform
+    from geosr.pipeline.job import plan_upscale
+
+    hr = _texture(1024, 7)
+    true = Affine(10.0, 0, 500000.0, 0, -10.0, 5000000.0)
+    lr = hr.reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    profile = dict(driver="GTiff", count=3, dtype="uint8", crs="EPSG:32633")
+    with rasterio.open(tmp_path / "lr.tif", "w", width=256, height=256, transform=true @ Affine.scale(4),
+                       **profile) as ds:
+        ds.write(np.repeat(lr[None], 3, 0).astype(np.uint8))
+    bent = true @ Affine.translation(512, 512) @ Affine.rotation(0.4) @ Affine.scale(1.006) @ \
+        Affine.translation(-512, -512)
+    with rasterio.open(tmp_path / "ref.tif", "w", width=1024, height=1024, transform=bent, **profile) as ds:
+        ds.write(np.repeat(hr[None], 3, 0).astype(np.uint8))
+    with plan_upscale(str(tmp_path / "lr.tif"), output=None, dry_run=True, model="reference-paste", scale=4,
+                      ref=str(tmp_path / "ref.tif"), cd="none") as job:
+        co = job.scene.coregistration
+        grid = job.scene.lr_info.grid
+    assert co.applied and co.field is not None and co.tie_points >= 20, co
+    assert co.residual_lr_px < 0.1
+    cols, rows = np.meshgrid(np.linspace(0, 1024, 9), np.linspace(0, 1024, 9))
+    placed = field_transform("EPSG:32633", bent, grid, co) @ (cols, rows)
+    truth = true @ (cols, rows)
+    err = np.hypot(placed[0] - truth[0], placed[1] - truth[1]) / 40.0  # LR pixels
+    assert err.max() < 0.25, err.max()
+    shift_only = field_transform("EPSG:32633", bent, grid, replace(co, field=None)) @ (cols, rows)
+    assert np.hypot(shift_only[0] - truth[0], shift_only[1] - truth[1]).max() / 40.0 > 0.8  # what one shift leaves
+    summary = job.summary["coregistration"]
+    assert summary["tie_points"] == co.tie_points and len(summary["field"]) == 6
+
+
+def test_a_reference_that_is_only_shifted_keeps_one_shift():
+    from geosr.conditioning.coregistration import Coregistration, estimate_field
+
+    scene = _texture(256, 5)
+    moved = np.roll(scene, (2, -3), axis=(0, 1))
+    valid = np.ones((256, 256), bool)
+    first = Coregistration((3.0, -2.0), 0.9, 1, True)
+    co = estimate_field(scene[None], valid, moved[None], valid, (0, 0), first)
+    assert co.field is None and co.applied and co.offset_lr_px == (3.0, -2.0) and co.tie_points >= 20

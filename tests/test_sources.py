@@ -16,7 +16,7 @@ import pystac
 import pytest
 import rasterio
 from pystac.extensions.eo import EOExtension
-from tests.s2_products import BANDS_10M, band_files, l2a_product
+from tests.s2_products import BANDS_10M, band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
@@ -220,7 +220,12 @@ def test_bad_stac_items_are_one_sentence_and_exit_2(tmp_path):
 def served_item(tmp_path):
     folder = tmp_path / "www"
     band_files(folder)
-    _item(folder)
+    item = json.loads(_item(folder).read_text())
+    for asset in item["assets"].values():
+        asset["href"] = "../" + asset["href"]
+    (folder / "items").mkdir()
+    (folder / "items" / item["id"]).write_text(json.dumps(item))  # as a STAC API serves it: .../items/ID
+    shutil.copy(next(folder.glob("*_B04_*.tif")), folder / "raster")
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -241,6 +246,13 @@ def test_a_stac_item_by_url_reads_its_assets_over_http(served_item, tmp_path):
     assert [x["href"] for x in links if x["rel"] == "derived_from"] == [f"{served_item}/item.json"]
     res = _run("upscale", f"{served_item}/missing.json", "-x", "2", "-o", tmp_path / "m.tif")
     assert res.exit_code == 2 and "cannot be fetched" in res.output
+    # a STAC API's item URL has no suffix; a raster URL without one is still a raster
+    api = _run("upscale", f"{served_item}/items/S2B_33UUB_20230612_0_L2A", "-x", "2", "-m", "bicubic",
+               "-o", tmp_path / "api.tif", "--json")
+    assert api.exit_code == 0, api.output
+    assert "STAC item S2B_33UUB_20230612_0_L2A" in json.loads(api.stdout)["sources"]["lr"]
+    plain = _run("upscale", f"{served_item}/raster", "-x", "2", "-m", "bicubic", "-o", tmp_path / "plain.tif")
+    assert plain.exit_code == 0, plain.output
 
 
 def test_stac_round_trip_an_output_item_is_an_input(tmp_path):
@@ -250,10 +262,90 @@ def test_stac_round_trip_an_output_item_is_an_input(tmp_path):
     item = pystac.Item.from_file(str(first.with_name("first.stac.json")))
     bands = EOExtension.ext(item.assets["data"]).bands
     assert [(b.name, b.common_name) for b in bands] == [("B04", "red"), ("B03", "green"), ("B02", "blue")]
-    assert pystac.Item.from_dict(item.to_dict()).to_dict() == item.to_dict()
+    assert item.properties["processing:software"]["geosr"] and item.assets["data"].href == "first.tif"
     second = tmp_path / "second.tif"
     res = _run("upscale", first.with_name("first.stac.json"), "-x", "2", "-m", "bicubic", "-o", second)
     assert res.exit_code == 0, res.output
     with rasterio.open(second) as ds, rasterio.open(first) as src:
         assert ds.shape == (src.height * 2, src.width * 2) and ds.crs == src.crs
         assert ds.scales == src.scales and ds.offsets == src.offsets
+
+
+def test_a_sentinel2_l1c_product_with_band_ids_in_esa_order(tmp_path):
+    safe, refl = l1c_product(tmp_path)
+    with open_raster(str(safe)) as ds:
+        assert ds.descriptions == BANDS_10M and ds.offsets == (-0.1,) * 4
+        r = ds.read(3).astype(np.float64) * ds.scales[2] + ds.offsets[2]
+    assert abs(r - refl["B04"]).max() < 1e-4
+    assert "L1C" in composite(str(safe)).note
+
+
+def test_a_level2a_img_data_folder_reads_its_10m_bands(tmp_path):
+    safe, _ = l2a_product(tmp_path)
+    img_data = next(safe.rglob("IMG_DATA"))
+    with open_raster(str(img_data)) as ds:
+        assert ds.descriptions == BANDS_10M and ds.res == (10.0, 10.0)
+
+
+def test_a_changed_member_file_is_read_again(tmp_path):
+    """The composite is cached per run, but never past a change to any file it reads."""
+    band_files(tmp_path / "bands")
+    folder = str(tmp_path / "bands")
+    with open_raster(folder) as ds:
+        assert ds.count == 4
+    member = next((tmp_path / "bands").glob("*_B04_*.tif"))
+    with rasterio.open(member) as src:
+        profile = src.profile
+    with rasterio.open(member, "w", **{**profile, "width": 20, "height": 16}) as dst:  # resized in place
+        dst.write(np.full((1, 16, 20), 3, np.uint16))
+    with open_raster(folder) as ds:  # B04 is no longer on the others' grid: left out
+        assert ds.descriptions == ("B02", "B03", "B08")
+    (tmp_path / "bands" / "item.json").write_text("{}")  # the folder's listing changed: still band files
+    assert open_raster(folder).count == 3
+
+
+def test_odd_stac_fields_and_broken_products_are_one_sentence(tmp_path):
+    band_files(tmp_path / "s2")
+    item_path = _item(tmp_path / "s2")
+    item = json.loads(item_path.read_text())
+    for mangle, words in ((lambda a: a.update({"eo:bands": [None]}), "is not a list of objects"),
+                          (lambda a: a.update({"raster:bands": {"nodata": 0}}), "is not a list of objects"),
+                          (lambda a: a.update({"raster:bands": [{"scale": "x"}]}), "is not a number")):
+        bad = json.loads(json.dumps(item))
+        mangle(bad["assets"]["B04"])
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        res = _run("upscale", tmp_path / "bad.json", "-x", "2", "-o", tmp_path / "o.tif")
+        assert res.exit_code == 2 and words in res.output and "bad.json" in res.output, res.output
+    (tmp_path / "S2B_MSIL2A_broken.zip").write_bytes(b"PK\x03\x04 not really")
+    res = _run("upscale", tmp_path / "S2B_MSIL2A_broken.zip", "-x", "2", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "not a readable zip file" in res.output
+    safe, _ = l2a_product(tmp_path / "p")
+    mtd = safe / "MTD_MSIL2A.xml"
+    mtd.write_text(mtd.read_text().replace('band_id="3">-1000', 'band_id="3">minus'))
+    res = _run("upscale", safe, "-x", "2", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "BOA_ADD_OFFSET of band_id 3 is not a number" in res.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_the_stac_sidecar_may_not_replace_an_input_item(tmp_path):
+    band_files(tmp_path / "s2")
+    item = _item(tmp_path / "s2")
+    before = item.read_bytes()
+    res = _run("upscale", item, "--ref", item, "--cd", "none", "-x", "2", "-m", "reference-paste",
+               "-o", tmp_path / "s2" / "item.tif", "--overwrite")  # its STAC item would be s2/item.stac.json: fine
+    assert res.exit_code == 0, res.output
+    target = tmp_path / "s2" / "ref.stac.json"
+    target.write_bytes(before)
+    res = _run("upscale", item, "--ref", target, "--cd", "none", "-x", "2", "-m", "reference-paste",
+               "-o", tmp_path / "s2" / "ref.tif", "--overwrite")
+    assert res.exit_code == 2 and "is the reference" in res.output
+    assert target.read_bytes() == before
+
+
+def test_a_batch_manifest_splits_band_lists_but_not_outputs_with_commas(tmp_path):
+    from geosr.pipeline.batch.manifest import _absolute
+
+    band_files(tmp_path / "b")
+    f = sorted(p.name for p in (tmp_path / "b").glob("*_B0[34]_*.tif"))
+    assert _absolute(f"{f[1]},{f[0]}", tmp_path / "b", many=True) == f"{tmp_path / 'b' / f[1]},{tmp_path / 'b' / f[0]}"
+    assert _absolute("results/a,b.tif", tmp_path) == str(tmp_path / "results" / "a,b.tif")

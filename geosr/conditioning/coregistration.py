@@ -1,9 +1,16 @@
-"""Co-registration of the reference to the LR: a global sub-pixel shift estimated at LR scale.
+"""Co-registration of the reference to the LR: a global sub-pixel shift estimated at LR scale, and a first-order
+field of tie points where the compared area is large enough.
 
 The reference is read onto the LR grid (area average, so both show the same scale), both are reduced to one
 band of local detail and windowed, and phase correlation (scikit-image's, refined by an upsampled DFT) gives
 the shift between them. The estimate is trusted only when the aligned pair correlates clearly better than
 the unaligned one and well in absolute terms; otherwise no shift is applied and the reason is reported.
+
+Tie points (as AROSICS places them): the same estimate on a grid of TIE_SIDE-pixel windows over the compared
+area, kept where reliable. An affine field (the offset varying linearly over the scene: the rotation, scale and
+shear errors of an old orthophoto's georeferencing) is fitted to them by least squares, leaving out points that
+disagree with it (iteratively); it replaces the global shift when it varies by more than FIELD_MIN_LR_PX over
+the area. Higher-order (terrain) distortion is not modelled.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ MIN_SIDE = 16  # LR pixels a side, valid in both, below which no shift is estima
 MIN_RELIABILITY = 0.3  # correlation of the aligned detail below which the estimate is not used
 MAX_SHIFT_FRACTION = 0.25  # of the compared area's side: larger offsets are not trusted
 UPSAMPLE = 40  # phase correlation refined to 1/UPSAMPLE LR pixel
+TIE_SIDE = 64  # LR pixels a side of a tie point's window (placed every TIE_SIDE / 2)
+MIN_TIE_POINTS = 6  # reliable tie points needed for a field
+FIELD_MIN_LR_PX = 0.25  # a field whose offsets vary less than this over the area is taken as one shift
+OUTLIER_LR_PX = 0.5  # a tie point further than this (and 3 median residuals) from the fitted field is left out
 
 
 @dataclass(frozen=True)
@@ -37,12 +48,26 @@ class Coregistration:
     tie_points: int
     applied: bool
     reason: str | None = None
+    # the affine field of offsets, in LR pixels at LR pixel (col, row) of the whole LR grid:
+    # (dx, dy) = (a0 + a1*col + a2*row, b0 + b1*col + b2*row); None: one shift (offset_lr_px) everywhere
+    field: tuple[float, float, float, float, float, float] | None = None
+    residual_lr_px: float | None = None  # RMS distance of the kept tie points from the field
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["offset_lr_px"] = [round(v, 3) for v in self.offset_lr_px]
         d["reliability"] = round(self.reliability, 3)
+        if self.field is not None:
+            d["field"] = [float(f"{v:.6g}") for v in self.field]
+            d["residual_lr_px"] = round(float(self.residual_lr_px or 0.0), 3)
         return d
+
+    def offset_at(self, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The offset (dx, dy) in LR pixels at LR pixel positions (col, row) of the whole LR grid."""
+        if self.field is None:
+            return np.full(np.shape(col), self.offset_lr_px[0]), np.full(np.shape(row), self.offset_lr_px[1])
+        a0, a1, a2, b0, b1, b2 = self.field
+        return a0 + a1 * col + a2 * row, b0 + b1 * col + b2 * row
 
 
 NOT_ESTIMATED = Coregistration((0.0, 0.0), 0.0, 0, False, "not asked for")
@@ -106,10 +131,83 @@ def refine_offset(
     return Coregistration(offset, float(scores[i, j]), first.tie_points, True)
 
 
+def estimate_field(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray,
+                   origin: tuple[int, int], first: Coregistration) -> Coregistration:
+    """Tie points over (C, h, w) LR and reference on the same LR grid, whose top-left pixel is ``origin`` (col,
+    row) of the whole LR grid, and the affine field through them; ``first`` (the global estimate) is returned
+    when there are too few reliable points or the field is as good as one shift."""
+    h, w = lr.shape[1:]
+    if h < 2 * TIE_SIDE or w < 2 * TIE_SIDE:
+        return first
+    step = TIE_SIDE // 2
+    points = []
+    for r0 in range(0, h - TIE_SIDE + 1, step):
+        for c0 in range(0, w - TIE_SIDE + 1, step):
+            win = (slice(r0, r0 + TIE_SIDE), slice(c0, c0 + TIE_SIDE))
+            if (lr_valid[win] & ref_valid[win]).mean() < 0.8:
+                continue
+            t = estimate_offset(lr[(slice(None), *win)], lr_valid[win], ref[(slice(None), *win)], ref_valid[win])
+            if t.applied:
+                points.append((origin[0] + c0 + TIE_SIDE / 2, origin[1] + r0 + TIE_SIDE / 2, *t.offset_lr_px))
+    if len(points) < MIN_TIE_POINTS:
+        return first
+    p = np.array(points)
+    keep = np.ones(len(p), bool)
+    for _ in range(5):  # fit, leave out the points far from the fit, fit again
+        if keep.sum() < MIN_TIE_POINTS:
+            return first
+        design = np.column_stack([np.ones(keep.sum()), p[keep, 0], p[keep, 1]])
+        ax = np.linalg.lstsq(design, p[keep, 2], rcond=None)[0]
+        ay = np.linalg.lstsq(design, p[keep, 3], rcond=None)[0]
+        full = np.column_stack([np.ones(len(p)), p[:, 0], p[:, 1]])
+        dist = np.hypot(full @ ax - p[:, 2], full @ ay - p[:, 3])
+        limit = max(OUTLIER_LR_PX, 3 * float(np.median(dist[keep])))
+        new = dist <= limit
+        if (new == keep).all():
+            break
+        keep = new
+    cols, rows = p[keep, 0], p[keep, 1]
+    if np.ptp(cols) < w / 3 or np.ptp(rows) < h / 3:  # too clustered to tell a gradient
+        return first
+    field = (*map(float, ax), *map(float, ay))
+    corners_c = np.array([origin[0], origin[0] + w, origin[0], origin[0] + w], float)
+    corners_r = np.array([origin[1], origin[1], origin[1] + h, origin[1] + h], float)
+    fx = ax[0] + ax[1] * corners_c + ax[2] * corners_r
+    fy = ay[0] + ay[1] * corners_c + ay[2] * corners_r
+    cx, cy = origin[0] + w / 2, origin[1] + h / 2
+    centre = (float(ax[0] + ax[1] * cx + ax[2] * cy), float(ay[0] + ay[1] * cx + ay[2] * cy))
+    residual = float(np.sqrt(np.mean(dist[keep] ** 2)))
+    if np.hypot(fx - centre[0], fy - centre[1]).max() < FIELD_MIN_LR_PX:
+        return Coregistration(first.offset_lr_px, first.reliability, int(keep.sum()), first.applied, first.reason)
+    return Coregistration(centre, first.reliability, int(keep.sum()), True, None, field, residual)
+
+
 def _vertex(left: float, mid: float, right: float) -> float:
     """Where a parabola through three equally spaced values peaks, relative to the middle one (within ±0.5)."""
     den = left - 2 * mid + right
     return 0.0 if den >= 0 or not np.isfinite(den) else float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+
+
+def field_transform(ref_crs, ref_transform: Affine, lr: Grid, coreg: Coregistration) -> Affine:
+    """The reference's transform corrected by ``coreg``'s field (measured on the LR grid ``lr``): the affine
+    transform that places each reference pixel where the field says its content belongs, fitted through a 5 x 5
+    grid of points over the LR (exact when both CRSs are the same, a local linearization otherwise)."""
+    if coreg.field is None:
+        return corrected_transform(ref_crs, ref_transform, lr, coreg.offset_lr_px)
+    cols, rows = np.meshgrid(np.linspace(0, lr.width, 5), np.linspace(0, lr.height, 5))
+    cols, rows = cols.ravel(), rows.ravel()
+    dx, dy = coreg.offset_at(cols, rows)
+    # the content at LR pixel (col, row) lies in the reference at (col + dx, row + dy): the reference pixel there
+    # is to be placed at (col, row)
+    seen_x, seen_y = lr.transform @ (cols + dx, rows + dy)
+    true_x, true_y = lr.transform @ (cols, rows)
+    sx, sy = transform_points(lr.crs, ref_crs, list(seen_x), list(seen_y))
+    tx, ty = transform_points(lr.crs, ref_crs, list(true_x), list(true_y))
+    pc, pr = ~ref_transform @ (np.array(sx), np.array(sy))  # reference pixels showing that content
+    design = np.column_stack([pc, pr, np.ones(len(pc))])
+    a, b, c = np.linalg.lstsq(design, np.array(tx), rcond=None)[0]
+    d, e, f = np.linalg.lstsq(design, np.array(ty), rcond=None)[0]
+    return Affine(a, b, c, d, e, f)
 
 
 def corrected_transform(ref_crs, ref_transform: Affine, lr: Grid, offset_lr_px: tuple[float, float]) -> Affine:

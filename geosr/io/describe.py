@@ -8,7 +8,7 @@ from rasterio.warp import transform_bounds
 
 from geosr.errors import InputError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster
-from geosr.io.sources import composite, is_composite
+from geosr.io.sources import source_note
 
 
 def describe(paths: list[str]) -> dict:
@@ -54,11 +54,6 @@ def describe(paths: list[str]) -> dict:
             iw, ih = max(0.0, min(ar, br) - max(al, bl)), max(0.0, min(at, bt) - max(ab, bb))
             overlaps.append({"file": a.path, "other": b.path, "covered": iw * ih / ((ar - al) * (at - ab))})
     return {"files": files, "overlaps": overlaps}
-
-
-def source_note(path: str) -> str | None:
-    """What a multi-file input (STAC item, Sentinel-2 product, band files) stacks, in words; None otherwise."""
-    return composite(path).note if is_composite(path) else None
 
 
 # geosr's tags on its outputs (JSON values), as `geosr info` shows them; the rest of the tags are left out

@@ -93,6 +93,8 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     try:
         if comp is not None:
             ds = rasterio.open(comp.vrt)
+            if len(_SHOWN) >= 256:
+                _SHOWN.clear()
             _SHOWN[ds.name] = p
             return ds
         if remote:

@@ -119,7 +119,10 @@ def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst
 
 def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None = None) -> None:
     """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``. The COG is
-    made in ``folder`` (default: beside ``final``; the same file system), where a killed run leaves it."""
+    made in ``folder`` (default: beside ``final``; the same file system), where a killed run leaves it. Class
+    names of an earlier file at ``final`` are removed first, and this file's written after it is in place: a kill
+    in between loses the names, never pairs these pixels with another file's."""
+    pam_path(final).unlink(missing_ok=True)
     with atomic_output(final, folder=folder) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src_path),
@@ -141,15 +144,12 @@ def pam_path(path: Path) -> Path:
 
 def write_categories(path: Path, meta: OutputMeta) -> None:
     """Give a class raster its class names where GDAL and QGIS look: band 1's category names and a thematic
-    raster attribute table (value, class, colour), in ``<name>.aux.xml``.
+    raster attribute table (value, class, colour), in ``<name>.aux.xml`` (nothing without ``meta.categories``).
 
     GDAL keeps both for GeoTIFFs only in this auxiliary file, and rasterio has no API for either, so the
     file is written here (GDAL's PAM schema: FieldDefn Type 0 integer, 2 string; Usage 5 min-max, 2 name,
-    6-9 red, green, blue, alpha). It is replaced atomically; a stale one of an earlier file at ``path`` is
-    removed, so that it never describes other pixels."""
-    target = pam_path(path)
+    6-9 red, green, blue, alpha), atomically."""
     if not meta.categories:
-        target.unlink(missing_ok=True)
         return
     import xml.etree.ElementTree as ET
 
@@ -173,10 +173,10 @@ def write_categories(path: Path, meta: OutputMeta) -> None:
         cells = [str(value), cats[value]] + ([str(c) for c in colours.get(value, (0, 0, 0, 0))] if colours else [])
         for cell in cells:
             ET.SubElement(r, "F").text = cell
-    tmp = temp_path_beside(target, ".aux.xml")
+    tmp = temp_path_beside(path, ".aux.xml")  # a name remove_partials knows
     try:
         tmp.write_text(ET.tostring(root, encoding="unicode") + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        os.replace(tmp, pam_path(path))
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -22,7 +22,7 @@ from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.sources import composite, files_of, is_composite
+from geosr.io.sources import files_of, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, memory_per_hr_pixel, model_inputs
@@ -110,15 +110,16 @@ def plan_upscale(
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
         _check_model(sr, opts.scale, len(sel), sr.name, table if cd else None, auto=detection is not None)
         _check_inputs(sr, opts)
-        tcfg = opts.tiling.resolved(opts.scale, *getattr(sr, "tiling", (256, 0.25)))
+        # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
+        tcfg = opts.tiling.resolved(getattr(sr, "via", opts.scale), *getattr(sr, "tiling", (256, 0.25)))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
         summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = _band_warnings(lr_info, sel, sr)
         summary["change_detection"] = detection
-        summary["sources"] = {role: composite(p).note for role, p in (("lr", lr), ("ref", opts.ref))
-                              if p and is_composite(p)} or None
+        notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", opts.ref)) if p}
+        summary["sources"] = {role: n for role, n in notes.items() if n} or None
     except BaseException:
         scene.close()
         raise
@@ -132,7 +133,8 @@ def plan_upscale(
         if out_path is not None:
             from geosr.io.stac import stac_path
 
-            check_output_path(stac_path(out_path), overwrite=opts.output_config.overwrite, inputs=[("LR", lr)])
+            check_output_path(stac_path(out_path), overwrite=opts.output_config.overwrite,
+                              inputs=_input_files(lr, opts))
     except BaseException:
         scene.close()
         raise
@@ -153,9 +155,8 @@ def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: Up
         return None
     from geosr.pipeline.provenance import provenance_path
 
-    inputs = [("LR", lr), ("reference", opts.ref), ("change mask", None if opts.cd in CD_KEYWORDS else opts.cd),
-              ("map", opts.map)]
-    return check_output_path(provenance_path(out_path), overwrite=opts.output_config.overwrite, inputs=inputs)
+    return check_output_path(provenance_path(out_path), overwrite=opts.output_config.overwrite,
+                             inputs=_input_files(lr, opts))
 
 
 def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None
@@ -193,15 +194,20 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
 def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
     if output is None:
         raise OptionError("output is required: the path of the GeoTIFF to write (e.g. OUT.tif)", param="output")
+    return check_output_path(output, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
+
+
+def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
+    """(role, path) of every file the run reads, which no output (nor sidecar) may be: the inputs, and each file a
+    composite input (band files, a Sentinel-2 product, a STAC item) reads."""
     model = opts.model
     cd = None if opts.cd in CD_KEYWORDS else opts.cd
     inputs = [("LR", lr), ("reference", opts.ref), ("change mask", cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
               ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
-    # a composite input (band files, a Sentinel-2 product, a STAC item) is each of the files it reads
-    inputs += [(f"{role} ({Path(f).name})", f) for role, p in inputs[:4] if p and is_composite(p) for f in files_of(p)]
-    return check_output_path(output, overwrite=opts.output_config.overwrite, inputs=inputs)
+    return inputs + [(f"{role} ({Path(f).name})", f) for role, p in inputs[:4] if p and is_composite(p)
+                     for f in files_of(p)]
 
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
@@ -398,13 +404,13 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     pass over it (:func:`memory_per_hr_pixel`), and GDAL's block cache while the COG is made (at most its cap)."""
     runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
-    side = (plan.size + 2 * sr.halo) * scale
+    lr_area = (min(plan.size, plan.width) + 2 * sr.halo) * (min(plan.size, plan.height) + 2 * sr.halo)
+    area = lr_area * getattr(sr, "via", scale) ** 2  # what the model makes: a rescaled one, at its trained scale
     n = min(batch, plan.n_cols)  # batches are made of one row's windows
-    pixels = n * side * side
-    stack = pixels * (2 * bands + 5) * 4 * 2
-    per_window = side * side * memory_per_hr_pixel(sr)
+    stack = n * lr_area * scale**2 * (2 * bands + 5) * 4 * 2
+    per_window = area * memory_per_hr_pixel(sr)
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
-    model = per_window + (n - 1) * side * side * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
+    model = per_window + (n - 1) * area * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
         else n * per_window
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
     return (runtime + acc + stack + model + cache) / 2**20

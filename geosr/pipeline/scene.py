@@ -13,7 +13,13 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
-from geosr.conditioning.coregistration import Coregistration, corrected_transform, estimate_offset, refine_offset
+from geosr.conditioning.coregistration import (
+    Coregistration,
+    estimate_field,
+    estimate_offset,
+    field_transform,
+    refine_offset,
+)
 from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
     GridReader,
@@ -145,14 +151,13 @@ class Scene:
         self.ref_info, self.ref_bands = info, sel
         if coregister:
             self.coregistration = self._coregister(ds, sel)
-            if self.coregistration.applied and max(map(abs, self.coregistration.offset_lr_px)) * self.scale < 0.5:
+            if self.coregistration.applied and self._largest_offset(self.coregistration) * self.scale < 0.5:
                 # under half an output pixel: resampling the reference would blur more than moving it gains
                 # (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74 dB)
                 self.coregistration = replace(self.coregistration, applied=False,
                                               reason="under half an output pixel: left where it is")
             if self.coregistration.applied:
-                self.ref_transform = corrected_transform(ds.crs, ds.transform, self.lr_info.grid,
-                                                         self.coregistration.offset_lr_px)
+                self.ref_transform = field_transform(ds.crs, ds.transform, self.lr_info.grid, self.coregistration)
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds
@@ -172,7 +177,8 @@ class Scene:
             reader.close()
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
         if not first.applied:
-            return first
+            return estimate_field(lr, lr_valid, ref, ref_valid, (int(crop.col_off), int(crop.row_off)), first)
+        coarse, coarse_valid = ref, ref_valid
         k, margin = COREG_REFINE, int(np.ceil(max(map(abs, first.offset_lr_px)))) + 1
         side = (w + 2 * margin) * k, (h + 2 * margin) * k  # the LR crop and a margin around it, k times finer
         fine = Grid(grid.crs, grid.transform @ Affine.translation(-margin, -margin) @ Affine.scale(1 / k), *side)
@@ -181,7 +187,17 @@ class Scene:
             ref, ref_valid = reader.read(Window(0, 0, *side))
         finally:
             reader.close()
-        return refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
+        refined = refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
+        # tie points over the compared area: an affine field replaces the shift where the offset varies
+        return estimate_field(lr, lr_valid, coarse, coarse_valid, (int(crop.col_off), int(crop.row_off)), refined)
+
+    def _largest_offset(self, co: Coregistration) -> float:
+        """The largest offset component (LR pixels) over the area's corners."""
+        a = self.area
+        cols = np.array([a.col_off, a.col_off + a.width] * 2, float)
+        rows = np.array([a.row_off] * 2 + [a.row_off + a.height] * 2, float)
+        dx, dy = co.offset_at(cols, rows)
+        return float(max(np.abs(dx).max(), np.abs(dy).max()))
 
     def _open_classes(self, path: str, what: str) -> tuple[RasterInfo, rasterio.DatasetReader]:
         """Open a class raster (a change mask, a map): whole class values, overlapping the output grid."""

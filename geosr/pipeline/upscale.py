@@ -110,8 +110,10 @@ def finish(
     staged = _write_provenance(job) if job.provenance is not None else None
     assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
     if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
-        os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
+        pam_path(job.provenance).unlink(missing_ok=True)  # names of an earlier sidecar never describe this one
         os.replace(staged, job.provenance)
+        if pam_path(staged).exists():
+            os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
     _write_stac(job)
     if before_cleanup is not None:
         before_cleanup()

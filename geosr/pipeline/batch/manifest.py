@@ -361,13 +361,14 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     problems: list[str] = []
     if not v.get("lr"):
         return None, [Problem(where, "has no lr (the low-resolution raster)")]
-    lr = _absolute(_expand(v["lr"], "lr", {}, problems), root)
+    lr = _absolute(_expand(v["lr"], "lr", {}, problems), root, many=True)
     if lr is None:
         return None, [Problem(where, m) for m in problems]
     values = {"stem": Path(lr).stem, "name": Path(lr).name, "dir": str(Path(lr).parent), "x": v["x"]}
     if not v.get("out"):
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
-    paths = {k: _absolute(_expand(v[k], k, values, problems), root) for k in PATH_KEYS[1:] if v.get(k)}
+    paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref") for k in PATH_KEYS[1:]
+             if v.get(k)}
     job_id = _expand(v["id"], "id", values, problems) if v.get("id") else None
     if v["x"] not in SUPPORTED_SCALES:
         problems.append(f"x: {v['x']} is not a supported scale factor (a whole number from {SUPPORTED_SCALES[0]} to "
@@ -415,13 +416,18 @@ def _expand(template: str, key: str, values: dict, problems: list[str]) -> str |
         return None
 
 
-def _absolute(path: str | None, root: Path) -> str | None:
+def _absolute(path: str | None, root: Path, *, many: bool = False) -> str | None:
     """A local path relative to the manifest's folder made absolute; URLs, GDAL paths and ``--cd``'s keywords
-    (auto, none) as they are."""
-    if path is None or path in ("auto", "none") or REMOTE.match(path):
+    (auto, none) as they are. With ``many`` (an input), band files separated by commas (geosr.io.sources) are
+    each made absolute, when every one of them exists or is a URL."""
+    if path is None or path in ("auto", "none") or REMOTE.match(path) and "," not in path:
         return path
-    if "," in path and not (root / path).exists():  # a list of band files (geosr.io.sources): each one
-        return ",".join(_absolute(part.strip(), root) or "" for part in path.split(","))
+    parts = [q.strip() for q in path.split(",")]
+    if many and len(parts) > 1 and not (root / path).exists() and all(
+            REMOTE.match(q) or (root / os.path.expanduser(q)).exists() for q in parts):
+        return ",".join(_absolute(q, root) or "" for q in parts)
+    if REMOTE.match(path):
+        return path
     p = Path(os.path.expanduser(path))
     return os.path.normpath(str(p if p.is_absolute() else root / p))
 

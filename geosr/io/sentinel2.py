@@ -1,0 +1,148 @@
+"""Sentinel-2 products (a ``.SAFE`` folder, its ``.zip`` or its ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``) as one
+raster: the 10 m bands of the granule, with reflectance = DN * scale + offset as the product metadata say
+(quantification value; from processing baseline 04.00 the BOA / radiometric add offset). No torch here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+from geosr.errors import InputError, InputNotFoundError, NotARasterError
+from geosr.io.paths import REMOTE
+from geosr.io.vrt import Composite, Member, stack
+
+# Sentinel-2's 10 m bands, in the order a product stacks them
+S2_10M = ("B02", "B03", "B04", "B08")
+# the bands by their band_id in ESA's product metadata
+S2_BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+
+def is_safe_name(p: str) -> bool:
+    name = p.rstrip("/").rsplit("/", 1)[-1].upper()
+    return name.endswith(".SAFE") or name.endswith(".SAFE.ZIP") or bool(
+        re.fullmatch(r"MTD_MSIL(1C|2A)\.XML", name)) or (name.endswith(".ZIP") and "_MSIL" in name)
+
+
+def safe_metadata(folder: Path) -> Path | None:
+    for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def sentinel2_product(path: str) -> Composite:
+    """A Sentinel-2 L1C or L2A product: its 10 m bands, with reflectance = DN * scale + offset as the product
+    metadata say (quantification value; from processing baseline 04.00 the BOA / radiometric add offset)."""
+    root, base, files = _metadata(path)
+    level = "L2A" if "Level-2A" in _local(root.tag) else "L1C"
+    info = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
+    q_tag = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
+    try:
+        quant = float(info.get(q_tag, "10000"))
+    except ValueError as exc:
+        raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
+    offsets = _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
+    hrefs = {b: base + rel for b, rel in _images(path, root, level).items()}
+    for b, h in hrefs.items():
+        if not h.startswith("/vsi") and not Path(h).is_file():
+            raise InputNotFoundError(f"{path}: the image file of {b} is missing ({h.removeprefix(base)})")
+    members = [Member(hrefs[b], 1, b, nodata=0.0, scale=1.0 / quant, offset=offsets.get(b, 0.0) / quant,
+                      colorinterp={"B04": "Red", "B03": "Green", "B02": "Blue"}.get(b)) for b in S2_10M]
+    note = (f"Sentinel-2 {level} product, processing baseline {info.get('PROCESSING_BASELINE') or 'unknown'}: "
+            f"{', '.join(S2_10M)} at 10 m; {_reflectance(offsets, quant)} (band scale and offset)")
+    start = info.get("PRODUCT_START_TIME")
+    meta = {"ACQUISITIONDATETIME": start} if start else {}
+    meta["GEOSR_SOURCE"] = note
+    return stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
+
+
+def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:
+    """The product metadata's XML root, the prefix of its image files' paths, and the local files read."""
+    if REMOTE.match(path):
+        raise InputError(f"{path}: Sentinel-2 products are read from a local .SAFE folder or .zip; download it "
+                         "first, or give the product's STAC item")
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = [n for n in z.namelist() if re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n)]
+                if not names:
+                    raise NotARasterError(f"{path}: is a zip file without a Sentinel-2 product (no MTD_MSIL1C.xml "
+                                          "or MTD_MSIL2A.xml)")
+                text = z.read(names[0])
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise NotARasterError(f"{path}: is not a readable zip file ({exc})") from exc
+        base = f"/vsizip/{os.path.abspath(p)}/" + (names[0].rsplit("/", 1)[0] + "/" if "/" in names[0] else "")
+        mtd_ref, files = base + names[0].rsplit("/", 1)[-1], [str(p)]
+    else:
+        mtd = p if p.is_file() else safe_metadata(p)
+        if mtd is None:
+            raise NotARasterError(f"{path}: is a .SAFE folder without MTD_MSIL1C.xml or MTD_MSIL2A.xml")
+        text, base, mtd_ref, files = mtd.read_bytes(), str(mtd.parent.resolve()) + "/", str(mtd), [str(mtd)]
+    try:
+        return ET.fromstring(text), base, files
+    except ET.ParseError as exc:
+        raise NotARasterError(f"{path}: its product metadata {mtd_ref} is not valid XML ({exc})") from exc
+
+
+def _offsets(path: str, root: ET.Element, tag: str) -> dict[str, float]:
+    """The add offset of each band (BOA_ADD_OFFSET, RADIO_ADD_OFFSET; none before processing baseline 04.00)."""
+    # band_id -> band: the product's Spectral_Information list, else ESA's fixed order (0-12: B01..B08, B8A, B09..B12)
+    physical = {e.get("bandId"): _s2_name(e.get("physicalBand", "")) for e in root.iter()
+                if _local(e.tag) == "Spectral_Information"} or {str(i): b for i, b in enumerate(S2_BAND_IDS)}
+    offsets: dict[str, float] = {}
+    for e in root.iter():
+        if _local(e.tag) != tag:
+            continue
+        band = physical.get(e.get("band_id") or "")
+        try:
+            value = float((e.text or "").strip())
+        except ValueError as exc:
+            raise NotARasterError(f"{path}: its {tag} of band_id {e.get('band_id')} is not a number") from exc
+        if band is None:
+            raise NotARasterError(f"{path}: its {tag} names band_id {e.get('band_id')!r}, which the product "
+                                  "does not list")
+        offsets[band] = value
+    return offsets
+
+
+def _images(path: str, root: ET.Element, level: str) -> dict[str, str]:
+    """The image file (relative to the product) of each 10 m band, from the metadata's IMAGE_FILE entries."""
+    chosen: dict[str, str] = {}
+    for rel in ((e.text or "").strip() for e in root.iter() if _local(e.tag) == "IMAGE_FILE"):
+        m = re.search(r"_(B\d\d|B8A)(_10m)?$", rel.removesuffix(".jp2"))
+        if m and m.group(1) in S2_10M and (level == "L1C" or m.group(2)):
+            chosen.setdefault(m.group(1), rel if rel.endswith(".jp2") else rel + ".jp2")
+    missing = [b for b in S2_10M if b not in chosen]
+    if missing:
+        raise NotARasterError(f"{path}: the product lists no image file for {', '.join(missing)} at 10 m")
+    granules = {rel.split("/IMG_DATA")[0] for rel in chosen.values()}
+    if len(granules) > 1:
+        raise InputError(f"{path}: holds {len(granules)} granules; give one granule's IMG_DATA/R10m folder "
+                         "(L1C: IMG_DATA) or its band files instead")
+    return {b: chosen[b] for b in S2_10M}
+
+
+def _reflectance(offsets: dict[str, float], quant: float) -> str:
+    """How reflectance follows from the DN, in words."""
+    added = sorted({offsets.get(b, 0.0) for b in S2_10M})
+    if len(added) > 1:
+        return (f"reflectance = (DN + offset) / {quant:g} with the band offsets "
+                + ", ".join(f"{b} {offsets.get(b, 0.0):g}" for b in S2_10M))
+    if added[0] != 0:
+        return f"reflectance = (DN {'+' if added[0] > 0 else '-'} {abs(added[0]):g}) / {quant:g}"
+    return f"reflectance = DN / {quant:g}"
+
+
+def _s2_name(physical: str) -> str:
+    """Spectral_Information spells B1..B8, B8A, B9..B12; file names B01..B12."""
+    m = re.fullmatch(r"B(\d+)(A?)", physical.strip().upper())
+    return f"B{int(m.group(1)):02d}{m.group(2)}" if m else physical

@@ -1,0 +1,122 @@
+"""STAC items as inputs: the assets that name their bands, stacked on the red band's grid (pystac reads the item).
+No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pystac
+
+from geosr.errors import BandError, InputNotFoundError, NotARasterError
+from geosr.io.paths import REMOTE
+from geosr.io.vrt import Composite, Member, read_header, stack
+
+STAC_TIMEOUT_S = 20
+# STAC asset roles that are renderings or metadata, never the data to super-resolve
+_NOT_DATA = {"thumbnail", "overview", "visual", "metadata"}
+
+
+def _read_item(path: str) -> pystac.Item | None:
+    """The STAC item at ``path``; None for a URL without a suffix that turns out not to be JSON (a raster)."""
+    try:
+        if REMOTE.match(path):
+            request = urllib.request.Request(path, headers={"Accept": "application/geo+json, application/json"})
+            with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as resp:  # noqa: S310 (the user's URL)
+                head = resp.read(1)
+                if head != b"{" and not path.split("?")[0].lower().endswith(".json"):
+                    return None  # not JSON: leave it to GDAL (nothing more is downloaded)
+                data = json.loads((head + resp.read()).decode("utf-8"))
+        else:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"{path}: no such file") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise NotARasterError(f"{path}: the STAC item cannot be fetched ({reason})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NotARasterError(f"{path}: is not JSON, so not a STAC item ({exc})") from exc
+    if not isinstance(data, dict) or data.get("type") != "Feature" or "assets" not in data:
+        raise NotARasterError(f"{path}: is JSON but not a STAC item (a GeoJSON Feature with assets)")
+    try:
+        return pystac.Item.from_dict(data, href=path if REMOTE.match(path) else os.path.abspath(path))
+    except (KeyError, ValueError, TypeError, pystac.STACError) as exc:
+        raise NotARasterError(f"{path}: is not a valid STAC item ({exc})") from exc
+
+
+def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
+    """Per band of an asset: name, common_name, nodata, scale, offset (STAC 1.0 eo:/raster: extensions or 1.1
+    ``bands``)."""
+    f = asset.extra_fields
+
+    def dicts(field: str) -> list[dict]:
+        value = f.get(field) or []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise NotARasterError(f"{owner}: the {field} of asset {key!r} is not a list of objects")
+        return value
+
+    eo, raster, v11 = dicts("eo:bands"), dicts("raster:bands"), dicts("bands")
+    n = max(len(eo), len(raster), len(v11))
+    out = []
+    for i in range(n):
+        e = eo[i] if i < len(eo) else {}
+        r = raster[i] if i < len(raster) else {}
+        b = v11[i] if i < len(v11) else {}
+        out.append({
+            "name": e.get("name") or b.get("name"),
+            "common_name": e.get("common_name") or b.get("eo:common_name"),
+            "nodata": r.get("nodata", b.get("nodata")),
+            "scale": r.get("scale", b.get("raster:scale")),
+            "offset": r.get("offset", b.get("raster:offset")),
+        })
+    return out
+
+
+def stac_item(path: str) -> Composite | None:
+    item = _read_item(path)
+    if item is None:
+        return None
+    candidates: list[tuple[bool, Member]] = []
+    for key, asset in item.assets.items():
+        roles = set(asset.roles or [])
+        media = (asset.media_type or "").lower()
+        if media and not any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff")):
+            continue
+        for i, band in enumerate(_asset_bands(path, key, asset), start=1):
+            name = band["common_name"] or band["name"]
+            if not name or not isinstance(name, str):
+                continue
+            nodata = band["nodata"]
+            nodata = float("nan") if nodata == "nan" else (float(nodata) if isinstance(nodata, (int, float)) else None)
+            for field in ("scale", "offset"):
+                if band[field] is not None and not isinstance(band[field], (int, float)):
+                    raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is not a number")
+            ci = {"red": "Red", "green": "Green", "blue": "Blue"}.get(band["common_name"] or "")
+            candidates.append((bool(roles & _NOT_DATA), Member(asset.get_absolute_href() or asset.href, i, name,
+                                                              nodata=nodata, scale=band["scale"],
+                                                              offset=band["offset"], colorinterp=ci)))
+    if not candidates:
+        raise BandError(f"{path}: no asset of this STAC item names its bands (eo:bands or bands, with a common "
+                        "name or a name)")
+    # one band per name, data assets before renderings (Sentinel-2's "visual" also holds red, green, blue)
+    candidates.sort(key=lambda c: c[0])
+    seen: dict[str, Member] = {}
+    for _, m in candidates:
+        seen.setdefault(m.description, m)
+    members = list(seen.values())
+    heads = {m.href: read_header(path, m.href) for m in members}
+    anchor = next((m for m in members if m.description == "red"), None)
+    finest = min(h.res for h in heads.values())
+    anchor_grid = heads[anchor.href].grid if anchor else next(h.grid for h in heads.values() if h.res == finest)
+    members.sort(key=lambda m: heads[m.href].grid != anchor_grid)
+    files = [path] + list(dict.fromkeys(m.href for m in members))
+    meta = {"GEOSR_SOURCE": f"STAC item {item.id}"}
+    if item.datetime is not None:
+        meta["ACQUISITIONDATETIME"] = item.datetime.isoformat()
+    kept = [m.description for m in members if heads[m.href].grid == anchor_grid]
+    return stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,
+                  same_grid=False)

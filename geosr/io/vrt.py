@@ -1,0 +1,162 @@
+"""A GDAL VRT document stacking bands of several files on their common grid (geosr.io.sources' inputs).
+
+Written with ElementTree because rasterio has no ``BuildVRT`` and GDAL's own Python bindings are not a geosr
+dependency; GDAL opens the XML string like a file. No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from geosr.errors import BandError, InputError, NotARasterError
+
+# How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
+_VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One band of a composite source: band ``band`` of the file at ``href``."""
+
+    href: str
+    band: int
+    description: str
+    nodata: float | None = None
+    scale: float | None = None  # None: the member's own
+    offset: float | None = None
+    colorinterp: str | None = None
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A multi-file input as the one raster GDAL opens: ``vrt`` (an XML document)."""
+
+    path: str  # as the user named it
+    kind: str  # "STAC item", "Sentinel-2 L2A product", "band files"
+    vrt: str
+    files: tuple[str, ...]  # every file it reads (metadata and bands): output checks and resume fingerprints
+    note: str  # what was stacked and how, in words
+
+
+def gdal_path(href: str) -> str:
+    """The path GDAL opens for ``href``: URLs on GDAL's virtual file systems, local paths absolute."""
+    m = re.match(r"^([a-z][a-z0-9+.-]*)://(.*)$", href, re.IGNORECASE)
+    if m and m.group(1).lower() == "file":
+        return urllib.request.url2pathname(urllib.parse.urlparse(href).path)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in _VSI:
+            raise InputError(f"{href}: URLs of scheme {scheme!r} are not supported (http, https, s3, gs, az)")
+        rest = m.group(2)
+        return f"{_VSI[scheme]}://{rest}" if scheme.startswith("http") else f"{_VSI[scheme]}/{rest}"
+    return href if href.startswith("/vsi") else os.path.abspath(href)
+
+
+@dataclass(frozen=True)
+class Header:
+    crs: str
+    transform: tuple[float, ...]
+    width: int
+    height: int
+    dtypes: tuple[str, ...]
+    nodata: tuple[float | None, ...]
+    block: tuple[int, int]
+
+    @property
+    def grid(self) -> tuple:
+        return self.crs, tuple(round(v, 9) for v in self.transform), self.width, self.height
+
+    @property
+    def res(self) -> float:
+        return abs(self.transform[0])
+
+
+def open_member(owner: str, href: str) -> rasterio.DatasetReader:
+    """Open one member file; its failure is one sentence naming the composite and the member."""
+    try:
+        target = gdal_path(href)
+    except InputError as exc:
+        raise InputError(f"{owner}: its band file {exc}") from exc
+    try:
+        if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+                return rasterio.open(target)
+        return rasterio.open(target)
+    except RasterioIOError as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise NotARasterError(f"{owner}: its band file {href} cannot be read ({reason})") from exc
+
+
+def read_header(owner: str, href: str) -> Header:
+    with open_member(owner, href) as ds:
+        if ds.crs is None:
+            raise NotARasterError(f"{owner}: its band file {href} has no coordinate reference system")
+        return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
+                       tuple(ds.nodatavals), tuple(ds.block_shapes[0]))
+
+
+def vrt_document(header: Header, members: list[Member], headers: dict[str, Header], metadata: dict[str, str]) -> str:
+    root = ET.Element("VRTDataset", rasterXSize=str(header.width), rasterYSize=str(header.height))
+    ET.SubElement(root, "SRS").text = header.crs
+    a, b, c, d, e, f = header.transform
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in (c, a, b, f, d, e))
+    if metadata:
+        md = ET.SubElement(root, "Metadata")
+        for key, value in metadata.items():
+            ET.SubElement(md, "MDI", key=key).text = value
+    for i, m in enumerate(members, start=1):
+        h = headers[m.href]
+        band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[h.dtypes[m.band - 1]], band=str(i))
+        ET.SubElement(band, "Description").text = m.description
+        nodata = m.nodata if m.nodata is not None else h.nodata[m.band - 1]
+        if nodata is not None:
+            ET.SubElement(band, "NoDataValue").text = "nan" if math.isnan(nodata) else repr(float(nodata))
+        if m.colorinterp:
+            ET.SubElement(band, "ColorInterp").text = m.colorinterp
+        if m.offset is not None:
+            ET.SubElement(band, "Offset").text = repr(float(m.offset))
+        if m.scale is not None:
+            ET.SubElement(band, "Scale").text = repr(float(m.scale))
+        src = ET.SubElement(band, "SimpleSource")
+        ET.SubElement(src, "SourceFilename", relativeToVRT="0").text = gdal_path(m.href)
+        ET.SubElement(src, "SourceBand").text = str(m.band)
+        ET.SubElement(src, "SourceProperties", RasterXSize=str(h.width), RasterYSize=str(h.height),
+                      DataType=_GDAL_TYPES[h.dtypes[m.band - 1]], BlockXSize=str(h.block[1]),
+                      BlockYSize=str(h.block[0]))
+        rect = dict(xOff="0", yOff="0", xSize=str(h.width), ySize=str(h.height))
+        ET.SubElement(src, "SrcRect", **rect)
+        ET.SubElement(src, "DstRect", **rect)
+    return ET.tostring(root, encoding="unicode")
+
+
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+               "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64"}
+
+
+def stack(owner: str, kind: str, members: list[Member], files: list[str], note: str,
+           metadata: dict[str, str] | None = None, *, same_grid: bool = True) -> Composite:
+    """Stack ``members`` on the grid they share. With ``same_grid`` False, members on a grid other than the
+    first member's are left out (and said in the note); with True, they are an error."""
+    headers: dict[str, Header] = {}
+    for m in members:
+        if m.href not in headers:
+            headers[m.href] = read_header(owner, m.href)
+    first = headers[members[0].href]
+    kept = [m for m in members if headers[m.href].grid == first.grid]
+    if len(kept) < len(members):
+        other = next(m for m in members if headers[m.href].grid != first.grid)
+        if same_grid:
+            raise BandError(f"{owner}: {other.href} is not on the grid of {members[0].href} (same CRS, pixel size "
+                            "and extent are needed to stack band files)")
+        left = ", ".join(m.description for m in members if m not in kept)
+        note += f"; left out, on a coarser or other grid: {left}"
+    return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}), tuple(files), note)
