@@ -40,3 +40,35 @@ def test_a_shared_flag_has_one_meaning_and_one_spelling():
         assert flag in seen, f"no command has {flag}"
     for flag in ("--quiet", "--json"):
         assert set(seen[flag]) >= {"upscale", "rasterize-osm", "batch", "train", "evaluate", "info"}, flag
+
+
+def test_library_messages_name_parameters_and_the_cli_shows_flags():
+    """A library error names the other parameters it mentions as the Python caller knows them (in backticks); the
+    CLI shows each as its flag, for the command at hand."""
+    from geosr.cli.common import cli_message
+    from geosr.errors import BandError
+
+    exc = BandError("ref.tif: the reference gives 2 bands (choose matching bands with `ref_bands` / `bands`)")
+    assert cli_message(exc, "upscale") == "ref.tif: the reference gives 2 bands (choose matching bands with " \
+        "--ref-bands / --bands)"
+    assert cli_message(BandError("keep `not_a_parameter` as it is"), "upscale") == "keep not_a_parameter as it is"
+    import ast
+    import re
+
+    from geosr.cli.common import cli_flag
+
+    for path in Path(__file__).resolve().parents[1].joinpath("geosr").rglob("*.py"):
+        if "cli" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            texts = [n.value for n in ast.walk(node.exc) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            for text in texts:
+                if "geosr " not in text:  # a command named in full (geosr rasterize-osm --style classes) is fine
+                    assert not re.search(r"(^|[ (])--[a-z]", text), (path.name, text)  # a flag never passed
+                for name in re.findall(r"(?<!`)`([a-z][a-z0-9_]*)`(?!`)", text):
+                    assert cli_flag(name) is not None or name in _NOT_PARAMETERS, (path.name, name)
+
+
+_NOT_PARAMETERS = {"true", "false", "none"}

@@ -237,7 +237,7 @@ def test_bbox_grid_utm_default_and_aligned():
 
 
 def test_grid_option_errors(tmp_path):
-    with pytest.raises(OptionError, match="^bbox needs --resolution"):
+    with pytest.raises(OptionError, match="^bbox needs `resolution`"):
         plan_grid(bbox=(9, 50, 9.1, 50.1))
     with pytest.raises(OptionError, match="cannot be used together"):
         plan_grid(bbox=(9, 50, 9.1, 50.1), like="x.tif", resolution=1)
@@ -251,7 +251,7 @@ def test_grid_option_errors(tmp_path):
         plan_grid(bbox=(50, 9, 50.1, 120), resolution=1)
     with pytest.raises(OptionError, match="empty area"):
         plan_grid(bbox=(9, 50, 9, 50.1), resolution=1)
-    with pytest.raises(OptionError, match="^scale applies to --like only"):
+    with pytest.raises(OptionError, match="^scale applies to `like` only"):
         plan_grid(bbox=(9, 50, 9.1, 50.1), resolution=1, scale=4)
 
 

@@ -16,6 +16,7 @@ import pystac
 import pytest
 import rasterio
 from pystac.extensions.eo import EOExtension
+from pystac.validation import validate_dict
 from tests.s2_products import BANDS_10M, band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
@@ -260,6 +261,9 @@ def test_stac_round_trip_an_output_item_is_an_input(tmp_path):
     first = tmp_path / "first.tif"
     assert _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", first).exit_code == 0
     item = pystac.Item.from_file(str(first.with_name("first.stac.json")))
+    # the core STAC schema pystac ships (extension schemas would be fetched from the web: not here)
+    assert validate_dict(item.to_dict(), extensions=[]) == [
+        "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"]
     bands = EOExtension.ext(item.assets["data"]).bands
     assert [(b.name, b.common_name) for b in bands] == [("B04", "red"), ("B03", "green"), ("B02", "blue")]
     assert item.properties["processing:software"]["geosr"] and item.assets["data"].href == "first.tif"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -117,13 +118,22 @@ LIBRARY_FLAGS = {"scale": "-x", "output": "-o", "cache_folder": "--cache-dir"}
 
 
 def cli_message(exc: BaseException, command: str | None = None) -> str:
-    """``str(exc)``, with the parameter name it begins with (``exc.param``) replaced by the CLI's flag for it."""
-    message = str(exc)
+    """``str(exc)`` in the CLI's words: the parameter name it begins with (``exc.param``), and every parameter it
+    names mid-sentence in backticks (```ref_bands```, as the library writes them), replaced by the CLI's flags."""
+    message = cli_words(str(exc), command)
     param = getattr(exc, "param", None)
     if not param or not message.startswith(param) or message[len(param):len(param) + 1] not in (" ", ":"):
         return message
     flag = cli_flag(param, command)
     return message if flag is None else flag + message[len(param):]
+
+
+_PARAM = re.compile(r"(?<!`)`([a-z][a-z0-9_]*)`(?!`)")  # a library message's mention of another parameter
+
+
+def cli_words(text: str, command: str | None = None) -> str:
+    """A library message or warning with each parameter it names in backticks (```bands```) as the CLI's flag."""
+    return _PARAM.sub(lambda m: cli_flag(m.group(1), command) or m.group(1), text)
 
 
 def cli_flag(param: str, command: str | None = None) -> str | None:

@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from geosr.cli.common import (
+    cli_words,
     err_console,
     option_parameter,
     out_console,
@@ -92,7 +93,7 @@ def _print_summary(r) -> None:
         out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
                           f"{co['reliability']:.2f}: {what}", highlight=False)
     for w in r.warnings or ():
-        err_console.print(f"warning: {w}", style="yellow", highlight=False)
+        err_console.print(f"warning: {cli_words(w, 'upscale')}", style="yellow", highlight=False)
     cd = r.change_detection
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "

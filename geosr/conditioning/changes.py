@@ -151,7 +151,7 @@ def refuse_undeclared(name: str, values: Iterable[int], table: ChangeClassTable)
         shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise ClassTableError(
             f"{name}: holds values {shown} that the {table.name!r} change class table does not declare "
-            f"(declared: {', '.join(str(v) for v in sorted(declared))}; choose another table with --cd-classes)"
+            f"(declared: {', '.join(str(v) for v in sorted(declared))}; choose another table with `cd_classes`)"
         )
 
 

@@ -55,11 +55,11 @@ class Journal:
             try:
                 recorded = json.loads(job.read_text())
             except (ValueError, OSError) as exc:
-                raise ResumeError(f"{job}: the journal is unreadable; run again without --resume") from exc
+                raise ResumeError(f"{job}: the journal is unreadable; run again without `resume`") from exc
             if recorded != fingerprint:
                 raise ResumeError(
                     f"{folder}: the unfinished job there was started with other inputs or options; "
-                    "run again without --resume to start over"
+                    "run again without `resume` to start over"
                 )
             journal = cls(folder, fingerprint)
             journal._load()
@@ -92,7 +92,7 @@ class Journal:
             if not (isinstance(entry, dict) and isinstance(entry.get("row"), int)
                     and isinstance(entry.get("hr_row"), int) and isinstance(entry.get("chunk"), (str, type(None)))):
                 raise ResumeError(f"{path}: line {len(self.rows) + 1} is not a journal entry; the work folder is "
-                                  "damaged, run again without --resume")
+                                  "damaged, run again without `resume`")
             self.rows.append(entry)
 
     def _check_files(self) -> None:
@@ -100,7 +100,7 @@ class Journal:
         for path, _ in self.chunks():
             if path.parent != self.folder or not path.is_file():
                 raise ResumeError(f"{path}: is listed in the journal but missing; the work folder is damaged, run "
-                                  "again without --resume")
+                                  "again without `resume`")
 
     @property
     def done(self) -> int:
@@ -123,13 +123,13 @@ class Journal:
             return None
         path = self._carry_path(self.done - 1)
         if not path.exists():
-            raise ResumeError(f"{path}: is missing; run again without --resume to start over")
+            raise ResumeError(f"{path}: is missing; run again without `resume` to start over")
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ResumeError(f"{path}: is unreadable ({exc}); the work folder is damaged, run again without "
-                              "--resume") from exc
+                              "`resume`") from exc
 
     def commit(self, row: int, hr_row: int, has_chunk: bool, carry: dict[str, np.ndarray]) -> None:
         """Record window row ``row`` as finished; its chunk must already be on disk."""

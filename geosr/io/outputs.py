@@ -53,7 +53,7 @@ def check_output_path(
     if not stat.S_ISREG(st.st_mode):
         raise OutputLocationError(f"{p}: is not a regular file ({_kind(st.st_mode)}); geosr replaces only files")
     if not overwrite:
-        raise OutputExistsError(f"{p}: already exists (use --overwrite to replace it)")
+        raise OutputExistsError(f"{p}: already exists (use `overwrite` to replace it)")
     return p
 
 
@@ -136,7 +136,7 @@ def writing(out: Path) -> Iterator[None]:
         reason = _os_reason(exc)
         if reason is None:
             raise
-        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for --resume") from exc
+        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for `resume`") from exc
 
 
 def _os_reason(exc: BaseException) -> str | None:

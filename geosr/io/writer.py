@@ -111,7 +111,7 @@ def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst
                     mask = src.read_masks(1) if meta.write_mask else None
             except RasterioIOError as exc:
                 raise ResumeError(f"{path}: a finished part of the job cannot be read; the work folder is damaged, "
-                                  "run again without --resume") from exc
+                                  "run again without `resume`") from exc
             dst.write(data, window=win)
             if mask is not None:
                 dst.write_mask(mask, window=win)

@@ -111,13 +111,13 @@ class DiffusionSuperResolver:
         if style is None or (isinstance(style, str) and style == "none"):
             return
         if not self.cfg.style:
-            raise OptionError(f"model {self.name} has no style path, so --style must be 'none'")
+            raise OptionError(f"model {self.name} has no style path, so `style` must be 'none'")
         if isinstance(style, str):
             if style != "sample":
                 raise OptionError(f"style must be an image, 'sample' or 'none', not {style!r}", param="style")
             if not self.denoiser.net.style_flow.is_fitted:
                 raise OptionError(
-                    f"model {self.name} has no fitted style flow, so --style sample cannot work; "
+                    f"model {self.name} has no fitted style flow, so `style` sample cannot work; "
                     "give a style image or 'none'"
                 )
         elif not torch.is_tensor(style) or style.dim() != 4 or style.shape[1] != self.cfg.n_bands:

@@ -52,17 +52,25 @@ def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
 
 
-def _describe_bundled(name: str, path: Path) -> str:
+def _bundled_info(name: str, path: Path) -> ModelInfo:
+    """What ``geosr models`` says of a bundled checkpoint: kind, description, scales and conditioning inputs, from
+    its spec read once (nothing is built); a broken file is described as such, never breaks the listing."""
     from geosr.models.checkpoint import read_spec
 
     try:
         spec = read_spec(path)
-    except Exception as exc:  # a broken bundled file must not break `geosr models`
-        return f"unreadable checkpoint ({exc})"
-    scales = ", ".join(f"x{s}" for s in spec.get("scales", [])) or "any scale"
-    if spec["arch"].get("kind") == "backbone":
-        return f"LR-space network ({spec['arch'].get('name', 'custom')}, no sampling), {scales}"
-    return f"diffusion model, {spec['arch'].get('name', 'custom')} architecture, {scales}"
+        arch = spec["arch"]
+    except Exception as exc:  # noqa: BLE001 - a broken bundled file must not break `geosr models`
+        return ModelInfo(name, "diffusion", f"unreadable checkpoint ({exc})")
+    scales = tuple(int(s) for s in spec.get("scales", ()))
+    listed = ", ".join(f"x{s}" for s in scales) or "any scale"
+    if arch.get("kind") == "backbone":  # its own inputs: none; the reference's detail when the spec turns it on
+        inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
+        return ModelInfo(name, "backbone", f"LR-space network ({arch.get('name', 'custom')}, no sampling), {listed}",
+                         scales, inputs)
+    inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
+    return ModelInfo(name, "diffusion", f"diffusion model, {arch.get('name', 'custom')} architecture, {listed}",
+                     scales, inputs)
 
 
 def available_models() -> list[ModelInfo]:
@@ -73,36 +81,7 @@ def available_models() -> list[ModelInfo]:
         ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed",
                   inputs=("ref", "cd")),
     ]
-    for name, path in bundled_checkpoints().items():
-        scales, inputs = _bundled_use(path)
-        kind = "backbone" if _bundled_kind(path) == "backbone" else "diffusion"
-        models.append(ModelInfo(name, kind, _describe_bundled(name, path), scales, inputs))
-    return models
-
-
-def _bundled_use(path: Path) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """A checkpoint's scales and conditioning inputs, from its spec (nothing is built)."""
-    from geosr.models.checkpoint import read_spec
-
-    try:
-        spec = read_spec(path)
-    except Exception:  # noqa: BLE001 - described as unreadable by _describe_bundled
-        return (), ()
-    arch = spec.get("arch", {})
-    if arch.get("kind") == "backbone":  # its own inputs: none; the reference's detail when the spec turns it on
-        inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
-        return tuple(int(s) for s in spec.get("scales", ())), inputs
-    inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
-    return tuple(int(s) for s in spec.get("scales", ())), inputs
-
-
-def _bundled_kind(path: Path) -> str:
-    from geosr.models.checkpoint import read_spec
-
-    try:
-        return str(read_spec(path)["arch"].get("kind", "diffusion"))
-    except Exception:  # noqa: BLE001 - described as unreadable by _describe_bundled
-        return "diffusion"
+    return models + [_bundled_info(name, path) for name, path in bundled_checkpoints().items()]
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -117,7 +96,7 @@ def resolve_checkpoint(spec: str) -> Path:
         return bundled[spec]
     if spec == DEFAULT_NAME:
         raise OptionError(
-            "no default model is bundled with this geosr yet: pass --model with the path of a geosr checkpoint "
+            "no default model is bundled with this geosr yet: pass `model` with the path of a geosr checkpoint "
             "(.safetensors) or a classical back-end (bicubic, lanczos, reference-paste)"
         )
     if _looks_like_path(spec):

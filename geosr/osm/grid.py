@@ -97,7 +97,7 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
         lat = (bottom + top) / 2
         if not -80 <= lat <= 84:
             raise OptionError(
-                f"bbox is at latitude {lat:.1f}, outside the UTM zones; give a --crs (e.g. EPSG:3413 or EPSG:3031)",
+                f"bbox is at latitude {lat:.1f}, outside the UTM zones; give a `crs` (e.g. EPSG:3413 or EPSG:3031)",
                 param="bbox",
             )
         target = CRS.from_string(utm_crs((left + right) / 2, lat))
@@ -105,7 +105,7 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
         target = parse_crs(crs)
     if target.is_geographic:
         raise OptionError(
-            f"crs {target.to_string()} is geographic (degrees); use a projected CRS so that --resolution is in metres",
+            f"crs {target.to_string()} is geographic (degrees); use a projected CRS so that `resolution` is in metres",
             param="crs",
         )
     units = target.linear_units_factor[1] if target.linear_units_factor else 1.0
@@ -113,9 +113,9 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
     try:
         x0, y0, x1, y1 = transform_bounds("EPSG:4326", target, left, bottom, right, top, densify_pts=21)
     except Exception:  # noqa: BLE001
-        raise OptionError(f"bbox cannot be projected into --crs {target.to_string()}", param="bbox") from None
+        raise OptionError(f"bbox cannot be projected into `crs` {target.to_string()}", param="bbox") from None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 <= x0 or y1 <= y0:
-        raise OptionError(f"bbox lies outside the area where --crs {target.to_string()} is defined", param="bbox")
+        raise OptionError(f"bbox lies outside the area where `crs` {target.to_string()} is defined", param="bbox")
     eps = 1e-9
     gx0 = math.floor(x0 / step + eps) * step
     gy1 = math.ceil(y1 / step - eps) * step
@@ -174,23 +174,23 @@ class GridSpec:
 
     def _check_combination(self) -> None:
         if self.bbox is None and self.like is None:
-            raise OptionError("give the grid: --bbox LEFT BOTTOM RIGHT TOP with --resolution, or --like RASTER")
+            raise OptionError("give the grid: `bbox` LEFT BOTTOM RIGHT TOP with `resolution`, or `like` RASTER")
         if self.bbox is not None and self.like is not None:
-            raise OptionError("bbox and --like cannot be used together; give one of them", param="bbox")
+            raise OptionError("bbox and `like` cannot be used together; give one of them", param="bbox")
         if self.like is not None:
             if self.resolution is not None:
-                raise OptionError("resolution applies to --bbox only; with --like the grid is the raster's (use -x)",
-                                  param="resolution")
+                raise OptionError("resolution applies to `bbox` only; with `like` the grid is the raster's "
+                                  "(use `scale`)", param="resolution")
             if self.crs is not None:
-                raise OptionError("crs applies to --bbox only; with --like the grid keeps the raster's CRS",
+                raise OptionError("crs applies to `bbox` only; with `like` the grid keeps the raster's CRS",
                                   param="crs")
         else:
             if self.scale is not None and self.scale != 1:
-                raise OptionError("scale applies to --like only; with --bbox give --resolution", param="scale")
+                raise OptionError("scale applies to `like` only; with `bbox` give `resolution`", param="scale")
             if self.aoi is not None:
-                raise OptionError("aoi applies to --like only; with --bbox the box is the area", param="aoi")
+                raise OptionError("aoi applies to `like` only; with `bbox` the box is the area", param="aoi")
             if self.resolution is None:
-                raise OptionError("bbox needs --resolution (the pixel size in metres)", param="bbox")
+                raise OptionError("bbox needs `resolution` (the pixel size in metres)", param="bbox")
 
 
 def plan_grid(**options: Any) -> Grid:

@@ -98,7 +98,7 @@ def _check_reachable(url: str, timeout: float) -> None:
         reason = exc.strerror or exc.__class__.__name__
         raise NetworkError(
             f"cannot reach the Overpass API at {url} ({reason}); check the network connection, "
-            "or work offline with --osm-file"
+            "or work offline with `osm_file`"
         ) from exc
 
 
@@ -142,12 +142,12 @@ def fetch_overpass(
         except requests.exceptions.Timeout as exc:
             raise NetworkError(
                 f"the Overpass API at {url} did not answer within {timeout:g} s; try again later, "
-                "raise --timeout, or work offline with --osm-file"
+                "raise `timeout`, or work offline with `osm_file`"
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise NetworkError(
                 f"cannot reach the Overpass API at {url} ({exc.__class__.__name__}); check the network "
-                "connection, or work offline with --osm-file"
+                "connection, or work offline with `osm_file`"
             ) from exc
         except ResponseStatusCodeError as exc:
             raise NetworkError(f"the Overpass API at {url} answered with an error: {first_line(exc)}") from exc

@@ -278,18 +278,18 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
     if sr.scales and scale not in sr.scales:
         raise ScaleError(f"model {spec}: trained for scale {_join(sr.scales)}, not scale {scale}")
     if sr.bands is not None and sr.bands != n_bands:
-        fix = f"pick {sr.bands} with --bands" if n_bands > sr.bands else "use --model bicubic or lanczos"
+        fix = f"pick {sr.bands} with `bands`" if n_bands > sr.bands else "use `model` bicubic or lanczos"
         raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
                         f"selected ({fix})")
     wanted = getattr(sr, "n_change_classes", None)
     if auto and table is not None and wanted is not None and table.n_classes != wanted and "cd" in model_inputs(sr):
         raise ClassTableError(
             f"model {spec}: was trained with {wanted} change classes, but the change mask detected against the "
-            "reference (cd auto, the default with a reference) is binary; give the model's own mask with --cd and "
-            "--cd-classes, or --cd none")
+            "reference (cd auto, the default with a reference) is binary; give the model's own mask with `cd` and "
+            "`cd_classes`, or `cd` none")
     if table is not None and wanted is not None and table.n_classes != wanted:
         raise ClassTableError(
-            f"model {spec}: was trained with {wanted} change classes but --cd-classes {table.name} declares "
+            f"model {spec}: was trained with {wanted} change classes but `cd_classes` {table.name} declares "
             f"{table.n_classes}"
         )
 
@@ -305,14 +305,14 @@ def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) 
         return []
     got = ", ".join(f"band {bands[i]} is {r}" for i, r, _ in wrong)
     return [f"model {sr.name} was trained on {', '.join(trained)} bands but {got}; its output there may carry "
-            "colours and textures of other bands (choose the bands with --bands)"]
+            "colours and textures of other bands (choose the bands with `bands`)"]
 
 
 _KNOWN_ROLES = ("red", "green", "blue", "nir")
 
 
-_INPUT_NAMES = {"ref": "a reference (--ref)", "cd": "a change mask (--cd)", "map": "a map (--map)",
-                "style": "a style image (--style)"}
+_INPUT_NAMES = {"ref": "a reference (`ref`)", "cd": "a change mask (`cd`)", "map": "a map (`map`)",
+                "style": "a style image (`style`)"}
 
 
 def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
@@ -325,7 +325,7 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
         raise OptionError(
             f"model {sr.name}: cannot use {' or '.join(_INPUT_NAMES[k] for k in unused)}, so it would change nothing "
             f"(this model uses {uses}; see `geosr models`); leave it out, choose another model, or give "
-            "--ignore-unused")
+            "`ignore_unused`")
 
 
 def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:

@@ -134,7 +134,7 @@ def rasterize_osm(
     if len(shapes) == 0 and not allow_empty:
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
-            f"({_describe_bounds(target)}); nothing written (use --allow-empty for an all-background map)"
+            f"({_describe_bounds(target)}); nothing written (use `allow_empty` for an all-background map)"
         )
 
     # 3. burn and write
@@ -185,7 +185,7 @@ def _check_options(
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise OptionError(f"timeout {timeout!r} must be a positive number of seconds", param="timeout")
     if osm_file is not None and (date is not None or overpass_url is not None):
-        raise OptionError("date and --overpass-url are for the online source; they cannot be used with --osm-file",
+        raise OptionError("date and `overpass_url` are for the online source; they cannot be used with `osm_file`",
                           param="date")
     return parse_snapshot_date(date)
 

@@ -58,13 +58,13 @@ def check(res: Resources, *, output: Path | str) -> None:
     if res.more_memory_mb > res.memory_available_mb:
         raise ResourceError(
             f"{output}: the job needs about {_size(res.more_memory_mb)} more memory but "
-            f"{_size(res.memory_available_mb)} is available (a smaller area with --aoi, a smaller --window, a bigger "
-            "machine, or --force-resources)"
+            f"{_size(res.memory_available_mb)} is available (a smaller area with `aoi`, a smaller `window`, a bigger "
+            "machine, or `force_resources`)"
         )
     if res.disk_free_mb is not None and res.disk_mb > res.disk_free_mb:
         raise ResourceError(
             f"{output}: the output may take up to {_size(res.disk_mb)} but its folder has "
-            f"{_size(res.disk_free_mb)} free (a smaller area with --aoi, another output folder, or --force-resources)"
+            f"{_size(res.disk_free_mb)} free (a smaller area with `aoi`, another output folder, or `force_resources`)"
         )
 
 

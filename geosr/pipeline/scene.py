@@ -143,7 +143,7 @@ class Scene:
         if len(sel) != len(self.bands):
             raise BandError(
                 f"{path}: the reference gives {len(sel)} bands but the LR gives {len(self.bands)} "
-                "(choose matching bands with --ref-bands / --bands)"
+                "(choose matching bands with `ref_bands` / `bands`)"
             )
         ds = open_raster(path)
         self._open.append(ds)
@@ -222,7 +222,7 @@ class Scene:
         info, ds = self._open_classes(path, "map")
         if ds.count != 1 or ds.tags().get("GEOSR_MAP_STYLE", "classes") != "classes":
             raise ClassTableError(
-                f"{path}: is a rendered (RGB) map; --map needs a class raster (geosr rasterize-osm --style classes)"
+                f"{path}: is a rendered (RGB) map; `map` needs a class raster (geosr rasterize-osm --style classes)"
             )
         names = ds.tags().get("GEOSR_MAP_CLASSES")
         if names:

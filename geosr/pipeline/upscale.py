@@ -102,7 +102,7 @@ def finish(
     missing = [c for c, _ in chunks if not c.exists()]
     if missing:
         raise ResumeError(f"{missing[0]}: a finished part of the job is missing from its work folder; "
-                          "run again without --resume to start over")
+                          "run again without `resume` to start over")
     remove_partials(job.out_path)  # what a killed earlier run left beside the output
     share = nodata_share(job.scene)
     job.summary["nodata_share"] = round(share, 6)
@@ -199,7 +199,7 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
             acc = RowBandAccumulator.from_state(carry)
         except (KeyError, ValueError, TypeError) as exc:
             raise ResumeError(f"{journal.folder}: the saved blending state is damaged; run again without "
-                              "--resume") from exc
+                              "`resume`") from exc
         first = start + journal.done
     else:
         first = _first_contributing_row(plan, start)

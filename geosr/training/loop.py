@@ -332,7 +332,7 @@ def train(
     """
     cfg = training_config(config, data=data, val_data=val_data, **overrides)
     if resume and overwrite:
-        raise OptionError("resume continues the run in its folder and --overwrite replaces it: give one of them",
+        raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
                           param="resume")
     run = _Run(cfg, resume=resume, init=init, overwrite=overwrite)
     try:

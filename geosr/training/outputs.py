@@ -27,12 +27,12 @@ class OutputFolder:
         """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files."""
         entries = self._entries()
         if entries and not overwrite:
-            raise OutputExistsError(f"{self.path}: the output folder is not empty; give --overwrite to replace the "
-                                    f"{self.command} output there, or choose another --out-dir")
+            raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
+                                    f"{self.command} output there, or choose another `out_dir`")
         foreign = [e for e in entries if not (e.is_file() and any(fnmatch(e.name, p) for p in self.owned))]
         if foreign:
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
-                                    "--overwrite replaces only an earlier output, so choose another --out-dir")
+                                    "`overwrite` replaces only an earlier output, so choose another `out_dir`")
 
     def prepare(self, *, overwrite: bool) -> Path:
         """Check again, remove the earlier output (with ``overwrite``), and create the folder."""

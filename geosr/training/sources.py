@@ -102,7 +102,7 @@ def load_sources(
         foreign.extend(p.target for p in pairs if p.synthetic)
         described.append(f"{kind}: {len(pairs)} pairs from {where}")
     if not groups:
-        raise OptionError("no training data: give at least one data source (--data or the config's 'data')")
+        raise OptionError("no training data: give at least one data source (`data` or the config's 'data')")
     return groups, foreign, described
 
 
