@@ -13,12 +13,12 @@ import rasterio
 import typer
 from typer.testing import CliRunner
 
-from geosr.cli.rasterize_osm import rasterize_osm
+from geosr.cli.rasterize_osm import RasterizeOSMCommand, rasterize_osm
 from geosr.osm.classes import DEFAULT_MAP_CLASSES
 from test_osm_docs import EXPECTED, pixel_of, scene_doc, scene_grid_raster
 
 app = typer.Typer()
-app.command("rasterize-osm")(rasterize_osm)
+app.command("rasterize-osm", cls=RasterizeOSMCommand)(rasterize_osm)
 
 
 @app.callback()
@@ -53,7 +53,19 @@ def test_help_states_the_bbox_order():
     result = invoke("--help")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "LEFT BOTTOM RIGHT TOP" in text and "west" in text and "Examples" in text
+    assert "LEFT,BOTTOM,RIGHT,TOP" in text and "west" in text and "Examples" in text
+
+
+def test_the_old_four_word_box_still_works_with_a_deprecation_notice(tmp_path):
+    """One box syntax (LEFT,BOTTOM,RIGHT,TOP, as --aoi writes it); the old four words are read for one release."""
+    doc = scene_doc()
+    out = tmp_path / "old.tif"
+    result = invoke("--bbox", "-122.30", "37.80", "-122.299", "37.801", "-r", "5", "--osm-file",
+                    doc.write_xml(tmp_path / "s.osm"), "-o", out, "--allow-empty", "-q")
+    assert result.exit_code == 0, result.output
+    assert "deprecated; write --bbox -122.30,37.80,-122.299,37.801" in result.output
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32610 and ds.res == (5.0, 5.0)
 
 
 def test_like_with_osm_file(tmp_path, scene):
@@ -83,7 +95,7 @@ def test_bbox_with_negative_longitudes_parses(tmp_path):
     doc = scene_doc()
     out = tmp_path / "empty.tif"
     result = invoke(
-        "--bbox", "-122.30", "37.80", "-122.299", "37.801", "-r", "5", "--osm-file",
+        "--bbox", "-122.30,37.80,-122.299,37.801", "-r", "5", "--osm-file",
         doc.write_xml(tmp_path / "s.osm"), "-o", out, "--allow-empty", "-q",
     )
     assert result.exit_code == 0, result.output
@@ -95,20 +107,20 @@ def test_bbox_with_negative_longitudes_parses(tmp_path):
 @pytest.mark.parametrize(
     "args,needles",
     [
-        (["--bbox", "9.1", "50", "9.0", "50.1", "-r", "1"], ["--bbox", "inverted"]),
-        (["--bbox", "9.0", "50.1", "9.1", "50.0", "-r", "1"], ["--bbox", "inverted"]),
-        (["--bbox", "9.0", "95", "9.1", "96", "-r", "1"], ["--bbox", "latitude 95"]),
-        (["--bbox", "200", "50", "201", "50.1", "-r", "1"], ["--bbox", "longitude 200"]),
-        (["--bbox", "9.0", "50", "9.0", "50.1", "-r", "1"], ["--bbox", "empty area"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--crs", "EPSG:999999"], ["--crs", "EPSG:999999"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--crs", "not-a-crs"], ["--crs"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1"], ["--resolution"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "0"], ["--resolution"]),
+        (["--bbox", "9.1,50,9.0,50.1", "-r", "1"], ["--bbox", "inverted"]),
+        (["--bbox", "9.0,50.1,9.1,50.0", "-r", "1"], ["--bbox", "inverted"]),
+        (["--bbox", "9.0,95,9.1,96", "-r", "1"], ["--bbox", "latitude 95"]),
+        (["--bbox", "200,50,201,50.1", "-r", "1"], ["--bbox", "longitude 200"]),
+        (["--bbox", "9.0,50,9.0,50.1", "-r", "1"], ["--bbox", "empty area"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--crs", "EPSG:999999"], ["--crs", "EPSG:999999"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--crs", "not-a-crs"], ["--crs"]),
+        (["--bbox", "9.0,50,9.1,50.1"], ["--resolution"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "0"], ["--resolution"]),
         ([], ["--bbox", "--like"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--style", "fancy"], ["--style"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--date", "1999-01-01"], ["--date", "2012"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--date", "yesterday"], ["--date"]),
-        (["--bbox", "9.0", "50", "9.1", "50.1", "-r", "1", "--timeout", "0"], ["--timeout"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--style", "fancy"], ["--style"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--date", "1999-01-01"], ["--date", "2012"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--date", "yesterday"], ["--date"]),
+        (["--bbox", "9.0,50,9.1,50.1", "-r", "1", "--timeout", "0"], ["--timeout"]),
     ],
 )
 def test_bad_options_exit_2(tmp_path, args, needles):
@@ -151,7 +163,7 @@ def test_bad_files_exit_2(tmp_path, scene):
 
 def test_empty_area_exit_2(tmp_path, scene):
     out = tmp_path / "map.tif"
-    result = invoke("--bbox", "10.5", "50.5", "10.501", "50.501", "-r", "1", "--osm-file", scene, "-o", out)
+    result = invoke("--bbox", "10.5,50.5,10.501,50.501", "-r", "1", "--osm-file", scene, "-o", out)
     _assert_bad_input(result, out, "scene.osm", "no feature", "--allow-empty")
 
 

@@ -11,7 +11,7 @@ from geosr.cli.detect_changes import detect_changes
 from geosr.cli.evaluate import evaluate
 from geosr.cli.info import info
 from geosr.cli.models import models
-from geosr.cli.rasterize_osm import rasterize_osm
+from geosr.cli.rasterize_osm import RasterizeOSMCommand, rasterize_osm
 from geosr.cli.sample import sample
 from geosr.cli.train import train
 from geosr.cli.upscale import upscale
@@ -25,7 +25,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("upscale")(upscale)
-app.command("rasterize-osm")(rasterize_osm)
+app.command("rasterize-osm", cls=RasterizeOSMCommand)(rasterize_osm)
 app.command("detect-changes")(detect_changes)
 app.command("batch")(batch)
 app.command("train")(train)

@@ -8,10 +8,35 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.text import Text
+from typer.core import TyperCommand
 
-from geosr.cli.common import ProgressView, out_console, print_json, run_command
+from geosr.cli.common import ProgressView, err_console, out_console, print_json, run_command
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
+
+
+class RasterizeOSMCommand(TyperCommand):
+    """rasterize-osm's command: the old box form ``--bbox LEFT BOTTOM RIGHT TOP`` (four words) is read as the one
+    box syntax ``--bbox LEFT,BOTTOM,RIGHT,TOP`` with a deprecation notice, for one release."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, arg in enumerate(args[:-4]):
+            words = args[i + 1 : i + 5]
+            if arg == "--bbox" and all(_is_number(w) for w in words):
+                err_console.print("geosr: warning: --bbox with four separate numbers is deprecated; write "
+                                  f"--bbox {','.join(words)}", style="yellow", highlight=False, soft_wrap=True)
+                args[i + 1 : i + 5] = [",".join(words)]
+                break
+        return super().parse_args(ctx, args)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _opt(*names: str, **kw: Any) -> Any:
@@ -21,7 +46,7 @@ def _opt(*names: str, **kw: Any) -> Any:
 
 def rasterize_osm(
     output: Annotated[Path, _opt("-o", "--output", help="Output COG path.")],
-    bbox: Annotated[Optional[tuple[float, float, float, float]], _opt("--bbox", metavar="LEFT BOTTOM RIGHT TOP", help="Area in WGS84 degrees, in this order: west (lon) south (lat) east (lon) north (lat). geosr keeps this order whatever osmnx version is installed.")] = None,
+    bbox: Annotated[Optional[str], _opt("--bbox", metavar="LEFT,BOTTOM,RIGHT,TOP", help="Area in WGS84 degrees, written as --aoi writes a box, in this order: west (lon), south (lat), east (lon), north (lat). geosr keeps this order whatever osmnx version is installed. (Four separate numbers, the old form, still work in this release.)")] = None,
     resolution: Annotated[Optional[float], _opt("--resolution", "-r", help="Pixel size in metres (with --bbox).")] = None,
     crs: Annotated[Optional[str], _opt("--crs", help="Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the box centre.")] = None,
     like: Annotated[Optional[Path], _opt("--like", help="Use this raster's grid, refined by -x: exactly the grid `geosr upscale -x N` writes.")] = None,
@@ -42,7 +67,7 @@ def rasterize_osm(
 ) -> None:
     """Burn OpenStreetMap features into a class raster (COG with a colour table) on a chosen grid.
 
-    The grid is either --bbox LEFT BOTTOM RIGHT TOP (WGS84 lon/lat: west south east north) with
+    The grid is either --bbox LEFT,BOTTOM,RIGHT,TOP (WGS84 lon/lat: west,south,east,north) with
     --resolution in metres (and --crs, default the local UTM zone), or --like RASTER [-x N], which is
     pixel for pixel the grid of `geosr upscale RASTER -x N`, ready for `geosr upscale --map`.
     Classes, colours, line widths and burn order: docs/osm-classes.md. Map data © OpenStreetMap
@@ -52,11 +77,11 @@ def rasterize_osm(
 
       geosr rasterize-osm --like s2.tif -x 16 -o map.tif
 
-      geosr rasterize-osm --bbox -122.3026 37.8061 -122.2982 37.8091 --resolution 1 -o oakland.tif
+      geosr rasterize-osm --bbox -122.3026,37.8061,-122.2982,37.8091 --resolution 1 -o oakland.tif
 
       geosr rasterize-osm --like s2.tif -x 8 --osm-file bayern.osm.pbf -o map.tif
 
-      geosr rasterize-osm --bbox 24.935 60.164 24.953 60.179 -r 2 --crs EPSG:3067 --style rgb -o helsinki_rgb.tif
+      geosr rasterize-osm --bbox 24.935,60.164,24.953,60.179 -r 2 --crs EPSG:3067 --style rgb -o helsinki_rgb.tif
 
       geosr rasterize-osm --like ortho.tif --date 2019-06-01 --classes my_classes.json -o map_2019.tif
     """

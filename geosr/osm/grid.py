@@ -22,11 +22,14 @@ from geosr.errors import OptionError
 from geosr.tiling.grid import Grid, hr_grid
 
 MAX_BBOX_PIXELS = 20_000_000_000  # a --bbox grid beyond this is surely a wrong --resolution
-_FOUR_NUMBERS = "bbox must be four numbers: LEFT BOTTOM RIGHT TOP (west south east north)"
+_FOUR_NUMBERS = "bbox must be four numbers: LEFT,BOTTOM,RIGHT,TOP (west,south,east,north)"
 
 
-def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    """Validate ``--bbox LEFT BOTTOM RIGHT TOP`` (WGS84 degrees); one sentence for each mistake."""
+def check_bbox(bbox: Sequence[float] | str) -> tuple[float, float, float, float]:
+    """Validate a box LEFT, BOTTOM, RIGHT, TOP in WGS84 degrees: four numbers, or one text "LEFT,BOTTOM,RIGHT,TOP"
+    as ``aoi`` writes a box; one sentence for each mistake."""
+    if isinstance(bbox, str):
+        bbox = [p for p in bbox.replace(" ", ",").split(",") if p]
     try:
         values = [float(v) for v in bbox]
     except (TypeError, ValueError):
@@ -39,25 +42,25 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     if not (-180 <= left <= 180 and -180 <= right <= 180):
         raise OptionError(
             f"bbox longitude {left if not -180 <= left <= 180 else right:g} is outside -180..180 "
-            "(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees)", param="bbox"
+            "(the order is LEFT,BOTTOM,RIGHT,TOP = west,south,east,north, in WGS84 degrees)", param="bbox"
         )
     if not (-90 <= bottom <= 90 and -90 <= top <= 90):
         bad = bottom if not -90 <= bottom <= 90 else top
         hint = "; did you give latitude before longitude?" if -180 <= bad <= 180 else ""
         raise OptionError(
             f"bbox latitude {bad:g} is outside -90..90 "
-            f"(the order is LEFT BOTTOM RIGHT TOP = west south east north, in WGS84 degrees){hint}", param="bbox"
+            f"(the order is LEFT,BOTTOM,RIGHT,TOP = west,south,east,north, in WGS84 degrees){hint}", param="bbox"
         )
     if left == right or bottom == top:
         raise OptionError("bbox is an empty area (LEFT equals RIGHT or BOTTOM equals TOP)", param="bbox")
     if left > right:
         raise OptionError(
-            f"bbox is inverted: LEFT {left:g} is east of RIGHT {right:g} (the order is LEFT BOTTOM RIGHT TOP; "
+            f"bbox is inverted: LEFT {left:g} is east of RIGHT {right:g} (the order is LEFT,BOTTOM,RIGHT,TOP; "
             "boxes across the antimeridian are not supported)", param="bbox"
         )
     if bottom > top:
         raise OptionError(
-            f"bbox is inverted: BOTTOM {bottom:g} is north of TOP {top:g} (the order is LEFT BOTTOM RIGHT TOP)",
+            f"bbox is inverted: BOTTOM {bottom:g} is north of TOP {top:g} (the order is LEFT,BOTTOM,RIGHT,TOP)",
             param="bbox",
         )
     return left, bottom, right, top
@@ -174,7 +177,7 @@ class GridSpec:
 
     def _check_combination(self) -> None:
         if self.bbox is None and self.like is None:
-            raise OptionError("give the grid: `bbox` LEFT BOTTOM RIGHT TOP with `resolution`, or `like` RASTER")
+            raise OptionError("give the grid: `bbox` LEFT,BOTTOM,RIGHT,TOP with `resolution`, or `like` RASTER")
         if self.bbox is not None and self.like is not None:
             raise OptionError("bbox and `like` cannot be used together; give one of them", param="bbox")
         if self.like is not None:
