@@ -162,3 +162,31 @@ def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_pa
     assert (seen[0].width, seen[0].height) == (20 + 8, 16 + 8)
     assert seen[0].transform.c == left - 4 * 80 and seen[0].transform.f == top + 4 * 80
     assert 0.3 < auto.change_detection["changed_share"] < 0.95  # the block covers 192 of the area's 320 pixels
+
+
+def test_the_detection_is_kept_for_the_job_s_later_plannings(scene, tmp_path, monkeypatch):
+    """A split batch job plans once per task and a --resume plans again: the mask detected by the first planning
+    is kept in the job's work folder and reused (same inputs only), and the output is the same either way."""
+    import geosr.pipeline.detect_changes as dc
+    from geosr.pipeline.job import plan_upscale
+
+    calls = []
+    real = dc.detect_changes_in_memory
+    monkeypatch.setattr(dc, "detect_changes_in_memory", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = tmp_path / "kept.tif"
+    args = dict(output=out, ref=scene["ref"], scale=8, model="reference-paste")
+    for _ in range(2):
+        with plan_upscale(scene["lr"], **args) as job:
+            report = job.summary["change_detection"]
+    assert len(calls) == 1 and report["ran"] and report["changed_share"] > 0
+    kept = sorted(p.name for p in (tmp_path / "kept.tif.geosr-work").iterdir())
+    assert len(kept) == 2 and all(n.startswith("change-auto-") for n in kept)
+    with plan_upscale(scene["lr"], **{**args, "ref": scene["ref_part"]}):  # other inputs: detected again
+        pass
+    assert len(calls) == 2
+    upscale(scene["lr"], **args)
+    assert len(calls) == 2 and not (tmp_path / "kept.tif.geosr-work").exists()
+    monkeypatch.setattr(dc, "detect_changes_in_memory", real)
+    upscale(scene["lr"], **{**args, "output": tmp_path / "fresh.tif"})
+    with rasterio.open(tmp_path / "fresh.tif") as a, rasterio.open(out) as b:
+        np.testing.assert_array_equal(a.read(), b.read())

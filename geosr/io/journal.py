@@ -22,12 +22,13 @@ from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output
 
 
-def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = ()) -> None:
-    """Empty a work folder (a fresh start), keeping the files named in ``keep`` (the held lock)."""
+def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = (), keep_prefixes: tuple[str, ...] = ()) -> None:
+    """Empty a work folder (a fresh start), keeping the files named in ``keep`` (the held lock) and those whose
+    names begin with one of ``keep_prefixes`` (what the job's planning left there for its later runs)."""
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
-        if entry.name in keep:
+        if entry.name in keep or entry.name.startswith(keep_prefixes):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

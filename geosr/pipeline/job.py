@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, replace
@@ -93,7 +94,7 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    cd, detection, held = _change_mask(lr, opts, table, dry_run, area if aoi_win is not None else None)
+    cd, detection, held = _change_mask(lr, opts, table, dry_run, area if aoi_win is not None else None, out_path)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
                            ref_bands=opts.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
@@ -104,6 +105,7 @@ def plan_upscale(
         raise
     if held is not None:
         scene.hold(held)
+    keep_detection = getattr(held, "keep", None)
     try:
         style = opts.style
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
@@ -141,6 +143,8 @@ def plan_upscale(
     style = opts.style if _is_style_image(opts.style) else None
     inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
               if v and v not in CD_KEYWORDS}
+    if keep_detection is not None:
+        keep_detection()
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev, sidecar, inputs)
 
@@ -159,12 +163,12 @@ def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: Up
                              inputs=_input_files(lr, opts))
 
 
-def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None
-                 ) -> tuple[str | None, dict | None, Any]:
+def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None,
+                 out_path: Path | None = None) -> tuple[str | None, dict | None, Any]:
     """The change mask the job reads: the user's file; ``auto`` (the default with a reference): detected from the
-    reference (:mod:`geosr.pipeline.detect_changes`) into memory, over ``area`` (the --aoi's LR window; None: the
-    whole LR); ``none``: none. Returns (path or None, the detection's report or None, what the scene must keep
-    open)."""
+    reference (:mod:`geosr.pipeline.detect_changes`) over ``area`` (the --aoi's LR window; None: the whole LR),
+    kept in the output's work folder (:func:`_kept_detection`) or, without an output, in memory; ``none``: none.
+    Returns (path or None, the detection's report or None, what the scene must keep open)."""
     if opts.cd == "none" or (opts.cd is None and opts.ref is None):
         return None, None, None
     if opts.cd != "auto" and opts.cd is not None:
@@ -178,10 +182,53 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
+    key = json.loads(to_json(dict(version=__version__, lr=_file_id(lr), ref=_file_id(opts.ref), bands=opts.bands,
+                                  ref_bands=opts.ref_bands, coregister=opts.coregister,
+                                  area=None if area is None else [int(v) for v in area.flatten()])))
+    kept = _kept_detection(out_path, key) if out_path is not None else None
+    if kept is not None:
+        return kept
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
                                            coregister=opts.coregister, area=area)
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds")}
-    return str(found.path), {"method": "auto", "ran": True, **report}, held
+    report = {"method": "auto", "ran": True, **report}
+    if out_path is not None:  # kept for the job's later plannings once this one has checked everything
+        held.keep = lambda: _keep_detection(out_path, key, held, report)
+    return str(found.path), report, held
+
+
+DETECTION_PREFIX = "change-auto-"  # the work folder's detected change masks (kept by a fresh start of the job)
+
+
+def _detection_files(out_path: Path, key: dict) -> tuple[Path, Path]:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = work_dir_for(out_path)
+    return folder / f"{DETECTION_PREFIX}{digest}.tif", folder / f"{DETECTION_PREFIX}{digest}.json"
+
+
+def _kept_detection(out_path: Path, key: dict) -> tuple[str, dict, None] | None:
+    """The change mask an earlier planning of this job detected from the same inputs (a split batch job's other
+    tasks, a --resume), with its report; None if there is none."""
+    tif, meta = _detection_files(out_path, key)
+    try:
+        kept = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if kept.get("key") != key or not tif.is_file():
+        return None
+    return str(tif), kept["report"], None
+
+
+def _keep_detection(out_path: Path, key: dict, held: Any, report: dict) -> str:
+    """Write the detected mask (an in-memory GeoTIFF) and its report into the job's work folder, each atomically
+    (the mask first: the report names a complete file)."""
+    tif, meta = _detection_files(out_path, key)
+    tif.parent.mkdir(exist_ok=True)
+    for path, data in ((tif, bytes(held.getbuffer())), (meta, json.dumps({"key": key, "report": report}).encode())):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return str(tif)
 
 
 def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> UpscaleOptions:

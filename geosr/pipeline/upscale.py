@@ -23,7 +23,7 @@ from geosr.io.outputs import remove_partials, writing
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
-from geosr.pipeline.job import UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - the workflow's public names
+from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
 from geosr.pipeline.provenance import write_provenance
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
@@ -179,7 +179,7 @@ def upscale(
             )
         with job.lock(), writing(job.out_path):
             if not resume:
-                clear_work_dir(job.work_dir, keep=(LOCK_NAME,))
+                clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
             finish(job, chunks)
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
