@@ -99,7 +99,7 @@ def to_json(obj: Any) -> str:
     """Canonical JSON of a (nested) config dataclass, for tags and job fingerprints."""
 
     def default(o: Any) -> Any:
-        if dataclasses.is_dataclass(o):
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
             return dataclasses.asdict(o)
         raise TypeError(f"not serialisable: {type(o).__name__}")
 

@@ -99,7 +99,7 @@ class UpscaleOptions:
             else:
                 top[head] = value
         for head, leaves in nested.items():
-            base = top.get(head) or _FIELDS[head].default_factory()
+            base = top.get(head) or _default(_FIELDS[head])
             top[head] = dataclasses.replace(base, **leaves)
         return cls(**top)
 
@@ -122,6 +122,15 @@ class UpscaleOptions:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(UpscaleOptions)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default value (made by its factory when it has one)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"{f.name} has no default")
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ class OptionSpec:
             return self.default
         head, _, leaf = self.path.partition(".")
         f = _FIELDS[head]
-        base = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        base = _default(f)
         return getattr(base, leaf) if leaf else base
 
 

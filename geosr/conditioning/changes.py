@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import rasterio
@@ -124,6 +124,7 @@ def check_mask_values(ds: rasterio.DatasetReader, table: ChangeClassTable, windo
     full = Window(0, 0, ds.width, ds.height)
     area = full if window is None else _clip(window, full)
     whole = area is None or float(area.width) * float(area.height) <= FULL_READ_LIMIT
+    blocks: Iterator[Window]
     if whole:
         blocks = (block for _, block in ds.block_windows(1))
     else:

@@ -122,7 +122,7 @@ def refine_offset(
             if valid.sum() < MIN_SIDE * MIN_SIDE:
                 continue
             scores[i, j] = _ncc(a, _detail(moved[None], valid))
-    i, j = np.unravel_index(np.argmax(scores), scores.shape)
+    i, j = (int(v) for v in np.unravel_index(np.argmax(scores), scores.shape))
     if not np.isfinite(scores[i, j]) or scores[i, j] < first.reliability - 0.05:
         return first
     fy = _vertex(scores[i - 1, j], scores[i, j], scores[i + 1, j]) if 0 < i < 2 * half else 0.0
@@ -169,7 +169,7 @@ def estimate_field(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     cols, rows = p[keep, 0], p[keep, 1]
     if np.ptp(cols) < w / 3 or np.ptp(rows) < h / 3:  # too clustered to tell a gradient
         return first
-    field = (*map(float, ax), *map(float, ay))
+    field = (float(ax[0]), float(ax[1]), float(ax[2]), float(ay[0]), float(ay[1]), float(ay[2]))
     corners_c = np.array([origin[0], origin[0] + w, origin[0], origin[0] + w], float)
     corners_r = np.array([origin[1], origin[1], origin[1] + h, origin[1] + h], float)
     fx = ax[0] + ax[1] * corners_c + ax[2] * corners_r
@@ -194,20 +194,25 @@ def field_transform(ref_crs, ref_transform: Affine, lr: Grid, coreg: Coregistrat
     grid of points over the LR (exact when both CRSs are the same, a local linearization otherwise)."""
     if coreg.field is None:
         return corrected_transform(ref_crs, ref_transform, lr, coreg.offset_lr_px)
-    cols, rows = np.meshgrid(np.linspace(0, lr.width, 5), np.linspace(0, lr.height, 5))
-    cols, rows = cols.ravel(), rows.ravel()
+    grid_c, grid_r = np.meshgrid(np.linspace(0, lr.width, 5), np.linspace(0, lr.height, 5))
+    cols, rows = grid_c.ravel(), grid_r.ravel()
     dx, dy = coreg.offset_at(cols, rows)
     # the content at LR pixel (col, row) lies in the reference at (col + dx, row + dy): the reference pixel there
     # is to be placed at (col, row)
-    seen_x, seen_y = lr.transform @ (cols + dx, rows + dy)
-    true_x, true_y = lr.transform @ (cols, rows)
-    sx, sy = transform_points(lr.crs, ref_crs, list(seen_x), list(seen_y))
-    tx, ty = transform_points(lr.crs, ref_crs, list(true_x), list(true_y))
-    pc, pr = ~ref_transform @ (np.array(sx), np.array(sy))  # reference pixels showing that content
+    seen_x, seen_y = _apply(lr.transform, cols + dx, rows + dy)
+    true_x, true_y = _apply(lr.transform, cols, rows)
+    sx, sy = transform_points(lr.crs, ref_crs, seen_x.tolist(), seen_y.tolist())
+    tx, ty = transform_points(lr.crs, ref_crs, true_x.tolist(), true_y.tolist())
+    pc, pr = _apply(~ref_transform, np.array(sx), np.array(sy))  # reference pixels showing that content
     design = np.column_stack([pc, pr, np.ones(len(pc))])
     a, b, c = np.linalg.lstsq(design, np.array(tx), rcond=None)[0]
     d, e, f = np.linalg.lstsq(design, np.array(ty), rcond=None)[0]
     return Affine(a, b, c, d, e, f)
+
+
+def _apply(t: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An affine transform applied to arrays of points."""
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
 
 
 def corrected_transform(ref_crs, ref_transform: Affine, lr: Grid, offset_lr_px: tuple[float, float]) -> Affine:

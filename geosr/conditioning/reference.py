@@ -136,7 +136,7 @@ class Harmonization:
     def apply(self, ref: np.ndarray, origin: tuple[float, float] | None = None, step: float = 1.0) -> np.ndarray:
         """``ref`` (C, h, w) mapped onto the LR. ``origin``: the LR (row, col) of its top-left pixel's corner in the
         processed area, ``step``: its pixel size in LR pixels (1 / scale); needed for the local fields."""
-        if self.field_gain is None or origin is None:
+        if self.field_gain is None or self.field_bias is None or origin is None:
             return ref * np.asarray(self.gain)[:, None, None] + np.asarray(self.bias)[:, None, None]
         from scipy import ndimage
 

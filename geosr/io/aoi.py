@@ -99,11 +99,12 @@ def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float] |
         raise OptionError(f"{path}: holds no features")
     if frame.crs is None:
         raise OptionError(f"{path}: has no CRS")
-    bounds = tuple(float(v) for v in frame.to_crs(grid.crs).total_bounds)
-    if all(math.isfinite(v) for v in bounds):
-        return bounds
+    left, bottom, right, top = (float(v) for v in frame.to_crs(grid.crs).total_bounds)
+    if all(math.isfinite(v) for v in (left, bottom, right, top)):
+        return left, bottom, right, top
     # features the scene's CRS cannot hold (a world-wide layer in UTM): their extent cut to the scene first
     try:
-        return _box_in_grid_crs(tuple(float(v) for v in frame.total_bounds), CRS.from_user_input(frame.crs), grid)
+        w, s, e, n = (float(v) for v in frame.total_bounds)
+        return _box_in_grid_crs((w, s, e, n), CRS.from_user_input(frame.crs), grid)
     except Exception as exc:
         raise OptionError(f"{path}: its extent cannot be expressed in the scene's CRS ({exc})") from exc

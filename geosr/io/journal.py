@@ -135,7 +135,7 @@ class Journal:
     def commit(self, row: int, hr_row: int, has_chunk: bool, carry: dict[str, np.ndarray]) -> None:
         """Record window row ``row`` as finished; its chunk must already be on disk."""
         with atomic_output(self._carry_path(row)) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **carry)
+            np.savez(fh, **carry)  # type: ignore[arg-type]  # numpy's stub types **kwds as its ``allow_pickle``
         entry = {"row": row, "hr_row": hr_row, "chunk": self.chunk_path(row).name if has_chunk else None}
         with open(self.folder / "journal.jsonl", "a") as fh:
             fh.write(json.dumps(entry) + "\n")

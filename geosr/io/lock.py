@@ -73,6 +73,7 @@ class JobLock:
     def _write_holder(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "command": " ".join(sys.argv[:1] + [a for a in sys.argv[1:3]])}
+        assert self._fd is not None, "the lock is held"
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(info).encode(), 0)
 

@@ -256,7 +256,7 @@ def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None]) -
     gaps = valid[None] & ~has
     if gaps.any():
         data = data.copy()
-        for b in np.flatnonzero(gaps.any(axis=(1, 2))):
+        for b in map(int, np.flatnonzero(gaps.any(axis=(1, 2)))):
             ok = has[b] & valid
             data[b][gaps[b]] = float(data[b][ok].mean()) if ok.any() else 0.0
     return data, valid
@@ -269,8 +269,8 @@ def reading(name: str) -> Iterator[None]:
         yield
     except RasterioIOError as exc:
         root: BaseException = exc
-        while root.__cause__ is not None or root.__context__ is not None:  # rasterio hides GDAL's cause
-            root = root.__cause__ or root.__context__
+        while (deeper := root.__cause__ or root.__context__) is not None:  # rasterio hides GDAL's cause
+            root = deeper
         reason = str(root).split("\n")[0].rstrip(".")
         raise NotARasterError(f"{shown_name(name)}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 

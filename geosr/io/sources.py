@@ -67,6 +67,7 @@ def composite(path: str) -> Composite | None:
     if not REMOTE.match(path) and not _is_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
     p = path.split("?")[0]
+    comp: Composite | None
     if _is_list(path):
         comp = _band_list(path)
     elif p.lower().endswith(".json") or REMOTE.match(path) and _maybe_stac_api(path):

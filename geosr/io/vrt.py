@@ -132,9 +132,9 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
         ET.SubElement(src, "SourceProperties", RasterXSize=str(h.width), RasterYSize=str(h.height),
                       DataType=_GDAL_TYPES[h.dtypes[m.band - 1]], BlockXSize=str(h.block[1]),
                       BlockYSize=str(h.block[0]))
-        rect = dict(xOff="0", yOff="0", xSize=str(h.width), ySize=str(h.height))
-        ET.SubElement(src, "SrcRect", **rect)
-        ET.SubElement(src, "DstRect", **rect)
+        rect = {"xOff": "0", "yOff": "0", "xSize": str(h.width), "ySize": str(h.height)}
+        ET.SubElement(src, "SrcRect", rect)
+        ET.SubElement(src, "DstRect", rect)
     return ET.tostring(root, encoding="unicode")
 
 
