@@ -10,9 +10,10 @@ cues, each in units of its own robust spread over the scene:
   local correlation of their detail (image minus a 1-pixel Gaussian blur), so that a new building on ground of
   the same colour still counts.
 
-A pixel is changed where the smoothed score exceeds Otsu's threshold on the score, kept between two fixed
-z-scores (:data:`Z_MIN`, :data:`Z_CHANGED`; the spread of the differences is taken as at least
-:data:`NOISE_FLOOR` of each band's range, so that two near-identical images do not turn noise into change).
+A pixel is changed where the score (smoothed by :data:`SMOOTH`; not by default) exceeds Otsu's threshold on
+the score, kept between two fixed z-scores (:data:`Z_MIN`, :data:`Z_CHANGED`; the spread of the differences is
+taken as at least :data:`NOISE_FLOOR` of each band's range, so that two near-identical images do not turn noise
+into change).
 The cost of a missed change (stale pixels pasted from the reference) is far higher than that of a false alarm
 (texture taken from the model instead), so the detector favours recall; the mask is then dilated by :data:`GROW`
 LR pixels. Pixels without data in either image are unknown (``valid`` False).
@@ -34,7 +35,11 @@ from geosr.conditioning.reference import fit_harmonization
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 Z_MIN = 1.25  # and one below this never is (Otsu splits even a scene without any change in two)
 NOISE_FLOOR = 0.03  # the spread of differences is taken as at least this share of the band's 1-99% range
-SMOOTH = 0.7  # LR pixels: Gaussian smoothing of the score (one pixel's noise is not a change)
+# LR pixels: Gaussian smoothing of the score. None: at x8 and x16 a changed building is a pixel or two of the LR,
+# and smoothing by 0.7 px cost recall everywhere (bench/bench_change_detection.py, real pairs, train and held-out
+# splits, x8 and x16: recall 0.56 / 0.55 / 0.79 / 0.77 with it, 0.72 / 0.70 / 0.89 / 0.77 without, F1 up on all
+# four); Z_MIN and the noise floor keep single-pixel noise out.
+SMOOTH = 0.0
 DETAIL = 1.0  # LR pixels: "detail" is the image minus this Gaussian blur
 CORRELATION = 1.5  # LR pixels: neighbourhood of the local correlation
 GROW = 1  # LR pixels the changed area is dilated by
@@ -124,7 +129,9 @@ def _score(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(lr[:, valid], [1, 99], axis=1)
     z = _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo))
     s = np.maximum(z, STRUCTURE_WEIGHT * _structure(lr, ref, valid))
-    return np.where(valid, ndimage.gaussian_filter(np.where(valid, s, 0.0), SMOOTH, mode="reflect"), 0.0)
+    if SMOOTH:
+        s = ndimage.gaussian_filter(np.where(valid, s, 0.0), SMOOTH, mode="reflect")
+    return np.where(valid, s, 0.0)
 
 
 def fit_threshold(scores: np.ndarray) -> float:
