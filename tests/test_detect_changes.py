@@ -175,12 +175,15 @@ def test_the_detection_is_kept_for_the_job_s_later_plannings(scene, tmp_path, mo
     monkeypatch.setattr(dc, "detect_changes_in_memory", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = tmp_path / "kept.tif"
     args = dict(output=out, ref=scene["ref"], scale=8, model="reference-paste")
-    for _ in range(2):
-        with plan_upscale(scene["lr"], **args) as job:
-            report = job.summary["change_detection"]
+    with plan_upscale(scene["lr"], **args) as job:  # planning alone writes nothing
+        assert not job.work_dir.exists()
+        with job.lock(shared=True):  # as a batch task does once it holds the job's lock
+            job.keep_detection()
+    with plan_upscale(scene["lr"], **args) as job:
+        report = job.summary["change_detection"]
     assert len(calls) == 1 and report["ran"] and report["changed_share"] > 0
-    kept = sorted(p.name for p in (tmp_path / "kept.tif.geosr-work").iterdir())
-    assert len(kept) == 2 and all(n.startswith("change-auto-") for n in kept)
+    kept = sorted(p.name for p in (tmp_path / "kept.tif.geosr-work").iterdir() if p.name != "lock")
+    assert len(kept) == 2 and all(n.startswith("change-auto-") for n in kept), kept
     with plan_upscale(scene["lr"], **{**args, "ref": scene["ref_part"]}):  # other inputs: detected again
         pass
     assert len(calls) == 2

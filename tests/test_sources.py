@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from geosr.cli.app import app
 from geosr.io.rasters import inspect_raster, open_raster, parse_bands
-from geosr.io.sources import composite, gdal_path
+from geosr.io.sources import composite, files_of, gdal_path
 from geosr.pipeline import job as job_module
 
 
@@ -353,3 +353,19 @@ def test_a_batch_manifest_splits_band_lists_but_not_outputs_with_commas(tmp_path
     f = sorted(p.name for p in (tmp_path / "b").glob("*_B0[34]_*.tif"))
     assert _absolute(f"{f[1]},{f[0]}", tmp_path / "b", many=True) == f"{tmp_path / 'b' / f[1]},{tmp_path / 'b' / f[0]}"
     assert _absolute("results/a,b.tif", tmp_path) == str(tmp_path / "results" / "a,b.tif")
+    # one of them missing: still each against the manifest's folder (the run then names the missing one)
+    assert _absolute(f"{f[1]},missing.tif", tmp_path / "b", many=True) == \
+        f"{tmp_path / 'b' / f[1]},{tmp_path / 'b' / 'missing.tif'}"
+
+
+def test_file_urls_in_a_stac_item_are_local_files(tmp_path):
+    """An asset at file:///... is read, fingerprinted and protected from being overwritten like a local path."""
+    band_files(tmp_path / "s2")
+    item = json.loads(_item(tmp_path / "s2").read_text())
+    for asset in item["assets"].values():
+        asset["href"] = (tmp_path / "s2" / asset["href"]).as_uri()
+    (tmp_path / "s2" / "uri.json").write_text(json.dumps(item))
+    red = next((tmp_path / "s2").glob("*_B04_*.tif"))
+    assert str(red) in files_of(str(tmp_path / "s2" / "uri.json"))
+    res = _run("upscale", tmp_path / "s2" / "uri.json", "-x", "2", "-m", "bicubic", "-o", red, "--overwrite")
+    assert res.exit_code == 2 and "is the LR" in res.output

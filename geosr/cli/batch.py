@@ -127,7 +127,7 @@ def _summary(r) -> None:
     others = [j for j in r.jobs if j.status not in ("failed", "cancelled")]
     shown = failed + others[: max(0, TABLE_ROWS - len(failed))]
     for j in sorted(shown, key=r.jobs.index):
-        detail = cli_words(j.error, "upscale") if j.error else (j.output or "")
+        detail = cli_words(j.error, "batch") if j.error else (j.output or "")
         if j.status == "skipped":
             detail = f"{j.output} (up to date)"
         seconds = "" if j.seconds is None else f"{j.seconds:.1f}"

@@ -92,6 +92,10 @@ def _print_summary(r) -> None:
         what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
         out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
                           f"{co['reliability']:.2f}: {what}", highlight=False)
+        if co.get("field"):
+            out_console.print(f"  varying over the scene (rotation, scale or shear): an affine field through "
+                              f"{co['tie_points']} tie points, {co['residual_lr_px']:.2f} LR px RMS from them, "
+                              f"applied; the offset above is the centre's", highlight=False)
     for w in r.warnings or ():
         err_console.print(f"warning: {cli_words(w, 'upscale')}", style="yellow", highlight=False)
     cd = r.change_detection

@@ -32,6 +32,7 @@ from skimage.filters import threshold_otsu
 
 from geosr.conditioning.reference import fit_harmonization
 
+DETECTOR_VERSION = 2  # raised with every change of the rule or its settings (a kept detection is not reused)
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 Z_MIN = 1.25  # and one below this never is (Otsu splits even a scene without any change in two)
 NOISE_FLOOR = 0.03  # the spread of differences is taken as at least this share of the band's 1-99% range

@@ -29,8 +29,10 @@ MIN_RELIABILITY = 0.3  # correlation of the aligned detail below which the estim
 MAX_SHIFT_FRACTION = 0.25  # of the compared area's side: larger offsets are not trusted
 UPSAMPLE = 40  # phase correlation refined to 1/UPSAMPLE LR pixel
 TIE_SIDE = 64  # LR pixels a side of a tie point's window (placed every TIE_SIDE / 2)
-MIN_TIE_POINTS = 6  # reliable tie points needed for a field
+MIN_TIE_POINTS = 12  # reliable tie points needed for a field
 FIELD_MIN_LR_PX = 0.25  # a field whose offsets vary less than this over the area is taken as one shift
+FIELD_MAX_RESIDUAL = 0.3  # LR px RMS of the tie points about the field beyond which it is not trusted
+FIELD_F = 20.0  # the F statistic of the field against one shift (4 more parameters) it must pass
 OUTLIER_LR_PX = 0.5  # a tie point further than this (and 3 median residuals) from the fitted field is left out
 
 
@@ -167,7 +169,7 @@ def estimate_field(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
             break
         keep = new
     cols, rows = p[keep, 0], p[keep, 1]
-    if np.ptp(cols) < w / 3 or np.ptp(rows) < h / 3:  # too clustered to tell a gradient
+    if keep.sum() < MIN_TIE_POINTS or np.ptp(cols) < w / 3 or np.ptp(rows) < h / 3:  # too few, or too clustered
         return first
     field = (float(ax[0]), float(ax[1]), float(ax[2]), float(ay[0]), float(ay[1]), float(ay[2]))
     corners_c = np.array([origin[0], origin[0] + w, origin[0], origin[0] + w], float)
@@ -176,9 +178,20 @@ def estimate_field(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     fy = ay[0] + ay[1] * corners_c + ay[2] * corners_r
     cx, cy = origin[0] + w / 2, origin[1] + h / 2
     centre = (float(ax[0] + ax[1] * cx + ax[2] * cy), float(ay[0] + ay[1] * cx + ay[2] * cy))
+    n = int(keep.sum())
     residual = float(np.sqrt(np.mean(dist[keep] ** 2)))
-    if np.hypot(fx - centre[0], fy - centre[1]).max() < FIELD_MIN_LR_PX:
+    variation = float(np.hypot(fx - centre[0], fy - centre[1]).max())
+    # one shift unless the field explains the tie points far better than one shift does (an F test: 2n values,
+    # 6 parameters against 2), varies by more than FIELD_MIN_LR_PX, and the points lie close to it
+    rss_field = float((dist[keep] ** 2).sum())
+    rss_shift = float(((p[keep, 2:] - p[keep, 2:].mean(axis=0)) ** 2).sum())
+    f_stat = ((rss_shift - rss_field) / 4) / max(rss_field / max(2 * n - 6, 1), 1e-12)
+    if variation < FIELD_MIN_LR_PX or residual > FIELD_MAX_RESIDUAL or f_stat < FIELD_F:
         return Coregistration(first.offset_lr_px, first.reliability, int(keep.sum()), first.applied, first.reason)
+    if first.applied:  # the refined shift is the better estimate of the centre: the field's constant follows it
+        dx, dy = first.offset_lr_px[0] - centre[0], first.offset_lr_px[1] - centre[1]
+        field = (field[0] + dx, field[1], field[2], field[3] + dy, field[4], field[5])
+        centre = first.offset_lr_px
     return Coregistration(centre, first.reliability, int(keep.sum()), True, None, field, residual)
 
 

@@ -14,7 +14,7 @@ import pystac
 
 from geosr.errors import BandError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
-from geosr.io.vrt import Composite, Member, read_header, stack
+from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
 STAC_TIMEOUT_S = 20
 # STAC asset roles that are renderings or metadata, never the data to super-resolve
@@ -96,7 +96,10 @@ def stac_item(path: str) -> Composite | None:
                 if band[field] is not None and not isinstance(band[field], (int, float)):
                     raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is not a number")
             ci = {"red": "Red", "green": "Green", "blue": "Blue"}.get(band["common_name"] or "")
-            candidates.append((bool(roles & _NOT_DATA), Member(asset.get_absolute_href() or asset.href, i, name,
+            href = asset.get_absolute_href() or asset.href
+            if href.lower().startswith("file://"):  # a local file: checked and fingerprinted as one
+                href = gdal_path(href)
+            candidates.append((bool(roles & _NOT_DATA), Member(href, i, name,
                                                               nodata=nodata, scale=band["scale"],
                                                               offset=band["offset"], colorinterp=ci)))
     if not candidates:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +16,7 @@ import torch
 from rasterio.windows import Window
 
 from geosr._version import __version__
+from geosr.conditioning.change_detection import DETECTOR_VERSION
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
 from geosr.config import OutputConfig, TilingConfig, to_json
 from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
@@ -23,7 +25,7 @@ from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.sources import files_of, is_composite, source_note
+from geosr.io.sources import composite, files_of, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, memory_per_hr_pixel, model_inputs
@@ -53,6 +55,8 @@ class UpscaleJob:
     device: torch.device
     provenance: Path | None = None  # the provenance sidecar to write beside the output (a model using a reference)
     inputs: dict[str, str] | None = None  # role -> path of every input file (the STAC item's derived_from links)
+    # keeps --cd auto's mask in the work folder for the job's later plannings: call it holding the job's lock
+    keep_detection: Callable[[], None] | None = None
 
     def close(self) -> None:
         self.scene.close()
@@ -143,10 +147,8 @@ def plan_upscale(
     style = opts.style if _is_style_image(opts.style) else None
     inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
               if v and v not in CD_KEYWORDS}
-    if keep_detection is not None:
-        keep_detection()
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
-                      opts.device.batch_size, dev, sidecar, inputs)
+                      opts.device.batch_size, dev, sidecar, inputs, keep_detection)
 
 
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
@@ -182,9 +184,13 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
-    key = json.loads(to_json(dict(version=__version__, lr=_file_id(lr), ref=_file_id(opts.ref), bands=opts.bands,
-                                  ref_bands=opts.ref_bands, coregister=opts.coregister,
+    key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
+                                  ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
+                                  coregister=opts.coregister,
                                   area=None if area is None else [int(v) for v in area.flatten()])))
+    # kept only for local inputs, whose key holds every file's size and time (a URL's content may change unseen)
+    if not (_all_local(lr) and _all_local(opts.ref)):
+        out_path = None
     kept = _kept_detection(out_path, key) if out_path is not None else None
     if kept is not None:
         return kept
@@ -192,7 +198,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
                                            coregister=opts.coregister, area=area)
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds")}
     report = {"method": "auto", "ran": True, **report}
-    if out_path is not None:  # kept for the job's later plannings once this one has checked everything
+    if out_path is not None:  # kept by the run once it holds the job's lock (UpscaleJob.keep_detection)
         held.keep = lambda: _keep_detection(out_path, key, held, report)
     return str(found.path), report, held
 
@@ -219,16 +225,30 @@ def _kept_detection(out_path: Path, key: dict) -> tuple[str, dict, None] | None:
     return str(tif), kept["report"], None
 
 
-def _keep_detection(out_path: Path, key: dict, held: Any, report: dict) -> str:
+def _keep_detection(out_path: Path, key: dict, held: Any, report: dict) -> None:
     """Write the detected mask (an in-memory GeoTIFF) and its report into the job's work folder, each atomically
-    (the mask first: the report names a complete file)."""
+    (the mask first: the report names a complete file). Only a convenience: a failure (a full disk) keeps
+    nothing and the run goes on."""
     tif, meta = _detection_files(out_path, key)
-    tif.parent.mkdir(exist_ok=True)
     for path, data in ((tif, bytes(held.getbuffer())), (meta, json.dumps({"key": key, "report": report}).encode())):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return str(tif)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            return
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _all_local(path: str | None) -> bool:
+    """Whether every file ``path`` reads is local (a composite's members included)."""
+    if path is None:
+        return True
+    if REMOTE.match(path):
+        return False
+    comp = composite(path) if is_composite(path) else None
+    return comp is None or not any(REMOTE.match(f) for f in comp.files)
 
 
 def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> UpscaleOptions:

@@ -180,6 +180,8 @@ def upscale(
         with job.lock(), writing(job.out_path):
             if not resume:
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
+            if job.keep_detection is not None:  # for a --resume of this job
+                job.keep_detection()
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
             finish(job, chunks)
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)

@@ -419,12 +419,11 @@ def _expand(template: str, key: str, values: dict, problems: list[str]) -> str |
 def _absolute(path: str | None, root: Path, *, many: bool = False) -> str | None:
     """A local path relative to the manifest's folder made absolute; URLs, GDAL paths and ``--cd``'s keywords
     (auto, none) as they are. With ``many`` (an input), band files separated by commas (geosr.io.sources) are
-    each made absolute, when every one of them exists or is a URL."""
+    each made absolute (a missing one is then named by the run)."""
     if path is None or path in ("auto", "none") or REMOTE.match(path) and "," not in path:
         return path
     parts = [q.strip() for q in path.split(",")]
-    if many and len(parts) > 1 and not (root / path).exists() and all(
-            REMOTE.match(q) or (root / os.path.expanduser(q)).exists() for q in parts):
+    if many and len(parts) > 1 and all(parts) and not (root / path).exists():
         return ",".join(_absolute(q, root) or "" for q in parts)
     if REMOTE.match(path):
         return path

@@ -61,6 +61,8 @@ def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
             return dict(ok=True, id=spec.id, seconds=0.0, started=started, finished=utc_now(), resumed_rows=None,
                         worker=_worker_address(), note="finished by an earlier attempt")
         with _open_job(spec, device) as job, job.lock():
+            if job.keep_detection is not None:  # for a retry of this job
+                job.keep_detection()
             chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
             _finish(job, chunks, spec, run_id)
         return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=utc_now(),
@@ -77,6 +79,8 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
         if _done_in_this_run(spec, run_id):
             return dict(ok=True, rows=list(rows), chunks=[], seconds=0.0, started=started, resumed_rows=0)
         with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
+            if job.keep_detection is not None:  # for its later tasks and retries
+                job.keep_detection()
             chunks, resumed = _rows(job, rows, _reporter(run_id))
         return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
                     seconds=time.perf_counter() - t0, started=started, resumed_rows=resumed,
