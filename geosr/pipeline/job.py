@@ -184,12 +184,15 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
-    key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
-                                  ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
-                                  coregister=opts.coregister,
-                                  area=None if area is None else [int(v) for v in area.flatten()])))
+    try:
+        key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
+                                      ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
+                                      coregister=opts.coregister,
+                                      area=None if area is None else [int(v) for v in area.flatten()])))
+    except OSError:  # a missing input: the detection names it, in one sentence
+        key = {}
     # kept only for local inputs, whose key holds every file's size and time (a URL's content may change unseen)
-    if not (_all_local(lr) and _all_local(opts.ref)):
+    if not (key and _all_local(lr) and _all_local(opts.ref)):
         out_path = None
     kept = _kept_detection(out_path, key) if out_path is not None else None
     if kept is not None:
