@@ -39,7 +39,9 @@ def is_composite(path: str) -> bool:
 
 
 def _is_list(path: str) -> bool:
-    """Files (or URLs) separated by commas, each of which exists (or is a URL), and not itself a file."""
+    """Files (or URLs) separated by commas, not itself a file. A text beginning with a URL is a list only when every
+    part is a URL or an existing file (a URL's query may hold commas); local parts that do not exist are named
+    when the list is read."""
     if "," not in path or Path(path).exists():
         return False
     parts = [q.strip() for q in path.split(",")]

@@ -27,8 +27,8 @@ def _read_item(path: str) -> pystac.Item | None:
         if REMOTE.match(path):
             request = urllib.request.Request(path, headers={"Accept": "application/geo+json, application/json"})
             with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as resp:  # noqa: S310 (the user's URL)
-                head = resp.read(1)
-                if head != b"{" and not path.split("?")[0].lower().endswith(".json"):
+                head = resp.read(64)
+                if not head.lstrip().startswith(b"{") and not path.split("?")[0].lower().endswith(".json"):
                     return None  # not JSON: leave it to GDAL (nothing more is downloaded)
                 data = json.loads((head + resp.read()).decode("utf-8"))
         else:
