@@ -216,8 +216,8 @@ def _detection_files(out_path: Path, key: dict) -> tuple[Path, Path]:
 
 
 def _kept_detection(out_path: Path, key: dict) -> tuple[str, dict, None] | None:
-    """The change mask an earlier planning of this job detected from the same inputs (a split batch job's other
-    tasks, a --resume), with its report; None if there is none."""
+    """The change mask an earlier run of this job kept, detected from the same inputs with the same options and
+    detector (a split batch job's earlier task, a retry, a --resume), with its report; None if there is none."""
     tif, meta = _detection_files(out_path, key)
     try:
         kept = json.loads(meta.read_text())
