@@ -152,7 +152,7 @@ class GridSpec:
     and ``crs`` (default: the UTM zone of the box centre); or ``like`` = a raster and ``scale`` (default 1),
     cropped to ``aoi`` (a box in ``aoi_crs`` or a vector file) as ``geosr upscale --aoi`` does."""
 
-    bbox: Sequence[float] | None = None
+    bbox: Sequence[float] | str | None = None  # (LEFT, BOTTOM, RIGHT, TOP) or "LEFT,BOTTOM,RIGHT,TOP"
     crs: str | CRS | None = None
     resolution: float | None = None
     like: str | os.PathLike[str] | None = None

@@ -100,13 +100,14 @@ def rasterize_osm(
     """Burn OSM features into a class raster (or its RGB rendering) on a grid and write it as a COG.
 
     The grid (``grid``: the keywords of :class:`~geosr.osm.grid.GridSpec`): ``bbox`` = (LEFT, BOTTOM,
-    RIGHT, TOP) in WGS84 degrees with ``resolution`` (metres) and ``crs`` (default: the UTM zone of the box
-    centre); or ``like`` = a raster and ``scale`` (default 1), giving exactly ``geosr upscale -x scale``'s
-    HR grid (cropped to ``aoi`` in ``aoi_crs`` as upscale's ``--aoi`` does). Features: ``osm_file`` (.osm,
-    .osm.bz2, .pbf, .gpkg, .geojson, .shp) or, without it, Overpass (``timeout`` seconds, ``overpass_url``,
-    a ``date`` snapshot, osmnx's cache in ``cache_folder``). ``classes``: a table or a JSON file (default
-    :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``: "classes" (one uint8 band of class ids
-    with a colour table) or "rgb" (three uint8 bands of the palette colours).
+    RIGHT, TOP) or "LEFT,BOTTOM,RIGHT,TOP" in WGS84 degrees with ``resolution`` (metres) and ``crs``
+    (default: the UTM zone of the box centre); or ``like`` = a raster and ``scale`` (default 1), giving
+    exactly ``geosr upscale -x scale``'s HR grid (cropped to ``aoi`` in ``aoi_crs`` as upscale's ``--aoi``
+    does). Features: ``osm_file`` (.osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp) or, without it, Overpass
+    (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in ``cache_folder``).
+    ``classes``: a table or a JSON file (default :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``:
+    "classes" (one uint8 band of class ids with a colour table) or "rgb" (three uint8 bands of the palette
+    colours).
 
     Raises an :class:`~geosr.errors.InputError` (nothing written) for bad options, unreadable inputs, or
     an area without any feature of the table (unless ``allow_empty``); NetworkError when Overpass is
