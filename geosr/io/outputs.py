@@ -14,9 +14,7 @@ from typing import Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-
-# Paths GDAL reads through a virtual file system or a network protocol: never the same file as a local output.
-_REMOTE = re.compile(r"^(/vsi|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+from geosr.io.paths import is_remote
 
 
 def check_output_path(
@@ -59,7 +57,7 @@ def check_output_path(
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether two local paths name one file (through links, ``..`` or hard links); never for remote paths."""
-    if _REMOTE.match(str(a)) or _REMOTE.match(str(b)):
+    if is_remote(str(a)) or is_remote(str(b)):  # read through GDAL's virtual file systems: never a local output
         return False
     try:
         return os.path.samefile(a, b)

@@ -10,6 +10,11 @@ import re
 REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 
 
+# GDAL configuration while a remote file is opened: no listing of a URL's "folder" (GDAL would look for sidecars
+# there). Only while opening: set for the process it would also hide local files' .aux.xml, .ovr and .msk.
+OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))

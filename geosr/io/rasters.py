@@ -15,7 +15,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
-from geosr.io.paths import REMOTE  # noqa: F401 (re-exported)
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE  # noqa: F401 (REMOTE re-exported)
 from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 
@@ -73,9 +73,6 @@ def shown_name(name: str) -> str:
 # GDAL reads these when it makes a request, at the open and at every later read: set for the process (they change
 # nothing for local files)
 REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0"}
-# ... and this one only while a remote file is opened: it keeps GDAL from listing a URL's "folder", but set for the
-# process it would also hide local files' sidecars (.aux.xml class names, .ovr overviews, .msk masks)
-OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:

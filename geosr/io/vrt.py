@@ -18,6 +18,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NotARasterError
+from geosr.io.paths import OPEN_REMOTE_OPTIONS
 
 # How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
 _VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
@@ -88,7 +89,7 @@ def open_member(owner: str, href: str) -> rasterio.DatasetReader:
         raise InputError(f"{owner}: its band file {exc}") from exc
     try:
         if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
-            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+            with rasterio.Env(**OPEN_REMOTE_OPTIONS):
                 return rasterio.open(target)
         return rasterio.open(target)
     except RasterioIOError as exc:
