@@ -173,7 +173,7 @@ def main() -> None:
         print(f"installed {weights / 'default.safetensors'}")
         return
     cfg = recipe(args.data, args.out, args.steps, args.stage)
-    res = train(cfg, resume=args.resume, overwrite=args.overwrite, init=args.init, max_seconds=args.minutes * 60)
+    res = train(cfg, resume=args.resume, overwrite=args.overwrite, init=args.init, max_minutes=args.minutes)
     print(res.to_dict())
 
 

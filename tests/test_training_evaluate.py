@@ -215,7 +215,9 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
     (out / "metrics.json").write_text("{}")
     res = runner.invoke(_app(), [*args, "--out-dir", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert json.loads((out / "metrics.json").read_text())["models"] == ["hr", "bicubic", "reference-paste"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"] == ["hr", "bicubic", "reference-paste"]
+    assert metrics["options"]["scales"] == [4] and "device" not in metrics["options"]  # what shaped the numbers
     (out / "keep.txt").write_text("mine")
     res = runner.invoke(_app(), [*args, "--out-dir", str(out), "--overwrite"])
     assert res.exit_code == 2 and "keep.txt" in res.output and (out / "keep.txt").exists()

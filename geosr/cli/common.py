@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from geosr.errors import GeoSRError, InputError
-from geosr.options import LR_CONSISTENCY_HELP  # noqa: F401 - the one help text, shared by upscale and evaluate
+from geosr.options import CommandOptions
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -59,12 +59,36 @@ def renamed(command: str, new_flag: str, new: Any, old_flag: str, old: Any) -> A
 
 
 def option_parameter(name: str, typ: Any, default: Any, flags: tuple[str, ...], help: str,
-                     metavar: str | None = None) -> inspect.Parameter:
+                     metavar: str | None = None, show_default: bool | None = None,
+                     hidden: bool = False) -> inspect.Parameter:
     """A keyword-only Typer option as an :class:`inspect.Parameter` (for commands whose options are generated
     from :mod:`geosr.options`); optional when its default is None."""
+    shown = default is not None if show_default is None else show_default
     annotation = Annotated[typ if default is not None else Optional[typ],
-                           typer.Option(*flags, help=help, show_default=default is not None, metavar=metavar)]
+                           typer.Option(*flags, help=help, show_default=shown, metavar=metavar, hidden=hidden)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def command_option_parameters(options: type[CommandOptions]) -> list[inspect.Parameter]:
+    """A command's options object's fields (:mod:`geosr.options.commands`) as Typer parameters of the same names;
+    repeatable ones default to None (not given: the object's default)."""
+    params = []
+    for name, default, flag in options.flags():
+        repeatable = getattr(flag.type, "__origin__", None) is list
+        params.append(option_parameter(name, flag.type, None if repeatable else default, flag.flags, flag.help,
+                                       metavar=flag.metavar, show_default=flag.show_default))
+    return params
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The option values a command line gave (None: not given, the options object's default applies)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def reporting_parameters(what: str = "summary") -> list[inspect.Parameter]:
+    """``--quiet`` and ``--json``, which every command that reports takes."""
+    return [option_parameter("quiet", bool, False, ("--quiet", "-q"), f"No progress bar or {what}."),
+            option_parameter("json_out", bool, False, ("--json",), "Print a JSON summary on stdout.")]
 
 
 def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from geosr.cli.common import out_console, print_json, progress_bar, run_command
+from geosr.cli.common import (
+    command_option_parameters,
+    given,
+    option_parameter,
+    out_console,
+    print_json,
+    progress_bar,
+    reporting_parameters,
+    run_command,
+)
+from geosr.options import DetectChangesOptions
+
+REQUIRED = inspect.Parameter.empty
 
 
-def detect_changes(
-    lr: Annotated[str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL, a GDAL path, a STAC item, a Sentinel-2 product or band files.", show_default=False, metavar="LR")],
-    ref: Annotated[str, typer.Option("--ref", help="Older high-resolution reference raster (any CRS and resolution; a file, a URL or a GDAL path).", show_default=False, metavar="PATH")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output COG path (binary changes on the LR grid).", show_default=False)],
-    bands: Annotated[Optional[str], typer.Option("--bands", help="LR bands compared, e.g. 4,3,2 (default: as upscale picks them).", show_default=False)] = None,
-    ref_bands: Annotated[Optional[str], typer.Option("--ref-bands", help="Reference bands matching --bands.", show_default=False)] = None,
-    coregister: Annotated[bool, typer.Option("--coregister/--no-coregister", help="Estimate and undo the reference's shift from the LR first.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-) -> None:
+def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_out: bool = False,
+                   **options: Any) -> None:
     """Find where REF no longer shows what LR shows (new buildings, roads, fields, water, any real change).
 
     Writes one uint8 band on the LR grid: 0 unchanged, 1 changed, 255 unknown (no data in either image), with
@@ -36,9 +40,9 @@ def detect_changes(
     from geosr.pipeline.detect_changes import detect_changes as run_detect_changes
 
     def call():
+        opts = DetectChangesOptions.of(**given(options))
         with progress_bar("detecting changes", enabled=not (quiet or json_out)) as update:
-            return run_detect_changes(lr, ref=ref, output=output, bands=bands, ref_bands=ref_bands,
-                                      coregister=coregister, overwrite=overwrite, progress=update)
+            return run_detect_changes(lr, ref=ref, output=output, options=opts, progress=update)
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="detect-changes")
     if json_out:
@@ -49,3 +53,22 @@ def detect_changes(
                                         f"{100 * result.changed_share:.1f}% changed, "
                                         f"{100 * result.unknown_share:.1f}% unknown, {result.seconds:.1f} s"),
                           highlight=False)
+
+
+def _signature() -> inspect.Signature:
+    """LR, --ref, -o, the options of :class:`geosr.options.DetectChangesOptions`, -q, --json."""
+    lr = inspect.Parameter("lr", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL, a GDAL path, a STAC "
+                                 "item, a Sentinel-2 product or band files.", show_default=False, metavar="LR")])
+    return inspect.Signature([
+        lr,
+        option_parameter("ref", str, REQUIRED, ("--ref",), "Older high-resolution reference raster (any CRS and "
+                         "resolution; a file, a URL or a GDAL path).", metavar="PATH", show_default=False),
+        option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes on the LR grid).",
+                         show_default=False),
+        *command_option_parameters(DetectChangesOptions),
+        *reporting_parameters(),
+    ])
+
+
+detect_changes.__signature__ = _signature()  # type: ignore[attr-defined]  # Typer reads the options from here

@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.text import Text
 
 from geosr.cli.common import (
-    LR_CONSISTENCY_HELP,
+    command_option_parameters,
     err_console,
+    given,
+    option_parameter,
     out_console,
     print_json,
     progress_bar,
     renamed,
+    reporting_parameters,
     run_command,
 )
+from geosr.options import EvaluateOptions
 
 
-def evaluate(
-    data: Annotated[Path, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, Bic_LR_*), or an A/ B/ label/ folder.", show_default=False)],
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint path (repeatable). Baselines bicubic and reference-paste are always added.")] = None,
-    scale: Annotated[Optional[list[int]], typer.Option("-x", "--scale", help="Scale factor(s) (repeatable; default 8 and 16).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Folder for metrics.json, metrics.md and PNG panels (default geosr-eval). It must be empty or new, unless --overwrite.", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps (default: the checkpoint's own setting, else the sampler preset's).")] = None,
-    lr_consistency: Annotated[Optional[str], typer.Option("--lr-consistency", help=LR_CONSISTENCY_HELP, show_default=False)] = None,
-    no_lr_consistency: Annotated[bool, typer.Option("--no-lr-consistency", help="Same as --lr-consistency off.")] = False,
-    reference_detail: Annotated[Optional[bool], typer.Option("--ref-detail/--no-ref-detail", help="Add the reference's detail where the LR shows that it matches (default: the checkpoint's own setting).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
-    cd: Annotated[str, typer.Option("--cd", help="The change mask every model gets: given (the data set's), auto (detected against the reference, as upscale --cd auto) or none. The metrics' regions are the data set's labels.")] = "given",
-    panels: Annotated[bool, typer.Option("--panels/--no-panels", help="Write PNG panels LR | Ref | mask | SR | HR.")] = True,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier evaluation in --out-dir.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary on stdout.")] = False,
-    old_out: Annotated[Optional[Path], typer.Option("--out", "-o", hidden=True)] = None,
-) -> None:
+def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path] = None, quiet: bool = False,
+             json_out: bool = False, **options: Any) -> None:
     """Evaluate models with the papers' protocol (bicubic LR): PSNR-Y, SSIM-Y, VIF, LR-consistency, SAM and ERGAS,
     each overall and in changed / unchanged areas; MS-SSIM overall; ST-LPIPS (shift-tolerant LPIPS, AlexNet)
     overall and per area when its weights (the stlpips-pytorch wheel) load. Next to bicubic and reference paste;
@@ -52,17 +41,14 @@ def evaluate(
     from geosr.training.evaluate import markdown_table
 
     if no_lr_consistency:
-        lr_consistency = "off"
+        options["lr_consistency"] = "off"
 
     def call():
-        out = renamed("evaluate", "--out-dir", out_dir, "-o/--out", old_out) or Path("geosr-eval")
+        options["out"] = renamed("evaluate", "--out-dir", options["out"], "-o/--out", old_out)
+        opts = EvaluateOptions.of(**given(options))
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
-            return run_evaluate(
-                data, models=model or [], scales=tuple(scale) if scale else (8, 16), out=out, steps=steps,
-                lr_consistency=lr_consistency, reference_detail=reference_detail, seed=seed, panels=panels,
-                device=device, overwrite=overwrite, cd=cd, progress=update,
-                log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)),
-            )
+            return run_evaluate(data, options=opts, progress=update,
+                                log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)))
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="evaluate")
     if json_out:
@@ -73,3 +59,22 @@ def evaluate(
         out_console.print(markdown_table(result.summary, result.models), highlight=False, markup=False)
         out_console.print(Text.assemble((f"wrote {result.out}/metrics.json", "bold green"), " and metrics.md"),
                           highlight=False)
+
+
+def _signature() -> inspect.Signature:
+    """DATA, the options of :class:`geosr.options.EvaluateOptions`, the shorthand --no-lr-consistency, the
+    deprecated -o/--out (hidden), -q, --json."""
+    data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        Path, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
+                                  "the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, "
+                                  "Bic_LR_*), or an A/ B/ label/ folder.", show_default=False)])
+    return inspect.Signature([
+        data,
+        *command_option_parameters(EvaluateOptions),
+        option_parameter("no_lr_consistency", bool, False, ("--no-lr-consistency",), "Same as --lr-consistency off."),
+        option_parameter("old_out", Path, None, ("--out", "-o"), "", hidden=True),
+        *reporting_parameters("table"),
+    ])
+
+
+evaluate.__signature__ = _signature()  # type: ignore[attr-defined]  # Typer reads the options from here

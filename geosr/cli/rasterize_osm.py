@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
-import typer
 from rich.text import Text
 from typer.core import TyperCommand
 
-from geosr.cli.common import ProgressView, err_console, out_console, print_json, run_command
+from geosr.cli.common import (
+    ProgressView,
+    command_option_parameters,
+    err_console,
+    given,
+    option_parameter,
+    out_console,
+    print_json,
+    reporting_parameters,
+    run_command,
+)
+from geosr.options import RasterizeOSMOptions
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
 
@@ -39,32 +50,7 @@ def _is_number(word: str) -> bool:
     return True
 
 
-def _opt(*names: str, **kw: Any) -> Any:
-    """An option without a default worth printing (none, or one its help names)."""
-    return typer.Option(*names, show_default=False, **kw)
-
-
-def rasterize_osm(
-    output: Annotated[Path, _opt("-o", "--output", help="Output COG path.")],
-    bbox: Annotated[Optional[str], _opt("--bbox", metavar="LEFT,BOTTOM,RIGHT,TOP", help="Area in WGS84 degrees, written as --aoi writes a box, in this order: west (lon), south (lat), east (lon), north (lat). geosr keeps this order whatever osmnx version is installed. (Four separate numbers, the old form, still work in this release.)")] = None,
-    resolution: Annotated[Optional[float], _opt("--resolution", "-r", help="Pixel size in metres (with --bbox).")] = None,
-    crs: Annotated[Optional[str], _opt("--crs", help="Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the box centre.")] = None,
-    like: Annotated[Optional[Path], _opt("--like", help="Use this raster's grid, refined by -x: exactly the grid `geosr upscale -x N` writes.")] = None,
-    scale: Annotated[Optional[int], _opt("-x", "--scale", help="With --like: the upscale factor (default 1, the raster's own grid).")] = None,
-    aoi: Annotated[Optional[str], _opt("--aoi", help="With --like: crop as `geosr upscale --aoi` does ('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")] = None,
-    aoi_crs: Annotated[str, typer.Option("--aoi-crs", help="CRS of an --aoi box.")] = "EPSG:4326",
-    osm_file: Annotated[Optional[Path], _opt("--osm-file", help="Work offline from a file: .osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp, .fgb. Default: the Overpass API.")] = None,
-    classes: Annotated[Optional[Path], _opt("--classes", help="Your own class table (JSON, see docs/osm-classes.md). Default: geosr-osm-v1.")] = None,
-    style: Annotated[str, typer.Option("--style", help="classes: one band of class ids with a colour table; rgb: the map rendered in the palette (no labels).")] = "classes",
-    timeout: Annotated[float, typer.Option("--timeout", help="Overpass timeout in seconds.")] = 180.0,
-    overpass_url: Annotated[Optional[str], _opt("--overpass-url", help="Another Overpass API endpoint (default https://overpass-api.de/api).")] = None,
-    date: Annotated[Optional[str], _opt("--date", help="Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")] = None,
-    cache_dir: Annotated[Optional[Path], _opt("--cache-dir", help="Folder for Overpass responses (default $GEOSR_CACHE_DIR/osmnx or ~/.cache/geosr/osmnx).")] = None,
-    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Write an all-background map when the area holds no feature (default: exit 2).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-) -> None:
+def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
     """Burn OpenStreetMap features into a class raster (COG with a colour table) on a chosen grid.
 
     The grid is either --bbox LEFT,BOTTOM,RIGHT,TOP (WGS84 lon/lat: west,south,east,north) with
@@ -88,18 +74,28 @@ def rasterize_osm(
     from geosr.pipeline.rasterize_osm import rasterize_osm as run_rasterize_osm
 
     def call():
+        opts = RasterizeOSMOptions.of(**given(options))
         with _stage_progress(enabled=not (quiet or json_out)) as update:
-            return run_rasterize_osm(
-                output, bbox=bbox, crs=crs, resolution=resolution, like=like, scale=scale, aoi=aoi, aoi_crs=aoi_crs,
-                osm_file=osm_file, classes=classes, style=style, timeout=timeout, overpass_url=overpass_url, date=date,
-                cache_folder=cache_dir, allow_empty=allow_empty, overwrite=overwrite, progress=update,
-            )
+            return run_rasterize_osm(output, options=opts, progress=update)
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="rasterize-osm")
     if json_out:
         print_json(result.to_dict())
     elif not quiet:
         _print_summary(result)
+
+
+def _signature() -> inspect.Signature:
+    """-o, the options of :class:`geosr.options.RasterizeOSMOptions`, -q, --json."""
+    return inspect.Signature([
+        option_parameter("output", Path, inspect.Parameter.empty, ("-o", "--output"), "Output COG path.",
+                         show_default=False),
+        *command_option_parameters(RasterizeOSMOptions),
+        *reporting_parameters(),
+    ])
+
+
+rasterize_osm.__signature__ = _signature()  # type: ignore[attr-defined]  # Typer reads the options from here
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from geosr.cli.common import (
     out_console,
     print_json,
     progress_bar,
+    reporting_parameters,
     run_command,
     upscale_option_parameters,
 )
@@ -62,8 +63,7 @@ def _signature() -> inspect.Signature:
         lr,
         option_parameter("output", Path, None, ("-o", "--output"), "Output COG path."),
         *upscale_option_parameters(),
-        option_parameter("quiet", bool, False, ("--quiet", "-q"), "No progress bar or summary."),
-        option_parameter("json_out", bool, False, ("--json",), "Print a JSON summary on stdout."),
+        *reporting_parameters(),
     ])
 
 

@@ -32,6 +32,7 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
 from geosr.io.writer import OutputMeta, write_row_bands
+from geosr.options import DetectChangesOptions
 from geosr.pipeline.scene import Scene
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
@@ -75,30 +76,30 @@ def detect_changes(
     *,
     ref: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    bands: str | None = None,
-    ref_bands: str | None = None,
-    coregister: bool = True,
-    overwrite: bool = False,
+    options: DetectChangesOptions | None = None,
     progress: Progress | None = None,
     work: Path | None = None,
+    **fields: Any,
 ) -> ChangeDetectionResult:
     """Detect where ``ref`` no longer shows what ``lr`` shows and write the binary change raster at ``output``.
 
-    ``bands`` / ``ref_bands`` choose the bands compared (as upscale's ``--bands`` / ``--ref-bands``). ``work``: a
+    ``options`` is a :class:`~geosr.options.DetectChangesOptions`; ``fields`` set or override its fields
+    (``bands`` / ``ref_bands``: the bands compared, as upscale's; ``coregister``; ``overwrite``). ``work``: a
     folder the caller holds locked (upscale's own work folder); without it the output's work folder is locked
     here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
     """
     t0 = time.perf_counter()
+    opts = DetectChangesOptions.of(options, **fields)
     lr, ref = os.fspath(lr), os.fspath(ref)
-    final = check_output_path(output, overwrite=overwrite, inputs=[("LR input", lr), ("reference", ref)])
+    final = check_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])
     info = inspect_raster(lr)
     grid = info.grid
     area = Window(0, 0, grid.width, grid.height)
     report = progress or (lambda done, total: None)
-    with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
-                    coregister=coregister, local_harmonization=False) as scene:
+    with Scene.open(lr, scale=1, hr=grid, area=area, bands=opts.bands, ref=ref, ref_bands=opts.ref_bands,
+                    coregister=opts.coregister, local_harmonization=False) as scene:
         found = DetectedRows(scene, grid, report)
-        meta = _meta(_tags(lr, ref, found.coregistration))
+        meta = _meta(_tags(lr, ref, found.coregistration) | {"GEOSR_OPTIONS": opts.to_json()})
         if work is not None:
             write_row_bands(final, grid, meta, found, work)
         else:

@@ -9,7 +9,6 @@ in the output's locked work folder. See docs/osm-classes.md for the class table 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -20,11 +19,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from geosr._version import __version__
-from geosr.errors import NoOverlapError, OptionError
+from geosr.errors import NoOverlapError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, remove_partials
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
+from geosr.options import RasterizeOSMOptions
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
 from geosr.osm.features import OSMFeatures
 from geosr.osm.grid import GridSpec
@@ -34,7 +34,6 @@ from geosr.osm.rasterize import BurnList, burn, prepare, render_rgb, row_bands
 from geosr.osm.sources import OSM_ATTRIBUTION, OSM_LICENSE, load_features
 from geosr.tiling.grid import Grid
 
-STYLES = ("classes", "rgb")
 IN_MEMORY_PIXELS = 1 << 26  # grids up to this many pixels are burned and written in one piece
 BAND_PIXELS = 1 << 24  # larger grids are burned in row bands of about this many pixels
 
@@ -85,29 +84,21 @@ class RasterizeOSMResult:
 def rasterize_osm(
     output: str | os.PathLike[str],
     *,
-    osm_file: str | os.PathLike[str] | None = None,
-    classes: MapClassTable | str | os.PathLike[str] | None = None,
-    style: str = "classes",
-    timeout: float = 180.0,
-    overpass_url: str | None = None,
-    date: str | None = None,
-    cache_folder: str | os.PathLike[str] | None = None,
-    allow_empty: bool = False,
-    overwrite: bool = False,
+    options: RasterizeOSMOptions | None = None,
     progress: Progress | None = None,
-    **grid: Any,
+    **fields: Any,
 ) -> RasterizeOSMResult:
     """Burn OSM features into a class raster (or its RGB rendering) on a grid and write it as a COG.
 
-    The grid (``grid``: the keywords of :class:`~geosr.osm.grid.GridSpec`): ``bbox`` = (LEFT, BOTTOM,
-    RIGHT, TOP) or "LEFT,BOTTOM,RIGHT,TOP" in WGS84 degrees with ``resolution`` (metres) and ``crs``
-    (default: the UTM zone of the box centre); or ``like`` = a raster and ``scale`` (default 1), giving
-    exactly ``geosr upscale -x scale``'s HR grid (cropped to ``aoi`` in ``aoi_crs`` as upscale's ``--aoi``
-    does). Features: ``osm_file`` (.osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp) or, without it, Overpass
-    (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in ``cache_folder``).
-    ``classes``: a table or a JSON file (default :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``:
-    "classes" (one uint8 band of class ids with a colour table) or "rgb" (three uint8 bands of the palette
-    colours).
+    ``options`` is a :class:`~geosr.options.RasterizeOSMOptions`; ``fields`` set or override its fields. The
+    grid: ``bbox`` = (LEFT, BOTTOM, RIGHT, TOP) or "LEFT,BOTTOM,RIGHT,TOP" in WGS84 degrees with ``resolution``
+    (metres) and ``crs`` (default: the UTM zone of the box centre); or ``like`` = a raster and ``scale``
+    (default 1), giving exactly ``geosr upscale -x scale``'s HR grid (cropped to ``aoi`` in ``aoi_crs`` as
+    upscale's ``--aoi`` does). Features: ``osm_file`` (.osm, .osm.bz2, .pbf, .gpkg, .geojson, .shp) or,
+    without it, Overpass (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in
+    ``cache_folder``). ``classes``: a table or a JSON file (default
+    :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``: "classes" (one uint8 band of class ids with a
+    colour table) or "rgb" (three uint8 bands of the palette colours).
 
     Raises an :class:`~geosr.errors.InputError` (nothing written) for bad options, unreadable inputs, or
     an area without any feature of the table (unless ``allow_empty``); NetworkError when Overpass is
@@ -116,35 +107,37 @@ def rasterize_osm(
     t0 = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
     # 1. options that need no I/O, then the output path, before any work
-    spec = GridSpec(**grid)
-    snapshot = _check_options(spec, style, timeout, osm_file=osm_file, overpass_url=overpass_url, date=date)
-    final = check_output_path(output, overwrite=overwrite, inputs=_inputs(spec, osm_file, classes))
-    if osm_file is not None:
-        check_osm_file(osm_file)
-    table = resolve_map_classes(classes)
+    opts = RasterizeOSMOptions.of(options, **fields)
+    spec = GridSpec(**opts.grid())
+    spec.check()
+    snapshot = parse_snapshot_date(opts.date)
+    final = check_output_path(output, overwrite=opts.overwrite, inputs=_inputs(spec, opts.osm_file, opts.classes))
+    if opts.osm_file is not None:
+        check_osm_file(opts.osm_file)
+    table = resolve_map_classes(opts.classes)
     target = spec.plan()
 
     # 2. features
     report("read", 0, 1)
-    feats = load_features(target, table, osm_file=osm_file, timeout=timeout, overpass_url=overpass_url,
-                          date=snapshot, cache_folder=cache_folder)
+    feats = load_features(target, table, osm_file=opts.osm_file, timeout=opts.timeout,
+                          overpass_url=opts.overpass_url, date=snapshot, cache_folder=opts.cache_folder)
     report("read", 1, 1)
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
-    if len(shapes) == 0 and not allow_empty:
+    if len(shapes) == 0 and not opts.allow_empty:
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
             f"({_describe_bounds(target)}); nothing written (use `allow_empty` for an all-background map)"
         )
 
     # 3. burn and write
-    tags = _output_tags(table, style, feats)
-    counts = _write_map(final, target, shapes, table, style, _output_meta(table, style, tags), report)
+    tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": opts.to_json()}
+    counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report)
     return RasterizeOSMResult(
         path=final,
         grid=target,
-        style=style,
+        style=opts.style,
         class_table=table.name,
         classes=table.names,
         pixel_counts={name: int(n) for name, n in zip(table.names, counts)},
@@ -176,21 +169,6 @@ def rasterize_osm_grid(
 
 
 # --- the steps -----------------------------------------------------------------------------------------
-def _check_options(
-    spec: GridSpec, style: str, timeout: float, *, osm_file: Any, overpass_url: str | None, date: Any
-) -> str | None:
-    """Every option check that needs no I/O, in the order the user reads them; the Overpass ``date``."""
-    if style not in STYLES:
-        raise OptionError(f"style {style!r}: choose one of {', '.join(STYLES)}", param="style")
-    spec.check()
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise OptionError(f"timeout {timeout!r} must be a positive number of seconds", param="timeout")
-    if osm_file is not None and (date is not None or overpass_url is not None):
-        raise OptionError("date and `overpass_url` are for the online source; they cannot be used with `osm_file`",
-                          param="date")
-    return parse_snapshot_date(date)
-
-
 def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]]:
     """The files the job reads, which the output must not be (see :func:`check_output_path`)."""
     aoi_file = spec.aoi if spec.aoi and Path(spec.aoi).exists() else None

@@ -30,6 +30,7 @@ from geosr.conditioning.changes import BUILTIN_TABLES
 from geosr.errors import InputError
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
+from geosr.options import EvaluateOptions
 from geosr.training.degradations import bicubic_degrade
 from geosr.training.metrics import learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
@@ -130,7 +131,7 @@ def _to8(t: torch.Tensor) -> np.ndarray:
     return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-CD_MODES = ("given", "auto", "none")  # the change mask each model gets: the data set's, detected, or none
+DEFAULT_OUT = "geosr-eval"
 
 
 def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None,
@@ -222,11 +223,12 @@ class EvalResult:
     cases: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    options: dict = field(default_factory=dict)  # the options that shaped the numbers (EvaluateOptions)
 
     def to_dict(self) -> dict:
         """Strict-JSON-ready: infinite values become "inf", NaN becomes None."""
         return _clean(dict(out=self.out, scales=self.scales, models=self.models, summary=self.summary,
-                           notes=self.notes, seconds=round(self.seconds, 1), cases=self.cases))
+                           notes=self.notes, seconds=round(self.seconds, 1), options=self.options, cases=self.cases))
 
 
 METRIC_COLUMNS = (("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"), ("vif", "VIF"), ("lr_consistency", "LR-cons"),
@@ -258,48 +260,43 @@ def markdown_table(summary: dict, models: Sequence[str]) -> str:
 def evaluate(
     data: str | Path | Sequence[Pair],
     *,
-    models: Sequence[str | SuperResolver] = (),
-    scales: Sequence[int] = (8, 16),
-    out: str | Path = "geosr-eval",
-    steps: int | None = None,
-    lr_consistency: bool | str | None = None,
-    reference_detail: bool | None = None,
-    seed: int = 0,
-    panels: bool = True,
-    device: str = "auto",
-    overwrite: bool = False,
-    cd: str = "given",
+    options: EvaluateOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    **fields: Any,
 ) -> EvalResult:
-    """Evaluate ``models`` (names, paths or SuperResolvers) and the baselines on ``data`` (pairs, or a path:
-    :func:`geosr.training.sources.evaluation_pairs`) on ``device``; write the results to the folder ``out``, which
-    must be empty or new unless ``overwrite`` (an earlier evaluation there is then replaced). ``cd``: the change
-    mask the models get, one of :data:`CD_MODES` (the data set's; detected by upscale's ``--cd auto``; none); the
-    regions of the metrics are always the data set's labels."""
-    if cd not in CD_MODES:
-        raise InputError(f"cd {cd!r}: choose one of {', '.join(CD_MODES)}", param="cd")
+    """Evaluate models and the baselines on ``data`` (pairs, or a path:
+    :func:`geosr.training.sources.evaluation_pairs`) and write the results to a folder.
+
+    ``options`` is an :class:`~geosr.options.EvaluateOptions`; ``fields`` set or override its fields: ``models``
+    (names, paths or SuperResolvers), ``scales``, ``out`` (the folder, which must be empty or new unless
+    ``overwrite``: an earlier evaluation there is then replaced), ``device``, ``cd`` (the change mask the models
+    get: the data set's, detected by upscale's ``--cd auto``, or none; the regions of the metrics are always the
+    data set's labels), the sampler's ``steps``, ``lr_consistency``, ``reference_detail`` and ``seed``, and
+    ``panels``."""
+    opts = EvaluateOptions.of(options, **fields)
+    models, scales, steps, device = opts.models, opts.scales, opts.steps, opts.device
     t0 = time.perf_counter()
-    folder = OutputFolder(Path(out), "geosr evaluate", EVAL_FILES)
-    folder.check(overwrite=overwrite)
+    folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
+    folder.check(overwrite=opts.overwrite)
     pairs = evaluation_pairs(data) if isinstance(data, (str, Path)) else list(data)
     if not pairs:
         raise InputError(f"{data}: holds no evaluation pair")
     cases = make_cases(pairs, scales)
     if not cases:
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
-    resolved = _resolve(models, steps=steps, lr_consistency=lr_consistency, reference_detail=reference_detail,
-                        device=device)
-    out = folder.prepare(overwrite=overwrite)
+    resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
+                        reference_detail=opts.reference_detail, device=device)
+    out = folder.prepare(overwrite=opts.overwrite)
     notes = [v for v in learned_metrics_status().values() if v != "available"]
     for n in notes:
         (log or (lambda s: None))(n)
-    per_case = _run_cases(cases, resolved, out, seed=seed, steps=steps, panels=panels, device=device, progress=progress,
-                          cd=cd)
+    per_case = _run_cases(cases, resolved, out, seed=opts.seed, steps=steps, panels=opts.panels, device=device,
+                          progress=progress, cd=opts.cd)
     names = [n for n, _ in resolved]
     summary = _summary(per_case, sorted({c.scale for c in cases}), names)
     res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
-                     seconds=time.perf_counter() - t0)
+                     seconds=time.perf_counter() - t0, options=json.loads(opts.to_json()))
     (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
     (out / "metrics.md").write_text(
         "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is "

@@ -33,6 +33,7 @@ from geosr.errors import OptionError
 from geosr.models.checkpoint import load_checkpoint
 from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser
+from geosr.options import TrainOptions
 from geosr.training.config import TrainConfig, load_config
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.samples import sample_stream
@@ -313,28 +314,27 @@ class _Run:
 def train(
     config: TrainConfig | str | Path | None = None,
     *,
-    resume: bool = False,
-    init: str | None = None,
-    overwrite: bool = False,
+    options: TrainOptions | None = None,
     progress: Callable[[int, int, float], None] | None = None,
-    max_seconds: float | None = None,
-    data: Sequence[Any] | None = None,
-    val_data: Sequence[Any] | None = None,
-    **overrides: Any,
+    **fields: Any,
 ) -> TrainResult:
     """Train (or continue) a model; returns where the checkpoint is.
 
-    ``config``, ``data``, ``val_data`` and ``overrides`` (fields of :class:`TrainConfig`) make the run's config
-    (:func:`training_config`). ``resume``: continue the run in ``cfg.out`` from its saved state. Otherwise that
-    folder must be empty or new; ``overwrite`` replaces an earlier run there. ``init``: a geosr checkpoint to
-    start from (fine-tuning). ``max_seconds``: stop (and save) after this much wall time even if ``cfg.steps``
-    is not reached.
+    ``options`` is a :class:`~geosr.options.TrainOptions`; ``fields`` set or override its fields. Its run
+    settings (``out``, ``scales``, ``steps``, ``lr``, ...; None: the config's), ``data`` and ``val_data`` override
+    ``config`` (a TrainConfig or a file; :func:`training_config`). ``resume``: continue the run in ``cfg.out``
+    from its saved state. Otherwise that folder must be empty or new; ``overwrite`` replaces an earlier run
+    there. ``init``: a geosr checkpoint to start from (fine-tuning). ``max_minutes``: stop (and save) after this
+    much wall time even if ``cfg.steps`` is not reached.
     """
-    cfg = training_config(config, data=data, val_data=val_data, **overrides)
+    opts = TrainOptions.of(options, **fields)
+    cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings())
+    resume, overwrite = opts.resume, opts.overwrite
     if resume and overwrite:
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
                           param="resume")
-    run = _Run(cfg, resume=resume, init=init, overwrite=overwrite)
+    max_seconds = None if opts.max_minutes is None else 60 * opts.max_minutes
+    run = _Run(cfg, resume=resume, init=opts.init, overwrite=overwrite)
     try:
         while run.step < cfg.steps:
             gnorm, scale, lr = run.train_step()

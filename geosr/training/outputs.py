@@ -28,11 +28,11 @@ class OutputFolder:
         entries = self._entries()
         if entries and not overwrite:
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
-                                    f"{self.command} output there, or choose another `out_dir`")
+                                    f"{self.command} output there, or choose another `out`")
         foreign = [e for e in entries if not (e.is_file() and any(fnmatch(e.name, p) for p in self.owned))]
         if foreign:
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
-                                    "`overwrite` replaces only an earlier output, so choose another `out_dir`")
+                                    "`overwrite` replaces only an earlier output, so choose another `out`")
 
     def prepare(self, *, overwrite: bool) -> Path:
         """Check again, remove the earlier output (with ``overwrite``), and create the folder."""

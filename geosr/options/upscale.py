@@ -1,4 +1,5 @@
-"""The options of ``geosr upscale``, declared once.
+"""The options of ``geosr upscale``, declared once: by a table, since a batch manifest needs more per option than
+the other commands' field declarations (:mod:`geosr.options.declare`) hold.
 
 :class:`UpscaleOptions` is the validated, frozen options object of one upscale job (its run settings are the
 config dataclasses of :mod:`geosr.config`). :data:`UPSCALE_OPTIONS` declares each option once, flat, as users

@@ -1,0 +1,185 @@
+"""The options of ``geosr detect-changes``, ``rasterize-osm``, ``evaluate`` and ``train``, each declared once.
+
+Each class is its command's validated, frozen options object (:class:`~geosr.options.declare.CommandOptions`):
+the Python function takes it (``options=``) or its fields as keywords, the command line's flags are generated
+from it, and outputs record it. The inputs and the output of a command (its arguments, ``--ref``, ``-o``) and
+how it reports (``--quiet``, ``--json``) are not options of the work and stay in the function's signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from geosr.config import SUPPORTED_SCALES
+from geosr.errors import OptionError, ScaleError
+from geosr.options.declare import CommandOptions, check_choice, check_positive, option
+from geosr.options.upscale import LR_CONSISTENCY_HELP
+
+MAP_STYLES = ("classes", "rgb")  # rasterize-osm: class ids with a colour table, or the palette's RGB
+EVAL_CD_MODES = ("given", "auto", "none")  # evaluate: the change mask each model gets
+DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+OVERWRITE = "Replace an existing output."
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectChangesOptions(CommandOptions):
+    """``geosr detect-changes``: which bands are compared, whether the reference is co-registered first."""
+
+    command: ClassVar[str] = "detect-changes"
+
+    bands: str | None = option(None, "--bands", str, "LR bands compared, e.g. 4,3,2 (default: as upscale picks "
+                               "them).")
+    ref_bands: str | None = option(None, "--ref-bands", str, "Reference bands matching --bands.")
+    coregister: bool = option(True, "--coregister/--no-coregister", bool, "Estimate and undo the reference's shift "
+                              "from the LR first.")
+    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE, recorded=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RasterizeOSMOptions(CommandOptions):
+    """``geosr rasterize-osm``: the grid (a box or a raster's), the OSM source, the classes and the rendering."""
+
+    command: ClassVar[str] = "rasterize-osm"
+    paths: ClassVar[tuple[str, ...]] = ("like", "aoi", "osm_file", "classes", "cache_folder")
+    GRID: ClassVar[tuple[str, ...]] = ("bbox", "resolution", "crs", "like", "scale", "aoi", "aoi_crs")
+
+    bbox: Any = option(None, "--bbox", str, "Area in WGS84 degrees, written as --aoi writes a box, in this order: "
+                       "west (lon), south (lat), east (lon), north (lat). geosr keeps this order whatever osmnx "
+                       "version is installed. (Four separate numbers, the old form, still work in this release.)",
+                       metavar="LEFT,BOTTOM,RIGHT,TOP")
+    resolution: float | None = option(None, ("--resolution", "-r"), float, "Pixel size in metres (with --bbox).")
+    crs: Any = option(None, "--crs", str, "Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the "
+                      "box centre.")
+    like: str | None = option(None, "--like", Path, "Use this raster's grid, refined by -x: exactly the grid `geosr "
+                              "upscale -x N` writes.")
+    scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor (default 1, the "
+                               "raster's own grid).")
+    aoi: str | None = option(None, "--aoi", str, "With --like: crop as `geosr upscale --aoi` does "
+                             "('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")
+    aoi_crs: str = option("EPSG:4326", "--aoi-crs", str, "CRS of an --aoi box.")
+    osm_file: str | None = option(None, "--osm-file", Path, "Work offline from a file: .osm, .osm.bz2, .pbf, .gpkg, "
+                                  ".geojson, .shp, .fgb. Default: the Overpass API.")
+    classes: Any = option(None, "--classes", Path, "Your own class table (JSON, see docs/osm-classes.md). Default: "
+                          "geosr-osm-v1.")  # Python: a MapClassTable too
+    style: str = option("classes", "--style", str, "classes: one band of class ids with a colour table; rgb: the map "
+                        "rendered in the palette (no labels).")
+    timeout: float = option(180.0, "--timeout", float, "Overpass timeout in seconds.", recorded=False)
+    overpass_url: str | None = option(None, "--overpass-url", str, "Another Overpass API endpoint (default "
+                                      "https://overpass-api.de/api).")
+    date: Any = option(None, "--date", str, "Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")
+    cache_folder: str | None = option(None, "--cache-dir", Path, "Folder for Overpass responses (default "
+                                      "$GEOSR_CACHE_DIR/osmnx or ~/.cache/geosr/osmnx).",
+                                      recorded=False)
+    allow_empty: bool = option(False, "--allow-empty", bool, "Write an all-background map when the area holds no "
+                               "feature (default: exit 2).")
+    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE, recorded=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self.style, "style", MAP_STYLES)
+        if not (isinstance(self.timeout, (int, float)) and self.timeout == self.timeout and 0 < self.timeout < 1e9):
+            raise OptionError(f"timeout {self.timeout!r} must be a positive number of seconds", param="timeout")
+        if self.osm_file is not None and (self.date is not None or self.overpass_url is not None):
+            raise OptionError("date and `overpass_url` are for the online source; they cannot be used with "
+                              "`osm_file`", param="date")
+
+    def grid(self) -> dict[str, Any]:
+        """The grid's options, as :class:`geosr.osm.grid.GridSpec` takes them."""
+        return {name: getattr(self, name) for name in self.GRID}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions(CommandOptions):
+    """``geosr evaluate``: the models, scales and settings measured, and where the results go."""
+
+    command: ClassVar[str] = "evaluate"
+    paths: ClassVar[tuple[str, ...]] = ("out",)
+
+    models: tuple[Any, ...] = option((), ("--model", "-m"), list[str], "Model name or checkpoint path "
+                                     "(repeatable). Baselines bicubic and reference-paste are always added.",
+                                     show_default=False)  # Python: SuperResolvers too
+    scales: tuple[int, ...] = option((8, 16), ("-x", "--scale"), list[int], "Scale factor(s) (repeatable; default 8 "
+                                     "and 16).", show_default=False)
+    out: str | None = option(None, "--out-dir", Path, "Folder for metrics.json, metrics.md and PNG panels (default "
+                             "geosr-eval). It must be empty or new, unless --overwrite.", recorded=False)
+    steps: int | None = option(None, "--steps", int, "Sampling steps (default: the checkpoint's own setting, else "
+                               "the sampler preset's).")
+    lr_consistency: Any = option(None, "--lr-consistency", str, LR_CONSISTENCY_HELP)
+    reference_detail: bool | None = option(None, "--ref-detail/--no-ref-detail", bool, "Add the reference's detail "
+                                           "where the LR shows that it matches (default: the checkpoint's own "
+                                           "setting).")
+    seed: int = option(0, "--seed", int, "Noise seed.")
+    cd: str = option("given", "--cd", str, "The change mask every model gets: given (the data set's), auto "
+                     "(detected against the reference, as upscale --cd auto) or none. The metrics' regions are the "
+                     "data set's labels.")
+    panels: bool = option(True, "--panels/--no-panels", bool, "Write PNG panels LR | Ref | mask | SR | HR.",
+                          recorded=False)
+    device: str = option("auto", "--device", str, DEVICE_HELP, recorded=False)
+    overwrite: bool = option(False, "--overwrite", bool, "Replace an earlier evaluation in --out-dir.",
+                             recorded=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "models", tuple(self.models or ()))
+        object.__setattr__(self, "scales", tuple(self.scales or (8, 16)))
+        for s in self.scales:
+            if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
+                raise ScaleError(f"scale {s!r}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "
+                                 f"{SUPPORTED_SCALES[-1]}", param="scales")
+        check_choice(self.cd, "cd", EVAL_CD_MODES)
+        check_positive(self.steps, "steps", "sampling steps", whole=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions(CommandOptions):
+    """``geosr train``: a run's settings given beside (or instead of) its config file, which they override (None:
+    the config's value), and how the run goes (resume, overwrite, time limit). The merged settings are checked
+    once, as a :class:`geosr.training.config.TrainConfig`."""
+
+    command: ClassVar[str] = "train"
+    paths: ClassVar[tuple[str, ...]] = ("out", "init")
+    SETTINGS: ClassVar[tuple[str, ...]] = ("out", "arch", "scales", "steps", "batch_size", "crop", "lr",
+                                           "checkpoint_every", "val_every", "degradation", "device", "seed")
+
+    out: str | None = option(None, "--out-dir", Path, "Run folder: checkpoints, log, validation grids, "
+                             "model.safetensors. It must be empty or new, unless --resume or --overwrite.")
+    data: tuple[Any, ...] | None = option(None, ("--data", "-d"), list[str], "Training data (repeatable): a Ref-Diff "
+                                          "folder (HR_512/...), an A/ B/ label/ folder, a data manifest (.json naming "
+                                          "data sets and their held-out split; its training split is used), or HR "
+                                          "images for synthetic change.")
+    val_data: tuple[Any, ...] | None = option(None, "--val-data", list[str], "Validation data the run does not train "
+                                              "on (repeatable; layouts as --data, not a manifest): scored every "
+                                              "--val-every steps, the best model kept as OUT_DIR/best.safetensors.")
+    arch: Any = option(None, "--arch", str, "Architecture: tiny, small or paper.")
+    scales: tuple[int, ...] | None = option(None, ("-x", "--scale"), list[int], "Scale factor(s) to train "
+                                            "(repeatable).")
+    steps: int | None = option(None, "--train-steps", int, "Optimizer steps (per process).")
+    batch_size: int | None = option(None, "--batch", int, "Samples per optimizer step (per process).")
+    crop: int | None = option(None, "--crop", int, "HR crop side (a multiple of every scale).")
+    lr: float | None = option(None, "--learning-rate", float, "Peak learning rate (AdamW).")
+    checkpoint_every: int | None = option(None, "--checkpoint-every", int, "Save the training state every N steps.")
+    val_every: int | None = option(None, "--val-every", int, "Write a validation image grid (and, with --val-data, "
+                                   "score the model) every N steps.")
+    degradation: str | None = option(None, "--degradation", str, "LR synthesis: real (Ref-Diff 3.3 chain), bicubic "
+                                     "or mixed.")
+    device: str | None = option(None, "--device", str, DEVICE_HELP)
+    seed: int | None = option(None, "--seed", int, "Seed of the data stream and the initialization.")
+    init: str | None = option(None, "--init", str, "Start from this geosr checkpoint (fine-tuning).")
+    resume: bool = option(False, "--resume", bool, "Continue the run in --out-dir from its last saved state.")
+    overwrite: bool = option(False, "--overwrite", bool, "Replace an earlier run in --out-dir.")
+    max_minutes: float | None = option(None, "--max-minutes", float, "Stop (and save) after this wall time.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("data", "val_data", "scales"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value) or None)
+        check_positive(self.max_minutes, "max_minutes", "minutes")
+
+    def settings(self) -> dict[str, Any]:
+        """The run settings given here (None: the config's), as :class:`geosr.training.config.TrainConfig` names
+        them."""
+        return {name: getattr(self, name) for name in self.SETTINGS}

@@ -1,0 +1,109 @@
+"""How a command's options are declared once: a frozen dataclass whose fields carry their CLI flag and help.
+
+A command's options object (:class:`CommandOptions`) is the one place where an option exists: its field is the
+Python API's keyword (``geosr.detect_changes(..., coregister=False)``), its :func:`option` metadata gives the
+command line its flags and help (``geosr.cli.common.command_option_parameters`` turns them into Typer
+parameters), :meth:`CommandOptions.flat` is what an output records, and ``__post_init__`` checks the values
+for every door at once. ``geosr upscale``'s options are declared the same way by a table
+(:mod:`geosr.options.upscale`), since its batch manifest needs more per option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, TypeVar
+
+from geosr.errors import OptionError
+
+T = TypeVar("T", bound="CommandOptions")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An option's face on the command line: ``flags`` (the first is its name in messages), ``type`` as Typer
+    reads it (``list[str]`` for a repeatable one), ``help``, and whether the output records it."""
+
+    flags: tuple[str, ...]
+    type: Any
+    help: str
+    metavar: str | None = None
+    show_default: bool = True
+    recorded: bool = True
+
+
+def option(default: Any, flags: tuple[str, ...] | str, type: Any, help: str, *,  # noqa: A002 - Typer's word
+           metavar: str | None = None, show_default: bool | None = None, recorded: bool = True) -> Any:
+    """A dataclass field declaring one option (``show_default``: by default, when the default is not None)."""
+    flags = (flags,) if isinstance(flags, str) else tuple(flags)
+    shown = default is not None if show_default is None else show_default
+    return field(default=default, metadata={"cli": Flag(flags, type, help, metavar, shown, recorded)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandOptions:
+    """Base of a command's options object; subclasses are frozen keyword-only dataclasses of :func:`option`
+    fields and check their values in ``__post_init__`` (:class:`~geosr.errors.OptionError` naming the field)."""
+
+    command: ClassVar[str] = ""
+    paths: ClassVar[tuple[str, ...]] = ()  # fields given as str or os.PathLike, kept as str
+
+    def __post_init__(self) -> None:
+        for name in self.paths:
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+
+    @classmethod
+    def of(cls: type[T], options: T | None = None, /, **values: Any) -> T:
+        """``options`` (default: every default) with ``values`` by field name; an unknown name is refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OptionError(f"unknown {cls.command} option {unknown[0]!r} (options: {', '.join(sorted(known))})")
+        return dataclasses.replace(options, **values) if options is not None else cls(**values)
+
+    @classmethod
+    def flags(cls) -> list[tuple[str, Any, Flag]]:
+        """(field name, default, :class:`Flag`) of every option the command line shows, in declaration order."""
+        return [(f.name, f.default, f.metadata["cli"]) for f in dataclasses.fields(cls) if "cli" in f.metadata]
+
+    def flat(self) -> dict[str, Any]:
+        """The options by name, as plain JSON values (tuples as lists, paths as text, other objects by name)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """The options an output records (the tag ``GEOSR_OPTIONS``): those that shape it, as compact JSON."""
+        shown = {name: flag for name, _, flag in self.flags()}
+        kept = {name: value for name, value in self.flat().items() if name not in shown or shown[name].recorded}
+        return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return getattr(value, "name", str(value))
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
+    """Refuse ``value`` for option ``name`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise OptionError(f"{name} {value!r}: choose one of {', '.join(choices)}", param=name)
+
+
+def check_positive(value: Any, name: str, what: str, *, whole: bool = False) -> None:
+    """Refuse a ``value`` (when given) that is not a positive (whole) number of ``what``."""
+    if value is None:
+        return
+    ok_type = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or not value > 0 or value != value:
+        kind = "whole number" if whole else "number"
+        raise OptionError(f"{name} {value!r} must be a positive {kind} of {what}", param=name)
