@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 from contextlib import contextmanager
-from typing import Annotated, Any, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -89,6 +89,13 @@ def reporting_parameters(what: str = "summary") -> list[inspect.Parameter]:
     """``--quiet`` and ``--json``, which every command that reports takes."""
     return [option_parameter("quiet", bool, False, ("--quiet", "-q"), f"No progress bar or {what}."),
             option_parameter("json_out", bool, False, ("--json",), "Print a JSON summary on stdout.")]
+
+
+def command_signature(inputs: list[inspect.Parameter], options: type[CommandOptions], *,
+                      extra: Sequence[inspect.Parameter] = (), reporting: str = "summary") -> inspect.Signature:
+    """A command's parameters, for Typer (set as its ``__signature__``): its ``inputs`` (arguments, -o), the
+    options of ``options``, ``extra`` ones (shorthands, hidden deprecated spellings), then -q and --json."""
+    return inspect.Signature([*inputs, *command_option_parameters(options), *extra, *reporting_parameters(reporting)])
 
 
 def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:

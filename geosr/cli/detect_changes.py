@@ -9,16 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from geosr.cli.common import (
-    command_option_parameters,
-    given,
-    option_parameter,
-    out_console,
-    print_json,
-    progress_bar,
-    reporting_parameters,
-    run_command,
-)
+from geosr.cli import common
+from geosr.cli.common import out_console, print_json, progress_bar, run_command
 from geosr.options import DetectChangesOptions
 
 REQUIRED = inspect.Parameter.empty
@@ -40,7 +32,7 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
     from geosr.pipeline.detect_changes import detect_changes as run_detect_changes
 
     def call():
-        opts = DetectChangesOptions.of(**given(options))
+        opts = DetectChangesOptions.of(**common.given(options))
         with progress_bar("detecting changes", enabled=not (quiet or json_out)) as update:
             return run_detect_changes(lr, ref=ref, output=output, options=opts, progress=update)
 
@@ -60,15 +52,12 @@ def _signature() -> inspect.Signature:
     lr = inspect.Parameter("lr", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL, a GDAL path, a STAC "
                                  "item, a Sentinel-2 product or band files.", show_default=False, metavar="LR")])
-    return inspect.Signature([
-        lr,
-        option_parameter("ref", str, REQUIRED, ("--ref",), "Older high-resolution reference raster (any CRS and "
-                         "resolution; a file, a URL or a GDAL path).", metavar="PATH", show_default=False),
-        option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes on the LR grid).",
-                         show_default=False),
-        *command_option_parameters(DetectChangesOptions),
-        *reporting_parameters(),
-    ])
+    ref = common.option_parameter("ref", str, REQUIRED, ("--ref",), "Older high-resolution reference raster (any "
+                                  "CRS and resolution; a file, a URL or a GDAL path).", metavar="PATH",
+                                  show_default=False)
+    output = common.option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes "
+                                     "on the LR grid).", show_default=False)
+    return common.command_signature([lr, ref, output], DetectChangesOptions)
 
 
 detect_changes.__signature__ = _signature()  # type: ignore[attr-defined]  # Typer reads the options from here

@@ -9,18 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from geosr.cli.common import (
-    command_option_parameters,
-    err_console,
-    given,
-    option_parameter,
-    out_console,
-    print_json,
-    progress_bar,
-    renamed,
-    reporting_parameters,
-    run_command,
-)
+from geosr.cli import common
+from geosr.cli.common import err_console, out_console, print_json, progress_bar, renamed, run_command
 from geosr.options import EvaluateOptions
 
 
@@ -45,7 +35,7 @@ def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path
 
     def call():
         options["out"] = renamed("evaluate", "--out-dir", options["out"], "-o/--out", old_out)
-        opts = EvaluateOptions.of(**given(options))
+        opts = EvaluateOptions.of(**common.given(options))
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
             return run_evaluate(data, options=opts, progress=update,
                                 log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)))
@@ -68,12 +58,10 @@ def _signature() -> inspect.Signature:
         Path, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
                                   "the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, "
                                   "Bic_LR_*), or an A/ B/ label/ folder.", show_default=False)])
-    return inspect.Signature([
-        data,
-        *command_option_parameters(EvaluateOptions),
-        option_parameter("no_lr_consistency", bool, False, ("--no-lr-consistency",), "Same as --lr-consistency off."),
-        option_parameter("old_out", Path, None, ("--out", "-o"), "", hidden=True),
-        *reporting_parameters("table"),
+    return common.command_signature([data], EvaluateOptions, reporting="table", extra=[
+        common.option_parameter("no_lr_consistency", bool, False, ("--no-lr-consistency",),
+                                "Same as --lr-consistency off."),
+        common.option_parameter("old_out", Path, None, ("--out", "-o"), "", hidden=True),
     ])
 
 

@@ -10,17 +10,8 @@ from typing import Any, Callable, Iterator
 from rich.text import Text
 from typer.core import TyperCommand
 
-from geosr.cli.common import (
-    ProgressView,
-    command_option_parameters,
-    err_console,
-    given,
-    option_parameter,
-    out_console,
-    print_json,
-    reporting_parameters,
-    run_command,
-)
+from geosr.cli import common
+from geosr.cli.common import ProgressView, err_console, out_console, print_json, run_command
 from geosr.options import RasterizeOSMOptions
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
@@ -74,7 +65,7 @@ def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **o
     from geosr.pipeline.rasterize_osm import rasterize_osm as run_rasterize_osm
 
     def call():
-        opts = RasterizeOSMOptions.of(**given(options))
+        opts = RasterizeOSMOptions.of(**common.given(options))
         with _stage_progress(enabled=not (quiet or json_out)) as update:
             return run_rasterize_osm(output, options=opts, progress=update)
 
@@ -87,12 +78,9 @@ def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **o
 
 def _signature() -> inspect.Signature:
     """-o, the options of :class:`geosr.options.RasterizeOSMOptions`, -q, --json."""
-    return inspect.Signature([
-        option_parameter("output", Path, inspect.Parameter.empty, ("-o", "--output"), "Output COG path.",
-                         show_default=False),
-        *command_option_parameters(RasterizeOSMOptions),
-        *reporting_parameters(),
-    ])
+    output = common.option_parameter("output", Path, inspect.Parameter.empty, ("-o", "--output"), "Output COG path.",
+                              show_default=False)
+    return common.command_signature([output], RasterizeOSMOptions)
 
 
 rasterize_osm.__signature__ = _signature()  # type: ignore[attr-defined]  # Typer reads the options from here

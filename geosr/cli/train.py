@@ -9,17 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from geosr.cli.common import (
-    command_option_parameters,
-    given,
-    option_parameter,
-    out_console,
-    print_json,
-    progress_bar,
-    renamed,
-    reporting_parameters,
-    run_command,
-)
+from geosr.cli import common
+from geosr.cli.common import out_console, print_json, progress_bar, renamed, run_command
 from geosr.options import TrainOptions
 
 # The spellings of one release ago (hidden): geosr train's flag -> its deprecated one, and that one's type.
@@ -45,7 +36,7 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
     def call():
         for name, (flag, old_flags, _) in DEPRECATED.items():
             options[name] = renamed("train", flag, options[name], "/".join(old_flags), options.pop(f"old_{name}"))
-        opts = TrainOptions.of(**given(options))
+        opts = TrainOptions.of(**common.given(options))
         with progress_bar("train", enabled=not (quiet or json_out)) as update:
             return run_train(config, options=opts, progress=lambda s, n, loss: update(s, n))
 
@@ -74,12 +65,9 @@ def _signature() -> inspect.Signature:
     config = inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
         Optional[Path], typer.Argument(help="Training config (.toml, .yaml or .json; keys as in docs/training.md).",
                                        show_default=False)])
-    return inspect.Signature([
-        config,
-        *command_option_parameters(TrainOptions),
-        *[option_parameter(f"old_{name}", typ, None, flags, "", hidden=True)
-          for name, (_, flags, typ) in DEPRECATED.items()],
-        *reporting_parameters(),
+    return common.command_signature([config], TrainOptions, extra=[
+        common.option_parameter(f"old_{name}", typ, None, flags, "", hidden=True)
+        for name, (_, flags, typ) in DEPRECATED.items()
     ])
 
 

@@ -2,7 +2,7 @@
 
 A command's options object (:class:`CommandOptions`) is the one place where an option exists: its field is the
 Python API's keyword (``geosr.detect_changes(..., coregister=False)``), its :func:`option` metadata gives the
-command line its flags and help (``geosr.cli.common.command_option_parameters`` turns them into Typer
+command line its flags and help (``geosr.cli.common.command_signature`` turns them into Typer
 parameters), :meth:`CommandOptions.flat` is what an output records, and ``__post_init__`` checks the values
 for every door at once. ``geosr upscale``'s options are declared the same way by a table
 (:mod:`geosr.options.upscale`), since its batch manifest needs more per option.
