@@ -8,13 +8,14 @@ how it reports (``--quiet``, ``--json``) are not options of the work and stay in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from geosr.config import SUPPORTED_SCALES
 from geosr.errors import OptionError, ScaleError
-from geosr.options.declare import CommandOptions, check_choice, check_positive, option
+from geosr.options.declare import CommandOptions, check_choice, option
 from geosr.options.upscale import LR_CONSISTENCY_HELP
 
 MAP_STYLES = ("classes", "rgb")  # rasterize-osm: class ids with a colour table, or the palette's RGB
@@ -79,7 +80,8 @@ class RasterizeOSMOptions(CommandOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.style, "style", MAP_STYLES)
-        if not (isinstance(self.timeout, (int, float)) and self.timeout == self.timeout and 0 < self.timeout < 1e9):
+        if isinstance(self.timeout, bool) or not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+                                                  and self.timeout > 0):
             raise OptionError(f"timeout {self.timeout!r} must be a positive number of seconds", param="timeout")
         if self.osm_file is not None and (self.date is not None or self.overpass_url is not None):
             raise OptionError("date and `overpass_url` are for the online source; they cannot be used with "
@@ -122,14 +124,15 @@ class EvaluateOptions(CommandOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "models", tuple(self.models or ()))
-        object.__setattr__(self, "scales", tuple(self.scales or (8, 16)))
+        object.__setattr__(self, "models", _as_tuple(self.models))
+        object.__setattr__(self, "scales", _as_tuple(self.scales))
+        if not self.scales:
+            raise ScaleError("scale: give at least one scale factor", param="scale")
         for s in self.scales:
             if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
                 raise ScaleError(f"scale {s!r}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "
-                                 f"{SUPPORTED_SCALES[-1]}", param="scales")
+                                 f"{SUPPORTED_SCALES[-1]}", param="scale")
         check_choice(self.cd, "cd", EVAL_CD_MODES)
-        check_positive(self.steps, "steps", "sampling steps", whole=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,10 +179,16 @@ class TrainOptions(CommandOptions):
         for name in ("data", "val_data", "scales"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, tuple(value) or None)
-        check_positive(self.max_minutes, "max_minutes", "minutes")
+                object.__setattr__(self, name, _as_tuple(value) or None)
 
     def settings(self) -> dict[str, Any]:
         """The run settings given here (None: the config's), as :class:`geosr.training.config.TrainConfig` names
         them."""
         return {name: getattr(self, name) for name in self.SETTINGS}
+
+
+def _as_tuple(value: Any) -> tuple:
+    """A repeatable option's values as a tuple: one value (``scales=8``, ``data="tiles/"``) is a tuple of one."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)

@@ -3,7 +3,7 @@
 A command's options object (:class:`CommandOptions`) is the one place where an option exists: its field is the
 Python API's keyword (``geosr.detect_changes(..., coregister=False)``), its :func:`option` metadata gives the
 command line its flags and help (``geosr.cli.common.command_signature`` turns them into Typer
-parameters), :meth:`CommandOptions.flat` is what an output records, and ``__post_init__`` checks the values
+parameters), :meth:`CommandOptions.to_json` is what an output records, and ``__post_init__`` checks the values
 for every door at once. ``geosr upscale``'s options are declared the same way by a table
 (:mod:`geosr.options.upscale`), since its batch manifest needs more per option.
 """
@@ -97,13 +97,3 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
     """Refuse ``value`` for option ``name`` unless it is one of ``choices``."""
     if value not in choices:
         raise OptionError(f"{name} {value!r}: choose one of {', '.join(choices)}", param=name)
-
-
-def check_positive(value: Any, name: str, what: str, *, whole: bool = False) -> None:
-    """Refuse a ``value`` (when given) that is not a positive (whole) number of ``what``."""
-    if value is None:
-        return
-    ok_type = int if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_type) or not value > 0 or value != value:
-        kind = "whole number" if whole else "number"
-        raise OptionError(f"{name} {value!r} must be a positive {kind} of {what}", param=name)

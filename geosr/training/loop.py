@@ -15,6 +15,7 @@ top of it (ResDiff's two stages), or all of the upsampler but the output layers 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -320,15 +321,18 @@ def train(
 ) -> TrainResult:
     """Train (or continue) a model; returns where the checkpoint is.
 
-    ``options`` is a :class:`~geosr.options.TrainOptions`; ``fields`` set or override its fields. Its run
-    settings (``out``, ``scales``, ``steps``, ``lr``, ...; None: the config's), ``data`` and ``val_data`` override
-    ``config`` (a TrainConfig or a file; :func:`training_config`). ``resume``: continue the run in ``cfg.out``
-    from its saved state. Otherwise that folder must be empty or new; ``overwrite`` replaces an earlier run
-    there. ``init``: a geosr checkpoint to start from (fine-tuning). ``max_minutes``: stop (and save) after this
-    much wall time even if ``cfg.steps`` is not reached.
+    ``options`` is a :class:`~geosr.options.TrainOptions`; ``fields`` set or override its fields, and any other
+    :class:`TrainConfig` field (``warmup=100``). Its run settings (``out``, ``scales``, ``steps``, ``lr``, ...;
+    None: the config's), ``data`` and ``val_data`` override ``config`` (a TrainConfig or a file;
+    :func:`training_config`). ``resume``: continue the run in ``cfg.out`` from its saved state. Otherwise that
+    folder must be empty or new; ``overwrite`` replaces an earlier run there. ``init``: a geosr checkpoint to
+    start from (fine-tuning). ``max_minutes``: stop (and save) after this much wall time even if ``cfg.steps`` is
+    not reached.
     """
-    opts = TrainOptions.of(options, **fields)
-    cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings())
+    own = {f.name for f in dataclasses.fields(TrainOptions)}
+    opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})
+    more = {k: v for k, v in fields.items() if k not in own}  # TrainConfig checks these names and values
+    cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
     resume, overwrite = opts.resume, opts.overwrite
     if resume and overwrite:
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
