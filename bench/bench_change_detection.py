@@ -1,6 +1,7 @@
 """Change detection against real change labels: geosr's detector and the classical baseline.
 
-    python bench/bench_change_detection.py [--scales 4,8] [--split heldout|train|all] [--json out.json]
+    python bench/bench_change_detection.py [--scales 4,8] [--split heldout|train|all] [--group levir] \
+        [--cue change_cue.json] [--json out.json]
 
 For every labelled pair of ../shared/data (``scripts/shared_data.json``): the LR is the new image degraded by
 antialiased bicubic at the scale, the reference is the old HR image averaged onto the LR grid (what upscale
@@ -9,6 +10,8 @@ against the HR labels where they are known: recall (share of changed HR pixels f
 otherwise), precision, F1, and the share of the scene flagged.
 
 Baseline: change-vector magnitude after a global per-band mean/std harmonization, thresholded by Otsu.
+``--group``: only that data set's pairs; ``--cue``: geosr's detector with another learned cue (e.g. one fitted
+without that data set: ``scripts/fit_change_cue.py --leave-out``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.shared_data import shared_data_pairs  # noqa: E402
 from skimage.filters import threshold_otsu  # noqa: E402
 
+from geosr.conditioning.change_cue import ChangeCue  # noqa: E402
 from geosr.conditioning.change_detection import detect_changes  # noqa: E402
 from geosr.training.sensor_degradations import degrade_named  # noqa: E402
 
@@ -80,10 +84,12 @@ def learned(path: Path):
     return detect
 
 
-def run(scales: list[int], split: str, change_net: Path | None = None) -> dict:
+def run(scales: list[int], split: str, change_net: Path | None = None, group: str | None = None,
+        cue: Path | None = None) -> dict:
     splits = ("train", "heldout") if split == "all" else (split,)
     pairs = [p for s in splits for p in shared_data_pairs(split=s) if p.ref is not None and p.change is not None
-             and not p.synthetic]
+             and not p.synthetic and group in (None, p.group.split("/")[0])]
+    change_cue = ChangeCue.from_dict(json.loads(cue.read_text())) if cue else None
     table: dict = {}
     for scale in scales:
         rows: dict[str, list[dict]] = {"baseline": [], "geosr": []}
@@ -100,7 +106,8 @@ def run(scales: list[int], split: str, change_net: Path | None = None) -> dict:
             known = p.labelled.numpy() if p.labelled is not None else np.ones(label.shape, bool)
             valid = np.ones((h, w), bool)
             rows["baseline"].append(score(baseline(lr, ref.astype(np.float64)), label, known, scale))
-            rows["geosr"].append(score(detect_changes(lr, valid, ref, valid).changed, label, known, scale))
+            found = detect_changes(lr, valid, ref, valid, cue=change_cue)
+            rows["geosr"].append(score(found.changed, label, known, scale))
             if net:
                 rows["learned"].append(score(net(lr, ref), label, known, scale))
         for name, r in rows.items():
@@ -116,9 +123,11 @@ def main() -> None:
     ap.add_argument("--scales", default="4,8")
     ap.add_argument("--split", default="all", choices=("train", "heldout", "all"))
     ap.add_argument("--change-net", type=Path, help="a learned detector's checkpoint to score as well")
+    ap.add_argument("--group", help="only this data set (a group of scripts/shared_data.json: levir, dsifn, landsat)")
+    ap.add_argument("--cue", type=Path, help="the learned cue to use (default: geosr's bundled one)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = run([int(s) for s in args.scales.split(",")], args.split, args.change_net)
+    result = run([int(s) for s in args.scales.split(",")], args.split, args.change_net, args.group, args.cue)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -193,3 +193,53 @@ def test_the_detection_is_kept_for_the_job_s_later_plannings(scene, tmp_path, mo
     upscale(scene["lr"], **{**args, "output": tmp_path / "fresh.tif"})
     with rasterio.open(tmp_path / "fresh.tif") as a, rasterio.open(out) as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_the_learned_cue_is_the_bundled_fit_and_its_measures_are_scale_free():
+    """The bundled cue reads its measures by name; the measures (hence the probability) do not depend on the
+    images' units (reflectance or 8-bit DN), so one fitted model serves every sensor."""
+    from scripts.shared_data import MANIFEST
+
+    from geosr.conditioning.change_cue import CUE_PATH, MEASURES, ChangeCue, bundled_cue
+    from geosr.conditioning.change_detection import detection_measures
+
+    cue = bundled_cue()
+    assert cue.weights.shape == (len(MEASURES),) and np.isfinite(cue.weights).all()
+    spec = json.loads(CUE_PATH.read_text())
+    held = {h for s in json.loads(MANIFEST.read_text())["sets"] for h in s.get("heldout", ())}
+    samples = spec["training"]["samples"]  # "scene@xN": never a held-out scene, nor a crop of one
+    assert samples and not [n for n in samples for h in held if n.startswith((f"{h}@", f"{h}_"))]
+    with pytest.raises(ValueError, match="measures"):
+        ChangeCue.from_dict({**spec, "measures": list(MEASURES[:-1])})
+    old = _textured(64, 64, 7)
+    new = old.copy()
+    new[:, 20:36, 20:40] = 1 - new[:, 20:36, 20:40]
+    valid = np.ones((64, 64), bool)
+    reflectance = detection_measures(new, valid, old, valid)
+    dn = detection_measures(new * 10000 + 300, valid, old * 10000 + 300, valid)
+    np.testing.assert_allclose(cue.probability(dn), cue.probability(reflectance), atol=1e-6)
+    p = compare(new, valid, old, valid).probability
+    assert p[22:34, 22:38].mean() > 2 * p[40:, 40:].mean()
+
+
+def test_the_cue_fit_recovers_a_known_logistic_model(monkeypatch):
+    """scripts/fit_change_cue.py's fit: samples drawn from a known logistic model give back its weights (without
+    the penalty, which only shrinks them)."""
+    from scripts import fit_change_cue
+    from scripts.fit_change_cue import fit
+
+    rng = np.random.default_rng(0)
+    true_w, true_b = np.array([1.5, -2.0, 0.0]), -0.5
+    data = []
+    for i in range(4):
+        x = rng.normal(size=(20000, 3))
+        y = (rng.random(20000) < 1 / (1 + np.exp(-(x @ true_w + true_b)))).astype(float)
+        data.append((f"pair{i}", x, y))
+    shrunk = np.abs(fit(data)["weights"])
+    monkeypatch.setattr(fit_change_cue, "L2", 0.0)
+    model = fit(data)
+    assert (shrunk[:2] < np.abs(model["weights"][:2])).all()
+    w = np.array(model["weights"]) / np.array(model["std"])  # back to the measures' own units
+    np.testing.assert_allclose(w, true_w, atol=0.08)
+    assert abs(model["bias"] - float(np.dot(model["weights"], -np.array(model["mean"]) / np.array(model["std"])))
+               - true_b) < 0.08

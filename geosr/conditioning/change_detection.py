@@ -1,19 +1,20 @@
 """Where the reference no longer shows what the LR shows: change detection on the LR grid.
 
 The reference is brought onto the LR grid (averaged), harmonized to the LR per band (mean and spread, fitted
-robustly: a second fit leaves out the pixels the first one calls changed), and compared pixel by pixel with two
-cues, each in units of its own robust spread over the scene:
+robustly: a second fit leaves out the pixels the first one calls changed), and compared pixel by pixel. A pixel is
+changed where either of two detectors says so (their union; recall first):
 
-- **change vector magnitude** (CVA): the root mean square over bands of the difference LR - reference, each
-  band divided by 1.4826 x the median absolute deviation of its difference (a z-score);
-- **structure**: where both images have texture (local detail energy above the scene's median), one minus the
-  local correlation of their detail (image minus a 1-pixel Gaussian blur), so that a new building on ground of
-  the same colour still counts.
+- **classical**: the larger of two cues, each in units of its own robust spread over the scene: the change vector
+  magnitude (CVA; the root mean square over bands of the difference LR - reference, each band divided by
+  1.4826 x the median absolute deviation of its difference) and, where both images have texture (local detail
+  energy above the scene's median), the structure cue: one minus the local correlation of their detail (image
+  minus a 1-pixel Gaussian blur), so that a new building on ground of the same colour still counts. Changed
+  where the score exceeds Otsu's threshold on the scene's scores, kept between two fixed z-scores (:data:`Z_MIN`,
+  :data:`Z_CHANGED`; the spread of the differences is taken as at least :data:`NOISE_FLOOR` of each band's
+  range, so that two near-identical images do not turn noise into change);
+- **learned**: a logistic model over 14 local measures (:mod:`geosr.conditioning.change_cue`), fitted on real
+  labelled change pairs, thresholded per scene.
 
-A pixel is changed where the score (smoothed by :data:`SMOOTH`; not by default) exceeds Otsu's threshold on
-the score, kept between two fixed z-scores (:data:`Z_MIN`, :data:`Z_CHANGED`; the spread of the differences is
-taken as at least :data:`NOISE_FLOOR` of each band's range, so that two near-identical images do not turn noise
-into change).
 The cost of a missed change (stale pixels pasted from the reference) is far higher than that of a false alarm
 (texture taken from the model instead), so the detector favours recall; the mask is then dilated by :data:`GROW`
 LR pixels. Pixels without data in either image are unknown (``valid`` False).
@@ -30,11 +31,15 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
 from geosr.conditioning.reference import fit_harmonization
 
-DETECTOR_VERSION = 2  # raised with every change of the rule or its settings (a kept detection is not reused)
+DETECTOR_VERSION = 3  # raised with every change of the rule or its settings (a kept detection is not reused)
+METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
-Z_MIN = 1.25  # and one below this never is (Otsu splits even a scene without any change in two)
+# and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
+# 2.0 with the learned cue beside it (1.25 alone): bench/bench_change_detection.py, see CHANGELOG (issue 19).
+Z_MIN = 2.0
 NOISE_FLOOR = 0.03  # the spread of differences is taken as at least this share of the band's 1-99% range
 # LR pixels: Gaussian smoothing of the score. None: at x8 and x16 a changed building is a pixel or two of the LR,
 # and smoothing by 0.7 px cost recall everywhere (bench/bench_change_detection.py, real pairs, train and held-out
@@ -55,7 +60,9 @@ class ChangeDetection:
     score: np.ndarray
     valid: np.ndarray
     threshold: float
-    method: str = "cva+structure"
+    method: str = METHOD
+    probability: np.ndarray | None = None  # (h, w) float32: the learned cue's P(changed)
+    probability_threshold: float | None = None
 
     @property
     def changed_share(self) -> float:
@@ -63,8 +70,11 @@ class ChangeDetection:
         return float((self.changed & self.valid).sum()) / n if n else 0.0
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "threshold": round(self.threshold, 4),
-                "changed_share": round(self.changed_share, 4), "valid_pixels": int(self.valid.sum())}
+        d = {"method": self.method, "threshold": round(self.threshold, 4),
+             "changed_share": round(self.changed_share, 4), "valid_pixels": int(self.valid.sum())}
+        if self.probability_threshold is not None:
+            d["probability_threshold"] = round(self.probability_threshold, 4)
+        return d
 
 
 def _zscores(diff: np.ndarray, ok: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -95,44 +105,55 @@ def _structure(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray,
-                   threshold: float | None = None) -> ChangeDetection:
+                   threshold: float | None = None, cue: ChangeCue | None = None) -> ChangeDetection:
     """Compare (C, h, w) LR and reference on the same grid (physical values; validity (h, w) bool each).
 
-    ``threshold`` fixes the score threshold (e.g. one fitted on a sample of a larger scene); None fits it here.
+    ``threshold`` fixes the classical score's threshold (e.g. one fitted on a sample of a larger scene); None fits
+    it here. ``cue``: the learned cue (default: the bundled one).
     """
-    lr = lr.astype(np.float64)
-    ref = ref.astype(np.float64)
     valid = lr_valid & ref_valid
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)
         return ChangeDetection(np.zeros(valid.shape, bool), z, valid, float("inf"))
+    x, score, t = _classical(lr.astype(np.float64), ref.astype(np.float64), valid, threshold)
+    p = np.where(valid, (cue or bundled_cue()).probability(x).reshape(valid.shape), 0.0)
+    p_t = fit_probability_threshold(p[valid])
+    changed = (score > t) | (p > p_t)
+    if GROW:
+        changed = ndimage.binary_dilation(changed, iterations=GROW)
+    return ChangeDetection(changed & valid, score.astype(np.float32), valid, float(t), METHOD,
+                           p.astype(np.float32), p_t)
+
+
+def detection_measures(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray) -> np.ndarray:
+    """The learned cue's measures of every pixel, (h * w, n), as :func:`detect_changes` computes them (to fit
+    the cue: ``scripts/fit_change_cue.py``)."""
+    return _classical(lr.astype(np.float64), ref.astype(np.float64), lr_valid & ref_valid, None)[0]
+
+
+def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
+               threshold: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The classical detector: the learned cue's measures, the score and its threshold (``threshold`` or fitted)."""
     ok = valid
     for _ in range(2):  # fit, find the changes, fit again without them
         harmonized = fit_harmonization(lr, valid, ref, ok).apply(ref)  # the reference's mean/std fit
-        score = _score(lr, harmonized, valid)
+        score, z, structure = _cues(lr, harmonized, valid)
         t = threshold if threshold is not None else fit_threshold(score[valid])
         ok = valid & (score <= t)
         if ok.sum() < 16:
             ok = valid
-    return finish(score, valid, t)
+    return measures(lr, harmonized, valid, z, structure, score), score, t
 
 
-def finish(score: np.ndarray, valid: np.ndarray, threshold: float, method: str = "cva+structure") -> ChangeDetection:
-    """The detection from a score: changed where it exceeds ``threshold``, dilated by :data:`GROW` pixels (any
-    detector's score, the learned one's probability included)."""
-    changed = score > threshold
-    if GROW:
-        changed = ndimage.binary_dilation(changed, iterations=GROW)
-    return ChangeDetection(changed & valid, score.astype(np.float32), valid, float(threshold), method)
-
-
-def _score(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The combined score, the CVA z-score and the structure cue of every pixel (0 outside ``valid``)."""
     lo, hi = np.percentile(lr[:, valid], [1, 99], axis=1)
-    z = _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo))
-    s = np.maximum(z, STRUCTURE_WEIGHT * _structure(lr, ref, valid))
+    z = np.where(valid, _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo)), 0.0)
+    structure = _structure(lr, ref, valid)
+    s = np.maximum(z, STRUCTURE_WEIGHT * structure)
     if SMOOTH:
         s = ndimage.gaussian_filter(np.where(valid, s, 0.0), SMOOTH, mode="reflect")
-    return np.where(valid, s, 0.0)
+    return np.where(valid, s, 0.0), z, structure
 
 
 def fit_threshold(scores: np.ndarray) -> float:

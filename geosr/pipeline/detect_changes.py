@@ -24,7 +24,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from geosr._version import __version__
-from geosr.conditioning.change_detection import ChangeDetection
+from geosr.conditioning.change_detection import DETECTOR_VERSION, METHOD, ChangeDetection
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY
 from geosr.io.journal import clear_work_dir, work_dir_for
@@ -56,10 +56,11 @@ class ChangeDetectionResult:
     grid: Grid
     changed_share: float  # of the pixels with data in both images
     unknown_share: float
-    thresholds: list[float]
+    thresholds: list[float]  # the classical score's, per band of rows
     coregistration: dict | None
     seconds: float
     tags: dict[str, str] = field(default_factory=dict)
+    probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per band of rows
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
@@ -67,6 +68,7 @@ class ChangeDetectionResult:
                 "changed_share": round(self.changed_share, 6), "unknown_share": round(self.unknown_share, 6),
                 # a band of rows where the two images never both have data has no threshold: null
                 "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
+                "probability_thresholds": [None if t is None else round(t, 4) for t in self.probability_thresholds],
                 "coregistration": self.coregistration,
                 "seconds": round(self.seconds, 3)}
 
@@ -152,6 +154,7 @@ class DetectedRows:
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
         self.changed = self.valid = self.unknown = 0
         self.thresholds: list[float] = []
+        self.probability_thresholds: list[float | None] = []
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
         rows = list(range(0, self.grid.height, ROWS))
@@ -163,6 +166,7 @@ class DetectedRows:
             self.valid += int(found.valid.sum())
             self.unknown += int((~found.valid).sum())
             self.thresholds.append(found.threshold)
+            self.probability_thresholds.append(found.probability_threshold)
             out = np.where(found.valid, found.changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
             yield r0, self.grid.subgrid(Window(0, r0, self.grid.width, h)), out[None]
         self.report(len(rows), len(rows))
@@ -172,7 +176,7 @@ class DetectedRows:
         return ChangeDetectionResult(
             path=path, grid=self.grid, changed_share=self.changed / max(1, self.valid),
             unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
-            seconds=seconds, tags=tags)
+            seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds)
 
 
 def _meta(tags: dict[str, str]) -> OutputMeta:
@@ -187,14 +191,16 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
     stack = scene.read_stack(win, HALO)
     found = compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
     core = (slice(HALO, HALO + h), slice(HALO, HALO + width))
-    return ChangeDetection(found.changed[core], found.score[core], found.valid[core], found.threshold)
+    probability = None if found.probability is None else found.probability[core]
+    return ChangeDetection(found.changed[core], found.score[core], found.valid[core], found.threshold, found.method,
+                           probability, found.probability_threshold)
 
 
 def _tags(lr: str, ref: str, coreg: dict | None) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(BINARY.to_dict(), sort_keys=True),
-        "GEOSR_CHANGE_DETECTION": json.dumps({"method": "cva+structure", "lr": lr, "reference": ref,
-                                              "coregistration": coreg}, sort_keys=True),
+        "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
+                                              "reference": ref, "coregistration": coreg}, sort_keys=True),
         "GEOSR_VERSION": __version__,
     }
 

@@ -199,7 +199,8 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
         return kept
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
                                            coregister=opts.coregister, area=area)
-    report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds")}
+    report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds",
+                                                                   "probability_thresholds")}
     report = {"method": "auto", "ran": True, **report}
     if out_path is not None:  # kept by the run once it holds the job's lock (UpscaleJob.keep_detection)
         held.keep = lambda: _keep_detection(out_path, key, held, report)

@@ -1,0 +1,105 @@
+"""Fit the learned cue of geosr's change detector (``geosr/weights/change_cue.json``) on real labelled pairs.
+
+    python scripts/fit_change_cue.py [--scales 8,16] [--out geosr/weights/change_cue.json] [--leave-out GROUP]
+
+Data: the training split of ../shared/data (``scripts/shared_data.json``; its held-out scenes are never read),
+each labelled pair made as ``bench/bench_change_detection.py`` makes it: the LR is the new image degraded by
+antialiased bicubic at each scale, the reference the old image averaged onto the LR grid. Every LR pixel gives
+the detector's measures (:func:`geosr.conditioning.change_detection.detection_measures`) and a label (most of
+its HR pixels labelled changed), where most of them are labelled at all. The model is a logistic regression on
+standardized measures, L2-penalized, fitted by Newton's method, each pair weighing alike; a few hundred numbers,
+so it is written here rather than taken from a learning library the project does not otherwise need.
+
+``--leave-out levir`` (or dsifn, landsat) fits without that data set, to measure how the cue carries over to
+imagery it never saw: ``python bench/bench_change_detection.py --split all --group levir --cue THAT.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.shared_data import shared_data_pairs  # noqa: E402
+
+from geosr.conditioning.change_cue import CUE_PATH, MEASURES  # noqa: E402
+from geosr.conditioning.change_detection import DETECTOR_VERSION, detection_measures  # noqa: E402
+from geosr.training.sensor_degradations import degrade_named  # noqa: E402
+
+L2 = 1e-2  # on standardized measures
+
+
+def samples(scales: list[int], leave_out: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(pair name @ scale, measures of its labelled LR pixels, their labels) for every training pair and scale
+    (but those of the data set ``leave_out``)."""
+    out = []
+    pairs = [p for p in shared_data_pairs(split="train") if p.ref is not None and p.change is not None
+             and not p.synthetic and p.group.split("/")[0] != leave_out]
+    for p in pairs:
+        label = np.array([c.changed for c in p.table.classes])[p.change.numpy().clip(0)]
+        known = p.labelled.numpy() if p.labelled is not None else np.ones(label.shape, bool)
+        for scale in scales:
+            hr_new, hr_old = p.target[:3].float(), p.ref[:3].float()
+            h, w = hr_new.shape[-2] // scale, hr_new.shape[-1] // scale
+            lr = degrade_named(hr_new, scale, "bicubic").numpy().astype(np.float64)
+            ref = torch.nn.functional.avg_pool2d(hr_old[None, :, : h * scale, : w * scale], scale)[0].numpy()
+            valid = np.ones((h, w), bool)
+            x = detection_measures(lr, valid, ref.astype(np.float64), valid)
+            share = label[: h * scale, : w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3)).ravel()
+            kn = known[: h * scale, : w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3)).ravel() > 0.5
+            out.append((f"{p.name}@x{scale}", x[kn], (share[kn] > 0.5).astype(np.float64)))
+    return out
+
+
+def fit(data: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
+    """The logistic model over the pooled samples, each pair's pixels weighing 1 / its pixel count."""
+    x = np.concatenate([d[1] for d in data])
+    y = np.concatenate([d[2] for d in data])
+    weight = np.concatenate([np.full(len(d[2]), 1.0 / max(1, len(d[2]))) for d in data])
+    weight /= weight.mean()
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    xs = np.c_[(x - mean) / std, np.ones(len(x))]
+    w = np.zeros(xs.shape[1])
+    penalty = L2 * np.r_[np.ones(len(w) - 1), 0.0]
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-xs @ w))
+        grad = xs.T @ (weight * (p - y)) / len(y) + penalty * w
+        hess = (xs * (weight * p * (1 - p))[:, None]).T @ xs / len(y) + np.diag(penalty)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return {"mean": mean.tolist(), "std": std.tolist(), "weights": w[:-1].tolist(), "bias": float(w[-1])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", default="8,16")
+    ap.add_argument("--out", type=Path, default=CUE_PATH)
+    ap.add_argument("--leave-out", help="a data set group of scripts/shared_data.json not to fit on")
+    args = ap.parse_args()
+    scales = [int(s) for s in args.scales.split(",")]
+    data = samples(scales, args.leave_out)
+    model = fit(data)
+    record = {
+        "format": "geosr-change-cue-1", "measures": list(MEASURES), **model,
+        "training": {"data": "training split of scripts/shared_data.json (LEVIR-CD, DSIFN-CD, Landsat "
+                             "Taizhou/Nanjing), LR by antialiased bicubic, reference averaged onto the LR grid",
+                     "samples": [name for name, _, _ in data], "pixels": int(sum(len(d[2]) for d in data)),
+                     "left_out": args.leave_out, "scales": scales, "l2": L2,
+                     "label": "LR pixel with most of its HR pixels labelled changed",
+                     "detector_version": DETECTOR_VERSION, "script": "scripts/fit_change_cue.py"},
+    }
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}: {record['training']['pixels']} pixels of {len(data)} pair-scales")
+
+
+if __name__ == "__main__":
+    main()
