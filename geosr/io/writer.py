@@ -26,6 +26,10 @@ from geosr.tiling.grid import Grid
 # GDAL's block cache defaults to 5% of RAM and fills up while a large COG is made; a fixed cap keeps the
 # writer's memory independent of the scene size.
 GDAL_CACHE_MB = 256
+# The files only geosr reads back (row-band chunks, the stitched stage): Zstandard at level 1 writes about 5x
+# faster than DEFLATE and reads faster, at about the same size; the COG gets the user's compression.
+STAGE_COMPRESS = "ZSTD"
+STAGE_ZSTD_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ def _profile(meta: OutputMeta, grid: Grid, *, compress: str, blocksize: int) -> 
         "interleave": "pixel" if meta.count > 1 else "band",
         "BIGTIFF": "IF_SAFER",
     }
+    if compress == STAGE_COMPRESS:
+        profile["zstd_level"] = STAGE_ZSTD_LEVEL
     if meta.nodata is not None:
         profile["nodata"] = meta.nodata
     return profile
@@ -90,7 +96,7 @@ def _apply_meta(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
 def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Grid, meta: OutputMeta) -> None:
     """Write one finished row band (count, h, w) as a small tiled GeoTIFF, atomically."""
     with atomic_output(path) as tmp:
-        profile = _profile(meta, grid, compress="DEFLATE", blocksize=256)
+        profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=256)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
             if meta.write_mask and valid is not None:
@@ -99,7 +105,7 @@ def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Gr
 
 def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path) -> None:
     """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time."""
-    profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
+    profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
         for path, row in chunks:
@@ -188,7 +194,7 @@ def write_cog(
     final = Path(final)
     stage = temp_path_beside(final, ".stage.tif", folder)
     try:
-        profile = _profile(meta, grid, compress="DEFLATE", blocksize=meta.blocksize)
+        profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
         with rasterio.open(stage, "w", **profile) as dst:
             _apply_meta(dst, meta)
             dst.write(data)
