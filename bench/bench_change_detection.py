@@ -7,7 +7,8 @@ For every labelled pair of ../shared/data (``scripts/shared_data.json``): the LR
 antialiased bicubic at the scale, the reference is the old HR image averaged onto the LR grid (what upscale
 compares after co-registration). Each detector's LR-grid mask is brought back to the HR grid (nearest) and scored
 against the HR labels where they are known: recall (share of changed HR pixels flagged: what stays stale
-otherwise), precision, F1, and the share of the scene flagged.
+otherwise), precision, F1, and the share of the scene flagged; ``no_change_flagged``: the share flagged when the
+reference is the new image itself (false alarms where nothing changed).
 
 Baseline: change-vector magnitude after a global per-band mean/std harmonization, thresholded by Otsu.
 ``--group``: only that data set's pairs; ``--cue``: geosr's detector with another learned cue (e.g. one fitted
@@ -107,7 +108,11 @@ def run(scales: list[int], split: str, change_net: Path | None = None, group: st
             valid = np.ones((h, w), bool)
             rows["baseline"].append(score(baseline(lr, ref.astype(np.float64)), label, known, scale))
             found = detect_changes(lr, valid, ref, valid, cue=change_cue)
-            rows["geosr"].append(score(found.changed, label, known, scale))
+            # no change at all: the new image itself as the reference, averaged onto the LR grid
+            same = torch.nn.functional.avg_pool2d(hr_new[None, :, : h * scale, : w * scale], scale)[0].numpy()
+            rows["baseline"][-1]["no_change_flagged"] = float(baseline(lr, same.astype(np.float64)).mean())
+            no_change = detect_changes(lr, valid, same, valid, cue=change_cue).changed.mean()
+            rows["geosr"].append(score(found.changed, label, known, scale) | {"no_change_flagged": float(no_change)})
             if net:
                 rows["learned"].append(score(net(lr, ref), label, known, scale))
         for name, r in rows.items():

@@ -243,3 +243,21 @@ def test_the_cue_fit_recovers_a_known_logistic_model(monkeypatch):
     np.testing.assert_allclose(w, true_w, atol=0.08)
     assert abs(model["bias"] - float(np.dot(model["weights"], -np.array(model["mean"]) / np.array(model["std"])))
                - true_b) < 0.08
+
+
+def test_what_invalid_pixels_hold_changes_nothing():
+    """Values in pixels without data (0 as the readers fill them, NaN, anything) change no valid pixel's verdict,
+    and an edge of nodata is not taken for change."""
+    old = _textured(128, 128, 3)
+    new = old + np.random.default_rng(4).normal(0, 0.01, old.shape)
+    valid, lr_valid = np.ones((128, 128), bool), np.ones((128, 128), bool)
+    lr_valid[:, :40] = False
+    found = {}
+    for name, fill in (("kept", None), ("zero", 0.0), ("nan", np.nan)):
+        lr = new.copy()
+        if fill is not None:
+            lr[:, ~lr_valid] = fill
+        found[name] = compare(lr, lr_valid, old, valid)
+    for name in ("zero", "nan"):
+        np.testing.assert_array_equal(found[name].changed, found["kept"].changed)
+    assert found["zero"].changed[:, 40:44].mean() < 0.1 and not found["nan"].changed[:, :40].any()

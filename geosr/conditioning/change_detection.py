@@ -115,7 +115,7 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)
         return ChangeDetection(np.zeros(valid.shape, bool), z, valid, float("inf"))
-    x, score, t = _classical(lr.astype(np.float64), ref.astype(np.float64), valid, threshold)
+    x, score, t = _classical(_filled(lr, valid), _filled(ref, valid), valid, threshold)
     p = np.where(valid, (cue or bundled_cue()).probability(x).reshape(valid.shape), 0.0)
     p_t = fit_probability_threshold(p[valid])
     changed = (score > t) | (p > p_t)
@@ -128,7 +128,21 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
 def detection_measures(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray) -> np.ndarray:
     """The learned cue's measures of every pixel, (h * w, n), as :func:`detect_changes` computes them (to fit
     the cue: ``scripts/fit_change_cue.py``)."""
-    return _classical(lr.astype(np.float64), ref.astype(np.float64), lr_valid & ref_valid, None)[0]
+    valid = lr_valid & ref_valid
+    return _classical(_filled(lr, valid), _filled(ref, valid), valid, None)[0]
+
+
+def _filled(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``img`` in float64 with each band's mean over ``valid`` wherever a pixel is not valid (in either image): the
+    neighbourhood measures then see the same flat fill in both images there, whatever values (0, NaN) the
+    readers left in them."""
+    out = img.astype(np.float64)
+    if valid.all():
+        return out
+    for band in out:
+        inside = band[valid]
+        band[~valid] = inside.mean() if inside.size else 0.0
+    return out
 
 
 def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,

@@ -38,7 +38,9 @@ from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
 ROWS = 2048  # LR rows compared at a time (each band fits its own harmonization and threshold)
-HALO = 8  # LR pixels of context around each band (the smoothing and correlation neighbourhoods)
+# LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
+# and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14
+HALO = 16
 UNKNOWN = 255
 # LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
 # bundled model asks for is 16 LR pixels), so that no window near the area's edge meets "unknown" for want of it
