@@ -15,13 +15,11 @@ from typing import Any, ClassVar
 
 from geosr.config import SUPPORTED_SCALES
 from geosr.errors import OptionError, ScaleError
-from geosr.options.declare import CommandOptions, check_choice, option
+from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, CommandOptions, check_choice, option
 from geosr.options.upscale import LR_CONSISTENCY_HELP
 
 MAP_STYLES = ("classes", "rgb")  # rasterize-osm: class ids with a colour table, or the palette's RGB
 EVAL_CD_MODES = ("given", "auto", "none")  # evaluate: the change mask each model gets
-DEVICE_HELP = "auto, cpu, cuda or cuda:N."
-OVERWRITE = "Replace an existing output."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +33,7 @@ class DetectChangesOptions(CommandOptions):
     ref_bands: str | None = option(None, "--ref-bands", str, "Reference bands matching --bands.")
     coregister: bool = option(True, "--coregister/--no-coregister", bool, "Estimate and undo the reference's shift "
                               "from the LR first.")
-    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE, recorded=False)
+    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE_HELP, recorded=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +73,7 @@ class RasterizeOSMOptions(CommandOptions):
                                       recorded=False)
     allow_empty: bool = option(False, "--allow-empty", bool, "Write an all-background map when the area holds no "
                                "feature (default: exit 2).")
-    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE, recorded=False)
+    overwrite: bool = option(False, "--overwrite", bool, OVERWRITE_HELP, recorded=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -19,6 +19,9 @@ from typing import Any, ClassVar, Mapping, TypeVar
 from geosr.errors import OptionError
 
 T = TypeVar("T", bound="CommandOptions")
+# Help texts of options several commands share, so that a flag reads the same everywhere.
+DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+OVERWRITE_HELP = "Replace an existing output."
 
 
 @dataclass(frozen=True)

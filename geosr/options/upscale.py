@@ -24,6 +24,7 @@ from geosr.config import (
     TilingConfig,
 )
 from geosr.errors import OptionError, ScaleError
+from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP
 
 SAMPLER_PRESETS = ("default", "paper")
 LR_CONSISTENCY_HELP = (
@@ -199,10 +200,10 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        "reference's detail where the LR shows that it matches (default: the checkpoint's own setting; the default "
        "model: on).", bool),
     _o("lr_consistency", "sampler.lr_consistency", ["--lr-consistency"], LR_CONSISTENCY_HELP),
-    _o("device", "device.device", ["--device"], "auto, cpu, cuda or cuda:N.", manifest=None, recorded=False),
+    _o("device", "device.device", ["--device"], DEVICE_HELP, manifest=None, recorded=False),
     _o("batch_size", "device.batch_size", ["--batch-size"], "Windows per model call.", int),
     _o("compress", "output_config.compress", ["--compress"], "COG compression (DEFLATE, LZW, ZSTD, NONE)."),
-    _o("overwrite", "output_config.overwrite", ["--overwrite"], "Replace an existing output.", bool, recorded=False),
+    _o("overwrite", "output_config.overwrite", ["--overwrite"], OVERWRITE_HELP, bool, recorded=False),
     _o("coregister", "coregister", ["--coregister/--no-coregister"], "With --ref: measure the reference's shift "
        "against the LR (phase correlation at LR scale) and undo it; an unreliable estimate is reported, not used.",
        bool),
