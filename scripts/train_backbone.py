@@ -1,7 +1,8 @@
 """Train geosr's LR-space backbone on real remote-sensing images, resumably.
 
     python scripts/train_backbone.py --init ~/.cache/geosr/reference/backbone_init.safetensors \
-        --images /data/RSSCN7 [--images more/] --out runs/backbone [--steps 20000] [--minutes 50] [--resume]
+        --images /data/RSSCN7 [--images more/] --out runs/backbone [--steps 20000] [--minutes 50] [--resume] \
+        [--sharpness-code]
 
 Training images: every image under the ``--images`` folders (e.g. RSSCN7, ``palewithout/RSSCN7``), every 100th
 of them kept for validation, plus the training split of ../shared/data (targets and references) when it is
@@ -45,6 +46,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--scale-weights", help="share of the steps per scale, e.g. 4:0.55,2:0.15,8:0.2,16:0.1")
+    ap.add_argument("--sharpness-code", action="store_true",
+                    help="add the scene sharpness code to an --init network that has none")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,7 +57,9 @@ def main() -> None:
     train = read_images([f for f in files if f not in set(val_files)]) + shared_training_images()
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
-    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr)
+    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code)
+    if args.scale_weights:
+        cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,
                           resume=args.resume, minutes=args.minutes, log=lambda s: print(s, flush=True))
     print(result)

@@ -11,7 +11,11 @@ Super-Resolution", ICCV 2023), so that its public x4 weights (Apache-2.0) can st
   groups, and GELU of that multiplies the features. The channel mixer is conv3x3 (x ``ffn`` channels) - GELU -
   conv1x1;
 - one ``tail`` per scale: a 3x3 conv to ``bands * s * s`` channels and a pixel shuffle, added to the bilinear
-  upsampling of the LR.
+  upsampling of the LR;
+- with ``code_dims`` > 0, a small MLP turns the scene's sharpness code (:mod:`geosr.models.degradation_code`: how
+  the LR was made, measured on the whole scene) and the scale into a per-channel scale and shift of every block's input, so one
+  network serves soft sensor PSFs and aliasing resizes alike. Its last layer starts at zero: a network that gains
+  it computes exactly what it did before.
 
 Differences from SAFMN's challenge network, for tiling: no GRN layer (it divides by statistics of the whole
 image, so a window would not see what the full scene sees; the converter folds it into ``head`` with its mean
@@ -26,6 +30,7 @@ base keeps the full range).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -44,6 +49,7 @@ class BackboneConfig:
     ffn: float = 2.0
     levels: int = 4
     scales: tuple[int, ...] = field(default=(2, 4, 8, 16))
+    code_dims: int = 0  # > 0: the blocks are modulated by the scene's sharpness code (degradation_code)
 
     def __post_init__(self) -> None:
         if self.dim % self.levels:
@@ -127,20 +133,50 @@ class LRBackbone(nn.Module):
         self.cfg = cfg
         self.head = nn.Conv2d(cfg.n_bands, cfg.dim, 3, 1, 1)
         self.body = nn.Sequential(*(Block(cfg.dim, cfg.ffn, cfg.levels) for _ in range(cfg.blocks)))
+        if cfg.code_dims:
+            # the code and log2(scale) / 4: what a code means depends on the scale (the HR's own softness shows in
+            # an x2 LR, not in an x16 one)
+            self.code_net = nn.Sequential(nn.Linear(cfg.code_dims + 1, 64), nn.GELU(),
+                                          nn.Linear(64, cfg.blocks * 2 * cfg.dim))
+            nn.init.zeros_(self.code_net[2].weight)
+            nn.init.zeros_(self.code_net[2].bias)
         self.tails = nn.ModuleDict({str(s): nn.Conv2d(cfg.dim, cfg.n_bands * s * s, 3, 1, 1) for s in cfg.scales})
         for tail in self.tails.values():  # a scale without trained weights starts as bilinear
             nn.init.zeros_(tail.weight)
             nn.init.zeros_(tail.bias)
 
-    def forward(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    def forward(self, lr: torch.Tensor, scale: int, code: torch.Tensor | None = None) -> torch.Tensor:
+        """``code``: (B, code_dims) sharpness codes of the scenes the windows come from; None measures each
+        input image itself (right for whole images, not for windows of a larger scene)."""
         if str(scale) not in self.tails:
             raise ValueError(f"the backbone has tails for x{', x'.join(self.tails)}, not x{scale}")
         x01 = (lr + 1) * 0.5
         base = F.interpolate(x01, scale_factor=scale, mode="bilinear", align_corners=False)
         # the features see the range the weights were trained on: the modulation multiplies features by features,
         # so values far outside it (the brightest 1% of a stretched scene) would grow without bound
-        detail = F.pixel_shuffle(self.tails[str(scale)](self.body(self.head(x01.clamp(0, 1)))), scale)
+        h = self.head(x01.clamp(0, 1))
+        if self.cfg.code_dims:
+            if code is None:
+                code = own_codes(lr)
+            code = code.to(h.device, h.dtype)
+            code = torch.cat([code, torch.full_like(code[:, :1], math.log2(scale) / 4)], dim=1)
+            film = self.code_net(code).view(-1, self.cfg.blocks, 2, self.cfg.dim, 1, 1)
+            for i, block in enumerate(self.body):  # bounded: a scale in (0, 2), a shift in (-1, 1)
+                h = block(h * (1 + torch.tanh(film[:, i, 0])) + torch.tanh(film[:, i, 1]))
+        else:
+            h = self.body(h)
+        detail = F.pixel_shuffle(self.tails[str(scale)](h), scale)
         return (base + detail) * 2 - 1
+
+
+def own_codes(lr: torch.Tensor) -> torch.Tensor:
+    """The sharpness code of each image of a (B, C, h, w) batch, measured on the image itself."""
+    import numpy as np
+
+    from geosr.models.degradation_code import lr_sharpness
+
+    a = lr.detach().float().cpu().numpy()
+    return torch.from_numpy(np.stack([lr_sharpness(x) for x in a]))
 
 
 def build_backbone(arch: dict | BackboneConfig) -> LRBackbone:

@@ -3,9 +3,10 @@
 Every window is padded (edge-replicated) at the top and left to the next multiple of the backbone's pooling grid
 in scene coordinates, so that every window pools on the grid the whole scene would: with the halo of the
 checkpoint (16 LR pixels by default), overlapping windows then agree to a few thousandths of the model-space
-range and the pipeline's blending hides the rest (``tests/test_backbone.py`` measures it). The backbone uses
-no conditioning input itself; wrapped in :class:`~geosr.models.reference_detail.ReferenceDetail` it takes the
-reference's matching detail.
+range and the pipeline's blending hides the rest (``tests/test_backbone.py`` measures it). A backbone with a
+sharpness code (``code_dims``) is given the scene's (``ConditionBatch.sharpness``, measured by the pipeline on
+the whole scene) so that every window is told the same. The backbone uses no conditioning input itself;
+wrapped in :class:`~geosr.models.reference_detail.ReferenceDetail` it takes the reference's matching detail.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from geosr.errors import BandError, ScaleError
-from geosr.models.backbone import LRBackbone
+from geosr.models.backbone import LRBackbone, own_codes
 from geosr.models.device import resolve_device
 from geosr.models.interface import ConditionBatch
 
@@ -42,6 +43,8 @@ class BackboneSuperResolver:
         self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 120))
         self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
         self.align = net.cfg.align
+        # a network modulated by the scene's sharpness code asks the pipeline to measure it on the whole scene
+        self.wants_sharpness = bool(net.cfg.code_dims)
         # (window HR pixels, overlap share): large windows, since the halo already gives each one its context
         tiling = self.spec.get("tiling", {})
         self.tiling: tuple[int, float] = (int(tiling.get("window_hr", 1024)),
@@ -54,6 +57,9 @@ class BackboneSuperResolver:
             raise BandError(f"model {self.name} takes {self.bands} bands but the input has {c}")
         if s not in self.scales:
             raise ScaleError(f"model {self.name} was trained for x{', x'.join(map(str, self.scales))}, not x{s}")
+        code = None
+        if self.wants_sharpness:  # the scene's code; without one (a caller outside the pipeline) each window's own
+            code = own_codes(batch.lr) if batch.sharpness is None else torch.tensor([batch.sharpness])
         outs = []
         for i in range(batch.batch_size):  # windows may sit at different phases of the pooling grid
             row, col = (int(v) // s for v in batch.offsets[i])
@@ -63,7 +69,8 @@ class BackboneSuperResolver:
                 lr = F.pad(lr, (pl, 0, pt, 0), mode="replicate")
             if self.device.type == "cpu":
                 lr = lr.contiguous(memory_format=torch.channels_last)
-            sr = self.net(lr, s)[..., pt * s :, pl * s :]
+            c = None if code is None else code[min(i, len(code) - 1) : i + 1].to(self.device)
+            sr = self.net(lr, s, c)[..., pt * s :, pl * s :]
             outs.append(sr.float().contiguous())
         return torch.cat(outs).to(batch.lr.device)
 

@@ -28,6 +28,8 @@ class ConditionBatch:
     changed     (B, 1, H, W)    float32, 1 where the change table calls the class "changed"
     map         (B, 1, H, W)    int64, map class ids (0.. n_map_classes-1), or None without a map
     offsets     (B, 2)          int64, global HR (row, col) of each stack's top-left pixel in the scene
+    sharpness   the scene's LR sharpness code (geosr.models.degradation_code), the same for every window; None
+                when the model does not ask for it (its ``wants_sharpness``)
     """
 
     lr: torch.Tensor
@@ -42,6 +44,7 @@ class ConditionBatch:
     halo: int
     n_change_classes: int = 2
     n_map_classes: int = 0
+    sharpness: tuple[float, ...] | None = None
 
     @property
     def batch_size(self) -> int:

@@ -66,8 +66,9 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
     listed = ", ".join(f"x{s}" for s in scales) or "any scale"
     if arch.get("kind") == "backbone":  # its own inputs: none; the reference's detail when the spec turns it on
         inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
-        return ModelInfo(name, "backbone", f"LR-space network ({arch.get('name', 'custom')}, no sampling), {listed}",
-                         scales, inputs)
+        told = ", told the LR's sharpness" if arch.get("code_dims") else ""
+        return ModelInfo(name, "backbone",
+                         f"LR-space network ({arch.get('name', 'custom')}, no sampling{told}), {listed}", scales, inputs)
     inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
     return ModelInfo(name, "diffusion", f"diffusion model, {arch.get('name', 'custom')} architecture, {listed}",
                      scales, inputs)

@@ -54,6 +54,7 @@ SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
 MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default model recommends 1)
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_SCALES = 16
+SHARPNESS_CODE_DIMS = 2  # geosr.models.degradation_code.CODE_DIMS (a test keeps them equal)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig)}
 
@@ -142,6 +143,10 @@ def _check_backbone(arch: Mapping[str, Any], whole: Any, items: Any, refuse: Any
         refuse("arch.ffn", f"is {_show(ffn)}; geosr accepts a number from 0.25 to 8")
     for s in items("arch.scales", arch.get("scales", []), MAX_SCALES):
         whole("arch.scales", s, 2, 16)
+    code = arch.get("code_dims", 0)
+    if code not in (0, SHARPNESS_CODE_DIMS) or isinstance(code, bool):
+        refuse("arch.code_dims", f"is {_show(code)}; geosr's sharpness code has {SHARPNESS_CODE_DIMS} numbers "
+                                 "(0: none)")
 
 
 def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) -> None:

@@ -116,6 +116,8 @@ def plan_upscale(
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
         _check_model(sr, opts.scale, len(sel), sr.name, table if cd else None, auto=detection is not None)
         _check_inputs(sr, opts)
+        if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
+            scene.measure_sharpness()
         # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
         tcfg = opts.tiling.resolved(getattr(sr, "via", opts.scale), *getattr(sr, "tiling", (256, 0.25)))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
@@ -130,6 +132,8 @@ def plan_upscale(
         scene.close()
         raise
     tags = _tags(scene, sr, opts, tcfg, lr)
+    if scene.sharpness is not None:  # what the model was told of how the LR was made (degradation_code)
+        tags["GEOSR_LR_SHARPNESS"] = json.dumps(list(scene.sharpness))
     if detection is not None:
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})

@@ -63,6 +63,9 @@ class WindowStack:
     offset: tuple[int, int]  # global HR (row, col) of the stack's top-left
 
 
+SHARPNESS_SIDE = 512  # LR pixels a side of each full-resolution sample the scene's sharpness is measured on
+
+
 @dataclass
 class Scene:
     """Everything opened for one upscale job. Use as a context manager."""
@@ -93,6 +96,7 @@ class Scene:
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
+    sharpness: tuple[float, ...] | None = None  # the LR's sharpness code, for models that ask (measure_sharpness)
     _open: list = field(default_factory=list)
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -326,6 +330,34 @@ class Scene:
             raise BandError(f"{path}: the style image has no valid pixels")
         fill = np.array([np.median(b[valid]) for b in phys])[:, None, None]
         return self.stretch.forward(np.where(valid, phys, fill))
+
+    def lr_samples(self, side: int = SHARPNESS_SIDE) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The LR at full resolution in model space, for scene statistics that decimation would falsify (its
+        sharpness): the whole area when it holds at most ``side``^2 x 4 pixels, else four ``side``^2 windows at
+        the centres of its quadrants. (model values, validity) per window."""
+        w, h = int(self.area.width), int(self.area.height)
+        c0, r0 = int(self.area.col_off), int(self.area.row_off)
+        if w * h <= 4 * side * side:
+            windows = [Window(c0, r0, w, h)]
+        else:
+            sw, sh = min(side, w), min(side, h)
+            windows = [Window(c0 + (w * (2 * i + 1)) // 4 - sw // 2, r0 + (h * (2 * j + 1)) // 4 - sh // 2, sw, sh)
+                       for j in (0, 1) for i in (0, 1)]
+            windows = [Window(max(c0, min(int(v.col_off), c0 + w - sw)), max(r0, min(int(v.row_off), r0 + h - sh)),
+                              sw, sh) for v in windows]
+        out = []
+        for win in windows:
+            phys, valid = read_window(self.lr_ds, self.bands, win)
+            out.append((self.stretch.forward(np.where(valid, phys, 0.0)).astype(np.float32), valid))
+        return out
+
+    def measure_sharpness(self) -> tuple[float, ...]:
+        """Measure (once) and keep the LR's sharpness code (:mod:`geosr.models.degradation_code`)."""
+        if self.sharpness is None:
+            from geosr.models.degradation_code import scene_sharpness
+
+            self.sharpness = scene_sharpness(self.lr_samples())
+        return self.sharpness
 
     # ---- reading windows -----------------------------------------------------------------------------------
     def read_stack(self, win: PlannedWindow, halo: int) -> WindowStack:

@@ -10,9 +10,11 @@ from geosr.pipeline.scene import WindowStack
 
 
 def to_batch(
-    stacks: list[WindowStack], *, scale: int, halo: int, n_change_classes: int, n_map_classes: int
+    stacks: list[WindowStack], *, scale: int, halo: int, n_change_classes: int, n_map_classes: int,
+    sharpness: tuple[float, ...] | None = None,
 ) -> ConditionBatch:
-    """Stack numpy window stacks (all of one size) into a ConditionBatch on the CPU."""
+    """Stack numpy window stacks (all of one size) into a ConditionBatch on the CPU (``sharpness``: the scene's,
+    for every window)."""
 
     def cat(name: str, dtype: torch.dtype, channel: bool) -> torch.Tensor:
         arrays = [getattr(s, name) for s in stacks]
@@ -33,6 +35,7 @@ def to_batch(
         halo=halo,
         n_change_classes=n_change_classes,
         n_map_classes=n_map_classes,
+        sharpness=sharpness,
     )
 
 

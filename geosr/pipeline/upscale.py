@@ -260,7 +260,8 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     s, halo = scene.scale, sr.halo
     stacks = [scene.read_stack(w, halo) for w in group]
     n_change = scene.cd_table.n_classes if scene.cd_table else getattr(sr, "n_change_classes", 2)
-    batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes)
+    batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes,
+                     sharpness=scene.sharpness)
     with torch.inference_mode():
         out = from_output(sr(batch.to(job.device), seed=job.seed))
     return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.errors import InputError
+from geosr.models.backbone import build_backbone
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
@@ -45,6 +47,9 @@ class BackboneTrainConfig:
     save_every: int = 100
     validate_every: int = 500
     seed: int = 0
+    sharpness_code: bool = False  # give a network without one the scene sharpness code (from zero: same outputs)
+    code_lr_boost: float = 3.0  # the code MLP's learning rate, times ``lr`` (it starts from zero)
+    clip_grad: float = 0.1  # the gradient's norm at most (the feature modulation is quadratic in the features)
 
     def to_dict(self) -> dict:
         return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
@@ -79,27 +84,32 @@ def image_files(folders: Sequence[Path]) -> list[Path]:
 
 
 def make_batch(images: Sequence[torch.Tensor], scale: int, lr_side: int, batch: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(LR, HR) in [0, 1]: random crops, flips and quarter turns, each LR drawn by :func:`blind_degrade` and stored
-    as 8 bits."""
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(LR, HR, code) in [0, 1]: random crops, flips and quarter turns, each LR drawn by :func:`blind_degrade` and
+    stored as 8 bits. Each crop is degraded with up to twice its side of context around it, and its sharpness code
+    (:func:`geosr.models.degradation_code.lr_sharpness`) measured on all of that, as a scene's is at inference."""
     side = lr_side * scale
     if not any(min(img.shape[-2:]) >= side for img in images):
         raise InputError(f"no training image holds a {side} x {side} crop (x{scale} with {lr_side}-pixel LR patches)")
-    lrs, hrs = [], []
+    lrs, hrs, codes = [], [], []
     while len(hrs) < batch:
         img = images[int(rng.integers(len(images)))]
         h, w = img.shape[-2:]
         if h < side or w < side:
             continue
-        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        hr = img[:, y : y + side, x : x + side].float() / 255
+        ctx_h, ctx_w = (min(2 * side, n) // scale * scale for n in (h, w))
+        y, x = int(rng.integers(h - ctx_h + 1)), int(rng.integers(w - ctx_w + 1))
+        region = img[:, y : y + ctx_h, x : x + ctx_w].float() / 255
         if rng.random() < 0.5:
-            hr = hr.flip(-1)
-        hr = torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1))
-        lr, _ = blind_degrade(hr, scale, rng)
-        lrs.append((lr * 255).round() / 255)
-        hrs.append(hr)
-    return torch.stack(lrs), torch.stack(hrs)
+            region = region.flip(-1)
+        region = torch.rot90(region, int(rng.integers(4)), dims=(-2, -1))
+        lr, _ = blind_degrade(region, scale, rng)
+        lr = (lr * 255).round() / 255
+        codes.append(torch.from_numpy(lr_sharpness(lr.numpy())))
+        ly, lx = int(rng.integers(lr.shape[-2] - lr_side + 1)), int(rng.integers(lr.shape[-1] - lr_side + 1))
+        lrs.append(lr[:, ly : ly + lr_side, lx : lx + lr_side])
+        hrs.append(region[:, ly * scale : (ly + lr_side) * scale, lx * scale : (lx + lr_side) * scale])
+    return torch.stack(lrs), torch.stack(hrs), torch.stack(codes)
 
 
 @torch.inference_mode()
@@ -123,6 +133,23 @@ def validate(net: torch.nn.Module, images: Sequence[torch.Tensor], scale: int = 
     return out
 
 
+def with_code(net: torch.nn.Module, weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """``net`` with a sharpness-code MLP added (:class:`geosr.models.backbone.BackboneConfig`'s ``code_dims``),
+    whose zero last layer leaves every output as it was. ``weights``: a state whose code MLP did not see the scale
+    (one input fewer): its MLP is kept, the scale's column starting at zero."""
+    from dataclasses import replace
+
+    grown = build_backbone(replace(net.cfg, code_dims=CODE_DIMS))
+    state = dict(weights if weights is not None else net.state_dict())
+    first = state.get("code_net.0.weight")
+    if first is not None and first.shape[1] == CODE_DIMS:
+        state["code_net.0.weight"] = torch.cat([first, torch.zeros_like(first[:, :1])], dim=1)
+    missing = grown.load_state_dict(state, strict=False)
+    if missing.unexpected_keys or any(not k.startswith("code_net.") for k in missing.missing_keys):
+        raise InputError(f"cannot add a sharpness code to this backbone: {missing}")
+    return grown
+
+
 def fit_backbone(
     out: Path,
     train_images: Sequence[torch.Tensor],
@@ -140,9 +167,16 @@ def fit_backbone(
     if init is None and not resume:
         raise InputError("a backbone run starts from converted weights (init) or resumes one")
     net, spec = load_backbone(init if init is not None else out / "model.safetensors")
+    if init is not None and cfg.sharpness_code and not net.cfg.code_dims:
+        net = with_code(net)
     net.train()
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    code_params = list(net.code_net.parameters()) if net.cfg.code_dims else []
+    rest = [p for p in net.parameters() if all(p is not q for q in code_params)]
+    groups = [{"params": rest, "boost": 1.0}]
+    if code_params:
+        groups.append({"params": code_params, "boost": cfg.code_lr_boost})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99))
     step = load_state(out, net, ema, opt) if resume else 0
     meta = json.loads((out / "state.json").read_text()) if resume else {}
     best = meta.get("best", {"min": -math.inf})
@@ -163,13 +197,18 @@ def fit_backbone(
 
     while step < cfg.steps and time.monotonic() < t_end:
         scale = int(rng.choice(scales, p=weights / weights.sum()))
-        lr, hr = make_batch(train_images, scale, cfg.lr_patch[scale], cfg.batch, rng)
-        for g in opt.param_groups:  # cosine from lr to min_lr over the run
-            g["lr"] = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
-        sr = net(lr * 2 - 1, scale)
+        lr, hr, code = make_batch(train_images, scale, cfg.lr_patch[scale], cfg.batch, rng)
+        for g in opt.param_groups:  # cosine from the group's peak to min_lr over the run
+            peak = cfg.lr * g["boost"]
+            g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
+        sr = net(lr * 2 - 1, scale, code if net.cfg.code_dims else None)
         loss = F.l1_loss(sr, hr * 2 - 1)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"backbone training: the loss is not finite at step {step + 1}; "
+                                     "resume from the last saved state with a lower learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
         opt.step()
         ema.update_parameters(net)
         step += 1

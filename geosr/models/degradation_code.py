@@ -1,0 +1,61 @@
+"""How sharp a scene's LR is: a two-number summary of its spectrum near the LR's Nyquist frequency, which tells
+an LR-space network how the LR was made (a soft sensor PSF, an antialiased resize, a box, an aliasing resize)
+without anyone saying so.
+
+Each number is the log ratio of the image's energy in two adjacent octaves of a Gaussian pyramid, measured on the
+band mean: ``log(E[(g - G1 g)^2] / E[(G1 g - G2 g)^2])`` (the octave just below Nyquist against the next) and
+``log(E[(G1 g - G2 g)^2] / E[(G2 g - G4 g)^2])`` (the next against the one below), with ``Gk`` a Gaussian blur of
+``0.7 k`` LR pixels. A degradation changes the first by far more than scenes differ (on the held-out images at
+x4: a Gaussian PSF with MTF 0.3 gives about 0.0, antialiased bicubic 0.5, box 0.7, bicubic without antialiasing
+1.1; the spread between scenes is about 0.2); the second says how much of that is the scene's own texture. Both
+are ratios, so any gain and offset of the bands (the scene's stretch) leaves them unchanged.
+
+A network sees the numbers of the whole scene (computed once, from a sample of its LR at full resolution), so that
+every window of a scene is told the same thing; :func:`lr_sharpness` is the one definition, for training and
+inference alike. numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from scipy.ndimage import binary_erosion, gaussian_filter
+
+CODE_DIMS = 2
+BASE_SIGMA = 0.7  # LR pixels: the first octave below Nyquist
+MARGIN = 6  # LR pixels dropped at borders and next to invalid pixels (the reach of the widest blur)
+
+
+def lr_sharpness(lr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The code (module doc) of an LR image ``(C, H, W)`` or ``(H, W)``: float32 ``(2,)``; zeros where too few
+    valid pixels (or no texture) leave nothing to measure."""
+    g = np.asarray(lr, dtype=np.float64)
+    g = g.mean(axis=0) if g.ndim == 3 else g
+    ok = np.isfinite(g) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(g))
+    if ok.sum() < 16:
+        return np.zeros(CODE_DIMS, np.float32)
+    g = np.where(ok, g, g[ok].mean())  # invalid pixels take the mean, then are left out of the sums below
+    inner = binary_erosion(ok, iterations=MARGIN, border_value=0)
+    if inner.sum() < 16:
+        return np.zeros(CODE_DIMS, np.float32)
+    blurred = [g] + [gaussian_filter(g, BASE_SIGMA * k, mode="nearest") for k in (1, 2, 4)]
+    energy = [float(np.mean((a - b)[inner] ** 2)) for a, b in zip(blurred, blurred[1:])]
+    eps = 1e-12 * (1.0 + float(np.var(g[inner])))
+    code = [np.log((energy[i] + eps) / (energy[i + 1] + eps)) for i in range(CODE_DIMS)]
+    return np.asarray(code, np.float32)
+
+
+def scene_sharpness(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[float, ...]:
+    """One code for a scene from full-resolution samples of it ((LR, validity) pairs): their codes averaged,
+    weighted by their valid pixels."""
+    codes, weights = [], []
+    for lr, valid in samples:
+        n = float(np.count_nonzero(valid))
+        if n >= 16:
+            codes.append(lr_sharpness(lr, valid))
+            weights.append(n)
+    if not codes:
+        return (0.0,) * CODE_DIMS
+    mean = np.average(np.stack(codes), axis=0, weights=weights)
+    return tuple(round(float(v), 6) for v in mean)
