@@ -36,7 +36,8 @@ def test_the_code_orders_the_degradations_and_ignores_gain_and_offset():
     assert first["gaussian"] < first["bicubic"] < first["box"] < first["bicubic-noaa"]
     assert first["bicubic-noaa"] - first["gaussian"] > 0.6  # well beyond the spread between scenes (about 0.2)
     lr = degrade_named(hr, 4, "bicubic").numpy()
-    assert np.allclose(lr_sharpness(lr), lr_sharpness(3.0 * lr - 7.0), atol=1e-4)
+    per_band = lr * np.array([1.0, 4.0, 0.3])[:, None, None] + np.array([0.0, -2.0, 5.0])[:, None, None]
+    assert np.allclose(lr_sharpness(lr), lr_sharpness(per_band), atol=1e-4)  # each band's stretch, as upscale's
 
 
 def test_flat_tiny_and_invalid_images_give_a_defined_code():
@@ -76,7 +77,10 @@ def test_adding_the_code_changes_nothing_until_trained():
     # and once trained, the code does change the output
     coded = _coded_backbone()
     assert not torch.allclose(coded(lr, 4, torch.zeros(2, CODE_DIMS)), coded(lr, 4, torch.ones(2, CODE_DIMS)))
-    assert torch.allclose(coded(lr, 4), coded(lr, 4, own_codes(lr)))  # no code: each image measures its own
+    # no code: each image measures its own
+    assert torch.allclose(own_codes(lr)[1], torch.from_numpy(lr_sharpness(lr[1].numpy())))
+    assert torch.allclose(coded(lr[1:], 4), coded(lr[1:], 4, torch.from_numpy(lr_sharpness(lr[1].numpy()))[None]))
+    assert not torch.allclose(coded(lr[1:], 4), coded(lr[1:], 4, own_codes(lr[:1])), atol=1e-5)
 
 
 def test_the_code_network_sees_the_scale_and_older_code_weights_load_without_it():
@@ -124,7 +128,7 @@ def test_windows_told_the_scene_code_compute_what_the_scene_computes():
     assert not torch.allclose(own, expected, atol=1e-4)
 
 
-def test_the_pipeline_measures_the_code_once_for_the_scene_and_records_it(tmp_path):
+def test_the_pipeline_measures_the_code_once_for_the_scene_and_records_it(tmp_path, monkeypatch):
     from geosr.models.backbone_checkpoint import save_backbone
     from geosr.pipeline.upscale import upscale
 
@@ -137,11 +141,46 @@ def test_the_pipeline_measures_the_code_once_for_the_scene_and_records_it(tmp_pa
     with rasterio.open(src, "w", **profile) as ds:
         ds.write(lr)
     out = tmp_path / "sr.tif"
+    told: list = []
+    real_call = BackboneSuperResolver.__call__
+
+    def spy(self, batch, *, seed):
+        told.append(batch.sharpness)
+        return real_call(self, batch, seed=seed)
+
+    monkeypatch.setattr(BackboneSuperResolver, "__call__", spy)
     upscale(src, output=out, model=str(ckpt), scale=4, window=48, overlap=16)
+    assert len(told) > 1 and len(set(told)) == 1  # every window was told the one code of the scene
     with rasterio.open(out) as ds:
         recorded = json.loads(ds.tags()["GEOSR_LR_SHARPNESS"])
     # the whole scene at full resolution (equal bands: the stretch is one gain and offset, which it ignores)
     assert np.allclose(recorded, lr_sharpness(lr.astype(np.float64)), atol=1e-3)
+    assert told[0] == tuple(recorded)
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (24, 200)])
+def test_a_large_scene_is_sampled_at_full_resolution_in_four_distinct_windows(tmp_path, shape):
+    from geosr.pipeline.job import plan_upscale
+
+    h, w = shape
+    values = np.arange(h * w, dtype=np.float32).reshape(h, w)  # every pixel tells where it is
+    src = tmp_path / "lr.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(500000, 4000000, 10, 10)) as ds:
+        ds.write(values[None])
+    with plan_upscale(src, output=tmp_path / "o.tif", scale=2, model="bicubic") as job:
+        side = 16 if h > 100 else 12  # 4 x side^2 below the area: the sampled branch
+        samples = job.scene.lr_samples(side=side)
+        stretch = job.scene.stretch
+    assert len(samples) == 4
+    starts = set()
+    for data, valid in samples:
+        raw = stretch.inverse(data.astype(np.float64))[0]
+        assert valid.all() and data.shape[-2:] == (min(side, h), min(side, w))
+        r, c = divmod(int(round(raw[0, 0])), w)
+        assert np.allclose(raw, values[r : r + raw.shape[0], c : c + raw.shape[1]], atol=0.5)  # not decimated
+        starts.add((r, c))
+    assert len(starts) == 4  # four distinct windows, also along a narrow strip
 
 
 def test_the_spec_bound_matches_the_code():
@@ -150,7 +189,7 @@ def test_the_spec_bound_matches_the_code():
     assert spec_bounds.SHARPNESS_CODE_DIMS == CODE_DIMS
 
 
-@pytest.mark.parametrize("dims", [1, 3, True])
+@pytest.mark.parametrize("dims", [1, 3, True, 2.0])
 def test_a_checkpoint_with_another_code_size_is_refused(tmp_path, dims):
     from geosr.errors import ModelFileError
     from geosr.models.backbone_checkpoint import load_backbone, save_backbone
@@ -165,5 +204,5 @@ def test_a_checkpoint_with_another_code_size_is_refused(tmp_path, dims):
     spec = json.loads(meta["geosr_spec"])
     spec["arch"]["code_dims"] = dims
     save_file(tensors, str(path), metadata={"geosr_spec": json.dumps(spec)})
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="code_dims"):  # the spec's bounds, before any shape is compared
         load_backbone(path)

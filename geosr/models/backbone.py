@@ -13,9 +13,9 @@ Super-Resolution", ICCV 2023), so that its public x4 weights (Apache-2.0) can st
 - one ``tail`` per scale: a 3x3 conv to ``bands * s * s`` channels and a pixel shuffle, added to the bilinear
   upsampling of the LR;
 - with ``code_dims`` > 0, a small MLP turns the scene's sharpness code (:mod:`geosr.models.degradation_code`: how
-  the LR was made, measured on the whole scene) and the scale into a per-channel scale and shift of every block's input, so one
-  network serves soft sensor PSFs and aliasing resizes alike. Its last layer starts at zero: a network that gains
-  it computes exactly what it did before.
+  the LR was made, measured on the whole scene) and the scale into a per-channel scale and shift of every block's
+  input, so one network serves soft sensor PSFs and aliasing resizes alike. Its last layer starts at zero: a
+  network that gains it computes exactly what it did before.
 
 Differences from SAFMN's challenge network, for tiling: no GRN layer (it divides by statistics of the whole
 image, so a window would not see what the full scene sees; the converter folds it into ``head`` with its mean

@@ -3,12 +3,14 @@ an LR-space network how the LR was made (a soft sensor PSF, an antialiased resiz
 without anyone saying so.
 
 Each number is the log ratio of the image's energy in two adjacent octaves of a Gaussian pyramid, measured on the
-band mean: ``log(E[(g - G1 g)^2] / E[(G1 g - G2 g)^2])`` (the octave just below Nyquist against the next) and
+mean ``g`` of the bands, each standardized first (its mean and standard deviation over the valid pixels):
+``log(E[(g - G1 g)^2] / E[(G1 g - G2 g)^2])`` (the octave just below Nyquist against the next) and
 ``log(E[(G1 g - G2 g)^2] / E[(G2 g - G4 g)^2])`` (the next against the one below), with ``Gk`` a Gaussian blur of
 ``0.7 k`` LR pixels. A degradation changes the first by far more than scenes differ (on the held-out images at
 x4: a Gaussian PSF with MTF 0.3 gives about 0.0, antialiased bicubic 0.5, box 0.7, bicubic without antialiasing
-1.1; the spread between scenes is about 0.2); the second says how much of that is the scene's own texture. Both
-are ratios, so any gain and offset of the bands (the scene's stretch) leaves them unchanged.
+1.1; the spread between scenes is about 0.2); the second says how much of that is the scene's own texture. The
+bands are standardized and both numbers are ratios, so a gain and offset of each band (the scene's stretch, or none
+at training) leaves them unchanged.
 
 A network sees the numbers of the whole scene (computed once, from a sample of its LR at full resolution), so that
 every window of a scene is told the same thing; :func:`lr_sharpness` is the one definition, for training and
@@ -24,18 +26,25 @@ from scipy.ndimage import binary_erosion, gaussian_filter
 
 CODE_DIMS = 2
 BASE_SIGMA = 0.7  # LR pixels: the first octave below Nyquist
-MARGIN = 6  # LR pixels dropped at borders and next to invalid pixels (the reach of the widest blur)
+# erosion steps (LR pixels, 4-connected) dropped at borders and next to invalid pixels: most of the widest blur's
+# pull (sigma 2.8) of the filled values; what is left moved the code by at most 0.03 next to holes
+MARGIN = 6
 
 
 def lr_sharpness(lr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """The code (module doc) of an LR image ``(C, H, W)`` or ``(H, W)``: float32 ``(2,)``; zeros where too few
     valid pixels (or no texture) leave nothing to measure."""
-    g = np.asarray(lr, dtype=np.float64)
-    g = g.mean(axis=0) if g.ndim == 3 else g
-    ok = np.isfinite(g) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(g))
+    a = np.asarray(lr, dtype=np.float64)
+    a = a[None] if a.ndim == 2 else a
+    ok = np.isfinite(a).all(axis=0)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
     if ok.sum() < 16:
         return np.zeros(CODE_DIMS, np.float32)
-    g = np.where(ok, g, g[ok].mean())  # invalid pixels take the mean, then are left out of the sums below
+    bands = [(b - b[ok].mean()) / b[ok].std() for b in a if b[ok].std() > 0]
+    if not bands:
+        return np.zeros(CODE_DIMS, np.float32)
+    g = np.where(ok, np.mean(bands, axis=0), 0.0)  # invalid pixels take the mean, then are left out of the sums below
     inner = binary_erosion(ok, iterations=MARGIN, border_value=0)
     if inner.sum() < 16:
         return np.zeros(CODE_DIMS, np.float32)

@@ -68,7 +68,8 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
         inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
         told = ", told the LR's sharpness" if arch.get("code_dims") else ""
         return ModelInfo(name, "backbone",
-                         f"LR-space network ({arch.get('name', 'custom')}, no sampling{told}), {listed}", scales, inputs)
+                         f"LR-space network ({arch.get('name', 'custom')}, no sampling{told}), {listed}",
+                         scales, inputs)
     inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
     return ModelInfo(name, "diffusion", f"diffusion model, {arch.get('name', 'custom')} architecture, {listed}",
                      scales, inputs)

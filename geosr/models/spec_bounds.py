@@ -144,7 +144,7 @@ def _check_backbone(arch: Mapping[str, Any], whole: Any, items: Any, refuse: Any
     for s in items("arch.scales", arch.get("scales", []), MAX_SCALES):
         whole("arch.scales", s, 2, 16)
     code = arch.get("code_dims", 0)
-    if code not in (0, SHARPNESS_CODE_DIMS) or isinstance(code, bool):
+    if isinstance(code, bool) or not isinstance(code, int) or code not in (0, SHARPNESS_CODE_DIMS):
         refuse("arch.code_dims", f"is {_show(code)}; geosr's sharpness code has {SHARPNESS_CODE_DIMS} numbers "
                                  "(0: none)")
 

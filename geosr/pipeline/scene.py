@@ -333,18 +333,22 @@ class Scene:
 
     def lr_samples(self, side: int = SHARPNESS_SIDE) -> list[tuple[np.ndarray, np.ndarray]]:
         """The LR at full resolution in model space, for scene statistics that decimation would falsify (its
-        sharpness): the whole area when it holds at most ``side``^2 x 4 pixels, else four ``side``^2 windows at
-        the centres of its quadrants. (model values, validity) per window."""
+        sharpness): the whole area when it holds at most 4 x ``side``^2 pixels, else four windows of at most
+        ``side``^2, spread evenly over it (2 x 2, or 4 in a row along a narrow strip). (model values, validity)
+        per window."""
         w, h = int(self.area.width), int(self.area.height)
         c0, r0 = int(self.area.col_off), int(self.area.row_off)
         if w * h <= 4 * side * side:
             windows = [Window(c0, r0, w, h)]
         else:
             sw, sh = min(side, w), min(side, h)
-            windows = [Window(c0 + (w * (2 * i + 1)) // 4 - sw // 2, r0 + (h * (2 * j + 1)) // 4 - sh // 2, sw, sh)
-                       for j in (0, 1) for i in (0, 1)]
-            windows = [Window(max(c0, min(int(v.col_off), c0 + w - sw)), max(r0, min(int(v.row_off), r0 + h - sh)),
-                              sw, sh) for v in windows]
+            nx, ny = min(2, w // sw), min(2, h // sh)
+            nx, ny = (min(4, w // sw), 1) if ny == 1 else ((1, min(4, h // sh)) if nx == 1 else (nx, ny))
+
+            def spread(n: int, length: int, size: int) -> list[int]:
+                return [(length - size) // 2] if n == 1 else [k * (length - size) // (n - 1) for k in range(n)]
+
+            windows = [Window(c0 + x, r0 + y, sw, sh) for y in spread(ny, h, sh) for x in spread(nx, w, sw)]
         out = []
         for win in windows:
             phys, valid = read_window(self.lr_ds, self.bands, win)

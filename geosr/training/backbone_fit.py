@@ -167,7 +167,9 @@ def fit_backbone(
     if init is None and not resume:
         raise InputError("a backbone run starts from converted weights (init) or resumes one")
     net, spec = load_backbone(init if init is not None else out / "model.safetensors")
-    if init is not None and cfg.sharpness_code and not net.cfg.code_dims:
+    if cfg.sharpness_code and not net.cfg.code_dims:
+        if init is None:
+            raise InputError("a resumed backbone run keeps its network: add the sharpness code when starting one")
         net = with_code(net)
     net.train()
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
@@ -199,7 +201,7 @@ def fit_backbone(
         scale = int(rng.choice(scales, p=weights / weights.sum()))
         lr, hr, code = make_batch(train_images, scale, cfg.lr_patch[scale], cfg.batch, rng)
         for g in opt.param_groups:  # cosine from the group's peak to min_lr over the run
-            peak = cfg.lr * g["boost"]
+            peak = cfg.lr * g.get("boost", 1.0)  # states saved before the groups had it: one group
             g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
         sr = net(lr * 2 - 1, scale, code if net.cfg.code_dims else None)
         loss = F.l1_loss(sr, hr * 2 - 1)
