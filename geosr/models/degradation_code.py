@@ -49,7 +49,7 @@ def lr_sharpness(lr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     if inner.sum() < 16:
         return np.zeros(CODE_DIMS, np.float32)
     blurred = [g] + [gaussian_filter(g, BASE_SIGMA * k, mode="nearest") for k in (1, 2, 4)]
-    energy = [float(np.mean((a - b)[inner] ** 2)) for a, b in zip(blurred, blurred[1:])]
+    energy = [float(np.mean((fine - coarse)[inner] ** 2)) for fine, coarse in zip(blurred, blurred[1:])]
     eps = 1e-12 * (1.0 + float(np.var(g[inner])))
     code = [np.log((energy[i] + eps) / (energy[i + 1] + eps)) for i in range(CODE_DIMS)]
     return np.asarray(code, np.float32)
