@@ -62,10 +62,16 @@ def main() -> None:
 
 
 def sample_gains(model: Path) -> dict[str, float]:
-    """PSNR-Y gain over bicubic of ``model`` on the bundled sample at x2, x4, x8, x16, as the golden test measures it:
-    against the 30 m truth brought to each output grid (2 x 2 average; x16's output averaged onto the truth)."""
+    """PSNR-Y gain over bicubic of ``model`` on the bundled sample at x2, x4, x8, x16 (:func:`sample_gain`)."""
     import tempfile
 
+    with tempfile.TemporaryDirectory() as tmp:
+        return {str(s): round(sample_gain(str(model), s, Path(tmp)), 3) for s in (2, 4, 8, 16)}
+
+
+def sample_gain(model: str, scale: int, tmp: Path) -> float:
+    """PSNR-Y gain over bicubic of ``model`` on the bundled sample at ``scale``, against the 30 m truth brought to
+    the output grid (2 x 2 average; x16's output averaged onto the truth). The golden test measures the same."""
     import numpy as np
     import rasterio
     import torch
@@ -81,19 +87,14 @@ def sample_gains(model: Path) -> dict[str, float]:
 
     p = sample_paths()
     truth = read(p["truth"])  # 30 m: the LR (240 m) x8
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for scale in (2, 4, 8, 16):
-            sr = {m: read(upscale(p["lr"], output=Path(tmp) / f"{i}_{scale}.tif", scale=scale, model=m).output)
-                  for i, m in enumerate((str(model), "bicubic"))}
-            if scale <= 8:
-                f = 8 // scale
-                target = F.avg_pool2d(truth[None], f)[0] if f > 1 else truth
-            else:
-                target, sr = truth, {m: F.avg_pool2d(v[None], 2)[0] for m, v in sr.items()}
-            out[str(scale)] = round(psnr_y(sr[str(model)], target) - psnr_y(sr["bicubic"], target), 3)
-    return out
-
+    sr = {m: read(upscale(p["lr"], output=tmp / f"{i}_{scale}.tif", scale=scale, model=m, overwrite=True).output)
+          for i, m in enumerate((model, "bicubic"))}
+    if scale <= 8:
+        f = 8 // scale
+        target = F.avg_pool2d(truth[None], f)[0] if f > 1 else truth
+    else:
+        target, sr = truth, {m: F.avg_pool2d(v[None], 2)[0] for m, v in sr.items()}
+    return psnr_y(sr[model], target) - psnr_y(sr["bicubic"], target)
 
 if __name__ == "__main__":
     main()

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import rasterio
 import torch
 
-from geosr import upscale
 from geosr.models.registry import bundled_checkpoints, load_model
-from geosr.sample_scene import sample_paths
-from geosr.training.metrics import psnr_y
 
 pytestmark = pytest.mark.skipif("lite" not in bundled_checkpoints(), reason="no bundled lite model")
 
@@ -23,26 +18,12 @@ GOLDEN_GAIN_DB = json.loads((bundled_checkpoints()["lite"].with_suffix(".json"))
     "metrics", {}).get("sample_gain_db", {}) if "lite" in bundled_checkpoints() else {}
 
 
-def _read(path) -> torch.Tensor:
-    with rasterio.open(path) as ds:
-        return torch.from_numpy(ds.read().astype(np.float32) / 255)
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8, 16])
 def test_golden_gain_over_bicubic_on_the_sample(scale, tmp_path):
+    from scripts.package_backbone import sample_gain  # the measurement that recorded the golden gains
+
     torch.set_num_threads(1)
-    p = sample_paths()
-    truth = _read(p["truth"])  # 30 m: the LR (240 m) x8
-    sr = {m: _read(upscale(p["lr"], output=tmp_path / f"{m}.tif", scale=scale, model=m).output)
-          for m in ("lite", "bicubic")}
-    if scale <= 8:
-        f = 8 // scale
-        target = torch.nn.functional.avg_pool2d(truth[None], f)[0] if f > 1 else truth
-        got = {m: v for m, v in sr.items()}
-    else:
-        target = truth
-        got = {m: torch.nn.functional.avg_pool2d(v[None], 2)[0] for m, v in sr.items()}
-    gain = psnr_y(got["lite"], target) - psnr_y(got["bicubic"], target)
+    gain = sample_gain("lite", scale, tmp_path)
     assert str(scale) in GOLDEN_GAIN_DB, "the shipped spec records the sample's golden gains"
     assert gain >= GOLDEN_GAIN_DB[str(scale)] - 0.05
 
