@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--scale-weights", help="share of the steps per scale, e.g. 4:0.55,2:0.15,8:0.2,16:0.1")
+    ap.add_argument("--kinds", help="only these families of LR formation, e.g. bicubic-noaa or bicubic,box "
+                    "(default: the whole blind mix)")
     ap.add_argument("--sharpness-code", action="store_true",
                     help="add the scene sharpness code to an --init network that has none")
     args = ap.parse_args()
@@ -57,7 +59,8 @@ def main() -> None:
     train = read_images([f for f in files if f not in set(val_files)]) + shared_training_images()
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
-    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code)
+    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
+                              kinds=tuple(args.kinds.split(",")) if args.kinds else None)
     if args.scale_weights:
         cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,

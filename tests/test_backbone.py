@@ -161,9 +161,18 @@ def test_blind_degradation_is_reproducible_and_in_range():
     a, ia = blind_degrade(hr, 4, np.random.default_rng(7))
     b, ib = blind_degrade(hr, 4, np.random.default_rng(7))
     assert torch.equal(a, b) and ia == ib
-    kinds = {blind_degrade(hr, 4, np.random.default_rng(s))[1]["kind"] for s in range(40)}
-    assert kinds == set(NAMED)
+    rng = np.random.default_rng(1)
+    kinds = [blind_degrade(hr[:, :16, :16], 4, rng)[1]["kind"] for _ in range(1000)]
+    assert set(kinds) == set(NAMED)
     assert 0 <= float(a.min()) and float(a.max()) <= 1 and a.shape == (3, 16, 16)
+    for kind, share in {"bicubic": 0.25, "bicubic-noaa": 0.15, "box": 0.15, "gaussian": 0.45}.items():
+        assert abs(kinds.count(kind) / 1000 - share) < 0.045  # the blind mix's proportions (3 sigma)
+    # one family, or two in the mix's proportions (1 : 0.6), for an expert of that family
+    assert {blind_degrade(hr, 4, rng, ("bicubic-noaa",))[1]["kind"] for _ in range(20)} == {"bicubic-noaa"}
+    pair = [blind_degrade(hr[:, :16, :16], 4, rng, ("box", "bicubic"))[1]["kind"] for _ in range(1000)]
+    assert set(pair) == {"box", "bicubic"} and abs(pair.count("bicubic") / 1000 - 0.625) < 0.046
+    with pytest.raises(ValueError, match="unknown degradation 'lanczos'"):
+        blind_degrade(hr, 4, np.random.default_rng(0), ("lanczos",))
 
 
 # ---- training and the pipeline door --------------------------------------------------------------------------------
@@ -215,3 +224,27 @@ def test_images_too_small_for_every_scale_are_refused_not_looped_on():
     small = [torch.zeros(3, 100, 100, dtype=torch.uint8)]
     with pytest.raises(InputError, match="256 x 256"):
         make_batch(small, 16, 16, 2, np.random.default_rng(0))
+
+
+def test_backbone_windows_share_the_scene_evenly_unless_the_user_sets_them(tmp_path):
+    """Any window size suits the backbone: the plan shrinks its default windows to share the scene evenly
+    (tiling.windows.fitted_size) instead of snapping a last window almost onto the one before."""
+    import rasterio
+
+    from geosr.pipeline.job import plan_upscale
+
+    src = tmp_path / "lr.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=300, height=200, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(500000, 4000000, 40, 40)) as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 200, 300), dtype=np.uint8))
+    with plan_upscale(src, output=tmp_path / "o.tif", scale=4, model="lite", dry_run=True) as job:
+        fitted = job.plan
+    with plan_upscale(src, output=tmp_path / "o.tif", scale=4, model="lite", dry_run=True, window=256) as job:
+        given = job.plan
+    with plan_upscale(src, output=tmp_path / "o.tif", scale=4, model="bicubic", dry_run=True) as job:
+        other = job.plan
+    # 1024 output px at x4: 256 LR px with 16 of overlap; the 300 px axis needs two windows either way, the 200 px
+    # one a single window: fitted, two windows of 200 (the short axis whole) instead of two of 256
+    assert (given.size, given.col_starts, given.row_starts) == (256, (0, 44), (0,))
+    assert (fitted.size, fitted.overlap, fitted.col_starts, fitted.row_starts) == (200, 16, (0, 100), (0,))
+    assert other.size == 64  # other models keep their own windows

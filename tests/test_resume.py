@@ -118,3 +118,31 @@ def test_resume_tells_apart_how_the_model_runs(tmp_path):
     assert other.fingerprint["options"]["model_settings"]["lr_consistency"] == "back-projection (bicubic) x10"
     assert own.fingerprint["options"]["model"] == other.fingerprint["options"]["model"]
     assert own.fingerprint != other.fingerprint
+
+
+def test_the_cog_has_the_same_bytes_whatever_the_compression_threads(tmp_path, monkeypatch):
+    """GDAL compresses the COG's blocks on several threads (geosr.io.writer.cog_threads); the bytes must not depend
+    on how many, or resumed and batch runs would not reproduce a single run's file."""
+    from affine import Affine
+
+    from geosr.io.writer import OutputMeta, cog_threads, write_cog
+    from geosr.tiling.grid import Grid
+
+    rng = np.random.default_rng(0)
+    data = np.clip(rng.normal(120, 30, (3, 1100, 1300)).cumsum(axis=2) / 20, 0, 255).astype(np.uint8)
+    grid = Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), 1300, 1100)
+    meta = OutputMeta(dtype="uint8", count=3, blocksize=256)
+    files = []
+    for threads in ("1", "3", None):
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        if threads is None:
+            monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("GDAL_NUM_THREADS", threads)
+        assert cog_threads() == (threads or "ALL_CPUS")
+        write_cog(tmp_path / f"t{threads}.tif", data, grid, meta)
+        files.append((tmp_path / f"t{threads}.tif").read_bytes())
+    assert files[0] == files[1] == files[2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("GDAL_NUM_THREADS", "lots")  # not a count: the process's share instead
+    assert cog_threads() == "2"

@@ -4,6 +4,7 @@ zero start, tiling with the scene's code, and the pipeline measuring it once for
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_adding_the_code_changes_nothing_until_trained():
     with torch.no_grad():
         plain.tails["4"].weight.normal_(0, 0.1)
     grown = with_code(plain).eval()
-    lr = torch.rand(2, 3, 24, 24) * 2 - 1
+    lr = torch.rand(2, 3, 48, 48) * 2 - 1  # large enough to be measured (MIN_PIXELS inside the margin)
     assert torch.equal(plain(lr, 4), grown(lr, 4, torch.randn(2, CODE_DIMS)))
     # and once trained, the code does change the output
     coded = _coded_backbone()
@@ -206,3 +207,18 @@ def test_a_checkpoint_with_another_code_size_is_refused(tmp_path, dims):
     save_file(tensors, str(path), metadata={"geosr_spec": json.dumps(spec)})
     with pytest.raises(ModelFileError, match="code_dims"):  # the spec's bounds, before any shape is compared
         load_backbone(path)
+
+
+def test_too_small_an_image_has_no_code():
+    """Fewer than MIN_PIXELS inside the margin: one scene's texture would move the code as much as the degradation
+    does, so it is zero (the blind expert's place) rather than a guess."""
+    from geosr.models.degradation_code import MARGIN, MIN_PIXELS
+
+    side = math.isqrt(MIN_PIXELS) + 2 * MARGIN
+    rng = np.random.default_rng(0)
+    big = rng.random((3, side, side))
+    assert np.abs(lr_sharpness(big)).min() > 0.01
+    assert np.array_equal(lr_sharpness(big[:, 1:, 1:]), np.zeros(CODE_DIMS, np.float32))
+    valid = np.ones((side, side), bool)
+    valid[side // 2] = False  # a row of holes: its neighbours are dropped too
+    assert np.array_equal(lr_sharpness(big, valid), np.zeros(CODE_DIMS, np.float32))

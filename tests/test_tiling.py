@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from geosr.errors import NoOverlapError, OptionError
 from geosr.tiling.blend import RowBandAccumulator, taper_1d, window_weights
 from geosr.tiling.grid import Grid, hr_grid
-from geosr.tiling.windows import WindowPlan, starts
+from geosr.tiling.windows import WindowPlan, fitted_size, starts
 
 
 @given(length=st.integers(1, 500), size=st.integers(1, 64), data=st.data())
@@ -27,6 +27,28 @@ def test_starts_cover_everything_and_snap_to_the_edge(length, size, data):
         assert b - a <= size - overlap  # neighbours overlap by at least the requested overlap
         assert b <= a + size  # no gap
     assert all(0 <= x and (x + size <= length or length <= size) for x in s)
+
+
+@given(w=st.integers(1, 600), h=st.integers(1, 600), size=st.integers(2, 128), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_fitted_windows_are_no_more_and_cover_no_more_pixels(w, h, size, data):
+    overlap = data.draw(st.integers(0, size - 1))
+    fit = fitted_size(w, h, size, overlap)
+    assert 1 <= fit <= size
+    plans = [WindowPlan.build(w, h, s, min(overlap, s - 1)) for s in (size, fit)]
+    assert plans[1].n_rows <= plans[0].n_rows and plans[1].n_cols <= plans[0].n_cols
+    computed = [sum(win.width * win.height for win in plan) for plan in plans]
+    assert computed[1] <= computed[0]
+    for plan in plans:  # both cover the area, each pair of neighbours overlapping by at least the overlap
+        for length, first in ((w, plan.col_starts), (h, plan.row_starts)):
+            assert first[0] == 0 and first[-1] + min(plan.size, length) == length
+            assert all(b - a <= plan.size - plan.overlap for a, b in zip(first, first[1:]))
+
+
+def test_a_fitted_window_for_the_documented_case():
+    assert fitted_size(1024, 1024, 512, 32) == 363 and starts(1024, 363, 32) == [0, 331, 661]
+    assert starts(1024, 512, 32) == [0, 480, 512]  # unfitted: the third window 480 pixels over the second
+    assert fitted_size(300, 100, 512, 32) == 300  # one window: the area itself
 
 
 @given(w=st.integers(1, 120), h=st.integers(1, 120), size=st.integers(4, 48), data=st.data())

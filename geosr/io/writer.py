@@ -139,8 +139,20 @@ def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None
             BLOCKSIZE=str(meta.blocksize),
             OVERVIEW_RESAMPLING=meta.overview_resampling.upper(),
             BIGTIFF="IF_SAFER",
+            NUM_THREADS=cog_threads(),
         )
     write_categories(final, meta)
+
+
+def cog_threads() -> str:
+    """GDAL's threads for compressing the COG: the process's share of the CPUs where one was set
+    (``GDAL_NUM_THREADS``, else ``OMP_NUM_THREADS``, as batch workers get), else all. The bytes are the same
+    with any number (GDAL compresses each block independently and writes them in order)."""
+    for name in ("GDAL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0 or value.upper() == "ALL_CPUS":
+            return value.upper()
+    return "ALL_CPUS"
 
 
 def pam_path(path: Path) -> Path:

@@ -145,6 +145,11 @@ class LRBackbone(nn.Module):
             nn.init.zeros_(tail.weight)
             nn.init.zeros_(tail.bias)
 
+    @property
+    def uses_code(self) -> bool:
+        """Whether the network is told the scene's sharpness code (the pipeline then measures it)."""
+        return bool(self.cfg.code_dims)
+
     def forward(self, lr: torch.Tensor, scale: int, code: torch.Tensor | None = None) -> torch.Tensor:
         """``code``: (B, code_dims) sharpness codes of the scenes the windows come from; None measures each
         input image itself (right for whole images, not for windows of a larger scene)."""

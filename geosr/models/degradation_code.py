@@ -29,11 +29,15 @@ BASE_SIGMA = 0.7  # LR pixels: the first octave below Nyquist
 # erosion steps (LR pixels, 4-connected) dropped at borders and next to invalid pixels: most of the widest blur's
 # pull (sigma 2.8) of the filled values; what is left moved the code by at most 0.03 next to holes
 MARGIN = 6
+# the fewest LR pixels measured (inside the margin) for a code: on smaller images one scene's texture moves it as
+# much as the degradation does (held-out x8 LRs of 32 x 32 pixels put a Gaussian PSF at 0.53, an antialiased
+# resize's place); below it the code is zero (a soft PSF's place: expert backbones run their soft, blind expert)
+MIN_PIXELS = 32 * 32
 
 
 def lr_sharpness(lr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """The code (module doc) of an LR image ``(C, H, W)`` or ``(H, W)``: float32 ``(2,)``; zeros where too few
-    valid pixels (or no texture) leave nothing to measure."""
+    valid pixels (fewer than :data:`MIN_PIXELS` inside the margin) or no texture leave nothing to measure."""
     a = np.asarray(lr, dtype=np.float64)
     a = a[None] if a.ndim == 2 else a
     ok = np.isfinite(a).all(axis=0)
@@ -46,7 +50,7 @@ def lr_sharpness(lr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         return np.zeros(CODE_DIMS, np.float32)
     g = np.where(ok, np.mean(bands, axis=0), 0.0)  # invalid pixels take the mean, then are left out of the sums below
     inner = binary_erosion(ok, iterations=MARGIN, border_value=0)
-    if inner.sum() < 16:
+    if inner.sum() < MIN_PIXELS:
         return np.zeros(CODE_DIMS, np.float32)
     blurred = [g] + [gaussian_filter(g, BASE_SIGMA * k, mode="nearest") for k in (1, 2, 4)]
     energy = [float(np.mean((fine - coarse)[inner] ** 2)) for fine, coarse in zip(blurred, blurred[1:])]

@@ -54,6 +54,7 @@ SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
 MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default model recommends 1)
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_SCALES = 16
+MAX_EXPERTS = 8  # a backbone's experts (geosr.models.backbone_experts; scripts/combine_experts.py makes 3)
 SHARPNESS_CODE_DIMS = 2  # geosr.models.degradation_code.CODE_DIMS (a test keeps them equal)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig)}
@@ -89,6 +90,8 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
     arch = spec["arch"]
     if arch.get("kind") == "backbone":
         _check_backbone(arch, whole, items, refuse)
+        if "experts" in spec:
+            _check_experts(spec["experts"], items, refuse)
         _check_common(spec, whole, items, refuse)
         return
     if arch.get("kind") == "change-net":
@@ -147,6 +150,31 @@ def _check_backbone(arch: Mapping[str, Any], whole: Any, items: Any, refuse: Any
     if isinstance(code, bool) or not isinstance(code, int) or code not in (0, SHARPNESS_CODE_DIMS):
         refuse("arch.code_dims", f"is {_show(code)}; geosr's sharpness code has {SHARPNESS_CODE_DIMS} numbers "
                                  "(0: none)")
+
+
+def _check_experts(experts: Any, items: Any, refuse: Any) -> None:
+    """An expert backbone's names (2 to MAX_EXPERTS texts), anchors (per scale, one finite number or null per
+    expert) and mixing widths (per scale, in (0, 1])."""
+    if not isinstance(experts, dict) or not isinstance(experts.get("anchors"), dict):
+        refuse("experts", f"is {_show(experts)}; geosr accepts names and anchors")
+    names = items("experts.names", experts.get("names"), MAX_EXPERTS)
+    if len(names) < 2 or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names):
+        refuse("experts.names", f"is {_show(names)}; geosr accepts 2 to {MAX_EXPERTS} names")
+    if len(experts["anchors"]) > MAX_SCALES:
+        refuse("experts.anchors", f"has {len(experts['anchors'])} scales; geosr accepts at most {MAX_SCALES}")
+    for scale, anchors in experts["anchors"].items():
+        field = f"experts.anchors.{scale}"
+        if not str(scale).isdigit():
+            refuse(field, "is not keyed by a scale")
+        if len(items(field, anchors, MAX_EXPERTS)) != len(names) or not all(a is None or (
+                isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)) for a in anchors):
+            refuse(field, f"is {_show(anchors)}; geosr accepts one finite number (or null) per expert")
+    widths = experts.get("widths", {})
+    if not isinstance(widths, dict) or len(widths) > MAX_SCALES:
+        refuse("experts.widths", f"is {_show(widths)}; geosr accepts a width per scale")
+    for scale, w in widths.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 1:
+            refuse(f"experts.widths.{scale}", f"is {_show(w)}; geosr accepts a number in (0, 1]")
 
 
 def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) -> None:

@@ -36,7 +36,7 @@ from geosr.pipeline import resources
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import style_tensor
 from geosr.tiling.grid import Grid, hr_grid
-from geosr.tiling.windows import WindowPlan
+from geosr.tiling.windows import WindowPlan, fitted_size
 
 
 @dataclass
@@ -120,6 +120,9 @@ def plan_upscale(
             scene.measure_sharpness()
         # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
         tcfg = opts.tiling.resolved(getattr(sr, "via", opts.scale), *getattr(sr, "tiling", (256, 0.25)))
+        if opts.tiling.window is None and getattr(sr, "fit_windows", False):  # any size suits it: share evenly
+            size = fitted_size(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
+            tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
         summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)

@@ -27,6 +27,18 @@ def starts(length: int, size: int, overlap: int) -> list[int]:
     return out
 
 
+def fitted_size(width: int, height: int, size: int, overlap: int) -> int:
+    """The smallest window size with which no axis of a ``width`` x ``height`` area needs more windows than with
+    ``size``, so that the windows share the area evenly: with ``size`` alone the last window is snapped to
+    the edge and may overlap the one before almost entirely (a 1024-pixel axis in windows of 512 with 32 of
+    overlap: three windows of 512, the third 480 pixels over the second; fitted, three of 363)."""
+    fit = 1
+    for length in (width, height):
+        n = len(starts(length, size, overlap))
+        fit = max(fit, min(size, length) if n == 1 else -(-(length + (n - 1) * overlap) // n))
+    return fit
+
+
 @dataclass(frozen=True)
 class PlannedWindow:
     """One window: its place in the plan and its LR pixel window (relative to the planned area)."""

@@ -68,20 +68,24 @@ def degrade_named(hr: torch.Tensor, scale: int, kind: str) -> torch.Tensor:
     return y[0] if hr.dim() == 3 else y
 
 
-def blind_degrade(hr: torch.Tensor, scale: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-    """A (C, H, W) [0, 1] HR image degraded by a random draw covering real sensors (module doc)."""
+# the blind mix's share of each family of LR formation
+BLIND_SHARES = {"bicubic": 0.25, "bicubic-noaa": 0.15, "box": 0.15, "gaussian": 0.45}
+
+
+def blind_degrade(hr: torch.Tensor, scale: int, rng: np.random.Generator,
+                  kinds: tuple[str, ...] | None = None) -> tuple[torch.Tensor, dict]:
+    """A (C, H, W) [0, 1] HR image degraded by a random draw covering real sensors (module doc); ``kinds``
+    restricts the draw to those families (of :data:`NAMED`), in the blind mix's proportions."""
     x = hr[None].float()
-    u = rng.random()
+    if unknown := set(kinds or ()) - set(NAMED):
+        raise ValueError(f"unknown degradation {sorted(unknown)[0]!r}: use some of {', '.join(NAMED)}")
+    order = [k for k in BLIND_SHARES if not kinds or k in kinds]
+    cum = np.cumsum([BLIND_SHARES[k] for k in order])
+    kind = order[min(int(np.searchsorted(cum / cum[-1], rng.random(), side="right")), len(order) - 1)]
     info: dict = {}
-    if u < 0.25:
-        y = degrade_named(x, scale, "bicubic")
-        info["kind"] = "bicubic"
-    elif u < 0.4:
-        y = degrade_named(x, scale, "bicubic-noaa")
-        info["kind"] = "bicubic-noaa"
-    elif u < 0.55:
-        y = degrade_named(x, scale, "box")
-        info["kind"] = "box"
+    if kind != "gaussian":
+        y = degrade_named(x, scale, kind)
+        info["kind"] = kind
     else:  # sensor-like PSFs, from sharp (aliasing) to soft, sampled with a small misregistration
         sigma = float(rng.uniform(0.3, 0.7))
         shift = (float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.25, 0.25)))

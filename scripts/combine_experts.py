@@ -1,0 +1,136 @@
+"""Combine backbones fine-tuned on one family of LR formation each into one expert backbone.
+
+    python scripts/combine_experts.py --expert soft=runs/lite/best.safetensors:gaussian \
+        --expert antialiased=runs/aa/best.safetensors:bicubic \
+        --expert aliasing=runs/noaa/best.safetensors:bicubic-noaa --images RSSCN7 --out runs/experts.safetensors
+
+Each expert's anchor at each scale (:mod:`geosr.models.backbone_experts`) is the median first number of the
+sharpness code of LRs made by its family (``geosr.training.sensor_degradations.NAMED``) from the validation
+images of ``--images`` (every 100th, as ``scripts/train_backbone.py`` holds them out) and the training split of
+../shared/data (the only images large enough for a code at x16), so that no benchmark image decides how the
+experts are mixed. At each scale the experts taking part and the mixing width (one of :data:`WIDTHS`) are those
+with the best mean PSNR-Y gain over bicubic on the same images under the four named degradations (each image told
+its own code, as a scene is) among those that lose at most :data:`TOLERANCE_DB` to the first expert alone (the
+blind one) under any of them. Package the result with ``scripts/package_backbone.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from torch.func import functional_call
+
+from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.backbone_experts import ExpertBackbone
+from geosr.models.degradation_code import MARGIN, MIN_PIXELS, lr_sharpness
+from geosr.training.backbone_fit import image_files, read_images
+from geosr.models.resample import upsample
+from geosr.training.metrics import psnr_y
+from geosr.training.sensor_degradations import NAMED, degrade_named
+
+MIN_LR_SIDE = math.isqrt(MIN_PIXELS) + 2 * MARGIN  # smaller LRs have no code (degradation_code.MIN_PIXELS)
+MAX_LR_SIDE = 128  # central crops: bounded time, codes as steady as a scene's
+WIDTHS = (1.0, 0.5, 0.25, 0.1)  # linear mixing down to nearly a switch at the middle between anchors
+TOLERANCE_DB = 0.02  # a mix may lose this much to the first (blind) expert alone under a degradation, no more
+
+
+def _hrs(images: list[torch.Tensor], scale: int) -> list[torch.Tensor]:
+    """The images large enough to be measured at ``scale``, as [0, 1] central crops of at most MAX_LR_SIDE LR px."""
+    hrs = []
+    for im in images:
+        h, w = im.shape[-2:]
+        if min(h, w) >= MIN_LR_SIDE * scale:
+            s = min(h, w, MAX_LR_SIDE * scale) // scale * scale
+            y, x = (h - s) // 2, (w - s) // 2
+            hrs.append(im[:, y : y + s, x : x + s].float() / 255)
+    if not hrs:
+        raise SystemExit(f"no image is large enough for x{scale} ({MIN_LR_SIDE * scale} px)")
+    return hrs
+
+
+def _lr(hr: torch.Tensor, scale: int, kind: str) -> torch.Tensor:
+    return (degrade_named(hr, scale, kind) * 255).round() / 255
+
+
+def anchors(images: list[torch.Tensor], kinds: list[str], scales: list[int]) -> dict[int, list[float]]:
+    """Median first code number of each family's LRs of ``images`` ((3, H, W) uint8), per scale."""
+    return {s: [round(statistics.median(float(lr_sharpness(_lr(hr, s, kind).numpy())[0])
+                                       for hr in _hrs(images, s)), 4) for kind in kinds] for s in scales}
+
+
+@torch.inference_mode()
+def calibrate(net: ExpertBackbone, images: list[torch.Tensor]) -> None:
+    """Per scale, the experts taking part (any non-empty subset) and the mixing width (:data:`WIDTHS`) with the
+    best mean PSNR-Y gain over bicubic under the named degradations among those that lose at most TOLERANCE_DB
+    to the first expert alone under each; set on ``net``."""
+    full = dict(net.anchors)
+    for s in net.cfg.scales:
+        configs = []
+        for k in range(1, len(net.experts) + 1):
+            for subset in itertools.combinations(range(len(net.experts)), k):
+                for w in (WIDTHS if k > 1 else WIDTHS[:1]):
+                    configs.append((tuple(a if i in subset else None for i, a in enumerate(full[s])), w))
+        gains: dict[tuple, dict[str, list[float]]] = {c: {k: [] for k in NAMED} for c in configs}
+        for kind in NAMED:
+            for hr in _hrs(images, s):
+                lr = _lr(hr, s, kind)[None]
+                code0 = float(lr_sharpness(lr[0].numpy())[0])
+                crop = (slice(None), slice(s, -s), slice(s, -s))
+                target = hr[crop]
+                bicubic = psnr_y(upsample(lr, s, "bicubic")[0].clamp(0, 1)[crop], target)
+                done: dict[tuple, float] = {}  # the same mix for several configurations: run it once
+                for config in configs:
+                    net.anchors[s], net.widths[s] = config
+                    mix = tuple(net.mix(code0, s))
+                    if mix not in done:
+                        sr = functional_call(net.experts[0], net.blended(mix), (lr * 2 - 1, s))
+                        done[mix] = psnr_y(((sr + 1) / 2)[0].clamp(0, 1)[crop], target) - bicubic
+                    gains[config][kind].append(done[mix])
+        per_kind = {c: {k: statistics.fmean(v) for k, v in g.items()} for c, g in gains.items()}
+        means = {c: statistics.fmean(g.values()) for c, g in per_kind.items()}
+        blind = per_kind[configs[0]]  # the first expert alone
+        safe = [c for c in configs if all(per_kind[c][k] >= blind[k] - TOLERANCE_DB for k in NAMED)]
+        best = max(safe, key=means.get)
+        net.anchors[s], net.widths[s] = best
+        taking = [n for n, a in zip(net.names, best[0]) if a is not None]
+        print(f"x{s}: {', '.join(taking)}, width {best[1]}: mean gain {means[best]:+.3f}",
+              {k: round(v, 3) for k, v in per_kind[best].items()}, f"(the first alone {means[configs[0]]:+.3f},",
+              {k: round(v, 3) for k, v in blind.items()}, f"; all linearly {means[(full[s], 1.0)]:+.3f})", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--expert", action="append", required=True, help="name=checkpoint:family")
+    ap.add_argument("--images", type=Path, action="append", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    names, nets, kinds, training = [], [], [], {}
+    for item in args.expert:
+        name, rest = item.split("=", 1)
+        path, kind = rest.rsplit(":", 1)
+        net, spec = load_backbone(path)
+        names.append(name)
+        nets.append(net)
+        kinds.append(kind)
+        training[name] = {"family": kind, "file": Path(path).name, **spec.get("training", {})}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_backbone import shared_training_images
+
+    val = read_images(image_files(args.images)[::100]) + shared_training_images()
+    table = anchors(val, kinds, list(nets[0].cfg.scales))
+    print("anchors:", json.dumps(table))
+    combined = ExpertBackbone(nets, table, names).eval()
+    calibrate(combined, val)
+    save_backbone(combined, args.out, name=args.out.stem, training={"experts": training})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
