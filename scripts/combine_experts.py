@@ -23,6 +23,7 @@ import sys
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.func import functional_call
@@ -30,8 +31,8 @@ from torch.func import functional_call
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
 from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import MARGIN, MIN_PIXELS, lr_sharpness
-from geosr.training.backbone_fit import image_files, read_images
 from geosr.models.resample import upsample
+from geosr.training.backbone_fit import image_files, read_images
 from geosr.training.metrics import psnr_y
 from geosr.training.sensor_degradations import NAMED, degrade_named
 
@@ -65,6 +66,13 @@ def anchors(images: list[torch.Tensor], kinds: list[str], scales: list[int]) -> 
                                        for hr in _hrs(images, s)), 4) for kind in kinds] for s in scales}
 
 
+def choose(per_kind: dict[Any, dict[str, float]], blind: Any) -> Any:
+    """The configuration with the best mean gain among those that lose at most TOLERANCE_DB to ``blind`` under
+    every degradation (``blind`` itself always qualifies)."""
+    safe = [c for c, g in per_kind.items() if all(g[k] >= per_kind[blind][k] - TOLERANCE_DB for k in g)]
+    return max(safe, key=lambda c: statistics.fmean(per_kind[c].values()))
+
+
 @torch.inference_mode()
 def calibrate(net: ExpertBackbone, images: list[torch.Tensor]) -> None:
     """Per scale, the experts taking part (any non-empty subset) and the mixing width (:data:`WIDTHS`) with the
@@ -96,8 +104,7 @@ def calibrate(net: ExpertBackbone, images: list[torch.Tensor]) -> None:
         per_kind = {c: {k: statistics.fmean(v) for k, v in g.items()} for c, g in gains.items()}
         means = {c: statistics.fmean(g.values()) for c, g in per_kind.items()}
         blind = per_kind[configs[0]]  # the first expert alone
-        safe = [c for c in configs if all(per_kind[c][k] >= blind[k] - TOLERANCE_DB for k in NAMED)]
-        best = max(safe, key=means.get)
+        best = choose(per_kind, configs[0])
         net.anchors[s], net.widths[s] = best
         taking = [n for n, a in zip(net.names, best[0]) if a is not None]
         print(f"x{s}: {', '.join(taking)}, width {best[1]}: mean gain {means[best]:+.3f}",

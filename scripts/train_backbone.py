@@ -35,6 +35,16 @@ def shared_training_images() -> list[torch.Tensor]:
     return out
 
 
+def parse_kinds(text: str | None) -> tuple[str, ...] | dict[str, float] | None:
+    """``a,b`` -> ("a", "b"); ``a:0.6,b:0.4`` -> {"a": 0.6, "b": 0.4}; None -> None."""
+    if not text:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not any(":" in t for t in items):
+        return tuple(items)
+    return {k: float(v) for k, v in (t.split(":", 1) if ":" in t else (t, "1") for t in items)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", type=Path)
@@ -47,8 +57,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--scale-weights", help="share of the steps per scale, e.g. 4:0.55,2:0.15,8:0.2,16:0.1")
-    ap.add_argument("--kinds", help="only these families of LR formation, e.g. bicubic-noaa or bicubic,box "
-                    "(default: the whole blind mix)")
+    ap.add_argument("--kinds", help="only these families of LR formation, e.g. bicubic-noaa or bicubic,box, or "
+                    "with shares, e.g. bicubic-noaa:0.6,gaussian:0.2,bicubic:0.1,box:0.1 (default: the blind mix)")
     ap.add_argument("--sharpness-code", action="store_true",
                     help="add the scene sharpness code to an --init network that has none")
     args = ap.parse_args()
@@ -60,7 +70,7 @@ def main() -> None:
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
     cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
-                              kinds=tuple(args.kinds.split(",")) if args.kinds else None)
+                              kinds=parse_kinds(args.kinds))
     if args.scale_weights:
         cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,

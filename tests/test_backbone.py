@@ -173,6 +173,9 @@ def test_blind_degradation_is_reproducible_and_in_range():
     assert set(pair) == {"box", "bicubic"} and abs(pair.count("bicubic") / 1000 - 0.625) < 0.046
     with pytest.raises(ValueError, match="unknown degradation 'lanczos'"):
         blind_degrade(hr, 4, np.random.default_rng(0), ("lanczos",))
+    shared = [blind_degrade(hr[:, :16, :16], 4, rng, {"bicubic-noaa": 3, "gaussian": 1, "box": 0})[1]["kind"]
+              for _ in range(1000)]  # shares given: drawn in those proportions, a zero share never
+    assert set(shared) == {"bicubic-noaa", "gaussian"} and abs(shared.count("bicubic-noaa") / 1000 - 0.75) < 0.041
 
 
 # ---- training and the pipeline door --------------------------------------------------------------------------------
@@ -248,3 +251,14 @@ def test_backbone_windows_share_the_scene_evenly_unless_the_user_sets_them(tmp_p
     assert (given.size, given.col_starts, given.row_starts) == (256, (0, 44), (0,))
     assert (fitted.size, fitted.overlap, fitted.col_starts, fitted.row_starts) == (200, 16, (0, 100), (0,))
     assert other.size == 64  # other models keep their own windows
+
+
+def test_the_training_script_reads_families_with_or_without_shares():
+    from scripts.train_backbone import parse_kinds
+
+    from geosr.training.backbone_fit import _selected
+
+    assert parse_kinds(None) is None and parse_kinds("bicubic,box") == ("bicubic", "box")
+    shares = parse_kinds("bicubic-noaa:0.6,gaussian:0.2,box")
+    assert shares == {"bicubic-noaa": 0.6, "gaussian": 0.2, "box": 1.0}
+    assert _selected(shares) == ("box",) and _selected(("bicubic",)) == ("bicubic",) and _selected(None) is None

@@ -163,3 +163,14 @@ def test_training_refuses_an_expert_backbone(tmp_path):
     images = [torch.zeros(3, 64, 64, dtype=torch.uint8)]
     with pytest.raises(InputError, match="one expert at a time"):
         fit_backbone(tmp_path / "run", images, [], init=path, cfg=BackboneTrainConfig(steps=1))
+
+
+def test_the_calibration_keeps_only_mixes_that_lose_nothing_to_the_blind_expert():
+    from scripts.combine_experts import TOLERANCE_DB, choose
+
+    per_kind = {"blind": {"bicubic": 1.0, "gaussian": 1.7},
+                "bold": {"bicubic": 1.5, "gaussian": 1.6},  # the best mean, but it costs the Gaussian PSF 0.1 dB
+                "careful": {"bicubic": 1.1, "gaussian": 1.7 - TOLERANCE_DB / 2},
+                "worse": {"bicubic": 0.9, "gaussian": 1.8}}
+    assert choose(per_kind, "blind") == "careful"
+    assert choose({"blind": per_kind["blind"], "bold": per_kind["bold"]}, "blind") == "blind"

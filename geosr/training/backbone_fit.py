@@ -50,9 +50,10 @@ class BackboneTrainConfig:
     sharpness_code: bool = False  # give a network without one the scene sharpness code (from zero: same outputs)
     code_lr_boost: float = 3.0  # the code MLP's learning rate, times ``lr`` (it starts from zero)
     clip_grad: float = 0.1  # the gradient's norm at most (the feature modulation is quadratic in the features)
-    # the families of LR formation drawn (sensor_degradations.NAMED); None: the whole blind mix. The best EMA is
-    # the one whose worst validation gain over these families is highest
-    kinds: tuple[str, ...] | None = None
+    # the families of LR formation drawn (sensor_degradations.NAMED), or family -> share; None: the whole blind
+    # mix. The best EMA is the one whose worst validation gain over these families (with shares: the ones with the
+    # largest share) is highest
+    kinds: tuple[str, ...] | dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
@@ -87,7 +88,7 @@ def image_files(folders: Sequence[Path]) -> list[Path]:
 
 
 def make_batch(images: Sequence[torch.Tensor], scale: int, lr_side: int, batch: int,
-               rng: np.random.Generator, kinds: tuple[str, ...] | None = None,
+               rng: np.random.Generator, kinds: tuple[str, ...] | dict[str, float] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(LR, HR, code) in [0, 1]: random crops, flips and quarter turns, each LR drawn by :func:`blind_degrade`
     (``kinds``: from those families only) and stored as 8 bits. Each crop is degraded with up to twice its side of
@@ -138,6 +139,14 @@ def validate(net: torch.nn.Module, images: Sequence[torch.Tensor], scale: int = 
     out["mean"] = statistics.fmean(out.values())
     out["min"] = min(v for k, v in out.items() if k in (kinds or NAMED))
     return out
+
+
+def _selected(kinds: tuple[str, ...] | dict[str, float] | None) -> tuple[str, ...] | None:
+    """The families whose worst validation gain picks the best weights: those drawn, or those with the top share."""
+    if isinstance(kinds, dict):
+        top = max(kinds.values())
+        return tuple(k for k, v in kinds.items() if v == top)
+    return kinds
 
 
 def with_code(net: torch.nn.Module, weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
@@ -230,7 +239,7 @@ def fit_backbone(
                 f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
             save()
         if step % cfg.validate_every == 0 and val_images:
-            v = validate(ema.module.eval(), val_images, kinds=cfg.kinds)
+            v = validate(ema.module.eval(), val_images, kinds=_selected(cfg.kinds))
             log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
             if v["min"] > best["min"]:
                 best = {**v, "step": step}

@@ -73,14 +73,19 @@ BLIND_SHARES = {"bicubic": 0.25, "bicubic-noaa": 0.15, "box": 0.15, "gaussian": 
 
 
 def blind_degrade(hr: torch.Tensor, scale: int, rng: np.random.Generator,
-                  kinds: tuple[str, ...] | None = None) -> tuple[torch.Tensor, dict]:
+                  kinds: tuple[str, ...] | dict[str, float] | None = None) -> tuple[torch.Tensor, dict]:
     """A (C, H, W) [0, 1] HR image degraded by a random draw covering real sensors (module doc); ``kinds``
-    restricts the draw to those families (of :data:`NAMED`), in the blind mix's proportions."""
+    restricts the draw to those families (of :data:`NAMED`), in the blind mix's proportions, or (a mapping)
+    draws them in the proportions given."""
     x = hr[None].float()
     if unknown := set(kinds or ()) - set(NAMED):
         raise ValueError(f"unknown degradation {sorted(unknown)[0]!r}: use some of {', '.join(NAMED)}")
-    order = [k for k in BLIND_SHARES if not kinds or k in kinds]
-    cum = np.cumsum([BLIND_SHARES[k] for k in order])
+    shares = dict(kinds) if isinstance(kinds, dict) else {k: v for k, v in BLIND_SHARES.items()
+                                                          if not kinds or k in kinds}
+    order = [k for k in BLIND_SHARES if shares.get(k, 0) > 0]
+    if not order:
+        raise ValueError("the degradation shares must not all be zero")
+    cum = np.cumsum([shares[k] for k in order])
     kind = order[min(int(np.searchsorted(cum / cum[-1], rng.random(), side="right")), len(order) - 1)]
     info: dict = {}
     if kind != "gaussian":
