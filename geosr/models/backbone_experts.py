@@ -1,9 +1,10 @@
 """A backbone with one set of weights per family of LR formation, blended by the scene's sharpness code.
 
 One network cannot be best both for a soft sensor PSF and for an aliasing resize: what it must undo differs. The
-experts share one architecture and one starting point (each is fine-tuned from the same weights on one family
-of :mod:`geosr.training.sensor_degradations`), so their weights can be averaged (network interpolation: Wang et
-al., "Deep Network Interpolation for Continuous Imagery Effect Transition", CVPR 2019). Each expert has an
+experts share one architecture and one ancestry (each is fine-tuned on one family of
+:mod:`geosr.training.sensor_degradations` from weights that all descend from one network), so their weights can be
+averaged (network interpolation: Wang et al., "Deep Network Interpolation for Continuous Imagery Effect
+Transition", CVPR 2019). Each expert has an
 *anchor* per scale: the median first number of the sharpness code (:mod:`geosr.models.degradation_code`) of LRs
 made by its family, measured on training images. A scene's code is placed between the two anchors around it
 and the weights of those two experts are mixed (beyond the outermost anchors: that expert alone): at a fraction
