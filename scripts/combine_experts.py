@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
-import sys
 import json
+import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
