@@ -24,8 +24,8 @@ def is_backbone_spec(spec: dict[str, Any]) -> bool:
 def save_backbone(net: LRBackbone | ExpertBackbone, path: str | Path, *, name: str, sidecar: bool = False,
                   **fields: Any) -> Path:
     """Write ``net`` and its spec (``fields`` added: training, metrics, inference, ...) to ``path``, atomically.
-    An :class:`ExpertBackbone`'s experts are stored as ``experts.<i>.<tensor>``, their names and anchors in the
-    spec's ``experts``."""
+    An :class:`ExpertBackbone`'s experts are stored as ``experts.<i>.<tensor>``, their names, anchors and mixing
+    widths in the spec's ``experts``."""
     from safetensors.torch import save_file
 
     path = Path(path)
