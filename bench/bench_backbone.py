@@ -9,7 +9,8 @@ Parts:
            made by each of ``geosr.training.sensor_degradations.NAMED``. SAFMN and RLFN (x4 only) run from their
            public weights converted by ``scripts/convert_safmn.py`` into ``--reference-dir``; skipped without it.
   speed    seconds per output megapixel of each network on one 256 x 256 LR image, interleaved, medians of
-           ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads).
+           ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads). The backbone runs as geosr runs
+           it on a CPU (channels-last tensors, fused inference convolutions); SAFMN and RLFN as published.
   cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF, against
            bicubic through the CLI and RLFN's bare network.
 """
@@ -57,11 +58,15 @@ def networks(backbone: Path | None, reference_dir: Path | None, scale: int) -> d
         from geosr.models.consistency import back_project
 
         net, _ = load_backbone(backbone)
+        net = net.eval().to(memory_format=torch.channels_last)  # as geosr runs it on a CPU (backbone_sr)
         if scale in net.cfg.scales:
-            nets["backbone"] = lambda lr, net=net: (net(lr * 2 - 1, scale) + 1) / 2
+            def fwd(lr: torch.Tensor, net: torch.nn.Module = net) -> torch.Tensor:
+                return net(lr.contiguous(memory_format=torch.channels_last) * 2 - 1, scale)
+
+            nets["backbone"] = lambda lr, fwd=fwd: (fwd(lr) + 1) / 2
             for op in ("box", "bicubic"):  # with LR-consistency by back-projection (geosr's --lr-consistency)
-                nets[f"backbone+bp-{op}"] = lambda lr, net=net, op=op: (back_project(
-                    net(lr * 2 - 1, scale), lr * 2 - 1, scale, operator=op) + 1) / 2
+                nets[f"backbone+bp-{op}"] = lambda lr, fwd=fwd, op=op: (back_project(
+                    fwd(lr), lr * 2 - 1, scale, operator=op) + 1) / 2
     if reference_dir is not None and scale == 4:
         from reference_nets import load_reference
 

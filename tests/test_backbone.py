@@ -71,6 +71,39 @@ def test_full_depth_windows_agree_within_a_small_tolerance():
     assert float((win - whole[..., 256:512, 256:512]).abs().max()) < 2 / 255
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_fused_inference_path_computes_the_plain_sums(channels_last):
+    """Inference on CPU fuses the GELUs and residual adds into oneDNN convolutions; training (autograd on) runs
+    the plain modules. Both are float32 roundings of the same sums: each is as close to a float64 run as the
+    other, and they agree to a small fraction of an 8-bit step."""
+    import copy
+
+    from geosr.models import backbone
+
+    torch.manual_seed(2)
+    net = build_backbone(BackboneConfig(scales=(4,))).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5)
+        net.tails["4"].weight.normal_(0, 0.02)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    lr = (torch.nn.functional.avg_pool2d(torch.rand(1, 3, 160, 144), 2) * 2 - 1).contiguous(memory_format=fmt)
+    with torch.inference_mode():
+        assert backbone._fusable(lr)
+        fused = net(lr, 4)
+        exact = copy.deepcopy(net).double()(lr.double(), 4)
+    with torch.enable_grad():
+        assert not backbone._fusable(lr)
+        plain = net(lr, 4)
+    err_fused = float((fused.double() - exact).abs().max())
+    err_plain = float((plain.double() - exact).abs().max())
+    assert err_fused <= 2 * err_plain + 1e-5
+    assert float((fused - plain).abs().max()) < 0.25 / 127.5
+
+
 def _fake_safmn(seed: int = 0) -> dict[str, torch.Tensor]:
     from bench.reference_nets import SAFMN
 

@@ -36,7 +36,11 @@ class Stretch:
 
     def inverse(self, model: np.ndarray) -> np.ndarray:
         lo, hi = self._arrays()
-        return (np.asarray(model, dtype=np.float64) + 1.0) * 0.5 * (hi - lo) + lo
+        phys = np.array(model, dtype=np.float64)  # a copy, worked on in place: whole output rows pass here
+        phys += 1.0
+        phys *= 0.5 * (hi - lo)  # 0.5 is exact: the same values as ((m + 1) * 0.5) * (hi - lo)
+        phys += lo
+        return phys
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"low": list(self.low), "high": list(self.high)}
@@ -109,9 +113,11 @@ def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tup
     """Physical values back to the stored values of ``dtype`` (undo scale/offset, round and clip ints)."""
     sc = np.asarray(scales, dtype=np.float64)[:, None, None]
     of = np.asarray(offsets, dtype=np.float64)[:, None, None]
-    raw = (phys - of) / sc
+    raw = phys - of
+    raw /= sc
     dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.integer):
+    if np.issubdtype(dt, np.integer):  # rounded and clipped in place (infinities clip to the range), NaN -> 0
         info = np.iinfo(dt)
-        raw = np.clip(np.rint(np.nan_to_num(raw)), info.min, info.max)
+        np.clip(np.rint(raw, out=raw), info.min, info.max, out=raw)
+        np.copyto(raw, 0.0, where=np.isnan(raw))
     return raw.astype(dt)

@@ -70,8 +70,12 @@ class RowBandAccumulator:
         h, w = weight.shape
         self._grow(row_off + h)
         ok = np.isfinite(data).all(axis=0)
-        wt = np.where(ok, weight, 0.0)
         r = row_off - self.start
+        if ok.all():  # the usual case, without the masked copies (the same products)
+            self.sum[:, r : r + h, col_off : col_off + w] += data * weight
+            self.weight[r : r + h, col_off : col_off + w] += weight
+            return
+        wt = np.where(ok, weight, 0.0)
         self.sum[:, r : r + h, col_off : col_off + w] += np.where(ok, data, 0.0) * wt
         self.weight[r : r + h, col_off : col_off + w] += wt
 
@@ -80,8 +84,8 @@ class RowBandAccumulator:
         self._grow(stop)
         n = stop - self.start
         s, wt = self.sum[:, :n], self.weight[:n]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(wt > 0, s / np.where(wt > 0, wt, 1.0), np.nan)
+        mean = np.full(s.shape, np.nan)
+        np.divide(s, wt, out=mean, where=wt > 0)
         self.sum, self.weight = self.sum[:, n:].copy(), self.weight[n:].copy()
         self.start = stop
         return mean, wt
