@@ -18,7 +18,8 @@ changed where either of two detectors says so (their union; recall first):
 The cost of a missed change (stale pixels pasted from the reference) is far higher than that of a false alarm
 (texture taken from the model instead), so the detector favours recall; the mask then grows by :data:`GROW` LR
 pixels into the neighbours that show weak evidence of their own (half the lowest thresholds: :data:`GROW_P`,
-:data:`GROW_Z`), so that the edges of a change are kept while isolated flags do not grow in unchanged land. Pixels without data in either image are unknown (``valid`` False).
+:data:`GROW_Z`), so that the edges of a change are kept while isolated flags do not grow in unchanged land.
+Pixels without data in either image are unknown (``valid`` False).
 
 numpy, scipy's ndimage filters and scikit-image's Otsu threshold: no library detects changes between two
 co-registered rasters of different sensors and dates with a recall-first rule, so the combination is written here.
