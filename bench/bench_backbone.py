@@ -12,7 +12,8 @@ Parts:
            ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads). The backbone runs as geosr runs
            it on a CPU (channels-last tensors, fused inference convolutions); SAFMN and RLFN as published.
   cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF, against
-           bicubic through the CLI and RLFN's bare network.
+           bicubic through the CLI and RLFN's bare network: uniform noise, and a real held-out image when
+           ../shared/data is there.
 """
 
 from __future__ import annotations
@@ -101,7 +102,24 @@ def run_quality(backbone: Path | None, reference_dir: Path | None, scales: list[
 
 def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: int = 512) -> dict:
     """Seconds per output megapixel of the whole ``geosr upscale -x 4 --model BACKBONE`` (read, windows, model,
-    blending, COG) against bicubic through the same CLI and RLFN's bare network on the same image, interleaved."""
+    blending, COG) against bicubic through the same CLI and RLFN's bare network on the same image, interleaved.
+    Two images: uniform noise (which no compressor shrinks: the COG's worst case) and, when ../shared/data is
+    there, a real one (the first held-out image's central crop, 8 bits)."""
+    import numpy as np
+
+    images = {"noise": (np.random.default_rng(0).random((3, side, side)) * 200 + 20).astype(np.uint8)}
+    try:
+        real = heldout_images(side)[0][1]
+        if min(real.shape[-2:]) >= side:
+            images["real"] = (real * 255).round().to(torch.uint8).numpy()
+    except Exception:  # no ../shared/data: the noise image only
+        pass
+    out = {name: _cli_speed(backbone, reference_dir, reps, arr) for name, arr in images.items()}
+    print("whole CLI, s per output MP:", out, flush=True)
+    return out
+
+
+def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr) -> dict:
     import tempfile
 
     import numpy as np
@@ -112,11 +130,10 @@ def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: i
 
     nets = {k: v for k, v in networks(None, reference_dir, 4).items() if k == "rlfn"}
     times: dict[str, list[float]] = {"geosr-cli": [], "bicubic-cli": [], **{n: [] for n in nets}}
-    rng = np.random.default_rng(0)
-    arr = (rng.random((3, side, side)) * 200 + 20).astype(np.uint8)
+    side = arr.shape[-1]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "lr.tif"
-        with rasterio.open(src, "w", driver="GTiff", width=side, height=side, count=3, dtype="uint8",
+        with rasterio.open(src, "w", driver="GTiff", width=side, height=arr.shape[-2], count=3, dtype="uint8",
                            crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
             dst.write(arr)
         lr = torch.from_numpy(arr.astype(np.float32) / 255)[None]
@@ -131,11 +148,10 @@ def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: i
                     with torch.inference_mode():
                         nets[name](lr)
                 times[name].append(time.perf_counter() - t0)
-    mp = (side * 4) ** 2 / 1e6
+    mp = arr.shape[-2] * arr.shape[-1] * 16 / 1e6
     out = {n: round(statistics.median(v) / mp, 3) for n, v in times.items() if v}
     if "rlfn" in out:
         out["geosr-cli_to_rlfn"] = round(out["geosr-cli"] / out["rlfn"], 3)
-    print("whole CLI, s per output MP:", out, flush=True)
     return out
 
 

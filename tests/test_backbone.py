@@ -279,11 +279,14 @@ def test_backbone_windows_share_the_scene_evenly_unless_the_user_sets_them(tmp_p
         given = job.plan
     with plan_upscale(src, output=tmp_path / "o.tif", scale=4, model="bicubic", dry_run=True) as job:
         other = job.plan
-    # 1024 output px at x4: 256 LR px with 16 of overlap; the 300 px axis needs two windows either way, the 200 px
-    # one a single window: fitted, two windows of 200 (the short axis whole) instead of two of 256
+    # 272 LR px at x4 with 17 of overlap; the 300 px axis needs two windows either way, the 200 px one a single
+    # window: fitted, two windows of 200 (the short axis whole) instead of two of 272
     assert (given.size, given.col_starts, given.row_starts) == (256, (0, 44), (0,))
-    assert (fitted.size, fitted.overlap, fitted.col_starts, fitted.row_starts) == (200, 16, (0, 100), (0,))
+    assert (fitted.size, fitted.overlap, fitted.col_starts, fitted.row_starts) == (200, 17, (0, 100), (0,))
     assert other.size == 64  # other models keep their own windows
+    with plan_upscale(src, output=tmp_path / "o.tif", scale=16, model="lite", dry_run=True) as job:
+        plan = job.plan  # at most 2048 output px a side: 128 LR px at x16 (8 overlapping), fitted: 3 x 2 of 106
+        assert (plan.size, plan.overlap, len(plan.col_starts), len(plan.row_starts)) == (106, 8, 3, 2)
 
 
 def test_the_training_script_reads_families_with_or_without_shares():

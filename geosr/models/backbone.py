@@ -150,7 +150,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _fusable(x):
-            # the same sums with the GELUs and the residual add fused into the convolutions: 0.8x the time of the
+            # the same sums with the GELUs and the residual add fused into the convolutions: 0.7-0.8x the time of the
             # plain path on 2 CPU threads, and as close to a float64 run (bench/bench_backbone.py --parts speed)
             x = torch.addcmul(x, _conv_gelu(self.modulation.gate(x), self.modulation.aggr), x)
             return _conv_add(_conv_gelu(x, self.mixer.expand), x, self.mixer.reduce)

@@ -23,6 +23,13 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.device import resolve_device
 from geosr.models.interface import ConditionBatch
 
+# The backbone's windows: about WINDOW_LR LR pixels a side at every scale (the network's cost per pixel rises with
+# the window, the halo's share falls), at most MAX_WINDOW_HR output pixels a side (the output tensors' memory at x16).
+# Whole `upscale -m lite`, 2 threads, interleaved medians, against windows of 1024 output pixels: x2 (1024² LR)
+# 0.94x the time, x4 0.86x / 0.93x (512² / 1024² LR), x8 (256²) 0.74x, x16 (128²) 0.80x.
+WINDOW_LR = 272
+MAX_WINDOW_HR = 2048
+
 
 class BackboneSuperResolver:
     """A :class:`LRBackbone` ready to super-resolve batches of windows (deterministic: ``seed`` is unused)."""
@@ -47,14 +54,17 @@ class BackboneSuperResolver:
         self.align = net.cfg.align
         # a network modulated by the scene's sharpness code asks the pipeline to measure it on the whole scene
         self.wants_sharpness = bool(net.uses_code)
-        # (window HR pixels, overlap share): large windows, since the halo already gives each one its context,
-        # shrunk to share the scene evenly (any size suits the network: tiling.windows.fitted_size). Whole CLI at
-        # x4, 2 threads, interleaved: 0.62x, 0.79x, 0.85x the time of unfitted windows on 512², 768², 1024² LR
-        # scenes; 2048 fitted is no faster than 1024 fitted (within 3%) and holds 4x the memory
+        # windows shrunk to share the scene evenly (any size suits the network: tiling.windows.fitted_size). Whole
+        # CLI at x4, 2 threads, interleaved: 0.62x, 0.79x, 0.85x the time of unfitted windows on 512², 768², 1024² LR
         self.fit_windows = True
+
+    def tiling_for(self, scale: int) -> tuple[int, float]:
+        """(window output pixels, overlap share) the pipeline plans this model's windows with at ``scale``: about
+        :data:`WINDOW_LR` LR pixels a side, at most :data:`MAX_WINDOW_HR` output pixels, unless the checkpoint's
+        spec sets ``tiling.window_hr``."""
         tiling = self.spec.get("tiling", {})
-        self.tiling: tuple[int, float] = (int(tiling.get("window_hr", 1024)),
-                                          float(tiling.get("overlap_share", 0.0625)))
+        window_hr = int(tiling["window_hr"]) if "window_hr" in tiling else min(WINDOW_LR * scale, MAX_WINDOW_HR)
+        return window_hr, float(tiling.get("overlap_share", 0.0625))
 
     @torch.inference_mode()
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:

@@ -119,7 +119,8 @@ def plan_upscale(
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
-        tcfg = opts.tiling.resolved(getattr(sr, "via", opts.scale), *getattr(sr, "tiling", (256, 0.25)))
+        via = getattr(sr, "via", opts.scale)
+        tcfg = opts.tiling.resolved(via, *getattr(sr, "tiling_for", lambda s: (256, 0.25))(via))
         if opts.tiling.window is None and getattr(sr, "fit_windows", False):  # any size suits it: share evenly
             size = fitted_size(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
             tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
