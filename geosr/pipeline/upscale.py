@@ -272,10 +272,13 @@ def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) ->
     s = scene.scale
     r0, r1 = hr_row // s, hr_row // s + mean.shape[1] // s
     lr_valid = scene.lr_validity(r0, r1)
-    valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1) & np.isfinite(mean).all(axis=0)
+    finite = np.isfinite(mean)
+    valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1) & finite.all(axis=0)
     scales = tuple(scene.lr_info.scales[b - 1] for b in scene.bands)
     offsets = tuple(scene.lr_info.offsets[b - 1] for b in scene.bands)
-    raw = to_raw(scene.stretch.inverse(np.nan_to_num(mean)), meta.dtype, scales, offsets)
+    if not finite.all():  # NaN where no window reached (weight 0) or a model failed: 0 in model space, as before
+        mean = np.nan_to_num(mean)
+    raw = to_raw(scene.stretch.inverse(mean), meta.dtype, scales, offsets)
     if meta.nodata is not None:
         fill = np.asarray(meta.nodata).astype(raw.dtype)
         if not math.isnan(meta.nodata):  # a valid pixel must not take the nodata value by chance
