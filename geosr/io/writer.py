@@ -70,8 +70,9 @@ def _profile(meta: OutputMeta, grid: Grid, *, compress: str, blocksize: int) -> 
         "interleave": "pixel" if meta.count > 1 else "band",
         "BIGTIFF": "IF_SAFER",
     }
-    if compress == STAGE_COMPRESS:
+    if compress == STAGE_COMPRESS:  # compressed on the process's cores (the same pixels with any number)
         profile["zstd_level"] = STAGE_ZSTD_LEVEL
+        profile["num_threads"] = cog_threads()
     if meta.nodata is not None:
         profile["nodata"] = meta.nodata
     return profile
