@@ -1,0 +1,53 @@
+"""The COG's overviews, built in the stage: GDAL's levels, averages of the full-resolution pixels, masks kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from geosr.io.writer import OutputMeta, overview_factors, write_cog, write_row_bands
+from geosr.tiling.grid import Grid
+
+
+@pytest.mark.parametrize("width, height, block, factors", [
+    (512, 512, 512, []), (513, 100, 512, [2]), (2048, 2048, 512, [2, 4]), (2100, 1100, 256, [2, 4, 8, 16]),
+])
+def test_overview_levels_halve_until_a_block_holds_the_image(width, height, block, factors):
+    assert overview_factors(width, height, block) == factors
+
+
+def _grid(width: int, height: int) -> Grid:
+    return Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), width, height)
+
+
+def test_a_cog_carries_overviews_that_average_its_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 200, (3, 64, 96)).astype(np.uint8)
+    write_cog(tmp_path / "o.tif", data, _grid(96, 64), OutputMeta(dtype="uint8", count=3, blocksize=16),
+              folder=tmp_path)
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.overviews(1) == [2, 4, 8]
+        assert np.array_equal(ds.read(), data)
+    with rasterio.open(tmp_path / "o.tif", overview_level=0) as ov:
+        expected = data.reshape(3, 32, 2, 48, 2).astype(np.float64).mean(axis=(2, 4))
+        assert np.abs(ov.read().astype(np.float64) - expected).max() <= 0.5  # GDAL rounds the mean
+
+
+def test_row_bands_with_a_mask_get_mask_overviews(tmp_path):
+    data = np.full((1, 64, 64), 7, np.uint16)
+    valid = np.ones((64, 64), bool)
+    valid[:, :32] = False
+    data[:, ~valid] = 0
+    meta = OutputMeta(dtype="uint16", count=1, nodata=0, write_mask=True, blocksize=16)
+    grid = _grid(64, 64)
+    bands = [(r, Grid(grid.crs, grid.transform * Affine.translation(0, r), 64, 16), data[:, r:r + 16], valid[r:r + 16])
+             for r in range(0, 64, 16)]
+    (tmp_path / "work").mkdir()
+    write_row_bands(tmp_path / "m.tif", grid, meta, bands, tmp_path / "work")
+    with rasterio.open(tmp_path / "m.tif", overview_level=0) as ov:
+        mask = ov.read_masks(1)
+        assert ov.shape == (32, 32)
+        assert (mask[:, :16] == 0).all() and (mask[:, 16:] == 255).all()
+        assert (ov.read(1)[:, 16:] == 7).all()
