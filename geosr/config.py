@@ -53,7 +53,7 @@ class SamplerConfig:
     lr_consistency: str | None = None
 
     def __post_init__(self) -> None:
-        _check_int("steps", self.steps, low=1, none_ok=True)
+        _check_int("steps", self.steps, low=0, none_ok=True)  # 0: a sampler on a backbone gives the backbone's
         _check_int("seed", self.seed, low=0)
         mode = self.lr_consistency
         if mode is not None and mode not in LR_CONSISTENCY_MODES:

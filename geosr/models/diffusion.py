@@ -85,6 +85,9 @@ class DiffusionSuperResolver:
         steps = self.sampler.steps
         if steps is None and self.sampler.preset == "default":
             steps = self.spec.get("inference", {}).get("steps")  # the checkpoint's recommended step count
+        if steps == 0:
+            raise OptionError(f"model {self.name} samples with at least 1 step; steps 0 is the prediction of a model "
+                              "that samples on a backbone (DIFFUSION+BACKBONE, e.g. default+lite)")
         self.preset: SamplerPreset = resolve_preset(self.sampler.preset, steps)
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
         self.batch_invariant = batch_invariant
@@ -168,13 +171,17 @@ class DiffusionSuperResolver:
     def _n_for(self, what: str) -> int:
         return self.cfg.n_change_classes if what == "change" else self.cfg.n_map_classes
 
-    def condition(self, batch: ConditionBatch, seed: int = 0) -> tuple[Condition, torch.Tensor, tuple[int, int]]:
-        """The model's condition for ``batch`` on the padded grid, the upsampled LR, and the pad (ph, pw)."""
+    def condition(self, batch: ConditionBatch, seed: int = 0,
+                  base: torch.Tensor | None = None) -> tuple[Condition, torch.Tensor, tuple[int, int]]:
+        """The model's condition for ``batch`` on the padded grid, the upsampled LR, and the pad (ph, pw).
+        ``base`` (B, C, H, W): the LR on the HR grid to condition on (and, for a residual model, to add the sampled
+        detail to) instead of the network's own upsampling, e.g. a backbone's prediction."""
         dev = self.device
         f = self.cfg.downsampling
         H, W = batch.ref.shape[-2:]
         ph, pw = (-H) % f, (-W) % f
-        lr_up = self.denoiser.upsample_lr(batch.lr.to(dev, torch.float32), batch.scale)
+        lr_up = (self.denoiser.upsample_lr(batch.lr.to(dev, torch.float32), batch.scale) if base is None
+                 else base.to(dev, torch.float32))
         map_ids = batch.map.to(dev) if (batch.map is not None and self.cfg.n_map_classes) else None
         cond = make_condition(
             lr_up,
@@ -199,17 +206,22 @@ class DiffusionSuperResolver:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
+    def __call__(self, batch: ConditionBatch, *, seed: int, base: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample ``batch``'s HR windows; ``base``: see :meth:`condition`."""
         self._validate(batch)
+        if base is not None and base.shape[-2:] != batch.ref.shape[-2:]:
+            raise ValueError(f"a base of {tuple(base.shape[-2:])} does not cover HR stacks of "
+                             f"{tuple(batch.ref.shape[-2:])}")
         fusing = self.sampler.fuse_overlaps and batch.batch_size > 1
         if self.batch_invariant and batch.batch_size > 1 and not fusing:
-            return torch.cat([self._run(_window(batch, i), seed) for i in range(batch.batch_size)])
-        return self._run(batch, seed)
+            return torch.cat([self._run(_window(batch, i), seed, None if base is None else base[i : i + 1])
+                              for i in range(batch.batch_size)])
+        return self._run(batch, seed, base)
 
-    def _run(self, batch: ConditionBatch, seed: int) -> torch.Tensor:
+    def _run(self, batch: ConditionBatch, seed: int, base: torch.Tensor | None = None) -> torch.Tensor:
         out_device = batch.lr.device
         H, W = batch.ref.shape[-2:]
-        cond, lr_up, (ph, pw) = self.condition(batch, seed)
+        cond, lr_up, (ph, pw) = self.condition(batch, seed, base)
         Hp, Wp = H + ph, W + pw
         B, C = batch.batch_size, self.cfg.n_bands
         with self._autocast():

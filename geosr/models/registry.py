@@ -83,7 +83,30 @@ def available_models() -> list[ModelInfo]:
         ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed",
                   inputs=("ref", "cd")),
     ]
-    return models + [_bundled_info(name, path) for name, path in bundled_checkpoints().items()]
+    bundled = [_bundled_info(name, path) for name, path in bundled_checkpoints().items()]
+    return models + bundled + _composite_infos(bundled)
+
+
+def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
+    """``DIFFUSION+BACKBONE`` for every bundled residual diffusion model and LR-space backbone sharing a scale."""
+    from geosr.models.checkpoint import read_spec
+
+    def residual(info: ModelInfo) -> bool:
+        try:
+            return bool(read_spec(bundled_checkpoints()[info.name])["arch"].get("residual"))
+        except Exception:  # noqa: BLE001 - described as unreadable in its own entry
+            return False
+
+    out = []
+    for d in (i for i in bundled if i.kind == "diffusion" and residual(i)):
+        for b in (i for i in bundled if i.kind == "backbone"):
+            scales = tuple(s for s in b.scales if not d.scales or s in d.scales)
+            if scales:
+                out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
+                                     f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
+                                     f"{b.name}'s prediction alone), " + ", ".join(f"x{s}" for s in scales),
+                                     scales, d.inputs))
+    return out
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -135,25 +158,14 @@ def load_model(
         raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
     if spec in CLASSICAL:
         return CLASSICAL[spec]()
-    path = resolve_checkpoint(spec)
-    from geosr.models.backbone_checkpoint import is_backbone_spec
-    from geosr.models.checkpoint import load_checkpoint, read_spec
     from geosr.models.device import resolve_device
-    from geosr.models.diffusion import DiffusionSuperResolver
 
     dev = resolve_device(device)
-    name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
     sr: SuperResolver
-    if is_backbone_spec(read_spec(path)):
-        from geosr.models.backbone_checkpoint import load_backbone
-        from geosr.models.backbone_sr import BackboneSuperResolver
-
-        net, model_spec = load_backbone(path, device=dev)
-        sr = BackboneSuperResolver(net, model_spec, device=dev, name=name)
+    if is_composite(spec):
+        sr, model_spec = _load_residual_sampler(spec, dev, sampler, style)
     else:
-        model, model_spec = load_checkpoint(path, device=dev)
-        sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
-    sr.checksum = file_sha256(path)  # recorded in the output's tags and resume fingerprint: the weights, not the name
+        sr, model_spec = _load_checkpoint_model(spec, dev, sampler, style)
     inference = model_spec.get("inference", {})
     if reference_detail is None and sampler is not None:
         reference_detail = sampler.reference_detail
@@ -171,6 +183,63 @@ def load_model(
     from geosr.models.consistency import LRConsistent
 
     return LRConsistent(sr, operator=operator)
+
+
+def is_composite(spec: str) -> bool:
+    """Whether ``spec`` names a diffusion model sampling on a backbone (``DIFFUSION+BACKBONE``, e.g.
+    ``default+lite``) rather than one model (a file whose name holds a ``+`` is one model)."""
+    return "+" in spec and spec not in CLASSICAL and not Path(spec).expanduser().exists()
+
+
+def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConfig | None",
+                           style: "str | torch.Tensor | None") -> tuple[SuperResolver, dict]:
+    """A bundled or local checkpoint as a super-resolver, and its spec (no reference detail, no LR-consistency)."""
+    from geosr.models.backbone_checkpoint import is_backbone_spec
+    from geosr.models.checkpoint import load_checkpoint, read_spec
+    from geosr.models.diffusion import DiffusionSuperResolver
+
+    path = resolve_checkpoint(spec)
+    name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
+    sr: SuperResolver
+    if is_backbone_spec(read_spec(path)):
+        from geosr.models.backbone_checkpoint import load_backbone
+        from geosr.models.backbone_sr import BackboneSuperResolver
+
+        net, model_spec = load_backbone(path, device=dev)
+        sr = BackboneSuperResolver(net, model_spec, device=dev, name=name)
+    else:
+        model, model_spec = load_checkpoint(path, device=dev)
+        sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+    sr.checksum = file_sha256(path)  # recorded in the output's tags and resume fingerprint: the weights, not the name
+    return sr, model_spec
+
+
+def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConfig | None",
+                           style: "str | torch.Tensor | None") -> tuple[SuperResolver, dict]:
+    """``DIFFUSION+BACKBONE``: the diffusion model sampling detail on the backbone's prediction
+    (:mod:`geosr.models.residual_sampler`; ``steps`` 0: the prediction alone), with the diffusion model's spec."""
+    from dataclasses import replace
+
+    from geosr.models.backbone_sr import BackboneSuperResolver
+    from geosr.models.diffusion import DiffusionSuperResolver
+    from geosr.models.residual_sampler import ResidualSampler
+
+    diffusion_name, backbone_name = spec.rsplit("+", 1)
+    steps = sampler.steps if sampler is not None else None
+    own = replace(sampler, steps=None) if sampler is not None and steps == 0 else sampler
+    diffusion, model_spec = _load_checkpoint_model(diffusion_name, dev, own, None if steps == 0 else style)
+    backbone, _ = _load_checkpoint_model(backbone_name, dev, None, None)
+    if not isinstance(diffusion, DiffusionSuperResolver) or not isinstance(backbone, BackboneSuperResolver):
+        raise OptionError(f"model {spec}: DIFFUSION+BACKBONE takes a diffusion model, then an LR-space backbone "
+                          f"(`geosr models` lists each kind), not {diffusion_name} and {backbone_name}")
+    if not diffusion.denoiser.residual:
+        raise OptionError(f"model {spec}: {diffusion_name} denoises whole images, not the detail on a base "
+                          "(a residual model), so it cannot sample on a backbone")
+    sr = ResidualSampler(diffusion, backbone, steps=0 if steps == 0 else None, name=spec)
+    if not sr.scales:
+        raise OptionError(f"model {spec}: {diffusion_name} and {backbone_name} share no scale")
+    sr.checksum = f"{diffusion.checksum}+{backbone.checksum}"
+    return sr, model_spec
 
 
 def file_sha256(path: Path) -> str:

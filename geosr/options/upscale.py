@@ -186,14 +186,16 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("aoi", "aoi", ["--aoi"], "Area of interest: 'LEFT,BOTTOM,RIGHT,TOP' (in --aoi-crs) or a vector file."),
     _o("aoi_crs", "aoi_crs", ["--aoi-crs"], "CRS of an --aoi bbox."),
     _o("model", "model", ["--model", "-m"], "Model name (see `geosr models`) or checkpoint path. `default`: the "
-       "bundled diffusion model (x2, x4, x8, x16)."),
+       "bundled diffusion model (x2, x4, x8, x16); DIFFUSION+BACKBONE (e.g. default+lite): the first sampling detail "
+       "on the second's prediction."),
     _o("style", "style", ["--style"], "Diffusion models with a style path (SGDM): a style image (any raster), "
        "'sample' (a style drawn from the model's flow) or 'none' (default).", manifest=None),
     _o("window", "tiling.window", ["--window"], "Window size in LR pixels (default: 256 HR pixels).", int),
     _o("overlap", "tiling.overlap", ["--overlap"], "Window overlap in LR pixels (default: a quarter window).", int),
     _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
     _o("sampler", "sampler.preset", ["--sampler"], "Sampler preset of diffusion models: default or paper."),
-    _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the preset's).", int),
+    _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the checkpoint's, else the preset's); 0 "
+       "with a DIFFUSION+BACKBONE model (e.g. default+lite): the backbone's prediction alone.", int),
     _o("fuse_overlaps", "sampler.fuse_overlaps", ["--fuse-overlaps/--no-fuse-overlaps"],
        "Average overlapping windows at every diffusion step.", bool),
     _o("ref_detail", "sampler.reference_detail", ["--ref-detail/--no-ref-detail"], "Diffusion models: add the "

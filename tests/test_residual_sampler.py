@@ -1,0 +1,122 @@
+"""A diffusion model sampling on a backbone's prediction (``DIFFUSION+BACKBONE``): ``steps`` 0 is the backbone,
+the denoiser adds its detail inside the window, the halo keeps the prediction, the registry builds and refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geosr.config import SamplerConfig
+from geosr.errors import OptionError
+from geosr.models.backbone import BackboneConfig, build_backbone
+from geosr.models.backbone_sr import BackboneSuperResolver
+from geosr.models.configs import ArchConfig
+from geosr.models.diffusion import DiffusionSuperResolver
+from geosr.models.edm import build_denoiser
+from geosr.models.interface import ConditionBatch
+from geosr.models.registry import is_composite, load_model
+from geosr.models.residual_sampler import ResidualSampler, crop_halo
+
+MICRO = dict(name="micro-res", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
+             head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False,
+             residual=True, sigma_data=0.4)
+SCALE, HALO = 4, 16
+
+
+def _backbone() -> BackboneSuperResolver:
+    torch.manual_seed(0)
+    net = build_backbone(BackboneConfig(dim=8, blocks=1, scales=(2, 4)))
+    with torch.no_grad():
+        for p in net.parameters():  # the tails start at zero: give every weight a value
+            p.normal_(0, 0.1)
+    return BackboneSuperResolver(net.eval(), {"halo": HALO}, name="bb")
+
+
+def _diffusion(adds_detail: bool) -> DiffusionSuperResolver:
+    torch.manual_seed(1)
+    model = build_denoiser(ArchConfig(**MICRO), n_bands=3, n_change_classes=2).eval()
+    with torch.no_grad():
+        model.net.out_conv.weight.normal_(0, 0.5 if adds_detail else 0.0)
+        model.net.out_conv.bias.zero_()
+    return DiffusionSuperResolver(model, {"scales": [SCALE], "halo": 2}, sampler=SamplerConfig(steps=1), name="dm")
+
+
+def _batch(h: int = 40, w: int = 44) -> ConditionBatch:
+    torch.manual_seed(2)
+    H, W = h * SCALE, w * SCALE
+    z = torch.zeros(1, 1, H, W)
+    return ConditionBatch(lr=torch.rand(1, 3, h, w) * 2 - 1, lr_valid=torch.ones(1, 1, h, w),
+                          ref=torch.rand(1, 3, H, W) * 2 - 1, ref_valid=torch.ones(1, 1, H, W), change=z.long(),
+                          changed=z, map=None, offsets=torch.tensor([[64, 128]]), scale=SCALE, halo=HALO)
+
+
+def test_cropping_the_halo_keeps_the_grids_together():
+    batch = _batch()
+    inner = crop_halo(batch, 14)
+    assert inner.lr.shape[-2:] == (12, 16) and inner.ref.shape[-2:] == (48, 64)
+    assert inner.halo == 2 and inner.offsets.tolist() == [[64 + 56, 128 + 56]]
+    assert torch.equal(inner.ref, batch.ref[..., 56:-56, 56:-56])
+    assert torch.equal(inner.lr, batch.lr[..., 14:-14, 14:-14])
+
+
+def test_zero_steps_is_the_backbone_and_a_silent_denoiser_keeps_it():
+    batch, backbone = _batch(), _backbone()
+    expected = backbone(batch, seed=0)
+    zero = ResidualSampler(_diffusion(False), backbone, steps=0)
+    assert zero.halo == HALO and zero.scales == (SCALE,) and zero.inputs == frozenset() and zero.nfe() == 0
+    assert torch.equal(zero(batch, seed=0), expected)
+    silent = ResidualSampler(_diffusion(False), backbone)
+    # one step from sigma_max: the base plus c_skip(80) * noise, about 2.5e-5 * 80 * N(0, 1)
+    assert torch.allclose(silent(batch, seed=0), expected, atol=0.02)
+
+
+def test_the_denoiser_adds_detail_inside_the_window_and_the_halo_keeps_the_prediction():
+    batch, backbone = _batch(), _backbone()
+    base = backbone(batch, seed=0)
+    out = ResidualSampler(_diffusion(True), backbone)(batch, seed=0)
+    ring = (HALO - 2) * SCALE
+    inside = (out - base)[..., ring:-ring, ring:-ring]
+    assert inside.abs().mean() > 0.05, "the denoiser's detail is added"
+    edge = torch.ones_like(out, dtype=torch.bool)
+    edge[..., ring:-ring, ring:-ring] = False
+    assert torch.equal(out[edge], base[edge])
+
+
+def test_the_registry_builds_a_sampler_on_a_backbone_and_refuses_the_wrong_order():
+    assert is_composite("default+lite") and not is_composite("default") and not is_composite("bicubic")
+    sr = load_model("default+lite", sampler=SamplerConfig(steps=0), lr_consistency="off", reference_detail=False)
+    assert isinstance(sr, ResidualSampler) and sr.steps == 0 and sr.halo == 16
+    assert "+" in sr.checksum and sr.describe()["backbone"]["model"] == "lite"
+    assert sr.tiling_for(8) == sr.backbone.tiling_for(8) and sr.fit_windows  # the backbone alone: its windows
+    assert not hasattr(load_model("default+lite"), "tiling_for"), "a sampling run keeps the denoiser's windows"
+    with pytest.raises(OptionError, match="diffusion model, then an LR-space backbone"):
+        load_model("lite+default")
+    with pytest.raises(OptionError, match="steps 0 is the prediction of a model that samples on a backbone"):
+        load_model("default", sampler=SamplerConfig(steps=0))
+
+
+def test_upscale_runs_a_sampler_on_a_backbone_and_records_both(tmp_path):
+    import json
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geosr import upscale
+
+    src = tmp_path / "lr.tif"
+    data = (np.random.default_rng(0).random((3, 40, 48)) * 200 + 20).astype(np.uint8)
+    with rasterio.open(src, "w", driver="GTiff", width=48, height=40, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 4000000, 40, 40)) as ds:
+        ds.write(data)
+    outs = {}
+    for steps in (0, 1):
+        out = tmp_path / f"o{steps}.tif"
+        upscale(src, output=out, scale=2, model="default+lite", steps=steps)
+        with rasterio.open(out) as ds:
+            assert (ds.width, ds.height, ds.crs.to_epsg()) == (96, 80, 32633)
+            settings = json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])
+            outs[steps] = ds.read().astype(np.int16)
+        assert settings["model"] == "default+lite" and settings["backbone"]["model"] == "lite"
+        assert ("sampler" in settings) == (steps == 1)
+    assert np.abs(outs[1] - outs[0]).mean() > 0.5, "the sampled detail changes the backbone's prediction"
