@@ -30,6 +30,8 @@ CASES = [  # (name, model, scale, LR side, extra options)
     ("lite x8, 300 px", "lite", 8, 300, []),
     ("default x4, 96 px", "default", 4, 96, []),
     ("default x8 ref+cd, 64 px", "default", 8, 64, ["REF"]),
+    ("default+lite x8 ref+cd, 64 px", "default+lite", 8, 64, ["REF"]),
+    ("default+lite x4, 96 px", "default+lite", 4, 96, []),
 ]
 
 

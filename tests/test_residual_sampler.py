@@ -120,3 +120,15 @@ def test_upscale_runs_a_sampler_on_a_backbone_and_records_both(tmp_path):
         assert settings["model"] == "default+lite" and settings["backbone"]["model"] == "lite"
         assert ("sampler" in settings) == (steps == 1)
     assert np.abs(outs[1] - outs[0]).mean() > 0.5, "the sampled detail changes the backbone's prediction"
+
+
+def test_the_memory_estimate_counts_the_denoiser_on_the_inner_part_only():
+    from geosr.models.interface import window_memory
+
+    backbone, diffusion = _backbone(), _diffusion(False)
+    sampler, alone = ResidualSampler(diffusion, backbone), ResidualSampler(diffusion, backbone, steps=0)
+    hr = 64 * 64 * 8**2  # a 32-px window at x8 with the 16-px halo
+    inner = 36 * 36 * 8**2  # the denoiser's: its own 2-px halo
+    assert window_memory(sampler, 64, 64, 8) == inner * diffusion.memory_per_hr_pixel + hr * 3 * 8
+    assert window_memory(alone, 64, 64, 8) == hr * backbone.memory_per_hr_pixel
+    assert window_memory(diffusion, 36, 36, 8) == inner * diffusion.memory_per_hr_pixel  # others: per HR pixel

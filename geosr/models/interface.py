@@ -72,6 +72,14 @@ def memory_per_hr_pixel(sr: object) -> float:
     return float(getattr(sr, "memory_per_hr_pixel", DEFAULT_MEMORY_PER_HR_PIXEL))
 
 
+def window_memory(sr: object, lr_h: int, lr_w: int, scale: int) -> float:
+    """Bytes ``sr``'s forward pass adds to peak memory for one window of ``lr_h`` x ``lr_w`` LR pixels (halo
+    included) at ``scale``: its ``window_memory`` where it has one (a model whose parts see different extents of the
+    window), else :func:`memory_per_hr_pixel` times the window's HR pixels."""
+    own = getattr(sr, "window_memory", None)
+    return float(own(lr_h, lr_w, scale)) if callable(own) else lr_h * lr_w * scale**2 * memory_per_hr_pixel(sr)
+
+
 def model_inputs(sr: object) -> frozenset[str]:
     """The conditioning inputs ``sr`` uses (its ``inputs``; a model that does not say is taken to use all)."""
     return frozenset(getattr(sr, "inputs", CONDITIONING_INPUTS))

@@ -49,7 +49,6 @@ class ResidualSampler:
         self.n_change_classes: int = diffusion.n_change_classes
         self.n_map_classes: int = diffusion.n_map_classes
         self.inputs: frozenset[str] = frozenset() if steps == 0 else diffusion.inputs
-        # the denoiser's forward pass dominates; taken per HR pixel of the whole halo, it errs on the safe side
         self.memory_per_hr_pixel = backbone.memory_per_hr_pixel if steps == 0 else diffusion.memory_per_hr_pixel
         self.wants_sharpness = backbone.wants_sharpness
         self.spec = diffusion.spec
@@ -72,6 +71,16 @@ class ResidualSampler:
         out[..., d * s : base.shape[-2] - d * s, d * s : base.shape[-1] - d * s] = self.diffusion(
             inner, seed=seed, base=core)
         return out
+
+    def window_memory(self, lr_h: int, lr_w: int, scale: int) -> float:
+        """Peak bytes one window adds: the backbone over the whole window, then (its activations freed) the
+        denoiser over the inner part, beside the prediction (:func:`geosr.models.interface.window_memory`)."""
+        backbone = lr_h * lr_w * scale**2 * self.backbone.memory_per_hr_pixel
+        if self.steps == 0:
+            return backbone
+        d = 2 * max(0, self.halo - self.diffusion.halo)
+        inner = max(1, lr_h - d) * max(1, lr_w - d) * scale**2 * self.diffusion.memory_per_hr_pixel
+        return max(backbone, inner + lr_h * lr_w * scale**2 * (self.bands or 1) * 4 * 2)
 
     def nfe(self) -> int:
         return 0 if self.steps == 0 else self.diffusion.nfe()

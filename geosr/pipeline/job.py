@@ -28,7 +28,7 @@ from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, nam
 from geosr.io.sources import composite, files_of, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta
 from geosr.models.device import resolve_device
-from geosr.models.interface import SuperResolver, memory_per_hr_pixel, model_inputs
+from geosr.models.interface import SuperResolver, model_inputs, window_memory
 from geosr.models.registry import load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
@@ -480,14 +480,17 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
                output_mb: float) -> float:
     """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
     inputs), the blending accumulator's band of rows, one batch of conditioning stacks and the model's forward
-    pass over it (:func:`memory_per_hr_pixel`), and GDAL's block cache while the COG is made (at most its cap)."""
+    pass over it (:func:`~geosr.models.interface.window_memory`), and GDAL's block cache while the COG is made (at
+    most its cap)."""
     runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
-    lr_area = (min(plan.size, plan.width) + 2 * sr.halo) * (min(plan.size, plan.height) + 2 * sr.halo)
-    area = lr_area * getattr(sr, "via", scale) ** 2  # what the model makes: a rescaled one, at its trained scale
+    lr_h, lr_w = min(plan.size, plan.height) + 2 * sr.halo, min(plan.size, plan.width) + 2 * sr.halo
+    lr_area = lr_h * lr_w
+    via = getattr(sr, "via", scale)  # what the model makes: a rescaled one, at its trained scale
+    area = lr_area * via**2
     n = min(batch, plan.n_cols)  # batches are made of one row's windows
     stack = n * lr_area * scale**2 * (2 * bands + 5) * 4 * 2
-    per_window = area * memory_per_hr_pixel(sr)
+    per_window = window_memory(sr, lr_h, lr_w, via)
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
     model = per_window + (n - 1) * area * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
         else n * per_window
