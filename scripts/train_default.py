@@ -22,6 +22,12 @@ The shipped default is six stages (about 4.8 hours on 2 CPU cores; docs/model-ca
     # install (the spec records every stage, the scales of all of them and, with --metrics, evaluate's summary)
     .venv/bin/python scripts/train_default.py --out /tmp/geosr-low --install [--metrics EVAL/metrics.json]
 
+Stage "onlite" fine-tunes the installed default's denoiser on the prediction of the LR-space model lite (its
+checkpoint records the backbone and loads as default+lite does; measured, not shipped yet):
+
+    .venv/bin/python scripts/train_default.py --stage onlite --init geosr/weights/default.safetensors \
+        --out /tmp/geosr-onlite --steps 3000 --minutes 40
+
 Any stage continues with --resume. Stage "upsampler" (the upsampler added and everything fine-tuned jointly from
 stage 1) was measured and not shipped.
 
@@ -91,6 +97,10 @@ STAGES: dict[str, dict] = {
     "refine": dict(freeze=("net.upsampler",), lr=3e-4),
     "trust": dict(freeze=("net.upsampler",), lr=3e-4, synthetic=SYNTHETIC_REALISTIC),
     "low": dict(objective="upsampler", scales=(2, 4), freeze=LOW_FROZEN, crop=128, batch_size=16, lr=1e-3, val_every=0),
+    # the denoiser fine-tuned on the LR-space backbone `lite`'s prediction instead of its own upsampler's (issue 18
+    # item 4; the result loads as DIFFUSION+BACKBONE by itself): larger crops, so that lite sees 32 / 16 LR pixels
+    "onlite": dict(backbone="lite", freeze=("net.upsampler",), lr=2e-4, synthetic=SYNTHETIC_REALISTIC, crop=256,
+                   batch_size=4),
 }
 
 

@@ -316,3 +316,34 @@ def test_a_run_folder_is_written_only_when_new_empty_resumed_or_overwritten(tmp_
     assert len(starts) == 1 and (run / "model.safetensors").exists()
     res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite", "--resume"))
     assert res.exit_code == 2 and "give one of them" in res.output
+
+
+def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path, images):
+    """Training's `backbone`: the frozen backbone's prediction is the residual denoiser's base; the checkpoint
+    records the backbone and loads as DIFFUSION+BACKBONE by itself."""
+    from geosr.errors import OptionError
+    from geosr.models.backbone import BackboneConfig, build_backbone
+    from geosr.models.backbone_checkpoint import save_backbone
+    from geosr.models.registry import load_model
+    from geosr.models.residual_sampler import ResidualSampler
+    from geosr.training.loop import train as run_train
+
+    torch.manual_seed(0)
+    net = build_backbone(BackboneConfig(dim=8, blocks=1, scales=(4,)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    backbone = save_backbone(net.eval(), tmp_path / "bb.safetensors", name="bb")
+    common = dict(scales=(4,), crop=32, batch_size=2, steps=3, warmup=1, lr=1e-3, checkpoint_every=3, val_every=0,
+                  threads=1, backbone=str(backbone),
+                  data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+    run = run_train(TrainConfig(out=str(tmp_path / "run"), arch={**MICRO, "residual": True}, **common))
+    spec = read_spec(run.checkpoint)
+    assert spec["backbone"] == str(backbone)
+    assert any("backbone" in d for d in spec["training"]["data"])
+    sr = load_model(run.checkpoint, lr_consistency="off", reference_detail=False)
+    assert isinstance(sr, ResidualSampler) and sr.backbone.name == "bb" and sr.name == run.checkpoint
+    with pytest.raises(OptionError, match="must be residual"):
+        run_train(TrainConfig(out=str(tmp_path / "plain"), arch=MICRO, **common))
+    with pytest.raises(OptionError, match="goes with objective 'edm'"):
+        TrainConfig(out=str(tmp_path / "up"), objective="upsampler", **common)

@@ -20,7 +20,7 @@ the network only has to learn the missing detail, not to reproduce the LR. ``LR_
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -85,6 +85,10 @@ class EDMDenoiser(nn.Module):
         cfg = getattr(net, "cfg", None)
         self.sigma_data = float(getattr(cfg, "sigma_data", SIGMA_DATA) if sigma_data is None else sigma_data)
         self.residual = bool(getattr(cfg, "residual", False))
+        # Where the LR on the HR grid comes from instead of the network's own upsampling: (lr, scale) -> base, e.g. a
+        # frozen backbone's prediction while a residual denoiser learns the detail on it (training's `backbone`).
+        # A plain attribute, not a module: its weights are not the denoiser's and are not saved with it.
+        self.base_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
     @property
     def cfg(self):
@@ -95,7 +99,7 @@ class EDMDenoiser(nn.Module):
 
     def upsample_lr(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
         """The LR on the HR grid as the condition holds it (and a residual model adds its output to)."""
-        return self.net.upsample_lr(lr, scale)
+        return self.net.upsample_lr(lr, scale) if self.base_fn is None else self.base_fn(lr, scale)
 
     def forward(
         self,

@@ -162,8 +162,10 @@ def load_model(
 
     dev = resolve_device(device)
     sr: SuperResolver
-    if is_composite(spec):
-        sr, model_spec = _load_residual_sampler(spec, dev, sampler, style)
+    own = None if is_composite(spec) else _own_backbone(spec)
+    if is_composite(spec) or own:  # a denoiser trained on a backbone's prediction samples on it
+        sr, model_spec = _load_residual_sampler(f"{spec}+{own}" if own else spec, dev, sampler, style,
+                                                name=spec if own else None)
     else:
         sr, model_spec = _load_checkpoint_model(spec, dev, sampler, style)
     inference = model_spec.get("inference", {})
@@ -214,8 +216,16 @@ def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConf
     return sr, model_spec
 
 
+def _own_backbone(spec: str) -> str | None:
+    """The backbone a diffusion checkpoint was trained on (its spec's ``backbone``), if any."""
+    from geosr.models.checkpoint import read_spec
+
+    own = read_spec(resolve_checkpoint(spec)).get("backbone")
+    return str(own) if own else None
+
+
 def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConfig | None",
-                           style: "str | torch.Tensor | None") -> tuple[SuperResolver, dict]:
+                           style: "str | torch.Tensor | None", name: str | None = None) -> tuple[SuperResolver, dict]:
     """``DIFFUSION+BACKBONE``: the diffusion model sampling detail on the backbone's prediction
     (:mod:`geosr.models.residual_sampler`; ``steps`` 0: the prediction alone), with the diffusion model's spec."""
     from dataclasses import replace
@@ -235,7 +245,7 @@ def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConf
     if not diffusion.denoiser.residual:
         raise OptionError(f"model {spec}: {diffusion_name} denoises whole images, not the detail on a base "
                           "(a residual model), so it cannot sample on a backbone")
-    sr = ResidualSampler(diffusion, backbone, steps=0 if steps == 0 else None, name=spec)
+    sr = ResidualSampler(diffusion, backbone, steps=0 if steps == 0 else None, name=name or spec)
     if not sr.scales:
         raise OptionError(f"model {spec}: {diffusion_name} and {backbone_name} share no scale")
     sr.checksum = f"{diffusion.checksum}+{backbone.checksum}"

@@ -59,6 +59,9 @@ class TrainConfig:
     # "edm": the denoiser (EDM loss); "upsampler": the learned upsampler alone (L1), nothing else
     objective: str = "edm"
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed, e.g. ("net.upsampler",)
+    # an LR-space backbone (bundled name or checkpoint) whose prediction, frozen, is the base a residual denoiser
+    # learns the detail on; the checkpoint records it and loads as DIFFUSION+BACKBONE
+    backbone: str | None = None
     checkpoint_every: int = 500
     val_every: int = 500
     log_every: int = 10
@@ -102,6 +105,8 @@ class TrainConfig:
             problems.append("objective is 'edm' or 'upsampler'")
         if self.upsampler_loss < 0:
             problems.append("upsampler_loss cannot be negative")
+        if self.backbone is not None and self.objective != "edm":
+            problems.append("a backbone is the denoiser's base: it goes with objective 'edm'")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append("precision is 'auto', 'fp32' or 'bf16'")
         for d in (*self.data, *self.val_data):

@@ -119,6 +119,29 @@ def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     return params
 
 
+def backbone_base(name: str, model: EDMDenoiser, device: torch.device) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """(lr, scale) -> the frozen prediction of the backbone ``name`` (bundled name or checkpoint), the base a
+    residual ``model`` learns the detail on (training's ``backbone``). Each crop is predicted on its own (a run
+    predicts whole scenes, with scene-aligned windows)."""
+    from geosr.models.backbone_checkpoint import is_backbone_spec, load_backbone
+    from geosr.models.checkpoint import read_spec
+    from geosr.models.registry import resolve_checkpoint
+
+    path = resolve_checkpoint(name)
+    if not is_backbone_spec(read_spec(path)):
+        raise OptionError(f"backbone {name}: {path} is not an LR-space backbone (`geosr models` lists them)")
+    if not model.residual:
+        raise OptionError(f"backbone {name}: the denoiser must be residual (arch residual true) to learn on a base")
+    net, _ = load_backbone(path, device=device)
+    net = net.eval().requires_grad_(False)
+
+    def base(lr: torch.Tensor, scale: int) -> torch.Tensor:
+        with torch.no_grad():
+            return net(lr.float(), scale).float()
+
+    return base
+
+
 def ema_of(model: torch.nn.Module, decay: float) -> AveragedModel:
     """An EMA of ``model``'s weights (its buffers copied): after the n-th average (``n_averaged`` counts the
     initial weights too) ema = d * ema + (1 - d) * weights with d = min(decay, n / (n + 9)), a warm-up that lets
@@ -219,6 +242,9 @@ class _Run:
         model = model.to(self.device)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
+        if cfg.backbone:
+            model.base_fn = backbone_base(cfg.backbone, model, self.device)
+            self.described.append(f"base: the prediction of backbone {cfg.backbone} (frozen)")
         self.model, self.ema = model, ema_of(model, cfg.ema)
         self.params = trainable(model, cfg)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)

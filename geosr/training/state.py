@@ -109,6 +109,7 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
                        "reference": "harmonized to the LR (per-band mean/std at LR scale over unchanged pixels)"},
         halo=2,
         inference=dict(cfg.inference),
+        **({"backbone": cfg.backbone} if cfg.backbone else {}),
         training={
             "steps": step, "seconds": round(seconds, 1), "processes": world, "device": str(device),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
