@@ -34,8 +34,8 @@ def crop_halo(batch: ConditionBatch, d: int) -> ConditionBatch:
 class ResidualSampler:
     """``diffusion`` sampling on ``backbone``'s prediction; ``steps`` 0: the prediction alone.
 
-    Every other attribute a pipeline asks for (classes, inputs, memory) is the diffusion model's, the halo and the
-    windows' alignment are the backbone's."""
+    The halo is the backbone's; classes, conditioning inputs and spec are the diffusion model's (none but the LR with
+    ``steps`` 0, which also takes the backbone's windows)."""
 
     def __init__(self, diffusion: DiffusionSuperResolver, backbone: BackboneSuperResolver, *, steps: int | None = None,
                  name: str | None = None) -> None:
@@ -65,11 +65,10 @@ class ResidualSampler:
             return base
         d = max(0, batch.halo - self.diffusion.halo)  # the denoiser's share of the halo: its own
         s = batch.scale
-        inner = crop_halo(batch, d)
-        core = base[..., d * s : base.shape[-2] - d * s, d * s : base.shape[-1] - d * s]
+        h, w = base.shape[-2:]
+        core = (..., slice(d * s, h - d * s), slice(d * s, w - d * s))
         out = base.clone()
-        out[..., d * s : base.shape[-2] - d * s, d * s : base.shape[-1] - d * s] = self.diffusion(
-            inner, seed=seed, base=core)
+        out[core] = self.diffusion(crop_halo(batch, d), seed=seed, base=base[core])
         return out
 
     def window_memory(self, lr_h: int, lr_w: int, scale: int) -> float:
