@@ -49,7 +49,6 @@ class ResidualSampler:
         self.n_change_classes: int = diffusion.n_change_classes
         self.n_map_classes: int = diffusion.n_map_classes
         self.inputs: frozenset[str] = frozenset() if steps == 0 else diffusion.inputs
-        self.memory_per_hr_pixel = backbone.memory_per_hr_pixel if steps == 0 else diffusion.memory_per_hr_pixel
         self.wants_sharpness = backbone.wants_sharpness
         self.spec = diffusion.spec
         self.checksum: str | None = None
