@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from geosr.config import DEFAULT_COMPRESS_LEVEL
 from geosr.io.writer import OutputMeta, overview_factors, write_cog, write_row_bands
 from geosr.tiling.grid import Grid
 
@@ -51,3 +52,24 @@ def test_row_bands_with_a_mask_get_mask_overviews(tmp_path):
         assert ov.shape == (32, 32)
         assert (mask[:, :16] == 0).all() and (mask[:, 16:] == 255).all()
         assert (ov.read(1)[:, 16:] == 7).all()
+
+
+def _deflated(tmp_path, data: np.ndarray, level: int | None) -> bytes:
+    path = tmp_path / f"level{level}.tif"
+    write_cog(path, data, _grid(data.shape[2], data.shape[1]),
+              OutputMeta(dtype="uint8", count=3, blocksize=64, compress_level=level), folder=tmp_path)
+    with rasterio.open(path) as ds:
+        assert np.array_equal(ds.read(), data) and ds.compression.name == "deflate"
+    return path.read_bytes()
+
+
+def test_the_deflate_level_changes_the_bytes_not_the_pixels_and_defaults_to_geosrs(tmp_path):
+    """The COG's DEFLATE level is geosr's default (5) unless one is asked for: level 1 and 9 write other bytes,
+    the same pixels."""
+    y, x = np.mgrid[0:128, 0:128]
+    rng = np.random.default_rng(3)
+    data = np.stack([(x + y) % 97 + rng.integers(0, 30, (128, 128)) for _ in range(3)]).astype(np.uint8)
+    default, five = _deflated(tmp_path, data, None), _deflated(tmp_path, data, DEFAULT_COMPRESS_LEVEL["DEFLATE"])
+    fast, small = _deflated(tmp_path, data, 1), _deflated(tmp_path, data, 9)
+    assert default == five and len({default, fast, small}) == 3
+    assert len(small) < len(fast)

@@ -17,7 +17,7 @@ from geosr.cli.evaluate import evaluate
 from geosr.models.resample import gaussian_blur, upsample
 from geosr.training import metrics as M
 from geosr.training.degradations import bicubic_degrade, box_downsample
-from geosr.training.evaluate import back_project
+from geosr.training.evaluate import back_project, lr_grid_mask
 
 
 def _app() -> typer.Typer:
@@ -228,9 +228,10 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
 
 def test_evaluate_cd_modes_and_the_reference_share_in_changed_areas(tmp_path, dataset):
     """--cd given: reference-paste never takes the reference in the labelled change (share 0); --cd none: it takes
-    it everywhere (share 1); --cd auto: the detection decides, reported the same way."""
+    it everywhere (share 1); --cd auto: the detection decides, reported the same way; --cd given-lr: the label on
+    the LR grid, which here is the label itself (its change fills whole LR pixels)."""
     shares = {}
-    for mode in ("given", "none", "auto"):
+    for mode in ("given", "given-lr", "none", "auto"):
         out = tmp_path / f"eval_{mode}"
         res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "4", "--out-dir", str(out), "--cd", mode,
                                           "--no-panels", "--json"])
@@ -238,7 +239,17 @@ def test_evaluate_cd_modes_and_the_reference_share_in_changed_areas(tmp_path, da
         summary = json.loads((out / "metrics.json").read_text())["summary"]["4"]
         shares[mode] = summary["reference-paste"]["changed"]["reference_share"]
         assert summary["bicubic"]["changed"]["reference_share"] is None  # bicubic writes no provenance
-    assert shares["given"] == 0.0 and shares["none"] == 1.0 and 0.0 <= shares["auto"] <= 1.0
+    assert shares["given"] == shares["given-lr"] == 0.0 and shares["none"] == 1.0 and 0.0 <= shares["auto"] <= 1.0
     bad = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "4", "--out-dir", str(tmp_path / "b"),
                                       "--cd", "maybe"])
     assert bad.exit_code == 2 and "--cd" in bad.output
+
+
+def test_the_label_on_the_lr_grid_marks_the_lr_pixels_mostly_changed():
+    changed = torch.zeros(8, 12, dtype=torch.bool)
+    changed[0:3, 0:3] = True  # 9 of the first LR pixel's 16: changed
+    changed[4:8, 4:5] = True  # 4 of the 16 of row 1, column 1: not
+    changed[4:8, 8:10] = True  # 8 of 16, not most: not
+    mask = lr_grid_mask(changed, 4)
+    assert mask.shape == (8, 12) and mask.dtype == bool
+    assert mask[0:4, 0:4].all() and mask.sum() == 16

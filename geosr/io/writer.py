@@ -19,6 +19,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from geosr.config import COMPRESS_LEVELS, DEFAULT_COMPRESS_LEVEL
 from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output, temp_path_beside
 from geosr.tiling.grid import Grid
@@ -48,6 +49,7 @@ class OutputMeta:
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     categories: dict[int, str] | None = None  # a class raster's names by value (written as GDAL PAM, see below)
     compress: str = "DEFLATE"
+    compress_level: int | None = None  # None: geosr.config.DEFAULT_COMPRESS_LEVEL's, else GDAL's
     blocksize: int = 512
     overview_resampling: str = "average"
 
@@ -152,17 +154,21 @@ def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None
     names of an earlier file at ``final`` are removed first, and this file's written after it is in place: a kill
     in between loses the names, never pairs these pixels with another file's."""
     pam_path(final).unlink(missing_ok=True)
+    compress = meta.compress.upper()
+    level = meta.compress_level if meta.compress_level is not None else DEFAULT_COMPRESS_LEVEL.get(compress)
+    options = {"LEVEL": str(level)} if level is not None and compress in COMPRESS_LEVELS else {}
     with atomic_output(final, folder=folder) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src_path),
             str(tmp),
             driver="COG",
-            COMPRESS=meta.compress,
-            PREDICTOR="YES" if meta.compress.upper() in ("DEFLATE", "LZW", "ZSTD") else "NO",
+            COMPRESS=compress,
+            PREDICTOR="YES" if compress in ("DEFLATE", "LZW", "ZSTD") else "NO",
             BLOCKSIZE=str(meta.blocksize),
             OVERVIEW_RESAMPLING=meta.overview_resampling.upper(),
             BIGTIFF="IF_SAFER",
             NUM_THREADS=cog_threads(),
+            **options,
         )
     write_categories(final, meta)
 

@@ -19,7 +19,7 @@ from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, CommandOptions, c
 from geosr.options.upscale import LR_CONSISTENCY_HELP
 
 MAP_STYLES = ("classes", "rgb")  # rasterize-osm: class ids with a colour table, or the palette's RGB
-EVAL_CD_MODES = ("given", "auto", "none")  # evaluate: the change mask each model gets
+EVAL_CD_MODES = ("given", "given-lr", "auto", "none")  # evaluate: the change mask each model gets
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,9 +111,10 @@ class EvaluateOptions(CommandOptions):
                                            "where the LR shows that it matches (default: the checkpoint's own "
                                            "setting).")
     seed: int = option(0, "--seed", int, "Noise seed.")
-    cd: str = option("given", "--cd", str, "The change mask every model gets: given (the data set's), auto "
-                     "(detected against the reference, as upscale --cd auto) or none. The metrics' regions are the "
-                     "data set's labels.")
+    cd: str = option("given", "--cd", str, "The change mask every model gets: given (the data set's), given-lr "
+                     "(the data set's on the LR grid: an LR pixel is changed where most of it is; the best a "
+                     "detector on the LR grid can give), auto (detected against the reference, as upscale --cd "
+                     "auto) or none. The metrics' regions are the data set's labels.")
     panels: bool = option(True, "--panels/--no-panels", bool, "Write PNG panels LR | Ref | mask | SR | HR.",
                           recorded=False)
     device: str = option("auto", "--device", str, DEVICE_HELP, recorded=False)

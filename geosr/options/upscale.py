@@ -205,6 +205,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("device", "device.device", ["--device"], DEVICE_HELP, manifest=None, recorded=False),
     _o("batch_size", "device.batch_size", ["--batch-size"], "Windows per model call.", int),
     _o("compress", "output_config.compress", ["--compress"], "COG compression (DEFLATE, LZW, ZSTD, NONE)."),
+    _o("compress_level", "output_config.compress_level", ["--compress-level"], "DEFLATE (1-9) or ZSTD (1-22) "
+       "level: higher writes smaller files, slower (default: DEFLATE 5, ZSTD GDAL's 9).", int),
     _o("overwrite", "output_config.overwrite", ["--overwrite"], OVERWRITE_HELP, bool, recorded=False),
     _o("coregister", "coregister", ["--coregister/--no-coregister"], "With --ref: measure the reference's shift "
        "against the LR (phase correlation at LR scale) and undo it; an unreliable estimate is reported, not used.",

@@ -431,6 +431,7 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
         offsets=tuple(info.offsets[b - 1] for b in bands),
         colorinterp=colorinterp,
         compress=cfg.compress,
+        compress_level=cfg.compress_level,
         blocksize=cfg.blocksize,
         overview_resampling=cfg.overview_resampling,
     )

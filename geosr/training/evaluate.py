@@ -137,7 +137,8 @@ DEFAULT_OUT = "geosr-eval"
 def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int = 0, steps: int | None = None,
              device: str = "cpu", cd: str = "given") -> torch.Tensor:
     """The SR of one case through :func:`geosr.pipeline.upscale.upscale` on ``device``, unit space (C, H, W).
-    ``cd``: the case's own change mask (``given``), upscale's detection (``auto``) or none (``none``)."""
+    ``cd``: the case's own change mask (``given``), that mask on the LR grid (``given-lr``), upscale's detection
+    (``auto``) or none (``none``)."""
     import rasterio
 
     from geosr.config import DeviceConfig, OutputConfig, SamplerConfig
@@ -146,27 +147,48 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     if model == "hr":
         return case.hr.clone()
     folder.mkdir(parents=True, exist_ok=True)
-    lr_p, ref_p, cd_p = folder / "lr.tif", folder / "ref.tif", folder / "cd.tif"
+    lr_p, ref_p = folder / "lr.tif", folder / "ref.tif"
     if not lr_p.exists():
         _write_tif(lr_p, _to8(case.lr), float(case.scale))
         if case.ref is not None:
             _write_tif(ref_p, _to8(case.ref), 1.0)
-        if case.change_values is not None:
-            _write_tif(cd_p, case.change_values.astype(np.uint8), 1.0)
     name = model if isinstance(model, str) else getattr(model, "name", "model")
     out = folder / f"sr_{name.replace('/', '_')}.tif"
+    mask, classes = _case_mask(case, folder, cd)
     upscale(
         str(lr_p), output=str(out), scale=case.scale,
         ref=str(ref_p) if case.ref is not None else None,
-        cd="none" if case.ref is None else (str(cd_p) if case.change_values is not None else "none")
-        if cd == "given" else cd,
-        cd_classes=case.table if case.table in BUILTIN_TABLES and cd == "given" else "binary",
+        cd=mask, cd_classes=classes,
         model=model, sampler=SamplerConfig(seed=seed, steps=steps),
         output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
         ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
     )
     with rasterio.open(out) as ds:
         return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
+
+
+def lr_grid_mask(changed: torch.Tensor, scale: int) -> np.ndarray:
+    """(H, W) bool change on the HR grid -> the same grid with each LR pixel's block changed where most of its
+    pixels are: the best a detector working on the LR grid can give (``cd="given-lr"``)."""
+    H, W = changed.shape
+    share = changed.numpy().reshape(H // scale, scale, W // scale, scale).mean(axis=(1, 3))
+    return np.kron(share > 0.5, np.ones((scale, scale), bool))
+
+
+def _case_mask(case: Case, folder: Path, cd: str) -> tuple[str, str]:
+    """(upscale's --cd, --cd-classes) for ``case`` under evaluate's ``cd`` mode, writing the mask it needs."""
+    if case.ref is None or cd in ("auto", "none"):
+        return ("none" if case.ref is None else cd), "binary"
+    if case.change_values is None:
+        return "none", "binary"
+    path = folder / f"cd_{cd}.tif"
+    if cd == "given-lr":
+        if not path.exists():
+            _write_tif(path, lr_grid_mask(case.changed, case.scale).astype(np.uint8), 1.0)
+        return str(path), "binary"
+    if not path.exists():
+        _write_tif(path, case.change_values.astype(np.uint8), 1.0)
+    return str(path), case.table if case.table in BUILTIN_TABLES else "binary"
 
 
 def reference_in_changed(case: Case, folder: Path, name: str) -> float | None:
