@@ -42,6 +42,11 @@ def main() -> None:
                 "degradations": "blind mix: antialiased bicubic, bicubic without antialiasing, box, Gaussian PSF "
                                 "(sigma 0.3-0.7 LR px, sub-pixel shifts), noise, JPEG "
                                 "(geosr.training.sensor_degradations)"}
+    if "experts" in training:  # scripts/combine_experts.py: each expert's own degradations, mixed per scene
+        training["degradations"] = "; ".join(
+            f"{name}: {', '.join(e.get('config', {}).get('kinds') or ['the blind mix above'])}"
+            for name, e in training["experts"].items()) + (" (" + training["degradations"] + "), mixed per scene by "
+                                                           "the sharpness code (geosr.models.backbone_experts)")
     metrics: dict = {}
     if args.bench:
         bench = json.loads(args.bench.read_text())

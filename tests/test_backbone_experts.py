@@ -174,3 +174,15 @@ def test_the_calibration_keeps_only_mixes_that_lose_nothing_to_the_blind_expert(
                 "worse": {"bicubic": 0.9, "gaussian": 1.8}}
     assert choose(per_kind, "blind") == "careful"
     assert choose({"blind": per_kind["blind"], "bold": per_kind["bold"]}, "blind") == "blind"
+
+
+def test_the_maxmin_calibration_raises_the_worst_degradation_or_keeps_the_blind_expert():
+    from scripts.combine_experts import MAXMIN_MARGIN_DB, MAXMIN_TIE_DB, choose
+
+    per_kind = {"blind": {"bicubic": 1.0, "bicubic-noaa": 0.3},
+                "lifts": {"bicubic": 0.9, "bicubic-noaa": 0.5},  # the worst family up by 0.2: taken
+                "lifts_less_mean_more": {"bicubic": 1.2, "bicubic-noaa": 0.5 - MAXMIN_TIE_DB / 2},  # a tie, more mean
+                "best_mean": {"bicubic": 2.0, "bicubic-noaa": 0.2}}
+    assert choose(per_kind, "blind", "maxmin") == "lifts_less_mean_more"
+    nudge = {"blind": per_kind["blind"], "nudge": {"bicubic": 1.1, "bicubic-noaa": 0.3 + MAXMIN_MARGIN_DB / 2}}
+    assert choose(nudge, "blind", "maxmin") == "blind"  # a worst gain within the margin: the blind expert stays
