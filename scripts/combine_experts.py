@@ -89,9 +89,9 @@ def choose(per_kind: dict[Any, dict[str, float]], blind: Any, rule: str = "toler
 
 @torch.inference_mode()
 def calibrate(net: ExpertBackbone, images: list[torch.Tensor], rule: str = "tolerance") -> None:
-    """Per scale, the experts taking part (any non-empty subset) and the mixing width (:data:`WIDTHS`) with the
-    best mean PSNR-Y gain over bicubic under the named degradations among those that lose at most TOLERANCE_DB
-    to the first expert alone under each; set on ``net``."""
+    """Per scale, the experts taking part (any non-empty subset) and the mixing width (:data:`WIDTHS`) that
+    :func:`choose` picks by ``rule`` from their PSNR-Y gains over bicubic under the named degradations, the first
+    expert alone being the blind one; set on ``net``."""
     full = dict(net.anchors)
     for s in net.cfg.scales:
         configs = []
