@@ -184,6 +184,14 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     before = load_checkpoint(prior.checkpoint)[0].state_dict()
     moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
     assert moved and not any(k.startswith("net.upsampler.") for k in moved)
+    # --resume without init: the run's own checkpoint gives the architecture (the upsampler that only the init had)
+    more = run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **{**common, "steps": 7}),
+                     resume=True)
+    assert more.steps == 7 and more.resumed_from == 5
+    resumed = load_checkpoint(more.checkpoint)[0].state_dict()
+    assert all(torch.equal(v, resumed[k]) for k, v in after.items() if k.startswith("net.upsampler."))
+    assert any(not torch.equal(v, resumed[k]) for k, v in after.items() if not k.startswith("net.upsampler."))
+    after = resumed
     # a new scale for the upsampler (stage "low" of the default): freeze holds under objective "upsampler" too, so
     # only x2's output layer learns and the x4 output stays bit for bit
     frozen = ("net.upsampler.head", "net.upsampler.body", "net.upsampler.stages", "net.upsampler.outs.1")

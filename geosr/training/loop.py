@@ -216,6 +216,10 @@ class _Run:
         if cfg.val_data and self.rank == 0:
             val_set, v_described = validation_set(cfg)
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
+        if resume and not init and (self.out / MODEL).exists():
+            # the run's own checkpoint has the architecture it was started with (an --init's, e.g. a learned
+            # upsampler that cfg.arch alone does not name); load_state then restores its weights and optimizer
+            init = str(self.out / MODEL)
         self._build(init)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         self.sched = lr_schedule(self.opt, cfg, self.start)
