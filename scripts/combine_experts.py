@@ -13,8 +13,11 @@ with the best mean PSNR-Y gain over bicubic on the same images under the four na
 its own code, as a scene is) among those that lose at most :data:`TOLERANCE_DB` to the first expert alone (the
 blind one) under any of them; with ``--rule maxmin``, the blind expert alone unless a mix raises the
 worst-degradation gain (issue 18 asks for +0.5 dB under every one) by more than :data:`MAXMIN_MARGIN_DB`, and then
-the best mean among the mixes within :data:`MAXMIN_TIE_DB` of the best worst-degradation gain. Package the result
-with ``scripts/package_backbone.py``.
+the best mean among the mixes within :data:`MAXMIN_TIE_DB` of the best worst-degradation gain; with ``--rule all``,
+every expert at every scale, mixed linearly, uncalibrated: the start of a routed training run, in which each crop's
+code picks its mix as a scene's does (``scripts/train_backbone.py --init``), afterwards calibrated again with
+``--experts RUN/best.safetensors --rule maxmin`` (the anchors kept). Package the result with
+``scripts/package_backbone.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ WIDTHS = (1.0, 0.5, 0.25, 0.1)  # linear mixing down to nearly a switch at the m
 TOLERANCE_DB = 0.02  # a mix may lose this much to the first (blind) expert alone under a degradation, no more
 MAXMIN_TIE_DB = 0.01  # --rule maxmin: worst-degradation gains this close count as equal (the mean decides)
 MAXMIN_MARGIN_DB = 0.05  # --rule maxmin: a mix must raise the worst gain by more than this to replace the blind one
-RULES = ("tolerance", "maxmin")
+RULES = ("tolerance", "maxmin", "all")
 
 
 def _hrs(images: list[torch.Tensor], scale: int) -> list[torch.Tensor]:
@@ -128,29 +131,42 @@ def calibrate(net: ExpertBackbone, images: list[torch.Tensor], rule: str = "tole
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--expert", action="append", required=True, help="name=checkpoint:family")
+    ap.add_argument("--expert", action="append", default=[], help="name=checkpoint:family")
+    ap.add_argument("--experts", type=Path, help="an expert backbone to calibrate again (its anchors kept), instead "
+                    "of --expert")
     ap.add_argument("--images", type=Path, action="append", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rule", choices=RULES, default="tolerance", help="how each scale's mix is chosen (module doc)")
     args = ap.parse_args()
-    names, nets, kinds, training = [], [], [], {}
-    for item in args.expert:
-        name, rest = item.split("=", 1)
-        path, kind = rest.rsplit(":", 1)
-        net, spec = load_backbone(path)
-        names.append(name)
-        nets.append(net)
-        kinds.append(kind)
-        training[name] = {"family": kind, "file": Path(path).name, **spec.get("training", {})}
+    if bool(args.expert) == bool(args.experts):
+        ap.error("give the experts either one by one (--expert) or as one expert backbone (--experts)")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_backbone import shared_training_images
 
     val = read_images(image_files(args.images)[::100]) + shared_training_images()
-    table = anchors(val, kinds, list(nets[0].cfg.scales))
-    print("anchors:", json.dumps(table))
-    combined = ExpertBackbone(nets, table, names).eval()
-    calibrate(combined, val, args.rule)
-    save_backbone(combined, args.out, name=args.out.stem, training={"experts": training, "rule": args.rule})
+    if args.experts:
+        combined, spec = load_backbone(args.experts)
+        if not isinstance(combined, ExpertBackbone):
+            raise SystemExit(f"{args.experts}: not an expert backbone")
+        combined.eval()
+        training = {**spec.get("training", {}), "calibrated_from": args.experts.name}
+    else:
+        names, nets, kinds, experts = [], [], [], {}
+        for item in args.expert:
+            name, rest = item.split("=", 1)
+            path, kind = rest.rsplit(":", 1)
+            net, spec = load_backbone(path)
+            names.append(name)
+            nets.append(net)
+            kinds.append(kind)
+            experts[name] = {"family": kind, "file": Path(path).name, **spec.get("training", {})}
+        table = anchors(val, kinds, list(nets[0].cfg.scales))
+        print("anchors:", json.dumps(table))
+        combined = ExpertBackbone(nets, table, names).eval()
+        training = {"experts": experts}
+    if args.rule != "all":
+        calibrate(combined, val, args.rule)
+    save_backbone(combined, args.out, name=args.out.stem, training={**training, "rule": args.rule})
     print(f"wrote {args.out}")
 
 

@@ -155,14 +155,27 @@ def test_the_pipeline_runs_the_experts_the_scene_code_picks(tmp_path):
     assert json.loads(tags["GEOSR_MODEL_SETTINGS"])["experts"] == ["soft", "antialiased", "aliasing"]
 
 
-def test_training_refuses_an_expert_backbone(tmp_path):
+def test_training_routes_each_crop_to_the_experts_its_code_mixes(tmp_path):
+    """An expert backbone trains as it runs: each crop's code picks its mix, and only the experts in that mix learn
+    from it (here every crop's code lies below the lowest x4 anchor and above the highest x2 one)."""
     from geosr.errors import InputError
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone
 
-    path = save_backbone(_experts(), tmp_path / "e.safetensors", name="e")
-    images = [torch.zeros(3, 64, 64, dtype=torch.uint8)]
-    with pytest.raises(InputError, match="one expert at a time"):
-        fit_backbone(tmp_path / "run", images, [], init=path, cfg=BackboneTrainConfig(steps=1))
+    torch.set_num_threads(1)
+    start = _experts({2: [-30.0, -20.0, -10.0], 4: [10.0, 20.0, 30.0]})
+    path = save_backbone(start, tmp_path / "e.safetensors", name="e")
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 255, (3, 96, 96), dtype=np.uint8)) for _ in range(2)]
+    cfg = BackboneTrainConfig(steps=4, batch=2, lr=1e-3, save_every=2, validate_every=100,
+                              scale_weights={4: 1.0, 2: 1.0}, lr_patch={2: 16, 4: 16})
+    assert fit_backbone(tmp_path / "run", images, [], init=path, cfg=cfg, log=lambda s: None)["step"] == 4
+    trained, spec = load_backbone(tmp_path / "run" / "model.safetensors")
+    assert isinstance(trained, ExpertBackbone) and trained.anchors == start.anchors
+    moved = [any(not torch.equal(a, b) for a, b in zip(e0.parameters(), e1.parameters()))
+             for e0, e1 in zip(start.experts, trained.experts)]
+    assert moved == [True, False, True]  # x4 crops: the first expert alone; x2 crops: the last; never the middle
+    with pytest.raises(InputError, match="blended by the sharpness code already"):
+        fit_backbone(tmp_path / "run2", images, [], init=path, cfg=BackboneTrainConfig(steps=1, sharpness_code=True))
 
 
 def test_the_calibration_keeps_only_mixes_that_lose_nothing_to_the_blind_expert():

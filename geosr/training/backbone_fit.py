@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.errors import InputError
-from geosr.models.backbone import LRBackbone, build_backbone
+from geosr.models.backbone import build_backbone
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
@@ -183,9 +184,9 @@ def fit_backbone(
     if init is None and not resume:
         raise InputError("a backbone run starts from converted weights (init) or resumes one")
     net, spec = load_backbone(init if init is not None else out / "model.safetensors")
-    if not isinstance(net, LRBackbone):
-        raise InputError("an expert backbone is trained one expert at a time (scripts/combine_experts.py combines "
-                         "them); start from one of its experts")
+    if isinstance(net, ExpertBackbone) and cfg.sharpness_code:
+        raise InputError("an expert backbone is blended by the sharpness code already; train it without "
+                         "sharpness_code")
     if cfg.sharpness_code and not net.cfg.code_dims:
         if init is None:
             raise InputError("a resumed backbone run keeps its network: add the sharpness code when starting one")
@@ -222,7 +223,9 @@ def fit_backbone(
         for g in opt.param_groups:  # cosine from the group's peak to min_lr over the run
             peak = cfg.lr * g.get("boost", 1.0)  # states saved before the groups had it: one group
             g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
-        sr = net(lr * 2 - 1, scale, code if net.cfg.code_dims else None)
+        # an expert backbone blends each crop's weights by its code, as a scene's at run time: each expert learns
+        # from the crops it will be given (routed), in proportion to its share of the mix
+        sr = net(lr * 2 - 1, scale, code if net.uses_code else None)
         loss = F.l1_loss(sr, hr * 2 - 1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"backbone training: the loss is not finite at step {step + 1}; "
