@@ -14,7 +14,8 @@ its own code, as a scene is) among those that lose at most :data:`TOLERANCE_DB` 
 blind one) under any of them; with ``--rule maxmin``, the blind expert alone unless a mix raises the
 worst-degradation gain (issue 18 asks for +0.5 dB under every one) by more than :data:`MAXMIN_MARGIN_DB`, and then
 the best mean among the mixes within :data:`MAXMIN_TIE_DB` of the best worst-degradation gain; with ``--rule all``,
-every expert at every scale, mixed linearly, uncalibrated: the start of a routed training run, in which each crop's
+every expert at every scale (but those of ``--blind-at``, where the first runs alone), mixed linearly,
+uncalibrated: the start of a routed training run, in which each crop's
 code picks its mix as a scene's does (``scripts/train_backbone.py --init``), afterwards calibrated again with
 ``--experts RUN/best.safetensors --rule maxmin`` (the anchors kept). Package the result with
 ``scripts/package_backbone.py``.
@@ -98,8 +99,9 @@ def calibrate(net: ExpertBackbone, images: list[torch.Tensor], rule: str = "tole
     full = dict(net.anchors)
     for s in net.cfg.scales:
         configs = []
-        for k in range(1, len(net.experts) + 1):
-            for subset in itertools.combinations(range(len(net.experts)), k):
+        present = [i for i, a in enumerate(full[s]) if a is not None]  # experts without an anchor here stay out
+        for k in range(1, len(present) + 1):
+            for subset in itertools.combinations(present, k):
                 for w in (WIDTHS if k > 1 else WIDTHS[:1]):
                     configs.append((tuple(a if i in subset else None for i, a in enumerate(full[s])), w))
         gains: dict[tuple, dict[str, list[float]]] = {c: {k: [] for k in NAMED} for c in configs}
@@ -120,7 +122,7 @@ def calibrate(net: ExpertBackbone, images: list[torch.Tensor], rule: str = "tole
                     gains[config][kind].append(done[mix])
         per_kind = {c: {k: statistics.fmean(v) for k, v in g.items()} for c, g in gains.items()}
         means = {c: statistics.fmean(g.values()) for c, g in per_kind.items()}
-        blind = per_kind[configs[0]]  # the first expert alone
+        blind = per_kind[configs[0]]  # the first expert taking part, alone
         best = choose(per_kind, configs[0], rule)
         net.anchors[s], net.widths[s] = best
         taking = [n for n, a in zip(net.names, best[0]) if a is not None]
@@ -137,6 +139,8 @@ def main() -> None:
     ap.add_argument("--images", type=Path, action="append", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rule", choices=RULES, default="tolerance", help="how each scale's mix is chosen (module doc)")
+    ap.add_argument("--blind-at", default="", help="with --rule all: scales (e.g. 8,16) where the first expert runs "
+                    "alone")
     args = ap.parse_args()
     if bool(args.expert) == bool(args.experts):
         ap.error("give the experts either one by one (--expert) or as one expert backbone (--experts)")
@@ -166,6 +170,8 @@ def main() -> None:
         training = {"experts": experts}
     if args.rule != "all":
         calibrate(combined, val, args.rule)
+    for scale in (int(v) for v in args.blind_at.split(",") if v.strip()):
+        combined.anchors[scale] = (combined.anchors[scale][0],) + (None,) * (len(combined.experts) - 1)
     save_backbone(combined, args.out, name=args.out.stem, training={**training, "rule": args.rule})
     print(f"wrote {args.out}")
 

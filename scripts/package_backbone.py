@@ -47,6 +47,10 @@ def main() -> None:
             f"{name}: {', '.join(e.get('config', {}).get('kinds') or ['the blind mix above'])}"
             for name, e in training["experts"].items()) + (" (" + training["degradations"] + "), mixed per scene by "
                                                            "the sharpness code (geosr.models.backbone_experts)")
+        if "config" in training:  # the expert backbone itself trained on (scripts/train_backbone.py --init EXPERTS)
+            kinds = training["config"].get("kinds") or ["the blind mix"]
+            training["degradations"] += (f"; then trained together for {training.get('steps', '?')} steps on "
+                                         f"{', '.join(kinds)}, each crop routed to the experts its code mixes")
     metrics: dict = {}
     if args.bench:
         bench = json.loads(args.bench.read_text())

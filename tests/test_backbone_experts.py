@@ -199,3 +199,17 @@ def test_the_maxmin_calibration_raises_the_worst_degradation_or_keeps_the_blind_
     assert choose(per_kind, "blind", "maxmin") == "lifts_less_mean_more"
     nudge = {"blind": per_kind["blind"], "nudge": {"bicubic": 1.1, "bicubic-noaa": 0.3 + MAXMIN_MARGIN_DB / 2}}
     assert choose(nudge, "blind", "maxmin") == "blind"  # a worst gain within the margin: the blind expert stays
+
+
+def test_the_calibration_leaves_out_experts_without_an_anchor_at_a_scale():
+    """An expert that takes no part at a scale (anchor None, e.g. ``combine_experts --blind-at``) stays out of every
+    configuration tried there, whatever the rule."""
+    from scripts.combine_experts import calibrate
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 255, (3, 184, 184), dtype=np.uint8))]
+    for rule in ("tolerance", "maxmin"):
+        e = _experts({2: [0.0, None, 1.0], 4: [0.1, None, None]})
+        calibrate(e, images, rule)
+        assert e.anchors[2][1] is None and e.anchors[4][1:] == (None, None) and e.anchors[4][0] == 0.1
