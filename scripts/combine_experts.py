@@ -144,6 +144,8 @@ def main() -> None:
     args = ap.parse_args()
     if bool(args.expert) == bool(args.experts):
         ap.error("give the experts either one by one (--expert) or as one expert backbone (--experts)")
+    if args.blind_at and args.rule != "all":
+        ap.error("--blind-at sets up a routed start (--rule all); the other rules choose each scale's experts")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_backbone import shared_training_images
 

@@ -7,7 +7,8 @@
 Training images: every image under the ``--images`` folders (e.g. RSSCN7, ``palewithout/RSSCN7``), every 100th
 of them kept for validation, plus the training split of ../shared/data (targets and references) when it is
 there. Its held-out split is never read here (the benchmark uses it). ``--init``: the converted public
-weights (``scripts/convert_safmn.py``).
+weights (``scripts/convert_safmn.py``), a trained backbone, or an expert backbone (``scripts/combine_experts.py
+--rule all``), which trains routed: each crop's code picks its mix of experts.
 """
 
 from __future__ import annotations

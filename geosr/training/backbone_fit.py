@@ -1,7 +1,8 @@
 """Training the LR-space backbone (:mod:`geosr.models.backbone`): L1 on HR crops whose LR is drawn from the blind
 degradation mix (:func:`geosr.training.sensor_degradations.blind_degrade`), Adam with a cosine schedule, an EMA of
 the weights, resumable from its folder, bounded by steps and by wall-clock minutes (a run cut by ``minutes``
-saves its state and continues with ``resume``).
+saves its state and continues with ``resume``). An expert backbone (:mod:`geosr.models.backbone_experts`) trains
+routed: each crop's sharpness code, measured on its context as a scene's is, picks its mix of experts.
 
 Images: single HR images (``*.png``, ``*.jpg``, ``*.tif`` in folders, 3 bands read as they are, 8-bit) held in
 memory as uint8. Validation: the central crop of each validation image under each named degradation at x4, the
