@@ -298,3 +298,19 @@ def test_the_training_script_reads_families_with_or_without_shares():
     shares = parse_kinds("bicubic-noaa:0.6,gaussian:0.2,box")
     assert shares == {"bicubic-noaa": 0.6, "gaussian": 0.2, "box": 1.0}
     assert _selected(shares) == ("box",) and _selected(("bicubic",)) == ("bicubic",) and _selected(None) is None
+
+
+@pytest.mark.parametrize("levels, h, w", [(4, 37, 53), (4, 64, 48), (3, 17, 9), (2, 5, 70), (1, 12, 12)])
+def test_the_fused_gate_regroups_the_plain_gate_and_mixing(levels, h, w):
+    """The inference gate computes each pooled group's share of the 1x1 mixing at the group's own resolution and
+    adds them coarse to fine: the same values as GELU(aggr(gate(x))), partial pooling cells at the edges included."""
+    from geosr.models.backbone import FeatureModulation
+
+    torch.manual_seed(levels + h)
+    mod = FeatureModulation(4 * levels, levels).eval()
+    x = torch.randn(2, 4 * levels, h, w)
+    with torch.inference_mode():
+        plain = torch.nn.functional.gelu(mod.aggr(mod.gate(x)))
+        fused = mod.fused_gate(x)
+        fused_cl = mod.fused_gate(x.contiguous(memory_format=torch.channels_last))
+    assert float((fused - plain).abs().max()) < 1e-5 and float((fused_cl - plain).abs().max()) < 1e-5

@@ -141,7 +141,7 @@ def test_internal_errors_exit_1(scene, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(writer, "stitch", boom)  # the final assembly of upscale's chunks
+    monkeypatch.setattr(writer, "to_cog", boom)  # the final assembly of upscale's chunks
     result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
     assert result.exit_code == 1 and "internal error: RuntimeError: kaput" in result.stderr
     assert not (tmp_path / "o.tif").exists()

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
 
 from geosr.config import DEFAULT_COMPRESS_LEVEL
 from geosr.io.writer import OutputMeta, overview_factors, write_cog, write_row_bands
@@ -73,3 +75,34 @@ def test_the_deflate_level_changes_the_bytes_not_the_pixels_and_defaults_to_geos
     fast, small = _deflated(tmp_path, data, 1), _deflated(tmp_path, data, 9)
     assert default == five and len({default, fast, small}) == 3
     assert len(small) < len(fast)
+
+
+@pytest.mark.parametrize("cap_mb", [256, 0])  # assembled in memory, or stitched on disk first
+def test_row_bands_make_the_same_cog_in_memory_or_stitched_on_disk(tmp_path, monkeypatch, cap_mb):
+    """Small outputs are assembled in GDAL's MEM driver, large ones stitched into a stage on disk: the same pixels,
+    mask, metadata and overview levels either way, and no file left in the work folder."""
+    import geosr.io.writer as writer
+
+    monkeypatch.setattr(writer, "IN_MEMORY_MB", cap_mb)
+    rng = np.random.default_rng(1)
+    data = rng.integers(1, 60000, (2, 80, 72)).astype(np.uint16)
+    valid = np.ones((80, 72), bool)
+    valid[50:, :20] = False
+    data[:, ~valid] = 0
+    meta = OutputMeta(dtype="uint16", count=2, nodata=0, write_mask=True, blocksize=16, descriptions=("red", "nir"),
+                      scales=(0.5, 0.25), offsets=(1.0, -2.0), tags={"GEOSR_MODEL": "lite"})
+    grid = _grid(72, 80)
+    assert writer.in_memory(grid, meta) == (cap_mb > 0)
+    bands = [(r, grid.subgrid(Window(0, r, 72, 16)), data[:, r:r + 16], valid[r:r + 16]) for r in range(0, 80, 16)]
+    work = tmp_path / "work"
+    work.mkdir()
+    write_row_bands(tmp_path / "o.tif", grid, meta, bands, work)
+    assert list(work.iterdir()) == []
+    valid_cog, errors, _ = cog_validate(str(tmp_path / "o.tif"))
+    assert valid_cog and not errors, errors
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert np.array_equal(ds.read(), data) and np.array_equal(ds.read_masks(1) > 0, valid)
+        assert ds.descriptions == ("red", "nir") and ds.scales == (0.5, 0.25) and ds.offsets == (1.0, -2.0)
+        assert ds.tags()["GEOSR_MODEL"] == "lite" and ds.nodata == 0 and ds.overviews(1) == [2, 4, 8]
+        assert ds.crs == grid.crs and ds.transform == grid.transform
+        assert ds.compression.name == "deflate" and ds.profile["tiled"]

@@ -50,6 +50,11 @@ def _acquired(lr: str) -> dt.datetime | None:
     return None
 
 
+# The raster extension's statistics and histograms are computed on the COG read at most this many pixels a side
+# (an overview serves it): 0.04 s where rio-stac's default of 1024 took 0.17 s of a 2048 x 2048 x 3 output.
+STATS_SIDE = 512
+
+
 def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, Any], lineage: str,
                     provenance: Path | None = None, final: Path | None = None) -> Path:
     """Describe the COG at ``output`` as a STAC item written at ``final`` (default :func:`stac_path`), atomically.
@@ -61,6 +66,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     item = create_stac_item(
         str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
         asset_media_type=pystac.MediaType.COG, asset_href=output.name, with_proj=True, with_raster=True,
+        raster_max_size=STATS_SIDE,
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
     _add_eo_bands(item.assets["data"], output)

@@ -1,7 +1,8 @@
-"""Writing GeoTIFFs: row-band chunks, a stitched tiled GeoTIFF, and the final COG renamed into place.
+"""Writing GeoTIFFs: row-band chunks, stitched (in memory or into a tiled GeoTIFF), and the final COG renamed
+into place.
 
 Every file is complete on disk before anything refers to it: chunks are written under a temporary name
-and renamed; the COG is made by GDAL's COG driver from the stitched file and renamed onto the target.
+and renamed; the COG is made by GDAL's COG driver from the stitched raster and renamed onto the target.
 No timestamps are written, so the same pixels give the same bytes.
 """
 
@@ -31,6 +32,11 @@ GDAL_CACHE_MB = 256
 # faster than DEFLATE and reads faster, at about the same size; the COG gets the user's compression.
 STAGE_COMPRESS = "ZSTD"
 STAGE_ZSTD_LEVEL = 1
+# An output whose pixels and overviews take at most this much is assembled in memory (GDAL's MEM driver) and
+# handed to the COG driver from there; its row-band chunks are then written uncompressed. A larger one is
+# stitched into a compressed GeoTIFF on disk first, so that memory stays bounded whatever the scene's size.
+# On a real 2048 x 2048 x 3 uint8 output: chunks, stitching and the COG 1.50 s that way, 0.77 s in memory.
+IN_MEMORY_MB = 256
 
 
 @dataclass(frozen=True)
@@ -96,10 +102,24 @@ def _apply_meta(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
         dst.write_colormap(1, meta.colormap)
 
 
-def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Grid, meta: OutputMeta) -> None:
-    """Write one finished row band (count, h, w) as a small tiled GeoTIFF, atomically."""
+def assembled_mb(grid: Grid, meta: OutputMeta) -> float:
+    """Megabytes an output on ``grid`` takes in memory with its overviews (a third more) and its mask."""
+    per_pixel = meta.count * np.dtype(meta.dtype).itemsize + (1 if meta.write_mask else 0)
+    return grid.width * grid.height * per_pixel * 4 / 3 / 2**20
+
+
+def in_memory(grid: Grid, meta: OutputMeta) -> bool:
+    """Whether an output on ``grid`` is assembled in memory (see IN_MEMORY_MB)."""
+    return assembled_mb(grid, meta) <= IN_MEMORY_MB
+
+
+def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Grid, meta: OutputMeta,
+                *, output: Grid | None = None) -> None:
+    """Write one finished row band (count, h, w) on ``grid`` as a small tiled GeoTIFF, atomically: uncompressed
+    when the whole ``output`` grid is assembled in memory (it is read back once, soon), Zstandard otherwise."""
+    compress = "NONE" if output is not None and in_memory(output, meta) else STAGE_COMPRESS
     with atomic_output(path) as tmp:
-        profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=256)
+        profile = _profile(meta, grid, compress=compress, blocksize=256)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
             if meta.write_mask and valid is not None:
@@ -107,24 +127,37 @@ def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Gr
 
 
 def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path) -> None:
-    """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time."""
+    """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time, with the COG's
+    overviews."""
     profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
-        for path, row in chunks:
-            try:
-                src = rasterio.open(path)
-                with src:
-                    win = Window(0, row, src.width, src.height)
-                    data = src.read()
-                    mask = src.read_masks(1) if meta.write_mask else None
-            except RasterioIOError as exc:
-                raise ResumeError(f"{path}: a finished part of the job cannot be read; the work folder is damaged, "
-                                  "run again without `resume`") from exc
-            dst.write(data, window=win)
-            if mask is not None:
-                dst.write_mask(mask, window=win)
+        _copy_chunks(chunks, dst, meta)
         build_stage_overviews(dst, meta)
+
+
+def _copy_chunks(chunks: Iterable[tuple[Path, int]], dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
+    for path, row in chunks:
+        try:
+            src = rasterio.open(path)
+            with src:
+                win = Window(0, row, src.width, src.height)
+                data = src.read()
+                mask = src.read_masks(1) if meta.write_mask else None
+        except RasterioIOError as exc:
+            raise ResumeError(f"{path}: a finished part of the job cannot be read; the work folder is damaged, "
+                              "run again without `resume`") from exc
+        dst.write(data, window=win)
+        if mask is not None:
+            dst.write_mask(mask, window=win)
+
+
+def _memory_dataset(grid: Grid, meta: OutputMeta) -> rasterio.io.DatasetWriter:
+    """An empty dataset in memory (GDAL's MEM driver) on ``grid`` with ``meta``'s metadata."""
+    dst = rasterio.open("stage", "w", driver="MEM", width=grid.width, height=grid.height, count=meta.count,
+                        dtype=meta.dtype, crs=grid.crs, transform=grid.transform, nodata=meta.nodata)
+    _apply_meta(dst, meta)
+    return dst
 
 
 def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
@@ -148,18 +181,20 @@ def build_stage_overviews(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> N
             dst.build_overviews(factors, Resampling[meta.overview_resampling.lower()])
 
 
-def to_cog(src_path: Path, final: Path, meta: OutputMeta, *, folder: Path | None = None) -> None:
-    """Turn a GeoTIFF into a COG with overviews (GDAL's COG driver) and rename it onto ``final``. The COG is
-    made in ``folder`` (default: beside ``final``; the same file system), where a killed run leaves it. Class
-    names of an earlier file at ``final`` are removed first, and this file's written after it is in place: a kill
-    in between loses the names, never pairs these pixels with another file's."""
+def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta, *,
+           folder: Path | None = None) -> None:
+    """Turn a raster (a GeoTIFF's path, or an open dataset) into a COG with overviews (GDAL's COG driver) and
+    rename it onto ``final``. The COG is made in ``folder`` (default: beside ``final``; the same file system),
+    where a killed run leaves it. Class names of an earlier file at ``final`` are removed first, and this file's
+    written after it is in place: a kill in between loses the names, never pairs these pixels with another
+    file's."""
     pam_path(final).unlink(missing_ok=True)
     compress = meta.compress.upper()
     level = meta.compress_level if meta.compress_level is not None else DEFAULT_COMPRESS_LEVEL.get(compress)
     options = {"LEVEL": str(level)} if level is not None and compress in COMPRESS_LEVELS else {}
     with atomic_output(final, folder=folder) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
-            str(src_path),
+            str(src) if isinstance(src, (str, os.PathLike)) else src,
             str(tmp),
             driver="COG",
             COMPRESS=compress,
@@ -233,6 +268,12 @@ def write_cog(
 ) -> None:
     """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically; temporary files in ``folder``)."""
     final = Path(final)
+    if in_memory(grid, meta):
+        with _memory_dataset(grid, meta) as dst:
+            dst.write(data)
+            build_stage_overviews(dst, meta)
+            to_cog(dst, final, meta, folder=folder)
+        return
     stage = temp_path_beside(final, ".stage.tif", folder)
     try:
         profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
@@ -271,7 +312,7 @@ def write_row_bands(
         for row, sub, data, *valid in bands:
             path = work / f"rows_{row:08d}.tif"
             chunks.append((path, row))
-            write_chunk(path, data, valid[0] if valid else None, sub, meta)
+            write_chunk(path, data, valid[0] if valid else None, sub, meta, output=grid)
         if progress is not None:
             progress(0, 1)
         assemble(chunks, grid, meta, Path(final), work)
@@ -283,8 +324,15 @@ def write_row_bands(
 
 
 def assemble(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, final: Path, work: Path) -> None:
-    """Stitch row-band chunks (path, first row) into a tiled GeoTIFF in ``work`` and make it the COG at
-    ``final`` (renamed into place); the stitched stage is removed whatever happens."""
+    """Stitch row-band chunks (path, first row) into a tiled GeoTIFF and make it the COG at ``final`` (renamed
+    into place): in memory where the output fits (:func:`in_memory`), else in ``work``, where the stitched stage
+    is removed whatever happens."""
+    if in_memory(grid, meta):
+        with _memory_dataset(grid, meta) as dst:
+            _copy_chunks(sorted(chunks, key=lambda c: c[1]), dst, meta)
+            build_stage_overviews(dst, meta)
+            to_cog(dst, final, meta, folder=work)
+        return
     stage = work / "stitched.tif"
     try:
         stitch(sorted(chunks, key=lambda c: c[1]), grid, meta, stage)

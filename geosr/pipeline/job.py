@@ -26,7 +26,7 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, is_composite, source_note
-from geosr.io.writer import GDAL_CACHE_MB, OutputMeta
+from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs, window_memory
 from geosr.models.registry import load_model
@@ -299,7 +299,7 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
         output_mb=hr.width * hr.height * n_bands * np.dtype(meta.dtype).itemsize / 2**20, dry_run=dry_run,
     )
     summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
-                                      summary["output_mb"])
+                                      summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0)
     res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
     summary["resources"] = res.to_dict()
     if not dry_run and not opts.force_resources:
@@ -478,10 +478,11 @@ def _stat_id(path: str) -> list:
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
-               output_mb: float) -> float:
+               output_mb: float, assembled: float = 0.0) -> float:
     """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
     inputs), the blending accumulator's band of rows, one batch of conditioning stacks and the model's forward
-    pass over it (:func:`~geosr.models.interface.window_memory`), and GDAL's block cache while the COG is made (at
+    pass over it (:func:`~geosr.models.interface.window_memory`), or, once they are gone, the output assembled in
+    memory (``assembled`` MB, :func:`geosr.io.writer.in_memory`), and GDAL's block cache while the COG is made (at
     most its cap)."""
     runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
@@ -496,4 +497,4 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     model = per_window + (n - 1) * area * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
         else n * per_window
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
-    return (runtime + acc + stack + model + cache) / 2**20
+    return (runtime + max(acc + stack + model, assembled * 2**20) + cache) / 2**20

@@ -228,7 +228,7 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
         if has_chunk:
             data, valid = _to_output(scene, mean, hr_row, job.meta)
             grid = hr.subgrid(Window(0, hr_row, hr.width, flush_to - hr_row))
-            write_chunk(journal.chunk_path(row), data, valid, grid, job.meta)
+            write_chunk(journal.chunk_path(row), data, valid, grid, job.meta, output=hr)
         journal.commit(row, hr_row, has_chunk, acc.state())
 
 
