@@ -136,11 +136,10 @@ class FeatureModulation(nn.Module):
         its own resolution and added coarse to fine; the groups are pooled from one another (a max over nested
         cells); no concatenation. Thin channel slices of a channels-last tensor are slow to pool, copy and
         concatenate: 0.93x the block's time at 304 x 304 LR px, 2 threads."""
-        c, h, w = x.shape[1] // self.levels, *x.shape[-2:]
-        weight = self.aggr.weight
-        part = [weight[:, i * c:(i + 1) * c].contiguous() for i in range(self.levels)]
         if self.levels == 1:
             return _conv_gelu(self.mfr[0](x), self.aggr)
+        c, h, w = x.shape[1] // self.levels, *x.shape[-2:]
+        part = [self.aggr.weight[:, i * c:(i + 1) * c].contiguous() for i in range(self.levels)]
         pooled = [F.max_pool2d(x, 4, 4, ceil_mode=True)[:, c:]]  # groups 1.. at 1/4, then each next halved
         for _ in range(2, self.levels):
             pooled.append(F.max_pool2d(pooled[-1][:, c:], 2, 2, ceil_mode=True))
