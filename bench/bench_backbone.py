@@ -12,9 +12,9 @@ Parts:
            ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads). The backbone runs as geosr runs
            it on a CPU (channels-last tensors, fused inference convolutions); SAFMN and RLFN as published, on
            channels-last tensors too (their faster layout here; until 2026-12-02 they ran in the default one).
-  cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF, against
-           bicubic through the CLI and RLFN's bare network: uniform noise, and a real held-out image when
-           ../shared/data is there.
+  cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF (another side:
+           ``--cli-side``), against bicubic through the CLI and RLFN's bare network on the whole image: uniform
+           noise, and a real held-out image when ../shared/data has one that large.
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--reference-dir", type=Path)
     ap.add_argument("--scales", default="4")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--cli-side", type=int, default=512, help="LR side of the images the `cli` part runs on")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -195,7 +196,7 @@ def main() -> None:
     if "speed" in parts:
         result["speed"] = run_speed(args.backbone, args.reference_dir, args.reps)
     if "cli" in parts:
-        result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps)
+        result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps, args.cli_side)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
