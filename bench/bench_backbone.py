@@ -12,6 +12,7 @@ Parts:
            ``--reps`` runs, and the ratio to RLFN's (on this machine, same threads). The backbone runs as geosr runs
            it on a CPU (channels-last tensors, fused inference convolutions); SAFMN and RLFN as published, on
            channels-last tensors too (their faster layout here; until 2026-12-02 they ran in the default one).
+  shapes   the same for untrained backbones of smaller shapes (channels x blocks) on one 304² LR window, with RLFN's.
   cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF (another side:
            ``--cli-side``), against bicubic through the CLI and RLFN's bare network on the whole image: uniform
            noise, and a real held-out image when ../shared/data has one that large.
@@ -176,6 +177,34 @@ def run_speed(backbone: Path | None, reference_dir: Path | None, reps: int, side
     return out
 
 
+SHAPES = {"36x8": (36, 8, 2.0), "32x8": (32, 8, 2.0), "32x8-ffn1.5": (32, 8, 1.5), "32x6": (32, 6, 2.0),
+          "48x6": (48, 6, 2.0)}  # channels x blocks (-expansion): lite's shape and smaller ones
+
+
+@torch.inference_mode()
+def run_shapes(reference_dir: Path | None, reps: int, side: int = 304) -> dict:
+    """Seconds per output MP of untrained backbones of other shapes (what a network shaped for the CPU would cost),
+    on one ``side``² LR window as the pipeline runs it, beside RLFN's, interleaved."""
+    from geosr.models.backbone import BackboneConfig, build_backbone
+
+    nets = {}
+    for name, (dim, blocks, ffn) in SHAPES.items():
+        net = build_backbone(BackboneConfig(dim=dim, blocks=blocks, ffn=ffn, scales=(4,))).eval()
+        net = net.to(memory_format=torch.channels_last)
+        nets[name] = lambda lr, net=net: net(lr, 4)
+    nets.update({k: v for k, v in networks(None, reference_dir, 4).items() if k == "rlfn"})
+    lr = torch.rand(1, 3, side, side).contiguous(memory_format=torch.channels_last)
+    times: dict[str, list[float]] = {n: [] for n in nets}
+    for _ in range(reps):
+        for name, f in nets.items():
+            t0 = time.perf_counter()
+            f(lr)
+            times[name].append(time.perf_counter() - t0)
+    out = {n: round(statistics.median(v) / ((side * 4) ** 2 / 1e6), 3) for n, v in times.items()}
+    print(f"s per output MP on a {side}² LR window:", out, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="quality")
@@ -195,6 +224,8 @@ def main() -> None:
         result["quality"] = run_quality(args.backbone, args.reference_dir, [int(s) for s in args.scales.split(",")])
     if "speed" in parts:
         result["speed"] = run_speed(args.backbone, args.reference_dir, args.reps)
+    if "shapes" in parts:
+        result["shapes"] = run_shapes(args.reference_dir, args.reps)
     if "cli" in parts:
         result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps, args.cli_side)
     if args.json:
