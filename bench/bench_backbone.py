@@ -104,7 +104,8 @@ def run_quality(backbone: Path | None, reference_dir: Path | None, scales: list[
     return table
 
 
-def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: int = 512) -> dict:
+def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: int = 512,
+                  previous: Path | None = None) -> dict:
     """Seconds per output megapixel of the whole ``geosr upscale -x 4 --model BACKBONE`` (read, windows, model,
     blending, COG) against bicubic through the same CLI and RLFN's bare network on the same image, interleaved.
     Two images: uniform noise (which no compressor shrinks: the COG's worst case) and, when ../shared/data is
@@ -118,12 +119,12 @@ def run_cli_speed(backbone: Path, reference_dir: Path | None, reps: int, side: i
             images["real"] = (real * 255).round().to(torch.uint8).numpy()
     except Exception:  # no ../shared/data: the noise image only
         pass
-    out = {name: _cli_speed(backbone, reference_dir, reps, arr) for name, arr in images.items()}
+    out = {name: _cli_speed(backbone, reference_dir, reps, arr, previous) for name, arr in images.items()}
     print("whole CLI, s per output MP:", out, flush=True)
     return out
 
 
-def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr) -> dict:
+def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr, previous: Path | None = None) -> dict:
     import tempfile
 
     import numpy as np
@@ -133,7 +134,8 @@ def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr) -> di
     from geosr import upscale
 
     nets = {k: v for k, v in networks(None, reference_dir, 4).items() if k == "rlfn"}
-    times: dict[str, list[float]] = {"geosr-cli": [], "bicubic-cli": [], **{n: [] for n in nets}}
+    times: dict[str, list[float]] = {"geosr-cli": [], "bicubic-cli": [], **({"previous-cli": []} if previous else {}),
+                                     **{n: [] for n in nets}}
     side = arr.shape[-1]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "lr.tif"
@@ -141,11 +143,14 @@ def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr) -> di
                            crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
             dst.write(arr)
         lr = torch.from_numpy(arr.astype(np.float32) / 255)[None]
-        for _ in range(reps):
-            for name in times:
+        names = list(times)
+        for rep in range(reps):  # interleaved, each rep starting one later: none always follows the same one
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
                 t0 = time.perf_counter()
                 if name == "geosr-cli":
                     upscale(src, output=Path(tmp) / "o.tif", scale=4, model=str(backbone), overwrite=True)
+                elif name == "previous-cli":
+                    upscale(src, output=Path(tmp) / "p.tif", scale=4, model=str(previous), overwrite=True)
                 elif name == "bicubic-cli":
                     upscale(src, output=Path(tmp) / "b.tif", scale=4, model="bicubic", overwrite=True)
                 else:
@@ -156,6 +161,8 @@ def _cli_speed(backbone: Path, reference_dir: Path | None, reps: int, arr) -> di
     out = {n: round(statistics.median(v) / mp, 3) for n, v in times.items() if v}
     if "rlfn" in out:
         out["geosr-cli_to_rlfn"] = round(out["geosr-cli"] / out["rlfn"], 3)
+        if "previous-cli" in out:
+            out["previous-cli_to_rlfn"] = round(out["previous-cli"] / out["rlfn"], 3)
     return out
 
 
@@ -177,8 +184,8 @@ def run_speed(backbone: Path | None, reference_dir: Path | None, reps: int, side
     return out
 
 
-SHAPES = {"36x8": (36, 8, 2.0), "32x8": (32, 8, 2.0), "32x8-ffn1.5": (32, 8, 1.5), "32x6": (32, 6, 2.0),
-          "48x6": (48, 6, 2.0)}  # channels x blocks (-expansion): lite's shape and smaller ones
+SHAPES = {"36x8": (36, 8, 2.0), "36x8-ffn1.33": (36, 8, 4 / 3), "32x8": (32, 8, 2.0), "32x8-ffn1.5": (32, 8, 1.5),
+          "32x6": (32, 6, 2.0), "48x6": (48, 6, 2.0)}  # channels x blocks (-expansion): lite's shape and smaller ones
 
 
 @torch.inference_mode()
@@ -213,6 +220,7 @@ def main() -> None:
     ap.add_argument("--scales", default="4")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cli-side", type=int, default=512, help="LR side of the images the `cli` part runs on")
+    ap.add_argument("--previous", type=Path, help="the `cli` part also runs this model (e.g. the shipped one)")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -227,7 +235,8 @@ def main() -> None:
     if "shapes" in parts:
         result["shapes"] = run_shapes(args.reference_dir, args.reps)
     if "cli" in parts:
-        result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps, args.cli_side)
+        result["cli"] = run_cli_speed(args.backbone, args.reference_dir, args.reps, args.cli_side,
+                                      args.previous)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
