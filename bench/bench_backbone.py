@@ -15,7 +15,9 @@ Parts:
   shapes   the same for untrained backbones of smaller shapes (channels x blocks) on one 304² LR window, with RLFN's.
   cli      the same for the whole ``geosr upscale -x 4 --model BACKBONE`` on a 512 x 512 LR GeoTIFF (another side:
            ``--cli-side``), against bicubic through the CLI and RLFN's bare network on the whole image: uniform
-           noise, and a real held-out image when ../shared/data has one that large.
+           noise, and a real held-out image when ../shared/data has one that large; with ``--previous MODEL``
+           that model through the CLI too (e.g. the shipped weights beside a candidate). Each rep starts one model
+           later than the one before, so that no model is always timed right after the same one.
 """
 
 from __future__ import annotations
