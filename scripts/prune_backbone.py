@@ -1,7 +1,9 @@
 """Thin a trained backbone's channel mixers to fewer hidden channels (geosr.training.backbone_prune).
 
     python scripts/prune_backbone.py --backbone geosr/weights/lite.safetensors --images /data/RSSCN7 \
-        --hidden 48 --out runs/lite48.safetensors [--per-scale 24]
+        --hidden 48 --out runs/lite48.safetensors [--per-scale 48] [--distill-steps 1500 [--lr 2e-4] [--device auto]]
+    python scripts/prune_backbone.py --backbone geosr/weights/lite.safetensors --images /data/RSSCN7 \
+        --hidden 48 --thinned runs/lite48.safetensors --distill-steps 3000 --lr 1e-4 --out runs/lite48b.safetensors
 
 Calibration LRs: random crops of the training images of ``--images`` (every 100th is held out, as
 ``scripts/train_backbone.py`` holds them out) degraded, for each expert, by that expert's family of LR formation
@@ -48,6 +50,7 @@ def main() -> None:
     ap.add_argument("--thinned", type=Path,
                     help="a network this script already thinned from --backbone: distill it further, no pruning")
     ap.add_argument("--lr", type=float, default=2e-4, help="the distillation's learning rate")
+    ap.add_argument("--device", default="auto", help="where to distill: auto (CUDA when there is one), cpu, cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -74,6 +77,8 @@ def main() -> None:
     else:
         thin, done = prune_backbone(net, cal, args.hidden), 0
     if args.distill_steps:
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              "cpu" if args.device == "auto" else args.device)
         pairs = (zip(thin.experts, net.experts) if isinstance(net, ExpertBackbone) else [(thin, net)])
         for e, (student, teacher) in enumerate(pairs):
             rng = np.random.default_rng(args.seed + 100 + e + done)
@@ -85,8 +90,10 @@ def main() -> None:
                 lr, hr, _code = make_batch(images, s, BackboneTrainConfig().lr_patch[s], 16, rng, kinds)
                 return lr, hr, s
 
-            print(f"distilling {names[e]}", flush=True)
-            distill(student, teacher, batches, args.distill_steps, lr=args.lr, log=lambda m: print(m, flush=True))
+            print(f"distilling {names[e]} on {device}", flush=True)
+            distill(student.to(device), teacher.to(device), batches, args.distill_steps, lr=args.lr,
+                    log=lambda m: print(m, flush=True))
+        thin = thin.cpu()
     training = dict(spec.get("training", {}))
     training["pruning"] = {"from": args.backbone.name, "hidden": args.hidden, "per_scale": args.per_scale,
                            "distill_steps": done + args.distill_steps,

@@ -139,13 +139,15 @@ def distill(student: LRBackbone, teacher: LRBackbone, batches, steps: int, *, lr
             hr_weight: float = 0.25, log=None) -> LRBackbone:
     """Fine-tune a thinned ``student`` towards the network it was thinned from: L1 to the ``teacher``'s output plus
     ``hr_weight`` x L1 to the true HR, Adam with a cosine schedule. ``batches()`` gives (LR [0, 1], HR [0, 1],
-    scale) training crops."""
+    scale) training crops (moved to the student's device)."""
+    device = next(student.parameters()).device
     teacher.eval()
     student.train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps), eta_min=lr * 0.01)
     for step in range(steps):
         lr01, hr01, scale = batches()
+        lr01, hr01 = lr01.to(device), hr01.to(device)
         x = lr01 * 2 - 1
         with torch.no_grad():
             target = teacher(x, scale)
