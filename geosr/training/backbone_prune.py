@@ -13,7 +13,7 @@ Gram matrices, as channel-pruning papers describe: He et al., ICCV 2017; Luo et 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,17 +110,15 @@ def prune_mixers(nets: Sequence[LRBackbone], calibration: Sequence[Sequence[tupl
         for e, net in enumerate(nets):
             s = _Stats(int(cfg.dim * cfg.ffn), cfg.dim)
             block = net.body[k]
-            for i, h in enumerate(thin_h[e]):
+            orig[e] = [block(h) for h in orig[e]]  # the original stream after this block
+            for h, after in zip(thin_h[e], orig[e]):
                 x = _mixer_in(block, h)
-                target = block(orig[e][i]) - x  # what the original block adds, seen from the thinned features
-                s.add(F.gelu(block.mixer.expand(x)), target)
+                s.add(F.gelu(block.mixer.expand(x)), after - x)  # what the original adds, seen from the thinned
             stats.append(s)
         keep = choose_channels(stats, hidden)
         for e, net in enumerate(nets):
             _copy_thinned(net.body[k], outs[e].body[k], keep, stats[e].fit(keep))
-            for i in range(len(orig[e])):
-                orig[e][i] = net.body[k](orig[e][i])
-                thin_h[e][i] = outs[e].body[k](thin_h[e][i])
+            thin_h[e] = [outs[e].body[k](h) for h in thin_h[e]]
     return outs
 
 
@@ -134,9 +132,9 @@ def prune_backbone(net: LRBackbone | ExpertBackbone,
     return prune_mixers([net], calibration, hidden)[0]
 
 
-
-def distill(student: LRBackbone, teacher: LRBackbone, batches, steps: int, *, lr: float = 2e-4,
-            hr_weight: float = 0.25, log=None) -> LRBackbone:
+def distill(student: LRBackbone, teacher: LRBackbone, batches: Callable[[], tuple[torch.Tensor, torch.Tensor, int]],
+            steps: int, *, lr: float = 2e-4, hr_weight: float = 0.25,
+            log: Callable[[str], None] | None = None) -> LRBackbone:
     """Fine-tune a thinned ``student`` towards the network it was thinned from: L1 to the ``teacher``'s output plus
     ``hr_weight`` x L1 to the true HR, Adam with a cosine schedule. ``batches()`` gives (LR [0, 1], HR [0, 1],
     scale) training crops (moved to the student's device)."""
