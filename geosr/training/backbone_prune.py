@@ -45,19 +45,21 @@ class _Stats:
         self.c += a.T @ t
         self.tt += float((t * t).sum())
 
-    def ridge(self) -> torch.Tensor:
-        return torch.eye(len(self.g), dtype=self.g.dtype) * (RIDGE * float(self.g.diagonal().mean()))
+    def _solve(self, keep: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross products of ``keep``, the ridge least-squares reduction from ``keep``, hidden x dim)."""
+        ridge = RIDGE * float(self.g.diagonal().mean())
+        g = self.g[keep][:, keep] + ridge * torch.eye(len(keep), dtype=self.g.dtype)
+        c = self.c[keep]
+        return c, torch.linalg.solve(g, c)
 
     def error(self, keep: list[int]) -> float:
         """Squared error left by the best reduction from the channels ``keep``."""
-        g = self.g[keep][:, keep] + self.ridge()[: len(keep), : len(keep)]
-        c = self.c[keep]
-        return self.tt - float((c * torch.linalg.solve(g, c)).sum())
+        c, w = self._solve(keep)
+        return self.tt - float((c * w).sum())
 
     def fit(self, keep: list[int]) -> torch.Tensor:
         """The reduction's (dim, len(keep)) weight from the channels ``keep``."""
-        g = self.g[keep][:, keep] + self.ridge()[: len(keep), : len(keep)]
-        return torch.linalg.solve(g, self.c[keep]).T.float()
+        return self._solve(keep)[1].T.float()
 
 
 def choose_channels(stats: Sequence[_Stats], hidden: int) -> list[int]:
