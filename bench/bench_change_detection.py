@@ -5,8 +5,9 @@
 
 For every labelled pair of ../shared/data (``scripts/shared_data.json``): the LR is the new image degraded by
 antialiased bicubic at the scale, the reference is the old HR image averaged onto the LR grid (what upscale
-compares after co-registration). Each detector's LR-grid mask is brought back to the HR grid (nearest) and scored
-against the HR labels where they are known: recall (share of changed HR pixels flagged: what stays stale
+compares after co-registration). Each detector's mask (on the LR grid, or geosr's on the grid upscale draws it on,
+:func:`~geosr.conditioning.change_detection.refine_factor` times finer) is brought to the HR grid (nearest) and
+scored against the HR labels where they are known: recall (share of changed HR pixels flagged: what stays stale
 otherwise), precision, F1, and the share of the scene flagged; ``no_change_flagged``: the share flagged when the
 reference is the new image itself (false alarms where nothing changed).
 
@@ -33,7 +34,7 @@ from scripts.shared_data import shared_data_pairs  # noqa: E402
 from skimage.filters import threshold_otsu  # noqa: E402
 
 from geosr.conditioning.change_cue import ChangeCue  # noqa: E402
-from geosr.conditioning.change_detection import detect_changes  # noqa: E402
+from geosr.conditioning.change_detection import detect_changes, refine, refine_factor  # noqa: E402
 from geosr.training.sensor_degradations import degrade_named  # noqa: E402
 
 
@@ -44,8 +45,11 @@ def baseline(lr: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return m > threshold_otsu(m)
 
 
-def score(mask_lr: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int) -> dict:
-    m = np.kron(mask_lr.astype(np.uint8), np.ones((scale, scale), np.uint8)).astype(bool)
+def score(mask: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int, factor: int = 1) -> dict:
+    """Recall, precision and F1 of ``mask`` (on the grid ``factor`` times finer than the LR's) against the HR
+    labels; ``_lr``: of the LR pixels mostly changed, an LR pixel flagged where most of it is."""
+    step = scale // factor
+    m = np.kron(mask.astype(np.uint8), np.ones((step, step), np.uint8)).astype(bool)
     h, w = m.shape
     lab, kn = label[:h, :w], known[:h, :w]
     tp = float((m & lab & kn).sum())
@@ -55,10 +59,13 @@ def score(mask_lr: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int)
     precision = tp / (tp + fp) if tp + fp else float("nan")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     # the same on the LR grid: an LR pixel is changed when most of its HR pixels are (known when most are known)
-    hh, ww = mask_lr.shape
-    share = lab[: hh * scale, : ww * scale].reshape(hh, scale, ww, scale).mean(axis=(1, 3))
-    kn_lr = kn[: hh * scale, : ww * scale].reshape(hh, scale, ww, scale).mean(axis=(1, 3)) > 0.5
-    lab_lr, m_lr = share > 0.5, mask_lr.astype(bool)
+    hh, ww = h // scale, w // scale
+
+    def lr_share(x: np.ndarray) -> np.ndarray:
+        return x[: hh * scale, : ww * scale].reshape(hh, scale, ww, scale).mean(axis=(1, 3))
+
+    share, kn_lr, m_lr = lr_share(lab), lr_share(kn) > 0.5, lr_share(m) > 0.5
+    lab_lr = share > 0.5
     tp_lr = float((m_lr & lab_lr & kn_lr).sum())
     fn_lr = float((~m_lr & lab_lr & kn_lr).sum())
     fp_lr = float((m_lr & ~lab_lr & kn_lr).sum())
@@ -68,10 +75,7 @@ def score(mask_lr: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int)
 
 
 def learned(path: Path):
-    """f(lr, ref) -> LR-grid mask of the learned detector at ``path`` (its own threshold, then geosr's dilation)."""
-    from scipy import ndimage
-
-    from geosr.conditioning.change_detection import GROW
+    """f(lr, ref) -> LR-grid mask of the learned detector at ``path`` (its own threshold)."""
     from geosr.models.change_net import load_change_net
 
     net, spec = load_change_net(path)
@@ -80,7 +84,7 @@ def learned(path: Path):
         with torch.no_grad():
             p = torch.sigmoid(net(torch.from_numpy(lr).float()[None], torch.from_numpy(ref).float()[None],
                                   torch.ones(1, 1, *lr.shape[1:])))[0, 0].numpy()
-        return ndimage.binary_dilation(p > spec["threshold"], iterations=GROW) if GROW else p > spec["threshold"]
+        return p > spec["threshold"]
 
     return detect
 
@@ -108,11 +112,16 @@ def run(scales: list[int], split: str, change_net: Path | None = None, group: st
             valid = np.ones((h, w), bool)
             rows["baseline"].append(score(baseline(lr, ref.astype(np.float64)), label, known, scale))
             found = detect_changes(lr, valid, ref, valid, cue=change_cue)
+            k = refine_factor(scale)
+            assert found.evidence is not None
+            fine = refine(found.evidence, found.valid, k)[0]
             # no change at all: the new image itself as the reference, averaged onto the LR grid
             same = torch.nn.functional.avg_pool2d(hr_new[None, :, : h * scale, : w * scale], scale)[0].numpy()
             rows["baseline"][-1]["no_change_flagged"] = float(baseline(lr, same.astype(np.float64)).mean())
-            no_change = detect_changes(lr, valid, same, valid, cue=change_cue).changed.mean()
-            rows["geosr"].append(score(found.changed, label, known, scale) | {"no_change_flagged": float(no_change)})
+            same_found = detect_changes(lr, valid, same, valid, cue=change_cue)
+            assert same_found.evidence is not None
+            no_change = refine(same_found.evidence, same_found.valid, k)[0].mean()
+            rows["geosr"].append(score(fine, label, known, scale, k) | {"no_change_flagged": float(no_change)})
             if net:
                 rows["learned"].append(score(net(lr, ref), label, known, scale))
         for name, r in rows.items():

@@ -75,7 +75,7 @@ def scene(raster_factory):
 
 def test_detect_changes_writes_a_binary_class_raster_on_the_lr_grid(scene, tmp_path):
     out = tmp_path / "changes.tif"
-    r = detect_changes(scene["lr"], ref=scene["ref_part"], output=out)
+    r = detect_changes(scene["lr"], ref=scene["ref_part"], output=out, refine=1)
     with rasterio.open(out) as ds, rasterio.open(scene["lr"]) as lr:
         assert (ds.crs, ds.transform, ds.shape) == (lr.crs, lr.transform, lr.shape)
         a = ds.read(1)
@@ -159,7 +159,8 @@ def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_pa
     aoi = f"{left},{top - 16 * 80},{left + 20 * 80},{top}"
     auto = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", aoi=aoi, aoi_crs="EPSG:32633",
                    output=tmp_path / "aoi.tif")
-    assert (seen[0].width, seen[0].height) == (20 + 8, 16 + 8)
+    # drawn 4 times finer than the LR at x8 (refine_factor)
+    assert (seen[0].width, seen[0].height) == (4 * (20 + 8), 4 * (16 + 8)) and seen[0].res == (20, 20)
     assert seen[0].transform.c == left - 4 * 80 and seen[0].transform.f == top + 4 * 80
     # the block covers 192 of the compared 28 x 24 pixels (the area's 320 and the margin): found, and not everything
     assert 0.9 * 192 / (28 * 24) < auto.change_detection["changed_share"] < 0.95
@@ -262,3 +263,49 @@ def test_what_invalid_pixels_hold_changes_nothing():
     for name in ("zero", "nan"):
         np.testing.assert_array_equal(found[name].changed, found["kept"].changed)
     assert found["zero"].changed[:, 40:44].mean() < 0.1 and not found["nan"].changed[:, :40].any()
+
+
+def test_refine_draws_the_outline_inside_the_lr_pixels_it_cuts():
+    """Evidence rising by 0.25 per LR column reaches LEVEL at column 3's centre: the LR grid flags from column 4
+    on, the grid 4 times finer from the second half of column 3 on; an unknown pixel stays unknown and does not
+    pull its known neighbours' evidence down."""
+    from geosr.conditioning.change_detection import LEVEL, refine
+
+    evidence = np.tile(np.arange(8, dtype=np.float32) * 0.25 + (LEVEL - 0.75), (4, 1))
+    valid = np.ones((4, 8), bool)
+    lr, _ = refine(evidence, valid, 1)
+    assert lr[0].tolist() == [False] * 4 + [True] * 4
+    fine, known = refine(evidence, valid, 4)
+    assert fine.shape == (16, 32) and known.all()
+    assert not fine[:, :14].any() and fine[:, 14:].all()  # fine column 14's centre is at x = 3.125 LR px
+    valid[:, 7] = False
+    evidence[:, 7] = 0.0  # what the detector gives an unknown pixel
+    evidence[:, 6] = LEVEL + 0.05  # just over LEVEL: interpolated towards 0 its right half would fall under it
+    fine, known = refine(evidence, valid, 4)
+    assert not known[:, 28:].any() and known[:, :28].all()
+    assert fine[:, 14:28].all() and not fine[:, 28:].any()
+
+
+def test_the_refined_raster_runs_on_across_bands_of_rows(scene, tmp_path, monkeypatch):
+    """Refined in bands of a few LR rows, each with one row of context, the raster is the one refined at once."""
+    import geosr.pipeline.detect_changes as dc
+
+    whole = detect_changes(scene["lr"], ref=scene["ref_part"], output=tmp_path / "whole.tif", refine=4)
+    monkeypatch.setattr(dc, "FINE_ROWS", 5)
+    banded = detect_changes(scene["lr"], ref=scene["ref_part"], output=tmp_path / "banded.tif", refine=4)
+    with rasterio.open(whole.path) as a, rasterio.open(banded.path) as b, rasterio.open(scene["lr"]) as lr:
+        assert a.shape == (4 * lr.height, 4 * lr.width) and a.transform == lr.transform * Affine.scale(0.25)
+        x, y = a.read(1), b.read(1)
+    assert np.array_equal(x, y)
+    assert (x[:, :32] == UNKNOWN).all() and set(np.unique(x[:, 32:])) == {0, 1}
+    assert whole.changed_share == banded.changed_share > 0
+
+
+def test_refine_is_checked(scene, tmp_path):
+    for bad in (0, 5, 2.5, True):
+        with pytest.raises(OptionError, match="refine"):
+            detect_changes(scene["lr"], ref=scene["ref"], output=tmp_path / "c.tif", refine=bad)
+    assert not (tmp_path / "c.tif").exists()
+    res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o",
+                                   str(tmp_path / "c.tif"), "--refine", "9"])
+    assert res.exit_code == 2 and "refine" in res.output and not (tmp_path / "c.tif").exists()

@@ -56,7 +56,7 @@ def _signature() -> inspect.Signature:
                                   "CRS and resolution; a file, a URL or a GDAL path).", metavar="PATH",
                                   show_default=False)
     output = common.option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes "
-                                     "on the LR grid).", show_default=False)
+                                     "on the LR grid refined by --refine).", show_default=False)
     return common.command_signature([lr, ref, output], DetectChangesOptions)
 
 

@@ -33,7 +33,14 @@ class DetectChangesOptions(CommandOptions):
     ref_bands: str | None = option(None, "--ref-bands", str, "Reference bands matching --bands.")
     coregister: bool = option(True, "--coregister/--no-coregister", bool, "Estimate and undo the reference's shift "
                               "from the LR first.")
+    refine: int = option(4, "--refine", int, "Draw the changes on a grid this many times finer than the LR's "
+                         "(1 to 4; 1: the LR grid), their outlines inside the LR pixels they cut.")
     overwrite: bool = option(False, "--overwrite", bool, OVERWRITE_HELP, recorded=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or not 1 <= self.refine <= 4:
+            raise OptionError(f"refine {self.refine!r} must be a whole number from 1 to 4", param="refine")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,11 +1,13 @@
-"""``detect_changes``: where a reference no longer shows what the LR shows, as a binary class raster on the LR grid.
+"""``detect_changes``: where a reference no longer shows what the LR shows, as a binary class raster on the LR grid
+or a grid a few times finer.
 
 The reference is opened as upscale opens it (co-registered to the LR unless ``coregister`` is False, read onto the
 LR grid by averaging), then compared with the LR by :func:`geosr.conditioning.change_detection.detect_changes` in
-bands of rows (each fitted on its own pixels), and written as a COG: one uint8 band, 0 unchanged, 1 changed,
-255 unknown (no data in either image; nodata, which upscale treats as changed). The binary change table and the
-detection's numbers are in its tags, so ``geosr upscale --cd`` reads it as it is; ``upscale --cd auto`` runs the
-same detection into its work folder.
+bands of rows (each fitted on its own pixels), the outlines drawn on the grid ``refine`` times finer than the LR's
+(:func:`~geosr.conditioning.change_detection.refine`), and written as a COG: one uint8 band, 0 unchanged,
+1 changed, 255 unknown (no data in either image; nodata, which upscale treats as changed). The binary change table
+and the detection's numbers are in its tags, so ``geosr upscale --cd`` reads it as it is; ``upscale --cd auto``
+runs the same detection into its work folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from geosr._version import __version__
-from geosr.conditioning.change_detection import DETECTOR_VERSION, METHOD, ChangeDetection
+from geosr.conditioning.change_detection import DETECTOR_VERSION, METHOD, REFINE, ChangeDetection, refine
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY
 from geosr.io.journal import clear_work_dir, work_dir_for
@@ -38,6 +40,7 @@ from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
 ROWS = 2048  # LR rows compared at a time (each band fits its own harmonization and threshold)
+FINE_ROWS = 256  # LR rows refined and written at a time (a float32 band of 256 x factor rows, factor x as wide)
 # LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
 # and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14
 HALO = 16
@@ -102,17 +105,17 @@ def detect_changes(
     report = progress or (lambda done, total: None)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=opts.bands, ref=ref, ref_bands=opts.ref_bands,
                     coregister=opts.coregister, local_harmonization=False) as scene:
-        found = DetectedRows(scene, grid, report)
-        meta = _meta(_tags(lr, ref, found.coregistration) | {"GEOSR_OPTIONS": opts.to_json()})
+        found = DetectedRows(scene, grid, report, opts.refine)
+        meta = _meta(_tags(lr, ref, found.coregistration, opts.refine) | {"GEOSR_OPTIONS": opts.to_json()})
         if work is not None:
-            write_row_bands(final, grid, meta, found, work)
+            write_row_bands(final, found.fine_grid, meta, found, work)
         else:
             folder = work_dir_for(final)
             with JobLock(folder / LOCK_NAME, output=final):
                 clear_work_dir(folder, keep=(LOCK_NAME,))
                 remove_partials(final)
                 try:
-                    write_row_bands(final, grid, meta, found, folder)
+                    write_row_bands(final, found.fine_grid, meta, found, folder)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
     return found.result(final, time.perf_counter() - t0, meta.tags)
@@ -120,11 +123,12 @@ def detect_changes(
 
 def detect_changes_in_memory(
     lr: str, *, ref: str, bands: str | None = None, ref_bands: str | None = None, coregister: bool = True,
-    area: Window | None = None,
+    area: Window | None = None, refine: int = REFINE,
 ) -> tuple[MemoryFile, ChangeDetectionResult]:
-    """The same detection as :func:`detect_changes`, written to an in-memory GeoTIFF (GDAL's /vsimem/, the LR
-    grid in uint8) for ``upscale --cd auto``; the caller closes the returned MemoryFile. With ``area`` (an LR
-    window, e.g. an --aoi's) only that part of the LR is compared, with AREA_MARGIN LR pixels around it."""
+    """The same detection as :func:`detect_changes`, written to an in-memory GeoTIFF (GDAL's /vsimem/, the grid
+    ``refine`` times finer than the LR's, in uint8) for ``upscale --cd auto``; the caller closes the returned
+    MemoryFile. With ``area`` (an LR window, e.g. an --aoi's) only that part of the LR is compared, with
+    AREA_MARGIN LR pixels around it."""
     t0 = time.perf_counter()
     info = inspect_raster(lr)
     full = Window(0, 0, info.grid.width, info.grid.height)
@@ -135,15 +139,17 @@ def detect_changes_in_memory(
     grid = info.grid.subgrid(area)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref,
                     ref_bands=ref_bands, coregister=coregister, local_harmonization=False) as scene:
-        found = DetectedRows(scene, grid, lambda done, total: None)
-        data = np.concatenate([band[0] for _, _, band in found], axis=0)
-    meta = _meta(_tags(lr, ref, found.coregistration))
-    mem = MemoryFile()
-    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
-                   transform=grid.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256)
-    with mem.open(**profile) as dst:
-        dst.write(data[None])
-        dst.update_tags(**meta.tags)
+        found = DetectedRows(scene, grid, lambda done, total: None, refine)
+        fine = found.fine_grid
+        meta = _meta(_tags(lr, ref, found.coregistration, refine))
+        mem = MemoryFile()
+        profile = dict(driver="GTiff", width=fine.width, height=fine.height, count=1, dtype="uint8", crs=fine.crs,
+                       transform=fine.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256,
+                       compress="deflate")
+        with mem.open(**profile) as dst:
+            for row, sub, band in found:  # band after band: a refined scene need not fit in memory at once
+                dst.write(band, window=Window(0, row, sub.width, sub.height))
+            dst.update_tags(**meta.tags)
     return mem, found.result(Path(mem.name), time.perf_counter() - t0, meta.tags)
 
 
@@ -151,32 +157,39 @@ class DetectedRows:
     """The detection in bands of rows, (first row, band grid, (1, h, w) uint8) each computed when asked for,
     with the running counts :meth:`result` reports."""
 
-    def __init__(self, scene: Scene, grid: Grid, report: Progress) -> None:
-        self.scene, self.grid, self.report = scene, grid, report
+    def __init__(self, scene: Scene, grid: Grid, report: Progress, factor: int = 1) -> None:
+        self.scene, self.grid, self.report, self.factor = scene, grid, report, factor
+        self.fine_grid = grid.refined(factor) if factor > 1 else grid
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
         self.changed = self.valid = self.unknown = 0
         self.thresholds: list[float] = []
         self.probability_thresholds: list[float | None] = []
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
+        """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of at most FINE_ROWS LR rows."""
         rows = list(range(0, self.grid.height, ROWS))
+        k = self.factor
         for i, r0 in enumerate(rows):
             self.report(i, len(rows))
             h = min(ROWS, self.grid.height - r0)
             found = _compare_rows(self.scene, r0, h, self.grid.width)
-            self.changed += int((found.changed & found.valid).sum())
-            self.valid += int(found.valid.sum())
-            self.unknown += int((~found.valid).sum())
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
-            out = np.where(found.valid, found.changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
-            yield r0, self.grid.subgrid(Window(0, r0, self.grid.width, h)), out[None]
+            for f0 in range(0, h, FINE_ROWS):
+                fh = min(FINE_ROWS, h - f0)
+                changed, valid = _refine_rows(found, HALO + f0, fh, self.grid.width, k)
+                self.changed += int((changed & valid).sum())
+                self.valid += int(valid.sum())
+                self.unknown += int((~valid).sum())
+                out = np.where(valid, changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
+                row = (r0 + f0) * k
+                yield row, self.fine_grid.subgrid(Window(0, row, self.fine_grid.width, fh * k)), out[None]
         self.report(len(rows), len(rows))
 
     def result(self, path: Path, seconds: float, tags: dict[str, str]) -> ChangeDetectionResult:
-        total = max(1, self.grid.width * self.grid.height)
+        total = max(1, self.fine_grid.width * self.fine_grid.height)
         return ChangeDetectionResult(
-            path=path, grid=self.grid, changed_share=self.changed / max(1, self.valid),
+            path=path, grid=self.fine_grid, changed_share=self.changed / max(1, self.valid),
             unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
             seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds)
 
@@ -188,21 +201,29 @@ def _meta(tags: dict[str, str]) -> OutputMeta:
 
 
 def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
-    """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context and cut back."""
+    """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context (kept: :func:`_refine_rows`
+    cuts it back)."""
     win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
-    found = compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
-    core = (slice(HALO, HALO + h), slice(HALO, HALO + width))
-    probability = None if found.probability is None else found.probability[core]
-    return ChangeDetection(found.changed[core], found.score[core], found.valid[core], found.threshold, found.method,
-                           probability, found.probability_threshold)
+    return compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
 
 
-def _tags(lr: str, ref: str, coreg: dict | None) -> dict[str, str]:
+def _refine_rows(found: ChangeDetection, r0: int, h: int, width: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(changed, valid) of rows [r0, r0 + h) and columns [HALO, HALO + width) of a detection computed with HALO
+    pixels of context, on the grid ``k`` times finer: refined with one LR pixel of context on every side, so that
+    the bilinear outline runs on across bands of rows, then cut back."""
+    assert found.evidence is not None
+    rows, cols = slice(r0 - 1, r0 + h + 1), slice(HALO - 1, HALO + width + 1)
+    changed, valid = refine(found.evidence[rows, cols], found.valid[rows, cols], k)
+    return changed[k:-k, k:-k], valid[k:-k, k:-k]
+
+
+def _tags(lr: str, ref: str, coreg: dict | None, refine: int = 1) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(BINARY.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
-                                              "reference": ref, "coregistration": coreg}, sort_keys=True),
+                                              "reference": ref, "coregistration": coreg, "refine": refine},
+                                             sort_keys=True),
         "GEOSR_VERSION": __version__,
     }
 

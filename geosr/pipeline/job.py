@@ -16,7 +16,7 @@ import torch
 from rasterio.windows import Window
 
 from geosr._version import __version__
-from geosr.conditioning.change_detection import DETECTOR_VERSION
+from geosr.conditioning.change_detection import DETECTOR_VERSION, refine_factor
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
 from geosr.config import OutputConfig, TilingConfig, to_json
 from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
@@ -195,7 +195,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     try:
         key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
                                       ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
-                                      coregister=opts.coregister,
+                                      coregister=opts.coregister, refine=refine_factor(opts.scale),
                                       area=None if area is None else [int(v) for v in area.flatten()])))
     except OSError:  # a missing input: the detection names it, in one sentence
         key = {}
@@ -206,7 +206,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     if kept is not None:
         return kept
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
-                                           coregister=opts.coregister, area=area)
+                                           coregister=opts.coregister, area=area, refine=refine_factor(opts.scale))
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds",
                                                                    "probability_thresholds")}
     report = {"method": "auto", "ran": True, **report}
