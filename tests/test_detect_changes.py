@@ -309,3 +309,26 @@ def test_refine_is_checked(scene, tmp_path):
     res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o",
                                    str(tmp_path / "c.tif"), "--refine", "9"])
     assert res.exit_code == 2 and "refine" in res.output and not (tmp_path / "c.tif").exists()
+
+
+def test_upscale_draws_the_detection_on_whole_blocks_of_output_pixels():
+    """The finest grid up to 4 times the LR's whose pixels are whole blocks of the output's."""
+    from geosr.conditioning.change_detection import refine_factor
+
+    assert {s: refine_factor(s) for s in (2, 3, 4, 5, 6, 7, 8, 10, 12, 16)} == \
+        {2: 2, 3: 3, 4: 4, 5: 1, 6: 3, 7: 1, 8: 4, 10: 2, 12: 4, 16: 4}
+
+
+def test_upscale_s_automatic_mask_cuts_through_lr_pixels(scene, tmp_path):
+    """--cd auto at x8 reaches the output on a grid 4 times finer than the LR's: some LR pixels' 8 x 8 output blocks
+    hold both "reference detail used" and "model only" in the provenance sidecar, as no LR-grid mask could."""
+    r = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "auto.tif")
+    assert r.change_detection["ran"]
+    with rasterio.open(tmp_path / "auto.provenance.tif") as ds:
+        classes = ds.read(1)
+    h, w = classes.shape
+    blocks = classes.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(h // 8, w // 8, 64)
+    mixed = (blocks == 1).any(axis=2) & (blocks == 2).any(axis=2)
+    assert mixed.sum() >= 4
+    quarter = classes.reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(h // 2, w // 2, 4)
+    assert (quarter == quarter[..., :1]).all()  # the fine grid's 2 x 2 output blocks are whole
