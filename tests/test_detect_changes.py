@@ -332,3 +332,12 @@ def test_upscale_s_automatic_mask_cuts_through_lr_pixels(scene, tmp_path):
     assert mixed.sum() >= 4
     quarter = classes.reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(h // 2, w // 2, 4)
     assert (quarter == quarter[..., :1]).all()  # the fine grid's 2 x 2 output blocks are whole
+
+
+def test_a_band_of_rows_is_bounded_by_its_pixels():
+    """Wide scenes are compared in fewer rows at a time (the comparison's memory goes with a band's pixels)."""
+    from geosr.pipeline.detect_changes import BAND_PIXELS, band_rows
+
+    assert band_rows(100) == 2048 and band_rows(2048) == 2048
+    assert band_rows(4096) == 1024 and band_rows(10980) == 381 and band_rows(10980) * 10980 <= BAND_PIXELS
+    assert band_rows(100_000) == 256

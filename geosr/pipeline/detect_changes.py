@@ -39,7 +39,12 @@ from geosr.pipeline.scene import Scene
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
-ROWS = 2048  # LR rows compared at a time (each band fits its own harmonization and threshold)
+# LR rows compared at a time (each band fits its own harmonization and thresholds): as many as make BAND_PIXELS
+# pixels, between MIN_ROWS and MAX_ROWS. The comparison holds about 450 bytes per pixel of a band (a 4096-wide
+# scene: 3.8 GB peak with 2048 rows, 1.4 GB with 512), so a band's pixels, not its rows, are bounded
+MAX_ROWS = 2048
+MIN_ROWS = 256
+BAND_PIXELS = 1 << 22
 FINE_ROWS = 256  # LR rows refined and written at a time (a float32 band of 256 x factor rows, factor x as wide)
 # LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
 # and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14
@@ -167,11 +172,12 @@ class DetectedRows:
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
         """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of at most FINE_ROWS LR rows."""
-        rows = list(range(0, self.grid.height, ROWS))
+        step = band_rows(self.grid.width)
+        rows = list(range(0, self.grid.height, step))
         k = self.factor
         for i, r0 in enumerate(rows):
             self.report(i, len(rows))
-            h = min(ROWS, self.grid.height - r0)
+            h = min(step, self.grid.height - r0)
             found = _compare_rows(self.scene, r0, h, self.grid.width)
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
@@ -198,6 +204,11 @@ def _meta(tags: dict[str, str]) -> OutputMeta:
     return OutputMeta(dtype="uint8", count=1, nodata=UNKNOWN, descriptions=("change",), tags=tags,
                       colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode",
                       categories={0: "unchanged", 1: "changed", UNKNOWN: "unknown (no data to compare)"})
+
+
+def band_rows(width: int) -> int:
+    """LR rows compared at a time in a scene ``width`` LR pixels wide."""
+    return max(MIN_ROWS, min(MAX_ROWS, BAND_PIXELS // max(1, width)))
 
 
 def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
