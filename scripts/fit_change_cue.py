@@ -34,6 +34,7 @@ from geosr.conditioning.change_detection import DETECTOR_VERSION, detection_meas
 from geosr.training.sensor_degradations import degrade_named  # noqa: E402
 
 L2 = 1e-2  # on standardized measures
+UNCHANGED_WEIGHT = 0.0  # each image-against-itself sample's weight (a real pair's: 1)
 
 
 def samples(scales: list[int], leave_out: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -58,11 +59,51 @@ def samples(scales: list[int], leave_out: str | None = None) -> list[tuple[str, 
     return out
 
 
-def fit(data: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
-    """The logistic model over the pooled samples, each pair's pixels weighing 1 / its pixel count."""
+def another_date(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(C, h, w) ``img`` (0-1) as another date or sensor could show the same, unchanged ground on the LR grid: per
+    band gain 0.7-1.3, offset +-0.08 and gamma 0.8-1.25, a blur of up to 0.7 pixel and a shift of up to 0.3 pixel
+    (what co-registration leaves)."""
+    from scipy import ndimage
+
+    out = np.empty_like(img)
+    sigma, shift = rng.uniform(0, 0.7), rng.uniform(-0.3, 0.3, 2)
+    for i, band in enumerate(img):
+        b = np.clip(band, 0, 1) ** rng.uniform(0.8, 1.25) * rng.uniform(0.7, 1.3) + rng.uniform(-0.08, 0.08)
+        b = ndimage.gaussian_filter(b, sigma, mode="reflect") if sigma > 0.05 else b
+        out[i] = ndimage.shift(b, shift, order=1, mode="nearest")
+    return out
+
+
+def no_change_samples(scales: list[int], leave_out: str | None = None,
+                      seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, measures, all-zero labels): each training image (both dates of every pair) against itself as another
+    date would show it (:func:`another_date`), at every scale: what the cue must not flag."""
+    rng = np.random.default_rng(seed)
+    out = []
+    pairs = [p for p in shared_data_pairs(split="train") if p.ref is not None and p.change is not None
+             and not p.synthetic and p.group.split("/")[0] != leave_out]
+    for p in pairs:
+        for date, hr in (("new", p.target[:3].float()), ("old", p.ref[:3].float())):
+            for scale in scales:
+                h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
+                lr = degrade_named(hr, scale, "bicubic").numpy().astype(np.float64)
+                same = torch.nn.functional.avg_pool2d(hr[None, :, : h * scale, : w * scale], scale)[0].numpy()
+                ref = another_date(same.astype(np.float64), rng)
+                valid = np.ones((h, w), bool)
+                x = detection_measures(lr, valid, ref, valid)
+                out.append((f"{p.name}/{date}@x{scale} unchanged", x, np.zeros(len(x))))
+    return out
+
+
+def fit(data: list[tuple[str, np.ndarray, np.ndarray]], unchanged: list[tuple[str, np.ndarray, np.ndarray]] = (),
+        unchanged_weight: float = 0.0) -> dict:
+    """The logistic model over the pooled samples, each pair's pixels weighing 1 / its pixel count; the pixels of
+    each of ``unchanged`` weigh ``unchanged_weight`` / its pixel count."""
+    data = list(data) + list(unchanged)
     x = np.concatenate([d[1] for d in data])
     y = np.concatenate([d[2] for d in data])
-    weight = np.concatenate([np.full(len(d[2]), 1.0 / max(1, len(d[2]))) for d in data])
+    share = [1.0] * (len(data) - len(unchanged)) + [unchanged_weight] * len(unchanged)
+    weight = np.concatenate([np.full(len(d[2]), a / max(1, len(d[2]))) for d, a in zip(data, share)])
     weight /= weight.mean()
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     xs = np.c_[(x - mean) / std, np.ones(len(x))]
@@ -84,15 +125,19 @@ def main() -> None:
     ap.add_argument("--scales", default="8,16")
     ap.add_argument("--out", type=Path, default=CUE_PATH)
     ap.add_argument("--leave-out", help="a data set group of scripts/shared_data.json not to fit on")
+    ap.add_argument("--unchanged-weight", type=float, default=UNCHANGED_WEIGHT,
+                    help="weight of each image-against-itself sample (a real pair weighs 1; 0: none)")
     args = ap.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     data = samples(scales, args.leave_out)
-    model = fit(data)
+    unchanged = no_change_samples(scales, args.leave_out) if args.unchanged_weight > 0 else []
+    model = fit(data, unchanged, args.unchanged_weight)
     record = {
         "format": "geosr-change-cue-1", "measures": list(MEASURES), **model,
         "training": {"data": "training split of scripts/shared_data.json (LEVIR-CD, DSIFN-CD, Landsat "
                              "Taizhou/Nanjing), LR by antialiased bicubic, reference averaged onto the LR grid",
                      "samples": [name for name, _, _ in data], "pixels": int(sum(len(d[2]) for d in data)),
+                     "unchanged_samples": len(unchanged), "unchanged_weight": args.unchanged_weight,
                      "left_out": args.leave_out, "scales": scales, "l2": L2,
                      "label": "LR pixel with most of its HR pixels labelled changed",
                      "detector_version": DETECTOR_VERSION, "script": "scripts/fit_change_cue.py"},
