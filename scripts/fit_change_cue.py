@@ -1,6 +1,7 @@
 """Fit the learned cue of geosr's change detector (``geosr/weights/change_cue.json``) on real labelled pairs.
 
-    python scripts/fit_change_cue.py [--scales 8,16] [--out geosr/weights/change_cue.json] [--leave-out GROUP]
+    python scripts/fit_change_cue.py [--scales 8,16] [--out geosr/weights/change_cue.json] [--leave-out GROUP] \
+        [--unchanged-weight W]
 
 Data: the training split of ../shared/data (``scripts/shared_data.json``; its held-out scenes are never read),
 each labelled pair made as ``bench/bench_change_detection.py`` makes it: the LR is the new image degraded by
@@ -12,6 +13,8 @@ so it is written here rather than taken from a learning library the project does
 
 ``--leave-out levir`` (or dsifn, landsat) fits without that data set, to measure how the cue carries over to
 imagery it never saw: ``python bench/bench_change_detection.py --split all --group levir --cue THAT.json``.
+``--unchanged-weight W`` adds every training image against itself as another date could show it (all pixels
+unchanged), each weighing W against a real pair's 1 (measured, not used for the bundled cue: docs/model-card.md).
 """
 
 from __future__ import annotations
