@@ -113,13 +113,11 @@ def run(scales: list[int], split: str, change_net: Path | None = None, group: st
             rows["baseline"].append(score(baseline(lr, ref.astype(np.float64)), label, known, scale))
             found = detect_changes(lr, valid, ref, valid, cue=change_cue)
             k = refine_factor(scale)
-            assert found.evidence is not None
             fine = refine(found.evidence, found.valid, k)[0]
             # no change at all: the new image itself as the reference, averaged onto the LR grid
             same = torch.nn.functional.avg_pool2d(hr_new[None, :, : h * scale, : w * scale], scale)[0].numpy()
             rows["baseline"][-1]["no_change_flagged"] = float(baseline(lr, same.astype(np.float64)).mean())
             same_found = detect_changes(lr, valid, same, valid, cue=change_cue)
-            assert same_found.evidence is not None
             no_change = refine(same_found.evidence, same_found.valid, k)[0].mean()
             rows["geosr"].append(score(fine, label, known, scale, k) | {"no_change_flagged": float(no_change)})
             if net:

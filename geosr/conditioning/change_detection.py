@@ -18,10 +18,11 @@ changed where either of two detectors says so (their union; recall first):
 Each pixel's **evidence** is the larger of the two detectors' scores over their scene thresholds (1: on the
 threshold). The cost of a missed change (stale pixels pasted from the reference) is far higher than that of a false
 alarm (texture taken from the model instead), so the detector favours recall: a pixel is changed where its evidence
-exceeds :data:`LEVEL` (below 1). :func:`refine` draws the same rule on a finer grid, the evidence interpolated
-bilinearly between LR pixel centres, so that the outline of a change falls inside the LR pixels it cuts (a change
-filling a third of an LR pixel is not all-or-nothing). Pixels without data in either image are unknown (``valid``
-False).
+exceeds :data:`LEVEL` (below 1), the evidence first smoothed over about one LR pixel (:data:`EVIDENCE_SMOOTH`: a
+lone flag among unchanged pixels fades, the edge of a strong change spreads into its neighbours). :func:`refine`
+draws the same rule on a finer grid, the evidence interpolated bilinearly between LR pixel centres, so that the
+outline of a change falls inside the LR pixels it cuts (a change filling a third of an LR pixel is not
+all-or-nothing). Pixels without data in either image are unknown (``valid`` False).
 
 numpy, scipy's ndimage filters and scikit-image's Otsu threshold: no library detects changes between two
 co-registered rasters of different sensors and dates with a recall-first rule, so the combination is written here.
@@ -52,13 +53,15 @@ NOISE_FLOOR = 0.03  # the spread of differences is taken as at least this share 
 SMOOTH = 0.0
 DETAIL = 1.0  # LR pixels: "detail" is the image minus this Gaussian blur
 CORRELATION = 1.5  # LR pixels: neighbourhood of the local correlation
-# A pixel is changed where its evidence (score over threshold, the larger of the two detectors') exceeds LEVEL,
-# on the LR grid or, by refine(), on a grid up to REFINE times finer. Chosen on the 12 training pairs
-# (bench/bench_change_detection.py --split train, x8 / x16, on the refined grid) as the lowest level whose F1 of
-# changed HR pixels is not below detector version 4's (a 1-LR-pixel growth into weak evidence): recall 0.757 /
-# 0.745 -> 0.808 / 0.804 at F1 0.358 / 0.367 -> 0.360 / 0.368; 0.65 reaches 0.858 / 0.858 at F1 0.354 / 0.360,
-# 0.75 keeps version 4's recall at F1 0.362 / 0.375 (see the model card)
+# A pixel is changed where its evidence (score over threshold, the larger of the two detectors'), smoothed by a
+# Gaussian of EVIDENCE_SMOOTH LR pixels, exceeds LEVEL, on the LR grid or, by refine(), on a grid up to REFINE times
+# finer. Both chosen on the 12 training pairs (bench/bench_change_detection.py --split train, x8 / x16, on the refined
+# grid), levels in steps of 0.05, as the highest F1 of changed HR pixels among the settings that keep recall at 0.8
+# or more (issue 19's floor): 0.8 px and 0.7, recall 0.847 / 0.850, F1 0.365 / 0.381 (unsmoothed at 0.7: 0.808 /
+# 0.804, 0.360 / 0.368; 0.6 px 0.363 / 0.377; 1.0 px 0.367 / 0.379; level 0.75 loses the recall floor; a guided
+# filter with the LR's brightness as the guide instead: the same to 0.003; see the model card)
 LEVEL = 0.7
+EVIDENCE_SMOOTH = 0.8
 REFINE = 4  # the finest grid refine() is asked for: 4 gave full-resolution masks' recall and F1 (to 0.003)
 STRUCTURE_WEIGHT = 3.0  # a fully uncorrelated textured pixel scores like a CVA z-score of this
 
@@ -74,7 +77,7 @@ class ChangeDetection:
     method: str = METHOD
     probability: np.ndarray | None = None  # (h, w) float32: the learned cue's P(changed)
     probability_threshold: float | None = None
-    evidence: np.ndarray | None = None  # (h, w) float32: score over threshold, the larger of the two (0: unknown)
+    evidence: np.ndarray | None = None  # (h, w) float32: score over threshold, the larger of the two, smoothed
 
     @property
     def changed_share(self) -> float:
@@ -130,8 +133,9 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     x, score, t = _classical(_filled(lr, valid), _filled(ref, valid), valid, threshold)
     p = np.where(valid, (cue or bundled_cue()).probability(x).reshape(valid.shape), 0.0)
     p_t = fit_probability_threshold(p[valid])
-    evidence = np.where(valid, np.maximum(score / t, p / p_t), 0.0).astype(np.float32)
-    return ChangeDetection(evidence > LEVEL, score.astype(np.float32), valid, float(t), METHOD,
+    raw = _nearest_filled(np.maximum(score / t, p / p_t), valid)
+    evidence = np.where(valid, ndimage.gaussian_filter(raw, EVIDENCE_SMOOTH, mode="nearest"), 0.0).astype(np.float32)
+    return ChangeDetection((evidence > LEVEL) & valid, score.astype(np.float32), valid, float(t), METHOD,
                            p.astype(np.float32), p_t, evidence)
 
 
@@ -142,20 +146,25 @@ def refine_factor(scale: int) -> int:
 
 
 def refine(evidence: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """(changed, valid) on the grid ``factor`` times finer than that of the (h, w) ``evidence`` and ``valid``:
-    the evidence interpolated bilinearly between pixel centres (unknown pixels take their nearest known
-    neighbour's, so that a scene's edge is not pulled down) over :data:`LEVEL`; a fine pixel is known where its
-    LR pixel is. ``factor`` 1 gives the LR grid's own rule."""
+    """(changed, valid) on the grid ``factor`` times finer than that of the (h, w) ``evidence`` and ``valid``: the
+    evidence interpolated bilinearly between pixel centres (unknown pixels take their nearest known neighbour's
+    first, so that a scene's edge is not pulled down) over :data:`LEVEL`; a fine pixel is known where its LR pixel
+    is. ``factor`` 1 gives the LR grid's own rule."""
     valid = valid.astype(bool)
     if factor == 1:
         return (evidence > LEVEL) & valid, valid
-    filled = np.asarray(evidence, np.float32)
-    if valid.any() and not valid.all():
-        nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-        filled = filled[tuple(nearest)]
-    fine = ndimage.zoom(filled, factor, order=1, mode="nearest", grid_mode=True)
+    fine = ndimage.zoom(_nearest_filled(evidence, valid), factor, order=1, mode="nearest", grid_mode=True)
     known = np.repeat(np.repeat(valid, factor, axis=0), factor, axis=1)
     return (fine > LEVEL) & known, known
+
+
+def _nearest_filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(h, w) ``values`` in float64 with every pixel outside ``valid`` taking its nearest valid pixel's value."""
+    out = np.asarray(values, np.float64)
+    if not valid.any() or valid.all():
+        return out
+    nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return out[tuple(nearest)]
 
 
 def detection_measures(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray) -> np.ndarray:

@@ -45,10 +45,12 @@ from geosr.tiling.windows import PlannedWindow
 MAX_ROWS = 2048
 MIN_ROWS = 256
 BAND_PIXELS = 1 << 22
-FINE_ROWS = 256  # LR rows refined and written at a time (a float32 band of 256 x factor rows, factor x as wide)
+FINE_ROWS = 256  # LR rows refined and written at a time (a float64 band of 256 x factor rows, factor x as wide)
+REFINE_CONTEXT = 1  # LR pixels of context a band of rows is refined with: bilinear interpolation's reach
 # LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
-# and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14
-HALO = 16
+# and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14, the evidence's smoothing (0.8 LR px
+# cut at 4 sigma) 4 more
+HALO = 20
 UNKNOWN = 255
 # LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
 # bundled model asks for is 16 LR pixels), so that no window near the area's edge meets "unknown" for want of it
@@ -221,12 +223,14 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
 
 def _refine_rows(found: ChangeDetection, r0: int, h: int, width: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(changed, valid) of rows [r0, r0 + h) and columns [HALO, HALO + width) of a detection computed with HALO
-    pixels of context, on the grid ``k`` times finer: refined with one LR pixel of context on every side, so that
-    the bilinear outline runs on across bands of rows, then cut back."""
+    pixels of context, on the grid ``k`` times finer: refined with REFINE_CONTEXT LR pixels of context on every
+    side, so that the outline runs on across bands of rows, then cut back."""
     assert found.evidence is not None
-    rows, cols = slice(r0 - 1, r0 + h + 1), slice(HALO - 1, HALO + width + 1)
+    c = REFINE_CONTEXT
+    rows, cols = slice(r0 - c, r0 + h + c), slice(HALO - c, HALO + width + c)
     changed, valid = refine(found.evidence[rows, cols], found.valid[rows, cols], k)
-    return changed[k:-k, k:-k], valid[k:-k, k:-k]
+    cut = (slice(c * k, -c * k), slice(c * k, -c * k))
+    return changed[cut], valid[cut]
 
 
 def _tags(lr: str, ref: str, coreg: dict | None, refine: int = 1) -> dict[str, str]:
