@@ -1,7 +1,7 @@
 """Fit the learned cue of geosr's change detector (``geosr/weights/change_cue.json``) on real labelled pairs.
 
     python scripts/fit_change_cue.py [--scales 8,16] [--out geosr/weights/change_cue.json] [--leave-out GROUP] \
-        [--unchanged-weight W]
+        [--unchanged-weight W] [--synthetic-weight W]
 
 Data: the training split of ../shared/data (``scripts/shared_data.json``; its held-out scenes are never read),
 each labelled pair made as ``bench/bench_change_detection.py`` makes it: the LR is the new image degraded by
@@ -14,7 +14,8 @@ so it is written here rather than taken from a learning library the project does
 ``--leave-out levir`` (or dsifn, landsat) fits without that data set, to measure how the cue carries over to
 imagery it never saw: ``python bench/bench_change_detection.py --split all --group levir --cue THAT.json``.
 ``--unchanged-weight W`` adds every training image against itself as another date could show it (all pixels
-unchanged), each weighing W against a real pair's 1 (measured, not used for the bundled cue: docs/model-card.md).
+unchanged), ``--synthetic-weight W`` every training image with synthetic changes pasted in, each sample weighing W
+against a real pair's 1 (both measured, neither used for the bundled cue: docs/model-card.md).
 """
 
 from __future__ import annotations
@@ -98,14 +99,73 @@ def no_change_samples(scales: list[int], leave_out: str | None = None,
     return out
 
 
-def fit(data: list[tuple[str, np.ndarray, np.ndarray]], unchanged: list[tuple[str, np.ndarray, np.ndarray]] = (),
-        unchanged_weight: float = 0.0) -> dict:
+def synthetic_change(hr: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
+                     scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(new HR image, (H, W) bool change) made from the (C, H, W) ``hr`` (0-1): another date's light (per band gain
+    0.8-1.2, offset +-0.05, gamma 0.85-1.15 over the whole scene) and 3-12 changed rectangles of 1-6 LR pixels a side,
+    each filled with a piece of ``donor`` (another scene), a flat colour (a new roof, a cleared lot) or this scene's
+    own content from elsewhere."""
+    C, H, W = hr.shape
+    new = np.clip(hr, 0, 1) ** rng.uniform(0.85, 1.15, (C, 1, 1)) * rng.uniform(0.8, 1.2, (C, 1, 1))
+    new = new + rng.uniform(-0.05, 0.05, (C, 1, 1))
+    changed = np.zeros((H, W), bool)
+    for _ in range(rng.integers(3, 13)):
+        h, w = (rng.integers(1, 7, 2) * scale).tolist()
+        h, w = min(h, H // 2), min(w, W // 2)
+        r, c = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        kind = rng.integers(3)
+        if kind == 0 and donor.shape[1] >= h and donor.shape[2] >= w:
+            r2, c2 = int(rng.integers(0, donor.shape[1] - h + 1)), int(rng.integers(0, donor.shape[2] - w + 1))
+            patch = donor[:, r2:r2 + h, c2:c2 + w]
+        elif kind == 1:
+            patch = np.broadcast_to(rng.uniform(0.05, 0.95, (C, 1, 1)), (C, h, w))
+        else:
+            r2, c2 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+            patch = hr[:, r2:r2 + h, c2:c2 + w]
+        new[:, r:r + h, c:c + w] = patch
+        changed[r:r + h, c:c + w] = True
+    return np.clip(new, 0, 1), changed
+
+
+def synthetic_samples(scales: list[int], leave_out: str | None = None,
+                      seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, measures, labels) of :func:`synthetic_change` on both dates of every training pair (the donor: the next
+    pair's other date), at every scale; labels as for real pairs (an LR pixel mostly changed)."""
+    rng = np.random.default_rng(seed)
+    pairs = [p for p in shared_data_pairs(split="train") if p.ref is not None and p.change is not None
+             and not p.synthetic and p.group.split("/")[0] != leave_out]
+    out = []
+    for i, p in enumerate(pairs):
+        donor_pair = pairs[(i + 1) % len(pairs)]
+        for date, hr in (("new", p.target[:3].float()), ("old", p.ref[:3].float())):
+            donor = (donor_pair.ref if date == "new" else donor_pair.target)[:3].numpy().astype(np.float64)
+            for scale in scales:
+                H, W = hr.shape[-2] // scale * scale, hr.shape[-1] // scale * scale
+                base = hr[:, :H, :W].numpy().astype(np.float64)
+                new, changed = synthetic_change(base, donor, rng, scale)
+                h, w = H // scale, W // scale
+                lr = degrade_named(torch.from_numpy(new).float(), scale, "bicubic").numpy().astype(np.float64)
+                ref = torch.nn.functional.avg_pool2d(torch.from_numpy(base)[None], scale)[0].numpy()
+                valid = np.ones((h, w), bool)
+                x = detection_measures(lr, valid, ref, valid)
+                share = changed.reshape(h, scale, w, scale).mean(axis=(1, 3)).ravel()
+                out.append((f"{p.name}/{date}@x{scale} synthetic", x, (share > 0.5).astype(np.float64)))
+    return out
+
+
+Samples = list[tuple[str, np.ndarray, np.ndarray]]
+
+
+def fit(data: Samples, extra: tuple[tuple[Samples, float], ...] = ()) -> dict:
     """The logistic model over the pooled samples, each pair's pixels weighing 1 / its pixel count; the pixels of
-    each of ``unchanged`` weigh ``unchanged_weight`` / its pixel count."""
-    data = list(data) + list(unchanged)
+    each sample of an ``extra`` (samples, weight) weigh that weight / its pixel count."""
+    share = [1.0] * len(data)
+    data = list(data)
+    for more, weight in extra:
+        data += more
+        share += [weight] * len(more)
     x = np.concatenate([d[1] for d in data])
     y = np.concatenate([d[2] for d in data])
-    share = [1.0] * (len(data) - len(unchanged)) + [unchanged_weight] * len(unchanged)
     weight = np.concatenate([np.full(len(d[2]), a / max(1, len(d[2]))) for d, a in zip(data, share)])
     weight /= weight.mean()
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
@@ -130,17 +190,21 @@ def main() -> None:
     ap.add_argument("--leave-out", help="a data set group of scripts/shared_data.json not to fit on")
     ap.add_argument("--unchanged-weight", type=float, default=UNCHANGED_WEIGHT,
                     help="weight of each image-against-itself sample (a real pair weighs 1; 0: none)")
+    ap.add_argument("--synthetic-weight", type=float, default=0.0,
+                    help="weight of each synthetic-change sample (a real pair weighs 1; 0: none)")
     args = ap.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     data = samples(scales, args.leave_out)
     unchanged = no_change_samples(scales, args.leave_out) if args.unchanged_weight > 0 else []
-    model = fit(data, unchanged, args.unchanged_weight)
+    synthetic = synthetic_samples(scales, args.leave_out) if args.synthetic_weight > 0 else []
+    model = fit(data, ((unchanged, args.unchanged_weight), (synthetic, args.synthetic_weight)))
     record = {
         "format": "geosr-change-cue-1", "measures": list(MEASURES), **model,
         "training": {"data": "training split of scripts/shared_data.json (LEVIR-CD, DSIFN-CD, Landsat "
                              "Taizhou/Nanjing), LR by antialiased bicubic, reference averaged onto the LR grid",
                      "samples": [name for name, _, _ in data], "pixels": int(sum(len(d[2]) for d in data)),
                      "unchanged_samples": len(unchanged), "unchanged_weight": args.unchanged_weight,
+                     "synthetic_samples": len(synthetic), "synthetic_weight": args.synthetic_weight,
                      "left_out": args.leave_out, "scales": scales, "l2": L2,
                      "label": "LR pixel with most of its HR pixels labelled changed",
                      "detector_version": DETECTOR_VERSION, "script": "scripts/fit_change_cue.py"},
