@@ -162,6 +162,8 @@ def fit(data: Samples, extra: tuple[tuple[Samples, float], ...] = ()) -> dict:
     share = [1.0] * len(data)
     data = list(data)
     for more, weight in extra:
+        if weight <= 0:
+            continue
         data += more
         share += [weight] * len(more)
     x = np.concatenate([d[1] for d in data])

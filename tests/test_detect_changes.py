@@ -341,3 +341,26 @@ def test_a_band_of_rows_is_bounded_by_its_pixels():
     assert band_rows(100) == 2048 and band_rows(2048) == 2048
     assert band_rows(4096) == 1024 and band_rows(10980) == 381 and band_rows(10980) * 10980 <= BAND_PIXELS
     assert band_rows(100_000) == 256
+
+
+def test_the_cue_fit_weighs_extra_samples():
+    """Extra samples (images against themselves, synthetic change) count by their weight: weight 0 changes nothing,
+    unchanged-only samples lower the probability of change."""
+    from scripts.fit_change_cue import fit, synthetic_change
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 2))
+    y = (rng.random(5000) < 1 / (1 + np.exp(-(2 * x[:, 0])))).astype(float)
+    data = [("pair", x, y)]
+    unchanged = [("same", rng.normal(size=(5000, 2)), np.zeros(5000))]
+    base = fit(data)
+    assert fit(data, ((unchanged, 0.0),)) == base
+    assert fit(data, ((unchanged, 1.0),))["bias"] < base["bias"] - 0.3
+
+    hr = _textured(128, 128, 2)
+    donor = _textured(128, 128, 3)
+    new, changed = synthetic_change(hr, donor, np.random.default_rng(0), 8)
+    assert new.shape == hr.shape and 0 < changed.mean() < 1 and new.min() >= 0 and new.max() <= 1
+    for band_new, band_old in zip(new, hr):  # outside the changes only the light differs: a monotone function
+        order = np.argsort(band_old[~changed])
+        assert (np.diff(band_new[~changed][order]) >= -1e-12).all()
