@@ -286,18 +286,24 @@ def test_refine_draws_the_outline_inside_the_lr_pixels_it_cuts():
     assert fine[:, 14:28].all() and not fine[:, 28:].any()
 
 
-def test_the_refined_raster_runs_on_across_bands_of_rows(scene, tmp_path, monkeypatch):
-    """Refined in bands of a few LR rows, each with one row of context, the raster is the one refined at once."""
+def test_the_refined_raster_runs_on_across_bands_of_rows(scene, raster_factory, tmp_path, monkeypatch):
+    """Refined in bands of a few LR rows, each with one row of context, the raster is the one refined at once, also
+    where a strip without reference data crosses a band's edge (unknown pixels are filled once per comparison)."""
     import geosr.pipeline.detect_changes as dc
 
-    whole = detect_changes(scene["lr"], ref=scene["ref_part"], output=tmp_path / "whole.tif", refine=4)
-    monkeypatch.setattr(dc, "FINE_ROWS", 5)
-    banded = detect_changes(scene["lr"], ref=scene["ref_part"], output=tmp_path / "banded.tif", refine=4)
+    with rasterio.open(scene["ref_part"]) as src:
+        ref = src.read()
+    ref[:, 144:176] = 0  # LR rows 18-21 without data: the band edge at row 20 cuts the strip
+    striped = raster_factory("ref_striped.tif", ref, transform=REF_T, nodata=0)
+    whole = detect_changes(scene["lr"], ref=striped, output=tmp_path / "whole.tif", refine=4)
+    monkeypatch.setattr(dc, "FINE_PIXELS", 5 * 48 * 16)  # 5 LR rows of a 48-wide scene at 4x
+    banded = detect_changes(scene["lr"], ref=striped, output=tmp_path / "banded.tif", refine=4)
     with rasterio.open(whole.path) as a, rasterio.open(banded.path) as b, rasterio.open(scene["lr"]) as lr:
         assert a.shape == (4 * lr.height, 4 * lr.width) and a.transform == lr.transform * Affine.scale(0.25)
+        assert json.loads(a.tags()["GEOSR_CHANGE_DETECTION"])["refine"] == 4
         x, y = a.read(1), b.read(1)
     assert np.array_equal(x, y)
-    assert (x[:, :32] == UNKNOWN).all() and set(np.unique(x[:, 32:])) == {0, 1}
+    assert (x[:, :32] == UNKNOWN).all() and (x[72:88] == UNKNOWN).all() and set(np.unique(x[:, 32:])) == {0, 1, 255}
     assert whole.changed_share == banded.changed_share > 0
 
 
@@ -364,3 +370,31 @@ def test_the_cue_fit_weighs_extra_samples():
     for band_new, band_old in zip(new, hr):  # outside the changes only the light differs: a monotone function
         order = np.argsort(band_old[~changed])
         assert (np.diff(band_new[~changed][order]) >= -1e-12).all()
+
+
+def test_bands_of_rows_refine_as_the_whole_band_does():
+    """The pipeline's slices of a comparison band, each refined with one LR row of context, give what refining the
+    whole band at once gives, also where pixels without data lie on a slice's edge (a third of them, scattered;
+    evidence near the level everywhere, so that any difference in the filled values shows)."""
+    from geosr.conditioning.change_detection import LEVEL, nearest_filled, refine
+    from geosr.pipeline.detect_changes import HALO, _refine_rows
+
+    rng = np.random.default_rng(0)
+    h, w, k = 30, 12, 4
+    evidence = rng.uniform(LEVEL - 0.3, LEVEL + 0.3, (h + 2 * HALO, w + 2 * HALO))
+    known = rng.random(evidence.shape) > 0.33
+    evidence[~known] = 0.0
+    whole = refine(evidence, known, k)[0][HALO * k:(HALO + h) * k, HALO * k:(HALO + w) * k]
+    filled = nearest_filled(evidence, known)
+    sliced = np.concatenate([_refine_rows(filled, known, HALO + r, 5, w, k)[0] for r in range(0, h, 5)])
+    assert np.array_equal(sliced, whole)
+
+
+def test_the_refine_option_s_bound_is_the_detector_s():
+    from geosr.conditioning.change_detection import REFINE
+    from geosr.options import DetectChangesOptions
+
+    assert DetectChangesOptions().refine == REFINE
+    DetectChangesOptions(refine=REFINE)
+    with pytest.raises(OptionError):
+        DetectChangesOptions(refine=REFINE + 1)

@@ -20,8 +20,9 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
                    **options: Any) -> None:
     """Find where REF no longer shows what LR shows (new buildings, roads, fields, water, any real change).
 
-    Writes one uint8 band on the LR grid: 0 unchanged, 1 changed, 255 unknown (no data in either image), with
-    the binary change table in its tags, ready for `geosr upscale --cd`. `geosr upscale --ref` runs the same
+    Writes one uint8 band on a grid --refine times finer than the LR's (4 by default: the outlines fall inside
+    the LR pixels they cut): 0 unchanged, 1 changed, 255 unknown (no data in either image), with the binary change
+    table in its tags, ready for `geosr upscale --cd`. `geosr upscale --ref` runs the same
     detection itself (--cd auto) when no --cd is given. The detector favours recall: a missed change leaves
     stale reference pixels in the output, a false alarm only takes texture from the model instead.
 

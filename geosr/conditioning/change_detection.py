@@ -133,7 +133,7 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     x, score, t = _classical(_filled(lr, valid), _filled(ref, valid), valid, threshold)
     p = np.where(valid, (cue or bundled_cue()).probability(x).reshape(valid.shape), 0.0)
     p_t = fit_probability_threshold(p[valid])
-    raw = _nearest_filled(np.maximum(score / t, p / p_t), valid)
+    raw = nearest_filled(np.maximum(score / t, p / p_t), valid)
     evidence = np.where(valid, ndimage.gaussian_filter(raw, EVIDENCE_SMOOTH, mode="nearest"), 0.0).astype(np.float32)
     return ChangeDetection((evidence > LEVEL) & valid, score.astype(np.float32), valid, float(t), METHOD,
                            p.astype(np.float32), p_t, evidence)
@@ -153,13 +153,14 @@ def refine(evidence: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.nda
     valid = valid.astype(bool)
     if factor == 1:
         return (evidence > LEVEL) & valid, valid
-    fine = ndimage.zoom(_nearest_filled(evidence, valid), factor, order=1, mode="nearest", grid_mode=True)
+    fine = ndimage.zoom(nearest_filled(evidence, valid), factor, order=1, mode="nearest", grid_mode=True)
     known = np.repeat(np.repeat(valid, factor, axis=0), factor, axis=1)
     return (fine > LEVEL) & known, known
 
 
-def _nearest_filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(h, w) ``values`` in float64 with every pixel outside ``valid`` taking its nearest valid pixel's value."""
+def nearest_filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(h, w) ``values`` in float64 with every pixel outside ``valid`` taking its nearest valid pixel's value (none
+    valid: as they are)."""
     out = np.asarray(values, np.float64)
     if not valid.any() or valid.all():
         return out

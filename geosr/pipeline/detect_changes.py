@@ -26,7 +26,14 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from geosr._version import __version__
-from geosr.conditioning.change_detection import DETECTOR_VERSION, METHOD, REFINE, ChangeDetection, refine
+from geosr.conditioning.change_detection import (
+    DETECTOR_VERSION,
+    METHOD,
+    REFINE,
+    ChangeDetection,
+    nearest_filled,
+    refine,
+)
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY
 from geosr.io.journal import clear_work_dir, work_dir_for
@@ -45,11 +52,11 @@ from geosr.tiling.windows import PlannedWindow
 MAX_ROWS = 2048
 MIN_ROWS = 256
 BAND_PIXELS = 1 << 22
-FINE_ROWS = 256  # LR rows refined and written at a time (a float64 band of 256 x factor rows, factor x as wide)
+FINE_PIXELS = 1 << 24  # fine pixels refined and written at a time (float64: 128 MB), in whole LR rows
 REFINE_CONTEXT = 1  # LR pixels of context a band of rows is refined with: bilinear interpolation's reach
 # LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
-# and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14, the evidence's smoothing (0.8 LR px
-# cut at 4 sigma) 4 more
+# and its own blur, Gaussians of 1, 1.5 and 1 LR px cut at 4 sigma) reaches 14, the evidence's smoothing (0.8 LR px,
+# scipy's radius 3) 3 more
 HALO = 20
 UNKNOWN = 255
 # LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
@@ -153,10 +160,14 @@ def detect_changes_in_memory(
         profile = dict(driver="GTiff", width=fine.width, height=fine.height, count=1, dtype="uint8", crs=fine.crs,
                        transform=fine.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256,
                        compress="deflate")
-        with mem.open(**profile) as dst:
-            for row, sub, band in found:  # band after band: a refined scene need not fit in memory at once
-                dst.write(band, window=Window(0, row, sub.width, sub.height))
-            dst.update_tags(**meta.tags)
+        try:
+            with mem.open(**profile) as dst:
+                for row, sub, band in found:  # band after band: a refined scene need not fit in memory at once
+                    dst.write(band, window=Window(0, row, sub.width, sub.height))
+                dst.update_tags(**meta.tags)
+        except BaseException:  # the detection reads as it writes: a failed read must not leave the file open
+            mem.close()
+            raise
     return mem, found.result(Path(mem.name), time.perf_counter() - t0, meta.tags)
 
 
@@ -173,19 +184,24 @@ class DetectedRows:
         self.probability_thresholds: list[float | None] = []
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
-        """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of at most FINE_ROWS LR rows."""
+        """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of about FINE_PIXELS pixels."""
         step = band_rows(self.grid.width)
         rows = list(range(0, self.grid.height, step))
         k = self.factor
+        fine_rows = max(1, FINE_PIXELS // max(1, self.grid.width * k * k))
         for i, r0 in enumerate(rows):
             self.report(i, len(rows))
             h = min(step, self.grid.height - r0)
             found = _compare_rows(self.scene, r0, h, self.grid.width)
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
-            for f0 in range(0, h, FINE_ROWS):
-                fh = min(FINE_ROWS, h - f0)
-                changed, valid = _refine_rows(found, HALO + f0, fh, self.grid.width, k)
+            assert found.evidence is not None
+            # unknown pixels take their nearest known neighbour's evidence once for the whole band, so that the
+            # slices refined below agree where they meet
+            evidence = nearest_filled(found.evidence, found.valid)
+            for f0 in range(0, h, fine_rows):
+                fh = min(fine_rows, h - f0)
+                changed, valid = _refine_rows(evidence, found.valid, HALO + f0, fh, self.grid.width, k)
                 self.changed += int((changed & valid).sum())
                 self.valid += int(valid.sum())
                 self.unknown += int((~valid).sum())
@@ -221,16 +237,19 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
     return compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
 
 
-def _refine_rows(found: ChangeDetection, r0: int, h: int, width: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width: int,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
     """(changed, valid) of rows [r0, r0 + h) and columns [HALO, HALO + width) of a detection computed with HALO
-    pixels of context, on the grid ``k`` times finer: refined with REFINE_CONTEXT LR pixels of context on every
-    side, so that the outline runs on across bands of rows, then cut back."""
-    assert found.evidence is not None
+    pixels of context (``evidence`` already filled where not ``known``), on the grid ``k`` times finer: refined with
+    REFINE_CONTEXT LR pixels of context on every side, so that the outline runs on across bands of rows, then cut
+    back."""
     c = REFINE_CONTEXT
     rows, cols = slice(r0 - c, r0 + h + c), slice(HALO - c, HALO + width + c)
-    changed, valid = refine(found.evidence[rows, cols], found.valid[rows, cols], k)
+    part = evidence[rows, cols]
+    changed, _ = refine(part, np.ones(part.shape, bool), k)
+    valid = np.repeat(np.repeat(known[r0:r0 + h, HALO:HALO + width], k, axis=0), k, axis=1)
     cut = (slice(c * k, -c * k), slice(c * k, -c * k))
-    return changed[cut], valid[cut]
+    return changed[cut] & valid, valid
 
 
 def _tags(lr: str, ref: str, coreg: dict | None, refine: int = 1) -> dict[str, str]:
