@@ -252,11 +252,11 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
     return changed[cut] & valid, valid
 
 
-def _tags(lr: str, ref: str, coreg: dict | None, refine: int = 1) -> dict[str, str]:
+def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(BINARY.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
-                                              "reference": ref, "coregistration": coreg, "refine": refine},
+                                              "reference": ref, "coregistration": coreg, "refine": factor},
                                              sort_keys=True),
         "GEOSR_VERSION": __version__,
     }
