@@ -153,9 +153,13 @@ def refine(evidence: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.nda
     valid = valid.astype(bool)
     if factor == 1:
         return (evidence > LEVEL) & valid, valid
-    fine = ndimage.zoom(nearest_filled(evidence, valid), factor, order=1, mode="nearest", grid_mode=True)
     known = np.repeat(np.repeat(valid, factor, axis=0), factor, axis=1)
-    return (fine > LEVEL) & known, known
+    return (interpolated(nearest_filled(evidence, valid), factor) > LEVEL) & known, known
+
+
+def interpolated(evidence: np.ndarray, factor: int) -> np.ndarray:
+    """(h, w) ``evidence`` (known everywhere) on the grid ``factor`` times finer, bilinear between pixel centres."""
+    return ndimage.zoom(np.asarray(evidence, np.float64), factor, order=1, mode="nearest", grid_mode=True)
 
 
 def nearest_filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

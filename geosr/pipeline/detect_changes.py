@@ -28,11 +28,12 @@ from rasterio.windows import Window
 from geosr._version import __version__
 from geosr.conditioning.change_detection import (
     DETECTOR_VERSION,
+    LEVEL,
     METHOD,
     REFINE,
     ChangeDetection,
+    interpolated,
     nearest_filled,
-    refine,
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY
@@ -245,11 +246,9 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
     back."""
     c = REFINE_CONTEXT
     rows, cols = slice(r0 - c, r0 + h + c), slice(HALO - c, HALO + width + c)
-    part = evidence[rows, cols]
-    changed, _ = refine(part, np.ones(part.shape, bool), k)
+    fine = interpolated(evidence[rows, cols], k)[c * k:-c * k, c * k:-c * k]
     valid = np.repeat(np.repeat(known[r0:r0 + h, HALO:HALO + width], k, axis=0), k, axis=1)
-    cut = (slice(c * k, -c * k), slice(c * k, -c * k))
-    return changed[cut] & valid, valid
+    return (fine > LEVEL) & valid, valid
 
 
 def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1) -> dict[str, str]:
