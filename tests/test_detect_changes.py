@@ -224,6 +224,20 @@ def test_the_learned_cue_is_the_bundled_fit_and_its_measures_are_scale_free():
     assert p[22:34, 22:38].mean() > 2 * p[40:, 40:].mean()
 
 
+def test_the_cue_reads_how_the_dates_differ_not_what_the_scene_looks_like():
+    """Two identical dates: the cue's probability is the same over textured and flat ground, bright and dark (with
+    each image's own texture and brightness among its measures, detector version 5, it was not)."""
+    from geosr.conditioning.change_cue import bundled_cue
+    from geosr.conditioning.change_detection import detection_measures
+
+    img = _textured(64, 64, 3) * 0.5
+    img[:, :, 32:] = 0.2  # flat right half
+    img[:, 32:, :] += 0.4  # brighter lower half
+    valid = np.ones((64, 64), bool)
+    p = bundled_cue().probability(detection_measures(img, valid, img.copy(), valid)).reshape(64, 64)
+    assert float(p.max() - p.min()) < 1e-6
+
+
 def test_the_cue_fit_recovers_a_known_logistic_model(monkeypatch):
     """scripts/fit_change_cue.py's fit: samples drawn from a known logistic model give back its weights (without
     the penalty, which only shrinks them)."""

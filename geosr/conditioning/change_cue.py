@@ -1,14 +1,14 @@
 """The learned cue of change detection: a logistic model of "this LR pixel changed" over local image measures.
 
 :func:`measures` describes each LR pixel by :data:`MEASURES` (the classical detector's z-score and structure cue,
-their neighbourhood, the texture, brightness and colour of both images), all in units of the scene (robust
-spreads, the LR's 1-99% range), so that the model carries over between sensors and value scales. The model
+their neighbourhood, and how the two images differ in texture, brightness and colour), all in units of the scene
+(robust spreads, the LR's 1-99% range), so that the model carries over between sensors and value scales. The model
 (:class:`ChangeCue`, ``geosr/weights/change_cue.json``) was fitted by ``scripts/fit_change_cue.py`` on the
 training split of real labelled change pairs (LEVIR-CD, DSIFN-CD, Landsat; their held-out scenes never seen),
 each pair weighted alike; the json records its data and settings. A pixel is flagged where its probability
 exceeds Otsu's threshold of the scene's probabilities, kept in [:data:`P_MIN`, :data:`P_MAX`].
 
-numpy and scipy only: 14 measures and a logistic model need no learning framework at run time.
+numpy and scipy only: 11 measures and a logistic model need no learning framework at run time.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 CUE_PATH = Path(__file__).resolve().parents[1] / "weights" / "change_cue.json"
+# Only how the two dates differ, never what the scene looks like: with the LR's and the reference's own texture and
+# brightness among the measures (detector version 5) the cue learned which data set it was looking at, and on
+# imagery it never saw it flagged 36% / 52% (x8 / x16) of a scene compared with itself; without them 9% / 24%, at
+# the same F1 on the pairs it saw (docs/model-card.md, "Version 6").
 MEASURES = ("z", "structure", "z_blur1", "z_blur2", "z_max3", "z_min3", "structure_blur1", "log_texture_ratio",
-            "lr_texture", "ref_texture", "brightness_change", "colour_change", "lr_brightness", "score")
+            "brightness_change", "colour_change", "score")
 P_MIN = 0.2  # a scene's threshold on the probability is kept in [P_MIN, P_MAX]: Otsu splits even a scene without
 P_MAX = 0.5  # change in two, and a scene that changed almost everywhere still has its changes flagged
 TEXTURE = 1.0  # LR pixels: the Gaussian neighbourhood of the local texture (standard deviation)
@@ -47,8 +51,8 @@ def measures(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, z: np.ndarray, 
     d = lr - ref
     colour = np.sqrt(((d - d.mean(axis=0, keepdims=True)) ** 2).mean(axis=0)) / span
     columns = [z, structure, blur(z, 1), blur(z, 2), ndimage.maximum_filter(z, 3), ndimage.minimum_filter(z, 3),
-               blur(structure, 1), np.log((t_lr + 1e-3 * span) / (t_ref + 1e-3 * span)), t_lr / span, t_ref / span,
-               (m_lr - m_ref) / span, colour, (m_lr - float(np.median(inside))) / span, score]
+               blur(structure, 1), np.log((t_lr + 1e-3 * span) / (t_ref + 1e-3 * span)), (m_lr - m_ref) / span,
+               colour, score]
     return np.stack(columns, axis=-1).reshape(-1, len(MEASURES))
 
 

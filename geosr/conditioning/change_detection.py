@@ -39,7 +39,7 @@ from skimage.filters import threshold_otsu
 from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
 from geosr.conditioning.reference import fit_harmonization
 
-DETECTOR_VERSION = 5  # raised with every change of the rule or its settings (a kept detection is not reused)
+DETECTOR_VERSION = 6  # raised with every change of the rule or its settings (a kept detection is not reused)
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
