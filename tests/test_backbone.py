@@ -237,6 +237,24 @@ def test_a_short_training_run_from_converted_weights_resumes(tmp_path):
     assert json.loads((out / "state.json").read_text())["step"] == 5
 
 
+def test_training_validates_at_the_scale_it_trains_most():
+    """The best weights of a run trained mostly at x8 are chosen by their x8 gains, on crops of 48 LR pixels."""
+    from geosr.training.backbone_fit import BackboneTrainConfig, validate
+
+    assert BackboneTrainConfig().validation_scale == 4
+    assert BackboneTrainConfig(scale_weights={8: 0.6, 16: 0.4}).validation_scale == 8
+    assert BackboneTrainConfig(scale_weights={2: 0.5, 4: 0.5}).validation_scale == 4
+    seen = []
+
+    def net(x: torch.Tensor, scale: int) -> torch.Tensor:
+        seen.append((x.shape[-1], scale))
+        return torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear")
+
+    img = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 400, 400), dtype=np.uint8))
+    out = validate(net, [img], 8)
+    assert seen and all(s == (48, 8) for s in seen) and math.isfinite(out["min"])
+
+
 def test_the_registry_loads_a_backbone_checkpoint(tmp_path):
     from geosr.models.interface import model_inputs
     from geosr.models.registry import load_model

@@ -5,8 +5,9 @@ saves its state and continues with ``resume``). An expert backbone (:mod:`geosr.
 routed: each crop's sharpness code, measured on its context as a scene's is, picks its mix of experts.
 
 Images: single HR images (``*.png``, ``*.jpg``, ``*.tif`` in folders, 3 bands read as they are, 8-bit) held in
-memory as uint8. Validation: the central crop of each validation image under each named degradation at x4, the
-mean PSNR-Y gain over bicubic (the benchmark's numbers, on other images); the best EMA is kept.
+memory as uint8. Validation: the central crop of each validation image under each named degradation at the scale
+with the largest share of the steps (x4 by default), the mean PSNR-Y gain over bicubic (the benchmark's numbers, on
+other images); the best EMA is kept.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class BackboneTrainConfig:
     # mix. The best EMA is the one whose worst validation gain over these families (with shares: the ones with the
     # largest share) is highest
     kinds: tuple[str, ...] | dict[str, float] | None = None
+
+    @property
+    def validation_scale(self) -> int:
+        """The scale validated (and the best EMA chosen at): the one with the largest share of the steps (the larger
+        on a tie)."""
+        return max(self.scale_weights, key=lambda k: (self.scale_weights[k], k))
 
     def to_dict(self) -> dict:
         return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
@@ -121,10 +128,11 @@ def make_batch(images: Sequence[torch.Tensor], scale: int, lr_side: int, batch: 
 
 
 @torch.inference_mode()
-def validate(net: torch.nn.Module, images: Sequence[torch.Tensor], scale: int = 4, side: int = 192,
+def validate(net: torch.nn.Module, images: Sequence[torch.Tensor], scale: int = 4, side: int | None = None,
              kinds: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Mean PSNR-Y gain over bicubic per named degradation, on the central ``side`` crops of ``images``; ``min``
-    is the worst of ``kinds`` (default: of all)."""
+    """Mean PSNR-Y gain over bicubic per named degradation, on the central ``side`` crops of ``images`` (default:
+    48 LR pixels, at least 192 HR); ``min`` is the worst of ``kinds`` (default: of all)."""
+    side = side or max(192, 48 * scale)
     out = {}
     for kind in NAMED:
         gains = []
@@ -243,7 +251,7 @@ def fit_backbone(
                 f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
             save()
         if step % cfg.validate_every == 0 and val_images:
-            v = validate(ema.module.eval(), val_images, kinds=_selected(cfg.kinds))
+            v = validate(ema.module.eval(), val_images, cfg.validation_scale, kinds=_selected(cfg.kinds))
             log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
             if v["min"] > best["min"]:
                 best = {**v, "step": step}
