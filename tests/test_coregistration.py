@@ -92,6 +92,17 @@ def test_flat_or_unrelated_references_are_not_trusted():
     assert not none.applied
 
 
+def test_an_aligned_reference_is_reported_aligned_not_unreliable():
+    """A reference that matches best where it is (the LR is the reference itself, averaged) is left in place with a
+    high reliability and a reason that says so, not "the images do not match"."""
+    rng = np.random.default_rng(3)
+    ref = np.repeat(np.repeat(rng.random((3, 40, 40)), 2, axis=1), 2, axis=2)  # blocks of 2 px: sub-pixel-free
+    valid = np.ones((80, 80), bool)
+    c = estimate_offset(ref.copy(), valid, ref, valid)
+    assert not c.applied and "aligned already" in c.reason and c.reliability > 0.9, c
+    assert max(map(abs, c.offset_lr_px)) < 0.05
+
+
 def test_a_smooth_synthetic_shift_is_recovered_to_a_tenth_of_a_pixel():
     rng = np.random.default_rng(3)
     fy, fx = np.fft.fftfreq(96)[:, None], np.fft.fftfreq(96)[None, :]

@@ -98,6 +98,10 @@ def test_detect_changes_cli(scene, tmp_path):
     assert json.loads(res.stdout)["changed_share"] > 0
     again = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
+    text = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o",
+                                    str(tmp_path / "t.tif")])
+    assert text.exit_code == 0 and "% changed" in text.output
+    assert "reference offset from the LR" in " ".join(text.output.split())  # the co-registration, as upscale says it
 
 
 def test_upscale_with_a_reference_detects_changes_unless_told_not_to(scene, tmp_path):

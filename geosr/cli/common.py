@@ -210,6 +210,20 @@ def _fail(message: str, code: int, json_out: bool) -> None:
     raise typer.Exit(code)
 
 
+def print_coregistration(co: dict | None) -> None:
+    """The reference's co-registration (``Coregistration.to_dict()``) in a line or two of the summary."""
+    if not co:
+        return
+    dx, dy = co["offset_lr_px"]
+    what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
+    out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
+                      f"{co['reliability']:.2f}: {what}", highlight=False)
+    if co.get("field"):
+        out_console.print(f"  varying over the scene (rotation, scale or shear): an affine field through "
+                          f"{co['tie_points']} tie points, {co['residual_lr_px']:.2f} LR px RMS from them, "
+                          f"applied; the offset above is the centre's", highlight=False)
+
+
 def print_json(payload: dict) -> None:
     sys.stdout.write(json.dumps({"ok": True, **payload}, default=str) + "\n")
 

@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import out_console, print_json, progress_bar, run_command
+from geosr.cli.common import out_console, print_coregistration, print_json, progress_bar, run_command
 from geosr.options import DetectChangesOptions
 
 REQUIRED = inspect.Parameter.empty
@@ -46,6 +46,7 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
                                         f"{100 * result.changed_share:.1f}% changed, "
                                         f"{100 * result.unknown_share:.1f}% unknown, {result.seconds:.1f} s"),
                           highlight=False)
+        print_coregistration(result.coregistration)
 
 
 def _signature() -> inspect.Signature:

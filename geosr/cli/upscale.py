@@ -14,6 +14,7 @@ from geosr.cli.common import (
     err_console,
     option_parameter,
     out_console,
+    print_coregistration,
     print_json,
     progress_bar,
     reporting_parameters,
@@ -86,16 +87,7 @@ def _print_summary(r) -> None:
     out_console.print(extra, highlight=False)
     for role, note in (r.sources or {}).items():
         out_console.print(f"{'LR' if role == 'lr' else 'reference'} read as one raster: {note}", highlight=False)
-    co = r.coregistration
-    if co:
-        dx, dy = co["offset_lr_px"]
-        what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
-        out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
-                          f"{co['reliability']:.2f}: {what}", highlight=False)
-        if co.get("field"):
-            out_console.print(f"  varying over the scene (rotation, scale or shear): an affine field through "
-                              f"{co['tie_points']} tie points, {co['residual_lr_px']:.2f} LR px RMS from them, "
-                              f"applied; the offset above is the centre's", highlight=False)
+    print_coregistration(r.coregistration)
     for w in r.warnings or ():
         err_console.print(f"warning: {cli_words(w, 'upscale')}", style="yellow", highlight=False)
     cd = r.change_detection
