@@ -90,6 +90,31 @@ def test_detect_changes_writes_a_binary_class_raster_on_the_lr_grid(scene, tmp_p
         detect_changes(scene["lr"], ref=scene["ref"], output=scene["ref"], overwrite=True)
 
 
+def test_the_detector_reads_physical_values_not_the_model_space(scene, tmp_path, monkeypatch):
+    """The pipeline hands the detector the LR's own values (and the reference in the same units), as the cue was
+    fitted: not the model space, which stretches each band to its own range and so reweighs the bands."""
+    import geosr.pipeline.detect_changes as dc
+
+    seen = []
+    real = dc.compare
+
+    def spy(lr, lr_valid, ref, ref_valid, *args, **kwargs):
+        seen.append((lr.copy(), lr_valid.copy(), ref.copy(), ref_valid.copy()))
+        return real(lr, lr_valid, ref, ref_valid, *args, **kwargs)
+
+    monkeypatch.setattr(dc, "compare", spy)
+    detect_changes(scene["lr"], ref=scene["ref"], output=tmp_path / "c.tif", refine=1)
+    with rasterio.open(scene["lr"]) as ds:
+        dn = ds.read().astype(np.float64)
+    lr, lr_valid, ref, ref_valid = seen[0]
+    inner = (slice(None), slice(dc.HALO, dc.HALO + dn.shape[1]), slice(dc.HALO, dn.shape[2] + dc.HALO))
+    assert lr_valid[inner[1:]].all()
+    np.testing.assert_allclose(lr[inner], dn, atol=1e-3)
+    # the harmonized reference in the LR's units: per band, its mean within a few DN of the LR's
+    both = ref_valid[inner[1:]]
+    assert np.abs(ref[inner][:, both].mean(axis=1) - dn[:, both].mean(axis=1)).max() < 5
+
+
 def test_detect_changes_cli(scene, tmp_path):
     out = tmp_path / "c.tif"
     res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(scene["ref"]), "-o", str(out),

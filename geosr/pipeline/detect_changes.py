@@ -235,7 +235,11 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
     cuts it back)."""
     win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
-    return compare(stack.lr, stack.lr_valid, stack.ref, stack.ref_valid)
+    # in physical values, as the detector and its cue were fitted: the stack's model space stretches each band to
+    # its own range, which weighs the bands differently in the cue's brightness, colour and structure measures
+    # (a narrow-range Landsat scene was flagged on 33.7% of its pixels instead of 21.3%)
+    lr, ref = scene.stretch.inverse(stack.lr), scene.stretch.inverse(stack.ref)
+    return compare(lr, stack.lr_valid, ref, stack.ref_valid)
 
 
 def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width: int,
