@@ -127,6 +127,9 @@ def test_detect_changes_cli(scene, tmp_path):
                                     str(tmp_path / "t.tif")])
     assert text.exit_code == 0 and "% changed" in text.output
     assert "reference offset from the LR" in " ".join(text.output.split())  # the co-registration, as upscale says it
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "t.tif")])
+    said = " ".join(shown.output.split())
+    assert shown.exit_code == 0 and "detect-changes (detector version" in said and "reference offset" in said
 
 
 def test_upscale_with_a_reference_detects_changes_unless_told_not_to(scene, tmp_path):

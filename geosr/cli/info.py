@@ -56,12 +56,21 @@ def _print_record(g: dict) -> None:
     if "model" in g:
         out_console.print(f"made by geosr {g.get('version', '?')}: x{g.get('scale', '?')} with {g['model']}"
                           + (f" from {inputs}" if inputs else ""), highlight=False)
+    cd = g.get("change_detection")
+    if isinstance(cd, dict) and "method" in cd and "ran" not in cd:  # a `geosr detect-changes` raster
+        finer = cd.get("refine") or 1
+        out_console.print(f"changes found by geosr {g.get('version', '?')} detect-changes (detector version "
+                          f"{cd.get('version', '?')}: {cd['method']}"
+                          + (f"; drawn {finer}x finer than the LR" if finer > 1 else "")
+                          + f"): {cd.get('lr', '?')} against the reference {cd.get('reference', '?')}",
+                          highlight=False)
     co = g.get("coregistration")
+    if co is None and isinstance(cd, dict):  # detect-changes keeps it inside its record
+        co = cd.get("coregistration")
     if isinstance(co, dict):
         dx, dy = co.get("offset_lr_px", (0, 0))
-        out_console.print(f"reference offset {dx:+.2f}, {dy:+.2f} LR px, "
-                          f"{'moved back' if co.get('applied') else 'not moved'}", highlight=False)
-    cd = g.get("change_detection")
+        what = "moved back" if co.get("applied") else "not moved" + (f" ({co['reason']})" if co.get("reason") else "")
+        out_console.print(f"reference offset {dx:+.2f}, {dy:+.2f} LR px, {what}", highlight=False)
     if isinstance(cd, dict) and cd.get("ran"):
         out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed",
                           highlight=False)
