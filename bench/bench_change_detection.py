@@ -74,10 +74,10 @@ def score(mask: np.ndarray, label: np.ndarray, known: np.ndarray, scale: int, fa
             "f1_lr": 2 * tp_lr / (2 * tp_lr + fp_lr + fn_lr) if tp_lr + fp_lr + fn_lr else float("nan")}
 
 
-def _mean(values: list[float]) -> float:
-    """The mean to 3 decimals; NaN when no pair has the number (e.g. Nanjing alone at x16: no LR pixel mostly
-    changed)."""
-    return round(statistics.fmean(values), 3) if values else float("nan")
+def _mean(values: list[float]) -> float | None:
+    """The mean to 3 decimals; None (null in the JSON) when no pair has the number (e.g. Nanjing alone at x16: no
+    LR pixel mostly changed)."""
+    return round(statistics.fmean(values), 3) if values else None
 
 
 def learned(path: Path):
@@ -129,10 +129,12 @@ def run(scales: list[int], split: str, change_net: Path | None = None, group: st
             if net:
                 rows["learned"].append(score(net(lr, ref), label, known, scale))
         for name, r in rows.items():
+            if not r:  # no labelled pair in this group and split
+                continue
             agg = {k: _mean([x[k] for x in r if x[k] == x[k]]) for k in r[0]}
             table[f"x{scale} {name}"] = agg | {"pairs": len(r)}
-            print(f"x{scale} {name:9s}", "  ".join(f"{k} {v:.3f}" for k, v in agg.items()), f"({len(r)} pairs)",
-                  flush=True)
+            shown = "  ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in agg.items())
+            print(f"x{scale} {name:9s}", shown, f"({len(r)} pairs)", flush=True)
     return table
 
 

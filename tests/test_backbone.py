@@ -237,13 +237,15 @@ def test_a_short_training_run_from_converted_weights_resumes(tmp_path):
     assert json.loads((out / "state.json").read_text())["step"] == 5
 
 
-def test_training_validates_at_the_scale_it_trains_most():
-    """The best weights of a run trained mostly at x8 are chosen by their x8 gains, on crops of 48 LR pixels."""
-    from geosr.training.backbone_fit import BackboneTrainConfig, validate
+def test_training_validates_at_the_scale_it_trains_most(tmp_path, monkeypatch):
+    """The best weights of a run trained mostly at x8 are chosen by their x8 gains, on crops of 48 LR pixels; a
+    scale the network has no tail for is not trained, so not validated either."""
+    from scripts.convert_safmn import backbone_from_safmn
 
-    assert BackboneTrainConfig().validation_scale == 4
-    assert BackboneTrainConfig(scale_weights={8: 0.6, 16: 0.4}).validation_scale == 8
-    assert BackboneTrainConfig(scale_weights={2: 0.5, 4: 0.5}).validation_scale == 4
+    import geosr.training.backbone_fit as bf
+
+    assert bf.validation_scale({8: 0.6, 16: 0.4}, [8, 16]) == 8
+    assert bf.validation_scale({2: 0.5, 4: 0.5}, [2, 4]) == 4
     seen = []
 
     def net(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -251,8 +253,26 @@ def test_training_validates_at_the_scale_it_trains_most():
         return torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear")
 
     img = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 400, 400), dtype=np.uint8))
-    out = validate(net, [img], 8)
+    out = bf.validate(net, [img], 8)
     assert seen and all(s == (48, 8) for s in seen) and math.isfinite(out["min"])
+    # the wiring: x8 has the largest share, but a network with x2 and x4 tails trains and validates at x4
+    torch.set_num_threads(1)
+    init = save_backbone(backbone_from_safmn(_fake_safmn(), torch.ones(36), BackboneConfig(dim=36, scales=(2, 4))),
+                         tmp_path / "init.safetensors", name="b")
+    scales = []
+    real = bf.validate
+
+    def spy(n, images, scale, **kw):
+        scales.append(scale)
+        return real(n, images, scale, **kw)
+
+    monkeypatch.setattr(bf, "validate", spy)
+    images = [torch.from_numpy(np.random.default_rng(i).integers(0, 255, (3, 96, 96), dtype=np.uint8))
+              for i in range(2)]
+    cfg = bf.BackboneTrainConfig(steps=2, batch=2, save_every=1, validate_every=1,
+                                 scale_weights={8: 0.6, 4: 0.4}, lr_patch={4: 16, 8: 8})
+    result = bf.fit_backbone(tmp_path / "run", images, images[:1], init=init, cfg=cfg, log=lambda s: None)
+    assert scales == [4, 4] and result["best"]["scale"] == 4
 
 
 def test_the_registry_loads_a_backbone_checkpoint(tmp_path):

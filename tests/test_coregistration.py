@@ -92,15 +92,19 @@ def test_flat_or_unrelated_references_are_not_trusted():
     assert not none.applied
 
 
-def test_an_aligned_reference_is_reported_aligned_not_unreliable():
-    """A reference that matches best where it is (the LR is the reference itself, averaged) is left in place with a
-    high reliability and a reason that says so, not "the images do not match"."""
+def test_a_reference_that_matches_where_it_is_is_not_called_unreliable():
+    """A reference that matches the LR well where it lies (the same image; the same with noise) is left in place
+    with a high reliability, and the reason says the shift did not help, not that the images do not match."""
     rng = np.random.default_rng(3)
-    ref = np.repeat(np.repeat(rng.random((3, 40, 40)), 2, axis=1), 2, axis=2)  # blocks of 2 px: sub-pixel-free
+    ref = np.repeat(np.repeat(rng.random((3, 40, 40)), 2, axis=1), 2, axis=2)
     valid = np.ones((80, 80), bool)
-    c = estimate_offset(ref.copy(), valid, ref, valid)
-    assert not c.applied and "aligned already" in c.reason and c.reliability > 0.9, c
-    assert max(map(abs, c.offset_lr_px)) < 0.05
+    same = estimate_offset(ref.copy(), valid, ref, valid)
+    assert not same.applied and "does not improve the match" in same.reason and same.reliability > 0.9, same
+    assert max(map(abs, same.offset_lr_px)) < 0.05
+    for seed in range(5):
+        noisy = ref + np.random.default_rng(seed).normal(0, 0.05, ref.shape)
+        c = estimate_offset(noisy, valid, ref, valid)
+        assert c.reliability > 0.5 and (c.applied or "do not match" not in c.reason), c
 
 
 def test_a_smooth_synthetic_shift_is_recovered_to_a_tenth_of_a_pixel():

@@ -101,8 +101,9 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
     limit = MAX_SHIFT_FRACTION * min(a.shape)
     if max(abs(offset[0]), abs(offset[1])) > limit:
         return Coregistration(offset, max(after, 0.0), 1, False, f"offset beyond {limit:.0f} LR px: not trusted")
-    if after <= before and before >= MIN_RELIABILITY:  # they match best where they are: nothing to undo
-        return Coregistration(offset, before, 1, False, "aligned already: no shift improves the match")
+    if after <= before and before >= MIN_RELIABILITY:  # they match well, and best where they are
+        return Coregistration(offset, before, 1, False, "the estimated shift does not improve the match: left where "
+                                                        "it is")
     if after < MIN_RELIABILITY or after <= before:
         return Coregistration(offset, max(after, 0.0), 1, False, "the images do not match well enough to trust it")
     if math.hypot(*offset) >= SIGNIFICANT_SHIFT and after - before < MATCH_GAIN / math.sqrt(both[box].sum()):

@@ -48,8 +48,9 @@ from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
 # LR rows compared at a time (each band fits its own harmonization and thresholds): as many as make BAND_PIXELS
-# pixels, between MIN_ROWS and MAX_ROWS. The comparison holds about 450 bytes per pixel of a band (a 4096-wide
-# scene: 3.8 GB peak with 2048 rows, 1.4 GB with 512), so a band's pixels, not its rows, are bounded
+# pixels, between MIN_ROWS and MAX_ROWS. The comparison holds about 450 bytes per pixel of a band (measured with
+# version 5: a 4096-wide scene peaked at 3.8 GB with 2048 rows, 1.4 GB with 512; the conversion back to physical
+# values since version 6 adds about 50), so a band's pixels, not its rows, are bounded
 MAX_ROWS = 2048
 MIN_ROWS = 256
 BAND_PIXELS = 1 << 22

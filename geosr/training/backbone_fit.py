@@ -58,14 +58,14 @@ class BackboneTrainConfig:
     # largest share) is highest
     kinds: tuple[str, ...] | dict[str, float] | None = None
 
-    @property
-    def validation_scale(self) -> int:
-        """The scale validated (and the best EMA chosen at): the one with the largest share of the steps (the larger
-        on a tie)."""
-        return max(self.scale_weights, key=lambda k: (self.scale_weights[k], k))
-
     def to_dict(self) -> dict:
         return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
+
+
+def validation_scale(scale_weights: dict[int, float], scales: Sequence[int]) -> int:
+    """The scale validated (and the best EMA chosen at): of the ``scales`` trained, the one with the largest share
+    of the steps (the larger on a tie)."""
+    return max(scales, key=lambda s: (scale_weights[s], s))
 
 
 def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
@@ -217,6 +217,9 @@ def fit_backbone(
     if not scales:
         raise InputError(f"no training image is large enough for any scale (the largest side is {largest} px)")
     weights = np.array([cfg.scale_weights[s] for s in scales], dtype=np.float64)
+    val_scale = validation_scale(cfg.scale_weights, scales)
+    if best.get("scale", 4) != val_scale:  # a resumed run's best was validated at another scale: not comparable
+        best = {"min": -math.inf}
     t_end = time.monotonic() + 60 * minutes if minutes else math.inf
     losses: list[float] = []
     t0 = time.monotonic()
@@ -251,10 +254,10 @@ def fit_backbone(
                 f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
             save()
         if step % cfg.validate_every == 0 and val_images:
-            v = validate(ema.module.eval(), val_images, cfg.validation_scale, kinds=_selected(cfg.kinds))
+            v = validate(ema.module.eval(), val_images, val_scale, kinds=_selected(cfg.kinds))
             log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
             if v["min"] > best["min"]:
-                best = {**v, "step": step}
+                best = {**v, "step": step, "scale": val_scale}
                 save_backbone(ema.module, out / "best.safetensors", name=spec.get("name", "backbone"),
                               training={**spec.get("training", {}), "steps": step, "config": cfg.to_dict()},
                               metrics={"validation_gain_db": {k: round(x, 4) for k, x in v.items()}})
