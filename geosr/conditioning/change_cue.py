@@ -24,9 +24,9 @@ from skimage.filters import threshold_otsu
 
 CUE_PATH = Path(__file__).resolve().parents[1] / "weights" / "change_cue.json"
 # Only how the two dates differ, never what the scene looks like: with the LR's and the reference's own texture and
-# brightness among the measures (detector version 5) the cue learned which data set it was looking at, and on
-# imagery it never saw it flagged 36% / 52% (x8 / x16) of a scene compared with itself; without them 9% / 24%, at
-# the same F1 on the pairs it saw (docs/model-card.md, "Version 6").
+# brightness among the measures (detector version 5) the cue learned which data set it was looking at; fitted
+# without LEVIR-CD, it flagged 36% / 52% (x8 / x16) of LEVIR's images compared with themselves, without those
+# measures 9% / 24%, at the same F1 on the pairs it saw (docs/model-card.md, "Version 6").
 MEASURES = ("z", "structure", "z_blur1", "z_blur2", "z_max3", "z_min3", "structure_blur1", "log_texture_ratio",
             "brightness_change", "colour_change", "score")
 P_MIN = 0.2  # a scene's threshold on the probability is kept in [P_MIN, P_MAX]: Otsu splits even a scene without
