@@ -116,8 +116,10 @@ class Scene:
         map: str | None = None,
         coregister: bool = False,
         local_harmonization: bool = True,
+        least_shift: float = 0.5,
     ) -> "Scene":
-        """Open and check every input; ``coregister``: estimate the reference's shift from the LR and undo it."""
+        """Open and check every input; ``coregister``: estimate the reference's shift from the LR and undo it,
+        unless it is under ``least_shift`` pixels of ``hr``."""
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         lr_ds = open_raster(lr)
@@ -127,7 +129,7 @@ class Scene:
         try:
             scene.stretch = fit_stretch(lr_ds, sel, area)
             if ref is not None:
-                scene._open_reference(ref, ref_bands, coregister)
+                scene._open_reference(ref, ref_bands, coregister, least_shift)
             if cd is not None:
                 scene._open_change(cd, cd_table)
             if map is not None:
@@ -139,7 +141,7 @@ class Scene:
             raise
         return scene
 
-    def _open_reference(self, path: str, ref_bands: str | None, coregister: bool) -> None:
+    def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5) -> None:
         info = inspect_raster(path)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
@@ -155,11 +157,12 @@ class Scene:
         self.ref_info, self.ref_bands = info, sel
         if coregister:
             self.coregistration = self._coregister(ds, sel)
-            if self.coregistration.applied and self._largest_offset(self.coregistration) * self.scale < 0.5:
-                # under half an output pixel: resampling the reference would blur more than moving it gains
-                # (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74 dB)
-                self.coregistration = replace(self.coregistration, applied=False,
-                                              reason="under half an output pixel: left where it is")
+            if self.coregistration.applied and self._largest_offset(self.coregistration) * self.scale < least_shift:
+                # under half an output pixel (the default): resampling the reference would blur more than moving it
+                # gains (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74)
+                under = "half an output pixel" if least_shift == 0.5 else f"{least_shift / self.scale:g} LR px"
+                self.coregistration = replace(self.coregistration, applied=False, reason=f"under {under}: left where "
+                                                                                        "it is")
             if self.coregistration.applied:
                 self.ref_transform = field_transform(ds.crs, ds.transform, self.lr_info.grid, self.coregistration)
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
