@@ -51,14 +51,16 @@ from geosr.tiling.windows import PlannedWindow
 # pixels, between MIN_ROWS and MAX_ROWS. The comparison holds about 450 bytes per pixel of a band (measured with
 # version 5: a 4096-wide scene peaked at 3.8 GB with 2048 rows, 1.4 GB with 512; the conversion back to physical
 # values since version 6 adds about 50), so a band's pixels, not its rows, are bounded
+MAX_ROWS = 2048
+MIN_ROWS = 256
+BAND_PIXELS = 1 << 22
+
 # The comparison moves the reference back from a tenth of an LR pixel (about the estimate's accuracy; upscale: from
 # half an output pixel): it reads the reference averaged onto the LR grid, so moving it blurs nothing, while edges
 # left apart read as change (the bundled sample's reference moved 0.35 LR px: 25.8% of the scene flagged if left,
 # 20.2% if moved back; unmoved 19.7%)
 LEAST_SHIFT = 0.1
-MAX_ROWS = 2048
-MIN_ROWS = 256
-BAND_PIXELS = 1 << 22
+
 FINE_PIXELS = 1 << 24  # fine pixels refined and written at a time (float64: 128 MB), in whole LR rows
 REFINE_CONTEXT = 1  # LR pixels of context a band of rows is refined with: bilinear interpolation's reach
 # LR pixels of context around each band: the learned cue's widest measure (the structure cue's detail, correlation
