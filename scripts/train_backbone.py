@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (bf16 autocast on CUDA)")
+    ap.add_argument("--workers", type=int, default=0, help="processes making the batches (on a GPU: the cores)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--scale-weights", help="share of the steps per scale, e.g. 4:0.55,2:0.15,8:0.2,16:0.1")
     ap.add_argument("--kinds", help="only these families of LR formation, e.g. bicubic-noaa or bicubic,box, or "
@@ -71,7 +73,7 @@ def main() -> None:
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
     cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
-                              kinds=parse_kinds(args.kinds))
+                              kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers)
     if args.scale_weights:
         cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,

@@ -312,3 +312,10 @@ def test_model_side_loads_no_gis_stack():
     modules = _modules_of("models", "sampling")
     assert len(modules) > 5
     assert _first_import_loading(modules, tuple(g.split(".")[0] for g in GIS)) == ""
+
+
+def test_the_backbone_trainer_loads_no_gis_stack():
+    """The LR-space model trains where only torch, numpy, scipy and PIL are installed (a GPU machine's image):
+    ``scripts/train_backbone.py``'s imports load no GDAL, no STAC."""
+    modules = ["geosr.training.backbone_fit", "geosr.training.sensor_degradations"]
+    assert _first_import_loading(modules, (*GIS, "pystac")) == ""

@@ -1,4 +1,4 @@
-"""``geosr train``: train (or fine-tune, or resume) a change-aware diffusion model."""
+"""``geosr train``: train (or fine-tune, or resume) a change-aware diffusion model, or fine-tune the LR-space model."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
 
       geosr train --data my_hr_tiles/ -x 8 -x 16 --train-steps 2000 --out-dir runs/synthetic   # synthetic change pairs
 
+      geosr train --arch lite --data my_hr_tiles/ --val-data my_val_tiles/ --out-dir runs/lite_mine   # the fast model
+
       torchrun --nproc-per-node 4 "$(which geosr)" train train.toml   # data parallel
     """
     from geosr.training.loop import train as run_train
@@ -56,8 +58,9 @@ def _print_summary(result) -> None:
         highlight=False,
     )
     if result.best_checkpoint:
+        basis = f"; {result.best_val_basis}" if result.best_val_basis else ""
         out_console.print(f"best on validation: {result.best_checkpoint} (step {result.best_step}, "
-                          f"{result.best_val_gain_db:+.2f} dB PSNR-Y over bicubic)", highlight=False)
+                          f"{result.best_val_gain_db:+.2f} dB PSNR-Y over bicubic{basis})", highlight=False)
 
 
 def _signature() -> inspect.Signature:

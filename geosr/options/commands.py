@@ -162,7 +162,8 @@ class TrainOptions(CommandOptions):
     val_data: tuple[Any, ...] | None = option(None, "--val-data", list[str], "Validation data the run does not train "
                                               "on (repeatable; layouts as --data, not a manifest): scored every "
                                               "--val-every steps, the best model kept as OUT_DIR/best.safetensors.")
-    arch: Any = option(None, "--arch", str, "Architecture: tiny, small or paper.")
+    arch: Any = option(None, "--arch", str, "Architecture: tiny, small or paper (diffusion models), or lite (the "
+                       "fast LR-space model, fine-tuned from the bundled lite, or from --init).")
     scales: tuple[int, ...] | None = option(None, ("-x", "--scale"), list[int], "Scale factor(s) to train "
                                             "(repeatable).")
     steps: int | None = option(None, "--train-steps", int, "Optimizer steps (per process).")
@@ -176,7 +177,8 @@ class TrainOptions(CommandOptions):
                                      "or mixed.")
     device: str | None = option(None, "--device", str, DEVICE_HELP)
     seed: int | None = option(None, "--seed", int, "Seed of the data stream and the initialization.")
-    init: str | None = option(None, "--init", str, "Start from this geosr checkpoint (fine-tuning).")
+    init: str | None = option(None, "--init", str, "Start from this geosr checkpoint (fine-tuning; with --arch "
+                              "lite, a backbone checkpoint).")
     resume: bool = option(False, "--resume", bool, "Continue the run in --out-dir from its last saved state.")
     overwrite: bool = option(False, "--overwrite", bool, "Replace an earlier run in --out-dir.")
     max_minutes: float | None = option(None, "--max-minutes", float, "Stop (and save) after this wall time.")

@@ -25,6 +25,22 @@ from typing import Any, Mapping
 
 from geosr.errors import InputNotFoundError, OptionError
 
+# Architectures that are not diffusion models: the LR-space backbone (geosr.models.backbone), fine-tuned by
+# geosr.training.backbone_run from the bundled `lite` or an --init backbone checkpoint.
+BACKBONE_ARCHS = ("lite",)
+# Per kind of model, the defaults of the settings whose zero value in TrainConfig means "the architecture's own".
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "diffusion": {"scales": (8, 16), "batch_size": 4, "lr": 2e-4, "grad_clip": 1.0},
+    # the backbone's: every trained scale, the batch, rate and clipping of scripts/train_backbone.py
+    # (docs/model-card.md: its fine-tuning diverged within 100 steps without the clipping at 0.1)
+    "backbone": {"scales": (2, 4, 8, 16), "batch_size": 16, "lr": 1e-4, "grad_clip": 0.1},
+}
+# Settings of the diffusion models' training that the backbone's does not have (a value other than the default is
+# refused with arch lite rather than ignored).
+DIFFUSION_ONLY = ("change_table", "n_map_classes", "val_batches", "crop", "weight_decay", "betas", "warmup",
+                  "p_high_sigma", "sigma_high_min", "sigma_max", "p_no_ref", "synthetic", "degradation",
+                  "upsampler_loss", "objective", "freeze", "backbone", "inference")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -36,19 +52,19 @@ class TrainConfig:
     band_names: tuple[str, ...] = ("red", "green", "blue")
     change_table: str = "binary"  # the class table of the change input (binary: 3 classes, values 0, 1, 255)
     n_map_classes: int = 0
-    scales: tuple[int, ...] = (8, 16)
+    scales: tuple[int, ...] = ()  # (): the architecture's (ARCH_DEFAULTS), as batch_size, lr and grad_clip 0
     data: tuple[Mapping[str, Any], ...] = ()
     val_data: tuple[Mapping[str, Any], ...] = ()  # validation sources: scored every val_every steps, best kept
     val_batches: int = 4  # fixed validation batches drawn from val_data (batch_size samples each)
     crop: int = 128
-    batch_size: int = 4
+    batch_size: int = 0
     steps: int = 2000
-    lr: float = 2e-4
+    lr: float = 0.0
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
     warmup: int = 200
     ema: float = 0.999
-    grad_clip: float = 1.0
+    grad_clip: float = 0.0
     p_high_sigma: float = 0.3  # share of noise levels drawn log-uniformly in [sigma_high_min, sigma_max]
     sigma_high_min: float = 2.0  # (trains the denoiser where few-step samplers start)
     sigma_max: float = 80.0
@@ -74,7 +90,16 @@ class TrainConfig:
     inference: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
+    @property
+    def trains_backbone(self) -> bool:
+        """Whether the run fine-tunes an LR-space backbone (arch ``lite``) rather than a diffusion model."""
+        return isinstance(self.arch, str) and self.arch in BACKBONE_ARCHS
+
     def __post_init__(self) -> None:
+        kind = "backbone" if self.trains_backbone else "diffusion"
+        for name, value in ARCH_DEFAULTS[kind].items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
         object.__setattr__(self, "band_names", tuple(self.band_names))
         object.__setattr__(self, "freeze", tuple(str(f) for f in self.freeze))
@@ -119,6 +144,11 @@ class TrainConfig:
             )
         if self.val_data and (self.val_batches < 1 or not self.val_every):
             problems.append("val_data needs val_batches >= 1 and val_every > 0")
+        if self.trains_backbone:
+            defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                        for f in dataclasses.fields(self)}
+            problems.extend(f"{name} does not apply to arch {self.arch} (the LR-space backbone)"
+                            for name in DIFFUSION_ONLY if getattr(self, name) != defaults[name])
         if problems:
             raise OptionError("bad training config: " + "; ".join(problems))
 
@@ -169,4 +199,4 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         raise OptionError(f"bad training config: {exc}") from None
 
 
-__all__ = ["TrainConfig", "load_config"]
+__all__ = ["TrainConfig", "load_config", "BACKBONE_ARCHS"]

@@ -55,6 +55,7 @@ class TrainResult:
     best_checkpoint: str | None = None  # with val_data: the EMA of the best-scoring validation step
     best_step: int | None = None
     best_val_gain_db: float | None = None
+    best_val_basis: str | None = None  # what best_val_gain_db measures where it is not the mean gain (arch lite)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -349,7 +350,8 @@ def train(
     progress: Callable[[int, int, float], None] | None = None,
     **fields: Any,
 ) -> TrainResult:
-    """Train (or continue) a model; returns where the checkpoint is.
+    """Train (or continue) a model; returns where the checkpoint is. Arch ``lite`` fine-tunes the LR-space
+    backbone instead of a diffusion model (:mod:`geosr.training.backbone_run`).
 
     ``options`` is a :class:`~geosr.options.TrainOptions`; ``fields`` set or override its fields, and any other
     :class:`TrainConfig` field (``warmup=100``). Its run settings (``out``, ``scales``, ``steps``, ``lr``, ...;
@@ -367,6 +369,11 @@ def train(
     if resume and overwrite:
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
                           param="resume")
+    if cfg.trains_backbone:  # arch lite: the LR-space backbone, fine-tuned (geosr.training.backbone_run)
+        from geosr.training.backbone_run import train_backbone
+
+        return train_backbone(cfg, init=opts.init, resume=resume, overwrite=overwrite, max_minutes=opts.max_minutes,
+                              progress=progress)
     max_seconds = None if opts.max_minutes is None else 60 * opts.max_minutes
     run = _Run(cfg, resume=resume, init=opts.init, overwrite=overwrite)
     try:

@@ -7,17 +7,19 @@ import json
 import math
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from geosr.conditioning.changes import ChangeClassTable
 from geosr.errors import InputError
 from geosr.models.checkpoint import make_spec, save_checkpoint
-from geosr.models.edm import EDMDenoiser
 from geosr.training.config import TrainConfig
 from geosr.training.outputs import OutputFolder
+
+if TYPE_CHECKING:  # types only: the backbone's training imports this module without GDAL (a GPU machine's bare image)
+    from geosr.conditioning.changes import ChangeClassTable
+    from geosr.models.edm import EDMDenoiser
 
 STATE = "state.safetensors"
 STATE_JSON = "state.json"

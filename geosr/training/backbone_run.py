@@ -1,0 +1,164 @@
+"""``geosr train --arch lite``: fine-tune the LR-space backbone (:mod:`geosr.models.backbone`) on one's own images.
+
+The run starts from the bundled ``lite`` (or ``--init``, any backbone checkpoint, e.g. an earlier run's) and
+trains it as :mod:`geosr.training.backbone_fit` does (L1 on HR crops whose LR is drawn from the blind sensor mix,
+Adam with a cosine schedule, an EMA, routed experts), with the run folder, log, resume, time limit and result of
+``geosr train``. Its images are every HR image the training sources hold, kept in memory as 8 bits: single images
+(a folder of them, nested folders too), and the targets and references of change pairs (a data manifest's
+training split, ``A/ B/`` folders, Ref-Diff folders).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from geosr.errors import InputError, OptionError
+from geosr.training.config import TrainConfig
+
+DATA_SIDE = 96  # an image smaller than this on either side holds no training crop at any scale (x2: 48 LR px)
+
+
+def train_backbone(
+    cfg: TrainConfig,
+    *,
+    init: str | None,
+    resume: bool,
+    overwrite: bool,
+    max_minutes: float | None,
+    progress: Callable[[int, int, float], None] | None = None,
+):
+    """Run (or continue) a backbone fine-tuning as ``cfg`` says; returns :class:`geosr.training.loop.TrainResult`."""
+    from geosr.models.backbone_checkpoint import is_backbone_spec
+    from geosr.models.checkpoint import read_spec
+    from geosr.models.registry import resolve_checkpoint
+    from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, training_device
+    from geosr.training.loop import TrainResult
+    from geosr.training.sensor_degradations import NAMED
+    from geosr.training.state import BEST, LOG, MODEL, run_folder
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    folder = run_folder(out)
+    if not resume:
+        folder.check(overwrite=overwrite)
+    start_path = None
+    if not resume:
+        start_path = resolve_checkpoint(init or str(cfg.arch))
+        if not is_backbone_spec(read_spec(start_path)):
+            raise OptionError(f"{start_path}: not an LR-space backbone checkpoint, which arch lite fine-tunes "
+                              "(`geosr models` lists the bundled ones)", param="init")
+    elif not (out / MODEL).exists():
+        raise InputError(f"{out}: no backbone run to resume (no {MODEL})")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train, described = backbone_images(cfg.data, cfg)
+    val, v_described = backbone_images(cfg.val_data, cfg) if cfg.val_data else ([], [])
+    if not resume:
+        folder.prepare(overwrite=overwrite)
+    device = training_device(cfg.device)
+    shares = {2: 0.15, 4: 0.55, 8: 0.2, 16: 0.1}  # scripts/train_backbone.py's, for the scales asked
+    bcfg = BackboneTrainConfig(
+        steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr, ema=cfg.ema, clip_grad=cfg.grad_clip, seed=cfg.seed,
+        scale_weights={s: shares[s] for s in cfg.scales}, save_every=cfg.checkpoint_every,
+        validate_every=cfg.val_every if val else 10**12, device=str(device), precision=cfg.precision,
+        # on a GPU the batches are made on every other core; on the CPU those cores run the network
+        workers=max(0, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0,
+    )
+    logged: list[dict[str, Any]] = []
+    with (out / LOG).open("a") as log_file:
+        def write(record: dict[str, Any]) -> None:
+            log_file.write(json.dumps(record, default=str) + "\n")
+            log_file.flush()
+
+        write({"event": "start", "arch": cfg.arch, "init": str(start_path) if start_path else None, "device":
+               str(device), "data": described + [f"validation {d}" for d in v_described], "config": cfg.to_dict()})
+
+        def log(line: str) -> None:  # fit_backbone's lines, kept as records
+            record = {"message": line, "seconds": round(time.perf_counter() - t0, 1)}
+            logged.append(record)
+            write(record)
+
+        def step_progress(step: int, steps: int, loss: float) -> None:
+            logged.append({"step": step, "loss": loss})
+            if progress is not None:
+                progress(step, steps, loss)
+
+        previous = _saved_step(out) if resume else 0
+        result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
+                              log=log, progress=step_progress,
+                              name=None if cfg.name == TrainConfig.name else cfg.name)
+        write({"event": "end", "step": result["step"], "seconds": round(time.perf_counter() - t0, 1),
+               "best": result["best"]})
+    losses = [r["loss"] for r in logged if "loss" in r]
+    best = result["best"]
+    has_best = best.get("step") is not None and (out / BEST).exists()
+    return TrainResult(
+        checkpoint=str(out / MODEL), steps=result["step"], resumed_from=previous, seconds=time.perf_counter() - t0,
+        final_loss=losses[-1] if losses else float("nan"), ema_loss=losses[-1] if losses else float("nan"),
+        log=str(out / LOG), best_checkpoint=str(out / BEST) if has_best else None,
+        best_step=best.get("step") if has_best else None,
+        best_val_gain_db=round(float(best["min"]), 4) if has_best else None,
+        best_val_basis=f"x{best['scale']}, the worst of the LR formations {', '.join(NAMED)}" if has_best else None,
+    )
+
+
+def _saved_step(out: Path) -> int:
+    from geosr.training.state import STATE_JSON
+
+    path = out / STATE_JSON
+    return int(json.loads(path.read_text()).get("step", 0)) if path.exists() else 0
+
+
+def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig) -> tuple[list[torch.Tensor], list[str]]:
+    """(3, H, W) uint8 HR images of the config's ``sources`` and what each source gave: single images read as
+    they are (8-bit, or stretched to it), change pairs' targets and references (each image once), and the
+    images under a folder that holds no data layout (e.g. RSSCN7's class folders). Images too small for any
+    crop are left out."""
+    from geosr.training.backbone_fit import IMAGE_SUFFIXES, read_images
+    from geosr.training.manifest import find_manifest
+    from geosr.training.sources import load_sources
+
+    images: list[torch.Tensor] = []
+    described: list[str] = []
+    for src in sources:
+        kind = src["kind"]
+        if kind == "synthetic":  # single images: read as 8 bits straight away (thousands fit in memory)
+            got = read_images([Path(p) for p in src["paths"]])
+            where = f"{len(src['paths'])} images"
+        elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
+            files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no data layout "
+                                 "geosr knows")
+            got = read_images(files)
+            where = f"{len(files)} images under {src['path']}"
+        else:
+            groups, _, _ = load_sources(cfg, (src,))
+            # a collection's synthetic-change group holds its pairs' own images again (the same tensors)
+            unique = {id(t): t for pairs, _ in groups for p in pairs for t in (p.target, p.ref) if t is not None}
+            got = [_to8(t) for t in unique.values()]
+            where = f"{sum(len(pairs) for pairs, _ in groups if not pairs[0].synthetic)} pairs"
+            where += f" of {src.get('path') or src.get('manifest') or src.get('hr')}"
+        kept = [t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1).contiguous() for t in got
+                if min(t.shape[-2:]) >= DATA_SIDE]
+        images.extend(kept)
+        described.append(f"{kind}: {len(kept)} HR images from {where}"
+                         + (f" ({len(got) - len(kept)} smaller than {DATA_SIDE} px left out)" if len(kept) < len(got)
+                            else ""))
+    if not images:
+        raise InputError(f"no training image of at least {DATA_SIDE} x {DATA_SIDE} pixels in the data given")
+    return images, described
+
+
+def _to8(t: torch.Tensor) -> torch.Tensor:
+    """A pair's image (unit space) as 8 bits."""
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+__all__ = ["train_backbone", "backbone_images"]

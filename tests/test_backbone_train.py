@@ -1,0 +1,151 @@
+"""``geosr train --arch lite``: fine-tuning the LR-space backbone on one's own images through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from geosr.cli.train import train
+from geosr.models.backbone_checkpoint import load_backbone
+from geosr.models.checkpoint import read_spec
+from geosr.models.registry import resolve_checkpoint
+from geosr.training.config import TrainConfig
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("train")(train)
+    app.command("noop")(lambda: None)
+    return app
+
+
+def _image(path, seed: int, side: int = 200) -> None:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    img = np.stack([np.sin(xx / 5.0) * 80 + 120, np.cos(yy / 7.0) * 80 + 120, (xx + yy) % 200], -1)
+    Image.fromarray(np.clip(img + rng.integers(0, 40, img.shape), 0, 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def nested(tmp_path):
+    """A folder of class folders of images (RSSCN7's layout: no data layout geosr knows at its top)."""
+    root = tmp_path / "scenes"
+    for i, cls in enumerate(("field", "parking")):
+        (root / cls).mkdir(parents=True)
+        for j in range(2):
+            _image(root / cls / f"{cls}{j}.jpg", 10 * i + j)
+    _image(root / cls / "tiny.png", 99, side=64)  # too small for any crop: left out, and said so
+    val = tmp_path / "val"
+    val.mkdir()
+    _image(val / "v.png", 7)
+    return root, val
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(_app(), ["train", *args])
+
+
+def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested):
+    root, val = nested
+    out = tmp_path / "run"
+    common = ["--arch", "lite", "--data", str(root), "-x", "4", "-x", "2", "--batch", "2", "--checkpoint-every", "2",
+              "--out-dir", str(out), "--json"]
+    res = _run([*common, "--train-steps", "4", "--val-data", str(val), "--val-every", "2"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["steps"] == 4 and result["resumed_from"] == 0
+    assert result["best_checkpoint"] == str(out / "best.safetensors") and result["best_step"] in (2, 4)
+    assert "worst of the LR formations" in result["best_val_basis"]
+    spec = read_spec(out / "model.safetensors")
+    lite = read_spec(resolve_checkpoint("lite"))
+    # a checkpoint of the backbone, with the bundled model's inference settings, that has learned something
+    assert spec["arch"]["kind"] == "backbone" and spec["inference"] == lite["inference"] and spec["name"] == "lite"
+    assert spec["training"]["steps"] == 4 and spec["experts"]["names"] == lite["experts"]["names"]
+    start, _ = load_backbone(resolve_checkpoint("lite"))
+    tuned, _ = load_backbone(out / "model.safetensors")
+    diff = max(float((a - b).abs().max()) for a, b in zip(start.state_dict().values(), tuned.state_dict().values()))
+    assert diff > 0
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "end" and log[-1]["step"] == 4
+    assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
+    # it runs as any model does
+    from geosr.models.registry import load_model
+
+    sr = load_model(str(out / "model.safetensors"))
+    assert 4 in sr.scales
+
+    res = _run([*common, "--train-steps", "6", "--resume"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout)
+    assert again["steps"] == 6 and again["resumed_from"] == 4
+    assert read_spec(out / "model.safetensors")["training"]["steps"] == 6
+
+
+def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
+    from geosr.training.backbone_run import backbone_images
+    from geosr.training.sources import source_for_path
+
+    root = tmp_path / "pairs"
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True)
+    for i in range(2):
+        _image(root / "A" / f"p{i}.png", i)
+        _image(root / "B" / f"p{i}.png", 10 + i)
+        Image.fromarray(np.zeros((200, 200), np.uint8)).save(root / "label" / f"p{i}.png")
+    cfg = TrainConfig(arch="lite", data=(source_for_path(root),))
+    images, described = backbone_images(cfg.data, cfg)
+    assert len(images) == 4 and all(t.dtype == torch.uint8 and t.shape == (3, 200, 200) for t in images)
+    assert "4 HR images" in described[0]
+
+
+def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
+    root, _ = nested
+    res = _run(["--arch", "lite", "--data", str(root), "--crop", "64", "--out-dir", str(tmp_path / "r1")])
+    assert res.exit_code == 2 and "crop does not apply to arch lite" in res.output
+    res = _run(["--arch", "lite", "--data", str(root), "--degradation", "bicubic", "--out-dir", str(tmp_path / "r1")])
+    assert res.exit_code == 2 and "degradation does not apply" in res.output
+    assert not (tmp_path / "r1").exists()
+    default = resolve_checkpoint("default")
+    res = _run(["--arch", "lite", "--data", str(root), "--init", str(default), "--out-dir", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "not an LR-space backbone" in res.output and not (tmp_path / "r2").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    res = _run(["--arch", "lite", "--data", str(root), "--out-dir", str(busy)])
+    assert res.exit_code == 2 and (busy / "notes.txt").read_text() == "mine"
+    res = _run(["--arch", "lite", "--data", str(root), "--resume", "--out-dir", str(tmp_path / "r3")])
+    assert res.exit_code == 2 and "no backbone run to resume" in res.output
+
+
+def test_settings_default_per_kind_of_model():
+    diffusion, lite = TrainConfig(), TrainConfig(arch="lite")
+    assert (diffusion.scales, diffusion.batch_size, diffusion.lr, diffusion.grad_clip) == ((8, 16), 4, 2e-4, 1.0)
+    assert (lite.scales, lite.batch_size, lite.lr, lite.grad_clip) == ((2, 4, 8, 16), 16, 1e-4, 0.1)
+    given = TrainConfig(arch="lite", scales=(4,), batch_size=8, lr=5e-5, grad_clip=0.5)
+    assert (given.scales, given.batch_size, given.lr, given.grad_clip) == ((4,), 8, 5e-5, 0.5)
+    assert lite.trains_backbone and not diffusion.trains_backbone
+
+
+def test_batches_made_by_worker_processes_train_the_same_for_the_same_count(tmp_path):
+    """``workers``: the batches come from processes beside the training (a GPU's cores), the same ones on every run
+    with the same count of workers."""
+    from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone
+
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 255, (3, 96, 96), dtype=np.uint8)) for _ in range(3)]
+    init = resolve_checkpoint("lite")
+    runs = []
+    for name in ("a", "b"):
+        cfg = BackboneTrainConfig(steps=3, batch=2, save_every=3, scale_weights={2: 1.0, 4: 1.0},
+                                  lr_patch={2: 16, 4: 16}, workers=2)
+        assert fit_backbone(tmp_path / name, images, [], init=init, cfg=cfg, log=lambda s: None)["step"] == 3
+        runs.append(load_backbone(tmp_path / name / "model.safetensors")[0].state_dict())
+    start = load_backbone(init)[0].state_dict()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in start)
+    assert any(not torch.equal(runs[0][k], start[k]) for k in start)
