@@ -211,13 +211,16 @@ def _fail(message: str, code: int, json_out: bool) -> None:
 
 
 def print_coregistration(co: dict | None) -> None:
-    """The reference's co-registration (``Coregistration.to_dict()``) in a line or two of the summary."""
-    if not co:
+    """The reference's co-registration (``Coregistration.to_dict()``, or as an output's tags recorded it: keys an
+    older version did not write are left out) in a line or two of the summary or of ``geosr info``."""
+    if not isinstance(co, dict):
         return
-    dx, dy = co["offset_lr_px"]
-    what = "moved back" if co["applied"] else f"not moved ({co['reason']})"
-    out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows), reliability "
-                      f"{co['reliability']:.2f}: {what}", highlight=False)
+    dx, dy = co.get("offset_lr_px", (0.0, 0.0))
+    reason = f" ({co['reason']})" if co.get("reason") else ""
+    what = "moved back" if co.get("applied") else f"not moved{reason}"
+    reliability = f", reliability {co['reliability']:.2f}" if isinstance(co.get("reliability"), (int, float)) else ""
+    out_console.print(f"reference offset from the LR: {dx:+.2f}, {dy:+.2f} LR px (columns, rows){reliability}: "
+                      f"{what}", highlight=False)
     if co.get("field"):
         out_console.print(f"  varying over the scene (rotation, scale or shear): an affine field through "
                           f"{co['tie_points']} tie points, {co['residual_lr_px']:.2f} LR px RMS from them, "

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from geosr.cli.common import out_console, print_json, run_command
+from geosr.cli.common import out_console, print_coregistration, print_json, run_command
 
 
 def info(
@@ -67,10 +67,7 @@ def _print_record(g: dict) -> None:
     co = g.get("coregistration")
     if co is None and isinstance(cd, dict):  # detect-changes keeps it inside its record
         co = cd.get("coregistration")
-    if isinstance(co, dict):
-        dx, dy = co.get("offset_lr_px", (0, 0))
-        what = "moved back" if co.get("applied") else "not moved" + (f" ({co['reason']})" if co.get("reason") else "")
-        out_console.print(f"reference offset {dx:+.2f}, {dy:+.2f} LR px, {what}", highlight=False)
+    print_coregistration(co)
     if isinstance(cd, dict) and cd.get("ran"):
         out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed",
                           highlight=False)
