@@ -149,3 +149,27 @@ def test_batches_made_by_worker_processes_train_the_same_for_the_same_count(tmp_
     start = load_backbone(init)[0].state_dict()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in start)
     assert any(not torch.equal(runs[0][k], start[k]) for k in start)
+
+
+def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(tmp_path):
+    """A Sentinel-2 stack in reflectance (float, 13 bands) gives B04, B03, B02, stretched together to 8 bits."""
+    import rasterio
+
+    from geosr.training.backbone_fit import read_images
+
+    names = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    data = np.stack([np.full((20, 30), 0.01 * (i + 1), np.float32) for i in range(13)])
+    data[3, 0, 0] = np.nan  # a missing value counts as 0
+    path = tmp_path / "s2.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=30, height=20, count=13, dtype="float32") as ds:
+        ds.write(data)
+        ds.descriptions = tuple(names)
+    t = read_images([path])[0]
+    assert t.dtype == torch.uint8 and t.shape == (3, 20, 30)
+    # B04 0.04, B03 0.03, B02 0.02, all divided by the 99.5th percentile (B04's 0.04): 255, 191, 128
+    assert [int(t[i, 5, 5]) for i in range(3)] == [255, 191, 128] and int(t[0, 0, 0]) == 0
+    grey = tmp_path / "pan.tif"
+    with rasterio.open(grey, "w", driver="GTiff", width=30, height=20, count=1, dtype="uint8") as ds:
+        ds.write(np.full((1, 20, 30), 77, np.uint8))
+    g = read_images([grey])[0]
+    assert g.shape == (3, 20, 30) and int(g.min()) == int(g.max()) == 77  # 8 bits as they are, three times

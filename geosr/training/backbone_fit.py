@@ -17,6 +17,7 @@ import json
 import math
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -76,7 +77,10 @@ def validation_scale(scale_weights: dict[int, float], scales: Sequence[int]) -> 
 
 
 def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
-    """(3, H, W) uint8 tensors of RGB images (the first three bands of a GeoTIFF, 8-bit or stretched to it)."""
+    """(3, H, W) uint8 tensors of RGB images. A GeoTIFF gives the bands ``geosr upscale`` takes by default (red,
+    green, blue by description or colour, e.g. a Sentinel-2 stack's B04, B03, B02; else its first three, or its
+    first band three times), 8-bit ones as they are, others (16-bit counts, reflectance in floating point)
+    divided by their 99.5th percentile, the same for all three bands so that colours are kept."""
     from PIL import Image
 
     out = []
@@ -84,11 +88,19 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
         if p.suffix.lower() in (".tif", ".tiff"):
             import rasterio
 
-            with rasterio.open(p) as ds:
-                a = ds.read(indexes=[1, 2, 3] if ds.count >= 3 else [1, 1, 1]).astype(np.float32)
-            if a.max() > 255:
-                hi = np.percentile(a, 99.5)
-                a = np.clip(a / max(hi, 1) * 255, 0, 255)
+            from geosr.io.rasters import default_bands, inspect_raster
+
+            with warnings.catch_warnings():  # training images need no georeferencing
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                chosen = default_bands(inspect_raster(p, require_crs=False))
+                bands = list(chosen[:3]) if len(chosen) >= 3 else [chosen[0]] * 3
+                with rasterio.open(p) as ds:
+                    a = ds.read(indexes=bands).astype(np.float32)
+                    eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
+            if not eight_bit:
+                a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+                hi = float(np.percentile(a, 99.5))
+                a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255)
             t = torch.from_numpy(a.round().astype(np.uint8))
         else:
             t = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous()
