@@ -71,20 +71,28 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     tuned, _ = load_backbone(out / "model.safetensors")
     diff = max(float((a - b).abs().max()) for a, b in zip(start.state_dict().values(), tuned.state_dict().values()))
     assert diff > 0
-    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    def strict(c):
+        raise AssertionError(f"{c} in the log: not JSON")
+
+    log = [json.loads(line, parse_constant=strict) for line in (out / "train.log").read_text().splitlines()]
     assert log[0]["event"] == "start" and log[-1]["event"] == "end" and log[-1]["step"] == 4
+    assert [r["step"] for r in log if "loss" in r] == [4] and log[-1]["best"]["step"] == result["best_step"]
     assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
+    assert spec["training"]["data"] == log[0]["data"][:-1]  # the run's own data, in its checkpoint
     # it runs as any model does
     from geosr.models.registry import load_model
 
     sr = load_model(str(out / "model.safetensors"))
     assert 4 in sr.scales
 
+    res = _run([*common, "--train-steps", "6", "--resume", "--init", str(resolve_checkpoint("lite"))])
+    assert res.exit_code == 2 and "give one of them" in res.output
     res = _run([*common, "--train-steps", "6", "--resume"])
     assert res.exit_code == 0, res.output
     again = json.loads(res.stdout)
-    assert again["steps"] == 6 and again["resumed_from"] == 4
+    assert again["steps"] == 6 and again["resumed_from"] == 4 and again["final_loss"] > 0
     assert read_spec(out / "model.safetensors")["training"]["steps"] == 6
+    assert json.loads((out / "state.json").read_text(), parse_constant=strict)["best"]["step"] == result["best_step"]
 
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
@@ -121,6 +129,20 @@ def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
     assert res.exit_code == 2 and (busy / "notes.txt").read_text() == "mine"
     res = _run(["--arch", "lite", "--data", str(root), "--resume", "--out-dir", str(tmp_path / "r3")])
     assert res.exit_code == 2 and "no backbone run to resume" in res.output
+    res = _run(["--arch", "lite", "--data", str(root), "-x", "8", "--out-dir", str(tmp_path / "r4")])
+    assert res.exit_code == 2 and "needs 256 x 256 pixels" in res.output and not (tmp_path / "r4").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_text("not an image")
+    res = _run(["--arch", "lite", "--data", str(bad), "--out-dir", str(tmp_path / "r5")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "broken.png: not an image that can be read" in said
+    assert not (tmp_path / "r5").exists()
+    small = tmp_path / "small"
+    small.mkdir()
+    _image(small / "s.png", 3, side=64)
+    res = _run(["--arch", "lite", "--data", str(root), "--val-data", str(small), "--out-dir", str(tmp_path / "r6")])
+    assert res.exit_code == 2 and "no validation image" in res.output
 
 
 def test_settings_default_per_kind_of_model():
@@ -130,6 +152,15 @@ def test_settings_default_per_kind_of_model():
     given = TrainConfig(arch="lite", scales=(4,), batch_size=8, lr=5e-5, grad_clip=0.5)
     assert (given.scales, given.batch_size, given.lr, given.grad_clip) == ((4,), 8, 5e-5, 0.5)
     assert lite.trains_backbone and not diffusion.trains_backbone
+    # a change of the kind of model takes the new kind's defaults, and keeps what was set
+    switched = diffusion.replace(arch="lite")
+    assert (switched.scales, switched.batch_size, switched.lr, switched.grad_clip) == ((2, 4, 8, 16), 16, 1e-4, 0.1)
+    back = TrainConfig(arch="lite", batch_size=8).replace(arch="small")
+    assert (back.scales, back.batch_size, back.lr, back.grad_clip) == ((8, 16), 8, 2e-4, 1.0)
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match="bands does not apply"):
+        TrainConfig(arch="lite", bands=4)
 
 
 def test_batches_made_by_worker_processes_train_the_same_for_the_same_count(tmp_path):

@@ -61,8 +61,8 @@ class BackboneTrainConfig:
     kinds: tuple[str, ...] | dict[str, float] | None = None
     device: str = "cpu"  # "auto": CUDA when there is one; batches are made on the CPU and moved there
     # processes making the batches beside the training (0: the training process makes each batch in turn, the
-    # same batches on every run and resume; more: each worker draws its own, the same for the same count). On a GPU
-    # the crops and degradations, not the network, bound a step: about 0.2 s per batch of 16 on one core
+    # same batches on every run from the same state; more: each worker draws its own, the same for the same
+    # count). On a GPU the crops and degradations, not the network, bound a step: 0.2 s per batch of 16 on a core
     workers: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU (where bf16 is slower); or fp32 / bf16
 
@@ -85,27 +85,35 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
 
     out = []
     for p in paths:
-        if p.suffix.lower() in (".tif", ".tiff"):
-            import rasterio
-
-            from geosr.io.rasters import default_bands, inspect_raster
-
-            with warnings.catch_warnings():  # training images need no georeferencing
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                chosen = default_bands(inspect_raster(p, require_crs=False))
-                bands = list(chosen[:3]) if len(chosen) >= 3 else [chosen[0]] * 3
-                with rasterio.open(p) as ds:
-                    a = ds.read(indexes=bands).astype(np.float32)
-                    eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
-            if not eight_bit:
-                a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-                hi = float(np.percentile(a, 99.5))
-                a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255)
-            t = torch.from_numpy(a.round().astype(np.uint8))
-        else:
-            t = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous()
-        out.append(t)
+        try:
+            out.append(_read_tiff(p) if p.suffix.lower() in (".tif", ".tiff") else
+                       torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous())
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and rasterio's errors are OSErrors
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{p}: not an image that can be read ({str(exc).splitlines()[0]})") from None
     return out
+
+
+def _read_tiff(p: Path) -> torch.Tensor:
+    """A GeoTIFF's default bands as (3, H, W) uint8 (:func:`read_images`); nodata counts as 0."""
+    import rasterio
+
+    from geosr.io.rasters import default_bands, inspect_raster
+
+    with warnings.catch_warnings():  # training images need no georeferencing
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        chosen = default_bands(inspect_raster(p, require_crs=False))
+        bands = list(chosen[:3]) if len(chosen) >= 3 else [chosen[0]] * 3
+        with rasterio.open(p) as ds:
+            m = ds.read(indexes=bands, masked=True).astype(np.float32)
+            eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
+    a = np.nan_to_num(m.filled(0.0), nan=0.0, posinf=0.0, neginf=0.0)
+    if not eight_bit:
+        valid = a[~np.ma.getmaskarray(m)]
+        hi = float(np.percentile(valid, 99.5)) if valid.size else 0.0
+        a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255)
+    return torch.from_numpy(a.round().astype(np.uint8))
 
 
 def image_files(folders: Sequence[Path]) -> list[Path]:
@@ -242,12 +250,14 @@ def fit_backbone(
     resume: bool = False,
     minutes: float | None = None,
     log: Callable[[str], None] = print,
-    progress: Callable[[int, int, float], None] | None = None,
+    progress: Callable[[int, int, float, int], None] | None = None,
     name: str | None = None,
+    record: dict | None = None,
 ) -> dict:
     """Train into ``out`` (``state.*``, ``model.safetensors`` = EMA, ``best.safetensors`` = best validated EMA).
     The checkpoints keep the start's inference settings (reference detail, tiling, halo) and its name unless
-    ``name`` is given; ``progress(step, steps, mean loss)`` is called after every step."""
+    ``name`` is given; ``record`` is added to their spec's training record (e.g. the data);
+    ``progress(step, steps, loss, scale)`` is called after every step with that step's loss."""
     cfg = cfg or BackboneTrainConfig()
     out.mkdir(parents=True, exist_ok=True)
     if init is None and not resume:
@@ -274,26 +284,50 @@ def fit_backbone(
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99))
     step = load_state(out, net, ema, opt) if resume else 0
     meta = json.loads((out / "state.json").read_text()) if resume else {}
-    best = meta.get("best", {"min": -math.inf})
+    best = meta.get("best") or {"min": -math.inf}  # written as null before a validation
     rng = np.random.default_rng([cfg.seed, step])
     largest = max(min(img.shape[-2:]) for img in train_images)
     scales = [s for s in cfg.scale_weights if str(s) in net.tails and cfg.lr_patch[s] * s <= largest]
     if not scales:
-        raise InputError(f"no training image is large enough for any scale (the largest side is {largest} px)")
+        raise InputError(f"no training image holds a crop at any of x{', x'.join(map(str, cfg.scale_weights))} "
+                         f"(the largest image's shorter side is {largest} px; x{min(cfg.scale_weights)} needs "
+                         f"{cfg.lr_patch[min(cfg.scale_weights)] * min(cfg.scale_weights)})")
     weights = np.array([cfg.scale_weights[s] for s in scales], dtype=np.float64)
     val_scale = validation_scale(cfg.scale_weights, scales)
     if best.get("scale", 4) != val_scale:  # a resumed run's best was validated at another scale: not comparable
         best = {"min": -math.inf}
     t_end = time.monotonic() + 60 * minutes if minutes else math.inf
     batches = _worker_batches(train_images, scales, weights, cfg, step) if cfg.workers > 0 else None
+
+    def training(at: int) -> dict:
+        return {**spec.get("training", {}), **(record or {}), "steps": at, "config": cfg.to_dict()}
+
+    def save(at: int, best_so_far: dict) -> None:
+        saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity
+        save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict()})
+        save_backbone(ema.module, out / "model.safetensors", name=name, **kept, training=training(at))
+
+    try:
+        step, best = _loop(net, ema, opt, cfg, device, bf16, train_images, val_images, scales, weights, val_scale,
+                           step, best, rng, batches, t_end, log, progress, save,
+                           lambda v, at: save_backbone(ema.module, out / "best.safetensors", name=name, **kept,
+                                                       training=training(at),
+                                                       metrics={"validation_gain_db": {k: round(x, 4)
+                                                                                       for k, x in v.items()}}))
+    finally:  # the workers stop now, also when a step failed (the traceback would keep their iterator alive)
+        getattr(batches, "_shutdown_workers", lambda: None)()
+    save(step, best)
+    return {"step": step, "best": best}
+
+
+def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: bool, train_images, val_images,
+          scales: list[int], weights: np.ndarray, val_scale: int, step: int, best: dict, rng: np.random.Generator,
+          batches, t_end: float, log: Callable[[str], None], progress, save: Callable[[int, dict], None],
+          save_best: Callable[[dict, int], None]) -> tuple[int, dict]:
+    """:func:`fit_backbone`'s steps until ``cfg.steps`` or ``t_end``: (step, best) where they stopped. At a step
+    that both validates and saves, the validation comes first, so the saved state knows the best so far."""
     losses: list[float] = []
     t0 = time.monotonic()
-
-    def save() -> None:
-        save_state(out, step, net, ema, opt, {"best": best, "config": cfg.to_dict()})
-        save_backbone(ema.module, out / "model.safetensors", name=name, **kept,
-                      training={**spec.get("training", {}), "steps": step, "config": cfg.to_dict()})
-
     while step < cfg.steps and time.monotonic() < t_end:
         if batches is None:
             scale = int(rng.choice(scales, p=weights / weights.sum()))
@@ -320,18 +354,15 @@ def fit_backbone(
         step += 1
         losses.append(loss.item())
         if progress is not None:
-            progress(step, cfg.steps, statistics.fmean(losses[-cfg.save_every:]))
-        if step % cfg.save_every == 0:
-            log(f"step {step} loss {statistics.fmean(losses[-cfg.save_every:]):.4f} "
-                f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
-            save()
+            progress(step, cfg.steps, losses[-1], scale)
         if step % cfg.validate_every == 0 and val_images:
             v = validate(ema.module.eval(), val_images, val_scale, kinds=_selected(cfg.kinds), device=device)
             log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
             if v["min"] > best["min"]:
                 best = {**v, "step": step, "scale": val_scale}
-                save_backbone(ema.module, out / "best.safetensors", name=name, **kept,
-                              training={**spec.get("training", {}), "steps": step, "config": cfg.to_dict()},
-                              metrics={"validation_gain_db": {k: round(x, 4) for k, x in v.items()}})
-    save()
-    return {"step": step, "best": best}
+                save_best(v, step)
+        if step % cfg.save_every == 0:
+            log(f"step {step} loss {statistics.fmean(losses[-cfg.save_every:]):.4f} "
+                f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
+            save(step, best)
+    return step, best

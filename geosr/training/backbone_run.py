@@ -11,6 +11,7 @@ training split, ``A/ B/`` folders, Ref-Diff folders).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from geosr.errors import InputError, OptionError
 from geosr.training.config import TrainConfig
 
 DATA_SIDE = 96  # an image smaller than this on either side holds no training crop at any scale (x2: 48 LR px)
+MAX_WORKERS = 16  # batch-making processes at most (scripts/train_backbone.py --workers sets any number)
 
 
 def train_backbone(
@@ -33,79 +35,113 @@ def train_backbone(
     max_minutes: float | None,
     progress: Callable[[int, int, float], None] | None = None,
 ):
-    """Run (or continue) a backbone fine-tuning as ``cfg`` says; returns :class:`geosr.training.loop.TrainResult`."""
+    """Run (or continue) a backbone fine-tuning as ``cfg`` says; returns :class:`geosr.training.loop.TrainResult`.
+    Everything the run needs is checked before its folder is touched."""
     from geosr.models.backbone_checkpoint import is_backbone_spec
     from geosr.models.checkpoint import read_spec
     from geosr.models.registry import resolve_checkpoint
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, training_device
     from geosr.training.loop import TrainResult
     from geosr.training.sensor_degradations import NAMED
-    from geosr.training.state import BEST, LOG, MODEL, run_folder
+    from geosr.training.state import BEST, LOG, MODEL, STATE, STATE_JSON, run_folder
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
     folder = run_folder(out)
-    if not resume:
-        folder.check(overwrite=overwrite)
     start_path = None
-    if not resume:
+    if resume:
+        if init:
+            raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
+                              "give one of them", param="init")
+        missing = [n for n in (MODEL, STATE, STATE_JSON) if not (out / n).exists()]
+        if missing:
+            raise InputError(f"{out}: no backbone run to resume (no {missing[0]})")
+        if not is_backbone_spec(read_spec(out / MODEL)):
+            raise InputError(f"{out}: holds a diffusion model's run, not a backbone's; resume it with its own `arch`")
+    else:
+        folder.check(overwrite=overwrite)
         start_path = resolve_checkpoint(init or str(cfg.arch))
         if not is_backbone_spec(read_spec(start_path)):
             raise OptionError(f"{start_path}: not an LR-space backbone checkpoint, which arch lite fine-tunes "
                               "(`geosr models` lists the bundled ones)", param="init")
-    elif not (out / MODEL).exists():
-        raise InputError(f"{out}: no backbone run to resume (no {MODEL})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, described = backbone_images(cfg.data, cfg)
-    val, v_described = backbone_images(cfg.val_data, cfg) if cfg.val_data else ([], [])
+    val, v_described = backbone_images(cfg.val_data, cfg, role="validation") if cfg.val_data else ([], [])
+    scales, left_out = fitting_scales(cfg.scales, train)
+    if left_out:
+        described.append(f"left out x{', x'.join(map(str, left_out))}: no image holds its crop")
     if not resume:
         folder.prepare(overwrite=overwrite)
     device = training_device(cfg.device)
     shares = {2: 0.15, 4: 0.55, 8: 0.2, 16: 0.1}  # scripts/train_backbone.py's, for the scales asked
     bcfg = BackboneTrainConfig(
         steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr, ema=cfg.ema, clip_grad=cfg.grad_clip, seed=cfg.seed,
-        scale_weights={s: shares[s] for s in cfg.scales}, save_every=cfg.checkpoint_every,
+        scale_weights={s: shares[s] for s in scales}, save_every=cfg.checkpoint_every,
         validate_every=cfg.val_every if val else 10**12, device=str(device), precision=cfg.precision,
-        # on a GPU the batches are made on every other core; on the CPU those cores run the network
-        workers=max(0, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0,
+        workers=batch_workers(device),
     )
-    logged: list[dict[str, Any]] = []
+    state = {"last": float("nan"), "avg": float("nan")}
     with (out / LOG).open("a") as log_file:
         def write(record: dict[str, Any]) -> None:
-            log_file.write(json.dumps(record, default=str) + "\n")
+            log_file.write(json.dumps(record, default=str, allow_nan=False) + "\n")
             log_file.flush()
 
-        write({"event": "start", "arch": cfg.arch, "init": str(start_path) if start_path else None, "device":
-               str(device), "data": described + [f"validation {d}" for d in v_described], "config": cfg.to_dict()})
-
-        def log(line: str) -> None:  # fit_backbone's lines, kept as records
-            record = {"message": line, "seconds": round(time.perf_counter() - t0, 1)}
-            logged.append(record)
-            write(record)
-
-        def step_progress(step: int, steps: int, loss: float) -> None:
-            logged.append({"step": step, "loss": loss})
-            if progress is not None:
-                progress(step, steps, loss)
-
         previous = _saved_step(out) if resume else 0
+        write({"event": "start", "step": previous, "arch": cfg.arch, "init": str(start_path) if start_path else None,
+               "device": str(device), "workers": bcfg.workers,
+               "data": described + [f"validation {d}" for d in v_described], "config": cfg.to_dict()})
+
+        def log(line: str) -> None:  # fit_backbone's lines (saves, validations), kept as records
+            write({"message": line, "seconds": round(time.perf_counter() - t0, 1)})
+
+        def step_done(step: int, steps: int, loss: float, scale: int) -> None:
+            state["last"] = loss
+            state["avg"] = loss if math.isnan(state["avg"]) else 0.98 * state["avg"] + 0.02 * loss
+            if step % cfg.log_every == 0 or step == steps:
+                write({"step": step, "loss": round(loss, 5), "loss_avg": round(state["avg"], 5), "scale": scale,
+                       "seconds": round(time.perf_counter() - t0, 1)})
+            if progress is not None:
+                progress(step, steps, state["avg"])
+
         result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
-                              log=log, progress=step_progress,
-                              name=None if cfg.name == TrainConfig.name else cfg.name)
+                              log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
+                              record={"data": described, **({"description": cfg.description}
+                                                             if cfg.description else {})})
+        best = result["best"]
+        has_best = best.get("step") is not None and (out / BEST).exists()
         write({"event": "end", "step": result["step"], "seconds": round(time.perf_counter() - t0, 1),
-               "best": result["best"]})
-    losses = [r["loss"] for r in logged if "loss" in r]
-    best = result["best"]
-    has_best = best.get("step") is not None and (out / BEST).exists()
+               "best": best if has_best else None})
     return TrainResult(
         checkpoint=str(out / MODEL), steps=result["step"], resumed_from=previous, seconds=time.perf_counter() - t0,
-        final_loss=losses[-1] if losses else float("nan"), ema_loss=losses[-1] if losses else float("nan"),
-        log=str(out / LOG), best_checkpoint=str(out / BEST) if has_best else None,
-        best_step=best.get("step") if has_best else None,
+        final_loss=state["last"], ema_loss=state["avg"], log=str(out / LOG),
+        best_checkpoint=str(out / BEST) if has_best else None, best_step=best.get("step") if has_best else None,
         best_val_gain_db=round(float(best["min"]), 4) if has_best else None,
         best_val_basis=f"x{best['scale']}, the worst of the LR formations {', '.join(NAMED)}" if has_best else None,
     )
+
+
+def batch_workers(device: torch.device) -> int:
+    """Processes making the batches: on a GPU every core this process may use but one, at most
+    :data:`MAX_WORKERS` (each holds a few batches in pinned memory); on the CPU none (its cores run the network)."""
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(MAX_WORKERS, cores - 1))
+
+
+def fitting_scales(scales: Sequence[int], images: Sequence[torch.Tensor]) -> tuple[list[int], list[int]]:
+    """(the scales some training image holds a crop of, those none does); an error when none fits."""
+    from geosr.training.backbone_fit import BackboneTrainConfig
+
+    patch = BackboneTrainConfig().lr_patch
+    largest = max(min(t.shape[-2:]) for t in images)
+    fits = [s for s in scales if patch[s] * s <= largest]
+    if not fits:
+        need = min(patch[s] * s for s in scales)
+        raise InputError(f"no training image holds a crop at x{', x'.join(map(str, scales))}: the smallest needs "
+                         f"{need} x {need} pixels and the largest image's shorter side is {largest}")
+    return fits, [s for s in scales if s not in fits]
 
 
 def _saved_step(out: Path) -> int:
@@ -115,7 +151,8 @@ def _saved_step(out: Path) -> int:
     return int(json.loads(path.read_text()).get("step", 0)) if path.exists() else 0
 
 
-def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig) -> tuple[list[torch.Tensor], list[str]]:
+def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role: str = "training",
+                    ) -> tuple[list[torch.Tensor], list[str]]:
     """(3, H, W) uint8 HR images of the config's ``sources`` and what each source gave: single images read as
     they are (8-bit, or stretched to it), change pairs' targets and references (each image once), and the
     images under a folder that holds no data layout (e.g. RSSCN7's class folders). Images too small for any
@@ -152,7 +189,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig) -> t
                          + (f" ({len(got) - len(kept)} smaller than {DATA_SIDE} px left out)" if len(kept) < len(got)
                             else ""))
     if not images:
-        raise InputError(f"no training image of at least {DATA_SIDE} x {DATA_SIDE} pixels in the data given")
+        raise InputError(f"no {role} image of at least {DATA_SIDE} x {DATA_SIDE} pixels in the data given")
     return images, described
 
 
@@ -161,4 +198,4 @@ def _to8(t: torch.Tensor) -> torch.Tensor:
     return (t.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-__all__ = ["train_backbone", "backbone_images"]
+__all__ = ["train_backbone", "backbone_images", "fitting_scales", "batch_workers"]

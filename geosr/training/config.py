@@ -36,8 +36,9 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "backbone": {"scales": (2, 4, 8, 16), "batch_size": 16, "lr": 1e-4, "grad_clip": 0.1},
 }
 # Settings of the diffusion models' training that the backbone's does not have (a value other than the default is
-# refused with arch lite rather than ignored).
-DIFFUSION_ONLY = ("change_table", "n_map_classes", "val_batches", "crop", "weight_decay", "betas", "warmup",
+# refused with arch lite rather than ignored; the backbone's bands are its checkpoint's, RGB).
+DIFFUSION_ONLY = ("bands", "band_names", "change_table", "n_map_classes", "val_batches", "crop", "weight_decay",
+                  "betas", "warmup",
                   "p_high_sigma", "sigma_high_min", "sigma_max", "p_no_ref", "synthetic", "degradation",
                   "upsampler_loss", "objective", "freeze", "backbone", "inference")
 
@@ -161,7 +162,16 @@ class TrainConfig:
         return d
 
     def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` (None: keep). A change of the kind of model (``arch`` lite <-> a diffusion
+        model) also swaps the settings that held the old kind's defaults for the new kind's."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        if "arch" in changes:
+            old = "backbone" if self.trains_backbone else "diffusion"
+            new = "backbone" if isinstance(changes["arch"], str) and changes["arch"] in BACKBONE_ARCHS else "diffusion"
+            if new != old:
+                for name, value in ARCH_DEFAULTS[old].items():
+                    if name not in changes and getattr(self, name) == value:
+                        changes[name] = type(value)()  # (), 0, 0.0: the new kind's default
         return dataclasses.replace(self, **changes) if changes else self
 
 
