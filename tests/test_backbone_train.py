@@ -113,7 +113,11 @@ def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
 
 
 def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
-    root, _ = nested
+    root, val = nested
+    res = _run(["--arch", "huge", "--data", str(val), "-x", "4", "--out-dir", str(tmp_path / "r0")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "tiny, small, paper, or lite (the LR-space model)" in said, said
+    assert not (tmp_path / "r0").exists()
     res = _run(["--arch", "lite", "--data", str(root), "--crop", "64", "--out-dir", str(tmp_path / "r1")])
     assert res.exit_code == 2 and "crop does not apply to arch lite" in res.output
     res = _run(["--arch", "lite", "--data", str(root), "--degradation", "bicubic", "--out-dir", str(tmp_path / "r1")])
@@ -161,6 +165,10 @@ def test_settings_default_per_kind_of_model():
 
     with pytest.raises(OptionError, match="bands does not apply"):
         TrainConfig(arch="lite", bands=4)
+    with pytest.raises(OptionError) as err:
+        TrainConfig(arch="lite", scales=(3,))
+    assert "scales must be among" in str(err.value) and "crop" not in str(err.value)
+
 
 
 def test_batches_made_by_worker_processes_train_the_same_for_the_same_count(tmp_path):

@@ -222,3 +222,18 @@ def test_gpu_workers_each_see_one_device():
         cl.wait_for_workers(3, timeout=60)
         seen = cl.run(lambda: (os.environ["CUDA_VISIBLE_DEVICES"], os.environ["OMP_NUM_THREADS"]))
     assert sorted(v[0] for v in seen.values()) == ["3", "3", "5"]
+
+
+@pytest.mark.parametrize("off", [None, "none", "OFF"])
+def test_a_dashboard_turned_off_is_off_and_takes_no_well_known_port(off):
+    """``--dashboard none`` (None in Python): no dashboard link, and Dask's HTTP routes, which its scheduler serves
+    even without a dashboard, on a free port instead of 8787."""
+    from distributed import Client
+
+    from geosr.pipeline.batch.cluster import cluster_info, local_cluster
+
+    cluster, _ = local_cluster(workers=1, device="cpu", dashboard=off)
+    with cluster, Client(cluster) as cl:
+        info = cluster_info(cl, True, off)
+        port = cl.scheduler_info().get("services", {}).get("dashboard")
+    assert info["dashboard"] is None and port != 8787

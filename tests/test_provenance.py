@@ -90,3 +90,23 @@ def test_a_run_killed_while_assembling_leaves_no_sidecar_and_resumes(scene, tmp_
     r = upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out,
                 resume=True)
     assert r.resumed_rows > 0 and (tmp_path / "out.provenance.tif").exists()
+
+
+def test_an_earlier_runs_sidecar_goes_with_the_output_it_described(scene, tmp_path):
+    """A run without a reference over an output that had one: refused without `overwrite` (the sidecar is not
+    replaced silently), and with it the old sidecar, which describes pixels that are gone, is removed."""
+    out = tmp_path / "out.tif"
+    upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out)
+    side = tmp_path / "out.provenance.tif"
+    assert side.exists() and (tmp_path / "out.provenance.tif.aux.xml").exists()
+    out.unlink()
+    with pytest.raises(OutputExistsError, match="provenance"):
+        upscale(scene["lr"], scale=4, model="bicubic", output=out)
+    assert side.exists() and not out.exists()
+    r = upscale(scene["lr"], scale=4, model="bicubic", output=out, overwrite=True)
+    assert r.provenance is None and out.exists()
+    assert not side.exists() and not (tmp_path / "out.provenance.tif.aux.xml").exists()
+    mine = tmp_path / "mine.provenance.tif"  # a file of that name that geosr did not write stays
+    mine.write_bytes(b"not geosr's")
+    upscale(scene["lr"], scale=4, model="bicubic", output=tmp_path / "mine.tif", overwrite=True)
+    assert mine.read_bytes() == b"not geosr's"

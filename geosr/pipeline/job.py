@@ -164,13 +164,19 @@ CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
 
 def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: UpscaleOptions) -> Path | None:
     """The provenance sidecar of a run whose model uses the given reference, checked like the output; None for
-    others (or a dry run)."""
-    if out_path is None or opts.ref is None or "ref" not in model_inputs(sr):
+    others (or a dry run). An earlier run's sidecar beside the output of a run without one is checked the same way:
+    with ``overwrite`` the run removes it (:func:`geosr.pipeline.upscale.remove_stale_provenance`), without it the
+    run is refused."""
+    if out_path is None:
         return None
     from geosr.pipeline.provenance import provenance_path
 
-    return check_output_path(provenance_path(out_path), overwrite=opts.output_config.overwrite,
-                             inputs=_input_files(lr, opts))
+    side = provenance_path(out_path)
+    if opts.ref is None or "ref" not in model_inputs(sr):
+        if side.exists() or side.is_symlink():
+            check_output_path(side, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
+        return None
+    return check_output_path(side, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
 
 
 def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None,

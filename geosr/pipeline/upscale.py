@@ -24,7 +24,7 @@ from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
-from geosr.pipeline.provenance import write_provenance
+from geosr.pipeline.provenance import provenance_path, write_provenance
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
 from geosr.tiling.blend import RowBandAccumulator, window_weights
@@ -114,10 +114,30 @@ def finish(
         os.replace(staged, job.provenance)
         if pam_path(staged).exists():
             os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
+    else:
+        remove_stale_provenance(job.out_path)
     _write_stac(job)
     if before_cleanup is not None:
         before_cleanup()
     shutil.rmtree(job.work_dir, ignore_errors=True)
+
+
+def remove_stale_provenance(output: Path) -> None:
+    """Remove the provenance sidecar an earlier run with a reference left beside ``output`` (``--overwrite``
+    without one): it describes pixels that are gone. Only geosr's own sidecar (its classes in its tags) goes."""
+    import rasterio
+
+    path = provenance_path(output)
+    if not path.is_file():
+        return
+    try:
+        with rasterio.open(path) as ds:
+            ours = "GEOSR_PROVENANCE_CLASSES" in ds.tags()
+    except rasterio.errors.RasterioIOError:
+        return
+    if ours:
+        path.unlink(missing_ok=True)
+        pam_path(path).unlink(missing_ok=True)
 
 
 def nodata_share(scene: Scene) -> float:

@@ -113,7 +113,7 @@ class TrainConfig:
         problems = []
         if any(s not in (2, 4, 8, 16) for s in self.scales) or not self.scales:
             problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
-        if any(self.crop % s for s in self.scales):
+        if not self.trains_backbone and any(self.crop % s for s in self.scales):
             problems.append(f"crop {self.crop} must be a multiple of every scale")
         if self.steps < 1 or self.batch_size < 1:
             problems.append("steps and batch_size must be at least 1")

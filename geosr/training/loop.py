@@ -35,7 +35,7 @@ from geosr.models.checkpoint import load_checkpoint
 from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.options import TrainOptions
-from geosr.training.config import TrainConfig, load_config
+from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.samples import sample_stream
 from geosr.training.sources import load_sources, source_for_path
@@ -242,8 +242,14 @@ class _Run:
             model, fresh = init_model(init, cfg.arch)
             self.described.append(f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else ""))
         else:
-            model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
-                                   n_map_classes=cfg.n_map_classes)
+            try:
+                model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
+                                       n_map_classes=cfg.n_map_classes)
+            except OptionError as exc:
+                if isinstance(cfg.arch, str):  # the architectures of the diffusion models, and the backbone's
+                    raise OptionError(f"{exc}, or {' or '.join(BACKBONE_ARCHS)} (the LR-space model)",
+                                      param=exc.param) from None
+                raise
         model = model.to(self.device)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)

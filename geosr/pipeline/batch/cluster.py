@@ -52,15 +52,17 @@ def warm(client, scheduler: str | None) -> None:
         raise GeoSRError(f"the Dask workers {where} cannot import geosr ({exc}); install geosr on them") from exc
 
 
-def cluster_info(client, local: bool) -> dict:
-    """Workers, scheduler address and dashboard link of the cluster behind ``client``."""
+def cluster_info(client, local: bool, dashboard: str | None = ":8787") -> dict:
+    """Workers, scheduler address and dashboard link of the cluster behind ``client`` (None for a local cluster
+    whose ``dashboard`` was turned off: its scheduler still answers HTTP there, without a dashboard)."""
     try:
         n = len(client.scheduler_info().get("workers", {}))
     except Exception:  # noqa: BLE001
         n = 0
     link = None
-    with contextlib.suppress(Exception):
-        link = client.dashboard_link
+    if not (local and dashboard_off(dashboard)):
+        with contextlib.suppress(Exception):
+            link = client.dashboard_link
     if link and local:
         import importlib.util
 
@@ -79,14 +81,28 @@ def local_cluster(*, workers: int | None = None, device: str = "auto", dashboard
 
     cpus = os.cpu_count() or 1
     gpus = gpu_ids(device)
-    common = dict(threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=dashboard,
-                  silence_logs=logging.ERROR)
+    common = dict(threads_per_worker=1, processes=True, host="127.0.0.1", silence_logs=logging.ERROR,
+                  **dashboard_settings(dashboard))
     if gpus:
         return pinned_cluster(gpus, workers or len(gpus), dashboard=dashboard), "cuda"
     n = workers or max(1, min(cpus, tasks or cpus, _memory_cap(memory_mb)))
     with _cluster_settings():
         cluster = LocalCluster(n_workers=n, **common)
     return cluster, "cpu" if (device or "auto").lower() in ("auto", "cpu") else device
+
+
+def dashboard_off(dashboard: str | None) -> bool:
+    """Whether a local cluster's dashboard address asks for none (None, ``none``, ``off`` or empty)."""
+    return dashboard is None or str(dashboard).strip().lower() in ("none", "off", "")
+
+
+def dashboard_settings(dashboard: str | None) -> dict:
+    """LocalCluster's keywords for ``dashboard``. Dask's scheduler serves its HTTP routes (health, metrics) even
+    without a dashboard, on the dashboard's address (8787 when given none): with the dashboard off they go to a free
+    port, so that "off" takes no well-known port either."""
+    if dashboard_off(dashboard):
+        return {"dashboard_address": ":0", "scheduler_kwargs": {"dashboard": False}}
+    return {"dashboard_address": dashboard}
 
 
 def gpu_ids(device: str) -> list[str]:
@@ -123,7 +139,7 @@ def pinned_cluster(gpus: list[str], n_workers: int, *, dashboard: str | None = "
 
     with _cluster_settings():
         cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=dashboard, silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, **dashboard_settings(dashboard))
     template = cluster.new_spec
     for i, env in enumerate(worker_envs(gpus, n_workers, os.cpu_count() or 1)):
         cluster.worker_spec[f"gpu-{i}"] = {"cls": template["cls"], "options": {**template["options"], "env": env}}

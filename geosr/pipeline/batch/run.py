@@ -45,7 +45,7 @@ class RunSettings:
     workers: int | None = None  # else a local cluster: its workers (default: one per GPU, or per core)
     device: str = "auto"
     retries: int = 2  # times a task that raised is retried (it resumes from its journal)
-    dashboard: str | None = ":8787"  # the local cluster's dashboard address (None: off)
+    dashboard: str | None = ":8787"  # the local cluster's dashboard address (None or "none": off)
     progress: Callable[[BatchProgress], None] | None = None
     on_start: Callable[[dict], None] | None = None  # told the cluster and the counts once it is up
 
@@ -106,7 +106,7 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     try:
         if to_run:
             with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
-                info.update(cluster_info(cl, s.scheduler is None and s.client is None))
+                info.update(cluster_info(cl, s.scheduler is None and s.client is None, s.dashboard))
                 if s.on_start:
                     s.on_start(dict(info, jobs=len(to_run), tasks=plan.tasks, skipped=plan_count(plan, "skip"),
                                     results=str(results_path) if results_path else None))
