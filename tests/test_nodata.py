@@ -15,7 +15,8 @@ def test_a_pixel_is_nodata_only_where_every_band_is():
     data = np.array([[[0, 5, 0, 7]], [[0, 0, 9, 8]], [[np.nan, 3, 0, 2]]], dtype=np.float64)  # (3, 1, 4)
     out, valid = band_data(data, np.ones((1, 4), bool), [0, 0, 0])
     assert valid.tolist() == [[False, True, True, True]]
-    # a band without data in a valid pixel takes that band's mean where it has data, never its nodata value
+    # for statistics, a band without data in a valid pixel reads that band's mean where it has data, never its
+    # nodata value (the model reads the middle of the band's stretch there, and the output is nodata in that band)
     assert out[1, 0, 1] == pytest.approx(np.mean([9, 8])) and out[0, 0, 2] == pytest.approx(np.mean([5, 7]))
     assert np.isfinite(out[:, valid]).all()
     # per-band nodata values: band 2's nodata is 9, not 0
@@ -38,3 +39,28 @@ def test_staggered_gaps_keep_their_pixels_and_the_share_is_reported(raster_facto
         valid = ds.dataset_mask() > 0
         assert float(ds.tags()["GEOSR_NODATA_SHARE"]) == pytest.approx(0.25)
     assert valid[:48].all() and not valid[48:].any()
+
+
+def test_a_band_without_data_is_nodata_in_that_band_and_the_same_in_every_window(raster_factory, tmp_path):
+    """Water where red and green read 0 (their nodata) and blue does not: the pixel is kept, red and green are
+    nodata there in the output as in the LR (before: each window's band mean, written as data, and so a patchwork
+    that changed with the window size), and no window boundary shows in the pixels next to it."""
+    from tests.conftest import smooth_field
+
+    arr = (smooth_field(3, 48, 48, 1) * 150 + 50).astype(np.uint8)
+    arr[:2, 10:30, 5:40] = 0  # red and green without data, blue has some
+    src = raster_factory("bay.tif", arr, nodata=0)
+    runs = {}
+    for window in (None, 24):
+        out = tmp_path / f"o{window}.tif"
+        upscale(src, output=out, scale=2, model="lite", **({"window": window} if window else {}))
+        with rasterio.open(out) as ds:
+            runs[window] = ds.read().astype(int)
+            assert (ds.dataset_mask() > 0).all()  # every pixel keeps its data (blue)
+    got = runs[None]
+    gap = np.zeros((48, 48), bool)
+    gap[10:30, 5:40] = True
+    hr_gap = np.kron(gap, np.ones((2, 2), bool)).astype(bool)
+    assert (got[:2][:, hr_gap] == 0).all() and (got[2][hr_gap] > 0).all()
+    assert (got[:, ~hr_gap] > 0).all()
+    assert np.abs(runs[None] - runs[24]).max() <= 2  # the same whatever the windows

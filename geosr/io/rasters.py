@@ -222,10 +222,21 @@ def read_window(
     mask or alpha band says so, or where every selected band is at its own nodata value (or NaN); see
     :func:`physical` for a band without data in a valid pixel.
     """
+    data, valid, _ = read_window_bands(ds, bands, window)
+    return data, valid
+
+
+def read_window_bands(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_window`'s values and validity, and each band's own validity (C, h, w): False also where that
+    band alone has no data in a valid pixel (its value there is the stand-in of :func:`band_data`)."""
     with reading(ds.name):
         data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
         valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
-    return physical(ds, bands, data, valid)
+    has = band_presence(data, [ds.nodatavals[b - 1] for b in bands])
+    data, valid = physical(ds, bands, data, valid)
+    return data, valid, has & valid[None]
 
 
 def physical(
@@ -239,16 +250,23 @@ def physical(
     return data * scales + offsets, valid
 
 
+def band_presence(data: np.ndarray, nodata: list[float | None]) -> np.ndarray:
+    """(C, h, w): where each band of raw ``data`` has data: finite and not at its own nodata value."""
+    has = np.isfinite(data)
+    for b, nd in enumerate(nodata):
+        if nd is not None and not math.isnan(nd):
+            has[b] &= data[b] != nd
+    return has
+
+
 def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None]) -> tuple[np.ndarray, np.ndarray]:
     """GDAL's nodata semantics on (C, h, w) raw values: each band is compared with its own nodata value (and NaN);
     a pixel has no data only where every band has none (or ``valid`` already says so). A band without data in a
     pixel that has data keeps no made-up detail: it takes that band's mean over the pixels where it has data
     (0 if none), so that a gap in one band (Landsat 7's stripes are offset between bands) neither blanks the
-    pixel nor feeds the model its nodata value."""
-    has = np.isfinite(data)
-    for b, nd in enumerate(nodata):
-        if nd is not None and not math.isnan(nd):
-            has[b] &= data[b] != nd
+    pixel nor enters statistics as its nodata value (:func:`read_window_bands` tells such pixels apart: the
+    pipeline feeds the model the middle of the band's stretch there and writes the band as nodata)."""
+    has = band_presence(data, nodata)
     valid = valid & has.any(axis=0)
     gaps = valid[None] & ~has
     if gaps.any():

@@ -39,6 +39,7 @@ from geosr.io.rasters import (
     open_raster,
     parse_bands,
     read_window,
+    read_window_bands,
     reading,
 )
 from geosr.tiling.grid import Grid
@@ -409,17 +410,27 @@ class Scene:
         """Validity of LR rows [r0, r1) of the processed area (whole width)."""
         return self._read_lr(0, r0, int(self.area.width), r1 - r0)[1]
 
-    def _read_lr(self, c0: int, r0: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do)."""
+    def lr_band_validity(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Validity of LR rows [r0, r1) of the processed area (whole width), and each band's (C, h, w): a band
+        without data in a valid pixel is written as nodata there."""
+        _, valid, bands = self._read_lr(0, r0, int(self.area.width), r1 - r0, per_band=True)
+        return valid, bands
+
+    def _read_lr(self, c0: int, r0: int, w: int, h: int, per_band: bool = False):
+        """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do), and its
+        validity (and each band's, with ``per_band``). A band without data in a valid pixel enters the model as 0
+        (the middle of its stretch), as invalid pixels do: the same in every window."""
         W, H = self.lr_info.grid.width, self.lr_info.grid.height
         gc0, gr0 = int(self.area.col_off) + c0, int(self.area.row_off) + r0
         cc0, rr0 = max(0, gc0), max(0, gr0)
         cc1, rr1 = min(W, gc0 + w), min(H, gr0 + h)
-        phys, valid = read_window(self.lr_ds, self.bands, Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+        phys, valid, has = read_window_bands(self.lr_ds, self.bands, Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
         pad = ((rr0 - gr0, gr0 + h - rr1), (cc0 - gc0, gc0 + w - cc1))
-        model = np.where(valid, self.stretch.forward(phys), 0.0).astype(np.float32)
+        model = np.where(has, self.stretch.forward(phys), 0.0).astype(np.float32)
         model = np.pad(model, ((0, 0), *pad), mode="edge")
         valid = np.pad(valid, pad, mode="edge")
+        if per_band:
+            return model, valid, np.pad(has, ((0, 0), *pad), mode="edge")
         return model, valid
 
 

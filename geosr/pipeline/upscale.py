@@ -291,9 +291,11 @@ def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) ->
     """Blended model-space rows -> output dtype; HR pixels whose LR parent has no data become nodata."""
     s = scene.scale
     r0, r1 = hr_row // s, hr_row // s + mean.shape[1] // s
-    lr_valid = scene.lr_validity(r0, r1)
+    lr_valid, lr_bands = scene.lr_band_validity(r0, r1)
     finite = np.isfinite(mean)
     valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1) & finite.all(axis=0)
+    # a band without data in a valid LR pixel (others have some) is nodata in that band's HR pixels, as in the LR
+    band_valid = np.repeat(np.repeat(lr_bands, s, axis=1), s, axis=2) & valid[None] if not lr_bands.all() else None
     scales = tuple(scene.lr_info.scales[b - 1] for b in scene.bands)
     offsets = tuple(scene.lr_info.offsets[b - 1] for b in scene.bands)
     if not finite.all():  # NaN where no window reached (weight 0) or a model failed: 0 in model space, as before
@@ -301,9 +303,10 @@ def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) ->
     raw = to_raw(scene.stretch.inverse(mean), meta.dtype, scales, offsets)
     if meta.nodata is not None:
         fill = np.asarray(meta.nodata).astype(raw.dtype)
+        where = valid if band_valid is None else band_valid
         if not math.isnan(meta.nodata):  # a valid pixel must not take the nodata value by chance
-            raw = np.where(valid & (raw == fill), _next_to(fill), raw)
-        raw = np.where(valid, raw, fill)
+            raw = np.where(where & (raw == fill), _next_to(fill), raw)
+        raw = np.where(where, raw, fill)
     return raw, valid
 
 
