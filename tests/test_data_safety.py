@@ -522,3 +522,44 @@ def test_batch_skips_a_finished_job_with_sampler_options(tmp_path):
     write_record(tmp_path / "s_x8.tif", fingerprint, job_id=planned.spec.id, run_id="r1")
     again = plan_batch(tmp_path / "jobs.yaml").jobs[0]
     assert again.action == "skip", again.reason
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_once_the_output_is_in_place_waits_for_the_job_to_complete(scene, monkeypatch, sig):
+    """A Ctrl-C (or SIGTERM) that arrives after the output is renamed into place, while its sidecars are written:
+    the job completes (STAC item written, work folder removed, exit normally) instead of leaving a finished output
+    beside a work folder that --resume refuses. One that arrives before the rename still stops the run."""
+    import geosr.pipeline.upscale as up
+
+    folder, lr, ref, _ = scene
+    out = folder / "out.tif"
+    real_stac = up._write_stac
+
+    def interrupted_stac(job):
+        assert out.exists()  # the output is in place
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # a signal that was not held would have been raised by now
+        real_stac(job)
+
+    monkeypatch.setattr(up, "_write_stac", interrupted_stac)
+    previous = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(RuntimeError("SIGTERM delivered")))
+    try:
+        r = upscale(lr, output=out, scale=4)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert r.output == str(out) and (folder / "out.stac.json").exists()
+    assert not (folder / "out.tif.geosr-work").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    real_assemble = up.assemble
+
+    def interrupted_assembly(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return real_assemble(*args, **kwargs)
+
+    monkeypatch.setattr(up, "_write_stac", real_stac)
+    monkeypatch.setattr(up, "assemble", interrupted_assembly)
+    with pytest.raises(KeyboardInterrupt):
+        upscale(lr, output=folder / "two.tif", scale=4)
+    assert not (folder / "two.tif").exists()

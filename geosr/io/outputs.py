@@ -6,10 +6,12 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import stat
+import threading
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from rasterio.errors import RasterioIOError
 
@@ -99,15 +101,18 @@ def glob_escape(name: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None) -> Iterator[Path]:
+def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None,
+                  before_rename: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path (in ``folder``, default beside ``final``); on success it is fsynced and renamed
-    onto ``final``, on failure (or an interrupt) removed."""
+    onto ``final`` (``before_rename`` called just before), on failure (or an interrupt) removed."""
     final = Path(final)
     tmp = temp_path_beside(final, final.suffix or ".tmp", folder)
     try:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, final)
         with contextlib.suppress(OSError):
             dir_fd = os.open(final.parent, os.O_RDONLY)
@@ -121,6 +126,42 @@ def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None) 
         for extra in tmp.parent.glob(glob_escape(tmp.name) + ".*"):  # GDAL's side files (.ovr.tmp, .aux.xml)
             with contextlib.suppress(OSError):
                 extra.unlink()
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def completing() -> Iterator[Callable[[], None]]:
+    """Yield ``hold``: called when an output is about to be renamed into place, it makes SIGINT and SIGTERM wait
+    (recorded, not acted on) until the block ends, so that the steps that complete a job once its output is in
+    place (sidecars, removing the work folder) are not cut off, leaving a finished output beside a work folder that
+    ``resume`` cannot continue. A signal that waited until a block that ended normally is dropped (the job is done:
+    exit 0); after a failure it is raised again as it came. Outside the main thread (where Python takes no signal
+    handlers) ``hold`` does nothing. Python's handlers, not the thread's signal mask: a process's signal goes to
+    any of its threads (GDAL's, torch's) that does not block it."""
+    waiting: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def record(signum: int, frame: Any) -> None:
+        waiting.append(signum)
+
+    def hold() -> None:
+        if previous or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _STOPS:
+            previous[sig] = signal.signal(sig, record)
+
+    ok = False
+    try:
+        yield hold
+        ok = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not ok:
+            for sig in dict.fromkeys(waiting):
+                signal.raise_signal(sig)
 
 
 @contextlib.contextmanager

@@ -182,7 +182,7 @@ def build_stage_overviews(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> N
 
 
 def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta, *,
-           folder: Path | None = None) -> None:
+           folder: Path | None = None, before_rename: Callable[[], None] | None = None) -> None:
     """Turn a raster (a GeoTIFF's path, or an open dataset) into a COG with overviews (GDAL's COG driver) and
     rename it onto ``final``. The COG is made in ``folder`` (default: beside ``final``; the same file system),
     where a killed run leaves it. Class names of an earlier file at ``final`` are removed first, and this file's
@@ -192,7 +192,8 @@ def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta,
     compress = meta.compress.upper()
     level = meta.compress_level if meta.compress_level is not None else DEFAULT_COMPRESS_LEVEL.get(compress)
     options = {"LEVEL": str(level)} if level is not None and compress in COMPRESS_LEVELS else {}
-    with atomic_output(final, folder=folder) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with atomic_output(final, folder=folder, before_rename=before_rename) as tmp, \
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src) if isinstance(src, (str, os.PathLike)) else src,
             str(tmp),
@@ -323,19 +324,20 @@ def write_row_bands(
             path.unlink(missing_ok=True)
 
 
-def assemble(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, final: Path, work: Path) -> None:
+def assemble(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, final: Path, work: Path, *,
+             before_rename: Callable[[], None] | None = None) -> None:
     """Stitch row-band chunks (path, first row) into a tiled GeoTIFF and make it the COG at ``final`` (renamed
-    into place): in memory where the output fits (:func:`in_memory`), else in ``work``, where the stitched stage
-    is removed whatever happens."""
+    into place, ``before_rename`` called just before): in memory where the output fits (:func:`in_memory`), else in
+    ``work``, where the stitched stage is removed whatever happens."""
     if in_memory(grid, meta):
         with _memory_dataset(grid, meta) as dst:
             _copy_chunks(sorted(chunks, key=lambda c: c[1]), dst, meta)
             build_stage_overviews(dst, meta)
-            to_cog(dst, final, meta, folder=work)
+            to_cog(dst, final, meta, folder=work, before_rename=before_rename)
         return
     stage = work / "stitched.tif"
     try:
         stitch(sorted(chunks, key=lambda c: c[1]), grid, meta, stage)
-        to_cog(stage, final, meta, folder=work)
+        to_cog(stage, final, meta, folder=work, before_rename=before_rename)
     finally:
         stage.unlink(missing_ok=True)

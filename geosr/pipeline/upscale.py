@@ -19,7 +19,7 @@ from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ResumeError
 from geosr.io.journal import Journal, clear_work_dir
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import remove_partials, writing
+from geosr.io.outputs import completing, remove_partials, writing
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
@@ -108,18 +108,21 @@ def finish(
     job.summary["nodata_share"] = round(share, 6)
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
     staged = _write_provenance(job) if job.provenance is not None else None
-    assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir)
-    if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
-        pam_path(job.provenance).unlink(missing_ok=True)  # names of an earlier sidecar never describe this one
-        os.replace(staged, job.provenance)
-        if pam_path(staged).exists():
-            os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
-    else:
-        remove_stale_provenance(job.out_path)
-    _write_stac(job)
-    if before_cleanup is not None:
-        before_cleanup()
-    shutil.rmtree(job.work_dir, ignore_errors=True)
+    # once the output is in place, an interrupt waits for the job's last steps (io.outputs.completing): cut off
+    # there, it left a finished output without its sidecars beside a work folder that --resume could not continue
+    with completing() as hold:
+        assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir, before_rename=hold)
+        if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
+            pam_path(job.provenance).unlink(missing_ok=True)  # names of an earlier sidecar never describe this one
+            os.replace(staged, job.provenance)
+            if pam_path(staged).exists():
+                os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
+        else:
+            remove_stale_provenance(job.out_path)
+        _write_stac(job)
+        if before_cleanup is not None:
+            before_cleanup()
+        shutil.rmtree(job.work_dir, ignore_errors=True)
 
 
 def remove_stale_provenance(output: Path) -> None:
