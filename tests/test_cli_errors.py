@@ -83,6 +83,11 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "--map", str(p), "-o", out], "rgbmap.tif: is a rendered (RGB) map"
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
+    if name == "class-table-entry":
+        (tmp_path / "t.json").write_text('{"classes": [{"value": 0, "name": "same", "changed": false}, '
+                                         '{"value": 1, "changed": true}]}')
+        return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], 'class entry 2 of the table has ' \
+            'no "name"'
     if name == "overlap-too-big":
         return ["upscale", lr, "--window", "8", "--overlap", "8", "-o", out], "overlap"
     if name == "unknown-model":
@@ -107,7 +112,8 @@ CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
     "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
     "output-folder-missing", "output-exists",
-    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "overlap-too-big", "unknown-model",
+    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
+    "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",
 ]
 
@@ -244,3 +250,32 @@ def test_models_lists_the_scales_and_inputs_each_model_uses():
     assert listed["bicubic"]["inputs"] == [] and listed["reference-paste"]["inputs"] == ["ref", "cd"]
     assert listed["default"]["scales"] == [2, 4, 8, 16]
     assert set(listed["default"]["inputs"]) == model_inputs(load_model("default")) == {"ref", "cd"}
+
+
+@pytest.mark.parametrize("name", ["no-crs", "aoi-crs"])
+def test_the_one_sentence_is_all_a_real_terminal_shows(scene, name):
+    """Run as a process (stderr as a terminal gets it): no library warning or GDAL error line beside the sentence
+    (rasterio's NotGeoreferencedWarning, PROJ's "ERROR 1: ..." line)."""
+    import subprocess
+    import sys
+    import warnings
+
+    tmp_path, lr = scene
+    out = str(tmp_path / "out.tif")
+    if name == "no-crs":
+        import rasterio
+
+        p = tmp_path / "nocrs.tif"  # neither CRS nor geotransform: rasterio warns when it opens it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
+                ds.write(np.ones((3, 8, 8), np.uint8))
+        argv = ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out]
+    else:
+        argv = ["upscale", str(lr), "--aoi", "1,1,2,2", "--aoi-crs", "EPSG:99999", "-x", "2", "-m", "bicubic",
+                "-o", out]
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "geosr.cli.app", *argv], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geosr: error:"), proc.stderr

@@ -105,8 +105,24 @@ def load_change_classes(spec: str) -> ChangeClassTable:
         raise InputNotFoundError(f"{spec}: no such class table file (built-in tables: {names})")
     try:
         doc = json.loads(path.read_text())
-        classes = tuple(ChangeClass(int(c["value"]), str(c["name"]), bool(c["changed"])) for c in doc["classes"])
-        return ChangeClassTable(str(doc.get("name", path.stem)), classes)
+    except ValueError as exc:
+        raise ClassTableError(f"{spec}: not a valid class table (not JSON: {exc})") from exc
+    entries = doc.get("classes") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ClassTableError(f'{spec}: not a valid class table (it needs a "classes" list of '
+                              '{"value", "name", "changed"} entries)')
+    classes = []
+    for i, c in enumerate(entries, 1):
+        missing = [k for k in ("value", "name", "changed") if not isinstance(c, dict) or k not in c]
+        if missing:
+            raise ClassTableError(f'{spec}: class entry {i} of the table has no "{missing[0]}" (each needs "value", '
+                                  '"name" and "changed")')
+        try:
+            classes.append(ChangeClass(int(c["value"]), str(c["name"]), bool(c["changed"])))
+        except (ValueError, TypeError) as exc:
+            raise ClassTableError(f"{spec}: class entry {i} of the table is not valid ({exc})") from exc
+    try:
+        return ChangeClassTable(str(doc.get("name", path.stem)), tuple(classes))
     except (ValueError, KeyError, TypeError) as exc:
         raise ClassTableError(f"{spec}: not a valid class table ({exc})") from exc
 

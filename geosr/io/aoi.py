@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import rasterio
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -33,11 +34,13 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
         if not (left < right and bottom < top):
             raise OptionError(f"aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP", param="aoi")
         try:
-            crs = CRS.from_user_input(aoi_crs)
+            with rasterio.Env():  # GDAL's errors become the exception alone (no "ERROR 1: PROJ: ..." line on stderr)
+                crs = CRS.from_user_input(aoi_crs)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
         try:
-            bounds = _box_in_grid_crs((left, bottom, right, top), crs, grid)
+            with rasterio.Env():
+                bounds = _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
     else:

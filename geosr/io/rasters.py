@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
@@ -88,16 +89,18 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     if comp is None and Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
     try:
-        if comp is not None:
-            ds = rasterio.open(comp.vrt)
-            if len(_SHOWN) >= 256:
-                _SHOWN.clear()
-            _SHOWN[ds.name] = p
-            return ds
-        if remote:
-            with rasterio.Env(**OPEN_REMOTE_OPTIONS):
-                return rasterio.open(p)
-        return rasterio.open(p)
+        with warnings.catch_warnings():  # a raster without georeferencing is named in one sentence where it matters
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            if comp is not None:
+                ds = rasterio.open(comp.vrt)
+                if len(_SHOWN) >= 256:
+                    _SHOWN.clear()
+                _SHOWN[ds.name] = p
+                return ds
+            if remote:
+                with rasterio.Env(**OPEN_REMOTE_OPTIONS):
+                    return rasterio.open(p)
+            return rasterio.open(p)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
         if "not recognized as" in reason or "not a supported file format" in reason:
