@@ -37,6 +37,9 @@ class TilingConfig:
         """Fill in defaults: windows of about ``window_hr`` HR pixels (the model's preference; 256 for the
         diffusion models), ``overlap_share`` of them overlapping."""
         window = self.window if self.window is not None else max(8, window_hr // scale)
+        if self.overlap is not None and self.overlap >= window:  # given for the default window: said, not clamped
+            raise OptionError(f"overlap {self.overlap} must be smaller than the window ({window} LR pixels, the "
+                              f"model's default at x{scale}; `window` sets another)", param="overlap")
         overlap = self.overlap if self.overlap is not None else int(window * overlap_share)
         return TilingConfig(window=window, overlap=min(overlap, window - 1))
 

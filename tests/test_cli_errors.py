@@ -90,6 +90,9 @@ def _case(tmp_path, lr, name):
             'no "name"'
     if name == "overlap-too-big":
         return ["upscale", lr, "--window", "8", "--overlap", "8", "-o", out], "overlap"
+    if name == "overlap-over-default-window":  # was clamped silently: thousands of windows
+        return ["upscale", lr, "-m", "bicubic", "-x", "2", "--overlap", "500", "-o", out], \
+            "--overlap 500 must be smaller than the window (128 LR pixels, the model's default at x2; --window"
     if name == "unknown-model":
         return ["upscale", lr, "--model", "magic", "-o", out], "unknown model 'magic'"
     if name == "aoi-outside":
@@ -113,7 +116,7 @@ CASES = [
     "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
     "output-folder-missing", "output-exists",
     "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
-    "unknown-model",
+    "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",
 ]
 

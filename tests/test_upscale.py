@@ -351,6 +351,8 @@ def test_dry_run_writes_nothing_and_reports_the_plan(tmp_path):
     assert r.output_mb == pytest.approx(1040 * 800 * 3 / 2**20)
     assert 0 < r.estimate_s < 60
     assert not out.exists() and not list(tmp_path.glob("*geosr*"))
+    # it names the output it would write and the free disk there (checked against the output's size)
+    assert r.output == str(out) and r.resources["disk_free_mb"] > 0
 
 
 @pytest.mark.parametrize("cuts", [(0, 3, 8), (0, 1, 2, 5, 7, 8), (0, 7, 8)])

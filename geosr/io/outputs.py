@@ -57,6 +57,25 @@ def check_output_path(
     return p
 
 
+# Suffixes of other formats: a COG written under one of these names would be opened as what it is not.
+OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp", ".vrt", ".nc", ".hdf", ".h5",
+                 ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv")
+
+
+def check_raster_output_path(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+) -> Path:
+    """:func:`check_output_path` for a COG output, whose name must not be another format's (``out.png``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in OTHER_FORMATS:
+        raise OutputLocationError(f"{path}: geosr writes Cloud-Optimized GeoTIFFs; give the output a .tif name, "
+                                  f"not {suffix}")
+    return check_output_path(path, overwrite=overwrite, inputs=inputs)
+
+
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether two local paths name one file (through links, ``..`` or hard links); never for remote paths."""
     if is_remote(str(a)) or is_remote(str(b)):  # read through GDAL's virtual file systems: never a local output

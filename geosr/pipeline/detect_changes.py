@@ -39,7 +39,7 @@ from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, remove_partials
+from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
@@ -121,7 +121,7 @@ def detect_changes(
     t0 = time.perf_counter()
     opts = DetectChangesOptions.of(options, **fields)
     lr, ref = os.fspath(lr), os.fspath(ref)
-    final = check_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])
+    final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])
     info = inspect_raster(lr)
     grid = info.grid
     area = Window(0, 0, grid.width, grid.height)

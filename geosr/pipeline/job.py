@@ -23,7 +23,7 @@ from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path
+from geosr.io.outputs import check_output_path, check_raster_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -126,7 +126,9 @@ def plan_upscale(
             tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
-        summary = _summary(out_path, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
+        # a dry run names the output it would write and measures the disk there, checking nothing
+        planned = Path(output) if dry_run and output is not None else out_path
+        summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = _band_warnings(lr_info, sel, sr)
         summary["change_detection"] = detection
@@ -279,7 +281,7 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
 def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
     if output is None:
         raise OptionError("output is required: the path of the GeoTIFF to write (e.g. OUT.tif)", param="output")
-    return check_output_path(output, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
+    return check_raster_output_path(output, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
 
 
 def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
@@ -306,7 +308,8 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     )
     summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
                                       summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0)
-    res = resources.measure(summary["memory_mb"], summary["output_mb"], None if out_path is None else out_path.parent)
+    folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
+    res = resources.measure(summary["memory_mb"], summary["output_mb"], folder if folder and folder.is_dir() else None)
     summary["resources"] = res.to_dict()
     if not dry_run and not opts.force_resources:
         resources.check(res, output=out_path)

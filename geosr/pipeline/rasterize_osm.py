@@ -22,7 +22,7 @@ from geosr._version import __version__
 from geosr.errors import NoOverlapError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, remove_partials
+from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
@@ -111,7 +111,8 @@ def rasterize_osm(
     spec = GridSpec(**opts.grid())
     spec.check()
     snapshot = parse_snapshot_date(opts.date)
-    final = check_output_path(output, overwrite=opts.overwrite, inputs=_inputs(spec, opts.osm_file, opts.classes))
+    final = check_raster_output_path(output, overwrite=opts.overwrite,
+                                     inputs=_inputs(spec, opts.osm_file, opts.classes))
     if opts.osm_file is not None:
         check_osm_file(opts.osm_file)
     table = resolve_map_classes(opts.classes)
