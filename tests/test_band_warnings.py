@@ -18,6 +18,11 @@ def test_false_colour_into_an_rgb_model_is_warned_about(raster_factory, tmp_path
     arr = np.random.default_rng(0).integers(10, 200, (4, 16, 16)).astype(np.uint8)
     src = raster_factory("s2.tif", arr, descriptions=("B02", "B03", "B04", "B08"))
     assert band_roles(inspect_raster(str(src)), (4, 3, 2)) == ("nir", "red", "green")
+    from geosr.io.rasters import parse_bands
+
+    s2 = inspect_raster(str(raster_factory("s2_5.tif", np.zeros((5, 4, 4), np.uint8),
+                                           descriptions=("B02", "B03", "B04", "B05", "B08"))))
+    assert parse_bands("rededge,red edge,nir,red", s2) == (4, 4, 5, 3)  # STAC's common name as well
     false = upscale(src, output=tmp_path / "f.tif", scale=2, model=str(model), bands="B08,B04,B03")
     assert len(false.warnings) == 1 and "band 4 is nir" in false.warnings[0] and "band 3 is red" in false.warnings[0]
     true = upscale(src, output=tmp_path / "t.tif", scale=2, model=str(model), bands="B04,B03,B02")

@@ -166,6 +166,10 @@ _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir
           "red": "red", "nir": "nir", "near-infrared": "nir", "pan": "panchromatic", "panchromatic": "panchromatic"}
 
 
+# STAC's common names for the roles that _ROLES spells otherwise (the first such band is taken: B05 for rededge)
+_ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchromatic"}
+
+
 def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ...]:
     """What each of ``bands`` holds (red, green, blue, nir, red edge, swir, panchromatic) when its description or
     colour interpretation says so; None where neither does."""
@@ -200,8 +204,8 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             b = int(token)
         elif token.lower() in names:
             b = names.index(token.lower()) + 1
-        elif token.lower() in roles:  # a common name (red, nir) of a band described as, e.g., B04 or B08
-            b = roles.index(token.lower()) + 1
+        elif _ROLE_SPELLINGS.get(token.lower(), token.lower()) in roles:  # a common name (red, nir, rededge) of
+            b = roles.index(_ROLE_SPELLINGS.get(token.lower(), token.lower())) + 1  # a band described as B04, B08
         else:
             raise BandError(f"{info.path}: has no band {token!r} (it has {info.count} bands: {_band_list(info)})")
         if not 1 <= b <= info.count:
