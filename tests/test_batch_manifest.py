@@ -103,16 +103,16 @@ jobs:
     text = "\n".join(map(str, m.problems))
     assert [j.id for j in m.jobs] == ["a", "ok"]
     for expected in (
-        "job 2: unknown option 'scael' (did you mean scale?)",
-        "job 3: x: 17 is not a supported scale factor",
+        "job 2 (d): unknown option 'scael' (did you mean scale?)",
+        "job 3 (b): x: 17 is not a supported scale factor",  # named by its output (out/b.tif), as a job is
         "job 4: has no out",
         "job 5 (dup-out): out " + str(scenes / "out/a.tif") + " is also the output of jobs.yaml job 1",
         "job 6: out: unknown placeholder {ext}",
-        "job 7: overwrite: 'maybe' is not true or false",
-        "job 7: device: the device is chosen per worker",
+        "job 7 (c): overwrite: 'maybe' is not true or false",
+        "job 7 (c): device: the device is chosen per worker",
         "job 8 (clobber): out " + str(scenes / "s0.tif") + " is an input of jobs.yaml job 1",
-        "job 9: lr_consistency: 'on' is not a mode: use box or bicubic",
-        "job 10: lr_consistency: 'sharp' is not one of off, box, bicubic",
+        "job 9 (e): lr_consistency: 'on' is not a mode: use box or bicubic",
+        "job 10 (f): lr_consistency: 'sharp' is not one of off, box, bicubic",
     ):
         assert expected in text, (expected, text)
     with pytest.raises(ManifestError) as err:
@@ -230,7 +230,7 @@ def test_cli_dry_run_and_invalid_manifest(scenes):
     res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv")])
     assert res.exit_code == 2
     assert "2 invalid jobs, nothing was run" in res.stderr
-    assert "bad.csv line 2: x: 17 is not a supported scale factor" in res.stderr
+    assert "bad.csv line 2 (a): x: 17 is not a supported scale factor" in res.stderr
     assert "bad.csv line 3" in res.stderr and "missing.tif" in res.stderr
     res = runner.invoke(_cli(), ["batch", str(scenes / "bad.csv"), "--json"])
     assert res.exit_code == 2 and len(json.loads(res.stdout)["invalid"]) == 2

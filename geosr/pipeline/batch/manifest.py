@@ -342,7 +342,7 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
         return
     own, problems = _normalise(row, where)
-    job_id = str(own["id"]) if "id" in own else None
+    job_id = _row_name({**caller, **defaults, **row})
     if problems:
         manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
         return
@@ -355,6 +355,18 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
     else:
         manifest.jobs.append(spec)
+
+
+def _row_name(v: dict) -> str | None:
+    """The name an invalid row goes by in the messages and results, as its job would have (:func:`_finish`): its
+    id, else its output's stem (templates filled from its lr); None when neither can be told."""
+    lr = str(v["lr"]) if v.get("lr") else None
+    values = {"stem": Path(lr).stem, "name": Path(lr).name, "dir": str(Path(lr).parent), "x": v.get("x", "")} \
+        if lr else {}
+    if v.get("id"):
+        return _expand(str(v["id"]), "id", values, []) or str(v["id"])
+    out = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
+    return Path(out).stem if out else None
 
 
 def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Problem]]:
