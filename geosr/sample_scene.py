@@ -3,6 +3,7 @@ the 2000-2003 change mask and the 2003 scene at 30 m (ground truth). Public doma
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 from pathlib import Path
 
@@ -21,12 +22,29 @@ def sample_paths() -> dict[str, Path]:
     return {k: SAMPLE_DIR / v for k, v in SAMPLE_FILES.items()}
 
 
-def copy_sample(folder: str | Path) -> dict[str, Path]:
-    """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths."""
+def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+    """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths. A copy already
+    there, byte for byte, is left as it is (so running it again is harmless); anything else at one of those names
+    is refused unless ``overwrite``, every name checked before anything is written, and then replaced by a
+    rename: a link at that name is replaced, never written through."""
+    from geosr.errors import OutputLocationError
+    from geosr.io.outputs import atomic_output, check_output_path
+
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputLocationError(f"{folder}: is a file; give a folder to copy the sample scene into")
+    todo = []
+    for src in sample_paths().values():
+        dst = folder / src.name
+        if dst.is_file() and not dst.is_symlink() and filecmp.cmp(src, dst, shallow=False):
+            continue
+        if dst.exists() or dst.is_symlink():
+            check_output_path(dst, overwrite=overwrite)
+            if dst.is_symlink() and not overwrite:  # a dangling link: os.stat above could not see it
+                raise OutputLocationError(f"{dst}: is a link; `overwrite` replaces the link (never its target)")
+        todo.append((src, dst))
     folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for key, src in sample_paths().items():
-        out[key] = folder / src.name
-        shutil.copyfile(src, out[key])
-    return out
+    for src, dst in todo:
+        with atomic_output(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    return {key: folder / src.name for key, src in sample_paths().items()}

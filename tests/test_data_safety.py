@@ -563,3 +563,27 @@ def test_an_interrupt_once_the_output_is_in_place_waits_for_the_job_to_complete(
     with pytest.raises(KeyboardInterrupt):
         upscale(lr, output=folder / "two.tif", scale=4)
     assert not (folder / "two.tif").exists()
+
+
+def test_sample_never_writes_through_a_link_nor_over_another_file(tmp_path):
+    """`geosr sample`: copies already there are kept (running it again is harmless); another file or a link at one
+    of its names is refused (exit 2, nothing written) unless --overwrite, which replaces the link, not its target."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "taizhou_2003_truth30m.tif").symlink_to(precious)
+    res = _invoke("sample", folder)
+    assert res.exit_code == 2 and "already exists" in res.output
+    assert precious.read_text() == "mine" and sorted(p.name for p in folder.iterdir()) == ["taizhou_2003_truth30m.tif"]
+    assert _invoke("sample", folder, "--overwrite").exit_code == 0
+    assert precious.read_text() == "mine" and not (folder / "taizhou_2003_truth30m.tif").is_symlink()
+    assert len(list(folder.iterdir())) == 4
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert _invoke("sample", folder).exit_code == 0  # the same copies: nothing to do
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    (folder / "taizhou_2003_lr240m.tif").write_bytes(b"edited")
+    assert _invoke("sample", folder).exit_code == 2
+    assert (folder / "taizhou_2003_lr240m.tif").read_bytes() == b"edited"
+    res = _invoke("sample", precious)
+    assert res.exit_code == 2 and "is a file" in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from geosr.cli.common import out_console, print_json, run_command
 
 def sample(
     folder: Annotated[Path, typer.Argument(help="Folder to copy the sample scene into.")] = Path("geosr-sample"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace other files at the sample's names in "
+                                            "FOLDER (copies already there, byte for byte, are kept).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the paths as JSON.")] = False,
 ) -> None:
     """Copy the sample scene (Landsat-5 TM, Taizhou: LR 2003 at 240 m, reference 2000 at 30 m, change mask,
@@ -23,14 +26,15 @@ def sample(
     """
     from geosr.sample_scene import SAMPLE_SCALE, copy_sample
 
-    paths = run_command(lambda: copy_sample(folder), json_out=json_out, command="sample")
+    paths = run_command(lambda: copy_sample(folder, overwrite=overwrite), json_out=json_out, command="sample")
     if json_out:
         print_json({k: str(v) for k, v in paths.items()})
         return
     out_console.print(f"sample scene copied to {folder}/; try:", highlight=False)
+    q = shlex.quote
     out_console.print(
-        f"  geosr upscale {paths['lr']} --ref {paths['ref']} --cd {paths['cd']} -x {SAMPLE_SCALE} "
-        f"-o {folder / 'sr_x8.tif'}",
+        f"  geosr upscale {q(str(paths['lr']))} --ref {q(str(paths['ref']))} --cd {q(str(paths['cd']))} "
+        f"-x {SAMPLE_SCALE} -o {q(str(folder / 'sr_x8.tif'))}",
         highlight=False,
         soft_wrap=True,
     )
