@@ -59,8 +59,9 @@ class RasterizeOSMOptions(CommandOptions):
     resolution: float | None = option(None, ("--resolution", "-r"), float, "Pixel size in metres (with --bbox).")
     crs: Any = option(None, "--crs", str, "Output CRS with --bbox, e.g. EPSG:32633. Default: the UTM zone of the "
                       "box centre.")
-    like: str | None = option(None, "--like", Path, "Use this raster's grid, refined by -x: exactly the grid `geosr "
-                              "upscale -x N` writes.")
+    like: str | None = option(None, "--like", str, "Use this raster's grid, refined by -x: exactly the grid `geosr "
+                              "upscale -x N` writes (a file, a URL or a STAC item, as upscale's inputs).",
+                              metavar="PATH")  # text, not a Path: a URL's // must survive
     scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor (default 1, the "
                                "raster's own grid).")
     aoi: str | None = option(None, "--aoi", str, "With --like: crop as `geosr upscale --aoi` does "
