@@ -41,3 +41,24 @@ def test_every_output_gets_a_stac_item(raster_factory, tmp_path):
         out.unlink()
         (out.with_name("sr.provenance.tif")).unlink()
         upscale(lr, ref=ref, output=out, scale=4, model="reference-paste")
+
+
+def test_the_item_is_valid_and_its_numbers_right(raster_factory, tmp_path):
+    """What rio-stac got wrong, and what the item said of other inputs: valid_percent of an output without nodata
+    (0.000625 of a 400 x 400 output: it counted a mask's elements), the histogram's count (its edges, one more
+    than its buckets), a local acquisition time (STAC's datetime is UTC), band files (one href with commas)."""
+    a = (smooth_field(3, 20, 20, 3) * 200 + 20).astype(np.uint8)
+    files = [raster_factory(f"b{i}.tif", a[i : i + 1]) for i in range(3)]
+    with rasterio.open(files[0], "r+") as ds:
+        ds.update_tags(ACQUISITIONDATETIME="2003-05-01T10:20:30+08:00")
+    out = tmp_path / "o.tif"
+    upscale(",".join(map(str, files)), output=out, scale=2, model="bicubic")
+    path = out.with_name("o.stac.json")
+    raw = json.loads(path.read_text())
+    for band in raw["assets"]["data"]["raster:bands"]:
+        assert band["statistics"]["valid_percent"] == 100.0
+        assert band["histogram"]["count"] == len(band["histogram"]["buckets"])
+    assert raw["properties"]["datetime"] == "2003-05-01T02:20:30Z"
+    links = [(link["title"], link["href"]) for link in raw["links"] if link["rel"] == "derived_from"]
+    assert links == [(f"lr ({i + 1} of 3)", f"b{i}.tif") for i in range(3)]
+    pystac.Item.from_file(str(path)).validate()  # the core schema and the extensions' (bundled with pystac)

@@ -33,8 +33,9 @@ def stac_path(output: Path) -> Path:
 
 
 def _acquired(lr: str) -> dt.datetime | None:
+    """The LR's acquisition time from its tags (band files: the first's), in UTC; None when they do not say."""
     try:
-        with open_raster(lr) as ds:
+        with open_raster(_members(lr)[0] if lr else lr) as ds:
             tags = ds.tags()
     except InputError:
         return None
@@ -46,7 +47,8 @@ def _acquired(lr: str) -> dt.datetime | None:
             when = dt.datetime.strptime(text, fmt) if fmt else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             continue
-        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        # STAC's datetime is UTC (its core schema asks for Z or +00:00): another offset is converted
+        return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
     return None
 
 
@@ -70,6 +72,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
     _add_eo_bands(item.assets["data"], output)
+    _fix_raster_statistics(item.assets["data"], output)
     item.stac_extensions.append(PROCESSING)
     item.properties.update({
         "processing:software": {"geosr": __version__},
@@ -78,8 +81,10 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
         "geosr:model": model,
     })
     for role, src in inputs.items():
-        if src:
-            item.add_link(pystac.Link("derived_from", _href(src, final.parent), title=role))
+        members = _members(src) if src else []
+        for i, member in enumerate(members):  # band files (a.tif,b.tif,c.tif): a link to each
+            title = role if len(members) == 1 else f"{role} ({i + 1} of {len(members)})"
+            item.add_link(pystac.Link("derived_from", _href(member, final.parent), title=title))
     if provenance is not None:
         item.add_asset("provenance", pystac.Asset(href=provenance.name, media_type=pystac.MediaType.COG,
                                                   roles=["metadata"], title="geosr provenance classes"))
@@ -104,6 +109,33 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
         common = _COMMON.get(role or "") or {"b11": "swir16", "b12": "swir22"}.get(name.lower())
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
+
+
+def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
+    """Two numbers of rio-stac's raster extension made right: ``valid_percent`` (rio-stac 0.12 divides the count
+    of a mask array's *elements* that are unmasked, 1 for a raster without nodata, by the pixel count: 0.000625
+    for a 400 x 400 output), taken here from the output's dataset mask read as the statistics were; and each
+    histogram's ``count``, the number of its buckets (rio-stac gives the number of bin edges, one more)."""
+    import numpy as np
+
+    with open_raster(output) as ds:
+        f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
+        shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
+        valid = 100.0 * float(np.mean(ds.dataset_mask(out_shape=shape) > 0))
+    for band in asset.extra_fields.get("raster:bands", []):
+        if isinstance(band.get("statistics"), dict):
+            band["statistics"]["valid_percent"] = round(valid, 4)
+        if isinstance(band.get("histogram"), dict) and isinstance(band["histogram"].get("buckets"), list):
+            band["histogram"]["count"] = len(band["histogram"]["buckets"])
+
+
+def _members(src: str) -> list[str]:
+    """The files a comma-separated input stacks (band files, :mod:`geosr.io.sources`), or the input itself."""
+    if "," in src and "://" not in src and not src.startswith("/vsi") and not Path(src).exists():
+        parts = [p.strip() for p in src.split(",")]
+        if all(parts):
+            return parts
+    return [src]
 
 
 def _href(src: str, folder: Path) -> str:
