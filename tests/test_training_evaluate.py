@@ -253,3 +253,24 @@ def test_the_label_on_the_lr_grid_marks_the_lr_pixels_mostly_changed():
     mask = lr_grid_mask(changed, 4)
     assert mask.shape == (8, 12) and mask.dtype == bool
     assert mask[0:4, 0:4].all() and mask.sum() == 16
+
+
+def test_an_image_without_its_label_is_scored_overall_only_and_one_without_its_target_refused(tmp_path, dataset):
+    """An A/ B/ label/ folder whose label/ lacks one image: that image was scored as unchanged everywhere (its real
+    changes among the "unchanged" pixels); now it is unlabelled: overall metrics only, named in the notes. An image
+    without its B/ (target) image was skipped without a word: refused, naming it."""
+    Image.fromarray(_image(7)).save(dataset / "A" / "q.png")
+    Image.fromarray(_image(8)).save(dataset / "B" / "q.png")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(out),
+                                      "--no-panels"])
+    assert res.exit_code == 0, res.output
+    got = json.loads((out / "metrics.json").read_text())
+    q = next(c for c in got["cases"] if c["name"] == "q")
+    assert q["changed_fraction"] is None and q["models"]["bicubic"]["metrics"]["unchanged"] is None
+    assert q["models"]["bicubic"]["metrics"]["overall"]["psnr_y"] > 0
+    assert "without a change label (scored overall only): q" in got["notes"]
+    Image.fromarray(_image(9)).save(dataset / "A" / "r.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir",
+                                      str(tmp_path / "e2"), "--no-panels"])
+    assert res.exit_code == 2 and "r.png: has no image of the same name" in " ".join(res.output.split())

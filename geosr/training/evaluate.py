@@ -311,6 +311,9 @@ def evaluate(
                         reference_detail=opts.reference_detail, device=device)
     out = folder.prepare(overwrite=opts.overwrite)
     notes = [v for v in learned_metrics_status().values() if v != "available"]
+    unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
+    if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
+        notes.append(f"without a change label (scored overall only): {', '.join(unlabelled)}")
     for n in notes:
         (log or (lambda s: None))(n)
     per_case = _run_cases(cases, resolved, out, seed=opts.seed, steps=steps, panels=opts.panels, device=device,
@@ -349,7 +352,8 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
         for ci, case in enumerate(cases):
             folder = Path(tmp) / f"case{ci}"
             entry = {"name": case.name, "group": case.group, "scale": case.scale,
-                     "changed_fraction": float(case.changed.float().mean()), "models": {}}
+                     "changed_fraction": (float((case.changed & case.labelled).float().mean())
+                                          if bool(case.labelled.any()) else None), "models": {}}
             for name, model in resolved:
                 t1 = time.perf_counter()
                 sr = run_case(case, model, folder, seed=seed, steps=steps if isinstance(model, str) else None,

@@ -106,7 +106,10 @@ def change_pair_folder(
     group: str | None = None,
     require_label: bool = True,
 ) -> list[Pair]:
-    """``A/`` = reference date, ``B/`` = target date, ``label/`` = change (0 unchanged, 255 or 1 changed)."""
+    """``A/`` = reference date, ``B/`` = target date, ``label/`` = change (0 unchanged, 255 or 1 changed).
+    Training (``require_label``) takes the images that have all three. Evaluation takes every image of ``A/``:
+    one without its ``B/`` image is refused, one without a label is *unlabelled* (its changed and unchanged areas
+    unknown: scored overall only), never taken as unchanged everywhere."""
     root = Path(root)
     if not (root / "A").is_dir() or not (root / "B").is_dir():
         raise InputError(f"{root}: a change-pair folder needs A/ and B/")
@@ -117,13 +120,16 @@ def change_pair_folder(
             continue
         b_path = find_image(root / "B", stem)
         l_path = find_image(root / "label", stem) if (root / "label").is_dir() else None
+        if b_path is None and not require_label:
+            raise InputError(f"{a_path}: has no image of the same name in {root / 'B'} (the target date)")
         if b_path is None or (require_label and l_path is None):
             continue
         ref, target = read_image(a_path)[0], read_image(b_path)[0]
         h, w = min(ref.shape[1], target.shape[1]), min(ref.shape[2], target.shape[2])
         ref, target = ref[:, :h, :w], target[:, :h, :w]
         change = classes_of(read_mask(l_path)[:h, :w], BINARY) if l_path else None
-        pairs.append(Pair(name=stem, target=target, ref=ref, change=change, group=group or stem))
+        labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
+        pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem))
     return pairs
 
 
