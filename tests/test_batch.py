@@ -162,6 +162,7 @@ def test_failing_jobs_do_not_stop_the_others_and_exit_1(tmp_path, client):
     assert {k: v["status"] for k, v in lines.items()} == {
         "good0": "ok", "bad": "failed", "good1": "ok", "missing": "failed"
     }
+    assert list(lines) == ["good0", "bad", "missing", "good1"]  # the manifest's order, the invalid row among them
     assert lines["bad"]["stage"] == "run" and lines["bad"]["error_type"] == "NotARasterError"
     assert "bad.tif: pixels cannot be read, the file may be corrupt" in lines["bad"]["error"]
     assert "Decoding error" in lines["bad"]["error"]  # GDAL's own cause, carried back

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -113,7 +114,7 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
                 warm(cl, s.scheduler)
                 _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress)
     finally:
-        ordered = [done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid
+        ordered = manifest_order([done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid)
         writer.close(ordered)
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
                        seconds=time.perf_counter() - t0, **info)
@@ -142,6 +143,20 @@ def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: s
         fut = client.submit(run_finish_task, spec, device, run_id, parts, key=f"geosr-finish-{spec.id}-{tag}", **common)
         finals.append((fut, pj, parts))
     return finals, windows_of
+
+
+_ROW = re.compile(r" (?:job|line) (\d+)$")
+
+
+def manifest_order(results: list[JobResult]) -> list[JobResult]:
+    """Results in the order of their manifest rows (``jobs.yaml job 3``, ``jobs.csv line 4``; a glob's jobs after
+    the listed ones, in their own order), the invalid rows among the others."""
+    def key(item: tuple[int, JobResult]) -> tuple[int, int]:
+        i, r = item
+        m = _ROW.search(r.where or "")
+        return (0, int(m.group(1))) if m else (1, i)
+
+    return [r for _, r in sorted(enumerate(results), key=key)]
 
 
 def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dict, writer, progress) -> None:
