@@ -31,6 +31,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
             self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802

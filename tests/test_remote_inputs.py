@@ -71,3 +71,26 @@ def test_zip_members_and_gdal_paths(raster_factory, tmp_path):
     res = CliRunner().invoke(app, ["upscale", f"/vsizip/{archive}/inner/missing.tif", "-x", "2",
                                    "-o", str(tmp_path / "m.tif")])
     assert res.exit_code == 2 and "missing.tif" in res.output
+
+
+def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
+    """The job's fingerprint (what --resume and geosr batch compare) holds what the server says of a URL input
+    (size, modification time, entity tag), not its name alone: a file replaced on the server is a new input."""
+    import os
+
+    from geosr.pipeline.job import plan_upscale
+
+    url, folder = served
+
+    def fingerprint():
+        with plan_upscale(f"{url}/lr.tif", output=None, scale=2, model="bicubic", dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    first = fingerprint()
+    assert first[0] == f"{url}/lr.tif" and any(str(v).startswith("Content-Length=") for v in first[1:])
+    assert fingerprint() == first
+    lr = folder / "lr.tif"
+    data = lr.read_bytes()
+    lr.write_bytes(data + b"\0" * 16)  # the same raster, another file
+    os.utime(lr, (1_000_000_000, 1_000_000_000))
+    assert fingerprint() != first

@@ -476,9 +476,27 @@ def _file_id(path: str | None) -> list | str | None:
         return path
     if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads
         return [path, *(_stat_id(f) for f in files_of(path))]
-    if REMOTE.match(path):  # a URL or GDAL path: its name is all geosr can know without reading it
-        return [path]
+    if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
+        return [path, *_remote_stat(path)]
     return _stat_id(path)
+
+
+def _remote_stat(url: str) -> list[str]:
+    """An HTTP(S) input's size, modification time and entity tag as its server's HEAD answer gives them, so that a
+    file changed on its server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for
+    other schemes or when the server does not answer HEAD (urllib: GDAL has no stat call rasterio exposes)."""
+    import urllib.request
+
+    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    if not target.lower().startswith(("http://", "https://")):
+        return []
+    try:
+        req = urllib.request.Request(target, method="HEAD")
+        with urllib.request.urlopen(req, timeout=float(os.environ.get("GDAL_HTTP_TIMEOUT", "30"))) as resp:
+            headers = resp.headers
+    except (OSError, ValueError):
+        return []
+    return [f"{k}={headers[k]}" for k in ("Content-Length", "Last-Modified", "ETag") if headers.get(k)]
 
 
 def _stat_id(path: str) -> list:
