@@ -4,6 +4,7 @@ never keeps the names of the file it replaced."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,7 +79,11 @@ def test_the_change_mask_and_the_provenance_sidecar_name_their_classes(raster_fa
     detect_changes(lr, ref=ref, output=tmp_path / "cd.tif")
     cats, rows = class_names(tmp_path / "cd.tif")
     assert cats[:2] == ["unchanged", "changed"] and cats[255].startswith("unknown")
-    assert [r["Class"] for r in rows] == ["unchanged", "changed", "unknown (no data to compare)"]
+    unknown = "unknown (no data to compare; upscale takes it as changed)"
+    assert [r["Class"] for r in rows] == ["unchanged", "changed", unknown]
+    with rasterio.open(tmp_path / "cd.tif") as ds:  # the tags and the summary name the classes alike
+        named = {c["value"]: c["name"] for c in json.loads(ds.tags()["GEOSR_CHANGE_CLASSES"])["classes"]}
+    assert named == {0: "unchanged", 1: "changed", 255: unknown}
     upscale(lr, ref=ref, cd=tmp_path / "cd.tif", scale=4, model="reference-paste", output=tmp_path / "out.tif")
     cats, rows = class_names(tmp_path / "out.provenance.tif")
     assert cats == list(CLASSES) and [r["Class"] for r in rows] == list(CLASSES)

@@ -43,8 +43,9 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
     elif not quiet:
         out_console.print(Text.assemble(("wrote " + str(result.path), "bold green"),
                                         f": {result.grid.width} x {result.grid.height} px, "
-                                        f"{100 * result.changed_share:.1f}% changed, "
-                                        f"{100 * result.unknown_share:.1f}% unknown, {result.seconds:.1f} s"),
+                                        f"{100 * result.changed_share:.1f}% changed of the area both images "
+                                        f"cover, {100 * result.unknown_share:.1f}% of the grid unknown, "
+                                        f"{result.seconds:.1f} s"),
                           highlight=False)
         print_coregistration(result.coregistration)
 

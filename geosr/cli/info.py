@@ -69,7 +69,8 @@ def _print_record(g: dict) -> None:
         co = cd.get("coregistration")
     print_coregistration(co)
     if isinstance(cd, dict) and cd.get("ran"):
-        out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed",
+        out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed of "
+                          "the area both cover",
                           highlight=False)
     prov = g.get("provenance")
     if isinstance(prov, dict):

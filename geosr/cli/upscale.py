@@ -93,7 +93,7 @@ def _print_summary(r) -> None:
     cd = r.change_detection
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
-                          "of the LR changed; --cd none to use the reference everywhere", highlight=False)
+                          "changed of the area both cover; --cd none to use the reference everywhere", highlight=False)
     if r.nodata_share:
         out_console.print(f"nodata: {100 * r.nodata_share:.1f}% of the output (where the LR has no data in any "
                           "selected band)", highlight=False)

@@ -36,7 +36,7 @@ from geosr.conditioning.change_detection import (
     nearest_filled,
 )
 from geosr.conditioning.change_detection import detect_changes as compare
-from geosr.conditioning.changes import BINARY
+from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
@@ -68,6 +68,11 @@ REFINE_CONTEXT = 1  # LR pixels of context a band of rows is refined with: bilin
 # scipy's radius 3) 3 more
 HALO = 20
 UNKNOWN = 255
+# The binary table (upscale reads these rasters with it: 255 is a "changed" class), its names saying what this raster
+# holds; the same names in its category table, its tags and the JSON summary.
+TABLE = ChangeClassTable(BINARY.name, tuple(
+    ChangeClass(c.value, "unknown (no data to compare; upscale takes it as changed)" if c.value == UNKNOWN else c.name,
+                c.changed) for c in BINARY.classes))
 # LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
 # bundled model asks for is 16 LR pixels), so that no window near the area's edge meets "unknown" for want of it
 AREA_MARGIN = 32
@@ -92,7 +97,7 @@ class ChangeDetectionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
-                "height": self.grid.height, "resolution": list(self.grid.res), "classes": BINARY.to_dict(),
+                "height": self.grid.height, "resolution": list(self.grid.res), "classes": TABLE.to_dict(),
                 "changed_share": round(self.changed_share, 6), "unknown_share": round(self.unknown_share, 6),
                 # a band of rows where the two images never both have data has no threshold: null
                 "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
@@ -230,7 +235,7 @@ class DetectedRows:
 def _meta(tags: dict[str, str]) -> OutputMeta:
     return OutputMeta(dtype="uint8", count=1, nodata=UNKNOWN, descriptions=("change",), tags=tags,
                       colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode",
-                      categories={0: "unchanged", 1: "changed", UNKNOWN: "unknown (no data to compare)"})
+                      categories={c.value: c.name for c in TABLE.classes})
 
 
 def band_rows(width: int) -> int:
@@ -265,7 +270,7 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
 
 def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1) -> dict[str, str]:
     return {
-        "GEOSR_CHANGE_CLASSES": json.dumps(BINARY.to_dict(), sort_keys=True),
+        "GEOSR_CHANGE_CLASSES": json.dumps(TABLE.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
                                               "reference": ref, "coregistration": coreg, "refine": factor},
                                              sort_keys=True),
