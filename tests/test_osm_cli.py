@@ -288,3 +288,25 @@ def test_like_a_url(tmp_path, scene):
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "m.tif") as ds, rasterio.open(folder / "like.tif") as like:
         assert (ds.crs, ds.transform, ds.shape) == (like.crs, like.transform, like.shape)
+
+
+def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path):
+    """Outside the <bounds> an OSM XML file declares, every pixel is background ("no mapped feature") though no
+    data was read there: said, with the share of the grid the file holds; a file that covers it all: nothing."""
+    from rasterio.warp import transform_bounds
+
+    from test_osm_docs import UTM
+
+    like = scene_grid_raster(tmp_path)
+    with rasterio.open(like) as ds:
+        w, s, e, n = transform_bounds(UTM, "EPSG:4326", *ds.bounds)
+    half = f'<bounds minlat="{s}" minlon="{w}" maxlat="{n}" maxlon="{(w + e) / 2}"/>'
+    part = scene_doc().write_xml(tmp_path / "part.osm", header=half)
+    res = invoke("--like", like, "--osm-file", part, "-o", tmp_path / "a.tif", "--json")
+    assert res.exit_code == 0, res.output
+    (warning,) = json.loads(res.stdout)["warnings"]
+    assert "part.osm: holds OpenStreetMap data for 50% of the grid" in warning
+    whole = f'<bounds minlat="{s - 0.01}" minlon="{w - 0.01}" maxlat="{n + 0.01}" maxlon="{e + 0.01}"/>'
+    full = scene_doc().write_xml(tmp_path / "full.osm", header=whole)
+    res = invoke("--like", like, "--osm-file", full, "-o", tmp_path / "b.tif", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["warnings"] == []

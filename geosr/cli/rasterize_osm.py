@@ -107,3 +107,5 @@ def _print_summary(r) -> None:
     out_console.print(f"classes: {shares}", highlight=False)
     when = f", data as of {d['timestamp']} ({d['timestamp_kind']})" if d["timestamp"] else ""
     out_console.print(f"source: {d['source']}{when}; © OpenStreetMap contributors (ODbL)", highlight=False)
+    for w in d.get("warnings") or ():
+        err_console.print(f"warning: {w}", style="yellow", highlight=False)

@@ -96,6 +96,26 @@ def _xml_timestamp(path: Path) -> tuple[str | None, str | None]:
     return (_iso(newest), "newest edit") if newest else (None, None)
 
 
+def xml_bounds(path: str | os.PathLike[str]) -> tuple[float, float, float, float] | None:
+    """The (west, south, east, north) an OSM XML file declares it holds (its ``<bounds>``, as Overpass and the
+    OSM API write it), read from its first elements; None for other files or when it declares none."""
+    from xml.etree.ElementTree import iterparse
+
+    p = Path(path)
+    if file_kind(p) != "xml":
+        return None
+    try:
+        with _open_text(p) as fh:
+            for i, (_, elem) in enumerate(iterparse(fh, events=("start",))):
+                if elem.tag == "bounds":
+                    return tuple(float(elem.get(k)) for k in ("minlon", "minlat", "maxlon", "maxlat"))  # type: ignore
+                if elem.tag in ("node", "way", "relation") or i > 16:
+                    return None
+    except Exception:  # noqa: BLE001 - a nicety on top of a file read already
+        return None
+    return None
+
+
 def _iso(text: str | None) -> str | None:
     if not text:
         return None

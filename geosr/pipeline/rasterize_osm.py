@@ -57,6 +57,7 @@ class RasterizeOSMResult:
     timestamp_kind: str | None
     seconds: float
     tags: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         total = max(1, self.grid.width * self.grid.height)
@@ -78,6 +79,7 @@ class RasterizeOSMResult:
             "timestamp": self.timestamp,
             "timestamp_kind": self.timestamp_kind,
             "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
         }
 
 
@@ -148,6 +150,7 @@ def rasterize_osm(
         timestamp_kind=feats.timestamp_kind,
         seconds=time.perf_counter() - t0,
         tags=tags,
+        warnings=_coverage_warnings(opts.osm_file, target),
     )
 
 
@@ -225,6 +228,25 @@ def _burned_bands(
 def _describe_bounds(grid: Grid) -> str:
     left, bottom, right, top = grid.bounds
     return f"{left:.6g} {bottom:.6g} {right:.6g} {top:.6g} in {grid.crs.to_string()}"
+
+
+def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
+    """A warning when an OSM XML file declares bounds that leave part of the grid out: there every pixel is
+    "background", which says no feature was mapped, where none was loaded."""
+    from rasterio.warp import transform_bounds
+
+    from geosr.osm.files import xml_bounds
+
+    held = xml_bounds(osm_file) if osm_file else None
+    if held is None:
+        return []
+    w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
+    inter = max(0.0, min(e, held[2]) - max(w, held[0])) * max(0.0, min(n, held[3]) - max(s, held[1]))
+    share = inter / max(1e-12, (e - w) * (n - s))
+    if share >= 0.999:
+        return []
+    return [f"{Path(osm_file).name}: holds OpenStreetMap data for {100 * share:.0f}% of the grid (its <bounds>); "
+            "outside it every pixel is background, though nothing there was read"]
 
 
 def _output_tags(table: MapClassTable, style: str, feats: OSMFeatures) -> dict[str, str]:
