@@ -1,6 +1,7 @@
 """A static HTTP server on 127.0.0.1 with range requests (what GDAL's /vsicurl/ reads by), for the URL tests.
 
     python tests/range_server.py FOLDER      # prints the port, then serves until killed
+    python tests/range_server.py FOLDER N    # the same, but every GET after the N-th is answered 503
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer.
@@ -12,6 +13,10 @@ import http.server
 import re
 import sys
 from pathlib import Path
+
+
+GETS = [0]
+FAIL_AFTER: int | None = None
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -35,6 +40,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802
+        GETS[0] += 1
+        if FAIL_AFTER is not None and GETS[0] > FAIL_AFTER:
+            self.send_error(503)
+            return
         path = self._file()
         if path is None:
             return
@@ -57,6 +66,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 if __name__ == "__main__":
     folder = sys.argv[1]
+    FAIL_AFTER = int(sys.argv[2]) if len(sys.argv) > 2 else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
     print(server.server_address[1], flush=True)
     server.serve_forever()

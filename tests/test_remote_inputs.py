@@ -94,3 +94,29 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     lr.write_bytes(data + b"\0" * 16)  # the same raster, another file
     os.utime(lr, (1_000_000_000, 1_000_000_000))
     assert fingerprint() != first
+
+
+def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tmp_path):
+    """A URL that opened and then stopped answering (503) was reported as a corrupt file, exit 2, and geosr batch
+    took it for bad input (never retried): it is the network's or the server's failure, exit 1 (batch retries it)."""
+    from affine import Affine
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    a = (np.random.default_rng(0).random((3, 2048, 2048)) * 255).astype(np.uint8)  # read in many requests
+    with rasterio.open(folder / "big.tif", "w", driver="GTiff", width=2048, height=2048, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True,
+                       blockxsize=256, blockysize=256) as ds:
+        ds.write(a)
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), "2"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        res = CliRunner().invoke(app, ["upscale", f"http://127.0.0.1:{port}/big.tif", "-x", "2", "-m", "bicubic",
+                                       "-o", str(tmp_path / "o.tif"), "--force-resources"])
+    finally:
+        server.kill()
+        server.wait()
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "pixels stopped arriving while reading" in said and "corrupt" not in said, said
+    assert not (tmp_path / "o.tif").exists()

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from geosr.errors import BandError, InputNotFoundError, NoCRSError, NotARasterError
+from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
 from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE  # noqa: F401 (REMOTE re-exported)
 from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
@@ -286,7 +286,10 @@ def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None]) -
 
 @contextlib.contextmanager
 def reading(name: str) -> Iterator[None]:
-    """Turn GDAL read failures (corrupt or truncated blocks) into one sentence naming the file."""
+    """Turn GDAL read failures (corrupt or truncated blocks) into one sentence naming the file. A raster read over
+    the network that opened and then fails mid-read is most likely the network's or its server's fault (a 503, a
+    dropped connection: GDAL then reports a short read, the HTTP status lost): a NetworkError (exit 1; ``geosr
+    batch`` retries it), not the bad input a local file's broken block is."""
     try:
         yield
     except RasterioIOError as exc:
@@ -294,7 +297,11 @@ def reading(name: str) -> Iterator[None]:
         while (deeper := root.__cause__ or root.__context__) is not None:  # rasterio hides GDAL's cause
             root = deeper
         reason = str(root).split("\n")[0].rstrip(".")
-        raise NotARasterError(f"{shown_name(name)}: pixels cannot be read, the file may be corrupt ({reason})") from exc
+        shown = shown_name(name)
+        if REMOTE.match(name) or REMOTE.match(shown):
+            raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
+                               "failed; try again") from exc
+        raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 
 def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> float:
