@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-
 GETS = [0]
 FAIL_AFTER: int | None = None
 
