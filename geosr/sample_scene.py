@@ -4,7 +4,9 @@ the 2000-2003 change mask and the 2003 scene at 30 m (ground truth). Public doma
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "weights" / "sample"
@@ -25,10 +27,10 @@ def sample_paths() -> dict[str, Path]:
 def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
     """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths. A copy already
     there, byte for byte, is left as it is (so running it again is harmless); anything else at one of those names
-    is refused unless ``overwrite``, every name checked before anything is written, and then replaced by a
-    rename: a link at that name is replaced, never written through."""
-    from geosr.errors import OutputLocationError
-    from geosr.io.outputs import atomic_output, check_output_path
+    (a file, a link) is refused unless ``overwrite``, every name checked before anything is written, and then
+    replaced by a rename: a link at that name is replaced, never written through. (Standard library only: this
+    module sits below geosr's I/O layer.)"""
+    from geosr.errors import OutputExistsError, OutputLocationError
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -38,13 +40,19 @@ def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Pat
         dst = folder / src.name
         if dst.is_file() and not dst.is_symlink() and filecmp.cmp(src, dst, shallow=False):
             continue
-        if dst.exists() or dst.is_symlink():
-            check_output_path(dst, overwrite=overwrite)
-            if dst.is_symlink() and not overwrite:  # a dangling link: os.stat above could not see it
-                raise OutputLocationError(f"{dst}: is a link; `overwrite` replaces the link (never its target)")
+        if dst.is_symlink() or dst.exists():
+            if dst.is_dir() and not dst.is_symlink():
+                raise OutputLocationError(f"{dst}: is a folder; the sample's file of that name cannot go there")
+            if not overwrite:
+                raise OutputExistsError(f"{dst}: already exists (use `overwrite` to replace it)")
         todo.append((src, dst))
     folder.mkdir(parents=True, exist_ok=True)
     for src, dst in todo:
-        with atomic_output(dst) as tmp:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=folder)
+        os.close(fd)
+        try:
             shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)  # replaces a link itself, not what it points to
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return {key: folder / src.name for key, src in sample_paths().items()}
