@@ -527,8 +527,9 @@ def test_batch_skips_a_finished_job_with_sampler_options(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_once_the_output_is_in_place_waits_for_the_job_to_complete(scene, monkeypatch, sig):
     """A Ctrl-C (or SIGTERM) that arrives after the output is renamed into place, while its sidecars are written:
-    the job completes (STAC item written, work folder removed, exit normally) instead of leaving a finished output
-    beside a work folder that --resume refuses. One that arrives before the rename still stops the run."""
+    the job completes (STAC item written, work folder removed) and then the signal acts, instead of leaving a
+    finished output beside a work folder that --resume refuses. One that arrives before the rename stops the run
+    there; a second one acts at once."""
     import geosr.pipeline.upscale as up
 
     folder, lr, ref, _ = scene
@@ -541,15 +542,39 @@ def test_an_interrupt_once_the_output_is_in_place_waits_for_the_job_to_complete(
         time.sleep(0.05)  # a signal that was not held would have been raised by now
         real_stac(job)
 
+    class Stopped(Exception):
+        pass
+
+    def stop(*_):
+        raise Stopped()
+
     monkeypatch.setattr(up, "_write_stac", interrupted_stac)
-    previous = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(RuntimeError("SIGTERM delivered")))
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        r = upscale(lr, output=out, scale=4)
+        with pytest.raises(Stopped):  # the signal acts, once the job is complete
+            upscale(lr, output=out, scale=4)
+        assert all(signal.getsignal(s) is stop for s in previous)  # handlers restored
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert r.output == str(out) and (folder / "out.stac.json").exists()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert out.exists() and (folder / "out.stac.json").exists()
     assert not (folder / "out.tif.geosr-work").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    def twice_stac(job):
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)
+        os.kill(os.getpid(), sig)  # asked twice: at once
+        time.sleep(0.05)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(up, "_write_stac", twice_stac)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(Stopped):
+            upscale(lr, output=folder / "three.tif", scale=4)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
     real_assemble = up.assemble
 

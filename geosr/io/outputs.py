@@ -153,16 +153,25 @@ _STOPS = (signal.SIGINT, signal.SIGTERM)
 @contextlib.contextmanager
 def completing() -> Iterator[Callable[[], None]]:
     """Yield ``hold``: called when an output is about to be renamed into place, it makes SIGINT and SIGTERM wait
-    (recorded, not acted on) until the block ends, so that the steps that complete a job once its output is in
-    place (sidecars, removing the work folder) are not cut off, leaving a finished output beside a work folder that
-    ``resume`` cannot continue. A signal that waited until a block that ended normally is dropped (the job is done:
-    exit 0); after a failure it is raised again as it came. Outside the main thread (where Python takes no signal
-    handlers) ``hold`` does nothing. Python's handlers, not the thread's signal mask: a process's signal goes to
-    any of its threads (GDAL's, torch's) that does not block it."""
+    until the block ends, so that the steps that complete a job once its output is in place (sidecars, removing the
+    work folder) are not cut off, leaving a finished output beside a work folder that ``resume`` cannot continue.
+    A signal that waited is raised again as it came once the block has ended (the job complete and consistent;
+    a caller looping over jobs stops as asked); a second one acts at once. Outside the main thread (where Python
+    takes no signal handlers) ``hold`` does nothing. Python's handlers, not the thread's signal mask: a process's
+    signal goes to any of its threads (GDAL's, torch's) that does not block it."""
     waiting: list[int] = []
     previous: dict[int, Any] = {}
 
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+
     def record(signum: int, frame: Any) -> None:
+        if waiting:  # asked twice: now
+            restore()
+            signal.raise_signal(signum)
+            return
         waiting.append(signum)
 
     def hold() -> None:
@@ -171,16 +180,12 @@ def completing() -> Iterator[Callable[[], None]]:
         for sig in _STOPS:
             previous[sig] = signal.signal(sig, record)
 
-    ok = False
     try:
         yield hold
-        ok = True
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if not ok:
-            for sig in dict.fromkeys(waiting):
-                signal.raise_signal(sig)
+        restore()
+        for sig in dict.fromkeys(waiting):
+            signal.raise_signal(sig)
 
 
 @contextlib.contextmanager
