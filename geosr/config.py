@@ -39,7 +39,7 @@ class TilingConfig:
         window = self.window if self.window is not None else max(8, window_hr // scale)
         if self.overlap is not None and self.overlap >= window:  # given for the default window: said, not clamped
             raise OptionError(f"overlap {self.overlap} must be smaller than the window ({window} LR pixels, the "
-                              f"model's default at x{scale}; `window` sets another)", param="overlap")
+                              "model's default here; `window` sets another)", param="overlap")
         overlap = self.overlap if self.overlap is not None else int(window * overlap_share)
         return TilingConfig(window=window, overlap=min(overlap, window - 1))
 

@@ -97,6 +97,7 @@ jobs:
   - {lr: s1.tif, out: out/e.tif, lr_consistency: on}
   - {lr: s1.tif, out: out/f.tif, lr_consistency: sharp}
   - {lr: s2.tif, out: out/ok.tif}
+  - {lr: s2.tif, output: out/g.tif, x: 17}
 """
     )
     m = read_manifest(scenes / "jobs.yaml")
@@ -113,11 +114,12 @@ jobs:
         "job 8 (clobber): out " + str(scenes / "s0.tif") + " is an input of jobs.yaml job 1",
         "job 9 (e): lr_consistency: 'on' is not a mode: use box or bicubic",
         "job 10 (f): lr_consistency: 'sharp' is not one of off, box, bicubic",
+        "job 12 (g): x: 17",  # named through the alias `output`
     ):
         assert expected in text, (expected, text)
     with pytest.raises(ManifestError) as err:
         m.raise_if_invalid()
-    assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 9 invalid jobs, nothing was run:")
+    assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 10 invalid jobs, nothing was run:")
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,10 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "-x", "17", "-o", out], "-x 17"
     if name == "output-folder-missing":
         return ["upscale", lr, "-o", str(tmp_path / "no" / "where.tif")], "output folder"
+    if name == "output-another-format":
+        return ["upscale", lr, "-o", str(tmp_path / "out.png")], "out.png: geosr writes Cloud-Optimized GeoTIFFs"
+    if name == "output-another-format-dry-run":
+        return ["upscale", lr, "-o", str(tmp_path / "out.jpg"), "--dry-run"], "out.jpg: geosr writes Cloud-Optimized"
     if name == "output-exists":
         (tmp_path / "out.tif").write_bytes(b"precious")
         return ["upscale", lr, "-o", out], "already exists (use --overwrite"
@@ -92,7 +96,7 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "--window", "8", "--overlap", "8", "-o", out], "overlap"
     if name == "overlap-over-default-window":  # was clamped silently: thousands of windows
         return ["upscale", lr, "-m", "bicubic", "-x", "2", "--overlap", "500", "-o", out], \
-            "--overlap 500 must be smaller than the window (128 LR pixels, the model's default at x2; --window"
+            "--overlap 500 must be smaller than the window (128 LR pixels, the model's default here; --window"
     if name == "unknown-model":
         return ["upscale", lr, "--model", "magic", "-o", out], "unknown model 'magic'"
     if name == "aoi-outside":
@@ -114,7 +118,7 @@ def _case(tmp_path, lr, name):
 CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
     "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
-    "output-folder-missing", "output-exists",
+    "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",

@@ -64,3 +64,8 @@ def test_a_band_without_data_is_nodata_in_that_band_and_the_same_in_every_window
     assert (got[:2][:, hr_gap] == 0).all() and (got[2][hr_gap] > 0).all()
     assert (got[:, ~hr_gap] > 0).all()
     assert np.abs(runs[None] - runs[24]).max() <= 2  # the same whatever the windows
+    import json
+
+    stac = json.loads((tmp_path / "oNone.stac.json").read_text())  # each band's own share of valid pixels
+    shares = [b["statistics"]["valid_percent"] for b in stac["assets"]["data"]["raster:bands"]]
+    assert shares[2] == 100.0 and shares[0] == shares[1] == pytest.approx(100 * (1 - 20 * 35 / 48 / 48), abs=0.5)

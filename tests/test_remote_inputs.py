@@ -78,6 +78,7 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     (size, modification time, entity tag), not its name alone: a file replaced on the server is a new input."""
     import os
 
+    from geosr.pipeline import job as job_module
     from geosr.pipeline.job import plan_upscale
 
     url, folder = served
@@ -93,6 +94,8 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     data = lr.read_bytes()
     lr.write_bytes(data + b"\0" * 16)  # the same raster, another file
     os.utime(lr, (1_000_000_000, 1_000_000_000))
+    assert fingerprint() == first  # asked again within a minute: the process's answer (one HEAD per URL and minute)
+    job_module._REMOTE_STATS.clear()
     assert fingerprint() != first
 
 
@@ -120,3 +123,15 @@ def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tm
     said = " ".join(res.output.split())
     assert res.exit_code == 1 and "pixels stopped arriving while reading" in said and "corrupt" not in said, said
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_what_is_read_over_a_network():
+    """A failure mid-read is the network's only for what is read over one: GDAL's local virtual paths (a zip's
+    member, /vsimem/) fail as the file they are."""
+    from geosr.io.paths import is_remote, over_network
+
+    for path in ("https://h/a.tif", "http://h/a.tif", "s3://b/a.tif", "gs://b/a.tif", "/vsicurl/https://h/a.tif",
+                 "/vsis3/b/a.tif", "zip+https://h/a.zip!/a.tif", "/vsicurl_streaming/https://h/a.tif"):
+        assert over_network(path) and is_remote(path), path
+    for path in ("/vsizip/a.zip/a.tif", "/vsigzip/a.tif.gz", "/vsimem/a.tif", "file:///a.tif", "a.tif"):
+        assert not over_network(path), path

@@ -69,11 +69,16 @@ def check_raster_output_path(
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
 ) -> Path:
     """:func:`check_output_path` for a COG output, whose name must not be another format's (``out.png``)."""
+    check_raster_name(path)
+    return check_output_path(path, overwrite=overwrite, inputs=inputs)
+
+
+def check_raster_name(path: str | os.PathLike[str]) -> None:
+    """Refuse a COG output named as another format (``out.png``; a dry run checks this much too)."""
     suffix = Path(path).suffix.lower()
     if suffix in OTHER_FORMATS:
         raise OutputLocationError(f"{path}: geosr writes Cloud-Optimized GeoTIFFs; give the output a .tif name, "
                                   f"not {suffix}")
-    return check_output_path(path, overwrite=overwrite, inputs=inputs)
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

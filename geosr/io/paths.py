@@ -15,6 +15,17 @@ REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
+# What is read over a network (GDAL's network file systems, URLs), as opposed to GDAL's local virtual paths
+# (/vsizip/, /vsigzip/, /vsimem/, file://)
+NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/|(https?|ftp|s3|gs|az|oss)://|"
+                     r"[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
+
+
+def over_network(path: str) -> bool:
+    """Whether ``path`` is read over a network (a URL, /vsicurl/, /vsis3/, ...), not from a local file."""
+    return bool(NETWORK.match(path))
+
+
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))

@@ -16,7 +16,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE  # noqa: F401 (REMOTE re-exported)
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE, over_network  # noqa: F401 (REMOTE re-exported)
 from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 
@@ -298,7 +298,8 @@ def reading(name: str) -> Iterator[None]:
             root = deeper
         reason = str(root).split("\n")[0].rstrip(".")
         shown = shown_name(name)
-        if REMOTE.match(name) or REMOTE.match(shown):
+        decoding = "decod" in reason.lower()  # the bytes arrived but do not decode: the file's fault
+        if (over_network(name) or over_network(shown)) and not decoding:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
                                "failed; try again") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc

@@ -29,7 +29,7 @@ def is_composite(path: str) -> bool:
     """Whether ``path`` names (or, for a URL without a file suffix, may name) a multi-file input. Cheap: names and
     folders only, nothing is read."""
     p = path.split("?")[0]
-    if _is_list(path):
+    if is_file_list(path):
         return True
     if p.lower().endswith(".json") or is_safe_name(p):
         return True
@@ -38,7 +38,7 @@ def is_composite(path: str) -> bool:
     return Path(path).is_dir()
 
 
-def _is_list(path: str) -> bool:
+def is_file_list(path: str) -> bool:
     """Files (or URLs) separated by commas, not itself a file. A text beginning with a URL is a list only when every
     part is a URL or an existing file (a URL's query may hold commas); local parts that do not exist are named
     when the list is read."""
@@ -66,11 +66,11 @@ def composite(path: str) -> Composite | None:
     hit = _CACHE.get(path)
     if hit is not None and _still_valid(hit):
         return hit[0]
-    if not REMOTE.match(path) and not _is_list(path) and not Path(path).exists():
+    if not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
     p = path.split("?")[0]
     comp: Composite | None
-    if _is_list(path):
+    if is_file_list(path):
         comp = _band_list(path)
     elif p.lower().endswith(".json") or REMOTE.match(path) and _maybe_stac_api(path):
         comp = stac_item(path)
@@ -80,7 +80,7 @@ def composite(path: str) -> Composite | None:
         comp = sentinel2_product(path)
     else:
         comp = _band_folder(path)
-    watched = [f for f in (path, *comp.files) if not REMOTE.match(f) and not _is_list(f)]
+    watched = [f for f in (path, *comp.files) if not REMOTE.match(f) and not is_file_list(f)]
     if len(_CACHE) >= 64:
         _CACHE.clear()
     _CACHE[path] = (comp, time.monotonic(), tuple((f, _stamp(f)) for f in watched))

@@ -114,28 +114,28 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
 def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
     """Two numbers of rio-stac's raster extension made right: ``valid_percent`` (rio-stac 0.12 divides the count
     of a mask array's *elements* that are unmasked, 1 for a raster without nodata, by the pixel count: 0.000625
-    for a 400 x 400 output), taken here from the output's dataset mask read as the statistics were; and each
+    for a 400 x 400 output), taken here from each band's mask read as the statistics were; and each
     histogram's ``count``, the number of its buckets (rio-stac gives the number of bin edges, one more)."""
     import numpy as np
 
     with open_raster(output) as ds:
         f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
         shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
-        valid = 100.0 * float(np.mean(ds.dataset_mask(out_shape=shape) > 0))
-    for band in asset.extra_fields.get("raster:bands", []):
+        # each band's own: a band without data where others have some is nodata there (docs/data-contract.md)
+        valid = [100.0 * float(np.mean(ds.read_masks(b, out_shape=shape) > 0)) for b in range(1, ds.count + 1)]
+    for band, share in zip(asset.extra_fields.get("raster:bands", []), valid):
         if isinstance(band.get("statistics"), dict):
-            band["statistics"]["valid_percent"] = round(valid, 4)
+            band["statistics"]["valid_percent"] = round(share, 4)
         if isinstance(band.get("histogram"), dict) and isinstance(band["histogram"].get("buckets"), list):
             band["histogram"]["count"] = len(band["histogram"]["buckets"])
 
 
 def _members(src: str) -> list[str]:
-    """The files a comma-separated input stacks (band files, :mod:`geosr.io.sources`), or the input itself."""
-    if "," in src and "://" not in src and not src.startswith("/vsi") and not Path(src).exists():
-        parts = [p.strip() for p in src.split(",")]
-        if all(parts):
-            return parts
-    return [src]
+    """The files (or URLs) a comma-separated input stacks (band files, :mod:`geosr.io.sources`), or the input
+    itself."""
+    from geosr.io.sources import is_file_list
+
+    return [p.strip() for p in src.split(",")] if is_file_list(src) else [src]
 
 
 def _href(src: str, folder: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, check_raster_output_path
+from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -92,6 +93,8 @@ def plan_upscale(
     opts = options_from(options, fields)
     lr = str(lr)
     out_path = None if dry_run else _check_output(lr, output, opts)
+    if dry_run and output is not None:
+        check_raster_name(output)
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
     aoi_win = aoi_window(opts.aoi, lr_info.grid, aoi_crs=opts.aoi_crs) if opts.aoi else None
@@ -316,6 +319,11 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     return summary
 
 
+# Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
+# of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there).
+PIPELINE_REVISION = 2
+
+
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
                  opts: UpscaleOptions) -> dict:
     """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
@@ -323,6 +331,7 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
     style = opts.style if _is_style_image(opts.style) else None
     return json.loads(to_json(dict(
         version=__version__,
+        revision=PIPELINE_REVISION,
         inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)]
         + [_file_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
@@ -481,22 +490,44 @@ def _file_id(path: str | None) -> list | str | None:
     return _stat_id(path)
 
 
+# One HEAD per URL and minute in a process (a job's plan, its detection and a batch's parts ask again)
+_REMOTE_STATS: dict[str, tuple[float, list[str]]] = {}
+REMOTE_STAT_TTL = 60.0  # seconds
+REMOTE_STAT_TIMEOUT = 10.0  # seconds; a server that does not answer HEAD in time is identified by the URL alone
+
+
 def _remote_stat(url: str) -> list[str]:
     """An HTTP(S) input's size, modification time and entity tag as its server's HEAD answer gives them, so that a
     file changed on its server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for
-    other schemes or when the server does not answer HEAD (urllib: GDAL has no stat call rasterio exposes)."""
+    other schemes or when the server does not answer HEAD. Redirects are not followed (urllib would follow one
+    with a GET, a whole download): a redirect's own answer (its Location) identifies the input then. urllib:
+    GDAL has no stat call that rasterio exposes."""
+    import urllib.error
     import urllib.request
 
     target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
     if not target.lower().startswith(("http://", "https://")):
         return []
+    cached = _REMOTE_STATS.get(target)
+    if cached is not None and time.monotonic() - cached[0] < REMOTE_STAT_TTL:
+        return cached[1]
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # the 3xx answer itself, as an HTTPError
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
     try:
-        req = urllib.request.Request(target, method="HEAD")
-        with urllib.request.urlopen(req, timeout=float(os.environ.get("GDAL_HTTP_TIMEOUT", "30"))) as resp:
+        with opener.open(urllib.request.Request(target, method="HEAD"), timeout=REMOTE_STAT_TIMEOUT) as resp:
             headers = resp.headers
+    except urllib.error.HTTPError as exc:  # a redirect (or an error: then GDAL's open says what is wrong)
+        headers = exc.headers if 300 <= exc.code < 400 else None
     except (OSError, ValueError):
-        return []
-    return [f"{k}={headers[k]}" for k in ("Content-Length", "Last-Modified", "ETag") if headers.get(k)]
+        headers = None
+    found = [] if headers is None else [f"{k}={headers[k]}" for k in ("Location", "Content-Length", "Last-Modified",
+                                                                       "ETag") if headers.get(k)]
+    _REMOTE_STATS[target] = (time.monotonic(), found)
+    return found
 
 
 def _stat_id(path: str) -> list:

@@ -342,7 +342,7 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
         return
     own, problems = _normalise(row, where)
-    job_id = _row_name({**caller, **defaults, **row})
+    job_id = _row_name({**caller, **defaults, **{_key(k): v for k, v in row.items()}})
     if problems:
         manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
         return

@@ -99,11 +99,11 @@ class _ClientModels:
 
 
 def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
-    from geosr.io.outputs import check_output_path
+    from geosr.io.outputs import check_raster_output_path
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
     try:
-        check_output_path(spec.out, overwrite=True)
+        check_raster_output_path(spec.out, overwrite=True)
         opts = spec.options_on(device="cpu")
         model = resolve_model(spec.model, spec.x, "cpu", opts.sampler, loader=models.get)
         with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
