@@ -74,7 +74,7 @@ def train_backbone(
     if not resume:
         folder.prepare(overwrite=overwrite)
     device = training_device(cfg.device)
-    shares = {2: 0.15, 4: 0.55, 8: 0.2, 16: 0.1}  # scripts/train_backbone.py's, for the scales asked
+    shares = BackboneTrainConfig().scale_weights  # the backbone trainer's own shares, for the scales asked
     bcfg = BackboneTrainConfig(
         steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr, ema=cfg.ema, clip_grad=cfg.grad_clip, seed=cfg.seed,
         scale_weights={s: shares[s] for s in scales}, save_every=cfg.checkpoint_every,
