@@ -61,6 +61,8 @@ def test_the_item_is_valid_and_its_numbers_right(raster_factory, tmp_path):
     assert raw["properties"]["datetime"] == "2003-05-01T02:20:30Z"
     links = [(link["title"], link["href"]) for link in raw["links"] if link["rel"] == "derived_from"]
     assert links == [(f"lr ({i + 1} of 3)", f"b{i}.tif") for i in range(3)]
+    with rasterio.open(out) as ds:  # and the output's own record of its inputs names each file
+        assert json.loads(ds.tags()["GEOSR_INPUTS"])["lr"] == "b0.tif,b1.tif,b2.tif"
     from pystac.validation import validate_dict
 
     # the core STAC schema pystac ships (extension schemas would be fetched from the web: not here)

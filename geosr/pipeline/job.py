@@ -319,6 +319,14 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     return summary
 
 
+def _input_name(path: str) -> str:
+    """An input as the output's tags name it: its file name; band files (``a.tif,b.tif``) each by theirs."""
+    from geosr.io.sources import is_file_list
+
+    parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
+    return ",".join(Path(p).name for p in parts)
+
+
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there).
 PIPELINE_REVISION = 2
@@ -470,7 +478,7 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),
         "GEOSR_TILING": to_json(tcfg),
-        "GEOSR_INPUTS": json.dumps({k: Path(v).name for k, v in inputs if v}, sort_keys=True),
+        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs if v}, sort_keys=True),
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
         "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
         "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
