@@ -242,16 +242,17 @@ def read_window_bands(
         data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
         valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
     has = band_presence(data, [ds.nodatavals[b - 1] for b in bands])
-    data, valid = physical(ds, bands, data, valid)
+    data, valid = physical(ds, bands, data, valid, has=has)
     return data, valid, has & valid[None]
 
 
 def physical(
-    ds: rasterio.DatasetReader, bands: tuple[int, ...], data: np.ndarray, valid: np.ndarray
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], data: np.ndarray, valid: np.ndarray,
+    has: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``data`` of ``bands`` (float64) in physical units (scale/offset applied), and ``valid`` narrowed to
-    the pixels where at least one band has data (:func:`band_data`)."""
-    data, valid = band_data(data, valid, [ds.nodatavals[b - 1] for b in bands])
+    the pixels where at least one band has data (:func:`band_data`; ``has``: its band presence, if known)."""
+    data, valid = band_data(data, valid, [ds.nodatavals[b - 1] for b in bands], has=has)
     scales = np.array([ds.scales[b - 1] for b in bands])[:, None, None]
     offsets = np.array([ds.offsets[b - 1] for b in bands])[:, None, None]
     return data * scales + offsets, valid
@@ -266,14 +267,15 @@ def band_presence(data: np.ndarray, nodata: list[float | None]) -> np.ndarray:
     return has
 
 
-def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None]) -> tuple[np.ndarray, np.ndarray]:
+def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None],
+              has: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """GDAL's nodata semantics on (C, h, w) raw values: each band is compared with its own nodata value (and NaN);
     a pixel has no data only where every band has none (or ``valid`` already says so). A band without data in a
     pixel that has data keeps no made-up detail: it takes that band's mean over the pixels where it has data
     (0 if none), so that a gap in one band (Landsat 7's stripes are offset between bands) neither blanks the
     pixel nor enters statistics as its nodata value (:func:`read_window_bands` tells such pixels apart: the
     pipeline feeds the model the middle of the band's stretch there and writes the band as nodata)."""
-    has = band_presence(data, nodata)
+    has = band_presence(data, nodata) if has is None else has  # :func:`band_presence`, when the caller has it
     valid = valid & has.any(axis=0)
     gaps = valid[None] & ~has
     if gaps.any():
