@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from typer.testing import CliRunner
 
 from conftest import make_raster, smooth_field
@@ -91,3 +92,24 @@ def test_library_raises_not_a_raster_error(tmp_path, lr, which):
     with pytest.raises(NotARasterError, match="pixels cannot be read, the file may be corrupt") as info:
         plan_upscale(lr, output=None, scale=2, model="bicubic", dry_run=True, **kw).close()
     assert name in str(info.value)
+
+
+def test_complex_pixels_and_gcp_only_georeferencing_are_refused_in_one_sentence(tmp_path):
+    """A complex raster (SAR) was cast to its real part and the run then failed in the COG writer (exit 1, a part
+    of the output renamed into place); a raster georeferenced by GCPs alone was told to assign a CRS, which would
+    not place it."""
+    from rasterio.control import GroundControlPoint
+
+    sar = make_raster(tmp_path / "slc.tif", (np.ones((1, 16, 16)) * (1 + 2j)).astype(np.complex64))
+    r = runner.invoke(app, ["upscale", str(sar), "-o", str(tmp_path / "a.tif"), *BICUBIC_X2])
+    assert r.exit_code == 2 and "complex values" in r.output and "slc.tif" in r.output, r.output
+    gcps = [GroundControlPoint(row, col, 500000 + col * 10, 5000000 - row * 10)
+            for row, col in ((0, 0), (0, 16), (16, 0), (16, 16))]
+    gcp = make_raster(tmp_path / "gcp.tif", np.ones((3, 16, 16), np.uint8), crs=None, transform=Affine.identity())
+    with rasterio.open(gcp, "r+") as ds:
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(32633))
+    r = runner.invoke(app, ["upscale", str(gcp), "-o", str(tmp_path / "b.tif"), *BICUBIC_X2])
+    assert r.exit_code == 2 and "ground control points" in r.output and "gdalwarp" in r.output, r.output
+    info = runner.invoke(app, ["info", str(gcp), "--json"])
+    assert json.loads(info.output)["files"][0]["gcps"] == 4
+    assert not list(tmp_path.glob("[ab]*"))

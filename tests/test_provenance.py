@@ -110,3 +110,82 @@ def test_an_earlier_runs_sidecar_goes_with_the_output_it_described(scene, tmp_pa
     mine.write_bytes(b"not geosr's")
     upscale(scene["lr"], scale=4, model="bicubic", output=tmp_path / "mine.tif", overwrite=True)
     assert mine.read_bytes() == b"not geosr's"
+
+
+@pytest.mark.parametrize("dtype, changed_value", [("int32", 1), ("uint32", 1), ("int64", 1), ("int8", 1),
+                                                  ("int16", -1)])
+def test_masks_of_every_integer_type_and_negative_classes_keep_their_classes(scene, tmp_path, raster_factory, dtype,
+                                                                             changed_value):
+    """A mask's classes are looked up by the declared values: an int32 mask needs no table of 2^31 entries (it took
+    19 GB), int8 and uint32/int64 masks ran into index errors, and a class declared as -1 was read as 0
+    ("unchanged"), pasting the reference where the user marked change. The table is a JSON file (a `.json` name
+    was taken for a STAC item and refused)."""
+    base = upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste",
+                   output=tmp_path / "base.tif")
+    with rasterio.open(scene["cd"]) as ds:
+        cd = ds.read(1).astype(dtype)
+    cd[cd == 1] = changed_value
+    mask = raster_factory(f"cd_{dtype}.tif", cd[None], transform=LR_T)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"name": "mine", "classes": [
+        {"value": 0, "name": "same", "changed": False}, {"value": changed_value, "name": "new", "changed": True}]}))
+    r = upscale(scene["lr"], ref=scene["ref"], cd=mask, cd_classes=str(table), scale=4, model="reference-paste",
+                output=tmp_path / "out.tif")
+    assert r.provenance["shares"] == base.provenance["shares"]
+    with rasterio.open(tmp_path / "out.provenance.tif") as a, rasterio.open(tmp_path / "base.provenance.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_a_change_mask_without_a_reference_is_refused(scene, tmp_path):
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match="no reference was given"):
+        upscale(scene["lr"], cd=scene["cd"], scale=4, model="reference-paste", output=tmp_path / "o.tif")
+    assert not list(tmp_path.glob("o*"))
+    upscale(scene["lr"], cd=scene["cd"], scale=4, model="reference-paste", ignore_unused=True,
+            output=tmp_path / "o.tif")
+
+
+def test_a_south_up_reference_is_placed_like_its_north_up_copy(scene, tmp_path, raster_factory):
+    """A reference stored south-up (positive y pixel size) was refused as "does not overlap the scene"."""
+    with rasterio.open(scene["ref"]) as ds:
+        data, t = ds.read(), ds.transform
+    south_up = raster_factory("ref_su.tif", data[:, ::-1].copy(),
+                              transform=Affine(t.a, 0, t.c, 0, -t.e, t.f + t.e * data.shape[1]))
+    kw = dict(cd=scene["cd"], scale=4, model="reference-paste", coregister=False)
+    upscale(scene["lr"], ref=scene["ref"], output=tmp_path / "a.tif", **kw)
+    upscale(scene["lr"], ref=south_up, output=tmp_path / "b.tif", **kw)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        north, south = a.read()[:, 1:63].astype(float), b.read().astype(float)
+    # in place (GDAL's average onto the LR grid, which the harmonization is fitted on, differs by a level between
+    # the two layouts: 1.2 levels apart on average), not a row off (5.8)
+    assert np.abs(north - south[:, 1:63]).mean() < 2.0
+    assert np.abs(north - south[:, 0:62]).mean() > 4.0 and np.abs(north - south[:, 2:64]).mean() > 4.0
+
+
+def test_a_reference_with_an_alpha_band_takes_it_as_its_validity(scene, tmp_path, raster_factory):
+    """An RGBA reference (the usual orthophoto export) crashed the warp ("the VRT already has an alpha band")."""
+    with rasterio.open(scene["ref"]) as ds:
+        data = ds.read()
+    alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
+    alpha[:, :, :64] = 0  # the reference's west half transparent
+    rgba = raster_factory("ref_rgba.tif", np.concatenate([data, alpha]), transform=REF_T, photometric="RGB",
+                          alpha="YES")
+    upscale(scene["lr"], ref=rgba, cd=scene["cd"], scale=4, model="reference-paste", output=tmp_path / "o.tif")
+    with rasterio.open(tmp_path / "o.provenance.tif") as ds:
+        got = ds.read(1)
+    assert (got[:64, :64] == 3).all()  # transparent: no reference there
+    assert (got[:64, 64:112] != 3).all() and (got[:64, 64:112] == 1).any()
+
+
+def test_no_reference_is_claimed_beside_a_finer_references_edge(scene, tmp_path, raster_factory):
+    """A reference finer than the output (averaged onto it) whose west edge lies on a pixel edge: GDAL's average
+    warp gave the output column west of it full alpha, so that column took smeared reference values and was
+    reported as "reference detail used"."""
+    ref = (smooth_field(3, 128, 176, 5) * 200 + 20).astype(np.uint8)  # 5 m pixels from output column 40 on
+    finer = raster_factory("ref5.tif", ref, transform=Affine(5.0, 0, 500400.0, 0, -5.0, 5000000.0))
+    upscale(scene["lr"], ref=finer, cd="none", coregister=False, scale=4, model="reference-paste",
+            output=tmp_path / "o.tif")
+    with rasterio.open(tmp_path / "o.provenance.tif") as ds:
+        got = ds.read(1)
+    assert (got[:64, :40] == 3).all() and (got[:64, 40:112] == 1).all()

@@ -33,7 +33,7 @@ def info(
     for f in result["files"]:
         out_console.print(
             Text.assemble((str(f["path"]), "bold"),
-                          f" {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or 'NO CRS'}, "
+                          f" {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or _no_crs(f)}, "
                           f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}, nodata {f['nodata']}, "
                           f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
             highlight=False,
@@ -78,3 +78,7 @@ def _print_record(g: dict) -> None:
         out_console.print(f"provenance ({prov.get('path')}): {shares}", highlight=False)
     elif g.get("provenance_classes"):
         out_console.print(f"provenance classes: {g['provenance_classes']}", highlight=False)
+
+
+def _no_crs(f: dict) -> str:
+    return f"NO CRS (georeferenced by {f['gcps']} ground control points: warp it with gdalwarp)" if f["gcps"] else "NO CRS"

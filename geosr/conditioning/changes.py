@@ -46,13 +46,18 @@ class ChangeClassTable:
         """Class index used where the mask has no data: the first "changed" class (conservative)."""
         return next((i for i, c in enumerate(self.classes) if c.changed), 0)
 
-    def lut(self, max_value: int = 65535) -> tuple[np.ndarray, np.ndarray]:
-        """(value -> class index, value -> changed) lookup tables; undeclared values map to -1."""
-        index = np.full(max_value + 1, -1, dtype=np.int64)
-        changed = np.ones(max_value + 1, dtype=bool)
-        for i, c in enumerate(self.classes):
-            index[c.value] = i
-            changed[c.value] = c.changed
+    def lookup(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class index, changed) of each raster value; undeclared values: index -1 and changed (conservative).
+        Sized by the declared values, not by the raster's data type (an int32 mask is no 16 GiB table), and
+        negative values are classes like any other."""
+        declared = np.array([c.value for c in self.classes], dtype=np.int64)
+        order = np.argsort(declared)
+        keys = declared[order]
+        v = np.asarray(values).astype(np.int64)
+        pos = np.clip(np.searchsorted(keys, v), 0, len(keys) - 1)
+        hit = keys[pos] == v
+        index = np.where(hit, order[pos], -1)
+        changed = np.where(hit, np.array([c.changed for c in self.classes])[order][pos], True)
         return index, changed
 
     def to_dict(self) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -41,6 +41,9 @@ class GridReader:
         self.grid = grid
         self.bands = tuple(bands)
         self.resampling = resampling
+        # a source with its own alpha band (an RGBA orthophoto) keeps it as the validity: GDAL warps it as the
+        # alpha (WarpedVRT refuses to add a second one)
+        alpha = next((i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha), None)
         self.vrt = WarpedVRT(
             ds,
             crs=grid.crs,
@@ -48,15 +51,33 @@ class GridReader:
             width=grid.width,
             height=grid.height,
             resampling=resampling,
-            add_alpha=True,
+            add_alpha=alpha is None,
             **({} if src_transform is None else {"src_transform": src_transform}),
         )
-        self._alpha = self.vrt.count  # the alpha band WarpedVRT appended
+        self._alpha = self.vrt.count if alpha is None else alpha  # the alpha band WarpedVRT appended, or the source's
+        # GDAL's average warp marks an output pixel beside the footprint's edge valid (alpha 255) though none of its
+        # area is covered; where the source's footprint holds the pixel's centre is the nearest warp's alpha
+        self._centres = None if resampling != Resampling.average else WarpedVRT(
+            ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+            resampling=Resampling.nearest, add_alpha=alpha is None,
+            **({} if src_transform is None else {"src_transform": src_transform}))
         self._scales = np.array([ds.scales[b - 1] for b in self.bands])[:, None, None]
         self._offsets = np.array([ds.offsets[b - 1] for b in self.bands])[:, None, None]
 
     def close(self) -> None:
         self.vrt.close()
+        if self._centres is not None:
+            self._centres.close()
+
+    def _read(self, window: Window, **kw) -> np.ndarray:
+        """The bands and the alpha (last) of ``window`` on the grid."""
+        with reading(self.ds.name):
+            data = self.vrt.read(list(self.bands) + [self._alpha], window=window, out_dtype="float64", **kw)
+            if self._centres is not None:
+                covered = self._centres.read(self._alpha, window=window, out_dtype="float64",
+                                             **{k: (v[1:] if k == "out_shape" else v) for k, v in kw.items()})
+                data[-1] = np.where(covered > 0, data[-1], 0)
+        return data
 
     def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(physical values (C, h, w) float64, validity (h, w)) of ``window``, which may reach outside.
@@ -64,14 +85,7 @@ class GridReader:
         With ``out_shape`` the window is read decimated (nearest) to that shape (no padding then).
         """
         if out_shape is not None:
-            with reading(self.ds.name):
-                data = self.vrt.read(
-                    list(self.bands) + [self._alpha],
-                    window=window,
-                    out_shape=(len(self.bands) + 1, *out_shape),
-                    resampling=Resampling.nearest,
-                    out_dtype="float64",
-                )
+            data = self._read(window, out_shape=(len(self.bands) + 1, *out_shape), resampling=Resampling.nearest)
             return self._finish(data)
         h, w = int(window.height), int(window.width)
         out = np.zeros((len(self.bands), h, w))
@@ -81,9 +95,7 @@ class GridReader:
         cc1, rr1 = min(self.grid.width, c0 + w), min(self.grid.height, r0 + h)
         if cc1 > cc0 and rr1 > rr0:
             inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            with reading(self.ds.name):
-                data = self.vrt.read(list(self.bands) + [self._alpha], window=inner, out_dtype="float64")
-            d, v = self._finish(data)
+            d, v = self._finish(self._read(inner))
             out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = d
             valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = v
         return out, valid
@@ -101,15 +113,22 @@ class GridReader:
 
 def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
     """Whether the source's pixels are smaller than the grid's (compared in the grid's CRS)."""
-    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    left, bottom, right, top = _bounds_in(ds, grid)
     src_px = ((right - left) / ds.width) * ((top - bottom) / ds.height)
     gx, gy = grid.res
     return src_px < gx * gy
 
 
+def _bounds_in(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, float, float]:
+    """The dataset's footprint (left, bottom, right, top) in the grid's CRS. From its corners: rasterio's
+    ``ds.bounds`` of a south-up file has bottom above top, which a same-CRS transform_bounds hands back as is."""
+    own = Grid(ds.crs, ds.transform, ds.width, ds.height).bounds
+    return transform_bounds(ds.crs, grid.crs, *own, densify_pts=21)
+
+
 def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str) -> float:
     """Fraction of the grid's area the dataset covers; NoOverlapError when it covers none of it."""
-    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    left, bottom, right, top = _bounds_in(ds, grid)
     gl, gb, gr, gt = grid.bounds
     iw, ih = min(right, gr) - max(left, gl), min(top, gt) - max(bottom, gb)
     if iw <= 0 or ih <= 0:

@@ -24,6 +24,7 @@ def describe(paths: list[str]) -> dict:
                 "width": g.width,
                 "height": g.height,
                 "crs": g.crs.to_string() if g.crs else None,
+                "gcps": info.gcps,
                 "res": g.res,
                 "bounds": g.bounds,
                 "nodata": info.nodata,

@@ -52,6 +52,7 @@ class RasterInfo:
     colorinterp: tuple[str, ...]
     has_mask: bool  # an internal/external mask or an alpha band, not a nodata value
     driver: str
+    gcps: int = 0  # ground control points (a raster georeferenced by them alone has no grid: no CRS here)
 
     @property
     def dtype(self) -> str:
@@ -112,8 +113,16 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) ->
     """Read a raster's metadata (no pixels), checking that it is georeferenced."""
     p = str(path)
     with open_raster(p) as ds:
+        gcps = len(ds.gcps[0])
+        if require_crs and ds.crs is None and gcps:
+            raise NoCRSError(f"{p}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
+                             f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
         if require_crs and ds.crs is None:
             raise NoCRSError(f"{p}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
+        complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
+        if require_crs and complex_ is not None:  # the pixels would be cast to their real part
+            raise NotARasterError(f"{p}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
+                                  "super-resolves real-valued images: convert it to amplitude or intensity first")
         if require_crs and ds.transform.is_identity:
             raise NoCRSError(f"{p}: has no geotransform (pixel positions are not georeferenced)")
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
@@ -134,6 +143,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) ->
             colorinterp=tuple(ci.name for ci in ds.colorinterp),
             has_mask=has_mask,
             driver=ds.driver,
+            gcps=gcps,
         )
 
 

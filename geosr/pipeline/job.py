@@ -328,8 +328,9 @@ def _input_name(path: str) -> str:
 
 
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
-# of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there).
-PIPELINE_REVISION = 2
+# of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
+# 3: a finer reference's validity ends at its footprint's edge).
+PIPELINE_REVISION = 3
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
@@ -341,7 +342,7 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
         version=__version__,
         revision=PIPELINE_REVISION,
         inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)]
-        + [_file_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
+        + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
                      aoi_crs=opts.aoi_crs, model=sr.name,
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
@@ -424,6 +425,9 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     """Refuse an input the model cannot use (it would change nothing), unless ``ignore_unused``."""
     given = {"ref": opts.ref, "cd": None if opts.cd == "none" else opts.cd, "map": opts.map,
              "style": opts.style if opts.style not in (None, "none") else None}
+    if given["cd"] not in (None, "auto") and opts.ref is None and not opts.ignore_unused:
+        raise OptionError(f"cd {given['cd']}: a change mask marks where the reference is out of date, and no "
+                          "reference was given; give `ref`, leave the mask out, or give `ignore_unused`", param="cd")
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"

@@ -224,7 +224,6 @@ class Scene:
         self.cd_info = info
         self.cd_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.cd_reader)
-        self._cd_index, self._cd_changed = self.cd_table.lut(int(np.iinfo(np.dtype(info.dtype)).max))
 
     def _open_map(self, path: str) -> None:
         info, ds = self._open_classes(path, "map")
@@ -290,8 +289,8 @@ class Scene:
             finally:
                 cd_lr.close()
             for i, (raw, cd_valid) in enumerate(cds):
-                values = np.clip(np.rint(raw[0]).astype(np.int64), 0, len(self._cd_changed) - 1)
-                usables[i] = usables[i] & cd_valid & ~self._cd_changed[values]
+                _, changed = self.cd_table.lookup(np.rint(raw[0]))
+                usables[i] = usables[i] & cd_valid & ~changed
         if len(windows) == 1:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
@@ -384,13 +383,13 @@ class Scene:
             ref, ref_valid = np.zeros((len(self.bands), H, W), np.float32), np.zeros((H, W), bool)
         if self.cd_info is not None:
             raw, cd_valid = self.cd_reader.read_values(hr_win)
-            values = np.clip(raw, 0, len(self._cd_index) - 1)
+            index, changed_value = self.cd_table.lookup(raw)
             if self.cd_sampled:  # only a sample was checked when the mask was opened
-                bad = cd_valid & ((raw != values) | (self._cd_index[values] < 0))
+                bad = cd_valid & (index < 0)
                 if bad.any():
                     refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
-            change = np.where(cd_valid, self._cd_index[values], self.cd_table.unknown_index)
-            changed = np.where(cd_valid, self._cd_changed[values], True)
+            change = np.where(cd_valid, index, self.cd_table.unknown_index)
+            changed = np.where(cd_valid, changed_value, True)
         else:
             change, changed = np.zeros((H, W), np.int64), np.zeros((H, W), bool)
         map_ = None

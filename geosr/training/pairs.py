@@ -124,8 +124,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def classes_of(values: np.ndarray, table: ChangeClassTable) -> torch.Tensor:
     """Raster values -> class indices of ``table``; undeclared values become the table's unknown class."""
-    index, _ = table.lut(max(int(values.max(initial=0)), 255))
-    idx = index[np.clip(values, 0, len(index) - 1)]
+    idx, _ = table.lookup(values)
     idx = np.where(idx < 0, table.unknown_index, idx)
     return torch.from_numpy(idx.astype(np.int64))
 
