@@ -69,3 +69,25 @@ def test_a_band_without_data_is_nodata_in_that_band_and_the_same_in_every_window
     stac = json.loads((tmp_path / "oNone.stac.json").read_text())  # each band's own share of valid pixels
     shares = [b["statistics"]["valid_percent"] for b in stac["assets"]["data"]["raster:bands"]]
     assert shares[2] == 100.0 and shares[0] == shares[1] == pytest.approx(100 * (1 - 20 * 35 / 48 / 48), abs=0.5)
+
+
+@pytest.mark.parametrize("dtype, nodata", [("uint8", 0), ("float32", float("nan"))])
+def test_valid_pixels_beside_nodata_keep_their_values(raster_factory, tmp_path, dtype, nodata):
+    """A flat scene with a hole (a cloud mask, a scene's collar): the model read the hole as the middle of the
+    stretch, and every kernel pulled the valid pixels beside it towards that value (240 fell to 200 at the edge
+    with bicubic, a rim along every hole). Now the valid pixels stay flat, in every window layout."""
+    arr = np.full((3, 40, 48), 240 if dtype == "uint8" else 0.3, dtype)
+    arr[:, :, 40:] = 40 if dtype == "uint8" else 0.05  # a second level, so that the scene's stretch has a middle
+    arr[:, 15:25, 20:30] = nodata
+    lr = raster_factory(f"hole_{dtype}.tif", arr, nodata=nodata)
+    outs = []
+    for model, window in (("bicubic", None), ("lanczos", None), ("bicubic", 48)):
+        out = tmp_path / f"{model}_{window}.tif"
+        upscale(lr, scale=4, model=model, window=window, output=out)
+        with rasterio.open(out) as ds:
+            data, valid = ds.read(), ds.dataset_mask() > 0
+        assert not valid[60:100, 80:120].any() and valid.sum() == 160 * 192 - 40 * 40
+        near = valid & (np.arange(192) < 144)[None]  # around the hole, away from the second level
+        np.testing.assert_allclose(data[:, near], arr[0, 0, 0], atol=1e-6 if dtype != "uint8" else 0)
+        outs.append(data)
+    np.testing.assert_array_equal(outs[0], outs[2])

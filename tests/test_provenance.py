@@ -189,3 +189,20 @@ def test_no_reference_is_claimed_beside_a_finer_references_edge(scene, tmp_path,
     with rasterio.open(tmp_path / "o.provenance.tif") as ds:
         got = ds.read(1)
     assert (got[:64, :40] == 3).all() and (got[:64, 40:112] == 1).all()
+
+
+def test_a_gap_in_one_band_of_the_reference_is_no_reference(scene, tmp_path, raster_factory):
+    """A reference pixel with one band at nodata (Landsat 7's stripes) was pasted with that band's window mean, a
+    flat patch, and reported as "reference detail used"; the LR's own band does better there."""
+    with rasterio.open(scene["ref"]) as ds:
+        data = ds.read()
+    data[0, :, :64] = 0  # band 1 without data in the reference's west half, bands 2 and 3 valid
+    gap = raster_factory("ref_gap.tif", data, transform=REF_T, nodata=0)
+    upscale(scene["lr"], ref=gap, cd="none", coregister=False, scale=4, model="reference-paste",
+            output=tmp_path / "o.tif")
+    upscale(scene["lr"], scale=4, model="bicubic", output=tmp_path / "b.tif")
+    with rasterio.open(tmp_path / "o.provenance.tif") as p, rasterio.open(tmp_path / "o.tif") as o, \
+            rasterio.open(tmp_path / "b.tif") as b:
+        prov, out, bic = p.read(1), o.read(), b.read()
+    assert (prov[:64, :64] == 3).all() and (prov[:64, 64:112] == 1).all()
+    np.testing.assert_array_equal(out[:, :64, :64], bic[:, :64, :64])

@@ -13,7 +13,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
-from geosr.io.rasters import band_data, reading, shown_name
+from geosr.io.rasters import band_presence, reading, shown_name
 from geosr.tiling.grid import Grid
 
 MIN_FIT_PIXELS = 16
@@ -107,7 +107,10 @@ class GridReader:
         return np.rint(raw).astype(np.int64), valid
 
     def _finish(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values, valid = band_data(data[:-1], data[-1] > 0, [self.ds.nodatavals[b - 1] for b in self.bands])
+        # a pixel of the source is valid where every chosen band has data: pasted or trusted, a band's gap (Landsat 7's
+        # stripes) would be a flat fill, where the LR's own band does better
+        values = data[:-1]
+        valid = (data[-1] > 0) & band_presence(values, [self.ds.nodatavals[b - 1] for b in self.bands]).all(axis=0)
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 

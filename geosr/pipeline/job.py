@@ -329,7 +329,8 @@ def _input_name(path: str) -> str:
 
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
-# 3: a finer reference's validity ends at its footprint's edge).
+# 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
+# an LR gap filled from its valid neighbours).
 PIPELINE_REVISION = 3
 
 

@@ -417,20 +417,57 @@ class Scene:
 
     def _read_lr(self, c0: int, r0: int, w: int, h: int, per_band: bool = False):
         """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do), and its
-        validity (and each band's, with ``per_band``). A band without data in a valid pixel enters the model as 0
-        (the middle of its stretch), as invalid pixels do: the same in every window."""
+        validity (and each band's, with ``per_band``). Where a band has no data (an invalid pixel, or a band's own
+        gap) the model sees its valid neighbours' values (:func:`fill_gaps`; 0, the middle of the stretch, farther
+        than a few pixels from any): a constant there pulled the valid pixels beside every nodata collar and cloud
+        mask towards it (a dark or bright rim). The fill reads only a margin of FILL_RADIUS pixels around the
+        window, so it is the same in every window."""
+        m = FILL_RADIUS
+        c0, r0, w, h = c0 - m, r0 - m, w + 2 * m, h + 2 * m
         W, H = self.lr_info.grid.width, self.lr_info.grid.height
         gc0, gr0 = int(self.area.col_off) + c0, int(self.area.row_off) + r0
         cc0, rr0 = max(0, gc0), max(0, gr0)
         cc1, rr1 = min(W, gc0 + w), min(H, gr0 + h)
         phys, valid, has = read_window_bands(self.lr_ds, self.bands, Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
         pad = ((rr0 - gr0, gr0 + h - rr1), (cc0 - gc0, gc0 + w - cc1))
+        has = has & valid[None]
         model = np.where(has, self.stretch.forward(phys), 0.0).astype(np.float32)
         model = np.pad(model, ((0, 0), *pad), mode="edge")
         valid = np.pad(valid, pad, mode="edge")
+        has = np.pad(has, ((0, 0), *pad), mode="edge")
+        inner = (slice(m, h - m), slice(m, w - m))
+        model = fill_gaps(model, has)[(slice(None), *inner)]
         if per_band:
-            return model, valid, np.pad(has, ((0, 0), *pad), mode="edge")
-        return model, valid
+            return model, valid[inner], has[(slice(None), *inner)]
+        return model, valid[inner]
+
+
+FILL_SIGMA = 1.5  # LR pixels: the reach of the valid neighbours a gap is filled from (see fill_gaps)
+FILL_RADIUS = 6  # LR pixels: where that reach is cut off (4 sigma), and the margin read around every window
+
+
+def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """(C, h, w) model-space values where ``has`` is False replaced by a normalized convolution of each band's
+    valid values (a Gaussian of FILL_SIGMA cut at FILL_RADIUS), fading to 0 (the middle of the stretch) where few
+    valid pixels are in reach: a pixel's fill depends only on the pixels within FILL_RADIUS of it. By hand: GDAL's
+    FillNodata (inverse distance, searching as far as it must) depends on how far the window reaches."""
+    from scipy import ndimage
+
+    if has.all():
+        return model
+    out = model.copy()
+    for b in range(model.shape[0]):
+        ok = has[b]
+        if ok.all():
+            continue
+        weight = ok.astype(np.float32)
+        kw = dict(sigma=FILL_SIGMA, truncate=FILL_RADIUS / FILL_SIGMA, mode="constant")
+        num = ndimage.gaussian_filter(np.where(ok, model[b], 0.0).astype(np.float32), **kw)
+        den = ndimage.gaussian_filter(weight, **kw)
+        # whole up to 3 pixels into a gap (den >= 0.01; lanczos reaches 3), faded to 0 by 5
+        estimate = num / np.maximum(den, 1e-12) * np.clip(den * 100, 0, 1)
+        out[b] = np.where(ok, model[b], estimate)
+    return out
 
 
 def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
