@@ -72,6 +72,18 @@ def _case(tmp_path, lr, name):
     if name == "output-exists":
         (tmp_path / "out.tif").write_bytes(b"precious")
         return ["upscale", lr, "-o", out], "already exists (use --overwrite"
+    if name == "output-exists-dry-run":  # a dry run said ok: true for what the run refuses
+        (tmp_path / "out.tif").write_bytes(b"precious")
+        return ["upscale", lr, "-o", out, "--dry-run"], "already exists (use --overwrite"
+    if name == "output-is-input-dry-run":
+        return ["upscale", lr, "-o", lr, "--overwrite", "--dry-run"], "is the LR of this run"
+    if name == "output-folder-missing-dry-run":
+        return ["upscale", lr, "-o", str(tmp_path / "no" / "where.tif"), "--dry-run"], "output folder"
+    if name == "palette":  # its classes were blended (0 next to 3 gave 1 and 2) and the colour table dropped
+        p = make_raster(tmp_path / "classes.tif", np.zeros((1, 20, 24), np.uint8))
+        with __import__("rasterio").open(p, "r+") as ds:
+            ds.write_colormap(1, {0: (0, 0, 0, 255), 3: (255, 0, 0, 255)})
+        return ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out], "classes.tif: is a palette raster"
     if name == "mask-unknown-classes":
         m = np.zeros((1, 20, 24), np.uint8)
         m[0, 3, 3] = 7
@@ -119,6 +131,7 @@ CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
     "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
+    "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
     "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",

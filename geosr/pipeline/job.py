@@ -93,10 +93,14 @@ def plan_upscale(
     opts = options_from(options, fields)
     lr = str(lr)
     out_path = None if dry_run else _check_output(lr, output, opts)
-    if dry_run and output is not None:
+    if dry_run and output is not None:  # refused as the run would be (the checks only look)
         check_raster_name(output)
+        _check_output(lr, output, opts)
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
+    if any(lr_info.colorinterp[b - 1] == "palette" for b in sel):  # its values are indices into a colour table
+        raise BandError(f"{lr}: is a palette raster (its values index a colour table: classes, not intensities), "
+                        "which super-resolution would mix; expand it to RGB first (gdal_translate -expand rgb)")
     aoi_win = aoi_window(opts.aoi, lr_info.grid, aoi_crs=opts.aoi_crs) if opts.aoi else None
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
@@ -129,7 +133,7 @@ def plan_upscale(
             tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
         plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
         meta = _output_meta(lr_info, sel, opts.output_config)
-        # a dry run names the output it would write and measures the disk there, checking nothing
+        # a dry run names the output it would write and measures the disk there
         planned = Path(output) if dry_run and output is not None else out_path
         summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
