@@ -67,3 +67,17 @@ def test_the_item_is_valid_and_its_numbers_right(raster_factory, tmp_path):
 
     # the core STAC schema pystac ships (extension schemas would be fetched from the web: not here)
     assert validate_dict(raw, extensions=[]) == ["https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"]
+
+
+def test_a_south_up_outputs_item_has_a_normal_bbox_and_a_counter_clockwise_ring(raster_factory, tmp_path):
+    """rio-stac gave a south-up raster's proj:bbox with bottom above top and a clockwise footprint."""
+    from shapely.geometry import shape
+
+    lr = raster_factory("su.tif", (smooth_field(3, 16, 16) * 200).astype(np.uint8),
+                        transform=Affine(10.0, 0, 500000.0, 0, 10.0, 4999840.0))
+    upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    assert item["properties"]["proj:bbox"] == [500000.0, 4999840.0, 500160.0, 5000000.0]
+    assert shape(item["geometry"]).exterior.is_ccw
+    west, south, east, north = item["bbox"]
+    assert west < east and south < north

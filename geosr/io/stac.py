@@ -71,6 +71,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
         raster_max_size=STATS_SIDE,
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
+    _normalize_footprint(item)
     _add_eo_bands(item.assets["data"], output)
     _fix_raster_statistics(item.assets["data"], output)
     item.stac_extensions.append(PROCESSING)
@@ -92,6 +93,22 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
     tmp.replace(final)
     return final
+
+
+def _normalize_footprint(item: pystac.Item) -> None:
+    """rio-stac takes a south-up raster's bounds as they come (bottom above top): ``proj:bbox`` as (min, min, max,
+    max) and the geometry's ring counter-clockwise, as GeoJSON asks."""
+    from shapely.geometry import mapping, shape
+    from shapely.geometry.polygon import orient
+
+    bbox = item.properties.get("proj:bbox")
+    if bbox and len(bbox) == 4:
+        item.properties["proj:bbox"] = [min(bbox[0], bbox[2]), min(bbox[1], bbox[3]),
+                                        max(bbox[0], bbox[2]), max(bbox[1], bbox[3])]
+    if item.geometry and item.geometry.get("type") == "Polygon":
+        geom = orient(shape(item.geometry), sign=1.0)
+        item.geometry = json.loads(json.dumps(mapping(geom)))  # tuples -> lists
+        item.bbox = [float(v) for v in geom.bounds]
 
 
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
