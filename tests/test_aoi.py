@@ -91,6 +91,23 @@ def test_boxes_either_side_of_the_antimeridian_select_either_side_of_the_scene()
     assert west.height == east.height == 200
 
 
+# geographic scenes that read their longitudes past 180: across the antimeridian, and in 0-360 degrees
+GEO_ACROSS = Grid(CRS.from_epsg(4326), Affine(0.001, 0, 179.98, 0, -0.001, -17.0), 48, 40)
+GEO_360 = Grid(CRS.from_epsg(4326), Affine(0.001, 0, 200.0, 0, -0.001, 40.0), 48, 40)
+
+
+def test_degrees_find_a_scene_that_reads_its_longitudes_past_180():
+    """-179.99 is 180.01: a box in the usual -180..180 did not overlap such scenes, and a box across the
+    antimeridian (LEFT beyond RIGHT, as GeoJSON and STAC write it) was refused."""
+    assert aoi_window("-179.999,-17.03,-179.99,-17.01", GEO_ACROSS) == \
+        aoi_window("180.001,-17.03,180.01,-17.01", GEO_ACROSS) == Window(21, 10, 9, 20)
+    across = aoi_window("179.99,-17.03,-179.99,-17.01", GEO_ACROSS)
+    assert (across.col_off, across.width) == (10, 20)
+    assert aoi_window("-159.99,39.97,-159.98,39.98", GEO_360) == Window(10, 20, 10, 10)
+    with pytest.raises(OptionError, match="LEFT must be below RIGHT"):  # swapped sides, not a box across 180
+        aoi_window("10,48,-5,49", GEO)
+
+
 @pytest.mark.parametrize("box", ["inf,0,1,1", "0,-inf,1,1", "0,0,Infinity,1", "nan,0,1,1", "0,0,1,NaN"])
 def test_non_finite_numbers_are_refused(box):
     with pytest.raises(OptionError) as info:

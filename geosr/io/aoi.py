@@ -31,16 +31,20 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
         if not all(math.isfinite(v) for v in (left, bottom, right, top)):
             raise OptionError(f"aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)",
                               param="aoi")
-        if not (left < right and bottom < top):
-            raise OptionError(f"aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP", param="aoi")
         try:
             with rasterio.Env():  # GDAL's errors become the exception alone (no "ERROR 1: PROJ: ..." line on stderr)
                 crs = CRS.from_user_input(aoi_crs)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
+        # in degrees, LEFT beyond RIGHT is a box across the antimeridian (as GeoJSON and STAC write it); one less
+        # than 180 degrees wide, so that swapped sides (10,0,-5,1) stay an error
+        across = crs.is_geographic and -180 <= right < 0 < left <= 180 and left - right > 180
+        if not ((left < right or across) and bottom < top):
+            raise OptionError(f"aoi {aoi!r}: LEFT must be below RIGHT and BOTTOM below TOP", param="aoi")
         try:
             with rasterio.Env():
-                bounds = _box_in_grid_crs((left, bottom, right, top), crs, grid)
+                bounds = _degrees_in_grid_crs((left, bottom, right, top), crs, grid) if crs.is_geographic else \
+                    _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
     else:
@@ -51,6 +55,21 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
         raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi") from exc
+
+
+def _degrees_in_grid_crs(
+    box: tuple[float, float, float, float], crs: CRS, grid: Grid
+) -> tuple[float, float, float, float] | None:
+    """A box in degrees in the grid's CRS: split at the antimeridian when LEFT is beyond RIGHT, and each part also
+    taken 360 degrees east and west, so that -179.99 finds a scene that reads its longitudes as 180.01 (a scene
+    across the antimeridian, or one in 0-360 degrees)."""
+    left, bottom, right, top = box
+    parts = [box] if left < right else [(left, bottom, 180.0, top), (-180.0, bottom, right, top)]
+    out = [b for x0, y0, x1, y1 in parts for shift in (0.0, 360.0, -360.0)
+           if (b := _box_in_grid_crs((x0 + shift, y0, x1 + shift, y1), crs, grid)) is not None]
+    if not out:
+        return None
+    return (min(b[0] for b in out), min(b[1] for b in out), max(b[2] for b in out), max(b[3] for b in out))
 
 
 def _box_in_grid_crs(
