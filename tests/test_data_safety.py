@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -71,6 +72,31 @@ def test_output_that_is_an_input_is_refused_even_with_overwrite(scene, which):
     assert {p: p.read_bytes() for p in (lr, ref, cd)} == before
     without = _invoke("upscale", lr, "--ref", ref, "--cd", cd, "-x", "4", "-o", out)  # never suggests --overwrite
     assert without.exit_code == 2 and "--overwrite" not in without.output
+
+
+@pytest.mark.parametrize("via", ["vrt-lr", "vrt-ref", "zip-lr", "zip-detect-changes"])
+def test_a_file_read_behind_an_input_is_refused_as_output(scene, via):
+    """A VRT's source file and the archive behind a /vsizip/ path were replaced with --overwrite: the input gone."""
+    import zipfile
+
+    tmp, lr, ref, cd = scene
+    vrt = tmp / "lr.vrt"
+    rasterio.shutil.copy(str(lr), str(vrt), driver="VRT")
+    with zipfile.ZipFile(tmp / "lr.zip", "w") as z:
+        z.write(lr, "inner.tif")
+    zipped = f"/vsizip/{tmp / 'lr.zip'}/inner.tif"
+    ref_vrt = tmp / "ref.vrt"
+    rasterio.shutil.copy(str(ref), str(ref_vrt), driver="VRT")
+    argv, target = {
+        "vrt-lr": (["upscale", vrt, "-x", "2", "-m", "bicubic"], lr),
+        "vrt-ref": (["upscale", lr, "--ref", ref_vrt, "--cd", "none", "-x", "4", "-m", "reference-paste"], ref),
+        "zip-lr": (["upscale", zipped, "-x", "2", "-m", "bicubic"], tmp / "lr.zip"),
+        "zip-detect-changes": (["detect-changes", zipped, "--ref", ref], tmp / "lr.zip"),
+    }[via]
+    before = target.read_bytes()
+    r = _invoke(*argv, "-o", target, "--overwrite")
+    assert r.exit_code == 2 and "is read by the" in r.output, r.output
+    assert target.read_bytes() == before
 
 
 def test_rasterize_osm_refuses_its_like_raster_as_output(scene):

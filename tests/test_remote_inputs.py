@@ -46,15 +46,36 @@ def test_an_https_style_url_is_read_as_gdal_reads_it(served, tmp_path):
     assert [link["href"] for link in stac["links"] if link["rel"] == "derived_from"] == [f"{url}/lr.tif"]
 
 
-def test_a_missing_url_and_an_unreachable_host_are_one_sentence_and_exit_2(served, tmp_path):
+def test_a_missing_url_is_bad_input_and_an_unreachable_one_a_network_failure(served, tmp_path):
+    """A 404 is the input's fault (exit 2); no answer, or a 5xx at the open, is the network's or the server's
+    (exit 1, which geosr batch retries: it was exit 2 and "not a raster GDAL can read", never retried)."""
     url, _ = served
     res = CliRunner().invoke(app, ["upscale", f"{url}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
     assert res.exit_code == 2 and "nothing.tif" in res.output and "internal error" not in res.output
     t0 = time.monotonic()
     res = CliRunner().invoke(app, ["upscale", "http://127.0.0.1:9/lr.tif", "-x", "2", "-o", str(tmp_path / "b.tif")])
-    assert res.exit_code == 2 and "127.0.0.1:9" in res.output
+    assert res.exit_code == 1 and "127.0.0.1:9" in res.output and "no answer" in res.output and "try again" in \
+        res.output, res.output
     assert time.monotonic() - t0 < 30
     assert not list(tmp_path.glob("*.tif"))
+
+
+def test_a_server_failing_every_read_is_a_network_failure_at_the_open(tmp_path, raster_factory):
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        res = CliRunner().invoke(app, ["upscale", f"http://127.0.0.1:{port}/lr.tif", "-x", "2", "-m", "bicubic",
+                                       "-o", str(tmp_path / "o.tif")])
+    finally:
+        server.kill()
+        server.wait()
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "answered HTTP 503" in said and "not a raster" not in said, said
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_zip_members_and_gdal_paths(raster_factory, tmp_path):

@@ -31,11 +31,19 @@ def check_output_path(
     refused even with ``overwrite``, and so is anything at ``path`` that is not a regular file (a FIFO, a
     device, a socket), which replacing would destroy.
     """
+    from geosr.io.sources import gdal_files
+
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     for role, src in inputs:
-        if src is not None and same_file(p, src):
+        if src is None:
+            continue
+        if same_file(p, src):
             raise OutputLocationError(f"{p}: is the {role} of this run; write the output to another path")
+        for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
+            if same_file(p, behind):
+                raise OutputLocationError(f"{p}: is read by the {role} of this run ({src}); write the output to "
+                                          "another path")
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists():

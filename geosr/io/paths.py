@@ -4,6 +4,7 @@ reader uses it without loading the GIS stack)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
 # paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
@@ -29,3 +30,46 @@ def over_network(path: str) -> bool:
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))
+
+
+def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD") -> tuple[int | None, Any, str | None] | None:
+    """An HTTP(S) URL's (or /vsicurl/ path's) HEAD answer: (status, headers (``.get`` ignores the names' case),
+    None), or (None, {}, why) when none came (no connection, a timeout); None for other paths. Redirects are not
+    followed (urllib would follow one with a GET, a whole download): a 3xx is the answer. urllib: GDAL has no stat
+    call that rasterio exposes. ``method="GET"`` asks for the first byte only (as GDAL's reads begin)."""
+    import urllib.error
+    import urllib.request
+
+    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    if not target.lower().startswith(("http://", "https://")):
+        return None
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # the 3xx answer itself, as an HTTPError
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        asked = {"Range": "bytes=0-0"} if method == "GET" else {}
+        request = urllib.request.Request(target, method=method, headers=asked)
+        with opener.open(request, timeout=timeout) as resp:
+            return resp.status, resp.headers, None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers or {}, None
+    except (OSError, ValueError) as exc:
+        return None, {}, str(getattr(exc, "reason", exc))
+
+
+def network_failure(url: str) -> str | None:
+    """Why ``url`` could not be read when the network or its server is at fault (no answer, 5xx, 408, 429): a
+    failure worth retrying, not a bad input; None when the server answered otherwise (e.g. 404) or for other
+    paths. Asks as GDAL does (a GET of a range): a server may answer HEAD and fail every read."""
+    answer = http_head(url, method="GET")
+    if answer is None:
+        return None
+    status, _, why = answer
+    if status is None:
+        return f"no answer from its server ({why})"
+    if status >= 500 or status in (408, 429):
+        return f"its server answered HTTP {status}"
+    return None

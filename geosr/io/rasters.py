@@ -16,7 +16,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE, over_network  # noqa: F401 (REMOTE re-exported)
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE, network_failure, over_network  # noqa: F401 (REMOTE re-exported)
 from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 
@@ -104,6 +104,9 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             return rasterio.open(p)
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
+        failure = network_failure(p) if remote else None
+        if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
+            raise NetworkError(f"{p}: cannot be read now: {failure}; try again") from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
             raise NotARasterError(f"{p}: not a raster GDAL can read") from exc
         raise NotARasterError(f"{p}: cannot be read as a raster ({reason.rstrip('.')})") from exc

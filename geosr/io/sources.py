@@ -18,7 +18,7 @@ from geosr.io.sentinel2 import is_safe_name, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
 
-__all__ = ["Composite", "composite", "files_of", "gdal_path", "is_composite", "source_note"]
+__all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "source_note"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # A band token in a file name (Sentinel-2 B01..B12 and B8A, Landsat B1..B11), not part of a longer word
@@ -120,6 +120,38 @@ def files_of(path: str | None) -> list[str]:
     comp = composite(path) if is_composite(path) else None
     paths = comp.files if comp else (path,)
     return [f for f in paths if not REMOTE.match(f)]
+
+
+# GDAL's archive file systems: /vsizip/ARCHIVE/MEMBER reads the local file ARCHIVE
+_ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/", re.IGNORECASE)
+
+
+def gdal_files(path: str) -> list[str]:
+    """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), the
+    archive behind a /vsizip/, /vsitar/, /vsigzip/ path. None for URLs. An output must be none of them (writing
+    over a VRT's source or the zip an input is read from destroys the input), and ``--resume`` compares them."""
+    import rasterio
+
+    if REMOTE.match(path) and not _ARCHIVE.match(path):
+        return []
+    try:
+        with rasterio.open(path) as ds:
+            names = [str(f) for f in (ds.files or [])]
+    except Exception:  # unreadable: the run names it in one sentence when it opens the file
+        names = []
+    out = []
+    for name in [path, *names]:
+        m = _ARCHIVE.match(name)
+        if m is None:
+            if not REMOTE.match(name) and name != path:
+                out.append(name)
+            continue
+        parts = name[m.end():].replace("{", "").replace("}", "").split("/")
+        archive = next(("/".join(parts[:i]) for i in range(len(parts), 0, -1)
+                        if "/".join(parts[:i]) and Path("/".join(parts[:i])).is_file()), None)
+        if archive is not None and not REMOTE.match(archive):
+            out.append(archive)
+    return list(dict.fromkeys(out))
 
 
 # -- a list of files, a folder of band files ---------------------------------------------------------------------

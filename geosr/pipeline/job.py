@@ -25,8 +25,9 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
+from geosr.io.paths import http_head
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.sources import composite, files_of, is_composite, source_note
+from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
 from geosr.models.interface import SuperResolver, model_inputs, window_memory
@@ -502,9 +503,10 @@ def _file_id(path: str | None) -> list | str | None:
         return path
     if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads
         return [path, *(_stat_id(f) for f in files_of(path))]
+    behind = [_stat_id(f) for f in gdal_files(path)]  # a VRT's sources, the archive of a /vsizip/ path
     if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
-        return [path, *_remote_stat(path)]
-    return _stat_id(path)
+        return [path, *_remote_stat(path), *behind]
+    return _stat_id(path) + behind
 
 
 # One HEAD per URL and minute in a process (a job's plan, its detection and a batch's parts ask again)
@@ -516,33 +518,19 @@ REMOTE_STAT_TIMEOUT = 10.0  # seconds; a server that does not answer HEAD in tim
 def _remote_stat(url: str) -> list[str]:
     """An HTTP(S) input's size, modification time and entity tag as its server's HEAD answer gives them, so that a
     file changed on its server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for
-    other schemes or when the server does not answer HEAD. Redirects are not followed (urllib would follow one
-    with a GET, a whole download): a redirect's own answer (its Location) identifies the input then. urllib:
-    GDAL has no stat call that rasterio exposes."""
-    import urllib.error
-    import urllib.request
-
+    other schemes or when the server does not answer HEAD (:func:`geosr.io.paths.http_head`, no redirects
+    followed: a redirect's own answer, its Location, identifies the input then)."""
     target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
     if not target.lower().startswith(("http://", "https://")):
         return []
     cached = _REMOTE_STATS.get(target)
     if cached is not None and time.monotonic() - cached[0] < REMOTE_STAT_TTL:
         return cached[1]
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # the 3xx answer itself, as an HTTPError
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(urllib.request.Request(target, method="HEAD"), timeout=REMOTE_STAT_TIMEOUT) as resp:
-            headers = resp.headers
-    except urllib.error.HTTPError as exc:  # a redirect (or an error: then GDAL's open says what is wrong)
-        headers = exc.headers if 300 <= exc.code < 400 else None
-    except (OSError, ValueError):
-        headers = None
-    found = [] if headers is None else [f"{k}={headers[k]}" for k in ("Location", "Content-Length", "Last-Modified",
-                                                                       "ETag") if headers.get(k)]
+    answer = http_head(target, timeout=REMOTE_STAT_TIMEOUT)
+    status, headers = (answer[0], answer[1]) if answer is not None else (None, {})
+    if status is None or not (200 <= status < 400):  # a redirect identifies the input by its Location; an error:
+        headers = {}  # GDAL's open says what is wrong
+    found = [f"{k}={headers[k]}" for k in ("Location", "Content-Length", "Last-Modified", "ETag") if headers.get(k)]
     _REMOTE_STATS[target] = (time.monotonic(), found)
     return found
 
