@@ -156,3 +156,34 @@ def test_what_is_read_over_a_network():
         assert over_network(path) and is_remote(path), path
     for path in ("/vsizip/a.zip/a.tif", "/vsigzip/a.tif.gz", "/vsimem/a.tif", "file:///a.tif", "a.tif"):
         assert not over_network(path), path
+
+
+def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tmp_path):
+    """The fingerprint of a STAC item served over HTTP held its URL alone (remote members were dropped), so geosr
+    batch skipped a job whose band files had changed on the server as "up to date"."""
+    import os
+
+    from tests.s2_products import band_files
+    from tests.test_sources import _item
+
+    from geosr.pipeline import job as job_module
+
+    folder = tmp_path / "www"
+    band_files(folder)
+    _item(folder)
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/item.json"
+        job_module._REMOTE_STATS.clear()
+        first = job_module._file_id(url)
+        assert any("Content-Length=" in str(v) for v in first[1:])  # the item's own HEAD
+        assert sum(isinstance(v, list) and str(v[0]).endswith(".tif") for v in first) >= 3  # each band file's
+        red = next(folder.glob("*_B04_*.tif"))
+        red.write_bytes(red.read_bytes() + b"\0" * 16)
+        os.utime(red, (1_000_000_000, 1_000_000_000))
+        job_module._REMOTE_STATS.clear()
+        assert job_module._file_id(url) != first
+    finally:
+        server.kill()
+        server.wait()

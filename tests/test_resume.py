@@ -146,3 +146,31 @@ def test_the_cog_has_the_same_bytes_whatever_the_compression_threads(tmp_path, m
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setenv("GDAL_NUM_THREADS", "lots")  # not a count: the process's share instead
     assert cog_threads() == "2"
+
+
+def test_resume_never_joins_rows_computed_with_another_batch_size_or_thread_count(tmp_path):
+    """--resume with another --batch-size (or thread count) joined rows computed two ways (a level apart here and
+    there: a file no unbroken run writes). They are in the journal's fingerprint now; geosr batch, which decides by
+    what was asked, still takes a finished job as finished."""
+    import torch
+
+    from conftest import make_raster, smooth_field
+    from geosr.pipeline.batch.records import comparable
+    from geosr.pipeline.job import plan_upscale
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 255).astype("uint8"))
+
+    def fingerprint(**kw):
+        with plan_upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", **kw) as job:
+            return job.fingerprint
+
+    base = fingerprint()
+    other_batch = fingerprint(batch_size=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads != 1 else 2)
+    try:
+        other_threads = fingerprint()
+    finally:
+        torch.set_num_threads(threads)
+    assert base != other_batch and base != other_threads
+    assert comparable(base) == comparable(other_batch) == comparable(other_threads)

@@ -134,6 +134,8 @@ def gdal_files(path: str) -> list[str]:
 
     if REMOTE.match(path) and not _ARCHIVE.match(path):
         return []
+    if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
+        return []
     try:
         with rasterio.open(path) as ds:
             names = [str(f) for f in (ds.files or [])]

@@ -151,7 +151,7 @@ def plan_upscale(
     if detection is not None:
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
-    fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts)
+    fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
     try:
         sidecar = _provenance_path(out_path, lr, sr, opts)
         if out_path is not None:
@@ -340,7 +340,7 @@ PIPELINE_REVISION = 3
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
-                 opts: UpscaleOptions) -> dict:
+                 opts: UpscaleOptions, device: torch.device) -> dict:
     """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
     it runs, every option (``--resume`` continues only a job with the same fingerprint)."""
     style = opts.style if _is_style_image(opts.style) else None
@@ -355,6 +355,11 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
                      style=opts.style, tiling=tcfg, sampler=opts.sampler,
                      output=replace(opts.output_config, overwrite=False),  # replacing or not makes the same bytes
                      coregister=opts.coregister),
+        # how this process runs the model: the batch's size and the threads change the last bit of a float sum
+        # (a level of 8 bits here and there), so --resume never joins rows computed two ways. Left out of what
+        # geosr batch compares to skip a finished job (its workers and planner run alike; records.comparable).
+        runtime=dict(device=device.type, batch_size=opts.device.batch_size,
+                     threads=torch.get_num_threads() if device.type == "cpu" else None),
     )))
 
 
@@ -501,8 +506,11 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
 def _file_id(path: str | None) -> list | str | None:
     if path is None or path in CD_KEYWORDS:
         return path
-    if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads
-        return [path, *(_stat_id(f) for f in files_of(path))]
+    if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads, local or remote
+        comp = composite(path)
+        members = comp.files if comp is not None else ()
+        return [path, *(_remote_stat(path) if REMOTE.match(path) else []),
+                *(_stat_id(f) if not REMOTE.match(f) else [f, *_remote_stat(f)] for f in members)]
     behind = [_stat_id(f) for f in gdal_files(path)]  # a VRT's sources, the archive of a /vsizip/ path
     if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
         return [path, *_remote_stat(path), *behind]

@@ -50,8 +50,10 @@ def sha256(path: Path) -> str:
 
 
 def comparable(fingerprint: dict) -> dict:
-    """A job fingerprint without what does not change the output's pixels (whether it may replace a file)."""
+    """A job fingerprint without what does not change the output's pixels (whether it may replace a file) and how
+    the process ran it (device, batch size, threads: the last bit of a sum)."""
     fp = json.loads(json.dumps(fingerprint))
+    fp.pop("runtime", None)
     output = (fp.get("options") or {}).get("output")
     if isinstance(output, dict):
         output.pop("overwrite", None)
