@@ -79,6 +79,8 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "-o", lr, "--overwrite", "--dry-run"], "is the LR of this run"
     if name == "output-folder-missing-dry-run":
         return ["upscale", lr, "-o", str(tmp_path / "no" / "where.tif"), "--dry-run"], "output folder"
+    if name == "output-name-too-long":  # the sidecars' names went over 255 bytes: "internal error: OSError"
+        return ["upscale", lr, "-o", str(tmp_path / ("a" * 240 + ".tif"))], "the file name is too long (244 bytes)"
     if name == "palette":  # its classes were blended (0 next to 3 gave 1 and 2) and the colour table dropped
         p = make_raster(tmp_path / "classes.tif", np.zeros((1, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
@@ -132,6 +134,7 @@ CASES = [
     "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
+    "output-name-too-long",
     "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",

@@ -18,6 +18,10 @@ from rasterio.errors import RasterioIOError
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
 from geosr.io.paths import is_remote
 
+# The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
+# 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
+SIBLING_MARGIN = 40
+
 
 def check_output_path(
     path: str | os.PathLike[str],
@@ -52,6 +56,14 @@ def check_output_path(
         raise OutputLocationError(f"{p}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(p.name.encode()) + SIBLING_MARGIN > limit:
+        raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
+                                  f"beside it take up to {SIBLING_MARGIN} more, and this file system allows {limit}; "
+                                  "give a shorter name")
     try:
         st = os.stat(p)
     except FileNotFoundError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
@@ -137,8 +138,10 @@ def gdal_files(path: str) -> list[str]:
     if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
         return []
     try:
-        with rasterio.open(path) as ds:
-            names = [str(f) for f in (ds.files or [])]
+        with warnings.catch_warnings():  # a raster without georeferencing is named where it matters
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                names = [str(f) for f in (ds.files or [])]
     except Exception:  # unreadable: the run names it in one sentence when it opens the file
         names = []
     out = []
