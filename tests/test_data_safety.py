@@ -577,8 +577,9 @@ def test_an_interrupt_once_the_output_is_in_place_waits_for_the_job_to_complete(
     monkeypatch.setattr(up, "_write_stac", interrupted_stac)
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with pytest.raises(Stopped):  # the signal acts, once the job is complete
+        with pytest.raises(Stopped) as stopped:  # the signal acts, once the job is complete
             upscale(lr, output=out, scale=4)
+        assert getattr(stopped.value, "geosr_completed", False)  # and says so (the CLI: nothing to resume)
         assert all(signal.getsignal(s) is stop for s in previous)  # handlers restored
     finally:
         for s, handler in previous.items():
@@ -638,3 +639,21 @@ def test_sample_never_writes_through_a_link_nor_over_another_file(tmp_path):
     assert (folder / "taizhou_2003_lr240m.tif").read_bytes() == b"edited"
     res = _invoke("sample", precious)
     assert res.exit_code == 2 and "is a file" in res.output
+
+
+def test_the_cli_says_a_job_interrupted_once_its_output_was_in_place_is_complete(scene, monkeypatch):
+    """It said "run again with --resume to continue", which a retry then had refused ("already exists")."""
+    import geosr.pipeline.upscale as up
+
+    folder, lr, _, _ = scene
+    real_stac = up._write_stac
+
+    def interrupted_stac(job):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        real_stac(job)
+
+    monkeypatch.setattr(up, "_write_stac", interrupted_stac)
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", folder / "o.tif")
+    assert r.exit_code == 143 and "the job is complete" in r.output and "--resume" not in r.output, r.output
+    assert (folder / "o.tif").exists() and (folder / "o.stac.json").exists()

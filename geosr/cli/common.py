@@ -115,6 +115,10 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
     return params
 
 
+# a signal that came once the output was in place waited for the job's last steps (geosr.io.outputs.completing)
+_COMPLETE = "{} once the output was in place: the job is complete (output and sidecars), nothing to resume"
+
+
 def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False,
                 command: str | None = None) -> Any:
     """Run a command's library call, mapping geosr's errors to exit codes and one printed sentence.
@@ -129,10 +133,12 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         return fn()
     except InputError as exc:
         _fail(cli_message(exc, command), EXIT_BAD_INPUT, json_out)
-    except Terminated:
-        _fail("terminated (SIGTERM); run again with --resume to continue where it stopped", EXIT_TERMINATED, json_out)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED, json_out)
+    except Terminated as exc:
+        _fail(_COMPLETE.format("terminated (SIGTERM)") if getattr(exc, "geosr_completed", False) else
+              "terminated (SIGTERM); run again with --resume to continue where it stopped", EXIT_TERMINATED, json_out)
+    except KeyboardInterrupt as exc:
+        _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else "interrupted",
+              EXIT_INTERRUPTED, json_out)
     except typer.Exit:
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault

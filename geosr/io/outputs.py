@@ -210,7 +210,11 @@ def completing() -> Iterator[Callable[[], None]]:
     finally:
         restore()
         for sig in dict.fromkeys(waiting):
-            signal.raise_signal(sig)
+            try:
+                signal.raise_signal(sig)
+            except BaseException as exc:  # the handler's KeyboardInterrupt (or SIGTERM's): say the job is whole
+                exc.geosr_completed = True  # type: ignore[attr-defined]
+                raise
 
 
 @contextlib.contextmanager
