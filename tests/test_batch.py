@@ -238,3 +238,25 @@ def test_a_dashboard_turned_off_is_off_and_takes_no_well_known_port(off):
         info = cluster_info(cl, True, off)
         port = cl.scheduler_info().get("services", {}).get("dashboard")
     assert info["dashboard"] is None and port != 8787
+
+
+def test_an_interrupted_batch_reports_a_job_its_worker_finished_while_stopping_as_done(tmp_path):
+    """Ctrl-C just before a job finished: its worker completed it (output and record in place) while the cluster
+    stopped, and the results said "cancelled: the batch was interrupted". Only this run's record counts."""
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.records import write_record
+    from geosr.pipeline.batch.results import job_result
+    from geosr.pipeline.batch.run import _finished_while_stopping
+
+    for name in ("a", "b"):
+        make_raster(tmp_path / f"{name}.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: a.tif, out: a_x2.tif, x: 2, model: bicubic}\n"
+                                        "  - {lr: b.tif, out: b_x2.tif, x: 2, model: bicubic}\n")
+    jobs = plan_batch(tmp_path / "jobs.yaml").jobs
+    done = {pj.spec.id: job_result(pj, "cancelled", stage="run", error="the batch was interrupted") for pj in jobs}
+    for pj, run in zip(jobs, ("this-run", "an-earlier-run")):
+        out = tmp_path / pj.spec.out
+        out.write_bytes(b"finished")
+        write_record(out, {}, job_id=pj.spec.id, run_id=run)
+    _finished_while_stopping(jobs, done, "this-run")
+    assert [done[pj.spec.id].status for pj in jobs] == ["ok", "cancelled"]

@@ -104,6 +104,7 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
         writer.write(r)
     to_run = plan.to_run
     info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
+    run_id = uuid.uuid4().hex
     try:
         if to_run:
             with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
@@ -112,8 +113,9 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
                     s.on_start(dict(info, jobs=len(to_run), tasks=plan.tasks, skipped=plan_count(plan, "skip"),
                                     results=str(results_path) if results_path else None))
                 warm(cl, s.scheduler)
-                _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress)
+                _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress, run_id)
     finally:
+        _finished_while_stopping(to_run, done, run_id)
         ordered = manifest_order([done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid)
         writer.close(ordered)
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
@@ -159,8 +161,22 @@ def manifest_order(results: list[JobResult]) -> list[JobResult]:
     return [r for _, r in sorted(enumerate(results), key=key)]
 
 
-def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dict, writer, progress) -> None:
-    run_id = uuid.uuid4().hex
+def _finished_while_stopping(jobs: list[PlannedJob], done: dict, run_id: str) -> None:
+    """A job reported cancelled by an interrupted batch whose worker finished it while the cluster stopped (its
+    record of this run is beside its output, written once the output was complete) is reported done."""
+    from geosr.pipeline.batch.records import read_record
+
+    for pj in jobs:
+        r = done.get(pj.spec.id)
+        if r is None or r.status != "cancelled":
+            continue
+        record = read_record(pj.spec.out)
+        if record and record.get("run_id") == run_id and record.get("job_id") == pj.spec.id:
+            done[pj.spec.id] = job_result(pj, "ok", finished=record.get("written"))
+
+
+def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dict, writer, progress,
+            run_id: str) -> None:
     finals, windows_of = _submit(client, jobs, device, retries, run_id)
     live: dict[str, int] = {}
     lock = threading.Lock()
@@ -207,6 +223,9 @@ def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dic
                 time.sleep(0.2)
     except BaseException:  # Ctrl-C (or the client lost): stop what is left, report it as cancelled
         for fut, pj, parts in pending:
+            if fut.done() and fut.status == "finished":  # finished since the last look
+                done[pj.spec.id] = _collect(fut, pj)
+                continue
             for f in (fut, *parts):
                 with contextlib.suppress(Exception):
                     f.cancel()
