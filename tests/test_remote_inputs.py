@@ -3,6 +3,7 @@ unreachable hosts give one sentence and exit 2, fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,19 +21,25 @@ from typer.testing import CliRunner
 from geosr.cli.app import app
 
 
+@contextlib.contextmanager
+def serving(folder: Path, *args: str):
+    """``folder`` served by range_server.py (``args``: its failure setting); yields the base URL."""
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), *args],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        yield f"http://127.0.0.1:{int(server.stdout.readline())}"
+    finally:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture
 def served(tmp_path, raster_factory):
     folder = tmp_path / "www"
     folder.mkdir()
     raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
-        yield f"http://127.0.0.1:{port}", folder
-    finally:
-        server.kill()
-        server.wait()
+    with serving(folder) as url:
+        yield url, folder
 
 
 def test_an_https_style_url_is_read_as_gdal_reads_it(served, tmp_path):
@@ -64,15 +71,9 @@ def test_a_server_failing_every_read_is_a_network_failure_at_the_open(tmp_path, 
     folder = tmp_path / "www"
     folder.mkdir()
     raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), "0"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
-        res = CliRunner().invoke(app, ["upscale", f"http://127.0.0.1:{port}/lr.tif", "-x", "2", "-m", "bicubic",
+    with serving(folder, "0") as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/lr.tif", "-x", "2", "-m", "bicubic",
                                        "-o", str(tmp_path / "o.tif")])
-    finally:
-        server.kill()
-        server.wait()
     said = " ".join(res.output.split())
     assert res.exit_code == 1 and "answered HTTP 503" in said and "not a raster" not in said, said
     assert not (tmp_path / "o.tif").exists()
@@ -132,15 +133,9 @@ def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tm
                        crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True,
                        blockxsize=256, blockysize=256) as ds:
         ds.write(a)
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), "2"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
-        res = CliRunner().invoke(app, ["upscale", f"http://127.0.0.1:{port}/big.tif", "-x", "2", "-m", "bicubic",
+    with serving(folder, "2") as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/big.tif", "-x", "2", "-m", "bicubic",
                                        "-o", str(tmp_path / "o.tif"), "--force-resources"])
-    finally:
-        server.kill()
-        server.wait()
     said = " ".join(res.output.split())
     assert res.exit_code == 1 and "pixels stopped arriving while reading" in said and "corrupt" not in said, said
     assert not (tmp_path / "o.tif").exists()
@@ -171,10 +166,8 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
     folder = tmp_path / "www"
     band_files(folder)
     _item(folder)
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{int(server.stdout.readline())}/item.json"
+    with serving(folder) as base:
+        url = f"{base}/item.json"
         job_module._REMOTE_STATS.clear()
         first = job_module._file_id(url)
         assert any("Content-Length=" in str(v) for v in first[1:])  # the item's own HEAD
@@ -184,6 +177,3 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         os.utime(red, (1_000_000_000, 1_000_000_000))
         job_module._REMOTE_STATS.clear()
         assert job_module._file_id(url) != first
-    finally:
-        server.kill()
-        server.wait()
