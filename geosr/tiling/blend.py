@@ -40,6 +40,9 @@ def window_weights(plan: WindowPlan, win: PlannedWindow, scale: int) -> np.ndarr
     return (wy[:, None] * wx[None, :]).astype(np.float32)
 
 
+ADD_ROWS = 32  # HR rows of a window added at a time
+
+
 class RowBandAccumulator:
     """Weighted sums for the HR rows still under work; finished rows are popped and forgotten.
 
@@ -69,15 +72,18 @@ class RowBandAccumulator:
             raise ValueError(f"row {row_off} was already popped (accumulator starts at {self.start})")
         h, w = weight.shape
         self._grow(row_off + h)
-        ok = np.isfinite(data).all(axis=0)
-        r = row_off - self.start
-        if ok.all():  # the usual case, without the masked copies (the same products)
-            self.sum[:, r : r + h, col_off : col_off + w] += data * weight
-            self.weight[r : r + h, col_off : col_off + w] += weight
-            return
-        wt = np.where(ok, weight, 0.0)
-        self.sum[:, r : r + h, col_off : col_off + w] += np.where(ok, data, 0.0) * wt
-        self.weight[r : r + h, col_off : col_off + w] += wt
+        cols = slice(col_off, col_off + w)
+        for i in range(0, h, ADD_ROWS):  # in bands of rows that stay in the CPU's cache: the same sums, faster
+            d, wt = data[:, i : i + ADD_ROWS], weight[i : i + ADD_ROWS]
+            rows = slice(row_off - self.start + i, row_off - self.start + i + wt.shape[0])
+            ok = np.isfinite(d).all(axis=0)
+            if ok.all():  # the usual case, without the masked copies (the same products)
+                self.sum[:, rows, cols] += d * wt
+                self.weight[rows, cols] += wt
+                continue
+            wt = np.where(ok, wt, 0.0)
+            self.sum[:, rows, cols] += np.where(ok, d, 0.0) * wt
+            self.weight[rows, cols] += wt
 
     def pop(self, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Remove and return (weighted mean, weight) of rows [start, stop); mean is NaN where weight is 0."""
