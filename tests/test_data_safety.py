@@ -657,3 +657,38 @@ def test_the_cli_says_a_job_interrupted_once_its_output_was_in_place_is_complete
     r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", folder / "o.tif")
     assert r.exit_code == 143 and "the job is complete" in r.output and "--resume" not in r.output, r.output
     assert (folder / "o.tif").exists() and (folder / "o.stac.json").exists()
+
+
+def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, monkeypatch):
+    """Killed between the output's rename and its STAC item: --resume (without --overwrite) completes the job from
+    its finished journal; another job's --resume is still refused and leaves the output as it was."""
+    import geosr.pipeline.upscale as up
+    from geosr.errors import OutputExistsError
+    from geosr.io.stac import stac_path
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 24, seed=8) * 255).astype(np.uint8))
+    out, clean = tmp_path / "out.tif", tmp_path / "clean.tif"
+    tiling = TilingConfig(window=6, overlap=2)
+    upscale(lr, output=clean, scale=4, tiling=tiling)
+    real = up._write_stac
+
+    def killed(job):
+        raise _Stop()
+
+    monkeypatch.setattr(up, "_write_stac", killed)
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=4, tiling=tiling)
+    monkeypatch.setattr(up, "_write_stac", real)
+    assert out.exists() and not stac_path(out).exists() and out.with_name(out.name + ".geosr-work").is_dir()
+    before = out.read_bytes()
+    with pytest.raises(OutputExistsError):  # not this job: another model
+        upscale(lr, output=out, scale=4, tiling=tiling, model="lanczos", resume=True)
+    with pytest.raises(OutputExistsError):  # nor a plain run
+        upscale(lr, output=out, scale=4, tiling=tiling)
+    assert out.read_bytes() == before
+    result = upscale(lr, output=out, scale=4, tiling=tiling, resume=True)
+    assert result.resumed_rows == result.window_rows
+    assert out.read_bytes() == clean.read_bytes() and stac_path(out).exists()
+    assert not out.with_name(out.name + ".geosr-work").exists()
+    with pytest.raises(OutputExistsError):  # finished: nothing left to resume
+        upscale(lr, output=out, scale=4, tiling=tiling, resume=True)

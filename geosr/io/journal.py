@@ -40,6 +40,22 @@ def work_dir_for(output: Path) -> Path:
     return output.with_name(output.name + ".geosr-work")
 
 
+def finished_journal(work: Path, fingerprint: dict, n_rows: int) -> bool:
+    """Whether the work folder ``work`` holds the finished journal of the undivided job ``fingerprint`` of
+    ``n_rows`` window rows: every row journaled, every chunk on disk (a run stopped after its output was in
+    place, before its sidecars were, or before its work folder was removed)."""
+    folder = work / f"rows_{0:05d}_{n_rows:05d}"
+    try:
+        if json.loads((folder / "job.json").read_text()) != {**fingerprint, "rows": [0, n_rows]}:
+            return False
+        entries = [json.loads(line) for line in (folder / "journal.jsonl").read_bytes().splitlines()]
+    except (OSError, ValueError):
+        return False
+    chunks = [e.get("chunk") for e in entries if isinstance(e, dict)]
+    return (len(chunks) == n_rows == len(entries) and [e.get("row") for e in entries] == list(range(n_rows))
+            and all(c is None or (folder / str(c)).is_file() for c in chunks))
+
+
 class Journal:
     """Finished window rows of one job, and where their files are."""
 

@@ -20,9 +20,9 @@ from geosr._version import __version__
 from geosr.conditioning.change_detection import DETECTOR_VERSION, refine_factor
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
 from geosr.config import OutputConfig, TilingConfig, to_json
-from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
+from geosr.errors import BandError, ClassTableError, OptionError, OutputExistsError, ScaleError
 from geosr.io.aoi import aoi_window
-from geosr.io.journal import work_dir_for
+from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
 from geosr.io.paths import http_head
@@ -84,15 +84,22 @@ def plan_upscale(
     output: str | os.PathLike[str] | None,
     options: UpscaleOptions | None = None,
     dry_run: bool = False,
+    resume: bool = False,
     **fields: Any,
 ) -> UpscaleJob:
     """Check every input and option and plan the job; raises an InputError before anything is written.
 
     ``options`` (or ``fields``: UpscaleOptions' fields or flat option names, see :mod:`geosr.options`) say how.
     The output may not be any input, nor anything but a regular file; unless ``force_resources``, a job
-    whose working memory or output size exceeds what the machine has is refused (:mod:`.resources`)."""
+    whose working memory or output size exceeds what the machine has is refused (:mod:`.resources`). With
+    ``resume``, an existing output may be replaced without ``overwrite`` when its work folder holds this very
+    job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
     lr = str(lr)
+    finishing = (not dry_run and resume and not opts.output_config.overwrite and output is not None
+                 and Path(output).is_file() and work_dir_for(Path(output)).is_dir())
+    if finishing:  # checked as with overwrite now; the journal must show it is this job's below
+        opts = opts.updated({"overwrite": True})
     out_path = None if dry_run else _check_output(lr, output, opts)
     if dry_run and output is not None:  # refused as the run would be (the checks only look)
         check_raster_name(output)
@@ -153,6 +160,8 @@ def plan_upscale(
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
     try:
+        if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
+            raise OutputExistsError(f"{out_path}: already exists (use `overwrite` to replace it)")
         sidecar = _provenance_path(out_path, lr, sr, opts)
         if out_path is not None:
             from geosr.io.stac import stac_path
