@@ -122,6 +122,13 @@ def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
     assert res.exit_code == 2 and "crop does not apply to arch lite" in res.output
     res = _run(["--arch", "lite", "--data", str(root), "--degradation", "bicubic", "--out-dir", str(tmp_path / "r1")])
     assert res.exit_code == 2 and "degradation does not apply" in res.output
+    for given in (["--crop", "128"], ["--degradation", "real"]):  # the diffusion defaults: named, so refused too
+        res = _run(["--arch", "lite", "--data", str(root), *given, "--out-dir", str(tmp_path / "r1")])
+        assert res.exit_code == 2 and f"{given[0][2:]} does not apply to arch lite" in res.output, res.output
+    config = tmp_path / "lite.toml"
+    config.write_text('arch = "lite"\nwarmup = 0\n')
+    res = _run([str(config), "--data", str(root), "--out-dir", str(tmp_path / "r1")])
+    assert res.exit_code == 2 and "warmup does not apply to arch lite" in res.output, res.output
     assert not (tmp_path / "r1").exists()
     default = resolve_checkpoint("default")
     res = _run(["--arch", "lite", "--data", str(root), "--init", str(default), "--out-dir", str(tmp_path / "r2")])

@@ -246,3 +246,33 @@ def test_reading_manifests_loads_neither_torch_nor_dask():
             "print(sorted(m for m in ('torch', 'distributed', 'dask', 'rasterio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_documented_yaml_manifest_plans(tmp_path):
+    """docs/cli-batch.md's YAML example, with the files it names, plans every job (it once paired `model: bicubic`
+    with a reference, which every job then refused)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli-batch.md").read_text()
+    example = re.search(r"\*\*YAML\*\*.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    for i, stem in enumerate(("berlin", "potsdam", "extra/spree")):
+        field = (smooth_field(3, 24, 20, seed=i) * 255).astype(np.uint8)
+        (tmp_path / "scenes" / stem).parent.mkdir(parents=True, exist_ok=True)
+        make_raster(tmp_path / "scenes" / f"{stem}.tif", field)
+        (tmp_path / "refs").mkdir(exist_ok=True)
+        make_raster(tmp_path / "refs" / f"{Path(stem).name}_2019.tif", field)
+    (tmp_path / "masks").mkdir()
+    make_raster(tmp_path / "masks" / "potsdam.tif", (smooth_field(1, 24, 20, seed=9) > 0.5).astype(np.uint8))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "jobs.yaml").write_text(example)
+    plan = plan_batch(tmp_path / "jobs.yaml")
+    assert sorted(j.spec.id for j in plan.to_run) == ["berlin_x8", "potsdam", "spree_x8"]
+
+
+def test_a_csv_column_no_option_has_is_refused_even_when_empty(scenes):
+    """A misspelt header (refx for ref) was ignored while its cells were empty: the reference silently left out."""
+    (scenes / "jobs.csv").write_text("id,lr,out,x,refx\na,s0.tif,out/a.tif,4,\n")
+    with pytest.raises(ManifestError, match=r"jobs.csv line 1: unknown column 'refx' \(did you mean ref\?\)"):
+        read_manifest(scenes / "jobs.csv")
+

@@ -273,6 +273,11 @@ def test_models_lists_the_scales_and_inputs_each_model_uses():
     assert listed["bicubic"]["inputs"] == [] and listed["reference-paste"]["inputs"] == ["ref", "cd"]
     assert listed["default"]["scales"] == [2, 4, 8, 16]
     assert set(listed["default"]["inputs"]) == model_inputs(load_model("default")) == {"ref", "cd"}
+    # how many LR bands each takes (docs/data-contract.md): the bundled ones 3, a classical back-end any (null)
+    assert listed["default"]["bands"] == load_model("default").bands == 3 and listed["lite"]["bands"] == 3
+    assert listed["bicubic"]["bands"] is None
+    table = " ".join(runner.invoke(app, ["models"]).output.split())
+    assert "bands" in table
 
 
 @pytest.mark.parametrize("name", ["no-crs", "aoi-crs"])
@@ -302,3 +307,21 @@ def test_the_one_sentence_is_all_a_real_terminal_shows(scene, name):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("geosr: error:"), proc.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["detect-changes", "{lr}", "--ref", "{lr}"], "Missing option '-o' / '--output'."),
+    (["rasterize-osm", "--like", "{lr}"], "Missing option '-o' / '--output'."),
+    (["upscale", "{lr}", "-x", "abc", "-o", "{out}"], "Invalid value for '-x' / '--scale'"),
+    (["upscale", "{lr}", "--bogus", "-o", "{out}"], "No such option: --bogus"),
+    (["batch"], "Missing argument 'manifest'."),
+])
+def test_json_reports_usage_errors_as_json(scene, argv, expected):
+    """With --json every error is one JSON line on stdout, usage errors (a missing or malformed option) too."""
+    tmp_path, lr = scene
+    out = tmp_path / "out.tif"
+    res = runner.invoke(app, [a.format(lr=lr, out=out) for a in argv] + ["--json"])
+    assert res.exit_code == 2, res.output
+    report = json.loads(res.stdout)
+    assert report["ok"] is False and report["exit_code"] == 2 and expected in report["error"]
+    assert not out.exists()

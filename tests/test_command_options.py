@@ -100,7 +100,7 @@ def test_train_takes_every_config_field_as_a_keyword(tmp_path):
 
     with pytest.raises(OptionError, match="bad training config: ema must be in"):
         train(None, out=str(tmp_path / "run"), ema=1.5)
-    with pytest.raises(OptionError, match="bad training config"):
+    with pytest.raises(OptionError, match="unknown training option 'not_a_setting'"):
         train(None, out=str(tmp_path / "run"), not_a_setting=1)
     assert not (tmp_path / "run").exists()
 
@@ -122,3 +122,29 @@ def test_detect_changes_records_its_options(raster_factory, tmp_path):
     with rasterio.open(tmp_path / "c.tif") as ds:
         recorded = json.loads(ds.tags()["GEOSR_OPTIONS"])
     assert recorded == {"bands": None, "coregister": False, "ref_bands": None, "refine": 4}
+
+
+def test_the_library_takes_the_command_line_s_names_too(tmp_path):
+    """README: the Python API mirrors the command line, so each function takes its command's long flags as keywords
+    (out_dir for --out-dir, train_steps for --train-steps, model for --model, cache_dir for --cache-dir) beside its
+    own field names; both at once is refused, an unknown one named in one sentence."""
+    for options, flags in FLAGS.items():
+        cls = CLASSES[options]
+        for field, flag in flags.items():
+            keyword = flag.lstrip("-").replace("-", "_")
+            if keyword == "x":
+                continue
+            assert cls.canonical({keyword: 1}) == {field: 1}, (options, keyword)
+    o = EvaluateOptions.of(model=["lite"], scale=[4], out_dir=tmp_path / "e", ref_detail=False)
+    assert (o.models, o.scales, o.out, o.reference_detail) == (("lite",), (4,), str(tmp_path / "e"), False)
+    assert RasterizeOSMOptions.of(cache_dir="c").cache_folder == "c"
+    t = TrainOptions.of(out_dir="r", train_steps=3, batch=2, learning_rate=1e-3)
+    assert (t.out, t.steps, t.batch_size, t.lr) == ("r", 3, 2, 1e-3)
+    with pytest.raises(OptionError, match="given twice"):
+        EvaluateOptions.of(out="a", out_dir="b")
+    from geosr.training.loop import train
+
+    with pytest.raises(OptionError, match="unknown training option 'out_dirr'"):
+        train(None, out_dirr=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+

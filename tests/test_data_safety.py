@@ -692,3 +692,16 @@ def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, m
     assert not out.with_name(out.name + ".geosr-work").exists()
     with pytest.raises(OutputExistsError):  # finished: nothing left to resume
         upscale(lr, output=out, scale=4, tiling=tiling, resume=True)
+
+
+def test_sample_copies_are_readable_as_any_new_file(tmp_path):
+    """The copies took mkstemp's private mode (0600): other users of a shared demo folder could not read them."""
+    from geosr.sample_scene import copy_sample
+
+    mask = os.umask(0o022)
+    try:
+        paths = copy_sample(tmp_path / "demo")
+    finally:
+        os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in paths.values()} == {oct(0o644)}
+

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from geosr.cli.batch import batch
 from geosr.cli.detect_changes import detect_changes
@@ -16,7 +19,31 @@ from geosr.cli.sample import sample
 from geosr.cli.train import train
 from geosr.cli.upscale import upscale
 
+# click's ClickException, whichever click Typer parses with (recent Typer carries its own copy as typer._click)
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _Commands(TyperGroup):
+    """geosr's commands; with ``--json`` a usage error (a missing or malformed option) is reported as every other
+    error is: one JSON line on stdout, ``{"ok": false, "exit_code": 2, "error": ...}``, instead of a usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERROR as exc:
+            print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="geosr",
     help="Change-aware super-resolution of georeferenced satellite scenes (GeoTIFF in, COG out).",
     no_args_is_help=True,

@@ -23,8 +23,9 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
     if json_out:
         print_json({"models": [m.__dict__ for m in items]})
         return
-    table = Table("name", "kind", "scales", "uses besides the LR", "description")
+    table = Table("name", "kind", "scales", "bands", "uses besides the LR", "description")
     for m in items:
         scales = ", ".join(f"x{s}" for s in m.scales) or "any"
-        table.add_row(m.name, m.kind, scales, ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
+        table.add_row(m.name, m.kind, scales, str(m.bands) if m.bands else "any",
+                      ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
     out_console.print(table)

@@ -42,6 +42,7 @@ class ModelInfo:
     description: str
     scales: tuple[int, ...] = ()  # empty: any scale
     inputs: tuple[str, ...] = ()  # the conditioning inputs it uses besides the LR (ref, cd, map, style)
+    bands: int | None = None  # how many LR bands it takes (None: any number)
 
 
 def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:
@@ -63,16 +64,18 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
     except Exception as exc:  # noqa: BLE001 - a broken bundled file must not break `geosr models`
         return ModelInfo(name, "diffusion", f"unreadable checkpoint ({exc})")
     scales = tuple(int(s) for s in spec.get("scales", ()))
+    bands = spec.get("bands", arch.get("n_bands"))
+    bands = int(bands) if bands is not None else None
     listed = ", ".join(f"x{s}" for s in scales) or "any scale"
     if arch.get("kind") == "backbone":  # its own inputs: none; the reference's detail when the spec turns it on
         inputs = ("ref", "cd") if spec.get("inference", {}).get("reference_detail") else ()
         told = ", told the LR's sharpness" if arch.get("code_dims") else ""
         return ModelInfo(name, "backbone",
                          f"LR-space network ({arch.get('name', 'custom')}, no sampling{told}), {listed}",
-                         scales, inputs)
+                         scales, inputs, bands)
     inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
     return ModelInfo(name, "diffusion", f"diffusion model, {arch.get('name', 'custom')} architecture, {listed}",
-                     scales, inputs)
+                     scales, inputs, bands)
 
 
 def available_models() -> list[ModelInfo]:
@@ -105,7 +108,7 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
                 out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
                                      f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
                                      f"{b.name}'s prediction alone), " + ", ".join(f"x{s}" for s in scales),
-                                     scales, d.inputs))
+                                     scales, d.inputs, d.bands))
     return out
 
 

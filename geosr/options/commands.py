@@ -62,13 +62,13 @@ class RasterizeOSMOptions(CommandOptions):
     like: str | None = option(None, "--like", str, "Use this raster's grid, refined by -x: exactly the grid `geosr "
                               "upscale -x N` writes (a file, a URL or a STAC item, as upscale's inputs).",
                               metavar="PATH")  # text, not a Path: a URL's // must survive
-    scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor (default 1, the "
-                               "raster's own grid).")
+    scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor, 1 to 16 (default "
+                               "1, the raster's own grid).")
     aoi: str | None = option(None, "--aoi", str, "With --like: crop as `geosr upscale --aoi` does "
                              "('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")
     aoi_crs: str = option("EPSG:4326", "--aoi-crs", str, "CRS of an --aoi box.")
-    osm_file: str | None = option(None, "--osm-file", Path, "Work offline from a file: .osm, .osm.bz2, .pbf, .gpkg, "
-                                  ".geojson, .shp, .fgb. Default: the Overpass API.")
+    osm_file: str | None = option(None, "--osm-file", Path, "Work offline from a file: .osm, .osm.bz2, .osm.gz, .pbf, "
+                                  ".gpkg, .geojson, .shp, .fgb. Default: the Overpass API.")
     classes: Any = option(None, "--classes", Path, "Your own class table (JSON, see docs/osm-classes.md). Default: "
                           "geosr-osm-v1.")  # Python: a MapClassTable too
     style: str = option("classes", "--style", str, "classes: one band of class ids with a colour table; rgb: the map "
@@ -155,7 +155,8 @@ class TrainOptions(CommandOptions):
                                            "checkpoint_every", "val_every", "degradation", "device", "seed")
 
     out: str | None = option(None, "--out-dir", Path, "Run folder: checkpoints, log, validation grids, "
-                             "model.safetensors. It must be empty or new, unless --resume or --overwrite.")
+                             "model.safetensors (default: the config's `out`, else runs/geosr). It must be empty or "
+                             "new, unless --resume or --overwrite.")
     data: tuple[Any, ...] | None = option(None, ("--data", "-d"), list[str], "Training data (repeatable): a Ref-Diff "
                                           "folder (HR_512/...), an A/ B/ label/ folder, a data manifest (.json naming "
                                           "data sets and their held-out split; its training split is used), or HR "

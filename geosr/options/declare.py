@@ -61,12 +61,40 @@ class CommandOptions:
 
     @classmethod
     def of(cls: type[T], options: T | None = None, /, **values: Any) -> T:
-        """``options`` (default: every default) with ``values`` by field name; an unknown name is refused."""
+        """``options`` (default: every default) with ``values`` by field name or by the command line's name of the
+        option (``out_dir`` for ``--out-dir``, ``model`` for ``--model``); an unknown name is refused."""
+        values = cls.canonical(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise OptionError(f"unknown {cls.command} option {unknown[0]!r} (options: {', '.join(sorted(known))})")
+            names = sorted(known | set(cls.cli_names()))
+            raise OptionError(f"unknown {cls.command} option {unknown[0]!r} (options: {', '.join(names)})")
         return dataclasses.replace(options, **values) if options is not None else cls(**values)
+
+    @classmethod
+    def cli_names(cls) -> dict[str, str]:
+        """The command line's name of each option whose flag differs from its field (``--out-dir`` -> ``out_dir``:
+        ``out``), as a keyword of the Python function: the first long flag, its ``--no-`` half left out."""
+        names = {}
+        for name, _, flag in cls.flags():
+            long = next((f for f in flag.flags if f.startswith("--")), None)
+            if long is not None:
+                keyword = long.split("/")[0][2:].replace("-", "_")
+                if keyword != name:
+                    names[keyword] = name
+        return names
+
+    @classmethod
+    def canonical(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the command line's names of options replaced by their fields' (both given: refused)."""
+        aliases = cls.cli_names()
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            name = aliases.get(key, key)
+            if name in out:
+                raise OptionError(f"{cls.command} option {name!r} is given twice (also as {key!r})", param=name)
+            out[name] = value
+        return out
 
     @classmethod
     def flags(cls) -> list[tuple[str, Any, Flag]]:

@@ -202,11 +202,27 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     unknown = sorted(set(values) - known)
     if unknown:
         raise OptionError(f"unknown training config keys: {', '.join(unknown)}")
+    unknown = sorted(set(overrides) - known)
+    if unknown:  # a keyword of geosr.train that is neither an option of `geosr train` nor a config key
+        raise OptionError(f"unknown training option {unknown[0]!r} (neither an option of `geosr train` nor a key of "
+                          "its config; docs/training.md lists both)", param=unknown[0])
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return TrainConfig(**values)
+        cfg = TrainConfig(**values)
     except TypeError as exc:
         raise OptionError(f"bad training config: {exc}") from None
+    return refuse_diffusion_only(cfg, values)
 
 
-__all__ = ["TrainConfig", "load_config", "BACKBONE_ARCHS"]
+def refuse_diffusion_only(cfg: TrainConfig, given: Mapping[str, Any]) -> TrainConfig:
+    """``cfg``, unless it trains the backbone and ``given`` (the settings a file or the caller named) sets one the
+    backbone does not have: refused even at its default value (TrainConfig itself sees only values that differ)."""
+    if cfg.trains_backbone:
+        named = [name for name in DIFFUSION_ONLY if given.get(name) is not None]
+        if named:
+            raise OptionError(f"bad training config: {named[0]} does not apply to arch {cfg.arch} (the LR-space "
+                              "backbone)", param=named[0])
+    return cfg
+
+
+__all__ = ["TrainConfig", "load_config", "refuse_diffusion_only", "BACKBONE_ARCHS"]

@@ -35,7 +35,7 @@ from geosr.models.checkpoint import load_checkpoint
 from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.options import TrainOptions
-from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config
+from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config, refuse_diffusion_only
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.samples import sample_stream
 from geosr.training.sources import load_sources, source_for_path
@@ -70,7 +70,7 @@ def training_config(config: TrainConfig | str | Path | None = None, *, data: Seq
         if given:
             overrides[key] = tuple(s if isinstance(s, Mapping) else source_for_path(s) for s in given)
     if isinstance(config, TrainConfig):
-        return config.replace(**overrides)
+        return refuse_diffusion_only(config.replace(**overrides), overrides)
     return load_config(config, **overrides)
 
 
@@ -367,6 +367,7 @@ def train(
     start from (fine-tuning). ``max_minutes``: stop (and save) after this much wall time even if ``cfg.steps`` is
     not reached.
     """
+    fields = TrainOptions.canonical(fields)  # the command line's names too (out_dir, train_steps, batch, ...)
     own = {f.name for f in dataclasses.fields(TrainOptions)}
     opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})
     more = {k: v for k, v in fields.items() if k not in own}  # TrainConfig checks these names and values

@@ -252,6 +252,15 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
     header = [h.strip() for h in rows[0]]
     if "lr" not in {_key(h) for h in header}:
         raise ManifestError(manifest.source, [Problem(f"{name} line 1", "the header has no lr column")])
+    unknown = []
+    for h in header:  # a misspelt column is wrong in every row, its empty cells included: the header is refused
+        key = _key(h)
+        if key not in OPTIONS and key not in NOT_PER_JOB:
+            close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            unknown.append(Problem(f"{name} line 1", f"unknown column {h!r}{hint}"))
+    if unknown:
+        raise ManifestError(manifest.source, unknown)
     for n, cells in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
