@@ -27,7 +27,7 @@ from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resol
 from geosr.pipeline.provenance import provenance_path, write_provenance
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
-from geosr.tiling.blend import RowBandAccumulator, window_weights
+from geosr.tiling.blend import RowBandAccumulator, weighted_mean, window_weights
 from geosr.tiling.windows import WindowPlan
 
 Progress = Callable[[int, int], None]
@@ -244,13 +244,13 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
                 progress(done, total)
         flush_to = plan.final_rows_after(row) * s
         if row < start:  # warm-up row of a later range: its finished rows belong to the range above
-            acc.pop(min(flush_to, plan.row_starts[start] * s))
+            acc.pop_sums(min(flush_to, plan.row_starts[start] * s))
             continue
         hr_row = acc.start
-        mean, _ = acc.pop(flush_to)
+        sums, weight = acc.pop_sums(flush_to)  # views, used before the next add
         has_chunk = flush_to > hr_row
         if has_chunk:
-            data, valid = _to_output(scene, mean, hr_row, job.meta)
+            data, valid = _to_output(scene, sums, weight, hr_row, job.meta)
             grid = hr.subgrid(Window(0, hr_row, hr.width, flush_to - hr_row))
             write_chunk(journal.chunk_path(row), data, valid, grid, job.meta, output=hr)
         journal.commit(row, hr_row, has_chunk, acc.state())
@@ -291,23 +291,28 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]
 
 
-def _to_output(scene: Scene, mean: np.ndarray, hr_row: int, meta: OutputMeta) -> tuple[np.ndarray, np.ndarray]:
-    """Blended model-space rows -> output dtype; HR pixels whose LR parent has no data become nodata."""
+def _to_output(scene: Scene, sums: np.ndarray, weight: np.ndarray, hr_row: int,
+               meta: OutputMeta) -> tuple[np.ndarray, np.ndarray]:
+    """Blended model-space rows (weighted ``sums`` over ``weight``) -> output dtype; HR pixels whose LR parent has no
+    data become nodata. Worked in bands of CONVERT_ROWS rows that stay in the CPU's cache (the same values as whole
+    rows at once, 3x faster)."""
     s = scene.scale
-    r0, r1 = hr_row // s, hr_row // s + mean.shape[1] // s
+    r0, r1 = hr_row // s, hr_row // s + sums.shape[1] // s
     lr_valid, lr_bands = scene.lr_band_validity(r0, r1)
-    finite = np.isfinite(mean)
-    valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1) & finite.all(axis=0)
-    # a band without data in a valid LR pixel (others have some) is nodata in that band's HR pixels, as in the LR
-    band_valid = np.repeat(np.repeat(lr_bands, s, axis=1), s, axis=2) & valid[None] if not lr_bands.all() else None
+    valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1)
     scales = tuple(scene.lr_info.scales[b - 1] for b in scene.bands)
     offsets = tuple(scene.lr_info.offsets[b - 1] for b in scene.bands)
-    if not finite.all():  # NaN where no window reached (weight 0) or a model failed: 0 in model space, as before
-        mean = np.nan_to_num(mean)
-    raw = np.empty(mean.shape, dtype=meta.dtype)
-    for r in range(0, mean.shape[1], CONVERT_ROWS):  # the same values as whole rows at once, 3x faster
-        raw[:, r : r + CONVERT_ROWS] = to_raw(scene.stretch.inverse(mean[:, r : r + CONVERT_ROWS]), meta.dtype,
-                                              scales, offsets)
+    raw = np.empty(sums.shape, dtype=meta.dtype)
+    for r in range(0, sums.shape[1], CONVERT_ROWS):
+        rows = slice(r, r + CONVERT_ROWS)
+        mean = weighted_mean(sums[:, rows], weight[rows])
+        finite = np.isfinite(mean)
+        valid[rows] &= finite.all(axis=0)
+        if not finite.all():  # NaN where no window reached (weight 0) or a model failed: 0 in model space, as before
+            mean = np.nan_to_num(mean)
+        raw[:, rows] = to_raw(scene.stretch.inverse(mean), meta.dtype, scales, offsets)
+    # a band without data in a valid LR pixel (others have some) is nodata in that band's HR pixels, as in the LR
+    band_valid = np.repeat(np.repeat(lr_bands, s, axis=1), s, axis=2) & valid[None] if not lr_bands.all() else None
     if meta.nodata is not None:
         fill = np.asarray(meta.nodata).astype(raw.dtype)
         where = valid if band_valid is None else band_valid
