@@ -153,7 +153,6 @@ def test_bad_files_exit_2(tmp_path, scene):
         (["--like", tmp_path / "nope.tif", "--osm-file", scene], ["nope.tif", "no such file"]),
         (["--like", not_raster, "--osm-file", scene], ["like.txt"]),
         (["--like", like, "--osm-file", scene, "-x", "0"], ["-x"]),
-        (["--like", like, "--osm-file", scene, "-x", "17"], ["-x 17", "from 1", "to 16"]),  # no upscale makes it
         (["--like", like, "--osm-file", scene, "--resolution", "2"], ["--resolution", "--like"]),
         (["--like", like, "--osm-file", scene, "--classes", tmp_path / "nope.json"], ["nope.json"]),
         (["--like", like, "--osm-file", scene, "--date", "2020-01-01"], ["--date", "--osm-file"]),

@@ -62,8 +62,9 @@ class RasterizeOSMOptions(CommandOptions):
     like: str | None = option(None, "--like", str, "Use this raster's grid, refined by -x: exactly the grid `geosr "
                               "upscale -x N` writes (a file, a URL or a STAC item, as upscale's inputs).",
                               metavar="PATH")  # text, not a Path: a URL's // must survive
-    scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor, 1 to 16 (default "
-                               "1, the raster's own grid).")
+    scale: int | None = option(None, ("-x", "--scale"), int, "With --like: the upscale factor (default 1, the "
+                               "raster's own grid; above 16, a map finer than any upscale grid, which upscale "
+                               "reads by mode).")
     aoi: str | None = option(None, "--aoi", str, "With --like: crop as `geosr upscale --aoi` does "
                              "('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")
     aoi_crs: str = option("EPSG:4326", "--aoi-crs", str, "CRS of an --aoi box.")

@@ -18,7 +18,6 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from geosr.config import SUPPORTED_SCALES
 from geosr.errors import OptionError
 from geosr.tiling.grid import Grid, hr_grid
 
@@ -140,7 +139,8 @@ def like_grid(
     from geosr.io.aoi import aoi_window
     from geosr.io.rasters import inspect_raster
 
-    _check_like_scale(scale)
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise OptionError(f"scale {scale!r} must be a positive whole number", param="scale")
     info = inspect_raster(like)
     window = aoi_window(aoi, info.grid, aoi_crs=aoi_crs) if aoi else None
     return hr_grid(info.grid, int(scale), window)[0]
@@ -187,8 +187,6 @@ class GridSpec:
             if self.crs is not None:
                 raise OptionError("crs applies to `bbox` only; with `like` the grid keeps the raster's CRS",
                                   param="crs")
-            if self.scale is not None:
-                _check_like_scale(self.scale)
         else:
             if self.scale is not None and self.scale != 1:
                 raise OptionError("scale applies to `like` only; with `bbox` give `resolution`", param="scale")
@@ -196,13 +194,6 @@ class GridSpec:
                 raise OptionError("aoi applies to `like` only; with `bbox` the box is the area", param="aoi")
             if self.resolution is None:
                 raise OptionError("bbox needs `resolution` (the pixel size in metres)", param="bbox")
-
-
-def _check_like_scale(scale: Any) -> None:
-    """A ``like`` grid's factor: 1 (the raster's own grid) or one ``geosr upscale -x`` takes."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= SUPPORTED_SCALES[-1]:
-        raise OptionError(f"scale {scale!r} must be a whole number from 1 (the raster's own grid) to "
-                          f"{SUPPORTED_SCALES[-1]}, as geosr upscale takes", param="scale")
 
 
 def plan_grid(**options: Any) -> Grid:
