@@ -81,3 +81,55 @@ def test_a_south_up_outputs_item_has_a_normal_bbox_and_a_counter_clockwise_ring(
     assert shape(item["geometry"]).exterior.is_ccw
     west, south, east, north = item["bbox"]
     assert west < east and south < north
+
+
+@pytest.mark.parametrize("crs, transform", [
+    ("EPSG:32760", Affine(30, 0, 819000, 0, -30, 8129500)),  # UTM 60S, across 180 degrees
+    ("EPSG:4326", Affine(0.002, 0, 179.95, 0, -0.002, -16.9)),  # longitudes past 180
+    ("EPSG:4326", Affine(0.002, 0, -180.05, 0, -0.002, 10.0)),  # longitudes before -180
+])
+def test_a_footprint_across_the_antimeridian_is_split_there(raster_factory, tmp_path, crs, transform):
+    """rio-stac gave such an item a bbox 360 degrees wide (found anywhere at that latitude) or longitudes past 180:
+    now two polygons in [-180, 180] and the bbox written west > east (RFC 7946, 5.2)."""
+    from pystac.validation import validate_dict
+    from shapely.geometry import shape
+
+    lr = raster_factory("am.tif", (smooth_field(3, 30, 40) * 200).astype(np.uint8), crs=crs, transform=transform)
+    upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    west, south, east, north = item["bbox"]
+    assert 179 < west < 180 and -180 < east < -179 and south < north
+    geom = shape(item["geometry"])
+    assert geom.geom_type == "MultiPolygon" and len(geom.geoms) == 2
+    assert all(-180 <= x <= 180 for g in geom.geoms for x, _ in g.exterior.coords)
+    assert validate_dict(item, extensions=[])
+
+
+def test_a_rotated_outputs_footprint_is_its_own_quadrilateral(raster_factory, tmp_path):
+    """rio-stac's geometry was the axis-aligned envelope (IoU 0.66 with the true footprint at 15 degrees)."""
+    from pyproj import Transformer
+    from shapely.geometry import Polygon, shape
+
+    transform = Affine.translation(500000, 5000000) * Affine.rotation(15) * Affine.scale(10, -10)
+    lr = raster_factory("rot.tif", (smooth_field(3, 30, 40) * 200).astype(np.uint8), transform=transform)
+    upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    corners = [transform * c for c in ((0, 0), (40, 0), (40, 30), (0, 30))]
+    native = Polygon(corners)
+    assert shape(item["properties"]["proj:geometry"]).symmetric_difference(native).area < 1e-6 * native.area
+    to_wgs84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    truth = Polygon([to_wgs84.transform(x, y) for x, y in corners])
+    got = shape(item["geometry"])
+    assert got.intersection(truth).area / got.union(truth).area > 0.99
+
+
+def test_proj_wkt2_is_wkt2(raster_factory, tmp_path):
+    """A CRS without an EPSG code is described by proj:wkt2, which rio-stac filled with WKT1 (PROJCS[...])."""
+    from pyproj import CRS as ProjCRS
+
+    crs = "+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m"
+    lr = raster_factory("laea.tif", (smooth_field(3, 16, 16) * 200).astype(np.uint8), crs=crs,
+                        transform=Affine(10, 0, 4321000, 0, -10, 3210000))
+    upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
+    wkt = json.loads((tmp_path / "o.stac.json").read_text())["properties"]["proj:wkt2"]
+    assert wkt.startswith("PROJCRS[") and ProjCRS.from_wkt(wkt).equals(ProjCRS.from_user_input(crs))

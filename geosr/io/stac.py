@@ -72,6 +72,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
     _normalize_footprint(item)
+    _set_footprint(item, output)
     _add_eo_bands(item.assets["data"], output)
     _fix_raster_statistics(item.assets["data"], output)
     item.stac_extensions.append(PROCESSING)
@@ -109,6 +110,59 @@ def _normalize_footprint(item: pystac.Item) -> None:
         geom = orient(shape(item.geometry), sign=1.0)
         item.geometry = json.loads(json.dumps(mapping(geom)))  # tuples -> lists
         item.bbox = [float(v) for v in geom.bounds]
+
+
+EDGE_POINTS = 32  # points per side of the raster's outline when it is taken to WGS84 (its sides curve there)
+
+
+def _set_footprint(item: pystac.Item, output: Path) -> None:
+    """The item's footprint from the raster's own outline, not rio-stac's axis-aligned envelope: a rotated or sheared
+    grid's true quadrilateral (``proj:geometry`` in its CRS, ``geometry`` in WGS84), and a footprint across the
+    antimeridian split there into a MultiPolygon with its ``bbox`` written west > east (RFC 7946, 5.2), longitudes
+    kept in [-180, 180] (rio-stac gave such a scene a bbox 360 degrees wide, or longitudes past 180). A footprint
+    around a pole is left as rio-stac made it. Written by hand: rio-stac takes the bounds, and no library here
+    splits a ring at the antimeridian."""
+    import numpy as np
+    from pyproj import Transformer
+    from shapely.geometry import MultiPolygon, Polygon, box, mapping
+    from shapely.geometry.polygon import orient
+
+    with open_raster(output) as ds:
+        if ds.crs is None:
+            return
+        crs, transform, w, h = ds.crs, ds.transform, ds.width, ds.height
+    t = np.linspace(0.0, 1.0, EDGE_POINTS, endpoint=False)
+    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    xs, ys = transform * (cols, rows)
+    corners = [transform * (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
+    item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
+    if item.properties.get("proj:wkt2"):  # rio-stac writes GDAL's default WKT, which is WKT1 (PROJCS[...])
+        item.properties["proj:wkt2"] = crs.to_wkt(version="WKT2_2019")
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(np.asarray(xs), np.asarray(ys))
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return
+    lon = np.unwrap(np.asarray(lon, dtype=float), period=360.0)  # a continuous ring across the antimeridian
+    if abs(lon[-1] - lon[0]) > 180.0 or lon.max() - lon.min() >= 360.0:  # it winds around a pole: left as it was
+        return
+    shift = -360.0 * np.floor((lon.min() + 180.0) / 360.0)  # its west end in [-180, 180)
+    ring = orient(Polygon(zip(lon + shift, lat)).buffer(0), sign=1.0)
+    if ring.is_empty or ring.geom_type != "Polygon":
+        return
+    west_part = ring.intersection(box(-180.0, -90.0, 180.0, 90.0))
+    east_part = ring.intersection(box(180.0, -90.0, 540.0, 90.0))
+    if east_part.is_empty:
+        item.geometry = json.loads(json.dumps(mapping(ring)))
+        item.bbox = [float(v) for v in ring.bounds]
+        return
+    from shapely.affinity import translate
+
+    east_part = translate(east_part, xoff=-360.0)
+    parts = [orient(g, sign=1.0) for part in (west_part, east_part) for g in getattr(part, "geoms", [part])
+             if g.geom_type == "Polygon" and not g.is_empty]
+    item.geometry = json.loads(json.dumps(mapping(MultiPolygon(parts))))
+    (w0, s0, _, n0), (_, s1, e1, n1) = west_part.bounds, east_part.bounds
+    item.bbox = [float(w0), float(min(s0, s1)), float(e1), float(max(n0, n1))]
 
 
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
