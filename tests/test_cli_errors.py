@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from typer.testing import CliRunner
 
@@ -325,3 +326,26 @@ def test_json_reports_usage_errors_as_json(scene, argv, expected):
     report = json.loads(res.stdout)
     assert report["ok"] is False and report["exit_code"] == 2 and expected in report["error"]
     assert not out.exists()
+
+
+def test_info_overlaps_follow_rotated_grids_and_shows_each_band_s_nodata_and_unit(tmp_path):
+    """`geosr info` took a rotated raster's axis-aligned box (63.5% where 75.6% overlap), showed the first band's
+    nodata for every band and no units."""
+    rot = Affine.translation(500000, 5000000) * Affine.rotation(15) * Affine.scale(10, -10)
+    north_up = Affine(10, 0, 500000, 0, -10, 5000000)
+    a = make_raster(tmp_path / "a.tif", np.ones((1, 30, 40), np.uint8), transform=north_up)
+    b = make_raster(tmp_path / "b.tif", np.ones((1, 30, 40), np.uint8), transform=rot)
+    vrt = tmp_path / "c.tif"
+    with rasterio.open(vrt, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint16", crs="EPSG:32633",
+                       transform=north_up) as ds:
+        ds.write(np.ones((2, 8, 8), np.uint16))
+        ds.units = ("metre", "")
+    with rasterio.open(vrt, "r+") as ds:
+        ds.nodata = 0
+    res = runner.invoke(app, ["info", str(a), str(b), str(vrt), "--json"])
+    report = json.loads(res.stdout)
+    covered = {(o["file"], o["other"]): o["covered"] for o in report["overlaps"]}
+    assert covered[(str(a), str(b))] == pytest.approx(0.7562, abs=2e-3)
+    assert covered[(str(b), str(a))] == pytest.approx(0.7562, abs=2e-3)
+    bands = report["files"][2]["bands"]
+    assert [(x["nodata"], x["unit"]) for x in bands] == [(0.0, "metre"), (0.0, "")]

@@ -425,3 +425,21 @@ def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
     _upscale(lr, output=false_colour, scale=2, model="bicubic", bands="B08,B04,B03")
     with rasterio.open(false_colour) as ds:
         assert [c.name for c in ds.colorinterp] != ["red", "green", "blue"]
+
+
+def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_path):
+    """Units, the sensor and acquisition time, band wavelengths were dropped; statistics of the LR's pixels, its
+    pixel-is-point flag (its transform is already read as pixel-is-area) and an earlier run's record are not kept."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(2, 20, 24) * 100).astype(np.float32))
+    with rasterio.open(lr, "r+") as ds:
+        ds.units = ("metre", "metre")
+        ds.update_tags(SENSOR="S2B", ACQUISITIONDATETIME="2023-06-12T10:00:00Z", GEOSR_MODEL="old")
+        ds.update_tags(1, WAVELENGTH="665", STATISTICS_MEAN="50")
+        ds.update_tags(2, WAVELENGTH="560")
+    upscale(lr, output=tmp_path / "o.tif", scale=2)
+    with rasterio.open(tmp_path / "o.tif") as out:
+        assert out.units == ("metre", "metre")
+        tags = out.tags()
+        assert tags["SENSOR"] == "S2B" and tags["ACQUISITIONDATETIME"] == "2023-06-12T10:00:00Z"
+        assert tags["GEOSR_MODEL"] == "bicubic" and tags.get("AREA_OR_POINT", "Area") == "Area"
+        assert out.tags(1) == {"WAVELENGTH": "665"} and out.tags(2) == {"WAVELENGTH": "560"}

@@ -40,9 +40,10 @@ def info(
         )
         if f.get("source"):
             out_console.print(f"read as one raster: {f['source']}", highlight=False)
-        table = Table("band", "description", "dtype", "scale", "offset", "colour")
+        table = Table("band", "description", "dtype", "nodata", "unit", "scale", "offset", "colour")
         for b in f["bands"]:
-            table.add_row(str(b["index"]), b["description"] or "", b["dtype"], f"{b['scale']:g}", f"{b['offset']:g}", b["colorinterp"])
+            table.add_row(str(b["index"]), b["description"] or "", b["dtype"], str(b["nodata"]), b["unit"] or "",
+                          f"{b['scale']:g}", f"{b['offset']:g}", b["colorinterp"])
         out_console.print(table)
         if f.get("geosr"):
             _print_record(f["geosr"])

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
-from rasterio.warp import transform_bounds
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.warp import transform
+from shapely.geometry import Polygon
 
 from geosr.errors import InputError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster
 from geosr.io.sources import source_note
+from geosr.tiling.grid import Grid
 
 
 def describe(paths: list[str]) -> dict:
@@ -40,6 +44,8 @@ def describe(paths: list[str]) -> dict:
                         "scale": info.scales[i],
                         "offset": info.offsets[i],
                         "colorinterp": info.colorinterp[i],
+                        "nodata": info.band_nodata[i] if info.band_nodata else info.nodata,
+                        "unit": info.units[i] if info.units else "",
                     }
                     for i in range(info.count)
                 ],
@@ -50,11 +56,24 @@ def describe(paths: list[str]) -> dict:
         for j, b in enumerate(infos):
             if i == j or a.grid.crs is None or b.grid.crs is None:
                 continue
-            al, ab, ar, at = a.grid.bounds
-            bl, bb, br, bt = transform_bounds(b.grid.crs, a.grid.crs, *b.grid.bounds, densify_pts=21)
-            iw, ih = max(0.0, min(ar, br) - max(al, bl)), max(0.0, min(at, bt) - max(ab, bb))
-            overlaps.append({"file": a.path, "other": b.path, "covered": iw * ih / ((ar - al) * (at - ab))})
+            mine, theirs = _outline(a.grid), _outline(b.grid, a.grid.crs)
+            covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
+            overlaps.append({"file": a.path, "other": b.path, "covered": covered})
     return {"files": files, "overlaps": overlaps}
+
+
+def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:
+    """A grid's own outline (its transform's quadrilateral, rotated or sheared as it is), in ``crs`` (default its
+    own; each side then densified by ``points``, since sides curve in another CRS)."""
+    t = np.linspace(0.0, 1.0, points, endpoint=False)
+    w, h = grid.width, grid.height
+    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    a, b, c, d, e, f = grid.transform[:6]
+    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
+    if crs is not None and crs != grid.crs:
+        xs, ys = transform(grid.crs, crs, list(xs), list(ys))
+    return Polygon(zip(xs, ys)).buffer(0)
 
 
 # geosr's tags on its outputs (JSON values), as `geosr info` shows them; the rest of the tags are left out

@@ -6,7 +6,7 @@ import contextlib
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -53,6 +53,10 @@ class RasterInfo:
     has_mask: bool  # an internal/external mask or an alpha band, not a nodata value
     driver: str
     gcps: int = 0  # ground control points (a raster georeferenced by them alone has no grid: no CRS here)
+    units: tuple[str, ...] = ()  # each band's unit ("metre", "W m-2 sr-1 um-1"; "" when none)
+    band_nodata: tuple[float | None, ...] = ()  # each band's nodata value (``nodata`` is the first band's)
+    tags: dict[str, str] = field(default_factory=dict)  # the dataset's metadata (GDAL's default domain)
+    band_tags: tuple[dict[str, str], ...] = ()  # each band's
 
     @property
     def dtype(self) -> str:
@@ -147,6 +151,10 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) ->
             has_mask=has_mask,
             driver=ds.driver,
             gcps=gcps,
+            units=tuple(u or "" for u in ds.units),
+            band_nodata=tuple(ds.nodatavals),
+            tags=dict(ds.tags()),
+            band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
         )
 
 

@@ -134,7 +134,8 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     t = np.linspace(0.0, 1.0, EDGE_POINTS, endpoint=False)
     cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
     rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-    xs, ys = transform * (cols, rows)
+    a, b, c, d, e, f = transform[:6]
+    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
     corners = [transform * (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
     item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
     if item.properties.get("proj:wkt2"):  # rio-stac writes GDAL's default WKT, which is WKT1 (PROJCS[...])

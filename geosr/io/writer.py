@@ -51,6 +51,8 @@ class OutputMeta:
     scales: tuple[float, ...] = ()
     offsets: tuple[float, ...] = ()
     colorinterp: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()  # each band's unit ("" for none)
+    band_tags: tuple[dict[str, str], ...] = ()  # each band's metadata
     tags: dict[str, str] = field(default_factory=dict)
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     categories: dict[int, str] | None = None  # a class raster's names by value (written as GDAL PAM, see below)
@@ -96,6 +98,11 @@ def _apply_meta(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
         dst.offsets = meta.offsets
     if meta.colorinterp:
         dst.colorinterp = [ColorInterp[c] for c in meta.colorinterp]
+    if any(meta.units):
+        dst.units = meta.units[: meta.count]
+    for i, band in enumerate(meta.band_tags[: meta.count]):
+        if band:
+            dst.update_tags(i + 1, **band)
     if meta.tags:
         dst.update_tags(**meta.tags)
     if meta.colormap:

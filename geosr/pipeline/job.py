@@ -480,11 +480,25 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
         scales=tuple(info.scales[b - 1] for b in bands),
         offsets=tuple(info.offsets[b - 1] for b in bands),
         colorinterp=colorinterp,
+        units=tuple(info.units[b - 1] for b in bands) if info.units else (),
+        band_tags=tuple(_carried(info.band_tags[b - 1]) for b in bands) if info.band_tags else (),
+        tags=_carried(info.tags),
         compress=cfg.compress,
         compress_level=cfg.compress_level,
         blocksize=cfg.blocksize,
         overview_resampling=cfg.overview_resampling,
     )
+
+
+# Metadata of the LR that does not describe the output: how GDAL reads its grid (a pixel-is-point LR's transform is
+# already converted to the output's pixel-is-area one), statistics of other pixels, geosr's own record of an earlier
+# run (this run writes its own).
+NOT_CARRIED = ("AREA_OR_POINT", "STATISTICS_", "GEOSR_", "TIFFTAG_SOFTWARE")
+
+
+def _carried(tags: dict[str, str]) -> dict[str, str]:
+    """The LR's dataset or band metadata the output keeps (sensor, acquisition time, wavelengths, ...)."""
+    return {k: v for k, v in tags.items() if not k.startswith(NOT_CARRIED)}
 
 
 def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingConfig, lr: str) -> dict[str, str]:
