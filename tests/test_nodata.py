@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from conftest import make_raster, smooth_field
 from geosr import upscale
 from geosr.io.rasters import band_data
 
@@ -91,3 +92,23 @@ def test_valid_pixels_beside_nodata_keep_their_values(raster_factory, tmp_path, 
         np.testing.assert_allclose(data[:, near], arr[0, 0, 0], atol=1e-6 if dtype != "uint8" else 0)
         outs.append(data)
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_bands_with_different_nodata_values_are_warned_about(tmp_path):
+    """A VRT whose bands declare nodata 0, 2000 and 65535: the output holds one value (GeoTIFF), which the run now
+    says instead of changing the values silently."""
+    src = make_raster(tmp_path / "src.tif", (smooth_field(3, 20, 24) * 60000 + 100).astype(np.uint16))
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>{nd}</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">src.tif</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>'
+        "</VRTRasterBand>" for b, nd in ((1, 0), (2, 2000), (3, 65535)))
+    with rasterio.open(src) as ds:
+        gt = ", ".join(map(str, ds.transform.to_gdal()))
+        wkt = ds.crs.to_wkt()
+    vrt = tmp_path / "lr.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>{wkt}</SRS><GeoTransform>{gt}</GeoTransform>'
+                   f"{bands}</VRTDataset>")
+    result = upscale(vrt, output=tmp_path / "o.tif", scale=2, model="bicubic")
+    assert any("different nodata values (band 1 0.0, band 2 2000.0, band 3 65535.0)" in w for w in result.warnings)
+    plain = upscale(src, output=tmp_path / "p.tif", scale=2, model="bicubic")
+    assert not plain.warnings

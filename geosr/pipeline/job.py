@@ -145,7 +145,7 @@ def plan_upscale(
         planned = Path(output) if dry_run and output is not None else out_path
         summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
-        summary["warnings"] = _band_warnings(lr_info, sel, sr)
+        summary["warnings"] = _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
         summary["change_detection"] = detection
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", opts.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None
@@ -435,6 +435,17 @@ def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) 
 
 
 _KNOWN_ROLES = ("red", "green", "blue", "nir")
+
+
+def _nodata_warnings(info: RasterInfo, bands: tuple[int, ...], meta: OutputMeta) -> list[str]:
+    """A warning when the selected bands declare different nodata values: a GeoTIFF has one, the output's."""
+    values = [info.band_nodata[b - 1] for b in bands] if info.band_nodata else []
+    if len({repr(v) for v in values}) <= 1:
+        return []
+    listed = ", ".join(f"band {b} {v}" for b, v in zip(bands, values))
+    return [f"the bands declare different nodata values ({listed}); the output has one, {meta.nodata}, for every "
+            "band (a GeoTIFF holds one): each band's own nodata pixels become it, and a valid pixel equal to it is "
+            "moved to the next value (docs/data-contract.md)"]
 
 
 _INPUT_NAMES = {"ref": "a reference (`ref`)", "cd": "a change mask (`cd`)", "map": "a map (`map`)",
