@@ -705,3 +705,50 @@ def test_sample_copies_are_readable_as_any_new_file(tmp_path):
         os.umask(mask)
     assert {oct(p.stat().st_mode & 0o777) for p in paths.values()} == {oct(0o644)}
 
+
+
+@pytest.mark.parametrize("command", ["upscale", "detect-changes"])
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_link_or_a_file_at_the_work_folder_s_name_is_refused(tmp_path, command, kind):
+    """A link named OUT.geosr-work to the inputs' folder: the run emptied the folder it points to, deleting its own
+    inputs (found black-box). A file there: an internal error after the work. Both: one sentence, exit 2, nothing
+    written, nothing touched."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    lr = make_raster(data / "lr.tif", (smooth_field(3, 40, 40, seed=2) * 255).astype(np.uint8))
+    ref = make_raster(data / "ref.tif", (smooth_field(3, 40, 40, seed=3) * 255).astype(np.uint8))
+    work = out / "o.tif.geosr-work"
+    if kind == "link":
+        work.symlink_to(data, target_is_directory=True)
+    else:
+        work.write_text("mine")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    args = ["upscale", lr, "-x", "2", "-m", "bicubic"] if command == "upscale" else ["detect-changes", lr, "--ref", ref]
+    res = _invoke(*args, "-o", out / "o.tif")
+    assert res.exit_code == 2 and "o.tif.geosr-work: is " in res.output, res.output
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["o.tif.geosr-work"]
+
+
+def test_the_stac_item_is_never_written_through_a_file_left_at_a_fixed_name(scene, tmp_path):
+    """The item was written to `<stem>.stac.json.part` in place: a link there to an input was written through."""
+    tmp, lr = scene[0], scene[1]
+    before = Path(lr).read_bytes()
+    (tmp / "o.stac.json.part").symlink_to(lr)
+    upscale(lr, output=tmp / "o.tif", scale=2)
+    assert Path(lr).read_bytes() == before and json.loads((tmp / "o.stac.json").read_text())["type"] == "Feature"
+
+
+def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_path):
+    """`--results` overwrote whatever it named: the job's own LR, the manifest, any raster (exit 0)."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    other = make_raster(tmp_path / "other.tif", (smooth_field(3, 20, 20, seed=5) * 255).astype(np.uint8))
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text("jobs:\n  - {lr: lr.tif, out: o.tif, x: 2, model: bicubic}\n")
+    before = {p: p.read_bytes() for p in (lr, other, manifest)}
+    for target, said in ((lr, "is an input of job o"), (manifest, "is the manifest"),
+                         (other, "is not a geosr batch results manifest")):
+        res = _invoke("batch", manifest, "--results", target, "--dashboard", "none", "--workers", "1")
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "o.tif").exists()

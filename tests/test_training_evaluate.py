@@ -274,3 +274,21 @@ def test_an_image_without_its_label_is_scored_overall_only_and_one_without_its_t
     res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir",
                                       str(tmp_path / "e2"), "--no-panels"])
     assert res.exit_code == 2 and "r.png: has no image of the same name" in " ".join(res.output.split())
+
+
+def test_an_interrupted_evaluation_leaves_no_truncated_file(tmp_path, dataset, monkeypatch):
+    """Panels and metrics were written at their final names: a kill during a write left a truncated PNG."""
+    from geosr.training.evaluate import evaluate
+
+    real = Image.Image.save
+
+    def killed(self, fp, *a, **k):
+        with open(fp, "wb") as fh:
+            fh.write(b"\x89PNG\r\n")  # a few bytes, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(dataset, models=["hr"], scales=[4], out=tmp_path / "eval")
+    monkeypatch.setattr(Image.Image, "save", real)
+    assert not [p for p in (tmp_path / "eval").rglob("*.png")]

@@ -18,13 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from geosr.errors import ResumeError
-from geosr.io.outputs import atomic_output
+from geosr.errors import OutputLocationError, ResumeError
+from geosr.io.outputs import WORK_SUFFIX, atomic_output
 
 
 def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = (), keep_prefixes: tuple[str, ...] = ()) -> None:
     """Empty a work folder (a fresh start), keeping the files named in ``keep`` (the held lock) and those whose
     names begin with one of ``keep_prefixes`` (what the job's planning left there for its later runs)."""
+    if folder.is_symlink():  # never the folder a link points to (an input's, say)
+        raise OutputLocationError(f"{folder}: is a link; geosr keeps its work in a folder of that name and clears it, "
+                                  "so move it away first")
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
@@ -37,7 +40,7 @@ def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = (), keep_prefixes: t
 
 
 def work_dir_for(output: Path) -> Path:
-    return output.with_name(output.name + ".geosr-work")
+    return output.with_name(output.name + WORK_SUFFIX)
 
 
 def finished_journal(work: Path, fingerprint: dict, n_rows: int) -> bool:

@@ -23,6 +23,9 @@ from geosr.io.paths import is_remote
 SIBLING_MARGIN = 40
 
 
+WORK_SUFFIX = ".geosr-work"  # an output's work folder: <output>.geosr-work (geosr.io.journal.work_dir_for)
+
+
 def check_output_path(
     path: str | os.PathLike[str],
     *,
@@ -64,6 +67,11 @@ def check_output_path(
         raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
                                   f"beside it take up to {SIBLING_MARGIN} more, and this file system allows {limit}; "
                                   "give a shorter name")
+    work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        what = "a link" if work.is_symlink() else "not a folder"
+        raise OutputLocationError(f"{work}: is {what}; geosr keeps this run's work in a folder of that name and "
+                                  "clears it, so move it away first")
     try:
         st = os.stat(p)
     except FileNotFoundError:

@@ -22,6 +22,7 @@ from rio_stac import create_stac_item
 
 from geosr._version import __version__
 from geosr.errors import InputError
+from geosr.io.outputs import atomic_output
 from geosr.io.rasters import band_roles, inspect_raster, open_raster
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -90,9 +91,8 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     if provenance is not None:
         item.add_asset("provenance", pystac.Asset(href=provenance.name, media_type=pystac.MediaType.COG,
                                                   roles=["metadata"], title="geosr provenance classes"))
-    tmp = final.with_name(final.name + ".part")
-    tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
-    tmp.replace(final)
+    with atomic_output(final) as tmp:  # a fresh temporary name: never through a file or link left at a fixed one
+        tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
     return final
 
 

@@ -28,6 +28,7 @@ import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
 from geosr.errors import InputError
+from geosr.io.outputs import atomic_output
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
@@ -224,7 +225,14 @@ def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
     tiles = [t[:3][sl] for t in (lr_up, ref, mask, sr, case.hr)]
     gap = torch.ones(3, tiles[0].shape[1], 4)
     row = torch.cat([x for t in tiles for x in (t, gap)][:-1], dim=-1)
-    Image.fromarray(_to8(row).transpose(1, 2, 0)).save(path)
+    with atomic_output(path) as tmp:  # an interrupted run leaves no truncated panel
+        Image.fromarray(_to8(row).transpose(1, 2, 0)).save(tmp, format="PNG")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``text`` into ``path`` whole or not at all (an interrupt leaves no half-written file)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -322,8 +330,9 @@ def evaluate(
     summary = _summary(per_case, sorted({c.scale for c in cases}), names)
     res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
                      seconds=time.perf_counter() - t0, options=json.loads(opts.to_json()))
-    (out / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
-    (out / "metrics.md").write_text(
+    _write_text(out / "metrics.json", json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
+    _write_text(
+        out / "metrics.md",
         "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is "
         "better; LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
         + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")

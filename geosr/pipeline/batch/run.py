@@ -92,6 +92,8 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     s = replace(settings or RunSettings(), **kw)
     t0 = time.perf_counter()
     results_path = Path(s.results or plan.results) if (s.results or plan.results) else None
+    if results_path is not None:
+        check_results_path(results_path, plan)
     writer = _ResultsWriter(results_path)
     done: dict[str, JobResult] = {}
     for pj in plan.jobs:
@@ -264,6 +266,32 @@ def _collect(fut, pj: PlannedJob) -> JobResult:
     else:
         message = f"{name}: {exc}" if str(exc) else name
     return job_result(pj, "failed", stage="run", error=message, error_type=name, finished=utc_now())
+
+
+def check_results_path(path: Path, plan: BatchPlan) -> None:
+    """Refuse a results manifest path that would replace what is not an earlier results manifest: the manifest,
+    a job's input or output, a folder, any other file (one sentence, before anything runs)."""
+    from geosr.errors import OutputLocationError
+    from geosr.io.outputs import same_file
+
+    if path.is_dir():
+        raise OutputLocationError(f"{path}: is a folder; give the results manifest's file path (`results`)")
+    named = [("the manifest", plan.source)] + [
+        (f"an input of job {pj.spec.id}", p) for pj in plan.jobs for p in pj.spec.inputs()] + [
+        (f"the output of job {pj.spec.id}", pj.spec.out) for pj in plan.jobs]
+    for role, other in named:
+        if other and os.path.exists(other) and same_file(path, other):
+            raise OutputLocationError(f"{path}: is {role}; give the results manifest another path (`results`)")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, ValueError):
+        first = None
+    if not (isinstance(first, dict) and {"id", "status"} <= set(first)):
+        raise OutputLocationError(f"{path}: exists and is not a geosr batch results manifest, which would replace "
+                                  "it; give another path (`results`) or remove it")
 
 
 class _ResultsWriter:
