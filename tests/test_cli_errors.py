@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import typer
 from affine import Affine
 from typer.testing import CliRunner
 
@@ -349,3 +350,32 @@ def test_info_overlaps_follow_rotated_grids_and_shows_each_band_s_nodata_and_uni
     assert covered[(str(b), str(a))] == pytest.approx(0.7562, abs=2e-3)
     bands = report["files"][2]["bands"]
     assert [(x["nodata"], x["unit"]) for x in bands] == [(0.0, "metre"), (0.0, "")]
+
+
+def test_a_file_name_too_long_is_bad_input_in_one_short_sentence(tmp_path):
+    """An over-long output or input name was "internal error: File name too long", exit 1, echoing it whole."""
+    long_name = str(tmp_path / ("a" * 300 + ".tif"))
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24) * 255).astype(np.uint8))
+    for args in (["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", long_name], ["info", long_name]):
+        res = runner.invoke(app, args)
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "the file name is too long" in said and "(3" in said, said
+        assert len(said) < 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+
+
+def test_after_sigterm_each_command_says_how_it_continues(capsys):
+    """batch and evaluate were told to "run again with --resume", which they do not have."""
+    from geosr.cli.common import Terminated, run_command
+
+    def stopped():
+        raise Terminated()
+
+    said = {}
+    for command in ("upscale", "batch", "evaluate", "train"):
+        with pytest.raises(typer.Exit):
+            run_command(stopped, command=command, json_out=True)
+        said[command] = json.loads(capsys.readouterr().out)["error"]
+    assert "--resume" in said["upscale"] and "--resume" in said["train"]
+    assert "--resume" not in said["batch"] and "same batch again" in said["batch"]
+    assert said["evaluate"] == "terminated (SIGTERM)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import json
@@ -119,6 +120,12 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
 _COMPLETE = "{} once the output was in place: the job is complete (output and sidecars), nothing to resume"
 
 
+# After SIGTERM, how each command continues (only upscale and train have --resume)
+_AGAIN = {"upscale": "; run again with --resume to continue where it stopped",
+          "train": "; run again with --resume to continue from the last saved state",
+          "batch": "; run the same batch again to continue (finished jobs are skipped, the others resume)"}
+
+
 def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = False,
                 command: str | None = None) -> Any:
     """Run a command's library call, mapping geosr's errors to exit codes and one printed sentence.
@@ -135,7 +142,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         _fail(cli_message(exc, command), EXIT_BAD_INPUT, json_out)
     except Terminated as exc:
         _fail(_COMPLETE.format("terminated (SIGTERM)") if getattr(exc, "geosr_completed", False) else
-              "terminated (SIGTERM); run again with --resume to continue where it stopped", EXIT_TERMINATED, json_out)
+              "terminated (SIGTERM)" + _AGAIN.get(command or "", ""), EXIT_TERMINATED, json_out)
     except KeyboardInterrupt as exc:
         _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else "interrupted",
               EXIT_INTERRUPTED, json_out)
@@ -143,6 +150,12 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault
         _fail(cli_message(exc, command), EXIT_INTERNAL, json_out)
+    except OSError as exc:  # a name the file system refuses (ENAMETOOLONG) is the input's fault
+        if exc.errno != errno.ENAMETOOLONG:
+            _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
+        name = str(exc.filename or "")
+        shown = name if len(name) <= 80 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
+        _fail(f"{shown}: the file name is too long for this file system", EXIT_BAD_INPUT, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
     finally:
