@@ -292,3 +292,21 @@ def test_an_interrupted_evaluation_leaves_no_truncated_file(tmp_path, dataset, m
         evaluate(dataset, models=["hr"], scales=[4], out=tmp_path / "eval")
     monkeypatch.setattr(Image.Image, "save", real)
     assert not [p for p in (tmp_path / "eval").rglob("*.png")]
+
+
+@pytest.mark.parametrize("bad", ["empty", "truncated", "folder"])
+def test_an_unreadable_image_of_a_pair_is_bad_input_naming_it(tmp_path, dataset, bad):
+    """A zero-byte, truncated or folder "image" was "internal error", exit 1, the file unnamed."""
+    target = dataset / "B" / "p0.png"
+    if bad == "empty":
+        target.write_bytes(b"")
+    elif bad == "truncated":
+        target.write_bytes(target.read_bytes()[:60])
+    else:
+        target.unlink()
+        target.mkdir()
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir",
+                                      str(tmp_path / "eval")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "p0.png" in said and "internal error" not in said, said
+    assert not (tmp_path / "eval").exists()

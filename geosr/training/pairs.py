@@ -7,16 +7,17 @@ robust stretch of the LR, :class:`geosr.conditioning.radiometry.Stretch`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable
 from geosr.conditioning.radiometry import PERCENTILES, Stretch
-from geosr.errors import InputNotFoundError
+from geosr.errors import InputError, InputNotFoundError
 from geosr.training.degradations import box_downsample
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -86,6 +87,24 @@ def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[to
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such image")
+    with _readable(path):
+        return _read_image(path, bands)
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """An image that cannot be read (empty, truncated, a folder, no permission, not an image) named in one
+    sentence, as bad input, instead of the reader's own error."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError (OSError), SyntaxError
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{path}: not an image that can be read ({first})") from None
+
+
+def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float]:
     if path.suffix.lower() in (".tif", ".tiff"):
         import rasterio
 
@@ -110,6 +129,11 @@ def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[to
 def read_mask(path: str | Path) -> np.ndarray:
     """(H, W) integer class raster (PNG or GeoTIFF band 1)."""
     path = Path(path)
+    with _readable(path):
+        return _read_mask(path)
+
+
+def _read_mask(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         import rasterio
 
