@@ -752,3 +752,18 @@ def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_p
         res = _invoke("batch", manifest, "--results", target, "--dashboard", "none", "--workers", "1")
         assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
     assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("kind", ["link", "folder"])
+def test_a_link_or_a_folder_at_the_output_s_aux_xml_is_refused(scene, kind):
+    """GDAL's `OUT.aux.xml`: a folder there was an internal error after the work, a link was replaced silently."""
+    tmp, lr = scene[0], scene[1]
+    pam = tmp / "o.tif.aux.xml"
+    if kind == "link":
+        pam.symlink_to(lr)
+    else:
+        pam.mkdir()
+    before = Path(lr).read_bytes()
+    res = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "o.tif")
+    assert res.exit_code == 2 and "o.tif.aux.xml: is a" in res.output, res.output
+    assert Path(lr).read_bytes() == before and not (tmp / "o.tif").exists()

@@ -72,6 +72,11 @@ def check_output_path(
         what = "a link" if work.is_symlink() else "not a folder"
         raise OutputLocationError(f"{work}: is {what}; geosr keeps this run's work in a folder of that name and "
                                   "clears it, so move it away first")
+    pam = p.with_name(p.name + ".aux.xml")  # GDAL's metadata file of the output, which the run replaces
+    if pam.is_symlink() or pam.is_dir():
+        what = "a link" if pam.is_symlink() else "a folder"
+        raise OutputLocationError(f"{pam}: is {what}; geosr writes the output's class names and statistics in a "
+                                  "file of that name, so move it away first")
     try:
         st = os.stat(p)
     except FileNotFoundError:
