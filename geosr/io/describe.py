@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from rasterio.crs import CRS
 from rasterio.warp import transform
 from shapely.geometry import Polygon
@@ -12,7 +11,7 @@ from shapely.geometry import Polygon
 from geosr.errors import InputError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster
 from geosr.io.sources import source_note
-from geosr.tiling.grid import Grid
+from geosr.tiling.grid import Grid, outline
 
 
 def describe(paths: list[str]) -> dict:
@@ -63,14 +62,8 @@ def describe(paths: list[str]) -> dict:
 
 
 def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:
-    """A grid's own outline (its transform's quadrilateral, rotated or sheared as it is), in ``crs`` (default its
-    own; each side then densified by ``points``, since sides curve in another CRS)."""
-    t = np.linspace(0.0, 1.0, points, endpoint=False)
-    w, h = grid.width, grid.height
-    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
-    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-    a, b, c, d, e, f = grid.transform[:6]
-    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
+    """A grid's own outline (:func:`geosr.tiling.grid.outline`) as a polygon in ``crs`` (default its own)."""
+    xs, ys = outline(grid, points)
     if crs is not None and crs != grid.crs:
         xs, ys = transform(grid.crs, crs, list(xs), list(ys))
     return Polygon(zip(xs, ys)).buffer(0)

@@ -24,6 +24,7 @@ from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
 from geosr.io.rasters import band_roles, inspect_raster, open_raster
+from geosr.tiling.grid import Grid, outline
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
@@ -130,12 +131,9 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     with open_raster(output) as ds:
         if ds.crs is None:
             return
-        crs, transform, w, h = ds.crs, ds.transform, ds.width, ds.height
-    t = np.linspace(0.0, 1.0, EDGE_POINTS, endpoint=False)
-    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
-    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-    a, b, c, d, e, f = transform[:6]
-    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    crs, transform, w, h = grid.crs, grid.transform, grid.width, grid.height
+    xs, ys = outline(grid, EDGE_POINTS)
     corners = [transform * (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
     item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
     if item.properties.get("proj:wkt2"):  # rio-stac writes GDAL's default WKT, which is WKT1 (PROJCS[...])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
@@ -73,3 +74,14 @@ def hr_grid(lr: Grid, scale: int, aoi: Window | None = None) -> tuple[Grid, Wind
         raise OptionError(f"the scale factor must be a positive whole number, not {scale}")
     window = aoi if aoi is not None else Window(0, 0, lr.width, lr.height)
     return lr.subgrid(window).refined(int(scale)), window
+
+
+def outline(grid: Grid, points: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the grid's outline in its CRS, clockwise from the top-left pixel corner, ``points`` per side: the
+    transform's own quadrilateral (rotated or sheared as it is), dense enough to curve in another CRS."""
+    t = np.linspace(0.0, 1.0, points, endpoint=False)
+    w, h = grid.width, grid.height
+    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    a, b, c, d, e, f = grid.transform[:6]
+    return a * cols + b * rows + c, d * cols + e * rows + f
