@@ -256,9 +256,7 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
     for h in header:  # a misspelt column is wrong in every row, its empty cells included: the header is refused
         key = _key(h)
         if key not in OPTIONS and key not in NOT_PER_JOB:
-            close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            unknown.append(Problem(f"{name} line 1", f"unknown column {h!r}{hint}"))
+            unknown.append(Problem(f"{name} line 1", f"unknown column {h!r}{_suggestion(key)}"))
     if unknown:
         raise ManifestError(manifest.source, unknown)
     for n, cells in enumerate(rows[1:], start=2):
@@ -289,6 +287,12 @@ def _key(key: Any) -> str:
     return ALIASES.get(k, k)
 
 
+def _suggestion(key: str) -> str:
+    """`` (did you mean x?)`` for an unknown key close to an option's name, else nothing."""
+    close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _normalise(row: dict, where: str) -> tuple[dict, list[Problem]]:
     """Keys to canonical names and values to their types; one problem per bad key or value."""
     out: dict[str, Any] = {}
@@ -299,9 +303,7 @@ def _normalise(row: dict, where: str) -> tuple[dict, list[Problem]]:
             problems.append(Problem(where, f"{raw_key}: {NOT_PER_JOB[key]}"))
             continue
         if key not in OPTIONS:
-            close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(Problem(where, f"unknown option {raw_key!r}{hint}"))
+            problems.append(Problem(where, f"unknown option {raw_key!r}{_suggestion(key)}"))
             continue
         if key in out:
             problems.append(Problem(where, f"{raw_key}: given twice"))
