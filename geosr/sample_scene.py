@@ -28,9 +28,10 @@ def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Pat
     """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths. A copy already
     there, byte for byte, is left as it is (so running it again is harmless); anything else at one of those names
     (a file, a link) is refused unless ``overwrite``, every name checked before anything is written, and then
-    replaced by a rename: a link at that name is replaced, never written through. (Standard library only: this
-    module sits below geosr's I/O layer.)"""
+    replaced by a rename: a link at that name is replaced, never written through. (Standard library and
+    geosr.io.paths only: this module is imported without the GIS stack.)"""
     from geosr.errors import OutputExistsError, OutputLocationError
+    from geosr.io.paths import unwritable
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -46,6 +47,9 @@ def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Pat
             if not overwrite:
                 raise OutputExistsError(f"{dst}: already exists (use `overwrite` to replace it)")
         todo.append((src, dst))
+    problem = unwritable(folder) if todo else None
+    if problem:
+        raise OutputLocationError(f"{folder}: {problem}; give a folder to copy the sample scene into")
     folder.mkdir(parents=True, exist_ok=True)
     for src, dst in todo:
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=folder)

@@ -60,7 +60,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pipeline": ("conditioning", "osm", "io", "tiling", "models", "sampling", "options", *CORE),
     "training": ("pipeline", "options", "models", "sampling", "conditioning", "osm", "io", "tiling", *CORE),
     # geosr/sample_scene.py: paths of the bundled sample scene (data beside weights/); for the CLI and the API
-    "sample_scene": CORE,
+    "sample_scene": ("io", *CORE),
     # the top: the command line, and the public API, which resolves its names lazily (import_module)
     "cli": ("pipeline", "training", "conditioning", "osm", "io", "tiling", "models", "sampling", "options",
             "sample_scene", "__init__", *CORE),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,6 +225,61 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
     # the help says what is computed: ST-LPIPS, not LPIPS / DISTS / FID
     assert "ST-LPIPS" in evaluate.__doc__ and not any(m in evaluate.__doc__ for m in ("DISTS", "FID"))
     assert set(M.learned_metrics_status()) == {"ST-LPIPS"}
+
+
+def test_evaluate_overwrite_keeps_the_earlier_evaluation_until_the_new_one_is_whole(tmp_path, dataset, monkeypatch):
+    """--overwrite replaced the folder's files before the new evaluation ran: a failure or a kill halfway left
+    neither. Now the new one is made beside it and moved in whole; a killed run's stage is cleared by the next."""
+    import geosr.training.evaluate as E
+
+    out = tmp_path / "eval"
+    args = ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(out), "--quiet"]
+    assert CliRunner().invoke(_app(), args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "metrics.json" in before and any(n.startswith("panel_") for n in before)
+
+    def broken(*a, **k):
+        raise RuntimeError("stopped halfway")
+
+    monkeypatch.setattr(E, "_summary", broken)  # after every case ran and its panels were written
+    res = CliRunner().invoke(_app(), [*args, "--overwrite"])
+    assert res.exit_code == 1 and "stopped halfway" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval"]  # no stage left behind
+    monkeypatch.undo()
+
+    stale = tmp_path / ".eval.999999999.0123abcd.partial"  # what a killed run leaves: a dead process's stage
+    stale.mkdir()
+    (stale / "metrics.json").write_text("{}")
+    res = CliRunner().invoke(_app(), [*args, "--overwrite", "--no-panels", "-x", "8"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.md"]  # the earlier panels went
+    assert json.loads((out / "metrics.json").read_text())["scales"] == [4, 8]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, dataset, monkeypatch):
+    """evaluate, train and sample into a folder the process may not write: an internal error (exit 1) after the
+    models were loaded; now one sentence naming the folder, exit 2, nothing made."""
+    import os
+
+    from geosr.cli.app import app
+    from geosr.io import paths
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(paths.os, "access", lambda p, mode: not (Path(p) == locked and mode & os.W_OK)
+                        and real(p, mode))
+    for args in (["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(locked / "e")],
+                 ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(locked)],
+                 ["train", "--data", str(dataset), "--arch", "lite", "--out-dir", str(locked / "run"),
+                  "--train-steps", "1"],
+                 ["sample", str(locked / "s")]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert f"{locked} is not writable" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert list(locked.iterdir()) == []
 
 
 def test_evaluate_cd_modes_and_the_reference_share_in_changed_areas(tmp_path, dataset):

@@ -355,3 +355,20 @@ def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path,
         run_train(TrainConfig(out=str(tmp_path / "plain"), arch=MICRO, **common))
     with pytest.raises(OptionError, match="goes with objective 'edm'"):
         TrainConfig(out=str(tmp_path / "up"), objective="upsampler", **common)
+
+
+def test_a_config_that_is_a_folder_or_not_a_table_is_one_sentence(tmp_path):
+    """`geosr train DATA_FOLDER` (the data where the config goes) was an internal IsADirectoryError (exit 1); a
+    binary file or a JSON list as the config, a UnicodeDecodeError or a TypeError. Each is now exit 2."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    (tmp_path / "tiles").mkdir()
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "bin.toml").write_bytes(bytes(range(128, 256)))
+    for name, words in (("tiles", "is a folder, not a training config"), ("list.json", "it holds a list"),
+                        ("bin.toml", "not a valid training config")):
+        res = CliRunner().invoke(app, ["train", str(tmp_path / name), "--out-dir", str(tmp_path / "run")])
+        assert res.exit_code == 2 and words in res.output, res.output
+    assert not (tmp_path / "run").exists()

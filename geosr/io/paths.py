@@ -3,7 +3,9 @@ reader uses it without loading the GIS stack)."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 # URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
@@ -30,6 +32,19 @@ def over_network(path: str) -> bool:
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))
+
+
+def unwritable(folder: str | os.PathLike[str]) -> str | None:
+    """Why files cannot be made in ``folder`` (or, if it does not exist yet, in the nearest folder above it, where
+    it would be made), or None when they can."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable" + ("" if existing == Path(folder) else ", where it would be made")
+    return None
 
 
 def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD") -> tuple[int | None, Any, str | None] | None:

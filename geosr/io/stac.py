@@ -134,7 +134,7 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
         grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
     crs, transform, w, h = grid.crs, grid.transform, grid.width, grid.height
     xs, ys = outline(grid, EDGE_POINTS)
-    corners = [transform * (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
+    corners = [transform @ (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
     item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
     if item.properties.get("proj:wkt2"):  # rio-stac writes GDAL's default WKT, which is WKT1 (PROJCS[...])
         item.properties["proj:wkt2"] = crs.to_wkt(version="WKT2_2019")

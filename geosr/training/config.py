@@ -182,8 +182,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         p = Path(path)
         if not p.exists():
             raise InputNotFoundError(f"{p}: no such training config")
-        text = p.read_text()
+        if p.is_dir():
+            raise OptionError(f"{p}: is a folder, not a training config (.toml, .yaml or .json); give training "
+                              "data with `data`")
         try:
+            text = p.read_text()
             if p.suffix == ".toml":
                 import tomllib
 
@@ -196,6 +199,9 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
                 values = json.loads(text)
         except Exception as exc:
             raise OptionError(f"{p}: not a valid training config ({exc})") from None
+        if not isinstance(values, dict):
+            raise OptionError(f"{p}: not a valid training config (it holds a {type(values).__name__}, not a table of "
+                              "keys and values)")
         if "train" in values and isinstance(values["train"], dict):
             values = {**values["train"], **{k: v for k, v in values.items() if k != "train"}}
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -317,26 +317,28 @@ def evaluate(
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
-    out = folder.prepare(overwrite=opts.overwrite)
     notes = [v for v in learned_metrics_status().values() if v != "available"]
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
         notes.append(f"without a change label (scored overall only): {', '.join(unlabelled)}")
     for n in notes:
         (log or (lambda s: None))(n)
-    per_case = _run_cases(cases, resolved, out, seed=opts.seed, steps=steps, panels=opts.panels, device=device,
-                          progress=progress, cd=opts.cd)
-    names = [n for n, _ in resolved]
-    summary = _summary(per_case, sorted({c.scale for c in cases}), names)
-    res = EvalResult(out=str(out), scales=sorted(summary), models=names, summary=summary, cases=per_case, notes=notes,
-                     seconds=time.perf_counter() - t0, options=json.loads(opts.to_json()))
-    _write_text(out / "metrics.json", json.dumps(res.to_dict(), indent=1, default=_json_default, allow_nan=False))
-    _write_text(
-        out / "metrics.md",
-        "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower is "
-        "better; LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
-        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
-    )
+    with folder.staged(overwrite=opts.overwrite) as stage:  # an earlier evaluation stays until this one is whole
+        per_case = _run_cases(cases, resolved, stage, seed=opts.seed, steps=steps, panels=opts.panels,
+                              device=device, progress=progress, cd=opts.cd)
+        names = [n for n, _ in resolved]
+        summary = _summary(per_case, sorted({c.scale for c in cases}), names)
+        res = EvalResult(out=str(folder.path), scales=sorted(summary), models=names, summary=summary,
+                         cases=per_case, notes=notes, seconds=time.perf_counter() - t0,
+                         options=json.loads(opts.to_json()))
+        _write_text(stage / "metrics.json", json.dumps(res.to_dict(), indent=1, default=_json_default,
+                                                       allow_nan=False))
+        _write_text(
+            stage / "metrics.md",
+            "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower "
+            "is better; LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
+            + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+        )
     return res
 
 

@@ -3,11 +3,18 @@ unless asked to replace it, and then only when everything in it is that command'
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
 from geosr.errors import OutputExistsError, OutputLocationError
+from geosr.io.paths import unwritable
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,8 @@ class OutputFolder:
         return sorted(self.path.iterdir()) if self.path.is_dir() else []
 
     def check(self, *, overwrite: bool) -> None:
-        """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files."""
+        """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files,
+        or that cannot be written."""
         entries = self._entries()
         if entries and not overwrite:
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
@@ -33,6 +41,9 @@ class OutputFolder:
         if foreign:
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
                                     "`overwrite` replaces only an earlier output, so choose another `out`")
+        problem = unwritable(self.path)
+        if problem:
+            raise OutputLocationError(f"{self.path}: {problem}; choose another `out`")
 
     def prepare(self, *, overwrite: bool) -> Path:
         """Check again, remove the earlier output (with ``overwrite``), and create the folder."""
@@ -41,6 +52,47 @@ class OutputFolder:
             entry.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
         return self.path
+
+    @contextlib.contextmanager
+    def staged(self, *, overwrite: bool) -> Iterator[Path]:
+        """A folder to write the whole output into, which replaces the earlier output only once the block ends
+        without an error: until then (and after a failure or a kill) the folder holds what it held before."""
+        self.check(overwrite=overwrite)
+        parent = self.path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self._clear_stale_stages()
+        stage = parent / f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+        stage.mkdir()  # with the mode any new folder gets (mkdtemp's would be private)
+        try:
+            yield stage
+            self.check(overwrite=overwrite)  # nothing foreign appeared meanwhile
+            if not self.path.exists():
+                os.replace(stage, self.path)
+                return
+            for entry in self._entries():
+                entry.unlink()
+            for new in sorted(stage.iterdir()):
+                os.replace(new, self.path / new.name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _clear_stale_stages(self) -> None:
+        """Remove the stage folders that killed runs on this output left (named with their process id)."""
+        for old in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.partial"):
+            pid = old.name[len(self.path.name) + 2:].split(".")[0]
+            if pid.isdigit() and old.is_dir() and not old.is_symlink() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 __all__ = ["OutputFolder"]
