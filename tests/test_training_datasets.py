@@ -89,6 +89,30 @@ def test_change_pair_folder_and_mask_alignment(tmp_path):
         assert torch.equal(s.changed[0] > 0.5, s.change[0] == 2)  # 255 is class index 2 of the binary table
 
 
+def test_change_pairs_of_different_sizes_are_refused_beyond_a_stray_row(tmp_path):
+    """A/ and B/ images of different sizes were cropped to their common top-left corner without a word (an image of
+    another area, or at another resolution, was scored against it); a smaller label crashed later. A stray row or
+    column (LEVIR-CD's bitcd samples: 383 rows beside 384) is still cropped; more is one sentence naming both."""
+    from geosr.errors import InputError
+
+    for d in ("A", "B", "label"):
+        (tmp_path / d).mkdir()
+    hr = _hr()
+    Image.fromarray(hr).save(tmp_path / "A" / "p.png")
+    Image.fromarray(hr[:63]).save(tmp_path / "B" / "p.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "label" / "p.png")
+    pair = change_pair_folder(tmp_path)[0]
+    assert pair.shape == (63, 64) and pair.ref.shape[1:] == (63, 64) and pair.changed.shape == (63, 64)
+    Image.fromarray(hr[:48, :48]).save(tmp_path / "B" / "p.png")
+    with pytest.raises(InputError, match=r"A/p.png: is 64x64 pixels but .*B/p.png is 48x48; the images of a change "
+                                         r"pair must cover the same area"):
+        change_pair_folder(tmp_path)
+    Image.fromarray(hr).save(tmp_path / "B" / "p.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "label" / "p.png")
+    with pytest.raises(InputError, match=r"label/p.png is 32x32"):
+        change_pair_folder(tmp_path, require_label=False)
+
+
 def test_geotiff_stack_windows(tmp_path):
     hr = _hr(64, 96)
     lr = _box8(hr, 4)

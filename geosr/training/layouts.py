@@ -98,6 +98,10 @@ def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> Non
 
 
 # ---- LEVIR-CD / DSIFN-CD style A / B / label ---------------------------------------------------------------------
+# How much larger than the pair's smallest image one may be, per side (and at least 2 px), for its extra rows and
+# columns to be cropped: a data set's stray row (LEVIR-CD's bitcd samples hold a 383-row B/ beside a 384-row A/)
+SIZE_SLACK = 0.01
+
 def change_pair_folder(
     root: str | Path,
     *,
@@ -125,9 +129,17 @@ def change_pair_folder(
         if b_path is None or (require_label and l_path is None):
             continue
         ref, target = read_image(a_path)[0], read_image(b_path)[0]
-        h, w = min(ref.shape[1], target.shape[1]), min(ref.shape[2], target.shape[2])
+        mask = read_mask(l_path) if l_path else None
+        sizes = [(a_path, tuple(ref.shape[1:])), (b_path, tuple(target.shape[1:]))]
+        sizes += [(l_path, mask.shape)] if l_path and mask is not None else []
+        h, w = min(hw[0] for _, hw in sizes), min(hw[1] for _, hw in sizes)
+        for path, (ph, pw) in sizes:  # a stray row or column is cropped; more means the images are not one area
+            if ph - h > max(2, SIZE_SLACK * h) or pw - w > max(2, SIZE_SLACK * w):
+                small, (sh, sw) = min(sizes, key=lambda e: e[1][0] * e[1][1])
+                raise InputError(f"{path}: is {ph}x{pw} pixels but {small} is {sh}x{sw}; the images of a change pair "
+                                 "must cover the same area at the same size")
         ref, target = ref[:, :h, :w], target[:, :h, :w]
-        change = classes_of(read_mask(l_path)[:h, :w], BINARY) if l_path else None
+        change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
         labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
         pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem))
     return pairs
