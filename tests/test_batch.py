@@ -260,3 +260,34 @@ def test_an_interrupted_batch_reports_a_job_its_worker_finished_while_stopping_a
         write_record(out, {}, job_id=pj.spec.id, run_id=run)
     _finished_while_stopping(jobs, done, "this-run")
     assert [done[pj.spec.id].status for pj in jobs] == ["ok", "cancelled"]
+
+
+def test_ctrl_c_on_a_local_batch_stops_it_with_one_line(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: each local worker printed Dask's KeyboardInterrupt
+    traceback (or died mid-import) and the scheduler logged broken connections, around geosr's own "interrupted".
+    The workers now start with SIGINT blocked and the batch closes them: exit 130, one line."""
+    import subprocess
+    import sys
+
+    for i in range(6):
+        _scene(tmp_path / f"s{i}.tif", 64, 64, seed=i)
+    cmd = [sys.executable, "-m", "geosr", "batch", str(tmp_path / "s*.tif"), "-o", str(tmp_path / "{stem}_x2.tif"),
+           "-x", "2", "-m", "bicubic", "--workers", "2", "--dashboard", "none"]
+
+    def own_group_default_sigint():
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=own_group_default_sigint)
+    seen = []
+    for line in proc.stderr:  # the cluster is up once the plan line names its workers
+        seen.append(line)
+        if "Dask workers" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    err = "".join(seen) + rest
+    assert "Traceback" not in err and "distributed" not in err and "KeyboardInterrupt" not in err, err
+    assert rest.strip().splitlines()[-1] == "geosr: error: interrupted", err

@@ -34,11 +34,45 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
         with cl:
             yield cl, device
         return
-    cluster, task_device = local_cluster(workers=workers, device=device, dashboard=dashboard,
-                                         tasks=plan.tasks, memory_mb=max((j.memory_mb for j in plan.to_run), default=0))
-    with cluster, Client(cluster) as cl:
-        cl.wait_for_workers(len(cluster.worker_spec), timeout=120)
+    with _sigint_ignored():
+        cluster, task_device = local_cluster(workers=workers, device=device, dashboard=dashboard, tasks=plan.tasks,
+                                             memory_mb=max((j.memory_mb for j in plan.to_run), default=0))
+    with cluster, Client(cluster) as cl, _quiet_when_stopped():
+        with _sigint_ignored():
+            cl.wait_for_workers(len(cluster.worker_spec), timeout=120)
         yield cl, task_device
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Start local workers with SIGINT ignored. A terminal's Ctrl-C reaches the whole process group: each worker
+    printed Dask's KeyboardInterrupt traceback (or died mid-import) while the batch, which handles the signal, closed
+    them anyway. An ignored signal stays ignored through fork and exec, whichever of Dask's threads spawns the
+    process (a blocked one would depend on which thread that is); a worker its nanny restarts later ignores it by
+    :mod:`~geosr.pipeline.batch.worker_preload`. The price: a Ctrl-C in the seconds the workers take to start is
+    lost (press it again)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
+@contextlib.contextmanager
+def _quiet_when_stopped():
+    """When the batch stops on an interrupt or an error, its local cluster is closed with work in flight, and Dask's
+    scheduler logs each broken connection as an error (``broadcast ... failed: CommClosedError``): silenced then."""
+    try:
+        yield
+    except BaseException:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        raise
 
 
 def warm(client, scheduler: str | None) -> None:
@@ -82,7 +116,7 @@ def local_cluster(*, workers: int | None = None, device: str = "auto", dashboard
     cpus = os.cpu_count() or 1
     gpus = gpu_ids(device)
     common = dict(threads_per_worker=1, processes=True, host="127.0.0.1", silence_logs=logging.ERROR,
-                  **dashboard_settings(dashboard))
+                  preload=_worker_preloads(), **dashboard_settings(dashboard))
     if gpus:
         return pinned_cluster(gpus, workers or len(gpus), dashboard=dashboard), "cuda"
     n = workers or max(1, min(cpus, tasks or cpus, _memory_cap(memory_mb)))
@@ -139,12 +173,21 @@ def pinned_cluster(gpus: list[str], n_workers: int, *, dashboard: str | None = "
 
     with _cluster_settings():
         cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               silence_logs=logging.ERROR, **dashboard_settings(dashboard))
+                               silence_logs=logging.ERROR, preload=_worker_preloads(),
+                               **dashboard_settings(dashboard))
     template = cluster.new_spec
     for i, env in enumerate(worker_envs(gpus, n_workers, os.cpu_count() or 1)):
         cluster.worker_spec[f"gpu-{i}"] = {"cls": template["cls"], "options": {**template["options"], "env": env}}
     cluster.scale(n_workers)
     return cluster
+
+
+def _worker_preloads() -> list[str]:
+    """Dask's configured worker preloads, and geosr's (:mod:`~geosr.pipeline.batch.worker_preload`)."""
+    import dask
+
+    configured = dask.config.get("distributed.worker.preload", default=None) or []
+    return [*([configured] if isinstance(configured, str) else configured), "geosr.pipeline.batch.worker_preload"]
 
 
 @contextlib.contextmanager
