@@ -122,6 +122,24 @@ jobs:
     assert str(err.value).startswith(f"{scenes / 'jobs.yaml'}: 10 invalid jobs, nothing was run:")
 
 
+def test_outputs_hard_linked_to_another_jobs_output_or_input_are_refused(scenes):
+    """Outputs were compared by their real paths: two names of one file (a hard link) were two outputs, and the
+    jobs wrote the same file at once; an output hard-linked to another job's input was replaced under it."""
+    (scenes / "out").mkdir(exist_ok=True)
+    (scenes / "out" / "a.tif").write_bytes(b"earlier")
+    os.link(scenes / "out" / "a.tif", scenes / "out" / "a_again.tif")
+    os.link(scenes / "s1.tif", scenes / "s1_link.tif")
+    (scenes / "jobs.yaml").write_text(
+        "jobs:\n  - {lr: s0.tif, out: out/a.tif}\n  - {lr: s2.tif, out: out/a_again.tif}\n"
+        "  - {lr: s1.tif, out: out/b.tif}\n  - {lr: s2.tif, out: s1_link.tif, id: clobber}\n"
+        "  - {lr: s2.tif, out: out/new.tif}\n")
+    m = read_manifest(scenes / "jobs.yaml")
+    text = "\n".join(map(str, m.problems))
+    assert [j.id for j in m.jobs] == ["a", "b", "new"], text
+    assert f"job 2 (a_again): out {scenes / 'out/a_again.tif'} is also the output of jobs.yaml job 1" in text
+    assert f"job 4 (clobber): out {scenes / 's1_link.tif'} is an input of jobs.yaml job 3" in text
+
+
 @pytest.mark.parametrize(
     "name, text, message",
     [

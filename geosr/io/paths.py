@@ -34,6 +34,18 @@ def is_remote(path: str) -> bool:
     return bool(REMOTE.match(path))
 
 
+def file_key(path: str | os.PathLike[str]) -> tuple:
+    """What names one file: its device and inode when it exists (so hard links and symbolic links to one file
+    share it), else the path it would have (``realpath``). URLs and GDAL paths: the path as written."""
+    if is_remote(os.fspath(path)):
+        return ("remote", os.fspath(path))
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ("path", os.path.realpath(path))
+    return ("file", st.st_dev, st.st_ino)
+
+
 def unwritable(folder: str | os.PathLike[str]) -> str | None:
     """Why files cannot be made in ``folder`` (or, if it does not exist yet, in the nearest folder above it, where
     it would be made), or None when they can."""

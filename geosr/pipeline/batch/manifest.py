@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import REMOTE
+from geosr.io.paths import REMOTE, file_key
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -469,17 +469,17 @@ def _finish(manifest: Manifest) -> Manifest:
             j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out))
         named.append(j)
     seen_ids: dict[str, str] = {}
-    seen_out: dict[str, str] = {}
-    inputs: dict[str, str] = {}
+    seen_out: dict[tuple, str] = {}
+    inputs: dict[tuple, str] = {}
     for j in named:
         for p in j.inputs():
-            inputs.setdefault(os.path.realpath(p), j.where)
+            inputs.setdefault(file_key(p), j.where)
     ok = []
     for j in named:
         reasons = []
         if j.id in seen_ids:
             reasons.append(f"id {j.id!r} is also the id of {seen_ids[j.id]}")
-        real_out = os.path.realpath(j.out)
+        real_out = file_key(j.out)  # a link or a hard link to another job's output or input is that file
         if real_out in seen_out:
             reasons.append(f"out {j.out} is also the output of {seen_out[real_out]}")
         if real_out in inputs:
