@@ -177,3 +177,31 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         os.utime(red, (1_000_000_000, 1_000_000_000))
         job_module._REMOTE_STATS.clear()
         assert job_module._file_id(url) != first
+
+
+def test_a_network_fault_while_batch_checks_a_job_fails_that_job_and_the_others_run(tmp_path, raster_factory,
+                                                                                    monkeypatch):
+    """The check phase took a job whose input URL's server answered 503 for an invalid row: the whole batch exit 2,
+    "nothing was run", though a new run could succeed. It is now checked again (CHECK_RETRY_DELAYS), then that job
+    fails (NetworkError, exit 1) and the valid jobs run; a URL its server says is missing (404) stays invalid."""
+    import geosr.pipeline.batch.plan as plan
+
+    monkeypatch.setattr(plan, "CHECK_RETRY_DELAYS", (0.1,))
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    raster_factory("local.tif", (smooth_field(3, 24, 24, 6) * 200 + 20).astype(np.uint8))
+    with serving(folder, "0") as failing, serving(folder) as working:
+        (tmp_path / "jobs.yaml").write_text(
+            f"jobs:\n  - {{lr: {failing}/lr.tif, out: far.tif, x: 2, model: bicubic}}\n"
+            "  - {lr: local.tif, out: near.tif, x: 2, model: bicubic}\n")
+        res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--workers", "1", "--dashboard", "none",
+                                       "--json"])
+        assert res.exit_code == 1, res.output
+        jobs = {j["id"]: j for j in json.loads(res.stdout)["jobs"]}
+        assert jobs["near"]["status"] == "ok" and (tmp_path / "near.tif").exists()
+        assert jobs["far"]["status"] == "failed" and jobs["far"]["error_type"] == "NetworkError", jobs["far"]
+        assert "answered HTTP 503" in jobs["far"]["error"] and not (tmp_path / "far.tif").exists()
+        (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: {working}/missing.tif, out: gone.tif, x: 2}}\n")
+        res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--dashboard", "none"])
+        assert res.exit_code == 2 and "missing.tif" in res.output and "nothing was run" in res.output, res.output

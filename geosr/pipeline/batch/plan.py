@@ -98,7 +98,28 @@ class _ClientModels:
         return got
 
 
+# Seconds to wait before each new try of a job's check that a network fault stopped (an input URL whose server did
+# not answer or answered 5xx, 408, 429); after the last, the job fails (exit 1, worth running the batch again), it is
+# not an invalid row (exit 2)
+CHECK_RETRY_DELAYS = (1.0, 4.0)
+
+
 def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
+    from geosr.errors import NetworkError
+
+    delays = iter(CHECK_RETRY_DELAYS)
+    while True:
+        try:
+            return _check_job_once(spec, models, overwrite=overwrite, force=force)
+        except NetworkError as exc:
+            delay = next(delays, None)
+            if delay is None:
+                return PlannedJob(spec=spec, action="fail", reason=str(exc), error_type="NetworkError")
+            time.sleep(delay)
+
+
+def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
+    from geosr.errors import NetworkError
     from geosr.io.outputs import check_raster_output_path
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
@@ -112,6 +133,8 @@ def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: 
             memory_mb = float(job.summary["memory_mb"])
     except InputError as exc:
         return Problem(spec.where, str(exc), spec.id)
+    except NetworkError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a raster GDAL chokes on is still this row's problem
         return Problem(spec.where, f"{type(exc).__name__}: {exc}", spec.id)
     parts = split_rows(n_rows, n_cols, spec.split_windows)
@@ -127,7 +150,8 @@ def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: 
         return PlannedJob(action="skip", reason=reason, **base)
     if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint):
         return PlannedJob(action="run", replace=True, **base)
-    return PlannedJob(action="fail", reason=_exists_reason(out, record, fingerprint), **base)
+    return PlannedJob(action="fail", reason=_exists_reason(out, record, fingerprint), error_type="OutputExistsError",
+                      **base)
 
 
 def _left_by_this_job(out: Path, fingerprint: dict) -> bool:

@@ -22,6 +22,7 @@ class PlannedJob:
     parts: tuple[tuple[int, int], ...] = ()  # ranges of window rows, one task each
     replace: bool = False  # the output exists and is replaced (--overwrite / --force)
     memory_mb: float = 0.0
+    error_type: str | None = None  # why a "fail" job fails: OutputExistsError, or NetworkError (worth a new run)
 
 
 @dataclass

@@ -100,7 +100,8 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
         if pj.action == "skip":
             done[pj.spec.id] = job_result(pj, "skipped")
         elif pj.action == "fail":
-            done[pj.spec.id] = job_result(pj, "failed", stage="check", error=pj.reason, error_type="OutputExistsError")
+            done[pj.spec.id] = job_result(pj, "failed", stage="check", error=pj.reason,
+                                          error_type=pj.error_type or "OutputExistsError")
     invalid = invalid_results(plan)
     for r in [*done.values(), *invalid]:
         writer.write(r)
