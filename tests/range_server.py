@@ -2,6 +2,7 @@
 
     python tests/range_server.py FOLDER      # prints the port, then serves until killed
     python tests/range_server.py FOLDER N    # the same, but every GET after the N-th is answered 503
+    python tests/range_server.py FOLDER cut  # the same, but every GET's body stops after 64 bytes (connection closed)
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 GETS = [0]
 FAIL_AFTER: int | None = None
+CUT = [False]
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -60,12 +62,18 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if CUT[0] and len(body) > 64:  # announce the whole body, send 64 bytes, close the connection
+            self.wfile.write(body[:64])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 
 if __name__ == "__main__":
     folder = sys.argv[1]
-    FAIL_AFTER = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    CUT[0] = len(sys.argv) > 2 and sys.argv[2] == "cut"
+    FAIL_AFTER = int(sys.argv[2]) if len(sys.argv) > 2 and not CUT[0] else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
     print(server.server_address[1], flush=True)
     server.serve_forever()

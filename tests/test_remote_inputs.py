@@ -205,3 +205,26 @@ def test_a_network_fault_while_batch_checks_a_job_fails_that_job_and_the_others_
         (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: {working}/missing.tif, out: gone.tif, x: 2}}\n")
         res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--dashboard", "none"])
         assert res.exit_code == 2 and "missing.tif" in res.output and "nothing was run" in res.output, res.output
+
+
+def test_a_transfer_cut_while_the_header_is_read_is_a_network_failure_and_a_short_file_bad_input(tmp_path,
+                                                                                                raster_factory):
+    """A server that closed the connection in the middle of the TIFF header gave exit 2, "cannot be read as a
+    raster" (GDAL sees a damaged directory): the network's fault was the input's, and geosr batch never retried it.
+    Now the first bytes are read again and a transfer shorter than announced is a NetworkError (exit 1); a file
+    whose header is itself cut short, served whole, stays bad input (exit 2)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    data = (folder / "lr.tif").read_bytes()
+    (folder / "short.tif").write_bytes(data[:100])  # ends inside its header
+    with serving(folder, "cut") as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/lr.tif", "-x", "2", "-m", "bicubic",
+                                       "-o", str(tmp_path / "o.tif")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "its server cut the transfer" in said and "try again" in said, said
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/short.tif", "-x", "2", "-m", "bicubic",
+                                       "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and "short.tif" in res.output and "cut the transfer" not in res.output, res.output
+    assert not (tmp_path / "o.tif").exists()

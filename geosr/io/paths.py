@@ -99,4 +99,27 @@ def network_failure(url: str) -> str | None:
         return f"no answer from its server ({why})"
     if status >= 500 or status in (408, 429):
         return f"its server answered HTTP {status}"
+    if status < 300:
+        return cut_short(url)
+    return None
+
+
+def cut_short(url: str, size: int = 1 << 16, timeout: float = 10.0) -> str | None:
+    """Why a read of ``url``'s first ``size`` bytes ended before the length its server announced (a connection cut
+    mid-transfer; GDAL then reports a damaged file), or None when it arrived whole. HTTP(S) only."""
+    import http.client
+    import urllib.request
+
+    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    request = urllib.request.Request(target, headers={"Range": f"bytes=0-{size - 1}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            announced = resp.headers.get("Content-Length")
+            body = resp.read()
+    except http.client.IncompleteRead as exc:
+        return f"its server cut the transfer ({len(exc.partial)} of {len(exc.partial) + (exc.expected or 0)} bytes)"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"no answer from its server ({getattr(exc, 'reason', exc)})"
+    if announced is not None and announced.isdigit() and len(body) < int(announced):
+        return f"its server cut the transfer ({len(body)} of {announced} bytes)"
     return None
