@@ -229,7 +229,8 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
 
 def test_evaluate_overwrite_keeps_the_earlier_evaluation_until_the_new_one_is_whole(tmp_path, dataset, monkeypatch):
     """--overwrite replaced the folder's files before the new evaluation ran: a failure or a kill halfway left
-    neither. Now the new one is made beside it and moved in whole; a killed run's stage is cleared by the next."""
+    neither. Now the new one is made in a hidden stage inside it and moved in whole; a killed run's stage is cleared
+    by the next."""
     import geosr.training.evaluate as E
 
     out = tmp_path / "eval"
@@ -244,18 +245,18 @@ def test_evaluate_overwrite_keeps_the_earlier_evaluation_until_the_new_one_is_wh
     monkeypatch.setattr(E, "_summary", broken)  # after every case ran and its panels were written
     res = CliRunner().invoke(_app(), [*args, "--overwrite"])
     assert res.exit_code == 1 and "stopped halfway" in res.output
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval"]  # no stage left behind
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # and no stage left behind
+    res = CliRunner().invoke(_app(), [*args[:-3], "--out-dir", str(tmp_path / "new")])
+    assert res.exit_code == 1 and not (tmp_path / "new").exists()  # the folder the failed run made is gone
     monkeypatch.undo()
 
-    stale = tmp_path / ".eval.999999999.0123abcd.partial"  # what a killed run leaves: a dead process's stage
+    stale = out / ".geosr-stage.999999999.0123abcd.partial"  # what a killed run leaves: a dead process's stage
     stale.mkdir()
     (stale / "metrics.json").write_text("{}")
     res = CliRunner().invoke(_app(), [*args, "--overwrite", "--no-panels", "-x", "8"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.md"]  # the earlier panels went
     assert json.loads((out / "metrics.json").read_text())["scales"] == [4, 8]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval"]
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, dataset, monkeypatch):

@@ -4,8 +4,8 @@ unless asked to replace it, and then only when everything in it is that command'
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -26,9 +26,11 @@ class OutputFolder:
     owned: tuple[str, ...]
 
     def _entries(self) -> list[Path]:
+        """What the folder holds, but the stages of :meth:`staged`."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
-        return sorted(self.path.iterdir()) if self.path.is_dir() else []
+        entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
+        return [e for e in entries if not (STAGE.fullmatch(e.name) and e.is_dir() and not e.is_symlink())]
 
     def check(self, *, overwrite: bool) -> None:
         """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files,
@@ -55,33 +57,41 @@ class OutputFolder:
 
     @contextlib.contextmanager
     def staged(self, *, overwrite: bool) -> Iterator[Path]:
-        """A folder to write the whole output into, which replaces the earlier output only once the block ends
-        without an error: until then (and after a failure or a kill) the folder holds what it held before."""
+        """A folder to write the whole output into, whose files replace the earlier output only once the block
+        ends without an error: until then (and after a failure or a kill) the folder holds what it held before. The
+        stage is a hidden folder inside the output folder (so only that folder need be writable); one a killed run
+        left is removed by the next."""
         self.check(overwrite=overwrite)
-        parent = self.path.parent
-        parent.mkdir(parents=True, exist_ok=True)
+        made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
         self._clear_stale_stages()
-        stage = parent / f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
-        stage.mkdir()  # with the mode any new folder gets (mkdtemp's would be private)
+        stage = self.path / f".geosr-stage.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+        stage.mkdir()
+        finished = False
         try:
             yield stage
             self.check(overwrite=overwrite)  # nothing foreign appeared meanwhile
-            if not self.path.exists():
-                os.replace(stage, self.path)
-                return
             for entry in self._entries():
                 entry.unlink()
             for new in sorted(stage.iterdir()):
                 os.replace(new, self.path / new.name)
+            finished = True
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+            if made and not finished:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()  # only if empty: the folder this run made for nothing
 
     def _clear_stale_stages(self) -> None:
-        """Remove the stage folders that killed runs on this output left (named with their process id)."""
-        for old in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.partial"):
-            pid = old.name[len(self.path.name) + 2:].split(".")[0]
-            if pid.isdigit() and old.is_dir() and not old.is_symlink() and not _alive(int(pid)):
+        """Remove the stages that killed runs left (named with their process id)."""
+        for old in self.path.glob(".geosr-stage.*.partial"):
+            m = STAGE.fullmatch(old.name)
+            if m and old.is_dir() and not old.is_symlink() and not _alive(int(m.group(1))):
                 shutil.rmtree(old, ignore_errors=True)
+
+
+# The name of a stage folder of :meth:`OutputFolder.staged` (the process id, a random part)
+STAGE = re.compile(r"\.geosr-stage\.(\d+)\.[0-9a-f]{8}\.partial")
 
 
 def _alive(pid: int) -> bool:
