@@ -5,19 +5,39 @@
     python tests/range_server.py FOLDER cut  # the same, but every GET's body stops after 64 bytes (connection closed)
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
-test's own process could never answer.
+test's own process could never answer. Every server serves under its own random first path segment (printed after
+the port): GDAL keeps what it read of a URL for the life of the process, and a later server on a reused port must
+not be answered from that cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
+import secrets
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 GETS = [0]
 FAIL_AFTER: int | None = None
 CUT = [False]
+PREFIX = "/" + secrets.token_hex(6)
+
+
+@contextlib.contextmanager
+def serving(folder: Path, *args: str) -> Iterator[str]:
+    """``folder`` served by this script (``args``: its failure setting); yields the base URL, unique to this server
+    so that GDAL's per-process cache of URLs never answers for it."""
+    server = subprocess.Popen([sys.executable, __file__, str(folder), *args], stdout=subprocess.PIPE, text=True)
+    try:
+        port, prefix = server.stdout.readline().split()
+        yield f"http://127.0.0.1:{int(port)}{prefix}"
+    finally:
+        server.kill()
+        server.wait()
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -25,7 +45,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def _file(self) -> Path | None:
-        path = Path(self.translate_path(self.path))
+        if not self.path.startswith(PREFIX + "/"):
+            self.send_error(404)
+            return None
+        path = Path(self.translate_path(self.path[len(PREFIX):]))
         if not path.is_file():
             self.send_error(404)
             return None
@@ -75,5 +98,5 @@ if __name__ == "__main__":
     CUT[0] = len(sys.argv) > 2 and sys.argv[2] == "cut"
     FAIL_AFTER = int(sys.argv[2]) if len(sys.argv) > 2 and not CUT[0] else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
-    print(server.server_address[1], flush=True)
+    print(server.server_address[1], PREFIX, flush=True)
     server.serve_forever()

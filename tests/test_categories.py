@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +13,7 @@ import rasterio
 from affine import Affine
 from tests.conftest import smooth_field
 from tests.gdal_pam import class_names
+from tests.range_server import serving
 from tests.s2_products import band_files
 
 from geosr import detect_changes, upscale
@@ -63,13 +61,8 @@ def served_tif(tmp_path, raster_factory):
     folder = tmp_path / "www"
     folder.mkdir()
     raster_factory("www/lr.tif", np.full((1, 8, 8), 7, np.uint8))
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        yield f"http://127.0.0.1:{int(server.stdout.readline())}/lr.tif"
-    finally:
-        server.kill()
-        server.wait()
+    with serving(folder) as url:
+        yield f"{url}/lr.tif"
 
 
 def test_the_change_mask_and_the_provenance_sidecar_name_their_classes(raster_factory, tmp_path):

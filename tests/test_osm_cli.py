@@ -271,20 +271,14 @@ def test_the_map_names_its_classes_where_gdal_reads_them(tmp_path, scene):
 def test_like_a_url(tmp_path, scene):
     """--like takes a URL as upscale's inputs do (it was a path on the command line, which folded its //)."""
     import shutil
-    import subprocess
-    import sys
+
+    from tests.range_server import serving
 
     folder = tmp_path / "www"
     folder.mkdir()
     shutil.copy(scene_grid_raster(tmp_path), folder / "like.tif")
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
-        result = invoke("--like", f"http://127.0.0.1:{port}/like.tif", "--osm-file", scene, "-o", tmp_path / "m.tif")
-    finally:
-        server.kill()
-        server.wait()
+    with serving(folder) as url:
+        result = invoke("--like", f"{url}/like.tif", "--osm-file", scene, "-o", tmp_path / "m.tif")
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "m.tif") as ds, rasterio.open(folder / "like.tif") as like:
         assert (ds.crs, ds.transform, ds.shape) == (like.crs, like.transform, like.shape)

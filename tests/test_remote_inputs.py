@@ -3,34 +3,19 @@ unreachable hosts give one sentence and exit 2, fast."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from tests.conftest import smooth_field
+from tests.range_server import serving
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
-
-
-@contextlib.contextmanager
-def serving(folder: Path, *args: str):
-    """``folder`` served by range_server.py (``args``: its failure setting); yields the base URL."""
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder), *args],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        yield f"http://127.0.0.1:{int(server.stdout.readline())}"
-    finally:
-        server.kill()
-        server.wait()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import rasterio
 from pystac.extensions.eo import EOExtension
 from pystac.validation import validate_dict
+from tests.range_server import serving
 from tests.s2_products import BANDS_10M, band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
@@ -227,14 +226,8 @@ def served_item(tmp_path):
     (folder / "items").mkdir()
     (folder / "items" / item["id"]).write_text(json.dumps(item))  # as a STAC API serves it: .../items/ID
     shutil.copy(next(folder.glob("*_B04_*.tif")), folder / "raster")
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.kill()
-        server.wait()
+    with serving(folder) as url:
+        yield url
 
 
 def test_a_stac_item_by_url_reads_its_assets_over_http(served_item, tmp_path):
