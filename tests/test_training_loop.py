@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -372,3 +373,106 @@ def test_a_config_that_is_a_folder_or_not_a_table_is_one_sentence(tmp_path):
         res = CliRunner().invoke(app, ["train", str(tmp_path / name), "--out-dir", str(tmp_path / "run")])
         assert res.exit_code == 2 and words in res.output, res.output
     assert not (tmp_path / "run").exists()
+
+
+def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written(tmp_path, images):
+    """A band count the data does not have failed at the first step with the network's shape error; a zero
+    --checkpoint-every divided by zero; a negative rate was the optimizer's ValueError (all "internal error",
+    exit 1, and a train.log left that blocked a rerun); --batch 0 and --learning-rate 0 silently became the
+    architecture's 4 and 2e-4; --max-minutes -1 ran one step. Each is now one sentence, exit 2, nothing written."""
+    cfg = _config(tmp_path, images)
+    four = tmp_path / "four.json"
+    four.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "bands": 4}))
+    runner = CliRunner()
+    out = tmp_path / "run"
+    for args, said in (([str(four)], "images of 3 bands, but the config says bands = 4"),
+                       ([cfg, "--checkpoint-every", "0"], "checkpoint_every and log_every must"),
+                       ([cfg, "--learning-rate", "-1"], "--learning-rate -1.0 must be a positive"),
+                       ([cfg, "--learning-rate", "0"], "--learning-rate 0.0 must be a positive"),
+                       ([cfg, "--batch", "0"], "--batch 0 must be at least 1"),
+                       ([cfg, "--max-minutes", "-1"], "--max-minutes -1.0 must be a positive"),
+                       ([cfg, "--crop", "0"], "bands and crop must be at least 1")):
+        res = runner.invoke(_app(), ["train", *args, "--out-dir", str(out)])
+        message = " ".join(res.output.split())
+        assert res.exit_code == 2 and said in message and "internal" not in message, (args, message)
+        assert not out.exists(), args
+
+
+def test_the_training_state_is_one_file_so_a_kill_between_two_writes_cannot_mix_steps(tmp_path, images):
+    """The state was two files written one after the other: killed between them, state.safetensors held step 4's
+    weights and state.json step 2's record, and --resume went on from "step 2" with step 4's weights. The record
+    is now in the safetensors header; state.json is a copy for people."""
+    runner = CliRunner()
+    cfg = _config(tmp_path, images)
+    run = tmp_path / "run"
+    assert runner.invoke(_app(), ["train", cfg, "--train-steps", "2", "--checkpoint-every", "2"]).exit_code == 0
+    older = (run / "state.json").read_text()
+    assert runner.invoke(_app(), ["train", cfg, "--train-steps", "4", "--resume"]).exit_code == 0
+    (run / "state.json").write_text(older)  # as a kill between the two writes left it
+    res = runner.invoke(_app(), ["train", cfg, "--train-steps", "6", "--resume", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["resumed_from"] == 4
+    assert json.loads((run / "state.json").read_text())["step"] == 6
+
+
+def test_a_resumed_run_is_the_unbroken_run_and_keeps_its_own_settings(tmp_path, images):
+    """The noise generator was reseeded from the resume step (so a resumed run was not the unbroken one, though the
+    docs said it replayed), and --resume took any data, scales or architecture, training a model whose record said
+    otherwise. Now the random states are saved with the state: 2 + 2 steps give the weights of 4, bit for bit;
+    a resume without a config takes the run's own settings, and one with other settings is refused, untouched."""
+    runner = CliRunner()
+    cfg = _config(tmp_path, images)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    common = ["--checkpoint-every", "2", "--val-every", "0"]
+    assert runner.invoke(_app(), ["train", cfg, "--train-steps", "4", "--out-dir", str(whole), *common]).exit_code == 0
+    assert runner.invoke(_app(), ["train", cfg, "--train-steps", "2", "--out-dir", str(broken), *common]).exit_code == 0
+    res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(broken), "--train-steps", "4"])  # no config
+    assert res.exit_code == 0, res.output
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "state.safetensors"), load_file(broken / "state.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    before = (broken / "state.safetensors").read_bytes()
+    for args, said in ((["-x", "8", "--crop", "64"], "started with --crop 32, not 64 (-x too)"),
+                       (["--data", str(images / "im0.png")], "started with --data [{")):
+        res = runner.invoke(_app(), ["train", cfg, "--resume", "--out-dir", str(broken), "--train-steps", "6", *args])
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
+    assert (broken / "state.safetensors").read_bytes() == before
+
+
+def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path, images, monkeypatch):
+    """Two runs on one folder wrote into each other; a run that failed (or was stopped) before its first save left
+    a train.log that made the next run ask for --overwrite, and a stopped one said to --resume, which had nothing
+    to resume from."""
+    from geosr.io.lock import JobLock
+    from geosr.training import loop
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    run.mkdir()
+    with JobLock(run / ".geosr-lock", output=run):  # another live run holds the folder
+        res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 2 and "is being written by another geosr run" in res.output, res.output
+    assert [p.name for p in run.iterdir()] == [".geosr-lock"]
+
+    def fail(self):
+        raise RuntimeError("a fault at the first step")
+
+    monkeypatch.setattr(loop._Run, "train_step", fail)
+    res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 1 and "a fault at the first step" in res.output
+    assert [p.name for p in run.iterdir()] == [".geosr-lock"]  # its log went with it; the folder was there before
+    fresh = tmp_path / "fresh"
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--out-dir", str(fresh)))
+    assert res.exit_code == 1 and not fresh.exists()  # a folder it made goes too
+
+    def stop(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop._Run, "train_step", stop)
+    res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 130 and "it had saved nothing yet, so run it again as it was" in res.output, res.output
+    monkeypatch.undo()
+    res = runner.invoke(_app(), _quick(tmp_path, images))  # no --overwrite needed
+    assert res.exit_code == 0, res.output
+    assert (run / "state.safetensors").exists() and (run / "train.log").exists()

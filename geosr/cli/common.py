@@ -120,7 +120,8 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
 _COMPLETE = "{} once the output was in place: the job is complete (output and sidecars), nothing to resume"
 
 
-# After SIGTERM, how each command continues (only upscale and train have --resume)
+# After SIGTERM, how each command continues (only upscale and train have --resume); an exception's
+# ``geosr_again`` says otherwise (a training run that saved nothing yet)
 _AGAIN = {"upscale": "; run again with --resume to continue where it stopped",
           "train": "; run again with --resume to continue from the last saved state",
           "batch": "; run the same batch again to continue (finished jobs are skipped, the others resume)"}
@@ -142,10 +143,11 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         _fail(cli_message(exc, command), EXIT_BAD_INPUT, json_out)
     except Terminated as exc:
         _fail(_COMPLETE.format("terminated (SIGTERM)") if getattr(exc, "geosr_completed", False) else
-              "terminated (SIGTERM)" + _AGAIN.get(command or "", ""), EXIT_TERMINATED, json_out)
+              "terminated (SIGTERM)" + (getattr(exc, "geosr_again", None) or _AGAIN.get(command or "", "")),
+              EXIT_TERMINATED, json_out)
     except KeyboardInterrupt as exc:
-        _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else "interrupted",
-              EXIT_INTERRUPTED, json_out)
+        _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else
+              "interrupted" + getattr(exc, "geosr_again", ""), EXIT_INTERRUPTED, json_out)
     except typer.Exit:
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault

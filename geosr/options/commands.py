@@ -192,6 +192,14 @@ class TrainOptions(CommandOptions):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _as_tuple(value) or None)
+        # zero in a config means "the architecture's own" batch and rate; given here, it is a mistake
+        if self.batch_size is not None and self.batch_size < 1:
+            raise OptionError(f"batch_size {self.batch_size} must be at least 1", param="batch_size")
+        if self.lr is not None and not self.lr > 0:
+            raise OptionError(f"lr {self.lr} must be a positive learning rate", param="lr")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise OptionError(f"max_minutes {self.max_minutes} must be a positive number of minutes",
+                              param="max_minutes")
 
     def settings(self) -> dict[str, Any]:
         """The run settings given here (None: the config's), as :class:`geosr.training.config.TrainConfig` names

@@ -13,7 +13,6 @@ other images); the best EMA is kept.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import statistics
 import time
@@ -35,7 +34,7 @@ from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
-from geosr.training.state import load_state, save_state
+from geosr.training.state import load_state, save_state, state_record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -253,11 +252,13 @@ def fit_backbone(
     progress: Callable[[int, int, float, int], None] | None = None,
     name: str | None = None,
     record: dict | None = None,
+    state_extra: dict | None = None,
 ) -> dict:
     """Train into ``out`` (``state.*``, ``model.safetensors`` = EMA, ``best.safetensors`` = best validated EMA).
     The checkpoints keep the start's inference settings (reference detail, tiling, halo) and its name unless
     ``name`` is given; ``record`` is added to their spec's training record (e.g. the data);
-    ``progress(step, steps, loss, scale)`` is called after every step with that step's loss."""
+    ``progress(step, steps, loss, scale)`` is called after every step with that step's loss; ``state_extra`` is
+    added to the training state's record."""
     cfg = cfg or BackboneTrainConfig()
     out.mkdir(parents=True, exist_ok=True)
     if init is None and not resume:
@@ -283,7 +284,7 @@ def fit_backbone(
         groups.append({"params": code_params, "boost": cfg.code_lr_boost})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99))
     step = load_state(out, net, ema, opt) if resume else 0
-    meta = json.loads((out / "state.json").read_text()) if resume else {}
+    meta = (state_record(out) or {}) if resume else {}
     best = meta.get("best") or {"min": -math.inf}  # written as null before a validation
     rng = np.random.default_rng([cfg.seed, step])
     largest = max(min(img.shape[-2:]) for img in train_images)
@@ -304,7 +305,7 @@ def fit_backbone(
 
     def save(at: int, best_so_far: dict) -> None:
         saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity
-        save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict()})
+        save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict(), **(state_extra or {})})
         save_backbone(ema.module, out / "model.safetensors", name=name, **kept, training=training(at))
 
     try:

@@ -43,7 +43,7 @@ def train_backbone(
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, training_device
     from geosr.training.loop import TrainResult
     from geosr.training.sensor_degradations import NAMED
-    from geosr.training.state import BEST, LOG, MODEL, STATE, STATE_JSON, run_folder
+    from geosr.training.state import BEST, LOG, MODEL, STATE, refuse_changed_settings, run_folder, state_record
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -53,11 +53,12 @@ def train_backbone(
         if init:
             raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
                               "give one of them", param="init")
-        missing = [n for n in (MODEL, STATE, STATE_JSON) if not (out / n).exists()]
+        missing = [n for n in (MODEL, STATE) if not (out / n).exists()]
         if missing:
             raise InputError(f"{out}: no backbone run to resume (no {missing[0]})")
         if not is_backbone_spec(read_spec(out / MODEL)):
             raise InputError(f"{out}: holds a diffusion model's run, not a backbone's; resume it with its own `arch`")
+        refuse_changed_settings(out, state_record(out), cfg.to_dict())
     else:
         folder.check(overwrite=overwrite)
         start_path = resolve_checkpoint(init or str(cfg.arch))
@@ -107,7 +108,8 @@ def train_backbone(
         result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
                               log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
                               record={"data": described, **({"description": cfg.description}
-                                                             if cfg.description else {})})
+                                                             if cfg.description else {})},
+                              state_extra={"run": cfg.to_dict()})
         best = result["best"]
         has_best = best.get("step") is not None and (out / BEST).exists()
         write({"event": "end", "step": result["step"], "seconds": round(time.perf_counter() - t0, 1),
@@ -145,10 +147,9 @@ def fitting_scales(scales: Sequence[int], images: Sequence[torch.Tensor]) -> tup
 
 
 def _saved_step(out: Path) -> int:
-    from geosr.training.state import STATE_JSON
+    from geosr.training.state import state_record
 
-    path = out / STATE_JSON
-    return int(json.loads(path.read_text()).get("step", 0)) if path.exists() else 0
+    return int((state_record(out) or {}).get("step", 0))
 
 
 def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role: str = "training",

@@ -117,6 +117,14 @@ class TrainConfig:
             problems.append(f"crop {self.crop} must be a multiple of every scale")
         if self.steps < 1 or self.batch_size < 1:
             problems.append("steps and batch_size must be at least 1")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            problems.append("checkpoint_every and log_every must be at least 1")
+        if self.val_every < 0:
+            problems.append("val_every cannot be negative (0: no validation)")
+        if self.lr < 0 or self.warmup < 0:
+            problems.append("lr and warmup cannot be negative")
+        if self.bands < 1 or self.crop < 1:
+            problems.append("bands and crop must be at least 1")
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
         if self.synthetic:  # imported only here: the config stays free of torch

@@ -39,7 +39,20 @@ from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config, refu
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.samples import sample_stream
 from geosr.training.sources import load_sources, source_for_path
-from geosr.training.state import BEST, LOG, MODEL, load_state, run_folder, save_model, save_state, saved_best
+from geosr.training.state import (
+    BEST,
+    LOG,
+    MODEL,
+    STATE,
+    load_state,
+    refuse_changed_settings,
+    run_folder,
+    save_model,
+    save_state,
+    saved_best,
+    saved_tensors,
+    state_record,
+)
 from geosr.training.validation import Validation, validation_set
 
 
@@ -208,6 +221,8 @@ class _Run:
         folder = run_folder(self.out)
         if self.rank == 0 and not resume:
             folder.check(overwrite=overwrite)
+        if resume:  # before anything is read: a run resumed with other data or another model is refused
+            refuse_changed_settings(self.out, state_record(self.out), cfg.to_dict())
         self.table = load_change_classes(cfg.change_table)
         groups, foreign, self.described = load_sources(cfg)
         self.stream = sample_stream(cfg, groups, foreign)
@@ -223,6 +238,9 @@ class _Run:
             init = str(self.out / MODEL)
         self._build(init)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
+        if resume and self.rank == 0:  # the random streams where the unbroken run had them (process 0 saves)
+            self._restore_rng(saved_tensors(self.out))
         self.sched = lr_schedule(self.opt, cfg, self.start)
         if self.rank == 0 and not resume:
             folder.prepare(overwrite=overwrite)
@@ -230,7 +248,6 @@ class _Run:
         self.validation = Validation(cfg, self.out, val_set, val_set[0] if val_set else self.stream.batch(10**9),
                                      saved_best(self.out) if resume else (-math.inf, None))
         self.step, self.last, self.loss_avg = self.start, float("nan"), None
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
         self.log = (self.out / LOG).open("a") if self.rank == 0 else None
         self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
                      "data": self.described, "config": cfg.to_dict()}, default=str)
@@ -269,6 +286,23 @@ class _Run:
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.bf16 = use_bf16 and self.device.type == "cuda"
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """The states of the random streams a step draws from: the noise levels' generator, torch's own (dropout,
+        the synthetic change) and, on CUDA, the device's."""
+        states = {"noise": self.gen.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def _restore_rng(self, states: dict[str, torch.Tensor]) -> None:
+        """Set the streams :meth:`_rng_states` saved (a state saved without them keeps the reseeded ones)."""
+        if "noise" in states:
+            self.gen.set_state(states["noise"])
+        if "torch" in states:
+            torch.set_rng_state(states["torch"])
+        if "cuda" in states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], self.device)
 
     def _write(self, record: dict, **kw: Any) -> None:
         if self.log is not None:
@@ -328,8 +362,8 @@ class _Run:
                 self._write(event)
         timed_out = max_seconds is not None and self.seconds() > max_seconds
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
-            extra = {"config": cfg.to_dict(), "best": self.validation.record()}
-            save_state(self.out, step, self.model, self.ema, self.opt, extra)
+            extra = {"run": cfg.to_dict(), "best": self.validation.record()}
+            save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=self._rng_states())
             self.save(self.out / MODEL)
         return timed_out
 
@@ -371,18 +405,34 @@ def train(
     own = {f.name for f in dataclasses.fields(TrainOptions)}
     opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})
     more = {k: v for k, v in fields.items() if k not in own}  # TrainConfig checks these names and values
-    cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
     resume, overwrite = opts.resume, opts.overwrite
     if resume and overwrite:
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
                           param="resume")
+    if resume and config is None:  # the run's own settings, as its state records them
+        config = resumed_config(Path(opts.out or TrainConfig.out))
+    cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
+    def keep() -> bool:  # what a failed run wrote: kept once it saved a state to resume from
+        return resume or (Path(cfg.out) / STATE).exists()
+
+    # one live run per folder; a run that fails before it saved anything leaves nothing: run it again as it was
+    with run_folder(Path(cfg.out)).claimed(keep=keep) if _dist()[1] == 0 else nullcontext():
+        try:
+            return _train(cfg, opts, progress)
+        except KeyboardInterrupt as exc:
+            if not keep():
+                exc.geosr_again = "; it had saved nothing yet, so run it again as it was"  # type: ignore[attr-defined]
+            raise
+
+
+def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, float], None] | None) -> TrainResult:
     if cfg.trains_backbone:  # arch lite: the LR-space backbone, fine-tuned (geosr.training.backbone_run)
         from geosr.training.backbone_run import train_backbone
 
-        return train_backbone(cfg, init=opts.init, resume=resume, overwrite=overwrite, max_minutes=opts.max_minutes,
-                              progress=progress)
+        return train_backbone(cfg, init=opts.init, resume=opts.resume, overwrite=opts.overwrite,
+                              max_minutes=opts.max_minutes, progress=progress)
     max_seconds = None if opts.max_minutes is None else 60 * opts.max_minutes
-    run = _Run(cfg, resume=resume, init=opts.init, overwrite=overwrite)
+    run = _Run(cfg, resume=opts.resume, init=opts.init, overwrite=opts.overwrite)
     try:
         while run.step < cfg.steps:
             gnorm, scale, lr = run.train_step()
@@ -395,6 +445,15 @@ def train(
     if run.world > 1:
         torch.distributed.barrier()
     return run.result()
+
+
+def resumed_config(out: Path) -> TrainConfig | None:
+    """The settings the run in ``out`` was started with, as its last state records them (None: no record)."""
+    started = (state_record(out) or {}).get("run") if out.is_dir() else None
+    if not isinstance(started, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in started.items() if k in names})
 
 
 __all__ = ["train", "training_config", "TrainResult", "init_model", "trainable", "ema_of", "warmup_cosine",

@@ -8,12 +8,13 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
 from geosr.errors import OutputExistsError, OutputLocationError
+from geosr.io.lock import JobLock
 from geosr.io.paths import unwritable
 
 
@@ -30,7 +31,8 @@ class OutputFolder:
         if self.path.exists() and not self.path.is_dir():
             raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
         entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
-        return [e for e in entries if not (STAGE.fullmatch(e.name) and e.is_dir() and not e.is_symlink())]
+        return [e for e in entries if not (STAGE.fullmatch(e.name) and e.is_dir() and not e.is_symlink())
+                and not (e.name == LOCK and e.is_file() and not e.is_symlink())]
 
     def check(self, *, overwrite: bool) -> None:
         """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files,
@@ -82,6 +84,35 @@ class OutputFolder:
                 with contextlib.suppress(OSError):
                     self.path.rmdir()  # only if empty: the folder this run made for nothing
 
+    @contextlib.contextmanager
+    def claimed(self, *, keep: Callable[[], bool]) -> Iterator[None]:
+        """Hold the folder's lock while the block runs: another run on the folder meanwhile is refused at once,
+        naming this one. When the block fails and ``keep()`` is false, what it wrote is removed: this command's
+        files that were not there before (told by inode), and the folder if the block made it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
+        problem = unwritable(self.path)
+        if problem:
+            raise OutputLocationError(f"{self.path}: {problem}; choose another `out`")
+        made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}
+        with JobLock(self.path / LOCK, output=self.path):
+            try:
+                yield
+            except BaseException:
+                if not keep():
+                    for e in self._entries():
+                        if (e.is_file() and not e.is_symlink() and any(fnmatch(e.name, p) for p in self.owned)
+                                and (e.name, e.stat().st_ino) not in before):
+                            e.unlink()
+                raise
+            finally:
+                if made and not self._entries():
+                    with contextlib.suppress(OSError):
+                        (self.path / LOCK).unlink()
+                        self.path.rmdir()
+
     def _clear_stale_stages(self) -> None:
         """Remove the stages that killed runs left (named with their process id)."""
         for old in self.path.glob(".geosr-stage.*.partial"):
@@ -90,6 +121,8 @@ class OutputFolder:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+# The lock file of :meth:`OutputFolder.claimed` (kept: the flock, not the file, is the lock)
+LOCK = ".geosr-lock"
 # The name of a stage folder of :meth:`OutputFolder.staged` (the process id, a random part)
 STAGE = re.compile(r"\.geosr-stage\.(\d+)\.[0-9a-f]{8}\.partial")
 

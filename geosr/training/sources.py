@@ -98,6 +98,11 @@ def load_sources(
                 described.append(f"synthetic change from {len(syn)} images of {where}")
         if not pairs:
             raise InputError(f"data source {dict(src)} holds no usable image")
+        other = next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
+        if other is not None:  # else the network fails on its first batch with a shape error
+            n = other.target.shape[0]
+            raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} bands, but the "
+                             f"config says bands = {cfg.bands}; set bands to {n} or give {cfg.bands}-band images")
         groups.append((pairs, w))
         foreign.extend(p.target for p in pairs if p.synthetic)
         described.append(f"{kind}: {len(pairs)} pairs from {where}")

@@ -1,5 +1,6 @@
-"""A training run's folder: the resumable training state (safetensors + JSON, nothing pickled), the EMA model
-written as a geosr checkpoint with its spec, and the files a run owns (for ``--overwrite``)."""
+"""A training run's folder: the resumable training state (one safetensors file, its record in the header, nothing
+pickled), the EMA model written as a geosr checkpoint with its spec, and the files a run owns (for
+``--overwrite``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.models.checkpoint import make_spec, save_checkpoint
 from geosr.training.config import TrainConfig
 from geosr.training.outputs import OutputFolder
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # types only: the backbone's training imports this module wit
 
 STATE = "state.safetensors"
 STATE_JSON = "state.json"
+HEADER_KEY = "geosr-training-state"  # the key of the state's record in the safetensors header
 MODEL = "model.safetensors"
 BEST = "best.safetensors"
 LOG = "train.log"
@@ -39,29 +41,52 @@ def _averaged(ema: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_state(out: Path, step: int, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer,
-               extra: dict) -> None:
-    """Model, EMA and optimizer tensors to ``state.safetensors``; step, param groups, scalars and ``extra`` to
-    ``state.json`` (each written to a ``.part`` file, then moved into place)."""
+               extra: dict, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Model, EMA and optimizer tensors (and ``tensors``, e.g. random generator states) to ``state.safetensors``,
+    with step, param groups, scalars and ``extra`` in its header: one file, written to a ``.part`` file and then
+    moved into place, so that a kill never leaves weights of one step with the record of another.
+    ``state.json`` is a readable copy of that record."""
     from safetensors.torch import save_file
 
-    tensors: dict[str, torch.Tensor] = {}
+    saved: dict[str, torch.Tensor] = {f"rng.{k}": v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}
     for prefix, module in (("model", model), ("ema", _averaged(ema))):
         for k, v in module.state_dict().items():
-            tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous()
+            saved[f"{prefix}.{k}"] = v.detach().cpu().contiguous()
     sd = opt.state_dict()
     scalars: dict[str, dict[str, float]] = {}
     for idx, st in sd["state"].items():
         for name, val in st.items():
             if torch.is_tensor(val) and val.dim() > 0:
-                tensors[f"opt.{idx}.{name}"] = val.detach().cpu().contiguous()
+                saved[f"opt.{idx}.{name}"] = val.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[name] = float(val)
+    meta = json.dumps({"step": step, "param_groups": sd["param_groups"], "scalars": scalars, **extra}, indent=1,
+                      default=str)
     tmp = out / (STATE + ".part")
-    save_file(tensors, str(tmp))
+    save_file(saved, str(tmp), metadata={HEADER_KEY: meta})
     tmp.replace(out / STATE)
-    meta = {"step": step, "param_groups": sd["param_groups"], "scalars": scalars, **extra}
-    (out / (STATE_JSON + ".part")).write_text(json.dumps(meta, indent=1, default=str))
+    (out / (STATE_JSON + ".part")).write_text(meta)
     (out / (STATE_JSON + ".part")).replace(out / STATE_JSON)
+
+
+def state_record(out: Path) -> dict[str, Any] | None:
+    """The record :func:`save_state` wrote with the run's last state (step, best validation, config...); None
+    where the folder holds no state. A state written before the record moved into its header has it in
+    ``state.json``."""
+    from safetensors import safe_open
+
+    if not (out / STATE).exists():
+        return None
+    try:
+        with safe_open(str(out / STATE), "pt") as f:
+            header = (f.metadata() or {}).get(HEADER_KEY)
+    except Exception as exc:  # safetensors' own error types; a file cut short or not a state
+        raise InputError(f"{out / STATE}: not a training state that can be read ({exc})") from None
+    if header is None:
+        if not (out / STATE_JSON).exists():
+            return None
+        header = (out / STATE_JSON).read_text()
+    return json.loads(header)
 
 
 def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
@@ -69,9 +94,9 @@ def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: tor
     weights plus one average per step."""
     from safetensors.torch import load_file
 
-    if not (out / STATE).exists() or not (out / STATE_JSON).exists():
-        raise InputError(f"{out}: no training state to resume from ({STATE} / {STATE_JSON})")
-    meta = json.loads((out / STATE_JSON).read_text())
+    meta = state_record(out)
+    if meta is None:
+        raise InputError(f"{out}: no training state to resume from ({STATE})")
     tensors = load_file(str(out / STATE))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _averaged(ema).load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -90,10 +115,43 @@ def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: tor
     return step
 
 
+def saved_tensors(out: Path, prefix: str = "rng.") -> dict[str, torch.Tensor]:
+    """The extra ``tensors`` the last :func:`save_state` saved (``prefix`` stripped); {} for an older state."""
+    from safetensors import safe_open
+
+    with safe_open(str(out / STATE), "pt") as f:
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+
+
+# Settings a resumed run may change: how long it runs, how often it logs and saves, where, on what, its name.
+RESUMABLE = ("out", "steps", "checkpoint_every", "val_every", "log_every", "device", "precision", "threads", "name",
+             "description", "inference")
+
+
+def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[str, Any]) -> None:
+    """Refuse to resume the run in ``out`` with settings (``cfg``, a TrainConfig's dict) other than those it was
+    started with (``record["run"]``), beyond :data:`RESUMABLE`: the model it writes would not be what its record
+    says. A state without the record (an older run) is not checked."""
+    started = (record or {}).get("run")
+    if not isinstance(started, dict):
+        return
+    now = json.loads(json.dumps(cfg, default=str))
+    changed = [k for k in sorted(set(started) | set(now)) if k not in RESUMABLE and started.get(k) != now.get(k)]
+    if changed:
+        k = changed[0]
+        more = f" ({', '.join(f'`{c}`' for c in changed[1:])} too)" if len(changed) > 1 else ""
+        def shown(v: Any) -> str:
+            text = json.dumps(v)
+            return text if len(text) <= 100 else text[:97] + "..."
+
+        raise OptionError(f"resume: the run in {out} was started with `{k}` {shown(started.get(k))}, not "
+                          f"{shown(now.get(k))}{more}; resume it with its own settings (without a config, the "
+                          "run's are used) or start another run", param="resume")
+
+
 def saved_best(out: Path) -> tuple[float, int | None]:
     """(gain in dB, step) of the best validation so far that a run's state records; (-inf, None) if none."""
-    path = out / STATE_JSON
-    saved = (json.loads(path.read_text()).get("best") or {}) if path.exists() else {}
+    saved = (state_record(out) or {}).get("best") or {}
     return saved.get("gain_db", -math.inf), saved.get("step")
 
 
@@ -123,5 +181,5 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
     save_checkpoint(path, ema, spec)
 
 
-__all__ = ["STATE", "STATE_JSON", "MODEL", "BEST", "LOG", "RUN_FILES", "run_folder", "save_state", "load_state",
-           "saved_best", "save_model"]
+__all__ = ["STATE", "STATE_JSON", "MODEL", "BEST", "LOG", "RUN_FILES", "RESUMABLE", "run_folder", "save_state",
+           "state_record", "load_state", "saved_tensors", "refuse_changed_settings", "saved_best", "save_model"]
