@@ -113,6 +113,26 @@ def test_change_pairs_of_different_sizes_are_refused_beyond_a_stray_row(tmp_path
         change_pair_folder(tmp_path, require_label=False)
 
 
+def test_a_change_label_with_values_a_label_does_not_have_is_refused(tmp_path):
+    """A label holding 30 or 60 (resampled, or saved lossy) counted those pixels as changed without a word, in
+    `geosr evaluate` and `geosr train`, though `geosr upscale` refuses such a mask; now one sentence naming it."""
+    from geosr.errors import InputError
+
+    for d in ("A", "B", "label"):
+        (tmp_path / d).mkdir()
+    Image.fromarray(_hr()).save(tmp_path / "A" / "p.png")
+    Image.fromarray(_hr()).save(tmp_path / "B" / "p.png")
+    label = np.zeros((64, 64), np.uint8)
+    label[:8], label[8:16], label[16:24] = 255, 30, 60
+    Image.fromarray(label).save(tmp_path / "label" / "p.png")
+    for require in (True, False):
+        with pytest.raises(InputError, match=r"label/p.png: the change label holds values 30, 60; a label is 0"):
+            change_pair_folder(tmp_path, require_label=require)
+    label[8:24] = 1
+    Image.fromarray(label).save(tmp_path / "label" / "p.png")
+    assert float(change_pair_folder(tmp_path)[0].changed.float().mean()) == 24 / 64
+
+
 def test_geotiff_stack_windows(tmp_path):
     hr = _hr(64, 96)
     lr = _box8(hr, 4)

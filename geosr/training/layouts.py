@@ -139,6 +139,12 @@ def change_pair_folder(
                 raise InputError(f"{path}: is {ph}x{pw} pixels but {small} is {sh}x{sw}; the images of a change pair "
                                  "must cover the same area at the same size")
         ref, target = ref[:, :h, :w], target[:, :h, :w]
+        if mask is not None:  # else a value such as 30 (a resampled or lossy label) would count as changed
+            odd = sorted(set(np.unique(mask).tolist()) - {c.value for c in BINARY.classes})
+            if odd:
+                shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
+                raise InputError(f"{l_path}: the change label holds values {shown}; a label is 0 (unchanged) and 1 "
+                                 "or 255 (changed)")
         change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
         labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
         pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem))
