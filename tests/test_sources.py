@@ -97,6 +97,23 @@ def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
     assert not list(tmp_path.glob("*.tif"))
 
 
+def test_a_product_of_several_granules_is_refused_as_the_docs_say(tmp_path):
+    """Only the first image file listed per band was looked at, so a product listing a second granule after the
+    first was read as the first granule alone, without a word (the docs say such a product is refused)."""
+    safe, _ = l2a_product(tmp_path)
+    mtd = safe / "MTD_MSIL2A.xml"
+    text = mtd.read_text()
+    first = text[text.index("          <Granule "):text.index("          </Granule>") + len("          </Granule>\n")]
+    granule = next((safe / "GRANULE").iterdir()).name
+    other = granule.replace("A032500", "A032501")  # the next orbit's granule
+    assert other != granule
+    shutil.copytree(safe / "GRANULE" / granule, safe / "GRANULE" / other)
+    mtd.write_text(text.replace(first, first + first.replace(granule, other)))
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    assert res.exit_code == 2 and "holds 2 granules; give one granule's IMG_DATA/R10m folder" in res.output, res.output
+    assert not (tmp_path / "a.tif").exists()
+
+
 def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
     dn = band_files(tmp_path / "bands")
     comp = composite(str(tmp_path / "bands"))

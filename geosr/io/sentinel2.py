@@ -117,14 +117,15 @@ def _offsets(path: str, root: ET.Element, tag: str) -> dict[str, float]:
 def _images(path: str, root: ET.Element, level: str) -> dict[str, str]:
     """The image file (relative to the product) of each 10 m band, from the metadata's IMAGE_FILE entries."""
     chosen: dict[str, str] = {}
+    granules: set[str] = set()
     for rel in ((e.text or "").strip() for e in root.iter() if _local(e.tag) == "IMAGE_FILE"):
         m = re.search(r"_(B\d\d|B8A)(_10m)?$", rel.removesuffix(".jp2"))
         if m and m.group(1) in S2_10M and (level == "L1C" or m.group(2)):
             chosen.setdefault(m.group(1), rel if rel.endswith(".jp2") else rel + ".jp2")
+            granules.add(rel.split("/IMG_DATA")[0])  # every band file's, not only the first one's per band
     missing = [b for b in S2_10M if b not in chosen]
     if missing:
         raise NotARasterError(f"{path}: the product lists no image file for {', '.join(missing)} at 10 m")
-    granules = {rel.split("/IMG_DATA")[0] for rel in chosen.values()}
     if len(granules) > 1:
         raise InputError(f"{path}: holds {len(granules)} granules; give one granule's IMG_DATA/R10m folder "
                          "(L1C: IMG_DATA) or its band files instead")
