@@ -3,6 +3,8 @@
     python tests/range_server.py FOLDER      # prints the port, then serves until killed
     python tests/range_server.py FOLDER N    # the same, but every GET after the N-th is answered 503
     python tests/range_server.py FOLDER cut  # the same, but every GET's body stops after 64 bytes (connection closed)
+    python tests/range_server.py FOLDER cut-unannounced  # the same, without announcing the body's length
+    python tests/range_server.py FOLDER moved  # every request is redirected (302) to a URL answered 503
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer. Every server serves under its own random first path segment (printed after
@@ -24,6 +26,8 @@ from pathlib import Path
 GETS = [0]
 FAIL_AFTER: int | None = None
 CUT = [False]
+UNANNOUNCED = [False]
+MOVED = [False]
 PREFIX = "/" + secrets.token_hex(6)
 
 
@@ -45,6 +49,15 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def _file(self) -> Path | None:
+        if MOVED[0] and self.path.startswith(PREFIX + "/moved/"):
+            self.send_error(503)
+            return None
+        if MOVED[0] and self.path.startswith(PREFIX + "/"):
+            self.send_response(302)
+            self.send_header("Location", PREFIX + "/moved" + self.path[len(PREFIX):])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if not self.path.startswith(PREFIX + "/"):
             self.send_error(404)
             return None
@@ -83,9 +96,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(200)
             body = data
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(len(body)))
+        if not UNANNOUNCED[0]:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if CUT[0] and len(body) > 64:  # announce the whole body, send 64 bytes, close the connection
+        if CUT[0] and len(body) > 64:  # send 64 bytes of the body (announced whole, or not), close the connection
             self.wfile.write(body[:64])
             self.wfile.flush()
             self.close_connection = True
@@ -95,8 +109,11 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 if __name__ == "__main__":
     folder = sys.argv[1]
-    CUT[0] = len(sys.argv) > 2 and sys.argv[2] == "cut"
-    FAIL_AFTER = int(sys.argv[2]) if len(sys.argv) > 2 and not CUT[0] else None
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    CUT[0] = mode in ("cut", "cut-unannounced")
+    UNANNOUNCED[0] = mode == "cut-unannounced"
+    MOVED[0] = mode == "moved"
+    FAIL_AFTER = int(mode) if mode.isdigit() else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
     print(server.server_address[1], PREFIX, flush=True)
     server.serve_forever()

@@ -262,6 +262,32 @@ def test_an_interrupted_batch_reports_a_job_its_worker_finished_while_stopping_a
     assert [done[pj.spec.id].status for pj in jobs] == ["ok", "cancelled"]
 
 
+def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):
+    """`geosr batch -q` printed about 100 lines on stderr for one job whose server failed while it ran: each attempt's
+    traceback (geosr's worker log) and Dask's "Compute Failed" error. A condition geosr names (a NetworkError) is now
+    one line in the worker's log at info level, and Dask's report of it is left to the batch's results: nothing is
+    printed, exit 1, the results name the NetworkError."""
+    import subprocess
+    import sys
+
+    from tests.range_server import serving
+
+    www = tmp_path / "www"
+    www.mkdir()
+    _scene(www / "lr.tif", 64, 64, seed=1)
+    (tmp_path / "out").mkdir()
+    with serving(www, "1") as url:  # the batch's check reads it once; the job's attempts get 503
+        manifest = tmp_path / "m.json"
+        manifest.write_text(json.dumps({"jobs": [{"id": "a", "lr": f"{url}/lr.tif", "output": "out/a.tif", "scale": 2,
+                                                  "model": "bicubic"}]}))
+        done = subprocess.run([sys.executable, "-m", "geosr", "batch", str(manifest), "-q", "--workers", "1",
+                               "--retries", "1", "--dashboard", "none"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == "", done.stderr
+    (row,) = [json.loads(x) for x in (tmp_path / "m.results.jsonl").read_text().splitlines() if '"id": "a"' in x]
+    assert row["status"] == "failed" and row["error_type"] == "NetworkError", row
+
+
 def test_ctrl_c_on_a_local_batch_stops_it_with_one_line(tmp_path):
     """A terminal's Ctrl-C reaches the whole process group: each local worker printed Dask's KeyboardInterrupt
     traceback (or died mid-import) and the scheduler logged broken connections, around geosr's own "interrupted".

@@ -1,5 +1,5 @@
-"""Inputs beyond local files (issue 20.1): URLs served on 127.0.0.1, GDAL paths, zip members; bad URLs and
-unreachable hosts give one sentence and exit 2, fast."""
+"""Inputs beyond local files (issue 20.1): URLs served on 127.0.0.1, GDAL paths, zip members; a bad URL is one
+sentence and exit 2, an unreachable host or a failing server one sentence and exit 1 (worth a retry), fast."""
 
 from __future__ import annotations
 
@@ -213,3 +213,159 @@ def test_a_transfer_cut_while_the_header_is_read_is_a_network_failure_and_a_shor
                                        "-o", str(tmp_path / "o.tif")])
     assert res.exit_code == 2 and "short.tif" in res.output and "cut the transfer" not in res.output, res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def _said(res) -> str:
+    return " ".join(res.output.split())
+
+
+def test_a_stac_item_or_band_list_whose_server_fails_is_a_network_failure(tmp_path):
+    """A STAC item URL (with or without a suffix) answered 503, its assets answered 503, band URLs answered 503, a
+    redirect to a 503 and a refused connection gave exit 2 ("cannot be fetched", "cannot be read"): bad input, never
+    retried by geosr batch. They are the server's or the network's failure: exit 1, "try again"; a 404 stays bad
+    input."""
+    from tests.s2_products import band_files
+    from tests.test_sources import _item
+
+    folder = tmp_path / "www"
+    band_files(folder)
+    _item(folder)
+    (folder / "item").write_bytes((folder / "item.json").read_bytes())
+    bands = ",".join(f.name for f in sorted(folder.glob("*_B0[234]_*.tif")))
+    out = ["-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")]
+    with serving(folder, "0") as down, serving(folder, "1") as assets_down, serving(folder, "moved") as moved:
+        for args in (["upscale", f"{down}/item.json", *out], ["upscale", f"{down}/item", *out],
+                     ["info", f"{down}/item.json"], ["upscale", f"{assets_down}/item.json", *out],
+                     ["upscale", ",".join(f"{down}/{b}" for b in bands.split(",")), *out],
+                     ["detect-changes", f"{down}/item.json", "--ref", str(folder / "visual.tif"), "-o",
+                      str(tmp_path / "c.tif")],
+                     ["upscale", f"{moved}/item.json", *out], ["upscale", f"{moved}/visual.tif", *out]):
+            res = CliRunner().invoke(app, args)
+            assert res.exit_code == 1 and "answered HTTP 503; try again" in _said(res), (args, _said(res))
+            assert "127.0.0.1" in _said(res) and "internal error" not in _said(res)
+    res = CliRunner().invoke(app, ["info", "http://127.0.0.1:9/items/abc"])
+    assert res.exit_code == 1 and "no answer from its server" in _said(res) and "try again" in _said(res), _said(res)
+    with serving(folder) as up:
+        res = CliRunner().invoke(app, ["info", f"{up}/missing.json"])
+        assert res.exit_code == 2 and "missing.json" in _said(res), _said(res)
+    assert not list(tmp_path.glob("*.tif"))
+
+
+def test_a_stac_item_whose_server_never_answers_times_out_as_a_network_failure(tmp_path, monkeypatch):
+    import socket
+
+    import geosr.io.stac_items as stac_items
+
+    monkeypatch.setattr(stac_items, "STAC_TIMEOUT_S", 1)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        res = CliRunner().invoke(app, ["info", f"http://127.0.0.1:{silent.getsockname()[1]}/item.json"])
+    assert res.exit_code == 1 and "no answer from its server" in _said(res) and "try again" in _said(res), _said(res)
+
+
+def test_server_faults_are_told_from_bad_answers():
+    """The HTTP statuses worth a retry (5xx, 408, 429) from those that are the input's (404, 403)."""
+    import http.client
+    import urllib.error
+
+    from geosr.io.paths import fetch_failure
+
+    for code in (500, 502, 503, 408, 429):
+        assert fetch_failure(urllib.error.HTTPError("u", code, "x", None, None)) == f"its server answered HTTP {code}"
+    for code in (404, 403, 400):
+        assert fetch_failure(urllib.error.HTTPError("u", code, "x", None, None)) is None
+    assert "cut the transfer" in (fetch_failure(http.client.IncompleteRead(b"ab", 10)) or "")
+    assert "no answer" in (fetch_failure(urllib.error.URLError(ConnectionRefusedError())) or "")
+    assert "no answer" in (fetch_failure(TimeoutError("timed out")) or "")
+
+
+def test_a_stac_item_cut_by_its_server_is_a_network_failure_and_a_truncated_one_bad_input(tmp_path):
+    """An item JSON whose transfer the server cut gave "internal error: IncompleteRead" (length announced) or "is
+    not JSON" (exit 2; length not announced): one NetworkError sentence now, exit 1. A file that is itself cut short,
+    served whole with its length, stays bad input."""
+    from tests.s2_products import band_files
+    from tests.test_sources import _item
+
+    folder = tmp_path / "www"
+    band_files(folder)
+    text = _item(folder).read_text()
+    (folder / "short.json").write_text(text[: len(text) // 2])
+    for mode in ("cut", "cut-unannounced"):
+        with serving(folder, mode) as url:
+            res = CliRunner().invoke(app, ["info", f"{url}/item.json"])
+        said = _said(res)
+        assert res.exit_code == 1 and "its server cut the transfer" in said and "try again" in said, (mode, said)
+        assert "internal error" not in said and "not JSON" not in said
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["info", f"{url}/short.json"])
+    assert res.exit_code == 2 and "short.json: is not JSON" in _said(res), _said(res)
+
+
+@pytest.fixture
+def big_served(tmp_path):
+    """A 2048 x 2048 tiled raster (read in many requests) served by a server that answers 503 after two GETs."""
+    from affine import Affine
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    a = (np.random.default_rng(0).random((3, 2048, 2048)) * 255).astype(np.uint8)
+    with rasterio.open(folder / "big.tif", "w", driver="GTiff", width=2048, height=2048, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True,
+                       blockxsize=256, blockysize=256) as ds:
+        ds.write(a)
+    with serving(folder, "2") as url:
+        yield url, folder
+
+
+def _vrt(path, source: str) -> str:
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">'
+                    f'{source}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>'
+                    for b in (1, 2, 3))
+    path.write_text('<VRTDataset rasterXSize="2048" rasterYSize="2048"><SRS>EPSG:32633</SRS><GeoTransform>500000, '
+                    f'10, 0, 5000000, 0, -10</GeoTransform>{bands}</VRTDataset>')
+    return str(path)
+
+
+def test_a_local_stac_item_or_vrt_whose_remote_member_fails_mid_read_is_a_network_failure(tmp_path, big_served):
+    """A local STAC item or VRT reading a URL that failed mid-read was "may be corrupt", exit 2 (the local file was
+    taken for the broken one, and geosr batch never retried): a NetworkError naming the band file, exit 1. A VRT
+    whose remote member does not exist (404) stays bad input."""
+    big_served, folder = big_served
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": None, "links": [],
+            "properties": {"datetime": "2023-06-12T10:10:31Z"},
+            "assets": {"rgb": {"href": f"{big_served}/big.tif", "type": "image/tiff", "roles": ["data"],
+                               "eo:bands": [{"name": n, "common_name": n} for n in ("red", "green", "blue")]}}}
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    for lr in (str(tmp_path / "item.json"), _vrt(tmp_path / "scene.vrt", f"/vsicurl/{big_served}/big.tif")):
+        res = CliRunner().invoke(app, ["upscale", lr, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                                       "--force-resources"])
+        said = _said(res)
+        assert res.exit_code == 1 and f"its band file {big_served}/big.tif" in said and "try again" in said, said
+        assert "corrupt" not in said and not (tmp_path / "o.tif").exists()
+    with serving(folder) as up:
+        res = CliRunner().invoke(app, ["upscale", _vrt(tmp_path / "gone.vrt", f"/vsicurl/{up}/gone.tif"), "-x", "2",
+                                       "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and "gone.vrt" in _said(res), _said(res)
+
+
+def test_batch_retries_a_stac_item_whose_server_fails_and_fails_it_as_a_network_error(tmp_path, monkeypatch):
+    """geosr batch took a STAC item URL answered 503 for an invalid job (exit 2, "nothing was run"): it is checked
+    again, then fails as a NetworkError (worth a new run)."""
+    from tests.s2_products import band_files
+    from tests.test_sources import _item
+
+    import geosr.pipeline.batch.plan as plan
+
+    monkeypatch.setattr(plan, "CHECK_RETRY_DELAYS", (0.1,))
+    folder = tmp_path / "www"
+    band_files(folder)
+    _item(folder)
+    with serving(folder, "0") as down:
+        (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: {down}/item.json, out: far.tif, x: 2, "
+                                            "model: bicubic}\n")
+        res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--workers", "1", "--dashboard", "none",
+                                       "--json"])
+    assert res.exit_code == 1, res.output
+    job = json.loads(res.stdout)["jobs"][0]
+    assert job["status"] == "failed" and job["error_type"] == "NetworkError" and "HTTP 503" in job["error"], job

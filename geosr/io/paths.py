@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from geosr.errors import NetworkError
+
 # URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
 # paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
 REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
@@ -59,11 +61,13 @@ def unwritable(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD") -> tuple[int | None, Any, str | None] | None:
+def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
+              follow: bool = False) -> tuple[int | None, Any, str | None] | None:
     """An HTTP(S) URL's (or /vsicurl/ path's) HEAD answer: (status, headers (``.get`` ignores the names' case),
-    None), or (None, {}, why) when none came (no connection, a timeout); None for other paths. Redirects are not
-    followed (urllib would follow one with a GET, a whole download): a 3xx is the answer. urllib: GDAL has no stat
-    call that rasterio exposes. ``method="GET"`` asks for the first byte only (as GDAL's reads begin)."""
+    None), or (None, {}, why) when none came (no connection, a timeout); None for other paths. Redirects are
+    followed only with ``follow`` (urllib would follow one with a GET, a whole download): else a 3xx is the
+    answer. urllib: GDAL has no stat call that rasterio exposes. ``method="GET"`` asks for the first byte only
+    (as GDAL's reads begin; the range is kept across redirects)."""
     import urllib.error
     import urllib.request
 
@@ -75,7 +79,7 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD") -> tuple
         def redirect_request(self, *args, **kwargs):  # the 3xx answer itself, as an HTTPError
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         asked = {"Range": "bytes=0-0"} if method == "GET" else {}
         request = urllib.request.Request(target, method=method, headers=asked)
@@ -90,8 +94,9 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD") -> tuple
 def network_failure(url: str) -> str | None:
     """Why ``url`` could not be read when the network or its server is at fault (no answer, 5xx, 408, 429): a
     failure worth retrying, not a bad input; None when the server answered otherwise (e.g. 404) or for other
-    paths. Asks as GDAL does (a GET of a range): a server may answer HEAD and fail every read."""
-    answer = http_head(url, method="GET")
+    paths. Asks as GDAL does (a GET of a range, following redirects): a server may answer HEAD and fail every
+    read."""
+    answer = http_head(url, method="GET", follow=True)
     if answer is None:
         return None
     status, _, why = answer
@@ -102,6 +107,35 @@ def network_failure(url: str) -> str | None:
     if status < 300:
         return cut_short(url)
     return None
+
+
+def refused(url: str) -> bool:
+    """Whether ``url``'s server answers that it is missing or not to be had (a 4xx other than 408 and 429): the
+    input's fault. HTTP(S) only (False for other paths), redirects followed."""
+    answer = http_head(url, method="GET", follow=True)
+    status = answer[0] if answer is not None else None
+    return status is not None and 400 <= status < 500 and status not in (408, 429)
+
+
+def fetch_failure(exc: BaseException) -> str | None:
+    """Why a urllib read failed when the network or the server is at fault, in :func:`network_failure`'s words
+    (no answer, 5xx, 408, 429, a transfer cut short); None for an answer that is the input's (e.g. 404)."""
+    import http.client
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"its server answered HTTP {exc.code}" if exc.code >= 500 or exc.code in (408, 429) else None
+    if isinstance(exc, http.client.IncompleteRead):
+        return "its server cut the transfer" + (f" ({exc.expected} bytes short)" if exc.expected else "")
+    if isinstance(exc, (OSError, http.client.HTTPException)):  # URLError, timeouts, resets, a bad status line
+        return f"no answer from its server ({getattr(exc, 'reason', None) or exc})"
+    return None
+
+
+def network_error(path: str, failure: str) -> NetworkError:
+    """The error for ``path`` that could not be read for ``failure`` (the network's or its server's fault): one
+    sentence; the CLI exits 1 and ``geosr batch`` retries it."""
+    return NetworkError(f"{path}: cannot be read now: {failure}; try again")
 
 
 def cut_short(url: str, size: int = 1 << 16, timeout: float = 10.0) -> str | None:

@@ -16,8 +16,16 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, REMOTE, network_failure, over_network  # noqa: F401 (REMOTE re-exported)
+from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
+    OPEN_REMOTE_OPTIONS,
+    REMOTE,
+    network_error,
+    network_failure,
+    over_network,
+    refused,
+)
 from geosr.io.sources import composite, is_composite
+from geosr.io.vrt import vrt_sources
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -110,7 +118,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         reason = str(exc).split("\n")[0]
         failure = network_failure(p) if remote else None
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
-            raise NetworkError(f"{p}: cannot be read now: {failure}; try again") from exc
+            raise network_error(p, failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
             raise NotARasterError(f"{p}: not a raster GDAL can read") from exc
         raise NotARasterError(f"{p}: cannot be read as a raster ({reason.rstrip('.')})") from exc
@@ -312,7 +320,8 @@ def reading(name: str) -> Iterator[None]:
     """Turn GDAL read failures (corrupt or truncated blocks) into one sentence naming the file. A raster read over
     the network that opened and then fails mid-read is most likely the network's or its server's fault (a 503, a
     dropped connection: GDAL then reports a short read, the HTTP status lost): a NetworkError (exit 1; ``geosr
-    batch`` retries it), not the bad input a local file's broken block is."""
+    batch`` retries it), not the bad input a local file's broken block is. So is a VRT (a local .vrt, a local STAC
+    item) that reads a member over the network."""
     try:
         yield
     except RasterioIOError as exc:
@@ -325,6 +334,15 @@ def reading(name: str) -> Iterator[None]:
         if (over_network(name) or over_network(shown)) and not decoding:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
                                "failed; try again") from exc
+        members = [m for m in vrt_sources(name) if over_network(m)] if not decoding else []
+        failed = next(((m, f) for m in members if (f := network_failure(m)) is not None), None)
+        if failed is not None:
+            href = failed[0].removeprefix("/vsicurl/")
+            raise NetworkError(f"{shown}: pixels stopped arriving while reading its band file {href}: {failed[1]}; "
+                               "try again") from exc
+        if members and "not recognized" not in reason and not any(map(refused, members)):  # as a URL above
+            raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server of a band "
+                               "file or the network failed; try again") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 

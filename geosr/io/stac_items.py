@@ -4,16 +4,16 @@ No torch here.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pystac
 
 from geosr.errors import BandError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE
+from geosr.io.paths import REMOTE, fetch_failure, network_error
 from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
 STAC_TIMEOUT_S = 20
@@ -22,23 +22,35 @@ _NOT_DATA = {"thumbnail", "overview", "visual", "metadata"}
 
 
 def _read_item(path: str) -> pystac.Item | None:
-    """The STAC item at ``path``; None for a URL without a suffix that turns out not to be JSON (a raster)."""
+    """The STAC item at ``path``; None for a URL without a suffix that turns out not to be JSON (a raster). A URL
+    that the network or its server fails (no answer, 5xx, a transfer cut short) is a NetworkError."""
+    announced = True  # whether the body's length was announced (a local file's always is)
     try:
         if REMOTE.match(path):
             request = urllib.request.Request(path, headers={"Accept": "application/geo+json, application/json"})
             with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as resp:  # noqa: S310 (the user's URL)
+                announced = resp.headers.get("Content-Length") is not None or resp.chunked
                 head = resp.read(64)
                 if not head.lstrip().startswith(b"{") and not path.split("?")[0].lower().endswith(".json"):
                     return None  # not JSON: leave it to GDAL (nothing more is downloaded)
-                data = json.loads((head + resp.read()).decode("utf-8"))
+                text = (head + resp.read()).decode("utf-8")
         else:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
     except FileNotFoundError as exc:
         raise InputNotFoundError(f"{path}: no such file") from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise NotARasterError(f"{path}: the STAC item cannot be fetched ({reason})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        failure = fetch_failure(exc) if REMOTE.match(path) else None
+        if failure is not None:
+            raise network_error(path, failure) from exc
+        raise NotARasterError(f"{path}: the STAC item cannot be fetched ({getattr(exc, 'reason', None) or exc})") \
+            from exc
+    except json.JSONDecodeError as exc:
+        if not announced and (exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string")):
+            # it ends mid-document and no length was announced: a transfer cut short, not the server's file
+            raise network_error(path, "its server cut the transfer (the document ends mid-way)") from exc
+        raise NotARasterError(f"{path}: is not JSON, so not a STAC item ({exc})") from exc
+    except UnicodeDecodeError as exc:
         raise NotARasterError(f"{path}: is not JSON, so not a STAC item ({exc})") from exc
     if not isinstance(data, dict) or data.get("type") != "Feature" or "assets" not in data:
         raise NotARasterError(f"{path}: is JSON but not a STAC item (a GeoJSON Feature with assets)")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from geosr.errors import BandError, InputError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS
+from geosr.errors import BandError, InputError, NetworkError, NotARasterError
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, network_failure, over_network
 
 # How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
 _VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
@@ -82,7 +82,8 @@ class Header:
 
 
 def open_member(owner: str, href: str) -> rasterio.DatasetReader:
-    """Open one member file; its failure is one sentence naming the composite and the member."""
+    """Open one member file; its failure is one sentence naming the composite and the member (a NetworkError when
+    the network or the member's server is at fault)."""
     try:
         target = gdal_path(href)
     except InputError as exc:
@@ -93,6 +94,9 @@ def open_member(owner: str, href: str) -> rasterio.DatasetReader:
                 return rasterio.open(target)
         return rasterio.open(target)
     except RasterioIOError as exc:
+        failure = network_failure(target) if over_network(target) else None
+        if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
+            raise NetworkError(f"{owner}: its band file {href} cannot be read now: {failure}; try again") from exc
         reason = str(exc).split("\n")[0].rstrip(".")
         raise NotARasterError(f"{owner}: its band file {href} cannot be read ({reason})") from exc
 
@@ -103,6 +107,21 @@ def read_header(owner: str, href: str) -> Header:
             raise NotARasterError(f"{owner}: its band file {href} has no coordinate reference system")
         return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
                        tuple(ds.nodatavals), tuple(ds.block_shapes[0]))
+
+
+def vrt_sources(name: str) -> list[str]:
+    """The files a VRT reads its bands from (``name``: a VRT document, as composites are opened, or a .vrt file);
+    none for other rasters or a VRT that cannot be parsed."""
+    try:
+        if name.lstrip().startswith("<VRTDataset"):
+            root = ET.fromstring(name)
+        elif name.lower().endswith(".vrt") and os.path.isfile(name):
+            root = ET.parse(name).getroot()
+        else:
+            return []
+    except (ET.ParseError, OSError):
+        return []
+    return [(e.text or "").strip() for e in root.iter("SourceFilename")]
 
 
 def vrt_document(header: Header, members: list[Member], headers: dict[str, Header], metadata: dict[str, str]) -> str:

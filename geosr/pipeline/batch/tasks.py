@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import InputError, ResumeError
+from geosr.errors import GeoSRError, InputError, ResumeError
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
 from geosr.pipeline.batch.records import output_matches, read_record, write_record
@@ -199,6 +199,8 @@ def _guarded(spec: JobSpec, started: str, t0: float, work: Callable[[], dict]) -
 
 
 def _task_error(spec: JobSpec, exc: BaseException) -> TaskError:
-    # the original chain stays in the worker's log: GDAL's exceptions in it do not always unpickle
-    log.warning("geosr batch job %s failed", spec.id, exc_info=exc)
+    if isinstance(exc, GeoSRError):  # a condition geosr names (the network, a busy output): its sentence says it
+        log.info("geosr batch job %s: %s", spec.id, exc)
+    else:  # geosr's own fault: the chain stays in the worker's log (GDAL's exceptions in it do not always unpickle)
+        log.warning("geosr batch job %s failed", spec.id, exc_info=exc)
     return TaskError.from_exception(exc)
