@@ -141,6 +141,25 @@ def test_a_list_of_band_files_stacks_them_in_order(tmp_path):
     assert not (tmp_path / "b.tif").exists()
 
 
+def test_stacked_band_files_keep_their_own_scale_offset_and_unit(tmp_path):
+    """A VRT band does not take its source's scale and offset: stacking band files that declare them (DN * 1e-4 -
+    0.1 = reflectance) gave bands of scale 1, offset 0, and an output whose values meant DN. Each member's own
+    scale, offset and unit are now written into the stack (a product's metadata still sets a product's)."""
+    band_files(tmp_path / "bands")
+    for f in (tmp_path / "bands").glob("*.tif"):
+        with rasterio.open(f, "r+") as ds:
+            ds.scales, ds.offsets, ds.units = (1e-4,), (-0.1,), ("reflectance",)
+    listed = ",".join(str(next((tmp_path / "bands").glob(f"*_{b}_*.tif"))) for b in ("B04", "B03", "B02"))
+    for given in (str(tmp_path / "bands"), listed):
+        with open_raster(given) as ds:
+            assert ds.scales == (1e-4,) * ds.count and ds.offsets == (-0.1,) * ds.count, given
+            assert ds.units == ("reflectance",) * ds.count
+    out = tmp_path / "out.tif"
+    assert _run("upscale", listed, "-x", "2", "-m", "bicubic", "-o", out).exit_code == 0
+    with rasterio.open(out) as ds:
+        assert ds.scales == (1e-4,) * 3 and ds.offsets == (-0.1,) * 3
+
+
 def test_the_output_may_not_be_a_file_a_composite_input_reads(tmp_path):
     band_files(tmp_path / "bands")
     member = next((tmp_path / "bands").glob("*_B04_*.tif"))

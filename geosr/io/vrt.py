@@ -71,6 +71,9 @@ class Header:
     dtypes: tuple[str, ...]
     nodata: tuple[float | None, ...]
     block: tuple[int, int]
+    scales: tuple[float, ...] = ()  # per band, as the file declares them (a VRT band does not take its source's)
+    offsets: tuple[float, ...] = ()
+    units: tuple[str, ...] = ()
 
     @property
     def grid(self) -> tuple:
@@ -106,7 +109,8 @@ def read_header(owner: str, href: str) -> Header:
         if ds.crs is None:
             raise NotARasterError(f"{owner}: its band file {href} has no coordinate reference system")
         return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
-                       tuple(ds.nodatavals), tuple(ds.block_shapes[0]))
+                       tuple(ds.nodatavals), tuple(ds.block_shapes[0]), tuple(ds.scales), tuple(ds.offsets),
+                       tuple(u or "" for u in ds.units))
 
 
 def vrt_sources(name: str) -> list[str]:
@@ -142,10 +146,16 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
             ET.SubElement(band, "NoDataValue").text = "nan" if math.isnan(nodata) else repr(float(nodata))
         if m.colorinterp:
             ET.SubElement(band, "ColorInterp").text = m.colorinterp
-        if m.offset is not None:
-            ET.SubElement(band, "Offset").text = repr(float(m.offset))
-        if m.scale is not None:
-            ET.SubElement(band, "Scale").text = repr(float(m.scale))
+        # a member's own scale, offset and unit unless the composite sets them (a product's metadata)
+        offset = m.offset if m.offset is not None else (h.offsets[m.band - 1] if h.offsets else 0.0)
+        scale = m.scale if m.scale is not None else (h.scales[m.band - 1] if h.scales else 1.0)
+        unit = h.units[m.band - 1] if h.units else ""
+        if unit:
+            ET.SubElement(band, "UnitType").text = unit
+        if m.offset is not None or offset != 0.0:
+            ET.SubElement(band, "Offset").text = repr(float(offset))
+        if m.scale is not None or scale != 1.0:
+            ET.SubElement(band, "Scale").text = repr(float(scale))
         src = ET.SubElement(band, "SimpleSource")
         ET.SubElement(src, "SourceFilename", relativeToVRT="0").text = gdal_path(m.href)
         ET.SubElement(src, "SourceBand").text = str(m.band)
