@@ -63,6 +63,8 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert result["best_checkpoint"] == str(out / "best.safetensors") and result["best_step"] in (2, 4)
     assert "worst of the LR formations" in result["best_val_basis"]
     spec = read_spec(out / "model.safetensors")
+    assert json.loads((out / "model.json").read_text()) == spec  # the spec for people, as diffusion runs write it
+    assert json.loads((out / "best.json").read_text()) == read_spec(out / "best.safetensors")
     lite = read_spec(resolve_checkpoint("lite"))
     # a checkpoint of the backbone, with the bundled model's inference settings, that has learned something
     assert spec["arch"]["kind"] == "backbone" and spec["inference"] == lite["inference"] and spec["name"] == "lite"

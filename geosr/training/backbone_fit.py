@@ -306,12 +306,13 @@ def fit_backbone(
     def save(at: int, best_so_far: dict) -> None:
         saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity
         save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict(), **(state_extra or {})})
-        save_backbone(ema.module, out / "model.safetensors", name=name, **kept, training=training(at))
+        save_backbone(ema.module, out / "model.safetensors", name=name, sidecar=True, **kept, training=training(at))
 
     try:
         step, best = _loop(net, ema, opt, cfg, device, bf16, train_images, val_images, scales, weights, val_scale,
                            step, best, rng, batches, t_end, log, progress, save,
-                           lambda v, at: save_backbone(ema.module, out / "best.safetensors", name=name, **kept,
+                           lambda v, at: save_backbone(ema.module, out / "best.safetensors", name=name,
+                                                       sidecar=True, **kept,
                                                        training=training(at),
                                                        metrics={"validation_gain_db": {k: round(x, 4)
                                                                                        for k, x in v.items()}}))
