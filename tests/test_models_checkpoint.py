@@ -212,6 +212,10 @@ def test_registry_default_and_paths(tmp_path, trained_tiny, monkeypatch):
     sr = registry.load_model(str(path), device="cpu")
     assert isinstance(sr, DiffusionSuperResolver) and isinstance(sr, SuperResolver)
     assert sr.name == "mine" and sr.scales == (4, 8) and sr.bands == 3
+    # a training run's own checkpoints ran as "model" and "best", whichever run: named by their run's folder too
+    (tmp_path / "second_x8").mkdir()
+    run_model = save_checkpoint(tmp_path / "second_x8" / "model.safetensors", model, _spec(model))
+    assert registry.load_model(str(run_model), device="cpu").name == "second_x8/model"
 
     save_checkpoint(empty / "default.safetensors", model, _spec(model))
     sr = registry.load_model("default", device="auto")

@@ -117,6 +117,16 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.endswith(suffixes) or Path(spec).exists()
 
 
+# The file names a training run gives its checkpoints: named by their run's folder too
+RUN_CHECKPOINTS = ("model", "best")
+
+
+def file_model_name(path: Path) -> str:
+    """The name a checkpoint file runs under (outputs' tags, ``--json``): its stem, with its folder's name for
+    a training run's own (``second_x8/model``, not ``model``)."""
+    return f"{path.resolve().parent.name}/{path.stem}" if path.stem in RUN_CHECKPOINTS else path.stem
+
+
 def resolve_checkpoint(spec: str) -> Path:
     """The checkpoint file a model name or path stands for."""
     bundled = bundled_checkpoints()
@@ -204,7 +214,7 @@ def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConf
     from geosr.models.diffusion import DiffusionSuperResolver
 
     path = resolve_checkpoint(spec)
-    name = path.stem if spec == str(path) or _looks_like_path(spec) else spec
+    name = file_model_name(path) if spec == str(path) or _looks_like_path(spec) else spec
     sr: SuperResolver
     if is_backbone_spec(read_spec(path)):
         from geosr.models.backbone_checkpoint import load_backbone
