@@ -476,3 +476,40 @@ def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path
     res = runner.invoke(_app(), _quick(tmp_path, images))  # no --overwrite needed
     assert res.exit_code == 0, res.output
     assert (run / "state.safetensors").exists() and (run / "train.log").exists()
+
+
+def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, images, monkeypatch):
+    """--overwrite deleted the earlier run as the new one started: a new run that failed (or was killed) before its
+    first save left neither. The earlier run is now set aside, dropped at the new run's first save, put back on a
+    failure before it, and put back by the next run on the folder after a kill."""
+    import os
+
+    from geosr.training import loop
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert runner.invoke(_app(), _quick(tmp_path, images)).exit_code == 0
+    earlier = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".geosr-lock"}
+    assert "state.safetensors" in earlier and "model.safetensors" in earlier
+
+    def fail(self):
+        raise RuntimeError("a fault at the first step")
+
+    monkeypatch.setattr(loop._Run, "train_step", fail)
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite"))
+    assert res.exit_code == 1 and "a fault at the first step" in res.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".geosr-lock"} == earlier
+    monkeypatch.undo()
+    # a run killed before its first save: the earlier files set aside, its own log beside them
+    (run / ".geosr-replaced").mkdir()
+    for name in earlier:
+        os.replace(run / name, run / ".geosr-replaced" / name)
+    (run / "train.log").write_text('{"event": "start", "step": 0}\n')
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--resume", "--train-steps", "4", "--json"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["resumed_from"] == 2  # the earlier run, put back
+    assert not (run / ".geosr-replaced").exists()
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite"))
+    assert res.exit_code == 0, res.output
+    starts = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "start"]
+    assert len(starts) == 1 and not (run / ".geosr-replaced").exists()

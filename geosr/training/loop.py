@@ -412,15 +412,16 @@ def train(
     if resume and config is None:  # the run's own settings, as its state records them
         config = resumed_config(Path(opts.out or TrainConfig.out))
     cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
-    def keep() -> bool:  # what a failed run wrote: kept once it saved a state to resume from
-        return resume or (Path(cfg.out) / STATE).exists()
+    def saved() -> bool:  # what a failed run wrote is kept (and an earlier run it replaces dropped) once it saved
+        return (Path(cfg.out) / STATE).exists()
 
-    # one live run per folder; a run that fails before it saved anything leaves nothing: run it again as it was
-    with run_folder(Path(cfg.out)).claimed(keep=keep) if _dist()[1] == 0 else nullcontext():
+    # one live run per folder; a run that fails before it saved anything leaves the folder as it found it
+    claim = run_folder(Path(cfg.out)).claimed(saved=saved, resume=resume, overwrite=overwrite)
+    with claim if _dist()[1] == 0 else nullcontext():
         try:
             return _train(cfg, opts, progress)
         except KeyboardInterrupt as exc:
-            if not keep():
+            if not (resume or saved()):
                 exc.geosr_again = "; it had saved nothing yet, so run it again as it was"  # type: ignore[attr-defined]
             raise
 

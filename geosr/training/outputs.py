@@ -32,7 +32,8 @@ class OutputFolder:
             raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
         entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
         return [e for e in entries if not (STAGE.fullmatch(e.name) and e.is_dir() and not e.is_symlink())
-                and not (e.name == LOCK and e.is_file() and not e.is_symlink())]
+                and not (e.name == LOCK and e.is_file() and not e.is_symlink())
+                and not (e.name == REPLACED and e.is_dir() and not e.is_symlink())]
 
     def check(self, *, overwrite: bool) -> None:
         """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files,
@@ -41,7 +42,7 @@ class OutputFolder:
         if entries and not overwrite:
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
                                     f"{self.command} output there, or choose another `out`")
-        foreign = [e for e in entries if not (e.is_file() and any(fnmatch(e.name, p) for p in self.owned))]
+        foreign = [e for e in entries if not (e.is_file() and self._owns(e.name))]
         if foreign:
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
                                     "`overwrite` replaces only an earlier output, so choose another `out`")
@@ -85,10 +86,12 @@ class OutputFolder:
                     self.path.rmdir()  # only if empty: the folder this run made for nothing
 
     @contextlib.contextmanager
-    def claimed(self, *, keep: Callable[[], bool]) -> Iterator[None]:
+    def claimed(self, *, saved: Callable[[], bool], resume: bool = False, overwrite: bool = False) -> Iterator[None]:
         """Hold the folder's lock while the block runs: another run on the folder meanwhile is refused at once,
-        naming this one. When the block fails and ``keep()`` is false, what it wrote is removed: this command's
-        files that were not there before (told by inode), and the folder if the block made it."""
+        naming this one. With ``overwrite``, an earlier output is set aside (``.geosr-replaced``), not removed:
+        it is dropped once the block has ``saved()`` something of its own, and put back if the block fails before
+        (or if its process was killed: the next claim finds it). A failed block that saved nothing (and does not
+        ``resume``) also removes the files it wrote, and the folder if it made it."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
         problem = unwritable(self.path)
@@ -96,22 +99,49 @@ class OutputFolder:
             raise OutputLocationError(f"{self.path}: {problem}; choose another `out`")
         made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}
+        aside = self.path / REPLACED
         with JobLock(self.path / LOCK, output=self.path):
+            if aside.is_dir():  # set aside by a run that was killed: whether it saved decides, as below
+                self._settle(aside, keep_new=saved())
+            if overwrite and not resume:
+                self.check(overwrite=True)
+                entries = self._entries()
+                if entries:
+                    aside.mkdir()
+                    for e in entries:
+                        os.replace(e, aside / e.name)
+            before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}
+            ok = False
             try:
                 yield
-            except BaseException:
-                if not keep():
+                ok = True
+            finally:
+                keep_new = ok or resume or saved()
+                if not keep_new:
                     for e in self._entries():
-                        if (e.is_file() and not e.is_symlink() and any(fnmatch(e.name, p) for p in self.owned)
+                        if (e.is_file() and not e.is_symlink() and self._owns(e.name)
                                 and (e.name, e.stat().st_ino) not in before):
                             e.unlink()
-                raise
-            finally:
+                if aside.is_dir():
+                    self._settle(aside, keep_new=keep_new)
                 if made and not self._entries():
                     with contextlib.suppress(OSError):
                         (self.path / LOCK).unlink()
                         self.path.rmdir()
+
+    def _owns(self, name: str) -> bool:
+        return any(fnmatch(name, p) for p in self.owned)
+
+    def _settle(self, aside: Path, *, keep_new: bool) -> None:
+        """Drop the earlier output set aside in ``aside`` (``keep_new``), or put it back in place of what this
+        command wrote since."""
+        if not keep_new:
+            for e in self._entries():
+                if e.is_file() and not e.is_symlink() and self._owns(e.name):
+                    e.unlink()
+            for old in aside.iterdir():
+                os.replace(old, self.path / old.name)
+        shutil.rmtree(aside, ignore_errors=True)
 
     def _clear_stale_stages(self) -> None:
         """Remove the stages that killed runs left (named with their process id)."""
@@ -121,8 +151,10 @@ class OutputFolder:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-# The lock file of :meth:`OutputFolder.claimed` (kept: the flock, not the file, is the lock)
+# The lock file of :meth:`OutputFolder.claimed` (kept: the flock, not the file, is the lock), and where it sets an
+# earlier output aside until the new one has saved
 LOCK = ".geosr-lock"
+REPLACED = ".geosr-replaced"
 # The name of a stage folder of :meth:`OutputFolder.staged` (the process id, a random part)
 STAGE = re.compile(r"\.geosr-stage\.(\d+)\.[0-9a-f]{8}\.partial")
 
