@@ -182,7 +182,9 @@ class TrainOptions(CommandOptions):
     seed: int | None = option(None, "--seed", int, "Seed of the data stream and the initialization.")
     init: str | None = option(None, "--init", str, "Start from this geosr checkpoint (fine-tuning; with --arch "
                               "lite, a backbone checkpoint).")
-    resume: bool = option(False, "--resume", bool, "Continue the run in --out-dir from its last saved state.")
+    resume: bool = option(False, "--resume", bool, "Continue the run in --out-dir from its last saved state, with "
+                          "its own settings (only the run's length, save and validation intervals, device and name "
+                          "may change).")
     overwrite: bool = option(False, "--overwrite", bool, "Replace an earlier run in --out-dir.")
     max_minutes: float | None = option(None, "--max-minutes", float, "Stop (and save) after this wall time.")
 
