@@ -82,6 +82,30 @@ def test_a_zipped_product_and_its_metadata_file_open_the_same(tmp_path):
         assert a.offsets == b.offsets == (-0.1,) * 4
 
 
+def test_a_zipped_product_of_any_name_or_as_a_vsizip_path_is_read_as_the_product(tmp_path):
+    """A zip not named like a product (`download.zip`), one holding the .SAFE's contents at its root, and GDAL's
+    `/vsizip/` path of a product zip were handed to GDAL as one raster: "has no coordinate reference system",
+    "holds no pixels", "not a raster GDAL can read" or "read from a local .SAFE folder or .zip" (exit 2). The zip's
+    directory now tells a product; a band file inside it stays GDAL's to open."""
+    safe, refl = l2a_product(tmp_path)
+    nested, flat = tmp_path / "download.zip", tmp_path / "flat.zip"
+    with zipfile.ZipFile(nested, "w") as z, zipfile.ZipFile(flat, "w") as f:
+        for file in safe.rglob("*"):
+            if file.is_file():
+                z.write(file, file.relative_to(tmp_path))
+                f.write(file, file.relative_to(safe))
+    band = next(n for n in zipfile.ZipFile(nested).namelist() if n.endswith("_B04_10m.jp2"))
+    with open_raster(str(safe)) as ds:
+        whole = ds.read()
+    for given in (nested, flat, f"/vsizip/{nested}", f"/vsizip/{nested}/{safe.name}"):
+        res = _run("upscale", given, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif", "--overwrite")
+        assert res.exit_code == 0, (given, res.output)
+        with open_raster(str(given)) as ds:
+            assert ds.descriptions == BANDS_10M and np.array_equal(ds.read(), whole), given
+    with open_raster(f"/vsizip/{nested}/{band}") as ds:
+        assert ds.count == 1 and ds.descriptions == (None,)
+
+
 def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
     safe, _ = l2a_product(tmp_path)
     next(safe.rglob("*_B03_10m.jp2")).unlink()

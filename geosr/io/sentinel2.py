@@ -27,6 +27,23 @@ def is_safe_name(p: str) -> bool:
         re.fullmatch(r"MTD_MSIL(1C|2A)\.XML", name)) or (name.endswith(".ZIP") and "_MSIL" in name)
 
 
+def product_zip(path: str) -> str | None:
+    """The local zip file ``path`` names (a ``.zip`` of any name, or GDAL's ``/vsizip/ZIP[/...]``) when it holds a
+    Sentinel-2 product (its metadata file at any depth); None otherwise. Reads the zip's directory only."""
+    m = re.match(r"^/vsizip/+(.*?\.zip)(/.*)?$", path, re.IGNORECASE)
+    if m and m.group(2) and not is_safe_name(m.group(2)):  # a file inside the zip (one band): GDAL's to open
+        return None
+    zpath = "/" + m.group(1).lstrip("/") if m and path.lower().startswith("/vsizip//") else (m.group(1) if m else path)
+    if REMOTE.match(zpath) or not zpath.lower().endswith(".zip") or not os.path.isfile(zpath):
+        return None
+    try:
+        with zipfile.ZipFile(zpath) as z:
+            found = any(re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n) for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return zpath if found else None
+
+
 def safe_metadata(folder: Path) -> Path | None:
     for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml"):
         if (folder / name).is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
-from geosr.io.sentinel2 import is_safe_name, safe_metadata, sentinel2_product
+from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
 
@@ -28,11 +28,11 @@ _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-
 
 def is_composite(path: str) -> bool:
     """Whether ``path`` names (or, for a URL without a file suffix, may name) a multi-file input. Cheap: names and
-    folders only, nothing is read."""
+    folders, and a local zip's directory (a Sentinel-2 product of any name)."""
     p = path.split("?")[0]
     if is_file_list(path):
         return True
-    if p.lower().endswith(".json") or is_safe_name(p):
+    if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
         return True
     if REMOTE.match(path):
         return _maybe_stac_api(path)
@@ -67,11 +67,14 @@ def composite(path: str) -> Composite | None:
     hit = _CACHE.get(path)
     if hit is not None and _still_valid(hit):
         return hit[0]
-    if not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
+    zipped = product_zip(path)  # a zipped product of any name, also as GDAL's /vsizip/ path
+    if zipped is None and not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
     p = path.split("?")[0]
     comp: Composite | None
-    if is_file_list(path):
+    if zipped is not None:
+        comp = sentinel2_product(zipped)
+    elif is_file_list(path):
         comp = _band_list(path)
     elif p.lower().endswith(".json") or REMOTE.match(path) and _maybe_stac_api(path):
         comp = stac_item(path)
