@@ -74,6 +74,33 @@ def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
     assert glob_jobs[0].where == "the command line s0.tif"
 
 
+def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):
+    """{stem}/{name}/{dir} of a URL with a query, a Sentinel-2 product's metadata file or zip, a list of band files
+    and a /vsicurl?url= path."""
+    (scenes / "S2B_MSIL2A_T33UUB.SAFE").mkdir()
+    bands = scenes / "bands"
+    bands.mkdir()
+    for n in ("T33UUB_B02.tif", "T33UUB_B03.tif", "B02.tif", "B03.tif"):
+        (bands / n).touch()
+    lrs = {
+        "https://h.example/x/scene.tif?sig=a/b.c&t=1": ("scene", "scene.tif", "https://h.example/x"),
+        "/vsicurl/https://h.example/x/s2.tif#frag": ("s2", "s2.tif", "/vsicurl/https://h.example/x"),
+        "/vsicurl?max_retry=3&url=https%3A%2F%2Fh.example%2Fy%2Fb.tif%3Fs%3D1": ("b", "b.tif", "https://h.example/y"),
+        "S2B_MSIL2A_T33UUB.SAFE/MTD_MSIL2A.xml": ("S2B_MSIL2A_T33UUB", "S2B_MSIL2A_T33UUB.SAFE", str(scenes)),
+        "S2B_MSIL2A_T33UUB.SAFE/": ("S2B_MSIL2A_T33UUB", "S2B_MSIL2A_T33UUB.SAFE", str(scenes)),
+        "S2B_MSIL2A_T33UUB.SAFE.zip": ("S2B_MSIL2A_T33UUB", "S2B_MSIL2A_T33UUB.SAFE.zip", str(scenes)),
+        "/vsizip//d/p.zip/P.SAFE/MTD_MSIL1C.xml": ("P", "P.SAFE", "/d"),
+        "bands/T33UUB_B02.tif,bands/T33UUB_B03.tif": ("T33UUB", "T33UUB", str(bands)),
+        "bands/B02.tif, bands/B03.tif": ("bands", "bands", str(bands)),
+    }
+    rows = [{"lr": lr, "out": f"out/{i}:{{stem}}|{{name}}|{{dir}}_x{{x}}.tif", "x": 4} for i, lr in enumerate(lrs)]
+    (scenes / "jobs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    m = read_manifest(scenes / "jobs.jsonl")
+    assert m.problems == []
+    for i, (job, (stem, name, folder)) in enumerate(zip(m.jobs, lrs.values())):
+        assert job.out == os.path.normpath(str(scenes / "out" / f"{i}:{stem}|{name}|{folder}_x4.tif")), job.lr
+
+
 def test_cd_keywords_and_urls_stay_as_they_are(scenes):
     (scenes / "jobs.csv").write_text("lr,out,x,ref,cd\ns0.tif,out/a.tif,4,https://example.org/ref.tif,none\n"
                                      "/vsizip/refs.zip/r.tif,out/b.tif,4,s1.tif,auto\n")

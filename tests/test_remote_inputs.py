@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.parse
 import zipfile
 
 import numpy as np
@@ -213,6 +214,117 @@ def test_a_transfer_cut_while_the_header_is_read_is_a_network_failure_and_a_shor
                                        "-o", str(tmp_path / "o.tif")])
     assert res.exit_code == 2 and "short.tif" in res.output and "cut the transfer" not in res.output, res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_transfer_cut_without_its_length_announced_is_a_network_failure(tmp_path, raster_factory):
+    """A server that announced no Content-Length and closed the connection in the middle of a TIFF gave exit 2,
+    "cannot be read as a raster": the end of the connection looked like the end of the file. The range it answered
+    (Content-Range) tells the length: a NetworkError now, exit 1, as when the length was announced; as LR, as a
+    /vsicurl?url= path and in a list of band URLs. A file that is itself broken (served whole without its length,
+    or local) stays bad input (exit 2)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    for band in ("B02", "B03"):
+        raster_factory(f"www/{band}.tif", (smooth_field(1, 24, 24, 6) * 200 + 20).astype(np.uint8))
+    data = (folder / "lr.tif").read_bytes()
+    (folder / "tiny.tif").write_bytes(data[:48])  # ends inside its header, short enough to be served whole
+    (tmp_path / "broken.tif").write_bytes(data[:100])
+    out = ["-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")]
+    with serving(folder, "cut-unannounced") as url:
+        for args in (["upscale", f"{url}/lr.tif", *out], ["info", f"{url}/lr.tif"],
+                     ["info", "/vsicurl?url=" + urllib.parse.quote(f"{url}/lr.tif", safe="")],
+                     ["upscale", f"{url}/B02.tif,{url}/B03.tif", *out]):
+            res = CliRunner().invoke(app, args)
+            said = _said(res)
+            assert res.exit_code == 1 and "its server cut the transfer" in said and "try again" in said, (args, said)
+            assert "cannot be read as a raster" not in said and "internal error" not in said, (args, said)
+        res = CliRunner().invoke(app, ["info", f"{url}/tiny.tif"])
+        assert res.exit_code == 2 and "tiny.tif" in _said(res) and "try again" not in _said(res), _said(res)
+    res = CliRunner().invoke(app, ["upscale", str(tmp_path / "broken.tif"), *out])
+    assert res.exit_code == 2 and "broken.tif" in _said(res) and "try again" not in _said(res), _said(res)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_cut_is_told_by_the_files_size_when_the_answer_gives_no_length():
+    """A server that answers a range with the whole file (200), with no Content-Length nor Content-Range: the
+    file's size by a HEAD tells a cut (at most the range asked for is read); a server that tells no size at all
+    leaves it untold (None: the file's own fault, as GDAL says)."""
+    import http.server
+    import threading
+
+    from geosr.io.paths import cut_short
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.send_response(200)
+            if not self.path.startswith("/untold"):
+                self.send_header("Content-Length", "100000")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"x" * (100000 if self.path == "/whole" else 64))
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # urllib alone: no GDAL holds the lock
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert cut_short(f"{base}/cut", size=1000) == "its server cut the transfer (64 of 1000 bytes)"
+        assert cut_short(f"{base}/whole", size=1000) is None
+        assert cut_short(f"{base}/untold", size=1000) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_gdal_vsicurl_paths_with_options_are_read_as_their_url(served, tmp_path):
+    """GDAL's /vsicurl?OPTIONS&url=URL form (the URL percent-encoded) was taken for a local file: "no such file",
+    exit 2. It is a remote input as /vsicurl/URL is: info and upscale read it (the same bytes as from the URL), as
+    the LR and as the reference; messages, the failure checks and the job's fingerprint go by the URL inside."""
+    from geosr.pipeline import job as job_module
+
+    url, folder = served
+    plain = f"{url}/lr.tif"
+
+    def gdal(u: str) -> str:
+        return "/vsicurl?max_retry=1&url=" + urllib.parse.quote(u, safe="")
+
+    res = CliRunner().invoke(app, ["info", gdal(plain)])
+    assert res.exit_code == 0 and "24 x 24 px" in _said(res), _said(res)
+    outs = {}
+    for lr in (plain, gdal(plain)):
+        outs[lr] = tmp_path / f"o{len(outs)}.tif"
+        res = CliRunner().invoke(app, ["upscale", lr, "-x", "2", "-m", "bicubic", "-o", str(outs[lr])])
+        assert res.exit_code == 0, res.output
+    assert outs[plain].read_bytes() == outs[gdal(plain)].read_bytes()
+    for i, ref in enumerate((plain, gdal(plain))):
+        res = CliRunner().invoke(app, ["upscale", plain, "--ref", ref, "--cd", "none", "-m", "reference-paste", "-x",
+                                       "2", "-o", str(tmp_path / f"r{i}.tif")])
+        assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "r0.tif") as a, rasterio.open(tmp_path / "r1.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+    job_module._REMOTE_STATS.clear()
+    stat = job_module._file_id(gdal(plain))
+    assert stat[0] == gdal(plain) and f"Content-Length={(folder / 'lr.tif').stat().st_size}" in stat[1:], stat
+    res = CliRunner().invoke(app, ["info", gdal(f"{url}/nothing.tif")])
+    assert res.exit_code == 2 and f"{url}/nothing.tif" in _said(res) and "%2F" not in _said(res), _said(res)
+    res = CliRunner().invoke(app, ["upscale", gdal("http://127.0.0.1:9/lr.tif"), "-x", "2", "-o",
+                                   str(tmp_path / "n.tif")])
+    said = _said(res)
+    assert res.exit_code == 1 and "http://127.0.0.1:9/lr.tif: cannot be read now: no answer" in said, said
+    assert not (tmp_path / "n.tif").exists()
+
+    from geosr.io.paths import curl_url, is_remote, named, over_network
+
+    assert curl_url(gdal(plain)) == plain == named(gdal(plain)) and curl_url(f"/vsicurl/{plain}") == plain
+    assert is_remote(gdal(plain)) and over_network(gdal(plain)) and named(f"/vsicurl/{plain}") == f"/vsicurl/{plain}"
+    assert curl_url("/vsicurl?url=https%3A%2F%2Fh%2Fa%20b.tif%3Fsig%3D1%262&max_retry=3") == "https://h/a b.tif?sig=1&2"
 
 
 def _said(res) -> str:

@@ -147,6 +147,34 @@ def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
         assert np.array_equal(ds.read(3), dn["B04"])
 
 
+def test_a_folder_holding_two_files_of_one_band_is_refused(tmp_path):
+    """A band folder with two files of one band (T33_B02.tif and T33_B02_10m.tif, B02.tif and B02.jp2) was read
+    with the first of them by name, the other left out without a word: one sentence now, exit 2, naming the folder,
+    the band and both files. One file per band still stacks."""
+    from geosr.errors import InputError
+
+    dn = band_files(tmp_path / "bands")
+    b02 = next((tmp_path / "bands").glob("*_B02_10m.tif"))
+    shutil.copy(b02, tmp_path / "bands" / b02.name.replace("_B02_10m", "_B02"))
+    res = _run("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "internal error" not in said, said
+    assert f"{tmp_path / 'bands'}: holds 2 files for band B02" in said, said
+    assert f"{b02.name.replace('_B02_10m', '_B02')} and {b02.name}" in said, said
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for b in ("B02", "B03", "B04"):
+        shutil.copy(next((tmp_path / "bands").glob(f"*_{b}_10m.tif")), plain / f"{b}.tif")
+    shutil.copy(plain / "B03.tif", plain / "b03.TIFF")  # the same band token, whatever its case and suffix
+    with pytest.raises(InputError, match=r"holds 2 files for band B03 \(B03\.tif and b03\.TIFF\)"):
+        composite(str(plain))
+    (plain / "b03.TIFF").unlink()
+    (plain / "notes.txt").write_text("B03 was taken on a clear day")  # not a raster file: not a band file
+    with open_raster(str(plain)) as ds:
+        assert ds.descriptions == ("B02", "B03", "B04") and np.array_equal(ds.read(2), dn["B03"])
+    assert not list(tmp_path.glob("*.tif"))
+
+
 def test_a_list_of_band_files_stacks_them_in_order(tmp_path):
     dn = band_files(tmp_path / "bands")
     f = {b: next((tmp_path / "bands").glob(f"*_{b}_*.tif")) for b in (*BANDS_10M, "B05")}

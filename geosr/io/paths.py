@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from geosr.errors import NetworkError
 
 # URLs (https://, s3://, gs://, zip+https://, ...; rasterio maps them onto GDAL's virtual file systems) and GDAL
-# paths (/vsizip/, /vsicurl/, ...): opened by GDAL as they are, never checked on the local disk
-REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+# paths (/vsizip/, /vsicurl/, GDAL's /vsicurl?OPTIONS&url=URL form, ...): opened by GDAL as they are, never checked
+# on the local disk
+REMOTE = re.compile(r"^(/vsi[a-z0-9_]+/|/vsicurl\?|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+# GDAL's /vsicurl/ path with options: /vsicurl?[OPTION=VALUE&]*url=URL (the URL percent-encoded), e.g.
+# /vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fa.tif
+VSICURL_OPTIONS = re.compile(r"^/vsicurl\?(.*)$", re.DOTALL)  # GDAL: case-sensitive
 
 
 # GDAL configuration while a remote file is opened: no listing of a URL's "folder" (GDAL would look for sidecars
@@ -22,8 +28,40 @@ OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 # What is read over a network (GDAL's network file systems, URLs), as opposed to GDAL's local virtual paths
 # (/vsizip/, /vsigzip/, /vsimem/, file://)
-NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/|(https?|ftp|s3|gs|az|oss)://|"
-                     r"[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
+NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/|/vsicurl\?|"
+                     r"(https?|ftp|s3|gs|az|oss)://|[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
+
+
+def curl_url(path: str) -> str | None:
+    """The URL a /vsicurl/ path reads (``/vsicurl/https://h/a.tif``, and GDAL's form with options
+    ``/vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fa.tif``, percent-decoded as GDAL does: both https://h/a.tif); None
+    for other paths and for the form with options without a ``url``."""
+    if path.startswith("/vsicurl/"):
+        return path[len("/vsicurl/"):]
+    m = VSICURL_OPTIONS.match(path)
+    if m is None:
+        return None
+    for option in m.group(1).split("&"):  # as GDAL splits them, then decodes each
+        key, _, value = urllib.parse.unquote(option).partition("=")
+        if key.lower() == "url":
+            return value
+    return None
+
+
+def named(path: str) -> str:
+    """How a message names ``path``: a /vsicurl?OPTIONS&url=URL path by the URL it reads (its options and percent
+    signs are no name), any other path as it is."""
+    return (curl_url(path) or path) if VSICURL_OPTIONS.match(path) else path
+
+
+def is_file_list(path: str) -> bool:
+    """Files (or URLs) separated by commas, not itself a file. A text beginning with a URL is a list only when every
+    part is a URL or an existing file (a URL's query may hold commas); local parts that do not exist are named
+    when the list is read."""
+    if "," not in path or Path(path).exists():
+        return False
+    parts = [q.strip() for q in path.split(",")]
+    return all(q and (REMOTE.match(q) or Path(q).exists()) for q in parts) or not REMOTE.match(path)
 
 
 def over_network(path: str) -> bool:
@@ -71,7 +109,7 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
     import urllib.error
     import urllib.request
 
-    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    target = curl_url(url) or url
     if not target.lower().startswith(("http://", "https://")):
         return None
 
@@ -139,21 +177,42 @@ def network_error(path: str, failure: str) -> NetworkError:
 
 
 def cut_short(url: str, size: int = 1 << 16, timeout: float = 10.0) -> str | None:
-    """Why a read of ``url``'s first ``size`` bytes ended before the length its server announced (a connection cut
-    mid-transfer; GDAL then reports a damaged file), or None when it arrived whole. HTTP(S) only."""
+    """Why a read of ``url``'s first ``size`` bytes ended before the length its server gave (a connection cut
+    mid-transfer; GDAL then reports a damaged file), or None when it arrived whole or its length cannot be told.
+    The length is the answer's Content-Length, else its Content-Range (a server may announce no Content-Length and
+    close the connection at the end: a cut then looks like the end), else the size the server's HEAD answer gives.
+    HTTP(S) only. At most ``size`` bytes are read, also from a server that answers the range with the whole file."""
     import http.client
     import urllib.request
 
-    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    target = curl_url(url) or url
     request = urllib.request.Request(target, headers={"Range": f"bytes=0-{size - 1}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
-            announced = resp.headers.get("Content-Length")
-            body = resp.read()
+            status, headers = resp.status, resp.headers
+            body = resp.read(size)
     except http.client.IncompleteRead as exc:
         return f"its server cut the transfer ({len(exc.partial)} of {len(exc.partial) + (exc.expected or 0)} bytes)"
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return f"no answer from its server ({getattr(exc, 'reason', exc)})"
-    if announced is not None and announced.isdigit() and len(body) < int(announced):
-        return f"its server cut the transfer ({len(body)} of {announced} bytes)"
+    expected = _answer_length(target, status, headers, timeout)
+    if expected is not None and len(body) < min(expected, size):
+        return f"its server cut the transfer ({len(body)} of {min(expected, size)} bytes)"
     return None
+
+
+def _answer_length(url: str, status: int, headers: Any, timeout: float) -> int | None:
+    """The length of the body of ``url``'s answer (``status``, ``headers``) to a GET of a range: as announced
+    (Content-Length), as its range says (Content-Range: bytes FIRST-LAST/SIZE), or, for the whole file without a
+    length, the file's size by a HEAD; None when none of them tells."""
+    announced = (headers.get("Content-Length") or "").strip()
+    if announced.isdigit():
+        return int(announced)
+    span = re.match(r"\s*bytes\s+(\d+)-(\d+)/", headers.get("Content-Range") or "", re.IGNORECASE)
+    if span is not None:
+        return int(span.group(2)) - int(span.group(1)) + 1
+    if status != 200:  # a part of the file, of a length not told
+        return None
+    head = http_head(url, timeout=timeout, follow=True)
+    whole = ((head[1].get("Content-Length") or "").strip() if head is not None and head[0] == 200 else "")
+    return int(whole) if whole.isdigit() else None

@@ -19,6 +19,8 @@ from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError
 from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     OPEN_REMOTE_OPTIONS,
     REMOTE,
+    curl_url,
+    named,
     network_error,
     network_failure,
     over_network,
@@ -80,8 +82,9 @@ _SHOWN: dict[str, str] = {}
 
 
 def shown_name(name: str) -> str:
-    """The name to show for a dataset's ``name``: the user's path of a composite input, else ``name``."""
-    return _SHOWN.get(name, name)
+    """The name to show for a dataset's ``name``: the user's path of a composite input, else ``name`` (a
+    /vsicurl?OPTIONS&url=URL path: the URL, :func:`geosr.io.paths.named`)."""
+    return _SHOWN.get(name) or named(name)
 
 
 # GDAL reads these when it makes a request, at the open and at every later read: set for the process (they change
@@ -118,30 +121,31 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         reason = str(exc).split("\n")[0]
         failure = network_failure(p) if remote else None
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
-            raise network_error(p, failure) from exc
+            raise network_error(named(p), failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
-            raise NotARasterError(f"{p}: not a raster GDAL can read") from exc
-        raise NotARasterError(f"{p}: cannot be read as a raster ({reason.rstrip('.')})") from exc
+            raise NotARasterError(f"{named(p)}: not a raster GDAL can read") from exc
+        raise NotARasterError(f"{named(p)}: cannot be read as a raster ({reason.rstrip('.')})") from exc
 
 
 def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) -> RasterInfo:
     """Read a raster's metadata (no pixels), checking that it is georeferenced."""
     p = str(path)
+    shown = named(p)  # in messages
     with open_raster(p) as ds:
         gcps = len(ds.gcps[0])
         if require_crs and ds.crs is None and gcps:
-            raise NoCRSError(f"{p}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
+            raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
                              f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
         if require_crs and ds.crs is None:
-            raise NoCRSError(f"{p}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
+            raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
         complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
         if require_crs and complex_ is not None:  # the pixels would be cast to their real part
-            raise NotARasterError(f"{p}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
+            raise NotARasterError(f"{shown}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
                                   "super-resolves real-valued images: convert it to amplitude or intensity first")
         if require_crs and ds.transform.is_identity:
-            raise NoCRSError(f"{p}: has no geotransform (pixel positions are not georeferenced)")
+            raise NoCRSError(f"{shown}: has no geotransform (pixel positions are not georeferenced)")
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
-            raise NotARasterError(f"{p}: holds no pixels")
+            raise NotARasterError(f"{shown}: holds no pixels")
         flags = ds.mask_flag_enums
         has_mask = any(
             rasterio.enums.MaskFlags.per_dataset in f or rasterio.enums.MaskFlags.alpha in f for f in flags
@@ -337,7 +341,7 @@ def reading(name: str) -> Iterator[None]:
         members = [m for m in vrt_sources(name) if over_network(m)] if not decoding else []
         failed = next(((m, f) for m in members if (f := network_failure(m)) is not None), None)
         if failed is not None:
-            href = failed[0].removeprefix("/vsicurl/")
+            href = curl_url(failed[0]) or failed[0]
             raise NetworkError(f"{shown}: pixels stopped arriving while reading its band file {href}: {failed[1]}; "
                                "try again") from exc
         if members and "not recognized" not in reason and not any(map(refused, members)):  # as a URL above

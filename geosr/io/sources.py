@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE
+from geosr.io.paths import REMOTE, is_file_list, named
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
@@ -37,16 +37,6 @@ def is_composite(path: str) -> bool:
     if REMOTE.match(path):
         return _maybe_stac_api(path)
     return Path(path).is_dir()
-
-
-def is_file_list(path: str) -> bool:
-    """Files (or URLs) separated by commas, not itself a file. A text beginning with a URL is a list only when every
-    part is a URL or an existing file (a URL's query may hold commas); local parts that do not exist are named
-    when the list is read."""
-    if "," not in path or Path(path).exists():
-        return False
-    parts = [q.strip() for q in path.split(",")]
-    return all(q and (REMOTE.match(q) or Path(q).exists()) for q in parts) or not REMOTE.match(path)
 
 
 def _maybe_stac_api(url: str) -> bool:
@@ -186,7 +176,7 @@ def _band_list(path: str) -> Composite:
         with open_member(path, h) as ds:
             for b in range(1, ds.count + 1):
                 own = ds.descriptions[b - 1]
-                name = _band_token(Path(h).name) or Path(h).stem
+                name = _band_token(Path(named(h)).name) or Path(named(h)).stem  # a /vsicurl?...&url=: its URL's
                 members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}")))
     names = ", ".join(m.description for m in members)
     return stack(path, "band files", members, hrefs, f"{len(members)} bands stacked from {len(hrefs)} files "
@@ -202,9 +192,16 @@ def _band_folder(path: str) -> Composite:
     if not files:
         raise NotARasterError(f"{path}: is a folder without band files (raster files named with a band, e.g. "
                               "T33UUB_20230101T101031_B04_10m.jp2) nor a Sentinel-2 product")
-    by_token: dict[str, Path] = {}
+    found: dict[str, list[Path]] = {}
     for f in files:
-        by_token.setdefault(_band_token(f.name) or "", f)
+        found.setdefault(_band_token(f.name) or "", []).append(f)
+    for token, same in found.items():  # which of two files of a band to stack is the user's choice, not geosr's
+        if len(same) > 1:
+            names = [str(f.relative_to(path)) for f in same]
+            raise InputError(f"{path}: holds {len(same)} files for band {token} ({', '.join(names[:-1])} and "
+                             f"{names[-1]}); keep one file per band in the folder, or list the files to stack, "
+                             "separated by commas")
+    by_token = {token: same[0] for token, same in found.items()}
     tokens = sorted(by_token, key=_band_order)
     heads = {t: read_header(path, str(by_token[t])) for t in tokens}
     finest = min(h.res for h in heads.values())

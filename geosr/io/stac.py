@@ -23,6 +23,7 @@ from rio_stac import create_stac_item
 from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
+from geosr.io.paths import is_file_list
 from geosr.io.rasters import band_roles, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
@@ -203,8 +204,6 @@ def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
 def _members(src: str) -> list[str]:
     """The files (or URLs) a comma-separated input stacks (band files, :mod:`geosr.io.sources`), or the input
     itself."""
-    from geosr.io.sources import is_file_list
-
     return [p.strip() for p in src.split(",")] if is_file_list(src) else [src]
 
 

@@ -18,7 +18,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NetworkError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, network_failure, over_network
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, named, network_failure, over_network
 
 # How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
 _VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
@@ -99,9 +99,10 @@ def open_member(owner: str, href: str) -> rasterio.DatasetReader:
     except RasterioIOError as exc:
         failure = network_failure(target) if over_network(target) else None
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
-            raise NetworkError(f"{owner}: its band file {href} cannot be read now: {failure}; try again") from exc
+            raise NetworkError(f"{owner}: its band file {named(href)} cannot be read now: {failure}; try again") \
+                from exc
         reason = str(exc).split("\n")[0].rstrip(".")
-        raise NotARasterError(f"{owner}: its band file {href} cannot be read ({reason})") from exc
+        raise NotARasterError(f"{owner}: its band file {named(href)} cannot be read ({reason})") from exc
 
 
 def read_header(owner: str, href: str) -> Header:

@@ -25,7 +25,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
-from geosr.io.paths import http_head
+from geosr.io.paths import curl_url, http_head, is_file_list, named
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -334,11 +334,10 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
 
 
 def _input_name(path: str) -> str:
-    """An input as the output's tags name it: its file name; band files (``a.tif,b.tif``) each by theirs."""
-    from geosr.io.sources import is_file_list
-
+    """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's); band files
+    (``a.tif,b.tif``) each by theirs."""
     parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
-    return ",".join(Path(p).name for p in parts)
+    return ",".join(Path(named(p)).name for p in parts)
 
 
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
@@ -562,7 +561,7 @@ def _remote_stat(url: str) -> list[str]:
     file changed on its server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for
     other schemes or when the server does not answer HEAD (:func:`geosr.io.paths.http_head`, no redirects
     followed: a redirect's own answer, its Location, identifies the input then)."""
-    target = url[len("/vsicurl/"):] if url.startswith("/vsicurl/") else url
+    target = curl_url(url) or url
     if not target.lower().startswith(("http://", "https://")):
         return []
     cached = _REMOTE_STATS.get(target)

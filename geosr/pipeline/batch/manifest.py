@@ -20,6 +20,7 @@ import glob as globlib
 import io
 import json
 import os
+import re
 import string
 from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
@@ -27,12 +28,13 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import REMOTE, file_key
+from geosr.io.paths import REMOTE, file_key, is_file_list, named
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PATH_KEYS = ("lr", "out", "ref", "cd", "map")
 PLACEHOLDERS = ("stem", "name", "dir", "x")
+SEPARATORS = "_-. "  # what separates the parts of a band file's name
 
 # every job option, its type, and geosr upscale's default (None: unset): the job's paths and id, every upscale
 # option a job may set (geosr.options declares them), and how finely batch splits a job
@@ -371,9 +373,7 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
 def _row_name(v: dict) -> str | None:
     """The name an invalid row goes by in the messages and results, as its job would have (:func:`_finish`): its
     id, else its output's stem (templates filled from its lr); None when neither can be told."""
-    lr = str(v["lr"]) if v.get("lr") else None
-    values = {"stem": Path(lr).stem, "name": Path(lr).name, "dir": str(Path(lr).parent), "x": v.get("x", "")} \
-        if lr else {}
+    values = template_values(str(v["lr"]), v.get("x", "")) if v.get("lr") else {}
     if v.get("id"):
         return _expand(str(v["id"]), "id", values, []) or str(v["id"])
     out = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
@@ -387,7 +387,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     lr = _absolute(_expand(v["lr"], "lr", {}, problems), root, many=True)
     if lr is None:
         return None, [Problem(where, m) for m in problems]
-    values = {"stem": Path(lr).stem, "name": Path(lr).name, "dir": str(Path(lr).parent), "x": v["x"]}
+    values = template_values(lr, v["x"])
     if not v.get("out"):
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
     paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref") for k in PATH_KEYS[1:]
@@ -418,6 +418,51 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         return None, [Problem(where, str(exc))]
     values = {key: options[o.name] for key, o in _BY_KEY.items()}
     return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
+
+
+def template_values(lr: str, x: Any) -> dict[str, Any]:
+    """``{stem}``, ``{name}``, ``{dir}`` and ``{x}`` of a job: of the scene its LR names, not of its path's last
+    characters. A URL's query and fragment are left out (``https://h/a/scene.tif?sig=..`` is ``scene``, in
+    ``https://h/a``); a Sentinel-2 product is named by its folder or zip (``X.SAFE``, ``X.SAFE.zip`` and
+    ``X.SAFE/MTD_MSIL2A.xml`` are all ``X``); a list of band files by what their names share
+    (``T33UUB_B02.tif,T33UUB_B03.tif`` is ``T33UUB``; ``scene/B02.tif,scene/B03.tif`` is ``scene``), its
+    ``{name}`` being that stem and its ``{dir}`` the folder the files share."""
+    if is_file_list(lr):
+        scenes = [_scene(q.strip()) for q in lr.split(",")]
+        heads = [h for h, _, _ in scenes]
+        local = [h for h in heads if not REMOTE.match(h)]
+        head = heads[0] if len(set(heads)) == 1 or len(local) < len(heads) else os.path.commonpath(local)
+        stem = _shared_stem([s for _, _, s in scenes]) or head.rstrip("/").rsplit("/", 1)[-1] or scenes[0][2]
+        return {"stem": stem, "name": stem, "dir": head, "x": x}
+    head, name, stem = _scene(lr)
+    return {"stem": stem, "name": name, "dir": head, "x": x}
+
+
+def _scene(path: str) -> tuple[str, str, str]:
+    """(folder, name, stem) of one input path, by the rules of :func:`template_values`. Paths are split as text:
+    pathlib would fold a URL's ``//``."""
+    path = named(path)  # GDAL's /vsicurl?...&url=ENCODED form: the URL it reads
+    if "://" in path:
+        path = re.split(r"[?#]", path, maxsplit=1)[0]
+    path = path.rstrip("/") or path
+    head, _, name = path.rpartition("/")
+    if re.fullmatch(r"MTD_MSIL(1C|2A)\.xml", name, re.IGNORECASE) and head:  # the product's metadata file
+        head, _, name = head.rpartition("/")
+    low = name.lower()
+    stem = name[:-9] if low.endswith(".safe.zip") else name[:-5] if low.endswith(".safe") else Path(name).stem
+    archive = re.match(r"^/vsi(?:zip|tar|gzip|7z|rar)/(.+?\.(?:zip|tar|tgz|gz|7z|rar))(?:/|$)", path, re.IGNORECASE)
+    if archive:  # a member of an archive: the archive's folder, where an output can go
+        head = os.path.dirname(archive.group(1))
+    return head or ("/" if path.startswith("/") else "."), name, stem
+
+
+def _shared_stem(stems: list[str]) -> str:
+    """The part of band files' stems they all begin with, ending at a separator (``T33_B02``, ``T33_B03``:
+    ``T33``; ``B02``, ``B03``: nothing)."""
+    common = os.path.commonprefix(stems)
+    if any(len(s) > len(common) and s[len(common)] not in SEPARATORS for s in stems):
+        common = common[:max(common.rfind(c) for c in SEPARATORS) + 1]
+    return common.rstrip(SEPARATORS)
 
 
 def _expand(template: str, key: str, values: dict, problems: list[str]) -> str | None:
