@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -513,3 +516,70 @@ def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, i
     assert res.exit_code == 0, res.output
     starts = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "start"]
     assert len(starts) == 1 and not (run / ".geosr-replaced").exists()
+
+
+def _launch(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def test_a_data_parallel_run_resumed_is_the_unbroken_run_and_reports_once(tmp_path, images):
+    """Under torchrun, only process 0 saved its random streams: the others reseeded theirs on --resume, so a resumed
+    run was not the unbroken one; and every process printed its own result (two JSON documents on stdout)."""
+    cfg, whole, broken = _config(tmp_path, images), tmp_path / "whole", tmp_path / "broken"
+    run = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "geosr", "train"]
+    common = ["--checkpoint-every", "2", "--val-every", "0", "--json"]
+    done = _launch(*run, cfg, "--train-steps", "4", "--out-dir", str(whole), *common)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["steps"] for line in done.stdout.splitlines() if line.startswith("{")] == [4]
+    assert _launch(*run, cfg, "--train-steps", "2", "--out-dir", str(broken), *common).returncode == 0
+    done = _launch(*run, "--resume", "--out-dir", str(broken), "--train-steps", "4", *common)
+    assert done.returncode == 0, done.stderr
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "state.safetensors"), load_file(broken / "state.safetensors")
+    assert {"rng.noise", "rng.noise.rank1"} <= a.keys() and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[json.loads(line)["loss_avg"] for line in (f / "train.log").read_text().splitlines()
+               if '"loss_avg"' in line] for f in (whole, broken)]
+    assert losses[0][-1] == losses[1][-1]  # the running mean of the loss goes on too
+
+
+def test_data_parallel_processes_stop_at_the_same_step_when_time_runs_out(tmp_path, images):
+    """Each process judged --max-minutes by its own clock: the first to run out saved and left, the others went on
+    to a step the first never joined (a hang, or a crash). Here process 0's clock runs out after step 1 and
+    process 1's never: both stop at step 1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import json, sys; from geosr.training import loop; rank = int(sys.argv[1]); "
+            "loop._Run.seconds = (lambda self: 1e9 if self.step >= 1 else 0.0) if rank == 0 else (lambda self: 0.0); "
+            "r = loop.train(sys.argv[2], out=sys.argv[3], steps=6, max_minutes=1.0, checkpoint_every=100, "
+            "val_every=0); print(json.dumps({'rank': rank, 'steps': r.steps}))")
+    cfg, out = _config(tmp_path, images), str(tmp_path / "timed")
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(r), cfg, out], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", **env, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in range(2)]
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in results]
+    assert [json.loads(o.strip().splitlines()[-1]) for o, _ in results] == [{"rank": 0, "steps": 1},
+                                                                            {"rank": 1, "steps": 1}]
+    assert json.loads((Path(out) / "state.json").read_text())["step"] == 1
+
+
+def test_the_lite_model_refuses_to_train_under_torchrun(tmp_path, images, monkeypatch):
+    """Every process of a torchrun job trained the same lite model into the same folder at once."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    res = CliRunner().invoke(_app(), ["train", "--arch", "lite", "--data", str(images), "--out-dir",
+                                      str(tmp_path / "lite")])
+    assert res.exit_code == 2 and "--arch lite trains in one process" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "lite").exists()

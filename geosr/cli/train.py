@@ -33,16 +33,21 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
 
       torchrun --nproc-per-node 4 "$(which geosr)" train train.toml   # data parallel
     """
+    from geosr.training.loop import lead_process
     from geosr.training.loop import train as run_train
+
+    lead = lead_process()  # under torchrun, process 0 alone shows progress and the result
 
     def call():
         for name, (flag, old_flags, _) in DEPRECATED.items():
             options[name] = renamed("train", flag, options[name], "/".join(old_flags), options.pop(f"old_{name}"))
         opts = TrainOptions.of(**common.given(options))
-        with progress_bar("train", enabled=not (quiet or json_out)) as update:
+        with progress_bar("train", enabled=lead and not (quiet or json_out)) as update:
             return run_train(config, options=opts, progress=lambda s, n, loss: update(s, n))
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="train")
+    if not lead:
+        return
     if json_out:
         print_json(result.to_dict())
     elif not quiet:

@@ -199,6 +199,12 @@ def _dist() -> tuple[int, int, int]:
     return world, rank, local
 
 
+def lead_process() -> bool:
+    """Whether this process reports the run: the only one, or rank 0 of a ``torchrun`` job (the others train
+    and keep quiet)."""
+    return _dist()[1] == 0
+
+
 def _device(cfg: TrainConfig, world: int, local: int) -> torch.device:
     """Start the process group (under torchrun) and pick the device."""
     if cfg.threads:
@@ -239,7 +245,7 @@ class _Run:
         self._build(init)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
-        if resume and self.rank == 0:  # the random streams where the unbroken run had them (process 0 saves)
+        if resume:  # the random streams where the unbroken run had them (each process's own, process 0 saved them)
             self._restore_rng(saved_tensors(self.out))
         self.sched = lr_schedule(self.opt, cfg, self.start)
         if self.rank == 0 and not resume:
@@ -247,7 +253,9 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.validation = Validation(cfg, self.out, val_set, val_set[0] if val_set else self.stream.batch(10**9),
                                      saved_best(self.out) if resume else (-math.inf, None))
-        self.step, self.last, self.loss_avg = self.start, float("nan"), None
+        self.step, self.last = self.start, float("nan")
+        # the running mean of the loss goes on where the unbroken run had it (process 0's, as the log shows it)
+        self.loss_avg = (state_record(self.out) or {}).get("loss_avg") if resume and self.rank == 0 else None
         self.log = (self.out / LOG).open("a") if self.rank == 0 else None
         self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
                      "data": self.described, "config": cfg.to_dict()}, default=str)
@@ -295,14 +303,41 @@ class _Run:
             states["cuda"] = torch.cuda.get_rng_state(self.device)
         return states
 
+    def _all_rng_states(self) -> dict[str, torch.Tensor]:
+        """:meth:`_rng_states` of every process, gathered (a collective: every process calls it at the same step);
+        rank r's under ``NAME.rankR``, rank 0's under ``NAME``."""
+        states = self._rng_states()
+        if self.world == 1:
+            return states
+        on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        gathered: dict[str, torch.Tensor] = {}
+        for name, state in states.items():
+            parts = [torch.empty_like(state, device=on) for _ in range(self.world)]
+            torch.distributed.all_gather(parts, state.to(on))
+            gathered.update({name if r == 0 else f"{name}.rank{r}": p.cpu() for r, p in enumerate(parts)})
+        return gathered
+
     def _restore_rng(self, states: dict[str, torch.Tensor]) -> None:
-        """Set the streams :meth:`_rng_states` saved (a state saved without them keeps the reseeded ones)."""
-        if "noise" in states:
-            self.gen.set_state(states["noise"])
-        if "torch" in states:
-            torch.set_rng_state(states["torch"])
-        if "cuda" in states and self.device.type == "cuda":
-            torch.cuda.set_rng_state(states["cuda"], self.device)
+        """Set this process's streams as :meth:`_all_rng_states` saved them (a state saved without them, e.g. by
+        fewer processes, keeps the reseeded ones)."""
+        own = {k.removesuffix(f".rank{self.rank}"): v for k, v in states.items()
+               if (k.endswith(f".rank{self.rank}") if self.rank else "." not in k)}
+        if "noise" in own:
+            self.gen.set_state(own["noise"])
+        if "torch" in own:
+            torch.set_rng_state(own["torch"])
+        if "cuda" in own and self.device.type == "cuda":
+            torch.cuda.set_rng_state(own["cuda"], self.device)
+
+    def _agreed(self, flag: bool) -> bool:
+        """Whether any process says ``flag`` (a collective): every process then stops, and saves, at one step
+        (were one to stop alone, the others would wait for it at their next step)."""
+        if self.world == 1:
+            return flag
+        on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        vote = torch.tensor([int(flag)], device=on)
+        torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
+        return bool(vote.item())
 
     def _write(self, record: dict, **kw: Any) -> None:
         if self.log is not None:
@@ -348,11 +383,14 @@ class _Run:
                    self.device, validation=validation)
 
     def after_step(self, gnorm: float, scale: int, lr: float, max_seconds: float | None) -> bool:
-        """Log, validate and save as the config says after a step (the process of rank 0); whether the run is
-        out of time (it saved then)."""
+        """Log, validate and save as the config says after a step (the process of rank 0 writes; every process
+        agrees on the time and gives its random states); whether the run is out of time (it saved then)."""
         cfg, step = self.cfg, self.step
+        timed_out = self._agreed(max_seconds is not None and self.seconds() > max_seconds)
+        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out
+        states = self._all_rng_states() if saving else {}
         if self.rank != 0:
-            return max_seconds is not None and self.seconds() > max_seconds
+            return timed_out
         if step % cfg.log_every == 0 or step == cfg.steps:
             self._write({"step": step, "loss": round(self.last, 5), "loss_avg": round(self.loss_avg, 5),
                          "grad_norm": round(gnorm, 4), "lr": lr, "scale": scale, "seconds": round(self.seconds(), 1)})
@@ -360,10 +398,9 @@ class _Run:
             event = self.validation.run(step, self.ema.module, self.device, lambda v: self.save(self.out / BEST, v))
             if event is not None:
                 self._write(event)
-        timed_out = max_seconds is not None and self.seconds() > max_seconds
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
-            extra = {"run": cfg.to_dict(), "best": self.validation.record()}
-            save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=self._rng_states())
+        if saving:
+            extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg}
+            save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=states)
             self.save(self.out / MODEL)
         return timed_out
 
@@ -430,6 +467,10 @@ def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, f
     if cfg.trains_backbone:  # arch lite: the LR-space backbone, fine-tuned (geosr.training.backbone_run)
         from geosr.training.backbone_run import train_backbone
 
+        if _dist()[0] > 1:  # every process would train the same model into the same folder
+            raise OptionError("--arch lite trains in one process: run geosr train without torchrun "
+                              f"(this is process {_dist()[1]} of {_dist()[0]})", param="arch")
+
         return train_backbone(cfg, init=opts.init, resume=opts.resume, overwrite=opts.overwrite,
                               max_minutes=opts.max_minutes, progress=progress)
     max_seconds = None if opts.max_minutes is None else 60 * opts.max_minutes
@@ -457,5 +498,5 @@ def resumed_config(out: Path) -> TrainConfig | None:
     return TrainConfig(**{k: v for k, v in started.items() if k in names})
 
 
-__all__ = ["train", "training_config", "TrainResult", "init_model", "trainable", "ema_of", "warmup_cosine",
-           "lr_schedule"]
+__all__ = ["train", "lead_process", "training_config", "TrainResult", "init_model", "trainable", "ema_of",
+           "warmup_cosine", "lr_schedule"]
