@@ -87,6 +87,7 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     sr = load_model(str(out / "model.safetensors"))
     assert 4 in sr.scales
 
+    assert json.loads((out / "state.json").read_text())["loss_avg"] == result["ema_loss"]  # goes on at --resume
     res = _run([*common, "--train-steps", "6", "--resume", "--init", str(resolve_checkpoint("lite"))])
     assert res.exit_code == 2 and "give one of them" in res.output
     res = _run([*common, "--train-steps", "6", "--resume", "--val-every", "1000"])  # its own data, no validation
@@ -94,7 +95,8 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     again = json.loads(res.stdout)
     assert again["steps"] == 6 and again["resumed_from"] == 4 and again["final_loss"] > 0
     assert read_spec(out / "model.safetensors")["training"]["steps"] == 6
-    assert json.loads((out / "state.json").read_text(), parse_constant=strict)["best"]["step"] == result["best_step"]
+    state = json.loads((out / "state.json").read_text(), parse_constant=strict)
+    assert state["best"]["step"] == result["best_step"] and state["loss_avg"] == again["ema_loss"]
 
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):

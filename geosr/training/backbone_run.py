@@ -83,6 +83,11 @@ def train_backbone(
         workers=batch_workers(device),
     )
     state = {"last": float("nan"), "avg": float("nan")}
+    # what each save records beside fit_backbone's own: the run's settings, the loss's running mean (for --resume)
+    extra: dict[str, Any] = {"run": cfg.to_dict(), "loss_avg": None}
+    if resume:
+        extra["loss_avg"] = (state_record(out) or {}).get("loss_avg")
+        state["avg"] = float(extra["loss_avg"]) if extra["loss_avg"] is not None else float("nan")
     with (out / LOG).open("a") as log_file:
         def write(record: dict[str, Any]) -> None:
             log_file.write(json.dumps(record, default=str, allow_nan=False) + "\n")
@@ -99,6 +104,7 @@ def train_backbone(
         def step_done(step: int, steps: int, loss: float, scale: int) -> None:
             state["last"] = loss
             state["avg"] = loss if math.isnan(state["avg"]) else 0.98 * state["avg"] + 0.02 * loss
+            extra["loss_avg"] = state["avg"]
             if step % cfg.log_every == 0 or step == steps:
                 write({"step": step, "loss": round(loss, 5), "loss_avg": round(state["avg"], 5), "scale": scale,
                        "seconds": round(time.perf_counter() - t0, 1)})
@@ -109,7 +115,7 @@ def train_backbone(
                               log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
                               record={"data": described, **({"description": cfg.description}
                                                              if cfg.description else {})},
-                              state_extra={"run": cfg.to_dict()})
+                              state_extra=extra)
         best = result["best"]
         has_best = best.get("step") is not None and (out / BEST).exists()
         write({"event": "end", "step": result["step"], "seconds": round(time.perf_counter() - t0, 1),
