@@ -115,6 +115,25 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
     assert {v["status"] for v in _results(tmp_path / "jobs.results.jsonl").values()} == {"skipped"}
 
 
+def test_one_live_batch_per_results_manifest(tmp_path, client):
+    """Two runs of one manifest at once wrote their results into one file, the last to end replacing the other's
+    (jobs refused as busy listed as failed over outputs the other run wrote). The second is refused now, before
+    it runs anything; the lock goes with the run."""
+    from geosr.io.lock import JobLock, OutputBusyError
+
+    lr = _scene(tmp_path / "a.tif", 20, 20, 1)
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text(json.dumps({"lr": str(lr), "out": str(tmp_path / "a_x2.tif"), "x": 2, "model": "bicubic",
+                                    **OPTS}) + "\n")
+    results = tmp_path / "jobs.results.jsonl"
+    with JobLock(tmp_path / ".jobs.results.jsonl.lock", output=results), \
+            pytest.raises(OutputBusyError, match="is being written by another geosr run"):  # a run of it, live
+        batch(manifest, client=client)
+    assert not results.exists() and not (tmp_path / "a_x2.tif").exists()
+    r = batch(manifest, client=client)
+    assert r.exit_code == 0 and results.exists() and not (tmp_path / ".jobs.results.jsonl.lock").exists()
+
+
 def test_split_scene_assembles_into_the_same_bytes(tmp_path, client):
     job = dict(lr=str(_scene(tmp_path / "big.tif", 64, 45, 7)), x=4)
     (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: big.tif, out: split.tif, x: 4, model: bicubic}\n")

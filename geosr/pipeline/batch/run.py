@@ -90,10 +90,31 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     ``device=``, ``retries=``, ``dashboard=``, ``progress=``, ``on_start=``), over ``settings``.
     """
     s = replace(settings or RunSettings(), **kw)
-    t0 = time.perf_counter()
     results_path = Path(s.results or plan.results) if (s.results or plan.results) else None
-    if results_path is not None:
-        check_results_path(results_path, plan)
+    if results_path is None:
+        return _run_plan(plan, s, None)
+    check_results_path(results_path, plan)
+    with results_lock(results_path):
+        return _run_plan(plan, s, results_path)
+
+
+@contextlib.contextmanager
+def results_lock(path: Path):
+    """One live batch per results manifest (two runs of one manifest would write their results into one file,
+    the last to end replacing the other's): a lock on a hidden file beside it, removed at the end. Raises
+    :class:`~geosr.io.lock.OutputBusyError` naming the other run."""
+    from geosr.io.lock import JobLock
+
+    with JobLock(path.parent / f".{path.name}.lock", output=path) as lock:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                lock.path.unlink()  # while held: a run that opened it meanwhile finds it gone and makes its own
+
+
+def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> BatchResult:
+    t0 = time.perf_counter()
     writer = _ResultsWriter(results_path)
     done: dict[str, JobResult] = {}
     for pj in plan.jobs:
