@@ -65,7 +65,8 @@ class SamplerConfig:
         _check_int("seed", self.seed, low=0)
         mode = self.lr_consistency
         if mode is not None and mode not in LR_CONSISTENCY_MODES:
-            raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {mode!r}")
+            raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {mode!r}",
+                              param="lr_consistency")
 
 
 @dataclass(frozen=True, kw_only=True)

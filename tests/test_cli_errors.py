@@ -379,3 +379,32 @@ def test_after_sigterm_each_command_says_how_it_continues(capsys):
     assert "--resume" in said["upscale"] and "--resume" in said["train"]
     assert "--resume" not in said["batch"] and "same batch again" in said["batch"]
     assert said["evaluate"] == "terminated (SIGTERM)"
+
+
+def test_black_box_findings_json_nan_dangling_links_evaluate_options_and_huge_like_grids(tmp_path):
+    """Found black-box: `info --json` printed NaN (not JSON) for a NaN nodata; an output path that is a dangling
+    link was replaced without --overwrite; evaluate took any --lr-consistency with classical models alone and
+    ran a model given twice twice; rasterize-osm --like -x had no size limit (ran for hours)."""
+    import os
+
+    from geosr.errors import OptionError
+    from geosr.options import EvaluateOptions
+    from geosr.osm.grid import like_grid
+
+    lr = make_raster(tmp_path / "f.tif", smooth_field(1, 12, 12, seed=1).astype(np.float32), nodata=float("nan"))
+    res = runner.invoke(app, ["info", str(lr), "--json"])
+    assert res.exit_code == 0
+
+    def strict(c):
+        raise AssertionError(f"{c} is not JSON")
+
+    assert json.loads(res.stdout, parse_constant=strict)["ok"] is True
+    link = tmp_path / "out.tif"
+    os.symlink(tmp_path / "share" / "gone.tif", link)
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(link)])
+    assert res.exit_code == 2 and "already exists, as a link" in res.output and os.path.islink(link)
+    with pytest.raises(OptionError, match="lr-consistency|lr_consistency"):
+        EvaluateOptions(models=("bicubic",), scales=(4,), lr_consistency="bogus")
+    assert EvaluateOptions(models=("bicubic", "lanczos", "bicubic"), scales=(4,)).models == ("bicubic", "lanczos")
+    with pytest.raises(OptionError, match="would make a 240000 x 240000 pixel grid"):
+        like_grid(lr, 20000)

@@ -6,6 +6,7 @@ import errno
 import functools
 import inspect
 import json
+import math
 import re
 import signal
 import sys
@@ -249,7 +250,18 @@ def print_coregistration(co: dict | None) -> None:
 
 
 def print_json(payload: dict) -> None:
-    sys.stdout.write(json.dumps({"ok": True, **payload}, default=str) + "\n")
+    sys.stdout.write(json.dumps(_finite({"ok": True, **payload}), default=str, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null (JSON has neither; a NaN nodata value is common)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class ProgressView:

@@ -14,7 +14,7 @@ from geosr.cli.common import out_console, print_coregistration, print_json, run_
 def info(
     files: Annotated[list[str], typer.Argument(help="Rasters to inspect (files, URLs, GDAL paths, STAC items, Sentinel-2 products, band files).", show_default=False, metavar="FILES")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but an error; the exit code tells whether the inputs can be read.")] = False,
 ) -> None:
     """Show bands (names, dtype, nodata, scale/offset), grid and how the files overlap.
 

@@ -80,6 +80,9 @@ def check_output_path(
     try:
         st = os.stat(p)
     except FileNotFoundError:
+        if os.path.islink(p) and not overwrite:  # a link to what is not there now (an unmounted share): not absent
+            raise OutputExistsError(f"{p}: already exists, as a link to {os.readlink(p)}, which cannot be reached "
+                                    "(use `overwrite` to replace the link)") from None
         return p
     except OSError as exc:
         raise OutputLocationError(f"{p}: cannot be checked ({exc.strerror})") from exc

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from geosr.config import SUPPORTED_SCALES
+from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import OptionError, ScaleError
 from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, CommandOptions, check_choice, option
 from geosr.options.upscale import LR_CONSISTENCY_HELP
@@ -133,8 +133,10 @@ class EvaluateOptions(CommandOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "models", _as_tuple(self.models))
+        object.__setattr__(self, "models", tuple(dict.fromkeys(_as_tuple(self.models))))  # -m a -m a: once
         object.__setattr__(self, "scales", _as_tuple(self.scales))
+        if self.lr_consistency is not None:  # checked here too: classical models alone never read it
+            check_choice(self.lr_consistency, "lr_consistency", LR_CONSISTENCY_MODES)
         if not self.scales:
             raise ScaleError("scale: give at least one scale factor", param="scale")
         for s in self.scales:

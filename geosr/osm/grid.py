@@ -143,7 +143,11 @@ def like_grid(
         raise OptionError(f"scale {scale!r} must be a positive whole number", param="scale")
     info = inspect_raster(like)
     window = aoi_window(aoi, info.grid, aoi_crs=aoi_crs) if aoi else None
-    return hr_grid(info.grid, int(scale), window)[0]
+    grid = hr_grid(info.grid, int(scale), window)[0]
+    if grid.width * grid.height > MAX_BBOX_PIXELS:
+        raise OptionError(f"scale {scale} would make a {grid.width} x {grid.height} pixel grid of {like}; choose a "
+                          "smaller scale", param="scale")
+    return grid
 
 
 @dataclass(frozen=True, kw_only=True)
