@@ -162,13 +162,16 @@ def test_cd_auto_needs_a_reference_and_the_binary_table(scene, tmp_path):
     assert dry.change_detection == {"method": "auto", "ran": False}
 
 
-def test_a_band_without_any_overlap_reports_no_threshold_in_valid_json(scene, raster_factory, tmp_path):
+def test_a_reference_without_data_over_the_scene_is_refused_and_nothing_written(scene, raster_factory, tmp_path):
+    """Found black-box: a reference whose footprint covers the scene but holds only nodata gave a raster all
+    'unknown', exit 0 (one that does not overlap was refused already)."""
     empty = raster_factory("empty.tif", np.zeros((3, 384, 384), np.uint8), transform=REF_T, nodata=0)
     res = CliRunner().invoke(app, ["detect-changes", str(scene["lr"]), "--ref", str(empty), "-o",
                                    str(tmp_path / "c.tif"), "--json", "--no-coregister"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output
     payload = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-    assert payload["thresholds"] == [None] and payload["unknown_share"] == 1.0
+    assert payload["ok"] is False and "the reference has no data where the scene has" in payload["error"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("c.", ".c."))] == []
 
 
 def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ from geosr.conditioning.change_detection import (
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
+from geosr.errors import NoOverlapError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
@@ -133,7 +134,8 @@ def detect_changes(
     report = progress or (lambda done, total: None)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=opts.bands, ref=ref, ref_bands=opts.ref_bands,
                     coregister=opts.coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
-        found = DetectedRows(scene, grid, report, opts.refine)
+        found = DetectedRows(scene, grid, report, opts.refine,
+                             nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine) | {"GEOSR_OPTIONS": opts.to_json()})
         if work is not None:
             write_row_bands(final, found.fine_grid, meta, found, work)
@@ -189,8 +191,12 @@ class DetectedRows:
     """The detection in bands of rows, (first row, band grid, (1, h, w) uint8) each computed when asked for,
     with the running counts :meth:`result` reports."""
 
-    def __init__(self, scene: Scene, grid: Grid, report: Progress, factor: int = 1) -> None:
+    def __init__(self, scene: Scene, grid: Grid, report: Progress, factor: int = 1, *,
+                 nothing_known: str | None = None) -> None:
+        """``nothing_known``: the message of the NoOverlapError raised after the last band when no pixel could be
+        compared (the raster being written is then dropped); None: such a raster is whole, all unknown."""
         self.scene, self.grid, self.report, self.factor = scene, grid, report, factor
+        self.nothing_known = nothing_known
         self.fine_grid = grid.refined(factor) if factor > 1 else grid
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
         self.changed = self.valid = self.unknown = 0
@@ -222,6 +228,8 @@ class DetectedRows:
                 out = np.where(valid, changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
                 row = (r0 + f0) * k
                 yield row, self.fine_grid.subgrid(Window(0, row, self.fine_grid.width, fh * k)), out[None]
+        if self.valid == 0 and self.nothing_known:
+            raise NoOverlapError(self.nothing_known)
         self.report(len(rows), len(rows))
 
     def result(self, path: Path, seconds: float, tags: dict[str, str]) -> ChangeDetectionResult:
