@@ -767,3 +767,28 @@ def test_a_link_or_a_folder_at_the_output_s_aux_xml_is_refused(scene, kind):
     res = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "o.tif")
     assert res.exit_code == 2 and "o.tif.aux.xml: is a" in res.output, res.output
     assert Path(lr).read_bytes() == before and not (tmp / "o.tif").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_that_comes_while_gdal_builds_overviews_stops_the_run(tmp_path, monkeypatch, sig):
+    """Found black-box: a Ctrl-C (or SIGTERM) while GDAL built the overviews ran its handler inside rasterio's log
+    callback, which swallowed the KeyboardInterrupt: GDAL carried on, the output was written and the run exited 0.
+    Here the signal comes inside the overview step and is swallowed as that callback does."""
+    from geosr.io import writer
+
+    real = writer.build_stage_overviews
+
+    def interrupted(dst, meta):
+        try:
+            signal.raise_signal(sig)
+        except KeyboardInterrupt:  # what rasterio's log callback does with it
+            pass
+        real(dst, meta)
+
+    monkeypatch.setattr(writer, "build_stage_overviews", interrupted)
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=1) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(out)])
+    assert res.exit_code in (130, 143), res.output
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back

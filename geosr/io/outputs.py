@@ -270,3 +270,34 @@ _GDAL_REASONS = (  # GDAL's own words for the same conditions, when it reports t
     ("permission denied", "permission denied"),
     ("read-only file system", "read-only file system"),
 )
+
+
+@contextlib.contextmanager
+def stops_between_gdal_calls() -> Iterator[Callable[..., None]]:
+    """Yield ``act``: inside the block SIGINT and SIGTERM are recorded, not raised where they come, and ``act``
+    raises one that came (by the handler that was there before, which it puts back); call it between GDAL calls.
+    ``act(True)`` also ends the recording (before another block takes the signals, e.g. :func:`completing`'s
+    ``hold``); the block's end acts too. Why: a handler that runs while GDAL is in a call runs inside rasterio's
+    log callback, which swallows its exception, and GDAL carries on: a Ctrl-C while overviews were built was
+    ignored and the output written, exit 0. Outside the main thread (no signal handlers there) it records nothing."""
+    waiting: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def record(signum: int, frame: Any) -> None:
+        waiting.append(signum)
+
+    def act() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+        came, waiting[:] = list(dict.fromkeys(waiting)), []
+        for sig in came:
+            signal.raise_signal(sig)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in _STOPS:
+            previous[sig] = signal.signal(sig, record)
+    try:
+        yield lambda done=False: act() if (waiting or done) else None
+    finally:
+        act()

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from geosr.config import COMPRESS_LEVELS, DEFAULT_COMPRESS_LEVEL
 from geosr.errors import ResumeError
-from geosr.io.outputs import atomic_output, temp_path_beside
+from geosr.io.outputs import atomic_output, stops_between_gdal_calls, temp_path_beside
 from geosr.tiling.grid import Grid
 
 # GDAL's block cache defaults to 5% of RAM and fills up while a large COG is made; a fixed cap keeps the
@@ -133,18 +133,22 @@ def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Gr
                 dst.write_mask(valid.astype(np.uint8) * 255)
 
 
-def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path) -> None:
+def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path,
+           act: Callable[[], None] = lambda: None) -> None:
     """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time, with the COG's
-    overviews."""
+    overviews; ``act`` is called between GDAL calls (:func:`~geosr.io.outputs.stops_between_gdal_calls`)."""
     profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
-        _copy_chunks(chunks, dst, meta)
+        _copy_chunks(chunks, dst, meta, act)
         build_stage_overviews(dst, meta)
+    act()
 
 
-def _copy_chunks(chunks: Iterable[tuple[Path, int]], dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> None:
+def _copy_chunks(chunks: Iterable[tuple[Path, int]], dst: rasterio.io.DatasetWriter, meta: OutputMeta,
+                 act: Callable[[], None] = lambda: None) -> None:
     for path, row in chunks:
+        act()
         try:
             src = rasterio.open(path)
             with src:
@@ -335,16 +339,25 @@ def assemble(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, f
              before_rename: Callable[[], None] | None = None) -> None:
     """Stitch row-band chunks (path, first row) into a tiled GeoTIFF and make it the COG at ``final`` (renamed
     into place, ``before_rename`` called just before): in memory where the output fits (:func:`in_memory`), else in
-    ``work``, where the stitched stage is removed whatever happens."""
-    if in_memory(grid, meta):
-        with _memory_dataset(grid, meta) as dst:
-            _copy_chunks(sorted(chunks, key=lambda c: c[1]), dst, meta)
-            build_stage_overviews(dst, meta)
-            to_cog(dst, final, meta, folder=work, before_rename=before_rename)
-        return
-    stage = work / "stitched.tif"
-    try:
-        stitch(sorted(chunks, key=lambda c: c[1]), grid, meta, stage)
-        to_cog(stage, final, meta, folder=work, before_rename=before_rename)
-    finally:
-        stage.unlink(missing_ok=True)
+    ``work``, where the stitched stage is removed whatever happens. A Ctrl-C or SIGTERM while GDAL works stops
+    the run before the rename (:func:`~geosr.io.outputs.stops_between_gdal_calls`)."""
+    ordered = sorted(chunks, key=lambda c: c[1])
+    with stops_between_gdal_calls() as act:
+        def renaming() -> None:  # the last stop that can still leave the old output in place; signals go back
+            act(True)
+            if before_rename is not None:
+                before_rename()
+
+        if in_memory(grid, meta):
+            with _memory_dataset(grid, meta) as dst:
+                _copy_chunks(ordered, dst, meta, act)
+                build_stage_overviews(dst, meta)
+                act()
+                to_cog(dst, final, meta, folder=work, before_rename=renaming)
+            return
+        stage = work / "stitched.tif"
+        try:
+            stitch(ordered, grid, meta, stage, act)
+            to_cog(stage, final, meta, folder=work, before_rename=renaming)
+        finally:
+            stage.unlink(missing_ok=True)
