@@ -3,6 +3,7 @@ clear errors (issue 16; one test per defect found, each failing on the code befo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -779,10 +780,8 @@ def test_a_stop_that_comes_while_gdal_builds_overviews_stops_the_run(tmp_path, m
     real = writer.build_stage_overviews
 
     def interrupted(dst, meta):
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # what rasterio's log callback does with it
             signal.raise_signal(sig)
-        except KeyboardInterrupt:  # what rasterio's log callback does with it
-            pass
         real(dst, meta)
 
     monkeypatch.setattr(writer, "build_stage_overviews", interrupted)
