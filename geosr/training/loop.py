@@ -227,8 +227,9 @@ class _Run:
         folder = run_folder(self.out)
         if self.rank == 0 and not resume:
             folder.check(overwrite=overwrite)
+        record = state_record(self.out) if resume else None
         if resume:  # before anything is read: a run resumed with other data or another model is refused
-            refuse_changed_settings(self.out, state_record(self.out), cfg.to_dict())
+            refuse_changed_settings(self.out, record, cfg.to_dict())
         self.table = load_change_classes(cfg.change_table)
         groups, foreign, self.described = load_sources(cfg)
         self.stream = sample_stream(cfg, groups, foreign)
@@ -255,7 +256,7 @@ class _Run:
                                      saved_best(self.out) if resume else (-math.inf, None))
         self.step, self.last = self.start, float("nan")
         # the running mean of the loss goes on where the unbroken run had it (process 0's, as the log shows it)
-        self.loss_avg = (state_record(self.out) or {}).get("loss_avg") if resume and self.rank == 0 else None
+        self.loss_avg = (record or {}).get("loss_avg") if self.rank == 0 else None
         self.log = (self.out / LOG).open("a") if self.rank == 0 else None
         self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
                      "data": self.described, "config": cfg.to_dict()}, default=str)
@@ -309,7 +310,7 @@ class _Run:
         states = self._rng_states()
         if self.world == 1:
             return states
-        on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        on = self._collective_device()
         gathered: dict[str, torch.Tensor] = {}
         for name, state in states.items():
             parts = [torch.empty_like(state, device=on) for _ in range(self.world)]
@@ -329,12 +330,16 @@ class _Run:
         if "cuda" in own and self.device.type == "cuda":
             torch.cuda.set_rng_state(own["cuda"], self.device)
 
+    def _collective_device(self) -> torch.device:
+        """Where the tensors of a collective live: the process's device under nccl, the CPU under gloo."""
+        return self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+
     def _agreed(self, flag: bool) -> bool:
         """Whether any process says ``flag`` (a collective): every process then stops, and saves, at one step
         (were one to stop alone, the others would wait for it at their next step)."""
         if self.world == 1:
             return flag
-        on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        on = self._collective_device()
         vote = torch.tensor([int(flag)], device=on)
         torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
         return bool(vote.item())
@@ -454,7 +459,7 @@ def train(
 
     # one live run per folder; a run that fails before it saved anything leaves the folder as it found it
     claim = run_folder(Path(cfg.out)).claimed(saved=saved, resume=resume, overwrite=overwrite)
-    with claim if _dist()[1] == 0 else nullcontext():
+    with claim if lead_process() else nullcontext():
         try:
             return _train(cfg, opts, progress)
         except KeyboardInterrupt as exc:
