@@ -88,7 +88,7 @@ class OutputConfig:
             if levels is None:
                 takes = " and ".join(f"{c} ({lo}-{hi})" for c, (lo, hi) in COMPRESS_LEVELS.items())
                 raise OptionError(f"a compression level applies to {takes}, not to {self.compress}")
-            _check_int("compression level", self.compress_level, low=levels[0])
+            _check_int("compress_level", self.compress_level, low=levels[0])
             if self.compress_level > levels[1]:
                 raise OptionError(f"{self.compress}'s compression level is at most {levels[1]}, "
                                   f"not {self.compress_level}")
@@ -103,15 +103,16 @@ class DeviceConfig:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
-        _check_int("batch size", self.batch_size, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
 
 
-def _check_int(name: str, value: object, *, low: int, none_ok: bool = False) -> None:
-    """Options are checked where they are made, so the CLI, a manifest and Python get the same sentence."""
+def _check_int(param: str, value: object, *, low: int, none_ok: bool = False) -> None:
+    """Options are checked where they are made, so the CLI, a manifest and Python get the same sentence; it begins
+    with the keyword ``param``, which the CLI shows as its flag (``--steps``)."""
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name} must be a whole number of at least {low}, not {value!r}")
+        raise OptionError(f"{param} must be a whole number of at least {low}, not {value!r}", param=param)
 
 
 def to_json(obj: Any) -> str:

@@ -40,6 +40,29 @@ def test_a_class_raster_gets_category_names_and_an_attribute_table(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]  # no temporary file left
 
 
+def test_a_replacement_stopped_while_the_cog_is_made_keeps_the_old_file_s_class_names(tmp_path, monkeypatch):
+    """Found black-box: the old output's `.aux.xml` was removed before the COG conversion, so a run with
+    `overwrite` killed during it left the old pixels without their class names."""
+    import rasterio.shutil
+
+    grid = Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), 16, 8)
+    data = np.zeros((1, 8, 16), np.uint8)
+    meta = OutputMeta(dtype="uint8", count=1, categories={0: "background", 1: "changed"})
+    out = tmp_path / "classes.tif"
+    write_cog(out, data, grid, meta)
+    before = (out.read_bytes(), pam_path(out).read_bytes())
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rasterio.shutil, "copy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_cog(out, data + 1, grid, meta, folder=tmp_path)
+    assert (out.read_bytes(), pam_path(out).read_bytes()) == before
+    assert class_names(out)[0] == ["background", "changed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif", "classes.tif.aux.xml"]
+
+
 def test_reading_a_url_or_a_composite_does_not_hide_local_sidecars(served_tif, tmp_path, monkeypatch):
     """GDAL_DISABLE_READDIR_ON_OPEN (which spares listing a URL's folder) holds only while a URL is opened: set
     for the process, it would hide every later local file's .aux.xml (and .ovr, .msk)."""

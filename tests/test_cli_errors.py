@@ -282,7 +282,16 @@ def test_models_lists_the_scales_and_inputs_each_model_uses():
     assert "bands" in table
 
 
-@pytest.mark.parametrize("name", ["no-crs", "aoi-crs"])
+def test_models_piped_keeps_every_name_whole():
+    """Into a pipe rich squeezed the table into 80 columns: `reference-…`, `default+l…` (names one types)."""
+    listed = [m["name"] for m in json.loads(runner.invoke(app, ["models", "--json"]).output)["models"]]
+    rows = runner.invoke(app, ["models"]).output.splitlines()
+    assert "…" not in "".join(rows)
+    for name in listed:
+        assert any(row.split("│")[1].strip() == name for row in rows if row.count("│") > 2), name
+
+
+@pytest.mark.parametrize("name", ["no-crs", "aoi-crs", "osm-crs"])
 def test_the_one_sentence_is_all_a_real_terminal_shows(scene, name):
     """Run as a process (stderr as a terminal gets it): no library warning or GDAL error line beside the sentence
     (rasterio's NotGeoreferencedWarning, PROJ's "ERROR 1: ..." line)."""
@@ -301,9 +310,11 @@ def test_the_one_sentence_is_all_a_real_terminal_shows(scene, name):
             with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
                 ds.write(np.ones((3, 8, 8), np.uint8))
         argv = ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out]
-    else:
+    elif name == "aoi-crs":
         argv = ["upscale", str(lr), "--aoi", "1,1,2,2", "--aoi-crs", "EPSG:99999", "-x", "2", "-m", "bicubic",
                 "-o", out]
+    else:  # refused before any OSM data is asked for
+        argv = ["rasterize-osm", "--bbox", "10.068,48.135,10.071,48.137", "-r", "1", "--crs", "EPSG:99999", "-o", out]
     proc = subprocess.run([sys.executable, "-W", "default", "-m", "geosr.cli.app", *argv], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2

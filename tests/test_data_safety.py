@@ -463,9 +463,11 @@ def test_an_unknown_compression_is_refused_by_the_cli_and_python(scene):
     (["--compress", "LZW", "--compress-level", "3"], "a compression level applies to DEFLATE (1-9) and ZSTD (1-22), "
                                                      "not to LZW"),
     (["--compress-level", "10"], "DEFLATE's compression level is at most 9, not 10"),
-    (["--compress", "ZSTD", "--compress-level", "0"], "compression level must be a whole number of at least 1, not 0"),
+    (["--compress", "ZSTD", "--compress-level", "0"], "--compress-level must be a whole number of at least 1, not 0"),
+    (["--steps", "-1"], "--steps must be a whole number of at least 0, not -1"),  # the flag, not `steps`
+    (["--batch-size", "0"], "--batch-size must be a whole number of at least 1, not 0"),
 ])
-def test_a_compression_level_the_codec_cannot_take_is_refused(scene, args, message):
+def test_an_option_value_out_of_range_is_refused_by_its_flag(scene, args, message):
     tmp, lr, _, _ = scene
     r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", *args, "-o", tmp / "o.tif")
     assert r.exit_code == 2 and message in r.output, r.output

@@ -269,7 +269,8 @@ class ProgressView:
     stderr. Nothing shows before the first update, so a run refused while checking prints only its error."""
 
     def __init__(self, *, enabled: bool, transient: bool = False) -> None:
-        self.enabled = enabled
+        # bars that vanish when done show nothing but a blank line where stderr is not a terminal (a log, a pipe)
+        self.enabled = enabled and (err_console.is_terminal or not transient)
         self._bar: Progress | None = None
         self._transient = transient
         self._tasks: dict[str, TaskID] = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.table import Column, Table
 
 from geosr.cli.common import out_console, print_json
 
@@ -23,9 +24,12 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
     if json_out:
         print_json({"models": [m.__dict__ for m in items]})
         return
-    table = Table("name", "kind", "scales", "bands", "uses besides the LR", "description")
+    table = Table(Column("name", no_wrap=True), "kind", "scales", "bands", "uses besides the LR", "description")
     for m in items:
         scales = ", ".join(f"x{s}" for s in m.scales) or "any"
         table.add_row(m.name, m.kind, scales, str(m.bands) if m.bands else "any",
                       ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
-    out_console.print(table)
+    # Into a pipe or file, one row per model at its natural width (rich would squeeze it into 80 columns and cut
+    # the names one types after --model); on a terminal, the terminal's width.
+    console = out_console if out_console.is_terminal else Console(markup=False, width=10_000)
+    console.print(table)

@@ -196,14 +196,19 @@ def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta,
            folder: Path | None = None, before_rename: Callable[[], None] | None = None) -> None:
     """Turn a raster (a GeoTIFF's path, or an open dataset) into a COG with overviews (GDAL's COG driver) and
     rename it onto ``final``. The COG is made in ``folder`` (default: beside ``final``; the same file system),
-    where a killed run leaves it. Class names of an earlier file at ``final`` are removed first, and this file's
-    written after it is in place: a kill in between loses the names, never pairs these pixels with another
-    file's."""
-    pam_path(final).unlink(missing_ok=True)
+    where a killed run leaves it. Class names of an earlier file at ``final`` are removed just before the rename,
+    and this file's written after it is in place: a kill while the COG is made leaves the earlier file whole (its
+    names too); one in the instant between loses the names, never pairs these pixels with another file's."""
+
+    def rename_ready() -> None:
+        if before_rename is not None:
+            before_rename()
+        pam_path(final).unlink(missing_ok=True)
+
     compress = meta.compress.upper()
     level = meta.compress_level if meta.compress_level is not None else DEFAULT_COMPRESS_LEVEL.get(compress)
     options = {"LEVEL": str(level)} if level is not None and compress in COMPRESS_LEVELS else {}
-    with atomic_output(final, folder=folder, before_rename=before_rename) as tmp, \
+    with atomic_output(final, folder=folder, before_rename=rename_ready) as tmp, \
             rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(
             str(src) if isinstance(src, (str, os.PathLike)) else src,

@@ -70,8 +70,11 @@ def parse_crs(value: str | CRS) -> CRS:
     """``--crs`` as a rasterio CRS; one sentence when PROJ does not know it."""
     if isinstance(value, CRS):
         return value
+    import rasterio
+
     try:
-        crs = CRS.from_user_input(str(value).strip())
+        with rasterio.Env():  # GDAL's errors become the exception alone (no "ERROR 1: PROJ: ..." line on stderr)
+            crs = CRS.from_user_input(str(value).strip())
     except Exception:  # noqa: BLE001 - CRSError and friends
         raise OptionError(
             f"crs {value!r}: not a coordinate reference system PROJ knows (try e.g. EPSG:32633)", param="crs"
