@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,6 +157,32 @@ def _corrupt_full_resolution(path) -> None:
     data = bytearray(path.read_bytes())
     data[off : off + size] = b"\xff" * size
     path.write_bytes(bytes(data))
+
+
+def test_make_dirs_makes_each_job_s_output_folder_as_it_runs(tmp_path, client):
+    """A template that puts each scene in its own folder (`out/{stem}/x2/sr.tif`): without --make-dirs every job is
+    invalid (exit 2, nothing made); with it, a dry run still makes nothing and the run makes each folder. A folder
+    that cannot be made (a file in the way) is that job's failure alone."""
+    for name in ("a", "b", "c"):
+        _scene(tmp_path / f"{name}.tif", 20, 18, ord(name))
+    (tmp_path / "c").write_text("a file where c's output folder would go")
+    args = ["batch", str(tmp_path / "*.tif"), "-o", str(tmp_path / "{stem}" / "x2" / "sr.tif"), "-x", "2",
+            "-m", "bicubic", "--window", "8", "--overlap", "3", "--scheduler", client.scheduler.address, "-q"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 2 and "does not exist" in res.output, res.output
+    res = CliRunner().invoke(_cli(), [*args, "--make-dirs", "--dry-run"])
+    assert res.exit_code == 2 and f"cannot be made: {tmp_path / 'c'} is not a folder" in res.output, res.output
+    res = CliRunner().invoke(_cli(), [*args, "--make-dirs", "--dry-run", "--skip-invalid", "--json"])
+    planned = {Path(j["lr"]).stem: j["status"] for j in json.loads(res.stdout)["jobs"]}
+    assert planned == {"a": "planned", "b": "planned", "c": "failed"}, res.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    res = CliRunner().invoke(_cli(), [*args, "--make-dirs", "--skip-invalid", "--results", str(tmp_path / "r.jsonl")])
+    assert res.exit_code == 1, res.output  # c failed, the others ran
+    statuses = {Path(v["lr"]).stem: v["status"] for v in _results(tmp_path / "r.jsonl").values()}
+    assert statuses == {"a": "ok", "b": "ok", "c": "failed"}
+    for name in ("a", "b"):
+        with rasterio.open(tmp_path / name / "x2" / "sr.tif") as ds:
+            assert (ds.width, ds.height) == (36, 40)
 
 
 def _cli() -> typer.Typer:

@@ -38,6 +38,7 @@ def batch(
     overwrite: bool = False,
     force: bool = False,
     skip_invalid: bool = False,
+    make_dirs: bool = False,
     dry_run: bool = False,
     quiet: bool = False,
     json_out: bool = False,
@@ -66,6 +67,7 @@ def batch(
             try:
                 return gb.batch(  # job options left None are unset: the manifest's or upscale's defaults apply
                     manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid, dry_run=dry_run,
+                    make_dirs=make_dirs,
                     results=results, scheduler=scheduler, workers=workers, device=device, retries=retries,
                     dashboard=None if dashboard.lower() == "none" else dashboard,
                     progress=display.progress, check_progress=display.checking,
@@ -174,6 +176,8 @@ def _signature() -> inspect.Signature:
         opt("force", bool, False, ("--force",), "Run every job, even those whose output is complete and up to date."),
         opt("skip_invalid", bool, False, ("--skip-invalid",), "Run the valid jobs and report the invalid ones as failed "
             "(default: run nothing, exit 2)."),
+        opt("make_dirs", bool, False, ("--make-dirs",), "Make missing output folders (of -o 'out/{stem}/x4.tif', say) "
+            "as their jobs start (default: such a job is invalid). A dry run makes none."),
         opt("dry_run", bool, False, ("--dry-run",), "Check every job and show what would run or be skipped; start no "
             "cluster, write nothing."),
         opt("quiet", bool, False, ("--quiet", "-q"), "No progress or summary."),

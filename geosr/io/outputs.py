@@ -31,12 +31,14 @@ def check_output_path(
     *,
     overwrite: bool,
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+    make_folder: bool = False,
 ) -> Path:
     """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced.
 
     ``inputs`` are (role, path) pairs of the run's inputs: an output that is (the same file as) one of them is
     refused even with ``overwrite``, and so is anything at ``path`` that is not a regular file (a FIFO, a
-    device, a socket), which replacing would destroy.
+    device, a socket), which replacing would destroy. ``make_folder``: a missing output folder is fine where
+    the caller will make it (:func:`make_output_folder`): its nearest existing parent must be a writable folder.
     """
     from geosr.io.sources import gdal_files
 
@@ -53,6 +55,8 @@ def check_output_path(
                                           "another path")
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
+    if not folder.exists() and make_folder:
+        return _check_folder_to_make(p, folder)
     if not folder.exists():
         raise OutputLocationError(f"{p}: the output folder {folder} does not exist")
     if not folder.is_dir():
@@ -98,15 +102,38 @@ OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp
                  ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv")
 
 
+def _check_folder_to_make(p: Path, folder: Path) -> Path:
+    """``p`` in a folder that does not exist yet: where its nearest existing parent lets it be made."""
+    parent = folder.absolute()
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        what = "a link to what cannot be reached" if parent.is_symlink() and not parent.exists() else "not a folder"
+        raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {parent} is {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {parent} is not writable")
+    return p
+
+
+def make_output_folder(path: str | os.PathLike[str]) -> None:
+    """Make the folder of the output ``path`` (and its parents) where it is missing."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputLocationError(f"{path}: the output folder {folder} cannot be made ({exc.strerror})") from exc
+
+
 def check_raster_output_path(
     path: str | os.PathLike[str],
     *,
     overwrite: bool,
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+    make_folder: bool = False,
 ) -> Path:
     """:func:`check_output_path` for a COG output, whose name must not be another format's (``out.png``)."""
     check_raster_name(path)
-    return check_output_path(path, overwrite=overwrite, inputs=inputs)
+    return check_output_path(path, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
 
 
 def check_raster_name(path: str | os.PathLike[str]) -> None:

@@ -72,6 +72,8 @@ class Problem:
     where: str
     message: str
     job_id: str | None = None
+    lr: str | None = None  # the row's LR and output, where it was read far enough to have them
+    output: str | None = None
 
     def __str__(self) -> str:
         who = f" ({self.job_id})" if self.job_id else ""
@@ -532,7 +534,7 @@ def _finish(manifest: Manifest) -> Manifest:
         seen_ids.setdefault(j.id, j.where)
         seen_out.setdefault(real_out, j.where)
         if reasons:
-            manifest.problems.extend(Problem(j.where, r, j.id) for r in reasons)
+            manifest.problems.extend(Problem(j.where, r, j.id, j.lr, j.out) for r in reasons)
         else:
             ok.append(j)
     manifest.jobs = ok

@@ -31,11 +31,14 @@ def plan_batch(
     overwrite: bool = False,
     force: bool = False,
     skip_invalid: bool = False,
+    make_dirs: bool = False,
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     **job_options: Any,
 ) -> BatchPlan:
-    """Read and check every job of ``manifest``; decide which run, which are skipped, which fail at once."""
+    """Read and check every job of ``manifest``; decide which run, which are skipped, which fail at once.
+
+    ``make_dirs``: an output folder that does not exist is made when its job runs (not by the check)."""
     t0 = time.perf_counter()
     m = read_manifest(manifest, defaults=job_options)
     problems = list(m.problems)
@@ -47,7 +50,8 @@ def plan_batch(
     done = 0
     checked: list[PlannedJob | Problem] = []
     with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
-        for item in pool.map(lambda s: _check_job(s, models, overwrite=overwrite, force=force), specs):
+        for item in pool.map(lambda s: _check_job(s, models, overwrite=overwrite, force=force,
+                                                          make_dirs=make_dirs), specs):
             checked.append(item)
             done += 1
             if progress:
@@ -57,7 +61,7 @@ def plan_batch(
     if problems and not skip_invalid:
         raise ManifestError(m.source, problems)
     return BatchPlan(source=m.source, jobs=jobs, invalid=problems, results=_default_results(m.source),
-                     seconds=time.perf_counter() - t0)
+                     seconds=time.perf_counter() - t0, make_dirs=make_dirs)
 
 
 def plan_count(plan: BatchPlan, action: str) -> int:
@@ -104,13 +108,14 @@ class _ClientModels:
 CHECK_RETRY_DELAYS = (1.0, 4.0)
 
 
-def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
+def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool,
+               make_dirs: bool = False) -> PlannedJob | Problem:
     from geosr.errors import NetworkError
 
     delays = iter(CHECK_RETRY_DELAYS)
     while True:
         try:
-            return _check_job_once(spec, models, overwrite=overwrite, force=force)
+            return _check_job_once(spec, models, overwrite=overwrite, force=force, make_dirs=make_dirs)
         except NetworkError as exc:
             delay = next(delays, None)
             if delay is None:
@@ -118,13 +123,14 @@ def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: 
             time.sleep(delay)
 
 
-def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool) -> PlannedJob | Problem:
+def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool,
+                    make_dirs: bool = False) -> PlannedJob | Problem:
     from geosr.errors import NetworkError
     from geosr.io.outputs import check_raster_output_path
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
     try:
-        check_raster_output_path(spec.out, overwrite=True)
+        check_raster_output_path(spec.out, overwrite=True, make_folder=make_dirs)
         opts = spec.options_on(device="cpu")
         model = resolve_model(spec.model, spec.x, "cpu", opts.sampler, loader=models.get)
         with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
@@ -132,11 +138,11 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
             n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)
             memory_mb = float(job.summary["memory_mb"])
     except InputError as exc:
-        return Problem(spec.where, str(exc), spec.id)
+        return Problem(spec.where, str(exc), spec.id, spec.lr, spec.out)
     except NetworkError:
         raise
     except Exception as exc:  # noqa: BLE001 - a raster GDAL chokes on is still this row's problem
-        return Problem(spec.where, f"{type(exc).__name__}: {exc}", spec.id)
+        return Problem(spec.where, f"{type(exc).__name__}: {exc}", spec.id, spec.lr, spec.out)
     parts = split_rows(n_rows, n_cols, spec.split_windows)
     base = dict(spec=spec, windows=windows, window_rows=n_rows, parts=parts, memory_mb=memory_mb)
     out = Path(spec.out)

@@ -34,6 +34,7 @@ class BatchPlan:
     invalid: list[Problem] = field(default_factory=list)
     results: str | None = None  # default results manifest path
     seconds: float = 0.0
+    make_dirs: bool = False  # missing output folders are made when their jobs run
 
     @property
     def to_run(self) -> list[PlannedJob]:
@@ -161,8 +162,8 @@ def invalid_results(plan: BatchPlan) -> list[JobResult]:
     """One failed line per invalid manifest row of ``plan``."""
     out = []
     for i, p in enumerate(plan.invalid):
-        out.append(JobResult(id=p.job_id or f"invalid-{i + 1}", status="failed", output=None, where=p.where,
-                             stage="check", error=p.message, error_type="ManifestError"))
+        out.append(JobResult(id=p.job_id or f"invalid-{i + 1}", status="failed", output=p.output, lr=p.lr,
+                             where=p.where, stage="check", error=p.message, error_type="ManifestError"))
     return out
 
 

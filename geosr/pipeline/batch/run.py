@@ -62,6 +62,7 @@ def batch(
     overwrite: bool = False,
     force: bool = False,
     skip_invalid: bool = False,
+    make_dirs: bool = False,
     dry_run: bool = False,
     check_progress: Callable[[int, int], None] | None = None,
     **options: Any,
@@ -72,10 +73,11 @@ def batch(
     ``retries``, ``dashboard``, ``progress``, ``on_start``, as in :func:`run_batch`) and job options (``x``,
     ``model``, ``out``, ``ref``, ``split_windows``, ... as in a manifest), which apply to every job that does
     not set them. Raises :class:`~geosr.pipeline.batch.manifest.ManifestError` (an InputError) listing every
-    invalid row, before anything runs, unless ``skip_invalid``. See ``geosr batch --help``.
+    invalid row, before anything runs, unless ``skip_invalid``. ``make_dirs``: missing output folders are made
+    as their jobs start (a dry run makes none). See ``geosr batch --help``.
     """
     settings = RunSettings.take(options)
-    plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid,
+    plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid, make_dirs=make_dirs,
                       progress=check_progress, **options)
     if dry_run:
         return BatchResult(source=plan.source, jobs=[planned_result(j) for j in plan.jobs] + invalid_results(plan),
@@ -126,7 +128,7 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
     invalid = invalid_results(plan)
     for r in [*done.values(), *invalid]:
         writer.write(r)
-    to_run = plan.to_run
+    to_run = _with_folders(plan, done, writer)
     info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
     run_id = uuid.uuid4().hex
     try:
@@ -144,6 +146,27 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
         writer.close(ordered)
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
                        seconds=time.perf_counter() - t0, **info)
+
+
+def _with_folders(plan: BatchPlan, done: dict[str, JobResult], writer: "_ResultsWriter") -> list[PlannedJob]:
+    """The jobs to run, their output folders made first where the plan asks for it (``make_dirs``); a job whose
+    folder cannot be made fails, the others run."""
+    from geosr.errors import OutputLocationError
+    from geosr.io.outputs import make_output_folder
+
+    if not plan.make_dirs:
+        return plan.to_run
+    ready = []
+    for pj in plan.to_run:
+        try:
+            make_output_folder(pj.spec.out)
+        except OutputLocationError as exc:
+            done[pj.spec.id] = job_result(pj, "failed", stage="check", error=str(exc),
+                                          error_type="OutputLocationError")
+            writer.write(done[pj.spec.id])
+            continue
+        ready.append(pj)
+    return ready
 
 
 def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: str) -> tuple[list, dict[str, int]]:
