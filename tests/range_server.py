@@ -6,6 +6,8 @@
     python tests/range_server.py FOLDER cut-unannounced  # the same, without announcing the body's length
     python tests/range_server.py FOLDER moved  # every request is redirected (302) to a URL answered 503
 
+In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does.
+
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer. Every server serves under its own random first path segment (printed after
 the port): GDAL keeps what it read of a URL for the life of the process, and a later server on a reused port must
@@ -60,6 +62,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return None
         if not self.path.startswith(PREFIX + "/"):
             self.send_error(404)
+            return None
+        if "/private/" in self.path:
+            self.send_error(403)
             return None
         path = Path(self.translate_path(self.path[len(PREFIX):]))
         if not path.is_file():

@@ -44,7 +44,10 @@ def test_a_missing_url_is_bad_input_and_an_unreachable_one_a_network_failure(ser
     (exit 1, which geosr batch retries: it was exit 2 and "not a raster GDAL can read", never retried)."""
     url, _ = served
     res = CliRunner().invoke(app, ["upscale", f"{url}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
-    assert res.exit_code == 2 and "nothing.tif" in res.output and "internal error" not in res.output
+    assert res.exit_code == 2 and f"{url}/nothing.tif: no such file on its server (HTTP 404)" in _said(res), _said(res)
+    # a bucket that wants credentials: said so (it was "cannot be read as a raster (HTTP response code: 403)")
+    res = CliRunner().invoke(app, ["upscale", f"{url}/private/lr.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
+    assert res.exit_code == 2 and "its server refused it (HTTP 403); it may need credentials" in _said(res), _said(res)
     t0 = time.monotonic()
     res = CliRunner().invoke(app, ["upscale", "http://127.0.0.1:9/lr.tif", "-x", "2", "-o", str(tmp_path / "b.tif")])
     assert res.exit_code == 1 and "127.0.0.1:9" in res.output and "no answer" in res.output and "try again" in \

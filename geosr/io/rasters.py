@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,12 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             raise network_error(named(p), failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
             raise NotARasterError(f"{named(p)}: not a raster GDAL can read") from exc
+        answered = re.search(r"HTTP response code: (\d+)", reason) if remote else None
+        if answered and answered.group(1) in ("404", "410"):
+            raise InputNotFoundError(f"{named(p)}: no such file on its server (HTTP {answered.group(1)})") from exc
+        if answered and answered.group(1) in ("401", "403"):
+            raise NotARasterError(f"{named(p)}: its server refused it (HTTP {answered.group(1)}); it may need "
+                                  "credentials or a signed URL") from exc
         raise NotARasterError(f"{named(p)}: cannot be read as a raster ({reason.rstrip('.')})") from exc
 
 
