@@ -50,8 +50,10 @@ def plan_batch(
     done = 0
     checked: list[PlannedJob | Problem] = []
     with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
-        for item in pool.map(lambda s: _check_job(s, models, overwrite=overwrite, force=force,
-                                                          make_dirs=make_dirs), specs):
+        def check(spec: JobSpec) -> PlannedJob | Problem:
+            return _check_job(spec, models, overwrite=overwrite, force=force, make_dirs=make_dirs)
+
+        for item in pool.map(check, specs):
             checked.append(item)
             done += 1
             if progress:
