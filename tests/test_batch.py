@@ -171,7 +171,7 @@ def test_make_dirs_makes_each_job_s_output_folder_as_it_runs(tmp_path, client):
     res = CliRunner().invoke(_cli(), args)
     assert res.exit_code == 2 and "does not exist" in res.output, res.output
     res = CliRunner().invoke(_cli(), [*args, "--make-dirs", "--dry-run"])
-    assert res.exit_code == 2 and f"cannot be made: {tmp_path / 'c'} is not a folder" in res.output, res.output
+    assert res.exit_code == 2 and f"cannot be made: {tmp_path / 'c'} is a file, not a folder" in res.output, res.output
     res = CliRunner().invoke(_cli(), [*args, "--make-dirs", "--dry-run", "--skip-invalid", "--json"])
     planned = {Path(j["lr"]).stem: j["status"] for j in json.loads(res.stdout)["jobs"]}
     assert planned == {"a": "planned", "b": "planned", "c": "failed"}, res.output

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import is_remote
+from geosr.io.paths import is_remote, unwritable
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -104,14 +104,9 @@ OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp
 
 def _check_folder_to_make(p: Path, folder: Path) -> Path:
     """``p`` in a folder that does not exist yet: where its nearest existing parent lets it be made."""
-    parent = folder.absolute()
-    while not parent.exists() and not parent.is_symlink():
-        parent = parent.parent
-    if not parent.is_dir():
-        what = "a link to what cannot be reached" if parent.is_symlink() and not parent.exists() else "not a folder"
-        raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {parent} is {what}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {parent} is not writable")
+    problem = unwritable(folder.absolute())
+    if problem:
+        raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {problem}")
     return p
 
 
