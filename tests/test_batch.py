@@ -362,4 +362,5 @@ def test_ctrl_c_on_a_local_batch_stops_it_with_one_line(tmp_path):
     assert proc.wait(timeout=60) == 130
     err = "".join(seen) + rest
     assert "Traceback" not in err and "distributed" not in err and "KeyboardInterrupt" not in err, err
-    assert rest.strip().splitlines()[-1] == "geosr: error: interrupted", err
+    assert rest.strip().splitlines()[-1] == ("geosr: error: interrupted; run the same batch again to continue "
+                                             "(finished jobs are skipped, the others resume)"), err

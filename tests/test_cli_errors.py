@@ -375,12 +375,14 @@ def test_a_file_name_too_long_is_bad_input_in_one_short_sentence(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
 
 
-def test_after_sigterm_each_command_says_how_it_continues(capsys):
-    """batch and evaluate were told to "run again with --resume", which they do not have."""
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_after_a_stop_each_command_says_how_it_continues(capsys, signal_name):
+    """batch and evaluate were told to "run again with --resume", which they do not have; after Ctrl-C (SIGINT)
+    none was told how to continue (found black-box: `geosr: error: interrupted` alone, while SIGTERM said it)."""
     from geosr.cli.common import Terminated, run_command
 
     def stopped():
-        raise Terminated()
+        raise Terminated() if signal_name == "SIGTERM" else KeyboardInterrupt()
 
     said = {}
     for command in ("upscale", "batch", "evaluate", "train"):
@@ -389,7 +391,7 @@ def test_after_sigterm_each_command_says_how_it_continues(capsys):
         said[command] = json.loads(capsys.readouterr().out)["error"]
     assert "--resume" in said["upscale"] and "--resume" in said["train"]
     assert "--resume" not in said["batch"] and "same batch again" in said["batch"]
-    assert said["evaluate"] == "terminated (SIGTERM)"
+    assert said["evaluate"] == ("terminated (SIGTERM)" if signal_name == "SIGTERM" else "interrupted")
 
 
 def test_black_box_findings_json_nan_dangling_links_evaluate_options_and_huge_like_grids(tmp_path):

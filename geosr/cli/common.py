@@ -121,7 +121,7 @@ def upscale_option_parameters(*, unset: bool = False, skip: tuple[str, ...] = ()
 _COMPLETE = "{} once the output was in place: the job is complete (output and sidecars), nothing to resume"
 
 
-# After SIGTERM, how each command continues (only upscale and train have --resume); an exception's
+# After SIGINT or SIGTERM, how each command continues (only upscale and train have --resume); an exception's
 # ``geosr_again`` says otherwise (a training run that saved nothing yet)
 _AGAIN = {"upscale": "; run again with --resume to continue where it stopped",
           "train": "; run again with --resume to continue from the last saved state",
@@ -148,7 +148,8 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
               EXIT_TERMINATED, json_out)
     except KeyboardInterrupt as exc:
         _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else
-              "interrupted" + getattr(exc, "geosr_again", ""), EXIT_INTERRUPTED, json_out)
+              "interrupted" + (getattr(exc, "geosr_again", None) or _AGAIN.get(command or "", "")),
+              EXIT_INTERRUPTED, json_out)
     except typer.Exit:
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault
