@@ -258,6 +258,34 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
     assert "other inputs (s0.tif changed) and other options (scale, tiling)" in reason
 
 
+@pytest.mark.parametrize("sidecar", ["s0.stac.json", "s0.provenance.tif"])
+def test_a_file_of_the_user_s_at_a_sidecar_s_name_is_not_replaced_without_overwrite(scenes, sidecar):
+    """batch replaced `<stem>.stac.json` / `<stem>.provenance.tif` beside an absent output (exit 0), where upscale
+    refuses: the job now fails unless --overwrite, or a record shows a batch made this output (and so the file)."""
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 2, model: bicubic}\njobs:\n  - lr: s0.tif\n")
+    (scenes / "out" / sidecar).write_text("the user's own file")
+    s0 = plan_batch(scenes / "jobs.yaml").jobs[0]
+    assert s0.action == "fail" and s0.error_type == "OutputExistsError", s0
+    assert s0.reason.startswith(f"{scenes / 'out' / sidecar}: already exists") and "--overwrite" in s0.reason
+    assert plan_batch(scenes / "jobs.yaml", overwrite=True).jobs[0].action == "run"
+    record_path(scenes / "out" / "s0.tif").write_text(json.dumps({"fingerprint": {}, "output": {}}))
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "run"  # the output was removed, its sidecars kept
+
+
+def test_two_outputs_that_would_write_one_sidecar_are_refused(scenes):
+    """out/a.tif and out/a.tiff both write out/a.stac.json; out/a.provenance.tif is a's provenance raster."""
+    (scenes / "jobs.yaml").write_text(
+        "defaults: {x: 2, model: bicubic}\njobs:\n  - {lr: s0.tif, out: out/a.tif}\n  - {lr: s1.tif, out: out/a.tiff}\n"
+        "  - {lr: s2.tif, out: out/a.provenance.tif}\n")
+    with pytest.raises(ManifestError) as err:
+        plan_batch(scenes / "jobs.yaml")
+    text = " ".join(str(err.value).split())
+    assert f"out {scenes / 'out/a.tiff'} would write its provenance raster and STAC item where jobs.yaml job 1 writes its " \
+        "own" in text
+    assert f"out {scenes / 'out/a.provenance.tif'} is also the provenance raster of jobs.yaml job 1" in text
+    assert [p.where for p in err.value.problems] == ["jobs.yaml job 2", "jobs.yaml job 3"]
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
     app.command("batch")(batch_command)

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from conftest import make_raster, smooth_field
 from geosr.cli.app import app
 from geosr.config import OutputConfig, TilingConfig
-from geosr.errors import OptionError, OutputLocationError, ResumeError
+from geosr.errors import OptionError, OutputExistsError, OutputLocationError, ResumeError
 from geosr.io.lock import LOCK_NAME, JobLock, OutputBusyError
 from geosr.pipeline.upscale import upscale as _upscale
 
@@ -741,6 +741,28 @@ def test_the_stac_item_is_never_written_through_a_file_left_at_a_fixed_name(scen
     (tmp / "o.stac.json.part").symlink_to(lr)
     upscale(lr, output=tmp / "o.tif", scale=2)
     assert Path(lr).read_bytes() == before and json.loads((tmp / "o.stac.json").read_text())["type"] == "Feature"
+
+
+def test_a_dry_run_refuses_a_file_at_a_sidecar_s_name_as_the_run_does(scene):
+    """`upscale --dry-run` said the job was fine where an existing `<stem>.stac.json` would refuse the run."""
+    tmp, lr = scene[0], scene[1]
+    (tmp / "o.stac.json").write_text("{}")
+    for dry in (True, False):
+        with pytest.raises(OutputExistsError, match="o.stac.json: already exists"):
+            upscale(lr, output=tmp / "o.tif", scale=2, dry_run=dry)
+    assert not (tmp / "o.tif").exists() and (tmp / "o.stac.json").read_text() == "{}"
+
+
+def test_a_name_too_long_is_refused_in_a_folder_still_to_be_made(tmp_path):
+    """With a folder to make (batch --make-dirs) the name's length went unchecked; the run then failed mid-job."""
+    from geosr.io.outputs import check_output_path
+
+    name = "a" * 240 + ".tif"
+    for folder in (tmp_path, tmp_path / "new" / "deeper"):
+        with pytest.raises(OutputLocationError, match=r"the file name is too long \(244 bytes\)"):
+            check_output_path(folder / name, overwrite=False, make_folder=True)
+    assert check_output_path(tmp_path / "new" / "ok.tif", overwrite=False, make_folder=True).name == "ok.tif"
+    assert not (tmp_path / "new").exists()
 
 
 def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_path):

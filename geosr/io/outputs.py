@@ -63,14 +63,7 @@ def check_output_path(
         raise OutputLocationError(f"{p}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    if len(p.name.encode()) + SIBLING_MARGIN > limit:
-        raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
-                                  f"beside it take up to {SIBLING_MARGIN} more, and this file system allows {limit}; "
-                                  "give a shorter name")
+    _check_name_length(p, folder)
     work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         what = "a link" if work.is_symlink() else "not a folder"
@@ -107,7 +100,21 @@ def _check_folder_to_make(p: Path, folder: Path) -> Path:
     problem = unwritable(folder.absolute())
     if problem:
         raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {problem}")
+    existing = next(f for f in folder.absolute().parents if f.exists())  # the file system it will be made on
+    _check_name_length(p, existing)
     return p
+
+
+def _check_name_length(p: Path, folder: Path) -> None:
+    """Refuse a name that leaves no room, on ``folder``'s file system, for the names geosr writes beside it."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(p.name.encode()) + SIBLING_MARGIN > limit:
+        raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
+                                  f"beside it take up to {SIBLING_MARGIN} more, and this file system allows {limit}; "
+                                  "give a shorter name")
 
 
 def make_output_folder(path: str | os.PathLike[str]) -> None:

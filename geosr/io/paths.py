@@ -69,6 +69,14 @@ def over_network(path: str) -> bool:
     return bool(NETWORK.match(path))
 
 
+def sidecar_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files a run writes beside ``output``, by what they are: its provenance raster (``<stem>.provenance.tif``,
+    with a reference; an earlier run's is removed otherwise) and its STAC item (``<stem>.stac.json``, always)."""
+    out = Path(output)
+    return {"provenance raster": out.with_name(f"{out.stem}.provenance.tif"),
+            "STAC item": out.with_name(f"{out.stem}.stac.json")}
+
+
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))

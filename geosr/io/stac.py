@@ -23,7 +23,7 @@ from rio_stac import create_stac_item
 from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
-from geosr.io.paths import is_file_list
+from geosr.io.paths import is_file_list, sidecar_paths
 from geosr.io.rasters import band_roles, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
@@ -32,7 +32,7 @@ PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
 def stac_path(output: Path) -> Path:
     """``<output stem>.stac.json`` beside ``output``."""
-    return output.with_name(f"{output.stem}.stac.json")
+    return sidecar_paths(output)["STAC item"]
 
 
 def _acquired(lr: str) -> dt.datetime | None:

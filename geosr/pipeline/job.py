@@ -25,7 +25,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
-from geosr.io.paths import curl_url, http_head, is_file_list, named
+from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -100,10 +100,10 @@ def plan_upscale(
                  and Path(output).is_file() and work_dir_for(Path(output)).is_dir())
     if finishing:  # checked as with overwrite now; the journal must show it is this job's below
         opts = opts.updated({"overwrite": True})
-    out_path = None if dry_run else _check_output(lr, output, opts)
+    out_path = None if dry_run else check_output_files(lr, output, opts)
     if dry_run and output is not None:  # refused as the run would be (the checks only look)
         check_raster_name(output)
-        _check_output(lr, output, opts)
+        check_output_files(lr, output, opts)
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
     if any(lr_info.colorinterp[b - 1] == "palette" for b in sel):  # its values are indices into a colour table
@@ -159,43 +159,19 @@ def plan_upscale(
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
-    try:
-        if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
-            raise OutputExistsError(f"{out_path}: already exists (use `overwrite` to replace it)")
-        sidecar = _provenance_path(out_path, lr, sr, opts)
-        if out_path is not None:
-            from geosr.io.stac import stac_path
-
-            check_output_path(stac_path(out_path), overwrite=opts.output_config.overwrite,
-                              inputs=_input_files(lr, opts))
-    except BaseException:
+    if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
         scene.close()
-        raise
+        raise OutputExistsError(f"{out_path}: already exists (use `overwrite` to replace it)")
     style = opts.style if _is_style_image(opts.style) else None
     inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
               if v and v not in CD_KEYWORDS}
+    sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and opts.ref and "ref" in model_inputs(sr) \
+        else None
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev, sidecar, inputs, keep_detection)
 
 
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
-
-
-def _provenance_path(out_path: Path | None, lr: str, sr: SuperResolver, opts: UpscaleOptions) -> Path | None:
-    """The provenance sidecar of a run whose model uses the given reference, checked like the output; None for
-    others (or a dry run). An earlier run's sidecar beside the output of a run without one is checked the same way:
-    with ``overwrite`` the run removes it (:func:`geosr.pipeline.upscale.remove_stale_provenance`), without it the
-    run is refused."""
-    if out_path is None:
-        return None
-    from geosr.pipeline.provenance import provenance_path
-
-    side = provenance_path(out_path)
-    if opts.ref is None or "ref" not in model_inputs(sr):
-        if side.exists() or side.is_symlink():
-            check_output_path(side, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
-        return None
-    return check_output_path(side, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
 
 
 def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None,
@@ -295,10 +271,20 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
     return options.updated(fields) if fields else options
 
 
-def _check_output(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions) -> Path:
+def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions, *,
+                       make_folder: bool = False) -> Path:
+    """Check the output path and the files a run writes beside it (:func:`~geosr.io.paths.sidecar_paths`) as
+    :func:`~geosr.io.outputs.check_output_path` does: none may be an input, nor exist unless ``overwrite``. An
+    earlier run's provenance raster beside the output of a run without a reference counts too: with ``overwrite``
+    the run removes it (:func:`geosr.pipeline.upscale.remove_stale_provenance`)."""
     if output is None:
         raise OptionError("output is required: the path of the GeoTIFF to write (e.g. OUT.tif)", param="output")
-    return check_raster_output_path(output, overwrite=opts.output_config.overwrite, inputs=_input_files(lr, opts))
+    inputs = _input_files(lr, opts)
+    overwrite = opts.output_config.overwrite
+    out = check_raster_output_path(output, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
+    for side in sidecar_paths(out).values():
+        check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
+    return out
 
 
 def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:

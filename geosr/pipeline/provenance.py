@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 from rasterio.windows import Window
 
+from geosr.io.paths import sidecar_paths
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.pipeline.scene import Scene
 from geosr.tiling.grid import Grid
@@ -31,7 +32,7 @@ BAND_PIXELS = 1 << 24  # output pixels classified at a time
 
 def provenance_path(output: Path) -> Path:
     """``<output stem>.provenance.tif`` beside ``output``."""
-    return output.with_name(f"{output.stem}.provenance.tif")
+    return sidecar_paths(output)["provenance raster"]
 
 
 def classify(lr_valid: np.ndarray, ref_valid: np.ndarray, changed: np.ndarray) -> np.ndarray:

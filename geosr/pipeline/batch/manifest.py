@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import REMOTE, file_key, is_file_list, named
+from geosr.io.paths import REMOTE, file_key, is_file_list, named, sidecar_paths
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -516,7 +516,7 @@ def _finish(manifest: Manifest) -> Manifest:
             j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out))
         named.append(j)
     seen_ids: dict[str, str] = {}
-    seen_out: dict[tuple, str] = {}
+    seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
     inputs: dict[tuple, str] = {}
     for j in named:
         for p in j.inputs():
@@ -528,11 +528,24 @@ def _finish(manifest: Manifest) -> Manifest:
             reasons.append(f"id {j.id!r} is also the id of {seen_ids[j.id]}")
         real_out = file_key(j.out)  # a link or a hard link to another job's output or input is that file
         if real_out in seen_out:
-            reasons.append(f"out {j.out} is also the output of {seen_out[real_out]}")
+            reasons.append(f"out {j.out} is also the {' of '.join(seen_out[real_out])}")
         if real_out in inputs:
             reasons.append(f"out {j.out} is an input of {inputs[real_out]}")
+        sides = {what: file_key(p) for what, p in sidecar_paths(j.out).items()}
+        clash = [(what, *seen_out[key]) for what, key in sides.items() if key in seen_out]
+        if clash and all(w == other for w, other, _ in clash) and len({at for *_, at in clash}) == 1:
+            # out/a.tif and out/a.tiff would write one a.stac.json
+            reasons.append(f"out {j.out} would write its {' and '.join(w for w, *_ in clash)} where {clash[0][2]} "
+                           "writes its own")
+        elif clash:
+            reasons.append(f"out {j.out} would write " + " and ".join(f"its {w} over the {other} of {at}"
+                                                                      for w, other, at in clash))
+        reasons += [f"out {j.out} would write its {what} over an input of {inputs[key]}"
+                    for what, key in sides.items() if key in inputs]
         seen_ids.setdefault(j.id, j.where)
-        seen_out.setdefault(real_out, j.where)
+        seen_out.setdefault(real_out, ("output", j.where))
+        for what, key in sides.items():
+            seen_out.setdefault(key, (what, j.where))
         if reasons:
             manifest.problems.extend(Problem(j.where, r, j.id, j.lr, j.out) for r in reasons)
         else:

@@ -128,11 +128,11 @@ def _check_job(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: 
 def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, force: bool,
                     make_dirs: bool = False) -> PlannedJob | Problem:
     from geosr.errors import NetworkError
-    from geosr.io.outputs import check_raster_output_path
+    from geosr.pipeline.job import check_output_files
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
-    try:
-        check_raster_output_path(spec.out, overwrite=True, make_folder=make_dirs)
+    try:  # the output and its sidecars, as paths (whether existing ones may be replaced is decided below)
+        check_output_files(spec.lr, spec.out, spec.options_on(device="cpu", overwrite=True), make_folder=make_dirs)
         opts = spec.options_on(device="cpu")
         model = resolve_model(spec.model, spec.x, "cpu", opts.sampler, loader=models.get)
         with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
@@ -151,6 +151,9 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
     if force:
         return PlannedJob(action="run", replace=out.exists(), **base)
     if not out.exists():
+        foreign = None if overwrite or spec.overwrite else _foreign_sidecar(out)
+        if foreign:
+            return PlannedJob(action="fail", reason=foreign, error_type="OutputExistsError", **base)
         return PlannedJob(action="run", **base)
     record = read_record(out)
     if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
@@ -176,6 +179,21 @@ def _left_by_this_job(out: Path, fingerprint: dict) -> bool:
             if comparable(recorded) == fingerprint:
                 return True
     return False
+
+
+def _foreign_sidecar(out: Path) -> str | None:
+    """Why a job whose output is absent may not run without ``overwrite``: a file it writes beside the output (its
+    STAC item, its provenance raster) exists and no record says geosr batch made this output (whose sidecars those
+    would be). None when it may run. (An output that exists is judged with its sidecars by its record.)"""
+    from geosr.io.paths import sidecar_paths
+
+    if read_record(out) is not None:  # this output was made by a batch and removed since: the sidecars are its
+        return None
+    for what, side in sidecar_paths(out).items():
+        if side.exists() or side.is_symlink():
+            return (f"{side}: already exists, and the job would write {out.name}'s {what} there; it was not made by "
+                    f"geosr batch (no {out.name}{RECORD_SUFFIX}); use --overwrite to replace it")
+    return None
 
 
 def _exists_reason(out: Path, record: dict | None, fingerprint: dict) -> str:
