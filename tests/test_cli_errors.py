@@ -421,3 +421,39 @@ def test_black_box_findings_json_nan_dangling_links_evaluate_options_and_huge_li
     assert EvaluateOptions(models=("bicubic", "lanczos", "bicubic"), scales=(4,)).models == ("bicubic", "lanczos")
     with pytest.raises(OptionError, match="would make a 240000 x 240000 pixel grid"):
         like_grid(lr, 20000)
+
+
+@pytest.mark.parametrize("args", [
+    ["upscale", "", "-o", "out.tif", "-x", "2", "-m", "bicubic"],
+    ["upscale", "lr.tif", "--ref", "", "-o", "out.tif", "-x", "2", "-m", "bicubic"],
+    ["upscale", "lr.tif", "--aoi=", "-o", "out.tif", "-x", "2", "-m", "bicubic"],
+    ["detect-changes", "lr.tif", "--ref", " ", "-o", "out.tif"],
+])
+def test_an_empty_argument_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch, args):
+    """`geosr upscale "$LR"` with LR unset read the working folder's band files and wrote an SR of them (exit 0);
+    `--aoi ""` was ignored (the whole scene). Now exit 2 naming the argument, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    for band, seed in (("B02", 1), ("B03", 2), ("B04", 3)):  # a folder geosr reads as a scene of band files
+        make_raster(tmp_path / f"T33UUB_20230101T101031_{band}_10m.tif",
+                    (smooth_field(1, 20, 20, seed=seed) * 255).astype(np.uint8))
+    make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = runner.invoke(app, args)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "is empty (an unset shell variable?)" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 2 and "is empty" in json.loads(res.stdout)["error"], res.output
+
+
+def test_an_empty_path_is_refused_by_the_python_api(tmp_path):
+    from geosr.errors import InputNotFoundError, OptionError
+    from geosr.pipeline.upscale import upscale
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    with pytest.raises(InputNotFoundError, match="the LR path is empty"):
+        upscale("", output=tmp_path / "o.tif", scale=2, model="bicubic")
+    for name in ("ref", "cd", "map", "aoi", "bands"):
+        with pytest.raises(OptionError, match=f"{name} is empty"):
+            upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", **{name: ""})
+    assert not (tmp_path / "o.tif").exists()

@@ -21,6 +21,7 @@ from geosr.cli.upscale import upscale
 
 # click's ClickException, whichever click Typer parses with (recent Typer carries its own copy as typer._click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class _Commands(TyperGroup):
@@ -30,9 +31,15 @@ class _Commands(TyperGroup):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        empty = _empty_argument(argv)
         if not standalone_mode or "--json" not in argv:
+            if empty and standalone_mode:
+                typer.echo(f"geosr: error: {empty}", err=True)
+                sys.exit(2)
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
+            if empty:
+                raise _USAGE_ERROR(empty)
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except _CLICK_ERROR as exc:
             print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))
@@ -40,6 +47,16 @@ class _Commands(TyperGroup):
         except typer.Abort:
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _empty_argument(argv: list[str]) -> str | None:
+    """Why the command line cannot be right when it holds an empty argument (``--ref "$REF"`` with REF unset): an
+    empty path would be read as the working folder, an empty option as absent. None when there is none."""
+    for i, arg in enumerate(argv):
+        if arg.strip() == "" or (arg.startswith("--") and arg.endswith("=")):
+            what = arg if arg.strip() else (f"the argument after {argv[i - 1]}" if i else "the first argument")
+            return f"{what} is empty (an unset shell variable?); give a value, or leave it out"
+    return None
 
 
 app = typer.Typer(

@@ -14,6 +14,7 @@ from geosr.cli.common import (
     EXIT_BAD_INPUT,
     ProgressView,
     cli_words,
+    count,
     err_console,
     option_parameter,
     out_console,
@@ -108,17 +109,13 @@ class _Display(ProgressView):
         self.update("windows", p.windows_done, p.windows_total)
 
     def started(self, info: dict) -> None:
-        self.print(f"geosr batch: {_count(info['jobs'], 'job')} to run ({_count(info['tasks'], 'task')}), "
+        self.print(f"geosr batch: {count(info['jobs'], 'job')} to run ({count(info['tasks'], 'task')}), "
                    f"{info['skipped']} skipped; "
-                   f"{_count(info['workers'], 'Dask worker')}, scheduler {info['scheduler']}")
+                   f"{count(info['workers'], 'Dask worker')}, scheduler {info['scheduler']}")
         self.print(f"Dask dashboard: {info['dashboard'] or 'off'}")
         if info.get("results"):
             self.print(f"results: {info['results']}")
 
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _summary(r) -> None:
@@ -145,7 +142,7 @@ def _summary(r) -> None:
     if hidden:
         out_console.print(f"... and {hidden} more ok or skipped jobs (see the results manifest)", highlight=False)
     counts = ", ".join(f"{r.count(s)} {s}" for s in ("ok", "skipped", "failed", "cancelled", "planned") if r.count(s))
-    line = f"{_count(len(r.jobs), 'job')}: {counts or 'none'} in {r.seconds:.1f} s"
+    line = f"{count(len(r.jobs), 'job')}: {counts or 'none'} in {r.seconds:.1f} s"
     if r.results:
         line += f"; results in {r.results}"
     out_console.print(line, style="bold red" if not r.ok else "bold green", highlight=False, markup=False)

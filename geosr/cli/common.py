@@ -47,6 +47,11 @@ class Terminated(KeyboardInterrupt):
 
 
 
+def count(n: int, noun: str) -> str:
+    """``1 window``, ``2 windows``: a count with its noun."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def renamed(command: str, new_flag: str, new: Any, old_flag: str, old: Any) -> Any:
     """The value of an option given by its name or by its deprecated one (hidden; kept for one release), which
     prints a deprecation line on stderr. Both at once with different values are refused."""

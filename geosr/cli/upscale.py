@@ -11,6 +11,7 @@ from rich.text import Text
 
 from geosr.cli.common import (
     cli_words,
+    count,
     err_console,
     option_parameter,
     out_console,
@@ -75,15 +76,15 @@ def _print_summary(r) -> None:
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
         Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {r.count} bands {r.dtype}, {r.crs}, "
-                      f"x{r.scale} with {r.model}; {r.windows} windows of {r.window_size} LR px "
-                      f"(overlap {r.overlap}) in {r.window_rows} rows"),
+                      f"x{r.scale} with {r.model}; {count(r.windows, 'window')} of {r.window_size} LR px "
+                      f"(overlap {r.overlap}) in {count(r.window_rows, 'row')}"),
         highlight=False,
     )
     extra = f"output {r.output_mb:.1f} MB uncompressed, peak memory about {r.memory_mb:.0f} MB"
     if r.estimate_s is not None:
         extra += f", model time about {r.estimate_s:.0f} s"
     if not r.dry_run:
-        extra += f", {r.seconds:.1f} s" + (f" (resumed after {r.resumed_rows} rows)" if r.resumed_rows else "")
+        extra += f", {r.seconds:.1f} s" + (f" (resumed after {count(r.resumed_rows, 'row')})" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)
     for role, note in (r.sources or {}).items():
         out_console.print(f"{'LR' if role == 'lr' else 'reference'} read as one raster: {note}", highlight=False)

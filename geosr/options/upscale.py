@@ -70,6 +70,10 @@ class UpscaleOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))
+        for name in ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.strip():  # an empty path would be read as the working folder
+                raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "UpscaleOptions":

@@ -20,7 +20,7 @@ from geosr._version import __version__
 from geosr.conditioning.change_detection import DETECTOR_VERSION, refine_factor
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
 from geosr.config import OutputConfig, TilingConfig, to_json
-from geosr.errors import BandError, ClassTableError, OptionError, OutputExistsError, ScaleError
+from geosr.errors import BandError, ClassTableError, InputNotFoundError, OptionError, OutputExistsError, ScaleError
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
@@ -96,6 +96,8 @@ def plan_upscale(
     job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
     lr = str(lr)
+    if not lr.strip():  # read as the working folder (of band files) otherwise
+        raise InputNotFoundError("the LR path is empty; give the LR raster's path")
     finishing = (not dry_run and resume and not opts.output_config.overwrite and output is not None
                  and Path(output).is_file() and work_dir_for(Path(output)).is_dir())
     if finishing:  # checked as with overwrite now; the journal must show it is this job's below
