@@ -95,6 +95,9 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     again = json.loads(res.stdout)
     assert again["steps"] == 6 and again["resumed_from"] == 4 and again["final_loss"] > 0
     assert read_spec(out / "model.safetensors")["training"]["steps"] == 6
+    # what the weights started from is recorded, and a resumed run still names it
+    assert "initialised from lite" in spec["training"]["data"]
+    assert "initialised from lite" in read_spec(out / "model.safetensors")["training"]["data"]
     state = json.loads((out / "state.json").read_text(), parse_constant=strict)
     assert state["best"]["step"] == result["best_step"] and state["loss_avg"] == again["ema_loss"]
 

@@ -195,6 +195,9 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     resumed = load_checkpoint(more.checkpoint)[0].state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in after.items() if k.startswith("net.upsampler."))
     assert any(not torch.equal(v, resumed[k]) for k, v in after.items() if not k.startswith("net.upsampler."))
+    # its record still names the run's --init, not the run's own checkpoint it resumed from
+    inits = [d for d in read_spec(more.checkpoint)["training"]["data"] if d.startswith("initialised from")]
+    assert inits == [f"initialised from {prior.checkpoint}"], inits
     after = resumed
     # a new scale for the upsampler (stage "low" of the default): freeze holds under objective "upsampler" too, so
     # only x2's output layer learns and the x4 output stays bit for bit

@@ -43,7 +43,16 @@ def train_backbone(
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, training_device
     from geosr.training.loop import TrainResult
     from geosr.training.sensor_degradations import NAMED
-    from geosr.training.state import BEST, LOG, MODEL, STATE, refuse_changed_settings, run_folder, state_record
+    from geosr.training.state import (
+        BEST,
+        LOG,
+        MODEL,
+        STATE,
+        initialised_from,
+        refuse_changed_settings,
+        run_folder,
+        state_record,
+    )
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -69,6 +78,8 @@ def train_backbone(
         torch.set_num_threads(cfg.threads)
     train, described = backbone_images(cfg.data, cfg)
     val, v_described = backbone_images(cfg.val_data, cfg, role="validation") if cfg.val_data else ([], [])
+    # what the weights started from, as the diffusion trainer records it; a resumed run keeps its first run's
+    described += initialised_from(out / MODEL) if resume else [f"initialised from {init or cfg.arch}"]
     scales, left_out = fitting_scales(cfg.scales, train)
     if left_out:
         described.append(f"left out x{', x'.join(map(str, left_out))}: no image holds its crop")

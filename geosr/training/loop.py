@@ -44,6 +44,7 @@ from geosr.training.state import (
     LOG,
     MODEL,
     STATE,
+    initialised_from,
     load_state,
     refuse_changed_settings,
     run_folder,
@@ -239,11 +240,13 @@ class _Run:
         if cfg.val_data and self.rank == 0:
             val_set, v_described = validation_set(cfg)
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
+        started_from = None
         if resume and not init and (self.out / MODEL).exists():
             # the run's own checkpoint has the architecture it was started with (an --init's, e.g. a learned
             # upsampler that cfg.arch alone does not name); load_state then restores its weights and optimizer
             init = str(self.out / MODEL)
-        self._build(init)
+            started_from = initialised_from(self.out / MODEL)
+        self._build(init, started_from)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
         if resume:  # the random streams where the unbroken run had them (each process's own, process 0 saved them)
@@ -261,12 +264,15 @@ class _Run:
         self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
                      "data": self.described, "config": cfg.to_dict()}, default=str)
 
-    def _build(self, init: str | None) -> None:
+    def _build(self, init: str | None, started_from: list[str] | None = None) -> None:
+        """The model, its EMA and optimizer; from ``init`` when given. ``started_from``: a resumed run's own
+        checkpoint is ``init``, and what the run was first initialised from is described instead."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         if init:
             model, fresh = init_model(init, cfg.arch)
-            self.described.append(f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else ""))
+            self.described.extend(started_from if started_from is not None else
+                                  [f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else "")])
         else:
             try:
                 model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import GeoSRError, InputError, OptionError
 from geosr.models.checkpoint import make_spec, save_checkpoint
 from geosr.training.config import TrainConfig
 from geosr.training.outputs import OutputFolder
@@ -155,6 +155,18 @@ def saved_best(out: Path) -> tuple[float, int | None]:
     return saved.get("gain_db", -math.inf), saved.get("step")
 
 
+def initialised_from(model: Path) -> list[str]:
+    """What the run that wrote ``model`` says it was initialised from (its ``--init``, as its record's data
+    lists it), for a resumed run to say the same; [] when it started from scratch or the checkpoint cannot say."""
+    from geosr.models.checkpoint import read_spec
+
+    try:
+        data = (read_spec(model).get("training") or {}).get("data") or []
+    except GeoSRError:
+        return []
+    return [d for d in data if isinstance(d, str) and d.startswith("initialised from ")]
+
+
 def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClassTable, described: list[str], step: int,
                seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
     """The EMA weights as a geosr checkpoint whose spec records the architecture, data and training run."""
@@ -182,4 +194,5 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
 
 
 __all__ = ["STATE", "STATE_JSON", "MODEL", "BEST", "LOG", "RUN_FILES", "RESUMABLE", "run_folder", "save_state",
-           "state_record", "load_state", "saved_tensors", "refuse_changed_settings", "saved_best", "save_model"]
+           "state_record", "load_state", "saved_tensors", "refuse_changed_settings", "saved_best", "save_model",
+           "initialised_from"]
