@@ -262,7 +262,8 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
 def test_a_file_of_the_user_s_at_a_sidecar_s_name_is_not_replaced_without_overwrite(scenes, sidecar):
     """batch replaced `<stem>.stac.json` / `<stem>.provenance.tif` beside an absent output (exit 0), where upscale
     refuses: the job now fails unless --overwrite, or a record shows a batch made this output (and so the file)."""
-    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 2, model: bicubic}\njobs:\n  - lr: s0.tif\n")
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 2, model: bicubic}\n"
+                                      "jobs:\n  - lr: s0.tif\n")
     (scenes / "out" / sidecar).write_text("the user's own file")
     s0 = plan_batch(scenes / "jobs.yaml").jobs[0]
     assert s0.action == "fail" and s0.error_type == "OutputExistsError", s0
@@ -280,8 +281,8 @@ def test_two_outputs_that_would_write_one_sidecar_are_refused(scenes):
     with pytest.raises(ManifestError) as err:
         plan_batch(scenes / "jobs.yaml")
     text = " ".join(str(err.value).split())
-    assert f"out {scenes / 'out/a.tiff'} would write its provenance raster and STAC item where jobs.yaml job 1 writes its " \
-        "own" in text
+    said = "would write its provenance raster and STAC item where jobs.yaml job 1 writes its own"
+    assert f"out {scenes / 'out/a.tiff'} {said}" in text
     assert f"out {scenes / 'out/a.provenance.tif'} is also the provenance raster of jobs.yaml job 1" in text
     assert [p.where for p in err.value.problems] == ["jobs.yaml job 2", "jobs.yaml job 3"]
 

@@ -133,3 +133,26 @@ def test_proj_wkt2_is_wkt2(raster_factory, tmp_path):
     upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
     wkt = json.loads((tmp_path / "o.stac.json").read_text())["properties"]["proj:wkt2"]
     assert wkt.startswith("PROJCRS[") and ProjCRS.from_wkt(wkt).equals(ProjCRS.from_user_input(crs))
+
+
+def test_names_with_hash_percent_or_spaces_are_found_again_from_the_item(raster_factory, tmp_path):
+    """`sr #1.tif`'s item said `"href": "sr #1.tif"`, which a URI reader cuts at the `#` (geosr read `sr ` back and
+    refused its own item); `%`, `#` and `?` are now percent-encoded, and geosr's reader decodes them."""
+    folder = tmp_path / "d#1"
+    folder.mkdir()
+    lr = raster_factory("d#1/scene #1.tif", (smooth_field(3, 16, 16, 3) * 200).astype(np.uint8),
+                        transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    out = folder / "sr 50% #1?.tif"
+    upscale(lr, output=out, scale=2, model="bicubic")
+    item = json.loads((folder / "sr 50% #1?.stac.json").read_text())
+    assert item["assets"]["data"]["href"] == "sr 50%25 %231%3F.tif"
+    assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["scene %231.tif"]
+    again = upscale(str(folder / "sr 50% #1?.stac.json"), output=tmp_path / "again.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as a, rasterio.open(again.output) as b:
+        assert a.read().shape[1:] == (32, 32) and b.read().shape[1:] == (64, 64)
+    # an item another tool wrote with a literal '%' sequence in a name, not encoded, is still read
+    literal = folder / "a%20b.tif"
+    out.rename(literal)
+    item["assets"]["data"]["href"] = "a%20b.tif"
+    (folder / "other.stac.json").write_text(json.dumps(item))
+    upscale(str(folder / "other.stac.json"), output=tmp_path / "other.tif", scale=2, model="bicubic")

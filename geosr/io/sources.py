@@ -29,7 +29,7 @@ _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-
 def is_composite(path: str) -> bool:
     """Whether ``path`` names (or, for a URL without a file suffix, may name) a multi-file input. Cheap: names and
     folders, and a local zip's directory (a Sentinel-2 product of any name)."""
-    p = path.split("?")[0]
+    p = _without_query(path)
     if is_file_list(path):
         return True
     if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
@@ -37,6 +37,11 @@ def is_composite(path: str) -> bool:
     if REMOTE.match(path):
         return _maybe_stac_api(path)
     return Path(path).is_dir()
+
+
+def _without_query(path: str) -> str:
+    """A URL without its query (``item.json?token=...``); a local path as it is (``?`` may be in a file name)."""
+    return path.split("?")[0] if REMOTE.match(path) else path
 
 
 def _maybe_stac_api(url: str) -> bool:
@@ -60,7 +65,7 @@ def composite(path: str) -> Composite | None:
     zipped = product_zip(path)  # a zipped product of any name, also as GDAL's /vsizip/ path
     if zipped is None and not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
-    p = path.split("?")[0]
+    p = _without_query(path)
     comp: Composite | None
     if zipped is not None:
         comp = sentinel2_product(zipped)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     when = acquired or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     item = create_stac_item(
         str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
-        asset_media_type=pystac.MediaType.COG, asset_href=output.name, with_proj=True, with_raster=True,
+        asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True, with_raster=True,
         raster_max_size=STATS_SIDE,
         properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
     )
@@ -91,7 +92,7 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
             title = role if len(members) == 1 else f"{role} ({i + 1} of {len(members)})"
             item.add_link(pystac.Link("derived_from", _href(member, final.parent), title=title))
     if provenance is not None:
-        item.add_asset("provenance", pystac.Asset(href=provenance.name, media_type=pystac.MediaType.COG,
+        item.add_asset("provenance", pystac.Asset(href=uri_path(provenance.name), media_type=pystac.MediaType.COG,
                                                   roles=["metadata"], title="geosr provenance classes"))
     with atomic_output(final) as tmp:  # a fresh temporary name: never through a file or link left at a fixed one
         tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
@@ -212,6 +213,13 @@ def _href(src: str, folder: Path) -> str:
     if "://" in src or src.startswith("/vsi"):
         return src
     try:
-        return os.path.relpath(os.path.abspath(src), folder.resolve())
+        return uri_path(os.path.relpath(os.path.abspath(src), folder.resolve()))
     except ValueError:  # another drive
-        return os.path.abspath(src)
+        return uri_path(os.path.abspath(src))
+
+
+def uri_path(path: str) -> str:
+    """A local path as a STAC href, a URI reference: ``%``, ``#`` and ``?`` percent-encoded (``a#1.tif`` would be
+    read as ``a`` with a fragment). Spaces and other letters stay as written, as readers that do not decode hrefs
+    (GDAL, pystac's file reader) then still find the file; geosr's reader decodes (:mod:`geosr.io.stac_items`)."""
+    return re.sub(r"[%#?]", lambda m: f"%{ord(m.group()):02X}", path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -60,6 +61,20 @@ def _read_item(path: str) -> pystac.Item | None:
         raise NotARasterError(f"{path}: is not a valid STAC item ({exc})") from exc
 
 
+def _asset_path(item_path: str, asset: pystac.Asset) -> str:
+    """The file or URL an asset's href names. A relative href of a local item is a path from the item's folder,
+    percent-decoded as a URI reference is (``a%231.tif`` is ``a#1.tif``), or as written where only that names a
+    file (a writer that did not encode a literal ``%``); a URL item's relative hrefs resolve against its URL."""
+    href = asset.href
+    if REMOTE.match(item_path) or REMOTE.match(href):
+        href = asset.get_absolute_href() or href
+        return gdal_path(href) if href.lower().startswith("file://") else href  # file://: checked as a local file
+    base = os.path.dirname(os.path.abspath(item_path))  # pystac would cut a folder or name with '#' at the '#'
+    decoded = os.path.join(base, urllib.parse.unquote(href))
+    literal = os.path.join(base, href)
+    return literal if not os.path.exists(decoded) and os.path.exists(literal) else decoded
+
+
 def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
     """Per band of an asset: name, common_name, nodata, scale, offset (STAC 1.0 eo:/raster: extensions or 1.1
     ``bands``)."""
@@ -108,9 +123,7 @@ def stac_item(path: str) -> Composite | None:
                 if band[field] is not None and not isinstance(band[field], (int, float)):
                     raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is not a number")
             ci = {"red": "Red", "green": "Green", "blue": "Blue"}.get(band["common_name"] or "")
-            href = asset.get_absolute_href() or asset.href
-            if href.lower().startswith("file://"):  # a local file: checked and fingerprinted as one
-                href = gdal_path(href)
+            href = _asset_path(path, asset)
             candidates.append((bool(roles & _NOT_DATA), Member(href, i, name,
                                                               nodata=nodata, scale=band["scale"],
                                                               offset=band["offset"], colorinterp=ci)))
