@@ -40,3 +40,23 @@ def test_a_single_band_reference_sharpens_every_band(raster_factory, tmp_path):
     ref = raster_factory("pan.tif", pan, transform=Affine(10, 0, 500000, 0, -10, 5000000))
     r = upscale(src, ref=ref, cd="none", output=tmp_path / "o.tif", scale=4, model="reference-paste")
     assert r.provenance["shares"]["reference detail used"] == 1.0
+
+
+def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory, tmp_path):
+    """`-m bicubic --steps 50` or `-m lite --sampler paper` ran without a word, as if the setting mattered."""
+    from geosr.cli.common import cli_words
+
+    src = raster_factory("lr.tif", np.random.default_rng(0).integers(10, 200, (3, 16, 16)).astype(np.uint8))
+    r = upscale(src, output=tmp_path / "a.tif", scale=2, model="bicubic", steps=5, sampler="paper",
+                lr_consistency="box")
+    assert r.warnings == ["model bicubic does not sample by diffusion, so `sampler`, `steps`, `lr_consistency` "
+                          "change nothing"]
+    assert "--sampler, --steps, --lr-consistency change nothing" in cli_words(r.warnings[0], "upscale")
+    r = upscale(src, output=tmp_path / "b.tif", scale=2, model="lite", fuse_overlaps=True, lr_consistency="box")
+    assert r.warnings == ["model lite does not sample by diffusion, so `fuse_overlaps` changes nothing"]
+    assert upscale(src, output=tmp_path / "c.tif", scale=2, model="bicubic", seed=3).warnings == []
+    # a diffusion model, also sampling on a backbone, uses them
+    for model in ("default", "default+lite"):
+        r = upscale(src, output=tmp_path / f"{model}.tif", scale=2, model=model, steps=1, sampler="paper",
+                    fuse_overlaps=True, lr_consistency="box")
+        assert r.warnings == [], (model, r.warnings)

@@ -56,6 +56,8 @@ class DiffusionSuperResolver:
     with overlap fusion, which couples the windows of a batch on purpose.
     """
 
+    sampling = True  # the sampler's settings apply (geosr.models.interface.samples)
+
     def __init__(
         self,
         denoiser: EDMDenoiser,

@@ -85,6 +85,12 @@ def model_inputs(sr: object) -> frozenset[str]:
     return frozenset(getattr(sr, "inputs", CONDITIONING_INPUTS))
 
 
+def samples(sr: object) -> bool:
+    """Whether ``sr`` draws its output by diffusion sampling (its ``sampling``), so that the sampler's settings
+    (preset, steps, overlap fusion) apply to it."""
+    return bool(getattr(sr, "sampling", False))
+
+
 @runtime_checkable
 class SuperResolver(Protocol):
     """What ``geosr upscale --model`` runs. Deterministic for a given seed and window position."""
@@ -93,7 +99,8 @@ class SuperResolver(Protocol):
     scales: tuple[int, ...]  # supported scale factors; empty: any
     bands: int | None  # number of bands it takes; None: any
     halo: int  # LR pixels of context it needs around every window
-    # optional: ``inputs``, the conditioning inputs it uses (a subset of CONDITIONING_INPUTS; see model_inputs)
+    # optional: ``inputs``, the conditioning inputs it uses (a subset of CONDITIONING_INPUTS; see model_inputs);
+    # ``sampling``, true for a diffusion sampler (see samples)
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         """Return (B, C, H, W) HR windows in model space covering the padded extent of ``batch``."""

@@ -37,6 +37,8 @@ class ResidualSampler:
     The halo is the backbone's; classes, conditioning inputs and spec are the diffusion model's (none but the LR with
     ``steps`` 0, which also takes the backbone's windows)."""
 
+    sampling = True  # the sampler's settings apply (geosr.models.interface.samples)
+
     def __init__(self, diffusion: DiffusionSuperResolver, backbone: BackboneSuperResolver, *, steps: int | None = None,
                  name: str | None = None) -> None:
         self.diffusion, self.backbone = diffusion, backbone

@@ -30,8 +30,8 @@ from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, nam
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
-from geosr.models.interface import SuperResolver, model_inputs, window_memory
-from geosr.models.registry import load_model
+from geosr.models.interface import SuperResolver, model_inputs, samples, window_memory
+from geosr.models.registry import CLASSICAL, load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.pipeline import resources
@@ -147,7 +147,8 @@ def plan_upscale(
         planned = Path(output) if dry_run and output is not None else out_path
         summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
-        summary["warnings"] = _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
+        summary["warnings"] = (_band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
+                               + _setting_warnings(sr, opts))
         summary["change_detection"] = detection
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", opts.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None
@@ -422,6 +423,21 @@ def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) 
 
 
 _KNOWN_ROLES = ("red", "green", "blue", "nir")
+
+
+def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions) -> list[str]:
+    """A warning naming the sampling settings given that ``sr`` does not use: the sampler's for a model that does
+    not sample (classical, backbone), also reference detail and LR-consistency for a classical one."""
+    s = opts.sampler
+    given = [("sampler", s.preset != "default"), ("steps", s.steps is not None), ("fuse_overlaps", s.fuse_overlaps)]
+    unused = [] if samples(sr) else [name for name, on in given if on]
+    if sr.name in CLASSICAL:  # returned by load_model as they are, without these wrappers
+        unused += [name for name, on in (("ref_detail", s.reference_detail is not None),
+                                         ("lr_consistency", s.lr_consistency is not None)) if on]
+    if not unused:
+        return []
+    return [f"model {sr.name} does not sample by diffusion, so {', '.join(f'`{n}`' for n in unused)} "
+            f"{'changes' if len(unused) == 1 else 'change'} nothing"]
 
 
 def _nodata_warnings(info: RasterInfo, bands: tuple[int, ...], meta: OutputMeta) -> list[str]:
