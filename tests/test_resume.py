@@ -103,6 +103,37 @@ def test_resume_continues_from_the_journal_in_process(tmp_path, monkeypatch):
     assert out.read_bytes() == clean.read_bytes()
 
 
+def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp_path, monkeypatch):
+    """A resume with another batch size said only "started with other inputs or options", naming an internal folder;
+    with another window (so another plan) it silently started over. Both now refuse, saying what differs."""
+    import geosr.pipeline.upscale as up
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
+    real_chunk = up.write_chunk
+    calls = {"n": 0}
+
+    def crash_on_second(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut")
+        return real_chunk(*a, **k)
+
+    monkeypatch.setattr(up, "write_chunk", crash_on_second)
+    with pytest.raises(RuntimeError):
+        upscale(lr, output=out, **opts)
+    monkeypatch.setattr(up, "write_chunk", real_chunk)
+    for other, said in ((dict(batch_size=3), "(batch_size 4 -> 3)"),
+                        (dict(tiling=TilingConfig(window=10, overlap=2)), "(tiling.window 8 -> 10)"),
+                        (dict(model="lanczos"), "(model bicubic -> lanczos)")):
+        with pytest.raises(ResumeError) as err:
+            upscale(lr, output=out, resume=True, **{**opts, **other})
+        assert str(err.value).startswith(f"{out}: its unfinished run was started with other inputs or options {said}")
+        assert not out.exists()
+    assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 1
+
+
 def test_resume_tells_apart_how_the_model_runs(tmp_path):
     """The fingerprint that --resume checks holds the model's settings: the default model run with bicubic
     back-projection instead of its own box averaging is another job."""

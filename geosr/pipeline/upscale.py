@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ResumeError
-from geosr.io.journal import Journal, clear_work_dir
+from geosr.io.journal import Journal, clear_work_dir, refuse_another_plan
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import completing, remove_partials, writing
 from geosr.io.stac import write_stac_item
@@ -204,6 +204,8 @@ def upscale(
         with job.lock(), writing(job.out_path):
             if not resume:
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
+            else:
+                refuse_another_plan(job.work_dir, job.fingerprint, job.plan.n_rows, job.out_path)
             if job.keep_detection is not None:  # for a --resume of this job
                 job.keep_detection()
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
