@@ -31,7 +31,8 @@ class TilingConfig:
         _check_int("window", self.window, low=1, none_ok=True)
         _check_int("overlap", self.overlap, low=0, none_ok=True)
         if self.window is not None and self.overlap is not None and self.overlap >= self.window:
-            raise OptionError(f"overlap {self.overlap} must be smaller than the window ({self.window} LR pixels)")
+            raise OptionError(f"overlap {self.overlap} must be smaller than the window ({self.window} LR pixels)",
+                              param="overlap")
 
     def resolved(self, scale: int, window_hr: int = 256, overlap_share: float = 0.25) -> "TilingConfig":
         """Fill in defaults: windows of about ``window_hr`` HR pixels (the model's preference; 256 for the

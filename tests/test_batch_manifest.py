@@ -185,8 +185,23 @@ def test_unreadable_manifests(tmp_path, name, text, message):
 
 def test_a_glob_that_matches_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    m = read_manifest("nothing/*.tif", defaults={"out": "{stem}.tif"})
-    assert [str(p) for p in m.problems] == ["the command line: 'nothing/*.tif' matches no file"]
+    with pytest.raises(ManifestError) as err:
+        read_manifest("nothing/*.tif", defaults={"out": "{stem}.tif"})
+    assert str(err.value) == "nothing/*.tif: matches no file"  # the whole message: no "1 invalid job" around it
+    (tmp_path / "jobs.yaml").write_text("defaults: {out: '{stem}.tif'}\nglob: 'nothing/*.tif'\n")
+    m = read_manifest(tmp_path / "jobs.yaml")
+    assert [str(p) for p in m.problems] == ["jobs.yaml glob: 'nothing/*.tif' matches no file"]
+
+
+def test_a_raster_or_a_missing_file_given_as_the_manifest_is_named_in_one_sentence(tmp_path):
+    from conftest import make_raster
+
+    make_raster(tmp_path / "scene.tif", np.zeros((3, 4, 4), np.uint8))
+    for name, said in (("scene.tif", "scene.tif: is a raster, not a manifest; "),
+                       ("missing.csv", "missing.csv: no such manifest file")):
+        with pytest.raises(ManifestError) as err:
+            read_manifest(tmp_path / name)
+        assert str(err.value).startswith(str(tmp_path / said)) and "\n" not in str(err.value), str(err.value)
 
 
 def test_split_rows():

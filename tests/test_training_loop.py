@@ -389,15 +389,19 @@ def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written
     cfg = _config(tmp_path, images)
     four = tmp_path / "four.json"
     four.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "bands": 4}))
+    zero = tmp_path / "zero.json"
+    zero.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "steps": 0, "log_every": 0}))
     runner = CliRunner()
     out = tmp_path / "run"
     for args, said in (([str(four)], "images of 3 bands, but the config says bands = 4"),
-                       ([cfg, "--checkpoint-every", "0"], "checkpoint_every and log_every must"),
+                       ([str(zero)], "steps must be at least 1, not 0; log_every must be at least 1, not 0"),
+                       ([cfg, "--checkpoint-every", "0"], "--checkpoint-every 0 must be at least 1"),
+                       ([cfg, "--train-steps", "0"], "--train-steps 0 must be at least 1"),
                        ([cfg, "--learning-rate", "-1"], "--learning-rate -1.0 must be a positive"),
                        ([cfg, "--learning-rate", "0"], "--learning-rate 0.0 must be a positive"),
                        ([cfg, "--batch", "0"], "--batch 0 must be at least 1"),
                        ([cfg, "--max-minutes", "-1"], "--max-minutes -1.0 must be a positive"),
-                       ([cfg, "--crop", "0"], "bands and crop must be at least 1")):
+                       ([cfg, "--crop", "0"], "--crop 0 must be at least 1")):
         res = runner.invoke(_app(), ["train", *args, "--out-dir", str(out)])
         message = " ".join(res.output.split())
         assert res.exit_code == 2 and said in message and "internal" not in message, (args, message)

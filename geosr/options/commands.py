@@ -197,8 +197,12 @@ class TrainOptions(CommandOptions):
             if value is not None:
                 object.__setattr__(self, name, _as_tuple(value) or None)
         # zero in a config means "the architecture's own" batch and rate; given here, it is a mistake
-        if self.batch_size is not None and self.batch_size < 1:
-            raise OptionError(f"batch_size {self.batch_size} must be at least 1", param="batch_size")
+        for name in ("steps", "batch_size", "crop", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"{name} {value} must be at least 1", param=name)
+        if self.val_every is not None and self.val_every < 0:
+            raise OptionError(f"val_every {self.val_every} cannot be negative (0: no validation)", param="val_every")
         if self.lr is not None and not self.lr > 0:
             raise OptionError(f"lr {self.lr} must be a positive learning rate", param="lr")
         if self.max_minutes is not None and not self.max_minutes > 0:

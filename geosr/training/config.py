@@ -115,16 +115,13 @@ class TrainConfig:
             problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
         if not self.trains_backbone and any(self.crop % s for s in self.scales):
             problems.append(f"crop {self.crop} must be a multiple of every scale")
-        if self.steps < 1 or self.batch_size < 1:
-            problems.append("steps and batch_size must be at least 1")
-        if self.checkpoint_every < 1 or self.log_every < 1:
-            problems.append("checkpoint_every and log_every must be at least 1")
+        problems += [f"{name} must be at least 1, not {getattr(self, name)}"
+                     for name in ("steps", "batch_size", "checkpoint_every", "log_every", "bands", "crop")
+                     if getattr(self, name) < 1]
         if self.val_every < 0:
-            problems.append("val_every cannot be negative (0: no validation)")
-        if self.lr < 0 or self.warmup < 0:
-            problems.append("lr and warmup cannot be negative")
-        if self.bands < 1 or self.crop < 1:
-            problems.append("bands and crop must be at least 1")
+            problems.append(f"val_every cannot be negative (0: no validation), not {self.val_every}")
+        problems += [f"{name} cannot be negative, not {getattr(self, name)}" for name in ("lr", "warmup")
+                     if getattr(self, name) < 0]
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
         if self.synthetic:  # imported only here: the config stays free of torch

@@ -53,6 +53,9 @@ NOT_PER_JOB = {
 }
 
 
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc", ".png", ".jpg", ".jpeg")
+
+
 class ManifestError(InputError):
     """A manifest that cannot run: its problems (every invalid row, with the reason) are in ``problems``."""
 
@@ -60,6 +63,9 @@ class ManifestError(InputError):
         self.source = source
         self.problems = problems
         n = len({p.where for p in problems})
+        if problems and all(p.where == source for p in problems):  # the manifest itself, not its rows
+            super().__init__("\n".join(str(p) for p in problems))
+            return
         lines = [f"{source}: {n} invalid job{'s' if n != 1 else ''}, nothing was run:" if n else f"{source}: invalid"]
         lines += [f"  {p}" for p in problems]
         super().__init__("\n".join(lines))
@@ -158,12 +164,18 @@ def read_manifest(
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
         _add_glob(manifest, text, "the command line", root, {}, caller)
+        if not manifest.jobs and not manifest.problems[1:]:  # matched nothing: no manifest at all, not a bad row
+            raise ManifestError(text, [Problem(text, "matches no file")])
         return _finish(manifest)
     if path.is_dir():
         raise ManifestError(text, [Problem(text, "is a folder; give a manifest file or a glob of LR files (quote it)")])
     if not path.exists():
-        raise ManifestError(text, [Problem(text, "no such manifest file (a glob of LR files matched nothing)")])
+        raise ManifestError(text, [Problem(text, "no such manifest file")])
     kind = FORMATS.get(path.suffix.lower())
+    if kind is None and path.suffix.lower() in RASTER_SUFFIXES:
+        raise ManifestError(text, [Problem(text, "is a raster, not a manifest; give a manifest "
+                                                 f"({', '.join(FORMATS)}) or a glob of LR files (quoted: "
+                                                 "'scenes/*.tif'), or run geosr upscale on this one scene")])
     if kind is None:
         raise ManifestError(
             text, [Problem(text, f"unknown manifest format {path.suffix or '(no suffix)'!r}: use {', '.join(FORMATS)}")]
