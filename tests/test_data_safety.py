@@ -765,6 +765,21 @@ def test_a_name_too_long_is_refused_in_a_folder_still_to_be_made(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_missing_results_folder_is_refused_unless_make_dirs(tmp_path):
+    """`--results typo/deeper/r.jsonl` made both folders (exit 0); now refused as an output folder is."""
+    make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text("jobs:\n  - {lr: lr.tif, out: o.tif, x: 2, model: bicubic}\n")
+    results = tmp_path / "typo" / "deeper" / "r.jsonl"
+    args = ("batch", manifest, "--results", results, "--dashboard", "none", "--workers", "1")
+    res = _invoke(*args)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"the folder {results.parent} does not exist; make it, or give --make-dirs" in said
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "o.tif").exists()
+    res = _invoke(*args, "--make-dirs")
+    assert res.exit_code == 0 and json.loads(results.read_text().splitlines()[0])["status"] == "ok", res.output
+
+
 def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_path):
     """`--results` overwrote whatever it named: the job's own LR, the manifest, any raster (exit 0)."""
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))

@@ -179,7 +179,8 @@ def _signature() -> inspect.Signature:
         opt("skip_invalid", bool, False, ("--skip-invalid",), "Run the valid jobs and report the invalid ones as failed "
             "(default: run nothing, exit 2)."),
         opt("make_dirs", bool, False, ("--make-dirs",), "Make missing output folders (of -o 'out/{stem}/x4.tif', say) "
-            "as their jobs start (default: such a job is invalid). A dry run makes none."),
+            "as their jobs start, and the --results folder (default: such a job is invalid, such a folder refused). "
+            "A dry run makes none."),
         opt("dry_run", bool, False, ("--dry-run",), "Check every job and show what would run or be skipped; start no "
             "cluster, write nothing."),
         opt("quiet", bool, False, ("--quiet", "-q"), "No progress or summary."),

@@ -321,6 +321,14 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
 
     if path.is_dir():
         raise OutputLocationError(f"{path}: is a folder; give the results manifest's file path (`results`)")
+    if not path.parent.exists() and not plan.make_dirs:  # a typo would otherwise make folders
+        raise OutputLocationError(f"{path}: the folder {path.parent} does not exist; make it, or give `make_dirs` "
+                                  "(`results`)")
+    if not path.parent.exists():
+        from geosr.io.outputs import check_output_path, make_output_folder
+
+        check_output_path(path, overwrite=True, make_folder=True)
+        make_output_folder(path)
     named = [("the manifest", plan.source)] + [
         (f"an input of job {pj.spec.id}", p) for pj in plan.jobs for p in pj.spec.inputs()] + [
         (f"the output of job {pj.spec.id}", pj.spec.out) for pj in plan.jobs]
@@ -346,7 +354,6 @@ class _ResultsWriter:
         self.path = path
         self._fh = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "w")  # noqa: SIM115 - open for the whole run, closed by close()
 
     def write(self, r: JobResult) -> None:
