@@ -5,6 +5,7 @@
     python tests/range_server.py FOLDER cut  # the same, but every GET's body stops after 64 bytes (connection closed)
     python tests/range_server.py FOLDER cut-unannounced  # the same, without announcing the body's length
     python tests/range_server.py FOLDER moved  # every request is redirected (302) to a URL answered 503
+    python tests/range_server.py FOLDER no-range  # range requests are ignored: every GET gets the whole file (200)
 
 In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does.
 
@@ -30,6 +31,7 @@ FAIL_AFTER: int | None = None
 CUT = [False]
 UNANNOUNCED = [False]
 MOVED = [False]
+NO_RANGE = [False]
 PREFIX = "/" + secrets.token_hex(6)
 
 
@@ -76,7 +78,8 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         path = self._file()
         if path is not None:
             self.send_response(200)
-            self.send_header("Accept-Ranges", "bytes")
+            if not NO_RANGE[0]:
+                self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(path.stat().st_size))
             self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
             self.end_headers()
@@ -91,7 +94,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return
         data = path.read_bytes()
         m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-        if m:
+        if m and not NO_RANGE[0]:
             start = int(m.group(1))
             end = min(int(m.group(2)) if m.group(2) else len(data) - 1, len(data) - 1)
             self.send_response(206)
@@ -100,7 +103,8 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         else:
             self.send_response(200)
             body = data
-        self.send_header("Accept-Ranges", "bytes")
+        if not NO_RANGE[0]:
+            self.send_header("Accept-Ranges", "bytes")
         if not UNANNOUNCED[0]:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -109,7 +113,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # a client that stopped reading (GDAL, without ranges)
+            self.close_connection = True
 
 
 if __name__ == "__main__":
@@ -118,6 +125,7 @@ if __name__ == "__main__":
     CUT[0] = mode in ("cut", "cut-unannounced")
     UNANNOUNCED[0] = mode == "cut-unannounced"
     MOVED[0] = mode == "moved"
+    NO_RANGE[0] = mode == "no-range"
     FAIL_AFTER = int(mode) if mode.isdigit() else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: RangeHandler(*a, directory=folder, **k))
     print(server.server_address[1], PREFIX, flush=True)

@@ -484,3 +484,18 @@ def test_batch_retries_a_stac_item_whose_server_fails_and_fails_it_as_a_network_
     assert res.exit_code == 1, res.output
     job = json.loads(res.stdout)["jobs"][0]
     assert job["status"] == "failed" and job["error_type"] == "NetworkError" and "HTTP 503" in job["error"], job
+
+
+def test_a_server_without_range_requests_is_named_as_such(tmp_path, raster_factory):
+    """It read `cannot be read as a raster (Range downloading not supported by this server!)`, as if the file were
+    at fault."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/big.tif", np.random.default_rng(0).integers(0, 255, (3, 1024, 1024)).astype(np.uint8))
+    with serving(folder, "no-range") as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/big.tif", "-x", "2", "-m", "bicubic",
+                                       "-o", str(tmp_path / "a.tif")])
+    assert res.exit_code == 2, res.output
+    assert _said(res) == (f"geosr: error: {url}/big.tif: its server does not answer range requests (HTTP Range), "
+                          "which reading a raster over the network needs; download it and give the local file")
+    assert not (tmp_path / "a.tif").exists()

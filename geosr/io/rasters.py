@@ -125,6 +125,9 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             raise network_error(named(p), failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
             raise NotARasterError(f"{named(p)}: not a raster GDAL can read") from exc
+        if remote and "Range downloading not supported" in reason:  # GDAL reads a large remote file by ranges
+            raise NotARasterError(f"{named(p)}: its server does not answer range requests (HTTP Range), which reading "
+                                  "a raster over the network needs; download it and give the local file") from exc
         answered = re.search(r"HTTP response code: (\d+)", reason) if remote else None
         if answered and answered.group(1) in ("404", "410"):
             raise InputNotFoundError(f"{named(p)}: no such file on its server (HTTP {answered.group(1)})") from exc
