@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from geosr.errors import GeoSRError, InputError, OptionError
-from geosr.models.checkpoint import make_spec, save_checkpoint
+from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
 from geosr.training.config import TrainConfig
 from geosr.training.outputs import OutputFolder
 
@@ -64,6 +65,7 @@ def save_state(out: Path, step: int, model: torch.nn.Module, ema: torch.nn.Modul
                       default=str)
     tmp = out / (STATE + ".part")
     save_file(saved, str(tmp), metadata={HEADER_KEY: meta})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; the run folder's other files (and its model) are 0644
     tmp.replace(out / STATE)
     (out / (STATE_JSON + ".part")).write_text(meta)
     (out / (STATE_JSON + ".part")).replace(out / STATE_JSON)
@@ -158,8 +160,6 @@ def saved_best(out: Path) -> tuple[float, int | None]:
 def initialised_from(model: Path) -> list[str]:
     """What the run that wrote ``model`` says it was initialised from (its ``--init``, as its record's data
     lists it), for a resumed run to say the same; [] when it started from scratch or the checkpoint cannot say."""
-    from geosr.models.checkpoint import read_spec
-
     try:
         data = (read_spec(model).get("training") or {}).get("data") or []
     except GeoSRError:
