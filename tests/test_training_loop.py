@@ -590,3 +590,19 @@ def test_the_lite_model_refuses_to_train_under_torchrun(tmp_path, images, monkey
                                       str(tmp_path / "lite")])
     assert res.exit_code == 2 and "--arch lite trains in one process" in " ".join(res.output.split()), res.output
     assert not (tmp_path / "lite").exists()
+
+
+def test_a_run_stopped_by_its_time_limit_says_so_and_how_to_go_on(tmp_path, images, monkeypatch):
+    """`--max-minutes` ended a 6-step run after step 1 and the summary read `1 steps in 3 s`, as if complete."""
+    from geosr.training import loop
+
+    monkeypatch.setattr(loop._Run, "seconds", lambda self: 1e9 if self.step >= 1 else 0.0)
+    cfg, out = _config(tmp_path, images), str(tmp_path / "timed")
+    args = ["train", cfg, "--out-dir", out, "--train-steps", "6", "--max-minutes", "1"]
+    res = CliRunner().invoke(_app(), args)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and ": 1 of 6 steps in " in said, said
+    assert "stopped at the time limit (--max-minutes) after step 1; run again with --resume to continue" in said
+    res = CliRunner().invoke(_app(), [*args[:-2], "--resume", "--json"])  # no limit now: it completes
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (summary["steps"], summary["planned_steps"], summary["resumed_from"]) == (6, 6, 1)

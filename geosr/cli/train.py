@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import out_console, print_json, progress_bar, renamed, run_command
+from geosr.cli.common import count, out_console, print_json, progress_bar, renamed, run_command
 from geosr.options import TrainOptions
 
 # The spellings of one release ago (hidden): geosr train's flag -> its deprecated one, and that one's type.
@@ -57,15 +57,23 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
 def _print_summary(result) -> None:
     out_console.print(
         Text.assemble((f"wrote {result.checkpoint}", "bold green"),
-                      f": {result.steps} steps"
+                      ": " + (f"{result.steps} of {result.planned_steps} steps" if _cut_short(result) else
+                              count(result.steps, "step"))
                       + (f" (resumed at {result.resumed_from})" if result.resumed_from else "")
                       + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}"),
         highlight=False,
     )
+    if _cut_short(result):
+        out_console.print(f"stopped at the time limit (--max-minutes) after step {result.steps}; run again with "
+                          "--resume to continue", style="yellow", highlight=False)
     if result.best_checkpoint:
         basis = f"; {result.best_val_basis}" if result.best_val_basis else ""
         out_console.print(f"best on validation: {result.best_checkpoint} (step {result.best_step}, "
                           f"{result.best_val_gain_db:+.2f} dB PSNR-Y over bicubic{basis})", highlight=False)
+
+
+def _cut_short(result) -> bool:
+    return result.planned_steps is not None and result.steps < result.planned_steps
 
 
 def _signature() -> inspect.Signature:

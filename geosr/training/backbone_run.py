@@ -137,6 +137,7 @@ def train_backbone(
         best_checkpoint=str(out / BEST) if has_best else None, best_step=best.get("step") if has_best else None,
         best_val_gain_db=round(float(best["min"]), 4) if has_best else None,
         best_val_basis=f"x{best['scale']}, the worst of the LR formations {', '.join(NAMED)}" if has_best else None,
+        planned_steps=cfg.steps,
     )
 
 

@@ -70,6 +70,7 @@ class TrainResult:
     best_step: int | None = None
     best_val_gain_db: float | None = None
     best_val_basis: str | None = None  # what best_val_gain_db measures where it is not the mean gain (arch lite)
+    planned_steps: int | None = None  # the run's `steps`; more than ``steps`` when `max_minutes` stopped it first
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -428,6 +429,7 @@ class _Run:
             final_loss=self.last, ema_loss=float(self.loss_avg) if self.loss_avg is not None else float("nan"),
             log=str(self.out / LOG), best_checkpoint=str(self.out / BEST) if v.best_step is not None else None,
             best_step=v.best_step, best_val_gain_db=None if v.best_step is None else round(v.best_gain, 4),
+            planned_steps=self.cfg.steps,
         )
 
 
