@@ -60,3 +60,21 @@ def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory,
         r = upscale(src, output=tmp_path / f"{model}.tif", scale=2, model=model, steps=1, sampler="paper",
                     fuse_overlaps=True, lr_consistency="box")
         assert r.warnings == [], (model, r.warnings)
+
+
+def test_a_reference_no_finer_than_the_lr_is_warned_about(raster_factory, tmp_path):
+    """A reference at the LR's own resolution (the LR given twice, a Sentinel-2 scene of another date) ran without
+    a word, though it can add no detail."""
+    from affine import Affine
+
+    lr = raster_factory("lr.tif", np.random.default_rng(1).integers(10, 200, (3, 16, 16)).astype(np.uint8),
+                        transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    same = raster_factory("same.tif", np.random.default_rng(2).integers(10, 200, (3, 20, 20)).astype(np.uint8),
+                          transform=Affine(40, 0, 499920, 0, -40, 5000080))
+    fine = raster_factory("fine.tif", np.random.default_rng(3).integers(10, 200, (3, 64, 64)).astype(np.uint8),
+                          transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    r = upscale(lr, ref=same, cd="none", output=tmp_path / "a.tif", scale=4, model="reference-paste")
+    assert r.warnings == ["the reference's pixels (about 40 m) are no finer than the LR's (40 m): it can add no "
+                          "detail the LR lacks (give a reference of a finer resolution, or leave `ref` out)"]
+    r = upscale(lr, ref=fine, cd="none", output=tmp_path / "b.tif", scale=4, model="reference-paste")
+    assert r.warnings == []

@@ -243,7 +243,7 @@ def print_coregistration(co: dict | None) -> None:
     older version did not write are left out) in a line or two of the summary or of ``geosr info``."""
     if not isinstance(co, dict):
         return
-    dx, dy = co.get("offset_lr_px", (0.0, 0.0))
+    dx, dy = (round(v, 2) + 0.0 for v in co.get("offset_lr_px", (0.0, 0.0)))  # + 0.0: -0.00 reads as +0.00
     reason = f" ({co['reason']})" if co.get("reason") else ""
     what = "moved back" if co.get("applied") else f"not moved{reason}"
     reliability = f", reliability {co['reliability']:.2f}" if isinstance(co.get("reliability"), (int, float)) else ""

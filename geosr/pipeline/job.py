@@ -148,7 +148,7 @@ def plan_upscale(
         summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = (_band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
-                               + _setting_warnings(sr, opts))
+                               + _setting_warnings(sr, opts) + scene.reference_warnings())
         summary["change_detection"] = detection
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", opts.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None

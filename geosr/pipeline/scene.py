@@ -10,6 +10,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
@@ -141,6 +142,27 @@ class Scene:
             scene.close()
             raise
         return scene
+
+    def reference_warnings(self) -> list[str]:
+        """A warning when the reference's pixels are no finer than the LR's: it can add no detail the LR lacks."""
+        if self.ref_info is None:
+            return []
+        g, lr = self.ref_info.grid, self.lr_info.grid
+        if g.crs == lr.crs:
+            ref_px = max(g.res)
+        else:
+            try:  # the reference's pixel in the LR's CRS units (its footprint over its pixel count)
+                left, bottom, right, top = transform_bounds(g.crs, lr.crs, *g.bounds)
+            except Exception:  # noqa: BLE001 - a footprint PROJ cannot carry over: nothing to say
+                return []
+            ref_px = max((right - left) / g.width, (top - bottom) / g.height)
+        lr_px = max(abs(lr.res[0]), abs(lr.res[1]))
+        if not ref_px >= lr_px * 0.9:
+            return []
+        unit = "°" if lr.crs.is_geographic else {"metre": " m", "meter": " m"}.get(lr.crs.linear_units,
+                                                                                   f" {lr.crs.linear_units}")
+        return [f"the reference's pixels (about {ref_px:.3g}{unit}) are no finer than the LR's ({lr_px:.3g}{unit}): "
+                "it can add no detail the LR lacks (give a reference of a finer resolution, or leave `ref` out)"]
 
     def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5) -> None:
         info = inspect_raster(path)
