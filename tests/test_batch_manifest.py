@@ -365,3 +365,15 @@ def test_a_csv_column_no_option_has_is_refused_even_when_empty(scenes):
     with pytest.raises(ManifestError, match=r"jobs.csv line 1: unknown column 'refx' \(did you mean ref\?\)"):
         read_manifest(scenes / "jobs.csv")
 
+
+
+def test_invalid_rows_are_listed_in_the_manifest_s_order_with_their_paths(scenes):
+    """Rows refused as read (a bad value) were listed before those refused by the check, whatever their lines, and
+    their results lines had no lr or output."""
+    (scenes / "jobs.csv").write_text("id,lr,out,x,model\na,missing.tif,out/a.tif,2,bicubic\n"
+                                     "b,s0.tif,out/b.tif,40,bicubic\nc,s1.tif,out/c.tif,2,nosuch\n")
+    plan = plan_batch(scenes / "jobs.csv", skip_invalid=True)
+    assert [(p.where, p.job_id) for p in plan.invalid] == [("jobs.csv line 2", "a"), ("jobs.csv line 3", "b"),
+                                                           ("jobs.csv line 4", "c")]
+    b = plan.invalid[1]
+    assert (b.lr, b.output) == (str(scenes / "s0.tif"), str(scenes / "out" / "b.tif")) and "40" in b.message

@@ -369,9 +369,11 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
         return
     own, problems = _normalise(row, where)
-    job_id = _row_name({**caller, **defaults, **{_key(k): v for k, v in row.items()}})
+    given = {**caller, **defaults, **{_key(k): v for k, v in row.items()}}
+    job_id = _row_name(given)
     if problems:
-        manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
+        lr, out = _row_paths(given, root)
+        manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
         return
     merged = {k: d for k, (_, d) in OPTIONS.items()}
     merged.update(caller)
@@ -379,9 +381,22 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
     merged.update(own)
     spec, problems = _resolve(merged, where, root)
     if problems:
-        manifest.problems.extend(replace(p, job_id=job_id) for p in problems)
+        lr, out = _row_paths(given, root)
+        manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
     else:
         manifest.jobs.append(spec)
+
+
+def _row_paths(v: dict, root: Path) -> tuple[str | None, str | None]:
+    """The LR and output paths of a row refused while read (a bad option value), as far as they can be told, for
+    its results line; None where they cannot."""
+    try:
+        lr = _absolute(_expand(str(v["lr"]), "lr", {}, []), root, many=True) if v.get("lr") else None
+        values = template_values(lr, v.get("x", "")) if lr else {}
+        out = _absolute(_expand(str(v["out"]), "out", values, []), root) if v.get("out") else None
+    except Exception:  # noqa: BLE001 - only a convenience for the results line
+        return None, None
+    return lr, out
 
 
 def _row_name(v: dict) -> str | None:

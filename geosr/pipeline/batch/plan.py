@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +61,18 @@ def plan_batch(
                 progress(done, total)
     jobs = [c for c in checked if isinstance(c, PlannedJob)]
     problems += [c for c in checked if isinstance(c, Problem)]
+    problems.sort(key=_row_number)  # in the manifest's order: those refused as read were listed first
     if problems and not skip_invalid:
         raise ManifestError(m.source, problems)
     return BatchPlan(source=m.source, jobs=jobs, invalid=problems, results=_default_results(m.source),
                      seconds=time.perf_counter() - t0, make_dirs=make_dirs)
+
+
+def _row_number(problem: Problem) -> int:
+    """A problem's line or job number in its manifest (``jobs.csv line 4``: 4); -1 for the manifest's own (kept
+    first, in their order: the sort is stable)."""
+    m = re.search(r" (?:line|job) (\d+)$", problem.where)
+    return int(m.group(1)) if m else -1
 
 
 def plan_count(plan: BatchPlan, action: str) -> int:
