@@ -76,28 +76,34 @@ def test_resume_refuses_a_journal_of_another_job(tmp_path):
     assert not out.exists()
 
 
+def _crash_at_chunk(n: int, monkeypatch, run) -> None:
+    """Run ``run`` with the ``n``-th chunk write failing (a power cut), then restore the writer."""
+    import geosr.pipeline.upscale as up
+
+    real_chunk = up.write_chunk
+    calls = {"n": 0}
+
+    def crash(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError("power cut")
+        return real_chunk(*a, **k)
+
+    monkeypatch.setattr(up, "write_chunk", crash)
+    with pytest.raises(RuntimeError):
+        run()
+    monkeypatch.setattr(up, "write_chunk", real_chunk)
+
+
 def test_resume_continues_from_the_journal_in_process(tmp_path, monkeypatch):
     """A crash after some rows: --resume does not redo them and gives the same bytes."""
-    import geosr.pipeline.upscale as up
 
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
     clean, out = tmp_path / "clean.tif", tmp_path / "out.tif"
     opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
     upscale(lr, output=clean, **opts)
-    real_chunk = up.write_chunk
-    calls = {"n": 0}
-
-    def crash_on_third(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("power cut")
-        return real_chunk(*a, **k)
-
-    monkeypatch.setattr(up, "write_chunk", crash_on_third)
-    with pytest.raises(RuntimeError):
-        upscale(lr, output=out, **opts)
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
     assert not out.exists()
-    monkeypatch.setattr(up, "write_chunk", real_chunk)
     r = upscale(lr, output=out, resume=True, **opts)
     assert r.resumed_rows == 2
     assert out.read_bytes() == clean.read_bytes()
@@ -106,24 +112,11 @@ def test_resume_continues_from_the_journal_in_process(tmp_path, monkeypatch):
 def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp_path, monkeypatch):
     """A resume with another batch size said only "started with other inputs or options", naming an internal folder;
     with another window (so another plan) it silently started over. Both now refuse, saying what differs."""
-    import geosr.pipeline.upscale as up
 
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
     out = tmp_path / "out.tif"
     opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
-    real_chunk = up.write_chunk
-    calls = {"n": 0}
-
-    def crash_on_second(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("power cut")
-        return real_chunk(*a, **k)
-
-    monkeypatch.setattr(up, "write_chunk", crash_on_second)
-    with pytest.raises(RuntimeError):
-        upscale(lr, output=out, **opts)
-    monkeypatch.setattr(up, "write_chunk", real_chunk)
+    _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, **opts))
     for other, said in ((dict(batch_size=3), "(batch_size 4 -> 3)"),
                         (dict(tiling=TilingConfig(window=10, overlap=2)), "(tiling.window 8 -> 10)"),
                         (dict(model="lanczos"), "(model bicubic -> lanczos)")):

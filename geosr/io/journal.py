@@ -15,6 +15,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -65,6 +66,16 @@ def refuse_another_plan(work: Path, fingerprint: dict, n_rows: int, output: Path
     differs (a window size, a model...)."""
     if (work / f"rows_{0:05d}_{n_rows:05d}" / "job.json").exists():
         return  # the same rows: Journal.start compares the rest
+    for recorded in recorded_jobs(work):
+        changed = fingerprint_changes(recorded, fingerprint) or ["its rows split among geosr batch tasks"]
+        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options "
+                          f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
+                          "`resume` to start over")
+
+
+def recorded_jobs(work: Path) -> Iterator[dict]:
+    """The fingerprint of the job each journal in the work folder ``work`` belongs to (its row range left out);
+    unreadable ones are skipped."""
     for job in sorted(work.glob("rows_*/job.json")):
         try:
             recorded = json.loads(job.read_text())
@@ -72,10 +83,7 @@ def refuse_another_plan(work: Path, fingerprint: dict, n_rows: int, output: Path
             continue
         if isinstance(recorded, dict):
             recorded.pop("rows", None)
-            changed = fingerprint_changes(recorded, fingerprint) or ["its rows split among geosr batch tasks"]
-            raise ResumeError(f"{output}: its unfinished run was started with other inputs or options "
-                              f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
-                              "`resume` to start over")
+            yield recorded
 
 
 INPUT_ROLES = ("the LR", "the reference", "the change mask", "the map", "the style image")  # a fingerprint's inputs

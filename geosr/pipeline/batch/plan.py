@@ -9,7 +9,6 @@ output is complete and was made from the same inputs and options, per the record
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -176,18 +175,9 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
 
 def _left_by_this_job(out: Path, fingerprint: dict) -> bool:
     """The output was put in place by this very job, killed before its record: its journals are still there."""
-    from geosr.io.journal import work_dir_for
+    from geosr.io.journal import recorded_jobs, work_dir_for
 
-    for job_json in work_dir_for(out).glob("rows_*/job.json"):
-        try:
-            recorded = json.loads(job_json.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(recorded, dict):
-            recorded.pop("rows", None)
-            if comparable(recorded) == fingerprint:
-                return True
-    return False
+    return any(comparable(recorded) == fingerprint for recorded in recorded_jobs(work_dir_for(out)))
 
 
 def _foreign_sidecar(out: Path) -> str | None:
