@@ -457,3 +457,29 @@ def test_an_empty_path_is_refused_by_the_python_api(tmp_path):
         with pytest.raises(OptionError, match=f"{name} is empty"):
             upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", **{name: ""})
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_change_mask_of_several_bands_or_a_class_table_without_a_mask_is_refused(tmp_path):
+    """A 3-band `--cd` ran on its first band without a word; `--cd-classes second` with `--cd none` (or no mask at
+    all) was ignored without a word."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16, seed=1) * 255).astype(np.uint8),
+                     transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 64, 64, seed=2) * 255).astype(np.uint8),
+                      transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    cd3 = make_raster(tmp_path / "cd3.tif", np.zeros((3, 16, 16), np.uint8),
+                      transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    out = str(tmp_path / "out.tif")
+    for args, said in (
+        (["--ref", str(ref), "--cd", str(cd3), "-m", "reference-paste"],
+         f"{cd3}: a change mask has one band of classes, not 3; extract the band that holds them"),
+        (["--ref", str(ref), "--cd", "none", "--cd-classes", "second", "-m", "reference-paste"],
+         "--cd-classes second: names the classes of a change mask (--cd), and none is read here"),
+        (["--cd-classes", "second", "-m", "bicubic"], "--cd-classes second: names the classes of a change mask"),
+    ):
+        res = runner.invoke(app, ["upscale", str(lr), "-x", "4", "-o", out, *args])
+        said_all = " ".join(res.output.split())
+        assert res.exit_code == 2 and said in said_all, (args, said_all)
+        assert not (tmp_path / "out.tif").exists()
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "4", "-o", out, "--cd-classes", "second", "-m", "bicubic",
+                              "--ignore-unused", "-q"])
+    assert res.exit_code == 0, res.output

@@ -304,3 +304,26 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     full = scene_doc().write_xml(tmp_path / "full.osm", header=whole)
     res = invoke("--like", like, "--osm-file", full, "-o", tmp_path / "b.tif", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["warnings"] == []
+
+
+def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_with_it(tmp_path):
+    """A file whose <bounds> lie elsewhere said "has no feature ... inside the grid (574592 5.31678e+06 ...)";
+    `--timeout` with `--osm-file` was ignored, and `--overpass-url` alone was refused as "--date and --overpass-url"."""
+    from rasterio.warp import transform_bounds
+
+    from test_osm_docs import UTM
+
+    like = scene_grid_raster(tmp_path)
+    with rasterio.open(like) as ds:
+        w, s, e, n = transform_bounds(UTM, "EPSG:4326", *ds.bounds)
+    away = f'<bounds minlat="{s + 1}" minlon="{w + 1}" maxlat="{n + 1}" maxlon="{e + 1}"/>'
+    other = scene_doc().write_xml(tmp_path / "other.osm", header=away)
+    out = tmp_path / "a.tif"
+    res = invoke("--bbox", f"{w + 0.5},{s + 0.5},{w + 0.5005},{s + 0.5005}", "-r", "2", "--osm-file", other, "-o", out)
+    _assert_bad_input(res, out, "other.osm: holds no OpenStreetMap data for this area (its <bounds> are",
+                      "leave --osm-file out to read it online")
+    assert "e+0" not in res.output
+    for flag, value in (("--timeout", "5"), ("--overpass-url", "http://127.0.0.1:9")):
+        res = invoke("--like", like, "--osm-file", other, flag, value, "-o", out)
+        _assert_bad_input(res, out, f"{flag} is for the online source (the Overpass API); leave it out with "
+                                    "--osm-file")

@@ -74,7 +74,8 @@ class RasterizeOSMOptions(CommandOptions):
                           "geosr-osm-v1.")  # Python: a MapClassTable too
     style: str = option("classes", "--style", str, "classes: one band of class ids with a colour table; rgb: the map "
                         "rendered in the palette (no labels).")
-    timeout: float = option(180.0, "--timeout", float, "Overpass timeout in seconds.", recorded=False)
+    timeout: float | None = option(None, "--timeout", float, "Overpass timeout in seconds (default 180).",
+                                   recorded=False)
     overpass_url: str | None = option(None, "--overpass-url", str, "Another Overpass API endpoint (default "
                                       "https://overpass-api.de/api).")
     date: Any = option(None, "--date", str, "Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")
@@ -88,12 +89,19 @@ class RasterizeOSMOptions(CommandOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.style, "style", MAP_STYLES)
-        if isinstance(self.timeout, bool) or not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
-                                                  and self.timeout > 0):
-            raise OptionError(f"timeout {self.timeout!r} must be a positive number of seconds", param="timeout")
-        if self.osm_file is not None and (self.date is not None or self.overpass_url is not None):
-            raise OptionError("date and `overpass_url` are for the online source; they cannot be used with "
-                              "`osm_file`", param="date")
+        t = self.timeout
+        if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
+            raise OptionError(f"timeout {t!r} must be a positive number of seconds", param="timeout")
+        online = [name for name in ("date", "overpass_url", "timeout") if getattr(self, name) is not None]
+        if self.osm_file is not None and online:
+            what = " and ".join(f"`{n}`" for n in online)
+            raise OptionError(f"{what} {'is' if len(online) == 1 else 'are'} for the online source (the Overpass "
+                              "API); leave it out with `osm_file`", param=online[0])
+
+    @property
+    def overpass_timeout(self) -> float:
+        """Seconds to wait for the Overpass API (`timeout`, default 180)."""
+        return 180.0 if self.timeout is None else float(self.timeout)
 
     def grid(self) -> dict[str, Any]:
         """The grid's options, as :class:`geosr.osm.grid.GridSpec` takes them."""

@@ -184,6 +184,9 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     kept in the output's work folder (:func:`_kept_detection`) or, without an output, in memory; ``none``: none.
     Returns (path or None, the detection's report or None, what the scene must keep open)."""
     if opts.cd == "none" or (opts.cd is None and opts.ref is None):
+        if table.name != "binary" and not opts.ignore_unused:  # it would describe a mask that is not read
+            raise ClassTableError(f"cd_classes {table.name}: names the classes of a change mask (`cd`), and none is "
+                                  "read here; leave it out, or give `ignore_unused`", param="cd_classes")
         return None, None, None
     if opts.cd != "auto" and opts.cd is not None:
         return opts.cd, None, None

@@ -122,13 +122,21 @@ def rasterize_osm(
 
     # 2. features
     report("read", 0, 1)
-    feats = load_features(target, table, osm_file=opts.osm_file, timeout=opts.timeout,
+    feats = load_features(target, table, osm_file=opts.osm_file, timeout=opts.overpass_timeout,
                           overpass_url=opts.overpass_url, date=snapshot, cache_folder=opts.cache_folder)
     report("read", 1, 1)
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
     if len(shapes) == 0 and not opts.allow_empty:
+        held = _xml_share(opts.osm_file, target)
+        if held is not None and held[0] < 0.001:  # the file holds another area: that, not an empty one, is the cause
+            west, south, east, north = held[1]
+            raise NoOverlapError(
+                f"{feats.source}: holds no OpenStreetMap data for this area (its <bounds> are {west:.6f},{south:.6f},"
+                f"{east:.6f},{north:.6f} in degrees, the grid is {_describe_bounds(target)}); give a file of this "
+                "area, or leave `osm_file` out to read it online"
+            )
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
             f"({_describe_bounds(target)}); nothing written (use `allow_empty` for an all-background map)"
@@ -226,25 +234,33 @@ def _burned_bands(
 
 
 def _describe_bounds(grid: Grid) -> str:
-    left, bottom, right, top = grid.bounds
-    return f"{left:.6g} {bottom:.6g} {right:.6g} {top:.6g} in {grid.crs.to_string()}"
+    """The grid's bounds as a message gives them: whole-enough numbers (degrees to 6 decimals, else 2)."""
+    digits = 6 if grid.crs.is_geographic else 2
+    return f"{','.join(f'{v:.{digits}f}' for v in grid.bounds)} in {grid.crs.to_string()}"
 
 
-def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
-    """A warning when an OSM XML file declares bounds that leave part of the grid out: there every pixel is
-    "background", which says no feature was mapped, where none was loaded."""
+def _xml_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[float, float, float, float]] | None:
+    """The share of the grid an OSM XML file's declared <bounds> cover, and those bounds (degrees); None when the
+    file declares none (or there is no file)."""
     from rasterio.warp import transform_bounds
 
     from geosr.osm.files import xml_bounds
 
     held = xml_bounds(osm_file) if osm_file else None
     if held is None:
-        return []
+        return None
     w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
     inter = max(0.0, min(e, held[2]) - max(w, held[0])) * max(0.0, min(n, held[3]) - max(s, held[1]))
-    share = inter / max(1e-12, (e - w) * (n - s))
-    if share >= 0.999:
+    return inter / max(1e-12, (e - w) * (n - s)), tuple(held)
+
+
+def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
+    """A warning when an OSM XML file declares bounds that leave part of the grid out: there every pixel is
+    "background", which says no feature was mapped, where none was loaded."""
+    held = _xml_share(osm_file, grid)
+    if held is None or held[0] >= 0.999:
         return []
+    share = held[0]
     return [f"{Path(osm_file).name}: holds OpenStreetMap data for {100 * share:.0f}% of the grid (its <bounds>); "
             "outside it every pixel is background, though nothing there was read"]
 

@@ -241,6 +241,9 @@ class Scene:
 
     def _open_change(self, path: str, table: ChangeClassTable | None) -> None:
         info, ds = self._open_classes(path, "change mask")
+        if ds.count != 1:  # which band holds the classes is not for geosr to guess
+            raise ClassTableError(f"{path}: a change mask has one band of classes, not {ds.count}; extract the "
+                                  "band that holds them (gdal_translate -b N)")
         self.cd_table = table or BINARY
         self.cd_sampled = not check_mask_values(ds, self.cd_table)
         self.cd_info = info
