@@ -78,3 +78,13 @@ def test_a_reference_no_finer_than_the_lr_is_warned_about(raster_factory, tmp_pa
                           "detail the LR lacks (give a reference of a finer resolution, or leave `ref` out)"]
     r = upscale(lr, ref=fine, cd="none", output=tmp_path / "b.tif", scale=4, model="reference-paste")
     assert r.warnings == []
+    # change detection compares at the LR's resolution: only a coarser reference is worth a word there
+    from geosr.pipeline.detect_changes import detect_changes
+
+    coarse = raster_factory("coarse.tif", np.random.default_rng(4).integers(10, 200, (3, 8, 8)).astype(np.uint8),
+                            transform=Affine(80, 0, 500000, 0, -80, 5000000))
+    assert detect_changes(lr, ref=same, output=tmp_path / "c.tif").warnings == []
+    found = detect_changes(lr, ref=coarse, output=tmp_path / "d.tif")
+    assert found.warnings == ["the reference's pixels (about 80 m) are coarser than the LR's (40 m): it is compared "
+                              "blurred, so its edges may read as change"]
+    assert found.to_dict()["warnings"] == found.warnings

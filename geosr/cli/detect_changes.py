@@ -10,7 +10,15 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import out_console, print_coregistration, print_json, progress_bar, run_command
+from geosr.cli.common import (
+    cli_words,
+    err_console,
+    out_console,
+    print_coregistration,
+    print_json,
+    progress_bar,
+    run_command,
+)
 from geosr.options import DetectChangesOptions
 
 REQUIRED = inspect.Parameter.empty
@@ -48,6 +56,8 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
                                         f"{result.seconds:.1f} s"),
                           highlight=False)
         print_coregistration(result.coregistration)
+        for w in result.warnings:
+            err_console.print(f"warning: {cli_words(w, 'detect-changes')}", style="yellow", highlight=False)
 
 
 def _signature() -> inspect.Signature:

@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -95,6 +95,7 @@ class ChangeDetectionResult:
     seconds: float
     tags: dict[str, str] = field(default_factory=dict)
     probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per band of rows
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
@@ -104,7 +105,7 @@ class ChangeDetectionResult:
                 "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
                 "probability_thresholds": [None if t is None else round(t, 4) for t in self.probability_thresholds],
                 "coregistration": self.coregistration,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "warnings": list(self.warnings)}
 
 
 def detect_changes(
@@ -148,7 +149,8 @@ def detect_changes(
                     write_row_bands(final, found.fine_grid, meta, found, folder)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
-    return found.result(final, time.perf_counter() - t0, meta.tags)
+        warnings = scene.reference_warnings(coarser_only=True)
+    return replace(found.result(final, time.perf_counter() - t0, meta.tags), warnings=warnings)
 
 
 def detect_changes_in_memory(

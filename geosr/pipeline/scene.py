@@ -143,8 +143,10 @@ class Scene:
             raise
         return scene
 
-    def reference_warnings(self) -> list[str]:
-        """A warning when the reference's pixels are no finer than the LR's: it can add no detail the LR lacks."""
+    def reference_warnings(self, *, coarser_only: bool = False) -> list[str]:
+        """A warning when the reference's pixels are no finer than the LR's: it can add no detail the LR lacks.
+        ``coarser_only`` (change detection, where a reference of the LR's own resolution is the usual case): only
+        when they are coarser: averaged onto the LR grid it is blurred, and its edges read as change."""
         if self.ref_info is None:
             return []
         g, lr = self.ref_info.grid, self.lr_info.grid
@@ -157,12 +159,16 @@ class Scene:
                 return []
             ref_px = max((right - left) / g.width, (top - bottom) / g.height)
         lr_px = max(abs(lr.res[0]), abs(lr.res[1]))
-        if not ref_px >= lr_px * 0.9:
+        if not ref_px >= lr_px * (1.5 if coarser_only else 0.9):
             return []
         unit = "°" if lr.crs.is_geographic else {"metre": " m", "meter": " m"}.get(lr.crs.linear_units,
                                                                                    f" {lr.crs.linear_units}")
-        return [f"the reference's pixels (about {ref_px:.3g}{unit}) are no finer than the LR's ({lr_px:.3g}{unit}): "
-                "it can add no detail the LR lacks (give a reference of a finer resolution, or leave `ref` out)"]
+        sizes = f"(about {ref_px:.3g}{unit}) are {{}} the LR's ({lr_px:.3g}{unit})"
+        if coarser_only:
+            return [f"the reference's pixels {sizes.format('coarser than')}: it is compared blurred, so its edges "
+                    "may read as change"]
+        return [f"the reference's pixels {sizes.format('no finer than')}: it can add no detail the LR lacks (give a "
+                "reference of a finer resolution, or leave `ref` out)"]
 
     def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5) -> None:
         info = inspect_raster(path)
