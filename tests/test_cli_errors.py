@@ -483,3 +483,21 @@ def test_a_change_mask_of_several_bands_or_a_class_table_without_a_mask_is_refus
     res = runner.invoke(app, ["upscale", str(lr), "-x", "4", "-o", out, "--cd-classes", "second", "-m", "bicubic",
                               "--ignore-unused", "-q"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_model_that_uses_no_reference_skips_its_registration_and_detection(tmp_path):
+    """`-m bicubic --ref R --ignore-unused` co-registered the reference and detected changes (the default `--cd
+    auto`) for nothing, and reported both as if they had shaped the output."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16, seed=1) * 255).astype(np.uint8),
+                     transform=Affine(40, 0, 500000, 0, -40, 5000000))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 64, 64, seed=2) * 255).astype(np.uint8),
+                      transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    res = runner.invoke(app, ["upscale", str(lr), "--ref", str(ref), "-m", "bicubic", "--ignore-unused", "-x", "4",
+                              "-o", str(tmp_path / "a.tif"), "--json"])
+    summary = json.loads(res.stdout)
+    assert summary["ok"] and summary["change_detection"] is None and summary["coregistration"] is None, summary
+    with rasterio.open(tmp_path / "a.tif") as ds:
+        assert "GEOSR_CHANGE_DETECTION" not in ds.tags() and ds.tags().get("GEOSR_COREGISTRATION") == "null"
+    res = runner.invoke(app, ["upscale", str(lr), "--ref", str(ref), "-m", "reference-paste", "-x", "4",
+                              "-o", str(tmp_path / "b.tif"), "--json"])
+    assert json.loads(res.stdout)["change_detection"]["ran"] is True  # a model that uses it still gets it

@@ -30,7 +30,7 @@ from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, nam
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
-from geosr.models.interface import SuperResolver, model_inputs, samples, window_memory
+from geosr.models.interface import CONDITIONING_INPUTS, SuperResolver, model_inputs, samples, window_memory
 from geosr.models.registry import CLASSICAL, load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
@@ -95,6 +95,9 @@ def plan_upscale(
     ``resume``, an existing output may be replaced without ``overwrite`` when its work folder holds this very
     job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
+    if opts.ignore_unused and (opts.ref or opts.cd) and not {"ref", "cd"} & _known_inputs(opts.model):
+        # a model that uses neither: no co-registration nor change detection for nothing, none recorded as if used
+        opts = opts.updated({"ref": None, "cd": None, "ref_bands": None})
     lr = str(lr)
     if not lr.strip():  # read as the working folder (of band files) otherwise
         raise InputNotFoundError("the LR path is empty; give the LR raster's path")
@@ -380,6 +383,14 @@ def resolve_model(
     sr = loader(model, device=str(device), sampler=sampler, **extra)
     via = trained_scale_for(scale, tuple(sr.scales))
     return Rescaled(sr, via) if via is not None else sr
+
+
+def _known_inputs(model: Any) -> frozenset[str]:
+    """The conditioning inputs ``model`` uses where that is known without loading it (a model object, a classical
+    one); all of them otherwise."""
+    if not isinstance(model, str):
+        return model_inputs(model)
+    return model_inputs(CLASSICAL[model]()) if model in CLASSICAL else frozenset(CONDITIONING_INPUTS)
 
 
 def _is_style_image(style: object) -> bool:
