@@ -188,6 +188,11 @@ def test_a_glob_that_matches_nothing(tmp_path, monkeypatch):
     with pytest.raises(ManifestError) as err:
         read_manifest("nothing/*.tif", defaults={"out": "{stem}.tif"})
     assert str(err.value) == "nothing/*.tif: matches no file"  # the whole message: no "1 invalid job" around it
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.tif").write_bytes(b"")
+    m = read_manifest("one/*.tif", defaults={"out": "{nosuch}.tif"})  # one match, refused: its own reason
+    assert [p.message for p in m.problems] == ["out: unknown placeholder {nosuch} in '{nosuch}.tif' (placeholders: "
+                                               "{stem}, {name}, {dir}, {x})"]
     (tmp_path / "jobs.yaml").write_text("defaults: {out: '{stem}.tif'}\nglob: 'nothing/*.tif'\n")
     m = read_manifest(tmp_path / "jobs.yaml")
     assert [str(p) for p in m.problems] == ["jobs.yaml glob: 'nothing/*.tif' matches no file"]
@@ -300,6 +305,12 @@ def test_two_outputs_that_would_write_one_sidecar_are_refused(scenes):
     assert f"out {scenes / 'out/a.tiff'} {said}" in text
     assert f"out {scenes / 'out/a.provenance.tif'} is also the provenance raster of jobs.yaml job 1" in text
     assert [p.where for p in err.value.problems] == ["jobs.yaml job 2", "jobs.yaml job 3"]
+    (scenes / "jobs.yaml").write_text(
+        "defaults: {x: 2, model: bicubic}\njobs:\n  - {lr: s0.tif, out: out/a.tif}\n  - {lr: s1.tif, out: out/a.tif}\n")
+    with pytest.raises(ManifestError) as err:  # the same output: that one reason, not its sidecars' too
+        plan_batch(scenes / "jobs.yaml")
+    assert [p.message for p in err.value.problems if p.message.startswith("out ")] == [
+        f"out {scenes / 'out/a.tif'} is also the output of jobs.yaml job 1"]
 
 
 def _cli() -> typer.Typer:

@@ -440,10 +440,17 @@ def test_an_empty_argument_is_refused_not_read_as_the_working_folder(tmp_path, m
     before = sorted(p.name for p in tmp_path.iterdir())
     res = runner.invoke(app, args)
     said = " ".join(res.output.split())
-    assert res.exit_code == 2 and "is empty (an unset shell variable?)" in said, said
+    assert res.exit_code == 2 and "(an unset shell variable?)" in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     res = runner.invoke(app, [*args, "--json"])
-    assert res.exit_code == 2 and "is empty" in json.loads(res.stdout)["error"], res.output
+    assert res.exit_code == 2 and "(an unset shell variable?)" in json.loads(res.stdout)["error"], res.output
+
+
+def test_a_value_that_ends_in_an_equals_sign_is_not_taken_for_an_empty_one(tmp_path):
+    lr = make_raster(tmp_path / "a=.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    res = runner.invoke(app, ["upscale", f"--aoi={tmp_path / 'nothing='}", str(lr), "-x", "2", "-m", "bicubic",
+                              "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and "nothing=" in res.output and "is empty" not in res.output, res.output
 
 
 def test_an_empty_path_is_refused_by_the_python_api(tmp_path):
@@ -457,6 +464,12 @@ def test_an_empty_path_is_refused_by_the_python_api(tmp_path):
         with pytest.raises(OptionError, match=f"{name} is empty"):
             upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", **{name: ""})
     assert not (tmp_path / "o.tif").exists()
+    from geosr.pipeline.detect_changes import detect_changes  # every reader of rasters: the IO layer refuses it
+
+    for lr_path, ref_path in (("", lr), (lr, " ")):
+        with pytest.raises(InputNotFoundError, match="a raster's path is empty"):
+            detect_changes(lr_path, ref=ref_path, output=tmp_path / "c.tif")
+    assert not (tmp_path / "c.tif").exists()
 
 
 def test_a_change_mask_of_several_bands_or_a_class_table_without_a_mask_is_refused(tmp_path):

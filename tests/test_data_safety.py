@@ -763,6 +763,11 @@ def test_a_name_too_long_is_refused_in_a_folder_still_to_be_made(tmp_path):
             check_output_path(folder / name, overwrite=False, make_folder=True)
     assert check_output_path(tmp_path / "new" / "ok.tif", overwrite=False, make_folder=True).name == "ok.tif"
     assert not (tmp_path / "new").exists()
+    # the longest name the margin allows runs, its sidecars (longer names, within that margin) included
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    longest = "b" * (255 - 40 - 4) + ".tif"
+    upscale(lr, output=tmp_path / longest, scale=2)
+    assert (tmp_path / longest).exists() and (tmp_path / longest.replace(".tif", ".stac.json")).exists()
 
 
 def test_a_missing_results_folder_is_refused_unless_make_dirs(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Annotated, Any
 
@@ -53,9 +54,10 @@ def _empty_argument(argv: list[str]) -> str | None:
     """Why the command line cannot be right when it holds an empty argument (``--ref "$REF"`` with REF unset): an
     empty path would be read as the working folder, an empty option as absent. None when there is none."""
     for i, arg in enumerate(argv):
-        if arg.strip() == "" or (arg.startswith("--") and arg.endswith("=")):
-            what = arg if arg.strip() else (f"the argument after {argv[i - 1]}" if i else "the first argument")
-            return f"{what} is empty (an unset shell variable?); give a value, or leave it out"
+        if arg.strip() == "" or re.fullmatch(r"--[A-Za-z0-9][A-Za-z0-9-]*=", arg):
+            what = f"{arg} is empty" if arg.strip() else (f"an empty argument follows {argv[i - 1]}" if i else
+                                                         "the first argument is empty")
+            return f"{what} (an unset shell variable?); give a value, or leave it out"
     return None
 
 

@@ -32,6 +32,7 @@ def check_output_path(
     overwrite: bool,
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
     make_folder: bool = False,
+    name_margin: int | None = SIBLING_MARGIN,
 ) -> Path:
     """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced.
 
@@ -39,6 +40,8 @@ def check_output_path(
     refused even with ``overwrite``, and so is anything at ``path`` that is not a regular file (a FIFO, a
     device, a socket), which replacing would destroy. ``make_folder``: a missing output folder is fine where
     the caller will make it (:func:`make_output_folder`): its nearest existing parent must be a writable folder.
+    ``name_margin``: the bytes the names written beside ``path`` add to its name (None: no length check, for a
+    sidecar whose names the output's own margin covers).
     """
     from geosr.io.sources import gdal_files
 
@@ -56,14 +59,15 @@ def check_output_path(
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists() and make_folder:
-        return _check_folder_to_make(p, folder)
+        return _check_folder_to_make(p, folder, name_margin)
     if not folder.exists():
         raise OutputLocationError(f"{p}: the output folder {folder} does not exist")
     if not folder.is_dir():
         raise OutputLocationError(f"{p}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
-    _check_name_length(p, folder)
+    if name_margin is not None:
+        _check_name_length(p, folder, name_margin)
     work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         what = "a link" if work.is_symlink() else "not a folder"
@@ -95,25 +99,26 @@ OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp
                  ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv")
 
 
-def _check_folder_to_make(p: Path, folder: Path) -> Path:
+def _check_folder_to_make(p: Path, folder: Path, name_margin: int | None) -> Path:
     """``p`` in a folder that does not exist yet: where its nearest existing parent lets it be made."""
     problem = unwritable(folder.absolute())
     if problem:
         raise OutputLocationError(f"{p}: the output folder {folder} cannot be made: {problem}")
-    existing = next(f for f in folder.absolute().parents if f.exists())  # the file system it will be made on
-    _check_name_length(p, existing)
+    if name_margin is not None:
+        existing = next(f for f in folder.absolute().parents if f.exists())  # the file system it will be made on
+        _check_name_length(p, existing, name_margin)
     return p
 
 
-def _check_name_length(p: Path, folder: Path) -> None:
+def _check_name_length(p: Path, folder: Path, margin: int) -> None:
     """Refuse a name that leaves no room, on ``folder``'s file system, for the names geosr writes beside it."""
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
-    if len(p.name.encode()) + SIBLING_MARGIN > limit:
+    if len(p.name.encode()) + margin > limit:
         raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
-                                  f"beside it take up to {SIBLING_MARGIN} more, and this file system allows {limit}; "
+                                  f"beside it take up to {margin} more, and this file system allows {limit}; "
                                   "give a shorter name")
 
 

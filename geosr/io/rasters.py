@@ -93,9 +93,16 @@ def shown_name(name: str) -> str:
 REMOTE_OPTIONS = {"GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_MAX_RETRY": "0"}
 
 
+def _refuse_empty(path: str) -> None:
+    """An empty path would be read as the working folder (a folder of band files is an input)."""
+    if not path.strip():
+        raise InputNotFoundError("a raster's path is empty (an unset shell variable?); give the file's path")
+
+
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning every failure into one clear sentence naming the file."""
     p = str(path)
+    _refuse_empty(p)
     remote = bool(REMOTE.match(p))
     if remote or is_composite(p):  # an unreachable or stalled host fails in seconds, at the open and every read
         for key, value in REMOTE_OPTIONS.items():
@@ -140,6 +147,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
 def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) -> RasterInfo:
     """Read a raster's metadata (no pixels), checking that it is georeferenced."""
     p = str(path)
+    _refuse_empty(p)
     shown = named(p)  # in messages
     with open_raster(p) as ds:
         gcps = len(ds.gcps[0])

@@ -163,8 +163,7 @@ def read_manifest(
     if not path.is_file() and is_glob(text):
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
-        _add_glob(manifest, text, "the command line", root, {}, caller)
-        if not manifest.jobs and not manifest.problems[1:]:  # matched nothing: no manifest at all, not a bad row
+        if not _add_glob(manifest, text, "the command line", root, {}, caller):  # no manifest at all, not a bad row
             raise ManifestError(text, [Problem(text, "matches no file")])
         return _finish(manifest)
     if path.is_dir():
@@ -287,14 +286,15 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
         _add_row(manifest, row, where, root, {}, caller)
 
 
-def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults: dict, caller: dict) -> None:
+def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults: dict, caller: dict) -> int:
+    """Add a row per file ``pattern`` matches; returns how many it matched."""
     full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
     matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True) if os.path.isfile(p))
     if not matches:
         manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
-        return
     for p in matches:
         _add_row(manifest, {"lr": p}, f"{where} {os.path.relpath(p, root)}", root, defaults, caller)
+    return len(matches)
 
 
 # ---- one row ---------------------------------------------------------------------------------------------------
@@ -559,7 +559,8 @@ def _finish(manifest: Manifest) -> Manifest:
         if real_out in inputs:
             reasons.append(f"out {j.out} is an input of {inputs[real_out]}")
         sides = {what: file_key(p) for what, p in sidecar_paths(j.out).items()}
-        clash = [(what, *seen_out[key]) for what, key in sides.items() if key in seen_out]
+        clash = [] if real_out in seen_out else [(what, *seen_out[key]) for what, key in sides.items()
+                                                 if key in seen_out]
         if clash and all(w == other for w, other, _ in clash) and len({at for *_, at in clash}) == 1:
             # out/a.tif and out/a.tiff would write one a.stac.json
             reasons.append(f"out {j.out} would write its {' and '.join(w for w, *_ in clash)} where {clash[0][2]} "
