@@ -514,3 +514,7 @@ def test_a_model_that_uses_no_reference_skips_its_registration_and_detection(tmp
     res = runner.invoke(app, ["upscale", str(lr), "--ref", str(ref), "-m", "reference-paste", "-x", "4",
                               "-o", str(tmp_path / "b.tif"), "--json"])
     assert json.loads(res.stdout)["change_detection"]["ran"] is True  # a model that uses it still gets it
+    before = ref.read_bytes()  # unread, it is still an input: never the output
+    res = runner.invoke(app, ["upscale", str(lr), "--ref", str(ref), "-m", "bicubic", "--ignore-unused", "-x", "4",
+                              "-o", str(ref), "--overwrite"])
+    assert res.exit_code == 2 and "is the reference of this run" in res.output and ref.read_bytes() == before

@@ -15,7 +15,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -60,19 +60,6 @@ def finished_journal(work: Path, fingerprint: dict, n_rows: int) -> bool:
             and all(c is None or (folder / str(c)).is_file() for c in chunks))
 
 
-def refuse_another_plan(work: Path, fingerprint: dict, n_rows: int, output: Path) -> None:
-    """For ``resume`` of a whole job: refuse when ``work`` holds no journal of this job's plan (``n_rows`` window
-    rows) but one of another run's, which a resume would otherwise silently start over beside: it says what
-    differs (a window size, a model...)."""
-    if (work / f"rows_{0:05d}_{n_rows:05d}" / "job.json").exists():
-        return  # the same rows: Journal.start compares the rest
-    for recorded in recorded_jobs(work):
-        changed = fingerprint_changes(recorded, fingerprint) or ["its rows split among geosr batch tasks"]
-        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options "
-                          f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
-                          "`resume` to start over")
-
-
 def recorded_jobs(work: Path) -> Iterator[dict]:
     """The fingerprint of the job each journal in the work folder ``work`` belongs to (its row range left out);
     unreadable ones are skipped."""
@@ -86,48 +73,6 @@ def recorded_jobs(work: Path) -> Iterator[dict]:
             yield recorded
 
 
-INPUT_ROLES = ("the LR", "the reference", "the change mask", "the map", "the style image")  # a fingerprint's inputs
-
-
-def fingerprint_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two job fingerprints (:func:`geosr.pipeline.job._fingerprint`), in words: ``the LR
-    changed (its size or modification time)``, ``batch_size 1 -> 3``, ``tiling.window 64 -> 48``."""
-    said = []
-    for key in ("version", "revision"):
-        if old.get(key) != new.get(key):
-            said.append(f"geosr {key} {old.get(key)} -> {new.get(key)}")
-    a, b = old.get("inputs") or [], new.get("inputs") or []
-    for i in range(max(len(a), len(b))):
-        x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
-        if x != y:
-            role = INPUT_ROLES[i] if i < len(INPUT_ROLES) else "the class table or area file"
-            said.append(f"{role} {'was added' if x is None else 'was left out' if y is None else 'changed'}"
-                        + (" (its size or modification time)" if x and y and x[:1] == y[:1] else ""))
-    flat_old = {**_flat(old.get("options") or {}), **_flat(old.get("runtime") or {})}
-    flat_new = {**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})}
-    other_model = flat_old.get("model") != flat_new.get("model")  # its settings differ too: the name says it
-    for key in sorted(set(flat_old) | set(flat_new)):
-        x, y = flat_old.get(key), flat_new.get(key)
-        if x == y or (other_model and key.startswith("model_settings.")):
-            continue
-        if key == "model_settings.checksum":
-            said.append(f"model {flat_new.get('model')}'s weights changed")
-            continue
-        a, b = (v if isinstance(v, str) else json.dumps(v) for v in (x, y))
-        said.append(f"{key} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{key} changed")
-    return said
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 class Journal:
     """Finished window rows of one job, and where their files are."""
 
@@ -137,8 +82,10 @@ class Journal:
         self.rows: list[dict] = []
 
     @classmethod
-    def start(cls, folder: Path, fingerprint: dict, *, resume: bool) -> "Journal":
-        """Open the journal in ``folder``: continue a matching one when ``resume``, else start afresh."""
+    def start(cls, folder: Path, fingerprint: dict, *, resume: bool,
+              explain: Callable[[dict, dict], list[str]] | None = None) -> "Journal":
+        """Open the journal in ``folder``: continue a matching one when ``resume``, else start afresh. ``explain``
+        says what differs between a recorded fingerprint and this one, for the refusal."""
         job = folder / "job.json"
         if resume and job.exists():
             try:
@@ -147,7 +94,7 @@ class Journal:
                 raise ResumeError(f"{job}: the journal is unreadable; run again without `resume`") from exc
             if recorded != fingerprint:
                 output = folder.parent.with_name(folder.parent.name.removesuffix(WORK_SUFFIX))
-                changed = fingerprint_changes(recorded, fingerprint)
+                changed = explain(recorded, fingerprint) if explain is not None and isinstance(recorded, dict) else []
                 raise ResumeError(
                     f"{output}: its unfinished run was started with other inputs or options"
                     + (f" ({'; '.join(changed)})" if changed else "")

@@ -35,6 +35,7 @@ from geosr.models.registry import CLASSICAL, load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.pipeline import resources
+from geosr.pipeline.fingerprints import FINGERPRINT_INPUTS
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import style_tensor
 from geosr.tiling.grid import Grid, hr_grid
@@ -95,9 +96,10 @@ def plan_upscale(
     ``resume``, an existing output may be replaced without ``overwrite`` when its work folder holds this very
     job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
-    if opts.ignore_unused and (opts.ref or opts.cd) and not {"ref", "cd"} & _known_inputs(opts.model):
-        # a model that uses neither: no co-registration nor change detection for nothing, none recorded as if used
-        opts = opts.updated({"ref": None, "cd": None, "ref_bands": None})
+    # what is read: for a model known to use neither a reference nor a mask (given with `ignore_unused`), neither,
+    # so that nothing is co-registered or detected for nothing; they stay inputs no output may be (opts)
+    reads = opts.updated({"ref": None, "cd": None, "ref_bands": None}) if (
+        opts.ignore_unused and (opts.ref or opts.cd) and not {"ref", "cd"} & _known_inputs(opts.model)) else opts
     lr = str(lr)
     if not lr.strip():  # read as the working folder (of band files) otherwise
         raise InputNotFoundError("the LR path is empty; give the LR raster's path")
@@ -118,10 +120,10 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    cd, detection, held = _change_mask(lr, opts, table, dry_run, area if aoi_win is not None else None, out_path)
+    cd, detection, held = _change_mask(lr, reads, table, dry_run, area if aoi_win is not None else None, out_path)
     try:
-        scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=opts.ref,
-                           ref_bands=opts.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
+        scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
+                           ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
                            coregister=opts.coregister)
     except BaseException:
         if held is not None:
@@ -153,7 +155,7 @@ def plan_upscale(
         summary["warnings"] = (_band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts) + scene.reference_warnings())
         summary["change_detection"] = detection
-        notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", opts.ref)) if p}
+        notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", reads.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None
     except BaseException:
         scene.close()
@@ -347,10 +349,11 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
     """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
     it runs, every option (``--resume`` continues only a job with the same fingerprint)."""
     style = opts.style if _is_style_image(opts.style) else None
+    given = {"lr": lr, "ref": opts.ref, "cd": opts.cd, "map": opts.map, "style": style}
     return json.loads(to_json(dict(
         version=__version__,
         revision=PIPELINE_REVISION,
-        inputs=[_file_id(p) for p in (lr, opts.ref, opts.cd, opts.map, style)]
+        inputs=[_file_id(given[role]) for role, _ in FINGERPRINT_INPUTS]
         + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
                      aoi_crs=opts.aoi_crs, model=sr.name,

@@ -17,12 +17,13 @@ from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ResumeError
-from geosr.io.journal import Journal, clear_work_dir, refuse_another_plan
+from geosr.io.journal import Journal, clear_work_dir, recorded_jobs
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import completing, remove_partials, writing
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
+from geosr.pipeline.fingerprints import fingerprint_changes
 from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
 from geosr.pipeline.provenance import provenance_path, write_provenance
 from geosr.pipeline.scene import Scene
@@ -86,7 +87,8 @@ def run_rows(
     start, stop = rows if rows is not None else (0, job.plan.n_rows)
     folder = job.work_dir / f"rows_{start:05d}_{stop:05d}"
     with JobLock(folder.with_name(folder.name + ".lock"), output=job.out_path):  # one writer per range
-        journal = Journal.start(folder, {**job.fingerprint, "rows": [start, stop]}, resume=resume)
+        journal = Journal.start(folder, {**job.fingerprint, "rows": [start, stop]}, resume=resume,
+                                explain=fingerprint_changes)
         resumed = journal.done
         _run_rows(job, journal, start, stop, progress)
     return journal.chunks(), resumed
@@ -205,12 +207,28 @@ def upscale(
             if not resume:
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
             else:
-                refuse_another_plan(job.work_dir, job.fingerprint, job.plan.n_rows, job.out_path)
+                refuse_another_plan(job)
             if job.keep_detection is not None:  # for a --resume of this job
                 job.keep_detection()
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
             finish(job, chunks)
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
+
+
+def refuse_another_plan(job: UpscaleJob) -> None:
+    """For ``resume`` of a whole job: refuse when its work folder holds no journal of this job's window plan but
+    another run's, which the resume would otherwise silently start over beside, saying what differs (a window
+    size, a model...); or a geosr batch task's (its rows split among tasks), which only geosr batch continues."""
+    if (job.work_dir / f"rows_{0:05d}_{job.plan.n_rows:05d}" / "job.json").exists():
+        return  # the same rows: Journal.start compares the rest
+    for recorded in recorded_jobs(job.work_dir):
+        changed = fingerprint_changes(recorded, job.fingerprint)
+        if not changed:
+            raise ResumeError(f"{job.out_path}: its unfinished run is a geosr batch job's, its rows split among tasks; "
+                              "continue it with geosr batch, or run again without `resume` to start over")
+        raise ResumeError(f"{job.out_path}: its unfinished run was started with other inputs or options "
+                          f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
+                          "`resume` to start over")
 
 
 def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress: Progress | None) -> None:
