@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from geosr.permissions import new_file_mode
+
 SAMPLE_DIR = Path(__file__).resolve().parent / "weights" / "sample"
 SAMPLE_FILES = {
     "lr": "taizhou_2003_lr240m.tif",
@@ -56,15 +58,8 @@ def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Pat
         os.close(fd)
         try:
             shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); a copy gets what any new file gets
+            os.chmod(tmp, new_file_mode())  # mkstemp's file is private (0600); a copy gets what any new file gets
             os.replace(tmp, dst)  # replaces a link itself, not what it points to
         finally:
             Path(tmp).unlink(missing_ok=True)
     return {key: folder / src.name for key, src in sample_paths().items()}
-
-
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it, then set back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

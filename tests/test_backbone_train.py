@@ -95,9 +95,12 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     again = json.loads(res.stdout)
     assert again["steps"] == 6 and again["resumed_from"] == 4 and again["final_loss"] > 0
     assert read_spec(out / "model.safetensors")["training"]["steps"] == 6
-    # a run folder is shared as a whole: every file readable by all (the state was 0600, as safetensors writes)
-    assert {p.name: oct(p.stat().st_mode & 0o044) for p in out.iterdir() if p.is_file() and p.stat().st_mode & 0o044
-            != 0o044} == {}
+    # a run folder is shared as a whole: every file has a new file's permissions (the state was 0600, as safetensors
+    # writes)
+    from geosr.permissions import new_file_mode
+
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()
+            if p.is_file() and p.stat().st_mode & 0o777 != new_file_mode()} == {}
     # what the weights started from is recorded, and a resumed run still names it
     assert "initialised from lite" in spec["training"]["data"]
     assert "initialised from lite" in read_spec(out / "model.safetensors")["training"]["data"]

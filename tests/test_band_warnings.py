@@ -49,9 +49,9 @@ def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory,
     src = raster_factory("lr.tif", np.random.default_rng(0).integers(10, 200, (3, 16, 16)).astype(np.uint8))
     r = upscale(src, output=tmp_path / "a.tif", scale=2, model="bicubic", steps=5, sampler="paper",
                 lr_consistency="box")
-    assert r.warnings == ["model bicubic does not sample by diffusion, so `sampler`, `steps`, `lr_consistency` "
-                          "change nothing"]
-    assert "--sampler, --steps, --lr-consistency change nothing" in cli_words(r.warnings[0], "upscale")
+    assert r.warnings == ["model bicubic does not sample by diffusion, so `sampler`, `steps` change nothing",
+                          "model bicubic (a classical one) ignores `lr_consistency`"]
+    assert "--sampler, --steps change nothing" in cli_words(r.warnings[0], "upscale")
     r = upscale(src, output=tmp_path / "b.tif", scale=2, model="lite", fuse_overlaps=True, lr_consistency="box")
     assert r.warnings == ["model lite does not sample by diffusion, so `fuse_overlaps` changes nothing"]
     assert upscale(src, output=tmp_path / "c.tif", scale=2, model="bicubic", seed=3).warnings == []

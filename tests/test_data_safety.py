@@ -781,6 +781,10 @@ def test_a_missing_results_folder_is_refused_unless_make_dirs(tmp_path):
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and f"the folder {results.parent} does not exist; make it, or give --make-dirs" in said
     assert not (tmp_path / "typo").exists() and not (tmp_path / "o.tif").exists()
+    res = _invoke(*args, "--dry-run")  # refused as the run is
+    assert res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "typo").exists()
+    res = _invoke(*args, "--dry-run", "--make-dirs")  # fine, and nothing made
+    assert res.exit_code == 0 and not (tmp_path / "typo").exists(), res.output
     res = _invoke(*args, "--make-dirs")
     assert res.exit_code == 0 and json.loads(results.read_text().splitlines()[0])["status"] == "ok", res.output
 

@@ -27,6 +27,7 @@ from geosr.errors import InputNotFoundError, ModelFileError, OptionError
 from geosr.models.configs import ArchConfig
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.spec_bounds import check_spec
+from geosr.permissions import new_file_mode
 
 FORMAT = "geosr-checkpoint/1"
 SPEC_KEY = "geosr_spec"
@@ -82,7 +83,7 @@ def save_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".part")
     save_file(tensors, str(tmp), metadata={SPEC_KEY: text})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
+    os.chmod(tmp, new_file_mode())  # safetensors writes 0600; a checkpoint is meant to be shared
     tmp.replace(path)
     if sidecar:
         path.with_suffix(".json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")

@@ -448,13 +448,17 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions) -> list[str]:
     s = opts.sampler
     given = [("sampler", s.preset != "default"), ("steps", s.steps is not None), ("fuse_overlaps", s.fuse_overlaps)]
     unused = [] if samples(sr) else [name for name, on in given if on]
-    if sr.name in CLASSICAL:  # returned by load_model as they are, without these wrappers
-        unused += [name for name, on in (("ref_detail", s.reference_detail is not None),
-                                         ("lr_consistency", s.lr_consistency is not None)) if on]
-    if not unused:
-        return []
-    return [f"model {sr.name} does not sample by diffusion, so {', '.join(f'`{n}`' for n in unused)} "
-            f"{'changes' if len(unused) == 1 else 'change'} nothing"]
+    said = [f"model {sr.name} does not sample by diffusion, so {_listed(unused)} "
+            f"{'changes' if len(unused) == 1 else 'change'} nothing"] if unused else []
+    ignored = [name for name, on in (("ref_detail", s.reference_detail is not None),
+                                     ("lr_consistency", s.lr_consistency is not None)) if on]
+    if sr.name in CLASSICAL and ignored:  # returned by load_model as they are, without these wrappers
+        said.append(f"model {sr.name} (a classical one) ignores {_listed(ignored)}")
+    return said
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
 
 
 def _nodata_warnings(info: RasterInfo, bands: tuple[int, ...], meta: OutputMeta) -> list[str]:

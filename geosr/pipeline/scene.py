@@ -159,7 +159,7 @@ class Scene:
                 return []
             ref_px = max((right - left) / g.width, (top - bottom) / g.height)
         lr_px = max(abs(lr.res[0]), abs(lr.res[1]))
-        if not ref_px >= lr_px * (1.5 if coarser_only else 0.9):
+        if not ref_px >= lr_px * (1.5 if coarser_only else 0.99):
             return []
         unit = "°" if lr.crs.is_geographic else {"metre": " m", "meter": " m"}.get(lr.crs.linear_units,
                                                                                    f" {lr.crs.linear_units}")

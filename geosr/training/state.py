@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from geosr.errors import GeoSRError, InputError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
+from geosr.permissions import new_file_mode
 from geosr.training.config import TrainConfig
 from geosr.training.outputs import OutputFolder
 
@@ -65,7 +66,7 @@ def save_state(out: Path, step: int, model: torch.nn.Module, ema: torch.nn.Modul
                       default=str)
     tmp = out / (STATE + ".part")
     save_file(saved, str(tmp), metadata={HEADER_KEY: meta})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; the run folder's other files (and its model) are 0644
+    os.chmod(tmp, new_file_mode())  # safetensors writes 0600; the run folder's other files are as any new file
     tmp.replace(out / STATE)
     (out / (STATE_JSON + ".part")).write_text(meta)
     (out / (STATE_JSON + ".part")).replace(out / STATE_JSON)

@@ -80,6 +80,8 @@ def batch(
     plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid, make_dirs=make_dirs,
                       progress=check_progress, **options)
     if dry_run:
+        if settings.results or plan.results:  # refused as the run would refuse it (nothing made)
+            check_results_path(Path(settings.results or plan.results), plan)
         return BatchResult(source=plan.source, jobs=[planned_result(j) for j in plan.jobs] + invalid_results(plan),
                            results=None, seconds=plan.seconds, dry_run=True)
     return run_batch(plan, settings)
@@ -96,6 +98,10 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     if results_path is None:
         return _run_plan(plan, s, None)
     check_results_path(results_path, plan)
+    if not results_path.parent.exists():  # with make_dirs (checked), once every check has passed
+        from geosr.io.outputs import make_output_folder
+
+        make_output_folder(results_path)
     with results_lock(results_path):
         return _run_plan(plan, s, results_path)
 
@@ -325,10 +331,9 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
         raise OutputLocationError(f"{path}: the folder {path.parent} does not exist; make it, or give `make_dirs` "
                                   "(`results`)")
     if not path.parent.exists():
-        from geosr.io.outputs import check_output_path, make_output_folder
+        from geosr.io.outputs import check_output_path
 
-        check_output_path(path, overwrite=True, make_folder=True)
-        make_output_folder(path)
+        check_output_path(path, overwrite=True, make_folder=True)  # a folder that can be made
     named = [("the manifest", plan.source)] + [
         (f"an input of job {pj.spec.id}", p) for pj in plan.jobs for p in pj.spec.inputs()] + [
         (f"the output of job {pj.spec.id}", pj.spec.out) for pj in plan.jobs]
