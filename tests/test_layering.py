@@ -36,13 +36,14 @@ PACKAGE = ROOT / "geosr"
 # ---- the rules (DESIGN.md, "House") ---------------------------------------------------------------------------
 # A layer is a top-level name under geosr/: a sub-package (geosr/io/) or a module (geosr/config.py).
 # "__init__" is geosr/__init__.py, the public API facade; "__main__" is `python -m geosr`.
-CORE = ("_version", "errors", "config")
+CORE = ("_version", "errors", "config", "permissions")
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     # core: nothing of geosr but itself
     "_version": (),
     "errors": (),
     "config": ("errors", "_version"),
+    "permissions": (),  # the mode a new file gets (standard library only)
     # the options of the commands, declared once (flags, manifest keys, API keywords); made of core's config
     # dataclasses. Not in DESIGN.md's tree yet: it sits just above core, for the workflows and the CLI.
     "options": CORE,
