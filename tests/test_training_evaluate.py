@@ -367,3 +367,22 @@ def test_an_unreadable_image_of_a_pair_is_bad_input_naming_it(tmp_path, dataset,
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "p0.png" in said and "internal error" not in said, said
     assert not (tmp_path / "eval").exists()
+
+
+def test_single_band_pairs_are_evaluated_with_their_panels(tmp_path):
+    """1-band A/B pairs (panchromatic, a single band of a multispectral stack) crashed in the panel drawing:
+    "internal error: RuntimeError: Sizes of tensors must match", exit 1."""
+    root = tmp_path / "data"
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        Image.fromarray(_image(3)[..., 0]).save(root / d / "p0.png")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    with Image.open(out / "panel_x4_p0_bicubic.png") as im:
+        assert im.mode == "RGB" and im.width > im.height  # LR | Ref | mask | SR | HR side by side
+    # into a pipe or a file the markdown table's rows stay whole (rich folded them at 80 columns)
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--overwrite",
+                                      "--no-panels"])
+    rows = [line for line in res.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) >= 4 and all(line.endswith("|") and len(line) > 80 for line in rows), res.stdout

@@ -38,8 +38,14 @@ EXIT_TERMINATED = 143  # SIGTERM
 
 # No markup: messages and summaries carry user text (file names like "[red]x.tif", band lists like "[r, g, b]")
 # that Rich would otherwise interpret; styling goes through style= and Text.
+# Into a pipe or a file, lines are never wrapped (rich would fold them at 80 columns: a summary split mid-path for a
+# grep, a markdown table's rows broken, a table's names cut); on a terminal, its width.
 err_console = Console(stderr=True, markup=False)
+if not err_console.is_terminal:
+    err_console = Console(stderr=True, markup=False, width=100_000)
 out_console = Console(markup=False)
+if not out_console.is_terminal:
+    out_console = Console(markup=False, width=100_000)
 
 
 class Terminated(KeyboardInterrupt):

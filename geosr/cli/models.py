@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
 from geosr.cli.common import out_console, print_json
@@ -29,7 +28,4 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
         scales = ", ".join(f"x{s}" for s in m.scales) or "any"
         table.add_row(m.name, m.kind, scales, str(m.bands) if m.bands else "any",
                       ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
-    # Into a pipe or file, one row per model at its natural width (rich would squeeze it into 80 columns and cut
-    # the names one types after --model); on a terminal, the terminal's width.
-    console = out_console if out_console.is_terminal else Console(markup=False, width=10_000)
-    console.print(table)
+    out_console.print(table)  # into a pipe or file, one row per model at its natural width (cli.common)

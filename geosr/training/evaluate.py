@@ -221,8 +221,12 @@ def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
     s = case.scale
     lr_up = case.lr.repeat_interleave(s, -2).repeat_interleave(s, -1)
     ref = case.ref if case.ref is not None else torch.zeros_like(case.hr)
-    mask = case.changed.float()[None].expand(3, -1, -1)
-    tiles = [t[:3][sl] for t in (lr_up, ref, mask, sr, case.hr)]
+    mask = case.changed.float()[None]
+
+    def rgb(t: torch.Tensor) -> torch.Tensor:  # the first three bands; fewer: the first as grey
+        return t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
+
+    tiles = [rgb(t)[sl] for t in (lr_up, ref, mask, sr, case.hr)]
     gap = torch.ones(3, tiles[0].shape[1], 4)
     row = torch.cat([x for t in tiles for x in (t, gap)][:-1], dim=-1)
     with atomic_output(path) as tmp:  # an interrupted run leaves no truncated panel
