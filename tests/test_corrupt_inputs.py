@@ -113,3 +113,13 @@ def test_complex_pixels_and_gcp_only_georeferencing_are_refused_in_one_sentence(
     info = runner.invoke(app, ["info", str(gcp), "--json"])
     assert json.loads(info.output)["files"][0]["gcps"] == 4
     assert not list(tmp_path.glob("[ab]*"))
+
+
+def test_info_says_a_truncated_file_cannot_be_read(tmp_path):
+    """`info -q` exited 0 for a file cut short (its header reads whole), where upscale refuses it (exit 2)."""
+    whole = make_raster(tmp_path / "whole.tif", (smooth_field(3, 128, 128, seed=1) * 255).astype(np.uint8))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    assert runner.invoke(app, ["info", "-q", str(whole)]).exit_code == 0
+    res = runner.invoke(app, ["info", "-q", str(cut)])
+    assert res.exit_code == 2 and "cut.tif: pixels cannot be read, the file may be corrupt" in res.output, res.output

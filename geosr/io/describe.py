@@ -6,10 +6,11 @@ import json
 
 from rasterio.crs import CRS
 from rasterio.warp import transform
+from rasterio.windows import Window
 from shapely.geometry import Polygon
 
 from geosr.errors import InputError
-from geosr.io.rasters import default_bands, inspect_raster, open_raster
+from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
 from geosr.io.sources import source_note
 from geosr.tiling.grid import Grid, outline
 
@@ -17,6 +18,8 @@ from geosr.tiling.grid import Grid, outline
 def describe(paths: list[str]) -> dict:
     """Metadata of every raster and, for each pair, the share of the first's area the second covers."""
     infos = [inspect_raster(p, require_crs=False) for p in paths]
+    for info in infos:
+        _read_last_block(info.path)
     files = []
     for info in infos:
         g = info.grid
@@ -59,6 +62,15 @@ def describe(paths: list[str]) -> dict:
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})
     return {"files": files, "overlaps": overlaps}
+
+
+def _read_last_block(path: str) -> None:
+    """Read the last block of the last band, the end of the file in any layout (a truncated file's header reads
+    whole, its pixels do not); raises the InputError naming the file that upscale would."""
+    with open_raster(path) as ds, reading(path):
+        bh, bw = ds.block_shapes[-1]
+        row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+        ds.read(ds.count, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
 
 
 def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:
