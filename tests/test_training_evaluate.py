@@ -386,3 +386,31 @@ def test_single_band_pairs_are_evaluated_with_their_panels(tmp_path):
                                       "--no-panels"])
     rows = [line for line in res.stdout.splitlines() if line.startswith("|")]
     assert len(rows) >= 4 and all(line.endswith("|") and len(line) > 80 for line in rows), res.stdout
+
+
+@pytest.mark.parametrize("text, said", [
+    ("{bad", "not a data manifest geosr can read (not JSON: "),
+    ("[]", 'a data manifest is a JSON object whose "sets" is a list of data sets'),
+    ("{}", 'a data manifest is a JSON object whose "sets" is a list of data sets'),
+    ('{"sets": [{"layout": "pairs"}]}', 'set entry 1 is not an object with a "path"'),
+    ('{"sets": [], "synthetic": [3]}', 'synthetic entry 1 is not an object with a "path"'),
+])
+def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, text, said):
+    """Its errors read `(KeyError: 'sets')`, `(AttributeError: 'list' object has no attribute 'get')`."""
+    from geosr.errors import InputError
+    from geosr.training.manifest import load_collection
+
+    (tmp_path / "m.json").write_text(text)
+    with pytest.raises(InputError) as err:
+        load_collection(tmp_path / "m.json")
+    assert str(err.value).startswith(f"{tmp_path / 'm.json'}: {said}") and "Error" not in str(err.value), err.value
+
+
+def test_a_data_set_without_a_group_goes_by_its_folder_s_name(tmp_path, dataset):
+    """"group" was required (`KeyError: 'group'`) though the docs and the layout message treat it as optional."""
+    from geosr.training.manifest import collection_pairs, load_collection
+
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "data", "heldout": ["p0"]}]}))
+    collection = load_collection(tmp_path / "m.json")
+    assert collection.sets[0].group == "data"
+    assert [p.name for p in collection_pairs(collection, split="heldout")] == ["p0"]

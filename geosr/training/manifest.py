@@ -78,24 +78,39 @@ def load_collection(manifest: str | Path, *, root: str | Path | None = None) -> 
         raise InputNotFoundError(f"{manifest}: no such data manifest")
     try:
         spec = json.loads(manifest.read_text())
-        base = Path(root) if root is not None else manifest.parent / spec.get("root", ".")
-        sets = tuple(_data_set(s, base) for s in spec["sets"])
-        synthetic = tuple((base / s["path"], tuple(s["bands"]) if s.get("bands") else None)
-                          for s in spec.get("synthetic", ()))
-    except InputError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{manifest}: not a data manifest geosr can read ({type(exc).__name__}: {exc})") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{manifest}: not a data manifest geosr can read (not JSON: {exc})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("sets"), list):
+        raise InputError(f'{manifest}: a data manifest is a JSON object whose "sets" is a list of data sets '
+                         "(docs/training.md)")
+    try:
+        base = Path(root) if root is not None else manifest.parent / str(spec.get("root", "."))
+        sets = tuple(_data_set(s, base, i) for i, s in enumerate(spec["sets"], start=1))
+        synthetic = tuple((base / _entry(s, i, "synthetic")["path"], tuple(s["bands"]) if s.get("bands") else None)
+                          for i, s in enumerate(spec.get("synthetic") or (), start=1))
+    except ValueError as exc:  # ours: one sentence naming the entry
+        raise InputError(f"{manifest}: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{manifest}: not a data manifest geosr can read ({exc})") from None
     return Collection(manifest, base, sets, synthetic, str(spec.get("description", "")))
 
 
-def _data_set(s: dict[str, Any], base: Path) -> DataSet:
+def _entry(s: Any, i: int, what: str) -> dict[str, Any]:
+    """Entry ``i`` of a manifest's list ``what``: an object with a "path"."""
+    if not isinstance(s, dict) or not isinstance(s.get("path"), str):
+        raise ValueError(f'{what} entry {i} is not an object with a "path"')
+    return s
+
+
+def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
+    s = _entry(s, i, "set")
     unknown = sorted(set(s) - _SET_KEYS)
     if unknown or s.get("layout") not in ("pairs", "sites"):
-        raise ValueError(f"a set has layout 'pairs' or 'sites' and keys among {sorted(_SET_KEYS)}, not {s}")
+        raise ValueError(f"set {i}: a set has layout 'pairs' or 'sites' and keys among {sorted(_SET_KEYS)}, not {s}")
     crops = s.get("crops") or {}
-    return DataSet(
-        layout=s["layout"], path=base / s["path"], group=str(s["group"]), heldout=tuple(s.get("heldout", ())),
+    return DataSet(  # the group, the name the held-out split goes by: the set's own, else its folder's name
+        layout=s["layout"], path=base / s["path"], group=str(s.get("group") or Path(s["path"]).name),
+        heldout=tuple(s.get("heldout", ())),
         sites=tuple(s.get("sites", ())), bands=tuple(s["bands"]) if s.get("bands") else None,
         crops_of=base / crops["of"] if crops.get("of") else None, scene_parts=int(crops.get("scene_parts", 0)),
     )
