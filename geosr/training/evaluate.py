@@ -33,7 +33,7 @@ from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (r
 from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
 from geosr.training.degradations import bicubic_degrade
-from geosr.training.metrics import learned_metrics_status, region_metrics
+from geosr.training.metrics import MS_SSIM_MIN_SIDE, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
 from geosr.training.pairs import Pair
 from geosr.training.sources import evaluation_pairs
@@ -233,6 +233,18 @@ def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
         Image.fromarray(_to8(row).transpose(1, 2, 0)).save(tmp, format="PNG")
 
 
+def _size_notes(cases: list[Case]) -> list[str]:
+    """Why a metric is left out (empty in the tables) for images too small for it."""
+    from geosr.training.perceptual import MIN_SIDE
+
+    notes = []
+    for metric, side in (("MS-SSIM", MS_SSIM_MIN_SIDE), ("ST-LPIPS", MIN_SIDE)):
+        small = sorted({f"{c.name} x{c.scale}" for c in cases if min(c.hr.shape[-2:]) < side})
+        if small:
+            notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")
+    return notes
+
+
 def _write_text(path: Path, text: str) -> None:
     """``text`` into ``path`` whole or not at all (an interrupt leaves no half-written file)."""
     with atomic_output(path) as tmp:
@@ -321,7 +333,7 @@ def evaluate(
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
-    notes = [v for v in learned_metrics_status().values() if v != "available"]
+    notes = [v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
         notes.append(f"without a change label (scored overall only): {', '.join(unlabelled)}")

@@ -170,6 +170,9 @@ def ergas(sr: torch.Tensor, hr: torch.Tensor, scale: int, mask: torch.Tensor | N
     return 100.0 / scale * math.sqrt(sum(terms) / len(terms))
 
 
+MS_SSIM_MIN_SIDE = 161  # torchmetrics' MS-SSIM: five scales of its 11-px window
+
+
 def ms_ssim(sr: torch.Tensor, hr: torch.Tensor, max_side: int = 512) -> float | None:
     """torchmetrics' MS-SSIM on the Y channel of the central ``max_side`` square at most (it is slow on
     CPU); None when the image is too small for its 5 scales."""
@@ -179,7 +182,7 @@ def ms_ssim(sr: torch.Tensor, hr: torch.Tensor, max_side: int = 512) -> float | 
     r0, c0 = max(0, (H - max_side) // 2), max(0, (W - max_side) // 2)
     sr, hr = sr[:, r0 : r0 + max_side, c0 : c0 + max_side], hr[:, r0 : r0 + max_side, c0 : c0 + max_side]
     x, y = rgb_to_y(sr.clamp(0, 1)).float()[None, None], rgb_to_y(hr.clamp(0, 1)).float()[None, None]
-    if min(x.shape[-2:]) < 161:
+    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
         return None
     return float(f(x, y, data_range=255.0))
 
