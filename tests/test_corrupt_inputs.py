@@ -123,3 +123,17 @@ def test_info_says_a_truncated_file_cannot_be_read(tmp_path):
     assert runner.invoke(app, ["info", "-q", str(whole)]).exit_code == 0
     res = runner.invoke(app, ["info", "-q", str(cut)])
     assert res.exit_code == 2 and "cut.tif: pixels cannot be read, the file may be corrupt" in res.output, res.output
+
+
+def test_info_says_the_overlap_with_a_raster_without_crs_is_unknown(tmp_path):
+    """A raster without a CRS was left out of the overlap report without a word (text and --json)."""
+    geo = make_raster(tmp_path / "geo.tif", np.zeros((1, 8, 8), np.uint8))
+    with rasterio.open(tmp_path / "plain.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       transform=Affine(1, 0, 0, 0, -1, 8)) as ds:
+        ds.write(np.zeros((1, 8, 8), np.uint8))
+    res = runner.invoke(app, ["info", str(geo), str(tmp_path / "plain.tif"), "--json"])
+    assert json.loads(res.stdout)["overlaps"] == [
+        {"file": str(geo), "other": str(tmp_path / "plain.tif"), "covered": None},
+        {"file": str(tmp_path / "plain.tif"), "other": str(geo), "covered": None}]
+    res = runner.invoke(app, ["info", str(geo), str(tmp_path / "plain.tif")])
+    assert f"is unknown: {tmp_path / 'plain.tif'} has no CRS" in res.output, res.output

@@ -47,7 +47,13 @@ def info(
         out_console.print(table)
         if f.get("geosr"):
             _print_record(f["geosr"])
+    no_crs = {f["path"] for f in result["files"] if not f["crs"]}
     for o in result["overlaps"]:
+        if o["covered"] is None:
+            which = " and ".join(p for p in (o["file"], o["other"]) if p in no_crs)
+            out_console.print(f"how much {o['other']} covers of {o['file']} is unknown: {which} "
+                              f"{'has' if ' and ' not in which else 'have'} no CRS", highlight=False)
+            continue
         out_console.print(f"{o['other']} covers {100 * o['covered']:.1f}% of {o['file']}", highlight=False)
 
 

@@ -56,7 +56,10 @@ def describe(paths: list[str]) -> dict:
     overlaps = []
     for i, a in enumerate(infos):
         for j, b in enumerate(infos):
-            if i == j or a.grid.crs is None or b.grid.crs is None:
+            if i == j:
+                continue
+            if a.grid.crs is None or b.grid.crs is None:  # where it lies on the ground is unknown: so is the overlap
+                overlaps.append({"file": a.path, "other": b.path, "covered": None})
                 continue
             mine, theirs = _outline(a.grid), _outline(b.grid, a.grid.crs)
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
