@@ -200,6 +200,12 @@ def test_lr_consistency_option_reaches_evaluate(tmp_path, dataset):
         default = json.loads((out / "metrics.json").read_text())["summary"]["8"]["default"]
         lrc[flags[-1]] = default["overall"]["lr_consistency"]
     assert lrc["box"] > 60 and lrc["--no-lr-consistency"] == lrc["off"] < lrc["box"] - 10, lrc
+    # both spellings at once, contradicting: refused (off won without a word), nothing written
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "8", "--out-dir", str(tmp_path / "both"),
+                                      "--lr-consistency", "box", "--no-lr-consistency"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--no-lr-consistency and --lr-consistency box contradict each other" in said, said
+    assert not (tmp_path / "both").exists()
 
 
 def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, dataset):

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from geosr.cli import common
 from geosr.cli.common import err_console, out_console, print_json, progress_bar, renamed, run_command
+from geosr.errors import OptionError
 from geosr.options import EvaluateOptions
 
 
@@ -30,10 +31,12 @@ def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path
     from geosr.training.evaluate import evaluate as run_evaluate
     from geosr.training.evaluate import markdown_table
 
-    if no_lr_consistency:
-        options["lr_consistency"] = "off"
-
     def call():
+        if no_lr_consistency and options.get("lr_consistency") not in (None, "off"):
+            raise OptionError(f"--no-lr-consistency and --lr-consistency {options['lr_consistency']} contradict "
+                              "each other; give one")
+        if no_lr_consistency:
+            options["lr_consistency"] = "off"
         options["out"] = renamed("evaluate", "--out-dir", options["out"], "-o/--out", old_out)
         opts = EvaluateOptions.of(**common.given(options))
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
