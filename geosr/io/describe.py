@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rasterio.crs import CRS
 from rasterio.warp import transform
@@ -53,7 +54,7 @@ def describe(paths: list[str]) -> dict:
                 ],
             }
         )
-    overlaps = []
+    overlaps: list[dict[str, Any]] = []
     for i, a in enumerate(infos):
         for j, b in enumerate(infos):
             if i == j:
