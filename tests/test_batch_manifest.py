@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,6 +197,18 @@ def test_a_glob_that_matches_nothing(tmp_path, monkeypatch):
     (tmp_path / "jobs.yaml").write_text("defaults: {out: '{stem}.tif'}\nglob: 'nothing/*.tif'\n")
     m = read_manifest(tmp_path / "jobs.yaml")
     assert [str(p) for p in m.problems] == ["jobs.yaml glob: 'nothing/*.tif' matches no file"]
+
+
+def test_a_glob_leaves_out_what_an_earlier_batch_wrote_beside_its_inputs(tmp_path, monkeypatch):
+    """`geosr batch '*.tif' -o '{stem}_x2.tif'` could not run again (not even to go on after a stop): the glob took
+    its outputs for inputs, each "an input of" another row. Outputs with a batch record, and their provenance
+    rasters, are left out; other files stay in."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("s1.tif", "s1_x2.tif", "s1_x2.provenance.tif", "hand.tif"):
+        (tmp_path / name).write_bytes(b"")
+    record_path(tmp_path / "s1_x2.tif").write_text("{}")
+    m = read_manifest("*.tif", defaults={"out": "{stem}_x2.tif"})
+    assert sorted(Path(j.lr).name for j in m.jobs) == ["hand.tif", "s1.tif"] and not m.problems, m.problems
 
 
 def test_a_raster_or_a_missing_file_given_as_the_manifest_is_named_in_one_sentence(tmp_path):

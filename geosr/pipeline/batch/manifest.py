@@ -289,12 +289,28 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
 def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults: dict, caller: dict) -> int:
     """Add a row per file ``pattern`` matches; returns how many it matched."""
     full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
-    matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True) if os.path.isfile(p))
+    matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True)
+                     if os.path.isfile(p) and not _made_by_batch(Path(p)))
     if not matches:
         manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
     for p in matches:
         _add_row(manifest, {"lr": p}, f"{where} {os.path.relpath(p, root)}", root, defaults, caller)
     return len(matches)
+
+
+def _made_by_batch(path: Path) -> bool:
+    """A file an earlier geosr batch wrote: an output with its record beside it (``<out>.geosr.json``), or the
+    provenance raster of one. A glob leaves them out, so that ``-o '{stem}_x4.tif'`` beside the inputs can run
+    again (to go on after a stop, or to skip what is done) without taking its outputs for inputs."""
+    from geosr.pipeline.batch.records import RECORD_SUFFIX, record_path
+
+    if record_path(path).exists():
+        return True
+    suffix = ".provenance.tif"
+    if not path.name.endswith(suffix):
+        return False
+    stem = path.name[: -len(suffix)]
+    return any(path.parent.glob(f"{globlib.escape(stem)}.*{RECORD_SUFFIX}"))
 
 
 # ---- one row ---------------------------------------------------------------------------------------------------
