@@ -120,10 +120,13 @@ def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp
     for other, said in ((dict(batch_size=3), "(batch_size 4 -> 3)"),
                         (dict(tiling=TilingConfig(window=10, overlap=2)), "(tiling.window 8 -> 10)"),
                         (dict(model="lanczos"), "(model bicubic -> lanczos)")):
-        with pytest.raises(ResumeError) as err:
-            upscale(lr, output=out, resume=True, **{**opts, **other})
-        assert str(err.value).startswith(f"{out}: its unfinished run was started with other inputs or options {said}")
+        for dry in (True, False):  # a dry run says what the run would (it said ok)
+            with pytest.raises(ResumeError) as err:
+                upscale(lr, output=out, resume=True, dry_run=dry, **{**opts, **other})
+            assert str(err.value).startswith(f"{out}: its unfinished run was started with other inputs or options "
+                                             f"{said}")
         assert not out.exists()
+    assert upscale(lr, output=out, resume=True, dry_run=True, **opts).resumed_rows == 1  # it said 0
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 1
 
 

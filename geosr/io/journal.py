@@ -73,6 +73,22 @@ def recorded_jobs(work: Path) -> Iterator[dict]:
             yield recorded
 
 
+def _check_recorded(folder: Path, fingerprint: dict, explain: Callable[[dict, dict], list[str]] | None) -> None:
+    """Refuse to resume the journal in ``folder`` unless it was started for ``fingerprint``, saying (``explain``)
+    what differs."""
+    job = folder / "job.json"
+    try:
+        recorded = json.loads(job.read_text())
+    except (ValueError, OSError) as exc:
+        raise ResumeError(f"{job}: the journal is unreadable; run again without `resume`") from exc
+    if recorded != fingerprint:
+        output = folder.parent.with_name(folder.parent.name.removesuffix(WORK_SUFFIX))
+        changed = explain(recorded, fingerprint) if explain is not None and isinstance(recorded, dict) else []
+        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options"
+                          + (f" ({'; '.join(changed)})" if changed else "")
+                          + "; give the same ones to continue it, or run again without `resume` to start over")
+
+
 class Journal:
     """Finished window rows of one job, and where their files are."""
 
@@ -88,18 +104,7 @@ class Journal:
         says what differs between a recorded fingerprint and this one, for the refusal."""
         job = folder / "job.json"
         if resume and job.exists():
-            try:
-                recorded = json.loads(job.read_text())
-            except (ValueError, OSError) as exc:
-                raise ResumeError(f"{job}: the journal is unreadable; run again without `resume`") from exc
-            if recorded != fingerprint:
-                output = folder.parent.with_name(folder.parent.name.removesuffix(WORK_SUFFIX))
-                changed = explain(recorded, fingerprint) if explain is not None and isinstance(recorded, dict) else []
-                raise ResumeError(
-                    f"{output}: its unfinished run was started with other inputs or options"
-                    + (f" ({'; '.join(changed)})" if changed else "")
-                    + "; give the same ones to continue it, or run again without `resume` to start over"
-                )
+            _check_recorded(folder, fingerprint, explain)
             journal = cls(folder, fingerprint)
             journal._load()
             journal._check_files()
@@ -112,6 +117,28 @@ class Journal:
         with atomic_output(job) as tmp:
             tmp.write_text(json.dumps(fingerprint, sort_keys=True))
         return cls(folder, fingerprint)
+
+    @classmethod
+    def peek(cls, folder: Path, fingerprint: dict, explain: Callable[[dict, dict], list[str]] | None = None) -> int:
+        """What :meth:`start` with ``resume`` would find, changing nothing (a dry run): the window rows finished,
+        0 without a journal; raises the ResumeError it would."""
+        if not (folder / "job.json").exists():
+            return 0
+        _check_recorded(folder, fingerprint, explain)
+        try:
+            lines = (folder / "journal.jsonl").read_bytes().splitlines(keepends=True)
+        except FileNotFoundError:
+            return 0
+        done = 0
+        for line in lines:  # whole entries (a torn last one is redone)
+            try:
+                json.loads(line)
+            except ValueError:
+                break
+            if not line.endswith(b"\n"):
+                break
+            done += 1
+        return done
 
     def _load(self) -> None:
         path = self.folder / "journal.jsonl"

@@ -17,9 +17,9 @@ from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ResumeError
-from geosr.io.journal import Journal, clear_work_dir, recorded_jobs
+from geosr.io.journal import Journal, clear_work_dir, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import completing, remove_partials, writing
+from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
@@ -199,15 +199,21 @@ def upscale(
     """
     t0 = time.perf_counter()
     with plan_upscale(lr, output=output, options=options, dry_run=dry_run, resume=resume, **fields) as job:
-        if dry_run:
+        if dry_run:  # with resume, what the run would find: the same refusal, or the rows it would not redo
+            resumed = 0
+            if resume and output is not None:
+                work = work_dir_for(Path(output))
+                refuse_another_plan(job, work)
+                resumed = Journal.peek(work / f"rows_{0:05d}_{job.plan.n_rows:05d}",
+                                       {**job.fingerprint, "rows": [0, job.plan.n_rows]}, fingerprint_changes)
             return UpscaleResult(
-                **job.summary, resumed_rows=0, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
+                **job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
             )
         with job.lock(), writing(job.out_path):
             if not resume:
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
             else:
-                refuse_another_plan(job)
+                refuse_another_plan(job, job.work_dir)
             if job.keep_detection is not None:  # for a --resume of this job
                 job.keep_detection()
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
@@ -215,18 +221,19 @@ def upscale(
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
 
 
-def refuse_another_plan(job: UpscaleJob) -> None:
+def refuse_another_plan(job: UpscaleJob, work: Path) -> None:
     """For ``resume`` of a whole job: refuse when its work folder holds no journal of this job's window plan but
     another run's, which the resume would otherwise silently start over beside, saying what differs (a window
     size, a model...); or a geosr batch task's (its rows split among tasks), which only geosr batch continues."""
-    if (job.work_dir / f"rows_{0:05d}_{job.plan.n_rows:05d}" / "job.json").exists():
+    if (work / f"rows_{0:05d}_{job.plan.n_rows:05d}" / "job.json").exists():
         return  # the same rows: Journal.start compares the rest
-    for recorded in recorded_jobs(job.work_dir):
+    for recorded in recorded_jobs(work):
         changed = fingerprint_changes(recorded, job.fingerprint)
+        output = work.with_name(work.name.removesuffix(WORK_SUFFIX))
         if not changed:
-            raise ResumeError(f"{job.out_path}: its unfinished run is a geosr batch job's, its rows split among tasks; "
+            raise ResumeError(f"{output}: its unfinished run is a geosr batch job's, its rows split among tasks; "
                               "continue it with geosr batch, or run again without `resume` to start over")
-        raise ResumeError(f"{job.out_path}: its unfinished run was started with other inputs or options "
+        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options "
                           f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
                           "`resume` to start over")
 
