@@ -285,10 +285,12 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
     lr = scenes / "s0.tif"
     os.utime(lr, ns=(lr.stat().st_atime_ns, lr.stat().st_mtime_ns + 10**9))
     plan = plan_batch(scenes / "jobs.yaml")
-    assert plan.jobs[0].action == "fail" and "made with other inputs (s0.tif changed);" in plan.jobs[0].reason
+    assert plan.jobs[0].action == "fail" and ("made from other inputs or options (the LR s0.tif changed (its size "
+                                              "or modification time));") in plan.jobs[0].reason
     (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 2}\nglob: 's*.tif'\n")
     reason = plan_batch(scenes / "jobs.yaml").jobs[0].reason
-    assert "other inputs (s0.tif changed) and other options (scale, tiling)" in reason
+    assert "(the LR s0.tif changed (its size or modification time); `scale` 4 -> 2; `overlap`" in reason, reason
+    assert "`window`" in reason, reason
 
 
 @pytest.mark.parametrize("sidecar", ["s0.stac.json", "s0.provenance.tif"])

@@ -117,9 +117,9 @@ def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp
     out = tmp_path / "out.tif"
     opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
     _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, **opts))
-    for other, said in ((dict(batch_size=3), "(batch_size 4 -> 3)"),
-                        (dict(tiling=TilingConfig(window=10, overlap=2)), "(tiling.window 8 -> 10)"),
-                        (dict(model="lanczos"), "(model bicubic -> lanczos)")):
+    for other, said in ((dict(batch_size=3), "(`batch_size` 4 -> 3)"),
+                        (dict(tiling=TilingConfig(window=10, overlap=2)), "(`window` 8 -> 10)"),
+                        (dict(model="lanczos"), "(`model` bicubic -> lanczos)")):
         for dry in (True, False):  # a dry run says what the run would (it said ok)
             with pytest.raises(ResumeError) as err:
                 upscale(lr, output=out, resume=True, dry_run=dry, **{**opts, **other})

@@ -4,15 +4,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 # The fingerprint's inputs, in their order there, and how a message names each
 FINGERPRINT_INPUTS = (("lr", "the LR"), ("ref", "the reference"), ("cd", "the change mask"), ("map", "the map"),
                       ("style", "the style image"))
 
 
+def _option_names() -> dict[str, str]:
+    """Each option's name (its keyword, in backticks: the CLI shows its flag) as the fingerprint holds it
+    (``tiling.window``: `` `window` ``)."""
+    from geosr.options import UPSCALE_OPTIONS
+
+    return {spec.path.replace("output_config.", "output.").replace("device.", ""): f"`{spec.name}`"
+            for spec in UPSCALE_OPTIONS if spec.path}
+
+
 def fingerprint_changes(old: dict, new: dict) -> list[str]:
     """What differs between two job fingerprints, in words: ``the LR changed (its size or modification time)``,
-    ``batch_size 1 -> 3``, ``tiling.window 64 -> 48``, ``model lite -> bicubic``."""
+    ```batch_size` 1 -> 3``, ```window` 64 -> 48``, ```model` lite -> bicubic`` (the CLI shows flags; settings that
+    are no option by their key: ``threads 2 -> 1``)."""
     said = []
     for key in ("version", "revision"):
         if old.get(key) != new.get(key):
@@ -22,11 +33,15 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
         if x != y:
             role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
+            named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
+            if named is not None:  # a file's identity: [path, size, mtime, ...]
+                role += f" {Path(named[0]).name}"
             said.append(f"{role} {'was added' if x is None else 'was left out' if y is None else 'changed'}"
                         + (" (its size or modification time)" if x and y and x[:1] == y[:1] else ""))
     flat_old = {**_flat(old.get("options") or {}), **_flat(old.get("runtime") or {})}
     flat_new = {**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})}
     other_model = flat_old.get("model") != flat_new.get("model")  # its settings differ too: the name says it
+    names = _option_names()
     for key in sorted(set(flat_old) | set(flat_new)):
         x, y = flat_old.get(key), flat_new.get(key)
         if x == y or (other_model and key.startswith("model_settings.")):
@@ -35,7 +50,8 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             said.append(f"model {flat_new.get('model')}'s weights changed")
             continue
         a, b = (v if isinstance(v, str) else json.dumps(v) for v in (x, y))
-        said.append(f"{key} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{key} changed")
+        name = names.get(key, key)
+        said.append(f"{name} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{name} changed")
     return said
 
 

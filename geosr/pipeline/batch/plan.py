@@ -196,27 +196,17 @@ def _foreign_sidecar(out: Path) -> str | None:
 
 
 def _exists_reason(out: Path, record: dict | None, fingerprint: dict) -> str:
+    from geosr.pipeline.fingerprints import fingerprint_changes
+
     tail = "; use --overwrite to replace it"
     if record is None:
         return f"{out}: already exists and was not made by geosr batch (no {out.name}{RECORD_SUFFIX}){tail}"
     old = record.get("fingerprint") or {}
     if old == fingerprint:
         return f"{out}: already exists but was changed after geosr batch wrote it{tail}"
-    what = []
-    if old.get("version") != fingerprint.get("version"):
-        what.append(f"geosr {old.get('version')}")
-    changed = [
-        Path(new[0]).name
-        for a, new in zip(old.get("inputs") or [None] * 4, fingerprint.get("inputs") or [])
-        if a != new and new is not None
-    ]
-    if changed or len(old.get("inputs") or []) != len(fingerprint.get("inputs") or []):
-        what.append("other inputs" + (f" ({', '.join(changed)} changed)" if changed else ""))
-    oo, no = old.get("options") or {}, fingerprint.get("options") or {}
-    keys = sorted(k for k in set(oo) | set(no) if oo.get(k) != no.get(k))
-    if keys:
-        what.append(f"other options ({', '.join(keys)})")
-    return f"{out}: already exists, made with {' and '.join(what) or 'another job'}{tail}"
+    changed = fingerprint_changes(old, fingerprint)
+    return (f"{out}: already exists, made from other inputs or options ({'; '.join(changed)}){tail}" if changed
+            else f"{out}: already exists, made by another job{tail}")
 
 
 def _default_results(source: str) -> str:
