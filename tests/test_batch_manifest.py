@@ -403,3 +403,28 @@ def test_invalid_rows_are_listed_in_the_manifest_s_order_with_their_paths(scenes
                                                            ("jobs.csv line 4", "c")]
     b = plan.invalid[1]
     assert (b.lr, b.output) == (str(scenes / "s0.tif"), str(scenes / "out" / "b.tif")) and "40" in b.message
+
+
+def test_a_task_s_geosr_error_is_its_sentence_alone():
+    """A job that met another run on its output read `OutputBusyError: OUT: is being written by another geosr run
+    (...); wait for it ... ([Errno 11] Resource temporarily unavailable)`: the class (already in error_type) and a
+    suppressed cause. Other errors keep both, their cause being where GDAL says which block of which file."""
+    from geosr.io.lock import OutputBusyError
+    from geosr.pipeline.batch.results import TaskError
+
+    try:
+        try:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        except BlockingIOError:
+            raise OutputBusyError("o.tif: is being written by another geosr run; wait for it") from None
+    except OutputBusyError as exc:
+        busy = TaskError.from_exception(exc)
+    assert (str(busy), busy.kind) == ("o.tif: is being written by another geosr run; wait for it", "OutputBusyError")
+    try:
+        try:
+            raise OSError("TIFFReadEncodedTile() failed in block 3")
+        except OSError as cause:
+            raise RuntimeError("read failed") from cause
+    except RuntimeError as exc:
+        other = TaskError.from_exception(exc)
+    assert str(other) == "RuntimeError: read failed (TIFFReadEncodedTile() failed in block 3)"

@@ -123,17 +123,21 @@ class TaskError(RuntimeError):
     """An exception raised in a worker, carried back as its type's name and a message that includes its
     cause (GDAL puts the useful part, such as which block of which file, in the cause)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, sentence: bool = False) -> None:
         super().__init__(kind, message)
-        self.kind, self.message = kind, message
+        self.kind, self.message, self.sentence = kind, message, sentence
 
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.message}"
+    def __str__(self) -> str:  # geosr's own errors are a sentence already (their type goes in error_type)
+        return self.message if self.sentence else f"{self.kind}: {self.message}"
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> "TaskError":
+        from geosr.errors import GeoSRError
+
         message = str(exc)
-        cause = exc.__cause__ or exc.__context__
+        if isinstance(exc, GeoSRError):
+            return cls(type(exc).__name__, message, sentence=True)
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
         if cause is not None and str(cause) and str(cause) not in message:
             message = f"{message} ({cause})" if message else str(cause)
         return cls(type(exc).__name__, message)
