@@ -403,6 +403,15 @@ def test_invalid_rows_are_listed_in_the_manifest_s_order_with_their_paths(scenes
                                                            ("jobs.csv line 4", "c")]
     b = plan.invalid[1]
     assert (b.lr, b.output) == (str(scenes / "s0.tif"), str(scenes / "out" / "b.tif")) and "40" in b.message
+    # a dry run lists every row, planned or not, in the manifest's order too (planned ones came first)
+    from geosr.pipeline.batch import batch
+
+    with (scenes / "jobs.csv").open("a") as f:
+        f.write("d,s2.tif,out/d.tif,2,bicubic\n")
+    (scenes / "jobs.csv").write_text((scenes / "jobs.csv").read_text().replace(
+        "id,lr,out,x,model\n", "id,lr,out,x,model\nz,s1.tif,out/z.tif,2,bicubic\n"))
+    dry = batch(scenes / "jobs.csv", dry_run=True, skip_invalid=True)
+    assert [j.id for j in dry.jobs] == ["z", "a", "b", "c", "d"], [j.id for j in dry.jobs]
 
 
 def test_a_task_s_geosr_error_is_its_sentence_alone():

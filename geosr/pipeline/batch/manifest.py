@@ -544,6 +544,16 @@ def _absolute(path: str | None, root: Path, *, many: bool = False) -> str | None
     return os.path.normpath(str(p if p.is_absolute() else root / p))
 
 
+_ROW = re.compile(r" (?:job|line) (\d+)$")
+
+
+def row_number(where: str | None) -> int | None:
+    """The line or job number a row's ``where`` names (``jobs.csv line 4``: 4; ``jobs.yaml job 3``: 3); None for
+    a glob's rows and for the manifest's own problems."""
+    m = _ROW.search(where or "")
+    return int(m.group(1)) if m else None
+
+
 # ---- checks across rows ----------------------------------------------------------------------------------------
 def _finish(manifest: Manifest) -> Manifest:
     """Give every job an id, then reject duplicate ids, duplicate outputs and outputs that are inputs."""

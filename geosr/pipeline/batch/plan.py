@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from geosr.errors import InputError
-from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest
+from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 
@@ -68,10 +67,10 @@ def plan_batch(
 
 
 def _row_number(problem: Problem) -> int:
-    """A problem's line or job number in its manifest (``jobs.csv line 4``: 4); -1 for the manifest's own (kept
-    first, in their order: the sort is stable)."""
-    m = re.search(r" (?:line|job) (\d+)$", problem.where)
-    return int(m.group(1)) if m else -1
+    """A problem's line or job number in its manifest; -1 for the others (kept first, in their order: the sort is
+    stable)."""
+    n = row_number(problem.where)
+    return -1 if n is None else n
 
 
 def plan_count(plan: BatchPlan, action: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from geosr.pipeline.batch.cluster import cluster_info, connect, warm
+from geosr.pipeline.batch.manifest import row_number
 from geosr.pipeline.batch.plan import plan_batch, plan_count
 from geosr.pipeline.batch.results import (
     BatchPlan,
@@ -82,7 +82,8 @@ def batch(
     if dry_run:
         if settings.results or plan.results:  # refused as the run would refuse it (nothing made)
             check_results_path(Path(settings.results or plan.results), plan)
-        return BatchResult(source=plan.source, jobs=[planned_result(j) for j in plan.jobs] + invalid_results(plan),
+        return BatchResult(source=plan.source, jobs=manifest_order([planned_result(j) for j in plan.jobs]
+                                                                   + invalid_results(plan)),
                            results=None, seconds=plan.seconds, dry_run=True)
     return run_batch(plan, settings)
 
@@ -200,16 +201,13 @@ def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: s
     return finals, windows_of
 
 
-_ROW = re.compile(r" (?:job|line) (\d+)$")
-
-
 def manifest_order(results: list[JobResult]) -> list[JobResult]:
     """Results in the order of their manifest rows (``jobs.yaml job 3``, ``jobs.csv line 4``; a glob's jobs after
     the listed ones, in their own order), the invalid rows among the others."""
     def key(item: tuple[int, JobResult]) -> tuple[int, int]:
         i, r = item
-        m = _ROW.search(r.where or "")
-        return (0, int(m.group(1))) if m else (1, i)
+        n = row_number(r.where)
+        return (0, n) if n is not None else (1, i)
 
     return [r for _, r in sorted(enumerate(results), key=key)]
 
