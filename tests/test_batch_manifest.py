@@ -437,3 +437,14 @@ def test_a_task_s_geosr_error_is_its_sentence_alone():
     except RuntimeError as exc:
         other = TaskError.from_exception(exc)
     assert str(other) == "RuntimeError: read failed (TIFFReadEncodedTile() failed in block 3)"
+
+
+def test_a_style_in_a_manifest_and_a_json_refusal_read_plainly(scenes):
+    """`style: sample` said `unknown option 'style' (did you mean steps?)`; the --json error of invalid rows ended in
+    a dangling colon."""
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, style: sample}\n")
+    said = " ".join(str(p) for p in read_manifest(scenes / "jobs.yaml").problems)
+    assert "style: geosr batch takes no style" in said and "did you mean" not in said, said
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--dry-run", "--json"])
+    payload = json.loads(res.stdout)
+    assert res.exit_code == 2 and payload["error"] == f"{scenes / 'jobs.yaml'}: 1 invalid job, nothing was run"

@@ -91,7 +91,7 @@ def batch(
 
 def _invalid(exc, *, json_out: bool, quiet: bool) -> None:
     if json_out:
-        print(json.dumps({"ok": False, "exit_code": EXIT_BAD_INPUT, "error": str(exc).splitlines()[0],
+        print(json.dumps({"ok": False, "exit_code": EXIT_BAD_INPUT, "error": str(exc).splitlines()[0].rstrip(":"),
                           "invalid": [p.to_dict() for p in exc.problems]}))
     else:
         err_console.print(f"geosr: error: {exc}", style="bold red", highlight=False, markup=False, soft_wrap=True)

@@ -112,7 +112,7 @@ def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float] |
     import geopandas as gpd
 
     if not Path(path).exists():
-        raise InputNotFoundError(f"{path}: no such AOI file (or give LEFT,BOTTOM,RIGHT,TOP)")
+        raise InputNotFoundError(f"{path}: no such area-of-interest file (`aoi`), nor a box LEFT,BOTTOM,RIGHT,TOP")
     try:
         frame = gpd.read_file(path)
     except Exception as exc:

@@ -50,6 +50,8 @@ NOT_PER_JOB = {
     "device": "the device is chosen per worker (geosr batch --device), not per job",
     "resume": "every batch job resumes from its journal; there is nothing to set",
     "dry_run": "use geosr batch --dry-run",
+    "style": "geosr batch takes no style (a style image or a sampled style is one upscale run's: geosr upscale "
+             "--style)",
 }
 
 
