@@ -83,10 +83,14 @@ def _check_recorded(folder: Path, fingerprint: dict, explain: Callable[[dict, di
         raise ResumeError(f"{job}: the journal is unreadable; run again without `resume`") from exc
     if recorded != fingerprint:
         output = folder.parent.with_name(folder.parent.name.removesuffix(WORK_SUFFIX))
-        changed = explain(recorded, fingerprint) if explain is not None and isinstance(recorded, dict) else []
-        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options"
-                          + (f" ({'; '.join(changed)})" if changed else "")
-                          + "; give the same ones to continue it, or run again without `resume` to start over")
+        raise other_run(output, explain(recorded, fingerprint) if explain and isinstance(recorded, dict) else [])
+
+
+def other_run(output: Path, changed: list[str]) -> ResumeError:
+    """The refusal to resume ``output``'s unfinished run with other inputs or options (``changed``: which)."""
+    return ResumeError(f"{output}: its unfinished run was started with other inputs or options"
+                       + (f" ({'; '.join(changed)})" if changed else "")
+                       + "; give the same ones to continue it, or run again without `resume` to start over")
 
 
 class Journal:

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ResumeError
-from geosr.io.journal import Journal, clear_work_dir, recorded_jobs, work_dir_for
+from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
 from geosr.io.stac import write_stac_item
@@ -233,9 +233,7 @@ def refuse_another_plan(job: UpscaleJob, work: Path) -> None:
         if not changed:
             raise ResumeError(f"{output}: its unfinished run is a geosr batch job's, its rows split among tasks; "
                               "continue it with geosr batch, or run again without `resume` to start over")
-        raise ResumeError(f"{output}: its unfinished run was started with other inputs or options "
-                          f"({'; '.join(changed)}); give the same ones to continue it, or run again without "
-                          "`resume` to start over")
+        raise other_run(output, changed)
 
 
 def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress: Progress | None) -> None:
