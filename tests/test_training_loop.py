@@ -195,6 +195,12 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     resumed = load_checkpoint(more.checkpoint)[0].state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in after.items() if k.startswith("net.upsampler."))
     assert any(not torch.equal(v, resumed[k]) for k, v in after.items() if not k.startswith("net.upsampler."))
+    # --init with --resume: refused (it was ignored, its name written into the record as if used)
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match="give one of them"):
+        run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **{**common, "steps": 8}),
+                  resume=True, init=str(path))
     # its record still names the run's --init, not the run's own checkpoint it resumed from
     inits = [d for d in read_spec(more.checkpoint)["training"]["data"] if d.startswith("initialised from")]
     assert inits == [f"initialised from {prior.checkpoint}"], inits
@@ -397,6 +403,9 @@ def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written
                        ([str(zero)], "steps must be at least 1, not 0; log_every must be at least 1, not 0"),
                        ([cfg, "--checkpoint-every", "0"], "--checkpoint-every 0 must be at least 1"),
                        ([cfg, "--train-steps", "0"], "--train-steps 0 must be at least 1"),
+                       ([cfg, "--device", "bogus"], "--device 'bogus': use auto, cpu, cuda or cuda:N"),
+                       (["--arch", "lite", "--data", str(images), "--device", "bogus"],
+                        "--device 'bogus': use auto, cpu, cuda"),
                        ([cfg, "--learning-rate", "-1"], "--learning-rate -1.0 must be a positive"),
                        ([cfg, "--learning-rate", "0"], "--learning-rate 0.0 must be a positive"),
                        ([cfg, "--batch", "0"], "--batch 0 must be at least 1"),

@@ -234,9 +234,9 @@ def _worker_batches(images: Sequence[torch.Tensor], scales: Sequence[int], weigh
 
 def training_device(name: str) -> torch.device:
     """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from geosr.models.device import resolve_device
+
+    return resolve_device(name)  # an unknown name, or CUDA where there is none: one sentence naming `device`
 
 
 def fit_backbone(

@@ -55,6 +55,7 @@ def train_backbone(
     )
 
     t0 = time.perf_counter()
+    training_device(cfg.device)  # checked before the run folder is touched
     out = Path(cfg.out)
     folder = run_folder(out)
     start_path = None

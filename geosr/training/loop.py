@@ -33,6 +33,7 @@ from geosr.conditioning.changes import load_change_classes
 from geosr.errors import OptionError
 from geosr.models.checkpoint import load_checkpoint
 from geosr.models.configs import ArchConfig
+from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.options import TrainOptions
 from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config, refuse_diffusion_only
@@ -215,13 +216,16 @@ def _device(cfg: TrainConfig, world: int, local: int) -> torch.device:
         torch.distributed.init_process_group("nccl" if (torch.cuda.is_available() and cfg.device != "cpu") else "gloo")
     if cfg.device == "auto":
         return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    return resolve_device(cfg.device)  # an unknown name, or CUDA where there is none: one sentence, exit 2
 
 
 class _Run:
     """One training run in progress: the model, its EMA, optimizer, schedule, data stream and log."""
 
     def __init__(self, cfg: TrainConfig, *, resume: bool, init: str | None, overwrite: bool) -> None:
+        if resume and init:  # the run's own weights go on: an --init would be ignored, yet recorded as used
+            raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
+                              "give one of them", param="init")
         self.t0 = time.perf_counter()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.rank, self.local = _dist()
