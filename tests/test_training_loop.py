@@ -196,7 +196,6 @@ def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images)
     assert all(torch.equal(v, resumed[k]) for k, v in after.items() if k.startswith("net.upsampler."))
     assert any(not torch.equal(v, resumed[k]) for k, v in after.items() if not k.startswith("net.upsampler."))
     # --init with --resume: refused (it was ignored, its name written into the record as if used)
-    from geosr.errors import OptionError
 
     with pytest.raises(OptionError, match="give one of them"):
         run_train(TrainConfig(out=str(tmp_path / "refine"), freeze=("net.upsampler",), **{**common, "steps": 8}),
@@ -395,12 +394,16 @@ def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written
     cfg = _config(tmp_path, images)
     four = tmp_path / "four.json"
     four.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "bands": 4}))
+    paths = tmp_path / "paths.json"  # data as paths: the command line's form, not the config's
+    paths.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "data": [str(images)]}))
     zero = tmp_path / "zero.json"
     zero.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "steps": 0, "log_every": 0}))
     runner = CliRunner()
     out = tmp_path / "run"
     for args, said in (([str(four)], "images of 3 bands, but the config says bands = 4"),
                        ([str(zero)], "steps must be at least 1, not 0; log_every must be at least 1, not 0"),
+                       ([str(paths)], "is not a source table such as {kind = \"refdiff\", path = \"...\"} "
+                                      "(docs/training.md); a path goes on the command line, with --data"),
                        ([cfg, "--checkpoint-every", "0"], "--checkpoint-every 0 must be at least 1"),
                        ([cfg, "--train-steps", "0"], "--train-steps 0 must be at least 1"),
                        ([cfg, "--device", "bogus"], "--device 'bogus': use auto, cpu, cuda or cuda:N"),

@@ -105,8 +105,14 @@ class TrainConfig:
         object.__setattr__(self, "band_names", tuple(self.band_names))
         object.__setattr__(self, "freeze", tuple(str(f) for f in self.freeze))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        object.__setattr__(self, "data", tuple(dict(d) for d in self.data))
-        object.__setattr__(self, "val_data", tuple(dict(d) for d in self.val_data))
+        for key in ("data", "val_data"):
+            entries = getattr(self, key)
+            bad = next((d for d in entries if not isinstance(d, Mapping)), None)
+            if bad is not None:  # a path written where a source table goes
+                raise OptionError(f"bad training config: {key} entry {bad!r} is not a source table such as "
+                                  '{kind = "refdiff", path = "..."} (docs/training.md); a path goes on the '
+                                  f"command line, with `{key}`", param=key)
+            object.__setattr__(self, key, tuple(dict(d) for d in entries))
         object.__setattr__(self, "inference", dict(self.inference))
         synthetic = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()}
         object.__setattr__(self, "synthetic", synthetic)
