@@ -322,7 +322,10 @@ def test_a_run_folder_is_written_only_when_new_empty_resumed_or_overwritten(tmp_
     run.mkdir()
     (run / "notes.txt").write_text("mine")
     res = runner.invoke(_app(), _quick(tmp_path, images))
-    assert res.exit_code == 2 and "is not empty; give --overwrite" in res.output
+    # a file of the user's: --overwrite would not replace it, so it is not suggested; and nothing is left there
+    # (the run's lock file was)
+    assert res.exit_code == 2 and "holds notes.txt" in res.output and "give --overwrite" not in res.output
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
     res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite"))  # only an earlier run is replaced
     assert res.exit_code == 2 and "notes.txt" in res.output and (run / "notes.txt").read_text() == "mine"
     (run / "notes.txt").unlink()

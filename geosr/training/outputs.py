@@ -39,11 +39,11 @@ class OutputFolder:
         """Refuse a folder that holds anything (without ``overwrite``) or anything but this command's own files,
         or that cannot be written."""
         entries = self._entries()
-        if entries and not overwrite:
+        foreign = [e for e in entries if not (e.is_file() and self._owns(e.name))]
+        if entries and not overwrite and not foreign:
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
                                     f"{self.command} output there, or choose another `out`")
-        foreign = [e for e in entries if not (e.is_file() and self._owns(e.name))]
-        if foreign:
+        if foreign:  # `overwrite` would not help: said at once
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
                                     "`overwrite` replaces only an earlier output, so choose another `out`")
         problem = unwritable(self.path)
@@ -99,6 +99,7 @@ class OutputFolder:
             raise OutputLocationError(f"{self.path}: {problem}; choose another `out`")
         made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        had_lock = (self.path / LOCK).exists()
         aside = self.path / REPLACED
         with JobLock(self.path / LOCK, output=self.path):
             if aside.is_dir():  # set aside by a run that was killed: whether it saved decides, as below
@@ -128,6 +129,9 @@ class OutputFolder:
                     with contextlib.suppress(OSError):
                         (self.path / LOCK).unlink()
                         self.path.rmdir()
+                elif not keep_new and not had_lock:  # a folder refused or failed in: left as it was found
+                    with contextlib.suppress(OSError):
+                        (self.path / LOCK).unlink()
 
     def _owns(self, name: str) -> bool:
         return any(fnmatch(name, p) for p in self.owned)
