@@ -69,12 +69,16 @@ def over_network(path: str) -> bool:
     return bool(NETWORK.match(path))
 
 
+PROVENANCE_SUFFIX = ".provenance.tif"  # <output stem> + this: the provenance raster
+STAC_SUFFIX = ".stac.json"  # <output stem> + this: the STAC item
+
+
 def sidecar_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
     """The files a run writes beside ``output``, by what they are: its provenance raster (``<stem>.provenance.tif``,
     with a reference; an earlier run's is removed otherwise) and its STAC item (``<stem>.stac.json``, always)."""
     out = Path(output)
-    return {"provenance raster": out.with_name(f"{out.stem}.provenance.tif"),
-            "STAC item": out.with_name(f"{out.stem}.stac.json")}
+    return {"provenance raster": out.with_name(out.stem + PROVENANCE_SUFFIX),
+            "STAC item": out.with_name(out.stem + STAC_SUFFIX)}
 
 
 def is_remote(path: str) -> bool:

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import REMOTE, file_key, is_file_list, named, sidecar_paths
+from geosr.io.paths import PROVENANCE_SUFFIX, REMOTE, file_key, is_file_list, named, sidecar_paths
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -308,10 +308,9 @@ def _made_by_batch(path: Path) -> bool:
 
     if record_path(path).exists():
         return True
-    suffix = ".provenance.tif"
-    if not path.name.endswith(suffix):
+    if not path.name.endswith(PROVENANCE_SUFFIX):
         return False
-    stem = path.name[: -len(suffix)]
+    stem = path.name[: -len(PROVENANCE_SUFFIX)]
     return any(path.parent.glob(f"{globlib.escape(stem)}.*{RECORD_SUFFIX}"))
 
 
