@@ -90,6 +90,11 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert json.loads((out / "state.json").read_text())["loss_avg"] == result["ema_loss"]  # goes on at --resume
     res = _run([*common, "--train-steps", "6", "--resume", "--init", str(resolve_checkpoint("lite"))])
     assert res.exit_code == 2 and "give one of them" in res.output
+    # fewer steps than done "resumed" for nothing and rewrote the record as a 3-step run's: refused, nothing touched
+    record = (out / "state.json").read_bytes(), (out / "model.safetensors").read_bytes()
+    res = _run([*common, "--train-steps", "3", "--resume"])
+    assert res.exit_code == 2 and "has done 4 steps already, more than --train-steps 3" in res.output, res.output
+    assert record == ((out / "state.json").read_bytes(), (out / "model.safetensors").read_bytes())
     res = _run([*common, "--train-steps", "6", "--resume", "--val-every", "1000"])  # its own data, no validation
     assert res.exit_code == 0, res.output
     again = json.loads(res.stdout)
@@ -141,7 +146,7 @@ def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
     config = tmp_path / "lite.toml"
     config.write_text('arch = "lite"\nwarmup = 0\n')
     res = _run([str(config), "--data", str(root), "--out-dir", str(tmp_path / "r1")])
-    assert res.exit_code == 2 and "warmup does not apply to arch lite" in res.output, res.output
+    assert res.exit_code == 2 and "warmup in lite.toml does not apply to arch lite" in res.output, res.output
     assert not (tmp_path / "r1").exists()
     default = resolve_checkpoint("default")
     res = _run(["--arch", "lite", "--data", str(root), "--init", str(default), "--out-dir", str(tmp_path / "r2")])
@@ -183,11 +188,11 @@ def test_settings_default_per_kind_of_model():
     assert (back.scales, back.batch_size, back.lr, back.grad_clip) == ((8, 16), 8, 2e-4, 1.0)
     from geosr.errors import OptionError
 
-    with pytest.raises(OptionError, match="bands does not apply"):
+    with pytest.raises(OptionError, match="`bands` does not apply"):
         TrainConfig(arch="lite", bands=4)
     with pytest.raises(OptionError) as err:
         TrainConfig(arch="lite", scales=(3,))
-    assert "scales must be among" in str(err.value) and "crop" not in str(err.value)
+    assert "`scales` must be among" in str(err.value) and "crop" not in str(err.value)
 
 
 

@@ -98,7 +98,7 @@ def test_train_takes_every_config_field_as_a_keyword(tmp_path):
     """Besides TrainOptions' fields, train() passes any other keyword to the run's TrainConfig, which checks it."""
     from geosr.training.loop import train
 
-    with pytest.raises(OptionError, match="bad training config: ema must be in"):
+    with pytest.raises(OptionError, match=r"bad training config: `ema` must be in \[0, 1\), not 1.5"):
         train(None, out=str(tmp_path / "run"), ema=1.5)
     with pytest.raises(OptionError, match="unknown training option 'not_a_setting'"):
         train(None, out=str(tmp_path / "run"), not_a_setting=1)

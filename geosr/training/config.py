@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -117,50 +118,50 @@ class TrainConfig:
         synthetic = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.synthetic).items()}
         object.__setattr__(self, "synthetic", synthetic)
         problems = []
+        if self.trains_backbone:  # a setting the backbone does not have is the one thing to say about it
+            defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                        for f in dataclasses.fields(self)}
+            problems.extend(f"`{name}` does not apply to arch {self.arch} (the LR-space backbone)"
+                            for name in DIFFUSION_ONLY if getattr(self, name) != defaults[name])
         if any(s not in (2, 4, 8, 16) for s in self.scales) or not self.scales:
-            problems.append(f"scales must be among 2, 4, 8, 16, not {list(self.scales)}")
-        if not self.trains_backbone and any(self.crop % s for s in self.scales):
-            problems.append(f"crop {self.crop} must be a multiple of every scale")
-        problems += [f"{name} must be at least 1, not {getattr(self, name)}"
+            problems.append(f"`scales` must be among 2, 4, 8, 16, not {list(self.scales)}")
+        elif not self.trains_backbone and any(self.crop % s for s in self.scales):
+            problems.append(f"`crop` {self.crop} must be a multiple of every scale ({list(self.scales)})")
+        problems += [f"`{name}` must be at least 1, not {getattr(self, name)}"
                      for name in ("steps", "batch_size", "checkpoint_every", "log_every", "bands", "crop")
                      if getattr(self, name) < 1]
         if self.val_every < 0:
-            problems.append(f"val_every cannot be negative (0: no validation), not {self.val_every}")
-        problems += [f"{name} cannot be negative, not {getattr(self, name)}" for name in ("lr", "warmup")
+            problems.append(f"`val_every` cannot be negative (0: no validation), not {self.val_every}")
+        problems += [f"`{name}` cannot be negative, not {getattr(self, name)}" for name in ("lr", "warmup")
                      if getattr(self, name) < 0]
         if not 0 <= self.ema < 1:
-            problems.append("ema must be in [0, 1)")
+            problems.append(f"`ema` must be in [0, 1), not {self.ema}")
         if self.synthetic:  # imported only here: the config stays free of torch
             from geosr.training.synthetic_change import SyntheticChangeConfig
 
             unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
             if unknown:
-                problems.append(f"synthetic has no setting {', '.join(sorted(unknown))}")
-        if self.degradation not in ("real", "bicubic", "mixed"):
-            problems.append("degradation is 'real', 'bicubic' or 'mixed'")
-        if self.objective not in ("edm", "upsampler"):
-            problems.append("objective is 'edm' or 'upsampler'")
+                problems.append(f"`synthetic` has no setting {', '.join(sorted(unknown))}")
+        if self.degradation not in ("real", "bicubic", "mixed") and "`degradation`" not in " ".join(problems):
+            problems.append(f"`degradation` is real, bicubic or mixed, not {self.degradation!r}")
+        if self.objective not in ("edm", "upsampler") and not self.trains_backbone:
+            problems.append(f"`objective` is edm or upsampler, not {self.objective!r}")
         if self.upsampler_loss < 0:
-            problems.append("upsampler_loss cannot be negative")
+            problems.append("`upsampler_loss` cannot be negative")
         if self.backbone is not None and self.objective != "edm":
-            problems.append("a backbone is the denoiser's base: it goes with objective 'edm'")
+            problems.append("a `backbone` is the denoiser's base: it goes with `objective` edm")
         if self.precision not in ("auto", "fp32", "bf16"):
-            problems.append("precision is 'auto', 'fp32' or 'bf16'")
+            problems.append(f"`precision` is auto, fp32 or bf16, not {self.precision!r}")
         for d in (*self.data, *self.val_data):
             if d.get("kind") not in ("refdiff", "pairs", "geotiff", "synthetic", "shared"):
                 problems.append(f"unknown data source kind {d.get('kind')!r}")
         if any(d.get("kind") == "shared" for d in self.val_data):
-            problems.append(
-                "val_data cannot be the shared kind (a collection's training split): give data the run does not "
-                "train on"
-            )
-        if self.val_data and (self.val_batches < 1 or not self.val_every):
-            problems.append("val_data needs val_batches >= 1 and val_every > 0")
-        if self.trains_backbone:
-            defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                        for f in dataclasses.fields(self)}
-            problems.extend(f"{name} does not apply to arch {self.arch} (the LR-space backbone)"
-                            for name in DIFFUSION_ONLY if getattr(self, name) != defaults[name])
+            problems.append("`val_data` cannot be a data manifest (the run trains on its training split): give data "
+                            "the run does not train on")
+        if self.val_data and self.val_batches < 1:
+            problems.append(f"`val_data` needs `val_batches` of at least 1, not {self.val_batches}")
+        if self.val_data and not self.val_every:
+            problems.append("`val_data` needs `val_every` above 0 (validation every N steps)")
         if problems:
             raise OptionError("bad training config: " + "; ".join(problems))
 
@@ -187,48 +188,112 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a .toml / .yaml / .json file (keys as the dataclass fields), then ``overrides``."""
+    """A TrainConfig from a .toml / .yaml / .json file (keys as the dataclass fields), then ``overrides``.
+
+    A problem with a setting the file gave names it as the file's key (``scales in train.toml``); one given in
+    ``overrides`` keeps the library's backticks (```scales```), which the CLI prints as its flag (as it does
+    the settings a message advises)."""
     values: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.exists():
-            raise InputNotFoundError(f"{p}: no such training config")
-        if p.is_dir():
-            raise OptionError(f"{p}: is a folder, not a training config (.toml, .yaml or .json); give training "
-                              "data with `data`")
-        try:
-            text = p.read_text()
-            if p.suffix == ".toml":
-                import tomllib
-
-                values = tomllib.loads(text)
-            elif p.suffix in (".yaml", ".yml"):
-                import yaml
-
-                values = yaml.safe_load(text) or {}
-            else:
-                values = json.loads(text)
-        except Exception as exc:
-            raise OptionError(f"{p}: not a valid training config ({exc})") from None
-        if not isinstance(values, dict):
-            raise OptionError(f"{p}: not a valid training config (it holds a {type(values).__name__}, not a table of "
-                              "keys and values)")
-        if "train" in values and isinstance(values["train"], dict):
-            values = {**values["train"], **{k: v for k, v in values.items() if k != "train"}}
+        values = _read_config(p)
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OptionError(f"{p}: unknown training config key{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(unknown)} (docs/training.md lists the keys)")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise OptionError(f"unknown training config keys: {', '.join(unknown)}")
     unknown = sorted(set(overrides) - known)
     if unknown:  # a keyword of geosr.train that is neither an option of `geosr train` nor a config key
         raise OptionError(f"unknown training option {unknown[0]!r} (neither an option of `geosr train` nor a key of "
                           "its config; docs/training.md lists both)", param=unknown[0])
+    from_file = {k for k in values if overrides.get(k) is None}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
+        _check_types(values)
         cfg = TrainConfig(**values)
-    except TypeError as exc:
-        raise OptionError(f"bad training config: {exc}") from None
-    return refuse_diffusion_only(cfg, values)
+        return refuse_diffusion_only(cfg, values)
+    except OptionError as exc:
+        if path is None or not from_file:
+            raise
+        message = _SUBJECT.sub(lambda m: f"{m[1]}{m[2]} in {Path(path).name}" if m[2] in from_file else m[0], str(exc))
+        raise OptionError(message, param=exc.param if exc.param not in from_file else None) from None
+
+
+# the setting a problem is about, at its start (others it names, e.g. "needs `val_every`", are advice: a flag)
+_SUBJECT = re.compile(r"((?:^|: |; )(?:a )?)`([a-z_]+)`")
+_CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+def _read_config(p: Path) -> dict[str, Any]:
+    """The table of a .toml / .yaml / .json training config (a ``[train]`` table merged into the top level)."""
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such training config")
+    if p.is_dir():
+        raise OptionError(f"{p}: is a folder, not a training config (.toml, .yaml or .json); give training "
+                          "data with `data`")
+    if p.suffix.lower() not in _CONFIG_SUFFIXES:
+        raise OptionError(f"{p}: a training config is a .toml, .yaml or .json file, not {p.suffix or 'a file'} "
+                          "without one")
+    try:
+        text = p.read_text()
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    except Exception as exc:
+        raise OptionError(f"{p}: not a valid training config ({_parse_error(exc)})") from None
+    if not isinstance(values, dict):
+        raise OptionError(f"{p}: not a valid training config (it holds a {type(values).__name__}, not a table of "
+                          "keys and values)")
+    if "train" in values and isinstance(values["train"], dict):
+        values = {**values["train"], **{k: v for k, v in values.items() if k != "train"}}
+    return values
+
+
+def _parse_error(exc: Exception) -> str:
+    """A parser's complaint on one line (YAML's spans several, with the offending text drawn under it)."""
+    mark = getattr(exc, "problem_mark", None)
+    if getattr(exc, "problem", None) and mark is not None:
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"  # type: ignore[attr-defined]
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _check_types(values: Mapping[str, Any]) -> None:
+    """Refuse a value of the wrong kind (``batch_size = "two"``) in one sentence, before the dataclass compares it
+    with numbers; the kinds are those of the fields' defaults."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in values or values[f.name] is None:
+            continue
+        value = values[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, bool) or default is None:
+            continue
+        if isinstance(default, int) and not isinstance(default, bool):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, tuple):
+            ok, kind = isinstance(value, (list, tuple)), "a list"
+            if ok and f.name == "scales":
+                ok, kind = all(isinstance(v, int) and not isinstance(v, bool) for v in value), "a list of whole numbers"
+        elif isinstance(default, dict):
+            ok, kind = isinstance(value, Mapping), "a table"
+        elif f.name == "arch":
+            ok, kind = isinstance(value, (str, Mapping)), "a name or a table"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise OptionError(f"bad training config: `{f.name}` must be {kind}, not {value!r}", param=f.name)
 
 
 def refuse_diffusion_only(cfg: TrainConfig, given: Mapping[str, Any]) -> TrainConfig:
@@ -237,7 +302,7 @@ def refuse_diffusion_only(cfg: TrainConfig, given: Mapping[str, Any]) -> TrainCo
     if cfg.trains_backbone:
         named = [name for name in DIFFUSION_ONLY if given.get(name) is not None]
         if named:
-            raise OptionError(f"bad training config: {named[0]} does not apply to arch {cfg.arch} (the LR-space "
+            raise OptionError(f"bad training config: `{named[0]}` does not apply to arch {cfg.arch} (the LR-space "
                               "backbone)", param=named[0])
     return cfg
 

@@ -268,15 +268,18 @@ def _read_physical(path, bands) -> np.ndarray:
 
 
 # ---- synthetic change -------------------------------------------------------------------------------------------
-def synthetic_pairs(images: Sequence[str | Path | torch.Tensor], *, group: str = "synthetic") -> list[Pair]:
-    """Pairs whose reference and mask are made per sample from the image itself (see synthetic_change)."""
+def synthetic_pairs(images: Sequence[str | Path | torch.Tensor], *, group: str = "synthetic",
+                    grey_as_rgb: bool = True) -> list[Pair]:
+    """Pairs whose reference and mask are made per sample from the image itself (see synthetic_change).
+    ``grey_as_rgb``: a one-band image is repeated into three (a collection's few grey images among RGB ones);
+    False keeps it one band, for the caller to refuse or train a one-band model on."""
     pairs = []
     for i, img in enumerate(images):
         if torch.is_tensor(img):
             t, name = img.float(), f"{group}_{i}"
         else:
             t, name = read_image(img)[0], Path(img).stem
-        if t.shape[0] == 1:
+        if t.shape[0] == 1 and grey_as_rgb:
             t = t.expand(3, -1, -1).contiguous()
         pairs.append(Pair(name=name, target=t, synthetic=True, group=group))
     return pairs

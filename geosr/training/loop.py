@@ -31,10 +31,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.conditioning.changes import load_change_classes
 from geosr.errors import OptionError
-from geosr.models.checkpoint import load_checkpoint
+from geosr.models.backbone_checkpoint import is_backbone_spec
+from geosr.models.checkpoint import load_checkpoint, read_spec
 from geosr.models.configs import ArchConfig
 from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
+from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
 from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config, refuse_diffusion_only
 from geosr.training.objective import denoiser_loss, upsampler_loss
@@ -98,7 +100,16 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
     checkpoint's), e.g. ``{"upsampler_channels": 64}`` adds a learned upsampler: every tensor of the checkpoint
     is loaded into the new model, whose new parts start from their initialisation.
     """
-    src, _ = load_checkpoint(path)
+    try:  # a bundled model's name (`geosr models`) or a checkpoint's path
+        resolved = resolve_checkpoint(path)
+    except OptionError:  # not the registry's list of every model: bicubic and the like are no checkpoints
+        bundled = [n for n, p in bundled_checkpoints().items() if not is_backbone_spec(read_spec(p))]
+        raise OptionError(f"init {path!r} is neither a checkpoint file nor a bundled model ({', '.join(bundled)})",
+                          param="init") from None
+    if is_backbone_spec(read_spec(resolved)):
+        raise OptionError(f"init {path}: an LR-space backbone, not a diffusion model: fine-tune it with `arch` lite, "
+                          "or give it as the denoiser's `backbone`", param="init")
+    src, _ = load_checkpoint(resolved)
     if not isinstance(arch, Mapping):
         return src.train(), []
     cfg = ArchConfig.from_dict({**src.cfg.to_dict(), **arch})
@@ -140,9 +151,7 @@ def backbone_base(name: str, model: EDMDenoiser, device: torch.device) -> Callab
     """(lr, scale) -> the frozen prediction of the backbone ``name`` (bundled name or checkpoint), the base a
     residual ``model`` learns the detail on (training's ``backbone``). Each crop is predicted on its own (a run
     predicts whole scenes, with scene-aligned windows)."""
-    from geosr.models.backbone_checkpoint import is_backbone_spec, load_backbone
-    from geosr.models.checkpoint import read_spec
-    from geosr.models.registry import resolve_checkpoint
+    from geosr.models.backbone_checkpoint import load_backbone
 
     path = resolve_checkpoint(name)
     if not is_backbone_spec(read_spec(path)):
@@ -287,6 +296,10 @@ class _Run:
                     raise OptionError(f"{exc}, or {' or '.join(BACKBONE_ARCHS)} (the LR-space model)",
                                       param=exc.param) from None
                 raise
+        step = model.cfg.downsampling  # the U-Net halves the crop's grid: a crop it cannot halve fails mid-network
+        if cfg.crop % step:
+            raise OptionError(f"the crop ({cfg.crop} HR px) must be a multiple of {step} for this architecture (its "
+                              "U-Net's coarsest level)")
         model = model.to(self.device)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)

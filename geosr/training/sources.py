@@ -85,7 +85,7 @@ def load_sources(
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
                                    map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)]
         elif kind == "synthetic":
-            pairs = synthetic_pairs(src["paths"])
+            pairs = synthetic_pairs(src["paths"], grey_as_rgb=False)  # the user's own: a grey image is no RGB one
         else:  # shared: a collection's training split, plus synthetic change from its images
             collection = collection_of(src)
             where = str(collection.root)
@@ -101,8 +101,9 @@ def load_sources(
         other = next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
-            raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} bands, but the "
-                             f"config says bands = {cfg.bands}; set bands to {n} or give {cfg.bands}-band images")
+            raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} band{'s' * (n != 1)}, "
+                             f"but the model has bands = {cfg.bands}; set bands = {n} in the training config or give "
+                             f"{cfg.bands}-band images")
         groups.append((pairs, w))
         foreign.extend(p.target for p in pairs if p.synthetic)
         described.append(f"{kind}: {len(pairs)} pairs from {where}")

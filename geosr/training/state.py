@@ -4,6 +4,7 @@ pickled), the EMA model written as a geosr checkpoint with its spec, and the fil
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -135,6 +136,11 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
     """Refuse to resume the run in ``out`` with settings (``cfg``, a TrainConfig's dict) other than those it was
     started with (``record["run"]``), beyond :data:`RESUMABLE`: the model it writes would not be what its record
     says. A state without the record (an older run) is not checked."""
+    done = (record or {}).get("step")
+    if isinstance(done, int) and isinstance(cfg.get("steps"), int) and cfg["steps"] < done:
+        # else the run "resumed" for no step and rewrote its record and model as a shorter run's
+        raise OptionError(f"resume: the run in {out} has done {done} steps already, more than `steps` "
+                          f"{cfg['steps']}: give more than {done} to train it further", param="resume")
     started = (record or {}).get("run")
     if not isinstance(started, dict):
         return
@@ -168,6 +174,14 @@ def initialised_from(model: Path) -> list[str]:
     return [d for d in data if isinstance(d, str) and d.startswith("initialised from ")]
 
 
+def spec_band_names(cfg: TrainConfig) -> list[str]:
+    """The trained model's band names: the config's, or ``band1``... where the config kept the RGB default for
+    another number of bands (a grey model's band is not "red")."""
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "band_names")
+    names = list(cfg.band_names) if cfg.bands == 3 or tuple(cfg.band_names) != default else []
+    return names[: cfg.bands] + [f"band{i + 1}" for i in range(len(names), cfg.bands)]
+
+
 def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClassTable, described: list[str], step: int,
                seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
     """The EMA weights as a geosr checkpoint whose spec records the architecture, data and training run."""
@@ -175,7 +189,7 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
         ema,
         name=cfg.name,
         scales=list(cfg.scales),
-        band_names=list(cfg.band_names)[: cfg.bands] + [f"band{i + 1}" for i in range(len(cfg.band_names), cfg.bands)],
+        band_names=spec_band_names(cfg),
         change_classes={str(i): c.name for i, c in enumerate(table.classes)},
         change_table=table.to_dict(),
         normalization={"kind": "robust-stretch", "percentiles": [1.0, 99.0], "range": [-1.0, 1.0],
