@@ -80,7 +80,11 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert log[0]["event"] == "start" and log[-1]["event"] == "end" and log[-1]["step"] == 4
     assert [r["step"] for r in log if "loss" in r] == [4] and log[-1]["best"]["step"] == result["best_step"]
     assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
-    assert spec["training"]["data"] == log[0]["data"][:-1]  # the run's own data, in its checkpoint
+    # the run's own data, its validation data too (as a diffusion run's record has it), in its checkpoint
+    assert spec["training"]["data"] == log[0]["data"] and log[0]["data"][-1].startswith("validation ")
+    best = read_spec(out / "best.safetensors")
+    assert best["training"]["validation"] == best["metrics"]["validation_gain_db"]
+    assert set(best["training"]["validation"]) >= {"min", "mean", "box", "gaussian"}
     # it runs as any model does
     from geosr.models.registry import load_model
 

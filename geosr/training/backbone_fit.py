@@ -313,13 +313,16 @@ def fit_backbone(
                            step, best, rng, batches, t_end, log, progress, save,
                            lambda v, at: save_backbone(ema.module, out / "best.safetensors", name=name,
                                                        sidecar=True, **kept,
-                                                       training=training(at),
-                                                       metrics={"validation_gain_db": {k: round(x, 4)
-                                                                                       for k, x in v.items()}}))
+                                                       training={**training(at), "validation": _rounded(v)},
+                                                       metrics={"validation_gain_db": _rounded(v)}))
     finally:  # the workers stop now, also when a step failed (the traceback would keep their iterator alive)
         getattr(batches, "_shutdown_workers", lambda: None)()
     save(step, best)
     return {"step": step, "best": best}
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {k: round(x, 4) for k, x in scores.items()}
 
 
 def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: bool, train_images, val_images,
