@@ -396,6 +396,31 @@ def test_single_band_pairs_are_evaluated_with_their_panels(tmp_path):
     assert len(rows) >= 4 and all(line.endswith("|") and len(line) > 80 for line in rows), res.stdout
 
 
+def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):
+    """`--steps 5` with classical models alone changed nothing and said nothing, while metrics.json recorded it
+    among the options that shaped the numbers; upscale warns of the same."""
+    root = tmp_path / "data"
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        Image.fromarray(_image(3)).save(root / d / "p0.png")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", "lanczos", "-x", "4", "--steps", "5",
+                                      "--lr-consistency", "box", "--out-dir", str(out), "--no-panels"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "--steps changes nothing here: no model evaluated uses it (lanczos)" in said, said
+    assert "--lr-consistency changes nothing here" in said and "ref_detail" not in said
+    notes = json.loads((out / "metrics.json").read_text())["notes"]
+    assert "`steps` changes nothing here: no model evaluated uses it (lanczos)" in notes
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", "lite", "-x", "4", "--steps", "5",
+                                      "--lr-consistency", "box", "--out-dir", str(out), "--no-panels", "--overwrite"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "--steps changes nothing" in said and "--lr-consistency" not in said, said
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", "lanczos", "-x", "4", "--out-dir", str(out),
+                                      "--no-panels", "--overwrite"])
+    assert res.exit_code == 0 and "changes nothing" not in res.output
+
+
 @pytest.mark.parametrize("text, said", [
     ("{bad", "not a data manifest geosr can read (not JSON: "),
     ("[]", 'a data manifest is a JSON object whose "sets" is a list of data sets'),

@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import err_console, out_console, print_json, progress_bar, renamed, run_command
+from geosr.cli.common import cli_words, err_console, out_console, print_json, progress_bar, renamed, run_command
 from geosr.errors import OptionError
 from geosr.options import EvaluateOptions
 
@@ -41,7 +41,8 @@ def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path
         opts = EvaluateOptions.of(**common.given(options))
         with progress_bar("evaluate", enabled=not (quiet or json_out)) as update:
             return run_evaluate(data, options=opts, progress=update,
-                                log=None if (quiet or json_out) else (lambda s: err_console.print(s, highlight=False)))
+                                log=None if (quiet or json_out) else
+                                (lambda s: err_console.print(cli_words(s, "evaluate"), highlight=False)))
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="evaluate")
     if json_out:

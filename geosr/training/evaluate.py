@@ -333,7 +333,8 @@ def evaluate(
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
-    notes = [v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
+    notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
+             + _unused_settings(resolved, opts))
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
         notes.append(f"without a change label (scored overall only): {', '.join(unlabelled)}")
@@ -356,6 +357,22 @@ def evaluate(
             + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
         )
     return res
+
+
+def _unused_settings(resolved: list[tuple[str, str | SuperResolver]], opts: EvaluateOptions) -> list[str]:
+    """A note for each sampling setting given that no evaluated model uses (the sampler's steps without a model
+    that samples; back-projection and reference detail with classical models alone), as upscale warns."""
+    from geosr.models.interface import samples
+    from geosr.models.registry import CLASSICAL
+
+    models = [(name, m) for name, m in resolved if not isinstance(m, str)]  # hr and the baselines are names
+    uses = {"steps": samples,
+            "lr_consistency": lambda m: getattr(m, "name", None) not in CLASSICAL,
+            "reference_detail": lambda m: getattr(m, "name", None) not in CLASSICAL}
+    names = ", ".join(name for name, _ in models) or "only the baselines"
+    return [f"`{setting}` changes nothing here: no model evaluated uses it ({names})"
+            for setting, used in uses.items()
+            if getattr(opts, setting) is not None and not any(used(m) for _, m in models)]
 
 
 def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tuple[str, str | SuperResolver]]:
