@@ -303,9 +303,27 @@ def test_an_interrupted_batch_reports_a_job_its_worker_finished_while_stopping_a
     for pj, run in zip(jobs, ("this-run", "an-earlier-run")):
         out = tmp_path / pj.spec.out
         out.write_bytes(b"finished")
-        write_record(out, {}, job_id=pj.spec.id, run_id=run)
+        write_record(out, {}, job_id=pj.spec.id, run_id=run, started="2026-12-04T08:00:00.000+00:00", seconds=2.5)
     _finished_while_stopping(jobs, done, "this-run")
     assert [done[pj.spec.id].status for pj in jobs] == ["ok", "cancelled"]
+    # reported with its start and compute time, as a job collected in time is (they were null)
+    ok = done[jobs[0].spec.id]
+    assert (ok.started, ok.seconds) == ("2026-12-04T08:00:00.000+00:00", 2.5) and ok.finished
+
+
+def test_a_job_record_holds_its_start_and_compute_time(tmp_path):
+    """What a batch stopped by Ctrl-C reads back for a job its worker finished meanwhile."""
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.records import read_record
+    from geosr.pipeline.batch.tasks import run_job_task
+
+    make_raster(tmp_path / "a.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: a.tif, out: a_x2.tif, x: 2, model: bicubic}\n")
+    spec = plan_batch(tmp_path / "jobs.yaml").jobs[0].spec
+    out = run_job_task(spec, "cpu", "run-1")
+    record = read_record(spec.out)
+    assert out["ok"] and record["run_id"] == "run-1" and record["started"] == out["started"]
+    assert 0 < record["seconds"] <= out["seconds"] + 1e-3
 
 
 def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):

@@ -60,14 +60,17 @@ def comparable(fingerprint: dict) -> dict:
     return fp
 
 
-def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str) -> None:
-    """Write the record of ``output`` (in place, finished) made by job ``job_id`` of batch run ``run_id``."""
+def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str, started: str | None = None,
+                 seconds: float | None = None) -> None:
+    """Write the record of ``output`` (in place, finished) made by job ``job_id`` of batch run ``run_id``, which
+    started at ``started`` and computed for ``seconds`` (for the results line of a batch stopped meanwhile)."""
     from geosr.io.outputs import atomic_output
 
     st = output.stat()
     record = dict(
         geosr_batch=1, job_id=job_id, run_id=run_id, written=utc_now(), fingerprint=comparable(fingerprint),
         output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(output)),
+        started=started, seconds=None if seconds is None else round(seconds, 3),
     )
     with atomic_output(record_path(output)) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))

@@ -223,7 +223,8 @@ def _finished_while_stopping(jobs: list[PlannedJob], done: dict, run_id: str) ->
             continue
         record = read_record(pj.spec.out)
         if record and record.get("run_id") == run_id and record.get("job_id") == pj.spec.id:
-            done[pj.spec.id] = job_result(pj, "ok", finished=record.get("written"))
+            done[pj.spec.id] = job_result(pj, "ok", finished=record.get("written"), started=record.get("started"),
+                                          seconds=record.get("seconds"))
 
 
 def _run_on(client, jobs: list[PlannedJob], device: str, retries: int, done: dict, writer, progress,

@@ -64,7 +64,7 @@ def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
             if job.keep_detection is not None:  # for a retry of this job
                 job.keep_detection()
             chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
-            _finish(job, chunks, spec, run_id)
+            _finish(job, chunks, spec, run_id, started, t0)
         return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=utc_now(),
                     resumed_rows=resumed, worker=_worker_address())
 
@@ -105,7 +105,7 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) 
                 chunks = [(Path(c), r) for p in parts for c, r in p["chunks"]]
                 if not all(c.exists() for c, _ in chunks):  # removed under us: redo the bands (from journals)
                     chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]
-                _finish(job, chunks, spec, run_id)
+                _finish(job, chunks, spec, run_id, first, t0 - part_seconds)
         return dict(ok=True, id=spec.id, seconds=part_seconds + time.perf_counter() - t0, started=first,
                     finished=utc_now(), resumed_rows=resumed, worker=_worker_address())
 
@@ -132,12 +132,14 @@ def _rows(job, rows: tuple[int, int], progress) -> tuple[list, int]:
         return run_rows(job, rows, resume=False, progress=progress)
 
 
-def _finish(job, chunks: list, spec: JobSpec, run_id: str) -> None:
-    """upscale's finish, with the record written before the work folder goes (so retries see it)."""
+def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: float) -> None:
+    """upscale's finish, with the record written before the work folder goes (so retries see it); the job
+    started at ``started``, its compute time counted from ``t0`` (``time.perf_counter``)."""
     from geosr.pipeline.upscale import finish
 
     def record() -> None:
-        write_record(job.out_path, job.fingerprint, job_id=spec.id, run_id=run_id)
+        write_record(job.out_path, job.fingerprint, job_id=spec.id, run_id=run_id, started=started,
+                     seconds=time.perf_counter() - t0)
 
     finish(job, chunks, before_cleanup=record)
 
