@@ -132,6 +132,29 @@ def test_detect_changes_cli(scene, tmp_path):
     assert shown.exit_code == 0 and "detect-changes (detector version" in said and "reference offset" in said
 
 
+def test_a_palette_raster_is_refused_as_lr_or_reference(scene, raster_factory, tmp_path):
+    """detect-changes compared a palette raster's class indices as if they were brightness (exit 0) where upscale
+    refuses it; as the reference, upscale blended its classes."""
+    classes = np.random.default_rng(0).integers(0, 4, (1, 48, 48)).astype(np.uint8)
+    lr_pal = raster_factory("lr_pal.tif", classes, transform=LR_T)
+    ref_pal = raster_factory("ref_pal.tif", np.kron(classes, np.ones((8, 8), np.uint8)), transform=REF_T)
+    for path in (lr_pal, ref_pal):
+        with rasterio.open(path, "r+") as ds:
+            ds.write_colormap(1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255), 3: (0, 0, 255, 255)})
+    out = tmp_path / "c.tif"
+    for args, said in ((["detect-changes", str(lr_pal), "--ref", str(scene["ref"]), "--ref-bands", "1"],
+                        "lr_pal.tif: is a palette raster"),
+                       (["detect-changes", str(lr_pal), "--ref", str(scene["ref"])], "lr_pal.tif: is a palette"),
+                       (["detect-changes", str(scene["lr"]), "--ref", str(ref_pal)],
+                        "ref_pal.tif: the reference is a palette raster"),
+                       (["upscale", str(scene["lr"]), "--ref", str(ref_pal), "--cd", "none", "-m", "reference-paste",
+                         "-x", "8"], "ref_pal.tif: the reference is a palette raster")):
+        res = CliRunner().invoke(app, [*args, "-o", str(out)])
+        message = " ".join(res.output.split())
+        assert res.exit_code == 2 and said in message, (args, message)
+        assert not out.exists()
+
+
 def test_upscale_with_a_reference_detects_changes_unless_told_not_to(scene, tmp_path):
     """reference-paste with --ref alone takes bicubic where the LR changed; --cd none pastes the old image."""
     auto = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "auto.tif")

@@ -112,3 +112,35 @@ def test_bands_with_different_nodata_values_are_warned_about(tmp_path):
     assert any("different nodata values (band 1 0.0, band 2 2000.0, band 3 65535.0)" in w for w in result.warnings)
     plain = upscale(src, output=tmp_path / "p.tif", scale=2, model="bicubic")
     assert not plain.warnings
+
+
+def test_a_nan_or_far_away_nodata_is_said_as_such_and_warns_nothing(tmp_path):
+    """`geosr info --json` gave a NaN nodata as null, which reads "no nodata" (the STAC sidecar says "nan"); a
+    float32 nodata of -3.4e38 beside infinite pixels printed numpy's "overflow encountered in cast" on the terminal;
+    the summary said "1 bands"."""
+    import json
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.conditioning.radiometry import Stretch
+
+    data = smooth_field(1, 24, 24).astype(np.float32)
+    data[0, :4, :4] = np.nan
+    nan = make_raster(tmp_path / "nan.tif", data, nodata=float("nan"))
+    res = CliRunner().invoke(app, ["info", str(nan), "--json"])
+    described = json.loads(res.stdout)["files"][0]
+    assert res.exit_code == 0 and described["nodata"] == "nan" and described["bands"][0]["nodata"] == "nan"
+    far = data.copy()
+    far[0, :4, :4] = -3.4e38
+    far[0, 5, 5], far[0, 6, 6] = np.inf, -np.inf
+    far_path = make_raster(tmp_path / "far.tif", far, nodata=-3.4e38)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Stretch((0.0,), (1.0,)).forward(far.astype(np.float64))
+    res = CliRunner().invoke(app, ["upscale", str(far_path), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0 and "RuntimeWarning" not in res.output, res.output
+    assert "px x 1 band float32" in " ".join(res.output.split())
+    with rasterio.open(tmp_path / "o.tif") as ds:  # the infinite pixels are nodata, as the data contract says
+        assert not ds.dataset_mask()[10:14, 10:14].all() and ds.dataset_mask()[:, 20:].all()

@@ -175,6 +175,40 @@ def test_a_folder_holding_two_files_of_one_band_is_refused(tmp_path):
     assert not list(tmp_path.glob("*.tif"))
 
 
+def test_band_files_of_several_data_types_stack_in_one_and_a_multi_band_file_is_not_cut(tmp_path):
+    """Band files of uint8 and uint16 were an internal error, exit 1 ("more than one 'dtype' found"); a folder's
+    band file holding several bands gave its first band alone, without a word (a list gives every band)."""
+    from geosr.errors import BandError
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    band_files(tmp_path / "bands")
+    for b in ("B02", "B03"):
+        shutil.copy(next((tmp_path / "bands").glob(f"*_{b}_10m.tif")), plain / f"{b}.tif")
+    with rasterio.open(plain / "B02.tif") as src:
+        profile, data = src.profile, src.read(1)
+    small = (data % 200).astype(np.uint8)
+    with rasterio.open(plain / "B03.tif", "w", **{**profile, "dtype": "uint8", "nodata": None}) as dst:
+        dst.write(small, 1)
+    comp = composite(str(plain))
+    assert "bands of uint16 and uint8 read as uint16" in comp.note
+    with open_raster(str(plain)) as ds:
+        assert ds.dtypes == ("uint16", "uint16") and np.array_equal(ds.read(2), small.astype(np.uint16))
+    out = tmp_path / "o.tif"
+    res = _run("upscale", plain, "-x", "2", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.count == 2 and set(ds.dtypes) == {"uint16"}
+    with rasterio.open(plain / "B04.tif", "w", **{**profile, "count": 2}) as dst:
+        dst.write(np.stack([data, data]))
+    with pytest.raises(BandError, match="its band file B04.tif holds 2 bands, where a folder of band files holds one"):
+        composite(str(plain))
+    res = _run("upscale", plain, "-x", "2", "-m", "bicubic", "-o", tmp_path / "b.tif")
+    assert res.exit_code == 2 and not (tmp_path / "b.tif").exists()
+    with open_raster(f"{plain / 'B02.tif'},{plain / 'B04.tif'}") as ds:  # listed, every band of each
+        assert ds.count == 3
+
+
 def test_a_list_of_band_files_stacks_them_in_order(tmp_path):
     dn = band_files(tmp_path / "bands")
     f = {b: next((tmp_path / "bands").glob(f"*_{b}_*.tif")) for b in (*BANDS_10M, "B05")}

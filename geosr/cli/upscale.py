@@ -75,7 +75,7 @@ upscale.__signature__ = _signature()  # Typer reads the command's options from h
 def _print_summary(r) -> None:
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
-        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {r.count} bands {r.dtype}, {r.crs}, "
+        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {r.crs}, "
                       f"x{r.scale} with {r.model}; {count(r.windows, 'window')} of {r.window_size} LR px "
                       f"(overlap {r.overlap}) in {count(r.window_rows, 'row')}"),
         highlight=False,

@@ -32,7 +32,10 @@ class Stretch:
 
     def forward(self, phys: np.ndarray) -> np.ndarray:
         lo, hi = self._arrays()
-        return (2.0 * (phys - lo) / (hi - lo) - 1.0).astype(np.float32)
+        # a nodata value far outside the data (-3.4e38 in float32) leaves float32's range: infinite, and masked
+        # like every nodata pixel; numpy's overflow warning would only be noise on the user's terminal
+        with np.errstate(over="ignore"):
+            return (2.0 * (phys - lo) / (hi - lo) - 1.0).astype(np.float32)
 
     def inverse(self, model: np.ndarray) -> np.ndarray:
         lo, hi = self._arrays()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from rasterio.crs import CRS
@@ -34,7 +35,7 @@ def describe(paths: list[str]) -> dict:
                 "gcps": info.gcps,
                 "res": g.res,
                 "bounds": g.bounds,
-                "nodata": info.nodata,
+                "nodata": _nodata(info.nodata),
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
                 "geosr": geosr_record(info.path),
@@ -47,7 +48,7 @@ def describe(paths: list[str]) -> dict:
                         "scale": info.scales[i],
                         "offset": info.offsets[i],
                         "colorinterp": info.colorinterp[i],
-                        "nodata": info.band_nodata[i] if info.band_nodata else info.nodata,
+                        "nodata": _nodata(info.band_nodata[i] if info.band_nodata else info.nodata),
                         "unit": info.units[i] if info.units else "",
                     }
                     for i in range(info.count)
@@ -66,6 +67,14 @@ def describe(paths: list[str]) -> dict:
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})
     return {"files": files, "overlaps": overlaps}
+
+
+def _nodata(value: float | None) -> float | str | None:
+    """A nodata value as JSON can hold it: a NaN or infinite one as "nan", "inf", "-inf" (STAC's raster extension
+    writes them so), since JSON's null would read as "no nodata"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 def _read_last_block(path: str) -> None:

@@ -267,6 +267,16 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     return tuple(out)
 
 
+def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> None:
+    """Refuse ``bands`` of a palette raster: its values index a colour table (classes, not intensities), which
+    super-resolution and change detection would treat as brightness. ``role``: how the message names the file's
+    use ("the reference "), empty for the LR."""
+    if any(info.colorinterp[b - 1] == "palette" for b in bands):
+        raise BandError(f"{info.path}: {role}is a palette raster (its values index a colour table: classes, not "
+                        "intensities), which super-resolution would mix; expand it to RGB first (gdal_translate "
+                        "-expand rgb)")
+
+
 def _band_list(info: RasterInfo) -> str:
     return ", ".join(f"{i + 1}={d}" if d else str(i + 1) for i, d in enumerate(info.descriptions))
 

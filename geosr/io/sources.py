@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from geosr.errors import InputError, InputNotFoundError, NotARasterError
+from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE, is_file_list, named
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
@@ -209,6 +209,11 @@ def _band_folder(path: str) -> Composite:
     by_token = {token: same[0] for token, same in found.items()}
     tokens = sorted(by_token, key=_band_order)
     heads = {t: read_header(path, str(by_token[t])) for t in tokens}
+    several = next((t for t in tokens if len(heads[t].dtypes) > 1), None)
+    if several is not None:  # stacking its first band alone would drop the others without a word
+        raise BandError(f"{path}: its band file {by_token[several].name} holds {len(heads[several].dtypes)} bands, "
+                        "where a folder of band files holds one band per file; list the files to stack, separated "
+                        "by commas, to take every band of each")
     finest = min(h.res for h in heads.values())
     # the finest grid's bands first, so that _stack keeps them and leaves the coarser ones out
     tokens.sort(key=lambda t: (heads[t].res > finest * 1.000001, _band_order(t)))

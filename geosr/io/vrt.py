@@ -14,6 +14,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+import numpy as np
 import rasterio
 from rasterio.errors import RasterioIOError
 
@@ -129,7 +130,9 @@ def vrt_sources(name: str) -> list[str]:
     return [(e.text or "").strip() for e in root.iter("SourceFilename")]
 
 
-def vrt_document(header: Header, members: list[Member], headers: dict[str, Header], metadata: dict[str, str]) -> str:
+def vrt_document(header: Header, members: list[Member], headers: dict[str, Header], metadata: dict[str, str],
+                 dtype: str | None = None) -> str:
+    """The VRT of ``members`` on ``header``'s grid; ``dtype``: every band's data type (default: each member's)."""
     root = ET.Element("VRTDataset", rasterXSize=str(header.width), rasterYSize=str(header.height))
     ET.SubElement(root, "SRS").text = header.crs
     a, b, c, d, e, f = header.transform
@@ -140,7 +143,7 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
             ET.SubElement(md, "MDI", key=key).text = value
     for i, m in enumerate(members, start=1):
         h = headers[m.href]
-        band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[h.dtypes[m.band - 1]], band=str(i))
+        band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype or h.dtypes[m.band - 1]], band=str(i))
         ET.SubElement(band, "Description").text = m.description
         nodata = m.nodata if m.nodata is not None else h.nodata[m.band - 1]
         if nodata is not None:
@@ -190,4 +193,10 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
                             "and extent are needed to stack band files)")
         left = ", ".join(m.description for m in members if m not in kept)
         note += f"; left out, on a coarser or other grid: {left}"
-    return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}), tuple(files), note)
+    # one data type for the stack (a raster's bands share one; reading bands of several fails in rasterio): the
+    # smallest that holds every member's values, as numpy promotes them
+    dtypes = sorted({headers[m.href].dtypes[m.band - 1] for m in kept})
+    common = np.result_type(*dtypes).name if len(dtypes) > 1 else None
+    if common is not None:
+        note += f"; bands of {' and '.join(dtypes)} read as {common}"
+    return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note)

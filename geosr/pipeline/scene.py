@@ -42,6 +42,7 @@ from geosr.io.rasters import (
     read_window,
     read_window_bands,
     reading,
+    refuse_palette,
 )
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
@@ -124,6 +125,7 @@ class Scene:
         unless it is under ``least_shift`` pixels of ``hr``."""
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
+        refuse_palette(lr_info, sel)
         lr_ds = open_raster(lr)
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
@@ -173,6 +175,7 @@ class Scene:
     def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5) -> None:
         info = inspect_raster(path)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
+        refuse_palette(info, sel, "the reference ")
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
             sel = sel * len(self.bands)
         if len(sel) != len(self.bands):
