@@ -107,7 +107,7 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
             if scales:
                 out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
                                      f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
-                                     f"{b.name}'s prediction alone), " + ", ".join(f"x{s}" for s in scales),
+                                     f"{b.name}'s prediction, back-projected), " + ", ".join(f"x{s}" for s in scales),
                                      scales, d.inputs, d.bands))
     return out
 

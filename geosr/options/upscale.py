@@ -199,7 +199,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
     _o("sampler", "sampler.preset", ["--sampler"], "Sampler preset of diffusion models: default or paper."),
     _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the checkpoint's, else the preset's); 0 "
-       "with a DIFFUSION+BACKBONE model (e.g. default+lite): the backbone's prediction alone.", int),
+       "with a DIFFUSION+BACKBONE model (e.g. default+lite): the backbone's prediction, back-projected by the "
+       "diffusion model's LR-consistency.", int),
     _o("fuse_overlaps", "sampler.fuse_overlaps", ["--fuse-overlaps/--no-fuse-overlaps"],
        "Average overlapping windows at every diffusion step.", bool),
     _o("ref_detail", "sampler.reference_detail", ["--ref-detail/--no-ref-detail"], "Diffusion models: add the "
