@@ -108,7 +108,7 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
                           param="init") from None
     if is_backbone_spec(read_spec(resolved)):
         raise OptionError(f"init {path}: an LR-space backbone, not a diffusion model: fine-tune it with `arch` lite, "
-                          "or give it as the denoiser's `backbone`", param="init")
+                          "or name it as a denoiser's base (the config's backbone)", param="init")
     src, _ = load_checkpoint(resolved)
     if not isinstance(arch, Mapping):
         return src.train(), []
