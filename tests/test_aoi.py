@@ -152,3 +152,29 @@ def test_cli_whole_world_aoi_gives_the_whole_scene(tmp_path, utm_scene):
     with rasterio.open(utm_scene) as lr, rasterio.open(out) as hr:
         assert (hr.width, hr.height) == (lr.width * 2, lr.height * 2)
         assert hr.bounds == lr.bounds
+
+
+@pytest.mark.parametrize("model", ["bicubic", "lite", "default"])
+def test_a_sub_area_re_run_gives_the_whole_run_s_pixels(tmp_path, model):
+    """An --aoi run was stretched on its own area and laid its own windows: over the same pixels as a whole run,
+    35-60% differed by up to 10 DN with the default model (and by 1 DN with lite), so tiles of one scene run
+    separately did not meet. The AOI is now processed in the scene's windows, with the scene's stretch."""
+    from geosr import upscale
+
+    rng = np.random.default_rng(1)
+    data = (smooth_field(3, 120, 150) * 180 + rng.random((3, 120, 150)) * 40).astype(np.uint8)
+    data[:, 50:60, 70:90] = 250  # a bright block: a scene whose stretch an area may not share
+    lr = make_raster(tmp_path / "lr.tif", data)
+    whole = upscale(lr, output=tmp_path / "whole.tif", scale=4, model=model)
+    with rasterio.open(whole.output) as ds:
+        full, transform = ds.read(), ds.transform
+    for i, (c0, r0, w, h) in enumerate([(37, 21, 50, 41), (0, 0, 23, 70), (101, 77, 49, 43), (64, 64, 1, 1)]):
+        with rasterio.open(lr) as ds:
+            t = ds.transform
+        west, north = t * (c0, r0)
+        east, south = t * (c0 + w, r0 + h)
+        part = upscale(lr, output=tmp_path / f"part{i}.tif", scale=4, model=model,
+                       aoi=f"{west},{south},{east},{north}", aoi_crs="EPSG:32633")
+        with rasterio.open(part.output) as ds:
+            assert ds.transform == transform * Affine.translation(c0 * 4, r0 * 4)
+            assert np.array_equal(ds.read(), full[:, r0 * 4:(r0 + h) * 4, c0 * 4:(c0 + w) * 4]), (model, i)

@@ -45,6 +45,37 @@ def test_fitted_windows_are_no_more_and_cover_no_more_pixels(w, h, size, data):
             assert all(b - a <= plan.size - plan.overlap for a, b in zip(first, first[1:]))
 
 
+@given(w=st.integers(1, 200), h=st.integers(1, 200), size=st.integers(2, 48), scale=st.sampled_from([1, 2, 3]),
+       data=st.data())
+@settings(max_examples=80, deadline=None)
+def test_an_area_is_planned_in_the_scene_s_own_windows_and_weights(w, h, size, scale, data):
+    """A plan of part of the scene holds exactly the scene plan's windows that reach the part, at the same places
+    and with the same blending weights: blended, the part's pixels are the whole scene's."""
+    overlap = data.draw(st.integers(0, size - 1))
+    c0, r0 = data.draw(st.integers(0, w - 1)), data.draw(st.integers(0, h - 1))
+    aw, ah = data.draw(st.integers(1, w - c0)), data.draw(st.integers(1, h - r0))
+    whole = WindowPlan.build(w, h, size, overlap)
+    part = WindowPlan.build(w, h, size, overlap, area=(c0, r0, aw, ah))
+    reaching = [win for win in whole if win.col_off < c0 + aw and win.col_off + win.width > c0
+                and win.row_off < r0 + ah and win.row_off + win.height > r0]
+    assert len(part) == len(reaching) and (part.width, part.height) == (aw, ah)
+    weights = np.zeros((h * scale, w * scale))
+    for mine, theirs in zip(part, reaching):
+        assert (mine.col_off + c0, mine.row_off + r0, mine.width, mine.height) == \
+            (theirs.col_off, theirs.row_off, theirs.width, theirs.height)
+        wt = window_weights(part, mine, scale)
+        assert np.array_equal(wt, window_weights(whole, theirs, scale))
+        rows = slice(theirs.row_off * scale, (theirs.row_off + theirs.height) * scale)
+        cols = slice(theirs.col_off * scale, (theirs.col_off + theirs.width) * scale)
+        weights[rows, cols] += wt
+    inside = (slice(r0 * scale, (r0 + ah) * scale), slice(c0 * scale, (c0 + aw) * scale))
+    assert (weights[inside] > 0).all()  # every pixel of the part is reached
+    assert part.final_rows_after(part.n_rows - 1) == ah and all(
+        0 <= part.final_rows_after(r) <= ah for r in range(part.n_rows))
+    if (c0, r0, aw, ah) == (0, 0, w, h):
+        assert part == whole
+
+
 def test_a_fitted_window_for_the_documented_case():
     assert fitted_size(1024, 1024, 512, 32) == 363 and starts(1024, 363, 32) == [0, 331, 661]
     assert starts(1024, 512, 32) == [0, 480, 512]  # unfitted: the third window 480 pixels over the second

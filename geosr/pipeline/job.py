@@ -141,10 +141,12 @@ def plan_upscale(
         # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
         via = getattr(sr, "via", opts.scale)
         tcfg = opts.tiling.resolved(via, *getattr(sr, "tiling_for", lambda s: (256, 0.25))(via))
+        scene_w, scene_h = lr_info.grid.width, lr_info.grid.height
         if opts.tiling.window is None and getattr(sr, "fit_windows", False):  # any size suits it: share evenly
-            size = fitted_size(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
+            size = fitted_size(scene_w, scene_h, tcfg.window, tcfg.overlap)  # the scene: an AOI in its windows
             tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
-        plan = WindowPlan.build(int(area.width), int(area.height), tcfg.window, tcfg.overlap)
+        plan = WindowPlan.build(scene_w, scene_h, tcfg.window, tcfg.overlap,
+                                area=tuple(int(v) for v in (area.col_off, area.row_off, area.width, area.height)))
         meta = _output_meta(lr_info, sel, opts.output_config)
         # a dry run names the output it would write and measures the disk there
         planned = Path(output) if dry_run and output is not None else out_path
@@ -338,8 +340,8 @@ def _input_name(path: str) -> str:
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
 # 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
-# an LR gap filled from its valid neighbours).
-PIPELINE_REVISION = 3
+# an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch).
+PIPELINE_REVISION = 4
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

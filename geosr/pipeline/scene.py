@@ -131,7 +131,8 @@ class Scene:
                     local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
         try:
-            scene.stretch = fit_stretch(lr_ds, sel, area)
+            # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
+            scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
             if ref is not None:
                 scene._open_reference(ref, ref_bands, coregister, least_shift)
             if cd is not None:
@@ -370,11 +371,11 @@ class Scene:
 
     def lr_samples(self, side: int = SHARPNESS_SIDE) -> list[tuple[np.ndarray, np.ndarray]]:
         """The LR at full resolution in model space, for scene statistics that decimation would falsify (its
-        sharpness): the whole area when it holds at most 4 x ``side``^2 pixels, else four windows of at most
-        ``side``^2, spread evenly over it (2 x 2, or 4 in a row along a narrow strip). (model values, validity)
-        per window."""
-        w, h = int(self.area.width), int(self.area.height)
-        c0, r0 = int(self.area.col_off), int(self.area.row_off)
+        sharpness) of the whole scene, not only the area (an area of interest is told what the whole run is):
+        all of it when it holds at most 4 x ``side``^2 pixels, else four windows of at most ``side``^2, spread
+        evenly over it (2 x 2, or 4 in a row along a narrow strip). (model values, validity) per window."""
+        w, h = self.lr_info.grid.width, self.lr_info.grid.height
+        c0, r0 = 0, 0
         if w * h <= 4 * side * side:
             windows = [Window(c0, r0, w, h)]
         else:

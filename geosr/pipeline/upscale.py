@@ -254,7 +254,7 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
         first = start + journal.done
     else:
         first = _first_contributing_row(plan, start)
-        acc = RowBandAccumulator(len(scene.bands), hr.width, plan.row_starts[first] * s)
+        acc = RowBandAccumulator(len(scene.bands), hr.width, max(0, plan.row_starts[first]) * s)
     total = (stop - start) * plan.n_cols
     done = journal.done * plan.n_cols
     if progress:
@@ -263,13 +263,13 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
         for group in _batches(plan.row_windows(row), job.batch_size):
             out = _run_model(job, group)
             for w, o in zip(group, out):
-                acc.add(o, window_weights(plan, w, s), w.row_off * s, w.col_off * s)
+                _add_within(acc, o, window_weights(plan, w, s), w, s, hr.height)
             if progress and row >= start:
                 done += len(group)
                 progress(done, total)
         flush_to = plan.final_rows_after(row) * s
         if row < start:  # warm-up row of a later range: its finished rows belong to the range above
-            acc.pop_sums(min(flush_to, plan.row_starts[start] * s))
+            acc.pop_sums(max(acc.start, min(flush_to, plan.row_starts[start] * s)))
             continue
         hr_row = acc.start
         sums, weight = acc.pop_sums(flush_to)  # views, used before the next add
@@ -279,6 +279,19 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
             grid = hr.subgrid(Window(0, hr_row, hr.width, flush_to - hr_row))
             write_chunk(journal.chunk_path(row), data, valid, grid, job.meta, output=hr)
         journal.commit(row, hr_row, has_chunk, acc.state())
+
+
+def _add_within(acc: RowBandAccumulator, out: np.ndarray, weight: np.ndarray, win, s: int, height: int) -> None:
+    """Add a window's HR output and weights to ``acc``, cut to the area (a window of the scene's plan may begin
+    before an area of interest or end after it)."""
+    r0, c0 = win.row_off * s, win.col_off * s
+    top, left = max(0, -r0), max(0, -c0)
+    bottom = min(weight.shape[0], height - r0)
+    right = min(weight.shape[1], acc.width - c0)
+    if bottom <= top or right <= left:
+        return
+    rows, cols = slice(top, bottom), slice(left, right)
+    acc.add(out[:, rows, cols], weight[rows, cols], r0 + top, c0 + left)
 
 
 def _estimate_seconds(job: UpscaleJob) -> float:
@@ -308,6 +321,10 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     scene, sr = job.scene, job.sr
     s, halo = scene.scale, sr.halo
     stacks = [scene.read_stack(w, halo) for w in group]
+    # a batch of one window runs other CPU kernels than larger ones (oneDNN), a rounding apart (1 DN in 1e-4 of the
+    # pixels): an area of interest one window wide would not give the whole run's pixels. So it runs as two.
+    if len(stacks) == 1 and job.batch_size > 1:
+        stacks = stacks * 2
     n_change = scene.cd_table.n_classes if scene.cd_table else getattr(sr, "n_change_classes", 2)
     batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes,
                      sharpness=scene.sharpness)

@@ -32,9 +32,11 @@ def _overlaps(starts: tuple[int, ...], i: int, size: int, length: int) -> tuple[
 
 
 def window_weights(plan: WindowPlan, win: PlannedWindow, scale: int) -> np.ndarray:
-    """HR taper weights (height*scale, width*scale) of one window; no taper on the scene's own edges."""
-    top, bottom = _overlaps(plan.row_starts, win.row, plan.size, plan.height)
-    left, right = _overlaps(plan.col_starts, win.col, plan.size, plan.width)
+    """HR taper weights (height*scale, width*scale) of one window; no taper on the scene's own edges. A plan of
+    part of the scene gives each window the weights it has in the scene's plan (its neighbours there)."""
+    cols, width, rows, height, (c_first, r_first) = plan.scene_axes()
+    top, bottom = _overlaps(rows, r_first + win.row, plan.size, height)
+    left, right = _overlaps(cols, c_first + win.col, plan.size, width)
     wy = taper_1d(win.height * scale, top * scale, bottom * scale)
     wx = taper_1d(win.width * scale, left * scale, right * scale)
     return (wy[:, None] * wx[None, :]).astype(np.float32)
