@@ -74,8 +74,11 @@ UNKNOWN = 255
 TABLE = ChangeClassTable(BINARY.name, tuple(
     ChangeClass(c.value, "unknown (no data to compare; upscale takes it as changed)" if c.value == UNKNOWN else c.name,
                 c.changed) for c in BINARY.classes))
-# LR pixels compared around an upscale's area of interest: the context its windows read (the largest halo a
-# bundled model asks for is 16 LR pixels), so that no window near the area's edge meets "unknown" for want of it
+# LR pixels compared around an upscale's area of interest: the context its windows read around it (the largest halo
+# a bundled model asks for is 16 LR pixels). The windows of the scene's plan that reach the area may extend further
+# (up to a window); there the change is unknown, taken as changed: that context sees no reference, which only the
+# network's reach carries into the area. Comparing a whole window around every area would cost a small area many
+# times its own detection.
 AREA_MARGIN = 32
 
 #: ``progress(done, total)`` over the bands of rows.
