@@ -142,7 +142,7 @@ class TrainConfig:
             unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
             if unknown:
                 problems.append(f"`synthetic` has no setting {', '.join(sorted(unknown))}")
-        if self.degradation not in ("real", "bicubic", "mixed") and "`degradation`" not in " ".join(problems):
+        if self.degradation not in ("real", "bicubic", "mixed") and not self.trains_backbone:
             problems.append(f"`degradation` is real, bicubic or mixed, not {self.degradation!r}")
         if self.objective not in ("edm", "upsampler") and not self.trains_backbone:
             problems.append(f"`objective` is edm or upsampler, not {self.objective!r}")
@@ -193,16 +193,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     A problem with a setting the file gave names it as the file's key (``scales in train.toml``); one given in
     ``overrides`` keeps the library's backticks (```scales```), which the CLI prints as its flag (as it does
     the settings a message advises)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        values = _read_config(p)
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise OptionError(f"{p}: unknown training config key{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(unknown)} (docs/training.md lists the keys)")
+    values = _read_config(Path(path)) if path is not None else {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise OptionError(f"{path}: unknown training config key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(unknown)} (docs/training.md lists the keys)")
     unknown = sorted(set(overrides) - known)
     if unknown:  # a keyword of geosr.train that is neither an option of `geosr train` nor a config key
         raise OptionError(f"unknown training option {unknown[0]!r} (neither an option of `geosr train` nor a key of "
@@ -213,6 +209,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         _check_types(values)
         cfg = TrainConfig(**values)
         return refuse_diffusion_only(cfg, values)
+    except TypeError as exc:  # a kind of value _check_types does not know (inside a table)
+        raise OptionError(f"bad training config{f' {path}' if path is not None else ''}: {exc}") from None
     except OptionError as exc:
         if path is None or not from_file:
             raise
