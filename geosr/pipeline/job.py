@@ -615,11 +615,15 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     most its cap)."""
     runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
-    lr_h, lr_w = min(plan.size, plan.height) + 2 * sr.halo, min(plan.size, plan.width) + 2 * sr.halo
+    # the largest window (the scene's windows, which may reach beyond an area of interest), with its halo
+    lr_h = max(plan.window(r, 0).height for r in range(plan.n_rows)) + 2 * sr.halo
+    lr_w = max(w.width for w in plan.row_windows(0)) + 2 * sr.halo
     lr_area = lr_h * lr_w
+    n = min(batch, plan.n_cols)  # batches are made of one row's windows
+    if n == 1 and batch > 1:  # a lone window runs in a batch of two (pipeline.upscale._run_model)
+        n = 2
     via = getattr(sr, "via", scale)  # what the model makes: a rescaled one, at its trained scale
     area = lr_area * via**2
-    n = min(batch, plan.n_cols)  # batches are made of one row's windows
     stack = n * lr_area * scale**2 * (2 * bands + 5) * 4 * 2
     per_window = window_memory(sr, lr_h, lr_w, via)
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
