@@ -26,15 +26,19 @@ def sample_paths() -> dict[str, Path]:
     return {k: SAMPLE_DIR / v for k, v in SAMPLE_FILES.items()}
 
 
-def copy_sample(folder: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False) -> dict[str, Path]:
     """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths. A copy already
     there, byte for byte, is left as it is (so running it again is harmless); anything else at one of those names
     (a file, a link) is refused unless ``overwrite``, every name checked before anything is written, and then
     replaced by a rename: a link at that name is replaced, never written through. (Standard library and
     geosr.io.paths only: this module is imported without the GIS stack.)"""
-    from geosr.errors import OutputExistsError, OutputLocationError
+    from geosr.errors import OptionError, OutputExistsError, OutputLocationError
     from geosr.io.paths import unwritable
 
+    if not isinstance(overwrite, bool):  # "no" would be true
+        raise OptionError(f"overwrite {overwrite!r}: give True or False", param="overwrite")
+    if not isinstance(folder, (str, os.PathLike)):
+        raise OptionError(f"folder {folder!r}: give the path of a folder", param="folder")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputLocationError(f"{folder}: is a file; give a folder to copy the sample scene into")

@@ -148,3 +148,58 @@ def test_the_library_takes_the_command_line_s_names_too(tmp_path):
         train(None, out_dirr=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
+
+
+def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
+    """Found black-box: `overwrite="no"` (a non-empty string, true to Python) replaced an existing output;
+    `bands=[3, 2, 1]`, `tiling={...}`, `options={...}`, `model=None` were AttributeErrors from inside;
+    `scale=np.int64(4)` was refused as "not a whole scale factor"; an `aoi` box of four numbers was refused;
+    `describe("a.tif")` read the letters of the name; batch took `workers=0` and `retries=-1`."""
+    import numpy as np
+    from tests.conftest import make_raster, smooth_field
+
+    import geosr
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24) * 200).astype(np.uint8))
+    kept = tmp_path / "kept.tif"
+    kept.write_bytes(b"precious")
+    for call, said in (
+        (lambda: geosr.upscale(lr, output=kept, scale=2, model="bicubic", overwrite="no"),
+         "overwrite 'no': give True or False"),
+        (lambda: geosr.upscale(lr, output=kept, scale="2", model="bicubic"), "scale '2': give a whole number"),
+        (lambda: geosr.upscale(lr, output=5, scale=2, model="bicubic"), "output 5: give text or a path"),
+        (lambda: geosr.upscale(lr, output=kept, scale=2, model=None), "model None: give a model's name"),
+        (lambda: geosr.upscale(lr, output=tmp_path / "n.tif", scale=2, model="bicubic+lite"),
+         "bicubic is a classical back-end"),
+        (lambda: geosr.upscale(lr, output=kept, scale=2, model="bicubic", dry_run="yes"),
+         "dry_run 'yes': give True or False"),
+        (lambda: geosr.detect_changes(lr, ref=lr, output=kept, overwrite="False"), "overwrite 'False': give True"),
+        (lambda: geosr.detect_changes(lr, ref=None, output=tmp_path / "d.tif"), "ref is required"),
+        (lambda: geosr.evaluate(tmp_path, scales=[4], out=tmp_path / "ev", panels="no"), "panels 'no': give True"),
+        (lambda: geosr.copy_sample(tmp_path / "s", overwrite="no"), "overwrite 'no': give True or False"),
+        (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", workers=0),
+         "workers 0 must be at least 1"),
+        (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", retries=-1),
+         "retries -1 cannot be negative"),
+        (lambda: geosr.describe([]), "at least one raster path"),
+    ):
+        with pytest.raises(OptionError, match=said.replace("(", r"\(").replace(")", r"\)")):
+            call()
+    assert kept.read_bytes() == b"precious" and not (tmp_path / "ev").exists() and not (tmp_path / "s").exists()
+    plain = geosr.upscale(lr, output=tmp_path / "p.tif", scale=2, model="bicubic", bands="3,2,1", window=8)
+    for kw in (dict(bands=[3, 2, 1], window=np.int64(8), scale=np.int64(2)),
+               dict(bands=(3, 2, 1), tiling={"window": 8}, scale=2.0),
+               dict(options={"bands": "3,2,1", "window": 8, "scale": 2})):
+        out = tmp_path / f"k{len(list(tmp_path.glob('k*.tif')))}.tif"
+        geosr.upscale(lr, output=out, model="bicubic", **({"scale": 2} | kw if "options" not in kw else kw))
+        assert out.read_bytes() != b"" and np.array_equal(rasterio.open(out).read(), rasterio.open(plain.output).read())
+    with rasterio.open(lr) as ds:
+        left, bottom, right, top = ds.bounds
+    box = (left + 30, bottom + 30, right - 30, top - 30)
+    as_text = geosr.upscale(lr, scale=2, model="bicubic", aoi=",".join(map(str, box)), aoi_crs="EPSG:32633",
+                            dry_run=True)  # no output needed for a plan, as on the command line
+    as_tuple = geosr.upscale(lr, scale=2, model="bicubic", aoi=box, aoi_crs="EPSG:32633", dry_run=True)
+    assert (as_tuple.width, as_tuple.height, as_tuple.bounds) == (as_text.width, as_text.height, as_text.bounds)
+    assert geosr.describe(lr) == geosr.describe([str(lr)]) == geosr.describe(Path(lr))
+    assert geosr.upscale(lr, scale=2, model="default", reference_detail=False, dry_run=True).model == "default"
+    assert json.loads(json.dumps(geosr.available_models()[0].to_dict()))["name"] == "bicubic"

@@ -21,7 +21,7 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
 
     items = available_models()
     if json_out:
-        print_json({"models": [m.__dict__ for m in items]})
+        print_json({"models": [m.to_dict() for m in items]})
         return
     table = Table(Column("name", no_wrap=True), "kind", "scales", "bands", "uses besides the LR", "description")
     for m in items:

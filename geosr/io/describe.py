@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 from rasterio.crs import CRS
@@ -11,15 +12,19 @@ from rasterio.warp import transform
 from rasterio.windows import Window
 from shapely.geometry import Polygon
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
 from geosr.io.sources import source_note
 from geosr.tiling.grid import Grid, outline
 
 
-def describe(paths: list[str]) -> dict:
-    """Metadata of every raster and, for each pair, the share of the first's area the second covers."""
-    infos = [inspect_raster(p, require_crs=False) for p in paths]
+def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
+    """Metadata of every raster and, for each pair, the share of the first's area the second covers (``paths``:
+    a list, or one path)."""
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # one raster: not its name's letters
+    if not given:
+        raise OptionError("describe needs at least one raster path")
+    infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
     for info in infos:
         _read_last_block(info.path)
     files = []

@@ -44,6 +44,9 @@ class ModelInfo:
     inputs: tuple[str, ...] = ()  # the conditioning inputs it uses besides the LR (ref, cd, map, style)
     bands: int | None = None  # how many LR bands it takes (None: any number)
 
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
 
 def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:
     """Name -> path of every checkpoint shipped in ``geosr/weights``."""
@@ -248,6 +251,10 @@ def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConf
     from geosr.models.residual_sampler import ResidualSampler
 
     diffusion_name, backbone_name = spec.rsplit("+", 1)
+    classical = next((n for n in (diffusion_name, backbone_name) if n in CLASSICAL), None)
+    if classical is not None:  # else "unknown model 'bicubic'", which `geosr models` lists
+        raise OptionError(f"model {spec}: DIFFUSION+BACKBONE takes a diffusion model, then an LR-space backbone "
+                          f"(`geosr models` lists each kind); {classical} is a classical back-end, neither")
     steps = sampler.steps if sampler is not None else None
     own = replace(sampler, steps=None) if sampler is not None and steps == 0 else sampler
     diffusion, model_spec = _load_checkpoint_model(diffusion_name, dev, own, None if steps == 0 else style)

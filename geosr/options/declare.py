@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, TypeVar
@@ -54,6 +55,14 @@ class CommandOptions:
     paths: ClassVar[tuple[str, ...]] = ()  # fields given as str or os.PathLike, kept as str
 
     def __post_init__(self) -> None:
+        for name, _, flag in self.flags():  # the kinds the command line's parsing guarantees, for Python too
+            value = getattr(self, name)
+            typ = flag.type
+            if typ in (bool, int, float, str) or isinstance(typ, type) and issubclass(typ, os.PathLike):
+                object.__setattr__(self, name, coerce(name, value, typ))
+            elif getattr(typ, "__origin__", None) is list and typ.__args__ == (int,) and value is not None:
+                items = value if isinstance(value, (list, tuple)) else (value,)
+                object.__setattr__(self, name, tuple(coerce(name, v, int) for v in items))
         for name in self.paths:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
@@ -63,6 +72,8 @@ class CommandOptions:
     def of(cls: type[T], options: T | None = None, /, **values: Any) -> T:
         """``options`` (default: every default) with ``values`` by field name or by the command line's name of the
         option (``out_dir`` for ``--out-dir``, ``model`` for ``--model``); an unknown name is refused."""
+        if isinstance(options, Mapping):  # options as a table of keywords
+            options, values = None, {**options, **values}
         values = cls.canonical(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -110,6 +121,36 @@ class CommandOptions:
         shown = {name: flag for name, _, flag in self.flags()}
         kept = {name: value for name, value in self.flat().items() if name not in shown or shown[name].recorded}
         return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def coerce(name: str, value: Any, typ: Any) -> Any:
+    """``value`` of option ``name`` as its declared type ``typ``, for callers of the Python API (the command line
+    parses its own): a NumPy number or a whole float for a whole number, a whole number for a number, a list of
+    values for a comma-separated one (``bands=[4, 3, 2]``, an ``aoi`` box of four numbers). Anything else of the
+    wrong kind is refused, a yes/no option above all: ``overwrite="no"`` is a non-empty string, true to Python."""
+    if value is None:
+        return None
+    if typ is bool:
+        if isinstance(value, bool) or type(value).__name__ == "bool_":  # NumPy's booleans too
+            return bool(value)
+        raise OptionError(f"{name} {value!r}: give True or False", param=name)
+    if typ is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise OptionError(f"{name} {value!r}: give a whole number", param=name)
+    if typ is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise OptionError(f"{name} {value!r}: give a number", param=name)
+    if typ is str or isinstance(typ, type) and issubclass(typ, os.PathLike):
+        if isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, (str, numbers.Real)) and not isinstance(v, bool) for v in value):
+            return ",".join(str(v) for v in value)
+        if isinstance(value, (bool, numbers.Number, list, tuple, set, dict)):
+            raise OptionError(f"{name} {value!r}: give text{' or a path' if typ is not str else ''}", param=name)
+    return value
 
 
 def _plain(value: Any) -> Any:

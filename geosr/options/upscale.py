@@ -24,7 +24,7 @@ from geosr.config import (
     TilingConfig,
 )
 from geosr.errors import OptionError, ScaleError
-from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP
+from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, coerce
 
 SAMPLER_PRESETS = ("default", "paper")
 LR_CONSISTENCY_HELP = (
@@ -91,14 +91,20 @@ class UpscaleOptions:
         top = dict(top)
         nested: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
+            name = _ALIASES.get(name, name)
             spec = OPTIONS_BY_NAME.get(name)
             if name in _FIELDS and (spec is None or dataclasses.is_dataclass(value)):  # sampler=SamplerConfig(...)
-                top[name] = value
+                top[name] = _config(name, value) if spec is None else value
                 continue
             if spec is None:
                 raise OptionError(f"unknown upscale option {name!r}")
             if spec.path is None:
                 raise OptionError(f"{name!r} is a way to run a job, not an option of it")
+            if name == "model" and value is None:
+                raise OptionError("model None: give a model's name (`geosr models`), a checkpoint's path or a "
+                                  "SuperResolver", param="model")
+            if not (name == "model" and not isinstance(value, (str, list, tuple))):  # a SuperResolver (Python)
+                value = coerce(name, value, spec.type)
             head, _, leaf = spec.path.partition(".")
             if leaf:
                 nested.setdefault(head, {})[leaf] = value
@@ -128,6 +134,24 @@ class UpscaleOptions:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(UpscaleOptions)}
+# other spellings a Python caller may use: SamplerConfig's and load_model's name of --ref-detail
+_ALIASES = {"reference_detail": "ref_detail"}
+
+
+def _config(name: str, value: Any) -> Any:
+    """A nested config given as a table of its fields (``tiling={"window": 16}``) as the config object; the
+    object itself as it is; anything else refused."""
+    default = _default(_FIELDS[name])
+    if not dataclasses.is_dataclass(default):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return dataclasses.replace(default, **value)  # type: ignore[type-var]  # an instance, checked above
+        except TypeError as exc:
+            raise OptionError(f"{name}: {exc}", param=name) from None
+    if not isinstance(value, type(default)):
+        raise OptionError(f"{name} {value!r}: give a {type(default).__name__} or a table of its fields", param=name)
+    return value
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -37,13 +37,14 @@ from geosr.conditioning.change_detection import (
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
-from geosr.errors import NoOverlapError
+from geosr.errors import NoOverlapError, OptionError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
+from geosr.options.declare import coerce
 from geosr.pipeline.scene import Scene
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
@@ -130,7 +131,10 @@ def detect_changes(
     """
     t0 = time.perf_counter()
     opts = DetectChangesOptions.of(options, **fields)
-    lr, ref = os.fspath(lr), os.fspath(ref)
+    if ref is None:
+        raise OptionError("ref is required: the reference raster to compare the LR with", param="ref")
+    lr, ref = os.fspath(coerce("lr", lr, Path)), os.fspath(coerce("ref", ref, Path))
+    output = coerce("output", output, Path)
     final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])
     info = inspect_raster(lr)
     grid = info.grid

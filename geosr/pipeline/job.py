@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import psutil
@@ -34,6 +34,7 @@ from geosr.models.interface import CONDITIONING_INPUTS, SuperResolver, model_inp
 from geosr.models.registry import CLASSICAL, load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
+from geosr.options.declare import coerce
 from geosr.pipeline import resources
 from geosr.pipeline.fingerprints import FINGERPRINT_INPUTS
 from geosr.pipeline.scene import Scene
@@ -82,7 +83,7 @@ class UpscaleJob:
 def plan_upscale(
     lr: str | os.PathLike[str],
     *,
-    output: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str] | None = None,
     options: UpscaleOptions | None = None,
     dry_run: bool = False,
     resume: bool = False,
@@ -96,6 +97,9 @@ def plan_upscale(
     ``resume``, an existing output may be replaced without ``overwrite`` when its work folder holds this very
     job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
+    dry_run, resume = coerce("dry_run", dry_run, bool), coerce("resume", resume, bool)
+    lr = coerce("lr", lr, Path)  # a list of band files as "a,b"
+    output = coerce("output", output, Path)
     # what is read: for a model known to use neither a reference nor a mask (given with `ignore_unused`), neither,
     # so that nothing is co-registered or detected for nothing; they stay inputs no output may be (opts)
     reads = opts.updated({"ref": None, "cd": None, "ref_bands": None}) if (
@@ -279,6 +283,10 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
     """``options`` with ``fields`` applied (flat option names or UpscaleOptions' own fields)."""
     if options is None:
         return UpscaleOptions.from_flat(fields)
+    if isinstance(options, Mapping):  # options as a table of flat names
+        return UpscaleOptions.from_flat({**options, **fields})
+    if not isinstance(options, UpscaleOptions):
+        raise OptionError(f"options {options!r}: give an UpscaleOptions or a table of options", param="options")
     return options.updated(fields) if fields else options
 
 

@@ -185,7 +185,7 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
     """The files the job reads, which the output must not be (see :func:`check_output_path`)."""
     aoi_file = spec.aoi if spec.aoi and Path(spec.aoi).exists() else None
     table_file = classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None
-    return [("raster --like", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
+    return [("raster `like`", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
             ("class table", table_file)]
 
 

@@ -183,7 +183,7 @@ def _write_provenance(job: UpscaleJob) -> Path:
 def upscale(
     lr: str | os.PathLike[str],
     *,
-    output: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str] | None = None,
     options: UpscaleOptions | None = None,
     resume: bool = False,
     dry_run: bool = False,

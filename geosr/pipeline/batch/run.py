@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from geosr.errors import OptionError
+from geosr.options.declare import coerce
 from geosr.pipeline.batch.cluster import cluster_info, connect, warm
 from geosr.pipeline.batch.manifest import row_number
 from geosr.pipeline.batch.plan import plan_batch, plan_count
@@ -50,6 +52,16 @@ class RunSettings:
     progress: Callable[[BatchProgress], None] | None = None
     on_start: Callable[[dict], None] | None = None  # told the cluster and the counts once it is up
 
+    def __post_init__(self) -> None:
+        if self.workers is not None:
+            object.__setattr__(self, "workers", coerce("workers", self.workers, int))
+            if self.workers < 1:
+                raise OptionError(f"workers {self.workers} must be at least 1 (or left out: one per GPU or core)",
+                                  param="workers")
+        object.__setattr__(self, "retries", coerce("retries", self.retries, int))
+        if self.retries < 0:
+            raise OptionError(f"retries {self.retries} cannot be negative (0: no retry)", param="retries")
+
     @classmethod
     def take(cls, options: dict[str, Any]) -> "RunSettings":
         """The settings among ``options``, removed from it (what is left are job options)."""
@@ -76,6 +88,10 @@ def batch(
     invalid row, before anything runs, unless ``skip_invalid``. ``make_dirs``: missing output folders are made
     as their jobs start (a dry run makes none). See ``geosr batch --help``.
     """
+    overwrite, force, skip_invalid, make_dirs, dry_run = (
+        coerce(name, value, bool) for name, value in (("overwrite", overwrite), ("force", force),
+                                                      ("skip_invalid", skip_invalid), ("make_dirs", make_dirs),
+                                                      ("dry_run", dry_run)))
     settings = RunSettings.take(options)
     plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid, make_dirs=make_dirs,
                       progress=check_progress, **options)
