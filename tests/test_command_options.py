@@ -182,6 +182,10 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
         (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", retries=-1),
          "retries -1 cannot be negative"),
         (lambda: geosr.describe([]), "at least one raster path"),
+        (lambda: geosr.rasterize_osm(5, like=lr, scale=2, osm_file=lr), "output 5: give text or a path"),
+        (lambda: geosr.evaluate(5, scales=[4]), "data 5: give the path of the evaluation data"),
+        (lambda: geosr.load_model(5), "model 5: give a model's name"),
+        (lambda: geosr.TrainConfig(batch_size="two"), "`batch_size` must be a whole number, not 'two'"),
     ):
         with pytest.raises(OptionError, match=said.replace("(", r"\(").replace(")", r"\)")):
             call()
@@ -203,3 +207,4 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
     assert geosr.describe(lr) == geosr.describe([str(lr)]) == geosr.describe(Path(lr))
     assert geosr.upscale(lr, scale=2, model="default", reference_detail=False, dry_run=True).model == "default"
     assert json.loads(json.dumps(geosr.available_models()[0].to_dict()))["name"] == "bicubic"
+    assert geosr.load_model("lite", sampler="paper").name == "lite"  # a preset's name for a SamplerConfig

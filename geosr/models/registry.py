@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from geosr.config import LR_CONSISTENCY_MODES
+from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
 from geosr.errors import InputNotFoundError, OptionError
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver
@@ -168,6 +168,13 @@ def load_model(
     For diffusion models ``sampler`` picks the preset, steps, seed and overlap fusion, and ``style`` is None /
     "none", "sample" or a style image tensor (1, bands, h, w) in model space.
     """
+    if not isinstance(spec, str):
+        raise OptionError(f"model {spec!r}: give a model's name (`geosr models`) or a checkpoint's path",
+                          param="model")
+    if isinstance(sampler, str):  # a preset's name
+        sampler = SamplerConfig(preset=sampler)
+    elif sampler is not None and not isinstance(sampler, SamplerConfig):
+        raise OptionError(f"sampler {sampler!r}: give a SamplerConfig or a preset's name", param="sampler")
     if lr_consistency is None and sampler is not None:
         lr_consistency = sampler.lr_consistency
     if lr_consistency not in (None, True, False, *LR_CONSISTENCY_MODES):

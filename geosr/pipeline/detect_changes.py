@@ -133,6 +133,8 @@ def detect_changes(
     opts = DetectChangesOptions.of(options, **fields)
     if ref is None:
         raise OptionError("ref is required: the reference raster to compare the LR with", param="ref")
+    if work is not None and not Path(work).is_dir():  # a caller's (upscale's) own work folder, which it holds
+        raise OptionError(f"work {work}: not a folder", param="work")
     lr, ref = os.fspath(coerce("lr", lr, Path)), os.fspath(coerce("ref", ref, Path))
     output = coerce("output", output, Path)
     final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])

@@ -25,6 +25,7 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
+from geosr.options.declare import coerce
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
 from geosr.osm.features import OSMFeatures
 from geosr.osm.grid import GridSpec
@@ -110,6 +111,7 @@ def rasterize_osm(
     report = progress or (lambda stage, done, total: None)
     # 1. options that need no I/O, then the output path, before any work
     opts = RasterizeOSMOptions.of(options, **fields)
+    output = coerce("output", output, Path)
     spec = GridSpec(**opts.grid())
     spec.check()
     snapshot = parse_snapshot_date(opts.date)

@@ -98,6 +98,7 @@ class TrainConfig:
         return isinstance(self.arch, str) and self.arch in BACKBONE_ARCHS
 
     def __post_init__(self) -> None:
+        _check_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})  # a Python caller's kinds
         kind = "backbone" if self.trains_backbone else "diffusion"
         for name, value in ARCH_DEFAULTS[kind].items():
             if not getattr(self, name):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.io.outputs import atomic_output
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
@@ -321,6 +322,8 @@ def evaluate(
     data set's labels), the sampler's ``steps``, ``lr_consistency``, ``reference_detail`` and ``seed``, and
     ``panels``."""
     opts = EvaluateOptions.of(options, **fields)
+    if not isinstance(data, (str, os.PathLike, list, tuple)):
+        raise OptionError(f"data {data!r}: give the path of the evaluation data or a list of pairs", param="data")
     models, scales, steps, device = opts.models, opts.scales, opts.steps, opts.device
     t0 = time.perf_counter()
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
