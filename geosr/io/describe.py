@@ -25,8 +25,7 @@ def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
     if not given:
         raise OptionError("describe needs at least one raster path")
     infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
-    for info in infos:
-        _read_last_block(info.path)
+    tags = {info.path: _read_last_block(info.path) for info in infos}
     files = []
     for info in infos:
         g = info.grid
@@ -43,7 +42,7 @@ def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
                 "nodata": _nodata(info.nodata),
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
-                "geosr": geosr_record(info.path),
+                "geosr": geosr_record(info.path, tags[info.path]),
                 "source": source_note(info.path),
                 "bands": [
                     {
@@ -82,13 +81,15 @@ def _nodata(value: float | None) -> float | str | None:
     return value
 
 
-def _read_last_block(path: str) -> None:
+def _read_last_block(path: str) -> dict[str, str]:
     """Read the last block of the last band, the end of the file in any layout (a truncated file's header reads
-    whole, its pixels do not); raises the InputError naming the file that upscale would."""
+    whole, its pixels do not); raises the InputError naming the file that upscale would. Returns the file's tags
+    (read in the same opening: a URL's is a request)."""
     with open_raster(path) as ds, reading(path):
         bh, bw = ds.block_shapes[-1]
         row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
         ds.read(ds.count, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
+        return ds.tags()
 
 
 def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:
@@ -106,14 +107,15 @@ _RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "s
            "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes"}
 
 
-def geosr_record(path: str) -> dict | None:
+def geosr_record(path: str, tags: dict[str, str] | None = None) -> dict | None:
     """What made a file geosr wrote (model, scale, inputs, settings, co-registration, change detection,
-    provenance), from its tags; None for other files."""
-    try:
-        with open_raster(path) as ds:
-            tags = ds.tags()
-    except InputError:
-        return None
+    provenance), from its tags (``tags``: already read); None for other files."""
+    if tags is None:
+        try:
+            with open_raster(path) as ds:
+                tags = ds.tags()
+        except InputError:
+            return None
     if not any(k in tags for k in _RECORD if k != "GEOSR_VERSION"):
         return None
     out = {}
