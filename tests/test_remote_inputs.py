@@ -499,3 +499,28 @@ def test_a_server_without_range_requests_is_named_as_such(tmp_path, raster_facto
     assert _said(res) == (f"geosr: error: {url}/big.tif: its server does not answer range requests (HTTP Range), "
                           "which reading a raster over the network needs; download it and give the local file")
     assert not (tmp_path / "a.tif").exists()
+
+
+def test_a_server_failing_while_the_overviews_directories_are_read_is_a_network_failure(tmp_path):
+    """A server that stopped answering after the first request, while GDAL read a COG's later directories (its
+    overviews), gave "internal error: CPLE_AppDefinedError: TIFFReadDirectory...", exit 1, naming no file."""
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    data = (np.random.default_rng(0).random((3, 512, 512)) * 255).astype(np.uint8)
+    with rasterio.open(folder / "ov.tif", "w", driver="GTiff", width=512, height=512, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 6000000, 10, 10), tiled=True, blockxsize=256,
+                       blockysize=256) as ds:
+        ds.write(data)
+    with rasterio.open(folder / "ov.tif", "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)  # their directories at the end of the file
+    with serving(folder, "1") as url:
+        for args in (["info", f"{url}/ov.tif"], ["upscale", f"{url}/ov.tif", "-x", "2", "-m", "bicubic", "-o",
+                                                  str(tmp_path / "o.tif")]):
+            res = CliRunner().invoke(app, args)
+            said = " ".join(res.output.split())
+            assert res.exit_code == 1 and "internal error" not in said, said
+            assert f"{url}/ov.tif: cannot be read now: its server answered HTTP 503; try again" in said, said
+    assert not (tmp_path / "o.tif").exists()

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from geosr.errors import BandError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
+from geosr.errors import BandError, GeoSRError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
 from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     OPEN_REMOTE_OPTIONS,
     REMOTE,
@@ -144,12 +144,27 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         raise NotARasterError(f"{named(p)}: cannot be read as a raster ({reason.rstrip('.')})") from exc
 
 
+@contextlib.contextmanager
+def _metadata(path: str) -> Iterator[None]:
+    """Turn a failure of GDAL while a raster's metadata is read after its opening (an overview's directory, later
+    in the file) into one sentence: over the network most likely the server's or the network's fault (exit 1)."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, GeoSRError) or not type(exc).__module__.startswith("rasterio"):
+            raise
+        reason = str(exc).split("\n")[0].rstrip(".")
+        if REMOTE.match(path):
+            raise network_error(named(path), network_failure(path) or reason) from exc
+        raise NotARasterError(f"{named(path)}: cannot be read as a raster ({reason})") from exc
+
+
 def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) -> RasterInfo:
     """Read a raster's metadata (no pixels), checking that it is georeferenced."""
     p = str(path)
     _refuse_empty(p)
     shown = named(p)  # in messages
-    with open_raster(p) as ds:
+    with open_raster(p) as ds, _metadata(p):
         gcps = len(ds.gcps[0])
         if require_crs and ds.crs is None and gcps:
             raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
