@@ -524,3 +524,26 @@ def test_a_server_failing_while_the_overviews_directories_are_read_is_a_network_
             assert res.exit_code == 1 and "internal error" not in said, said
             assert f"{url}/ov.tif: cannot be read now: its server answered HTTP 503; try again" in said, said
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_geosr_s_own_stac_item_with_a_spaced_name_reads_by_url(tmp_path, raster_factory):
+    """An item by URL whose asset href holds a literal space (geosr writes `sr %231 a.tif`, encoding only %, # and
+    ?) gave "internal error: InvalidURL: URL can't contain control characters"."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    lr = raster_factory("lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    res = CliRunner().invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(folder / "sr #1 a.tif")])
+    assert res.exit_code == 0, res.output
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["info", f"{url}/sr%20%231%20a.stac.json", "--json"])
+        assert res.exit_code == 0 and "internal error" not in res.output, res.output
+        assert json.loads(res.stdout)["files"][0]["width"] == 48
+
+
+def test_an_output_given_as_a_url_is_refused_as_such(tmp_path, raster_factory):
+    """`-o http://host/out.tif` said "http:/host/out.tif: the output folder http:/host does not exist"."""
+    lr = raster_factory("lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    res = CliRunner().invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", "http://127.0.0.1:9/o.tif"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "http://127.0.0.1:9/o.tif: is a URL; outputs are written to local paths" in said, said
+    assert not list(tmp_path.glob("http*"))

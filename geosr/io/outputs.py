@@ -26,6 +26,9 @@ SIBLING_MARGIN = 40
 WORK_SUFFIX = ".geosr-work"  # an output's work folder: <output>.geosr-work (geosr.io.journal.work_dir_for)
 
 
+_URL_AS_PATH = re.compile(r"^(https?|s3|gs|az|ftp|file):/+(?=[^/])", re.IGNORECASE)
+
+
 def check_output_path(
     path: str | os.PathLike[str],
     *,
@@ -45,6 +48,11 @@ def check_output_path(
     """
     from geosr.io.sources import gdal_files
 
+    # a URL (also as a pathlib.Path made it: "http:/host/...", one slash gone) names no local folder to write in
+    if is_remote(os.fspath(path)) or _URL_AS_PATH.match(os.fspath(path)):
+        shown = _URL_AS_PATH.sub(lambda m: m[1] + "://", os.fspath(path), count=1)
+        raise OutputLocationError(f"{shown}: is a URL; outputs are written to local paths (copy the result to its "
+                                  "server afterwards)")
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     for role, src in inputs:

@@ -61,6 +61,10 @@ def _read_item(path: str) -> pystac.Item | None:
         raise NotARasterError(f"{path}: is not a valid STAC item ({exc})") from exc
 
 
+# what a URL may hold as it is (RFC 3986's reserved and unreserved characters, and % of an existing encoding)
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
 def _asset_path(item_path: str, asset: pystac.Asset) -> str:
     """The file or URL an asset's href names. A relative href of a local item is a path from the item's folder,
     percent-decoded as a URI reference is (``a%231.tif`` is ``a#1.tif``), or as written where only that names a
@@ -68,6 +72,8 @@ def _asset_path(item_path: str, asset: pystac.Asset) -> str:
     href = asset.href
     if REMOTE.match(item_path) or REMOTE.match(href):
         href = asset.get_absolute_href() or href
+        if href.lower().startswith(("http://", "https://")):  # a literal space (as written, or joined from a
+            href = urllib.parse.quote(href, safe=_URL_SAFE)    # relative href) is no URL: encoded, % kept as is
         return gdal_path(href) if href.lower().startswith("file://") else href  # file://: checked as a local file
     base = os.path.dirname(os.path.abspath(item_path))  # pystac would cut a folder or name with '#' at the '#'
     decoded = os.path.join(base, urllib.parse.unquote(href))
