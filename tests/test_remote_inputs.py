@@ -547,3 +547,20 @@ def test_an_output_given_as_a_url_is_refused_as_such(tmp_path, raster_factory):
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "http://127.0.0.1:9/o.tif: is a URL; outputs are written to local paths" in said, said
     assert not list(tmp_path.glob("http*"))
+
+
+def test_a_signed_url_s_query_is_not_written_into_the_output(tmp_path, raster_factory):
+    """`GEOSR_INPUTS` read `{"lr": "s2.tif?sig=secret&b=c"}` and the STAC item linked the signed URL: an output
+    shared carried the signature."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/s2.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    out = tmp_path / "q.tif"
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/s2.tif?sig=secret&b=c", "-x", "2", "-m", "bicubic", "-o",
+                                       str(out)])
+        assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert json.loads(ds.tags()["GEOSR_INPUTS"])["lr"] == "s2.tif"
+    item = (tmp_path / "q.stac.json").read_text()
+    assert "secret" not in item and f"{url}/s2.tif" in item

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +210,11 @@ def _members(src: str) -> list[str]:
 
 
 def _href(src: str, folder: Path) -> str:
-    """A local input relative to the item's folder (a catalogue can move them together), a URL as it is."""
-    if "://" in src or src.startswith("/vsi"):
+    """A local input relative to the item's folder (a catalogue can move them together), a URL without its query
+    and fragment (a signed URL's signature or token is no link to share), a GDAL path as it is."""
+    if "://" in src:
+        return urllib.parse.urlsplit(src)._replace(query="", fragment="").geturl()
+    if src.startswith("/vsi"):
         return src
     try:
         return uri_path(os.path.relpath(os.path.abspath(src), folder.resolve()))

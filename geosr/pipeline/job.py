@@ -342,7 +342,8 @@ def _input_name(path: str) -> str:
     """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's); band files
     (``a.tif,b.tif``) each by theirs."""
     parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
-    return ",".join(Path(named(p)).name for p in parts)
+    # a URL's query left out: it may hold a signature or token, which an output shared must not carry
+    return ",".join(Path(named(p).split("?")[0] if REMOTE.match(named(p)) else named(p)).name for p in parts)
 
 
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
