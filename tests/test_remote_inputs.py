@@ -564,3 +564,15 @@ def test_a_signed_url_s_query_is_not_written_into_the_output(tmp_path, raster_fa
         assert json.loads(ds.tags()["GEOSR_INPUTS"])["lr"] == "s2.tif"
     item = (tmp_path / "q.stac.json").read_text()
     assert "secret" not in item and f"{url}/s2.tif" in item
+
+
+def test_a_zip_archive_by_url_is_named_as_such(tmp_path):
+    """A Sentinel-2 product's zip by URL said "has no coordinate reference system" (GDAL opened a file inside)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "S2B_MSIL2A_x.zip", "w") as z:
+        z.writestr("x.SAFE/MTD_MSIL2A.xml", "<x/>")
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["info", f"{url}/S2B_MSIL2A_x.zip?token=t"])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "is a .zip archive over the network" in said and "download it first" in said, said

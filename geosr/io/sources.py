@@ -57,6 +57,11 @@ def composite(path: str) -> Composite | None:
     Cached while the files it was made from are unchanged (a run opens its inputs several times, a batch worker
     runs many jobs): every local file's size and modification time, and the folder's listing, are checked on
     each use; a remote item is fetched again after REMOTE_CACHE_S seconds."""
+    if REMOTE.match(path) and not path.startswith("/vsi") and _without_query(path).lower().endswith(".zip"):
+        # GDAL opens some file inside it and says something else (a Sentinel-2 product's: "no CRS")
+        raise NotARasterError(f"{path}: is a .zip archive over the network, which geosr does not unpack there; "
+                              "download it first (a Sentinel-2 product's zip is read from a local file), or name "
+                              "the raster inside it (/vsizip/vsicurl/URL/PATH)")
     if not is_composite(path):
         return None
     hit = _CACHE.get(path)
