@@ -208,3 +208,5 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
     assert geosr.upscale(lr, scale=2, model="default", reference_detail=False, dry_run=True).model == "default"
     assert json.loads(json.dumps(geosr.available_models()[0].to_dict()))["name"] == "bicubic"
     assert geosr.load_model("lite", sampler="paper").name == "lite"  # a preset's name for a SamplerConfig
+    # options the Python API takes as richer objects keep them (an architecture table extends a checkpoint's)
+    assert TrainOptions.of(arch={"upsampler_channels": 64}).arch == {"upsampler_channels": 64}

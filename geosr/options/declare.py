@@ -55,7 +55,10 @@ class CommandOptions:
     paths: ClassVar[tuple[str, ...]] = ()  # fields given as str or os.PathLike, kept as str
 
     def __post_init__(self) -> None:
+        free = {f.name for f in dataclasses.fields(self) if f.type in ("Any", Any)}  # e.g. an arch table (Python)
         for name, _, flag in self.flags():  # the kinds the command line's parsing guarantees, for Python too
+            if name in free:
+                continue
             value = getattr(self, name)
             typ = flag.type
             if typ in (bool, int, float, str) or isinstance(typ, type) and issubclass(typ, os.PathLike):
