@@ -126,8 +126,7 @@ def train_backbone(
         result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
                               log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
                               record={"data": described + [f"validation {d}" for d in v_described],
-                                      **({"description": cfg.description}
-                                                             if cfg.description else {})},
+                                      **({"description": cfg.description} if cfg.description else {})},
                               state_extra=extra)
         best = result["best"]
         has_best = best.get("step") is not None and (out / BEST).exists()
