@@ -81,6 +81,12 @@ def sidecar_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
             "STAC item": out.with_name(out.stem + STAC_SUFFIX)}
 
 
+def without_query(path: str) -> str:
+    """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
+    may be in a file name)."""
+    return path.split("?")[0] if REMOTE.match(path) else path
+
+
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))

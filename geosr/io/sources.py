@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, is_file_list, named
+from geosr.io.paths import REMOTE, is_file_list, named, without_query
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
@@ -29,7 +29,7 @@ _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-
 def is_composite(path: str) -> bool:
     """Whether ``path`` names (or, for a URL without a file suffix, may name) a multi-file input. Cheap: names and
     folders, and a local zip's directory (a Sentinel-2 product of any name)."""
-    p = _without_query(path)
+    p = without_query(path)
     if is_file_list(path):
         return True
     if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
@@ -37,11 +37,6 @@ def is_composite(path: str) -> bool:
     if REMOTE.match(path):
         return _maybe_stac_api(path)
     return Path(path).is_dir()
-
-
-def _without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``); a local path as it is (``?`` may be in a file name)."""
-    return path.split("?")[0] if REMOTE.match(path) else path
 
 
 def _maybe_stac_api(url: str) -> bool:
@@ -57,7 +52,7 @@ def composite(path: str) -> Composite | None:
     Cached while the files it was made from are unchanged (a run opens its inputs several times, a batch worker
     runs many jobs): every local file's size and modification time, and the folder's listing, are checked on
     each use; a remote item is fetched again after REMOTE_CACHE_S seconds."""
-    if REMOTE.match(path) and not path.startswith("/vsi") and _without_query(path).lower().endswith(".zip"):
+    if REMOTE.match(path) and not path.startswith("/vsi") and without_query(path).lower().endswith(".zip"):
         # GDAL opens some file inside it and says something else (a Sentinel-2 product's: "no CRS")
         raise NotARasterError(f"{path}: is a .zip archive over the network, which geosr does not unpack there; "
                               "download it first (a Sentinel-2 product's zip is read from a local file), or name "
@@ -70,7 +65,7 @@ def composite(path: str) -> Composite | None:
     zipped = product_zip(path)  # a zipped product of any name, also as GDAL's /vsizip/ path
     if zipped is None and not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
-    p = _without_query(path)
+    p = without_query(path)
     comp: Composite | None
     if zipped is not None:
         comp = sentinel2_product(zipped)

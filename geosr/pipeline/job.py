@@ -25,7 +25,7 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
-from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths
+from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths, without_query
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands, refuse_palette
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -343,7 +343,7 @@ def _input_name(path: str) -> str:
     (``a.tif,b.tif``) each by theirs."""
     parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
     # a URL's query left out: it may hold a signature or token, which an output shared must not carry
-    return ",".join(Path(named(p).split("?")[0] if REMOTE.match(named(p)) else named(p)).name for p in parts)
+    return ",".join(Path(without_query(named(p))).name for p in parts)
 
 
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
