@@ -26,7 +26,7 @@ from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
 from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths, without_query
-from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands, refuse_palette
+from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
@@ -117,7 +117,6 @@ def plan_upscale(
         check_output_files(lr, output, opts)
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
-    refuse_palette(lr_info, sel)
     aoi_win = aoi_window(opts.aoi, lr_info.grid, aoi_crs=opts.aoi_crs) if opts.aoi else None
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
