@@ -2,13 +2,16 @@
 
     python scripts/train_backbone.py --init ~/.cache/geosr/reference/backbone_init.safetensors \
         --images /data/RSSCN7 [--images more/] --out runs/backbone [--steps 20000] [--minutes 50] [--resume] \
-        [--sharpness-code]
+        [--sharpness-code] [--expert soft] [--val-images DIR] [--schedule-by-time]
 
 Training images: every image under the ``--images`` folders (e.g. RSSCN7, ``palewithout/RSSCN7``), every 100th
 of them kept for validation, plus the training split of ../shared/data (targets and references) when it is
 there. Its held-out split is never read here (the benchmark uses it). ``--init``: the converted public
 weights (``scripts/convert_safmn.py``), a trained backbone, or an expert backbone (``scripts/combine_experts.py
---rule all``), which trains routed: each crop's code picks its mix of experts.
+--rule all``), which trains routed: each crop's code picks its mix of experts; with ``--expert NAME``, that
+expert alone. ``--val-images``: validate on these images instead (then every ``--images`` file trains).
+``--schedule-by-time`` with ``--minutes``: the learning rate's cosine ends when the minutes do (a run on a lent
+GPU, whose step rate is not known ahead), or at ``--steps``, whichever comes first.
 """
 
 from __future__ import annotations
@@ -19,7 +22,23 @@ from pathlib import Path
 
 import torch
 
+from geosr.models.backbone_checkpoint import load_backbone, save_backbone
+from geosr.models.backbone_experts import ExpertBackbone
 from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, image_files, read_images
+
+
+def expert_init(path: Path, expert: str, out: Path) -> Path:
+    """One expert of an expert backbone at ``path``, written as a single network (with the file's inference
+    settings) to ``out/init.safetensors``: the start of a run that trains that expert alone."""
+    net, spec = load_backbone(path)
+    if not isinstance(net, ExpertBackbone) or expert not in net.names:
+        names = list(net.names) if isinstance(net, ExpertBackbone) else []
+        raise SystemExit(f"{path}: no expert {expert!r} (experts: {', '.join(names) or 'none, a single network'})")
+    out.mkdir(parents=True, exist_ok=True)
+    kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
+    return save_backbone(net.experts[net.names.index(expert)], out / "init.safetensors",
+                         name=str(spec.get("name", "backbone")), **kept,
+                         training={**spec.get("training", {}), "expert_of": f"{path.name}:{expert}"})
 
 
 def shared_training_images() -> list[torch.Tensor]:
@@ -64,16 +83,30 @@ def main() -> None:
                     "with shares, e.g. bicubic-noaa:0.6,gaussian:0.2,bicubic:0.1,box:0.1 (default: the blind mix)")
     ap.add_argument("--sharpness-code", action="store_true",
                     help="add the scene sharpness code to an --init network that has none")
+    ap.add_argument("--no-shared-data", action="store_true",
+                    help="leave out ../shared/data's training split (e.g. given as --images already)")
+    ap.add_argument("--expert", help="train this expert of an --init expert backbone alone")
+    ap.add_argument("--val-images", type=Path, help="validation images (default: every 100th of --images)")
+    ap.add_argument("--validate-every", type=int, default=500)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--schedule-by-time", action="store_true",
+                    help="with --minutes: the learning rate's cosine ends when the minutes do")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     files = image_files(args.images) if args.images else []
-    val_files = files[::100]
-    train = read_images([f for f in files if f not in set(val_files)]) + shared_training_images()
+    val_files = image_files([args.val_images]) if args.val_images else files[::100]
+    train = read_images([f for f in files if f not in set(val_files)])
+    train += [] if args.no_shared_data else shared_training_images()
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
     cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
-                              kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers)
+                              kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers,
+                              validate_every=args.validate_every, save_every=args.save_every,
+                              precision=args.precision, schedule_by_time=args.schedule_by_time)
+    if args.expert and not args.resume:
+        args.init = expert_init(args.init, args.expert, args.out)
     if args.scale_weights:
         cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,

@@ -241,3 +241,35 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
         ds.write(np.full((1, 20, 30), 77, np.uint8))
     g = read_images([grey])[0]
     assert g.shape == (3, 20, 30) and int(g.min()) == int(g.max()) == 77  # 8 bits as they are, three times
+
+
+@pytest.mark.parametrize("by_time", [False, True])
+def test_a_time_limited_run_can_end_its_learning_rate_schedule_with_the_time(tmp_path, monkeypatch, by_time):
+    """``schedule_by_time``: a run stopped by its minutes (a lent GPU, whose step rate is not known ahead) ends its
+    cosine there, not at a step count it never reaches; without it the rate is still near its peak."""
+    import itertools
+
+    from geosr.training import backbone_fit
+    from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone
+
+    clock = itertools.count(0.0, 0.25)  # a quarter second per reading of the clock
+    monkeypatch.setattr(backbone_fit.time, "monotonic", lambda: next(clock))
+    rates: list[float] = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))]
+    cfg = BackboneTrainConfig(steps=10_000, batch=1, save_every=10_000, scale_weights={2: 1.0}, lr_patch={2: 16},
+                              schedule_by_time=by_time)
+    fit_backbone(tmp_path / "run", images, [], init=resolve_checkpoint("lite"), cfg=cfg, minutes=0.05,
+                 log=lambda s: None)
+    assert len(rates) >= 3 and rates == sorted(rates, reverse=True)
+    if by_time:
+        assert rates[-1] < 0.1 * cfg.lr
+    else:
+        assert rates[-1] > 0.99 * cfg.lr

@@ -64,6 +64,9 @@ class BackboneTrainConfig:
     # count). On a GPU the crops and degradations, not the network, bound a step: 0.2 s per batch of 16 on a core
     workers: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU (where bf16 is slower); or fp32 / bf16
+    # with a time limit: the learning rate's cosine ends at the step count or at the limit, whichever comes first
+    # (a run on a lent machine whose step rate is not known ahead); a resumed run's schedule restarts its clock
+    schedule_by_time: bool = False
 
     def to_dict(self) -> dict:
         return {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in asdict(self).items()}
@@ -333,6 +336,7 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
     that both validates and saves, the validation comes first, so the saved state knows the best so far."""
     losses: list[float] = []
     t0 = time.monotonic()
+    first = step
     while step < cfg.steps and time.monotonic() < t_end:
         if batches is None:
             scale = int(rng.choice(scales, p=weights / weights.sum()))
@@ -340,9 +344,13 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
         else:
             scale, *made = next(batches)
         lr, hr, code = (t.to(device, non_blocking=True) for t in made)
+        done = step / cfg.steps
+        if cfg.schedule_by_time and math.isfinite(t_end):  # the share of the time or of the steps, the larger
+            now = time.monotonic()
+            done = max(done, first / cfg.steps + (1 - first / cfg.steps) * (now - t0) / max(t_end - t0, 1e-9))
         for g in opt.param_groups:  # cosine from the group's peak to min_lr over the run
             peak = cfg.lr * g.get("boost", 1.0)  # states saved before the groups had it: one group
-            g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
+            g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(done, 1.0)))
         # an expert backbone blends each crop's weights by its code, as a scene's at run time: each expert learns
         # from the crops it will be given (routed), in proportion to its share of the mix
         with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
