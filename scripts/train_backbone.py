@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from geosr.errors import GeoSRError, InputError
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
 from geosr.models.backbone_experts import ExpertBackbone
 from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, image_files, read_images
@@ -33,7 +34,7 @@ def expert_init(path: Path, expert: str, out: Path) -> Path:
     net, spec = load_backbone(path)
     if not isinstance(net, ExpertBackbone) or expert not in net.names:
         names = list(net.names) if isinstance(net, ExpertBackbone) else []
-        raise SystemExit(f"{path}: no expert {expert!r} (experts: {', '.join(names) or 'none, a single network'})")
+        raise InputError(f"{path}: no expert {expert!r} (experts: {', '.join(names) or 'none, a single network'})")
     out.mkdir(parents=True, exist_ok=True)
     kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
     return save_backbone(net.experts[net.names.index(expert)], out / "init.safetensors",
@@ -93,14 +94,33 @@ def main() -> None:
     ap.add_argument("--schedule-by-time", action="store_true",
                     help="with --minutes: the learning rate's cosine ends when the minutes do")
     args = ap.parse_args()
+    for flag in ("steps", "batch", "validate_every", "save_every"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.expert and not (args.init or args.resume):
+        ap.error("--expert names an expert of the --init expert backbone: give --init")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: is a file; a run is written into a folder")
+    if not args.images and args.no_shared_data and not args.resume:
+        ap.error("no training images: give --images (or leave out --no-shared-data)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        run(args)
+    except GeoSRError as exc:  # bad input: one sentence and exit 2, as the CLI's
+        print(f"train_backbone: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run(args: argparse.Namespace) -> None:
     files = image_files(args.images) if args.images else []
     val_files = image_files([args.val_images]) if args.val_images else files[::100]
     train = read_images([f for f in files if f not in set(val_files)])
     train += [] if args.no_shared_data else shared_training_images()
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
+    if not train:
+        raise InputError("no training images (../shared/data is not there; give --images)")
     cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
                               kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers,
                               validate_every=args.validate_every, save_every=args.save_every,
