@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
     if not train:
-        raise InputError("no training images (../shared/data is not there; give --images)")
+        raise InputError("no training images: give more --images (every 100th of them validates unless --val-images "
+                         "is given)")
     cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
                               kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers,
                               validate_every=args.validate_every, save_every=args.save_every,
