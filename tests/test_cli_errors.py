@@ -262,6 +262,11 @@ def test_an_input_the_model_cannot_use_is_refused_unless_ignored(scene):
     r = runner.invoke(app, ["upscale", str(lr), "--ref", str(lr), "--model", "bicubic", "-x", "2", "-o", str(out)])
     assert r.exit_code == 2 and "model bicubic: cannot use a reference (--ref)" in r.output, r.output
     assert "uses nothing but the LR" in r.output
+    # lite uses a reference through its reference detail (`geosr models`): with that off, the sentence says so
+    r = runner.invoke(app, ["upscale", str(lr), "--ref", str(lr), "-m", "lite", "--no-ref-detail", "-x", "2", "-o",
+                            str(out)])
+    assert r.exit_code == 2 and "cannot use a reference (--ref) with --ref-detail off" in r.output, r.output
+    assert not out.exists()
     r = runner.invoke(app, ["upscale", str(lr), "--map", str(m), "-x", "8", "-o", str(out), "--ignore-unused", "-q"])
     assert r.exit_code == 0, r.output
 
@@ -518,3 +523,15 @@ def test_a_model_that_uses_no_reference_skips_its_registration_and_detection(tmp
     res = runner.invoke(app, ["upscale", str(lr), "--ref", str(ref), "-m", "bicubic", "--ignore-unused", "-x", "4",
                               "-o", str(ref), "--overwrite"])
     assert res.exit_code == 2 and "is the reference of this run" in res.output and ref.read_bytes() == before
+
+
+def test_info_shares_of_overlap_are_at_most_one():
+    """Two rasters of one footprint (the bundled sample's reference and truth): the share covered is 1, not the
+    division's 1.0000000000000002."""
+    from geosr.sample_scene import sample_paths
+
+    p = sample_paths()
+    result = runner.invoke(app, ["info", str(p["ref"]), str(p["truth"]), "--json"])
+    assert result.exit_code == 0, result.output
+    shares = [o["covered"] for o in json.loads(result.stdout)["overlaps"]]
+    assert shares and all(s == 1.0 for s in shares), shares

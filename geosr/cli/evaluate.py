@@ -61,7 +61,7 @@ def _signature() -> inspect.Signature:
     data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         Path, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
                                   "the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, "
-                                  "Bic_LR_*), or an A/ B/ label/ folder.", show_default=False)])
+                                  "Bic_LR_D<scale>_<side>), or an A/ B/ label/ folder.", show_default=False)])
     return common.command_signature([data], EvaluateOptions, reporting="table", extra=[
         common.option_parameter("no_lr_consistency", bool, False, ("--no-lr-consistency",),
                                 "Same as --lr-consistency off."),

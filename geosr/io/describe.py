@@ -69,6 +69,7 @@ def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
                 continue
             mine, theirs = _outline(a.grid), _outline(b.grid, a.grid.crs)
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
+            covered = min(covered, 1.0)  # a share: the division's rounding gave 1.0000000000000002
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})
     return {"files": files, "overlaps": overlaps}
 
