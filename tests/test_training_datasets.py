@@ -68,6 +68,21 @@ def test_refdiff_folder_layout(tmp_path):
         assert set(torch.unique(s.change).tolist()) <= {0, 5, 6}
 
 
+def test_refdiff_lr_folder_with_another_name_is_refused_not_skipped(tmp_path):
+    """``Bic_LR_x8`` is not Ref-Diff's ``Bic_LR_D8_<side>``: read by no one, it was skipped without a word (the LR
+    then made from the target); it is refused, named."""
+    from geosr.errors import InputError
+
+    root = tmp_path / "test"
+    for d in ("HR_512", "Bic_LR_x8"):
+        (root / d).mkdir(parents=True)
+    Image.fromarray(_hr()).save(root / "HR_512" / "img0.png")
+    with pytest.raises(InputError, match="Bic_LR_x8: an LR folder of a Ref-Diff folder is named"):
+        refdiff_folder(root)
+    (root / "Bic_LR_x8").rename(root / "Bic_LR_D8_8")
+    assert [p.name for p in refdiff_folder(root)] == ["img0"]
+
+
 def test_change_pair_folder_and_mask_alignment(tmp_path):
     for d in ("A", "B", "label"):
         (tmp_path / d).mkdir()

@@ -29,6 +29,7 @@ from geosr.errors import InputError, InputNotFoundError
 from geosr.training.pairs import Pair, classes_of, find_image, list_images, read_image, read_mask
 
 LR_FOLDER = re.compile(r"^(real|Bic)_LR_D(\d+)_(\d+)$")
+LR_LIKE = re.compile(r"(^|_)LR(_|$)")  # a folder meant as LRs: Bic_LR_x8, LR_x8, real_LR
 
 
 # ---- the Ref-Diff release layout -------------------------------------------------------------------------------
@@ -65,6 +66,9 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     lr_dirs: dict[int, Path] = {}
     for d in sorted(root.iterdir()):
         m = LR_FOLDER.match(d.name)
+        if d.is_dir() and not m and LR_LIKE.search(d.name):  # read by no one: a name mistyped, said at once
+            raise InputError(f"{d}: an LR folder of a Ref-Diff folder is named real_LR_D<scale>_<side> or "
+                             f"Bic_LR_D<scale>_<side> (e.g. Bic_LR_D8_64); rename it or move it out")
         if d.is_dir() and m and (scale is None or int(m.group(2)) == scale):
             lr_dirs.setdefault(int(m.group(2)), d)
     table = table or read_class_table(root / "CLASS_Table.txt") or read_class_table(root.parent / "CLASS_Table.txt")
