@@ -427,6 +427,10 @@ def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):
     ("{}", 'a data manifest is a JSON object whose "sets" is a list of data sets'),
     ('{"sets": [{"layout": "pairs"}]}', 'set entry 1 is not an object with a "path"'),
     ('{"sets": [], "synthetic": [3]}', 'synthetic entry 1 is not an object with a "path"'),
+    # a string was split into its letters: held-out scenes "t" and "1", and "holds no evaluation pair"
+    ('{"sets": [{"layout": "pairs", "path": "a", "heldout": "t1"}]}',
+     'set 1: "heldout" is a list of scene names, such as ["test_102"], not \'t1\''),
+    ('{"sets": [{"layout": "sites", "path": "a", "sites": [3]}]}', 'set 1: "sites" is a list of scene names'),
 ])
 def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, text, said):
     """Its errors read `(KeyError: 'sets')`, `(AttributeError: 'list' object has no attribute 'get')`."""

@@ -102,6 +102,14 @@ def _entry(s: Any, i: int, what: str) -> dict[str, Any]:
     return s
 
 
+def _names(s: dict[str, Any], key: str, i: int) -> tuple[str, ...]:
+    """A set's list of scene names under ``key`` (a string would be split into its letters)."""
+    v = s.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+        raise ValueError(f'set {i}: "{key}" is a list of scene names, such as ["test_102"], not {v!r}')
+    return tuple(v)
+
+
 def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
     s = _entry(s, i, "set")
     unknown = sorted(set(s) - _SET_KEYS)
@@ -110,8 +118,8 @@ def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
     crops = s.get("crops") or {}
     return DataSet(  # the group, the name the held-out split goes by: the set's own, else its folder's name
         layout=s["layout"], path=base / s["path"], group=str(s.get("group") or Path(s["path"]).name),
-        heldout=tuple(s.get("heldout", ())),
-        sites=tuple(s.get("sites", ())), bands=tuple(s["bands"]) if s.get("bands") else None,
+        heldout=_names(s, "heldout", i), sites=_names(s, "sites", i),
+        bands=tuple(s["bands"]) if s.get("bands") else None,
         crops_of=base / crops["of"] if crops.get("of") else None, scene_parts=int(crops.get("scene_parts", 0)),
     )
 
