@@ -494,7 +494,7 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"
-        off = " with `ref_detail` off" if opts.sampler.reference_detail is False else ""  # `geosr models`: its default
+        off = " with `ref_detail` off" if opts.sampler.reference_detail is False else ""  # maybe why (lite)
         raise OptionError(
             f"model {sr.name}: cannot use {' or '.join(_INPUT_NAMES[k] for k in unused)}{off}, so it would change "
             f"nothing (this model{off} uses {uses}; see `geosr models`); leave it out, choose another model, or give "
