@@ -115,7 +115,8 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     files = image_files(args.images) if args.images else []
     val_files = image_files([args.val_images]) if args.val_images else files[::100]
-    train = read_images([f for f in files if f not in set(val_files)])
+    held = set(val_files)
+    train = read_images([f for f in files if f not in held])
     train += [] if args.no_shared_data else shared_training_images()
     val = read_images(val_files)
     print(f"{len(train)} training images, {len(val)} validation images", flush=True)
