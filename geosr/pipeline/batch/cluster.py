@@ -20,6 +20,7 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
     """Yield (client, device for the tasks): the caller's client, one to ``scheduler``, or a local cluster."""
     from distributed import Client
 
+    _drop_cancel_race()
     if client is not None:
         yield client, device
         return
@@ -62,6 +63,25 @@ def _sigint_ignored():
         yield
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+class _CancelRace(logging.Filter):
+    """Drops the traceback of distributed's own race on Ctrl-C (2026.8): a wait interrupted before its coroutine
+    started schedules ``sync.<locals>.cancel``, which reads a variable not yet set, and Tornado logs the
+    ``NameError`` around geosr's "interrupted" line. Nothing is lost: the coroutine it would cancel ends with the
+    client the batch closes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NameError) and "sync.<locals>.cancel" in record.getMessage())
+
+
+def _drop_cancel_race() -> None:
+    """Install :class:`_CancelRace` on Tornado's callback log, once per process (it may fire after the batch has
+    returned: the callback runs on the client's event loop thread)."""
+    log = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _CancelRace) for f in log.filters):
+        log.addFilter(_CancelRace())
 
 
 @contextlib.contextmanager
