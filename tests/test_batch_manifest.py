@@ -168,6 +168,32 @@ def test_outputs_hard_linked_to_another_jobs_output_or_input_are_refused(scenes)
     assert f"job 4 (clobber): out {scenes / 's1_link.tif'} is an input of jobs.yaml job 3" in text
 
 
+def test_refused_rows_still_count_in_the_checks_across_rows(scenes):
+    """A row refused for a bad value (x: banana) was left out of the checks across rows: a valid job writing over
+    its input, over its output or under its id was not refused, and ``--skip-invalid --overwrite`` then ran it and
+    replaced the refused row's input. A band-file list's files were one input: a job could write over a band."""
+    (scenes / "m.csv").write_text(
+        "id,lr,out,x,model\n"
+        "j1,s0.tif,out/a.tif,banana,bicubic\n"
+        "j2,s1.tif,s0.tif,4,bicubic\n"        # over the refused row's input
+        "j3,s1.tif,out/a.tif,4,bicubic\n"     # over the refused row's output
+        "j1,s0.tif,out/c.tif,4,bicubic\n"     # the refused row's id
+        "j5,\"s1.tif,s2.tif,s1.tif\",out/d.tif,2,bicubic\n"
+        "j6,s0.tif,s2.tif,2,bicubic\n"        # over a band file of j5
+        "j7,s0.tif,out/e.tif,2,bicubic\n")
+    m = read_manifest(scenes / "m.csv")
+    text = "\n".join(map(str, m.problems))
+    assert [j.id for j in m.jobs] == ["j5", "j7"], text
+    assert f"line 3 (j2): out {scenes / 's0.tif'} is an input of m.csv line 2" in text
+    assert f"line 4 (j3): out {scenes / 'out/a.tif'} is also the output of m.csv line 2" in text
+    assert "line 5 (j1): id 'j1' is also the id of m.csv line 2" in text
+    assert f"line 7 (j6): out {scenes / 's2.tif'} is an input of m.csv line 6" in text
+    before = (scenes / "s0.tif").read_bytes()
+    plan = plan_batch(scenes / "m.csv", skip_invalid=True, overwrite=True)
+    assert [j.spec.id for j in plan.jobs] == ["j5", "j7"]
+    assert (scenes / "s0.tif").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "name, text, message",
     [

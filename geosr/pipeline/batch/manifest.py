@@ -14,6 +14,7 @@ imports neither torch nor dask.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import glob as globlib
@@ -134,6 +135,8 @@ class Manifest:
     source: str
     jobs: list[JobSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # every row in the manifest's order: its job, or what a refused row names (checked against the others)
+    rows: list["JobSpec | _Refused"] = field(default_factory=list, repr=False)
 
     def raise_if_invalid(self) -> None:
         if self.problems:
@@ -387,21 +390,52 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         return
     own, problems = _normalise(row, where)
     given = {**caller, **defaults, **{_key(k): v for k, v in row.items()}}
+    if not problems:
+        merged = {k: d for k, (_, d) in OPTIONS.items()}
+        merged.update(caller)
+        merged.update(defaults)
+        merged.update(own)
+        spec, problems = _resolve(merged, where, root)
+        if not problems:
+            manifest.jobs.append(spec)
+            manifest.rows.append(spec)
+            return
     job_id = _row_name(given)
-    if problems:
-        lr, out = _row_paths(given, root)
-        manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
-        return
-    merged = {k: d for k, (_, d) in OPTIONS.items()}
-    merged.update(caller)
-    merged.update(defaults)
-    merged.update(own)
-    spec, problems = _resolve(merged, where, root)
-    if problems:
-        lr, out = _row_paths(given, root)
-        manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
-    else:
-        manifest.jobs.append(spec)
+    files = _row_files(given, root)
+    lr, out = files.get("lr"), files.get("out")
+    manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
+    manifest.rows.append(_Refused(where=where, id=job_id if given.get("id") else None, out=out,
+                                  files=tuple(f for k, f in files.items() if k != "out")))
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """What a refused row names, as far as it can be told: with ``--skip-invalid`` it does not run, but its
+    inputs must stay untouched by the jobs that do, and its id and output clash with theirs as a job's would."""
+
+    where: str
+    id: str | None
+    out: str | None
+    files: tuple[str, ...]
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.files
+
+
+def _row_files(v: dict, root: Path) -> dict[str, str]:
+    """The paths of a refused row (``lr``, ``out``, ``ref``, ``cd``, ``map``), as far as they can be told (a bad
+    template or a missing lr leaves them out)."""
+    lr, out = _row_paths(v, root)
+    files = {k: p for k, p in (("lr", lr), ("out", out)) if p}
+    if lr:
+        values = template_values(lr, v.get("x", ""))
+        for k in PATH_KEYS[2:]:
+            if v.get(k):
+                with contextlib.suppress(Exception):  # as in _row_paths: a name for the checks, when it has one
+                    p = _absolute(_expand(str(v[k]), k, values, []), root, many=k == "ref")
+                    if p:
+                        files[k] = p
+    return files
 
 
 def _row_paths(v: dict, root: Path) -> tuple[str | None, str | None]:
@@ -569,14 +603,25 @@ def _finish(manifest: Manifest) -> Manifest:
             stem = Path(j.out).stem
             j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out))
         named.append(j)
+    by_row = dict(zip(map(id, jobs), named))
+    rows = [by_row.get(id(r), r) for r in manifest.rows]
     seen_ids: dict[str, str] = {}
     seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
     inputs: dict[tuple, str] = {}
-    for j in named:
+    for j in rows:
         for p in j.inputs():
-            inputs.setdefault(file_key(p), j.where)
+            for part in _input_files(p):
+                inputs.setdefault(file_key(part), j.where)
     ok = []
-    for j in named:
+    for j in rows:
+        if isinstance(j, _Refused):  # refused already: it claims its id and output before the rows below it
+            if j.id:
+                seen_ids.setdefault(j.id, j.where)
+            if j.out:
+                seen_out.setdefault(file_key(j.out), ("output", j.where))
+                for what, side in sidecar_paths(j.out).items():
+                    seen_out.setdefault(file_key(side), (what, j.where))
+            continue
         reasons = []
         if j.id in seen_ids:
             reasons.append(f"id {j.id!r} is also the id of {seen_ids[j.id]}")
@@ -607,4 +652,9 @@ def _finish(manifest: Manifest) -> Manifest:
             ok.append(j)
     manifest.jobs = ok
     return manifest
+
+
+def _input_files(path: str) -> list[str]:
+    """The files one input names: each of a comma-separated list (band files, several references), else itself."""
+    return [q.strip() for q in path.split(",") if q.strip()] if is_file_list(path) else [path]
 
