@@ -803,6 +803,34 @@ def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_p
     assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "o.tif").exists()
 
 
+def test_batch_results_never_take_the_place_of_a_job_s_coming_output_its_sidecars_or_a_refused_row_s_files(tmp_path):
+    """`--results out/o.tif` where that was a job's output not made yet was accepted: the job wrote its COG, then
+    the results manifest replaced it (refused only once the file existed). Its record and sidecars, and the files of
+    a row refused with --skip-invalid, were not looked at either."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    make_raster(tmp_path / "bad.tif", (smooth_field(3, 20, 20, seed=5) * 255).astype(np.uint8))
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text("jobs:\n  - {lr: lr.tif, out: out/o.tif, x: 2, model: bicubic}\n"
+                        "  - {lr: bad.tif, out: out/bad_sr.tif, x: banana, model: bicubic}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = ((out / "o.tif", "is the output of job o"), (out / "o.tif.geosr.json", "is the batch record of job o"),
+             (out / "o.stac.json", "is the STAC item of job o"),
+             (tmp_path / "bad.tif", "is an input of jobs.yaml job 2"),
+             (out / "bad_sr.tif", "is the output of jobs.yaml job 2"))
+    for target, said in cases:
+        res = _invoke("batch", manifest, "--results", target, "--skip-invalid", "--dashboard", "none",
+                      "--workers", "1")
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), (target, res.output)
+        assert sorted(p.name for p in out.iterdir()) == [], res.output
+    before = lr.read_bytes()
+    res = _invoke("batch", manifest, "--results", out / "r.jsonl", "--skip-invalid", "--dashboard", "none",
+                  "--workers", "1")
+    assert res.exit_code == 1 and lr.read_bytes() == before, res.output  # the invalid row fails, the job runs
+    with rasterio.open(out / "o.tif") as ds:
+        assert ds.width == 40
+
+
 @pytest.mark.parametrize("kind", ["link", "folder"])
 def test_a_link_or_a_folder_at_the_output_s_aux_xml_is_refused(scene, kind):
     """GDAL's `OUT.aux.xml`: a folder there was an internal error after the work, a link was replaced silently."""

@@ -610,7 +610,7 @@ def _finish(manifest: Manifest) -> Manifest:
     inputs: dict[tuple, str] = {}
     for j in rows:
         for p in j.inputs():
-            for part in _input_files(p):
+            for part in input_files(p):
                 inputs.setdefault(file_key(part), j.where)
     ok = []
     for j in rows:
@@ -654,7 +654,7 @@ def _finish(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _input_files(path: str) -> list[str]:
+def input_files(path: str) -> list[str]:
     """The files one input names: each of a comma-separated list (band files, several references), else itself."""
     return [q.strip() for q in path.split(",") if q.strip()] if is_file_list(path) else [path]
 

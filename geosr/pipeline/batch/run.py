@@ -349,11 +349,21 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
         from geosr.io.outputs import check_output_path
 
         check_output_path(path, overwrite=True, make_folder=True)  # a folder that can be made
-    named = [("the manifest", plan.source)] + [
-        (f"an input of job {pj.spec.id}", p) for pj in plan.jobs for p in pj.spec.inputs()] + [
-        (f"the output of job {pj.spec.id}", pj.spec.out) for pj in plan.jobs]
+    from geosr.io.paths import sidecar_paths
+    from geosr.pipeline.batch.manifest import input_files
+    from geosr.pipeline.batch.records import record_path
+
+    named = [("the manifest", plan.source)]
+    for pj in plan.jobs:  # what each job reads and what it will write, whether it exists yet or not
+        named += [(f"an input of job {pj.spec.id}", f) for p in pj.spec.inputs() for f in input_files(p)]
+        named += [(f"the output of job {pj.spec.id}", pj.spec.out),
+                  (f"the batch record of job {pj.spec.id}", record_path(pj.spec.out))]
+        named += [(f"the {what} of job {pj.spec.id}", side) for what, side in sidecar_paths(pj.spec.out).items()]
+    for bad in plan.invalid:  # a refused row's files stay untouched as well
+        named += [(f"an input of {bad.where}", f) for f in input_files(bad.lr or "")]
+        named += [(f"the output of {bad.where}", bad.output)] if bad.output else []
     for role, other in named:
-        if other and os.path.exists(other) and same_file(path, other):
+        if other and same_file(path, other):
             raise OutputLocationError(f"{path}: is {role}; give the results manifest another path (`results`)")
     if not path.exists() or path.stat().st_size == 0:
         return
