@@ -474,3 +474,48 @@ def test_a_style_in_a_manifest_and_a_json_refusal_read_plainly(scenes):
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--dry-run", "--json"])
     payload = json.loads(res.stdout)
     assert res.exit_code == 2 and payload["error"] == f"{scenes / 'jobs.yaml'}: 1 invalid job, nothing was run"
+
+
+@pytest.mark.parametrize("address, said", [
+    ("bogus:addr", "not an address; give :PORT, HOST:PORT or none"),
+    (":99999", "port 99999 is out of range (0 to 65535)"),
+    ("192.0.2.1:8787", "this machine cannot serve a dashboard on 192.0.2.1"),
+])
+def test_a_dashboard_address_dask_cannot_serve_is_refused_before_the_checks(scenes, address, said):
+    """`--dashboard bogus:addr` was an internal error (exit 1) once every job had been checked; `:99999` went to a
+    random port without a word. Now one sentence, exit 2, before anything is read or written."""
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    for extra in ((), ("--dry-run",)):
+        res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--dashboard", address, *extra])
+        assert res.exit_code == 2, res.output
+        assert f"geosr: error: --dashboard {address!r}: {said}" in " ".join(res.output.split()), res.output
+        assert "checking" not in res.output and list((scenes / "out").iterdir()) == []
+    assert not (scenes / "jobs.results.jsonl").exists()
+
+
+def test_a_batch_that_cannot_start_leaves_the_earlier_results_manifest_as_it_was(scenes, monkeypatch):
+    """An unreachable --scheduler (or a cluster that failed to start) emptied the results manifest of the earlier
+    run (612 bytes -> 0): it was opened for writing before the cluster was asked for."""
+    from geosr.errors import NetworkError
+    from geosr.pipeline.batch import run as run_module
+
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n"
+                                      "  - {lr: s1.tif, out: out/b.tif, x: 2, model: bicubic}\n"
+                                      "  - {lr: s2.tif, out: out/c.tif, x: banana}\n")
+    (scenes / "out" / "b.tif").write_bytes(b"not made by geosr batch")  # fails its check: a line before the run
+    earlier = '{"id": "a", "status": "ok", "output": "out/a.tif"}\n'
+    (scenes / "jobs.results.jsonl").write_text(earlier)
+
+    def unreachable(*args, **kwargs):
+        raise NetworkError("scheduler tcp://127.0.0.1:1: no Dask scheduler answers there", param="scheduler")
+
+    monkeypatch.setattr(run_module, "connect", unreachable)
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--scheduler", "tcp://127.0.0.1:1",
+                                      "--skip-invalid"])
+    assert res.exit_code == 1 and "no Dask scheduler answers there" in res.output, res.output
+    assert (scenes / "jobs.results.jsonl").read_text() == earlier
+    monkeypatch.undo()  # with nothing to run, no cluster is asked for: the results are written
+    (scenes / "out" / "a.tif").write_bytes(b"not made by geosr batch either")
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--skip-invalid"])
+    lines = [json.loads(line) for line in (scenes / "jobs.results.jsonl").read_text().splitlines()]
+    assert res.exit_code == 1 and [r["status"] for r in lines] == ["failed"] * 3, res.output

@@ -150,6 +150,36 @@ def dashboard_off(dashboard: str | None) -> bool:
     return dashboard is None or str(dashboard).strip().lower() in ("none", "off", "")
 
 
+def check_dashboard(dashboard: str | None) -> None:
+    """Refuse, before anything runs, a local dashboard address Dask cannot serve (it failed once the jobs had been
+    checked, an internal error): not ``[host]:port`` or ``port``, a port out of range, or a host that is not this
+    machine's. A port in use is fine: Dask takes another and the link printed says which."""
+    import socket
+
+    from distributed.utils import clean_dashboard_address
+
+    from geosr.errors import OptionError
+
+    if dashboard_off(dashboard):
+        return
+    shown = f"dashboard {dashboard!r}"
+    try:
+        addresses = clean_dashboard_address(str(dashboard).strip())
+    except ValueError:
+        raise OptionError(f"{shown}: not an address; give :PORT, HOST:PORT or none", param="dashboard") from None
+    for a in addresses:
+        if not 0 <= a["port"] <= 65535:
+            raise OptionError(f"{shown}: port {a['port']} is out of range (0 to 65535)", param="dashboard")
+        host = a["address"] or "0.0.0.0"
+        try:  # can this machine listen there? (port 0: whether the port is free does not matter)
+            family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+        except OSError as exc:
+            raise OptionError(f"{shown}: this machine cannot serve a dashboard on {host} ({exc.strerror or exc})",
+                              param="dashboard") from None
+
+
 def dashboard_settings(dashboard: str | None) -> dict:
     """LocalCluster's keywords for ``dashboard``. Dask's scheduler serves its HTTP routes (health, metrics) even
     without a dashboard, on the dashboard's address (8787 when given none): with the dashboard off they go to a free

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from geosr.errors import OptionError
 from geosr.options.declare import coerce
-from geosr.pipeline.batch.cluster import cluster_info, connect, warm
+from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
 from geosr.pipeline.batch.manifest import row_number
 from geosr.pipeline.batch.plan import plan_batch, plan_count
 from geosr.pipeline.batch.results import (
@@ -61,6 +61,8 @@ class RunSettings:
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
         if self.retries < 0:
             raise OptionError(f"retries {self.retries} cannot be negative (0: no retry)", param="retries")
+        if self.client is None and self.scheduler is None:  # a local cluster serves the dashboard
+            check_dashboard(self.dashboard)
 
     @classmethod
     def take(cls, options: dict[str, Any]) -> "RunSettings":
@@ -155,13 +157,16 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
     info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
     run_id = uuid.uuid4().hex
     try:
-        if to_run:
+        if not to_run:
+            writer.start()
+        else:
             with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
                 info.update(cluster_info(cl, s.scheduler is None and s.client is None, s.dashboard))
                 if s.on_start:
                     s.on_start(dict(info, jobs=len(to_run), tasks=plan.tasks, skipped=plan_count(plan, "skip"),
                                     results=str(results_path) if results_path else None))
                 warm(cl, s.scheduler)
+                writer.start()
                 _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress, run_id)
     finally:
         _finished_while_stopping(to_run, done, run_id)
@@ -378,18 +383,28 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
 
 
 class _ResultsWriter:
-    """Streams results (one JSON line per job, as they come), then rewrites the file in manifest order."""
+    """Streams results (one JSON line per job, as they come), then rewrites the file in manifest order. The file is
+    opened by :meth:`start`, once the batch runs (its cluster up, geosr imported on the workers): a batch that could
+    not start (no scheduler answers, Ctrl-C while the workers start) leaves an earlier results manifest as it was."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._fh = None
-        if path is not None:
-            self._fh = open(path, "w")  # noqa: SIM115 - open for the whole run, closed by close()
+        self._early: list[str] = []  # lines written before start
+
+    def start(self) -> None:
+        if self.path is not None and self._fh is None:
+            self._fh = open(self.path, "w")  # noqa: SIM115 - open for the whole run, closed by close()
+            self._fh.write("".join(self._early))
+            self._fh.flush()
 
     def write(self, r: JobResult) -> None:
+        line = json.dumps(r.to_dict()) + "\n"
         if self._fh:
-            self._fh.write(json.dumps(r.to_dict()) + "\n")
+            self._fh.write(line)
             self._fh.flush()
+        else:
+            self._early.append(line)
 
     def close(self, ordered: list[JobResult]) -> None:
         if not self._fh:
