@@ -195,12 +195,14 @@ def read_manifest(
         doc = _load_document(raw, kind, text)
         _add_document(manifest, doc, name, root, caller)
     elif kind == "jsonl":
+        if not raw.strip():
+            raise ManifestError(text, [Problem(text, "holds no jobs (one JSON object per line: {\"lr\": ...})")])
         for n, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{name} line {n}"
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_json_object)
             except ValueError as exc:
                 manifest.problems.append(Problem(where, f"not valid JSON ({exc.args[0] if exc.args else exc})"))
                 continue
@@ -211,16 +213,45 @@ def read_manifest(
 
 
 # ---- document forms --------------------------------------------------------------------------------------------
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object, refusing a key given twice (``json`` keeps the last one silently)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} given twice in one object")
+        out[k] = v
+    return out
+
+
+def _yaml_loader():
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice in one mapping",
+                                                            key_node.start_mark)
+                with contextlib.suppress(TypeError):  # an unhashable key: PyYAML names it below
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeys
+
+
 def _load_document(raw: str, kind: str, source: str) -> Any:
     if kind == "json":
         try:
-            return json.loads(raw)
+            return json.loads(raw, object_pairs_hook=_json_object)
         except ValueError as exc:
             raise ManifestError(source, [Problem(source, f"not valid JSON ({exc})")]) from exc
     import yaml
 
     try:
-        return yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -272,6 +303,14 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
     header = [h.strip() for h in rows[0]]
     if "lr" not in {_key(h) for h in header}:
         raise ManifestError(manifest.source, [Problem(f"{name} line 1", "the header has no lr column")])
+    first: dict[str, str] = {}
+    for h in header:  # x,x (or x,scale): one value of the two would be dropped in every row
+        if _key(h) in first:
+            what = f"two {h!r} columns" if h == first[_key(h)] else \
+                f"two columns for {_key(h)} ({first[_key(h)]!r} and {h!r})"
+            raise ManifestError(manifest.source, [Problem(f"{name} line 1", f"the header has {what}: one column "
+                                                          "per option")])
+        first[_key(h)] = h
     unknown = []
     for h in header:  # a misspelt column is wrong in every row, its empty cells included: the header is refused
         key = _key(h)
@@ -279,6 +318,8 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
             unknown.append(Problem(f"{name} line 1", f"unknown column {h!r}{_suggestion(key)}"))
     if unknown:
         raise ManifestError(manifest.source, unknown)
+    if not any(any(c.strip() for c in cells) for cells in rows[1:]):
+        raise ManifestError(manifest.source, [Problem(manifest.source, "holds no jobs (only its header line)")])
     for n, cells in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
