@@ -365,8 +365,8 @@ def test_distributed_s_cancel_race_on_ctrl_c_logs_nothing(caplog, monkeypatch):
         runner.start()
         real_wait, first = threading.Event.wait, []
 
-        def wait(self, timeout=None):
-            if not first:
+        def wait(self, timeout=None):  # the main thread's first wait is interrupted (other threads wait as ever)
+            if threading.current_thread() is threading.main_thread() and not first:
                 first.append(1)
                 raise KeyboardInterrupt
             return real_wait(self, timeout)
@@ -374,16 +374,22 @@ def test_distributed_s_cancel_race_on_ctrl_c_logs_nothing(caplog, monkeypatch):
         async def job():
             return 1
 
+        gate = threading.Lock()  # the loop waits until the cancel is queued behind sync's coroutine, as in the race
+        gate.acquire()
+        runner.loop.add_callback(lambda: (gate.acquire(), gate.release()))
         monkeypatch.setattr(threading.Event, "wait", wait)
         with pytest.raises(KeyboardInterrupt):
             sync(runner.loop, job)
         monkeypatch.setattr(threading.Event, "wait", real_wait)
+        gate.release()
         time.sleep(0.3)  # the cancel callback runs on the loop's thread
         runner.stop()
         records = [r for r in caplog.records if r.name == "tornado.application"]
         caplog.clear()
         return records
 
+    # a batch run earlier in this process installed the filter: the test starts without it
+    monkeypatch.setattr(logging.getLogger("tornado.application"), "filters", [])
     with caplog.at_level(logging.ERROR, logger="tornado.application"):
         assert any(isinstance(r.exc_info[1], NameError) for r in interrupted_once())  # the race is still there
         _drop_cancel_race()
