@@ -123,6 +123,22 @@ def test_a_box_elsewhere_still_does_not_overlap(grid, box):
         aoi_window(box, grid)
 
 
+def test_a_geojson_of_projected_coordinates_without_its_crs_is_named_as_such(tmp_path):
+    """GeoJSON without a "crs" member is read as EPSG:4326: UTM metres in it read as "does not overlap the scene"."""
+    path = tmp_path / "utm_as_degrees.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": '
+                    '{"type": "Polygon", "coordinates": [[[561000, 4185000], [565000, 4185000], [565000, 4188000], '
+                    '[561000, 4185000]]]}}]}')
+    with pytest.raises(OptionError) as info:
+        aoi_window(str(path), UTM)
+    assert str(info.value) == (f"{path}: its coordinates (561000, 4185000, 565000, 4188000) are not longitudes and "
+                               'latitudes, as its CRS (EPSG:4326) says; give the file its CRS (a GeoJSON without a '
+                               '"crs" member is read as EPSG:4326), or use a box with `aoi_crs`')
+    path.write_text(path.read_text().replace('{"type": "FeatureCollection", ', '{"type": "FeatureCollection", "crs": '
+                                             '{"type": "name", "properties": {"name": "EPSG:32610"}}, '))
+    assert aoi_window(str(path), UTM) == Window(33, 66, 134, 101)  # with its CRS: read
+
+
 # ---- the command line ----------------------------------------------------------------------------------------
 runner = CliRunner()
 

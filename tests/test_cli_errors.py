@@ -47,6 +47,11 @@ def _case(tmp_path, lr, name):
         p = make_raster(tmp_path / "far.tif", np.ones((3, 8, 8), np.uint8),
                         transform=Affine(10, 0, 900000, 0, -10, 1000000))
         return ["upscale", lr, "--ref", str(p), "-o", out], "far.tif: the reference does not overlap"
+    if name == "ref-not-overlapping-aoi":  # "does not overlap the scene" when it did, only not the --aoi
+        p = make_raster(tmp_path / "left.tif", np.ones((3, 40, 24), np.uint8),
+                        transform=Affine(5, 0, 500000, 0, -5, 5000000))
+        return ["upscale", lr, "--ref", str(p), "--aoi", "500180,4999850,500230,4999950", "--aoi-crs", "EPSG:32633",
+                "-o", out], "left.tif: the reference does not overlap the area of interest (--aoi) within the scene"
     if name == "ref-band-count":
         p = make_raster(tmp_path / "two.tif", np.ones((2, 40, 48), np.uint8),
                         transform=Affine(5, 0, 500000, 0, -5, 5000000))
@@ -108,6 +113,16 @@ def _case(tmp_path, lr, name):
                                          '{"value": 1, "changed": true}]}')
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], 'class entry 2 of the table has ' \
             'no "name"'
+    if name == "class-table-changed-text":  # "false" as a string was read as true: every pixel changed, exit 0
+        (tmp_path / "t.json").write_text('{"classes": [{"value": 0, "name": "same", "changed": "false"}, '
+                                         '{"value": 1, "name": "new", "changed": true}]}')
+        return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], 'class entry 1 of the table: ' \
+            '"changed" must be true or false, not "false"'
+    if name == "class-table-value-fraction":  # 3.7 was cut to 3
+        (tmp_path / "t.json").write_text('{"classes": [{"value": 0, "name": "same", "changed": false}, '
+                                         '{"value": 3.7, "name": "new", "changed": true}]}')
+        return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], 'class entry 2 of the table: ' \
+            '"value" must be a whole number (the mask\'s pixel value), not 3.7'
     if name == "overlap-too-big":
         return ["upscale", lr, "--window", "8", "--overlap", "8", "-o", out], "overlap"
     if name == "overlap-over-default-window":  # was clamped silently: thousands of windows
@@ -133,11 +148,13 @@ def _case(tmp_path, lr, name):
 
 CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
-    "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index", "scale",
+    "ref-not-overlapping-aoi", "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index",
+    "scale",
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
     "output-name-too-long",
-    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry", "overlap-too-big",
+    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry",
+    "class-table-changed-text", "class-table-value-fraction", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",
 ]

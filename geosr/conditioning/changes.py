@@ -122,10 +122,14 @@ def load_change_classes(spec: str) -> ChangeClassTable:
         if missing:
             raise ClassTableError(f'{spec}: class entry {i} of the table has no "{missing[0]}" (each needs "value", '
                                   '"name" and "changed")')
-        try:
-            classes.append(ChangeClass(int(c["value"]), str(c["name"]), bool(c["changed"])))
-        except (ValueError, TypeError) as exc:
-            raise ClassTableError(f"{spec}: class entry {i} of the table is not valid ({exc})") from exc
+        value, changed = c["value"], c["changed"]
+        if isinstance(value, bool) or not isinstance(value, int):  # 3.7 was cut to 3, "3" read as 3
+            raise ClassTableError(f'{spec}: class entry {i} of the table: "value" must be a whole number (the mask\'s '
+                                  f"pixel value), not {json.dumps(value)}")
+        if not isinstance(changed, bool):  # "false" (a string) was read as true: every pixel changed
+            raise ClassTableError(f'{spec}: class entry {i} of the table: "changed" must be true or false, not '
+                                  f"{json.dumps(changed)}")
+        classes.append(ChangeClass(value, str(c["name"]), changed))
     try:
         return ChangeClassTable(str(doc.get("name", path.stem)), tuple(classes))
     except (ValueError, KeyError, TypeError) as exc:

@@ -129,13 +129,14 @@ def _bounds_in(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, fl
     return transform_bounds(ds.crs, grid.crs, *own, densify_pts=21)
 
 
-def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str) -> float:
-    """Fraction of the grid's area the dataset covers; NoOverlapError when it covers none of it."""
+def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str, place: str = "the scene") -> float:
+    """Fraction of the grid's area the dataset covers; NoOverlapError when it covers none of it (``place``: what
+    the grid is, for the message)."""
     left, bottom, right, top = _bounds_in(ds, grid)
     gl, gb, gr, gt = grid.bounds
     iw, ih = min(right, gr) - max(left, gl), min(top, gt) - max(bottom, gb)
     if iw <= 0 or ih <= 0:
-        raise NoOverlapError(f"{shown_name(ds.name)}: the {what} does not overlap the scene")
+        raise NoOverlapError(f"{shown_name(ds.name)}: the {what} does not overlap {place}")
     return (iw * ih) / ((gr - gl) * (gt - gb))
 
 

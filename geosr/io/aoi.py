@@ -121,6 +121,12 @@ def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float] |
         raise OptionError(f"{path}: holds no features")
     if frame.crs is None:
         raise OptionError(f"{path}: has no CRS")
+    w, s, e, n = (float(v) for v in frame.total_bounds)
+    if frame.crs.is_geographic and not (-360 <= w <= e <= 360 and -90 <= s <= n <= 90):
+        # a GeoJSON without a "crs" member is read as EPSG:4326 (RFC 7946), whatever its coordinates are
+        raise OptionError(f"{path}: its coordinates ({w:.10g}, {s:.10g}, {e:.10g}, {n:.10g}) are not longitudes "
+                          f"and latitudes, as its CRS ({frame.crs.to_string()}) says; give the file its CRS (a GeoJSON "
+                          'without a "crs" member is read as EPSG:4326), or use a box with `aoi_crs`')
     left, bottom, right, top = (float(v) for v in frame.to_crs(grid.crs).total_bounds)
     if all(math.isfinite(v) for v in (left, bottom, right, top)):
         return left, bottom, right, top

@@ -186,7 +186,7 @@ class Scene:
             )
         ds = open_raster(path)
         self._open.append(ds)
-        self.ref_coverage = check_overlap(ds, self.hr, "reference")
+        self.ref_coverage = check_overlap(ds, self.hr, "reference", self._place)
         self.ref_info, self.ref_bands = info, sel
         if coregister:
             self.coregistration = self._coregister(ds, sel)
@@ -246,8 +246,14 @@ class Scene:
             raise ClassTableError(f"{path}: a {what} must hold whole class values, not {info.dtype}")
         ds = open_raster(path)
         self._open.append(ds)
-        check_overlap(ds, self.hr, what)
+        check_overlap(ds, self.hr, what, self._place)
         return info, ds
+
+    @property
+    def _place(self) -> str:
+        """What the output grid covers, as messages name it: the scene, or the area of interest within it."""
+        whole = Window(0, 0, self.lr_info.grid.width, self.lr_info.grid.height)
+        return "the scene" if self.area == whole else "the area of interest (`aoi`) within the scene"
 
     def _open_change(self, path: str, table: ChangeClassTable | None) -> None:
         info, ds = self._open_classes(path, "change mask")
