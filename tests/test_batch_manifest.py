@@ -533,3 +533,15 @@ def test_a_batch_that_cannot_start_leaves_the_earlier_results_manifest_as_it_was
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--skip-invalid"])
     lines = [json.loads(line) for line in (scenes / "jobs.results.jsonl").read_text().splitlines()]
     assert res.exit_code == 1 and [r["status"] for r in lines] == ["failed"] * 3, res.output
+
+
+def test_yaml_anchors_and_merge_keys_still_work_beside_the_duplicate_key_check(scenes):
+    """The loader that refuses a key given twice first refused every `<<: *anchor` (no constructor for the merge
+    tag); a job's own key over a merged one is YAML's override, not a duplicate."""
+    (scenes / "jobs.yaml").write_text("defaults: &c\n  x: 2\n  model: bicubic\n  out: 'out/{stem}.tif'\n"
+                                      "jobs:\n  - {<<: *c, lr: s0.tif}\n  - {<<: *c, lr: s1.tif, x: 4}\n")
+    m = read_manifest(scenes / "jobs.yaml")
+    assert m.problems == [] and [(j.x, j.model) for j in m.jobs] == [(2, "bicubic"), (4, "bicubic")]
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {<<: {x: 2}, lr: s0.tif, out: a.tif, out: b.tif}\n")
+    with pytest.raises(ManifestError, match="key 'out' given twice in one mapping"):
+        read_manifest(scenes / "jobs.yaml")
