@@ -261,3 +261,62 @@ def test_registered_change_pairs_get_no_spurious_shift():
                 checked.append((p.name, s, c.applied, c.offset_lr_px))
                 assert not (c.applied and math.hypot(*c.offset_lr_px) >= 0.5), (p.name, s, c)
     assert len(checked) >= 20
+
+
+def _in_degrees_at(src: Path, dst: Path, lon: float, shift_deg: float = 0.0) -> Path:
+    """``src`` reprojected to EPSG:4326, then moved so that the scene's centre lies at longitude ``lon``; a
+    ``shift_deg`` moves the geotransform further (-360: the same ground numbered from the other side of 180)."""
+    from affine import Affine
+
+    with rasterio.open(src) as ds:
+        transform, w, h = calculate_default_transform(ds.crs, "EPSG:4326", ds.width, ds.height, *ds.bounds)
+        out = np.zeros((ds.count, h, w), ds.dtypes[0])
+        reproject(ds.read(), out, src_transform=ds.transform, src_crs=ds.crs, dst_transform=transform,
+                  dst_crs="EPSG:4326")
+    centre = (transform @ (w / 2, h / 2))[0]
+    moved = Affine.translation(lon - centre + shift_deg, 0) @ transform
+    with rasterio.open(dst, "w", driver="GTiff", width=w, height=h, count=out.shape[0], dtype=out.dtype,
+                       crs="EPSG:4326", transform=moved) as o:
+        o.write(out)
+    return dst
+
+
+def test_a_reference_numbered_across_the_antimeridian_is_the_same_reference(tmp_path):
+    """Found black-box: a reference over the LR's ground but numbered -180..-179.9 while the LR reads 179.9..180.1
+    was refused ("does not overlap the scene"), and `geosr info` said it covered 0 %; GDAL's warper does not wrap
+    longitudes. Now it is the same reference, co-registered (moved 2.5 LR px here) the same way."""
+    import json
+
+    from affine import Affine
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    paths = sample_paths()
+    lr = _in_degrees_at(paths["lr"], tmp_path / "lr.tif", 180.0)
+    with rasterio.open(lr) as ds:
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    east = _shifted_reference(_in_degrees_at(paths["ref"], tmp_path / "ref0.tif", 180.0), tmp_path / "east.tif",
+                              grid, 2.5, 0.0)
+    west = tmp_path / "west.tif"  # the same file, 360 degrees west: lon -180.x .. -179.x
+    with rasterio.open(east) as ds:
+        profile, data = ds.profile, ds.read()
+    profile["transform"] = Affine.translation(-360, 0) @ ds.transform
+    with rasterio.open(west, "w", **profile) as o:
+        o.write(data)
+    runs = {}
+    for name, ref in (("east", east), ("west", west)):
+        r = CliRunner().invoke(app, ["upscale", str(lr), "--ref", str(ref), "--cd", "none", "-x", "8", "-m",
+                                     "reference-paste", "-o", str(tmp_path / f"sr_{name}.tif"), "--json"])
+        assert r.exit_code == 0, r.output
+        with rasterio.open(tmp_path / f"sr_{name}.tif") as ds:
+            runs[name] = (json.loads(r.output), ds.read().astype(int))
+    (e, e_px), (w, w_px) = runs["east"], runs["west"]
+    assert e["coregistration"]["applied"] and e["coregistration"]["offset_lr_px"] == pytest.approx([2.5, 0], abs=0.4)
+    assert w["coregistration"]["offset_lr_px"] == pytest.approx(e["coregistration"]["offset_lr_px"], abs=1e-3)
+    assert w["provenance"]["shares"] == e["provenance"]["shares"]
+    assert e["provenance"]["shares"]["reference detail used"] > 0.8
+    assert np.abs(w_px - e_px).max() <= 1
+    r = CliRunner().invoke(app, ["info", str(lr), str(west), "--json"])
+    covered = [o["covered"] for o in json.loads(r.output)["overlaps"] if o["other"] == str(west)]
+    assert covered and covered[0] > 0.9, r.output

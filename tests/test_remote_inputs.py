@@ -576,3 +576,36 @@ def test_a_zip_archive_by_url_is_named_as_such(tmp_path):
         res = CliRunner().invoke(app, ["info", f"{url}/S2B_MSIL2A_x.zip?token=t"])
         said = " ".join(res.output.split())
         assert res.exit_code == 2 and "is a .zip archive over the network" in said and "download it first" in said, said
+
+
+def test_a_url_without_a_suffix_that_cannot_be_fetched_is_not_called_a_stac_item(tmp_path):
+    """A suffixless URL redirecting to itself: "the STAC item cannot be fetched (... infinite loop.\\nThe last 30x
+    error message was:\\nFound)": a guess (it may be a raster) and three lines. Now one line, no guess."""
+    import http.server
+    import threading
+
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET  # noqa: N815
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/loop"
+        res = CliRunner().invoke(app, ["upscale", url, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                                       "--json"])
+        error = json.loads(res.output)["error"]
+        assert res.exit_code == 2 and error.startswith(f"{url}: it cannot be fetched (") and "\n" not in error, error
+        assert "STAC" not in error and "infinite loop" in error
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list(tmp_path.iterdir())

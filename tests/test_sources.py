@@ -147,6 +147,21 @@ def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
         assert np.array_equal(ds.read(3), dn["B04"])
 
 
+def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
+    """`--bands rededge` on an item whose rededge asset is at 20 m (the others at 10 m) said the item "has no band
+    'rededge'", as if it lacked the asset; `geosr info` said it was left out for its grid."""
+    band_files(tmp_path / "s2")
+    item = _item(tmp_path / "s2")
+    for source, band in ((item, "rededge"), (tmp_path / "s2", "B05")):
+        res = _run("upscale", source, "--bands", band, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"its band {band!r} is on a coarser or other grid than the first band's, so " \
+            "it is left out of the stack (stacked: 1=" in said, said
+    res = _run("upscale", item, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "has no band 'swir16'" in " ".join(res.output.split())
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_a_folder_holding_two_files_of_one_band_is_refused(tmp_path):
     """A band folder with two files of one band (T33_B02.tif and T33_B02_10m.tif, B02.tif and B02.jp2) was read
     with the first of them by name, the other left out without a word: one sentence now, exit 2, naming the folder,

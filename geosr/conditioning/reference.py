@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
 from geosr.io.rasters import band_presence, reading, shown_name
-from geosr.tiling.grid import Grid
+from geosr.tiling.grid import Grid, across_antimeridian
 
 MIN_FIT_PIXELS = 16
 
@@ -37,6 +37,8 @@ class GridReader:
     ) -> None:
         if resampling == "auto":
             resampling = Resampling.average if source_is_finer(ds, grid) else Resampling.cubic
+        if src_transform is None:
+            src_transform = placed_transform(ds, grid)
         self.ds = ds
         self.grid = grid
         self.bands = tuple(bands)
@@ -122,17 +124,26 @@ def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
     return src_px < gx * gy
 
 
-def _bounds_in(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, float, float]:
-    """The dataset's footprint (left, bottom, right, top) in the grid's CRS. From its corners: rasterio's
-    ``ds.bounds`` of a south-up file has bottom above top, which a same-CRS transform_bounds hands back as is."""
-    own = Grid(ds.crs, ds.transform, ds.width, ds.height).bounds
+def placed_transform(ds: rasterio.DatasetReader, grid: Grid) -> Affine | None:
+    """The geotransform that places ``ds`` where it meets ``grid``: its own moved 360 degrees when the two are in
+    longitude and latitude on either side of the antimeridian's numbering
+    (:func:`~geosr.tiling.grid.across_antimeridian`); None when its own does."""
+    moved = across_antimeridian(Grid(ds.crs, ds.transform, ds.width, ds.height), grid) if ds.crs else None
+    return None if moved is None else moved.transform
+
+
+def _bounds_in(ds: rasterio.DatasetReader, grid: Grid, transform: Affine | None = None) -> tuple[float, ...]:
+    """The dataset's footprint (left, bottom, right, top) in the grid's CRS (placed by ``transform``, default its
+    own). From its corners: rasterio's ``ds.bounds`` of a south-up file has bottom above top, which a same-CRS
+    transform_bounds hands back as is."""
+    own = Grid(ds.crs, ds.transform if transform is None else transform, ds.width, ds.height).bounds
     return transform_bounds(ds.crs, grid.crs, *own, densify_pts=21)
 
 
 def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str, place: str = "the scene") -> float:
-    """Fraction of the grid's area the dataset covers; NoOverlapError when it covers none of it (``place``: what
-    the grid is, for the message)."""
-    left, bottom, right, top = _bounds_in(ds, grid)
+    """Fraction of the grid's area the dataset covers (across the antimeridian too: :func:`placed_transform`);
+    NoOverlapError when it covers none of it (``place``: what the grid is, for the message)."""
+    left, bottom, right, top = _bounds_in(ds, grid, placed_transform(ds, grid))
     gl, gb, gr, gt = grid.bounds
     iw, ih = min(right, gr) - max(left, gl), min(top, gt) - max(bottom, gb)
     if iw <= 0 or ih <= 0:

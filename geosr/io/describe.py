@@ -15,7 +15,7 @@ from shapely.geometry import Polygon
 from geosr.errors import InputError, OptionError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
 from geosr.io.sources import source_note
-from geosr.tiling.grid import Grid, outline
+from geosr.tiling.grid import Grid, across_antimeridian, outline
 
 
 def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
@@ -67,7 +67,7 @@ def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
             if a.grid.crs is None or b.grid.crs is None:  # where it lies on the ground is unknown: so is the overlap
                 overlaps.append({"file": a.path, "other": b.path, "covered": None})
                 continue
-            mine, theirs = _outline(a.grid), _outline(b.grid, a.grid.crs)
+            mine, theirs = _outline(a.grid), _outline(across_antimeridian(b.grid, a.grid) or b.grid, a.grid.crs)
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
             covered = min(covered, 1.0)  # a share: the division's rounding gave 1.0000000000000002
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})

@@ -273,6 +273,12 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
         elif _ROLE_SPELLINGS.get(token.lower(), token.lower()) in roles:  # a common name (red, nir, rededge) of
             b = roles.index(_ROLE_SPELLINGS.get(token.lower(), token.lower())) + 1  # a band described as B04, B08
         else:
+            comp = composite(info.path) if is_composite(info.path) else None
+            left = [d for d in (comp.left_out if comp else ()) if d.lower() == token.lower()]
+            if left:  # an asset of the item, not stacked: "has no band" would say the item lacks it
+                raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
+                                f"band's, so it is left out of the stack (stacked: {_band_list(info)}); resample it "
+                                "onto their grid first")
             raise BandError(f"{info.path}: has no band {token!r} (it has {info.count} bands: {_band_list(info)})")
         if not 1 <= b <= info.count:
             raise BandError(f"{info.path}: has no band {b} (it has {info.count} bands)")

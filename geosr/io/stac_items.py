@@ -44,8 +44,10 @@ def _read_item(path: str) -> pystac.Item | None:
         failure = fetch_failure(exc) if REMOTE.match(path) else None
         if failure is not None:
             raise network_error(path, failure) from exc
-        raise NotARasterError(f"{path}: the STAC item cannot be fetched ({getattr(exc, 'reason', None) or exc})") \
-            from exc
+        reason = " ".join(str(getattr(exc, "reason", None) or exc).split())  # one line: curl's reasons hold several
+        # a URL without a suffix may be a raster as well as an item: only a .json one is called an item
+        what = "the STAC item" if path.split("?")[0].lower().endswith(".json") or not REMOTE.match(path) else "it"
+        raise NotARasterError(f"{path}: {what} cannot be fetched ({reason})") from exc
     except json.JSONDecodeError as exc:
         if not announced and (exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string")):
             # it ends mid-document and no length was announced: a transfer cut short, not the server's file

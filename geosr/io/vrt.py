@@ -47,6 +47,7 @@ class Composite:
     vrt: str
     files: tuple[str, ...]  # every file it reads (metadata and bands): output checks and resume fingerprints
     note: str  # what was stacked and how, in words
+    left_out: tuple[str, ...] = ()  # the bands not stacked (on another grid than the first's), by description
 
 
 def gdal_path(href: str) -> str:
@@ -191,12 +192,13 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
         if same_grid:
             raise BandError(f"{owner}: {other.href} is not on the grid of {members[0].href} (same CRS, pixel size "
                             "and extent are needed to stack band files)")
-        left = ", ".join(m.description for m in members if m not in kept)
-        note += f"; left out, on a coarser or other grid: {left}"
+        left_out = tuple(m.description for m in members if m not in kept)
+        note += f"; left out, on a coarser or other grid: {', '.join(left_out)}"
     # one data type for the stack (a raster's bands share one; reading bands of several fails in rasterio): the
     # smallest that holds every member's values, as numpy promotes them
     dtypes = sorted({headers[m.href].dtypes[m.band - 1] for m in kept})
     common = np.result_type(*dtypes).name if len(dtypes) > 1 else None
     if common is not None:
         note += f"; bands of {' and '.join(dtypes)} read as {common}"
-    return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note)
+    return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note,
+                     left_out if len(kept) < len(members) else ())

@@ -28,6 +28,7 @@ from geosr.conditioning.reference import (
     check_overlap,
     fit_harmonization,
     fit_local_harmonization,
+    placed_transform,
     source_is_finer,
 )
 from geosr.errors import BandError, ClassTableError
@@ -196,8 +197,9 @@ class Scene:
                 under = "half an output pixel" if least_shift == 0.5 else f"{least_shift / self.scale:g} LR px"
                 self.coregistration = replace(self.coregistration, applied=False, reason=f"under {under}: left where "
                                                                                         "it is")
-            if self.coregistration.applied:
-                self.ref_transform = field_transform(ds.crs, ds.transform, self.lr_info.grid, self.coregistration)
+            if self.coregistration.applied:  # from where the reference meets the scene (across 180 degrees too)
+                placed = placed_transform(ds, self.lr_info.grid) or ds.transform
+                self.ref_transform = field_transform(ds.crs, placed, self.lr_info.grid, self.coregistration)
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds

@@ -68,6 +68,30 @@ class Grid:
         return Window(c0, r0, c1 - c0, r1 - r0)
 
 
+def meets(source: Grid, target: Grid) -> bool:
+    """Whether ``source``'s footprint, taken to ``target``'s CRS (densified edges), overlaps ``target``'s."""
+    from rasterio.warp import transform_bounds
+
+    left, bottom, right, top = transform_bounds(source.crs, target.crs, *source.bounds, densify_pts=21)
+    gl, gb, gr, gt = target.bounds
+    return min(right, gr) > max(left, gl) and min(top, gt) > max(bottom, gb)
+
+
+def across_antimeridian(source: Grid, target: Grid) -> Grid | None:
+    """``source`` moved 360 degrees east or west when that is where it meets ``target``, both in longitude and
+    latitude: one file written in 180..360 degrees (or across 180), the other in -180..180, show the same ground,
+    which GDAL's warper does not wrap. None when ``source`` meets ``target`` where it is, or nowhere."""
+    if not (source.crs and target.crs and source.crs.is_geographic and target.crs.is_geographic):
+        return None
+    if meets(source, target):
+        return None
+    for shift in (360.0, -360.0):
+        moved = Grid(source.crs, Affine.translation(shift, 0) @ source.transform, source.width, source.height)
+        if meets(moved, target):
+            return moved
+    return None
+
+
 def hr_grid(lr: Grid, scale: int, aoi: Window | None = None) -> tuple[Grid, Window]:
     """The output grid for ``lr`` at ``scale`` and the LR window it covers (the whole scene or the AOI's)."""
     if scale < 1 or int(scale) != scale:
