@@ -195,6 +195,26 @@ def test_refused_rows_still_count_in_the_checks_across_rows(scenes):
     assert (scenes / "s0.tif").read_bytes() == before
 
 
+def test_rows_refused_before_they_are_read_still_keep_their_files(scenes):
+    """Found in review: a JSON line refused for a key given twice, or a CSV row with more cells than columns (a band
+    list not quoted), never entered the checks across rows: with --skip-invalid --overwrite a later job wrote over
+    its input (s0.tif's bytes changed)."""
+    before = (scenes / "s0.tif").read_bytes()
+    (scenes / "j.jsonl").write_text('{"lr": "s0.tif", "out": "out/a.tif", "x": 2, "x": 4, "model": "bicubic"}\n'
+                                    '{"lr": "s1.tif", "out": "s0.tif", "x": 2, "model": "bicubic"}\n'
+                                    '{"lr": "s2.tif", "out": "out/c.tif", "x": 2, "model": "bicubic"}\n')
+    (scenes / "k.csv").write_text("lr,out,x,model\ns0.tif,s2.tif,out/a.tif,2,bicubic\n"
+                                  "s1.tif,s2.tif,2,bicubic\ns1.tif,out/c.tif,2,bicubic\n")
+    for name, clobber, line in (("j.jsonl", "s0.tif", 1), ("k.csv", "s2.tif", 2)):
+        m = read_manifest(scenes / name)
+        assert [j.out for j in m.jobs] == [str(scenes / "out/c.tif")], m.problems
+        assert any(f"out {scenes / clobber} is an input of {name} line {line}" in str(p) for p in m.problems), \
+            m.problems
+        plan = plan_batch(scenes / name, skip_invalid=True, overwrite=True)
+        assert [j.spec.out for j in plan.jobs] == [str(scenes / "out/c.tif")]
+    assert (scenes / "s0.tif").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "name, text, message",
     [
@@ -206,6 +226,7 @@ def test_refused_rows_still_count_in_the_checks_across_rows(scenes):
         # a key given twice kept its last value silently (x,x: the row ran at x4, not at the x2 it also gave)
         ("header.csv", "lr,out\n\n", "holds no jobs .only its header line."),  # exit 0 and "0 jobs" before
         ("empty.jsonl", "\n  \n", "holds no jobs"),
+        ("blank.csv", "lr,out,,\na.tif,b.tif,,\n", "unknown column ''"),  # not "two '' columns"
         ("twice.csv", "lr,x,out,x\na.tif,2,b.tif,4\n", "line 1: the header has two 'x' columns: one column per"),
         ("alias.csv", "lr,scale,out,x\na.tif,2,b.tif,4\n", r"two columns for x \('scale' and 'x'\)"),
         ("twice.yaml", "jobs:\n  - lr: a.tif\n    x: 2\n    x: 4\n", "at line 4 .key 'x' given twice in one mapping"),
@@ -542,6 +563,10 @@ def test_yaml_anchors_and_merge_keys_still_work_beside_the_duplicate_key_check(s
                                       "jobs:\n  - {<<: *c, lr: s0.tif}\n  - {<<: *c, lr: s1.tif, x: 4}\n")
     m = read_manifest(scenes / "jobs.yaml")
     assert m.problems == [] and [(j.x, j.model) for j in m.jobs] == [(2, "bicubic"), (4, "bicubic")]
+    (scenes / "jobs.yaml").write_text(  # a merge of a mapping that merges another (found in review: refused)
+        "defaults: &d {x: 2, model: bicubic, out: 'out/{stem}.tif'}\njobs:\n  - &j {<<: *d, lr: s0.tif, x: 4}\n"
+        "  - {<<: *j, lr: s1.tif}\n")
+    assert [j.model for j in read_manifest(scenes / "jobs.yaml").jobs] == ["bicubic", "bicubic"]
     (scenes / "jobs.yaml").write_text("jobs:\n  - {<<: {x: 2}, lr: s0.tif, out: a.tif, out: b.tif}\n")
     with pytest.raises(ManifestError, match="key 'out' given twice in one mapping"):
         read_manifest(scenes / "jobs.yaml")

@@ -552,3 +552,14 @@ def test_info_shares_of_overlap_are_at_most_one():
     assert result.exit_code == 0, result.output
     shares = [o["covered"] for o in json.loads(result.stdout)["overlaps"]]
     assert shares and all(s == 1.0 for s in shares), shares
+
+
+def test_a_class_table_takes_whole_numbers_written_as_floats(tmp_path):
+    """Strict typing (a string "false" read as true, 3.7 cut to 3) must not refuse 3.0, as pandas and numpy write
+    whole numbers."""
+    from geosr.conditioning.changes import load_change_classes
+
+    (tmp_path / "t.json").write_text('{"name": "t", "classes": [{"value": 0.0, "name": "same", "changed": false}, '
+                                     '{"value": 3.0, "name": "new", "changed": true}]}')
+    table = load_change_classes(str(tmp_path / "t.json"))
+    assert [(c.value, type(c.value), c.changed) for c in table.classes] == [(0, int, False), (3, int, True)]

@@ -123,6 +123,8 @@ def load_change_classes(spec: str) -> ChangeClassTable:
             raise ClassTableError(f'{spec}: class entry {i} of the table has no "{missing[0]}" (each needs "value", '
                                   '"name" and "changed")')
         value, changed = c["value"], c["changed"]
+        if isinstance(value, float) and value.is_integer():  # 3.0, as pandas and numpy write whole numbers
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):  # 3.7 was cut to 3, "3" read as 3
             raise ClassTableError(f'{spec}: class entry {i} of the table: "value" must be a whole number (the mask\'s '
                                   f"pixel value), not {json.dumps(value)}")

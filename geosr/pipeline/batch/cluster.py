@@ -156,21 +156,22 @@ def check_dashboard(dashboard: str | None) -> None:
     machine's. A port in use is fine: Dask takes another and the link printed says which."""
     import socket
 
-    from distributed.utils import clean_dashboard_address
-
     from geosr.errors import OptionError
 
     if dashboard_off(dashboard):
         return
     shown = f"dashboard {dashboard!r}"
-    try:
-        addresses = clean_dashboard_address(str(dashboard).strip())
-    except ValueError:
-        raise OptionError(f"{shown}: not an address; give :PORT, HOST:PORT or none", param="dashboard") from None
-    for a in addresses:
-        if not 0 <= a["port"] <= 65535:
-            raise OptionError(f"{shown}: port {a['port']} is out of range (0 to 65535)", param="dashboard")
-        host = a["address"] or "0.0.0.0"
+    # read as distributed.utils.clean_dashboard_address reads it (PORT, :PORT, HOST:PORT, HOST; several separated by
+    # commas), without importing distributed for a batch that may not start a cluster
+    for part in str(dashboard).split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep:
+            host, port = ("", port) if port.isdigit() else (port, "0")
+        if not port.isdigit():
+            raise OptionError(f"{shown}: not an address; give :PORT, HOST:PORT or none", param="dashboard")
+        if not 0 <= int(port) <= 65535:
+            raise OptionError(f"{shown}: port {port} is out of range (0 to 65535)", param="dashboard")
+        host = host or "0.0.0.0"
         try:  # can this machine listen there? (port 0: whether the port is free does not matter)
             family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
             with socket.socket(family, socket.SOCK_STREAM) as sock:

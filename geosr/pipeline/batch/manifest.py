@@ -204,7 +204,8 @@ def read_manifest(
             try:
                 row = json.loads(line, object_pairs_hook=_json_object)
             except ValueError as exc:
-                manifest.problems.append(Problem(where, f"not valid JSON ({exc.args[0] if exc.args else exc})"))
+                problem = Problem(where, f"not valid JSON ({exc.args[0] if exc.args else exc})")
+                _refuse(manifest, [problem], where, _readable_rows(line), root, caller)
                 continue
             _add_row(manifest, row, where, root, {}, caller)
     else:
@@ -223,25 +224,38 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _yaml_loader():
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+def _load_yaml(raw: str) -> Any:
+    """``yaml.safe_load``, refusing a key given twice in one mapping (PyYAML keeps the last one silently). The keys
+    are checked on the document as written, before any ``<<: *anchor`` is merged (a mapping's own key over a merged
+    one is YAML's override, not a duplicate)."""
     import yaml
 
-    class UniqueKeys(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be given again
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice in one mapping",
-                                                            key_node.start_mark)
-                with contextlib.suppress(TypeError):  # an unhashable key: PyYAML names it below
-                    seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeys
+    loader = yaml.SafeLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        seen: set[int] = set()
+        todo = [node]
+        while todo:  # every node once (an anchor's node is shared by its aliases)
+            n = todo.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n, yaml.MappingNode):
+                keys: set[str] = set()
+                for k, v in n.value:
+                    if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                        if k.value in keys:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"key {k.value!r} given twice in one mapping", k.start_mark)
+                        keys.add(k.value)
+                    todo += [k, v]
+            elif isinstance(n, yaml.SequenceNode):
+                todo += n.value
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _load_document(raw: str, kind: str, source: str) -> Any:
@@ -253,7 +267,7 @@ def _load_document(raw: str, kind: str, source: str) -> Any:
     import yaml
 
     try:
-        return yaml.load(raw, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
+        return _load_yaml(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -307,6 +321,8 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
         raise ManifestError(manifest.source, [Problem(f"{name} line 1", "the header has no lr column")])
     first: dict[str, str] = {}
     for h in header:  # x,x (or x,scale): one value of the two would be dropped in every row
+        if not h:  # an empty column name: "unknown column ''" below
+            continue
         if _key(h) in first:
             what = f"two {h!r} columns" if h == first[_key(h)] else \
                 f"two columns for {_key(h)} ({first[_key(h)]!r} and {h!r})"
@@ -326,9 +342,10 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
         if not any(c.strip() for c in cells):
             continue
         where = f"{name} line {n}"
-        if len(cells) > len(header):
-            problem = f"has {len(cells)} cells but the header names {len(header)} columns"
-            manifest.problems.append(Problem(where, problem))
+        if len(cells) > len(header):  # a band list not quoted, say: every cell may name a file
+            problem = Problem(where, f"has {len(cells)} cells but the header names {len(header)} columns")
+            row = {h: c.strip() for h, c in zip(header, cells) if c.strip() != ""}
+            _refuse(manifest, [problem], where, [row], root, caller, extra=[c.strip() for c in cells if c.strip()])
             continue
         row = {h: c.strip() for h, c in zip(header, cells) if c.strip() != ""}
         _add_row(manifest, row, where, root, {}, caller)
@@ -432,7 +449,6 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
         return
     own, problems = _normalise(row, where)
-    given = {**caller, **defaults, **{_key(k): v for k, v in row.items()}}
     if not problems:
         merged = {k: d for k, (_, d) in OPTIONS.items()}
         merged.update(caller)
@@ -443,12 +459,44 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
             manifest.jobs.append(spec)
             manifest.rows.append(spec)
             return
+    _refuse(manifest, problems, where, [{_key(k): v for k, v in row.items()}], root, caller, defaults)
+
+
+def _refuse(manifest: Manifest, problems: list[Problem], where: str, rows: list[dict], root: Path, caller: dict,
+            defaults: dict | None = None, extra: list[str] = ()) -> None:
+    """Record a refused row: its problems, named by what it can be told to be (its first reading of ``rows``), and
+    what every reading names (a JSON line with a key given twice: its first and its last values; ``extra``: other
+    cells that may name files) for the checks across rows."""
+    readings = [{**caller, **(defaults or {}), **r} for r in rows] or [{**caller, **(defaults or {})}]
+    given = readings[0]
     job_id = _row_name(given)
-    files = _row_files(given, root)
-    lr, out = files.get("lr"), files.get("out")
+    files = [_row_files(r, root) for r in readings]
+    lr, out = files[0].get("lr"), files[0].get("out")
     manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
+    inputs = [f for fs in files for k, f in fs.items() if k != "out"]
+    inputs += [p for c in extra if (p := _absolute(c, root, many=True))]
     manifest.rows.append(_Refused(where=where, id=job_id if given.get("id") else None, out=out,
-                                  files=tuple(f for k, f in files.items() if k != "out")))
+                                  files=tuple(dict.fromkeys(inputs))))
+
+
+def _readable_rows(line: str) -> list[dict]:
+    """What a JSON line refused for a key given twice reads as with its first values and with its last (keys as
+    options name them); none for a line that is not JSON at all."""
+    def first_wins(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            out.setdefault(k, v)
+        return out
+
+    rows = []
+    for hook in (first_wins, dict):
+        try:
+            row = json.loads(line, object_pairs_hook=hook)
+        except ValueError:
+            return []
+        if isinstance(row, dict):
+            rows.append({_key(k): v for k, v in row.items()})
+    return rows
 
 
 @dataclass(frozen=True)
