@@ -147,6 +147,30 @@ def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
         assert np.array_equal(ds.read(3), dn["B04"])
 
 
+def test_a_sentinel2_r10m_folder_keeps_dn_0_as_nodata_as_its_product_does(tmp_path):
+    """Found black-box: the product's IMG_DATA/R10m folder (what the docs offer for a product of several granules)
+    lost DN 0 as nodata: Sentinel-2's band files declare none, so the collar was blended into the scene as data.
+    Band files named otherwise keep what they declare."""
+    safe, _ = l2a_product(tmp_path)
+    r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
+    outs = {}
+    for name, source in (("product", safe), ("folder", r10m), ("img_data", r10m.parent)):
+        outs[name] = tmp_path / f"{name}.tif"
+        res = _run("upscale", source, "-x", "2", "-m", "bicubic", "-o", outs[name])
+        assert res.exit_code == 0, res.output
+    with rasterio.open(outs["product"]) as p, rasterio.open(outs["folder"]) as f, rasterio.open(outs["img_data"]) as g:
+        assert p.nodata == f.nodata == g.nodata == 0
+        assert np.array_equal(p.read_masks(1), f.read_masks(1)) and (f.read_masks(1) == 0).sum() == 6 * 8
+        assert np.array_equal(f.read(), g.read())
+    assert "DN 0 read as nodata" in composite(str(r10m)).note
+    plain = tmp_path / "plain"
+    band_files(plain)
+    for f in plain.glob("*.tif"):
+        f.rename(f.with_name(f.name.split("_", 2)[2]))  # B04_10m.tif: not Sentinel-2's name
+    with open_raster(str(plain)) as ds:
+        assert ds.nodata is None
+
+
 def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
     """`--bands rededge` on an item whose rededge asset is at 20 m (the others at 10 m) said the item "has no band
     'rededge'", as if it lacked the asset; `geosr info` said it was left out for its grid."""

@@ -23,6 +23,9 @@ __all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # A band token in a file name (Sentinel-2 B01..B12 and B8A, Landsat B1..B11), not part of a longer word
+# a Sentinel-2 L1C / L2A band file: tile, sensing time, band (and the L2A's resolution)
+_S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[0-2]|8A)(_\d{2}m)?\.(jp2|tif|tiff)$",
+                           re.IGNORECASE)
 _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])", re.IGNORECASE)
 
 
@@ -217,7 +220,13 @@ def _band_folder(path: str) -> Composite:
     finest = min(h.res for h in heads.values())
     # the finest grid's bands first, so that _stack keeps them and leaves the coarser ones out
     tokens.sort(key=lambda t: (heads[t].res > finest * 1.000001, _band_order(t)))
-    members = [Member(str(by_token[t]), 1, t) for t in tokens]
+    # Sentinel-2's own band files (T33UUB_20230612T101031_B04_10m.jp2) declare no nodata, where the product says DN 0
+    # is none: read as the product is (its IMG_DATA/R10m folder is what the docs offer for a product of several
+    # granules), or the DN-0 collar is blended into the scene as data
+    s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
+    members = [Member(str(by_token[t]), 1, t, nodata=0.0 if s2 and heads[t].nodata[0] is None else None)
+               for t in tokens]
     kept = [t for t in tokens if heads[t].grid == heads[tokens[0]].grid]
+    note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.name}"
     return stack(path, "band files", members, [str(by_token[t]) for t in tokens],
-                  f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.name}", same_grid=False)
+                  note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
