@@ -185,6 +185,29 @@ def test_make_dirs_makes_each_job_s_output_folder_as_it_runs(tmp_path, client):
             assert (ds.width, ds.height) == (36, 40)
 
 
+def test_the_start_line_counts_only_the_tasks_that_run(tmp_path, client, monkeypatch):
+    """A job whose output folder could not be made as the batch started (after its check) fails alone; the plan line
+    still counted its tasks ("3 jobs to run (3 tasks)" for 2 jobs)."""
+    from geosr.errors import OutputLocationError
+    from geosr.io import outputs
+
+    for name in ("a", "b", "c"):
+        _scene(tmp_path / f"{name}.tif", 20, 18, ord(name))
+    real = outputs.make_output_folder
+
+    def made(path, *args, **kwargs):
+        if Path(path).parent.name == "c":  # made away meanwhile, say
+            raise OutputLocationError(f"{path}: the output folder cannot be made")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs, "make_output_folder", made)
+    started = []
+    result = batch(str(tmp_path / "*.tif"), out=str(tmp_path / "{stem}" / "sr.tif"), x=2, model="bicubic",
+                   make_dirs=True, client=client, on_start=started.append, results=str(tmp_path / "r.jsonl"))
+    assert [(Path(r.lr).stem, r.status) for r in result.jobs] == [("a", "ok"), ("b", "ok"), ("c", "failed")]
+    assert started[0]["jobs"] == 2 and started[0]["tasks"] == 2, started
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
     app.command("batch")(batch_command)

@@ -163,7 +163,8 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
             with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
                 info.update(cluster_info(cl, s.scheduler is None and s.client is None, s.dashboard))
                 if s.on_start:
-                    s.on_start(dict(info, jobs=len(to_run), tasks=plan.tasks, skipped=plan_count(plan, "skip"),
+                    tasks = sum(len(j.parts) for j in to_run)  # a job whose folder could not be made is not one
+                    s.on_start(dict(info, jobs=len(to_run), tasks=tasks, skipped=plan_count(plan, "skip"),
                                     results=str(results_path) if results_path else None))
                 warm(cl, s.scheduler)
                 writer.start()
