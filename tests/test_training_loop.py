@@ -532,6 +532,51 @@ def test_a_resumed_run_is_the_unbroken_run_and_keeps_its_own_settings(tmp_path, 
     assert (broken / "state.safetensors").read_bytes() == before
 
 
+def test_a_run_started_with_relative_data_paths_resumes_from_any_folder(tmp_path, images, monkeypatch):
+    """`geosr train --data imgs` recorded "imgs/im0.png": `--resume` from another working folder (a scheduler's job)
+    failed with "imgs/im0.png: no such image". The record names its data by absolute paths now; a run recorded
+    before keeps resuming from the folder it was started in."""
+    runner = CliRunner()
+    monkeypatch.chdir(images.parent)
+    args = ["--arch", "tiny", "--crop", "32", "--batch", "2", "-x", "2", "--checkpoint-every", "2", "--val-every", "0"]
+    res = runner.invoke(_app(), ["train", "--data", images.name, "--train-steps", "2", "--out-dir", "run", *args])
+    assert res.exit_code == 0, res.output
+    run = images.parent / "run"
+    data = json.loads((run / "state.json").read_text())["run"]["data"]
+    assert data[0]["paths"] == [str(p) for p in sorted(images.iterdir())]  # absolute
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(run), "--train-steps", "4"])
+    assert res.exit_code == 0 and json.loads((run / "state.json").read_text())["step"] == 4, res.output
+    # a run recorded with relative paths (before): resumed from its own folder, by its own settings or the same flag
+    state = json.loads((run / "state.json").read_text())
+    state["run"]["data"][0]["paths"] = [f"{images.name}/{p.name}" for p in sorted(images.iterdir())]
+    (run / "state.json").write_text(json.dumps(state))
+    monkeypatch.chdir(images.parent)
+    res = runner.invoke(_app(), ["train", "--resume", "--out-dir", "run", "--train-steps", "6", "--data", images.name,
+                                 *args])
+    assert res.exit_code == 0, res.output
+
+
+def test_nothing_to_resume_or_a_refused_run_leaves_no_folder(tmp_path, images):
+    """`--resume` on a missing or empty folder said "no training data" and made the folder (and its lock); a run
+    refused at its start (--crop 30) left the parent folders it had made."""
+    runner = CliRunner()
+    for folder, said in ((tmp_path / "nothere" / "run", "does not exist"),
+                         (tmp_path / "empty", "holds no saved run (state.safetensors)")):
+        if folder.name == "empty":
+            folder.mkdir()
+        res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(folder)])
+        assert res.exit_code == 2 and f"--resume: {folder} {said}, so there is nothing to resume" in \
+            " ".join(res.output.split()), res.output
+    assert not (tmp_path / "nothere").exists() and list((tmp_path / "empty").iterdir()) == []
+    res = runner.invoke(_app(), ["train", "--data", str(images), "--arch", "tiny", "-x", "2", "--crop", "30",
+                                 "--train-steps", "2", "--out-dir", str(tmp_path / "deep1" / "deep2" / "run")])
+    assert res.exit_code == 2 and "--crop 30 (HR px) must be a multiple of 8" in res.output, res.output
+    assert not (tmp_path / "deep1").exists()
+
+
 def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path, images, monkeypatch):
     """Two runs on one folder wrote into each other; a run that failed (or was stopped) before its first save left
     a train.log that made the next run ask for --overwrite, and a stopped one said to --resume, which had nothing

@@ -26,6 +26,29 @@ from typing import Any, Mapping
 
 from geosr.errors import InputNotFoundError, OptionError
 
+# the keys of a data source that name files or folders
+SOURCE_PATH_KEYS = ("path", "manifest", "hr", "lr", "ref", "mask", "map")
+
+
+def absolute_sources(sources: Any) -> Any:
+    """Data sources with every path made absolute (from the working folder, as relative ones are read): a run's
+    record then names its data wherever ``--resume`` is run from (a scheduler's job starts in another folder)."""
+    if not isinstance(sources, (list, tuple)):
+        return sources
+    out = []
+    for src in sources:
+        if isinstance(src, Mapping):
+            src = dict(src)
+            for k in SOURCE_PATH_KEYS:
+                if isinstance(src.get(k), str) and src[k]:
+                    src[k] = str(Path(src[k]).expanduser().absolute())
+            if isinstance(src.get("paths"), (list, tuple)):
+                src["paths"] = [str(Path(p).expanduser().absolute()) if isinstance(p, str) else p
+                                for p in src["paths"]]
+        out.append(src)
+    return tuple(out)
+
+
 # Architectures that are not diffusion models: the LR-space backbone (geosr.models.backbone), fine-tuned by
 # geosr.training.backbone_run from the bundled `lite` or an --init backbone checkpoint.
 BACKBONE_ARCHS = ("lite",)

@@ -38,7 +38,7 @@ from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
-from geosr.training.config import BACKBONE_ARCHS, TrainConfig, load_config, refuse_diffusion_only
+from geosr.training.config import BACKBONE_ARCHS, TrainConfig, absolute_sources, load_config, refuse_diffusion_only
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.samples import sample_stream
 from geosr.training.sources import load_sources, source_for_path
@@ -88,8 +88,10 @@ def training_config(config: TrainConfig | str | Path | None = None, *, data: Seq
         if given:
             overrides[key] = tuple(s if isinstance(s, Mapping) else source_for_path(s) for s in given)
     if isinstance(config, TrainConfig):
-        return refuse_diffusion_only(config.replace(**overrides), overrides)
-    return load_config(config, **overrides)
+        cfg = refuse_diffusion_only(config.replace(**overrides), overrides)
+    else:
+        cfg = load_config(config, **overrides)
+    return cfg.replace(data=absolute_sources(cfg.data), val_data=absolute_sources(cfg.val_data))
 
 
 # ---- the model ------------------------------------------------------------------------------------------------------
@@ -298,8 +300,8 @@ class _Run:
                 raise
         step = model.cfg.downsampling  # the U-Net halves the crop's grid: a crop it cannot halve fails mid-network
         if cfg.crop % step:
-            raise OptionError(f"the crop ({cfg.crop} HR px) must be a multiple of {step} for this architecture (its "
-                              "U-Net's coarsest level)")
+            raise OptionError(f"crop {cfg.crop} (HR px) must be a multiple of {step} for this architecture (its "
+                              "U-Net's coarsest level)", param="crop")
         model = model.to(self.device)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
@@ -477,8 +479,11 @@ def train(
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",
                           param="resume")
     if resume and config is None:  # the run's own settings, as its state records them
+        _refuse_nothing_to_resume(Path(opts.out or TrainConfig.out))
         config = resumed_config(Path(opts.out or TrainConfig.out))
     cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
+    if resume:
+        _refuse_nothing_to_resume(Path(cfg.out))
     def saved() -> bool:  # what a failed run wrote is kept (and an earlier run it replaces dropped) once it saved
         return (Path(cfg.out) / STATE).exists()
 
@@ -517,6 +522,15 @@ def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, f
     if run.world > 1:
         torch.distributed.barrier()
     return run.result()
+
+
+def _refuse_nothing_to_resume(folder: Path) -> None:
+    """``resume`` of a folder without a saved run, refused before anything is made (it read as "no training data",
+    and made the folder and its lock)."""
+    if not (folder / STATE).is_file():
+        what = "does not exist" if not folder.exists() else f"holds no saved run ({STATE})"
+        raise OptionError(f"resume: {folder} {what}, so there is nothing to resume; start the run without `resume`",
+                          param="resume")
 
 
 def resumed_config(out: Path) -> TrainConfig | None:

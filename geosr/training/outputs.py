@@ -65,7 +65,7 @@ class OutputFolder:
         stage is a hidden folder inside the output folder (so only that folder need be writable); one a killed run
         left is removed by the next."""
         self.check(overwrite=overwrite)
-        made = not self.path.exists()
+        made = _missing_folders(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._clear_stale_stages()
         stage = self.path / f".geosr-stage.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
@@ -82,8 +82,7 @@ class OutputFolder:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             if made and not finished:
-                with contextlib.suppress(OSError):
-                    self.path.rmdir()  # only if empty: the folder this run made for nothing
+                _remove_empty(made)  # the folders this run made for nothing (only if empty)
 
     @contextlib.contextmanager
     def claimed(self, *, saved: Callable[[], bool], resume: bool = False, overwrite: bool = False) -> Iterator[None]:
@@ -97,7 +96,7 @@ class OutputFolder:
         problem = unwritable(self.path)
         if problem:
             raise OutputLocationError(f"{self.path}: {problem}; choose another `out`")
-        made = not self.path.exists()
+        made = _missing_folders(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         had_lock = (self.path / LOCK).exists()
         aside = self.path / REPLACED
@@ -128,7 +127,7 @@ class OutputFolder:
                 if made and not self._entries():
                     with contextlib.suppress(OSError):
                         (self.path / LOCK).unlink()
-                        self.path.rmdir()
+                    _remove_empty(made)
                 elif not keep_new and not had_lock:  # a folder refused or failed in: left as it was found
                     with contextlib.suppress(OSError):
                         (self.path / LOCK).unlink()
@@ -175,3 +174,21 @@ def _alive(pid: int) -> bool:
 
 
 __all__ = ["OutputFolder"]
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what ``mkdir(parents=True)`` makes."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), each only while empty: a run that made them for nothing leaves none."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel
 from geosr.errors import GeoSRError, InputError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
 from geosr.permissions import new_file_mode
-from geosr.training.config import TrainConfig
+from geosr.training.config import TrainConfig, absolute_sources
 from geosr.training.outputs import OutputFolder
 
 if TYPE_CHECKING:  # types only: the backbone's training imports this module without GDAL (a GPU machine's bare image)
@@ -145,6 +145,9 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
     if not isinstance(started, dict):
         return
     now = json.loads(json.dumps(cfg, default=str))
+    # a run started before its record named its data by absolute paths: read from the working folder, as it was
+    started = {**started, **{k: json.loads(json.dumps(absolute_sources(started[k]))) for k in ("data", "val_data")
+                             if k in started}}
     changed = [k for k in sorted(set(started) | set(now)) if k not in RESUMABLE and started.get(k) != now.get(k)]
     if changed:
         k = changed[0]
