@@ -637,6 +637,8 @@ def test_sample_never_writes_through_a_link_nor_over_another_file(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert _invoke("sample", folder).exit_code == 0  # the same copies: nothing to do
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    quiet = _invoke("sample", folder, "-q")  # the shared -q was "No such option" here
+    assert quiet.exit_code == 0 and quiet.output == "", quiet.output
     (folder / "taizhou_2003_lr240m.tif").write_bytes(b"edited")
     assert _invoke("sample", folder).exit_code == 2
     assert (folder / "taizhou_2003_lr240m.tif").read_bytes() == b"edited"

@@ -16,6 +16,7 @@ def sample(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace other files at the sample's names in "
                                             "FOLDER (copies already there, byte for byte, are kept).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the paths as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing (errors still go to stderr).")] = False,
 ) -> None:
     """Copy the sample scene (Landsat-5 TM, Taizhou: LR 2003 at 240 m, reference 2000 at 30 m, change mask,
     ground truth) into FOLDER and print the command that super-resolves it.
@@ -29,6 +30,8 @@ def sample(
     paths = run_command(lambda: copy_sample(folder, overwrite=overwrite), json_out=json_out, command="sample")
     if json_out:
         print_json({k: str(v) for k, v in paths.items()})
+        return
+    if quiet:
         return
     out_console.print(f"sample scene copied to {folder}/; try:", highlight=False)
     q = shlex.quote
