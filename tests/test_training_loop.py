@@ -404,6 +404,8 @@ def test_config_problems_name_the_file_key_or_the_flag(tmp_path, images):
     out = tmp_path / "run"
     for args, said in (
         ([config("two.json", batch_size="two")], "batch_size in two.json must be a whole number, not 'two'"),
+        # a flag over it: the file's value was never checked (it trained)
+        ([config("two.json", batch_size="two"), "--batch", "2"], "batch_size in two.json must be a whole number"),
         ([config("c.ini", "[train]\nsteps = 1\n")], "c.ini: a training config is a .toml, .yaml or .json file"),
         ([config("c.yaml", "steps: [1\n  bad: : x\n")], "c.yaml: not a valid training config (expected ',' or "
                                                          "']', but got ':' at line 2, column 6)"),
@@ -573,7 +575,7 @@ def test_nothing_to_resume_or_a_refused_run_leaves_no_folder(tmp_path, images):
     assert not (tmp_path / "nothere").exists() and list((tmp_path / "empty").iterdir()) == []
     res = runner.invoke(_app(), ["train", "--data", str(images), "--arch", "tiny", "-x", "2", "--crop", "30",
                                  "--train-steps", "2", "--out-dir", str(tmp_path / "deep1" / "deep2" / "run")])
-    assert res.exit_code == 2 and "--crop 30 (HR px) must be a multiple of 8" in res.output, res.output
+    assert res.exit_code == 2 and "the crop (30 HR px) must be a multiple of 8" in res.output, res.output
     assert not (tmp_path / "deep1").exists()
 
 

@@ -227,9 +227,16 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     if unknown:  # a keyword of geosr.train that is neither an option of `geosr train` nor a config key
         raise OptionError(f"unknown training option {unknown[0]!r} (neither an option of `geosr train` nor a key of "
                           "its config; docs/training.md lists both)", param=unknown[0])
+    own = dict(values)
     from_file = {k for k in values if overrides.get(k) is None}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
+        try:  # the file's own values first: a wrong one is wrong also where a flag replaces it
+            _check_types(own)
+        except OptionError:
+            from_file = set(own)
+            raise
+        from_file = {k for k in own if overrides.get(k) is None}
         _check_types(values)
         cfg = TrainConfig(**values)
         return refuse_diffusion_only(cfg, values)

@@ -40,6 +40,7 @@ from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
 from geosr.training.config import BACKBONE_ARCHS, TrainConfig, absolute_sources, load_config, refuse_diffusion_only
 from geosr.training.objective import denoiser_loss, upsampler_loss
+from geosr.training.outputs import REPLACED
 from geosr.training.samples import sample_stream
 from geosr.training.sources import load_sources, source_for_path
 from geosr.training.state import (
@@ -300,8 +301,8 @@ class _Run:
                 raise
         step = model.cfg.downsampling  # the U-Net halves the crop's grid: a crop it cannot halve fails mid-network
         if cfg.crop % step:
-            raise OptionError(f"crop {cfg.crop} (HR px) must be a multiple of {step} for this architecture (its "
-                              "U-Net's coarsest level)", param="crop")
+            raise OptionError(f"the crop ({cfg.crop} HR px) must be a multiple of {step} for this architecture (its "
+                              "U-Net's coarsest level)")  # from a flag or the config's file: not named as either
         model = model.to(self.device)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
@@ -527,7 +528,8 @@ def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, f
 def _refuse_nothing_to_resume(folder: Path) -> None:
     """``resume`` of a folder without a saved run, refused before anything is made (it read as "no training data",
     and made the folder and its lock)."""
-    if not (folder / STATE).is_file():
+    # (a state a killed `overwrite` run set aside is put back by the claim: there is a run to resume)
+    if not (folder / STATE).is_file() and not (folder / REPLACED / STATE).is_file():
         what = "does not exist" if not folder.exists() else f"holds no saved run ({STATE})"
         raise OptionError(f"resume: {folder} {what}, so there is nothing to resume; start the run without `resume`",
                           param="resume")
