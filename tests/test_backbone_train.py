@@ -161,7 +161,8 @@ def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
     res = _run(["--arch", "lite", "--data", str(root), "--out-dir", str(busy)])
     assert res.exit_code == 2 and (busy / "notes.txt").read_text() == "mine"
     res = _run(["--arch", "lite", "--data", str(root), "--resume", "--out-dir", str(tmp_path / "r3")])
-    assert res.exit_code == 2 and "no backbone run to resume" in res.output
+    assert res.exit_code == 2 and "does not exist, so there is nothing to resume" in res.output
+    assert not (tmp_path / "r3").exists()
     res = _run(["--arch", "lite", "--data", str(root), "-x", "8", "--out-dir", str(tmp_path / "r4")])
     assert res.exit_code == 2 and "needs 256 x 256 pixels" in res.output and not (tmp_path / "r4").exists()
     bad = tmp_path / "bad"
