@@ -441,6 +441,8 @@ def test_black_box_findings_json_nan_dangling_links_evaluate_options_and_huge_li
     with pytest.raises(OptionError, match="lr-consistency|lr_consistency"):
         EvaluateOptions(models=("bicubic",), scales=(4,), lr_consistency="bogus")
     assert EvaluateOptions(models=("bicubic", "lanczos", "bicubic"), scales=(4,)).models == ("bicubic", "lanczos")
+    # -x 4 -x 4 ran every case twice (4 cases for 2 pairs; the means the same)
+    assert EvaluateOptions(models=("bicubic",), scales=(4, 8, 4)).scales == (4, 8)
     with pytest.raises(OptionError, match="would make a 240000 x 240000 pixel grid"):
         like_grid(lr, 20000)
 

@@ -230,3 +230,25 @@ def test_mixed_degradation_draws_both_bicubic_and_the_real_chain():
             else:
                 kinds.append(is_bicubic)
     assert 3 <= sum(kinds) <= 13  # about half of 16 draws are plain bicubic, the rest the real chain
+
+
+def test_16_bit_png_images_keep_their_values_and_plain_tiffs_read_quietly(tmp_path, recwarn):
+    """A 16-bit grey PNG (mode I;16) was converted to RGB, which clips at 255: white everywhere, and `geosr evaluate`
+    scored every model perfectly on it. Now it is scaled as a 16-bit GeoTIFF is (by its 99.9th percentile). A TIFF
+    without georeferencing (training images need none) printed rasterio's NotGeoreferencedWarning."""
+    from geosr.training.pairs import read_image
+
+    values = np.linspace(2000, 62000, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode == "I;16"
+    got = read_image(tmp_path / "deep.png")
+    img = got[0] if isinstance(got, tuple) else got
+    assert img.shape == (1, 64, 64) and float(img.min()) < 0.05 and 0.99 < float(img.max()) < 1.01
+    assert len(np.unique(img.numpy())) > 1000  # not clipped flat
+    with rasterio.open(tmp_path / "plain.tif", "w", driver="GTiff", width=8, height=8, count=3,
+                       dtype="uint16") as ds:
+        ds.write(np.full((3, 8, 8), 1000, np.uint16))
+    recwarn.clear()
+    read_image(tmp_path / "plain.tif")
+    assert not [w for w in recwarn if "NotGeoreferenced" in type(w.message).__name__], [str(w.message) for w in recwarn]

@@ -322,8 +322,11 @@ def test_an_image_without_its_label_is_scored_overall_only_and_one_without_its_t
     """An A/ B/ label/ folder whose label/ lacks one image: that image was scored as unchanged everywhere (its real
     changes among the "unchanged" pixels); now it is unlabelled: overall metrics only, named in the notes. An image
     without its B/ (target) image was skipped without a word: refused, naming it."""
-    Image.fromarray(_image(7)).save(dataset / "A" / "q.png")
-    Image.fromarray(_image(8)).save(dataset / "B" / "q.png")
+    target = _image(8)
+    stale = target.copy()
+    stale[16:48, 8:56] = 255 - stale[16:48, 8:56]  # a change the missing label does not mark
+    Image.fromarray(stale).save(dataset / "A" / "q.png")
+    Image.fromarray(target).save(dataset / "B" / "q.png")
     out = tmp_path / "eval"
     res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(out),
                                       "--no-panels"])
@@ -332,7 +335,12 @@ def test_an_image_without_its_label_is_scored_overall_only_and_one_without_its_t
     q = next(c for c in got["cases"] if c["name"] == "q")
     assert q["changed_fraction"] is None and q["models"]["bicubic"]["metrics"]["unchanged"] is None
     assert q["models"]["bicubic"]["metrics"]["overall"]["psnr_y"] > 0
-    assert "without a change label (scored overall only): q" in got["notes"]
+    # its models got the detected mask, as upscale gives one with a reference and no mask: reference-paste was
+    # handed "no change" and pasted the stale block (5 dB under bicubic, found black-box)
+    paste, bicubic = (q["models"][m]["metrics"]["overall"]["psnr_y"] for m in ("reference-paste", "bicubic"))
+    assert paste > bicubic - 0.5, (paste, bicubic)
+    assert "without a change label (scored overall only; their models got the detected mask, as --cd auto): q" \
+        in got["notes"]
     Image.fromarray(_image(9)).save(dataset / "A" / "r.png")
     res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir",
                                       str(tmp_path / "e2"), "--no-panels"])

@@ -132,7 +132,8 @@ class EvaluateOptions(CommandOptions):
     cd: str = option("given", "--cd", str, "The change mask every model gets: given (the data set's), given-lr "
                      "(the data set's on the LR grid: an LR pixel is changed where most of it is; the best a "
                      "detector on the LR grid can give), auto (detected against the reference, as upscale --cd "
-                     "auto) or none. The metrics' regions are the data set's labels.")
+                     "auto) or none. The metrics' regions are the data set's labels; a pair without a label "
+                     "gets auto under given and given-lr.")
     panels: bool = option(True, "--panels/--no-panels", bool, "Write PNG panels LR | Ref | mask | SR | HR.",
                           recorded=False)
     device: str = option("auto", "--device", str, DEVICE_HELP, recorded=False)
@@ -142,7 +143,7 @@ class EvaluateOptions(CommandOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "models", tuple(dict.fromkeys(_as_tuple(self.models))))  # -m a -m a: once
-        object.__setattr__(self, "scales", _as_tuple(self.scales))
+        object.__setattr__(self, "scales", tuple(dict.fromkeys(_as_tuple(self.scales))))  # -x 4 -x 4: once
         if self.lr_consistency is not None:  # checked here too: classical models alone never read it
             check_choice(self.lr_consistency, "lr_consistency", LR_CONSISTENCY_MODES)
         if not self.scales:

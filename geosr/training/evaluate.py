@@ -181,8 +181,8 @@ def _case_mask(case: Case, folder: Path, cd: str) -> tuple[str, str]:
     """(upscale's --cd, --cd-classes) for ``case`` under evaluate's ``cd`` mode, writing the mask it needs."""
     if case.ref is None or cd in ("auto", "none"):
         return ("none" if case.ref is None else cd), "binary"
-    if case.change_values is None:
-        return "none", "binary"
+    if case.change_values is None:  # unlabelled: detected, as upscale does with a reference and no mask ("none"
+        return "auto", "binary"     # took the reference as unchanged everywhere: stale pixels pasted)
     path = folder / f"cd_{cd}.tif"
     if cd == "given-lr":
         if not path.exists():
@@ -340,7 +340,9 @@ def evaluate(
              + _unused_settings(resolved, opts))
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
-        notes.append(f"without a change label (scored overall only): {', '.join(unlabelled)}")
+        given = " (scored overall only; their models got the detected mask, as --cd auto)" if \
+            opts.cd in ("given", "given-lr") else " (scored overall only)"
+        notes.append(f"without a change label{given}: {', '.join(unlabelled)}")
     for n in notes:
         (log or (lambda s: None))(n)
     with folder.staged(overwrite=opts.overwrite) as stage:  # an earlier evaluation stays until this one is whole

@@ -106,22 +106,30 @@ def _readable(path: Path) -> Iterator[None]:
 
 def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float]:
     if path.suffix.lower() in (".tif", ".tiff"):
-        import rasterio
+        import warnings
 
-        with rasterio.open(path) as ds:
-            sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
-            arr = ds.read(sel).astype(np.float32)
-            dtype = ds.dtypes[0]
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():  # training images need no georeferencing
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
+                arr = ds.read(sel).astype(np.float32)
+                dtype = ds.dtypes[0]
     else:
         from PIL import Image
 
         with Image.open(path) as im:
-            im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+            # 16- and 32-bit grey (I;16, I) and float (F) kept as they are: converted to RGB they were clipped at
+            # 255, and a 16-bit image read as white everywhere (an evaluation then scored perfectly)
+            deep = im.mode.startswith("I") or im.mode == "F"
+            im = im if deep or im.mode in ("L", "RGB") else im.convert("RGB")
             arr = np.asarray(im, dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if bands:
             arr = arr[[b - 1 for b in bands]]
-        dtype = "uint8"
+        dtype = "float32" if deep else "uint8"  # scaled as a deep GeoTIFF is: by its 99.9th percentile
     div = 255.0 if dtype == "uint8" else float(max(np.percentile(arr, 99.9), 1e-6))
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div
 
