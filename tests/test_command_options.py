@@ -175,6 +175,13 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
          "dry_run 'yes': give True or False"),
         (lambda: geosr.detect_changes(lr, ref=lr, output=kept, overwrite="False"), "overwrite 'False': give True"),
         (lambda: geosr.detect_changes(lr, ref=None, output=tmp_path / "d.tif"), "ref is required"),
+        # found black-box: TypeErrors from os.fspath and AttributeErrors deep inside
+        (lambda: geosr.detect_changes(None, ref=lr, output=tmp_path / "d.tif"), "lr is required: the LR raster"),
+        (lambda: geosr.detect_changes(lr, ref=lr, output=None), "output is required"),
+        (lambda: geosr.evaluate(tmp_path, models=[1], scales=[4], out=tmp_path / "ev"),
+         "models: 1 is neither a model's name or path nor a super-resolver"),
+        (lambda: geosr.evaluate([str(tmp_path)], scales=[4], out=tmp_path / "ev"), "give the path of the evaluation"),
+        (lambda: geosr.evaluate("", scales=[4], out=tmp_path / "ev"), "give the path of the evaluation data"),
         (lambda: geosr.evaluate(tmp_path, scales=[4], out=tmp_path / "ev", panels="no"), "panels 'no': give True"),
         (lambda: geosr.copy_sample(tmp_path / "s", overwrite="no"), "overwrite 'no': give True or False"),
         (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", workers=0),

@@ -131,8 +131,11 @@ def detect_changes(
     """
     t0 = time.perf_counter()
     opts = DetectChangesOptions.of(options, **fields)
-    if ref is None:
-        raise OptionError("ref is required: the reference raster to compare the LR with", param="ref")
+    required = {"lr": (lr, "the LR raster"), "ref": (ref, "the reference raster to compare the LR with"),
+                "output": (output, "the change raster to write")}
+    for name, (value, what) in required.items():
+        if value is None:  # coerce passes None through: os.fspath(None) was a TypeError
+            raise OptionError(f"{name} is required: {what}", param=name)
     if work is not None and not Path(work).is_dir():  # a caller's (upscale's) own work folder, which it holds
         raise OptionError(f"work {work}: not a folder", param="work")
     lr, ref = os.fspath(coerce("lr", lr, Path)), os.fspath(coerce("ref", ref, Path))

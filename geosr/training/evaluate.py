@@ -322,8 +322,12 @@ def evaluate(
     data set's labels), the sampler's ``steps``, ``lr_consistency``, ``reference_detail`` and ``seed``, and
     ``panels``."""
     opts = EvaluateOptions.of(options, **fields)
-    if not isinstance(data, (str, os.PathLike, list, tuple)):
+    if not isinstance(data, (str, os.PathLike, list, tuple)) or (isinstance(data, str) and not data.strip()) or (
+            isinstance(data, (list, tuple)) and not all(isinstance(p, Pair) for p in data)):
         raise OptionError(f"data {data!r}: give the path of the evaluation data or a list of pairs", param="data")
+    for m in opts.models:  # a name, a checkpoint's path or a SuperResolver (which has a name)
+        if not isinstance(m, (str, os.PathLike)) and not isinstance(getattr(m, "name", None), str):
+            raise OptionError(f"models: {m!r} is neither a model's name or path nor a super-resolver", param="models")
     models, scales, steps, device = opts.models, opts.scales, opts.steps, opts.device
     t0 = time.perf_counter()
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
