@@ -54,6 +54,48 @@ def _invoke(*args: str):
 
 
 # ---- 1. the output may not be an input -------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["output", "stac"])
+def test_a_file_that_appears_at_the_output_while_the_run_works_is_not_replaced(scene, which):
+    """Found black-box: the output's name was checked when the run was planned only; a file written there meanwhile
+    (or at its STAC item's name) was replaced by the COG without --overwrite. Now the run stops before its rename,
+    the file as it was, and `resume` with `overwrite` goes on from its work."""
+    from geosr import upscale
+    from geosr.errors import OutputExistsError
+
+    tmp, lr, _, _ = scene
+    out = tmp / "o.tif"
+    theirs = out if which == "output" else tmp / "o.stac.json"
+
+    def meanwhile(done: int, total: int) -> None:
+        if 0 < done < total:  # once some windows are done
+            theirs.write_text("someone else's")
+
+    with pytest.raises(OutputExistsError, match="appeared while this run worked and is left as it is"):
+        upscale(lr, output=out, scale=2, model="bicubic", window=8, overlap=2, progress=meanwhile)
+    assert theirs.read_text() == "someone else's" and (tmp / "o.tif.geosr-work").is_dir()
+    upscale(lr, output=out, scale=2, model="bicubic", window=8, overlap=2, resume=True, overwrite=True)
+    with rasterio.open(out) as ds:
+        assert ds.width == 48
+
+
+@pytest.mark.parametrize("which", ["lr", "ref"])
+def test_an_input_inside_the_output_s_work_folder_is_refused(scene, which):
+    """Found black-box: `geosr upscale w.tif.geosr-work/lr.tif -o w.tif` ran (exit 0) and removed its own LR with
+    the work folder it clears; the reference there went the same way."""
+    tmp, lr, ref, _ = scene
+    work = tmp / "w.tif.geosr-work"
+    work.mkdir()
+    inside = work / f"{which}.tif"
+    inside.write_bytes(Path(lr if which == "lr" else ref).read_bytes())
+    before = inside.read_bytes()
+    args = ([inside] if which == "lr" else [lr, "--ref", inside, "--cd", "none"])
+    res = _invoke("upscale", *args, "-x", "2", "-m", "bicubic" if which == "lr" else "reference-paste",
+                  "-o", tmp / "w.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"lies in {work}, the output's work folder, which geosr clears" in said, said
+    assert inside.read_bytes() == before and not (tmp / "w.tif").exists()
+
+
 @pytest.mark.parametrize("which", ["lr", "ref", "cd", "symlink-to-lr", "hardlink-to-lr", "dotted-lr"])
 def test_output_that_is_an_input_is_refused_even_with_overwrite(scene, which):
     tmp, lr, ref, cd = scene

@@ -55,6 +55,7 @@ def check_output_path(
                                   "server afterwards)")
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
+    work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
     for role, src in inputs:
         if src is None:
             continue
@@ -64,6 +65,10 @@ def check_output_path(
             if same_file(p, behind):
                 raise OutputLocationError(f"{p}: is read by the {role} of this run ({src}); write the output to "
                                           "another path")
+        for read in (os.fspath(src), *gdal_files(os.fspath(src))):
+            if not is_remote(read) and not work.is_symlink() and _inside(read, work):  # (a link: refused below)
+                raise OutputLocationError(f"{read}: the {role} of this run lies in {work}, the output's work folder, "
+                                          "which geosr clears; move it, or write the output to another path")
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists() and make_folder:
@@ -76,7 +81,6 @@ def check_output_path(
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
     if name_margin is not None:
         _check_name_length(p, folder, name_margin)
-    work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         what = "a link" if work.is_symlink() else "not a folder"
         raise OutputLocationError(f"{work}: is {what}; geosr keeps this run's work in a folder of that name and "
@@ -100,6 +104,12 @@ def check_output_path(
     if not overwrite:
         raise OutputExistsError(f"{p}: already exists (use `overwrite` to replace it)")
     return p
+
+
+def _inside(path: str, folder: Path) -> bool:
+    """Whether ``path`` lies inside ``folder`` (through links and ``..``)."""
+    inner, outer = os.path.realpath(path), os.path.realpath(folder)
+    return inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 # Suffixes of other formats: a COG written under one of these names would be opened as what it is not.

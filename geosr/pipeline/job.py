@@ -61,6 +61,7 @@ class UpscaleJob:
     inputs: dict[str, str] | None = None  # role -> path of every input file (the STAC item's derived_from links)
     # keeps --cd auto's mask in the work folder for the job's later plannings: call it holding the job's lock
     keep_detection: Callable[[], None] | None = None
+    overwrite: bool = True  # whether an output (or sidecar) found in place as it is renamed may be replaced
 
     def close(self) -> None:
         self.scene.close()
@@ -179,7 +180,7 @@ def plan_upscale(
     sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and opts.ref and "ref" in model_inputs(sr) \
         else None
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
-                      opts.device.batch_size, dev, sidecar, inputs, keep_detection)
+                      opts.device.batch_size, dev, sidecar, inputs, keep_detection, opts.output_config.overwrite)
 
 
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files

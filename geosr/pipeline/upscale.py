@@ -16,10 +16,11 @@ import torch
 from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
-from geosr.errors import ResumeError
+from geosr.errors import OutputExistsError, ResumeError
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
+from geosr.io.paths import sidecar_paths
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
 from geosr.options import UpscaleOptions
@@ -113,8 +114,17 @@ def finish(
     staged = _write_provenance(job) if job.provenance is not None else None
     # once the output is in place, an interrupt waits for the job's last steps (io.outputs.completing): cut off
     # there, it left a finished output without its sidecars beside a work folder that --resume could not continue
+    def ready() -> None:  # the output's name was free when the run was planned: still free, without overwrite?
+        if not job.overwrite:
+            for path in (job.out_path, *sidecar_paths(job.out_path).values()):
+                if os.path.lexists(path):
+                    raise OutputExistsError(f"{path}: appeared while this run worked and is left as it is (use "
+                                            "`overwrite` to replace it; with `resume` the run then goes on from its "
+                                            "work)")
+        hold()
+
     with completing() as hold:
-        assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir, before_rename=hold)
+        assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir, before_rename=ready)
         if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
             pam_path(job.provenance).unlink(missing_ok=True)  # names of an earlier sidecar never describe this one
             os.replace(staged, job.provenance)
