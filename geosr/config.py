@@ -82,17 +82,18 @@ class OutputConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.compress, str) or self.compress.upper() not in COMPRESSIONS:
-            raise OptionError(f"compression {self.compress!r} is not one of {', '.join(COMPRESSIONS)}")
+            raise OptionError(f"compress {self.compress!r}: not one of {', '.join(COMPRESSIONS)}", param="compress")
         object.__setattr__(self, "compress", self.compress.upper())
         if self.compress_level is not None:
             levels = COMPRESS_LEVELS.get(self.compress)
             if levels is None:
                 takes = " and ".join(f"{c} ({lo}-{hi})" for c, (lo, hi) in COMPRESS_LEVELS.items())
-                raise OptionError(f"a compression level applies to {takes}, not to {self.compress}")
+                raise OptionError(f"compress_level {self.compress_level}: a compression level applies to {takes}, "
+                                  f"not to {self.compress}", param="compress_level")
             _check_int("compress_level", self.compress_level, low=levels[0])
             if self.compress_level > levels[1]:
-                raise OptionError(f"{self.compress}'s compression level is at most {levels[1]}, "
-                                  f"not {self.compress_level}")
+                raise OptionError(f"compress_level {self.compress_level}: {self.compress}'s compression level is at "
+                                  f"most {levels[1]}", param="compress_level")
         _check_int("blocksize", self.blocksize, low=16)
 
 

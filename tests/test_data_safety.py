@@ -492,19 +492,20 @@ def test_messages_are_printed_verbatim_not_as_markup(scene):
 def test_an_unknown_compression_is_refused_by_the_cli_and_python(scene):
     tmp, lr, _, _ = scene
     r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "--compress", "BOGUS", "-o", tmp / "o.tif")
-    assert r.exit_code == 2 and "compression 'BOGUS' is not one of DEFLATE, LZW, ZSTD, NONE" in r.output
+    assert r.exit_code == 2 and "--compress 'BOGUS': not one of DEFLATE, LZW, ZSTD, NONE" in r.output
     assert not (tmp / "o.tif").exists()
-    with pytest.raises(OptionError):
+    with pytest.raises(OptionError) as info:
         OutputConfig(compress="BOGUS")
+    assert info.value.param == "compress"  # the API names its keyword as the CLI its flag (found black-box)
     with pytest.raises(OptionError):
         TilingConfig(window=4, overlap=4)
     assert OutputConfig(compress="zstd").compress == "ZSTD"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--compress", "LZW", "--compress-level", "3"], "a compression level applies to DEFLATE (1-9) and ZSTD (1-22), "
-                                                     "not to LZW"),
-    (["--compress-level", "10"], "DEFLATE's compression level is at most 9, not 10"),
+    (["--compress", "LZW", "--compress-level", "3"], "--compress-level 3: a compression level applies to DEFLATE "
+                                                     "(1-9) and ZSTD (1-22), not to LZW"),
+    (["--compress-level", "10"], "--compress-level 10: DEFLATE's compression level is at most 9"),
     (["--compress", "ZSTD", "--compress-level", "0"], "--compress-level must be a whole number of at least 1, not 0"),
     (["--steps", "-1"], "--steps must be a whole number of at least 0, not -1"),  # the flag, not `steps`
     (["--batch-size", "0"], "--batch-size must be a whole number of at least 1, not 0"),
