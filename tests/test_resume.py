@@ -119,7 +119,8 @@ def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp
     _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, **opts))
     for other, said in ((dict(batch_size=3), "(`batch_size` 4 -> 3)"),
                         (dict(tiling=TilingConfig(window=10, overlap=2)), "(`window` 8 -> 10)"),
-                        (dict(model="lanczos"), "(`model` bicubic -> lanczos)")):
+                        (dict(model="lanczos"), "(`model` bicubic -> lanczos)"),
+                        (dict(compress_level=6), "(`compress_level` unset -> 6)")):  # it said "null -> 6"
         for dry in (True, False):  # a dry run says what the run would (it said ok)
             with pytest.raises(ResumeError) as err:
                 upscale(lr, output=out, resume=True, dry_run=dry, **{**opts, **other})

@@ -49,7 +49,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         if key == "model_settings.checksum":
             said.append(f"model {flat_new.get('model')}'s weights changed")
             continue
-        a, b = (v if isinstance(v, str) else json.dumps(v) for v in (x, y))
+        a, b = (v if isinstance(v, str) else "unset" if v is None else json.dumps(v) for v in (x, y))  # not "null"
         name = names.get(key, key)
         said.append(f"{name} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{name} changed")
     return said
