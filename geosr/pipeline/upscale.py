@@ -112,8 +112,6 @@ def finish(
     job.summary["nodata_share"] = round(share, 6)
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
     staged = _write_provenance(job) if job.provenance is not None else None
-    # once the output is in place, an interrupt waits for the job's last steps (io.outputs.completing): cut off
-    # there, it left a finished output without its sidecars beside a work folder that --resume could not continue
     def ready() -> None:  # the output's name was free when the run was planned: still free, without overwrite?
         if not job.overwrite:
             for path in (job.out_path, *sidecar_paths(job.out_path).values()):
@@ -123,6 +121,8 @@ def finish(
                                             "work)")
         hold()
 
+    # once the output is in place, an interrupt waits for the job's last steps (io.outputs.completing): cut off
+    # there, it left a finished output without its sidecars beside a work folder that --resume could not continue
     with completing() as hold:
         assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir, before_rename=ready)
         if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
