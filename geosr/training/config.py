@@ -234,9 +234,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         try:  # the file's own values first: a wrong one is wrong also where a flag replaces it
             _check_types(own)
         except OptionError:
-            from_file = set(own)
+            from_file = set(own)  # then every key it names is the file's
             raise
-        from_file = {k for k in own if overrides.get(k) is None}
         _check_types(values)
         cfg = TrainConfig(**values)
         return refuse_diffusion_only(cfg, values)

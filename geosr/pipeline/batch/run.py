@@ -21,7 +21,7 @@ from typing import Any, Callable
 from geosr.errors import OptionError
 from geosr.options.declare import coerce
 from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
-from geosr.pipeline.batch.manifest import row_number
+from geosr.pipeline.batch.manifest import input_files, row_number
 from geosr.pipeline.batch.plan import plan_batch, plan_count
 from geosr.pipeline.batch.results import (
     BatchPlan,
@@ -356,7 +356,6 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
 
         check_output_path(path, overwrite=True, make_folder=True)  # a folder that can be made
     from geosr.io.paths import sidecar_paths
-    from geosr.pipeline.batch.manifest import input_files
     from geosr.pipeline.batch.records import record_path
 
     named = [("the manifest", plan.source)]
