@@ -195,6 +195,24 @@ def test_refused_rows_still_count_in_the_checks_across_rows(scenes):
     assert (scenes / "s0.tif").read_bytes() == before
 
 
+def test_refused_rows_claim_their_names_and_outputs_wherever_they_stand(scenes):
+    """Found in review: a refused row claimed its output only against the rows below it (a valid job above it with
+    the same output ran), and a refused row named after its output's stem did not claim that name: a job with that
+    id, or another output of that stem, gave two results lines of one id."""
+    (scenes / "m.csv").write_text(
+        "id,lr,out,x,model\n"
+        "j1,s1.tif,out/a.tif,4,bicubic\n"       # above the refused row, same output
+        ",s0.tif,out/a.tif,banana,bicubic\n"    # refused: named 'a' after its output
+        "a,s2.tif,out/b.tif,4,bicubic\n"        # the refused row's name as its id
+        ",s2.tif,out2/a.tif,4,bicubic\n"        # another output named a.tif: told apart by its path
+        "j5,s1.tif,out/e.tif,4,bicubic\n")
+    m = read_manifest(scenes / "m.csv")
+    text = "\n".join(map(str, m.problems))
+    assert f"line 2 (j1): out {scenes / 'out/a.tif'} is also the output of m.csv line 3" in text
+    assert "line 4 (a): id 'a' is also the id of m.csv line 3" in text
+    assert [j.id for j in m.jobs] == [os.path.relpath(scenes / "out2/a.tif"), "j5"], text
+
+
 def test_rows_refused_before_they_are_read_still_keep_their_files(scenes):
     """Found in review: a JSON line refused for a key given twice, or a CSV row with more cells than columns (a band
     list not quoted), never entered the checks across rows: with --skip-invalid --overwrite a later job wrote over

@@ -475,7 +475,7 @@ def _refuse(manifest: Manifest, problems: list[Problem], where: str, rows: list[
     manifest.problems.extend(replace(p, job_id=job_id, lr=p.lr or lr, output=p.output or out) for p in problems)
     inputs = [f for fs in files for k, f in fs.items() if k != "out"]
     inputs += [p for c in extra if (p := _absolute(c, root, many=True))]
-    manifest.rows.append(_Refused(where=where, id=job_id if given.get("id") else None, out=out,
+    manifest.rows.append(_Refused(where=where, id=job_id, id_given=bool(given.get("id")), out=out,
                                   files=tuple(dict.fromkeys(inputs))))
 
 
@@ -505,7 +505,8 @@ class _Refused:
     inputs must stay untouched by the jobs that do, and its id and output clash with theirs as a job's would."""
 
     where: str
-    id: str | None
+    id: str | None  # the name its results line goes by: its id, else its output's stem (None: neither told)
+    id_given: bool
     out: str | None
     files: tuple[str, ...]
 
@@ -684,10 +685,10 @@ def row_number(where: str | None) -> int | None:
 def _finish(manifest: Manifest) -> Manifest:
     """Give every job an id, then reject duplicate ids, duplicate outputs and outputs that are inputs."""
     jobs = manifest.jobs
+    refused = [r for r in manifest.rows if isinstance(r, _Refused)]
     stems: dict[str, int] = {}
-    for j in jobs:
-        if not j.id:
-            stems[Path(j.out).stem] = stems.get(Path(j.out).stem, 0) + 1
+    for stem in [Path(j.out).stem for j in jobs if not j.id] + [r.id for r in refused if r.id and not r.id_given]:
+        stems[stem] = stems.get(stem, 0) + 1  # a refused row named after its output's stem keeps that name
     named = []
     for j in jobs:
         if not j.id:
@@ -703,15 +704,18 @@ def _finish(manifest: Manifest) -> Manifest:
         for p in j.inputs():
             for part in input_files(p):
                 inputs.setdefault(file_key(part), j.where)
+    # refused rows claim their names and outputs before any job, wherever they stand: a job clashing with a
+    # refused row is refused too, above it or below it (the row, once mended, would clash with it)
+    for r in refused:
+        if r.id:
+            seen_ids.setdefault(r.id, r.where)
+        if r.out:
+            seen_out.setdefault(file_key(r.out), ("output", r.where))
+            for what, side in sidecar_paths(r.out).items():
+                seen_out.setdefault(file_key(side), (what, r.where))
     ok = []
     for j in rows:
-        if isinstance(j, _Refused):  # refused already: it claims its id and output before the rows below it
-            if j.id:
-                seen_ids.setdefault(j.id, j.where)
-            if j.out:
-                seen_out.setdefault(file_key(j.out), ("output", j.where))
-                for what, side in sidecar_paths(j.out).items():
-                    seen_out.setdefault(file_key(side), (what, j.where))
+        if isinstance(j, _Refused):
             continue
         reasons = []
         if j.id in seen_ids:
