@@ -146,6 +146,18 @@ def test_a_change_mask_without_a_reference_is_refused(scene, tmp_path):
             output=tmp_path / "o.tif")
 
 
+@pytest.mark.parametrize("given, says", [({"ref_bands": "1,2,3"}, "ref_bands 1,2,3: picks the reference's bands"),
+                                         ({"coregister": False}, "turns off the reference's co-registration")])
+def test_reference_settings_without_a_reference_are_refused(scene, tmp_path, given, says):
+    """`--ref-bands` or `--no-coregister` without `--ref` (a reference left out by mistake) ran silently."""
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match=says):
+        upscale(scene["lr"], scale=2, model="bicubic", output=tmp_path / "o.tif", **given)
+    assert not list(tmp_path.glob("o*"))
+    upscale(scene["lr"], scale=2, model="bicubic", ignore_unused=True, output=tmp_path / "o.tif", **given)
+
+
 def test_a_south_up_reference_is_placed_like_its_north_up_copy(scene, tmp_path, raster_factory):
     """A reference stored south-up (positive y pixel size) was refused as "does not overlap the scene"."""
     with rasterio.open(scene["ref"]) as ds:

@@ -492,6 +492,13 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     if given["cd"] not in (None, "auto") and opts.ref is None and not opts.ignore_unused:
         raise OptionError(f"cd {given['cd']}: a change mask marks where the reference is out of date, and no "
                           "reference was given; give `ref`, leave the mask out, or give `ignore_unused`", param="cd")
+    if opts.ref is None and not opts.ignore_unused:  # reference settings without a reference: likely a lost --ref
+        if opts.ref_bands is not None:
+            raise OptionError(f"ref_bands {opts.ref_bands}: picks the reference's bands, and no reference was "
+                              "given; give `ref`, leave `ref_bands` out, or give `ignore_unused`", param="ref_bands")
+        if not opts.coregister:  # (on, the default, cannot be told from given)
+            raise OptionError("no_coregister: turns off the reference's co-registration, and no reference was "
+                              "given; give `ref`, leave it out, or give `ignore_unused`", param="coregister")
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"

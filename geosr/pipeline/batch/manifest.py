@@ -47,6 +47,7 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "split_windows": (int, 0),
 }
 ALIASES = {"scale": "x", "output": "out", "o": "out"}
+REFERENCE_SETTINGS = ("ref_bands", "coregister")  # refused without a reference when a job's own row gives them
 NOT_PER_JOB = {
     "device": "the device is chosen per worker (geosr batch --device), not per job",
     "resume": "every batch job resumes from its journal; there is nothing to set",
@@ -454,6 +455,8 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         merged.update(caller)
         merged.update(defaults)
         merged.update(own)
+        if not merged.get("ref"):  # reference settings given to every job concern those with a reference
+            merged.update({k: OPTIONS[k][1] for k in REFERENCE_SETTINGS if k not in own})
         spec, problems = _resolve(merged, where, root)
         if not problems:
             manifest.jobs.append(spec)
