@@ -76,6 +76,23 @@ def test_resume_refuses_a_journal_of_another_job(tmp_path):
     assert not out.exists()
 
 
+def test_resume_of_a_finished_run_says_there_is_nothing_left_to_resume(tmp_path):
+    """`--resume` of a run that had finished said only "already exists (use overwrite)", as if the resume had not
+    been asked; it now says that no unfinished run is left, and still writes nothing (exit 2 on the CLI)."""
+    from geosr.errors import OutputExistsError
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    upscale(lr, output=out, scale=2)
+    before = out.read_bytes()
+    for dry_run in (False, True):
+        with pytest.raises(OutputExistsError, match="no unfinished run of it is left to resume"):
+            upscale(lr, output=out, scale=2, resume=True, dry_run=dry_run)
+    assert out.read_bytes() == before
+    with pytest.raises(OutputExistsError, match=r"already exists \(use `overwrite`"):  # not asked to resume
+        upscale(lr, output=out, scale=2)
+
+
 def _crash_at_chunk(n: int, monkeypatch, run) -> None:
     """Run ``run`` with the ``n``-th chunk write failing (a power cut), then restore the writer."""
     import geosr.pipeline.upscale as up

@@ -112,10 +112,17 @@ def plan_upscale(
                  and Path(output).is_file() and work_dir_for(Path(output)).is_dir())
     if finishing:  # checked as with overwrite now; the journal must show it is this job's below
         opts = opts.updated({"overwrite": True})
-    out_path = None if dry_run else check_output_files(lr, output, opts)
-    if dry_run and output is not None:  # refused as the run would be (the checks only look)
-        check_raster_name(output)
-        check_output_files(lr, output, opts)
+    try:
+        out_path = None if dry_run else check_output_files(lr, output, opts)
+        if dry_run and output is not None:  # refused as the run would be (the checks only look)
+            check_raster_name(output)
+            check_output_files(lr, output, opts)
+    except OutputExistsError:
+        if resume and not finishing and output is not None and Path(output).is_file() \
+                and not os.path.lexists(work_dir_for(Path(output))):
+            raise OutputExistsError(f"{output}: already exists, and no unfinished run of it is left to resume (a "
+                                    "run that finished leaves none); use `overwrite` to run it again") from None
+        raise
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
     aoi_win = aoi_window(opts.aoi, lr_info.grid, aoi_crs=opts.aoi_crs) if opts.aoi else None
