@@ -565,3 +565,18 @@ def test_a_class_table_takes_whole_numbers_written_as_floats(tmp_path):
                                      '{"value": 3.0, "name": "new", "changed": true}]}')
     table = load_change_classes(str(tmp_path / "t.json"))
     assert [(c.value, type(c.value), c.changed) for c in table.classes] == [(0, int, False), (3, int, True)]
+
+
+def test_evaluate_on_an_empty_folder_names_only_the_layouts_it_reads(tmp_path):
+    """An empty folder was "not a data layout geosr knows (..., images, ...)" though evaluate refuses a folder of
+    images; it now gives evaluate's own list, as for a folder of images."""
+    for name, files in (("empty", ()), ("pngs", ("a.png",))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in files:
+            (folder / f).write_bytes(b"")
+        res = runner.invoke(app, ["evaluate", str(folder), "--no-panels", "--out-dir", str(tmp_path / f"ev_{name}")])
+        assert res.exit_code == 2, res.output
+        assert "not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder" in res.output
+        assert "images" not in res.output
+        assert not (tmp_path / f"ev_{name}").exists()

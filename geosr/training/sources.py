@@ -114,7 +114,12 @@ def load_sources(
 
 def evaluation_pairs(data: str | Path) -> list[Pair]:
     """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
-    src = source_for_path(data)
+    try:
+        src = source_for_path(data)
+    except InputNotFoundError:
+        raise
+    except InputError:  # an empty folder: its message lists training's layouts (images), which evaluate refuses
+        src = {"kind": None}
     if src["kind"] == "shared":
         return collection_pairs(collection_of(src), split="heldout")
     if src["kind"] == "refdiff":
