@@ -147,7 +147,7 @@ def test_a_change_mask_without_a_reference_is_refused(scene, tmp_path):
 
 
 @pytest.mark.parametrize("given, says", [({"ref_bands": "1,2,3"}, "ref_bands 1,2,3: picks the reference's bands"),
-                                         ({"coregister": False}, "turns off the reference's co-registration")])
+                                         ({"coregister": False}, "co-registration is turned off, and no reference")])
 def test_reference_settings_without_a_reference_are_refused(scene, tmp_path, given, says):
     """`--ref-bands` or `--no-coregister` without `--ref` (a reference left out by mistake) ran silently."""
     from geosr.errors import OptionError

@@ -504,8 +504,9 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
             raise OptionError(f"ref_bands {opts.ref_bands}: picks the reference's bands, and no reference was "
                               "given; give `ref`, leave `ref_bands` out, or give `ignore_unused`", param="ref_bands")
         if not opts.coregister:  # (on, the default, cannot be told from given)
-            raise OptionError("no_coregister: turns off the reference's co-registration, and no reference was "
-                              "given; give `ref`, leave it out, or give `ignore_unused`", param="coregister")
+            raise OptionError("co-registration is turned off, and no reference was given (it concerns a "
+                              "reference); give `ref`, leave the setting out, or give `ignore_unused`",
+                              param="coregister")
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"
