@@ -222,7 +222,8 @@ def test_reference_settings_for_every_job_leave_the_jobs_without_a_reference_alo
                 transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
     (scenes / "jobs.yaml").write_text(
         "defaults: {ref_bands: '1,2,3', model: bicubic, x: 2}\njobs:\n  - {lr: s0.tif, out: out/a.tif}\n"
-        "  - {lr: s1.tif, out: out/b.tif, ref: ref.tif, model: reference-paste}\n  - {lr: s2.tif, out: out/c.tif, coregister: false}\n")
+        "  - {lr: s1.tif, out: out/b.tif, ref: ref.tif, model: reference-paste}\n"
+        "  - {lr: s2.tif, out: out/c.tif, coregister: false}\n")
     plan = plan_batch(scenes / "jobs.yaml", coregister=False, skip_invalid=True)
     assert [j.spec.id for j in plan.jobs] == ["a", "b"], plan.invalid
     assert [j.spec.coregister for j in plan.jobs] == [True, False]
