@@ -448,6 +448,31 @@ def test_an_output_folder_that_is_a_file_is_refused(scene):
     assert r.exit_code == 2 and "notes.txt is a file, not a folder" in r.output, r.output
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a /proc file system")
+@pytest.mark.parametrize("command", ["upscale", "detect-changes"])
+def test_an_output_folder_on_a_kernel_file_system_is_bad_input(scene, command):
+    """Found black-box: `detect-changes -o /proc/out.tif` was an internal error (exit 1, a FileNotFoundError of its
+    work folder), upscale blamed the free space ("its folder has 0 MB free"): root passes the access checks there."""
+    tmp, lr, ref, _ = scene
+    extra = ["--ref", ref] if command == "detect-changes" else ["-x", "2", "--model", "bicubic"]
+    r = _invoke(command, lr, *extra, "-o", "/proc/geosr-out.tif")
+    assert r.exit_code == 2, r.output
+    assert "the output folder /proc is on the kernel's proc file system" in r.output, r.output
+
+
+def test_a_lock_that_cannot_be_made_is_bad_input_naming_the_output(tmp_path, monkeypatch):
+    """Past the checks (a read-only share seen as writable, a quota), the lock's folder or file failing to be made
+    was an internal error with the work folder's path; it names the output now."""
+    out = tmp_path / "o.tif"
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(OutputLocationError, match=r"o.tif: cannot write beside it in .* \(Permission denied\)"):
+        JobLock(tmp_path / "o.tif.geosr-work" / LOCK_NAME, output=out).acquire()
+
+
 @pytest.mark.parametrize("damage", ["chunk-missing", "chunk-corrupt", "carry-corrupt", "journal-garbage",
                                     "job-json-garbage"])
 def test_a_damaged_work_folder_on_resume_is_named_with_the_way_out(tmp_path, damage):

@@ -44,11 +44,16 @@ class JobLock:
         if fcntl is None:
             return self
         for _ in range(20):  # the holder may delete the file (or its folder) as we open and lock it: try again
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a folder the checks could not tell unwritable (a read-only share, quotas)
+                raise self._cannot_write(exc) from exc
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                raise self._cannot_write(exc) from exc
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -69,6 +74,9 @@ class JobLock:
                 return self
             os.close(fd)
         raise OutputBusyError(f"{self.output}: its lock file {self.path} keeps being replaced by another process")
+
+    def _cannot_write(self, exc: OSError) -> OutputLocationError:
+        return OutputLocationError(f"{self.output}: cannot write beside it in {self.output.parent} ({exc.strerror})")
 
     def _write_holder(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -79,6 +79,10 @@ def check_output_path(
         raise OutputLocationError(f"{p}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputLocationError(f"{p}: the output folder {folder} is not writable")
+    pseudo = _pseudo_file_system(folder)
+    if pseudo:
+        raise OutputLocationError(f"{p}: the output folder {folder} is on the kernel's {pseudo} file system, where "
+                                  "no file can be made; write the output elsewhere")
     if name_margin is not None:
         _check_name_length(p, folder, name_margin)
     if work.is_symlink() or (work.exists() and not work.is_dir()):
@@ -115,6 +119,26 @@ def _inside(path: str, folder: Path) -> bool:
 # Suffixes of other formats: a COG written under one of these names would be opened as what it is not.
 OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp", ".vrt", ".nc", ".hdf", ".h5",
                  ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv")
+
+
+# kernels' pseudo file systems: root passes every access check there and still cannot make a file
+PSEUDO_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
+                                 "configfs", "bpf", "devpts", "mqueue", "hugetlbfs", "efivarfs", "binfmt_misc"})
+
+
+def _pseudo_file_system(folder: Path) -> str | None:
+    """The type of the pseudo file system ``folder`` lies on (:data:`PSEUDO_FILE_SYSTEMS`, by psutil's mount
+    table); None for any other."""
+    import psutil
+
+    real = os.path.realpath(folder)
+    try:
+        mounts = [m for m in psutil.disk_partitions(all=True)
+                  if real == m.mountpoint or real.startswith(m.mountpoint.rstrip(os.sep) + os.sep)]
+    except OSError:
+        return None
+    kind = max(mounts, key=lambda m: len(m.mountpoint)).fstype if mounts else None
+    return kind if kind in PSEUDO_FILE_SYSTEMS else None
 
 
 def _check_folder_to_make(p: Path, folder: Path, name_margin: int | None) -> Path:
