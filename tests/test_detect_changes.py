@@ -470,3 +470,35 @@ def test_the_refine_option_s_bound_is_the_detector_s():
     DetectChangesOptions(refine=REFINE)
     with pytest.raises(OptionError):
         DetectChangesOptions(refine=REFINE + 1)
+
+
+def test_a_uniform_lr_is_changed_everywhere_and_said_so(scene, raster_factory, tmp_path):
+    """Found black-box: an LR of one value (a cloud, fill) against a textured reference read 0% changed, and
+    `upscale --cd auto` used the reference on 100% of the output: the harmonization fitted the reference's contrast
+    to none (gain 0) before anything compared it. A tiny LR (4 x 4) read 100% changed without a word."""
+    flat = raster_factory("flat.tif", np.full((3, 48, 48), 90, np.uint8), transform=LR_T)
+    r = detect_changes(flat, ref=scene["ref"], output=tmp_path / "c.tif", refine=1)
+    assert r.changed_share == 1.0
+    assert any("the LR is uniform" in w for w in r.warnings), r.warnings
+    up = upscale(flat, ref=scene["ref"], scale=8, model="reference-paste", output=tmp_path / "u.tif")
+    assert any(w.startswith("change detection: the LR is uniform") for w in up.warnings), up.warnings
+    assert up.provenance["shares"]["reference detail used"] == 0.0, up.provenance
+    # the same scene with its usual texture: no such word, and not everything changed
+    r = detect_changes(scene["lr"], ref=scene["ref"], output=tmp_path / "d.tif", refine=1)
+    assert r.warnings == [] and r.changed_share < 0.5
+    with rasterio.open(scene["lr"]) as ds:
+        tiny = raster_factory("tiny.tif", ds.read(window=((0, 4), (0, 4))), transform=LR_T)
+    r = detect_changes(tiny, ref=scene["ref"], output=tmp_path / "t.tif", refine=1)
+    assert any("only 16 LR pixels could be compared" in w for w in r.warnings), r.warnings
+
+
+def test_the_harmonization_leaves_a_textured_reference_its_contrast_against_a_uniform_band():
+    from geosr.conditioning.reference import fit_harmonization
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((2, 32, 32)) * 100 + 50
+    lr = np.stack([np.full((32, 32), 90.0), ref[1] * 0.5 + 3])  # band 1 uniform, band 2 a usual fit
+    ok = np.ones((32, 32), bool)
+    h = fit_harmonization(lr, ok, ref, ok)
+    assert h.gain[0] == 1.0 and h.gain[1] == pytest.approx(0.5)
+    assert h.bias[0] == pytest.approx(90 - ref[0].mean())

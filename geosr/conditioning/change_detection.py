@@ -37,9 +37,9 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
-from geosr.conditioning.reference import fit_harmonization
+from geosr.conditioning.reference import fit_harmonization, is_uniform
 
-DETECTOR_VERSION = 6  # raised with every change of the rule or its settings (a kept detection is not reused)
+DETECTOR_VERSION = 7  # raised with every change of the rule or its settings (a kept detection is not reused)
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
@@ -63,6 +63,10 @@ CORRELATION = 1.5  # LR pixels: neighbourhood of the local correlation
 # cue the same rule keeps 0.7: recall 0.839 / 0.832, F1 0.362 / 0.373.
 LEVEL = 0.7
 EVIDENCE_SMOOTH = 0.8
+# A compared area whose LR is uniform in every band (reference.is_uniform: a cloud, fill, a blank scene) shows none
+# of the detail the reference may show: every cue read "unchanged" against a reference whose contrast the
+# harmonization had fitted to none (a flat LR against the sample's reference: 0% changed, and reference-paste pasted
+# the reference everywhere). Unless the reference is as uniform, every pixel is changed.
 REFINE = 4  # the finest grid refine() is asked for: 4 gave full-resolution masks' recall and F1 (to 0.003)
 STRUCTURE_WEIGHT = 3.0  # a fully uncorrelated textured pixel scores like a CVA z-score of this
 
@@ -79,6 +83,7 @@ class ChangeDetection:
     probability: np.ndarray | None = None  # (h, w) float32: the learned cue's P(changed)
     probability_threshold: float | None = None
     evidence: np.ndarray | None = None  # (h, w) float32: score over threshold, the larger of the two, smoothed
+    note: str | None = None  # why the rule was not the usual one (a uniform LR)
 
     @property
     def changed_share(self) -> float:
@@ -131,6 +136,10 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)
         return ChangeDetection(np.zeros(valid.shape, bool), z, valid, float("inf"), evidence=z)
+    if uniform(lr, valid) and not uniform(ref, valid):
+        evidence = np.where(valid, 2 * LEVEL + 1, 0.0).astype(np.float32)  # changed, however finely refined
+        return ChangeDetection(valid.copy(), np.zeros(valid.shape, np.float32), valid, float("inf"), METHOD,
+                               evidence=evidence, note=UNIFORM_NOTE)
     x, score, t = _classical(_filled(lr, valid), _filled(ref, valid), valid, threshold)
     p = np.where(valid, (cue or bundled_cue()).probability(x).reshape(valid.shape), 0.0)
     p_t = fit_probability_threshold(p[valid])
@@ -138,6 +147,15 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     evidence = np.where(valid, ndimage.gaussian_filter(raw, EVIDENCE_SMOOTH, mode="nearest"), 0.0).astype(np.float32)
     return ChangeDetection((evidence > LEVEL) & valid, score.astype(np.float32), valid, float(t), METHOD,
                            p.astype(np.float32), p_t, evidence)
+
+
+UNIFORM_NOTE = ("the LR is uniform where both images have data (a cloud, fill or a blank scene) while the reference "
+                "shows detail: every pixel there is taken as changed")
+
+
+def uniform(img: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether every band of the (C, h, w) ``img`` is uniform over ``valid`` (:func:`is_uniform`)."""
+    return all(is_uniform(band[valid]) for band in img)
 
 
 def refine_factor(scale: int) -> int:

@@ -215,7 +215,22 @@ def fit_harmonization(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, usa
 def _moments_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     sx, sy = x.std(), y.std()
     g = float(sy / sx) if sx > 1e-12 else 1.0
+    if g < 1.0 and is_uniform(y) and not is_uniform(x):  # the LR shows no contrast to match (a cloud, fill): the
+        g = 1.0  # reference keeps its own, at the LR's level, rather than flattened into what it is compared with
     return g, float(y.mean() - g * x.mean())
+
+
+UNIFORM = 0.01  # a band is uniform when its 1-99% range is within this share of its level (is_uniform)
+
+
+def is_uniform(values: np.ndarray) -> bool:
+    """Whether ``values`` (one band's) are uniform: their 1-99% range within :data:`UNIFORM` of their median's
+    magnitude (a cloud, fill or a blank scene; a band of zeros too)."""
+    v = np.asarray(values, np.float64).ravel()
+    if v.size == 0:
+        return True
+    lo, hi = np.percentile(v, [1, 99])
+    return bool(hi - lo <= UNIFORM * max(abs(float(np.median(v))), 1e-9))
 
 
 LOCAL_CELL = 32  # LR pixels per cell of the local fields (at least; more on a decimated fit)

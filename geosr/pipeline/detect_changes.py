@@ -81,6 +81,7 @@ TABLE = ChangeClassTable(BINARY.name, tuple(
 # network's reach carries into the area. Comparing a whole window around every area would cost a small area many
 # times its own detection.
 AREA_MARGIN = 32
+MIN_COMPARED = 1024  # LR pixels both images cover: fewer, and the detection says it cannot be trusted
 
 #: ``progress(done, total)`` over the bands of rows.
 Progress = Callable[[int, int], None]
@@ -162,7 +163,8 @@ def detect_changes(
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         warnings = scene.reference_warnings(coarser_only=True)
-    return replace(found.result(final, time.perf_counter() - t0, meta.tags), warnings=warnings)
+    result = found.result(final, time.perf_counter() - t0, meta.tags)
+    return replace(result, warnings=result.warnings + warnings)
 
 
 def detect_changes_in_memory(
@@ -216,6 +218,7 @@ class DetectedRows:
         self.changed = self.valid = self.unknown = 0
         self.thresholds: list[float] = []
         self.probability_thresholds: list[float | None] = []
+        self.notes: list[str] = []  # the detector's, once each (a uniform LR)
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
         """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of about FINE_PIXELS pixels."""
@@ -229,6 +232,8 @@ class DetectedRows:
             found = _compare_rows(self.scene, r0, h, self.grid.width)
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
+            if found.note and found.note not in self.notes:
+                self.notes.append(found.note)
             assert found.evidence is not None
             # unknown pixels take their nearest known neighbour's evidence once for the whole band, so that the
             # slices refined below agree where they meet
@@ -251,7 +256,15 @@ class DetectedRows:
         return ChangeDetectionResult(
             path=path, grid=self.fine_grid, changed_share=self.changed / max(1, self.valid),
             unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
-            seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds)
+            seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds, warnings=self.warnings())
+
+    def warnings(self) -> list[str]:
+        """The detector's notes, and a word on an area too small to judge (:data:`MIN_COMPARED`)."""
+        compared = self.valid // (self.factor * self.factor)
+        small = [f"only {compared} LR pixels could be compared (fewer than {MIN_COMPARED}, 32 x 32): too few to "
+                 "tell change from the dates' differences of light, so the detection is unreliable"
+                 ] if 0 < compared < MIN_COMPARED and not self.notes else []
+        return self.notes + small
 
 
 def _meta(tags: dict[str, str]) -> OutputMeta:

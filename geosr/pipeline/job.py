@@ -163,7 +163,8 @@ def plan_upscale(
         planned = Path(output) if dry_run and output is not None else out_path
         summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
-        summary["warnings"] = (_band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
+        summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
+                               + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts) + scene.reference_warnings())
         summary["change_detection"] = detection
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", reads.ref)) if p}
@@ -232,6 +233,8 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
                                            coregister=opts.coregister, area=area, refine=refine_factor(opts.scale))
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds",
                                                                    "probability_thresholds")}
+    if found.warnings:  # the detector's own (a uniform LR, an area too small to judge); not the reference's
+        report["warnings"] = list(found.warnings)
     report = {"method": "auto", "ran": True, **report}
     if out_path is not None:  # kept by the run once it holds the job's lock (UpscaleJob.keep_detection)
         held.keep = lambda: _keep_detection(out_path, key, held, report)
