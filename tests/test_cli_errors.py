@@ -68,6 +68,13 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "--bands", "B08", "-o", out], "has no band 'B08'"
     if name == "band-index":
         return ["upscale", lr, "--bands", "1,9", "-o", out], "has no band 9"
+    if name == "band-list-empty-item":  # "1,,2" ran on bands 1 and 2, "1,2," on two bands, without a word
+        return ["upscale", lr, "--bands", "1,,2", "-o", out], "the band list '1,,2' has an empty item"
+    if name == "one-band-reference":  # "gives 1 bands"
+        p = make_raster(tmp_path / "two.tif", np.ones((3, 40, 48), np.uint8),
+                        transform=Affine(5, 0, 500000, 0, -5, 5000000))
+        return (["upscale", lr, "--ref", str(p), "--ref-bands", "2", "-o", out],
+                "two.tif: the reference gives 1 band but the LR gives 3 bands")
     if name == "scale":
         return ["upscale", lr, "-x", "17", "-o", out], "-x 17"
     if name == "output-folder-missing":
@@ -149,7 +156,7 @@ def _case(tmp_path, lr, name):
 CASES = [
     "missing-lr", "not-a-raster", "corrupt-tiff", "folder-as-lr", "no-crs", "ref-missing", "ref-not-overlapping",
     "ref-not-overlapping-aoi", "ref-band-count", "model-one-band", "model-four-bands", "unknown-band", "band-index",
-    "scale",
+    "band-list-empty-item", "one-band-reference", "scale",
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
     "output-name-too-long",

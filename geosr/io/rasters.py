@@ -255,6 +255,10 @@ def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
     return any(names == tuple(n.lower() for n in triple) for triple in RGB_NAMES)
 
 
+def _bands(n: int) -> str:
+    return f"{n} band{'s' * (n != 1)}"
+
+
 def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
@@ -263,7 +267,11 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
     roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]
-    for token in (t.strip() for t in spec.split(",")):
+    tokens = [t.strip() for t in spec.split(",")]
+    if any(tokens) and not all(tokens):  # "1,,2" or "1,2,": a band lost to a typo, not a shorter list
+        raise BandError(f"{info.path}: the band list {spec!r} has an empty item; list the bands with one comma "
+                        "between each, as 4,3,2")
+    for token in tokens:
         if not token:
             continue
         if token.isdigit():
@@ -279,9 +287,9 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
                                 f"band's, so it is left out of the stack (stacked: {_band_list(info)}); resample it "
                                 "onto their grid first")
-            raise BandError(f"{info.path}: has no band {token!r} (it has {info.count} bands: {_band_list(info)})")
+            raise BandError(f"{info.path}: has no band {token!r} (it has {_bands(info.count)}: {_band_list(info)})")
         if not 1 <= b <= info.count:
-            raise BandError(f"{info.path}: has no band {b} (it has {info.count} bands)")
+            raise BandError(f"{info.path}: has no band {b} (it has {_bands(info.count)})")
         out.append(b)
     if not out:
         raise BandError(f"{info.path}: the band selection {spec!r} selects no band")

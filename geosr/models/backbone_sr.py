@@ -70,7 +70,7 @@ class BackboneSuperResolver:
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         c, s = batch.lr.shape[1], batch.scale
         if c != self.bands:
-            raise BandError(f"model {self.name} takes {self.bands} bands but the input has {c}")
+            raise BandError(f"model {self.name} takes {self.bands} band{'s' * (self.bands != 1)} but the input has {c}")
         if s not in self.scales:
             raise ScaleError(f"model {self.name} was trained for x{', x'.join(map(str, self.scales))}, not x{s}")
         code = None
