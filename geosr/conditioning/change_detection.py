@@ -63,10 +63,6 @@ CORRELATION = 1.5  # LR pixels: neighbourhood of the local correlation
 # cue the same rule keeps 0.7: recall 0.839 / 0.832, F1 0.362 / 0.373.
 LEVEL = 0.7
 EVIDENCE_SMOOTH = 0.8
-# A compared area whose LR is uniform in every band (reference.is_uniform: a cloud, fill, a blank scene) shows none
-# of the detail the reference may show: every cue read "unchanged" against a reference whose contrast the
-# harmonization had fitted to none (a flat LR against the sample's reference: 0% changed, and reference-paste pasted
-# the reference everywhere). Unless the reference is as uniform, every pixel is changed.
 REFINE = 4  # the finest grid refine() is asked for: 4 gave full-resolution masks' recall and F1 (to 0.003)
 STRUCTURE_WEIGHT = 3.0  # a fully uncorrelated textured pixel scores like a CVA z-score of this
 
@@ -149,6 +145,10 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
                            p.astype(np.float32), p_t, evidence)
 
 
+# A compared area whose LR is uniform in every band (reference.is_uniform: a cloud, fill, a blank scene) shows none
+# of the detail the reference may show: every cue read "unchanged" against a reference whose contrast the
+# harmonization had fitted to none (a flat LR against the sample's reference: 0% changed, and reference-paste pasted
+# the reference everywhere). Unless the reference is as uniform, every pixel is changed.
 UNIFORM_NOTE = ("the LR is uniform where both images have data (a cloud, fill or a blank scene) while the reference "
                 "shows detail: every pixel there is taken as changed")
 

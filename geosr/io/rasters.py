@@ -255,7 +255,8 @@ def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
     return any(names == tuple(n.lower() for n in triple) for triple in RGB_NAMES)
 
 
-def _bands(n: int) -> str:
+def band_count(n: int) -> str:
+    """``n`` bands in words: "1 band", "3 bands"."""
     return f"{n} band{'s' * (n != 1)}"
 
 
@@ -287,9 +288,10 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
                                 f"band's, so it is left out of the stack (stacked: {_band_list(info)}); resample it "
                                 "onto their grid first")
-            raise BandError(f"{info.path}: has no band {token!r} (it has {_bands(info.count)}: {_band_list(info)})")
+            raise BandError(f"{info.path}: has no band {token!r} (it has {band_count(info.count)}: "
+                            f"{_band_list(info)})")
         if not 1 <= b <= info.count:
-            raise BandError(f"{info.path}: has no band {b} (it has {_bands(info.count)})")
+            raise BandError(f"{info.path}: has no band {b} (it has {band_count(info.count)})")
         out.append(b)
     if not out:
         raise BandError(f"{info.path}: the band selection {spec!r} selects no band")

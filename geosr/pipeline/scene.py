@@ -35,6 +35,7 @@ from geosr.errors import BandError, ClassTableError
 from geosr.io.rasters import (
     FULL_READ_LIMIT,
     RasterInfo,
+    band_count,
     block_sample,
     default_bands,
     inspect_raster,
@@ -182,7 +183,8 @@ class Scene:
             sel = sel * len(self.bands)
         if len(sel) != len(self.bands):
             raise BandError(
-                f"{path}: the reference gives {_bands(len(sel))} but the LR gives {_bands(len(self.bands))} "
+                f"{path}: the reference gives {band_count(len(sel))} but the LR gives "
+                f"{band_count(len(self.bands))} "
                 "(choose matching bands with `ref_bands` / `bands`)"
             )
         ds = open_raster(path)
@@ -361,8 +363,8 @@ class Scene:
         info = inspect_raster(path, require_crs=False)
         sel = default_bands(info)
         if len(sel) != len(self.bands):
-            raise BandError(f"{path}: the style image gives {_bands(len(sel))} but the LR gives "
-                            f"{_bands(len(self.bands))}")
+            raise BandError(f"{path}: the style image gives {band_count(len(sel))} but the LR gives "
+                            f"{band_count(len(self.bands))}")
         ds = open_raster(path)
         try:
             whole = Window(0, 0, ds.width, ds.height)
@@ -517,7 +519,3 @@ def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
 def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
     """Nearest for class rasters on a grid as fine or finer; mode when the class raster is finer."""
     return Resampling.mode if source_is_finer(ds, grid) else Resampling.nearest
-
-
-def _bands(n: int) -> str:
-    return f"{n} band{'s' * (n != 1)}"
