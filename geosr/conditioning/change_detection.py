@@ -39,7 +39,7 @@ from skimage.filters import threshold_otsu
 from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
 from geosr.conditioning.reference import fit_harmonization, is_uniform
 
-DETECTOR_VERSION = 7  # raised with every change of the rule or its settings (a kept detection is not reused)
+DETECTOR_VERSION = 8  # raised with every change of the rule or its settings (a kept detection is not reused)
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
@@ -65,6 +65,12 @@ LEVEL = 0.7
 EVIDENCE_SMOOTH = 0.8
 REFINE = 4  # the finest grid refine() is asked for: 4 gave full-resolution masks' recall and F1 (to 0.003)
 STRUCTURE_WEIGHT = 3.0  # a fully uncorrelated textured pixel scores like a CVA z-score of this
+ANCHOR_CORRELATION = 0.6  # anchors: textured pixels whose detail correlates above this between the two images
+MIN_ANCHORS = 0.05  # share of the compared pixels; fewer anchors: none
+# A band's spread of differences is taken as at most this many times its spread over the anchors: on the training
+# pairs the ratio stays below 1.9 (x4-x16; 1.2 with the new image as its own reference), under a textured cloud
+# over half of the LR it is 2.1-35 (bench: docs/model-card.md, "Version 8").
+SPREAD_CAP = 2.5
 
 
 @dataclass(frozen=True)
@@ -94,16 +100,26 @@ class ChangeDetection:
         return d
 
 
-def _zscores(diff: np.ndarray, ok: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """RMS over bands of each band's difference over its robust spread (1.4826 MAD, at least ``floor``)."""
+def _zscores(diff: np.ndarray, ok: np.ndarray, floor: np.ndarray, anchors: np.ndarray | None = None) -> np.ndarray:
+    """RMS over bands of each band's difference over its robust spread (1.4826 MAD over ``ok``, at least ``floor``).
+    With ``anchors``, a band whose spread over ``ok`` exceeds :data:`SPREAD_CAP` times that over the anchors is
+    centred and scaled by the anchors' (the changes outnumber what they are compared with)."""
     z = np.zeros(diff.shape[1:], dtype=np.float64)
     for i, d in enumerate(diff):
-        v = d[ok]
-        med = np.median(v)
-        mad = 1.4826 * np.median(np.abs(v - med))
+        med, mad = _centre_spread(d[ok])
+        if anchors is not None:
+            med_a, mad_a = _centre_spread(d[anchors])
+            if mad > SPREAD_CAP * mad_a:
+                med, mad = med_a, SPREAD_CAP * mad_a
         scale = max(mad, floor[i], 1e-9)
         z += ((d - med) / scale) ** 2
     return np.sqrt(z / diff.shape[0])
+
+
+def _centre_spread(v: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 x median absolute deviation of ``v``."""
+    med = float(np.median(v))
+    return med, 1.4826 * float(np.median(np.abs(v - med)))
 
 
 def _detail(img: np.ndarray) -> np.ndarray:
@@ -111,14 +127,30 @@ def _detail(img: np.ndarray) -> np.ndarray:
     return mean - ndimage.gaussian_filter(mean, DETAIL, mode="reflect")
 
 
-def _structure(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """1 - local correlation of the two images' detail where both are textured, 0 elsewhere."""
+def _correlation(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The local correlation of the two images' detail and where both are textured (detail energy above the
+    scene's median in each), (h, w) each; neither depends on a linear map of either image's values."""
     a, b = _detail(lr) * ok, _detail(ref) * ok
     g = lambda x: ndimage.gaussian_filter(x, CORRELATION, mode="reflect")  # noqa: E731
     va, vb, cov = g(a * a), g(b * b), g(a * b)
     rho = cov / np.sqrt(va * vb + 1e-12)
     textured = ok & (va > np.median(va[ok])) & (vb > np.median(vb[ok])) if ok.any() else ok
+    return rho, textured
+
+
+def _structure(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """1 - local correlation of the two images' detail where both are textured, 0 elsewhere."""
+    rho, textured = _correlation(lr, ref, ok)
     return np.where(textured, np.clip(1 - rho, 0, 2) / 2, 0.0)
+
+
+def _anchors(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """Pixels that surely show the same ground, chosen by structure alone (no radiometric fit needed): textured in
+    both images, their detail correlated above :data:`ANCHOR_CORRELATION`; None when fewer than
+    :data:`MIN_ANCHORS` of the compared pixels (or 64) are."""
+    rho, textured = _correlation(lr, ref, valid)
+    anchors = textured & (rho > ANCHOR_CORRELATION)
+    return anchors if anchors.sum() >= max(64, MIN_ANCHORS * valid.sum()) else None
 
 
 def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray,
@@ -213,11 +245,20 @@ def _filled(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
                threshold: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """The classical detector: the learned cue's measures, the score and its threshold (``threshold`` or fitted)."""
-    ok = valid
+    """The classical detector: the learned cue's measures, the score and its threshold (``threshold`` or fitted).
+
+    Statistics over every compared pixel take the changes for the norm once they cover much of the scene (under a
+    textured cloud over half of an LR, version 7 flagged 51% of the cloud). When they do (:func:`_outnumbered`), the
+    harmonization is fitted first on the anchors (:func:`_anchors`) and the differences' spread is bounded by
+    theirs (:func:`_zscores`); otherwise both come from every compared pixel. Then a second fit leaves out the pixels
+    the first pass calls changed."""
+    anchors = _anchors(lr, ref, valid)
+    if anchors is None or not _outnumbered(lr, ref, valid, anchors):
+        anchors = None
+    ok = valid if anchors is None else anchors
     for _ in range(2):  # fit, find the changes, fit again without them
         harmonized = fit_harmonization(lr, valid, ref, ok).apply(ref)  # the reference's mean/std fit
-        score, z, structure = _cues(lr, harmonized, valid)
+        score, z, structure = _cues(lr, harmonized, valid, anchors)
         t = threshold if threshold is not None else fit_threshold(score[valid])
         ok = valid & (score <= t)
         if ok.sum() < 16:
@@ -225,10 +266,18 @@ def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
     return measures(lr, harmonized, valid, z, structure, score), score, t
 
 
-def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _outnumbered(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, anchors: np.ndarray) -> bool:
+    """Whether the differences from a fit on the anchors spread over every compared pixel more than
+    :data:`SPREAD_CAP` times as much as over the anchors, in any band: the changes outnumber the rest."""
+    diff = lr - fit_harmonization(lr, valid, ref, anchors).apply(ref)
+    return any(_centre_spread(d[valid])[1] > SPREAD_CAP * _centre_spread(d[anchors])[1] for d in diff)
+
+
+def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
+          anchors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The combined score, the CVA z-score and the structure cue of every pixel (0 outside ``valid``)."""
     lo, hi = np.percentile(lr[:, valid], [1, 99], axis=1)
-    z = np.where(valid, _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo)), 0.0)
+    z = np.where(valid, _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo), anchors), 0.0)
     structure = _structure(lr, ref, valid)
     s = np.maximum(z, STRUCTURE_WEIGHT * structure)
     if SMOOTH:
