@@ -11,7 +11,9 @@ changed where either of two detectors says so (their union; recall first):
   minus a 1-pixel Gaussian blur), so that a new building on ground of the same colour still counts. Changed
   where the score exceeds Otsu's threshold on the scene's scores, kept between two fixed z-scores (:data:`Z_MIN`,
   :data:`Z_CHANGED`; the spread of the differences is taken as at least :data:`NOISE_FLOOR` of each band's
-  range, so that two near-identical images do not turn noise into change);
+  range, so that two near-identical images do not turn noise into change). Where the changes outnumber the rest (a
+  cloud bank over most of either image), the fit and the spread come from *anchors*, pixels whose detail agrees in
+  both images, instead of from every pixel;
 - **learned**: a logistic model over 11 local measures (:mod:`geosr.conditioning.change_cue`), fitted on real
   labelled change pairs, thresholded per scene.
 
@@ -67,8 +69,8 @@ REFINE = 4  # the finest grid refine() is asked for: 4 gave full-resolution mask
 STRUCTURE_WEIGHT = 3.0  # a fully uncorrelated textured pixel scores like a CVA z-score of this
 ANCHOR_CORRELATION = 0.6  # anchors: textured pixels whose detail correlates above this between the two images
 MIN_ANCHORS = 0.05  # share of the compared pixels; fewer anchors: none
-# A band's spread of differences is taken as at most this many times its spread over the anchors: on the training
-# pairs the ratio stays below 1.9 (x4-x16; 1.2 with the new image as its own reference), under a textured cloud
+# A band's spread of differences is taken as at most this many times its spread over the anchors: on the 17
+# labelled pairs the ratio stays below 1.9 (x4-x16; 1.2 with the new image as its own reference), under a textured cloud
 # over half of the LR it is 2.1-35 (bench: docs/model-card.md, "Version 8").
 SPREAD_CAP = 2.5
 
@@ -248,7 +250,7 @@ def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
     """The classical detector: the learned cue's measures, the score and its threshold (``threshold`` or fitted).
 
     Statistics over every compared pixel take the changes for the norm once they cover much of the scene (under a
-    textured cloud over half of an LR, version 7 flagged 51% of the cloud). When they do (:func:`_outnumbered`), the
+    textured cloud over half of an x4 LR, version 7 flagged 49% of the cloud). When they do (:func:`_outnumbered`), the
     harmonization is fitted first on the anchors (:func:`_anchors`) and the differences' spread is bounded by
     theirs (:func:`_zscores`); otherwise both come from every compared pixel. Then a second fit leaves out the pixels
     the first pass calls changed."""
