@@ -533,3 +533,19 @@ def test_a_cloud_over_most_of_either_image_is_changed_and_little_else(cloudy):
     clear = ~core & (alpha < 0.01)
     assert found.changed[core].mean() > 0.9
     assert found.changed[clear].mean() < 0.05
+
+
+def test_where_the_detail_agrees_a_colour_difference_counts_half():
+    """The same brightness step over textured ground whose detail both images show, and over flat ground: the
+    classical score of the first is half the second's (version 7 scored both alike, and flagged 2-10% of real
+    scenes compared with themselves, mostly such pixels; docs/model-card.md, "Version 8")."""
+    rng = np.random.default_rng(7)
+    old = np.full((3, 96, 96), 0.5)
+    old[:, :, :48] += 0.2 * rng.random((3, 96, 48))  # textured left half, flat right half
+    new = old.copy()
+    new[:, 30:60, 8:40] += 0.1  # a brightness step over textured ground: the detail still agrees
+    new[:, 30:60, 56:88] += 0.1  # and over flat ground
+    valid = np.ones((96, 96), bool)
+    found = compare(new, valid, old, valid)
+    textured, flat = found.score[36:54, 14:34], found.score[36:54, 62:82]
+    assert np.median(textured) == pytest.approx(0.5 * np.median(flat), rel=0.1)

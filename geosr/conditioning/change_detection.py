@@ -8,7 +8,8 @@ changed where either of two detectors says so (their union; recall first):
   magnitude (CVA; the root mean square over bands of the difference LR - reference, each band divided by
   1.4826 x the median absolute deviation of its difference) and, where both images have texture (local detail
   energy above the scene's median), the structure cue: one minus the local correlation of their detail (image
-  minus a 1-pixel Gaussian blur), so that a new building on ground of the same colour still counts. Changed
+  minus a 1-pixel Gaussian blur), so that a new building on ground of the same colour still counts (where their
+  detail agrees, the change vector counts half: a colour difference there is mostly season or haze). Changed
   where the score exceeds Otsu's threshold on the scene's scores, kept between two fixed z-scores (:data:`Z_MIN`,
   :data:`Z_CHANGED`; the spread of the differences is taken as at least :data:`NOISE_FLOOR` of each band's
   range, so that two near-identical images do not turn noise into change). Where the changes outnumber the rest (a
@@ -73,6 +74,14 @@ MIN_ANCHORS = 0.05  # share of the compared pixels; fewer anchors: none
 # labelled pairs the ratio stays below 1.9 (x4-x16; 1.2 with the new image as its own reference), under a textured cloud
 # over half of the LR it is 2.1-35 (bench: docs/model-card.md, "Version 8").
 SPREAD_CAP = 2.5
+# Where both images are textured and their detail correlates above AGREEMENT, the CVA cue is weighed by
+# AGREEMENT_WEIGHT (_cues). Chosen on the 12 training pairs (bench/bench_change_detection.py --split train, x8 / x16):
+# recall and F1 are flat over 0.7-0.9 and weights 0-0.5 (0.838 / 0.833, F1 0.365 / 0.377 at 0.8 and 0.5; version 7
+# 0.839 / 0.832, 0.362 / 0.373), while the share flagged with the new image as its own reference falls from 0.020 /
+# 0.050 to 0.001 / 0.004; 0.5 is the largest weight that keeps that fall (0.7: 0.004 / 0.012). Correlation 0.6 cost
+# x16 recall (0.818).
+AGREEMENT = 0.8
+AGREEMENT_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -280,8 +289,12 @@ def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
     """The combined score, the CVA z-score and the structure cue of every pixel (0 outside ``valid``)."""
     lo, hi = np.percentile(lr[:, valid], [1, 99], axis=1)
     z = np.where(valid, _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo), anchors), 0.0)
-    structure = _structure(lr, ref, valid)
-    s = np.maximum(z, STRUCTURE_WEIGHT * structure)
+    rho, textured = _correlation(lr, ref, valid)
+    structure = np.where(textured, np.clip(1 - rho, 0, 2) / 2, 0.0)
+    # where both images show the same detail, a difference of brightness or colour alone is seldom a change of the
+    # ground (another season, a haze): the CVA cue counts half there (AGREEMENT_WEIGHT), the structure cue in full
+    colour = np.where(textured & (rho > AGREEMENT), AGREEMENT_WEIGHT * z, z)
+    s = np.maximum(colour, STRUCTURE_WEIGHT * structure)
     if SMOOTH:
         s = ndimage.gaussian_filter(np.where(valid, s, 0.0), SMOOTH, mode="reflect")
     return np.where(valid, s, 0.0), z, structure
