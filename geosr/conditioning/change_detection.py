@@ -149,17 +149,11 @@ def _correlation(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> tuple[np.nd
     return rho, textured
 
 
-def _structure(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """1 - local correlation of the two images' detail where both are textured, 0 elsewhere."""
-    rho, textured = _correlation(lr, ref, ok)
-    return np.where(textured, np.clip(1 - rho, 0, 2) / 2, 0.0)
-
-
-def _anchors(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+def _anchors(correlation: tuple[np.ndarray, np.ndarray], valid: np.ndarray) -> np.ndarray | None:
     """Pixels that surely show the same ground, chosen by structure alone (no radiometric fit needed): textured in
-    both images, their detail correlated above :data:`ANCHOR_CORRELATION`; None when fewer than
-    :data:`MIN_ANCHORS` of the compared pixels (or 64) are."""
-    rho, textured = _correlation(lr, ref, valid)
+    both images, their detail correlated above :data:`ANCHOR_CORRELATION` (``correlation``: :func:`_correlation`);
+    None when fewer than :data:`MIN_ANCHORS` of the compared pixels (or 64) are."""
+    rho, textured = correlation
     anchors = textured & (rho > ANCHOR_CORRELATION)
     return anchors if anchors.sum() >= max(64, MIN_ANCHORS * valid.sum()) else None
 
@@ -262,14 +256,16 @@ def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
     textured cloud over half of an x4 LR, version 7 flagged 49% of the cloud). When they do (:func:`_outnumbered`), the
     harmonization is fitted first on the anchors (:func:`_anchors`) and the differences' spread is bounded by
     theirs (:func:`_zscores`); otherwise both come from every compared pixel. Then a second fit leaves out the pixels
-    the first pass calls changed."""
-    anchors = _anchors(lr, ref, valid)
+    the first pass calls changed. The detail's correlation (structure cue, anchors) is taken once, before any fit:
+    a fit would change it only through the weights of the bands in their mean."""
+    correlation = _correlation(lr, ref, valid)
+    anchors = _anchors(correlation, valid)
     if anchors is None or not _outnumbered(lr, ref, valid, anchors):
         anchors = None
     ok = valid if anchors is None else anchors
     for _ in range(2):  # fit, find the changes, fit again without them
         harmonized = fit_harmonization(lr, valid, ref, ok).apply(ref)  # the reference's mean/std fit
-        score, z, structure = _cues(lr, harmonized, valid, anchors)
+        score, z, structure = _cues(lr, harmonized, valid, correlation, anchors)
         t = threshold if threshold is not None else fit_threshold(score[valid])
         ok = valid & (score <= t)
         if ok.sum() < 16:
@@ -284,12 +280,13 @@ def _outnumbered(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, anchors: np
     return any(_centre_spread(d[valid])[1] > SPREAD_CAP * _centre_spread(d[anchors])[1] for d in diff)
 
 
-def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
+def _cues(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, correlation: tuple[np.ndarray, np.ndarray],
           anchors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The combined score, the CVA z-score and the structure cue of every pixel (0 outside ``valid``)."""
+    """The combined score, the CVA z-score and the structure cue of every pixel (0 outside ``valid``), given the
+    detail's ``correlation`` (:func:`_correlation`)."""
     lo, hi = np.percentile(lr[:, valid], [1, 99], axis=1)
     z = np.where(valid, _zscores(lr - ref, valid, NOISE_FLOOR * (hi - lo), anchors), 0.0)
-    rho, textured = _correlation(lr, ref, valid)
+    rho, textured = correlation
     structure = np.where(textured, np.clip(1 - rho, 0, 2) / 2, 0.0)
     # where both images show the same detail, a difference of brightness or colour alone is seldom a change of the
     # ground (another season, a haze): the CVA cue counts half there (AGREEMENT_WEIGHT), the structure cue in full
