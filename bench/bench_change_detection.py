@@ -20,7 +20,7 @@ without that data set: ``scripts/fit_change_cue.py --leave-out``).
 cloud bank over the given shares of the LR (``--cloudy reference``: of the reference): bright, soft-edged, with an 8%
 billowy texture (real Landsat 8 cumulus at 30 m measured 5% relative local spread, clear ground 3%). Reports the
 share of the cloud's core flagged (what a detector must flag: the ground under it is not what the other image
-shows) and of the clear ground (false alarms).
+shows) and of the clear ground (false alarms), on the LR grid (``run`` scores the refined grid upscale draws).
 """
 
 from __future__ import annotations
@@ -181,10 +181,10 @@ def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str) 
                 valid = np.ones((h, w), bool)
                 changed = detect_changes(lr, valid, ref, valid).changed
                 in_cloud.append(float(changed[core].mean()))
-                if (~core & (alpha < 0.01)).any():
+                if (~core & (alpha < 0.01)).any():  # (a small LR under a large cloud may have no clear pixel)
                     clear.append(float(changed[~core & (alpha < 0.01)].mean()))
-            row = {"cloud_flagged": _mean(in_cloud), "cloud_flagged_min": round(min(in_cloud), 3),
-                   "clear_flagged": _mean(clear), "pairs": len(in_cloud)}
+            row = {"cloud_flagged": _mean(in_cloud), "cloud_flagged_min": round(min(in_cloud), 3) if in_cloud else None,
+                   "clear_flagged": _mean(clear), "pairs": len(in_cloud), "pairs_with_clear_ground": len(clear)}
             table[f"x{scale} cover {cover}"] = row
             print(f"x{scale} cloud over {cover:.0%} of the {cloudy}:", row, flush=True)
     return table
@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.clouds:
+        if args.group or args.cue or args.change_net:
+            ap.error("--clouds runs geosr's own detector on every pair: --group, --cue and --change-net do not apply")
         result = run_clouds([int(s) for s in args.scales.split(",")], args.split,
                             [float(c) for c in args.clouds.split(",")], args.cloudy)
         if args.json:

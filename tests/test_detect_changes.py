@@ -504,26 +504,16 @@ def test_the_harmonization_leaves_a_textured_reference_its_contrast_against_a_un
     assert h.bias[0] == pytest.approx(90 - ref[0].mean())
 
 
-def _cloud(h: int, w: int, cover: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A bright cloud bank with soft edges and an 8% billowy texture over ``cover`` of the scene: (alpha, core)."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    field = ndimage.gaussian_filter(rng.standard_normal((h, w)), h / 10)
-    core = field > np.quantile(field, 1 - cover)
-    alpha = np.clip(ndimage.gaussian_filter(core.astype(float), 1.5) * 1.3, 0, 1)
-    billows = sum(ndimage.gaussian_filter(rng.standard_normal((h, w)), s) * s for s in (1, 2, 4))
-    return alpha * (1 + 0.08 * billows / billows.std()), core
-
-
 @pytest.mark.parametrize("cloudy", ["lr", "reference"])
 def test_a_cloud_over_most_of_either_image_is_changed_and_little_else(cloudy):
     """A cloud over 60% of the LR (or of the reference): statistics over every pixel took the cloud for the norm
     (detector version 7 flagged the cloud and 54% of the clear ground besides, all of it under a cloudy reference);
     the anchors, pixels whose detail agrees, keep the fit and the spread on the ground both images show."""
+    from bench.bench_change_detection import cloud_bank  # the bench's cloud (bright, soft-edged, billowy)
+
     old = _textured(128, 128, 3)
     new = 0.8 * old + 0.1
-    alpha, core = _cloud(128, 128, 0.6, 4)
+    alpha, core = cloud_bank(128, 128, 0.6, 4)
     if cloudy == "lr":
         new = new * (1 - np.clip(alpha, 0, 1)) + alpha * 1.05
     else:

@@ -13,8 +13,8 @@ changed where either of two detectors says so (their union; recall first):
   where the score exceeds Otsu's threshold on the scene's scores, kept between two fixed z-scores (:data:`Z_MIN`,
   :data:`Z_CHANGED`; the spread of the differences is taken as at least :data:`NOISE_FLOOR` of each band's
   range, so that two near-identical images do not turn noise into change). Where the changes outnumber the rest (a
-  cloud bank over most of either image), the fit and the spread come from *anchors*, pixels whose detail agrees in
-  both images, instead of from every pixel;
+  cloud bank over most of either image), the first fit is made on *anchors*, pixels whose detail agrees in both
+  images, and each band's differences are centred on the anchors' and their spread capped at a multiple of theirs;
 - **learned**: a logistic model over 11 local measures (:mod:`geosr.conditioning.change_cue`), fitted on real
   labelled change pairs, thresholded per scene.
 
@@ -72,7 +72,8 @@ ANCHOR_CORRELATION = 0.6  # anchors: textured pixels whose detail correlates abo
 MIN_ANCHORS = 0.05  # share of the compared pixels; fewer anchors: none
 # A band's spread of differences is taken as at most this many times its spread over the anchors: on the 17
 # labelled pairs the ratio stays below 1.9 (x4-x16; 1.2 with the new image as its own reference), under a textured cloud
-# over half of the LR it is 2.1-35 (bench: docs/model-card.md, "Version 8").
+# over half of the LR it is 2.0-36 where there are anchors (bench: docs/model-card.md, "Version 8"); a cloud whose
+# ratio stays below the cap is left to the usual statistics (at 50% cover mostly still found, see there).
 SPREAD_CAP = 2.5
 # Where both images are textured and their detail correlates above AGREEMENT, the CVA cue is weighed by
 # AGREEMENT_WEIGHT (_cues). Chosen on the 12 training pairs (bench/bench_change_detection.py --split train, x8 / x16):
@@ -138,10 +139,18 @@ def _detail(img: np.ndarray) -> np.ndarray:
     return mean - ndimage.gaussian_filter(mean, DETAIL, mode="reflect")
 
 
+def _unit(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``x`` over the root of its mean square over ``ok`` (as it is when that is 0)."""
+    rms = float(np.sqrt(np.mean(x[ok] ** 2))) if ok.any() else 0.0
+    return x / rms if rms > 0 else x
+
+
 def _correlation(lr: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The local correlation of the two images' detail and where both are textured (detail energy above the
-    scene's median in each), (h, w) each; neither depends on a linear map of either image's values."""
-    a, b = _detail(lr) * ok, _detail(ref) * ok
+    scene's median in each), (h, w) each; neither depends on a linear map of either image's values (each detail
+    is scaled to unit mean square over ``ok`` first, so that the small constant guarding the division does not
+    depend on the images' units)."""
+    a, b = (_unit(_detail(img) * ok, ok) for img in (lr, ref))
     g = lambda x: ndimage.gaussian_filter(x, CORRELATION, mode="reflect")  # noqa: E731
     va, vb, cov = g(a * a), g(b * b), g(a * b)
     rho = cov / np.sqrt(va * vb + 1e-12)
@@ -269,7 +278,7 @@ def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
         t = threshold if threshold is not None else fit_threshold(score[valid])
         ok = valid & (score <= t)
         if ok.sum() < 16:
-            ok = valid
+            ok = valid if anchors is None else anchors
     return measures(lr, harmonized, valid, z, structure, score), score, t
 
 
