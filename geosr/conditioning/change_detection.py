@@ -269,8 +269,8 @@ def _classical(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray,
     a fit would change it only through the weights of the bands in their mean."""
     correlation = _correlation(lr, ref, valid)
     anchors = _anchors(correlation, valid)
-    if anchors is None or not _outnumbered(lr, ref, valid, anchors):
-        anchors = None
+    if anchors is not None and not _outnumbered(lr, ref, valid, anchors):
+        anchors = None  # the usual statistics: the anchors only bound what the changes would otherwise set
     ok = valid if anchors is None else anchors
     for _ in range(2):  # fit, find the changes, fit again without them
         harmonized = fit_harmonization(lr, valid, ref, ok).apply(ref)  # the reference's mean/std fit
