@@ -3,6 +3,7 @@
     python bench/bench_change_detection.py [--scales 4,8] [--split heldout|train|all] [--group levir] \
         [--cue change_cue.json] [--json out.json]
     python bench/bench_change_detection.py --clouds 0.4,0.5,0.6 [--cloudy lr|reference] [--scales 4,8]
+    python bench/bench_change_detection.py --clouds 0.4,0.5,0.6 --sensor-mask [--scales 4,8]
 
 For every labelled pair of ../shared/data (``scripts/shared_data.json``): the LR is the new image degraded by
 antialiased bicubic at the scale, the reference is the old HR image averaged onto the LR grid (what upscale
@@ -21,6 +22,8 @@ cloud bank over the given shares of the LR (``--cloudy reference``: of the refer
 billowy texture (real Landsat 8 cumulus at 30 m measured 5% relative local spread, clear ground 3%). Reports the
 share of the cloud's core flagged (what a detector must flag: the ground under it is not what the other image
 shows) and of the clear ground (false alarms), on the LR grid (``run`` scores the refined grid upscale draws).
+``--sensor-mask``: the LR's cloud is also given to the detector as its product's own cloud mask would flag it
+(opacity above 10%), as upscale does with a Sentinel-2 L2A product's scene classification.
 """
 
 from __future__ import annotations
@@ -158,8 +161,10 @@ def cloud_bank(h: int, w: int, cover: float, seed: int) -> tuple[np.ndarray, np.
     return alpha * (1 + 0.08 * billows / billows.std()), core
 
 
-def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str) -> dict:
-    """Share of a synthetic cloud's core flagged, and of the clear ground, per scale and cover (module doc)."""
+def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str, sensor_mask: bool = False) -> dict:
+    """Share of a synthetic cloud's core flagged, and of the clear ground, per scale and cover (module doc);
+    ``sensor_mask``: the LR's cloud as its product's own mask would flag it (wherever the cloud's opacity passes
+    10%) is given to the detector, as upscale gives a Sentinel-2 L2A product's SCL."""
     splits = ("train", "heldout") if split == "all" else (split,)
     pairs = [p for s in splits for p in shared_data_pairs(split=s) if not p.synthetic]
     table: dict = {}
@@ -179,7 +184,8 @@ def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str) 
                 else:
                     ref = ref * (1 - np.clip(alpha, 0, 1)) + alpha * white
                 valid = np.ones((h, w), bool)
-                changed = detect_changes(lr, valid, ref, valid).changed
+                flags = alpha > 0.1 if sensor_mask else None
+                changed = detect_changes(lr, valid, ref, valid, untrusted=flags).changed
                 in_cloud.append(float(changed[core].mean()))
                 if (~core & (alpha < 0.01)).any():  # (a small LR under a large cloud may have no clear pixel)
                     clear.append(float(changed[~core & (alpha < 0.01)].mean()))
@@ -199,13 +205,17 @@ def main() -> None:
     ap.add_argument("--cue", type=Path, help="the learned cue to use (default: geosr's bundled one)")
     ap.add_argument("--clouds", help="covers (e.g. 0.4,0.5,0.6): the synthetic cloud part instead (module doc)")
     ap.add_argument("--cloudy", default="lr", choices=("lr", "reference"), help="which image the clouds cover")
+    ap.add_argument("--sensor-mask", action="store_true",
+                    help="with --clouds over the LR: give the detector the cloud as the LR product's own mask flags it")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.sensor_mask and not (args.clouds and args.cloudy == "lr"):
+        ap.error("--sensor-mask is the LR product's cloud mask: it needs --clouds over the LR (--cloudy lr)")
     if args.clouds:
         if args.group or args.cue or args.change_net:
             ap.error("--clouds runs geosr's own detector on every pair: --group, --cue and --change-net do not apply")
         result = run_clouds([int(s) for s in args.scales.split(",")], args.split,
-                            [float(c) for c in args.clouds.split(",")], args.cloudy)
+                            [float(c) for c in args.clouds.split(",")], args.cloudy, args.sensor_mask)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return

@@ -36,9 +36,10 @@ def _write(path: Path, data: np.ndarray, res: float, driver: str = "JP2OpenJPEG"
 
 
 def l2a_product(root: Path, *, baseline: str = "05.09", offset: int | None = -1000, width: int = 48,
-                height: int = 40) -> tuple[Path, dict[str, np.ndarray]]:
+                height: int = 40, scl: np.ndarray | None = None) -> tuple[Path, dict[str, np.ndarray]]:
     """A single-granule L2A ``.SAFE`` folder: the 10 m bands, a 20 m band, TCI, and MTD_MSIL2A.xml with the
-    quantification value, the BOA offsets (``offset`` None: a product before baseline 04.00, without them).
+    quantification value, the BOA offsets (``offset`` None: a product before baseline 04.00, without them), and
+    with ``scl`` ((height / 2, width / 2) uint8 classes) the scene classification at 20 m.
     Returns the folder and the reflectance each 10 m band stores."""
     name = f"S2B_MSIL2A_{SENSING}_N{baseline.replace('.', '')}_R022_{TILE}_{SENSING}.SAFE"
     safe = root / name
@@ -55,6 +56,10 @@ def l2a_product(root: Path, *, baseline: str = "05.09", offset: int | None = -10
     rel = f"GRANULE/{granule}/IMG_DATA/R20m/{TILE}_{SENSING}_B05_20m"
     _write(safe / f"{rel}.jp2", np.full((height // 2, width // 2), 1500, np.uint16), 20.0)
     images.append(rel)
+    if scl is not None:
+        rel = f"GRANULE/{granule}/IMG_DATA/R20m/{TILE}_{SENSING}_SCL_20m"
+        _write(safe / f"{rel}.jp2", scl.astype(np.uint16), 20.0)
+        images.append(rel)
     rel = f"GRANULE/{granule}/IMG_DATA/R10m/{TILE}_{SENSING}_TCI_10m"
     _write(safe / f"{rel}.jp2", np.full((height, width), 90, np.uint16), 10.0)
     images.append(rel)

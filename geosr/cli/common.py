@@ -261,6 +261,16 @@ def print_coregistration(co: dict | None) -> None:
                           f"applied; the offset above is the centre's", highlight=False)
 
 
+def print_sensor_mask(mask: dict | None) -> None:
+    """The LR product's own cloud mask a detection used (``ChangeDetectionResult.sensor_mask``, or the source and
+    classes a change raster's tags record), in a line."""
+    if not isinstance(mask, dict):
+        return
+    share = f"{100 * mask['share']:.1f}% of the compared area, " if isinstance(mask.get("share"), (int, float)) else ""
+    out_console.print(f"cloud mask ({mask.get('source', '?')}: {mask.get('flagged', '?')}): {share}taken as changed",
+                      highlight=False)
+
+
 def print_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(_finite({"ok": True, **payload}), default=str, allow_nan=False) + "\n")
 

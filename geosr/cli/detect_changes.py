@@ -16,6 +16,7 @@ from geosr.cli.common import (
     out_console,
     print_coregistration,
     print_json,
+    print_sensor_mask,
     progress_bar,
     run_command,
 )
@@ -56,6 +57,7 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
                                         f"{result.seconds:.1f} s"),
                           highlight=False)
         print_coregistration(result.coregistration)
+        print_sensor_mask(result.sensor_mask)
         for w in result.warnings:
             err_console.print(f"warning: {cli_words(w, 'detect-changes')}", style="yellow", highlight=False)
 

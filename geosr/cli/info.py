@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from geosr.cli.common import out_console, print_coregistration, print_json, run_command
+from geosr.cli.common import out_console, print_coregistration, print_json, print_sensor_mask, run_command
 
 
 def info(
@@ -71,6 +71,7 @@ def _print_record(g: dict) -> None:
                           + (f"; drawn {finer}x finer than the LR" if finer > 1 else "")
                           + f"): {cd.get('lr', '?')} against the reference {cd.get('reference', '?')}",
                           highlight=False)
+        print_sensor_mask(cd.get("sensor_mask"))
     co = g.get("coregistration")
     if co is None and isinstance(cd, dict):  # detect-changes keeps it inside its record
         co = cd.get("coregistration")
@@ -79,6 +80,7 @@ def _print_record(g: dict) -> None:
         out_console.print(f"change mask detected against the reference: {100 * cd['changed_share']:.1f}% changed of "
                           "the area both cover",
                           highlight=False)
+        print_sensor_mask(cd.get("sensor_mask"))
     prov = g.get("provenance")
     if isinstance(prov, dict):
         shares = ", ".join(f"{name} {100 * v:.1f}%" for name, v in prov.get("shares", {}).items())

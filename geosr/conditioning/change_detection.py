@@ -25,7 +25,9 @@ exceeds :data:`LEVEL` (below 1), the evidence first smoothed over about one LR p
 lone flag among unchanged pixels fades, the edge of a strong change spreads into its neighbours). :func:`refine`
 draws the same rule on a finer grid, the evidence interpolated bilinearly between LR pixel centres, so that the
 outline of a change falls inside the LR pixels it cuts (a change filling a third of an LR pixel is not
-all-or-nothing). Pixels without data in either image are unknown (``valid`` False).
+all-or-nothing). Pixels without data in either image are unknown (``valid`` False). Where a sensor's own cloud mask
+flags a pixel (``untrusted``: a Sentinel-2 L2A product's scene classification), it is changed whatever the images
+say, and left out of every statistic.
 
 numpy, scipy's ndimage filters and scikit-image's Otsu threshold: no library detects changes between two
 co-registered rasters of different sensors and dates with a recall-first rule, so the combination is written here.
@@ -33,7 +35,7 @@ co-registered rasters of different sensors and dates with a recall-first rule, s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -42,7 +44,7 @@ from skimage.filters import threshold_otsu
 from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
 from geosr.conditioning.reference import fit_harmonization, is_uniform
 
-DETECTOR_VERSION = 8  # raised with every change of the rule or its settings (a kept detection is not reused)
+DETECTOR_VERSION = 9  # raised with every change of the rule or its settings (a kept detection is not reused)
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
@@ -168,12 +170,21 @@ def _anchors(correlation: tuple[np.ndarray, np.ndarray], valid: np.ndarray) -> n
 
 
 def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray,
-                   threshold: float | None = None, cue: ChangeCue | None = None) -> ChangeDetection:
+                   threshold: float | None = None, cue: ChangeCue | None = None,
+                   untrusted: np.ndarray | None = None) -> ChangeDetection:
     """Compare (C, h, w) LR and reference on the same grid (physical values; validity (h, w) bool each).
 
     ``threshold`` fixes the classical score's threshold (e.g. one fitted on a sample of a larger scene); None fits
-    it here. ``cue``: the learned cue (default: the bundled one).
+    it here. ``cue``: the learned cue (default: the bundled one). ``untrusted`` (h, w) bool: where a sensor's own
+    mask says either image does not show the ground (cloud, shadow, snow): changed, whatever the images say, and
+    left out of every fit and statistic (a cloud taken for the norm hides the changes beside it).
     """
+    if untrusted is not None and untrusted.any():
+        known = lr_valid & ref_valid
+        found = detect_changes(lr, lr_valid & ~untrusted, ref, ref_valid, threshold, cue)
+        flagged = known & untrusted
+        evidence = np.where(flagged, 2 * LEVEL + 1, found.evidence if found.evidence is not None else 0.0)
+        return replace(found, changed=found.changed | flagged, valid=known, evidence=evidence.astype(np.float32))
     valid = lr_valid & ref_valid
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)

@@ -9,10 +9,12 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
+from geosr.io.sensor_masks import sentinel2_scl
 from geosr.io.vrt import Composite, Member, stack
 
 # Sentinel-2's 10 m bands, in the order a product stacks them
@@ -78,7 +80,25 @@ def sentinel2_product(path: str) -> Composite:
     start = info.get("PRODUCT_START_TIME")
     meta = {"ACQUISITIONDATETIME": start} if start else {}
     meta["GEOSR_SOURCE"] = note
-    return stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
+    comp = stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
+    scl = _scl(root, base) if level == "L2A" else None
+    if scl is None:
+        return comp
+    return replace(comp, mask=sentinel2_scl(scl), files=comp.files + (scl,),
+                   note=comp.note + "; cloud mask: its scene classification (SCL)")
+
+
+def _scl(root: ET.Element, base: str) -> str | None:
+    """The L2A product's scene classification image (the finest listed: 20 m, else 60 m), when its file is
+    there; None otherwise (the product is read without it)."""
+    listed = [(e.text or "").strip() for e in root.iter() if _local(e.tag) == "IMAGE_FILE"]
+    for res in ("20m", "60m"):
+        for rel in listed:
+            if re.search(rf"_SCL_{res}$", rel.removesuffix(".jp2")):
+                href = base + (rel if rel.endswith(".jp2") else rel + ".jp2")
+                if href.startswith("/vsi") or Path(href).is_file():
+                    return href
+    return None
 
 
 def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:

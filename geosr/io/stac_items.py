@@ -9,12 +9,14 @@ import json
 import os
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pystac
 
 from geosr.errors import BandError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE, fetch_failure, network_error
+from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
 STAC_TIMEOUT_S = 20
@@ -119,8 +121,8 @@ def stac_item(path: str) -> Composite | None:
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
         media = (asset.media_type or "").lower()
-        if media and not any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff")):
-            continue
+        if media and not any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff")) or key.lower() in _MASK_ASSETS:
+            continue  # not a raster, or the sensor's cloud mask (_sensor_mask), never a band to super-resolve
         for i, band in enumerate(_asset_bands(path, key, asset), start=1):
             name = band["common_name"] or band["name"]
             if not name or not isinstance(name, str):
@@ -154,5 +156,23 @@ def stac_item(path: str) -> Composite | None:
     if item.datetime is not None:
         meta["ACQUISITIONDATETIME"] = item.datetime.isoformat()
     kept = [m.description for m in members if heads[m.href].grid == anchor_grid]
-    return stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,
-                  same_grid=False)
+    comp = stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,
+                 same_grid=False)
+    mask = _sensor_mask(path, item)
+    if mask is None:
+        return comp
+    return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
+
+
+# the asset keys of a sensor's own cloud mask, as Earth Search, Planetary Computer and USGS name them
+_MASK_ASSETS = {"scl": sentinel2_scl, "qa_pixel": landsat_qa_pixel}
+
+
+def _sensor_mask(path: str, item: pystac.Item) -> SensorMask | None:
+    """The item's Sentinel-2 scene classification (asset ``scl``) or Landsat pixel quality (``qa_pixel``)."""
+    for key, asset in item.assets.items():
+        make = _MASK_ASSETS.get(key.lower())
+        media = (asset.media_type or "").lower()
+        if make is not None and (not media or any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff"))):
+            return make(_asset_path(path, asset))
+    return None

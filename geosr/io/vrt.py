@@ -20,6 +20,7 @@ from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NetworkError, NotARasterError
 from geosr.io.paths import OPEN_REMOTE_OPTIONS, named, network_failure, over_network
+from geosr.io.sensor_masks import SensorMask
 
 # How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
 _VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
@@ -48,6 +49,7 @@ class Composite:
     files: tuple[str, ...]  # every file it reads (metadata and bands): output checks and resume fingerprints
     note: str  # what was stacked and how, in words
     left_out: tuple[str, ...] = ()  # the bands not stacked (on another grid than the first's), by description
+    mask: SensorMask | None = None  # the sensor's own cloud mask shipped beside the bands (its file is in ``files``)
 
 
 def gdal_path(href: str) -> str:

@@ -42,6 +42,7 @@ from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
+from geosr.io.sensor_masks import SensorMask
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
 from geosr.options.declare import coerce
@@ -101,6 +102,8 @@ class ChangeDetectionResult:
     tags: dict[str, str] = field(default_factory=dict)
     probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per band of rows
     warnings: list[str] = field(default_factory=list)
+    # the LR product's own cloud mask: {"source", "flagged" (in words), "share" (of the compared pixels)}; None
+    sensor_mask: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
@@ -109,7 +112,7 @@ class ChangeDetectionResult:
                 # a band of rows where the two images never both have data has no threshold: null
                 "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
                 "probability_thresholds": [None if t is None else round(t, 4) for t in self.probability_thresholds],
-                "coregistration": self.coregistration,
+                "coregistration": self.coregistration, "sensor_mask": self.sensor_mask,
                 "seconds": round(self.seconds, 3), "warnings": list(self.warnings)}
 
 
@@ -150,7 +153,8 @@ def detect_changes(
                     coregister=opts.coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
         found = DetectedRows(scene, grid, report, opts.refine,
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
-        meta = _meta(_tags(lr, ref, found.coregistration, opts.refine) | {"GEOSR_OPTIONS": opts.to_json()})
+        meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.lr_mask)
+                     | {"GEOSR_OPTIONS": opts.to_json()})
         if work is not None:
             write_row_bands(final, found.fine_grid, meta, found, work)
         else:
@@ -187,7 +191,7 @@ def detect_changes_in_memory(
                     coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None, refine)
         fine = found.fine_grid
-        meta = _meta(_tags(lr, ref, found.coregistration, refine))
+        meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.lr_mask))
         mem = MemoryFile()
         profile = dict(driver="GTiff", width=fine.width, height=fine.height, count=1, dtype="uint8", crs=fine.crs,
                        transform=fine.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256,
@@ -215,7 +219,7 @@ class DetectedRows:
         self.nothing_known = nothing_known
         self.fine_grid = grid.refined(factor) if factor > 1 else grid
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
-        self.changed = self.valid = self.unknown = 0
+        self.changed = self.valid = self.unknown = self.masked = 0
         self.thresholds: list[float] = []
         self.probability_thresholds: list[float | None] = []
         self.notes: list[str] = []  # the detector's, once each (a uniform LR)
@@ -229,7 +233,10 @@ class DetectedRows:
         for i, r0 in enumerate(rows):
             self.report(i, len(rows))
             h = min(step, self.grid.height - r0)
-            found = _compare_rows(self.scene, r0, h, self.grid.width)
+            found, flags = _compare_rows(self.scene, r0, h, self.grid.width)
+            if flags is not None:  # in LR pixels of the band itself, counted as the fine pixels they hold
+                inner = (slice(HALO, HALO + h), slice(HALO, HALO + self.grid.width))
+                self.masked += int((flags[inner] & found.valid[inner]).sum()) * k * k
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
             if found.note and found.note not in self.notes:
@@ -256,7 +263,9 @@ class DetectedRows:
         return ChangeDetectionResult(
             path=path, grid=self.fine_grid, changed_share=self.changed / max(1, self.valid),
             unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
-            seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds, warnings=self.warnings())
+            seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds, warnings=self.warnings(),
+            sensor_mask=None if self.scene.lr_mask is None else
+            self.scene.lr_mask.to_dict() | {"share": round(self.masked / max(1, self.valid), 6)})
 
     def warnings(self) -> list[str]:
         """The detector's notes, and a word on an area too small to judge (:data:`MIN_COMPARED`)."""
@@ -278,16 +287,17 @@ def band_rows(width: int) -> int:
     return max(MIN_ROWS, min(MAX_ROWS, BAND_PIXELS // max(1, width)))
 
 
-def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> ChangeDetection:
+def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> tuple[ChangeDetection, np.ndarray | None]:
     """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context (kept: :func:`_refine_rows`
-    cuts it back)."""
+    cuts it back), and where the LR product's cloud mask flags pixels (None without one)."""
     win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
     # in physical values, as the detector and its cue were fitted: the stack's model space stretches each band to
     # its own range, which weighs the bands differently in the cue's brightness, colour and structure measures
     # (a narrow-range Landsat scene was flagged on 33.7% of its pixels instead of 21.3%)
     lr, ref = scene.stretch.inverse(stack.lr), scene.stretch.inverse(stack.ref)
-    return compare(lr, stack.lr_valid, ref, stack.ref_valid)
+    flags = scene.lr_flags(win, HALO)
+    return compare(lr, stack.lr_valid, ref, stack.ref_valid, untrusted=flags), flags
 
 
 def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width: int,
@@ -303,11 +313,12 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
     return (fine > LEVEL) & valid, valid
 
 
-def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1) -> dict[str, str]:
+def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1, mask: SensorMask | None = None) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(TABLE.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
-                                              "reference": ref, "coregistration": coreg, "refine": factor},
+                                              "reference": ref, "coregistration": coreg, "refine": factor,
+                                              "sensor_mask": mask.to_dict() if mask else None},
                                              sort_keys=True),
         "GEOSR_VERSION": __version__,
     }

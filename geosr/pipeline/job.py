@@ -232,7 +232,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
                                            coregister=opts.coregister, area=area, refine=refine_factor(opts.scale))
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds",
-                                                                   "probability_thresholds")}
+                                                                   "probability_thresholds", "sensor_mask")}
     if found.warnings:  # the detector's own (a uniform LR, an area too small to judge); not the reference's
         report["warnings"] = list(found.warnings)
     report = {"method": "auto", "ran": True, **report}

@@ -46,6 +46,8 @@ from geosr.io.rasters import (
     reading,
     refuse_palette,
 )
+from geosr.io.sensor_masks import SensorMask, read_flags
+from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
 
@@ -98,6 +100,7 @@ class Scene:
     # are then checked again in every window read (read_stack).
     cd_sampled: bool = False
     map_sampled: bool = False
+    lr_mask: SensorMask | None = None  # the LR product's own cloud mask (a Sentinel-2 L2A product's SCL)
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
@@ -132,6 +135,8 @@ class Scene:
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
+        comp = composite(lr) if is_composite(lr) else None
+        scene.lr_mask = comp.mask if comp is not None else None
         try:
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
             scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
@@ -319,8 +324,9 @@ class Scene:
     def _harmonization_reference(
         self, lr_grid: Grid, windows: list[Window], out_shape: tuple[int, int] | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, and
-        unchanged by the change mask); one window is returned as is, several flattened and joined."""
+        """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, unchanged by
+        the change mask, clear by the LR product's cloud mask); one window is returned as is, several flattened and
+        joined."""
         ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average, src_transform=self.ref_transform)
         try:
             refs = [ref_lr.read(w, out_shape=out_shape) for w in windows]
@@ -336,6 +342,12 @@ class Scene:
             for i, (raw, cd_valid) in enumerate(cds):
                 _, changed = self.cd_table.lookup(np.rint(raw[0]))
                 usables[i] = usables[i] & cd_valid & ~changed
+        if self.lr_mask is not None:  # the LR product's clouds tell nothing of how the two dates' colours relate
+            for i, w in enumerate(windows):
+                h, wd = usables[i].shape
+                t = lr_grid.transform @ Affine.translation(w.col_off, w.row_off) @ Affine.scale(w.width / wd,
+                                                                                              w.height / h)
+                usables[i] = usables[i] & ~read_flags(self.lr_mask, self.lr_info.path, lr_grid.crs, t, wd, h)
         if len(windows) == 1:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
@@ -436,6 +448,11 @@ class Scene:
                     refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
             change = np.where(cd_valid, index, self.cd_table.unknown_index)
             changed = np.where(cd_valid, changed_value, True)
+            if self.lr_mask is not None:  # the LR product's clouds: the reference is not what the LR shows there
+                transform = self.hr.transform @ Affine.translation(c0 * s, r0 * s)
+                cloud = read_flags(self.lr_mask, self.lr_info.path, self.hr.crs, transform, W, H)
+                change = np.where(cloud & ~changed, self.cd_table.unknown_index, change)
+                changed = changed | cloud
         else:
             change, changed = np.zeros((H, W), np.int64), np.zeros((H, W), bool)
         map_ = None
@@ -450,6 +467,17 @@ class Scene:
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)
+
+    def lr_flags(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
+        """Where the LR product's own cloud mask (:attr:`lr_mask`) says a pixel does not show the ground, on the
+        LR grid of :meth:`read_stack`'s window (``halo`` LR pixels of context); None without such a mask."""
+        if self.lr_mask is None:
+            return None
+        c0 = int(self.area.col_off) + win.col_off - halo
+        r0 = int(self.area.row_off) + win.row_off - halo
+        w, h = win.width + 2 * halo, win.height + 2 * halo
+        transform = self.lr_ds.window_transform(Window(c0, r0, w, h))
+        return read_flags(self.lr_mask, self.lr_info.path, self.lr_ds.crs, transform, w, h)
 
     def lr_validity(self, r0: int, r1: int) -> np.ndarray:
         """Validity of LR rows [r0, r1) of the processed area (whole width)."""

@@ -1,0 +1,86 @@
+"""A sensor's own cloud mask, as its product ships it: which raster, and which of its values say that a pixel does
+not show the ground (cloud, cloud shadow, cirrus, snow). Read onto any grid as a boolean raster. No torch here.
+
+Sentinel-2 L2A's scene classification (SCL; ESA's Level-2A algorithm theoretical basis, table of classes) and
+Landsat Collection 2's QA_PIXEL bits (USGS Landsat 8-9 Collection 2 Level 2 science product guide).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.transform import array_bounds
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+# SCL classes that are not the ground as it is: 3 cloud shadows, 8 cloud medium probability, 9 cloud high
+# probability, 10 thin cirrus, 11 snow or ice (0 no data and 1 saturated or defective are left to the bands' nodata)
+SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (high probability)", 10: "thin cirrus",
+               11: "snow or ice"}
+# QA_PIXEL bits: 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow
+QA_PIXEL_FLAGGED = {1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow"}
+
+
+@dataclass(frozen=True)
+class SensorMask:
+    """Band ``band`` of the raster at ``href`` flags a pixel where its value is one of ``classes`` or, with
+    ``bits``, where any of those bits is set."""
+
+    href: str
+    name: str  # what it is, in words: "the product's scene classification (SCL)"
+    classes: tuple[int, ...] = ()
+    bits: tuple[int, ...] = ()
+    band: int = 1
+
+    @property
+    def flagged(self) -> str:
+        """What it flags, in words."""
+        if self.bits:
+            return ", ".join(QA_PIXEL_FLAGGED.get(b, f"bit {b}") for b in self.bits)
+        return ", ".join(SCL_FLAGGED.get(c, f"class {c}") for c in self.classes)
+
+    def flags(self, raw: np.ndarray) -> np.ndarray:
+        """Where ``raw`` values of the mask raster say "not the ground"."""
+        raw = np.asarray(raw)
+        if self.bits:
+            bits = raw.astype(np.int64)
+            return np.bitwise_and(bits, sum(1 << b for b in self.bits)) != 0
+        return np.isin(raw, self.classes)
+
+    def to_dict(self) -> dict:
+        return {"source": self.name, "flagged": self.flagged}
+
+
+def sentinel2_scl(href: str) -> SensorMask:
+    return SensorMask(href, "the product's scene classification (SCL)", classes=tuple(SCL_FLAGGED))
+
+
+def landsat_qa_pixel(href: str) -> SensorMask:
+    return SensorMask(href, "the product's pixel quality band (QA_PIXEL)", bits=tuple(QA_PIXEL_FLAGGED))
+
+
+def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray:
+    """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where any flagged pixel of the
+    mask raster falls in it (the mask is usually coarser: SCL 20 m against 10 m bands). Outside the mask raster:
+    not flagged. ``owner``: the input it belongs to, for errors."""
+    from geosr.io.vrt import open_member
+
+    out = np.zeros((height, width), np.uint8)
+    with open_member(owner, mask.href) as ds:
+        bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
+        win = from_bounds(*bounds, transform=ds.transform)
+        # one source pixel more on every side, within the raster
+        c0, r0 = max(0, int(np.floor(win.col_off)) - 1), max(0, int(np.floor(win.row_off)) - 1)
+        c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
+        r1 = min(ds.height, int(np.ceil(win.row_off + win.height)) + 1)
+        if c1 <= c0 or r1 <= r0:
+            return out.astype(bool)
+        part = Window(c0, r0, c1 - c0, r1 - r0)
+        flags = mask.flags(ds.read(mask.band, window=part)).astype(np.uint8)
+        reproject(flags, out, src_transform=ds.window_transform(part), src_crs=ds.crs, dst_transform=transform,
+                  dst_crs=crs, resampling=Resampling.max)
+    return out.astype(bool)

@@ -1,0 +1,171 @@
+"""A sensor's own cloud mask (Sentinel-2 L2A's SCL, a STAC item's ``scl`` / ``qa_pixel``) in change detection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from tests.conftest import smooth_field
+from tests.s2_products import band_files, l2a_product
+from typer.testing import CliRunner
+
+from geosr.cli.app import app
+from geosr.conditioning.change_detection import detect_changes as compare
+from geosr.io.sensor_masks import landsat_qa_pixel, sentinel2_scl
+from geosr.io.sources import composite
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _same_scene_reference(safe, path):
+    """The product's own reflectance (red, green, blue: the LR's default bands) as a GeoTIFF: a reference in
+    which nothing changed."""
+    with rasterio.open(composite(str(safe)).vrt) as src:
+        data = src.read(masked=True).filled(0).astype(np.float32) * np.float32(src.scales[0]) + np.float32(
+            src.offsets[0])
+        data = data[[2, 1, 0]]
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=3, dtype="float32",
+                       crs=src.crs, transform=src.transform)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def test_the_mask_flags_its_classes_or_bits():
+    scl = sentinel2_scl("scl.jp2")
+    assert scl.flags(np.array([0, 1, 3, 4, 5, 8, 9, 10, 11])).tolist() == [0, 0, 1, 0, 0, 1, 1, 1, 1]
+    qa = landsat_qa_pixel("qa.tif")
+    # 21824: clear land (bits 6, 8, 10, 12, 14); 22280: high-confidence cloud (bit 3 set); 23888: shadow (bit 4)
+    assert qa.flags(np.array([1, 21824, 22280, 23888, 1 << 5])).tolist() == [0, 0, 1, 1, 1]
+
+
+def test_an_l2a_product_s_cloud_mask_is_changed_where_the_images_agree(tmp_path):
+    """The LR's own SCL says cloud and shadow over a block where the reference is the same image: the detection
+    flags that block (the images alone see nothing there) and nothing else, and says what it used."""
+    scl = np.full((20, 24), 4, np.uint8)  # vegetation
+    scl[4:9, 6:12] = 9  # cloud, high probability: LR rows 8-17, columns 12-23
+    scl[12:15, 16:20] = 3  # cloud shadow: rows 24-29, columns 32-39
+    scl[0:2, 0:4] = 10  # thin cirrus: rows 0-3, columns 0-7, over the product's nodata corner (rows 0-2, 0-3)
+    safe, _ = l2a_product(tmp_path, scl=scl)
+    assert composite(str(safe)).mask is not None
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    out = tmp_path / "changes.tif"
+    res = _run("detect-changes", safe, "--ref", ref, "-o", out, "--refine", "1", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    with rasterio.open(out) as ds:
+        changes = ds.read(1)
+        tags = json.loads(ds.tags()["GEOSR_CHANGE_DETECTION"])
+    assert changes.shape == (40, 48)
+    expected = np.zeros((40, 48), bool)
+    expected[8:18, 12:24] = True
+    expected[24:30, 32:40] = True
+    expected[0:4, 0:8] = True
+    known = changes != 255
+    assert not known[0:3, 0:4].any() and known[3, 0:8].all()  # the nodata corner stays unknown, not "changed"
+    assert (changes[expected & known] == 1).all()
+    assert (changes[~expected & known] == 0).mean() > 0.99  # the same image: (almost) nothing else
+    share = (expected & known).sum() / known.sum()
+    assert abs(summary["sensor_mask"]["share"] - share) < 0.02
+    assert "SCL" in summary["sensor_mask"]["source"] and "cloud shadow" in summary["sensor_mask"]["flagged"]
+    assert "SCL" in tags["sensor_mask"]["source"]
+    text = _run("detect-changes", safe, "--ref", ref, "-o", out, "--overwrite")
+    assert text.exit_code == 0 and "cloud mask (the product's scene classification (SCL): cloud shadow" in text.output
+    info = _run("info", out)
+    assert info.exit_code == 0 and "cloud mask (the product's scene classification (SCL)" in info.output
+
+
+def test_flagged_pixels_are_left_out_of_the_statistics():
+    """A bright cloud over 70% of a smooth LR (flagged by the sensor) does not become the norm: a change beside it
+    is found and the clear ground stays clear (taken into the statistics, the cloud set off false alarms there)."""
+    rng = np.random.default_rng(4)
+    old = 0.3 + 0.3 * smooth_field(3, 64, 64, 4) + 0.01 * rng.standard_normal((3, 64, 64))
+    new = old.copy()
+    new[:, :, :45] = 0.9 + 0.03 * rng.random((3, 64, 45))  # the cloud
+    new[:, 44:56, 50:60] += 0.15  # a change on clear ground
+    valid = np.ones((64, 64), bool)
+    cloud = np.zeros((64, 64), bool)
+    cloud[:, :45] = True
+    clear = ~cloud
+    clear[42:58, 48:62] = False  # the change and a pixel or two around it
+    found = compare(new, valid, old, valid, untrusted=cloud)
+    assert found.changed[cloud].all() and found.valid.all()
+    assert found.changed[45:55, 51:59].all()
+    assert found.changed[clear].mean() < 0.06
+    blind = compare(new, valid, old, valid)  # the images alone
+    assert blind.changed[clear].mean() > 0.3
+
+
+def test_upscale_takes_the_lr_s_cloud_mask_as_changed(tmp_path):
+    """``upscale --cd auto`` on an L2A product: the cloud its SCL flags is "model only" in the provenance, the
+    summary says what flagged it, and the rest uses the reference (the same scene: nothing changed); with a change
+    mask of one's own, the cloud is still "model only"."""
+    scl = np.full((20, 24), 4, np.uint8)
+    scl[4:9, 6:12] = 8  # cloud, medium probability: LR rows 8-17, columns 12-23
+    safe, _ = l2a_product(tmp_path, scl=scl)
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    out = tmp_path / "sr.tif"
+    res = _run("upscale", safe, "--ref", ref, "-x", "2", "-o", out, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    mask = summary["change_detection"]["sensor_mask"]
+    assert "SCL" in mask["source"] and 0.05 < mask["share"] < 0.08  # 120 of the 1,908 LR pixels with data
+    with rasterio.open(out.with_name("sr.provenance.tif")) as ds:
+        prov = ds.read(1)
+    assert prov.shape == (80, 96)
+    assert (prov[16:36, 24:48] == 2).all()  # the cloud, on the output grid
+    assert (prov[40:, :] == 1).mean() > 0.95  # clear ground: the reference's detail
+    # a change mask of one's own saying "nothing changed" does not put the reference into the cloud either
+    given = tmp_path / "nothing.tif"
+    with rasterio.open(ref) as src, rasterio.open(given, "w", driver="GTiff", width=src.width, height=src.height,
+                                                  count=1, dtype="uint8", crs=src.crs, transform=src.transform) as ds:
+        ds.write(np.zeros((1, src.height, src.width), np.uint8))
+    res = _run("upscale", safe, "--ref", ref, "--cd", given, "-x", "2", "-o", out, "--overwrite", "--json")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out.with_name("sr.provenance.tif")) as ds:
+        prov = ds.read(1)
+    assert (prov[16:36, 24:48] == 2).all() and (prov == 2).sum() == 20 * 24
+
+
+def test_a_stac_item_s_scl_asset_is_its_cloud_mask_and_part_of_its_fingerprint(tmp_path):
+    """Earth Search's ``scl`` asset: read as the item's cloud mask (never stacked as a band), flagged where it says
+    cloud, and its file is one the resume fingerprint follows."""
+    from tests.test_sources import _item
+
+    from geosr.pipeline import job as job_module
+
+    band_files(tmp_path / "s2")
+    path = _item(tmp_path / "s2")
+    scl = np.full((20, 24), 4, np.uint8)
+    scl[10:16, 2:10] = 9  # LR rows 20-31, columns 4-19
+    with rasterio.open(tmp_path / "s2" / "SCL.tif", "w", driver="GTiff", width=24, height=20, count=1,
+                       dtype="uint8", crs="EPSG:32633", transform=from_origin(300000.0, 5600040.0, 20.0, 20.0)) as ds:
+        ds.write(scl, 1)
+    item = json.loads(path.read_text())
+    item["assets"]["scl"] = {"href": "SCL.tif", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                             "title": "Scene classification map (SCL)", "roles": ["data", "reflectance"],
+                             "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}]}
+    path.write_text(json.dumps(item))
+    comp = composite(str(path))
+    assert comp.mask is not None and "SCL" in comp.mask.name and "cloud mask" in comp.note
+    with rasterio.open(comp.vrt) as ds:
+        assert ds.count == 4  # blue, green, red, nir: the mask is not a band
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(path, ref)
+    out = tmp_path / "changes.tif"
+    res = _run("detect-changes", path, "--ref", ref, "-o", out, "--refine", "1", "--json")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        changes = ds.read(1)
+    assert (changes[20:32, 4:20] == 1).all()
+    assert json.loads(res.stdout)["sensor_mask"]["share"] > 0.09  # 192 of 1,920 LR pixels
+    before = job_module._file_id(str(path))
+    scl[:] = 4
+    with rasterio.open(tmp_path / "s2" / "SCL.tif", "r+") as ds:
+        ds.write(scl, 1)
+    assert job_module._file_id(str(path)) != before
