@@ -169,3 +169,50 @@ def test_a_stac_item_s_scl_asset_is_its_cloud_mask_and_part_of_its_fingerprint(t
     with rasterio.open(tmp_path / "s2" / "SCL.tif", "r+") as ds:
         ds.write(scl, 1)
     assert job_module._file_id(str(path)) != before
+
+
+def _landsat_folder(folder, qa):
+    """Landsat Collection 2 Level-2 band files (SR_B2, SR_B3, SR_B4 at 30 m) and their QA_PIXEL."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    h, w = qa.shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    stem = "LC09_L2SP_044034_20220111_20220113_02_T1"
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", crs="EPSG:32610",
+                   transform=from_origin(500000.0, 4200000.0, 30.0, 30.0))
+    for i, band in enumerate(("SR_B2", "SR_B3", "SR_B4")):
+        dn = 8000 + 4000 * np.sin(5 * xx + i) * np.cos(3 * yy) + 300 * rng.standard_normal((h, w))
+        with rasterio.open(folder / f"{stem}_{band}.TIF", "w", **profile) as ds:
+            ds.write(dn.astype(np.uint16), 1)
+    with rasterio.open(folder / f"{stem}_QA_PIXEL.TIF", "w", **profile) as ds:
+        ds.write(qa.astype(np.uint16), 1)
+
+
+def test_band_folders_bring_their_cloud_mask(tmp_path):
+    """A Landsat Collection 2 folder's QA_PIXEL and a Sentinel-2 L2A granule's IMG_DATA (SCL in R20m beside R10m)
+    are read as their cloud masks; the QA_PIXEL block is changed against a reference of the same scene."""
+    qa = np.full((40, 48), 21824, np.uint16)  # clear land
+    qa[10:20, 30:40] = 22280  # high-confidence cloud
+    _landsat_folder(tmp_path / "l9", qa)
+    comp = composite(str(tmp_path / "l9"))
+    assert comp.mask is not None and "QA_PIXEL" in comp.mask.name and comp.mask.href in comp.files
+    ref = tmp_path / "ref.tif"
+    with rasterio.open(comp.vrt) as src:
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=3, dtype="float32", crs=src.crs,
+                       transform=src.transform)
+        data = src.read()[[2, 1, 0]].astype(np.float32)
+    with rasterio.open(ref, "w", **profile) as dst:
+        dst.write(data)
+    out = tmp_path / "changes.tif"
+    res = _run("detect-changes", tmp_path / "l9", "--ref", ref, "-o", out, "--refine", "1", "--json")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        changes = ds.read(1)
+    assert (changes[10:20, 30:40] == 1).all()
+    assert (changes[:10] == 0).mean() > 0.98
+    scl = np.full((20, 24), 4, np.uint8)
+    scl[2:4, 2:4] = 9
+    safe, _ = l2a_product(tmp_path / "s2", scl=scl)
+    img_data = next(safe.glob("GRANULE/*/IMG_DATA"))
+    comp = composite(str(img_data))
+    assert comp.mask is not None and comp.mask.href.endswith("_SCL_20m.jp2")

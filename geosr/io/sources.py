@@ -11,10 +11,12 @@ import os
 import re
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE, is_file_list, named, without_query
+from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
@@ -228,5 +230,26 @@ def _band_folder(path: str) -> Composite:
                for t in tokens]
     kept = [t for t in tokens if heads[t].grid == heads[tokens[0]].grid]
     note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.name}"
-    return stack(path, "band files", members, [str(by_token[t]) for t in tokens],
-                  note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
+    comp = stack(path, "band files", members, [str(by_token[t]) for t in tokens],
+                 note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
+    mask = _folder_mask(folder, stepped=folder != Path(path))
+    if mask is None:
+        return comp
+    return replace(comp, mask=mask, files=comp.files + (mask.href,),
+                   note=comp.note + f"; cloud mask: {Path(mask.href).name}")
+
+
+def _folder_mask(folder: Path, stepped: bool) -> SensorMask | None:
+    """The cloud mask beside a folder's band files: a Landsat Collection 2 product's ``*_QA_PIXEL.TIF``, or a
+    Sentinel-2 L2A granule's ``*_SCL_20m.jp2`` (in the folder, or in ``R20m`` beside the ``R10m`` folder ``stepped``
+    into); None when there is none, or more than one (which one is the user's to say)."""
+    qa = [f for f in folder.iterdir() if f.is_file() and _QA_PIXEL.search(f.name)]
+    if qa:
+        return landsat_qa_pixel(str(qa[0])) if len(qa) == 1 else None
+    places = [folder] + ([folder.parent / "R20m"] if stepped and (folder.parent / "R20m").is_dir() else [])
+    scl = [f for place in places for f in place.iterdir() if f.is_file() and _SCL.search(f.name)]
+    return sentinel2_scl(str(scl[0])) if len(scl) == 1 else None
+
+
+_QA_PIXEL = re.compile(r"_QA_PIXEL\.(tif|tiff)$", re.IGNORECASE)
+_SCL = re.compile(r"_SCL_20m\.(jp2|tif|tiff)$", re.IGNORECASE)
