@@ -60,6 +60,8 @@ def test_the_sidecar_holds_the_expected_classes_and_shares(scene, tmp_path):
         assert shares[name] == pytest.approx((expected == i).mean(), abs=1e-6)
     assert json.loads(tags["GEOSR_PROVENANCE"])["shares"] == shares
     assert geosr_record(str(out))["provenance"]["shares"] == shares
+    # the sidecar's own record lists its classes as the change classes are listed (`geosr info --json`)
+    assert geosr_record(str(side))["provenance_classes"] == [{"value": i, "name": n} for i, n in enumerate(CLASSES)]
     with pytest.raises(OutputExistsError, match=r"out\.(stac\.json|provenance\.tif): already exists"):
         out.unlink()  # the output is gone, its sidecar is not: a new run must not replace it silently
         upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out)

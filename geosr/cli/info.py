@@ -86,7 +86,10 @@ def _print_record(g: dict) -> None:
         shares = ", ".join(f"{name} {100 * v:.1f}%" for name, v in prov.get("shares", {}).items())
         out_console.print(f"provenance ({prov.get('path')}): {shares}", highlight=False)
     elif g.get("provenance_classes"):
-        out_console.print(f"provenance classes: {g['provenance_classes']}", highlight=False)
+        classes = g["provenance_classes"]
+        if isinstance(classes, list):
+            classes = ", ".join(f"{c.get('value')} {c.get('name')}" for c in classes if isinstance(c, dict))
+        out_console.print(f"provenance classes: {classes}", highlight=False)
 
 
 def _no_crs(f: dict) -> str:

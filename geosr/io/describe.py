@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 from rasterio.crs import CRS
@@ -125,5 +126,14 @@ def geosr_record(path: str, tags: dict[str, str] | None = None) -> dict | None:
             try:
                 out[name] = json.loads(tags[key])
             except json.JSONDecodeError:
-                out[name] = tags[key]
+                out[name] = _classes(tags[key]) if key == "GEOSR_PROVENANCE_CLASSES" else tags[key]
     return out
+
+
+def _classes(text: str) -> list[dict] | str:
+    """A provenance sidecar's class list ``0=nodata,1=reference detail used,...`` as [{"value", "name"}, ...] (as
+    the change classes are given); the text as it is when it is not such a list."""
+    pairs = [p.split("=", 1) for p in re.split(r",(?=\d+=)", text)]
+    if not all(len(p) == 2 and p[0].isdigit() for p in pairs):
+        return text
+    return [{"value": int(v), "name": n} for v, n in pairs]
