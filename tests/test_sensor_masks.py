@@ -71,12 +71,15 @@ def test_an_l2a_product_s_cloud_mask_is_changed_where_the_images_agree(tmp_path)
     assert (changes[~expected & known] == 0).mean() > 0.99  # the same image: (almost) nothing else
     share = (expected & known).sum() / known.sum()
     assert abs(summary["sensor_mask"]["share"] - share) < 0.02
-    assert "SCL" in summary["sensor_mask"]["source"] and "cloud shadow" in summary["sensor_mask"]["flagged"]
-    assert "SCL" in tags["sensor_mask"]["source"]
+    (used,) = summary["sensor_mask"]["masks"]
+    assert used["of"] == "LR" and "SCL" in used["source"] and "cloud shadow" in used["flagged"]
+    assert tags["sensor_mask"]["masks"] == [used]
     text = _run("detect-changes", safe, "--ref", ref, "-o", out, "--overwrite")
-    assert text.exit_code == 0 and "cloud mask (the product's scene classification (SCL): cloud shadow" in text.output
+    assert text.exit_code == 0 and "cloud mask (the LR's, the product's scene classification (SCL): cloud shadow" in \
+        " ".join(text.output.split())
     info = _run("info", out)
-    assert info.exit_code == 0 and "cloud mask (the product's scene classification (SCL)" in info.output
+    assert info.exit_code == 0 and "cloud mask (the LR's, the product's scene classification (SCL)" in \
+        " ".join(info.output.split())
 
 
 def test_flagged_pixels_are_left_out_of_the_statistics():
@@ -114,7 +117,7 @@ def test_upscale_takes_the_lr_s_cloud_mask_as_changed(tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     mask = summary["change_detection"]["sensor_mask"]
-    assert "SCL" in mask["source"] and 0.05 < mask["share"] < 0.08  # 120 of the 1,908 LR pixels with data
+    assert "SCL" in mask["masks"][0]["source"] and 0.05 < mask["share"] < 0.08  # 120 of the 1,908 LR px with data
     with rasterio.open(out.with_name("sr.provenance.tif")) as ds:
         prov = ds.read(1)
     assert prov.shape == (80, 96)
@@ -216,3 +219,30 @@ def test_band_folders_bring_their_cloud_mask(tmp_path):
     img_data = next(safe.glob("GRANULE/*/IMG_DATA"))
     comp = composite(str(img_data))
     assert comp.mask is not None and comp.mask.href.endswith("_SCL_20m.jp2")
+
+
+def test_a_reference_product_s_cloud_mask_moves_with_its_co_registration(tmp_path):
+    """The reference is an L2A product with a cloud in its SCL, 2 LR pixels off the LR (the LR's georeference
+    moved 40 m east): co-registration moves the reference back, and its cloud with it, onto the LR pixels it
+    covers (LR rows 10-19, columns 20-29), not where the product's own georeference puts it (columns 18-27)."""
+    scl = np.full((48, 64), 4, np.uint8)
+    scl[10:20, 20:30] = 9
+    safe, _ = l2a_product(tmp_path, width=128, height=96, scl=scl)
+    with rasterio.open(composite(str(safe)).vrt) as src:
+        refl = src.read(masked=True).filled(0).astype(np.float32) * np.float32(src.scales[0]) + np.float32(
+            src.offsets[0])
+        t, crs = src.transform, src.crs
+    lr = refl[[2, 1, 0]].reshape(3, 48, 2, 64, 2).mean(axis=(2, 4))  # the same scene at 20 m
+    with rasterio.open(tmp_path / "lr.tif", "w", driver="GTiff", width=64, height=48, count=3, dtype="float32",
+                       crs=crs, transform=from_origin(t.c + 40.0, t.f, 20.0, 20.0)) as ds:
+        ds.write(lr)
+    out = tmp_path / "changes.tif"
+    res = _run("detect-changes", tmp_path / "lr.tif", "--ref", safe, "-o", out, "--refine", "1", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["coregistration"]["applied"] and abs(summary["coregistration"]["offset_lr_px"][0] + 2) < 0.05
+    assert [m["of"] for m in summary["sensor_mask"]["masks"]] == ["reference"]
+    with rasterio.open(out) as ds:
+        changes = ds.read(1)
+    assert (changes[10:20, 20:30] == 1).all()
+    assert (changes[8:22, 16:20] == 0).all() and (changes[8:22, 30:34] == 0).all()

@@ -262,13 +262,14 @@ def print_coregistration(co: dict | None) -> None:
 
 
 def print_sensor_mask(mask: dict | None) -> None:
-    """The LR product's own cloud mask a detection used (``ChangeDetectionResult.sensor_mask``, or the source and
-    classes a change raster's tags record), in a line."""
-    if not isinstance(mask, dict):
+    """The products' own cloud masks a detection used (``ChangeDetectionResult.sensor_mask``, or the masks a change
+    raster's tags record), in a line."""
+    if not isinstance(mask, dict) or not isinstance(mask.get("masks"), list):
         return
+    used = "; ".join(f"the {m.get('of', '?')}'s, {m.get('source', '?')}: {m.get('flagged', '?')}"
+                     for m in mask["masks"] if isinstance(m, dict))
     share = f"{100 * mask['share']:.1f}% of the compared area, " if isinstance(mask.get("share"), (int, float)) else ""
-    out_console.print(f"cloud mask ({mask.get('source', '?')}: {mask.get('flagged', '?')}): {share}taken as changed",
-                      highlight=False)
+    out_console.print(f"cloud mask ({used}): {share}taken as changed", highlight=False)
 
 
 def print_json(payload: dict) -> None:

@@ -23,6 +23,7 @@ SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (hi
                11: "snow or ice"}
 # QA_PIXEL bits: 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow
 QA_PIXEL_FLAGGED = {1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow"}
+COVER = 0.01  # a pixel is flagged where flagged pixels of the mask cover more than this share of it
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class SensorMask:
             return np.bitwise_and(bits, sum(1 << b for b in self.bits)) != 0
         return np.isin(raw, self.classes)
 
-    def to_dict(self) -> dict:
-        return {"source": self.name, "flagged": self.flagged}
+    def to_dict(self, of: str) -> dict:
+        """``of``: whose mask it is ("LR", "reference")."""
+        return {"of": of, "source": self.name, "flagged": self.flagged}
 
 
 def sentinel2_scl(href: str) -> SensorMask:
@@ -63,16 +65,19 @@ def landsat_qa_pixel(href: str) -> SensorMask:
     return SensorMask(href, "the product's pixel quality band (QA_PIXEL)", bits=tuple(QA_PIXEL_FLAGGED))
 
 
-def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray:
-    """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where any flagged pixel of the
-    mask raster falls in it (the mask is usually coarser: SCL 20 m against 10 m bands). Outside the mask raster:
-    not flagged. ``owner``: the input it belongs to, for errors."""
+def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width: int, height: int,
+               moved: Affine | None = None) -> np.ndarray:
+    """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
+    mask raster cover more than :data:`COVER` of it (the mask is usually coarser: SCL 20 m against 10 m bands). Outside the mask raster:
+    not flagged. ``owner``: the input it belongs to, for errors. ``moved``: where the mask's own coordinates are
+    taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
     from geosr.io.vrt import open_member
 
-    out = np.zeros((height, width), np.uint8)
+    out = np.zeros((height, width), np.float32)
     with open_member(owner, mask.href) as ds:
+        placed = ds.transform if moved is None else moved @ ds.transform
         bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
-        win = from_bounds(*bounds, transform=ds.transform)
+        win = from_bounds(*bounds, transform=placed)
         # one source pixel more on every side, within the raster
         c0, r0 = max(0, int(np.floor(win.col_off)) - 1), max(0, int(np.floor(win.row_off)) - 1)
         c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
@@ -80,7 +85,10 @@ def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width:
         if c1 <= c0 or r1 <= r0:
             return out.astype(bool)
         part = Window(c0, r0, c1 - c0, r1 - r0)
-        flags = mask.flags(ds.read(mask.band, window=part)).astype(np.uint8)
-        reproject(flags, out, src_transform=ds.window_transform(part), src_crs=ds.crs, dst_transform=transform,
-                  dst_crs=crs, resampling=Resampling.max)
-    return out.astype(bool)
+        flags = mask.flags(ds.read(mask.band, window=part)).astype(np.float32)
+        src_transform = placed @ Affine.translation(part.col_off, part.row_off)
+        # the share of each pixel the flagged ones cover (a sliver under 1%, e.g. of a mask moved by a
+        # co-registration of 2.002 px, does not flag a whole pixel)
+        reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
+                  resampling=Resampling.average)
+    return out > COVER

@@ -42,7 +42,6 @@ from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
-from geosr.io.sensor_masks import SensorMask
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
 from geosr.options.declare import coerce
@@ -102,7 +101,8 @@ class ChangeDetectionResult:
     tags: dict[str, str] = field(default_factory=dict)
     probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per band of rows
     warnings: list[str] = field(default_factory=list)
-    # the LR product's own cloud mask: {"source", "flagged" (in words), "share" (of the compared pixels)}; None
+    # the products' own cloud masks: {"masks": [{"of" (LR, reference), "source", "flagged" (in words)}], "share" (of
+    # the compared pixels)}; None without any
     sensor_mask: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def detect_changes(
                     coregister=opts.coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
         found = DetectedRows(scene, grid, report, opts.refine,
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
-        meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.lr_mask)
+        meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
                      | {"GEOSR_OPTIONS": opts.to_json()})
         if work is not None:
             write_row_bands(final, found.fine_grid, meta, found, work)
@@ -191,7 +191,7 @@ def detect_changes_in_memory(
                     coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None, refine)
         fine = found.fine_grid
-        meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.lr_mask))
+        meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.sensor_masks()))
         mem = MemoryFile()
         profile = dict(driver="GTiff", width=fine.width, height=fine.height, count=1, dtype="uint8", crs=fine.crs,
                        transform=fine.transform, nodata=UNKNOWN, tiled=True, blockxsize=256, blockysize=256,
@@ -260,12 +260,12 @@ class DetectedRows:
 
     def result(self, path: Path, seconds: float, tags: dict[str, str]) -> ChangeDetectionResult:
         total = max(1, self.fine_grid.width * self.fine_grid.height)
+        masks = self.scene.sensor_masks()
         return ChangeDetectionResult(
             path=path, grid=self.fine_grid, changed_share=self.changed / max(1, self.valid),
             unknown_share=self.unknown / total, thresholds=self.thresholds, coregistration=self.coregistration,
             seconds=seconds, tags=tags, probability_thresholds=self.probability_thresholds, warnings=self.warnings(),
-            sensor_mask=None if self.scene.lr_mask is None else
-            self.scene.lr_mask.to_dict() | {"share": round(self.masked / max(1, self.valid), 6)})
+            sensor_mask={"masks": masks, "share": round(self.masked / max(1, self.valid), 6)} if masks else None)
 
     def warnings(self) -> list[str]:
         """The detector's notes, and a word on an area too small to judge (:data:`MIN_COMPARED`)."""
@@ -289,14 +289,14 @@ def band_rows(width: int) -> int:
 
 def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> tuple[ChangeDetection, np.ndarray | None]:
     """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context (kept: :func:`_refine_rows`
-    cuts it back), and where the LR product's cloud mask flags pixels (None without one)."""
+    cuts it back), and where the products' own cloud masks flag pixels (None without any)."""
     win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
     # in physical values, as the detector and its cue were fitted: the stack's model space stretches each band to
     # its own range, which weighs the bands differently in the cue's brightness, colour and structure measures
     # (a narrow-range Landsat scene was flagged on 33.7% of its pixels instead of 21.3%)
     lr, ref = scene.stretch.inverse(stack.lr), scene.stretch.inverse(stack.ref)
-    flags = scene.lr_flags(win, HALO)
+    flags = scene.lr_untrusted(win, HALO)
     return compare(lr, stack.lr_valid, ref, stack.ref_valid, untrusted=flags), flags
 
 
@@ -313,12 +313,12 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
     return (fine > LEVEL) & valid, valid
 
 
-def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1, mask: SensorMask | None = None) -> dict[str, str]:
+def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1, masks: list[dict] | None = None) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(TABLE.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
                                               "reference": ref, "coregistration": coreg, "refine": factor,
-                                              "sensor_mask": mask.to_dict() if mask else None},
+                                              "sensor_mask": {"masks": masks} if masks else None},
                                              sort_keys=True),
         "GEOSR_VERSION": __version__,
     }

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -101,6 +102,7 @@ class Scene:
     cd_sampled: bool = False
     map_sampled: bool = False
     lr_mask: SensorMask | None = None  # the LR product's own cloud mask (a Sentinel-2 L2A product's SCL)
+    ref_mask: SensorMask | None = None  # the reference product's
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
@@ -135,8 +137,7 @@ class Scene:
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
-        comp = composite(lr) if is_composite(lr) else None
-        scene.lr_mask = comp.mask if comp is not None else None
+        scene.lr_mask = _sensor_mask(lr)
         try:
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
             scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
@@ -210,6 +211,7 @@ class Scene:
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds
+        self.ref_mask = _sensor_mask(path)
 
     def _coregister(self, ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> Coregistration:
         """The reference's offset from the LR, measured on (at most) the central COREG_SIDE^2 LR pixels of the
@@ -342,12 +344,13 @@ class Scene:
             for i, (raw, cd_valid) in enumerate(cds):
                 _, changed = self.cd_table.lookup(np.rint(raw[0]))
                 usables[i] = usables[i] & cd_valid & ~changed
-        if self.lr_mask is not None:  # the LR product's clouds tell nothing of how the two dates' colours relate
+        if self.sensor_masks():  # clouds tell nothing of how the two dates' colours relate
             for i, w in enumerate(windows):
                 h, wd = usables[i].shape
                 t = lr_grid.transform @ Affine.translation(w.col_off, w.row_off) @ Affine.scale(w.width / wd,
                                                                                               w.height / h)
-                usables[i] = usables[i] & ~read_flags(self.lr_mask, self.lr_info.path, lr_grid.crs, t, wd, h)
+                cloud = self.untrusted(lr_grid.crs, t, wd, h)
+                usables[i] = usables[i] & ~cloud if cloud is not None else usables[i]
         if len(windows) == 1:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
@@ -448,9 +451,9 @@ class Scene:
                     refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
             change = np.where(cd_valid, index, self.cd_table.unknown_index)
             changed = np.where(cd_valid, changed_value, True)
-            if self.lr_mask is not None:  # the LR product's clouds: the reference is not what the LR shows there
-                transform = self.hr.transform @ Affine.translation(c0 * s, r0 * s)
-                cloud = read_flags(self.lr_mask, self.lr_info.path, self.hr.crs, transform, W, H)
+            # clouds, by either product's own mask: the reference is not what the LR shows there
+            cloud = self.untrusted(self.hr.crs, self.hr.transform @ Affine.translation(c0 * s, r0 * s), W, H)
+            if cloud is not None:
                 change = np.where(cloud & ~changed, self.cd_table.unknown_index, change)
                 changed = changed | cloud
         else:
@@ -468,16 +471,31 @@ class Scene:
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)
 
-    def lr_flags(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
-        """Where the LR product's own cloud mask (:attr:`lr_mask`) says a pixel does not show the ground, on the
-        LR grid of :meth:`read_stack`'s window (``halo`` LR pixels of context); None without such a mask."""
-        if self.lr_mask is None:
+    def sensor_masks(self) -> list[dict]:
+        """The products' own cloud masks read (:meth:`untrusted`), each as ``SensorMask.to_dict``."""
+        return [m.to_dict(of) for of, m in (("LR", self.lr_mask), ("reference", self.ref_mask)) if m is not None]
+
+    def untrusted(self, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray | None:
+        """(height, width) bool on the grid (``crs``, ``transform``): where the LR product's or the reference
+        product's own cloud mask says a pixel does not show the ground (the reference's moved as co-registration
+        moved the reference); None without such masks."""
+        out = None
+        if self.lr_mask is not None:
+            out = read_flags(self.lr_mask, self.lr_info.path, crs, transform, width, height)
+        if self.ref_mask is not None and self.ref_ds is not None and self.ref_info is not None:
+            moved = None if self.ref_transform is None else self.ref_transform @ ~self.ref_ds.transform
+            ref = read_flags(self.ref_mask, self.ref_info.path, crs, transform, width, height, moved)
+            out = ref if out is None else out | ref
+        return out
+
+    def lr_untrusted(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
+        """:meth:`untrusted` on the LR grid of :meth:`read_stack`'s window (``halo`` LR pixels of context)."""
+        if not self.sensor_masks():
             return None
         c0 = int(self.area.col_off) + win.col_off - halo
         r0 = int(self.area.row_off) + win.row_off - halo
         w, h = win.width + 2 * halo, win.height + 2 * halo
-        transform = self.lr_ds.window_transform(Window(c0, r0, w, h))
-        return read_flags(self.lr_mask, self.lr_info.path, self.lr_ds.crs, transform, w, h)
+        return self.untrusted(self.lr_ds.crs, self.lr_ds.window_transform(Window(c0, r0, w, h)), w, h)
 
     def lr_validity(self, r0: int, r1: int) -> np.ndarray:
         """Validity of LR rows [r0, r1) of the processed area (whole width)."""
@@ -518,6 +536,12 @@ class Scene:
 
 FILL_SIGMA = 1.5  # LR pixels: the reach of the valid neighbours a gap is filled from (see fill_gaps)
 FILL_RADIUS = 6  # LR pixels: where that reach is cut off (4 sigma), and the margin read around every window
+
+
+def _sensor_mask(path: str) -> SensorMask | None:
+    """The cloud mask a multi-file input (a Sentinel-2 L2A product, a STAC item, band files) ships, if any."""
+    comp = composite(path) if is_composite(path) else None
+    return comp.mask if comp is not None else None
 
 
 def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
