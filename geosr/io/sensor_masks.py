@@ -68,9 +68,9 @@ def landsat_qa_pixel(href: str) -> SensorMask:
 def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width: int, height: int,
                moved: Affine | None = None) -> np.ndarray:
     """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
-    mask raster cover more than :data:`COVER` of it (the mask is usually coarser: SCL 20 m against 10 m bands). Outside the mask raster:
-    not flagged. ``owner``: the input it belongs to, for errors. ``moved``: where the mask's own coordinates are
-    taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
+    mask raster cover more than :data:`COVER` of it (the mask is usually coarser: SCL 20 m against 10 m bands).
+    Outside the mask raster: not flagged. ``owner``: the input it belongs to, for errors. ``moved``: where the
+    mask's own coordinates are taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
     from geosr.io.vrt import open_member
 
     out = np.zeros((height, width), np.float32)
