@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -65,30 +66,35 @@ def landsat_qa_pixel(href: str) -> SensorMask:
     return SensorMask(href, "the product's pixel quality band (QA_PIXEL)", bits=tuple(QA_PIXEL_FLAGGED))
 
 
-def read_flags(mask: SensorMask, owner: str, crs: CRS, transform: Affine, width: int, height: int,
-               moved: Affine | None = None) -> np.ndarray:
-    """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
-    mask raster cover more than :data:`COVER` of it (the mask is usually coarser: SCL 20 m against 10 m bands).
-    Outside the mask raster: not flagged. ``owner``: the input it belongs to, for errors. ``moved``: where the
-    mask's own coordinates are taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
+def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader:
+    """The mask's raster, opened (keep it open across reads: GDAL then decodes each block of a JPEG 2000 once);
+    a failure is one sentence naming ``owner``, the input it belongs to."""
     from geosr.io.vrt import open_member
 
+    return open_member(owner, mask.href)
+
+
+def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform: Affine, width: int, height: int,
+               moved: Affine | None = None) -> np.ndarray:
+    """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
+    mask raster (``ds``: :func:`open_mask`) cover more than :data:`COVER` of it (the mask is usually coarser: SCL
+    20 m against 10 m bands). Outside the mask raster: not flagged. ``moved``: where the mask's own coordinates
+    are taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
     out = np.zeros((height, width), np.float32)
-    with open_member(owner, mask.href) as ds:
-        placed = ds.transform if moved is None else moved @ ds.transform
-        bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
-        win = from_bounds(*bounds, transform=placed)
-        # one source pixel more on every side, within the raster
-        c0, r0 = max(0, int(np.floor(win.col_off)) - 1), max(0, int(np.floor(win.row_off)) - 1)
-        c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
-        r1 = min(ds.height, int(np.ceil(win.row_off + win.height)) + 1)
-        if c1 <= c0 or r1 <= r0:
-            return out.astype(bool)
-        part = Window(c0, r0, c1 - c0, r1 - r0)
-        flags = mask.flags(ds.read(mask.band, window=part)).astype(np.float32)
-        src_transform = placed @ Affine.translation(part.col_off, part.row_off)
-        # the share of each pixel the flagged ones cover (a sliver under 1%, e.g. of a mask moved by a
-        # co-registration of 2.002 px, does not flag a whole pixel)
-        reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
-                  resampling=Resampling.average)
+    placed = ds.transform if moved is None else moved @ ds.transform
+    bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
+    win = from_bounds(*bounds, transform=placed)
+    # one source pixel more on every side, within the raster
+    c0, r0 = max(0, int(np.floor(win.col_off)) - 1), max(0, int(np.floor(win.row_off)) - 1)
+    c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
+    r1 = min(ds.height, int(np.ceil(win.row_off + win.height)) + 1)
+    if c1 <= c0 or r1 <= r0:
+        return out > COVER
+    part = Window(c0, r0, c1 - c0, r1 - r0)
+    flags = mask.flags(ds.read(mask.band, window=part)).astype(np.float32)
+    src_transform = placed @ Affine.translation(part.col_off, part.row_off)
+    # the share of each pixel the flagged ones cover (a sliver under 1%, e.g. of a mask moved by a co-registration
+    # of 2.002 px, does not flag a whole pixel)
+    reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
+              resampling=Resampling.average)
     return out > COVER

@@ -47,7 +47,7 @@ from geosr.io.rasters import (
     reading,
     refuse_palette,
 )
-from geosr.io.sensor_masks import SensorMask, read_flags
+from geosr.io.sensor_masks import SensorMask, open_mask, read_flags
 from geosr.io.sources import composite, is_composite
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
@@ -103,6 +103,7 @@ class Scene:
     map_sampled: bool = False
     lr_mask: SensorMask | None = None  # the LR product's own cloud mask (a Sentinel-2 L2A product's SCL)
     ref_mask: SensorMask | None = None  # the reference product's
+    _masks: dict[str, rasterio.DatasetReader] = field(default_factory=dict)  # their rasters, opened (_mask_ds)
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
@@ -481,12 +482,21 @@ class Scene:
         moved the reference); None without such masks."""
         out = None
         if self.lr_mask is not None:
-            out = read_flags(self.lr_mask, self.lr_info.path, crs, transform, width, height)
-        if self.ref_mask is not None and self.ref_ds is not None and self.ref_info is not None:
+            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height)
+        if self.ref_mask is not None and self.ref_ds is not None:
             moved = None if self.ref_transform is None else self.ref_transform @ ~self.ref_ds.transform
-            ref = read_flags(self.ref_mask, self.ref_info.path, crs, transform, width, height, moved)
+            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved)
             out = ref if out is None else out | ref
         return out
+
+    def _mask_ds(self, of: str) -> rasterio.DatasetReader:
+        """The LR's (``lr``) or the reference's (``ref``) cloud mask raster, opened once and held by the scene."""
+        if of not in self._masks:
+            mask, info = (self.lr_mask, self.lr_info) if of == "lr" else (self.ref_mask, self.ref_info)
+            assert mask is not None and info is not None
+            self._masks[of] = open_mask(mask, info.path)
+            self._open.append(self._masks[of])
+        return self._masks[of]
 
     def lr_untrusted(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
         """:meth:`untrusted` on the LR grid of :meth:`read_stack`'s window (``halo`` LR pixels of context)."""
