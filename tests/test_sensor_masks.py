@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -74,6 +75,15 @@ def test_an_l2a_product_s_cloud_mask_is_changed_where_the_images_agree(tmp_path)
     (used,) = summary["sensor_mask"]["masks"]
     assert used["of"] == "LR" and "SCL" in used["source"] and "cloud shadow" in used["flagged"]
     assert tags["sensor_mask"]["masks"] == [used]
+    # drawn 4x finer, the mask's outline is its own: the cloud's LR pixels whole, the LR pixel around it clear
+    fine = tmp_path / "fine.tif"
+    assert _run("detect-changes", safe, "--ref", ref, "-o", fine).exit_code == 0
+    with rasterio.open(fine) as ds:
+        changes4 = ds.read(1)
+    assert (changes4[32:72, 48:96] == 1).all()  # LR rows 8-17, columns 12-23
+    ring = np.ones((48, 56), bool)
+    ring[4:-4, 4:-4] = False
+    assert (changes4[28:76, 44:100][ring] == 0).all()
     text = _run("detect-changes", safe, "--ref", ref, "-o", out, "--overwrite")
     assert text.exit_code == 0 and "cloud mask (the LR's, the product's scene classification (SCL): cloud shadow" in \
         " ".join(text.output.split())
@@ -133,6 +143,15 @@ def test_upscale_takes_the_lr_s_cloud_mask_as_changed(tmp_path):
     with rasterio.open(out.with_name("sr.provenance.tif")) as ds:
         prov = ds.read(1)
     assert (prov[16:36, 24:48] == 2).all() and (prov == 2).sum() == 20 * 24
+    summary = json.loads(res.stdout)
+    assert summary["change_detection"] is None and summary["sensor_mask"]["masks"][0]["of"] == "LR"
+    shown = " ".join(_run("info", out).output.split())
+    assert "cloud mask (the LR's, the product's scene classification (SCL)" in shown
+    # --cd none trusts the reference everywhere, clouds included
+    res = _run("upscale", safe, "--ref", ref, "--cd", "none", "-x", "2", "-o", out, "--overwrite", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["sensor_mask"] is None
+    with rasterio.open(out.with_name("sr.provenance.tif")) as ds:
+        assert not (ds.read(1) == 2).any()
 
 
 def test_a_stac_item_s_scl_asset_is_its_cloud_mask_and_part_of_its_fingerprint(tmp_path):
@@ -246,3 +265,80 @@ def test_a_reference_product_s_cloud_mask_moves_with_its_co_registration(tmp_pat
         changes = ds.read(1)
     assert (changes[10:20, 20:30] == 1).all()
     assert (changes[8:22, 16:20] == 0).all() and (changes[8:22, 30:34] == 0).all()
+
+
+def test_read_flags_by_cover_or_at_the_sampled_point(tmp_path):
+    """A flagged 20 m pixel inside a 100 m pixel flags it by cover (4% > 1%), but not when the coarse pixel stands
+    for the point at its centre (a decimated read: the harmonization's sample)."""
+    from geosr.io.sensor_masks import open_mask, read_flags
+
+    scl = np.full((10, 10), 4, np.uint8)
+    scl[4, 4] = 9  # at 80-100 m from the corner: in the first 100 m pixel, away from its centre (50 m)
+    path = tmp_path / "SCL.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(300000.0, 5600000.0, 20.0, 20.0)) as ds:
+        ds.write(scl, 1)
+    mask = sentinel2_scl(str(path))
+    coarse = from_origin(300000.0, 5600000.0, 100.0, 100.0)
+    with open_mask(mask, "item.json") as ds:
+        crs = ds.crs
+        assert read_flags(mask, ds, crs, coarse, 2, 2).tolist() == [[True, False], [False, False]]
+        assert not read_flags(mask, ds, crs, coarse, 2, 2, nearest=True).any()
+        fine = from_origin(300000.0, 5600000.0, 10.0, 10.0)  # 10 m: the flagged pixel's four quarters exactly
+        flags = read_flags(mask, ds, crs, fine, 20, 20)
+        assert flags[8:10, 8:10].all() and flags.sum() == 4
+
+
+def test_missing_or_broken_masks(tmp_path):
+    """A listed mask whose file is missing is left out with a word (a product folder, its zip, a STAC item); one
+    without a CRS is one sentence, exit 2; no output may be written over a mask (nor a band) an input reads."""
+    import shutil
+
+    from tests.test_sources import _item
+
+    scl = np.full((20, 24), 4, np.uint8)
+    safe, _ = l2a_product(tmp_path / "p", scl=scl)
+    next(safe.rglob("*_SCL_20m.jp2")).unlink()
+    zipped = Path(shutil.make_archive(str(tmp_path / "product"), "zip", safe.parent, safe.name))
+    for product in (safe, zipped):
+        comp = composite(str(product))
+        assert comp.mask is None and "listed but missing: no cloud mask" in comp.note
+    band_files(tmp_path / "s2")
+    path = _item(tmp_path / "s2")
+    item = json.loads(path.read_text())
+    item["assets"]["scl"] = {"href": "MISSING_SCL.tif", "type": "image/tiff; application=geotiff"}
+    path.write_text(json.dumps(item))
+    comp = composite(str(path))
+    assert comp.mask is None and "cloud mask MISSING_SCL.tif is missing" in comp.note
+    res = _run("upscale", path, "-x", "2", "-m", "bicubic", "-o", tmp_path / "b.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "s2" / "SCL.tif", "w", driver="GTiff", width=24, height=20, count=1,
+                       dtype="uint8") as ds:  # no CRS
+        ds.write(np.full((1, 20, 24), 9, np.uint8))
+    item["assets"]["scl"]["href"] = "SCL.tif"
+    path.write_text(json.dumps(item))
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(path, ref)
+    res = _run("detect-changes", path, "--ref", ref, "-o", tmp_path / "c.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "its cloud mask" in said and "SCL.tif has no coordinate reference system" in said
+    assert not (tmp_path / "c.tif").exists()
+    member = tmp_path / "s2" / "SCL.tif"
+    before = member.read_bytes()
+    for bad in (member, next((tmp_path / "s2").glob("*_B04_*.tif"))):
+        res = _run("detect-changes", path, "--ref", ref, "-o", bad, "--overwrite")
+        assert res.exit_code == 2 and f"is the LR's file {bad.name}" in " ".join(res.output.split())
+    assert member.read_bytes() == before
+
+
+def test_too_few_clear_pixels_to_compare_is_said(tmp_path):
+    """A cloud mask over most of the scene leaves too few pixels for the detector's statistics: the detection says
+    so (the flagged ones are not counted as compared)."""
+    scl = np.full((20, 24), 9, np.uint8)
+    scl[:, :6] = 4  # 12 of 48 LR columns clear: 480 pixels
+    safe, _ = l2a_product(tmp_path, scl=scl)
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    res = _run("detect-changes", safe, "--ref", ref, "-o", tmp_path / "c.tif", "--json")
+    assert res.exit_code == 0, res.output
+    assert any("LR pixels could be compared" in w for w in json.loads(res.stdout)["warnings"])

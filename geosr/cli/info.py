@@ -81,6 +81,8 @@ def _print_record(g: dict) -> None:
                           "the area both cover",
                           highlight=False)
         print_sensor_mask(cd.get("sensor_mask"))
+    elif g.get("sensor_mask"):  # with a change mask of one's own
+        print_sensor_mask(g["sensor_mask"])
     prov = g.get("provenance")
     if isinstance(prov, dict):
         shares = ", ".join(f"{name} {100 * v:.1f}%" for name, v in prov.get("shares", {}).items())

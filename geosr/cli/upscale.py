@@ -96,7 +96,9 @@ def _print_summary(r) -> None:
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
                           "changed of the area both cover; --cd none to use the reference everywhere", highlight=False)
-        print_sensor_mask(cd.get("sensor_mask"))
+        print_sensor_mask(cd.get("sensor_mask"))  # with the share of the area it flags
+    elif r.sensor_mask:  # a change mask of one's own
+        print_sensor_mask(r.sensor_mask)
     if r.nodata_share:
         out_console.print(f"nodata: {100 * r.nodata_share:.1f}% of the output (where the LR has no data in any "
                           "selected band)", highlight=False)

@@ -177,14 +177,16 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     ``threshold`` fixes the classical score's threshold (e.g. one fitted on a sample of a larger scene); None fits
     it here. ``cue``: the learned cue (default: the bundled one). ``untrusted`` (h, w) bool: where a sensor's own
     mask says either image does not show the ground (cloud, shadow, snow): changed, whatever the images say, and
-    left out of every fit and statistic (a cloud taken for the norm hides the changes beside it).
+    left out of every fit and statistic (a cloud taken for the norm hides the changes beside it). The evidence there
+    is that of the nearest pixels compared (:func:`refine` draws the images' changes around it as if it were not
+    there; the caller adds the mask's own outline).
     """
     if untrusted is not None and untrusted.any():
         known = lr_valid & ref_valid
         found = detect_changes(lr, lr_valid & ~untrusted, ref, ref_valid, threshold, cue)
-        flagged = known & untrusted
-        evidence = np.where(flagged, 2 * LEVEL + 1, found.evidence if found.evidence is not None else 0.0)
-        return replace(found, changed=found.changed | flagged, valid=known, evidence=evidence.astype(np.float32))
+        assert found.evidence is not None
+        evidence = nearest_filled(found.evidence, found.valid).astype(np.float32)
+        return replace(found, changed=found.changed | (known & untrusted), valid=known, evidence=evidence)
     valid = lr_valid & ref_valid
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)

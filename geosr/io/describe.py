@@ -106,7 +106,8 @@ def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:
 _RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "scale", "GEOSR_INPUTS": "inputs",
            "GEOSR_MODEL_SETTINGS": "model_settings", "GEOSR_COREGISTRATION": "coregistration",
            "GEOSR_CHANGE_DETECTION": "change_detection", "GEOSR_PROVENANCE": "provenance",
-           "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes"}
+           "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes",
+           "GEOSR_SENSOR_MASK": "sensor_mask"}
 
 
 def geosr_record(path: str, tags: dict[str, str] | None = None) -> dict | None:

@@ -18,6 +18,10 @@ from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from geosr.errors import NotARasterError
+from geosr.io.paths import named
+from geosr.io.vrt import open_member
+
 # SCL classes that are not the ground as it is: 3 cloud shadows, 8 cloud medium probability, 9 cloud high
 # probability, 10 thin cirrus, 11 snow or ice (0 no data and 1 saturated or defective are left to the bands' nodata)
 SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (high probability)", 10: "thin cirrus",
@@ -29,14 +33,13 @@ COVER = 0.01  # a pixel is flagged where flagged pixels of the mask cover more t
 
 @dataclass(frozen=True)
 class SensorMask:
-    """Band ``band`` of the raster at ``href`` flags a pixel where its value is one of ``classes`` or, with
-    ``bits``, where any of those bits is set."""
+    """The (one-band) raster at ``href`` flags a pixel where its value is one of ``classes`` or, with ``bits``,
+    where any of those bits is set."""
 
     href: str
     name: str  # what it is, in words: "the product's scene classification (SCL)"
     classes: tuple[int, ...] = ()
     bits: tuple[int, ...] = ()
-    band: int = 1
 
     @property
     def flagged(self) -> str:
@@ -59,27 +62,33 @@ class SensorMask:
 
 
 def sentinel2_scl(href: str) -> SensorMask:
+    """A Sentinel-2 L2A scene classification raster (SCL) at ``href``."""
     return SensorMask(href, "the product's scene classification (SCL)", classes=tuple(SCL_FLAGGED))
 
 
 def landsat_qa_pixel(href: str) -> SensorMask:
+    """A Landsat Collection 2 pixel quality raster (QA_PIXEL) at ``href``."""
     return SensorMask(href, "the product's pixel quality band (QA_PIXEL)", bits=tuple(QA_PIXEL_FLAGGED))
 
 
 def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader:
     """The mask's raster, opened (keep it open across reads: GDAL then decodes each block of a JPEG 2000 once);
     a failure is one sentence naming ``owner``, the input it belongs to."""
-    from geosr.io.vrt import open_member
-
-    return open_member(owner, mask.href)
+    ds = open_member(owner, mask.href, "cloud mask")
+    if ds.crs is None:
+        ds.close()
+        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} has no coordinate reference system")
+    return ds
 
 
 def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform: Affine, width: int, height: int,
-               moved: Affine | None = None) -> np.ndarray:
+               moved: Affine | None = None, nearest: bool = False) -> np.ndarray:
     """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
     mask raster (``ds``: :func:`open_mask`) cover more than :data:`COVER` of it (the mask is usually coarser: SCL
-    20 m against 10 m bands). Outside the mask raster: not flagged. ``moved``: where the mask's own coordinates
-    are taken to lie instead (a co-registered reference's correction, in the mask's CRS)."""
+    20 m against 10 m bands); with ``nearest``, where the mask pixel under its centre is flagged (for a grid whose
+    pixels stand for the points sampled at their centres, e.g. a decimated read). Outside the mask raster: not
+    flagged. ``moved``: where the mask's own coordinates are taken to lie instead (a co-registered reference's
+    correction, in the mask's CRS)."""
     out = np.zeros((height, width), np.float32)
     placed = ds.transform if moved is None else moved @ ds.transform
     bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
@@ -91,10 +100,10 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform
     if c1 <= c0 or r1 <= r0:
         return out > COVER
     part = Window(c0, r0, c1 - c0, r1 - r0)
-    flags = mask.flags(ds.read(mask.band, window=part)).astype(np.float32)
+    flags = mask.flags(ds.read(1, window=part)).astype(np.float32)
     src_transform = placed @ Affine.translation(part.col_off, part.row_off)
     # the share of each pixel the flagged ones cover (a sliver under 1%, e.g. of a mask moved by a co-registration
     # of 2.002 px, does not flag a whole pixel)
     reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
-              resampling=Resampling.average)
-    return out > COVER
+              resampling=Resampling.nearest if nearest else Resampling.average)
+    return out > (0.5 if nearest else COVER)

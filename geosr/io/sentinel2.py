@@ -84,21 +84,33 @@ def sentinel2_product(path: str) -> Composite:
     scl = _scl(root, base) if level == "L2A" else None
     if scl is None:
         return comp
+    if not _exists(scl):
+        return replace(comp, note=comp.note + "; its scene classification (SCL) is listed but missing: no cloud mask")
     return replace(comp, mask=sentinel2_scl(scl), files=comp.files + (scl,),
                    note=comp.note + "; cloud mask: its scene classification (SCL)")
 
 
 def _scl(root: ET.Element, base: str) -> str | None:
-    """The L2A product's scene classification image (the finest listed: 20 m, else 60 m), when its file is
-    there; None otherwise (the product is read without it)."""
+    """The L2A product's scene classification image (the finest listed: 20 m, else 60 m); None when none is
+    listed."""
     listed = [(e.text or "").strip() for e in root.iter() if _local(e.tag) == "IMAGE_FILE"]
     for res in ("20m", "60m"):
         for rel in listed:
             if re.search(rf"_SCL_{res}$", rel.removesuffix(".jp2")):
-                href = base + (rel if rel.endswith(".jp2") else rel + ".jp2")
-                if href.startswith("/vsi") or Path(href).is_file():
-                    return href
+                return base + (rel if rel.endswith(".jp2") else rel + ".jp2")
     return None
+
+
+def _exists(href: str) -> bool:
+    """Whether a product's file is there: a local path, or a member of the local zip a /vsizip/ path names."""
+    m = re.match(r"^/vsizip/(.+?\.zip)/(.*)$", href, re.IGNORECASE)
+    if m is None:
+        return Path(href).is_file()
+    try:
+        with zipfile.ZipFile(m.group(1)) as z:
+            return m.group(2) in set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:

@@ -21,7 +21,8 @@ from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentine
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
 
-__all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "source_note"]
+__all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "member_inputs",
+           "source_note"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # A band token in a file name (Sentinel-2 B01..B12 and B8A, Landsat B1..B11), not part of a longer word
@@ -124,6 +125,12 @@ def files_of(path: str | None) -> list[str]:
     comp = composite(path) if is_composite(path) else None
     paths = comp.files if comp else (path,)
     return [f for f in paths if not REMOTE.match(f)]
+
+
+def member_inputs(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """(role, file) of each local file the composite ones among ``inputs`` ((role, path) pairs) read, its role
+    named after theirs ("LR's file SCL.tif"): no output may be one of them."""
+    return [(f"{role}'s file {Path(f).name}", f) for role, p in inputs if p and is_composite(p) for f in files_of(p)]
 
 
 # GDAL's archive file systems: /vsizip/ARCHIVE/MEMBER reads the local file ARCHIVE

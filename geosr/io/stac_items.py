@@ -120,8 +120,7 @@ def stac_item(path: str) -> Composite | None:
     candidates: list[tuple[bool, Member]] = []
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
-        media = (asset.media_type or "").lower()
-        if media and not any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff")) or key.lower() in _MASK_ASSETS:
+        if not _raster((asset.media_type or "").lower()) or key.lower() in _MASK_ASSETS:
             continue  # not a raster, or the sensor's cloud mask (_sensor_mask), never a band to super-resolve
         for i, band in enumerate(_asset_bands(path, key, asset), start=1):
             name = band["common_name"] or band["name"]
@@ -161,6 +160,8 @@ def stac_item(path: str) -> Composite | None:
     mask = _sensor_mask(path, item)
     if mask is None:
         return comp
+    if not REMOTE.match(mask.href) and not Path(mask.href).is_file():
+        return replace(comp, note=comp.note + f"; its cloud mask {Path(mask.href).name} is missing: none used")
     return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
 
 
@@ -168,11 +169,18 @@ def stac_item(path: str) -> Composite | None:
 _MASK_ASSETS = {"scl": sentinel2_scl, "qa_pixel": landsat_qa_pixel}
 
 
+def _raster(media: str) -> bool:
+    """Whether an asset's media type (lower case; empty: not given) may be a raster GDAL reads."""
+    return not media or any(t in media for t in _RASTER_MEDIA)
+
+
+_RASTER_MEDIA = ("tiff", "jp2", "jpeg2000", "geotiff")
+
+
 def _sensor_mask(path: str, item: pystac.Item) -> SensorMask | None:
     """The item's Sentinel-2 scene classification (asset ``scl``) or Landsat pixel quality (``qa_pixel``)."""
     for key, asset in item.assets.items():
         make = _MASK_ASSETS.get(key.lower())
-        media = (asset.media_type or "").lower()
-        if make is not None and (not media or any(t in media for t in ("tiff", "jp2", "jpeg2000", "geotiff"))):
+        if make is not None and _raster((asset.media_type or "").lower()):
             return make(_asset_path(path, asset))
     return None

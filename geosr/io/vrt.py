@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -20,7 +21,9 @@ from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NetworkError, NotARasterError
 from geosr.io.paths import OPEN_REMOTE_OPTIONS, named, network_failure, over_network
-from geosr.io.sensor_masks import SensorMask
+
+if TYPE_CHECKING:
+    from geosr.io.sensor_masks import SensorMask
 
 # How rasterio maps URL schemes onto GDAL's virtual file systems (a VRT member must name the GDAL path)
 _VSI = {"http": "/vsicurl/http", "https": "/vsicurl/https", "s3": "/vsis3", "gs": "/vsigs", "az": "/vsiaz"}
@@ -88,13 +91,13 @@ class Header:
         return abs(self.transform[0])
 
 
-def open_member(owner: str, href: str) -> rasterio.DatasetReader:
-    """Open one member file; its failure is one sentence naming the composite and the member (a NetworkError when
-    the network or the member's server is at fault)."""
+def open_member(owner: str, href: str, what: str = "band file") -> rasterio.DatasetReader:
+    """Open one member file (``what`` it is, in words); its failure is one sentence naming the composite and the
+    member (a NetworkError when the network or the member's server is at fault)."""
     try:
         target = gdal_path(href)
     except InputError as exc:
-        raise InputError(f"{owner}: its band file {exc}") from exc
+        raise InputError(f"{owner}: its {what} {exc}") from exc
     try:
         if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
             with rasterio.Env(**OPEN_REMOTE_OPTIONS):
@@ -103,10 +106,10 @@ def open_member(owner: str, href: str) -> rasterio.DatasetReader:
     except RasterioIOError as exc:
         failure = network_failure(target) if over_network(target) else None
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
-            raise NetworkError(f"{owner}: its band file {named(href)} cannot be read now: {failure}; try again") \
+            raise NetworkError(f"{owner}: its {what} {named(href)} cannot be read now: {failure}; try again") \
                 from exc
         reason = str(exc).split("\n")[0].rstrip(".")
-        raise NotARasterError(f"{owner}: its band file {named(href)} cannot be read ({reason})") from exc
+        raise NotARasterError(f"{owner}: its {what} {named(href)} cannot be read ({reason})") from exc
 
 
 def read_header(owner: str, href: str) -> Header:

@@ -42,6 +42,7 @@ from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.rasters import inspect_raster
+from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
 from geosr.options.declare import coerce
@@ -144,7 +145,8 @@ def detect_changes(
         raise OptionError(f"work {work}: not a folder", param="work")
     lr, ref = os.fspath(coerce("lr", lr, Path)), os.fspath(coerce("ref", ref, Path))
     output = coerce("output", output, Path)
-    final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=[("LR input", lr), ("reference", ref)])
+    inputs: list[tuple[str, str | None]] = [("LR", lr), ("reference", ref)]
+    final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=inputs + member_inputs(inputs))
     info = inspect_raster(lr)
     grid = info.grid
     area = Window(0, 0, grid.width, grid.height)
@@ -237,6 +239,7 @@ class DetectedRows:
             if flags is not None:  # in LR pixels of the band itself, counted as the fine pixels they hold
                 inner = (slice(HALO, HALO + h), slice(HALO, HALO + self.grid.width))
                 self.masked += int((flags[inner] & found.valid[inner]).sum()) * k * k
+                flags = flags & found.valid
             self.thresholds.append(found.threshold)
             self.probability_thresholds.append(found.probability_threshold)
             if found.note and found.note not in self.notes:
@@ -248,6 +251,9 @@ class DetectedRows:
             for f0 in range(0, h, fine_rows):
                 fh = min(fine_rows, h - f0)
                 changed, valid = _refine_rows(evidence, found.valid, HALO + f0, fh, self.grid.width, k)
+                if flags is not None:  # the products' cloud masks, on the LR pixels they flag
+                    cloud = flags[HALO + f0:HALO + f0 + fh, HALO:HALO + self.grid.width]
+                    changed |= np.repeat(np.repeat(cloud, k, axis=0), k, axis=1)
                 self.changed += int((changed & valid).sum())
                 self.valid += int(valid.sum())
                 self.unknown += int((~valid).sum())
@@ -269,7 +275,7 @@ class DetectedRows:
 
     def warnings(self) -> list[str]:
         """The detector's notes, and a word on an area too small to judge (:data:`MIN_COMPARED`)."""
-        compared = self.valid // (self.factor * self.factor)
+        compared = (self.valid - self.masked) // (self.factor * self.factor)  # the pixels no cloud mask flags
         small = [f"only {compared} LR pixels could be compared (fewer than {MIN_COMPARED}, 32 x 32): too few to "
                  "tell change from the dates' differences of light, so the detection is unreliable"
                  ] if 0 < compared < MIN_COMPARED and not self.notes else []

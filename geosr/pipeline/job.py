@@ -27,7 +27,7 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
 from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths, without_query
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.sources import composite, files_of, gdal_files, is_composite, source_note
+from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
 from geosr.models.interface import CONDITIONING_INPUTS, SuperResolver, model_inputs, samples, window_memory
@@ -167,6 +167,9 @@ def plan_upscale(
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts) + scene.reference_warnings())
         summary["change_detection"] = detection
+        # the products' own cloud masks, changed whatever the change mask says (none with --cd none)
+        masks = scene.sensor_masks() if scene.cd_info is not None else []
+        summary["sensor_mask"] = {"masks": masks} if masks else None
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", reads.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None
     except BaseException:
@@ -177,6 +180,8 @@ def plan_upscale(
         tags["GEOSR_LR_SHARPNESS"] = json.dumps(list(scene.sharpness))
     if detection is not None:
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
+    if summary["sensor_mask"] is not None:
+        tags["GEOSR_SENSOR_MASK"] = json.dumps(summary["sensor_mask"], sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
     if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
@@ -325,8 +330,7 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
               ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
-    return inputs + [(f"{role} ({Path(f).name})", f) for role, p in inputs[:4] if p and is_composite(p)
-                     for f in files_of(p)]
+    return inputs + member_inputs(inputs[:4])
 
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,

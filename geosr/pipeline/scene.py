@@ -350,7 +350,7 @@ class Scene:
                 h, wd = usables[i].shape
                 t = lr_grid.transform @ Affine.translation(w.col_off, w.row_off) @ Affine.scale(w.width / wd,
                                                                                               w.height / h)
-                cloud = self.untrusted(lr_grid.crs, t, wd, h)
+                cloud = self.untrusted(lr_grid.crs, t, wd, h, nearest=out_shape is not None)  # as the LR is read
                 usables[i] = usables[i] & ~cloud if cloud is not None else usables[i]
         if len(windows) == 1:
             return refs[0][0], usables[0]
@@ -476,16 +476,17 @@ class Scene:
         """The products' own cloud masks read (:meth:`untrusted`), each as ``SensorMask.to_dict``."""
         return [m.to_dict(of) for of, m in (("LR", self.lr_mask), ("reference", self.ref_mask)) if m is not None]
 
-    def untrusted(self, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray | None:
+    def untrusted(self, crs: CRS, transform: Affine, width: int, height: int,
+                  nearest: bool = False) -> np.ndarray | None:
         """(height, width) bool on the grid (``crs``, ``transform``): where the LR product's or the reference
         product's own cloud mask says a pixel does not show the ground (the reference's moved as co-registration
-        moved the reference); None without such masks."""
+        moved the reference; ``nearest``: :func:`~geosr.io.sensor_masks.read_flags`); None without such masks."""
         out = None
         if self.lr_mask is not None:
-            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height)
+            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest)
         if self.ref_mask is not None and self.ref_ds is not None:
             moved = None if self.ref_transform is None else self.ref_transform @ ~self.ref_ds.transform
-            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved)
+            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest)
             out = ref if out is None else out | ref
         return out
 

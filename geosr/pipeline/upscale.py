@@ -62,6 +62,7 @@ class UpscaleResult:
     resources: dict | None = None  # needs against what the machine has (memory, disk), and whether they fit
     coregistration: dict | None = None  # the reference's offset from the LR (geosr.conditioning.coregistration)
     change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
+    sensor_mask: dict | None = None  # {"masks": [...]}: the inputs' own cloud masks taken as changed (io.sensor_masks)
     provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
     nodata_share: float | None = None  # of the output's pixels (None: a dry run)
     warnings: list[str] | None = None  # e.g. bands that are not what the model was trained on
