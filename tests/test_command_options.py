@@ -121,7 +121,7 @@ def test_detect_changes_records_its_options(raster_factory, tmp_path):
     detect_changes(lr_path, ref=ref_path, output=tmp_path / "c.tif", options=opts, overwrite=True)
     with rasterio.open(tmp_path / "c.tif") as ds:
         recorded = json.loads(ds.tags()["GEOSR_OPTIONS"])
-    assert recorded == {"bands": None, "coregister": False, "ref_bands": None, "refine": 4}
+    assert recorded == {"bands": None, "cloud_masks": True, "coregister": False, "ref_bands": None, "refine": 4}
 
 
 def test_the_library_takes_the_command_line_s_names_too(tmp_path):

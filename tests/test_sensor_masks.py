@@ -342,3 +342,27 @@ def test_too_few_clear_pixels_to_compare_is_said(tmp_path):
     res = _run("detect-changes", safe, "--ref", ref, "-o", tmp_path / "c.tif", "--json")
     assert res.exit_code == 0, res.output
     assert any("LR pixels could be compared" in w for w in json.loads(res.stdout)["warnings"])
+
+
+def test_no_cloud_masks_turns_them_off_and_needs_a_reference(tmp_path):
+    """``--no-cloud-masks`` (a product's mask that takes bright roofs for cloud): the SCL is not read, the
+    detection sees the images alone; without a reference it is refused like ``--no-coregister``."""
+    scl = np.full((20, 24), 4, np.uint8)
+    scl[4:9, 6:12] = 9
+    safe, _ = l2a_product(tmp_path, scl=scl)
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    res = _run("detect-changes", safe, "--ref", ref, "-o", tmp_path / "c.tif", "--refine", "1", "--no-cloud-masks",
+               "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["sensor_mask"] is None
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert (ds.read(1) == 1).mean() < 0.01  # the same image: nothing changed
+    res = _run("upscale", safe, "--ref", ref, "-x", "2", "-o", tmp_path / "sr.tif", "--no-cloud-masks", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["sensor_mask"] is None and summary["change_detection"]["sensor_mask"] is None
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "b.tif", "--no-cloud-masks")
+    assert res.exit_code == 2 and "cloud masks are turned off, and no reference was given" in \
+        " ".join(res.output.split())
+    assert not (tmp_path / "b.tif").exists()

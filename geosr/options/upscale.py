@@ -54,6 +54,7 @@ class UpscaleOptions:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     force_resources: bool = False
     coregister: bool = True  # with a reference: estimate its shift from the LR and undo it
+    cloud_masks: bool = True  # with a reference: the inputs' own cloud masks are changed (geosr.io.sensor_masks)
     ignore_unused: bool = False  # run although the model cannot use a given --ref / --cd / --map / --style
 
     def __post_init__(self) -> None:
@@ -240,6 +241,9 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("coregister", "coregister", ["--coregister/--no-coregister"], "With --ref: measure the reference's shift "
        "against the LR (phase correlation at LR scale) and undo it; an unreliable estimate is reported, not used.",
        bool),
+    _o("cloud_masks", "cloud_masks", ["--cloud-masks/--no-cloud-masks"], "With --ref: take the pixels that an "
+       "input's own cloud mask flags (a Sentinel-2 L2A product's SCL, a Landsat QA_PIXEL) as changed, and leave "
+       "them out of the reference's harmonization.", bool),
     _o("ignore_unused", "ignore_unused", ["--ignore-unused"], "Run although the model cannot use a given "
        "--ref, --cd, --map or --style (default: refused, since it would change nothing).", bool, recorded=False),
     _o("force_resources", "force_resources", ["--force-resources"], "Run even when the plan needs more memory or "

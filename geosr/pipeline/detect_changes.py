@@ -152,7 +152,8 @@ def detect_changes(
     area = Window(0, 0, grid.width, grid.height)
     report = progress or (lambda done, total: None)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=opts.bands, ref=ref, ref_bands=opts.ref_bands,
-                    coregister=opts.coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
+                    coregister=opts.coregister, local_harmonization=False, least_shift=LEAST_SHIFT,
+                    cloud_masks=opts.cloud_masks) as scene:
         found = DetectedRows(scene, grid, report, opts.refine,
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
@@ -175,7 +176,7 @@ def detect_changes(
 
 def detect_changes_in_memory(
     lr: str, *, ref: str, bands: str | None = None, ref_bands: str | None = None, coregister: bool = True,
-    area: Window | None = None, refine: int = REFINE,
+    area: Window | None = None, refine: int = REFINE, cloud_masks: bool = True,
 ) -> tuple[MemoryFile, ChangeDetectionResult]:
     """The same detection as :func:`detect_changes`, written to an in-memory GeoTIFF (GDAL's /vsimem/, the grid
     ``refine`` times finer than the LR's, in uint8) for ``upscale --cd auto``; the caller closes the returned
@@ -190,7 +191,8 @@ def detect_changes_in_memory(
     area = area or full
     grid = info.grid.subgrid(area)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
-                    coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT) as scene:
+                    coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT,
+                    cloud_masks=cloud_masks) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None, refine)
         fine = found.fine_grid
         meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.sensor_masks()))

@@ -133,7 +133,7 @@ def plan_upscale(
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
                            ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
-                           coregister=opts.coregister)
+                           coregister=opts.coregister, cloud_masks=opts.cloud_masks)
     except BaseException:
         if held is not None:
             held.close()
@@ -224,7 +224,8 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     try:
         key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
                                       ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
-                                      coregister=opts.coregister, refine=refine_factor(opts.scale),
+                                      coregister=opts.coregister, cloud_masks=opts.cloud_masks,
+                                      refine=refine_factor(opts.scale),
                                       area=None if area is None else [int(v) for v in area.flatten()])))
     except OSError:  # a missing input: the detection names it, in one sentence
         key = {}
@@ -235,7 +236,8 @@ def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run
     if kept is not None:
         return kept
     held, found = detect_changes_in_memory(lr, ref=opts.ref, bands=opts.bands, ref_bands=opts.ref_bands,
-                                           coregister=opts.coregister, area=area, refine=refine_factor(opts.scale))
+                                           coregister=opts.coregister, area=area, refine=refine_factor(opts.scale),
+                                           cloud_masks=opts.cloud_masks)
     report = {k: v for k, v in found.to_dict().items() if k in ("changed_share", "unknown_share", "thresholds",
                                                                    "probability_thresholds", "sensor_mask")}
     if found.warnings:  # the detector's own (a uniform LR, an area too small to judge); not the reference's
@@ -383,7 +385,7 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
                      style=opts.style, tiling=tcfg, sampler=opts.sampler,
                      output=replace(opts.output_config, overwrite=False),  # replacing or not makes the same bytes
-                     coregister=opts.coregister),
+                     coregister=opts.coregister, cloud_masks=opts.cloud_masks),
         # how this process runs the model: the batch's size and the threads change the last bit of a float sum
         # (a level of 8 bits here and there), so --resume never joins rows computed two ways. Left out of what
         # geosr batch compares to skip a finished job (its workers and planner run alike; records.comparable).
@@ -514,6 +516,10 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
             raise OptionError("co-registration is turned off, and no reference was given (it concerns a "
                               "reference); give `ref`, leave the setting out, or give `ignore_unused`",
                               param="coregister")
+        if not opts.cloud_masks:
+            raise OptionError("the inputs' cloud masks are turned off, and no reference was given (they concern "
+                              "the reference); give `ref`, leave the setting out, or give `ignore_unused`",
+                              param="cloud_masks")
     unused = [k for k, v in given.items() if v is not None and k not in model_inputs(sr)]
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"

@@ -128,9 +128,11 @@ class Scene:
         coregister: bool = False,
         local_harmonization: bool = True,
         least_shift: float = 0.5,
+        cloud_masks: bool = True,
     ) -> "Scene":
         """Open and check every input; ``coregister``: estimate the reference's shift from the LR and undo it,
-        unless it is under ``least_shift`` pixels of ``hr``."""
+        unless it is under ``least_shift`` pixels of ``hr``; ``cloud_masks``: read the inputs' own cloud masks
+        (:meth:`untrusted`)."""
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         refuse_palette(lr_info, sel)
@@ -138,12 +140,13 @@ class Scene:
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
-        scene.lr_mask = _sensor_mask(lr)
+        scene.lr_mask = _sensor_mask(lr) if cloud_masks else None
         try:
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
             scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
             if ref is not None:
                 scene._open_reference(ref, ref_bands, coregister, least_shift)
+                scene.ref_mask = _sensor_mask(ref) if cloud_masks else None
             if cd is not None:
                 scene._open_change(cd, cd_table)
             if map is not None:
@@ -212,7 +215,6 @@ class Scene:
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds
-        self.ref_mask = _sensor_mask(path)
 
     def _coregister(self, ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> Coregistration:
         """The reference's offset from the LR, measured on (at most) the central COREG_SIDE^2 LR pixels of the

@@ -47,7 +47,8 @@ OPTIONS: dict[str, tuple[type, Any]] = {
     "split_windows": (int, 0),
 }
 ALIASES = {"scale": "x", "output": "out", "o": "out"}
-REFERENCE_SETTINGS = ("ref_bands", "coregister")  # refused without a reference when a job's own row gives them
+# refused without a reference when a job's own row gives them
+REFERENCE_SETTINGS = ("ref_bands", "coregister", "cloud_masks")
 NOT_PER_JOB = {
     "device": "the device is chosen per worker (geosr batch --device), not per job",
     "resume": "every batch job resumes from its journal; there is nothing to set",
