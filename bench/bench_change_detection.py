@@ -4,6 +4,7 @@
         [--cue change_cue.json] [--json out.json]
     python bench/bench_change_detection.py --clouds 0.4,0.5,0.6 [--cloudy lr|reference] [--scales 4,8]
     python bench/bench_change_detection.py --clouds 0.4,0.5,0.6 --sensor-mask [--scales 4,8]
+    python bench/bench_change_detection.py --clouds 0.2 --shadow [--scales 4,8]
 
 For every labelled pair of ../shared/data (``scripts/shared_data.json``): the LR is the new image degraded by
 antialiased bicubic at the scale, the reference is the old HR image averaged onto the LR grid (what upscale
@@ -23,7 +24,8 @@ billowy texture (real Landsat 8 cumulus at 30 m measured 5% relative local sprea
 share of the cloud's core flagged (what a detector must flag: the ground under it is not what the other image
 shows) and of the clear ground (false alarms), on the LR grid (``run`` scores the refined grid upscale draws).
 ``--sensor-mask``: the LR's cloud is also given to the detector as its product's own cloud mask would flag it
-(opacity above 10%), as upscale does with a Sentinel-2 L2A product's scene classification.
+(opacity above 10%), as upscale does with a Sentinel-2 L2A product's scene classification. ``--shadow``: the bank
+darkens the ground by 30% instead of whitening it, its detail kept (a cloud's shadow).
 """
 
 from __future__ import annotations
@@ -161,10 +163,15 @@ def cloud_bank(h: int, w: int, cover: float, seed: int) -> tuple[np.ndarray, np.
     return alpha * (1 + 0.08 * billows / billows.std()), core
 
 
-def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str, sensor_mask: bool = False) -> dict:
+SHADOW = 0.3  # how much a synthetic shadow darkens the ground (--shadow)
+
+
+def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str, sensor_mask: bool = False,
+               shadow: bool = False) -> dict:
     """Share of a synthetic cloud's core flagged, and of the clear ground, per scale and cover (module doc);
     ``sensor_mask``: the LR's cloud as its product's own mask would flag it (wherever the cloud's opacity passes
-    10%) is given to the detector, as upscale gives a Sentinel-2 L2A product's SCL."""
+    10%) is given to the detector, as upscale gives a Sentinel-2 L2A product's SCL; ``shadow``: the bank darkens
+    the ground by 30% instead, its detail kept (a cloud's shadow)."""
     splits = ("train", "heldout") if split == "all" else (split,)
     pairs = [p for s in splits for p in shared_data_pairs(split=s) if not p.synthetic]
     table: dict = {}
@@ -179,7 +186,10 @@ def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str, 
                 ref = ref.astype(np.float64)
                 alpha, core = cloud_bank(h, w, cover, i)
                 white = np.percentile(lr, 99.5) * 1.05
-                if cloudy == "lr":
+                if shadow:
+                    dark = 1 - SHADOW * np.clip(alpha, 0, 1)
+                    lr, ref = (lr * dark, ref) if cloudy == "lr" else (lr, ref * dark)
+                elif cloudy == "lr":
                     lr = lr * (1 - np.clip(alpha, 0, 1)) + alpha * white
                 else:
                     ref = ref * (1 - np.clip(alpha, 0, 1)) + alpha * white
@@ -192,7 +202,7 @@ def run_clouds(scales: list[int], split: str, covers: list[float], cloudy: str, 
             row = {"cloud_flagged": _mean(in_cloud), "cloud_flagged_min": round(min(in_cloud), 3) if in_cloud else None,
                    "clear_flagged": _mean(clear), "pairs": len(in_cloud), "pairs_with_clear_ground": len(clear)}
             table[f"x{scale} cover {cover}"] = row
-            print(f"x{scale} cloud over {cover:.0%} of the {cloudy}:", row, flush=True)
+            print(f"x{scale} {'shadow' if shadow else 'cloud'} over {cover:.0%} of the {cloudy}:", row, flush=True)
     return table
 
 
@@ -207,15 +217,18 @@ def main() -> None:
     ap.add_argument("--cloudy", default="lr", choices=("lr", "reference"), help="which image the clouds cover")
     ap.add_argument("--sensor-mask", action="store_true",
                     help="with --clouds over the LR: give the detector the cloud as the LR product's own mask flags it")
+    ap.add_argument("--shadow", action="store_true", help="with --clouds: the bank darkens the ground by 30%% instead")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.shadow and not args.clouds:
+        ap.error("--shadow is a kind of --clouds bank: give --clouds COVERS")
     if args.sensor_mask and not (args.clouds and args.cloudy == "lr"):
         ap.error("--sensor-mask is the LR product's cloud mask: it needs --clouds over the LR (--cloudy lr)")
     if args.clouds:
         if args.group or args.cue or args.change_net:
             ap.error("--clouds runs geosr's own detector on every pair: --group, --cue and --change-net do not apply")
         result = run_clouds([int(s) for s in args.scales.split(",")], args.split,
-                            [float(c) for c in args.clouds.split(",")], args.cloudy, args.sensor_mask)
+                            [float(c) for c in args.clouds.split(",")], args.cloudy, args.sensor_mask, args.shadow)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,28 @@ def band_files(folder: Path, *, driver: str = "GTiff") -> dict[str, np.ndarray]:
         _write(folder / f"{TILE}_{SENSING}_{b}_10m.tif", out[b], 10.0, driver)
     _write(folder / f"{TILE}_{SENSING}_B05_20m.tif", np.full((20, 24), 1500, np.uint16), 20.0, driver)
     return out
+
+
+def item_over_band_files(folder: Path, href: str = "") -> Path:
+    """A STAC item over the band files of ``folder``: B02, B03, B04, B08 at 10 m, B05 at 20 m, a 3-band visual
+    rendering (not data) and a thumbnail; hrefs relative to the item."""
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B05": "rededge"}
+    assets = {}
+    for f in sorted(folder.glob("*.tif")):
+        b = f.name.split("_")[2]
+        assets[b] = {"href": href + f.name, "type": "image/tiff; application=geotiff", "roles": ["data"],
+                     "eo:bands": [{"name": b, "common_name": common[b]}],
+                     "raster:bands": [{"nodata": 0, "scale": 0.0001, "offset": 0.0}]}
+    visual = folder / "visual.tif"
+    shutil.copy(next(folder.glob("*_B08_*.tif")), visual)
+    assets["visual"] = {"href": href + "visual.tif", "type": "image/tiff", "roles": ["visual"],
+                        "eo:bands": [{"name": "B04", "common_name": "red"}]}
+    assets["thumbnail"] = {"href": href + "thumb.png", "type": "image/png", "roles": ["thumbnail"]}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2B_33UUB_20230612_0_L2A",
+            "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+            "geometry": {"type": "Point", "coordinates": [12.0, 50.0]}, "bbox": [12.0, 50.0, 12.0, 50.0],
+            "properties": {"datetime": "2023-06-12T10:10:31Z"}, "links": [], "assets": assets}
+    path = folder / "item.json"
+    path.write_text(json.dumps(item))
+    return path

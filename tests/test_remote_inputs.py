@@ -147,14 +147,13 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
     batch skipped a job whose band files had changed on the server as "up to date"."""
     import os
 
-    from tests.s2_products import band_files
-    from tests.test_sources import _item
+    from tests.s2_products import band_files, item_over_band_files
 
     from geosr.pipeline import job as job_module
 
     folder = tmp_path / "www"
     band_files(folder)
-    _item(folder)
+    item_over_band_files(folder)
     with serving(folder) as base:
         url = f"{base}/item.json"
         job_module._REMOTE_STATS.clear()
@@ -339,12 +338,11 @@ def test_a_stac_item_or_band_list_whose_server_fails_is_a_network_failure(tmp_pa
     redirect to a 503 and a refused connection gave exit 2 ("cannot be fetched", "cannot be read"): bad input, never
     retried by geosr batch. They are the server's or the network's failure: exit 1, "try again"; a 404 stays bad
     input."""
-    from tests.s2_products import band_files
-    from tests.test_sources import _item
+    from tests.s2_products import band_files, item_over_band_files
 
     folder = tmp_path / "www"
     band_files(folder)
-    _item(folder)
+    item_over_band_files(folder)
     (folder / "item").write_bytes((folder / "item.json").read_bytes())
     bands = ",".join(f.name for f in sorted(folder.glob("*_B0[234]_*.tif")))
     out = ["-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")]
@@ -399,12 +397,11 @@ def test_a_stac_item_cut_by_its_server_is_a_network_failure_and_a_truncated_one_
     """An item JSON whose transfer the server cut gave "internal error: IncompleteRead" (length announced) or "is
     not JSON" (exit 2; length not announced): one NetworkError sentence now, exit 1. A file that is itself cut short,
     served whole with its length, stays bad input."""
-    from tests.s2_products import band_files
-    from tests.test_sources import _item
+    from tests.s2_products import band_files, item_over_band_files
 
     folder = tmp_path / "www"
     band_files(folder)
-    text = _item(folder).read_text()
+    text = item_over_band_files(folder).read_text()
     (folder / "short.json").write_text(text[: len(text) // 2])
     for mode in ("cut", "cut-unannounced"):
         with serving(folder, mode) as url:
@@ -467,15 +464,14 @@ def test_a_local_stac_item_or_vrt_whose_remote_member_fails_mid_read_is_a_networ
 def test_batch_retries_a_stac_item_whose_server_fails_and_fails_it_as_a_network_error(tmp_path, monkeypatch):
     """geosr batch took a STAC item URL answered 503 for an invalid job (exit 2, "nothing was run"): it is checked
     again, then fails as a NetworkError (worth a new run)."""
-    from tests.s2_products import band_files
-    from tests.test_sources import _item
+    from tests.s2_products import band_files, item_over_band_files
 
     import geosr.pipeline.batch.plan as plan
 
     monkeypatch.setattr(plan, "CHECK_RETRY_DELAYS", (0.1,))
     folder = tmp_path / "www"
     band_files(folder)
-    _item(folder)
+    item_over_band_files(folder)
     with serving(folder, "0") as down:
         (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: {down}/item.json, out: far.tif, x: 2, "
                                             "model: bicubic}\n")

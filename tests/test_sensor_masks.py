@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 from tests.conftest import smooth_field
-from tests.s2_products import band_files, l2a_product
+from tests.s2_products import band_files, item_over_band_files, l2a_product
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
@@ -157,12 +157,10 @@ def test_upscale_takes_the_lr_s_cloud_mask_as_changed(tmp_path):
 def test_a_stac_item_s_scl_asset_is_its_cloud_mask_and_part_of_its_fingerprint(tmp_path):
     """Earth Search's ``scl`` asset: read as the item's cloud mask (never stacked as a band), flagged where it says
     cloud, and its file is one the resume fingerprint follows."""
-    from tests.test_sources import _item
-
     from geosr.pipeline import job as job_module
 
     band_files(tmp_path / "s2")
-    path = _item(tmp_path / "s2")
+    path = item_over_band_files(tmp_path / "s2")
     scl = np.full((20, 24), 4, np.uint8)
     scl[10:16, 2:10] = 9  # LR rows 20-31, columns 4-19
     with rasterio.open(tmp_path / "s2" / "SCL.tif", "w", driver="GTiff", width=24, height=20, count=1,
@@ -268,12 +266,15 @@ def test_a_reference_product_s_cloud_mask_moves_with_its_co_registration(tmp_pat
 
 
 def test_read_flags_by_cover_or_at_the_sampled_point(tmp_path):
-    """A flagged 20 m pixel inside a 100 m pixel flags it by cover (4% > 1%), but not when the coarse pixel stands
-    for the point at its centre (a decimated read: the harmonization's sample)."""
+    """A 100 m pixel is flagged where flagged 20 m pixels cover more than half of it, or, for a grid of sampled
+    points (a decimated read: the harmonization's sample), where the one under its centre is; a 10 m grid gets each
+    flagged 20 m pixel's four quarters exactly."""
     from geosr.io.sensor_masks import open_mask, read_flags
 
     scl = np.full((10, 10), 4, np.uint8)
-    scl[4, 4] = 9  # at 80-100 m from the corner: in the first 100 m pixel, away from its centre (50 m)
+    scl[0:4, 0:4] = 9  # 64% of the first 100 m pixel, but not the 20 m pixel under its centre (40-60 m)
+    scl[2, 2] = 4
+    scl[2, 7] = 9  # the centre of the second 100 m pixel alone: 4% of it
     path = tmp_path / "SCL.tif"
     with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:32633",
                        transform=from_origin(300000.0, 5600000.0, 20.0, 20.0)) as ds:
@@ -283,18 +284,16 @@ def test_read_flags_by_cover_or_at_the_sampled_point(tmp_path):
     with open_mask(mask, "item.json") as ds:
         crs = ds.crs
         assert read_flags(mask, ds, crs, coarse, 2, 2).tolist() == [[True, False], [False, False]]
-        assert not read_flags(mask, ds, crs, coarse, 2, 2, nearest=True).any()
-        fine = from_origin(300000.0, 5600000.0, 10.0, 10.0)  # 10 m: the flagged pixel's four quarters exactly
+        assert read_flags(mask, ds, crs, coarse, 2, 2, nearest=True).tolist() == [[False, True], [False, False]]
+        fine = from_origin(300000.0, 5600000.0, 10.0, 10.0)  # 10 m: each flagged 20 m pixel's four quarters
         flags = read_flags(mask, ds, crs, fine, 20, 20)
-        assert flags[8:10, 8:10].all() and flags.sum() == 4
+        assert np.array_equal(flags, np.kron(scl == 9, np.ones((2, 2), bool)))
 
 
 def test_missing_or_broken_masks(tmp_path):
     """A listed mask whose file is missing is left out with a word (a product folder, its zip, a STAC item); one
     without a CRS is one sentence, exit 2; no output may be written over a mask (nor a band) an input reads."""
     import shutil
-
-    from tests.test_sources import _item
 
     scl = np.full((20, 24), 4, np.uint8)
     safe, _ = l2a_product(tmp_path / "p", scl=scl)
@@ -304,7 +303,7 @@ def test_missing_or_broken_masks(tmp_path):
         comp = composite(str(product))
         assert comp.mask is None and "listed but missing: no cloud mask" in comp.note
     band_files(tmp_path / "s2")
-    path = _item(tmp_path / "s2")
+    path = item_over_band_files(tmp_path / "s2")
     item = json.loads(path.read_text())
     item["assets"]["scl"] = {"href": "MISSING_SCL.tif", "type": "image/tiff; application=geotiff"}
     path.write_text(json.dumps(item))
@@ -366,3 +365,45 @@ def test_no_cloud_masks_turns_them_off_and_needs_a_reference(tmp_path):
     assert res.exit_code == 2 and "cloud masks are turned off, and no reference was given" in \
         " ".join(res.output.split())
     assert not (tmp_path / "b.tif").exists()
+
+
+def test_masks_named_but_not_used_are_said_and_an_unreadable_one_says_how_to_go_without(tmp_path):
+    """A product's R10m folder given itself finds the SCL in R20m beside it; a mask missing from a product is
+    left out with a warning (detect-changes too); a remote mask whose server does not answer fails the run in one
+    sentence naming the way around it; every pixel under a mask is said; a dry run with --cd auto lists the mask."""
+    import shutil
+
+    scl = np.full((20, 24), 4, np.uint8)
+    scl[4:9, 6:12] = 9
+    safe, _ = l2a_product(tmp_path / "p", scl=scl)
+    r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
+    assert composite(str(r10m)).mask is not None and composite(str(r10m) + "/").mask is not None
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    res = _run("upscale", safe, "--ref", ref, "-x", "2", "-o", tmp_path / "dry.tif", "--dry-run", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["sensor_mask"]["masks"][0]["of"] == "LR"
+    gone = tmp_path / "gone"
+    shutil.copytree(safe, gone / safe.name)
+    next((gone / safe.name).rglob("*_SCL_20m.jp2")).unlink()
+    res = _run("detect-changes", gone / safe.name, "--ref", ref, "-o", tmp_path / "c.tif", "--json")
+    assert res.exit_code == 0, res.output
+    assert any("the LR's cloud mask is not used" in w for w in json.loads(res.stdout)["warnings"])
+    res = _run("upscale", gone / safe.name, "--ref", ref, "-x", "2", "-o", tmp_path / "u.tif", "--json")
+    assert res.exit_code == 0 and any("cloud mask is not used" in w for w in json.loads(res.stdout)["warnings"])
+    # every pixel under the mask
+    cloudy, _ = l2a_product(tmp_path / "all", scl=np.full((20, 24), 9, np.uint8))
+    res = _run("detect-changes", cloudy, "--ref", ref, "-o", tmp_path / "all.tif", "--json")
+    assert res.exit_code == 0 and any("flag every pixel both images cover" in w
+                                      for w in json.loads(res.stdout)["warnings"])
+    # a remote mask nobody answers for (port 9 on the loopback: refused at once)
+    band_files(tmp_path / "s2")
+    path = item_over_band_files(tmp_path / "s2")
+    item = json.loads(path.read_text())
+    item["assets"]["scl"] = {"href": "http://127.0.0.1:9/SCL.tif", "type": "image/tiff; application=geotiff"}
+    path.write_text(json.dumps(item))
+    res = _run("detect-changes", path, "--ref", ref, "-o", tmp_path / "r.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "its cloud mask" in said and "turn --cloud-masks off" in said
+    assert not (tmp_path / "r.tif").exists()
+    res = _run("detect-changes", path, "--ref", ref, "-o", tmp_path / "r.tif", "--no-cloud-masks")
+    assert res.exit_code == 0, res.output

@@ -16,7 +16,7 @@ import rasterio
 from pystac.extensions.eo import EOExtension
 from pystac.validation import validate_dict
 from tests.range_server import serving
-from tests.s2_products import BANDS_10M, band_files, l1c_product, l2a_product
+from tests.s2_products import BANDS_10M, band_files, item_over_band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
@@ -175,7 +175,7 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
     """`--bands rededge` on an item whose rededge asset is at 20 m (the others at 10 m) said the item "has no band
     'rededge'", as if it lacked the asset; `geosr info` said it was left out for its grid."""
     band_files(tmp_path / "s2")
-    item = _item(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
     for source, band in ((item, "rededge"), (tmp_path / "s2", "B05")):
         res = _run("upscale", source, "--bands", band, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
         said = " ".join(res.output.split())
@@ -310,34 +310,9 @@ def test_the_resume_fingerprint_follows_every_member_file(tmp_path):
     assert job_module._file_id(folder) != before
 
 
-def _item(folder: Path, href: str = "") -> Path:
-    """A STAC item over the band files of ``folder``: B02, B03, B04, B08 at 10 m, B05 at 20 m, a 3-band visual
-    rendering (not data) and a thumbnail; hrefs relative to the item."""
-    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B05": "rededge"}
-    assets = {}
-    for f in sorted(folder.glob("*.tif")):
-        b = f.name.split("_")[2]
-        assets[b] = {"href": href + f.name, "type": "image/tiff; application=geotiff", "roles": ["data"],
-                     "eo:bands": [{"name": b, "common_name": common[b]}],
-                     "raster:bands": [{"nodata": 0, "scale": 0.0001, "offset": 0.0}]}
-    visual = folder / "visual.tif"
-    shutil.copy(next(folder.glob("*_B08_*.tif")), visual)
-    assets["visual"] = {"href": href + "visual.tif", "type": "image/tiff", "roles": ["visual"],
-                        "eo:bands": [{"name": "B04", "common_name": "red"}]}
-    assets["thumbnail"] = {"href": href + "thumb.png", "type": "image/png", "roles": ["thumbnail"]}
-    item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2B_33UUB_20230612_0_L2A",
-            "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-                                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
-            "geometry": {"type": "Point", "coordinates": [12.0, 50.0]}, "bbox": [12.0, 50.0, 12.0, 50.0],
-            "properties": {"datetime": "2023-06-12T10:10:31Z"}, "links": [], "assets": assets}
-    path = folder / "item.json"
-    path.write_text(json.dumps(item))
-    return path
-
-
 def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
     dn = band_files(tmp_path / "s2")
-    item = _item(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
     out = tmp_path / "out.tif"
     res = _run("upscale", item, "-x", "2", "-m", "bicubic", "-o", out, "--json")
     assert res.exit_code == 0, res.output
@@ -355,7 +330,7 @@ def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
 
 def test_a_stac_item_as_the_reference(tmp_path):
     band_files(tmp_path / "s2")
-    item = _item(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
     res = _run("upscale", item, "--ref", item, "--cd", "none", "-x", "2", "-o", tmp_path / "r.tif", "--dry-run",
                "--json")
     assert res.exit_code == 0, res.output
@@ -381,7 +356,7 @@ def test_bad_stac_items_are_one_sentence_and_exit_2(tmp_path):
 def served_item(tmp_path):
     folder = tmp_path / "www"
     band_files(folder)
-    item = json.loads(_item(folder).read_text())
+    item = json.loads(item_over_band_files(folder).read_text())
     for asset in item["assets"].values():
         asset["href"] = "../" + asset["href"]
     (folder / "items").mkdir()
@@ -464,7 +439,7 @@ def test_a_changed_member_file_is_read_again(tmp_path):
 
 def test_odd_stac_fields_and_broken_products_are_one_sentence(tmp_path):
     band_files(tmp_path / "s2")
-    item_path = _item(tmp_path / "s2")
+    item_path = item_over_band_files(tmp_path / "s2")
     item = json.loads(item_path.read_text())
     for mangle, words in ((lambda a: a.update({"eo:bands": [None]}), "is not a list of objects"),
                           (lambda a: a.update({"raster:bands": {"nodata": 0}}), "is not a list of objects"),
@@ -487,7 +462,7 @@ def test_odd_stac_fields_and_broken_products_are_one_sentence(tmp_path):
 
 def test_the_stac_sidecar_may_not_replace_an_input_item(tmp_path):
     band_files(tmp_path / "s2")
-    item = _item(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
     before = item.read_bytes()
     res = _run("upscale", item, "--ref", item, "--cd", "none", "-x", "2", "-m", "reference-paste",
                "-o", tmp_path / "s2" / "item.tif", "--overwrite")  # its STAC item would be s2/item.stac.json: fine
@@ -515,7 +490,7 @@ def test_a_batch_manifest_splits_band_lists_but_not_outputs_with_commas(tmp_path
 def test_file_urls_in_a_stac_item_are_local_files(tmp_path):
     """An asset at file:///... is read, fingerprinted and protected from being overwritten like a local path."""
     band_files(tmp_path / "s2")
-    item = json.loads(_item(tmp_path / "s2").read_text())
+    item = json.loads(item_over_band_files(tmp_path / "s2").read_text())
     for asset in item["assets"].values():
         asset["href"] = (tmp_path / "s2" / asset["href"]).as_uri()
     (tmp_path / "s2" / "uri.json").write_text(json.dumps(item))

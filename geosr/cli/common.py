@@ -268,7 +268,8 @@ def print_sensor_mask(mask: dict | None) -> None:
         return
     used = "; ".join(f"the {m.get('of', '?')}'s, {m.get('source', '?')}: {m.get('flagged', '?')}"
                      for m in mask["masks"] if isinstance(m, dict))
-    share = f"{100 * mask['share']:.1f}% of the compared area, " if isinstance(mask.get("share"), (int, float)) else ""
+    share = f"{100 * mask['share']:.1f}% of the area both images cover, " if isinstance(mask.get("share"),
+                                                                                     (int, float)) else ""
     out_console.print(f"cloud mask ({used}): {share}taken as changed", highlight=False)
 
 

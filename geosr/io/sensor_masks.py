@@ -18,7 +18,7 @@ from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from geosr.errors import NotARasterError
+from geosr.errors import InputError, NetworkError, NotARasterError
 from geosr.io.paths import named
 from geosr.io.vrt import open_member
 
@@ -28,7 +28,10 @@ SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (hi
                11: "snow or ice"}
 # QA_PIXEL bits: 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow
 QA_PIXEL_FLAGGED = {1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow"}
-COVER = 0.01  # a pixel is flagged where flagged pixels of the mask cover more than this share of it
+# a pixel is flagged where flagged pixels of the mask cover more than this share of it: half, so that a mask moved
+# by a co-registration (an estimate of 2.002 px) or read onto another grid does not flag a ring of pixels it only
+# grazes, while one on a finer grid (SCL's 20 m over 10 m bands) is drawn exactly
+COVER = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,19 @@ def landsat_qa_pixel(href: str) -> SensorMask:
 def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader:
     """The mask's raster, opened (keep it open across reads: GDAL then decodes each block of a JPEG 2000 once);
     a failure is one sentence naming ``owner``, the input it belongs to."""
-    ds = open_member(owner, mask.href, "cloud mask")
+    try:
+        ds = open_member(owner, mask.href, "cloud mask")
+    except (InputError, NetworkError) as exc:  # the same sentence, with the way around it
+        exc.args = (f"{exc.args[0]}; {WITHOUT}",) + exc.args[1:]
+        raise
     if ds.crs is None:
         ds.close()
-        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} has no coordinate reference system")
+        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} has no coordinate reference system; "
+                              f"{WITHOUT}")
     return ds
+
+
+WITHOUT = "or turn `cloud_masks` off to go without it"
 
 
 def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform: Affine, width: int, height: int,
@@ -102,8 +113,7 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform
     part = Window(c0, r0, c1 - c0, r1 - r0)
     flags = mask.flags(ds.read(1, window=part)).astype(np.float32)
     src_transform = placed @ Affine.translation(part.col_off, part.row_off)
-    # the share of each pixel the flagged ones cover (a sliver under 1%, e.g. of a mask moved by a co-registration
-    # of 2.002 px, does not flag a whole pixel)
+    # the share of each pixel the flagged ones cover
     reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
               resampling=Resampling.nearest if nearest else Resampling.average)
-    return out > (0.5 if nearest else COVER)
+    return out > (0.5 if nearest else COVER)  # nearest: 0 or 1

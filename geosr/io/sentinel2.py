@@ -85,7 +85,8 @@ def sentinel2_product(path: str) -> Composite:
     if scl is None:
         return comp
     if not _exists(scl):
-        return replace(comp, note=comp.note + "; its scene classification (SCL) is listed but missing: no cloud mask")
+        why = "its scene classification (SCL) is listed but missing"
+        return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_missing=why)
     return replace(comp, mask=sentinel2_scl(scl), files=comp.files + (scl,),
                    note=comp.note + "; cloud mask: its scene classification (SCL)")
 

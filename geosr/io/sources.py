@@ -239,24 +239,29 @@ def _band_folder(path: str) -> Composite:
     note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.name}"
     comp = stack(path, "band files", members, [str(by_token[t]) for t in tokens],
                  note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
-    mask = _folder_mask(folder, stepped=folder != Path(path))
-    if mask is None:
+    masks = _folder_masks(folder)
+    if len(masks) > 1:
+        why = f"it holds {len(masks)} cloud masks ({', '.join(Path(m.href).name for m in masks)})"
+        return replace(comp, note=comp.note + f"; {why}: none used", mask_missing=why)
+    if not masks:
         return comp
+    mask = masks[0]
     return replace(comp, mask=mask, files=comp.files + (mask.href,),
                    note=comp.note + f"; cloud mask: {Path(mask.href).name}")
 
 
-def _folder_mask(folder: Path, stepped: bool) -> SensorMask | None:
-    """The cloud mask beside a folder's band files: a Landsat Collection 2 product's ``*_QA_PIXEL.TIF``, or a
-    Sentinel-2 L2A granule's ``*_SCL_20m.jp2`` (in the folder, or in ``R20m`` beside the ``R10m`` folder ``stepped``
-    into); None when there is none, or more than one (which one is the user's to say)."""
-    qa = [f for f in folder.iterdir() if f.is_file() and _QA_PIXEL.search(f.name)]
-    if qa:
-        return landsat_qa_pixel(str(qa[0])) if len(qa) == 1 else None
-    places = [folder] + ([folder.parent / "R20m"] if stepped and (folder.parent / "R20m").is_dir() else [])
-    scl = [f for place in places for f in place.iterdir() if f.is_file() and _SCL.search(f.name)]
-    return sentinel2_scl(str(scl[0])) if len(scl) == 1 else None
-
-
 _QA_PIXEL = re.compile(r"_QA_PIXEL\.(tif|tiff)$", re.IGNORECASE)
 _SCL = re.compile(r"_SCL_20m\.(jp2|tif|tiff)$", re.IGNORECASE)
+
+
+def _folder_masks(folder: Path) -> list[SensorMask]:
+    """The cloud masks beside a folder's band files: a Landsat Collection 2 product's ``*_QA_PIXEL.TIF``, else a
+    Sentinel-2 L2A granule's ``*_SCL_20m.jp2`` (in the folder, or in ``R20m`` beside an ``R10m`` folder). More than
+    one: which to use is the user's to say."""
+    qa = [landsat_qa_pixel(str(f)) for f in sorted(folder.iterdir()) if f.is_file() and _QA_PIXEL.search(f.name)]
+    if qa:
+        return qa
+    beside = folder.parent / "R20m"
+    places = [folder] + ([beside] if folder.name.upper() == "R10M" and beside.is_dir() else [])
+    return [sentinel2_scl(str(f)) for place in places for f in sorted(place.iterdir())
+            if f.is_file() and _SCL.search(f.name)]

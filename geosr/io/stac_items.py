@@ -113,6 +113,11 @@ def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
     return out
 
 
+_RASTER_MEDIA = ("tiff", "jp2", "jpeg2000", "geotiff")  # media types (a part of) GDAL reads as rasters
+# the asset keys of a sensor's own cloud mask, as Earth Search, Planetary Computer and USGS name them
+_MASK_ASSETS = {"scl": sentinel2_scl, "qa_pixel": landsat_qa_pixel}
+
+
 def stac_item(path: str) -> Composite | None:
     item = _read_item(path)
     if item is None:
@@ -161,20 +166,15 @@ def stac_item(path: str) -> Composite | None:
     if mask is None:
         return comp
     if not REMOTE.match(mask.href) and not Path(mask.href).is_file():
-        return replace(comp, note=comp.note + f"; its cloud mask {Path(mask.href).name} is missing: none used")
+        why = f"its cloud mask {Path(mask.href).name} is missing"
+        return replace(comp, note=comp.note + f"; {why}: none used", mask_missing=why)
     return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
-
-
-# the asset keys of a sensor's own cloud mask, as Earth Search, Planetary Computer and USGS name them
-_MASK_ASSETS = {"scl": sentinel2_scl, "qa_pixel": landsat_qa_pixel}
 
 
 def _raster(media: str) -> bool:
     """Whether an asset's media type (lower case; empty: not given) may be a raster GDAL reads."""
     return not media or any(t in media for t in _RASTER_MEDIA)
 
-
-_RASTER_MEDIA = ("tiff", "jp2", "jpeg2000", "geotiff")
 
 
 def _sensor_mask(path: str, item: pystac.Item) -> SensorMask | None:

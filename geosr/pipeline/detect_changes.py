@@ -169,7 +169,7 @@ def detect_changes(
                     write_row_bands(final, found.fine_grid, meta, found, folder)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
-        warnings = scene.reference_warnings(coarser_only=True)
+        warnings = scene.reference_warnings(coarser_only=True) + scene.mask_warnings
     result = found.result(final, time.perf_counter() - t0, meta.tags)
     return replace(result, warnings=result.warnings + warnings)
 
@@ -281,6 +281,9 @@ class DetectedRows:
         small = [f"only {compared} LR pixels could be compared (fewer than {MIN_COMPARED}, 32 x 32): too few to "
                  "tell change from the dates' differences of light, so the detection is unreliable"
                  ] if 0 < compared < MIN_COMPARED and not self.notes else []
+        if compared == 0 and self.masked:
+            small = ["the inputs' cloud masks flag every pixel both images cover: all are taken as changed, none "
+                     "could be compared"]
         return self.notes + small
 
 

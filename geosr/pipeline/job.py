@@ -165,10 +165,12 @@ def plan_upscale(
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
-                               + _setting_warnings(sr, opts) + scene.reference_warnings())
+                               + _setting_warnings(sr, opts) + scene.reference_warnings()
+                               + (scene.mask_warnings if reads.ref else []))
         summary["change_detection"] = detection
-        # the products' own cloud masks, changed whatever the change mask says (none with --cd none)
-        masks = scene.sensor_masks() if scene.cd_info is not None else []
+        # the products' own cloud masks, changed whatever the change mask says (none with --cd none; a dry run
+        # with cd auto has not detected yet)
+        masks = scene.sensor_masks() if scene.cd_info is not None or detection is not None else []
         summary["sensor_mask"] = {"masks": masks} if masks else None
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", reads.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None

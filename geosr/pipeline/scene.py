@@ -104,6 +104,7 @@ class Scene:
     lr_mask: SensorMask | None = None  # the LR product's own cloud mask (a Sentinel-2 L2A product's SCL)
     ref_mask: SensorMask | None = None  # the reference product's
     _masks: dict[str, rasterio.DatasetReader] = field(default_factory=dict)  # their rasters, opened (_mask_ds)
+    mask_warnings: list[str] = field(default_factory=list)  # cloud masks an input names and that are not used
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
@@ -140,13 +141,15 @@ class Scene:
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
         scene._open.append(lr_ds)
-        scene.lr_mask = _sensor_mask(lr) if cloud_masks else None
         try:
+            if cloud_masks:
+                scene.lr_mask, scene.mask_warnings = _cloud_mask_of(lr, "LR", scene.mask_warnings)
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
             scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
             if ref is not None:
                 scene._open_reference(ref, ref_bands, coregister, least_shift)
-                scene.ref_mask = _sensor_mask(ref) if cloud_masks else None
+                if cloud_masks:
+                    scene.ref_mask, scene.mask_warnings = _cloud_mask_of(ref, "reference", scene.mask_warnings)
             if cd is not None:
                 scene._open_change(cd, cd_table)
             if map is not None:
@@ -347,13 +350,14 @@ class Scene:
             for i, (raw, cd_valid) in enumerate(cds):
                 _, changed = self.cd_table.lookup(np.rint(raw[0]))
                 usables[i] = usables[i] & cd_valid & ~changed
-        if self.sensor_masks():  # clouds tell nothing of how the two dates' colours relate
+        if self.has_cloud_masks:  # clouds tell nothing of how the two dates' colours relate
             for i, w in enumerate(windows):
                 h, wd = usables[i].shape
                 t = lr_grid.transform @ Affine.translation(w.col_off, w.row_off) @ Affine.scale(w.width / wd,
                                                                                               w.height / h)
                 cloud = self.untrusted(lr_grid.crs, t, wd, h, nearest=out_shape is not None)  # as the LR is read
-                usables[i] = usables[i] & ~cloud if cloud is not None else usables[i]
+                assert cloud is not None
+                usables[i] = usables[i] & ~cloud
         if len(windows) == 1:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
@@ -478,6 +482,10 @@ class Scene:
         """The products' own cloud masks read (:meth:`untrusted`), each as ``SensorMask.to_dict``."""
         return [m.to_dict(of) for of, m in (("LR", self.lr_mask), ("reference", self.ref_mask)) if m is not None]
 
+    @property
+    def has_cloud_masks(self) -> bool:
+        return self.lr_mask is not None or self.ref_mask is not None
+
     def untrusted(self, crs: CRS, transform: Affine, width: int, height: int,
                   nearest: bool = False) -> np.ndarray | None:
         """(height, width) bool on the grid (``crs``, ``transform``): where the LR product's or the reference
@@ -503,7 +511,7 @@ class Scene:
 
     def lr_untrusted(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
         """:meth:`untrusted` on the LR grid of :meth:`read_stack`'s window (``halo`` LR pixels of context)."""
-        if not self.sensor_masks():
+        if not self.has_cloud_masks:
             return None
         c0 = int(self.area.col_off) + win.col_off - halo
         r0 = int(self.area.row_off) + win.row_off - halo
@@ -551,10 +559,14 @@ FILL_SIGMA = 1.5  # LR pixels: the reach of the valid neighbours a gap is filled
 FILL_RADIUS = 6  # LR pixels: where that reach is cut off (4 sigma), and the margin read around every window
 
 
-def _sensor_mask(path: str) -> SensorMask | None:
-    """The cloud mask a multi-file input (a Sentinel-2 L2A product, a STAC item, band files) ships, if any."""
+def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
+    """The cloud mask a multi-file input (a Sentinel-2 L2A product, a STAC item, band files) ships, if any, and
+    ``warnings`` with a word on one it names but that cannot be used (``role``: "LR", "reference")."""
     comp = composite(path) if is_composite(path) else None
-    return comp.mask if comp is not None else None
+    if comp is not None and comp.mask_missing:
+        warnings = warnings + [f"the {role}'s cloud mask is not used ({comp.mask_missing}): its clouds are "
+                               "compared as the images show them"]
+    return (comp.mask if comp is not None else None), warnings
 
 
 def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
