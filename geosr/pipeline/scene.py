@@ -333,7 +333,7 @@ class Scene:
         self, lr_grid: Grid, windows: list[Window], out_shape: tuple[int, int] | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, unchanged by
-        the change mask, clear by the LR product's cloud mask); one window is returned as is, several flattened and
+        the change mask, clear by the inputs' own cloud masks); one window is returned as is, several flattened and
         joined."""
         ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average, src_transform=self.ref_transform)
         try:
