@@ -215,19 +215,22 @@ def test_refused_rows_claim_their_names_and_outputs_wherever_they_stand(scenes):
 
 
 def test_reference_settings_for_every_job_leave_the_jobs_without_a_reference_alone(scenes):
-    """`--no-coregister` or `ref_bands` given for every job (command line, defaults) concern the jobs with a
-    reference: upscale refuses them without one (a reference left out by mistake), batch must not refuse the
-    others for it; a row giving one itself without a reference is refused as upscale would."""
+    """`--no-coregister`, `--no-cloud-masks` or `ref_bands` given for every job (command line, defaults) concern the
+    jobs with a reference: upscale refuses them without one (a reference left out by mistake), batch must not refuse
+    the others for it; a row giving one itself without a reference is refused as upscale would."""
     make_raster(scenes / "ref.tif", (smooth_field(3, 48, 40, seed=5) * 255).astype(np.uint8),
                 transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
     (scenes / "jobs.yaml").write_text(
         "defaults: {ref_bands: '1,2,3', model: bicubic, x: 2}\njobs:\n  - {lr: s0.tif, out: out/a.tif}\n"
         "  - {lr: s1.tif, out: out/b.tif, ref: ref.tif, model: reference-paste}\n"
-        "  - {lr: s2.tif, out: out/c.tif, coregister: false}\n")
-    plan = plan_batch(scenes / "jobs.yaml", coregister=False, skip_invalid=True)
+        "  - {lr: s2.tif, out: out/c.tif, coregister: false}\n"
+        "  - {lr: s2.tif, out: out/d.tif, cloud_masks: false}\n")
+    plan = plan_batch(scenes / "jobs.yaml", coregister=False, cloud_masks=False, skip_invalid=True)
     assert [j.spec.id for j in plan.jobs] == ["a", "b"], plan.invalid
     assert [j.spec.coregister for j in plan.jobs] == [True, False]
-    assert any("(c): " in str(p) and "no reference was given" in str(p) for p in plan.invalid), plan.invalid
+    assert [j.spec.cloud_masks for j in plan.jobs] == [True, False]
+    for job in ("c", "d"):
+        assert any(f"({job}): " in str(p) and "no reference was given" in str(p) for p in plan.invalid), plan.invalid
 
 
 def test_rows_refused_before_they_are_read_still_keep_their_files(scenes):
