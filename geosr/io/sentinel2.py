@@ -86,7 +86,7 @@ def sentinel2_product(path: str) -> Composite:
         return comp
     if not _exists(scl):
         why = "its scene classification (SCL) is listed but missing"
-        return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_missing=why)
+        return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_unused=why)
     return replace(comp, mask=sentinel2_scl(scl), files=comp.files + (scl,),
                    note=comp.note + "; cloud mask: its scene classification (SCL)")
 

@@ -242,7 +242,7 @@ def _band_folder(path: str) -> Composite:
     masks = _folder_masks(folder)
     if len(masks) > 1:
         why = f"it holds {len(masks)} cloud masks ({', '.join(Path(m.href).name for m in masks)})"
-        return replace(comp, note=comp.note + f"; {why}: none used", mask_missing=why)
+        return replace(comp, note=comp.note + f"; {why}: none used", mask_unused=why)
     if not masks:
         return comp
     mask = masks[0]

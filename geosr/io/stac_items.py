@@ -167,7 +167,7 @@ def stac_item(path: str) -> Composite | None:
         return comp
     if not REMOTE.match(mask.href) and not Path(mask.href).is_file():
         why = f"its cloud mask {Path(mask.href).name} is missing"
-        return replace(comp, note=comp.note + f"; {why}: none used", mask_missing=why)
+        return replace(comp, note=comp.note + f"; {why}: none used", mask_unused=why)
     return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
 
 

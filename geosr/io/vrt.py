@@ -53,7 +53,7 @@ class Composite:
     note: str  # what was stacked and how, in words
     left_out: tuple[str, ...] = ()  # the bands not stacked (on another grid than the first's), by description
     mask: SensorMask | None = None  # the sensor's own cloud mask shipped beside the bands (its file is in ``files``)
-    mask_missing: str | None = None  # why a cloud mask the input names is not used (its file is missing; two)
+    mask_unused: str | None = None  # why a cloud mask the input names is not used (its file is missing; two)
 
 
 def gdal_path(href: str) -> str:

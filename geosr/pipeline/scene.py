@@ -458,7 +458,8 @@ class Scene:
                     refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
             change = np.where(cd_valid, index, self.cd_table.unknown_index)
             changed = np.where(cd_valid, changed_value, True)
-            # clouds, by either product's own mask: the reference is not what the LR shows there
+            # clouds, by either product's own mask: the reference is not what the LR shows there (with --cd auto the
+            # detection holds them already, as whole LR pixels; here their outline on the output grid is added)
             cloud = self.untrusted(self.hr.crs, self.hr.transform @ Affine.translation(c0 * s, r0 * s), W, H)
             if cloud is not None:
                 change = np.where(cloud & ~changed, self.cd_table.unknown_index, change)
@@ -563,8 +564,8 @@ def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMas
     """The cloud mask a multi-file input (a Sentinel-2 L2A product, a STAC item, band files) ships, if any, and
     ``warnings`` with a word on one it names but that cannot be used (``role``: "LR", "reference")."""
     comp = composite(path) if is_composite(path) else None
-    if comp is not None and comp.mask_missing:
-        warnings = warnings + [f"the {role}'s cloud mask is not used ({comp.mask_missing}): its clouds are "
+    if comp is not None and comp.mask_unused:
+        warnings = warnings + [f"the {role}'s cloud mask is not used ({comp.mask_unused}): its clouds are "
                                "compared as the images show them"]
     return (comp.mask if comp is not None else None), warnings
 
