@@ -106,9 +106,11 @@ def l2a_product(root: Path, *, baseline: str = "05.09", offset: int | None = -10
     return safe, refl
 
 
-def l1c_product(root: Path, *, offset: int = -1000) -> tuple[Path, dict[str, np.ndarray]]:
+def l1c_product(root: Path, *, offset: int = -1000,
+                classi: np.ndarray | None = None) -> tuple[Path, dict[str, np.ndarray]]:
     """A single-granule L1C ``.SAFE`` folder (MTD_MSIL1C.xml: QUANTIFICATION_VALUE, RADIO_ADD_OFFSET, no
-    Spectral_Information list: band_ids in ESA's order) with its 10 m bands; returns it and the reflectance."""
+    Spectral_Information list: band_ids in ESA's order) with its 10 m bands and, with ``classi`` ((3, h, w) uint8 at
+    60 m: opaque clouds, cirrus, snow), its QI_DATA/MSK_CLASSI_B00.jp2; returns it and the reflectance."""
     safe = root / f"S2A_MSIL1C_{SENSING}_N0510_R022_{TILE}_{SENSING}.SAFE"
     granule = f"L1C_{TILE}_A041000_{SENSING}"
     refl = scene(seed=1)
@@ -117,6 +119,13 @@ def l1c_product(root: Path, *, offset: int = -1000) -> tuple[Path, dict[str, np.
         rel = f"GRANULE/{granule}/IMG_DATA/{TILE}_{SENSING}_{b}"
         _write(safe / f"{rel}.jp2", np.round(refl[b] * 10000 - offset).astype(np.uint16), 10.0)
         images.append(rel)
+    if classi is not None:
+        path = safe / f"GRANULE/{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
+        path.parent.mkdir(parents=True)
+        with rasterio.open(path, "w", driver="JP2OpenJPEG", width=classi.shape[2], height=classi.shape[1], count=3,
+                           dtype="uint8", crs="EPSG:32633", transform=from_origin(300000.0, 5600040.0, 60.0, 60.0),
+                           QUALITY="100", REVERSIBLE="YES") as dst:
+            dst.write(classi.astype(np.uint8))
     files = "\n".join(f"<IMAGE_FILE>{r}</IMAGE_FILE>" for r in images)
     offsets = "\n".join(f'<RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>' for i in range(13))
     (safe / "MTD_MSIL1C.xml").write_text(f"""<?xml version="1.0" encoding="UTF-8"?>

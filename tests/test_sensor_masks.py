@@ -9,12 +9,12 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 from tests.conftest import smooth_field
-from tests.s2_products import band_files, item_over_band_files, l2a_product
+from tests.s2_products import band_files, item_over_band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
 from geosr.conditioning.change_detection import detect_changes as compare
-from geosr.io.sensor_masks import landsat_qa_pixel, sentinel2_scl
+from geosr.io.sensor_masks import landsat_qa_pixel, sentinel2_classi, sentinel2_scl
 from geosr.io.sources import composite
 
 
@@ -37,10 +37,12 @@ def _same_scene_reference(safe, path):
 
 def test_the_mask_flags_its_classes_or_bits():
     scl = sentinel2_scl("scl.jp2")
-    assert scl.flags(np.array([0, 1, 3, 4, 5, 8, 9, 10, 11])).tolist() == [0, 0, 1, 0, 0, 1, 1, 1, 1]
+    assert scl.flags(np.array([[0, 1, 3, 4, 5, 8, 9, 10, 11]])).tolist() == [0, 0, 1, 0, 0, 1, 1, 1, 1]
     qa = landsat_qa_pixel("qa.tif")
     # 21824: clear land (bits 6, 8, 10, 12, 14); 22280: high-confidence cloud (bit 3 set); 23888: shadow (bit 4)
-    assert qa.flags(np.array([1, 21824, 22280, 23888, 1 << 5])).tolist() == [0, 0, 1, 1, 1]
+    assert qa.flags(np.array([[1, 21824, 22280, 23888, 1 << 5]])).tolist() == [0, 0, 1, 1, 1]
+    classi = sentinel2_classi("msk.jp2")  # opaque, cirrus, snow: one band each
+    assert classi.flags(np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])).tolist() == [0, 1, 1, 1]
 
 
 def test_an_l2a_product_s_cloud_mask_is_changed_where_the_images_agree(tmp_path):
@@ -301,7 +303,7 @@ def test_missing_or_broken_masks(tmp_path):
     zipped = Path(shutil.make_archive(str(tmp_path / "product"), "zip", safe.parent, safe.name))
     for product in (safe, zipped):
         comp = composite(str(product))
-        assert comp.mask is None and "listed but missing: no cloud mask" in comp.note
+        assert comp.mask is None and "(SCL) is missing: no cloud mask" in comp.note
     band_files(tmp_path / "s2")
     path = item_over_band_files(tmp_path / "s2")
     item = json.loads(path.read_text())
@@ -407,3 +409,26 @@ def test_masks_named_but_not_used_are_said_and_an_unreadable_one_says_how_to_go_
     assert not (tmp_path / "r.tif").exists()
     res = _run("detect-changes", path, "--ref", ref, "-o", tmp_path / "r.tif", "--no-cloud-masks")
     assert res.exit_code == 0, res.output
+
+
+def test_an_l1c_product_s_msk_classi_is_its_cloud_mask(tmp_path):
+    """An L1C product of processing baseline 04.00 on: QI_DATA/MSK_CLASSI_B00.jp2 (60 m; opaque clouds, cirrus,
+    snow, one band each) flags the LR pixels under it (each 60 m pixel six 10 m ones)."""
+    classi = np.zeros((3, 7, 8), np.uint8)
+    classi[0, 1:3, 2:4] = 1  # opaque cloud: LR rows 6-17, columns 12-23
+    classi[1, 4, 6] = 1  # cirrus: rows 24-29, columns 36-41
+    safe, _ = l1c_product(tmp_path, classi=classi)
+    comp = composite(str(safe))
+    assert comp.mask is not None and "MSK_CLASSI" in comp.mask.name and comp.mask.href in comp.files
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    out = tmp_path / "c.tif"
+    res = _run("detect-changes", safe, "--ref", ref, "-o", out, "--refine", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert "opaque cloud, cirrus, snow or ice" in json.loads(res.stdout)["sensor_mask"]["masks"][0]["flagged"]
+    with rasterio.open(out) as ds:
+        changes = ds.read(1)
+    expected = np.zeros((40, 48), bool)
+    expected[6:18, 12:24] = True
+    expected[24:30, 36:42] = True
+    assert (changes[expected] == 1).all() and (changes[~expected] == 1).mean() < 0.01

@@ -28,6 +28,8 @@ SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (hi
                11: "snow or ice"}
 # QA_PIXEL bits: 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow
 QA_PIXEL_FLAGGED = {1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow"}
+# Sentinel-2 L1C's MSK_CLASSI_B00 (processing baseline 04.00 on): one band each, non-zero where flagged
+MSK_CLASSI_BANDS = {1: "opaque cloud", 2: "cirrus", 3: "snow or ice"}
 # a pixel is flagged where flagged pixels of the mask cover more than this share of it: half, so that a mask moved
 # by a co-registration (an estimate of 2.002 px) or read onto another grid does not flag a ring of pixels it only
 # grazes, while one on a finer grid (SCL's 20 m over 10 m bands) is drawn exactly
@@ -36,28 +38,32 @@ COVER = 0.5
 
 @dataclass(frozen=True)
 class SensorMask:
-    """The (one-band) raster at ``href`` flags a pixel where its value is one of ``classes`` or, with ``bits``,
-    where any of those bits is set."""
+    """The raster at ``href`` flags a pixel where its first band's value is one of ``classes``, or, with ``bits``,
+    has any of those bits set, or, with ``bands`` (neither of the others), where any of those bands is non-zero."""
 
     href: str
     name: str  # what it is, in words: "the product's scene classification (SCL)"
     classes: tuple[int, ...] = ()
     bits: tuple[int, ...] = ()
+    bands: tuple[int, ...] = (1,)
 
     @property
     def flagged(self) -> str:
         """What it flags, in words."""
         if self.bits:
             return ", ".join(QA_PIXEL_FLAGGED.get(b, f"bit {b}") for b in self.bits)
-        return ", ".join(SCL_FLAGGED.get(c, f"class {c}") for c in self.classes)
+        if self.classes:
+            return ", ".join(SCL_FLAGGED.get(c, f"class {c}") for c in self.classes)
+        return ", ".join(MSK_CLASSI_BANDS.get(b, f"band {b}") for b in self.bands)
 
     def flags(self, raw: np.ndarray) -> np.ndarray:
-        """Where ``raw`` values of the mask raster say "not the ground"."""
+        """Where ``raw`` values of the mask raster ((bands, h, w): :attr:`bands`) say "not the ground"."""
         raw = np.asarray(raw)
         if self.bits:
-            bits = raw.astype(np.int64)
-            return np.bitwise_and(bits, sum(1 << b for b in self.bits)) != 0
-        return np.isin(raw, self.classes)
+            return np.bitwise_and(raw[0].astype(np.int64), sum(1 << b for b in self.bits)) != 0
+        if self.classes:
+            return np.isin(raw[0], self.classes)
+        return (raw != 0).any(axis=0)
 
     def to_dict(self, of: str) -> dict:
         """``of``: whose mask it is ("LR", "reference")."""
@@ -67,6 +73,11 @@ class SensorMask:
 def sentinel2_scl(href: str) -> SensorMask:
     """A Sentinel-2 L2A scene classification raster (SCL) at ``href``."""
     return SensorMask(href, "the product's scene classification (SCL)", classes=tuple(SCL_FLAGGED))
+
+
+def sentinel2_classi(href: str) -> SensorMask:
+    """A Sentinel-2 L1C cloud and snow mask raster (MSK_CLASSI_B00: opaque clouds, cirrus, snow) at ``href``."""
+    return SensorMask(href, "the product's cloud and snow mask (MSK_CLASSI)", bands=tuple(MSK_CLASSI_BANDS))
 
 
 def landsat_qa_pixel(href: str) -> SensorMask:
@@ -111,7 +122,7 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform
     if c1 <= c0 or r1 <= r0:
         return out > COVER
     part = Window(c0, r0, c1 - c0, r1 - r0)
-    flags = mask.flags(ds.read(1, window=part)).astype(np.float32)
+    flags = mask.flags(ds.read(list(mask.bands), window=part)).astype(np.float32)
     src_transform = placed @ Affine.translation(part.col_off, part.row_off)
     # the share of each pixel the flagged ones cover
     reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,

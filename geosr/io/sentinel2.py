@@ -14,7 +14,7 @@ from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
-from geosr.io.sensor_masks import sentinel2_scl
+from geosr.io.sensor_masks import sentinel2_classi, sentinel2_scl
 from geosr.io.vrt import Composite, Member, stack
 
 # Sentinel-2's 10 m bands, in the order a product stacks them
@@ -81,14 +81,29 @@ def sentinel2_product(path: str) -> Composite:
     meta = {"ACQUISITIONDATETIME": start} if start else {}
     meta["GEOSR_SOURCE"] = note
     comp = stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
-    scl = _scl(root, base) if level == "L2A" else None
-    if scl is None:
+    if level == "L2A":
+        href, mask, what = _scl(root, base), sentinel2_scl, "its scene classification (SCL)"
+    else:  # the raster cloud mask L1C products have from processing baseline 04.00 (before: GML, not read)
+        href, mask, what = _classi(hrefs, info.get("PROCESSING_BASELINE")), sentinel2_classi, \
+            "its cloud and snow mask (MSK_CLASSI)"
+    if href is None:
         return comp
-    if not _exists(scl):
-        why = "its scene classification (SCL) is listed but missing"
+    if not _exists(href):
+        why = f"{what} is missing"
         return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_unused=why)
-    return replace(comp, mask=sentinel2_scl(scl), files=comp.files + (scl,),
-                   note=comp.note + "; cloud mask: its scene classification (SCL)")
+    return replace(comp, mask=mask(href), files=comp.files + (href,), note=comp.note + f"; cloud mask: {what}")
+
+
+def _classi(hrefs: dict[str, str], baseline: str | None) -> str | None:
+    """An L1C product's ``QI_DATA/MSK_CLASSI_B00.jp2`` beside its granule's ``IMG_DATA`` (processing baseline
+    04.00 on; None before, or when the baseline is not given)."""
+    try:
+        if baseline is None or float(baseline) < 4.0:
+            return None
+    except ValueError:
+        return None
+    granule = next(iter(hrefs.values())).rsplit("/IMG_DATA/", 1)[0]
+    return f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
 
 
 def _scl(root: ET.Element, base: str) -> str | None:
