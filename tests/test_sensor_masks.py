@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.transform import from_origin
 from tests.conftest import smooth_field
-from tests.s2_products import band_files, item_over_band_files, l1c_product, l2a_product
+from tests.s2_products import BANDS_10M, _write, band_files, item_over_band_files, l1c_product, l2a_product
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
@@ -432,3 +433,45 @@ def test_an_l1c_product_s_msk_classi_is_its_cloud_mask(tmp_path):
     expected[6:18, 12:24] = True
     expected[24:30, 36:42] = True
     assert (changes[expected] == 1).all() and (changes[~expected] == 1).mean() < 0.01
+
+
+def test_co_registration_leaves_out_what_the_cloud_masks_flag(tmp_path):
+    """An L2A LR whose SCL flags a textured cloud over 70% of it, against a clear reference whose georeference is
+    20 m (2 LR pixels) east of the LR's: measured on all pixels the cloud hides the match (no shift applied),
+    measured on the clear ones the offset is found; with too little clear ground it is said why."""
+    scl = np.full((48, 64), 4, np.uint8)
+    scl[:, 20:] = 9
+    safe, _ = l2a_product(tmp_path, width=128, height=96, scl=scl)
+    _same_scene_reference(safe, tmp_path / "clear.tif")
+    with rasterio.open(tmp_path / "clear.tif") as src:
+        clear, profile = src.read(), src.profile
+    profile["transform"] = src.transform @ Affine.translation(2, 0)  # 20 m east
+    with rasterio.open(tmp_path / "ref.tif", "w", **profile) as dst:
+        dst.write(clear)
+    granule = next((safe / "GRANULE").iterdir()) / "IMG_DATA" / "R10m"
+    rng = np.random.default_rng(3)
+    cloud = rng.uniform(0.3, 0.9, (96, 88))  # bright, and textured in its own way
+    for band in BANDS_10M:
+        path = next(granule.glob(f"*_{band}_10m.jp2"))
+        with rasterio.open(path) as src:
+            dn = src.read(1)
+        dn[:, 40:] = np.round(cloud * 10000 + 1000).astype(np.uint16)
+        _write(path, dn, 10.0)
+
+    def coregistration(*extra):
+        res = _run("detect-changes", safe, "--ref", tmp_path / "ref.tif", "-o", tmp_path / "c.tif", "--overwrite",
+                   "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["coregistration"]
+
+    blind = coregistration("--no-cloud-masks")
+    assert not blind["applied"], blind
+    masked = coregistration()
+    assert masked["applied"] and abs(masked["offset_lr_px"][0] - 2) < 0.1 and abs(masked["offset_lr_px"][1]) < 0.1
+    scl[:, 5:] = 9  # 10 clear LR columns: too few to compare
+    l2a_product(tmp_path / "narrow", width=128, height=96, scl=scl)
+    narrow = next((tmp_path / "narrow").iterdir())
+    res = _run("detect-changes", narrow, "--ref", tmp_path / "ref.tif", "-o", tmp_path / "n.tif", "--json")
+    assert res.exit_code == 0, res.output
+    reason = json.loads(res.stdout)["coregistration"]["reason"]
+    assert reason == "too small an overlap to estimate a shift once the pixels the cloud masks flag are left out"

@@ -82,6 +82,7 @@ class Coregistration:
         return a0 + a1 * col + a2 * row, b0 + b1 * col + b2 * row
 
 
+TOO_SMALL = "too small an overlap to estimate a shift"
 NOT_ESTIMATED = Coregistration((0.0, 0.0), 0.0, 0, False, "not asked for")
 
 
@@ -90,7 +91,7 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
     both = lr_valid & ref_valid
     rows, cols = np.nonzero(both.any(axis=1))[0], np.nonzero(both.any(axis=0))[0]
     if len(rows) < MIN_SIDE or len(cols) < MIN_SIDE:
-        return Coregistration((0.0, 0.0), 0.0, 0, False, "too small an overlap to estimate a shift")
+        return Coregistration((0.0, 0.0), 0.0, 0, False, TOO_SMALL)
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     a, b = _detail(lr[(slice(None), *box)], both[box]), _detail(ref[(slice(None), *box)], both[box])
     if a.std() < 1e-9 or b.std() < 1e-9:

@@ -16,6 +16,7 @@ from rasterio.windows import Window
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
 from geosr.conditioning.coregistration import (
+    TOO_SMALL,
     Coregistration,
     estimate_field,
     estimate_offset,
@@ -147,9 +148,7 @@ class Scene:
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
             scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
             if ref is not None:
-                scene._open_reference(ref, ref_bands, coregister, least_shift)
-                if cloud_masks:
-                    scene.ref_mask, scene.mask_warnings = _cloud_mask_of(ref, "reference", scene.mask_warnings)
+                scene._open_reference(ref, ref_bands, coregister, least_shift, cloud_masks)
             if cd is not None:
                 scene._open_change(cd, cd_table)
             if map is not None:
@@ -188,8 +187,11 @@ class Scene:
         return [f"the reference's pixels {sizes.format('no finer than')}: it can add no detail the LR lacks (give a "
                 "reference of a finer resolution, or leave `ref` out)"]
 
-    def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5) -> None:
+    def _open_reference(self, path: str, ref_bands: str | None, coregister: bool, least_shift: float = 0.5,
+                        cloud_masks: bool = True) -> None:
         info = inspect_raster(path)
+        if cloud_masks:  # before co-registration, which leaves out what the masks flag
+            self.ref_mask, self.mask_warnings = _cloud_mask_of(path, "reference", self.mask_warnings)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
         refuse_palette(info, sel, "the reference ")
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
@@ -221,18 +223,24 @@ class Scene:
 
     def _coregister(self, ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> Coregistration:
         """The reference's offset from the LR, measured on (at most) the central COREG_SIDE^2 LR pixels of the
-        area at full LR resolution, the reference averaged onto them."""
+        area at full LR resolution, the reference averaged onto them. Pixels the inputs' own cloud masks flag are
+        left out (each image's where it lies in that image: the reference's before it is moved)."""
         w, h = min(COREG_SIDE, int(self.area.width)), min(COREG_SIDE, int(self.area.height))
         crop = Window(int(self.area.col_off) + (int(self.area.width) - w) // 2,
                       int(self.area.row_off) + (int(self.area.height) - h) // 2, w, h)
         lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
         grid = self.lr_info.grid.subgrid(crop)
+        clouds = self.untrusted(grid.crs, grid.transform, w, h)  # (the reference not moved yet: its mask neither)
+        if clouds is not None:  # (both images' flags out of both: the comparison is pixel by pixel)
+            lr_valid = lr_valid & ~clouds
         reader = GridReader(ds, grid, bands, Resampling.average)
         try:
             ref, ref_valid = reader.read(Window(0, 0, w, h))
         finally:
             reader.close()
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
+        if clouds is not None and clouds.any() and first.reason == TOO_SMALL:
+            first = replace(first, reason=f"{TOO_SMALL} once the pixels the cloud masks flag are left out")
         if not first.applied:
             return estimate_field(lr, lr_valid, ref, ref_valid, (int(crop.col_off), int(crop.row_off)), first)
         coarse, coarse_valid = ref, ref_valid
@@ -495,8 +503,11 @@ class Scene:
         out = None
         if self.lr_mask is not None:
             out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest)
-        if self.ref_mask is not None and self.ref_ds is not None:
-            moved = None if self.ref_transform is None else self.ref_transform @ ~self.ref_ds.transform
+        if self.ref_mask is not None:
+            moved = None  # (co-registration itself reads the reference's mask where the reference puts it)
+            if self.ref_transform is not None:
+                assert self.ref_ds is not None
+                moved = self.ref_transform @ ~self.ref_ds.transform
             ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest)
             out = ref if out is None else out | ref
         return out
