@@ -106,12 +106,13 @@ def l2a_product(root: Path, *, baseline: str = "05.09", offset: int | None = -10
     return safe, refl
 
 
-def l1c_product(root: Path, *, offset: int = -1000,
-                classi: np.ndarray | None = None) -> tuple[Path, dict[str, np.ndarray]]:
+def l1c_product(root: Path, *, offset: int = -1000, classi: np.ndarray | None = None, baseline: str = "05.10",
+                gml: str | None = None, gml_name: str = "MSK_CLOUDS_B00.gml") -> tuple[Path, dict[str, np.ndarray]]:
     """A single-granule L1C ``.SAFE`` folder (MTD_MSIL1C.xml: QUANTIFICATION_VALUE, RADIO_ADD_OFFSET, no
     Spectral_Information list: band_ids in ESA's order) with its 10 m bands and, with ``classi`` ((3, h, w) uint8 at
-    60 m: opaque clouds, cirrus, snow), its QI_DATA/MSK_CLASSI_B00.jp2; returns it and the reflectance."""
-    safe = root / f"S2A_MSIL1C_{SENSING}_N0510_R022_{TILE}_{SENSING}.SAFE"
+    60 m: opaque clouds, cirrus, snow), its QI_DATA/MSK_CLASSI_B00.jp2, with ``gml`` (:func:`msk_clouds_gml`) its
+    QI_DATA/``gml_name``; returns it and the reflectance."""
+    safe = root / f"S2A_MSIL1C_{SENSING}_N{baseline.replace('.', '')}_R022_{TILE}_{SENSING}.SAFE"
     granule = f"L1C_{TILE}_A041000_{SENSING}"
     refl = scene(seed=1)
     images = []
@@ -126,11 +127,15 @@ def l1c_product(root: Path, *, offset: int = -1000,
                            dtype="uint8", crs="EPSG:32633", transform=from_origin(300000.0, 5600040.0, 60.0, 60.0),
                            QUALITY="100", REVERSIBLE="YES") as dst:
             dst.write(classi.astype(np.uint8))
+    if gml is not None:
+        path = safe / f"GRANULE/{granule}/QI_DATA/{gml_name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(gml, encoding="utf-8")
     files = "\n".join(f"<IMAGE_FILE>{r}</IMAGE_FILE>" for r in images)
     offsets = "\n".join(f'<RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>' for i in range(13))
     (safe / "MTD_MSIL1C.xml").write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
-  <n1:General_Info><Product_Info><PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE><PROCESSING_BASELINE>05.10</PROCESSING_BASELINE>
+  <n1:General_Info><Product_Info><PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>
     <Product_Organisation><Granule_List><Granule imageFormat="JPEG2000">{files}</Granule></Granule_List>
     </Product_Organisation></Product_Info>
   <Product_Image_Characteristics><QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
@@ -139,6 +144,28 @@ def l1c_product(root: Path, *, offset: int = -1000,
 </n1:Level-1C_User_Product>
 """, encoding="utf-8")
     return safe, refl
+
+
+def msk_clouds_gml(polygons: list[tuple[str, list[list[tuple[float, float]]]]], epsg: int = 32633) -> str:
+    """An L1C product's MSK_CLOUDS_B00.gml (before processing baseline 04.00) as ESA writes it: one MaskFeature per
+    (mask type, rings: the exterior and its holes, map coordinates); none: a mask without members."""
+    def ring(points: list[tuple[float, float]]) -> str:
+        pos = " ".join(f"{x:g} {y:g}" for x, y in [*points, points[0]])
+        return f"<gml:LinearRing><gml:posList srsDimension=\"2\">{pos}</gml:posList></gml:LinearRing>"
+
+    features = "".join(
+        f'<eop:MaskFeature gml:id="{kind}.{i}"><eop:maskType codeSpace="urn:gs2:S2PDGS:maskType">{kind}</eop:maskType>'
+        f'<eop:extentOf><gml:Polygon gml:id="{kind}.{i}_Polygon"><gml:exterior>{ring(rings[0])}</gml:exterior>'
+        + "".join(f"<gml:interior>{ring(r)}</gml:interior>" for r in rings[1:])
+        + "</gml:Polygon></eop:extentOf></eop:MaskFeature>"
+        for i, (kind, rings) in enumerate(polygons))
+    bounded = (f'<gml:boundedBy><gml:Envelope srsName="urn:ogc:def:crs:EPSG:8.7:{epsg}"><gml:lowerCorner>300000 '
+               '5490240</gml:lowerCorner><gml:upperCorner>409800 5600040</gml:upperCorner></gml:Envelope>'
+               '</gml:boundedBy>')
+    members = f"<eop:maskMembers>{features}</eop:maskMembers>" if features else "<eop:maskMembers/>"
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" '
+            'xmlns:gml="http://www.opengis.net/gml/3.2" gml:id="MSK_CLOUDS_B00">'
+            f'<gml:name>MSK_CLOUDS pixels mask</gml:name>{bounded if features else ""}{members}</eop:Mask>\n')
 
 
 def band_files(folder: Path, *, driver: str = "GTiff") -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import rasterio
 from affine import Affine
 from rasterio.transform import from_origin
 from tests.conftest import smooth_field
-from tests.s2_products import BANDS_10M, _write, band_files, item_over_band_files, l1c_product, l2a_product
+from tests.s2_products import (
+    BANDS_10M,
+    _write,
+    band_files,
+    item_over_band_files,
+    l1c_product,
+    l2a_product,
+    msk_clouds_gml,
+)
 from typer.testing import CliRunner
 
 from geosr.cli.app import app
@@ -475,3 +484,65 @@ def test_co_registration_leaves_out_what_the_cloud_masks_flag(tmp_path):
     assert res.exit_code == 0, res.output
     reason = json.loads(res.stdout)["coregistration"]["reason"]
     assert reason == "too small an overlap to estimate a shift once the pixels the cloud masks flag are left out"
+
+
+def _box(col0: int, row0: int, col1: int, row1: int) -> list[tuple[float, float]]:
+    """The map corners of the fixture products' 10 m pixels [col0, col1) x [row0, row1)."""
+    x0, y0 = 300000.0 + 10 * col0, 5600040.0 - 10 * row0
+    x1, y1 = 300000.0 + 10 * col1, 5600040.0 - 10 * row1
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def test_an_older_l1c_product_s_msk_clouds_polygons_are_its_cloud_mask(tmp_path):
+    """Before processing baseline 04.00 an L1C product's cloud mask is QI_DATA/MSK_CLOUDS_B00.gml, polygons of
+    opaque clouds and cirrus: the LR pixels whose centres they hold are flagged (a hole in a cloud is not), no file
+    is written beside the product's (OGR's .gfs), and in a zip it is read as well."""
+    gml = msk_clouds_gml([("OPAQUE", [_box(12, 6, 24, 18), _box(16, 10, 20, 14)]), ("CIRRUS", [_box(36, 24, 42, 30)])])
+    safe, _ = l1c_product(tmp_path, baseline="02.06", gml=gml)
+    comp = composite(str(safe))
+    assert comp.mask is not None and "MSK_CLOUDS" in comp.mask.name and comp.mask.href in comp.files
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    before = sorted(p for p in safe.rglob("*"))
+    expected = np.zeros((40, 48), bool)
+    expected[6:18, 12:24] = True
+    expected[10:14, 16:20] = False
+    expected[24:30, 36:42] = True
+    shutil.make_archive(str(tmp_path / "zipped" / safe.name), "zip", safe.parent, safe.name)
+    for product in (safe, tmp_path / "zipped" / f"{safe.name}.zip"):
+        out = tmp_path / "c.tif"
+        res = _run("detect-changes", product, "--ref", ref, "-o", out, "--refine", "1", "--json", "--overwrite")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["sensor_mask"]["masks"][0]["flagged"] == "opaque cloud, cirrus"
+        with rasterio.open(out) as ds:
+            changes = ds.read(1)
+        assert (changes[expected] == 1).all() and (changes[~expected] == 0).all()
+    assert sorted(p for p in safe.rglob("*")) == before
+
+
+def test_msk_clouds_without_polygons_old_names_and_broken_files(tmp_path):
+    """A GML mask without members flags nothing (and is still the product's mask); a product of the format before
+    December 2016 names it S2A_OPER_MSK_CLOUDS_..._B00_MSIL1C.gml; a baseline-04.00 product reads MSK_CLASSI, not
+    the GML; a GML that is not one fails in one sentence that says how to go without it."""
+    safe, _ = l1c_product(tmp_path / "empty", baseline="02.06", gml=msk_clouds_gml([]))
+    ref = tmp_path / "ref.tif"
+    _same_scene_reference(safe, ref)
+    res = _run("detect-changes", safe, "--ref", ref, "-o", tmp_path / "e.tif", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["sensor_mask"]["masks"][0]["source"].endswith("(MSK_CLOUDS, polygons)")
+    with rasterio.open(tmp_path / "e.tif") as ds:
+        assert (ds.read(1) == 1).mean() < 0.01
+    old_name = "S2A_OPER_MSK_CLOUDS_MPS__20160129T090042_A003148_T33UUB_B00_MSIL1C.gml"
+    safe, _ = l1c_product(tmp_path / "old", baseline="02.01", gml=msk_clouds_gml([("OPAQUE", [_box(0, 0, 8, 8)])]),
+                          gml_name=old_name)
+    comp = composite(str(safe))
+    assert comp.mask is not None and comp.mask.href.endswith(old_name)
+    safe, _ = l1c_product(tmp_path / "new", baseline="04.00", gml=msk_clouds_gml([("OPAQUE", [_box(0, 0, 8, 8)])]))
+    comp = composite(str(safe))
+    assert comp.mask is None and "MSK_CLASSI" in (comp.mask_unused or "")
+    safe, _ = l1c_product(tmp_path / "bad", baseline="03.01", gml="not a mask\n")
+    out = tmp_path / "b.tif"
+    res = _run("detect-changes", safe, "--ref", ref, "-o", out)
+    assert res.exit_code == 2 and not out.exists()
+    assert "cloud mask" in res.output and "MSK_CLOUDS_B00.gml cannot be read" in res.output
+    assert "(not recognized as being in a supported file format); or turn --cloud-masks off" in res.output

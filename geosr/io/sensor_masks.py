@@ -1,8 +1,10 @@
 """A sensor's own cloud mask, as its product ships it: which raster, and which of its values say that a pixel does
 not show the ground (cloud, cloud shadow, cirrus, snow). Read onto any grid as a boolean raster. No torch here.
 
-Sentinel-2 L2A's scene classification (SCL; ESA's Level-2A algorithm theoretical basis, table of classes) and
-Landsat Collection 2's QA_PIXEL bits (USGS Landsat 8-9 Collection 2 Level 2 science product guide).
+Sentinel-2 L2A's scene classification (SCL; ESA's Level-2A algorithm theoretical basis, table of classes), L1C's
+cloud masks (MSK_CLASSI_B00 from processing baseline 04.00, before it the polygons of MSK_CLOUDS_B00.gml; ESA's
+Sentinel-2 products specification document) and Landsat Collection 2's QA_PIXEL bits (USGS Landsat 8-9 Collection
+2 Level 2 science product guide).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.features import rasterize
+from rasterio.io import MemoryFile
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from geosr.errors import InputError, NetworkError, NotARasterError
 from geosr.io.paths import named
-from geosr.io.vrt import open_member
+from geosr.io.vrt import gdal_path, open_member
 
 # SCL classes that are not the ground as it is: 3 cloud shadows, 8 cloud medium probability, 9 cloud high
 # probability, 10 thin cirrus, 11 snow or ice (0 no data and 1 saturated or defective are left to the bands' nodata)
@@ -30,6 +34,11 @@ SCL_FLAGGED = {3: "cloud shadow", 8: "cloud (medium probability)", 9: "cloud (hi
 QA_PIXEL_FLAGGED = {1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow"}
 # Sentinel-2 L1C's MSK_CLASSI_B00 (processing baseline 04.00 on): one band each, non-zero where flagged
 MSK_CLASSI_BANDS = {1: "opaque cloud", 2: "cirrus", 3: "snow or ice"}
+# Sentinel-2 L1C's MSK_CLOUDS_B00.gml (before processing baseline 04.00): polygons whose maskType is one of these,
+# burnt into the band of the same number (MSK_CLASSI's bands of the same meaning) at GML_RESOLUTION (CRS units: the
+# polygons trace the 60 m cloud mask of ESA's processing, so 20 m draws them exactly)
+GML_MASK_TYPES = {"OPAQUE": 1, "CIRRUS": 2}
+GML_RESOLUTION = 20.0
 # a pixel is flagged where flagged pixels of the mask cover more than this share of it: half, so that a mask moved
 # by a co-registration (an estimate of 2.002 px) or read onto another grid does not flag a ring of pixels it only
 # grazes, while one on a finer grid (SCL's 20 m over 10 m bands) is drawn exactly
@@ -46,6 +55,7 @@ class SensorMask:
     classes: tuple[int, ...] = ()
     bits: tuple[int, ...] = ()
     bands: tuple[int, ...] = (1,)
+    polygons: bool = False  # ``href`` is a GML file of polygons (MSK_CLOUDS_B00.gml), burnt into ``bands``
 
     @property
     def flagged(self) -> str:
@@ -80,14 +90,24 @@ def sentinel2_classi(href: str) -> SensorMask:
     return SensorMask(href, "the product's cloud and snow mask (MSK_CLASSI)", bands=tuple(MSK_CLASSI_BANDS))
 
 
+def sentinel2_msk_clouds(href: str) -> SensorMask:
+    """A Sentinel-2 L1C cloud mask of polygons (MSK_CLOUDS_B00.gml, before processing baseline 04.00) at
+    ``href``."""
+    return SensorMask(href, "the product's cloud mask (MSK_CLOUDS, polygons)", bands=tuple(GML_MASK_TYPES.values()),
+                      polygons=True)
+
+
 def landsat_qa_pixel(href: str) -> SensorMask:
     """A Landsat Collection 2 pixel quality raster (QA_PIXEL) at ``href``."""
     return SensorMask(href, "the product's pixel quality band (QA_PIXEL)", bits=tuple(QA_PIXEL_FLAGGED))
 
 
-def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader:
+def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader | None:
     """The mask's raster, opened (keep it open across reads: GDAL then decodes each block of a JPEG 2000 once);
-    a failure is one sentence naming ``owner``, the input it belongs to."""
+    None when it flags nothing (a GML mask without polygons); a failure is one sentence naming ``owner``, the input
+    it belongs to."""
+    if mask.polygons:
+        return _burnt(mask, owner)
     try:
         ds = open_member(owner, mask.href, "cloud mask")
     except (InputError, NetworkError) as exc:  # the same sentence, with the way around it
@@ -103,15 +123,59 @@ def open_mask(mask: SensorMask, owner: str) -> rasterio.DatasetReader:
 WITHOUT = "or turn `cloud_masks` off to go without it"
 
 
-def read_flags(mask: SensorMask, ds: rasterio.DatasetReader, crs: CRS, transform: Affine, width: int, height: int,
-               moved: Affine | None = None, nearest: bool = False) -> np.ndarray:
+def _burnt(mask: SensorMask, owner: str) -> rasterio.DatasetReader | None:
+    """A GML cloud mask's polygons burnt into an in-memory raster of :data:`GML_RESOLUTION` over their extent,
+    one band per :data:`GML_MASK_TYPES` (a pixel is flagged where its centre is inside a polygon); None without
+    polygons. Read by OGR (pyogrio), which writes no schema file (``.gfs``) beside the product's."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    try:
+        path = gdal_path(mask.href)
+        found = pyogrio.read_dataframe(path, layer="MaskFeature", WRITE_GFS="NO")
+    except DataLayerError:  # (a mask without members has no layer at all)
+        return None
+    except (DataSourceError, InputError) as exc:
+        reason = str(exc).split("\n")[0].split(";")[0].rstrip(".").replace(f"'{path}' ", "").replace(f"{path}: ", "")
+        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} cannot be read ({reason}); "
+                              f"{WITHOUT}") from exc
+    if "maskType" not in found.columns:
+        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} names no mask types; {WITHOUT}")
+    found = found[found.geometry.notna() & ~found.geometry.is_empty]
+    if found.empty:
+        return None
+    if found.crs is None:
+        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} has no coordinate reference system; "
+                              f"{WITHOUT}")
+    res = GML_RESOLUTION
+    minx, miny, maxx, maxy = found.total_bounds
+    # a margin of clear pixels: at the raster's own edge GDAL's averaging would count the flags alone
+    x0, y1 = np.floor(minx / res) * res - 2 * res, np.ceil(maxy / res) * res + 2 * res
+    width, height = int(np.ceil((maxx - x0) / res)) + 2, int(np.ceil((y1 - miny) / res)) + 2
+    transform = Affine(res, 0.0, x0, 0.0, -res, y1)
+    burnt = np.zeros((len(GML_MASK_TYPES), height, width), np.uint8)
+    for kind, band in GML_MASK_TYPES.items():
+        shapes = list(found.geometry[found["maskType"].astype(str).str.upper() == kind])
+        if shapes:
+            burnt[band - 1] = rasterize(shapes, (height, width), transform=transform, dtype="uint8")
+    memory = MemoryFile()
+    with memory.open(driver="GTiff", width=width, height=height, count=burnt.shape[0], dtype="uint8",
+                     crs=found.crs.to_wkt(), transform=transform) as dst:
+        dst.write(burnt)
+    return memory.open()  # (the in-memory file lives on while the dataset is open)
+
+
+def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, transform: Affine, width: int,
+               height: int, moved: Affine | None = None, nearest: bool = False) -> np.ndarray:
     """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
-    mask raster (``ds``: :func:`open_mask`) cover more than :data:`COVER` of it (the mask is usually coarser: SCL
-    20 m against 10 m bands); with ``nearest``, where the mask pixel under its centre is flagged (for a grid whose
-    pixels stand for the points sampled at their centres, e.g. a decimated read). Outside the mask raster: not
-    flagged. ``moved``: where the mask's own coordinates are taken to lie instead (a co-registered reference's
-    correction, in the mask's CRS)."""
+    mask raster (``ds``: :func:`open_mask`; None: it flags nothing) cover more than :data:`COVER` of it (the mask is
+    usually coarser: SCL 20 m against 10 m bands); with ``nearest``, where the mask pixel under its centre is flagged
+    (for a grid whose pixels stand for the points sampled at their centres, e.g. a decimated read). Outside the mask
+    raster: not flagged. ``moved``: where the mask's own coordinates are taken to lie instead (a co-registered
+    reference's correction, in the mask's CRS)."""
     out = np.zeros((height, width), np.float32)
+    if ds is None:  # a mask that flags nothing
+        return out > COVER
     placed = ds.transform if moved is None else moved @ ds.transform
     bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
     win = from_bounds(*bounds, transform=placed)

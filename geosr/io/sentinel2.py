@@ -11,10 +11,11 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
-from geosr.io.sensor_masks import sentinel2_classi, sentinel2_scl
+from geosr.io.sensor_masks import SensorMask, sentinel2_classi, sentinel2_msk_clouds, sentinel2_scl
 from geosr.io.vrt import Composite, Member, stack
 
 # Sentinel-2's 10 m bands, in the order a product stacks them
@@ -81,29 +82,53 @@ def sentinel2_product(path: str) -> Composite:
     meta = {"ACQUISITIONDATETIME": start} if start else {}
     meta["GEOSR_SOURCE"] = note
     comp = stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
-    if level == "L2A":
-        href, mask, what = _scl(root, base), sentinel2_scl, "its scene classification (SCL)"
-    else:  # the raster cloud mask L1C products have from processing baseline 04.00 (before: GML, not read)
-        href, mask, what = _classi(hrefs, info.get("PROCESSING_BASELINE")), sentinel2_classi, \
-            "its cloud and snow mask (MSK_CLASSI)"
-    if href is None:
+    # L1C: from processing baseline 04.00 a raster (MSK_CLASSI), before it polygons (MSK_CLOUDS_B00.gml)
+    scl = _scl(root, base) if level == "L2A" else None
+    found: tuple[str, Callable[[str], SensorMask], str] | None = (
+        (scl, sentinel2_scl, "its scene classification (SCL)") if scl is not None
+        else _l1c_mask(hrefs, info.get("PROCESSING_BASELINE")) if level == "L1C" else None)
+    if found is None:
         return comp
+    href, mask, what = found
     if not _exists(href):
         why = f"{what} is missing"
         return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_unused=why)
     return replace(comp, mask=mask(href), files=comp.files + (href,), note=comp.note + f"; cloud mask: {what}")
 
 
-def _classi(hrefs: dict[str, str], baseline: str | None) -> str | None:
-    """An L1C product's ``QI_DATA/MSK_CLASSI_B00.jp2`` beside its granule's ``IMG_DATA`` (processing baseline
-    04.00 on; None before, or when the baseline is not given)."""
+def _l1c_mask(hrefs: dict[str, str], baseline: str | None) -> tuple[str, Callable[[str], SensorMask], str] | None:
+    """An L1C product's cloud mask in its granule's ``QI_DATA`` (href, kind, what it is in words): from processing
+    baseline 04.00 the raster ``MSK_CLASSI_B00.jp2``, before it the polygons of ``MSK_CLOUDS_B00.gml`` (products of
+    the format before December 2016: ``..._MSK_CLOUDS_..._B00_MSIL1C.gml``); the baseline not given or not a
+    number: whichever of the two is there (None when neither is)."""
+    qi = next(iter(hrefs.values())).rsplit("/IMG_DATA/", 1)[0] + "/QI_DATA/"
+    raster = (qi + "MSK_CLASSI_B00.jp2", sentinel2_classi, "its cloud and snow mask (MSK_CLASSI)")
+    polygons = (qi + "MSK_CLOUDS_B00.gml", sentinel2_msk_clouds, "its cloud mask (MSK_CLOUDS, polygons)")
+    if not _exists(polygons[0]):
+        old_format = [n for n in _listing(qi) if re.fullmatch(r".*_MSK_CLOUDS_.*_B00_.*\.gml", n, re.IGNORECASE)]
+        if len(old_format) == 1:
+            polygons = (qi + old_format[0], *polygons[1:])
     try:
-        if baseline is None or float(baseline) < 4.0:
-            return None
+        number = float(baseline) if baseline is not None else None
     except ValueError:
-        return None
-    granule = next(iter(hrefs.values())).rsplit("/IMG_DATA/", 1)[0]
-    return f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
+        number = None
+    if number is None:
+        return next((m for m in (raster, polygons) if _exists(m[0])), None)
+    return raster if number >= 4.0 else polygons
+
+
+def _listing(folder: str) -> list[str]:
+    """The names of the files in a product's folder (``folder`` ends with ``/``): local, or inside the local zip
+    a /vsizip/ path names; none when it cannot be listed."""
+    m = re.match(r"^/vsizip/(.+?\.zip)/(.*)$", folder, re.IGNORECASE)
+    try:
+        if m is None:
+            return sorted(p.name for p in Path(folder).iterdir() if p.is_file())
+        with zipfile.ZipFile(m.group(1)) as z:
+            inside = [n[len(m.group(2)):] for n in z.namelist() if n.startswith(m.group(2))]
+        return sorted(n for n in inside if n and "/" not in n)
+    except (zipfile.BadZipFile, OSError):
+        return []
 
 
 def _scl(root: ET.Element, base: str) -> str | None:

@@ -104,7 +104,8 @@ class Scene:
     map_sampled: bool = False
     lr_mask: SensorMask | None = None  # the LR product's own cloud mask (a Sentinel-2 L2A product's SCL)
     ref_mask: SensorMask | None = None  # the reference product's
-    _masks: dict[str, rasterio.DatasetReader] = field(default_factory=dict)  # their rasters, opened (_mask_ds)
+    # their rasters, opened (_mask_ds; None: a mask that flags nothing)
+    _masks: dict[str, rasterio.DatasetReader | None] = field(default_factory=dict)
     mask_warnings: list[str] = field(default_factory=list)  # cloud masks an input names and that are not used
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
@@ -512,13 +513,15 @@ class Scene:
             out = ref if out is None else out | ref
         return out
 
-    def _mask_ds(self, of: str) -> rasterio.DatasetReader:
-        """The LR's (``lr``) or the reference's (``ref``) cloud mask raster, opened once and held by the scene."""
+    def _mask_ds(self, of: str) -> rasterio.DatasetReader | None:
+        """The LR's (``lr``) or the reference's (``ref``) cloud mask raster, opened once and held by the scene
+        (None: the mask flags nothing)."""
         if of not in self._masks:
             mask, info = (self.lr_mask, self.lr_info) if of == "lr" else (self.ref_mask, self.ref_info)
             assert mask is not None and info is not None
-            self._masks[of] = open_mask(mask, info.path)
-            self._open.append(self._masks[of])
+            self._masks[of] = ds = open_mask(mask, info.path)
+            if ds is not None:
+                self._open.append(ds)
         return self._masks[of]
 
     def lr_untrusted(self, win: PlannedWindow, halo: int) -> np.ndarray | None:
