@@ -220,3 +220,20 @@ def test_a_gap_in_one_band_of_the_reference_is_no_reference(scene, tmp_path, ras
         prov, out, bic = p.read(1), o.read(), b.read()
     assert (prov[:64, :64] == 3).all() and (prov[:64, 64:112] == 1).all()
     np.testing.assert_array_equal(out[:, :64, :64], bic[:, :64, :64])
+
+
+def test_reference_paste_without_a_reference_is_refused(scene, tmp_path):
+    """reference-paste without a reference was bicubic, silently (exit 0, no warning)."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    out = tmp_path / "o.tif"
+    res = CliRunner().invoke(app, ["upscale", str(scene["lr"]), "-x", "2", "-m", "reference-paste", "-o", str(out)])
+    assert res.exit_code == 2 and not out.exists()
+    assert "model reference-paste: takes its detail from a reference, and no reference was given" in res.output
+    assert "--ref" in res.output and "--ignore-unused" in res.output
+    bicubic = upscale(scene["lr"], scale=2, model="bicubic", output=tmp_path / "b.tif")
+    paste = upscale(scene["lr"], scale=2, model="reference-paste", ignore_unused=True, output=out)
+    with rasterio.open(bicubic.output) as a, rasterio.open(paste.output) as b:
+        np.testing.assert_array_equal(a.read(), b.read())

@@ -32,6 +32,7 @@ class ReferencePaste:
     scales: tuple[int, ...] = ()
     bands: int | None = None
     inputs: frozenset[str] = frozenset({"ref", "cd"})
+    requires: frozenset[str] = frozenset({"ref"})  # without a reference it is bicubic
     halo = kernel_halo("bicubic")
     memory_per_hr_pixel = 200  # as bicubic
 

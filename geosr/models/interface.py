@@ -85,6 +85,12 @@ def model_inputs(sr: object) -> frozenset[str]:
     return frozenset(getattr(sr, "inputs", CONDITIONING_INPUTS))
 
 
+def model_requires(sr: object) -> frozenset[str]:
+    """The conditioning inputs without which ``sr`` is another, plainer model (its ``requires``; none by
+    default): reference-paste without a reference is bicubic."""
+    return frozenset(getattr(sr, "requires", frozenset()))
+
+
 def samples(sr: object) -> bool:
     """Whether ``sr`` draws its output by diffusion sampling (its ``sampling``), so that the sampler's settings
     (preset, steps, overlap fusion) apply to it."""

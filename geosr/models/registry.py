@@ -86,8 +86,8 @@ def available_models() -> list[ModelInfo]:
     models = [
         ModelInfo("bicubic", "classical", "bicubic interpolation of the LR (Keys a=-0.5)"),
         ModelInfo("lanczos", "classical", "Lanczos-3 interpolation of the LR"),
-        ModelInfo("reference-paste", "classical", "harmonized reference where unchanged, bicubic where changed",
-                  inputs=("ref", "cd")),
+        ModelInfo("reference-paste", "classical",
+                  "harmonized reference where unchanged, bicubic where changed (needs --ref)", inputs=("ref", "cd")),
     ]
     bundled = [_bundled_info(name, path) for name, path in bundled_checkpoints().items()]
     return models + bundled + _composite_infos(bundled)

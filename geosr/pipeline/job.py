@@ -30,7 +30,14 @@ from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, nam
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
 from geosr.models.device import resolve_device
-from geosr.models.interface import CONDITIONING_INPUTS, SuperResolver, model_inputs, samples, window_memory
+from geosr.models.interface import (
+    CONDITIONING_INPUTS,
+    SuperResolver,
+    model_inputs,
+    model_requires,
+    samples,
+    window_memory,
+)
 from geosr.models.registry import CLASSICAL, load_model
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
@@ -510,6 +517,9 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     if given["cd"] not in (None, "auto") and opts.ref is None and not opts.ignore_unused:
         raise OptionError(f"cd {given['cd']}: a change mask marks where the reference is out of date, and no "
                           "reference was given; give `ref`, leave the mask out, or give `ignore_unused`", param="cd")
+    if opts.ref is None and "ref" in model_requires(sr) and not opts.ignore_unused:
+        raise OptionError(f"model {sr.name}: takes its detail from a reference, and no reference was given, so it "
+                          "would be bicubic; give `ref`, choose `bicubic`, or give `ignore_unused`", param="ref")
     if opts.ref is None and not opts.ignore_unused:  # reference settings without a reference: likely a lost --ref
         if opts.ref_bands is not None:
             raise OptionError(f"ref_bands {opts.ref_bands}: picks the reference's bands, and no reference was "
