@@ -16,6 +16,9 @@ from rasterio.windows import Window
 
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
 from geosr.conditioning.coregistration import (
+    BEYOND,
+    MIN_RELIABILITY,
+    TIE_SIDE,
     TOO_SMALL,
     Coregistration,
     estimate_field,
@@ -108,6 +111,7 @@ class Scene:
     _masks: dict[str, rasterio.DatasetReader | None] = field(default_factory=dict)
     mask_warnings: list[str] = field(default_factory=list)  # cloud masks an input names and that are not used
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
+    misregistration: str | None = None  # a warning: the reference visibly off and not moved back
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
     ref_transform: Affine | None = None  # the reference's geotransform once co-registered (None: its own)
     sharpness: tuple[float, ...] | None = None  # the LR's sharpness code, for models that ask (measure_sharpness)
@@ -162,11 +166,17 @@ class Scene:
         return scene
 
     def reference_warnings(self, *, coarser_only: bool = False) -> list[str]:
-        """A warning when the reference's pixels are no finer than the LR's: it can add no detail the LR lacks.
-        ``coarser_only`` (change detection, where a reference of the LR's own resolution is the usual case): only
-        when they are coarser: averaged onto the LR grid it is blurred, and its edges read as change."""
+        """Warnings on the reference: visibly off the LR and not moved back (:attr:`misregistration`), or its
+        pixels no finer than the LR's (it can add no detail the LR lacks; ``coarser_only``, for change detection,
+        where a reference of the LR's own resolution is the usual case: only when they are coarser, for averaged
+        onto the LR grid it is blurred, and its edges read as change)."""
         if self.ref_info is None:
             return []
+        return ([self.misregistration] if self.misregistration else []) + self._resolution_warnings(coarser_only)
+
+    def _resolution_warnings(self, coarser_only: bool) -> list[str]:
+        """:meth:`reference_warnings`' word on the reference's resolution."""
+        assert self.ref_info is not None
         g, lr = self.ref_info.grid, self.lr_info.grid
         if g.crs == lr.crs:
             ref_px = max(g.res)
@@ -207,8 +217,22 @@ class Scene:
         self._open.append(ds)
         self.ref_coverage = check_overlap(ds, self.hr, "reference", self._place)
         self.ref_info, self.ref_bands = info, sel
+        if not coregister:  # measured all the same: a reference visibly off is worth a word
+            probe = self._coregister(ds, sel)
+            if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
+                dx, dy = (round(v, 2) + 0.0 for v in probe.offset_lr_px)  # (no "-0.00")
+                self.misregistration = (
+                    f"co-registration is off, yet the reference seems to lie {dx:+.2f}, {dy:+.2f} LR px off the LR "
+                    f"(columns, rows; reliability {probe.reliability:.2f}): {MISPLACED}; leave `coregister` on to "
+                    "move it back")
         if coregister:
             self.coregistration = self._coregister(ds, sel)
+            co = self.coregistration
+            if co.reason is not None and co.reason.startswith(BEYOND) and co.reliability >= MIN_RELIABILITY:
+                dx, dy = (round(v, 1) + 0.0 for v in co.offset_lr_px)
+                self.misregistration = (
+                    f"the reference seems to lie {dx:+.1f}, {dy:+.1f} LR px off the LR (columns, rows), more than "
+                    f"co-registration trusts over the area it compares: {MISPLACED}; check its georeference")
             if self.coregistration.applied and self._largest_offset(self.coregistration) * self.scale < least_shift:
                 # under half an output pixel (the default): resampling the reference would blur more than moving it
                 # gains (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74)
@@ -242,10 +266,13 @@ class Scene:
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
         if clouds is not None and clouds.any() and first.reason == TOO_SMALL:
             first = replace(first, reason=f"{TOO_SMALL} once the pixels the cloud masks flag are left out")
-        if not first.applied:
-            return estimate_field(lr, lr_valid, ref, ref_valid, (int(crop.col_off), int(crop.row_off)), first)
+        origin = (int(crop.col_off), int(crop.row_off))
+        reach = max(map(abs, first.offset_lr_px))
+        if not first.applied and (min(w, h) < 2 * TIE_SIDE or reach > TIE_SIDE / 8):  # no field to look for either
+            return estimate_field(lr, lr_valid, ref, ref_valid, origin, first)
         coarse, coarse_valid = ref, ref_valid
-        k, margin = COREG_REFINE, int(np.ceil(max(map(abs, first.offset_lr_px)))) + 1
+        # (a margin for the tie points too, whose offsets may reach further than the global one)
+        k, margin = COREG_REFINE, int(np.ceil(reach)) + 2
         side = (w + 2 * margin) * k, (h + 2 * margin) * k  # the LR crop and a margin around it, k times finer
         fine = Grid(grid.crs, grid.transform @ Affine.translation(-margin, -margin) @ Affine.scale(1 / k), *side)
         reader = GridReader(ds, fine, bands, Resampling.average)
@@ -255,7 +282,7 @@ class Scene:
             reader.close()
         refined = refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
         # tie points over the compared area: an affine field replaces the shift where the offset varies
-        return estimate_field(lr, lr_valid, coarse, coarse_valid, (int(crop.col_off), int(crop.row_off)), refined)
+        return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
 
     def _largest_offset(self, co: Coregistration) -> float:
         """The largest offset component (LR pixels) over the area's corners."""
@@ -572,6 +599,11 @@ class Scene:
 
 FILL_SIGMA = 1.5  # LR pixels: the reach of the valid neighbours a gap is filled from (see fill_gaps)
 FILL_RADIUS = 6  # LR pixels: where that reach is cut off (4 sigma), and the margin read around every window
+
+
+# what a reference left off the LR does (Scene.misregistration)
+MISPLACED = ("it was not moved, so where its content is off, changes may go undetected and its detail be pasted in "
+             "the wrong place")
 
 
 def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
