@@ -587,3 +587,22 @@ def test_evaluate_on_an_empty_folder_names_only_the_layouts_it_reads(tmp_path):
         assert "not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder" in res.output
         assert "images" not in res.output
         assert not (tmp_path / f"ev_{name}").exists()
+
+
+def test_a_reference_s_bands_picked_by_colour_are_named_when_they_do_not_match(tmp_path):
+    """A 6-band reference whose first three bands GDAL calls red, green, blue gives 3 bands by default: against a
+    6-band LR the refusal said "gives 3 bands" without saying which, or why."""
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    rng = np.random.default_rng(0)
+    with rasterio.open(tmp_path / "lr.tif", "w", driver="GTiff", width=32, height=32, count=6, dtype="uint8",
+                       crs="EPSG:32633", transform=t) as ds:
+        ds.write(rng.integers(0, 255, (6, 32, 32), dtype=np.uint8))
+    with rasterio.open(tmp_path / "ref.tif", "w", driver="GTiff", width=128, height=128, count=6, dtype="uint8",
+                       crs="EPSG:32633", transform=t @ Affine.scale(0.25), photometric="RGB") as ds:
+        ds.write(rng.integers(0, 255, (6, 128, 128), dtype=np.uint8))
+    out = tmp_path / "o.tif"
+    res = CliRunner().invoke(app, ["upscale", str(tmp_path / "lr.tif"), "--ref", str(tmp_path / "ref.tif"), "-x", "4",
+                                   "-m", "reference-paste", "-o", str(out)])
+    assert res.exit_code == 2 and not out.exists()
+    assert "the reference gives 3 bands (its bands 1,2,3, found by name or colour as red, green, blue) but the LR " \
+           "gives 6 bands (choose matching bands with --ref-bands / --bands)" in res.output

@@ -237,3 +237,36 @@ def test_reference_paste_without_a_reference_is_refused(scene, tmp_path):
     paste = upscale(scene["lr"], scale=2, model="reference-paste", ignore_unused=True, output=out)
     with rasterio.open(bicubic.output) as a, rasterio.open(paste.output) as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_the_summary_names_the_change_mask_given_or_to_be_detected(scene, tmp_path):
+    """The plain summary said nothing of a change mask of one's own, nor that a dry run with a reference will
+    detect one (only `--json` had `change_detection`)."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    common = ["upscale", str(scene["lr"]), "--ref", str(scene["ref"]), "-x", "4", "-m", "reference-paste"]
+    res = CliRunner().invoke(app, [*common, "--cd", str(scene["cd"]), "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    assert f"change mask: {scene['cd']} (given)" in res.output
+    res = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "d.tif"), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "change mask: to be detected against the reference when the run starts (--cd auto)" in res.output
+
+
+def test_a_sidecar_over_an_input_is_named_as_the_sidecar(scene, tmp_path):
+    """`-o o.tif` whose provenance raster would go over the reference (o.provenance.tif) was refused as if the
+    output itself were the reference."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    ref = tmp_path / "o.provenance.tif"
+    shutil.copy(scene["ref"], ref)
+    res = CliRunner().invoke(app, ["upscale", str(scene["lr"]), "--ref", str(ref), "-x", "4", "-m", "reference-paste",
+                                   "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and not (tmp_path / "o.tif").exists()
+    assert "o.provenance.tif (where the output's provenance raster goes): is the reference of this run" in res.output

@@ -52,7 +52,7 @@ def upscale(lr: str, output: Optional[Path] = None, quiet: bool = False, json_ou
     if json_out:
         print_json(result.to_dict())
     elif not quiet:
-        _print_summary(result)
+        _print_summary(result, options.get("cd"))
 
 
 def _signature() -> inspect.Signature:
@@ -73,7 +73,8 @@ def _signature() -> inspect.Signature:
 upscale.__signature__ = _signature()  # Typer reads the command's options from here
 
 
-def _print_summary(r) -> None:
+def _print_summary(r, cd_given: str | Path | None = None) -> None:
+    """The run's summary on the console (``cd_given``: the `--cd` given, to name a change mask of one's own)."""
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
         Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {r.crs}, "
@@ -97,7 +98,12 @@ def _print_summary(r) -> None:
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
                           "changed of the area both cover; --cd none to use the reference everywhere", highlight=False)
         print_sensor_mask(cd.get("sensor_mask"))  # with the share of the area it flags
-    elif r.sensor_mask:  # a change mask of one's own
+    elif cd:  # a dry run: detected when the run starts
+        out_console.print("change mask: to be detected against the reference when the run starts (--cd auto); "
+                          "--cd none to use the reference everywhere", highlight=False)
+    elif cd_given not in (None, "none", "auto") and r.provenance is not None:  # a change mask of one's own, used
+        out_console.print(f"change mask: {cd_given} (given)", highlight=False)
+    if not (cd and cd.get("ran")) and r.sensor_mask:
         print_sensor_mask(r.sensor_mask)
     if r.nodata_share:
         out_console.print(f"nodata: {100 * r.nodata_share:.1f}% of the output (where the LR has no data in any "

@@ -36,8 +36,10 @@ def check_output_path(
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
     make_folder: bool = False,
     name_margin: int | None = SIBLING_MARGIN,
+    written_as: str | None = None,
 ) -> Path:
-    """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced.
+    """Fail early, with one sentence, when ``path`` cannot be written or must not be replaced (``written_as``:
+    what the run would write there, when it is not the output itself, e.g. "the output's provenance raster").
 
     ``inputs`` are (role, path) pairs of the run's inputs: an output that is (the same file as) one of them is
     refused even with ``overwrite``, and so is anything at ``path`` that is not a regular file (a FIFO, a
@@ -59,11 +61,12 @@ def check_output_path(
     for role, src in inputs:
         if src is None:
             continue
+        named = f"{p}{f' ({written_as})' if written_as else ''}"
         if same_file(p, src):
-            raise OutputLocationError(f"{p}: is the {role} of this run; write the output to another path")
+            raise OutputLocationError(f"{named}: is the {role} of this run; write the output to another path")
         for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
             if same_file(p, behind):
-                raise OutputLocationError(f"{p}: is read by the {role} of this run ({src}); write the output to "
+                raise OutputLocationError(f"{named}: is read by the {role} of this run ({src}); write the output to "
                                           "another path")
         for read in (os.fspath(src), *gdal_files(os.fspath(src))):
             if not is_remote(read) and not work.is_symlink() and _inside(read, work):  # (a link: refused below)

@@ -327,8 +327,9 @@ def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: Ups
     inputs = _input_files(lr, opts)
     overwrite = opts.output_config.overwrite
     out = check_raster_output_path(output, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
-    for side in sidecar_paths(out).values():  # their names' lengths are within the output's margin
-        check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None)
+    for name, side in sidecar_paths(out).items():  # their names' lengths are within the output's margin
+        check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None,
+                          written_as=f"where the output's {name} goes")
     return out
 
 

@@ -208,8 +208,10 @@ class Scene:
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
             sel = sel * len(self.bands)
         if len(sel) != len(self.bands):
+            picked = "" if ref_bands or len(sel) == info.count else \
+                f" (its bands {','.join(map(str, sel))}, found by name or colour as red, green, blue)"
             raise BandError(
-                f"{path}: the reference gives {band_count(len(sel))} but the LR gives "
+                f"{path}: the reference gives {band_count(len(sel))}{picked} but the LR gives "
                 f"{band_count(len(self.bands))} "
                 "(choose matching bands with `ref_bands` / `bands`)"
             )
