@@ -520,7 +520,7 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
                           "reference was given; give `ref`, leave the mask out, or give `ignore_unused`", param="cd")
     if opts.ref is None and "ref" in model_requires(sr) and not opts.ignore_unused:
         raise OptionError(f"model {sr.name}: takes its detail from a reference, and no reference was given, so it "
-                          "would be bicubic; give `ref`, choose `bicubic`, or give `ignore_unused`", param="ref")
+                          "would be bicubic; give `ref`, choose another `model`, or give `ignore_unused`", param="ref")
     if opts.ref is None and not opts.ignore_unused:  # reference settings without a reference: likely a lost --ref
         if opts.ref_bands is not None:
             raise OptionError(f"ref_bands {opts.ref_bands}: picks the reference's bands, and no reference was "
