@@ -117,11 +117,11 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
 
 def refine_offset(
     lr: np.ndarray, lr_valid: np.ndarray, fine: np.ndarray, fine_valid: np.ndarray, k: int, margin: int,
-    first: Coregistration, half: int | None = None,
+    first: Coregistration,
 ) -> Coregistration:
     """Refine an applied estimate to about 1/(4k) LR pixel by the forward model: the reference read on the LR
     grid refined by ``k`` (``fine``, with ``margin`` LR pixels around the LR's extent), moved by whole fine
-    pixels around ``first`` (``half`` of them each way; default ``k / 2``) and averaged back onto the LR grid, is
+    pixels around ``first`` (``k / 2`` of them each way) and averaged back onto the LR grid, is
     compared with the LR (correlation of their detail); a parabola through the best and its neighbours gives the
     fraction. Phase correlation on the LR alone is limited by its aliasing; this compares what the LR sensor would
     have seen."""
@@ -138,7 +138,7 @@ def refine_offset(
         return s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]
 
     x0, y0 = (round(v * k) for v in first.offset_lr_px)
-    half = half or max(1, k // 2)
+    half = max(1, k // 2)
     scores = np.full((2 * half + 1, 2 * half + 1), -np.inf)
     for i, dy in enumerate(range(y0 - half, y0 + half + 1)):
         for j, dx in enumerate(range(x0 - half, x0 + half + 1)):

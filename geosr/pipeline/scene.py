@@ -219,14 +219,6 @@ class Scene:
         self._open.append(ds)
         self.ref_coverage = check_overlap(ds, self.hr, "reference", self._place)
         self.ref_info, self.ref_bands = info, sel
-        if not coregister:  # measured all the same: a reference visibly off is worth a word
-            probe = self._coregister(ds, sel)
-            if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
-                dx, dy = (round(v, 2) + 0.0 for v in probe.offset_lr_px)  # (no "-0.00")
-                self.misregistration = (
-                    f"co-registration is off, yet the reference seems to lie {dx:+.2f}, {dy:+.2f} LR px off the LR "
-                    f"(columns, rows; reliability {probe.reliability:.2f}): {MISPLACED}; leave `coregister` on to "
-                    "move it back")
         if coregister:
             self.coregistration = self._coregister(ds, sel)
             co = self.coregistration
@@ -244,6 +236,14 @@ class Scene:
             if self.coregistration.applied:  # from where the reference meets the scene (across 180 degrees too)
                 placed = placed_transform(ds, self.lr_info.grid) or ds.transform
                 self.ref_transform = field_transform(ds.crs, placed, self.lr_info.grid, self.coregistration)
+        else:  # measured all the same: a reference visibly off is worth a word
+            probe = self._coregister(ds, sel)
+            if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
+                dx, dy = (round(v, 2) + 0.0 for v in probe.offset_lr_px)  # (no "-0.00")
+                self.misregistration = (
+                    f"co-registration is off, yet the reference seems to lie {dx:+.2f}, {dy:+.2f} LR px off the LR "
+                    f"(columns, rows; reliability {probe.reliability:.2f}): {MISPLACED}; leave `coregister` on to "
+                    "move it back")
         self.ref_reader = GridReader(ds, self.hr, sel, src_transform=self.ref_transform)
         self._open.append(self.ref_reader)
         self.ref_ds = ds
