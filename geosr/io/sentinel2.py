@@ -82,11 +82,12 @@ def sentinel2_product(path: str) -> Composite:
     meta = {"ACQUISITIONDATETIME": start} if start else {}
     meta["GEOSR_SOURCE"] = note
     comp = stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
-    # L1C: from processing baseline 04.00 a raster (MSK_CLASSI), before it polygons (MSK_CLOUDS_B00.gml)
-    scl = _scl(root, base) if level == "L2A" else None
-    found: tuple[str, Callable[[str], SensorMask], str] | None = (
-        (scl, sentinel2_scl, "its scene classification (SCL)") if scl is not None
-        else _l1c_mask(hrefs, info.get("PROCESSING_BASELINE")) if level == "L1C" else None)
+    found: tuple[str, Callable[[str], SensorMask], str] | None
+    if level == "L2A":
+        scl = _scl(root, base)
+        found = None if scl is None else (scl, sentinel2_scl, "its scene classification (SCL)")
+    else:  # from processing baseline 04.00 a raster (MSK_CLASSI), before it polygons (MSK_CLOUDS_B00.gml)
+        found = _l1c_mask(hrefs, info.get("PROCESSING_BASELINE"))
     if found is None:
         return comp
     href, mask, what = found
@@ -103,18 +104,20 @@ def _l1c_mask(hrefs: dict[str, str], baseline: str | None) -> tuple[str, Callabl
     number: whichever of the two is there (None when neither is)."""
     qi = next(iter(hrefs.values())).rsplit("/IMG_DATA/", 1)[0] + "/QI_DATA/"
     raster = (qi + "MSK_CLASSI_B00.jp2", sentinel2_classi, "its cloud and snow mask (MSK_CLASSI)")
+    try:
+        number = float(baseline) if baseline is not None else None
+    except ValueError:
+        number = None
+    if number is not None and number >= 4.0:
+        return raster
     polygons = (qi + "MSK_CLOUDS_B00.gml", sentinel2_msk_clouds, "its cloud mask (MSK_CLOUDS, polygons)")
     if not _exists(polygons[0]):
         old_format = [n for n in _listing(qi) if re.fullmatch(r".*_MSK_CLOUDS_.*_B00_.*\.gml", n, re.IGNORECASE)]
         if len(old_format) == 1:
             polygons = (qi + old_format[0], *polygons[1:])
-    try:
-        number = float(baseline) if baseline is not None else None
-    except ValueError:
-        number = None
     if number is None:
         return next((m for m in (raster, polygons) if _exists(m[0])), None)
-    return raster if number >= 4.0 else polygons
+    return polygons
 
 
 def _listing(folder: str) -> list[str]:
