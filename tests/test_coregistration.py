@@ -376,13 +376,17 @@ def test_a_reference_further_off_than_co_registration_trusts_is_said_to_be(tmp_p
     for name, data, where in (("far", hr, true @ Affine.translation(320, 0)), ("other", _texture(1024, 4), true)):
         with rasterio.open(tmp_path / f"{name}.tif", "w", width=1024, height=1024, transform=where, **profile) as ds:
             ds.write(np.repeat(data[None], 3, 0).astype(np.uint8))
-    said = {}
-    for name in ("far", "other"):
+    said, reasons = {}, {}
+    for name, coregister in (("far", True), ("other", True), ("far", False)):
         with plan_upscale(str(tmp_path / "lr.tif"), output=None, dry_run=True, model="reference-paste", scale=4,
-                          ref=str(tmp_path / f"{name}.tif"), cd="none") as job:
+                          ref=str(tmp_path / f"{name}.tif"), cd="none", coregister=coregister) as job:
             co = job.scene.coregistration
-            said[name] = [w for w in job.scene.reference_warnings() if "seems to lie" in w]
-        assert co is not None and not co.applied
-    assert co.reason is not None and not co.reason.startswith("offset beyond")  # (the unrelated one, last)
-    assert said["other"] == []
-    assert len(said["far"]) == 1 and said["far"][0].startswith("the reference seems to lie +80.0, +0.0 LR px off"), said
+            said[name, coregister] = [w for w in job.scene.reference_warnings() if "seems to lie" in w]
+        if coregister:
+            assert co is not None and not co.applied
+            reasons[name] = co.reason or ""
+    assert reasons["far"].startswith("offset beyond") and not reasons["other"].startswith("offset beyond")
+    assert said["other", True] == []
+    for coregister in (True, False):  # (with --no-coregister too: measured all the same)
+        words = said["far", coregister]
+        assert len(words) == 1 and words[0].startswith("the reference seems to lie +80.0, +0.0 LR px off"), words

@@ -546,3 +546,31 @@ def test_msk_clouds_without_polygons_old_names_and_broken_files(tmp_path):
     assert res.exit_code == 2 and not out.exists()
     assert "cloud mask" in res.output and "MSK_CLOUDS_B00.gml cannot be read" in res.output
     assert "(not recognized as being in a supported file format); or turn --cloud-masks off" in res.output
+
+
+def test_broken_or_cut_off_msk_clouds_fail_in_one_sentence_and_degrees_are_drawn(tmp_path):
+    """A GML mask with a broken polygon or cut off mid-file was taken as "no cloud" or crashed; one in longitude
+    and latitude was drawn at 20-degree pixels (nothing flagged)."""
+    from pyproj import Transformer
+
+    good = msk_clouds_gml([("OPAQUE", [_box(12, 6, 24, 18)])])
+    ref = tmp_path / "ref.tif"
+    broken = good.replace('srsDimension="2">', 'srsDimension="2">x ')
+    cut = good[: good.index("<gml:posList")] + "\n"
+    for name, gml, says in (("broken", broken, "cannot be read"), ("cut", cut, "holds no polygons with their mask")):
+        safe, _ = l1c_product(tmp_path / name, baseline="02.06", gml=gml)
+        if not ref.exists():
+            _same_scene_reference(safe, ref)
+        out = tmp_path / f"{name}.tif"
+        res = _run("detect-changes", safe, "--ref", ref, "-o", out)
+        assert res.exit_code == 2 and not out.exists(), res.output
+        assert says in res.output and "--cloud-masks off to go without it" in res.output  # (the path elided)
+    to_degrees = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    ring = [to_degrees.transform(x, y)[::-1] for x, y in _box(12, 6, 24, 18)]  # (GML: EPSG 4326 is lat, lon)
+    degrees = msk_clouds_gml([("OPAQUE", [ring])], epsg=4326).replace("EPSG:8.7:4326", "EPSG::4326")
+    safe, _ = l1c_product(tmp_path / "degrees", baseline="02.06", gml=degrees)
+    res = _run("detect-changes", safe, "--ref", ref, "-o", tmp_path / "d.tif", "--refine", "1")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "d.tif") as ds:
+        changes = ds.read(1)
+    assert (changes[7:17, 13:23] == 1).all()  # (inside the box, clear of its edges' rounding)

@@ -44,7 +44,9 @@ from skimage.filters import threshold_otsu
 from geosr.conditioning.change_cue import ChangeCue, bundled_cue, fit_probability_threshold, measures
 from geosr.conditioning.reference import fit_harmonization, is_uniform
 
-DETECTOR_VERSION = 9  # raised with every change of the rule or its settings (a kept detection is not reused)
+# raised with every change of the rule, its settings or what it compares (a kept detection is not reused); 10: the
+# reference placed by the co-registration of 2026-12-05 (docs/model-card.md, "Version 10")
+DETECTOR_VERSION = 10
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).

@@ -17,7 +17,6 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
-from rasterio.io import MemoryFile
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -124,29 +123,43 @@ WITHOUT = "or turn `cloud_masks` off to go without it"
 
 
 def _burnt(mask: SensorMask, owner: str) -> rasterio.DatasetReader | None:
-    """A GML cloud mask's polygons burnt into an in-memory raster of :data:`GML_RESOLUTION` over their extent,
-    one band per :data:`GML_MASK_TYPES` (a pixel is flagged where its centre is inside a polygon); None without
-    polygons. Read by OGR (pyogrio), which writes no schema file (``.gfs``) beside the product's."""
+    """A GML cloud mask's polygons burnt into an in-memory raster (GDAL's MEM driver, freed when it is closed) of
+    :data:`GML_RESOLUTION` over their extent, one band per :data:`GML_MASK_TYPES` (a pixel is flagged where its
+    centre is inside a polygon); None without polygons. Read by OGR (pyogrio), which writes no schema file
+    (``.gfs``) beside the product's. A file OGR cannot read, a broken polygon, a cut-off file: one sentence."""
+    import geopandas
     import pyogrio
-    from pyogrio.errors import DataLayerError, DataSourceError
+    from pyogrio.errors import CRSError, DataLayerError, DataSourceError, FeatureError, FieldError, GeometryError
+
+    def refused(why: str) -> NotARasterError:
+        return NotARasterError(f"{owner}: its cloud mask {named(mask.href)} {why}; {WITHOUT}")
 
     try:
         path = gdal_path(mask.href)
+    except InputError as exc:
+        raise refused(f"cannot be read ({exc})") from exc
+    try:
         found = pyogrio.read_dataframe(path, layer="MaskFeature", WRITE_GFS="NO")
-    except DataLayerError:  # (a mask without members has no layer at all)
-        return None
-    except (DataSourceError, InputError) as exc:
-        reason = str(exc).split("\n")[0].split(";")[0].rstrip(".").replace(f"'{path}' ", "").replace(f"{path}: ", "")
-        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} cannot be read ({reason}); "
-                              f"{WITHOUT}") from exc
-    if "maskType" not in found.columns:
-        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} names no mask types; {WITHOUT}")
+    except (FeatureError, GeometryError, FieldError, CRSError, DataSourceError) as exc:  # (before DataLayerError,
+        reason = str(exc).split("\n")[0].split(";")[0].rstrip(".")                       # their base class)
+        raise refused(f"cannot be read ({reason.replace(repr(path) + ' ', '').replace(path + ': ', '')})") from exc
+    except DataLayerError as exc:  # no MaskFeature layer: a mask without members has no layer at all
+        try:
+            pyogrio.read_dataframe(path, WRITE_GFS="NO")
+        except IndexError:  # (pyogrio's answer to a file of no layer)
+            return None
+        except Exception:  # noqa: BLE001 - unreadable either way: the sentence below
+            pass
+        raise refused("holds no MaskFeature polygons") from exc
+    if not isinstance(found, geopandas.GeoDataFrame) or "maskType" not in found.columns:  # (a cut-off file)
+        raise refused("holds no polygons with their mask types (is it complete?)")
     found = found[found.geometry.notna() & ~found.geometry.is_empty]
     if found.empty:
         return None
     if found.crs is None:
-        raise NotARasterError(f"{owner}: its cloud mask {named(mask.href)} has no coordinate reference system; "
-                              f"{WITHOUT}")
+        raise refused("has no coordinate reference system")
+    if found.crs.is_geographic:  # GML_RESOLUTION is in metres: drawn in the UTM zone of the polygons
+        found = found.to_crs(found.estimate_utm_crs())
     res = GML_RESOLUTION
     minx, miny, maxx, maxy = found.total_bounds
     # a margin of clear pixels: at the raster's own edge GDAL's averaging would count the flags alone
@@ -158,11 +171,10 @@ def _burnt(mask: SensorMask, owner: str) -> rasterio.DatasetReader | None:
         shapes = list(found.geometry[found["maskType"].astype(str).str.upper() == kind])
         if shapes:
             burnt[band - 1] = rasterize(shapes, (height, width), transform=transform, dtype="uint8")
-    memory = MemoryFile()
-    with memory.open(driver="GTiff", width=width, height=height, count=burnt.shape[0], dtype="uint8",
-                     crs=found.crs.to_wkt(), transform=transform) as dst:
-        dst.write(burnt)
-    return memory.open()  # (the in-memory file lives on while the dataset is open)
+    ds = rasterio.open("", "w+", driver="MEM", width=width, height=height, count=burnt.shape[0], dtype="uint8",
+                       crs=found.crs.to_wkt(), transform=transform)
+    ds.write(burnt)
+    return ds  # type: ignore[return-value]  # (a MEM dataset, read as any other)
 
 
 def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, transform: Affine, width: int,

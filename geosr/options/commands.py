@@ -34,7 +34,8 @@ class DetectChangesOptions(CommandOptions):
     coregister: bool = option(True, "--coregister/--no-coregister", bool, "Estimate and undo the reference's shift "
                               "from the LR first.")
     cloud_masks: bool = option(True, "--cloud-masks/--no-cloud-masks", bool, "Take the pixels that an input's own "
-                               "cloud mask flags (a Sentinel-2 L2A product's SCL, a Landsat QA_PIXEL) as changed.")
+                               "cloud mask flags (a Sentinel-2 product's SCL or MSK_CLASSI / MSK_CLOUDS, a Landsat "
+                               "QA_PIXEL) as changed.")
     # 4 = geosr.conditioning.change_detection.REFINE (the options layer imports only the standard library)
     refine: int = option(4, "--refine", int, "Draw the changes on a grid this many times finer than the LR's "
                          "(1 to 4; 1: the LR grid), their outlines inside the LR pixels they cut.")

@@ -375,8 +375,9 @@ def _input_name(path: str) -> str:
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
 # 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
-# an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch).
-PIPELINE_REVISION = 4
+# an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch;
+# 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre).
+PIPELINE_REVISION = 5
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

@@ -221,12 +221,7 @@ class Scene:
         self.ref_info, self.ref_bands = info, sel
         if coregister:
             self.coregistration = self._coregister(ds, sel)
-            co = self.coregistration
-            if co.reason is not None and co.reason.startswith(BEYOND) and co.reliability >= MIN_RELIABILITY:
-                dx, dy = (round(v, 1) + 0.0 for v in co.offset_lr_px)
-                self.misregistration = (
-                    f"the reference seems to lie {dx:+.1f}, {dy:+.1f} LR px off the LR (columns, rows), more than "
-                    f"co-registration trusts over the area it compares: {MISPLACED}; check its georeference")
+            self.misregistration = _beyond(self.coregistration)
             if self.coregistration.applied and self._largest_offset(self.coregistration) * self.scale < least_shift:
                 # under half an output pixel (the default): resampling the reference would blur more than moving it
                 # gains (measured on the bundled sample: 0.04 LR px moved back, reference-paste 32.71 against 32.74)
@@ -238,6 +233,7 @@ class Scene:
                 self.ref_transform = field_transform(ds.crs, placed, self.lr_info.grid, self.coregistration)
         else:  # measured all the same: a reference visibly off is worth a word
             probe = self._coregister(ds, sel)
+            self.misregistration = _beyond(probe)
             if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
                 dx, dy = (round(v, 2) + 0.0 for v in probe.offset_lr_px)  # (no "-0.00")
                 self.misregistration = (
@@ -606,6 +602,15 @@ FILL_RADIUS = 6  # LR pixels: where that reach is cut off (4 sigma), and the mar
 # what a reference left off the LR does (Scene.misregistration)
 MISPLACED = ("it was not moved, so where its content is off, changes may go undetected and its detail be pasted in "
              "the wrong place")
+
+
+def _beyond(co: Coregistration) -> str | None:
+    """A warning when ``co`` found the reference reliably off by more than co-registration trusts (not moved)."""
+    if co.reason is None or not co.reason.startswith(BEYOND) or co.reliability < MIN_RELIABILITY:
+        return None
+    dx, dy = (round(v, 1) + 0.0 for v in co.offset_lr_px)  # (no "-0.0")
+    return (f"the reference seems to lie {dx:+.1f}, {dy:+.1f} LR px off the LR (columns, rows), more than "
+            f"co-registration trusts over the area it compares: {MISPLACED}; check its georeference")
 
 
 def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
