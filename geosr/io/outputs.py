@@ -58,10 +58,10 @@ def check_output_path(
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
+    named = f"{p} ({written_as})" if written_as else str(p)
     for role, src in inputs:
         if src is None:
             continue
-        named = f"{p}{f' ({written_as})' if written_as else ''}"
         if same_file(p, src):
             raise OutputLocationError(f"{named}: is the {role} of this run; write the output to another path")
         for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
