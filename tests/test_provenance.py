@@ -253,6 +253,15 @@ def test_the_summary_names_the_change_mask_given_or_to_be_detected(scene, tmp_pa
     res = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "d.tif"), "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "change mask: to be detected against the reference when the run starts (--cd auto)" in res.output
+    # a dry run with a mask of one's own names it too (it had no provenance to go by), also with co-registration
+    # off; a model that uses no reference, run with `--ignore-unused`, reads no mask
+    for extra in ([], ["--no-coregister"]):
+        res = CliRunner().invoke(app, [*common, "--cd", str(scene["cd"]), "--dry-run", *extra])
+        assert res.exit_code == 0, res.output
+        assert f"change mask: {scene['cd']} (given)" in res.output
+    res = CliRunner().invoke(app, [*common[:-1], "bicubic", "--cd", str(scene["cd"]), "--ignore-unused",
+                                   "--dry-run", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["change_mask"] is None, res.output
 
 
 def test_a_sidecar_over_an_input_is_named_as_the_sidecar(scene, tmp_path):

@@ -52,7 +52,7 @@ def upscale(lr: str, output: Optional[Path] = None, quiet: bool = False, json_ou
     if json_out:
         print_json(result.to_dict())
     elif not quiet:
-        _print_summary(result, options.get("cd"))
+        _print_summary(result)
 
 
 def _signature() -> inspect.Signature:
@@ -73,8 +73,8 @@ def _signature() -> inspect.Signature:
 upscale.__signature__ = _signature()  # Typer reads the command's options from here
 
 
-def _print_summary(r, cd_given: str | Path | None = None) -> None:
-    """The run's summary on the console (``cd_given``: the `--cd` given, to name a change mask of one's own)."""
+def _print_summary(r) -> None:
+    """The run's summary on the console."""
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
         Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {r.crs}, "
@@ -101,8 +101,8 @@ def _print_summary(r, cd_given: str | Path | None = None) -> None:
     elif cd:  # a dry run: detected when the run starts
         out_console.print("change mask: to be detected against the reference when the run starts (--cd auto); "
                           "--cd none to use the reference everywhere", highlight=False)
-    elif cd_given not in (None, "none", "auto") and r.provenance is not None:  # a change mask of one's own, used
-        out_console.print(f"change mask: {cd_given} (given)", highlight=False)
+    elif r.change_mask:  # a change mask of one's own, used
+        out_console.print(f"change mask: {r.change_mask} (given)", highlight=False)
     if not (cd and cd.get("ran")) and r.sensor_mask:
         print_sensor_mask(r.sensor_mask)
     if r.nodata_share:

@@ -40,10 +40,21 @@ MATCH_GAIN = 6.0
 MAX_SHIFT_FRACTION = 0.25  # of the compared area's side: larger offsets are not trusted
 UPSAMPLE = 40  # phase correlation refined to 1/UPSAMPLE LR pixel
 TIE_SIDE = 64  # LR pixels a side of a tie point's window (placed every TIE_SIDE / 2)
+# share of a tie window that must be valid in both (a cloud mask's holes, SLC-off stripes, a footprint's edge): as
+# many pixels as the smallest area a shift is estimated on. Measured (the reference rotated 0.3-0.5 degrees and
+# scaled 0.4% over a real aerial image, the LR with gaps): with 0.8, a cloud mask over 30% of the LR or SLC-off-like
+# stripes over 23% left no tie window, so one shift, up to 1.6 LR px off at the corners; with this bar fields within
+# 0.09 LR px with clouds over 30-70% (the forward-model refinement compares valid pixels only)
+TIE_VALID = MIN_SIDE * MIN_SIDE / (TIE_SIDE * TIE_SIDE)
 MIN_TIE_POINTS = 12  # reliable tie points needed for a field
 FIELD_MIN_LR_PX = 0.25  # a field whose offsets vary less than this over the area is taken as one shift
 FIELD_MAX_RESIDUAL = 0.3  # LR px RMS of the tie points about the field beyond which it is not trusted
 FIELD_F = 20.0  # the F statistic of the field against one shift (4 more parameters) it must pass
+# rounds of the forward model's search, each around the best move of the last when it lay on the edge: phase
+# correlation of two images with the same gaps is drawn towards no shift (the gaps' own pattern matches there), by
+# more than the half LR pixel one round covers (tie points of a reference rotated 0.5 degrees with stripes over a
+# third of both images: a field 0.15 LR px off)
+REFINE_ROUNDS = 3
 OUTLIER_LR_PX = 0.5  # a tie point further than this (and 3 median residuals) from the fitted field is left out
 
 
@@ -121,14 +132,14 @@ def refine_offset(
 ) -> Coregistration:
     """Refine an applied estimate to about 1/(4k) LR pixel by the forward model: the reference read on the LR
     grid refined by ``k`` (``fine``, with ``margin`` LR pixels around the LR's extent), moved by whole fine
-    pixels around ``first`` (``k / 2`` of them each way) and averaged back onto the LR grid, is
-    compared with the LR (correlation of their detail); a parabola through the best and its neighbours gives the
+    pixels around ``first`` (``k / 2`` of them each way; again around the best if it lies on that square's edge,
+    up to REFINE_ROUNDS times) and averaged back onto the LR grid, is compared with the LR (correlation of their
+    detail, over the pixels valid under every move); a parabola through the best and its neighbours gives the
     fraction. Phase correlation on the LR alone is limited by its aliasing; this compares what the LR sensor would
     have seen."""
     if not first.applied:
         return first
     h, w = lr.shape[1:]
-    a = _detail(lr, lr_valid)
     # summed-area tables of the band and of its gaps: each candidate's k x k block means in four lookups
     band = np.pad(fine.mean(axis=0).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     gaps = np.pad((~fine_valid).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -139,18 +150,27 @@ def refine_offset(
 
     x0, y0 = (round(v * k) for v in first.offset_lr_px)
     half = max(1, k // 2)
-    scores = np.full((2 * half + 1, 2 * half + 1), -np.inf)
-    for i, dy in enumerate(range(y0 - half, y0 + half + 1)):
-        for j, dx in enumerate(range(x0 - half, x0 + half + 1)):
-            r0, c0 = margin * k + dy, margin * k + dx
-            if r0 < 0 or c0 < 0 or r0 + h * k > fine.shape[1] or c0 + w * k > fine.shape[2]:
-                continue
-            moved = blocks(band, r0, c0) / (k * k)
-            valid = (blocks(gaps, r0, c0) == 0) & lr_valid
-            if valid.sum() < MIN_SIDE * MIN_SIDE:
-                continue
-            scores[i, j] = _ncc(a, _detail(moved[None], valid))
-    i, j = (int(v) for v in np.unravel_index(np.argmax(scores), scores.shape))
+    for rnd in range(REFINE_ROUNDS):  # a best move on the edge of the candidates: look again around it
+        scores = np.full((2 * half + 1, 2 * half + 1), -np.inf)
+        candidates = [(i, j, margin * k + dy, margin * k + dx)
+                      for i, dy in enumerate(range(y0 - half, y0 + half + 1))
+                      for j, dx in enumerate(range(x0 - half, x0 + half + 1))]
+        candidates = [c for c in candidates if c[2] >= 0 and c[3] >= 0 and c[2] + h * k <= fine.shape[1]
+                      and c[3] + w * k <= fine.shape[2]]
+        # every candidate is scored on the same LR pixels (valid whichever way the reference is moved): with gaps
+        # in the reference (SLC-off stripes, masked clouds) a pixel set that changed with each move made the scores
+        # incomparable and pulled the refined offset by up to half a fine pixel
+        valid = lr_valid.copy()
+        for _, _, r0, c0 in candidates:
+            valid &= blocks(gaps, r0, c0) == 0
+        if valid.sum() >= MIN_SIDE * MIN_SIDE:
+            a = _detail(lr, valid)
+            for i, j, r0, c0 in candidates:
+                scores[i, j] = _ncc(a, _detail((blocks(band, r0, c0) / (k * k))[None], valid))
+        i, j = (int(v) for v in np.unravel_index(np.argmax(scores), scores.shape))
+        if not np.isfinite(scores[i, j]) or (0 < i < 2 * half and 0 < j < 2 * half) or rnd == REFINE_ROUNDS - 1:
+            break
+        x0, y0 = x0 + j - half, y0 + i - half
     if not np.isfinite(scores[i, j]) or scores[i, j] < first.reliability - 0.05:
         return first
     fy = _vertex(scores[i - 1, j], scores[i, j], scores[i + 1, j]) if 0 < i < 2 * half else 0.0
@@ -176,15 +196,18 @@ def estimate_field(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     for r0 in range(0, h - TIE_SIDE + 1, step):
         for c0 in range(0, w - TIE_SIDE + 1, step):
             win = (slice(r0, r0 + TIE_SIDE), slice(c0, c0 + TIE_SIDE))
-            if (lr_valid[win] & ref_valid[win]).mean() < 0.8:
+            if (lr_valid[win] & ref_valid[win]).mean() < TIE_VALID:
                 continue
             t = estimate_offset(lr[(slice(None), *win)], lr_valid[win], ref[(slice(None), *win)], ref_valid[win])
             if t.applied and fine is not None:
                 band, ok, k, margin = fine
                 span = (TIE_SIDE + 2 * margin) * k
                 part = (slice(r0 * k, r0 * k + span), slice(c0 * k, c0 * k + span))
-                t = refine_offset(lr[(slice(None), *win)], lr_valid[win], band[(slice(None), *part)], ok[part], k,
-                                  margin, t)
+                refined = refine_offset(lr[(slice(None), *win)], lr_valid[win], band[(slice(None), *part)], ok[part],
+                                        k, margin, t)
+                # a point the forward model could not refine (too few pixels valid under every move, a poor match)
+                # is left out rather than kept at phase correlation's estimate, drawn towards whole pixels
+                t = refined if refined is not t else NOT_ESTIMATED
             if t.applied:
                 points.append((origin[0] + c0 + TIE_SIDE / 2, origin[1] + r0 + TIE_SIDE / 2, *t.offset_lr_px))
     if len(points) < MIN_TIE_POINTS:

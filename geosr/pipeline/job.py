@@ -199,8 +199,9 @@ def plan_upscale(
     style = opts.style if _is_style_image(opts.style) else None
     inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
               if v and v not in CD_KEYWORDS}
-    sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and opts.ref and "ref" in model_inputs(sr) \
-        else None
+    uses_ref = bool(opts.ref) and "ref" in model_inputs(sr)
+    sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and uses_ref else None
+    summary["change_mask"] = str(opts.cd) if uses_ref and cd is not None and opts.cd not in CD_KEYWORDS else None
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev, sidecar, inputs, keep_detection, opts.output_config.overwrite)
 
@@ -376,8 +377,9 @@ def _input_name(path: str) -> str:
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
 # 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
 # an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch;
-# 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre).
-PIPELINE_REVISION = 5
+# 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre;
+# 6: tie points through gaps in the images, the forward model's moves compared on the same pixels).
+PIPELINE_REVISION = 6
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

@@ -62,6 +62,7 @@ class UpscaleResult:
     resources: dict | None = None  # needs against what the machine has (memory, disk), and whether they fit
     coregistration: dict | None = None  # the reference's offset from the LR (geosr.conditioning.coregistration)
     change_detection: dict | None = None  # --cd auto: the changes found against the reference (share, thresholds)
+    change_mask: str | None = None  # a change mask of one's own (--cd FILE) that says where the reference is used
     sensor_mask: dict | None = None  # {"masks": [...]}: the inputs' own cloud masks taken as changed (io.sensor_masks)
     provenance: dict | None = None  # the provenance sidecar's path and the share of each class (with a reference)
     nodata_share: float | None = None  # of the output's pixels (None: a dry run)
