@@ -228,6 +228,12 @@ def test_evaluate_output_folder_overwrite_device_and_old_spelling(tmp_path, data
     (out / "keep.txt").write_text("mine")
     res = runner.invoke(_app(), [*args, "--out-dir", str(out), "--overwrite"])
     assert res.exit_code == 2 and "keep.txt" in res.output and (out / "keep.txt").exists()
+    panels = tmp_path / "panels"  # images named like an evaluation's panels, no evaluation beside them
+    panels.mkdir()
+    (panels / "panel_a.png").write_bytes(b"a user's image")
+    res = runner.invoke(_app(), [*args, "--out-dir", str(panels), "--overwrite"])
+    assert res.exit_code == 2 and "no earlier geosr evaluate output is there" in " ".join(res.output.split())
+    assert [p.name for p in panels.iterdir()] == ["panel_a.png"]
     # the help says what is computed: ST-LPIPS, not LPIPS / DISTS / FID
     assert "ST-LPIPS" in evaluate.__doc__ and not any(m in evaluate.__doc__ for m in ("DISTS", "FID"))
     assert set(M.learned_metrics_status()) == {"ST-LPIPS"}

@@ -339,6 +339,19 @@ def test_a_run_folder_is_written_only_when_new_empty_resumed_or_overwritten(tmp_
     assert len(starts) == 1 and (run / "model.safetensors").exists()
     res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite", "--resume"))
     assert res.exit_code == 2 and "give one of them" in res.output
+    # files named like the run's (val_*.png) but no run beside them: a user's, never replaced (--overwrite deleted
+    # them, found in review); with the run's own files beside them they are the run's
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "val_0001.png").write_bytes(b"a user's image")
+    for extra in ((), ("--overwrite",)):
+        res = runner.invoke(_app(), [*_quick(tmp_path, images, *extra), "--out-dir", str(mine)])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "holds val_0001.png, and no earlier geosr train output is there" in said, said
+        assert sorted(p.name for p in mine.iterdir()) == ["val_0001.png"]
+    (run / "val_0001.png").write_bytes(b"an earlier validation panel")
+    assert runner.invoke(_app(), _quick(tmp_path, images, "--overwrite")).exit_code == 0
+    assert not (run / "val_0001.png").exists()
 
 
 def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path, images):

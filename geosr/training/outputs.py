@@ -40,6 +40,13 @@ class OutputFolder:
         or that cannot be written."""
         entries = self._entries()
         foreign = [e for e in entries if not (e.is_file() and self._owns(e.name))]
+        # files named only by a pattern (val_0001.png, panel_a.png) are an earlier output's when one of the
+        # command's own names is beside them; alone they may be anyone's (`overwrite` deleted a user's images)
+        names = [p for p in self.owned if not any(c in p for c in "*?[")]
+        if not foreign and entries and not any(e.name in names for e in entries):
+            raise OutputExistsError(f"{self.path}: holds {entries[0].name}, and no earlier {self.command} output "
+                                    f"is there (none of {', '.join(names)}); `overwrite` replaces only an earlier "
+                                    "output, so choose another `out`")
         if entries and not overwrite and not foreign:
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
                                     f"{self.command} output there, or choose another `out`")
@@ -103,16 +110,16 @@ class OutputFolder:
         with JobLock(self.path / LOCK, output=self.path):
             if aside.is_dir():  # set aside by a run that was killed: whether it saved decides, as below
                 self._settle(aside, keep_new=saved())
-            if overwrite and not resume:
-                self.check(overwrite=True)
-                entries = self._entries()
-                if entries:
-                    aside.mkdir()
-                    for e in entries:
-                        os.replace(e, aside / e.name)
             before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}
             ok = False
             try:
+                if overwrite and not resume:  # (refused: the folder is left as it was found, without a lock file)
+                    self.check(overwrite=True)
+                    entries = self._entries()
+                    if entries:
+                        aside.mkdir()
+                        for e in entries:
+                            os.replace(e, aside / e.name)
                 yield
                 ok = True
             finally:

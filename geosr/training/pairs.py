@@ -44,7 +44,7 @@ class Pair:
     table: ChangeClassTable = BINARY
     synthetic: bool = False
     group: str = ""  # scene group (for splits)
-    _stretch: Stretch | None = None
+    _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -59,13 +59,16 @@ class Pair:
         return flags[self.change.clamp(0, len(flags) - 1)]
 
     def stretch(self, scale: int) -> Stretch:
-        """The scene's model space: the pipeline's per-scene robust stretch of its LR (given or box-averaged)."""
-        if self._stretch is None:
+        """The scene's model space at ``scale``: the pipeline's per-scene robust stretch of its LR at that scale
+        (given or box-averaged), as upscale fits it on the LR it is given. (Once cached for the first scale asked,
+        whatever the scale: a batch then depended on which scale drew the scene first, and a resumed run on more
+        than one scale was not the run it continued.)"""
+        if scale not in self._stretch:
             lr = self.lr.get(scale)
             if lr is None:
                 lr = box_downsample(self.target, scale)
-            self._stretch = array_stretch(lr.numpy())
-        return self._stretch
+            self._stretch[scale] = array_stretch(lr.numpy())
+        return self._stretch[scale]
 
 
 def array_stretch(lr: np.ndarray) -> Stretch:
