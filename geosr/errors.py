@@ -83,3 +83,7 @@ class OutputWriteError(GeoSRError, OSError):
 
 class NetworkError(GeoSRError, ConnectionError):
     """A network source (Overpass, a model hub) could not be reached."""
+
+
+class TrainingDivergedError(GeoSRError, FloatingPointError):
+    """A training run's loss stopped being finite (diverged): stopped before it saves such weights."""

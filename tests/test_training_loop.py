@@ -505,6 +505,37 @@ def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written
         assert not out.exists(), args
 
 
+def test_out_of_range_settings_are_refused_and_a_diverged_run_stops_before_saving_nan(tmp_path, images):
+    """Found in review: a negative `grad_clip` was taken (the gradient turned round: the run climbed its loss), a
+    negative `weight_decay` or `sigma_max`, `betas` of 2 or a negative `seed` failed as internal errors (exit 1),
+    `p_no_ref` 2 passed silently; a learning rate of 1e9 saved a model of NaN weights and exited 0."""
+    base = json.loads(Path(_config(tmp_path, images)).read_text())
+    runner = CliRunner()
+    for key, value, said in (("grad_clip", -1.0, "grad_clip in grad_clip.json cannot be negative"),
+                             ("weight_decay", -5.0, "weight_decay in weight_decay.json cannot be negative"),
+                             ("sigma_max", -1.0, "sigma_high_min and sigma_max must be positive"),
+                             ("betas", [2.0, 0.99], "betas in betas.json must be two numbers in [0, 1)"),
+                             ("seed", -1, "seed in seed.json cannot be negative"),
+                             ("p_no_ref", 2.0, "p_no_ref in p_no_ref.json must be in [0, 1]")):
+        cfg = tmp_path / f"{key}.json"
+        cfg.write_text(json.dumps({**base, key: value}))
+        res = runner.invoke(_app(), ["train", str(cfg)])
+        message = " ".join(res.output.split())
+        assert res.exit_code == 2 and said in message and "internal" not in message, (key, message)
+        assert not (tmp_path / "run").exists()
+    cfg = tmp_path / "wild.json"
+    cfg.write_text(json.dumps({**base, "lr": 1e9, "warmup": 0}))
+    res = runner.invoke(_app(), ["train", str(cfg), "--checkpoint-every", "1", "--val-every", "0"])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 1 and "the training loss is not finite at step" in message, message
+    assert "internal" not in message and "run it again with a lower --learning-rate" in message
+    from safetensors.torch import load_file
+
+    saved = tmp_path / "run" / "model.safetensors"
+    if saved.exists():  # what was saved before is finite
+        assert all(torch.isfinite(v).all() for v in load_file(saved).values())
+
+
 def test_the_training_state_is_one_file_so_a_kill_between_two_writes_cannot_mix_steps(tmp_path, images):
     """The state was two files written one after the other: killed between them, state.safetensors held step 4's
     weights and state.json step 2's record, and --resume went on from "step 2" with step 4's weights. The record

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from geosr.errors import InputError
+from geosr.errors import InputError, TrainingDivergedError
 from geosr.models.backbone import build_backbone
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
 from geosr.models.backbone_experts import ExpertBackbone
@@ -357,8 +357,8 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
             sr = net(lr * 2 - 1, scale, code if net.uses_code else None)
         loss = F.l1_loss(sr.float(), hr * 2 - 1)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"backbone training: the loss is not finite at step {step + 1}; "
-                                     "resume from the last saved state with a lower learning rate")
+            raise TrainingDivergedError(f"backbone training: the loss is not finite at step {step + 1}; "
+                                        "resume from the last saved state with a lower learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)

@@ -160,6 +160,17 @@ class TrainConfig:
                      if getattr(self, name) < 0]
         if not 0 <= self.ema < 1:
             problems.append(f"`ema` must be in [0, 1), not {self.ema}")
+        # (found in review: a negative `grad_clip` turned every gradient round, so the run climbed its loss; the
+        # others failed at the first step as an internal error, or were taken silently)
+        problems += [f"`{name}` cannot be negative, not {getattr(self, name)}"
+                     for name in ("grad_clip", "weight_decay", "seed", "threads") if getattr(self, name) < 0]
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"`betas` must be two numbers in [0, 1), not {list(self.betas)}")
+        problems += [f"`{name}` must be in [0, 1], not {getattr(self, name)}"
+                     for name in ("p_high_sigma", "p_no_ref") if not 0 <= getattr(self, name) <= 1]
+        if not 0 < self.sigma_high_min < self.sigma_max:
+            problems.append(f"`sigma_high_min` and `sigma_max` must be positive, the first below the second, not "
+                            f"{self.sigma_high_min} and {self.sigma_max}")
         if self.synthetic:  # imported only here: the config stays free of torch
             from geosr.training.synthetic_change import SyntheticChangeConfig
 

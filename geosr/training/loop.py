@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.conditioning.changes import load_change_classes
-from geosr.errors import OptionError
+from geosr.errors import OptionError, TrainingDivergedError
 from geosr.models.backbone_checkpoint import is_backbone_spec
 from geosr.models.checkpoint import load_checkpoint, read_spec
 from geosr.models.configs import ArchConfig
@@ -391,6 +391,11 @@ class _Run:
         else:
             loss = denoiser_loss(self.model, self.net, batch, hr, self.cfg, self.gen, upsampler_weight=self.up_weight,
                                  autocast=self.autocast())
+        if not torch.isfinite(loss):  # stopped before a step or a save makes the weights NaN (they were saved, exit 0)
+            raise TrainingDivergedError(
+                f"the training loss is not finite at step {self.step + 1}: the run diverged (a learning rate of "
+                f"{self.cfg.lr:g} too high for it?); the weights saved before are kept; run it again with a lower "
+                "`lr`")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.up_only and self.world > 1:
