@@ -173,6 +173,46 @@ def test_geotiff_stack_windows(tmp_path):
         _check_aligned(maker.make(pair, np.random.default_rng(seed)))
 
 
+def test_a_given_lr_is_read_in_the_physical_values_of_its_hr(tmp_path):
+    """The given LR of a GeoTIFF stack was multiplied by its bands' scales but never moved by their offsets, while
+    the HR was (found in review: uint16 with offset -1000 gave an LR mean of 0.921 against its HR's 0.516)."""
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(1000, 3000, (3, 64, 64)).astype(np.uint16)
+    lr = hr.reshape(3, 8, 8, 8, 8).mean(axis=(2, 4)).round().astype(np.uint16)
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    for name, a, transform in (("hr", hr, t), ("lr", lr, t * Affine.scale(8))):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=a.shape[2], height=a.shape[1],
+                           count=3, dtype="uint16", crs="EPSG:32633", transform=transform) as ds:
+            ds.write(a)
+            ds.scales, ds.offsets = (1e-4,) * 3, (-0.1,) * 3
+    pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=8)
+    assert float((box_downsample(pair.target, 8) - pair.lr[8]).abs().max()) < 1e-3  # was about 0.4
+
+
+def test_sites_of_mismatched_sizes_and_missing_bands_are_one_sentence(tmp_path):
+    """A site whose masks (or dates) differ in size failed deep in training with a shape error, and `bands` a raster
+    does not have with an IndexError (both "internal error", exit 1; found in review)."""
+    from geosr.errors import InputError
+    from geosr.training.layouts import site_pairs
+
+    rng = np.random.default_rng(0)
+    for name in ("S_2000.tif", "S_2003.tif"):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                           crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+            ds.write(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "S_change_mask.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "S_unchanged_mask.png")
+    with pytest.raises(InputError, match=r"site S differ in size \(S_2000.tif 64 x 64, S_2003.tif 64 x 64, "
+                                         r"S_change_mask.png 48 x 48"):
+        site_pairs(tmp_path, ["S"])
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "S_change_mask.png")
+    assert site_pairs(tmp_path, ["S"])[0].shape == (64, 64)
+    with pytest.raises(InputError, match="S_2000.tif: has 3 bands, so no band 7"):
+        site_pairs(tmp_path, ["S"], bands=[7, 2, 1])
+    with pytest.raises(InputError, match="S_2000.tif: has 3 bands, so no band 5"):
+        geotiff_stack(hr=tmp_path / "S_2000.tif", scale=4, bands=[5, 2, 1])
+
+
 def test_synthetic_pairs_and_batches():
     imgs = [torch.from_numpy(_hr(seed=i).transpose(2, 0, 1).astype(np.float32) / 255) for i in range(3)]
     pairs = synthetic_pairs(imgs)

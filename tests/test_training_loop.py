@@ -287,6 +287,11 @@ def test_validation_data_must_be_data_the_run_does_not_train_on(tmp_path, images
     assert not (tmp_path / "run").exists()
     with pytest.raises(Exception, match="val_batches"):
         TrainConfig(val_data=({"kind": "synthetic", "paths": ["a.png"]},), val_batches=0)
+    # images the run trains on (found in review: `--val-data` as `--data` validated on the training batches)
+    res = CliRunner().invoke(_app(), ["train", _config(tmp_path, images), "--val-data", str(images)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--val-data holds im0, which the run also trains on (as im0 of" in said, said
+    assert not (tmp_path / "run").exists()
 
 
 def _quick(tmp_path, images, *extra: str) -> list[str]:

@@ -26,7 +26,7 @@ import torch
 
 from geosr.conditioning.changes import BINARY, CNAM, SECOND, ChangeClass, ChangeClassTable
 from geosr.errors import InputError, InputNotFoundError
-from geosr.training.pairs import Pair, classes_of, find_image, list_images, read_image, read_mask
+from geosr.training.pairs import Pair, check_bands, classes_of, find_image, list_images, read_image, read_mask
 
 LR_FOLDER = re.compile(r"^(real|Bic)_LR_D(\d+)_(\d+)$")
 LR_LIKE = re.compile(r"(^|_)LR(_|$)")  # a folder meant as LRs: Bic_LR_x8, LR_x8, real_LR
@@ -171,6 +171,13 @@ def site_pairs(
         ref, target = (read_image(t, bands=bands)[0] for t in tifs)
         ch = read_mask(root / f"{site}_change_mask.png") > 127
         un = read_mask(root / f"{site}_unchanged_mask.png") > 127
+        # two dates and masks of other sizes were a shape error deep in training ("internal error", exit 1)
+        shapes = {tifs[0].name: tuple(ref.shape[-2:]), tifs[1].name: tuple(target.shape[-2:]),
+                  f"{site}_change_mask.png": ch.shape, f"{site}_unchanged_mask.png": un.shape}
+        if len(set(shapes.values())) > 1:
+            sizes = ", ".join(f"{n} {w} x {h}" for n, (h, w) in shapes.items())
+            raise InputError(f"{root}: the images and masks of site {site} differ in size ({sizes}); they must "
+                             "cover the same pixels")
         change = classes_of(np.where(ch, 255, 0), BINARY)
         pairs.append(Pair(name=site, target=target, ref=ref, change=change, labelled=torch.from_numpy(ch | un),
                           group=f"{group}/{site}" if group else site))
@@ -241,6 +248,7 @@ def _read_on_grid(path, grid, bands, resampling="auto") -> tuple[np.ndarray, np.
 
     with rasterio.open(path) as ds:
         chosen = tuple(bands) if bands else tuple(range(1, min(ds.count, 3) + 1))
+        check_bands(path, chosen, ds.count)
         reader = GridReader(ds, grid, chosen, resampling)
         try:
             data, valid = reader.read(Window(0, 0, grid.width, grid.height))
@@ -263,12 +271,12 @@ def _read_classes_on_grid(path, grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_physical(path, bands) -> np.ndarray:
-    """``bands`` (default: the first three) of ``path`` on its own grid, times the bands' scales."""
-    import rasterio
+    """``bands`` (default: the first three) of ``path`` on its own grid in physical values, read as the HR is (its
+    scales and offsets applied, nodata as the HR's: a given LR that multiplied by the scales alone sat an offset of
+    its own away from its HR, found in review)."""
+    from geosr.io.rasters import inspect_raster
 
-    with rasterio.open(path) as ds:
-        sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
-        return ds.read(sel).astype(np.float64) * np.array([ds.scales[b - 1] for b in sel])[:, None, None]
+    return _read_on_grid(path, inspect_raster(str(path)).grid, bands)[0]
 
 
 # ---- synthetic change -------------------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ class _Run:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
         val_set = []
         if cfg.val_data and self.rank == 0:
-            val_set, v_described = validation_set(cfg)
+            val_set, v_described = validation_set(cfg, groups)
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
         started_from = None
         if resume and not init and (self.out / MODEL).exists():

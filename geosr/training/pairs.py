@@ -118,6 +118,7 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
                 sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
+                check_bands(path, sel, ds.count)
                 arr = ds.read(sel).astype(np.float32)
                 dtype = ds.dtypes[0]
     else:
@@ -131,10 +132,19 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             arr = np.asarray(im, dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if bands:
+            check_bands(path, bands, arr.shape[0])
             arr = arr[[b - 1 for b in bands]]
         dtype = "float32" if deep else "uint8"  # scaled as a deep GeoTIFF is: by its 99.9th percentile
     div = 255.0 if dtype == "uint8" else float(max(np.percentile(arr, 99.9), 1e-6))
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div
+
+
+def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
+    """Refuse band numbers ``path`` does not have (they were an IndexError: "internal error", exit 1)."""
+    missing = [b for b in bands if not 1 <= b <= count]
+    if missing:
+        raise InputError(f"{path}: has {count} band{'s' if count != 1 else ''}, so no band "
+                         f"{', '.join(map(str, missing))} (the data source's `bands`)")
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -4,18 +4,20 @@ model is kept as ``best.safetensors``, since on small data sets longer training 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from geosr.errors import OptionError
 from geosr.models.edm import EDMDenoiser
 from geosr.models.interface import ConditionBatch
 from geosr.training.config import TrainConfig
 from geosr.training.objective import training_condition
 from geosr.training.samples import sample_stream
-from geosr.training.sources import load_sources
+from geosr.training.sources import Groups, load_sources
 
 Batches = list[tuple[ConditionBatch, torch.Tensor]]
 
@@ -77,12 +79,26 @@ def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: 
     Image.fromarray(arr).save(path)
 
 
-def validation_set(cfg: TrainConfig) -> tuple[Batches, list[str]]:
+def validation_set(cfg: TrainConfig, training: Groups | None = None) -> tuple[Batches, list[str]]:
     """The run's fixed validation batches (the first ``val_batches`` of a stream over ``val_data``, made as the
-    training samples are), and the descriptions of their sources."""
+    training samples are), and the descriptions of their sources. An image that is also one of the ``training``
+    groups' is refused: a validation set overlapping the training data chose the "best" weights partly on images
+    trained on (found in review: `val_data` equal to `data` gave the training batches themselves)."""
     groups, foreign, described = load_sources(cfg, cfg.val_data)
+    if training:
+        trained = {_fingerprint(p.target): p.name for pairs, _ in training for p in pairs}
+        both = next((p for pairs, _ in groups for p in pairs if _fingerprint(p.target) in trained), None)
+        if both is not None:
+            raise OptionError(f"val_data holds {both.name}, which the run also trains on (as "
+                              f"{trained[_fingerprint(both.target)]} of `data`): validate on images the run does "
+                              "not train on", param="val_data")
     stream = sample_stream(cfg, groups, foreign)
     return [stream.batch(i) for i in range(cfg.val_batches)], described
+
+
+def _fingerprint(image: torch.Tensor) -> tuple[tuple[int, ...], str]:
+    """An image's shape and the hash of its values: the same image whichever source read it."""
+    return tuple(image.shape), hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
 
 
 class Validation:
