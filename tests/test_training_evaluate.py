@@ -99,6 +99,13 @@ def test_metrics_known_values_and_torchmetrics():
     )
 
     assert M.sam(sr, hr) == pytest.approx(math.degrees(float(spectral_angle_mapper(sr[None], hr[None]))), rel=1e-3)
+    # pixels black in every band have no direction: left out (they counted as 90 degrees whatever the SR held)
+    black = hr.clone()
+    black[:, :4, :4] = 0
+    assert M.sam(black, black) < 1e-5 and M.sam(sr, black) == pytest.approx(M.sam(sr, hr, ~(black == 0).all(0)))
+    assert M.sam(sr, black, mask) == pytest.approx(M.sam(sr, hr, mask & ~(black == 0).all(0)))
+    regions = M.region_metrics(black, black, torch.rand(3, 16, 16), 4, {"all": None, "half": mask})
+    assert regions["all"]["sam"] < 1e-5 and regions["half"]["sam"] < 1e-5
     tm_ergas = float(error_relative_global_dimensionless_synthesis(sr[None], hr[None], ratio=4))
     assert M.ergas(sr, hr, 4) == pytest.approx(tm_ergas, rel=0.05)
     y = lambda t: M.rgb_to_y(t).float()[None, None]  # noqa: E731

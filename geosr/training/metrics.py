@@ -150,12 +150,23 @@ def vif(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None, si
     return vif_from_maps(vif_maps(sr, hr, sigma_n_sq), mask)
 
 
-def sam(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    """Mean spectral angle between SR and HR pixel vectors, degrees."""
+def spectral_angles(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, the angle between the SR and HR vectors (degrees), and where it is defined: a pixel whose SR or
+    HR vector is zero (black in every band: a scene's fill) has no direction. (Counted as 90 degrees whatever the
+    SR held there, they added 0.35 degrees to a perfect SR with 16 black pixels in 64 x 64; found in review.)"""
     a, b = sr.double(), hr.double()
-    cos = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
-    ang = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
-    return _masked_mean(ang, mask)
+    norms = a.norm(dim=0) * b.norm(dim=0)
+    cos = (a * b).sum(0) / norms.clamp(min=1e-12)
+    return torch.rad2deg(torch.arccos(cos.clamp(-1, 1))), norms > 1e-12
+
+
+def _angle_mean(angle: torch.Tensor, defined: torch.Tensor, mask: torch.Tensor | None) -> float:
+    return _masked_mean(angle, defined if mask is None else defined & mask.bool())
+
+
+def sam(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean spectral angle between SR and HR pixel vectors, degrees, over the pixels where both have one."""
+    return _angle_mean(*spectral_angles(sr, hr), mask)
 
 
 def ergas(sr: torch.Tensor, hr: torch.Tensor, scale: int, mask: torch.Tensor | None = None) -> float:
@@ -204,9 +215,7 @@ def region_metrics(
     ys, yh = rgb_to_y(sr.clamp(0, 1)), rgb_to_y(hr.clamp(0, 1))
     smap = ssim_map(ys, yh)
     vmaps = vif_maps(sr, hr)
-    a, b = sr.double(), hr.double()
-    cos = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
-    angle = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
+    angle, defined = spectral_angles(sr, hr)
     stl = st_lpips_maps(sr, hr)
     out: dict[str, dict[str, float | None] | None] = {}
     for name, mask in masks.items():
@@ -218,7 +227,7 @@ def region_metrics(
             "ssim_y": _masked_mean(smap, mask),
             "lr_consistency": lr_consistency(sr, lr, scale, mask),
             "vif": vif_from_maps(vmaps, mask),
-            "sam": _masked_mean(angle, mask),
+            "sam": _angle_mean(angle, defined, mask),
             "ergas": ergas(sr, hr, scale, mask),
             "ms_ssim": ms_ssim(sr, hr) if mask is None else None,
             "st_lpips": None if stl is None else (stl[0] if mask is None else _masked_mean(stl[1], mask)),
