@@ -85,8 +85,11 @@ def save_checkpoint(
     save_file(tensors, str(tmp), metadata={SPEC_KEY: text})
     os.chmod(tmp, new_file_mode())  # safetensors writes 0600; a checkpoint is meant to be shared
     tmp.replace(path)
-    if sidecar:
-        path.with_suffix(".json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    if sidecar:  # (through a .part file too: a kill mid-write left a truncated copy beside whole weights)
+        side = path.with_suffix(".json")
+        part = side.with_name(side.name + ".part")
+        part.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        part.replace(side)
     return path
 
 
