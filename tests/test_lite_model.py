@@ -42,3 +42,33 @@ def test_no_regular_texture_on_a_flat_noisy_field():
         phases = out.reshape(3, h // scale, scale, w // scale, scale).mean(dim=(1, 3))  # (3, s, s)
         spread = (phases - phases.mean(dim=(1, 2), keepdim=True)).abs().max()
         assert float(spread) < 2 * 0.5 / 255  # under half an 8-bit step of the [0, 1] range, in model space
+
+
+def test_each_window_runs_the_network_once_whatever_the_batch_size(tmp_path, monkeypatch):
+    """A lone window in its batch ran as a batch of two (for the diffusion model's kernels), which for `lite`,
+    whose network takes windows singly anyway, computed it twice: a one-window scene cost twice its time. Each window
+    now goes through all of lite's steps alone, so its pixels cannot depend on the batch size either."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from conftest import make_raster, smooth_field
+    from geosr import upscale
+    from geosr.models import backbone
+
+    calls = []
+    forward = backbone.LRBackbone.forward
+    monkeypatch.setattr(backbone.LRBackbone, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    data = (smooth_field(3, 40, 60) * 200 + 20).astype(np.uint8)
+    lr = make_raster(tmp_path / "lr.tif", data)
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 160, 240, seed=3) * 255).astype(np.uint8),
+                      transform=Affine(2.5, 0, 500000.0, 0, -2.5, 5000000.0))
+    pixels = []
+    for batch in (2, 1):  # three windows a row: batches of two and one
+        calls.clear()
+        res = upscale(lr, output=tmp_path / f"b{batch}.tif", scale=4, model="lite", batch_size=batch, ref=ref,
+                      cd="none", window=24, overlap=4)
+        assert len(calls) == res.windows, (batch, len(calls), res.windows)
+        with rasterio.open(res.output) as ds:
+            pixels.append(ds.read())
+    assert res.windows == 6 and np.array_equal(*pixels)

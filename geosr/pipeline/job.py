@@ -378,8 +378,9 @@ def _input_name(path: str) -> str:
 # 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
 # an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch;
 # 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre;
-# 6: tie points through gaps in the images, the forward model's moves compared on the same pixels).
-PIPELINE_REVISION = 6
+# 6: tie points through gaps in the images, the forward model's moves compared on the same pixels; 7: a model that
+# takes windows singly runs each through all its steps alone, a lone window no longer twice).
+PIPELINE_REVISION = 7
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

@@ -333,15 +333,22 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     scene, sr = job.scene, job.sr
     s, halo = scene.scale, sr.halo
     stacks = [scene.read_stack(w, halo) for w in group]
-    # a batch of one window runs other CPU kernels than larger ones (oneDNN), a rounding apart (1 DN in 1e-4 of the
-    # pixels): an area of interest one window wide would not give the whole run's pixels. So it runs as two.
-    if len(stacks) == 1 and job.batch_size > 1:
-        stacks = stacks * 2
     n_change = scene.cd_table.n_classes if scene.cd_table else getattr(sr, "n_change_classes", 2)
-    batch = to_batch(stacks, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes,
-                     sharpness=scene.sharpness)
-    with torch.inference_mode():
-        out = from_output(sr(batch.to(job.device), seed=job.seed))
+
+    def run(part: list) -> np.ndarray:
+        batch = to_batch(part, scale=s, halo=halo, n_change_classes=n_change, n_map_classes=scene.n_map_classes,
+                         sharpness=scene.sharpness)
+        with torch.inference_mode():
+            return from_output(sr(batch.to(job.device), seed=job.seed))
+
+    # A batch of one window runs other CPU kernels than larger ones (oneDNN), a rounding apart (1 DN in 1e-4 of the
+    # pixels): a window must not get other pixels for being alone in its batch (an area of interest one window wide
+    # would not give the whole run's pixels). A model whose network takes windows singly anyway runs each window
+    # through all of its steps alone; any other runs a lone window as a batch of two.
+    if getattr(sr, "one_window_at_a_time", False):
+        out = [run([st])[0] for st in stacks]
+    else:
+        out = list(run(stacks * 2 if len(stacks) == 1 and job.batch_size > 1 else stacks))
     return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]
 
 
