@@ -73,6 +73,14 @@ class WindowStack:
     changed: np.ndarray  # (H, W) bool
     map: np.ndarray | None  # (H, W) int64 class index
     offset: tuple[int, int]  # global HR (row, col) of the stack's top-left
+    # without a reference (a change mask) its four arrays above are read-only views of one 0 (not materialized)
+    has_ref: bool = True
+    has_cd: bool = True
+
+
+def _nothing(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A read-only array of zeros of ``shape`` that holds one value (an absent input: no memory, no copying)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 SHARPNESS_SIDE = 512  # LR pixels a side of each full-resolution sample the scene's sharpness is measured on
@@ -482,7 +490,7 @@ class Scene:
             ref = self.harmonization.apply(phys, origin=(r0, c0), step=1 / s)
             ref = np.where(ref_valid, self.stretch.forward(ref), 0.0).astype(np.float32)
         else:
-            ref, ref_valid = np.zeros((len(self.bands), H, W), np.float32), np.zeros((H, W), bool)
+            ref, ref_valid = _nothing((len(self.bands), H, W), np.float32), _nothing((H, W), bool)
         if self.cd_info is not None:
             raw, cd_valid = self.cd_reader.read_values(hr_win)
             index, changed_value = self.cd_table.lookup(raw)
@@ -499,7 +507,7 @@ class Scene:
                 change = np.where(cloud & ~changed, self.cd_table.unknown_index, change)
                 changed = changed | cloud
         else:
-            change, changed = np.zeros((H, W), np.int64), np.zeros((H, W), bool)
+            change, changed = _nothing((H, W), np.int64), _nothing((H, W), bool)
         map_ = None
         if self.map_info is not None:
             values, m_valid = self.map_reader.read_values(hr_win)
@@ -511,7 +519,8 @@ class Scene:
                 )
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
-        return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64), changed, map_, offset)
+        return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64, copy=False), changed, map_, offset,
+                           has_ref=self.ref_info is not None, has_cd=self.cd_info is not None)
 
     def sensor_masks(self) -> list[dict]:
         """The products' own cloud masks read (:meth:`untrusted`), each as ``SensorMask.to_dict``."""

@@ -16,19 +16,22 @@ def to_batch(
     """Stack numpy window stacks (all of one size) into a ConditionBatch on the CPU (``sharpness``: the scene's,
     for every window)."""
 
-    def cat(name: str, dtype: torch.dtype, channel: bool) -> torch.Tensor:
+    def cat(name: str, dtype: torch.dtype, channel: bool, given: bool = True) -> torch.Tensor:
         arrays = [getattr(s, name) for s in stacks]
+        if not given:  # an input the scene does not have: zeros, without stacking the stacks' views of one 0
+            return torch.zeros((len(arrays), *((1,) if channel else ()), *arrays[0].shape), dtype=dtype)
         t = torch.from_numpy(np.stack(arrays))
         return (t.unsqueeze(1) if channel else t).to(dtype)
 
     has_map = stacks[0].map is not None
+    has_ref, has_cd = any(s.has_ref for s in stacks), any(s.has_cd for s in stacks)
     return ConditionBatch(
         lr=cat("lr", torch.float32, False),
         lr_valid=cat("lr_valid", torch.float32, True),
-        ref=cat("ref", torch.float32, False),
-        ref_valid=cat("ref_valid", torch.float32, True),
-        change=cat("change", torch.int64, True),
-        changed=cat("changed", torch.float32, True),
+        ref=cat("ref", torch.float32, False, has_ref),
+        ref_valid=cat("ref_valid", torch.float32, True, has_ref),
+        change=cat("change", torch.int64, True, has_cd),
+        changed=cat("changed", torch.float32, True, has_cd),
         map=cat("map", torch.int64, True) if has_map else None,
         offsets=torch.tensor([s.offset for s in stacks], dtype=torch.int64),
         scale=scale,
