@@ -106,3 +106,23 @@ def test_row_bands_make_the_same_cog_in_memory_or_stitched_on_disk(tmp_path, mon
         assert ds.tags()["GEOSR_MODEL"] == "lite" and ds.nodata == 0 and ds.overviews(1) == [2, 4, 8]
         assert ds.crs == grid.crs and ds.transform == grid.transform
         assert ds.compression.name == "deflate" and ds.profile["tiled"]
+
+
+def test_writing_uses_a_block_cache_of_megabytes_and_gives_the_process_its_own_back(tmp_path, monkeypatch):
+    """rasterio takes GDAL_CACHEMAX in bytes: geosr's 256 meant a cache of 256 bytes, which it also left behind in
+    the process, so reading the output back for its statistics decompressed every block again and again (a 1536-px
+    output took 26 s instead of 3)."""
+    from rasterio.env import get_gdal_config
+
+    from geosr.io import writer
+
+    seen = []
+    copy = writer.rasterio.shutil.copy
+    monkeypatch.setattr(writer.rasterio.shutil, "copy",
+                        lambda *a, **k: seen.append(get_gdal_config("GDAL_CACHEMAX")) or copy(*a, **k))
+    data = np.random.default_rng(0).integers(0, 200, (3, 40, 60)).astype(np.uint8)
+    with rasterio.Env():  # as inside geosr's commands, where the writer's own Env is a nested one
+        before = get_gdal_config("GDAL_CACHEMAX")
+        write_cog(tmp_path / "o.tif", data, _grid(60, 40), OutputMeta(dtype="uint8", count=3))
+        assert get_gdal_config("GDAL_CACHEMAX") == before
+    assert seen and all(size == writer.GDAL_CACHE_MB * 2**20 for size in seen), seen
