@@ -218,6 +218,28 @@ def test_a_transfer_cut_while_the_header_is_read_is_a_network_failure_and_a_shor
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_a_file_cut_short_in_its_pixels_on_a_working_server_is_bad_input(tmp_path):
+    """A GeoTIFF uploaded in part (its header whole, its pixels cut short), served whole and correctly, was told as
+    "pixels stopped arriving ...: the server or the network failed; try again" (exit 1; geosr batch retried it for
+    nothing), directly and as a STAC item's band file: its blocks running past the size the server gives tell the
+    file's fault (exit 2, one sentence, nothing written)."""
+    from tests.s2_products import band_files, item_over_band_files
+
+    folder = tmp_path / "www"
+    band_files(folder)
+    green = next(folder.glob("*_B03_10m.tif"))
+    data = green.read_bytes()
+    item = item_over_band_files(folder)
+    green.write_bytes(data[: len(data) * 3 // 4])
+    with serving(folder) as url:
+        for source, which in ((f"{url}/{green.name}", "the file is cut short"),
+                              (f"{url}/{item.name}", f"its band file {url}/{green.name} is cut short")):
+            res = CliRunner().invoke(app, ["upscale", source, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+            said = _said(res)
+            assert res.exit_code == 2 and which in said and "try again" not in said, (source, said)
+            assert not list(tmp_path.glob("o.*"))
+
+
 def test_a_transfer_cut_without_its_length_announced_is_a_network_failure(tmp_path, raster_factory):
     """A server that announced no Content-Length and closed the connection in the middle of a TIFF gave exit 2,
     "cannot be read as a raster": the end of the connection looked like the end of the file. The range it answered

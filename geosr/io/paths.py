@@ -165,6 +165,20 @@ def network_failure(url: str) -> str | None:
     return None
 
 
+def remote_size(url: str) -> int | None:
+    """The size in bytes of the file at an HTTP(S) URL (or /vsicurl/ path), as its server gives it (the total of
+    the answer to a GET of the first byte, else the whole answer's length); None when it does not say."""
+    answer = http_head(url, method="GET", follow=True)
+    if answer is None or answer[0] is None:
+        return None
+    status, headers, _ = answer
+    total = re.fullmatch(r"\s*bytes\s+\d+-\d+/(\d+)\s*", headers.get("Content-Range") or "")
+    if status == 206 and total:
+        return int(total.group(1))
+    length = (headers.get("Content-Length") or "").strip()
+    return int(length) if status == 200 and length.isdigit() else None
+
+
 def refused(url: str) -> bool:
     """Whether ``url``'s server answers that it is missing or not to be had (a 4xx other than 408 and 429): the
     input's fault. HTTP(S) only (False for other paths), redirects followed."""

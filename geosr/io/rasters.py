@@ -26,6 +26,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     network_failure,
     over_network,
     refused,
+    remote_size,
 )
 from geosr.io.sources import composite, is_composite
 from geosr.io.vrt import vrt_sources
@@ -394,6 +395,12 @@ def reading(name: str) -> Iterator[None]:
         reason = str(root).split("\n")[0].rstrip(".")
         shown = shown_name(name)
         decoding = "decod" in reason.lower()  # the bytes arrived but do not decode: the file's fault
+        cut = next(((m, c) for m in [name, *vrt_sources(name)] if over_network(m) and (c := cut_short_file(m))),
+                   None)
+        if cut is not None:  # what the server holds ends before the file's own pixels do: no retry can help
+            which = "the file" if cut[0] == name else f"its band file {curl_url(cut[0]) or cut[0]}"
+            raise NotARasterError(f"{shown}: pixels cannot be read, {which} is cut short ({cut[1]}; a partial upload "
+                                  "or copy?)") from exc
         if (over_network(name) or over_network(shown)) and not decoding:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
                                "failed; try again") from exc
@@ -407,6 +414,37 @@ def reading(name: str) -> Iterator[None]:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server of a band "
                                "file or the network failed; try again") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
+
+
+MAX_BLOCKS_CHECKED = 1 << 18  # a file of more blocks is not checked for an end cut short (reading its index)
+
+
+def cut_short_file(path: str) -> str | None:
+    """Why the GeoTIFF at ``path`` (read over HTTP) cannot be whole: its blocks run beyond the size its server gives
+    (a file cut short looks like a dropped connection to GDAL, but is the input's fault); None when it can be whole,
+    is not a GeoTIFF or cannot be told."""
+    size = remote_size(path)
+    if size is None:
+        return None
+    end = 0
+    try:
+        with rasterio.open(path) as ds:
+            if ds.driver != "GTiff":
+                return None
+            planes = range(1, ds.count + 1) if ds.interleaving and ds.interleaving.name == "band" else [1]
+            rows, cols = (-(-n // b) for n, b in zip((ds.height, ds.width), ds.block_shapes[0]))
+            if rows * cols * len(planes) > MAX_BLOCKS_CHECKED:
+                return None
+            for b in planes:
+                for j in range(rows):
+                    for i in range(cols):
+                        offset = ds.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=b)
+                        length = ds.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=b)
+                        if offset and length:
+                            end = max(end, int(offset) + int(length))
+    except (RasterioIOError, ValueError, TypeError):
+        return None
+    return f"its pixels run to byte {end:,} but its server holds {size:,} bytes" if end > size else None
 
 
 def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> float:
