@@ -234,7 +234,8 @@ def test_a_file_cut_short_in_its_pixels_on_a_working_server_is_bad_input(tmp_pat
     with serving(folder) as url:
         for source, which in ((f"{url}/{green.name}", "the file is cut short"),
                               (f"{url}/{item.name}", f"its band file {url}/{green.name} is cut short")):
-            res = CliRunner().invoke(app, ["upscale", source, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+            res = CliRunner().invoke(app, ["upscale", source, "-x", "2", "-m", "bicubic",
+                                           "-o", str(tmp_path / "o.tif")])
             said = _said(res)
             assert res.exit_code == 2 and which in said and "try again" not in said, (source, said)
             assert not list(tmp_path.glob("o.*"))
