@@ -374,6 +374,24 @@ def test_row_ranges_assemble_into_the_same_bytes(tmp_path, cuts):
     assert split.read_bytes() == whole.read_bytes()
 
 
+def test_row_ranges_without_overlap_assemble_into_the_same_bytes(tmp_path):
+    """With --overlap 0 no earlier window row reaches into a range: finding the first row that does raised a bare
+    StopIteration, and every part of a `geosr batch --split-windows` job failed."""
+    from geosr.pipeline.upscale import finish, plan_upscale, run_rows
+
+    src = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 33, seed=9) * 255).astype(np.uint8))
+    opts = dict(scale=2, model="bicubic", tiling=TilingConfig(window=8, overlap=0))
+    whole, split = tmp_path / "whole.tif", tmp_path / "split.tif"
+    upscale(src, output=whole, **opts)
+    with plan_upscale(src, output=split, **opts) as job:
+        assert job.plan.n_rows == 5
+        chunks = []
+        for a, b in ((0, 2), (2, 5)):
+            chunks += run_rows(job, (a, b))[0]
+        finish(job, chunks)
+    assert split.read_bytes() == whole.read_bytes()
+
+
 def test_aoi_from_a_vector_file_in_another_crs(tmp_path):
     import geopandas as gpd
     from shapely.geometry import box

@@ -320,7 +320,7 @@ def _first_contributing_row(plan: WindowPlan, start: int) -> int:
     if start == 0:
         return 0
     top = plan.row_starts[start]
-    return next(r for r in range(start) if plan.row_starts[r] + plan.size > top)
+    return next((r for r in range(start) if plan.row_starts[r] + plan.size > top), start)  # none without overlap
 
 
 def _batches(windows: list, size: int) -> list[list]:
