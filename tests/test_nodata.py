@@ -114,6 +114,26 @@ def test_bands_with_different_nodata_values_are_warned_about(tmp_path):
     assert not plain.warnings
 
 
+def test_the_output_declares_the_selected_bands_nodata_not_band_1s(tmp_path):
+    """The output's nodata was band 1's: with band 1 declaring none and the selected bands 2-4 declaring 0 (a VRT,
+    a STAC item, band files), the LR's nodata rows were written as valid, made-up pixels."""
+    data = (smooth_field(4, 20, 22) * 1000 + 100).astype(np.uint16)
+    data[:, :4] = 0
+    make_raster(tmp_path / "src.tif", data)
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}">{"" if b == 1 else "<NoDataValue>0</NoDataValue>"}'
+        f'<SimpleSource><SourceFilename relativeToVRT="1">src.tif</SourceFilename><SourceBand>{b}</SourceBand>'
+        "</SimpleSource></VRTRasterBand>" for b in (1, 2, 3, 4))
+    vrt = tmp_path / "lr.vrt"
+    vrt.write_text('<VRTDataset rasterXSize="22" rasterYSize="20"><SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, '
+                   f"5000000, 0, -10</GeoTransform>{bands}</VRTDataset>")
+    result = upscale(vrt, output=tmp_path / "o.tif", scale=2, model="bicubic", bands="2,3,4")
+    with rasterio.open(result.output) as ds:
+        assert ds.nodata == 0 and not ds.read(masked=True)[:, 8:].mask.any()
+        assert ds.read(masked=True)[:, :8].mask.all()
+    assert result.nodata_share == pytest.approx(0.2) and not result.warnings
+
+
 def test_a_nan_or_far_away_nodata_is_said_as_such_and_warns_nothing(tmp_path):
     """`geosr info --json` gave a NaN nodata as null, which reads "no nodata" (the STAC sidecar says "nan"); a
     float32 nodata of -3.4e38 beside infinite pixels printed numpy's "overflow encountered in cast" on the terminal;

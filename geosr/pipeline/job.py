@@ -379,7 +379,8 @@ def _input_name(path: str) -> str:
 # an LR gap filled from its valid neighbours; 4: an AOI is processed in the scene's windows, with its stretch;
 # 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre;
 # 6: tie points through gaps in the images, the forward model's moves compared on the same pixels; 7: a model that
-# takes windows singly runs each through all its steps alone, a lone window no longer twice).
+# takes windows singly runs each through all its steps alone, a lone window no longer twice; the output's nodata
+# is the selected bands', not band 1's).
 PIPELINE_REVISION = 7
 
 
@@ -550,7 +551,9 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
 def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:
     """Output dtype, nodata and band metadata carried over from the LR's selected bands."""
     dtype = info.dtypes[bands[0] - 1]
-    nodata, write_mask = info.nodata, False
+    # the selected bands' own (band 1's may differ or be none: a VRT, a STAC item, a list of band files, --bands)
+    declared = [info.band_nodata[b - 1] for b in bands] if info.band_nodata else [info.nodata]
+    nodata, write_mask = next((v for v in declared if v is not None), None), False
     if nodata is None:
         if np.issubdtype(np.dtype(dtype), np.floating):
             nodata = float("nan")  # float LR without nodata: NaN inputs become declared nodata
