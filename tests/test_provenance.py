@@ -67,6 +67,20 @@ def test_the_sidecar_holds_the_expected_classes_and_shares(scene, tmp_path):
         upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out)
 
 
+def test_the_outputs_bytes_do_not_depend_on_how_its_path_is_spelled(scene, tmp_path, monkeypatch):
+    """The GEOSR_PROVENANCE tag held the sidecar's path as typed: one job written as d1/out.tif and as d2/out.tif
+    gave other bytes (and a local path went into a file that may be shared). It names the sidecar's file."""
+    outputs = []
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        out = tmp_path / folder / "out.tif"
+        upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste", output=out)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    with rasterio.open(tmp_path / "d1" / "out.tif") as ds:
+        assert json.loads(ds.tags()["GEOSR_PROVENANCE"])["path"] == "out.provenance.tif"
+
+
 def test_no_sidecar_without_a_reference_or_for_a_model_that_ignores_it(scene, tmp_path):
     a = upscale(scene["lr"], scale=4, model="bicubic", output=tmp_path / "a.tif")
     b = upscale(scene["lr"], ref=scene["ref"], scale=4, model="bicubic", ignore_unused=True,

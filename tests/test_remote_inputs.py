@@ -241,6 +241,27 @@ def test_a_file_cut_short_in_its_pixels_on_a_working_server_is_bad_input(tmp_pat
             assert not list(tmp_path.glob("o.*"))
 
 
+def test_no_url_query_goes_into_the_files_a_run_writes(tmp_path, raster_factory):
+    """A signed URL's query (a token) was left out of GEOSR_INPUTS and the STAC links but written in full into the
+    GEOSR_OPTIONS tag of every output (`ref`, `cd`, `map`, `aoi`, `model` as given)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/lr.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    raster_factory("www/ref.tif", (smooth_field(3, 48, 48, 6) * 200 + 20).astype(np.uint8),
+                   transform=rasterio.Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    token = "X-Amz-Signature=SECRETTOKEN123"
+    with serving(folder) as url:
+        res = CliRunner().invoke(app, ["upscale", f"{url}/lr.tif?{token}", "--ref", f"{url}/ref.tif?{token}", "-x",
+                                       "2", "-m", "reference-paste", "--cd", "none", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    written = sorted(p.name for p in tmp_path.glob("o*"))
+    assert written == ["o.provenance.tif", "o.provenance.tif.aux.xml", "o.stac.json", "o.tif"], written
+    for name in written:
+        assert b"SECRETTOKEN" not in (tmp_path / name).read_bytes(), name
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert json.loads(ds.tags()["GEOSR_OPTIONS"])["ref"] == f"{url}/ref.tif"
+
+
 def test_a_transfer_cut_without_its_length_announced_is_a_network_failure(tmp_path, raster_factory):
     """A server that announced no Content-Length and closed the connection in the middle of a TIFF gave exit 2,
     "cannot be read as a raster": the end of the connection looked like the end of the file. The range it answered

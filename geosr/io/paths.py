@@ -3,6 +3,7 @@ reader uses it without loading the GIS stack)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.parse
@@ -52,6 +53,22 @@ def named(path: str) -> str:
     """How a message names ``path``: a /vsicurl?OPTIONS&url=URL path by the URL it reads (its options and percent
     signs are no name), any other path as it is."""
     return (curl_url(path) or path) if VSICURL_OPTIONS.match(path) else path
+
+
+def recorded_options(options_json: str) -> str:
+    """A command's options as JSON (``to_json``) with every URL in them, each of a list of files too, without its
+    query (:func:`without_query`): what an output may carry of them (the tag ``GEOSR_OPTIONS``)."""
+
+    def shareable(value: Any) -> Any:
+        if isinstance(value, str):
+            return ",".join(without_query(p) for p in (value.split(",") if is_file_list(value) else [value]))
+        if isinstance(value, list):
+            return [shareable(v) for v in value]
+        if isinstance(value, dict):
+            return {k: shareable(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(shareable(json.loads(options_json)), sort_keys=True, separators=(",", ":"))
 
 
 def is_file_list(path: str) -> bool:

@@ -41,6 +41,7 @@ from geosr.errors import NoOverlapError, OptionError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
+from geosr.io.paths import recorded_options
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -157,7 +158,7 @@ def detect_changes(
         found = DetectedRows(scene, grid, report, opts.refine,
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
-                     | {"GEOSR_OPTIONS": opts.to_json()})
+                     | {"GEOSR_OPTIONS": recorded_options(opts.to_json())})
         if work is not None:
             write_row_bands(final, found.fine_grid, meta, found, work)
         else:

@@ -25,7 +25,15 @@ from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
-from geosr.io.paths import curl_url, http_head, is_file_list, named, sidecar_paths, without_query
+from geosr.io.paths import (
+    curl_url,
+    http_head,
+    is_file_list,
+    named,
+    recorded_options,
+    sidecar_paths,
+    without_query,
+)
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
@@ -604,7 +612,7 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_MODEL_SETTINGS": json.dumps(
             sr.describe() if hasattr(sr, "describe") else {"model": sr.name}, sort_keys=True
         ),
-        "GEOSR_OPTIONS": opts.to_json(),  # every option as the user named it (geosr.options)
+        "GEOSR_OPTIONS": recorded_options(opts.to_json()),  # every option as the user named it (geosr.options)
         "GEOSR_SCALE": str(scene.scale),
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),

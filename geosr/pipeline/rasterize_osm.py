@@ -23,6 +23,7 @@ from geosr.errors import NoOverlapError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
+from geosr.io.paths import recorded_options
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
 from geosr.options.declare import coerce
@@ -145,7 +146,7 @@ def rasterize_osm(
         )
 
     # 3. burn and write
-    tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": opts.to_json()}
+    tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json())}
     counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report)
     return RasterizeOSMResult(
         path=final,

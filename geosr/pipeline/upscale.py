@@ -188,7 +188,9 @@ def _write_provenance(job: UpscaleJob) -> Path:
     tags = {k: v for k, v in job.meta.tags.items() if k in kept}
     shares = write_provenance(job.scene, staged, folder, tags)
     job.summary["provenance"] = {"path": str(job.provenance), "shares": shares}
-    job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_PROVENANCE": json.dumps(job.summary["provenance"])})
+    # the tag names the sidecar beside the output (a path as typed would make the bytes depend on its spelling)
+    tag = json.dumps({"path": job.provenance.name, "shares": shares})
+    job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_PROVENANCE": tag})
     return staged
 
 
