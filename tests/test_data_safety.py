@@ -916,6 +916,22 @@ def test_a_link_or_a_folder_at_the_output_s_aux_xml_is_refused(scene, kind):
     assert Path(lr).read_bytes() == before and not (tmp / "o.tif").exists()
 
 
+@pytest.mark.parametrize("name", ["o.tif.aux.xml", "o.provenance.tif.aux.xml"])
+def test_a_metadata_file_at_the_output_s_or_its_sidecar_s_name_is_kept_unless_overwrite(scene, name):
+    """A user's `OUT.tif.aux.xml` (and `OUT.provenance.tif.aux.xml`) with no output beside it was deleted (replaced)
+    without `--overwrite`, while an existing `OUT.stac.json` or `OUT.provenance.tif` was refused."""
+    tmp, lr, ref, cd = scene
+    pam = tmp / name
+    pam.write_text('<PAMDataset><Metadata><MDI key="NOTES">mine</MDI></Metadata></PAMDataset>')
+    args = ("upscale", lr, "--ref", ref, "--cd", cd, "-x", "2", "-m", "reference-paste", "-o", tmp / "o.tif")
+    res = _invoke(*args)
+    assert res.exit_code == 2 and f"{name}: already exists" in res.output, res.output
+    assert "mine" in pam.read_text() and not (tmp / "o.tif").exists()
+    res = _invoke(*args, "--overwrite")
+    assert res.exit_code == 0 and (tmp / "o.tif").exists(), res.output
+    assert not pam.exists() or "mine" not in pam.read_text()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_that_comes_while_gdal_builds_overviews_stops_the_run(tmp_path, monkeypatch, sig):
     """Found black-box: a Ctrl-C (or SIGTERM) while GDAL built the overviews ran its handler inside rasterio's log

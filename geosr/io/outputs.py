@@ -97,6 +97,10 @@ def check_output_path(
         what = "a link" if pam.is_symlink() else "a folder"
         raise OutputLocationError(f"{pam}: is {what}; geosr writes the output's class names and statistics in a "
                                   "file of that name, so move it away first")
+    if not overwrite and p.suffix.lower() != ".json" and os.path.lexists(pam) and not os.path.lexists(p):
+        # an output's metadata file beside no output: someone's, or stale; GDAL would read it as the new output's
+        raise OutputExistsError(f"{pam}: already exists, where GDAL keeps the metadata of {p}, which the run writes "
+                                "(use `overwrite` to replace it)")
     try:
         st = os.stat(p)
     except FileNotFoundError:
