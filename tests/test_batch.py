@@ -451,3 +451,18 @@ def test_ctrl_c_on_a_local_batch_stops_it_with_one_line(tmp_path):
     assert "Traceback" not in err and "distributed" not in err and "KeyboardInterrupt" not in err, err
     assert rest.strip().splitlines()[-1] == ("geosr: error: interrupted; run the same batch again to continue "
                                              "(finished jobs are skipped, the others resume)"), err
+
+
+def test_one_model_serves_every_seed_in_a_worker_and_the_planner():
+    """The models kept per worker (and by the planner) were keyed by the sampler with its seed, which no model reads
+    (each run passes its own): a manifest of per-job seeds loaded and kept one more copy of the model per seed."""
+    from geosr.config import SamplerConfig
+    from geosr.pipeline.batch.plan import _ClientModels
+    from geosr.pipeline.batch.tasks import worker_model
+
+    loaded = {id(worker_model("default", device="cpu", sampler=SamplerConfig(seed=s))) for s in range(3)}
+    planner = _ClientModels()
+    checked = {id(planner.get("default", sampler=SamplerConfig(seed=s))) for s in range(3)}
+    assert len(loaded) == len(checked) == 1
+    other_steps = worker_model("default", device="cpu", sampler=SamplerConfig(seed=5, steps=2))
+    assert id(other_steps) not in loaded  # what the model does depend on still keeps models apart

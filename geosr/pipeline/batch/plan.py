@@ -22,6 +22,7 @@ from geosr.errors import InputError
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
+from geosr.pipeline.batch.tasks import unseeded
 
 
 def plan_batch(
@@ -96,13 +97,13 @@ class _ClientModels:
 
     def get(self, name: str, *, device: str = "cpu", sampler=None):
         """``name`` loaded with ``sampler`` as the workers will (the job's fingerprint records how it runs)."""
-        key = (name, sampler)
+        key = (name, unseeded(sampler))
         with self._lock:
             if key not in self._models:
                 from geosr.models.registry import load_model
 
                 try:
-                    self._models[key] = load_model(name, device="cpu", sampler=sampler)
+                    self._models[key] = load_model(name, device="cpu", sampler=key[1])
                 except InputError as exc:
                     self._models[key] = exc
             got = self._models[key]

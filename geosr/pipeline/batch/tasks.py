@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 EVENT_TOPIC = "geosr-batch"
 
-_MODELS: dict[tuple, Any] = {}  # (model, device, visible GPUs, sampler) -> the model, in this worker process
+_MODELS: dict[tuple, Any] = {}  # (model, device, visible GPUs, sampler but seed) -> the model, in this process
 _MODELS_LOCK = threading.Lock()
 
 
@@ -37,11 +37,17 @@ def worker_model(name: str, *, device: str, sampler=None):
     from geosr.models.registry import load_model
 
     dev = str(resolve_device(device))
-    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), sampler)
+    # the seed is not the model's (each run passes its own): one model serves every seed
+    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), unseeded(sampler))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, device=dev, sampler=sampler)
+            _MODELS[key] = load_model(name, device=dev, sampler=key[3])
         return _MODELS[key]
+
+
+def unseeded(sampler):
+    """``sampler`` (a SamplerConfig or None) with seed 0: what a loaded model depends on."""
+    return replace(sampler, seed=0) if sampler is not None else None
 
 
 def warm_worker() -> str:
