@@ -40,6 +40,7 @@ def test_every_output_gets_a_stac_item(raster_factory, tmp_path):
     with pytest.raises(OutputExistsError, match="stac.json"):
         out.unlink()
         (out.with_name("sr.provenance.tif")).unlink()
+        (out.with_name("sr.provenance.tif.aux.xml")).unlink()  # (its class names: else named, as kept, first)
         upscale(lr, ref=ref, output=out, scale=4, model="reference-paste")
 
 
@@ -156,3 +157,18 @@ def test_names_with_hash_percent_or_spaces_are_found_again_from_the_item(raster_
     item["assets"]["data"]["href"] = "a%20b.tif"
     (folder / "other.stac.json").write_text(json.dumps(item))
     upscale(str(folder / "other.stac.json"), output=tmp_path / "other.tif", scale=2, model="bicubic")
+
+
+def test_bands_named_by_stac_common_names_are_picked_and_kept_by_them(raster_factory, tmp_path):
+    """Landsat Collection 2 items call band 5 `nir08`: `--bands nir` did not find it, and the output's item dropped
+    every common name but red/green/blue/nir (`nir08`, `swir16`, `coastal` came out as bare names)."""
+    from geosr.io.rasters import inspect_raster, parse_bands
+
+    data = (smooth_field(4, 16, 16) * 60000).astype(np.uint16)
+    lr = raster_factory("lr.tif", data, descriptions=("nir08", "red", "swir16", "coastal"))
+    assert parse_bands("nir,red,swir", inspect_raster(lr)) == (1, 2, 3)
+    upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", bands="nir,red,swir16,coastal")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    bands = item["assets"]["data"]["eo:bands"]
+    assert [(b["name"], b.get("common_name")) for b in bands] == [
+        ("nir08", "nir08"), ("red", "red"), ("swir16", "swir16"), ("coastal", "coastal")]

@@ -230,7 +230,10 @@ def default_bands(info: RasterInfo) -> tuple[int, ...]:
 # B1..B7 mean different things on different satellites, so they are not read.
 _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir", "b05": "red edge",
           "b06": "red edge", "b07": "red edge", "b11": "swir", "b12": "swir", "blue": "blue", "green": "green",
-          "red": "red", "nir": "nir", "near-infrared": "nir", "pan": "panchromatic", "panchromatic": "panchromatic"}
+          "red": "red", "nir": "nir", "near-infrared": "nir", "pan": "panchromatic", "panchromatic": "panchromatic",
+          # STAC's common names that narrow these (Landsat's B5 is nir08, Sentinel-2's B8A too, B11 swir16)
+          "nir08": "nir", "swir16": "swir", "swir22": "swir", "rededge071": "red edge", "rededge075": "red edge",
+          "rededge078": "red edge"}
 
 
 # STAC's common names for the roles that _ROLES spells otherwise (the first such band is taken: B05 for rededge)

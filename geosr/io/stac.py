@@ -169,6 +169,10 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
 
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
 _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan"}
+# the eo extension's common names (v1.1): a band named one of them keeps it as its common name
+EO_COMMON_NAMES = frozenset({"pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
+                             "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
+                             "lwir", "lwir11", "lwir12"})
 
 
 def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
@@ -179,7 +183,8 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
     bands = []
     for i, role in enumerate(roles):
         name = info.descriptions[i] or f"b{i + 1}"
-        common = _COMMON.get(role or "") or {"b11": "swir16", "b12": "swir22"}.get(name.lower())
+        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or _COMMON.get(role or "") or {
+            "b11": "swir16", "b12": "swir22"}.get(name.lower())
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
 
