@@ -392,7 +392,8 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
     assert "`window`" in reason, reason
 
 
-@pytest.mark.parametrize("sidecar", ["s0.stac.json", "s0.provenance.tif"])
+@pytest.mark.parametrize("sidecar", ["s0.stac.json", "s0.provenance.tif", "s0.tif.aux.xml",
+                                     "s0.provenance.tif.aux.xml"])
 def test_a_file_of_the_user_s_at_a_sidecar_s_name_is_not_replaced_without_overwrite(scenes, sidecar):
     """batch replaced `<stem>.stac.json` / `<stem>.provenance.tif` beside an absent output (exit 0), where upscale
     refuses: the job now fails unless --overwrite, or a record shows a batch made this output (and so the file)."""

@@ -18,7 +18,8 @@ from tests.s2_products import band_files
 
 from geosr import detect_changes, upscale
 from geosr.io.rasters import open_raster
-from geosr.io.writer import OutputMeta, pam_path, write_cog
+from geosr.io.paths import pam_path
+from geosr.io.writer import OutputMeta, write_cog
 from geosr.pipeline.provenance import CLASSES
 from geosr.tiling.grid import Grid
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import is_remote, unwritable
+from geosr.io.paths import is_remote, pam_path, unwritable
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -92,7 +92,7 @@ def check_output_path(
         what = "a link" if work.is_symlink() else "not a folder"
         raise OutputLocationError(f"{work}: is {what}; geosr keeps this run's work in a folder of that name and "
                                   "clears it, so move it away first")
-    pam = p.with_name(p.name + ".aux.xml")  # GDAL's metadata file of the output, which the run replaces
+    pam = pam_path(p)  # GDAL's metadata file of the output, which the run replaces
     if pam.is_symlink() or pam.is_dir():
         what = "a link" if pam.is_symlink() else "a folder"
         raise OutputLocationError(f"{pam}: is {what}; geosr writes the output's class names and statistics in a "

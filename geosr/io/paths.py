@@ -98,6 +98,12 @@ def sidecar_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
             "STAC item": out.with_name(out.stem + STAC_SUFFIX)}
 
 
+def pam_path(path: str | os.PathLike[str]) -> Path:
+    """GDAL's auxiliary metadata file of ``path`` (``<name>.aux.xml``), which GDAL and QGIS read with it."""
+    path = Path(path)
+    return path.with_name(path.name + ".aux.xml")
+
+
 def without_query(path: str) -> str:
     """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
     may be in a file name)."""

@@ -25,6 +25,7 @@ from rasterio.windows import Window
 from geosr.config import COMPRESS_LEVELS, DEFAULT_COMPRESS_LEVEL
 from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output, stops_between_gdal_calls, temp_path_beside
+from geosr.io.paths import pam_path
 from geosr.tiling.grid import Grid
 
 # GDAL's block cache defaults to 5% of RAM and fills up while a large COG is made; a fixed cap keeps the
@@ -252,11 +253,6 @@ def cog_threads() -> str:
         if value.isdigit() and int(value) > 0 or value.upper() == "ALL_CPUS":
             return value.upper()
     return "ALL_CPUS"
-
-
-def pam_path(path: Path) -> Path:
-    """GDAL's auxiliary metadata file of ``path`` (``<name>.aux.xml``), which GDAL and QGIS read with it."""
-    return path.with_name(path.name + ".aux.xml")
 
 
 def write_categories(path: Path, meta: OutputMeta) -> None:

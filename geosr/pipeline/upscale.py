@@ -20,9 +20,9 @@ from geosr.errors import OutputExistsError, ResumeError
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
-from geosr.io.paths import sidecar_paths
+from geosr.io.paths import pam_path, sidecar_paths
 from geosr.io.stac import write_stac_item
-from geosr.io.writer import OutputMeta, assemble, pam_path, write_chunk
+from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
 from geosr.pipeline.fingerprints import fingerprint_changes
 from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
