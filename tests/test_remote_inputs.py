@@ -260,6 +260,16 @@ def test_no_url_query_goes_into_the_files_a_run_writes(tmp_path, raster_factory)
         assert b"SECRETTOKEN" not in (tmp_path / name).read_bytes(), name
     with rasterio.open(tmp_path / "o.tif") as ds:
         assert json.loads(ds.tags()["GEOSR_OPTIONS"])["ref"] == f"{url}/ref.tif"
+    with serving(folder) as url:  # detect-changes wrote both URLs whole into its GEOSR_CHANGE_DETECTION tag
+        res = CliRunner().invoke(app, ["detect-changes", f"{url}/lr.tif?{token}", "--ref", f"{url}/ref.tif?{token}",
+                                       "-o", str(tmp_path / "c.tif")])
+    assert res.exit_code == 0, res.output
+    written = sorted(p.name for p in tmp_path.glob("c*"))
+    assert written == ["c.tif", "c.tif.aux.xml"], written
+    for name in written:
+        assert b"SECRETTOKEN" not in (tmp_path / name).read_bytes(), name
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert json.loads(ds.tags()["GEOSR_CHANGE_DETECTION"])["lr"] == f"{url}/lr.tif"
 
 
 def test_a_transfer_cut_without_its_length_announced_is_a_network_failure(tmp_path, raster_factory):
@@ -649,3 +659,56 @@ def test_a_url_without_a_suffix_that_cannot_be_fetched_is_not_called_a_stac_item
         server.shutdown()
         server.server_close()
     assert not list(tmp_path.iterdir())
+
+
+def test_recorded_options_keep_no_query_of_any_url_form():
+    """A list of URLs written with spaces after its commas kept the later URLs' queries, and GDAL's
+    /vsicurl?OPTIONS&url=URL form was recorded as a bare "/vsicurl" (its URL lost, while its query is a token's)."""
+    from geosr.io.paths import recorded_options
+
+    given = {"ref": "https://h/a.tif?tok=1, https://h/b.tif?tok=2",
+             "cd": "/vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fc.tif%3Ftok%3D3", "map": "plain?name.tif",
+             "scale": 4}
+    assert json.loads(recorded_options(json.dumps(given))) == {
+        "ref": "https://h/a.tif,https://h/b.tif", "cd": "https://h/c.tif", "map": "plain?name.tif", "scale": 4}
+
+
+def test_a_list_of_urls_written_with_spaces_is_read(tmp_path, raster_factory):
+    """`"URL1?tok, URL2?tok"` (as a shell user writes a list) stopped with an internal error (exit 1): the whole
+    list was asked for as one URL, which the HTTP library refused, spaces and all."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    for i in range(3):
+        raster_factory(f"www/b{i}.tif", (smooth_field(1, 24, 24, i) * 200 + 20).astype(np.uint8))
+    with serving(folder) as url:
+        listed = ", ".join(f"{url}/b{i}.tif?tok=SECRETTOKEN" for i in range(3))
+        res = CliRunner().invoke(app, ["upscale", listed, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.count == 3 and "SECRETTOKEN" not in json.dumps(ds.tags())
+
+
+def test_a_server_answering_outside_http_is_no_answer():
+    """A reply that is not HTTP (a bad status line) escaped the HEAD that identifies a remote input, as an
+    internal error: it is no answer, as a refused connection is."""
+    import socket
+    import threading
+
+    from geosr.io.paths import http_head
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        status, headers, why = http_head(f"http://127.0.0.1:{server.getsockname()[1]}/a.tif", timeout=5)
+    finally:
+        thread.join(5)
+        server.close()
+    assert status is None and not headers and why

@@ -105,9 +105,10 @@ def pam_path(path: str | os.PathLike[str]) -> Path:
 
 
 def without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
-    may be in a file name)."""
-    return path.split("?")[0] if REMOTE.match(path) else path
+    """A URL without its query (``item.json?token=...``: a signature or token too), a /vsicurl?OPTIONS&url=URL path
+    as its URL without its query; a local path as it is (``?`` may be in a file name)."""
+    url = named(path.strip())
+    return url.split("?")[0] if REMOTE.match(url) else path
 
 
 def is_remote(path: str) -> bool:
@@ -147,6 +148,7 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
     followed only with ``follow`` (urllib would follow one with a GET, a whole download): else a 3xx is the
     answer. urllib: GDAL has no stat call that rasterio exposes. ``method="GET"`` asks for the first byte only
     (as GDAL's reads begin; the range is kept across redirects)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -166,8 +168,8 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
             return resp.status, resp.headers, None
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers or {}, None
-    except (OSError, ValueError) as exc:
-        return None, {}, str(getattr(exc, "reason", exc))
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # (a bad status line, a header too long)
+        return None, {}, str(getattr(exc, "reason", exc)) or type(exc).__name__
 
 
 def network_failure(url: str) -> str | None:

@@ -41,7 +41,7 @@ from geosr.errors import NoOverlapError, OptionError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
-from geosr.io.paths import recorded_options
+from geosr.io.paths import recorded_options, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -328,8 +328,9 @@ def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width
 def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1, masks: list[dict] | None = None) -> dict[str, str]:
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(TABLE.to_dict(), sort_keys=True),
-        "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION, "lr": lr,
-                                              "reference": ref, "coregistration": coreg, "refine": factor,
+        "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION,
+                                              "lr": without_query(lr), "reference": without_query(ref),
+                                              "coregistration": coreg, "refine": factor,
                                               "sensor_mask": {"masks": masks} if masks else None},
                                              sort_keys=True),
         "GEOSR_VERSION": __version__,

@@ -633,7 +633,8 @@ def _file_id(path: str | None) -> list | str | None:
     if is_composite(path):  # a STAC item, a Sentinel-2 product, band files: each file it reads, local or remote
         comp = composite(path)
         members = comp.files if comp is not None else ()
-        return [path, *(_remote_stat(path) if REMOTE.match(path) else []),
+        listed = is_file_list(path)  # (a list of URLs is no URL of its own)
+        return [path, *(_remote_stat(path) if REMOTE.match(path) and not listed else []),
                 *(_stat_id(f) if not REMOTE.match(f) else [f, *_remote_stat(f)] for f in members)]
     behind = [_stat_id(f) for f in gdal_files(path)]  # a VRT's sources, the archive of a /vsizip/ path
     if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
