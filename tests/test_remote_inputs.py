@@ -712,3 +712,58 @@ def test_a_server_answering_outside_http_is_no_answer():
         thread.join(5)
         server.close()
     assert status is None and not headers and why
+
+
+def test_a_stalled_server_is_asked_once_when_a_read_fails(monkeypatch):
+    """When a read over the network failed, each band file of a VRT was asked for its size (to tell a file cut
+    short) and then again for a network failure, each waiting the full timeout on a server that accepts and never
+    answers: 50 s for 4 band files. The first that does not answer is the network failure named, and the only one
+    asked."""
+    import socket
+    import threading
+
+    from rasterio.errors import RasterioIOError
+
+    from geosr.errors import NetworkError
+    from geosr.io import rasters
+
+    monkeypatch.setattr(rasters, "CUT_SHORT_PROBE_TIMEOUT", 0.5)
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    base = f"http://127.0.0.1:{server.getsockname()[1]}"
+    vrt = "<VRTDataset>" + "".join(
+        f"<VRTRasterBand><SimpleSource><SourceFilename>/vsicurl/{base}/b{i}.tif</SourceFilename></SimpleSource>"
+        "</VRTRasterBand>" for i in range(4)) + "</VRTDataset>"
+    try:
+        with pytest.raises(NetworkError) as err, rasters.reading(vrt):
+            raise RasterioIOError("Read failed")
+        assert f"its band file {base}/b0.tif: no answer from its server" in str(err.value)
+        assert len(accepted) == 1
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_geotiff_whose_appended_overviews_are_cut_short_is_told(tmp_path):
+    """A plain GeoTIFF keeps the overviews added to it after its pixels: cut there, it was not told as cut short
+    (only the full-resolution blocks were looked at), so the failed read was a network failure to retry."""
+    from rasterio.enums import Resampling
+
+    from geosr.io.rasters import cut_short_file
+
+    path = tmp_path / "a.tif"
+    rng = np.random.default_rng(0)
+    with rasterio.open(path, "w", driver="GTiff", width=600, height=500, count=2, dtype="uint8", tiled=True,
+                       blockxsize=256, blockysize=256, crs="EPSG:32633",
+                       transform=rasterio.Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+        ds.write(rng.integers(0, 255, (2, 500, 600), dtype=np.uint8))
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)
+        first_overview = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1, ovr=0))
+    whole = path.stat().st_size
+    assert cut_short_file(str(path), whole) is None
+    kept = (first_overview + whole) // 2  # every full-resolution block whole, the overviews cut
+    path.write_bytes(path.read_bytes()[:kept])
+    assert cut_short_file(str(path), kept) == f"its pixels run to byte {whole:,} but its server holds {kept:,} bytes"

@@ -190,18 +190,21 @@ def network_failure(url: str) -> str | None:
     return None
 
 
-def remote_size(url: str) -> int | None:
-    """The size in bytes of the file at an HTTP(S) URL (or /vsicurl/ path), as its server gives it (the total of
-    the answer to a GET of the first byte, else the whole answer's length); None when it does not say."""
-    answer = http_head(url, method="GET", follow=True)
-    if answer is None or answer[0] is None:
-        return None
-    status, headers, _ = answer
+def served_size(url: str, timeout: float = 10.0) -> tuple[str | None, int | None]:
+    """Whether the server of an HTTP(S) URL (or /vsicurl/ path) answers, and the size in bytes of the file as it
+    gives it (the total of the answer to a GET of the first byte, else the whole answer's length): (why there was
+    no answer, None), or (None, the size or None when the server does not say; also for other paths)."""
+    answer = http_head(url, timeout=timeout, method="GET", follow=True)
+    if answer is None:
+        return None, None
+    status, headers, why = answer
+    if status is None:
+        return why or "no answer", None
     total = re.fullmatch(r"\s*bytes\s+\d+-\d+/(\d+)\s*", headers.get("Content-Range") or "")
     if status == 206 and total:
-        return int(total.group(1))
+        return None, int(total.group(1))
     length = (headers.get("Content-Length") or "").strip()
-    return int(length) if status == 200 and length.isdigit() else None
+    return None, int(length) if status == 200 and length.isdigit() else None
 
 
 def refused(url: str) -> bool:

@@ -26,7 +26,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     network_failure,
     over_network,
     refused,
-    remote_size,
+    served_size,
 )
 from geosr.io.sources import composite, is_composite
 from geosr.io.vrt import vrt_sources
@@ -398,8 +398,7 @@ def reading(name: str) -> Iterator[None]:
         reason = str(root).split("\n")[0].rstrip(".")
         shown = shown_name(name)
         decoding = "decod" in reason.lower()  # the bytes arrived but do not decode: the file's fault
-        cut = next(((m, c) for m in [name, *vrt_sources(name)] if over_network(m) and (c := cut_short_file(m))),
-                   None)
+        cut, silent = _cut_short([m for m in [name, *vrt_sources(name)] if over_network(m)])
         if cut is not None:  # what the server holds ends before the file's own pixels do: no retry can help
             which = "the file" if cut[0] == name else f"its band file {curl_url(cut[0]) or cut[0]}"
             raise NotARasterError(f"{shown}: pixels cannot be read, {which} is cut short ({cut[1]}; a partial upload "
@@ -407,6 +406,10 @@ def reading(name: str) -> Iterator[None]:
         if (over_network(name) or over_network(shown)) and not decoding:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
                                "failed; try again") from exc
+        if silent is not None and not decoding:
+            raise NetworkError(f"{shown}: pixels stopped arriving while reading its band file "
+                               f"{curl_url(silent[0]) or silent[0]}: no answer from its server ({silent[1]}); try "
+                               "again") from exc
         members = [m for m in vrt_sources(name) if over_network(m)] if not decoding else []
         failed = next(((m, f) for m in members if (f := network_failure(m)) is not None), None)
         if failed is not None:
@@ -420,34 +423,60 @@ def reading(name: str) -> Iterator[None]:
 
 
 MAX_BLOCKS_CHECKED = 1 << 18  # a file of more blocks is not checked for an end cut short (reading its index)
+# How long a server that served the file a moment ago may take to answer the probe for its size: one that does not
+# answer then is failing (a network failure), and each member of a VRT would wait as long again.
+CUT_SHORT_PROBE_TIMEOUT = 5.0  # seconds
 
 
-def cut_short_file(path: str) -> str | None:
-    """Why the GeoTIFF at ``path`` (read over HTTP) cannot be whole: its blocks run beyond the size its server gives
-    (a file cut short looks like a dropped connection to GDAL, but is the input's fault); None when it can be whole,
-    is not a GeoTIFF or cannot be told."""
-    size = remote_size(path)
-    if size is None:
-        return None
-    end = 0
+def _cut_short(urls: list[str]) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """The first of ``urls`` (files read over a network) that is cut short and why (:func:`cut_short_file`), and the
+    first whose server did not answer and why. Stops at either: a server that does not answer tells a network
+    failure, and asking the others would only make the user wait once more for each."""
+    for url in urls:
+        silent, size = served_size(url, timeout=CUT_SHORT_PROBE_TIMEOUT)
+        if silent is not None:
+            return None, (url, silent)
+        why = cut_short_file(url, size) if size is not None else None
+        if why is not None:
+            return (url, why), None
+    return None, None
+
+
+def cut_short_file(path: str, size: int) -> str | None:
+    """Why the GeoTIFF at ``path`` (read over HTTP, ``size`` bytes on its server) cannot be whole: its blocks run
+    beyond that size (a file cut short looks like a dropped connection to GDAL, but is the input's fault); None when
+    it can be whole, is not a GeoTIFF or cannot be told."""
     try:
         with rasterio.open(path) as ds:
             if ds.driver != "GTiff":
                 return None
-            planes = range(1, ds.count + 1) if ds.interleaving and ds.interleaving.name == "band" else [1]
-            rows, cols = (-(-n // b) for n, b in zip((ds.height, ds.width), ds.block_shapes[0]))
-            if rows * cols * len(planes) > MAX_BLOCKS_CHECKED:
-                return None
-            for b in planes:
-                for j in range(rows):
-                    for i in range(cols):
-                        offset = ds.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=b)
-                        length = ds.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=b)
-                        if offset and length:
-                            end = max(end, int(offset) + int(length))
+            ends = [_blocks_end(ds)]
+            levels = len(ds.overviews(1))
+        for level in range(levels):  # a plain GeoTIFF's overviews are often appended after its pixels
+            with rasterio.open(path, overview_level=level) as overview:
+                ends.append(_blocks_end(overview))
     except (RasterioIOError, ValueError, TypeError):
         return None
+    end = max((e for e in ends if e is not None), default=0)
     return f"its pixels run to byte {end:,} but its server holds {size:,} bytes" if end > size else None
+
+
+def _blocks_end(ds: rasterio.DatasetReader) -> int | None:
+    """Where the last of a GeoTIFF's (or one of its overviews') blocks ends in its file, by GDAL's block index;
+    None for a file of more than MAX_BLOCKS_CHECKED blocks."""
+    planes = range(1, ds.count + 1) if ds.interleaving and ds.interleaving.name == "band" else [1]
+    rows, cols = (-(-n // b) for n, b in zip((ds.height, ds.width), ds.block_shapes[0]))
+    if rows * cols * len(planes) > MAX_BLOCKS_CHECKED:
+        return None
+    end = 0
+    for b in planes:
+        for j in range(rows):
+            for i in range(cols):
+                offset = ds.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=b)
+                length = ds.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=b)
+                if offset and length:
+                    end = max(end, int(offset) + int(length))
+    return end
 
 
 def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> float:
