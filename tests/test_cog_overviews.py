@@ -126,3 +126,41 @@ def test_writing_uses_a_block_cache_of_megabytes_and_gives_the_process_its_own_b
         write_cog(tmp_path / "o.tif", data, _grid(60, 40), OutputMeta(dtype="uint8", count=3))
         assert get_gdal_config("GDAL_CACHEMAX") == before
     assert seen and all(size == writer.GDAL_CACHE_MB * 2**20 for size in seen), seen
+
+
+def test_overlapping_writes_in_threads_keep_the_block_cache_until_the_last_ends():
+    """GDAL's block cache is the process's: a write ending in one thread put the process's size back under another
+    thread's write still running (back to a cache of 256 bytes before session 51's fix), and the last to end could
+    leave the writer's size behind for good."""
+    import threading
+
+    from rasterio.env import get_gdal_config
+
+    from geosr.io import writer
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    inside = writer.GDAL_CACHE_MB * 2**20
+    assert before != inside
+    a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def a() -> None:
+        with writer.block_cache():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(5)
+        with writer.block_cache():
+            b_in.set()
+            a_out.wait(5)
+            seen["b after a ended"] = get_gdal_config("GDAL_CACHEMAX")
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"b after a ended": inside}
+    assert get_gdal_config("GDAL_CACHEMAX") == before

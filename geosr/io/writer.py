@@ -9,6 +9,7 @@ No timestamps are written, so the same pixels give the same bytes.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.env import get_gdal_config
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -33,20 +34,32 @@ from geosr.tiling.grid import Grid
 GDAL_CACHE_MB = 256
 
 
+_CACHE_LOCK = threading.Lock()
+_CACHE_USERS: list = [0, None]  # writes inside block_cache now, and the process's size before the first of them
+
+
 @contextmanager
 def block_cache(mb: int = GDAL_CACHE_MB) -> Iterator[None]:
-    """GDAL's block cache at ``mb`` MB inside, the process's own size again after."""
+    """GDAL's block cache at ``mb`` MB inside, the process's own size again after the last write inside it ends
+    (the cache is the process's: writes in several threads share one, set by the first)."""
     # rasterio takes GDAL_CACHEMAX in bytes (256 meant 256 bytes: every block read again from disk, 7x slower
-    # statistics of a 1536-px output) and sets GDAL's process-wide size without restoring it after an Env nested in
-    # another; so the size before is put back here.
-    before = get_gdal_config("GDAL_CACHEMAX")
+    # statistics of a 1536-px output), and an Env nested in another does not restore it: so it is set and put back
+    # here, counted across threads (a thread's Env ending would restore it under another's write).
+    with _CACHE_LOCK:
+        if _CACHE_USERS[0] == 0:
+            _CACHE_USERS[1] = get_gdal_config("GDAL_CACHEMAX")
+            set_gdal_config("GDAL_CACHEMAX", mb * 2**20)
+        _CACHE_USERS[0] += 1
     try:
-        with rasterio.Env(GDAL_CACHEMAX=mb * 2**20):
-            yield
+        yield
     finally:
-        if isinstance(before, int) and before > 0:
-            with rasterio.Env(GDAL_CACHEMAX=before):
-                pass
+        with _CACHE_LOCK:
+            _CACHE_USERS[0] -= 1
+            before = _CACHE_USERS[1]
+            if _CACHE_USERS[0] == 0 and isinstance(before, int) and before > 0:
+                set_gdal_config("GDAL_CACHEMAX", before)
+
+
 # The files only geosr reads back (row-band chunks, the stitched stage): Zstandard at level 1 writes about 5x
 # faster than DEFLATE and reads faster, at about the same size; the COG gets the user's compression.
 STAGE_COMPRESS = "ZSTD"
