@@ -17,8 +17,8 @@ from tests.range_server import serving
 from tests.s2_products import band_files
 
 from geosr import detect_changes, upscale
-from geosr.io.rasters import open_raster
 from geosr.io.paths import pam_path
+from geosr.io.rasters import open_raster
 from geosr.io.writer import OutputMeta, write_cog
 from geosr.pipeline.provenance import CLASSES
 from geosr.tiling.grid import Grid
