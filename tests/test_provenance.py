@@ -276,6 +276,9 @@ def test_the_summary_names_the_change_mask_given_or_to_be_detected(scene, tmp_pa
     res = CliRunner().invoke(app, [*common[:-1], "bicubic", "--cd", str(scene["cd"]), "--ignore-unused",
                                    "--dry-run", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["change_mask"] is None, res.output
+    # no --cd: detected (auto), so no mask was given; `change_mask` said "None", a string
+    res = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "j.tif"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["change_mask"] is None, res.output
 
 
 def test_a_sidecar_over_an_input_is_named_as_the_sidecar(scene, tmp_path):

@@ -58,8 +58,12 @@ class GridReader:
         )
         self._alpha = self.vrt.count if alpha is None else alpha  # the alpha band WarpedVRT appended, or the source's
         # GDAL's average warp marks an output pixel beside the footprint's edge valid (alpha 255) though none of its
-        # area is covered; where the source's footprint holds the pixel's centre is the nearest warp's alpha
-        self._centres = None if resampling != Resampling.average else WarpedVRT(
+        # area is covered; where the source's footprint holds the pixel's centre is the nearest warp's alpha. And a
+        # cubic (or lanczos) warp overshoots at sharp edges and clamps to the data type: a valid pixel of a uint8
+        # source with nodata 0 (or 255) comes out at its nodata value, so which bands have data is the nearest
+        # warp's there (GDAL keeps warped values off the nodata value only without an alpha band, which the
+        # footprint needs)
+        self._centres = None if resampling == Resampling.nearest else WarpedVRT(
             ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
             resampling=Resampling.nearest, add_alpha=alpha is None,
             **({} if src_transform is None else {"src_transform": src_transform}))
@@ -71,15 +75,21 @@ class GridReader:
         if self._centres is not None:
             self._centres.close()
 
-    def _read(self, window: Window, **kw) -> np.ndarray:
-        """The bands and the alpha (last) of ``window`` on the grid."""
+    def _read(self, window: Window, **kw) -> tuple[np.ndarray, np.ndarray]:
+        """The bands and the alpha (last) of ``window`` on the grid, and where each band has data (C, h, w)."""
+        nodata = [self.ds.nodatavals[b - 1] for b in self.bands]
         with reading(self.ds.name):
             data = self.vrt.read(list(self.bands) + [self._alpha], window=window, out_dtype="float64", **kw)
-            if self._centres is not None:
+            if self._centres is None:
+                return data, band_presence(data[:-1], nodata)
+            if self.resampling == Resampling.average:
                 covered = self._centres.read(self._alpha, window=window, out_dtype="float64",
                                              **{k: (v[1:] if k == "out_shape" else v) for k, v in kw.items()})
                 data[-1] = np.where(covered > 0, data[-1], 0)
-        return data
+                return data, band_presence(data[:-1], nodata)
+            nearest = self._centres.read(list(self.bands), window=window, out_dtype="float64",
+                                         **{k: (v[1:] if k == "out_shape" else v) for k, v in kw.items()})
+        return data, band_presence(nearest, nodata) & np.isfinite(data[:-1])
 
     def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(physical values (C, h, w) float64, validity (h, w)) of ``window``, which may reach outside.
@@ -87,8 +97,8 @@ class GridReader:
         With ``out_shape`` the window is read decimated (nearest) to that shape (no padding then).
         """
         if out_shape is not None:
-            data = self._read(window, out_shape=(len(self.bands) + 1, *out_shape), resampling=Resampling.nearest)
-            return self._finish(data)
+            return self._finish(*self._read(window, out_shape=(len(self.bands) + 1, *out_shape),
+                                            resampling=Resampling.nearest))
         h, w = int(window.height), int(window.width)
         out = np.zeros((len(self.bands), h, w))
         valid = np.zeros((h, w), dtype=bool)
@@ -97,7 +107,7 @@ class GridReader:
         cc1, rr1 = min(self.grid.width, c0 + w), min(self.grid.height, r0 + h)
         if cc1 > cc0 and rr1 > rr0:
             inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            d, v = self._finish(self._read(inner))
+            d, v = self._finish(*self._read(inner))
             out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = d
             valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = v
         return out, valid
@@ -108,11 +118,11 @@ class GridReader:
         raw = (data[0] - self._offsets[0, 0, 0]) / self._scales[0, 0, 0]
         return np.rint(raw).astype(np.int64), valid
 
-    def _finish(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _finish(self, data: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # a pixel of the source is valid where every chosen band has data: pasted or trusted, a band's gap (Landsat 7's
         # stripes) would be a flat fill, where the LR's own band does better
         values = data[:-1]
-        valid = (data[-1] > 0) & band_presence(values, [self.ds.nodatavals[b - 1] for b in self.bands]).all(axis=0)
+        valid = (data[-1] > 0) & present.all(axis=0)
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 

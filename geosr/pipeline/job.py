@@ -209,7 +209,8 @@ def plan_upscale(
               if v and v not in CD_KEYWORDS}
     uses_ref = bool(opts.ref) and "ref" in model_inputs(sr)
     sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and uses_ref else None
-    summary["change_mask"] = str(opts.cd) if uses_ref and cd is not None and opts.cd not in CD_KEYWORDS else None
+    given = opts.cd is not None and opts.cd not in CD_KEYWORDS  # (None: auto, by default, with a reference)
+    summary["change_mask"] = str(opts.cd) if uses_ref and cd is not None and given else None
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev, sidecar, inputs, keep_detection, opts.output_config.overwrite)
 
@@ -388,8 +389,9 @@ def _input_name(path: str) -> str:
 # 5: co-registration leaves out the cloud masks' pixels, refines its tie points, keeps the field's own centre;
 # 6: tie points through gaps in the images, the forward model's moves compared on the same pixels; 7: a model that
 # takes windows singly runs each through all its steps alone, a lone window no longer twice; the output's nodata
-# is the selected bands', not band 1's).
-PIPELINE_REVISION = 7
+# is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
+# which bands have data is the nearest warp's).
+PIPELINE_REVISION = 8
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
