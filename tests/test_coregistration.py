@@ -432,3 +432,33 @@ def test_a_reference_further_off_than_co_registration_trusts_is_said_to_be(tmp_p
     for coregister in (True, False):  # (with --no-coregister too: measured all the same)
         words = said["far", coregister]
         assert len(words) == 1 and words[0].startswith("the reference seems to lie +80.0, +0.0 LR px off"), words
+
+
+def test_a_reference_over_part_of_the_scene_is_measured_where_it_lies(tmp_path):
+    """The shift was measured on the central 512 x 512 LR px of the scene only: a reference covering the scene's
+    left edge was never aligned ("too small an overlap to estimate a shift", on a 120 x 256 px overlap) and then
+    flagged as changed almost everywhere it covers. It is measured where the reference meets the scene."""
+    import json
+
+    from scipy import ndimage
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from tests.conftest import make_raster, smooth_field
+
+    rng = np.random.default_rng(0)
+    hr = ndimage.gaussian_filter(smooth_field(3, 512, 1536, seed=3) + 0.4 * rng.random((3, 512, 1536)), (0, 1, 1))
+    hr = (hr - hr.min()) / (hr.max() - hr.min())
+    lr = hr.reshape(3, 256, 2, 768, 2).mean(axis=(2, 4))
+    make_raster(tmp_path / "lr.tif", (lr * 10000).astype("uint16"),
+                transform=rasterio.Affine(10, 0, 500000, 0, -10, 5000000))
+    make_raster(tmp_path / "ref.tif", (hr[:, :, :240] * 255).astype("uint8"),  # 120 LR px, moved 20 m east
+                transform=rasterio.Affine(5, 0, 500020, 0, -5, 5000000))
+    res = CliRunner().invoke(app, ["detect-changes", str(tmp_path / "lr.tif"), "--ref", str(tmp_path / "ref.tif"),
+                                   "-o", str(tmp_path / "c.tif"), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    co = report["coregistration"]
+    assert co["applied"] and co["offset_lr_px"] == pytest.approx([2.0, 0.0], abs=0.1), co
+    assert report["changed_share"] < 0.05, report
+    assert "-0.0" not in res.output  # a zero offset reads 0.0

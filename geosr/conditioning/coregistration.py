@@ -79,10 +79,10 @@ class Coregistration:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["offset_lr_px"] = [round(v, 3) for v in self.offset_lr_px]
+        d["offset_lr_px"] = [round(v, 3) + 0.0 for v in self.offset_lr_px]  # (+ 0.0: no -0.0)
         d["reliability"] = round(self.reliability, 3)
         if self.field is not None:
-            d["field"] = [float(f"{v:.6g}") for v in self.field]
+            d["field"] = [float(f"{v:.6g}") + 0.0 for v in self.field]
             d["residual_lr_px"] = round(float(self.residual_lr_px or 0.0), 3)
         return d
 

@@ -126,6 +126,15 @@ class GridReader:
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 
+def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, float, float]:
+    """The dataset's footprint as (col0, row0, col1, row1) pixel coordinates of ``grid`` (across the antimeridian
+    too: :func:`placed_transform`; a box around it where the grid is rotated)."""
+    left, bottom, right, top = _bounds_in(ds, grid, placed_transform(ds, grid))
+    inverse = ~grid.transform
+    cols, rows = zip(*(inverse * (x, y) for x in (left, right) for y in (bottom, top)))
+    return min(cols), min(rows), max(cols), max(rows)
+
+
 def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
     """Whether the source's pixels are smaller than the grid's (compared in the grid's CRS)."""
     left, bottom, right, top = _bounds_in(ds, grid)

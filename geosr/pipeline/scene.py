@@ -33,6 +33,7 @@ from geosr.conditioning.reference import (
     check_overlap,
     fit_harmonization,
     fit_local_harmonization,
+    footprint_on,
     placed_transform,
     source_is_finer,
 )
@@ -253,12 +254,12 @@ class Scene:
         self.ref_ds = ds
 
     def _coregister(self, ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> Coregistration:
-        """The reference's offset from the LR, measured on (at most) the central COREG_SIDE^2 LR pixels of the
-        area at full LR resolution, the reference averaged onto them. Pixels the inputs' own cloud masks flag are
-        left out (each image's where it lies in that image: the reference's before it is moved)."""
-        w, h = min(COREG_SIDE, int(self.area.width)), min(COREG_SIDE, int(self.area.height))
-        crop = Window(int(self.area.col_off) + (int(self.area.width) - w) // 2,
-                      int(self.area.row_off) + (int(self.area.height) - h) // 2, w, h)
+        """The reference's offset from the LR, measured on (at most) COREG_SIDE^2 LR pixels at full LR resolution
+        in the middle of where the reference covers the area, the reference averaged onto them. Pixels the inputs'
+        own cloud masks flag are left out (each image's where it lies in that image: the reference's before it is
+        moved)."""
+        crop = self._coregistration_crop(ds)
+        w, h = int(crop.width), int(crop.height)
         lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
         grid = self.lr_info.grid.subgrid(crop)
         clouds = self.untrusted(grid.crs, grid.transform, w, h)  # (the reference not moved yet: its mask neither)
@@ -289,6 +290,19 @@ class Scene:
         refined = refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
         # tie points over the compared area: an affine field replaces the shift where the offset varies
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
+
+    def _coregistration_crop(self, ds: rasterio.DatasetReader) -> Window:
+        """At most COREG_SIDE^2 LR pixels of the area, centred where the reference's footprint meets it (the
+        area's centre may lie outside a reference that covers part of the scene)."""
+        a = self.area
+        c0, r0, c1, r1 = int(a.col_off), int(a.row_off), int(a.col_off + a.width), int(a.row_off + a.height)
+        w, h = min(COREG_SIDE, c1 - c0), min(COREG_SIDE, r1 - r0)
+        fc0, fr0, fc1, fr1 = footprint_on(ds, self.lr_info.grid)
+        ic0, ir0, ic1, ir1 = max(c0, fc0), max(r0, fr0), min(c1, fc1), min(r1, fr1)
+        cx, cy = ((ic0 + ic1) / 2, (ir0 + ir1) / 2) if ic1 > ic0 and ir1 > ir0 else ((c0 + c1) / 2, (r0 + r1) / 2)
+        col = min(max(c0, int(np.floor(cx - w / 2))), c1 - w)  # (floor: the area's centre as before, covered whole)
+        row = min(max(r0, int(np.floor(cy - h / 2))), r1 - h)
+        return Window(col, row, w, h)
 
     def _largest_offset(self, co: Coregistration) -> float:
         """The largest offset component (LR pixels) over the area's corners."""
