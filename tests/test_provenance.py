@@ -296,3 +296,17 @@ def test_a_sidecar_over_an_input_is_named_as_the_sidecar(scene, tmp_path):
                                    "-o", str(tmp_path / "o.tif")])
     assert res.exit_code == 2 and not (tmp_path / "o.tif").exists()
     assert "o.provenance.tif (where the output's provenance raster goes): is the reference of this run" in res.output
+
+
+def test_a_change_mask_whose_nodata_is_a_class_is_worth_a_word(scene, raster_factory, tmp_path):
+    """A binary mask with nodata 0 (as GIS tools often set) reads every "unchanged" pixel as no data, so unknown and
+    the model's own: the reference was used nowhere, without a word. The run says so, naming the mask."""
+    cd = np.zeros((1, 32, 32), np.uint8)
+    cd[0, 4:8, 8:16] = 1
+    masked = raster_factory("cd0.tif", cd, transform=LR_T, nodata=0)
+    r = upscale(scene["lr"], ref=scene["ref"], cd=masked, scale=4, model="reference-paste", output=tmp_path / "a.tif")
+    said = [w for w in r.warnings if "nodata value 0 is the class 'unchanged'" in w]
+    assert len(said) == 1 and said[0].startswith(f"{masked}:") and "gdal_edit.py -unsetnodata" in said[0], said
+    r = upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste",
+                output=tmp_path / "b.tif")
+    assert not [w for w in r.warnings if "nodata value" in w]

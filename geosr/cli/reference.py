@@ -69,6 +69,8 @@ def _type(p) -> str:
 
 
 def _default(p) -> str:
+    if p.required:
+        return "required"
     if p.default is None or p.default == () or (p.is_flag and p.default is False):
         return ""
     return f"`{p.default}`"

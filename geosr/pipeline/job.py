@@ -181,7 +181,7 @@ def plan_upscale(
         summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts) + scene.reference_warnings()
-                               + (scene.mask_warnings if reads.ref else []))
+                               + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
         summary["change_detection"] = detection
         # the products' own cloud masks, changed whatever the change mask says (none with --cd none; a dry run
         # with cd auto has not detected yet)

@@ -119,6 +119,7 @@ class Scene:
     # their rasters, opened (_mask_ds; None: a mask that flags nothing)
     _masks: dict[str, rasterio.DatasetReader | None] = field(default_factory=dict)
     mask_warnings: list[str] = field(default_factory=list)  # cloud masks an input names and that are not used
+    cd_warnings: list[str] = field(default_factory=list)  # a word on the given change mask
     coregistration: Coregistration | None = None  # None: not asked for (or no reference)
     misregistration: str | None = None  # a warning: the reference visibly off and not moved back
     local_harmonization: bool = True  # gain and bias fields over the scene (False: one global fit)
@@ -334,6 +335,12 @@ class Scene:
             raise ClassTableError(f"{path}: a change mask has one band of classes, not {ds.count}; extract the "
                                   "band that holds them (gdal_translate -b N)")
         self.cd_table = table or BINARY
+        hidden = next((c for c in self.cd_table.classes if ds.nodata is not None and c.value == ds.nodata), None)
+        if hidden is not None:  # (GIS tools often set nodata 0 on a mask whose 0 is "unchanged")
+            self.cd_warnings = [f"{path}: its nodata value {hidden.value} is the class {hidden.name!r} of the change "
+                                "table, so those pixels are read as no data (unknown: the model's own, no reference "
+                                "detail); unset the mask's nodata value (gdal_edit.py -unsetnodata) if they are "
+                                f"{hidden.name!r}"]
         self.cd_sampled = not check_mask_values(ds, self.cd_table)
         self.cd_info = info
         self.cd_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
