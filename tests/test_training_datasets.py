@@ -313,3 +313,47 @@ def test_16_bit_png_images_keep_their_values_and_plain_tiffs_read_quietly(tmp_pa
     recwarn.clear()
     read_image(tmp_path / "plain.tif")
     assert not [w for w in recwarn if "NotGeoreferenced" in type(w.message).__name__], [str(w.message) for w in recwarn]
+
+
+def test_a_training_image_s_nodata_and_nan_count_as_zero(tmp_path):
+    """A float GeoTIFF with NaN where it has no data made every value NaN (the 99.9th percentile that scales it was
+    NaN): `geosr train` stopped at step 1 blaming the learning rate. A declared nodata value entered the scaling
+    and the target as a value (-9999). Both count as 0 now, the scale taken over the valid pixels."""
+    from geosr.training.pairs import read_image
+
+    values = np.linspace(100, 3000, 3 * 32 * 32).reshape(3, 32, 32).astype(np.float32)
+    for name, fill, nodata in (("nan.tif", np.nan, None), ("nan_declared.tif", np.nan, np.nan),
+                               ("minus.tif", -9999.0, -9999.0)):
+        data = values.copy()
+        data[:, :8] = fill
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=32, height=32, count=3, dtype="float32",
+                           nodata=nodata) as ds:
+            ds.write(data)
+        img, div = read_image(tmp_path / name)
+        assert torch.isfinite(img).all() and np.isfinite(div), name
+        assert float(img[:, :8].abs().max()) == 0.0, name
+        assert div == pytest.approx(np.percentile(values[:, 8:], 99.9), rel=1e-4), name
+
+
+def test_a_geotiff_stack_trains_only_where_its_hr_has_data(tmp_path):
+    """An HR that did not overlap its LR trained silently on a black target (loss 26 against 1), and one covering
+    part of it on zeros where it has none: the stack keeps the whole LR pixels the HR covers, and refuses an HR
+    without any (one sentence, the HR named)."""
+    from geosr.errors import InputError
+
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(20, 230, (3, 32, 48)).astype(np.uint8)
+    lr = rng.uniform(20, 230, (3, 16, 24)).astype(np.uint8)  # 16 x 24 LR px of 4 m: 64 x 96 m
+    for name, a, transform in (("hr", hr, Affine(1, 0, 400020, 0, -1, 5000000)),  # 48 x 32 m from x = 20 m
+                               ("far", hr, Affine(1, 0, 900000, 0, -1, 5000000)),
+                               ("lr", lr, Affine(4, 0, 400000, 0, -4, 5000000))):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=a.shape[2], height=a.shape[1],
+                           count=3, dtype="uint8", crs="EPSG:32633", transform=transform) as ds:
+            ds.write(a)
+    pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", ref=tmp_path / "hr.tif", scale=4)
+    assert pair.shape == (32, 48) and pair.lr[4].shape == (3, 8, 12)  # LR columns 5-16, rows 0-7
+    assert torch.equal((pair.target * 255).round().to(torch.uint8), torch.from_numpy(hr))
+    assert torch.equal(pair.lr[4], torch.from_numpy(lr[:, :8, 5:17] / 255.0).float())
+    assert bool(pair.labelled.all())
+    with pytest.raises(InputError, match=r"far\.tif: the HR has no data on the LR .*lr\.tif"):
+        geotiff_stack(hr=tmp_path / "far.tif", lr=tmp_path / "lr.tif", scale=4)

@@ -218,25 +218,44 @@ def geotiff_stack(
         grid = inspect_raster(str(hr)).grid
         grid = grid.subgrid(Window(0, 0, grid.width // scale * scale, grid.height // scale * scale))
     tgt, tvalid, dtype = _read_on_grid(hr, grid, bands)
+    rows, cols = _covered(tvalid, scale, hr, lr)
+    tgt, tvalid = tgt[:, rows, cols], tvalid[rows, cols]
     div = 255.0 if dtype == "uint8" else float(max(np.percentile(tgt[:, tvalid], 99.9) if tvalid.any() else 1.0, 1e-6))
     label = name or Path(hr).stem
     pair = Pair(name=label, target=torch.from_numpy((tgt / div).astype(np.float32)), group=label)
     if lr is not None:
-        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands) / div).astype(np.float32))
+        lr_rows, lr_cols = slice(rows.start // scale, rows.stop // scale), slice(cols.start // scale, cols.stop // scale)
+        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands)[:, lr_rows, lr_cols] / div).astype(np.float32))
         _check_lr(pair.lr[scale], pair.target, scale, Path(lr))
     if ref is not None:
         r, rvalid, _ = _read_on_grid(ref, grid, bands)
-        pair.ref = torch.from_numpy((r / div).astype(np.float32))
-        pair.labelled = torch.from_numpy(rvalid)
+        pair.ref = torch.from_numpy((r[:, rows, cols] / div).astype(np.float32))
+        pair.labelled = torch.from_numpy(rvalid[rows, cols])
     if mask is not None:
         values, mvalid = _read_classes_on_grid(mask, grid)
+        values, mvalid = values[rows, cols], mvalid[rows, cols]
         unknown = torch.tensor(table.unknown_index)
         pair.change = torch.where(torch.from_numpy(mvalid), classes_of(values, table), unknown)
         pair.table = table
     if map is not None:
         values, mvalid = _read_classes_on_grid(map, grid)
+        values, mvalid = values[rows, cols], mvalid[rows, cols]
         pair.map = torch.from_numpy(np.where(mvalid, values, 0).astype(np.int64))
     return pair
+
+
+def _covered(valid: np.ndarray, scale: int, hr: str | Path, lr: str | Path | None) -> tuple[slice, slice]:
+    """The rows and columns of the grid, in whole LR pixels, around where the HR has data: training targets are never
+    the zeros of pixels it does not cover (an HR beside its LR trained on black). InputError when there are none."""
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    if rows.size:
+        r0, r1 = -(-int(rows[0]) // scale), (int(rows[-1]) + 1) // scale
+        c0, c1 = -(-int(cols[0]) // scale), (int(cols[-1]) + 1) // scale
+        if r1 > r0 and c1 > c0:
+            return slice(r0 * scale, r1 * scale), slice(c0 * scale, c1 * scale)
+    where = f"the LR {lr}" if lr is not None else "its own grid"
+    raise InputError(f"{hr}: the HR has no data on {where} (no whole LR pixel of it covered): check that the two "
+                     "show the same place")
 
 
 def _read_on_grid(path, grid, bands, resampling="auto") -> tuple[np.ndarray, np.ndarray, str]:

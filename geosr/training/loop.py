@@ -392,10 +392,12 @@ class _Run:
             loss = denoiser_loss(self.model, self.net, batch, hr, self.cfg, self.gen, upsampler_weight=self.up_weight,
                                  autocast=self.autocast())
         if not torch.isfinite(loss):  # stopped before a step or a save makes the weights NaN (they were saved, exit 0)
+            saved = (self.out / MODEL).exists()
             raise TrainingDivergedError(
                 f"the training loss is not finite at step {self.step + 1}: the run diverged (a learning rate of "
-                f"{self.cfg.lr:g} too high for it?); the weights saved before are kept; run it again with a lower "
-                "`lr`")
+                f"{self.cfg.lr:g} too high for it?); "
+                f"{'the weights saved before are kept' if saved else 'no weights were saved'}; run it again with a "
+                "lower `lr`")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.up_only and self.world > 1:

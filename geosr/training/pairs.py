@@ -119,8 +119,10 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             with rasterio.open(path) as ds:
                 sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
                 check_bands(path, sel, ds.count)
-                arr = ds.read(sel).astype(np.float32)
+                masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[0]
+        valid = ~np.ma.getmaskarray(masked) & np.isfinite(masked.filled(0))
+        arr = np.where(valid, masked.filled(0), 0).astype(np.float32)
     else:
         from PIL import Image
 
@@ -135,7 +137,10 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             check_bands(path, bands, arr.shape[0])
             arr = arr[[b - 1 for b in bands]]
         dtype = "float32" if deep else "uint8"  # scaled as a deep GeoTIFF is: by its 99.9th percentile
-    div = 255.0 if dtype == "uint8" else float(max(np.percentile(arr, 99.9), 1e-6))
+        valid = np.isfinite(arr)
+        arr = np.where(valid, arr, 0).astype(np.float32)
+    top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" and valid.any() else 255.0
+    div = 255.0 if dtype == "uint8" else max(top, 1e-6)
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div
 
 
