@@ -71,3 +71,19 @@ def test_odd_scales_through_the_pipeline(raster_factory, tmp_path, scale):
     assert r.scale == scale
     with pytest.raises(ScaleError, match="from 2 to 16"):
         upscale(src, output=tmp_path / "x17.tif", scale=17, model="bicubic")
+
+
+def test_a_loaded_model_runs_at_scales_it_lacks_as_its_name_does(raster_factory, tmp_path):
+    """A model object (as `geosr evaluate` loads each model once) was refused at a scale it was not trained for
+    ("trained for scale 2, 4, 8, 16, not scale 3"), where the same model by name runs at the next trained scale up
+    and is resampled: `geosr evaluate -x 3 -m lite` failed while `geosr upscale -x 3 -m lite` ran."""
+    from geosr.models.registry import load_model
+
+    arr = (smooth_field(3, 24, 20, 1) * 200 + 20).astype(np.uint8)
+    src = raster_factory("lr.tif", arr)
+    model = load_model("lite")
+    assert 3 not in model.scales
+    upscale(src, output=tmp_path / "object.tif", scale=3, model=model)
+    upscale(src, output=tmp_path / "name.tif", scale=3, model="lite")
+    with rasterio.open(tmp_path / "object.tif") as a, rasterio.open(tmp_path / "name.tif") as b:
+        assert a.shape == (72, 60) and np.array_equal(a.read(), b.read())

@@ -299,7 +299,13 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     res = invoke("--like", like, "--osm-file", part, "-o", tmp_path / "a.tif", "--json")
     assert res.exit_code == 0, res.output
     (warning,) = json.loads(res.stdout)["warnings"]
-    assert "part.osm: holds OpenStreetMap data for 50% of the grid" in warning
+    assert "part.osm: holds OpenStreetMap data for 50.0% of the grid" in warning
+    # a file that leaves out a sliver: said so, never "100%" (it was rounded to whole percents)
+    most = f'<bounds minlat="{s - 0.01}" minlon="{w - 0.01}" maxlat="{n + 0.01}" maxlon="{e - (e - w) * 0.005}"/>'
+    res = invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "most.osm", header=most),
+                 "-o", tmp_path / "c.tif", "--json")
+    (warning,) = json.loads(res.stdout)["warnings"]
+    assert "most.osm: holds OpenStreetMap data for 99.5% of the grid" in warning, warning
     whole = f'<bounds minlat="{s - 0.01}" minlon="{w - 0.01}" maxlat="{n + 0.01}" maxlon="{e + 0.01}"/>'
     full = scene_doc().write_xml(tmp_path / "full.osm", header=whole)
     res = invoke("--like", like, "--osm-file", full, "-o", tmp_path / "b.tif", "--json")
@@ -327,3 +333,18 @@ def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_
         res = invoke("--like", like, "--osm-file", other, flag, value, "-o", out)
         _assert_bad_input(res, out, f"{flag} is for the online source (the Overpass API); leave it out with "
                                     "--osm-file")
+
+
+def test_a_grid_is_taken_from_a_raster_of_complex_values(tmp_path):
+    """`--like` wants the raster's grid only: a single-look complex SAR raster was refused ("geosr super-resolves
+    real-valued images"), which this command does not do."""
+    like = scene_grid_raster(tmp_path)
+    with rasterio.open(like) as ds:
+        profile = {**ds.profile, "dtype": "complex64", "count": 1, "nodata": None}
+    with rasterio.open(tmp_path / "slc.tif", "w", **profile) as out:
+        out.write(np.ones((1, profile["height"], profile["width"]), np.complex64))
+    res = invoke("--like", tmp_path / "slc.tif", "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"),
+                 "-o", tmp_path / "m.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "m.tif") as ds, rasterio.open(like) as ref:
+        assert (ds.crs, ds.transform, ds.shape) == (ref.crs, ref.transform, ref.shape)

@@ -160,8 +160,9 @@ def _metadata(path: str) -> Iterator[None]:
         raise NotARasterError(f"{named(path)}: cannot be read as a raster ({reason})") from exc
 
 
-def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) -> RasterInfo:
-    """Read a raster's metadata (no pixels), checking that it is georeferenced."""
+def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, grid_only: bool = False) -> RasterInfo:
+    """Read a raster's metadata (no pixels), checking that it is georeferenced. ``grid_only``: only its grid is
+    wanted (``rasterize-osm --like``), so pixels of any type will do."""
     p = str(path)
     _refuse_empty(p)
     shown = named(p)  # in messages
@@ -173,7 +174,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True) ->
         if require_crs and ds.crs is None:
             raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
         complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
-        if require_crs and complex_ is not None:  # the pixels would be cast to their real part
+        if require_crs and not grid_only and complex_ is not None:  # the pixels would be cast to their real part
             raise NotARasterError(f"{shown}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
                                   "super-resolves real-valued images: convert it to amplitude or intensity first")
         if require_crs and ds.transform.is_identity:

@@ -144,7 +144,7 @@ def like_grid(
 
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise OptionError(f"scale {scale!r} must be a positive whole number", param="scale")
-    info = inspect_raster(like)
+    info = inspect_raster(like, grid_only=True)
     window = aoi_window(aoi, info.grid, aoi_crs=aoi_crs) if aoi else None
     grid = hr_grid(info.grid, int(scale), window)[0]
     if grid.width * grid.height > MAX_BBOX_PIXELS:

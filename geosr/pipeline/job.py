@@ -427,13 +427,14 @@ def resolve_model(
     loader: Callable[..., SuperResolver] = load_model,
     style: "str | torch.Tensor | None" = None,
 ) -> SuperResolver:
-    """Load ``model`` with ``loader``; a model asked for a scale it was not trained for runs at the next trained
-    scale up and is resampled (:mod:`geosr.models.rescale`). ``style``: None/"none", "sample" (SGDM's style
-    flow) or a style image tensor in model space."""
-    if not isinstance(model, str):
-        return model
-    extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
-    sr = loader(model, device=str(device), sampler=sampler, **extra)
+    """Load ``model`` with ``loader`` (a model object as it is); a model asked for a scale it was not trained for runs
+    at the next trained scale up and is resampled (:mod:`geosr.models.rescale`). ``style``: None/"none", "sample"
+    (SGDM's style flow) or a style image tensor in model space."""
+    if isinstance(model, str):
+        extra = {} if style is None or (isinstance(style, str) and style == "none") else {"style": style}
+        sr = loader(model, device=str(device), sampler=sampler, **extra)
+    else:  # (one loaded once for many runs, as geosr evaluate's: at a scale it lacks as a name would be)
+        sr = model
     via = trained_scale_for(scale, tuple(sr.scales))
     return Rescaled(sr, via) if via is not None else sr
 

@@ -263,8 +263,9 @@ def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
     held = _xml_share(osm_file, grid)
     if held is None or held[0] >= 0.999:
         return []
-    share = held[0]
-    return [f"{Path(osm_file).name}: holds OpenStreetMap data for {100 * share:.0f}% of the grid (its <bounds>); "
+    pct = 100 * held[0]  # (one decimal, below 99.9: "100%" would say nothing is left out)
+    share = f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else "under 0.1%"
+    return [f"{Path(osm_file).name}: holds OpenStreetMap data for {share} of the grid (its <bounds>); "
             "outside it every pixel is background, though nothing there was read"]
 
 
