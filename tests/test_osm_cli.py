@@ -348,3 +348,20 @@ def test_a_grid_is_taken_from_a_raster_of_complex_values(tmp_path):
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "m.tif") as ds, rasterio.open(like) as ref:
         assert (ds.crs, ds.transform, ds.shape) == (ref.crs, ref.transform, ref.shape)
+
+
+def test_a_file_of_a_composite_like_raster_is_never_the_output(tmp_path):
+    """`--like item.json -o <one of its band files> --overwrite` replaced the item's red band with a class map (exit
+    0): only GDAL's own file list was checked, which knows no STAC item's (nor a Sentinel-2 product's) files."""
+    from tests.s2_products import band_files, item_over_band_files
+
+    folder = tmp_path / "item"
+    folder.mkdir()
+    band_files(folder)
+    item = item_over_band_files(folder)
+    red = next(folder.glob("*_B04_10m.tif"))
+    before = red.read_bytes()
+    res = invoke("--like", item, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "--allow-empty",
+                 "-o", red, "--overwrite")
+    assert res.exit_code == 2 and f"{red.name}: is the raster" in res.output, res.output
+    assert red.read_bytes() == before

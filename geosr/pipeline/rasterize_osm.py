@@ -25,6 +25,7 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.paths import recorded_options
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
+from geosr.io.sources import member_inputs
 from geosr.options import RasterizeOSMOptions
 from geosr.options.declare import coerce
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
@@ -188,8 +189,9 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
     """The files the job reads, which the output must not be (see :func:`check_output_path`)."""
     aoi_file = spec.aoi if spec.aoi and Path(spec.aoi).exists() else None
     table_file = classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None
-    return [("raster `like`", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
-            ("class table", table_file)]
+    inputs = [("raster `like`", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
+              ("class table", table_file)]
+    return inputs + member_inputs(inputs[:1])  # a STAC item's, a Sentinel-2 product's or a band folder's files
 
 
 def _write_map(
