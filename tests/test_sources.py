@@ -498,3 +498,31 @@ def test_file_urls_in_a_stac_item_are_local_files(tmp_path):
     assert str(red) in files_of(str(tmp_path / "s2" / "uri.json"))
     res = _run("upscale", tmp_path / "s2" / "uri.json", "-x", "2", "-m", "bicubic", "-o", red, "--overwrite")
     assert res.exit_code == 2 and "is the LR" in res.output
+
+
+def test_stac_1_1_fields_shared_by_the_bands_may_be_the_asset_s(tmp_path):
+    """STAC 1.1 puts what every band of an asset shares on the asset itself (`nodata`, `raster:scale`,
+    `raster:offset`, `eo:common_name`; a single-band asset may have no `bands` at all): those were ignored, so the
+    Sentinel-2 collar (DN 0) was read as data and the BOA offset lost. And a nodata of "-inf" was dropped."""
+    band_files(tmp_path / "bands")
+    item_path = item_over_band_files(tmp_path / "bands")
+    item = json.loads(item_path.read_text())
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B05": "rededge"}
+    for key, asset in item["assets"].items():
+        if key in common:
+            del asset["eo:bands"], asset["raster:bands"]
+            asset.update({"nodata": 0, "raster:scale": 1e-4, "raster:offset": -0.1, "eo:common_name": common[key]})
+            if key != "B02":  # B02 with a `bands` list naming it, the others with none
+                continue
+            asset["bands"] = [{"name": "B02"}]
+    item["stac_version"] = "1.1.0"
+    v11 = tmp_path / "bands" / "item11.json"
+    v11.write_text(json.dumps(item))
+    with open_raster(str(item_path)) as old, open_raster(str(v11)) as new:
+        assert old.count == new.count == 4
+        assert new.nodatavals == (0.0,) * 4 and new.scales == (1e-4,) * 4 and new.offsets == (-0.1,) * 4
+        assert (old.nodatavals, old.scales) == (new.nodatavals, new.scales)
+    item["assets"]["B04"]["nodata"] = "-inf"
+    inf = tmp_path / "bands" / "item_inf.json"
+    inf.write_text(json.dumps(item))
+    assert "<NoDataValue>-inf</NoDataValue>" in composite(str(inf)).vrt

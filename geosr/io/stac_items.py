@@ -87,7 +87,7 @@ def _asset_path(item_path: str, asset: pystac.Asset) -> str:
 
 def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
     """Per band of an asset: name, common_name, nodata, scale, offset (STAC 1.0 eo:/raster: extensions or 1.1
-    ``bands``)."""
+    ``bands``, whose fields shared by every band may be the asset's own: a single-band asset may hold them all)."""
     f = asset.extra_fields
 
     def dicts(field: str) -> list[dict]:
@@ -97,7 +97,7 @@ def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
         return value
 
     eo, raster, v11 = dicts("eo:bands"), dicts("raster:bands"), dicts("bands")
-    n = max(len(eo), len(raster), len(v11))
+    n = max(len(eo), len(raster), len(v11)) or (1 if f.get("eo:common_name") else 0)
     out = []
     for i in range(n):
         e = eo[i] if i < len(eo) else {}
@@ -105,10 +105,10 @@ def _asset_bands(owner: str, key: str, asset: pystac.Asset) -> list[dict]:
         b = v11[i] if i < len(v11) else {}
         out.append({
             "name": e.get("name") or b.get("name"),
-            "common_name": e.get("common_name") or b.get("eo:common_name"),
-            "nodata": r.get("nodata", b.get("nodata")),
-            "scale": r.get("scale", b.get("raster:scale")),
-            "offset": r.get("offset", b.get("raster:offset")),
+            "common_name": e.get("common_name") or b.get("eo:common_name") or f.get("eo:common_name"),
+            "nodata": r.get("nodata", b.get("nodata", f.get("nodata"))),
+            "scale": r.get("scale", b.get("raster:scale", f.get("raster:scale"))),
+            "offset": r.get("offset", b.get("raster:offset", f.get("raster:offset"))),
         })
     return out
 
@@ -132,7 +132,9 @@ def stac_item(path: str) -> Composite | None:
             if not name or not isinstance(name, str):
                 continue
             nodata = band["nodata"]
-            nodata = float("nan") if nodata == "nan" else (float(nodata) if isinstance(nodata, (int, float)) else None)
+            special = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}  # STAC's spelling of these
+            nodata = special.get(nodata) if isinstance(nodata, str) else (
+                float(nodata) if isinstance(nodata, (int, float)) else None)
             for field in ("scale", "offset"):
                 if band[field] is not None and not isinstance(band[field], (int, float)):
                     raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is not a number")
