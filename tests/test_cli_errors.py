@@ -392,6 +392,19 @@ def test_info_overlaps_follow_rotated_grids_and_shows_each_band_s_nodata_and_uni
     assert [(x["nodata"], x["unit"]) for x in bands] == [(0.0, "metre"), (0.0, "")]
 
 
+def test_info_overlap_of_a_whole_world_raster_and_a_small_one(tmp_path):
+    """A whole-world EPSG:4326 raster "covered 0.0%" of a UTM raster inside it: the world's outline projected into
+    the UTM zone is a sliver far away. The overlap is taken in the CRS of the larger file."""
+    world = make_raster(tmp_path / "world.tif", np.ones((1, 20, 20), np.uint8), crs="EPSG:4326",
+                        transform=Affine(18, 0, -180, 0, -9, 90))
+    utm = make_raster(tmp_path / "utm.tif", np.ones((1, 20, 20), np.uint8),
+                      transform=Affine(10, 0, 500000, 0, -10, 5500000))
+    res = runner.invoke(app, ["info", str(utm), str(world), "--json"])
+    covered = {(o["file"], o["other"]): o["covered"] for o in json.loads(res.stdout)["overlaps"]}
+    assert covered[(str(utm), str(world))] == pytest.approx(1.0)
+    assert covered[(str(world), str(utm))] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_a_file_name_too_long_is_bad_input_in_one_short_sentence(tmp_path):
     """An over-long output or input name was "internal error: File name too long", exit 1, echoing it whole."""
     long_name = str(tmp_path / ("a" * 300 + ".tif"))

@@ -365,3 +365,11 @@ def test_a_file_of_a_composite_like_raster_is_never_the_output(tmp_path):
                  "-o", red, "--overwrite")
     assert res.exit_code == 2 and f"{red.name}: is the raster" in res.output, res.output
     assert red.read_bytes() == before
+
+
+def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
+    """`--aoi-crs` was taken and ignored without `--aoi` (a typo in it went unnoticed: `EPSG:nonsense` ran)."""
+    out = tmp_path / "m.tif"
+    res = invoke("--bbox", "500000,5000000,500100,5000100", "--crs", "EPSG:32633", "-r", "10", "--aoi-crs",
+                 "EPSG:nonsense", "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out)
+    _assert_bad_input(res, out, "--aoi-crs applies to --aoi only")

@@ -111,6 +111,16 @@ def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
     next(safe.rglob("*_B03_10m.jp2")).unlink()
     res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
     assert res.exit_code == 2 and "image file of B03 is missing" in res.output and safe.name in res.output
+    # zipped, the same sentence (it was GDAL's long "does not exist in the file system" on the band's /vsizip/ path)
+    archive = tmp_path / "product.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in safe.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(tmp_path))
+    res = _run("upscale", archive, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and said.startswith(f"geosr: error: {archive}: the image file of B03 is missing (")
+    assert "vsizip" not in said, said
     (safe / "MTD_MSIL2A.xml").unlink()
     res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "a.tif")
     assert res.exit_code == 2 and "without MTD_MSIL1C.xml or MTD_MSIL2A.xml" in res.output
@@ -138,10 +148,12 @@ def test_a_product_of_several_granules_is_refused_as_the_docs_say(tmp_path):
     assert not (tmp_path / "a.tif").exists()
 
 
-def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path):
+def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path, monkeypatch):
     dn = band_files(tmp_path / "bands")
     comp = composite(str(tmp_path / "bands"))
     assert "B02, B03, B04, B08" in comp.note and "left out" in comp.note and "B05" in comp.note
+    monkeypatch.chdir(tmp_path / "bands")  # the folder as `.`: named (the note said "stacked from ;")
+    assert "stacked from bands;" in composite(".").note
     with open_raster(str(tmp_path / "bands")) as ds:
         assert ds.descriptions == BANDS_10M and ds.count == 4
         assert np.array_equal(ds.read(3), dn["B04"])

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from rasterio.crs import CRS
-from rasterio.warp import transform
+from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import Polygon
 
@@ -68,7 +68,10 @@ def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
             if a.grid.crs is None or b.grid.crs is None:  # where it lies on the ground is unknown: so is the overlap
                 overlaps.append({"file": a.path, "other": b.path, "covered": None})
                 continue
-            mine, theirs = _outline(a.grid), _outline(across_antimeridian(b.grid, a.grid) or b.grid, a.grid.crs)
+            # in the CRS of the file of the larger extent: a small outline projects well into a large file's CRS,
+            # where a whole-world outline projected into a UTM zone is a sliver far away (it "covered 0.0%")
+            big = a if _lonlat_extent(a.grid) >= _lonlat_extent(b.grid) else b
+            mine, theirs = (_outline(across_antimeridian(g, big.grid) or g, big.grid.crs) for g in (a.grid, b.grid))
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
             covered = min(covered, 1.0)  # a share: the division's rounding gave 1.0000000000000002
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})
@@ -92,6 +95,16 @@ def _read_last_block(path: str) -> dict[str, str]:
         row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
         ds.read(ds.count, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
         return ds.tags()
+
+
+def _lonlat_extent(grid: Grid) -> float:
+    """The area of the grid's longitude/latitude box, in square degrees (0 where it cannot be told)."""
+    try:
+        w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - a CRS PROJ cannot take to longitude and latitude
+        return 0.0
+    area = (e - w) * (n - s)
+    return area if math.isfinite(area) else 0.0
 
 
 def _outline(grid: Grid, crs: CRS | None = None, points: int = 21) -> Polygon:

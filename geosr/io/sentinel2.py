@@ -71,8 +71,9 @@ def sentinel2_product(path: str) -> Composite:
         raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
     offsets = _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
     hrefs = {b: base + rel for b, rel in _images(path, root, level).items()}
-    for b, h in hrefs.items():
-        if not h.startswith("/vsi") and not Path(h).is_file():
+    for b, h in hrefs.items():  # (a file inside a zip on this machine too; a remote one is GDAL's to tell)
+        in_local_zip = re.match(r"^/vsizip/(?!/vsi)", h, re.IGNORECASE) is not None
+        if (in_local_zip or not h.startswith("/vsi")) and not _exists(h):
             raise InputNotFoundError(f"{path}: the image file of {b} is missing ({h.removeprefix(base)})")
     members = [Member(hrefs[b], 1, b, nodata=0.0, scale=1.0 / quant, offset=offsets.get(b, 0.0) / quant,
                       colorinterp={"B04": "Red", "B03": "Green", "B02": "Blue"}.get(b)) for b in S2_10M]

@@ -236,7 +236,7 @@ def _band_folder(path: str) -> Composite:
     members = [Member(str(by_token[t]), 1, t, nodata=0.0 if s2 and heads[t].nodata[0] is None else None)
                for t in tokens]
     kept = [t for t in tokens if heads[t].grid == heads[tokens[0]].grid]
-    note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.name}"
+    note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.resolve().name or folder}"
     comp = stack(path, "band files", members, [str(by_token[t]) for t in tokens],
                  note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
     masks = _folder_masks(folder)

@@ -187,6 +187,8 @@ class GridSpec:
             raise OptionError("give the grid: `bbox` LEFT,BOTTOM,RIGHT,TOP with `resolution`, or `like` RASTER")
         if self.bbox is not None and self.like is not None:
             raise OptionError("bbox and `like` cannot be used together; give one of them", param="bbox")
+        if self.aoi is None and self.aoi_crs != "EPSG:4326":  # (it would be ignored, a typo in it unnoticed)
+            raise OptionError("aoi_crs applies to `aoi` only (the CRS of an area-of-interest box)", param="aoi_crs")
         if self.like is not None:
             if self.resolution is not None:
                 raise OptionError("resolution applies to `bbox` only; with `like` the grid is the raster's "
