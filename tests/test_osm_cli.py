@@ -373,3 +373,24 @@ def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
     res = invoke("--bbox", "500000,5000000,500100,5000100", "--crs", "EPSG:32633", "-r", "10", "--aoi-crs",
                  "EPSG:nonsense", "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out)
     _assert_bad_input(res, out, "--aoi-crs applies to --aoi only")
+
+
+@pytest.mark.parametrize("crs, transform, crosses", [
+    ("EPSG:4326", rasterio.Affine(0.001, 0, 180.5, 0, -0.001, -16.0), True),  # numbered 0-360
+    ("EPSG:32760", rasterio.Affine(10, 0, 820600, 0, -10, 8229200), True),  # UTM 60S over 180 degrees
+    ("EPSG:4326", rasterio.Affine(0.001, 0, 179.9, 0, -0.001, -16.0), False),  # ends at 180: on one side
+])
+def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs, transform, crosses):
+    """OSM is queried in one lon/lat polygon: for a grid over 180 degrees (or numbered 0-360) it spanned the globe
+    the other way, or nothing, and the buildings inside the grid were never read (an all-background map, or "no
+    feature inside the grid"). Refused in one sentence until such grids are split; one that ends at 180 runs."""
+    like = tmp_path / "like.tif"
+    with rasterio.open(like, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8", crs=crs,
+                       transform=transform) as ds:
+        ds.write(np.ones((1, 100, 100), np.uint8))
+    out = tmp_path / "m.tif"
+    res = invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "--allow-empty", "-o", out)
+    if crosses:
+        _assert_bad_input(res, out, "crosses the antimeridian (180 degrees longitude)")
+    else:
+        assert res.exit_code == 0, res.output

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from geosr.errors import OptionError
 from geosr.osm.classes import MapClassTable
 from geosr.tiling.grid import Grid
 
@@ -122,15 +123,29 @@ def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "Base
     outline = footprint(grid)
     if grid.crs.is_geographic:
         grow = margin_m / 111_320.0 / max(0.05, math.cos(math.radians(lat)))
-        return outline.buffer(grow, join_style="mitre") if grow > 0 else outline
+        _refuse_across_antimeridian(np.asarray(outline.exterior.coords)[:, 0])
+        if grow <= 0:
+            return outline
+        return outline.buffer(grow, join_style="mitre").intersection(shapely.box(-180, -90, 180, 90))
     grow = margin_m * metres_to_units(grid.crs, lon, lat)
     if grow > 0:
         outline = outline.buffer(grow, join_style="mitre")
     ring = shapely.segmentize(outline.exterior, outline.exterior.length / (4 * densify))
     xs, ys = np.asarray(ring.coords).T
     lons, lats = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    _refuse_across_antimeridian(np.asarray(lons))
     poly = Polygon(zip(lons, lats))
     return poly if poly.is_valid else poly.buffer(0)
+
+
+def _refuse_across_antimeridian(lons: np.ndarray) -> None:
+    """OpenStreetMap is queried in one longitude/latitude polygon: a grid that crosses 180 degrees (or holds a pole,
+    or is numbered beyond +-180) would make one that spans the globe the other way, or none, and its map would be
+    all background with no word."""
+    if lons.size and (lons.min() < -180 or lons.max() > 180 or np.abs(np.diff(lons)).max() > 180):
+        raise OptionError("the output grid crosses the antimeridian (180 degrees longitude) or is numbered beyond "
+                          "it, where OpenStreetMap cannot be queried in one area yet; keep it on one side (a "
+                          "`bbox`, or `aoi` with `like`)")
 
 
 # --- preparing shapes --------------------------------------------------------------------------------
