@@ -441,10 +441,10 @@ def test_a_reference_over_part_of_the_scene_is_measured_where_it_lies(tmp_path):
     import json
 
     from scipy import ndimage
+    from tests.conftest import make_raster, smooth_field
     from typer.testing import CliRunner
 
     from geosr.cli.app import app
-    from tests.conftest import make_raster, smooth_field
 
     rng = np.random.default_rng(0)
     hr = ndimage.gaussian_filter(smooth_field(3, 512, 1536, seed=3) + 0.4 * rng.random((3, 512, 1536)), (0, 1, 1))

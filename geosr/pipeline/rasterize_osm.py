@@ -24,8 +24,8 @@ from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
 from geosr.io.paths import recorded_options
-from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.io.sources import member_inputs
+from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
 from geosr.options.declare import coerce
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes

@@ -224,8 +224,9 @@ def geotiff_stack(
     label = name or Path(hr).stem
     pair = Pair(name=label, target=torch.from_numpy((tgt / div).astype(np.float32)), group=label)
     if lr is not None:
-        lr_rows, lr_cols = slice(rows.start // scale, rows.stop // scale), slice(cols.start // scale, cols.stop // scale)
-        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands)[:, lr_rows, lr_cols] / div).astype(np.float32))
+        lr_part = (slice(None), slice(rows.start // scale, rows.stop // scale),
+                   slice(cols.start // scale, cols.stop // scale))
+        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands)[lr_part] / div).astype(np.float32))
         _check_lr(pair.lr[scale], pair.target, scale, Path(lr))
     if ref is not None:
         r, rvalid, _ = _read_on_grid(ref, grid, bands)
