@@ -158,6 +158,13 @@ def test_mismatches_are_refused(tmp_path, trained_tiny):
 
     with pytest.raises(ModelFileError, match="no geosr spec"):
         load_checkpoint(_rewrite(good, tmp_path / "nospec.safetensors", metadata={"other": "x"}))
+
+    def diverged(t):  # a NaN weight loaded, and every output was one flat value written as valid pixels, exit 0
+        t[key] = t[key].clone()
+        t[key].view(-1)[0] = float("nan")
+
+    with pytest.raises(ModelFileError, match=r"sft_sem\.gamma\.0\.weight.*not finite"):
+        load_checkpoint(_rewrite(good, tmp_path / "nan.safetensors", edit=diverged))
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_checkpoint(_rewrite(good, tmp_path / "badjson.safetensors", metadata={SPEC_KEY: "{"}))
     spec = _spec(model)
@@ -363,3 +370,19 @@ def test_cli_refuses_a_crafted_model_with_exit_2_and_writes_nothing(tmp_path, no
     assert "\n" not in message and message.startswith("geosr: error:"), message
     assert "crafted.safetensors: spec field 'arch.blocks_per_level' is 300000" in message, message
     assert {p.name: p.stat().st_size for p in tmp_path.iterdir()} == before, "nothing may be written"
+
+
+def test_a_loaded_model_wrapped_for_consistency_or_reference_detail_can_be_copied(trained_tiny):
+    """copy.copy and a pickle round trip of a loaded model (as Dask or multiprocessing would send it) recursed
+    without end: the wrappers asked their missing `inner` of themselves."""
+    import copy
+
+    from geosr.models.consistency import LRConsistent
+    from geosr.models.reference_detail import ReferenceDetail
+
+    for cls in (LRConsistent, ReferenceDetail):
+        assert cls.__getattr__  # both forward unknown names to the wrapped model
+        bare = cls.__new__(cls)  # what copy and unpickling build before they fill it
+        with pytest.raises(AttributeError):
+            bare.inner  # noqa: B018
+        assert copy.copy(bare) is not bare

@@ -155,7 +155,7 @@ def _config_from_spec(path: Path, spec: dict[str, Any]) -> ArchConfig:
 
 def read_tensors(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
     """Every tensor of the safetensors file ``path``, after checking that the names, shapes and dtypes are exactly
-    ``expected`` (:class:`ModelFileError` naming the first offending key otherwise)."""
+    ``expected`` and the values finite (:class:`ModelFileError` naming the first offending key otherwise)."""
     from safetensors import safe_open
 
     tensors: dict[str, torch.Tensor] = {}
@@ -180,6 +180,10 @@ def read_tensors(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dt
                 )
         for key in sorted(keys):
             tensors[key] = f.get_tensor(key)
+            if tensors[key].is_floating_point() and not bool(torch.isfinite(tensors[key]).all()):
+                # (a diverged training's weights: every output would be NaN, written as one flat value)
+                raise ModelFileError(f"model file {path} has tensor {key!r} with values that are not finite (NaN or "
+                                     "infinite): the training that made it diverged")
     return tensors
 
 

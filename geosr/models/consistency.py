@@ -64,6 +64,8 @@ class LRConsistent:
         self.iterations = ITERATIONS[operator] if iterations is None else iterations
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copying, unpickling): no endless recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:

@@ -82,6 +82,8 @@ class ReferenceDetail:
         self.sigma = sigma
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copying, unpickling): no endless recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
