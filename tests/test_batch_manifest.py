@@ -308,6 +308,14 @@ def test_a_glob_leaves_out_what_an_earlier_batch_wrote_beside_its_inputs(tmp_pat
     record_path(tmp_path / "s1_x2.tif").write_text("{}")
     m = read_manifest("*.tif", defaults={"out": "{stem}_x2.tif"})
     assert sorted(Path(j.lr).name for j in m.jobs) == ["hand.tif", "s1.tif"] and not m.problems, m.problems
+    # a glob over everything in the folder (`scenes/*`): the outputs' STAC items, records and GDAL metadata files
+    # were taken for scenes too (the items as STAC items: the outputs super-resolved again)
+    for name in ("s1_x2.stac.json", "s1_x2.tif.aux.xml", "s1_x2.provenance.tif.aux.xml", "hand.stac.json"):
+        (tmp_path / name).write_bytes(b"")
+    from geosr.pipeline.batch.manifest import _made_by_batch
+
+    names = [p.name for p in tmp_path.iterdir() if not _made_by_batch(p)]
+    assert sorted(names) == ["hand.stac.json", "hand.tif", "s1.tif"], names
 
 
 def test_a_raster_or_a_missing_file_given_as_the_manifest_is_named_in_one_sentence(tmp_path):

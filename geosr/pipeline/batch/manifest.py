@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import PROVENANCE_SUFFIX, REMOTE, file_key, is_file_list, named, sidecar_paths
+from geosr.io.paths import PROVENANCE_SUFFIX, REMOTE, STAC_SUFFIX, file_key, is_file_list, named, sidecar_paths
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -366,16 +366,21 @@ def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults
 
 
 def _made_by_batch(path: Path) -> bool:
-    """A file an earlier geosr batch wrote: an output with its record beside it (``<out>.geosr.json``), or the
-    provenance raster of one. A glob leaves them out, so that ``-o '{stem}_x4.tif'`` beside the inputs can run
+    """A file an earlier geosr batch wrote: an output with its record beside it (``<out>.geosr.json``), the record
+    itself, the provenance raster or STAC item of such an output, or GDAL's metadata file of any of them. A glob
+    leaves them out, so that ``-o '{stem}_x4.tif'`` beside the inputs (or a glob over an output folder) can run
     again (to go on after a stop, or to skip what is done) without taking its outputs for inputs."""
     from geosr.pipeline.batch.records import RECORD_SUFFIX, record_path
 
-    if record_path(path).exists():
+    name = path.name
+    if name.endswith(".aux.xml"):  # (GDAL's, of a file beside it)
+        return _made_by_batch(path.with_name(name[: -len(".aux.xml")]))
+    if name.endswith(RECORD_SUFFIX) or record_path(path).exists():
         return True
-    if not path.name.endswith(PROVENANCE_SUFFIX):
+    side = next((s for s in (PROVENANCE_SUFFIX, STAC_SUFFIX) if name.endswith(s)), None)
+    if side is None:
         return False
-    stem = path.name[: -len(PROVENANCE_SUFFIX)]
+    stem = name[: -len(side)]
     return any(path.parent.glob(f"{globlib.escape(stem)}.*{RECORD_SUFFIX}"))
 
 
