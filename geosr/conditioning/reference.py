@@ -63,7 +63,8 @@ class GridReader:
         # source with nodata 0 (or 255) comes out at its nodata value, so which bands have data is the nearest
         # warp's there (GDAL keeps warped values off the nodata value only without an alpha band, which the
         # footprint needs)
-        self._centres = None if resampling == Resampling.nearest else WarpedVRT(
+        overshoots = resampling in (Resampling.cubic, Resampling.cubic_spline, Resampling.lanczos)
+        self._centres = None if resampling != Resampling.average and not overshoots else WarpedVRT(
             ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
             resampling=Resampling.nearest, add_alpha=alpha is None,
             **({} if src_transform is None else {"src_transform": src_transform}))

@@ -61,7 +61,9 @@ def recorded_options(options_json: str) -> str:
 
     def shareable(value: Any) -> Any:
         if isinstance(value, str):
-            return ",".join(without_query(p) for p in (value.split(",") if is_file_list(value) else [value]))
+            # (a /vsicurl?OPTIONS&url=URL path as its URL: its own query would leave only "/vsicurl")
+            return ",".join(without_query(named(p.strip()))
+                            for p in (value.split(",") if is_file_list(value) else [value]))
         if isinstance(value, list):
             return [shareable(v) for v in value]
         if isinstance(value, dict):
@@ -105,9 +107,9 @@ def pam_path(path: str | os.PathLike[str]) -> Path:
 
 
 def without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``: a signature or token too), a /vsicurl?OPTIONS&url=URL path
-    as its URL without its query; a local path as it is (``?`` may be in a file name)."""
-    url = named(path.strip())
+    """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
+    may be in a file name)."""
+    url = path.strip()
     return url.split("?")[0] if REMOTE.match(url) else path
 
 

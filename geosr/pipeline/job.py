@@ -390,7 +390,7 @@ def _input_name(path: str) -> str:
 # 6: tie points through gaps in the images, the forward model's moves compared on the same pixels; 7: a model that
 # takes windows singly runs each through all its steps alone, a lone window no longer twice; the output's nodata
 # is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
-# which bands have data is the nearest warp's).
+# which bands have data is the nearest warp's; the reference's shift measured where it meets the scene).
 PIPELINE_REVISION = 8
 
 
