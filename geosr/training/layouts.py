@@ -246,8 +246,9 @@ def geotiff_stack(
 
 
 def _covered(valid: np.ndarray, scale: int, hr: str | Path, lr: str | Path | None) -> tuple[slice, slice]:
-    """The rows and columns of the grid, in whole LR pixels, around where the HR has data: training targets are never
-    the zeros of pixels it does not cover (an HR beside its LR trained on black). InputError when there are none."""
+    """The rows and columns of the grid, in whole LR pixels, of the box around where the HR has data: training
+    targets are not the zeros of a grid the HR does not reach (an HR beside its LR trained on black); a nodata collar
+    inside that box stays. InputError when there is no such pixel."""
     rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
     if rows.size:
         r0, r1 = -(-int(rows[0]) // scale), (int(rows[-1]) + 1) // scale
