@@ -101,6 +101,14 @@ def test_batch_invariant_sub_area_rerun(model):
     assert torch.equal(full[1], alone[0])
 
 
+def test_on_the_cpu_windows_run_singly_unless_fused(model):
+    """Batching buys no speed on the CPU and changes a window's rounding: there the pipeline gives windows singly,
+    except with overlap fusion, which couples a batch's windows on purpose."""
+    assert DiffusionSuperResolver(model, {}).one_window_at_a_time
+    assert not DiffusionSuperResolver(model, {}, sampler=SamplerConfig(fuse_overlaps=True)).one_window_at_a_time
+    assert not DiffusionSuperResolver(model, {}, batch_invariant=False).one_window_at_a_time
+
+
 def test_map_optional_and_ignored(model):
     sc = scene()
     with_map = batch_of(sc, [(0, 0)], (8, 8))

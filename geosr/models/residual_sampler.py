@@ -54,6 +54,7 @@ class ResidualSampler:
         self.wants_sharpness = backbone.wants_sharpness
         self.spec = diffusion.spec
         self.checksum: str | None = None
+        self.one_window_at_a_time = diffusion.one_window_at_a_time  # the backbone takes windows singly anyway
         if steps == 0:  # the backbone alone: its own windows (wide, shared evenly), one at a time
             self.tiling_for = backbone.tiling_for
             self.fit_windows = True

@@ -343,10 +343,11 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
         with torch.inference_mode():
             return from_output(sr(batch.to(job.device), seed=job.seed))
 
-    # A batch of one window runs other CPU kernels than larger ones (oneDNN), a rounding apart (1 DN in 1e-4 of the
-    # pixels): a window must not get other pixels for being alone in its batch (an area of interest one window wide
-    # would not give the whole run's pixels). A model whose network takes windows singly anyway runs each window
-    # through all of its steps alone; any other runs a lone window as a batch of two.
+    # Convolution kernels round differently for different batch sizes (1 DN in a few pixels of a million): a window
+    # must not get other pixels for the windows that share its batch (an area of interest, a split job's part would
+    # not give the whole run's pixels). A model that takes windows singly (on the CPU every learned model does) runs
+    # each window through all of its steps alone; any other runs a lone window as a batch of two, which is as near
+    # as batching gets.
     if getattr(sr, "one_window_at_a_time", False):
         out = [run([st])[0] for st in stacks]
     else:
