@@ -233,7 +233,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        "model: on).", bool),
     _o("lr_consistency", "sampler.lr_consistency", ["--lr-consistency"], LR_CONSISTENCY_HELP),
     _o("device", "device.device", ["--device"], DEVICE_HELP, manifest=None, recorded=False),
-    _o("batch_size", "device.batch_size", ["--batch-size"], "Windows per model call on CUDA (on the CPU a learned model takes windows singly).", int),
+    _o("batch_size", "device.batch_size", ["--batch-size"],
+       "Windows per model call on CUDA (on the CPU a learned model takes windows singly).", int),
     _o("compress", "output_config.compress", ["--compress"], "COG compression (DEFLATE, LZW, ZSTD, NONE)."),
     _o("compress_level", "output_config.compress_level", ["--compress-level"], "DEFLATE (1-9) or ZSTD (1-22) "
        "level: higher writes smaller files, slower (default: DEFLATE 5, ZSTD GDAL's 9).", int),
