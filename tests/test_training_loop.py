@@ -380,7 +380,7 @@ def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path,
                   data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
     run = run_train(TrainConfig(out=str(tmp_path / "run"), arch={**MICRO, "residual": True}, **common))
     spec = read_spec(run.checkpoint)
-    assert spec["backbone"] == str(backbone)
+    assert spec["backbone"] == "../bb.safetensors"  # from the model's folder
     assert any("backbone" in d for d in spec["training"]["data"])
     sr = load_model(run.checkpoint, lr_consistency="off", reference_detail=False)
     assert isinstance(sr, ResidualSampler) and sr.backbone.name == "bb" and sr.name == run.checkpoint
@@ -388,6 +388,43 @@ def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path,
         run_train(TrainConfig(out=str(tmp_path / "plain"), arch=MICRO, **common))
     with pytest.raises(OptionError, match="goes with `objective` edm"):
         TrainConfig(out=str(tmp_path / "up"), objective="upsampler", **common)
+
+
+def test_a_backbone_named_by_a_relative_path_loads_from_anywhere(tmp_path, images, monkeypatch):
+    """A residual denoiser trained on `backbone = "bb.safetensors"` recorded that path as typed, so its checkpoint
+    loaded only from the folder training ran in (elsewhere: "model file bb.safetensors does not exist"), and a
+    resume from another folder broke too. The spec now names the backbone from the model's folder."""
+    import shutil
+
+    from geosr.errors import InputNotFoundError
+    from geosr.models.backbone import BackboneConfig, build_backbone
+    from geosr.models.backbone_checkpoint import save_backbone
+    from geosr.models.registry import load_model
+    from geosr.models.residual_sampler import ResidualSampler
+    from geosr.training.loop import train as run_train
+
+    work = tmp_path / "work"
+    work.mkdir()
+    torch.manual_seed(0)
+    save_backbone(build_backbone(BackboneConfig(dim=8, blocks=1, scales=(4,))).eval(), work / "bb.safetensors",
+                  name="bb")
+    monkeypatch.chdir(work)
+    run = run_train(TrainConfig(out="run", arch={**MICRO, "residual": True}, scales=(4,), crop=32, batch_size=2,
+                                steps=2, warmup=1, lr=1e-3, checkpoint_every=2, val_every=0, threads=1,
+                                backbone="bb.safetensors",
+                                data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    model = (work / run.checkpoint).resolve()
+    assert read_spec(model)["backbone"] == "../bb.safetensors"
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(load_model(str(model), lr_consistency="off"), ResidualSampler)
+    moved = tmp_path / "moved"  # the model's folder and its backbone, copied together
+    shutil.copytree(work, moved)
+    shutil.rmtree(work)
+    sr = load_model(str(moved / "run" / model.name), lr_consistency="off")
+    assert sr.backbone.name == "bb"
+    (moved / "bb.safetensors").unlink()
+    with pytest.raises(InputNotFoundError, match=r"the backbone it samples on, .*moved/bb.safetensors"):
+        load_model(str(moved / "run" / model.name))
 
 
 def test_a_config_that_is_a_folder_or_not_a_table_is_one_sentence(tmp_path):

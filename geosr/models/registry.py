@@ -115,6 +115,11 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
     return out
 
 
+def looks_like_path(spec: str) -> bool:
+    """Whether a model ``spec`` names a file rather than a model (a path, a checkpoint's suffix, an existing file)."""
+    return _looks_like_path(spec)
+
+
 def _looks_like_path(spec: str) -> bool:
     suffixes = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
     return os.sep in spec or "/" in spec or spec.endswith(suffixes) or Path(spec).exists()
@@ -240,11 +245,25 @@ def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConf
 
 
 def _own_backbone(spec: str) -> str | None:
-    """The backbone a diffusion checkpoint was trained on (its spec's ``backbone``), if any."""
+    """The backbone a diffusion checkpoint was trained on (its spec's ``backbone``), if any: a bundled name, or a
+    file, which a relative path names from the checkpoint's folder (as training records it), else, as checkpoints
+    written before session 53 recorded it, from the working folder."""
     from geosr.models.checkpoint import read_spec
 
-    own = read_spec(resolve_checkpoint(spec)).get("backbone")
-    return str(own) if own else None
+    path = resolve_checkpoint(spec)
+    own = read_spec(path).get("backbone")
+    if not own:
+        return None
+    own = str(own)
+    if own in bundled_checkpoints() or not _looks_like_path(own) or Path(own).expanduser().is_absolute():
+        return own
+    beside = Path(os.path.normpath(path.resolve().parent / own))
+    if beside.exists():
+        return str(beside)
+    if Path(own).exists():
+        return own
+    raise InputNotFoundError(f"model {spec}: the backbone it samples on, {beside} (its spec's backbone {own!r}, "
+                             "from the model's folder), does not exist; put that file there")
 
 
 def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConfig | None",

@@ -30,6 +30,17 @@ from geosr.errors import InputNotFoundError, OptionError
 SOURCE_PATH_KEYS = ("path", "manifest", "hr", "lr", "ref", "mask", "map")
 
 
+def absolute_backbone(backbone: Any) -> Any:
+    """A training run's ``backbone`` with a file's path made absolute (from the working folder, as it is read); a
+    bundled model's name as it is."""
+    from geosr.models.registry import bundled_checkpoints, looks_like_path
+
+    if not isinstance(backbone, str) or not backbone or backbone in bundled_checkpoints() \
+            or not looks_like_path(backbone):
+        return backbone
+    return str(Path(backbone).expanduser().absolute())
+
+
 def absolute_sources(sources: Any) -> Any:
     """Data sources with every path made absolute (from the working folder, as relative ones are read): a run's
     record then names its data wherever ``--resume`` is run from (a scheduler's job starts in another folder)."""

@@ -38,7 +38,8 @@ from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
-from geosr.training.config import BACKBONE_ARCHS, TrainConfig, absolute_sources, load_config, refuse_diffusion_only
+from geosr.training.config import (BACKBONE_ARCHS, TrainConfig, absolute_backbone, absolute_sources, load_config,
+                                   refuse_diffusion_only)
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.outputs import REPLACED
 from geosr.training.samples import sample_stream
@@ -92,7 +93,8 @@ def training_config(config: TrainConfig | str | Path | None = None, *, data: Seq
         cfg = refuse_diffusion_only(config.replace(**overrides), overrides)
     else:
         cfg = load_config(config, **overrides)
-    return cfg.replace(data=absolute_sources(cfg.data), val_data=absolute_sources(cfg.val_data))
+    return cfg.replace(data=absolute_sources(cfg.data), val_data=absolute_sources(cfg.val_data),
+                       backbone=absolute_backbone(cfg.backbone))
 
 
 # ---- the model ------------------------------------------------------------------------------------------------------

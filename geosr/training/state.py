@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel
 from geosr.errors import GeoSRError, InputError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
 from geosr.permissions import new_file_mode
-from geosr.training.config import TrainConfig, absolute_sources
+from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources
 from geosr.training.outputs import OutputFolder
 
 if TYPE_CHECKING:  # types only: the backbone's training imports this module without GDAL (a GPU machine's bare image)
@@ -148,6 +148,8 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
     # a run started before its record named its data by absolute paths: read from the working folder, as it was
     started = {**started, **{k: json.loads(json.dumps(absolute_sources(started[k]))) for k in ("data", "val_data")
                              if k in started}}
+    if "backbone" in started:  # so was its backbone's file
+        started["backbone"] = absolute_backbone(started["backbone"])
     changed = [k for k in sorted(set(started) | set(now)) if k not in RESUMABLE and started.get(k) != now.get(k)]
     if changed:
         k = changed[0]
@@ -185,6 +187,14 @@ def spec_band_names(cfg: TrainConfig) -> list[str]:
     return names[: cfg.bands] + [f"band{i + 1}" for i in range(len(names), cfg.bands)]
 
 
+def _backbone_from(model: Path, backbone: str) -> str:
+    """The spec's ``backbone``: a bundled name, or the file's path relative to the model's folder, so that a run's
+    folder copied with its backbone beside it loads anywhere (the loader reads it from there)."""
+    if not Path(backbone).is_absolute():
+        return backbone
+    return os.path.relpath(backbone, Path(model).absolute().parent)
+
+
 def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClassTable, described: list[str], step: int,
                seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
     """The EMA weights as a geosr checkpoint whose spec records the architecture, data and training run."""
@@ -199,7 +209,7 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
                        "reference": "harmonized to the LR (per-band mean/std at LR scale over unchanged pixels)"},
         halo=2,
         inference=dict(cfg.inference),
-        **({"backbone": cfg.backbone} if cfg.backbone else {}),
+        **({"backbone": _backbone_from(path, cfg.backbone)} if cfg.backbone else {}),
         training={
             "steps": step, "seconds": round(seconds, 1), "processes": world, "device": str(device),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
