@@ -310,7 +310,16 @@ def test_crafted_block_count_is_refused_before_building(tmp_path, nothing_built)
         ({}, {"scales": 8}, "scales", "is 8; geosr accepts a list"),
         ({}, {"halo": 10**6}, "halo", "geosr accepts at most 64"),
         ({}, {"bands": -1}, "bands", "is -1; geosr accepts at least 1"),
-        ({}, {"inference": {"steps": 10**9}}, "inference.steps", "geosr accepts at most 1000"),
+        ({}, {"inference": {"steps": 10**9}}, "inference.steps", "geosr accepts integers from 1 to 1000"),
+        # (found in review: these were internal errors, or taken: "sideways" ran, "off" turned back-projection on)
+        ({}, {"tiling": "big"}, "tiling", 'is "big", not an object'),
+        ({}, {"tiling": {"window_hr": "x"}}, "tiling.window_hr", 'is "x", not an integer'),
+        ({}, {"tiling": {"overlap_share": 1.5}}, "tiling.overlap_share", "from 0 to below 1"),
+        ({}, {"memory_per_hr_pixel": "x"}, "memory_per_hr_pixel", "a number of bytes above 0"),
+        ({"name": ["a"]}, {}, "arch.name", "a text of at most 200 characters"),
+        ({}, {"name": ["a"]}, "name", "a text of at most 200 characters"),
+        ({}, {"inference": {"lr_consistency": "sideways"}}, "inference.lr_consistency", "geosr accepts true, false"),
+        ({}, {"inference": {"lr_consistency": {"operator": "x"}}}, "inference.lr_consistency", "'bicubic' or"),
         ({}, {"inference": {"reference_detail": {"sigma": 1e9}}}, "inference.reference_detail.sigma", "at most 64"),
         ({}, {"inference": "fast"}, "inference", "not an object"),
     ],
@@ -386,3 +395,26 @@ def test_a_loaded_model_wrapped_for_consistency_or_reference_detail_can_be_copie
         with pytest.raises(AttributeError):
             bare.inner  # noqa: B018
         assert copy.copy(bare) is not bare
+
+
+@pytest.mark.parametrize("setting, operator", [("off", None), (False, None), ("bicubic", "bicubic"), (True, "box"),
+                                               ({"operator": "bicubic"}, "bicubic"), ("box", "box")])
+def test_a_spec_s_lr_consistency_given_as_text_is_read_as_written(setting, operator):
+    """A spec (a training config's `inference`) saying `lr_consistency = "off"` turned back-projection on (box):
+    any text counted as true."""
+    assert registry.lr_consistency_operator(None, setting) == operator
+    assert registry.lr_consistency_operator("off", setting) is None
+    assert registry.lr_consistency_operator(True, setting) == (operator or "box")
+
+
+def test_a_training_config_whose_inference_the_loader_would_refuse_is_refused_before_training():
+    """A config's `inference` went into the checkpoint unchecked: a run trained for its whole length and wrote a
+    model that every load then refused (or misread)."""
+    from geosr.errors import OptionError
+    from geosr.training.config import TrainConfig
+
+    with pytest.raises(OptionError, match=r"`inference.lr_consistency` is \"sideways\""):
+        TrainConfig(inference={"lr_consistency": "sideways"})
+    with pytest.raises(OptionError, match=r"`inference.steps` is 0"):
+        TrainConfig(inference={"steps": 0})
+    assert TrainConfig(inference={"lr_consistency": "off", "steps": 4}).inference["lr_consistency"] == "off"

@@ -307,10 +307,16 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def lr_consistency_operator(choice: bool | str | None, setting: bool | dict) -> str | None:
+def lr_consistency_operator(choice: bool | str | None, setting: bool | str | dict) -> str | None:
     """The back-projection operator ``choice`` asks for (None: none), given the checkpoint's ``setting``
-    (``true``, ``false`` or ``{"operator": ...}``; geosr's default model: ``true``, i.e. box)."""
-    own = (setting.get("operator", "box") if isinstance(setting, dict) else "box") if setting else None
+    (``true``, ``false``, ``"off"``, an operator's name or ``{"operator": ...}``; geosr's default model: ``true``,
+    i.e. box)."""
+    if isinstance(setting, dict):
+        own: str | None = setting.get("operator", "box")
+    elif isinstance(setting, str):
+        own = None if setting == "off" else setting
+    else:
+        own = "box" if setting else None
     if choice is None:
         return own
     if choice is True:

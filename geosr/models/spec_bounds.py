@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, NoReturn
 
-from geosr.config import SUPPORTED_SCALES
+from geosr.config import BACK_PROJECTION_OPERATORS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import ModelFileError
 from geosr.models.configs import ArchConfig
 
@@ -54,6 +54,8 @@ SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
 MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default model recommends 1)
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_SCALES = 16
+MAX_WINDOW_HR = (8, 16384)  # tiling.window_hr: output pixels a side of a window (lite: 2048)
+MAX_MEMORY_PER_HR_PIXEL = 10_000_000  # bytes (the bundled models: about 1,400)
 MAX_EXPERTS = 8  # a backbone's experts (geosr.models.backbone_experts; scripts/combine_experts.py makes 3)
 SHARPNESS_CODE_DIMS = 2  # geosr.models.degradation_code.CODE_DIMS (a test keeps them equal)
 
@@ -113,8 +115,6 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
         value = arch.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             refuse(f"arch.{name}", f"is {_show(value)}, not a finite number")
-    if not isinstance(arch.get("name", ""), str) or len(arch.get("name", "")) > 200:
-        refuse("arch.name", f"is {_show(arch['name'])}; geosr accepts a text of at most 200 characters")
     a = {**_DEFAULTS, **{k: list(v) for k, v in _DEFAULTS.items() if isinstance(v, tuple)}, **arch}
     if not items("arch.channel_mult", a["channel_mult"], MAX_LEVELS):
         refuse("arch.channel_mult", "is empty; geosr needs at least one level")
@@ -177,26 +177,59 @@ def _check_experts(experts: Any, items: Any, refuse: Any) -> None:
             refuse(f"experts.widths.{scale}", f"is {_show(w)}; geosr accepts a number in (0, 1]")
 
 
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) -> None:
     for name, (low, high) in SPEC_BOUNDS.items():
         if name in spec:
             whole(name, spec[name], low, high)
+    for field, text in (("name", spec.get("name", "")), ("arch.name", spec["arch"].get("name", ""))):
+        if not isinstance(text, str) or len(text) > 200:
+            refuse(field, f"is {_show(text)}; geosr accepts a text of at most 200 characters")
+    tiling = spec.get("tiling", {})
+    if not isinstance(tiling, dict):
+        refuse("tiling", f"is {_show(tiling)}, not an object")
+    if "window_hr" in tiling:
+        whole("tiling.window_hr", tiling["window_hr"], *MAX_WINDOW_HR)
+    share = tiling.get("overlap_share", 0.0)
+    if not _number(share) or not 0 <= share < 1:
+        refuse("tiling.overlap_share", f"is {_show(share)}; geosr accepts a number from 0 to below 1")
+    memory = spec.get("memory_per_hr_pixel", 1.0)
+    if not _number(memory) or not 0 < memory <= MAX_MEMORY_PER_HR_PIXEL:
+        refuse("memory_per_hr_pixel", f"is {_show(memory)}; geosr accepts a number of bytes above 0 and at most "
+                                      f"{MAX_MEMORY_PER_HR_PIXEL:,}")
     for s in items("scales", spec.get("scales", []), MAX_SCALES):
         if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
             refuse("scales", f"holds {_show(s)}; geosr supports whole scales from {SUPPORTED_SCALES[0]} to "
                              f"{SUPPORTED_SCALES[-1]}")
-    inference = spec.get("inference", {})
+    problem = inference_problem(spec.get("inference", {}))
+    if problem:
+        refuse(*problem)
+
+
+def inference_problem(inference: Any) -> tuple[str, str] | None:
+    """What is wrong with a spec's (or a training config's) ``inference`` settings, as (field, problem), or None."""
     if not isinstance(inference, dict):
-        refuse("inference", f"is {_show(inference)}, not an object")
-    if inference.get("steps") is not None:
-        whole("inference.steps", inference["steps"], 1, MAX_STEPS)
+        return "inference", f"is {_show(inference)}, not an object"
+    steps = inference.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS):
+        return "inference.steps", f"is {_show(steps)}; geosr accepts integers from 1 to {MAX_STEPS}"
     detail = inference.get("reference_detail", False)
     if not isinstance(detail, (bool, dict)):
-        refuse("inference.reference_detail", f"is {_show(detail)}; geosr accepts true, false or an object")
+        return "inference.reference_detail", f"is {_show(detail)}; geosr accepts true, false or an object"
     sigma = detail.get("sigma", 1.0) if isinstance(detail, dict) else 1.0
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= MAX_DETAIL_SIGMA:
-        refuse("inference.reference_detail.sigma",
-               f"is {_show(sigma)}; geosr accepts a number above 0 and at most {MAX_DETAIL_SIGMA:g}")
+    if not _number(sigma) or not 0 < sigma <= MAX_DETAIL_SIGMA:
+        return ("inference.reference_detail.sigma",
+                f"is {_show(sigma)}; geosr accepts a number above 0 and at most {MAX_DETAIL_SIGMA:g}")
+    consistency = inference.get("lr_consistency", False)
+    operator = consistency.get("operator", "box") if isinstance(consistency, dict) else None
+    if not (isinstance(consistency, bool) or consistency in LR_CONSISTENCY_MODES
+            or (isinstance(consistency, dict) and operator in BACK_PROJECTION_OPERATORS)):
+        return ("inference.lr_consistency", f"is {_show(consistency)}; geosr accepts true, false, "
+                f"{', '.join(map(repr, LR_CONSISTENCY_MODES))} or {{\"operator\": NAME}}")
+    return None
 
 
 def count_weights(arch: Mapping[str, Any]) -> int:

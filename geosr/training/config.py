@@ -196,6 +196,11 @@ class TrainConfig:
             problems.append("`upsampler_loss` cannot be negative")
         if self.backbone is not None and self.objective != "edm":
             problems.append("a `backbone` is the denoiser's base: it goes with `objective` edm")
+        from geosr.models.spec_bounds import inference_problem  # the checkpoint's loader would refuse it after training
+
+        wrong = inference_problem(self.inference)
+        if wrong:
+            problems.append(f"`{wrong[0]}` {wrong[1]}")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"`precision` is auto, fp32 or bf16, not {self.precision!r}")
         for d in (*self.data, *self.val_data):

@@ -38,8 +38,14 @@ from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
-from geosr.training.config import (BACKBONE_ARCHS, TrainConfig, absolute_backbone, absolute_sources, load_config,
-                                   refuse_diffusion_only)
+from geosr.training.config import (
+    BACKBONE_ARCHS,
+    TrainConfig,
+    absolute_backbone,
+    absolute_sources,
+    load_config,
+    refuse_diffusion_only,
+)
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.outputs import REPLACED
 from geosr.training.samples import sample_stream
