@@ -63,7 +63,7 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, low=0, none_ok=True)  # 0: a sampler on a backbone gives the backbone's
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
         mode = self.lr_consistency
         if mode is not None and mode not in LR_CONSISTENCY_MODES:
             raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {mode!r}",
@@ -108,13 +108,18 @@ class DeviceConfig:
         _check_int("batch_size", self.batch_size, low=1)
 
 
-def _check_int(param: str, value: object, *, low: int, none_ok: bool = False) -> None:
+MAX_SEED = 2**64 - 1  # the noise hashes a seed's 64 bits (geosr.sampling.noise): 2**64 would be seed 0 again
+
+
+def _check_int(param: str, value: object, *, low: int, none_ok: bool = False, high: int | None = None) -> None:
     """Options are checked where they are made, so the CLI, a manifest and Python get the same sentence; it begins
     with the keyword ``param``, which the CLI shows as its flag (``--steps``)."""
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise OptionError(f"{param} must be a whole number of at least {low}, not {value!r}", param=param)
+    if high is not None and value > high:
+        raise OptionError(f"{param} must be a whole number from {low} to {high}, not {value!r}", param=param)
 
 
 def to_json(obj: Any) -> str:

@@ -221,3 +221,13 @@ def test_a_sampling_model_s_pixels_do_not_depend_on_the_batch_size(tmp_path):
     with rasterio.open(part.output) as ds:
         assert ds.transform == transform * Affine.translation(c0 * 8, r0 * 8)
         assert np.array_equal(ds.read(), runs[1][:, r0 * 8:r1 * 8, c0 * 8:c1 * 8])
+
+
+def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
+    """`geosr upscale --aoi-crs EPSG:32633` without `--aoi` ran the whole scene: a user who forgot the box (or
+    mistyped its flag) got no word. Refused now, as rasterize-osm refuses it (exit 2, nothing written)."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20) * 200).astype(np.uint8))
+    res = CliRunner().invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                                   "--aoi-crs", "EPSG:32633"])
+    assert res.exit_code == 2 and "--aoi-crs applies to --aoi only" in " ".join(res.output.split()), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]

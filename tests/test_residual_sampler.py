@@ -3,6 +3,8 @@ the denoiser adds its detail inside the window, the halo keeps the prediction, t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -93,6 +95,9 @@ def test_the_registry_builds_a_sampler_on_a_backbone_and_refuses_the_wrong_order
         load_model("lite+default")
     with pytest.raises(OptionError, match="steps 0 is the prediction of a model that samples on a backbone"):
         load_model("default", sampler=SamplerConfig(steps=0))
+    for half in ("default+", "+lite"):  # was "model file . is not a file"
+        with pytest.raises(OptionError, match=f"model {re.escape(half)}: DIFFUSION.* one is missing"):
+            load_model(half)
 
 
 def test_upscale_runs_a_sampler_on_a_backbone_and_records_both(tmp_path):

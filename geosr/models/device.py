@@ -22,5 +22,9 @@ def resolve_device(spec: "str | torch.device | None") -> torch.device:
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
             raise OptionError(f"device {name}: no CUDA device is available here (use cpu or auto)", param="device")
+        count = torch.cuda.device_count()
+        if name != "cuda" and int(name[5:]) >= count:  # else torch's "invalid device ordinal" at the first tensor
+            raise OptionError(f"device {name}: this machine has {count} CUDA device{'s' * (count != 1)} "
+                              f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})", param="device")
         return torch.device(name)
     raise OptionError(f"device {spec!r}: use auto, cpu, cuda or cuda:N", param="device")

@@ -277,6 +277,9 @@ def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConf
     from geosr.models.residual_sampler import ResidualSampler
 
     diffusion_name, backbone_name = spec.rsplit("+", 1)
+    if not diffusion_name.strip() or not backbone_name.strip():  # else "model file . is not a file"
+        raise OptionError(f"model {spec}: DIFFUSION+BACKBONE names two models, a diffusion model and an LR-space "
+                          "backbone (e.g. default+lite); one is missing")
     classical = next((n for n in (diffusion_name, backbone_name) if n in CLASSICAL), None)
     if classical is not None:  # else "unknown model 'bicubic'", which `geosr models` lists
         raise OptionError(f"model {spec}: DIFFUSION+BACKBONE takes a diffusion model, then an LR-space backbone "

@@ -75,6 +75,8 @@ class UpscaleOptions:
             value = getattr(self, name)
             if isinstance(value, str) and not value.strip():  # an empty path would be read as the working folder
                 raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
+        if self.aoi is None and self.aoi_crs != "EPSG:4326":  # (it would be ignored, a typo in it unnoticed)
+            raise OptionError("aoi_crs applies to `aoi` only (the CRS of an area-of-interest box)", param="aoi_crs")
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "UpscaleOptions":

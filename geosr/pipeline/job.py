@@ -37,6 +37,7 @@ from geosr.io.paths import (
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
+from geosr.models.consistency import LRConsistent
 from geosr.models.device import resolve_device
 from geosr.models.interface import (
     CONDITIONING_INPUTS,
@@ -390,8 +391,9 @@ def _input_name(path: str) -> str:
 # 6: tie points through gaps in the images, the forward model's moves compared on the same pixels; 7: a model that
 # takes windows singly runs each through all its steps alone, a lone window no longer twice; the output's nodata
 # is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
-# which bands have data is the nearest warp's; the reference's shift measured where it meets the scene).
-PIPELINE_REVISION = 8
+# which bands have data is the nearest warp's; the reference's shift measured where it meets the scene; 9: on the
+# CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling).
+PIPELINE_REVISION = 9
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
@@ -436,7 +438,11 @@ def resolve_model(
     else:  # (one loaded once for many runs, as geosr evaluate's: at a scale it lacks as a name would be)
         sr = model
     via = trained_scale_for(scale, tuple(sr.scales))
-    return Rescaled(sr, via) if via is not None else sr
+    if via is None:
+        return sr
+    if isinstance(sr, LRConsistent):  # back-projected at the asked scale, where its box average is the LR exactly
+        return LRConsistent(Rescaled(sr.inner, via), sr.iterations, sr.operator)
+    return Rescaled(sr, via)
 
 
 def _known_inputs(model: Any) -> frozenset[str]:

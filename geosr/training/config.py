@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from geosr.config import MAX_SEED
 from geosr.errors import InputNotFoundError, OptionError
 
 # the keys of a data source that name files or folders
@@ -175,6 +176,8 @@ class TrainConfig:
         # others failed at the first step as an internal error, or were taken silently)
         problems += [f"`{name}` cannot be negative, not {getattr(self, name)}"
                      for name in ("grad_clip", "weight_decay", "seed", "threads") if getattr(self, name) < 0]
+        if self.seed > MAX_SEED:  # torch's generators take 64 bits
+            problems.append(f"`seed` must be at most {MAX_SEED}, not {self.seed}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"`betas` must be two numbers in [0, 1), not {list(self.betas)}")
         problems += [f"`{name}` must be in [0, 1], not {getattr(self, name)}"
