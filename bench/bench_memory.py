@@ -28,6 +28,7 @@ CASES = [  # (name, model, scale, LR side, extra options)
     ("lite x4, 600 px", "lite", 4, 600, []),
     ("lite x4, batch 4", "lite", 4, 600, ["--batch-size", "4"]),
     ("lite x8, 300 px", "lite", 8, 300, []),
+    ("lite x16, 200 px", "lite", 16, 200, []),
     ("default x4, 96 px", "default", 4, 96, []),
     ("default x8 ref+cd, 64 px", "default", 8, 64, ["REF"]),
     ("default+lite x8 ref+cd, 64 px", "default+lite", 8, 64, ["REF"]),

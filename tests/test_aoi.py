@@ -231,3 +231,4 @@ def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
                                    "--aoi-crs", "EPSG:32633"])
     assert res.exit_code == 2 and "--aoi-crs applies to --aoi only" in " ".join(res.output.split()), res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+

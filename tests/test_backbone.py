@@ -352,3 +352,15 @@ def test_the_fused_gate_regroups_the_plain_gate_and_mixing(levels, h, w):
         fused = mod.fused_gate(x)
         fused_cl = mod.fused_gate(x.contiguous(memory_format=torch.channels_last))
     assert float((fused - plain).abs().max()) < 1e-5 and float((fused_cl - plain).abs().max()) < 1e-5
+
+
+def test_lite_s_memory_per_window_follows_its_lr_features_and_its_output():
+    """One figure per HR pixel (120 B) put a 232-px window of `lite` at 25 MB at x2 and 413 MB at x8, where
+    bench/bench_memory.py calibrate measured 100 and 297 MB (121 at x4; 325 for 136 px at x16): the dry run's
+    estimate of a lite run at x8 was 1.5-1.9x its peak. The LR-space features now count per LR pixel."""
+    from geosr.models.interface import window_memory
+    from geosr.models.registry import load_model
+
+    lite = load_model("lite")
+    for side, scale, measured_mb in ((232, 2, 100), (232, 4, 121), (232, 8, 297), (136, 16, 325)):
+        assert window_memory(lite, side, side, scale) / 2**20 == pytest.approx(measured_mb, rel=0.25), scale

@@ -135,5 +135,6 @@ def test_the_memory_estimate_counts_the_denoiser_on_the_inner_part_only():
     hr = 64 * 64 * 8**2  # a 32-px window at x8 with the 16-px halo
     inner = 36 * 36 * 8**2  # the denoiser's: its own 2-px halo
     assert window_memory(sampler, 64, 64, 8) == inner * diffusion.memory_per_hr_pixel + hr * 3 * 8
-    assert window_memory(alone, 64, 64, 8) == hr * backbone.memory_per_hr_pixel
+    # the backbone: its LR-space features per LR pixel, its output per HR pixel
+    assert window_memory(alone, 64, 64, 8) == 64 * 64 * backbone.memory_per_lr_pixel + hr * backbone.memory_per_hr_pixel
     assert window_memory(diffusion, 36, 36, 8) == inner * diffusion.memory_per_hr_pixel  # others: per HR pixel

@@ -48,8 +48,11 @@ class BackboneSuperResolver:
         self.scales: tuple[int, ...] = tuple(net.cfg.scales)
         self.bands: int | None = net.cfg.n_bands
         self.halo: int = int(self.spec.get("halo", 16))
-        # bytes per HR pixel of a batch its forward pass adds to peak memory (bench/bench_memory.py: 93-117)
-        self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 120))
+        # bytes a window's forward pass adds to peak memory: the LR-space network's features per LR pixel, the
+        # upsampled output per HR pixel (bench/bench_memory.py calibrate on 232 px windows: 100 / 121 / 297 MB at
+        # x2 / x4 / x8, 325 MB for 136 px at x16; one bytes-per-HR-pixel figure was 2x off at x8 or at x2)
+        self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 1200))
+        self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 75))
         self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
         self.align = net.cfg.align
         # a network modulated by the scene's sharpness code asks the pipeline to measure it on the whole scene
@@ -65,6 +68,11 @@ class BackboneSuperResolver:
         tiling = self.spec.get("tiling", {})
         window_hr = int(tiling["window_hr"]) if "window_hr" in tiling else min(WINDOW_LR * scale, MAX_WINDOW_HR)
         return window_hr, float(tiling.get("overlap_share", 0.0625))
+
+    def window_memory(self, lr_h: int, lr_w: int, scale: int) -> float:
+        """Peak bytes one window of ``lr_h`` x ``lr_w`` LR pixels adds at ``scale``
+        (:func:`geosr.models.interface.window_memory`)."""
+        return lr_h * lr_w * (self.memory_per_lr_pixel + scale**2 * self.memory_per_hr_pixel)
 
     @torch.inference_mode()
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:

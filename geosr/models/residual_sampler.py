@@ -76,7 +76,7 @@ class ResidualSampler:
     def window_memory(self, lr_h: int, lr_w: int, scale: int) -> float:
         """Peak bytes one window adds: the backbone over the whole window, then (its activations freed) the
         denoiser over the inner part, beside the prediction (:func:`geosr.models.interface.window_memory`)."""
-        backbone = lr_h * lr_w * scale**2 * self.backbone.memory_per_hr_pixel
+        backbone = self.backbone.window_memory(lr_h, lr_w, scale)
         if self.steps == 0:
             return backbone
         d = 2 * max(0, self.halo - self.diffusion.halo)

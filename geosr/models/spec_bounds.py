@@ -55,7 +55,7 @@ MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default mod
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_SCALES = 16
 MAX_WINDOW_HR = (8, 16384)  # tiling.window_hr: output pixels a side of a window (lite: 2048)
-MAX_MEMORY_PER_HR_PIXEL = 10_000_000  # bytes (the bundled models: about 1,400)
+MAX_MEMORY_PER_PIXEL = 10_000_000  # bytes (the bundled models: at most about 1,400)
 MAX_EXPERTS = 8  # a backbone's experts (geosr.models.backbone_experts; scripts/combine_experts.py makes 3)
 SHARPNESS_CODE_DIMS = 2  # geosr.models.degradation_code.CODE_DIMS (a test keeps them equal)
 
@@ -196,10 +196,11 @@ def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) 
     share = tiling.get("overlap_share", 0.0)
     if not _number(share) or not 0 <= share < 1:
         refuse("tiling.overlap_share", f"is {_show(share)}; geosr accepts a number from 0 to below 1")
-    memory = spec.get("memory_per_hr_pixel", 1.0)
-    if not _number(memory) or not 0 < memory <= MAX_MEMORY_PER_HR_PIXEL:
-        refuse("memory_per_hr_pixel", f"is {_show(memory)}; geosr accepts a number of bytes above 0 and at most "
-                                      f"{MAX_MEMORY_PER_HR_PIXEL:,}")
+    for field in ("memory_per_hr_pixel", "memory_per_lr_pixel"):
+        memory = spec.get(field, 1.0)
+        if not _number(memory) or not 0 < memory <= MAX_MEMORY_PER_PIXEL:
+            refuse(field, f"is {_show(memory)}; geosr accepts a number of bytes above 0 and at most "
+                          f"{MAX_MEMORY_PER_PIXEL:,}")
     for s in items("scales", spec.get("scales", []), MAX_SCALES):
         if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
             refuse("scales", f"holds {_show(s)}; geosr supports whole scales from {SUPPORTED_SCALES[0]} to "

@@ -365,8 +365,12 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
         dtype=meta.dtype, windows=len(plan), window_rows=plan.n_rows, window_size=tcfg.window, overlap=tcfg.overlap,
         output_mb=hr.width * hr.height * n_bands * np.dtype(meta.dtype).itemsize / 2**20, dry_run=dry_run,
     )
+    cd = opts.cd not in (None, "none") or (opts.cd is None and opts.ref is not None)  # a file or a detection
+    read = frozenset(k for k, given in (("ref", opts.ref is not None), ("cd", cd), ("map", opts.map is not None))
+                     if given)
     summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
-                                      summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0)
+                                      summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0,
+                                      read)
     folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
     res = resources.measure(summary["memory_mb"], summary["output_mb"], folder if folder and folder.is_dir() else None)
     summary["resources"] = res.to_dict()
@@ -683,27 +687,31 @@ def _stat_id(path: str) -> list:
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
-               output_mb: float, assembled: float = 0.0) -> float:
+               output_mb: float, assembled: float = 0.0, read: frozenset[str] = frozenset()) -> float:
     """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
-    inputs), the blending accumulator's band of rows, one batch of conditioning stacks and the model's forward
-    pass over it (:func:`~geosr.models.interface.window_memory`), or, once they are gone, the output assembled in
-    memory (``assembled`` MB, :func:`geosr.io.writer.in_memory`), and GDAL's block cache while the COG is made (at
-    most its cap)."""
+    inputs), the blending accumulator's band of rows, the model's forward pass over a batch
+    (:func:`~geosr.models.interface.window_memory`, which bench/bench_memory.py calibrates on a window read, stacked,
+    run and returned without reference or mask), the ``read`` inputs' stacks (``ref``, ``cd``, ``map``) of the
+    batch's windows, or, once they are gone, the output assembled in memory (``assembled`` MB,
+    :func:`geosr.io.writer.in_memory`), and GDAL's block cache while the COG is made (at most its cap)."""
     runtime = psutil.Process().memory_info().rss
     acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
     # the largest window (the scene's windows, which may reach beyond an area of interest), with its halo
     lr_h = max(plan.window(r, 0).height for r in range(plan.n_rows)) + 2 * sr.halo
     lr_w = max(w.width for w in plan.row_windows(0)) + 2 * sr.halo
     lr_area = lr_h * lr_w
+    singly = getattr(sr, "one_window_at_a_time", False)
     n = min(batch, plan.n_cols)  # batches are made of one row's windows
-    if n == 1 and batch > 1:  # a lone window runs in a batch of two (pipeline.upscale._run_model)
+    if n == 1 and batch > 1 and not singly:  # a lone window runs in a batch of two (pipeline.upscale._run_model)
         n = 2
     via = getattr(sr, "via", scale)  # what the model makes: a rescaled one, at its trained scale
     area = lr_area * via**2
-    stack = n * lr_area * scale**2 * (2 * bands + 5) * 4 * 2
+    # bytes per HR pixel of a window's stack beyond the calibration's (scene.read_stack: an absent input holds no
+    # memory; to_batch's zeros for it, and the tensors that replace them when it is read, are in the calibration)
+    per_pixel = (bands * 4 + 1) * ("ref" in read) + (8 + 1) * ("cd" in read) + 8 * ("map" in read)
+    stack = n * lr_area * scale**2 * per_pixel
     per_window = window_memory(sr, lr_h, lr_w, via)
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
-    model = per_window + (n - 1) * area * bands * 4 if getattr(sr, "one_window_at_a_time", False) \
-        else n * per_window
+    model = per_window + (n - 1) * area * bands * 4 if singly else n * per_window
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
     return (runtime + max(acc + stack + model, assembled * 2**20) + cache) / 2**20

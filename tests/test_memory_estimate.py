@@ -1,0 +1,35 @@
+"""The dry run's estimate of a job's peak memory (geosr.pipeline.job._memory_mb; bench/bench_memory.py measures it
+against real peaks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from conftest import make_raster, smooth_field
+
+
+def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkeypatch):
+    """The dry run's memory estimate counted a reference's and a change mask's stacks for every window, read or not
+    (88 B per HR pixel of a batch: 1.2 GB of a lite x8 run whose peak was 1.5 GB). An absent input holds no memory:
+    a reference adds its float bands and validity, a change mask its classes and flags."""
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+
+    class Fixed:  # this process's memory as a constant, so that two plans compare
+        def memory_info(self):
+            return type("M", (), {"rss": 300 * 2**20})()
+
+    monkeypatch.setattr(job_module.psutil, "Process", lambda *a: Fixed())
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 60, 60) * 200).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 480, 480, seed=2) * 200).astype(np.uint8),
+                      transform=Affine(3.75, 0, 500000.0, 0, -3.75, 5000000.0))
+    est = {}
+    for name, extra in (("none", {}), ("ref", {"ref": ref, "cd": "none"}), ("ref+cd", {"ref": ref})):
+        with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, **extra) as job:
+            est[name] = job.summary["memory_mb"]
+            side = (job.plan.size + 2 * job.sr.halo) * 8
+            n = job.plan.n_cols
+    assert est["ref"] - est["none"] == pytest.approx(n * side**2 * (3 * 4 + 1) / 2**20, rel=1e-6)
+    assert est["ref+cd"] - est["ref"] == pytest.approx(n * side**2 * 9 / 2**20, rel=1e-6)
