@@ -405,6 +405,20 @@ def test_info_overlap_of_a_whole_world_raster_and_a_small_one(tmp_path):
     assert covered[(str(world), str(utm))] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("west", [-179.0, 179.5], ids=["east-of-180", "west-of-180"])
+def test_info_overlap_with_a_raster_across_the_antimeridian(tmp_path, west):
+    """A UTM zone 1 raster across 180 degrees had a negative longitude extent (west beyond east), so a small
+    raster in degrees inside it counted as the larger file: "covered 0.0%" both ways. Now 100% of the small one."""
+    across = make_raster(tmp_path / "across.tif", np.ones((1, 200, 400), np.uint8), crs="EPSG:32601",
+                         transform=Affine(500, 0, 250000, 0, -500, 6700000))
+    small = make_raster(tmp_path / "small.tif", np.ones((1, 100, 100), np.uint8), crs="EPSG:4326",
+                        transform=Affine(0.001, 0, west, 0, -0.001, 60.2))
+    res = runner.invoke(app, ["info", str(across), str(small), "--json"])
+    covered = {(o["file"], o["other"]): o["covered"] for o in json.loads(res.stdout)["overlaps"]}
+    assert covered[(str(small), str(across))] == pytest.approx(1.0)
+    assert covered[(str(across), str(small))] == pytest.approx(0.0031, abs=1e-4)
+
+
 def test_a_file_name_too_long_is_bad_input_in_one_short_sentence(tmp_path):
     """An over-long output or input name was "internal error: File name too long", exit 1, echoing it whole."""
     long_name = str(tmp_path / ("a" * 300 + ".tif"))

@@ -103,6 +103,8 @@ def _lonlat_extent(grid: Grid) -> float:
         w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
     except Exception:  # noqa: BLE001 - a CRS PROJ cannot take to longitude and latitude
         return 0.0
+    if e < w:  # across the antimeridian, as transform_bounds gives it (west beyond east)
+        e += 360.0
     area = (e - w) * (n - s)
     return area if math.isfinite(area) else 0.0
 
