@@ -379,6 +379,8 @@ def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
     ("EPSG:4326", rasterio.Affine(0.001, 0, 180.5, 0, -0.001, -16.0), True),  # numbered 0-360
     ("EPSG:32760", rasterio.Affine(10, 0, 820600, 0, -10, 8229200), True),  # UTM 60S over 180 degrees
     ("EPSG:4326", rasterio.Affine(0.001, 0, 179.9, 0, -0.001, -16.0), False),  # ends at 180: on one side
+    # UTM 60S ending 10-26 m west of 180 degrees: only the query's 30 m margin crosses it (was refused)
+    ("EPSG:32760", rasterio.Affine(10, 0, 820082, 0, -10, 8229200), False),
 ])
 def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs, transform, crosses):
     """OSM is queried in one lon/lat polygon: for a grid over 180 degrees (or numbered 0-360) it spanned the globe

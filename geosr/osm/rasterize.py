@@ -127,15 +127,27 @@ def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "Base
         if grow <= 0:
             return outline
         return outline.buffer(grow, join_style="mitre").intersection(shapely.box(-180, -90, 180, 90))
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+
+    def lonlat_ring(shape: "BaseGeometry") -> tuple[np.ndarray, np.ndarray]:
+        ring = shapely.segmentize(shape.exterior, shape.exterior.length / (4 * densify))
+        xs, ys = np.asarray(ring.coords).T
+        lons, lats = to_lonlat.transform(xs, ys)
+        return np.asarray(lons), np.asarray(lats)
+
+    own, _ = lonlat_ring(outline)
+    _refuse_across_antimeridian(own)  # the grid itself; its margin alone may reach beyond 180, cut there below
     grow = margin_m * metres_to_units(grid.crs, lon, lat)
     if grow > 0:
         outline = outline.buffer(grow, join_style="mitre")
-    ring = shapely.segmentize(outline.exterior, outline.exterior.length / (4 * densify))
-    xs, ys = np.asarray(ring.coords).T
-    lons, lats = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
-    _refuse_across_antimeridian(np.asarray(lons))
+    lons, lats = lonlat_ring(outline)
+    across = lons.size > 1 and np.abs(np.diff(lons)).max() > 180
+    if across:  # numbered on the grid's side of 180 degrees, then cut at it
+        side = float(np.median(own))
+        lons = np.where(lons - side > 180, lons - 360, np.where(lons - side < -180, lons + 360, lons))
     poly = Polygon(zip(lons, lats))
-    return poly if poly.is_valid else poly.buffer(0)
+    poly = poly if poly.is_valid else poly.buffer(0)
+    return poly.intersection(shapely.box(-180, -90, 180, 90)) if across else poly
 
 
 def _refuse_across_antimeridian(lons: np.ndarray) -> None:
