@@ -395,6 +395,21 @@ def test_a_loaded_model_wrapped_for_consistency_or_reference_detail_can_be_copie
         with pytest.raises(AttributeError):
             bare.inner  # noqa: B018
         assert copy.copy(bare) is not bare
+    # a whole loaded model, both wrappers around a network: copied and sent through a pickle, it computes the same
+    import pickle
+
+    from geosr.models.interface import ConditionBatch
+
+    sr = registry.load_model("lite", lr_consistency="box", reference_detail=True)
+    assert isinstance(sr, LRConsistent) and isinstance(sr.inner, ReferenceDetail)
+    torch.manual_seed(0)
+    lr, hr = torch.rand(1, 3, 12, 12) * 2 - 1, (1, 1, 48, 48)
+    batch = ConditionBatch(lr=lr, lr_valid=torch.ones(1, 1, 12, 12), ref=torch.rand(1, 3, 48, 48) * 2 - 1,
+                           ref_valid=torch.ones(hr), change=torch.zeros(hr, dtype=torch.long), changed=torch.zeros(hr),
+                           map=None, offsets=torch.tensor([[0, 0]]), scale=4, halo=0)
+    expected = sr(batch, seed=0)
+    for other in (copy.copy(sr), pickle.loads(pickle.dumps(sr))):
+        assert other.name == sr.name and other.operator == "box" and torch.equal(other(batch, seed=0), expected)
 
 
 @pytest.mark.parametrize("setting, operator", [("off", None), (False, None), ("bicubic", "bicubic"), (True, "box"),
