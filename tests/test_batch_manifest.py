@@ -617,3 +617,22 @@ def test_yaml_anchors_and_merge_keys_still_work_beside_the_duplicate_key_check(s
     (scenes / "jobs.yaml").write_text("jobs:\n  - {<<: {x: 2}, lr: s0.tif, out: a.tif, out: b.tif}\n")
     with pytest.raises(ManifestError, match="key 'out' given twice in one mapping"):
         read_manifest(scenes / "jobs.yaml")
+
+
+def test_workers_with_a_scheduler_is_refused_not_ignored(scenes, monkeypatch):
+    """`--workers 8 --scheduler ADDRESS` ran on the remote cluster's workers, the 8 taken and ignored without a word:
+    refused before anything runs (exit 2), and in Python too."""
+    from geosr.errors import OptionError
+    from geosr.pipeline.batch import run as run_module
+    from geosr.pipeline.batch.run import RunSettings
+
+    monkeypatch.setattr(run_module, "connect", lambda *a, **k: pytest.fail("a cluster was asked for"))
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--scheduler", "tcp://127.0.0.1:1",
+                                      "--workers", "8"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--workers applies to the local cluster only" in said, said
+    assert not (scenes / "out" / "a.tif").exists() and not (scenes / "jobs.results.jsonl").exists()
+    with pytest.raises(OptionError, match="the cluster behind `client` has its own"):
+        RunSettings(client=object(), workers=2)
+    assert RunSettings(scheduler="tcp://127.0.0.1:1").workers is None and RunSettings(workers=2).workers == 2

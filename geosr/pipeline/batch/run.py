@@ -58,6 +58,11 @@ class RunSettings:
             if self.workers < 1:
                 raise OptionError(f"workers {self.workers} must be at least 1 (or left out: one per GPU or core)",
                                   param="workers")
+        if self.workers is not None and (self.client is not None or self.scheduler is not None):
+            # (it was taken and ignored: the cluster there has the workers it has)
+            where = "`client`" if self.client is not None else "`scheduler`"
+            raise OptionError(f"workers applies to the local cluster only; the cluster behind {where} has its own",
+                              param="workers")
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
         if self.retries < 0:
             raise OptionError(f"retries {self.retries} cannot be negative (0: no retry)", param="retries")
