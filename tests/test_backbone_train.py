@@ -274,3 +274,21 @@ def test_a_time_limited_run_can_end_its_learning_rate_schedule_with_the_time(tmp
         assert rates[-1] < 0.1 * cfg.lr
     else:
         assert rates[-1] > 0.99 * cfg.lr
+
+
+def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
+    """`geosr train --arch lite -x 4 -x 2` on 120-px images trained x2 alone and said so only inside train.log: the
+    user read "wrote model.safetensors" and got a model not fine-tuned at x4. The run now warns, and --json says."""
+    root = tmp_path / "small"
+    root.mkdir()
+    for i in range(2):
+        _image(root / f"im{i}.png", i, side=120)
+    out = tmp_path / "run"
+    args = ["--arch", "lite", "--data", str(root), "-x", "4", "-x", "2", "--batch", "2", "--train-steps", "1",
+            "--out-dir", str(out)]
+    res = _run(args)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "warning: x4 left out (trained at x2 only): no training image holds a crop of " \
+        "192 x 192 pixels at x4" in said, said
+    res = _run([*args, "--overwrite", "--json"])
+    assert res.exit_code == 0 and any("x4 left out" in w for w in json.loads(res.stdout)["warnings"]), res.output

@@ -821,3 +821,14 @@ def test_a_run_stopped_by_its_time_limit_says_so_and_how_to_go_on(tmp_path, imag
     res = CliRunner().invoke(_app(), [*args[:-2], "--resume", "--json"])  # no limit now: it completes
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert (summary["steps"], summary["planned_steps"], summary["resumed_from"]) == (6, 6, 1)
+
+
+def test_images_smaller_than_the_crop_are_a_warning(tmp_path, images):
+    """Images left out of a diffusion run for being smaller than its crop were named in train.log only."""
+    from geosr.training.loop import train as run_train
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(images / "tiny.png")
+    run = run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
+                                warmup=1, checkpoint_every=1, val_every=0, threads=1,
+                                data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    assert run.warnings == ["1 image left out, smaller than the 32-px crop: tiny"]

@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import count, out_console, print_json, progress_bar, renamed, run_command
+from geosr.cli.common import count, err_console, out_console, print_json, progress_bar, renamed, run_command
 from geosr.options import TrainOptions
 
 # The spellings of one release ago (hidden): geosr train's flag -> its deprecated one, and that one's type.
@@ -63,6 +63,8 @@ def _print_summary(result) -> None:
                       + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}"),
         highlight=False,
     )
+    for w in result.warnings:
+        err_console.print(f"warning: {w}", style="yellow", highlight=False)
     if _cut_short(result):
         out_console.print(f"stopped at the time limit (--max-minutes) after step {result.steps}; run again with "
                           "--resume to continue", style="yellow", highlight=False)

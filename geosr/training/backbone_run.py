@@ -82,8 +82,13 @@ def train_backbone(
     # what the weights started from, as the diffusion trainer records it; a resumed run keeps its first run's
     described += initialised_from(out / MODEL) if resume else [f"initialised from {init or cfg.arch}"]
     scales, left_out = fitting_scales(cfg.scales, train)
+    warnings = []
     if left_out:
         described.append(f"left out x{', x'.join(map(str, left_out))}: no image holds its crop")
+        patch = BackboneTrainConfig().lr_patch
+        warnings.append(f"x{', x'.join(map(str, left_out))} left out (trained at x{', x'.join(map(str, scales))} "
+                        f"only): no training image holds a crop of {patch[left_out[0]] * left_out[0]} x "
+                        f"{patch[left_out[0]] * left_out[0]} pixels at x{left_out[0]}")
     if not resume:
         folder.prepare(overwrite=overwrite)
     device = training_device(cfg.device)
@@ -138,7 +143,7 @@ def train_backbone(
         best_checkpoint=str(out / BEST) if has_best else None, best_step=best.get("step") if has_best else None,
         best_val_gain_db=round(float(best["min"]), 4) if has_best else None,
         best_val_basis=f"x{best['scale']}, the worst of the LR formations {', '.join(NAMED)}" if has_best else None,
-        planned_steps=cfg.steps,
+        planned_steps=cfg.steps, warnings=warnings,
     )
 
 

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -82,6 +82,7 @@ class TrainResult:
     best_val_gain_db: float | None = None
     best_val_basis: str | None = None  # what best_val_gain_db measures where it is not the mean gain (arch lite)
     planned_steps: int | None = None  # the run's `steps`; more than ``steps`` when `max_minutes` stopped it first
+    warnings: list[str] = field(default_factory=list)  # data the run left out (also in its log's data list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -259,8 +260,13 @@ class _Run:
         self.table = load_change_classes(cfg.change_table)
         groups, foreign, self.described = load_sources(cfg)
         self.stream = sample_stream(cfg, groups, foreign)
+        self.warnings: list[str] = []
         if self.stream.skipped:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
+            n = len(self.stream.skipped)
+            self.warnings.append(f"{n} image{'s' * (n != 1)} left out, smaller than the "
+                                 f"{cfg.crop}-px crop: {', '.join(self.stream.skipped[:5])}"
+                                 + (" ..." if len(self.stream.skipped) > 5 else ""))
         val_set = []
         if cfg.val_data and self.rank == 0:
             val_set, v_described = validation_set(cfg, groups)
@@ -464,7 +470,7 @@ class _Run:
             final_loss=self.last, ema_loss=float(self.loss_avg) if self.loss_avg is not None else float("nan"),
             log=str(self.out / LOG), best_checkpoint=str(self.out / BEST) if v.best_step is not None else None,
             best_step=v.best_step, best_val_gain_db=None if v.best_step is None else round(v.best_gain, 4),
-            planned_steps=self.cfg.steps,
+            planned_steps=self.cfg.steps, warnings=self.warnings,
         )
 
 
