@@ -190,6 +190,11 @@ def test_a_network_fault_while_batch_checks_a_job_fails_that_job_and_the_others_
         assert jobs["near"]["status"] == "ok" and (tmp_path / "near.tif").exists()
         assert jobs["far"]["status"] == "failed" and jobs["far"]["error_type"] == "NetworkError", jobs["far"]
         assert "answered HTTP 503" in jobs["far"]["error"] and not (tmp_path / "far.tif").exists()
+        # never planned, its windows are unknown (they read 0), as a dry run says too (it said OutputExistsError)
+        assert (jobs["far"]["windows"], jobs["far"]["window_rows"], jobs["far"]["parts"]) == (None, None, None)
+        res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--dry-run", "--json"])
+        far = next(j for j in json.loads(res.stdout)["jobs"] if j["id"] == "far")
+        assert far["error_type"] == "NetworkError" and far["windows"] is None, far
         (tmp_path / "jobs.yaml").write_text(f"jobs:\n  - {{lr: {working}/missing.tif, out: gone.tif, x: 2}}\n")
         res = CliRunner().invoke(app, ["batch", str(tmp_path / "jobs.yaml"), "--dashboard", "none"])
         assert res.exit_code == 2 and "missing.tif" in res.output and "nothing was run" in res.output, res.output

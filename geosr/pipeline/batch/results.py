@@ -147,9 +147,10 @@ class TaskError(RuntimeError):
 def job_result(pj: PlannedJob, status: str, **kw) -> JobResult:
     """The results line of ``pj`` with ``status`` (and ``kw``: its error, times, worker)."""
     s = pj.spec
+    known = bool(pj.parts)  # else its check never got as far as a plan (its inputs did not answer): unknown
     return JobResult(
-        id=s.id, status=status, output=s.out, lr=s.lr, where=s.where, windows=pj.windows,
-        window_rows=pj.window_rows, parts=len(pj.parts), **kw,
+        id=s.id, status=status, output=s.out, lr=s.lr, where=s.where, windows=pj.windows if known else None,
+        window_rows=pj.window_rows if known else None, parts=len(pj.parts) if known else None, **kw,
     )
 
 
@@ -159,7 +160,7 @@ def planned_result(pj: PlannedJob) -> JobResult:
         return job_result(pj, "planned", error=None)
     if pj.action == "skip":
         return job_result(pj, "skipped")
-    return job_result(pj, "failed", stage="check", error=pj.reason, error_type="OutputExistsError")
+    return job_result(pj, "failed", stage="check", error=pj.reason, error_type=pj.error_type or "OutputExistsError")
 
 
 def invalid_results(plan: BatchPlan) -> list[JobResult]:
