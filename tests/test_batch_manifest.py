@@ -636,3 +636,36 @@ def test_workers_with_a_scheduler_is_refused_not_ignored(scenes, monkeypatch):
     with pytest.raises(OptionError, match="the cluster behind `client` has its own"):
         RunSettings(client=object(), workers=2)
     assert RunSettings(scheduler="tcp://127.0.0.1:1").workers is None and RunSettings(workers=2).workers == 2
+
+
+def test_an_interrupted_batch_s_json_says_what_it_did(scenes, monkeypatch):
+    """`geosr batch --json` stopped by Ctrl-C printed only {"ok": false, "exit_code": 130, "error": "interrupted..."}:
+    a pipeline had to read the results manifest to learn what was done. The object now counts the jobs by status
+    and names that manifest."""
+    import contextlib
+
+    from geosr.pipeline.batch import run as run_module
+    from geosr.pipeline.batch.results import job_result
+
+    @contextlib.contextmanager
+    def cluster(*args, **kwargs):
+        yield object(), "cpu"
+
+    def interrupted(client, jobs, device, retries, done, writer, progress, run_id):
+        done[jobs[0].spec.id] = job_result(jobs[0], "ok")
+        for pj in jobs[1:]:
+            done[pj.spec.id] = job_result(pj, "cancelled", stage="run", error="the batch was interrupted")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "connect", cluster)
+    monkeypatch.setattr(run_module, "cluster_info", lambda *a: dict(workers=1, scheduler="local", dashboard=None))
+    monkeypatch.setattr(run_module, "warm", lambda *a: None)
+    monkeypatch.setattr(run_module, "_run_on", interrupted)
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n"
+                                      "  - {lr: s1.tif, out: out/b.tif, x: 2, model: bicubic}\n"
+                                      "  - {lr: s2.tif, out: out/c.tif, x: 2, model: bicubic}\n")
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--json"])
+    said = json.loads(res.stdout)
+    assert res.exit_code == 130 and said["ok"] is False and said["error"].startswith("interrupted"), res.output
+    assert said["jobs"] == {"ok": 1, "cancelled": 2}
+    assert said["results"] == str(scenes / "jobs.results.jsonl") and (scenes / "jobs.results.jsonl").exists()

@@ -156,11 +156,11 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     except Terminated as exc:
         _fail(_COMPLETE.format("terminated (SIGTERM)") if getattr(exc, "geosr_completed", False) else
               "terminated (SIGTERM)" + (getattr(exc, "geosr_again", None) or _AGAIN.get(command or "", "")),
-              EXIT_TERMINATED, json_out)
+              EXIT_TERMINATED, json_out, getattr(exc, "geosr_report", None))
     except KeyboardInterrupt as exc:
         _fail(_COMPLETE.format("interrupted") if getattr(exc, "geosr_completed", False) else
               "interrupted" + (getattr(exc, "geosr_again", None) or _AGAIN.get(command or "", "")),
-              EXIT_INTERRUPTED, json_out)
+              EXIT_INTERRUPTED, json_out, getattr(exc, "geosr_report", None))
     except typer.Exit:
         raise
     except GeoSRError as exc:  # a condition geosr names (network down, ...) but not the input's fault
@@ -236,9 +236,10 @@ def _on_sigterm():
         return None
 
 
-def _fail(message: str, code: int, json_out: bool) -> None:
+def _fail(message: str, code: int, json_out: bool, report: dict | None = None) -> None:
+    """Print ``message`` (with ``--json``: an object, ``report``'s keys added: what a stopped command had done)."""
     if json_out:
-        print(json.dumps({"ok": False, "exit_code": code, "error": message}))
+        print(json.dumps({"ok": False, "exit_code": code, "error": message, **(report or {})}))
     else:
         # a console of its own: a Ctrl-C that lands while a line is being printed can leave rich's console holding
         # all later output in its buffer, never written (measured: 81 of 20,000 interrupts of a printing loop), and

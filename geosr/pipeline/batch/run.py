@@ -161,6 +161,7 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
     to_run = _with_folders(plan, done, writer)
     info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
     run_id = uuid.uuid4().hex
+    stopped: KeyboardInterrupt | None = None
     try:
         if not to_run:
             writer.start()
@@ -174,10 +175,19 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
                 warm(cl, s.scheduler)
                 writer.start()
                 _run_on(cl, to_run, task_device, s.retries, done, writer, s.progress, run_id)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        stopped = exc
+        raise
     finally:
         _finished_while_stopping(to_run, done, run_id)
         ordered = manifest_order([done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid)
         writer.close(ordered)
+        if stopped is not None:  # what the batch did before it stopped goes with the error (the CLI's --json)
+            counts: dict[str, int] = {}
+            for r in ordered:
+                counts[r.status] = counts.get(r.status, 0) + 1
+            stopped.geosr_report = {  # type: ignore[attr-defined]
+                "jobs": counts, "results": str(results_path) if results_path else None}
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
                        seconds=time.perf_counter() - t0, **info)
 
