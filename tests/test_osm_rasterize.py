@@ -404,3 +404,21 @@ def test_osm_never_imports_torch_and_cli_module_is_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_pbf_file_is_decoded_in_chunks_that_keep_only_what_reaches_the_area(tmp_path, scene_dir, monkeypatch):
+    """Every candidate object of a PBF extract was decoded and held until the end, then cut to the area: a country's
+    extract for a city's grid took gigabytes. Chunks of PBF_CHUNK objects now keep only what reaches the area's
+    bounding box; the map is the same."""
+    import shapely
+
+    from geosr.osm import files
+
+    whole = _run(tmp_path, scene_dir / "scene.osm.pbf", name="whole.tif")[0]
+    sizes = []
+    real = shapely.from_wkb
+    monkeypatch.setattr(shapely, "from_wkb", lambda blobs, *a, **k: sizes.append(len(blobs)) or real(blobs, *a, **k))
+    monkeypatch.setattr(files, "PBF_CHUNK", 2)
+    chunked = _run(tmp_path, scene_dir / "scene.osm.pbf", name="chunked.tif")[0]
+    np.testing.assert_array_equal(whole, chunked)
+    assert len(sizes) > 2 and max(sizes) <= 2, sizes

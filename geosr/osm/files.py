@@ -166,9 +166,13 @@ def is_area_way(tags: Any) -> bool:
     return False
 
 
+PBF_CHUNK = 20_000  # candidate objects of a PBF file decoded at a time
+
+
 def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> OSMFeatures:
     """OSM PBF through pyosmium: lines from ways, areas from closed ways and multipolygon relations."""
     import geopandas as gpd
+    import numpy as np
     import osmium
     import shapely
 
@@ -177,7 +181,21 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
     wkb = osmium.geom.WKBFactory()
     rows: list[dict[str, str]] = []
     blobs: list[bytes] = []
+    kept_rows: list[dict[str, str]] = []
+    kept: list[Any] = []
+    near = shapely.box(*polygon.bounds)
     newest: dt.datetime | None = None
+
+    def keep_near() -> None:
+        # every candidate of a country's extract held until the end took gigabytes: each chunk keeps only the
+        # geometries that reach the area's bounding box (the exact cut, `within`, comes after)
+        geoms = shapely.from_wkb(blobs)
+        for i in np.flatnonzero(shapely.intersects(geoms, near)):
+            kept_rows.append(rows[i])
+            kept.append(geoms[i])
+        rows.clear()
+        blobs.clear()
+
     try:
         fp = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.KeyFilter(*select))
         header = fp.header
@@ -202,10 +220,13 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
             ts = obj.timestamp
             if ts is not None and ts.year >= 2004 and (newest is None or ts > newest):
                 newest = ts
+            if len(blobs) >= PBF_CHUNK:
+                keep_near()
     except RuntimeError as exc:
         raise VectorFileError(f"{path}: cannot be read as OSM PBF ({reason(exc)})") from exc
-    geoms = shapely.from_wkb(blobs) if blobs else []
-    frame = gpd.GeoDataFrame(rows, geometry=list(geoms), crs="EPSG:4326") if rows else empty_frame()
+    if blobs:
+        keep_near()
+    frame = gpd.GeoDataFrame(kept_rows, geometry=kept, crs="EPSG:4326") if kept_rows else empty_frame()
     frame = within(frame, polygon)
     if stamp:
         stamp_out, kind = _iso(stamp), "snapshot"
