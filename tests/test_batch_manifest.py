@@ -669,3 +669,24 @@ def test_an_interrupted_batch_s_json_says_what_it_did(scenes, monkeypatch):
     assert res.exit_code == 130 and said["ok"] is False and said["error"].startswith("interrupted"), res.output
     assert said["jobs"] == {"ok": 1, "cancelled": 2}
     assert said["results"] == str(scenes / "jobs.results.jsonl") and (scenes / "jobs.results.jsonl").exists()
+
+
+def test_a_batch_wide_aoi_crs_concerns_only_the_jobs_with_an_aoi(scenes):
+    """`geosr batch --aoi-crs EPSG:32633` (a default for the jobs) made every job without an aoi invalid once upscale
+    refused `aoi_crs` without `aoi`; a job's own `aoi_crs` without its `aoi` is still refused."""
+    import rasterio
+
+    with rasterio.open(scenes / "s0.tif") as ds:
+        b = ds.bounds
+    box = f"{b.left},{b.bottom},{(b.left + b.right) / 2},{b.top}"
+    (scenes / "jobs.yaml").write_text(f"jobs:\n  - {{lr: s0.tif, out: out/a.tif, x: 2, model: bicubic, aoi: '{box}'}}\n"
+                                      "  - {lr: s1.tif, out: out/b.tif, x: 2, model: bicubic}\n")
+    crs = "EPSG:32633"
+    with rasterio.open(scenes / "s0.tif") as ds:
+        crs = ds.crs.to_string()
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--aoi-crs", crs, "--dry-run", "--json"])
+    assert res.exit_code == 0 and [j["status"] for j in json.loads(res.stdout)["jobs"]] == ["planned"] * 2, res.output
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s1.tif, out: out/b.tif, x: 2, model: bicubic, "
+                                      f"aoi_crs: '{crs}'}}\n")
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--dry-run"])
+    assert res.exit_code == 2 and "applies to" in res.output, res.output

@@ -425,6 +425,17 @@ def test_a_backbone_named_by_a_relative_path_loads_from_anywhere(tmp_path, image
     (moved / "bb.safetensors").unlink()
     with pytest.raises(InputNotFoundError, match=r"the backbone it samples on, .*moved/bb.safetensors"):
         load_model(str(moved / "run" / model.name))
+    # a run folder reached through a link: the path is recorded between the files themselves (found in review)
+    deep = tmp_path / "real" / "deep"
+    deep.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(deep)
+    save_backbone(build_backbone(BackboneConfig(dim=8, blocks=1, scales=(4,))).eval(), tmp_path / "bb2.safetensors",
+                  name="bb2")
+    linked = run_train(TrainConfig(out=str(tmp_path / "link" / "run"), arch={**MICRO, "residual": True}, scales=(4,),
+                                   crop=32, batch_size=2, steps=1, warmup=1, lr=1e-3, checkpoint_every=1, val_every=0,
+                                   threads=1, backbone=str(tmp_path / "bb2.safetensors"),
+                                   data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    assert load_model(linked.checkpoint, lr_consistency="off").backbone.name == "bb2"
 
 
 def test_a_config_that_is_a_folder_or_not_a_table_is_one_sentence(tmp_path):
@@ -832,3 +843,15 @@ def test_images_smaller_than_the_crop_are_a_warning(tmp_path, images):
                                 warmup=1, checkpoint_every=1, val_every=0, threads=1,
                                 data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
     assert run.warnings == ["1 image left out, smaller than the 32-px crop: tiny"]
+
+
+def test_a_training_seed_of_64_bits_trains(tmp_path, images):
+    """The run's generator is seeded from seed * 1000003 + ...: a seed above about 1.8e13, which `seed` allows,
+    overflowed torch's 64 bits (an internal error at the start; found in review)."""
+    from geosr.config import MAX_SEED
+    from geosr.training.loop import train as run_train
+
+    run = run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
+                                warmup=1, checkpoint_every=1, val_every=0, threads=1, seed=MAX_SEED,
+                                data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    assert run.steps == 1

@@ -279,7 +279,8 @@ class _Run:
             started_from = initialised_from(self.out / MODEL)
         self._build(init, started_from)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + self.rank + 7919 * self.start)
+        # (within the 64 bits a generator takes: any seed `seed` allows; the same stream as before below them)
+        self.gen = torch.Generator().manual_seed((cfg.seed * 1000003 + self.rank + 7919 * self.start) % 2**64)
         if resume:  # the random streams where the unbroken run had them (each process's own, process 0 saved them)
             self._restore_rng(saved_tensors(self.out))
         self.sched = lr_schedule(self.opt, cfg, self.start)

@@ -192,7 +192,7 @@ def _backbone_from(model: Path, backbone: str) -> str:
     folder copied with its backbone beside it loads anywhere (the loader reads it from there)."""
     if not Path(backbone).is_absolute():
         return backbone
-    return os.path.relpath(backbone, Path(model).absolute().parent)
+    return os.path.relpath(Path(backbone).resolve(), Path(model).resolve().parent)  # as the loader reads it
 
 
 def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClassTable, described: list[str], step: int,

@@ -463,6 +463,8 @@ def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dic
         merged.update(own)
         if not merged.get("ref"):  # reference settings given to every job concern those with a reference
             merged.update({k: OPTIONS[k][1] for k in REFERENCE_SETTINGS if k not in own})
+        if not merged.get("aoi") and "aoi_crs" not in own:  # a default --aoi-crs concerns the jobs with an aoi
+            merged["aoi_crs"] = OPTIONS["aoi_crs"][1]
         spec, problems = _resolve(merged, where, root)
         if not problems:
             manifest.jobs.append(spec)
