@@ -117,10 +117,6 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
 
 def looks_like_path(spec: str) -> bool:
     """Whether a model ``spec`` names a file rather than a model (a path, a checkpoint's suffix, an existing file)."""
-    return _looks_like_path(spec)
-
-
-def _looks_like_path(spec: str) -> bool:
     suffixes = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
     return os.sep in spec or "/" in spec or spec.endswith(suffixes) or Path(spec).exists()
 
@@ -145,7 +141,7 @@ def resolve_checkpoint(spec: str) -> Path:
             "no default model is bundled with this geosr yet: pass `model` with the path of a geosr checkpoint "
             "(.safetensors) or a classical back-end (bicubic, lanczos, reference-paste)"
         )
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         path = Path(spec).expanduser()
         if not path.exists():
             raise InputNotFoundError(f"model file {path} does not exist")
@@ -229,7 +225,7 @@ def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConf
     from geosr.models.diffusion import DiffusionSuperResolver
 
     path = resolve_checkpoint(spec)
-    name = file_model_name(path) if spec == str(path) or _looks_like_path(spec) else spec
+    name = file_model_name(path) if spec == str(path) or looks_like_path(spec) else spec
     sr: SuperResolver
     if is_backbone_spec(read_spec(path)):
         from geosr.models.backbone_checkpoint import load_backbone
@@ -255,7 +251,7 @@ def _own_backbone(spec: str) -> str | None:
     if not own:
         return None
     own = str(own)
-    if own in bundled_checkpoints() or not _looks_like_path(own) or Path(own).expanduser().is_absolute():
+    if own in bundled_checkpoints() or not looks_like_path(own) or Path(own).expanduser().is_absolute():
         return own
     beside = Path(os.path.normpath(path.resolve().parent / own))
     if beside.exists():
