@@ -284,11 +284,11 @@ def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
     for i in range(2):
         _image(root / f"im{i}.png", i, side=120)
     out = tmp_path / "run"
-    args = ["--arch", "lite", "--data", str(root), "-x", "4", "-x", "2", "--batch", "2", "--train-steps", "1",
-            "--out-dir", str(out)]
+    args = ["--arch", "lite", "--data", str(root), "-x", "4", "-x", "8", "-x", "2", "--batch", "2",
+            "--train-steps", "1", "--out-dir", str(out)]
     res = _run(args)
     said = " ".join(res.output.split())
-    assert res.exit_code == 0 and "warning: x4 left out (trained at x2 only): no training image holds a crop of " \
-        "192 x 192 pixels at x4" in said, said
+    assert res.exit_code == 0 and "warning: x4, x8 left out (trained at x2 only): no training image holds a crop " \
+        "of 192 x 192 pixels at x4 or 256 x 256 pixels at x8" in said, said  # it named x4's crop alone
     res = _run([*args, "--overwrite", "--json"])
-    assert res.exit_code == 0 and any("x4 left out" in w for w in json.loads(res.stdout)["warnings"]), res.output
+    assert res.exit_code == 0 and any("x4, x8 left out" in w for w in json.loads(res.stdout)["warnings"]), res.output

@@ -33,3 +33,24 @@ def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkey
             n = job.plan.n_cols
     assert est["ref"] - est["none"] == pytest.approx(n * side**2 * (3 * 4 + 1) / 2**20, rel=1e-6)
     assert est["ref+cd"] - est["ref"] == pytest.approx(n * side**2 * 9 / 2**20, rel=1e-6)
+
+
+def test_a_reference_given_to_a_model_that_never_reads_it_adds_no_memory(tmp_path, monkeypatch):
+    """With `ignore_unused`, a classical model's run reads no reference and no mask (nothing is co-registered or
+    detected for nothing), yet the estimate counted their stacks for every window of the batch."""
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+
+    class Fixed:
+        def memory_info(self):
+            return type("M", (), {"rss": 300 * 2**20})()
+
+    monkeypatch.setattr(job_module.psutil, "Process", lambda *a: Fixed())
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 60, 60) * 200).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 480, 480, seed=2) * 200).astype(np.uint8),
+                      transform=Affine(3.75, 0, 500000.0, 0, -3.75, 5000000.0))
+    est = []
+    for extra in ({}, {"ref": ref, "ignore_unused": True}):
+        with plan_upscale(str(lr), output=None, dry_run=True, model="bicubic", scale=8, **extra) as job:
+            est.append(job.summary["memory_mb"])
+    assert est[1] == est[0]

@@ -322,6 +322,10 @@ def test_crafted_block_count_is_refused_before_building(tmp_path, nothing_built)
         ({}, {"inference": {"lr_consistency": {"operator": "x"}}}, "inference.lr_consistency", "'bicubic' or"),
         ({}, {"inference": {"reference_detail": {"sigma": 1e9}}}, "inference.reference_detail.sigma", "at most 64"),
         ({}, {"inference": "fast"}, "inference", "not an object"),
+        ({}, {"inference": {"lr_consistency": {"operator": "box", "iterations": 10**6}}},
+         "inference.lr_consistency.iterations", "geosr accepts integers from 0 to 100"),
+        ({}, {"inference": {"lr_consistency": {"iterations": "6"}}}, "inference.lr_consistency.iterations", '"6"'),
+        ({}, {"inference": {"reference_detail": "on"}}, "inference.reference_detail", "true, false or an object"),
     ],
 )
 def test_spec_out_of_bounds_or_of_the_wrong_type_is_refused(tmp_path, nothing_built, arch, fields, field, problem):
@@ -420,6 +424,38 @@ def test_a_spec_s_lr_consistency_given_as_text_is_read_as_written(setting, opera
     assert registry.lr_consistency_operator(None, setting) == operator
     assert registry.lr_consistency_operator("off", setting) is None
     assert registry.lr_consistency_operator(True, setting) == (operator or "box")
+
+
+def _with_inference(src: Path, dst: Path, inference: dict) -> Path:
+    """A copy of the checkpoint ``src`` whose spec's ``inference`` is ``inference``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as fh:
+        meta = fh.metadata()
+    spec = json.loads(meta[SPEC_KEY])
+    spec["inference"] = inference
+    save_file(load_file(str(src)), str(dst), metadata={**meta, SPEC_KEY: json.dumps(spec)})
+    return dst
+
+
+def test_a_spec_s_back_projection_rounds_are_run_and_null_settings_read_as_absent(tmp_path):
+    """`{"operator": ..., "iterations": N}` was accepted and N silently ignored; `"lr_consistency": null` and
+    `"reference_detail": null` (JSON's "not set", read as off before the bounds check) were refused."""
+    from geosr.models.consistency import ITERATIONS, LRConsistent
+    from geosr.models.reference_detail import ReferenceDetail
+
+    src = registry.bundled_checkpoints()["lite"]
+    rounds = _with_inference(src, tmp_path / "rounds.safetensors",
+                             {"lr_consistency": {"operator": "bicubic", "iterations": 3}})
+    sr = registry.load_model(str(rounds))
+    assert isinstance(sr, LRConsistent) and (sr.operator, sr.iterations) == ("bicubic", 3)
+    assert registry.load_model(str(rounds), lr_consistency=True).iterations == 3  # on: the spec's operator, rounds
+    other = registry.load_model(str(rounds), lr_consistency="box")  # another operator runs its own count
+    assert (other.operator, other.iterations) == ("box", ITERATIONS["box"])
+    unset = _with_inference(src, tmp_path / "null.safetensors", {"lr_consistency": None, "reference_detail": None})
+    plain = registry.load_model(str(unset))
+    assert not isinstance(plain, (LRConsistent, ReferenceDetail))
 
 
 def test_a_training_config_whose_inference_the_loader_would_refuse_is_refused_before_training():

@@ -219,3 +219,23 @@ def test_resume_never_joins_rows_computed_with_another_batch_size_or_thread_coun
         torch.set_num_threads(threads)
     assert base != other_batch and base != other_threads
     assert comparable(base) == comparable(other_batch) == comparable(other_threads)
+
+
+def test_resume_with_another_batch_size_continues_a_model_that_takes_windows_singly(tmp_path, monkeypatch):
+    """On the CPU every learned model runs a batch's windows one at a time, so its pixels do not depend on
+    --batch-size; --resume still refused another batch size for it ("`batch_size` 4 -> 1"). It now continues,
+    and the file is an unbroken run's, byte for byte (its options tag records the batch size asked last)."""
+    import rasterio
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 20) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, model="lite", tiling=TilingConfig(window=8, overlap=2))
+    for n in (1, 3):
+        upscale(lr, output=tmp_path / f"clean{n}.tif", batch_size=n, **opts)
+    _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, batch_size=4, **opts))
+    monkeypatch.undo()
+    r = upscale(lr, output=out, resume=True, batch_size=1, **opts)
+    assert r.resumed_rows >= 1
+    assert out.read_bytes() == (tmp_path / "clean1.tif").read_bytes()
+    with rasterio.open(out) as a, rasterio.open(tmp_path / "clean3.tif") as b:
+        assert np.array_equal(a.read(), b.read())

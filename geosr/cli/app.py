@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -70,15 +71,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-app.command("upscale")(upscale)
-app.command("rasterize-osm", cls=RasterizeOSMCommand)(rasterize_osm)
-app.command("detect-changes")(detect_changes)
-app.command("batch")(batch)
-app.command("train")(train)
-app.command("evaluate")(evaluate)
-app.command("info")(info)
-app.command("models")(models)
-app.command("sample")(sample)
+
+
+def prose_help(command: Any) -> str:
+    """``command``'s docstring as its --help shows it: a prose paragraph's lines joined (Typer's rich markup keeps
+    each source line break, which the terminal then wraps again into a ragged column); indented lines (examples)
+    stay as written."""
+    paragraphs = (inspect.getdoc(command) or "").split("\n\n")
+    return "\n\n".join(p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+for _name, _command, _extra in (("upscale", upscale, {}), ("rasterize-osm", rasterize_osm, {"cls": RasterizeOSMCommand}),
+                                ("detect-changes", detect_changes, {}), ("batch", batch, {}), ("train", train, {}),
+                                ("evaluate", evaluate, {}), ("info", info, {}), ("models", models, {}),
+                                ("sample", sample, {})):
+    app.command(_name, help=prose_help(_command), **_extra)(_command)
 
 
 def _version(value: bool) -> None:

@@ -203,12 +203,14 @@ def load_model(
         setting = inference.get("reference_detail")
         sigma = float(setting.get("sigma", DEFAULT_SIGMA)) if isinstance(setting, dict) else DEFAULT_SIGMA
         sr = ReferenceDetail(sr, sigma=sigma)
-    operator = lr_consistency_operator(lr_consistency, inference.get("lr_consistency", False))
+    setting = inference.get("lr_consistency", False)
+    operator = lr_consistency_operator(lr_consistency, setting)
     if operator is None:
         return sr
     from geosr.models.consistency import LRConsistent
 
-    return LRConsistent(sr, operator=operator)
+    own = isinstance(setting, dict) and setting.get("operator", "box") == operator  # its rounds serve its operator
+    return LRConsistent(sr, operator=operator, iterations=setting.get("iterations") if own else None)
 
 
 def is_composite(spec: str) -> bool:
@@ -308,8 +310,8 @@ def file_sha256(path: Path) -> str:
 
 def lr_consistency_operator(choice: bool | str | None, setting: bool | str | dict) -> str | None:
     """The back-projection operator ``choice`` asks for (None: none), given the checkpoint's ``setting``
-    (``true``, ``false``, ``"off"``, an operator's name or ``{"operator": ...}``; geosr's default model: ``true``,
-    i.e. box)."""
+    (``true``, ``false``, null, ``"off"``, an operator's name or ``{"operator": ..., "iterations": ...}``; geosr's
+    default model: ``true``, i.e. box)."""
     if isinstance(setting, dict):
         own: str | None = setting.get("operator", "box")
     elif isinstance(setting, str):

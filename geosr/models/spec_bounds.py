@@ -53,6 +53,7 @@ MAX_WEIGHTS = 2_000_000_000  # the whole network, buffers included (paper: about
 SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
 MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default model recommends 1)
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
+MAX_BACK_PROJECTION_ITERATIONS = 100  # inference.lr_consistency.iterations (geosr's own: 6 box, 10 bicubic)
 MAX_SCALES = 16
 MAX_WINDOW_HR = (8, 16384)  # tiling.window_hr: output pixels a side of a window (lite: 2048)
 MAX_MEMORY_PER_PIXEL = 10_000_000  # bytes (the bundled models: at most about 1,400)
@@ -102,7 +103,7 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
         for d in items("arch.dilations", arch.get("dilations", [1]), 32) or refuse("arch.dilations", "is empty"):
             whole("arch.dilations", d, 1, 64)
         threshold = spec.get("threshold", 0.5)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        if not _number(threshold) or not 0 < threshold < 1:
             refuse("threshold", f"is {_show(threshold)}; geosr accepts a probability between 0 and 1")
         return
     for name, (low, high) in ARCH_BOUNDS.items():
@@ -113,7 +114,7 @@ def check_spec(spec: Mapping[str, Any], path: str | Path) -> None:
             refuse(f"arch.{name}", f"is {_show(arch[name])}; geosr accepts true or false")
     for name in ("dropout", "sigma_data"):
         value = arch.get(name, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _number(value):
             refuse(f"arch.{name}", f"is {_show(value)}, not a finite number")
     a = {**_DEFAULTS, **{k: list(v) for k, v in _DEFAULTS.items() if isinstance(v, tuple)}, **arch}
     if not items("arch.channel_mult", a["channel_mult"], MAX_LEVELS):
@@ -142,7 +143,7 @@ def _check_backbone(arch: Mapping[str, Any], whole: Any, items: Any, refuse: Any
         if name in arch:
             whole(f"arch.{name}", arch[name], low, high)
     ffn = arch.get("ffn", 2.0)
-    if isinstance(ffn, bool) or not isinstance(ffn, (int, float)) or not 0.25 <= ffn <= 8:
+    if not _number(ffn) or not 0.25 <= ffn <= 8:
         refuse("arch.ffn", f"is {_show(ffn)}; geosr accepts a number from 0.25 to 8")
     for s in items("arch.scales", arch.get("scales", []), MAX_SCALES):
         whole("arch.scales", s, 2, 16)
@@ -166,14 +167,14 @@ def _check_experts(experts: Any, items: Any, refuse: Any) -> None:
         field = f"experts.anchors.{scale}"
         if not str(scale).isdigit():
             refuse(field, "is not keyed by a scale")
-        if len(items(field, anchors, MAX_EXPERTS)) != len(names) or not all(a is None or (
-                isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)) for a in anchors):
+        if len(items(field, anchors, MAX_EXPERTS)) != len(names) or not all(
+                a is None or _number(a) for a in anchors):
             refuse(field, f"is {_show(anchors)}; geosr accepts one finite number (or null) per expert")
     widths = experts.get("widths", {})
     if not isinstance(widths, dict) or len(widths) > MAX_SCALES:
         refuse("experts.widths", f"is {_show(widths)}; geosr accepts a width per scale")
     for scale, w in widths.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 1:
+        if not _number(w) or not 0 < w <= 1:
             refuse(f"experts.widths.{scale}", f"is {_show(w)}; geosr accepts a number in (0, 1]")
 
 
@@ -217,19 +218,24 @@ def inference_problem(inference: Any) -> tuple[str, str] | None:
     steps = inference.get("steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS):
         return "inference.steps", f"is {_show(steps)}; geosr accepts integers from 1 to {MAX_STEPS}"
-    detail = inference.get("reference_detail", False)
-    if not isinstance(detail, (bool, dict)):
+    detail = inference.get("reference_detail")  # null: as if absent, like steps
+    if detail is not None and not isinstance(detail, (bool, dict)):
         return "inference.reference_detail", f"is {_show(detail)}; geosr accepts true, false or an object"
     sigma = detail.get("sigma", 1.0) if isinstance(detail, dict) else 1.0
     if not _number(sigma) or not 0 < sigma <= MAX_DETAIL_SIGMA:
         return ("inference.reference_detail.sigma",
                 f"is {_show(sigma)}; geosr accepts a number above 0 and at most {MAX_DETAIL_SIGMA:g}")
-    consistency = inference.get("lr_consistency", False)
+    consistency = inference.get("lr_consistency")
     operator = consistency.get("operator", "box") if isinstance(consistency, dict) else None
-    if not (isinstance(consistency, bool) or consistency in LR_CONSISTENCY_MODES
+    if not (consistency is None or isinstance(consistency, bool) or consistency in LR_CONSISTENCY_MODES
             or (isinstance(consistency, dict) and operator in BACK_PROJECTION_OPERATORS)):
         return ("inference.lr_consistency", f"is {_show(consistency)}; geosr accepts true, false, "
-                f"{', '.join(map(repr, LR_CONSISTENCY_MODES))} or {{\"operator\": NAME}}")
+                f"{', '.join(map(repr, LR_CONSISTENCY_MODES))} or {{\"operator\": NAME, \"iterations\": N}}")
+    rounds = consistency.get("iterations") if isinstance(consistency, dict) else None
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int)
+                               or not 0 <= rounds <= MAX_BACK_PROJECTION_ITERATIONS):
+        return ("inference.lr_consistency.iterations",
+                f"is {_show(rounds)}; geosr accepts integers from 0 to {MAX_BACK_PROJECTION_ITERATIONS}")
     return None
 
 

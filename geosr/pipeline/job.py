@@ -177,7 +177,7 @@ def plan_upscale(
         meta = _output_meta(lr_info, sel, opts.output_config)
         # a dry run names the output it would write and measures the disk there
         planned = Path(output) if dry_run and output is not None else out_path
-        summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), opts, dry_run)
+        summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run)  # what is read
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
@@ -397,7 +397,7 @@ def _input_name(path: str) -> str:
 # is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
 # which bands have data is the nearest warp's; the reference's shift measured where it meets the scene; 9: on the
 # CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling).
-PIPELINE_REVISION = 9
+PIPELINE_REVISION = 10
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
@@ -418,9 +418,11 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
                      output=replace(opts.output_config, overwrite=False),  # replacing or not makes the same bytes
                      coregister=opts.coregister, cloud_masks=opts.cloud_masks),
         # how this process runs the model: the batch's size and the threads change the last bit of a float sum
-        # (a level of 8 bits here and there), so --resume never joins rows computed two ways. Left out of what
-        # geosr batch compares to skip a finished job (its workers and planner run alike; records.comparable).
-        runtime=dict(device=device.type, batch_size=opts.device.batch_size,
+        # (a level of 8 bits here and there), so --resume never joins rows computed two ways; a model that takes
+        # windows singly makes the same pixels at any batch size (recorded as 1). Left out of what geosr batch
+        # compares to skip a finished job (its workers and planner run alike; records.comparable).
+        runtime=dict(device=device.type,
+                     batch_size=1 if getattr(sr, "one_window_at_a_time", False) else opts.device.batch_size,
                      threads=torch.get_num_threads() if device.type == "cpu" else None),
     )))
 

@@ -86,9 +86,9 @@ def train_backbone(
     if left_out:
         described.append(f"left out x{', x'.join(map(str, left_out))}: no image holds its crop")
         patch = BackboneTrainConfig().lr_patch
+        crops = " or ".join(f"{patch[s] * s} x {patch[s] * s} pixels at x{s}" for s in left_out)
         warnings.append(f"x{', x'.join(map(str, left_out))} left out (trained at x{', x'.join(map(str, scales))} "
-                        f"only): no training image holds a crop of {patch[left_out[0]] * left_out[0]} x "
-                        f"{patch[left_out[0]] * left_out[0]} pixels at x{left_out[0]}")
+                        f"only): no training image holds a crop of {crops}")
     if not resume:
         folder.prepare(overwrite=overwrite)
     device = training_device(cfg.device)
