@@ -172,3 +172,28 @@ def test_bands_named_by_stac_common_names_are_picked_and_kept_by_them(raster_fac
     bands = item["assets"]["data"]["eo:bands"]
     assert [(b["name"], b.get("common_name")) for b in bands] == [
         ("nir08", "nir08"), ("red", "red"), ("swir16", "swir16"), ("coastal", "coastal")]
+
+
+def test_the_acquisition_time_in_gdal_s_imagery_domain_dates_the_item_and_stays_with_the_output(raster_factory,
+                                                                                               tmp_path):
+    """GDAL's drivers put ACQUISITIONDATETIME (and SATELLITEID, CLOUDCOVER) in the IMAGERY metadata domain: geosr
+    read only the default one, so the item was dated by processing time, and the COG driver, which copies no other
+    domain, dropped them from the output. A TIFF date also made rio-stac warn on stderr that it could not parse it,
+    though geosr read it."""
+    import warnings
+
+    lr = raster_factory("lr.tif", (smooth_field(3, 16, 16, 3) * 200).astype(np.uint8))
+    with rasterio.open(lr, "r+") as ds:
+        ds.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="2003-05-01T02:20:30Z", SATELLITEID="L5")
+        ds.update_tags(TIFFTAG_DATETIME="2004:01:02 03:04:05")
+    out = tmp_path / "o.tif"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        upscale(lr, output=out, scale=2, model="bicubic")
+    assert not [w for w in said if "parse date" in str(w.message)]
+    item = pystac.Item.from_file(str(out.with_name("o.stac.json")))
+    assert item.datetime.isoformat() == "2003-05-01T02:20:30+00:00"
+    assert item.properties["geosr:datetime"] == "acquisition of the LR"
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+    assert tags["ACQUISITIONDATETIME"] == "2003-05-01T02:20:30Z" and tags["SATELLITEID"] == "L5"

@@ -69,6 +69,7 @@ class RasterInfo:
     band_nodata: tuple[float | None, ...] = ()  # each band's nodata value (``nodata`` is the first band's)
     tags: dict[str, str] = field(default_factory=dict)  # the dataset's metadata (GDAL's default domain)
     band_tags: tuple[dict[str, str], ...] = ()  # each band's
+    imagery: dict[str, str] = field(default_factory=dict)  # GDAL's IMAGERY domain (acquisition time, satellite)
 
     @property
     def dtype(self) -> str:
@@ -202,6 +203,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             band_nodata=tuple(ds.nodatavals),
             tags=dict(ds.tags()),
             band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
+            imagery=dict(ds.tags(ns="IMAGERY")),
         )
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,11 @@ def stac_path(output: Path) -> Path:
 
 
 def _acquired(lr: str) -> dt.datetime | None:
-    """The LR's acquisition time from its tags (band files: the first's), in UTC; None when they do not say."""
+    """The LR's acquisition time from its tags (GDAL's IMAGERY domain, where GDAL's drivers put it, then the
+    default one; band files: the first's), in UTC; None when they do not say."""
     try:
         with open_raster(_members(lr)[0] if lr else lr) as ds:
-            tags = ds.tags()
+            tags = {**ds.tags(), **{k: v for k, v in ds.tags(ns="IMAGERY").items() if v}}
     except InputError:
         return None
     for key, fmt in (("ACQUISITIONDATETIME", None), ("TIFFTAG_DATETIME", "%Y:%m:%d %H:%M:%S")):
@@ -70,12 +72,14 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     final = final or stac_path(output)
     acquired = _acquired(inputs.get("lr", ""))
     when = acquired or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    item = create_stac_item(
-        str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
-        asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True, with_raster=True,
-        raster_max_size=STATS_SIDE,
-        properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
-    )
+    with warnings.catch_warnings():  # rio-stac parses a TIFF date ("2021:06:01 10:30:00") before taking ours, and
+        warnings.filterwarnings("ignore", "Could not get parse date", UserWarning)  # warns that it cannot
+        item = create_stac_item(
+            str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
+            asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True,
+            with_raster=True, raster_max_size=STATS_SIDE,
+            properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
+        )
     _normalize_footprint(item)
     _set_footprint(item, output)
     _add_eo_bands(item.assets["data"], output)

@@ -598,7 +598,8 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
         colorinterp=colorinterp,
         units=tuple(info.units[b - 1] for b in bands) if info.units else (),
         band_tags=tuple(_carried(info.band_tags[b - 1]) for b in bands) if info.band_tags else (),
-        tags=_carried(info.tags),
+        # GDAL's IMAGERY domain (acquisition time, satellite) in the default one: the COG driver copies no other
+        tags={**info.imagery, **_carried(info.tags)},
         compress=cfg.compress,
         compress_level=cfg.compress_level,
         blocksize=cfg.blocksize,
