@@ -538,3 +538,64 @@ def test_stac_1_1_fields_shared_by_the_bands_may_be_the_asset_s(tmp_path):
     inf = tmp_path / "bands" / "item_inf.json"
     inf.write_text(json.dumps(item))
     assert "<NoDataValue>-inf</NoDataValue>" in composite(str(inf)).vrt
+
+
+def _landsat(folder: Path, product: str, bands: tuple[int, ...], pan: int | None = None) -> list[Path]:
+    """Single-band uint16 files named like a Landsat Collection 2 product's (DN 8000 + 100 x band), 30 m; ``pan``:
+    that band at 15 m."""
+    from rasterio.transform import from_origin
+
+    folder.mkdir(exist_ok=True)
+    files = []
+    for b in bands:
+        res, n = (15, 40) if b == pan else (30, 20)
+        path = folder / f"{product}_B{b}.TIF"
+        with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint16", nodata=0,
+                           crs="EPSG:32610", transform=from_origin(500000, 4200000, res, res)) as ds:
+            ds.write(np.full((1, n, n), 8000 + 100 * b, np.uint16))
+        files.append(path)
+    return files
+
+
+def test_landsat_band_files_take_their_sensor_s_colours(tmp_path):
+    """A Landsat 4-7 folder (or list) of band files was read in Sentinel-2's / OLI's colours: B4, B3, B2 by default,
+    written as red, green, blue, though on TM / ETM+ they are near infrared, red and green (silently false colour).
+    A Landsat 8/9 Level-1 folder stacked its 15 m panchromatic B8 alone, the finest grid, leaving out every
+    multispectral band."""
+    etm = tmp_path / "LE07_L2SP_044034_20200101_20200201_02_T1"
+    _landsat(etm, f"{etm.name}_SR", (1, 2, 3, 4, 5, 7))
+    out = tmp_path / "etm_x2.tif"
+    res = _run("upscale", etm, "-x", 2, "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B3", "B2", "B1") and [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+        assert int(ds.read(1)[5, 5]) == 8300
+    common = [b["common_name"] for b in json.loads(out.with_name("etm_x2.stac.json").read_text())["assets"]["data"]
+              ["eo:bands"]]
+    assert common == ["red", "green", "blue"]
+    info = inspect_raster(str(etm))
+    assert parse_bands("red,green,blue", info) == parse_bands("B3,B2,B1", info) == (3, 2, 1)
+    assert parse_bands("B4,B3,B2", info) == (4, 3, 2)  # false colour, asked for by name, as the user says
+    tm = _landsat(tmp_path / "tm", "LT05_L1TP_044034_19990101_20200901_02_T1", (4, 3, 2, 1))
+    info = inspect_raster(",".join(map(str, tm)))
+    assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B3", "B2", "B1"]
+
+    oli = tmp_path / "LC09_L1TP_044034_20230101_20230102_02_T1"
+    _landsat(oli, oli.name, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), pan=8)
+    comp = composite(str(oli))
+    assert "left out, on a coarser or other grid: B8" in comp.note
+    info = inspect_raster(str(oli))
+    assert info.count == 10 and info.grid.res == (30.0, 30.0)
+    assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B4", "B3", "B2"]
+
+
+def test_a_byte_geotiff_s_own_red_green_blue_marks_do_not_override_its_band_names(tmp_path):
+    """GDAL marks bands 1-3 of any 3-band byte GeoTIFF red, green, blue: a Sentinel-2 stack written B02, B03, B04
+    (blue first) is still read by its names."""
+    from conftest import make_raster
+
+    path = make_raster(tmp_path / "s2.tif", np.zeros((3, 8, 8), np.uint8))
+    with rasterio.open(path, "r+") as ds:
+        ds.descriptions = ("B02", "B03", "B04")
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+    assert parse_bands(None, inspect_raster(str(path))) == (3, 2, 1)

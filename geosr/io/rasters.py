@@ -210,7 +210,8 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
 def default_bands(info: RasterInfo) -> tuple[int, ...]:
     """1-based band indexes to use by default: RGB by band description or colour interpretation, else all.
 
-    Sentinel-2 B4,B3,B2 (or B04,B03,B02), Landsat B4,B3,B2, or bands called red/green/blue; otherwise the
+    Sentinel-2 B4,B3,B2 (or B04,B03,B02), Landsat 8/9 B4,B3,B2, or bands called red/green/blue, unless their
+    colour interpretations say otherwise (a Landsat 4-7 band file's B3 is red: geosr.io.sources); otherwise the
     bands GDAL marks red/green/blue; otherwise every band (alpha bands excluded).
     """
     names = [(d or "").strip().lower() for d in info.descriptions]
@@ -221,7 +222,7 @@ def default_bands(info: RasterInfo) -> tuple[int, ...]:
             if not hits:
                 break
             idx.append(hits[0] + 1)
-        if len(idx) == 3:
+        if len(idx) == 3 and not _colours_disagree(info, tuple(idx)):
             return tuple(idx)
     ci = [c.lower() for c in info.colorinterp]
     if all(c in ci for c in ("red", "green", "blue")):
@@ -259,7 +260,18 @@ def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ..
 def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:
     """Whether ``bands`` are red, green, blue by their descriptions (one of RGB_NAMES, in that order)."""
     names = tuple((info.descriptions[b - 1] or "").strip().lower().split(" ")[0] for b in bands)
-    return any(names == tuple(n.lower() for n in triple) for triple in RGB_NAMES)
+    return any(names == tuple(n.lower() for n in triple) for triple in RGB_NAMES) and not _colours_disagree(info, bands)
+
+
+def _colours_disagree(info: RasterInfo, rgb: tuple[int, ...]) -> bool:
+    """Whether a band of ``rgb`` (taken as red, green, blue by name) is marked as another of the three colours,
+    or as none of them while another band is (a Landsat 7 folder's B4, its near infrared, beside a red B3). Bands
+    1-3 marked red, green, blue say nothing: GDAL marks any 3- or 4-band byte GeoTIFF so."""
+    ci = [c.lower() for c in info.colorinterp]
+    if ci[:3] == ["red", "green", "blue"]:
+        return False
+    marked = [c in ("red", "green", "blue") for c in ci]
+    return any((ci[b - 1] != want if marked[b - 1] else any(marked)) for b, want in zip(rgb, ("red", "green", "blue")))
 
 
 def band_count(n: int) -> str:

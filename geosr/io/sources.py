@@ -30,6 +30,12 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 _S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[0-2]|8A)(_\d{2}m)?\.(jp2|tif|tiff)$",
                            re.IGNORECASE)
 _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])", re.IGNORECASE)
+# A Landsat file's sensor from its name: Collection product IDs (LE07_L2SP_..., LC09_...) and older scene IDs
+# (LT50440342009...): T (TM), E (ETM+), C / O (OLI) and the satellite. MSS (M) has no blue band: not read.
+_LANDSAT_FILE = re.compile(r"^L([TECO])0?([4-9])", re.IGNORECASE)
+# Which band token is which visible colour, per sensor: the same B3 is red on TM / ETM+ and green on OLI
+_LANDSAT_COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red"},
+                    "OLI": {"B2": "blue", "B3": "green", "B4": "red"}}
 
 
 def is_composite(path: str) -> bool:
@@ -176,6 +182,17 @@ def _band_token(name: str) -> str | None:
     return f"B{m.group(1).upper()}" if m else None
 
 
+def _landsat_colour(name: str, token: str | None) -> str | None:
+    """The visible colour (red, green, blue) the band ``token`` of the Landsat file ``name`` holds, None for
+    another band, sensor or file: written as the band's colour interpretation, so that the default bands, what
+    ``--bands red`` selects and the output's colours follow the sensor, not Sentinel-2's B4 = red."""
+    m = _LANDSAT_FILE.match(name)
+    if m is None or token is None:
+        return None
+    sensor = "OLI" if m.group(1).upper() in "CO" else "TM" if m.group(2) in "457" else None
+    return _LANDSAT_COLOURS[sensor].get(token) if sensor else None
+
+
 def _band_order(token: str) -> tuple[int, str]:
     digits = re.sub(r"\D", "", token)
     return int(digits or 0), token
@@ -193,8 +210,10 @@ def _band_list(path: str) -> Composite:
         with open_member(path, h) as ds:
             for b in range(1, ds.count + 1):
                 own = ds.descriptions[b - 1]
-                name = _band_token(Path(named(h)).name) or Path(named(h)).stem  # a /vsicurl?...&url=: its URL's
-                members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}")))
+                file_name = Path(named(h)).name  # a /vsicurl?...&url=: its URL's
+                name = _band_token(file_name) or Path(named(h)).stem
+                colour = _landsat_colour(file_name, _band_token(file_name)) if ds.count == 1 and not own else None
+                members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}"), colorinterp=colour))
     names = ", ".join(m.description for m in members)
     return stack(path, "band files", members, hrefs, f"{len(members)} bands stacked from {len(hrefs)} files "
                   f"({names})")
@@ -226,15 +245,19 @@ def _band_folder(path: str) -> Composite:
         raise BandError(f"{path}: its band file {by_token[several].name} holds {len(heads[several].dtypes)} bands, "
                         "where a folder of band files holds one band per file; list the files to stack, separated "
                         "by commas, to take every band of each")
-    finest = min(h.res for h in heads.values())
-    # the finest grid's bands first, so that _stack keeps them and leaves the coarser ones out
-    tokens.sort(key=lambda t: (heads[t].res > finest * 1.000001, _band_order(t)))
+    s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
+    colours = {t: _landsat_colour(by_token[t].name, t) for t in tokens}
+    red = next((t for t in tokens if colours[t] == "red"), "B04" if s2 and "B04" in heads else None)
+    # the grid kept: the red band's where the sensor is known (a Landsat 8/9 folder's 15 m panchromatic B8 is
+    # finer than its 30 m multispectral bands), else the finest; its bands first, so that stack() keeps them and
+    # leaves the others out
+    anchor = heads[red].res if red is not None else min(h.res for h in heads.values())
+    tokens.sort(key=lambda t: (abs(heads[t].res - anchor) > anchor * 1e-6, _band_order(t)))
     # Sentinel-2's own band files (T33UUB_20230612T101031_B04_10m.jp2) declare no nodata, where the product says DN 0
     # is none: read as the product is (its IMG_DATA/R10m folder is what the docs offer for a product of several
     # granules), or the DN-0 collar is blended into the scene as data
-    s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
-    members = [Member(str(by_token[t]), 1, t, nodata=0.0 if s2 and heads[t].nodata[0] is None else None)
-               for t in tokens]
+    members = [Member(str(by_token[t]), 1, t, nodata=0.0 if s2 and heads[t].nodata[0] is None else None,
+                      colorinterp=colours[t]) for t in tokens]
     kept = [t for t in tokens if heads[t].grid == heads[tokens[0]].grid]
     note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.resolve().name or folder}"
     comp = stack(path, "band files", members, [str(by_token[t]) for t in tokens],
