@@ -232,3 +232,46 @@ def test_an_aoi_crs_without_an_aoi_is_refused(tmp_path):
     assert res.exit_code == 2 and "--aoi-crs applies to --aoi only" in " ".join(res.output.split()), res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
 
+
+
+def test_aoi_crs_gives_a_vector_file_without_one_its_crs_and_is_refused_beside_a_file_s_own(tmp_path):
+    """`--aoi-crs` was silently ignored with a vector file (a typo in it too); a shapefile without .prj was refused
+    ("has no CRS") with no way to say it. Now `aoi_crs` is the CRS of a file that has none, and one that differs
+    from a file's own is refused (exit 2)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    corners = box(561000, 4185000, 565000, 4188000)
+    gpd.GeoDataFrame(geometry=[corners], crs="EPSG:32610").to_file(tmp_path / "own.gpkg")
+    gpd.GeoDataFrame(geometry=[corners]).to_file(tmp_path / "bare.shp")
+    assert not (tmp_path / "bare.prj").exists()
+    expected = Window(33, 66, 134, 101)
+    assert aoi_window(str(tmp_path / "own.gpkg"), UTM) == expected
+    assert aoi_window(str(tmp_path / "own.gpkg"), UTM, aoi_crs="EPSG:32610") == expected  # the same: taken
+    assert aoi_window(str(tmp_path / "bare.shp"), UTM, aoi_crs="EPSG:32610") == expected
+    with pytest.raises(OptionError, match=r"as `aoi_crs` \(EPSG:4326\) has it for a file without a CRS; give"):
+        aoi_window(str(tmp_path / "bare.shp"), UTM)
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 24) * 200).astype(np.uint8), crs=UTM.crs,
+                     transform=UTM.transform @ Affine.scale(10))
+    for crs, said in (("EPSG:3857", "its CRS is EPSG:32610, and --aoi-crs EPSG:3857 would be ignored; leave "
+                                    "--aoi-crs out"), ("EPSG:99999-typo", "not a CRS geosr can use")):
+        res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "--aoi", str(tmp_path / "own.gpkg"),
+                                  "--aoi-crs", crs, "-o", str(tmp_path / "o.tif")])
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_gml_area_of_interest_leaves_its_folder_as_it_was(tmp_path):
+    """GDAL's GML reader wrote a .gfs beside a GML `--aoi` without a schema, even in a dry run."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    folder = tmp_path / "aoi"
+    folder.mkdir()
+    gpd.GeoDataFrame(geometry=[box(561000, 4185000, 565000, 4188000)], crs="EPSG:32610").to_file(
+        folder / "a.gml", driver="GML")
+    for extra in folder.iterdir():
+        if extra.suffix != ".gml":
+            extra.unlink()
+    assert aoi_window(str(folder / "a.gml"), UTM) == Window(33, 66, 134, 101)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.gml"]

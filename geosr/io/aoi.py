@@ -13,8 +13,10 @@ from rasterio.windows import Window
 from geosr.errors import InputNotFoundError, NoOverlapError, OptionError
 from geosr.tiling.grid import Grid
 
+DEFAULT_AOI_CRS = "EPSG:4326"
 
-def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
+
+def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Window:
     """The whole-pixel window of ``grid`` covering ``aoi`` ("LEFT,BOTTOM,RIGHT,TOP" or a vector file).
 
     A box is first cut to the scene's footprint expressed in ``aoi_crs`` and only that part is taken to
@@ -48,7 +50,7 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = "EPSG:4326") -> Window:
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
     else:
-        bounds = _vector_bounds(aoi, grid)
+        bounds = _vector_bounds(aoi, grid, aoi_crs)
     if bounds is None:
         raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi")
     try:
@@ -108,25 +110,40 @@ def _box_in_grid_crs(
     return (min(b[0] for b in out), min(b[1] for b in out), max(b[2] for b in out), max(b[3] for b in out))
 
 
-def _vector_bounds(path: str, grid: Grid) -> tuple[float, float, float, float] | None:
+def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tuple[float, float, float, float] | None:
+    """The extent of a vector file's features in ``grid``'s CRS; ``aoi_crs``: the CRS of a file that has none (a
+    shapefile without .prj); another than the file's own is refused (it would be ignored)."""
     import geopandas as gpd
 
     if not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such area-of-interest file (`aoi`), nor a box LEFT,BOTTOM,RIGHT,TOP")
     try:
-        frame = gpd.read_file(path)
+        gml = {"WRITE_GFS": "NO"} if Path(path).suffix.lower() in (".gml", ".xml") else {}  # (an option of GML's only)
+        frame = gpd.read_file(path, engine="pyogrio", **gml)  # GDAL's GML reader writes a .gfs beside the file
     except Exception as exc:
         raise OptionError(f"{path}: not a vector file geosr can read ({str(exc).splitlines()[0]})") from exc
     if frame.empty:
         raise OptionError(f"{path}: holds no features")
-    if frame.crs is None:
-        raise OptionError(f"{path}: has no CRS")
+    try:
+        with rasterio.Env():
+            given = CRS.from_user_input(aoi_crs)
+    except Exception as exc:
+        raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
+    own = frame.crs is not None
+    if not own:
+        frame = frame.set_crs(given.to_wkt())
+    elif aoi_crs != DEFAULT_AOI_CRS and not frame.crs.equals(given.to_wkt(), ignore_axis_order=True):
+        raise OptionError(f"{path}: its CRS is {frame.crs.to_string()}, and `aoi_crs` {aoi_crs} would be ignored; "
+                          "leave `aoi_crs` out (it gives the CRS of a box, or of a file that has none)",
+                          param="aoi_crs")
     w, s, e, n = (float(v) for v in frame.total_bounds)
     if frame.crs.is_geographic and not (-360 <= w <= e <= 360 and -90 <= s <= n <= 90):
         # a GeoJSON without a "crs" member is read as EPSG:4326 (RFC 7946), whatever its coordinates are
+        where = (f"as its CRS ({frame.crs.to_string()}) says; give the file its CRS (a GeoJSON without a \"crs\" "
+                 "member is read as EPSG:4326), or use a box with `aoi_crs`") if own else \
+            f"as `aoi_crs` ({aoi_crs}) has it for a file without a CRS; give `aoi_crs` the file's CRS"
         raise OptionError(f"{path}: its coordinates ({w:.10g}, {s:.10g}, {e:.10g}, {n:.10g}) are not longitudes "
-                          f"and latitudes, as its CRS ({frame.crs.to_string()}) says; give the file its CRS (a GeoJSON "
-                          'without a "crs" member is read as EPSG:4326), or use a box with `aoi_crs`')
+                          f"and latitudes, {where}")
     left, bottom, right, top = (float(v) for v in frame.to_crs(grid.crs).total_bounds)
     if all(math.isfinite(v) for v in (left, bottom, right, top)):
         return left, bottom, right, top

@@ -70,7 +70,8 @@ class RasterizeOSMOptions(CommandOptions):
                                "reads by mode).")
     aoi: str | None = option(None, "--aoi", str, "With --like: crop as `geosr upscale --aoi` does "
                              "('LEFT,BOTTOM,RIGHT,TOP' in --aoi-crs, or a vector file).")
-    aoi_crs: str = option("EPSG:4326", "--aoi-crs", str, "CRS of an --aoi box.")
+    aoi_crs: str = option("EPSG:4326", "--aoi-crs", str, "CRS of an --aoi box, or of an --aoi vector file that "
+                                                     "has none.")
     osm_file: str | None = option(None, "--osm-file", Path, "Work offline from a file: .osm, .osm.bz2, .osm.gz, .pbf, "
                                   ".gpkg, .geojson, .shp, .fgb. Default: the Overpass API.")
     classes: Any = option(None, "--classes", Path, "Your own class table (JSON, see docs/osm-classes.md). Default: "

@@ -215,7 +215,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        "else all)."),
     _o("cd_classes", "cd_classes", ["--cd-classes"], "Change class table: binary, second, cnam-cd, or a JSON file."),
     _o("aoi", "aoi", ["--aoi"], "Area of interest: 'LEFT,BOTTOM,RIGHT,TOP' (in --aoi-crs) or a vector file."),
-    _o("aoi_crs", "aoi_crs", ["--aoi-crs"], "CRS of an --aoi bbox."),
+    _o("aoi_crs", "aoi_crs", ["--aoi-crs"], "CRS of an --aoi box, or of an --aoi vector file that has none "
+       "(default EPSG:4326)."),
     _o("model", "model", ["--model", "-m"], "Model name (see `geosr models`) or checkpoint path. `default`: the "
        "bundled diffusion model (x2, x4, x8, x16); DIFFUSION+BACKBONE (e.g. default+lite): the first sampling detail "
        "on the second's prediction."),
