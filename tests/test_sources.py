@@ -455,7 +455,7 @@ def test_odd_stac_fields_and_broken_products_are_one_sentence(tmp_path):
     item = json.loads(item_path.read_text())
     for mangle, words in ((lambda a: a.update({"eo:bands": [None]}), "is not a list of objects"),
                           (lambda a: a.update({"raster:bands": {"nodata": 0}}), "is not a list of objects"),
-                          (lambda a: a.update({"raster:bands": [{"scale": "x"}]}), "is not a number")):
+                          (lambda a: a.update({"raster:bands": [{"scale": "x"}]}), 'is "x", not a finite number')):
         bad = json.loads(json.dumps(item))
         mangle(bad["assets"]["B04"])
         (tmp_path / "bad.json").write_text(json.dumps(bad))
@@ -599,3 +599,31 @@ def test_a_byte_geotiff_s_own_red_green_blue_marks_do_not_override_its_band_name
         ds.descriptions = ("B02", "B03", "B04")
         assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
     assert parse_bands(None, inspect_raster(str(path))) == (3, 2, 1)
+
+
+@pytest.mark.parametrize("mangle, words", [
+    (lambda i: i.update({"assets": [1, 2]}), "its assets are not an object of objects"),
+    (lambda i: i["assets"].update({"B04": "B04.tif"}), "its assets are not an object of objects"),
+    (lambda i: i.update({"properties": None}), "its properties are not an object"),
+    (lambda i: i["assets"]["B04"].update({"type": 5}), "the type of asset 'B04' is not a media type"),
+    (lambda i: i["assets"]["B04"].update({"roles": "data"}), "the roles of asset 'B04' are not a list of texts"),
+    (lambda i: i["assets"]["B04"]["raster:bands"][0].update({"nodata": True}), "nodata of asset 'B04' band 1 is true"),
+    (lambda i: i["assets"]["B04"]["raster:bands"][0].update({"nodata": "0"}), 'is "0", not a number nor "nan"'),
+    (lambda i: i["assets"]["B04"]["raster:bands"][0].update({"scale": 0}), "is 0, not a finite number other than 0"),
+    (lambda i: i["assets"]["B04"].update({"eo:bands": [{"name": "B04", "common_name": "red"},
+                                                       {"name": "x", "common_name": "coastal"}]}),
+     "names band 2 (coastal) in T33UUB_20230612T101031_B04_10m.tif, which holds 1 band"),
+], ids=["assets-list", "asset-text", "properties-null", "type-number", "roles-text", "nodata-bool", "nodata-text",
+        "scale-0", "more-bands-than-the-file"])
+def test_a_stac_item_of_the_wrong_shape_is_one_sentence_not_an_internal_error(tmp_path, mangle, words):
+    """pystac trusts the JSON's types: a list of assets, a null `properties`, a numeric media type or an asset that
+    lists more bands than its file holds were internal errors (exit 1); a nodata of true or "0" read as 1 or as
+    none, a scale of 0 made every value 0."""
+    band_files(tmp_path / "s2")
+    item = json.loads(item_over_band_files(tmp_path / "s2").read_text())
+    mangle(item)
+    (tmp_path / "s2" / "bad.json").write_text(json.dumps(item))
+    for command in (["info"], ["upscale", "-x", "2", "-o", tmp_path / "o.tif"]):
+        res = _run(*command, tmp_path / "s2" / "bad.json")
+        assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "o.tif").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import urllib.parse
 import urllib.request
@@ -59,10 +60,31 @@ def _read_item(path: str) -> pystac.Item | None:
         raise NotARasterError(f"{path}: is not JSON, so not a STAC item ({exc})") from exc
     if not isinstance(data, dict) or data.get("type") != "Feature" or "assets" not in data:
         raise NotARasterError(f"{path}: is JSON but not a STAC item (a GeoJSON Feature with assets)")
+    problem = _shape_problem(data)
+    if problem:
+        raise NotARasterError(f"{path}: is not a valid STAC item ({problem})")
     try:
         return pystac.Item.from_dict(data, href=path if REMOTE.match(path) else os.path.abspath(path))
-    except (KeyError, ValueError, TypeError, pystac.STACError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, pystac.STACError) as exc:
         raise NotARasterError(f"{path}: is not a valid STAC item ({exc})") from exc
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What in an item's JSON has another type than STAC gives it (pystac trusts the types), or None."""
+    if not isinstance(data.get("properties"), dict):
+        return "its properties are not an object"
+    assets = data["assets"]
+    if not isinstance(assets, dict) or not all(isinstance(a, dict) for a in assets.values()):
+        return "its assets are not an object of objects"
+    for key, asset in assets.items():
+        if not isinstance(asset.get("href"), str):
+            return f"asset {key!r} has no href"
+        if not isinstance(asset.get("type", ""), str):
+            return f"the type of asset {key!r} is not a media type"
+        roles = asset.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            return f"the roles of asset {key!r} are not a list of texts"
+    return None
 
 
 # what a URL may hold as it is (RFC 3986's reserved and unreserved characters, and % of an existing encoding)
@@ -133,11 +155,17 @@ def stac_item(path: str) -> Composite | None:
                 continue
             nodata = band["nodata"]
             special = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}  # STAC's spelling of these
+            if isinstance(nodata, bool) or (isinstance(nodata, str) and nodata not in special):
+                raise NotARasterError(f"{path}: the nodata of asset {key!r} band {i} is {json.dumps(nodata)}, not a "
+                                      'number nor "nan", "inf" or "-inf"')
             nodata = special.get(nodata) if isinstance(nodata, str) else (
                 float(nodata) if isinstance(nodata, (int, float)) else None)
             for field in ("scale", "offset"):
-                if band[field] is not None and not isinstance(band[field], (int, float)):
-                    raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is not a number")
+                value = band[field]
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not math.isfinite(value) or (field == "scale" and value == 0)):
+                    raise NotARasterError(f"{path}: the {field} of asset {key!r} band {i} is {json.dumps(value)}, "
+                                          f"not a finite number{' other than 0' if field == 'scale' else ''}")
             ci = {"red": "Red", "green": "Green", "blue": "Blue"}.get(band["common_name"] or "")
             href = _asset_path(path, asset)
             candidates.append((bool(roles & _NOT_DATA), Member(href, i, name,
@@ -153,6 +181,11 @@ def stac_item(path: str) -> Composite | None:
         seen.setdefault(m.description, m)
     members = list(seen.values())
     heads = {m.href: read_header(path, m.href) for m in members}
+    for m in members:
+        held = len(heads[m.href].dtypes)
+        if m.band > held:  # eo:bands listing more bands than the file has
+            raise NotARasterError(f"{path}: names band {m.band} ({m.description}) in {Path(m.href).name}, which holds "
+                                  f"{held} band{'s' * (held != 1)}")
     anchor = next((m for m in members if m.description == "red"), None)
     finest = min(h.res for h in heads.values())
     anchor_grid = heads[anchor.href].grid if anchor else next(h.grid for h in heads.values() if h.res == finest)
