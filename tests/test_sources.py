@@ -627,3 +627,20 @@ def test_a_stac_item_of_the_wrong_shape_is_one_sentence_not_an_internal_error(tm
         res = _run(*command, tmp_path / "s2" / "bad.json")
         assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_stac_item_as_gdal_s_vsicurl_path_is_read_and_other_schemes_are_one_sentence(served_item, tmp_path):
+    """A STAC item named as GDAL's /vsicurl/ path (the docs' "a URL or a GDAL path") was an internal error
+    (urllib: "unknown url type"); at s3:// or gs:// it was called a network failure, which geosr batch would retry
+    though no retry can succeed."""
+    out = tmp_path / "out.tif"
+    res = _run("upscale", f"/vsicurl/{served_item}/item.json", "-x", "2", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.count == 3 and ds.shape == (80, 96)
+    for path in ("s3://bucket/item.json", "gs://bucket/item.json", f"/vsizip/{tmp_path}/a.zip/item.json"):
+        res = _run("upscale", path, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+        assert res.exit_code == 2, res.output
+        assert " ".join(res.output.split()) == (f"geosr: error: {path}: a STAC item is read from a local file or an "
+                                                "http(s) URL; download it, or give its https URL")
+    assert not (tmp_path / "o.tif").exists()

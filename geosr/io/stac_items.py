@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pystac
 
-from geosr.errors import BandError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, fetch_failure, network_error
+from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
+from geosr.io.paths import REMOTE, curl_url, fetch_failure, network_error
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
@@ -141,6 +141,15 @@ _MASK_ASSETS = {"scl": sentinel2_scl, "qa_pixel": landsat_qa_pixel}
 
 
 def stac_item(path: str) -> Composite | None:
+    """The item at ``path`` (a file, an http(s) URL or GDAL's /vsicurl/ path of one) as the stack of its bands; None
+    for a URL without a suffix that is not JSON."""
+    url = curl_url(path)
+    if url is not None and url.lower().startswith(("http://", "https://")):
+        path = url  # read with urllib, its relative hrefs resolved against the URL
+    elif REMOTE.match(path) and not path.lower().startswith(("http://", "https://")):
+        # urllib reads http(s) alone; a /vsizip/, /vsis3/, s3:// or gs:// item is GDAL's, which reads no JSON here
+        raise InputError(f"{path}: a STAC item is read from a local file or an http(s) URL; download it, or give "
+                         "its https URL")
     item = _read_item(path)
     if item is None:
         return None
