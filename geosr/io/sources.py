@@ -247,12 +247,13 @@ def _band_folder(path: str) -> Composite:
                         "by commas, to take every band of each")
     s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
     colours = {t: _landsat_colour(by_token[t].name, t) for t in tokens}
-    red = next((t for t in tokens if colours[t] == "red"), "B04" if s2 and "B04" in heads else None)
+    finest = min(h.res for h in heads.values())
     # the grid kept: the red band's where the sensor is known (a Landsat 8/9 folder's 15 m panchromatic B8 is
-    # finer than its 30 m multispectral bands), else the finest; its bands first, so that stack() keeps them and
-    # leaves the others out
-    anchor = heads[red].res if red is not None else min(h.res for h in heads.values())
-    tokens.sort(key=lambda t: (abs(heads[t].res - anchor) > anchor * 1e-6, _band_order(t)))
+    # finer than its 30 m multispectral bands), else the first finest band's; its bands first, so that stack()
+    # keeps them and leaves the others out
+    anchor = next((t for t in tokens if colours[t] == "red"), "B04" if s2 and "B04" in heads else None) or \
+        next(t for t in tokens if heads[t].res <= finest * 1.000001)
+    tokens.sort(key=lambda t: (heads[t].grid != heads[anchor].grid, _band_order(t)))
     # Sentinel-2's own band files (T33UUB_20230612T101031_B04_10m.jp2) declare no nodata, where the product says DN 0
     # is none: read as the product is (its IMG_DATA/R10m folder is what the docs offer for a product of several
     # granules), or the DN-0 collar is blended into the scene as data
