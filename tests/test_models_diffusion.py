@@ -63,10 +63,10 @@ def batch_of(sc, windows, size, *, with_map=True, n_change=2, n_map=4):
 def test_is_a_super_resolver(model):
     sr = DiffusionSuperResolver(model, {"scales": [4], "name": "t"}, sampler=SamplerConfig(steps=2))
     assert isinstance(sr, SuperResolver)
-    assert sr.name == "t" and sr.scales == (4,) and sr.bands == 3 and sr.halo == 2 and sr.nfe() == 3
+    assert sr.name == "t" and sr.scales == (4,) and sr.bands == 3 and sr.halo == 2 and sr.nfe() == 2
     # a checkpoint may recommend its step count for the default preset; --steps wins
     assert DiffusionSuperResolver(model, {"inference": {"steps": 1}}).nfe() == 1
-    assert DiffusionSuperResolver(model, {"inference": {"steps": 1}}, sampler=SamplerConfig(steps=4)).nfe() == 7
+    assert DiffusionSuperResolver(model, {"inference": {"steps": 1}}, sampler=SamplerConfig(steps=4)).nfe() == 4
     paper = SamplerConfig(preset="paper")
     assert DiffusionSuperResolver(model, {"inference": {"steps": 1}}, sampler=paper).nfe() == 511
 

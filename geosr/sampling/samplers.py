@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from geosr.sampling.schedules import SamplerPreset
+from geosr.sampling.schedules import SamplerPreset, corrected
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 NoiseSource = Callable[[int], torch.Tensor]
@@ -30,6 +30,7 @@ def heun_sample(
     s_tmin: float = 0.0,
     s_tmax: float = math.inf,
     s_noise: float = 1.0,
+    heun_ratio_max: float = math.inf,
     noise: NoiseSource | None = None,
     fuse: Fuse | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
@@ -37,6 +38,12 @@ def heun_sample(
     """Integrate the probability-flow ODE from ``sigmas[0]`` to ``sigmas[-1]`` (normally 0), starting at
     ``x`` (already scaled to ``sigmas[0]``). With ``churn > 0`` each step in [s_tmin, s_tmax] first raises
     the noise level by gamma = min(churn / N, sqrt(2) - 1) with fresh noise (EDM Algorithm 2).
+
+    Heun's correction averages the slope at the step's end, (x_next - D(x_next, s_next)) / s_next, into the step:
+    an error e of the denoiser there moves the result by (s - s_next) / (2 s_next) * e. A step that lowers sigma
+    more than ``heun_ratio_max`` times is an Euler step instead (EDM's last step, to 0, is one too): on a few-step
+    schedule the correction weighed the denoiser at sigma_min = 0.002 by 2e4 (2 steps from 80), and the bundled
+    model, trained for one step at high noise, wrote 5.9 dB instead of 33.4 on the sample at x8 (Euler: 33.4).
 
     ``callback(i, x, denoised)`` is called after every step. Returns the final x (float32).
     """
@@ -60,7 +67,7 @@ def heun_sample(
         den = fuse(denoiser(x, s_hat).float())
         d = (x - den) / s_hat
         x_next = x + (s_next - s_hat) * d
-        if s_next > 0:
+        if corrected(s_hat, s_next, heun_ratio_max):
             den2 = fuse(denoiser(x_next, s_next).float())
             d2 = (x_next - den2) / s_next
             x_next = x + (s_next - s_hat) * (0.5 * d + 0.5 * d2)
@@ -103,5 +110,6 @@ def sample(
     x = initial_state(preset, shape, noise=noise, lr=lr)
     if fuse is not None:
         x = fuse(x)
-    stochastic = dict(churn=preset.churn, s_tmin=preset.s_tmin, s_tmax=preset.s_tmax, s_noise=preset.s_noise)
+    stochastic = dict(churn=preset.churn, s_tmin=preset.s_tmin, s_tmax=preset.s_tmax, s_noise=preset.s_noise,
+                      heun_ratio_max=preset.heun_ratio_max)
     return heun_sample(denoiser, x, preset.sigmas(), **stochastic, noise=noise, fuse=fuse, callback=callback)

@@ -33,7 +33,8 @@ class SamplerPreset:
 
     ``start``: "noise" (x_0 = sigma_max * N(0, I), geo-seeded) or "lr" (x_0 = sigma_max * LR upsampled,
     as the official Ref-Diff sampler does). ``churn`` and ``s_*`` are EDM's stochastic-sampling knobs;
-    churn 0 is deterministic.
+    churn 0 is deterministic. ``heun_ratio_max``: the largest sigma / sigma_next of a step that gets Heun's
+    correction (:func:`geosr.sampling.samplers.heun_sample`; EDM: every step but the last, inf).
     """
 
     name: str
@@ -46,33 +47,47 @@ class SamplerPreset:
     s_tmax: float = math.inf
     s_noise: float = 1.0
     start: str = "noise"
+    heun_ratio_max: float = 5.0
 
     def __post_init__(self) -> None:
         if self.start not in ("noise", "lr"):
             raise OptionError(f"the sampler start must be 'noise' or 'lr', not {self.start!r}")
         if self.churn < 0:
             raise OptionError(f"churn cannot be negative ({self.churn})")
+        if not self.heun_ratio_max > 1:
+            raise OptionError(f"heun_ratio_max must be above 1 ({self.heun_ratio_max})")
 
     def sigmas(self) -> torch.Tensor:
         return karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
 
     @property
     def nfe(self) -> int:
-        """Network evaluations: one per step plus a Heun correction on every step but the last."""
-        return 2 * self.steps - 1
+        """Network evaluations: one per step plus a Heun correction on every step but the last that lowers sigma
+        at most ``heun_ratio_max`` times (churn, which raises a step's start, may skip a few more)."""
+        sig = [float(s) for s in self.sigmas()]
+        return self.steps + sum(corrected(a, b, self.heun_ratio_max) for a, b in zip(sig[:-1], sig[1:]))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["s_tmax"] = None if math.isinf(self.s_tmax) else self.s_tmax
+        for key in ("s_tmax", "heun_ratio_max"):
+            d[key] = None if math.isinf(d[key]) else d[key]
         return d
+
+
+def corrected(sigma: float, sigma_next: float, ratio_max: float) -> bool:
+    """Whether a step from ``sigma`` to ``sigma_next`` gets Heun's correction: not the last (to 0), and not one that
+    lowers sigma more than ``ratio_max`` times (the correction weighs the denoiser's error at sigma_next by
+    (sigma - sigma_next) / (2 sigma_next): :func:`geosr.sampling.samplers.heun_sample`)."""
+    return sigma_next > 0 and sigma <= ratio_max * sigma_next
 
 
 PRESETS: dict[str, SamplerPreset] = {
     # geosr's default: deterministic Heun, few steps, geo-seeded Gaussian start.
     "default": SamplerPreset(name="default", steps=12),
-    # the official Ref-Diff sampler: 256 Heun steps with churn, started from sigma_max * LR.
+    # the official Ref-Diff sampler: 256 Heun steps with churn, started from sigma_max * LR, every one corrected.
     "paper": SamplerPreset(
-        name="paper", steps=256, churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003, start="lr"
+        name="paper", steps=256, churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003, start="lr",
+        heun_ratio_max=math.inf,
     ),
 }
 
