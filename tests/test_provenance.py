@@ -310,3 +310,16 @@ def test_a_change_mask_whose_nodata_is_a_class_is_worth_a_word(scene, raster_fac
     r = upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=4, model="reference-paste",
                 output=tmp_path / "b.tif")
     assert not [w for w in r.warnings if "nodata value" in w]
+
+
+def test_geosr_s_own_detected_mask_is_read_without_a_nodata_warning(scene, tmp_path):
+    """`geosr detect-changes` writes 255 (unknown) as nodata, which the binary table names "changed (255)": given to
+    `upscale --cd`, the file its help calls ready for it drew a warning to unset its nodata value. A changed class
+    read as no data is treated alike (the model's own pixels), so only an unchanged one is worth a word."""
+    from geosr.pipeline.detect_changes import detect_changes
+
+    mask = detect_changes(scene["lr"], ref=scene["ref"], output=tmp_path / "detected.tif").path
+    with rasterio.open(mask) as ds:
+        assert ds.nodata == 255
+    r = upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=tmp_path / "a.tif")
+    assert not [w for w in r.warnings if "nodata value" in w], r.warnings

@@ -12,6 +12,7 @@ from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
 
+from geosr.errors import InputError
 from geosr.training.degradations import box_downsample
 from geosr.training.layouts import change_pair_folder, geotiff_stack, refdiff_folder, synthetic_pairs
 from geosr.training.samples import PairMixture, TrainingSampleMaker, collate
@@ -357,3 +358,31 @@ def test_a_geotiff_stack_trains_only_where_its_hr_has_data(tmp_path):
     assert bool(pair.labelled.all())
     with pytest.raises(InputError, match=r"far\.tif: the HR has no data on the LR .*lr\.tif"):
         geotiff_stack(hr=tmp_path / "far.tif", lr=tmp_path / "lr.tif", scale=4)
+
+
+def test_a_refdiff_image_without_a_mask_is_unlabelled_and_a_deep_given_lr_keeps_the_hr_s_units(tmp_path):
+    """Three defects of a Ref-Diff folder (found by review): an image with no CD_mask/ file was labelled
+    everywhere, so `geosr evaluate` scored all of it, changes too, as unchanged; a 16-bit given LR was divided by
+    its own 99.9th percentile instead of the HR's, shifting its brightness (bicubic 24.8 dB instead of 27.9); an
+    RGB reference of a grey target failed later, naming a temporary file."""
+    root = tmp_path / "test"
+    for d in ("HR_512", "Ref", "CD_mask", "Bic_LR_D4_16"):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    hr = (rng.random((64, 64)) * 20000 + 1000).astype(np.uint16)
+    hr[0, 0] = 60000  # the HR's 99.9th percentile is not the LR's
+    lr = hr.astype(np.float64).reshape(16, 4, 16, 4).mean(axis=(1, 3)).round().astype(np.uint16)
+    for i in range(2):
+        Image.fromarray(hr).save(root / "HR_512" / f"img{i}.png")
+        Image.fromarray(hr).save(root / "Ref" / f"img{i}.png")
+        Image.fromarray(lr).save(root / "Bic_LR_D4_16" / f"img{i}.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "CD_mask" / "img0.png")
+    pairs = refdiff_folder(root)
+    assert pairs[0].labelled is None and pairs[1].labelled is not None and not bool(pairs[1].labelled.any())
+    target, given = pairs[0].target, pairs[0].lr[4]
+    box = torch.nn.functional.avg_pool2d(target[None], 4)[0]
+    assert float((given - box).abs().max()) < 1e-4  # the same units as the HR's
+    Image.fromarray(np.stack([hr.astype(np.uint8)] * 3, -1)).save(root / "Ref" / "img1.png")
+    with pytest.raises(InputError, match=r"Ref/img1.png: has 3 bands but .*HR_512/img1.png has 1; the images of a "
+                                         "pair must have the same bands"):
+        refdiff_folder(root)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from geosr.cli.evaluate import evaluate
 from geosr.models.resample import gaussian_blur, upsample
 from geosr.training import metrics as M
+from geosr.errors import InputError
 from geosr.training.degradations import bicubic_degrade, box_downsample
 from geosr.training.evaluate import back_project, lr_grid_mask
 
@@ -472,3 +473,62 @@ def test_a_data_set_without_a_group_goes_by_its_folder_s_name(tmp_path, dataset)
     collection = load_collection(tmp_path / "m.json")
     assert collection.sets[0].group == "data"
     assert [p.name for p in collection_pairs(collection, split="heldout")] == ["p0"]
+
+
+def test_a_refdiff_folder_with_its_own_class_table_is_evaluated(tmp_path):
+    """A Ref-Diff folder's own CLASS_Table.txt (docs/training.md: read) made `geosr evaluate` stop: its mask values
+    went to upscale under the binary table ("holds values 3 that the 'binary' change class table does not declare",
+    naming a temporary file and a flag evaluate lacks). The case's classes now go as changed or not."""
+    root = tmp_path / "refdiff"
+    for d in ("HR_512", "Ref", "CD_mask"):
+        (root / d).mkdir(parents=True)
+    hr = _image(0)
+    ref = hr.copy()
+    ref[8:24, 8:40] = 200
+    mask = np.zeros(hr.shape[:2], np.uint8)
+    mask[8:24, 8:40] = 3
+    Image.fromarray(hr).save(root / "HR_512" / "r0.png")
+    Image.fromarray(ref).save(root / "Ref" / "r0.png")
+    Image.fromarray(mask).save(root / "CD_mask" / "r0.png")
+    (root / "CLASS_Table.txt").write_text("0 unchanged\n1 bare ground\n2 tree\n3 low vegetation\n")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--no-panels",
+                                      "--json"])
+    assert res.exit_code == 0, res.output
+    case = json.loads((out / "metrics.json").read_text())["cases"][0]
+    assert case["changed_fraction"] == pytest.approx(16 * 32 / 64**2)
+    paste = case["models"]["reference-paste"]["metrics"]
+    assert paste["unchanged"]["psnr_y"] > 40 > paste["changed"]["psnr_y"]  # the reference pasted where unchanged
+
+
+def test_a_held_out_name_that_matches_no_scene_is_refused(tmp_path, dataset):
+    """A mistyped `heldout` name held nothing out: the scene was trained on and its set left out of the evaluation,
+    without a word. The manifest is refused, naming the set and the name (exit 2)."""
+    from geosr.training.manifest import collection_pairs, load_collection
+
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "data", "group": "g",
+                                                           "heldout": ["p0", "P0_typo"]}]}))
+    collection = load_collection(tmp_path / "m.json")
+    for split in ("train", "heldout"):
+        with pytest.raises(InputError, match=r"m.json: set g: held-out scene P0_typo matches no scene in .*data$"):
+            collection_pairs(collection, split=split)
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "m.json"), "-x", "4", "--out-dir",
+                                      str(tmp_path / "eval"), "--no-panels"])
+    assert res.exit_code == 2 and "P0_typo matches no scene" in res.output, res.output
+    assert not (tmp_path / "eval").exists()
+
+
+def test_two_sets_holding_out_scenes_of_one_name_get_a_panel_each(tmp_path, dataset):
+    """Panels were named by scale, image and model: two held-out scenes called p0 in two sets wrote one file, the
+    second over the first."""
+    import shutil
+
+    shutil.copytree(dataset, tmp_path / "other")
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [
+        {"layout": "pairs", "path": "data", "group": "g", "heldout": ["p0"]},
+        {"layout": "pairs", "path": "other", "group": "h", "heldout": ["p0"]}]}))
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "m.json"), "-m", "hr", "-x", "4", "--out-dir",
+                                      str(out)])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.glob("panel_*_hr.png")} == {"panel_x4_g_p0_hr.png", "panel_x4_h_p0_hr.png"}

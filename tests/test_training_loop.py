@@ -855,3 +855,17 @@ def test_a_training_seed_of_64_bits_trains(tmp_path, images):
                                 warmup=1, checkpoint_every=1, val_every=0, threads=1, seed=MAX_SEED,
                                 data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
     assert run.steps == 1
+
+
+def test_an_infinite_number_in_the_training_settings_is_refused_before_training(tmp_path, images):
+    """`--learning-rate inf` (nan was refused) trained, then stopped on a non-finite loss: exit 1, a run folder
+    left. Every float setting is checked finite now (exit 2, nothing written)."""
+    from geosr.errors import OptionError
+
+    res = CliRunner().invoke(_app(), _quick(tmp_path, images, "--learning-rate", "inf"))
+    assert res.exit_code == 2 and "--learning-rate inf must be a positive, finite learning rate" in \
+        " ".join(res.output.split()), res.output
+    assert not (tmp_path / "run").exists()
+    for field in ("lr", "weight_decay", "grad_clip", "sigma_max", "upsampler_loss"):
+        with pytest.raises(OptionError, match=f"`{field}` must be a finite number, not inf"):
+            TrainConfig(**{field: float("inf")})

@@ -216,8 +216,8 @@ class TrainOptions(CommandOptions):
                 raise OptionError(f"{name} {value} must be at least 1", param=name)
         if self.val_every is not None and self.val_every < 0:
             raise OptionError(f"val_every {self.val_every} cannot be negative (0: no validation)", param="val_every")
-        if self.lr is not None and not self.lr > 0:
-            raise OptionError(f"lr {self.lr} must be a positive learning rate", param="lr")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise OptionError(f"lr {self.lr} must be a positive, finite learning rate", param="lr")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise OptionError(f"max_minutes {self.max_minutes} must be a positive number of minutes",
                               param="max_minutes")

@@ -335,8 +335,11 @@ class Scene:
             raise ClassTableError(f"{path}: a change mask has one band of classes, not {ds.count}; extract the "
                                   "band that holds them (gdal_translate -b N)")
         self.cd_table = table or BINARY
-        hidden = next((c for c in self.cd_table.classes if ds.nodata is not None and c.value == ds.nodata), None)
-        if hidden is not None:  # (GIS tools often set nodata 0 on a mask whose 0 is "unchanged")
+        # a changed class read as no data is treated alike (the model's own pixels), as geosr's own masks' 255 is:
+        # only an unchanged one loses something (GIS tools often set nodata 0 on a mask whose 0 is "unchanged")
+        hidden = next((c for c in self.cd_table.classes
+                       if ds.nodata is not None and c.value == ds.nodata and not c.changed), None)
+        if hidden is not None:
             self.cd_warnings = [f"{path}: its nodata value {hidden.value} is the class {hidden.name!r} of the change "
                                 "table, so those pixels are read as no data (unknown: the model's own, no reference "
                                 "detail); unset the mask's nodata value (gdal_edit.py -unsetnodata) if they are "

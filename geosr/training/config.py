@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,10 @@ class TrainConfig:
             problems.append(f"`val_every` cannot be negative (0: no validation), not {self.val_every}")
         problems += [f"`{name}` cannot be negative, not {getattr(self, name)}" for name in ("lr", "warmup")
                      if getattr(self, name) < 0]
+        # (an infinite learning rate trained, then stopped on a non-finite loss: exit 1 after the first steps)
+        problems += [f"`{f.name}` must be a finite number, not {getattr(self, f.name)}"
+                     for f in dataclasses.fields(self) if f.type in ("float", float)
+                     and isinstance(getattr(self, f.name), (int, float)) and not math.isfinite(getattr(self, f.name))]
         if not 0 <= self.ema < 1:
             problems.append(f"`ema` must be in [0, 1), not {self.ema}")
         # (found in review: a negative `grad_clip` turned every gradient round, so the run climbed its loss; the

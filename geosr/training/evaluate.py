@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -188,9 +189,10 @@ def _case_mask(case: Case, folder: Path, cd: str) -> tuple[str, str]:
         if not path.exists():
             _write_tif(path, lr_grid_mask(case.changed, case.scale).astype(np.uint8), 1.0)
         return str(path), "binary"
-    if not path.exists():
-        _write_tif(path, case.change_values.astype(np.uint8), 1.0)
-    return str(path), case.table if case.table in BUILTIN_TABLES else "binary"
+    builtin = case.table in BUILTIN_TABLES
+    if not path.exists():  # a data set's own table (its CLASS_Table.txt): its classes as changed or not
+        _write_tif(path, (case.change_values if builtin else case.changed.numpy()).astype(np.uint8), 1.0)
+    return str(path), case.table if builtin else "binary"
 
 
 def reference_in_changed(case: Case, folder: Path, name: str) -> float | None:
@@ -401,6 +403,7 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
     """Every model on every case: per case its metrics and seconds per model (and the panels)."""
     per_case = []
     total, done = len(cases) * len(resolved), 0
+    named = Counter((c.scale, c.name) for c in cases)  # a name two sets share: its panels go by group and name
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         for ci, case in enumerate(cases):
             folder = Path(tmp) / f"case{ci}"
@@ -416,7 +419,9 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
                 entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds,
                                          "reference_in_changed": reference_in_changed(case, folder, written)}
                 if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
-                    panel(case, sr, out / f"panel_x{case.scale}_{case.name}_{name.replace('/', '_')}.png")
+                    image = case.name if named[case.scale, case.name] == 1 else \
+                        "_".join(dict.fromkeys([*case.group.split("/"), case.name]))
+                    panel(case, sr, out / f"panel_x{case.scale}_{image}_{name.replace('/', '_')}.png")
                 done += 1
                 if progress:
                     progress(done, total)

@@ -76,16 +76,22 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     masks: list[np.ndarray | None] = []
     for hr_path in list_images(hr_dir):
         stem = hr_path.stem
-        target, _ = read_image(hr_path)
+        target, div = read_image(hr_path)
         ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
         lrs = {}
         for s, d in lr_dirs.items():
             p = find_image(d, stem)
             if p is not None:
-                lrs[s] = read_image(p)[0]
+                lr, lr_div = read_image(p)
+                lrs[s] = lr * (lr_div / div)  # in the HR's units: a deep LR's own percentile would rescale it
                 _check_lr(lrs[s], target, s, p)
+                _same_bands(p, lrs[s], hr_path, target)
         ref = read_image(ref_path)[0] if ref_path else None
-        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem))
+        if ref is not None and ref_path is not None:
+            _same_bands(ref_path, ref, hr_path, target)
+        # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
+        labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
+        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled))
         masks.append(read_mask(cd_path) if cd_path else None)
     if table is None:
         top = max((int(m.max()) for m in masks if m is not None), default=1)
@@ -94,6 +100,13 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         p.table = table
         p.change = classes_of(m, table) if m is not None else None
     return pairs
+
+
+def _same_bands(path: Path, image: torch.Tensor, other_path: Path, other: torch.Tensor) -> None:
+    """Refuse two images of one pair with different band counts (an RGB reference of a grey target), named."""
+    if image.shape[0] != other.shape[0]:
+        raise InputError(f"{path}: has {image.shape[0]} band{'s' * (image.shape[0] != 1)} but {other_path} has "
+                         f"{other.shape[0]}; the images of a pair must have the same bands")
 
 
 def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> None:
@@ -133,6 +146,7 @@ def change_pair_folder(
         if b_path is None or (require_label and l_path is None):
             continue
         ref, target = read_image(a_path)[0], read_image(b_path)[0]
+        _same_bands(a_path, ref, b_path, target)
         mask = read_mask(l_path) if l_path else None
         sizes = [(a_path, tuple(ref.shape[1:])), (b_path, tuple(target.shape[1:]))]
         sizes += [(l_path, mask.shape)] if l_path and mask is not None else []

@@ -133,6 +133,10 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
     for ds in collection.sets:
         if not ds.path.is_dir():
             continue
+        unknown = [n for n in ds.heldout if n not in _scenes(ds)]
+        if unknown:  # a typo would hold nothing out: the scene trained on, the set absent from the evaluation
+            raise InputError(f"{collection.manifest}: set {ds.group}: held-out scene{'s' * (len(unknown) > 1)} "
+                             f"{', '.join(unknown)} match{'es' * (len(unknown) == 1)} no scene in {ds.path}")
         if ds.layout == "sites":
             pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], bands=ds.bands,
                                     group=ds.group))
@@ -144,6 +148,14 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
                     p.group = f"{ds.group}/{p.name}"
                     pairs.append(p)
     return pairs
+
+
+def _scenes(ds: DataSet) -> set[str]:
+    """The scene names a set's ``heldout`` may give: its sites, its pairs' names, or its crops' scenes."""
+    if ds.layout == "sites":
+        return set(ds.sites)
+    stems = {p.stem for p in list_images(ds.path / "A")} if (ds.path / "A").is_dir() else set()
+    return {"_".join(s.split("_")[: ds.scene_parts]) for s in stems} if ds.scene_parts else stems
 
 
 def _crops(ds: DataSet) -> list[Pair]:
