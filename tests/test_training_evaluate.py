@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from geosr.cli.evaluate import evaluate
+from geosr.errors import InputError
 from geosr.models.resample import gaussian_blur, upsample
 from geosr.training import metrics as M
-from geosr.errors import InputError
 from geosr.training.degradations import bicubic_degrade, box_downsample
 from geosr.training.evaluate import back_project, lr_grid_mask
 
