@@ -17,6 +17,7 @@ from rasterio.windows import Window
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
 from geosr.conditioning.coregistration import (
     BEYOND,
+    LITTLE_GAIN,
     MIN_RELIABILITY,
     TIE_SIDE,
     TOO_SMALL,
@@ -25,6 +26,7 @@ from geosr.conditioning.coregistration import (
     estimate_offset,
     field_transform,
     refine_offset,
+    second_look,
 )
 from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
@@ -276,8 +278,9 @@ class Scene:
             first = replace(first, reason=f"{TOO_SMALL} once the pixels the cloud masks flag are left out")
         origin = (int(crop.col_off), int(crop.row_off))
         reach = max(map(abs, first.offset_lr_px))
-        if not first.applied and (min(w, h) < 2 * TIE_SIDE or reach > TIE_SIDE / 8):  # no field to look for either
-            return estimate_field(lr, lr_valid, ref, ref_valid, origin, first)
+        doubted = first.reason == LITTLE_GAIN  # judged again by the forward model below
+        if not first.applied and not doubted and (min(w, h) < 2 * TIE_SIDE or reach > TIE_SIDE / 8):
+            return estimate_field(lr, lr_valid, ref, ref_valid, origin, first)  # no field to look for either
         coarse, coarse_valid = ref, ref_valid
         # (a margin for the tie points too, whose offsets may reach further than the global one)
         k, margin = COREG_REFINE, int(np.ceil(reach)) + 2
@@ -288,6 +291,10 @@ class Scene:
             ref, ref_valid = reader.read(Window(0, 0, *side))
         finally:
             reader.close()
+        compared = int((lr_valid & coarse_valid).sum()) if doubted else 0
+        first = second_look(lr, lr_valid, ref, ref_valid, k, margin, first, compared)
+        if not first.applied and (min(w, h) < 2 * TIE_SIDE or reach > TIE_SIDE / 8):
+            return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, first)
         refined = refine_offset(lr, lr_valid, ref, ref_valid, k, margin, first)
         # tie points over the compared area: an affine field replaces the shift where the offset varies
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
