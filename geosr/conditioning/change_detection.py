@@ -47,8 +47,9 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # raised with every change of the rule, its settings or what it compares (a kept detection is not reused); 10: the
 # reference placed by the co-registration of 2026-12-05 (docs/model-card.md, "Version 10"); 11: co-registration's
 # tie points through gaps in the images ("Version 11"); 12: the shift measured where the reference meets the scene,
-# a coarser reference's cubic overshoot no gap (session 52)
-DETECTOR_VERSION = 12
+# a coarser reference's cubic overshoot no gap (session 52); 13: an LR pixel missing a band unknown, a shift near
+# half an LR pixel found by a second look (session 54)
+DETECTOR_VERSION = 13
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
