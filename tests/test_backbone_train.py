@@ -292,3 +292,42 @@ def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
         "of 192 x 192 pixels at x4 or 256 x 256 pixels at x8" in said, said  # it named x4's crop alone
     res = _run([*args, "--overwrite", "--json"])
     assert res.exit_code == 0 and any("x4, x8 left out" in w for w in json.loads(res.stdout)["warnings"]), res.output
+
+
+def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):
+    """`geosr train --arch lite --val-data X --data X` ran and kept a "best" checkpoint scored on its own training
+    images; the diffusion trainer refused it. Both refuse now (exit 2, no run folder)."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(2):
+        _image(root / f"im{i}.png", i)
+    other = tmp_path / "val"
+    other.mkdir()
+    _image(other / "v0.png", 7)
+    (other / "im1.png").write_bytes((root / "im1.png").read_bytes())  # one shared image, under the same name
+    out = tmp_path / "run"
+    res = _run(["--arch", "lite", "--data", str(root), "--val-data", str(other), "-x", "2", "--batch", "2",
+                "--train-steps", "1", "--out-dir", str(out)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--val-data: 1 of its 2 images is also in --data, which the run trains on" in said, said
+    assert not out.exists()
+
+
+def test_lite_trains_on_grey_change_pairs_as_it_does_on_grey_images(tmp_path):
+    """Grey change pairs were refused ("images of 1 band, but the model has bands = 3; set bands = 1"), and
+    `bands = 1` is refused for lite: no way out, though the docs say lite reads a grey image as its grey in all
+    three bands (as it did given the same images one by one)."""
+    root = tmp_path / "pairs"
+    for d in ("A", "B", "label"):
+        (root / d).mkdir(parents=True)
+    for i in range(2):
+        _image(root / "A" / f"p{i}.png", i)
+        _image(root / "B" / f"p{i}.png", i + 10)
+        for d in ("A", "B"):
+            Image.open(root / d / f"p{i}.png").convert("L").save(root / d / f"p{i}.png")
+        Image.fromarray(np.zeros((200, 200), np.uint8)).save(root / "label" / f"p{i}.png")
+    out = tmp_path / "run"
+    res = _run(["--arch", "lite", "--data", str(root), "-x", "2", "--batch", "2", "--train-steps", "1",
+                "--out-dir", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert (out / "model.safetensors").exists()

@@ -79,6 +79,12 @@ def train_backbone(
         torch.set_num_threads(cfg.threads)
     train, described = backbone_images(cfg.data, cfg)
     val, v_described = backbone_images(cfg.val_data, cfg, role="validation") if cfg.val_data else ([], [])
+    trained = {_image_key(t) for t in train}
+    overlap = sum(_image_key(t) in trained for t in val)
+    if overlap:  # the best weights would be chosen partly on images trained on (as the diffusion trainer refuses)
+        raise OptionError(f"val_data: {overlap} of its {len(val)} images {'is' if overlap == 1 else 'are'} also in "
+                          "`data`, which the run trains on: validate on images the run does not train on",
+                          param="val_data")
     # what the weights started from, as the diffusion trainer records it; a resumed run keeps its first run's
     described += initialised_from(out / MODEL) if resume else [f"initialised from {init or cfg.arch}"]
     scales, left_out = fitting_scales(cfg.scales, train)
@@ -176,6 +182,13 @@ def _saved_step(out: Path) -> int:
     return int((state_record(out) or {}).get("step", 0))
 
 
+def _image_key(image: torch.Tensor) -> tuple[tuple[int, ...], str]:
+    """An image's shape and the hash of its values: the same image whichever source read it."""
+    import hashlib
+
+    return tuple(image.shape), hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest()
+
+
 def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role: str = "training",
                     ) -> tuple[list[torch.Tensor], list[str]]:
     """(3, H, W) uint8 HR images of the config's ``sources`` and what each source gave: single images read as
@@ -201,7 +214,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
             got = read_images(files)
             where = f"{len(files)} images under {src['path']}"
         else:
-            groups, _, _ = load_sources(cfg, (src,))
+            groups, _, _ = load_sources(cfg, (src,), any_bands=True)  # a grey pair: its grey in all three bands
             # a collection's synthetic-change group holds its pairs' own images again (the same tensors)
             unique = {id(t): t for pairs, _ in groups for p in pairs for t in (p.target, p.ref) if t is not None}
             got = [_to8(t) for t in unique.values()]

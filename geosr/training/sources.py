@@ -66,10 +66,11 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
 
 
 def load_sources(
-    cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None
+    cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None, *, any_bands: bool = False
 ) -> tuple[Groups, list[torch.Tensor], list[str]]:
     """(weighted groups of pairs, foreign images for synthetic patches, data descriptions) of ``sources``
-    (default: the config's training data)."""
+    (default: the config's training data); ``any_bands``: images of another band count than the config's are
+    taken (the LR-space backbone's reader makes every image three bands)."""
     groups: Groups = []
     foreign: list[torch.Tensor] = []
     described: list[str] = []
@@ -98,7 +99,7 @@ def load_sources(
                 described.append(f"synthetic change from {len(syn)} images of {where}")
         if not pairs:
             raise InputError(f"data source {dict(src)} holds no usable image")
-        other = next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
+        other = None if any_bands else next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
             raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} band{'s' * (n != 1)}, "
