@@ -309,7 +309,8 @@ def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):
     res = _run(["--arch", "lite", "--data", str(root), "--val-data", str(other), "-x", "2", "--batch", "2",
                 "--train-steps", "1", "--out-dir", str(out)])
     said = " ".join(res.output.split())
-    assert res.exit_code == 2 and "--val-data: 1 of its 2 images is also in --data, which the run trains on" in said, said
+    assert res.exit_code == 2, said
+    assert "--val-data: 1 of its 2 images is also in --data, which the run trains on" in said, said
     assert not out.exists()
 
 
