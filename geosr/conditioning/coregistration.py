@@ -152,7 +152,7 @@ def second_look(lr: np.ndarray, lr_valid: np.ndarray, fine: np.ndarray, fine_val
 
     def on_lr(image: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # k x k block means
         blocks = image.mean(axis=0).reshape(h, k, w, k).mean(axis=(1, 3))
-        return blocks, valid.reshape(h, k, w, k).all(axis=(1, 3))
+        return blocks, np.asarray(valid.reshape(h, k, w, k).all(axis=(1, 3)))
 
     (z, z_ok), (m, m_ok) = on_lr(*zero), on_lr(*moved)
     valid = lr_valid & z_ok & m_ok
