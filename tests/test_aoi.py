@@ -248,6 +248,7 @@ def test_aoi_crs_gives_a_vector_file_without_one_its_crs_and_is_refused_beside_a
     expected = Window(33, 66, 134, 101)
     assert aoi_window(str(tmp_path / "own.gpkg"), UTM) == expected
     assert aoi_window(str(tmp_path / "own.gpkg"), UTM, aoi_crs="EPSG:32610") == expected  # the same: taken
+    assert aoi_window(str(tmp_path / "own.gpkg"), UTM, aoi_crs="epsg:4326") == expected  # the default: not given
     assert aoi_window(str(tmp_path / "bare.shp"), UTM, aoi_crs="EPSG:32610") == expected
     with pytest.raises(OptionError, match=r"as `aoi_crs` \(EPSG:4326\) has it for a file without a CRS; give"):
         aoi_window(str(tmp_path / "bare.shp"), UTM)

@@ -644,3 +644,14 @@ def test_a_stac_item_as_gdal_s_vsicurl_path_is_read_and_other_schemes_are_one_se
         assert " ".join(res.output.split()) == (f"geosr: error: {path}: a STAC item is read from a local file or an "
                                                 "http(s) URL; download it, or give its https URL")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_stac_asset_s_null_type_or_roles_read_as_absent(tmp_path):
+    """`"type": null` or `"roles": null` (pystac reads them as absent) made the shape check refuse the whole item,
+    even on an asset geosr never reads (found in review)."""
+    band_files(tmp_path / "s2")
+    item = json.loads(item_over_band_files(tmp_path / "s2").read_text())
+    item["assets"]["B02"].update({"type": None, "roles": None})
+    (tmp_path / "s2" / "nulls.json").write_text(json.dumps(item))
+    res = _run("upscale", tmp_path / "s2" / "nulls.json", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 0, res.output

@@ -197,3 +197,17 @@ def test_the_acquisition_time_in_gdal_s_imagery_domain_dates_the_item_and_stays_
     with rasterio.open(out) as ds:
         tags = ds.tags()
     assert tags["ACQUISITIONDATETIME"] == "2003-05-01T02:20:30Z" and tags["SATELLITEID"] == "L5"
+
+
+def test_gdal_s_placeholder_acquisition_time_is_no_acquisition_time(raster_factory, tmp_path):
+    """GDAL's Landsat MTL reader writes ACQUISITIONDATETIME "1970-01-01 00:00:00" (IMAGERY domain) for a time it
+    cannot parse: the output carried it and its item was dated 1970, "acquisition of the LR" (found in review)."""
+    lr = raster_factory("lr.tif", (smooth_field(3, 16, 16, 3) * 200).astype(np.uint8))
+    with rasterio.open(lr, "r+") as ds:
+        ds.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="1970-01-01 00:00:00", SATELLITEID="LANDSAT_7")
+    out = tmp_path / "o.tif"
+    upscale(lr, output=out, scale=2, model="bicubic")
+    item = pystac.Item.from_file(str(out.with_name("o.stac.json")))
+    assert item.properties["geosr:datetime"] == "processing" and item.datetime.year > 2000
+    with rasterio.open(out) as ds:
+        assert "ACQUISITIONDATETIME" not in ds.tags() and ds.tags()["SATELLITEID"] == "LANDSAT_7"

@@ -532,3 +532,23 @@ def test_two_sets_holding_out_scenes_of_one_name_get_a_panel_each(tmp_path, data
                                       str(out)])
     assert res.exit_code == 0, res.output
     assert {p.name for p in out.glob("panel_*_hr.png")} == {"panel_x4_g_p0_hr.png", "panel_x4_h_p0_hr.png"}
+
+
+def test_a_crops_set_may_hold_out_a_scene_it_left_uncropped(tmp_path, dataset):
+    """A crops set names the scenes its `crops.of` set holds whole (the module's own example repeats "heldout" on
+    both); one left uncropped is no typo (found in review of the check above)."""
+    import shutil
+
+    from geosr.training.manifest import collection_pairs, load_collection
+
+    crops = tmp_path / "crops"
+    for d in ("A", "B", "label"):
+        (crops / d).mkdir(parents=True)
+        shutil.copy(dataset / d / "p0.png", crops / d / "q1_0_0.png")
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [
+        {"layout": "pairs", "path": "data", "group": "g", "heldout": ["p0"]},
+        {"layout": "pairs", "path": "crops", "group": "g", "heldout": ["p0"],
+         "crops": {"of": "data", "scene_parts": 1}}]}))
+    collection = load_collection(tmp_path / "m.json")
+    assert [p.name for p in collection_pairs(collection, split="heldout")] == ["p0"]
+    assert [p.name for p in collection_pairs(collection, split="train")] == ["q1_0_0"]

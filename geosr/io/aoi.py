@@ -112,7 +112,7 @@ def _box_in_grid_crs(
 
 def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tuple[float, float, float, float] | None:
     """The extent of a vector file's features in ``grid``'s CRS; ``aoi_crs``: the CRS of a file that has none (a
-    shapefile without .prj); another than the file's own is refused (it would be ignored)."""
+    shapefile without .prj); another than the file's own is refused (it would be ignored), but for the default."""
     import geopandas as gpd
 
     if not Path(path).exists():
@@ -132,7 +132,8 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
     own = frame.crs is not None
     if not own:
         frame = frame.set_crs(given.to_wkt())
-    elif aoi_crs != DEFAULT_AOI_CRS and not frame.crs.equals(given.to_wkt(), ignore_axis_order=True):
+    elif given != CRS.from_user_input(DEFAULT_AOI_CRS) and not frame.crs.equals(given.to_wkt(), ignore_axis_order=True):
+        # (the default, however spelt, counts as not given: an option's default cannot be told from its value)
         raise OptionError(f"{path}: its CRS is {frame.crs.to_string()}, and `aoi_crs` {aoi_crs} would be ignored; "
                           "leave `aoi_crs` out (it gives the CRS of a box, or of a file that has none)",
                           param="aoi_crs")

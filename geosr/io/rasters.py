@@ -203,8 +203,16 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             band_nodata=tuple(ds.nodatavals),
             tags=dict(ds.tags()),
             band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
-            imagery=dict(ds.tags(ns="IMAGERY")),
+            imagery=imagery_tags(ds),
         )
+
+
+def imagery_tags(ds: rasterio.DatasetReader) -> dict[str, str]:
+    """GDAL's IMAGERY metadata domain of ``ds`` (ACQUISITIONDATETIME, SATELLITEID, CLOUDCOVER), without what says
+    nothing: an empty value, or the epoch GDAL's Landsat MTL reader writes for a time it cannot parse (a quoted
+    SCENE_CENTER_TIME gives "1970-01-01 00:00:00")."""
+    return {k: v for k, v in ds.tags(ns="IMAGERY").items()
+            if v and not (k == "ACQUISITIONDATETIME" and v.startswith("1970-01-01"))}
 
 
 def default_bands(info: RasterInfo) -> tuple[int, ...]:

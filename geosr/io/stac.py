@@ -27,7 +27,7 @@ from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
 from geosr.io.paths import is_file_list, sidecar_paths
-from geosr.io.rasters import band_roles, inspect_raster, open_raster
+from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -39,11 +39,11 @@ def stac_path(output: Path) -> Path:
 
 
 def _acquired(lr: str) -> dt.datetime | None:
-    """The LR's acquisition time from its tags (GDAL's IMAGERY domain, where GDAL's drivers put it, then the
-    default one; band files: the first's), in UTC; None when they do not say."""
+    """The LR's acquisition time from its tags (the default domain, then GDAL's IMAGERY one, where GDAL's drivers
+    put it, as the output carries them; band files: the first's), in UTC; None when they do not say."""
     try:
         with open_raster(_members(lr)[0] if lr else lr) as ds:
-            tags = {**ds.tags(), **{k: v for k, v in ds.tags(ns="IMAGERY").items() if v}}
+            tags = {**imagery_tags(ds), **{k: v for k, v in ds.tags().items() if v}}
     except InputError:
         return None
     for key, fmt in (("ACQUISITIONDATETIME", None), ("TIFFTAG_DATETIME", "%Y:%m:%d %H:%M:%S")):

@@ -79,9 +79,9 @@ def _shape_problem(data: dict) -> str | None:
     for key, asset in assets.items():
         if not isinstance(asset.get("href"), str):
             return f"asset {key!r} has no href"
-        if not isinstance(asset.get("type", ""), str):
+        if not isinstance(asset.get("type") or "", str):  # (null: absent, as pystac reads it)
             return f"the type of asset {key!r} is not a media type"
-        roles = asset.get("roles", [])
+        roles = asset.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             return f"the roles of asset {key!r} are not a list of texts"
     return None

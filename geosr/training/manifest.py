@@ -155,7 +155,11 @@ def _scenes(ds: DataSet) -> set[str]:
     if ds.layout == "sites":
         return set(ds.sites)
     stems = {p.stem for p in list_images(ds.path / "A")} if (ds.path / "A").is_dir() else set()
-    return {"_".join(s.split("_")[: ds.scene_parts]) for s in stems} if ds.scene_parts else stems
+    if not ds.scene_parts:
+        return stems
+    whole = ds.crops_of / "A" if ds.crops_of else None  # a held-out scene is often left uncropped: held whole there
+    return {"_".join(s.split("_")[: ds.scene_parts]) for s in stems} | (
+        {p.stem for p in list_images(whole)} if whole is not None and whole.is_dir() else set())
 
 
 def _crops(ds: DataSet) -> list[Pair]:
