@@ -248,10 +248,10 @@ def _band_folder(path: str) -> Composite:
     s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
     colours = {t: _landsat_colour(by_token[t].name, t) for t in tokens}
     finest = min(h.res for h in heads.values())
-    # the grid kept: the red band's where the sensor is known (a Landsat 8/9 folder's 15 m panchromatic B8 is
-    # finer than its 30 m multispectral bands), else the first finest band's; its bands first, so that stack()
-    # keeps them and leaves the others out
-    anchor = next((t for t in tokens if colours[t] == "red"), "B04" if s2 and "B04" in heads else None) or \
+    # the grid kept: a Landsat folder's red band's (a Landsat 8/9 folder's 15 m panchromatic B8 is finer than its
+    # 30 m multispectral bands), else the first finest band's; its bands first, so that stack() keeps them and
+    # leaves the others out
+    anchor = next((t for t in tokens if colours[t] == "red"), None) or \
         next(t for t in tokens if heads[t].res <= finest * 1.000001)
     tokens.sort(key=lambda t: (heads[t].grid != heads[anchor].grid, _band_order(t)))
     # Sentinel-2's own band files (T33UUB_20230612T101031_B04_10m.jp2) declare no nodata, where the product says DN 0
