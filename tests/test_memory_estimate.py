@@ -10,14 +10,11 @@ from affine import Affine
 from conftest import make_raster, smooth_field
 
 
-def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkeypatch):
-    """The dry run's memory estimate counted a reference's and a change mask's stacks for every window, read or not
-    (88 B per HR pixel of a batch: 1.2 GB of a lite x8 run whose peak was 1.5 GB). An absent input holds no memory:
-    a reference adds its float bands and validity, a change mask its classes and flags."""
+def _fixed_scene(tmp_path, monkeypatch):
+    """A 60 x 60 LR and a reference 8x finer, with this process's memory held constant so that two plans compare."""
     from geosr.pipeline import job as job_module
-    from geosr.pipeline.job import plan_upscale
 
-    class Fixed:  # this process's memory as a constant, so that two plans compare
+    class Fixed:
         def memory_info(self):
             return type("M", (), {"rss": 300 * 2**20})()
 
@@ -25,6 +22,16 @@ def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkey
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 60, 60) * 200).astype(np.uint8))
     ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 480, 480, seed=2) * 200).astype(np.uint8),
                       transform=Affine(3.75, 0, 500000.0, 0, -3.75, 5000000.0))
+    return lr, ref
+
+
+def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkeypatch):
+    """The dry run's memory estimate counted a reference's and a change mask's stacks for every window, read or not
+    (88 B per HR pixel of a batch: 1.2 GB of a lite x8 run whose peak was 1.5 GB). An absent input holds no memory:
+    a reference adds its float bands and validity, a change mask its classes and flags."""
+    from geosr.pipeline.job import plan_upscale
+
+    lr, ref = _fixed_scene(tmp_path, monkeypatch)
     est = {}
     for name, extra in (("none", {}), ("ref", {"ref": ref, "cd": "none"}), ("ref+cd", {"ref": ref})):
         with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, **extra) as job:
@@ -38,17 +45,9 @@ def test_the_memory_estimate_counts_only_the_inputs_a_run_reads(tmp_path, monkey
 def test_a_reference_given_to_a_model_that_never_reads_it_adds_no_memory(tmp_path, monkeypatch):
     """With `ignore_unused`, a classical model's run reads no reference and no mask (nothing is co-registered or
     detected for nothing), yet the estimate counted their stacks for every window of the batch."""
-    from geosr.pipeline import job as job_module
     from geosr.pipeline.job import plan_upscale
 
-    class Fixed:
-        def memory_info(self):
-            return type("M", (), {"rss": 300 * 2**20})()
-
-    monkeypatch.setattr(job_module.psutil, "Process", lambda *a: Fixed())
-    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 60, 60) * 200).astype(np.uint8))
-    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 480, 480, seed=2) * 200).astype(np.uint8),
-                      transform=Affine(3.75, 0, 500000.0, 0, -3.75, 5000000.0))
+    lr, ref = _fixed_scene(tmp_path, monkeypatch)
     est = []
     for extra in ({}, {"ref": ref, "ignore_unused": True}):
         with plan_upscale(str(lr), output=None, dry_run=True, model="bicubic", scale=8, **extra) as job:
