@@ -79,8 +79,10 @@ def train_backbone(
         torch.set_num_threads(cfg.threads)
     train, described = backbone_images(cfg.data, cfg)
     val, v_described = backbone_images(cfg.val_data, cfg, role="validation") if cfg.val_data else ([], [])
-    trained = {_image_key(t) for t in train}
-    overlap = sum(_image_key(t) in trained for t in val)
+    from geosr.training.validation import image_fingerprint
+
+    trained = {image_fingerprint(t) for t in train}
+    overlap = sum(image_fingerprint(t) in trained for t in val)
     if overlap:  # the best weights would be chosen partly on images trained on (as the diffusion trainer refuses)
         raise OptionError(f"val_data: {overlap} of its {len(val)} images {'is' if overlap == 1 else 'are'} also in "
                           "`data`, which the run trains on: validate on images the run does not train on",
@@ -180,13 +182,6 @@ def _saved_step(out: Path) -> int:
     from geosr.training.state import state_record
 
     return int((state_record(out) or {}).get("step", 0))
-
-
-def _image_key(image: torch.Tensor) -> tuple[tuple[int, ...], str]:
-    """An image's shape and the hash of its values: the same image whichever source read it."""
-    import hashlib
-
-    return tuple(image.shape), hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest()
 
 
 def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role: str = "training",

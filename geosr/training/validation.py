@@ -86,17 +86,17 @@ def validation_set(cfg: TrainConfig, training: Groups | None = None) -> tuple[Ba
     trained on (found in review: `val_data` equal to `data` gave the training batches themselves)."""
     groups, foreign, described = load_sources(cfg, cfg.val_data)
     if training:
-        trained = {_fingerprint(p.target): p.name for pairs, _ in training for p in pairs}
-        both = next((p for pairs, _ in groups for p in pairs if _fingerprint(p.target) in trained), None)
+        trained = {image_fingerprint(p.target): p.name for pairs, _ in training for p in pairs}
+        both = next((p for pairs, _ in groups for p in pairs if image_fingerprint(p.target) in trained), None)
         if both is not None:
             raise OptionError(f"val_data holds {both.name}, which the run also trains on (as "
-                              f"{trained[_fingerprint(both.target)]} of `data`): validate on images the run does "
+                              f"{trained[image_fingerprint(both.target)]} of `data`): validate on images the run does "
                               "not train on", param="val_data")
     stream = sample_stream(cfg, groups, foreign)
     return [stream.batch(i) for i in range(cfg.val_batches)], described
 
 
-def _fingerprint(image: torch.Tensor) -> tuple[tuple[int, ...], str]:
+def image_fingerprint(image: torch.Tensor) -> tuple[tuple[int, ...], str]:
     """An image's shape and the hash of its values: the same image whichever source read it."""
     return tuple(image.shape), hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
 
@@ -138,4 +138,4 @@ class Validation:
         return {"gain_db": self.best_gain, "step": self.best_step} if self.best_step is not None else None
 
 
-__all__ = ["predict", "score", "image_grid", "validation_set", "Validation"]
+__all__ = ["predict", "score", "image_grid", "validation_set", "image_fingerprint", "Validation"]
