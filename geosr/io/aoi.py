@@ -33,11 +33,7 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
         if not all(math.isfinite(v) for v in (left, bottom, right, top)):
             raise OptionError(f"aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)",
                               param="aoi")
-        try:
-            with rasterio.Env():  # GDAL's errors become the exception alone (no "ERROR 1: PROJ: ..." line on stderr)
-                crs = CRS.from_user_input(aoi_crs)
-        except Exception as exc:
-            raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
+        crs = _aoi_crs(aoi_crs)
         # in degrees, LEFT beyond RIGHT is a box across the antimeridian (as GeoJSON and STAC write it); one less
         # than 180 degrees wide, so that swapped sides (10,0,-5,1) stay an error
         across = crs.is_geographic and -180 <= right < 0 < left <= 180 and left - right > 180
@@ -57,6 +53,15 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
         raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi") from exc
+
+
+def _aoi_crs(aoi_crs: str) -> CRS:
+    """``aoi_crs`` read, or refused in one sentence."""
+    try:
+        with rasterio.Env():  # GDAL's errors become the exception alone (no "ERROR 1: PROJ: ..." line on stderr)
+            return CRS.from_user_input(aoi_crs)
+    except Exception as exc:
+        raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
 
 
 def _degrees_in_grid_crs(
@@ -124,11 +129,7 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
         raise OptionError(f"{path}: not a vector file geosr can read ({str(exc).splitlines()[0]})") from exc
     if frame.empty:
         raise OptionError(f"{path}: holds no features")
-    try:
-        with rasterio.Env():
-            given = CRS.from_user_input(aoi_crs)
-    except Exception as exc:
-        raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
+    given = _aoi_crs(aoi_crs)
     own = frame.crs is not None
     if not own:
         frame = frame.set_crs(given.to_wkt())

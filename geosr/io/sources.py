@@ -211,8 +211,9 @@ def _band_list(path: str) -> Composite:
             for b in range(1, ds.count + 1):
                 own = ds.descriptions[b - 1]
                 file_name = Path(named(h)).name  # a /vsicurl?...&url=: its URL's
-                name = _band_token(file_name) or Path(named(h)).stem
-                colour = _landsat_colour(file_name, _band_token(file_name)) if ds.count == 1 and not own else None
+                token = _band_token(file_name)
+                name = token or Path(named(h)).stem
+                colour = _landsat_colour(file_name, token) if ds.count == 1 and not own else None
                 members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}"), colorinterp=colour))
     names = ", ".join(m.description for m in members)
     return stack(path, "band files", members, hrefs, f"{len(members)} bands stacked from {len(hrefs)} files "
