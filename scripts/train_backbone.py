@@ -2,14 +2,16 @@
 
     python scripts/train_backbone.py --init ~/.cache/geosr/reference/backbone_init.safetensors \
         --images /data/RSSCN7 [--images more/] --out runs/backbone [--steps 20000] [--minutes 50] [--resume] \
-        [--sharpness-code] [--expert soft] [--val-images DIR] [--schedule-by-time]
+        [--sharpness-code] [--expert soft] [--grow-blocks 24] [--val-images DIR] [--schedule-by-time]
 
 Training images: every image under the ``--images`` folders (e.g. RSSCN7, ``palewithout/RSSCN7``), every 100th
 of them kept for validation, plus the training split of ../shared/data (targets and references) when it is
 there. Its held-out split is never read here (the benchmark uses it). ``--init``: the converted public
 weights (``scripts/convert_safmn.py``), a trained backbone, or an expert backbone (``scripts/combine_experts.py
 --rule all``), which trains routed: each crop's code picks its mix of experts; with ``--expert NAME``, that
-expert alone. ``--val-images``: validate on these images instead (then every ``--images`` file trains).
+expert alone. ``--grow-blocks N``: a larger variant, the ``--init`` network deepened to N blocks (new blocks start
+as the identity, so it starts with the same outputs; give it a ``--warmup``). ``--val-images``: validate on these
+images instead (then every ``--images`` file trains).
 ``--schedule-by-time`` with ``--minutes``: the learning rate's cosine ends when the minutes do (a run on a lent
 GPU, whose step rate is not known ahead), or at ``--steps``, whichever comes first.
 """
@@ -25,7 +27,7 @@ import torch
 from geosr.errors import GeoSRError, InputError
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
 from geosr.models.backbone_experts import ExpertBackbone
-from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, image_files, read_images
+from geosr.training.backbone_fit import BackboneTrainConfig, deepened, fit_backbone, image_files, read_images
 
 
 def expert_init(path: Path, expert: str, out: Path) -> Path:
@@ -40,6 +42,16 @@ def expert_init(path: Path, expert: str, out: Path) -> Path:
     return save_backbone(net.experts[net.names.index(expert)], out / "init.safetensors",
                          name=str(spec.get("name", "backbone")), **kept,
                          training={**spec.get("training", {}), "expert_of": f"{path.name}:{expert}"})
+
+
+def grown_init(path: Path, blocks: int, out: Path) -> Path:
+    """The network at ``path`` deepened to ``blocks`` blocks (:func:`deepened`: the same outputs), written with the
+    file's inference settings to ``out/grown.safetensors``: the start of a run that trains a larger variant."""
+    net, spec = load_backbone(path)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
+    return save_backbone(deepened(net, blocks), out / "grown.safetensors", name=str(spec.get("name", "backbone")),
+                         **kept, training={**spec.get("training", {}), "grown_from": f"{path.name}:{net.cfg.blocks}"})
 
 
 def shared_training_images() -> list[torch.Tensor]:
@@ -74,6 +86,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (bf16 autocast on CUDA)")
@@ -87,6 +100,8 @@ def main() -> None:
     ap.add_argument("--no-shared-data", action="store_true",
                     help="leave out ../shared/data's training split (e.g. given as --images already)")
     ap.add_argument("--expert", help="train this expert of an --init expert backbone alone")
+    ap.add_argument("--grow-blocks", type=int,
+                    help="start from a deeper network: the --init network's blocks spread among new identity blocks")
     ap.add_argument("--val-images", type=Path, help="validation images (default: every 100th of --images)")
     ap.add_argument("--validate-every", type=int, default=500)
     ap.add_argument("--save-every", type=int, default=100)
@@ -94,9 +109,13 @@ def main() -> None:
     ap.add_argument("--schedule-by-time", action="store_true",
                     help="with --minutes: the learning rate's cosine ends when the minutes do")
     args = ap.parse_args()
+    if args.warmup < 0:
+        ap.error("--warmup must be at least 0")
     for flag in ("steps", "batch", "validate_every", "save_every"):
         if getattr(args, flag) < 1:
             ap.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.grow_blocks is not None and not args.init:
+        ap.error("--grow-blocks deepens the --init network: give --init")
     if args.expert and not (args.init or args.resume):
         ap.error("--expert names an expert of the --init expert backbone: give --init")
     if args.out.exists() and not args.out.is_dir():
@@ -123,12 +142,15 @@ def run(args: argparse.Namespace) -> None:
     if not train:
         raise InputError("no training images: give more --images (every 100th of them validates unless --val-images "
                          "is given)")
-    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, sharpness_code=args.sharpness_code,
+    cfg = BackboneTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                              sharpness_code=args.sharpness_code,
                               kinds=parse_kinds(args.kinds), device=args.device, workers=args.workers,
                               validate_every=args.validate_every, save_every=args.save_every,
                               precision=args.precision, schedule_by_time=args.schedule_by_time)
     if args.expert and not args.resume:
         args.init = expert_init(args.init, args.expert, args.out)
+    if args.grow_blocks is not None and not args.resume:
+        args.init = grown_init(args.init, args.grow_blocks, args.out)
     if args.scale_weights:
         cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,

@@ -466,3 +466,17 @@ def test_one_model_serves_every_seed_in_a_worker_and_the_planner():
     assert len(loaded) == len(checked) == 1
     other_steps = worker_model("default", device="cpu", sampler=SamplerConfig(seed=5, steps=2))
     assert id(other_steps) not in loaded  # what the model does depend on still keeps models apart
+
+
+def test_make_dirs_makes_no_folder_when_the_cluster_never_comes_up(tmp_path, monkeypatch):
+    """--make-dirs made every job's output folder before connecting: a batch whose scheduler never answered
+    stopped at once and left the folders behind."""
+    from geosr.errors import GeoSRError
+    from geosr.pipeline.batch import cluster
+
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT_S", 1)
+    _scene(tmp_path / "a.tif", 20, 18, 1)
+    with pytest.raises(GeoSRError, match="no Dask"):
+        batch(str(tmp_path / "*.tif"), out=str(tmp_path / "new" / "deep" / "a.tif"), x=2, model="bicubic",
+              make_dirs=True, scheduler="tcp://127.0.0.1:1", results=str(tmp_path / "r.jsonl"))
+    assert not (tmp_path / "new").exists()

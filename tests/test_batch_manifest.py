@@ -690,3 +690,86 @@ def test_a_batch_wide_aoi_crs_concerns_only_the_jobs_with_an_aoi(scenes):
                                       f"aoi_crs: '{crs}'}}\n")
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--dry-run"])
     assert res.exit_code == 2 and "applies to" in res.output, res.output
+
+
+def test_no_output_may_replace_the_manifest_a_model_file_an_aoi_or_a_class_table(scenes):
+    """The check across rows compared outputs with the lr, ref, cd and map of the other rows only: an output named
+    like another job's checkpoint, aoi file or class table (or the manifest itself) replaced it, and both jobs
+    "succeeded"."""
+    (scenes / "mine.safetensors").write_bytes(b"weights")
+    (scenes / "area.geojson").write_text("{}")
+    (scenes / "classes.json").write_text("{}")
+    (scenes / "jobs.yaml").write_text(
+        "defaults: {x: 4}\njobs:\n"
+        "  - {id: a, lr: s0.tif, out: out/a.tif, model: mine.safetensors, aoi: area.geojson,\n"
+        "     cd_classes: classes.json}\n"
+        "  - {id: b, lr: s1.tif, out: mine.safetensors}\n"
+        "  - {id: c, lr: s2.tif, out: area.geojson}\n"
+        "  - {id: d, lr: s0.tif, out: classes.json}\n"
+        "  - {id: e, lr: s1.tif, out: jobs.yaml}\n"
+        "  - {id: f, lr: s2.tif, out: out/f.tif, model: lite, aoi: '1,2,3,4', cd_classes: binary}\n")
+    m = read_manifest(scenes / "jobs.yaml")
+    text = [str(p) for p in m.problems]
+    for job, name in (("b", "mine.safetensors"), ("c", "area.geojson"), ("d", "classes.json")):
+        assert any(f"({job}): out {scenes / name} is an input of jobs.yaml job 1" in t for t in text), text
+    assert any(f"(e): out {scenes / 'jobs.yaml'} would write over the manifest" in t for t in text), text
+    a, f = m.jobs  # the file options made absolute from the manifest's folder; names, boxes, tables as they are
+    assert (a.model, a.aoi, a.cd_classes) == tuple(str(scenes / n) for n in ("mine.safetensors", "area.geojson",
+                                                                               "classes.json"))
+    assert (f.model, f.aoi, f.cd_classes) == ("lite", "1,2,3,4", "binary")
+
+
+def test_aoi_class_table_and_model_files_are_relative_to_the_manifest_folder(scenes, monkeypatch, tmp_path_factory):
+    """The docs say relative paths start from the manifest's folder; `aoi`, `cd_classes` and `model` started from the
+    working folder, so a manifest run from elsewhere failed, or silently took the working folder's file of that
+    name."""
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    (elsewhere / "area.geojson").write_text("{}")  # a decoy in the working folder
+    (scenes / "area.geojson").write_text("{}")
+    monkeypatch.chdir(elsewhere)
+    (scenes / "jobs.csv").write_text("lr,out,aoi,model\ns0.tif,out/a.tif,area.geojson,my/model.safetensors\n")
+    job, = read_manifest(scenes / "jobs.csv", defaults={"x": 4}).jobs
+    assert job.aoi == str(scenes / "area.geojson") and job.model == str(scenes / "my" / "model.safetensors")
+
+
+def test_a_glob_never_takes_a_stopped_run_s_work_files_for_scenes(tmp_path, monkeypatch):
+    """A batch stopped mid-way leaves OUT.geosr-work/ (chunks, an automatic change mask) beside its output; a
+    recursive glob then took those for scenes, so running the same batch again (to go on) failed."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "scenes" / "a_x4.tif.geosr-work"
+    (work / "rows_00000_00004").mkdir(parents=True)
+    for name in ("scenes/a.tif", "scenes/sub/b.tif", "scenes/a_x4.tif.geosr-work/change-auto-1.tif",
+                 "scenes/a_x4.tif.geosr-work/rows_00000_00004/chunk_00000.tif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    m = read_manifest("scenes/**/*.tif", defaults={"out": "{dir}/{stem}_x4.tif"})
+    assert sorted(Path(j.lr).name for j in m.jobs) == ["a.tif", "b.tif"], [j.lr for j in m.jobs]
+
+
+def test_force_does_not_replace_files_batch_did_not_make(scenes):
+    """--force reran up-to-date jobs and also replaced a user's file at the output's path, or beside it (a STAC
+    item of theirs), without --overwrite."""
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4, model: bicubic}\njobs:\n"
+                                      "  - lr: s0.tif\n  - lr: s1.tif\n")
+    (scenes / "out" / "s0.tif").write_text("precious")
+    (scenes / "out" / "s1.stac.json").write_text("{}")
+    s0, s1 = plan_batch(scenes / "jobs.yaml", force=True).jobs
+    assert s0.action == "fail" and "was not made by geosr batch" in s0.reason, s0
+    assert s1.action == "fail" and "s1.stac.json: already exists" in s1.reason, s1
+    assert [j.action for j in plan_batch(scenes / "jobs.yaml", force=True, overwrite=True).jobs] == ["run", "run"]
+
+
+def test_an_output_another_job_reads_through_a_vrt_is_refused(scenes):
+    """Job A wrote out/x.tif, which job B's LR, a VRT, reads: the manifest compared paths only, so A replaced B's
+    input before (or while) B read it."""
+    import rasterio
+
+    make_raster(scenes / "out" / "x.tif", (smooth_field(3, 24, 20, seed=5) * 255).astype(np.uint8))
+    with rasterio.open(scenes / "out" / "x.tif") as src:
+        rasterio.shutil.copy(src, scenes / "mosaic.vrt", driver="VRT")
+    (scenes / "jobs.csv").write_text("id,lr,out\nA,s0.tif,out/x.tif\nB,mosaic.vrt,out/b.tif\n")
+    plan = plan_batch(scenes / "jobs.csv", x=4, model="bicubic", overwrite=True, skip_invalid=True)
+    assert [j.spec.id for j in plan.jobs] == ["B"], plan.jobs
+    assert [str(p) for p in plan.invalid] == [
+        f"jobs.csv line 2 (A): out {scenes / 'out' / 'x.tif'} is read by an input of jobs.csv line 3 "
+        f"({scenes / 'mosaic.vrt'}); write the output to another path"], [str(p) for p in plan.invalid]

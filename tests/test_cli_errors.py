@@ -113,6 +113,14 @@ def _case(tmp_path, lr, name):
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_STYLE="rgb")
         return ["upscale", lr, "--map", str(p), "-o", out], "rgbmap.tif: is a rendered (RGB) map"
+    if name == "map-three-bands":  # (session 55) any 3-band raster was said to be "a rendered (RGB) map"
+        p = make_raster(tmp_path / "photo.tif", np.zeros((3, 20, 24), np.uint8))
+        return ["upscale", lr, "--map", str(p), "-o", out], "photo.tif: has 3 bands, not one band of class ids"
+    if name == "map-bad-class-tag":  # (session 55) an internal error: JSONDecodeError
+        p = make_raster(tmp_path / "tagged.tif", np.zeros((1, 20, 24), np.uint8))
+        with __import__("rasterio").open(p, "r+") as ds:
+            ds.update_tags(GEOSR_MAP_CLASSES="background,building,road")
+        return ["upscale", lr, "--map", str(p), "-o", out], "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list"
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
     if name == "class-table-entry":
@@ -160,7 +168,8 @@ CASES = [
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
     "output-name-too-long",
-    "mask-unknown-classes", "mask-float", "map-rgb", "class-table-missing", "class-table-entry",
+    "mask-unknown-classes", "mask-float", "map-rgb", "map-three-bands", "map-bad-class-tag", "class-table-missing",
+    "class-table-entry",
     "class-table-changed-text", "class-table-value-fraction", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",

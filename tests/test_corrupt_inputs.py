@@ -137,3 +137,34 @@ def test_info_says_the_overlap_with_a_raster_without_crs_is_unknown(tmp_path):
         {"file": str(tmp_path / "plain.tif"), "other": str(geo), "covered": None}]
     res = runner.invoke(app, ["info", str(geo), str(tmp_path / "plain.tif")])
     assert f"is unknown: {tmp_path / 'plain.tif'} has no CRS" in res.output, res.output
+
+
+def test_info_read_all_finds_a_damaged_block_in_the_middle(tmp_path, lr):
+    """`geosr info -q` read the last block only, so a file with a damaged block elsewhere passed (exit 0) while
+    upscale refused it; `--read-all` reads every block."""
+    _corrupt(lr)
+    assert runner.invoke(app, ["info", "-q", str(lr)]).exit_code == 0  # the last block reads: as documented
+    res = runner.invoke(app, ["info", "-q", "--read-all", str(lr)])
+    assert res.exit_code == 2 and f"{lr}: pixels cannot be read" in res.output, res.output
+
+
+def test_bands_of_several_data_types_are_refused_in_one_sentence(tmp_path):
+    """A VRT mixing Byte and UInt16 bands was an internal error (rasterio reads no such selection at once)."""
+    a = make_raster(tmp_path / "a.tif", (smooth_field(2, 20, 24) * 255).astype(np.uint8))
+    make_raster(tmp_path / "b.tif", (smooth_field(1, 20, 24) * 4000).astype(np.uint16))
+    band = ('<VRTRasterBand dataType="{t}" band="{i}"><SimpleSource><SourceFilename relativeToVRT="1">{f}'
+            '</SourceFilename><SourceBand>{s}</SourceBand></SimpleSource></VRTRasterBand>')
+    with rasterio.open(a) as ds:
+        geo = ", ".join(str(v) for v in ds.transform.to_gdal())
+        crs = ds.crs.to_wkt()
+    bands = [("Byte", "a.tif", 1), ("UInt16", "b.tif", 1), ("Byte", "a.tif", 2)]
+    (tmp_path / "mixed.vrt").write_text(
+        f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>{crs}</SRS><GeoTransform>{geo}</GeoTransform>'
+        + "".join(band.format(t=t, i=i + 1, f=f, s=s) for i, (t, f, s) in enumerate(bands)) + "</VRTDataset>")
+    out = tmp_path / "o.tif"
+    res = runner.invoke(app, ["upscale", str(tmp_path / "mixed.vrt"), "-x", "2", "-m", "bicubic", "-o", str(out)])
+    assert res.exit_code == 2 and "are of several data types (uint16 and uint8)" in res.output, res.output
+    assert "gdal_translate -ot UInt16" in res.output and not out.exists()
+    res = runner.invoke(app, ["upscale", str(tmp_path / "mixed.vrt"), "--bands", "1,3", "-x", "2", "-m", "bicubic",
+                              "-o", str(out)])
+    assert res.exit_code == 0 and out.exists(), res.output

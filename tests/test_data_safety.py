@@ -953,3 +953,34 @@ def test_a_stop_that_comes_while_gdal_builds_overviews_stops_the_run(tmp_path, m
     assert res.exit_code in (130, 143), res.output
     assert not out.exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+
+
+@pytest.mark.parametrize("suffix", [".ovr", ".msk"])
+def test_an_earlier_output_s_external_overviews_or_mask_never_pass_to_the_new_one(scene, suffix):
+    """`--overwrite` removed the earlier output's `.aux.xml` but not its external overviews (`OUT.tif.ovr`, QGIS's
+    "Build pyramids") or mask (`OUT.tif.msk`): GDAL read them as the new output's, so zoomed-out views showed the
+    old pixels, or the whole new output read as nodata. Beside no output, such a file is refused without
+    `--overwrite`, as `.aux.xml` is."""
+    tmp, lr = scene[0], scene[1]
+    out = tmp / "o.tif"
+    assert _invoke("upscale", lr, "-x", "4", "-m", "bicubic", "-o", out, "-q").exit_code == 0
+    side = tmp / f"o.tif{suffix}"
+    with rasterio.open(out) as ds:
+        w, h = (ds.width // 2, ds.height // 2) if suffix == ".ovr" else (ds.width, ds.height)
+    with rasterio.open(side, "w", driver="GTiff", width=w, height=h, count=3 if suffix == ".ovr" else 1,
+                       dtype="uint8") as o:
+        o.write(np.full((o.count, h, w), 7 if suffix == ".ovr" else 0, np.uint8))
+        if suffix == ".msk":
+            o.update_tags(INTERNAL_MASK_FLAGS_1="2", INTERNAL_MASK_FLAGS_2="2", INTERNAL_MASK_FLAGS_3="2")
+    res = _invoke("upscale", lr, "-x", "4", "-m", "lanczos", "-o", out, "--overwrite", "-q")
+    assert res.exit_code == 0, res.output
+    assert not side.exists()
+    with rasterio.open(out) as ds:
+        assert (ds.read_masks(1) > 0).all()
+        small = ds.read(1, out_shape=(ds.height // 2, ds.width // 2))
+        assert not (small == 7).all()
+    out.unlink()
+    side.write_bytes(b"someone's")
+    res = _invoke("upscale", lr, "-x", "4", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 2 and f"o.tif{suffix}: already exists" in res.output, res.output
+    assert side.read_bytes() == b"someone's" and not out.exists()

@@ -326,6 +326,9 @@ def test_crafted_block_count_is_refused_before_building(tmp_path, nothing_built)
          "inference.lr_consistency.iterations", "geosr accepts integers from 0 to 100"),
         ({}, {"inference": {"lr_consistency": {"iterations": "6"}}}, "inference.lr_consistency.iterations", '"6"'),
         ({}, {"inference": {"reference_detail": "on"}}, "inference.reference_detail", "true, false or an object"),
+        # (found in review, session 55: an internal error when upscale compared them with the scene's bands)
+        ({}, {"band_names": 5}, "band_names", "is 5; geosr accepts a list"),
+        ({}, {"band_names": ["red", 7]}, "band_names", "holds 7; geosr accepts band names as texts"),
     ],
 )
 def test_spec_out_of_bounds_or_of_the_wrong_type_is_refused(tmp_path, nothing_built, arch, fields, field, problem):

@@ -13,6 +13,7 @@ import rasterio
 import typer
 from typer.testing import CliRunner
 
+from conftest import make_raster
 from geosr.cli.rasterize_osm import RasterizeOSMCommand, rasterize_osm
 from geosr.osm.classes import DEFAULT_MAP_CLASSES
 from test_osm_docs import EXPECTED, pixel_of, scene_doc, scene_grid_raster
@@ -396,3 +397,66 @@ def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs,
         _assert_bad_input(res, out, "crosses the antimeridian (180 degrees longitude)")
     else:
         assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("with_features", [False, True])
+def test_an_overpass_answer_that_reports_a_runtime_error_is_no_map(tmp_path, with_features):
+    """Overpass reports a query that timed out or ran out of memory with HTTP 200 and a `remark`, holding the
+    features found until then (maybe none): geosr wrote that empty or partial map, exit 0 (osmnx only logs the
+    remark). Now it is a network error (exit 1) naming the remark, nothing is written, and the answer leaves the
+    cache so that the next run asks again."""
+    from geosr.osm.grid import plan_grid
+    from geosr.osm.sources import query_area
+
+    like = scene_grid_raster(tmp_path)
+    polygon = query_area(plan_grid(like=like), DEFAULT_MAP_CLASSES)
+    answer = scene_doc().overpass_json() if with_features else {"elements": []}
+    answer = {**answer, "remark": 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'}
+    files = _prefill_osmnx_cache(tmp_path / "cache", polygon, DEFAULT_MAP_CLASSES.query_tags(),
+                                 "https://overpass-api.de/api", answer)
+    out = tmp_path / "m.tif"
+    result = invoke("--like", like, "--cache-dir", tmp_path / "cache", "-o", out, "--allow-empty")
+    assert result.exit_code == 1, result.output
+    assert "answered with an error: runtime error: Query timed out" in result.output, result.output
+    assert not out.exists() and not any(f.exists() for f in files)
+
+
+def test_an_osm_xml_relation_with_a_way_cut_at_the_edge_is_named_in_one_sentence(tmp_path):
+    """A multipolygon whose member way kept one of its nodes (an extract cut at its edge) was an internal error
+    (shapely's EmptyPartError from osmnx's relation assembly), exit 1."""
+    nodes = [(1, 37.8070, -122.3010), (2, 37.8070, -122.3000), (3, 37.8080, -122.3000), (4, 37.8080, -122.3010),
+             (5, 37.8085, -122.3020)]
+    (tmp_path / "cut.osm").write_text(
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\">"
+        + "".join(f'<node id="{i}" version="1" lat="{la}" lon="{lo}"/>' for i, la, lo in nodes)
+        + '<way id="10" version="1"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="1"/></way>'
+        '<way id="11" version="1"><nd ref="5"/><nd ref="99"/></way>'
+        '<relation id="100" version="1"><member type="way" ref="10" role="outer"/>'
+        '<member type="way" ref="11" role="outer"/><tag k="type" v="multipolygon"/><tag k="landuse" v="grass"/>'
+        "</relation></osm>")
+    out = tmp_path / "m.tif"
+    result = invoke("--bbox", "-122.303,37.806,-122.298,37.8095", "-r", "10", "--osm-file", tmp_path / "cut.osm",
+                    "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "cut.osm: holds a relation whose member ways lack their nodes" in result.output and not out.exists()
+
+
+def test_a_geographic_grid_in_grads_or_off_greenwich_is_refused_not_searched_elsewhere(tmp_path):
+    """A `--like` raster in NTF (Paris) (EPSG:4807: grads from the Paris meridian) was searched as if its
+    coordinates were degrees from Greenwich: another place on Earth, an empty map or a false "no feature". A grid
+    in degrees from Greenwich on another datum (ETRS89) runs as before."""
+    from affine import Affine
+
+    data = np.zeros((1, 8, 10), np.uint8)
+    paris = make_raster(tmp_path / "paris.tif", data, crs="EPSG:4807",
+                        transform=Affine(1e-4, 0, 8.59, 0, -1e-4, 53.48))
+    out = tmp_path / "m.tif"
+    result = invoke("--like", paris, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out,
+                    "--allow-empty")
+    assert result.exit_code == 2, result.output
+    assert "paris.tif: its CRS EPSG:4807 is a geographic CRS counting angles in grad" in result.output
+    assert not out.exists()
+    etrs = make_raster(tmp_path / "etrs.tif", data, crs="EPSG:4258",
+                       transform=Affine(1e-4, 0, 10.068, 0, -1e-4, 48.137))
+    result = invoke("--like", etrs, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out, "--allow-empty")
+    assert result.exit_code == 0, result.output

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geosr.config import SamplerConfig
-from geosr.errors import OptionError
+from geosr.errors import InputNotFoundError, OptionError
 from geosr.models.backbone import BackboneConfig, build_backbone
 from geosr.models.backbone_sr import BackboneSuperResolver
 from geosr.models.configs import ArchConfig
@@ -138,3 +138,13 @@ def test_the_memory_estimate_counts_the_denoiser_on_the_inner_part_only():
     # the backbone: its LR-space features per LR pixel, its output per HR pixel
     assert window_memory(alone, 64, 64, 8) == 64 * 64 * backbone.memory_per_lr_pixel + hr * backbone.memory_per_hr_pixel
     assert window_memory(diffusion, 36, 36, 8) == inner * diffusion.memory_per_hr_pixel  # others: per HR pixel
+
+
+def test_a_missing_file_with_a_plus_or_three_models_are_named_as_given(tmp_path):
+    """`-m dir/x+y.safetensors` (missing) said "model file dir/x does not exist", a file never given; and
+    `default+lite+lite` said "unknown model 'default+lite'" while `geosr models` lists it."""
+    missing = tmp_path / "x+y.safetensors"
+    with pytest.raises(InputNotFoundError, match=f"model file {re.escape(str(missing))} does not exist"):
+        load_model(str(missing))
+    with pytest.raises(OptionError, match=r"model default\+lite\+lite: DIFFUSION\+BACKBONE names two models .*not 3"):
+        load_model("default+lite+lite")

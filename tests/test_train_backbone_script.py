@@ -50,3 +50,34 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path, case):
         assert "bad.png" in res.stderr
     if case == "unknown-expert":
         assert "no expert 'bogus' (experts: soft, aliasing)" in res.stderr
+
+
+def test_grow_blocks_starts_a_deeper_variant_with_the_same_outputs(tmp_path):
+    """``--grow-blocks 12`` trains the ``--init`` network deepened to 12 blocks (new ones start as the identity),
+    recorded in its spec; the deeper start computes what the network it grew from does."""
+    import torch
+    from PIL import Image
+
+    from geosr.models.backbone_checkpoint import load_backbone
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = __import__("numpy").random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype="uint8")).save(imgs / name)
+    lite = str(ROOT / "geosr" / "weights" / "lite.safetensors")
+    out = tmp_path / "run"
+    res = _run("--images", str(imgs), "--init", lite, "--expert", "soft", "--grow-blocks", "12", "--warmup", "10",
+               "--out", str(out), "--steps", "1", "--scale-weights", "2:1.0", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    grown, spec = load_backbone(out / "grown.safetensors")
+    soft, _ = load_backbone(out / "init.safetensors")
+    trained, _ = load_backbone(out / "model.safetensors")
+    assert grown.cfg.blocks == 12 and trained.cfg.blocks == 12 and spec["training"]["grown_from"] == "init" \
+        ".safetensors:8"
+    x = torch.rand(1, 3, 20, 20) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, 4), soft(x, 4), rtol=0, atol=1e-5)
+    bad = _run("--images", str(imgs), "--init", lite, "--expert", "soft", "--grow-blocks", "4", "--out",
+               str(tmp_path / "r2"), "--steps", "1")
+    assert bad.returncode == 2 and "needs more than its 8 blocks, not 4" in bad.stderr, bad.stderr

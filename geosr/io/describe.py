@@ -19,14 +19,15 @@ from geosr.io.sources import source_note
 from geosr.tiling.grid import Grid, across_antimeridian, outline
 
 
-def describe(paths: list[str] | str | os.PathLike[str]) -> dict:
+def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = False) -> dict:
     """Metadata of every raster and, for each pair, the share of the first's area the second covers (``paths``:
-    a list, or one path)."""
+    a list, or one path). Each file's last block is read (a truncated file fails there); with ``read_all`` every
+    block of every band, so that a damaged block anywhere raises the InputError upscale would."""
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # one raster: not its name's letters
     if not given:
         raise OptionError("describe needs at least one raster path")
     infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
-    tags = {info.path: _read_last_block(info.path) for info in infos}
+    tags = {info.path: _read_blocks(info.path, read_all) for info in infos}
     files = []
     for info in infos:
         g = info.grid
@@ -86,11 +87,16 @@ def _nodata(value: float | None) -> float | str | None:
     return value
 
 
-def _read_last_block(path: str) -> dict[str, str]:
+def _read_blocks(path: str, read_all: bool = False) -> dict[str, str]:
     """Read the last block of the last band, the end of the file in any layout (a truncated file's header reads
-    whole, its pixels do not); raises the InputError naming the file that upscale would. Returns the file's tags
-    (read in the same opening: a URL's is a request)."""
+    whole, its pixels do not), or with ``read_all`` every block; raises the InputError naming the file that upscale
+    would. Returns the file's tags (read in the same opening: a URL's is a request)."""
     with open_raster(path) as ds, reading(path):
+        if read_all:
+            for band in range(1, ds.count + 1):
+                for _, block in ds.block_windows(band):
+                    ds.read(band, window=block)
+            return ds.tags()
         bh, bw = ds.block_shapes[-1]
         row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
         ds.read(ds.count, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))

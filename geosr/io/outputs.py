@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import is_remote, pam_path, unwritable
+from geosr.io.paths import gdal_sidecars, is_remote, pam_path, unwritable
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -97,10 +97,17 @@ def check_output_path(
         what = "a link" if pam.is_symlink() else "a folder"
         raise OutputLocationError(f"{pam}: is {what}; geosr writes the output's class names and statistics in a "
                                   "file of that name, so move it away first")
-    if not overwrite and p.suffix.lower() != ".json" and os.path.lexists(pam) and not os.path.lexists(p):
-        # an output's metadata file beside no output: someone's, or stale; GDAL would read it as the new output's
-        raise OutputExistsError(f"{pam}: already exists, where GDAL keeps the metadata of {p}, which the run writes "
-                                "(use `overwrite` to replace it)")
+    for kind, side in gdal_sidecars(p).items():  # which the run removes as it puts the output in place
+        if side != pam and side.is_dir() and not side.is_symlink():
+            raise OutputLocationError(f"{side}: is a folder, where GDAL looks for the {kind} of {p}; move it away "
+                                      "first")
+    if not overwrite and p.suffix.lower() != ".json" and not os.path.lexists(p):
+        # an output's metadata, overviews or mask beside no output: someone's, or stale; GDAL would read it as the
+        # new output's
+        for kind, side in gdal_sidecars(p).items():
+            if os.path.lexists(side):
+                raise OutputExistsError(f"{side}: already exists, where GDAL keeps the {kind} of {p}, which the run "
+                                        "writes (use `overwrite` to replace it)")
     try:
         st = os.stat(p)
     except FileNotFoundError:

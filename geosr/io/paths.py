@@ -106,6 +106,19 @@ def pam_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".aux.xml")
 
 
+# the files GDAL reads beside a raster as part of it, besides its metadata file (pam_path): what each holds
+GDAL_EXTERNAL = {".ovr": "external overviews", ".msk": "external mask"}
+
+
+def gdal_sidecars(path: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files GDAL reads beside the raster ``path`` as part of it: its metadata file (``.aux.xml``), external
+    overviews (``.ovr``, which QGIS's "Build pyramids" writes) and mask (``.msk``). A new raster written there must not
+    inherit an earlier one's: its viewers would show the old overviews, its mask would hide its pixels."""
+    path = Path(path)
+    return {"metadata file": pam_path(path),
+            **{what: path.with_name(path.name + suffix) for suffix, what in GDAL_EXTERNAL.items()}}
+
+
 def without_query(path: str) -> str:
     """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
     may be in a file name)."""

@@ -29,7 +29,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     served_size,
 )
 from geosr.io.sources import composite, is_composite
-from geosr.io.vrt import vrt_sources
+from geosr.io.vrt import GDAL_TYPES, vrt_sources
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -333,6 +333,17 @@ def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> 
         raise BandError(f"{info.path}: {role}is a palette raster (its values index a colour table: classes, not "
                         "intensities), which super-resolution would mix; expand it to RGB first (gdal_translate "
                         "-expand rgb)")
+
+
+def refuse_mixed_types(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> None:
+    """Refuse ``bands`` of several data types (a VRT can mix them): GDAL, through rasterio, reads no such
+    selection at once. ``role`` as :func:`refuse_palette`'s."""
+    types = sorted({info.dtypes[b - 1] for b in bands})
+    if len(types) > 1:
+        common = np.result_type(*types).name
+        raise BandError(f"{info.path}: {role}bands {','.join(map(str, bands))} are of several data types "
+                        f"({' and '.join(types)}), which cannot be read together; pick bands of one type with "
+                        f"`bands`, or give the bands one type (gdal_translate -ot {GDAL_TYPES.get(common, common)})")
 
 
 def _band_list(info: RasterInfo) -> str:

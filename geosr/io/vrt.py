@@ -150,7 +150,7 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
             ET.SubElement(md, "MDI", key=key).text = value
     for i, m in enumerate(members, start=1):
         h = headers[m.href]
-        band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype or h.dtypes[m.band - 1]], band=str(i))
+        band = ET.SubElement(root, "VRTRasterBand", dataType=GDAL_TYPES[dtype or h.dtypes[m.band - 1]], band=str(i))
         ET.SubElement(band, "Description").text = m.description
         nodata = m.nodata if m.nodata is not None else h.nodata[m.band - 1]
         if nodata is not None:
@@ -171,7 +171,7 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
         ET.SubElement(src, "SourceFilename", relativeToVRT="0").text = gdal_path(m.href)
         ET.SubElement(src, "SourceBand").text = str(m.band)
         ET.SubElement(src, "SourceProperties", RasterXSize=str(h.width), RasterYSize=str(h.height),
-                      DataType=_GDAL_TYPES[h.dtypes[m.band - 1]], BlockXSize=str(h.block[1]),
+                      DataType=GDAL_TYPES[h.dtypes[m.band - 1]], BlockXSize=str(h.block[1]),
                       BlockYSize=str(h.block[0]))
         rect = {"xOff": "0", "yOff": "0", "xSize": str(h.width), "ySize": str(h.height)}
         ET.SubElement(src, "SrcRect", rect)
@@ -179,7 +179,7 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
     return ET.tostring(root, encoding="unicode")
 
 
-_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64"}
 
 

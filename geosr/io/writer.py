@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from geosr.config import COMPRESS_LEVELS, DEFAULT_COMPRESS_LEVEL
 from geosr.errors import ResumeError
 from geosr.io.outputs import atomic_output, stops_between_gdal_calls, temp_path_beside
-from geosr.io.paths import pam_path
+from geosr.io.paths import gdal_sidecars, pam_path
 from geosr.tiling.grid import Grid
 
 # GDAL's block cache defaults to 5% of RAM and fills up while a large COG is made; a fixed cap keeps the
@@ -235,7 +235,8 @@ def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta,
     def rename_ready() -> None:
         if before_rename is not None:
             before_rename()
-        pam_path(final).unlink(missing_ok=True)
+        for side in gdal_sidecars(final).values():  # an earlier file's metadata, overviews, mask
+            side.unlink(missing_ok=True)
 
     compress = meta.compress.upper()
     level = meta.compress_level if meta.compress_level is not None else DEFAULT_COMPRESS_LEVEL.get(compress)

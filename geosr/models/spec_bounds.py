@@ -55,6 +55,7 @@ MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default mod
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_BACK_PROJECTION_ITERATIONS = 100  # inference.lr_consistency.iterations (geosr's own: 6 box, 10 bicubic)
 MAX_SCALES = 16
+MAX_BAND_NAMES = 64  # a spec's band_names (the bands a model was trained on)
 MAX_WINDOW_HR = (8, 16384)  # tiling.window_hr: output pixels a side of a window (lite: 2048)
 MAX_MEMORY_PER_PIXEL = 10_000_000  # bytes (the bundled models: at most about 1,400)
 MAX_EXPERTS = 8  # a backbone's experts (geosr.models.backbone_experts; scripts/combine_experts.py makes 3)
@@ -202,6 +203,11 @@ def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) 
         if not _number(memory) or not 0 < memory <= MAX_MEMORY_PER_PIXEL:
             refuse(field, f"is {_show(memory)}; geosr accepts a number of bytes above 0 and at most "
                           f"{MAX_MEMORY_PER_PIXEL:,}")
+    names = spec.get("band_names")  # null: as if absent
+    if names is not None:
+        for n in items("band_names", names, MAX_BAND_NAMES):
+            if not isinstance(n, str) or len(n) > 200:
+                refuse("band_names", f"holds {_show(n)}; geosr accepts band names as texts of at most 200 characters")
     for s in items("scales", spec.get("scales", []), MAX_SCALES):
         if isinstance(s, bool) or not isinstance(s, int) or s not in SUPPORTED_SCALES:
             refuse("scales", f"holds {_show(s)}; geosr supports whole scales from {SUPPORTED_SCALES[0]} to "

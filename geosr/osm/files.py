@@ -47,6 +47,7 @@ def read_osm_xml(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
 
     import osmnx as ox
     from osmnx._errors import InsufficientResponseError
+    from shapely.errors import ShapelyError
 
     with osmnx_settings(log_console=False):
         try:
@@ -60,6 +61,10 @@ def read_osm_xml(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
         except (KeyError, ValueError, TypeError) as exc:
             why = f"{exc.__class__.__name__}: {first_line(exc)}"
             raise VectorFileError(f"{path}: is not valid OSM XML ({why})") from exc
+        except ShapelyError as exc:  # osmnx assembles a relation from member ways cut at the extract's edge
+            raise VectorFileError(f"{path}: holds a relation whose member ways lack their nodes (cut at the "
+                                  f"extract's edge: {first_line(exc)}), which osmnx cannot assemble; extract with "
+                                  "whole ways (osmium extract -s complete_ways) or give the .osm.pbf") from exc
     stamp, kind = _xml_timestamp(path)
     return OSMFeatures(frame=normalise(frame, table), source=path.name, timestamp=stamp, timestamp_kind=kind)
 

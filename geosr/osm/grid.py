@@ -179,8 +179,11 @@ class GridSpec:
         """The grid (reads ``like`` and a vector ``aoi``)."""
         self._check_combination()
         if self.like is not None:
-            return like_grid(self.like, 1 if self.scale is None else self.scale, aoi=self.aoi, aoi_crs=self.aoi_crs)
-        return bbox_grid(self.bbox, self.resolution, self.crs)  # type: ignore[arg-type]
+            grid = like_grid(self.like, 1 if self.scale is None else self.scale, aoi=self.aoi, aoi_crs=self.aoi_crs)
+        else:
+            grid = bbox_grid(self.bbox, self.resolution, self.crs)  # type: ignore[arg-type]
+        _refuse_other_angles(grid, *(("like", f"{self.like}: its CRS ") if self.like is not None else ("crs", "")))
+        return grid
 
     def _check_combination(self) -> None:
         if self.bbox is None and self.like is None:
@@ -203,6 +206,25 @@ class GridSpec:
                 raise OptionError("aoi applies to `like` only; with `bbox` the box is the area", param="aoi")
             if self.resolution is None:
                 raise OptionError("bbox needs `resolution` (the pixel size in metres)", param="bbox")
+
+
+def _refuse_other_angles(grid: Grid, param: str, whose: str) -> None:
+    """Refuse a geographic grid whose coordinates are not degrees from Greenwich (grads, the Paris meridian: NTF
+    Paris, EPSG:4807): the map's search area, working zone and antimeridian checks read a geographic grid's
+    coordinates as longitude and latitude, and would look elsewhere on Earth."""
+    crs = grid.crs
+    if crs is None or not crs.is_geographic:
+        return
+    from pyproj import CRS
+
+    own = CRS.from_user_input(crs.to_wkt())
+    units = {a.unit_name.lower() for a in own.axis_info}
+    meridian = own.prime_meridian.longitude if own.prime_meridian is not None else 0.0
+    if units - {"degree"} or abs(meridian) > 1e-9:
+        what = f"{', '.join(sorted(units))}" + (f" from a prime meridian at {meridian:g}" if meridian else "")
+        raise OptionError(f"{whose}{crs.to_string()} is a geographic CRS counting angles in {what}, not degrees from "
+                          "Greenwich, which the map cannot be searched in; use EPSG:4326 or a projected CRS"
+                          + (" (reproject the raster first)" if whose else ""), param=param)
 
 
 def plan_grid(**options: Any) -> Grid:

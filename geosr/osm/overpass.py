@@ -155,6 +155,10 @@ def fetch_overpass(
             if "No matching features" not in str(exc):
                 raise NetworkError(f"the Overpass API at {url} sent no usable answer: {first_line(exc)}") from exc
             frame = empty_frame()
+        remark = _failed_answer(files or [])
+        if remark is not None:
+            raise NetworkError(f"the Overpass API at {url} answered with an error: {remark}; try again later "
+                               "(a smaller area, a larger `timeout`), or work offline with `osm_file`")
         stamp = _overpass_timestamp(files or [])
     if date:
         stamp = date
@@ -164,6 +168,21 @@ def fetch_overpass(
         timestamp=stamp,
         timestamp_kind="snapshot" if stamp else None,
     )
+
+
+def _failed_answer(files: list[Path]) -> str | None:
+    """The first error an Overpass answer in ``files`` reports in its ``remark`` (a query that timed out or ran out
+    of memory: HTTP 200 with the features found until then, maybe none), or None. Such an answer is removed from
+    osmnx's cache, which keeps whatever came with status 200, so that the next run asks again."""
+    for f in files:
+        try:
+            remark = json.loads(f.read_text(encoding="utf-8")).get("remark")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(remark, str) and "error" in remark.lower():
+            f.unlink(missing_ok=True)
+            return (remark.strip().splitlines() or [remark])[0][:200]
+    return None
 
 
 def _overpass_timestamp(files: list[Path]) -> str | None:

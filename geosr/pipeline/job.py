@@ -491,7 +491,7 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
 def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) -> list[str]:
     """A warning when the selected bands are, by their descriptions or colour interpretation, not the bands the
     model was trained on (e.g. false colour B08,B04,B03 into a red-green-blue model)."""
-    trained = [str(n).lower() for n in (getattr(sr, "spec", None) or {}).get("band_names", [])]
+    trained = [str(n).lower() for n in (getattr(sr, "spec", None) or {}).get("band_names") or []]
     roles = band_roles(info, bands)
     wrong = [(i, r, t) for i, (r, t) in enumerate(zip(roles, trained))
              if r is not None and t in _KNOWN_ROLES and r != t]

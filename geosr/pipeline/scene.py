@@ -52,6 +52,7 @@ from geosr.io.rasters import (
     read_window,
     read_window_bands,
     reading,
+    refuse_mixed_types,
     refuse_palette,
 )
 from geosr.io.sensor_masks import SensorMask, open_mask, read_flags
@@ -155,6 +156,7 @@ class Scene:
         lr_info = inspect_raster(lr)
         sel = parse_bands(bands, lr_info)
         refuse_palette(lr_info, sel)
+        refuse_mixed_types(lr_info, sel)
         lr_ds = open_raster(lr)
         scene = cls(lr_info=lr_info, bands=sel, area=area, scale=scale, hr=hr, stretch=Stretch((), ()), lr_ds=lr_ds,
                     local_harmonization=local_harmonization)
@@ -217,6 +219,7 @@ class Scene:
             self.ref_mask, self.mask_warnings = _cloud_mask_of(path, "reference", self.mask_warnings)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
         refuse_palette(info, sel, "the reference ")
+        refuse_mixed_types(info, sel, "the reference's ")
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
             sel = sel * len(self.bands)
         if len(sel) != len(self.bands):
@@ -358,13 +361,22 @@ class Scene:
 
     def _open_map(self, path: str) -> None:
         info, ds = self._open_classes(path, "map")
-        if ds.count != 1 or ds.tags().get("GEOSR_MAP_STYLE", "classes") != "classes":
+        rendered = ds.tags().get("GEOSR_MAP_STYLE", "classes") != "classes"
+        if ds.count != 1 or rendered:
+            what = "is a rendered (RGB) map" if rendered else f"has {ds.count} bands, not one band of class ids"
             raise ClassTableError(
-                f"{path}: is a rendered (RGB) map; `map` needs a class raster (geosr rasterize-osm --style classes)"
+                f"{path}: {what}; `map` needs a class raster (geosr rasterize-osm --style classes)"
             )
         names = ds.tags().get("GEOSR_MAP_CLASSES")
         if names:
-            self.n_map_classes = len(json.loads(names))
+            try:
+                listed = json.loads(names)
+            except ValueError:
+                listed = None
+            if not isinstance(listed, list) or not listed or not all(isinstance(n, str) for n in listed):
+                raise ClassTableError(f"{path}: its tag GEOSR_MAP_CLASSES is not a JSON list of class names "
+                                      "(geosr rasterize-osm writes one; remove or mend the tag)")
+            self.n_map_classes = len(listed)
         else:  # the largest class value: over every block, or a bounded sample of blocks of a huge map
             self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
             if self.map_sampled:

@@ -20,7 +20,7 @@ from geosr.errors import OutputExistsError, ResumeError
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
-from geosr.io.paths import pam_path, sidecar_paths
+from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
@@ -128,7 +128,8 @@ def finish(
     with completing() as hold:
         assemble(chunks, job.scene.hr, job.meta, job.out_path, job.work_dir, before_rename=ready)
         if staged is not None:  # in place only with the output: a kill before leaves nothing that blocks --resume
-            pam_path(job.provenance).unlink(missing_ok=True)  # names of an earlier sidecar never describe this one
+            for side in gdal_sidecars(job.provenance).values():  # an earlier sidecar's never describe this one
+                side.unlink(missing_ok=True)
             os.replace(staged, job.provenance)
             if pam_path(staged).exists():
                 os.replace(pam_path(staged), pam_path(job.provenance))  # its class names (geosr.io.writer)
@@ -155,7 +156,8 @@ def remove_stale_provenance(output: Path) -> None:
         return
     if ours:
         path.unlink(missing_ok=True)
-        pam_path(path).unlink(missing_ok=True)
+        for side in gdal_sidecars(path).values():
+            side.unlink(missing_ok=True)
 
 
 def nodata_share(scene: Scene) -> float:

@@ -45,6 +45,7 @@ class BackboneTrainConfig:
     batch: int = 16
     lr: float = 1e-4
     min_lr: float = 1e-6
+    warmup: int = 0  # steps of linear warm-up before the cosine (a deepened network's new blocks move gently)
     ema: float = 0.999
     scale_weights: dict[int, float] = field(default_factory=lambda: {4: 0.55, 2: 0.15, 8: 0.2, 16: 0.1})
     lr_patch: dict[int, int] = field(default_factory=lambda: {2: 48, 4: 48, 8: 32, 16: 16})
@@ -206,6 +207,38 @@ def with_code(net: torch.nn.Module, weights: dict[str, torch.Tensor] | None = No
     return grown
 
 
+def deepened(net: torch.nn.Module, blocks: int) -> torch.nn.Module:
+    """``net`` with ``blocks`` blocks instead of its own, its trained blocks spread evenly among new ones whose
+    last convolutions (the modulation's 1x1 mixing, the mixer's reduction) are zero: each new block is the
+    identity, so the deeper network computes ``net``'s outputs exactly and training starts where ``net`` is
+    (Net2Net's function-preserving growth). A sharpness code's MLP gets zero rows for the new blocks."""
+    from dataclasses import replace
+
+    if isinstance(net, ExpertBackbone):
+        raise InputError("an expert backbone is deepened one expert at a time: train that expert alone")
+    old = net.cfg.blocks
+    if blocks <= old:
+        raise InputError(f"a deepened backbone needs more than its {old} blocks, not {blocks}")
+    grown = build_backbone(replace(net.cfg, blocks=blocks))
+    at = [round(i * blocks / old) for i in range(old)]  # where each trained block goes
+    state = grown.state_dict()
+    for k, v in net.state_dict().items():
+        if k.startswith("body."):
+            i, rest = k.split(".", 2)[1:]
+            state[f"body.{at[int(i)]}.{rest}"] = v
+        elif k == "code_net.2.weight" or k == "code_net.2.bias":  # (blocks * 2 * dim, ...) rows, block-major
+            rows = torch.zeros((blocks, *v.reshape(old, -1, *v.shape[1:]).shape[1:]), dtype=v.dtype)
+            rows[at] = v.reshape(old, -1, *v.shape[1:])
+            state[k] = rows.reshape(-1, *v.shape[1:])
+        else:
+            state[k] = v
+    for i in sorted(set(range(blocks)) - set(at)):
+        torch.nn.init.zeros_(state[f"body.{i}.modulation.aggr.weight"])
+        torch.nn.init.zeros_(state[f"body.{i}.mixer.reduce.weight"])
+    grown.load_state_dict(state)
+    return grown
+
+
 class _BatchStream(torch.utils.data.IterableDataset):
     """Endless training batches (scale, LR, HR, code), made in a worker process: each worker draws its scales and
     crops from its own generator, seeded by (seed, the run's first step, worker)."""
@@ -348,9 +381,10 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
         if cfg.schedule_by_time and math.isfinite(t_end):  # the share of the time or of the steps, the larger
             now = time.monotonic()
             done = max(done, first / cfg.steps + (1 - first / cfg.steps) * (now - t0) / max(t_end - t0, 1e-9))
+        warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
         for g in opt.param_groups:  # cosine from the group's peak to min_lr over the run
             peak = cfg.lr * g.get("boost", 1.0)  # states saved before the groups had it: one group
-            g["lr"] = cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(done, 1.0)))
+            g["lr"] = warm * (cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(done, 1.0))))
         # an expert backbone blends each crop's weights by its code, as a scene's at run time: each expert learns
         # from the crops it will be given (routed), in proportion to its share of the mix
         with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():

@@ -14,6 +14,8 @@ import os
 from geosr.pipeline.batch.results import BatchPlan
 from geosr.pipeline.batch.tasks import warm_worker
 
+SCHEDULER_TIMEOUT_S = 30  # how long a --scheduler address may take to answer
+
 
 @contextlib.contextmanager
 def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
@@ -26,7 +28,7 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
         return
     if scheduler is not None:
         try:
-            cl = Client(scheduler, timeout="30s")
+            cl = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
         except OSError as exc:
             from geosr.errors import NetworkError
 

@@ -34,6 +34,9 @@ from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PATH_KEYS = ("lr", "out", "ref", "cd", "map")
+# options that name a file only sometimes (a box, a built-in class table, a model's name otherwise): where they do,
+# relative to the manifest's folder as the paths are, and files no job may write over
+FILE_OPTIONS = ("aoi", "cd_classes", "model")
 PLACEHOLDERS = ("stem", "name", "dir", "x")
 SEPARATORS = "_-. "  # what separates the parts of a band file's name
 
@@ -115,6 +118,10 @@ class _JobMethods:
 
     def inputs(self) -> tuple[str, ...]:
         return tuple(p for p in (self.lr, self.ref, self.cd, self.map) if p)
+
+    def files_read(self) -> tuple[str, ...]:
+        """Every file the job reads by name: its inputs and the files its aoi, class table and model name."""
+        return self.inputs() + tuple(str(v) for k in FILE_OPTIONS if names_file(k, v := getattr(self, k)))
 
 
 _BY_KEY = {o.manifest_key: o for o in UPSCALE_OPTIONS if o.manifest_key}
@@ -357,12 +364,20 @@ def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults
     """Add a row per file ``pattern`` matches; returns how many it matched."""
     full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
     matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True)
-                     if os.path.isfile(p) and not _made_by_batch(Path(p)))
+                     if os.path.isfile(p) and not _in_work_folder(p) and not _made_by_batch(Path(p)))
     if not matches:
         manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
     for p in matches:
         _add_row(manifest, {"lr": p}, f"{where} {os.path.relpath(p, root)}", root, defaults, caller)
     return len(matches)
+
+
+def _in_work_folder(path: str) -> bool:
+    """Whether ``path`` lies in an output's work folder (``OUT.geosr-work/``: a stopped run's chunks, its change
+    mask), which the run that finishes it removes: never an input of a glob."""
+    from geosr.io.outputs import WORK_SUFFIX
+
+    return any(part.endswith(WORK_SUFFIX) for part in Path(path).parts[:-1])
 
 
 def _made_by_batch(path: Path) -> bool:
@@ -538,6 +553,9 @@ def _row_files(v: dict, root: Path) -> dict[str, str]:
                     p = _absolute(_expand(str(v[k]), k, values, []), root, many=k == "ref")
                     if p:
                         files[k] = p
+    for k in FILE_OPTIONS:
+        if isinstance(v.get(k), str) and names_file(k, v[k], root):
+            files[k] = _absolute(v[k], root) or v[k]
     return files
 
 
@@ -594,6 +612,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     if problems:
         return None, [Problem(where, m) for m in problems]
     out = paths.pop("out")
+    paths |= {k: _absolute(v[k], root) for k in FILE_OPTIONS if isinstance(v.get(k), str) and names_file(k, v[k], root)}
     flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key} | paths
     try:  # the checks every door shares (geosr.options / geosr.config)
         options = UpscaleOptions.from_flat(flat).flat()
@@ -601,6 +620,37 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         return None, [Problem(where, str(exc))]
     values = {key: options[o.name] for key, o in _BY_KEY.items()}
     return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
+
+
+def names_file(key: str, value: Any, root: Path | None = None) -> bool:
+    """Whether the value of ``aoi``, ``cd_classes`` or ``model`` (:data:`FILE_OPTIONS`) names a file rather than
+    a box (LEFT,BOTTOM,RIGHT,TOP), a built-in change class table or a model's name; ``root``: the folder a relative
+    path starts from (default: the working folder). A model's name wins over a file of that name, as in
+    :func:`geosr.models.registry.resolve_checkpoint`; a name with a path's separator or a checkpoint's suffix is a
+    path."""
+    if not isinstance(value, str) or not value.strip() or key not in FILE_OPTIONS:
+        return False
+    here = (root or Path.cwd()) / os.path.expanduser(value)
+    if key == "cd_classes":
+        from geosr.conditioning.changes import BUILTIN_TABLES
+
+        return value not in BUILTIN_TABLES
+    if key == "aoi":
+        parts = [q for q in value.replace(" ", ",").split(",") if q]
+        return not (len(parts) == 4 and all(_is_number(q) for q in parts)) or here.exists()
+    from geosr.models.registry import is_composite, is_model_name, looks_like_path
+
+    if is_model_name(value) or "+" in value and not here.exists() and is_composite(value):
+        return False  # (a DIFFUSION+BACKBONE of files names each from the working folder)
+    return looks_like_path(value) or here.exists()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def template_values(lr: str, x: Any) -> dict[str, Any]:
@@ -711,8 +761,9 @@ def _finish(manifest: Manifest) -> Manifest:
     seen_ids: dict[str, str] = {}
     seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
     inputs: dict[tuple, str] = {}
+    own = file_key(manifest.source) if Path(manifest.source).is_file() else None  # (a glob's source is no file)
     for j in rows:
-        for p in j.inputs():
+        for p in j.files_read() if isinstance(j, _JobMethods) else j.inputs():
             for part in input_files(p):
                 inputs.setdefault(file_key(part), j.where)
     # refused rows claim their names and outputs before any job, wherever they stand: a job clashing with a
@@ -732,11 +783,13 @@ def _finish(manifest: Manifest) -> Manifest:
         if j.id in seen_ids:
             reasons.append(f"id {j.id!r} is also the id of {seen_ids[j.id]}")
         real_out = file_key(j.out)  # a link or a hard link to another job's output or input is that file
+        sides = {what: file_key(p) for what, p in sidecar_paths(j.out).items()}
         if real_out in seen_out:
             reasons.append(f"out {j.out} is also the {' of '.join(seen_out[real_out])}")
         if real_out in inputs:
             reasons.append(f"out {j.out} is an input of {inputs[real_out]}")
-        sides = {what: file_key(p) for what, p in sidecar_paths(j.out).items()}
+        if own is not None and own in (real_out, *sides.values()):
+            reasons.append(f"out {j.out} would write over the manifest {manifest.source}")
         clash = [] if real_out in seen_out else [(what, *seen_out[key]) for what, key in sides.items()
                                                  if key in seen_out]
         if clash and all(w == other for w, other, _ in clash) and len({at for *_, at in clash}) == 1:

@@ -58,6 +58,7 @@ def plan_batch(
             done += 1
             if progress:
                 progress(done, total)
+    checked = _read_through(checked, m.jobs)
     jobs = [c for c in checked if isinstance(c, PlannedJob)]
     problems += [c for c in checked if isinstance(c, Problem)]
     problems.sort(key=_row_number)  # in the manifest's order: those refused as read were listed first
@@ -65,6 +66,36 @@ def plan_batch(
         raise ManifestError(m.source, problems)
     return BatchPlan(source=m.source, jobs=jobs, invalid=problems, results=_default_results(m.source),
                      seconds=time.perf_counter() - t0, make_dirs=make_dirs)
+
+
+def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> list[PlannedJob | Problem]:
+    """``checked`` with every job refused whose output (or a file written beside it) another job reads through one
+    of its inputs: a VRT's source, the archive of a /vsizip/ path (the manifest compares the paths themselves).
+    One job's own are its check's (geosr.io.outputs.check_output_path)."""
+    from geosr.io.paths import file_key, sidecar_paths
+    from geosr.io.sources import gdal_files
+    from geosr.pipeline.batch.manifest import input_files
+
+    read: dict[tuple, tuple[str, str]] = {}
+    for spec in specs:
+        for p in spec.inputs():
+            for part in input_files(p):
+                for behind in gdal_files(part):
+                    read.setdefault(file_key(behind), (spec.where, part))
+    out: list[PlannedJob | Problem] = []
+    for c in checked:
+        spec = c.spec if isinstance(c, PlannedJob) else None
+        hit = None if spec is None else next(
+            ((path, read[file_key(path)]) for path in (spec.out, *map(str, sidecar_paths(spec.out).values()))
+             if file_key(path) in read and read[file_key(path)][0] != spec.where), None)
+        if hit is None:
+            out.append(c)
+            continue
+        path, (where, src) = hit
+        what = "out" if path == spec.out else "a file written beside out"
+        out.append(Problem(spec.where, f"{what} {path} is read by an input of {where} ({src}); write the output to "
+                                       "another path", spec.id, spec.lr, spec.out))
+    return out
 
 
 def _row_number(problem: Problem) -> int:
@@ -156,14 +187,14 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
     parts = split_rows(n_rows, n_cols, spec.split_windows)
     base = dict(spec=spec, windows=windows, window_rows=n_rows, parts=parts, memory_mb=memory_mb)
     out = Path(spec.out)
-    if force:
-        return PlannedJob(action="run", replace=out.exists(), **base)
     if not out.exists():
         foreign = None if overwrite or spec.overwrite else _foreign_sidecar(out)
         if foreign:
             return PlannedJob(action="fail", reason=foreign, error_type="OutputExistsError", **base)
         return PlannedJob(action="run", **base)
     record = read_record(out)
+    if force and (record is not None or overwrite or spec.overwrite):  # a file batch did not make needs overwrite
+        return PlannedJob(action="run", replace=True, **base)
     if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
         reason = "its output is complete and its inputs and options are unchanged"
         return PlannedJob(action="skip", reason=reason, **base)

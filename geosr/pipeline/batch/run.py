@@ -158,16 +158,17 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
     invalid = invalid_results(plan)
     for r in [*done.values(), *invalid]:
         writer.write(r)
-    to_run = _with_folders(plan, done, writer)
+    to_run: list[PlannedJob] = []
     info: dict[str, Any] = dict(workers=0, scheduler=None, dashboard=None)
     run_id = uuid.uuid4().hex
     stopped: KeyboardInterrupt | None = None
     try:
-        if not to_run:
+        if not plan.to_run:
             writer.start()
         else:
             with connect(s.client, s.scheduler, s.workers, s.device, s.dashboard, plan) as (cl, task_device):
-                info.update(cluster_info(cl, s.scheduler is None and s.client is None, s.dashboard))
+                to_run = _with_folders(plan, done, writer)  # once the cluster is up: a batch that cannot start
+                info.update(cluster_info(cl, s.scheduler is None and s.client is None, s.dashboard))  # makes none
                 if s.on_start:
                     tasks = sum(len(j.parts) for j in to_run)  # a job whose folder could not be made is not one
                     s.on_start(dict(info, jobs=len(to_run), tasks=tasks, skipped=plan_count(plan, "skip"),
