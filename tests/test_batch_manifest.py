@@ -773,3 +773,37 @@ def test_an_output_another_job_reads_through_a_vrt_is_refused(scenes):
     assert [str(p) for p in plan.invalid] == [
         f"jobs.csv line 2 (A): out {scenes / 'out' / 'x.tif'} is read by an input of jobs.csv line 3 "
         f"({scenes / 'mosaic.vrt'}); write the output to another path"], [str(p) for p in plan.invalid]
+
+
+def test_a_stray_overview_or_mask_file_at_an_output_s_name_needs_overwrite(scenes):
+    """External overviews or a mask at the name of an output that does not exist (`out/s0.tif.ovr`, someone's,
+    or left from a deleted file): `geosr upscale` refuses them without overwrite, but batch ran the job, which
+    removes them as its output goes into place."""
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4, model: bicubic}\njobs:\n"
+                                      "  - lr: s0.tif\n  - lr: s1.tif\n")
+    (scenes / "out" / "s0.tif.ovr").write_bytes(b"overviews")
+    (scenes / "out" / "s1.provenance.tif.msk").write_bytes(b"mask")
+    s0, s1 = plan_batch(scenes / "jobs.yaml").jobs
+    assert s0.action == "fail" and "s0.tif.ovr: already exists" in s0.reason and "GDAL external overviews" \
+        in s0.reason, s0.reason
+    assert s1.action == "fail" and "s1.provenance.tif.msk: already exists" in s1.reason, s1.reason
+    assert [j.action for j in plan_batch(scenes / "jobs.yaml", overwrite=True).jobs] == ["run", "run"]
+
+
+def test_the_files_of_a_diffusion_on_backbone_model_and_a_manifest_under_home_are_checked(scenes, monkeypatch):
+    """(Found in review of the fix above.) `model: default+bb.safetensors` kept its backbone's path relative to
+    the working folder, and no output was checked against it; a manifest given as `~/jobs.yaml` could be
+    overwritten by its own job; a mistyped box (three numbers) was read as a file in the manifest's folder."""
+    (scenes / "bb.safetensors").write_bytes(b"weights")
+    monkeypatch.setenv("HOME", str(scenes))
+    (scenes / "jobs.yaml").write_text(
+        "defaults: {x: 4}\njobs:\n"
+        "  - {id: a, lr: s0.tif, out: out/a.tif, model: default+bb.safetensors, aoi: '119.9,32.3,120.1'}\n"
+        "  - {id: c, lr: s1.tif, out: bb.safetensors}\n"
+        "  - {id: e, lr: s2.tif, out: jobs.yaml}\n")
+    m = read_manifest("~/jobs.yaml")
+    text = [str(p) for p in m.problems]
+    assert any(f"(c): out {scenes / 'bb.safetensors'} is an input of jobs.yaml job 1" in t for t in text), text
+    assert any("(e): out " in t and "would write over the manifest" in t for t in text), text
+    a, = m.jobs
+    assert a.model == f"default+{scenes / 'bb.safetensors'}" and a.aoi == "119.9,32.3,120.1"

@@ -168,3 +168,8 @@ def test_bands_of_several_data_types_are_refused_in_one_sentence(tmp_path):
     res = runner.invoke(app, ["upscale", str(tmp_path / "mixed.vrt"), "--bands", "1,3", "-x", "2", "-m", "bicubic",
                               "-o", str(out)])
     assert res.exit_code == 0 and out.exists(), res.output
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 10, 12) * 255).astype(np.uint8),
+                     transform=Affine(20, 0, 500000, 0, -20, 5000000))  # (make_raster's grid, 2x coarser)
+    res = runner.invoke(app, ["upscale", str(lr), "--ref", str(tmp_path / "mixed.vrt"), "-x", "2", "-m",
+                              "reference-paste", "-o", str(tmp_path / "r.tif")])  # a reference of them reads
+    assert res.exit_code == 0, res.output

@@ -399,19 +399,75 @@ def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs,
         assert res.exit_code == 0, res.output
 
 
+class _Overpass:
+    """An Overpass API on 127.0.0.1 answering every query with ``answer`` (status 200), and its status page."""
+
+    def __init__(self, answer: dict) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps(answer).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, data: bytes, kind: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # osmnx asks the status page how long to wait
+                self._send(b"Connected as: 1\nCurrent time: 2024-01-01T00:00:00Z\nAnnounced endpoint: none\n"
+                           b"Rate limit: 0\n2 slots available now.\n", "text/plain")  # (its fifth line: no wait)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._send(body, "application/json")
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+REMARK = 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'
+
+
 @pytest.mark.parametrize("with_features", [False, True])
-def test_an_overpass_answer_that_reports_a_runtime_error_is_no_map(tmp_path, with_features):
+def test_an_overpass_server_reporting_a_runtime_error_gives_no_map(tmp_path, with_features):
     """Overpass reports a query that timed out or ran out of memory with HTTP 200 and a `remark`, holding the
     features found until then (maybe none): geosr wrote that empty or partial map, exit 0 (osmnx only logs the
-    remark). Now it is a network error (exit 1) naming the remark, nothing is written, and the answer leaves the
-    cache so that the next run asks again."""
+    remark, and caches no such answer). Now it is a network error (exit 1) quoting the remark; nothing is written."""
+    answer = scene_doc().overpass_json() if with_features else {"elements": []}
+    server = _Overpass({**answer, "remark": REMARK})
+    try:
+        out = tmp_path / "m.tif"
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out, "--allow-empty")
+    finally:
+        server.close()
+    assert result.exit_code == 1, result.output
+    assert f"answered with an error: {REMARK}" in result.output.replace("\n", " "), result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("with_features", [False, True])
+def test_an_overpass_answer_that_reports_a_runtime_error_is_no_map(tmp_path, with_features):
+    """Such an answer in osmnx's cache (where osmnx before 2.1 kept it) is no map either, and leaves the cache so
+    that the next run asks again."""
     from geosr.osm.grid import plan_grid
     from geosr.osm.sources import query_area
 
     like = scene_grid_raster(tmp_path)
     polygon = query_area(plan_grid(like=like), DEFAULT_MAP_CLASSES)
     answer = scene_doc().overpass_json() if with_features else {"elements": []}
-    answer = {**answer, "remark": 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'}
+    answer = {**answer, "remark": REMARK}
     files = _prefill_osmnx_cache(tmp_path / "cache", polygon, DEFAULT_MAP_CLASSES.query_tags(),
                                  "https://overpass-api.de/api", answer)
     out = tmp_path / "m.tif"
@@ -456,7 +512,8 @@ def test_a_geographic_grid_in_grads_or_off_greenwich_is_refused_not_searched_els
     assert result.exit_code == 2, result.output
     assert "paris.tif: its CRS EPSG:4807 is a geographic CRS counting angles in grad" in result.output
     assert not out.exists()
-    etrs = make_raster(tmp_path / "etrs.tif", data, crs="EPSG:4258",
-                       transform=Affine(1e-4, 0, 10.068, 0, -1e-4, 48.137))
-    result = invoke("--like", etrs, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out, "--allow-empty")
-    assert result.exit_code == 0, result.output
+    for crs in ("EPSG:4258", "EPSG:4979"):  # ETRS89; WGS 84 3D, whose height axis counts metres
+        etrs = make_raster(tmp_path / "etrs.tif", data, crs=crs, transform=Affine(1e-4, 0, 10.068, 0, -1e-4, 48.137))
+        result = invoke("--like", etrs, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out,
+                        "--allow-empty", "--overwrite")
+        assert result.exit_code == 0, (crs, result.output)

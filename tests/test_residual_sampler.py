@@ -148,3 +148,6 @@ def test_a_missing_file_with_a_plus_or_three_models_are_named_as_given(tmp_path)
         load_model(str(missing))
     with pytest.raises(OptionError, match=r"model default\+lite\+lite: DIFFUSION\+BACKBONE names two models .*not 3"):
         load_model("default+lite+lite")
+    (tmp_path / "bb.safetensors").write_bytes(b"x")  # a classical back-end's part is named as such, not as missing
+    with pytest.raises(OptionError, match="bicubic is a classical back-end, neither"):
+        load_model(f"bicubic+{tmp_path / 'bb.safetensors'}")

@@ -335,13 +335,14 @@ def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> 
                         "-expand rgb)")
 
 
-def refuse_mixed_types(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> None:
-    """Refuse ``bands`` of several data types (a VRT can mix them): GDAL, through rasterio, reads no such
-    selection at once. ``role`` as :func:`refuse_palette`'s."""
+def refuse_mixed_types(info: RasterInfo, bands: tuple[int, ...]) -> None:
+    """Refuse LR ``bands`` of several data types (a VRT can mix them): rasterio reads no such selection of the
+    file itself at once (the LR's stretch and windows are read so; a reference is read through a warped VRT, which
+    takes them)."""
     types = sorted({info.dtypes[b - 1] for b in bands})
     if len(types) > 1:
         common = np.result_type(*types).name
-        raise BandError(f"{info.path}: {role}bands {','.join(map(str, bands))} are of several data types "
+        raise BandError(f"{info.path}: bands {','.join(map(str, bands))} are of several data types "
                         f"({' and '.join(types)}), which cannot be read together; pick bands of one type with "
                         f"`bands`, or give the bands one type (gdal_translate -ot {GDAL_TYPES.get(common, common)})")
 

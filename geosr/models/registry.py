@@ -122,12 +122,12 @@ def is_model_name(spec: str) -> bool:
     return spec in names or ("+" in spec and all(p in names for p in spec.rsplit("+", 1)))
 
 
-_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 
 def looks_like_path(spec: str) -> bool:
     """Whether a model ``spec`` names a file rather than a model (a path, a checkpoint's suffix, an existing file)."""
-    return os.sep in spec or "/" in spec or spec.endswith(_CHECKPOINT_SUFFIXES) or Path(spec).exists()
+    return os.sep in spec or "/" in spec or spec.endswith(CHECKPOINT_SUFFIXES) or Path(spec).exists()
 
 
 # The file names a training run gives its checkpoints: named by their run's folder too
@@ -284,8 +284,9 @@ def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConf
     from geosr.models.residual_sampler import ResidualSampler
 
     diffusion_name, backbone_name = spec.rsplit("+", 1)
-    if spec.endswith(_CHECKPOINT_SUFFIXES) and not all(n in bundled_checkpoints() or Path(n).expanduser().exists()
-                                                       for n in (diffusion_name, backbone_name)):
+    if spec.endswith(CHECKPOINT_SUFFIXES) and not all(n in bundled_checkpoints() or n in CLASSICAL
+                                                      or Path(n).expanduser().exists()
+                                                      for n in (diffusion_name, backbone_name)):
         raise InputNotFoundError(f"model file {Path(spec).expanduser()} does not exist")  # not "file ../m/x"
     if "+" in diffusion_name and not Path(diffusion_name).expanduser().exists():  # else "unknown model 'a+b'"
         raise OptionError(f"model {spec}: DIFFUSION+BACKBONE names two models (e.g. default+lite), not "

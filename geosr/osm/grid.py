@@ -218,7 +218,7 @@ def _refuse_other_angles(grid: Grid, param: str, whose: str) -> None:
     from pyproj import CRS
 
     own = CRS.from_user_input(crs.to_wkt())
-    units = {a.unit_name.lower() for a in own.axis_info}
+    units = {a.unit_name.lower() for a in own.axis_info if a.direction.lower() != "up"}  # (a 3D CRS's height)
     meridian = own.prime_meridian.longitude if own.prime_meridian is not None else 0.0
     if units - {"degree"} or abs(meridian) > 1e-9:
         what = f"{', '.join(sorted(units))}" + (f" from a prime meridian at {meridian:g}" if meridian else "")

@@ -124,7 +124,19 @@ def fetch_overpass(
     if date:
         overpass_settings += f'[date:"{date}"]'
     tags = table.query_tags()
+    import osmnx
+
+    remarks: list[str] = []  # errors Overpass reported in answers with status 200, which osmnx only logs
+
+    def heard(response: "requests.Response", *args: Any, **kwargs: Any) -> None:
+        remark = _remark(response.content)
+        if remark is not None:
+            remarks.append(remark)
+
+    kwargs = dict(osmnx.settings.requests_kwargs or {})
+    kwargs["hooks"] = {"response": [*(kwargs.get("hooks") or {}).get("response", []), heard]}
     with osmnx_settings(
+        requests_kwargs=kwargs,
         cache_folder=str(folder),
         use_cache=True,
         requests_timeout=float(timeout),
@@ -155,7 +167,7 @@ def fetch_overpass(
             if "No matching features" not in str(exc):
                 raise NetworkError(f"the Overpass API at {url} sent no usable answer: {first_line(exc)}") from exc
             frame = empty_frame()
-        remark = _failed_answer(files or [])
+        remark = remarks[0] if remarks else _failed_answer(files or [])
         if remark is not None:
             raise NetworkError(f"the Overpass API at {url} answered with an error: {remark}; try again later "
                                "(a smaller area, a larger `timeout`), or work offline with `osm_file`")
@@ -170,18 +182,31 @@ def fetch_overpass(
     )
 
 
+def _remark(content: bytes) -> str | None:
+    """The error an Overpass answer reports in its ``remark`` (a query that timed out or ran out of memory: HTTP 200
+    with the features found until then, maybe none), as one line; None for an answer without one."""
+    if b'"remark"' not in content:  # (the answer is parsed only when it may hold one)
+        return None
+    try:
+        remark = json.loads(content).get("remark")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(remark, str) and "error" in remark.lower():
+        return (remark.strip().splitlines() or [remark])[0][:200]
+    return None
+
+
 def _failed_answer(files: list[Path]) -> str | None:
-    """The first error an Overpass answer in ``files`` reports in its ``remark`` (a query that timed out or ran out
-    of memory: HTTP 200 with the features found until then, maybe none), or None. Such an answer is removed from
-    osmnx's cache, which keeps whatever came with status 200, so that the next run asks again."""
+    """The error an answer in osmnx's cache reports (:func:`_remark`; osmnx 2.1 caches no answer with a remark,
+    earlier versions did), or None. Such an answer is removed, so that the next run asks again."""
     for f in files:
         try:
-            remark = json.loads(f.read_text(encoding="utf-8")).get("remark")
-        except (OSError, ValueError, AttributeError):
+            remark = _remark(f.read_bytes())
+        except OSError:
             continue
-        if isinstance(remark, str) and "error" in remark.lower():
+        if remark is not None:
             f.unlink(missing_ok=True)
-            return (remark.strip().splitlines() or [remark])[0][:200]
+            return remark
     return None
 
 

@@ -218,8 +218,7 @@ class Scene:
         if cloud_masks:  # before co-registration, which leaves out what the masks flag
             self.ref_mask, self.mask_warnings = _cloud_mask_of(path, "reference", self.mask_warnings)
         sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
-        refuse_palette(info, sel, "the reference ")
-        refuse_mixed_types(info, sel, "the reference's ")
+        refuse_palette(info, sel, "the reference ")  # (bands of several types read through a VRT: no refusal)
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
             sel = sel * len(self.bands)
         if len(sel) != len(self.bands):

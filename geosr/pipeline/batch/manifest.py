@@ -121,7 +121,7 @@ class _JobMethods:
 
     def files_read(self) -> tuple[str, ...]:
         """Every file the job reads by name: its inputs and the files its aoi, class table and model name."""
-        return self.inputs() + tuple(str(v) for k in FILE_OPTIONS if names_file(k, v := getattr(self, k)))
+        return self.inputs() + tuple(f for k in FILE_OPTIONS for f in option_files(k, getattr(self, k)))
 
 
 _BY_KEY = {o.manifest_key: o for o in UPSCALE_OPTIONS if o.manifest_key}
@@ -554,8 +554,8 @@ def _row_files(v: dict, root: Path) -> dict[str, str]:
                     if p:
                         files[k] = p
     for k in FILE_OPTIONS:
-        if isinstance(v.get(k), str) and names_file(k, v[k], root):
-            files[k] = _absolute(v[k], root) or v[k]
+        for i, f in enumerate(option_files(k, v.get(k), root)):
+            files[f"{k}{i}"] = _absolute(f, root) or f
     return files
 
 
@@ -612,7 +612,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     if problems:
         return None, [Problem(where, m) for m in problems]
     out = paths.pop("out")
-    paths |= {k: _absolute(v[k], root) for k in FILE_OPTIONS if isinstance(v.get(k), str) and names_file(k, v[k], root)}
+    paths |= {k: _with_absolute_files(k, v[k], root) for k in FILE_OPTIONS if option_files(k, v.get(k), root)}
     flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key} | paths
     try:  # the checks every door shares (geosr.options / geosr.config)
         options = UpscaleOptions.from_flat(flat).flat()
@@ -622,27 +622,42 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
 
 
-def names_file(key: str, value: Any, root: Path | None = None) -> bool:
-    """Whether the value of ``aoi``, ``cd_classes`` or ``model`` (:data:`FILE_OPTIONS`) names a file rather than
-    a box (LEFT,BOTTOM,RIGHT,TOP), a built-in change class table or a model's name; ``root``: the folder a relative
-    path starts from (default: the working folder). A model's name wins over a file of that name, as in
-    :func:`geosr.models.registry.resolve_checkpoint`; a name with a path's separator or a checkpoint's suffix is a
-    path."""
-    if not isinstance(value, str) or not value.strip() or key not in FILE_OPTIONS:
-        return False
-    here = (root or Path.cwd()) / os.path.expanduser(value)
+def option_files(key: str, value: Any, root: Path | None = None) -> list[str]:
+    """The files the value of ``aoi``, ``cd_classes`` or ``model`` (:data:`FILE_OPTIONS`) names, as written: none
+    for a box (numbers: LEFT,BOTTOM,RIGHT,TOP, or a mistyped one), a built-in change class table or a model's name;
+    each file of a DIFFUSION+BACKBONE. ``root``: the folder a relative path starts from (default: the working
+    folder). A model's name wins over a file of that name, as in :func:`geosr.models.registry.resolve_checkpoint`;
+    a name with a path's separator or a checkpoint's suffix is a path."""
+    if not isinstance(value, str) or not value.strip() or key not in FILE_OPTIONS or REMOTE.match(value):
+        return []
+
+    def here(text: str) -> bool:
+        return ((root or Path.cwd()) / os.path.expanduser(text)).exists()
+
     if key == "cd_classes":
         from geosr.conditioning.changes import BUILTIN_TABLES
 
-        return value not in BUILTIN_TABLES
+        return [] if value in BUILTIN_TABLES else [value]
     if key == "aoi":
         parts = [q for q in value.replace(" ", ",").split(",") if q]
-        return not (len(parts) == 4 and all(_is_number(q) for q in parts)) or here.exists()
-    from geosr.models.registry import is_composite, is_model_name, looks_like_path
+        return [] if all(_is_number(q) for q in parts) and not here(value) else [value]
+    from geosr.models.registry import CHECKPOINT_SUFFIXES, is_model_name
 
-    if is_model_name(value) or "+" in value and not here.exists() and is_composite(value):
-        return False  # (a DIFFUSION+BACKBONE of files names each from the working folder)
-    return looks_like_path(value) or here.exists()
+    def a_file(text: str) -> bool:
+        return not is_model_name(text) and ("/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)
+                                            or here(text))
+
+    if "+" in value and not here(value):  # DIFFUSION+BACKBONE, as the registry splits it
+        return [p for p in value.rsplit("+", 1) if p and a_file(p)]
+    return [value] if a_file(value) else []
+
+
+def _with_absolute_files(key: str, value: str, root: Path) -> str:
+    """``value`` with each file it names (:func:`option_files`) made absolute from ``root``."""
+    files = option_files(key, value, root)
+    if key == "model" and files and value not in files:  # the files of a DIFFUSION+BACKBONE
+        return "+".join(_absolute(p, root) or p if p in files else p for p in value.rsplit("+", 1))
+    return (_absolute(value, root) or value) if files else value
 
 
 def _is_number(text: str) -> bool:
@@ -761,7 +776,8 @@ def _finish(manifest: Manifest) -> Manifest:
     seen_ids: dict[str, str] = {}
     seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
     inputs: dict[tuple, str] = {}
-    own = file_key(manifest.source) if Path(manifest.source).is_file() else None  # (a glob's source is no file)
+    source = Path(manifest.source).expanduser()
+    own = file_key(source) if source.is_file() else None  # (a glob's source is no file)
     for j in rows:
         for p in j.files_read() if isinstance(j, _JobMethods) else j.inputs():
             for part in input_files(p):

@@ -215,13 +215,13 @@ def _foreign_sidecar(out: Path) -> str | None:
     """Why a job whose output is absent may not run without ``overwrite``: a file it writes beside the output (its
     STAC item, its provenance raster) exists and no record says geosr batch made this output (whose sidecars those
     would be). None when it may run. (An output that exists is judged with its sidecars by its record.)"""
-    from geosr.io.paths import pam_path, sidecar_paths
+    from geosr.io.paths import gdal_sidecars, sidecar_paths
 
     if read_record(out) is not None:  # this output was made by a batch and removed since: the sidecars are its
         return None
-    sides = sidecar_paths(out)  # and GDAL's metadata files of the rasters (class names, statistics), as upscale
-    sides |= {"GDAL metadata file": pam_path(out),
-              "provenance raster's GDAL metadata file": pam_path(sides["provenance raster"])}
+    sides = sidecar_paths(out)  # and what GDAL reads with the rasters (metadata, overviews, mask), as upscale
+    sides |= {f"GDAL {what}": p for what, p in gdal_sidecars(out).items()}
+    sides |= {f"provenance raster's GDAL {what}": p for what, p in gdal_sidecars(sides["provenance raster"]).items()}
     for what, side in sides.items():
         if side.exists() or side.is_symlink():
             return (f"{side}: already exists, and the job would write {out.name}'s {what} there; it was not made by "
