@@ -244,6 +244,20 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
     assert g.shape == (3, 20, 30) and int(g.min()) == int(g.max()) == 77  # 8 bits as they are, three times
 
 
+def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:
+    """A list that receives the learning rate of each optimizer step of a backbone run, and one training image."""
+    rates: list[float] = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    rng = np.random.default_rng(0)
+    return rates, [torch.from_numpy(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))]
+
+
 @pytest.mark.parametrize("by_time", [False, True])
 def test_a_time_limited_run_can_end_its_learning_rate_schedule_with_the_time(tmp_path, monkeypatch, by_time):
     """``schedule_by_time``: a run stopped by its minutes (a lent GPU, whose step rate is not known ahead) ends its
@@ -255,16 +269,7 @@ def test_a_time_limited_run_can_end_its_learning_rate_schedule_with_the_time(tmp
 
     clock = itertools.count(0.0, 0.25)  # a quarter second per reading of the clock
     monkeypatch.setattr(backbone_fit.time, "monotonic", lambda: next(clock))
-    rates: list[float] = []
-
-    class Recording(torch.optim.Adam):
-        def step(self, closure=None):
-            rates.append(self.param_groups[0]["lr"])
-            return super().step(closure)
-
-    monkeypatch.setattr(torch.optim, "Adam", Recording)
-    rng = np.random.default_rng(0)
-    images = [torch.from_numpy(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))]
+    rates, images = _recorded_rates(monkeypatch)
     cfg = BackboneTrainConfig(steps=10_000, batch=1, save_every=10_000, scale_weights={2: 1.0}, lr_patch={2: 16},
                               schedule_by_time=by_time)
     fit_backbone(tmp_path / "run", images, [], init=resolve_checkpoint("lite"), cfg=cfg, minutes=0.05,
@@ -371,16 +376,7 @@ def test_warm_up_raises_the_learning_rate_linearly_then_follows_the_cosine(tmp_p
     validation fell 0.15 dB in the first step of a GPU run)."""
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone
 
-    rates: list[float] = []
-
-    class Recording(torch.optim.Adam):
-        def step(self, closure=None):
-            rates.append(self.param_groups[0]["lr"])
-            return super().step(closure)
-
-    monkeypatch.setattr(torch.optim, "Adam", Recording)
-    rng = np.random.default_rng(0)
-    images = [torch.from_numpy(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))]
+    rates, images = _recorded_rates(monkeypatch)
     cfg = BackboneTrainConfig(steps=8, batch=1, save_every=100, scale_weights={2: 1.0}, lr_patch={2: 16}, warmup=4)
     fit_backbone(tmp_path / "run", images, [], init=resolve_checkpoint("lite"), cfg=cfg, log=lambda s: None)
     cosine = [cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + np.cos(np.pi * s / 8)) for s in range(8)]
