@@ -275,6 +275,10 @@ def print_sensor_mask(mask: dict | None) -> None:
                      for m in mask["masks"] if isinstance(m, dict))
     share = f"{100 * mask['share']:.1f}% of the area both images cover, " if isinstance(mask.get("share"),
                                                                                      (int, float)) else ""
+    if mask.get("changed") is False:  # --cd none: the reference is trusted everywhere, clouds included
+        out_console.print(f"cloud mask ({used}): left out of the reference's colour fit, not taken as changed "
+                          "(--cd none)", highlight=False)
+        return
     out_console.print(f"cloud mask ({used}): {share}taken as changed", highlight=False)
 
 

@@ -184,10 +184,12 @@ def plan_upscale(
                                + _setting_warnings(sr, opts) + scene.reference_warnings()
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
         summary["change_detection"] = detection
-        # the products' own cloud masks, changed whatever the change mask says (none with --cd none; a dry run
-        # with cd auto has not detected yet)
-        masks = scene.sensor_masks() if scene.cd_info is not None or detection is not None else []
-        summary["sensor_mask"] = {"masks": masks} if masks else None
+        # the products' own cloud masks: changed whatever the change mask says, and left out of the reference's
+        # harmonization, also with --cd none, which takes them as changed nowhere ("changed": false; a dry run with
+        # cd auto has not detected yet)
+        changed = scene.cd_info is not None or detection is not None
+        masks = scene.sensor_masks() if changed or reads.ref else []
+        summary["sensor_mask"] = ({"masks": masks} | ({} if changed else {"changed": False})) if masks else None
         notes = {role: source_note(p) for role, p in (("lr", lr), ("ref", reads.ref)) if p}
         summary["sources"] = {role: n for role, n in notes.items() if n} or None
     except BaseException:
