@@ -182,6 +182,8 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             raise NoCRSError(f"{shown}: has no geotransform (pixel positions are not georeferenced)")
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
             raise NotARasterError(f"{shown}: holds no pixels")
+        if require_crs:
+            _refuse_impossible_grid(shown, ds)
         flags = ds.mask_flag_enums
         has_mask = any(
             rasterio.enums.MaskFlags.per_dataset in f or rasterio.enums.MaskFlags.alpha in f for f in flags
@@ -333,6 +335,20 @@ def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> 
         raise BandError(f"{info.path}: {role}is a palette raster (its values index a colour table: classes, not "
                         "intensities), which super-resolution would mix; expand it to RGB first (gdal_translate "
                         "-expand rgb)")
+
+
+def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:
+    """Refuse a geotransform that maps pixels onto no area (a pixel size of 0, collinear axes: every output pixel
+    would lie on a line), and a geographic grid reaching beyond the poles."""
+    t = ds.transform
+    if not all(math.isfinite(v) for v in t[:6]) or abs(t.determinant) <= 1e-12 * max(1.0, *(abs(v) for v in t[:6])):
+        raise NoCRSError(f"{shown}: its geotransform ({', '.join(f'{v:g}' for v in t.to_gdal())}) gives its pixels no "
+                         "area (a pixel size of 0, or parallel axes); mend it (gdal_edit.py -a_ullr or -a_gt)")
+    if ds.crs is not None and ds.crs.is_geographic:
+        ys = [(t * corner)[1] for corner in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
+        if max(abs(y) for y in ys) > 90 + 1e-6 * max(1.0, abs(t.e), abs(t.d)) + abs(t.e) + abs(t.d):
+            raise NoCRSError(f"{shown}: reaches latitude {max(ys, key=abs):g}, beyond the poles, in its geographic "
+                             f"CRS {ds.crs.to_string()}; its geotransform is wrong (or its axes swapped)")
 
 
 def refuse_mixed_types(info: RasterInfo, bands: tuple[int, ...]) -> None:
