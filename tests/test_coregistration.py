@@ -481,3 +481,37 @@ def test_a_shift_near_half_an_lr_pixel_is_found_and_undone(tmp_path, dx, dy):
         c = job.summary["coregistration"]
     assert c["applied"], c
     assert abs(c["offset_lr_px"][0] - dx) < 0.08 and abs(c["offset_lr_px"][1] - dy) < 0.1, c
+
+
+def test_a_reference_numbered_beyond_180_degrees_meets_a_projected_lr(tmp_path):
+    """(Found black-box.) The wrap above held only when both files were in longitude and latitude: a reference in
+    EPSG:4326 numbered 180.00..180.07 over an LR in UTM zone 1 at -179.95 passed the overlap check (PROJ wraps its
+    longitudes) but GDAL's warper read nothing from it: reference-paste used the reference nowhere, exit 0, and
+    `geosr info` said it covered 0 %. It now reads as the same file numbered -180..-179.93 does."""
+    import json
+
+    from affine import Affine
+    from typer.testing import CliRunner
+
+    from conftest import make_raster, smooth_field
+    from geosr.cli.app import app
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 30, 30, seed=3) * 255).astype(np.uint8), crs="EPSG:32601",
+                     transform=Affine(60, 0, 173000, 0, -60, 1107000))  # about lon -179.96, lat 10
+    data = (smooth_field(3, 240, 300, seed=4) * 255).astype(np.uint8)
+    west = make_raster(tmp_path / "west.tif", data, crs="EPSG:4326",
+                       transform=Affine(2.5e-4, 0, -180.0, 0, -2.5e-4, 10.035))
+    east = make_raster(tmp_path / "east.tif", data, crs="EPSG:4326",
+                       transform=Affine(2.5e-4, 0, 180.0, 0, -2.5e-4, 10.035))
+    runs = {}
+    for name, ref in (("west", west), ("east", east)):
+        r = CliRunner().invoke(app, ["upscale", str(lr), "--ref", str(ref), "--cd", "none", "--no-coregister", "-x",
+                                     "4", "-m", "reference-paste", "-o", str(tmp_path / f"sr_{name}.tif"), "--json"])
+        assert r.exit_code == 0, r.output
+        with rasterio.open(tmp_path / f"sr_{name}.tif") as ds:
+            runs[name] = (json.loads(r.output)["provenance"]["shares"], ds.read())
+    assert runs["west"][0]["reference detail used"] > 0.99 and runs["east"][0] == runs["west"][0]
+    assert np.array_equal(runs["east"][1], runs["west"][1])
+    r = CliRunner().invoke(app, ["info", str(lr), str(east), "--json"])
+    covered = [o["covered"] for o in json.loads(r.output)["overlaps"] if o["other"] == str(east)]
+    assert covered == [pytest.approx(1.0)], covered

@@ -72,6 +72,9 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
             # in the CRS of the file of the larger extent: a small outline projects well into a large file's CRS,
             # where a whole-world outline projected into a UTM zone is a sliver far away (it "covered 0.0%")
             big = a if _lonlat_extent(a.grid) >= _lonlat_extent(b.grid) else b
+            small = b if big is a else a
+            if big.grid.crs.is_geographic and across_antimeridian(big.grid, small.grid) is not None:
+                big = small  # numbered beyond 180 degrees: moved into the projected file's CRS, where PROJ wraps it
             mine, theirs = (_outline(across_antimeridian(g, big.grid) or g, big.grid.crs) for g in (a.grid, b.grid))
             covered = mine.intersection(theirs).area / mine.area if mine.area > 0 and theirs.is_valid else 0.0
             covered = min(covered, 1.0)  # a share: the division's rounding gave 1.0000000000000002

@@ -80,9 +80,16 @@ def meets(source: Grid, target: Grid) -> bool:
 def across_antimeridian(source: Grid, target: Grid) -> Grid | None:
     """``source`` moved 360 degrees east or west when that is where it meets ``target``, both in longitude and
     latitude: one file written in 180..360 degrees (or across 180), the other in -180..180, show the same ground,
-    which GDAL's warper does not wrap. None when ``source`` meets ``target`` where it is, or nowhere."""
-    if not (source.crs and target.crs and source.crs.is_geographic and target.crs.is_geographic):
+    which GDAL's warper does not wrap. None when ``source`` meets ``target`` where it is, or nowhere. A target in a
+    projected CRS: a source numbered wholly beyond 180 degrees (or below -180) moved into -180..180, where PROJ
+    takes it into the target's CRS as GDAL's warper reads it (a source across 180 stays: it has no such place)."""
+    if not (source.crs and target.crs and source.crs.is_geographic):
         return None
+    if not target.crs.is_geographic:
+        left, _, right, _ = source.bounds
+        shift = -360.0 if left >= 180 else 360.0 if right <= -180 else 0.0
+        moved = Grid(source.crs, Affine.translation(shift, 0) @ source.transform, source.width, source.height)
+        return moved if shift and meets(moved, target) else None
     if meets(source, target):
         return None
     for shift in (360.0, -360.0):
