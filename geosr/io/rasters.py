@@ -341,7 +341,8 @@ def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:
     """Refuse a geotransform that maps pixels onto no area (a pixel size of 0, collinear axes: every output pixel
     would lie on a line), and a geographic grid reaching beyond the poles."""
     t = ds.transform
-    if not all(math.isfinite(v) for v in t[:6]) or abs(t.determinant) <= 1e-12 * max(1.0, *(abs(v) for v in t[:6])):
+    sides = math.hypot(t.a, t.d) * math.hypot(t.b, t.e)  # the area relative to the sides' (degree pixels: 3e-11)
+    if not all(math.isfinite(v) for v in t[:6]) or abs(t.determinant) <= 1e-9 * sides:
         raise NoCRSError(f"{shown}: its geotransform ({', '.join(f'{v:g}' for v in t.to_gdal())}) gives its pixels no "
                          "area (a pixel size of 0, or parallel axes); mend it (gdal_edit.py -a_ullr or -a_gt)")
     if ds.crs is not None and ds.crs.is_geographic:
