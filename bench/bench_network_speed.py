@@ -44,6 +44,7 @@ def main() -> None:
     for net in nets.values():
         net.to(dev).eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, args.side, args.side, device=dev).contiguous(memory_format=torch.channels_last)
+    x_model = (x * 2 - 1).contiguous(memory_format=torch.channels_last)  # geosr's backbones take model space
     mp = (4 * args.side) ** 2 / 1e6
 
     def run(name: str, net: torch.nn.Module, bf16: bool) -> float:
@@ -51,7 +52,7 @@ def main() -> None:
             torch.cuda.synchronize()
         t = time.perf_counter()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            net(x) if name == "rlfn" else net(x * 2 - 1, 4)  # RLFN takes [0, 1], geosr's backbones model space
+            net(x) if name == "rlfn" else net(x_model, 4)  # RLFN takes [0, 1]
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t

@@ -347,7 +347,7 @@ def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:
                          "area (a pixel size of 0, or parallel axes); mend it (gdal_edit.py -a_ullr or -a_gt)")
     if ds.crs is not None and ds.crs.is_geographic:
         ys = [(t * corner)[1] for corner in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
-        if max(abs(y) for y in ys) > 90 + 1e-6 * max(1.0, abs(t.e), abs(t.d)) + abs(t.e) + abs(t.d):
+        if max(abs(y) for y in ys) > 90 + abs(t.e) + abs(t.d):  # (a pixel's slack: edges of pixels centred on 90)
             raise NoCRSError(f"{shown}: reaches latitude {max(ys, key=abs):g}, beyond the poles, in its geographic "
                              f"CRS {ds.crs.to_string()}; its geotransform is wrong (or its axes swapped)")
 

@@ -85,9 +85,9 @@ def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> 
     out: list[PlannedJob | Problem] = []
     for c in checked:
         spec = c.spec if isinstance(c, PlannedJob) else None
-        hit = None if spec is None else next(
-            ((path, read[file_key(path)]) for path in (spec.out, *map(str, sidecar_paths(spec.out).values()))
-             if file_key(path) in read and read[file_key(path)][0] != spec.where), None)
+        written = [] if spec is None else [spec.out, *map(str, sidecar_paths(spec.out).values())]
+        hit = next(((path, read[key]) for path in written
+                    if (key := file_key(path)) in read and read[key][0] != spec.where), None)
         if hit is None:
             out.append(c)
             continue
