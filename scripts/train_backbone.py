@@ -37,21 +37,24 @@ def expert_init(path: Path, expert: str, out: Path) -> Path:
     if not isinstance(net, ExpertBackbone) or expert not in net.names:
         names = list(net.names) if isinstance(net, ExpertBackbone) else []
         raise InputError(f"{path}: no expert {expert!r} (experts: {', '.join(names) or 'none, a single network'})")
-    out.mkdir(parents=True, exist_ok=True)
-    kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
-    return save_backbone(net.experts[net.names.index(expert)], out / "init.safetensors",
-                         name=str(spec.get("name", "backbone")), **kept,
-                         training={**spec.get("training", {}), "expert_of": f"{path.name}:{expert}"})
+    return _start(net.experts[net.names.index(expert)], spec, out / "init.safetensors",
+                  expert_of=f"{path.name}:{expert}")
 
 
 def grown_init(path: Path, blocks: int, out: Path) -> Path:
     """The network at ``path`` deepened to ``blocks`` blocks (:func:`deepened`: the same outputs), written with the
     file's inference settings to ``out/grown.safetensors``: the start of a run that trains a larger variant."""
     net, spec = load_backbone(path)
-    out.mkdir(parents=True, exist_ok=True)
+    return _start(deepened(net, blocks), spec, out / "grown.safetensors", grown_from=f"{path.name}:{net.cfg.blocks}")
+
+
+def _start(net: torch.nn.Module, spec: dict, path: Path, **record: str) -> Path:
+    """``net`` written to ``path`` with the name, inference settings and training record of the checkpoint whose
+    ``spec`` it comes from (``record`` added to that record): the start of a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
-    return save_backbone(deepened(net, blocks), out / "grown.safetensors", name=str(spec.get("name", "backbone")),
-                         **kept, training={**spec.get("training", {}), "grown_from": f"{path.name}:{net.cfg.blocks}"})
+    return save_backbone(net, path, name=str(spec.get("name", "backbone")), **kept,
+                         training={**spec.get("training", {}), **record})
 
 
 def shared_training_images() -> list[torch.Tensor]:

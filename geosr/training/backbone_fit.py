@@ -227,8 +227,9 @@ def deepened(net: torch.nn.Module, blocks: int) -> torch.nn.Module:
             i, rest = k.split(".", 2)[1:]
             state[f"body.{at[int(i)]}.{rest}"] = v
         elif k == "code_net.2.weight" or k == "code_net.2.bias":  # (blocks * 2 * dim, ...) rows, block-major
-            rows = torch.zeros((blocks, *v.reshape(old, -1, *v.shape[1:]).shape[1:]), dtype=v.dtype)
-            rows[at] = v.reshape(old, -1, *v.shape[1:])
+            per_block = v.reshape(old, -1, *v.shape[1:])
+            rows = per_block.new_zeros((blocks, *per_block.shape[1:]))
+            rows[at] = per_block
             state[k] = rows.reshape(-1, *v.shape[1:])
         else:
             state[k] = v
