@@ -125,6 +125,23 @@ def test_info_says_a_truncated_file_cannot_be_read(tmp_path):
     assert res.exit_code == 2 and "cut.tif: pixels cannot be read, the file may be corrupt" in res.output, res.output
 
 
+def test_info_reads_the_end_of_every_file_a_multi_file_input_stacks(tmp_path):
+    """Found by review: `info -q` read the last block of the last band only, one member file of a band folder or a
+    product, so a cut-short B04 (in the default RGB) passed (exit 0) while upscale refused it (exit 2)."""
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    for band, seed in (("B02", 1), ("B03", 2), ("B04", 3), ("B08", 4)):
+        make_raster(folder / f"T33UUB_20230612T101031_{band}_10m.tif",
+                    (smooth_field(1, 128, 128, seed=seed) * 4000).astype(np.uint16))
+    assert runner.invoke(app, ["info", "-q", str(folder)]).exit_code == 0
+    b04 = folder / "T33UUB_20230612T101031_B04_10m.tif"
+    b04.write_bytes(b04.read_bytes()[: b04.stat().st_size * 2 // 3])
+    res = runner.invoke(app, ["info", "-q", str(folder)])
+    assert res.exit_code == 2 and "pixels cannot be read" in res.output, res.output
+    listed = ",".join(str(folder / f"T33UUB_20230612T101031_{b}_10m.tif") for b in ("B04", "B03", "B02"))
+    assert runner.invoke(app, ["info", "-q", listed]).exit_code == 2
+
+
 def test_info_says_the_overlap_with_a_raster_without_crs_is_unknown(tmp_path):
     """A raster without a CRS was left out of the overlap report without a word (text and --json)."""
     geo = make_raster(tmp_path / "geo.tif", np.zeros((1, 8, 8), np.uint8))

@@ -160,13 +160,14 @@ def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path, monkeypatch):
 
 
 def test_a_sentinel2_r10m_folder_keeps_dn_0_as_nodata_as_its_product_does(tmp_path):
-    """Found black-box: the product's IMG_DATA/R10m folder (what the docs offer for a product of several granules)
-    lost DN 0 as nodata: Sentinel-2's band files declare none, so the collar was blended into the scene as data.
+    """Found black-box: the product's IMG_DATA/R10m folder (what the docs offer for a product of several granules),
+    and later its band files listed with commas, lost DN 0 as nodata: Sentinel-2's band files declare none, so the collar was blended into the scene as data.
     Band files named otherwise keep what they declare."""
     safe, _ = l2a_product(tmp_path)
     r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
+    listed = ",".join(str(next(r10m.glob(f"*_{b}_10m.jp2"))) for b in ("B02", "B03", "B04", "B08"))
     outs = {}
-    for name, source in (("product", safe), ("folder", r10m), ("img_data", r10m.parent)):
+    for name, source in (("product", safe), ("folder", r10m), ("img_data", r10m.parent), ("listed", listed)):
         outs[name] = tmp_path / f"{name}.tif"
         res = _run("upscale", source, "-x", "2", "-m", "bicubic", "-o", outs[name])
         assert res.exit_code == 0, res.output
@@ -174,7 +175,9 @@ def test_a_sentinel2_r10m_folder_keeps_dn_0_as_nodata_as_its_product_does(tmp_pa
         assert p.nodata == f.nodata == g.nodata == 0
         assert np.array_equal(p.read_masks(1), f.read_masks(1)) and (f.read_masks(1) == 0).sum() == 6 * 8
         assert np.array_equal(f.read(), g.read())
-    assert "DN 0 read as nodata" in composite(str(r10m)).note
+    with rasterio.open(outs["folder"]) as f, rasterio.open(outs["listed"]) as g:  # found by review: a comma list
+        assert g.nodata == 0 and np.array_equal(f.read(), g.read())  # of the same files had no nodata
+    assert "DN 0 read as nodata" in composite(str(r10m)).note and "DN 0 read as nodata" in composite(listed).note
     plain = tmp_path / "plain"
     band_files(plain)
     for f in plain.glob("*.tif"):
@@ -373,6 +376,8 @@ def served_item(tmp_path):
         asset["href"] = "../" + asset["href"]
     (folder / "items").mkdir()
     (folder / "items" / item["id"]).write_text(json.dumps(item))  # as a STAC API serves it: .../items/ID
+    (folder / "items" / "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE").write_text(json.dumps(item))
+    (folder / "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE").mkdir()  # a product folder
     shutil.copy(next(folder.glob("*_B04_*.tif")), folder / "raster")
     with serving(folder) as url:
         yield url
@@ -395,6 +400,19 @@ def test_a_stac_item_by_url_reads_its_assets_over_http(served_item, tmp_path):
     assert "STAC item S2B_33UUB_20230612_0_L2A" in json.loads(api.stdout)["sources"]["lr"]
     plain = _run("upscale", f"{served_item}/raster", "-x", "2", "-m", "bicubic", "-o", tmp_path / "plain.tif")
     assert plain.exit_code == 0, plain.output
+
+
+def test_an_api_item_named_for_its_product_is_read_as_an_item(served_item, tmp_path):
+    """Found by review: a STAC API's item whose ID is its product's name (.../items/S2B_MSIL2A_....SAFE, as the
+    Copernicus Data Space names them) was refused as a product over the network, "give the product's STAC item";
+    a product folder by URL still gets that sentence."""
+    item = _run("info", f"{served_item}/items/S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE",
+                "--json")
+    assert item.exit_code == 0, item.output
+    assert "STAC item S2B_33UUB_20230612_0_L2A" in json.loads(item.stdout)["files"][0]["source"]
+    res = _run("info", f"{served_item}/S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE/")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "read from a local .SAFE folder or .zip" in said, said
 
 
 def test_stac_round_trip_an_output_item_is_an_input(tmp_path):

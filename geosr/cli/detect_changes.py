@@ -68,7 +68,7 @@ def _signature() -> inspect.Signature:
         str, typer.Argument(help="Low-resolution input raster (the new date): a file, a URL, a GDAL path, a STAC "
                                  "item, a Sentinel-2 product or band files.", show_default=False, metavar="LR")])
     ref = common.option_parameter("ref", str, REQUIRED, ("--ref",), "Older high-resolution reference raster (any "
-                                  "CRS and resolution; a file, a URL or a GDAL path).", metavar="PATH",
+                                  "CRS and resolution; any input LR takes, a STAC item included).", metavar="PATH",
                                   show_default=False)
     output = common.option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes "
                                      "on the LR grid refined by --refine).", show_default=False)

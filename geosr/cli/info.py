@@ -14,7 +14,7 @@ from geosr.cli.common import out_console, print_coregistration, print_json, prin
 def info(
     files: Annotated[list[str], typer.Argument(help="Rasters to inspect (files, URLs, GDAL paths, STAC items, Sentinel-2 products, band files).", show_default=False, metavar="FILES")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but an error; the exit code tells whether the inputs open and their last block reads (with --read-all: every block).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but an error; the exit code tells whether the inputs open and their last block reads (each file's, of a multi-file input; with --read-all: every block).")] = False,
     read_all: Annotated[bool, typer.Option("--read-all", help="Read every pixel of every input (as long as a run's reading): a damaged block anywhere is an error, exit 2.")] = False,
 ) -> None:
     """Show bands (names, dtype, nodata, scale/offset), grid and how the files overlap.

@@ -15,7 +15,7 @@ from shapely.geometry import Polygon
 
 from geosr.errors import InputError, OptionError
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
-from geosr.io.sources import source_note
+from geosr.io.sources import is_composite, source_note
 from geosr.tiling.grid import Grid, across_antimeridian, outline
 
 
@@ -92,17 +92,19 @@ def _nodata(value: float | None) -> float | str | None:
 
 def _read_blocks(path: str, read_all: bool = False) -> dict[str, str]:
     """Read the last block of the last band, the end of the file in any layout (a truncated file's header reads
-    whole, its pixels do not), or with ``read_all`` every block; raises the InputError naming the file that upscale
-    would. Returns the file's tags (read in the same opening: a URL's is a request)."""
+    whole, its pixels do not), of every band for a multi-file input (each may be another file's), or with
+    ``read_all`` every block; raises the InputError naming the file that upscale would. Returns the file's tags
+    (read in the same opening: a URL's is a request)."""
     with open_raster(path) as ds, reading(path):
         if read_all:
             for band in range(1, ds.count + 1):
                 for _, block in ds.block_windows(band):
                     ds.read(band, window=block)
             return ds.tags()
-        bh, bw = ds.block_shapes[-1]
-        row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
-        ds.read(ds.count, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
+        for band in range(1, ds.count + 1) if is_composite(path) else (ds.count,):
+            bh, bw = ds.block_shapes[band - 1]
+            row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+            ds.read(band, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
         return ds.tags()
 
 

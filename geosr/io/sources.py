@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, is_file_list, named, without_query
+from geosr.io.paths import REMOTE, curl_url, is_file_list, named, without_query
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
@@ -58,13 +58,20 @@ def _maybe_stac_api(url: str) -> bool:
     return bool(m) and "." not in last
 
 
+def _safe_url(path: str) -> bool:
+    """An http(s) URL named for a Sentinel-2 product's folder (``....SAFE``): a STAC API's item may be (the
+    Copernicus Data Space names its items so), so it is fetched as one before being called a product."""
+    return bool(re.match(r"^https?://", path, re.IGNORECASE)) and path.rstrip("/").upper().endswith(".SAFE")
+
+
 def composite(path: str) -> Composite | None:
     """The composite ``path`` names, or None for a plain raster path; raises an InputError naming ``path``.
 
     Cached while the files it was made from are unchanged (a run opens its inputs several times, a batch worker
     runs many jobs): every local file's size and modification time, and the folder's listing, are checked on
     each use; a remote item is fetched again after REMOTE_CACHE_S seconds."""
-    if REMOTE.match(path) and not path.startswith("/vsi") and without_query(path).lower().endswith(".zip"):
+    url = curl_url(path) or (None if path.startswith("/vsi") else path)  # /vsicurl/URL as the URL it reads
+    if url and REMOTE.match(url) and without_query(url).lower().endswith(".zip"):
         # GDAL opens some file inside it and says something else (a Sentinel-2 product's: "no CRS")
         raise NotARasterError(f"{path}: is a .zip archive over the network, which geosr does not unpack there; "
                               "download it first (a Sentinel-2 product's zip is read from a local file), or name "
@@ -83,8 +90,19 @@ def composite(path: str) -> Composite | None:
         comp = sentinel2_product(zipped)
     elif is_file_list(path):
         comp = _band_list(path)
-    elif p.lower().endswith(".json") or REMOTE.match(path) and _maybe_stac_api(path):
-        comp = stac_item(path)
+    elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(path) or _safe_url(p)):
+        try:
+            comp = stac_item(path)
+        except NotARasterError as exc:  # named for a product, and no item there: say what a product needs
+            if not _safe_url(p):
+                raise
+            comp = None
+            why = str(exc).removeprefix(f"{path}: ")
+        else:
+            why = "it is not JSON"
+        if comp is None and _safe_url(p):
+            raise NotARasterError(f"{path}: Sentinel-2 products are read from a local .SAFE folder or .zip, and as a "
+                                  f"STAC item {why}; download the product first, or give its STAC item")
         if comp is None:  # a URL without a suffix that is not a STAC item: a plain raster for GDAL
             return None
     elif is_safe_name(p) or (Path(path).is_dir() and safe_metadata(Path(path)) is not None):
@@ -205,6 +223,9 @@ def _band_list(path: str) -> Composite:
     for h in hrefs:
         if not REMOTE.match(h) and not Path(h).is_file():
             raise InputNotFoundError(f"{path}: its band file {h} does not exist")
+    # Sentinel-2's own band files declare no nodata where their product says DN 0 is none: listed, they are read
+    # as in a folder (_band_folder), or the DN-0 collar is blended into the scene as data
+    s2 = all(_S2_BAND_FILE.match(Path(named(h)).name) for h in hrefs)
     members = []
     for h in hrefs:
         with open_member(path, h) as ds:
@@ -214,10 +235,11 @@ def _band_list(path: str) -> Composite:
                 token = _band_token(file_name)
                 name = token or Path(named(h)).stem
                 colour = _landsat_colour(file_name, token) if ds.count == 1 and not own else None
-                members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}"), colorinterp=colour))
+                members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}"), colorinterp=colour,
+                                      nodata=0.0 if s2 and ds.nodatavals[b - 1] is None else None))
     names = ", ".join(m.description for m in members)
     return stack(path, "band files", members, hrefs, f"{len(members)} bands stacked from {len(hrefs)} files "
-                  f"({names})")
+                  f"({names})" + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""))
 
 
 def _band_folder(path: str) -> Composite:
