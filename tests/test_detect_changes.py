@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from geosr import upscale
 from geosr.cli.app import app
 from geosr.conditioning.change_detection import detect_changes as compare
-from geosr.errors import ClassTableError, OptionError, OutputLocationError
+from geosr.errors import ClassTableError, OptionError, OutputExistsError, OutputLocationError
 from geosr.pipeline.detect_changes import UNKNOWN, detect_changes
 
 LR_T = Affine(80.0, 0, 500000.0, 0, -80.0, 5000000.0)  # 80 m LR
@@ -88,6 +88,27 @@ def test_detect_changes_writes_a_binary_class_raster_on_the_lr_grid(scene, tmp_p
     assert r.unknown_share == pytest.approx(8 / 48) and 0 < r.changed_share < 0.5
     with pytest.raises(OutputLocationError, match="reference"):
         detect_changes(scene["lr"], ref=scene["ref"], output=scene["ref"], overwrite=True)
+
+
+def test_an_output_written_by_another_run_meanwhile_is_left_as_it_is(scene, tmp_path, monkeypatch):
+    """Found by review: two runs onto one output, neither with overwrite, both exited 0 and the later replaced the
+    earlier's file (the output's name was checked only as the run began); upscale refuses that."""
+    import geosr.pipeline.detect_changes as module
+
+    out = tmp_path / "changes.tif"
+    compared = module.DetectedRows
+
+    def other_run_meanwhile(*args, **kwargs):
+        out.write_bytes(b"another run's output")
+        return compared(*args, **kwargs)
+
+    monkeypatch.setattr(module, "DetectedRows", other_run_meanwhile)
+    with pytest.raises(OutputExistsError, match="appeared while this run worked"):
+        detect_changes(scene["lr"], ref=scene["ref_part"], output=out, refine=1)
+    assert out.read_bytes() == b"another run's output" and not list(tmp_path.glob("*.geosr-work"))
+    r = detect_changes(scene["lr"], ref=scene["ref_part"], output=out, refine=1, overwrite=True)
+    with rasterio.open(out) as ds:
+        assert ds.shape == (r.grid.height, r.grid.width)
 
 
 def test_the_detector_reads_physical_values_not_the_model_space(scene, tmp_path, monkeypatch):

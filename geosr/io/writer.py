@@ -339,6 +339,7 @@ def write_row_bands(
     work: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> None:
     """Write a COG at ``final`` from bands of rows, holding one band in memory at a time.
 
@@ -347,7 +348,8 @@ def write_row_bands(
     row``; ``valid`` (h, w) is written as the mask when ``meta.write_mask``. Each band becomes a chunk in
     ``work`` as it comes (a generator may compute the next band only when asked); then the chunks are
     stitched into a tiled GeoTIFF in ``work``, which becomes the COG renamed onto ``final``.
-    ``progress(0, 1)`` is called when stitching starts and ``progress(1, 1)`` once the COG is in place.
+    ``progress(0, 1)`` is called when stitching starts and ``progress(1, 1)`` once the COG is in place;
+    ``before_rename()`` just before it is renamed into place (it may raise to leave ``final`` as it is).
     Every temporary file lives in ``work`` (the caller's locked work folder) and is removed at the end,
     whether the write succeeds or not.
     """
@@ -360,7 +362,7 @@ def write_row_bands(
             write_chunk(path, data, valid[0] if valid else None, sub, meta, output=grid)
         if progress is not None:
             progress(0, 1)
-        assemble(chunks, grid, meta, Path(final), work)
+        assemble(chunks, grid, meta, Path(final), work, before_rename=before_rename)
         if progress is not None:
             progress(1, 1)
     finally:

@@ -37,11 +37,11 @@ from geosr.conditioning.change_detection import (
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
-from geosr.errors import NoOverlapError, OptionError
+from geosr.errors import NoOverlapError, OptionError, OutputExistsError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials
-from geosr.io.paths import recorded_options, without_query
+from geosr.io.paths import gdal_sidecars, recorded_options, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -159,15 +159,22 @@ def detect_changes(
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
                      | {"GEOSR_OPTIONS": recorded_options(opts.to_json())})
+        def still_free() -> None:  # the output's name was free when the run began: still, without overwrite?
+            if not opts.overwrite:  # (another run may have written it while this one compared)
+                for path in (final, *gdal_sidecars(final).values()):
+                    if os.path.lexists(path):
+                        raise OutputExistsError(f"{path}: appeared while this run worked and is left as it is "
+                                                "(use `overwrite` to replace it)")
+
         if work is not None:
-            write_row_bands(final, found.fine_grid, meta, found, work)
+            write_row_bands(final, found.fine_grid, meta, found, work, before_rename=still_free)
         else:
             folder = work_dir_for(final)
             with JobLock(folder / LOCK_NAME, output=final):
                 clear_work_dir(folder, keep=(LOCK_NAME,))
                 remove_partials(final)
                 try:
-                    write_row_bands(final, found.fine_grid, meta, found, folder)
+                    write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=still_free)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         warnings = scene.reference_warnings(coarser_only=True) + scene.mask_warnings
