@@ -111,6 +111,30 @@ def test_an_output_written_by_another_run_meanwhile_is_left_as_it_is(scene, tmp_
         assert ds.shape == (r.grid.height, r.grid.width)
 
 
+def test_a_panchromatic_reference_is_compared_with_the_lr_s_intensity_not_each_band(raster_factory, tmp_path):
+    """Found by review: a pan reference against a 4-band LR (a near-infrared band beside the visible ones) was
+    compared with each band, the LR's own colour read as change: 95% of a scene whose reference was made from its
+    own pixels flagged. The LR's intensity fitted to the pan is compared instead."""
+    hr = _textured(384, 384, 2)
+    nir = 0.2 + 0.6 * smooth_field(1, 384, 384, 9)[0]  # bright where the visible bands need not be
+    new = np.concatenate([hr, nir[None]])
+    rng = np.random.default_rng(3)
+    new[:3, 160:256, 96:224] = rng.random((3, 96, 128)) > 0.5  # a new structure, absent from the pan
+    lr = raster_factory("lr4.tif", (new.reshape(4, 48, 8, 48, 8).mean(axis=(2, 4)) * 255).astype(np.uint8),
+                        transform=LR_T)
+    pan = raster_factory("pan.tif", ((0.3 * hr[0] + 0.5 * hr[1] + 0.2 * hr[2]) * 180 + 30).astype(np.uint8)[None],
+                         transform=REF_T)
+    out = tmp_path / "changes.tif"
+    r = detect_changes(lr, ref=pan, output=out, refine=1)
+    with rasterio.open(out) as ds:
+        a = ds.read(1)
+    block = (slice(20, 32), slice(12, 28))
+    assert (a[block] == 1).mean() > 0.9
+    elsewhere = np.ones(a.shape, bool)
+    elsewhere[18:34, 10:30] = False  # the block and a pixel of blur around it
+    assert (a[elsewhere] == 1).mean() < 0.05 and r.changed_share < 0.15, r.changed_share
+
+
 def test_the_detector_reads_physical_values_not_the_model_space(scene, tmp_path, monkeypatch):
     """The pipeline hands the detector the LR's own values (and the reference in the same units), as the cue was
     fitted: not the model space, which stretches each band to its own range and so reweighs the bands."""

@@ -209,6 +209,28 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
                            p.astype(np.float32), p_t, evidence)
 
 
+def pan_intensity(lr: np.ndarray, valid: np.ndarray, pan: np.ndarray) -> np.ndarray:
+    """The (1, h, w) intensity of the (C, h, w) ``lr`` that the (h, w) panchromatic ``pan`` would show: the linear
+    combination of its bands (and an offset) fitted to ``pan`` by least squares over ``valid``, refitted without the
+    pixels it fits worst (the changes), as component-substitution pan-sharpening synthesizes it. Comparing each band
+    with a panchromatic reference instead reads the LR's own colour as change (a near-infrared band against a
+    visible pan: 88% of an unchanged same-date scene flagged); a fit that cannot be made gives the bands' mean."""
+    mean = lr.mean(axis=0, keepdims=True)
+    ok = valid.copy()
+    for _ in range(2):  # fit, leave out the worst-fitting pixels, fit again
+        if ok.sum() <= 4 * (lr.shape[0] + 1):
+            return mean
+        design = np.concatenate([lr[:, ok], np.ones((1, int(ok.sum())), lr.dtype)]).T.astype(np.float64)
+        coef, *_ = np.linalg.lstsq(design, pan[ok].astype(np.float64), rcond=None)
+        if not np.isfinite(coef).all():
+            return mean
+        fitted = np.tensordot(coef[:-1], lr, axes=1) + coef[-1]
+        residual = np.abs(pan - fitted)
+        spread = 1.4826 * np.median(residual[ok])
+        ok = valid & (residual <= 2.5 * spread) if spread > 0 else ok
+    return fitted[None].astype(lr.dtype)
+
+
 # A compared area whose LR is uniform in every band (reference.is_uniform: a cloud, fill, a blank scene) shows none
 # of the detail the reference may show: every cue read "unchanged" against a reference whose contrast the
 # harmonization had fitted to none (a flat LR against the sample's reference: 0% changed, and reference-paste pasted

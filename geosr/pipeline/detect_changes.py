@@ -34,6 +34,7 @@ from geosr.conditioning.change_detection import (
     ChangeDetection,
     interpolated,
     nearest_filled,
+    pan_intensity,
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
@@ -321,6 +322,8 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> tuple[ChangeDete
     # (one the product's own cloud mask flags stays changed, as the mask says)
     complete = scene.lr_complete(win, HALO)
     known = stack.lr_valid & (complete if flags is None else complete | flags)
+    if len(scene.bands) > 1 and len(set(scene.ref_bands)) == 1:  # one panchromatic band against several
+        lr, ref = pan_intensity(lr, known & stack.ref_valid, ref[0]), ref[:1]
     return compare(lr, known, ref, stack.ref_valid, untrusted=flags), flags
 
 
