@@ -240,6 +240,11 @@ def test_a_reference_without_data_over_the_scene_is_refused_and_nothing_written(
     payload = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert payload["ok"] is False and "the reference has no data where the scene has" in payload["error"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("c.", ".c."))] == []
+    # upscale (--cd auto) runs on, as without a reference, and says so (found by review: no word, exit 0)
+    res = CliRunner().invoke(app, ["upscale", str(scene["lr"]), "--ref", str(empty), "-x", "2", "-m", "reference-paste",
+                                   "-o", str(tmp_path / "u.tif"), "--json", "--no-coregister"])
+    assert res.exit_code == 0, res.output
+    assert any("the reference has no data where the scene has" in w for w in json.loads(res.stdout)["warnings"])
 
 
 def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_path, monkeypatch):

@@ -293,6 +293,9 @@ class DetectedRows:
         if compared == 0 and self.masked:
             small = ["the inputs' cloud masks flag every pixel both images cover: all are taken as changed, none "
                      "could be compared"]
+        if self.valid == 0 and self.unknown:  # (detect-changes refuses this: nothing_known)
+            small = ["the reference has no data where the scene has: nothing could be compared, and the reference "
+                     "adds nothing to the output"]
         return self.notes + small
 
 
