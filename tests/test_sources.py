@@ -161,7 +161,8 @@ def test_a_folder_of_band_files_stacks_the_finest_grid(tmp_path, monkeypatch):
 
 def test_a_sentinel2_r10m_folder_keeps_dn_0_as_nodata_as_its_product_does(tmp_path):
     """Found black-box: the product's IMG_DATA/R10m folder (what the docs offer for a product of several granules),
-    and later its band files listed with commas, lost DN 0 as nodata: Sentinel-2's band files declare none, so the collar was blended into the scene as data.
+    and later its band files listed with commas, lost DN 0 as nodata: Sentinel-2's band files declare none, so the
+    collar was blended into the scene as data.
     Band files named otherwise keep what they declare."""
     safe, _ = l2a_product(tmp_path)
     r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
@@ -376,8 +377,9 @@ def served_item(tmp_path):
         asset["href"] = "../" + asset["href"]
     (folder / "items").mkdir()
     (folder / "items" / item["id"]).write_text(json.dumps(item))  # as a STAC API serves it: .../items/ID
-    (folder / "items" / "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE").write_text(json.dumps(item))
-    (folder / "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE").mkdir()  # a product folder
+    product = "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE"
+    (folder / "items" / product).write_text(json.dumps(item))  # an item named for its product
+    (folder / product).mkdir()  # a product folder
     shutil.copy(next(folder.glob("*_B04_*.tif")), folder / "raster")
     with serving(folder) as url:
         yield url
