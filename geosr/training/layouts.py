@@ -175,13 +175,16 @@ def site_pairs(
 ) -> list[Pair]:
     """Per site: ``SITE*.tif`` (two dates, in name order: reference, then target), ``SITE_change_mask.png`` and
     ``SITE_unchanged_mask.png`` (> 127: in the mask). Change is the binary table's "changed" class (value 255);
-    only pixels of either mask are labelled. A site without exactly two rasters is skipped."""
+    only pixels of either mask are labelled. A site without exactly two rasters is refused (it was skipped: a
+    held-out site left out of the scores without a word)."""
     root = Path(root)
     pairs = []
     for site in sites:
         tifs = sorted(root.glob(f"{site}*.tif"))
         if len(tifs) != 2:
-            continue
+            found = f"{len(tifs)} ({', '.join(t.name for t in tifs)})" if tifs else "none"
+            raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
+                             "reference date, then the target date, in name order)")
         ref, target = (read_image(t, bands=bands)[0] for t in tifs)
         ch = read_mask(root / f"{site}_change_mask.png") > 127
         un = read_mask(root / f"{site}_unchanged_mask.png") > 127

@@ -86,7 +86,7 @@ def load_collection(manifest: str | Path, *, root: str | Path | None = None) -> 
     try:
         base = Path(root) if root is not None else manifest.parent / str(spec.get("root", "."))
         sets = tuple(_data_set(s, base, i) for i, s in enumerate(spec["sets"], start=1))
-        synthetic = tuple((base / _entry(s, i, "synthetic")["path"], tuple(s["bands"]) if s.get("bands") else None)
+        synthetic = tuple((base / _entry(s, i, "synthetic")["path"], _bands(s, f"synthetic entry {i}"))
                           for i, s in enumerate(spec.get("synthetic") or (), start=1))
     except ValueError as exc:  # ours: one sentence naming the entry
         raise InputError(f"{manifest}: {exc}") from None
@@ -110,6 +110,16 @@ def _names(s: dict[str, Any], key: str, i: int) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _bands(s: dict[str, Any], where: str) -> tuple[int, ...] | None:
+    """An entry's "bands": a list of 1-based band numbers, or none."""
+    v = s.get("bands")
+    if not v:
+        return None
+    if not isinstance(v, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in v):
+        raise ValueError(f'{where}: "bands" is a list of band numbers, such as [3, 2, 1], not {v!r}')
+    return tuple(v)
+
+
 def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
     s = _entry(s, i, "set")
     unknown = sorted(set(s) - _SET_KEYS)
@@ -119,7 +129,7 @@ def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
     return DataSet(  # the group, the name the held-out split goes by: the set's own, else its folder's name
         layout=s["layout"], path=base / s["path"], group=str(s.get("group") or Path(s["path"]).name),
         heldout=_names(s, "heldout", i), sites=_names(s, "sites", i),
-        bands=tuple(s["bands"]) if s.get("bands") else None,
+        bands=_bands(s, f"set {i}"),
         crops_of=base / crops["of"] if crops.get("of") else None, scene_parts=int(crops.get("scene_parts", 0)),
     )
 
@@ -130,6 +140,10 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
         raise ValueError("split is 'train' or 'heldout'")
     held = split == "heldout"
     pairs: list[Pair] = []
+    if not any(ds.path.is_dir() for ds in collection.sets):  # e.g. a root that is not there: "holds no pair" misled
+        raise InputNotFoundError(f"{collection.manifest}: none of its sets' folders exists (the first: "
+                                 f"{collection.sets[0].path})" if collection.sets else
+                                 f"{collection.manifest}: names no data set")
     for ds in collection.sets:
         if not ds.path.is_dir():
             continue
@@ -142,11 +156,17 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
                                     group=ds.group))
         elif ds.scene_parts:
             pairs.extend([] if held else _crops(ds))
-        else:
-            for p in change_pair_folder(ds.path):
-                if (p.name in ds.heldout) == held:
-                    p.group = f"{ds.group}/{p.name}"
-                    pairs.append(p)
+        else:  # held out: each named scene, its label optional as a folder's are in evaluation (never left out)
+            found = change_pair_folder(ds.path, names=ds.heldout, require_label=False) if held else \
+                [p for p in change_pair_folder(ds.path) if p.name not in ds.heldout]
+            for p in found:
+                p.group = f"{ds.group}/{p.name}"
+                pairs.append(p)
+    groups = [p.group for p in pairs] if held else []  # (training's crops of one scene share its group)
+    twice = next((g for g in groups if groups.count(g) > 1), None)
+    if twice is not None:  # their scores and panels would be filed under one name
+        raise InputError(f'{collection.manifest}: two scenes are both named {twice}; give their sets "group"s of '
+                         "their own")
     return pairs
 
 
