@@ -593,3 +593,20 @@ def test_no_held_out_scene_of_a_manifest_is_left_out_of_the_scores_without_a_wor
     manifest.write_text(json.dumps({"root": "nowhere", "sets": [{"layout": "pairs", "path": "data"}]}))
     res = CliRunner().invoke(_app(), ["evaluate", str(manifest), "-x", "4", "--out-dir", str(tmp_path / "e")])
     assert res.exit_code == 2 and "none of its sets' folders exists (the first: " in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("folder", ["Ref", "CD_mask"])
+def test_a_refdiff_case_whose_reference_or_mask_is_of_another_size_is_refused_before_any_model_runs(tmp_path, folder):
+    """Found by review: "internal error: RuntimeError: Sizes of tensors must match" (exit 1) once the models ran."""
+    root = tmp_path / "refdiff"
+    for d in ("HR_512", "Ref", "CD_mask"):
+        (root / d).mkdir(parents=True)
+    hr = _image(0)
+    Image.fromarray(hr).save(root / "HR_512" / "r0.png")
+    Image.fromarray(hr[:48, :48] if folder == "Ref" else hr).save(root / "Ref" / "r0.png")
+    mask = np.zeros((48, 48) if folder == "CD_mask" else hr.shape[:2], np.uint8)
+    Image.fromarray(mask).save(root / "CD_mask" / "r0.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "e")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"{folder}/r0.png: is 48x48 pixels but " in said and "HR_512" in said, said
+    assert not (tmp_path / "e").exists()

@@ -89,10 +89,17 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         ref = read_image(ref_path)[0] if ref_path else None
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
+        mask = read_mask(cd_path) if cd_path else None
+        for path, shape in ((ref_path, None if ref is None else tuple(ref.shape[-2:])),
+                            (cd_path, None if mask is None else mask.shape)):
+            if shape is not None and shape != tuple(target.shape[-2:]):  # else a shape error once the models ran
+                raise InputError(f"{path}: is {shape[0]}x{shape[1]} pixels but {hr_path} is "
+                                 f"{target.shape[-2]}x{target.shape[-1]}; a case's Ref/ and CD_mask/ images cover "
+                                 "its HR_512/ image at its size")
         # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
         labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
         pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled))
-        masks.append(read_mask(cd_path) if cd_path else None)
+        masks.append(mask)
     if table is None:
         top = max((int(m.max()) for m in masks if m is not None), default=1)
         table = SECOND if top == 6 else CNAM if top == 5 else BINARY
