@@ -160,7 +160,15 @@ def plan_upscale(
     try:
         style = opts.style
         style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
-        sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
+        try:
+            sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
+        except OptionError:
+            if style in (None, "none"):
+                raise
+            bare = resolve_model(opts.model, opts.scale, dev, opts.sampler)
+            if "style" in model_inputs(bare):  # the style itself is wrong for the model
+                raise
+            sr = bare  # no style path: refused as every unused input is (_check_inputs), unless ignore_unused
         _check_model(sr, opts.scale, len(sel), sr.name, table if cd else None, auto=detection is not None)
         _check_inputs(sr, opts)
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
