@@ -42,6 +42,9 @@ def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputLocationError(f"{folder}: is a file; give a folder to copy the sample scene into")
+    if folder.is_symlink() and not folder.exists():  # mkdir would fail with "File exists" (exit 1)
+        raise OutputLocationError(f"{folder}: is a link to {os.readlink(folder)}, which does not exist; give a folder "
+                                  "to copy the sample scene into")
     todo = []
     for src in sample_paths().values():
         dst = folder / src.name

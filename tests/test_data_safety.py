@@ -712,6 +712,10 @@ def test_sample_never_writes_through_a_link_nor_over_another_file(tmp_path):
     assert (folder / "taizhou_2003_lr240m.tif").read_bytes() == b"edited"
     res = _invoke("sample", precious)
     assert res.exit_code == 2 and "is a file" in res.output
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # found by review: FileExistsError, exit 1
+    res = _invoke("sample", tmp_path / "dangling")
+    assert res.exit_code == 2 and "which does not exist; give a folder" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_the_cli_says_a_job_interrupted_once_its_output_was_in_place_is_complete(scene, monkeypatch):
