@@ -610,3 +610,33 @@ def test_a_refdiff_case_whose_reference_or_mask_is_of_another_size_is_refused_be
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and f"{folder}/r0.png: is 48x48 pixels but " in said and "HR_512" in said, said
     assert not (tmp_path / "e").exists()
+
+
+def test_georeferenced_images_of_a_pair_that_lie_apart_are_refused(tmp_path):
+    """Found by review: A/ and B/ GeoTIFFs of disjoint footprints (or another CRS) were scored as a pair (exit 0)."""
+    import rasterio
+    from affine import Affine
+
+    root = tmp_path / "geo"
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+    img = _image(0).transpose(2, 0, 1)
+
+    def write(path, transform, crs="EPSG:32633"):
+        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=crs,
+                           transform=transform) as ds:
+            ds.write(img)
+
+    write(root / "A" / "g.tif", Affine(10, 0, 500000, 0, -10, 5000000))
+    write(root / "B" / "g.tif", Affine(10, 0, 500003, 0, -10, 5000000))  # a third of a pixel: the same pixels
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", "hr", "-x", "4", "--out-dir", str(tmp_path / "e"),
+                                      "--no-panels"])
+    assert res.exit_code == 0, res.output
+    for transform, crs in ((Affine(10, 0, 510000, 0, -10, 5000000), "EPSG:32633"),
+                           (Affine(10, 0, 500000, 0, -10, 5000000), "EPSG:32614")):
+        write(root / "B" / "g.tif", transform, crs)
+        res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", "hr", "-x", "4", "--out-dir",
+                                          str(tmp_path / "f")])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "B/g.tif: its georeferencing puts it elsewhere than" in said, said
+        assert not (tmp_path / "f").exists()

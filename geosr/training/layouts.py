@@ -26,7 +26,17 @@ import torch
 
 from geosr.conditioning.changes import BINARY, CNAM, SECOND, ChangeClass, ChangeClassTable
 from geosr.errors import InputError, InputNotFoundError
-from geosr.training.pairs import Pair, check_bands, classes_of, find_image, list_images, read_image, read_mask
+from geosr.training.pairs import (
+    Pair,
+    check_bands,
+    classes_of,
+    find_image,
+    georeferencing,
+    list_images,
+    read_image,
+    read_mask,
+    same_place,
+)
 
 LR_FOLDER = re.compile(r"^(real|Bic)_LR_D(\d+)_(\d+)$")
 LR_LIKE = re.compile(r"(^|_)LR(_|$)")  # a folder meant as LRs: Bic_LR_x8, LR_x8, real_LR
@@ -154,6 +164,7 @@ def change_pair_folder(
             continue
         ref, target = read_image(a_path)[0], read_image(b_path)[0]
         _same_bands(a_path, ref, b_path, target)
+        _same_place(a_path, [b_path] + ([l_path] if l_path else []))
         mask = read_mask(l_path) if l_path else None
         sizes = [(a_path, tuple(ref.shape[1:])), (b_path, tuple(target.shape[1:]))]
         sizes += [(l_path, mask.shape)] if l_path and mask is not None else []
@@ -176,6 +187,17 @@ def change_pair_folder(
     return pairs
 
 
+def _same_place(first: Path, others: Sequence[Path]) -> None:
+    """Refuse georeferenced images of one pair that lie at different places (their pixels compared would be of
+    different ground: scored without a word); images without georeferencing are taken as aligned."""
+    own = georeferencing(first)
+    for path in others:
+        other = georeferencing(path) if own is not None else None
+        if other is not None and own is not None and not same_place(own, other):
+            raise InputError(f"{path}: its georeferencing puts it elsewhere than {first} (another CRS, pixel size or "
+                             "origin); the images of a change pair cover the same pixels")
+
+
 # ---- two dated rasters per site, with change and unchanged masks --------------------------------------------------
 def site_pairs(
     root: str | Path, sites: Sequence[str], *, bands: Sequence[int] | None = None, group: str = ""
@@ -193,6 +215,7 @@ def site_pairs(
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
                              "reference date, then the target date, in name order)")
         ref, target = (read_image(t, bands=bands)[0] for t in tifs)
+        _same_place(tifs[0], tifs[1:])
         ch = read_mask(root / f"{site}_change_mask.png") > 127
         un = read_mask(root / f"{site}_unchanged_mask.png") > 127
         # two dates and masks of other sizes were a shape error deep in training ("internal error", exit 1)

@@ -107,6 +107,34 @@ def _readable(path: Path) -> Iterator[None]:
         raise InputError(f"{path}: not an image that can be read ({first})") from None
 
 
+def georeferencing(path: str | Path) -> tuple[str, tuple[float, ...]] | None:
+    """A GeoTIFF's CRS (WKT) and geotransform (a, b, c, d, e, f), or None for another image or one without a CRS."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings(), _readable(path):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            return (ds.crs.to_wkt(), tuple(ds.transform)[:6]) if ds.crs else None
+
+
+def same_place(a: tuple[str, tuple[float, ...]], b: tuple[str, tuple[float, ...]]) -> bool:
+    """Whether two images' georeferencing (:func:`georeferencing`) puts their pixels at the same place: one CRS, and
+    pixel sizes and origins within a hundredth and half of a pixel."""
+    from pyproj import CRS
+
+    (crs_a, (xa, xb, xc, ya, yb, yc)), (crs_b, (x2a, x2b, x2c, y2a, y2b, y2c)) = a, b
+    px = max(abs(xa) + abs(xb), abs(ya) + abs(yb))
+    return CRS.from_wkt(crs_a) == CRS.from_wkt(crs_b) and all(
+        abs(u - v) <= 0.01 * px for u, v in ((xa, x2a), (xb, x2b), (ya, y2a), (yb, y2b))) and \
+        abs(xc - x2c) <= 0.5 * px and abs(yc - y2c) <= 0.5 * px
+
+
 def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float]:
     if path.suffix.lower() in (".tif", ".tiff"):
         import warnings
