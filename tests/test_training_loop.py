@@ -482,6 +482,15 @@ def test_config_problems_name_the_file_key_or_the_flag(tmp_path, images):
         ([config("ok.json"), "--init", "lite"], "--init lite: an LR-space backbone, not a diffusion model"),
         ([config("ok.json"), "--init", "bicubic"], "--init 'bicubic' is neither a checkpoint file nor a bundled "
                                                    "model (default)"),
+        # a data source's keys: a KeyError or ValueError deep in loading (exit 1), or ignored (found by review)
+        ([config("pth.json", data=[{"kind": "pairs", "pth": "p"}])],
+         "a pairs data source needs path; a pairs data source has no setting pth (it takes path, weight)"),
+        ([config("w.json", data=[{"kind": "pairs", "path": "p", "weight": "heavy"}])],
+         "a data source's weight is a number of at least 0, not 'heavy'"),
+        ([config("hr.json", data=[{"kind": "geotiff", "lr": "lr.tif"}])], "a geotiff data source needs hr"),
+        ([config("s.json", data=[{"kind": "geotiff", "hr": "hr.tif", "scale": 2}])],
+         "a geotiff data source's scale 2 is not among the scales trained (4): its LR would not be used"),
+        ([config("b.json", data=[{**base["data"][0], "bands": [4, 4, 4]}])], "data source has no setting bands"),
     ):
         res = CliRunner().invoke(_app(), ["train", *args, "--out-dir", str(out)])
         message = " ".join(res.output.split())

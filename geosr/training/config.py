@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from geosr.config import MAX_SEED
 from geosr.errors import InputNotFoundError, OptionError
@@ -212,8 +212,7 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"`precision` is auto, fp32 or bf16, not {self.precision!r}")
         for d in (*self.data, *self.val_data):
-            if d.get("kind") not in ("refdiff", "pairs", "geotiff", "synthetic", "shared"):
-                problems.append(f"unknown data source kind {d.get('kind')!r}")
+            problems.extend(_source_problems(d, self.scales))
         if any(d.get("kind") == "shared" for d in self.val_data):
             problems.append("`val_data` cannot be a data manifest (the run trains on its training split): give data "
                             "the run does not train on")
@@ -244,6 +243,46 @@ class TrainConfig:
                     if name not in changes and getattr(self, name) == value:
                         changes[name] = type(value)()  # (), 0, 0.0: the new kind's default
         return dataclasses.replace(self, **changes) if changes else self
+
+
+# A data source's keys per kind: (required, optional); "weight" (a number, 0 to leave the source out) is every kind's
+_SOURCE_KEYS = {"refdiff": ({"path"}, {"table"}), "pairs": ({"path"}, set()),
+                "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale"}), "synthetic": ({"paths"}, set()),
+                "shared": (set(), {"manifest", "path", "synthetic_weight"})}
+
+
+def _source_problems(src: Any, scales: Sequence[int]) -> list[str]:
+    """What is wrong with one data source entry (its kind, keys and their types), in words; a key misspelt or of the
+    wrong type was a KeyError or ValueError deep in loading ("internal error", exit 1), one unknown was ignored."""
+    if not isinstance(src, Mapping):
+        return [f"a data source is a table of settings, not {src!r}"]
+    kind = src.get("kind")
+    if kind not in _SOURCE_KEYS:
+        return [f"unknown data source kind {kind!r} (refdiff, pairs, geotiff, synthetic or shared)"]
+    required, optional = _SOURCE_KEYS[kind]
+    problems = []
+    missing, unknown = sorted(required - set(src)), sorted(set(src) - required - optional - {"kind", "weight"})
+    if missing:
+        problems.append(f"a {kind} data source needs {', '.join(missing)}")
+    if unknown:
+        problems.append(f"a {kind} data source has no setting {', '.join(unknown)} (it takes "
+                        f"{', '.join(sorted(required | optional | {'weight'}))})")
+    for key in ("path", "hr", "lr", "ref", "mask", "map", "manifest"):
+        if key in src and not (isinstance(src[key], str) and src[key].strip()):
+            problems.append(f"a {kind} data source's {key} is a path, not {src[key]!r}")
+    if "paths" in src and (not isinstance(src["paths"], (list, tuple)) or not src["paths"]
+                           or not all(isinstance(p, str) for p in src["paths"])):
+        problems.append(f"a synthetic data source's paths is a list of image paths, not {src['paths']!r}")
+    for key in ("weight", "synthetic_weight"):
+        v = src.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            problems.append(f"a data source's {key} is a number of at least 0, not {v!r}")
+    if "scale" in src and (isinstance(src["scale"], bool) or src["scale"] not in scales):
+        problems.append(f"a geotiff data source's scale {src['scale']!r} is not among the scales trained "
+                        f"({', '.join(map(str, scales))}): its LR would not be used")
+    if kind == "shared" and not (src.get("manifest") or src.get("path")):
+        problems.append('a shared data source names a "manifest" (a .json file) or a "path" that holds one')
+    return problems
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
