@@ -521,6 +521,47 @@ def test_grey_images_are_not_trained_as_rgb_unless_the_model_has_one_band(tmp_pa
     assert res.exit_code == 0, res.output
     spec = read_spec(tmp_path / "r" / "model.safetensors")
     assert spec["bands"] == 1 and spec["band_names"] == ["band1"]
+    # found by review: starting from it on RGB images failed at the first step ("internal error", exit 1)
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(rgb / "c.png")
+    path.write_text(json.dumps(cfg))
+    res = CliRunner().invoke(_app(), ["train", str(path), "--data", str(rgb), "--init",
+                                      str(tmp_path / "r" / "model.safetensors"), "--out-dir", str(tmp_path / "s")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "the checkpoint takes 1 band, and the run's images have 3 (the config's bands)" in said, said
+    assert not (tmp_path / "s").exists()
+
+
+def test_labels_of_another_class_table_than_the_run_s_are_refused(tmp_path, images):
+    """Found by review: binary labels (LEVIR: 255 a building) under change_table "second" were fed to the network
+    as SECOND's class 1; and --init from a SECOND model with the binary table wrote a spec of one table over
+    weights of another."""
+    pairs = tmp_path / "pairs"
+    for d in ("A", "B", "label"):
+        (pairs / d).mkdir(parents=True)
+    img = np.asarray(Image.open(next(images.iterdir())))
+    Image.fromarray(img).save(pairs / "A" / "p.png")
+    Image.fromarray(img[::-1].copy()).save(pairs / "B" / "p.png")
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(pairs / "label" / "p.png")
+    cfg = {"arch": MICRO, "scales": [4], "crop": 32, "batch_size": 1, "steps": 1, "warmup": 0, "threads": 1,
+           "checkpoint_every": 1, "val_every": 0, "log_every": 1}
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps({**cfg, "change_table": "second"}))
+    res = CliRunner().invoke(_app(), ["train", str(second), "--data", str(pairs), "--out-dir", str(tmp_path / "a")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "its change labels are of the 'binary' class table, and the run trains with " \
+        "'second'" in said, said
+    res = CliRunner().invoke(_app(), ["train", str(second), "--data", str(images), "--out-dir", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output  # synthetic change: any table
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(cfg))
+    res = CliRunner().invoke(_app(), ["train", str(plain), "--data", str(pairs), "--init",
+                                      str(tmp_path / "b" / "model.safetensors"), "--out-dir", str(tmp_path / "c")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "the checkpoint's change inputs have 7 classes, and the run's change_table " \
+        "'binary' has 3" in said, said
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
 
 
 def test_init_takes_a_bundled_model_by_name(tmp_path, images):

@@ -305,6 +305,15 @@ class _Run:
             model, fresh = init_model(init, cfg.arch)
             self.described.extend(started_from if started_from is not None else
                                   [f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else "")])
+            if model.cfg.n_bands != cfg.bands:  # else a shape error on the first step (exit 1)
+                n = model.cfg.n_bands
+                raise OptionError(f"init {init}: the checkpoint takes {n} band{'s' * (n != 1)}, and the run's images "
+                                  f"have {cfg.bands} (the config's bands); give images of {n} band{'s' * (n != 1)} "
+                                  f"with bands = {n}, or start from another checkpoint", param="init")
+            if model.cfg.n_change_classes != self.table.n_classes:  # its spec would say one table, its weights another
+                raise OptionError(f"init {init}: the checkpoint's change inputs have {model.cfg.n_change_classes} "
+                                  f"classes, and the run's change_table {self.table.name!r} has {self.table.n_classes}; "
+                                  "set change_table to the table it was trained with", param="init")
         else:
             try:
                 model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,

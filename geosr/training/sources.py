@@ -105,6 +105,13 @@ def load_sources(
             raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} band{'s' * (n != 1)}, "
                              f"but the model has bands = {cfg.bands}; set bands = {n} in the training config or give "
                              f"{cfg.bands}-band images")
+        labelled = None if any_bands else next(  # (the backbone reads no change label)
+            (p for p in pairs if not p.synthetic and p.change is not None and p.table.to_dict() != table.to_dict()),
+            None)
+        if labelled is not None:  # its class indices would be read as the run's table's: a building as a "tree"
+            raise InputError(f"{where}: its change labels are of the {labelled.table.name!r} class table, and the run "
+                             f"trains with {table.name!r} (change_table); set change_table to its table, or give data "
+                             f"labelled with {table.name!r}")
         groups.append((pairs, w))
         foreign.extend(p.target for p in pairs if p.synthetic)
         described.append(f"{kind}: {len(pairs)} pairs from {where}")
