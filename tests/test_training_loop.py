@@ -569,7 +569,22 @@ def test_init_takes_a_bundled_model_by_name(tmp_path, images):
     res = CliRunner().invoke(_app(), ["train", "--data", str(images), "--init", "default", "-x", "4", "--crop", "32",
                                       "--batch", "1", "--train-steps", "1", "--out-dir", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    assert "initialised from default" in read_spec(tmp_path / "r" / "model.safetensors")["training"]["data"]
+    spec = read_spec(tmp_path / "r" / "model.safetensors")
+    assert "initialised from default" in spec["training"]["data"]
+    # found by review: its inference settings (one step, LR-consistency, reference detail) and name were dropped,
+    # and the fine-tuned model sampled 9x slower than the one it came from
+    from geosr.models.registry import resolve_checkpoint
+
+    start = read_spec(resolve_checkpoint("default"))
+    assert start["inference"] and spec["inference"] == start["inference"] and spec["name"] == start["name"]
+    config = tmp_path / "own.json"
+    config.write_text(json.dumps({"name": "mine", "inference": {"steps": 2}}))
+    res = CliRunner().invoke(_app(), ["train", str(config), "--data", str(images), "--init", "default", "-x", "4",
+                                      "--crop", "32", "--batch", "1", "--train-steps", "1", "--out-dir",
+                                      str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    spec = read_spec(tmp_path / "s" / "model.safetensors")
+    assert spec["name"] == "mine" and spec["inference"] == {**start["inference"], "steps": 2}
 
 
 def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written(tmp_path, images):

@@ -196,11 +196,16 @@ def _backbone_from(model: Path, backbone: str) -> str:
 
 
 def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClassTable, described: list[str], step: int,
-               seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None) -> None:
-    """The EMA weights as a geosr checkpoint whose spec records the architecture, data and training run."""
+               seconds: float, world: int, device: torch.device, validation: dict[str, float] | None = None,
+               start: dict | None = None) -> None:
+    """The EMA weights as a geosr checkpoint whose spec records the architecture, data and training run. ``start``:
+    the spec of the checkpoint the run started from (``init``), whose name and inference settings are kept where the
+    config gives none of its own."""
+    start = start or {}
+    own_name = cfg.name != TrainConfig.name or not isinstance(start.get("name"), str)
     spec = make_spec(
         ema,
-        name=cfg.name,
+        name=cfg.name if own_name else start["name"],
         scales=list(cfg.scales),
         band_names=spec_band_names(cfg),
         change_classes={str(i): c.name for i, c in enumerate(table.classes)},
@@ -208,7 +213,7 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
         normalization={"kind": "robust-stretch", "percentiles": [1.0, 99.0], "range": [-1.0, 1.0],
                        "reference": "harmonized to the LR (per-band mean/std at LR scale over unchanged pixels)"},
         halo=2,
-        inference=dict(cfg.inference),
+        inference={**(start.get("inference") or {}), **cfg.inference},
         **({"backbone": _backbone_from(path, cfg.backbone)} if cfg.backbone else {}),
         training={
             "steps": step, "seconds": round(seconds, 1), "processes": world, "device": str(device),
