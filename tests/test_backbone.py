@@ -364,3 +364,23 @@ def test_lite_s_memory_per_window_follows_its_lr_features_and_its_output():
     lite = load_model("lite")
     for side, scale, measured_mb in ((232, 2, 100), (232, 4, 121), (232, 8, 297), (136, 16, 325)):
         assert window_memory(lite, side, side, scale) / 2**20 == pytest.approx(measured_mb, rel=0.25), scale
+
+
+def test_a_write_cut_short_leaves_the_last_whole_model_card(tmp_path, monkeypatch):
+    """Found by review: a backbone run's model.json was written in place (O_TRUNC), so a kill mid-write left it
+    truncated at its final name; it now goes through a .part file, as the weights do."""
+    import pathlib
+
+    net = _random_backbone(scales=(4,))
+    path = save_backbone(net, tmp_path / "model.safetensors", name="first", sidecar=True)
+    whole = path.with_suffix(".json").read_text()
+    real = pathlib.Path.write_text
+
+    def cut_short(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pathlib.Path, "write_text", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        save_backbone(net, path, name="second", sidecar=True)
+    assert path.with_suffix(".json").read_text() == whole

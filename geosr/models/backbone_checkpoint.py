@@ -44,8 +44,11 @@ def save_backbone(net: LRBackbone | ExpertBackbone, path: str | Path, *, name: s
     save_file(tensors, str(tmp), metadata={SPEC_KEY: json.dumps(spec, sort_keys=True)})
     os.chmod(tmp, 0o644)
     tmp.replace(path)
-    if sidecar:
-        path.with_suffix(".json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    if sidecar:  # moved into place as the weights are: a kill mid-write leaves the last whole one
+        side = path.with_suffix(".json")
+        part = side.with_name(side.name + ".part")
+        part.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        part.replace(side)
     return path
 
 

@@ -76,7 +76,9 @@ def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: 
     arr = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    Image.fromarray(arr).save(path)
+    part = Path(path).with_name(Path(path).name + ".part")  # a kill mid-write leaves no truncated PNG
+    Image.fromarray(arr).save(part, format="PNG")
+    part.replace(path)
 
 
 def validation_set(cfg: TrainConfig, training: Groups | None = None) -> tuple[Batches, list[str]]:
