@@ -934,3 +934,28 @@ def test_an_infinite_number_in_the_training_settings_is_refused_before_training(
     for field in ("lr", "weight_decay", "grad_clip", "sigma_max", "upsampler_loss"):
         with pytest.raises(OptionError, match=f"`{field}` must be a finite number, not inf"):
             TrainConfig(**{field: float("inf")})
+
+
+def test_incomplete_pairs_left_out_of_training_are_said(tmp_path, images):
+    """Found by review: a pair without its label or its B/ image was left out without a word, and a folder with no
+    complete pair said "data source {...} holds no usable image"."""
+    pairs = tmp_path / "pairs"
+    for d in ("A", "B", "label"):
+        (pairs / d).mkdir(parents=True)
+    img = np.asarray(Image.open(next(images.iterdir())))
+    for name in ("p0", "p1", "p2"):
+        Image.fromarray(img).save(pairs / "A" / f"{name}.png")
+    for name in ("p0", "p1"):
+        Image.fromarray(img[::-1].copy()).save(pairs / "B" / f"{name}.png")
+    for name in ("p0", "p2"):
+        Image.fromarray(np.zeros((48, 48), np.uint8)).save(pairs / "label" / f"{name}.png")
+    args = ["--data", str(pairs), "-x", "4", "--crop", "32", "--batch", "1", "--train-steps", "1", "--json"]
+    res = CliRunner().invoke(_app(), ["train", *args, "--out-dir", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    said = json.loads(res.stdout)["warnings"]
+    assert said == [f"2 pairs of {pairs} left out, incomplete: p1.png (no label), p2.png (no B/ image)"], said
+    (pairs / "label" / "p0.png").unlink()
+    res = CliRunner().invoke(_app(), ["train", *args, "--out-dir", str(tmp_path / "s")])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 2 and "no pair has its three images (A/, B/ and label/ of one name): p0.png (no label)" \
+        in message, message

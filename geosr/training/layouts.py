@@ -198,6 +198,19 @@ def _same_place(first: Path, others: Sequence[Path]) -> None:
                              "origin); the images of a change pair cover the same pixels")
 
 
+def incomplete_pairs(root: str | Path) -> list[str]:
+    """The images of a change-pair folder's ``A/`` that training leaves out, each with what it lacks ("x.png (no
+    label)"): :func:`change_pair_folder` takes only the names with all three images."""
+    root = Path(root)
+    out = []
+    for a_path in list_images(root / "A") if (root / "A").is_dir() else []:
+        lacks = [what for what, folder in (("B/ image", "B"), ("label", "label"))
+                 if not (root / folder).is_dir() or find_image(root / folder, a_path.stem) is None]
+        if lacks:
+            out.append(f"{a_path.name} (no {' and no '.join(lacks)})")
+    return out
+
+
 # ---- two dated rasters per site, with change and unchanged masks --------------------------------------------------
 def site_pairs(
     root: str | Path, sites: Sequence[str], *, bands: Sequence[int] | None = None, group: str = ""

@@ -258,9 +258,9 @@ class _Run:
         if resume:  # before anything is read: a run resumed with other data or another model is refused
             refuse_changed_settings(self.out, record, cfg.to_dict())
         self.table = load_change_classes(cfg.change_table)
-        groups, foreign, self.described = load_sources(cfg)
-        self.stream = sample_stream(cfg, groups, foreign)
         self.warnings: list[str] = []
+        groups, foreign, self.described = load_sources(cfg, warnings=self.warnings)
+        self.stream = sample_stream(cfg, groups, foreign)
         if self.stream.skipped:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
             n = len(self.stream.skipped)

@@ -12,7 +12,13 @@ import torch
 from geosr.conditioning.changes import load_change_classes
 from geosr.errors import InputError, InputNotFoundError, OptionError
 from geosr.training.config import TrainConfig
-from geosr.training.layouts import change_pair_folder, geotiff_stack, refdiff_folder, synthetic_pairs
+from geosr.training.layouts import (
+    change_pair_folder,
+    geotiff_stack,
+    incomplete_pairs,
+    refdiff_folder,
+    synthetic_pairs,
+)
 from geosr.training.manifest import (
     MANIFEST_NAME,
     Collection,
@@ -66,11 +72,13 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
 
 
 def load_sources(
-    cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None, *, any_bands: bool = False
+    cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None, *, any_bands: bool = False,
+    warnings: list[str] | None = None,
 ) -> tuple[Groups, list[torch.Tensor], list[str]]:
     """(weighted groups of pairs, foreign images for synthetic patches, data descriptions) of ``sources``
     (default: the config's training data); ``any_bands``: images of another band count than the config's are
-    taken (the LR-space backbone's reader makes every image three bands)."""
+    taken (the LR-space backbone's reader makes every image three bands). ``warnings`` gets what is left out
+    (a pair without its target image or label)."""
     groups: Groups = []
     foreign: list[torch.Tensor] = []
     described: list[str] = []
@@ -82,6 +90,15 @@ def load_sources(
             pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
         elif kind == "pairs":
             pairs = change_pair_folder(src["path"])
+            left = incomplete_pairs(src["path"])
+            if left and not pairs:
+                raise InputError(f"{src['path']}: no pair has its three images (A/, B/ and label/ of one name): "
+                                 f"{', '.join(left[:3])}{' ...' if len(left) > 3 else ''}")
+            if left:
+                described.append(f"left out of {src['path']}, incomplete: {', '.join(left)}")
+                if warnings is not None:
+                    warnings.append(f"{len(left)} pair{'s' * (len(left) != 1)} of {src['path']} left out, "
+                                    f"incomplete: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
         elif kind == "geotiff":
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
                                    map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)]
