@@ -96,6 +96,16 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypa
     assert read_spec(run / "model.safetensors")["training"]["steps"] == 24
     lines = [json.loads(x) for x in (run / "train.log").read_text().splitlines()]
     assert any(x.get("step") == 24 for x in lines)
+    # found by review: a resumed run went on with data changed since (an image edited, one added to a folder
+    # source) without a word
+    img = np.asarray(Image.open(images / "im0.png"))
+    Image.fromarray(img[::-1].copy()).save(images / "im1.png")
+    before = (run / "state.safetensors").read_bytes()
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "28"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started on other data: its sources held 2 pairs then and 2 now, or their " \
+        "images changed since" in said, said
+    assert (run / "state.safetensors").read_bytes() == before
 
 
 def test_bad_inputs_exit_2(tmp_path):

@@ -49,7 +49,7 @@ from geosr.training.config import (
 from geosr.training.objective import denoiser_loss, upsampler_loss
 from geosr.training.outputs import REPLACED
 from geosr.training.samples import sample_stream
-from geosr.training.sources import load_sources, source_for_path
+from geosr.training.sources import data_fingerprint, load_sources, source_for_path
 from geosr.training.state import (
     BEST,
     LOG,
@@ -260,6 +260,12 @@ class _Run:
         self.table = load_change_classes(cfg.change_table)
         self.warnings: list[str] = []
         groups, foreign, self.described = load_sources(cfg, warnings=self.warnings)
+        self.data_fingerprint = data_fingerprint(groups)
+        then = (record or {}).get("data_fingerprint")
+        if resume and isinstance(then, dict) and then != self.data_fingerprint:  # (the paths alone were compared)
+            raise OptionError(f"resume: the run in {self.out} was started on other data: its sources held "
+                              f"{then.get('pairs')} pairs then and {self.data_fingerprint['pairs']} now, or their "
+                              "images changed since; restore them, or start another run", param="resume")
         self.stream = sample_stream(cfg, groups, foreign)
         if self.stream.skipped:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
@@ -465,7 +471,8 @@ class _Run:
             if event is not None:
                 self._write(event)
         if saving:
-            extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg}
+            extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg,
+                     "data_fingerprint": self.data_fingerprint}
             save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=states)
             self.save(self.out / MODEL)
         return timed_out

@@ -137,6 +137,24 @@ def load_sources(
     return groups, foreign, described
 
 
+def data_fingerprint(groups: Groups) -> dict[str, Any]:
+    """How many pairs ``groups`` hold and a hash of every value a run trains on (each pair's name, images, labels and
+    given LRs, each group's weight), so that a run resumed on data changed since it started (a pair added to its
+    folder, an image edited) can be told from one resumed on its own."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    n = 0
+    for pairs, weight in groups:
+        digest.update(repr(float(weight)).encode())
+        for p in pairs:
+            n += 1
+            digest.update(p.name.encode())
+            for t in (p.target, p.ref, p.change, p.labelled, p.map, *(p.lr[s] for s in sorted(p.lr))):
+                digest.update(b"-" if t is None else repr(tuple(t.shape)).encode() + t.contiguous().numpy().tobytes())
+    return {"pairs": n, "sha1": digest.hexdigest()}
+
+
 def evaluation_pairs(data: str | Path) -> list[Pair]:
     """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
     try:
@@ -155,4 +173,4 @@ def evaluation_pairs(data: str | Path) -> list[Pair]:
                      "HR_512/, or A/ B/ label/)")
 
 
-__all__ = ["source_for_path", "collection_of", "load_sources", "evaluation_pairs"]
+__all__ = ["source_for_path", "collection_of", "load_sources", "data_fingerprint", "evaluation_pairs"]
