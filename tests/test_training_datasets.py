@@ -386,3 +386,18 @@ def test_a_refdiff_image_without_a_mask_is_unlabelled_and_a_deep_given_lr_keeps_
     with pytest.raises(InputError, match=r"Ref/img1.png: has 3 bands but .*HR_512/img1.png has 1; the images of a "
                                          "pair must have the same bands"):
         refdiff_folder(root)
+
+
+def test_an_image_without_a_valid_pixel_is_refused_naming_it(tmp_path):
+    """Found by review: a GeoTIFF whose every pixel is nodata trained (exit 0) on a blank image of zeros."""
+    from geosr.training.pairs import read_image
+
+    path = tmp_path / "n.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype="float32", nodata=-9999) as ds:
+        ds.write(np.full((1, 16, 16), -9999, np.float32))
+    with pytest.raises(InputError, match=r"n.tif: holds no valid pixel \(every one is nodata or not a number\)"):
+        read_image(path)
+    from geosr.training.backbone_fit import read_images  # the LR-space backbone's reader (--arch lite)
+
+    with pytest.raises(InputError, match=r"n.tif: holds no valid pixel"):
+        read_images([path])

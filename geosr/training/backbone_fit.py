@@ -111,6 +111,8 @@ def _read_tiff(p: Path) -> torch.Tensor:
         with rasterio.open(p) as ds:
             m = ds.read(indexes=bands, masked=True).astype(np.float32)
             eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
+    if (np.ma.getmaskarray(m) | ~np.isfinite(m.filled(0.0))).all():  # a blank image of zeros, trained on silently
+        raise InputError(f"{p}: holds no valid pixel (every one is nodata or not a number)")
     a = np.nan_to_num(m.filled(0.0), nan=0.0, posinf=0.0, neginf=0.0)
     if not eight_bit:
         valid = a[~np.ma.getmaskarray(m)]

@@ -167,7 +167,9 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
         dtype = "float32" if deep else "uint8"  # scaled as a deep GeoTIFF is: by its 99.9th percentile
         valid = np.isfinite(arr)
         arr = np.where(valid, arr, 0).astype(np.float32)
-    top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" and valid.any() else 255.0
+    if not valid.any():  # else trained on (or scored against) a blank image of zeros without a word
+        raise InputError(f"{path}: holds no valid pixel (every one is nodata or not a number)")
+    top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" else 255.0
     div = 255.0 if dtype == "uint8" else max(top, 1e-6)
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div
 
