@@ -787,6 +787,23 @@ def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path
     res = runner.invoke(_app(), _quick(tmp_path, images))  # no --overwrite needed
     assert res.exit_code == 0, res.output
     assert (run / "state.safetensors").exists() and (run / "train.log").exists()
+    # killed outright before its first save (kill -9, out of memory): its log and lock were left, and the same
+    # command was refused ("the output folder is not empty"; found by review); it now runs again as it was
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "train.log").write_text('{"event": "start", "step": 0}\n')
+    (killed / ".geosr-lock").write_text("")
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--out-dir", str(killed)))
+    assert res.exit_code == 0, res.output
+    starts = [x for x in map(json.loads, (killed / "train.log").read_text().splitlines()) if x.get("event") == "start"]
+    assert len(starts) == 1 and (killed / "state.safetensors").exists()
+    (killed / "train.log").unlink()  # a log beside no lock (no run was killed there): not taken for a dead run's
+    (killed / ".geosr-lock").unlink()
+    for f in killed.iterdir():
+        f.unlink()
+    (killed / "train.log").write_text("a user's notes\n")
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--out-dir", str(killed)))
+    assert res.exit_code == 2 and (killed / "train.log").read_text() == "a user's notes\n"
 
 
 def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, images, monkeypatch):
@@ -816,7 +833,9 @@ def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, i
     for name in earlier:
         os.replace(run / name, run / ".geosr-replaced" / name)
     (run / "train.log").write_text('{"event": "start", "step": 0}\n')
-    res = runner.invoke(_app(), _quick(tmp_path, images, "--resume", "--train-steps", "4", "--json"))
+    # resumed by its folder alone (its own settings): it read the defaults, the state being set aside, and was
+    # refused ("started with --batch 2, not 4"; found by review)
+    res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(run), "--train-steps", "4", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["resumed_from"] == 2  # the earlier run, put back
     assert not (run / ".geosr-replaced").exists()

@@ -578,7 +578,9 @@ def _refuse_nothing_to_resume(folder: Path) -> None:
 
 def resumed_config(out: Path) -> TrainConfig | None:
     """The settings the run in ``out`` was started with, as its last state records them (None: no record)."""
-    started = (state_record(out) or {}).get("run") if out.is_dir() else None
+    # a state a killed `overwrite` run set aside is the run's (the claim puts it back before anything runs)
+    own = out if (out / STATE).is_file() or not (out / REPLACED / STATE).is_file() else out / REPLACED
+    started = (state_record(own) or {}).get("run") if own.is_dir() else None
     if not isinstance(started, dict):
         return None
     names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -110,6 +110,13 @@ class OutputFolder:
         with JobLock(self.path / LOCK, output=self.path):
             if aside.is_dir():  # set aside by a run that was killed: whether it saved decides, as below
                 self._settle(aside, keep_new=saved())
+            left = self._entries()
+            if had_lock and not resume and not overwrite and left and not saved() and all(
+                    e.is_file() and not e.is_symlink() and self._owns(e.name) for e in left):
+                # a run killed (kill -9, out of memory) before it saved anything left its log and lock: it is run
+                # again as it was, as one that failed would have cleared them (the lock shows none is running)
+                for e in left:
+                    e.unlink()
             before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}
             ok = False
             try:
