@@ -254,7 +254,7 @@ class _Run:
         folder = run_folder(self.out)
         if self.rank == 0 and not resume:
             folder.check(overwrite=overwrite)
-        record = state_record(self.out) if resume else None
+        record = self.record = state_record(self.out) if resume else None
         if resume:  # before anything is read: a run resumed with other data or another model is refused
             refuse_changed_settings(self.out, record, cfg.to_dict())
         self.table = load_change_classes(cfg.change_table)
@@ -451,7 +451,9 @@ class _Run:
         return time.perf_counter() - self.t0
 
     def save(self, path: Path, validation: dict[str, float] | None = None) -> None:
-        save_model(path, self.ema.module, self.cfg, self.table, self.described, self.step, self.seconds(), self.world,
+        # the model card's time is the whole run's, every resumed segment's (its device and hardware the last one's)
+        total = self.seconds() + float((self.record or {}).get("seconds") or 0.0)
+        save_model(path, self.ema.module, self.cfg, self.table, self.described, self.step, total, self.world,
                    self.device, validation=validation, start=self.start_spec)
 
     def after_step(self, gnorm: float, scale: int, lr: float, max_seconds: float | None) -> bool:
@@ -472,7 +474,8 @@ class _Run:
                 self._write(event)
         if saving:
             extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg,
-                     "data_fingerprint": self.data_fingerprint}
+                     "data_fingerprint": self.data_fingerprint,
+                     "seconds": round(self.seconds() + float((self.record or {}).get("seconds") or 0.0), 1)}
             save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=states)
             self.save(self.out / MODEL)
         return timed_out
