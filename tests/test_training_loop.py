@@ -846,6 +846,13 @@ def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, i
     assert res.exit_code == 0, res.output
     starts = [x for x in map(json.loads, (run / "train.log").read_text().splitlines()) if x.get("event") == "start"]
     assert len(starts) == 1 and not (run / ".geosr-replaced").exists()
+    # an input inside the folder it replaces: set aside as the run started, then "model file ... does not exist"
+    # of a file that was there (found by review); refused first, the folder left as it was
+    kept = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".geosr-lock"}
+    res = runner.invoke(_app(), _quick(tmp_path, images, "--overwrite", "--init", str(run / "model.safetensors")))
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "model.safetensors: lies in" in said and "move it out of the folder first" in said
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".geosr-lock"} == kept
 
 
 def _launch(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:

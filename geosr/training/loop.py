@@ -321,8 +321,9 @@ class _Run:
                                   f"with bands = {n}, or start from another checkpoint", param="init")
             if model.cfg.n_change_classes != self.table.n_classes:  # its spec would say one table, its weights another
                 raise OptionError(f"init {init}: the checkpoint's change inputs have {model.cfg.n_change_classes} "
-                                  f"classes, and the run's change_table {self.table.name!r} has {self.table.n_classes}; "
-                                  "set change_table to the table it was trained with", param="init")
+                                  f"classes, and the run's change_table {self.table.name!r} has "
+                                  f"{self.table.n_classes}; set change_table to the table it was trained with",
+                                  param="init")
         else:
             try:
                 model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
@@ -529,6 +530,8 @@ def train(
     cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
     if resume:
         _refuse_nothing_to_resume(Path(cfg.out))
+    if overwrite:
+        _refuse_inputs_inside(Path(cfg.out), cfg, opts.init)
     def saved() -> bool:  # what a failed run wrote is kept (and an earlier run it replaces dropped) once it saved
         return (Path(cfg.out) / STATE).exists()
 
@@ -567,6 +570,22 @@ def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, f
     if run.world > 1:
         torch.distributed.barrier()
     return run.result()
+
+
+def _refuse_inputs_inside(out: Path, cfg: TrainConfig, init: str | None) -> None:
+    """Refuse an input (``init``, a data file or folder, the backbone) inside the run folder ``overwrite`` replaces:
+    its files are set aside as the run starts, and the run then said "does not exist" of a file that was there."""
+    paths = [init, cfg.backbone]
+    for src in (*cfg.data, *cfg.val_data):
+        paths += [src.get(k) for k in ("path", "hr", "lr", "ref", "mask", "map", "manifest")]
+        paths += list(src.get("paths") or ())
+    folder = out.resolve()
+    for p in paths:
+        if isinstance(p, str) and p and Path(p).expanduser().exists():
+            where = Path(p).expanduser().resolve()
+            if where == folder or folder in where.parents:
+                raise OptionError(f"{p}: lies in {out}, the run folder `overwrite` replaces; move it out of the "
+                                  "folder first", param="overwrite")
 
 
 def _refuse_nothing_to_resume(folder: Path) -> None:
