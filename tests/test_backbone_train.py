@@ -115,6 +115,13 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert "initialised from lite" in read_spec(out / "model.safetensors")["training"]["data"]
     state = json.loads((out / "state.json").read_text(), parse_constant=strict)
     assert state["best"]["step"] == result["best_step"] and state["loss_avg"] == again["ema_loss"]
+    # data changed since the run started (an image added to its folder): refused (found by review: trained on)
+    _image(root / "field" / "field9.jpg", 77)
+    before = (out / "state.safetensors").read_bytes()
+    res = _run([*common, "--train-steps", "8", "--resume", "--val-every", "1000"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started on other data: its sources held 4 images then and 5 now" in said, said
+    assert (out / "state.safetensors").read_bytes() == before
 
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):

@@ -10,6 +10,7 @@ training split, ``A/ B/`` folders, Ref-Diff folders).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -82,6 +83,15 @@ def train_backbone(
     from geosr.training.validation import image_fingerprint
 
     trained = {image_fingerprint(t) for t in train}
+    # every image trained on, hashed: a resume on data changed since the run started is refused (as the diffusion
+    # trainer's); a run saved before this record is not checked
+    hashes = sorted(f"{shape}{h}" for shape, h in map(image_fingerprint, train))
+    data = {"images": len(train), "sha1": hashlib.sha1("".join(hashes).encode()).hexdigest()}
+    then = (state_record(out) or {}).get("data_fingerprint") if resume else None
+    if isinstance(then, dict) and then != data:
+        raise OptionError(f"resume: the run in {out} was started on other data: its sources held {then.get('images')} "
+                          f"images then and {len(train)} now, or their images changed since; restore them, or start "
+                          "another run", param="resume")
     overlap = sum(image_fingerprint(t) in trained for t in val)
     if overlap:  # the best weights would be chosen partly on images trained on (as the diffusion trainer refuses)
         raise OptionError(f"val_data: {overlap} of its {len(val)} images {'is' if overlap == 1 else 'are'} also in "
@@ -109,7 +119,7 @@ def train_backbone(
     )
     state = {"last": float("nan"), "avg": float("nan")}
     # what each save records beside fit_backbone's own: the run's settings, the loss's running mean (for --resume)
-    extra: dict[str, Any] = {"run": cfg.to_dict(), "loss_avg": None}
+    extra: dict[str, Any] = {"run": cfg.to_dict(), "loss_avg": None, "data_fingerprint": data}
     if resume:
         extra["loss_avg"] = (state_record(out) or {}).get("loss_avg")
         state["avg"] = float(extra["loss_avg"]) if extra["loss_avg"] is not None else float("nan")
