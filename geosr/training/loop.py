@@ -309,9 +309,10 @@ class _Run:
         torch.manual_seed(cfg.seed)
         # the start's name and inference settings (steps, LR-consistency, reference detail) go on unless the config
         # gives its own: a fine-tuned default ran 9x slower without its one-step setting and reference detail
-        self.start_spec = read_spec(resolve_checkpoint(init)) if init else {}
+        self.start_spec: dict = {}
         if init:
             model, fresh = init_model(init, cfg.arch)
+            self.start_spec = read_spec(resolve_checkpoint(init))
             self.described.extend(started_from if started_from is not None else
                                   [f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else "")])
             if model.cfg.n_bands != cfg.bands:  # else a shape error on the first step (exit 1)
