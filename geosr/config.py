@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class TilingConfig:
     overlap: int | None = None
 
     def __post_init__(self) -> None:
+        _whole(self, "window", "overlap")
         _check_int("window", self.window, low=1, none_ok=True)
         _check_int("overlap", self.overlap, low=0, none_ok=True)
         if self.window is not None and self.overlap is not None and self.overlap >= self.window:
@@ -62,6 +64,9 @@ class SamplerConfig:
     lr_consistency: str | None = None
 
     def __post_init__(self) -> None:
+        _whole(self, "steps", "seed")
+        check_bool(self, "fuse_overlaps")
+        check_bool(self, "reference_detail", none_ok=True)
         _check_int("steps", self.steps, low=0, none_ok=True)  # 0: a sampler on a backbone gives the backbone's
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         mode = self.lr_consistency
@@ -81,6 +86,8 @@ class OutputConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        check_bool(self, "overwrite")
+        _whole(self, "compress_level", "blocksize")
         if not isinstance(self.compress, str) or self.compress.upper() not in COMPRESSIONS:
             raise OptionError(f"compress {self.compress!r}: not one of {', '.join(COMPRESSIONS)}", param="compress")
         object.__setattr__(self, "compress", self.compress.upper())
@@ -105,10 +112,34 @@ class DeviceConfig:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
+        if not isinstance(self.device, str):
+            raise OptionError(f"device {self.device!r}: give auto, cpu, cuda or cuda:N", param="device")
+        _whole(self, "batch_size")
         _check_int("batch_size", self.batch_size, low=1)
 
 
 MAX_SEED = 2**64 - 1  # the noise hashes a seed's 64 bits (geosr.sampling.noise): 2**64 would be seed 0 again
+
+
+def _whole(obj: Any, *names: str) -> None:
+    """Make NumPy's whole numbers (``np.int64(4)``) of the fields ``names`` of the frozen ``obj`` Python ints, as
+    the flat keywords take them, before they are checked."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            object.__setattr__(obj, name, int(value))
+
+
+def check_bool(obj: Any, name: str, *, none_ok: bool = False) -> None:
+    """A yes/no field of the frozen ``obj`` that is True or False (NumPy's too), None where ``none_ok``: a non-empty
+    string such as ``"no"`` is true to Python, and ``overwrite="no"`` in a config object replaced a file."""
+    value = getattr(obj, name)
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        object.__setattr__(obj, name, bool(value))
+        return
+    raise OptionError(f"{name} {value!r}: give True or False", param=name)
 
 
 def _check_int(param: str, value: object, *, low: int, none_ok: bool = False, high: int | None = None) -> None:

@@ -217,3 +217,48 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
     assert geosr.load_model("lite", sampler="paper").name == "lite"  # a preset's name for a SamplerConfig
     # options the Python API takes as richer objects keep them (an architecture table extends a checkpoint's)
     assert TrainOptions.of(arch={"upsampler_channels": 64}).arch == {"upsampler_channels": 64}
+
+
+def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
+    """Found by review: `overwrite="no"` in a config object or table (and to plan_batch) is true to Python, and
+    replaced a file the caller meant to keep; a checkpoint as a pathlib.Path was taken for a ready model
+    (AttributeError); None for a yes/no option turned co-registration off; options=5, describe(5) and unknown
+    run_batch settings were raw TypeErrors; a batch dry run took `device="tpu"`."""
+    import numpy as np
+
+    import geosr
+    from geosr.config import OutputConfig, SamplerConfig
+    from geosr.io.describe import describe
+    from geosr.options import UpscaleOptions
+    from geosr.pipeline.batch import plan_batch, run_batch
+    from tests.conftest import make_raster, smooth_field
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=2) * 255).astype(np.uint8))
+    kept = tmp_path / "kept.tif"
+    kept.write_text("precious")
+    for given in (lambda: {"output_config": {"overwrite": "no"}},
+                  lambda: {"options": UpscaleOptions(scale=2, model="bicubic",
+                                                     output_config=OutputConfig(overwrite="no"))}):
+        with pytest.raises(OptionError, match="overwrite 'no': give True or False"):
+            geosr.upscale(lr, output=kept, scale=2, model="bicubic", **given())
+    assert kept.read_text() == "precious"
+    with pytest.raises(OptionError, match="overwrite 'no': give True or False"):
+        plan_batch(str(tmp_path / "l*.tif"), out=str(kept), x=2, model="bicubic", overwrite="no")
+    for make, said in ((lambda: SamplerConfig(fuse_overlaps="no"), "fuse_overlaps 'no'"),
+                       (lambda: UpscaleOptions(coregister="no"), "coregister 'no'"),
+                       (lambda: UpscaleOptions(model=5), "model 5: give a model's name"),
+                       (lambda: geosr.detect_changes(lr, ref=lr, output=tmp_path / "c.tif", options=5), "options 5"),
+                       (lambda: describe(5), "paths 5"), (lambda: describe(lr, read_all="yes"), "read_all 'yes'"),
+                       (lambda: geosr.load_model("lite", device=5), "device 5")):
+        with pytest.raises(OptionError, match=said):
+            make()
+    assert UpscaleOptions(scale=np.int64(4), coregister=None).scale == 4  # as the flat keyword takes them
+    assert UpscaleOptions(coregister=None).coregister is True and DetectChangesOptions(coregister=None).coregister
+    lite = Path(geosr.__file__).parent / "weights" / "lite.safetensors"
+    result = geosr.upscale(lr, output=tmp_path / "o.tif", scale=4, model=lite, dry_run=True)
+    assert result.model == "lite"
+    plan = plan_batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic")
+    with pytest.raises(OptionError, match="unknown run_batch setting 'foo'"):
+        run_batch(plan, foo=1)
+    with pytest.raises(OptionError, match="device 'tpu': use auto, cpu, cuda or cuda:N"):
+        geosr.batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic", device="tpu", dry_run=True)

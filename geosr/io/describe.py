@@ -23,9 +23,16 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
     """Metadata of every raster and, for each pair, the share of the first's area the second covers (``paths``:
     a list, or one path). Each file's last block is read (a truncated file fails there); with ``read_all`` every
     block of every band, so that a damaged block anywhere raises the InputError upscale would."""
+    if not isinstance(paths, (str, os.PathLike, list, tuple)):
+        raise OptionError(f"paths {paths!r}: give a raster's path or a list of them", param="paths")
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # one raster: not its name's letters
     if not given:
         raise OptionError("describe needs at least one raster path")
+    wrong = next((p for p in given if not isinstance(p, (str, os.PathLike))), None)
+    if wrong is not None:
+        raise OptionError(f"paths: {wrong!r} is not a raster's path", param="paths")
+    if not isinstance(read_all, bool):  # "no" is true to Python
+        raise OptionError(f"read_all {read_all!r}: give True or False", param="read_all")
     infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
     tags = {info.path: _read_blocks(info.path, read_all) for info in infos}
     files = []

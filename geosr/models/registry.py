@@ -178,9 +178,17 @@ def load_model(
     For diffusion models ``sampler`` picks the preset, steps, seed and overlap fusion, and ``style`` is None /
     "none", "sample" or a style image tensor (1, bands, h, w) in model space.
     """
+    if isinstance(spec, os.PathLike):  # a checkpoint's path as a pathlib.Path
+        spec = os.fspath(spec)
     if not isinstance(spec, str):
         raise OptionError(f"model {spec!r}: give a model's name (`geosr models`) or a checkpoint's path",
                           param="model")
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise OptionError(f"device {device!r}: give auto, cpu, cuda or cuda:N", param="device")
+    if reference_detail is not None and not isinstance(reference_detail, bool):
+        raise OptionError(f"reference_detail {reference_detail!r}: give True, False or None", param="reference_detail")
     if isinstance(sampler, str):  # a preset's name
         sampler = SamplerConfig(preset=sampler)
     elif sampler is not None and not isinstance(sampler, SamplerConfig):

@@ -9,6 +9,7 @@ how it reports (``--quiet``, ``--json``) are not options of the work and stay in
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -146,7 +147,8 @@ class EvaluateOptions(CommandOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "models", tuple(dict.fromkeys(_as_tuple(self.models))))  # -m a -m a: once
+        models = (os.fspath(m) if isinstance(m, os.PathLike) else m for m in _as_tuple(self.models))  # Path: a path
+        object.__setattr__(self, "models", tuple(dict.fromkeys(models)))  # -m a -m a: once
         object.__setattr__(self, "scales", tuple(dict.fromkeys(_as_tuple(self.scales))))  # -x 4 -x 4: once
         if self.lr_consistency is not None:  # checked here too: classical models alone never read it
             check_choice(self.lr_consistency, "lr_consistency", LR_CONSISTENCY_MODES)

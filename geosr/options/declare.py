@@ -56,11 +56,14 @@ class CommandOptions:
 
     def __post_init__(self) -> None:
         free = {f.name for f in dataclasses.fields(self) if f.type in ("Any", Any)}  # e.g. an arch table (Python)
-        for name, _, flag in self.flags():  # the kinds the command line's parsing guarantees, for Python too
+        for name, default, flag in self.flags():  # the kinds the command line's parsing guarantees, for Python too
             if name in free:
                 continue
             value = getattr(self, name)
             typ = flag.type
+            if typ is bool and value is None and isinstance(default, bool):  # "not given": the default (None read as
+                object.__setattr__(self, name, default)  # off turned co-registration and cloud masks off)
+                continue
             if typ in (bool, int, float, str) or isinstance(typ, type) and issubclass(typ, os.PathLike):
                 object.__setattr__(self, name, coerce(name, value, typ))
             elif getattr(typ, "__origin__", None) is list and typ.__args__ == (int,) and value is not None:
@@ -77,6 +80,8 @@ class CommandOptions:
         option (``out_dir`` for ``--out-dir``, ``model`` for ``--model``); an unknown name is refused."""
         if isinstance(options, Mapping):  # options as a table of keywords
             options, values = None, {**options, **values}
+        if options is not None and not isinstance(options, cls):  # (dataclasses.replace's TypeError otherwise)
+            raise OptionError(f"options {options!r}: give a {cls.__name__} or a table of its fields", param="options")
         values = cls.canonical(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -22,6 +24,7 @@ from geosr.config import (
     OutputConfig,
     SamplerConfig,
     TilingConfig,
+    check_bool,
 )
 from geosr.errors import OptionError, ScaleError
 from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, coerce
@@ -58,6 +61,13 @@ class UpscaleOptions:
     ignore_unused: bool = False  # run although the model cannot use a given --ref / --cd / --map / --style
 
     def __post_init__(self) -> None:
+        if isinstance(self.scale, numbers.Integral) and not isinstance(self.scale, bool):
+            object.__setattr__(self, "scale", int(self.scale))  # NumPy's too, as the flat keyword takes it
+        for name, default in (("force_resources", False), ("coregister", True), ("cloud_masks", True),
+                              ("ignore_unused", False)):
+            if getattr(self, name) is None:  # "not given": the default (None read as off turned co-registration off)
+                object.__setattr__(self, name, default)
+            check_bool(self, name)
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
             raise ScaleError(
                 f"scale {self.scale}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "
@@ -67,6 +77,11 @@ class UpscaleOptions:
         if self.sampler.preset not in SAMPLER_PRESETS:
             raise OptionError(f"sampler {self.sampler.preset!r}: choose one of {', '.join(SAMPLER_PRESETS)}",
                               param="sampler")
+        if isinstance(self.model, os.PathLike):  # a checkpoint's path as a pathlib.Path (was taken for a model)
+            object.__setattr__(self, "model", os.fspath(self.model))
+        elif not isinstance(self.model, str) and not (hasattr(self.model, "scales") and callable(self.model)):
+            raise OptionError(f"model {self.model!r}: give a model's name (`geosr models`), a checkpoint's path or a "
+                              "SuperResolver", param="model")
         for name in ("ref", "cd", "map", "aoi", "style"):  # paths arrive as str or os.PathLike
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

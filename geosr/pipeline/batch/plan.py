@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
+from geosr.options.declare import coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
@@ -40,6 +41,13 @@ def plan_batch(
 
     ``make_dirs``: an output folder that does not exist is made when its job runs (not by the check)."""
     t0 = time.perf_counter()
+    # checked here, not only by batch(): overwrite="no" is true to Python, and replaced the outputs it named
+    overwrite, force, skip_invalid, make_dirs = (
+        bool(coerce(name, value, bool)) for name, value in (("overwrite", overwrite), ("force", force),
+                                                            ("skip_invalid", skip_invalid), ("make_dirs", make_dirs)))
+    threads = coerce("threads", threads, int)
+    if threads is not None and threads < 1:
+        raise OptionError(f"threads {threads} must be at least 1 (or left out)", param="threads")
     m = read_manifest(manifest, defaults=job_options)
     problems = list(m.problems)
     models = _ClientModels()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -63,6 +64,10 @@ class RunSettings:
             where = "`client`" if self.client is not None else "`scheduler`"
             raise OptionError(f"workers applies to the local cluster only; the cluster behind {where} has its own",
                               param="workers")
+        # the name checked as a run checks it (a dry run said nothing of `tpu`); whether this machine has CUDA is
+        # the workers' to say
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
+            raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
         if self.retries < 0:
             raise OptionError(f"retries {self.retries} cannot be negative (0: no retry)", param="retries")
@@ -117,6 +122,14 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     ``kw``: the fields of :class:`RunSettings` (``results=``, ``client=``, ``scheduler=``, ``workers=``,
     ``device=``, ``retries=``, ``dashboard=``, ``progress=``, ``on_start=``), over ``settings``.
     """
+    if not isinstance(plan, BatchPlan):
+        raise OptionError(f"plan {plan!r}: give the BatchPlan that plan_batch returned", param="plan")
+    if settings is not None and not isinstance(settings, RunSettings):
+        raise OptionError(f"settings {settings!r}: give a RunSettings, or its fields as keywords", param="settings")
+    known = {f.name for f in fields(RunSettings)}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise OptionError(f"unknown run_batch setting {unknown[0]!r} (settings: {', '.join(sorted(known))})")
     s = replace(settings or RunSettings(), **kw)
     results_path = Path(s.results or plan.results) if (s.results or plan.results) else None
     if results_path is None:
