@@ -257,6 +257,9 @@ def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
     lite = Path(geosr.__file__).parent / "weights" / "lite.safetensors"
     result = geosr.upscale(lr, output=tmp_path / "o.tif", scale=4, model=lite, dry_run=True)
     assert result.model == "lite"
+    with pytest.raises(OptionError, match="progress 5: give a function"):
+        geosr.upscale(lr, output=tmp_path / "p.tif", scale=2, model="bicubic", progress=5)
+    assert not list(tmp_path.glob("p.tif*"))  # (its work folder was left)
     plan = plan_batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic")
     with pytest.raises(OptionError, match="unknown run_batch setting 'foo'"):
         run_batch(plan, foo=1)

@@ -16,7 +16,7 @@ import torch
 from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
-from geosr.errors import OutputExistsError, ResumeError
+from geosr.errors import OptionError, OutputExistsError, ResumeError
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
@@ -214,6 +214,8 @@ def upscale(
     journal kept for ``resume``).
     """
     t0 = time.perf_counter()
+    if progress is not None and not callable(progress):  # else a TypeError at the first row, its work folder left
+        raise OptionError(f"progress {progress!r}: give a function of (done, total), or None", param="progress")
     with plan_upscale(lr, output=output, options=options, dry_run=dry_run, resume=resume, **fields) as job:
         if dry_run:  # with resume, what the run would find: the same refusal, or the rows it would not redo
             resumed = 0
@@ -222,9 +224,9 @@ def upscale(
                 refuse_another_plan(job, work)
                 resumed = Journal.peek(work / f"rows_{0:05d}_{job.plan.n_rows:05d}",
                                        {**job.fingerprint, "rows": [0, job.plan.n_rows]}, fingerprint_changes)
-            return UpscaleResult(
-                **job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0, estimate_s=_estimate_seconds(job)
-            )
+            estimate = _estimate_seconds(job)  # (timed before `seconds`, which includes it)
+            return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0,
+                                 estimate_s=estimate)
         with job.lock(), writing(job.out_path):
             if not resume:
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
