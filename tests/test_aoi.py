@@ -276,3 +276,38 @@ def test_a_gml_area_of_interest_leaves_its_folder_as_it_was(tmp_path):
             extra.unlink()
     assert aoi_window(str(folder / "a.gml"), UTM) == Window(33, 66, 134, 101)
     assert sorted(p.name for p in folder.iterdir()) == ["a.gml"]
+
+
+def test_a_vector_aoi_in_another_crs_covers_its_curved_edges_as_the_same_box_does(tmp_path):
+    """Found by review: a vector AOI was taken to the scene's CRS by its features' corners, so the southern edge of a
+    lon/lat box straddling a UTM zone's central meridian (curved in UTM, below its corners) lost ~100 m (two 60 m
+    LR rows) that the same box given as W,S,E,N kept."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grid = Grid(CRS.from_epsg(32633), Affine(60, 0, 460020, 0, -60, 5800020), 1260, 720)
+    path = tmp_path / "box.geojson"
+    gpd.GeoDataFrame(geometry=[box(14.5, 52.0, 15.5, 52.3)], crs="EPSG:4326").to_file(path)
+    as_box = aoi_window("14.5,52.0,15.5,52.3", grid)
+    assert aoi_window(str(path), grid) == as_box
+    # the box's southern edge at 15 E (the zone's central meridian) lies inside the window
+    _, (y,) = transform("EPSG:4326", grid.crs, [15.0], [52.0])
+    assert grid.transform.f - (as_box.row_off + as_box.height) * 60 <= y
+
+
+@pytest.mark.parametrize("wkt, window", [
+    ("POINT (500200 5199695)", Window(20, 30, 1, 1)),  # a point on a column edge
+    ("LINESTRING (500203 5199700, 500297 5199700)", Window(20, 30, 10, 1)),  # along a row edge
+    ("LINESTRING (500200 5199605, 500200 5199795)", Window(20, 20, 1, 20)),  # along a column edge
+    ("POINT (500600 5199500)", Window(59, 49, 1, 1)),  # the scene's far corner
+])
+def test_an_aoi_of_no_extent_on_a_pixel_edge_takes_the_pixel_beside_it(tmp_path, wkt, window):
+    """Found by review: a point or a line lying on a pixel edge covered no whole pixel and was refused as "does not
+    overlap the scene"."""
+    import geopandas as gpd
+    from shapely import wkt as shapely_wkt
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5200000), 60, 50)
+    path = tmp_path / "a.geojson"
+    gpd.GeoDataFrame(geometry=[shapely_wkt.loads(wkt)], crs="EPSG:32633").to_file(path)
+    assert aoi_window(str(path), grid) == window

@@ -146,7 +146,11 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
             f"as `aoi_crs` ({aoi_crs}) has it for a file without a CRS; give `aoi_crs` the file's CRS"
         raise OptionError(f"{path}: its coordinates ({w:.10g}, {s:.10g}, {e:.10g}, {n:.10g}) are not longitudes "
                           f"and latitudes, {where}")
-    left, bottom, right, top = (float(v) for v in frame.to_crs(grid.crs).total_bounds)
+    # the edges densified first, as a box's are (transform_bounds): a straight edge in one CRS is curved in another,
+    # and the corners alone left a strip of a lon/lat box out of the window in UTM
+    span = max(e - w, n - s)
+    dense = frame.geometry.segmentize(span / 64) if span > 0 and math.isfinite(span) else frame.geometry
+    left, bottom, right, top = (float(v) for v in dense.to_crs(grid.crs).total_bounds)
     if all(math.isfinite(v) for v in (left, bottom, right, top)):
         return left, bottom, right, top
     # features the scene's CRS cannot hold (a world-wide layer in UTM): their extent cut to the scene first

@@ -59,13 +59,22 @@ class Grid:
             cols.append(c)
             rows.append(r)
         eps = 1e-6  # tolerate floating-point noise on pixel edges
-        c0 = max(0, math.floor(min(cols) + eps))
-        r0 = max(0, math.floor(min(rows) + eps))
-        c1 = min(self.width, math.ceil(max(cols) - eps))
-        r1 = min(self.height, math.ceil(max(rows) - eps))
+        c0, c1 = _span(min(cols), max(cols), self.width, eps)
+        r0, r1 = _span(min(rows), max(rows), self.height, eps)
         if c1 <= c0 or r1 <= r0:
             raise NoOverlapError("the area of interest does not overlap the scene")
         return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _span(lo: float, hi: float, size: int, eps: float) -> tuple[int, int]:
+    """The whole pixels [first, end) covering [lo, hi] along one axis of ``size`` pixels, clipped to it; bounds of no
+    extent (a point, a line along the axis) that lie on a pixel edge inside the grid take the pixel after the edge
+    (before it at the grid's far end): snapped to the edge, they covered no pixel and read as "no overlap"."""
+    first, end = max(0, math.floor(lo + eps)), min(size, math.ceil(hi - eps))
+    if end <= first and hi - lo <= 2 * eps and -eps <= lo <= size + eps:
+        first = min(max(0, round(lo)), size - 1)
+        end = first + 1
+    return first, end
 
 
 def meets(source: Grid, target: Grid) -> bool:
