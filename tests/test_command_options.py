@@ -226,13 +226,13 @@ def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
     (AttributeError); None for a yes/no option turned co-registration off; options=5, describe(5) and unknown
     run_batch settings were raw TypeErrors; a batch dry run took `device="tpu"`."""
     import numpy as np
+    from tests.conftest import make_raster, smooth_field
 
     import geosr
     from geosr.config import OutputConfig, SamplerConfig
     from geosr.io.describe import describe
     from geosr.options import UpscaleOptions
     from geosr.pipeline.batch import plan_batch, run_batch
-    from tests.conftest import make_raster, smooth_field
 
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=2) * 255).astype(np.uint8))
     kept = tmp_path / "kept.tif"
@@ -265,4 +265,5 @@ def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
     with pytest.raises(OptionError, match="unknown run_batch setting 'foo'"):
         run_batch(plan, foo=1)
     with pytest.raises(OptionError, match="device 'tpu': use auto, cpu, cuda or cuda:N"):
-        geosr.batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic", device="tpu", dry_run=True)
+        geosr.batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic", device="tpu",
+                    dry_run=True)

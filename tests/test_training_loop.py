@@ -542,7 +542,8 @@ def test_grey_images_are_not_trained_as_rgb_unless_the_model_has_one_band(tmp_pa
     res = CliRunner().invoke(_app(), ["train", str(path), "--data", str(rgb), "--init",
                                       str(tmp_path / "r" / "model.safetensors"), "--out-dir", str(tmp_path / "s")])
     said = " ".join(res.output.split())
-    assert res.exit_code == 2 and "the checkpoint takes 1 band, and the run's images have 3 (the config's bands)" in said, said
+    assert res.exit_code == 2, said
+    assert "the checkpoint takes 1 band, and the run's images have 3 (the config's bands)" in said, said
     assert not (tmp_path / "s").exists()
 
 
