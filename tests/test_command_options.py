@@ -71,7 +71,6 @@ def test_unknown_options_and_paths():
     assert o.like == "a.tif" and o.cache_folder == "c"  # paths kept as text, as a URL would be
     assert EvaluateOptions.of(scales=[4], models=["default"]).scales == (4,)
     assert TrainOptions.of(scales=[8, 16]).settings()["scales"] == (8, 16)
-    assert TrainOptions.of(scales=[4, 4]).scales == (4,)  # -x 4 -x 4: recorded [4, 4] (found by review)
     assert TrainOptions.of(scales=8, data="tiles/").data == ("tiles/",)  # one value is a list of one
     # what an output records: what shaped it, not where or whether it was written
     recorded = json.loads(RasterizeOSMOptions.of(bbox="1,2,3,4", overwrite=True).to_json())

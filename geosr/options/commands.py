@@ -209,8 +209,8 @@ class TrainOptions(CommandOptions):
         super().__post_init__()
         for name in ("data", "val_data", "scales"):
             value = getattr(self, name)
-            if value is not None:  # -x 4 -x 4: once (the spec recorded scales [4, 4])
-                object.__setattr__(self, name, tuple(dict.fromkeys(_as_tuple(value))) or None)
+            if value is not None:
+                object.__setattr__(self, name, _as_tuple(value) or None)
         # zero in a config means "the architecture's own" batch and rate; given here, it is a mistake
         for name in ("steps", "batch_size", "crop", "checkpoint_every"):
             value = getattr(self, name)
