@@ -808,6 +808,13 @@ def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path
     (killed / "train.log").write_text("a user's notes\n")
     res = runner.invoke(_app(), _quick(tmp_path, images, "--out-dir", str(killed)))
     assert res.exit_code == 2 and (killed / "train.log").read_text() == "a user's notes\n"
+    # a finished run whose state was deleted (to save space) keeps its lock file: not a killed run's leftovers,
+    # its model is never replaced without --overwrite (found in review of the clearing above)
+    (run / "state.safetensors").unlink()
+    (run / "state.json").unlink(missing_ok=True)
+    model = (run / "model.safetensors").read_bytes()
+    res = runner.invoke(_app(), _quick(tmp_path, images))
+    assert res.exit_code == 2 and "not empty" in res.output and (run / "model.safetensors").read_bytes() == model
 
 
 def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(tmp_path, images, monkeypatch):

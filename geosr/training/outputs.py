@@ -25,6 +25,7 @@ class OutputFolder:
     path: Path
     command: str
     owned: tuple[str, ...]
+    unsaved: tuple[str, ...] = ()  # what a run writes before its first save (a killed one's leftovers)
 
     def _entries(self) -> list[Path]:
         """What the folder holds, but the stages of :meth:`staged`."""
@@ -112,9 +113,11 @@ class OutputFolder:
                 self._settle(aside, keep_new=saved())
             left = self._entries()
             if had_lock and not resume and not overwrite and left and not saved() and all(
-                    e.is_file() and not e.is_symlink() and self._owns(e.name) for e in left):
+                    e.is_file() and not e.is_symlink() and any(fnmatch(e.name, p) for p in self.unsaved)
+                    for e in left):
                 # a run killed (kill -9, out of memory) before it saved anything left its log and lock: it is run
-                # again as it was, as one that failed would have cleared them (the lock shows none is running)
+                # again as it was, as one that failed would have cleared them (the lock shows none is running).
+                # Only what a run writes before its first save: a finished run's model is never taken for it
                 for e in left:
                     e.unlink()
             before = {(e.name, e.stat().st_ino) for e in self._entries() if e.is_file()}

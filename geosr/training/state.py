@@ -35,7 +35,7 @@ RUN_FILES = (STATE, STATE_JSON, MODEL, "model.json", BEST, "best.json", LOG, "va
 
 
 def run_folder(out: str | Path) -> OutputFolder:
-    return OutputFolder(Path(out), "geosr train", RUN_FILES)
+    return OutputFolder(Path(out), "geosr train", RUN_FILES, unsaved=(LOG, "val_*.png", "*.part"))
 
 
 def _averaged(ema: torch.nn.Module) -> torch.nn.Module:
