@@ -610,6 +610,14 @@ def test_a_refdiff_case_whose_reference_or_mask_is_of_another_size_is_refused_be
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and f"{folder}/r0.png: is 48x48 pixels but " in said and "HR_512" in said, said
     assert not (tmp_path / "e").exists()
+    # one stray row and column more is cropped, as it was (and as for A/ B/ pairs): found in review of the check
+    big = np.pad(hr, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    Image.fromarray(big if folder == "Ref" else hr).save(root / "Ref" / "r0.png")
+    Image.fromarray(np.zeros(big.shape[:2] if folder == "CD_mask" else hr.shape[:2], np.uint8)).save(
+        root / "CD_mask" / "r0.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "-m", "bicubic", "--out-dir",
+                                      str(tmp_path / "f"), "--no-panels"])
+    assert res.exit_code == 0, res.output
 
 
 def test_georeferenced_images_of_a_pair_that_lie_apart_are_refused(tmp_path):

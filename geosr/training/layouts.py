@@ -100,12 +100,16 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
         mask = read_mask(cd_path) if cd_path else None
+        h, w = target.shape[-2:]
         for path, shape in ((ref_path, None if ref is None else tuple(ref.shape[-2:])),
                             (cd_path, None if mask is None else mask.shape)):
-            if shape is not None and shape != tuple(target.shape[-2:]):  # else a shape error once the models ran
-                raise InputError(f"{path}: is {shape[0]}x{shape[1]} pixels but {hr_path} is "
-                                 f"{target.shape[-2]}x{target.shape[-1]}; a case's Ref/ and CD_mask/ images cover "
-                                 "its HR_512/ image at its size")
+            # smaller was a shape error once the models ran; a stray row or column more is cropped, as for A/ B/
+            if shape is not None and (shape[0] < h or shape[1] < w or shape[0] - h > max(2, SIZE_SLACK * h)
+                                      or shape[1] - w > max(2, SIZE_SLACK * w)):
+                raise InputError(f"{path}: is {shape[0]}x{shape[1]} pixels but {hr_path} is {h}x{w}; a case's Ref/ "
+                                 "and CD_mask/ images cover its HR_512/ image at its size")
+        ref = ref[:, :h, :w] if ref is not None else None
+        mask = mask[:h, :w] if mask is not None else None
         # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
         labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
         pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled))
