@@ -65,7 +65,7 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         _whole(self, "steps", "seed")
-        check_bool(self, "fuse_overlaps")
+        check_bool(self, "fuse_overlaps", default=False)
         check_bool(self, "reference_detail", none_ok=True)
         _check_int("steps", self.steps, low=0, none_ok=True)  # 0: a sampler on a backbone gives the backbone's
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
@@ -86,7 +86,7 @@ class OutputConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        check_bool(self, "overwrite")
+        check_bool(self, "overwrite", default=False)
         _whole(self, "compress_level", "blocksize")
         if not isinstance(self.compress, str) or self.compress.upper() not in COMPRESSIONS:
             raise OptionError(f"compress {self.compress!r}: not one of {', '.join(COMPRESSIONS)}", param="compress")
@@ -112,6 +112,8 @@ class DeviceConfig:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
+        if self.device is None or type(self.device).__name__ == "device":  # not given: auto; a torch.device: its name
+            object.__setattr__(self, "device", "auto" if self.device is None else str(self.device))
         if not isinstance(self.device, str):
             raise OptionError(f"device {self.device!r}: give auto, cpu, cuda or cuda:N", param="device")
         _whole(self, "batch_size")
@@ -130,11 +132,15 @@ def _whole(obj: Any, *names: str) -> None:
             object.__setattr__(obj, name, int(value))
 
 
-def check_bool(obj: Any, name: str, *, none_ok: bool = False) -> None:
-    """A yes/no field of the frozen ``obj`` that is True or False (NumPy's too), None where ``none_ok``: a non-empty
-    string such as ``"no"`` is true to Python, and ``overwrite="no"`` in a config object replaced a file."""
+def check_bool(obj: Any, name: str, *, none_ok: bool = False, default: bool | None = None) -> None:
+    """A yes/no field of the frozen ``obj`` that is True or False (NumPy's too), None where ``none_ok`` (else None
+    is ``default``, "not given", where there is one): a non-empty string such as ``"no"`` is true to Python, and
+    ``overwrite="no"`` in a config object replaced a file."""
     value = getattr(obj, name)
     if value is None and none_ok:
+        return
+    if value is None and default is not None:
+        object.__setattr__(obj, name, default)
         return
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         object.__setattr__(obj, name, bool(value))

@@ -254,6 +254,11 @@ def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
             make()
     assert UpscaleOptions(scale=np.int64(4), coregister=None).scale == 4  # as the flat keyword takes them
     assert UpscaleOptions(coregister=None).coregister is True and DetectChangesOptions(coregister=None).coregister
+    import torch
+
+    from geosr.config import DeviceConfig  # None is "not given", a torch.device its name (as before these checks)
+    assert OutputConfig(overwrite=None).overwrite is False and SamplerConfig(fuse_overlaps=None).fuse_overlaps is False
+    assert DeviceConfig(device=None).device == "auto" and DeviceConfig(device=torch.device("cpu")).device == "cpu"
     lite = Path(geosr.__file__).parent / "weights" / "lite.safetensors"
     result = geosr.upscale(lr, output=tmp_path / "o.tif", scale=4, model=lite, dry_run=True)
     assert result.model == "lite"

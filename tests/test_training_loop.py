@@ -106,8 +106,8 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypa
     before = (run / "state.safetensors").read_bytes()
     res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "28"])
     said = " ".join(res.output.split())
-    assert res.exit_code == 2 and "was started on other data: its sources held 2 pairs then and 2 now, or their " \
-        "images changed since" in said, said
+    assert res.exit_code == 2 and "was started on other data: the images or labels of its 2 pairs changed since" \
+        in said, said
     assert (run / "state.safetensors").read_bytes() == before
 
 

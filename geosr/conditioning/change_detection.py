@@ -48,8 +48,9 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # reference placed by the co-registration of 2026-12-05 (docs/model-card.md, "Version 10"); 11: co-registration's
 # tie points through gaps in the images ("Version 11"); 12: the shift measured where the reference meets the scene,
 # a coarser reference's cubic overshoot no gap (session 52); 13: an LR pixel missing a band unknown, a shift near
-# half an LR pixel found by a second look (session 54)
-DETECTOR_VERSION = 13
+# half an LR pixel found by a second look (session 54); 14: a panchromatic reference compared with the LR's fitted
+# intensity, not with each band (session 56)
+DETECTOR_VERSION = 14
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).

@@ -185,7 +185,7 @@ def load_model(
                           param="model")
     import torch
 
-    if not isinstance(device, (str, torch.device)):
+    if device is not None and not isinstance(device, (str, torch.device)):  # (None: auto, as resolve_device has it)
         raise OptionError(f"device {device!r}: give auto, cpu, cuda or cuda:N", param="device")
     if reference_detail is not None and not isinstance(reference_detail, bool):
         raise OptionError(f"reference_detail {reference_detail!r}: give True, False or None", param="reference_detail")

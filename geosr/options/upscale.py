@@ -65,9 +65,7 @@ class UpscaleOptions:
             object.__setattr__(self, "scale", int(self.scale))  # NumPy's too, as the flat keyword takes it
         for name, default in (("force_resources", False), ("coregister", True), ("cloud_masks", True),
                               ("ignore_unused", False)):
-            if getattr(self, name) is None:  # "not given": the default (None read as off turned co-registration off)
-                object.__setattr__(self, name, default)
-            check_bool(self, name)
+            check_bool(self, name, default=default)  # None: "not given" (read as off, it turned co-registration off)
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale not in SUPPORTED_SCALES:
             raise ScaleError(
                 f"scale {self.scale}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "

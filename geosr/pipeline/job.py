@@ -406,8 +406,9 @@ def _input_name(path: str) -> str:
 # takes windows singly runs each through all its steps alone, a lone window no longer twice; the output's nodata
 # is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
 # which bands have data is the nearest warp's; the reference's shift measured where it meets the scene; 9: on the
-# CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling).
-PIPELINE_REVISION = 10
+# CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling;
+# 11: `cd auto` compares a panchromatic reference with the LR's fitted intensity).
+PIPELINE_REVISION = 11
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

@@ -89,9 +89,10 @@ def train_backbone(
     data = {"images": len(train), "sha1": hashlib.sha1("".join(hashes).encode()).hexdigest()}
     then = (state_record(out) or {}).get("data_fingerprint") if resume else None
     if isinstance(then, dict) and then != data:
-        raise OptionError(f"resume: the run in {out} was started on other data: its sources held {then.get('images')} "
-                          f"images then and {len(train)} now, or their images changed since; restore them, or start "
-                          "another run", param="resume")
+        how = f"its sources held {then.get('images')} images then and {len(train)} now" if \
+            then.get("images") != len(train) else f"its {len(train)} images changed since"
+        raise OptionError(f"resume: the run in {out} was started on other data: {how}; restore them, or start another "
+                          "run", param="resume")
     overlap = sum(image_fingerprint(t) in trained for t in val)
     if overlap:  # the best weights would be chosen partly on images trained on (as the diffusion trainer refuses)
         raise OptionError(f"val_data: {overlap} of its {len(val)} images {'is' if overlap == 1 else 'are'} also in "

@@ -263,9 +263,11 @@ class _Run:
         self.data_fingerprint = data_fingerprint(groups)
         then = (record or {}).get("data_fingerprint")
         if resume and isinstance(then, dict) and then != self.data_fingerprint:  # (the paths alone were compared)
-            raise OptionError(f"resume: the run in {self.out} was started on other data: its sources held "
-                              f"{then.get('pairs')} pairs then and {self.data_fingerprint['pairs']} now, or their "
-                              "images changed since; restore them, or start another run", param="resume")
+            now = self.data_fingerprint["pairs"]
+            how = f"its sources held {then.get('pairs')} pairs then and {now} now" if then.get("pairs") != now else \
+                f"the images or labels of its {now} pairs changed since"
+            raise OptionError(f"resume: the run in {self.out} was started on other data: {how}; restore them, or start "
+                              "another run", param="resume")
         self.stream = sample_stream(cfg, groups, foreign)
         if self.stream.skipped:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")

@@ -126,9 +126,11 @@ def load_sources(
             (p for p in pairs if not p.synthetic and p.change is not None and p.table.to_dict() != table.to_dict()),
             None)
         if labelled is not None:  # its class indices would be read as the run's table's: a building as a "tree"
-            raise InputError(f"{where}: its change labels are of the {labelled.table.name!r} class table, and the run "
-                             f"trains with {table.name!r} (change_table); set change_table to its table, or give data "
-                             f"labelled with {table.name!r}")
+            own = (" (a Ref-Diff folder's: its CLASS_Table.txt, else read from its masks' largest value; its entry's "
+                   "table = true reads them with the run's)") if kind == "refdiff" else ""
+            raise InputError(f"{where}: its change labels are of the {labelled.table.name!r} class table{own}, and the "
+                             f"run trains with {table.name!r} (change_table); set change_table to its table, or give "
+                             f"data labelled with {table.name!r}")
         groups.append((pairs, w))
         foreign.extend(p.target for p in pairs if p.synthetic)
         described.append(f"{kind}: {len(pairs)} pairs from {where}")
