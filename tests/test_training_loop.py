@@ -1006,3 +1006,17 @@ def test_incomplete_pairs_left_out_of_training_are_said(tmp_path, images):
     message = " ".join(res.output.split())
     assert res.exit_code == 2 and "no pair has its three images (A/, B/ and label/ of one name): p0.png (no label)" \
         in message, message
+
+
+def test_images_of_several_band_counts_in_one_source_are_named(tmp_path):
+    """Found by review: a folder of a grey and an RGB image named the stem of one ("b: images of 1 band") and advised
+    `bands = 1`, which then failed on the other."""
+    mixed = tmp_path / "mixbands"
+    mixed.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(mixed / "a.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 48), dtype=np.uint8)).save(mixed / "b.png")
+    res = CliRunner().invoke(_app(), ["train", "--data", str(mixed), "-x", "4", "--crop", "32", "--batch", "1",
+                                      "--train-steps", "1", "--out-dir", str(tmp_path / "r")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"{mixed}: holds images of 1 band (b) and 3 bands (a)" in said, said
+    assert not (tmp_path / "r").exists()

@@ -4,6 +4,7 @@ training config's source entries (see :mod:`geosr.training.config`) read into we
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -116,6 +117,12 @@ def load_sources(
                 described.append(f"synthetic change from {len(syn)} images of {where}")
         if not pairs:
             raise InputError(f"data source {dict(src)} holds no usable image")
+        counts = {} if any_bands else {p.target.shape[0]: p.name for p in pairs}
+        if len(counts) > 1:  # "set bands = 1" would then fail on the others
+            shown = " and ".join(f"{n} band{'s' * (n != 1)} ({name})" for n, name in sorted(counts.items()))
+            place = os.path.commonpath(src["paths"]) if kind == "synthetic" else where
+            raise InputError(f"{place}: holds images of {shown}; a run trains on images of one band count: give "
+                             "them in separate runs, or make them alike")
         other = None if any_bands else next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
