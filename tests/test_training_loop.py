@@ -97,6 +97,11 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path, images, monkeypa
     again = read_spec(run / "model.safetensors")["training"]
     # the time is the whole run's, not the last segment's (found by review: 20 steps in 31 s, then "21 steps in 3 s")
     assert again["steps"] == 24 and again["seconds"] >= first > 0, (first, again["seconds"])
+    model = (run / "model.safetensors").read_bytes()  # resumed at its last step: it said "wrote" (found by review)
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "24"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "nothing to do:" in said and "24 steps already" in said and "wrote" not in said
+    assert (run / "model.safetensors").read_bytes() == model
     lines = [json.loads(x) for x in (run / "train.log").read_text().splitlines()]
     assert any(x.get("step") == 24 for x in lines)
     # found by review: a resumed run went on with data changed since (an image edited, one added to a folder

@@ -55,6 +55,10 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
 
 
 def _print_summary(result) -> None:
+    if result.resumed_from and result.steps == result.resumed_from:  # resumed at its last step: nothing was written
+        out_console.print(f"nothing to do: {result.checkpoint} has {count(result.steps, 'step')} already (give more "
+                          "--train-steps to train it further)", highlight=False)
+        return
     out_console.print(
         Text.assemble((f"wrote {result.checkpoint}", "bold green"),
                       ": " + (f"{result.steps} of {result.planned_steps} steps" if _cut_short(result) else
