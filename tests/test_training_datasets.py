@@ -401,3 +401,31 @@ def test_an_image_without_a_valid_pixel_is_refused_naming_it(tmp_path):
 
     with pytest.raises(InputError, match=r"n.tif: holds no valid pixel"):
         read_images([path])
+
+
+def test_a_validation_grid_cut_short_leaves_the_last_whole_one(tmp_path, monkeypatch):
+    """Found by review: validation grids were saved straight to val_NNNNNNN.png, so a kill mid-write left a truncated
+    PNG at its final name; they go through a .part file."""
+    from PIL import Image as PILImage
+
+    from geosr.models.interface import ConditionBatch
+    from geosr.training.validation import image_grid
+
+    hr = torch.zeros(1, 3, 16, 16)
+    batch = ConditionBatch(lr=torch.zeros(1, 3, 4, 4), lr_valid=torch.ones(1, 1, 4, 4), ref=hr, ref_valid=hr[:, :1],
+                           change=torch.zeros(1, 1, 16, 16, dtype=torch.int64), changed=hr[:, :1], map=None,
+                           offsets=torch.zeros(1, 2, dtype=torch.int64), scale=4, halo=0)
+    path = tmp_path / "val_0000010.png"
+    image_grid(batch, hr, hr, path)
+    whole = path.read_bytes()
+    real = PILImage.Image.save
+
+    def cut_short(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PILImage.Image, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        image_grid(batch, hr + 0.5, hr, path)
+    monkeypatch.setattr(PILImage.Image, "save", real)
+    assert path.read_bytes() == whole
