@@ -90,6 +90,12 @@ def test_flat_or_unrelated_references_are_not_trusted():
     assert not tiny.applied and "too small" in tiny.reason
     none = estimate_offset(lr, valid, lr, np.zeros_like(valid))
     assert not none.applied
+    # a thin band across the window spans 32 rows and columns with too few pixels (found by review: 399 LR px on a
+    # diagonal gave a shift 0.4 LR px off, applied)
+    yy, xx = np.mgrid[0:64, 0:64]
+    band = np.abs(yy - xx) <= 2
+    thin = estimate_offset(lr, valid, lr, band)
+    assert not thin.applied and "too small" in thin.reason, thin
 
 
 def test_a_reference_that_matches_where_it_is_is_not_called_unreliable():

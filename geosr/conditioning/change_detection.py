@@ -49,7 +49,8 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # tie points through gaps in the images ("Version 11"); 12: the shift measured where the reference meets the scene,
 # a coarser reference's cubic overshoot no gap (session 52); 13: an LR pixel missing a band unknown, a shift near
 # half an LR pixel found by a second look (session 54); 14: a panchromatic reference compared with the LR's fitted
-# intensity, not with each band (session 56)
+# intensity, not with each band; the reference's own cloud flags gaps of the co-registration's reference, which
+# needs 32 x 32 compared pixels (session 56)
 DETECTOR_VERSION = 14
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says

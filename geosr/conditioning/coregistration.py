@@ -103,7 +103,9 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
     """The reference's offset from the LR, both (C, h, w) on the same LR grid, with their validity."""
     both = lr_valid & ref_valid
     rows, cols = np.nonzero(both.any(axis=1))[0], np.nonzero(both.any(axis=0))[0]
-    if len(rows) < MIN_SIDE or len(cols) < MIN_SIDE:
+    # 32 rows and columns, and as many pixels as a 32 x 32 square: a thin band across the window (399 LR px on a
+    # diagonal) spans them with too few pixels, and its shift was applied 0.4 LR px off
+    if len(rows) < MIN_SIDE or len(cols) < MIN_SIDE or both.sum() < MIN_SIDE * MIN_SIDE:
         return Coregistration((0.0, 0.0), 0.0, 0, False, TOO_SMALL)
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     a, b = _detail(lr[(slice(None), *box)], both[box]), _detail(ref[(slice(None), *box)], both[box])

@@ -407,7 +407,8 @@ def _input_name(path: str) -> str:
 # is the selected bands', not band 1's; 8: a coarser reference's cubic overshoot onto its nodata value is no gap,
 # which bands have data is the nearest warp's; the reference's shift measured where it meets the scene; 9: on the
 # CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling;
-# 11: `cd auto` compares a panchromatic reference with the LR's fitted intensity).
+# 11: `cd auto` compares a panchromatic reference with the LR's fitted intensity; co-registration leaves the
+# reference's own cloud flags out of the reference and needs 32 x 32 compared pixels).
 PIPELINE_REVISION = 11
 
 
