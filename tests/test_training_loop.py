@@ -509,6 +509,8 @@ def test_config_problems_name_the_file_key_or_the_flag(tmp_path, images):
         ([config("s.json", data=[{"kind": "geotiff", "hr": "hr.tif", "scale": 2}])],
          "a geotiff data source's scale 2 is not among the scales trained (4): its LR would not be used"),
         ([config("b.json", data=[{**base["data"][0], "bands": [4, 4, 4]}])], "data source has no setting bands"),
+        ([config("t.json", data=[{"kind": "refdiff", "path": "r", "table": "cnam"}])],
+         "a refdiff data source's table is true (its masks read with the run's change_table) or false"),
     ):
         res = CliRunner().invoke(_app(), ["train", *args, "--out-dir", str(out)])
         message = " ".join(res.output.split())

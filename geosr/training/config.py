@@ -277,6 +277,9 @@ def _source_problems(src: Any, scales: Sequence[int]) -> list[str]:
         v = src.get(key, 1.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
             problems.append(f"a data source's {key} is a number of at least 0, not {v!r}")
+    if "table" in src and not isinstance(src["table"], bool):  # a name such as "cnam" read as true
+        problems.append(f"a refdiff data source's table is true (its masks read with the run's change_table) or "
+                        f"false (its own CLASS_Table.txt, else read from its masks), not {src['table']!r}")
     if "scale" in src and (isinstance(src["scale"], bool) or src["scale"] not in scales):
         problems.append(f"a geotiff data source's scale {src['scale']!r} is not among the scales trained "
                         f"({', '.join(map(str, scales))}): its LR would not be used")
