@@ -112,8 +112,7 @@ class DeviceConfig:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
-        if self.device is None or type(self.device).__name__ == "device":  # not given: auto; a torch.device: its name
-            object.__setattr__(self, "device", "auto" if self.device is None else str(self.device))
+        object.__setattr__(self, "device", device_name(self.device))
         if not isinstance(self.device, str):
             raise OptionError(f"device {self.device!r}: give auto, cpu, cuda or cuda:N", param="device")
         _whole(self, "batch_size")
@@ -121,6 +120,14 @@ class DeviceConfig:
 
 
 MAX_SEED = 2**64 - 1  # the noise hashes a seed's 64 bits (geosr.sampling.noise): 2**64 would be seed 0 again
+
+
+def device_name(value: Any) -> Any:
+    """A device setting as text: None (not given) is "auto", a ``torch.device`` its name (torch not imported here);
+    anything else as it is, for the caller to check."""
+    if value is None:
+        return "auto"
+    return str(value) if type(value).__name__ == "device" else value
 
 
 def _whole(obj: Any, *names: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from geosr.config import device_name
 from geosr.errors import OptionError
 from geosr.options.declare import coerce
 from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
@@ -66,8 +67,7 @@ class RunSettings:
                               param="workers")
         # the name checked as a run checks it (a dry run said nothing of `tpu`); whether this machine has CUDA is
         # the workers' to say
-        if self.device is None or type(self.device).__name__ == "device":  # not given: auto; a torch.device: its name
-            object.__setattr__(self, "device", "auto" if self.device is None else str(self.device))
+        object.__setattr__(self, "device", device_name(self.device))
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
             raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
