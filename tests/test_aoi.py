@@ -187,12 +187,12 @@ def test_a_sub_area_re_run_gives_the_whole_run_s_pixels(tmp_path, model):
     for i, (c0, r0, w, h) in enumerate([(37, 21, 50, 41), (0, 0, 23, 70), (101, 77, 49, 43), (64, 64, 1, 1)]):
         with rasterio.open(lr) as ds:
             t = ds.transform
-        west, north = t * (c0, r0)
-        east, south = t * (c0 + w, r0 + h)
+        west, north = t @ (c0, r0)
+        east, south = t @ (c0 + w, r0 + h)
         part = upscale(lr, output=tmp_path / f"part{i}.tif", scale=4, model=model,
                        aoi=f"{west},{south},{east},{north}", aoi_crs="EPSG:32633")
         with rasterio.open(part.output) as ds:
-            assert ds.transform == transform * Affine.translation(c0 * 4, r0 * 4)
+            assert ds.transform == transform @ Affine.translation(c0 * 4, r0 * 4)
             assert np.array_equal(ds.read(), full[:, r0 * 4:(r0 + h) * 4, c0 * 4:(c0 + w) * 4]), (model, i)
 
 
@@ -214,12 +214,12 @@ def test_a_sampling_model_s_pixels_do_not_depend_on_the_batch_size(tmp_path):
     with rasterio.open(lr) as ds:
         t, crs = ds.transform, ds.crs
     c0, c1, r0, r1 = 22, 38, 5, 45  # LR columns and rows
-    west, north = t * (c0, r0)
-    east, south = t * (c1, r1)
+    west, north = t @ (c0, r0)
+    east, south = t @ (c1, r1)
     part = upscale(lr, output=tmp_path / "part.tif", scale=8, batch_size=4, window=16,
                    aoi=f"{west},{south},{east},{north}", aoi_crs=crs.to_string())
     with rasterio.open(part.output) as ds:
-        assert ds.transform == transform * Affine.translation(c0 * 8, r0 * 8)
+        assert ds.transform == transform @ Affine.translation(c0 * 8, r0 * 8)
         assert np.array_equal(ds.read(), runs[1][:, r0 * 8:r1 * 8, c0 * 8:c1 * 8])
 
 

@@ -388,7 +388,7 @@ def test_json_reports_usage_errors_as_json(scene, argv, expected):
 def test_info_overlaps_follow_rotated_grids_and_shows_each_band_s_nodata_and_unit(tmp_path):
     """`geosr info` took a rotated raster's axis-aligned box (63.5% where 75.6% overlap), showed the first band's
     nodata for every band and no units."""
-    rot = Affine.translation(500000, 5000000) * Affine.rotation(15) * Affine.scale(10, -10)
+    rot = Affine.translation(500000, 5000000) @ Affine.rotation(15) @ Affine.scale(10, -10)
     north_up = Affine(10, 0, 500000, 0, -10, 5000000)
     a = make_raster(tmp_path / "a.tif", np.ones((1, 30, 40), np.uint8), transform=north_up)
     b = make_raster(tmp_path / "b.tif", np.ones((1, 30, 40), np.uint8), transform=rot)

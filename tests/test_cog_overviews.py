@@ -45,7 +45,7 @@ def test_row_bands_with_a_mask_get_mask_overviews(tmp_path):
     data[:, ~valid] = 0
     meta = OutputMeta(dtype="uint16", count=1, nodata=0, write_mask=True, blocksize=16)
     grid = _grid(64, 64)
-    bands = [(r, Grid(grid.crs, grid.transform * Affine.translation(0, r), 64, 16), data[:, r:r + 16], valid[r:r + 16])
+    bands = [(r, Grid(grid.crs, grid.transform @ Affine.translation(0, r), 64, 16), data[:, r:r + 16], valid[r:r + 16])
              for r in range(0, 64, 16)]
     (tmp_path / "work").mkdir()
     write_row_bands(tmp_path / "m.tif", grid, meta, bands, tmp_path / "work")

@@ -421,7 +421,7 @@ def test_the_refined_raster_runs_on_across_bands_of_rows(scene, raster_factory, 
     monkeypatch.setattr(dc, "FINE_PIXELS", 5 * 48 * 16)  # 5 LR rows of a 48-wide scene at 4x
     banded = detect_changes(scene["lr"], ref=striped, output=tmp_path / "banded.tif", refine=4)
     with rasterio.open(whole.path) as a, rasterio.open(banded.path) as b, rasterio.open(scene["lr"]) as lr:
-        assert a.shape == (4 * lr.height, 4 * lr.width) and a.transform == lr.transform * Affine.scale(0.25)
+        assert a.shape == (4 * lr.height, 4 * lr.width) and a.transform == lr.transform @ Affine.scale(0.25)
         assert json.loads(a.tags()["GEOSR_CHANGE_DETECTION"])["refine"] == 4
         x, y = a.read(1), b.read(1)
     assert np.array_equal(x, y)

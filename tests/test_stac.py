@@ -111,11 +111,11 @@ def test_a_rotated_outputs_footprint_is_its_own_quadrilateral(raster_factory, tm
     from pyproj import Transformer
     from shapely.geometry import Polygon, shape
 
-    transform = Affine.translation(500000, 5000000) * Affine.rotation(15) * Affine.scale(10, -10)
+    transform = Affine.translation(500000, 5000000) @ Affine.rotation(15) @ Affine.scale(10, -10)
     lr = raster_factory("rot.tif", (smooth_field(3, 30, 40) * 200).astype(np.uint8), transform=transform)
     upscale(lr, scale=2, model="bicubic", output=tmp_path / "o.tif")
     item = json.loads((tmp_path / "o.stac.json").read_text())
-    corners = [transform * c for c in ((0, 0), (40, 0), (40, 30), (0, 30))]
+    corners = [transform @ c for c in ((0, 0), (40, 0), (40, 30), (0, 30))]
     native = Polygon(corners)
     assert shape(item["properties"]["proj:geometry"]).symmetric_difference(native).area < 1e-6 * native.area
     to_wgs84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)

@@ -181,7 +181,7 @@ def test_a_given_lr_is_read_in_the_physical_values_of_its_hr(tmp_path):
     hr = rng.uniform(1000, 3000, (3, 64, 64)).astype(np.uint16)
     lr = hr.reshape(3, 8, 8, 8, 8).mean(axis=(2, 4)).round().astype(np.uint16)
     t = Affine(10, 0, 500000, 0, -10, 5000000)
-    for name, a, transform in (("hr", hr, t), ("lr", lr, t * Affine.scale(8))):
+    for name, a, transform in (("hr", hr, t), ("lr", lr, t @ Affine.scale(8))):
         with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=a.shape[2], height=a.shape[1],
                            count=3, dtype="uint16", crs="EPSG:32633", transform=transform) as ds:
             ds.write(a)

@@ -132,7 +132,7 @@ def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, 
     too: :func:`placed_transform`; a box around it where the grid is rotated)."""
     left, bottom, right, top = _bounds_in(ds, grid, placed_transform(ds, grid))
     inverse = ~grid.transform
-    cols, rows = zip(*(inverse * (x, y) for x in (left, right) for y in (bottom, top)))
+    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
     return min(cols), min(rows), max(cols), max(rows)
 
 

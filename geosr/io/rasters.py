@@ -346,7 +346,7 @@ def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:
         raise NoCRSError(f"{shown}: its geotransform ({', '.join(f'{v:g}' for v in t.to_gdal())}) gives its pixels no "
                          "area (a pixel size of 0, or parallel axes); mend it (gdal_edit.py -a_ullr or -a_gt)")
     if ds.crs is not None and ds.crs.is_geographic:
-        ys = [(t * corner)[1] for corner in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
+        ys = [(t @ corner)[1] for corner in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))]
         if max(abs(y) for y in ys) > 90 + abs(t.e) + abs(t.d):  # (a pixel's slack: edges of pixels centred on 90)
             raise NoCRSError(f"{shown}: reaches latitude {max(ys, key=abs):g}, beyond the poles, in its geographic "
                              f"CRS {ds.crs.to_string()}; its geotransform is wrong (or its axes swapped)")
