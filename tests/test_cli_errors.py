@@ -211,6 +211,22 @@ def test_internal_errors_exit_1(scene, monkeypatch):
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_a_gpu_out_of_memory_says_what_to_do(scene, monkeypatch):
+    """torch's CUDA out-of-memory error was "internal error: OutOfMemoryError" and a page of allocator numbers."""
+    import torch
+
+    import geosr.io.writer as writer
+
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+
+    tmp_path, lr = scene
+    monkeypatch.setattr(writer, "to_cog", boom)
+    result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 1 and "GPU ran out of memory; give a smaller --batch-size" in result.stderr
+    assert "Tried to allocate" not in result.stderr and not (tmp_path / "o.tif").exists()
+
+
 def test_success_json_summary_and_info(scene):
     tmp_path, lr = scene
     out = tmp_path / "o.tif"

@@ -1027,3 +1027,58 @@ def test_images_of_several_band_counts_in_one_source_are_named(tmp_path):
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and f"{mixed}: holds images of 1 band (b) and 3 bands (a)" in said, said
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_s_threads_are_the_run_s_only_and_at_most_the_machine_s(tmp_path, images, monkeypatch):
+    """`threads` was set for the whole process and left so: a Python caller's later upscale ran on the run's
+    threads (other bytes, and its resume refused). 100000 crashed torch; more than the CPUs only slowed a step."""
+    from geosr.training.loop import train as run_train
+
+    seen: list[int] = []
+    monkeypatch.setattr("geosr.training.loop._Run.train_step", _spy(seen))
+    before = torch.get_num_threads()
+    run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
+                          warmup=1, checkpoint_every=1, val_every=0, threads=100000,
+                          data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    assert seen == [os.cpu_count()] and torch.get_num_threads() == before
+
+
+def _spy(seen: list[int]):
+    from geosr.training.loop import _Run
+
+    step = _Run.train_step
+
+    def train_step(self):
+        seen.append(torch.get_num_threads())
+        return step(self)
+    return train_step
+
+
+def test_under_torchrun_each_process_takes_its_local_rank_s_gpu(monkeypatch):
+    """`device = "cuda"` under torchrun put every process on cuda:0 while DDP was told the local rank's GPU (a
+    failure on the first step); `cuda:N` there is refused, since every process would take the same GPU."""
+    from geosr.errors import OptionError
+    from geosr.training.loop import _device
+
+    picked: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", picked.append)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    assert _device(TrainConfig(device="cuda"), 2, 1) == torch.device("cuda:1") == picked[-1]
+    assert _device(TrainConfig(device="auto"), 2, 1) == torch.device("cuda:1")
+    assert _device(TrainConfig(device="auto"), 1, 0) == torch.device("cuda:0")
+    assert _device(TrainConfig(device="cuda:1"), 1, 0) == torch.device("cuda:1")  # one process: as given
+    assert _device(TrainConfig(device="cpu"), 2, 1) == torch.device("cpu")
+    with pytest.raises(OptionError, match="local rank"):
+        _device(TrainConfig(device="cuda:0"), 2, 1)
+
+
+def test_bf16_asked_on_the_cpu_is_said_to_train_in_float32(tmp_path, images):
+    """`precision = "bf16"` on the CPU trained in float32 while the log and model card said bf16."""
+    from geosr.training.loop import train as run_train
+
+    run = run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
+                                warmup=1, checkpoint_every=1, val_every=0, threads=1, precision="bf16", device="cpu",
+                                data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+    assert any("CUDA only" in w and "float32" in w for w in run.warnings), run.warnings

@@ -172,11 +172,21 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         shown = name if len(name) <= 80 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
         _fail(f"{shown}: the file name is too long for this file system", EXIT_BAD_INPUT, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
+        if type(exc).__name__ == "OutOfMemoryError":  # torch's, on CUDA (named, not imported: the CLI starts fast)
+            _fail(_OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""]), EXIT_INTERNAL, json_out)
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
+
+# What to do when the GPU runs out of memory, per command (torch's message is a page of allocator statistics).
+_OUT_OF_MEMORY = {
+    "": "the GPU ran out of memory; run it with --device cpu, or free the GPU",
+    "upscale": "the GPU ran out of memory; give a smaller --batch-size (windows per model call) or --device cpu",
+    "batch": "the GPU ran out of memory; give a smaller --batch-size (windows per model call) or --device cpu",
+    "train": "the GPU ran out of memory; give a smaller --batch (or crop), or --device cpu",
+}
 
 # Library keywords pinned to a flag, and those the CLI names differently (the rest come from the commands).
 LIBRARY_FLAGS = {"scale": "-x", "output": "-o", "cache_folder": "--cache-dir"}

@@ -42,7 +42,7 @@ def train_backbone(
     from geosr.models.checkpoint import read_spec
     from geosr.models.registry import resolve_checkpoint
     from geosr.training.backbone_fit import BackboneTrainConfig, fit_backbone, training_device
-    from geosr.training.loop import TrainResult
+    from geosr.training.loop import BF16_ON_CPU, TrainResult
     from geosr.training.sensor_degradations import NAMED
     from geosr.training.state import (
         BEST,
@@ -76,8 +76,7 @@ def train_backbone(
         if not is_backbone_spec(read_spec(start_path)):
             raise OptionError(f"{start_path}: not an LR-space backbone checkpoint, which arch lite fine-tunes "
                               "(`geosr models` lists the bundled ones)", param="init")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # (torch's threads: set by geosr.training.loop.train for the run's length)
     train, described = backbone_images(cfg.data, cfg)
     val, v_described = backbone_images(cfg.val_data, cfg, role="validation") if cfg.val_data else ([], [])
     from geosr.training.validation import image_fingerprint
@@ -111,6 +110,8 @@ def train_backbone(
     if not resume:
         folder.prepare(overwrite=overwrite)
     device = training_device(cfg.device)
+    if cfg.precision == "bf16" and device.type != "cuda":
+        warnings.append(BF16_ON_CPU)
     shares = BackboneTrainConfig().scale_weights  # the backbone trainer's own shares, for the scales asked
     bcfg = BackboneTrainConfig(
         steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr, ema=cfg.ema, clip_grad=cfg.grad_clip, seed=cfg.seed,

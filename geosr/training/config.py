@@ -122,7 +122,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
-    threads: int = 0  # torch CPU threads; 0: torch's default
+    threads: int = 0  # torch CPU threads while the run lasts, at most the CPUs; 0: torch's default
     name: str = "geosr-model"
     # recorded in the spec, e.g. {"steps": 1, "lr_consistency": true}
     inference: Mapping[str, Any] = field(default_factory=dict)

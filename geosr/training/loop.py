@@ -20,10 +20,10 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -229,15 +229,37 @@ def lead_process() -> bool:
     return _dist()[1] == 0
 
 
+BF16_ON_CPU = "`precision` bf16 applies on CUDA only (on the CPU bf16 is slower): this run trains in float32"
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` (0: left as they are) while the run lasts, then put back: a Python
+    caller's later work (an upscale, whose bytes depend on its threads) runs as before. At most the machine's CPUs
+    (more only slowed a step, 100x at 5000 on 2 cores; 100000 crashed torch)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _device(cfg: TrainConfig, world: int, local: int) -> torch.device:
-    """Start the process group (under torchrun) and pick the device."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Start the process group (under torchrun) and pick the device: under torchrun, CUDA is the GPU of the
+    process's local rank (``cuda`` too: as ``cuda:0`` every process took the first GPU, and DDP failed)."""
+    device = resolve_device(cfg.device)  # an unknown name, or CUDA where there is none: one sentence, exit 2
+    if device.type == "cuda" and (world > 1 or cfg.device.strip().lower() == "auto"):
+        if device.index is not None:
+            raise OptionError(f"device {cfg.device}: under torchrun each process takes the GPU of its local rank; "
+                              "give cuda or auto (CUDA_VISIBLE_DEVICES picks the GPUs)", param="device")
+        device = torch.device(f"cuda:{local}")
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if (torch.cuda.is_available() and cfg.device != "cpu") else "gloo")
-    if cfg.device == "auto":
-        return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    return resolve_device(cfg.device)  # an unknown name, or CUDA where there is none: one sentence, exit 2
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
 
 class _Run:
@@ -355,10 +377,12 @@ class _Run:
         self.up_weight = cfg.upsampler_loss if trains_up else 0.0  # a frozen upsampler's loss is a constant
         self.net = model
         if self.world > 1 and not self.up_only:  # the upsampler alone runs outside DDP: see train_step
-            ids = [self.local] if self.device.type == "cuda" else None
+            ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.bf16 = use_bf16 and self.device.type == "cuda"
+        if cfg.precision == "bf16" and not self.bf16:  # (the log records the config's bf16: say what ran)
+            self.warnings.append(BF16_ON_CPU)
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         """The states of the random streams a step draws from: the noise levels' generator, torch's own (dropout,
@@ -540,7 +564,7 @@ def train(
 
     # one live run per folder; a run that fails before it saved anything leaves the folder as it found it
     claim = run_folder(Path(cfg.out)).claimed(saved=saved, resume=resume, overwrite=overwrite)
-    with claim if lead_process() else nullcontext():
+    with claim if lead_process() else nullcontext(), torch_threads(cfg.threads):
         try:
             return _train(cfg, opts, progress)
         except KeyboardInterrupt as exc:
