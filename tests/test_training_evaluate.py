@@ -648,3 +648,24 @@ def test_georeferenced_images_of_a_pair_that_lie_apart_are_refused(tmp_path):
         said = " ".join(res.output.split())
         assert res.exit_code == 2 and "B/g.tif: its georeferencing puts it elsewhere than" in said, said
         assert not (tmp_path / "f").exists()
+
+
+def test_an_image_reproduced_exactly_leaves_the_mean_over_the_others_and_says_so(tmp_path):
+    """A flat tile that bicubic reproduces exactly (PSNR inf) made the model's whole-set mean "inf", hiding what it
+    scored on every other image (found in review: bicubic and reference-paste both "inf" where they differ by
+    6.5 dB on the textured image)."""
+    root = tmp_path / "data"
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        Image.fromarray(_image(1)).save(root / d / "p0.png")
+        Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(root / d / "p1.png")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "-m", "hr", "--out-dir", str(out), "--json",
+                                      "--no-panels"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "metrics.json").read_text())
+    mean, hr = doc["summary"]["4"]["bicubic"]["overall"]["psnr_y"], doc["summary"]["4"]["hr"]["overall"]["psnr_y"]
+    by_case = {c["name"]: c["models"]["bicubic"]["metrics"]["overall"]["psnr_y"] for c in doc["cases"]}
+    assert by_case["p1"] == "inf" and mean == pytest.approx(by_case["p0"]) and hr == "inf"
+    assert "x4 bicubic, psnr_y (overall): infinite on 1 of 2 images (identical to the truth there); the mean is " \
+           "over the other 1" in json.loads(res.stdout)["notes"]

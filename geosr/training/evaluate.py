@@ -254,13 +254,19 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(values: list[float], left_out: list[int] | None = None) -> float | None:
+    """The mean of the measured values; an infinite one (a PSNR where an image is reproduced exactly, e.g. a flat
+    tile) is left out (``left_out`` gets how many, of how many) unless all are (``hr``: inf). It made the whole
+    mean inf, and two models' differences on every other image vanished."""
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return None
-    if any(math.isinf(v) for v in vals):
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
         return float("inf")
-    return float(np.mean(vals))
+    if left_out is not None and len(finite) < len(vals):
+        left_out += [len(vals) - len(finite), len(vals)]
+    return float(np.mean(finite))
 
 
 @dataclass
@@ -355,7 +361,10 @@ def evaluate(
         per_case = _run_cases(cases, resolved, stage, seed=opts.seed, steps=steps, panels=opts.panels,
                               device=device, progress=progress, cd=opts.cd)
         names = [n for n, _ in resolved]
-        summary = _summary(per_case, sorted({c.scale for c in cases}), names)
+        known = len(notes)
+        summary = _summary(per_case, sorted({c.scale for c in cases}), names, notes)
+        for n in notes[known:]:
+            (log or (lambda s: None))(n)
         res = EvalResult(out=str(folder.path), scales=sorted(summary), models=names, summary=summary,
                          cases=per_case, notes=notes, seconds=time.perf_counter() - t0,
                          options=json.loads(opts.to_json()))
@@ -429,8 +438,10 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
     return per_case
 
 
-def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str]) -> dict:
-    """scale -> model -> region -> metric -> mean over the cases (None for a region no case has)."""
+def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str],
+             notes: list[str] | None = None) -> dict:
+    """scale -> model -> region -> metric -> mean over the cases (None for a region no case has); ``notes`` gets a
+    line for each mean that left infinite values out (:func:`_mean`)."""
     summary: dict = {}
     for s in scales:
         summary[s] = {}
@@ -439,7 +450,14 @@ def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str]) 
             for region in REGIONS:
                 rows = [e["models"][name]["metrics"][region] for e in per_case if e["scale"] == s]
                 rows = [r for r in rows if r is not None]
-                summary[s][name][region] = {k: _mean([r[k] for r in rows]) for k in rows[0]} if rows else None
+                means = summary[s][name][region] = {} if rows else None
+                for k in rows[0] if rows else ():
+                    left_out: list[int] = []
+                    means[k] = _mean([r[k] for r in rows], left_out)
+                    if left_out and notes is not None:
+                        (inf, n) = left_out
+                        notes.append(f"x{s} {name}, {k} ({region}): infinite on {inf} of {n} images (identical to "
+                                     f"the truth there); the mean is over the other {n - inf}")
             shares = [e["models"][name].get("reference_in_changed") for e in per_case if e["scale"] == s]
             if summary[s][name]["changed"] is not None:  # provenance: reference used inside labelled changes
                 summary[s][name]["changed"]["reference_share"] = _mean([v for v in shares if v is not None])
