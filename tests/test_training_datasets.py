@@ -429,3 +429,19 @@ def test_a_validation_grid_cut_short_leaves_the_last_whole_one(tmp_path, monkeyp
         image_grid(batch, hr + 0.5, hr, path)
     monkeypatch.setattr(PILImage.Image, "save", real)
     assert path.read_bytes() == whole
+
+
+@pytest.mark.parametrize("names", [("B02", "B03", "B04"), ("B01", "B02", "B03", "B04", "B08")])
+def test_a_stack_s_red_green_blue_are_read_by_their_names(tmp_path, names):
+    """Training and evaluation read bands 1-3 as red, green, blue whatever their names: a B02,B03,B04 stack was
+    scored (PSNR-Y) with blue as red, a Sentinel-2 stack on B01-B03; upscale takes them by name."""
+    from geosr.training.pairs import read_image
+
+    data = np.stack([np.full((8, 8), 10 * (i + 1), np.uint8) for i in range(len(names))])
+    path = tmp_path / "stack.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=len(names), dtype="uint8") as ds:
+        ds.write(data)
+        ds.descriptions = names
+    img, _ = read_image(path)
+    want = [names.index(b) for b in ("B04", "B03", "B02")]
+    assert [round(float(v) * 255) for v in img[:, 0, 0]] == [10 * (i + 1) for i in want]

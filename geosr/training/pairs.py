@@ -142,10 +142,14 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
+        from geosr.io.rasters import default_bands, inspect_raster
+
         with warnings.catch_warnings():  # training images need no georeferencing
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                sel = list(bands) if bands else list(range(1, min(ds.count, 3) + 1))
+                # red, green, blue by the bands' names as upscale takes them (a B02,B03,B04 stack was scored
+                # with blue as red, a 13-band Sentinel-2 stack on B01-B03); else the first three
+                sel = list(bands) if bands else list(default_bands(inspect_raster(path, require_crs=False)))[:3]
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[0]
