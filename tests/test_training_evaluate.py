@@ -669,3 +669,32 @@ def test_an_image_reproduced_exactly_leaves_the_mean_over_the_others_and_says_so
     assert by_case["p1"] == "inf" and mean == pytest.approx(by_case["p0"]) and hr == "inf"
     assert "x4 bicubic, psnr_y (overall): infinite on 1 of 2 images (identical to the truth there); the mean is " \
            "over the other 1" in json.loads(res.stdout)["notes"]
+
+
+def test_the_target_s_nodata_is_not_scored_as_a_match(tmp_path):
+    """A target half nodata (read as 0, and its LR degraded from the 0 fill) was scored everywhere: the fill
+    matched itself, +1.1 dB PSNR-Y on such an image (found in review). Only the target's data, 2 LR px clear of
+    its nodata, is scored now; its LR pixels with nodata are nodata to the models."""
+    import rasterio
+
+    root = tmp_path / "data"
+    img = _image(5, 96, 96).transpose(2, 0, 1).copy()
+    img[img == 0] = 1
+    img[:, :, 48:] = 0
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        with rasterio.open(root / d / "p0.tif", "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8",
+                           nodata=0) as ds:
+            ds.write(img)
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--json",
+                                      "--no-panels"])
+    assert res.exit_code == 0, res.output
+    assert any(n.startswith("scored only where the target has data") for n in json.loads(res.stdout)["notes"])
+    got = json.loads((out / "metrics.json").read_text())["summary"]["4"]["bicubic"]["overall"]["psnr_y"]
+    hr = torch.from_numpy(img.astype(np.float32) / 255)
+    lr = (bicubic_degrade(hr, 4) * 255).round() / 255  # the 0 fill spread 2 LR px into the data
+    sr = (upsample(lr[None], 4, "bicubic")[0].clamp(0, 1) * 255).round() / 255
+    scored = torch.zeros(96, 96, dtype=torch.bool)
+    scored[:, :48 - 8] = True
+    assert got == pytest.approx(M.psnr_y(sr, hr, scored), abs=0.02)

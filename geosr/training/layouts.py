@@ -35,6 +35,7 @@ from geosr.training.pairs import (
     list_images,
     read_image,
     read_mask,
+    read_target,
     same_place,
 )
 
@@ -86,7 +87,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     masks: list[np.ndarray | None] = []
     for hr_path in list_images(hr_dir):
         stem = hr_path.stem
-        target, div = read_image(hr_path)
+        target, div, valid = read_target(hr_path)
         ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
         lrs = {}
         for s, d in lr_dirs.items():
@@ -112,7 +113,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         mask = mask[:h, :w] if mask is not None else None
         # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
         labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
-        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled))
+        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid))
         masks.append(mask)
     if table is None:
         top = max((int(m.max()) for m in masks if m is not None), default=1)
@@ -166,7 +167,7 @@ def change_pair_folder(
             raise InputError(f"{a_path}: has no image of the same name in {root / 'B'} (the target date)")
         if b_path is None or (require_label and l_path is None):
             continue
-        ref, target = read_image(a_path)[0], read_image(b_path)[0]
+        ref, (target, _, valid) = read_image(a_path)[0], read_target(b_path)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
         mask = read_mask(l_path) if l_path else None
@@ -178,7 +179,7 @@ def change_pair_folder(
                 small, (sh, sw) = min(sizes, key=lambda e: e[1][0] * e[1][1])
                 raise InputError(f"{path}: is {ph}x{pw} pixels but {small} is {sh}x{sw}; the images of a change pair "
                                  "must cover the same area at the same size")
-        ref, target = ref[:, :h, :w], target[:, :h, :w]
+        ref, target, valid = ref[:, :h, :w], target[:, :h, :w], None if valid is None else valid[:h, :w]
         if mask is not None:  # else a value such as 30 (a resampled or lossy label) would count as changed
             odd = sorted(set(np.unique(mask).tolist()) - {c.value for c in BINARY.classes})
             if odd:
@@ -187,7 +188,8 @@ def change_pair_folder(
                                  "or 255 (changed)")
         change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
         labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
-        pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem))
+        pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem,
+                          valid=valid))
     return pairs
 
 
@@ -231,7 +233,7 @@ def site_pairs(
             found = f"{len(tifs)} ({', '.join(t.name for t in tifs)})" if tifs else "none"
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
                              "reference date, then the target date, in name order)")
-        ref, target = (read_image(t, bands=bands)[0] for t in tifs)
+        ref, (target, _, valid) = read_image(tifs[0], bands=bands)[0], read_target(tifs[1], bands=bands)
         _same_place(tifs[0], tifs[1:])
         ch = read_mask(root / f"{site}_change_mask.png") > 127
         un = read_mask(root / f"{site}_unchanged_mask.png") > 127
@@ -244,7 +246,7 @@ def site_pairs(
                              "cover the same pixels")
         change = classes_of(np.where(ch, 255, 0), BINARY)
         pairs.append(Pair(name=site, target=target, ref=ref, change=change, labelled=torch.from_numpy(ch | un),
-                          group=f"{group}/{site}" if group else site))
+                          group=f"{group}/{site}" if group else site, valid=valid))
     return pairs
 
 

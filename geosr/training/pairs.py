@@ -31,6 +31,7 @@ class Pair:
     ref      (C, H, W) float32 or None (synthetic pairs make theirs per sample; None otherwise: no reference)
     change   (H, W) int64 class indices of ``table`` or None (all unchanged / synthetic)
     labelled (H, W) bool where the change label is known (None: everywhere); evaluation splits use it
+    valid    (H, W) bool where the target has data in every band (None: everywhere); evaluation scores only there
     lr       {scale: (C, H/s, W/s)} given LRs (a released LR folder, a real LR raster); others are degraded
     """
 
@@ -44,6 +45,7 @@ class Pair:
     table: ChangeClassTable = BINARY
     synthetic: bool = False
     group: str = ""  # scene group (for splits)
+    valid: torch.Tensor | None = None
     _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
 
     @property
@@ -86,7 +88,14 @@ def to_model(x: torch.Tensor, stretch: Stretch) -> torch.Tensor:
 
 # ---- reading images ---------------------------------------------------------------------------------------------
 def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
-    """(C, H, W) float32 unit-space image and the divisor used (255 for 8-bit)."""
+    """(C, H, W) float32 unit-space image and the divisor used (255 for 8-bit); nodata reads as 0."""
+    return read_target(path, bands)[:2]  # type: ignore[return-value]
+
+
+def read_target(path: str | Path, bands: Sequence[int] | None = None
+                ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+    """:func:`read_image` and where the image is valid in every band, (H, W) bool (None: everywhere), for scoring
+    against it only there (its nodata read as 0 was scored as a match: +1.1 dB on an image half nodata)."""
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such image")
@@ -135,7 +144,7 @@ def same_place(a: tuple[str, tuple[float, ...]], b: tuple[str, tuple[float, ...]
         abs(xc - x2c) <= 0.5 * px and abs(yc - y2c) <= 0.5 * px
 
 
-def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float]:
+def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float, torch.Tensor | None]:
     if path.suffix.lower() in (".tif", ".tiff"):
         import warnings
 
@@ -152,7 +161,7 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
                 sel = list(bands) if bands else list(default_bands(inspect_raster(path, require_crs=False)))[:3]
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
-                dtype = ds.dtypes[0]
+                dtype = ds.dtypes[sel[0] - 1]
         valid = ~np.ma.getmaskarray(masked) & np.isfinite(masked.filled(0))
         arr = np.where(valid, masked.filled(0), 0).astype(np.float32)
     else:
@@ -175,7 +184,8 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
         raise InputError(f"{path}: holds no valid pixel (every one is nodata or not a number)")
     top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" else 255.0
     div = 255.0 if dtype == "uint8" else max(top, 1e-6)
-    return torch.from_numpy(np.ascontiguousarray(arr / div)), div
+    every = valid.all(axis=0) if valid.ndim == 3 else valid
+    return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
 
 
 def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
