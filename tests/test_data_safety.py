@@ -988,3 +988,86 @@ def test_an_earlier_output_s_external_overviews_or_mask_never_pass_to_the_new_on
     res = _invoke("upscale", lr, "-x", "4", "-m", "bicubic", "-o", out)
     assert res.exit_code == 2 and f"o.tif{suffix}: already exists" in res.output, res.output
     assert side.read_bytes() == b"someone's" and not out.exists()
+
+
+# ---- session 57 (found in review) --------------------------------------------------------------------------------
+@pytest.mark.parametrize("role, side", [("--cd", ".msk"), ("LR", ".ovr"), ("--ref", ".aux.xml")])
+def test_an_input_at_the_name_of_the_output_s_gdal_side_file_is_refused_even_with_overwrite(scene, role, side):
+    """The run removes the output's .aux.xml, .ovr and .msk as it puts it in place: with --overwrite a change mask
+    at out.tif.msk (or an LR at out.tif.ovr) was deleted, exit 0."""
+    tmp, lr, ref, cd = scene
+    out = tmp / "out.tif"
+    upscale(str(lr), output=str(out), scale=2)
+    victim = tmp / f"out.tif{side}"
+    src = {"--cd": cd, "LR": lr, "--ref": ref}[role]
+    victim.write_bytes(src.read_bytes())
+    args = {"--cd": [lr, "--ref", ref, "--cd", victim], "LR": [victim], "--ref": [lr, "--ref", victim]}[role]
+    r = _invoke("upscale", *args, "-x", "2", "-m", "reference-paste", "-o", out, "--overwrite")
+    assert r.exit_code == 2 and "where GDAL keeps the" in r.output, r.output
+    assert victim.read_bytes() == src.read_bytes()
+
+
+def test_an_input_named_as_the_output_s_temporary_file_is_refused(scene):
+    """A killed run's temporaries (.NAME.XXXXXXXX.partial*) are cleared at the next run's start: an input of that
+    name was deleted, exit 0."""
+    tmp, lr, _, _ = scene
+    victim = tmp / ".out.tif.deadbeef.partial.tif"
+    victim.write_bytes(lr.read_bytes())
+    r = _invoke("upscale", victim, "-x", "2", "-m", "bicubic", "-o", tmp / "out.tif")
+    assert r.exit_code == 2 and "the name of a temporary file of" in r.output, r.output
+    assert victim.read_bytes() == lr.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["stac", "work"])
+def test_a_change_class_table_is_an_input_no_output_may_replace(scene, where):
+    """--cd-classes was not counted as an input: the STAC item replaced it (--overwrite), and one inside the
+    output's work folder was deleted with it, exit 0 both."""
+    from geosr.conditioning.changes import load_change_classes
+
+    tmp, lr, ref, cd = scene
+    table = json.dumps(load_change_classes("binary").to_dict())
+    victim = tmp / "out.stac.json" if where == "stac" else tmp / "out.tif.geosr-work" / "classes.json"
+    victim.parent.mkdir(exist_ok=True)
+    victim.write_text(table)
+    r = _invoke("upscale", lr, "--ref", ref, "--cd", cd, "--cd-classes", victim, "-x", "2", "-m",
+                "reference-paste", "-o", tmp / "out.tif", "--overwrite")
+    assert r.exit_code == 2 and "change class table of this run" in r.output, r.output
+    assert victim.read_text() == table
+
+
+def test_outputs_sharing_their_sidecars_names_are_refused(scene):
+    """x.tif and x.TIF (or x.tiff) both write x.provenance.tif and x.stac.json: with --overwrite the second run
+    replaced the first's sidecars (x.tif's provenance tag then named a raster of another size), and two such
+    runs at once were not kept apart by the one-per-output lock. An output named as a provenance raster
+    (a.provenance.tif) replaced a.tif's."""
+    tmp, lr, ref, _ = scene
+    upscale(str(lr), output=str(tmp / "x.tif"), scale=2, ref=str(ref), model="reference-paste")
+    before = (tmp / "x.provenance.tif").read_bytes()
+    for name in ("x.TIF", "x.tiff"):
+        r = _invoke("upscale", lr, "--ref", ref, "-x", "4", "-m", "reference-paste", "-o", tmp / name, "--overwrite")
+        assert r.exit_code == 2 and "x.tif beside it has the same stem" in r.output, r.output
+    assert (tmp / "x.provenance.tif").read_bytes() == before
+    (tmp / "y.tif.geosr-work").mkdir()  # a run of y.tif under way (or killed)
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "y.TIF")
+    assert r.exit_code == 2 and "y.tif beside it has the same stem" in r.output, r.output
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "x.provenance.tif", "--overwrite")
+    assert r.exit_code == 2 and "the provenance raster of x.tif" in r.output, r.output
+    assert (tmp / "x.provenance.tif").read_bytes() == before
+    # the same output again is its own
+    upscale(str(lr), output=str(tmp / "x.tif"), scale=2, ref=str(ref), model="reference-paste",
+            output_config=OutputConfig(overwrite=True))
+
+
+def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch):
+    """A mount point at OUT.geosr-work made the final rename fail with EXDEV: "internal error: OSError", exit 1."""
+    import geosr.io.outputs as outputs
+
+    tmp, lr, _, _ = scene
+
+    def elsewhere(src, dst):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), str(dst))
+
+    monkeypatch.setattr(outputs.os, "replace", elsewhere)
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "out.tif")
+    assert r.exit_code == 1 and "is on another file system than the output's folder" in r.output, r.output
+    assert "internal error" not in r.output and not (tmp / "out.tif").exists()

@@ -1082,3 +1082,21 @@ def test_bf16_asked_on_the_cpu_is_said_to_train_in_float32(tmp_path, images):
                                 warmup=1, checkpoint_every=1, val_every=0, threads=1, precision="bf16", device="cpu",
                                 data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
     assert any("CUDA only" in w and "float32" in w for w in run.warnings), run.warnings
+
+
+def test_a_full_disk_while_training_saves_is_one_sentence(tmp_path, images, monkeypatch):
+    """safetensors' "No space left on device" was "internal error: SafetensorError", exit 1."""
+    from geosr.errors import OutputWriteError
+    from geosr.training.loop import train as run_train
+
+    class SafetensorError(Exception):
+        pass
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("geosr.training.state.save_checkpoint", full)
+    with pytest.raises(OutputWriteError, match=r"run: cannot be written: no space left on device"):
+        run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
+                              warmup=1, checkpoint_every=1, val_every=0, threads=1,
+                              data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))

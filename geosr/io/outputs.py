@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import gdal_sidecars, is_remote, pam_path, unwritable
+from geosr.io.paths import PROVENANCE_SUFFIX, gdal_sidecars, is_remote, pam_path, unwritable
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -72,6 +72,17 @@ def check_output_path(
             if not is_remote(read) and not work.is_symlink() and _inside(read, work):  # (a link: refused below)
                 raise OutputLocationError(f"{read}: the {role} of this run lies in {work}, the output's work folder, "
                                           "which geosr clears; move it, or write the output to another path")
+            if is_remote(read):
+                continue
+            # the files the run removes beside the output as it puts it in place (an earlier file's metadata,
+            # overviews, mask) and a killed run's temporary files, which a run clears: an input there was deleted
+            for kind, side in gdal_sidecars(p).items():
+                if side.exists() and not side.is_symlink() and same_file(side, read):  # (a link goes, not its file)
+                    raise OutputLocationError(f"{read}: the {role} of this run is where GDAL keeps the {kind} of "
+                                              f"{named}, which the run replaces; write the output to another path")
+            if _partial_name(p).match(Path(read).name) and same_file(Path(read).parent, folder):
+                raise OutputLocationError(f"{read}: the {role} of this run has the name of a temporary file of "
+                                          f"{named}, which the run clears; rename it")
     if p.is_dir():
         raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists() and make_folder:
@@ -124,6 +135,32 @@ def check_output_path(
     return p
 
 
+def sidecars_shared(out: Path, item: Path) -> Path | None:
+    """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF`` and ``x.tiff``
+    all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
+    ``item`` there names as its data; None otherwise. Their runs replaced each other's sidecars, and the output
+    lock, one per output, did not keep two such runs apart."""
+    import json
+
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    try:
+        owner = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote: no owner known
+        owner = None
+    for name in names:
+        writing = name.endswith(WORK_SUFFIX)
+        base = Path(name[:-len(WORK_SUFFIX)] if writing else name)
+        if base.name == out.name or base.stem != out.stem or base.suffix.lower() not in (".tif", ".tiff"):
+            continue
+        if writing or base.name == owner:
+            return folder / base
+    return None
+
+
 def _inside(path: str, folder: Path) -> bool:
     """Whether ``path`` lies inside ``folder`` (through links and ``..``)."""
     inner, outer = os.path.realpath(path), os.path.realpath(folder)
@@ -132,7 +169,8 @@ def _inside(path: str, folder: Path) -> bool:
 
 # Suffixes of other formats: a COG written under one of these names would be opened as what it is not.
 OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp", ".vrt", ".nc", ".hdf", ".h5",
-                 ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv")
+                 ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv",
+                 ".ovr", ".msk")  # (GDAL reads these beside a raster as its overviews, its mask)
 
 
 # kernels' pseudo file systems: root passes every access check there and still cannot make a file
@@ -202,6 +240,9 @@ def check_raster_output_path(
 def check_raster_name(path: str | os.PathLike[str]) -> None:
     """Refuse a COG output named as another format (``out.png``; a dry run checks this much too)."""
     suffix = Path(path).suffix.lower()
+    if Path(path).name.lower().endswith(PROVENANCE_SUFFIX):  # an upscale's sidecar: its run would replace this
+        raise OutputLocationError(f"{path}: is the name geosr gives the provenance raster of "
+                                  f"{Path(path).name[:-len(PROVENANCE_SUFFIX)]}.tif; give the output another name")
     if suffix in OTHER_FORMATS:
         raise OutputLocationError(f"{path}: geosr writes Cloud-Optimized GeoTIFFs; give the output a .tif name, "
                                   f"not {suffix}")
@@ -235,7 +276,7 @@ def remove_partials(final: Path) -> list[Path]:
     """Remove what a killed writer of ``final`` left beside it: hidden ``.partial`` files and GDAL's
     ``.ovr.tmp`` overview files. Call only while holding ``final``'s job lock."""
     gone = []
-    own = re.compile(re.escape(f".{final.name}.") + r"[0-9a-f]{8}\.partial")  # temp_path_beside's names only
+    own = _partial_name(final)
     for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial*"):
         if not own.match(p.name):
             continue
@@ -243,6 +284,11 @@ def remove_partials(final: Path) -> list[Path]:
             p.unlink()
             gone.append(p)
     return gone
+
+
+def _partial_name(final: Path) -> re.Pattern[str]:
+    """:func:`temp_path_beside`'s names for ``final`` (and GDAL's files beside them)."""
+    return re.compile(re.escape(f".{final.name}.") + r"[0-9a-f]{8}\.partial")
 
 
 def glob_escape(name: str) -> str:
@@ -331,16 +377,19 @@ def writing(out: Path) -> Iterator[None]:
     except GeoSRError:
         raise
     except (OSError, RasterioIOError) as exc:
-        reason = _os_reason(exc)
+        reason = os_reason(exc)
         if reason is None:
             raise
         raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for `resume`") from exc
 
 
-def _os_reason(exc: BaseException) -> str | None:
+def os_reason(exc: BaseException) -> str | None:
     """The machine's reason behind ``exc`` (also when GDAL wrapped it), or None for anything else."""
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.EXDEV:  # a mount point inside the output's folder
+            return (f"its work folder ({seen.filename}) is on another file system than the output's folder "
+                    "(a mount point there?), so the finished file cannot be renamed into place")
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
             where = f" ({seen.filename})" if seen.filename else ""
             return f"{os.strerror(seen.errno).lower()}{where}"

@@ -20,11 +20,19 @@ from geosr._version import __version__
 from geosr.conditioning.change_detection import DETECTOR_VERSION, refine_factor
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
 from geosr.config import OutputConfig, TilingConfig, to_json
-from geosr.errors import BandError, ClassTableError, InputNotFoundError, OptionError, OutputExistsError, ScaleError
+from geosr.errors import (
+    BandError,
+    ClassTableError,
+    InputNotFoundError,
+    OptionError,
+    OutputExistsError,
+    OutputLocationError,
+    ScaleError,
+)
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path
+from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path, sidecars_shared
 from geosr.io.paths import (
     curl_url,
     http_head,
@@ -351,6 +359,11 @@ def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: Ups
     for name, side in sidecar_paths(out).items():  # their names' lengths are within the output's margin
         check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None,
                           written_as=f"where the output's {name} goes")
+    other = sidecars_shared(out, sidecar_paths(out)["STAC item"])
+    if other is not None:
+        names = ", ".join(p.name for p in sidecar_paths(out).values())
+        raise OutputLocationError(f"{out}: {other.name} beside it has the same stem, so the two would write one "
+                                  f"set of sidecars ({names}); give the output another name")
     return out
 
 
@@ -359,8 +372,10 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
     composite input (band files, a Sentinel-2 product, a STAC item) reads."""
     model = opts.model
     cd = None if opts.cd in CD_KEYWORDS else opts.cd
+    classes = opts.cd_classes if isinstance(opts.cd_classes, str) and Path(opts.cd_classes).is_file() else None
     inputs = [("LR", lr), ("reference", opts.ref), ("change mask", cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
+              ("change class table", classes),
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
               ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
     return inputs + member_inputs(inputs[:4])

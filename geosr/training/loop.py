@@ -30,7 +30,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.conditioning.changes import load_change_classes
-from geosr.errors import OptionError, TrainingDivergedError
+from geosr.errors import GeoSRError, OptionError, OutputWriteError, TrainingDivergedError
+from geosr.io.outputs import os_reason
 from geosr.models.backbone_checkpoint import is_backbone_spec
 from geosr.models.checkpoint import load_checkpoint, read_spec
 from geosr.models.configs import ArchConfig
@@ -571,6 +572,14 @@ def train(
             if not (resume or saved()):
                 exc.geosr_again = "; it had saved nothing yet, so run it again as it was"  # type: ignore[attr-defined]
             raise
+        except GeoSRError:
+            raise
+        except Exception as exc:  # a full disk, a quota: in safetensors' words too ("internal error" before)
+            reason = os_reason(exc)
+            if reason is None:
+                raise
+            kept = "; its last save is kept for `resume`" if saved() else ""
+            raise OutputWriteError(f"{cfg.out}: cannot be written: {reason}{kept}") from exc
 
 
 def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, float], None] | None) -> TrainResult:
