@@ -686,3 +686,53 @@ def test_a_reference_s_bands_picked_by_colour_are_named_when_they_do_not_match(t
     assert res.exit_code == 2 and not out.exists()
     assert "the reference gives 3 bands (its bands 1,2,3, found by name or colour as red, green, blue) but the LR " \
            "gives 6 bands (choose matching bands with --ref-bands / --bands)" in res.output
+
+
+@pytest.mark.parametrize("role", ["LR", "reference"])
+def test_a_crs_that_cannot_be_placed_on_the_earth_is_refused_before_anything_is_written(tmp_path, role):
+    """A local engineering CRS: as the LR, the output was written and then its WGS 84 footprint failed (exit 1, a
+    page of PROJ JSON; `--resume` failed the same way); as the reference, "internal error: CPLE_NotSupportedError"."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    local = CRS.from_wkt('ENGCRS["site grid",EDATUM["site"],CS[Cartesian,2],AXIS["easting",east,ORDER[1],'
+                         'LENGTHUNIT["metre",1]],AXIS["northing",north,ORDER[2],LENGTHUNIT["metre",1]]]')
+    odd = tmp_path / "local.tif"
+    with rasterio.open(odd, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8", crs=local,
+                       transform=Affine(0.5, 0, 1000, 0, -0.5, 2000)) as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8))
+    lr = tmp_path / "lr.tif"
+    with rasterio.open(lr, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+        ds.write(np.random.default_rng(1).integers(0, 255, (3, 32, 32), dtype=np.uint8))
+    args = [str(odd)] if role == "LR" else [str(lr), "--ref", str(odd), "-m", "reference-paste"]
+    result = runner.invoke(app, ["upscale", *args, "-x", "2", "-o", str(tmp_path / "out.tif")])
+    assert result.exit_code == 2 and "cannot be transformed to longitude/latitude" in result.stderr, result.output
+    assert "internal error" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.tif", "lr.tif"]
+
+
+def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):
+    """An image with RPCs was told to assign a CRS (which would not place it); a NetCDF of several variables "holds
+    no pixels" (info) or "has no coordinate reference system" (upscale), its rasters unnamed."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.rpc import RPC
+
+    rpc = RPC(height_off=0, height_scale=1, lat_off=45, lat_scale=0.1, line_den_coeff=[1] + [0] * 19,
+              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=16, line_scale=16, long_off=15, long_scale=0.1,
+              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=16, samp_scale=16)
+    with rasterio.open(tmp_path / "rpc.tif", "w", driver="GTiff", width=32, height=32, count=1, dtype="uint8",
+                       rpcs=rpc) as ds:
+        ds.write(np.ones((1, 32, 32), np.uint8))
+    result = runner.invoke(app, ["upscale", str(tmp_path / "rpc.tif"), "-x", "2", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 2 and "orthorectify it first (e.g. gdalwarp -rpc" in result.stderr, result.output
+    if "netCDF" not in rasterio.drivers.raster_driver_extensions().values():
+        return
+    with rasterio.open(tmp_path / "three.tif", "w", driver="GTiff", width=8, height=8, count=3, dtype="float32",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+        ds.write(np.ones((3, 8, 8), np.float32))
+    rasterio.shutil.copy(tmp_path / "three.tif", tmp_path / "c.nc", driver="netCDF")
+    for command in (["info"], ["upscale", "-x", "2", "-o", str(tmp_path / "o.tif")]):
+        result = runner.invoke(app, [command[0], str(tmp_path / "c.nc"), *command[1:]])
+        assert result.exit_code == 2 and "is a container of 3 rasters (netcdf:" in result.stderr.lower(), result.output

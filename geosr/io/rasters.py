@@ -172,6 +172,14 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if require_crs and ds.crs is None and gcps:
             raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
                              f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
+        if ds.count < 1 and ds.subdatasets:  # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
+            listed = ", ".join(ds.subdatasets[:3]) + (f" and {len(ds.subdatasets) - 3} more"
+                                                      if len(ds.subdatasets) > 3 else "")
+            raise NotARasterError(f"{shown}: is a container of {len(ds.subdatasets)} rasters ({listed}); extract the "
+                                  "one to super-resolve into a GeoTIFF first (gdal_translate SUBDATASET out.tif)")
+        if require_crs and ds.crs is None and ds.rpcs:  # a CRS assigned would not place it: it needs its terrain
+            raise NoCRSError(f"{shown}: is georeferenced by rational polynomial coefficients (RPCs) only, not on a "
+                             f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")
         if require_crs and ds.crs is None:
             raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
         complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
@@ -184,6 +192,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             raise NotARasterError(f"{shown}: holds no pixels")
         if require_crs:
             _refuse_impossible_grid(shown, ds)
+            _refuse_unplaceable_crs(shown, ds.crs)
         flags = ds.mask_flag_enums
         has_mask = any(
             rasterio.enums.MaskFlags.per_dataset in f or rasterio.enums.MaskFlags.alpha in f for f in flags
@@ -335,6 +344,21 @@ def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> 
         raise BandError(f"{info.path}: {role}is a palette raster (its values index a colour table: classes, not "
                         "intensities), which super-resolution would mix; expand it to RGB first (gdal_translate "
                         "-expand rgb)")
+
+
+def _refuse_unplaceable_crs(shown: str, crs: rasterio.crs.CRS) -> None:
+    """Refuse a CRS that no transformation places on the Earth (a local engineering CRS): it was written, then
+    failed (exit 1, a page of PROJ JSON) making the output's WGS 84 footprint, and its reference could not be
+    warped to another CRS. pyproj, not rasterio: GDAL prints the CRS whole on stderr as it fails."""
+    from pyproj import CRS, Transformer
+    from pyproj.exceptions import ProjError
+
+    try:
+        Transformer.from_crs(CRS.from_wkt(crs.to_wkt()), CRS.from_epsg(4326), always_xy=True)
+    except ProjError:
+        raise NoCRSError(f"{shown}: its CRS ({crs.to_string() or 'unnamed'}) cannot be transformed to "
+                         "longitude/latitude (a local engineering CRS?), which geosr places every raster by; "
+                         "assign or warp it to a geographic or projected CRS first") from None
 
 
 def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:
