@@ -468,6 +468,45 @@ def test_one_model_serves_every_seed_in_a_worker_and_the_planner():
     assert id(other_steps) not in loaded  # what the model does depend on still keeps models apart
 
 
+def test_each_worker_thread_has_its_own_model(tmp_path):
+    """One model served every thread of a worker: the lite experts blend their weights into one module per scene,
+    so on a worker of 3 threads scenes of different sharpness took each other's weights (half a scene wrong, up
+    to 255 DN, exit 0, and its record then marked it up to date). Each thread now keeps its own (asserted: the
+    race is timing-dependent), and scenes run on such a worker give upscale's pixels."""
+    from dask.distributed import Client
+
+    from geosr.pipeline.batch.tasks import worker_model
+
+    got: dict[str, int] = {}
+
+    def load(name: str) -> None:
+        got[name] = id(worker_model("lite", device="cpu"))
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got["a"] != got["b"] and id(worker_model("lite", device="cpu")) == id(worker_model("lite", device="cpu"))
+    # scenes of other sharpness (and so other expert mixes) at once on one worker of 3 threads
+    scenes = []
+    for i, sigma in enumerate((0.0, 1.5, 3.0)):
+        data = (smooth_field(3, 96, 96, seed=i) * 255).astype(np.uint8)
+        if sigma:
+            from scipy.ndimage import gaussian_filter
+
+            data = np.stack([gaussian_filter(b.astype(float), sigma) for b in data]).round().astype(np.uint8)
+        scenes.append(make_raster(tmp_path / f"s{i}.tif", data))
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("lr,out\n" + "".join(f"{s.name},out_{s.stem}.tif\n" for s in scenes))
+    with Client(processes=False, n_workers=1, threads_per_worker=3, dashboard_address=None) as client:
+        batch(str(manifest), x=4, model="lite", client=client)
+    for s in scenes:
+        upscale(str(s), output=str(tmp_path / f"solo_{s.stem}.tif"), scale=4, model="lite")
+        with rasterio.open(tmp_path / f"out_{s.stem}.tif") as a, rasterio.open(tmp_path / f"solo_{s.stem}.tif") as b:
+            assert np.array_equal(a.read(), b.read()), s.name
+
+
 def test_make_dirs_makes_no_folder_when_the_cluster_never_comes_up(tmp_path, monkeypatch):
     """--make-dirs made every job's output folder before connecting: a batch whose scheduler never answered
     stopped at once and left the folders behind."""

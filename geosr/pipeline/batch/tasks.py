@@ -27,18 +27,20 @@ log = logging.getLogger(__name__)
 
 EVENT_TOPIC = "geosr-batch"
 
-_MODELS: dict[tuple, Any] = {}  # (model, device, visible GPUs, sampler but seed) -> the model, in this process
+_MODELS: dict[tuple, Any] = {}  # (model, device, visible GPUs, sampler but seed, thread) -> the model, here
 _MODELS_LOCK = threading.Lock()
 
 
 def worker_model(name: str, *, device: str, sampler=None):
-    """The model ``name`` on ``device`` with ``sampler``, loaded once per worker process and kept."""
+    """The model ``name`` on ``device`` with ``sampler``, loaded once per worker thread and kept. Per thread: a
+    model is not safe to call from two threads at once (the lite experts blend their weights into one module for
+    each scene), and a worker of 3 threads sharing one wrote wrong pixels into half a scene, exit 0."""
     from geosr.models.device import resolve_device
     from geosr.models.registry import load_model
 
     dev = str(resolve_device(device))
     # the seed is not the model's (each run passes its own): one model serves every seed
-    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), unseeded(sampler))
+    key = (name, dev, os.environ.get("CUDA_VISIBLE_DEVICES"), unseeded(sampler), threading.get_ident())
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_model(name, device=dev, sampler=key[3])
@@ -210,5 +212,6 @@ def _task_error(spec: JobSpec, exc: BaseException) -> TaskError:
     if isinstance(exc, GeoSRError):  # a condition geosr names (the network, a busy output): its sentence says it
         log.info("geosr batch job %s: %s", spec.id, exc)
     else:  # geosr's own fault: the chain stays in the worker's log (GDAL's exceptions in it do not always unpickle)
-        log.warning("geosr batch job %s failed", spec.id, exc_info=exc)
+        log.warning("geosr batch job %s failed: %s: %s", spec.id, type(exc).__name__, exc)
+        log.debug("geosr batch job %s failed", spec.id, exc_info=exc)  # the chain, for a worker logging debug
     return TaskError.from_exception(exc)
