@@ -807,3 +807,19 @@ def test_the_files_of_a_diffusion_on_backbone_model_and_a_manifest_under_home_ar
     assert any("(e): out " in t and "would write over the manifest" in t for t in text), text
     a, = m.jobs
     assert a.model == f"default+{scenes / 'bb.safetensors'}" and a.aoi == "119.9,32.3,120.1"
+
+
+def test_a_manifest_in_another_folder_is_named_whole_and_a_semicolon_csv_is_told_so(tmp_path):
+    """A manifest with no jobs in a subfolder read "site/empty.yaml: 1 invalid job, nothing was run: empty.yaml:
+    holds no jobs" (its problem, filed under the file's name, taken for a row's); a CSV separated by semicolons
+    said only that the header has no lr column."""
+    (tmp_path / "site").mkdir()
+    empty = tmp_path / "site" / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ManifestError) as err:
+        read_manifest(empty)
+    assert str(err.value) == f"{empty}: holds no jobs (give jobs: or glob:)"
+    semi = tmp_path / "site" / "semi.csv"
+    semi.write_text("lr;out\na.tif;b.tif\n")
+    with pytest.raises(ManifestError, match="separated by ';'; use commas"):
+        read_manifest(semi)

@@ -71,8 +71,9 @@ class ManifestError(InputError):
         self.source = source
         self.problems = problems
         n = len({p.where for p in problems})
-        if problems and all(p.where == source for p in problems):  # the manifest itself, not its rows
-            super().__init__("\n".join(str(p) for p in problems))
+        whole = (source, Path(source).name)  # the manifest itself, not its rows (filed under its name too)
+        if problems and all(p.where in whole for p in problems):
+            super().__init__("\n".join(f"{source}: {p.message}" for p in problems))
             return
         lines = [f"{source}: {n} invalid job{'s' if n != 1 else ''}, nothing was run:" if n else f"{source}: invalid"]
         lines += [f"  {p}" for p in problems]
@@ -327,7 +328,10 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
         raise ManifestError(manifest.source, [Problem(name, "is empty (the first line names the columns: lr,out,...)")])
     header = [h.strip() for h in rows[0]]
     if "lr" not in {_key(h) for h in header}:
-        raise ManifestError(manifest.source, [Problem(f"{name} line 1", "the header has no lr column")])
+        other = next((sep for sep in (";", "\t", "|") if sep in rows[0][0]), None)
+        hint = f" (its columns are separated by {'a tab' if other == chr(9) else repr(other)}; use commas)" if \
+            other else ""
+        raise ManifestError(manifest.source, [Problem(f"{name} line 1", f"the header has no lr column{hint}")])
     first: dict[str, str] = {}
     for h in header:  # x,x (or x,scale): one value of the two would be dropped in every row
         if not h:  # an empty column name: "unknown column ''" below
