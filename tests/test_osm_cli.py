@@ -142,6 +142,8 @@ def test_bad_files_exit_2(tmp_path, scene):
     garbage_gpkg.write_text("nope")
     csv = tmp_path / "points.csv"
     csv.write_text("a,b\n1,2\n")
+    table = tmp_path / "classes.json"
+    table.write_text('{"classes": [{"value": 1, "name": "water"}]}')
     not_raster = tmp_path / "like.txt"
     not_raster.write_text("hello")
     cases = [
@@ -151,6 +153,8 @@ def test_bad_files_exit_2(tmp_path, scene):
         (["--like", like, "--osm-file", garbage_pbf], ["garbage.osm.pbf", "PBF"]),
         (["--like", like, "--osm-file", garbage_gpkg], ["garbage.gpkg"]),
         (["--like", like, "--osm-file", csv], ["points.csv", "unsupported"]),
+        # a class table given as the OSM file: GDAL's own words and its hint of driver prefixes before
+        (["--like", like, "--osm-file", table], ["classes.json: is not GeoJSON"]),
         (["--like", tmp_path / "nope.tif", "--osm-file", scene], ["nope.tif", "no such file"]),
         (["--like", not_raster, "--osm-file", scene], ["like.txt"]),
         (["--like", like, "--osm-file", scene, "-x", "0"], ["-x"]),

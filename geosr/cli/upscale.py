@@ -64,7 +64,7 @@ def _signature() -> inspect.Signature:
                                  "files separated by commas.", show_default=False, metavar="LR")])
     return inspect.Signature([
         lr,
-        option_parameter("output", Path, None, ("-o", "--output"), "Output COG path."),
+        option_parameter("output", Path, None, ("-o", "--output"), "Output COG path (required, except with --dry-run)."),
         *upscale_option_parameters(),
         *reporting_parameters(),
     ])

@@ -257,7 +257,10 @@ def read_vector_file(path: Path, polygon: "BaseGeometry", table: MapClassTable) 
     try:
         layers = [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # noqa: BLE001 - pyogrio's DataSourceError and friends
-        raise VectorFileError(f"{path}: cannot be read as a vector file ({reason(exc)})") from exc
+        if Path(path).suffix.lower() in (".json", ".geojson"):  # a class table or any JSON that is not features
+            raise VectorFileError(f"{path}: is not GeoJSON (a file of features with OSM tags as properties)") from exc
+        said = reason(exc).split("; It might help to specify the correct driver")[0]  # (GDAL's hint: no use here)
+        raise VectorFileError(f"{path}: cannot be read as a vector file ({said})") from exc
     frames = []
     keys = table.keys()
     for layer in layers:
