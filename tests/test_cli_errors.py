@@ -710,6 +710,12 @@ def test_a_crs_that_cannot_be_placed_on_the_earth_is_refused_before_anything_is_
     assert result.exit_code == 2 and "cannot be transformed to longitude/latitude" in result.stderr, result.output
     assert "internal error" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.tif", "lr.tif"]
+    mars = tmp_path / "mars.tif"  # (geographic, of another body: not "a local engineering CRS")
+    with rasterio.open(mars, "w", driver="GTiff", width=32, height=32, count=1, dtype="uint8",
+                       crs=CRS.from_user_input("IAU_2015:49900"), transform=Affine(0.01, 0, 10, 0, -0.01, 5)) as ds:
+        ds.write(np.ones((1, 32, 32), np.uint8))
+    result = runner.invoke(app, ["upscale", str(mars), "-x", "2", "-o", str(tmp_path / "out.tif")])
+    assert result.exit_code == 2 and "is of another body than the Earth" in result.stderr, result.output
 
 
 def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):

@@ -1056,6 +1056,10 @@ def test_outputs_sharing_their_sidecars_names_are_refused(scene):
     # the same output again is its own
     upscale(str(lr), output=str(tmp / "x.tif"), scale=2, ref=str(ref), model="reference-paste",
             output_config=OutputConfig(overwrite=True))
+    # a name the STAC item writes percent-encoded (a#1.tif as a%231.tif) is still known as its owner
+    upscale(str(lr), output=str(tmp / "a#1.tif"), scale=2, ref=str(ref), model="reference-paste")
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "a#1.TIF", "--overwrite")
+    assert r.exit_code == 2 and "a#1.tif beside it has the same stem" in r.output, r.output
 
 
 def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch):

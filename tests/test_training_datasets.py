@@ -445,3 +445,20 @@ def test_a_stack_s_red_green_blue_are_read_by_their_names(tmp_path, names):
     img, _ = read_image(path)
     want = [names.index(b) for b in ("B04", "B03", "B02")]
     assert [round(float(v) * 255) for v in img[:, 0, 0]] == [10 * (i + 1) for i in want]
+
+
+def test_images_of_a_pair_whose_band_names_pick_other_bands_are_refused(tmp_path):
+    """Red, green and blue by the bands' names (per file): an A/ image naming its bands B02,B03,B04 beside a B/
+    image naming none were read crossed (its blue against the other's red) without a word."""
+    root = tmp_path / "pairs"
+    data = np.stack([np.full((64, 64), v, np.uint8) for v in (30, 60, 90)])
+    for sub, names in (("A", ("B02", "B03", "B04")), ("B", None)):
+        (root / sub).mkdir(parents=True)
+        with rasterio.open(root / sub / "p.tif", "w", driver="GTiff", width=64, height=64, count=3,
+                           dtype="uint8") as ds:
+            ds.write(data)
+            if names:
+                ds.descriptions = names
+    with pytest.raises(InputError, match=r"p.tif: its bands' names make bands 1,2,3 its red, green and blue, but "
+                                         r".*A/p.tif's make them 3,2,1"):
+        change_pair_folder(root, require_label=False)

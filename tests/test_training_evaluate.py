@@ -690,7 +690,8 @@ def test_the_target_s_nodata_is_not_scored_as_a_match(tmp_path):
     res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--json",
                                       "--no-panels"])
     assert res.exit_code == 0, res.output
-    assert any(n.startswith("scored only where the target has data") for n in json.loads(res.stdout)["notes"])
+    assert any(n.startswith("scored only where the target has data") and n.endswith("p0 x4 (42% scored)")
+               for n in json.loads(res.stdout)["notes"]), json.loads(res.stdout)["notes"]
     got = json.loads((out / "metrics.json").read_text())["summary"]["4"]["bicubic"]["overall"]["psnr_y"]
     hr = torch.from_numpy(img.astype(np.float32) / 255)
     lr = (bicubic_degrade(hr, 4) * 255).round() / 255  # the 0 fill spread 2 LR px into the data

@@ -135,29 +135,33 @@ def check_output_path(
     return p
 
 
+# the names of an output whose sidecars are another's of the same stem (x.tif, x.TIF, x.tiff: x.provenance.tif)
+_SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff")
+
+
 def sidecars_shared(out: Path, item: Path) -> Path | None:
     """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF`` and ``x.tiff``
     all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
     ``item`` there names as its data; None otherwise. Their runs replaced each other's sidecars, and the output
-    lock, one per output, did not keep two such runs apart."""
+    lock, one per output, did not keep two such runs apart. Only those names are looked at (a batch checks every
+    job's output: listing its folder each time made planning 5x slower in a folder of 20 000 files)."""
     import json
+    from urllib.parse import unquote
 
-    folder = out.parent if str(out.parent) else Path(".")
     try:
-        names = os.listdir(folder)
-    except OSError:
-        return None
-    try:
-        owner = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
+        href = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
+        owner = unquote(href) if isinstance(href, str) else None  # (written percent-encoded: a#1.tif as a%231.tif)
     except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote: no owner known
         owner = None
-    for name in names:
-        writing = name.endswith(WORK_SUFFIX)
-        base = Path(name[:-len(WORK_SUFFIX)] if writing else name)
-        if base.name == out.name or base.stem != out.stem or base.suffix.lower() not in (".tif", ".tiff"):
-            continue
-        if writing or base.name == owner:
-            return folder / base
+    names = {out.stem + suffix for suffix in _SHARING_SUFFIXES}
+    if owner is not None and Path(owner).stem == out.stem and Path(owner).suffix.lower() in (".tif", ".tiff"):
+        names.add(Path(owner).name)
+    for name in sorted(names - {out.name}):
+        other = out.with_name(name)
+        itself = os.path.lexists(other) and same_file(other, out)  # (a case-insensitive file system)
+        if not itself and (os.path.isdir(other.with_name(name + WORK_SUFFIX))
+                           or (name == owner and os.path.lexists(other))):
+            return other
     return None
 
 

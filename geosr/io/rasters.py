@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -347,18 +348,33 @@ def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> 
 
 
 def _refuse_unplaceable_crs(shown: str, crs: rasterio.crs.CRS) -> None:
-    """Refuse a CRS that no transformation places on the Earth (a local engineering CRS): it was written, then
-    failed (exit 1, a page of PROJ JSON) making the output's WGS 84 footprint, and its reference could not be
-    warped to another CRS. pyproj, not rasterio: GDAL prints the CRS whole on stderr as it fails."""
+    """Refuse a CRS that no transformation places on the Earth (a local engineering CRS, another planet's): it was
+    written, then failed (exit 1, a page of PROJ JSON) making the output's WGS 84 footprint, and its reference
+    could not be warped to another CRS."""
+    problem = _unplaceable(crs.to_wkt())
+    if problem:
+        raise NoCRSError(f"{shown}: its CRS {problem}")
+
+
+@functools.lru_cache(maxsize=64)
+def _unplaceable(wkt: str) -> str | None:
+    """Why a CRS cannot be placed on the Earth, or None. pyproj, not rasterio: GDAL prints the CRS whole on stderr
+    as it fails. Cached: a transformation takes up to 0.1 s to find, and every input is checked."""
     from pyproj import CRS, Transformer
     from pyproj.exceptions import ProjError
 
+    own = CRS.from_wkt(wkt)
     try:
-        Transformer.from_crs(CRS.from_wkt(crs.to_wkt()), CRS.from_epsg(4326), always_xy=True)
+        Transformer.from_crs(own, CRS.from_epsg(4326), always_xy=True)
     except ProjError:
-        raise NoCRSError(f"{shown}: its CRS ({crs.to_string() or 'unnamed'}) cannot be transformed to "
-                         "longitude/latitude (a local engineering CRS?), which geosr places every raster by; "
-                         "assign or warp it to a geographic or projected CRS first") from None
+        name = f"({own.name})" if own.name and own.name.lower() != "unknown" else "(unnamed)"
+        radius = own.ellipsoid.semi_major_metre if own.ellipsoid is not None else None
+        if radius is not None and abs(radius / 6378137.0 - 1) > 0.01:  # Mars' 3396 km, the Moon's 1737 km
+            return (f"{name} is of another body than the Earth (an ellipsoid of {radius / 1000:.0f} km), whose "
+                    "rasters geosr cannot place (their footprints are in WGS 84)")
+        return (f"{name} cannot be transformed to longitude/latitude (a local engineering CRS?), which geosr "
+                "places every raster by; assign or warp it to a geographic or projected CRS first")
+    return None
 
 
 def _refuse_impossible_grid(shown: str, ds: rasterio.DatasetReader) -> None:

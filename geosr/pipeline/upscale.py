@@ -164,7 +164,9 @@ def nodata_share(scene: Scene) -> float:
     """The share of the output's pixels without data: those whose LR pixel has none (GDAL's dataset mask; see
     :func:`geosr.io.rasters.band_data`), counted over the processed area in bands of rows."""
     h, w = int(scene.area.height), int(scene.area.width)
-    rows = max(1, (1 << 24) // max(1, w))
+    # rows of about 2M values of all bands: each is read as float64 with its model-space copy (16.7M pixels a band
+    # of rows, 13 bands: 5.9 GB after the model had finished, beyond the estimate)
+    rows = max(1, (1 << 21) // max(1, w * len(scene.bands)))
     missing = sum(int((~scene.lr_validity(r0, min(h, r0 + rows))).sum()) for r0 in range(0, h, rows))
     return missing / max(1, h * w)
 

@@ -111,6 +111,11 @@ def scored_area(valid: torch.Tensor | None, scale: int) -> torch.Tensor | None:
     return near[0, 0] == 0
 
 
+def _share(mask: torch.Tensor | None) -> str:
+    """The share of an image a mask covers, in words ("14%"; "all" for None)."""
+    return "all" if mask is None else f"{100 * float(mask.float().mean()):.0f}%"
+
+
 def lr_valid(valid: torch.Tensor | None, scale: int) -> np.ndarray | None:
     """(h, w) bool: the LR pixels whose every HR pixel is valid (written as the LR's mask: upscale keeps the
     others nodata, as for a user's scene); None where all are."""
@@ -386,7 +391,7 @@ def evaluate(
         given = " (scored overall only; their models got the detected mask, as --cd auto)" if \
             opts.cd in ("given", "given-lr") else " (scored overall only)"
         notes.append(f"without a change label{given}: {', '.join(unlabelled)}")
-    gaps = sorted({f"{c.name} x{c.scale}" for c in cases if c.valid is not None})
+    gaps = sorted({f"{c.name} x{c.scale} ({_share(c.scored)} scored)" for c in cases if c.valid is not None})
     if gaps:  # the target's nodata is not scored as a match (it was: +1.1 dB on an image half nodata)
         notes.append("scored only where the target has data, 2 LR px clear of its nodata (its LR pixels with "
                      f"nodata are nodata to the models): {', '.join(gaps)}")

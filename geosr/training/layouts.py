@@ -29,6 +29,7 @@ from geosr.errors import InputError, InputNotFoundError
 from geosr.training.pairs import (
     Pair,
     check_bands,
+    check_same_band_choice,
     classes_of,
     find_image,
     georeferencing,
@@ -87,8 +88,9 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     masks: list[np.ndarray | None] = []
     for hr_path in list_images(hr_dir):
         stem = hr_path.stem
-        target, div, valid = read_target(hr_path)
         ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
+        check_same_band_choice([hr_path, ref_path, *(find_image(d, stem) for d in lr_dirs.values())])
+        target, div, valid = read_target(hr_path)
         lrs = {}
         for s, d in lr_dirs.items():
             p = find_image(d, stem)
@@ -167,6 +169,7 @@ def change_pair_folder(
             raise InputError(f"{a_path}: has no image of the same name in {root / 'B'} (the target date)")
         if b_path is None or (require_label and l_path is None):
             continue
+        check_same_band_choice([a_path, b_path])
         ref, (target, _, valid) = read_image(a_path)[0], read_target(b_path)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
@@ -233,6 +236,7 @@ def site_pairs(
             found = f"{len(tifs)} ({', '.join(t.name for t in tifs)})" if tifs else "none"
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
                              "reference date, then the target date, in name order)")
+        check_same_band_choice(tifs, bands)
         ref, (target, _, valid) = read_image(tifs[0], bands=bands)[0], read_target(tifs[1], bands=bands)
         _same_place(tifs[0], tifs[1:])
         ch = read_mask(root / f"{site}_change_mask.png") > 127

@@ -188,6 +188,26 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
 
 
+def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | None = None) -> None:
+    """Refuse images of one pair whose red, green and blue :func:`read_image` would take from other bands (one
+    GeoTIFF naming its bands B02,B03,B04, another naming none): their channels were compared crossed."""
+    if bands:
+        return
+    chosen = {}
+    for path in paths:
+        if path is not None and path.suffix.lower() in (".tif", ".tiff"):
+            from geosr.io.rasters import default_bands, inspect_raster
+
+            with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
+                chosen[path] = tuple(default_bands(inspect_raster(path, require_crs=False)))[:3]
+    if len(set(chosen.values())) > 1:
+        (a, ba), *rest = chosen.items()
+        b, bb = next((p, c) for p, c in rest if c != ba)
+        raise InputError(f"{b}: its bands' names make bands {','.join(map(str, bb))} its red, green and blue, but "
+                         f"{a}'s make them {','.join(map(str, ba))}; name the bands of a pair's images alike (or give "
+                         "the data source's `bands`)")
+
+
 def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
     """Refuse band numbers ``path`` does not have (they were an IndexError: "internal error", exit 1)."""
     missing = [b for b in bands if not 1 <= b <= count]
