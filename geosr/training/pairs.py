@@ -89,7 +89,8 @@ def to_model(x: torch.Tensor, stretch: Stretch) -> torch.Tensor:
 # ---- reading images ---------------------------------------------------------------------------------------------
 def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
     """(C, H, W) float32 unit-space image and the divisor used (255 for 8-bit); nodata reads as 0."""
-    return read_target(path, bands)[:2]  # type: ignore[return-value]
+    image, div, _ = read_target(path, bands)
+    return image, div
 
 
 def read_target(path: str | Path, bands: Sequence[int] | None = None
@@ -151,14 +152,12 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
-        from geosr.io.rasters import default_bands, inspect_raster
-
         with warnings.catch_warnings():  # training images need no georeferencing
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
                 # red, green, blue by the bands' names as upscale takes them (a B02,B03,B04 stack was scored
                 # with blue as red, a 13-band Sentinel-2 stack on B01-B03); else the first three
-                sel = list(bands) if bands else list(default_bands(inspect_raster(path, require_crs=False)))[:3]
+                sel = list(bands) if bands else list(_named_rgb(path))
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[sel[0] - 1]
@@ -188,6 +187,14 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
 
 
+def _named_rgb(path: Path) -> tuple[int, ...]:
+    """The (up to three) bands a GeoTIFF's red, green, blue are read from without ``bands``: by their names, as
+    upscale takes them, else the first three."""
+    from geosr.io.rasters import default_bands, inspect_raster
+
+    return tuple(default_bands(inspect_raster(path, require_crs=False)))[:3]
+
+
 def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | None = None) -> None:
     """Refuse images of one pair whose red, green and blue :func:`read_image` would take from other bands (one
     GeoTIFF naming its bands B02,B03,B04, another naming none): their channels were compared crossed."""
@@ -196,10 +203,8 @@ def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | 
     chosen = {}
     for path in paths:
         if path is not None and path.suffix.lower() in (".tif", ".tiff"):
-            from geosr.io.rasters import default_bands, inspect_raster
-
             with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
-                chosen[path] = tuple(default_bands(inspect_raster(path, require_crs=False)))[:3]
+                chosen[path] = _named_rgb(path)
     if len(set(chosen.values())) > 1:
         (a, ba), *rest = chosen.items()
         b, bb = next((p, c) for p, c in rest if c != ba)
