@@ -100,27 +100,29 @@ def _case(tmp_path, lr, name):
         with __import__("rasterio").open(p, "r+") as ds:
             ds.write_colormap(1, {0: (0, 0, 0, 255), 3: (255, 0, 0, 255)})
         return ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out], "classes.tif: is a palette raster"
+    # (the mask and map cases with --ignore-unused: the default model uses no map, nor a mask without a reference,
+    # which is said before the file is read)
     if name == "mask-unknown-classes":
         m = np.zeros((1, 20, 24), np.uint8)
         m[0, 3, 3] = 7
         p = make_raster(tmp_path / "cd.tif", m)
-        return ["upscale", lr, "--cd", str(p), "-o", out], "cd.tif: holds values 7"
+        return ["upscale", lr, "--cd", str(p), "--ignore-unused", "-o", out], "cd.tif: holds values 7"
     if name == "mask-float":
         p = make_raster(tmp_path / "cdf.tif", np.zeros((1, 20, 24), np.float32))
-        return ["upscale", lr, "--cd", str(p), "-o", out], "cdf.tif: a change mask must hold whole class values"
+        return ["upscale", lr, "--cd", str(p), "--ignore-unused", "-o", out], "cdf.tif: a change mask must hold whole class values"
     if name == "map-rgb":
         p = make_raster(tmp_path / "rgbmap.tif", np.zeros((3, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_STYLE="rgb")
-        return ["upscale", lr, "--map", str(p), "-o", out], "rgbmap.tif: is a rendered (RGB) map"
+        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "rgbmap.tif: is a rendered (RGB) map"
     if name == "map-three-bands":  # (session 55) any 3-band raster was said to be "a rendered (RGB) map"
         p = make_raster(tmp_path / "photo.tif", np.zeros((3, 20, 24), np.uint8))
-        return ["upscale", lr, "--map", str(p), "-o", out], "photo.tif: has 3 bands, not one band of class ids"
+        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "photo.tif: has 3 bands, not one band of class ids"
     if name == "map-bad-class-tag":  # (session 55) an internal error: JSONDecodeError
         p = make_raster(tmp_path / "tagged.tif", np.zeros((1, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_CLASSES="background,building,road")
-        return ["upscale", lr, "--map", str(p), "-o", out], "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list"
+        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list"
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
     if name == "class-table-entry":

@@ -52,7 +52,9 @@ def _argv(tmp_path, lr, which: str) -> tuple[list[str], str]:
         return ["upscale", str(lr), "-x", "2", "--model", "bicubic", "-o", out], str(lr)
     if which == "cd":
         cd = _corrupt_copy(_tiled(tmp_path / "cd.tif", _classes(1)))
-        return ["upscale", str(lr), "--cd", str(cd), "-x", "2", "--model", "bicubic", "-o", out], str(cd)
+        # (a mask is read with a reference, by a model that uses both)
+        return ["upscale", str(lr), "--ref", str(lr), "--cd", str(cd), "-x", "2", "--model", "reference-paste", "-o",
+                out], str(cd)
     if which == "map":
         m = _corrupt_copy(_tiled(tmp_path / "map.tif", _classes(2)))
         return ["upscale", str(lr), "--map", str(m), *BICUBIC_X2, "-o", out], str(m)
@@ -86,11 +88,9 @@ def test_library_raises_not_a_raster_error(tmp_path, lr, which):
     from geosr.pipeline.upscale import plan_upscale
 
     argv, name = _argv(tmp_path, lr, which)
-    kw = {"cd": argv[argv.index("--cd") + 1]} if "--cd" in argv else {}
-    if "--map" in argv:
-        kw["map"] = argv[argv.index("--map") + 1]
+    kw = {k: argv[argv.index(f"--{k}") + 1] for k in ("ref", "cd", "map", "model") if f"--{k}" in argv}
     with pytest.raises(NotARasterError, match="pixels cannot be read, the file may be corrupt") as info:
-        plan_upscale(lr, output=None, scale=2, model="bicubic", dry_run=True, **kw).close()
+        plan_upscale(lr, output=None, scale=2, dry_run=True, ignore_unused="--ignore-unused" in argv, **kw).close()
     assert name in str(info.value)
 
 
@@ -123,6 +123,26 @@ def test_info_says_a_truncated_file_cannot_be_read(tmp_path):
     assert runner.invoke(app, ["info", "-q", str(whole)]).exit_code == 0
     res = runner.invoke(app, ["info", "-q", str(cut)])
     assert res.exit_code == 2 and "cut.tif: pixels cannot be read, the file may be corrupt" in res.output, res.output
+
+
+@pytest.mark.parametrize("cut, tag", [(40, "GDALMetadata"), (900, "GeoKeyDirectory")])
+def test_a_file_cut_short_of_its_last_tags_is_refused_not_read_without_them(tmp_path, cut, tag):
+    """Found by review: a GeoTIFF whose tag directory ends the file, cut a few bytes short, opened with a GDAL
+    warning only: info exited 0 and upscale wrote all bands with scale 1 and offset 0 (band names, scales lost),
+    or, cut further, refused it for having no CRS."""
+    data = np.full((4, 64, 64), 1000, np.uint16)
+    whole = make_raster(tmp_path / "whole.tif", data, descriptions=("B02", "B03", "B04", "B08"))
+    with rasterio.open(whole, "r+") as ds:
+        ds.scales, ds.offsets = (1e-4,) * 4, (-0.1,) * 4
+    short = tmp_path / "short.tif"
+    short.write_bytes(whole.read_bytes()[:-cut])
+    assert runner.invoke(app, ["info", "-q", str(whole)]).exit_code == 0
+    said = f"short.tif: is truncated or corrupt: its TIFF tag {tag} cannot be read"
+    for args in (["info", "-q", str(short)], ["upscale", str(short), "-x", "2", "-m", "bicubic", "-o",
+                                                  str(tmp_path / "o.tif")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and said in res.output, res.output
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_info_reads_the_end_of_every_file_a_multi_file_input_stacks(tmp_path):
@@ -210,3 +230,22 @@ def test_a_grid_that_maps_pixels_nowhere_is_refused_naming_the_lr(tmp_path, tran
         return
     assert res.exit_code == 2 and f"{lr}: " in res.output and said in res.output, res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tags", [
+    {"GEOSR_MODEL": "bicubic", "GEOSR_INPUTS": "lr.tif"},
+    {"GEOSR_PROVENANCE": json.dumps({"path": "p.tif", "shares": [0.5, 0.5]})},
+    {"GEOSR_PROVENANCE": json.dumps({"path": "p.tif", "shares": {"model only": "half"}})},
+    {"GEOSR_CHANGE_DETECTION": json.dumps({"ran": True})},
+    {"GEOSR_CHANGE_DETECTION": json.dumps({"method": "auto", "refine": "2"})},
+    {"GEOSR_COREGISTRATION": json.dumps({"field": True})},
+])
+def test_info_shows_geosr_tags_of_another_shape_as_they_are(tmp_path, tags):
+    """Found by review: tags named as geosr's but of another shape (edited by hand, another tool's) made info crash
+    with a traceback (exit 1)."""
+    path = make_raster(tmp_path / "x.tif", np.zeros((3, 8, 8), np.uint8))
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(**tags)
+    res = runner.invoke(app, ["info", str(path)])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    assert runner.invoke(app, ["info", "--json", str(path)]).exit_code == 0

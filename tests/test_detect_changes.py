@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from geosr import upscale
 from geosr.cli.app import app
 from geosr.conditioning.change_detection import detect_changes as compare
-from geosr.errors import ClassTableError, OptionError, OutputExistsError, OutputLocationError
+from geosr.errors import BandError, ClassTableError, OptionError, OutputExistsError, OutputLocationError
 from geosr.pipeline.detect_changes import UNKNOWN, detect_changes
 
 LR_T = Affine(80.0, 0, 500000.0, 0, -80.0, 5000000.0)  # 80 m LR
@@ -230,6 +230,27 @@ def test_cd_auto_needs_a_reference_and_the_binary_table(scene, tmp_path):
     assert dry.change_detection == {"method": "auto", "ran": False}
 
 
+def test_options_and_model_are_checked_before_the_changes_are_detected(scene, tmp_path, monkeypatch):
+    """Found by review: upscale --ref detected the changes (minutes on a large scene) before finding that the model
+    cannot use a reference, takes other bands or another scale, or that the job does not fit the machine."""
+    import geosr.pipeline.detect_changes as dc
+    from geosr.pipeline import resources
+
+    def never(*args, **kwargs):
+        raise AssertionError("detected before the options were checked")
+
+    monkeypatch.setattr(dc, "detect_changes_in_memory", never)
+    out = tmp_path / "o.tif"
+    with pytest.raises(OptionError, match="cannot use a reference"):
+        upscale(scene["lr"], ref=scene["ref"], scale=8, model="bicubic", output=out)
+    with pytest.raises(BandError, match="takes 3 bands"):
+        upscale(scene["lr"], ref=scene["ref"], bands="1,2", scale=4, model="lite", output=out)
+    monkeypatch.setattr(resources.psutil, "virtual_memory", lambda: type("M", (), {"available": 2**20})())
+    with pytest.raises(resources.ResourceError, match="more memory"):
+        upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", output=out)
+    assert not out.exists()
+
+
 def test_a_reference_without_data_over_the_scene_is_refused_and_nothing_written(scene, raster_factory, tmp_path):
     """Found black-box: a reference whose footprint covers the scene but holds only nodata gave a raster all
     'unknown', exit 0 (one that does not overlap was refused already)."""
@@ -427,6 +448,47 @@ def test_the_refined_raster_runs_on_across_bands_of_rows(scene, raster_factory, 
     assert np.array_equal(x, y)
     assert (x[:, :32] == UNKNOWN).all() and (x[72:88] == UNKNOWN).all() and set(np.unique(x[:, 32:])) == {0, 1, 255}
     assert whole.changed_share == banded.changed_share > 0
+
+
+def test_a_wide_scene_is_compared_in_parts_of_columns_that_run_on(scene, tmp_path, monkeypatch):
+    """Found by review: a band of rows was compared across the whole width (60000 x 600 LR: 6.5 GB). Wider than
+    BAND_PIXELS / MIN_ROWS, it is compared in parts of columns, each with HALO pixels of context: a detection that
+    depends only on each pixel's neighbourhood gives the raster compared at once, and the real one still finds the
+    new block with each part's own thresholds."""
+    import geosr.pipeline.detect_changes as dc
+    from scipy import ndimage
+
+    from geosr.conditioning.change_detection import ChangeDetection
+
+    assert dc.column_parts(10980, dc.band_rows(10980)) == [(0, 10980)]  # a Sentinel-2 tile: at once, as before
+    for width in (16385, 60000, 250000):
+        rows = dc.band_rows(width)
+        parts = dc.column_parts(width, rows)
+        assert sum(w for _, w in parts) == width and all(c + w == n for (c, w), (n, _) in zip(parts, parts[1:]))
+        assert len(parts) > 1 and max(w for _, w in parts) * rows <= dc.BAND_PIXELS
+
+    def local(lr, lr_valid, ref, ref_valid, untrusted=None):  # no fit: each pixel's neighbourhood alone
+        valid = lr_valid & ref_valid
+        diff = np.where(valid, np.abs(lr - ref).mean(axis=0), 0.0)
+        evidence = ndimage.gaussian_filter(diff, 1.0, mode="nearest").astype(np.float32) / 10
+        return ChangeDetection(evidence > 0.7, diff.astype(np.float32), valid, 1.0, evidence=evidence)
+
+    def run(name, band_pixels, detector):
+        monkeypatch.setattr(dc, "compare", detector)
+        monkeypatch.setattr(dc, "BAND_PIXELS", band_pixels)
+        monkeypatch.setattr(dc, "MIN_ROWS", 24)
+        r = detect_changes(scene["lr"], ref=scene["ref_part"], output=tmp_path / name, refine=4)
+        with rasterio.open(r.path) as ds:
+            return r, ds.read(1)
+
+    whole, x = run("whole.tif", 48 * 48, local)
+    parts, y = run("parts.tif", 24 * 13, local)  # bands of 24 rows in 4 parts of 12 columns
+    assert len(whole.thresholds) == 1 and len(parts.thresholds) == 2 * 4
+    assert np.array_equal(x, y) and 0 < whole.changed_share == parts.changed_share < 1
+    real, z = run("real.tif", 24 * 13, compare)
+    r, c = scene["block_lr"]
+    block = z[r.start * 4 + 4:r.stop * 4 - 4, c.start * 4 + 4:c.stop * 4 - 4]
+    assert len(real.thresholds) == 8 and (block == 1).mean() > 0.9 and 0 < real.changed_share < 0.5
 
 
 def test_refine_is_checked(scene, tmp_path):

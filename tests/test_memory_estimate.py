@@ -76,3 +76,68 @@ def test_the_output_s_nodata_share_is_read_in_rows_of_bounded_size():
                             lr_validity=lr_validity)
     assert nodata_share(scene) == 0.25
     assert max(reads) <= 1 << 21 and sum(reads) == 4000 * 4000 * 13
+
+
+def test_the_estimate_holds_the_change_detection_run_before_the_windows(tmp_path, monkeypatch):
+    """Found by review: upscale with a reference (cd auto) left the detection out of its estimate (a wide strip: 2.8
+    GB estimated, 6.9 GB at its peak). The detection runs first and frees its memory: the larger of the two counts."""
+    from geosr.pipeline import detect_changes as dc
+    from geosr.pipeline.job import plan_upscale
+
+    lr, ref = _fixed_scene(tmp_path, monkeypatch)
+    seen = []
+    real = dc.detection_memory
+    monkeypatch.setattr(dc, "detection_memory", lambda w, h, k: seen.append((w, h, k)) or real(w, h, k))
+    est = {}
+    for name, extra in (("none", {"cd": "none"}), ("auto", {}), ("aoi", {"aoi": "500400,4999500,500500,4999600",
+                                                                         "aoi_crs": "EPSG:32633"})):
+        with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, ref=ref, **extra) as job:
+            est[name] = job.summary["memory_mb"]
+    # the whole 60 x 60 LR, then the AOI's 10 x 10 LR pixels (rows and columns 40-49) with 32 around them, within the
+    # LR, refined 4 times
+    assert seen == [(60, 60, 4), (52, 52, 4)]
+    assert est["auto"] == pytest.approx(max(est["none"], 300 + real(60, 60, 4) / 2**20), abs=64)
+    monkeypatch.setattr(dc, "detection_memory", lambda w, h, k: 10 * 2**30)
+    with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, ref=ref) as job:
+        assert 300 + 10 * 1024 < job.summary["memory_mb"] < 300 + 10 * 1024 + 600  # (and GDAL's cache)
+
+
+def test_the_blending_rows_of_a_strip_are_the_output_s_not_a_window_s(tmp_path, monkeypatch):
+    """Found by review: a strip shorter than a window (100000 x 8 LR at x16) was estimated with a whole window's
+    rows of blending sums (31.8 GB; its peak was 12.7 GB): the rows under work are at most the output's."""
+    from geosr.io.writer import GDAL_CACHE_MB
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+
+    _fixed_scene(tmp_path, monkeypatch)  # (this process's memory held at 300 MB)
+    strip = make_raster(tmp_path / "strip.tif", (smooth_field(3, 4, 500) * 200).astype(np.uint8))
+    monkeypatch.setattr(job_module, "window_memory", lambda *a: 0)
+    with plan_upscale(str(strip), output=None, dry_run=True, model="bicubic", scale=16) as job:
+        assert job.plan.size * 16 > job.scene.hr.height == 64
+        sums = 2 * (3 + 1) * 64 * 8000 * 8  # sums and weights, float64, twice while their buffer grows
+        cache = min(GDAL_CACHE_MB, job.summary["output_mb"])
+        assert job.summary["memory_mb"] == pytest.approx(300 + sums / 2**20 + cache, abs=1)
+
+
+def test_the_disk_a_run_needs_holds_its_staged_rows_and_copies(tmp_path, monkeypatch):
+    """Found by review: the disk check compared the free space with the uncompressed output alone (275 MB) where
+    writing it held its staged rows, a stitched copy and the COG at once (1.02 GB at its peak)."""
+    import shutil
+
+    from geosr.io import writer
+    from geosr.io.writer import assembled_mb, in_memory
+    from geosr.pipeline.job import plan_upscale
+
+    lr, _ = _fixed_scene(tmp_path, monkeypatch)
+    monkeypatch.setattr(writer, "IN_MEMORY_MB", 1)  # (the x16 output: 3.5 MB with its overviews)
+    for scale, copies in ((2, 3 / 4 + 1), (16, 3 / 4 + 2)):  # assembled in memory, or stitched on disk first
+        with plan_upscale(str(lr), output=tmp_path / "o.tif", dry_run=True, model="bicubic", scale=scale) as job:
+            whole = assembled_mb(job.scene.hr, job.meta)
+            assert in_memory(job.scene.hr, job.meta) == (scale == 2)
+            assert job.summary["resources"]["disk_mb"] == pytest.approx(whole * copies)
+    usage = shutil.disk_usage(tmp_path)
+    needed = job.summary["resources"]["disk_mb"]
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=int(needed * 0.9 * 2**20)))
+    with pytest.raises(Exception, match="writing it may take up to"):
+        plan_upscale(str(lr), output=tmp_path / "o.tif", model="bicubic", scale=16).close()
+    assert job.summary["output_mb"] < needed * 0.9  # the output alone would have fitted

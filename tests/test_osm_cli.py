@@ -315,6 +315,14 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     full = scene_doc().write_xml(tmp_path / "full.osm", header=whole)
     res = invoke("--like", like, "--osm-file", full, "-o", tmp_path / "b.tif", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["warnings"] == []
+    # a PBF file's header box, as extracts write it (found by review: only XML files' bounds were read)
+    for name, box, said in (("part.osm.pbf", (w, s, (w + e) / 2, n), ["50.0% of the grid (its header's box)"]),
+                            ("full.osm.pbf", (w - 0.01, s - 0.01, e + 0.01, n + 0.01), []), ("bare.osm.pbf", None, [])):
+        pbf = scene_doc().write_pbf(tmp_path / name, box=box)
+        res = invoke("--like", like, "--osm-file", pbf, "-o", tmp_path / f"{name}.tif", "--json")
+        assert res.exit_code == 0, res.output
+        warnings = json.loads(res.stdout)["warnings"]
+        assert len(warnings) == len(said) and all(t in x for t, x in zip(said, warnings)), warnings
 
 
 def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_with_it(tmp_path):
@@ -331,7 +339,7 @@ def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_
     other = scene_doc().write_xml(tmp_path / "other.osm", header=away)
     out = tmp_path / "a.tif"
     res = invoke("--bbox", f"{w + 0.5},{s + 0.5},{w + 0.5005},{s + 0.5005}", "-r", "2", "--osm-file", other, "-o", out)
-    _assert_bad_input(res, out, "other.osm: holds no OpenStreetMap data for this area (its <bounds> are",
+    _assert_bad_input(res, out, "other.osm: holds no OpenStreetMap data for this area (its <bounds>: ",
                       "leave --osm-file out to read it online")
     assert "e+0" not in res.output
     for flag, value in (("--timeout", "5"), ("--overpass-url", "http://127.0.0.1:9")):

@@ -97,13 +97,17 @@ class OsmDoc:
             path.write_text(self.xml(header), encoding="utf-8")
         return path
 
-    def write_pbf(self, path: Path) -> Path:
+    def write_pbf(self, path: Path, box: tuple[float, float, float, float] | None = None) -> Path:
+        """The document as PBF; ``box`` (west, south, east, north): the header's bounding box, as extracts write."""
         import datetime as dt
 
         import osmium
 
         ts = dt.datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))
-        writer = osmium.SimpleWriter(str(path))
+        header = osmium.io.Header()
+        if box is not None:
+            header.add_box(osmium.osm.Box(osmium.osm.Location(box[0], box[1]), osmium.osm.Location(box[2], box[3])))
+        writer = osmium.SimpleWriter(str(path), 4 << 20, header)
         try:
             for nid, lon, lat, t in self.nodes:
                 writer.add_node(osmium.osm.mutable.Node(id=nid, location=(lon, lat), tags=t, version=1, timestamp=ts))

@@ -287,6 +287,26 @@ def test_vector_files_with_tag_columns(tmp_path):
     assert cls[pixel_of(40, 40)] == 1 and cls[pixel_of(150, 150)] == 5 and cls[pixel_of(10, 100)] == 0
 
 
+def test_a_geojson_tag_of_several_values_is_read_as_osm_writes_them(tmp_path):
+    """Found by review: a GeoJSON property holding a list (some exports write a tag's several values so) was an
+    internal error (exit 1); it is read as OSM writes several values ("yes;house")."""
+    import json
+
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    frame = gpd.GeoDataFrame({"building": ["yes", "yes"]}, crs=UTM, geometry=[
+        box(ORIGIN[0] + 20, ORIGIN[1] + 20, ORIGIN[0] + 60, ORIGIN[1] + 60),
+        box(ORIGIN[0] + 120, ORIGIN[1] + 120, ORIGIN[0] + 180, ORIGIN[1] + 180)]).to_crs("EPSG:4326")
+    doc = json.loads(frame.to_json())
+    doc["features"][0]["properties"]["building"] = ["yes", "house"]
+    doc["features"][1]["properties"]["building"] = []  # no value: no building
+    path = tmp_path / "lists.geojson"
+    path.write_text(json.dumps(doc))
+    cls = _run(tmp_path, path, name="lists.tif")[0][0]
+    assert cls[pixel_of(40, 40)] == 1 and cls[pixel_of(150, 150)] == 0
+
+
 def test_timestamps(tmp_path):
     d = scene_doc()
     d.timestamp = "2021-03-04T05:06:07Z"

@@ -211,3 +211,18 @@ def test_gdal_s_placeholder_acquisition_time_is_no_acquisition_time(raster_facto
     assert item.properties["geosr:datetime"] == "processing" and item.datetime.year > 2000
     with rasterio.open(out) as ds:
         assert "ACQUISITIONDATETIME" not in ds.tags() and ds.tags()["SATELLITEID"] == "LANDSAT_7"
+
+
+def test_an_item_dated_by_its_processing_gives_no_acquisition_time(raster_factory, tmp_path):
+    """Found by review: an output's item, of an LR without an acquisition time, is dated when geosr made it; given
+    as the LR of another run, that time became the new output's acquisition time ("acquisition of the LR")."""
+    lr = raster_factory("lr.tif", (smooth_field(3, 16, 16, 3) * 200).astype(np.uint8))
+    first = tmp_path / "a.tif"
+    upscale(lr, output=first, scale=2, model="bicubic")
+    assert pystac.Item.from_file(str(tmp_path / "a.stac.json")).properties["geosr:datetime"] == "processing"
+    second = tmp_path / "b.tif"
+    upscale(tmp_path / "a.stac.json", output=second, scale=2, model="bicubic")
+    item = pystac.Item.from_file(str(tmp_path / "b.stac.json"))
+    assert item.properties["geosr:datetime"] == "processing"
+    with rasterio.open(second) as ds:
+        assert "ACQUISITIONDATETIME" not in ds.tags()

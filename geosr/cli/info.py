@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -48,7 +49,11 @@ def info(
                           f"{b['scale']:g}", f"{b['offset']:g}", b["colorinterp"])
         out_console.print(table)
         if f.get("geosr"):
-            _print_record(f["geosr"])
+            try:
+                _print_record(f["geosr"])
+            except (AttributeError, KeyError, TypeError, ValueError):  # tags edited by hand, or another tool's
+                out_console.print("geosr tags of a shape this geosr does not write, as they are: "
+                                  + json.dumps(f["geosr"], sort_keys=True, default=str), highlight=False)
     no_crs = {f["path"] for f in result["files"] if not f["crs"]}
     for o in result["overlaps"]:
         if o["covered"] is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     over_network,
     refused,
     served_size,
+    without_query,
 )
 from geosr.io.sources import composite, is_composite
 from geosr.io.vrt import GDAL_TYPES, vrt_sources
@@ -124,10 +126,20 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
                     _SHOWN.clear()
                 _SHOWN[ds.name] = p
                 return ds
-            if remote:
-                with rasterio.Env(**OPEN_REMOTE_OPTIONS):
-                    return rasterio.open(p)
-            return rasterio.open(p)
+            with _unread_tags(p) as unread:
+                if remote:
+                    with rasterio.Env(**OPEN_REMOTE_OPTIONS):
+                        ds = rasterio.open(p)
+                else:
+                    ds = rasterio.open(p)
+            if unread:  # opened without them: no band names, scales or CRS, as if the file had none
+                ds.close()
+                failure = network_failure(p) if remote else None
+                if failure is not None:
+                    raise network_error(named(p), failure)
+                raise NotARasterError(f"{named(p)}: is truncated or corrupt: its TIFF tag {unread[0]} cannot be read "
+                                      "(a partial download or copy?)")
+            return ds
     except RasterioIOError as exc:
         reason = str(exc).split("\n")[0]
         failure = network_failure(p) if remote else None
@@ -145,6 +157,35 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             raise NotARasterError(f"{named(p)}: its server refused it (HTTP {answered.group(1)}); it may need "
                                   "credentials or a signed URL") from exc
         raise NotARasterError(f"{named(p)}: cannot be read as a raster ({reason.rstrip('.')})") from exc
+
+
+class _TagFailures(logging.Handler):
+    """The TIFF tags GDAL reported it could not read while a file was opened (its warnings reach Python's logging)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.name_in_message, self.tags = name, []  # type: ignore[var-annotated]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = _UNREAD_TAG.search(record.getMessage())
+        if found and self.name_in_message in record.getMessage():  # (another thread's file is not this one's)
+            self.tags.append(found.group(1))
+
+
+_UNREAD_TAG = re.compile(r'IO error during reading of "([^"]+)"')
+
+
+@contextlib.contextmanager
+def _unread_tags(path: str) -> Iterator[list[str]]:
+    """The names of the TIFF tags GDAL skips as unreadable while ``path`` is opened within: a file cut short at its
+    end loses the tags stored there (band names, scales, the CRS) and still opens, with a warning only."""
+    handler = _TagFailures(Path(without_query(path)).name)
+    log = logging.getLogger("rasterio._env")
+    log.addHandler(handler)
+    try:
+        yield handler.tags
+    finally:
+        log.removeHandler(handler)
 
 
 @contextlib.contextmanager

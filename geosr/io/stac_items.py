@@ -201,7 +201,8 @@ def stac_item(path: str) -> Composite | None:
     members.sort(key=lambda m: heads[m.href].grid != anchor_grid)
     files = [path] + list(dict.fromkeys(m.href for m in members))
     meta = {"GEOSR_SOURCE": f"STAC item {item.id}"}
-    if item.datetime is not None:
+    # (an item geosr dated by its processing, its LR's time unknown, tells no acquisition: geosr.io.stac)
+    if item.datetime is not None and item.properties.get("geosr:datetime") != "processing":
         meta["ACQUISITIONDATETIME"] = item.datetime.isoformat()
     kept = [m.description for m in members if heads[m.href].grid == anchor_grid]
     comp = stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,

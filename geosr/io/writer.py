@@ -147,6 +147,14 @@ def assembled_mb(grid: Grid, meta: OutputMeta) -> float:
     return grid.width * grid.height * per_pixel * 4 / 3 / 2**20
 
 
+def written_mb(grid: Grid, meta: OutputMeta) -> float:
+    """Megabytes an output on ``grid`` takes on disk at most at once while it is written, were nothing to compress:
+    its row chunks, the stitched copy with overviews (unless assembled in memory: :func:`assemble`) and the COG with
+    its overviews, all beside it (a 100000 x 128 x16 output of 275 MB uncompressed peaked at 1.02 GB)."""
+    whole = assembled_mb(grid, meta)
+    return whole * 3 / 4 + whole + (0.0 if in_memory(grid, meta) else whole)
+
+
 def in_memory(grid: Grid, meta: OutputMeta) -> bool:
     """Whether an output on ``grid`` is assembled in memory (see IN_MEMORY_MB)."""
     return assembled_mb(grid, meta) <= IN_MEMORY_MB

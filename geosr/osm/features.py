@@ -11,6 +11,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
+
 from geosr.osm.classes import MapClassTable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,10 +86,16 @@ def normalise(frame: "gpd.GeoDataFrame", table: MapClassTable) -> "gpd.GeoDataFr
 
     keep = frame.geometry.notna() & ~frame.geometry.is_empty
     frame = frame[keep.to_numpy()].reset_index(drop=True)
-    cols = {
-        key: frame[key].map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
-        .astype(object)
-        for key in sorted(table.keys() & set(frame.columns))
-    }
+    def tag(v: object) -> str | None:  # a tag's value as OSM writes it; several (a GeoJSON list, which pyogrio reads
+        if v is None or isinstance(v, str):  # as an array): joined by ";", as OSM writes them
+            return v
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if isinstance(v, (list, tuple)):
+            return ";".join(t for t in map(tag, v) if t) or None
+        missing = pd.isna(v)  # (an array's: one per element)
+        return None if isinstance(missing, (bool, np.bool_)) and missing else str(v)
+
+    cols = {key: frame[key].map(tag).astype(object) for key in sorted(table.keys() & set(frame.columns))}
     crs = frame.crs if frame.crs is not None else "EPSG:4326"
     return gpd.GeoDataFrame(cols, geometry=frame.geometry.to_numpy(), crs=crs, index=frame.index)

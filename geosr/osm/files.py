@@ -101,14 +101,30 @@ def _xml_timestamp(path: Path) -> tuple[str | None, str | None]:
     return (_iso(newest), "newest edit") if newest else (None, None)
 
 
-def xml_bounds(path: str | os.PathLike[str]) -> tuple[float, float, float, float] | None:
-    """The (west, south, east, north) an OSM XML file declares it holds (its ``<bounds>``, as Overpass and the
-    OSM API write it), read from its first elements; None for other files or when it declares none."""
+def declared_bounds(path: str | os.PathLike[str]) -> tuple[float, float, float, float] | None:
+    """The (west, south, east, north) an OSM file declares it holds: an XML file's ``<bounds>`` (as Overpass and the
+    OSM API write it), read from its first elements, or a PBF file's header box (as extracts such as Geofabrik's
+    write it); None for other files or when it declares none."""
+    p = Path(path)
+    kind = file_kind(p)
+    if kind == "pbf":
+        try:
+            import osmium
+
+            reader = osmium.io.Reader(str(p), osmium.osm.osm_entity_bits.NOTHING)
+            try:
+                box = reader.header().box()
+            finally:
+                reader.close()
+            if not box.valid():
+                return None
+            return box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat
+        except Exception:  # noqa: BLE001 - a nicety on top of a file read already
+            return None
+    if kind != "xml":
+        return None
     from xml.etree.ElementTree import iterparse
 
-    p = Path(path)
-    if file_kind(p) != "xml":
-        return None
     try:
         with _open_text(p) as fh:
             for i, (_, elem) in enumerate(iterparse(fh, events=("start",))):
@@ -119,6 +135,11 @@ def xml_bounds(path: str | os.PathLike[str]) -> tuple[float, float, float, float
     except Exception:  # noqa: BLE001 - a nicety on top of a file read already
         return None
     return None
+
+
+def bounds_named(path: str | os.PathLike[str]) -> str:
+    """What :func:`declared_bounds` read, in words."""
+    return "its header's box" if file_kind(path) == "pbf" else "its <bounds>"
 
 
 def _iso(text: str | None) -> str | None:

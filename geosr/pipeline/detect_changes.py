@@ -3,11 +3,11 @@ or a grid a few times finer.
 
 The reference is opened as upscale opens it (co-registered to the LR unless ``coregister`` is False, read onto the
 LR grid by averaging), then compared with the LR by :func:`geosr.conditioning.change_detection.detect_changes` in
-bands of rows (each fitted on its own pixels), the outlines drawn on the grid ``refine`` times finer than the LR's
-(:func:`~geosr.conditioning.change_detection.refine`), and written as a COG: one uint8 band, 0 unchanged,
-1 changed, 255 unknown (no data in either image; nodata, which upscale treats as changed). The binary change table
-and the detection's numbers are in its tags, so ``geosr upscale --cd`` reads it as it is; ``upscale --cd auto``
-runs the same detection into its work folder.
+bands of rows, a wide scene's in parts of columns (each fitted on its own pixels), the outlines drawn on the grid
+``refine`` times finer than the LR's (:func:`~geosr.conditioning.change_detection.refine`), and written as a COG:
+one uint8 band, 0 unchanged, 1 changed, 255 unknown (no data in either image; nodata, which upscale treats as
+changed). The binary change table and the detection's numbers are in its tags, so ``geosr upscale --cd`` reads it
+as it is; ``upscale --cd auto`` runs the same detection into its work folder.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ from geosr.tiling.windows import PlannedWindow
 # LR rows compared at a time (each band fits its own harmonization and thresholds): as many as make BAND_PIXELS
 # pixels, between MIN_ROWS and MAX_ROWS. The comparison holds about 450 bytes per pixel of a band (measured with
 # version 5: a 4096-wide scene peaked at 3.8 GB with 2048 rows, 1.4 GB with 512; the conversion back to physical
-# values since version 6 adds about 50), so a band's pixels, not its rows, are bounded
+# values since version 6 adds about 50), so a band's pixels, not its rows, are bounded (a band of a scene wider
+# than BAND_PIXELS / MIN_ROWS in parts of columns: column_parts)
 MAX_ROWS = 2048
 MIN_ROWS = 256
 BAND_PIXELS = 1 << 22
@@ -98,11 +99,11 @@ class ChangeDetectionResult:
     grid: Grid
     changed_share: float  # of the pixels with data in both images
     unknown_share: float
-    thresholds: list[float]  # the classical score's, per band of rows
+    thresholds: list[float]  # the classical score's, per part compared (a band of rows, or part of a wide one's)
     coregistration: dict | None
     seconds: float
     tags: dict[str, str] = field(default_factory=dict)
-    probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per band of rows
+    probability_thresholds: list[float | None] = field(default_factory=list)  # the learned cue's, per part
     warnings: list[str] = field(default_factory=list)
     # the products' own cloud masks: {"masks": [{"of" (LR, reference), "source", "flagged" (in words)}], "share" (of
     # the compared pixels)}; None without any
@@ -112,7 +113,7 @@ class ChangeDetectionResult:
         return {"output": str(self.path), "crs": self.grid.crs.to_string(), "width": self.grid.width,
                 "height": self.grid.height, "resolution": list(self.grid.res), "classes": TABLE.to_dict(),
                 "changed_share": round(self.changed_share, 6), "unknown_share": round(self.unknown_share, 6),
-                # a band of rows where the two images never both have data has no threshold: null
+                # a part where the two images never both have data has no threshold: null
                 "thresholds": [round(t, 4) if math.isfinite(t) else None for t in self.thresholds],
                 "probability_thresholds": [None if t is None else round(t, 4) for t in self.probability_thresholds],
                 "coregistration": self.coregistration, "sensor_mask": self.sensor_mask,
@@ -193,11 +194,7 @@ def detect_changes_in_memory(
     AREA_MARGIN LR pixels around it."""
     t0 = time.perf_counter()
     info = inspect_raster(lr)
-    full = Window(0, 0, info.grid.width, info.grid.height)
-    if area is not None:
-        area = Window(int(area.col_off) - AREA_MARGIN, int(area.row_off) - AREA_MARGIN,
-                      int(area.width) + 2 * AREA_MARGIN, int(area.height) + 2 * AREA_MARGIN).intersection(full)
-    area = area or full
+    area = compared_area(area, info.grid.width, info.grid.height)
     grid = info.grid.subgrid(area)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
                     coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT,
@@ -218,6 +215,16 @@ def detect_changes_in_memory(
             mem.close()
             raise
     return mem, found.result(Path(mem.name), time.perf_counter() - t0, meta.tags)
+
+
+def compared_area(area: Window | None, width: int, height: int) -> Window:
+    """The LR window :func:`detect_changes_in_memory` compares in an LR ``width`` x ``height``: ``area`` with
+    AREA_MARGIN pixels around it, within the LR (None: the whole LR)."""
+    full = Window(0, 0, width, height)
+    if area is None:
+        return full
+    return Window(int(area.col_off) - AREA_MARGIN, int(area.row_off) - AREA_MARGIN,
+                  int(area.width) + 2 * AREA_MARGIN, int(area.height) + 2 * AREA_MARGIN).intersection(full)
 
 
 class DetectedRows:
@@ -246,16 +253,15 @@ class DetectedRows:
         for i, r0 in enumerate(rows):
             self.report(i, len(rows))
             h = min(step, self.grid.height - r0)
-            found, flags = _compare_rows(self.scene, r0, h, self.grid.width)
+            found = _compare_rows(self.scene, r0, h, self.grid.width)
+            flags = found.flags
             if flags is not None:  # in LR pixels of the band itself, counted as the fine pixels they hold
                 inner = (slice(HALO, HALO + h), slice(HALO, HALO + self.grid.width))
                 self.masked += int((flags[inner] & found.valid[inner]).sum()) * k * k
                 flags = flags & found.valid
-            self.thresholds.append(found.threshold)
-            self.probability_thresholds.append(found.probability_threshold)
-            if found.note and found.note not in self.notes:
-                self.notes.append(found.note)
-            assert found.evidence is not None
+            self.thresholds.extend(found.thresholds)
+            self.probability_thresholds.extend(found.probability_thresholds)
+            self.notes.extend(n for n in found.notes if n not in self.notes)
             # unknown pixels take their nearest known neighbour's evidence once for the whole band, so that the
             # slices refined below agree where they meet
             evidence = nearest_filled(found.evidence, found.valid)
@@ -310,10 +316,78 @@ def band_rows(width: int) -> int:
     return max(MIN_ROWS, min(MAX_ROWS, BAND_PIXELS // max(1, width)))
 
 
-def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> tuple[ChangeDetection, np.ndarray | None]:
+# Bytes the detection holds at its peak: per LR pixel of a part compared with its context (BAND_PIXELS' note), per
+# LR pixel of a band of rows with its context (its stitched evidence, validity, flags and nearest-filled copy) and per
+# fine pixel of a slice refined (FINE_PIXELS: the interpolated evidence and its masks); measured on a 40000 x 400 LR
+# (three parts, 2.2 GB at refine 1, 2.4 GB at 4: estimated 2.2, 2.3) and a 6000 x 400 one (one part, 1.1 GB: 1.2, 1.4)
+PART_BYTES, BAND_BYTES, FINE_BYTES = 450, 40, 12
+
+
+def detection_memory(width: int, height: int, refine: int = 1) -> int:
+    """Bytes the detection of an LR area ``width`` x ``height`` drawn ``refine`` times finer needs at its peak, beyond
+    what the process holds before it (an estimate for upscale's plan, :func:`geosr.pipeline.job.plan_upscale`)."""
+    rows = min(band_rows(width), height)
+    part = max(w for _, w in column_parts(width, rows))
+    fine = min(FINE_PIXELS, rows * width * refine * refine)
+    return (PART_BYTES * (rows + 2 * HALO) * (part + 2 * HALO) + BAND_BYTES * (rows + 2 * HALO) * (width + 2 * HALO)
+            + FINE_BYTES * fine)
+
+
+def column_parts(width: int, rows: int) -> list[tuple[int, int]]:
+    """(first column, width) of the parts a band of ``rows`` LR rows of a scene ``width`` wide is compared in: the
+    whole band, unless it holds more than BAND_PIXELS pixels (a scene wider than BAND_PIXELS / MIN_ROWS), then equal
+    parts of at most BAND_PIXELS, so that the comparison's memory does not grow with the scene's width (a
+    60000 x 600 strip compared in one part of 256 rows took 6.5 GB)."""
+    n = max(1, math.ceil(width * rows / BAND_PIXELS))
+    step = math.ceil(width / n)
+    return [(c, min(step, width - c)) for c in range(0, width, step)]
+
+
+@dataclass
+class _ComparedBand:
+    """A band of rows compared part by part (:func:`column_parts`), with HALO pixels of context on every side:
+    the evidence (float32, over each part's own thresholds) and validity, where the products' cloud masks flag
+    pixels (None without any), and each part's thresholds and notes."""
+
+    evidence: np.ndarray
+    valid: np.ndarray
+    flags: np.ndarray | None
+    thresholds: list[float]
+    probability_thresholds: list[float | None]
+    notes: list[str]
+
+
+def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> _ComparedBand:
     """The detection for LR rows [r0, r0 + h), computed with HALO pixels of context (kept: :func:`_refine_rows`
-    cuts it back), and where the products' own cloud masks flag pixels (None without any)."""
-    win = PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=r0, width=width, height=h)
+    cuts it back), in parts of columns that each fit their own thresholds and read HALO pixels of context, so
+    that their evidence runs on across the parts' edges."""
+    parts = column_parts(width, h)
+    found = [_compare_part(scene, r0, h, c0, w) for c0, w in parts]
+    if len(found) == 1:
+        (one, flags), = found
+        evidence, valid = one.evidence, one.valid
+    else:
+        shape = (h + 2 * HALO, width + 2 * HALO)
+        evidence, valid = np.zeros(shape, np.float32), np.zeros(shape, bool)
+        flags = None if all(f is None for _, f in found) else np.zeros(shape, bool)
+        for i, ((c0, w), (one, part_flags)) in enumerate(zip(parts, found)):
+            # a part's array column j is the band's c0 + j: each part gives its own columns, the first and last
+            # also the band's context beyond the scene's edges
+            lo, hi = (0 if i == 0 else HALO), (w + 2 * HALO if i == len(parts) - 1 else HALO + w)
+            dest = slice(c0 + lo, c0 + hi)
+            evidence[:, dest], valid[:, dest] = one.evidence[:, lo:hi], one.valid[:, lo:hi]
+            if flags is not None and part_flags is not None:
+                flags[:, dest] = part_flags[:, lo:hi]
+    notes = list(dict.fromkeys(one.note for one, _ in found if one.note))
+    assert evidence is not None
+    return _ComparedBand(evidence, valid, flags, [one.threshold for one, _ in found],
+                         [one.probability_threshold for one, _ in found], notes)
+
+
+def _compare_part(scene: Scene, r0: int, h: int, c0: int, width: int) -> tuple[ChangeDetection, np.ndarray | None]:
+    """The detection for LR rows [r0, r0 + h) and columns [c0, c0 + width) with HALO pixels of context, and where
+    the products' own cloud masks flag pixels (None without any)."""
+    win = PlannedWindow(index=0, row=0, col=0, col_off=c0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
     # in physical values, as the detector and its cue were fitted: the stack's model space stretches each band to
     # its own range, which weighs the bands differently in the cue's brightness, colour and structure measures

@@ -44,7 +44,7 @@ from geosr.io.paths import (
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
-from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory
+from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, written_mb
 from geosr.models.consistency import LRConsistent
 from geosr.models.device import resolve_device
 from geosr.models.interface import (
@@ -153,7 +153,38 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    cd, detection, held = _change_mask(lr, reads, table, dry_run, area if aoi_win is not None else None, out_path)
+    kind = _mask_kind(reads, table)
+    # the model and every option checked, and the plan measured against the machine, before a change mask is
+    # detected (minutes on a large scene) or the reference co-registered; a style image needs the scene: the model
+    # is loaded again with it below
+    style = opts.style
+    try:
+        sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=None if _is_style_image(style) else style)
+    except OptionError:
+        if style in (None, "none") or _is_style_image(style):
+            raise
+        bare = resolve_model(opts.model, opts.scale, dev, opts.sampler)
+        if "style" in model_inputs(bare):  # the style itself is wrong for the model
+            raise
+        sr = bare  # no style path: refused as every unused input is (_check_inputs), unless ignore_unused
+    _check_model(sr, opts.scale, len(sel), sr.name, table if kind != "none" else None, auto=kind == "auto")
+    _check_inputs(sr, opts)
+    # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
+    via = getattr(sr, "via", opts.scale)
+    tcfg = opts.tiling.resolved(via, *getattr(sr, "tiling_for", lambda s: (256, 0.25))(via))
+    scene_w, scene_h = lr_info.grid.width, lr_info.grid.height
+    if opts.tiling.window is None and getattr(sr, "fit_windows", False):  # any size suits it: share evenly
+        size = fitted_size(scene_w, scene_h, tcfg.window, tcfg.overlap)  # the scene: an AOI in its windows
+        tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
+    plan = WindowPlan.build(scene_w, scene_h, tcfg.window, tcfg.overlap,
+                            area=tuple(int(v) for v in (area.col_off, area.row_off, area.width, area.height)))
+    meta = _output_meta(lr_info, sel, opts.output_config)
+    # a dry run names the output it would write and measures the disk there
+    planned = Path(output) if dry_run and output is not None else out_path
+    compared = area if aoi_win is not None else None  # cd auto's: the AOI's window (and a margin), or the whole LR
+    detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" else None
+    summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting)  # what is read
+    cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
                            ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
@@ -166,34 +197,10 @@ def plan_upscale(
         scene.hold(held)
     keep_detection = getattr(held, "keep", None)
     try:
-        style = opts.style
-        style_arg = style_tensor(scene.read_style(style)) if _is_style_image(style) else style
-        try:
-            sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_arg)
-        except OptionError:
-            if style in (None, "none"):
-                raise
-            bare = resolve_model(opts.model, opts.scale, dev, opts.sampler)
-            if "style" in model_inputs(bare):  # the style itself is wrong for the model
-                raise
-            sr = bare  # no style path: refused as every unused input is (_check_inputs), unless ignore_unused
-        _check_model(sr, opts.scale, len(sel), sr.name, table if cd else None, auto=detection is not None)
-        _check_inputs(sr, opts)
+        if _is_style_image(style) and "style" in model_inputs(sr):  # read in the scene's model space
+            sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_tensor(scene.read_style(style)))
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
-        # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
-        via = getattr(sr, "via", opts.scale)
-        tcfg = opts.tiling.resolved(via, *getattr(sr, "tiling_for", lambda s: (256, 0.25))(via))
-        scene_w, scene_h = lr_info.grid.width, lr_info.grid.height
-        if opts.tiling.window is None and getattr(sr, "fit_windows", False):  # any size suits it: share evenly
-            size = fitted_size(scene_w, scene_h, tcfg.window, tcfg.overlap)  # the scene: an AOI in its windows
-            tcfg = TilingConfig(window=size, overlap=min(tcfg.overlap, size - 1))
-        plan = WindowPlan.build(scene_w, scene_h, tcfg.window, tcfg.overlap,
-                                area=tuple(int(v) for v in (area.col_off, area.row_off, area.width, area.height)))
-        meta = _output_meta(lr_info, sel, opts.output_config)
-        # a dry run names the output it would write and measures the disk there
-        planned = Path(output) if dry_run and output is not None else out_path
-        summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run)  # what is read
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
@@ -237,24 +244,34 @@ def plan_upscale(
 CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
 
 
-def _change_mask(lr: str, opts: UpscaleOptions, table: ChangeClassTable, dry_run: bool, area: Window | None,
-                 out_path: Path | None = None) -> tuple[str | None, dict | None, Any]:
-    """The change mask the job reads: the user's file; ``auto`` (the default with a reference): detected from the
-    reference (:mod:`geosr.pipeline.detect_changes`) over ``area`` (the --aoi's LR window; None: the whole LR),
-    kept in the output's work folder (:func:`_kept_detection`) or, without an output, in memory; ``none``: none.
-    Returns (path or None, the detection's report or None, what the scene must keep open)."""
+def _mask_kind(opts: UpscaleOptions, table: ChangeClassTable) -> str:
+    """Which change mask the job reads: "none", "file" (the user's) or "auto" (detected against the reference: `cd`
+    auto, the default with a reference); raises for a class table or `cd` auto that cannot apply."""
     if opts.cd == "none" or (opts.cd is None and opts.ref is None):
         if table.name != "binary" and not opts.ignore_unused:  # it would describe a mask that is not read
             raise ClassTableError(f"cd_classes {table.name}: names the classes of a change mask (`cd`), and none is "
                                   "read here; leave it out, or give `ignore_unused`", param="cd_classes")
-        return None, None, None
+        return "none"
     if opts.cd != "auto" and opts.cd is not None:
-        return opts.cd, None, None
+        return "file"
     if opts.ref is None:
         raise OptionError("cd auto: finds the changes against the reference, and no reference was given", param="cd")
     if table.name != "binary":
         raise ClassTableError(f"cd_classes {table.name}: the automatic change mask (cd auto) has the binary "
                               "classes; leave the class table at binary", param="cd_classes")
+    return "auto"
+
+
+def _change_mask(lr: str, opts: UpscaleOptions, kind: str, dry_run: bool, area: Window | None,
+                 out_path: Path | None = None) -> tuple[str | None, dict | None, Any]:
+    """The change mask the job reads (``kind``, :func:`_mask_kind`): the user's file; ``auto``: detected from the
+    reference (:mod:`geosr.pipeline.detect_changes`) over ``area`` (the --aoi's LR window; None: the whole LR),
+    kept in the output's work folder (:func:`_kept_detection`) or, without an output, in memory; ``none``: none.
+    Returns (path or None, the detection's report or None, what the scene must keep open)."""
+    if kind == "none":
+        return None, None, None
+    if kind == "file":
+        return opts.cd, None, None
     if dry_run:
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
@@ -382,8 +399,10 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
 
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
-             meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool) -> dict:
-    """What the job will do, and whether it fits this machine (refused unless it does, or is forced)."""
+             meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool,
+             detecting: tuple[int, int, Window | None] | None = None) -> dict:
+    """What the job will do, and whether it fits this machine (refused unless it does, or is forced). ``detecting``:
+    the LR's width and height and the window compared (None: all of it) when the changes are detected first."""
     summary = dict(
         output=None if out_path is None else str(out_path), model=sr.name, scale=opts.scale,
         crs=hr.crs.to_string(), bounds=hr.bounds, width=hr.width, height=hr.height, count=n_bands,
@@ -393,11 +412,17 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     cd = opts.cd not in (None, "none") or (opts.cd is None and opts.ref is not None)  # a file or a detection
     read = frozenset(k for k, given in (("ref", opts.ref is not None), ("cd", cd), ("map", opts.map is not None))
                      if given)
+    detection = 0.0
+    if detecting is not None:  # before the run, each freeing its memory before the next
+        from geosr.pipeline.detect_changes import compared_area, detection_memory
+
+        compared = compared_area(detecting[2], detecting[0], detecting[1])
+        detection = detection_memory(int(compared.width), int(compared.height), refine_factor(opts.scale))
     summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
                                       summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0,
-                                      read)
+                                      read, detection)
     folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
-    res = resources.measure(summary["memory_mb"], summary["output_mb"], folder if folder and folder.is_dir() else None)
+    res = resources.measure(summary["memory_mb"], written_mb(hr, meta), folder if folder and folder.is_dir() else None)
     summary["resources"] = res.to_dict()
     if not dry_run and not opts.force_resources:
         resources.check(res, output=out_path)
@@ -717,15 +742,20 @@ def _stat_id(path: str) -> list:
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
-               output_mb: float, assembled: float = 0.0, read: frozenset[str] = frozenset()) -> float:
+               output_mb: float, assembled: float = 0.0, read: frozenset[str] = frozenset(),
+               detection: float = 0.0) -> float:
     """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
     inputs), the blending accumulator's band of rows, the model's forward pass over a batch
     (:func:`~geosr.models.interface.window_memory`, which bench/bench_memory.py calibrates on a window read, stacked,
     run and returned without reference or mask), the ``read`` inputs' stacks (``ref``, ``cd``, ``map``) of the
     batch's windows, or, once they are gone, the output assembled in memory (``assembled`` MB,
-    :func:`geosr.io.writer.in_memory`), and GDAL's block cache while the COG is made (at most its cap)."""
+    :func:`geosr.io.writer.in_memory`), or the change detection run before (``detection`` bytes,
+    :func:`geosr.pipeline.detect_changes.detection_memory`), and GDAL's block cache while the COG is made (at most
+    its cap)."""
     runtime = psutil.Process().memory_info().rss
-    acc = 2 * (bands + 1) * plan.size * scale * hr.width * 8
+    # the rows under work: a window's, or the output's own where it is shorter (a strip: 128 HR rows at x16 of 8 LR
+    # rows, estimated as a 256-px window's 4096 until found by review: 31.8 GB for a run that peaked at 12.7 GB)
+    acc = 2 * (bands + 1) * min(plan.size * scale, hr.height) * hr.width * 8
     # the largest window (the scene's windows, which may reach beyond an area of interest), with its halo
     lr_h = max(plan.window(r, 0).height for r in range(plan.n_rows)) + 2 * sr.halo
     lr_w = max(w.width for w in plan.row_windows(0)) + 2 * sr.halo
@@ -744,4 +774,4 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
     model = per_window + (n - 1) * area * bands * 4 if singly else n * per_window
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
-    return (runtime + max(acc + stack + model, assembled * 2**20) + cache) / 2**20
+    return (runtime + max(acc + stack + model, assembled * 2**20, detection) + cache) / 2**20

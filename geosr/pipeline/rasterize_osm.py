@@ -133,13 +133,15 @@ def rasterize_osm(
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
     if len(shapes) == 0 and not opts.allow_empty:
-        held = _xml_share(opts.osm_file, target)
+        held = _declared_share(opts.osm_file, target)
         if held is not None and held[0] < 0.001:  # the file holds another area: that, not an empty one, is the cause
+            from geosr.osm.files import bounds_named
+
             west, south, east, north = held[1]
             raise NoOverlapError(
-                f"{feats.source}: holds no OpenStreetMap data for this area (its <bounds> are {west:.6f},{south:.6f},"
-                f"{east:.6f},{north:.6f} in degrees, the grid is {_describe_bounds(target)}); give a file of this "
-                "area, or leave `osm_file` out to read it online"
+                f"{feats.source}: holds no OpenStreetMap data for this area ({bounds_named(opts.osm_file)}: "
+                f"{west:.6f},{south:.6f},{east:.6f},{north:.6f} in degrees, the grid is {_describe_bounds(target)}); "
+                "give a file of this area, or leave `osm_file` out to read it online"
             )
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
@@ -244,14 +246,14 @@ def _describe_bounds(grid: Grid) -> str:
     return f"{','.join(f'{v:.{digits}f}' for v in grid.bounds)} in {grid.crs.to_string()}"
 
 
-def _xml_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[float, float, float, float]] | None:
-    """The share of the grid an OSM XML file's declared <bounds> cover, and those bounds (degrees); None when the
-    file declares none (or there is no file)."""
+def _declared_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[float, float, float, float]] | None:
+    """The share of the grid an OSM file's declared bounds (:func:`~geosr.osm.files.declared_bounds`) cover, and
+    those bounds (degrees); None when the file declares none (or there is no file)."""
     from rasterio.warp import transform_bounds
 
-    from geosr.osm.files import xml_bounds
+    from geosr.osm.files import declared_bounds
 
-    held = xml_bounds(osm_file) if osm_file else None
+    held = declared_bounds(osm_file) if osm_file else None
     if held is None:
         return None
     w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
@@ -260,14 +262,16 @@ def _xml_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[float, fl
 
 
 def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
-    """A warning when an OSM XML file declares bounds that leave part of the grid out: there every pixel is
+    """A warning when an OSM file declares bounds that leave part of the grid out: there every pixel is
     "background", which says no feature was mapped, where none was loaded."""
-    held = _xml_share(osm_file, grid)
+    from geosr.osm.files import bounds_named
+
+    held = _declared_share(osm_file, grid)
     if held is None or held[0] >= 0.999:
         return []
     pct = 100 * held[0]  # (one decimal, below 99.9: "100%" would say nothing is left out)
     share = f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else "under 0.1%"
-    return [f"{Path(osm_file).name}: holds OpenStreetMap data for {share} of the grid (its <bounds>); "
+    return [f"{Path(osm_file).name}: holds OpenStreetMap data for {share} of the grid ({bounds_named(osm_file)}); "
             "outside it every pixel is background, though nothing there was read"]
 
 

@@ -21,7 +21,7 @@ class Resources:
 
     memory_mb: float  # the run's peak, this process included
     memory_available_mb: float
-    disk_mb: float
+    disk_mb: float  # at most at once while the output is written (geosr.io.writer.written_mb)
     disk_free_mb: float | None
     resident_mb: float = 0.0  # what this process already holds (part of memory_mb, not of what is available)
 
@@ -63,8 +63,9 @@ def check(res: Resources, *, output: Path | str) -> None:
         )
     if res.disk_free_mb is not None and res.disk_mb > res.disk_free_mb:
         raise ResourceError(
-            f"{output}: the output may take up to {_size(res.disk_mb)} but its folder has "
-            f"{_size(res.disk_free_mb)} free (a smaller area with `aoi`, another output folder, or `force_resources`)"
+            f"{output}: writing it may take up to {_size(res.disk_mb)} (its staged rows and copies, were the pixels "
+            f"not to compress) but its folder has {_size(res.disk_free_mb)} free (a smaller area with `aoi`, another "
+            "output folder, or `force_resources`)"
         )
 
 
