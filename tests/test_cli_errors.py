@@ -109,7 +109,8 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "--cd", str(p), "--ignore-unused", "-o", out], "cd.tif: holds values 7"
     if name == "mask-float":
         p = make_raster(tmp_path / "cdf.tif", np.zeros((1, 20, 24), np.float32))
-        return ["upscale", lr, "--cd", str(p), "--ignore-unused", "-o", out], "cdf.tif: a change mask must hold whole class values"
+        return (["upscale", lr, "--cd", str(p), "--ignore-unused", "-o", out],
+                "cdf.tif: a change mask must hold whole class values")
     if name == "map-rgb":
         p = make_raster(tmp_path / "rgbmap.tif", np.zeros((3, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
@@ -117,12 +118,14 @@ def _case(tmp_path, lr, name):
         return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "rgbmap.tif: is a rendered (RGB) map"
     if name == "map-three-bands":  # (session 55) any 3-band raster was said to be "a rendered (RGB) map"
         p = make_raster(tmp_path / "photo.tif", np.zeros((3, 20, 24), np.uint8))
-        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "photo.tif: has 3 bands, not one band of class ids"
+        return (["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out],
+                "photo.tif: has 3 bands, not one band of class ids")
     if name == "map-bad-class-tag":  # (session 55) an internal error: JSONDecodeError
         p = make_raster(tmp_path / "tagged.tif", np.zeros((1, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_CLASSES="background,building,road")
-        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list"
+        return (["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out],
+                "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list")
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
     if name == "class-table-entry":
@@ -744,3 +747,28 @@ def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):
     for command in (["info"], ["upscale", "-x", "2", "-o", str(tmp_path / "o.tif")]):
         result = runner.invoke(app, [command[0], str(tmp_path / "c.nc"), *command[1:]])
         assert result.exit_code == 2 and "is a container of 3 rasters (netcdf:" in result.stderr.lower(), result.output
+        assert "give the one to read by its name as listed" in result.stderr
+    # one of them by its name as listed (found by review: "no such file"), as GDAL's tools take it
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), rasterio.open(tmp_path / "c.nc") as ds:
+        name = ds.subdatasets[1]
+    result = runner.invoke(app, ["upscale", name, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "o.tif") as out:
+        assert out.shape == (16, 16) and json.loads(out.tags()["GEOSR_INPUTS"]) == {"lr": "netcdf:c.nc:Band2"}
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["c.nc"]
+    gone = name.replace("c.nc", "gone.nc")
+    result = runner.invoke(app, ["upscale", gone, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "p.tif")])
+    assert result.exit_code == 2 and f"{gone}: no such file (" in result.stderr, result.output
+
+
+def test_a_subdataset_name_reads_its_container_s_file():
+    from geosr.io.paths import subdataset_file
+
+    assert subdataset_file('NETCDF:"/d/a b.nc":tas') == "/d/a b.nc"
+    assert subdataset_file("GPKG:scene.gpkg:table") == "scene.gpkg"
+    assert subdataset_file('HDF5:"/d/x.h5"://group/var') == "/d/x.h5"
+    assert subdataset_file("GTIFF_DIR:2:/d/pages.tif") == "/d/pages.tif"
+    assert subdataset_file("SENTINEL2_L2A:/d/MTD_MSIL2A.xml:10m:EPSG_32633") == "/d/MTD_MSIL2A.xml"
+    for other in ("scene.tif", "C:/data/scene.tif", "https://h/a.tif", "/vsizip/a.zip/b.tif", "s3://b/k.tif"):
+        assert subdataset_file(other) is None, other

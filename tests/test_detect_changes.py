@@ -455,9 +455,9 @@ def test_a_wide_scene_is_compared_in_parts_of_columns_that_run_on(scene, tmp_pat
     BAND_PIXELS / MIN_ROWS, it is compared in parts of columns, each with HALO pixels of context: a detection that
     depends only on each pixel's neighbourhood gives the raster compared at once, and the real one still finds the
     new block with each part's own thresholds."""
-    import geosr.pipeline.detect_changes as dc
     from scipy import ndimage
 
+    import geosr.pipeline.detect_changes as dc
     from geosr.conditioning.change_detection import ChangeDetection
 
     assert dc.column_parts(10980, dc.band_rows(10980)) == [(0, 10980)]  # a Sentinel-2 tile: at once, as before

@@ -59,7 +59,8 @@ def _signature() -> inspect.Signature:
     """The command's parameters: LR, -o, every option of :data:`geosr.options.UPSCALE_OPTIONS`, -q, --json."""
     lr = inspect.Parameter("lr", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         str, typer.Argument(help="Low-resolution raster: a file, a URL (https://, s3://, gs://) or a GDAL path "
-                                 "(/vsizip/...), any GDAL format with a CRS; or a STAC item (.json, file or URL), "
+                                 "(/vsizip/...), any GDAL format with a CRS, a container's raster by its subdataset "
+                                 "name (GPKG:scene.gpkg:table, NETCDF:\"a.nc\":var); or a STAC item (.json, file or URL), "
                                  "a Sentinel-2 product (.SAFE folder or .zip), a folder of band files, or band "
                                  "files separated by commas.", show_default=False, metavar="LR")])
     return inspect.Signature([

@@ -33,6 +33,23 @@ NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/
                      r"(https?|ftp|s3|gs|az|oss)://|[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
 
 
+# GDAL's subdataset names: DRIVER:"file":name (NETCDF, HDF5), DRIVER:file:name (GPKG, SENTINEL2_L2A), as a
+# container lists them (and GTIFF_DIR:n:file) (a driver's name of at least two characters: C:\ is a Windows drive)
+SUBDATASET = re.compile(r'^([A-Za-z][A-Za-z0-9_]+):(?:"([^"]+)"|([^:"]+))(?::|$)')
+
+
+def subdataset_file(path: str) -> str | None:
+    """The local file a GDAL subdataset name (``GPKG:scene.gpkg:table``, ``NETCDF:"a.nc":var``) reads; None for
+    other paths (an existing file whose name holds a colon included)."""
+    if REMOTE.match(path) or os.path.lexists(path):
+        return None
+    m = re.match(r"^GTIFF_DIR:\d+:(.+)$", path, re.IGNORECASE)  # a TIFF's n-th image: its index first
+    if m is not None:
+        return m.group(1)
+    m = SUBDATASET.match(path)
+    return None if m is None else (m.group(2) or m.group(3))
+
+
 def curl_url(path: str) -> str | None:
     """The URL a /vsicurl/ path reads (``/vsicurl/https://h/a.tif``, and GDAL's form with options
     ``/vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fa.tif``, percent-decoded as GDAL does: both https://h/a.tif); None

@@ -29,6 +29,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     over_network,
     refused,
     served_size,
+    subdataset_file,
     without_query,
 )
 from geosr.io.sources import composite, is_composite
@@ -113,7 +114,10 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         for key, value in REMOTE_OPTIONS.items():
             os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
     comp = composite(p)  # a STAC item, a Sentinel-2 product, band files: one VRT (geosr.io.sources)
-    if comp is None and not remote and not Path(p).exists():
+    inside = subdataset_file(p) if comp is None else None  # a container's raster: GPKG:scene.gpkg:table
+    if inside is not None and not Path(inside).exists():
+        raise InputNotFoundError(f"{p}: no such file ({inside})")
+    if comp is None and not remote and inside is None and not Path(p).exists():
         raise InputNotFoundError(f"{p}: no such file")
     if comp is None and Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
@@ -217,8 +221,8 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if ds.count < 1 and ds.subdatasets:  # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
             listed = ", ".join(ds.subdatasets[:3]) + (f" and {len(ds.subdatasets) - 3} more"
                                                       if len(ds.subdatasets) > 3 else "")
-            raise NotARasterError(f"{shown}: is a container of {len(ds.subdatasets)} rasters ({listed}); extract the "
-                                  "one to super-resolve into a GeoTIFF first (gdal_translate SUBDATASET out.tif)")
+            raise NotARasterError(f"{shown}: is a container of {len(ds.subdatasets)} rasters ({listed}); give the "
+                                  "one to read by its name as listed")
         if require_crs and ds.crs is None and ds.rpcs:  # a CRS assigned would not place it: it needs its terrain
             raise NoCRSError(f"{shown}: is georeferenced by rational polynomial coefficients (RPCs) only, not on a "
                              f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")

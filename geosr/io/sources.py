@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, curl_url, is_file_list, named, without_query
+from geosr.io.paths import REMOTE, curl_url, is_file_list, named, subdataset_file, without_query
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
@@ -169,6 +169,9 @@ def gdal_files(path: str) -> list[str]:
 
     if REMOTE.match(path) and not _ARCHIVE.match(path):
         return []
+    inside = subdataset_file(path)  # a container's raster (GPKG:scene.gpkg:table): its file
+    if inside is not None:
+        return [inside] if Path(inside).is_file() else []
     if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
         return []
     try:

@@ -26,7 +26,7 @@ from rio_stac import create_stac_item
 from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
-from geosr.io.paths import is_file_list, sidecar_paths
+from geosr.io.paths import is_file_list, sidecar_paths, subdataset_file
 from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
@@ -225,6 +225,7 @@ def _href(src: str, folder: Path) -> str:
         return urllib.parse.urlsplit(src)._replace(query="", fragment="").geturl()
     if src.startswith("/vsi"):
         return src
+    src = subdataset_file(src) or src  # a container's raster (GPKG:scene.gpkg:table, no URI): its file
     try:
         return uri_path(os.path.relpath(os.path.abspath(src), folder.resolve()))
     except ValueError:  # another drive

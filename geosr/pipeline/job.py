@@ -40,6 +40,7 @@ from geosr.io.paths import (
     named,
     recorded_options,
     sidecar_paths,
+    subdataset_file,
     without_query,
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
@@ -430,8 +431,12 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
 
 
 def _input_name(path: str) -> str:
-    """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's); band files
-    (``a.tif,b.tif``) each by theirs."""
+    """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's; a
+    subdataset: its name with its container's file name, ``GPKG:scene.gpkg:table``); band files (``a.tif,b.tif``)
+    each by theirs."""
+    inside = subdataset_file(path)
+    if inside is not None:
+        return path.replace(inside, Path(inside).name, 1)
     parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
     # a URL's query left out: it may hold a signature or token, which an output shared must not carry
     return ",".join(Path(without_query(named(p))).name for p in parts)
@@ -704,9 +709,12 @@ def _file_id(path: str | None) -> list | str | None:
         listed = is_file_list(path)  # (a list of URLs is no URL of its own)
         return [path, *(_remote_stat(path) if REMOTE.match(path) and not listed else []),
                 *(_stat_id(f) if not REMOTE.match(f) else [f, *_remote_stat(f)] for f in members)]
-    behind = [_stat_id(f) for f in gdal_files(path)]  # a VRT's sources, the archive of a /vsizip/ path
+    # a VRT's sources, the archive of a /vsizip/ path, a subdataset's container
+    behind = [_stat_id(f) for f in gdal_files(path)]
     if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
         return [path, *_remote_stat(path), *behind]
+    if subdataset_file(path) is not None:  # GPKG:scene.gpkg:table: its name, and its container's
+        return [path, *behind]
     return _stat_id(path) + behind
 
 
