@@ -757,6 +757,10 @@ def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):
         assert out.shape == (16, 16) and json.loads(out.tags()["GEOSR_INPUTS"]) == {"lr": "netcdf:c.nc:Band2"}
     item = json.loads((tmp_path / "o.stac.json").read_text())
     assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["c.nc"]
+    page = f"GTIFF_DIR:1:{tmp_path / 'o.tif'}"  # a TIFF's first image: the container may not be the output
+    result = runner.invoke(app, ["upscale", page, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                                 "--overwrite"])
+    assert result.exit_code == 2 and "o.tif: is read by the LR of this run" in result.stderr, result.output
     gone = name.replace("c.nc", "gone.nc")
     result = runner.invoke(app, ["upscale", gone, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "p.tif")])
     assert result.exit_code == 2 and f"{gone}: no such file (" in result.stderr, result.output
