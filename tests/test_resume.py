@@ -239,3 +239,25 @@ def test_resume_with_another_batch_size_continues_a_model_that_takes_windows_sin
     assert out.read_bytes() == (tmp_path / "clean1.tif").read_bytes()
     with rasterio.open(out) as a, rasterio.open(tmp_path / "clean3.tif") as b:
         assert np.array_equal(a.read(), b.read())
+
+
+def test_resume_of_an_overwriting_run_asks_for_overwrite_again(tmp_path, monkeypatch):
+    """Found by review: an `overwrite` run over an earlier output, stopped midway, resumed without `overwrite`, said
+    only "already exists (use `overwrite`)", as if there were no run to resume; it now says that the run replaces
+    the output, and `resume` with `overwrite` continues it (a run of other options: said so)."""
+    from geosr.errors import OutputExistsError
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    clean, out = tmp_path / "clean.tif", tmp_path / "out.tif"
+    opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
+    upscale(lr, output=clean, **opts)
+    upscale(lr, output=out, **{**opts, "tiling": TilingConfig(window=12, overlap=2)})  # an earlier output
+    before = out.read_bytes()
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, overwrite=True, **opts))
+    with pytest.raises(OutputExistsError, match="replaces it: give `overwrite` with `resume` to continue it"):
+        upscale(lr, output=out, resume=True, **opts)
+    with pytest.raises(OutputExistsError, match="of other inputs or options"):
+        upscale(lr, output=out, resume=True, scale=2, tiling=TilingConfig(window=10, overlap=2))
+    assert out.read_bytes() == before
+    r = upscale(lr, output=out, resume=True, overwrite=True, **opts)
+    assert r.resumed_rows == 2 and out.read_bytes() == clean.read_bytes()

@@ -44,14 +44,24 @@ def work_dir_for(output: Path) -> Path:
     return output.with_name(output.name + WORK_SUFFIX)
 
 
+def journal_of(work: Path, fingerprint: dict, n_rows: int) -> bool:
+    """Whether the work folder ``work`` holds a journal, finished or not, of the undivided job ``fingerprint`` of
+    ``n_rows`` window rows."""
+    try:
+        return json.loads((work / f"rows_{0:05d}_{n_rows:05d}" / "job.json").read_text()) == {
+            **fingerprint, "rows": [0, n_rows]}
+    except (OSError, ValueError):
+        return False
+
+
 def finished_journal(work: Path, fingerprint: dict, n_rows: int) -> bool:
     """Whether the work folder ``work`` holds the finished journal of the undivided job ``fingerprint`` of
     ``n_rows`` window rows: every row journaled, every chunk on disk (a run stopped after its output was in
     place, before its sidecars were, or before its work folder was removed)."""
     folder = work / f"rows_{0:05d}_{n_rows:05d}"
+    if not journal_of(work, fingerprint, n_rows):
+        return False
     try:
-        if json.loads((folder / "job.json").read_text()) != {**fingerprint, "rows": [0, n_rows]}:
-            return False
         entries = [json.loads(line) for line in (folder / "journal.jsonl").read_bytes().splitlines()]
     except (OSError, ValueError):
         return False

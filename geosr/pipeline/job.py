@@ -30,7 +30,7 @@ from geosr.errors import (
     ScaleError,
 )
 from geosr.io.aoi import aoi_window
-from geosr.io.journal import finished_journal, work_dir_for
+from geosr.io.journal import finished_journal, journal_of, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path, sidecars_shared
 from geosr.io.paths import (
@@ -230,7 +230,11 @@ def plan_upscale(
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
     if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
         scene.close()
-        raise OutputExistsError(f"{out_path}: already exists (use `overwrite` to replace it)")
+        if journal_of(work_dir_for(out_path), fingerprint, plan.n_rows):  # an `overwrite` run stopped midway
+            raise OutputExistsError(f"{out_path}: already exists, and the unfinished run in its work folder "
+                                    "replaces it: give `overwrite` with `resume` to continue it")
+        raise OutputExistsError(f"{out_path}: already exists, and the unfinished run in its work folder is of other "
+                                "inputs or options than these (use `overwrite` to replace it with this run)")
     style = opts.style if _is_style_image(opts.style) else None
     inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
               if v and v not in CD_KEYWORDS}
