@@ -164,3 +164,19 @@ def test_a_nan_or_far_away_nodata_is_said_as_such_and_warns_nothing(tmp_path):
     assert "px x 1 band float32" in " ".join(res.output.split())
     with rasterio.open(tmp_path / "o.tif") as ds:  # the infinite pixels are nodata, as the data contract says
         assert not ds.dataset_mask()[10:14, 10:14].all() and ds.dataset_mask()[:, 20:].all()
+
+
+def test_a_float32_output_beside_the_type_s_largest_values_is_clipped_not_infinite(tmp_path):
+    """Found by review: a float32 LR holding -3.4e38 (an undeclared nodata) overshot past float32's range under
+    bicubic: the output held valid -inf pixels and the run crashed (exit 1) in the STAC item's histogram."""
+    data = (np.sin(np.arange(48 * 48).reshape(1, 48, 48) / 7.0) * 100).astype(np.float32)
+    data[0, 20:24, 20:24] = np.float32(-3.4e38)
+    lr = make_raster(tmp_path / "lr.tif", data)
+    out = tmp_path / "o.tif"
+    upscale(lr, output=out, scale=2, model="bicubic")
+    with rasterio.open(out) as ds:
+        got = ds.read(1, masked=True)
+    assert np.isfinite(got.filled(0)).all() and got.min() >= np.finfo(np.float32).min
+    assert (tmp_path / "o.stac.json").is_file()
+    raw = (tmp_path / "o.stac.json").read_text()
+    assert "Infinity" not in raw and "NaN" not in raw  # (JSON has neither)

@@ -443,6 +443,11 @@ def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
     _upscale(lr, output=false_colour, scale=2, model="bicubic", bands="B08,B04,B03")
     with rasterio.open(false_colour) as ds:
         assert [c.name for c in ds.colorinterp] != ["red", "green", "blue"]
+    # with a fourth band after them (found by review: gray, undefined, undefined, undefined)
+    four = tmp_path / "rgbn.tif"
+    _upscale(lr, output=four, scale=2, model="bicubic", bands="B04,B03,B02,B08")
+    with rasterio.open(four) as ds:
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue", "undefined"]
 
 
 def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_path):

@@ -113,7 +113,8 @@ def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Wind
 
 
 def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tuple[float, ...]) -> np.ndarray:
-    """Physical values back to the stored values of ``dtype`` (undo scale/offset, round and clip ints)."""
+    """Physical values back to the stored values of ``dtype`` (undo scale/offset, round and clip ints; clip floats
+    to their finite range: an overshoot beside float32's largest values would be cast to infinity)."""
     sc = np.asarray(scales, dtype=np.float64)[:, None, None]
     of = np.asarray(offsets, dtype=np.float64)[:, None, None]
     raw = phys - of
@@ -123,4 +124,7 @@ def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tup
         info = np.iinfo(dt)
         np.clip(np.rint(raw, out=raw), info.min, info.max, out=raw)
         np.copyto(raw, 0.0, where=np.isnan(raw))
+    elif np.issubdtype(dt, np.floating):  # NaN stays NaN (nodata)
+        finite = np.finfo(dt)
+        np.clip(raw, float(finite.min), float(finite.max), out=raw)
     return raw.astype(dt)

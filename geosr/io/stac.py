@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pystac
 from pystac.extensions.eo import Band, EOExtension
 from rio_stac import create_stac_item
@@ -72,14 +73,21 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     final = final or stac_path(output)
     acquired = _acquired(inputs.get("lr", ""))
     when = acquired or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    args = dict(input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
+                asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True,
+                with_raster=True, raster_max_size=STATS_SIDE,
+                properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"})
     with warnings.catch_warnings():  # rio-stac parses a TIFF date ("2021:06:01 10:30:00") before taking ours, and
         warnings.filterwarnings("ignore", "Could not get parse date", UserWarning)  # warns that it cannot
-        item = create_stac_item(
-            str(output), input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
-            asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True,
-            with_raster=True, raster_max_size=STATS_SIDE,
-            properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"},
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # (float32 statistics near its range: see _wide_bins)
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Could not calculate the histogram", UserWarning)
+                    item = create_stac_item(str(output), **args)
+            except ValueError as exc:
+                if "bins" not in str(exc):
+                    raise
+                item = create_stac_item(str(output), histogram_bins=_wide_bins(output), **args)
     _normalize_footprint(item)
     _set_footprint(item, output)
     _add_eo_bands(item.assets["data"], output)
@@ -102,6 +110,21 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     with atomic_output(final) as tmp:  # a fresh temporary name: never through a file or link left at a fixed one
         tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2) + "\n")
     return final
+
+
+def _wide_bins(output: Path, n: int = 10) -> list[float]:
+    """``n`` histogram buckets over the range of every band's valid values, in float64: rio-stac's, computed in a
+    float32 band's own type, overflow where its values span more than float32 holds (-3.4e38 beside positive
+    values) and cannot be made."""
+    with open_raster(output) as ds:
+        f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
+        data = ds.read(masked=True, out_shape=(ds.count, max(1, round(ds.height / f)), max(1, round(ds.width / f))))
+    values = data.compressed().astype(np.float64)
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return [float(v) for v in np.linspace(lo, hi, n + 1)]
 
 
 def _normalize_footprint(item: pystac.Item) -> None:
@@ -194,18 +217,26 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
 
 
 def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
-    """Two numbers of rio-stac's raster extension made right: ``valid_percent`` (rio-stac 0.12 divides the count
+    """Numbers of rio-stac's raster extension made right: ``valid_percent`` (rio-stac 0.12 divides the count
     of a mask array's *elements* that are unmasked, 1 for a raster without nodata, by the pixel count: 0.000625
-    for a 400 x 400 output), taken here from each band's mask read as the statistics were; and each
-    histogram's ``count``, the number of its buckets (rio-stac gives the number of bin edges, one more)."""
-    import numpy as np
+    for a 400 x 400 output), taken here from each band's mask read as the statistics were; each histogram's
+    ``count``, the number of its buckets (rio-stac gives the number of bin edges, one more); statistics that
+    overflowed in a float32 band's own type (a mean of -Infinity, which JSON cannot hold), in float64."""
 
+    bands = asset.extra_fields.get("raster:bands", [])
     with open_raster(output) as ds:
         f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
         shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
         # each band's own: a band without data where others have some is nodata there (docs/data-contract.md)
         valid = [100.0 * float(np.mean(ds.read_masks(b, out_shape=shape) > 0)) for b in range(1, ds.count + 1)]
-    for band, share in zip(asset.extra_fields.get("raster:bands", []), valid):
+        for b, band in enumerate(bands, start=1):  # a float32 band's sums overflow near its range: in float64
+            stats = band.get("statistics")
+            if isinstance(stats, dict) and not all(np.isfinite(v) for v in stats.values() if isinstance(v, float)):
+                values = ds.read(b, masked=True, out_shape=shape).compressed().astype(np.float64)
+                if values.size:
+                    stats.update(minimum=float(values.min()), maximum=float(values.max()),
+                                 mean=float(values.mean()), stddev=float(values.std()))
+    for band, share in zip(bands, valid):
         if isinstance(band.get("statistics"), dict):
             band["statistics"]["valid_percent"] = round(share, 4)
         if isinstance(band.get("histogram"), dict) and isinstance(band["histogram"].get("buckets"), list):

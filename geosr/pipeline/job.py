@@ -646,8 +646,10 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
     colorinterp = tuple(info.colorinterp[b - 1] for b in bands)
     if any(c == "alpha" for c in colorinterp):
         colorinterp = ()
-    if names_rgb(info, bands):  # e.g. Sentinel-2 B04,B03,B02, whose files say gray/undefined: QGIS shows colour
-        colorinterp = ("red", "green", "blue")
+    if len(bands) >= 3 and names_rgb(info, bands[:3]):  # e.g. Sentinel-2 B04,B03,B02, whose files say gray or
+        # undefined: QGIS shows colour; a band after them (B08) keeps its own unless it claims one of the three
+        rest = tuple("undefined" if c in ("red", "green", "blue") else c for c in colorinterp[3:])
+        colorinterp = ("red", "green", "blue", *rest)
     return OutputMeta(
         dtype=dtype,
         count=len(bands),
