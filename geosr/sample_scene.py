@@ -3,6 +3,7 @@ the 2000-2003 change mask and the 2003 scene at 30 m (ground truth). Public doma
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import os
 import shutil
@@ -32,7 +33,7 @@ def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False)
     (a file, a link) is refused unless ``overwrite``, every name checked before anything is written, and then
     replaced by a rename: a link at that name is replaced, never written through. (Standard library and
     geosr.io.paths only: this module is imported without the GIS stack.)"""
-    from geosr.errors import OptionError, OutputExistsError, OutputLocationError
+    from geosr.errors import OptionError, OutputExistsError, OutputLocationError, OutputWriteError
     from geosr.io.paths import unwritable
 
     if not isinstance(overwrite, bool):  # "no" would be true
@@ -67,6 +68,10 @@ def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False)
             shutil.copyfile(src, tmp)
             os.chmod(tmp, new_file_mode())  # mkstemp's file is private (0600); a copy gets what any new file gets
             os.replace(tmp, dst)  # replaces a link itself, not what it points to
+        except OSError as exc:  # a full disk, a quota: one sentence (exit 1), not an internal error
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+                raise
+            raise OutputWriteError(f"{dst}: cannot be written: {os.strerror(exc.errno).lower()}") from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
     return {key: folder / src.name for key, src in sample_paths().items()}

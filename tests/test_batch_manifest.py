@@ -667,7 +667,9 @@ def test_an_interrupted_batch_s_json_says_what_it_did(scenes, monkeypatch):
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--json"])
     said = json.loads(res.stdout)
     assert res.exit_code == 130 and said["ok"] is False and said["error"].startswith("interrupted"), res.output
-    assert said["jobs"] == {"ok": 1, "cancelled": 2}
+    # the keys of a batch's own --json (found by review: `jobs` held the counts after an interrupt, a list else)
+    assert said["counts"] == {"ok": 1, "cancelled": 2}
+    assert sorted(j["status"] for j in said["jobs"]) == ["cancelled", "cancelled", "ok"]
     assert said["results"] == str(scenes / "jobs.results.jsonl") and (scenes / "jobs.results.jsonl").exists()
 
 
@@ -823,3 +825,17 @@ def test_a_manifest_in_another_folder_is_named_whole_and_a_semicolon_csv_is_told
     semi.write_text("lr;out\na.tif;b.tif\n")
     with pytest.raises(ManifestError, match="separated by ';'; use commas"):
         read_manifest(semi)
+
+
+def test_a_batch_with_failed_jobs_says_so_in_one_line_when_quiet_and_in_its_json(scenes):
+    """Found by review: `batch -q` with a failed job exited 1 with nothing on stderr, and its --json had `ok`
+    false without the `error` every other command's failure has."""
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    (scenes / "out" / "a.tif").write_bytes(b"not made by geosr batch")  # fails its check
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "-q"])
+    assert res.exit_code == 1 and res.stdout == "", res.output
+    assert res.stderr.strip() == f"geosr: error: 1 failed of 1 job (each job's error: {scenes / 'jobs.results.jsonl'})"
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--json"])
+    said = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert res.exit_code == 1 and said["ok"] is False and said["error"].startswith("1 failed of 1 job")
+    assert [j["status"] for j in said["jobs"]] == ["failed"]

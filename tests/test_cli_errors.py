@@ -774,5 +774,9 @@ def test_a_subdataset_name_reads_its_container_s_file():
     assert subdataset_file('HDF5:"/d/x.h5"://group/var') == "/d/x.h5"
     assert subdataset_file("GTIFF_DIR:2:/d/pages.tif") == "/d/pages.tif"
     assert subdataset_file("SENTINEL2_L2A:/d/MTD_MSIL2A.xml:10m:EPSG_32633") == "/d/MTD_MSIL2A.xml"
-    for other in ("scene.tif", "C:/data/scene.tif", "https://h/a.tif", "/vsizip/a.zip/b.tif", "s3://b/k.tif"):
+    assert subdataset_file("PDF:1:doc.pdf") == "doc.pdf" and subdataset_file("NITF_IM:0:x.ntf") == "x.ntf"
+    assert subdataset_file('HDF4_EOS:EOS_GRID:"x.hdf":grid:field') == "x.hdf"
+    assert subdataset_file("GPKG:C:\\d\\a.gpkg:t") == "C:\\d\\a.gpkg"
+    for other in ("scene.tif", "C:/data/scene.tif", "https://h/a.tif", "/vsizip/a.zip/b.tif", "s3://b/k.tif",
+                  "scene:v2.tif", "WMS:http://h/", 'NETCDF:"/vsicurl/https://h/a.nc":v'):  # (the last: remote)
         assert subdataset_file(other) is None, other

@@ -441,6 +441,85 @@ def test_gdal_reporting_a_full_disk_is_named_too(scene, monkeypatch):
     assert r.exit_code == 1 and "not enough free disk space" in r.output, r.output
 
 
+def _gdal_fills_the_disk(monkeypatch):
+    """GDAL as on a full disk: libtiff prints why on stderr, the write raises only "Write failed" (found by review
+    on a small tmpfs), and the folder has no space left."""
+    import shutil
+    from collections import namedtuple
+
+    from rasterio.errors import RasterioIOError
+
+    import geosr.io.writer as writer
+
+    real = writer.rasterio.open
+
+    class Filling:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __getattr__(self, name):
+            return getattr(self.ds, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.ds.__exit__(*exc)
+
+        def write(self, *a, **k):
+            fail()
+
+    def fail(*a, **k):
+        try:
+            raise RuntimeError("TIFFAppendToStrip:Write error at scanline 256")
+        except RuntimeError as cause:
+            raise RasterioIOError("Write failed. See previous exception for details.") from cause
+
+    def opening(path, mode="r", *a, **k):
+        ds = real(path, mode, *a, **k)
+        on_disk = not str(path).startswith("/vsimem/") and k.get("driver") != "MEM"
+        return Filling(ds) if mode == "w" and on_disk else ds
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer.rasterio, "open", opening)
+    monkeypatch.setattr(writer.rasterio.shutil, "copy", fail)  # the COG, copied from the stitched stage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+
+
+@pytest.mark.parametrize("command", ["upscale", "detect-changes", "rasterize-osm"])
+def test_gdal_s_bare_write_failure_on_a_full_disk_is_named_too(scene, monkeypatch, command):
+    """Found by review: detect-changes on a full disk exited 2 with "a finished part of the job cannot be read ...
+    run again without --resume", rasterize-osm and upscale with "internal error: ... Write failed"."""
+    import json as json_module
+
+    tmp, lr, ref, _ = scene
+    geojson = tmp / "f.geojson"
+    geojson.write_text(json_module.dumps({"type": "FeatureCollection", "features": []}))
+    out = tmp / "out.tif"
+    argv = {"upscale": ["upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, "--force-resources"],
+            "detect-changes": ["detect-changes", lr, "--ref", ref, "-o", out, "--no-coregister"],
+            "rasterize-osm": ["rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty",
+                              "-o", out]}[command]
+    _gdal_fills_the_disk(monkeypatch)
+    r = _invoke(*argv)
+    assert r.exit_code == 1, r.output
+    assert "out.tif: cannot be written: no space left on device" in r.output and "internal error" not in r.output
+    kept = ["out.tif.geosr-work"] if command == "upscale" else []  # (its journal, kept for --resume)
+    assert not out.exists() and [p.name for p in tmp.iterdir() if p.name.startswith((".out", "out."))] == kept
+
+
+def test_the_sample_on_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
+    import shutil
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    r = _invoke("sample", tmp_path / "s")
+    assert r.exit_code == 1 and "cannot be written: no space left on device" in r.output, r.output
+    assert "internal error" not in r.output and not [p for p in (tmp_path / "s").iterdir()]
+
+
 def test_an_output_folder_that_is_a_file_is_refused(scene):
     tmp, lr, _, _ = scene
     (tmp / "notes.txt").write_text("a file")

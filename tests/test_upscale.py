@@ -12,6 +12,7 @@ import torch
 from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rasterio.enums import ColorInterp
 from rasterio.warp import Resampling, reproject
 from rio_cogeo.cogeo import cog_validate
 
@@ -448,6 +449,14 @@ def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
     _upscale(lr, output=four, scale=2, model="bicubic", bands="B04,B03,B02,B08")
     with rasterio.open(four) as ds:
         assert [c.name for c in ds.colorinterp] == ["red", "green", "blue", "undefined"]
+    # and with an alpha band among them (found by review of that: a crash once every window was computed)
+    rgba = make_raster(tmp_path / "rgba.tif", (smooth_field(4, 16, 16) * 255).astype(np.uint8),
+                       descriptions=("B04", "B03", "B02", "alpha"))
+    with rasterio.open(rgba, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined, ColorInterp.alpha]
+    _upscale(rgba, output=tmp_path / "rgba_x2.tif", scale=2, model="bicubic", bands="1,2,3,4")
+    with rasterio.open(tmp_path / "rgba_x2.tif") as ds:
+        assert [c.name for c in ds.colorinterp][:3] == ["red", "green", "blue"]
 
 
 def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_path):

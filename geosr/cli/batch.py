@@ -18,6 +18,7 @@ from geosr.cli.common import (
     err_console,
     option_parameter,
     out_console,
+    print_json,
     run_command,
     upscale_option_parameters,
 )
@@ -82,11 +83,21 @@ def batch(
                 _invalid(exc, json_out=json_out, quiet=quiet)
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="batch")
-    if json_out:
-        print(json.dumps({"ok": result.ok, **result.to_dict()}, default=str))
+    failed = None if result.ok else _failed(result)
+    if json_out:  # one document of the commands' shape: ok, and an error when a job failed
+        print_json({**result.to_dict(), "ok": result.ok, **({"error": failed} if failed else {})})
     elif not quiet:
         _summary(result)
+    elif failed:  # quiet: the one line an error gets
+        err_console.print(f"geosr: error: {failed}", style="bold red", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
+
+
+def _failed(r) -> str:
+    """A batch's failure in one sentence: how many jobs failed or were cancelled, and where their errors are."""
+    told = " and ".join(f"{r.count(s)} {s}" for s in ("failed", "cancelled") if r.count(s))
+    where = f" (each job's error: {r.results})" if r.results else ""
+    return f"{told} of {count(len(r.jobs), 'job')}{where}"
 
 
 def _invalid(exc, *, json_out: bool, quiet: bool) -> None:

@@ -293,6 +293,8 @@ def print_sensor_mask(mask: dict | None) -> None:
 
 
 def print_json(payload: dict) -> None:
+    if sys.stdout is None:  # closed by the caller (`>&-`): nothing to write to, and nothing wrong with the run
+        return
     sys.stdout.write(json.dumps(_finite({"ok": True, **payload}), default=str, allow_nan=False) + "\n")
 
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import stat
 import threading
@@ -308,7 +309,8 @@ def atomic_output(final: str | os.PathLike[str], *, folder: Path | None = None,
     final = Path(final)
     tmp = temp_path_beside(final, final.suffix or ".tmp", folder)
     try:
-        yield tmp
+        with told_full(tmp):  # (checked before the partial file is removed: it is what filled the disk)
+            yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         if before_rename is not None:
@@ -374,8 +376,9 @@ def completing() -> Iterator[Callable[[], None]]:
 
 
 @contextlib.contextmanager
-def writing(out: Path) -> Iterator[None]:
-    """Turn the machine's write failures (a full disk, a quota, permissions) into one sentence naming ``out``."""
+def writing(out: Path, *, journal: bool = True) -> Iterator[None]:
+    """Turn the machine's write failures (a full disk, a quota, permissions) into one sentence naming ``out``
+    (``journal``: a run whose journal is kept for `resume`, upscale's)."""
     try:
         yield
     except GeoSRError:
@@ -384,7 +387,32 @@ def writing(out: Path) -> Iterator[None]:
         reason = os_reason(exc)
         if reason is None:
             raise
-        raise OutputWriteError(f"{out}: cannot be written: {reason}; the journal is kept for `resume`") from exc
+        kept = "; the journal is kept for `resume`" if journal else ""
+        raise OutputWriteError(f"{out}: cannot be written: {reason}{kept}") from exc
+
+
+FULL_BYTES = 1 << 20  # free bytes under which a folder is full: GDAL's failed write then had no room
+
+
+@contextlib.contextmanager
+def told_full(path: Path) -> Iterator[None]:
+    """A GDAL write of ``path`` that fails as "Write failed" (libtiff printed why on stderr, GDAL kept only that)
+    while its folder has (next to) no free space left is the full disk it is: an OSError ENOSPC, which
+    :func:`writing` and :func:`os_reason` tell as such (else "internal error")."""
+    try:
+        yield
+    except (OSError, RasterioIOError) as exc:
+        if os_reason(exc) is None and full_disk(path.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+        raise
+
+
+def full_disk(folder: Path) -> bool:
+    """Whether ``folder``'s file system has less than FULL_BYTES free (False when that cannot be told)."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BYTES
+    except OSError:
+        return False
 
 
 def os_reason(exc: BaseException) -> str | None:

@@ -33,21 +33,38 @@ NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/
                      r"(https?|ftp|s3|gs|az|oss)://|[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
 
 
-# GDAL's subdataset names: DRIVER:"file":name (NETCDF, HDF5), DRIVER:file:name (GPKG, SENTINEL2_L2A), as a
-# container lists them (and GTIFF_DIR:n:file) (a driver's name of at least two characters: C:\ is a Windows drive)
-SUBDATASET = re.compile(r'^([A-Za-z][A-Za-z0-9_]+):(?:"([^"]+)"|([^:"]+))(?::|$)')
+# GDAL's subdataset names, as a container lists them: DRIVER:"file":name (NETCDF, HDF5, HDF4_EOS:EOS_GRID:"file":...),
+# DRIVER:file:name (GPKG, SENTINEL2_L2A), DRIVER:index:file (GTIFF_DIR, PDF, NITF_IM), for these drivers (a colon
+# in an ordinary file's name is no subdataset)
+SUBDATASET_DRIVERS = ("NETCDF", "HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "GPKG", "GTIFF_DIR", "PDF",
+                      "NITF_IM", "SENTINEL2_L1B", "SENTINEL2_L1C", "SENTINEL2_L1C_TILE", "SENTINEL2_L2A", "ZARR",
+                      "RASTERLITE", "SENTINEL1_CALIB", "KEA")
+_SUBDATASET = re.compile(rf"^({'|'.join(SUBDATASET_DRIVERS)}):(.+)$", re.IGNORECASE)
+
+
+def is_subdataset(path: str) -> bool:
+    """Whether ``path`` is a GDAL subdataset name (its container local or not); an existing file is not."""
+    return _SUBDATASET.match(path) is not None and not os.path.lexists(path)
 
 
 def subdataset_file(path: str) -> str | None:
-    """The local file a GDAL subdataset name (``GPKG:scene.gpkg:table``, ``NETCDF:"a.nc":var``) reads; None for
-    other paths (an existing file whose name holds a colon included)."""
-    if REMOTE.match(path) or os.path.lexists(path):
+    """The local file a GDAL subdataset name (``GPKG:scene.gpkg:table``, ``NETCDF:"a.nc":var``,
+    ``GTIFF_DIR:2:pages.tif``) reads; None for other paths and for a container read over the network."""
+    m = _SUBDATASET.match(path) if not os.path.lexists(path) else None
+    if m is None:
         return None
-    m = re.match(r"^GTIFF_DIR:\d+:(.+)$", path, re.IGNORECASE)  # a TIFF's n-th image: its index first
-    if m is not None:
-        return m.group(1)
-    m = SUBDATASET.match(path)
-    return None if m is None else (m.group(2) or m.group(3))
+    rest = m.group(2)
+    quoted = re.search(r'"([^"]+)"', rest)
+    if quoted is not None:
+        found = quoted.group(1)
+    else:
+        parts = rest.split(":")
+        while len(parts) > 1 and parts[0].isdigit():  # DRIVER:index:file
+            parts = parts[1:]
+        found = parts[0]
+        if len(found) == 1 and found.isalpha() and len(parts) > 1:  # a Windows drive: C:\data\a.gpkg
+            found = f"{found}:{parts[1]}"
+    return None if not found or REMOTE.match(found) or found.startswith("/vsi") else found
 
 
 def curl_url(path: str) -> str | None:

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     OPEN_REMOTE_OPTIONS,
     REMOTE,
     curl_url,
+    is_subdataset,
     named,
     network_error,
     network_failure,
@@ -117,7 +119,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     inside = subdataset_file(p) if comp is None else None  # a container's raster: GPKG:scene.gpkg:table
     if inside is not None and not Path(inside).exists():
         raise InputNotFoundError(f"{p}: no such file ({inside})")
-    if comp is None and not remote and inside is None and not Path(p).exists():
+    if comp is None and not remote and not is_subdataset(p) and not Path(p).exists():
         raise InputNotFoundError(f"{p}: no such file")
     if comp is None and Path(p).exists() and not Path(p).is_file():  # a FIFO or a device: GDAL would wait forever
         raise NotARasterError(f"{p}: is not a regular file (a FIFO, device or socket), not a raster file")
@@ -169,10 +171,11 @@ class _TagFailures(logging.Handler):
     def __init__(self, name: str) -> None:
         super().__init__(logging.WARNING)
         self.name_in_message, self.tags = name, []  # type: ignore[var-annotated]
+        self.thread = threading.get_ident()  # GDAL names the file by its base name: another thread's may share it
 
     def emit(self, record: logging.LogRecord) -> None:
         found = _UNREAD_TAG.search(record.getMessage())
-        if found and self.name_in_message in record.getMessage():  # (another thread's file is not this one's)
+        if found and record.thread == self.thread and self.name_in_message in record.getMessage():
             self.tags.append(found.group(1))
 
 
@@ -182,7 +185,8 @@ _UNREAD_TAG = re.compile(r'IO error during reading of "([^"]+)"')
 @contextlib.contextmanager
 def _unread_tags(path: str) -> Iterator[list[str]]:
     """The names of the TIFF tags GDAL skips as unreadable while ``path`` is opened within: a file cut short at its
-    end loses the tags stored there (band names, scales, the CRS) and still opens, with a warning only."""
+    end loses the tags stored there (band names, scales, the CRS) and still opens, with a warning only. (GDAL says
+    so through rasterio's logger alone: where a caller silences its warnings, nothing is seen.)"""
     handler = _TagFailures(Path(without_query(path)).name)
     log = logging.getLogger("rasterio._env")
     log.addHandler(handler)

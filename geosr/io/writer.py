@@ -8,6 +8,7 @@ No timestamps are written, so the same pixels give the same bytes.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from rasterio.windows import Window
 
 from geosr.config import COMPRESS_LEVELS, DEFAULT_COMPRESS_LEVEL
 from geosr.errors import ResumeError
-from geosr.io.outputs import atomic_output, stops_between_gdal_calls, temp_path_beside
+from geosr.io.outputs import atomic_output, full_disk, stops_between_gdal_calls, temp_path_beside, told_full
 from geosr.io.paths import gdal_sidecars, pam_path
 from geosr.tiling.grid import Grid
 
@@ -178,7 +179,7 @@ def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst
     """Copy row-band chunks (path, first row) into one tiled GeoTIFF, one band of rows at a time, with the COG's
     overviews; ``act`` is called between GDAL calls (:func:`~geosr.io.outputs.stops_between_gdal_calls`)."""
     profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
-    with block_cache(), rasterio.open(dst_path, "w", **profile) as dst:
+    with told_full(dst_path), block_cache(), rasterio.open(dst_path, "w", **profile) as dst:
         _apply_meta(dst, meta)
         _copy_chunks(chunks, dst, meta, act)
         build_stage_overviews(dst, meta)
@@ -196,6 +197,8 @@ def _copy_chunks(chunks: Iterable[tuple[Path, int]], dst: rasterio.io.DatasetWri
                 data = src.read()
                 mask = src.read_masks(1) if meta.write_mask else None
         except RasterioIOError as exc:
+            if full_disk(path.parent):  # written short while the disk filled (GDAL printed it, raised nothing)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
             raise ResumeError(f"{path}: a finished part of the job cannot be read; the work folder is damaged, "
                               "run again without `resume`") from exc
         dst.write(data, window=win)
@@ -330,7 +333,7 @@ def write_cog(
     stage = temp_path_beside(final, ".stage.tif", folder)
     try:
         profile = _profile(meta, grid, compress=STAGE_COMPRESS, blocksize=meta.blocksize)
-        with rasterio.open(stage, "w", **profile) as dst:
+        with told_full(stage), rasterio.open(stage, "w", **profile) as dst:
             _apply_meta(dst, meta)
             dst.write(data)
             build_stage_overviews(dst, meta)

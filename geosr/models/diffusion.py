@@ -18,6 +18,7 @@ padding included, so overlapping windows see the same noise.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -218,6 +219,13 @@ class DiffusionSuperResolver:
         if base is not None and base.shape[-2:] != batch.ref.shape[-2:]:
             raise ValueError(f"a base of {tuple(base.shape[-2:])} does not cover HR stacks of "
                              f"{tuple(batch.ref.shape[-2:])}")
+        if base is None and LR_RANGE is not None:
+            excess = batch.lr - batch.lr.clamp(-LR_RANGE, LR_RANGE)
+            if bool(excess.any()):
+                inside = replace(batch, lr=batch.lr - excess)
+                out = self(inside, seed=seed)
+                return out + self.denoiser.upsample_lr(excess.to(self.device, torch.float32),
+                                                       batch.scale).to(out.device)
         fusing = self.sampler.fuse_overlaps and batch.batch_size > 1
         if self.batch_invariant and batch.batch_size > 1 and not fusing:
             return torch.cat([self._run(_window(batch, i), seed, None if base is None else base[i : i + 1])
@@ -260,6 +268,9 @@ class DiffusionSuperResolver:
             "style": self._style_arg if isinstance(self._style_arg, (str, type(None))) else "image",
             **({"checksum": self.checksum} if self.checksum else {}),
         }
+
+
+LR_RANGE: float | None = 2.0
 
 
 def _window(batch: ConditionBatch, i: int) -> ConditionBatch:

@@ -41,7 +41,7 @@ from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
 from geosr.errors import NoOverlapError, OptionError, OutputExistsError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, remove_partials
+from geosr.io.outputs import check_raster_output_path, remove_partials, writing
 from geosr.io.paths import gdal_sidecars, recorded_options, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
@@ -169,14 +169,16 @@ def detect_changes(
                                                 "(use `overwrite` to replace it)")
 
         if work is not None:
-            write_row_bands(final, found.fine_grid, meta, found, work, before_rename=still_free)
+            with writing(final, journal=False):
+                write_row_bands(final, found.fine_grid, meta, found, work, before_rename=still_free)
         else:
             folder = work_dir_for(final)
             with JobLock(folder / LOCK_NAME, output=final):
                 clear_work_dir(folder, keep=(LOCK_NAME,))
                 remove_partials(final)
                 try:
-                    write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=still_free)
+                    with writing(final, journal=False):  # a full disk: one sentence, exit 1
+                        write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=still_free)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         warnings = scene.reference_warnings(coarser_only=True) + scene.mask_warnings

@@ -200,6 +200,9 @@ def plan_upscale(
     try:
         if _is_style_image(style) and "style" in model_inputs(sr):  # read in the scene's model space
             sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_tensor(scene.read_style(style)))
+        # measured again with the inputs open (the co-registered reference, a detected mask held in memory)
+        summary.update(_summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run,
+                                detecting if dry_run else None))
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
@@ -643,12 +646,12 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
             nodata = float("nan")  # float LR without nodata: NaN inputs become declared nodata
         elif info.has_mask:
             write_mask = True
-    colorinterp = tuple(info.colorinterp[b - 1] for b in bands)
-    if any(c == "alpha" for c in colorinterp):
-        colorinterp = ()
+    own = tuple(info.colorinterp[b - 1] for b in bands)
+    colorinterp = () if "alpha" in own else own
     if len(bands) >= 3 and names_rgb(info, bands[:3]):  # e.g. Sentinel-2 B04,B03,B02, whose files say gray or
         # undefined: QGIS shows colour; a band after them (B08) keeps its own unless it claims one of the three
-        rest = tuple("undefined" if c in ("red", "green", "blue") else c for c in colorinterp[3:])
+        # (or alpha: the output's bands have no alpha, the mask stands for it)
+        rest = tuple("undefined" if c in ("red", "green", "blue", "alpha") else c for c in own[3:])
         colorinterp = ("red", "green", "blue", *rest)
     return OutputMeta(
         dtype=dtype,

@@ -22,7 +22,7 @@ from geosr._version import __version__
 from geosr.errors import NoOverlapError
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, remove_partials
+from geosr.io.outputs import check_raster_output_path, remove_partials, writing
 from geosr.io.paths import recorded_options
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
@@ -214,16 +214,17 @@ def _write_map(
         clear_work_dir(work, keep=(LOCK_NAME,))
         remove_partials(final)
         try:
-            if grid.width * grid.height <= IN_MEMORY_PIXELS:
-                report("rasterize", 0, 1)
-                data = pixels(burn(shapes, grid))
-                report("rasterize", 1, 1)
-                report("write", 0, 1)
-                write_cog(final, data, grid, meta, folder=work)
-                report("write", 1, 1)
-            else:
-                bands = _burned_bands(shapes, grid, pixels, report)
-                write_row_bands(final, grid, meta, bands, work, progress=lambda d, t: report("write", d, t))
+            with writing(final, journal=False):  # a full disk: one sentence, exit 1
+                if grid.width * grid.height <= IN_MEMORY_PIXELS:
+                    report("rasterize", 0, 1)
+                    data = pixels(burn(shapes, grid))
+                    report("rasterize", 1, 1)
+                    report("write", 0, 1)
+                    write_cog(final, data, grid, meta, folder=work)
+                    report("write", 1, 1)
+                else:
+                    bands = _burned_bands(shapes, grid, pixels, report)
+                    write_row_bands(final, grid, meta, bands, work, progress=lambda d, t: report("write", d, t))
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return counts

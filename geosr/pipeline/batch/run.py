@@ -202,8 +202,9 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
             counts: dict[str, int] = {}
             for r in ordered:
                 counts[r.status] = counts.get(r.status, 0) + 1
-            stopped.geosr_report = {  # type: ignore[attr-defined]
-                "jobs": counts, "results": str(results_path) if results_path else None}
+            stopped.geosr_report = {  # type: ignore[attr-defined]  (the keys of BatchResult.to_dict)
+                "counts": counts, "jobs": [r.to_dict() for r in ordered],
+                "results": str(results_path) if results_path else None}
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
                        seconds=time.perf_counter() - t0, **info)
 
