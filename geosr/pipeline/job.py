@@ -577,6 +577,9 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions) -> list[str]:
     unused = [] if samples(sr) else [name for name, on in given if on]
     said = [f"model {sr.name} does not sample by diffusion, so {_listed(unused)} "
             f"{'changes' if len(unused) == 1 else 'change'} nothing"] if unused else []
+    if s.fuse_overlaps and samples(sr) and opts.device.batch_size == 1:  # it couples the windows of a batch
+        said.append("`fuse_overlaps` fuses the overlaps of the windows sampled together, and `batch_size` 1 samples "
+                    "each alone: it changes nothing (give a `batch_size` of 2 or more)")
     ignored = [name for name, on in (("ref_detail", s.reference_detail is not None),
                                      ("lr_consistency", s.lr_consistency is not None)) if on]
     if sr.name in CLASSICAL and ignored:  # returned by load_model as they are, without these wrappers
