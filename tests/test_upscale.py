@@ -475,3 +475,21 @@ def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_p
         assert tags["SENSOR"] == "S2B" and tags["ACQUISITIONDATETIME"] == "2023-06-12T10:00:00Z"
         assert tags["GEOSR_MODEL"] == "bicubic" and tags.get("AREA_OR_POINT", "Area") == "Area"
         assert out.tags(1) == {"WAVELENGTH": "665"} and out.tags(2) == {"WAVELENGTH": "560"}
+
+
+def test_a_lone_bright_lr_pixel_is_no_saturated_blob_at_x16(tmp_path):
+    """Found by review: the default model at x16 answered a lone bright LR pixel of the bundled sample (104 among
+    about 60: 2.55 in model space) with a 10 x 10 blob of 0s and 255s. The network now sees the LR within +-2 in
+    model space, the excess added back as its upsampling."""
+    from geosr.sample_scene import sample_paths
+
+    lr = sample_paths()["lr"]
+    with rasterio.open(lr) as ds:
+        t, low, high = ds.transform, int(ds.read().min()), int(ds.read().max())
+    left, top = t.c + 15 * t.a, t.f + 30 * t.e  # LR rows 30-37, columns 15-22: the pixel at (34, 19) inside
+    out = tmp_path / "x16.tif"
+    _upscale(lr, scale=16, output=out, aoi=f"{left},{top + 8 * t.e},{left + 8 * t.a},{top}", aoi_crs="EPSG:32651")
+    with rasterio.open(out) as ds:
+        hr, model = ds.read().astype(int), ds.tags()["GEOSR_MODEL"]
+    assert hr.shape == (3, 128, 128) and model == "default"
+    assert low - 20 <= hr.min() and hr.max() <= high + 30, (hr.min(), hr.max(), low, high)  # LR 42-122: 45-131

@@ -219,7 +219,7 @@ class DiffusionSuperResolver:
         if base is not None and base.shape[-2:] != batch.ref.shape[-2:]:
             raise ValueError(f"a base of {tuple(base.shape[-2:])} does not cover HR stacks of "
                              f"{tuple(batch.ref.shape[-2:])}")
-        if base is None and LR_RANGE is not None:
+        if base is None and LR_RANGE is not None:  # (a base, a backbone's prediction, is conditioned on instead)
             excess = batch.lr - batch.lr.clamp(-LR_RANGE, LR_RANGE)
             if bool(excess.any()):
                 inside = replace(batch, lr=batch.lr - excess)
@@ -270,6 +270,11 @@ class DiffusionSuperResolver:
         }
 
 
+# The LR values (model space: the scene's 1st / 99th percentiles at -1 / +1) the network is given at most; beyond
+# them, the excess is added to its output as its own upsampling of it (a linear upsampling of the LR is the sum of
+# the two's). The bundled model, trained on images stretched so, answered a lone bright LR pixel at 2.55 with
+# -13 .. 21 (61 output pixels at 0 or 255 on the bundled sample at x16, none with the excess so); on the held-out
+# pairs PSNR-Y moved by 0.003 dB at x8 and 0.001 dB at x16. None: the LR as it is.
 LR_RANGE: float | None = 2.0
 
 

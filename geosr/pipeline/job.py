@@ -460,8 +460,10 @@ def _input_name(path: str) -> str:
 # which bands have data is the nearest warp's; the reference's shift measured where it meets the scene; 9: on the
 # CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling;
 # 11: `cd auto` compares a panchromatic reference with the LR's fitted intensity; co-registration leaves the
-# reference's own cloud flags out of the reference and needs 32 x 32 compared pixels).
-PIPELINE_REVISION = 11
+# reference's own cloud flags out of the reference and needs 32 x 32 compared pixels; 12: a diffusion model sees the
+# LR within +-2 in model space, the excess added as its upsampling; a float output is clipped to its type's finite
+# range; `cd auto` compares a scene wider than 16384 LR pixels in parts of columns).
+PIPELINE_REVISION = 12
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
