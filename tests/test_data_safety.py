@@ -343,7 +343,7 @@ def test_an_output_larger_than_the_free_disk_is_refused(scene, monkeypatch):
     usage = shutil.disk_usage(tmp)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
     r = _invoke("upscale", lr, "-x", "16", "--model", "bicubic", "-o", tmp / "out.tif")
-    assert r.exit_code == 2 and "its folder has 0 MB free" in r.output, r.output
+    assert r.exit_code == 2 and "its folder has 1 KB free" in r.output, r.output
     assert not (tmp / "out.tif").exists()
     r = _invoke("upscale", lr, "-x", "16", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
     assert r.exit_code == 0, r.output

@@ -70,4 +70,6 @@ def check(res: Resources, *, output: Path | str) -> None:
 
 
 def _size(mb: float) -> str:
+    if mb < 1:  # (a nearly full disk read "0 MB free")
+        return f"{mb * 1024:.0f} KB"
     return f"{mb / 2**20:.1f} TB" if mb >= 2**20 else f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
