@@ -58,12 +58,14 @@ def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory,
     # a diffusion model, also sampling on a backbone, uses them
     for model in ("default", "default+lite"):
         r = upscale(src, output=tmp_path / f"{model}.tif", scale=2, model=model, steps=1, sampler="paper",
-                    fuse_overlaps=True, lr_consistency="box")
+                    lr_consistency="box")
         assert r.warnings == [], (model, r.warnings)
     # found by review: with batches of one window there is nothing to fuse, and the output was the same bytes
     r = upscale(src, output=tmp_path / "e.tif", scale=2, model="default", steps=1, fuse_overlaps=True, batch_size=1)
     assert r.warnings == ["`fuse_overlaps` fuses the overlaps of the windows sampled together, and `batch_size` 1 "
-                          "samples each alone: it changes nothing (give a `batch_size` of 2 or more)"]
+                          "samples each alone: it changes nothing"]
+    r = upscale(src, output=tmp_path / "f.tif", scale=2, model="default", steps=1, fuse_overlaps=True, batch_size=4)
+    assert len(r.warnings) == 1 and "each row has one window here" in r.warnings[0]  # (a 16 x 16 LR: one window)
 
 
 def test_a_reference_no_finer_than_the_lr_is_warned_about(raster_factory, tmp_path):

@@ -352,8 +352,8 @@ def test_a_job_record_holds_its_start_and_compute_time(tmp_path):
 def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):
     """`geosr batch -q` printed about 100 lines on stderr for one job whose server failed while it ran: each attempt's
     traceback (geosr's worker log) and Dask's "Compute Failed" error. A condition geosr names (a NetworkError) is now
-    one line in the worker's log at info level, and Dask's report of it is left to the batch's results: nothing is
-    printed, exit 1, the results name the NetworkError."""
+    one line in the worker's log at info level, and Dask's report of it is left to the batch's results: the one
+    line a failed batch gets, exit 1, the results name the NetworkError."""
     import subprocess
     import sys
 
@@ -370,7 +370,8 @@ def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):
         done = subprocess.run([sys.executable, "-m", "geosr", "batch", str(manifest), "-q", "--workers", "1",
                                "--retries", "1", "--dashboard", "none"], cwd=tmp_path, capture_output=True, text=True,
                               timeout=300)
-    assert done.returncode == 1 and done.stdout == "" and done.stderr == "", done.stderr
+    said = f"geosr: error: 1 failed of 1 job (each job's error: {tmp_path / 'm.results.jsonl'})\n"
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == said, done.stderr
     (row,) = [json.loads(x) for x in (tmp_path / "m.results.jsonl").read_text().splitlines() if '"id": "a"' in x]
     assert row["status"] == "failed" and row["error_type"] == "NetworkError", row
 

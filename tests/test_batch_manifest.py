@@ -668,7 +668,7 @@ def test_an_interrupted_batch_s_json_says_what_it_did(scenes, monkeypatch):
     said = json.loads(res.stdout)
     assert res.exit_code == 130 and said["ok"] is False and said["error"].startswith("interrupted"), res.output
     # the keys of a batch's own --json (found by review: `jobs` held the counts after an interrupt, a list else)
-    assert said["counts"] == {"ok": 1, "cancelled": 2}
+    assert said["counts"] == {"ok": 1, "skipped": 0, "failed": 0, "cancelled": 2, "planned": 0}
     assert sorted(j["status"] for j in said["jobs"]) == ["cancelled", "cancelled", "ok"]
     assert said["results"] == str(scenes / "jobs.results.jsonl") and (scenes / "jobs.results.jsonl").exists()
 

@@ -1154,3 +1154,33 @@ def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch
     r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "out.tif")
     assert r.exit_code == 1 and "is on another file system than the output's folder" in r.output, r.output
     assert "internal error" not in r.output and not (tmp / "out.tif").exists()
+
+
+def test_a_chunk_written_short_on_a_full_disk_is_not_journaled_as_done(tmp_path, monkeypatch):
+    """Found by review: libtiff can write a chunk short at its close on a full disk with GDAL raising nothing; the
+    chunk was renamed into place and journaled, and a `resume` after space was freed called the work folder
+    damaged. On a (nearly) full disk a chunk is read back before it is kept."""
+    from rasterio.errors import RasterioIOError
+
+    import geosr.io.writer as writer
+    from geosr.io.writer import OutputMeta, write_chunk
+    from geosr.tiling.grid import Grid
+
+    grid = Grid(rasterio.crs.CRS.from_epsg(32633), rasterio.Affine(10, 0, 500000, 0, -10, 5000000), 32, 16)
+    meta = OutputMeta(dtype="uint8", count=1, nodata=None)
+    data = np.ones((1, 16, 32), np.uint8)
+    real = writer.rasterio.open
+
+    def short(path, mode="r", *a, **k):  # as a chunk written short reads
+        if mode == "r":
+            raise RasterioIOError("Read failed. See previous exception for details.")
+        return real(path, mode, *a, **k)
+
+    monkeypatch.setattr(writer.rasterio, "open", short)
+    write_chunk(tmp_path / "rows.tif", data, None, grid, meta)  # room left: not read back
+    assert (tmp_path / "rows.tif").is_file()
+    monkeypatch.setattr(writer, "full_disk", lambda folder: True)
+    with pytest.raises(OSError) as told:
+        write_chunk(tmp_path / "rows2.tif", data, None, grid, meta)
+    assert told.value.errno == errno.ENOSPC and not (tmp_path / "rows2.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.tif"]

@@ -249,7 +249,7 @@ def _on_sigterm():
 def _fail(message: str, code: int, json_out: bool, report: dict | None = None) -> None:
     """Print ``message`` (with ``--json``: an object, ``report``'s keys added: what a stopped command had done)."""
     if json_out:
-        print(json.dumps({"ok": False, "exit_code": code, "error": message, **(report or {})}))
+        print_json({**(report or {}), "ok": False, "exit_code": code, "error": message})
     else:
         # a console of its own: a Ctrl-C that lands while a line is being printed can leave rich's console holding
         # all later output in its buffer, never written (measured: 81 of 20,000 interrupts of a printing loop), and

@@ -401,7 +401,7 @@ def told_full(path: Path) -> Iterator[None]:
     :func:`writing` and :func:`os_reason` tell as such (else "internal error")."""
     try:
         yield
-    except (OSError, RasterioIOError) as exc:
+    except RasterioIOError as exc:  # (an OSError says its own reason)
         if os_reason(exc) is None and full_disk(path.parent):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise

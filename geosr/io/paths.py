@@ -38,7 +38,7 @@ NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/
 # in an ordinary file's name is no subdataset)
 SUBDATASET_DRIVERS = ("NETCDF", "HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "GPKG", "GTIFF_DIR", "PDF",
                       "NITF_IM", "SENTINEL2_L1B", "SENTINEL2_L1C", "SENTINEL2_L1C_TILE", "SENTINEL2_L2A", "ZARR",
-                      "RASTERLITE", "SENTINEL1_CALIB", "KEA")
+                      "KEA")
 _SUBDATASET = re.compile(rf"^({'|'.join(SUBDATASET_DRIVERS)}):(.+)$", re.IGNORECASE)
 
 

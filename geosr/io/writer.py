@@ -172,6 +172,18 @@ def write_chunk(path: Path, data: np.ndarray, valid: np.ndarray | None, grid: Gr
             dst.write(data)
             if meta.write_mask and valid is not None:
                 dst.write_mask(valid.astype(np.uint8) * 255)
+        if full_disk(tmp.parent):  # libtiff may have written it short at its close, GDAL raising nothing
+            _read_back(tmp)
+
+
+def _read_back(path: Path) -> None:
+    """Read every pixel of a file just written on a (nearly) full disk: an OSError ENOSPC if it was written short,
+    before it is journaled as done (a `resume` would find it damaged)."""
+    try:
+        with rasterio.open(path) as src:
+            src.read()
+    except RasterioIOError as exc:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
 
 
 def stitch(chunks: Iterable[tuple[Path, int]], grid: Grid, meta: OutputMeta, dst_path: Path,

@@ -200,15 +200,16 @@ def plan_upscale(
     try:
         if _is_style_image(style) and "style" in model_inputs(sr):  # read in the scene's model space
             sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_tensor(scene.read_style(style)))
-        # measured again with the inputs open (the co-registered reference, a detected mask held in memory)
+        # measured again with the inputs open (the co-registered reference, a detected mask held in memory), for the
+        # numbers told; the fit was checked before (what this process holds is no memory the run has to take)
         summary.update(_summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run,
-                                detecting if dry_run else None))
+                                detecting if dry_run else None, check=False))
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
         summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
-                               + _setting_warnings(sr, opts) + scene.reference_warnings()
+                               + _setting_warnings(sr, opts, plan.n_cols) + scene.reference_warnings()
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
         summary["change_detection"] = detection
         # the products' own cloud masks: changed whatever the change mask says, and left out of the reference's
@@ -408,9 +409,10 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
              meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool,
-             detecting: tuple[int, int, Window | None] | None = None) -> dict:
-    """What the job will do, and whether it fits this machine (refused unless it does, or is forced). ``detecting``:
-    the LR's width and height and the window compared (None: all of it) when the changes are detected first."""
+             detecting: tuple[int, int, Window | None] | None = None, check: bool = True) -> dict:
+    """What the job will do, and whether it fits this machine (refused unless it does, or is forced, or not
+    ``check``). ``detecting``: the LR's width and height and the window compared (None: all of it) when the changes
+    are detected first."""
     summary = dict(
         output=None if out_path is None else str(out_path), model=sr.name, scale=opts.scale,
         crs=hr.crs.to_string(), bounds=hr.bounds, width=hr.width, height=hr.height, count=n_bands,
@@ -432,7 +434,7 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
     res = resources.measure(summary["memory_mb"], written_mb(hr, meta), folder if folder and folder.is_dir() else None)
     summary["resources"] = res.to_dict()
-    if not dry_run and not opts.force_resources:
+    if check and not dry_run and not opts.force_resources:
         resources.check(res, output=out_path)
     return summary
 
@@ -571,7 +573,7 @@ def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) 
 _KNOWN_ROLES = ("red", "green", "blue", "nir")
 
 
-def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions) -> list[str]:
+def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2) -> list[str]:
     """A warning naming the sampling settings given that ``sr`` does not use: the sampler's for a model that does
     not sample (classical, backbone), also reference detail and LR-consistency for a classical one."""
     s = opts.sampler
@@ -579,9 +581,11 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions) -> list[str]:
     unused = [] if samples(sr) else [name for name, on in given if on]
     said = [f"model {sr.name} does not sample by diffusion, so {_listed(unused)} "
             f"{'changes' if len(unused) == 1 else 'change'} nothing"] if unused else []
-    if s.fuse_overlaps and samples(sr) and opts.device.batch_size == 1:  # it couples the windows of a batch
-        said.append("`fuse_overlaps` fuses the overlaps of the windows sampled together, and `batch_size` 1 samples "
-                    "each alone: it changes nothing (give a `batch_size` of 2 or more)")
+    if s.fuse_overlaps and samples(sr) and (opts.device.batch_size == 1 or n_cols == 1):  # (a batch: one row's)
+        why = "`batch_size` 1 samples each alone" if opts.device.batch_size == 1 else \
+            "each row has one window here, and a batch is made of one row's"
+        said.append(f"`fuse_overlaps` fuses the overlaps of the windows sampled together, and {why}: it changes "
+                    "nothing")
     ignored = [name for name, on in (("ref_detail", s.reference_detail is not None),
                                      ("lr_consistency", s.lr_consistency is not None)) if on]
     if sr.name in CLASSICAL and ignored:  # returned by load_model as they are, without these wrappers

@@ -199,12 +199,10 @@ def _run_plan(plan: BatchPlan, s: RunSettings, results_path: Path | None) -> Bat
         ordered = manifest_order([done[j.spec.id] for j in plan.jobs if j.spec.id in done] + invalid)
         writer.close(ordered)
         if stopped is not None:  # what the batch did before it stopped goes with the error (the CLI's --json)
-            counts: dict[str, int] = {}
-            for r in ordered:
-                counts[r.status] = counts.get(r.status, 0) + 1
-            stopped.geosr_report = {  # type: ignore[attr-defined]  (the keys of BatchResult.to_dict)
-                "counts": counts, "jobs": [r.to_dict() for r in ordered],
-                "results": str(results_path) if results_path else None}
+            report = BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
+                                 seconds=time.perf_counter() - t0, **info).to_dict()
+            report.pop("exit_code")  # (the error's: 130, 143)
+            stopped.geosr_report = report  # type: ignore[attr-defined]
     return BatchResult(source=plan.source, jobs=ordered, results=str(results_path) if results_path else None,
                        seconds=time.perf_counter() - t0, **info)
 
