@@ -463,8 +463,8 @@ def _input_name(path: str) -> str:
 # CPU a sampling model takes windows singly; at an untrained scale back-projection runs after the resampling;
 # 11: `cd auto` compares a panchromatic reference with the LR's fitted intensity; co-registration leaves the
 # reference's own cloud flags out of the reference and needs 32 x 32 compared pixels; 12: a diffusion model sees the
-# LR within +-2 in model space, the excess added as its upsampling; a float output is clipped to its type's finite
-# range; `cd auto` compares a scene wider than 16384 LR pixels in parts of columns).
+# LR within +-2 in model space, its output taking the LR's own upsampling in place of the clipped one's; a float
+# output is clipped to its type's finite range; `cd auto` compares a scene wider than 16384 LR pixels in parts).
 PIPELINE_REVISION = 12
 
 
@@ -575,7 +575,8 @@ _KNOWN_ROLES = ("red", "green", "blue", "nir")
 
 def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2) -> list[str]:
     """A warning naming the sampling settings given that ``sr`` does not use: the sampler's for a model that does
-    not sample (classical, backbone), also reference detail and LR-consistency for a classical one."""
+    not sample (classical, backbone), also reference detail and LR-consistency for a classical one, and overlap
+    fusion where no batch holds two windows (``batch_size`` 1, or ``n_cols`` 1: a batch is one row's windows)."""
     s = opts.sampler
     given = [("sampler", s.preset != "default"), ("steps", s.steps is not None), ("fuse_overlaps", s.fuse_overlaps)]
     unused = [] if samples(sr) else [name for name, on in given if on]
