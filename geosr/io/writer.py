@@ -151,7 +151,7 @@ def assembled_mb(grid: Grid, meta: OutputMeta) -> float:
 def written_mb(grid: Grid, meta: OutputMeta) -> float:
     """Megabytes an output on ``grid`` takes on disk at most at once while it is written, were nothing to compress:
     its row chunks, the stitched copy with overviews (unless assembled in memory: :func:`assemble`) and the COG with
-    its overviews, all beside it (a 100000 x 128 x16 output of 275 MB uncompressed peaked at 1.02 GB)."""
+    its overviews, all beside it (an output of 275 MB uncompressed peaked at 1.02 GB on disk, measured in review)."""
     whole = assembled_mb(grid, meta)
     return whole * 3 / 4 + whole + (0.0 if in_memory(grid, meta) else whole)
 
