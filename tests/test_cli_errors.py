@@ -388,13 +388,29 @@ def test_the_one_sentence_is_all_a_real_terminal_shows(scene, name):
     assert len(lines) == 1 and lines[0].startswith("geosr: error:"), proc.stderr
 
 
-@pytest.mark.parametrize("argv, expected", [
+USAGE_ERRORS = [
     (["detect-changes", "{lr}", "--ref", "{lr}"], "Missing option '-o' / '--output'."),
     (["rasterize-osm", "--like", "{lr}"], "Missing option '-o' / '--output'."),
     (["upscale", "{lr}", "-x", "abc", "-o", "{out}"], "Invalid value for '-x' / '--scale'"),
     (["upscale", "{lr}", "--bogus", "-o", "{out}"], "No such option: --bogus"),
     (["batch"], "Missing argument 'manifest'."),
-])
+]
+
+
+@pytest.mark.parametrize("argv, expected", USAGE_ERRORS)
+def test_usage_errors_are_one_line_on_stderr(scene, argv, expected):
+    """Found by review: without --json a usage error was a usage box of six lines wrapped at 80 columns, the
+    message cut across them, also with -q; it is one line, as every other error."""
+    tmp_path, lr = scene
+    out = tmp_path / "out.tif"
+    res = runner.invoke(app, [a.format(lr=lr, out=out) for a in argv] + ["-q"] * (argv[0] != "batch"))
+    assert res.exit_code == 2 and res.stdout == "", res.output
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("geosr: error: ") and expected in line and "--help` lists the options" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, expected", USAGE_ERRORS)
 def test_json_reports_usage_errors_as_json(scene, argv, expected):
     """With --json every error is one JSON line on stdout, usage errors (a missing or malformed option) too."""
     tmp_path, lr = scene

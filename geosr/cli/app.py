@@ -24,27 +24,36 @@ from geosr.cli.upscale import upscale
 # click's ClickException, whichever click Typer parses with (recent Typer carries its own copy as typer._click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_NO_ARGS = getattr(sys.modules[_USAGE_ERROR.__module__], "NoArgsIsHelpError", ())  # (click 8.2 on)
 
 
 class _Commands(TyperGroup):
-    """geosr's commands; with ``--json`` a usage error (a missing or malformed option) is reported as every other
-    error is: one JSON line on stdout, ``{"ok": false, "exit_code": 2, "error": ...}``, instead of a usage box."""
+    """geosr's commands; a usage error (a missing or malformed option) is reported as every other error is: one
+    line on stderr, ``geosr: error: ...`` (with ``--json``: one JSON line on stdout, ``{"ok": false, "exit_code": 2,
+    "error": ...}``), instead of a usage box that wraps the message over several lines."""
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        empty = _empty_argument(argv)
-        if not standalone_mode or "--json" not in argv:
-            if empty and standalone_mode:
-                typer.echo(f"geosr: error: {empty}", err=True)
-                sys.exit(2)
+        if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        json_out = "--json" in argv
         try:
+            empty = _empty_argument(argv)
             if empty:
                 raise _USAGE_ERROR(empty)
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS:  # `geosr` alone: its help, as click gives it
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         except _CLICK_ERROR as exc:
-            print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))
+            if json_out:
+                print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))
+            else:
+                ctx = getattr(exc, "ctx", None)
+                listed = "commands" if hasattr(getattr(ctx, "command", None), "list_commands") else "options"
+                where = f" (`{ctx.command_path} --help` lists the {listed})" if ctx is not None and \
+                    isinstance(exc, _USAGE_ERROR) else ""
+                typer.echo(f"geosr: error: {exc.format_message()}{where}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
             sys.exit(1)
