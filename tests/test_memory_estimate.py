@@ -174,3 +174,20 @@ def test_the_plan_is_measured_again_with_the_inputs_open(tmp_path, monkeypatch):
                       cd="none") as job:
         res = job.summary["resources"]
         assert job.summary["memory_mb"] > 8 * 1024 and res["resident_mb"] > 8 * 1024 and res["fits"]
+
+
+def test_the_disk_check_of_a_resume_counts_the_rows_staged_already(tmp_path, monkeypatch):
+    """Found by review: the disk a run needs counted the staged rows an earlier run left in the work folder, which
+    already take their room: a resume on a nearly full disk was refused though what it still writes fits."""
+    from geosr.pipeline.job import plan_upscale
+
+    lr, _ = _fixed_scene(tmp_path, monkeypatch)
+    out = tmp_path / "o.tif"
+    with plan_upscale(str(lr), output=out, dry_run=True, model="bicubic", scale=8) as job:
+        before = job.summary["resources"]["disk_mb"]
+    staged = out.with_name("o.tif.geosr-work") / "rows_00000_00001"
+    staged.mkdir(parents=True)
+    (staged / "rows_00000000.tif").write_bytes(b"\0" * (1 << 20))  # 1 MB of an earlier run's rows
+    with plan_upscale(str(lr), output=out, dry_run=True, model="bicubic", scale=8) as job:
+        assert job.summary["resources"]["disk_mb"] == pytest.approx(max(0.0, before - 1.0))
+    assert before > 1.0

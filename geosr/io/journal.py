@@ -44,6 +44,18 @@ def work_dir_for(output: Path) -> Path:
     return output.with_name(output.name + WORK_SUFFIX)
 
 
+def staged_mb(work: Path) -> float:
+    """Megabytes the files in the work folder ``work`` take (an earlier run's rows: a `resume` keeps them, a fresh
+    start removes them; either way they are no space the run has yet to take); 0 without one."""
+    total = 0
+    for path in work.rglob("*") if work.is_dir() else ():
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:  # removed meanwhile
+            continue
+    return total / 2**20
+
+
 def journal_of(work: Path, fingerprint: dict, n_rows: int) -> bool:
     """Whether the work folder ``work`` holds a journal, finished or not, of the undivided job ``fingerprint`` of
     ``n_rows`` window rows."""

@@ -30,7 +30,7 @@ from geosr.errors import (
     ScaleError,
 )
 from geosr.io.aoi import aoi_window
-from geosr.io.journal import finished_journal, journal_of, work_dir_for
+from geosr.io.journal import finished_journal, journal_of, staged_mb, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path, sidecars_shared
 from geosr.io.paths import (
@@ -432,7 +432,9 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
                                       summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0,
                                       read, detection)
     folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
-    res = resources.measure(summary["memory_mb"], written_mb(hr, meta), folder if folder and folder.is_dir() else None)
+    # (the rows an earlier run of it staged already take their room)
+    disk = max(0.0, written_mb(hr, meta) - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
+    res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None)
     summary["resources"] = res.to_dict()
     if check and not dry_run and not opts.force_resources:
         resources.check(res, output=out_path)
