@@ -112,13 +112,18 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
     return final
 
 
+def _stats_shape(ds) -> tuple[int, int]:
+    """(rows, columns) of ``ds`` read for its statistics, as rio-stac reads it: at most STATS_SIDE a side."""
+    f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
+    return max(1, round(ds.height / f)), max(1, round(ds.width / f))
+
+
 def _wide_bins(output: Path, n: int = 10) -> list[float]:
     """``n`` histogram buckets over the range of every band's valid values, in float64: rio-stac's, computed in a
     float32 band's own type, overflow where its values span more than float32 holds (-3.4e38 beside positive
     values) and cannot be made."""
     with open_raster(output) as ds:
-        f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
-        data = ds.read(masked=True, out_shape=(ds.count, max(1, round(ds.height / f)), max(1, round(ds.width / f))))
+        data = ds.read(masked=True, out_shape=(ds.count, *_stats_shape(ds)))
     values = data.compressed().astype(np.float64)
     values = values[np.isfinite(values)]
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
@@ -225,8 +230,7 @@ def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
 
     bands = asset.extra_fields.get("raster:bands", [])
     with open_raster(output) as ds:
-        f = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
-        shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
+        shape = _stats_shape(ds)
         # each band's own: a band without data where others have some is nodata there (docs/data-contract.md)
         valid = [100.0 * float(np.mean(ds.read_masks(b, out_shape=shape) > 0)) for b in range(1, ds.count + 1)]
         for b, band in enumerate(bands, start=1):  # a float32 band's sums overflow near its range: in float64
