@@ -84,6 +84,36 @@ def test_zip_members_and_gdal_paths(raster_factory, tmp_path):
     assert res.exit_code == 2 and "missing.tif" in res.output
 
 
+def test_rasterio_url_forms_of_local_files_are_protected_and_fingerprinted(raster_factory, tmp_path):
+    """zip:///a.zip!b.tif and file:///a.tif name local files, but were taken for remote ones: `-o a.zip --overwrite`
+    replaced the input archive with the output, and a changed archive left the job's fingerprint as it was (found in
+    review). Now refused as the /vsizip/ form is, and the archive's size and time are in the fingerprint."""
+    from geosr.pipeline.job import plan_upscale
+
+    src = raster_factory("lr.tif", (smooth_field(3, 16, 16, 6) * 200 + 20).astype(np.uint8))
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(src, "inner/lr.tif")
+    kept = archive.read_bytes(), src.read_bytes()
+    for given, out in ((f"zip://{archive}!inner/lr.tif", archive), (f"zip+file://{archive}!/inner/lr.tif", archive),
+                       (f"file://{src}", src)):
+        res = CliRunner().invoke(app, ["upscale", given, "-x", "2", "-m", "bicubic", "-o", str(out), "--overwrite",
+                                       "--json"])
+        error = json.loads(res.output)["error"]
+        assert res.exit_code == 2 and error.startswith(f"{out}: is ") and "LR of this run" in error, error
+    assert (archive.read_bytes(), src.read_bytes()) == kept
+
+    def fingerprint():
+        with plan_upscale(f"zip://{archive}!inner/lr.tif", output=None, scale=2, model="bicubic",
+                          dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    first = fingerprint()
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("notes.txt", "another member")
+    assert fingerprint() != first
+
+
 def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     """The job's fingerprint (what --resume and geosr batch compare) holds what the server says of a URL input
     (size, modification time, entity tag), not its name alone: a file replaced on the server is a new input."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import PROVENANCE_SUFFIX, gdal_sidecars, is_remote, pam_path, unwritable
+from geosr.io.paths import PROVENANCE_SUFFIX, gdal_sidecars, is_remote, local_form, pam_path, unwritable
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -255,6 +255,7 @@ def check_raster_name(path: str | os.PathLike[str]) -> None:
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether two local paths name one file (through links, ``..`` or hard links); never for remote paths."""
+    a, b = local_form(os.fspath(a)), local_form(os.fspath(b))  # (file:///a.tif is /a.tif)
     if is_remote(str(a)) or is_remote(str(b)):  # read through GDAL's virtual file systems: never a local output
         return False
     try:

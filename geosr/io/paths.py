@@ -42,6 +42,25 @@ SUBDATASET_DRIVERS = ("NETCDF", "HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR
 _SUBDATASET = re.compile(rf"^({'|'.join(SUBDATASET_DRIVERS)}):(.+)$", re.IGNORECASE)
 
 
+# rasterio's URL forms of local files: file:///a.tif, and of archive members, zip:///a.zip!in/b.tif (also zip+file://,
+# tar://, gzip://): read from the local file or archive they name, which no output may replace
+_LOCAL_URL = re.compile(r"^(?:(zip|tar|gzip)(?:\+file)?|file)://(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def local_form(path: str) -> str:
+    """The GDAL path rasterio reads for its URL form of a local file (``file:///a.tif`` -> ``/a.tif``) or archive
+    member (``zip:///a.zip!in/b.tif`` -> ``/vsizip//a.zip/in/b.tif``); any other path as it is. By hand: rasterio's
+    own parser is private."""
+    m = _LOCAL_URL.match(path)
+    if m is None:
+        return path
+    scheme, rest = m.group(1), m.group(2)
+    if scheme is None:  # file://[localhost]/a.tif
+        return rest[len("localhost"):] if rest.lower().startswith("localhost/") else rest
+    archive, bang, member = rest.partition("!")
+    return f"/vsi{scheme.lower()}/{archive}" + (f"/{member.lstrip('/')}" if bang and member else "")
+
+
 def is_subdataset(path: str) -> bool:
     """Whether ``path`` is a GDAL subdataset name (its container local or not); an existing file is not."""
     return _SUBDATASET.match(path) is not None and not os.path.lexists(path)
@@ -168,8 +187,9 @@ def is_remote(path: str) -> bool:
 def file_key(path: str | os.PathLike[str]) -> tuple:
     """What names one file: its device and inode when it exists (so hard links and symbolic links to one file
     share it), else the path it would have (``realpath``). URLs and GDAL paths: the path as written."""
-    if is_remote(os.fspath(path)):
-        return ("remote", os.fspath(path))
+    path = local_form(os.fspath(path))  # (file:///a.tif is /a.tif)
+    if is_remote(path):
+        return ("remote", path)
     try:
         st = os.stat(path)
     except (OSError, ValueError):

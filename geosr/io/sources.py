@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, curl_url, is_file_list, named, subdataset_file, without_query
+from geosr.io.paths import REMOTE, curl_url, is_file_list, local_form, named, subdataset_file, without_query
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
@@ -167,6 +167,9 @@ def gdal_files(path: str) -> list[str]:
     over a VRT's source or the zip an input is read from destroys the input), and ``--resume`` compares them."""
     import rasterio
 
+    local = local_form(path)
+    if local != path:  # rasterio's URL form of a local file (file://) or archive member (zip://): what GDAL reads
+        return list(dict.fromkeys(([] if REMOTE.match(local) else [local]) + gdal_files(local)))
     if REMOTE.match(path) and not _ARCHIVE.match(path):
         return []
     inside = subdataset_file(path)  # a container's raster (GPKG:scene.gpkg:table): its file
