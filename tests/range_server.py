@@ -7,7 +7,9 @@
     python tests/range_server.py FOLDER moved  # every request is redirected (302) to a URL answered 503
     python tests/range_server.py FOLDER no-range  # range requests are ignored: every GET gets the whole file (200)
 
-In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does.
+In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does,
+`PREFIX/signed/NAME` is redirected (302) to `PREFIX/NAME?sig=...`, a new signature at every request, as a download
+portal does, and `PREFIX/nohead/NAME` serves NAME but answers HEAD 405, as some servers do.
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer. Every server serves under its own random first path segment (printed after
@@ -65,6 +67,18 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         if not self.path.startswith(PREFIX + "/"):
             self.send_error(404)
             return None
+        if self.path.startswith(PREFIX + "/signed/"):
+            self.send_response(302)
+            name = self.path[len(PREFIX + "/signed"):].split("?")[0]
+            self.send_header("Location", f"{PREFIX}{name}?sig={secrets.token_hex(4)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if self.path.startswith(PREFIX + "/nohead/"):
+            if self.command == "HEAD":
+                self.send_error(405)
+                return None
+            self.path = PREFIX + self.path[len(PREFIX + "/nohead"):]
         if "/private/" in self.path:
             self.send_error(403)
             return None
@@ -103,6 +117,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         else:
             self.send_response(200)
             body = data
+        self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
         if not NO_RANGE[0]:
             self.send_header("Accept-Ranges", "bytes")
         if not UNANNOUNCED[0]:

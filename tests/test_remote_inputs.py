@@ -129,7 +129,7 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
             return job.fingerprint["inputs"][0]
 
     first = fingerprint()
-    assert first[0] == f"{url}/lr.tif" and any(str(v).startswith("Content-Length=") for v in first[1:])
+    assert first[0] == f"{url}/lr.tif" and any(str(v).startswith("size=") for v in first[1:])
     assert fingerprint() == first
     lr = folder / "lr.tif"
     data = lr.read_bytes()
@@ -138,6 +138,73 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     assert fingerprint() == first  # asked again within a minute: the process's answer (one HEAD per URL and minute)
     job_module._REMOTE_STATS.clear()
     assert fingerprint() != first
+
+
+def test_a_url_input_is_identified_by_the_file_served_through_redirects_and_without_head(served):
+    """The identity of a URL input was its server's HEAD answer, redirects not followed: behind a redirect to a
+    signed URL (a download portal) it was the Location, new at every request (`--resume` always refused, as a
+    changed input) and blind to the file; a server refusing HEAD gave the URL alone, blind to any change (found in
+    review). Now the file's own answer, as GDAL reads it."""
+    import os
+
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+
+    url, folder = served
+
+    def fingerprint(path):
+        job_module._REMOTE_STATS.clear()
+        with plan_upscale(path, output=None, scale=2, model="bicubic", dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    paths = (f"{url}/signed/lr.tif", f"{url}/nohead/lr.tif")
+    first = [fingerprint(p) for p in paths]
+    assert all(any(str(v).startswith("size=") for v in f[1:]) for f in first), first
+    assert [fingerprint(p) for p in paths] == first
+    lr = folder / "lr.tif"
+    lr.write_bytes(lr.read_bytes() + b"\0" * 16)  # the same raster, another file
+    os.utime(lr, (1_000_000_000, 1_000_000_000))
+    assert all(fingerprint(p) != f for p, f in zip(paths, first))
+
+
+def test_a_vrt_of_remote_sources_and_a_subdataset_of_a_remote_container_are_fingerprinted(served, tmp_path):
+    """A local VRT reading a URL was identified by the VRT file alone (a changed source unseen by `--resume`, and the
+    changes `cd auto` detected kept for it), and a subdataset of a container on a server or in a zip
+    (GTIFF_DIR:1:/vsicurl/URL) crashed every upscale (found in review)."""
+    import os
+
+    import rasterio.shutil
+
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import _all_local, plan_upscale
+
+    url, folder = served
+    vrt = tmp_path / "remote.vrt"
+    rasterio.shutil.copy(f"/vsicurl/{url}/lr.tif", vrt, driver="VRT")
+    archive = tmp_path / "pages.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(folder / "lr.tif", "lr.tif")
+    paths = (str(vrt), f"GTIFF_DIR:1:/vsicurl/{url}/lr.tif", f"GTIFF_DIR:1:/vsizip/{archive}/lr.tif")
+
+    def fingerprint(path):
+        job_module._REMOTE_STATS.clear()
+        with plan_upscale(path, output=None, scale=2, model="bicubic", dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    first = [fingerprint(p) for p in paths]
+    assert not _all_local(str(vrt)) and not _all_local(paths[1])
+    lr = folder / "lr.tif"
+    lr.write_bytes(lr.read_bytes() + b"\0" * 16)
+    os.utime(lr, (1_000_000_000, 1_000_000_000))
+    assert [fingerprint(p) != f for p, f in zip(paths, first)] == [True, True, False]
+    res = CliRunner().invoke(app, ["upscale", paths[2], "-x", "2", "-m", "bicubic", "-o", str(archive),
+                                   "--overwrite", "--json"])
+    assert res.exit_code == 2 and "is read by the LR of this run" in json.loads(res.output)["error"], res.output
+    out = tmp_path / "o.tif"
+    res = CliRunner().invoke(app, ["upscale", paths[1], "-x", "2", "-m", "bicubic", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.shape == (48, 48)
 
 
 def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tmp_path):
@@ -188,7 +255,7 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         url = f"{base}/item.json"
         job_module._REMOTE_STATS.clear()
         first = job_module._file_id(url)
-        assert any("Content-Length=" in str(v) for v in first[1:])  # the item's own HEAD
+        assert any("size=" in str(v) for v in first[1:])  # what the server says of the item itself
         assert sum(isinstance(v, list) and str(v[0]).endswith(".tif") for v in first) >= 3  # each band file's
         red = next(folder.glob("*_B04_*.tif"))
         red.write_bytes(red.read_bytes() + b"\0" * 16)
@@ -402,7 +469,7 @@ def test_gdal_vsicurl_paths_with_options_are_read_as_their_url(served, tmp_path)
         assert np.array_equal(a.read(), b.read())
     job_module._REMOTE_STATS.clear()
     stat = job_module._file_id(gdal(plain))
-    assert stat[0] == gdal(plain) and f"Content-Length={(folder / 'lr.tif').stat().st_size}" in stat[1:], stat
+    assert stat[0] == gdal(plain) and f"size={(folder / 'lr.tif').stat().st_size}" in stat[1:], stat
     res = CliRunner().invoke(app, ["info", gdal(f"{url}/nothing.tif")])
     assert res.exit_code == 2 and f"{url}/nothing.tif" in _said(res) and "%2F" not in _said(res), _said(res)
     res = CliRunner().invoke(app, ["upscale", gdal("http://127.0.0.1:9/lr.tif"), "-x", "2", "-o",

@@ -68,7 +68,19 @@ def is_subdataset(path: str) -> bool:
 
 def subdataset_file(path: str) -> str | None:
     """The local file a GDAL subdataset name (``GPKG:scene.gpkg:table``, ``NETCDF:"a.nc":var``,
-    ``GTIFF_DIR:2:pages.tif``) reads; None for other paths and for a container read over the network."""
+    ``GTIFF_DIR:2:pages.tif``) reads; None for other paths and for a container read over the network or through
+    GDAL's virtual file systems (:func:`subdataset_container`)."""
+    found = subdataset_container(path)
+    return None if not found or REMOTE.match(found) or found.startswith("/vsi") else found
+
+
+_URL_SCHEME_END = re.compile(r"(^|/)[a-z][a-z0-9+.-]*$", re.IGNORECASE)  # "https", "/vsicurl/https": a URL follows
+_PORT = re.compile(r"^\d+(/|$)")  # a URL's port and its path
+
+
+def subdataset_container(path: str) -> str | None:
+    """The container a GDAL subdataset name reads, as written (a local file, a URL, a /vsizip/ or /vsicurl/ path);
+    None for other paths."""
     m = _SUBDATASET.match(path) if not os.path.lexists(path) else None
     if m is None:
         return None
@@ -78,12 +90,18 @@ def subdataset_file(path: str) -> str | None:
         found = quoted.group(1)
     else:
         parts = rest.split(":")
-        while len(parts) > 1 and parts[0].isdigit():  # DRIVER:index:file
-            parts = parts[1:]
-        found = parts[0]
-        if len(found) == 1 and found.isalpha() and len(parts) > 1:  # a Windows drive: C:\data\a.gpkg
-            found = f"{found}:{parts[1]}"
-    return None if not found or REMOTE.match(found) or found.startswith("/vsi") else found
+        if len(parts) > 1 and parts[0].isdigit():  # DRIVER:index:file (GTIFF_DIR, PDF, NITF_IM): the rest is the file
+            while len(parts) > 1 and parts[0].isdigit():
+                parts = parts[1:]
+            return ":".join(parts) or None
+        found, parts = parts[0], parts[1:]  # DRIVER:file:name[:more]: the file, with the colons of its own
+        if len(found) == 1 and found.isalpha() and parts:  # a Windows drive: C:\data\a.gpkg
+            found, parts = f"{found}:{parts[0]}", parts[1:]
+        if _URL_SCHEME_END.search(found) and parts and parts[0].startswith("//"):  # GPKG:/vsicurl/https://h:8080/a:t
+            found, parts = f"{found}:{parts[0]}", parts[1:]
+            if parts and _PORT.match(parts[0]):
+                found, parts = f"{found}:{parts[0]}", parts[1:]
+    return found or None
 
 
 def curl_url(path: str) -> str | None:
@@ -269,11 +287,30 @@ def served_size(url: str, timeout: float = 10.0) -> tuple[str | None, int | None
     status, headers, why = answer
     if status is None:
         return why or "no answer", None
+    return None, _file_size(status, headers)
+
+
+def _file_size(status: int, headers: Any) -> int | None:
+    """The file's size as an answer to a GET of its first byte gives it: the range's total, else the whole length."""
     total = re.fullmatch(r"\s*bytes\s+\d+-\d+/(\d+)\s*", headers.get("Content-Range") or "")
     if status == 206 and total:
-        return None, int(total.group(1))
+        return int(total.group(1))
     length = (headers.get("Content-Length") or "").strip()
-    return None, int(length) if status == 200 and length.isdigit() else None
+    return int(length) if status == 200 and length.isdigit() else None
+
+
+def served_identity(url: str, timeout: float = 10.0) -> list[str]:
+    """What identifies the file an HTTP(S) URL (or /vsicurl/ path) serves: its size, modification time and entity
+    tag as ``size=N``, ``Last-Modified=...``, ``ETag=...`` (those the server gives); empty for other paths and when
+    no file is served. Asked as GDAL reads (a GET of the first byte, redirects followed): the file's own answer,
+    not a redirect's (whose Location, a signed URL, may change at every request), also from a server refusing HEAD."""
+    answer = http_head(url, timeout=timeout, method="GET", follow=True)
+    status, headers, _ = answer if answer is not None else (None, {}, None)
+    if status not in (200, 206):
+        return []
+    size = _file_size(status, headers)
+    return ([f"size={size}"] if size is not None else []) + [f"{k}={headers[k]}" for k in ("Last-Modified", "ETag")
+                                                             if headers.get(k)]
 
 
 def refused(url: str) -> bool:

@@ -15,14 +15,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, curl_url, is_file_list, local_form, named, subdataset_file, without_query
+from geosr.io.paths import (
+    REMOTE,
+    curl_url,
+    is_file_list,
+    local_form,
+    named,
+    subdataset_container,
+    subdataset_file,
+    without_query,
+)
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
 
 __all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "member_inputs",
-           "source_note"]
+           "remote_sources", "source_note"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # A band token in a file name (Sentinel-2 B01..B12 and B8A, Landsat B1..B11), not part of a longer word
@@ -172,8 +181,11 @@ def gdal_files(path: str) -> list[str]:
         return list(dict.fromkeys(([] if REMOTE.match(local) else [local]) + gdal_files(local)))
     if REMOTE.match(path) and not _ARCHIVE.match(path):
         return []
-    inside = subdataset_file(path)  # a container's raster (GPKG:scene.gpkg:table): its file
-    if inside is not None:
+    container = subdataset_container(path)  # a container's raster (GPKG:scene.gpkg:table): its file
+    if container is not None:
+        inside = subdataset_file(path)
+        if inside is None:  # read through GDAL's file systems (/vsizip/: its archive) or over the network
+            return [f for f in gdal_files(container) if f != container]
         return [inside] if Path(inside).is_file() else []
     if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
         return []
@@ -197,6 +209,23 @@ def gdal_files(path: str) -> list[str]:
         if archive is not None and not REMOTE.match(archive):
             out.append(archive)
     return list(dict.fromkeys(out))
+
+
+def remote_sources(path: str) -> list[str]:
+    """The files read over a network that GDAL reads for the local raster ``path`` (a VRT's remote sources, each as
+    its /vsicurl/ path or URL); none for other rasters, remote or unreadable ones (named when the run opens them)."""
+    import rasterio
+
+    if REMOTE.match(local_form(path)) or subdataset_container(path) is not None or not Path(path).is_file():
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                names = [str(f) for f in (ds.files or [])]
+    except Exception:
+        return []
+    return list(dict.fromkeys(n for n in names if REMOTE.match(n) and not _ARCHIVE.match(n)))
 
 
 # -- a list of files, a folder of band files ---------------------------------------------------------------------

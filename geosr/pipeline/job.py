@@ -35,16 +35,17 @@ from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path, sidecars_shared
 from geosr.io.paths import (
     curl_url,
-    http_head,
     is_file_list,
     named,
     recorded_options,
+    served_identity,
     sidecar_paths,
+    subdataset_container,
     subdataset_file,
     without_query,
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
-from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, source_note
+from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, remote_sources, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, written_mb
 from geosr.models.consistency import LRConsistent
 from geosr.models.device import resolve_device
@@ -354,7 +355,8 @@ def _all_local(path: str | None) -> bool:
     """Whether every file ``path`` reads is local (a composite's members included)."""
     if path is None:
         return True
-    if REMOTE.match(path):
+    container = subdataset_container(path)
+    if REMOTE.match(path) or (container is not None and subdataset_file(path) is None) or remote_sources(path):
         return False
     comp = composite(path) if is_composite(path) else None
     return comp is None or not any(REMOTE.match(f) for f in comp.files)
@@ -445,9 +447,9 @@ def _input_name(path: str) -> str:
     """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's; a
     subdataset: its name with its container's file name, ``GPKG:scene.gpkg:table``); band files (``a.tif,b.tif``)
     each by theirs."""
-    inside = subdataset_file(path)
-    if inside is not None:
-        return path.replace(inside, Path(inside).name, 1)
+    container = subdataset_container(path)
+    if container is not None:  # (a URL's query left out, as below)
+        return path.replace(container, Path(without_query(named(curl_url(container) or container))).name, 1)
     parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
     # a URL's query left out: it may hold a signature or token, which an output shared must not carry
     return ",".join(Path(without_query(named(p))).name for p in parts)
@@ -730,37 +732,32 @@ def _file_id(path: str | None) -> list | str | None:
         listed = is_file_list(path)  # (a list of URLs is no URL of its own)
         return [path, *(_remote_stat(path) if REMOTE.match(path) and not listed else []),
                 *(_stat_id(f) if not REMOTE.match(f) else [f, *_remote_stat(f)] for f in members)]
-    # a VRT's sources, the archive of a /vsizip/ path, a subdataset's container
-    behind = [_stat_id(f) for f in gdal_files(path)]
+    # a VRT's sources (a server's: what it says of them), the archive of a /vsizip/ path, a subdataset's container
+    behind = [_stat_id(f) for f in gdal_files(path)] + [[f, *_remote_stat(f)] for f in remote_sources(path)]
     if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
         return [path, *_remote_stat(path), *behind]
-    if subdataset_file(path) is not None:  # GPKG:scene.gpkg:table: its name, and its container's
-        return [path, *behind]
+    container = subdataset_container(path)
+    if container is not None:  # GPKG:scene.gpkg:table: its name, and its container's (local or on a server)
+        return [path, *_remote_stat(container), *behind]
     return _stat_id(path) + behind
 
 
-# One HEAD per URL and minute in a process (a job's plan, its detection and a batch's parts ask again)
+# One request per URL and minute in a process (a job's plan, its detection and a batch's parts ask again)
 _REMOTE_STATS: dict[str, tuple[float, list[str]]] = {}
 REMOTE_STAT_TTL = 60.0  # seconds
-REMOTE_STAT_TIMEOUT = 10.0  # seconds; a server that does not answer HEAD in time is identified by the URL alone
+REMOTE_STAT_TIMEOUT = 10.0  # seconds; a server that does not answer in time: the input is identified by its URL alone
 
 
 def _remote_stat(url: str) -> list[str]:
-    """An HTTP(S) input's size, modification time and entity tag as its server's HEAD answer gives them, so that a
-    file changed on its server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for
-    other schemes or when the server does not answer HEAD (:func:`geosr.io.paths.http_head`, no redirects
-    followed: a redirect's own answer, its Location, identifies the input then)."""
+    """What identifies an HTTP(S) input's file (:func:`geosr.io.paths.served_identity`), so that a file changed on its
+    server is a changed input (``--resume`` and ``geosr batch`` compare them); nothing for other schemes."""
     target = curl_url(url) or url
     if not target.lower().startswith(("http://", "https://")):
         return []
     cached = _REMOTE_STATS.get(target)
     if cached is not None and time.monotonic() - cached[0] < REMOTE_STAT_TTL:
         return cached[1]
-    answer = http_head(target, timeout=REMOTE_STAT_TIMEOUT)
-    status, headers = (answer[0], answer[1]) if answer is not None else (None, {})
-    if status is None or not (200 <= status < 400):  # a redirect identifies the input by its Location; an error:
-        headers = {}  # GDAL's open says what is wrong
-    found = [f"{k}={headers[k]}" for k in ("Location", "Content-Length", "Last-Modified", "ETag") if headers.get(k)]
+    found = served_identity(target, timeout=REMOTE_STAT_TIMEOUT)
     _REMOTE_STATS[target] = (time.monotonic(), found)
     return found
 
