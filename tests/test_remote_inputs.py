@@ -207,6 +207,24 @@ def test_a_vrt_of_remote_sources_and_a_subdataset_of_a_remote_container_are_fing
         assert ds.shape == (48, 48)
 
 
+def test_a_url_with_a_space_is_bad_input_not_a_network_failure(served, tmp_path):
+    """A URL holding a literal space is refused by the request before it is sent: it was reported as "no answer from
+    its server ...; try again" (exit 1, retried by batch) while the file is served as a%20b.tif (found in review)."""
+    url, folder = served
+    (folder / "a b.tif").write_bytes((folder / "lr.tif").read_bytes())
+    out = tmp_path / "o.tif"
+    for given in (f"{url}/a b.tif", f"/vsicurl/{url}/a b.tif"):
+        res = CliRunner().invoke(app, ["upscale", given, "-x", "2", "-m", "bicubic", "-o", str(out), "--json"])
+        error = json.loads(res.output)["error"]
+        assert res.exit_code == 2 and error == (f"{url}/a b.tif: is not a valid URL: it holds a space, which a URL "
+                                                "cannot (write it as %20)" if given.startswith("http") else
+                                                f"{given}: is not a valid URL: it holds a space, which a URL cannot "
+                                                "(write it as %20)"), error
+    assert not out.exists()
+    res = CliRunner().invoke(app, ["upscale", f"{url}/a%20b.tif", "-x", "2", "-m", "bicubic", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+
+
 def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tmp_path):
     """A URL that opened and then stopped answering (503) was reported as a corrupt file, exit 2, and geosr batch
     took it for bad input (never retried): it is the network's or the server's failure, exit 1 (batch retries it)."""

@@ -120,6 +120,19 @@ def curl_url(path: str) -> str | None:
     return None
 
 
+def malformed_url(path: str) -> str | None:
+    """Why the HTTP(S) URL ``path`` (or /vsicurl/ path) cannot be asked for as written, None when it can (and for
+    other paths): a space or control character, which no request may carry (a space is written %20)."""
+    url = curl_url(path) or path
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        return None
+    bad = re.search(r"[\x00-\x20\x7f]", url)
+    if bad is None:
+        return None
+    what = "a space" if bad.group() == " " else f"the control character {bad.group()!r}"
+    return f"holds {what}, which a URL cannot (write it as %{ord(bad.group()):02X})"
+
+
 def named(path: str) -> str:
     """How a message names ``path``: a /vsicurl?OPTIONS&url=URL path by the URL it reads (its options and percent
     signs are no name), any other path as it is."""

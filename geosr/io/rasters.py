@@ -25,6 +25,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     REMOTE,
     curl_url,
     is_subdataset,
+    malformed_url,
     named,
     network_error,
     network_failure,
@@ -112,6 +113,9 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     p = str(path)
     _refuse_empty(p)
     remote = bool(REMOTE.match(p))
+    malformed = malformed_url(p) if remote else None
+    if malformed is not None:  # refused by the request before it is sent: no network failure to retry
+        raise NotARasterError(f"{named(p)}: is not a valid URL: it {malformed}")
     if remote or is_composite(p):  # an unreachable or stalled host fails in seconds, at the open and every read
         for key, value in REMOTE_OPTIONS.items():
             os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
