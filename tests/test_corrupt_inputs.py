@@ -267,3 +267,21 @@ def test_a_truncated_file_of_the_same_name_read_in_another_thread_fails_only_its
         assert unread == []
         logging.getLogger("rasterio._env").warning(said)
     assert unread == ["GDALMetadata"]
+
+
+def test_a_vrt_whose_source_is_gone_is_named_as_such_in_one_line(tmp_path):
+    """A VRT whose source file was moved was called possibly corrupt, and GDAL's own "ERROR 4: ..." line was printed
+    on stderr before geosr's sentence (found in review)."""
+    import subprocess
+    import sys
+
+    import rasterio.shutil
+
+    src = make_raster(tmp_path / "src.tif", (smooth_field(3, H, W, 4) * 200 + 20).astype(np.uint8))
+    rasterio.shutil.copy(src, tmp_path / "m.vrt", driver="VRT")
+    src.rename(tmp_path / "moved.tif")
+    done = subprocess.run([sys.executable, "-m", "geosr", "upscale", "m.vrt", *BICUBIC_X2, "-o", "o.tif", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == ("geosr: error: m.vrt: pixels cannot be read, its source file "
+                                                    "src.tif does not exist\n"), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.vrt", "moved.tif"]

@@ -564,6 +564,10 @@ def reading(name: str) -> Iterator[None]:
         if members and "not recognized" not in reason and not any(map(refused, members)):  # as a URL above
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server of a band "
                                "file or the network failed; try again") from exc
+        here = Path(name).parent if os.path.isfile(name) else Path(".")  # (a source relative to the VRT's folder)
+        gone = next((m for m in vrt_sources(name) if not REMOTE.match(m) and not (here / m).exists()), None)
+        if gone is not None:  # a VRT whose source was moved or deleted: the VRT itself is whole
+            raise InputNotFoundError(f"{shown}: pixels cannot be read, its source file {gone} does not exist") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 
@@ -633,7 +637,8 @@ def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, 
     if out_shape is None:
         return area
     wanted = min(float(window.width) / max(1, out_shape[1]), float(window.height) / max(1, out_shape[0]))
-    usable = [f for f in ds.overviews(1) if f <= wanted]
+    with rasterio.Env():  # (GDAL's complaint of a VRT's missing source to rasterio's log, not printed on stderr)
+        usable = [f for f in ds.overviews(1) if f <= wanted]
     return area / max(usable, default=1) ** 2
 
 
