@@ -521,3 +521,65 @@ def test_a_reference_numbered_beyond_180_degrees_meets_a_projected_lr(tmp_path):
     r = CliRunner().invoke(app, ["info", str(lr), str(east), "--json"])
     covered = [o["covered"] for o in json.loads(r.output)["overlaps"] if o["other"] == str(east)]
     assert covered == [pytest.approx(1.0)], covered
+
+
+def test_with_an_aoi_the_shift_is_measured_beyond_it_and_the_detection_places_the_reference_alike(tmp_path):
+    """With a small --aoi the upscale measured the shift on the AOI alone ("too small an overlap"), while `cd auto`
+    measured it on the AOI and a margin and moved the reference: it compared a placed reference, found nothing
+    changed, and the reference was pasted unmoved, 2.5 LR px off, on 100% of the output (found in review). Both
+    measure around the AOI on the LR beyond it now."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    paths = sample_paths()
+    with rasterio.open(paths["lr"]) as ds:
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    with rasterio.open(paths["truth"]) as ds:
+        truth = ds.read()
+    moved = _shifted_reference(paths["ref"], tmp_path / "ref_moved.tif", grid, 2.5, -1.5)
+    t = grid.transform
+    x0, y0 = t @ (19, 19)
+    x1, y1 = t @ (31, 31)
+    aoi = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"  # 12 x 12 LR px in the middle
+    psnr = {}
+    for name, ref in (("aligned", paths["ref"]), ("moved", moved)):
+        out = tmp_path / f"{name}.tif"
+        res = CliRunner().invoke(app, ["upscale", str(paths["lr"]), "--ref", str(ref), "-x", "8", "-m",
+                                       "reference-paste", "--aoi", aoi, "--aoi-crs", str(grid.crs), "-o", str(out),
+                                       "--json"])
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.output)
+        with rasterio.open(out) as ds:
+            rows, cols = rasterio.windows.from_bounds(*ds.bounds, transform=rasterio.open(paths["truth"]).transform) \
+                .round_offsets().round_lengths().toranges()
+            psnr[name] = _psnr(ds.read(), truth[:, rows[0]:rows[1], cols[0]:cols[1]])
+    co = report["coregistration"]
+    assert co["applied"] and co["offset_lr_px"] == pytest.approx([2.5, -1.5], abs=0.3), co
+    assert psnr["moved"] > psnr["aligned"] - 1.0, psnr
+
+
+def test_a_coarser_reference_in_place_is_not_moved(tmp_path):
+    """A reference of pixels twice the LR's, exactly in place, read 0.2-0.25 LR px off and was moved so: the
+    forward model's refinement compared moves of a blocky reference (found in review). A coarser reference keeps
+    phase correlation's estimate."""
+    from tests.conftest import make_raster
+
+    rng = np.random.default_rng(1)
+    hr = np.full((3, 1024, 1024), 100.0)
+    for _ in range(600):  # buildings: sharp-edged blocks of random tones (old code: -0.197, +0.229 moved)
+        r, c = rng.integers(0, 1000, 2)
+        h, w = rng.integers(6, 60, 2)
+        hr[:, r:r + h, c:c + w] = rng.uniform(30, 230, (3, 1, 1))
+    hr += rng.normal(0, 3, hr.shape)
+    for name, k in (("lr.tif", 4), ("ref.tif", 8)):
+        make_raster(tmp_path / name, hr.reshape(3, 1024 // k, k, 1024 // k, k).mean(axis=(2, 4)).astype("float32"),
+                    transform=rasterio.Affine(0.6 * k, 0, 500000, 0, -0.6 * k, 5000000))
+    from geosr.pipeline.detect_changes import detect_changes_in_memory
+
+    held, found = detect_changes_in_memory(str(tmp_path / "lr.tif"), ref=str(tmp_path / "ref.tif"))
+    held.close()
+    co = found.coregistration
+    assert not co["applied"] and co["offset_lr_px"] == pytest.approx([0.0, 0.0], abs=0.1), co

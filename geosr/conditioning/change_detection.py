@@ -50,8 +50,9 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # a coarser reference's cubic overshoot no gap (session 52); 13: an LR pixel missing a band unknown, a shift near
 # half an LR pixel found by a second look (session 54); 14: a panchromatic reference compared with the LR's fitted
 # intensity, not with each band; the reference's own cloud flags gaps of the co-registration's reference, which
-# needs 32 x 32 compared pixels (session 56)
-DETECTOR_VERSION = 14
+# needs 32 x 32 compared pixels (session 56); 15: the shift measured around an area on the LR beyond it, as the
+# upscale measures it; a reference coarser than the LR keeps phase correlation's shift (session 59)
+DETECTOR_VERSION = 15
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).

@@ -196,11 +196,12 @@ def detect_changes_in_memory(
     AREA_MARGIN LR pixels around it."""
     t0 = time.perf_counter()
     info = inspect_raster(lr)
-    area = compared_area(area, info.grid.width, info.grid.height)
+    aoi, area = area, compared_area(area, info.grid.width, info.grid.height)
     grid = info.grid.subgrid(area)
+    # (the reference's shift measured around the area as the upscale measures it: the changes found where it is put)
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
                     coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT,
-                    cloud_masks=cloud_masks) as scene:
+                    cloud_masks=cloud_masks, coregistration_area=aoi) as scene:
         found = DetectedRows(scene, grid, lambda done, total: None, refine)
         fine = found.fine_grid
         meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.sensor_masks()))
