@@ -469,7 +469,8 @@ def _input_name(path: str) -> str:
 # reference's own cloud flags out of the reference and needs 32 x 32 compared pixels; 12: a diffusion model sees the
 # LR within +-2 in model space, its output taking the LR's own upsampling in place of the clipped one's; a float
 # output is clipped to its type's finite range; `cd auto` compares a scene wider than 16384 LR pixels in parts; 13:
-# the reference's shift measured around a small area on the LR beyond it, a coarser reference's not refined).
+# the reference's shift measured around a small area on the LR beyond it, a coarser reference's not refined; an
+# output pixel changed where any pixel of a finer change mask under it is).
 PIPELINE_REVISION = 13
 
 
