@@ -8,7 +8,8 @@ output grid with a colour table, classes
 
 and the share of each class (of the output's pixels) in the run's summary and the output's tags. The classes
 follow from the inputs alone (LR validity, the co-registered reference's footprint, the change mask, ``--cd
-auto``'s included), read on the output grid in bands of rows as the run reads them.
+auto``'s included), read on the output grid in bands of rows as the run reads them: class 2 is what the model was
+told (a diffusion model, given the reference with the mask, may keep a faint trace of it there: docs/cli-upscale.md).
 """
 
 from __future__ import annotations
