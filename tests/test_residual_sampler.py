@@ -3,6 +3,7 @@ the denoiser adds its detail inside the window, the halo keeps the prediction, t
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -151,3 +152,76 @@ def test_a_missing_file_with_a_plus_or_three_models_are_named_as_given(tmp_path)
     (tmp_path / "bb.safetensors").write_bytes(b"x")  # a classical back-end's part is named as such, not as missing
     with pytest.raises(OptionError, match="bicubic is a classical back-end, neither"):
         load_model(f"bicubic+{tmp_path / 'bb.safetensors'}")
+
+
+def _with_spec(src, dst, **changes):
+    """A copy of the checkpoint ``src`` at ``dst`` with its spec's keys changed."""
+    import json as json_
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from geosr.models.checkpoint import SPEC_KEY
+
+    with safe_open(str(src), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no mapping)
+        spec = json_.loads(f.metadata()[SPEC_KEY])
+    save_file(tensors, str(dst), metadata={SPEC_KEY: json_.dumps({**spec, **changes})})
+    return dst
+
+
+def test_no_output_replaces_a_file_the_model_reads(tmp_path, monkeypatch):
+    """Only a --model given as a file was protected: `-o` over a bundled model given by name, either part of a
+    DIFFUSION+BACKBONE or the backbone a checkpoint's spec names, with --overwrite, replaced the weights with the
+    output (found in review). Each is refused as the model of the run, and nothing is written."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.models import registry
+    from geosr.sample_scene import sample_paths
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("default", "lite"):
+        shutil.copy(registry.bundled_checkpoints()[name], weights / f"{name}.safetensors")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)  # the bundled models, copied: a failure destroys a copy
+    victim = shutil.copy(weights / "lite.safetensors", tmp_path / "victim.safetensors")
+    own = _with_spec(weights / "default.safetensors", tmp_path / "own.safetensors", backbone=str(victim))
+    lr = str(sample_paths()["lr"])
+    for model, out in (("lite", weights / "lite.safetensors"), (f"default+{victim}", victim), (str(own), victim),
+                       ("default+lite", weights / "default.safetensors")):
+        kept = out.read_bytes()
+        res = CliRunner().invoke(app, ["upscale", lr, "-x", "4", "-m", model, "-o", str(out), "--overwrite",
+                                       "--json"])
+        error = json.loads(res.output)["error"]
+        assert res.exit_code == 2 and error == f"{out}: is the model of this run; write the output to another path", \
+            (model, error)
+        assert out.read_bytes() == kept
+
+
+def test_a_backbone_path_holding_a_plus_and_a_file_named_as_a_composite(tmp_path, monkeypatch):
+    """DIFFUSION+BACKBONE was split at its last "+": a backbone in runs/x4+x8/ could not be named, nor loaded from a
+    checkpoint's spec ("model file ...+... does not exist"); and a file named default+lite in the working folder
+    replaced the bundled composite (output tagged default+lite, made by the bare backbone). Found in review."""
+    import shutil
+
+    from geosr.models import registry
+    from geosr.models.residual_sampler import ResidualSampler
+
+    folder = tmp_path / "runs" / "x4+x8"
+    folder.mkdir(parents=True)
+    backbone = shutil.copy(registry.bundled_checkpoints()["lite"], folder / "model.safetensors")
+    own = _with_spec(registry.bundled_checkpoints()["default"], tmp_path / "own.safetensors", backbone=str(backbone))
+    for spec in (f"default+{backbone}", str(own)):
+        sr = registry.load_model(spec, sampler=SamplerConfig(steps=0))
+        while not isinstance(sr, ResidualSampler):
+            sr = sr.inner
+        assert sr.backbone.checksum == registry.file_sha256(backbone)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(backbone, tmp_path / "default+lite")
+    sr = registry.load_model("default+lite", sampler=SamplerConfig(steps=0))
+    while not isinstance(sr, ResidualSampler):
+        sr = sr.inner
+    assert sr.diffusion.checksum == registry.file_sha256(registry.bundled_checkpoints()["default"])

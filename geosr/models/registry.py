@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
-from geosr.errors import InputNotFoundError, OptionError
+from geosr.errors import GeoSRError, InputNotFoundError, OptionError
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver
 
@@ -115,11 +115,45 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
     return out
 
 
+def _model_names() -> set[str]:
+    return set(CLASSICAL) | set(bundled_checkpoints()) | {DEFAULT_NAME}
+
+
 def is_model_name(spec: str) -> bool:
     """Whether ``spec`` is a model's name (a classical back-end, a bundled model, or two of them joined as
     DIFFUSION+BACKBONE), which wins over a file of that name."""
-    names = set(CLASSICAL) | set(bundled_checkpoints()) | {DEFAULT_NAME}
+    names = _model_names()
     return spec in names or ("+" in spec and all(p in names for p in spec.rsplit("+", 1)))
+
+
+def composite_parts(spec: str, exists: Callable[[str], bool] | None = None) -> tuple[str, str]:
+    """The two models of ``DIFFUSION+BACKBONE``: split at the first ``+`` whose two sides each name a model or an
+    existing file (``exists``: whether a path names one; default: from the working folder), since a path may hold
+    a ``+`` (``default+runs/x4+x8/model.safetensors``); else at the last."""
+    found = exists or (lambda p: Path(p).expanduser().exists())
+    names = _model_names()
+    for i, ch in enumerate(spec):
+        a, b = spec[:i], spec[i + 1:]
+        if ch == "+" and a and b and all(q in names or found(q) for q in (a, b)):
+            return a, b
+    a, _, b = spec.rpartition("+")
+    return a, b
+
+
+def model_files(spec: str, _depth: int = 0) -> list[Path]:
+    """Every local file the model ``spec`` reads: its checkpoint (a bundled one too), a composite's two, the backbone
+    a checkpoint samples on (its spec's ``backbone``); no output may be one of them. None for a classical back-end,
+    or a spec that does not resolve (loading it names the problem)."""
+    if spec in CLASSICAL or _depth > 2:  # (a spec naming itself as its backbone: no loop)
+        return []
+    try:
+        if is_composite(spec):
+            return [f for part in composite_parts(spec) for f in model_files(part, _depth + 1)]
+        path = resolve_checkpoint(spec)
+        own = _own_backbone(spec)
+    except (GeoSRError, OSError, ValueError, KeyError):
+        return []
+    return [path, *(model_files(own, _depth + 1) if own else [])]
 
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
@@ -205,7 +239,8 @@ def load_model(
     sr: SuperResolver
     own = None if is_composite(spec) else _own_backbone(spec)
     if is_composite(spec) or own:  # a denoiser trained on a backbone's prediction samples on it
-        sr, model_spec = _load_residual_sampler(f"{spec}+{own}" if own else spec, dev, sampler, style,
+        parts = (spec, own) if own else composite_parts(spec)
+        sr, model_spec = _load_residual_sampler(f"{spec}+{own}" if own else spec, parts, dev, sampler, style,
                                                 name=spec if own else None)
     else:
         sr, model_spec = _load_checkpoint_model(spec, dev, sampler, style)
@@ -232,7 +267,10 @@ def load_model(
 
 def is_composite(spec: str) -> bool:
     """Whether ``spec`` names a diffusion model sampling on a backbone (``DIFFUSION+BACKBONE``, e.g.
-    ``default+lite``) rather than one model (a file whose name holds a ``+`` is one model)."""
+    ``default+lite``) rather than one model (a file whose name holds a ``+`` is one model, unless the text is two
+    models' names: a name wins over a file, as in :func:`is_model_name`)."""
+    if "+" in spec and is_model_name(spec):
+        return True
     return "+" in spec and spec not in CLASSICAL and not Path(spec).expanduser().exists()
 
 
@@ -270,7 +308,10 @@ def _own_backbone(spec: str) -> str | None:
     if not own:
         return None
     own = str(own)
-    if own in bundled_checkpoints() or not looks_like_path(own) or Path(own).expanduser().is_absolute():
+    if not looks_like_path(own) and own not in bundled_checkpoints():  # else "unknown model 'x'", from nowhere
+        raise OptionError(f"model {spec}: the backbone it samples on, {own!r} (its spec's backbone), is no bundled "
+                          "model; give the model whose spec names it beside that backbone's file")
+    if own in bundled_checkpoints() or Path(own).expanduser().is_absolute():
         return own
     beside = Path(os.path.normpath(path.resolve().parent / own))
     if beside.exists():
@@ -281,17 +322,18 @@ def _own_backbone(spec: str) -> str | None:
                              "from the model's folder), does not exist; put that file there")
 
 
-def _load_residual_sampler(spec: str, dev: "torch.device", sampler: "SamplerConfig | None",
+def _load_residual_sampler(spec: str, parts: tuple[str, str], dev: "torch.device", sampler: "SamplerConfig | None",
                            style: "str | torch.Tensor | None", name: str | None = None) -> tuple[SuperResolver, dict]:
-    """``DIFFUSION+BACKBONE``: the diffusion model sampling detail on the backbone's prediction
-    (:mod:`geosr.models.residual_sampler`; ``steps`` 0: the prediction alone), with the diffusion model's spec."""
+    """``DIFFUSION+BACKBONE`` (``spec``, as messages name it; ``parts``: the two): the diffusion model sampling
+    detail on the backbone's prediction (:mod:`geosr.models.residual_sampler`; ``steps`` 0: the prediction alone),
+    with the diffusion model's spec."""
     from dataclasses import replace
 
     from geosr.models.backbone_sr import BackboneSuperResolver
     from geosr.models.diffusion import DiffusionSuperResolver
     from geosr.models.residual_sampler import ResidualSampler
 
-    diffusion_name, backbone_name = spec.rsplit("+", 1)
+    diffusion_name, backbone_name = parts
     if spec.endswith(CHECKPOINT_SUFFIXES) and not all(n in bundled_checkpoints() or n in CLASSICAL
                                                       or Path(n).expanduser().exists()
                                                       for n in (diffusion_name, backbone_name)):

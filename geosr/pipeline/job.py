@@ -57,7 +57,7 @@ from geosr.models.interface import (
     samples,
     window_memory,
 )
-from geosr.models.registry import CLASSICAL, load_model
+from geosr.models.registry import CLASSICAL, load_model, model_files
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
@@ -404,9 +404,10 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
     inputs = [("LR", lr), ("reference", opts.ref), ("change mask", cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("change class table", classes),
-              ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None),
-              ("model", model if isinstance(model, str) and Path(model).is_file() else None)]
-    return inputs + member_inputs(inputs[:4])
+              ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None)]
+    # every file the model reads: a bundled one's too, both of a DIFFUSION+BACKBONE, the backbone its spec names
+    files = model_files(model) if isinstance(model, str) else []
+    return inputs + [("model", str(f)) for f in files] + member_inputs(inputs[:4])
 
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,

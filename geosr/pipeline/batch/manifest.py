@@ -645,14 +645,14 @@ def option_files(key: str, value: Any, root: Path | None = None) -> list[str]:
     if key == "aoi":
         parts = [q for q in value.replace(" ", ",").split(",") if q]
         return [] if all(_is_number(q) for q in parts) and not here(value) else [value]
-    from geosr.models.registry import CHECKPOINT_SUFFIXES, is_model_name
+    from geosr.models.registry import CHECKPOINT_SUFFIXES, composite_parts, is_model_name
 
     def a_file(text: str) -> bool:
         return not is_model_name(text) and ("/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)
                                             or here(text))
 
-    if "+" in value and not here(value):  # DIFFUSION+BACKBONE, as the registry splits it
-        return [p for p in value.rsplit("+", 1) if p and a_file(p)]
+    if "+" in value and (is_model_name(value) or not here(value)):  # DIFFUSION+BACKBONE, as the registry splits it
+        return [p for p in composite_parts(value, here) if p and a_file(p)]
     return [value] if a_file(value) else []
 
 
@@ -660,7 +660,10 @@ def _with_absolute_files(key: str, value: str, root: Path) -> str:
     """``value`` with each file it names (:func:`option_files`) made absolute from ``root``."""
     files = option_files(key, value, root)
     if key == "model" and files and value not in files:  # the files of a DIFFUSION+BACKBONE
-        return "+".join(_absolute(p, root) or p if p in files else p for p in value.rsplit("+", 1))
+        from geosr.models.registry import composite_parts
+
+        parts = composite_parts(value, lambda text: (root / os.path.expanduser(text)).exists())
+        return "+".join(_absolute(p, root) or p if p in files else p for p in parts)
     return (_absolute(value, root) or value) if files else value
 
 
