@@ -462,3 +462,39 @@ def test_images_of_a_pair_whose_band_names_pick_other_bands_are_refused(tmp_path
     with pytest.raises(InputError, match=r"p.tif: its bands' names make bands 1,2,3 its red, green and blue, but "
                                          r".*A/p.tif's make them 3,2,1"):
         change_pair_folder(root, require_label=False)
+
+
+def test_crops_are_drawn_where_a_target_has_data_and_a_target_without_any_is_left_out(tmp_path):
+    """A synthetic-change image with nodata lost its validity: 77% of batches trained on a target all nodata
+    (read as 0), with no word, and the stretch was fitted over the zeros too (found in review). Crops are drawn
+    where at least 90% of their pixels have data; an image without such a crop is left out and named, and
+    validation data too small or empty is called validation data, not training data."""
+    from tests.conftest import make_raster, smooth_field
+
+    from geosr.training.config import TrainConfig
+    from geosr.training.samples import sample_stream
+    from geosr.training.sources import load_sources
+
+    def image(name: str, blank_cols: int) -> str:
+        a = (smooth_field(3, 96, 96, 1) * 200 + 20).astype(np.uint8)
+        a[:, :, :blank_cols] = 0
+        return str(make_raster(tmp_path / name, a, nodata=0))
+
+    half, sliver = image("half.tif", 40), image("sliver.tif", 80)  # 56 and 16 columns of data
+    cfg = TrainConfig(data=({"kind": "synthetic", "paths": [half, sliver]},), scales=(4,), crop=32, batch_size=1)
+    groups, foreign, _ = load_sources(cfg)
+    stream = sample_stream(cfg, groups, foreign)
+    assert stream.no_data == ["sliver"]
+    assert stream.left_out(32) == ["1 image left out, without a 32-px crop of data (90% of it or more): sliver"]
+    for i in range(40):
+        _, hr = stream.batch(i)
+        blank = (hr <= hr.min() + 1e-6).all(1).float().mean()  # nodata reads as 0, the darkest value
+        assert blank <= 0.1 + 1e-6, (i, float(blank))
+    pair = groups[0][0][0]
+    assert pair.stretch(4).low[0] > 0.05  # fitted on its data, not on its zeros
+    cfg = TrainConfig(data=({"kind": "synthetic", "paths": [sliver]},), scales=(4,), crop=32, batch_size=1)
+    with pytest.raises(InputError, match=r"^no validation data: .* without a 32-px crop of data \(sliver\)"):
+        sample_stream(cfg, *load_sources(cfg)[:2], what="validation")
+    from geosr.training.backbone_fit import read_images  # the LR-space backbone's reader: cut to its data
+
+    assert [tuple(t.shape) for t in read_images([Path(half), Path(sliver)])] == [(3, 96, 56), (3, 96, 16)]

@@ -99,7 +99,8 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
 
 
 def _read_tiff(p: Path) -> torch.Tensor:
-    """A GeoTIFF's default bands as (3, H, W) uint8 (:func:`read_images`); nodata counts as 0."""
+    """A GeoTIFF's default bands as (3, H, W) uint8 (:func:`read_images`), cut to the rows and columns where it has
+    data; nodata within counts as 0."""
     import rasterio
 
     from geosr.io.rasters import default_bands, inspect_raster
@@ -111,8 +112,12 @@ def _read_tiff(p: Path) -> torch.Tensor:
         with rasterio.open(p) as ds:
             m = ds.read(indexes=bands, masked=True).astype(np.float32)
             eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
-    if (np.ma.getmaskarray(m) | ~np.isfinite(m.filled(0.0))).all():  # a blank image of zeros, trained on silently
+    gaps = np.ma.getmaskarray(m) | ~np.isfinite(m.filled(0.0))
+    if gaps.all():  # a blank image of zeros, trained on silently
         raise InputError(f"{p}: holds no valid pixel (every one is nodata or not a number)")
+    # cut to where it has data: a scene's nodata margin, read as 0, made black crops trained on (found in review)
+    rows, cols = np.flatnonzero(~gaps.all(axis=(0, 2))), np.flatnonzero(~gaps.all(axis=(0, 1)))
+    m = m[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     a = np.nan_to_num(m.filled(0.0), nan=0.0, posinf=0.0, neginf=0.0)
     if not eight_bit:
         valid = a[~np.ma.getmaskarray(m)]

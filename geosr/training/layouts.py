@@ -379,12 +379,12 @@ def synthetic_pairs(images: Sequence[str | Path | torch.Tensor], *, group: str =
     pairs = []
     for i, img in enumerate(images):
         if torch.is_tensor(img):
-            t, name = img.float(), f"{group}_{i}"
-        else:
-            t, name = read_image(img)[0], Path(img).stem
+            t, name, valid = img.float(), f"{group}_{i}", None
+        else:  # (where it has data: crops are drawn there, samples.TrainingSampleMaker)
+            (t, _, valid), name = read_target(img), Path(img).stem
         if t.shape[0] == 1 and grey_as_rgb:
             t = t.expand(3, -1, -1).contiguous()
-        pairs.append(Pair(name=name, target=t, synthetic=True, group=group))
+        pairs.append(Pair(name=name, target=t, synthetic=True, group=group, valid=valid))
     return pairs
 
 

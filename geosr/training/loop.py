@@ -294,13 +294,12 @@ class _Run:
         self.stream = sample_stream(cfg, groups, foreign)
         if self.stream.skipped:
             self.described.append(f"left out, smaller than the {cfg.crop}-px crop: {', '.join(self.stream.skipped)}")
-            n = len(self.stream.skipped)
-            self.warnings.append(f"{n} image{'s' * (n != 1)} left out, smaller than the "
-                                 f"{cfg.crop}-px crop: {', '.join(self.stream.skipped[:5])}"
-                                 + (" ..." if len(self.stream.skipped) > 5 else ""))
+        if self.stream.no_data:
+            self.described.append(f"left out, no {cfg.crop}-px crop of data: {', '.join(self.stream.no_data)}")
+        self.warnings.extend(self.stream.left_out(cfg.crop))
         val_set = []
         if cfg.val_data and self.rank == 0:
-            val_set, v_described = validation_set(cfg, groups)
+            val_set, v_described = validation_set(cfg, groups, warnings=self.warnings)
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
         started_from = None
         if resume and not init and (self.out / MODEL).exists():

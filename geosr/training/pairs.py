@@ -47,6 +47,7 @@ class Pair:
     group: str = ""  # scene group (for splits)
     valid: torch.Tensor | None = None
     _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
+    _origins: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # per (crop, scale)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -69,14 +70,41 @@ class Pair:
             lr = self.lr.get(scale)
             if lr is None:
                 lr = box_downsample(self.target, scale)
-            self._stretch[scale] = array_stretch(lr.numpy())
+            valid = None
+            if self.valid is not None:  # over the LR pixels with data (nodata read as 0 pulled the stretch)
+                h, w = lr.shape[-2:]
+                valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).all(3).all(1).numpy()
+            self._stretch[scale] = array_stretch(lr.numpy(), valid)
         return self._stretch[scale]
 
+    def crop_origins(self, crop: int, scale: int) -> np.ndarray | None:
+        """(n, 2) (row, column) LR-grid origins of the ``crop``-px crops of this pair at ``scale`` that have data on
+        at least MIN_CROP_DATA of their pixels (a crop of nodata, read as 0, trained the model on black); None when
+        the target has data everywhere."""
+        if self.valid is None:
+            return None
+        key = (crop, scale)
+        if key not in self._origins:
+            n = crop // scale
+            h, w = self.shape[0] // scale, self.shape[1] // scale
+            lr_valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).float().mean((1, 3)).numpy()
+            table = np.pad(lr_valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            share = (table[n:, n:] - table[:-n, n:] - table[n:, :-n] + table[:-n, :-n]) / (n * n)
+            self._origins[key] = np.argwhere(share >= MIN_CROP_DATA)
+        return self._origins[key]
 
-def array_stretch(lr: np.ndarray) -> Stretch:
+
+MIN_CROP_DATA = 0.9  # the least share of a training crop's pixels with data
+
+
+def array_stretch(lr: np.ndarray, valid: np.ndarray | None = None) -> Stretch:
     """The robust stretch of an in-memory (C, h, w) LR: :func:`geosr.conditioning.radiometry.fit_stretch`'s
-    percentiles (and its unit-wide stretch of a flat band), taken over every pixel."""
-    lo, hi = np.percentile(lr.reshape(lr.shape[0], -1).astype(np.float64), PERCENTILES, axis=1)
+    percentiles (and its unit-wide stretch of a flat band), taken over every pixel (``valid``, (h, w): over those
+    with data, when there are any)."""
+    pixels = lr.reshape(lr.shape[0], -1).astype(np.float64)
+    if valid is not None and valid.any():
+        pixels = pixels[:, valid.reshape(-1)]
+    lo, hi = np.percentile(pixels, PERCENTILES, axis=1)
     flat = ~(hi > lo)
     return Stretch(tuple(map(float, np.where(flat, lo - 0.5, lo))), tuple(map(float, np.where(flat, lo + 0.5, hi))))
 

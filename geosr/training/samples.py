@@ -23,7 +23,7 @@ from geosr.errors import InputError
 from geosr.models.interface import ConditionBatch
 from geosr.training.config import TrainConfig
 from geosr.training.degradations import DegradationPreset, bicubic_degrade, box_downsample, degrade, preset_for
-from geosr.training.pairs import Pair, to_model
+from geosr.training.pairs import MIN_CROP_DATA, Pair, to_model
 from geosr.training.synthetic_change import SyntheticChangeConfig, synthetic_reference
 
 
@@ -120,8 +120,12 @@ class TrainingSampleMaker:
         P = min(self.crop, H // s * s, W // s * s)
         if P < s:
             raise InputError(f"{pair.name}: {H}x{W} is smaller than one LR pixel at x{s}")
-        r0 = int(rng.integers(0, H // s - P // s + 1)) * s
-        c0 = int(rng.integers(0, W // s - P // s + 1)) * s
+        origins = pair.crop_origins(P, s)
+        if origins is not None and len(origins):  # a target with nodata: a crop where it has data
+            r0, c0 = (int(v) * s for v in origins[int(rng.integers(len(origins)))])
+        else:
+            r0 = int(rng.integers(0, H // s - P // s + 1)) * s
+            c0 = int(rng.integers(0, W // s - P // s + 1)) * s
         rows, cols = slice(r0, r0 + P), slice(c0, c0 + P)
         given = pair.lr.get(s)
         crops = [
@@ -177,16 +181,23 @@ class PairMixture:
         n_change_classes: int,
         n_map_classes: int = 0,
         seed: int = 0,
+        what: str = "training",
     ) -> None:
-        # every sample of a batch must have the full crop: pairs smaller than it are left out (and named)
-        fits = [([p for p in pairs if min(p.shape) >= maker.crop], float(w)) for pairs, w in groups if w > 0]
+        # every sample of a batch must have the full crop: pairs smaller than it are left out (and named), and so are
+        # pairs with no crop of data at some scale (nodata but for small patches)
+        def no_data(p: Pair) -> bool:
+            return any((o := p.crop_origins(maker.crop, s)) is not None and not len(o) for s in maker.scales)
+
         self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop})
+        self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs
+                               if min(p.shape) >= maker.crop and no_data(p)})
+        left_out = set(self.skipped) | set(self.no_data)
+        fits = [([p for p in pairs if p.name not in left_out], float(w)) for pairs, w in groups if w > 0]
         self.groups = [(p, w) for p, w in fits if p]
         if not self.groups:
-            raise InputError(
-                "no training data: every data source is empty"
-                + (f" or smaller than the {maker.crop}-px crop ({', '.join(self.skipped[:3])})" if self.skipped else "")
-            )
+            why = [f"smaller than the {maker.crop}-px crop ({', '.join(self.skipped[:3])})"] if self.skipped else []
+            why += [f"without a {maker.crop}-px crop of data ({', '.join(self.no_data[:3])})"] if self.no_data else []
+            raise InputError(f"no {what} data: every data source is empty" + "".join(f" or {w}" for w in why))
         self.maker = maker
         self.batch_size = batch_size
         self.n_change_classes = n_change_classes
@@ -198,6 +209,16 @@ class PairMixture:
         for pairs, _ in self.groups:
             a = np.array([p.shape[0] * p.shape[1] for p in pairs], dtype=np.float64)
             self._pp.append(a / a.sum())
+
+    def left_out(self, crop: int) -> list[str]:
+        """What was left out, in words (one line per reason), for a run's warnings."""
+        out = []
+        for names, why in ((self.skipped, f"smaller than the {crop}-px crop"),
+                           (self.no_data, f"without a {crop}-px crop of data ({MIN_CROP_DATA:.0%} of it or more)")):
+            if names:
+                out.append(f"{len(names)} image{'s' * (len(names) != 1)} left out, {why}: {', '.join(names[:5])}"
+                           + (" ..." if len(names) > 5 else ""))
+        return out
 
     def batch(self, step: int) -> tuple[ConditionBatch, torch.Tensor]:
         """The batch of ``step`` (a function of (seed, step): resuming replays the same stream)."""
@@ -219,15 +240,17 @@ class PairMixture:
 
 
 def sample_stream(
-    cfg: TrainConfig, groups: Sequence[tuple[Sequence[Pair], float]], foreign: list[torch.Tensor]
+    cfg: TrainConfig, groups: Sequence[tuple[Sequence[Pair], float]], foreign: list[torch.Tensor],
+    what: str = "training",
 ) -> PairMixture:
-    """The batch stream a training config asks for, over ``groups`` (:func:`geosr.training.sources.load_sources`)."""
+    """The batch stream a training config asks for, over ``groups`` (:func:`geosr.training.sources.load_sources`;
+    ``what`` they are, as an error names them: training or validation data)."""
     table = load_change_classes(cfg.change_table)
     maker = TrainingSampleMaker(crop=cfg.crop, scales=cfg.scales, degradation=cfg.degradation, p_no_ref=cfg.p_no_ref,
                         changed_ids=tuple(i for i, c in enumerate(table.classes) if c.changed) or (0,), foreign=foreign,
                         synthetic=SyntheticChangeConfig(**cfg.synthetic))
     return PairMixture(groups, maker, batch_size=cfg.batch_size, n_change_classes=table.n_classes,
-                       n_map_classes=cfg.n_map_classes, seed=cfg.seed)
+                       n_map_classes=cfg.n_map_classes, seed=cfg.seed, what=what)
 
 
 __all__ = ["TrainingSample", "TrainingSampleMaker", "PairMixture", "augment", "harmonize", "collate", "sample_stream"]

@@ -81,12 +81,15 @@ def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: 
     part.replace(path)
 
 
-def validation_set(cfg: TrainConfig, training: Groups | None = None) -> tuple[Batches, list[str]]:
+def validation_set(cfg: TrainConfig, training: Groups | None = None,
+                   warnings: list[str] | None = None) -> tuple[Batches, list[str]]:
     """The run's fixed validation batches (the first ``val_batches`` of a stream over ``val_data``, made as the
     training samples are), and the descriptions of their sources. An image that is also one of the ``training``
     groups' is refused: a validation set overlapping the training data chose the "best" weights partly on images
-    trained on (found in review: `val_data` equal to `data` gave the training batches themselves)."""
-    groups, foreign, described = load_sources(cfg, cfg.val_data)
+    trained on (found in review: `val_data` equal to `data` gave the training batches themselves). ``warnings``
+    gets what of the validation data is left out."""
+    left: list[str] = []
+    groups, foreign, described = load_sources(cfg, cfg.val_data, warnings=left)
     if training:
         trained = {image_fingerprint(p.target): p.name for pairs, _ in training for p in pairs}
         both = next((p for pairs, _ in groups for p in pairs if image_fingerprint(p.target) in trained), None)
@@ -94,7 +97,9 @@ def validation_set(cfg: TrainConfig, training: Groups | None = None) -> tuple[Ba
             raise OptionError(f"val_data holds {both.name}, which the run also trains on (as "
                               f"{trained[image_fingerprint(both.target)]} of `data`): validate on images the run does "
                               "not train on", param="val_data")
-    stream = sample_stream(cfg, groups, foreign)
+    stream = sample_stream(cfg, groups, foreign, what="validation")
+    if warnings is not None:
+        warnings.extend(f"validation data: {w}" for w in left + stream.left_out(cfg.crop))
     return [stream.batch(i) for i in range(cfg.val_batches)], described
 
 
