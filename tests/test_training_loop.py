@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from geosr.cli.train import train
+from geosr.errors import OptionError
 from geosr.models.checkpoint import load_checkpoint, read_spec
 from geosr.training.config import TrainConfig
 from geosr.training.objective import draw_sigma
@@ -1100,3 +1101,38 @@ def test_a_full_disk_while_training_saves_is_one_sentence(tmp_path, images, monk
         run_train(TrainConfig(out=str(tmp_path / "run"), arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=1,
                               warmup=1, checkpoint_every=1, val_every=0, threads=1,
                               data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},)))
+
+
+@pytest.mark.parametrize("text, says", [
+    ('synthetic = {warp = "x"}', "synthetic.warp in c.toml must be a number, at least 0, not 'x'"),
+    ("synthetic = {gain = 1.0}", "synthetic.gain in c.toml must be two numbers, low then high, not 1.0"),
+    ('synthetic = {patches = [0, "4"]}', "synthetic.patches in c.toml must be two whole numbers, low then high"),
+    ("synthetic = {max_shift = -5}", "synthetic.max_shift in c.toml must be a number, at least 0, not -5"),
+    ("synthetic = {detail_corr = [2.0, 3.0]}", "synthetic.detail_corr in c.toml must be low then high, within [0, 1]"),
+    ('arch = {name = "tiny", base_channels = "x"}', "base_channels must be a whole number, not 'x'"),
+    ('arch = {name = "tiny", channel_mult = "abc"}', "channel_mult must be a list of whole numbers, not 'abc'"),
+    ('arch = {name = "tiny", dropout = "0.1"}', "dropout must be a number, not '0.1'"),
+    ("arch = {name = 3}", "name must be a string, not 3"),
+])
+def test_wrong_values_inside_a_configs_tables_are_refused_in_one_sentence(tmp_path, text, says):
+    """Values of `synthetic` and `arch` were used unchecked: a wrong kind or range failed at the first step as an
+    internal error (exit 1), or turned a setting off quietly (detail_corr above 1); found in review."""
+    from geosr.models.edm import build_denoiser
+    from geosr.training.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(OptionError) as info:
+        build_denoiser(load_config(cfg).arch)  # (an arch table is read when the model is built)
+    assert says in str(info.value), str(info.value)
+
+
+def test_a_null_in_a_config_file_is_refused_for_a_setting_with_a_default(tmp_path):
+    """`{"ema": null}` said "'<=' not supported between instances of 'int' and 'NoneType'" (found in review)."""
+    from geosr.training.config import load_config
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"ema": null, "backbone": null}')  # (a null where the default is null is fine)
+    with pytest.raises(OptionError, match=r"^bad training config: ema in c.json is null; give it a value, or leave "
+                                          r"it out for its default \(0.999\)$"):
+        load_config(cfg)

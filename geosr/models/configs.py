@@ -13,6 +13,20 @@ from typing import Any, Mapping
 from geosr.errors import OptionError
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# each field's kind (its annotation, as text: `from __future__ import annotations`): a test and its name in words
+_KINDS = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_whole, "a whole number"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "tuple[int, ...]": (lambda v: isinstance(v, (list, tuple)) and all(map(_whole, v)), "a list of whole numbers"),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ArchConfig:
     """Every hyper-parameter that changes the network's weights or its forward pass.
@@ -48,6 +62,10 @@ class ArchConfig:
     upsampler_blocks: int = 8  # its residual blocks at LR resolution
 
     def __post_init__(self) -> None:
+        wrong = [f"{f.name} must be {_KINDS[str(f.type)][1]}, not {getattr(self, f.name)!r}"
+                 for f in dataclasses.fields(self) if not _KINDS[str(f.type)][0](getattr(self, f.name))]
+        if wrong:  # before the values are compared with numbers (a TypeError, an internal error, was the answer)
+            raise OptionError(f"bad architecture config {self.name!r}: " + "; ".join(wrong))
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
         object.__setattr__(self, "attn_levels", tuple(int(a) for a in self.attn_levels))
         problems = []

@@ -196,6 +196,7 @@ class TrainConfig:
             unknown = set(self.synthetic) - {f.name for f in dataclasses.fields(SyntheticChangeConfig)}
             if unknown:
                 problems.append(f"`synthetic` has no setting {', '.join(sorted(unknown))}")
+            problems += synthetic_problems(self.synthetic)
         if self.degradation not in ("real", "bicubic", "mixed") and not self.trains_backbone:
             problems.append(f"`degradation` is real, bicubic or mixed, not {self.degradation!r}")
         if self.objective not in ("edm", "upsampler") and not self.trains_backbone:
@@ -309,7 +310,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         try:  # the file's own values first: a wrong one is wrong also where a flag replaces it
-            _check_types(own)
+            _check_types(own, from_file=True)
         except OptionError:
             from_file = set(own)  # then every key it names is the file's
             raise
@@ -321,12 +322,13 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     except OptionError as exc:
         if path is None or not from_file:
             raise
-        message = _SUBJECT.sub(lambda m: f"{m[1]}{m[2]} in {Path(path).name}" if m[2] in from_file else m[0], str(exc))
+        message = _SUBJECT.sub(lambda m: f"{m[1]}{m[2]}{m[3]} in {Path(path).name}" if m[2] in from_file else m[0],
+                               str(exc))
         raise OptionError(message, param=exc.param if exc.param not in from_file else None) from None
 
 
 # the setting a problem is about, at its start (others it names, e.g. "needs `val_every`", are advice: a flag)
-_SUBJECT = re.compile(r"((?:^|: |; )(?:a )?)`([a-z_]+)`")
+_SUBJECT = re.compile(r"((?:^|: |; )(?:a )?)`([a-z_]+)((?:\.[a-z_]+)?)`")  # (a table's: `synthetic.warp`)
 _CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
@@ -371,14 +373,18 @@ def _parse_error(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _check_types(values: Mapping[str, Any]) -> None:
+def _check_types(values: Mapping[str, Any], *, from_file: bool = False) -> None:
     """Refuse a value of the wrong kind (``batch_size = "two"``) in one sentence, before the dataclass compares it
-    with numbers; the kinds are those of the fields' defaults."""
+    with numbers; the kinds are those of the fields' defaults. ``from_file``: a null (JSON, YAML) is no value of a
+    setting whose default is one (a caller's None is "the default")."""
     for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if from_file and f.name in values and values[f.name] is None and default is not None:
+            raise OptionError(f"bad training config: `{f.name}` is null; give it a value, or leave it out for its "
+                              f"default ({_shown(default)})", param=f.name)
         if f.name not in values or values[f.name] is None:
             continue
         value = values[f.name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if isinstance(default, bool) or default is None:
             continue
         if isinstance(default, int) and not isinstance(default, bool):
@@ -399,6 +405,44 @@ def _check_types(values: Mapping[str, Any]) -> None:
             continue
         if not ok:
             raise OptionError(f"bad training config: `{f.name}` must be {kind}, not {value!r}", param=f.name)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+# `synthetic`'s settings (geosr.training.synthetic_change.SyntheticChangeConfig, which needs torch): ranges of two
+# numbers, low then high, within (lowest, highest), whole numbers or not; and single numbers within (lowest, highest)
+_SYNTHETIC_RANGES = {"gain": (0.0, math.inf, False), "bias": (-math.inf, math.inf, False),
+                     "gamma": (0.0, math.inf, False), "saturation": (0.0, math.inf, False),
+                     "patches": (0, math.inf, True), "patch_frac": (0.0, 1.0, False), "detail_corr": (0.0, 1.0, False)}
+_SYNTHETIC_NUMBERS = {"gradient": (0.0, math.inf), "max_shift": (0.0, math.inf), "p_ellipse": (0.0, 1.0),
+                      "detail_sigma": (0.0, math.inf), "warp": (0.0, math.inf)}
+
+
+def synthetic_problems(values: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the values of ``synthetic``'s settings (a kind or a range; the names are checked apart):
+    they were used unchecked, failing at the first step as an internal error or quietly turning a setting off."""
+    def number(v: Any, whole: bool = False) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+            (not whole or float(v).is_integer())
+
+    problems = []
+    for name, value in values.items():
+        if name in _SYNTHETIC_RANGES:
+            lo, hi, whole = _SYNTHETIC_RANGES[name]
+            kind = "whole numbers" if whole else "numbers"
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(number(v, whole) for v in value)):
+                problems.append(f"`synthetic.{name}` must be two {kind}, low then high, not {value!r}")
+            elif not lo <= value[0] <= value[1] <= hi:
+                within = f"within [{lo:g}, {hi:g}]" if math.isfinite(hi) else f"at least {lo:g}"
+                problems.append(f"`synthetic.{name}` must be low then high, {within}, not {list(value)}")
+        elif name in _SYNTHETIC_NUMBERS:
+            lo, hi = _SYNTHETIC_NUMBERS[name]
+            if not number(value) or not lo <= value <= hi:
+                within = f"in [{lo:g}, {hi:g}]" if math.isfinite(hi) else f"a number, at least {lo:g}"
+                problems.append(f"`synthetic.{name}` must be {within}, not {value!r}")
+    return problems
 
 
 def refuse_diffusion_only(cfg: TrainConfig, given: Mapping[str, Any]) -> TrainConfig:
