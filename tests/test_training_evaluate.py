@@ -699,3 +699,22 @@ def test_the_target_s_nodata_is_not_scored_as_a_match(tmp_path):
     scored = torch.zeros(96, 96, dtype=torch.bool)
     scored[:, :48 - 8] = True
     assert got == pytest.approx(M.psnr_y(sr, hr, scored), abs=0.02)
+
+
+def test_a_model_of_another_band_count_is_refused_in_evaluates_words(tmp_path, dataset):
+    """A one-band model on RGB pairs: "takes 1 bands but 3 are selected (pick 1 with --bands)", an option evaluate
+    does not have (found in review). Refused before anything runs, saying what evaluate needs."""
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    micro = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
+                 head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
+    net = build_denoiser(micro, n_bands=1, n_change_classes=2).eval()
+    path = save_checkpoint(tmp_path / "grey.safetensors", net, make_spec(net, scales=[4], inference={"steps": 1}))
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", str(path), "-x", "4", "--out-dir", str(out),
+                                      "--json"])
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error == (f"model {path}: takes 1 band, but {dataset} holds images of 3 bands; "
+                                            "evaluate it on 1-band images"), error
+    assert not out.exists()

@@ -44,7 +44,7 @@ from geosr.io.paths import (
     subdataset_file,
     without_query,
 )
-from geosr.io.rasters import REMOTE, RasterInfo, band_roles, inspect_raster, names_rgb, parse_bands
+from geosr.io.rasters import REMOTE, RasterInfo, band_count, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, remote_sources, source_note
 from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, written_mb
 from geosr.models.consistency import LRConsistent
@@ -548,7 +548,7 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
         raise ScaleError(f"model {spec}: trained for scale {_join(sr.scales)}, not scale {scale}")
     if sr.bands is not None and sr.bands != n_bands:
         fix = f"pick {sr.bands} with `bands`" if n_bands > sr.bands else "use `model` bicubic or lanczos"
-        raise BandError(f"model {spec}: takes {sr.bands} bands but {n_bands} {'is' if n_bands == 1 else 'are'} "
+        raise BandError(f"model {spec}: takes {band_count(sr.bands)} but {n_bands} {'is' if n_bands == 1 else 'are'} "
                         f"selected ({fix})")
     wanted = getattr(sr, "n_change_classes", None)
     if auto and table is not None and wanted is not None and table.n_classes != wanted and "cd" in model_inputs(sr):

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
-from geosr.errors import InputError, OptionError
+from geosr.errors import BandError, InputError, OptionError
 from geosr.io.outputs import atomic_output
+from geosr.io.rasters import band_count
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
@@ -384,6 +385,7 @@ def evaluate(
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
+    _refuse_band_mismatch(resolved, cases, data)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
              + _unused_settings(resolved, opts))
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
@@ -433,6 +435,19 @@ def _unused_settings(resolved: list[tuple[str, str | SuperResolver]], opts: Eval
     return [f"`{setting}` changes nothing here: no model evaluated uses it ({names})"
             for setting, used in uses.items()
             if getattr(opts, setting) is not None and not any(used(m) for _, m in models)]
+
+
+def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases: Sequence[Case],
+                          data: object) -> None:
+    """A model of another band count than the evaluation images, refused before any runs, in evaluate's words
+    (upscale's "pick N with --bands" named an option evaluate does not have; found in review)."""
+    counts = sorted({int(c.hr.shape[0]) for c in cases})
+    for name, m in resolved:
+        wanted = None if isinstance(m, str) else getattr(m, "bands", None)
+        if wanted is not None and counts != [wanted]:
+            where = f"{data}" if isinstance(data, (str, Path)) else "the evaluation data"
+            raise BandError(f"model {name}: takes {band_count(wanted)}, but {where} holds images of "
+                            f"{' and '.join(band_count(n) for n in counts)}; evaluate it on {wanted}-band images")
 
 
 def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tuple[str, str | SuperResolver]]:
