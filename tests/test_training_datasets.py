@@ -498,3 +498,19 @@ def test_crops_are_drawn_where_a_target_has_data_and_a_target_without_any_is_lef
     from geosr.training.backbone_fit import read_images  # the LR-space backbone's reader: cut to its data
 
     assert [tuple(t.shape) for t in read_images([Path(half), Path(sliver)])] == [(3, 96, 56), (3, 96, 16)]
+
+
+def test_four_band_images_without_a_band_list_are_refused_saying_why(tmp_path):
+    """`bands = 4` on 4-band images said "images of 3 bands ... give 4-band images": a folder or list of images is
+    read as red, green and blue (found in review). The message says so, and how to read more bands."""
+    from tests.conftest import make_raster, smooth_field
+
+    from geosr.training.config import TrainConfig
+    from geosr.training.sources import load_sources
+
+    path = make_raster(tmp_path / "b.tif", (smooth_field(4, 64, 64, 1) * 200 + 20).astype(np.uint8))
+    cfg = TrainConfig(data=({"kind": "synthetic", "paths": [str(path)]},), bands=4, crop=32)
+    with pytest.raises(InputError, match=r"^b: images are read as their red, green and blue bands without a list of "
+                                         r"bands, but the model has bands = 4; list the 4 bands to read in a data "
+                                         r"manifest's set \(its bands, docs/training.md\), or set bands = 3$"):
+        load_sources(cfg)

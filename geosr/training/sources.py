@@ -126,7 +126,12 @@ def load_sources(
         other = None if any_bands else next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
-            raise InputError(f"{where if kind != 'synthetic' else other.name}: images of {n} band{'s' * (n != 1)}, "
+            named = where if kind != 'synthetic' else other.name
+            if n == 3 and cfg.bands > 3 and not src.get("bands"):  # (4-band images were "images of 3 bands")
+                raise InputError(f"{named}: images are read as their red, green and blue bands without a list of "
+                                 f"bands, but the model has bands = {cfg.bands}; list the {cfg.bands} bands to read "
+                                 "in a data manifest's set (its bands, docs/training.md), or set bands = 3")
+            raise InputError(f"{named}: images of {n} band{'s' * (n != 1)}, "
                              f"but the model has bands = {cfg.bands}; set bands = {n} in the training config or give "
                              f"{cfg.bands}-band images")
         labelled = None if any_bands else next(  # (the backbone reads no change label)
