@@ -24,6 +24,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     OPEN_REMOTE_OPTIONS,
     REMOTE,
     curl_url,
+    is_file_list,
     is_subdataset,
     malformed_url,
     named,
@@ -113,7 +114,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     p = str(path)
     _refuse_empty(p)
     remote = bool(REMOTE.match(p))
-    malformed = malformed_url(p) if remote else None
+    malformed = malformed_url(p) if remote and not is_file_list(p) else None
     if malformed is not None:  # refused by the request before it is sent: no network failure to retry
         raise NotARasterError(f"{named(p)}: is not a valid URL: it {malformed}")
     if remote or is_composite(p):  # an unreachable or stalled host fails in seconds, at the open and every read

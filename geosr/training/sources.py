@@ -72,6 +72,22 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
     return load_collection(found)
 
 
+def _holds_more(src: Mapping[str, Any], name: str, bands: int) -> bool:
+    """Whether the image ``name`` of a source of single images, read as its red, green and blue, is a GeoTIFF of at
+    least ``bands`` bands."""
+    if src.get("kind") != "synthetic" or src.get("bands"):
+        return False
+    path = next((Path(p) for p in src.get("paths", ()) if Path(p).stem == name), None)
+    if path is None or path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    from geosr.io.rasters import inspect_raster
+
+    try:
+        return inspect_raster(str(path), require_crs=False).count >= bands
+    except Exception:  # noqa: BLE001 - unreadable: the usual message
+        return False
+
+
 def load_sources(
     cfg: TrainConfig, sources: tuple[Mapping[str, Any], ...] | None = None, *, any_bands: bool = False,
     warnings: list[str] | None = None,
@@ -127,7 +143,7 @@ def load_sources(
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
             named = where if kind != 'synthetic' else other.name
-            if n == 3 and cfg.bands > 3 and not src.get("bands"):  # (4-band images were "images of 3 bands")
+            if n == 3 and cfg.bands > 3 and _holds_more(src, other.name, cfg.bands):  # ("images of 3 bands")
                 raise InputError(f"{named}: images are read as their red, green and blue bands without a list of "
                                  f"bands, but the model has bands = {cfg.bands}; list the {cfg.bands} bands to read "
                                  "in a data manifest's set (its bands, docs/training.md), or set bands = 3")
