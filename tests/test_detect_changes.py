@@ -300,19 +300,25 @@ def test_the_detection_is_kept_for_the_job_s_later_plannings(scene, tmp_path, mo
     is kept in the job's work folder and reused (same inputs only), and the output is the same either way."""
     import geosr.pipeline.detect_changes as dc
     from geosr.pipeline.job import plan_upscale
+    from geosr.pipeline.resources import ResourceError
 
     calls = []
     real = dc.detect_changes_in_memory
     monkeypatch.setattr(dc, "detect_changes_in_memory", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = tmp_path / "kept.tif"
     args = dict(output=out, ref=scene["ref"], scale=8, model="reference-paste")
-    with plan_upscale(scene["lr"], **args) as job:  # planning alone writes nothing
+    real_memory = dc.detection_memory
+    monkeypatch.setattr(dc, "detection_memory", lambda *a: 2**50)  # a detection larger than any machine
+    with pytest.raises(ResourceError, match="more memory"):
+        plan_upscale(scene["lr"], **args)
+    with plan_upscale(scene["lr"], **args, force_resources=True) as job:  # planning alone writes nothing
         assert not job.work_dir.exists()
         with job.lock(shared=True):  # as a batch task does once it holds the job's lock
             job.keep_detection()
-    with plan_upscale(scene["lr"], **args) as job:
+    with plan_upscale(scene["lr"], **args) as job:  # a kept detection is read, not run: its memory is not checked
         report = job.summary["change_detection"]
     assert len(calls) == 1 and report["ran"] and report["changed_share"] > 0
+    monkeypatch.setattr(dc, "detection_memory", real_memory)
     kept = sorted(p.name for p in (tmp_path / "kept.tif.geosr-work").iterdir() if p.name != "lock")
     assert len(kept) == 2 and all(n.startswith("change-auto-") for n in kept), kept
     with plan_upscale(scene["lr"], **{**args, "ref": scene["ref_part"]}):  # other inputs: detected again

@@ -184,7 +184,10 @@ def plan_upscale(
     # a dry run names the output it would write and measures the disk there
     planned = Path(output) if dry_run and output is not None else out_path
     compared = area if aoi_win is not None else None  # cd auto's: the AOI's window (and a margin), or the whole LR
-    detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" else None
+    # (a detection an earlier run of the job kept, which this one reads, takes no memory)
+    key = _detection_key(lr, reads, compared) if kind == "auto" and out_path is not None else {}
+    reused = bool(key) and out_path is not None and _kept_detection(out_path, key) is not None
+    detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" and not reused else None
     summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting)  # what is read
     cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path)
     try:
@@ -286,16 +289,8 @@ def _change_mask(lr: str, opts: UpscaleOptions, kind: str, dry_run: bool, area: 
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
-    try:
-        key = json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
-                                      ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
-                                      coregister=opts.coregister, cloud_masks=opts.cloud_masks,
-                                      refine=refine_factor(opts.scale),
-                                      area=None if area is None else [int(v) for v in area.flatten()])))
-    except OSError:  # a missing input: the detection names it, in one sentence
-        key = {}
-    # kept only for local inputs, whose key holds every file's size and time (a URL's content may change unseen)
-    if not (key and _all_local(lr) and _all_local(opts.ref)):
+    key = _detection_key(lr, opts, area)
+    if not key:  # not kept (a remote input)
         out_path = None
     kept = _kept_detection(out_path, key) if out_path is not None else None
     if kept is not None:
@@ -311,6 +306,22 @@ def _change_mask(lr: str, opts: UpscaleOptions, kind: str, dry_run: bool, area: 
     if out_path is not None:  # kept by the run once it holds the job's lock (UpscaleJob.keep_detection)
         held.keep = lambda: _keep_detection(out_path, key, held, report)
     return str(found.path), report, held
+
+
+def _detection_key(lr: str, opts: UpscaleOptions, area: Window | None) -> dict:
+    """What a detected change mask kept in the work folder is keyed by (the inputs' identities, the options, the
+    detector); empty when none is kept: for a remote input (a URL's content may change unseen; a local file's key
+    holds its size and time) or a missing one (the detection names it)."""
+    if not (_all_local(lr) and _all_local(opts.ref)):
+        return {}
+    try:
+        return json.loads(to_json(dict(version=__version__, detector=DETECTOR_VERSION, lr=_file_id(lr),
+                                       ref=_file_id(opts.ref), bands=opts.bands, ref_bands=opts.ref_bands,
+                                       coregister=opts.coregister, cloud_masks=opts.cloud_masks,
+                                       refine=refine_factor(opts.scale),
+                                       area=None if area is None else [int(v) for v in area.flatten()])))
+    except OSError:
+        return {}
 
 
 DETECTION_PREFIX = "change-auto-"  # the work folder's detected change masks (kept by a fresh start of the job)
