@@ -1184,3 +1184,23 @@ def test_a_chunk_written_short_on_a_full_disk_is_not_journaled_as_done(tmp_path,
         write_chunk(tmp_path / "rows2.tif", data, None, grid, meta)
     assert told.value.errno == errno.ENOSPC and not (tmp_path / "rows2.tif").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.tif"]
+
+
+def test_two_manifests_of_one_stem_do_not_share_a_results_manifest(tmp_path):
+    """jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: the second batch replaced the first's
+    records without a word (found in review). It is refused, naming the other manifest."""
+    make_raster(tmp_path / "a.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    make_raster(tmp_path / "b.tif", (smooth_field(3, 20, 20, seed=5) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: a.tif, out: a_x2.tif, x: 2, model: bicubic}\n")
+    (tmp_path / "jobs.csv").write_text("lr,out,x,model\nb.tif,b_x2.tif,2,bicubic\n")
+    res = _invoke("batch", tmp_path / "jobs.yaml", "--dashboard", "none", "--workers", "1", "-q")
+    assert res.exit_code == 0, res.output
+    results = tmp_path / "jobs.results.jsonl"
+    kept = results.read_bytes()
+    res = _invoke("batch", tmp_path / "jobs.csv", "--dashboard", "none", "--workers", "1", "--json")
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error == (f"{results}: holds the results of another manifest (jobs.yaml), which "
+                                            "this batch would replace; give its results another path (--results)")
+    assert results.read_bytes() == kept and not (tmp_path / "b_x2.tif").exists()
+    res = _invoke("batch", tmp_path / "jobs.yaml", "--dashboard", "none", "--workers", "1", "-q")  # its own: fine
+    assert res.exit_code == 0, res.output

@@ -410,6 +410,18 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
     if not (isinstance(first, dict) and {"id", "status"} <= set(first)):
         raise OutputLocationError(f"{path}: exists and is not a geosr batch results manifest, which would replace "
                                   "it; give another path (`results`) or remove it")
+    other = _manifest_named(first.get("where"))
+    source = Path(plan.source)
+    if other is not None and source.is_file() and other != source.name:
+        # jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: one replaced the other's records
+        raise OutputLocationError(f"{path}: holds the results of another manifest ({other}), which this batch would "
+                                  "replace; give its results another path (`results`)")
+
+
+def _manifest_named(where: object) -> str | None:
+    """The manifest file a result's ``where`` names ("jobs.yaml job 3", "jobs.csv line 2"); None for another."""
+    m = re.fullmatch(r"(.+?) (?:line|job) \d+", where) if isinstance(where, str) else None
+    return m.group(1) if m else None
 
 
 class _ResultsWriter:
