@@ -191,3 +191,28 @@ def test_the_disk_check_of_a_resume_counts_the_rows_staged_already(tmp_path, mon
     with plan_upscale(str(lr), output=out, dry_run=True, model="bicubic", scale=8) as job:
         assert job.summary["resources"]["disk_mb"] == pytest.approx(max(0.0, before - 1.0))
     assert before > 1.0
+
+
+@pytest.mark.parametrize("short, said, unsaid", [("disk", "needs up to", "more memory"),
+                                                 ("memory", "more memory (", "of disk")])
+def test_a_dry_run_that_does_not_fit_names_only_what_falls_short(tmp_path, monkeypatch, short, said, unsaid):
+    """"does not fit this machine: needs about 2334 MB more memory (22515 MB available) and up to 171875 MB of disk
+    (73390 MB free)" blamed the memory when only the disk was short (found in review)."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.pipeline import resources
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    real = resources.measure
+
+    def measured(memory_mb, disk_mb, folder):
+        r = real(memory_mb, disk_mb, folder)
+        return resources.Resources(r.memory_mb, 0.0 if short == "memory" else 1e9, r.disk_mb,
+                                   0.0 if short == "disk" else 1e9, r.resident_mb)
+
+    monkeypatch.setattr(resources, "measure", measured)
+    res = CliRunner().invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                                   "--dry-run"])
+    line = next(ln for ln in res.output.splitlines() if "does not fit" in ln)
+    assert res.exit_code == 0 and said in line and unsaid not in line, line

@@ -117,10 +117,10 @@ def _print_summary(r) -> None:
                           f"{100 * shares['no reference available']:.1f}%", highlight=False)
     res = r.resources or {}
     if r.dry_run and res and not res.get("fits", True):
-        free = res.get("disk_free_mb")
-        out_console.print(
-            f"does not fit this machine: needs about {res['memory_mb'] - res['resident_mb']:.0f} MB more memory "
-            f"({res['memory_available_mb']:.0f} MB available) and up to {res['disk_mb']:.0f} MB of disk "
-            f"({'unknown' if free is None else f'{free:.0f} MB'} free); a run is refused without --force-resources",
-            style="bold yellow", highlight=False,
-        )
+        free, more = res.get("disk_free_mb"), res["memory_mb"] - res["resident_mb"]
+        short = ([f"about {more:.0f} MB more memory ({res['memory_available_mb']:.0f} MB available)"]
+                 if more > res["memory_available_mb"] else [])  # only what falls short (resources.check's tests)
+        short += [f"up to {res['disk_mb']:.0f} MB of disk ({free:.0f} MB free)"] \
+            if free is not None and res["disk_mb"] > free else []
+        out_console.print(f"does not fit this machine: needs {' and '.join(short)}; a run is refused without "
+                          "--force-resources", style="bold yellow", highlight=False)
