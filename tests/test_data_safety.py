@@ -1125,6 +1125,9 @@ def test_outputs_sharing_their_sidecars_names_are_refused(scene):
     for name in ("x.TIF", "x.tiff"):
         r = _invoke("upscale", lr, "--ref", ref, "-x", "4", "-m", "reference-paste", "-o", tmp / name, "--overwrite")
         assert r.exit_code == 2 and "x.tif beside it has the same stem" in r.output, r.output
+        # without --overwrite too: "x.stac.json: already exists (use --overwrite ...)" led to the refusal above
+        r = _invoke("upscale", lr, "--ref", ref, "-x", "4", "-m", "reference-paste", "-o", tmp / name)
+        assert r.exit_code == 2 and "x.tif beside it has the same stem" in r.output, r.output
     assert (tmp / "x.provenance.tif").read_bytes() == before
     (tmp / "y.tif.geosr-work").mkdir()  # a run of y.tif under way (or killed)
     r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "y.TIF")

@@ -395,14 +395,15 @@ def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: Ups
     inputs = _input_files(lr, opts)
     overwrite = opts.output_config.overwrite
     out = check_raster_output_path(output, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
-    for name, side in sidecar_paths(out).items():  # their names' lengths are within the output's margin
-        check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None,
-                          written_as=f"where the output's {name} goes")
+    # before the sidecars' own checks: "x.stac.json exists (use overwrite)" led to this refusal (found in review)
     other = sidecars_shared(out, sidecar_paths(out)["STAC item"])
     if other is not None:
         names = ", ".join(p.name for p in sidecar_paths(out).values())
         raise OutputLocationError(f"{out}: {other.name} beside it has the same stem, so the two would write one "
                                   f"set of sidecars ({names}); give the output another name")
+    for name, side in sidecar_paths(out).items():  # their names' lengths are within the output's margin
+        check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None,
+                          written_as=f"where the output's {name} goes")
     return out
 
 
