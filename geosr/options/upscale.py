@@ -235,8 +235,10 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        "on the second's prediction."),
     _o("style", "style", ["--style"], "Diffusion models with a style path (SGDM): a style image (any raster), "
        "'sample' (a style drawn from the model's flow) or 'none' (default).", manifest=None),
-    _o("window", "tiling.window", ["--window"], "Window size in LR pixels (default: 256 HR pixels).", int),
-    _o("overlap", "tiling.overlap", ["--overlap"], "Window overlap in LR pixels (default: a quarter window).", int),
+    _o("window", "tiling.window", ["--window"], "Window size in LR pixels (default: the model's; 256 HR pixels for "
+       "the diffusion models, 272 LR pixels (at most 2048 HR) for the LR-space ones).", int),
+    _o("overlap", "tiling.overlap", ["--overlap"], "Window overlap in LR pixels (default: the model's; a quarter "
+       "window for the diffusion models, a sixteenth for the LR-space ones).", int),
     _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
     _o("sampler", "sampler.preset", ["--sampler"], "Sampler preset of diffusion models: default or paper."),
     _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the checkpoint's, else the preset's); 0 "
