@@ -221,6 +221,11 @@ def test_a_url_with_a_space_is_bad_input_not_a_network_failure(served, tmp_path)
                                                 f"{given}: is not a valid URL: it holds a space, which a URL cannot "
                                                 "(write it as %20)"), error
     assert not out.exists()
+    res = CliRunner().invoke(app, ["upscale", f"{url}/a b.tif,{url}/lr.tif,{url}/lr.tif", "-x", "2", "-m",
+                                   "bicubic", "-o", str(out), "--json"])  # a band file of a list, as one URL
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error.endswith(f"its band file {url}/a b.tif is not a valid URL: it holds a space, "
+                                                 "which a URL cannot (write it as %20)"), error
     res = CliRunner().invoke(app, ["upscale", f"{url}/a%20b.tif", "-x", "2", "-m", "bicubic", "-o", str(out)])
     assert res.exit_code == 0, res.output
 

@@ -20,7 +20,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NetworkError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, named, network_failure, over_network
+from geosr.io.paths import OPEN_REMOTE_OPTIONS, malformed_url, named, network_failure, over_network
 
 if TYPE_CHECKING:
     from geosr.io.sensor_masks import SensorMask
@@ -99,6 +99,9 @@ def open_member(owner: str, href: str, what: str = "band file") -> rasterio.Data
         target = gdal_path(href)
     except InputError as exc:
         raise InputError(f"{owner}: its {what} {exc}") from exc
+    malformed = malformed_url(target)
+    if malformed is not None:  # refused by the request before it is sent: no network failure to retry
+        raise NotARasterError(f"{owner}: its {what} {named(href)} is not a valid URL: it {malformed}")
     try:
         if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
             with rasterio.Env(**OPEN_REMOTE_OPTIONS):
