@@ -138,15 +138,10 @@ def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, 
 
 def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
     """Whether the source's pixels are smaller than the grid's (compared in the grid's CRS)."""
-    return area_ratio(ds, grid) > 1
-
-
-def area_ratio(ds: rasterio.DatasetReader, grid: Grid) -> float:
-    """The grid's pixel area over the source's (in the grid's CRS): above 1 where the source is finer."""
     left, bottom, right, top = _bounds_in(ds, grid)
     src_px = ((right - left) / ds.width) * ((top - bottom) / ds.height)
     gx, gy = grid.res
-    return float(gx * gy / src_px)
+    return src_px < gx * gy
 
 
 def placed_transform(ds: rasterio.DatasetReader, grid: Grid) -> Affine | None:

@@ -32,7 +32,6 @@ from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, 
 from geosr.conditioning.reference import (
     GridReader,
     Harmonization,
-    area_ratio,
     check_overlap,
     fit_harmonization,
     fit_local_harmonization,
@@ -114,7 +113,7 @@ class Scene:
     ref_ds: rasterio.DatasetReader | None = None
     ref_reader: GridReader | None = None
     cd_reader: GridReader | None = None
-    cd_fine: tuple[GridReader, int] | None = None  # a mask finer than the output, on a grid k times finer; k
+    cd_any: GridReader | None = None  # a mask finer than the output, read by the largest value under each pixel
     map_reader: GridReader | None = None
     # A class raster too large to scan whole is checked on a sample of its blocks when opened; its values
     # are then checked again in every window read (read_stack).
@@ -397,11 +396,20 @@ class Scene:
         self.cd_info = info
         self.cd_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.cd_reader)
-        k = _finer_factor(ds, self.hr)
-        if k > 1:  # read k x k times per output pixel, so that a change smaller than an output pixel is not lost
-            fine = Grid(self.hr.crs, self.hr.transform @ Affine.scale(1 / k), self.hr.width * k, self.hr.height * k)
-            self.cd_fine = (GridReader(ds, fine, (1,), Resampling.nearest), k)
-            self._open.append(self.cd_fine[0])
+        if source_is_finer(ds, self.hr):
+            # the mode of an output pixel's mask pixels lost isolated changes and thin lines, whose stale reference
+            # was pasted (found in review): where every changed value is above every unchanged one (the built-in
+            # tables: 0 unchanged), the largest value under a pixel says whether any of them changed (GDAL's max,
+            # at the cost of the mode's read)
+            changed = [c.value for c in self.cd_table.classes if c.changed]
+            unchanged = [c.value for c in self.cd_table.classes if not c.changed]
+            if changed and (not unchanged or max(unchanged) < min(changed)):
+                self.cd_any = GridReader(ds, self.hr, (1,), Resampling.max)
+                self._open.append(self.cd_any)
+            else:
+                self.cd_warnings.append(f"{path}: is finer than the output and its table has unchanged classes "
+                                        "above changed ones, so each output pixel takes its mask pixels' most common "
+                                        "class: a change smaller than an output pixel may be lost")
 
     def _open_map(self, path: str) -> None:
         info, ds = self._open_classes(path, "map")
@@ -587,13 +595,9 @@ class Scene:
                     refuse_undeclared(self.cd_info.path, np.unique(raw[bad]).tolist(), self.cd_table)
             change = np.where(cd_valid, index, self.cd_table.unknown_index)
             changed = np.where(cd_valid, changed_value, True)
-            if self.cd_fine is not None:
-                # a mask finer than the output: an output pixel is changed where any of its mask pixels is (the mode
-                # of a pixel's classes lost isolated changes and thin lines, whose stale reference was pasted; found
-                # in review), as the first changed class where the mode is an unchanged one
-                reader, k = self.cd_fine
-                fine_raw, fine_valid = reader.read_values(Window(c0 * s * k, r0 * s * k, W * k, H * k))
-                anywhere = (self.cd_table.lookup(fine_raw)[1] & fine_valid).reshape(H, k, W, k).any(axis=(1, 3))
+            if self.cd_any is not None:  # a mask finer than the output: changed where any of its pixels is, as
+                top, top_valid = self.cd_any.read_values(hr_win)  # the unknown class where the mode is unchanged
+                anywhere = self.cd_table.lookup(top)[1] & top_valid
                 change = np.where(anywhere & ~changed, self.cd_table.unknown_index, change)
                 changed = changed | anywhere
             # clouds, by either product's own mask: the reference is not what the LR shows there (with --cd auto the
@@ -757,16 +761,6 @@ def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
         estimate = num / np.maximum(den, 1e-12) * np.clip(den * 100, 0, 1)
         out[b] = np.where(ok, model[b], estimate)
     return out
-
-
-FINER_READ_MAX = 8  # a change mask finer than the output is read at most this many times finer a side
-
-
-def _finer_factor(ds: rasterio.DatasetReader, grid: Grid) -> int:
-    """How many times finer a side than ``grid`` to read a class raster so that each of its pixels is seen: 1 when
-    it is no finer than the grid, at most FINER_READ_MAX."""
-    ratio = area_ratio(ds, grid)
-    return 1 if ratio <= 1 else int(min(FINER_READ_MAX, max(1, np.ceil(np.sqrt(ratio) - 1e-6))))
 
 
 def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
