@@ -341,3 +341,20 @@ def test_a_mask_finer_than_the_output_keeps_every_change(scene, tmp_path, raster
     expected[::4, ::4] = 2
     expected[50, :] = 2
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_finer_mask_whose_table_puts_unchanged_above_changed_is_read_by_mode_with_a_word(scene, tmp_path,
+                                                                                          raster_factory):
+    """The largest value under an output pixel says whether one changed only where changed values are the larger:
+    another table keeps the mode, and says a small change may be lost."""
+    table = tmp_path / "inverted.json"
+    table.write_text(json.dumps({"name": "inverted", "classes": [{"value": 0, "name": "changed", "changed": True},
+                                                                 {"value": 1, "name": "same", "changed": False}]}))
+    cd = np.ones((1, 128, 256), np.uint8)
+    cd[0, ::8, ::8] = 0  # isolated changed pixels, lost to the mode
+    mask = raster_factory("cd_inv.tif", cd, transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    r = upscale(scene["lr"], ref=scene["ref"], cd=mask, cd_classes=str(table), scale=4, model="reference-paste",
+                output=tmp_path / "out.tif")
+    assert any("a change smaller than an output pixel may be lost" in w for w in r.warnings), r.warnings
+    with rasterio.open(tmp_path / "out.provenance.tif") as ds:
+        assert (ds.read(1)[:64, :112] == 1).all()
