@@ -793,6 +793,13 @@ def test_a_subdataset_name_reads_its_container_s_file():
     assert subdataset_file("PDF:1:doc.pdf") == "doc.pdf" and subdataset_file("NITF_IM:0:x.ntf") == "x.ntf"
     assert subdataset_file('HDF4_EOS:EOS_GRID:"x.hdf":grid:field') == "x.hdf"
     assert subdataset_file("GPKG:C:\\d\\a.gpkg:t") == "C:\\d\\a.gpkg"
+    assert subdataset_file("HDF5:a.h5://g/v") == "a.h5"  # unquoted: a.h5 is no URL's scheme
+    from geosr.io.paths import subdataset_container
+
+    # a container on a server or in an archive, its URL's colons (and port) its own
+    assert subdataset_container("GPKG:/vsicurl/http://h:8080/a.gpkg:t") == "/vsicurl/http://h:8080/a.gpkg"
+    assert subdataset_container("GTIFF_DIR:1:/vsicurl/https://h:81/s.tif") == "/vsicurl/https://h:81/s.tif"
+    assert subdataset_container("GPKG:/vsizip/z.zip/g.gpkg:t") == "/vsizip/z.zip/g.gpkg"
     for other in ("scene.tif", "C:/data/scene.tif", "https://h/a.tif", "/vsizip/a.zip/b.tif", "s3://b/k.tif",
                   "scene:v2.tif", "WMS:http://h/", 'NETCDF:"/vsicurl/https://h/a.nc":v'):  # (the last: remote)
         assert subdataset_file(other) is None, other

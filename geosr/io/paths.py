@@ -74,7 +74,8 @@ def subdataset_file(path: str) -> str | None:
     return None if not found or REMOTE.match(found) or found.startswith("/vsi") else found
 
 
-_URL_SCHEME_END = re.compile(r"(^|/)[a-z][a-z0-9+.-]*$", re.IGNORECASE)  # "https", "/vsicurl/https": a URL follows
+# a URL's scheme ("https", "/vsicurl/https"): a URL follows, whose colons are its own (an HDF5 file a.h5 is no scheme)
+_URL_SCHEME_END = re.compile(r"(^|/vsi[a-z0-9_]+/)(https?|ftp|s3|gs|az)$", re.IGNORECASE)
 _PORT = re.compile(r"^\d+(/|$)")  # a URL's port and its path
 
 
