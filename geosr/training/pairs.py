@@ -47,7 +47,7 @@ class Pair:
     group: str = ""  # scene group (for splits)
     valid: torch.Tensor | None = None
     _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
-    _origins: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # per (crop, scale)
+    _origins: dict[tuple[int, int], tuple[np.ndarray, int]] = field(default_factory=dict)  # per (crop, scale)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -77,20 +77,21 @@ class Pair:
             self._stretch[scale] = array_stretch(lr.numpy(), valid)
         return self._stretch[scale]
 
-    def crop_origins(self, crop: int, scale: int) -> np.ndarray | None:
-        """(n, 2) (row, column) LR-grid origins of the ``crop``-px crops of this pair at ``scale`` that have data on
-        at least MIN_CROP_DATA of their pixels (a crop of nodata, read as 0, trained the model on black); None when
-        the target has data everywhere."""
+    def crop_origins(self, crop: int, scale: int) -> tuple[np.ndarray, int] | None:
+        """The LR-grid origins of the ``crop``-px crops of this pair at ``scale`` that have data on at least
+        MIN_CROP_DATA of their pixels (a crop of nodata, read as 0, trained the model on black), as int32 flat
+        indices (row * width + column: an 8000 x 8000 target's are tens of MB) and that width; None when the
+        target has data everywhere."""
         if self.valid is None:
             return None
         key = (crop, scale)
         if key not in self._origins:
             n = crop // scale
             h, w = self.shape[0] // scale, self.shape[1] // scale
-            lr_valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).float().mean((1, 3)).numpy()
-            table = np.pad(lr_valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            lr_valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).double().mean((1, 3)).numpy()
+            table = np.pad(lr_valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # (float64: exact shares on large images)
             share = (table[n:, n:] - table[:-n, n:] - table[n:, :-n] + table[:-n, :-n]) / (n * n)
-            self._origins[key] = np.argwhere(share >= MIN_CROP_DATA)
+            self._origins[key] = (np.flatnonzero(share >= MIN_CROP_DATA).astype(np.int32), int(share.shape[1]))
         return self._origins[key]
 
 

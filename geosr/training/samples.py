@@ -121,8 +121,9 @@ class TrainingSampleMaker:
         if P < s:
             raise InputError(f"{pair.name}: {H}x{W} is smaller than one LR pixel at x{s}")
         origins = pair.crop_origins(P, s)
-        if origins is not None and len(origins):  # a target with nodata: a crop where it has data
-            r0, c0 = (int(v) * s for v in origins[int(rng.integers(len(origins)))])
+        if origins is not None and len(origins[0]):  # a target with nodata: a crop where it has data
+            flat, width = origins
+            r0, c0 = (v * s for v in divmod(int(flat[int(rng.integers(len(flat)))]), width))
         else:
             r0 = int(rng.integers(0, H // s - P // s + 1)) * s
             c0 = int(rng.integers(0, W // s - P // s + 1)) * s
@@ -186,7 +187,7 @@ class PairMixture:
         # every sample of a batch must have the full crop: pairs smaller than it are left out (and named), and so are
         # pairs with no crop of data at some scale (nodata but for small patches)
         def no_data(p: Pair) -> bool:
-            return any((o := p.crop_origins(maker.crop, s)) is not None and not len(o) for s in maker.scales)
+            return any((o := p.crop_origins(maker.crop, s)) is not None and not len(o[0]) for s in maker.scales)
 
         self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop})
         self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs
