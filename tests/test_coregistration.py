@@ -148,6 +148,16 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean(d * d)))
 
 
+def _sample_moved(tmp_path: Path) -> tuple[dict, Grid, np.ndarray, Path]:
+    """The bundled sample's paths, its LR grid, its truth, and its reference moved 2.5 LR px east and 1.5 north."""
+    paths = sample_paths()
+    with rasterio.open(paths["lr"]) as ds:
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    with rasterio.open(paths["truth"]) as ds:
+        truth = ds.read()
+    return paths, grid, truth, _shifted_reference(paths["ref"], tmp_path / "ref_moved.tif", grid, 2.5, -1.5)
+
+
 def test_upscale_moves_a_shifted_reference_back_and_reports_it(tmp_path):
     """reference-paste with the sample's reference moved 2.5 LR px east and 1.5 north: with co-registration
     (the default) the result is as good as with the aligned reference; without, it is far worse."""
@@ -157,12 +167,7 @@ def test_upscale_moves_a_shifted_reference_back_and_reports_it(tmp_path):
 
     from geosr.cli.app import app
 
-    paths = sample_paths()
-    with rasterio.open(paths["lr"]) as ds:
-        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
-    with rasterio.open(paths["truth"]) as ds:
-        truth = ds.read()
-    moved = _shifted_reference(paths["ref"], tmp_path / "ref_moved.tif", grid, 2.5, -1.5)
+    paths, grid, truth, moved = _sample_moved(tmp_path)
     common = ["upscale", str(paths["lr"]), "--cd", str(paths["cd"]), "-x", "8", "--model", "reference-paste"]
     psnr, reports, warnings = {}, {}, {}
     for name, ref, extra in (("aligned", paths["ref"], ["--no-coregister"]), ("moved", moved, ["--no-coregister"]),
@@ -534,12 +539,7 @@ def test_with_an_aoi_the_shift_is_measured_beyond_it_and_the_detection_places_th
 
     from geosr.cli.app import app
 
-    paths = sample_paths()
-    with rasterio.open(paths["lr"]) as ds:
-        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
-    with rasterio.open(paths["truth"]) as ds:
-        truth = ds.read()
-    moved = _shifted_reference(paths["ref"], tmp_path / "ref_moved.tif", grid, 2.5, -1.5)
+    paths, grid, truth, moved = _sample_moved(tmp_path)
     t = grid.transform
     x0, y0 = t @ (19, 19)
     x1, y1 = t @ (31, 31)
