@@ -85,7 +85,8 @@ class RasterizeOSMOptions(CommandOptions):
                                       "https://overpass-api.de/api).")
     date: Any = option(None, "--date", str, "Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")
     cache_folder: str | None = option(None, "--cache-dir", Path, "Folder for Overpass responses (default "
-                                      "$GEOSR_CACHE_DIR/osmnx or ~/.cache/geosr/osmnx).",
+                                      "$GEOSR_CACHE_DIR/osmnx, else $XDG_CACHE_HOME/geosr/osmnx or "
+                                      "~/.cache/geosr/osmnx).",
                                       recorded=False)
     allow_empty: bool = option(False, "--allow-empty", bool, "Write an all-background map when the area holds no "
                                "feature (default: exit 2).")
