@@ -180,3 +180,17 @@ def test_a_float32_output_beside_the_type_s_largest_values_is_clipped_not_infini
     assert (tmp_path / "o.stac.json").is_file()
     raw = (tmp_path / "o.stac.json").read_text()
     assert "Infinity" not in raw and "NaN" not in raw  # (JSON has neither)
+
+
+@pytest.mark.parametrize("dtype, nodata", [("int64", -9999), ("uint64", 9999)])
+def test_a_64_bit_integer_output_keeps_its_nodata(raster_factory, tmp_path, dtype, nodata):
+    """An int64 output small enough to be assembled in memory was written without its nodata value (GDAL's MEM
+    driver does not hand it on to the COG's copy): its nodata pixels were ordinary values (found in review)."""
+    data = (smooth_field(1, 20, 24, 3) * 100 + 1).astype(dtype)
+    data[0, :3, :3] = nodata
+    lr = raster_factory("lr.tif", data, nodata=nodata)
+    upscale(str(lr), output=str(tmp_path / "o.tif"), scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.nodata == nodata and ds.dtypes[0] == dtype
+        out = ds.read(1)
+    assert (out[:6, :6] == nodata).all() and (out[6:, 6:] != nodata).all()

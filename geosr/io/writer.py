@@ -157,7 +157,11 @@ def written_mb(grid: Grid, meta: OutputMeta) -> float:
 
 
 def in_memory(grid: Grid, meta: OutputMeta) -> bool:
-    """Whether an output on ``grid`` is assembled in memory (see IN_MEMORY_MB)."""
+    """Whether an output on ``grid`` is assembled in memory (see IN_MEMORY_MB). Never a 64-bit integer one with a
+    nodata value: GDAL's MEM driver does not hand such a nodata on to the COG driver's copy (an int64 output with
+    nodata -9999 was written without one, its nodata pixels ordinary values; found in review)."""
+    if np.dtype(meta.dtype).itemsize == 8 and np.dtype(meta.dtype).kind in "iu" and meta.nodata is not None:
+        return False
     return assembled_mb(grid, meta) <= IN_MEMORY_MB
 
 
