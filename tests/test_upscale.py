@@ -457,6 +457,13 @@ def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
     _upscale(rgba, output=tmp_path / "rgba_x2.tif", scale=2, model="bicubic", bands="1,2,3,4")
     with rasterio.open(tmp_path / "rgba_x2.tif") as ds:
         assert [c.name for c in ds.colorinterp][:3] == ["red", "green", "blue"]
+    # an RGBA file's bands unnamed: its own colours, alpha as data (was gray, undefined, undefined, undefined)
+    plain = make_raster(tmp_path / "plain.tif", (smooth_field(4, 16, 16) * 255).astype(np.uint8))
+    with rasterio.open(plain, "r+") as ds:
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    _upscale(plain, output=tmp_path / "plain_x2.tif", scale=2, model="bicubic", bands="1,2,3,4")
+    with rasterio.open(tmp_path / "plain_x2.tif") as ds:
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue", "undefined"]
 
 
 def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_path):

@@ -676,7 +676,9 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
         elif info.has_mask:
             write_mask = True
     own = tuple(info.colorinterp[b - 1] for b in bands)
-    colorinterp = () if "alpha" in own else own
+    # an alpha band selected is data in the output (whose mask stands for it): undefined, the others keep theirs
+    # (an RGBA file's RGB lost its colours: gray, undefined, undefined, undefined; found in review)
+    colorinterp = tuple("undefined" if c == "alpha" else c for c in own)
     if len(bands) >= 3 and names_rgb(info, bands[:3]):  # e.g. Sentinel-2 B04,B03,B02, whose files say gray or
         # undefined: QGIS shows colour; a band after them (B08) keeps its own unless it claims one of the three
         # (or alpha: the output's bands have no alpha, the mask stands for it)
