@@ -102,6 +102,9 @@ class OutputConfig:
                 raise OptionError(f"compress_level {self.compress_level}: {self.compress}'s compression level is at "
                                   f"most {levels[1]}", param="compress_level")
         _check_int("blocksize", self.blocksize, low=16)
+        if self.blocksize % 16:  # else GDAL's COG driver refused it once the pixels were computed
+            raise OptionError(f"blocksize {self.blocksize}: a COG's tiles are a multiple of 16 pixels a side "
+                              f"(e.g. {max(16, self.blocksize // 16 * 16)})", param="blocksize")
 
 
 @dataclass(frozen=True, kw_only=True)

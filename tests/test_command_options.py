@@ -271,3 +271,15 @@ def test_the_python_api_refuses_wrong_kinds_wherever_a_value_arrives(tmp_path):
     with pytest.raises(OptionError, match="device 'tpu': use auto, cpu, cuda or cuda:N"):
         geosr.batch(str(tmp_path / "l*.tif"), out=str(tmp_path / "{stem}_b.tif"), x=2, model="bicubic", device="tpu",
                     dry_run=True)
+
+
+def test_a_cog_blocksize_not_a_multiple_of_16_is_refused_up_front():
+    """OutputConfig(blocksize=100) was accepted, the pixels computed, then GDAL's COG driver refused the tile width
+    (a raw error, the work folder left behind; found in review)."""
+    from geosr.config import OutputConfig
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"^blocksize 100: a COG's tiles are a multiple of 16 pixels a side "
+                                          r"\(e.g. 96\)$"):
+        OutputConfig(blocksize=100)
+    assert OutputConfig(blocksize=96).blocksize == 96
