@@ -174,8 +174,6 @@ def gdal_files(path: str) -> list[str]:
     """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), the
     archive behind a /vsizip/, /vsitar/, /vsigzip/ path. None for URLs. An output must be none of them (writing
     over a VRT's source or the zip an input is read from destroys the input), and ``--resume`` compares them."""
-    import rasterio
-
     local = local_form(path)
     if local != path:  # rasterio's URL form of a local file (file://) or archive member (zip://): what GDAL reads
         return list(dict.fromkeys(([] if REMOTE.match(local) else [local]) + gdal_files(local)))
@@ -189,13 +187,7 @@ def gdal_files(path: str) -> list[str]:
         return [inside] if Path(inside).is_file() else []
     if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
         return []
-    try:
-        with warnings.catch_warnings():  # a raster without georeferencing is named where it matters
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as ds:
-                names = [str(f) for f in (ds.files or [])]
-    except Exception:  # unreadable: the run names it in one sentence when it opens the file
-        names = []
+    names = _listed_files(path)
     out = []
     for name in [path, *names]:
         m = _ARCHIVE.match(name)
@@ -214,18 +206,23 @@ def gdal_files(path: str) -> list[str]:
 def remote_sources(path: str) -> list[str]:
     """The files read over a network that GDAL reads for the local raster ``path`` (a VRT's remote sources, each as
     its /vsicurl/ path or URL); none for other rasters, remote or unreadable ones (named when the run opens them)."""
-    import rasterio
-
     if REMOTE.match(local_form(path)) or subdataset_container(path) is not None or not Path(path).is_file():
         return []
+    return list(dict.fromkeys(n for n in _listed_files(path) if REMOTE.match(n) and not _ARCHIVE.match(n)))
+
+
+def _listed_files(path: str) -> list[str]:
+    """GDAL's list of the files it reads for the raster ``path`` (a VRT's sources); none when it cannot be opened
+    (the run names that in one sentence when it opens the file)."""
+    import rasterio
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # a raster without georeferencing is named where it matters
             warnings.simplefilter("ignore")
             with rasterio.open(path) as ds:
-                names = [str(f) for f in (ds.files or [])]
-    except Exception:
+                return [str(f) for f in (ds.files or [])]
+    except Exception:  # noqa: BLE001
         return []
-    return list(dict.fromkeys(n for n in names if REMOTE.match(n) and not _ARCHIVE.match(n)))
 
 
 # -- a list of files, a folder of band files ---------------------------------------------------------------------
