@@ -189,7 +189,7 @@ def plan_upscale(
     reused = bool(key) and out_path is not None and _kept_detection(out_path, key) is not None
     detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" and not reused else None
     summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting)  # what is read
-    cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path)
+    cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path, key)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
                            ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
@@ -276,11 +276,12 @@ def _mask_kind(opts: UpscaleOptions, table: ChangeClassTable) -> str:
 
 
 def _change_mask(lr: str, opts: UpscaleOptions, kind: str, dry_run: bool, area: Window | None,
-                 out_path: Path | None = None) -> tuple[str | None, dict | None, Any]:
+                 out_path: Path | None = None, key: dict | None = None) -> tuple[str | None, dict | None, Any]:
     """The change mask the job reads (``kind``, :func:`_mask_kind`): the user's file; ``auto``: detected from the
     reference (:mod:`geosr.pipeline.detect_changes`) over ``area`` (the --aoi's LR window; None: the whole LR),
     kept in the output's work folder (:func:`_kept_detection`) or, without an output, in memory; ``none``: none.
-    Returns (path or None, the detection's report or None, what the scene must keep open)."""
+    ``key``: :func:`_detection_key`'s, when the caller has it. Returns (path or None, the detection's report or None,
+    what the scene must keep open)."""
     if kind == "none":
         return None, None, None
     if kind == "file":
@@ -289,7 +290,7 @@ def _change_mask(lr: str, opts: UpscaleOptions, kind: str, dry_run: bool, area: 
         return None, {"method": "auto", "ran": False}, None
     from geosr.pipeline.detect_changes import detect_changes_in_memory
 
-    key = _detection_key(lr, opts, area)
+    key = _detection_key(lr, opts, area) if key is None else key  # (the plan's, measured already)
     if not key:  # not kept (a remote input)
         out_path = None
     kept = _kept_detection(out_path, key) if out_path is not None else None
