@@ -70,10 +70,9 @@ class Pair:
             lr = self.lr.get(scale)
             if lr is None:
                 lr = box_downsample(self.target, scale)
-            valid = None
-            if self.valid is not None:  # over the LR pixels with data (nodata read as 0 pulled the stretch)
-                h, w = lr.shape[-2:]
-                valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).all(3).all(1).numpy()
+            # over the LR pixels with data (nodata read as 0 pulled the stretch)
+            h, w = lr.shape[-2:]
+            valid = None if self.valid is None else self._lr_share(scale)[:h, :w] == 1.0
             self._stretch[scale] = array_stretch(lr.numpy(), valid)
         return self._stretch[scale]
 
@@ -87,12 +86,16 @@ class Pair:
         key = (crop, scale)
         if key not in self._origins:
             n = crop // scale
-            h, w = self.shape[0] // scale, self.shape[1] // scale
-            lr_valid = self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).double().mean((1, 3)).numpy()
-            table = np.pad(lr_valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # (float64: exact shares on large images)
+            table = np.pad(self._lr_share(scale).cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # (float64: exact on large)
             share = (table[n:, n:] - table[:-n, n:] - table[n:, :-n] + table[:-n, :-n]) / (n * n)
             self._origins[key] = (np.flatnonzero(share >= MIN_CROP_DATA).astype(np.int32), int(share.shape[1]))
         return self._origins[key]
+
+    def _lr_share(self, scale: int) -> np.ndarray:
+        """(h, w) float64: the share of each LR pixel's block at ``scale`` where the target has data (``valid``)."""
+        assert self.valid is not None
+        h, w = self.shape[0] // scale, self.shape[1] // scale
+        return self.valid[: h * scale, : w * scale].reshape(h, scale, w, scale).double().mean((1, 3)).numpy()
 
 
 MIN_CROP_DATA = 0.9  # the least share of a training crop's pixels with data
