@@ -106,6 +106,38 @@ def test_a_zipped_product_of_any_name_or_as_a_vsizip_path_is_read_as_the_product
         assert ds.count == 1 and ds.descriptions == (None,)
 
 
+def test_a_product_missing_an_unselected_band_file_is_read(tmp_path):
+    """A product downloaded band by band (no B08): its RGB runs, band numbers kept; selecting B08 is refused."""
+    safe, _ = l2a_product(tmp_path)
+    with open_raster(str(safe)) as ds:
+        whole = ds.read()
+    next(safe.rglob("*_B08_10m.jp2")).unlink()
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "rgb.tif")
+    assert res.exit_code == 0, res.output
+    with open_raster(str(safe)) as ds:
+        assert ds.descriptions == BANDS_10M and np.array_equal(ds.read([1, 2, 3]), whole[:3])
+        assert not ds.read(4).any() and ds.nodatavals[3] == 0
+    with rasterio.open(tmp_path / "rgb.tif") as out:
+        assert out.count == 3 and out.descriptions == ("B04", "B03", "B02")
+    assert "B08_10m.jp2" not in " ".join(files_of(str(safe)))
+    info = _run("info", safe)
+    assert info.exit_code == 0 and "image file of B08 is missing" in " ".join(info.output.split())
+    for bands in ("4", "B08", "nir", "4,3,2"):
+        res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "--bands", bands, "-o", tmp_path / f"{bands}.tif")
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "the image file of B08 is missing" in said and "(B02, B03, B04)" in said, said
+        assert not (tmp_path / f"{bands}.tif").exists()
+    # the first band's file missing too: the grid from the first that is there
+    next(safe.rglob("*_B02_10m.jp2")).unlink()
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "--bands", "B04,B03", "-o", tmp_path / "rg.tif")
+    assert res.exit_code == 0, res.output
+    for b in ("*_B03_10m.jp2", "*_B04_10m.jp2"):
+        next(safe.rglob(b)).unlink()
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "none.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "image file of B02 is missing" in said and "those of B03, B04, B08" in said, said
+
+
 def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
     safe, _ = l2a_product(tmp_path)
     next(safe.rglob("*_B03_10m.jp2")).unlink()

@@ -357,7 +357,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
     if spec is None or not spec.strip():
-        return default_bands(info)
+        return refuse_missing_bands(info, default_bands(info))
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
     roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]
@@ -388,7 +388,21 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
         out.append(b)
     if not out:
         raise BandError(f"{info.path}: the band selection {spec!r} selects no band")
-    return tuple(out)
+    return refuse_missing_bands(info, tuple(out))
+
+
+def refuse_missing_bands(info: RasterInfo, bands: tuple[int, ...]) -> tuple[int, ...]:
+    """``bands``, unless one of them is a composite's band whose file is missing (stacked as nodata to keep the
+    band numbers: geosr.io.sentinel2)."""
+    comp = composite(info.path) if is_composite(info.path) else None
+    gone = dict(comp.missing) if comp else {}
+    for b in bands:
+        why = gone.get(info.descriptions[b - 1] or "")
+        if why is not None:
+            there = [d or str(i) for i, d in enumerate(info.descriptions, 1) if (d or "") not in gone]
+            raise InputNotFoundError(f"{info.path}: {why}; download it, or select bands that are there "
+                                     f"({', '.join(there)})")
+    return bands
 
 
 def refuse_palette(info: RasterInfo, bands: tuple[int, ...], role: str = "") -> None:

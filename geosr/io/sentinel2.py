@@ -71,18 +71,25 @@ def sentinel2_product(path: str) -> Composite:
         raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
     offsets = _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
     hrefs = {b: base + rel for b, rel in _images(path, root, level).items()}
-    for b, h in hrefs.items():  # (a file inside a zip on this machine too; a remote one is GDAL's to tell)
-        in_local_zip = re.match(r"^/vsizip/(?!/vsi)", h, re.IGNORECASE) is not None
-        if (in_local_zip or not h.startswith("/vsi")) and not _exists(h):
-            raise InputNotFoundError(f"{path}: the image file of {b} is missing ({h.removeprefix(base)})")
+    # a band file not downloaded (a product fetched band by band) keeps its band's place, as nodata: selecting it
+    # is refused (geosr.io.rasters.refuse_missing_bands), the others are read (a file inside a zip on this machine
+    # too; a remote one is GDAL's to tell)
+    missing = {b: f"the image file of {b} is missing ({h.removeprefix(base)})" for b, h in hrefs.items()
+               if (re.match(r"^/vsizip/(?!/vsi)", h, re.IGNORECASE) or not h.startswith("/vsi")) and not _exists(h)}
+    if len(missing) == len(hrefs):
+        raise InputNotFoundError(f"{path}: {missing[S2_10M[0]]}, and so are those of {', '.join(S2_10M[1:])}")
     members = [Member(hrefs[b], 1, b, nodata=0.0, scale=1.0 / quant, offset=offsets.get(b, 0.0) / quant,
-                      colorinterp={"B04": "Red", "B03": "Green", "B02": "Blue"}.get(b)) for b in S2_10M]
+                      colorinterp={"B04": "Red", "B03": "Green", "B02": "Blue"}.get(b), missing=missing.get(b))
+               for b in S2_10M]
     note = (f"Sentinel-2 {level} product, processing baseline {info.get('PROCESSING_BASELINE') or 'unknown'}: "
             f"{', '.join(S2_10M)} at 10 m; {_reflectance(offsets, quant)} (band scale and offset)")
+    if missing:
+        note += "".join(f"; {why}: band {S2_10M.index(b) + 1} reads as nodata" for b, why in missing.items())
     start = info.get("PRODUCT_START_TIME")
     meta = {"ACQUISITIONDATETIME": start} if start else {}
     meta["GEOSR_SOURCE"] = note
-    comp = stack(path, f"Sentinel-2 {level} product", members, files + list(hrefs.values()), note, meta)
+    comp = stack(path, f"Sentinel-2 {level} product", members,
+                 files + [h for b, h in hrefs.items() if b not in missing], note, meta)
     found: tuple[str, Callable[[str], SensorMask], str] | None
     if level == "L2A":
         scl = _scl(root, base)

@@ -12,7 +12,7 @@ import re
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +40,7 @@ class Member:
     scale: float | None = None  # None: the member's own
     offset: float | None = None
     colorinterp: str | None = None
+    missing: str | None = None  # why the file is not there (a product's band not downloaded): a band of nodata
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Composite:
     left_out: tuple[str, ...] = ()  # the bands not stacked (on another grid than the first's), by description
     mask: SensorMask | None = None  # the sensor's own cloud mask shipped beside the bands (its file is in ``files``)
     mask_unused: str | None = None  # why a cloud mask the input names is not used (its file is missing; two)
+    missing: tuple[tuple[str, str], ...] = ()  # (description, why) of the bands stacked as nodata: file missing
 
 
 def gdal_path(href: str) -> str:
@@ -170,6 +172,8 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
             ET.SubElement(band, "Offset").text = repr(float(offset))
         if m.scale is not None or scale != 1.0:
             ET.SubElement(band, "Scale").text = repr(float(scale))
+        if m.missing is not None:  # no source: the band reads as its nodata, and selecting it is refused
+            continue
         src = ET.SubElement(band, "SimpleSource")
         ET.SubElement(src, "SourceFilename", relativeToVRT="0").text = gdal_path(m.href)
         ET.SubElement(src, "SourceBand").text = str(m.band)
@@ -189,17 +193,23 @@ GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int
 def stack(owner: str, kind: str, members: list[Member], files: list[str], note: str,
            metadata: dict[str, str] | None = None, *, same_grid: bool = True) -> Composite:
     """Stack ``members`` on the grid they share. With ``same_grid`` False, members on a grid other than the
-    first member's are left out (and said in the note); with True, they are an error."""
+    first member's are left out (and said in the note); with True, they are an error. A member whose file is
+    ``missing`` keeps its place as a band of nodata on the grid of the first member that is there."""
+    there = [m for m in members if m.missing is None]
     headers: dict[str, Header] = {}
-    for m in members:
+    for m in there:
         if m.href not in headers:
             headers[m.href] = read_header(owner, m.href)
-    first = headers[members[0].href]
+    first = headers[there[0].href]
+    for m in members:  # a missing file's band: the first file's grid and data type, read from nothing
+        if m.missing is not None:
+            headers[m.href] = replace(first, dtypes=(first.dtypes[0],) * m.band, nodata=(m.nodata,) * m.band,
+                                      scales=(), offsets=(), units=())
     kept = [m for m in members if headers[m.href].grid == first.grid]
     if len(kept) < len(members):
         other = next(m for m in members if headers[m.href].grid != first.grid)
         if same_grid:
-            raise BandError(f"{owner}: {other.href} is not on the grid of {members[0].href} (same CRS, pixel size "
+            raise BandError(f"{owner}: {other.href} is not on the grid of {there[0].href} (same CRS, pixel size "
                             "and extent are needed to stack band files)")
         left_out = tuple(m.description for m in members if m not in kept)
         note += f"; left out, on a coarser or other grid: {', '.join(left_out)}"
@@ -210,4 +220,5 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
     if common is not None:
         note += f"; bands of {' and '.join(dtypes)} read as {common}"
     return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note,
-                     left_out if len(kept) < len(members) else ())
+                     left_out if len(kept) < len(members) else (),
+                     missing=tuple((m.description, m.missing) for m in members if m.missing is not None))

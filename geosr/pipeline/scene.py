@@ -45,7 +45,6 @@ from geosr.io.rasters import (
     RasterInfo,
     band_count,
     block_sample,
-    default_bands,
     inspect_raster,
     open_raster,
     parse_bands,
@@ -231,7 +230,7 @@ class Scene:
         info = inspect_raster(path)
         if cloud_masks:  # before co-registration, which leaves out what the masks flag
             self.ref_mask, self.mask_warnings = _cloud_mask_of(path, "reference", self.mask_warnings)
-        sel = parse_bands(ref_bands, info) if ref_bands else default_bands(info)
+        sel = parse_bands(ref_bands, info)
         refuse_palette(info, sel, "the reference ")  # (bands of several types read through a VRT: no refusal)
         if not ref_bands and len(sel) == 1 and len(self.bands) > 1:  # a panchromatic reference sharpens every band
             sel = sel * len(self.bands)
@@ -520,7 +519,7 @@ class Scene:
         """A style image (SGDM): its bands matching the LR's, at most ``side`` pixels a side, in this
         scene's model space (the LR's stretch, so its colours are compared with the LR's)."""
         info = inspect_raster(path, require_crs=False)
-        sel = default_bands(info)
+        sel = parse_bands(None, info)
         if len(sel) != len(self.bands):
             raise BandError(f"{path}: the style image gives {band_count(len(sel))} but the LR gives "
                             f"{band_count(len(self.bands))}")
