@@ -1,11 +1,18 @@
-"""Local radiometric harmonization of the reference (issue 19.3): gain and bias fields over the scene."""
+"""Radiometric harmonization of the reference: local gain and bias fields over the scene (issue 19.3), the
+unchanged pixels it is fitted on."""
 
 from __future__ import annotations
 
 import numpy as np
+import rasterio
+from affine import Affine
 from tests.test_detect_changes import _textured
 
+from conftest import make_raster, smooth_field
+from geosr.conditioning.changes import BINARY
 from geosr.conditioning.reference import fit_harmonization, fit_local_harmonization
+from geosr.pipeline.scene import Scene
+from geosr.tiling.grid import Grid, hr_grid
 
 
 def test_local_harmonization_follows_a_gain_that_varies_over_the_scene():
@@ -29,3 +36,28 @@ def test_local_harmonization_follows_a_gain_that_varies_over_the_scene():
     assert local.to_dict()["local"]["cells"] == [6, 6]
     small = fit_local_harmonization(lr[:, :64, :64], ok[:64, :64], ref[:, :64, :64], ok[:64, :64])
     assert small.field_gain is None  # under three cells a side: the global fit
+
+
+def test_the_scene_fit_leaves_out_lr_pixels_partly_changed(tmp_path):
+    """The fit of reference to LR reads the change mask onto the LR grid by its largest value: an LR pixel of which a
+    part changed mixes two dates in its reference average (the mode read it unchanged, and the fit followed it)."""
+    s, n = 4, 32
+    lr = (0.1 + 0.4 * smooth_field(1, n, n, seed=3)[0]).astype(np.float32)
+    ref = np.repeat(np.repeat((lr - 0.1) / 2, s, 0), s, 1)  # the reference: LR = 2 * ref + 0.1 where unchanged
+    cd = np.zeros_like(ref, dtype=np.uint8)
+    for i in range(n):
+        for j in range(n):
+            if (i + j) % 2 == 0:  # in every other LR pixel, a quarter of its HR pixels changed (the mode: unchanged)
+                cd[i * s, j * s:(j + 1) * s] = 1
+    ref[cd == 1] = 0.9  # what stood there at the reference's date
+    fine = Affine(10.0 / s, 0, 500000.0, 0, -10.0 / s, 5000000.0)
+    make_raster(tmp_path / "lr.tif", lr)
+    make_raster(tmp_path / "ref.tif", ref.astype(np.float32), transform=fine)
+    make_raster(tmp_path / "cd.tif", cd, transform=fine)
+    with rasterio.open(tmp_path / "lr.tif") as ds:
+        hr, area = hr_grid(Grid(ds.crs, ds.transform, ds.width, ds.height), s)
+    with Scene.open(str(tmp_path / "lr.tif"), scale=s, hr=hr, area=area, ref=str(tmp_path / "ref.tif"),
+                    cd=str(tmp_path / "cd.tif"), cd_table=BINARY, local_harmonization=False) as scene:
+        fit = scene.harmonization
+    assert fit is not None and fit.pixels == n * n // 2
+    assert abs(fit.gain[0] - 2.0) < 0.01 and abs(fit.bias[0] - 0.1) < 0.005, fit

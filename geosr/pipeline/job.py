@@ -484,8 +484,9 @@ def _input_name(path: str) -> str:
 # LR within +-2 in model space, its output taking the LR's own upsampling in place of the clipped one's; a float
 # output is clipped to its type's finite range; `cd auto` compares a scene wider than 16384 LR pixels in parts; 13:
 # the reference's shift measured around a small area on the LR beyond it, a coarser reference's not refined; an
-# output pixel changed where any pixel of a finer change mask under it is).
-PIPELINE_REVISION = 13
+# output pixel changed where any pixel of a finer change mask under it is; 14: the reference's radiometric fit leaves
+# out LR pixels of which any part changed).
+PIPELINE_REVISION = 14
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,

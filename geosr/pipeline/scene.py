@@ -400,15 +400,21 @@ class Scene:
             # was pasted (found in review): where every changed value is above every unchanged one (the built-in
             # tables: 0 unchanged), the largest value under a pixel says whether any of them changed (GDAL's max,
             # at the cost of the mode's read)
-            changed = [c.value for c in self.cd_table.classes if c.changed]
-            unchanged = [c.value for c in self.cd_table.classes if not c.changed]
-            if changed and (not unchanged or max(unchanged) < min(changed)):
+            if self._changed_above_unchanged():
                 self.cd_any = GridReader(ds, self.hr, (1,), Resampling.max)
                 self._open.append(self.cd_any)
             else:
                 self.cd_warnings.append(f"{path}: is finer than the output and its table has unchanged classes "
                                         "above changed ones, so each output pixel takes its mask pixels' most common "
                                         "class: a change smaller than an output pixel may be lost")
+
+    def _changed_above_unchanged(self) -> bool:
+        """Whether every changed class of the change table has a value above every unchanged one (the built-in
+        tables: 0 unchanged), so that the largest mask value under a coarser pixel says whether any part of it
+        changed."""
+        changed = [c.value for c in self.cd_table.classes if c.changed]
+        unchanged = [c.value for c in self.cd_table.classes if not c.changed]
+        return bool(changed) and (not unchanged or max(unchanged) < min(changed))
 
     def _open_map(self, path: str) -> None:
         info, ds = self._open_classes(path, "map")
@@ -478,7 +484,11 @@ class Scene:
             ref_lr.close()
         usables = [v for _, v in refs]
         if self.cd_info is not None:
-            cd_lr = GridReader(self.cd_reader.ds, lr_grid, (1,), Resampling.mode)
+            # an LR pixel partly changed is left out of the fit, not only one mostly changed (the mode's): its
+            # reference average mixes the two dates (a changed quarter of each of half the LR pixels drew a fitted
+            # gain 2 to 1.26, found in review)
+            cd_lr = GridReader(self.cd_reader.ds, lr_grid, (1,),
+                               Resampling.max if self._changed_above_unchanged() else Resampling.mode)
             try:
                 cds = [cd_lr.read(w, out_shape=out_shape) for w in windows]
             finally:
