@@ -79,6 +79,18 @@ def test_like_with_osm_file(tmp_path, scene):
         cls = ds.read(1)
     (x, y), want = EXPECTED["building (outer ring)"]
     assert cls[pixel_of(x, y)] == want
+    # `geosr info` says what made the map: its classes, style, source and the OSM data's date
+    from geosr.cli.app import app as geosr_app
+    from geosr.io.describe import geosr_record
+
+    record = geosr_record(str(out))
+    assert record is not None and record["map_class_table"] == DEFAULT_MAP_CLASSES.name
+    assert record["map_classes"] == DEFAULT_MAP_CLASSES.names and record["map_style"] == "classes"
+    assert record["osm_timestamp"] == "2020-01-01T00:00:00Z" and record["osm_source"] == scene.name
+    said = " ".join(runner.invoke(geosr_app, ["info", str(out)]).output.split())
+    assert (f"OSM map made by geosr {record['version']} rasterize-osm: class table {DEFAULT_MAP_CLASSES.name} ("
+            f"{', '.join(DEFAULT_MAP_CLASSES.names)}), style classes, from ") in said, said
+    assert "OSM data as of 2020-01-01T00:00:00Z" in said, said
 
 
 def test_json_summary(tmp_path, scene):

@@ -70,6 +70,14 @@ def _print_record(g: dict) -> None:
     if "model" in g:
         out_console.print(f"made by geosr {g.get('version', '?')}: x{g.get('scale', '?')} with {g['model']}"
                           + (f" from {inputs}" if inputs else ""), highlight=False)
+    if "map_class_table" in g:  # a `geosr rasterize-osm` map
+        classes = g.get("map_classes")
+        listed = f" ({', '.join(map(str, classes))})" if isinstance(classes, list) else ""
+        when = f", OSM data as of {g['osm_timestamp']} ({g.get('osm_timestamp_kind', 'unknown')})" \
+            if g.get("osm_timestamp") else ""
+        out_console.print(f"OSM map made by geosr {g.get('version', '?')} rasterize-osm: class table "
+                          f"{g['map_class_table']}{listed}, style {g.get('map_style', '?')}, from "
+                          f"{g.get('osm_source', '?')}{when}", highlight=False)
     cd = g.get("change_detection")
     if isinstance(cd, dict) and "method" in cd and "ran" not in cd:  # a `geosr detect-changes` raster
         finer = cd.get("refine") or 1

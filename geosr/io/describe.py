@@ -140,7 +140,10 @@ _RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "s
            "GEOSR_MODEL_SETTINGS": "model_settings", "GEOSR_COREGISTRATION": "coregistration",
            "GEOSR_CHANGE_DETECTION": "change_detection", "GEOSR_PROVENANCE": "provenance",
            "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes",
-           "GEOSR_SENSOR_MASK": "sensor_mask"}
+           "GEOSR_SENSOR_MASK": "sensor_mask",
+           # a `geosr rasterize-osm` map (geosr.osm.classes' tags: io does not import osm)
+           "GEOSR_CLASS_TABLE": "map_class_table", "GEOSR_MAP_CLASSES": "map_classes", "GEOSR_MAP_STYLE": "map_style",
+           "OSM_SOURCE": "osm_source", "OSM_TIMESTAMP": "osm_timestamp", "OSM_TIMESTAMP_KIND": "osm_timestamp_kind"}
 
 
 def geosr_record(path: str, tags: dict[str, str] | None = None) -> dict | None:
