@@ -174,6 +174,51 @@ def test_bands_named_by_stac_common_names_are_picked_and_kept_by_them(raster_fac
         ("nir08", "nir08"), ("red", "red"), ("swir16", "swir16"), ("coastal", "coastal")]
 
 
+def test_an_outputs_item_gives_back_every_band_even_those_sharing_a_common_name(raster_factory, tmp_path):
+    """Sentinel-2's B05, B06 and B07 are all `rededge`: the item of an output of them read back as one band (the
+    others dropped without a word); B8A was called `nir`, and with B08 one of the two was dropped."""
+    from geosr.io.rasters import inspect_raster, open_raster, parse_bands
+
+    names = ("B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    data = (smooth_field(len(names), 16, 16) * 60000).astype(np.uint16)
+    lr = raster_factory("lr.tif", data, descriptions=names)
+    upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic", bands=",".join(names))
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    assert [(b["name"], b.get("common_name")) for b in item["assets"]["data"]["eo:bands"]] == [
+        ("B05", "rededge"), ("B06", "rededge"), ("B07", "rededge"), ("B08", "nir"), ("B8A", "nir08"),
+        ("B11", "swir16"), ("B12", "swir22")]
+    info = inspect_raster(str(tmp_path / "o.stac.json"))
+    assert info.descriptions == ("B05", "B06", "B07", "nir", "nir08", "swir16", "swir22")
+    with rasterio.open(tmp_path / "o.tif") as out, open_raster(str(tmp_path / "o.stac.json")) as back:
+        assert np.array_equal(out.read(), back.read())
+    assert parse_bands("B06,nir08,rededge", info) == (2, 5, 1)
+
+
+def test_an_items_visual_asset_adds_no_band_its_data_assets_hold(raster_factory, tmp_path):
+    """Earth Search's items: three `rededge` data assets (rededge1-3) are three bands; the `visual` rendering's red,
+    green and blue are the data assets' own, so it adds none of them."""
+    from datetime import datetime, timezone
+
+    from geosr.io.rasters import inspect_raster, open_raster
+
+    files = {k: raster_factory(f"{k}.tif", (smooth_field(1, 16, 16, seed=i) * 9000).astype(np.uint16))
+             for i, k in enumerate(("red", "green", "blue", "rededge1", "rededge2", "rededge3"))}
+    visual = raster_factory("visual.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    item = pystac.Item("S2B_33UUB", {"type": "Point", "coordinates": [15.0, 45.0]}, [15, 45, 15, 45],
+                       datetime(2023, 6, 12, 10, 10, 31, tzinfo=timezone.utc), {})
+    for key, path in files.items():
+        item.add_asset(key, pystac.Asset(path.name, media_type=pystac.MediaType.COG, roles=["data"], extra_fields={
+            "eo:bands": [{"name": key, "common_name": "rededge" if key.startswith("rededge") else key}]}))
+    item.add_asset("visual", pystac.Asset(visual.name, media_type=pystac.MediaType.COG, roles=["visual"],
+                                          extra_fields={"eo:bands": [{"name": c, "common_name": c}
+                                                                     for c in ("red", "green", "blue")]}))
+    (tmp_path / "item.json").write_text(json.dumps(item.to_dict(include_self_link=False)))
+    info = inspect_raster(str(tmp_path / "item.json"))
+    assert info.descriptions == ("red", "green", "blue", "rededge1", "rededge2", "rededge3")
+    with open_raster(str(tmp_path / "item.json")) as ds, rasterio.open(files["rededge2"]) as one:
+        assert np.array_equal(ds.read(5), one.read(1))
+
+
 def test_the_acquisition_time_in_gdal_s_imagery_domain_dates_the_item_and_stays_with_the_output(raster_factory,
                                                                                                tmp_path):
     """GDAL's drivers put ACQUISITIONDATETIME (and SATELLITEID, CLOUDCOVER) in the IMAGERY metadata domain: geosr

@@ -201,6 +201,8 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
 
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
 _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan"}
+# Sentinel-2's bands whose common name is narrower than their role's (as STAC's catalogues name them)
+_NARROW = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 # the eo extension's common names (v1.1): a band named one of them keeps it as its common name
 EO_COMMON_NAMES = frozenset({"pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
                              "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
@@ -215,8 +217,8 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
     bands = []
     for i, role in enumerate(roles):
         name = info.descriptions[i] or f"b{i + 1}"
-        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or _COMMON.get(role or "") or {
-            "b11": "swir16", "b12": "swir22"}.get(name.lower())
+        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or _NARROW.get(name.lower()) or \
+            _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
 

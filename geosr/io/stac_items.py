@@ -10,7 +10,8 @@ import math
 import os
 import urllib.parse
 import urllib.request
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pystac
@@ -153,7 +154,7 @@ def stac_item(path: str) -> Composite | None:
     item = _read_item(path)
     if item is None:
         return None
-    candidates: list[tuple[bool, Member]] = []
+    candidates: list[_Candidate] = []
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
         if not _raster((asset.media_type or "").lower()) or key.lower() in _MASK_ASSETS:
@@ -177,18 +178,12 @@ def stac_item(path: str) -> Composite | None:
                                           f"not a finite number{' other than 0' if field == 'scale' else ''}")
             ci = {"red": "Red", "green": "Green", "blue": "Blue"}.get(band["common_name"] or "")
             href = _asset_path(path, asset)
-            candidates.append((bool(roles & _NOT_DATA), Member(href, i, name,
-                                                              nodata=nodata, scale=band["scale"],
-                                                              offset=band["offset"], colorinterp=ci)))
+            member = Member(href, i, name, nodata=nodata, scale=band["scale"], offset=band["offset"], colorinterp=ci)
+            candidates.append(_Candidate(bool(roles & _NOT_DATA), band["common_name"], band["name"], key, member))
     if not candidates:
         raise BandError(f"{path}: no asset of this STAC item names its bands (eo:bands or bands, with a common "
                         "name or a name)")
-    # one band per name, data assets before renderings (Sentinel-2's "visual" also holds red, green, blue)
-    candidates.sort(key=lambda c: c[0])
-    seen: dict[str, Member] = {}
-    for _, m in candidates:
-        seen.setdefault(m.description, m)
-    members = list(seen.values())
+    members = _one_per_band(candidates)
     heads = {m.href: read_header(path, m.href) for m in members}
     for m in members:
         held = len(heads[m.href].dtypes)
@@ -214,6 +209,38 @@ def stac_item(path: str) -> Composite | None:
         why = f"its cloud mask {Path(mask.href).name} is missing"
         return replace(comp, note=comp.note + f"; {why}: none used", mask_unused=why)
     return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A band of an item's asset, as a member of its stack (described by its common name, else its name)."""
+
+    rendering: bool  # of a thumbnail, overview or visual asset
+    common: str | None
+    name: str | None
+    key: str  # the asset's
+    member: Member
+
+
+def _one_per_band(candidates: list[_Candidate]) -> list[Member]:
+    """One member per band of the item: the data assets' bands, told apart by common name and name (Sentinel-2's
+    B05, B06 and B07 are all "rededge"), then a rendering's band (Sentinel-2's "visual" holds red, green and blue)
+    only where no data asset holds a band of its common name or name. Each is described by its common name, or by
+    its name where several share that common name (by its asset and band number without a name)."""
+    data: dict[tuple, _Candidate] = {}
+    for c in candidates:
+        if not c.rendering:
+            data.setdefault((c.common, c.name), c)
+    labels = {v for c in data.values() for v in (c.common, c.name) if v}
+    renderings: dict[tuple, _Candidate] = {}
+    for c in candidates:
+        if c.rendering and not {c.common, c.name} & labels:
+            renderings.setdefault((c.common, c.name), c)
+    kept = [*data.values(), *renderings.values()]
+    shared = Counter(c.member.description for c in kept)
+    return [c.member if shared[c.member.description] == 1 else
+            replace(c.member, description=c.name if c.name and c.name != c.common else
+                    f"{c.key} band {c.member.band}") for c in kept]
 
 
 def _raster(media: str) -> bool:
