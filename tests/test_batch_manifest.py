@@ -777,6 +777,30 @@ def test_an_output_another_job_reads_through_a_vrt_is_refused(scenes):
         f"({scenes / 'mosaic.vrt'}); write the output to another path"], [str(p) for p in plan.invalid]
 
 
+def test_an_output_over_a_file_of_another_jobs_item_or_band_folder_is_refused(scenes):
+    """Job A read a STAC item (its bands and cloud mask) or a folder of band files: a job writing over one of their
+    files, or a new band file into the folder, was planned and ran (A's item then read one band, its folder a
+    band of another job's output)."""
+    from s2_products import SENSING, TILE, band_files, item_over_band_files
+
+    (scenes / "item").mkdir()
+    band_files(scenes / "item")
+    item_over_band_files(scenes / "item")
+    (scenes / "folder").mkdir()
+    band_files(scenes / "folder")
+    red = f"item/{TILE}_{SENSING}_B04_10m.tif"
+    new = f"folder/{TILE}_{SENSING}_B11_10m.tif"
+    (scenes / "jobs.csv").write_text(f"id,lr,out\nA,item/item.json,out/a.tif\nB,s0.tif,{red}\nC,folder,out/c.tif\n"
+                                     f"D,s1.tif,{new}\nE,s1.tif,folder/e.tif\n")
+    plan = plan_batch(scenes / "jobs.csv", x=2, model="bicubic", overwrite=True, skip_invalid=True)
+    assert [j.spec.id for j in plan.jobs] == ["A", "C", "E"], plan.jobs
+    assert [str(p) for p in plan.invalid] == [
+        f"jobs.csv line 3 (B): out {scenes / red} is read by an input of jobs.csv line 2 "
+        f"({scenes / 'item/item.json'}); write the output to another path",
+        f"jobs.csv line 5 (D): out {scenes / new} is read by an input of jobs.csv line 4 ({scenes / 'folder'}); "
+        "write the output to another path"], [str(p) for p in plan.invalid]
+
+
 def test_a_stray_overview_or_mask_file_at_an_output_s_name_needs_overwrite(scenes):
     """External overviews or a mask at the name of an output that does not exist (`out/s0.tif.ovr`, someone's,
     or left from a deleted file): `geosr upscale` refuses them without overwrite, but batch ran the job, which

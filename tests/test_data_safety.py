@@ -1207,3 +1207,22 @@ def test_two_manifests_of_one_stem_do_not_share_a_results_manifest(tmp_path):
     assert results.read_bytes() == kept and not (tmp_path / "b_x2.tif").exists()
     res = _invoke("batch", tmp_path / "jobs.yaml", "--dashboard", "none", "--workers", "1", "-q")  # its own: fine
     assert res.exit_code == 0, res.output
+
+
+def test_an_output_that_would_be_a_band_of_the_lr_s_folder_is_refused(tmp_path):
+    """`upscale FOLDER -o FOLDER/..._B11_10m.tif` wrote into the folder of band files it read: the next read of the
+    folder stacked the output too (a finer one made the scene's own bands "left out")."""
+    from s2_products import SENSING, TILE, band_files
+
+    band_files(tmp_path / "bands")
+    before = _files(tmp_path / "bands")
+    out = tmp_path / "bands" / f"{TILE}_{SENSING}_B11_10m.tif"
+    res = _invoke("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o", out)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and said == (f"geosr: error: {out}: lies in {tmp_path / 'bands'}, the folder of band "
+                                           "files the LR of this run is read from, where it would be read as one "
+                                           "of its bands; write the output to another path"), said
+    assert _files(tmp_path / "bands") == before
+    # a name the folder does not read as a band is an output like any other
+    assert _invoke("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o",
+                   tmp_path / "bands" / "sr.tif").exit_code == 0

@@ -49,7 +49,7 @@ def check_output_path(
     ``name_margin``: the bytes the names written beside ``path`` add to its name (None: no length check, for a
     sidecar whose names the output's own margin covers).
     """
-    from geosr.io.sources import gdal_files
+    from geosr.io.sources import gdal_files, joins_band_folder
 
     # a URL (also as a pathlib.Path made it: "http:/host/...", one slash gone) names no local folder to write in
     if is_remote(os.fspath(path)) or _URL_AS_PATH.match(os.fspath(path)):
@@ -65,6 +65,10 @@ def check_output_path(
             continue
         if same_file(p, src):
             raise OutputLocationError(f"{named}: is the {role} of this run; write the output to another path")
+        if joins_band_folder(os.fspath(src), p):
+            raise OutputLocationError(f"{named}: lies in {src}, the folder of band files the {role} of this run is "
+                                      "read from, where it would be read as one of its bands; write the output to "
+                                      "another path")
         for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
             if same_file(p, behind):
                 raise OutputLocationError(f"{named}: is read by the {role} of this run ({src}); write the output to "

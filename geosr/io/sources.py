@@ -274,10 +274,36 @@ def _band_list(path: str) -> Composite:
                   f"({names})" + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""))
 
 
-def _band_folder(path: str) -> Composite:
+def _listed_folder(path: str) -> Path:
+    """The folder a folder of band files is read from: itself, or a Level-2A granule IMG_DATA's R10m."""
     folder = Path(path)
     if (folder / "R10m").is_dir() and not any(_band_token(f.name) for f in folder.iterdir() if f.is_file()):
         folder = folder / "R10m"  # a Level-2A granule's IMG_DATA: its 10 m bands
+    return folder
+
+
+def band_folder(path: str) -> str | None:
+    """The folder (its real path) that the input ``path`` lists band files in, when it is a folder of band files;
+    None for any other input."""
+    if REMOTE.match(path) or is_file_list(path) or is_safe_name(path) or not Path(path).is_dir() or \
+            safe_metadata(Path(path)):
+        return None
+    return os.path.realpath(_listed_folder(path))
+
+
+def joins_band_folder(path: str, written: str | os.PathLike[str]) -> bool:
+    """Whether a file written at ``written`` would become a band of the input ``path``: a folder of band files
+    takes every raster file in it named with a band (an output written there changes the input, a finer one even
+    which of its bands are stacked)."""
+    w = Path(written)
+    if w.suffix.lower() not in RASTER_SUFFIXES or _band_token(w.name) is None:
+        return False
+    folder = band_folder(path)
+    return folder is not None and os.path.realpath(w.parent if str(w.parent) else ".") == folder
+
+
+def _band_folder(path: str) -> Composite:
+    folder = _listed_folder(path)
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES
                    and _band_token(f.name))
     if not files:

@@ -78,24 +78,36 @@ def plan_batch(
 
 def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> list[PlannedJob | Problem]:
     """``checked`` with every job refused whose output (or a file written beside it) another job reads through one
-    of its inputs: a VRT's source, the archive of a /vsizip/ path (the manifest compares the paths themselves).
-    One job's own are its check's (geosr.io.outputs.check_output_path)."""
+    of its inputs: a VRT's source, the archive of a /vsizip/ path, a file of a STAC item, a Sentinel-2 product or a
+    folder of band files (their cloud masks too), or a new band of such a folder (the manifest compares the paths
+    themselves). One job's own are its check's (geosr.io.outputs.check_output_path)."""
     from geosr.io.paths import file_key, sidecar_paths
-    from geosr.io.sources import gdal_files
+    from geosr.io.sources import band_folder, files_of, gdal_files, is_composite, joins_band_folder
     from geosr.pipeline.batch.manifest import input_files
 
     read: dict[tuple, tuple[str, str]] = {}
+    folders: dict[str, tuple[str, str]] = {}  # a folder of band files read -> (job, input)
     for spec in specs:
         for p in spec.inputs():
             for part in input_files(p):
-                for behind in gdal_files(part):
+                try:
+                    members = files_of(part) if is_composite(part) else []
+                except InputError:  # a bad input: its own job is refused for it
+                    members = []
+                for behind in [*gdal_files(part), *members]:
                     read.setdefault(file_key(behind), (spec.where, part))
+                folder = band_folder(part)
+                if folder is not None:
+                    folders.setdefault(folder, (spec.where, part))
     out: list[PlannedJob | Problem] = []
     for c in checked:
         spec = c.spec if isinstance(c, PlannedJob) else None
         written = [] if spec is None else [spec.out, *map(str, sidecar_paths(spec.out).values())]
         hit = next(((path, read[key]) for path in written
-                    if (key := file_key(path)) in read and read[key][0] != spec.where), None)
+                    if (key := file_key(path)) in read and read[key][0] != spec.where), None) or \
+            next(((path, f) for path in written
+                  if (f := folders.get(os.path.realpath(Path(path).parent))) and f[0] != spec.where
+                  and joins_band_folder(f[1], path)), None)
         if hit is None:
             out.append(c)
             continue
