@@ -349,6 +349,34 @@ def test_a_job_record_holds_its_start_and_compute_time(tmp_path):
     assert 0 < record["seconds"] <= out["seconds"] + 1e-3
 
 
+def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
+    """Two batches writing one output (planned while it was absent) both said "ok": the second replaced the first's
+    output without a word. The job now replaces only what its plan found there, or what it wrote itself."""
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.records import read_record, record_path
+    from geosr.pipeline.batch.tasks import run_job_task
+
+    for name, seed in (("a", 1), ("b", 2)):
+        make_raster(tmp_path / f"{name}.tif", (smooth_field(3, 16, 16, seed=seed) * 255).astype(np.uint8))
+        (tmp_path / f"{name}.yaml").write_text(f"jobs:\n  - {{lr: {name}.tif, out: x.tif, x: 2, model: bicubic}}\n")
+    first, second = (plan_batch(tmp_path / f"{n}.yaml").jobs[0] for n in ("a", "b"))
+    assert first.replaces == () and second.replaces == ()
+    assert run_job_task(second.spec, "cpu", "run-b", second.replaces)["ok"]
+    theirs = (tmp_path / "x.tif").read_bytes()
+    out = run_job_task(first.spec, "cpu", "run-a", first.replaces)
+    assert not out["ok"] and out["error_type"] == "OutputExistsError", out
+    assert "x.tif: appeared while this run worked and is left as it is" in out["error"], out
+    assert (tmp_path / "x.tif").read_bytes() == theirs and read_record(tmp_path / "x.tif")["run_id"] == "run-b"
+    record_path(tmp_path / "x.tif").unlink()
+    # this job's own output, put in place by an attempt killed before its record: replaced by the next attempt
+    assert run_job_task(second.spec, "cpu", "run-b2", second.replaces)["ok"]
+    # planned with the output in place (--overwrite): that very file is replaced
+    again = plan_batch(tmp_path / "a.yaml", overwrite=True).jobs[0]
+    assert again.replace and {p for p, *_ in again.replaces} >= {str(tmp_path / "x.tif")}
+    assert run_job_task(again.spec, "cpu", "run-c", again.replaces)["ok"]
+    assert read_record(tmp_path / "x.tif")["run_id"] == "run-c"
+
+
 def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):
     """`geosr batch -q` printed about 100 lines on stderr for one job whose server failed while it ran: each attempt's
     traceback (geosr's worker log) and Dask's "Compute Failed" error. A condition geosr names (a NetworkError) is now

@@ -262,7 +262,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        bool),
     _o("cloud_masks", "cloud_masks", ["--cloud-masks/--no-cloud-masks"], "With --ref: take the pixels that an "
        "input's own cloud mask flags (a Sentinel-2 product's SCL or MSK_CLASSI / MSK_CLOUDS, a Landsat QA_PIXEL) "
-       "as changed, and leave them out of the reference's harmonization and co-registration.", bool),
+       "as changed (not with --cd none, which trusts the reference everywhere), and leave them out of the "
+       "reference's harmonization and co-registration.", bool),
     _o("ignore_unused", "ignore_unused", ["--ignore-unused"], "Run although the model cannot use a given "
        "--ref, --cd, --map or --style (default: refused, since it would change nothing).", bool, recorded=False),
     _o("force_resources", "force_resources", ["--force-resources"], "Run even when the plan needs more memory or "

@@ -42,6 +42,15 @@ def output_matches(output: Path, record: dict) -> bool:
     return st.st_mtime_ns == meta.get("mtime_ns") or sha256(output) == meta.get("sha256")
 
 
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """A file's (size, modification time in ns); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path`` (hex; the models' checksums carry a ``sha256:`` prefix)."""
     from geosr.models.registry import file_sha256  # not at import: reading a manifest loads no torch

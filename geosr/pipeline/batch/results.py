@@ -21,6 +21,9 @@ class PlannedJob:
     window_rows: int = 0
     parts: tuple[tuple[int, int], ...] = ()  # ranges of window rows, one task each
     replace: bool = False  # the output exists and is replaced (--overwrite / --force)
+    # the files at the output's paths (it and its sidecars) the plan found and lets the job replace: (path, size,
+    # modification time in ns) each
+    replaces: tuple[tuple[str, int, int], ...] = ()
     memory_mb: float = 0.0
     error_type: str | None = None  # why a "fail" job fails: OutputExistsError, or NetworkError (worth a new run)
 

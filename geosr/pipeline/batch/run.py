@@ -239,7 +239,7 @@ def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: s
         common = dict(retries=retries, pure=False, priority=-i)
         if len(pj.parts) == 1:
             key = f"geosr-upscale-{spec.id}-{tag}"
-            fut = client.submit(run_job_task, spec, device, run_id, key=key, **common)
+            fut = client.submit(run_job_task, spec, device, run_id, pj.replaces, key=key, **common)
             windows_of[key] = pj.windows
             finals.append((fut, pj, []))
             continue
@@ -248,7 +248,8 @@ def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: s
             key = f"geosr-rows-{spec.id}-{a}-{b}-{tag}"
             parts.append(client.submit(run_part_task, spec, device, run_id, (a, b), key=key, **common))
             windows_of[key] = (b - a) * n_cols
-        fut = client.submit(run_finish_task, spec, device, run_id, parts, key=f"geosr-finish-{spec.id}-{tag}", **common)
+        fut = client.submit(run_finish_task, spec, device, run_id, parts, pj.replaces,
+                            key=f"geosr-finish-{spec.id}-{tag}", **common)
         finals.append((fut, pj, parts))
     return finals, windows_of
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, ResumeError
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import output_matches, read_record, write_record
+from geosr.pipeline.batch.records import file_stamp, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ def warm_worker() -> str:
     return __version__
 
 
-def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
-    """A whole job in one task: plan, run every window row (resuming), assemble, record."""
+def run_job_task(spec: JobSpec, device: str, run_id: str, replaces: tuple[tuple[str, int, int], ...] = ()) -> dict:
+    """A whole job in one task: plan, run every window row (resuming), assemble, record. ``replaces``: the files
+    at the output's and its sidecars' paths that the plan lets it replace (:attr:`PlannedJob.replaces`)."""
     t0, started = time.perf_counter(), utc_now()
 
     def work() -> dict:
@@ -72,7 +73,7 @@ def run_job_task(spec: JobSpec, device: str, run_id: str) -> dict:
             if job.keep_detection is not None:  # for a retry of this job
                 job.keep_detection()
             chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
-            _finish(job, chunks, spec, run_id, started, t0)
+            _finish(job, chunks, spec, run_id, started, t0, replaces)
         return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=utc_now(),
                     resumed_rows=resumed, worker=_worker_address())
 
@@ -97,8 +98,10 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
     return _guarded(spec, started, t0, work)
 
 
-def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) -> dict:
-    """Assemble the bands of a split job into its COG (after every band task finished)."""
+def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict],
+                    replaces: tuple[tuple[str, int, int], ...] = ()) -> dict:
+    """Assemble the bands of a split job into its COG (after every band task finished); ``replaces``: as for
+    :func:`run_job_task`."""
     t0 = time.perf_counter()
     bad = [p for p in parts if not p.get("ok")]
     if bad:
@@ -113,7 +116,7 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) 
                 chunks = [(Path(c), r) for p in parts for c, r in p["chunks"]]
                 if not all(c.exists() for c, _ in chunks):  # removed under us: redo the bands (from journals)
                     chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]
-                _finish(job, chunks, spec, run_id, first, t0 - part_seconds)
+                _finish(job, chunks, spec, run_id, first, t0 - part_seconds, replaces)
         return dict(ok=True, id=spec.id, seconds=part_seconds + time.perf_counter() - t0, started=first,
                     finished=utc_now(), resumed_rows=resumed, worker=_worker_address())
 
@@ -124,8 +127,8 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict]) 
 def _open_job(spec: JobSpec, device: str):
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
-    # overwrite=True: the calling process decided this job runs (its output was absent, or is replaced);
-    # an output found now was written by an earlier attempt of this job that died before its record
+    # overwrite=True: the calling process decided this job runs (its output was absent, or is replaced); what
+    # may be replaced as the output goes into place is decided then (_may_replace)
     opts = spec.options_on(device=device, overwrite=True)
     model = resolve_model(spec.model, spec.x, device, opts.sampler, loader=worker_model)
     return plan_upscale(spec.lr, output=spec.out, options=replace(opts, model=model))
@@ -140,7 +143,8 @@ def _rows(job, rows: tuple[int, int], progress) -> tuple[list, int]:
         return run_rows(job, rows, resume=False, progress=progress)
 
 
-def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: float) -> None:
+def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: float,
+            replaces: tuple[tuple[str, int, int], ...]) -> None:
     """upscale's finish, with the record written before the work folder goes (so retries see it); the job
     started at ``started``, its compute time counted from ``t0`` (``time.perf_counter``)."""
     from geosr.pipeline.upscale import finish
@@ -149,7 +153,46 @@ def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: flo
         write_record(job.out_path, job.fingerprint, job_id=spec.id, run_id=run_id, started=started,
                      seconds=time.perf_counter() - t0)
 
+    job.overwrite = _may_replace(job, run_id, replaces)
     finish(job, chunks, before_cleanup=record)
+
+
+def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -> bool:
+    """Whether the files found at the output's and its sidecars' paths as the output goes into place may be
+    replaced: those the plan found there (unchanged since), or this job's own output (its record says this run
+    wrote it; or, killed before its record, the output's tags are this job's). Not a file another run wrote
+    meanwhile (two batches writing one output both said "ok", the second's output silently in place of the
+    first's); with nothing found, a file that appears before the rename is refused there."""
+    from geosr.io.paths import sidecar_paths
+
+    paths = [str(job.out_path), *map(str, sidecar_paths(job.out_path).values())]
+    found = {p: stamp for p in paths if (stamp := file_stamp(p)) is not None}
+    if not found:
+        return False
+    planned = {p: (size, mtime) for p, size, mtime in replaces}
+    if all(planned.get(p) == stamp for p, stamp in found.items()):
+        return True
+    rec = read_record(job.out_path)
+    return (rec is not None and rec.get("run_id") == run_id) or _made_by(job)
+
+
+# the output's tags that tell which job made it: its inputs, options, model and what was measured of the scene
+_JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH",
+             "GEOSR_HARMONIZATION")
+
+
+def _made_by(job) -> bool:
+    """Whether the file at the job's output is a geosr output of this very job (an attempt killed after putting
+    it in place, before its record)."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(job.out_path) as ds:
+            tags = ds.tags()
+    except (RasterioIOError, OSError):
+        return False
+    return all(tags.get(k) == job.meta.tags.get(k) for k in _JOB_TAGS)
 
 
 def _done_in_this_run(spec: JobSpec, run_id: str) -> bool:
