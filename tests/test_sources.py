@@ -707,3 +707,32 @@ def test_a_stac_asset_s_null_type_or_roles_read_as_absent(tmp_path):
     (tmp_path / "s2" / "nulls.json").write_text(json.dumps(item))
     res = _run("upscale", tmp_path / "s2" / "nulls.json", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 0, res.output
+
+
+def test_band_files_in_one_crs_spelled_two_ways_stack_and_pixel_sizes_compare_in_metres(tmp_path):
+    """GDAL's HFA driver (.img) writes EPSG:32633's WKT with UNIT["meters",1], GeoTIFF with UNIT["metre",1,...]:
+    the grids were compared as WKT text, so such a band was "not on the grid" (a list refused, a folder leaving out
+    its green: false colour). And the finest band was found by comparing pixel sizes in degrees with metres, so a
+    band at 0.001 degrees (about 70 m) beside 10 m ones was taken as the finest and the 10 m ones left out."""
+    from rasterio.transform import from_origin
+
+    def write(path: Path, driver: str, crs: str, transform, size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(path, "w", driver=driver, width=size, height=size, count=1, dtype="uint16", crs=crs,
+                           transform=transform) as dst:
+            dst.write(np.full((1, size, size), 100 + len(path.name), np.uint16))
+
+    utm = from_origin(500000.0, 5800000.0, 10.0, 10.0)
+    for band, driver in (("B02", "GTiff"), ("B03", "HFA"), ("B04", "GTiff")):
+        write(tmp_path / "bl" / f"{band}.{'img' if driver == 'HFA' else 'tif'}", driver, "EPSG:32633", utm, 32)
+    with rasterio.open(tmp_path / "bl" / "B03.img") as a, rasterio.open(tmp_path / "bl" / "B02.tif") as b:
+        assert a.crs.to_wkt() != b.crs.to_wkt() and a.crs == b.crs  # the premise
+    listed = ",".join(str(tmp_path / "bl" / n) for n in ("B04.tif", "B03.img", "B02.tif"))
+    assert inspect_raster(listed).count == 3
+    assert inspect_raster(str(tmp_path / "bl")).descriptions == ("B02", "B03", "B04")
+    for band in ("B02", "B03", "B04"):
+        write(tmp_path / "geo" / f"{band}.tif", "GTiff", "EPSG:32633", utm, 32)
+    write(tmp_path / "geo" / "B08.tif", "GTiff", "EPSG:4326", from_origin(15.0, 52.3, 0.001, 0.001), 8)
+    info = inspect_raster(str(tmp_path / "geo"))
+    assert info.descriptions == ("B02", "B03", "B04") and info.grid.res == (10.0, 10.0), info.descriptions
+    assert "left out, on a coarser or other grid: B08" in composite(str(tmp_path / "geo")).note

@@ -65,7 +65,7 @@ def check_output_path(
             continue
         if same_file(p, src):
             raise OutputLocationError(f"{named}: is the {role} of this run; write the output to another path")
-        if joins_band_folder(os.fspath(src), p):
+        if not os.path.lexists(p) and joins_band_folder(os.fspath(src), p):  # (a band already: the input's file)
             raise OutputLocationError(f"{named}: lies in {src}, the folder of band files the {role} of this run is "
                                       "read from, where it would be read as one of its bands; write the output to "
                                       "another path")

@@ -84,14 +84,18 @@ class Header:
     scales: tuple[float, ...] = ()  # per band, as the file declares them (a VRT band does not take its source's)
     offsets: tuple[float, ...] = ()
     units: tuple[str, ...] = ()
+    crs_key: str = ""  # the CRS as compared: its EPSG code where it has one (GDAL's drivers spell one CRS's WKT
+    # differently: HFA's UNIT["meters",1] is GeoTIFF's UNIT["metre",1,AUTHORITY[...]]), else its WKT
+    metres: float = 0.0  # the pixel's width in metres (a geographic CRS's at the raster's centre latitude)
 
     @property
     def grid(self) -> tuple:
-        return self.crs, tuple(round(v, 9) for v in self.transform), self.width, self.height
+        return self.crs_key or self.crs, tuple(round(v, 9) for v in self.transform), self.width, self.height
 
     @property
     def res(self) -> float:
-        return abs(self.transform[0])
+        """The pixel's width in metres, comparable across CRSs (in the CRS's units where unknown)."""
+        return self.metres or abs(self.transform[0])
 
 
 def open_member(owner: str, href: str, what: str = "band file") -> rasterio.DatasetReader:
@@ -122,9 +126,24 @@ def read_header(owner: str, href: str) -> Header:
     with open_member(owner, href) as ds:
         if ds.crs is None:
             raise NotARasterError(f"{owner}: its band file {href} has no coordinate reference system")
+        epsg = ds.crs.to_epsg()
         return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
                        tuple(ds.nodatavals), tuple(ds.block_shapes[0]), tuple(ds.scales), tuple(ds.offsets),
-                       tuple(u or "" for u in ds.units))
+                       tuple(u or "" for u in ds.units), f"EPSG:{epsg}" if epsg else "", _pixel_metres(ds))
+
+
+def _pixel_metres(ds: rasterio.DatasetReader) -> float:
+    """The width of ``ds``'s pixels in metres, to compare band files in different CRSs (a geographic CRS's degrees
+    at the raster's centre latitude); 0 where the CRS's unit is unknown."""
+    crs, width = ds.crs, math.hypot(ds.transform.a, ds.transform.d)
+    try:
+        if crs.is_geographic:
+            t = ds.transform
+            lat = t.f + t.d * ds.width / 2 + t.e * ds.height / 2
+            return width * 111_320.0 * max(math.cos(math.radians(max(-90.0, min(90.0, lat)))), 1e-6)
+        return width * float(crs.linear_units_factor[1])
+    except (rasterio.errors.CRSError, ValueError, TypeError):
+        return 0.0
 
 
 def vrt_sources(name: str) -> list[str]:
