@@ -5,6 +5,7 @@ over HTTP on 127.0.0.1, bands by common name), and the STAC round trip (an outpu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -136,6 +137,22 @@ def test_a_product_missing_an_unselected_band_file_is_read(tmp_path):
     res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "none.tif")
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "image file of B02 is missing" in said and "those of B03, B04, B08" in said, said
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "-10000", "inf"])
+def test_a_product_s_quantification_value_that_is_no_positive_number_is_refused(tmp_path, value):
+    """A quantification value of 0 was a ZeroDivisionError (exit 1, "internal error"); nan wrote an output of
+    nodata only, exit 0."""
+    safe, _ = l2a_product(tmp_path)
+    mtd = safe / "MTD_MSIL2A.xml"
+    text = mtd.read_text()
+    assert "<BOA_QUANTIFICATION_VALUE" in text
+    mtd.write_text(re.sub(r"(<BOA_QUANTIFICATION_VALUE[^>]*>)[^<]*<", rf"\g<1>{value}<", text))
+    res = _run("upscale", safe, "-x", "2", "-m", "bicubic", "-o", tmp_path / "q.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and said == (f"geosr: error: {safe}: its BOA_QUANTIFICATION_VALUE is {value}, not a "
+                                           "positive number"), said
+    assert not (tmp_path / "q.tif").exists()
 
 
 def test_broken_products_are_one_sentence_and_exit_2(tmp_path):
@@ -639,6 +656,26 @@ def test_landsat_band_files_take_their_sensor_s_colours(tmp_path):
     info = inspect_raster(str(oli))
     assert info.count == 10 and info.grid.res == (30.0, 30.0)
     assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B4", "B3", "B2"]
+
+
+def test_a_landsat_7_level_1_folder_with_its_two_thermal_gains_is_read(tmp_path):
+    """Landsat 7 Level-1 products ship band 6 twice (low and high gain: ..._B6_VCID_1.TIF, ..._B6_VCID_2.TIF): the
+    folder was refused as holding two files of band B6."""
+    import shutil as sh
+
+    etm = tmp_path / "LE07_L1TP_044034_20200101_20200127_02_T1"
+    files = _landsat(etm, etm.name, (1, 2, 3, 4, 5, 6, 7, 8), pan=8)
+    six = next(f for f in files if f.name.endswith("_B6.TIF"))
+    for gain in (1, 2):
+        sh.copy(six, six.with_name(six.name.replace("_B6.TIF", f"_B6_VCID_{gain}.TIF")))
+    six.unlink()
+    info = inspect_raster(str(etm))
+    assert info.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6_VCID_1", "B6_VCID_2", "B7"), info.descriptions
+    assert "left out, on a coarser or other grid: B8" in composite(str(etm)).note
+    assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B3", "B2", "B1"]
+    assert parse_bands("B6_VCID_2", info) == (7,)
+    res = _run("upscale", etm, "-x", 2, "-m", "bicubic", "-o", tmp_path / "etm.tif")
+    assert res.exit_code == 0, res.output
 
 
 def test_a_byte_geotiff_s_own_red_green_blue_marks_do_not_override_its_band_names(tmp_path):

@@ -5,6 +5,7 @@ raster: the 10 m bands of the granule, with reflectance = DN * scale + offset as
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -69,6 +70,8 @@ def sentinel2_product(path: str) -> Composite:
         quant = float(info.get(q_tag, "10000"))
     except ValueError as exc:
         raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
+    if not math.isfinite(quant) or quant <= 0:  # (0 divided by zero; nan made every pixel nodata, exit 0)
+        raise NotARasterError(f"{path}: its {q_tag} is {info.get(q_tag)}, not a positive number")
     offsets = _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
     hrefs = {b: base + rel for b, rel in _images(path, root, level).items()}
     # a band file not downloaded (a product fetched band by band) keeps its band's place, as nodata: selecting it
@@ -208,6 +211,8 @@ def _offsets(path: str, root: ET.Element, tag: str) -> dict[str, float]:
             value = float((e.text or "").strip())
         except ValueError as exc:
             raise NotARasterError(f"{path}: its {tag} of band_id {e.get('band_id')} is not a number") from exc
+        if not math.isfinite(value):
+            raise NotARasterError(f"{path}: its {tag} of band_id {e.get('band_id')} is {value}, not a finite number")
         if band is None:
             raise NotARasterError(f"{path}: its {tag} names band_id {e.get('band_id')!r}, which the product "
                                   "does not list")

@@ -38,7 +38,9 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # a Sentinel-2 L1C / L2A band file: tile, sensing time, band (and the L2A's resolution)
 _S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[0-2]|8A)(_\d{2}m)?\.(jp2|tif|tiff)$",
                            re.IGNORECASE)
-_BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])", re.IGNORECASE)
+# (Landsat 7's thermal band comes in two gains, ..._B6_VCID_1.TIF and ..._B6_VCID_2.TIF: two bands)
+_BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])(_VCID_[12](?![A-Za-z0-9]))?",
+                         re.IGNORECASE)
 # A Landsat file's sensor from its name: Collection product IDs (LE07_L2SP_..., LC09_...) and older scene IDs
 # (LT50440342009...): T (TM), E (ETM+), C / O (OLI) and the satellite. MSS (M) has no blue band: not read.
 _LANDSAT_FILE = re.compile(r"^L([TECO])0?([4-9])", re.IGNORECASE)
@@ -229,7 +231,7 @@ def _listed_files(path: str) -> list[str]:
 
 def _band_token(name: str) -> str | None:
     m = _BAND_TOKEN.search(name)
-    return f"B{m.group(1).upper()}" if m else None
+    return f"B{m.group(1).upper()}{(m.group(2) or '').upper()}" if m else None
 
 
 def _landsat_colour(name: str, token: str | None) -> str | None:
@@ -244,8 +246,8 @@ def _landsat_colour(name: str, token: str | None) -> str | None:
 
 
 def _band_order(token: str) -> tuple[int, str]:
-    digits = re.sub(r"\D", "", token)
-    return int(digits or 0), token
+    digits = re.match(r"B(\d+)", token)
+    return int(digits.group(1) if digits else 0), token
 
 
 def _band_list(path: str) -> Composite:
