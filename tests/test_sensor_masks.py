@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from rasterio.transform import from_origin
@@ -305,6 +306,38 @@ def test_read_flags_by_cover_or_at_the_sampled_point(tmp_path):
         fine = from_origin(300000.0, 5600000.0, 10.0, 10.0)  # 10 m: each flagged 20 m pixel's four quarters
         flags = read_flags(mask, ds, crs, fine, 20, 20)
         assert np.array_equal(flags, np.kron(scl == 9, np.ones((2, 2), bool)))
+
+
+def test_a_south_up_or_cut_off_mask_is_read_or_named(tmp_path):
+    """A mask stored bottom row first (a positive pixel height) stopped upscale on rasterio's "Bounds and transform
+    are inconsistent" (exit 1); a mask file cut short on "internal error: RasterioIOError: Read failed"."""
+    from geosr.errors import NotARasterError
+    from geosr.io.sensor_masks import open_mask, read_flags
+
+    scl = np.full((10, 10), 4, np.uint8)
+    scl[1:5, 2:8] = 9
+    up, down = tmp_path / "SCL.tif", tmp_path / "SCL_south_up.tif"
+    for path, data, t in ((up, scl, from_origin(300000.0, 5600000.0, 20.0, 20.0)),
+                          (down, scl[::-1], Affine(20.0, 0.0, 300000.0, 0.0, 20.0, 5600000.0 - 200.0))):
+        with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8",
+                           crs="EPSG:32633", transform=t) as ds:
+            ds.write(data, 1)
+    fine = from_origin(300000.0, 5600000.0, 10.0, 10.0)
+    want = np.kron(scl == 9, np.ones((2, 2), bool))
+    for path in (up, down):
+        mask = sentinel2_scl(str(path))
+        with open_mask(mask, "item.json") as ds:
+            assert np.array_equal(read_flags(mask, ds, ds.crs, fine, 20, 20), want), path.name
+    cut = tmp_path / "SCL_cut.tif"
+    with rasterio.open(cut, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(300000.0, 5600000.0, 20.0, 20.0), tiled=True, blockxsize=64,
+                       blockysize=64, compress="deflate") as ds:
+        ds.write(np.random.default_rng(0).integers(0, 12, (1, 256, 256), dtype=np.uint8))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    mask = sentinel2_scl(str(cut))
+    with open_mask(mask, "item.json") as ds, pytest.raises(NotARasterError) as err:
+        read_flags(mask, ds, ds.crs, from_origin(300000.0, 5600000.0, 10.0, 10.0), 512, 512)
+    assert str(err.value).startswith(f"{cut}: pixels cannot be read"), err.value
 
 
 def test_missing_or_broken_masks(tmp_path):

@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from geosr.errors import InputError, NetworkError, NotARasterError
 from geosr.io.paths import named
@@ -188,9 +188,16 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, tr
     out = np.zeros((height, width), np.float32)
     if ds is None:  # a mask that flags nothing
         return out > COVER
+    from geosr.io.rasters import reading  # (rasters reads sources, which reads this module)
+
     placed = ds.transform if moved is None else moved @ ds.transform
-    bounds = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
-    win = from_bounds(*bounds, transform=placed)
+    left, bottom, right, top = transform_bounds(crs, ds.crs, *array_bounds(height, width, transform))
+    # the mask's pixels under the box, whichever way its rows and columns run (rasterio's from_bounds takes north-up
+    # rasters only: a south-up mask was "Bounds and transform are inconsistent", exit 1)
+    inv = ~placed
+    cols, rows = zip(*((inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f)
+                       for x in (left, right) for y in (bottom, top)))
+    win = Window(min(cols), min(rows), max(cols) - min(cols), max(rows) - min(rows))
     # one source pixel more on every side, within the raster
     c0, r0 = max(0, int(np.floor(win.col_off)) - 1), max(0, int(np.floor(win.row_off)) - 1)
     c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
@@ -198,7 +205,9 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, tr
     if c1 <= c0 or r1 <= r0:
         return out > COVER
     part = Window(c0, r0, c1 - c0, r1 - r0)
-    flags = mask.flags(ds.read(list(mask.bands), window=part)).astype(np.float32)
+    with reading(mask.href):  # a cut or corrupt mask file: one sentence naming it (was "internal error")
+        raw = ds.read(list(mask.bands), window=part)
+    flags = mask.flags(raw).astype(np.float32)
     src_transform = placed @ Affine.translation(part.col_off, part.row_off)
     # the share of each pixel the flagged ones cover
     reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
