@@ -142,6 +142,14 @@ def _whole(obj: Any, *names: str) -> None:
             object.__setattr__(obj, name, int(value))
 
 
+
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a yes/no: Python's bool or NumPy's (``np.True_``: type ``bool_`` before NumPy 2,
+    ``bool`` from it; NumPy is not imported here)."""
+    kind = type(value)
+    return isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
+
+
 def check_bool(obj: Any, name: str, *, none_ok: bool = False, default: bool | None = None) -> None:
     """A yes/no field of the frozen ``obj`` that is True or False (NumPy's too), None where ``none_ok`` (else None
     is ``default``, "not given", where there is one): a non-empty string such as ``"no"`` is true to Python, and
@@ -152,7 +160,7 @@ def check_bool(obj: Any, name: str, *, none_ok: bool = False, default: bool | No
     if value is None and default is not None:
         object.__setattr__(obj, name, default)
         return
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if is_bool(value):
         object.__setattr__(obj, name, bool(value))
         return
     raise OptionError(f"{name} {value!r}: give True or False", param=name)

@@ -6,6 +6,10 @@ sentence naming the file and the problem); anything else is geosr's fault (exit 
 
 from __future__ import annotations
 
+import errno
+import functools
+from typing import Any, Callable, TypeVar
+
 
 class GeoSRError(Exception):
     """Root of every error geosr raises on purpose.
@@ -87,3 +91,33 @@ class NetworkError(GeoSRError, ConnectionError):
 
 class TrainingDivergedError(GeoSRError, FloatingPointError):
     """A training run's loss stopped being finite (diverged): stopped before it saves such weights."""
+
+
+class NameTooLongError(InputError, OSError):
+    """A path the file system refuses as too long (ENAMETOOLONG)."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def name_too_long_message(exc: OSError) -> str:
+    """One sentence for the file system's ENAMETOOLONG, naming the path (shortened)."""
+    name = str(exc.filename or "")
+    shown = name if len(name) <= 80 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
+    return f"{shown}: the file name is too long for this file system"
+
+
+def names_too_long_are_input_errors(fn: _F) -> _F:
+    """``fn`` (a function of the Python API) with the file system's "file name too long" (a raw OSError from wherever
+    the path is first used) raised as a :class:`NameTooLongError`, an InputError as its docstring promises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG or isinstance(exc, GeoSRError):
+                raise
+            raise NameTooLongError(name_too_long_message(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from geosr.errors import names_too_long_are_input_errors
 from geosr.permissions import new_file_mode
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "weights" / "sample"
@@ -27,17 +28,20 @@ def sample_paths() -> dict[str, Path]:
     return {k: SAMPLE_DIR / v for k, v in SAMPLE_FILES.items()}
 
 
+@names_too_long_are_input_errors
 def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False) -> dict[str, Path]:
     """Copy the sample scene into ``folder`` (created if needed) and return the copies' paths. A copy already
     there, byte for byte, is left as it is (so running it again is harmless); anything else at one of those names
     (a file, a link) is refused unless ``overwrite``, every name checked before anything is written, and then
-    replaced by a rename: a link at that name is replaced, never written through. (Standard library and
-    geosr.io.paths only: this module is imported without the GIS stack.)"""
+    replaced by a rename: a link at that name is replaced, never written through. (Standard library, geosr.config
+    and geosr.io.paths only: this module is imported without the GIS stack.)"""
+    from geosr.config import is_bool
     from geosr.errors import OptionError, OutputExistsError, OutputLocationError, OutputWriteError
     from geosr.io.paths import unwritable
 
-    if not isinstance(overwrite, bool):  # "no" would be true
+    if not is_bool(overwrite):  # "no" would be true
         raise OptionError(f"overwrite {overwrite!r}: give True or False", param="overwrite")
+    overwrite = bool(overwrite)
     if not isinstance(folder, (str, os.PathLike)):
         raise OptionError(f"folder {folder!r}: give the path of a folder", param="folder")
     folder = Path(folder)

@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geosr.errors import GeoSRError, InputError
+from geosr.errors import GeoSRError, InputError, name_too_long_message
 from geosr.options import CommandOptions
 
 EXIT_OK = 0
@@ -168,9 +168,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     except OSError as exc:  # a name the file system refuses (ENAMETOOLONG) is the input's fault
         if exc.errno != errno.ENAMETOOLONG:
             _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
-        name = str(exc.filename or "")
-        shown = name if len(name) <= 80 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
-        _fail(f"{shown}: the file name is too long for this file system", EXIT_BAD_INPUT, json_out)
+        _fail(name_too_long_message(exc), EXIT_BAD_INPUT, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
         if type(exc).__name__ == "OutOfMemoryError":  # torch's, on CUDA (named, not imported: the CLI starts fast)
             _fail(_OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""]), EXIT_INTERNAL, json_out)

@@ -13,12 +13,14 @@ from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import Polygon
 
-from geosr.errors import InputError, OptionError
+from geosr.config import is_bool
+from geosr.errors import InputError, OptionError, names_too_long_are_input_errors
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
 from geosr.io.sources import is_composite, source_note
 from geosr.tiling.grid import Grid, across_antimeridian, outline
 
 
+@names_too_long_are_input_errors
 def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = False) -> dict:
     """Metadata of every raster and, for each pair, the share of the first's area the second covers (``paths``:
     a list, or one path). Each file's last block is read (a truncated file fails there); with ``read_all`` every
@@ -31,8 +33,9 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
     wrong = next((p for p in given if not isinstance(p, (str, os.PathLike))), None)
     if wrong is not None:
         raise OptionError(f"paths: {wrong!r} is not a raster's path", param="paths")
-    if not isinstance(read_all, bool):  # "no" is true to Python
+    if not is_bool(read_all):  # "no" is true to Python
         raise OptionError(f"read_all {read_all!r}: give True or False", param="read_all")
+    read_all = bool(read_all)
     infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
     tags = {info.path: _read_blocks(info.path, read_all) for info in infos}
     files = []

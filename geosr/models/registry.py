@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
-from geosr.errors import GeoSRError, InputNotFoundError, OptionError
+from geosr.errors import GeoSRError, InputNotFoundError, OptionError, names_too_long_are_input_errors
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver
 
@@ -193,6 +193,7 @@ def resolve_checkpoint(spec: str) -> Path:
     raise OptionError(f"unknown model {spec!r}: use one of {names}, or the path of a geosr checkpoint")
 
 
+@names_too_long_are_input_errors
 def load_model(
     spec: str,
     *,

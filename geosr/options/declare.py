@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, TypeVar
 
+from geosr.config import is_bool
 from geosr.errors import OptionError
 
 T = TypeVar("T", bound="CommandOptions")
@@ -139,7 +140,7 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
     if value is None:
         return None
     if typ is bool:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":  # NumPy's booleans too
+        if is_bool(value):  # NumPy's booleans too
             return bool(value)
         raise OptionError(f"{name} {value!r}: give True or False", param=name)
     if typ is int:
@@ -153,6 +154,8 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
             return float(value)
         raise OptionError(f"{name} {value!r}: give a number", param=name)
     if typ is str or isinstance(typ, type) and issubclass(typ, os.PathLike):
+        if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # an array of bands, a box: a list
+            value = value.tolist()
         if isinstance(value, (list, tuple)) and value and all(
                 isinstance(v, (str, numbers.Real)) and not isinstance(v, bool) for v in value):
             return ",".join(str(v) for v in value)
@@ -171,6 +174,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return getattr(value, "name", str(value))
+
+
+def check_callable(value: Any, name: str, what: str) -> None:
+    """Refuse a callback ``value`` (``what`` it is called with, in words) that cannot be called: it failed once the
+    work had run (a TypeError), not before."""
+    if value is not None and not callable(value):
+        raise OptionError(f"{name} {value!r}: give a function of {what}, or None", param=name)
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:

@@ -84,6 +84,8 @@ class UpscaleOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))
+        if isinstance(self.cd_classes, os.PathLike):  # (else text, or a ChangeClassTable)
+            object.__setattr__(self, "cd_classes", os.fspath(self.cd_classes))
         for name in ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"):
             value = getattr(self, name)
             if isinstance(value, str) and not value.strip():  # an empty path would be read as the working folder

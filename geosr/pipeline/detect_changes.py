@@ -38,7 +38,7 @@ from geosr.conditioning.change_detection import (
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
-from geosr.errors import NoOverlapError, OptionError, OutputExistsError
+from geosr.errors import NoOverlapError, OptionError, OutputExistsError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials, writing
@@ -47,7 +47,7 @@ from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
 from geosr.options import DetectChangesOptions
-from geosr.options.declare import coerce
+from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.scene import Scene
 from geosr.tiling.grid import Grid
 from geosr.tiling.windows import PlannedWindow
@@ -120,6 +120,7 @@ class ChangeDetectionResult:
                 "seconds": round(self.seconds, 3), "warnings": list(self.warnings)}
 
 
+@names_too_long_are_input_errors
 def detect_changes(
     lr: str | os.PathLike[str],
     *,
@@ -138,6 +139,7 @@ def detect_changes(
     here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
     """
     t0 = time.perf_counter()
+    check_callable(progress, "progress", "(done, total)")
     opts = DetectChangesOptions.of(options, **fields)
     required = {"lr": (lr, "the LR raster"), "ref": (ref, "the reference raster to compare the LR with"),
                 "output": (output, "the change raster to write")}

@@ -125,6 +125,8 @@ def plan_upscale(
     job's finished journal (a run stopped after its output was in place, before its sidecars were)."""
     opts = options_from(options, fields)
     dry_run, resume = coerce("dry_run", dry_run, bool), coerce("resume", resume, bool)
+    if lr is None:  # coerce passes None through: str(None) read a file named "None"
+        raise OptionError("lr is required: the LR raster", param="lr")
     lr = coerce("lr", lr, Path)  # a list of band files as "a,b"
     output = coerce("output", output, Path)
     # what is read: for a model known to use neither a reference nor a mask (given with `ignore_unused`), neither,

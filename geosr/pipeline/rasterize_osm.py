@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from geosr._version import __version__
-from geosr.errors import NoOverlapError
+from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, remove_partials, writing
@@ -27,7 +27,7 @@ from geosr.io.paths import recorded_options
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
-from geosr.options.declare import coerce
+from geosr.options.declare import check_callable, coerce
 from geosr.osm.classes import MapClassTable, map_tags, resolve_map_classes
 from geosr.osm.features import OSMFeatures
 from geosr.osm.grid import GridSpec
@@ -86,6 +86,7 @@ class RasterizeOSMResult:
         }
 
 
+@names_too_long_are_input_errors
 def rasterize_osm(
     output: str | os.PathLike[str],
     *,
@@ -112,7 +113,10 @@ def rasterize_osm(
     t0 = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
     # 1. options that need no I/O, then the output path, before any work
+    check_callable(progress, "progress", "(stage, done, total)")
     opts = RasterizeOSMOptions.of(options, **fields)
+    if output is None:  # coerce passes None through
+        raise OptionError("output is required: the map raster to write", param="output")
     output = coerce("output", output, Path)
     spec = GridSpec(**opts.grid())
     spec.check()

@@ -16,7 +16,7 @@ import torch
 from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
-from geosr.errors import OptionError, OutputExistsError, ResumeError
+from geosr.errors import OutputExistsError, ResumeError, names_too_long_are_input_errors
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
@@ -24,6 +24,7 @@ from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, write_chunk
 from geosr.options import UpscaleOptions
+from geosr.options.declare import check_callable
 from geosr.pipeline.fingerprints import fingerprint_changes
 from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
 from geosr.pipeline.provenance import provenance_path, write_provenance
@@ -198,6 +199,7 @@ def _write_provenance(job: UpscaleJob) -> Path:
     return staged
 
 
+@names_too_long_are_input_errors
 def upscale(
     lr: str | os.PathLike[str],
     *,
@@ -216,8 +218,7 @@ def upscale(
     journal kept for ``resume``).
     """
     t0 = time.perf_counter()
-    if progress is not None and not callable(progress):  # else a TypeError at the first row, its work folder left
-        raise OptionError(f"progress {progress!r}: give a function of (done, total), or None", param="progress")
+    check_callable(progress, "progress", "(done, total)")  # else a TypeError at the first row, its work folder left
     with plan_upscale(lr, output=output, options=options, dry_run=dry_run, resume=resume, **fields) as job:
         if dry_run:  # with resume, what the run would find: the same refusal, or the rows it would not redo
             resumed = 0

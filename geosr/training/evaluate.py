@@ -29,12 +29,13 @@ import numpy as np
 import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
-from geosr.errors import BandError, InputError, OptionError
+from geosr.errors import BandError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.io.outputs import atomic_output
 from geosr.io.rasters import band_count
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
+from geosr.options.declare import check_callable
 from geosr.training.degradations import bicubic_degrade
 from geosr.training.metrics import MS_SSIM_MIN_SIDE, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
@@ -349,6 +350,7 @@ def markdown_table(summary: dict, models: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+@names_too_long_are_input_errors
 def evaluate(
     data: str | Path | Sequence[Pair],
     *,
@@ -366,6 +368,8 @@ def evaluate(
     get: the data set's, detected by upscale's ``--cd auto``, or none; the regions of the metrics are always the
     data set's labels), the sampler's ``steps``, ``lr_consistency``, ``reference_detail`` and ``seed``, and
     ``panels``."""
+    check_callable(progress, "progress", "(done, total)")
+    check_callable(log, "log", "one line of text")
     opts = EvaluateOptions.of(options, **fields)
     if not isinstance(data, (str, os.PathLike, list, tuple)) or (isinstance(data, str) and not data.strip()) or (
             isinstance(data, (list, tuple)) and not all(isinstance(p, Pair) for p in data)):

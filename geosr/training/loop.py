@@ -30,7 +30,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from geosr.conditioning.changes import load_change_classes
-from geosr.errors import GeoSRError, OptionError, OutputWriteError, TrainingDivergedError
+from geosr.errors import (
+    GeoSRError,
+    OptionError,
+    OutputWriteError,
+    TrainingDivergedError,
+    names_too_long_are_input_errors,
+)
 from geosr.io.outputs import os_reason
 from geosr.models.backbone_checkpoint import is_backbone_spec
 from geosr.models.checkpoint import load_checkpoint, read_spec
@@ -39,6 +45,7 @@ from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
 from geosr.options import TrainOptions
+from geosr.options.declare import check_callable
 from geosr.training.config import (
     BACKBONE_ARCHS,
     TrainConfig,
@@ -525,6 +532,7 @@ class _Run:
         )
 
 
+@names_too_long_are_input_errors
 def train(
     config: TrainConfig | str | Path | None = None,
     *,
@@ -543,6 +551,7 @@ def train(
     start from (fine-tuning). ``max_minutes``: stop (and save) after this much wall time even if ``cfg.steps`` is
     not reached.
     """
+    check_callable(progress, "progress", "(step, steps, loss)")
     fields = TrainOptions.canonical(fields)  # the command line's names too (out_dir, train_steps, batch, ...)
     own = {f.name for f in dataclasses.fields(TrainOptions)}
     opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})

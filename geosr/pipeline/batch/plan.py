@@ -18,14 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import InputError, OptionError
-from geosr.options.declare import coerce
+from geosr.errors import InputError, OptionError, names_too_long_are_input_errors
+from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, file_stamp, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
 
 
+@names_too_long_are_input_errors
 def plan_batch(
     manifest: str | os.PathLike[str],
     *,
@@ -45,6 +46,9 @@ def plan_batch(
     overwrite, force, skip_invalid, make_dirs = (
         bool(coerce(name, value, bool)) for name, value in (("overwrite", overwrite), ("force", force),
                                                             ("skip_invalid", skip_invalid), ("make_dirs", make_dirs)))
+    check_callable(progress, "progress", "(done, total)")
+    if manifest is None:  # read as a file named "None"
+        raise OptionError("manifest is required: the manifest file, or a glob of LR files", param="manifest")
     threads = coerce("threads", threads, int)
     if threads is not None and threads < 1:
         raise OptionError(f"threads {threads} must be at least 1 (or left out)", param="threads")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from geosr.config import device_name
-from geosr.errors import OptionError
-from geosr.options.declare import coerce
+from geosr.errors import OptionError, names_too_long_are_input_errors
+from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
 from geosr.pipeline.batch.manifest import input_files, row_number
 from geosr.pipeline.batch.plan import plan_batch, plan_count
@@ -82,6 +82,7 @@ class RunSettings:
         return cls(**{f.name: options.pop(f.name) for f in fields(cls) if f.name in options})
 
 
+@names_too_long_are_input_errors
 def batch(
     manifest: str | os.PathLike[str],
     *,
@@ -106,6 +107,7 @@ def batch(
         coerce(name, value, bool) for name, value in (("overwrite", overwrite), ("force", force),
                                                       ("skip_invalid", skip_invalid), ("make_dirs", make_dirs),
                                                       ("dry_run", dry_run)))
+    check_callable(check_progress, "check_progress", "(done, total)")
     settings = RunSettings.take(options)
     plan = plan_batch(manifest, overwrite=overwrite, force=force, skip_invalid=skip_invalid, make_dirs=make_dirs,
                       progress=check_progress, **options)
@@ -118,6 +120,7 @@ def batch(
     return run_batch(plan, settings)
 
 
+@names_too_long_are_input_errors
 def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -> BatchResult:
     """Run the planned jobs on ``client``, on the cluster at ``scheduler``, or on a new local cluster.
 

@@ -1,0 +1,95 @@
+"""The Python API takes what Python callers pass (paths, NumPy values) as the CLI takes its text, and refuses
+what it cannot use before any work, with geosr's own errors (found in review of the API against the CLI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import geosr
+from conftest import make_raster, smooth_field
+from geosr.errors import InputError, NameTooLongError, OptionError
+
+
+@pytest.fixture
+def lr(tmp_path) -> Path:
+    return make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 200 + 20).astype(np.uint8))
+
+
+def test_numpy_values_are_taken_as_python_s(lr, tmp_path):
+    """NumPy 2's booleans (type `bool`, no longer `bool_`) were refused by every yes/no option ("give True or
+    False"); an array of bands was an AttributeError."""
+    out = tmp_path / "a.tif"
+    geosr.upscale(lr, output=out, scale=2, model="bicubic", bands=np.array([3, 1]))
+    with rasterio.open(out) as ds:
+        assert ds.count == 2 and json.loads(ds.tags()["GEOSR_BANDS"]) == [3, 1]
+    geosr.upscale(lr, output=out, scale=2, model="bicubic", overwrite=np.True_, dry_run=np.False_)
+    assert geosr.describe(str(out), read_all=np.True_)["files"][0]["width"] == 32
+    with pytest.raises(OptionError, match="overwrite 'no': give True or False"):
+        geosr.upscale(lr, output=out, scale=2, model="bicubic", overwrite="no")
+
+
+def test_a_class_table_given_as_a_path_object(lr, tmp_path):
+    """`cd_classes=Path(...)` was "TypeError: not serialisable: PosixPath" (a str worked)."""
+    cd = make_raster(tmp_path / "cd.tif", np.zeros((1, 16, 16), np.uint8))
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"name": "mine", "classes": [{"value": 0, "name": "same", "changed": False},
+                                                             {"value": 1, "name": "new", "changed": True}]}))
+    geosr.upscale(lr, output=tmp_path / "p.tif", scale=2, model="reference-paste", ref=lr, cd=cd,
+                  cd_classes=table)
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert json.loads(ds.tags()["GEOSR_CHANGE_CLASSES"])["name"] == "mine"
+
+
+def test_a_required_path_given_as_none_is_refused(lr, tmp_path, monkeypatch):
+    """`upscale(None, ...)` read a file named "None" in the working folder; `rasterize_osm(None, ...)` was a
+    TypeError; `batch(None)` looked for a manifest named "None"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "None").write_bytes(lr.read_bytes())
+    with pytest.raises(OptionError, match="^lr is required"):
+        geosr.upscale(None, output="x.tif", scale=2, model="bicubic")
+    with pytest.raises(OptionError, match="^output is required"):
+        geosr.rasterize_osm(None, like=str(lr), osm_file="map.osm")
+    for fn in (geosr.batch, geosr.plan_batch):
+        with pytest.raises(OptionError, match="^manifest is required"):
+            fn(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["None", "lr.tif"]
+
+
+@pytest.mark.parametrize("call", ["detect_changes", "rasterize_osm", "evaluate", "train", "plan_batch", "batch"])
+def test_a_progress_that_cannot_be_called_is_refused_before_any_work(lr, tmp_path, call):
+    """Only upscale checked it: the others ran their work first (a detection, a training step), then failed on
+    "TypeError: 'int' object is not callable"."""
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: lr.tif, out: o.tif, x: 2, model: bicubic}\n")
+    calls = {
+        "detect_changes": lambda: geosr.detect_changes(lr, ref=lr, output=tmp_path / "c.tif", progress=5),
+        "rasterize_osm": lambda: geosr.rasterize_osm(tmp_path / "m.tif", like=str(lr), osm_file="map.osm",
+                                                     progress=5),
+        "evaluate": lambda: geosr.evaluate(tmp_path, out=tmp_path / "ev", progress=5),
+        "train": lambda: geosr.train(data=str(tmp_path), out=tmp_path / "run", progress=5),
+        "plan_batch": lambda: geosr.plan_batch(tmp_path / "jobs.yaml", progress=5),
+        "batch": lambda: geosr.batch(tmp_path / "jobs.yaml", check_progress=5),
+    }
+    with pytest.raises(OptionError, match=r"progress 5: give a function of \("):
+        calls[call]()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.yaml", "lr.tif"]
+
+
+def test_a_name_too_long_for_the_file_system_is_an_input_error(lr, tmp_path):
+    """A raw OSError ("File name too long") from every API call: the CLI said it in one sentence, exit 2, but the
+    docstrings promise an InputError to Python callers too."""
+    long = tmp_path / ("a" * 300 + ".tif")
+    calls = [lambda: geosr.upscale(lr, output=long, scale=2, model="bicubic"),
+             lambda: geosr.upscale(long, output=tmp_path / "o.tif", scale=2, model="bicubic"),
+             lambda: geosr.describe(str(long)),
+             lambda: geosr.copy_sample(tmp_path / ("b" * 300))]
+    for call in calls:
+        with pytest.raises(NameTooLongError) as err:
+            call()
+        assert isinstance(err.value, InputError) and "the file name is too long for this file system" in str(
+            err.value), err.value
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
