@@ -863,3 +863,16 @@ def test_a_batch_with_failed_jobs_says_so_in_one_line_when_quiet_and_in_its_json
     said = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert res.exit_code == 1 and said["ok"] is False and said["error"].startswith("1 failed of 1 job")
     assert [j["status"] for j in said["jobs"]] == ["failed"]
+
+
+def test_a_glob_s_refused_rows_keep_their_place_in_the_results(scenes):
+    """The results of a glob listed its refused files after all the others (`s0, s2, bad`) instead of in the glob's
+    own order (`bad, s0, s2`), which the docs promise."""
+    from geosr.pipeline.batch import batch
+
+    (scenes / "s1.tif").write_bytes(b"not a raster")  # between the two good ones
+    (scenes / "g.json").write_text(json.dumps({"defaults": {"x": 2, "model": "bicubic", "out": "out/{stem}.tif"},
+                                               "glob": "s*.tif"}))
+    done = batch(scenes / "g.json", skip_invalid=True, dry_run=True)
+    assert [(r.lr and Path(r.lr).name, r.status) for r in done.jobs] == [
+        ("s0.tif", "planned"), ("s1.tif", "failed"), ("s2.tif", "planned")], done.jobs

@@ -93,3 +93,19 @@ def test_a_name_too_long_for_the_file_system_is_an_input_error(lr, tmp_path):
         assert isinstance(err.value, InputError) and "the file name is too long for this file system" in str(
             err.value), err.value
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+
+
+def test_sampling_settings_beside_a_loaded_model_must_be_its_own(lr, tmp_path):
+    """A model passed loaded ran as it was loaded: `steps=2`, another sampler or `lr_consistency="off"` beside it
+    changed nothing, yet the output's GEOSR_OPTIONS (and evaluate's metrics.json) recorded them as applied."""
+    loaded = geosr.load_model("default")
+    for given in ({"steps": 2}, {"sampler": "paper"}, {"lr_consistency": "off"}, {"fuse_overlaps": True}):
+        with pytest.raises(OptionError, match=r"model default was loaded with other settings and runs with those"):
+            geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=loaded, **given)
+    with pytest.raises(OptionError, match=r"^steps: model default was loaded with other settings"):
+        geosr.evaluate(tmp_path, models=[loaded], steps=4, out=tmp_path / "ev")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+    two = geosr.load_model("default", sampler=geosr.SamplerConfig(steps=2))
+    geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=two, steps=2, seed=3)  # its own: runs
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])["sampler"]["steps"] == 2

@@ -7,11 +7,13 @@ looks like a path is loaded with :func:`geosr.models.checkpoint.load_checkpoint`
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
 from geosr.errors import GeoSRError, InputNotFoundError, OptionError, names_too_long_are_input_errors
@@ -234,6 +236,30 @@ def load_model(
         raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
     if spec in CLASSICAL:
         return CLASSICAL[spec]()
+    base = sampler or SamplerConfig()
+    asked = {f.name: getattr(base, f.name) for f in dataclasses.fields(SamplerConfig) if f.name != "seed"} | {
+        "reference_detail": base.reference_detail if reference_detail is None else reference_detail,
+        "lr_consistency": "off" if lr_consistency is False else lr_consistency}
+    sr = _load(spec, device, sampler, style, lr_consistency, reference_detail)
+    with contextlib.suppress(AttributeError):  # what it was asked to run with: given again, they must agree
+        sr.loaded_with = asked  # type: ignore[attr-defined]  # (unapplied_settings)
+    return sr
+
+
+def unapplied_settings(model: Any, sampler: "SamplerConfig") -> list[str]:
+    """The sampling settings set in ``sampler`` (not left to the model: ``steps`` None, preset "default", ...) that
+    a model object loaded with other ones would not apply: it runs as :func:`load_model` made it, though the
+    output would record them (found in review). None for a model loaded by name, or one geosr did not load."""
+    asked = getattr(model, "loaded_with", None)
+    if not isinstance(asked, dict):
+        return []
+    unset = SamplerConfig()
+    return [name for name, value in asked.items() if getattr(unset, name) != getattr(sampler, name) != value]
+
+
+def _load(spec: str, device: "str | torch.device", sampler: "SamplerConfig | None", style: "str | torch.Tensor | None",
+          lr_consistency: bool | str | None, reference_detail: bool | None) -> SuperResolver:
+    """:func:`load_model` of a learned model, its arguments checked."""
     from geosr.models.device import resolve_device
 
     dev = resolve_device(device)

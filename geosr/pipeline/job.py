@@ -57,7 +57,7 @@ from geosr.models.interface import (
     samples,
     window_memory,
 )
-from geosr.models.registry import CLASSICAL, load_model, model_files
+from geosr.models.registry import CLASSICAL, load_model, model_files, unapplied_settings
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
@@ -162,6 +162,7 @@ def plan_upscale(
     # detected (minutes on a large scene) or the reference co-registered; a style image needs the scene: the model
     # is loaded again with it below
     style = opts.style
+    _refuse_unapplied(opts)
     try:
         sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=None if _is_style_image(style) else style)
     except OptionError:
@@ -540,6 +541,19 @@ def resolve_model(
     if isinstance(sr, LRConsistent):  # back-projected at the asked scale, where its box average is the LR exactly
         return LRConsistent(Rescaled(sr.inner, via), sr.iterations, sr.operator)
     return Rescaled(sr, via)
+
+
+def _refuse_unapplied(opts: UpscaleOptions) -> None:
+    """Refuse sampling settings given beside a model object that was loaded with others: it runs as it was loaded,
+    and the output's tags would record the settings as applied (`steps` 2 beside ``load_model("default")`` wrote
+    the 1-step output, tagged steps 2)."""
+    if isinstance(opts.model, str):
+        return
+    names = [{"preset": "sampler"}.get(n, n) for n in unapplied_settings(opts.model, opts.sampler)]
+    if names:
+        raise OptionError(f"{', '.join(names)}: model {getattr(opts.model, 'name', 'given')} was loaded with "
+                          f"other settings and runs with those; give {'it' if len(names) == 1 else 'them'} to "
+                          "load_model, or give the model by its name", param=names[0])
 
 
 def _known_inputs(model: Any) -> frozenset[str]:

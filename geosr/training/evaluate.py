@@ -377,6 +377,7 @@ def evaluate(
     for m in opts.models:  # a name, a checkpoint's path or a SuperResolver (which has a name)
         if not isinstance(m, (str, os.PathLike)) and not isinstance(getattr(m, "name", None), str):
             raise OptionError(f"models: {m!r} is neither a model's name or path nor a super-resolver", param="models")
+    _refuse_unapplied(opts)
     models, scales, steps, device = opts.models, opts.scales, opts.steps, opts.device
     t0 = time.perf_counter()
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
@@ -452,6 +453,20 @@ def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases
             where = f"{data}" if isinstance(data, (str, Path)) else "the evaluation data"
             raise BandError(f"model {name}: takes {band_count(wanted)}, but {where} holds images of "
                             f"{' and '.join(band_count(n) for n in counts)}; evaluate it on {wanted}-band images")
+
+
+def _refuse_unapplied(opts: EvaluateOptions) -> None:
+    """Refuse ``steps``, ``lr_consistency`` or ``reference_detail`` beside a model object loaded with others: it runs
+    as it was loaded (metrics.json recorded `steps` 4 beside a 1-step model's metrics)."""
+    given = {"steps": opts.steps, "lr_consistency": opts.lr_consistency, "reference_detail": opts.reference_detail}
+    for m in opts.models:
+        asked = getattr(m, "loaded_with", None)
+        differ = [k for k, v in given.items() if v is not None and isinstance(asked, dict) and v != asked[k]
+                  and not (k == "lr_consistency" and v is False and asked[k] == "off")]
+        if differ:
+            raise OptionError(f"{', '.join(differ)}: model {getattr(m, 'name', 'given')} was loaded with other "
+                              f"settings and runs with those; give {'it' if len(differ) == 1 else 'them'} to "
+                              "load_model, or give the model by its name", param=differ[0])
 
 
 def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tuple[str, str | SuperResolver]]:

@@ -260,10 +260,12 @@ def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: s
 def manifest_order(results: list[JobResult]) -> list[JobResult]:
     """Results in the order of their manifest rows (``jobs.yaml job 3``, ``jobs.csv line 4``; a glob's jobs after
     the listed ones, in their own order), the invalid rows among the others."""
-    def key(item: tuple[int, JobResult]) -> tuple[int, int]:
+    def key(item: tuple[int, JobResult]) -> tuple[int, int, str, int]:
         i, r = item
         n = row_number(r.where)
-        return (0, n) if n is not None else (1, i)
+        # a glob's row is "WHERE PATH", its paths in the glob's sorted order: by that, not by where it came in the
+        # results (refused rows came last, after the jobs that ran)
+        return (0, n, "", i) if n is not None else (1, 0, r.where or "", i)
 
     return [r for _, r in sorted(enumerate(results), key=key)]
 
