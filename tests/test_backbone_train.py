@@ -388,3 +388,42 @@ def test_warm_up_raises_the_learning_rate_linearly_then_follows_the_cosine(tmp_p
     fit_backbone(tmp_path / "run", images, [], init=resolve_checkpoint("lite"), cfg=cfg, log=lambda s: None)
     cosine = [cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + np.cos(np.pi * s / 8)) for s in range(8)]
     assert rates == pytest.approx([c * min(1.0, (s + 1) / 4) for s, c in enumerate(cosine)])
+
+
+def test_lite_divergence_says_what_the_user_can_do(tmp_path, nested):
+    """A lite run whose loss went non-finite said "resume from the last saved state with a lower learning rate",
+    which `--resume` refuses (another learning rate), and said so when nothing was saved at all."""
+    root, _ = nested
+    res = _run(["--arch", "lite", "--data", str(root), "-x", "4", "--batch", "2", "--train-steps", "4",
+                "--learning-rate", "1e30", "--out-dir", str(tmp_path / "wild")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "the loss is not finite at step" in said, said
+    assert "run it again with a lower --learning-rate" in said and "resume" not in said, said
+
+
+def test_training_messages_and_data_paths_spelled_two_ways(tmp_path, monkeypatch):
+    """A training config named `t0.tif` was "not .tif without one"; a truncated image "not an image that can be read
+    (Read failed. See previous exception for details.)"; `--resume --data ../x/tiles` was refused as other data
+    than the `x/tiles` it had started with."""
+    import rasterio
+
+    from geosr.errors import InputError, OptionError
+    from geosr.training.config import absolute_sources, load_config
+    from geosr.training.pairs import read_target
+
+    image = tmp_path / "t0.tif"
+    data = np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8)
+    with rasterio.open(image, "w", driver="GTiff", width=256, height=256, count=3, dtype="uint8") as ds:
+        ds.write(data)
+    with pytest.raises(OptionError, match=r"t0.tif: a training config is a .toml, .yaml or .json file, not a .tif "
+                                          r"file; give training data with `data`"):
+        load_config(image)
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with pytest.raises(InputError) as err:
+        read_target(image)
+    assert "t0.tif: not an image that can be read (" in str(err.value) and "See previous" not in str(err.value)
+    (tmp_path / "x" / "tiles").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "x")
+    spelled = [absolute_sources([{"kind": "synthetic", "paths": [p]}])[0]["paths"][0]
+               for p in ("tiles/a.png", "../x/tiles/a.png", str(tmp_path / "x" / "tiles" / "a.png"))]
+    assert spelled == [str(tmp_path / "x" / "tiles" / "a.png")] * 3, spelled

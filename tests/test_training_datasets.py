@@ -84,6 +84,31 @@ def test_refdiff_lr_folder_with_another_name_is_refused_not_skipped(tmp_path):
     assert [p.name for p in refdiff_folder(root)] == ["img0"]
 
 
+def test_a_refdiff_case_whose_images_lie_elsewhere_is_refused(tmp_path):
+    """A Ref-Diff folder's Ref/ and CD_mask/ GeoTIFFs at other places than its HR_512/ one were scored and trained
+    on as the same ground (A/ B/ label/ folders were refused)."""
+    root = tmp_path / "test"
+    for d in ("HR_512", "Ref", "CD_mask"):
+        (root / d).mkdir(parents=True)
+
+    def write(path: Path, arr: np.ndarray, x0: float, crs: str = "EPSG:32633") -> None:
+        with rasterio.open(path, "w", driver="GTiff", width=arr.shape[-1], height=arr.shape[-2], count=arr.shape[0],
+                           dtype="uint8", crs=crs, transform=Affine(1, 0, x0, 0, -1, 5000000)) as ds:
+            ds.write(arr)
+
+    hr = _hr().transpose(2, 0, 1)
+    write(root / "HR_512" / "s.tif", hr, 500000)
+    write(root / "Ref" / "s.tif", hr, 500000)
+    write(root / "CD_mask" / "s.tif", np.zeros((1, 64, 64), np.uint8), 500000)
+    assert [p.name for p in refdiff_folder(root)] == ["s"]
+    write(root / "CD_mask" / "s.tif", np.zeros((1, 64, 64), np.uint8), 700000)
+    with pytest.raises(InputError, match=r"CD_mask/s.tif: its georeferencing puts it elsewhere than .*HR_512/s.tif"):
+        refdiff_folder(root)
+    write(root / "Ref" / "s.tif", hr, 500000, crs="EPSG:32634")
+    with pytest.raises(InputError, match=r"Ref/s.tif: its georeferencing puts it elsewhere than"):
+        refdiff_folder(root)
+
+
 def test_change_pair_folder_and_mask_alignment(tmp_path):
     for d in ("A", "B", "label"):
         (tmp_path / d).mkdir()
@@ -188,6 +213,28 @@ def test_a_given_lr_is_read_in_the_physical_values_of_its_hr(tmp_path):
             ds.scales, ds.offsets = (1e-4,) * 3, (-0.1,) * 3
     pair = geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=8)
     assert float((box_downsample(pair.target, 8) - pair.lr[8]).abs().max()) < 1e-3  # was about 0.4
+
+
+def test_a_geotiff_source_reads_the_bands_upscale_takes(tmp_path):
+    """A 4-band stack described B02, B03, B04, B08 was read as bands 1-3 (blue, green, red: the model learnt red from
+    blue), where `geosr upscale` takes B04, B03, B02; a source's own `bands` was not a setting."""
+    from geosr.training.config import load_config
+
+    data = np.stack([np.full((32, 32), 1000 * (b + 1), np.uint16) for b in range(4)])
+    with rasterio.open(tmp_path / "s2.tif", "w", driver="GTiff", width=32, height=32, count=4, dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+        ds.write(data)
+        ds.descriptions = ("B02", "B03", "B04", "B08")
+    pair = geotiff_stack(hr=tmp_path / "s2.tif", scale=4)
+    means = [float(m) for m in pair.target.mean(dim=(1, 2))]
+    assert means[0] > means[1] > means[2], means  # B04 (3000), B03, B02 (1000)
+    pair = geotiff_stack(hr=tmp_path / "s2.tif", scale=4, bands=[4, 3, 2, 1])
+    assert pair.target.shape[0] == 4
+    cfg = load_config(data=[{"kind": "geotiff", "hr": str(tmp_path / "s2.tif"), "bands": [4, 3, 2, 1]}], bands=4)
+    assert cfg.data[0]["bands"] == [4, 3, 2, 1]
+    with pytest.raises(InputError, match=r"a geotiff data source's bands is a list of band numbers \(from 1\), "
+                                         r"not 'B04'"):
+        load_config(data=[{"kind": "geotiff", "hr": str(tmp_path / "s2.tif"), "bands": "B04"}])
 
 
 def test_sites_of_mismatched_sizes_and_missing_bands_are_one_sentence(tmp_path):

@@ -33,6 +33,7 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
+from geosr.training.pairs import read_failure
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, save_state, state_record
 
@@ -94,7 +95,7 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and rasterio's errors are OSErrors
             if isinstance(exc, InputError):
                 raise
-            raise InputError(f"{p}: not an image that can be read ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"{p}: not an image that can be read ({read_failure(exc)})") from None
     return out
 
 
@@ -399,8 +400,8 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
             sr = net(lr * 2 - 1, scale, code if net.uses_code else None)
         loss = F.l1_loss(sr.float(), hr * 2 - 1)
         if not torch.isfinite(loss):
-            raise TrainingDivergedError(f"backbone training: the loss is not finite at step {step + 1}; "
-                                        "resume from the last saved state with a lower learning rate")
+            raise TrainingDivergedError(f"backbone training: the loss is not finite at step {step + 1}; run it again "
+                                        "with a lower `lr`")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)

@@ -4,7 +4,8 @@ A data source is a mapping with a ``kind``:
 
 - ``{"kind": "refdiff", "path": "SECOND/RefSR_dataset/train", "weight": 1}`` — the Ref-Diff release layout;
 - ``{"kind": "pairs", "path": "LEVIR/", "weight": 1}`` — ``A/`` (reference), ``B/`` (target), ``label/``;
-- ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``;
+- ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``
+  (``"bands": [4, 3, 2, 8]``: those bands of each; default: the red, green and blue ``geosr upscale`` takes);
 - ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images;
 - ``{"kind": "shared", "manifest": "collection.json", "weight": 1, "synthetic_weight": 1}`` — a collection of
   data sets named by a manifest (:mod:`geosr.training.manifest`; ``"path"`` overrides its root, or names a
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +46,9 @@ def absolute_backbone(backbone: Any) -> Any:
 
 
 def absolute_sources(sources: Any) -> Any:
-    """Data sources with every path made absolute (from the working folder, as relative ones are read): a run's
-    record then names its data wherever ``--resume`` is run from (a scheduler's job starts in another folder)."""
+    """Data sources with every path made absolute (from the working folder, as relative ones are read) and ``..``
+    resolved: a run's record then names its data wherever ``--resume`` is run from (a scheduler's job starts in
+    another folder), however the same folder is spelled."""
     if not isinstance(sources, (list, tuple)):
         return sources
     out = []
@@ -54,9 +57,9 @@ def absolute_sources(sources: Any) -> Any:
             src = dict(src)
             for k in SOURCE_PATH_KEYS:
                 if isinstance(src.get(k), str) and src[k]:
-                    src[k] = str(Path(src[k]).expanduser().absolute())
+                    src[k] = os.path.abspath(os.path.expanduser(src[k]))
             if isinstance(src.get("paths"), (list, tuple)):
-                src["paths"] = [str(Path(p).expanduser().absolute()) if isinstance(p, str) else p
+                src["paths"] = [os.path.abspath(os.path.expanduser(p)) if isinstance(p, str) else p
                                 for p in src["paths"]]
         out.append(src)
     return tuple(out)
@@ -248,7 +251,7 @@ class TrainConfig:
 
 # A data source's keys per kind: (required, optional); "weight" (a number, 0 to leave the source out) is every kind's
 _SOURCE_KEYS = {"refdiff": ({"path"}, {"table"}), "pairs": ({"path"}, set()),
-                "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale"}), "synthetic": ({"paths"}, set()),
+                "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale", "bands"}), "synthetic": ({"paths"}, set()),
                 "shared": (set(), {"manifest", "path", "synthetic_weight"})}
 
 
@@ -281,6 +284,9 @@ def _source_problems(src: Any, scales: Sequence[int]) -> list[str]:
     if "table" in src and not isinstance(src["table"], bool):  # a name such as "cnam" read as true
         problems.append(f"a refdiff data source's table is true (its masks read with the run's change_table) or "
                         f"false (its own CLASS_Table.txt, else read from its masks), not {src['table']!r}")
+    if "bands" in src and (not isinstance(src["bands"], (list, tuple)) or not src["bands"] or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in src["bands"])):
+        problems.append(f"a geotiff data source's bands is a list of band numbers (from 1), not {src['bands']!r}")
     if "scale" in src and (isinstance(src["scale"], bool) or src["scale"] not in scales):
         problems.append(f"a geotiff data source's scale {src['scale']!r} is not among the scales trained "
                         f"({', '.join(map(str, scales))}): its LR would not be used")
@@ -340,8 +346,9 @@ def _read_config(p: Path) -> dict[str, Any]:
         raise OptionError(f"{p}: is a folder, not a training config (.toml, .yaml or .json); give training "
                           "data with `data`")
     if p.suffix.lower() not in _CONFIG_SUFFIXES:
-        raise OptionError(f"{p}: a training config is a .toml, .yaml or .json file, not {p.suffix or 'a file'} "
-                          "without one")
+        raise OptionError(f"{p}: a training config is a .toml, .yaml or .json file, not "
+                          + (f"a {p.suffix} file" if p.suffix else "a file without a suffix")
+                          + "; give training data with `data`")
     try:
         text = p.read_text()
         if p.suffix.lower() == ".toml":

@@ -96,6 +96,7 @@ class Case:
     table: str = "binary"
     group: str = ""
     valid: torch.Tensor | None = None  # (H, W) bool where the target has data (None: everywhere)
+    ref_valid: torch.Tensor | None = None  # (H, W) bool where the reference has data (None: wherever there is one)
 
     @property
     def scored(self) -> torch.Tensor | None:
@@ -145,7 +146,8 @@ def make_cases(pairs: Sequence[Pair], scales: Sequence[int]) -> list[Case]:
                 values = lut[p.change[:H, :W].numpy()]
             labelled = p.labelled[:H, :W] if p.labelled is not None else torch.ones(H, W, dtype=torch.bool)
             cases.append(Case(p.name, s, hr, lr, ref, values, p.changed[:H, :W], labelled, p.table.name, p.group,
-                              p.valid[:H, :W] if p.valid is not None else None))
+                              p.valid[:H, :W] if p.valid is not None else None,
+                              p.ref_valid[:H, :W] if p.ref_valid is not None and ref is not None else None))
     return cases
 
 
@@ -188,8 +190,8 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     lr_p, ref_p = folder / "lr.tif", folder / "ref.tif"
     if not lr_p.exists():
         _write_tif(lr_p, _to8(case.lr), float(case.scale), valid=lr_valid(case.valid, case.scale))
-        if case.ref is not None:
-            _write_tif(ref_p, _to8(case.ref), 1.0)
+        if case.ref is not None:  # its nodata as a mask, as a user's reference declares it (was pasted as black)
+            _write_tif(ref_p, _to8(case.ref), 1.0, valid=None if case.ref_valid is None else case.ref_valid.numpy())
     name = model if isinstance(model, str) else getattr(model, "name", "model")
     out = folder / f"sr_{name.replace('/', '_')}.tif"
     mask, classes = _case_mask(case, folder, cd)

@@ -34,6 +34,7 @@ from geosr.training.pairs import (
     find_image,
     georeferencing,
     list_images,
+    named_rgb,
     read_image,
     read_mask,
     read_target,
@@ -90,6 +91,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         stem = hr_path.stem
         ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
         check_same_band_choice([hr_path, ref_path, *(find_image(d, stem) for d in lr_dirs.values())])
+        _same_place(hr_path, [p for p in (ref_path, cd_path) if p is not None])  # (LRs: another pixel size)
         target, div, valid = read_target(hr_path)
         lrs = {}
         for s, d in lr_dirs.items():
@@ -99,7 +101,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
                 lrs[s] = lr * (lr_div / div)  # in the HR's units: a deep LR's own percentile would rescale it
                 _check_lr(lrs[s], target, s, p)
                 _same_bands(p, lrs[s], hr_path, target)
-        ref = read_image(ref_path)[0] if ref_path else None
+        ref, _, ref_valid = read_target(ref_path) if ref_path else (None, 1.0, None)
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
         mask = read_mask(cd_path) if cd_path else None
@@ -112,10 +114,12 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
                 raise InputError(f"{path}: is {shape[0]}x{shape[1]} pixels but {hr_path} is {h}x{w}; a case's Ref/ "
                                  "and CD_mask/ images cover its HR_512/ image at its size")
         ref = ref[:, :h, :w] if ref is not None else None
+        ref_valid = ref_valid[:h, :w] if ref_valid is not None else None
         mask = mask[:h, :w] if mask is not None else None
         # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
         labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
-        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid))
+        pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid,
+                          ref_valid=ref_valid))
         masks.append(mask)
     if table is None:
         top = max((int(m.max()) for m in masks if m is not None), default=1)
@@ -170,7 +174,7 @@ def change_pair_folder(
         if b_path is None or (require_label and l_path is None):
             continue
         check_same_band_choice([a_path, b_path])
-        ref, (target, _, valid) = read_image(a_path)[0], read_target(b_path)
+        (ref, _, ref_valid), (target, _, valid) = read_target(a_path), read_target(b_path)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
         mask = read_mask(l_path) if l_path else None
@@ -183,6 +187,7 @@ def change_pair_folder(
                 raise InputError(f"{path}: is {ph}x{pw} pixels but {small} is {sh}x{sw}; the images of a change pair "
                                  "must cover the same area at the same size")
         ref, target, valid = ref[:, :h, :w], target[:, :h, :w], None if valid is None else valid[:h, :w]
+        ref_valid = None if ref_valid is None else ref_valid[:h, :w]
         if mask is not None:  # else a value such as 30 (a resampled or lossy label) would count as changed
             odd = sorted(set(np.unique(mask).tolist()) - {c.value for c in BINARY.classes})
             if odd:
@@ -192,7 +197,7 @@ def change_pair_folder(
         change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
         labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
         pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem,
-                          valid=valid))
+                          valid=valid, ref_valid=ref_valid))
     return pairs
 
 
@@ -237,7 +242,7 @@ def site_pairs(
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
                              "reference date, then the target date, in name order)")
         check_same_band_choice(tifs, bands)
-        ref, (target, _, valid) = read_image(tifs[0], bands=bands)[0], read_target(tifs[1], bands=bands)
+        (ref, _, ref_valid), (target, _, valid) = read_target(tifs[0], bands=bands), read_target(tifs[1], bands=bands)
         _same_place(tifs[0], tifs[1:])
         ch = read_mask(root / f"{site}_change_mask.png") > 127
         un = read_mask(root / f"{site}_unchanged_mask.png") > 127
@@ -250,7 +255,7 @@ def site_pairs(
                              "cover the same pixels")
         change = classes_of(np.where(ch, 255, 0), BINARY)
         pairs.append(Pair(name=site, target=target, ref=ref, change=change, labelled=torch.from_numpy(ch | un),
-                          group=f"{group}/{site}" if group else site, valid=valid))
+                          group=f"{group}/{site}" if group else site, valid=valid, ref_valid=ref_valid))
     return pairs
 
 
@@ -302,6 +307,7 @@ def geotiff_stack(
         r, rvalid, _ = _read_on_grid(ref, grid, bands)
         pair.ref = torch.from_numpy((r[:, rows, cols] / div).astype(np.float32))
         pair.labelled = torch.from_numpy(rvalid[rows, cols])
+        pair.ref_valid = None if rvalid[rows, cols].all() else torch.from_numpy(rvalid[rows, cols])
     if mask is not None:
         values, mvalid = _read_classes_on_grid(mask, grid)
         values, mvalid = values[rows, cols], mvalid[rows, cols]
@@ -331,14 +337,15 @@ def _covered(valid: np.ndarray, scale: int, hr: str | Path, lr: str | Path | Non
 
 
 def _read_on_grid(path, grid, bands, resampling="auto") -> tuple[np.ndarray, np.ndarray, str]:
-    """(data, valid, dtype) of ``bands`` (default: the first three) of ``path`` warped onto all of ``grid``."""
+    """(data, valid, dtype) of ``bands`` (default: the red, green and blue ``geosr upscale`` takes by default, else the
+    first three) of ``path`` warped onto all of ``grid``."""
     import rasterio
     from rasterio.windows import Window
 
     from geosr.conditioning.reference import GridReader
 
     with rasterio.open(path) as ds:
-        chosen = tuple(bands) if bands else tuple(range(1, min(ds.count, 3) + 1))
+        chosen = tuple(bands) if bands else named_rgb(Path(path))  # (band 1-3 read a Sentinel-2 stack's B02-B04)
         check_bands(path, chosen, ds.count)
         reader = GridReader(ds, grid, chosen, resampling)
         try:
@@ -362,9 +369,9 @@ def _read_classes_on_grid(path, grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_physical(path, bands) -> np.ndarray:
-    """``bands`` (default: the first three) of ``path`` on its own grid in physical values, read as the HR is (its
-    scales and offsets applied, nodata as the HR's: a given LR that multiplied by the scales alone sat an offset of
-    its own away from its HR, found in review)."""
+    """``bands`` (default: :func:`_read_on_grid`'s) of ``path`` on its own grid in physical values, read as the HR
+    is (its scales and offsets applied, nodata as the HR's: a given LR that multiplied by the scales alone sat an
+    offset of its own away from its HR, found in review)."""
     from geosr.io.rasters import inspect_raster
 
     return _read_on_grid(path, inspect_raster(str(path)).grid, bands)[0]

@@ -32,6 +32,8 @@ class Pair:
     change   (H, W) int64 class indices of ``table`` or None (all unchanged / synthetic)
     labelled (H, W) bool where the change label is known (None: everywhere); evaluation splits use it
     valid    (H, W) bool where the target has data in every band (None: everywhere); evaluation scores only there
+    ref_valid (H, W) bool where the reference has data in every band (None: wherever there is one); nowhere else is
+             it given to a model, as upscale gives none of a reference's nodata
     lr       {scale: (C, H/s, W/s)} given LRs (a released LR folder, a real LR raster); others are degraded
     """
 
@@ -46,6 +48,7 @@ class Pair:
     synthetic: bool = False
     group: str = ""  # scene group (for splits)
     valid: torch.Tensor | None = None
+    ref_valid: torch.Tensor | None = None
     _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
     _origins: dict[tuple[int, int], tuple[np.ndarray, int]] = field(default_factory=dict)  # per (crop, scale)
 
@@ -145,8 +148,16 @@ def _readable(path: Path) -> Iterator[None]:
     except InputError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError (OSError), SyntaxError
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{path}: not an image that can be read ({first})") from None
+        raise InputError(f"{path}: not an image that can be read ({read_failure(exc)})") from None
+
+
+def read_failure(exc: BaseException) -> str:
+    """Why a read failed, in one line: the deepest cause's first line (rasterio's "Read failed. See previous
+    exception for details." hides GDAL's own reason, e.g. TIFFReadEncodedStrip's, in its cause)."""
+    root = exc
+    while (deeper := root.__cause__ or root.__context__) is not None:
+        root = deeper
+    return (str(root).splitlines() or [type(root).__name__])[0].rstrip(".")
 
 
 def georeferencing(path: str | Path) -> tuple[str, tuple[float, ...]] | None:
@@ -189,7 +200,7 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             with rasterio.open(path) as ds:
                 # red, green, blue by the bands' names as upscale takes them (a B02,B03,B04 stack was scored
                 # with blue as red, a 13-band Sentinel-2 stack on B01-B03); else the first three
-                sel = list(bands) if bands else list(_named_rgb(path))
+                sel = list(bands) if bands else list(named_rgb(path))
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[sel[0] - 1]
@@ -219,7 +230,7 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
 
 
-def _named_rgb(path: Path) -> tuple[int, ...]:
+def named_rgb(path: Path) -> tuple[int, ...]:
     """The (up to three) bands a GeoTIFF's red, green, blue are read from without ``bands``: by their names, as
     upscale takes them, else the first three."""
     from geosr.io.rasters import default_bands, inspect_raster
@@ -236,7 +247,7 @@ def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | 
     for path in paths:
         if path is not None and path.suffix.lower() in (".tif", ".tiff"):
             with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
-                chosen[path] = _named_rgb(path)
+                chosen[path] = named_rgb(path)
     if len(set(chosen.values())) > 1:
         (a, ba), *rest = chosen.items()
         b, bb = next((p, c) for p, c in rest if c != ba)

@@ -89,7 +89,7 @@ class TrainingSampleMaker:
 
     def make(self, pair: Pair, rng: np.random.Generator, scale: int | None = None) -> TrainingSample:
         s = int(scale or self.scales[int(rng.integers(len(self.scales)))])
-        target, ref, change, map_, lr = self._window(pair, rng, s)
+        target, ref, change, map_, lr, has_ref = self._window(pair, rng, s)
         P = target.shape[-1]
         if pair.synthetic:
             ref, mask = synthetic_reference(target, rng, self.foreign, self.synthetic, scale=s)
@@ -105,7 +105,9 @@ class TrainingSampleMaker:
         stretch = pair.stretch(s)
         lr_m, hr_m = to_model(lr, stretch), to_model(target, stretch)
         if ref is not None and rng.random() >= self.p_no_ref:
-            ref_m, ref_valid = to_model(harmonize(ref, lr, changed, s), stretch), torch.ones(1, P, P)
+            # where the reference has no data it is given as none, as upscale gives it (was its fill as real pixels)
+            ref_valid = torch.ones(1, P, P) if has_ref is None else has_ref[None].float()
+            ref_m = to_model(harmonize(ref, lr, changed | (ref_valid[0] == 0), s), stretch)
         else:
             ref_m, ref_valid = torch.zeros_like(hr_m), torch.zeros(1, P, P)
         return TrainingSample(
@@ -115,7 +117,8 @@ class TrainingSampleMaker:
         )
 
     def _window(self, pair: Pair, rng: np.random.Generator, s: int) -> list[torch.Tensor | None]:
-        """[target, ref, change, map, given LR] of a random crop of whole LR pixels, rotated and flipped alike."""
+        """[target, ref, change, map, given LR, where the reference has data] of a random crop of whole LR pixels,
+        rotated and flipped alike (None: not given, or everywhere)."""
         H, W = pair.shape
         P = min(self.crop, H // s * s, W // s * s)
         if P < s:
@@ -135,6 +138,7 @@ class TrainingSampleMaker:
             pair.change[rows, cols] if pair.change is not None else None,
             pair.map[rows, cols] if pair.map is not None else None,
             given[:, r0 // s : (r0 + P) // s, c0 // s : (c0 + P) // s] if given is not None else None,
+            pair.ref_valid[rows, cols] if pair.ref_valid is not None and pair.ref is not None else None,
         ]
         k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
         return augment(crops, k, flip)

@@ -118,7 +118,8 @@ def load_sources(
                                     f"incomplete: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
         elif kind == "geotiff":
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
-                                   map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table)]
+                                   map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table,
+                                   bands=src.get("bands"))]
         elif kind == "synthetic":
             pairs = synthetic_pairs(src["paths"], grey_as_rgb=False)  # the user's own: a grey image is no RGB one
         else:  # shared: a collection's training split, plus synthetic change from its images
