@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import InputError, OptionError, names_too_long_are_input_errors
+from geosr.errors import GeoSRError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, file_stamp, output_matches, read_record
@@ -96,7 +96,7 @@ def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> 
             for part in input_files(p):
                 try:
                     members = files_of(part) if is_composite(part) else []
-                except InputError:  # a bad input: its own job is refused for it
+                except GeoSRError:  # a bad input, or its server down: its own job is refused or failed for it
                     members = []
                 for behind in [*gdal_files(part), *members]:
                     read.setdefault(file_key(behind), (spec.where, part))
