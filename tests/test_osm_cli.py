@@ -541,3 +541,57 @@ def test_a_geographic_grid_in_grads_or_off_greenwich_is_refused_not_searched_els
         result = invoke("--like", etrs, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", out,
                         "--allow-empty", "--overwrite")
         assert result.exit_code == 0, (crs, result.output)
+
+
+_SQUARE = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="test">
+{bounds}
+<node id="1" lat="48.0005" lon="11.0005" version="1" timestamp="2021-05-01T10:00:00Z"/>
+<node id="2" lat="48.0005" lon="11.0010" version="1" timestamp="2021-05-01T10:00:00Z"/>
+<node id="3" lat="48.0010" lon="11.0010" version="1" timestamp="2021-05-01T10:00:00Z"/>
+<node id="4" lat="48.0010" lon="11.0005" version="1" timestamp="2021-05-01T10:00:00Z"/>
+<way id="10" version="1" timestamp="2021-05-01T10:00:00Z"{deleted}><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/>\
+<nd ref="1"/><tag k="building" v="yes"/></way>
+</osm>"""
+_BOX = ("11.0,48.0,11.003,48.002", "-r", "2")
+
+
+def test_osm_xml_as_josm_and_overpass_write_it(tmp_path):
+    """JOSM's files: one <bounds> per area downloaded (only the first was read: "holds data for 0.0% of the grid",
+    or a refusal), objects marked deleted (drawn); a gzipped file named in capitals (an encoding error); Overpass's
+    `out geom` (ways with inline coordinates, no nodes: read as holding nothing, a map of background)."""
+    import gzip
+
+    far = '<bounds minlat="10.0" minlon="50.0" maxlat="10.01" maxlon="50.01"/>'
+    here = '<bounds minlat="48.0" minlon="11.0" maxlat="48.002" maxlon="11.003"/>'
+    (tmp_path / "two.osm").write_text(_SQUARE.format(bounds=far + "\n" + here, deleted=""))
+    res = invoke("--bbox", *_BOX, "--osm-file", tmp_path / "two.osm", "-o", tmp_path / "two.tif", "--json")
+    summary = json.loads(res.output)
+    assert res.exit_code == 0 and summary["features"] == {"building": 1}, res.output
+    assert not [w for w in summary["warnings"] if "0.0%" in w], summary["warnings"]
+    (tmp_path / "del.osm").write_text(_SQUARE.format(bounds=here, deleted=' action="delete"'))
+    res = invoke("--bbox", *_BOX, "--osm-file", tmp_path / "del.osm", "-o", tmp_path / "del.tif", "--allow-empty",
+                 "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["features"] == {}, res.output
+    with gzip.open(tmp_path / "T.OSM.GZ", "wt") as fh:
+        fh.write(_SQUARE.format(bounds=here, deleted=""))
+    res = invoke("--bbox", *_BOX, "--osm-file", tmp_path / "T.OSM.GZ", "-o", tmp_path / "gz.tif", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["features"] == {"building": 1}, res.output
+    geom = _SQUARE.format(bounds=here, deleted="")
+    for i, (lat, lon) in enumerate(((48.0005, 11.0005), (48.0005, 11.001), (48.001, 11.001), (48.001, 11.0005)), 1):
+        geom = geom.replace(f'<nd ref="{i}"/>', f'<nd ref="{i}" lat="{lat}" lon="{lon}"/>')
+    geom = "\n".join(line for line in geom.splitlines() if not line.startswith("<node"))
+    (tmp_path / "geom.osm").write_text(geom)
+    out = tmp_path / "geom.tif"
+    _assert_bad_input(invoke("--bbox", *_BOX, "--osm-file", tmp_path / "geom.osm", "-o", out, "--allow-empty"), out,
+                      "geom.osm: 1 of its ways give their nodes' coordinates inline without the nodes (Overpass's "
+                      "`out geom`)")
+
+
+def test_a_resolution_coarser_than_the_box_is_named_as_such(tmp_path):
+    """-r 5000000 on a box of 100 m at 11 E was refused as a grid "crossing the antimeridian"."""
+    out = tmp_path / "m.tif"
+    (tmp_path / "a.osm").write_text(_SQUARE.format(bounds="", deleted=""))
+    _assert_bad_input(invoke("--bbox", "11.01215,48.014291,11.013455,48.015213", "-r", "5000000", "--osm-file",
+                             tmp_path / "a.osm", "-o", out), out,
+                      "--resolution 5e+06 m is coarser than the box itself (about")

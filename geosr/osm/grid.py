@@ -122,6 +122,10 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
         raise OptionError(f"bbox cannot be projected into `crs` {target.to_string()}", param="bbox") from None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 <= x0 or y1 <= y0:
         raise OptionError(f"bbox lies outside the area where `crs` {target.to_string()} is defined", param="bbox")
+    side = max(x1 - x0, y1 - y0)
+    if step > 10 * side:  # one pixel reaching far beyond the box (5000 km: "crosses the antimeridian" at 11 E)
+        raise OptionError(f"resolution {res:g} m is coarser than the box itself (about {side * units:.0f} m a side); "
+                          "choose a finer resolution", param="resolution")
     eps = 1e-9
     gx0 = math.floor(x0 / step + eps) * step
     gy1 = math.ceil(y1 / step - eps) * step

@@ -252,18 +252,21 @@ def _describe_bounds(grid: Grid) -> str:
 
 
 def _declared_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[float, float, float, float]] | None:
-    """The share of the grid an OSM file's declared bounds (:func:`~geosr.osm.files.declared_bounds`) cover, and
-    those bounds (degrees); None when the file declares none (or there is no file)."""
+    """The share of the grid an OSM file's declared bounds (:func:`~geosr.osm.files.declared_bounds`: all its boxes)
+    cover, and the box around them (degrees); None when the file declares none (or there is no file)."""
     from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+    from shapely.ops import unary_union
 
     from geosr.osm.files import declared_bounds
 
     held = declared_bounds(osm_file) if osm_file else None
-    if held is None:
+    if not held:
         return None
     w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
-    inter = max(0.0, min(e, held[2]) - max(w, held[0])) * max(0.0, min(n, held[3]) - max(s, held[1]))
-    return inter / max(1e-12, (e - w) * (n - s)), tuple(held)
+    area = unary_union([box(*b) for b in held])
+    inter = area.intersection(box(w, s, e, n)).area
+    return inter / max(1e-12, (e - w) * (n - s)), tuple(float(v) for v in area.bounds)  # type: ignore[return-value]
 
 
 def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
