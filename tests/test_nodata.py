@@ -3,6 +3,8 @@ nodata values; a one-band gap filled, not blanked; the output's nodata share rep
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -194,3 +196,55 @@ def test_a_64_bit_integer_output_keeps_its_nodata(raster_factory, tmp_path, dtyp
         assert ds.nodata == nodata and ds.dtypes[0] == dtype
         out = ds.read(1)
     assert (out[:6, :6] == nodata).all() and (out[6:, 6:] != nodata).all()
+
+
+def test_a_flat_band_of_large_values_keeps_its_values(tmp_path):
+    """A band of one value beyond 2^53 (1e17 in float64, 2^60 in int64) was stretched over lo +- 0.5, which float64
+    rounds to lo itself: a division by zero made every output pixel NaN, written as nodata (exit 0, a nodata share
+    of 0)."""
+    for dtype, value in (("float64", 1e17), ("int64", 2 ** 60)):
+        lr = make_raster(tmp_path / f"{dtype}.tif", np.full((1, 8, 8), value, dtype), nodata=-9999)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's "invalid value encountered in divide" was printed, even with -q
+            upscale(lr, output=tmp_path / f"{dtype}_x2.tif", scale=2, model="bicubic")
+        with rasterio.open(tmp_path / f"{dtype}_x2.tif") as ds:
+            assert np.all(ds.read(1) == np.array(value, dtype)), (dtype, np.unique(ds.read(1)))
+
+
+def test_64_bit_integers_beyond_the_type_are_clipped_not_wrapped(tmp_path):
+    """INT64_MAX came out as INT64_MIN (and UINT64_MAX as 0): the clip in float64 rounded the maximum up to 2^63."""
+    for dtype in ("int64", "uint64"):
+        top = np.iinfo(dtype).max
+        data = np.full((1, 8, 8), 1000, dtype)
+        data[0, 2:6, 2:6] = top
+        lr = make_raster(tmp_path / f"{dtype}.tif", data)
+        upscale(lr, output=tmp_path / f"{dtype}_x2.tif", scale=2, model="bicubic")
+        with rasterio.open(tmp_path / f"{dtype}_x2.tif") as ds:
+            out = ds.read(1)
+        assert out[8, 8] > top // 2, (dtype, out[8, 8])  # (was the type's minimum, or 0)
+
+
+def test_pixels_a_band_s_own_mask_hides_stay_nodata(tmp_path):
+    """Per-band masks (a VRT's <MaskBand>, an external .msk of band masks) were not counted as a mask: the masked
+    pixels were written as data, the output with neither nodata nor mask."""
+    from rasterio.transform import from_origin
+
+    lr = make_raster(tmp_path / "lr.tif", np.full((3, 16, 16), 100, np.uint8))
+    cut = np.full((1, 16, 16), 255, np.uint8)
+    cut[0, 4:10, 4:10] = 0
+    mask = make_raster(tmp_path / "mask.tif", cut)
+    with rasterio.open(lr) as ds:
+        srs = ds.crs.to_wkt()
+    t = from_origin(500000.0, 5000000.0, 10.0, 10.0)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">{lr}'
+        f'</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource><MaskBand><VRTRasterBand dataType="Byte">'
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{mask}</SourceFilename><SourceBand>1</SourceBand>'
+        '</SimpleSource></VRTRasterBand></MaskBand></VRTRasterBand>' for b in (1, 2, 3))
+    vrt = tmp_path / "masked.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="16" rasterYSize="16"><SRS>{srs}</SRS><GeoTransform>{t.c},{t.a},0,{t.f},'
+                   f'0,{t.e}</GeoTransform>{bands}</VRTDataset>')
+    upscale(str(vrt), output=tmp_path / "o.tif", scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        hidden = ds.dataset_mask() == 0
+    assert int(hidden.sum()) == 12 * 12 and bool(hidden[8:20, 8:20].all())

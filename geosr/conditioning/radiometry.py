@@ -105,8 +105,9 @@ def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Wind
     lows, highs = [], []
     for b in range(data.shape[0]):
         lo, hi = np.percentile(data[b][valid], PERCENTILES)
-        if not hi > lo:
-            lo, hi = float(lo) - 0.5, float(lo) + 0.5
+        if not hi > lo:  # a flat band: widened by 0.5, or at large magnitudes by what float64 still tells from it
+            half = max(0.5, abs(float(lo)) * 1e-9)  # (1e17 +- 0.5 is 1e17: low == high divided by zero: all NaN)
+            lo, hi = float(lo) - half, float(lo) + half
         lows.append(float(lo))
         highs.append(float(hi))
     return Stretch(tuple(lows), tuple(highs))
@@ -122,7 +123,9 @@ def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tup
     dt = np.dtype(dtype)
     if np.issubdtype(dt, np.integer):  # rounded and clipped in place (infinities clip to the range), NaN -> 0
         info = np.iinfo(dt)
-        np.clip(np.rint(raw, out=raw), info.min, info.max, out=raw)
+        top = float(info.max)  # 64-bit maxima round up to 2^63 / 2^64 in float64, which the cast wraps around
+        top = float(np.nextafter(top, 0.0)) if int(top) > info.max else top
+        np.clip(np.rint(raw, out=raw), info.min, top, out=raw)
         np.copyto(raw, 0.0, where=np.isnan(raw))
     elif np.issubdtype(dt, np.floating):  # NaN stays NaN (nodata)
         finite = np.finfo(dt)

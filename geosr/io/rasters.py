@@ -248,10 +248,12 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if require_crs:
             _refuse_impossible_grid(shown, ds)
             _refuse_unplaceable_crs(shown, ds.crs)
-        flags = ds.mask_flag_enums
-        has_mask = any(
-            rasterio.enums.MaskFlags.per_dataset in f or rasterio.enums.MaskFlags.alpha in f for f in flags
-        )
+        # a mask that is no nodata value rasterio reads: a dataset's (or alpha), a band's own (an external .msk of
+        # per-band masks, a VRT's <MaskBand>), or a nodata GDAL reads and rasterio cannot (a 64-bit integer's
+        # UINT64_MAX): its pixels were written as data when only the first two counted (found in review)
+        m = rasterio.enums.MaskFlags
+        has_mask = any(m.per_dataset in f or m.alpha in f or (m.all_valid not in f and m.nodata not in f)
+                       or (m.nodata in f and ds.nodatavals[i] is None) for i, f in enumerate(ds.mask_flag_enums))
         return RasterInfo(
             path=p,
             grid=Grid(ds.crs, ds.transform, ds.width, ds.height),

@@ -488,8 +488,9 @@ def _input_name(path: str) -> str:
 # output is clipped to its type's finite range; `cd auto` compares a scene wider than 16384 LR pixels in parts; 13:
 # the reference's shift measured around a small area on the LR beyond it, a coarser reference's not refined; an
 # output pixel changed where any pixel of a finer change mask under it is; 14: the reference's radiometric fit leaves
-# out LR pixels of which any part changed).
-PIPELINE_REVISION = 14
+# out LR pixels of which any part changed; 15: a flat band beyond 2^53 keeps its values, 64-bit integers clip at
+# their maximum, a band's own mask is the output's).
+PIPELINE_REVISION = 15
 
 
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
