@@ -1,7 +1,8 @@
 """OSM features offline, from a file: an OSM extract or a vector file (see :mod:`geosr.osm.inputs` for formats).
 
 - ``.osm`` / ``.osm.bz2`` / ``.osm.gz``: osmnx's own OSM XML reader (``features_from_xml``).
-- ``.pbf``: pyosmium (areas assembled from closed ways and multipolygon relations by libosmium).
+- ``.pbf``: pyosmium (areas of multipolygon relations assembled by libosmium; a closed way's area made here from
+  its ring, repaired as osmnx repairs it from XML).
 - ``.gpkg`` / ``.geojson`` / ``.json`` / ``.shp`` / ``.fgb``: geopandas (every layer; a GDAL-OSM-driver
   ``other_tags`` column is expanded into tag columns).
 
@@ -252,7 +253,8 @@ PBF_CHUNK = 20_000  # candidate objects of a PBF file decoded at a time
 
 
 def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> OSMFeatures:
-    """OSM PBF through pyosmium: lines from ways, areas from closed ways and multipolygon relations."""
+    """OSM PBF through pyosmium: lines from ways, areas from closed ways (:func:`_ring_area`) and multipolygon
+    relations."""
     import geopandas as gpd
     import numpy as np
     import osmium
@@ -263,6 +265,7 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
     wkb = osmium.geom.WKBFactory()
     rows: list[dict[str, str]] = []
     blobs: list[bytes] = []
+    rings: list[bool] = []  # a closed way that is an area: its outline, made a polygon here
     kept_rows: list[dict[str, str]] = []
     kept: list[Any] = []
     near = shapely.box(*polygon.bounds)
@@ -274,22 +277,25 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
         geoms = shapely.from_wkb(blobs)
         for i in np.flatnonzero(shapely.intersects(geoms, near)):
             kept_rows.append(rows[i])
-            kept.append(geoms[i])
+            # an area's closed way as osmnx makes it from XML: its ring a polygon, repaired where it crosses itself
+            # (libosmium builds no area of such a way: it was drawn from .osm, lost from .pbf; found in review)
+            kept.append(_ring_area(geoms[i]) if rings[i] else geoms[i])
         rows.clear()
         blobs.clear()
+        rings.clear()
 
     try:
         fp = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.KeyFilter(*select))
         header = fp.header
         stamp = header.get("osmosis_replication_timestamp") or header.get("timestamp") or None
         for obj in fp:
+            ring = False
             if obj.is_area():
-                if obj.from_way() and not is_area_way(obj.tags):
-                    continue
+                if obj.from_way():
+                    continue  # a closed way: drawn from the way itself below
                 make = wkb.create_multipolygon
             elif obj.is_way():
-                if obj.is_closed() and is_area_way(obj.tags):
-                    continue  # drawn from its area object
+                ring = obj.is_closed() and is_area_way(obj.tags)
                 make = wkb.create_linestring
             else:
                 continue
@@ -299,6 +305,7 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
                 continue  # nodes or members outside the extract
             rows.append({k: obj.tags.get(k) for k in keys if k in obj.tags})
             blobs.append(bytes.fromhex(blob) if isinstance(blob, str) else blob)
+            rings.append(ring)
             ts = obj.timestamp
             if ts is not None and ts.year >= 2004 and (newest is None or ts > newest):
                 newest = ts
@@ -317,6 +324,21 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
     else:
         stamp_out, kind = None, None
     return OSMFeatures(frame=normalise(frame, table), source=path.name, timestamp=stamp_out, timestamp_kind=kind)
+
+
+def _ring_area(line: "BaseGeometry") -> "BaseGeometry":
+    """The area a closed way outlines, repaired where its ring crosses itself (its polygonal parts; empty for a ring
+    of fewer than three distinct points)."""
+    import shapely
+
+    coords = list(line.coords)
+    if len(coords) < 4:
+        return shapely.Polygon()
+    fixed = shapely.make_valid(shapely.Polygon(coords))
+    if fixed.geom_type in ("Polygon", "MultiPolygon"):
+        return fixed
+    parts = [g for g in getattr(fixed, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.unary_union(parts) if parts else shapely.Polygon()
 
 
 _HSTORE = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
