@@ -271,3 +271,25 @@ def test_an_item_dated_by_its_processing_gives_no_acquisition_time(raster_factor
     assert item.properties["geosr:datetime"] == "processing"
     with rasterio.open(second) as ds:
         assert "ACQUISITIONDATETIME" not in ds.tags()
+
+
+@pytest.mark.parametrize("crs, origin", [("EPSG:3413", (-80.0, 80.0)), ("EPSG:32661", (1999920.0, 2000080.0)),
+                                         ("EPSG:3031", (-80.0, 80.0))])
+def test_a_footprint_around_a_pole_holds_the_pole_and_the_scene(raster_factory, tmp_path, crs, origin):
+    """A scene holding a pole had rio-stac's footprint: its corners joined across 180 degrees, below the pole, which
+    it left out with most of the scene (a search at the pole did not find it)."""
+    from shapely.geometry import Point, shape
+
+    lr = raster_factory("polar.tif", np.full((1, 16, 16), 100, np.uint8), crs=crs,
+                        transform=Affine(10.0, 0, origin[0], 0, -10.0, origin[1]))
+    upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    pole = -90.0 if crs == "EPSG:3031" else 90.0
+    footprint = shape(item["geometry"])
+    assert footprint.geom_type == "Polygon" and footprint.is_valid
+    assert item["bbox"][0] == -180.0 and item["bbox"][2] == 180.0 and pole in (item["bbox"][1], item["bbox"][3])
+    inside = [Point(lon, pole * 0.999994) for lon in (45.0, -99.5, 170.0, -170.0)]  # about 50 m from the pole
+    assert all(footprint.covers(p) for p in inside) and footprint.covers(Point(0.0, pole))
+    from pystac.validation import validate_dict
+
+    assert validate_dict(item, extensions=[])  # the core schema (bundled with pystac: no network)

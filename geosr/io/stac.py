@@ -17,7 +17,7 @@ import re
 import urllib.parse
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pystac
@@ -30,6 +30,9 @@ from geosr.io.outputs import atomic_output
 from geosr.io.paths import is_file_list, sidecar_paths, subdataset_file
 from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
@@ -155,9 +158,9 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     """The item's footprint from the raster's own outline, not rio-stac's axis-aligned envelope: a rotated or sheared
     grid's true quadrilateral (``proj:geometry`` in its CRS, ``geometry`` in WGS84), and a footprint across the
     antimeridian split there into a MultiPolygon with its ``bbox`` written west > east (RFC 7946, 5.2), longitudes
-    kept in [-180, 180] (rio-stac gave such a scene a bbox 360 degrees wide, or longitudes past 180). A footprint
-    around a pole is left as rio-stac made it. Written by hand: rio-stac takes the bounds, and no library here
-    splits a ring at the antimeridian."""
+    kept in [-180, 180] (rio-stac gave such a scene a bbox 360 degrees wide, or longitudes past 180); a footprint
+    around a pole closed over it (:func:`_around_pole`). Written by hand: rio-stac takes the bounds, and no library
+    here splits a ring at the antimeridian."""
     import numpy as np
     from pyproj import Transformer
     from shapely.geometry import MultiPolygon, Polygon, box, mapping
@@ -177,7 +180,11 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         return
     lon = np.unwrap(np.asarray(lon, dtype=float), period=360.0)  # a continuous ring across the antimeridian
-    if abs(lon[-1] - lon[0]) > 180.0 or lon.max() - lon.min() >= 360.0:  # it winds around a pole: left as it was
+    if abs(lon[-1] - lon[0]) > 180.0 or lon.max() - lon.min() >= 360.0:  # it winds around a pole
+        pole = _around_pole(grid, lon, np.asarray(lat, dtype=float))
+        if pole is not None:
+            item.geometry = json.loads(json.dumps(mapping(pole)))
+            item.bbox = [float(v) for v in pole.bounds]
         return
     shift = -360.0 * np.floor((lon.min() + 180.0) / 360.0)  # its west end in [-180, 180)
     ring = orient(Polygon(zip(lon + shift, lat)).buffer(0), sign=1.0)
@@ -221,6 +228,37 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
             _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
+
+
+def _around_pole(grid: Grid, lon: np.ndarray, lat: np.ndarray) -> BaseGeometry | None:
+    """The footprint of a raster that holds a pole, whose outline in WGS84 winds once around it (``lon`` unwrapped,
+    ending 360 degrees from where it began): the outline closed along the pole's latitude, cut at the antimeridian
+    and joined again, so that it reaches 90 degrees (rio-stac's ring joined the corners across 180 degrees, leaving
+    out the pole and most of the scene). None when the pole is not inside the raster."""
+    from pyproj import Transformer
+    from shapely.affinity import translate
+    from shapely.geometry import Polygon, box
+    from shapely.geometry.polygon import orient
+    from shapely.ops import unary_union
+
+    north = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(0.0, 90.0)
+    col, row = ~grid.transform @ north
+    top = 90.0 if 0 <= col <= grid.width and 0 <= row <= grid.height else -90.0
+    if top < 0:
+        south = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(0.0, -90.0)
+        col, row = ~grid.transform @ south
+        if not (0 <= col <= grid.width and 0 <= row <= grid.height):
+            return None
+    lon = lon - 360.0 * np.floor((lon[0] + 180.0) / 360.0)  # its start in [-180, 180)
+    lon[-1] = lon[0] + 360.0 * np.sign(lon[-1] - lon[0])  # the outline's last point is its first, once around
+    closed = Polygon([*zip(lon, lat), (lon[-1], top), (lon[0], top)]).buffer(0)
+    if closed.is_empty:
+        return None
+    pieces = [translate(closed.intersection(box(x0, -90.0, x0 + 360.0, 90.0)), xoff=-x0 - 180.0)
+              for x0 in (-540.0, -180.0, 180.0)]
+    joined = unary_union([g for piece in pieces for g in getattr(piece, "geoms", [piece])
+                          if g.geom_type == "Polygon" and not g.is_empty])
+    return orient(joined, sign=1.0) if joined.geom_type == "Polygon" else joined
 
 
 def _fix_raster_statistics(asset: pystac.Asset, output: Path) -> None:
