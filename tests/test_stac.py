@@ -273,7 +273,8 @@ def test_an_item_dated_by_its_processing_gives_no_acquisition_time(raster_factor
         assert "ACQUISITIONDATETIME" not in ds.tags()
 
 
-@pytest.mark.parametrize("crs, origin", [("EPSG:3413", (-80.0, 80.0)), ("EPSG:32661", (1999920.0, 2000080.0)),
+@pytest.mark.parametrize("crs, origin", [("EPSG:3413", (-80.0, 80.0)), ("EPSG:6931", (-80.0, 80.0)),
+                                         ("EPSG:32661", (1999920.0, 2000080.0)),
                                          ("EPSG:3031", (-80.0, 80.0))])
 def test_a_footprint_around_a_pole_holds_the_pole_and_the_scene(raster_factory, tmp_path, crs, origin):
     """A scene holding a pole had rio-stac's footprint: its corners joined across 180 degrees, below the pole, which
