@@ -365,8 +365,12 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     theirs = (tmp_path / "x.tif").read_bytes()
     out = run_job_task(first.spec, "cpu", "run-a", first.replaces)
     assert not out["ok"] and out["error_type"] == "OutputExistsError", out
-    assert "x.tif: appeared while this run worked and is left as it is" in out["error"], out
+    assert "x.tif: appeared while this run worked and is left as it is (another run wrote it; run the batch with " \
+        "`overwrite` to replace it" in out["error"] and "resume" not in out["error"], out
     assert (tmp_path / "x.tif").read_bytes() == theirs and read_record(tmp_path / "x.tif")["run_id"] == "run-b"
+    # planned again, the refused job's journal (left in the work folder) does not make the other's output its own
+    replan = plan_batch(tmp_path / "a.yaml").jobs[0]
+    assert replan.action == "fail" and replan.error_type == "OutputExistsError", replan
     record_path(tmp_path / "x.tif").unlink()
     # this job's own output, put in place by an attempt killed before its record: replaced by the next attempt
     assert run_job_task(second.spec, "cpu", "run-b2", second.replaces)["ok"]

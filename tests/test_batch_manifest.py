@@ -375,8 +375,16 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
 
     with plan_upscale(s0.spec.lr, **{**s0.spec.upscale_options(device="cpu"), "output": None, "dry_run": True}) as job:
         fp = comparable(job.fingerprint)
-    # killed after the output went into place but before its record: the journals show it is this job's
+    # killed after the output went into place but before its record: the journals and the output's own tags show
+    # it is this job's (a file of another's at its place, with its journals: not)
     rows = scenes / "out" / "s0.tif.geosr-work" / "rows_00000_00001"
+    rows.mkdir(parents=True)
+    (rows / "job.json").write_text(json.dumps({**job.fingerprint, "rows": [0, 1]}))
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "fail"  # the file made by hand
+    from geosr.pipeline.upscale import upscale
+
+    upscale(s0.spec.lr, **{**s0.spec.upscale_options(device="cpu"), "output": out, "overwrite": True})
+    assert not rows.parent.exists()  # (a finished run leaves none)
     rows.mkdir(parents=True)
     (rows / "job.json").write_text(json.dumps({**job.fingerprint, "rows": [0, 1]}))
     assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "run"

@@ -803,3 +803,13 @@ def test_a_subdataset_name_reads_its_container_s_file():
     for other in ("scene.tif", "C:/data/scene.tif", "https://h/a.tif", "/vsizip/a.zip/b.tif", "s3://b/k.tif",
                   "scene:v2.tif", "WMS:http://h/", 'NETCDF:"/vsicurl/https://h/a.nc":v'):  # (the last: remote)
         assert subdataset_file(other) is None, other
+
+
+def test_geosr_alone_prints_its_help_once():
+    """`geosr` with no arguments printed its whole help twice (exit 2)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "geosr"], capture_output=True, text=True, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and said.count("Usage:") == 1 and "upscale" in said, said

@@ -1223,6 +1223,15 @@ def test_an_output_that_would_be_a_band_of_the_lr_s_folder_is_refused(tmp_path):
                                            "files the LR of this run is read from, where it would be read as one "
                                            "of its bands; write the output to another path"), said
     assert _files(tmp_path / "bands") == before
+    # a Level-2A granule's IMG_DATA, read through its R10m folder: a band file in IMG_DATA itself would be listed
+    from s2_products import l2a_product
+
+    safe, _ = l2a_product(tmp_path / "p")
+    img = next(safe.rglob("IMG_DATA"))
+    out = img / f"{TILE}_{SENSING}_B04_x2.tif"
+    res = _invoke("upscale", img, "-x", "2", "-m", "bicubic", "-o", out)
+    assert res.exit_code == 2 and "the folder of band files the LR of this run is read from" in res.output
+    assert not out.exists()
     # a name the folder does not read as a band is an output like any other
     assert _invoke("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o",
                    tmp_path / "bands" / "sr.tif").exit_code == 0

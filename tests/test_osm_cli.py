@@ -586,6 +586,11 @@ def test_osm_xml_as_josm_and_overpass_write_it(tmp_path):
     _assert_bad_input(invoke("--bbox", *_BOX, "--osm-file", tmp_path / "geom.osm", "-o", out, "--allow-empty"), out,
                       "geom.osm: 1 of its ways give their nodes' coordinates inline without the nodes (Overpass's "
                       "`out geom`)")
+    # the same ways followed by their nodes (`out geom; >; out skel qt;`): read
+    nodes = [line for line in _SQUARE.format(bounds="", deleted="").splitlines() if line.startswith("<node")]
+    (tmp_path / "then.osm").write_text(geom.replace("</osm>", "\n".join(nodes) + "\n</osm>"))
+    res = invoke("--bbox", *_BOX, "--osm-file", tmp_path / "then.osm", "-o", tmp_path / "then.tif", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["features"] == {"building": 1}, res.output
 
 
 def test_a_resolution_coarser_than_the_box_is_named_as_such(tmp_path):

@@ -456,3 +456,13 @@ def test_a_self_crossing_building_is_drawn_from_pbf_as_from_xml(tmp_path):
         assert cls[pixel_of(25, 40)] == cls[pixel_of(55, 40)] == cls[pixel_of(120, 120)] == 1
     # the same area (bar pixel centres on its diagonals, where the two repairs' vertices differ in the last bits)
     assert int((xml != pbf).sum()) <= 60 and abs(int((xml == 1).sum()) - int((pbf == 1).sum())) <= 60
+
+
+def test_an_area_around_the_whole_grid_is_drawn_from_pbf(tmp_path):
+    """(Found in review of the fix above.) A closed way's area was tested against the grid by its outline: a forest
+    around the whole grid was left out of a .pbf map (all background), drawn from the .osm."""
+    doc = OsmDoc()
+    doc.rect(-500, -500, 700, 700, {"landuse": "forest"})
+    for src in (doc.write_xml(tmp_path / "f.osm"), doc.write_pbf(tmp_path / "f.osm.pbf")):
+        cls = _run(tmp_path, src, name=f"{src.name}.tif")[0][0]
+        assert bool((cls == 6).all()), (src.name, np.unique(cls))

@@ -105,6 +105,8 @@ def test_sampling_settings_beside_a_loaded_model_must_be_its_own(lr, tmp_path):
     with pytest.raises(OptionError, match=r"^steps: model default was loaded with other settings"):
         geosr.evaluate(tmp_path, models=[loaded], steps=4, out=tmp_path / "ev")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+    for same in ({"steps": 1}, {"reference_detail": True}, {"lr_consistency": "box"}):  # how it runs: accepted
+        geosr.upscale(lr, output=tmp_path / "same.tif", scale=2, model=loaded, overwrite=True, **same)
     two = geosr.load_model("default", sampler=geosr.SamplerConfig(steps=2))
     geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=two, steps=2, seed=3)  # its own: runs
     with rasterio.open(tmp_path / "o.tif") as ds:

@@ -232,6 +232,13 @@ def test_a_geotiff_source_reads_the_bands_upscale_takes(tmp_path):
     assert pair.target.shape[0] == 4
     cfg = load_config(data=[{"kind": "geotiff", "hr": str(tmp_path / "s2.tif"), "bands": [4, 3, 2, 1]}], bands=4)
     assert cfg.data[0]["bands"] == [4, 3, 2, 1]
+    with rasterio.open(tmp_path / "lr.tif", "w", driver="GTiff", width=8, height=8, count=4, dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(40, 0, 500000, 0, -40, 5000000)) as ds:
+        ds.write(data[:, ::4, ::4])  # its bands unnamed: read as bands 1-3, crossed with the HR's B04, B03, B02
+    with pytest.raises(InputError, match=r"lr.tif: its bands' names make bands 1,2,3 its red, green and blue, but "
+                                         r".*s2.tif's make them 3,2,1"):
+        geotiff_stack(hr=tmp_path / "s2.tif", lr=tmp_path / "lr.tif", scale=4)
+    assert geotiff_stack(hr=tmp_path / "s2.tif", lr=tmp_path / "lr.tif", scale=4, bands=[3, 2, 1]).lr[4].shape[0] == 3
     with pytest.raises(InputError, match=r"a geotiff data source's bands is a list of band numbers \(from 1\), "
                                          r"not 'B04'"):
         load_config(data=[{"kind": "geotiff", "hr": str(tmp_path / "s2.tif"), "bands": "B04"}])

@@ -43,8 +43,8 @@ class _Commands(TyperGroup):
             if empty:
                 raise _USAGE_ERROR(empty)
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except _NO_ARGS:  # `geosr` alone: its help, as click gives it
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except _NO_ARGS as exc:  # `geosr` alone: its help, printed once as the error was raised (calling click again
+            sys.exit(exc.exit_code)  # printed it twice)
         except _CLICK_ERROR as exc:
             if json_out:
                 print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))

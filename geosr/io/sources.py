@@ -284,13 +284,14 @@ def _listed_folder(path: str) -> Path:
     return folder
 
 
-def band_folder(path: str) -> str | None:
-    """The folder (its real path) that the input ``path`` lists band files in, when it is a folder of band files;
-    None for any other input."""
+def band_folders(path: str) -> tuple[str, ...]:
+    """The folders (real paths) where a new band file changes the input ``path``, when it is a folder of band files:
+    itself, and the R10m folder it lists when it is a Level-2A granule's IMG_DATA (a band file in IMG_DATA itself
+    is then listed instead); none for any other input."""
     if REMOTE.match(path) or is_file_list(path) or is_safe_name(path) or not Path(path).is_dir() or \
             safe_metadata(Path(path)):
-        return None
-    return os.path.realpath(_listed_folder(path))
+        return ()
+    return tuple(dict.fromkeys((os.path.realpath(path), os.path.realpath(_listed_folder(path)))))
 
 
 def joins_band_folder(path: str, written: str | os.PathLike[str]) -> bool:
@@ -300,8 +301,7 @@ def joins_band_folder(path: str, written: str | os.PathLike[str]) -> bool:
     w = Path(written)
     if w.suffix.lower() not in RASTER_SUFFIXES or _band_token(w.name) is None:
         return False
-    folder = band_folder(path)
-    return folder is not None and os.path.realpath(w.parent if str(w.parent) else ".") == folder
+    return os.path.realpath(w.parent if str(w.parent) else ".") in band_folders(path)
 
 
 def _band_folder(path: str) -> Composite:

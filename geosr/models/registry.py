@@ -8,7 +8,6 @@ looks like a path is loaded with :func:`geosr.models.checkpoint.load_checkpoint`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -236,25 +235,45 @@ def load_model(
         raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
     if spec in CLASSICAL:
         return CLASSICAL[spec]()
-    base = sampler or SamplerConfig()
-    asked = {f.name: getattr(base, f.name) for f in dataclasses.fields(SamplerConfig) if f.name != "seed"} | {
-        "reference_detail": base.reference_detail if reference_detail is None else reference_detail,
-        "lr_consistency": "off" if lr_consistency is False else lr_consistency}
     sr = _load(spec, device, sampler, style, lr_consistency, reference_detail)
-    with contextlib.suppress(AttributeError):  # what it was asked to run with: given again, they must agree
-        sr.loaded_with = asked  # type: ignore[attr-defined]  # (unapplied_settings)
+    with contextlib.suppress(AttributeError):  # how it runs: settings given again beside it must agree
+        sr.loaded_with = _runs_with(sr, sampler)  # type: ignore[attr-defined]  # (unapplied_settings)
     return sr
 
 
-def unapplied_settings(model: Any, sampler: "SamplerConfig") -> list[str]:
-    """The sampling settings set in ``sampler`` (not left to the model: ``steps`` None, preset "default", ...) that
-    a model object loaded with other ones would not apply: it runs as :func:`load_model` made it, though the
-    output would record them (found in review). None for a model loaded by name, or one geosr did not load."""
-    asked = getattr(model, "loaded_with", None)
-    if not isinstance(asked, dict):
+def _runs_with(sr: SuperResolver, sampler: "SamplerConfig | None") -> dict[str, Any]:
+    """The sampling settings ``sr`` applies, as its ``describe()`` records them (the checkpoint's own where none
+    was asked): preset, steps (None: it does not sample), overlap fusion, reference detail, LR-consistency."""
+    said = sr.describe() if hasattr(sr, "describe") else {}
+    run = said.get("sampler") if isinstance(said.get("sampler"), dict) else {}
+    consistency = str(said.get("lr_consistency") or "")
+    operator = next((op for op in ("bicubic", "box") if f"({op})" in consistency), "off" if not consistency else None)
+    return {"preset": (sampler.preset if sampler else "default"), "steps": run.get("steps"),
+            "fuse_overlaps": bool(said.get("fuse_overlaps", False)), "reference_detail": "reference_detail" in said,
+            "lr_consistency": operator}
+
+
+def unapplied_settings(model: Any, given: dict[str, Any]) -> list[str]:
+    """The sampling settings in ``given`` (those set: ``preset``, ``steps``, ``fuse_overlaps``,
+    ``reference_detail``, ``lr_consistency``) that a model object would not apply: it runs as :func:`load_model`
+    made it, though an output would record them (found in review). None for a model geosr did not load, and none
+    that agree with how it runs (``steps`` 1 beside the default model's one step)."""
+    runs = getattr(model, "loaded_with", None)
+    if not isinstance(runs, dict):
         return []
-    unset = SamplerConfig()
-    return [name for name, value in asked.items() if getattr(unset, name) != getattr(sampler, name) != value]
+    out = []
+    for name, value in given.items():
+        have = runs.get(name)
+        if name == "lr_consistency":
+            want = "off" if value in (False, "off") else None if value is True else value
+            wrong = have is not None and (have == "off" if want is None else want != have)
+        elif name == "steps":
+            wrong = have is not None and value != have  # (a model that does not sample: a warning's, not this)
+        else:
+            wrong = value != have
+        if wrong:
+            out.append(name)
+    return out
 
 
 def _load(spec: str, device: "str | torch.device", sampler: "SamplerConfig | None", style: "str | torch.Tensor | None",

@@ -95,7 +95,8 @@ def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int]:
     snapshot: str | None = None
     newest: str | None = None
     nodes: set[str] = set()
-    inline = deleted = 0
+    inline_ways: list[list[str | None]] = []
+    deleted = 0
     try:
         with _open_text(path) as fh:
             for event, elem in iterparse(fh, events=("start", "end")):
@@ -112,12 +113,15 @@ def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int]:
                     if elem.tag in ("node", "way", "relation") and _deleted(elem.attrib):
                         deleted += 1
                     continue
-                if elem.tag == "way":
-                    inline += any(nd.get("lat") is not None and nd.get("ref") not in nodes for nd in elem.iter("nd"))
+                if elem.tag == "way":  # (its nodes may come after it: `out geom; >; out skel qt;`)
+                    refs = [nd.get("ref") for nd in elem.iter("nd") if nd.get("lat") is not None]
+                    if refs:
+                        inline_ways.append(refs)
                 if elem.tag in ("node", "way", "relation"):
                     elem.clear()
     except Exception:  # noqa: BLE001 - osmnx's reader says what is wrong with the file
         return None, None, 0, 0
+    inline = sum(any(r not in nodes for r in refs) for refs in inline_ways)
     if snapshot:
         return _iso(snapshot), "snapshot", inline, deleted
     return (_iso(newest), "newest edit", inline, deleted) if newest else (None, None, inline, deleted)
@@ -275,11 +279,14 @@ def read_osm_pbf(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
         # every candidate of a country's extract held until the end took gigabytes: each chunk keeps only the
         # geometries that reach the area's bounding box (the exact cut, `within`, comes after)
         geoms = shapely.from_wkb(blobs)
+        # an area's closed way as osmnx makes it from XML: its ring a polygon, repaired where it crosses itself
+        # (libosmium builds no area of such a way: it was drawn from .osm, lost from .pbf; found in review), before
+        # the test (its ring alone misses a box wholly inside it)
+        for i in np.flatnonzero(rings):
+            geoms[i] = _ring_area(geoms[i])
         for i in np.flatnonzero(shapely.intersects(geoms, near)):
             kept_rows.append(rows[i])
-            # an area's closed way as osmnx makes it from XML: its ring a polygon, repaired where it crosses itself
-            # (libosmium builds no area of such a way: it was drawn from .osm, lost from .pbf; found in review)
-            kept.append(_ring_area(geoms[i]) if rings[i] else geoms[i])
+            kept.append(geoms[i])
         rows.clear()
         blobs.clear()
         rings.clear()

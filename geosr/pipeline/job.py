@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from geosr._version import __version__
 from geosr.conditioning.change_detection import DETECTOR_VERSION, refine_factor
 from geosr.conditioning.changes import ChangeClassTable, load_change_classes
-from geosr.config import OutputConfig, TilingConfig, to_json
+from geosr.config import OutputConfig, SamplerConfig, TilingConfig, to_json
 from geosr.errors import (
     BandError,
     ClassTableError,
@@ -450,7 +450,9 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
                                       summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0,
                                       read, detection)
-    folder = None if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
+    # (a dry run without an output: the working folder, where one named without a folder goes; it was left
+    # unmeasured, and a plan of 4 TB "fit" a disk of 75 GB)
+    folder = Path(".") if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
     # (the rows an earlier run of it staged already take their room)
     disk = max(0.0, written_mb(hr, meta) - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
     res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None)
@@ -550,7 +552,10 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     the 1-step output, tagged steps 2)."""
     if isinstance(opts.model, str):
         return
-    names = [{"preset": "sampler"}.get(n, n) for n in unapplied_settings(opts.model, opts.sampler)]
+    s, unset = opts.sampler, SamplerConfig()
+    given = {f.name: getattr(s, f.name) for f in fields(SamplerConfig)
+             if f.name != "seed" and getattr(s, f.name) != getattr(unset, f.name)}
+    names = [{"preset": "sampler"}.get(n, n) for n in unapplied_settings(opts.model, given)]
     if names:
         raise OptionError(f"{', '.join(names)}: model {getattr(opts.model, 'name', 'given')} was loaded with "
                           f"other settings and runs with those; give {'it' if len(names) == 1 else 'them'} to "

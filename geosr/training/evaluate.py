@@ -460,11 +460,12 @@ def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases
 def _refuse_unapplied(opts: EvaluateOptions) -> None:
     """Refuse ``steps``, ``lr_consistency`` or ``reference_detail`` beside a model object loaded with others: it runs
     as it was loaded (metrics.json recorded `steps` 4 beside a 1-step model's metrics)."""
-    given = {"steps": opts.steps, "lr_consistency": opts.lr_consistency, "reference_detail": opts.reference_detail}
+    from geosr.models.registry import unapplied_settings
+
+    given = {k: v for k, v in (("steps", opts.steps), ("lr_consistency", opts.lr_consistency),
+                               ("reference_detail", opts.reference_detail)) if v is not None}
     for m in opts.models:
-        asked = getattr(m, "loaded_with", None)
-        differ = [k for k, v in given.items() if v is not None and isinstance(asked, dict) and v != asked[k]
-                  and not (k == "lr_consistency" and v is False and asked[k] == "off")]
+        differ = unapplied_settings(m, given)
         if differ:
             raise OptionError(f"{', '.join(differ)}: model {getattr(m, 'name', 'given')} was loaded with other "
                               f"settings and runs with those; give {'it' if len(differ) == 1 else 'them'} to "

@@ -287,6 +287,7 @@ def geotiff_stack(
     for p in (hr, lr, ref, mask, map):
         if p is not None and not Path(p).exists():
             raise InputNotFoundError(f"{p}: no such raster")
+    check_same_band_choice([Path(p) for p in (hr, lr, ref) if p is not None], bands)  # (one named, one not)
     if lr is not None:
         grid, _ = hr_grid(inspect_raster(str(lr)).grid, scale)
     else:

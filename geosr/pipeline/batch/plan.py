@@ -21,7 +21,7 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
-from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, file_stamp, output_matches, read_record
+from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, file_stamp, made_by, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
 
@@ -86,7 +86,7 @@ def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> 
     folder of band files (their cloud masks too), or a new band of such a folder (the manifest compares the paths
     themselves). One job's own are its check's (geosr.io.outputs.check_output_path)."""
     from geosr.io.paths import file_key, sidecar_paths
-    from geosr.io.sources import band_folder, files_of, gdal_files, is_composite, joins_band_folder
+    from geosr.io.sources import band_folders, files_of, gdal_files, is_composite, joins_band_folder
     from geosr.pipeline.batch.manifest import input_files
 
     read: dict[tuple, tuple[str, str]] = {}
@@ -100,8 +100,7 @@ def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> 
                     members = []
                 for behind in [*gdal_files(part), *members]:
                     read.setdefault(file_key(behind), (spec.where, part))
-                folder = band_folder(part)
-                if folder is not None:
+                for folder in band_folders(part):
                     folders.setdefault(folder, (spec.where, part))
     out: list[PlannedJob | Problem] = []
     for c in checked:
@@ -199,7 +198,7 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
         opts = spec.options_on(device="cpu")
         model = resolve_model(spec.model, spec.x, "cpu", opts.sampler, loader=models.get)
         with plan_upscale(spec.lr, output=None, options=replace(opts, model=model), dry_run=True) as job:
-            fingerprint = comparable(job.fingerprint)
+            fingerprint, tags = comparable(job.fingerprint), dict(job.meta.tags)
             n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)
             memory_mb = float(job.summary["memory_mb"])
     except InputError as exc:
@@ -222,7 +221,7 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
     if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
         reason = "its output is complete and its inputs and options are unchanged"
         return PlannedJob(action="skip", reason=reason, **base)
-    if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint):
+    if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint, tags):
         return PlannedJob(action="run", replace=True, replaces=_found(out), **base)
     return PlannedJob(action="fail", reason=_exists_reason(out, record, fingerprint), error_type="OutputExistsError",
                       **base)
@@ -236,11 +235,14 @@ def _found(out: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
 
 
-def _left_by_this_job(out: Path, fingerprint: dict) -> bool:
-    """The output was put in place by this very job, killed before its record: its journals are still there."""
+def _left_by_this_job(out: Path, fingerprint: dict, tags: dict[str, str]) -> bool:
+    """The output was put in place by this very job, killed before its record: its journals are still there, and
+    the output is its (a job refused as another run's output appeared left its journals: the next run took that
+    output for its own and replaced it; found in review)."""
     from geosr.io.journal import recorded_jobs, work_dir_for
 
-    return any(comparable(recorded) == fingerprint for recorded in recorded_jobs(work_dir_for(out)))
+    return any(comparable(recorded) == fingerprint for recorded in recorded_jobs(work_dir_for(out))) and \
+        made_by(out, tags)
 
 
 def _foreign_sidecar(out: Path) -> str | None:

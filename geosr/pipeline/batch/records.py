@@ -51,6 +51,24 @@ def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+# the output's tags that tell which job made it: its inputs, options and model (the stretch and harmonization are
+# measured, and a dry run's harmonization, before a change detection, is not the run's)
+JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS")
+
+
+def made_by(output: Path, tags: dict[str, str]) -> bool:
+    """Whether the file at ``output`` is a geosr output of the job whose output tags are ``tags``."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(output) as ds:
+            held = ds.tags()
+    except (RasterioIOError, OSError):
+        return False
+    return all(held.get(k) == tags.get(k) for k in JOB_TAGS)
+
+
 def sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path`` (hex; the models' checksums carry a ``sha256:`` prefix)."""
     from geosr.models.registry import file_sha256  # not at import: reading a manifest loads no torch

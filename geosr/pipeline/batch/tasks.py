@@ -17,10 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import GeoSRError, InputError, ResumeError
+from geosr.errors import GeoSRError, InputError, OutputExistsError, ResumeError
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import file_stamp, output_matches, read_record, write_record
+from geosr.pipeline.batch.records import file_stamp, made_by, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,12 @@ def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: flo
                      seconds=time.perf_counter() - t0)
 
     job.overwrite = _may_replace(job, run_id, replaces)
-    finish(job, chunks, before_cleanup=record)
+    try:
+        finish(job, chunks, before_cleanup=record)
+    except OutputExistsError as exc:  # upscale's advice names `resume`, which batch does by itself
+        said = str(exc).split(" (use ", 1)[0]
+        raise OutputExistsError(f"{said} (another run wrote it; run the batch with `overwrite` to replace it, the "
+                                "job going on from its work)") from exc
 
 
 def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -> bool:
@@ -173,26 +178,7 @@ def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -
     if all(planned.get(p) == stamp for p, stamp in found.items()):
         return True
     rec = read_record(job.out_path)
-    return (rec is not None and rec.get("run_id") == run_id) or _made_by(job)
-
-
-# the output's tags that tell which job made it: its inputs, options, model and what was measured of the scene
-_JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH",
-             "GEOSR_HARMONIZATION")
-
-
-def _made_by(job) -> bool:
-    """Whether the file at the job's output is a geosr output of this very job (an attempt killed after putting
-    it in place, before its record)."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.open(job.out_path) as ds:
-            tags = ds.tags()
-    except (RasterioIOError, OSError):
-        return False
-    return all(tags.get(k) == job.meta.tags.get(k) for k in _JOB_TAGS)
+    return (rec is not None and rec.get("run_id") == run_id) or made_by(job.out_path, job.meta.tags)
 
 
 def _done_in_this_run(spec: JobSpec, run_id: str) -> bool:
