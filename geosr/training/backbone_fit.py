@@ -33,7 +33,6 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
-from geosr.training.pairs import read_failure
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, save_state, state_record
 
@@ -95,6 +94,8 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and rasterio's errors are OSErrors
             if isinstance(exc, InputError):
                 raise
+            from geosr.training.pairs import read_failure  # (pairs loads the GIS stack: not at import)
+
             raise InputError(f"{p}: not an image that can be read ({read_failure(exc)})") from None
     return out
 
