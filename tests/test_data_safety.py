@@ -1235,3 +1235,15 @@ def test_an_output_that_would_be_a_band_of_the_lr_s_folder_is_refused(tmp_path):
     # a name the folder does not read as a band is an output like any other
     assert _invoke("upscale", tmp_path / "bands", "-x", "2", "-m", "bicubic", "-o",
                    tmp_path / "bands" / "sr.tif").exit_code == 0
+
+
+def test_sample_run_again_says_so_and_suggests_a_command_that_runs(tmp_path):
+    """Run again after the demo, `geosr sample` said "copied" (every file was kept) and suggested the upscale command
+    without --overwrite, which then failed on the output the demo had written."""
+    first = _invoke("sample", tmp_path / "demo")
+    assert first.exit_code == 0 and "sample scene copied to" in first.output and "--overwrite" not in first.output
+    (tmp_path / "demo" / "sr_x8.tif").write_bytes(b"the demo's output")
+    again = _invoke("sample", tmp_path / "demo")
+    said = " ".join(again.output.split())
+    assert again.exit_code == 0 and said.startswith(f"the sample scene is in {tmp_path / 'demo'}/; try:"), said
+    assert said.endswith(f"-o {tmp_path / 'demo' / 'sr_x8.tif'} --overwrite"), said

@@ -600,3 +600,13 @@ def test_a_resolution_coarser_than_the_box_is_named_as_such(tmp_path):
     _assert_bad_input(invoke("--bbox", "11.01215,48.014291,11.013455,48.015213", "-r", "5000000", "--osm-file",
                              tmp_path / "a.osm", "-o", out), out,
                       "--resolution 5e+06 m is coarser than the box itself (about")
+
+
+def test_quiet_keeps_the_warnings(tmp_path):
+    """`-q` silences progress and the summary, and silenced the warnings too (the map covering part of the grid)."""
+    half = '<bounds minlat="48.0" minlon="11.0" maxlat="48.002" maxlon="11.0015"/>'
+    (tmp_path / "half.osm").write_text(_SQUARE.format(bounds=half, deleted=""))
+    res = invoke("--bbox", *_BOX, "--osm-file", tmp_path / "half.osm", "-o", tmp_path / "h.tif", "-q")
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 0 and len(lines) == 1 and lines[0].startswith("warning: half.osm: holds OpenStreetMap "
+                                                                          "data for"), res.output

@@ -204,6 +204,13 @@ def cli_message(exc: BaseException, command: str | None = None) -> str:
 _PARAM = re.compile(r"(?<!`)`([a-z][a-z0-9_]*)`(?!`)")  # a library message's mention of another parameter
 
 
+def print_warnings(warnings: Any, command: str) -> None:
+    """The run's warnings on stderr, one line each: with the summary, and alone with ``--quiet`` (which silences
+    progress and the summary, not what the user should know of the result)."""
+    for w in warnings or ():
+        err_console.print(f"warning: {cli_words(w, command)}", style="yellow", highlight=False)
+
+
 def cli_words(text: str, command: str | None = None) -> str:
     """A library message or warning with each parameter it names in backticks (```bands```) as the CLI's flag."""
     return _PARAM.sub(lambda m: cli_flag(m.group(1), command) or m.group(1), text)

@@ -11,12 +11,11 @@ from rich.text import Text
 
 from geosr.cli import common
 from geosr.cli.common import (
-    cli_words,
-    err_console,
     out_console,
     print_coregistration,
     print_json,
     print_sensor_mask,
+    print_warnings,
     progress_bar,
     run_command,
 )
@@ -58,8 +57,9 @@ def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_ou
                           highlight=False)
         print_coregistration(result.coregistration)
         print_sensor_mask(result.sensor_mask)
-        for w in result.warnings:
-            err_console.print(f"warning: {cli_words(w, 'detect-changes')}", style="yellow", highlight=False)
+        print_warnings(result.warnings, "detect-changes")
+    else:
+        print_warnings(result.warnings, "detect-changes")
 
 
 def _signature() -> inspect.Signature:

@@ -11,7 +11,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from geosr.cli import common
-from geosr.cli.common import ProgressView, err_console, out_console, print_json, run_command
+from geosr.cli.common import ProgressView, err_console, out_console, print_json, print_warnings, run_command
 from geosr.options import RasterizeOSMOptions
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
@@ -74,6 +74,8 @@ def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **o
         print_json(result.to_dict())
     elif not quiet:
         _print_summary(result)
+    else:
+        print_warnings(result.warnings, "rasterize-osm")
 
 
 def _signature() -> inspect.Signature:
@@ -107,5 +109,4 @@ def _print_summary(r) -> None:
     out_console.print(f"classes: {shares}", highlight=False)
     when = f", data as of {d['timestamp']} ({d['timestamp_kind']})" if d["timestamp"] else ""
     out_console.print(f"source: {d['source']}{when}; © OpenStreetMap contributors (ODbL)", highlight=False)
-    for w in d.get("warnings") or ():
-        err_console.print(f"warning: {w}", style="yellow", highlight=False)
+    print_warnings(d.get("warnings"), "rasterize-osm")

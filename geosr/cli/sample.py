@@ -25,19 +25,23 @@ def sample(
 
       geosr sample demo && geosr upscale demo/taizhou_2003_lr240m.tif --ref demo/taizhou_2000_ref30m.tif --cd demo/taizhou_change_2000_2003.tif -x 8 -o demo/sr_x8.tif
     """
-    from geosr.sample_scene import SAMPLE_SCALE, copy_sample
+    from geosr.sample_scene import SAMPLE_SCALE, copy_sample, sample_paths
 
+    there = all((folder / src.name).is_file() for src in sample_paths().values())  # (kept when the same bytes)
     paths = run_command(lambda: copy_sample(folder, overwrite=overwrite), json_out=json_out, command="sample")
     if json_out:
         print_json({k: str(v) for k, v in paths.items()})
         return
     if quiet:
         return
-    out_console.print(f"sample scene copied to {folder}/; try:", highlight=False)
+    # run again (the demo's folder): its copies are kept, and the output named below may be there already
+    said = "the sample scene is in" if there and not overwrite else "sample scene copied to"
+    out_console.print(f"{said} {folder}/; try:", highlight=False)
     q = shlex.quote
+    out = folder / "sr_x8.tif"
     out_console.print(
         f"  geosr upscale {q(str(paths['lr']))} --ref {q(str(paths['ref']))} --cd {q(str(paths['cd']))} "
-        f"-x {SAMPLE_SCALE} -o {q(str(folder / 'sr_x8.tif'))}",
+        f"-x {SAMPLE_SCALE} -o {q(str(out))}" + (" --overwrite" if out.exists() else ""),
         highlight=False,
         soft_wrap=True,
     )

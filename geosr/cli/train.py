@@ -10,7 +10,15 @@ import typer
 from rich.text import Text
 
 from geosr.cli import common
-from geosr.cli.common import count, err_console, out_console, print_json, progress_bar, renamed, run_command
+from geosr.cli.common import (
+    count,
+    out_console,
+    print_json,
+    print_warnings,
+    progress_bar,
+    renamed,
+    run_command,
+)
 from geosr.options import TrainOptions
 
 # The spellings of one release ago (hidden): geosr train's flag -> its deprecated one, and that one's type.
@@ -52,6 +60,8 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
         print_json(result.to_dict())
     elif not quiet:
         _print_summary(result)
+    else:
+        print_warnings(result.warnings, "train")
 
 
 def _print_summary(result) -> None:
@@ -67,8 +77,7 @@ def _print_summary(result) -> None:
                       + f" in {result.seconds:.0f} s, loss {result.ema_loss:.4f}; log {result.log}"),
         highlight=False,
     )
-    for w in result.warnings:
-        err_console.print(f"warning: {w}", style="yellow", highlight=False)
+    print_warnings(result.warnings, "train")
     if _cut_short(result):
         out_console.print(f"stopped at the time limit (--max-minutes) after step {result.steps}; run again with "
                           "--resume to continue", style="yellow", highlight=False)

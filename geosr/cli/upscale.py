@@ -10,14 +10,13 @@ import typer
 from rich.text import Text
 
 from geosr.cli.common import (
-    cli_words,
     count,
-    err_console,
     option_parameter,
     out_console,
     print_coregistration,
     print_json,
     print_sensor_mask,
+    print_warnings,
     progress_bar,
     reporting_parameters,
     run_command,
@@ -53,6 +52,8 @@ def upscale(lr: str, output: Optional[Path] = None, quiet: bool = False, json_ou
         print_json(result.to_dict())
     elif not quiet:
         _print_summary(result)
+    else:
+        print_warnings(result.warnings, "upscale")
 
 
 def _signature() -> inspect.Signature:
@@ -92,8 +93,7 @@ def _print_summary(r) -> None:
     for role, note in (r.sources or {}).items():
         out_console.print(f"{'LR' if role == 'lr' else 'reference'} read as one raster: {note}", highlight=False)
     print_coregistration(r.coregistration)
-    for w in r.warnings or ():
-        err_console.print(f"warning: {cli_words(w, 'upscale')}", style="yellow", highlight=False)
+    print_warnings(r.warnings, "upscale")
     cd = r.change_detection
     if cd and cd.get("ran"):
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "

@@ -352,7 +352,10 @@ def _read_config(p: Path) -> dict[str, Any]:
     try:
         text = p.read_text()
         if p.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+                import tomli as tomllib  # type: ignore[no-redef]
 
             values = tomllib.loads(text)
         elif p.suffix.lower() in (".yaml", ".yml"):
