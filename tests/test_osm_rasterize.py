@@ -466,3 +466,26 @@ def test_an_area_around_the_whole_grid_is_drawn_from_pbf(tmp_path):
     for src in (doc.write_xml(tmp_path / "f.osm"), doc.write_pbf(tmp_path / "f.osm.pbf")):
         cls = _run(tmp_path, src, name=f"{src.name}.tif")[0][0]
         assert bool((cls == 6).all()), (src.name, np.unique(cls))
+
+
+def test_line_widths_hold_in_a_projection_that_stretches_one_way(tmp_path):
+    """Plate carree (EPSG:4087) at 60 N is twice as wide east-west as north-south: one mean scale factor drew a 10 m
+    road 14 units wide both ways, 7 m on the ground north-south and 14 m east-west."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    lon, lat, dlat, dlon = 10.0, 60.0, 0.0009, 0.0018  # two primary roads (10 m) crossing, about 100 m each way
+    roads = gpd.GeoDataFrame({"highway": ["primary", "primary"]},
+                             geometry=[LineString([(lon, lat - dlat), (lon, lat + dlat)]),
+                                       LineString([(lon - dlon, lat), (lon + dlon, lat)])], crs="EPSG:4326")
+    roads.to_file(tmp_path / "roads.geojson", driver="GeoJSON")
+    out = tmp_path / "pc.tif"
+    rasterize_osm(out, bbox=(lon - dlon, lat - dlat, lon + dlon, lat + dlat), resolution=1.0, crs="EPSG:4087",
+                  osm_file=str(tmp_path / "roads.geojson"))
+    cls = _read(out)[0][0]
+    road = DEFAULT_MAP_CLASSES.names.index("major_road")
+    h, w = cls.shape
+    across_ns = int((cls[h // 8, :] == road).sum())  # a row through the north-south road only: its width
+    across_ew = int((cls[:, w // 8] == road).sum())  # a column through the east-west road only: its height
+    # 10 m on the ground: 20 units east-west, 10 north-south (plate carree's units are metres on the equator)
+    assert abs(across_ns - 20) <= 2 and abs(across_ew - 10) <= 2, (across_ns, across_ew)

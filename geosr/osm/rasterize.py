@@ -105,6 +105,20 @@ def metres_to_units(crs, lon: float, lat: float) -> float:
     return k / unit
 
 
+def _stretches(crs, lon: float, lat: float) -> bool:
+    """Whether a projected CRS's scale at (lon, lat) differs by direction: meridional and parallel scales more than
+    2% apart (plate carree, an equal-area projection far from its centre; not a conformal one)."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Proj
+
+    try:
+        f = Proj(ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)).get_factors(lon, lat)
+        ratio = f.meridional_scale / f.parallel_scale
+        return not (math.isfinite(ratio) and abs(ratio - 1.0) <= 0.02)
+    except Exception:  # noqa: BLE001 - some CRSs have no factors: taken as the grid's own units, as before
+        return False
+
+
 def footprint(grid: Grid) -> "BaseGeometry":
     """The grid's outline as a polygon in its CRS (exact for rotated grids too)."""
     from shapely.geometry import Polygon
@@ -200,7 +214,11 @@ def prepare(frame: "gpd.GeoDataFrame", table: MapClassTable, grid: Grid) -> Burn
     if len(frame) == 0:
         return empty
     lon, lat = grid_centre_lonlat(grid)
-    work_crs = utm_crs(lon, lat) if grid.crs.is_geographic else grid.crs
+    # lines are widened in ground metres: in the grid's CRS where its scale is the same in every direction, else
+    # (degrees; a projection that stretches one way, e.g. plate carree's EPSG:4087 twice east-west at 60 N, whose
+    # one mean factor made a N-S road 7 m and an E-W one 14 m for 10 m) in the local UTM zone, then projected back
+    local = grid.crs.is_geographic or _stretches(grid.crs, lon, lat)
+    work_crs = utm_crs(lon, lat) if local else grid.crs
     frame = frame.to_crs(work_crs) if frame.crs is not None else frame.set_crs(work_crs)
 
     geoms, rows, kind = _parts(frame)
@@ -218,6 +236,9 @@ def prepare(frame: "gpd.GeoDataFrame", table: MapClassTable, grid: Grid) -> Burn
         m2u = 1.0
         xres, yres = grid.res
         px = max(xres * 111_320.0 * math.cos(math.radians(lat)), yres * 111_320.0)
+    elif local:
+        m2u = 1.0
+        px = max(grid.res) / metres_to_units(grid.crs, lon, lat)  # (the mean factor: a pixel's size, roughly)
     else:
         m2u = metres_to_units(grid.crs, lon, lat)
         px = max(grid.res)
@@ -226,7 +247,7 @@ def prepare(frame: "gpd.GeoDataFrame", table: MapClassTable, grid: Grid) -> Burn
         half = np.maximum(widths_m[is_line] * m2u / 2.0, px / 2.0)
         geoms = geoms.copy()
         geoms[is_line] = shapely.buffer(geoms[is_line], half, quad_segs=QUAD_SEGS)
-    if grid.crs.is_geographic:
+    if local:
         geoms = gpd.GeoSeries(geoms, crs=work_crs).to_crs(grid.crs).to_numpy()
 
     # only what reaches the grid, in burn order: priority, then larger first, then input order
