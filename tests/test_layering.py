@@ -249,9 +249,13 @@ def test_every_third_party_import_is_declared():
     tomllib = pytest.importorskip("tomllib")
     from importlib.metadata import packages_distributions
 
-    declared = set()
+    declared, elsewhere = set(), set()
     for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
         name, extras = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[([^\]]*)\])?", requirement).groups()
+        marker = re.search(r";\s*python_version\s*([<>=!]=?)\s*['\"]([\d.]+)['\"]", requirement)
+        if marker and not _python_is(marker.group(1), marker.group(2)):  # another Python's (tomli before 3.11)
+            elsewhere.add(_canonical(name))
+            continue
         # "dask[distributed]" declares dask and, through its extra, distributed
         declared |= {_canonical(name), *(_canonical(e) for e in (extras or "").split(",") if e.strip())}
     providers = packages_distributions()
@@ -259,7 +263,8 @@ def test_every_third_party_import_is_declared():
     for path in _sources():
         for imp in _imports(path):
             top = imp.module.split(".")[0]
-            if top == "geosr" or top in sys.stdlib_module_names or top in OPTIONAL_IMPORTS:
+            if top == "geosr" or top in sys.stdlib_module_names or top in OPTIONAL_IMPORTS or \
+                    _canonical(top) in elsewhere:
                 continue
             dists = {_canonical(d) for d in providers.get(top, ())}
             used |= dists
@@ -269,6 +274,13 @@ def test_every_third_party_import_is_declared():
                 problems.append(f"{imp.path}:{imp.line} imports {top} ({', '.join(sorted(dists))}): not declared")
     problems += [f"{d} is declared and never imported under geosr/" for d in sorted(declared - used)]
     assert not problems, "pyproject.toml [project.dependencies] vs geosr/:\n  " + "\n  ".join(problems)
+
+
+def _python_is(op: str, version: str) -> bool:
+    """Whether this interpreter's ``python_version`` satisfies ``op version`` (a requirement's marker)."""
+    here, there = sys.version_info[:2], tuple(int(v) for v in version.split(".")[:2])
+    return {"<": here < there, "<=": here <= there, ">": here > there, ">=": here >= there, "==": here == there,
+            "!=": here != there}[op]
 
 
 # ---- runtime checks (a fresh interpreter each) ----------------------------------------------------------------
