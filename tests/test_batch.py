@@ -371,6 +371,19 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     # planned again, the refused job's journal (left in the work folder) does not make the other's output its own
     replan = plan_batch(tmp_path / "a.yaml").jobs[0]
     assert replan.action == "fail" and replan.error_type == "OutputExistsError", replan
+    # two scenes of one name in two folders, the same options: still two jobs (their outputs' tags tell them apart)
+    for name, seed in (("one", 3), ("two", 4)):
+        (tmp_path / name).mkdir()
+        make_raster(tmp_path / name / "scene.tif", (smooth_field(3, 16, 16, seed=seed) * 255).astype(np.uint8))
+        (tmp_path / f"{name}.yaml").write_text(f"jobs:\n  - {{lr: {name}/scene.tif, out: y.tif, x: 2, "
+                                               "model: bicubic}\n")
+    one, two = (plan_batch(tmp_path / f"{n}.yaml").jobs[0] for n in ("one", "two"))
+    assert run_job_task(two.spec, "cpu", "run-two", two.replaces)["ok"]
+    out = run_job_task(one.spec, "cpu", "run-one", one.replaces)
+    assert not out["ok"] and out["error_type"] == "OutputExistsError" and read_record(tmp_path / "y.tif")[
+        "run_id"] == "run-two", out
+    replan = plan_batch(tmp_path / "one.yaml").jobs[0]  # its journal beside the other's recorded output: not its own
+    assert replan.action == "fail", replan
     record_path(tmp_path / "x.tif").unlink()
     # this job's own output, put in place by an attempt killed before its record: replaced by the next attempt
     assert run_job_task(second.spec, "cpu", "run-b2", second.replaces)["ok"]

@@ -884,3 +884,15 @@ def test_a_glob_s_refused_rows_keep_their_place_in_the_results(scenes):
     done = batch(scenes / "g.json", skip_invalid=True, dry_run=True)
     assert [(r.lr and Path(r.lr).name, r.status) for r in done.jobs] == [
         ("s0.tif", "planned"), ("s1.tif", "failed"), ("s2.tif", "planned")], done.jobs
+
+
+def test_steps_0_for_a_diffusion_model_on_a_backbone_is_a_job_setting(scenes):
+    """`steps: 0` (the backbone's prediction alone, as `upscale -m default+lite --steps 0` runs it) was refused by the
+    manifest ("must be at least 1"); a model that cannot take it is still refused, by its check."""
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4, steps: 0}\njobs:\n"
+                                      "  - {lr: s0.tif, model: default+lite}\n  - {lr: s1.tif, model: default}\n"
+                                      "  - {lr: s2.tif, model: default+lite, steps: -1}\n")
+    plan = plan_batch(scenes / "jobs.yaml", skip_invalid=True)
+    assert [j.spec.id for j in plan.jobs if j.action == "run"] == ["s0"], plan.jobs
+    said = [str(p) for p in plan.invalid]
+    assert len(said) == 2 and "steps" in said[0] and "steps: must not be negative, not -1" in said[1], said

@@ -107,6 +107,13 @@ def test_sampling_settings_beside_a_loaded_model_must_be_its_own(lr, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
     for same in ({"steps": 1}, {"reference_detail": True}, {"lr_consistency": "box"}):  # how it runs: accepted
         geosr.upscale(lr, output=tmp_path / "same.tif", scale=2, model=loaded, overwrite=True, **same)
+    # (found in review) a diffusion model on a backbone at 0 steps is refused other steps; a backbone loaded with
+    # overlap fusion takes it again (upscale's warning says it changes nothing for a model that does not sample)
+    bare = geosr.load_model("default+lite", sampler=geosr.SamplerConfig(steps=0))
+    with pytest.raises(OptionError, match=r"^steps: model default\+lite was loaded with other settings"):
+        geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=bare, steps=4)
+    fused = geosr.load_model("lite", sampler=geosr.SamplerConfig(fuse_overlaps=True))
+    geosr.upscale(lr, output=tmp_path / "lite.tif", scale=2, model=fused, fuse_overlaps=True)
     two = geosr.load_model("default", sampler=geosr.SamplerConfig(steps=2))
     geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=two, steps=2, seed=3)  # its own: runs
     with rasterio.open(tmp_path / "o.tif") as ds:

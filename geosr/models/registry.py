@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
 from geosr.errors import GeoSRError, InputNotFoundError, OptionError, names_too_long_are_input_errors
 from geosr.models.classical import KernelUpsampler, ReferencePaste
-from geosr.models.interface import SuperResolver
+from geosr.models.interface import SuperResolver, samples
 
 if TYPE_CHECKING:
     import torch
@@ -248,9 +248,13 @@ def _runs_with(sr: SuperResolver, sampler: "SamplerConfig | None") -> dict[str, 
     run = said.get("sampler") if isinstance(said.get("sampler"), dict) else {}
     consistency = str(said.get("lr_consistency") or "")
     operator = next((op for op in ("bicubic", "box") if f"({op})" in consistency), "off" if not consistency else None)
-    return {"preset": (sampler.preset if sampler else "default"), "steps": run.get("steps"),
-            "fuse_overlaps": bool(said.get("fuse_overlaps", False)), "reference_detail": "reference_detail" in said,
-            "lr_consistency": operator}
+    sampling = samples(sr)  # (a model that does not sample: the sampler's settings are a warning's, not refused)
+    asked = sampler.steps if sampler is not None else None
+    return {"preset": (sampler.preset if sampler else "default") if sampling else None,
+            # a diffusion model on a backbone at 0 steps describes no sampler: the backbone's prediction alone
+            "steps": (run.get("steps", asked if asked is not None else 0)) if sampling else None,
+            "fuse_overlaps": bool(said.get("fuse_overlaps", False)) if sampling else None,
+            "reference_detail": "reference_detail" in said, "lr_consistency": operator}
 
 
 def unapplied_settings(model: Any, given: dict[str, Any]) -> list[str]:
@@ -264,11 +268,11 @@ def unapplied_settings(model: Any, given: dict[str, Any]) -> list[str]:
     out = []
     for name, value in given.items():
         have = runs.get(name)
+        if have is None:  # not a setting of this model (a backbone's sampler: upscale warns of it)
+            continue
         if name == "lr_consistency":
             want = "off" if value in (False, "off") else None if value is True else value
-            wrong = have is not None and (have == "off" if want is None else want != have)
-        elif name == "steps":
-            wrong = have is not None and value != have  # (a model that does not sample: a warning's, not this)
+            wrong = have == "off" if want is None else want != have
         else:
             wrong = value != have
         if wrong:

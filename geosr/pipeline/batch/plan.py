@@ -241,6 +241,9 @@ def _left_by_this_job(out: Path, fingerprint: dict, tags: dict[str, str]) -> boo
     output for its own and replaced it; found in review)."""
     from geosr.io.journal import recorded_jobs, work_dir_for
 
+    record = read_record(out)
+    if record is not None and output_matches(out, record):  # another job's finished output (its record says so)
+        return False
     return any(comparable(recorded) == fingerprint for recorded in recorded_jobs(work_dir_for(out))) and \
         made_by(out, tags)
 

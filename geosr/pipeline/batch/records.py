@@ -51,9 +51,10 @@ def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-# the output's tags that tell which job made it: its inputs, options and model (the stretch and harmonization are
-# measured, and a dry run's harmonization, before a change detection, is not the run's)
-JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS")
+# the output's tags that tell which job made it: its inputs (by name), options and model, and the LR's stretch,
+# measured from its pixels (two scenes of one name apart); not the harmonization: a dry run's, before a change
+# detection, is not the run's
+JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH")
 
 
 def made_by(output: Path, tags: dict[str, str]) -> bool:
