@@ -122,7 +122,8 @@ class EvaluateOptions(CommandOptions):
     paths: ClassVar[tuple[str, ...]] = ("out",)
 
     models: tuple[Any, ...] = option((), ("--model", "-m"), list[str], "Model name or checkpoint path "
-                                     "(repeatable). Baselines bicubic and reference-paste are always added.",
+                                     "(repeatable). Baselines bicubic and reference-paste are always added; "
+                                     "without --model, they alone are scored.",
                                      show_default=False)  # Python: SuperResolvers too
     scales: tuple[int, ...] = option((8, 16), ("-x", "--scale"), list[int], "Scale factor(s) (repeatable; default 8 "
                                      "and 16).", show_default=False)
