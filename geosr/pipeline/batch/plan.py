@@ -21,7 +21,7 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
-from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, file_stamp, made_by, output_matches, read_record
+from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, found_at, made_by, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
 
@@ -214,25 +214,17 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
         foreign = None if overwrite or spec.overwrite else _foreign_sidecar(out)
         if foreign:
             return PlannedJob(action="fail", reason=foreign, error_type="OutputExistsError", **base)
-        return PlannedJob(action="run", replaces=_found(out), **base)
+        return PlannedJob(action="run", replaces=found_at(out), **base)
     record = read_record(out)
     if force and (record is not None or overwrite or spec.overwrite):  # a file batch did not make needs overwrite
-        return PlannedJob(action="run", replace=True, replaces=_found(out), **base)
+        return PlannedJob(action="run", replace=True, replaces=found_at(out), **base)
     if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
         reason = "its output is complete and its inputs and options are unchanged"
         return PlannedJob(action="skip", reason=reason, **base)
     if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint, tags):
-        return PlannedJob(action="run", replace=True, replaces=_found(out), **base)
+        return PlannedJob(action="run", replace=True, replaces=found_at(out), **base)
     return PlannedJob(action="fail", reason=_exists_reason(out, record, fingerprint), error_type="OutputExistsError",
                       **base)
-
-
-def _found(out: Path) -> tuple[tuple[str, int, int], ...]:
-    """The files at ``out`` and its sidecars' paths, as a job may replace them (geosr.pipeline.batch.tasks)."""
-    from geosr.io.paths import sidecar_paths
-
-    paths = [str(out), *map(str, sidecar_paths(out).values())]
-    return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
 
 
 def _left_by_this_job(out: Path, fingerprint: dict, tags: dict[str, str]) -> bool:

@@ -51,6 +51,15 @@ def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def found_at(output: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
+    """The files at ``output`` and its sidecars' paths: (path, size, modification time in ns) each, as the plan
+    lets a job replace them and the job finds them as it puts its output in place (geosr.pipeline.batch.tasks)."""
+    from geosr.io.paths import sidecar_paths
+
+    paths = [str(output), *map(str, sidecar_paths(Path(output)).values())]
+    return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
+
+
 # the output's tags that tell which job made it: its inputs (by name), options and model, and the LR's stretch,
 # measured from its pixels (two scenes of one name apart); not the harmonization: a dry run's, before a change
 # detection, is not the run's

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, OutputExistsError, ResumeError
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import file_stamp, made_by, output_matches, read_record, write_record
+from geosr.pipeline.batch.records import found_at, made_by, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,10 @@ def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -
     wrote it; or, killed before its record, the output's tags are this job's). Not a file another run wrote
     meanwhile (two batches writing one output both said "ok", the second's output silently in place of the
     first's); with nothing found, a file that appears before the rename is refused there."""
-    from geosr.io.paths import sidecar_paths
-
-    paths = [str(job.out_path), *map(str, sidecar_paths(job.out_path).values())]
-    found = {p: stamp for p in paths if (stamp := file_stamp(p)) is not None}
+    found = found_at(job.out_path)
     if not found:
         return False
-    planned = {p: (size, mtime) for p, size, mtime in replaces}
-    if all(planned.get(p) == stamp for p, stamp in found.items()):
+    if set(found) <= set(replaces):  # (each the very file the plan found: same size and time)
         return True
     rec = read_record(job.out_path)
     return (rec is not None and rec.get("run_id") == run_id) or made_by(job.out_path, job.meta.tags)
