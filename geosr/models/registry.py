@@ -260,8 +260,8 @@ def _runs_with(sr: SuperResolver, sampler: "SamplerConfig | None") -> dict[str, 
 def unapplied_settings(model: Any, given: dict[str, Any]) -> list[str]:
     """The sampling settings in ``given`` (those set: ``preset``, ``steps``, ``fuse_overlaps``,
     ``reference_detail``, ``lr_consistency``) that a model object would not apply: it runs as :func:`load_model`
-    made it, though an output would record them (found in review). None for a model geosr did not load, and none
-    that agree with how it runs (``steps`` 1 beside the default model's one step)."""
+    made it, though an output would record them (found in review). None of them for a model geosr did not load,
+    nor those that agree with how it runs (``steps`` 1 beside the default model's one step)."""
     runs = getattr(model, "loaded_with", None)
     if not isinstance(runs, dict):
         return []
