@@ -280,6 +280,16 @@ def unapplied_settings(model: Any, given: dict[str, Any]) -> list[str]:
     return out
 
 
+def refuse_unapplied(model: Any, given: dict[str, Any], named: dict[str, str] | None = None) -> None:
+    """Raise an OptionError naming the settings in ``given`` that ``model`` would not apply
+    (:func:`unapplied_settings`); ``named``: how the caller's options name them (``preset``: ``sampler``)."""
+    names = [(named or {}).get(n, n) for n in unapplied_settings(model, given)]
+    if names:
+        raise OptionError(f"{', '.join(names)}: model {getattr(model, 'name', 'given')} was loaded with other "
+                          f"settings and runs with those; give {'it' if len(names) == 1 else 'them'} to load_model, "
+                          "or give the model by its name", param=names[0])
+
+
 def _load(spec: str, device: "str | torch.device", sampler: "SamplerConfig | None", style: "str | torch.Tensor | None",
           lr_consistency: bool | str | None, reference_detail: bool | None) -> SuperResolver:
     """:func:`load_model` of a learned model, its arguments checked."""

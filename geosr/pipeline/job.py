@@ -57,7 +57,7 @@ from geosr.models.interface import (
     samples,
     window_memory,
 )
-from geosr.models.registry import CLASSICAL, load_model, model_files, unapplied_settings
+from geosr.models.registry import CLASSICAL, load_model, model_files, refuse_unapplied
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
@@ -555,11 +555,7 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     s, unset = opts.sampler, SamplerConfig()
     given = {f.name: getattr(s, f.name) for f in fields(SamplerConfig)
              if f.name != "seed" and getattr(s, f.name) != getattr(unset, f.name)}
-    names = [{"preset": "sampler"}.get(n, n) for n in unapplied_settings(opts.model, given)]
-    if names:
-        raise OptionError(f"{', '.join(names)}: model {getattr(opts.model, 'name', 'given')} was loaded with "
-                          f"other settings and runs with those; give {'it' if len(names) == 1 else 'them'} to "
-                          "load_model, or give the model by its name", param=names[0])
+    refuse_unapplied(opts.model, given, {"preset": "sampler"})
 
 
 def _known_inputs(model: Any) -> frozenset[str]:

@@ -460,16 +460,12 @@ def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases
 def _refuse_unapplied(opts: EvaluateOptions) -> None:
     """Refuse ``steps``, ``lr_consistency`` or ``reference_detail`` beside a model object loaded with others: it runs
     as it was loaded (metrics.json recorded `steps` 4 beside a 1-step model's metrics)."""
-    from geosr.models.registry import unapplied_settings
+    from geosr.models.registry import refuse_unapplied
 
     given = {k: v for k, v in (("steps", opts.steps), ("lr_consistency", opts.lr_consistency),
                                ("reference_detail", opts.reference_detail)) if v is not None}
     for m in opts.models:
-        differ = unapplied_settings(m, given)
-        if differ:
-            raise OptionError(f"{', '.join(differ)}: model {getattr(m, 'name', 'given')} was loaded with other "
-                              f"settings and runs with those; give {'it' if len(differ) == 1 else 'them'} to "
-                              "load_model, or give the model by its name", param=differ[0])
+        refuse_unapplied(m, given)
 
 
 def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tuple[str, str | SuperResolver]]:
