@@ -241,14 +241,13 @@ def _around_pole(grid: Grid, lon: np.ndarray, lat: np.ndarray) -> BaseGeometry |
     from shapely.geometry.polygon import orient
     from shapely.ops import unary_union
 
-    north = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(0.0, 90.0)
-    col, row = ~grid.transform @ north
-    top = 90.0 if 0 <= col <= grid.width and 0 <= row <= grid.height else -90.0
-    if top < 0:
-        south = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(0.0, -90.0)
-        col, row = ~grid.transform @ south
-        if not (0 <= col <= grid.width and 0 <= row <= grid.height):
-            return None
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    for top in (90.0, -90.0):  # the pole the raster holds
+        col, row = ~grid.transform @ to_grid.transform(0.0, top)
+        if 0 <= col <= grid.width and 0 <= row <= grid.height:
+            break
+    else:
+        return None
     lon = lon - 360.0 * np.floor((lon[0] + 180.0) / 360.0)  # its start in [-180, 180)
     lon[-1] = lon[0] + 360.0 * np.sign(lon[-1] - lon[0])  # the outline's last point is its first, once around
     closed = Polygon([*zip(lon, lat), (lon[-1], top), (lon[0], top)]).buffer(0)
