@@ -544,6 +544,15 @@ def band_data(data: np.ndarray, valid: np.ndarray, nodata: list[float | None],
     return data, valid
 
 
+def read_failure(exc: BaseException) -> str:
+    """Why a read failed, in one line: the deepest cause's first line (rasterio's "Read failed. See previous
+    exception for details." hides GDAL's own reason, e.g. TIFFReadEncodedStrip's, in its cause)."""
+    root = exc
+    while (deeper := root.__cause__ or root.__context__) is not None:
+        root = deeper
+    return (str(root).splitlines() or [type(root).__name__])[0].rstrip(".")
+
+
 @contextlib.contextmanager
 def reading(name: str) -> Iterator[None]:
     """Turn GDAL read failures (corrupt or truncated blocks) into one sentence naming the file. A raster read over
@@ -554,10 +563,7 @@ def reading(name: str) -> Iterator[None]:
     try:
         yield
     except RasterioIOError as exc:
-        root: BaseException = exc
-        while (deeper := root.__cause__ or root.__context__) is not None:  # rasterio hides GDAL's cause
-            root = deeper
-        reason = str(root).split("\n")[0].rstrip(".")
+        reason = read_failure(exc)
         shown = shown_name(name)
         decoding = "decod" in reason.lower()  # the bytes arrived but do not decode: the file's fault
         cut, silent = _cut_short([m for m in [name, *vrt_sources(name)] if over_network(m)])

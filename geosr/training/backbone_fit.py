@@ -94,7 +94,7 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and rasterio's errors are OSErrors
             if isinstance(exc, InputError):
                 raise
-            from geosr.training.pairs import read_failure  # (pairs loads the GIS stack: not at import)
+            from geosr.io.rasters import read_failure  # (the GIS stack: not at import)
 
             raise InputError(f"{p}: not an image that can be read ({read_failure(exc)})") from None
     return out

@@ -148,16 +148,9 @@ def _readable(path: Path) -> Iterator[None]:
     except InputError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError (OSError), SyntaxError
+        from geosr.io.rasters import read_failure
+
         raise InputError(f"{path}: not an image that can be read ({read_failure(exc)})") from None
-
-
-def read_failure(exc: BaseException) -> str:
-    """Why a read failed, in one line: the deepest cause's first line (rasterio's "Read failed. See previous
-    exception for details." hides GDAL's own reason, e.g. TIFFReadEncodedStrip's, in its cause)."""
-    root = exc
-    while (deeper := root.__cause__ or root.__context__) is not None:
-        root = deeper
-    return (str(root).splitlines() or [type(root).__name__])[0].rstrip(".")
 
 
 def georeferencing(path: str | Path) -> tuple[str, tuple[float, ...]] | None:
