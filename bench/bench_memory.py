@@ -9,6 +9,7 @@ Runs on synthetic scenes written to a temporary folder; nothing here needs ../sh
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -101,7 +102,11 @@ def _peak_run(args: list[str]) -> tuple[dict, float]:
 
 
 def check() -> None:
-    folder = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        _check(Path(tmp))
+
+
+def _check(folder: Path) -> None:
     worst = 0.0
     print("| job | estimate MB | peak RSS MB | estimate / peak |\n|---|---|---|---|")
     for name, model, scale, side, extra in CASES:
@@ -119,9 +124,11 @@ def check() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["_one"]:
+    if sys.argv[1:2] == ["_one"]:  # one calibration in a fresh process (calibrate's own call)
         _calibrate_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    elif sys.argv[1:2] == ["calibrate"]:
-        calibrate()
     else:
-        check()
+        parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("what", nargs="?", choices=("check", "calibrate"), default="check",
+                            help="check (default): estimate vs peak RSS; calibrate: the activation factors")
+        {"check": check, "calibrate": calibrate}[parser.parse_args().what]()

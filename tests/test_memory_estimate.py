@@ -3,6 +3,10 @@ against real peaks)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -216,3 +220,16 @@ def test_a_dry_run_that_does_not_fit_names_only_what_falls_short(tmp_path, monke
                                    "--dry-run"])
     line = next(ln for ln in res.output.splitlines() if "does not fit" in ln)
     assert res.exit_code == 0 and said in line and unsaid not in line, line
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("bench_*.py")))
+def test_each_benchmark_answers_help_without_running(script):
+    """``python bench/bench_memory.py --help`` ran the whole memory benchmark (a dozen CLI runs, minutes) and left
+    its scenes in a temporary folder: each benchmark answers --help with its usage, at once."""
+    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:"), done.stdout[:200]
