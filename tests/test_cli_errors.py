@@ -503,6 +503,41 @@ def test_after_a_stop_each_command_says_how_it_continues(capsys, signal_name):
     assert said["evaluate"] == ("terminated (SIGTERM)" if signal_name == "SIGTERM" else "interrupted")
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_stop_during_an_import_waits_for_its_end(tmp_path, monkeypatch, capsys, signal_name):
+    """A SIGTERM in a batch's first seconds, as the command imported torch, raised inside torch's C++ module
+    initialization: std::terminate, the process aborted with a page of C++ trace and no message (found in review).
+    The stop now waits for the import's end, then stops the command as anywhere else."""
+    import signal
+    import sys
+    import time
+
+    from geosr.cli.common import run_command
+
+    name = f"slow_import_{signal_name.lower()}"
+    (tmp_path / f"{name}.py").write_text(
+        "import os, signal, time\n"
+        f"os.kill(os.getpid(), signal.{signal_name})\n"
+        "time.sleep(0.3)  # the signal lands here, inside the import\n"
+        "DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own, as in the CLI
+
+    def command():
+        __import__(name)
+        time.sleep(5)  # the signal, sent again, stops it here
+
+    started = time.monotonic()
+    with pytest.raises(typer.Exit) as exc:
+        run_command(command, command="evaluate", json_out=True)
+    assert exc.value.exit_code == (143 if signal_name == "SIGTERM" else 130)
+    assert getattr(sys.modules.get(name), "DONE", False)  # the import ran to its end
+    assert time.monotonic() - started < 4
+    assert json.loads(capsys.readouterr().out)["error"] == ("terminated (SIGTERM)" if signal_name == "SIGTERM"
+                                                            else "interrupted")
+
+
 def test_a_ctrl_c_that_cut_a_line_short_still_leaves_the_last_word(capsys):
     """A Ctrl-C that lands while rich prints a line can leave its console holding every later line in a buffer
     never written (a printing loop interrupted 20,000 times: 81 such states); the "interrupted ..." line went

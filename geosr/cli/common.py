@@ -7,9 +7,11 @@ import functools
 import inspect
 import json
 import math
+import os
 import re
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
 
@@ -149,6 +151,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     SIGTERM is handled like SIGINT: temporary files are removed, a journal is kept for ``--resume``, and the
     exit code is 143 (130 for SIGINT)."""
     previous = _on_sigterm()
+    previous_int = _on_sigint()
     try:
         return fn()
     except InputError as exc:
@@ -176,6 +179,8 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 # What to do when the GPU runs out of memory, per command (torch's message is a page of allocator statistics).
@@ -241,14 +246,48 @@ def _flag_tables() -> tuple[dict[str, dict[str, str]], dict[str, str]]:
 
 def _on_sigterm():
     """Make SIGTERM raise :class:`Terminated` (main thread only); return the handler it replaced."""
-
-    def handler(signum, frame):
-        raise Terminated()
-
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, _raising(Terminated))
     except ValueError:  # not the main thread (a test runner, an embedding application): leave it alone
         return None
+
+
+def _on_sigint():
+    """Make SIGINT raise KeyboardInterrupt as Python's own handler does, but never inside an import (see
+    :func:`_raising`); return the handler it replaced. Left alone where SIGINT is not Python's (ignored: a job
+    started in the background of a script) or off the main thread."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    try:
+        return signal.signal(signal.SIGINT, _raising(KeyboardInterrupt))
+    except ValueError:
+        return None
+
+
+def _raising(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
+    """A signal handler raising ``exc_type``, unless the signal came while a module was being imported: then the
+    signal is sent again shortly after, until the import is done. An exception raised in a C++ module's
+    initialization (torch's, which a command imports as it starts) is no Python exception but std::terminate:
+    a SIGTERM in a batch's first seconds aborted the process with a page of C++ trace and no message (review)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if not _importing(frame):
+            raise exc_type()
+        # a thread of its own: the signal must arrive when the main thread runs Python again, after the import
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+
+    return handler
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` (where a signal handler was called) runs inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _fail(message: str, code: int, json_out: bool, report: dict | None = None) -> None:
