@@ -690,7 +690,12 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
     # the selected bands' own (band 1's may differ or be none: a VRT, a STAC item, a list of band files, --bands)
     declared = [info.band_nodata[b - 1] for b in bands] if info.band_nodata else [info.nodata]
     nodata, write_mask = next((v for v in declared if v is not None), None), False
-    if nodata is None:
+    if nodata is not None and np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind in "iu" \
+            and abs(nodata) > 2**53:  # beyond float64's integers: rasterio hands a nodata on to GDAL as a double,
+        # which a 64-bit integer band's file keeps as text a few digits long (INT64_MIN read back as -9: the fill
+        # pixels became data; found in review): a mask band says which pixels are nodata
+        nodata, write_mask = None, True
+    if nodata is None and not write_mask:
         if np.issubdtype(np.dtype(dtype), np.floating):
             nodata = float("nan")  # float LR without nodata: NaN inputs become declared nodata
         elif info.has_mask:
