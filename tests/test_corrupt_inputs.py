@@ -285,3 +285,17 @@ def test_a_vrt_whose_source_is_gone_is_named_as_such_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr == ("geosr: error: m.vrt: pixels cannot be read, its source file "
                                                     "src.tif does not exist\n"), done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.vrt", "moved.tif"]
+
+
+def test_a_band_with_a_scale_of_0_is_refused_unless_left_out(tmp_path):
+    """A band whose metadata says scale 0 was written as zeros (every value read as its offset, numpy's "invalid
+    value encountered in divide" on stderr), exit 0 (found in review): refused, naming the band; the others run."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 200 + 20).astype(np.uint16))
+    with rasterio.open(lr, "r+") as ds:
+        ds.scales = (0.0, 1.0, 1.0)
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and "band 1 has a scale of 0" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
+                              "--bands", "2,3"])
+    assert res.exit_code == 0, res.output

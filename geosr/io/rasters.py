@@ -359,7 +359,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
     if spec is None or not spec.strip():
-        return refuse_missing_bands(info, default_bands(info))
+        return _usable(info, default_bands(info))
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
     roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]
@@ -390,7 +390,18 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
         out.append(b)
     if not out:
         raise BandError(f"{info.path}: the band selection {spec!r} selects no band")
-    return refuse_missing_bands(info, tuple(out))
+    return _usable(info, tuple(out))
+
+
+def _usable(info: RasterInfo, bands: tuple[int, ...]) -> tuple[int, ...]:
+    """``bands``, unless one is missing (:func:`refuse_missing_bands`) or has a scale of 0 in its metadata: every
+    value would read as its offset (a band of 20-219 was written as zeros, with numpy's warning; found in review)."""
+    zero = [b for b in bands if info.scales and info.scales[b - 1] == 0]
+    if zero:
+        raise BandError(f"{info.path}: band {zero[0]} has a scale of 0 in its metadata, which makes every value "
+                        f"read as its offset; correct it (e.g. gdal_edit.py -scale 1 {info.path}) or select other "
+                        "bands")
+    return refuse_missing_bands(info, bands)
 
 
 def refuse_missing_bands(info: RasterInfo, bands: tuple[int, ...]) -> tuple[int, ...]:
