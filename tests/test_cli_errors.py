@@ -774,6 +774,28 @@ def test_a_crs_that_cannot_be_placed_on_the_earth_is_refused_before_anything_is_
     assert result.exit_code == 2 and "is of another body than the Earth" in result.stderr, result.output
 
 
+def test_a_tiff_of_several_pages_is_refused_and_its_pages_are_read(tmp_path):
+    """A TIFF of two pages (two images, not overviews) ran on its first page, the second unsaid, where the docs say
+    a container is refused naming its rasters (found in review); `geosr info` still describes the first page."""
+    profile = dict(driver="GTiff", width=16, height=16, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    pages = tmp_path / "pages.tif"
+    with rasterio.open(pages, "w", **profile) as ds:
+        ds.write(np.full((3, 16, 16), 50, np.uint8))
+    with rasterio.open(pages, "w", APPEND_SUBDATASET="YES", **profile) as ds:  # GDAL's way to add a page
+        ds.write(np.full((3, 16, 16), 150, np.uint8))
+    result = runner.invoke(app, ["upscale", str(pages), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 2, result.output
+    assert f"is a container of 2 rasters (GTIFF_DIR:1:{pages}, GTIFF_DIR:2:{pages})" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pages.tif"]
+    assert runner.invoke(app, ["info", str(pages)]).exit_code == 0
+    result = runner.invoke(app, ["upscale", f"GTIFF_DIR:2:{pages}", "-x", "2", "-m", "bicubic", "-o",
+                                 str(tmp_path / "o.tif")])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "o.tif") as out:
+        assert (out.read() == 150).all()
+
+
 def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):
     """An image with RPCs was told to assign a CRS (which would not place it); a NetCDF of several variables "holds
     no pixels" (info) or "has no coordinate reference system" (upscale), its rasters unnamed."""
