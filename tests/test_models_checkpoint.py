@@ -182,6 +182,20 @@ def test_mismatches_are_refused(tmp_path, trained_tiny):
         load_checkpoint(_rewrite(good, tmp_path / "lying.safetensors", metadata={SPEC_KEY: json.dumps(spec)}))
 
 
+def test_a_backbone_spec_with_an_unknown_architecture_key_is_refused(tmp_path):
+    """A backbone checkpoint whose spec named keys this geosr does not know (a newer network's ``activation``)
+    ran as the network it knows, silently, where a diffusion spec is refused (found in review)."""
+    from geosr.models.backbone_checkpoint import load_backbone
+
+    lite = registry.bundled_checkpoints()["lite"]
+    spec = read_spec(lite)
+    spec["arch"]["activation"] = "gelu"
+    with pytest.raises(ModelFileError, match=r"bad backbone architecture in its spec \(unknown architecture keys: "
+                                             r"activation\)"):
+        load_backbone(_rewrite(lite, tmp_path / "newer.safetensors", metadata={SPEC_KEY: json.dumps(spec)}))
+    load_backbone(lite)  # its own spec, "kind" and all, loads
+
+
 @pytest.mark.parametrize("low_byte", [b"\x80", b"("])
 def test_header_length_that_looks_like_a_pickle_is_accepted(tmp_path, low_byte):
     """A safetensors header length whose low byte is 0x80 or "(" must not be taken for a pickle."""

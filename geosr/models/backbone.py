@@ -64,6 +64,9 @@ class BackboneConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "BackboneConfig":
         keys = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - keys - {"kind"})  # a newer or other network's: it would run as this one
+        if unknown:
+            raise ValueError(f"unknown architecture keys: {', '.join(unknown)}")
         kw = {k: v for k, v in d.items() if k in keys}
         if "scales" in kw:
             kw["scales"] = tuple(int(s) for s in kw["scales"])
