@@ -238,9 +238,16 @@ def test_registry_default_and_paths(tmp_path, trained_tiny, monkeypatch):
     run_model = save_checkpoint(tmp_path / "second_x8" / "model.safetensors", model, _spec(model))
     assert registry.load_model(str(run_model), device="cpu").name == "second_x8/model"
 
+    # a file named as a model (a run's weights copied to x/default.safetensors) ran as "default", the bundled
+    # model's name, in its tags, STAC item and summary (found in review): named by its folder too
+    for stem in ("bicubic", "default"):
+        (tmp_path / "x").mkdir(exist_ok=True)
+        copy = save_checkpoint(tmp_path / "x" / f"{stem}.safetensors", model, _spec(model))
+        assert registry.load_model(str(copy), device="cpu").name == f"x/{stem}"
     save_checkpoint(empty / "default.safetensors", model, _spec(model))
     sr = registry.load_model("default", device="auto")
     assert sr.name == "default"
+    assert registry.load_model(str(empty / "default.safetensors"), device="cpu").name == "default"  # its own file
     names = {m.name: m for m in registry.available_models()}
     assert names["default"].kind == "diffusion" and "tiny" in names["default"].description
 

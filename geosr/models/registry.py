@@ -171,8 +171,13 @@ RUN_CHECKPOINTS = ("model", "best")
 
 def file_model_name(path: Path) -> str:
     """The name a checkpoint file runs under (outputs' tags, ``--json``): its stem, with its folder's name for
-    a training run's own (``second_x8/model``, not ``model``)."""
-    return f"{path.resolve().parent.name}/{path.stem}" if path.stem in RUN_CHECKPOINTS else path.stem
+    a training run's own (``second_x8/model``, not ``model``) and for a file whose stem is a model's name (a
+    run's weights copied to ``x/default.safetensors`` were recorded as the bundled ``default``; found in review),
+    unless it is that bundled model's own file."""
+    resolved = path.resolve()
+    own = bundled_checkpoints().get(path.stem)
+    clash = is_model_name(path.stem) and not (own is not None and own.resolve() == resolved)
+    return f"{resolved.parent.name}/{path.stem}" if path.stem in RUN_CHECKPOINTS or clash else path.stem
 
 
 def resolve_checkpoint(spec: str) -> Path:
