@@ -73,6 +73,10 @@ def test_a_file_that_appears_at_the_output_while_the_run_works_is_not_replaced(s
     with pytest.raises(OutputExistsError, match="appeared while this run worked and is left as it is"):
         upscale(lr, output=out, scale=2, model="bicubic", window=8, overlap=2, progress=meanwhile)
     assert theirs.read_text() == "someone else's" and (tmp / "o.tif.geosr-work").is_dir()
+    # `resume` alone replaced it, every row being done (found in review): the file is not this run's output
+    with pytest.raises(OutputExistsError, match="already exists"):
+        upscale(lr, output=out, scale=2, model="bicubic", window=8, overlap=2, resume=True)
+    assert theirs.read_text() == "someone else's"
     upscale(lr, output=out, scale=2, model="bicubic", window=8, overlap=2, resume=True, overwrite=True)
     with rasterio.open(out) as ds:
         assert ds.width == 48

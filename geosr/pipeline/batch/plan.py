@@ -21,9 +21,10 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
-from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, found_at, made_by, output_matches, read_record
+from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, found_at, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
+from geosr.pipeline.fingerprints import made_by
 
 
 @names_too_long_are_input_errors

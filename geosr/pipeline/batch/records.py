@@ -60,25 +60,6 @@ def found_at(output: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]
     return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
 
 
-# the output's tags that tell which job made it: its inputs (by name), options and model, and the LR's stretch,
-# measured from its pixels (two scenes of one name apart); not the harmonization: a dry run's, before a change
-# detection, is not the run's
-JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH")
-
-
-def made_by(output: Path, tags: dict[str, str]) -> bool:
-    """Whether the file at ``output`` is a geosr output of the job whose output tags are ``tags``."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.open(output) as ds:
-            held = ds.tags()
-    except (RasterioIOError, OSError):
-        return False
-    return all(held.get(k) == tags.get(k) for k in JOB_TAGS)
-
-
 def sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path`` (hex; the models' checksums carry a ``sha256:`` prefix)."""
     from geosr.models.registry import file_sha256  # not at import: reading a manifest loads no torch

@@ -20,8 +20,9 @@ from typing import Any, Callable
 from geosr.errors import GeoSRError, InputError, OutputExistsError, ResumeError
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import found_at, made_by, output_matches, read_record, write_record
+from geosr.pipeline.batch.records import found_at, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
+from geosr.pipeline.fingerprints import made_by
 
 log = logging.getLogger(__name__)
 
