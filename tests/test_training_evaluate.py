@@ -751,3 +751,39 @@ def test_a_reference_s_nodata_is_no_reference_in_evaluation_and_training(tmp_pat
     summary = json.loads((tmp_path / "ev" / "metrics.json").read_text())["summary"]["4"]
     paste, bicubic = (float(summary[m]["overall"]["psnr_y"]) for m in ("reference-paste", "bicubic"))
     assert paste > bicubic, (paste, bicubic)  # the true half pasted, bicubic in the other (was 16.7 against 39.8)
+
+
+def test_a_given_lr_s_nodata_is_neither_scored_nor_given_as_black(tmp_path):
+    """A Ref-Diff folder's given LR with a third of its pixels nodata was read as black: bicubic scored 12.3 dB
+    where the same LR without the nodata scored 31.8, and training drew crops there (found in review). Its nodata
+    now leaves the target's pixels under it unscored (and the geotiff source's alike)."""
+    import rasterio
+    from affine import Affine
+
+    from geosr.training.evaluate import evaluate as run_evaluation
+    from geosr.training.layouts import geotiff_stack, refdiff_folder
+
+    hr = _image(3, 128, 128).transpose(2, 0, 1).copy()
+    lr = hr.reshape(3, 16, 8, 16, 8).mean(axis=(2, 4)).round().astype(np.uint8)
+    lr[lr == 0] = 1
+    scores = {}
+    for name, nodata in (("ok", None), ("gaps", 0)):
+        root = tmp_path / name
+        given = lr.copy()
+        if nodata is not None:
+            given[:, :, :5] = 0
+        for folder, arr, res, nd in (("HR_512", hr, 1.0, None), ("Bic_LR_D8_16", given, 8.0, nodata)):
+            (root / folder).mkdir(parents=True)
+            with rasterio.open(root / folder / "t.tif", "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+                               count=3, dtype="uint8", crs="EPSG:32650", nodata=nd,
+                               transform=Affine(res, 0, 500000, 0, -res, 3500000)) as ds:
+                ds.write(arr)
+        (pair,) = refdiff_folder(root)
+        if nodata is not None:
+            assert pair.valid is not None and not bool(pair.valid[:, :40].any()) and bool(pair.valid[:, 40:].all())
+            stacked = geotiff_stack(hr=root / "HR_512" / "t.tif", lr=root / "Bic_LR_D8_16" / "t.tif", scale=8)
+            assert torch.equal(stacked.valid, pair.valid)
+        run_evaluation(root, models=[], scales=[8], out=tmp_path / f"ev_{name}")
+        summary = json.loads((tmp_path / f"ev_{name}" / "metrics.json").read_text())["summary"]["8"]
+        scores[name] = float(summary["bicubic"]["overall"]["psnr_y"])
+    assert abs(scores["gaps"] - scores["ok"]) < 2.0, scores  # (was 12.3 against 31.8)

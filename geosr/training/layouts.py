@@ -35,7 +35,6 @@ from geosr.training.pairs import (
     georeferencing,
     list_images,
     named_rgb,
-    read_image,
     read_mask,
     read_target,
     same_place,
@@ -97,10 +96,11 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         for s, d in lr_dirs.items():
             p = find_image(d, stem)
             if p is not None:
-                lr, lr_div = read_image(p)
+                lr, lr_div, has = read_target(p)
                 lrs[s] = lr * (lr_div / div)  # in the HR's units: a deep LR's own percentile would rescale it
                 _check_lr(lrs[s], target, s, p)
                 _same_bands(p, lrs[s], hr_path, target)
+                valid = without_lr_gaps(valid, has, s, tuple(target.shape[-2:]))
         ref, _, ref_valid = read_target(ref_path) if ref_path else (None, 1.0, None)
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
@@ -298,12 +298,15 @@ def geotiff_stack(
     tgt, tvalid = tgt[:, rows, cols], tvalid[rows, cols]
     div = 255.0 if dtype == "uint8" else float(max(np.percentile(tgt[:, tvalid], 99.9) if tvalid.any() else 1.0, 1e-6))
     label = name or Path(hr).stem
-    pair = Pair(name=label, target=torch.from_numpy((tgt / div).astype(np.float32)), group=label)
+    pair = Pair(name=label, target=torch.from_numpy((tgt / div).astype(np.float32)), group=label,
+                valid=None if tvalid.all() else torch.from_numpy(tvalid))  # (a collar inside the box: not scored)
     if lr is not None:
         lr_part = (slice(None), slice(rows.start // scale, rows.stop // scale),
                    slice(cols.start // scale, cols.stop // scale))
-        pair.lr[scale] = torch.from_numpy((_read_physical(lr, bands)[lr_part] / div).astype(np.float32))
+        data, has = _read_physical(lr, bands)
+        pair.lr[scale] = torch.from_numpy((data[lr_part] / div).astype(np.float32))
         _check_lr(pair.lr[scale], pair.target, scale, Path(lr))
+        pair.valid = without_lr_gaps(pair.valid, torch.from_numpy(has[lr_part[1:]]), scale, pair.shape)
     if ref is not None:
         r, rvalid, _ = _read_on_grid(ref, grid, bands)
         pair.ref = torch.from_numpy((r[:, rows, cols] / div).astype(np.float32))
@@ -369,13 +372,28 @@ def _read_classes_on_grid(path, grid) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(m[0]).astype(np.int64), valid
 
 
-def _read_physical(path, bands) -> np.ndarray:
+def _read_physical(path, bands) -> tuple[np.ndarray, np.ndarray]:
     """``bands`` (default: :func:`_read_on_grid`'s) of ``path`` on its own grid in physical values, read as the HR
     is (its scales and offsets applied, nodata as the HR's: a given LR that multiplied by the scales alone sat an
-    offset of its own away from its HR, found in review)."""
+    offset of its own away from its HR, found in review), and where it has data."""
     from geosr.io.rasters import inspect_raster
 
-    return _read_on_grid(path, inspect_raster(str(path)).grid, bands)[0]
+    data, valid, _ = _read_on_grid(path, inspect_raster(str(path)).grid, bands)
+    return data, valid
+
+
+def without_lr_gaps(valid: torch.Tensor | None, lr_has: torch.Tensor | None, scale: int,
+                    shape: tuple[int, int]) -> torch.Tensor | None:
+    """The target's validity ``valid`` ((H, W), None: everywhere) without the HR pixels of a given LR's pixels
+    without data (``lr_has``, (h, w)): evaluate scored a given LR's nodata, read as black, as the models' input
+    (a bicubic 31.8 dB fell to 12.3 with a third of the LR nodata), and training drew crops there (found in
+    review). HR pixels beyond the LR's reach keep their validity."""
+    if lr_has is None or bool(lr_has.all()):
+        return valid
+    up = lr_has.repeat_interleave(scale, 0).repeat_interleave(scale, 1)[:shape[0], :shape[1]]
+    cover = torch.ones(shape, dtype=torch.bool)
+    cover[:up.shape[0], :up.shape[1]] = up
+    return cover if valid is None else valid & cover
 
 
 # ---- synthetic change -------------------------------------------------------------------------------------------
