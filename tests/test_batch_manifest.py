@@ -785,6 +785,31 @@ def test_an_output_another_job_reads_through_a_vrt_is_refused(scenes):
         f"({scenes / 'mosaic.vrt'}); write the output to another path"], [str(p) for p in plan.invalid]
 
 
+def test_a_file_in_another_job_s_work_folder_is_refused(scenes):
+    """Job A clears out/a.tif.geosr-work as it ends: job B's LR there was deleted (B then failed for "no such
+    file"), job C's output there was reported ok and gone, and a results manifest there was lost with an internal
+    error at the end (found in review). Each is refused before anything runs."""
+    from geosr.errors import OutputLocationError
+    from geosr.pipeline.batch.run import check_results_path
+
+    work = scenes / "out" / "a.tif.geosr-work"
+    work.mkdir()
+    (work / "in.tif").write_bytes((scenes / "s1.tif").read_bytes())
+    (scenes / "jobs.csv").write_text("id,lr,out\nA,s0.tif,out/a.tif\nB,out/a.tif.geosr-work/in.tif,out/b.tif\n"
+                                     "C,s2.tif,out/a.tif.geosr-work/c.tif\n")
+    plan = plan_batch(scenes / "jobs.csv", x=2, model="bicubic", skip_invalid=True)
+    assert [j.spec.id for j in plan.jobs] == ["A"], plan.jobs
+    said = " ".join(f"the work folder of the output of jobs.csv line 2, which geosr clears; move it out of that "
+                    "folder".split())
+    assert [str(p) for p in plan.invalid] == [
+        f"jobs.csv line 3 (B): an input {work / 'in.tif'} lies in {work}, {said}",
+        f"jobs.csv line 4 (C): out {work / 'c.tif'} lies in {work}, {said}"], [str(p) for p in plan.invalid]
+    with pytest.raises(OutputLocationError, match=r"r.jsonl: lies in .*a.tif.geosr-work, the work folder of the "
+                                                  r"output of jobs.csv line 2"):
+        check_results_path(work / "r.jsonl", plan)
+    assert (work / "in.tif").is_file()
+
+
 def test_an_output_over_a_file_of_another_jobs_item_or_band_folder_is_refused(scenes):
     """Job A read a STAC item (its bands and cloud mask) or a folder of band files: a job writing over one of their
     files, or a new band file into the folder, was planned and ran (A's item then read one band, its folder a

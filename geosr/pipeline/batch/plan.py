@@ -71,7 +71,7 @@ def plan_batch(
             done += 1
             if progress:
                 progress(done, total)
-    checked = _read_through(checked, m.jobs)
+    checked = _in_work_folders(_read_through(checked, m.jobs), m.jobs)
     jobs = [c for c in checked if isinstance(c, PlannedJob)]
     problems += [c for c in checked if isinstance(c, Problem)]
     problems.sort(key=_row_number)  # in the manifest's order: those refused as read were listed first
@@ -119,6 +119,48 @@ def _read_through(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> 
         what = "out" if path == spec.out else "a file written beside out"
         out.append(Problem(spec.where, f"{what} {path} is read by an input of {where} ({src}); write the output to "
                                        "another path", spec.id, spec.lr, spec.out))
+    return out
+
+
+def work_folders(specs: list[JobSpec]) -> dict[str, str]:
+    """{the real path of each job's work folder (``OUT.geosr-work``, which its run clears): the job's row}."""
+    from geosr.io.journal import work_dir_for
+
+    return {os.path.realpath(work_dir_for(Path(s.out))): s.where for s in specs if s.out}
+
+
+def in_work_folder(path: str | Path, works: dict[str, str]) -> tuple[str, str] | None:
+    """(work folder, its job's row) of ``works`` that ``path`` lies in, if any."""
+    for parent in Path(os.path.realpath(path)).parents:
+        if str(parent) in works:
+            return str(parent), works[str(parent)]
+    return None
+
+
+def _in_work_folders(checked: list[PlannedJob | Problem], specs: list[JobSpec]) -> list[PlannedJob | Problem]:
+    """``checked`` with every job refused that reads or writes a file inside another job's work folder, which that
+    job's run clears as it ends: another job's input there was deleted, its output reported `ok` and gone (found
+    in review). A job's own work folder is its check's (geosr.io.outputs)."""
+    from geosr.io.paths import sidecar_paths
+    from geosr.pipeline.batch.manifest import input_files
+
+    works = work_folders(specs)
+    out: list[PlannedJob | Problem] = []
+    for c in checked:
+        if not isinstance(c, PlannedJob):
+            out.append(c)
+            continue
+        spec = c.spec
+        paths = [("an input", f) for p in spec.inputs() for f in input_files(p)]
+        paths += [("out", spec.out), *(("a file written beside out", str(f)) for f in sidecar_paths(spec.out).values())]
+        hit = next(((what, path, found) for what, path in paths
+                    if (found := in_work_folder(path, works)) and found[1] != spec.where), None)
+        if hit is None:
+            out.append(c)
+            continue
+        what, path, (work, where) = hit
+        out.append(Problem(spec.where, f"{what} {path} lies in {work}, the work folder of the output of {where}, which "
+                                       "geosr clears; move it out of that folder", spec.id, spec.lr, spec.out))
     return out
 
 

@@ -24,7 +24,7 @@ from geosr.errors import OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
 from geosr.pipeline.batch.manifest import input_files, row_number
-from geosr.pipeline.batch.plan import plan_batch, plan_count
+from geosr.pipeline.batch.plan import in_work_folder, plan_batch, plan_count, work_folders
 from geosr.pipeline.batch.results import (
     BatchPlan,
     BatchProgress,
@@ -406,6 +406,10 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
     for role, other in named:
         if other and same_file(path, other):
             raise OutputLocationError(f"{path}: is {role}; give the results manifest another path (`results`)")
+    found = in_work_folder(path, work_folders([pj.spec for pj in plan.jobs]))
+    if found:  # cleared as that job ends: the batch's results went with it (an internal error at the end)
+        raise OutputLocationError(f"{path}: lies in {found[0]}, the work folder of the output of {found[1]}, which "
+                                  "geosr clears; give the results manifest another path (`results`)")
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
