@@ -412,6 +412,12 @@ def test_a_geotiff_stack_trains_only_where_its_hr_has_data(tmp_path):
     assert bool(pair.labelled.all())
     with pytest.raises(InputError, match=r"far\.tif: the HR has no data on the LR .*lr\.tif"):
         geotiff_stack(hr=tmp_path / "far.tif", lr=tmp_path / "lr.tif", scale=4)
+    # a reference, change mask or map lying elsewhere trained as no reference, or every pixel changed, unsaid
+    # (found in review): refused, naming it
+    for role in ("reference", "change mask", "map"):
+        key = {"reference": "ref", "change mask": "mask", "map": "map"}[role]
+        with pytest.raises(InputError, match=rf"far\.tif: the {role} has no data where the HR .*hr\.tif is"):
+            geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=4, **{key: tmp_path / "far.tif"})
 
 
 def test_a_refdiff_image_without_a_mask_is_unlabelled_and_a_deep_given_lr_keeps_the_hr_s_units(tmp_path):

@@ -309,20 +309,31 @@ def geotiff_stack(
         pair.valid = without_lr_gaps(pair.valid, torch.from_numpy(has[lr_part[1:]]), scale, pair.shape)
     if ref is not None:
         r, rvalid, _ = _read_on_grid(ref, grid, bands)
+        _somewhere(rvalid[rows, cols], ref, hr, "reference")
         pair.ref = torch.from_numpy((r[:, rows, cols] / div).astype(np.float32))
         pair.labelled = torch.from_numpy(rvalid[rows, cols])
         pair.ref_valid = None if rvalid[rows, cols].all() else torch.from_numpy(rvalid[rows, cols])
     if mask is not None:
         values, mvalid = _read_classes_on_grid(mask, grid)
         values, mvalid = values[rows, cols], mvalid[rows, cols]
+        _somewhere(mvalid, mask, hr, "change mask")
         unknown = torch.tensor(table.unknown_index)
         pair.change = torch.where(torch.from_numpy(mvalid), classes_of(values, table), unknown)
         pair.table = table
     if map is not None:
         values, mvalid = _read_classes_on_grid(map, grid)
         values, mvalid = values[rows, cols], mvalid[rows, cols]
+        _somewhere(mvalid, map, hr, "map")
         pair.map = torch.from_numpy(np.where(mvalid, values, 0).astype(np.int64))
     return pair
+
+
+def _somewhere(valid: np.ndarray, path: str | Path, hr: str | Path, role: str) -> None:
+    """Refuse a reference, change mask or map without data where the HR is: one that lies elsewhere trained as no
+    reference at all, or as every pixel changed, without a word (found in review)."""
+    if not valid.any():
+        raise InputError(f"{path}: the {role} has no data where the HR {hr} is: check that the two show the same "
+                         "place")
 
 
 def _covered(valid: np.ndarray, scale: int, hr: str | Path, lr: str | Path | None) -> tuple[slice, slice]:
