@@ -1146,6 +1146,14 @@ def test_outputs_sharing_their_sidecars_names_are_refused(scene):
     upscale(str(lr), output=str(tmp / "a#1.tif"), scale=2, ref=str(ref), model="reference-paste")
     r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "a#1.TIF", "--overwrite")
     assert r.exit_code == 2 and "a#1.tif beside it has the same stem" in r.output, r.output
+    # an output of another suffix, or of none, owns them too: c.cog's were replaced by c.tif's run (found in review)
+    for first, second in (("c.cog", "c.tif"), ("d", "d.tif")):
+        upscale(str(lr), output=str(tmp / first), scale=2, model="bicubic")
+        r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / second, "--overwrite")
+        assert r.exit_code == 2 and f"{first} beside it has the same stem" in r.output, r.output
+    (tmp / "e.cog.geosr-work").mkdir()  # a run of e.cog under way
+    r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "e.tif")
+    assert r.exit_code == 2 and "e.cog beside it has the same stem" in r.output, r.output
 
 
 def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch):

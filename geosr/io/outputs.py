@@ -141,13 +141,13 @@ def check_output_path(
 
 
 # the names of an output whose sidecars are another's of the same stem (x.tif, x.TIF, x.tiff: x.provenance.tif)
-_SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff")
+_SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff", ".cog", ".COG", "")
 
 
 def sidecars_shared(out: Path, item: Path) -> Path | None:
-    """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF`` and ``x.tiff``
-    all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
-    ``item`` there names as its data; None otherwise. Their runs replaced each other's sidecars, and the output
+    """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF``, ``x.cog`` and
+    ``x`` all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
+    ``item`` there names as its data, whatever its suffix; None otherwise. Their runs replaced each other's sidecars, and the output
     lock, one per output, did not keep two such runs apart. Only those names are looked at (a batch checks every
     job's output: listing its folder each time made planning 5x slower in a folder of 20 000 files)."""
     import json
@@ -159,7 +159,7 @@ def sidecars_shared(out: Path, item: Path) -> Path | None:
     except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote: no owner known
         owner = None
     names = {out.stem + suffix for suffix in _SHARING_SUFFIXES}
-    if owner is not None and Path(owner).stem == out.stem and Path(owner).suffix.lower() in (".tif", ".tiff"):
+    if owner is not None and Path(owner).stem == out.stem:  # any name (a.cog, b): its sidecars are these too
         names.add(Path(owner).name)
     for name in sorted(names - {out.name}):
         other = out.with_name(name)
