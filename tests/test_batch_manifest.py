@@ -799,8 +799,7 @@ def test_a_file_in_another_job_s_work_folder_is_refused(scenes):
                                      "C,s2.tif,out/a.tif.geosr-work/c.tif\n")
     plan = plan_batch(scenes / "jobs.csv", x=2, model="bicubic", skip_invalid=True)
     assert [j.spec.id for j in plan.jobs] == ["A"], plan.jobs
-    said = " ".join(f"the work folder of the output of jobs.csv line 2, which geosr clears; move it out of that "
-                    "folder".split())
+    said = "the work folder of the output of jobs.csv line 2, which geosr clears; move it out of that folder"
     assert [str(p) for p in plan.invalid] == [
         f"jobs.csv line 3 (B): an input {work / 'in.tif'} lies in {work}, {said}",
         f"jobs.csv line 4 (C): out {work / 'c.tif'} lies in {work}, {said}"], [str(p) for p in plan.invalid]

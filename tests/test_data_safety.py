@@ -512,6 +512,29 @@ def test_gdal_s_bare_write_failure_on_a_full_disk_is_named_too(scene, monkeypatc
     assert not out.exists() and [p.name for p in tmp.iterdir() if p.name.startswith((".out", "out."))] == kept
 
 
+def test_the_cog_driver_s_own_error_on_a_full_disk_is_named_too(scene, monkeypatch):
+    """On a 30 MB disk the COG driver's copy gave up with CPLE_AppDefinedError "TIFFRewriteDirectory:Error
+    fetching directory count" (libtiff's "No space left on device" on stderr only) and 4.6 MB left free: "internal
+    error", exit 1 (found in review). It is the full disk it is, the journal kept for --resume."""
+    import shutil
+    from collections import namedtuple
+
+    from rasterio._err import CPLE_AppDefinedError
+
+    import geosr.io.writer as writer
+
+    def fail(*a, **k):
+        raise CPLE_AppDefinedError(1, 4, "TIFFRewriteDirectory:Error fetching directory count")
+
+    tmp, lr, _, _ = scene
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer.rasterio.shutil, "copy", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(30 << 20, 26 << 20, 4_628_480))
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
+    assert r.exit_code == 1 and "out.tif: cannot be written: no space left on device; the journal is kept" in r.output
+    assert not (tmp / "out.tif").exists() and (tmp / "out.tif.geosr-work").is_dir()
+
+
 def test_the_sample_on_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
     import shutil
 

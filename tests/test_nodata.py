@@ -206,7 +206,7 @@ def test_a_64_bit_nodata_beyond_float64_s_integers_is_kept_as_a_mask(tmp_path, n
 
     data = (smooth_field(1, 20, 24, 3) * 100 + 1).astype("int64")
     data[0, :, :4] = nodata
-    raw = make_raster(tmp_path / "raw.tif", data)
+    make_raster(tmp_path / "raw.tif", data)
     vrt = tmp_path / "lr.vrt"  # GDAL's own copy of a VRT declaring it writes it exactly (rasterio's open would not)
     vrt.write_text(f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, '
                    f'5000000, 0, -10</GeoTransform><VRTRasterBand dataType="Int64" band="1"><NoDataValue>{nodata}'

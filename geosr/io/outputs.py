@@ -147,9 +147,10 @@ _SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff", ".cog", 
 def sidecars_shared(out: Path, item: Path) -> Path | None:
     """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF``, ``x.cog`` and
     ``x`` all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
-    ``item`` there names as its data, whatever its suffix; None otherwise. Their runs replaced each other's sidecars, and the output
-    lock, one per output, did not keep two such runs apart. Only those names are looked at (a batch checks every
-    job's output: listing its folder each time made planning 5x slower in a folder of 20 000 files)."""
+    ``item`` there names as its data, whatever its suffix; None otherwise. Their runs replaced each other's
+    sidecars, and the output lock, one per output, did not keep two such runs apart. Only those names are looked at
+    (a batch checks every job's output: listing its folder each time made planning 5x slower in a folder of 20 000
+    files)."""
     import json
     from urllib.parse import unquote
 
@@ -396,18 +397,22 @@ def writing(out: Path, *, journal: bool = True) -> Iterator[None]:
         raise OutputWriteError(f"{out}: cannot be written: {reason}{kept}") from exc
 
 
-FULL_BYTES = 1 << 20  # free bytes under which a folder is full: GDAL's failed write then had no room
+# free bytes under which a folder is full: GDAL's failed write then had no room (the COG driver gave up on a full
+# disk with 4.6 MB left free: what it wrote last was larger, and removed)
+FULL_BYTES = 64 << 20
 
 
 @contextlib.contextmanager
 def told_full(path: Path) -> Iterator[None]:
-    """A GDAL write of ``path`` that fails as "Write failed" (libtiff printed why on stderr, GDAL kept only that)
-    while its folder has (next to) no free space left is the full disk it is: an OSError ENOSPC, which
-    :func:`writing` and :func:`os_reason` tell as such (else "internal error")."""
+    """A GDAL write of ``path`` that fails ("Write failed", or another of GDAL's errors: libtiff printed why on
+    stderr, GDAL kept not that) while its folder has little free space left (:data:`FULL_BYTES`) is the full disk
+    it is: an OSError ENOSPC, which :func:`writing` and :func:`os_reason` tell as such (else "internal error")."""
     try:
         yield
-    except RasterioIOError as exc:  # (an OSError says its own reason)
-        if os_reason(exc) is None and full_disk(path.parent):
+    except Exception as exc:  # rasterio's: a RasterioIOError, or GDAL's own error class (an OSError says its reason)
+        # (the COG driver's copy onto a full disk raised CPLE_AppDefinedError "TIFFRewriteDirectory:Error fetching
+        # directory count": "internal error", exit 1; found in review)
+        if type(exc).__module__.startswith("rasterio") and os_reason(exc) is None and full_disk(path.parent):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise
 
