@@ -147,6 +147,27 @@ def test_the_disk_a_run_needs_holds_its_staged_rows_and_copies(tmp_path, monkeyp
     assert job.summary["output_mb"] < needed * 0.9  # the output alone would have fitted
 
 
+def test_a_staged_row_band_of_an_output_assembled_in_memory_takes_its_own_size(tmp_path):
+    """The chunks of an output assembled in memory were written uncompressed in 256-px tiles: a band of 64 rows took
+    256 (26.7 MB staged for an output of 11.4 on a 30 MB disk, which the disk check, counting 11.4, let start; found
+    in review). Written in strips, a chunk takes its pixels' size, as the disk check counts it."""
+    import rasterio
+    from affine import Affine
+
+    from geosr.io.writer import OutputMeta, in_memory, write_chunk
+    from geosr.tiling.grid import Grid
+
+    whole = Grid("EPSG:32633", Affine(1, 0, 500000, 0, -1, 5000000), 2000, 2000)
+    band = Grid("EPSG:32633", Affine(1, 0, 500000, 0, -1, 5000000), 2000, 64)
+    meta = OutputMeta(dtype="uint8", count=3)
+    assert in_memory(whole, meta)
+    data = np.random.default_rng(0).integers(0, 255, (3, 64, 2000), dtype=np.uint8)
+    write_chunk(tmp_path / "c.tif", data, None, band, meta, output=whole)
+    assert (tmp_path / "c.tif").stat().st_size < data.nbytes * 1.05
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert np.array_equal(ds.read(), data)
+
+
 def test_the_plan_is_measured_again_with_the_inputs_open(tmp_path, monkeypatch):
     """Found by review: once the checks ran before the scene opened, the estimate left out what the open inputs
     hold (a co-registered reference: 929 MB estimated before, 722 MB after, for a 1370 MB peak). It is measured
