@@ -15,6 +15,9 @@ class KernelUpsampler:
     bands: int | None = None
     inputs: frozenset[str] = frozenset()
     memory_per_hr_pixel = 200  # bytes per HR pixel of a batch, measured (bench/bench_memory.py calibrate)
+    # each output pixel one kernel's sum, in one order: the same pixels with any number of threads (measured, 1 and
+    # 2, bicubic and Lanczos): a `resume` with another thread count goes on
+    threads_invariant = True
 
     def __init__(self, kind: str) -> None:
         self.name = kind

@@ -523,7 +523,8 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
         # compares to skip a finished job (its workers and planner run alike; records.comparable).
         runtime=dict(device=device.type,
                      batch_size=1 if getattr(sr, "one_window_at_a_time", False) else opts.device.batch_size,
-                     threads=torch.get_num_threads() if device.type == "cpu" else None),
+                     threads=torch.get_num_threads() if device.type == "cpu"
+                     and not getattr(sr, "threads_invariant", False) else None),
     )))
 
 
