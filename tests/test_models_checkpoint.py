@@ -4,6 +4,7 @@ registry."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -493,3 +494,32 @@ def test_a_training_config_whose_inference_the_loader_would_refuse_is_refused_be
     with pytest.raises(OptionError, match=r"`inference.steps` is 0"):
         TrainConfig(inference={"steps": 0})
     assert TrainConfig(inference={"lr_consistency": "off", "steps": 4}).inference["lr_consistency"] == "off"
+
+
+def test_the_checksum_recorded_is_of_the_weights_loaded(tmp_path, monkeypatch):
+    """A training run replaces its model.safetensors as it saves: an upscale of it that read the weights of one save
+    and hashed the file of the next recorded that hash beside other weights (17 of 40 loads in a race; found in
+    review). A file replaced between the two is read again."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    lite = registry.bundled_checkpoints()["lite"]
+    path = tmp_path / "model.safetensors"
+    shutil.copy(lite, path)
+    newer = _rewrite(lite, tmp_path / "newer.safetensors", edit=lambda t: [v.add_(0.01) for v in t.values()
+                                                                            if v.is_floating_point()])
+    real = registry.file_sha256
+    calls = []
+
+    def saved_meanwhile(p):
+        if not calls:  # the run saves between the read and the hash, once
+            os.replace(shutil.copy(newer, tmp_path / "part"), path)
+        calls.append(p)
+        return real(p)
+
+    monkeypatch.setattr(registry, "file_sha256", saved_meanwhile)
+    sr = registry.load_model(str(path), device="cpu")
+    assert sr.checksum == real(newer)
+    loaded, saved = sr.net.state_dict(), load_file(str(newer))
+    assert set(saved) <= set(loaded) and all(torch.equal(loaded[k], v) for k, v in saved.items())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
-from geosr.errors import GeoSRError, InputNotFoundError, OptionError, names_too_long_are_input_errors
+from geosr.errors import GeoSRError, InputNotFoundError, ModelFileError, OptionError, names_too_long_are_input_errors
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver, samples
 
@@ -349,17 +349,29 @@ def _load_checkpoint_model(spec: str, dev: "torch.device", sampler: "SamplerConf
     path = resolve_checkpoint(spec)
     name = file_model_name(path) if spec == str(path) or looks_like_path(spec) else spec
     sr: SuperResolver
-    if is_backbone_spec(read_spec(path)):
-        from geosr.models.backbone_checkpoint import load_backbone
-        from geosr.models.backbone_sr import BackboneSuperResolver
+    for _ in range(3):  # the file read, and hashed, unchanged between: a training run replaces its model.safetensors
+        # as it saves, and the hash of the next save was recorded beside the weights of the last (found in review)
+        before = _identity(path)
+        if is_backbone_spec(read_spec(path)):
+            from geosr.models.backbone_checkpoint import load_backbone
+            from geosr.models.backbone_sr import BackboneSuperResolver
 
-        net, model_spec = load_backbone(path, device=dev)
-        sr = BackboneSuperResolver(net, model_spec, device=dev, name=name)
-    else:
-        model, model_spec = load_checkpoint(path, device=dev)
-        sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
-    sr.checksum = file_sha256(path)  # recorded in the output's tags and resume fingerprint: the weights, not the name
-    return sr, model_spec
+            net, model_spec = load_backbone(path, device=dev)
+            sr = BackboneSuperResolver(net, model_spec, device=dev, name=name)
+        else:
+            model, model_spec = load_checkpoint(path, device=dev)
+            sr = DiffusionSuperResolver(model, model_spec, sampler=sampler, device=dev, style=style, name=name)
+        sr.checksum = file_sha256(path)  # in the output's tags and resume fingerprint: the weights, not the name
+        if _identity(path) == before:
+            return sr, model_spec
+    raise ModelFileError(f"model file {path} changed each time it was read (a training run saving it?); run again "
+                         "once it is written")
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    """What tells one file at ``path`` from another written there (replaced, or rewritten in place)."""
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _own_backbone(spec: str) -> str | None:
