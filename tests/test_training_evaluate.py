@@ -787,3 +787,22 @@ def test_a_given_lr_s_nodata_is_neither_scored_nor_given_as_black(tmp_path):
         summary = json.loads((tmp_path / f"ev_{name}" / "metrics.json").read_text())["summary"]["8"]
         scores[name] = float(summary["bicubic"]["overall"]["psnr_y"])
     assert abs(scores["gaps"] - scores["ok"]) < 2.0, scores  # (was 12.3 against 31.8)
+
+
+def test_a_model_that_cannot_reach_a_scale_is_refused_before_any_runs(tmp_path, dataset):
+    """A model trained for x4 evaluated at -x 4 -x 8 ran every x4 case (34 s on a small set) and then failed at its
+    first x8 case, all thrown away (found in review): refused before any model runs."""
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    micro = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
+                 head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
+    net = build_denoiser(micro, n_bands=3, n_change_classes=2).eval()
+    path = save_checkpoint(tmp_path / "x4.safetensors", net, make_spec(net, scales=[4], inference={"steps": 1}))
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", str(path), "-x", "2", "-x", "4", "-x", "8",
+                                      "--out-dir", str(out), "--json", "--no-panels"])
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error == (f"model {path}: trained for scale 4, not scale 8 (nor one above it); "
+                                            "leave that out of -x"), error  # (x2 runs through x4)
+    assert not out.exists()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from geosr.conditioning.changes import BUILTIN_TABLES
-from geosr.errors import BandError, InputError, OptionError, names_too_long_are_input_errors
+from geosr.errors import BandError, InputError, OptionError, ScaleError, names_too_long_are_input_errors
 from geosr.io.outputs import atomic_output
 from geosr.io.rasters import band_count
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
@@ -393,6 +393,7 @@ def evaluate(
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
     _refuse_band_mismatch(resolved, cases, data)
+    _refuse_scale_mismatch(resolved, cases)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
              + _unused_settings(resolved, opts))
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
@@ -455,6 +456,20 @@ def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases
             where = f"{data}" if isinstance(data, (str, Path)) else "the evaluation data"
             raise BandError(f"model {name}: takes {band_count(wanted)}, but {where} holds images of "
                             f"{' and '.join(band_count(n) for n in counts)}; evaluate it on {wanted}-band images")
+
+
+def _refuse_scale_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases: Sequence[Case]) -> None:
+    """A model that cannot run a scale asked for (trained for no scale as large or larger), refused before any runs:
+    its x4 cases were all computed, then thrown away, as its first x8 case failed (found in review)."""
+    from geosr.models.rescale import trained_scale_for
+
+    for name, m in resolved:
+        trained = () if isinstance(m, str) else tuple(getattr(m, "scales", ()) or ())
+        beyond = sorted({c.scale for c in cases if trained and c.scale not in trained
+                         and trained_scale_for(c.scale, trained) is None})
+        if beyond:
+            raise ScaleError(f"model {name}: trained for scale {', '.join(map(str, trained))}, not scale "
+                             f"{', '.join(map(str, beyond))} (nor one above it); leave that out of `scales`")
 
 
 def _refuse_unapplied(opts: EvaluateOptions) -> None:
