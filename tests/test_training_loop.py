@@ -656,7 +656,10 @@ def test_out_of_range_settings_are_refused_and_a_diverged_run_stops_before_savin
                              ("sigma_max", -1.0, "sigma_high_min and sigma_max must be positive"),
                              ("betas", [2.0, 0.99], "betas in betas.json must be two numbers in [0, 1)"),
                              ("seed", -1, "seed in seed.json cannot be negative"),
-                             ("p_no_ref", 2.0, "p_no_ref in p_no_ref.json must be in [0, 1]")):
+                             ("p_no_ref", 2.0, "p_no_ref in p_no_ref.json must be in [0, 1]"),
+                             # (was "bad architecture config 'tiny': n_map_classes cannot be negative (-2), or lite
+                             # (the LR-space model)": the clause for an unknown architecture's name; found in review)
+                             ("n_map_classes", -2, "n_map_classes in n_map_classes.json cannot be negative, not -2")):
         cfg = tmp_path / f"{key}.json"
         cfg.write_text(json.dumps({**base, key: value}))
         res = runner.invoke(_app(), ["train", str(cfg)])

@@ -183,7 +183,8 @@ class TrainConfig:
         # (found in review: a negative `grad_clip` turned every gradient round, so the run climbed its loss; the
         # others failed at the first step as an internal error, or were taken silently)
         problems += [f"`{name}` cannot be negative, not {getattr(self, name)}"
-                     for name in ("grad_clip", "weight_decay", "seed", "threads") if getattr(self, name) < 0]
+                     for name in ("grad_clip", "weight_decay", "seed", "threads", "n_map_classes")
+                     if getattr(self, name) < 0]
         if self.seed > MAX_SEED:  # torch's generators take 64 bits
             problems.append(f"`seed` must be at most {MAX_SEED}, not {self.seed}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

@@ -360,8 +360,8 @@ class _Run:
             try:
                 model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
                                        n_map_classes=cfg.n_map_classes)
-            except OptionError as exc:
-                if isinstance(cfg.arch, str):  # the architectures of the diffusion models, and the backbone's
+            except OptionError as exc:  # an unknown name: the diffusion models' architectures, and the backbone's
+                if isinstance(cfg.arch, str) and str(exc).startswith("unknown architecture '"):
                     raise OptionError(f"{exc}, or {' or '.join(BACKBONE_ARCHS)} (the LR-space model)",
                                       param=exc.param) from None
                 raise
