@@ -530,6 +530,23 @@ def test_invalid_rows_are_listed_in_the_manifest_s_order_with_their_paths(scenes
     assert [j.id for j in dry.jobs] == ["z", "a", "b", "c", "d"], [j.id for j in dry.jobs]
 
 
+def test_a_dry_run_checks_the_local_cluster_s_device(scenes):
+    """`--device cuda` on a machine without CUDA: the dry run said "1 planned", exit 0; the run refused it (found
+    in review). The dry run refuses it as the run would; on an existing cluster it is the cluster's to say."""
+    import torch
+
+    from geosr.errors import OptionError
+    from geosr.pipeline.batch import batch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (scenes / "jobs.csv").write_text("id,lr,out,x,model\na,s0.tif,out/a.tif,2,bicubic\n")
+    with pytest.raises(OptionError, match="no CUDA device is available here"):
+        batch(scenes / "jobs.csv", dry_run=True, device="cuda")
+    assert [j.id for j in batch(scenes / "jobs.csv", dry_run=True, device="cpu").jobs] == ["a"]
+    assert not (scenes / "out" / "a.tif").exists()
+
+
 def test_a_task_s_geosr_error_is_its_sentence_alone():
     """A job that met another run on its output read `OutputBusyError: OUT: is being written by another geosr run
     (...); wait for it ... ([Errno 11] Resource temporarily unavailable)`: the class (already in error_type) and a

@@ -114,6 +114,11 @@ def batch(
     if dry_run:
         if settings.results or plan.results:  # refused as the run would refuse it (nothing made)
             check_results_path(Path(settings.results or plan.results), plan)
+        if settings.client is None and settings.scheduler is None:  # a local cluster's device, checked as the run
+            # would check it (`device` cuda on a machine without one was "planned", then refused; found in review)
+            from geosr.pipeline.batch.cluster import gpu_ids
+
+            gpu_ids(settings.device)
         return BatchResult(source=plan.source, jobs=manifest_order([planned_result(j) for j in plan.jobs]
                                                                    + invalid_results(plan)),
                            results=None, seconds=plan.seconds, dry_run=True)
