@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -264,3 +265,25 @@ def test_resume_of_an_overwriting_run_asks_for_overwrite_again(tmp_path, monkeyp
     assert out.read_bytes() == before
     r = upscale(lr, output=out, resume=True, overwrite=True, **opts)
     assert r.resumed_rows == 2 and out.read_bytes() == clean.read_bytes()
+
+
+def test_cd_auto_given_or_implied_is_one_job(tmp_path):
+    """`--cd auto` is the default with a reference: a run started with it and resumed without it was refused for
+    "the change mask was left out", and the output's GEOSR_INPUTS named "auto" as if it were the mask's file (found
+    in review)."""
+    from affine import Affine
+
+    from geosr.pipeline.job import plan_upscale
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24) * 200).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 96, 96, seed=2) * 200).astype(np.uint8),
+                      transform=Affine(2.5, 0, 500000.0, 0, -2.5, 5000000.0))
+
+    def planned(**kw):
+        with plan_upscale(str(lr), output=tmp_path / "o.tif", scale=4, model="reference-paste", ref=str(ref),
+                          dry_run=True, **kw) as job:
+            return job.fingerprint, json.loads(job.meta.tags["GEOSR_INPUTS"])
+
+    (implied, inputs), (given, given_inputs) = planned(), planned(cd="auto")
+    assert implied == given and inputs == given_inputs == {"lr": "lr.tif", "ref": "ref.tif"}
+    assert planned(cd="none")[0] != implied  # the reference trusted everywhere: another job

@@ -505,7 +505,9 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
     """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
     it runs, every option (``--resume`` continues only a job with the same fingerprint)."""
     style = opts.style if _is_style_image(opts.style) else None
-    given = {"lr": lr, "ref": opts.ref, "cd": opts.cd, "map": opts.map, "style": style}
+    # `cd` auto is what none given means (with a reference; without one it is refused): the same job either way (a
+    # resume was refused for "the change mask was left out"; found in review)
+    given = {"lr": lr, "ref": opts.ref, "cd": None if opts.cd == "auto" else opts.cd, "map": opts.map, "style": style}
     return json.loads(to_json(dict(
         version=__version__,
         revision=PIPELINE_REVISION,
@@ -761,7 +763,9 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),
         "GEOSR_TILING": to_json(tcfg),
-        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs if v}, sort_keys=True),
+        # files: `cd` auto or none is no file (GEOSR_CHANGE_DETECTION and GEOSR_OPTIONS say which)
+        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs if v and v not in CD_KEYWORDS},
+                                   sort_keys=True),
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
         "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
         "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
