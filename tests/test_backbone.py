@@ -282,7 +282,8 @@ def test_the_registry_loads_a_backbone_checkpoint(tmp_path):
     path = save_backbone(_random_backbone(scales=(2, 4)), tmp_path / "lite.safetensors", name="lite",
                          inference={"reference_detail": {"sigma": 8.0}, "lr_consistency": False})
     sr = load_model(str(path))
-    assert sr.scales == (2, 4) and sr.describe()["model"] == "lite"
+    # (named by its folder too: "lite" alone is the bundled model's name)
+    assert sr.scales == (2, 4) and sr.describe()["model"] == f"{tmp_path.name}/lite"
     assert model_inputs(sr) == {"ref", "cd"}  # through the reference-detail step
     plain = load_model(str(path), reference_detail=False)
     assert model_inputs(plain) == frozenset()
