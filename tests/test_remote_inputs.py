@@ -140,6 +140,29 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     assert fingerprint() != first
 
 
+def test_a_url_signed_again_is_the_same_input(served):
+    """A re-signed URL of an unchanged file (`?sig=` of an Azure SAS, an S3 presigned URL) was a changed input: geosr
+    batch failed the finished job as "made from other inputs", --resume refused, and the batch record kept the
+    token (found in review). The signing parameters are no part of the name; the others, which may name the file,
+    are."""
+    from geosr.io.paths import unsigned
+    from geosr.pipeline.job import plan_upscale
+
+    url, _ = served
+
+    def fingerprint(query):
+        with plan_upscale(f"{url}/lr.tif?{query}", output=None, scale=2, model="bicubic", dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    first = fingerprint("sig=TOKEN_ONE&sv=2024-01-01&se=2026-12-06")
+    assert first == fingerprint("sig=TOKEN_TWO&sv=2024-01-01&se=2026-12-07")
+    assert first[0] == f"{url}/lr.tif" and "TOKEN" not in str(first)
+    assert fingerprint("X-Amz-Signature=1&X-Amz-Date=2") == first
+    assert fingerprint("v=2&sig=A")[0] == f"{url}/lr.tif?v=2"  # another parameter may name another file
+    assert unsigned("/vsicurl/https://h/a.tif?token=5&layer=b") == "/vsicurl/https://h/a.tif?layer=b"
+    assert unsigned("scenes/a?sig=b.tif") == "scenes/a?sig=b.tif"  # a local name is as it is
+
+
 def test_a_url_input_is_identified_by_the_file_served_through_redirects_and_without_head(served):
     """The identity of a URL input was its server's HEAD answer, redirects not followed: behind a redirect to a
     signed URL (a download portal) it was the Location, new at every request (`--resume` always refused, as a

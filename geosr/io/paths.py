@@ -211,6 +211,27 @@ def without_query(path: str) -> str:
     return url.split("?")[0] if REMOTE.match(url) else path
 
 
+# A URL's query parameters that sign it rather than name its file: Azure SAS, S3 and GCS presigned URLs,
+# CloudFront, and the plain token or signature of other servers (matched without case)
+SIGNING = re.compile(r"^(sig|signature|token|se|st|sp|sv|sr|spr|srt|ss|si|skoid|sktid|skt|ske|sks|skv|expires|"
+                     r"key-pair-id|policy|x-amz-.+|x-goog-.+)$", re.IGNORECASE)
+
+
+def unsigned(path: str) -> str:
+    """``path`` as it names its file: an HTTP(S) URL's (or a /vsicurl/ path's) query without the parameters that
+    sign it (:data:`SIGNING`), which change each time the same file's URL is signed again (a job on a re-signed URL
+    was "other inputs"; found in review); its other parameters, which may name the file, stay."""
+    url = path.strip()
+    prefix = ""
+    if url.startswith("/vsicurl/"):
+        prefix, url = "/vsicurl/", url[len("/vsicurl/"):]
+    if not re.match(r"^https?://", url, re.IGNORECASE) or "?" not in url:
+        return path
+    base, _, query = url.partition("?")
+    kept = [part for part in query.split("&") if part and not SIGNING.match(urllib.parse.unquote(part.split("=")[0]))]
+    return prefix + base + ("?" + "&".join(kept) if kept else "")
+
+
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path rather than a local file."""
     return bool(REMOTE.match(path))

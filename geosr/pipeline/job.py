@@ -42,6 +42,7 @@ from geosr.io.paths import (
     sidecar_paths,
     subdataset_container,
     subdataset_file,
+    unsigned,
     without_query,
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_count, band_roles, inspect_raster, names_rgb, parse_bands
@@ -783,14 +784,14 @@ def _file_id(path: str | None) -> list | str | None:
         members = comp.files if comp is not None else ()
         listed = is_file_list(path)  # (a list of URLs is no URL of its own)
         served = _remote_stats([f for f in members if REMOTE.match(f)])
-        return [path, *(_remote_stat(path) if REMOTE.match(path) and not listed else []),
-                *(_stat_id(f) if not REMOTE.match(f) else [f, *served[f]] for f in members)]
+        return [unsigned(path), *(_remote_stat(path) if REMOTE.match(path) and not listed else []),
+                *(_stat_id(f) if not REMOTE.match(f) else [unsigned(f), *served[f]] for f in members)]
     # a VRT's sources (a server's: what it says of them), the archive of a /vsizip/ path, a subdataset's container
     sources = remote_sources(path)
     served = _remote_stats(sources)
-    behind = [_stat_id(f) for f in gdal_files(path)] + [[f, *served[f]] for f in sources]
-    if REMOTE.match(path):  # a URL or GDAL path: its name, and what its server says of it
-        return [path, *_remote_stat(path), *behind]
+    behind = [_stat_id(f) for f in gdal_files(path)] + [[unsigned(f), *served[f]] for f in sources]
+    if REMOTE.match(path):  # a URL or GDAL path: its name (signed anew, the same), and what its server says of it
+        return [unsigned(path), *_remote_stat(path), *behind]
     container = subdataset_container(path)
     if container is not None:  # GPKG:scene.gpkg:table: its name, and its container's (local or on a server)
         return [path, *_remote_stat(container), *behind]
