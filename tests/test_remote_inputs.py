@@ -418,6 +418,19 @@ def test_no_url_query_goes_into_the_files_a_run_writes(tmp_path, raster_factory)
         assert b"SECRETTOKEN" not in (tmp_path / name).read_bytes(), name
     with rasterio.open(tmp_path / "c.tif") as ds:
         assert json.loads(ds.tags()["GEOSR_CHANGE_DETECTION"])["lr"] == f"{url}/lr.tif"
+    # GDAL's /vsicurl/ forms: the STAC item linked "/vsicurl" (no file), the encoded URL with its token, or a GDAL
+    # path no STAC client follows (found in review); the URL they read, without its query
+    from urllib.parse import quote
+
+    with serving(folder) as url:
+        for i, lr in enumerate((f"/vsicurl?max_retry=3&url={quote(f'{url}/lr.tif?{token}', safe='')}",
+                                f"/vsicurl/{url}/lr.tif?{token}")):
+            res = CliRunner().invoke(app, ["upscale", lr, "-x", "2", "-m", "bicubic", "-o",
+                                           str(tmp_path / f"v{i}.tif")])
+            assert res.exit_code == 0, res.output
+            item = json.loads((tmp_path / f"v{i}.stac.json").read_text())
+            assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == [f"{url}/lr.tif"]
+            assert b"SECRETTOKEN" not in (tmp_path / f"v{i}.stac.json").read_bytes()
 
 
 def test_a_transfer_cut_without_its_length_announced_is_a_network_failure(tmp_path, raster_factory):

@@ -27,7 +27,7 @@ from rio_stac import create_stac_item
 from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
-from geosr.io.paths import is_file_list, sidecar_paths, subdataset_file
+from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file
 from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
@@ -294,8 +294,10 @@ def _members(src: str) -> list[str]:
 
 def _href(src: str, folder: Path) -> str:
     """A local input relative to the item's folder (a catalogue can move them together), a URL without its query
-    and fragment (a signed URL's signature or token is no link to share), a GDAL path as it is."""
-    if "://" in src:
+    and fragment (a signed URL's signature or token is no link to share; also the URL a /vsicurl/ path reads, which
+    no STAC client follows: `/vsicurl?url=...` was linked as "/vsicurl", found in review), a GDAL path as it is."""
+    src = curl_url(src) or src
+    if "://" in src and not src.startswith("/vsi"):
         return urllib.parse.urlsplit(src)._replace(query="", fragment="").geturl()
     if src.startswith("/vsi"):
         return src
