@@ -251,6 +251,12 @@ def test_a_url_with_a_space_is_bad_input_not_a_network_failure(served, tmp_path)
                                                  "which a URL cannot (write it as %20)"), error
     res = CliRunner().invoke(app, ["upscale", f"{url}/a%20b.tif", "-x", "2", "-m", "bicubic", "-o", str(out)])
     assert res.exit_code == 0, res.output
+    # no server named, or a port that cannot be: "no answer from its server; try again" (exit 1; found in review)
+    for given, why in (("http:///www/lr.tif", "it names no server (nothing between // and the path)"),
+                       ("http://127.0.0.1:99999/lr.tif", "it names a port that cannot be (99999: ports are 0 to "
+                                                         "65535)")):
+        res = CliRunner().invoke(app, ["info", given, "--json"])
+        assert res.exit_code == 2 and json.loads(res.output)["error"] == f"{given}: is not a valid URL: {why}"
 
 
 def test_a_server_that_fails_mid_read_is_a_network_failure_not_a_corrupt_file(tmp_path):

@@ -128,10 +128,19 @@ def malformed_url(path: str) -> str | None:
     if not re.match(r"^https?://", url, re.IGNORECASE):
         return None
     bad = re.search(r"[\x00-\x20\x7f]", url)
-    if bad is None:
-        return None
-    what = "a space" if bad.group() == " " else f"the control character {bad.group()!r}"
-    return f"holds {what}, which a URL cannot (write it as %{ord(bad.group()):02X})"
+    if bad is not None:
+        what = "a space" if bad.group() == " " else f"the control character {bad.group()!r}"
+        return f"holds {what}, which a URL cannot (write it as %{ord(bad.group()):02X})"
+    # (no host, a port beyond 65535: "no answer from its server; try again", exit 1, retried by a batch; found in
+    # review)
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return "names no server (nothing between // and the path)"
+    try:
+        _ = parts.port  # (urllib checks the range as it reads it)
+    except ValueError:
+        return f"names a port that cannot be ({parts.netloc.rpartition(':')[2]}: ports are 0 to 65535)"
+    return None
 
 
 def named(path: str) -> str:
