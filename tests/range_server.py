@@ -9,7 +9,8 @@
 
 In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does,
 `PREFIX/signed/NAME` is redirected (302) to `PREFIX/NAME?sig=...`, a new signature at every request, as a download
-portal does, and `PREFIX/nohead/NAME` serves NAME but answers HEAD 405, as some servers do.
+portal does, `PREFIX/nohead/NAME` serves NAME but answers HEAD 405, as some servers do, and `PREFIX/latest.json`
+is redirected (302) to `PREFIX/items/item.json`, as a catalogue's pointer to its newest item is.
 
 It runs in its own process: GDAL holds the Python interpreter lock while it opens a URL, so a server thread in the
 test's own process could never answer. Every server serves under its own random first path segment (printed after
@@ -71,6 +72,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(302)
             name = self.path[len(PREFIX + "/signed"):].split("?")[0]
             self.send_header("Location", f"{PREFIX}{name}?sig={secrets.token_hex(4)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if self.path.split("?")[0] == PREFIX + "/latest.json":  # a catalogue's pointer to its newest item
+            self.send_response(302)
+            self.send_header("Location", f"{PREFIX}/items/item.json")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None

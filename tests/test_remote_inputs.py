@@ -316,6 +316,20 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         assert job_module._file_id(url) != first
 
 
+def test_a_remote_stac_item_reached_through_a_redirect_reads_its_assets_beside_it(tmp_path):
+    """An item fetched through a redirect (a catalogue's `latest.json` to `items/item.json`) had its relative asset
+    hrefs read from the URL given: `latest.json`'s folder, 404 (found in review). They are read from where it was
+    found, as RFC 3986 says."""
+    from tests.s2_products import band_files, item_over_band_files
+
+    folder = tmp_path / "www"
+    band_files(folder / "items")
+    item_over_band_files(folder / "items")
+    with serving(folder) as base:
+        res = CliRunner().invoke(app, ["info", f"{base}/latest.json", "--json"])
+    assert res.exit_code == 0, res.output
+
+
 def test_a_network_fault_while_batch_checks_a_job_fails_that_job_and_the_others_run(tmp_path, raster_factory,
                                                                                     monkeypatch):
     """The check phase took a job whose input URL's server answered 503 for an invalid row: the whole batch exit 2,

@@ -30,10 +30,13 @@ def _read_item(path: str) -> pystac.Item | None:
     """The STAC item at ``path``; None for a URL without a suffix that turns out not to be JSON (a raster). A URL
     that the network or its server fails (no answer, 5xx, a transfer cut short) is a NetworkError."""
     announced = True  # whether the body's length was announced (a local file's always is)
+    base = path  # what its relative asset hrefs are read from: the URL it was fetched from, redirects followed
     try:
         if REMOTE.match(path):
             request = urllib.request.Request(path, headers={"Accept": "application/geo+json, application/json"})
             with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as resp:  # noqa: S310 (the user's URL)
+                # (RFC 3986 5.1.3; its assets were asked of the URL given, a 404 behind a redirect: found in review)
+                base = resp.geturl() or path
                 announced = resp.headers.get("Content-Length") is not None or resp.chunked
                 head = resp.read(64)
                 if not head.lstrip().startswith(b"{") and not path.split("?")[0].lower().endswith(".json"):
@@ -65,7 +68,7 @@ def _read_item(path: str) -> pystac.Item | None:
     if problem:
         raise NotARasterError(f"{path}: is not a valid STAC item ({problem})")
     try:
-        return pystac.Item.from_dict(data, href=path if REMOTE.match(path) else os.path.abspath(path))
+        return pystac.Item.from_dict(data, href=base if REMOTE.match(path) else os.path.abspath(path))
     except (KeyError, ValueError, TypeError, AttributeError, pystac.STACError) as exc:
         raise NotARasterError(f"{path}: is not a valid STAC item ({exc})") from exc
 
