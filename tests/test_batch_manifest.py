@@ -95,6 +95,11 @@ def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):
         "/vsizip//d/p.zip/P.SAFE/MTD_MSIL1C.xml": ("P", "P.SAFE", "/d"),
         "bands/T33UUB_B02.tif,bands/T33UUB_B03.tif": ("T33UUB", "T33UUB", str(bands)),
         "bands/B02.tif, bands/B03.tif": ("bands", "bands", str(bands)),
+        # a URL's name as its file is called (a%20b.tif gave a%20b_x4.tif; found in review), unless it would
+        # name a folder
+        "https://h.example/x/a%20b%C3%BC.tif": ("a bü", "a bü.tif", "https://h.example/x"),
+        "https://h.example/x/c%2Fd.tif": ("c%2Fd", "c%2Fd.tif", "https://h.example/x"),
+        "e%20f.tif": ("e%20f", "e%20f.tif", str(scenes)),  # a local file's name is as written
     }
     rows = [{"lr": lr, "out": f"out/{i}:{{stem}}|{{name}}|{{dir}}_x{{x}}.tif", "x": 4} for i, lr in enumerate(lrs)]
     (scenes / "jobs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")

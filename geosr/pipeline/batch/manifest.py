@@ -23,6 +23,7 @@ import json
 import os
 import re
 import string
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -703,6 +704,9 @@ def _scene(path: str) -> tuple[str, str, str]:
     head, _, name = path.rpartition("/")
     if re.fullmatch(r"MTD_MSIL(1C|2A)\.xml", name, re.IGNORECASE) and head:  # the product's metadata file
         head, _, name = head.rpartition("/")
+    plain = urllib.parse.unquote(name)  # a URL's name as its file is called (a%20b.tif gave outputs a%20b_x2.tif)
+    if "://" in path and "/" not in plain and "\\" not in plain and plain.isprintable():
+        name = plain
     low = name.lower()
     stem = name[:-9] if low.endswith(".safe.zip") else name[:-5] if low.endswith(".safe") else Path(name).stem
     archive = re.match(r"^/vsi(?:zip|tar|gzip|7z|rar)/(.+?\.(?:zip|tar|tgz|gz|7z|rar))(?:/|$)", path, re.IGNORECASE)
