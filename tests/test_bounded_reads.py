@@ -178,15 +178,15 @@ def test_a_large_scene_with_data_only_along_its_edge_is_fitted_on_it(tmp_path, m
     """The stretch's block sample reads the centre of each block it picks: a scene without overviews whose data is
     a strip along its edge (a swath's: 200 rows of a 10980 px tile) was refused as "no valid pixels" (found in
     review). The sampled blocks are then read whole; a scene that has none in them is refused, saying so."""
-    path = _sparse(tmp_path / "strip.tif", 8192, 3, 256, {}, nodata=0)
+    path = _sparse(tmp_path / "strip.tif", 16384, 3, 256, {}, nodata=0)
     with rasterio.open(path, "r+") as ds:
-        strip = np.full((3, 40, 8192), 100, np.uint8)
+        strip = np.full((3, 40, 16384), 100, np.uint8)
         strip[:, ::3] = 140
-        ds.write(strip, window=Window(0, 0, 8192, 40))
+        ds.write(strip, window=Window(0, 0, 16384, 40))
     monkeypatch.setattr(radiometry, "FULL_READ_LIMIT", 512 * 512)
-    counter.limit = 8192 * 8192 / 2  # bounded: less than half the scene
+    counter.limit = 16384 * 16384 / 2  # bounded: half the scene's pixels (read and masked, its blocks twice)
     with rasterio.open(path) as ds:
-        whole = Window(0, 0, 8192, 8192)
+        whole = Window(0, 0, 16384, 16384)
         assert sample_windows(ds, whole, 256) is not None
         stretch = fit_stretch(ds, (1, 2, 3), whole)
     assert stretch.low == (100.0,) * 3 and stretch.high == (140.0,) * 3

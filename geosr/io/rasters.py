@@ -227,9 +227,11 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if require_crs and ds.crs is None and gcps:
             raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
                              f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
-        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing; a TIFF of several pages, whose
-        # first GDAL would read unsaid (its other pages are rasters of their own, not overviews or masks)
-        if ds.subdatasets and (ds.count < 1 or (ds.driver == "GTiff" and require_crs and not grid_only)):
+        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing; a local TIFF of several pages, whose
+        # first GDAL would read unsaid (its other pages are rasters of their own, not overviews or masks; listing
+        # them reads every directory of the file: over a network, requests a COG's reading does not make)
+        pages = ds.driver == "GTiff" and require_crs and not grid_only and not REMOTE.match(p)
+        if (ds.count < 1 or pages) and ds.subdatasets:
             listed = ", ".join(ds.subdatasets[:3]) + (f" and {len(ds.subdatasets) - 3} more"
                                                       if len(ds.subdatasets) > 3 else "")
             raise NotARasterError(f"{shown}: is a container of {len(ds.subdatasets)} rasters ({listed}); give the "
