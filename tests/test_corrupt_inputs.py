@@ -294,7 +294,9 @@ def test_a_band_with_a_scale_of_0_is_refused_unless_left_out(tmp_path):
     with rasterio.open(lr, "r+") as ds:
         ds.scales = (0.0, 1.0, 1.0)
     res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
-    assert res.exit_code == 2 and "band 1 has a scale of 0" in res.output, res.output
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "band 1 has a scale of 0" in said, said
+    assert f"gdal_edit.py -scale 1 1 1 {lr}, one value per band" in said, said  # (one value would set every band's)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
     res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"),
                               "--bands", "2,3"])

@@ -842,6 +842,27 @@ def test_the_cli_says_a_job_interrupted_once_its_output_was_in_place_is_complete
     assert (folder / "o.tif").exists() and (folder / "o.stac.json").exists()
 
 
+def test_resume_finishes_its_own_output_whatever_the_options_spelling(scene, monkeypatch):
+    """The check that the file at OUT is the run's own compared the options as given (GEOSR_OPTIONS): `cd` auto
+    given at the resume, implied before (one job), or a path written otherwise, was refused as "not this run's
+    output" (found in review). What geosr computes (model settings, scale, bands, stretch) tells it."""
+    import geosr.pipeline.upscale as up
+    from geosr.io.stac import stac_path
+
+    tmp, lr, ref, _ = scene
+    out = tmp / "own.tif"
+
+    def killed(job):
+        raise _Stop()
+
+    monkeypatch.setattr(up, "_write_stac", killed)
+    with pytest.raises(_Stop):
+        upscale(lr, output=out, scale=2, ref=ref, model="reference-paste")
+    monkeypatch.undo()
+    result = upscale(lr, output=out, scale=2, ref=ref, model="reference-paste", cd="auto", resume=True)
+    assert result.resumed_rows == result.window_rows and stac_path(out).exists()
+
+
 def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, monkeypatch):
     """Killed between the output's rename and its STAC item: --resume (without --overwrite) completes the job from
     its finished journal; another job's --resume is still refused and leaves the output as it was."""
@@ -871,7 +892,9 @@ def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, m
     assert out.read_bytes() == before
     result = upscale(lr, output=out, scale=4, tiling=tiling, resume=True)
     assert result.resumed_rows == result.window_rows
-    assert out.read_bytes() == clean.read_bytes() and stac_path(out).exists()
+    with rasterio.open(out) as a, rasterio.open(clean) as b:
+        assert np.array_equal(a.read(), b.read())
+    assert stac_path(out).exists()
     assert not out.with_name(out.name + ".geosr-work").exists()
     with pytest.raises(OutputExistsError):  # finished: nothing left to resume
         upscale(lr, output=out, scale=4, tiling=tiling, resume=True)

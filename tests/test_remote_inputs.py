@@ -160,6 +160,7 @@ def test_a_url_signed_again_is_the_same_input(served):
     assert fingerprint("X-Amz-Signature=1&X-Amz-Date=2") == first
     assert fingerprint("v=2&sig=A")[0] == f"{url}/lr.tif?v=2"  # another parameter may name another file
     assert unsigned("/vsicurl/https://h/a.tif?token=5&layer=b") == "/vsicurl/https://h/a.tif?layer=b"
+    assert unsigned("/vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fa.tif%3Fsig%3DONE") == "/vsicurl/https://h/a.tif"
     assert unsigned("scenes/a?sig=b.tif") == "scenes/a?sig=b.tif"  # a local name is as it is
 
 

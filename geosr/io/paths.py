@@ -234,6 +234,8 @@ def unsigned(path: str) -> str:
     prefix = ""
     if url.startswith("/vsicurl/"):
         prefix, url = "/vsicurl/", url[len("/vsicurl/"):]
+    elif VSICURL_OPTIONS.match(url) and curl_url(url):  # GDAL's form with options: named by the URL it reads
+        prefix, url = "/vsicurl/", curl_url(url) or url
     if not re.match(r"^https?://", url, re.IGNORECASE) or "?" not in url:
         return path
     base, _, query = url.partition("?")

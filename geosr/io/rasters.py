@@ -401,10 +401,11 @@ def _usable(info: RasterInfo, bands: tuple[int, ...]) -> tuple[int, ...]:
     """``bands``, unless one is missing (:func:`refuse_missing_bands`) or has a scale of 0 in its metadata: every
     value would read as its offset (a band of 20-219 was written as zeros, with numpy's warning; found in review)."""
     zero = [b for b in bands if info.scales and info.scales[b - 1] == 0]
-    if zero:
+    if zero:  # (gdal_edit.py -scale with one value sets every band's: each band's value is given)
+        fixed = " ".join("1" if v == 0 else f"{v:g}" for v in info.scales)
         raise BandError(f"{info.path}: band {zero[0]} has a scale of 0 in its metadata, which makes every value "
-                        f"read as its offset; correct it (e.g. gdal_edit.py -scale 1 {info.path}) or select other "
-                        "bands")
+                        f"read as its offset; correct it (e.g. gdal_edit.py -scale {fixed} {info.path}, one value "
+                        "per band) or select other bands")
     return refuse_missing_bands(info, bands)
 
 

@@ -71,8 +71,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 JOB_TAGS = ("GEOSR_INPUTS", "GEOSR_OPTIONS", "GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH")
 
 
-def made_by(output: Path, tags: dict[str, str]) -> bool:
-    """Whether the file at ``output`` is a geosr output of the job whose output tags are ``tags``."""
+# those of them geosr computes rather than records as given (an option's spelling, a path relative or absolute, a
+# batch size that changes no pixel): what tells a job's own output at a `resume` that finishes it
+COMPUTED_TAGS = ("GEOSR_MODEL_SETTINGS", "GEOSR_SCALE", "GEOSR_BANDS", "GEOSR_STRETCH")
+
+
+def made_by(output: Path, tags: dict[str, str], keys: tuple[str, ...] = JOB_TAGS) -> bool:
+    """Whether the file at ``output`` is a geosr output of the job whose output tags are ``tags`` (compared by
+    ``keys``)."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
@@ -81,4 +87,4 @@ def made_by(output: Path, tags: dict[str, str]) -> bool:
             held = ds.tags()
     except (RasterioIOError, OSError):
         return False
-    return all(held.get(k) == tags.get(k) for k in JOB_TAGS)
+    return all(held.get(k) == tags.get(k) for k in keys)

@@ -63,7 +63,7 @@ from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
 from geosr.pipeline import resources
-from geosr.pipeline.fingerprints import FINGERPRINT_INPUTS, made_by
+from geosr.pipeline.fingerprints import COMPUTED_TAGS, FINGERPRINT_INPUTS, made_by
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import style_tensor
 from geosr.tiling.grid import Grid, hr_grid
@@ -247,8 +247,9 @@ def plan_upscale(
                                     "replaces it: give `overwrite` with `resume` to continue it")
         raise OutputExistsError(f"{out_path}: already exists, and the unfinished run in its work folder is of other "
                                 "inputs or options than these (use `overwrite` to replace it with this run)")
-    if finishing and not made_by(out_path, meta.tags):  # every row done, and a file of another's at OUT: one that
-        # appeared while the run worked, which it left as it is (`resume` alone replaced it; found in review)
+    if finishing and not made_by(out_path, meta.tags, COMPUTED_TAGS):  # every row done, and a file of another's at
+        # OUT: one that appeared while the run worked, which it left as it is (`resume` alone replaced it; found in
+        # review). (Its options as given may differ: the fingerprint, which the journal matched, says they agree.)
         scene.close()
         raise OutputExistsError(f"{out_path}: already exists and is not this run's output (it appeared while the run "
                                 "worked); give `overwrite` with `resume` to replace it and go on from the run's work")
