@@ -72,3 +72,36 @@ def test_each_window_runs_the_network_once_whatever_the_batch_size(tmp_path, mon
         with rasterio.open(res.output) as ds:
             pixels.append(ds.read())
     assert res.windows == 6 and np.array_equal(*pixels)
+
+
+def test_a_scene_the_network_runs_away_on_gets_bicubic_and_a_warning(tmp_path):
+    """On a 3 x 1 px scene, or one of three flat stripes, the LR-space network's output ran away (1e6 in model space)
+    and was written as noise of 0 and 255, exit 0, no warning (found in review). Such a window gets bicubic, and the
+    run says so."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from geosr import upscale
+
+    vals = np.array([[219, 114, 225], [127, 111, 153], [233, 224, 118]], np.uint8)
+    stripes = np.broadcast_to(vals[:, np.searchsorted([4, 20], np.arange(40), side="right")][:, None, :],
+                              (3, 31, 40)).copy()
+    tiny = np.array([[[141, 157, 182]], [[173, 174, 185]], [[150, 136, 104]]], np.uint8)
+    for name, data in (("stripes", stripes), ("tiny", tiny)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=3, dtype="uint8", crs="EPSG:32633",
+                           transform=Affine(10, 0, 500000, 0, -10, 5700000)) as ds:
+            ds.write(data)
+        result = upscale(tmp_path / f"{name}.tif", output=tmp_path / f"{name}_x2.tif", scale=2, model="lite")
+        bicubic = upscale(tmp_path / f"{name}.tif", output=tmp_path / f"{name}_b.tif", scale=2, model="bicubic")
+        assert any("its output ran away on 1 of the windows" in w for w in result.warnings), result.warnings
+        with rasterio.open(tmp_path / f"{name}_x2.tif") as a, rasterio.open(tmp_path / f"{name}_b.tif") as b:
+            assert np.array_equal(a.read(), b.read()), name
+        assert not bicubic.warnings
+    lite = load_model("lite")  # one model for two runs (as geosr evaluate's): each run counts its own windows
+    for i in range(2):
+        again = upscale(tmp_path / "stripes.tif", output=tmp_path / f"again{i}.tif", scale=2, model=lite)
+        assert [w for w in again.warnings if "ran away" in w] == [
+            "model lite: its output ran away on 1 of the windows computed (a scene of a few pixels or of flat "
+            "areas); bicubic is written there"], again.warnings

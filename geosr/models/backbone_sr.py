@@ -22,6 +22,7 @@ from geosr.models.backbone import LRBackbone, own_codes
 from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.device import resolve_device
 from geosr.models.interface import ConditionBatch
+from geosr.models.resample import upsample
 
 # The backbone's windows: about WINDOW_LR LR pixels a side at every scale (the network's cost per pixel rises with
 # the window, the halo's share falls), at most MAX_WINDOW_HR output pixels a side (the output tensors' memory at x16).
@@ -54,6 +55,7 @@ class BackboneSuperResolver:
         self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 1200))
         self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 75))
         self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
+        self.ran_away = 0  # windows whose output ran away, given bicubic instead (:func:`_within_reach`)
         self.align = net.cfg.align
         # a network modulated by the scene's sharpness code asks the pipeline to measure it on the whole scene
         self.wants_sharpness = bool(net.uses_code)
@@ -94,11 +96,22 @@ class BackboneSuperResolver:
             if self.device.type == "cpu":
                 lr = lr.contiguous(memory_format=torch.channels_last)
             c = None if code is None else code[min(i, len(code) - 1) : i + 1].to(self.device)
-            sr = self.net(lr, s, c)[..., pt * s :, pl * s :]
-            outs.append(sr.float().contiguous())
+            sr = self.net(lr, s, c)[..., pt * s :, pl * s :].float()
+            own = batch.lr[i : i + 1].to(self.device, torch.float32)
+            if not _within_reach(sr, own):  # ran away: bicubic there, counted for the run to say
+                sr = upsample(own, s, "bicubic")
+                self.ran_away += 1
+            outs.append(sr.contiguous())
         return torch.cat(outs).to(batch.lr.device)
 
     def describe(self) -> dict[str, Any]:
         experts = {"experts": list(self.net.names)} if isinstance(self.net, ExpertBackbone) else {}
         return {"model": self.name, "arch": self.net.cfg.name, "steps": 0, **experts,
                 **({"checksum": self.checksum} if self.checksum else {})}
+
+
+def _within_reach(sr: torch.Tensor, lr: torch.Tensor) -> bool:
+    """Whether the network's output ``sr`` stays finite and within twice its window's LR range (model space) plus
+    2: on a scene of a few pixels or of flat stripes the network ran away (values of 1e6 and more, written as noise
+    of 0 and 255, exit 0; found in review), where a real image's overshoot is a fraction of its range."""
+    return bool(torch.isfinite(sr).all()) and float(sr.abs().amax()) <= 2 * float(lr.abs().amax()) + 2

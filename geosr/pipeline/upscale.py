@@ -237,8 +237,15 @@ def upscale(
                 refuse_another_plan(job, job.work_dir)
             if job.keep_detection is not None:  # for a --resume of this job
                 job.keep_detection()
+            ran_away = getattr(job.sr, "ran_away", 0)
             chunks, resumed = run_rows(job, resume=resume, progress=progress)
             finish(job, chunks)
+        ran_away = getattr(job.sr, "ran_away", 0) - ran_away
+        if ran_away:  # (a scene of a few pixels, or of flat stripes: the LR-space network's output ran away)
+            job.summary["warnings"] = [*job.summary.get("warnings", []),
+                                       f"model {job.sr.name}: its output ran away on {ran_away} of the windows "
+                                       "computed (a scene of a few pixels or of flat areas); bicubic is written "
+                                       "there"]
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
 
 
