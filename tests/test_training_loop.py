@@ -659,9 +659,12 @@ def test_out_of_range_settings_are_refused_and_a_diverged_run_stops_before_savin
                              ("p_no_ref", 2.0, "p_no_ref in p_no_ref.json must be in [0, 1]"),
                              # (was "bad architecture config 'tiny': n_map_classes cannot be negative (-2), or lite
                              # (the LR-space model)": the clause for an unknown architecture's name; found in review)
-                             ("n_map_classes", -2, "n_map_classes in n_map_classes.json cannot be negative, not -2")):
+                             ("n_map_classes", -2, "n_map_classes in n_map_classes.json cannot be negative, not -2"),
+                             # (was "the crop (36 HR px) must be a multiple of 8 ...": neither file nor key named)
+                             ("arch", "tiny", "crop in arch.json must be a multiple of 8 for arch tiny (its U-Net's "
+                                              "coarsest level), not 36")):
         cfg = tmp_path / f"{key}.json"
-        cfg.write_text(json.dumps({**base, key: value}))
+        cfg.write_text(json.dumps({**base, key: value, **({"crop": 36} if key == "arch" else {})}))
         res = runner.invoke(_app(), ["train", str(cfg)])
         message = " ".join(res.output.split())
         assert res.exit_code == 2 and said in message and "internal" not in message, (key, message)

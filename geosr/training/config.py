@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from geosr.config import MAX_SEED
 from geosr.errors import InputNotFoundError, OptionError
+from geosr.models.configs import CONFIGS
 
 # the keys of a data source that name files or folders
 SOURCE_PATH_KEYS = ("path", "manifest", "hr", "lr", "ref", "mask", "map")
@@ -167,6 +168,11 @@ class TrainConfig:
             problems.append(f"`scales` must be among 2, 4, 8, 16, not {list(self.scales)}")
         elif not self.trains_backbone and any(self.crop % s for s in self.scales):
             problems.append(f"`crop` {self.crop} must be a multiple of every scale ({list(self.scales)})")
+        elif not self.trains_backbone and isinstance(self.arch, str) and self.arch in CONFIGS \
+                and self.crop % CONFIGS[self.arch].downsampling:  # (said once the model was built, naming neither
+            # file nor key; an architecture given as a table is still checked there)
+            problems.append(f"`crop` must be a multiple of {CONFIGS[self.arch].downsampling} for arch {self.arch} "
+                            f"(its U-Net's coarsest level), not {self.crop}")
         problems += [f"`{name}` must be at least 1, not {getattr(self, name)}"
                      for name in ("steps", "batch_size", "checkpoint_every", "log_every", "bands", "crop")
                      if getattr(self, name) < 1]
