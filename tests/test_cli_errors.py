@@ -811,6 +811,13 @@ def test_an_rpc_image_and_a_container_of_rasters_are_told_what_to_do(tmp_path):
         ds.write(np.ones((1, 32, 32), np.uint8))
     result = runner.invoke(app, ["upscale", str(tmp_path / "rpc.tif"), "-x", "2", "-o", str(tmp_path / "o.tif")])
     assert result.exit_code == 2 and "orthorectify it first (e.g. gdalwarp -rpc" in result.stderr, result.output
+    # info said "NO CRS, pixel 1 x 1": GDAL's stand-in for no geotransform read as a size (found in review)
+    result = runner.invoke(app, ["info", str(tmp_path / "rpc.tif")])
+    assert result.exit_code == 0 and "pixel 1 x 1" not in result.output, result.output
+    assert "rational polynomial coefficients: orthorectify it with gdalwarp -rpc" in result.output
+    assert "no geotransform" in result.output
+    described = json.loads(runner.invoke(app, ["info", str(tmp_path / "rpc.tif"), "--json"]).output)["files"][0]
+    assert described["rpcs"] is True and described["res"] is None and described["bounds"] is None
     if "netCDF" not in rasterio.drivers.raster_driver_extensions().values():
         return
     with rasterio.open(tmp_path / "three.tif", "w", driver="GTiff", width=8, height=8, count=3, dtype="float32",

@@ -111,7 +111,9 @@ def test_complex_pixels_and_gcp_only_georeferencing_are_refused_in_one_sentence(
     r = runner.invoke(app, ["upscale", str(gcp), "-o", str(tmp_path / "b.tif"), *BICUBIC_X2])
     assert r.exit_code == 2 and "ground control points" in r.output and "gdalwarp" in r.output, r.output
     info = runner.invoke(app, ["info", str(gcp), "--json"])
-    assert json.loads(info.output)["files"][0]["gcps"] == 4
+    described = json.loads(info.output)["files"][0]
+    assert described["gcps"] == 4 and described["res"] is None and described["bounds"] is None
+    assert "no geotransform" in runner.invoke(app, ["info", str(gcp)]).output
     assert not list(tmp_path.glob("[ab]*"))
 
 

@@ -37,7 +37,7 @@ def info(
         out_console.print(
             Text.assemble((str(f["path"]), "bold"),
                           f" {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or _no_crs(f)}, "
-                          f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}, nodata {f['nodata']}, "
+                          f"{_pixel(f)}, nodata {f['nodata']}, "
                           f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
             highlight=False,
         )
@@ -110,4 +110,12 @@ def _print_record(g: dict) -> None:
 
 
 def _no_crs(f: dict) -> str:
-    return f"NO CRS (georeferenced by {f['gcps']} ground control points: warp it with gdalwarp)" if f["gcps"] else "NO CRS"
+    if f["gcps"]:
+        return f"NO CRS (georeferenced by {f['gcps']} ground control points: warp it with gdalwarp)"
+    if f.get("rpcs"):
+        return "NO CRS (georeferenced by rational polynomial coefficients: orthorectify it with gdalwarp -rpc)"
+    return "NO CRS"
+
+
+def _pixel(f: dict) -> str:
+    return f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}" if f["res"] else "no geotransform"

@@ -41,6 +41,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
     files = []
     for info in infos:
         g = info.grid
+        placed = not g.transform.is_identity  # GDAL's stand-in for no geotransform: its "pixel 1 x 1" is no size
         files.append(
             {
                 "path": info.path,
@@ -49,8 +50,9 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
                 "height": g.height,
                 "crs": g.crs.to_string() if g.crs else None,
                 "gcps": info.gcps,
-                "res": g.res,
-                "bounds": g.bounds,
+                "rpcs": info.rpcs,
+                "res": g.res if placed else None,
+                "bounds": g.bounds if placed else None,
                 "nodata": _nodata(info.nodata),
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),

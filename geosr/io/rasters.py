@@ -78,6 +78,7 @@ class RasterInfo:
     tags: dict[str, str] = field(default_factory=dict)  # the dataset's metadata (GDAL's default domain)
     band_tags: tuple[dict[str, str], ...] = ()  # each band's
     imagery: dict[str, str] = field(default_factory=dict)  # GDAL's IMAGERY domain (acquisition time, satellite)
+    rpcs: bool = False  # rational polynomial coefficients (a raster placed by them alone has no grid either)
 
     @property
     def dtype(self) -> str:
@@ -276,6 +277,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             tags=dict(ds.tags()),
             band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
             imagery=imagery_tags(ds),
+            rpcs=bool(ds.rpcs),
         )
 
 
