@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from tests.conftest import smooth_field
 from tests.range_server import serving
 from typer.testing import CliRunner
@@ -796,6 +797,40 @@ def test_a_signed_url_s_query_is_not_written_into_the_output(tmp_path, raster_fa
         assert json.loads(ds.tags()["GEOSR_INPUTS"])["lr"] == "s2.tif"
     item = (tmp_path / "q.stac.json").read_text()
     assert "secret" not in item and f"{url}/s2.tif" in item
+
+
+def test_a_url_s_user_name_and_password_are_not_written_into_the_output(tmp_path, raster_factory):
+    """`http://user:secret@host/...` was linked as such by the STAC item, and `GEOSR_OPTIONS` recorded the ref's URL
+    with its password (found in review): an output shared carried the credentials."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    raster_factory("www/s2.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    raster_factory("www/ref.tif", (smooth_field(3, 48, 48, 6) * 200 + 20).astype(np.uint8),
+                   transform=Affine(5, 0, 500000, 0, -5, 5000000))
+    out = tmp_path / "q.tif"
+    with serving(folder) as url:
+        signed = url.replace("http://", "http://user:secret@")
+        res = CliRunner().invoke(app, ["upscale", f"{signed}/s2.tif", "--ref", f"/vsicurl/{signed}/ref.tif", "--cd",
+                                       "none", "-x", "2", "-m", "reference-paste", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert json.loads(ds.tags()["GEOSR_OPTIONS"])["ref"] == f"/vsicurl/{url}/ref.tif"
+        assert "secret" not in json.dumps(ds.tags())
+    item = (tmp_path / "q.stac.json").read_text()
+    assert "secret" not in item and f"{url}/s2.tif" in item and f"{url}/ref.tif" in item
+
+
+def test_an_input_through_a_linked_folder_is_linked_from_the_item_as_written(tmp_path, raster_factory):
+    """The STAC item linked `proj/s2.tif` (proj a link to real/proj) as "../../../proj/s2.tif" from proj/out/: the
+    item's folder was resolved and the input not (found in review)."""
+    (tmp_path / "real" / "proj" / "out").mkdir(parents=True)
+    (tmp_path / "proj").symlink_to(tmp_path / "real" / "proj")
+    lr = raster_factory("real/proj/s2.tif", (smooth_field(3, 24, 24, 5) * 200 + 20).astype(np.uint8))
+    res = CliRunner().invoke(app, ["upscale", str(tmp_path / "proj" / lr.name), "-x", "2", "-m", "bicubic", "-o",
+                                   str(tmp_path / "proj" / "out" / "sr.tif")])
+    assert res.exit_code == 0, res.output
+    item = json.loads((tmp_path / "proj" / "out" / "sr.stac.json").read_text())
+    assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["../s2.tif"]
 
 
 def test_a_zip_archive_by_url_is_named_as_such(tmp_path):

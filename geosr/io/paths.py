@@ -214,10 +214,20 @@ def gdal_sidecars(path: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``: a signature or token too); a local path as it is (``?``
-    may be in a file name)."""
+    """A URL without its query (``item.json?token=...``: a signature or token too) and without the user name and
+    password it may carry (``https://user:secret@host/...``); a local path as it is (``?`` may be in a file
+    name)."""
     url = path.strip()
-    return url.split("?")[0] if REMOTE.match(url) else path
+    return without_credentials(url.split("?")[0]) if REMOTE.match(url) else path
+
+
+_CREDENTIALS = re.compile(r"^((?:/vsi[a-z0-9_]+/)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` (also behind a /vsi prefix) without the ``user:password@`` of its authority: what an output that is
+    shared may say of it."""
+    return _CREDENTIALS.sub(r"\1", url, count=1)
 
 
 # A URL's query parameters that sign it rather than name its file: Azure SAS, S3 and GCS presigned URLs,

@@ -27,7 +27,7 @@ from rio_stac import create_stac_item
 from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
-from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file
+from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file, without_credentials
 from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
@@ -297,13 +297,15 @@ def _href(src: str, folder: Path) -> str:
     and fragment (a signed URL's signature or token is no link to share; also the URL a /vsicurl/ path reads, which
     no STAC client follows: `/vsicurl?url=...` was linked as "/vsicurl", found in review), a GDAL path as it is."""
     src = curl_url(src) or src
-    if "://" in src and not src.startswith("/vsi"):
-        return urllib.parse.urlsplit(src)._replace(query="", fragment="").geturl()
+    if "://" in src and not src.startswith("/vsi"):  # (nor its user name and password)
+        return without_credentials(urllib.parse.urlsplit(src)._replace(query="", fragment="").geturl())
     if src.startswith("/vsi"):
-        return src
+        return without_credentials(src)
     src = subdataset_file(src) or src  # a container's raster (GPKG:scene.gpkg:table, no URI): its file
     try:
-        return uri_path(os.path.relpath(os.path.abspath(src), folder.resolve()))
+        # both as written, links unresolved: a client resolves the href against the item's path as it reads it
+        # (the folder resolved and the input not: "../../../proj/s2.tif" through a linked folder, found in review)
+        return uri_path(os.path.relpath(os.path.abspath(src), os.path.abspath(folder)))
     except ValueError:  # another drive
         return uri_path(os.path.abspath(src))
 
