@@ -176,6 +176,16 @@ def test_info_says_the_overlap_with_a_raster_without_crs_is_unknown(tmp_path):
         {"file": str(tmp_path / "plain.tif"), "other": str(geo), "covered": None}]
     res = runner.invoke(app, ["info", str(geo), str(tmp_path / "plain.tif")])
     assert f"is unknown: {tmp_path / 'plain.tif'} has no CRS" in res.output, res.output
+    # a CRS and no geotransform: "covers 100.0%", from GDAL's stand-in pixel 1 x 1 at the origin (found in review)
+    with rasterio.open(tmp_path / "nogt.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:4326") as ds:
+        ds.write(np.zeros((1, 8, 8), np.uint8))
+    world = make_raster(tmp_path / "world.tif", np.zeros((1, 18, 36), np.uint8), crs="EPSG:4326",
+                        transform=Affine(10, 0, -180, 0, -10, 90))
+    res = runner.invoke(app, ["info", str(world), str(tmp_path / "nogt.tif"), "--json"])
+    assert [o["covered"] for o in json.loads(res.stdout)["overlaps"]] == [None, None], res.output
+    res = runner.invoke(app, ["info", str(world), str(tmp_path / "nogt.tif")])
+    assert f"is unknown: {tmp_path / 'nogt.tif'} has no geotransform" in " ".join(res.output.split()), res.output
 
 
 def test_info_read_all_finds_a_damaged_block_in_the_middle(tmp_path, lr):

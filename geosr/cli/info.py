@@ -54,12 +54,13 @@ def info(
             except (AttributeError, KeyError, TypeError, ValueError):  # tags edited by hand, or another tool's
                 out_console.print("geosr tags of a shape this geosr does not write, as they are: "
                                   + json.dumps(f["geosr"], sort_keys=True, default=str), highlight=False)
-    no_crs = {f["path"] for f in result["files"] if not f["crs"]}
+    unplaced = {f["path"]: "no CRS" if not f["crs"] else "no geotransform" for f in result["files"]
+                if not f["crs"] or not f["res"]}
     for o in result["overlaps"]:
         if o["covered"] is None:
-            which = " and ".join(p for p in (o["file"], o["other"]) if p in no_crs)
-            out_console.print(f"how much {o['other']} covers of {o['file']} is unknown: {which} "
-                              f"{'has' if ' and ' not in which else 'have'} no CRS", highlight=False)
+            which = [p for p in (o["file"], o["other"]) if p in unplaced]
+            lacks = " and ".join(f"{p} has {unplaced[p]}" for p in which)
+            out_console.print(f"how much {o['other']} covers of {o['file']} is unknown: {lacks}", highlight=False)
             continue
         out_console.print(f"{o['other']} covers {100 * o['covered']:.1f}% of {o['file']}", highlight=False)
 

@@ -78,7 +78,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
         for j, b in enumerate(infos):
             if i == j:
                 continue
-            if a.grid.crs is None or b.grid.crs is None:  # where it lies on the ground is unknown: so is the overlap
+            if not all(_placed(g) for g in (a.grid, b.grid)):  # where it lies is unknown: so is the overlap
                 overlaps.append({"file": a.path, "other": b.path, "covered": None})
                 continue
             # in the CRS of the file of the larger extent: a small outline projects well into a large file's CRS,
@@ -92,6 +92,12 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
             covered = min(covered, 1.0)  # a share: the division's rounding gave 1.0000000000000002
             overlaps.append({"file": a.path, "other": b.path, "covered": covered})
     return {"files": files, "overlaps": overlaps}
+
+
+def _placed(grid: Grid) -> bool:
+    """Whether ``grid`` lies somewhere on the ground: it has a CRS and a geotransform (GDAL's stand-in for none,
+    the identity, would say "pixel 1 x 1" and place it at the CRS's origin)."""
+    return grid.crs is not None and not grid.transform.is_identity
 
 
 def _nodata(value: float | None) -> float | str | None:
