@@ -75,6 +75,10 @@ class SamplerConfig:
                               param="lr_consistency")
 
 
+# How GDAL's COG driver can make overviews (its OVERVIEW_RESAMPLING), which building them in the stage also takes
+OVERVIEW_RESAMPLINGS = ("nearest", "average", "bilinear", "cubic", "cubicspline", "lanczos", "mode", "rms")
+
+
 @dataclass(frozen=True, kw_only=True)
 class OutputConfig:
     """How the output GeoTIFF is written."""
@@ -101,6 +105,11 @@ class OutputConfig:
             if self.compress_level > levels[1]:
                 raise OptionError(f"compress_level {self.compress_level}: {self.compress}'s compression level is at "
                                   f"most {levels[1]}", param="compress_level")
+        if not isinstance(self.overview_resampling, str) or \
+                self.overview_resampling.lower() not in OVERVIEW_RESAMPLINGS:  # else refused after the compute
+            raise OptionError(f"overview_resampling {self.overview_resampling!r}: not one of "
+                              f"{', '.join(OVERVIEW_RESAMPLINGS)}", param="overview_resampling")
+        object.__setattr__(self, "overview_resampling", self.overview_resampling.lower())
         _check_int("blocksize", self.blocksize, low=16)
         if self.blocksize % 16:  # else GDAL's COG driver refused it once the pixels were computed
             raise OptionError(f"blocksize {self.blocksize}: a COG's tiles are a multiple of 16 pixels a side "

@@ -283,3 +283,23 @@ def test_a_cog_blocksize_not_a_multiple_of_16_is_refused_up_front():
                                           r"\(e.g. 96\)$"):
         OutputConfig(blocksize=100)
     assert OutputConfig(blocksize=96).blocksize == 96
+
+
+def test_an_overview_resampling_gdal_cannot_take_is_refused_up_front(tmp_path, raster_factory):
+    """OutputConfig(overview_resampling="bogus") raised a bare KeyError once every window was computed, "max" a
+    bare ValueError, and each left the work folder behind (found in review); every one accepted builds overviews."""
+    import numpy as np
+
+    import geosr
+    from geosr.config import OVERVIEW_RESAMPLINGS, OutputConfig
+
+    for value in ("bogus", "max", None):
+        with pytest.raises(OptionError, match=rf"^overview_resampling {value!r}: not one of nearest, average, "):
+            OutputConfig(overview_resampling=value)
+    lr = raster_factory("lr.tif", (np.arange(3 * 40 * 40).reshape(3, 40, 40) % 251).astype(np.uint8))
+    for value in OVERVIEW_RESAMPLINGS:
+        out = tmp_path / f"o_{value}.tif"
+        geosr.upscale(str(lr), scale=2, model="bicubic", output=str(out),
+                      output_config=OutputConfig(overview_resampling=value.upper(), blocksize=16))
+        with rasterio.open(out) as ds:
+            assert ds.overviews(1) == [2, 4, 8], value

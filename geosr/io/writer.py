@@ -251,7 +251,9 @@ def build_stage_overviews(dst: rasterio.io.DatasetWriter, meta: OutputMeta) -> N
     if factors:
         with rasterio.Env(COMPRESS_OVERVIEW=STAGE_COMPRESS, ZSTD_LEVEL=STAGE_ZSTD_LEVEL,
                           GDAL_NUM_THREADS=cog_threads()):
-            dst.build_overviews(factors, Resampling[meta.overview_resampling.lower()])
+            # (rasterio spells GDAL's CUBICSPLINE cubic_spline)
+            method = meta.overview_resampling.lower().replace("cubicspline", "cubic_spline")
+            dst.build_overviews(factors, Resampling[method])
 
 
 def to_cog(src: Path | rasterio.io.DatasetWriter, final: Path, meta: OutputMeta, *,
