@@ -426,18 +426,20 @@ def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs,
 class _Overpass:
     """An Overpass API on 127.0.0.1 answering every query with ``answer`` (status 200), and its status page."""
 
-    def __init__(self, answer: dict) -> None:
+    def __init__(self, answer: dict, status: int = 200) -> None:
         import http.server
         import threading
 
         body = json.dumps(answer).encode()
+        self.queries: list[str] = []
+        queries = self.queries
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def _send(self, data: bytes, kind: str) -> None:
-                self.send_response(200)
+            def _send(self, data: bytes, kind: str, code: int = 200) -> None:
+                self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -449,7 +451,8 @@ class _Overpass:
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self._send(body, "application/json")
+                queries.append(self.path)
+                self._send(body, "application/json", status)
 
         self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/api"
@@ -458,6 +461,31 @@ class _Overpass:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [429, 504])
+def test_a_busy_overpass_server_is_a_network_error_not_a_wait_without_end(tmp_path, monkeypatch, status):
+    """An Overpass server answering 429 (too many requests) or 504 (overloaded) made the run wait 55 s and ask again,
+    without end, whatever `--timeout` said (osmnx's retry; found in review). Now one sentence, exit 1, one query."""
+    from osmnx import _overpass
+
+    class NoLongWait:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            assert seconds < 1, f"waited {seconds} s to ask again"
+
+    monkeypatch.setattr(_overpass, "time", NoLongWait)
+    server = _Overpass({"elements": []}, status=status)
+    try:
+        out = tmp_path / "m.tif"
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out, "--timeout", "5")
+    finally:
+        server.close()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"the Overpass API at {server.url} is busy (HTTP {status} " in said, said
+    assert "try again later, or work offline with --osm-file" in said and len(server.queries) == 1, said
+    assert not out.exists()
 
 
 REMARK = 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'

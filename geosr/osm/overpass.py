@@ -29,6 +29,15 @@ DEFAULT_OVERPASS_URL = "https://overpass-api.de/api"
 _EARLIEST_SNAPSHOT = dt.datetime(2012, 9, 12, 6, 55, tzinfo=dt.timezone.utc)
 
 
+# The answers of an Overpass server too busy to run a query (the public one's when overloaded), which osmnx meets
+# by waiting 55 s and asking again, as often as they come: a run that never ended, whatever its timeout
+BUSY_STATUS = {429: "Too Many Requests", 504: "Gateway Timeout"}
+
+
+class _Busy(Exception):
+    """An Overpass server answered with one of BUSY_STATUS (raised by the response hook, ending osmnx's retries)."""
+
+
 def default_cache_folder() -> Path:
     """geosr's cache folder for osmnx responses: $GEOSR_CACHE_DIR/osmnx, else the user cache folder."""
     root = os.environ.get("GEOSR_CACHE_DIR")
@@ -129,6 +138,8 @@ def fetch_overpass(
     remarks: list[str] = []  # errors Overpass reported in answers with status 200, which osmnx only logs
 
     def heard(response: "requests.Response", *args: Any, **kwargs: Any) -> None:
+        if response.status_code in BUSY_STATUS:  # osmnx would wait 55 s and ask again, without end
+            raise _Busy(f"HTTP {response.status_code} {response.reason or BUSY_STATUS[response.status_code]}")
         remark = _remark(response.content)
         if remark is not None:
             remarks.append(remark)
@@ -151,6 +162,9 @@ def fetch_overpass(
             _check_reachable(url, timeout)
         try:
             frame = ox.features_from_polygon(polygon, tags)
+        except _Busy as exc:
+            raise NetworkError(f"the Overpass API at {url} is busy ({exc}); try again later, or work offline with "
+                               "`osm_file`") from exc
         except requests.exceptions.Timeout as exc:
             raise NetworkError(
                 f"the Overpass API at {url} did not answer within {timeout:g} s; try again later, "
