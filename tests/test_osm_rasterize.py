@@ -489,3 +489,12 @@ def test_line_widths_hold_in_a_projection_that_stretches_one_way(tmp_path):
     across_ew = int((cls[:, w // 8] == road).sum())  # a column through the east-west road only: its height
     # 10 m on the ground: 20 units east-west, 10 north-south (plate carree's units are metres on the equator)
     assert abs(across_ns - 20) <= 2 and abs(across_ew - 10) <= 2, (across_ns, across_ew)
+    # a footway narrower than a pixel is drawn a pixel wide whichever way it runs: its minimum was the pixel's mean
+    # ground size (14 m for 20 units, 20 m tall and 10 m wide on the ground), an east-west one 0.7 px tall, broken
+    path = gpd.GeoDataFrame({"highway": ["footway"]}, crs="EPSG:4326",
+                            geometry=[LineString([(lon - 0.03, lat - 0.0005), (lon + 0.03, lat + 0.0005)])])
+    path.to_file(tmp_path / "path.geojson", driver="GeoJSON")
+    rasterize_osm(out, bbox=(lon - 0.02, lat - 0.01, lon + 0.02, lat + 0.01), resolution=20, crs="EPSG:4087",
+                  osm_file=str(tmp_path / "path.geojson"), overwrite=True)
+    drawn = _read(out)[0][0] == DEFAULT_MAP_CLASSES.names.index("minor_road")
+    assert drawn.any(axis=0).all() and ndimage.label(drawn, structure=np.ones((3, 3)))[1] == 1

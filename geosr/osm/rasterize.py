@@ -119,6 +119,25 @@ def _stretches(crs, lon: float, lat: float) -> bool:
         return False
 
 
+def _pixel_ground_size(crs, lon: float, lat: float, res: tuple[float, float]) -> float:
+    """The larger of a pixel's ground sizes (metres) at (lon, lat) in a projected CRS that stretches one way: a line
+    as wide covers a pixel whichever way it runs (the mean of the two scales, plate carree's at 60 N, left an
+    east-west line 0.7 px tall and broken; found in review)."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Proj
+
+    pc = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    try:
+        unit = float(pc.axis_info[0].unit_conversion_factor) or 1.0
+        f = Proj(pc).get_factors(lon, lat)
+        size = max(res[0] * unit / f.parallel_scale, res[1] * unit / f.meridional_scale)
+        if math.isfinite(size) and size > 0:
+            return size
+    except Exception:  # noqa: BLE001 - some CRSs have no factors: the mean scale's size, as for any other
+        pass
+    return max(res) / metres_to_units(crs, lon, lat)
+
+
 def footprint(grid: Grid) -> "BaseGeometry":
     """The grid's outline as a polygon in its CRS (exact for rotated grids too)."""
     from shapely.geometry import Polygon
@@ -238,7 +257,7 @@ def prepare(frame: "gpd.GeoDataFrame", table: MapClassTable, grid: Grid) -> Burn
         px = max(xres * 111_320.0 * math.cos(math.radians(lat)), yres * 111_320.0)
     elif local:
         m2u = 1.0
-        px = max(grid.res) / metres_to_units(grid.crs, lon, lat)  # (the mean factor: a pixel's size, roughly)
+        px = _pixel_ground_size(grid.crs, lon, lat, grid.res)
     else:
         m2u = metres_to_units(grid.crs, lon, lat)
         px = max(grid.res)
