@@ -287,6 +287,26 @@ def test_vector_files_with_tag_columns(tmp_path):
     assert cls[pixel_of(40, 40)] == 1 and cls[pixel_of(150, 150)] == 5 and cls[pixel_of(10, 100)] == 0
 
 
+def test_a_layer_in_a_crs_that_cannot_show_the_area_is_left_out_not_an_error(tmp_path):
+    """A GeoPackage layer in an orthographic CRS centred on the other side of the Earth: the area's box projected
+    into it was infinite, and the whole file was refused ("layer 'far' cannot be read (Failed to prepare SQL SELECT
+    ... maxx >= inf"; found in review). Its features cannot be in the area: the other layers are drawn."""
+    import geopandas as gpd
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    lon, lat = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True).transform(*ORIGIN)
+    here = gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(ORIGIN[0] + 20, ORIGIN[1] + 20, ORIGIN[0] + 60,
+                                                                 ORIGIN[1] + 60)], crs=UTM)
+    here.to_crs("EPSG:3857").to_file(tmp_path / "two.gpkg", layer="here", driver="GPKG")
+    far = gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(-lon + 179.9, -lat, -lon + 180, -lat + 0.1)],
+                           crs="EPSG:4326")
+    far.to_crs(f"+proj=ortho +lat_0={-lat} +lon_0={180 + lon}").to_file(tmp_path / "two.gpkg", layer="far",
+                                                                          driver="GPKG")
+    cls = _run(tmp_path, tmp_path / "two.gpkg")[0][0]
+    assert cls[pixel_of(40, 40)] == 1 and cls[pixel_of(150, 150)] == 0
+
+
 def test_a_geojson_tag_of_several_values_is_read_as_osm_writes_them(tmp_path):
     """Found by review: a GeoJSON property holding a list (some exports write a tag's several values so) was an
     internal error (exit 1); it is read as OSM writes several values ("yes;house")."""

@@ -379,7 +379,11 @@ def read_vector_file(path: Path, polygon: "BaseGeometry", table: MapClassTable) 
             crs = ProjCRS.from_user_input(info["crs"])
             to_file = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
             xs, ys = to_file.transform(*np.asarray(polygon.exterior.coords).T)
-            bbox = (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys)))
+            seen = np.isfinite(xs) & np.isfinite(ys)  # a CRS that cannot show the area (an orthographic view of
+            if not seen.any():  # the other side of the Earth): none of its features is there (found in review)
+                continue
+            # the area's box in the layer's CRS; where the CRS shows only part of it, the whole layer (then cut)
+            bbox = (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))) if seen.all() else None
             gdf = gpd.read_file(path, layer=layer, bbox=bbox, engine="pyogrio")
         except InputError:
             raise
