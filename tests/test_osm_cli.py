@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import make_raster
 from geosr.cli.rasterize_osm import RasterizeOSMCommand, rasterize_osm
+from geosr.errors import OptionError
 from geosr.osm.classes import DEFAULT_MAP_CLASSES
 from test_osm_docs import EXPECTED, pixel_of, scene_doc, scene_grid_raster
 
@@ -638,3 +639,16 @@ def test_quiet_keeps_the_warnings(tmp_path):
     lines = res.output.strip().splitlines()
     assert res.exit_code == 0 and len(lines) == 1 and lines[0].startswith("warning: half.osm: holds OpenStreetMap "
                                                                           "data for"), res.output
+
+
+def test_the_first_day_of_overpass_history_is_refused_in_words_that_say_why():
+    """`--date 2012-09-12` was refused as "Overpass holds history only from 2012-09-12 on" (its first snapshot is
+    at 06:55 UTC, a plain date is midnight; found in review): the sentence contradicted itself and the docs."""
+    from geosr.osm.overpass import parse_snapshot_date
+
+    with pytest.raises(OptionError, match=r"^date 2012-09-12: Overpass holds history only from 2012-09-12 06:55 UTC "
+                                          r"on \(its first snapshot; give a later date\)$"):
+        parse_snapshot_date("2012-09-12")
+    assert parse_snapshot_date("2012-09-12T07:00:00Z") == "2012-09-12T07:00:00Z"
+    assert parse_snapshot_date("2012-09-13") == "2012-09-13T00:00:00Z"
+    assert "from 2012-09-12 06:55 UTC on" in (Path(__file__).parents[1] / "docs" / "cli-rasterize-osm.md").read_text()

@@ -83,7 +83,8 @@ class RasterizeOSMOptions(CommandOptions):
                                    recorded=False)
     overpass_url: str | None = option(None, "--overpass-url", str, "Another Overpass API endpoint (default "
                                       "https://overpass-api.de/api).")
-    date: Any = option(None, "--date", str, "Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 on).")
+    date: Any = option(None, "--date", str, "Online only: the map as it was then (YYYY-MM-DD, from 2012-09-12 "
+                       "06:55 UTC on, its first snapshot).")
     cache_folder: str | None = option(None, "--cache-dir", Path, "Folder for Overpass responses (default "
                                       "$GEOSR_CACHE_DIR/osmnx, else $XDG_CACHE_HOME/geosr/osmnx or "
                                       "~/.cache/geosr/osmnx).",

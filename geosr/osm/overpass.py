@@ -1,6 +1,6 @@
 """OSM features online: the Overpass API through osmnx, with osmnx's response cache in geosr's cache folder.
 
-A timeout; a ``--date`` snapshot (Overpass keeps history from 2012-09-12 on); one sentence
+A timeout; a ``--date`` snapshot (Overpass keeps history from 2012-09-12 06:55 UTC on); one sentence
 (:class:`~geosr.errors.NetworkError`) when Overpass is unreachable. A query whose answers are all in the
 cache needs no network. osmnx is imported inside the functions, so importing this module is cheap.
 """
@@ -65,7 +65,8 @@ def parse_snapshot_date(value: str | dt.date | dt.datetime | None) -> str | None
             when = when.replace(tzinfo=dt.timezone.utc)
     when = when.astimezone(dt.timezone.utc)
     if when < _EARLIEST_SNAPSHOT:
-        raise OptionError(f"date {when:%Y-%m-%d}: Overpass holds history only from 2012-09-12 on", param="date")
+        raise OptionError(f"date {when:%Y-%m-%d}: Overpass holds history only from 2012-09-12 06:55 UTC "
+                          "on (its first snapshot; give a later date)", param="date")
     if when > dt.datetime.now(dt.timezone.utc):
         raise OptionError(f"date {when:%Y-%m-%d}: is in the future", param="date")
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
