@@ -107,6 +107,35 @@ def test_a_zipped_product_of_any_name_or_as_a_vsizip_path_is_read_as_the_product
         assert ds.count == 1 and ds.descriptions == (None,)
 
 
+def test_a_zip_of_two_products_reads_the_one_named_and_refuses_to_guess(tmp_path):
+    """A zip holding an L1C and an L2A product read the first in its listing whatever a /vsizip/ path named (the
+    L2A's folder or metadata file gave the L1C's pixels, exit 0), and a product not in it (found in review)."""
+    l2a, _ = l2a_product(tmp_path / "a")
+    l1c, _ = l1c_product(tmp_path / "b")
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as z:
+        for safe in (l1c, l2a):
+            for file in sorted(safe.rglob("*")):
+                if file.is_file():
+                    z.write(file, file.relative_to(safe.parent))
+    for safe, level in ((l2a, "L2A"), (l1c, "L1C")):
+        with open_raster(str(safe)) as ds:
+            whole = ds.read()
+        for given in (f"/vsizip/{two}/{safe.name}", f"/vsizip/{two}/{safe.name}/MTD_MSI{level}.xml"):
+            res = _run("info", given)
+            assert res.exit_code == 0 and f"Sentinel-2 {level} product" in res.output, (given, res.output)
+            with open_raster(given) as ds:
+                assert np.array_equal(ds.read(), whole), given
+    res = _run("info", two)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"two.zip: holds 2 Sentinel-2 products ({l1c.name}, {l2a.name}); name the one " \
+                                  f"to read: /vsizip/{two}/{l1c.name}" in said, said
+    res = _run("upscale", f"/vsizip/{two}/NO_SUCH.SAFE", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "two.zip: holds no Sentinel-2 product at NO_SUCH.SAFE (it holds " in said, said
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_a_product_missing_an_unselected_band_file_is_read(tmp_path):
     """A product downloaded band by band (no B08): its RGB runs, band numbers kept; selecting B08 is refused."""
     safe, _ = l2a_product(tmp_path)

@@ -48,6 +48,12 @@ def product_zip(path: str) -> str | None:
     return zpath if found else None
 
 
+def zip_member(path: str) -> str | None:
+    """The part of GDAL's ``/vsizip/ZIP/PART`` path inside the zip (a product's folder or metadata file), or None."""
+    m = re.match(r"^/vsizip/+.*?\.zip/+(.+?)/*$", path, re.IGNORECASE)
+    return m.group(1) if m else None
+
+
 def safe_metadata(folder: Path) -> Path | None:
     for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml"):
         if (folder / name).is_file():
@@ -59,10 +65,11 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def sentinel2_product(path: str) -> Composite:
+def sentinel2_product(path: str, member: str | None = None) -> Composite:
     """A Sentinel-2 L1C or L2A product: its 10 m bands, with reflectance = DN * scale + offset as the product
-    metadata say (quantification value; from processing baseline 04.00 the BOA / radiometric add offset)."""
-    root, base, files = _metadata(path)
+    metadata say (quantification value; from processing baseline 04.00 the BOA / radiometric add offset).
+    ``member``: in a zip (``path``) of several products, the one to read (its folder or metadata file)."""
+    root, base, files = _metadata(path, member)
     level = "L2A" if "Level-2A" in _local(root.tag) else "L1C"
     info = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
     q_tag = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
@@ -168,8 +175,9 @@ def _exists(href: str) -> bool:
         return False
 
 
-def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:
-    """The product metadata's XML root, the prefix of its image files' paths, and the local files read."""
+def _metadata(path: str, member: str | None = None) -> tuple[ET.Element, str, list[str]]:
+    """The product metadata's XML root, the prefix of its image files' paths, and the local files read
+    (``member``: :func:`sentinel2_product`'s)."""
     if REMOTE.match(path):
         raise InputError(f"{path}: Sentinel-2 products are read from a local .SAFE folder or .zip; download it "
                          "first, or give the product's STAC item")
@@ -178,11 +186,11 @@ def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:
         try:
             with zipfile.ZipFile(p) as z:
                 names = [n for n in z.namelist() if re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n)]
-                if not names:
-                    raise NotARasterError(f"{path}: is a zip file without a Sentinel-2 product (no MTD_MSIL1C.xml "
-                                          "or MTD_MSIL2A.xml)")
+                names = _the_product(path, names, member)
                 text = z.read(names[0])
         except (zipfile.BadZipFile, OSError) as exc:
+            if isinstance(exc, InputError):
+                raise
             raise NotARasterError(f"{path}: is not a readable zip file ({exc})") from exc
         base = f"/vsizip/{os.path.abspath(p)}/" + (names[0].rsplit("/", 1)[0] + "/" if "/" in names[0] else "")
         mtd_ref, files = base + names[0].rsplit("/", 1)[-1], [str(p)]
@@ -195,6 +203,24 @@ def _metadata(path: str) -> tuple[ET.Element, str, list[str]]:
         return ET.fromstring(text), base, files
     except ET.ParseError as exc:
         raise NotARasterError(f"{path}: its product metadata {mtd_ref} is not valid XML ({exc})") from exc
+
+
+def _the_product(path: str, names: list[str], member: str | None) -> list[str]:
+    """Of the metadata files ``names`` in the zip ``path``, the one to read: the product ``member`` names, or the
+    zip's only one (the first in its listing was read, whatever a /vsizip/ path named; found in review)."""
+    if not names:
+        raise NotARasterError(f"{path}: is a zip file without a Sentinel-2 product (no MTD_MSIL1C.xml or "
+                              "MTD_MSIL2A.xml)")
+    products = [n.rsplit("/", 1)[0] if "/" in n else n for n in names]
+    if member is not None:
+        names = [n for n, d in zip(names, products) if member in (n, d)]
+        if not names:
+            raise InputNotFoundError(f"{path}: holds no Sentinel-2 product at {member} (it holds "
+                                     f"{', '.join(products)})")
+    if len(names) > 1:
+        raise NotARasterError(f"{path}: holds {len(names)} Sentinel-2 products ({', '.join(products)}); name the "
+                              f"one to read: /vsizip/{path}/{products[0]}")
+    return names
 
 
 def _offsets(path: str, root: ET.Element, tag: str) -> dict[str, float]:

@@ -26,7 +26,7 @@ from geosr.io.paths import (
     without_query,
 )
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
-from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product
+from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product, zip_member
 from geosr.io.stac_items import stac_item
 from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
 
@@ -98,7 +98,7 @@ def composite(path: str) -> Composite | None:
     p = without_query(path)
     comp: Composite | None
     if zipped is not None:
-        comp = sentinel2_product(zipped)
+        comp = sentinel2_product(zipped, zip_member(path))
     elif is_file_list(path):
         comp = _band_list(path)
     elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(path) or _safe_url(p)):
