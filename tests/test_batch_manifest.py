@@ -77,6 +77,23 @@ def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
     assert glob_jobs[0].where == "the command line s0.tif"
 
 
+def test_a_glob_matches_sentinel2_product_folders_not_other_folders(tmp_path, monkeypatch):
+    """`geosr batch 'in/*.SAFE'` said "matches no file" where upscale reads each folder as its product, and `in/*`
+    ran only the files among them (found in review). Product folders are jobs; other folders are not scenes."""
+    from s2_products import l1c_product, l2a_product
+
+    l2a, _ = l2a_product(tmp_path / "in")
+    l1c, _ = l1c_product(tmp_path / "in")
+    (tmp_path / "in" / "notes").mkdir()
+    make_raster(tmp_path / "in" / "s0.tif", (smooth_field(3, 24, 20) * 255).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)
+    jobs = read_manifest("in/*.SAFE", defaults={"out": "out/{stem}.tif"}).jobs
+    expected = [(str(tmp_path / "in" / s.name), str(tmp_path / "out" / f"{s.stem}.tif")) for s in sorted((l1c, l2a))]
+    assert [(j.lr, j.out) for j in jobs] == expected
+    assert [Path(j.lr).name for j in read_manifest("in/*", defaults={"out": "out/{stem}.tif"}).jobs] == \
+        sorted([l1c.name, l2a.name, "s0.tif"])
+
+
 def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):
     """{stem}/{name}/{dir} of a URL with a query, a Sentinel-2 product's metadata file or zip, a list of band files
     and a /vsicurl?url= path."""

@@ -366,10 +366,14 @@ def _add_csv(manifest: Manifest, raw: str, name: str, root: Path, caller: dict) 
 
 
 def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults: dict, caller: dict) -> int:
-    """Add a row per file ``pattern`` matches; returns how many it matched."""
+    """Add a row per file or Sentinel-2 product folder (``X.SAFE``, as upscale reads it) ``pattern`` matches;
+    returns how many it matched. (Other folders are not scenes: ``in/*`` also matches folders of anything.)"""
+    from geosr.io.sentinel2 import safe_metadata
+
     full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
-    matches = sorted(p for p in globlib.glob(os.path.expanduser(full), recursive=True)
-                     if os.path.isfile(p) and not _in_work_folder(p) and not _made_by_batch(Path(p)))
+    matches = sorted(p.rstrip(os.sep) for p in globlib.glob(os.path.expanduser(full), recursive=True)
+                     if (os.path.isfile(p) or os.path.isdir(p) and safe_metadata(Path(p)) is not None)
+                     and not _in_work_folder(p) and not _made_by_batch(Path(p)))
     if not matches:
         manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
     for p in matches:
