@@ -277,6 +277,12 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
             "it is left out of the stack (stacked: 1=" in said, said
     res = _run("upscale", item, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and "has no band 'swir16'" in " ".join(res.output.split())
+    # a product's 20 m band (listed by its metadata) was "has no band 'B05'" (found in review); B11 is not listed
+    safe, _ = l2a_product(tmp_path / "p")
+    res = _run("upscale", safe, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "its band 'B05' is on a coarser or other grid" in " ".join(res.output.split())
+    res = _run("upscale", safe, "--bands", "B11", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "has no band 'B11'" in " ".join(res.output.split())
     assert not (tmp_path / "o.tif").exists()
 
 

@@ -100,6 +100,10 @@ def sentinel2_product(path: str, member: str | None = None) -> Composite:
     meta["GEOSR_SOURCE"] = note
     comp = stack(path, f"Sentinel-2 {level} product", members,
                  files + [h for b, h in hrefs.items() if b not in missing], note, meta)
+    # its 20 m and 60 m bands, not read: `--bands B05` is told so, not that the product has no B05 (found in review)
+    listed = {m.group(1) for e in root.iter() if _local(e.tag) == "IMAGE_FILE"
+              if (m := re.search(r"_(B\d\d|B8A)(_\d\dm)?$", (e.text or "").strip().removesuffix(".jp2")))}
+    comp = replace(comp, left_out=tuple(b for b in S2_BAND_IDS if b in listed and b not in S2_10M))
     found: tuple[str, Callable[[str], SensorMask], str] | None
     if level == "L2A":
         scl = _scl(root, base)
