@@ -343,6 +343,30 @@ def test_a_mask_finer_than_the_output_keeps_every_change(scene, tmp_path, raster
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("kind", ["nodata", "internal mask"])
+def test_a_finer_mask_s_pixels_without_data_make_their_output_pixel_unknown(scene, tmp_path, raster_factory, kind):
+    """An output pixel over mask pixels of which some have no data read as its pixels with data say (GDAL's warps
+    skip no data): 1 unchanged pixel among 15 without data pasted the reference there, where 15 pixels of the class
+    255 made it changed (found in review). Now unknown (changed) either way. And a mask whose no data is an internal
+    mask, not a nodata value, was refused: "holds values 9 that the 'binary' change class table does not declare"."""
+    cd = np.zeros((1, 128, 256), np.uint8)  # 5 m: 2 x 2 mask pixels per 10 m output pixel
+    cd[0, ::8, ::8] = 9  # one mask pixel of four without data, under every fourth output pixel
+    transform = Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0)
+    if kind == "nodata":
+        mask = raster_factory("cd_fine.tif", cd, transform=transform, nodata=9)
+    else:
+        mask = raster_factory("cd_fine.tif", cd, transform=transform)
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(mask, "r+") as ds:
+            ds.write_mask(np.where(cd[0] == 9, 0, 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=out)
+    with rasterio.open(tmp_path / "out.provenance.tif") as ds:
+        got = ds.read(1)[:64, :112]  # where there is a reference and LR data
+    expected = np.ones_like(got)
+    expected[::4, ::4] = 2
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_a_finer_mask_whose_table_puts_unchanged_above_changed_is_read_by_mode_with_a_word(scene, tmp_path,
                                                                                           raster_factory):
     """The largest value under an output pixel says whether one changed only where changed values are the larger:

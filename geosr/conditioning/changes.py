@@ -163,7 +163,9 @@ def check_mask_values(ds: rasterio.DatasetReader, table: ChangeClassTable, windo
                     block = block.intersection(window)
                 except Exception:  # rasterio raises WindowError when they do not intersect
                     continue
-            values = np.unique(ds.read(1, window=block))
+            # the values where the mask has data: a nodata value's pixels left out, and an internal or external
+            # mask's (refused as undeclared values, with "choose another table" for advice; found in review)
+            values = np.unique(ds.read(1, window=block, masked=True).compressed())
             seen.update(int(v) for v in values if np.isfinite(v) and (nodata is None or v != nodata))
             if len(seen) > 4096:
                 break

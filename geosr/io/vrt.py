@@ -205,6 +205,23 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
     return ET.tostring(root, encoding="unicode")
 
 
+def mask_vrt(ds: rasterio.DatasetReader, band: int = 1) -> str:
+    """A VRT on ``ds``'s grid whose one band is the validity mask of ``ds``'s band ``band`` as GDAL reads it (255
+    data, 0 none: its nodata value, an internal or external mask, an alpha band). A coarser grid warped from it by
+    the smallest value is 0 wherever any pixel under it has no data, which a warp of the values cannot tell (GDAL's
+    resamplings skip the pixels without data)."""
+    root = ET.Element("VRTDataset", rasterXSize=str(ds.width), rasterYSize=str(ds.height))
+    if ds.crs is not None:
+        ET.SubElement(root, "SRS").text = ds.crs.to_wkt()
+    a, b, c, d, e, f = tuple(ds.transform)[:6]
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in (c, a, b, f, d, e))
+    out = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band="1")
+    src = ET.SubElement(out, "SimpleSource")
+    ET.SubElement(src, "SourceFilename", relativeToVRT="0").text = ds.name
+    ET.SubElement(src, "SourceBand").text = f"mask,{band}"  # (GDAL's VRT names a band's mask so)
+    return ET.tostring(root, encoding="unicode")
+
+
 GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64"}
 
