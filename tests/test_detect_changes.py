@@ -673,3 +673,34 @@ def test_lr_pixels_missing_one_band_are_unknown_not_changed(scene, raster_factor
     assert (a[2:12, 30:46] == UNKNOWN).all()
     assert (a[scene["block_lr"]] == 1).mean() > 0.9  # the real change is still found
     assert r.unknown_share == pytest.approx(10 * 16 / 48**2)
+
+
+def test_replacing_an_upscale_output_removes_its_sidecars_or_is_refused(scene, tmp_path):
+    """`detect-changes -o st.tif --overwrite` (and `rasterize-osm`) over an upscale's output left its STAC item and
+    provenance raster describing an x4 super-resolution that was gone (found in review). Without `overwrite` such a
+    sidecar is refused; with it, it is removed once the new output is in place."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geosr import rasterize_osm
+
+    with rasterio.open(scene["lr"]) as ds:
+        osm = tmp_path / "osm.geojson"
+        gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(*ds.bounds)], crs=ds.crs).to_file(osm)
+    for how in ("detect-changes", "rasterize-osm"):
+        out = tmp_path / f"{how}.tif"
+        upscale(scene["lr"], ref=scene["ref"], scale=4, model="reference-paste", output=out)
+        item, provenance = tmp_path / f"{how}.stac.json", tmp_path / f"{how}.provenance.tif"
+        assert item.is_file() and provenance.is_file()
+        out.unlink()  # an output deleted by hand, its sidecars left: refused too
+        def write(overwrite: bool, how: str = how, out=out) -> None:
+            if how == "detect-changes":
+                detect_changes(scene["lr"], ref=scene["ref"], output=out, overwrite=overwrite)
+            else:
+                rasterize_osm(out, like=scene["lr"], osm_file=str(osm), overwrite=overwrite)
+
+        with pytest.raises(OutputExistsError, match=f"{how}.stac.json: describes an earlier output at {how}.tif"):
+            write(False)
+        assert not out.exists() and item.is_file()
+        write(True)
+        assert out.is_file() and not item.exists() and not provenance.exists(), how

@@ -17,7 +17,15 @@ from typing import Any, Callable, Iterable, Iterator
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import GeoSRError, OutputExistsError, OutputLocationError, OutputWriteError
-from geosr.io.paths import PROVENANCE_SUFFIX, gdal_sidecars, is_remote, local_form, pam_path, unwritable
+from geosr.io.paths import (
+    PROVENANCE_SUFFIX,
+    gdal_sidecars,
+    is_remote,
+    local_form,
+    pam_path,
+    sidecar_paths,
+    unwritable,
+)
 
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
@@ -142,6 +150,44 @@ def check_output_path(
 
 # the names of an output whose sidecars are another's of the same stem (x.tif, x.TIF, x.tiff: x.provenance.tif)
 _SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff", ".cog", ".COG", "")
+
+
+def earlier_sidecars(out: Path, *, overwrite: bool) -> list[Path]:
+    """geosr's sidecars beside ``out`` that describe an earlier output at its name (an upscale's STAC item naming
+    it as its data, the provenance raster of its stem that no other output shares), which a map or change mask
+    written there would leave describing a raster that is gone (found in review). Refused (OutputExistsError)
+    unless ``overwrite``; then the caller removes them (:func:`remove_sidecars`) once its output is in place."""
+    import json
+    from urllib.parse import unquote
+
+    import rasterio
+
+    sides = sidecar_paths(out)
+    item, provenance = sides["STAC item"], sides["provenance raster"]
+    try:
+        href = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote
+        href = None
+    found = [item] if isinstance(href, str) and unquote(href) == out.name else []
+    if provenance.is_file() and sidecars_shared(out, item) is None:
+        try:
+            with rasterio.open(provenance) as ds:
+                if "GEOSR_PROVENANCE_CLASSES" in ds.tags():
+                    found.append(provenance)
+        except RasterioIOError:  # not a raster: not geosr's
+            pass
+    if found and not overwrite:
+        raise OutputExistsError(f"{found[0]}: describes an earlier output at {out.name}, which this one would leave "
+                                "describing a raster that is gone (use `overwrite` to replace the output and remove "
+                                "it)")
+    return found
+
+
+def remove_sidecars(paths: Iterable[Path]) -> None:
+    """Remove ``paths`` (:func:`earlier_sidecars`) and GDAL's files beside each."""
+    for path in paths:
+        for side in (path, *gdal_sidecars(path).values()):
+            side.unlink(missing_ok=True)
 
 
 def sidecars_shared(out: Path, item: Path) -> Path | None:

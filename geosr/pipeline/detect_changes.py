@@ -41,7 +41,7 @@ from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
 from geosr.errors import NoOverlapError, OptionError, OutputExistsError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, remove_partials, writing
+from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
 from geosr.io.paths import gdal_sidecars, recorded_options, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
@@ -152,6 +152,7 @@ def detect_changes(
     output = coerce("output", output, Path)
     inputs: list[tuple[str, str | None]] = [("LR", lr), ("reference", ref)]
     final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=inputs + member_inputs(inputs))
+    stale = earlier_sidecars(final, overwrite=opts.overwrite)
     info = inspect_raster(lr)
     grid = info.grid
     area = Window(0, 0, grid.width, grid.height)
@@ -183,6 +184,7 @@ def detect_changes(
                         write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=still_free)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
+        remove_sidecars(stale)
         warnings = scene.reference_warnings(coarser_only=True) + scene.mask_warnings
     result = found.result(final, time.perf_counter() - t0, meta.tags)
     return replace(result, warnings=result.warnings + warnings)

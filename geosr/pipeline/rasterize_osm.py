@@ -22,7 +22,7 @@ from geosr._version import __version__
 from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, remove_partials, writing
+from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
 from geosr.io.paths import recorded_options
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
@@ -123,6 +123,7 @@ def rasterize_osm(
     snapshot = parse_snapshot_date(opts.date)
     final = check_raster_output_path(output, overwrite=opts.overwrite,
                                      inputs=_inputs(spec, opts.osm_file, opts.classes))
+    stale = earlier_sidecars(final, overwrite=opts.overwrite)
     if opts.osm_file is not None:
         check_osm_file(opts.osm_file)
     table = resolve_map_classes(opts.classes)
@@ -155,6 +156,7 @@ def rasterize_osm(
     # 3. burn and write
     tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json())}
     counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report)
+    remove_sidecars(stale)
     return RasterizeOSMResult(
         path=final,
         grid=target,
