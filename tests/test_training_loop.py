@@ -1142,3 +1142,32 @@ def test_a_null_in_a_config_file_is_refused_for_a_setting_with_a_default(tmp_pat
     with pytest.raises(OptionError, match=r"^bad training config: ema in c.json is null; give it a value, or leave "
                                           r"it out for its default \(0.999\)$"):
         load_config(cfg)
+
+
+def test_a_kill_between_the_saves_leaves_no_model_behind_its_state_nor_a_file_that_blocks_the_folder(
+        tmp_path, images, monkeypatch):
+    """The state was saved before the model: a kill between the two at the last step left the model of the step
+    before, and `--resume` said "nothing to do" (found in review). And a kill -9 while safetensors wrote left its
+    hidden `.tmpXXXXXX` in the folder: every later run was refused ("holds .tmpR3x3YJ, which geosr train does not
+    write"). The model is saved first now, and the next run removes such a file."""
+    import geosr.training.loop as loop
+
+    runner = CliRunner()
+    cfg = _config(tmp_path, images)
+    run = tmp_path / "run"
+    saved = loop.save_state
+
+    def state_after_model(out, step, *args, **kw):  # the model on disk already is this step's
+        assert read_spec(out / "model.safetensors")["training"]["steps"] == step
+        return saved(out, step, *args, **kw)
+
+    monkeypatch.setattr(loop, "save_state", state_after_model)
+    common = ["--checkpoint-every", "2", "--val-every", "0", "--out-dir", str(run)]
+    res = runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common])
+    assert res.exit_code == 0, res.output
+    (run / ".tmpR3x3YJ").write_bytes(b"\0" * 1000)  # what a kill -9 in safetensors' save_file leaves
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", *common[:-2], "--out-dir", str(run)])
+    assert res.exit_code == 0 and not (run / ".tmpR3x3YJ").exists(), res.output
+    (run / ".tmpAbC123").write_bytes(b"\0")
+    res = runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common, "--overwrite"])
+    assert res.exit_code == 0 and not (run / ".tmpAbC123").exists(), res.output

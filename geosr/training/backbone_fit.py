@@ -351,8 +351,9 @@ def fit_backbone(
 
     def save(at: int, best_so_far: dict) -> None:
         saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity
-        save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict(), **(state_extra or {})})
+        # the model first (geosr.training.loop: a kill between the two leaves no model behind its state)
         save_backbone(ema.module, out / "model.safetensors", name=name, sidecar=True, **kept, training=training(at))
+        save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict(), **(state_extra or {})})
 
     try:
         step, best = _loop(net, ema, opt, cfg, device, bf16, train_images, val_images, scales, weights, val_scale,

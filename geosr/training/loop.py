@@ -511,8 +511,10 @@ class _Run:
             extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg,
                      "data_fingerprint": self.data_fingerprint,
                      "seconds": round(self.seconds() + float((self.record or {}).get("seconds") or 0.0), 1)}
-            save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=states)
+            # the model before the state: a kill between the two then leaves a state behind the model, which
+            # --resume brings up to it, not a model behind a state at the last step ("nothing to do"; found in review)
             self.save(self.out / MODEL)
+            save_state(self.out, step, self.model, self.ema, self.opt, extra, tensors=states)
         return timed_out
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ class OutputFolder:
             raise OutputLocationError(f"{self.path}: is a file; the output of {self.command} is a folder")
         entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
         return [e for e in entries if not (STAGE.fullmatch(e.name) and e.is_dir() and not e.is_symlink())
+                and not (SAFETENSORS_TMP.fullmatch(e.name) and e.is_file() and not e.is_symlink())
                 and not (e.name == LOCK and e.is_file() and not e.is_symlink())
                 and not (e.name == REPLACED and e.is_dir() and not e.is_symlink())]
 
@@ -109,6 +110,9 @@ class OutputFolder:
         had_lock = (self.path / LOCK).exists()
         aside = self.path / REPLACED
         with JobLock(self.path / LOCK, output=self.path):
+            for e in self.path.iterdir():  # a killed save's (no run writes now: this one holds the lock)
+                if SAFETENSORS_TMP.fullmatch(e.name) and e.is_file() and not e.is_symlink():
+                    e.unlink()
             if aside.is_dir():  # set aside by a run that was killed: whether it saved decides, as below
                 self._settle(aside, keep_new=saved())
             left = self._entries()
@@ -177,6 +181,9 @@ LOCK = ".geosr-lock"
 REPLACED = ".geosr-replaced"
 # The name of a stage folder of :meth:`OutputFolder.staged` (the process id, a random part)
 STAGE = re.compile(r"\.geosr-stage\.(\d+)\.[0-9a-f]{8}\.partial")
+# the hidden file safetensors writes a tensor file through (then renamed onto its name): a run killed while it saved
+# left one of the model's size, which the next run took for a file not its own and refused (found in review)
+SAFETENSORS_TMP = re.compile(r"\.tmp[0-9A-Za-z]{6}")
 
 
 def _alive(pid: int) -> bool:
