@@ -574,3 +574,26 @@ def test_four_band_images_without_a_band_list_are_refused_saying_why(tmp_path):
                                          r"bands, but the model has bands = 4; list the 4 bands to read in a data "
                                          r"manifest's set \(its bands, docs/training.md\), or set bands = 3$"):
         load_sources(cfg)
+
+
+def test_a_reference_without_a_mask_is_unknown_change_not_unchanged_everywhere(tmp_path):
+    """A Ref-Diff case whose CD_mask/ file is missing was taught "unchanged" everywhere: a model learned to copy its
+    reference where it had changed (found in review). It is unknown now (the table's first changed class), as
+    upscale reads a mask's no data; a case without a reference keeps nothing to say of change."""
+    rng = np.random.default_rng(0)
+    for sub in ("HR_512", "Ref", "CD_mask"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        hr = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+        ref = hr.copy()
+        ref[:32, :32] = 255 - ref[:32, :32]  # a changed quarter
+        Image.fromarray(hr).save(tmp_path / "HR_512" / f"{i}.png")
+        Image.fromarray(ref).save(tmp_path / "Ref" / f"{i}.png")
+        if i == 0:  # case 1 has no mask
+            mask = np.zeros((64, 64), np.uint8)
+            mask[:32, :32] = 1
+            Image.fromarray(mask).save(tmp_path / "CD_mask" / "0.png")
+    maker = TrainingSampleMaker(crop=64, scales=(4,), p_no_ref=0.0)
+    given, missing = (maker.make(p, np.random.default_rng(1)) for p in refdiff_folder(tmp_path))
+    assert given.changed.float().mean().item() == pytest.approx(0.25)
+    assert missing.changed.all() and (missing.change == 1).all()  # binary: 1, the first changed class

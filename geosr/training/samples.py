@@ -95,7 +95,13 @@ class TrainingSampleMaker:
             ref, mask = synthetic_reference(target, rng, self.foreign, self.synthetic, scale=s)
             cid = int(self.changed_ids[int(rng.integers(len(self.changed_ids)))])
             change, changed = torch.where(mask, torch.tensor(cid), torch.tensor(0)), mask
-        elif change is None:
+        elif change is None and ref is not None:
+            # a reference without a mask (a Ref-Diff case whose CD_mask/ file is missing, a stack without `mask`):
+            # nothing known of change, so unknown, as upscale reads a mask's no data (taught "unchanged" everywhere,
+            # a model learned to copy a reference that had changed; found in review)
+            change = torch.full((P, P), pair.table.unknown_index, dtype=torch.int64)
+            changed = torch.ones(P, P, dtype=torch.bool)
+        elif change is None:  # no reference: nothing for the change to say
             change, changed = torch.zeros(P, P, dtype=torch.int64), torch.zeros(P, P, dtype=torch.bool)
         else:
             table_changed = torch.tensor([c.changed for c in pair.table.classes], dtype=torch.bool)
