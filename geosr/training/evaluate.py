@@ -276,15 +276,25 @@ def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
         Image.fromarray(_to8(row).transpose(1, 2, 0)).save(tmp, format="PNG")
 
 
-def _size_notes(cases: list[Case]) -> list[str]:
-    """Why a metric is left out (empty in the tables) for images too small for it."""
+def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[int] = ()) -> list[str]:
+    """Why a metric is left out (empty in the tables) for images too small for it or with pixels without data, and
+    an image left out of a scale too small for it (its mean then covered fewer images, unsaid; found in review)."""
     from geosr.training.perceptual import MIN_SIDE
 
     notes = []
+    for s in scales:
+        small = [p.name for p in pairs if min(p.shape) // s < 2]
+        if small:
+            notes.append(f"x{s} needs images of at least {2 * s} px a side; left out of its means: {', '.join(small)}")
     for metric, side in (("MS-SSIM", MS_SSIM_MIN_SIDE), ("ST-LPIPS", MIN_SIDE)):
         small = sorted({f"{c.name} x{c.scale}" for c in cases if min(c.hr.shape[-2:]) < side})
         if small:
             notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")
+    gaps = sorted({f"{c.name} x{c.scale}" for c in cases if c.scored is not None
+                   and min(c.hr.shape[-2:]) >= MS_SSIM_MIN_SIDE})
+    if gaps:
+        notes.append(f"MS-SSIM is measured on whole images only; left out for those with pixels without data: "
+                     f"{', '.join(gaps)}")
     return notes
 
 
@@ -394,8 +404,11 @@ def evaluate(
                         reference_detail=opts.reference_detail, device=device)
     _refuse_band_mismatch(resolved, cases, data)
     _refuse_scale_mismatch(resolved, cases)
-    notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases)
+    notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
              + _unused_settings(resolved, opts))
+    bare = sorted({c.name for c in cases if c.ref is None})
+    if bare and any(n == "reference-paste" for n, _ in resolved):  # its rows mixed bicubic in, unsaid (review)
+        notes.append(f"no reference: reference-paste is bicubic on {', '.join(bare)}")
     unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
         given = " (scored overall only; their models got the detected mask, as --cd auto)" if \
@@ -409,7 +422,7 @@ def evaluate(
         (log or (lambda s: None))(n)
     with folder.staged(overwrite=opts.overwrite) as stage:  # an earlier evaluation stays until this one is whole
         per_case = _run_cases(cases, resolved, stage, seed=opts.seed, steps=steps, panels=opts.panels,
-                              device=device, progress=progress, cd=opts.cd)
+                              device=device, progress=progress, cd=opts.cd, asked=len(models))
         names = [n for n, _ in resolved]
         known = len(notes)
         summary = _summary(per_case, sorted({c.scale for c in cases}), names, notes)
@@ -496,8 +509,9 @@ def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tupl
 
 def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResolver]], out: Path, *, seed: int,
                steps: int | None, panels: bool, device: str, progress: Callable[[int, int], None] | None,
-               cd: str = "given") -> list[dict]:
-    """Every model on every case: per case its metrics and seconds per model (and the panels)."""
+               cd: str = "given", asked: int = 0) -> list[dict]:
+    """Every model on every case: per case its metrics and seconds per model (and the panels: of the ``asked``
+    first, the models asked for, a baseline among them too; of the baselines when no other model runs)."""
     per_case = []
     total, done = len(cases) * len(resolved), 0
     named = Counter((c.scale, c.name) for c in cases)  # a name two sets share: its panels go by group and name
@@ -515,7 +529,8 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
                 written = model if isinstance(model, str) else getattr(model, "name", "model")  # run_case's file
                 entry["models"][name] = {"metrics": case_metrics(case, sr), "seconds": seconds,
                                          "reference_in_changed": reference_in_changed(case, folder, written)}
-                if panels and (name not in BASELINES or len(resolved) == len(BASELINES)):
+                if panels and (name not in BASELINES or len(resolved) == len(BASELINES)
+                               or any(n == name for n, _ in resolved[:asked])):
                     image = case.name if named[case.scale, case.name] == 1 else \
                         "_".join(dict.fromkeys([*case.group.split("/"), case.name]))
                     panel(case, sr, out / f"panel_x{case.scale}_{image}_{name.replace('/', '_')}.png")
