@@ -264,8 +264,8 @@ def test_sites_of_mismatched_sizes_and_missing_bands_are_one_sentence(tmp_path):
     assert site_pairs(tmp_path, ["S"])[0].shape == (64, 64)
     with pytest.raises(InputError, match="S_2000.tif: has 3 bands, so no band 7"):
         site_pairs(tmp_path, ["S"], bands=[7, 2, 1])
-    with pytest.raises(InputError, match="S_2000.tif: has 3 bands, so no band 5"):
-        geotiff_stack(hr=tmp_path / "S_2000.tif", scale=4, bands=[5, 2, 1])
+    with pytest.raises(InputError, match="S_2000.tif: has 3 bands, so no band 5 \\(its data source's \"bands\"\\)$"):
+        geotiff_stack(hr=tmp_path / "S_2000.tif", scale=4, bands=[5, 2, 1])  # (was `bands`: "--bands" in the CLI)
 
 
 def test_synthetic_pairs_and_batches():
@@ -520,7 +520,12 @@ def test_images_of_a_pair_whose_band_names_pick_other_bands_are_refused(tmp_path
             if names:
                 ds.descriptions = names
     with pytest.raises(InputError, match=r"p.tif: its bands' names make bands 1,2,3 its red, green and blue, but "
-                                         r".*A/p.tif's make them 3,2,1"):
+                                         r".*A/p.tif's make them 3,2,1; name the bands of a pair's images alike$"):
+        change_pair_folder(root, require_label=False)  # (it advised a data source's `bands`, which A/ B/ has not)
+    # images of other band counts: said so, not that their names pick other bands (found in review)
+    with rasterio.open(root / "B" / "p.tif", "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8") as ds:
+        ds.write(data[:1])
+    with pytest.raises(InputError, match=r"has 3 bands but .*B/p.tif has 1"):
         change_pair_folder(root, require_label=False)
 
 

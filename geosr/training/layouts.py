@@ -241,7 +241,7 @@ def site_pairs(
             found = f"{len(tifs)} ({', '.join(t.name for t in tifs)})" if tifs else "none"
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "
                              "reference date, then the target date, in name order)")
-        check_same_band_choice(tifs, bands)
+        check_same_band_choice(tifs, bands, takes_bands=True)
         (ref, _, ref_valid), (target, _, valid) = read_target(tifs[0], bands=bands), read_target(tifs[1], bands=bands)
         _same_place(tifs[0], tifs[1:])
         ch = read_mask(root / f"{site}_change_mask.png") > 127
@@ -287,7 +287,8 @@ def geotiff_stack(
     for p in (hr, lr, ref, mask, map):
         if p is not None and not Path(p).exists():
             raise InputNotFoundError(f"{p}: no such raster")
-    check_same_band_choice([Path(p) for p in (hr, lr, ref) if p is not None], bands)  # (one named, one not)
+    check_same_band_choice([Path(p) for p in (hr, lr, ref) if p is not None], bands,  # (one named, one not)
+                           takes_bands=True)
     if lr is not None:
         grid, _ = hr_grid(inspect_raster(str(lr)).grid, scale)
     else:

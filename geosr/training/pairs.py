@@ -231,22 +231,29 @@ def named_rgb(path: Path) -> tuple[int, ...]:
     return tuple(default_bands(inspect_raster(path, require_crs=False)))[:3]
 
 
-def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | None = None) -> None:
+def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | None = None, *,
+                           takes_bands: bool = False) -> None:
     """Refuse images of one pair whose red, green and blue :func:`read_image` would take from other bands (one
-    GeoTIFF naming its bands B02,B03,B04, another naming none): their channels were compared crossed."""
+    GeoTIFF naming its bands B02,B03,B04, another naming none): their channels were compared crossed.
+    ``takes_bands``: the data source takes a "bands" key, which the advice then names (a folder layout has none)."""
+    from geosr.io.rasters import inspect_raster
+
     if bands:
         return
-    chosen = {}
+    chosen, counts = {}, set()
     for path in paths:
         if path is not None and path.suffix.lower() in (".tif", ".tiff"):
             with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
+                counts.add(inspect_raster(path, require_crs=False).count)
                 chosen[path] = named_rgb(path)
+    if len(counts) > 1:  # images of other band counts: refused as such by the layout (this named their choices)
+        return
     if len(set(chosen.values())) > 1:
         (a, ba), *rest = chosen.items()
         b, bb = next((p, c) for p, c in rest if c != ba)
         raise InputError(f"{b}: its bands' names make bands {','.join(map(str, bb))} its red, green and blue, but "
-                         f"{a}'s make them {','.join(map(str, ba))}; name the bands of a pair's images alike (or give "
-                         "the data source's `bands`)")
+                         f"{a}'s make them {','.join(map(str, ba))}; name the bands of a pair's images alike"
+                         + (' (or give its data source\'s "bands")' if takes_bands else ""))
 
 
 def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
@@ -254,7 +261,7 @@ def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
     missing = [b for b in bands if not 1 <= b <= count]
     if missing:
         raise InputError(f"{path}: has {count} band{'s' if count != 1 else ''}, so no band "
-                         f"{', '.join(map(str, missing))} (the data source's `bands`)")
+                         f"{', '.join(map(str, missing))} (its data source's \"bands\")")
 
 
 def read_mask(path: str | Path) -> np.ndarray:
