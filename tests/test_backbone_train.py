@@ -122,6 +122,13 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "was started on other data: its sources held 4 images then and 5 now" in said, said
     assert (out / "state.safetensors").read_bytes() == before
+    # and its validation data (the best weights are chosen by their scores there; found in review)
+    (root / "field" / "field9.jpg").unlink()
+    _image(val / "v.png", 8)
+    res = _run([*common, "--train-steps", "8", "--resume"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started with other validation data (--val-data)" in said, said
+    assert (out / "state.safetensors").read_bytes() == before
 
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):

@@ -1171,3 +1171,26 @@ def test_a_kill_between_the_saves_leaves_no_model_behind_its_state_nor_a_file_th
     (run / ".tmpAbC123").write_bytes(b"\0")
     res = runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common, "--overwrite"])
     assert res.exit_code == 0 and not (run / ".tmpAbC123").exists(), res.output
+
+
+def test_a_run_resumed_with_other_validation_data_is_refused(tmp_path, images):
+    """The validation images were not in the data's fingerprint: one edited (or a pair added) between a run and its
+    --resume was accepted, and best.safetensors chosen by comparing scores on two sets (found in review)."""
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(val / f"v{i}.png")
+    runner = CliRunner()
+    run = tmp_path / "run"
+    common = ["--val-data", str(val), "--val-every", "2", "--checkpoint-every", "2", "--out-dir", str(run)]
+    res = runner.invoke(_app(), ["train", _config(tmp_path, images), "--train-steps", "2", *common])
+    assert res.exit_code == 0, res.output
+    kept = (val / "v1.png").read_bytes()
+    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(val / "v1.png")
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started with other validation data (--val-data)" in said, said
+    (val / "v1.png").write_bytes(kept)
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    assert res.exit_code == 0, res.output

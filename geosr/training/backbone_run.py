@@ -86,8 +86,17 @@ def train_backbone(
     # trainer's); a run saved before this record is not checked
     hashes = sorted(f"{shape}{h}" for shape, h in map(image_fingerprint, train))
     data = {"images": len(train), "sha1": hashlib.sha1("".join(hashes).encode()).hexdigest()}
+    if val:  # and those validated on: the best weights are chosen by comparing their scores (found in review)
+        seen = sorted(f"{shape}{h}" for shape, h in map(image_fingerprint, val))
+        data["validation"] = {"images": len(val), "sha1": hashlib.sha1("".join(seen).encode()).hexdigest()}
     then = (state_record(out) or {}).get("data_fingerprint") if resume else None
-    if isinstance(then, dict) and then != data:
+    if isinstance(then, dict) and isinstance(then.get("validation"), dict) and \
+            then["validation"] != data.get("validation"):
+        raise OptionError(f"resume: the run in {out} was started with other validation data (`val_data`): its best "
+                          "weights were chosen by their scores there; restore them, or start another run",
+                          param="resume")
+    if isinstance(then, dict) and {k: v for k, v in then.items() if k != "validation"} != \
+            {k: v for k, v in data.items() if k != "validation"}:
         how = f"its sources held {then.get('images')} images then and {len(train)} now" if \
             then.get("images") != len(train) else f"its {len(train)} images changed since"
         raise OptionError(f"resume: the run in {out} was started on other data: {how}; restore them, or start another "

@@ -292,7 +292,8 @@ class _Run:
         groups, foreign, self.described = load_sources(cfg, warnings=self.warnings)
         self.data_fingerprint = data_fingerprint(groups)
         then = (record or {}).get("data_fingerprint")
-        if resume and isinstance(then, dict) and then != self.data_fingerprint:  # (the paths alone were compared)
+        if resume and isinstance(then, dict) and {k: v for k, v in then.items() if k != "validation"} != \
+                self.data_fingerprint:  # (the paths alone were compared)
             now = self.data_fingerprint["pairs"]
             how = f"its sources held {then.get('pairs')} pairs then and {now} now" if then.get("pairs") != now else \
                 f"the images or labels of its {now} pairs changed since"
@@ -306,7 +307,15 @@ class _Run:
         self.warnings.extend(self.stream.left_out(cfg.crop))
         val_set = []
         if cfg.val_data and self.rank == 0:
-            val_set, v_described = validation_set(cfg, groups, warnings=self.warnings)
+            seen: dict = {}
+            val_set, v_described = validation_set(cfg, groups, warnings=self.warnings, fingerprint=seen)
+            # the best weights are chosen by comparing scores on these: the same data, or refused (found in review)
+            if resume and isinstance(then, dict) and isinstance(then.get("validation"), dict) and \
+                    then["validation"] != seen:
+                raise OptionError(f"resume: the run in {self.out} was started with other validation data "
+                                  "(`val_data`): its best weights were chosen by their scores there; restore them, "
+                                  "or start another run", param="resume")
+            self.data_fingerprint = {**self.data_fingerprint, "validation": seen}
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
         started_from = None
         if resume and not init and (self.out / MODEL).exists():

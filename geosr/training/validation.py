@@ -17,7 +17,7 @@ from geosr.models.interface import ConditionBatch
 from geosr.training.config import TrainConfig
 from geosr.training.objective import training_condition
 from geosr.training.samples import sample_stream
-from geosr.training.sources import Groups, load_sources
+from geosr.training.sources import Groups, data_fingerprint, load_sources
 
 Batches = list[tuple[ConditionBatch, torch.Tensor]]
 
@@ -81,13 +81,13 @@ def image_grid(batch: ConditionBatch, sr: torch.Tensor, hr: torch.Tensor, path: 
     part.replace(path)
 
 
-def validation_set(cfg: TrainConfig, training: Groups | None = None,
-                   warnings: list[str] | None = None) -> tuple[Batches, list[str]]:
+def validation_set(cfg: TrainConfig, training: Groups | None = None, warnings: list[str] | None = None,
+                   fingerprint: dict | None = None) -> tuple[Batches, list[str]]:
     """The run's fixed validation batches (the first ``val_batches`` of a stream over ``val_data``, made as the
     training samples are), and the descriptions of their sources. An image that is also one of the ``training``
     groups' is refused: a validation set overlapping the training data chose the "best" weights partly on images
     trained on (found in review: `val_data` equal to `data` gave the training batches themselves). ``warnings``
-    gets what of the validation data is left out."""
+    gets what of the validation data is left out, ``fingerprint`` its :func:`data_fingerprint`."""
     left: list[str] = []
     groups, foreign, described = load_sources(cfg, cfg.val_data, warnings=left)
     if training:
@@ -97,6 +97,8 @@ def validation_set(cfg: TrainConfig, training: Groups | None = None,
             raise OptionError(f"val_data holds {both.name}, which the run also trains on (as "
                               f"{trained[image_fingerprint(both.target)]} of `data`): validate on images the run does "
                               "not train on", param="val_data")
+    if fingerprint is not None:  # what the data holds (geosr.training.sources.data_fingerprint), for --resume
+        fingerprint.update(data_fingerprint(groups))
     stream = sample_stream(cfg, groups, foreign, what="validation")
     if warnings is not None:
         warnings.extend(f"validation data: {w}" for w in left + stream.left_out(cfg.crop))
