@@ -650,6 +650,42 @@ def test_georeferenced_images_of_a_pair_that_lie_apart_are_refused(tmp_path):
         assert not (tmp_path / "f").exists()
 
 
+def test_a_refdiff_case_s_given_lr_elsewhere_or_on_another_scale_is_refused(tmp_path):
+    """A Ref-Diff case's own LR (Bic_LR_D4_16/) was never checked against its HR: in another CRS, 400 km away, at
+    the HR's own pixel size, or 8-bit beside a 16-bit HR (read at a sixteenth of its brightness: bicubic 8.20 dB
+    against 37.42), it was scored without a word (found in review); a Ref/ so placed was refused."""
+    import rasterio
+    from affine import Affine
+
+    root = tmp_path / "rd"
+    for d in ("HR_512", "Bic_LR_D4_16"):
+        (root / d).mkdir(parents=True)
+    hr = _image(2).transpose(2, 0, 1).astype(np.uint16) * 16
+
+    def write(path, data, transform, crs="EPSG:32633"):
+        with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3,
+                           dtype=data.dtype, crs=crs, transform=transform) as ds:
+            ds.write(data)
+
+    write(root / "HR_512" / "a.tif", hr, Affine(1, 0, 500000, 0, -1, 5000000))
+    lr = hr.reshape(3, 16, 4, 16, 4).mean(axis=(2, 4)).round().astype(np.uint16)
+    cases = [(lr, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633", None),
+             (lr, Affine(4, 0, 900000, 0, -4, 5000000), "EPSG:32633", "its georeferencing is not"),
+             (lr, Affine(1, 0, 500000, 0, -1, 5000000), "EPSG:32633", "its georeferencing is not"),
+             (lr, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32614", "its georeferencing is not"),
+             ((lr // 16).astype(np.uint8), Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633",
+              "its values average 0.06 times its HR's")]
+    for data, transform, crs, said in cases:
+        write(root / "Bic_LR_D4_16" / "a.tif", data, transform, crs)
+        res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "e"),
+                                          "--no-panels", "--overwrite"])
+        if said is None:
+            assert res.exit_code == 0, res.output
+        else:
+            text = " ".join(res.output.split())
+            assert res.exit_code == 2 and f"Bic_LR_D4_16/a.tif: {said}" in text, text
+
+
 def test_an_image_reproduced_exactly_leaves_the_mean_over_the_others_and_says_so(tmp_path):
     """A flat tile that bicubic reproduces exactly (PSNR inf) made the model's whole-set mean "inf", hiding what it
     scored on every other image (found in review: bicubic and reference-paste both "inf" where they differ by

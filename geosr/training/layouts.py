@@ -99,6 +99,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
                 lr, lr_div, has = read_target(p)
                 lrs[s] = lr * (lr_div / div)  # in the HR's units: a deep LR's own percentile would rescale it
                 _check_lr(lrs[s], target, s, p)
+                _lr_in_place(p, hr_path, s, lrs[s], target, valid, has)
                 _same_bands(p, lrs[s], hr_path, target)
                 valid = without_lr_gaps(valid, has, s, tuple(target.shape[-2:]))
         ref, _, ref_valid = read_target(ref_path) if ref_path else (None, 1.0, None)
@@ -140,6 +141,30 @@ def _same_bands(path: Path, image: torch.Tensor, other_path: Path, other: torch.
 def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> None:
     if (lr.shape[-2] * s, lr.shape[-1] * s) != tuple(target.shape[-2:]):
         raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the HR's footprint at x{s}")
+
+
+def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: torch.Tensor,
+                 valid: torch.Tensor | None, has: torch.Tensor | None) -> None:
+    """Refuse a case's given LR that is not its HR seen at x``s``: georeferenced elsewhere (another CRS, place or
+    pixel size than the HR's times ``s``), or of values on another scale (an 8-bit LR beside a 16-bit HR read at a
+    sixteenth of its brightness). Each was scored without a word (found in review); a Ref/ elsewhere was refused."""
+    own, theirs = georeferencing(hr_path), georeferencing(path)
+    if own is not None and theirs is not None:
+        a, b, c, d, e, f = own[1]
+        if not same_place((own[0], (a * s, b * s, c, d * s, e * s, f)), theirs):
+            raise InputError(f"{path}: its georeferencing is not {hr_path}'s at x{s} (another CRS, pixel size or "
+                             f"origin); a case's LR covers its HR_512/ image at 1/{s} of its resolution")
+    h, w = lr.shape[-2:]
+    box = target[:, : h * s, : w * s].reshape(target.shape[0], h, s, w, s).mean(dim=(2, 4))
+    where = torch.ones(h, w, dtype=torch.bool) if has is None else has.bool()
+    if valid is not None:
+        where &= valid[: h * s, : w * s].reshape(h, s, w, s).all(dim=3).all(dim=1)
+    if bool(where.any()):
+        mine, theirs_mean = float(box[:, where].mean()), float(lr[:, where].mean())
+        if mine > 0.02 and not 0.5 <= theirs_mean / mine <= 2:  # (a dark HR's ratio says nothing)
+            raise InputError(f"{path}: its values average {theirs_mean / mine:.2f} times its HR's ({hr_path}) over "
+                             "the same ground: not on the HR's scale (another data type?); give the LR in the HR's "
+                             "data type and units")
 
 
 # ---- LEVIR-CD / DSIFN-CD style A / B / label ---------------------------------------------------------------------
