@@ -477,6 +477,22 @@ def test_a_data_set_without_a_group_goes_by_its_folder_s_name(tmp_path, dataset)
     assert [p.name for p in collection_pairs(collection, split="heldout")] == ["p0"]
 
 
+def test_a_pairs_set_s_bands_are_read_and_checked(tmp_path, dataset):
+    """A manifest's pairs set took "bands" and ignored it: [3, 2, 1] scored bands 1, 2, 3, and [9, 9, 9] was
+    accepted (found in review). They are read as given now, and bands the images lack refused."""
+    from geosr.training.manifest import collection_pairs, load_collection
+
+    def pairs(bands):
+        (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "data", "heldout": ["p0"],
+                                                               **({"bands": bands} if bands else {})}]}))
+        return collection_pairs(load_collection(tmp_path / "m.json"), split="heldout")
+
+    plain, flipped = pairs(None)[0], pairs([3, 2, 1])[0]
+    assert torch.equal(flipped.target, plain.target.flip(0)) and torch.equal(flipped.ref, plain.ref.flip(0))
+    with pytest.raises(InputError, match=r"p0.png: has 3 bands, so no band 9 \(its data source's \"bands\"\)$"):
+        pairs([9, 9, 9])
+
+
 def test_a_refdiff_folder_with_its_own_class_table_is_evaluated(tmp_path):
     """A Ref-Diff folder's own CLASS_Table.txt (docs/training.md: read) made `geosr evaluate` stop: its mask values
     went to upscale under the binary table ("holds values 3 that the 'binary' change class table does not declare",

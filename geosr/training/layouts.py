@@ -179,11 +179,15 @@ def change_pair_folder(
     exclude: Sequence[str] = (),
     group: str | None = None,
     require_label: bool = True,
+    bands: Sequence[int] | None = None,
+    takes_bands: bool = False,
 ) -> list[Pair]:
     """``A/`` = reference date, ``B/`` = target date, ``label/`` = change (0 unchanged, 255 or 1 changed).
     Training (``require_label``) takes the images that have all three. Evaluation takes every image of ``A/``:
     one without its ``B/`` image is refused, one without a label is *unlabelled* (its changed and unchanged areas
-    unknown: scored overall only), never taken as unchanged everywhere."""
+    unknown: scored overall only), never taken as unchanged everywhere. ``bands``: those read of each image
+    (default: red, green and blue by their names, else the first three); ``takes_bands``: the caller's data source
+    has a "bands" key (a data manifest's set), which advice may name."""
     root = Path(root)
     if not (root / "A").is_dir() or not (root / "B").is_dir():
         raise InputError(f"{root}: a change-pair folder needs A/ and B/")
@@ -198,8 +202,8 @@ def change_pair_folder(
             raise InputError(f"{a_path}: has no image of the same name in {root / 'B'} (the target date)")
         if b_path is None or (require_label and l_path is None):
             continue
-        check_same_band_choice([a_path, b_path])
-        (ref, _, ref_valid), (target, _, valid) = read_target(a_path), read_target(b_path)
+        check_same_band_choice([a_path, b_path], bands, takes_bands=takes_bands)
+        (ref, _, ref_valid), (target, _, valid) = read_target(a_path, bands=bands), read_target(b_path, bands=bands)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
         mask = read_mask(l_path) if l_path else None

@@ -157,8 +157,10 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
         elif ds.scene_parts:
             pairs.extend([] if held else _crops(ds))
         else:  # held out: each named scene, its label optional as a folder's are in evaluation (never left out)
-            found = change_pair_folder(ds.path, names=ds.heldout, require_label=False) if held else \
-                [p for p in change_pair_folder(ds.path) if p.name not in ds.heldout]
+            # (its "bands" were accepted and ignored, even bands the images lack; found in review)
+            found = change_pair_folder(ds.path, names=ds.heldout, require_label=False, bands=ds.bands,
+                                       takes_bands=True) if held else \
+                [p for p in change_pair_folder(ds.path, bands=ds.bands, takes_bands=True) if p.name not in ds.heldout]
             for p in found:
                 p.group = f"{ds.group}/{p.name}"
                 pairs.append(p)
@@ -186,7 +188,7 @@ def _crops(ds: DataSet) -> list[Pair]:
     """The training crops of a set of crops: not of a held-out scene, nor of a scene held whole elsewhere."""
     whole = {p.stem for p in list_images(ds.crops_of / "A")} if ds.crops_of and (ds.crops_of / "A").is_dir() else set()
     kept = []
-    for p in change_pair_folder(ds.path):
+    for p in change_pair_folder(ds.path, bands=ds.bands, takes_bands=True):
         scene = "_".join(p.name.split("_")[: ds.scene_parts])
         if scene not in ds.heldout and scene not in whole:
             p.group = f"{ds.group}/{scene}"

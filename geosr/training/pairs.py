@@ -261,7 +261,7 @@ def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
     missing = [b for b in bands if not 1 <= b <= count]
     if missing:
         raise InputError(f"{path}: has {count} band{'s' if count != 1 else ''}, so no band "
-                         f"{', '.join(map(str, missing))} (its data source's \"bands\")")
+                         f"{', '.join(map(str, dict.fromkeys(missing)))} (its data source's \"bands\")")
 
 
 def read_mask(path: str | Path) -> np.ndarray:
