@@ -1194,3 +1194,19 @@ def test_a_run_resumed_with_other_validation_data_is_refused(tmp_path, images):
     (val / "v1.png").write_bytes(kept)
     res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
     assert res.exit_code == 0, res.output
+
+
+def test_nothing_to_resume_in_a_folder_with_a_model_advises_overwrite(tmp_path, images):
+    """A folder holding a model without its state: "nothing to resume; start the run without --resume", which was
+    then refused ("the output folder is not empty; give --overwrite"; found in review). The advice works now."""
+    runner = CliRunner()
+    cfg = _config(tmp_path, images)
+    run = tmp_path / "run"
+    common = ["--checkpoint-every", "2", "--val-every", "0", "--out-dir", str(run)]
+    assert runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common]).exit_code == 0
+    (run / "state.safetensors").unlink()
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "nothing to resume; start the run again with --overwrite" in said, said
+    res = runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common, "--overwrite"])
+    assert res.exit_code == 0 and (run / "state.safetensors").is_file(), res.output

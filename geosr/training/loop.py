@@ -63,6 +63,7 @@ from geosr.training.state import (
     LOG,
     MODEL,
     STATE,
+    STATE_JSON,
     initialised_from,
     load_state,
     refuse_changed_settings,
@@ -649,8 +650,12 @@ def _refuse_nothing_to_resume(folder: Path) -> None:
     # (a state a killed `overwrite` run set aside is put back by the claim: there is a run to resume)
     if not (folder / STATE).is_file() and not (folder / REPLACED / STATE).is_file():
         what = "does not exist" if not folder.exists() else f"holds no saved run ({STATE})"
-        raise OptionError(f"resume: {folder} {what}, so there is nothing to resume; start the run without `resume`",
-                          param="resume")
+        # a model without its state (deleted, or a kill between the two saves of the first one): the folder is not
+        # empty, so a run started afresh there needs `overwrite` (advised without it, it was refused; found in review)
+        kept = folder.is_dir() and any((folder / name).is_file() for name in (MODEL, BEST, STATE_JSON))
+        again = "start the run again with `overwrite` (it replaces what the folder holds)" if kept else \
+            "start the run without `resume`"
+        raise OptionError(f"resume: {folder} {what}, so there is nothing to resume; {again}", param="resume")
 
 
 def resumed_config(out: Path) -> TrainConfig | None:
