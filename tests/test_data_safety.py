@@ -554,6 +554,29 @@ def test_an_output_folder_that_is_a_file_is_refused(scene):
     assert r.exit_code == 2 and "notes.txt is a file, not a folder" in r.output, r.output
 
 
+def test_an_output_that_names_a_folder_is_refused_not_written_as_a_file(scene, monkeypatch):
+    """`-o .` or `-o /` was an internal error (a path of an empty name; exit 1); `-o results/` (a folder not made
+    yet) wrote a GeoTIFF named "results"; the API's `output=""` raised a raw ValueError (found in review)."""
+    import geosr
+
+    tmp, lr, ref, _ = scene
+    monkeypatch.chdir(tmp)
+    osm = tmp / "o.geojson"
+    osm.write_text('{"type": "FeatureCollection", "features": []}')
+    for out in (".", "/", "./", "results/"):
+        for command in (["upscale", lr, "-x", "2", "--model", "bicubic"], ["detect-changes", lr, "--ref", ref],
+                        ["rasterize-osm", "--like", lr, "--osm-file", osm, "--allow-empty"],
+                        ["batch", "l?.tif", "-x", "2", "--model", "bicubic", "--dry-run"]):
+            r = _invoke(*command, "-o", out)
+            said = " ".join(r.output.split())
+            assert r.exit_code == 2 and "a folder; give the path of the output file" in said, (command, said)
+    assert not (tmp / "results").exists()
+    for out in ("", "results/"):
+        with pytest.raises(OutputLocationError, match="a folder; give the path of the output file"):
+            geosr.upscale(str(lr), scale=2, model="bicubic", output=out)
+    assert not (tmp / "results").exists()
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a /proc file system")
 @pytest.mark.parametrize("command", ["upscale", "detect-changes"])
 def test_an_output_folder_on_a_kernel_file_system_is_bad_input(scene, command):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,7 +23,7 @@ from geosr.options import DetectChangesOptions
 REQUIRED = inspect.Parameter.empty
 
 
-def detect_changes(lr: str, ref: str, output: Path, quiet: bool = False, json_out: bool = False,
+def detect_changes(lr: str, ref: str, output: str, quiet: bool = False, json_out: bool = False,
                    **options: Any) -> None:
     """Find where REF no longer shows what LR shows (new buildings, roads, fields, water, any real change).
 
@@ -70,7 +69,7 @@ def _signature() -> inspect.Signature:
     ref = common.option_parameter("ref", str, REQUIRED, ("--ref",), "Older high-resolution reference raster (any "
                                   "CRS and resolution; any input LR takes, a STAC item included).", metavar="PATH",
                                   show_default=False)
-    output = common.option_parameter("output", Path, REQUIRED, ("-o", "--output"), "Output COG path (binary changes "
+    output = common.option_parameter("output", str, REQUIRED, ("-o", "--output"), "Output COG path (binary changes "
                                      "on the LR grid refined by --refine).", show_default=False)
     return common.command_signature([lr, ref, output], DetectChangesOptions)
 

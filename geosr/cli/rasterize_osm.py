@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rich.text import Text
@@ -41,7 +40,7 @@ def _is_number(word: str) -> bool:
     return True
 
 
-def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
+def rasterize_osm(output: str, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
     """Burn OpenStreetMap features into a class raster (COG with a colour table) on a chosen grid.
 
     The grid is either --bbox LEFT,BOTTOM,RIGHT,TOP (WGS84 lon/lat: west,south,east,north) with
@@ -80,7 +79,7 @@ def rasterize_osm(output: Path, quiet: bool = False, json_out: bool = False, **o
 
 def _signature() -> inspect.Signature:
     """-o, the options of :class:`geosr.options.RasterizeOSMOptions`, -q, --json."""
-    output = common.option_parameter("output", Path, inspect.Parameter.empty, ("-o", "--output"), "Output COG path.",
+    output = common.option_parameter("output", str, inspect.Parameter.empty, ("-o", "--output"), "Output COG path.",
                               show_default=False)
     return common.command_signature([output], RasterizeOSMOptions)
 

@@ -24,7 +24,7 @@ from geosr.cli.common import (
 )
 
 
-def upscale(lr: str, output: Optional[Path] = None, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
+def upscale(lr: str, output: Optional[str] = None, quiet: bool = False, json_out: bool = False, **options: Any) -> None:
     """Super-resolve LR by -x into a georeferenced COG (same CRS and footprint, pixel size / x).
 
     Examples:
@@ -66,7 +66,7 @@ def _signature() -> inspect.Signature:
                                  "files separated by commas.", show_default=False, metavar="LR")])
     return inspect.Signature([
         lr,
-        option_parameter("output", Path, None, ("-o", "--output"), "Output COG path (required, except with --dry-run)."),
+        option_parameter("output", str, None, ("-o", "--output"), "Output COG path (required, except with --dry-run)."),
         *upscale_option_parameters(),
         *reporting_parameters(),
     ])

@@ -65,6 +65,13 @@ def check_output_path(
         raise OutputLocationError(f"{shown}: is a URL; outputs are written to local paths (copy the result to its "
                                   "server afterwards)")
     p = Path(path)
+    # "." and "/" name no file (their empty name was an internal error), nor does a name ending in a slash ("out/",
+    # written as a file "out"; a pathlib.Path drops the slash: the CLI's outputs come as text; found in review)
+    text = os.fspath(path)
+    if not p.name or p.is_dir() or (isinstance(text, str) and text.endswith(("/", os.sep))):
+        shown = text or "''"
+        raise OutputLocationError(f"{shown}: {'is' if p.is_dir() else 'names'} a folder; give the path of the output "
+                                  "file" + (f" (e.g. {p / 'out.tif'})" if text else ""))
     folder = p.parent if str(p.parent) else Path(".")
     work = p.with_name(p.name + WORK_SUFFIX)  # the run's work folder, which it empties and removes
     named = f"{p} ({written_as})" if written_as else str(p)

@@ -602,6 +602,11 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
     paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref") for k in PATH_KEYS[1:]
              if v.get(k)}
+    written = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
+    if written and (not Path(written).name or written.endswith(("/", os.sep))):  # "/", "out/": no file's name
+        problems.append(f"out {written}: names a folder; give the path of the output file (a template such as "
+                        "out/{stem}_x{x}.tif works)")
+        paths.pop("out", None)
     job_id = _expand(v["id"], "id", values, problems) if v.get("id") else None
     if v["x"] not in SUPPORTED_SCALES:
         problems.append(f"x: {v['x']} is not a supported scale factor (a whole number from {SUPPORTED_SCALES[0]} to "
@@ -802,7 +807,7 @@ def _finish(manifest: Manifest) -> Manifest:
     for r in refused:
         if r.id:
             seen_ids.setdefault(r.id, r.where)
-        if r.out:
+        if r.out and Path(r.out).name:  # ("/": refused as naming no file)
             seen_out.setdefault(file_key(r.out), ("output", r.where))
             for what, side in sidecar_paths(r.out).items():
                 seen_out.setdefault(file_key(side), (what, r.where))
