@@ -359,6 +359,11 @@ def test_a_list_of_band_files_stacks_them_in_order(tmp_path):
         assert ds.descriptions == ("B08", "B04", "B03")  # as listed: all three bands, nir first
     with open_raster(listed) as ds:
         assert np.array_equal(ds.read(1), dn["B08"])
+    # in Python, as a list of paths too (refused: "give text or a path"; found in review)
+    import geosr
+
+    geosr.upscale([f["B08"], f["B04"], str(f["B03"])], output=tmp_path / "api.tif", scale=2, model="bicubic")
+    assert (tmp_path / "api.tif").read_bytes() == out.read_bytes()
     res = _run("upscale", f"{f['B04']},{f['B05']}", "-x", "2", "-m", "bicubic", "-o", tmp_path / "b.tif")
     assert res.exit_code == 2 and "is not on the grid of" in res.output
     res = _run("upscale", f"{f['B04']},{tmp_path / 'nope.tif'}", "-x", "2", "-o", tmp_path / "b.tif")

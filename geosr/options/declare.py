@@ -156,9 +156,9 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
     if typ is str or isinstance(typ, type) and issubclass(typ, os.PathLike):
         if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # an array of bands, a box: a list
             value = value.tolist()
-        if isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, (str, numbers.Real)) and not isinstance(v, bool) for v in value):
-            return ",".join(str(v) for v in value)
+        if isinstance(value, (list, tuple)) and value and all(  # (band files as paths too: found in review)
+                isinstance(v, (str, numbers.Real, os.PathLike)) and not isinstance(v, bool) for v in value):
+            return ",".join(os.fspath(v) if isinstance(v, os.PathLike) else str(v) for v in value)
         if isinstance(value, (bool, numbers.Number, list, tuple, set, dict)):
             raise OptionError(f"{name} {value!r}: give text{' or a path' if typ is not str else ''}", param=name)
     return value
