@@ -652,3 +652,20 @@ def test_the_first_day_of_overpass_history_is_refused_in_words_that_say_why():
     assert parse_snapshot_date("2012-09-12T07:00:00Z") == "2012-09-12T07:00:00Z"
     assert parse_snapshot_date("2012-09-13") == "2012-09-13T00:00:00Z"
     assert "from 2012-09-12 06:55 UTC on" in (Path(__file__).parents[1] / "docs" / "cli-rasterize-osm.md").read_text()
+
+
+def test_a_box_as_a_tuple_writes_the_bytes_the_command_line_writes(tmp_path):
+    """`rasterize_osm(bbox=(w, s, e, n))`, the docstring's first form, recorded the box as a JSON list in
+    GEOSR_OPTIONS where `--bbox w,s,e,n` records text: the same map in other bytes (found in review)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geosr import rasterize_osm as api
+
+    osm = tmp_path / "b.geojson"
+    gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(10.0685, 48.1355, 10.0695, 48.1365)],
+                     crs="EPSG:4326").to_file(osm)
+    res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "5", "--osm-file", osm, "-o", tmp_path / "cli.tif")
+    assert res.exit_code == 0, res.output
+    api(tmp_path / "api.tif", bbox=(10.068, 48.135, 10.071, 48.137), resolution=5, osm_file=str(osm))
+    assert (tmp_path / "api.tif").read_bytes() == (tmp_path / "cli.tif").read_bytes()

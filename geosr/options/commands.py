@@ -9,6 +9,7 @@ how it reports (``--quiet``, ``--json``) are not options of the work and stay in
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,12 @@ class RasterizeOSMOptions(CommandOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        b = self.bbox
+        if isinstance(b, (list, tuple)) and len(b) == 4 and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in b):
+            # as the command line writes it: the output's GEOSR_OPTIONS, and so its bytes, the same from either
+            # spelling (a tuple was recorded as a list; found in review)
+            object.__setattr__(self, "bbox", ",".join(str(v) for v in b))
         check_choice(self.style, "style", MAP_STYLES)
         t = self.timeout
         if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
