@@ -190,6 +190,11 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
          "retries -1 cannot be negative"),
         (lambda: geosr.describe([]), "at least one raster path"),
         (lambda: geosr.rasterize_osm(5, like=lr, scale=2, osm_file=lr), "output 5: give text or a path"),
+        # (a raw TypeError of pathlib; found in review)
+        (lambda: geosr.rasterize_osm(tmp_path / "m.tif", like=lr, osm_file=lr, classes=5),
+         "classes 5: give a class table's file or a MapClassTable"),
+        (lambda: geosr.rasterize_osm(tmp_path / "m.tif", like=lr, osm_file=lr, classes={"a": 1}),
+         "classes {'a': 1}: give a class table's file"),
         (lambda: geosr.evaluate(5, scales=[4]), "data 5: give the path of the evaluation data"),
         (lambda: geosr.load_model(5), "model 5: give a model's name"),
         (lambda: geosr.TrainConfig(batch_size="two"), "`batch_size` must be a whole number, not 'two'"),

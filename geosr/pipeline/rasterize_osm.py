@@ -115,6 +115,10 @@ def rasterize_osm(
     # 1. options that need no I/O, then the output path, before any work
     check_callable(progress, "progress", "(stage, done, total)")
     opts = RasterizeOSMOptions.of(options, **fields)
+    if opts.classes is not None and not isinstance(opts.classes, (str, os.PathLike, MapClassTable)):
+        # (a number or a dict went on to pathlib: a raw TypeError; found in review)
+        raise OptionError(f"classes {opts.classes!r}: give a class table's file or a MapClassTable",
+                          param="classes")
     if output is None:  # coerce passes None through
         raise OptionError("output is required: the map raster to write", param="output")
     output = coerce("output", output, Path)
