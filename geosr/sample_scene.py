@@ -42,6 +42,8 @@ def copy_sample(folder: str | Path = "geosr-sample", *, overwrite: bool = False)
     if not is_bool(overwrite):  # "no" would be true
         raise OptionError(f"overwrite {overwrite!r}: give True or False", param="overwrite")
     overwrite = bool(overwrite)
+    if isinstance(folder, str) and not folder.strip():  # the working folder, as pathlib reads it (found in review)
+        raise OptionError("folder is empty; give a folder's path", param="folder")
     if not isinstance(folder, (str, os.PathLike)):
         raise OptionError(f"folder {folder!r}: give the path of a folder", param="folder")
     folder = Path(folder)

@@ -190,6 +190,12 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
          "retries -1 cannot be negative"),
         (lambda: geosr.describe([]), "at least one raster path"),
         (lambda: geosr.rasterize_osm(5, like=lr, scale=2, osm_file=lr), "output 5: give text or a path"),
+        # empty text, as the command line refuses it: copied into the working folder, ran with the default bands,
+        # "model file . is not a file" (found in review)
+        (lambda: geosr.copy_sample(""), "folder is empty; give a folder's path"),
+        (lambda: geosr.load_model(""), "model is empty; give a value or leave it out"),
+        (lambda: geosr.detect_changes(lr, ref=lr, output=tmp_path / "d.tif", bands=""),
+         "bands is empty; give a value or leave it out"),
         # (a raw TypeError of pathlib; found in review)
         (lambda: geosr.rasterize_osm(tmp_path / "m.tif", like=lr, osm_file=lr, classes=5),
          "classes 5: give a class table's file or a MapClassTable"),

@@ -224,6 +224,8 @@ def load_model(
     if not isinstance(spec, str):
         raise OptionError(f"model {spec!r}: give a model's name (`geosr models`) or a checkpoint's path",
                           param="model")
+    if not spec.strip():  # ("model file . is not a file": the working folder; upscale's words)
+        raise OptionError("model is empty; give a value or leave it out", param="model")
     import torch
 
     if device is not None and not isinstance(device, (str, torch.device)):  # (None: auto, as resolve_device has it)

@@ -74,6 +74,10 @@ class CommandOptions:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
+        for name, _, _ in self.flags():  # as the command line refuses an empty argument (a path read as the working
+            value = getattr(self, name)  # folder; `bands=""` ran with the default bands; found in review)
+            if isinstance(value, str) and not value.strip():
+                raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
 
     @classmethod
     def of(cls: type[T], options: T | None = None, /, **values: Any) -> T:
