@@ -575,6 +575,13 @@ def train(
     if resume and config is None:  # the run's own settings, as its state records them
         _refuse_nothing_to_resume(Path(opts.out or TrainConfig.out))
         config = resumed_config(Path(opts.out or TrainConfig.out))
+    started = resumed_config(Path(opts.out)) if resume and opts.out else None
+    arch = opts.settings().get("arch")
+    if started is not None and arch is not None and arch != started.arch:  # before the settings are checked as
+        # the other architecture's (a diffusion run's crop "does not apply to arch lite"; found in review)
+        raise OptionError(f"resume: the run in {opts.out} was started with `arch` {json.dumps(started.arch)}, not "
+                          f"{json.dumps(arch)}; resume it with its own settings (without a config, the run's are "
+                          "used) or start another run", param="resume")
     cfg = training_config(config, data=opts.data, val_data=opts.val_data, **opts.settings(), **more)
     if resume:
         _refuse_nothing_to_resume(Path(cfg.out))
