@@ -90,8 +90,9 @@ def test_a_glob_matches_sentinel2_product_folders_not_other_folders(tmp_path, mo
     jobs = read_manifest("in/*.SAFE", defaults={"out": "out/{stem}.tif"}).jobs
     expected = [(str(tmp_path / "in" / s.name), str(tmp_path / "out" / f"{s.stem}.tif")) for s in sorted((l1c, l2a))]
     assert [(j.lr, j.out) for j in jobs] == expected
-    assert [Path(j.lr).name for j in read_manifest("in/*", defaults={"out": "out/{stem}.tif"}).jobs] == \
-        sorted([l1c.name, l2a.name, "s0.tif"])
+    for pattern in ("in/*", "in/**"):  # a product is one scene, its files not others (its metadata clashed)
+        assert [Path(j.lr).name for j in read_manifest(pattern, defaults={"out": "out/{stem}.tif"}).jobs] == \
+            sorted([l1c.name, l2a.name, "s0.tif"]), pattern
 
 
 def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):

@@ -818,9 +818,14 @@ def test_a_url_s_user_name_and_password_are_not_written_into_the_output(tmp_path
         assert "secret" not in json.dumps(ds.tags())
     item = (tmp_path / "q.stac.json").read_text()
     assert "secret" not in item and f"{url}/s2.tif" in item and f"{url}/ref.tif" in item
+    from geosr.io.paths import without_credentials  # GDAL's chained prefixes, with one slash or two
+
+    for chained in ("/vsizip/vsicurl/", "/vsizip//vsicurl/"):
+        assert without_credentials(f"{chained}http://u:p@h:1/a.zip/b.tif") == f"{chained}http://h:1/a.zip/b.tif"
 
 
-def test_an_input_through_a_linked_folder_is_linked_from_the_item_as_written(tmp_path, raster_factory):
+def test_an_input_through_a_linked_folder_is_linked_from_the_item_as_written(tmp_path, raster_factory,
+                                                                              monkeypatch):
     """The STAC item linked `proj/s2.tif` (proj a link to real/proj) as "../../../proj/s2.tif" from proj/out/: the
     item's folder was resolved and the input not (found in review)."""
     (tmp_path / "real" / "proj" / "out").mkdir(parents=True)
@@ -831,6 +836,15 @@ def test_an_input_through_a_linked_folder_is_linked_from_the_item_as_written(tmp
     assert res.exit_code == 0, res.output
     item = json.loads((tmp_path / "proj" / "out" / "sr.stac.json").read_text())
     assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["../s2.tif"]
+    # a relative input (read from the working folder's physical path) and the output through the link: its ".."
+    # crossed the link ("../../real/proj/s2.tif", no file from the item's folder; found in review)
+    monkeypatch.chdir(tmp_path / "proj")
+    res = CliRunner().invoke(app, ["upscale", lr.name, "-x", "2", "-m", "bicubic", "-o",
+                                   str(tmp_path / "proj" / "out" / "sr2.tif")])
+    assert res.exit_code == 0, res.output
+    item = json.loads((tmp_path / "proj" / "out" / "sr2.stac.json").read_text())
+    href = next(link["href"] for link in item["links"] if link["rel"] == "derived_from")
+    assert (tmp_path / "proj" / "out" / href).resolve() == lr.resolve(), href
 
 
 def test_a_zip_archive_by_url_is_named_as_such(tmp_path):

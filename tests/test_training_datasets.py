@@ -527,6 +527,11 @@ def test_images_of_a_pair_whose_band_names_pick_other_bands_are_refused(tmp_path
         ds.write(data[:1])
     with pytest.raises(InputError, match=r"has 3 bands but .*B/p.tif has 1"):
         change_pair_folder(root, require_label=False)
+    # other band counts of which three are read each: still compared (4 unnamed beside 3 named; found in review)
+    with rasterio.open(root / "B" / "p.tif", "w", driver="GTiff", width=64, height=64, count=4, dtype="uint8") as ds:
+        ds.write(np.concatenate([data, data[:1]]))
+    with pytest.raises(InputError, match=r"make them 3,2,1; name the bands of a pair's images alike$"):
+        change_pair_folder(root, require_label=False)
 
 
 def test_crops_are_drawn_where_a_target_has_data_and_a_target_without_any_is_left_out(tmp_path):

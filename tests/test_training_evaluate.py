@@ -686,6 +686,8 @@ def test_a_refdiff_case_s_given_lr_elsewhere_or_on_another_scale_is_refused(tmp_
     write(root / "HR_512" / "a.tif", hr, Affine(1, 0, 500000, 0, -1, 5000000))
     lr = hr.reshape(3, 16, 4, 16, 4).mean(axis=(2, 4)).round().astype(np.uint16)
     cases = [(lr, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633", None),
+             # another sensor's LR of a dark tile (0.43x its HR's there, found in review): taken
+             ((lr * 0.43).astype(np.uint16), Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633", None),
              (lr, Affine(4, 0, 900000, 0, -4, 5000000), "EPSG:32633", "its georeferencing is not"),
              (lr, Affine(1, 0, 500000, 0, -1, 5000000), "EPSG:32633", "its georeferencing is not"),
              (lr, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32614", "its georeferencing is not"),

@@ -221,7 +221,8 @@ def without_query(path: str) -> str:
     return without_credentials(url.split("?")[0]) if REMOTE.match(url) else path
 
 
-_CREDENTIALS = re.compile(r"^((?:/vsi[a-z0-9_]+/)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
+# (GDAL chains its prefixes with one slash or two: /vsizip/vsicurl/URL, /vsizip//vsicurl/URL)
+_CREDENTIALS = re.compile(r"^((?:/?vsi[a-z0-9_]+/+)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
 
 
 def without_credentials(url: str) -> str:

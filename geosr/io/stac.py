@@ -303,9 +303,15 @@ def _href(src: str, folder: Path) -> str:
         return without_credentials(src)
     src = subdataset_file(src) or src  # a container's raster (GPKG:scene.gpkg:table, no URI): its file
     try:
-        # both as written, links unresolved: a client resolves the href against the item's path as it reads it
-        # (the folder resolved and the input not: "../../../proj/s2.tif" through a linked folder, found in review)
-        return uri_path(os.path.relpath(os.path.abspath(src), os.path.abspath(folder)))
+        # both as written, links unresolved, where that leads to the file from the item's folder (the folder
+        # resolved and the input not gave "../../../proj/s2.tif" through a linked folder); else both resolved (a
+        # relative input is read from the working folder's physical path, the output's path through a link: its
+        # ".." crossed the link; both found in review)
+        written = os.path.relpath(os.path.abspath(src), os.path.abspath(folder))
+        if not os.path.exists(os.path.join(folder, written)):
+            real = os.path.relpath(os.path.realpath(src), os.path.realpath(folder))
+            written = real if os.path.exists(os.path.join(folder, real)) else written
+        return uri_path(written)
     except ValueError:  # another drive
         return uri_path(os.path.abspath(src))
 

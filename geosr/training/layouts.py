@@ -161,10 +161,12 @@ def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: to
         where &= valid[: h * s, : w * s].reshape(h, s, w, s).all(dim=3).all(dim=1)
     if bool(where.any()):
         mine, theirs_mean = float(box[:, where].mean()), float(lr[:, where].mean())
-        if mine > 0.02 and not 0.5 <= theirs_mean / mine <= 2:  # (a dark HR's ratio says nothing)
+        # (a dark HR's ratio says nothing; another sensor's LR of a dark tile is 0.4x its HR's: only a ratio
+        # no sensor gives, that of other data types or units, 1/16 for 8 bits beside 12, is refused)
+        if mine > 0.02 and not 0.25 <= theirs_mean / mine <= 4:
             raise InputError(f"{path}: its values average {theirs_mean / mine:.2f} times its HR's ({hr_path}) over "
-                             "the same ground: not on the HR's scale (another data type?); give the LR in the HR's "
-                             "data type and units")
+                             "the same ground: not on the HR's scale (another data type, or other units?); give "
+                             "the LR in the HR's data type and units")
 
 
 # ---- LEVIR-CD / DSIFN-CD style A / B / label ---------------------------------------------------------------------

@@ -236,18 +236,15 @@ def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | 
     """Refuse images of one pair whose red, green and blue :func:`read_image` would take from other bands (one
     GeoTIFF naming its bands B02,B03,B04, another naming none): their channels were compared crossed.
     ``takes_bands``: the data source takes a "bands" key, which the advice then names (a folder layout has none)."""
-    from geosr.io.rasters import inspect_raster
-
     if bands:
         return
-    chosen, counts = {}, set()
+    chosen = {}
     for path in paths:
         if path is not None and path.suffix.lower() in (".tif", ".tiff"):
             with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
-                counts.add(inspect_raster(path, require_crs=False).count)
                 chosen[path] = named_rgb(path)
-    if len(counts) > 1:  # images of other band counts: refused as such by the layout (this named their choices)
-        return
+    if len({len(c) for c in chosen.values()}) > 1:  # as many bands read from each: 3 against 1, refused as such
+        return  # by the layout (this named their choices); 3 of 4 against 3 of 3 are compared here
     if len(set(chosen.values())) > 1:
         (a, ba), *rest = chosen.items()
         b, bb = next((p, c) for p, c in rest if c != ba)

@@ -374,6 +374,8 @@ def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults
     matches = sorted(p.rstrip(os.sep) for p in globlib.glob(os.path.expanduser(full), recursive=True)
                      if (os.path.isfile(p) or os.path.isdir(p) and safe_metadata(Path(p)) is not None)
                      and not _in_work_folder(p) and not _made_by_batch(Path(p)))
+    products = [p for p in matches if os.path.isdir(p)]  # a product is one scene: not its files too ('in/**')
+    matches = [p for p in matches if not any(Path(f) in Path(p).parents for f in products)]
     if not matches:
         manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
     for p in matches:
