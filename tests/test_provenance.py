@@ -333,14 +333,19 @@ def test_a_mask_finer_than_the_output_keeps_every_change(scene, tmp_path, raster
     cd[0, ::8, ::8] = 1  # isolated changed pixels
     cd[0, 101, :] = 1  # a line one mask pixel thin, straddling no output row's middle
     mask = raster_factory("cd_fine.tif", cd, transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
-    out = tmp_path / "out.tif"
-    upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=out)
-    with rasterio.open(tmp_path / "out.provenance.tif") as ds:
-        got = ds.read(1)[:64, :112]  # where there is a reference and LR data
+    got = _provenance_with(scene, tmp_path, mask)
     expected = np.ones_like(got)
     expected[::4, ::4] = 2
     expected[50, :] = 2
     np.testing.assert_array_equal(got, expected)
+
+
+def _provenance_with(scene, tmp_path, mask):
+    """The provenance classes of a reference-paste x4 run with the change mask ``mask``, where there is a reference
+    and LR data."""
+    upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.provenance.tif") as ds:
+        return ds.read(1)[:64, :112]
 
 
 @pytest.mark.parametrize("kind", ["nodata", "internal mask"])
@@ -358,10 +363,7 @@ def test_a_finer_mask_s_pixels_without_data_make_their_output_pixel_unknown(scen
         mask = raster_factory("cd_fine.tif", cd, transform=transform)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(mask, "r+") as ds:
             ds.write_mask(np.where(cd[0] == 9, 0, 255).astype(np.uint8))
-    out = tmp_path / "out.tif"
-    upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=out)
-    with rasterio.open(tmp_path / "out.provenance.tif") as ds:
-        got = ds.read(1)[:64, :112]  # where there is a reference and LR data
+    got = _provenance_with(scene, tmp_path, mask)
     expected = np.ones_like(got)
     expected[::4, ::4] = 2
     np.testing.assert_array_equal(got, expected)
