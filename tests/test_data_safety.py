@@ -554,6 +554,27 @@ def test_an_output_folder_that_is_a_file_is_refused(scene):
     assert r.exit_code == 2 and "notes.txt is a file, not a folder" in r.output, r.output
 
 
+def test_an_output_over_a_file_of_a_shapefile_input_is_refused(scene):
+    """`--aoi area.shp -o area.shx --overwrite` wrote the COG over the shapefile's index (and `-o area.dbf` over its
+    attributes): the input destroyed, only the .shp itself was protected (found in review). So for rasterize-osm's
+    `--osm-file`."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    tmp, lr, _, _ = scene
+    with rasterio.open(lr) as ds:
+        gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(*ds.bounds)], crs=ds.crs).to_file(tmp / "area.shp")
+    kept = {p.name: p.read_bytes() for p in tmp.glob("area.*")}
+    assert {".shx", ".dbf", ".prj"} <= {Path(n).suffix for n in kept}
+    for part in ("area.shx", "area.dbf", "area.prj"):
+        r = _invoke("upscale", lr, "-x", "2", "--model", "bicubic", "--aoi", tmp / "area.shp", "-o", tmp / part,
+                    "--overwrite")
+        assert r.exit_code == 2 and f"is the area of interest's file {part} of this run" in r.output, r.output
+        r = _invoke("rasterize-osm", "--like", lr, "--osm-file", tmp / "area.shp", "-o", tmp / part, "--overwrite")
+        assert r.exit_code == 2 and f"is the OSM file's file {part} of this run" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in tmp.glob("area.*")} == kept
+
+
 def test_an_output_that_names_a_folder_is_refused_not_written_as_a_file(scene, monkeypatch):
     """`-o .` or `-o /` was an internal error (a path of an empty name; exit 1); `-o results/` (a folder not made
     yet) wrote a GeoTIFF named "results"; the API's `output=""` raised a raw ValueError (found in review)."""

@@ -194,6 +194,25 @@ def sidecar_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
             "STAC item": out.with_name(out.stem + STAC_SUFFIX)}
 
 
+# The files of a vector data set in several files beside its main one (a shapefile's index, attributes, CRS and
+# encoding, its spatial indexes; MapInfo's .tab parts), matched by stem: written by hand, as neither pyogrio nor
+# rasterio lists a vector data set's files
+_VECTOR_PARTS = {".shp": (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".fix", ".shp.xml", ".qmd"),
+                 ".tab": (".dat", ".map", ".id", ".ind")}
+
+
+def vector_parts(path: str | os.PathLike[str]) -> list[str]:
+    """The other files a local vector file is made of (a shapefile's ``.shx``, ``.dbf``, ``.prj``...), those that
+    exist: an output written over one destroys the input (found in review: `--aoi area.shp -o area.shx`)."""
+    p = Path(path)
+    suffixes = _VECTOR_PARTS.get(p.suffix.lower(), ())
+    if not suffixes or not p.parent.is_dir():
+        return []
+    stem = p.name[: -len(p.suffix)].lower()
+    return sorted(str(f) for f in p.parent.iterdir() if f != p and f.name.lower().startswith(stem + ".")
+                  and f.name[len(stem):].lower() in suffixes)
+
+
 def pam_path(path: str | os.PathLike[str]) -> Path:
     """GDAL's auxiliary metadata file of ``path`` (``<name>.aux.xml``), which GDAL and QGIS read with it."""
     path = Path(path)

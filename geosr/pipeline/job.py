@@ -43,6 +43,7 @@ from geosr.io.paths import (
     subdataset_container,
     subdataset_file,
     unsigned,
+    vector_parts,
     without_query,
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_count, band_roles, inspect_raster, names_rgb, parse_bands
@@ -430,7 +431,8 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
               ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None)]
     # every file the model reads: a bundled one's too, both of a DIFFUSION+BACKBONE, the backbone its spec names
     files = model_files(model) if isinstance(model, str) else []
-    return inputs + [("model", str(f)) for f in files] + member_inputs(inputs[:4])
+    parts = [(f"area of interest's file {Path(f).name}", f) for f in vector_parts(opts.aoi)] if opts.aoi else []
+    return inputs + [("model", str(f)) for f in files] + member_inputs(inputs[:4]) + parts
 
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,

@@ -23,7 +23,7 @@ from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_e
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
-from geosr.io.paths import recorded_options
+from geosr.io.paths import recorded_options, vector_parts
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
 from geosr.options import RasterizeOSMOptions
@@ -203,7 +203,9 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
     table_file = classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None
     inputs = [("raster `like`", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
               ("class table", table_file)]
-    return inputs + member_inputs(inputs[:1])  # a STAC item's, a Sentinel-2 product's or a band folder's files
+    parts = [(f"{role}'s file {Path(f).name}", f) for role, p in inputs[1:3] if isinstance(p, (str, os.PathLike))
+             for f in vector_parts(p)]  # a shapefile's .shx, .dbf...
+    return inputs + member_inputs(inputs[:1]) + parts  # a STAC item's, a Sentinel-2 product's or a band folder's
 
 
 def _write_map(
