@@ -139,6 +139,23 @@ def test_a_geojson_of_projected_coordinates_without_its_crs_is_named_as_such(tmp
     assert aoi_window(str(path), UTM) == Window(33, 66, 134, 101)  # with its CRS: read
 
 
+def test_an_aoi_file_whose_features_have_no_geometry_is_named_as_such(tmp_path):
+    """Features without a geometry (null, or an empty polygon) gave NaN bounds: "its coordinates (nan, nan, nan,
+    nan) are not longitudes and latitudes" in EPSG:4326, "does not overlap the scene" in a projected CRS (found in
+    review)."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    path = tmp_path / "none.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+                    '"geometry": null}]}')
+    with pytest.raises(OptionError, match=r"none.geojson: its features have no geometry$"):
+        aoi_window(str(path), UTM)
+    gpd.GeoDataFrame({"a": [1, 2]}, geometry=[None, Polygon()], crs=UTM.crs).to_file(tmp_path / "none.gpkg")
+    with pytest.raises(OptionError, match=r"none.gpkg: its features have no geometry$"):
+        aoi_window(str(tmp_path / "none.gpkg"), UTM)
+
+
 # ---- the command line ----------------------------------------------------------------------------------------
 runner = CliRunner()
 

@@ -129,6 +129,8 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
         raise OptionError(f"{path}: not a vector file geosr can read ({str(exc).splitlines()[0]})") from exc
     if frame.empty:
         raise OptionError(f"{path}: holds no features")
+    if (frame.geometry.isna() | frame.geometry.is_empty).all():  # (NaN bounds: "not longitudes", "does not
+        raise OptionError(f"{path}: its features have no geometry")  # overlap the scene"; found in review)
     given = _aoi_crs(aoi_crs)
     own = frame.crs is not None
     if not own:
