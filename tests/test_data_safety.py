@@ -255,6 +255,32 @@ def test_resume_refuses_a_model_file_changed_in_place(tmp_path):
         assert json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])["checksum"].startswith("sha256:")
 
 
+def test_resume_takes_an_aoi_file_by_what_it_is_not_how_its_path_is_written(tmp_path, monkeypatch):
+    """A run with `--aoi area.geojson` stopped, then resumed with `--aoi ./area.geojson` or its absolute path, was
+    refused ("--aoi area.geojson -> ./area.geojson"; "--aoi changed"), and from another folder it could not be
+    resumed at all (found in review). The file is compared by its identity; another file is still refused."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=3) * 255).astype(np.uint8))
+    with rasterio.open(lr) as ds:
+        w, s, e, n = ds.bounds
+    area = tmp_path / "area.geojson"
+    area.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "EPSG:32633"}}, "features": [{"type": "Feature", "properties": {}, "geometry": {
+            "type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n - 40], [w, n - 40], [w, s]]]}}]}))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.tif"
+    opts = dict(scale=4, model="bicubic", tiling=TilingConfig(window=8, overlap=2))
+    with pytest.raises(_Stop):
+        _upscale(lr, output=out, aoi="area.geojson", progress=_interrupt_after(9), **opts)
+    other = tmp_path / "other.geojson"
+    other.write_text(area.read_text().replace(str(n - 40), str(n - 80)))
+    with pytest.raises(ResumeError):
+        _upscale(lr, output=out, aoi=str(other), resume=True, **opts)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    result = _upscale(lr, output=out, aoi="../area.geojson", resume=True, **opts)
+    assert result.resumed_rows > 0 and out.exists()
+
+
 # ---- 4. one writer per output ----------------------------------------------------------------------------------
 _HOLD = textwrap.dedent("""
     import sys, time

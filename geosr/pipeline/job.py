@@ -504,6 +504,11 @@ def _input_name(path: str) -> str:
 PIPELINE_REVISION = 15
 
 
+def _unless_file(value: Any) -> Any:
+    """``value`` unless it names a local file (then None: the file is identified by :func:`_stat_id`)."""
+    return None if isinstance(value, str) and value and Path(value).is_file() else value
+
+
 def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[str, str], tcfg: TilingConfig,
                  opts: UpscaleOptions, device: torch.device) -> dict:
     """What determines the output's bytes: geosr's version, the inputs' identity, the model's weights and how
@@ -517,7 +522,10 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
         revision=PIPELINE_REVISION,
         inputs=[_file_id(given[role]) for role, _ in FINGERPRINT_INPUTS]
         + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
-        options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=opts.cd_classes, aoi=opts.aoi,
+        # a file (a class table, an AOI) by its identity above, not its spelling (`./area.geojson`, an absolute
+        # path, from another folder: "--aoi changed"; found in review); a name or a box as given
+        options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=_unless_file(opts.cd_classes),
+                     aoi=_unless_file(opts.aoi),
                      aoi_crs=opts.aoi_crs, model=sr.name,
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
                      style=opts.style, tiling=tcfg, sampler=opts.sampler,
