@@ -146,6 +146,22 @@ def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp
                                              f"{said}")
         assert not out.exists()
     assert upscale(lr, output=out, resume=True, dry_run=True, **opts).resumed_rows == 1  # it said 0
+    # its model time is that of the rows left (it estimated the whole plan; found in review): each clock reading a
+    # second later than the last, a window's batch "takes" 1 s
+    from typer.testing import CliRunner
+
+    import geosr.pipeline.upscale as module
+    from geosr.cli.app import app
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(module.time, "perf_counter", lambda: float(next(ticks)))
+    fresh = upscale(lr, output=tmp_path / "fresh.tif", dry_run=True, **opts)
+    resumed = upscale(lr, output=out, resume=True, dry_run=True, **opts)
+    monkeypatch.undo()
+    assert resumed.estimate_s == pytest.approx(fresh.estimate_s * (fresh.window_rows - 1) / fresh.window_rows)
+    res = CliRunner().invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "--batch-size", "4", "--window", "8",
+                                   "--overlap", "2", "-o", str(out), "--resume", "--dry-run"])
+    assert res.exit_code == 0 and f"(resuming after 1 row of {fresh.window_rows})" in res.output, res.output
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 1
 
 

@@ -87,6 +87,8 @@ def _print_summary(r) -> None:
     extra = f"output {r.output_mb:.1f} MB uncompressed, peak memory about {r.memory_mb:.0f} MB"
     if r.estimate_s is not None:
         extra += f", model time about {r.estimate_s:.0f} s"
+    if r.dry_run and r.resumed_rows:  # what --resume would not redo (its estimate leaves them out)
+        extra += f" (resuming after {count(r.resumed_rows, 'row')} of {r.window_rows})"
     if not r.dry_run:
         extra += f", {r.seconds:.1f} s" + (f" (resumed after {count(r.resumed_rows, 'row')})" if r.resumed_rows else "")
     out_console.print(extra, highlight=False)

@@ -227,7 +227,7 @@ def upscale(
                 refuse_another_plan(job, work)
                 resumed = Journal.peek(work / f"rows_{0:05d}_{job.plan.n_rows:05d}",
                                        {**job.fingerprint, "rows": [0, job.plan.n_rows]}, fingerprint_changes)
-            estimate = _estimate_seconds(job)  # (timed before `seconds`, which includes it)
+            estimate = _estimate_seconds(job, done_rows=resumed)  # (timed before `seconds`, which includes it)
             return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0,
                                  estimate_s=estimate)
         with job.lock(), writing(job.out_path):
@@ -322,13 +322,14 @@ def _add_within(acc: RowBandAccumulator, out: np.ndarray, weight: np.ndarray, wi
     acc.add(out[:, rows, cols], weight[rows, cols], r0 + top, c0 + left)
 
 
-def _estimate_seconds(job: UpscaleJob) -> float:
-    """Time one batch of windows through the model and scale it to the whole plan."""
+def _estimate_seconds(job: UpscaleJob, done_rows: int = 0) -> float:
+    """Time one batch of windows through the model and scale it to the plan's windows left to compute (those of
+    the rows after ``done_rows``, which a resumed run does not redo; it estimated the whole plan, found in review)."""
     groups = _batches(job.plan.row_windows(0), job.batch_size)
     t0 = time.perf_counter()
     _run_model(job, groups[0])
     per_window = (time.perf_counter() - t0) / len(groups[0])
-    return per_window * len(job.plan)
+    return per_window * job.plan.n_cols * max(0, job.plan.n_rows - done_rows)
 
 
 def _first_contributing_row(plan: WindowPlan, start: int) -> int:
