@@ -68,7 +68,7 @@ def check_output_path(
     # "." and "/" name no file (their empty name was an internal error), nor does a name ending in a slash ("out/",
     # written as a file "out"; a pathlib.Path drops the slash: the CLI's outputs come as text; found in review)
     text = os.fspath(path)
-    if not p.name or p.is_dir() or (isinstance(text, str) and text.endswith(("/", os.sep))):
+    if not p.name or p.is_dir() or str(text).endswith(("/", os.sep)):
         shown = text or "''"
         raise OutputLocationError(f"{shown}: {'is' if p.is_dir() else 'names'} a folder; give the path of the output "
                                   "file" + (f" (e.g. {p / 'out.tif'})" if text else ""))
@@ -103,8 +103,6 @@ def check_output_path(
             if _partial_name(p).match(Path(read).name) and same_file(Path(read).parent, folder):
                 raise OutputLocationError(f"{read}: the {role} of this run has the name of a temporary file of "
                                           f"{named}, which the run clears; rename it")
-    if p.is_dir():
-        raise OutputLocationError(f"{p}: is a folder; give the path of the output file")
     if not folder.exists() and make_folder:
         return _check_folder_to_make(p, folder, name_margin)
     if not folder.exists():
