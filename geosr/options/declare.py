@@ -15,7 +15,7 @@ import json
 import numbers
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, Iterable, Mapping, TypeVar
 
 from geosr.config import is_bool
 from geosr.errors import OptionError
@@ -74,10 +74,7 @@ class CommandOptions:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
-        for name, _, _ in self.flags():  # as the command line refuses an empty argument (a path read as the working
-            value = getattr(self, name)  # folder; `bands=""` ran with the default bands; found in review)
-            if isinstance(value, str) and not value.strip():
-                raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
+        refuse_empty(self, [name for name, _, _ in self.flags()])  # (`bands=""` ran with the default bands)
 
     @classmethod
     def of(cls: type[T], options: T | None = None, /, **values: Any) -> T:
@@ -166,6 +163,15 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         if isinstance(value, (bool, numbers.Number, list, tuple, set, dict)):
             raise OptionError(f"{name} {value!r}: give text{' or a path' if typ is not str else ''}", param=name)
     return value
+
+
+def refuse_empty(options: Any, names: Iterable[str]) -> None:
+    """Refuse an option of ``options`` given as empty text, as the command line refuses an empty argument (a path
+    would be read as the working folder; found in review)."""
+    for name in names:
+        value = getattr(options, name)
+        if isinstance(value, str) and not value.strip():
+            raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,7 @@ from geosr.config import (
     check_bool,
 )
 from geosr.errors import OptionError, ScaleError
-from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, coerce
+from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, coerce, refuse_empty
 
 SAMPLER_PRESETS = ("default", "paper")
 LR_CONSISTENCY_HELP = (
@@ -86,10 +86,7 @@ class UpscaleOptions:
                 object.__setattr__(self, name, str(value))
         if isinstance(self.cd_classes, os.PathLike):  # (else text, or a ChangeClassTable)
             object.__setattr__(self, "cd_classes", os.fspath(self.cd_classes))
-        for name in ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"):
-            value = getattr(self, name)
-            if isinstance(value, str) and not value.strip():  # an empty path would be read as the working folder
-                raise OptionError(f"{name} is empty; give a value or leave it out", param=name)
+        refuse_empty(self, ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"))
         if self.aoi is None and self.aoi_crs != "EPSG:4326":  # (it would be ignored, a typo in it unnoticed)
             raise OptionError("aoi_crs applies to `aoi` only (the CRS of an area-of-interest box)", param="aoi_crs")
 
