@@ -162,18 +162,11 @@ def earlier_sidecars(out: Path, *, overwrite: bool) -> list[Path]:
     it as its data, the provenance raster of its stem that no other output shares), which a map or change mask
     written there would leave describing a raster that is gone (found in review). Refused (OutputExistsError)
     unless ``overwrite``; then the caller removes them (:func:`remove_sidecars`) once its output is in place."""
-    import json
-    from urllib.parse import unquote
-
     import rasterio
 
     sides = sidecar_paths(out)
     item, provenance = sides["STAC item"], sides["provenance raster"]
-    try:
-        href = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
-    except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote
-        href = None
-    found = [item] if isinstance(href, str) and unquote(href) == out.name else []
+    found = [item] if _item_data(item) == out.name else []
     if provenance.is_file() and sidecars_shared(out, item) is None:
         try:
             with rasterio.open(provenance) as ds:
@@ -195,6 +188,19 @@ def remove_sidecars(paths: Iterable[Path]) -> None:
             side.unlink(missing_ok=True)
 
 
+def _item_data(item: Path) -> str | None:
+    """The href of the data asset of the STAC item at ``item``, decoded (written percent-encoded: a#1.tif as
+    a%231.tif); None where there is no item, or not one geosr wrote."""
+    import json
+    from urllib.parse import unquote
+
+    try:
+        href = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return unquote(href) if isinstance(href, str) else None
+
+
 def sidecars_shared(out: Path, item: Path) -> Path | None:
     """Another output whose sidecars are ``out``'s (they are named by the stem: ``x.tif``, ``x.TIF``, ``x.cog`` and
     ``x`` all have ``x.provenance.tif``): one being written (its work folder is there), or the one the STAC item
@@ -202,14 +208,7 @@ def sidecars_shared(out: Path, item: Path) -> Path | None:
     sidecars, and the output lock, one per output, did not keep two such runs apart. Only those names are looked at
     (a batch checks every job's output: listing its folder each time made planning 5x slower in a folder of 20 000
     files)."""
-    import json
-    from urllib.parse import unquote
-
-    try:
-        href = json.loads(item.read_text())["assets"]["data"]["href"] if item.is_file() else None
-        owner = unquote(href) if isinstance(href, str) else None  # (written percent-encoded: a#1.tif as a%231.tif)
-    except (OSError, ValueError, KeyError, TypeError):  # not an item geosr wrote: no owner known
-        owner = None
+    owner = _item_data(item)
     names = {out.stem + suffix for suffix in _SHARING_SUFFIXES}
     if owner is not None and Path(owner).stem == out.stem:  # any name (a.cog, b): its sidecars are these too
         names.add(Path(owner).name)
