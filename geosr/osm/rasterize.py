@@ -81,12 +81,9 @@ def utm_crs(lon: float, lat: float) -> str:
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
-def metres_to_units(crs, lon: float, lat: float) -> float:
-    """How many CRS units one ground metre spans at (lon, lat) in a projected CRS.
-
-    The unit's length in metres and the projection's point scale factor (geometric mean of the
-    meridional and parallel scales; Web Mercator at 38° N gives 1.27) are both taken into account.
-    """
+def _scales_at(crs, lon: float, lat: float) -> tuple[float, tuple[float, float] | None]:
+    """(metres per CRS unit, (meridional scale, parallel scale)) of a projected CRS at (lon, lat): the unit 1 where
+    the CRS names none, the scales None where PROJ has no factors for the CRS."""
     from pyproj import CRS as ProjCRS
     from pyproj import Proj
 
@@ -97,45 +94,43 @@ def metres_to_units(crs, lon: float, lat: float) -> float:
         unit = 1.0
     try:
         f = Proj(pc).get_factors(lon, lat)
-        k = math.sqrt(f.meridional_scale * f.parallel_scale)
-        if not math.isfinite(k) or k <= 0:
-            k = 1.0
-    except Exception:  # noqa: BLE001 - some CRSs have no factors; assume true scale
-        k = 1.0
-    return k / unit
+        return unit, (float(f.meridional_scale), float(f.parallel_scale))
+    except Exception:  # noqa: BLE001 - some CRSs have no factors
+        return unit, None
+
+
+def metres_to_units(crs, lon: float, lat: float) -> float:
+    """How many CRS units one ground metre spans at (lon, lat) in a projected CRS.
+
+    The unit's length in metres and the projection's point scale factor (geometric mean of the
+    meridional and parallel scales; Web Mercator at 38° N gives 1.27) are both taken into account.
+    """
+    unit, scales = _scales_at(crs, lon, lat)
+    k = math.sqrt(scales[0] * scales[1]) if scales and scales[0] * scales[1] >= 0 else math.nan
+    return (k if math.isfinite(k) and k > 0 else 1.0) / unit  # (no factors: true scale assumed)
 
 
 def _stretches(crs, lon: float, lat: float) -> bool:
     """Whether a projected CRS's scale at (lon, lat) differs by direction: meridional and parallel scales more than
-    2% apart (plate carree, an equal-area projection far from its centre; not a conformal one)."""
-    from pyproj import CRS as ProjCRS
-    from pyproj import Proj
-
+    2% apart (plate carree, an equal-area projection far from its centre; not a conformal one). A CRS without
+    factors is taken in its own units, as before."""
     try:
-        f = Proj(ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)).get_factors(lon, lat)
-        ratio = f.meridional_scale / f.parallel_scale
-        return not (math.isfinite(ratio) and abs(ratio - 1.0) <= 0.02)
-    except Exception:  # noqa: BLE001 - some CRSs have no factors: taken as the grid's own units, as before
+        _, scales = _scales_at(crs, lon, lat)
+    except Exception:  # noqa: BLE001 - a CRS PROJ cannot take: its own units too
         return False
+    if scales is None or scales[1] == 0:
+        return False
+    ratio = scales[0] / scales[1]
+    return not (math.isfinite(ratio) and abs(ratio - 1.0) <= 0.02)
 
 
 def _pixel_ground_size(crs, lon: float, lat: float, res: tuple[float, float]) -> float:
     """The larger of a pixel's ground sizes (metres) at (lon, lat) in a projected CRS that stretches one way: a line
     as wide covers a pixel whichever way it runs (the mean of the two scales, plate carree's at 60 N, left an
-    east-west line 0.7 px tall and broken; found in review)."""
-    from pyproj import CRS as ProjCRS
-    from pyproj import Proj
-
-    pc = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
-    try:
-        unit = float(pc.axis_info[0].unit_conversion_factor) or 1.0
-        f = Proj(pc).get_factors(lon, lat)
-        size = max(res[0] * unit / f.parallel_scale, res[1] * unit / f.meridional_scale)
-        if math.isfinite(size) and size > 0:
-            return size
-    except Exception:  # noqa: BLE001 - some CRSs have no factors: the mean scale's size, as for any other
-        pass
-    return max(res) / metres_to_units(crs, lon, lat)
+    east-west line 0.7 px tall and broken; found in review). Without factors: the mean scale's size."""
+    unit, scales = _scales_at(crs, lon, lat)
+    size = max(res[0] * unit / scales[1], res[1] * unit / scales[0]) if scales and all(scales) else math.nan
+    return size if math.isfinite(size) and size > 0 else max(res) / metres_to_units(crs, lon, lat)
 
 
 def footprint(grid: Grid) -> "BaseGeometry":
