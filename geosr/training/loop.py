@@ -575,7 +575,9 @@ def train(
     if resume and config is None:  # the run's own settings, as its state records them
         _refuse_nothing_to_resume(Path(opts.out or TrainConfig.out))
         config = resumed_config(Path(opts.out or TrainConfig.out))
-    started = resumed_config(Path(opts.out)) if resume and opts.out else None
+        started = config if opts.out else None
+    else:
+        started = resumed_config(Path(opts.out)) if resume and opts.out else None
     arch = opts.settings().get("arch")
     if started is not None and arch is not None and arch != started.arch:  # before the settings are checked as
         # the other architecture's (a diffusion run's crop "does not apply to arch lite"; found in review)
