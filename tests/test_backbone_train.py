@@ -129,6 +129,21 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "was started with other validation data (--val-data)" in said, said
     assert (out / "state.safetensors").read_bytes() == before
+    # a model file a kill or a full disk left unreadable: the best weights give the network (it blocked every resume
+    # with "not a safetensors file"; found in review); without them too, what to do
+    _image(val / "v.png", 7)
+    (out / "model.safetensors").write_bytes(b"cut short")
+    res = _run([*common, "--train-steps", "8", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["resumed_from"] == 6
+    assert read_spec(out / "model.safetensors")["training"]["steps"] == 8
+    (out / "model.safetensors").write_bytes(b"cut short")
+    (out / "best.safetensors").write_bytes(b"cut short too")
+    res = _run([*common, "--train-steps", "10", "--resume"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2, said
+    assert "model.safetensors cannot be read (nor its best weights); the run's network is kept in model.safetensors " \
+        "and best.safetensors alone: start the run again with --overwrite" in said, said
 
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):

@@ -1212,3 +1212,52 @@ def test_nothing_to_resume_in_a_folder_with_a_model_advises_overwrite(tmp_path, 
     assert res.exit_code == 2 and "nothing to resume; start the run again with --overwrite" in said, said
     res = runner.invoke(_app(), ["train", cfg, "--train-steps", "2", *common, "--overwrite"])
     assert res.exit_code == 0 and (run / "state.safetensors").is_file(), res.output
+
+
+def test_resume_past_an_unreadable_model_file(tmp_path, images):
+    """Found in review: a model file a kill or a full disk left unreadable blocked every --resume ("not a
+    safetensors file"), though the training state holds the run's weights. The best weights give the architecture
+    instead; with neither, the error says what to do, and doing it resumes."""
+    runner = CliRunner()
+    cfg_path = _config(tmp_path, images)
+    res = runner.invoke(_app(), ["train", cfg_path, "--train-steps", "4", "--checkpoint-every", "2"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    (run / "model.safetensors").write_bytes(b"cut short")
+    (run / "best.safetensors").write_bytes(b"cut short too")
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "6"])
+    assert res.exit_code == 2, res.output
+    assert "model.safetensors cannot be read" in res.output and "remove model.safetensors and best" in res.output
+    (run / "best.safetensors").unlink()
+    (run / "model.safetensors").unlink()
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "6", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["resumed_from"] == 4
+    # a readable best beside a damaged model: resumed from the state with the best's architecture
+    import shutil
+
+    shutil.copy(run / "model.safetensors", run / "best.safetensors")
+    (run / "model.safetensors").write_bytes(b"cut short")
+    res = runner.invoke(_app(), ["train", cfg_path, "--resume", "--train-steps", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["resumed_from"] == 6
+    assert read_spec(run / "model.safetensors")["training"]["steps"] == 8
+
+
+def test_resume_without_the_model_of_an_extended_init_says_so(tmp_path, images):
+    """A run started from an `init` its `arch` extended, resumed without its model file: the config alone builds
+    another architecture, and the state's weights did not fit it (a torch traceback, exit 1)."""
+    from geosr.errors import InputError
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+    from geosr.training.loop import train as run_train
+
+    src = build_denoiser(MICRO, n_bands=3, n_change_classes=3).eval()
+    path = save_checkpoint(tmp_path / "src.safetensors", src, make_spec(src, scales=[4]))
+    common = dict(arch={"upsampler_channels": 8, "upsampler_blocks": 1}, scales=(4,), crop=32, batch_size=2, steps=3,
+                  warmup=1, checkpoint_every=3, val_every=3, threads=1,
+                  data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+    run_train(TrainConfig(out=str(tmp_path / "run"), **common), init=str(path))
+    (tmp_path / "run" / "model.safetensors").unlink()
+    with pytest.raises(InputError, match="not of the architecture the run's settings build .* resumes from its model"):
+        run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 5}), resume=True)

@@ -34,7 +34,7 @@ from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
-from geosr.training.state import load_state, save_state, state_record
+from geosr.training.state import load_state, own_checkpoint, save_state, state_record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -311,7 +311,9 @@ def fit_backbone(
         raise InputError("a backbone run starts from converted weights (init) or resumes one")
     device = training_device(cfg.device)
     bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
-    net, spec = load_backbone(init if init is not None else out / "model.safetensors")
+    # a resumed run's network: its model, or its best weights where the model is unreadable (a kill, a full disk)
+    net, spec = load_backbone(init if init is not None else
+                              own_checkpoint(out, then="start the run again") or out / "model.safetensors")
     kept = {k: spec[k] for k in ("inference", "tiling", "halo") if k in spec}
     name = name or spec.get("name", "backbone")
     if isinstance(net, ExpertBackbone) and cfg.sharpness_code:

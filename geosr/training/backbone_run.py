@@ -23,6 +23,8 @@ import torch
 from geosr.errors import InputError, OptionError
 from geosr.training.config import TrainConfig
 
+# a backbone run's network is in its model file only: without it (or its best weights) there is nothing to resume
+LOST = "the run's network is kept in {files} alone: start the run again with `overwrite`"
 DATA_SIDE = 96  # an image smaller than this on either side holds no training crop at any scale (x2: 48 LR px)
 MAX_WORKERS = 16  # batch-making processes at most (scripts/train_backbone.py --workers sets any number)
 
@@ -50,6 +52,7 @@ def train_backbone(
         MODEL,
         STATE,
         initialised_from,
+        own_checkpoint,
         refuse_changed_settings,
         run_folder,
         state_record,
@@ -59,15 +62,16 @@ def train_backbone(
     training_device(cfg.device)  # checked before the run folder is touched
     out = Path(cfg.out)
     folder = run_folder(out)
-    start_path = None
+    start_path = own = None
     if resume:
         if init:
             raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
                               "give one of them", param="init")
-        missing = [n for n in (MODEL, STATE) if not (out / n).exists()]
-        if missing:
-            raise InputError(f"{out}: no backbone run to resume (no {missing[0]})")
-        if not is_backbone_spec(read_spec(out / MODEL)):
+        # its model gives the network (a damaged one: its best weights, of the same network)
+        own = own_checkpoint(out, then=LOST) if (out / STATE).exists() else None
+        if own is None:
+            raise InputError(f"{out}: no backbone run to resume (no {STATE if (out / MODEL).exists() else MODEL})")
+        if not is_backbone_spec(read_spec(own)):
             raise InputError(f"{out}: holds a diffusion model's run, not a backbone's; resume it with its own `arch`")
         refuse_changed_settings(out, state_record(out), cfg.to_dict())
     else:
@@ -107,7 +111,7 @@ def train_backbone(
                           "`data`, which the run trains on: validate on images the run does not train on",
                           param="val_data")
     # what the weights started from, as the diffusion trainer records it; a resumed run keeps its first run's
-    described += initialised_from(out / MODEL) if resume else [f"initialised from {init or cfg.arch}"]
+    described += initialised_from(own) if own is not None else [f"initialised from {init or cfg.arch}"]
     scales, left_out = fitting_scales(cfg.scales, train)
     warnings = []
     if left_out:

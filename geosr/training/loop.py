@@ -66,6 +66,7 @@ from geosr.training.state import (
     STATE_JSON,
     initialised_from,
     load_state,
+    own_checkpoint,
     refuse_changed_settings,
     run_folder,
     save_model,
@@ -319,11 +320,12 @@ class _Run:
             self.data_fingerprint = {**self.data_fingerprint, "validation": seen}
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
         started_from = None
-        if resume and not init and (self.out / MODEL).exists():
+        again = "remove {files} and resume again (the training state holds the run's weights)"
+        if resume and not init and (own := own_checkpoint(self.out, then=again)):
             # the run's own checkpoint has the architecture it was started with (an --init's, e.g. a learned
             # upsampler that cfg.arch alone does not name); load_state then restores its weights and optimizer
-            init = str(self.out / MODEL)
-            started_from = initialised_from(self.out / MODEL)
+            init = str(own)
+            started_from = initialised_from(own)
         self._build(init, started_from)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         # (within the 64 bits a generator takes: any seed `seed` allows; the same stream as before below them)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from geosr.errors import GeoSRError, InputError, OptionError
+from geosr.errors import GeoSRError, InputError, ModelFileError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
 from geosr.permissions import new_file_mode
 from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources
@@ -102,8 +102,15 @@ def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: tor
     if meta is None:
         raise InputError(f"{out}: no training state to resume from ({STATE})")
     tensors = load_file(str(out / STATE))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    _averaged(ema).load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        _averaged(ema).load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as exc:  # torch's missing / unexpected / size-mismatched tensors
+        # e.g. a run started from an `init` that extended its architecture, resumed without its model file (which
+        # gives that architecture): the config's alone builds another
+        raise InputError(f"{out / STATE}: its weights are not of the architecture the run's settings build "
+                         f"({str(exc).splitlines()[0].rstrip(':.')}); a run started from an `init` resumes "
+                         f"from its model file ({MODEL})") from None
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
@@ -167,6 +174,23 @@ def saved_best(out: Path) -> tuple[float, int | None]:
     """(gain in dB, step) of the best validation so far that a run's state records; (-inf, None) if none."""
     saved = (state_record(out) or {}).get("best") or {}
     return saved.get("gain_db", -math.inf), saved.get("step")
+
+
+def own_checkpoint(out: Path, then: str) -> Path | None:
+    """A resumed run's own checkpoint, which gives its architecture: its model, else its best weights (of the same
+    architecture) where a kill or a full disk left the model unreadable; None where it has neither file. Where
+    neither can be read, an error that ends with ``then`` (``{files}``: their names)."""
+    files = [out / name for name in (MODEL, BEST) if (out / name).is_file()]
+    for path in files:
+        try:
+            read_spec(path)
+            return path
+        except ModelFileError:
+            continue
+    if files:  # (a damaged model blocked every resume with "not a safetensors file"; found in review)
+        raise OptionError(f"resume: {files[0]} cannot be read" + (" (nor its best weights)" if len(files) > 1 else "")
+                          + "; " + then.format(files=" and ".join(f.name for f in files)), param="resume")
+    return None
 
 
 def initialised_from(model: Path) -> list[str]:
