@@ -272,3 +272,23 @@ def test_pixels_a_band_s_own_mask_hides_stay_nodata(tmp_path):
     with rasterio.open(tmp_path / "o.tif") as ds:
         hidden = ds.dataset_mask() == 0
     assert int(hidden.sum()) == 12 * 12 and bool(hidden[8:20, 8:20].all())
+
+
+@pytest.mark.parametrize("per_band", [False, True])
+def test_gdal_nodata_values_item_is_not_carried(raster_factory, tmp_path, per_band):
+    """Found in review: GDAL's NODATA_VALUES item (an RGB nodata colour: from a PNG's transparent colour, or
+    ``gdal_edit -mo``) was copied into the output with the rest of the LR's metadata, where GDAL reads the mask
+    from it: with per-band nodata beside it, the output's empty pixels read as data (0 masked of 400); alone, its
+    read-only mask failed the mask band's write (internal error, exit 1)."""
+    arr = (smooth_field(3, 40, 40, 2) * 150 + 50).astype(np.uint8)
+    arr[:, :10, :10] = np.array([10, 20, 30], np.uint8)[:, None, None]
+    src = raster_factory("in.tif", arr, **({"nodata": 10} if per_band else {}))
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(NODATA_VALUES="10 20 30", SENSOR="kept")
+    with rasterio.open(src) as ds:
+        assert int((ds.dataset_mask() == 0).sum()) == 100
+    out = tmp_path / "out.tif"
+    upscale(src, output=out, scale=2, model="bicubic")
+    with rasterio.open(out) as ds:
+        assert "NODATA_VALUES" not in ds.tags() and ds.tags()["SENSOR"] == "kept"
+        assert int((ds.dataset_mask() == 0).sum()) == 400

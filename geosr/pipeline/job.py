@@ -751,8 +751,9 @@ def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) ->
 
 # Metadata of the LR that does not describe the output: how GDAL reads its grid (a pixel-is-point LR's transform is
 # already converted to the output's pixel-is-area one), statistics of other pixels, geosr's own record of an earlier
-# run (this run writes its own).
-NOT_CARRIED = ("AREA_OR_POINT", "STATISTICS_", "GEOSR_", "TIFFTAG_SOFTWARE")
+# run (this run writes its own), GDAL's RGB nodata colour (the output's nodata and mask say where it has none; kept,
+# GDAL read the mask from it: empty pixels as data, or a read-only mask the mask band failed to write into).
+NOT_CARRIED = ("AREA_OR_POINT", "STATISTICS_", "GEOSR_", "TIFFTAG_SOFTWARE", "NODATA_VALUES")
 
 
 def _carried(tags: dict[str, str]) -> dict[str, str]:
