@@ -384,10 +384,15 @@ def test_stacked_band_files_keep_their_own_scale_offset_and_unit(tmp_path):
         with open_raster(given) as ds:
             assert ds.scales == (1e-4,) * ds.count and ds.offsets == (-0.1,) * ds.count, given
             assert ds.units == ("reflectance",) * ds.count
+    # and their band metadata (found in review: a band file's wavelength was left out of the output)
+    for f in (tmp_path / "bands").glob("*.tif"):
+        with rasterio.open(f, "r+") as ds:
+            ds.update_tags(1, WAVELENGTH=f.stem.split("_")[-2], FWHM="30")
     out = tmp_path / "out.tif"
     assert _run("upscale", listed, "-x", "2", "-m", "bicubic", "-o", out).exit_code == 0
     with rasterio.open(out) as ds:
         assert ds.scales == (1e-4,) * 3 and ds.offsets == (-0.1,) * 3
+        assert [ds.tags(b) for b in (1, 2, 3)] == [{"WAVELENGTH": b, "FWHM": "30"} for b in ("B04", "B03", "B02")]
 
 
 def test_the_output_may_not_be_a_file_a_composite_input_reads(tmp_path):

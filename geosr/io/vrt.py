@@ -87,6 +87,7 @@ class Header:
     crs_key: str = ""  # the CRS as compared: its EPSG code where it has one (GDAL's drivers spell one CRS's WKT
     # differently: HFA's UNIT["meters",1] is GeoTIFF's UNIT["metre",1,AUTHORITY[...]]), else its WKT
     metres: float = 0.0  # the pixel's width in metres (a geographic CRS's at the raster's centre latitude)
+    band_tags: tuple[tuple[tuple[str, str], ...], ...] = ()  # each band's metadata (wavelength...), a VRT band's own
 
     @property
     def grid(self) -> tuple:
@@ -129,7 +130,8 @@ def read_header(owner: str, href: str) -> Header:
         epsg = ds.crs.to_epsg()
         return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
                        tuple(ds.nodatavals), tuple(ds.block_shapes[0]), tuple(ds.scales), tuple(ds.offsets),
-                       tuple(u or "" for u in ds.units), f"EPSG:{epsg}" if epsg else "", _pixel_metres(ds))
+                       tuple(u or "" for u in ds.units), f"EPSG:{epsg}" if epsg else "", _pixel_metres(ds),
+                       tuple(tuple(ds.tags(b).items()) for b in range(1, ds.count + 1)))
 
 
 def _pixel_metres(ds: rasterio.DatasetReader) -> float:
@@ -187,6 +189,10 @@ def vrt_document(header: Header, members: list[Member], headers: dict[str, Heade
         unit = h.units[m.band - 1] if h.units else ""
         if unit:
             ET.SubElement(band, "UnitType").text = unit
+        if h.band_tags and h.band_tags[m.band - 1]:  # (a band file's wavelength and such, which the output keeps)
+            md = ET.SubElement(band, "Metadata")
+            for key, value in h.band_tags[m.band - 1]:
+                ET.SubElement(md, "MDI", key=key).text = value
         if m.offset is not None or offset != 0.0:
             ET.SubElement(band, "Offset").text = repr(float(offset))
         if m.scale is not None or scale != 1.0:
