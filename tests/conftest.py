@@ -78,6 +78,23 @@ def torch_one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="session")
+def map_model(tmp_path_factory) -> Path:
+    """A tiny diffusion checkpoint (random weights, x2 and x8) with a map path of two classes: a model that reads
+    ``--map`` (no bundled one does, and a map a model does not use is not read)."""
+    import torch
+
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    torch.manual_seed(0)
+    model = build_denoiser("tiny", n_map_classes=2, style=False).eval()
+    spec = make_spec(model, name="map-test", scales=[2, 8], band_names=["B4", "B3", "B2"],
+                     change_classes={"0": "unchanged", "1": "changed"}, normalization={"kind": "robust-stretch"},
+                     training={"data": "none", "steps": 0}, metrics={})
+    return save_checkpoint(tmp_path_factory.mktemp("map_model") / "map.safetensors", model, spec, sidecar=False)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return SHARED_DATA

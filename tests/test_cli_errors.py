@@ -23,8 +23,8 @@ def scene(tmp_path):
     return tmp_path, lr
 
 
-def _case(tmp_path, lr, name):
-    """(argv, text expected in the message) for each bad-input case."""
+def _case(tmp_path, lr, name, map_model=None):
+    """(argv, text expected in the message) for each bad-input case (``map_model``: a model that reads a map)."""
     out = str(tmp_path / "out.tif")
     lr = str(lr)
     if name == "missing-lr":
@@ -100,8 +100,8 @@ def _case(tmp_path, lr, name):
         with __import__("rasterio").open(p, "r+") as ds:
             ds.write_colormap(1, {0: (0, 0, 0, 255), 3: (255, 0, 0, 255)})
         return ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out], "classes.tif: is a palette raster"
-    # (the mask and map cases with --ignore-unused: the default model uses no map, nor a mask without a reference,
-    # which is said before the file is read)
+    # (the mask cases with --ignore-unused: the default model uses no mask without a reference, which is said before
+    # the file is read; the map cases with a model that reads a map: one a model does not use is not read)
     if name == "mask-unknown-classes":
         m = np.zeros((1, 20, 24), np.uint8)
         m[0, 3, 3] = 7
@@ -115,16 +115,16 @@ def _case(tmp_path, lr, name):
         p = make_raster(tmp_path / "rgbmap.tif", np.zeros((3, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_STYLE="rgb")
-        return ["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out], "rgbmap.tif: is a rendered (RGB) map"
+        return ["upscale", lr, "--map", str(p), "-m", str(map_model), "-o", out], "rgbmap.tif: is a rendered (RGB) map"
     if name == "map-three-bands":  # (session 55) any 3-band raster was said to be "a rendered (RGB) map"
         p = make_raster(tmp_path / "photo.tif", np.zeros((3, 20, 24), np.uint8))
-        return (["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out],
+        return (["upscale", lr, "--map", str(p), "-m", str(map_model), "-o", out],
                 "photo.tif: has 3 bands, not one band of class ids")
     if name == "map-bad-class-tag":  # (session 55) an internal error: JSONDecodeError
         p = make_raster(tmp_path / "tagged.tif", np.zeros((1, 20, 24), np.uint8))
         with __import__("rasterio").open(p, "r+") as ds:
             ds.update_tags(GEOSR_MAP_CLASSES="background,building,road")
-        return (["upscale", lr, "--map", str(p), "--ignore-unused", "-o", out],
+        return (["upscale", lr, "--map", str(p), "-m", str(map_model), "-o", out],
                 "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list")
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
@@ -182,9 +182,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(scene, name):
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(scene, name, map_model):
     tmp_path, lr = scene
-    argv, expected = _case(tmp_path, lr, name)
+    argv, expected = _case(tmp_path, lr, name, map_model)
     before = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
     result = runner.invoke(app, argv)
     assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
@@ -877,3 +877,25 @@ def test_geosr_alone_prints_its_help_once():
     proc = subprocess.run([sys.executable, "-m", "geosr"], capture_output=True, text=True, timeout=120)
     said = proc.stdout + proc.stderr
     assert proc.returncode == 2 and said.count("Usage:") == 1 and "upscale" in said, said
+
+
+def test_an_input_ignored_is_not_read_nor_named_a_source(scene):
+    """Found in review: with `--ignore-unused`, a map, style image or reference the model does not use was still
+    listed as a source of the output (STAC derived_from links, lineage, GEOSR_INPUTS: "from lr, map, style" for
+    bicubic pixels), and a map the run ignores, far from the scene, failed it."""
+    import json
+
+    import rasterio
+
+    tmp_path, lr = scene
+    far = make_raster(tmp_path / "far.tif", np.ones((1, 16, 16), np.uint8),
+                      transform=Affine(1.25, 0, 900000, 0, -1.25, 5000000))
+    out = tmp_path / "out.tif"
+    r = runner.invoke(app, ["upscale", str(lr), "-m", "bicubic", "--map", str(far), "--style", str(lr), "--ref",
+                            str(lr), "--ignore-unused", "-x", "2", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    item = json.loads(out.with_name("out.stac.json").read_text())
+    assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == ["lr.tif"]
+    assert item["properties"]["processing:lineage"].endswith(" from lr"), item["properties"]["processing:lineage"]
+    with rasterio.open(out) as ds:
+        assert list(json.loads(ds.tags()["GEOSR_INPUTS"])) == ["lr"]

@@ -52,7 +52,6 @@ from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, 
 from geosr.models.consistency import LRConsistent
 from geosr.models.device import resolve_device
 from geosr.models.interface import (
-    CONDITIONING_INPUTS,
     SuperResolver,
     model_inputs,
     model_requires,
@@ -131,10 +130,6 @@ def plan_upscale(
         raise OptionError("lr is required: the LR raster", param="lr")
     lr = coerce("lr", lr, Path)  # a list of band files as "a,b"
     output = coerce("output", output, Path)
-    # what is read: for a model known to use neither a reference nor a mask (given with `ignore_unused`), neither,
-    # so that nothing is co-registered or detected for nothing; they stay inputs no output may be (opts)
-    reads = opts.updated({"ref": None, "cd": None, "ref_bands": None}) if (
-        opts.ignore_unused and (opts.ref or opts.cd) and not {"ref", "cd"} & _known_inputs(opts.model)) else opts
     lr = str(lr)
     if not lr.strip():  # read as the working folder (of band files) otherwise
         raise InputNotFoundError("the LR path is empty; give the LR raster's path")
@@ -159,7 +154,6 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
-    kind = _mask_kind(reads, table)
     # the model and every option checked, and the plan measured against the machine, before a change mask is
     # detected (minutes on a large scene) or the reference co-registered; a style image needs the scene: the model
     # is loaded again with it below
@@ -174,8 +168,14 @@ def plan_upscale(
         if "style" in model_inputs(bare):  # the style itself is wrong for the model
             raise
         sr = bare  # no style path: refused as every unused input is (_check_inputs), unless ignore_unused
-    _check_model(sr, opts.scale, len(sel), sr.name, table if kind != "none" else None, auto=kind == "auto")
     _check_inputs(sr, opts)
+    # what is read: for a model that uses neither a reference nor a mask (given with `ignore_unused`), neither, so
+    # that nothing is co-registered or detected for nothing; they stay inputs no output may be (opts)
+    used = model_inputs(sr)
+    reads = opts.updated({"ref": None, "cd": None, "ref_bands": None}) if (
+        opts.ignore_unused and (opts.ref or opts.cd) and not {"ref", "cd"} & used) else opts
+    kind = _mask_kind(reads, table)
+    _check_model(sr, opts.scale, len(sel), sr.name, table if kind != "none" else None, auto=kind == "auto")
     # windows of about the model's preferred size in pixels of its own output (a rescaled one: at its scale)
     via = getattr(sr, "via", opts.scale)
     tcfg = opts.tiling.resolved(via, *getattr(sr, "tiling_for", lambda s: (256, 0.25))(via))
@@ -197,7 +197,8 @@ def plan_upscale(
     cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path, key)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
-                           ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None, map=opts.map,
+                           ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None,
+                           map=opts.map if "map" in used else None,  # (one `ignore_unused` leaves is not read)
                            coregister=opts.coregister, cloud_masks=opts.cloud_masks)
     except BaseException:
         if held is not None:
@@ -232,7 +233,8 @@ def plan_upscale(
     except BaseException:
         scene.close()
         raise
-    tags = _tags(scene, sr, opts, tcfg, lr)
+    inputs = _used_inputs(lr, reads, opts, used)
+    tags = _tags(scene, sr, opts, tcfg, inputs)
     if scene.sharpness is not None:  # what the model was told of how the LR was made (degradation_code)
         tags["GEOSR_LR_SHARPNESS"] = json.dumps(list(scene.sharpness))
     if detection is not None:
@@ -254,9 +256,6 @@ def plan_upscale(
         scene.close()
         raise OutputExistsError(f"{out_path}: already exists and is not this run's output (it appeared while the run "
                                 "worked); give `overwrite` with `resume` to replace it and go on from the run's work")
-    style = opts.style if _is_style_image(opts.style) else None
-    inputs = {k: v for k, v in (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
-              if v and v not in CD_KEYWORDS}
     uses_ref = bool(opts.ref) and "ref" in model_inputs(sr)
     sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and uses_ref else None
     given = opts.cd is not None and opts.cd not in CD_KEYWORDS  # (None: auto, by default, with a reference)
@@ -578,14 +577,6 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     refuse_unapplied(opts.model, given, {"preset": "sampler"})
 
 
-def _known_inputs(model: Any) -> frozenset[str]:
-    """The conditioning inputs ``model`` uses where that is known without loading it (a model object, a classical
-    one); all of them otherwise."""
-    if not isinstance(model, str):
-        return model_inputs(model)
-    return model_inputs(CLASSICAL[model]()) if model in CLASSICAL else frozenset(CONDITIONING_INPUTS)
-
-
 def _is_style_image(style: object) -> bool:
     return isinstance(style, str) and style not in ("none", "sample")
 
@@ -761,9 +752,19 @@ def _carried(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(NOT_CARRIED)}
 
 
-def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingConfig, lr: str) -> dict[str, str]:
+def _used_inputs(lr: str, reads: UpscaleOptions, opts: UpscaleOptions, used: frozenset[str]) -> dict[str, str]:
+    """Role -> path of each input file the output is made from (its STAC item's derived_from links, its lineage,
+    GEOSR_INPUTS): the LR, and each other the model uses (one `ignore_unused` leaves unread is none of its sources;
+    `cd` auto or none is no file: GEOSR_CHANGE_DETECTION and GEOSR_OPTIONS say which)."""
     style = opts.style if _is_style_image(opts.style) else None
-    inputs = (("lr", lr), ("ref", opts.ref), ("cd", opts.cd), ("map", opts.map), ("style", style))
+    ref = reads.ref if "ref" in used else None
+    given = (("lr", lr), ("ref", ref), ("cd", reads.cd if ref and "cd" in used else None),
+             ("map", opts.map if "map" in used else None), ("style", style if "style" in used else None))
+    return {k: v for k, v in given if v and v not in CD_KEYWORDS}
+
+
+def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingConfig,
+          inputs: dict[str, str]) -> dict[str, str]:
     return {
         "GEOSR_VERSION": __version__,
         "GEOSR_MODEL": sr.name,
@@ -776,9 +777,7 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),
         "GEOSR_TILING": to_json(tcfg),
-        # files: `cd` auto or none is no file (GEOSR_CHANGE_DETECTION and GEOSR_OPTIONS say which)
-        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs if v and v not in CD_KEYWORDS},
-                                   sort_keys=True),
+        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs.items()}, sort_keys=True),
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
         "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
         "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
