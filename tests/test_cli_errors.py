@@ -899,3 +899,63 @@ def test_an_input_ignored_is_not_read_nor_named_a_source(scene):
     assert item["properties"]["processing:lineage"].endswith(" from lr"), item["properties"]["processing:lineage"]
     with rasterio.open(out) as ds:
         assert list(json.loads(ds.tags()["GEOSR_INPUTS"])) == ["lr"]
+
+
+def test_a_map_s_classes_are_checked_against_the_model_s(scene, map_model, tmp_path_factory):
+    """Found in review: only the number of a map's classes was compared with the model's, and an untagged map's
+    number was its largest value + 1, so a geosr map reprojected by a tool that drops tags (rio warp) was refused as
+    "the map table has 6" where its scene held no class above 5, a land-cover raster went in as OSM classes, a map of
+    another class table (water as 1) as the model's, and values beyond the tag's classes as background."""
+    import json
+
+    import torch
+
+    from geosr.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
+
+    tmp_path, lr = scene
+    out = tmp_path / "out.tif"
+
+    def a_map(name: str, values: np.ndarray, classes: list[str] | None = None):
+        p = make_raster(tmp_path / name, values.astype(np.uint8)[None], transform=Affine(1.25, 0, 500000, 0, -1.25,
+                                                                                           5000000))
+        if classes is not None:
+            with rasterio.open(p, "r+") as ds:
+                ds.update_tags(GEOSR_MAP_CLASSES=json.dumps(classes), OSM_ATTRIBUTION="© OpenStreetMap contributors")
+        return p
+
+    def run(m, model=map_model):
+        return runner.invoke(app, ["upscale", str(lr), "--map", str(m), "-m", str(model), "-x", "8", "-o", str(out),
+                                   "--overwrite", "--json", "--steps", "1"])
+
+    import rasterio
+
+    ones = np.zeros((160, 192))
+    ones[40:80, 50:90] = 1
+    r = run(a_map("untagged.tif", ones))  # read in the model's classes, and said so
+    assert r.exit_code == 0, r.output
+    said = json.loads(r.stdout.strip().splitlines()[-1])["warnings"]
+    assert any("untagged.tif: names no classes (no GEOSR_MAP_CLASSES tag): its values are read as model map's 2 "
+               "map classes" in w for w in said), said
+    ones[0, 0] = 5
+    r = run(a_map("landcover.tif", ones))
+    assert r.exit_code == 2 and "landcover.tif: holds class 5, and model map takes 2 map classes" in r.output
+    r = run(a_map("three.tif", ones * 0, ["background", "building", "water"]))
+    assert r.exit_code == 2 and "its classes (background, building, water) are not model map's (class0, " \
+        "class1)" in " ".join(r.output.split()), r.output
+    r = run(a_map("beyond.tif", ones, ["background", "building"]))  # value 5 in a 2-class map
+    assert r.exit_code == 2 and "beyond.tif: holds value 5, not one of the 2 classes its GEOSR_MAP_CLASSES tag " \
+        "names (0 to 1)" in " ".join(r.output.split()), r.output
+    # a model that names its classes: a map of another table is refused; the OSM notice goes on with the pixels
+    model, spec = load_checkpoint(map_model)
+    named = save_checkpoint(tmp_path_factory.mktemp("named") / "named.safetensors", model,
+                            {**spec, "map_classes": {"0": "background", "1": "building"}}, sidecar=False)
+    assert read_spec(named)["map_classes"]["1"] == "building"
+    ones[0, 0] = 1
+    r = run(a_map("water.tif", ones, ["background", "water"]), named)
+    assert r.exit_code == 2 and "(background, water) are not model named's (background, building)" in \
+        " ".join(r.output.split()), r.output
+    r = run(a_map("osm.tif", ones, ["background", "building"]), named)
+    assert r.exit_code == 0, r.output
+    with rasterio.open(out) as ds:
+        assert ds.tags()["OSM_ATTRIBUTION"] == "© OpenStreetMap contributors"
+    del torch

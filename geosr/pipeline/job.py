@@ -217,7 +217,8 @@ def plan_upscale(
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
-        summary["warnings"] = ([f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
+        summary["warnings"] = (_check_map(scene, sr)
+                               + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts, plan.n_cols) + scene.reference_warnings()
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
@@ -235,6 +236,8 @@ def plan_upscale(
         raise
     inputs = _used_inputs(lr, reads, opts, used)
     tags = _tags(scene, sr, opts, tcfg, inputs)
+    if "map" in inputs and scene.map_info is not None:  # pixels shaped by OpenStreetMap data: its notice goes on
+        tags.update({k: v for k, v in scene.map_info.tags.items() if k in ("OSM_ATTRIBUTION", "OSM_LICENSE")})
     if scene.sharpness is not None:  # what the model was told of how the LR was made (degradation_code)
         tags["GEOSR_LR_SHARPNESS"] = json.dumps(list(scene.sharpness))
     if detection is not None:
@@ -575,6 +578,31 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     given = {f.name: getattr(s, f.name) for f in fields(SamplerConfig)
              if f.name != "seed" and getattr(s, f.name) != getattr(unset, f.name)}
     refuse_unapplied(opts.model, given, {"preset": "sampler"})
+
+
+def _check_map(scene: Scene, sr: SuperResolver) -> list[str]:
+    """Refuse a map whose classes are not the model's: another number, or other names where both name them (the
+    model was told water where the map marks buildings); a map that names none (no GEOSR_MAP_CLASSES tag, e.g.
+    reprojected by a tool that drops tags) is read in the model's classes, and said so. The warnings."""
+    wanted = int(getattr(sr, "n_map_classes", 0) or 0)
+    if scene.map_info is None or not wanted:
+        return []
+    path, spec = scene.map_info.path, getattr(sr, "spec", {}).get("map_classes") or {}
+    model = [str(spec.get(str(i), f"class{i}")) for i in range(wanted)]
+    named = model != [f"class{i}" for i in range(wanted)]  # (a checkpoint that names its classes)
+    if scene.map_names is None:
+        if scene.n_map_classes > wanted:
+            raise ClassTableError(f"{path}: holds class {scene.n_map_classes - 1}, and model {sr.name} takes {wanted} "
+                                  f"map classes (0 to {wanted - 1}); the map names no classes (no GEOSR_MAP_CLASSES "
+                                  "tag, which geosr rasterize-osm writes): give a map of the model's classes")
+        scene.n_map_classes = wanted
+        return [f"map {path}: names no classes (no GEOSR_MAP_CLASSES tag): its values are read as model {sr.name}'s "
+                f"{wanted} map classes" + (f" ({', '.join(model)})" if named else "")]
+    if len(scene.map_names) != wanted or (named and list(scene.map_names) != model):
+        raise ClassTableError(f"{path}: its classes ({', '.join(scene.map_names)}) are not model {sr.name}'s "
+                              f"({', '.join(model)}); rasterize the map with the model's class table "
+                              "(geosr rasterize-osm --classes)")
+    return []
 
 
 def _is_style_image(style: object) -> bool:

@@ -109,6 +109,7 @@ class Scene:
     cd_table: ChangeClassTable | None = None
     map_info: RasterInfo | None = None
     n_map_classes: int = 0
+    map_names: tuple[str, ...] | None = None  # the map's GEOSR_MAP_CLASSES tag; None: it names no classes
     lr_ds: rasterio.DatasetReader | None = None
     ref_ds: rasterio.DatasetReader | None = None
     ref_reader: GridReader | None = None
@@ -444,6 +445,7 @@ class Scene:
                 raise ClassTableError(f"{path}: its tag GEOSR_MAP_CLASSES is not a JSON list of class names "
                                       "(geosr rasterize-osm writes one; remove or mend the tag)")
             self.n_map_classes = len(listed)
+            self.map_names = tuple(listed)
         else:  # the largest class value: over every block, or a bounded sample of blocks of a huge map
             self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
             if self.map_sampled:
@@ -639,6 +641,12 @@ class Scene:
                     f"{self.map_info.path}: holds class {top} but a sample of this map showed at most "
                     f"{self.n_map_classes - 1} (a map this large needs its classes named in a GEOSR_MAP_CLASSES tag)"
                 )
+            outside = m_valid & ((values < 0) | (values >= self.n_map_classes))
+            if self.map_names is not None and outside.any():  # (read as background, the map's meaning lost)
+                n = self.n_map_classes
+                raise ClassTableError(f"{self.map_info.path}: holds value {int(values[outside][0])}, not one of the "
+                                      f"{n} classes its GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or "
+                                      "its tag")
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64, copy=False), changed, map_, offset,
