@@ -67,7 +67,9 @@ class SamplerConfig:
         _whole(self, "steps", "seed")
         check_bool(self, "fuse_overlaps", default=False)
         check_bool(self, "reference_detail", none_ok=True)
-        _check_int("steps", self.steps, low=0, none_ok=True)  # 0: a sampler on a backbone gives the backbone's
+        # 0: a sampler on a backbone gives the backbone's; more than MAX_STEPS: an internal error (2**64), or a dry
+        # run's timing of a window held the machine's memory (found in review)
+        _check_int("steps", self.steps, low=0, none_ok=True, high=MAX_STEPS)
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         mode = self.lr_consistency
         if mode is not None and mode not in LR_CONSISTENCY_MODES:
@@ -131,6 +133,7 @@ class DeviceConfig:
         _check_int("batch_size", self.batch_size, low=1)
 
 
+MAX_STEPS = 1000  # sampling steps, given or a checkpoint's inference.steps (the paper sampler runs 256)
 MAX_SEED = 2**64 - 1  # the noise hashes a seed's 64 bits (geosr.sampling.noise): 2**64 would be seed 0 again
 
 

@@ -314,3 +314,41 @@ def test_an_overview_resampling_gdal_cannot_take_is_refused_up_front(tmp_path, r
                       output_config=OutputConfig(overview_resampling=value.upper(), blocksize=16))
         with rasterio.open(out) as ds:
             assert ds.overviews(1) == [2, 4, 8], value
+
+
+def test_huge_counts_are_refused_in_one_sentence(monkeypatch):
+    """Found in review: only a lower bound was checked, so `--steps 2**64` was an internal error (and 10**9 made a
+    dry run's window timing take the machine's memory), `batch --workers` 2**64 started workers until memory was
+    gone, `--retries` 2**64 hung the batch (Dask could not send the task), and `train --batch` 2**64 hung."""
+    from geosr.config import SamplerConfig
+    from geosr.pipeline.batch import cluster
+    from geosr.pipeline.batch.run import RunSettings
+    from geosr.training.config import TrainConfig
+
+    with pytest.raises(OptionError, match=r"steps must be a whole number from 0 to 1000, not 1001"):
+        SamplerConfig(steps=1001)
+    assert SamplerConfig(steps=1000).steps == 1000
+    with pytest.raises(OptionError, match="steps must be a whole number from 0 to 1000"):
+        EvaluateOptions(scales=(4,), steps=2**64)
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr("geosr.pipeline.batch.run.os.cpu_count", lambda: 2)
+    with pytest.raises(OptionError, match=r"workers 9: a local cluster runs at most 8 \(4 per core"):
+        RunSettings(workers=9)
+    assert RunSettings(workers=8).workers == 8
+    with pytest.raises(OptionError, match=r"retries must be from 0 \(no retry\) to 100, not 18446744073709551616"):
+        RunSettings(retries=2**64)
+    with pytest.raises(OptionError, match="`batch_size` must be at most 4096, not 4097"):
+        TrainConfig(batch_size=4097)
+    # a local cluster starts no more workers than there are tasks (the others would idle)
+    started = []
+
+    class Cluster:
+        def __init__(self, n_workers, **_):
+            started.append(n_workers)
+
+    import distributed
+
+    monkeypatch.setattr(distributed, "LocalCluster", Cluster)
+    cluster.local_cluster(workers=8, device="cpu", dashboard=None, tasks=3)
+    cluster.local_cluster(device="cpu", dashboard=None, tasks=1)
+    assert started == [3, 1]

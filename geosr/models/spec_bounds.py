@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, NoReturn
 
-from geosr.config import BACK_PROJECTION_OPERATORS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
+from geosr.config import BACK_PROJECTION_OPERATORS, LR_CONSISTENCY_MODES, MAX_STEPS, SUPPORTED_SCALES
 from geosr.errors import ModelFileError
 from geosr.models.configs import ArchConfig
 
@@ -51,7 +51,6 @@ BACKBONE_BOUNDS: dict[str, tuple[int, int]] = {"n_bands": (1, 64), "dim": (4, 51
 MAX_WEIGHTS = 2_000_000_000  # the whole network, buffers included (paper: about 121 M, 16x less)
 # Top-level fields: (least, most).
 SPEC_BOUNDS: dict[str, tuple[int, int]] = {"bands": (1, 64), "halo": (0, 64)}
-MAX_STEPS = 1000  # inference.steps (the paper sampler runs 256; the default model recommends 1)
 MAX_DETAIL_SIGMA = 64.0  # inference.reference_detail.sigma, LR pixels (default model: 8)
 MAX_BACK_PROJECTION_ITERATIONS = 100  # inference.lr_consistency.iterations (geosr's own: 6 box, 10 bicubic)
 MAX_SCALES = 16

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES
+from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, SamplerConfig
 from geosr.errors import OptionError, ScaleError
 from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, CommandOptions, check_choice, option
 from geosr.options.upscale import LR_CONSISTENCY_HELP
@@ -169,6 +169,8 @@ class EvaluateOptions(CommandOptions):
                 raise ScaleError(f"scale {s!r}: geosr supports whole scale factors from {SUPPORTED_SCALES[0]} to "
                                  f"{SUPPORTED_SCALES[-1]}", param="scale")
         check_choice(self.cd, "cd", EVAL_CD_MODES)
+        if self.steps is not None:  # as upscale's (a huge number was an internal error)
+            SamplerConfig(steps=self.steps)
 
 
 @dataclass(frozen=True, kw_only=True)

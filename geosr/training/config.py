@@ -32,6 +32,7 @@ from geosr.errors import InputNotFoundError, OptionError
 from geosr.models.configs import CONFIGS
 
 # the keys of a data source that name files or folders
+MAX_BATCH = 4096  # samples per step at most
 SOURCE_PATH_KEYS = ("path", "manifest", "hr", "lr", "ref", "mask", "map")
 
 
@@ -176,6 +177,8 @@ class TrainConfig:
         problems += [f"`{name}` must be at least 1, not {getattr(self, name)}"
                      for name in ("steps", "batch_size", "checkpoint_every", "log_every", "bands", "crop")
                      if getattr(self, name) < 1]
+        if self.batch_size > MAX_BATCH:  # (a huge one hung, taking memory, before the first step; found in review)
+            problems.append(f"`batch_size` must be at most {MAX_BATCH}, not {self.batch_size}")
         if self.val_every < 0:
             problems.append(f"`val_every` cannot be negative (0: no validation), not {self.val_every}")
         problems += [f"`{name}` cannot be negative, not {getattr(self, name)}" for name in ("lr", "warmup")

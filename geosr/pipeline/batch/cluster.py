@@ -141,7 +141,8 @@ def local_cluster(*, workers: int | None = None, device: str = "auto", dashboard
                   preload=_worker_preloads(), **dashboard_settings(dashboard))
     if gpus:
         return pinned_cluster(gpus, workers or len(gpus), dashboard=dashboard), "cuda"
-    n = workers or max(1, min(cpus, tasks or cpus, _memory_cap(memory_mb)))
+    # (more workers than tasks would idle)
+    n = min(workers, tasks or workers) if workers else max(1, min(cpus, tasks or cpus, _memory_cap(memory_mb)))
     with _cluster_settings():
         cluster = LocalCluster(n_workers=n, **common)
     return cluster, "cpu" if (device or "auto").lower() in ("auto", "cpu") else device

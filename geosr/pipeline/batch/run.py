@@ -39,6 +39,8 @@ from geosr.pipeline.batch.results import (
 )
 from geosr.pipeline.batch.tasks import EVENT_TOPIC, run_finish_task, run_job_task, run_part_task
 
+MAX_RETRIES = 100  # times a task is retried at most
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -65,14 +67,20 @@ class RunSettings:
             where = "`client`" if self.client is not None else "`scheduler`"
             raise OptionError(f"workers applies to the local cluster only; the cluster behind {where} has its own",
                               param="workers")
+        local = self.client is None and self.scheduler is None
+        if local and self.workers is not None and self.workers > (most := 4 * (os.cpu_count() or 1)):
+            # (a huge number was handed to Dask, which started workers until the machine's memory was gone)
+            raise OptionError(f"workers {self.workers}: a local cluster runs at most {most} (4 per core of this "
+                              "machine); a cluster of more machines is reached with `scheduler`", param="workers")
         # the name checked as a run checks it (a dry run said nothing of `tpu`); whether this machine has CUDA is
         # the workers' to say
         object.__setattr__(self, "device", device_name(self.device))
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
             raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
-        if self.retries < 0:
-            raise OptionError(f"retries {self.retries} cannot be negative (0: no retry)", param="retries")
+        if not 0 <= self.retries <= MAX_RETRIES:  # (2**64 and above: Dask could not send the task, and hung)
+            raise OptionError(f"retries must be from 0 (no retry) to {MAX_RETRIES}, not {self.retries}",
+                              param="retries")
         if self.client is None and self.scheduler is None:  # a local cluster serves the dashboard
             check_dashboard(self.dashboard)
 
