@@ -339,6 +339,34 @@ def test_a_glob_leaves_out_what_an_earlier_batch_wrote_beside_its_inputs(tmp_pat
 
     names = [p.name for p in tmp_path.iterdir() if not _made_by_batch(p)]
     assert sorted(names) == ["hand.stac.json", "hand.tif", "s1.tif"], names
+    # found in review: a batch's results manifest too (`geosr batch '*'` failed its rerun on its own results), and a
+    # glob over outputs alone said "matches no file" where `ls` showed them
+    (tmp_path / "geosr-batch.results.jsonl").write_text("{}\n")
+    assert _made_by_batch(tmp_path / "geosr-batch.results.jsonl")
+    with pytest.raises(ManifestError) as err:
+        read_manifest("*_x2.tif", defaults={"out": "again/{stem}.tif"})
+    assert str(err.value) == "*_x2.tif: matches only files a batch wrote (1: outputs, their records, sidecars or " \
+        "results, e.g. s1_x2.tif), which a glob leaves out; to take outputs as inputs, list them in a manifest"
+
+
+def test_file_names_with_braces_are_files_not_templates(tmp_path, monkeypatch):
+    """Found in review: lr went through the template expansion with no placeholders, so a glob's match named
+    `scene{1}.tif` was "unknown placeholder {1}", `b}.tif` "not a valid template", and `c{{d}}.tif` read as
+    `c{d}.tif` (no such file): the whole batch refused. A file that exists is the file; other braces are refused."""
+    monkeypatch.chdir(tmp_path)
+    names = ["scene{1}.tif", "b}.tif", "c{{d}}.tif", "ok.tif"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    m = read_manifest("*.tif", defaults={"out": "out/{stem}_x2.tif"})
+    assert not m.problems, m.problems
+    assert sorted(Path(j.lr).name for j in m.jobs) == sorted(names)
+    assert sorted(Path(j.out).name for j in m.jobs) == sorted(n.replace(".tif", "_x2.tif") for n in names)
+    (tmp_path / "jobs.yaml").write_text('jobs:\n  - {lr: "scene{1}.tif", out: a.tif}\n'
+                                        '  - {lr: "{dir}/gone.tif", out: b.tif}\n')
+    m = read_manifest(tmp_path / "jobs.yaml")
+    assert [Path(j.lr).name for j in m.jobs] == ["scene{1}.tif"]
+    assert [p.message for p in m.problems] == ["lr: unknown placeholder {dir} in '{dir}/gone.tif' (placeholders: "
+                                               "none (lr is not templated))"], m.problems
 
 
 def test_a_raster_or_a_missing_file_given_as_the_manifest_is_named_in_one_sentence(tmp_path):

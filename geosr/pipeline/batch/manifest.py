@@ -180,7 +180,7 @@ def read_manifest(
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
         if not _add_glob(manifest, text, "the command line", root, {}, caller):  # no manifest at all, not a bad row
-            raise ManifestError(text, [Problem(text, "matches no file")])
+            raise ManifestError(text, [Problem(text, _nothing_matched(text, root))])
         return _finish(manifest)
     if path.is_dir():
         raise ManifestError(text, [Problem(text, "is a folder; give a manifest file or a glob of LR files (quote it)")])
@@ -377,10 +377,25 @@ def _add_glob(manifest: Manifest, pattern: str, where: str, root: Path, defaults
     products = [p for p in matches if os.path.isdir(p)]  # a product is one scene: not its files too ('in/**')
     matches = [p for p in matches if not any(Path(f) in Path(p).parents for f in products)]
     if not matches:
-        manifest.problems.append(Problem(where, f"{pattern!r} matches no file"))
+        manifest.problems.append(Problem(where, f"{pattern!r} {_nothing_matched(pattern, root)}"))
     for p in matches:
         _add_row(manifest, {"lr": p}, f"{where} {os.path.relpath(p, root)}", root, defaults, caller)
     return len(matches)
+
+
+RESULTS_SUFFIX = ".results.jsonl"  # a batch's results manifest: JOBS.results.jsonl, or geosr-batch.results.jsonl
+
+
+def _nothing_matched(pattern: str, root: Path) -> str:
+    """Why ``pattern`` (relative to ``root``) gave no scene: it matches no file, or only files an earlier batch wrote
+    (said so: "matches no file" was false where `ls` showed them; found in review)."""
+    full = pattern if os.path.isabs(os.path.expanduser(pattern)) else str(root / pattern)
+    found = [p for p in globlib.glob(os.path.expanduser(full), recursive=True) if os.path.isfile(p)]
+    if not found:
+        return "matches no file"
+    return (f"matches only files a batch wrote ({len(found)}: outputs, their records, sidecars or results, e.g. "
+            f"{os.path.basename(found[0])}), which a glob leaves out; to take outputs as inputs, list them in a "
+            "manifest")
 
 
 def _in_work_folder(path: str) -> bool:
@@ -393,12 +408,15 @@ def _in_work_folder(path: str) -> bool:
 
 def _made_by_batch(path: Path) -> bool:
     """A file an earlier geosr batch wrote: an output with its record beside it (``<out>.geosr.json``), the record
-    itself, the provenance raster or STAC item of such an output, or GDAL's metadata file of any of them. A glob
+    itself, the provenance raster or STAC item of such an output, a results manifest (``*.results.jsonl``), or
+    GDAL's metadata file of any of them. A glob
     leaves them out, so that ``-o '{stem}_x4.tif'`` beside the inputs (or a glob over an output folder) can run
     again (to go on after a stop, or to skip what is done) without taking its outputs for inputs."""
     from geosr.pipeline.batch.records import RECORD_SUFFIX, record_path
 
     name = path.name
+    if name.endswith(RESULTS_SUFFIX):  # a batch's results manifest (`geosr batch '*'` took its own on a rerun)
+        return True
     if name.endswith(".aux.xml"):  # (GDAL's, of a file beside it)
         return _made_by_batch(path.with_name(name[: -len(".aux.xml")]))
     if name.endswith(RECORD_SUFFIX) or record_path(path).exists():
@@ -596,7 +614,11 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     problems: list[str] = []
     if not v.get("lr"):
         return None, [Problem(where, "has no lr (the low-resolution raster)")]
-    lr = _absolute(_expand(v["lr"], "lr", {}, problems), root, many=True)
+    raw = str(v["lr"])
+    # a file whose name holds braces (a glob's match, `scene{1}.tif`) is that file: lr is no template (its `{{`
+    # unescaped and `{1}` an unknown placeholder refused it; found in review); other braces are said to be none
+    literal = os.path.lexists(_absolute(raw, root) or "")
+    lr = _absolute(raw if literal else _expand(raw, "lr", {}, problems), root, many=True)
     if lr is None:
         return None, [Problem(where, m) for m in problems]
     values = template_values(lr, v["x"])

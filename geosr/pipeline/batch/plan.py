@@ -20,7 +20,15 @@ from typing import Any, Callable
 
 from geosr.errors import GeoSRError, InputError, OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
-from geosr.pipeline.batch.manifest import JobSpec, ManifestError, Problem, is_glob, read_manifest, row_number
+from geosr.pipeline.batch.manifest import (
+    RESULTS_SUFFIX,
+    JobSpec,
+    ManifestError,
+    Problem,
+    is_glob,
+    read_manifest,
+    row_number,
+)
 from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, found_at, output_matches, read_record
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
@@ -319,5 +327,5 @@ def _default_results(source: str) -> str:
     p = Path(source)
     if p.is_file():
         p = p.resolve()
-        return str(p.with_name(p.stem + ".results.jsonl"))
-    return str(Path.cwd() / "geosr-batch.results.jsonl") if is_glob(source) else str(p) + ".results.jsonl"
+        return str(p.with_name(p.stem + RESULTS_SUFFIX))
+    return str(Path.cwd() / f"geosr-batch{RESULTS_SUFFIX}") if is_glob(source) else str(p) + RESULTS_SUFFIX
