@@ -114,6 +114,15 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
     assert [j.status for j in r.jobs] == ["skipped"] * 3 and r.exit_code == 0
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "out").glob("*.tif"))] == mtimes
     assert {v["status"] for v in _results(tmp_path / "jobs.results.jsonl").values()} == {"skipped"}
+    # an output whose sidecar is gone (its STAC item) is not up to date: it was "skipped" and never had one again
+    # (found in review); the job runs again, the others are skipped
+    item = tmp_path / "out" / "b.stac.json"
+    said = item.read_text()
+    item.unlink()
+    r = batch(manifest, client=client)
+    assert [j.status for j in r.jobs] == ["skipped", "ok", "skipped"] and r.exit_code == 0, r.to_dict()
+    assert json.loads(item.read_text())["id"] == json.loads(said)["id"]
+    assert [j.status for j in batch(manifest, client=client).jobs] == ["skipped"] * 3
 
 
 def test_one_live_batch_per_results_manifest(tmp_path, client):

@@ -29,7 +29,14 @@ from geosr.pipeline.batch.manifest import (
     read_manifest,
     row_number,
 )
-from geosr.pipeline.batch.records import RECORD_SUFFIX, comparable, found_at, output_matches, read_record
+from geosr.pipeline.batch.records import (
+    RECORD_SUFFIX,
+    comparable,
+    found_at,
+    output_matches,
+    read_record,
+    sidecars_changed,
+)
 from geosr.pipeline.batch.results import BatchPlan, PlannedJob
 from geosr.pipeline.batch.tasks import unseeded
 from geosr.pipeline.fingerprints import made_by
@@ -270,6 +277,11 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
     if force and (record is not None or overwrite or spec.overwrite):  # a file batch did not make needs overwrite
         return PlannedJob(action="run", replace=True, replaces=found_at(out), **base)
     if record is not None and record.get("fingerprint") == fingerprint and output_matches(out, record):
+        changed = sidecars_changed(out, record)
+        if changed:  # written again with them (they describe its pixels)
+            return PlannedJob(action="run", replace=True, replaces=found_at(out),
+                              reason=f"its {' and '.join(changed)} {'is' if len(changed) == 1 else 'are'} gone or "
+                                     "changed", **base)
         reason = "its output is complete and its inputs and options are unchanged"
         return PlannedJob(action="skip", reason=reason, **base)
     if overwrite or spec.overwrite or _left_by_this_job(out, fingerprint, tags):

@@ -42,6 +42,17 @@ def output_matches(output: Path, record: dict) -> bool:
     return st.st_mtime_ns == meta.get("mtime_ns") or sha256(output) == meta.get("sha256")
 
 
+def sidecars_changed(output: Path, record: dict) -> list[str]:
+    """The sidecars of ``output`` its record lists (its STAC item, a provenance raster) that are gone or another
+    file now: a job whose output is up to date is not, without them (they were never written again; found in
+    review). A record written before they were listed lists none."""
+    from geosr.io.paths import sidecar_paths
+
+    listed = record.get("sidecars") or {}
+    return [what for what, path in sidecar_paths(output).items()
+            if what in listed and file_stamp(path) != tuple(listed[what])]
+
+
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """A file's (size, modification time in ns); None when there is none."""
     try:
@@ -83,11 +94,14 @@ def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str, s
     """Write the record of ``output`` (in place, finished) made by job ``job_id`` of batch run ``run_id``, which
     started at ``started`` and computed for ``seconds`` (for the results line of a batch stopped meanwhile)."""
     from geosr.io.outputs import atomic_output
+    from geosr.io.paths import sidecar_paths
 
     st = output.stat()
+    sidecars = {what: file_stamp(path) for what, path in sidecar_paths(output).items()}
     record = dict(
         geosr_batch=1, job_id=job_id, run_id=run_id, written=utc_now(), fingerprint=comparable(fingerprint),
         output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(output)),
+        sidecars={what: list(stamp) for what, stamp in sidecars.items() if stamp is not None},
         started=started, seconds=None if seconds is None else round(seconds, 3),
     )
     with atomic_output(record_path(output)) as tmp:
