@@ -895,3 +895,48 @@ def test_what_a_mean_leaves_out_is_noted_and_a_named_baseline_gets_its_panel(tmp
     notes = json.loads(res.stdout)["notes"]
     assert "MS-SSIM is measured on whole images only; left out for those with pixels without data: g x4" in notes
     assert "no reference: reference-paste is bicubic on g" in notes, notes
+
+
+def test_a_model_of_a_multi_class_change_table_is_evaluated_with_the_mask_on_the_lr_grid(tmp_path):
+    """Found in review: `--cd given-lr` wrote a binary mask whatever the data set's table, so no model trained on
+    SECOND or CNAM-CD classes could be evaluated with it ("declares 3", naming upscale's --cd-classes, which evaluate
+    lacks). The mask on the LR grid keeps the data set's classes now; a mask the model cannot take (detected, binary)
+    is refused in evaluate's words."""
+    from geosr.conditioning.changes import BUILTIN_TABLES
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+
+    root = tmp_path / "refdiff"
+    for d in ("HR_512", "Ref", "CD_mask"):
+        (root / d).mkdir(parents=True)
+    hr = _image(0)
+    ref = hr.copy()
+    ref[8:24, 8:40] = 200
+    mask = np.zeros(hr.shape[:2], np.uint8)
+    mask[8:24, 8:40] = 3
+    mask[40:48, 40:60] = 6  # SECOND's values (its largest, 6: read as SECOND)
+    Image.fromarray(hr).save(root / "HR_512" / "r0.png")
+    Image.fromarray(ref).save(root / "Ref" / "r0.png")
+    Image.fromarray(mask).save(root / "CD_mask" / "r0.png")
+    micro = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
+                 head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
+    second = BUILTIN_TABLES["second"]
+    net = build_denoiser(micro, n_bands=3, n_change_classes=second.n_classes).eval()
+    path = save_checkpoint(tmp_path / "second.safetensors", net,
+                           make_spec(net, scales=[4], inference={"steps": 1}, change_classes=second.to_dict()))
+    for mode in ("given-lr", "given"):
+        out = tmp_path / f"ev_{mode}"
+        res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", str(path), "-x", "4", "--cd", mode,
+                                          "--out-dir", str(out), "--no-panels", "--json"])
+        assert res.exit_code == 0, res.output
+    from geosr.training.evaluate import lr_grid_classes
+
+    on_lr = lr_grid_classes(mask.astype(np.int64), torch.from_numpy(mask > 0), 4, second)
+    assert set(np.unique(on_lr)) == {0, 3, 6} and (on_lr[8:24, 8:40] == 3).all() and (on_lr[40:48, 40:60] == 6).all()
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-m", str(path), "-x", "4", "--cd", "auto", "--out-dir",
+                                      str(tmp_path / "ev_auto"), "--no-panels", "--json"])
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error.startswith(f"model {path.stem}: was trained with {second.n_classes} change "
+                                                   "classes, and the change mask of case r0 is detected against the "
+                                                   "reference (binary); evaluate it on data labelled in its own "
+                                                   "table (--cd given or given-lr), or with --cd none"), error

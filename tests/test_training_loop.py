@@ -783,7 +783,11 @@ def test_one_run_per_folder_and_a_run_that_saved_nothing_leaves_nothing(tmp_path
     run.mkdir()
     with JobLock(run / ".geosr-lock", output=run):  # another live run holds the folder
         res = runner.invoke(_app(), _quick(tmp_path, images))
+        # with --resume too, before that run's first save (found in review: "holds no saved run ...; start the run
+        # without --resume", which the lock then refused)
+        again = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(run)])
     assert res.exit_code == 2 and "is being written by another geosr run" in res.output, res.output
+    assert again.exit_code == 2 and "is being written by another geosr run" in again.output, again.output
     assert [p.name for p in run.iterdir()] == [".geosr-lock"]
 
     def fail(self):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -28,8 +29,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from geosr.conditioning.changes import BUILTIN_TABLES
-from geosr.errors import BandError, InputError, OptionError, ScaleError, names_too_long_are_input_errors
+from geosr.conditioning.changes import BUILTIN_TABLES, ChangeClassTable
+from geosr.errors import (
+    BandError,
+    ClassTableError,
+    InputError,
+    OptionError,
+    ScaleError,
+    names_too_long_are_input_errors,
+)
 from geosr.io.outputs import atomic_output
 from geosr.io.rasters import band_count
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
@@ -195,14 +203,23 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     name = model if isinstance(model, str) else getattr(model, "name", "model")
     out = folder / f"sr_{name.replace('/', '_')}.tif"
     mask, classes = _case_mask(case, folder, cd)
-    upscale(
-        str(lr_p), output=str(out), scale=case.scale,
-        ref=str(ref_p) if case.ref is not None else None,
-        cd=mask, cd_classes=classes,
-        model=model, sampler=SamplerConfig(seed=seed, steps=steps),
-        output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
-        ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
-    )
+    try:
+        upscale(
+            str(lr_p), output=str(out), scale=case.scale,
+            ref=str(ref_p) if case.ref is not None else None,
+            cd=mask, cd_classes=classes,
+            model=model, sampler=SamplerConfig(seed=seed, steps=steps),
+            output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
+            ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
+        )
+    except ClassTableError as exc:  # upscale's advice names its `cd_classes`, which evaluate has not
+        trained = re.search(r"trained with (\d+) change classes", str(exc))
+        if trained is None:
+            raise
+        how = "detected against the reference (binary)" if mask == "auto" else f"in the {classes} table"
+        raise ClassTableError(f"model {name}: was trained with {trained.group(1)} change classes, and the change mask "
+                              f"of case {case.name} is {how}; evaluate it on data labelled in its own table (`cd` "
+                              "given or given-lr), or with `cd` none", param="cd") from None
     with rasterio.open(out) as ds:
         return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
 
@@ -215,6 +232,21 @@ def lr_grid_mask(changed: torch.Tensor, scale: int) -> np.ndarray:
     return np.kron(share > 0.5, np.ones((scale, scale), bool))
 
 
+def lr_grid_classes(values: np.ndarray, changed: torch.Tensor, scale: int, table: ChangeClassTable) -> np.ndarray:
+    """:func:`lr_grid_mask` in a class table's values: each LR block changed where most of its pixels are, as the
+    changed class most of its changed pixels hold; unchanged (the table's first unchanged value) elsewhere."""
+    H, W = changed.shape
+    blocks = (H // scale, scale, W // scale, scale)
+    hit = changed.numpy()
+    kinds = np.unique(values[hit]) if hit.any() else np.zeros(0, values.dtype)
+    counts = np.stack([((values == v) & hit).reshape(blocks).sum(axis=(1, 3)) for v in kinds]) if len(kinds) \
+        else np.zeros((1, H // scale, W // scale))
+    unchanged = next(c.value for c in table.classes if not c.changed)
+    top = kinds[counts.argmax(axis=0)] if len(kinds) else np.full((H // scale, W // scale), unchanged)
+    block = np.where(lr_grid_mask(changed, scale)[::scale, ::scale], top, unchanged)
+    return np.kron(block, np.ones((scale, scale), values.dtype))
+
+
 def _case_mask(case: Case, folder: Path, cd: str) -> tuple[str, str]:
     """(upscale's --cd, --cd-classes) for ``case`` under evaluate's ``cd`` mode, writing the mask it needs."""
     if case.ref is None or cd in ("auto", "none"):
@@ -222,11 +254,14 @@ def _case_mask(case: Case, folder: Path, cd: str) -> tuple[str, str]:
     if case.change_values is None:  # unlabelled: detected, as upscale does with a reference and no mask ("none"
         return "auto", "binary"     # took the reference as unchanged everywhere: stale pixels pasted)
     path = folder / f"cd_{cd}.tif"
+    builtin = case.table in BUILTIN_TABLES
     if cd == "given-lr":
         if not path.exists():
-            _write_tif(path, lr_grid_mask(case.changed, case.scale).astype(np.uint8), 1.0)
-        return str(path), "binary"
-    builtin = case.table in BUILTIN_TABLES
+            values = lr_grid_classes(case.change_values, case.changed, case.scale, BUILTIN_TABLES[case.table]) \
+                if builtin else lr_grid_mask(case.changed, case.scale)
+            _write_tif(path, values.astype(np.uint8), 1.0)
+        # in the data set's table (a binary mask was refused by every model of a multi-class table; found in review)
+        return str(path), case.table if builtin else "binary"
     if not path.exists():  # a data set's own table (its CLASS_Table.txt): its classes as changed or not
         _write_tif(path, (case.change_values if builtin else case.changed.numpy()).astype(np.uint8), 1.0)
     return str(path), case.table if builtin else "binary"

@@ -37,6 +37,7 @@ from geosr.errors import (
     TrainingDivergedError,
     names_too_long_are_input_errors,
 )
+from geosr.io.lock import JobLock
 from geosr.io.outputs import os_reason
 from geosr.models.backbone_checkpoint import is_backbone_spec
 from geosr.models.checkpoint import load_checkpoint, read_spec
@@ -55,7 +56,7 @@ from geosr.training.config import (
     refuse_diffusion_only,
 )
 from geosr.training.objective import denoiser_loss, upsampler_loss
-from geosr.training.outputs import REPLACED
+from geosr.training.outputs import LOCK, REPLACED
 from geosr.training.samples import sample_stream
 from geosr.training.sources import data_fingerprint, load_sources, source_for_path
 from geosr.training.state import (
@@ -660,6 +661,9 @@ def _refuse_nothing_to_resume(folder: Path) -> None:
     and made the folder and its lock)."""
     # (a state a killed `overwrite` run set aside is put back by the claim: there is a run to resume)
     if not (folder / STATE).is_file() and not (folder / REPLACED / STATE).is_file():
+        if (folder / LOCK).is_file():  # a run there still before its first save: named, as without `resume` (it
+            with JobLock(folder / LOCK, output=folder):  # was told to start one, which the lock then refused)
+                pass
         what = "does not exist" if not folder.exists() else f"holds no saved run ({STATE})"
         # a model without its state (deleted, or a kill between the two saves of the first one): the folder is not
         # empty, so a run started afresh there needs `overwrite` (advised without it, it was refused; found in review)
