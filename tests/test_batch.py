@@ -125,6 +125,29 @@ def test_outputs_identical_to_upscale_alone_then_a_rerun_skips(tmp_path, client)
     assert [j.status for j in batch(manifest, client=client).jobs] == ["skipped"] * 3
 
 
+def test_a_cluster_without_workers_is_refused_and_the_last_results_kept(tmp_path, monkeypatch, client):
+    """Found in review: `--scheduler` of a cluster no worker had joined showed "jobs 0/1" for ever, the earlier
+    results manifest already replaced (its lines "cancelled"). It waits a while for a worker, then says so."""
+    from distributed import Client, LocalCluster
+
+    from geosr.errors import NetworkError
+    from geosr.pipeline.batch import cluster
+
+    monkeypatch.setattr(cluster, "WORKERS_WAIT_S", 1.0)
+    lr = _scene(tmp_path / "a.tif", 20, 20, 1)
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text(json.dumps({"lr": str(lr), "out": str(tmp_path / "a_x2.tif"), "x": 2, **OPTS}) + "\n")
+    assert batch(manifest, client=client).exit_code == 0
+    (tmp_path / "a_x2.tif").unlink()  # a job to run again
+    earlier = (tmp_path / "jobs.results.jsonl").read_text()
+    said = "has no workers \\(none joined in 1 s\\); start workers on it"
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty, Client(empty) as idle, \
+            pytest.raises(NetworkError, match=said):
+        batch(manifest, client=idle)
+    assert (tmp_path / "jobs.results.jsonl").read_text() == earlier and '"status": "ok"' in earlier
+    assert not (tmp_path / "a_x2.tif").exists()
+
+
 def test_one_live_batch_per_results_manifest(tmp_path, client):
     """Two runs of one manifest at once wrote their results into one file, the last to end replacing the other's
     (jobs refused as busy listed as failed over outputs the other run wrote). The second is refused now, before

@@ -97,10 +97,23 @@ def _quiet_when_stopped():
         raise
 
 
-def warm(client, scheduler: str | None) -> None:
-    """Run :func:`~geosr.pipeline.batch.tasks.warm_worker` on every worker: geosr must import there."""
-    from geosr.errors import GeoSRError
+WORKERS_WAIT_S = 60.0  # how long a batch waits for a first worker to join a cluster that has none
 
+
+def warm(client, scheduler: str | None, wait_s: float | None = None) -> None:
+    """Run :func:`~geosr.pipeline.batch.tasks.warm_worker` on every worker: geosr must import there. A cluster
+    without workers is waited on ``wait_s`` seconds for one, then refused (it showed 0 of N jobs done for ever)."""
+    from geosr.errors import GeoSRError, NetworkError
+
+    wait_s = WORKERS_WAIT_S if wait_s is None else wait_s
+    if not client.scheduler_info().get("workers"):
+        try:
+            client.wait_for_workers(1, timeout=wait_s)
+        except TimeoutError:
+            where = f"at {scheduler} " if scheduler else ""
+            raise NetworkError(f"the Dask cluster {where}has no workers (none joined in {wait_s:g} s); start workers "
+                               f"on it ({'dask worker ' + scheduler if scheduler else 'dask worker ADDRESS'}) and run "
+                               "the batch again") from None
     try:
         client.run(warm_worker)
     except ImportError as exc:
