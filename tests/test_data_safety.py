@@ -1337,6 +1337,27 @@ def test_two_manifests_of_one_stem_do_not_share_a_results_manifest(tmp_path):
     assert res.exit_code == 0, res.output
 
 
+def test_two_globs_run_from_one_folder_do_not_share_a_results_manifest(tmp_path, monkeypatch):
+    """Every glob batch run from one folder defaults to its geosr-batch.results.jsonl: a batch of other scenes
+    replaced the first's results (its failures too) without a word (found in review). Refused, as for manifests;
+    the same glob again, or one sharing outputs with it, goes on."""
+    monkeypatch.chdir(tmp_path)
+    for i, site in enumerate(("site1", "site2")):
+        (tmp_path / site).mkdir()
+        make_raster(tmp_path / site / f"s{i}.tif", (smooth_field(3, 20, 20, seed=i) * 255).astype(np.uint8))
+    common = ["-o", "{stem}_x2.tif", "-x", "2", "-m", "bicubic", "--dashboard", "none", "--workers", "1"]
+    assert _invoke("batch", "site1/*.tif", *common, "-q").exit_code == 0
+    results = tmp_path / "geosr-batch.results.jsonl"
+    kept = results.read_bytes()
+    res = _invoke("batch", "site2/*.tif", *common, "--json")
+    error = json.loads(res.output)["error"]
+    assert res.exit_code == 2 and error == (f"{results}: holds the results of another batch (of 1 other output, e.g. "
+                                            f"{tmp_path / 's0_x2.tif'}), which this batch would replace; give its "
+                                            "results another path (--results)"), error
+    assert results.read_bytes() == kept and not (tmp_path / "s1_x2.tif").exists()
+    assert _invoke("batch", "site*/*.tif", *common, "-q").exit_code == 0  # s0's output among its own: fine
+
+
 def test_an_output_that_would_be_a_band_of_the_lr_s_folder_is_refused(tmp_path):
     """`upscale FOLDER -o FOLDER/..._B11_10m.tif` wrote into the folder of band files it read: the next read of the
     folder stacked the output too (a finer one made the scene's own bands "left out")."""

@@ -439,6 +439,27 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
         # jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: one replaced the other's records
         raise OutputLocationError(f"{path}: holds the results of another manifest ({other}), which this batch would "
                                   "replace; give its results another path (`results`)")
+    if not source.is_file():  # a glob's: every glob run from one folder defaults to its geosr-batch.results.jsonl
+        earlier = _outputs_in(path)
+        ours = {str(pj.spec.out) for pj in plan.jobs} | {str(bad.output) for bad in plan.invalid if bad.output}
+        if earlier and not earlier & ours:  # (a batch of other scenes replaced it without a word; found in review)
+            raise OutputLocationError(f"{path}: holds the results of another batch (of {len(earlier)} other "
+                                      f"output{'s' * (len(earlier) != 1)}, e.g. {min(earlier)}), which this batch "
+                                      "would replace; give its results another path (`results`)")
+
+
+def _outputs_in(path: Path) -> set[str]:
+    """The outputs a results manifest lists."""
+    found = set()
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("output"), str):
+                found.add(row["output"])
+    return found
 
 
 def _manifest_named(where: object) -> str | None:
