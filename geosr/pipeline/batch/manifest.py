@@ -635,12 +635,9 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     if v["x"] not in SUPPORTED_SCALES:
         problems.append(f"x: {v['x']} is not a supported scale factor (a whole number from {SUPPORTED_SCALES[0]} to "
                         f"{SUPPORTED_SCALES[-1]})")
-    for k in ("window", "batch_size"):
-        if v.get(k) is not None and v[k] < 1:
-            problems.append(f"{k}: must be at least 1, not {v[k]}")
-    for k in ("overlap", "split_windows", "steps"):  # (steps 0: a DIFFUSION+BACKBONE's, checked with its model)
-        if v.get(k) is not None and v[k] < 0:
-            problems.append(f"{k}: must not be negative, not {v[k]}")
+    # (window, overlap, steps, batch_size: checked by UpscaleOptions below, in upscale's words; found in review)
+    if v.get("split_windows") is not None and v["split_windows"] < 0:
+        problems.append(f"split_windows must be a whole number of at least 0, not {v['split_windows']}")
     if v["compress"].upper() not in COMPRESSIONS:
         problems.append(f"compress: {v['compress']!r} is not one of {', '.join(COMPRESSIONS)}")
     if v["sampler"] not in SAMPLER_PRESETS:
