@@ -1396,3 +1396,17 @@ def test_sample_run_again_says_so_and_suggests_a_command_that_runs(tmp_path):
     said = " ".join(again.output.split())
     assert again.exit_code == 0 and said.startswith(f"the sample scene is in {tmp_path / 'demo'}/; try:"), said
     assert said.endswith(f"-o {tmp_path / 'demo' / 'sr_x8.tif'} --overwrite"), said
+
+
+def test_the_sample_command_for_a_folder_named_like_an_option_runs(tmp_path, monkeypatch):
+    """`geosr sample -- -demo` suggested `geosr upscale -demo/...`, which reads as options ("No such option: -d";
+    found in review): its paths start with ./ now, and the command's arguments parse as paths."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    res = _invoke("sample", "--", "-demo")
+    assert res.exit_code == 0, res.output
+    command = " ".join(res.output.split()).split("try: ", 1)[1]
+    words = shlex.split(command)
+    assert words[:3] == ["geosr", "upscale", "./-demo/taizhou_2003_lr240m.tif"], words
+    assert all(not w.startswith("-d") for w in words) and words[words.index("-o") + 1] == "./-demo/sr_x8.tif"

@@ -37,11 +37,14 @@ def sample(
     # run again (the demo's folder): its copies are kept, and the output named below may be there already
     said = "the sample scene is in" if there and not overwrite else "sample scene copied to"
     out_console.print(f"{said} {folder}/; try:", highlight=False)
-    q = shlex.quote
+    def q(path: object) -> str:  # a relative path that starts with "-" read as an option: ./ before it
+        text = str(path)
+        return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
     out = folder / "sr_x8.tif"
     out_console.print(
-        f"  geosr upscale {q(str(paths['lr']))} --ref {q(str(paths['ref']))} --cd {q(str(paths['cd']))} "
-        f"-x {SAMPLE_SCALE} -o {q(str(out))}" + (" --overwrite" if out.exists() else ""),
+        f"  geosr upscale {q(paths['lr'])} --ref {q(paths['ref'])} --cd {q(paths['cd'])} "
+        f"-x {SAMPLE_SCALE} -o {q(out)}" + (" --overwrite" if out.exists() else ""),
         highlight=False,
         soft_wrap=True,
     )
