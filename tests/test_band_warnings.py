@@ -54,7 +54,14 @@ def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory,
     assert "--sampler, --steps change nothing" in cli_words(r.warnings[0], "upscale")
     r = upscale(src, output=tmp_path / "b.tif", scale=2, model="lite", fuse_overlaps=True, lr_consistency="box")
     assert r.warnings == ["model lite does not sample by diffusion, so `fuse_overlaps` changes nothing"]
-    assert upscale(src, output=tmp_path / "c.tif", scale=2, model="bicubic", seed=3).warnings == []
+    # the seed too (found in review: `-m bicubic --seed 7` ran without a word, recorded as if it mattered)
+    assert upscale(src, output=tmp_path / "c.tif", scale=2, model="bicubic", seed=3).warnings == [
+        "model bicubic does not sample by diffusion, so `seed` changes nothing"]
+    # and a diffusion model on a backbone at 0 steps, the backbone's prediction alone (found in review: --sampler
+    # paper --seed 9 gave the same pixels, without a word, recorded as a paper-preset sampling)
+    r = upscale(src, output=tmp_path / "d.tif", scale=2, model="default+lite", steps=0, sampler="paper", seed=9)
+    assert r.warnings == ["model default+lite at `steps` 0 gives its backbone's prediction and samples nothing, so "
+                          "`sampler`, `seed` change nothing"], r.warnings
     # a diffusion model, also sampling on a backbone, uses them
     for model in ("default", "default+lite"):
         r = upscale(src, output=tmp_path / f"{model}.tif", scale=2, model=model, steps=1, sampler="paper",
@@ -97,3 +104,13 @@ def test_a_reference_no_finer_than_the_lr_is_warned_about(raster_factory, tmp_pa
                                   "compared blurred, so its edges may read as change"]
     assert found.warnings[0].startswith(small)
     assert found.to_dict()["warnings"] == found.warnings
+
+
+def test_overlap_fusion_over_an_area_says_its_pixels_are_not_the_whole_run_s(raster_factory, tmp_path):
+    """Found in review: with `fuse_overlaps` an `aoi` re-run differed from the whole run's pixels by up to 17 DN,
+    where the docs promised the same pixels (fusion works within a batch, and the area's batches are its own)."""
+    src = raster_factory("lr.tif", np.random.default_rng(0).integers(10, 200, (3, 24, 32)).astype(np.uint8))
+    r = upscale(src, output=tmp_path / "a.tif", scale=2, model="default", steps=1, fuse_overlaps=True, window=8,
+                overlap=2, batch_size=4, aoi="500103,4999837,500297,4999963", aoi_crs="EPSG:32633")
+    assert r.warnings == ["`fuse_overlaps` fuses the windows sampled together, and the area's batches hold none "
+                          "beyond it: its pixels differ from those of a run over the whole scene"], r.warnings

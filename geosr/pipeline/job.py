@@ -656,15 +656,24 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2) 
     not sample (classical, backbone), also reference detail and LR-consistency for a classical one, and overlap
     fusion where no batch holds two windows (``batch_size`` 1, or ``n_cols`` 1: a batch is one row's windows)."""
     s = opts.sampler
-    given = [("sampler", s.preset != "default"), ("steps", s.steps is not None), ("fuse_overlaps", s.fuse_overlaps)]
+    given = [("sampler", s.preset != "default"), ("steps", s.steps is not None), ("fuse_overlaps", s.fuse_overlaps),
+             ("seed", s.seed != 0)]  # (the noise's: a model that draws none gives the same pixels for every seed)
     unused = [] if samples(sr) else [name for name, on in given if on]
     said = [f"model {sr.name} does not sample by diffusion, so {_listed(unused)} "
             f"{'changes' if len(unused) == 1 else 'change'} nothing"] if unused else []
+    if samples(sr) and getattr(sr, "steps", None) == 0:  # a diffusion model on a backbone, its prediction alone
+        idle = [name for name, on in given if on and name != "steps"]
+        said += [f"model {sr.name} at `steps` 0 gives its backbone's prediction and samples nothing, so "
+                 f"{_listed(idle)} {'changes' if len(idle) == 1 else 'change'} nothing"] if idle else []
+        return said
     if s.fuse_overlaps and samples(sr) and (opts.device.batch_size == 1 or n_cols == 1):  # (a batch: one row's)
         why = "`batch_size` 1 samples each alone" if opts.device.batch_size == 1 else \
             "each row has one window here, and a batch is made of one row's"
         said.append(f"`fuse_overlaps` fuses the overlaps of the windows sampled together, and {why}: it changes "
                     "nothing")
+    elif s.fuse_overlaps and samples(sr) and opts.aoi:  # (a review measured up to 17 DN at batch size 4)
+        said.append("`fuse_overlaps` fuses the windows sampled together, and the area's batches hold none beyond it: "
+                    "its pixels differ from those of a run over the whole scene")
     ignored = [name for name, on in (("ref_detail", s.reference_detail is not None),
                                      ("lr_consistency", s.lr_consistency is not None)) if on]
     if sr.name in CLASSICAL and ignored:  # returned by load_model as they are, without these wrappers
