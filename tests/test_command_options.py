@@ -187,7 +187,7 @@ def test_python_callers_get_the_kinds_the_command_line_guarantees(tmp_path):
         (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", workers=0),
          "workers 0 must be at least 1"),
         (lambda: geosr.batch(str(lr), out=str(tmp_path / "b.tif"), x=2, model="bicubic", retries=-1),
-         "retries -1 cannot be negative"),
+         "retries must be from 0 (no retry) to 100, not -1"),
         (lambda: geosr.describe([]), "at least one raster path"),
         (lambda: geosr.rasterize_osm(5, like=lr, scale=2, osm_file=lr), "output 5: give text or a path"),
         # empty text, as the command line refuses it: copied into the working folder, ran with the default bands,
