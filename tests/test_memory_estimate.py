@@ -254,3 +254,30 @@ def test_each_benchmark_answers_help_without_running(script):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:"), done.stdout[:200]
+
+
+def test_a_dry_run_times_a_sampler_of_many_steps_at_one_and_two(monkeypatch):
+    """Found in review: a dry run timed one batch through every step of the sampler (the paper preset's 511
+    network evaluations: past 11 minutes for one 48 x 48 window). It times one and two steps and scales the
+    difference to the preset's evaluations, the preset put back."""
+    from types import SimpleNamespace
+
+    from geosr.pipeline import upscale as up
+    from geosr.sampling.schedules import resolve_preset
+
+    preset = resolve_preset("paper", None)
+    assert preset.nfe > 100
+    plan = SimpleNamespace(row_windows=lambda row: [object(), object()], n_cols=3, n_rows=2)
+    job = SimpleNamespace(plan=plan, batch_size=2, sr=SimpleNamespace(preset=preset))
+    seen = []
+    clock = [0.0]
+
+    def run(j, group):
+        seen.append(j.sr.preset.steps)
+        clock[0] += 1.0 + 0.5 * j.sr.preset.nfe  # 1 s besides the network, 0.5 s per evaluation
+
+    monkeypatch.setattr(up, "_run_model", run)
+    monkeypatch.setattr(up.time, "perf_counter", lambda: clock[0])
+    seconds = up._estimate_seconds(job)
+    assert seen == [1, 2] and job.sr.preset is preset
+    assert seconds == pytest.approx((1.0 + 0.5 * preset.nfe) / 2 * 3 * 2)
