@@ -79,6 +79,8 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     log = [json.loads(line, parse_constant=strict) for line in (out / "train.log").read_text().splitlines()]
     assert log[0]["event"] == "start" and log[-1]["event"] == "end" and log[-1]["step"] == 4
     assert [r["step"] for r in log if "loss" in r] == [4] and log[-1]["best"]["step"] == result["best_step"]
+    assert [r["message"].split(":")[0] for r in log if r.get("message", "").startswith("saved")] == \
+        ["saved at step 2", "saved at step 4"]  # (the docs list the save lines; the log named none)
     assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
     # the run's own data, its validation data too (as a diffusion run's record has it), in its checkpoint
     assert spec["training"]["data"] == log[0]["data"] and log[0]["data"][-1].startswith("validation ")

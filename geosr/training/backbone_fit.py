@@ -422,7 +422,7 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
                 best = {**v, "step": step, "scale": val_scale}
                 save_best(v, step)
         if step % cfg.save_every == 0:
-            log(f"step {step} loss {statistics.fmean(losses[-cfg.save_every:]):.4f} "
+            save(step, best)  # (said as saved once it is: the log named no save; found in review)
+            log(f"saved at step {step}: loss {statistics.fmean(losses[-cfg.save_every:]):.4f}, "
                 f"{(time.monotonic() - t0) / len(losses):.2f} s/step")
-            save(step, best)
     return step, best
