@@ -493,21 +493,27 @@ def test_a_pairs_set_s_bands_are_read_and_checked(tmp_path, dataset):
         pairs([9, 9, 9])
 
 
-def test_a_refdiff_folder_with_its_own_class_table_is_evaluated(tmp_path):
-    """A Ref-Diff folder's own CLASS_Table.txt (docs/training.md: read) made `geosr evaluate` stop: its mask values
-    went to upscale under the binary table ("holds values 3 that the 'binary' change class table does not declare",
-    naming a temporary file and a flag evaluate lacks). The case's classes now go as changed or not."""
-    root = tmp_path / "refdiff"
+def _refdiff_case(root, mask: np.ndarray):
+    """A Ref-Diff folder of one 64 x 64 case, r0: its reference changed (value 200) at rows 8-24, columns 8-40,
+    its change mask ``mask``."""
     for d in ("HR_512", "Ref", "CD_mask"):
         (root / d).mkdir(parents=True)
     hr = _image(0)
     ref = hr.copy()
     ref[8:24, 8:40] = 200
-    mask = np.zeros(hr.shape[:2], np.uint8)
-    mask[8:24, 8:40] = 3
     Image.fromarray(hr).save(root / "HR_512" / "r0.png")
     Image.fromarray(ref).save(root / "Ref" / "r0.png")
     Image.fromarray(mask).save(root / "CD_mask" / "r0.png")
+    return root
+
+
+def test_a_refdiff_folder_with_its_own_class_table_is_evaluated(tmp_path):
+    """A Ref-Diff folder's own CLASS_Table.txt (docs/training.md: read) made `geosr evaluate` stop: its mask values
+    went to upscale under the binary table ("holds values 3 that the 'binary' change class table does not declare",
+    naming a temporary file and a flag evaluate lacks). The case's classes now go as changed or not."""
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:24, 8:40] = 3
+    root = _refdiff_case(tmp_path / "refdiff", mask)
     (root / "CLASS_Table.txt").write_text("0 unchanged\n1 bare ground\n2 tree\n3 low vegetation\n")
     out = tmp_path / "eval"
     res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--no-panels",
@@ -906,18 +912,10 @@ def test_a_model_of_a_multi_class_change_table_is_evaluated_with_the_mask_on_the
     from geosr.models.checkpoint import make_spec, save_checkpoint
     from geosr.models.edm import build_denoiser
 
-    root = tmp_path / "refdiff"
-    for d in ("HR_512", "Ref", "CD_mask"):
-        (root / d).mkdir(parents=True)
-    hr = _image(0)
-    ref = hr.copy()
-    ref[8:24, 8:40] = 200
-    mask = np.zeros(hr.shape[:2], np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
     mask[8:24, 8:40] = 3
     mask[40:48, 40:60] = 6  # SECOND's values (its largest, 6: read as SECOND)
-    Image.fromarray(hr).save(root / "HR_512" / "r0.png")
-    Image.fromarray(ref).save(root / "Ref" / "r0.png")
-    Image.fromarray(mask).save(root / "CD_mask" / "r0.png")
+    root = _refdiff_case(tmp_path / "refdiff", mask)
     micro = dict(name="micro", patch=2, base_channels=8, channel_mult=[1, 2], blocks_per_level=1, attn_levels=[],
                  head_channels=8, dropout=0.0, sft_hidden=8, spade_hidden=8, guidance_channels=4, style=False)
     second = BUILTIN_TABLES["second"]
