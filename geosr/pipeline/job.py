@@ -154,6 +154,7 @@ def plan_upscale(
     hr, area = hr_grid(lr_info.grid, opts.scale, aoi_win)
     dev = resolve_device(opts.device.device)
     table = load_change_classes(opts.cd_classes)
+    _mask_kind(opts, table)  # (`cd` auto without a reference, a table that cannot apply: said before the model's fit)
     # the model and every option checked, and the plan measured against the machine, before a change mask is
     # detected (minutes on a large scene) or the reference co-registered; a style image needs the scene: the model
     # is loaded again with it below
