@@ -362,9 +362,11 @@ def test_file_names_with_braces_are_files_not_templates(tmp_path, monkeypatch):
     assert sorted(Path(j.lr).name for j in m.jobs) == sorted(names)
     assert sorted(Path(j.out).name for j in m.jobs) == sorted(n.replace(".tif", "_x2.tif") for n in names)
     (tmp_path / "jobs.yaml").write_text('jobs:\n  - {lr: "scene{1}.tif", out: a.tif}\n'
-                                        '  - {lr: "{dir}/gone.tif", out: b.tif}\n')
+                                        '  - {lr: "{dir}/gone.tif", out: b.tif}\n'
+                                        '  - {lr: "scene{1}.tif,ok.tif", out: c.tif}\n')
     m = read_manifest(tmp_path / "jobs.yaml")
-    assert [Path(j.lr).name for j in m.jobs] == ["scene{1}.tif"]
+    assert [Path(j.lr).name for j in m.jobs[:1]] == ["scene{1}.tif"], m.jobs
+    assert m.jobs[1].lr == f"{tmp_path / 'scene{1}.tif'},{tmp_path / 'ok.tif'}"  # band files, each as named
     assert [p.message for p in m.problems] == ["lr: unknown placeholder {dir} in '{dir}/gone.tif' (placeholders: "
                                                "none (lr is not templated))"], m.problems
 

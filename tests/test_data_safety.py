@@ -1353,9 +1353,14 @@ def test_two_globs_run_from_one_folder_do_not_share_a_results_manifest(tmp_path,
     error = json.loads(res.output)["error"]
     assert res.exit_code == 2 and error == (f"{results}: holds the results of another batch (of 1 other output, e.g. "
                                             f"{tmp_path / 's0_x2.tif'}), which this batch would replace; give its "
-                                            "results another path (--results)"), error
+                                            "results another path with --results (or this one, to replace it)"), error
     assert results.read_bytes() == kept and not (tmp_path / "s1_x2.tif").exists()
     assert _invoke("batch", "site*/*.tif", *common, "-q").exit_code == 0  # s0's output among its own: fine
+    # named with --results, it is the user's to replace (found in review: refused in the same words, which asked for
+    # what they had done)
+    res = _invoke("batch", "site2/*.tif", "-o", "{stem}_l.tif", "-x", "2", "-m", "lanczos", "--dashboard", "none",
+                  "--workers", "1", "--results", str(results), "-q")
+    assert res.exit_code == 0, res.output
 
 
 def test_an_output_that_would_be_a_band_of_the_lr_s_folder_is_refused(tmp_path):

@@ -221,7 +221,7 @@ def plan_upscale(
         summary["warnings"] = (_check_map(scene, sr)
                                + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
-                               + _setting_warnings(sr, opts, plan.n_cols) + scene.reference_warnings()
+                               + _setting_warnings(sr, opts, plan.n_cols, _cuts_rows(plan)) + scene.reference_warnings()
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
         summary["change_detection"] = detection
         # the products' own cloud masks: changed whatever the change mask says, and left out of the reference's
@@ -652,7 +652,13 @@ def _band_warnings(info: RasterInfo, bands: tuple[int, ...], sr: SuperResolver) 
 _KNOWN_ROLES = ("red", "green", "blue", "nir")
 
 
-def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2) -> list[str]:
+def _cuts_rows(plan: WindowPlan) -> bool:
+    """Whether the plan (an area's) holds only part of the scene plan's rows of windows: its batches, made of one
+    row's windows, are then not the whole run's."""
+    return bool(plan.scene_col_starts) and (plan.first[0] != 0 or plan.n_cols != len(plan.scene_col_starts))
+
+
+def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2, cuts_rows: bool = False) -> list[str]:
     """A warning naming the sampling settings given that ``sr`` does not use: the sampler's for a model that does
     not sample (classical, backbone), also reference detail and LR-consistency for a classical one, and overlap
     fusion where no batch holds two windows (``batch_size`` 1, or ``n_cols`` 1: a batch is one row's windows)."""
@@ -672,7 +678,7 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2) 
             "each row has one window here, and a batch is made of one row's"
         said.append(f"`fuse_overlaps` fuses the overlaps of the windows sampled together, and {why}: it changes "
                     "nothing")
-    elif s.fuse_overlaps and samples(sr) and opts.aoi:  # (a review measured up to 17 DN at batch size 4)
+    elif s.fuse_overlaps and samples(sr) and cuts_rows:  # (a review measured up to 17 DN at batch size 4)
         said.append("`fuse_overlaps` fuses the windows sampled together, and the area's batches hold none beyond it: "
                     "its pixels differ from those of a run over the whole scene")
     ignored = [name for name, on in (("ref_detail", s.reference_detail is not None),

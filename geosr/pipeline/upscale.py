@@ -323,24 +323,30 @@ def _add_within(acc: RowBandAccumulator, out: np.ndarray, weight: np.ndarray, wi
     acc.add(out[:, rows, cols], weight[rows, cols], r0 + top, c0 + left)
 
 
+PROBE_STEPS = 4  # the longer of the two sampler runs a dry run times (then scaled to the preset's steps)
+
+
 def _estimate_seconds(job: UpscaleJob, done_rows: int = 0) -> float:
     """Time one batch of windows through the model and scale it to the plan's windows left to compute (those of
     the rows after ``done_rows``, which a resumed run does not redo; it estimated the whole plan, found in review)."""
     groups = _batches(job.plan.row_windows(0), job.batch_size)
-    preset = getattr(job.sr, "preset", None)
-    if isinstance(preset, SamplerPreset) and preset.nfe > 2:
-        # a sampler of many steps is timed at one and two (then put back): the time per network evaluation and
+    owner = job.sr  # the model that holds the preset: wrappers (LR-consistency, reference detail, rescaling) pass
+    while "preset" not in vars(owner) and "inner" in vars(owner):  # reads through, not writes (found in review)
+        owner = owner.inner
+    preset = vars(owner).get("preset")
+    if isinstance(preset, SamplerPreset) and preset.nfe > replace(preset, steps=min(PROBE_STEPS, preset.steps)).nfe:
+        # a sampler of many steps is timed at one and a few (then put back): the time per network evaluation and
         # what the batch costs besides them, scaled to its evaluations (the paper preset's 511 took a dry run of
         # one 48 x 48 window past 11 minutes; found in review)
         timed = []
         try:
-            for steps in (1, 2):
-                job.sr.preset = replace(preset, steps=steps)  # type: ignore[attr-defined]
+            for steps in (1, PROBE_STEPS):
+                owner.preset = replace(preset, steps=steps)
                 t0 = time.perf_counter()
                 _run_model(job, groups[0])
-                timed.append((job.sr.preset.nfe, time.perf_counter() - t0))  # type: ignore[attr-defined]
+                timed.append((owner.preset.nfe, time.perf_counter() - t0))
         finally:
-            job.sr.preset = preset  # type: ignore[attr-defined]
+            owner.preset = preset
         (n1, t1), (n2, t2) = timed
         per_nfe = max(0.0, t2 - t1) / max(1, n2 - n1) if n2 > n1 else t2 / n2
         seconds = max(t1, t1 + per_nfe * (preset.nfe - n1))

@@ -321,8 +321,16 @@ class _Run:
             self.data_fingerprint = {**self.data_fingerprint, "validation": seen}
             self.described.extend(f"validation ({cfg.val_batches} fixed batches) {d}" for d in v_described)
         started_from = None
-        again = "remove {files} and resume again (the training state holds the run's weights)"
-        if resume and not init and (own := own_checkpoint(self.out, then=again)):
+        own = None
+        if resume and not init:
+            try:
+                own = own_checkpoint(self.out, then="")
+            except OptionError:  # neither readable: the state's weights go into what the settings build (checked
+                # there: a run from an extended `init` cannot; found in review, where removing them was a dead end)
+                self.warnings.append(f"{self.out / MODEL} cannot be read: the run resumes from its training state "
+                                     "with the architecture its settings build, and its next save writes the model "
+                                     "anew")
+        if own is not None:
             # the run's own checkpoint has the architecture it was started with (an --init's, e.g. a learned
             # upsampler that cfg.arch alone does not name); load_state then restores its weights and optimizer
             init = str(own)

@@ -110,7 +110,8 @@ def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: tor
         # gives that architecture): the config's alone builds another
         raise InputError(f"{out / STATE}: its weights are not of the architecture the run's settings build "
                          f"({str(exc).splitlines()[0].rstrip(':.')}); a run started from an `init` resumes "
-                         f"from its model file ({MODEL})") from None
+                         f"from its model file ({MODEL}): without a readable one, start the run again with "
+                         "`overwrite`") from None
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):

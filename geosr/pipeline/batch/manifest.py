@@ -617,7 +617,9 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     raw = str(v["lr"])
     # a file whose name holds braces (a glob's match, `scene{1}.tif`) is that file: lr is no template (its `{{`
     # unescaped and `{1}` an unknown placeholder refused it; found in review); other braces are said to be none
-    literal = os.path.lexists(_absolute(raw, root) or "")
+    parts = [q.strip() for q in raw.split(",")]  # (band files separated by commas, each a file as it is named)
+    literal = os.path.lexists(_absolute(raw, root) or "") or len(parts) > 1 and all(
+        q and os.path.lexists(_absolute(q, root) or "") for q in parts)
     lr = _absolute(raw if literal else _expand(raw, "lr", {}, problems), root, many=True)
     if lr is None:
         return None, [Problem(where, m) for m in problems]

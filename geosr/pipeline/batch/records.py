@@ -49,8 +49,16 @@ def sidecars_changed(output: Path, record: dict) -> list[str]:
     from geosr.io.paths import sidecar_paths
 
     listed = record.get("sidecars") or {}
-    return [what for what, path in sidecar_paths(output).items()
-            if what in listed and file_stamp(path) != tuple(listed[what])]
+    return [what for what, path in sidecar_paths(output).items() if what in listed and not _same(path, listed[what])]
+
+
+def _same(path: Path, kept: dict) -> bool:
+    """Whether ``path`` is the file ``kept`` describes: same size and modification time, else same SHA-256 (a copy,
+    a restore from a backup: found in review, where the size and time alone ran every job again)."""
+    stamp = file_stamp(path)
+    if stamp is None or stamp[0] != kept.get("size"):
+        return False
+    return stamp[1] == kept.get("mtime_ns") or sha256(path) == kept.get("sha256")
 
 
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -97,11 +105,12 @@ def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str, s
     from geosr.io.paths import sidecar_paths
 
     st = output.stat()
-    sidecars = {what: file_stamp(path) for what, path in sidecar_paths(output).items()}
+    sidecars = {what: path for what, path in sidecar_paths(output).items() if file_stamp(path) is not None}
     record = dict(
         geosr_batch=1, job_id=job_id, run_id=run_id, written=utc_now(), fingerprint=comparable(fingerprint),
         output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(output)),
-        sidecars={what: list(stamp) for what, stamp in sidecars.items() if stamp is not None},
+        sidecars={what: dict(zip(("size", "mtime_ns"), file_stamp(path) or ()), sha256=sha256(path))
+                  for what, path in sidecars.items()},
         started=started, seconds=None if seconds is None else round(seconds, 3),
     )
     with atomic_output(record_path(output)) as tmp:

@@ -121,7 +121,7 @@ def batch(
                       progress=check_progress, **options)
     if dry_run:
         if settings.results or plan.results:  # refused as the run would refuse it (nothing made)
-            check_results_path(Path(settings.results or plan.results), plan)
+            check_results_path(Path(settings.results or plan.results), plan, given=bool(settings.results))
         if settings.client is None and settings.scheduler is None:  # a local cluster's device, checked as the run
             # would check it (`device` cuda on a machine without one was "planned", then refused; found in review)
             from geosr.pipeline.batch.cluster import gpu_ids
@@ -152,7 +152,7 @@ def run_batch(plan: BatchPlan, settings: RunSettings | None = None, **kw: Any) -
     results_path = Path(s.results or plan.results) if (s.results or plan.results) else None
     if results_path is None:
         return _run_plan(plan, s, None)
-    check_results_path(results_path, plan)
+    check_results_path(results_path, plan, given=bool(s.results))
     if not results_path.parent.exists():  # with make_dirs (checked), once every check has passed
         from geosr.io.outputs import make_output_folder
 
@@ -389,7 +389,7 @@ def _collect(fut, pj: PlannedJob) -> JobResult:
     return job_result(pj, "failed", stage="run", error=message, error_type=name, finished=utc_now())
 
 
-def check_results_path(path: Path, plan: BatchPlan) -> None:
+def check_results_path(path: Path, plan: BatchPlan, given: bool = False) -> None:
     """Refuse a results manifest path that would replace what is not an earlier results manifest: the manifest,
     a job's input or output, a folder, any other file (one sentence, before anything runs)."""
     from geosr.errors import OutputLocationError
@@ -439,13 +439,15 @@ def check_results_path(path: Path, plan: BatchPlan) -> None:
         # jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: one replaced the other's records
         raise OutputLocationError(f"{path}: holds the results of another manifest ({other}), which this batch would "
                                   "replace; give its results another path (`results`)")
-    if not source.is_file():  # a glob's: every glob run from one folder defaults to its geosr-batch.results.jsonl
+    if not source.is_file() and not given:  # a glob's default (every glob run from one folder has it), not one
+        # named with `results`, which the user chose to replace
         earlier = _outputs_in(path)
         ours = {str(pj.spec.out) for pj in plan.jobs} | {str(bad.output) for bad in plan.invalid if bad.output}
         if earlier and not earlier & ours:  # (a batch of other scenes replaced it without a word; found in review)
             raise OutputLocationError(f"{path}: holds the results of another batch (of {len(earlier)} other "
                                       f"output{'s' * (len(earlier) != 1)}, e.g. {min(earlier)}), which this batch "
-                                      "would replace; give its results another path (`results`)")
+                                      "would replace; give its results another path with `results` (or this "
+                                      "one, to replace it)")
 
 
 def _outputs_in(path: Path) -> set[str]:
