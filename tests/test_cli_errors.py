@@ -344,7 +344,16 @@ def test_models_lists_the_scales_and_inputs_each_model_uses():
     # how many LR bands each takes (docs/data-contract.md): the bundled ones 3, a classical back-end any (null)
     assert listed["default"]["bands"] == load_model("default").bands == 3 and listed["lite"]["bands"] == 3
     assert listed["bicubic"]["bands"] is None
+    # the terms of the default's weights travel in its spec and are listed (found in review: the model card said
+    # non-commercial, the file and the listing nothing)
+    from geosr.models.checkpoint import read_spec
+    from geosr.models.registry import bundled_checkpoints
+
+    terms = read_spec(bundled_checkpoints()["default"])["training"]["licences"]
+    assert terms.startswith("Weights: for non-commercial research only") and "DSIFN-CD" in terms
+    assert listed["default"]["licences"] == terms and listed["bicubic"]["licences"] is None
     table = " ".join(runner.invoke(app, ["models"]).output.split())
+    assert "default: Weights: for non-commercial research only, as part of the training data is." in table
     assert "bands" in table
 
 

@@ -29,3 +29,6 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
         table.add_row(m.name, m.kind, scales, str(m.bands) if m.bands else "any",
                       ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
     out_console.print(table)  # into a pipe or file, one row per model at its natural width (cli.common)
+    for m in items:  # the terms a checkpoint records (its spec's training.licences; `--json` gives them whole)
+        if m.licences and "+" not in m.name:
+            out_console.print(f"{m.name}: {m.licences.split('. ')[0]}.", highlight=False, soft_wrap=True)

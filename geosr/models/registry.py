@@ -44,6 +44,7 @@ class ModelInfo:
     scales: tuple[int, ...] = ()  # empty: any scale
     inputs: tuple[str, ...] = ()  # the conditioning inputs it uses besides the LR (ref, cd, map, style)
     bands: int | None = None  # how many LR bands it takes (None: any number)
+    licences: str | None = None  # the terms of its weights and training data, as its spec records them
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -68,6 +69,8 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
     except Exception as exc:  # noqa: BLE001 - a broken bundled file must not break `geosr models`
         return ModelInfo(name, "diffusion", f"unreadable checkpoint ({exc})")
     scales = tuple(int(s) for s in spec.get("scales", ()))
+    terms = (spec.get("training") or {}).get("licences")
+    licences = terms if isinstance(terms, str) and terms else None
     bands = spec.get("bands", arch.get("n_bands"))
     bands = int(bands) if bands is not None else None
     listed = ", ".join(f"x{s}" for s in scales) or "any scale"
@@ -76,10 +79,10 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
         told = ", told the LR's sharpness" if arch.get("code_dims") else ""
         return ModelInfo(name, "backbone",
                          f"LR-space network ({arch.get('name', 'custom')}, no sampling{told}), {listed}",
-                         scales, inputs, bands)
+                         scales, inputs, bands, licences)
     inputs = ("ref", "cd") + (("map",) if arch.get("n_map_classes") else ()) + (("style",) if arch.get("style") else ())
     return ModelInfo(name, "diffusion", f"diffusion model, {arch.get('name', 'custom')} architecture, {listed}",
-                     scales, inputs, bands)
+                     scales, inputs, bands, licences)
 
 
 def available_models() -> list[ModelInfo]:
@@ -112,7 +115,8 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
                 out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
                                      f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
                                      f"{b.name}'s prediction, back-projected), " + ", ".join(f"x{s}" for s in scales),
-                                     scales, d.inputs, d.bands))
+                                     scales, d.inputs, d.bands, " / ".join(t for t in (d.licences, b.licences)
+                                                                            if t) or None))
     return out
 
 
