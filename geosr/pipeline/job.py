@@ -218,8 +218,8 @@ def plan_upscale(
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
-        summary["warnings"] = (_check_map(scene, sr)
-                               + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
+        map_said = _check_map(scene, sr)  # (an untagged map then takes the model's class count)
+        summary["warnings"] = (map_said + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts, plan.n_cols, _cuts_rows(plan)) + scene.reference_warnings()
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))

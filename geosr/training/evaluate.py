@@ -236,14 +236,14 @@ def lr_grid_classes(values: np.ndarray, changed: torch.Tensor, scale: int, table
     """:func:`lr_grid_mask` in a class table's values: each LR block changed where most of its pixels are, as the
     changed class most of its changed pixels hold; unchanged (the table's first unchanged value) elsewhere."""
     H, W = changed.shape
-    blocks = (H // scale, scale, W // scale, scale)
-    hit = changed.numpy()
-    kinds = np.unique(values[hit]) if hit.any() else np.zeros(0, values.dtype)
-    counts = np.stack([((values == v) & hit).reshape(blocks).sum(axis=(1, 3)) for v in kinds]) if len(kinds) \
-        else np.zeros((1, H // scale, W // scale))
     unchanged = next(c.value for c in table.classes if not c.changed)
-    top = kinds[counts.argmax(axis=0)] if len(kinds) else np.full((H // scale, W // scale), unchanged)
-    block = np.where(lr_grid_mask(changed, scale)[::scale, ::scale], top, unchanged)
+    hit = changed.numpy()
+    if not hit.any():
+        return np.full((H, W), unchanged, values.dtype)
+    kinds = np.unique(values[hit])
+    counts = np.stack([((values == v) & hit).reshape(H // scale, scale, W // scale, scale).sum(axis=(1, 3))
+                       for v in kinds])
+    block = np.where(lr_grid_mask(changed, scale)[::scale, ::scale], kinds[counts.argmax(axis=0)], unchanged)
     return np.kron(block, np.ones((scale, scale), values.dtype))
 
 

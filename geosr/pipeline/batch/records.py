@@ -32,14 +32,7 @@ def read_record(output: str | os.PathLike[str]) -> dict | None:
 
 def output_matches(output: Path, record: dict) -> bool:
     """The output is the file the record describes (same size and mtime, else same SHA-256)."""
-    meta = record.get("output") or {}
-    try:
-        st = output.stat()
-    except OSError:
-        return False
-    if st.st_size != meta.get("size"):
-        return False
-    return st.st_mtime_ns == meta.get("mtime_ns") or sha256(output) == meta.get("sha256")
+    return _same(output, record.get("output") or {})
 
 
 def sidecars_changed(output: Path, record: dict) -> list[str]:
@@ -105,12 +98,15 @@ def write_record(output: Path, fingerprint: dict, *, job_id: str, run_id: str, s
     from geosr.io.paths import sidecar_paths
 
     st = output.stat()
-    sidecars = {what: path for what, path in sidecar_paths(output).items() if file_stamp(path) is not None}
+    sidecars = {}
+    for what, path in sidecar_paths(output).items():
+        stamp = file_stamp(path)
+        if stamp is not None:
+            sidecars[what] = dict(size=stamp[0], mtime_ns=stamp[1], sha256=sha256(path))
     record = dict(
         geosr_batch=1, job_id=job_id, run_id=run_id, written=utc_now(), fingerprint=comparable(fingerprint),
         output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(output)),
-        sidecars={what: dict(zip(("size", "mtime_ns"), file_stamp(path) or ()), sha256=sha256(path))
-                  for what, path in sidecars.items()},
+        sidecars=sidecars,
         started=started, seconds=None if seconds is None else round(seconds, 3),
     )
     with atomic_output(record_path(output)) as tmp:
