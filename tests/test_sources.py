@@ -697,7 +697,7 @@ def test_landsat_band_files_take_their_sensor_s_colours(tmp_path):
     oli = tmp_path / "LC09_L1TP_044034_20230101_20230102_02_T1"
     _landsat(oli, oli.name, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), pan=8)
     comp = composite(str(oli))
-    assert "left out, on a coarser or other grid: B8" in comp.note
+    assert "left out, on a finer grid: B8" in comp.note
     info = inspect_raster(str(oli))
     assert info.count == 10 and info.grid.res == (30.0, 30.0)
     assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B4", "B3", "B2"]
@@ -716,7 +716,7 @@ def test_a_landsat_7_level_1_folder_with_its_two_thermal_gains_is_read(tmp_path)
     six.unlink()
     info = inspect_raster(str(etm))
     assert info.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6_VCID_1", "B6_VCID_2", "B7"), info.descriptions
-    assert "left out, on a coarser or other grid: B8" in composite(str(etm)).note
+    assert "left out, on a finer grid: B8" in composite(str(etm)).note
     assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B3", "B2", "B1"]
     assert parse_bands("B6_VCID_2", info) == (7,)
     res = _run("upscale", etm, "-x", 2, "-m", "bicubic", "-o", tmp_path / "etm.tif")

@@ -385,6 +385,10 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
         else:
             comp = composite(info.path) if is_composite(info.path) else None
             left = [d for d in (comp.left_out if comp else ()) if d.lower() == token.lower()]
+            if left and comp and left[0] in comp.finer:  # a Landsat folder's 15 m panchromatic B8
+                raise BandError(f"{info.path}: its band {left[0]!r} is on a finer grid than the stacked bands', so "
+                                f"it is left out of the stack (stacked: {_band_list(info)}); give its file alone as "
+                                "the input to use it at its own pixel size")
             if left:  # an asset of the item, not stacked: "has no band" would say the item lacks it
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
                                 f"band's, so it is left out of the stack (stacked: {_band_list(info)}); resample it "

@@ -17,7 +17,7 @@ from typing import Callable
 from geosr.errors import InputError, InputNotFoundError, NotARasterError
 from geosr.io.paths import REMOTE
 from geosr.io.sensor_masks import SensorMask, sentinel2_classi, sentinel2_msk_clouds, sentinel2_scl
-from geosr.io.vrt import Composite, Member, stack
+from geosr.io.vrt import Composite, Member, Radiometry, stack
 
 # Sentinel-2's 10 m bands, in the order a product stacks them
 S2_10M = ("B02", "B03", "B04", "B08")
@@ -70,16 +70,7 @@ def sentinel2_product(path: str, member: str | None = None) -> Composite:
     metadata say (quantification value; from processing baseline 04.00 the BOA / radiometric add offset).
     ``member``: in a zip (``path``) of several products, the one to read (its folder or metadata file)."""
     root, base, files = _metadata(path, member)
-    level = "L2A" if "Level-2A" in _local(root.tag) else "L1C"
-    info = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
-    q_tag = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
-    try:
-        quant = float(info.get(q_tag, "10000"))
-    except ValueError as exc:
-        raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
-    if not math.isfinite(quant) or quant <= 0:  # (0 divided by zero; nan made every pixel nodata, exit 0)
-        raise NotARasterError(f"{path}: its {q_tag} is {info.get(q_tag)}, not a positive number")
-    offsets = _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
+    level, info, quant, offsets = _radiometry(path, root)
     hrefs = {b: base + rel for b, rel in _images(path, root, level).items()}
     # a band file not downloaded (a product fetched band by band) keeps its band's place, as nodata: selecting it
     # is refused (geosr.io.rasters.refuse_missing_bands), the others are read (a file inside a zip on this machine
@@ -117,6 +108,48 @@ def sentinel2_product(path: str, member: str | None = None) -> Composite:
         why = f"{what} is missing"
         return replace(comp, note=comp.note + f"; {why}: no cloud mask", mask_unused=why)
     return replace(comp, mask=mask(href), files=comp.files + (href,), note=comp.note + f"; cloud mask: {what}")
+
+
+def _radiometry(path: str, root: ET.Element) -> tuple[str, dict[str, str], float, dict[str, float]]:
+    """The product's level (L1C, L2A), its metadata's leaf values, quantification value and add offset per band."""
+    level = "L2A" if "Level-2A" in _local(root.tag) else "L1C"
+    info = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
+    q_tag = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
+    try:
+        quant = float(info.get(q_tag, "10000"))
+    except ValueError as exc:
+        raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
+    if not math.isfinite(quant) or quant <= 0:  # (0 divided by zero; nan made every pixel nodata, exit 0)
+        raise NotARasterError(f"{path}: its {q_tag} is {info.get(q_tag)}, not a positive number")
+    return level, info, quant, _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
+
+
+def granule_radiometry(files: list[tuple[Path, str]]) -> Radiometry | None:
+    """The scale and offset of Sentinel-2 band files ((file, band: B04...)) read from inside one product's
+    ``GRANULE/<granule>/IMG_DATA`` (a folder or list of them: what a product of several granules is read as), from
+    the product's metadata, so that they read as the same reflectance the product does; None for files elsewhere
+    or without the product's metadata file."""
+    roots = set()
+    for f, _ in files:
+        parts = Path(os.path.abspath(f)).parts
+        at = max((i for i, part in enumerate(parts) if part.upper() == "GRANULE"), default=None)
+        if at is None or at + 2 >= len(parts) or parts[at + 2].upper() != "IMG_DATA":
+            return None
+        roots.add(Path(*parts[:at]))
+    mtd = safe_metadata(roots.pop()) if len(roots) == 1 else None
+    if mtd is None:
+        return None
+    text = mtd.read_bytes()
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise NotARasterError(f"{mtd}: the product metadata is not valid XML ({exc})") from exc
+    _, info, quant, offsets = _radiometry(str(mtd), root)
+    names = {Path(f).name: band for f, band in files}
+    used = {b: offsets.get(b, 0.0) for b in names.values()}
+    return Radiometry({n: 1.0 / quant for n in names}, {n: used[b] / quant for n, b in names.items()},
+                      info.get("PRODUCT_START_TIME") or None, str(mtd),
+                      f"{_reflectance(used, quant, tuple(used))} (band scale and offset from {mtd.name})")
 
 
 def _l1c_mask(hrefs: dict[str, str], baseline: str | None) -> tuple[str, Callable[[str], SensorMask], str] | None:
@@ -268,12 +301,12 @@ def _images(path: str, root: ET.Element, level: str) -> dict[str, str]:
     return {b: chosen[b] for b in S2_10M}
 
 
-def _reflectance(offsets: dict[str, float], quant: float) -> str:
-    """How reflectance follows from the DN, in words."""
-    added = sorted({offsets.get(b, 0.0) for b in S2_10M})
+def _reflectance(offsets: dict[str, float], quant: float, bands: tuple[str, ...] = S2_10M) -> str:
+    """How reflectance follows from the DN of ``bands``, in words."""
+    added = sorted({offsets.get(b, 0.0) for b in bands})
     if len(added) > 1:
         return (f"reflectance = (DN + offset) / {quant:g} with the band offsets "
-                + ", ".join(f"{b} {offsets.get(b, 0.0):g}" for b in S2_10M))
+                + ", ".join(f"{b} {offsets.get(b, 0.0):g}" for b in bands))
     if added[0] != 0:
         return f"reflectance = (DN {'+' if added[0] > 0 else '-'} {abs(added[0]):g}) / {quant:g}"
     return f"reflectance = DN / {quant:g}"

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
+from geosr.io.landsat import collection_2, is_landsat_archive, landsat_colour, landsat_radiometry
 from geosr.io.paths import (
     REMOTE,
     curl_url,
@@ -26,9 +27,16 @@ from geosr.io.paths import (
     without_query,
 )
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
-from geosr.io.sentinel2 import is_safe_name, product_zip, safe_metadata, sentinel2_product, zip_member
+from geosr.io.sentinel2 import (
+    granule_radiometry,
+    is_safe_name,
+    product_zip,
+    safe_metadata,
+    sentinel2_product,
+    zip_member,
+)
 from geosr.io.stac_items import stac_item
-from geosr.io.vrt import Composite, Member, gdal_path, open_member, read_header, stack
+from geosr.io.vrt import Composite, Member, Radiometry, gdal_path, open_member, read_header, stack
 
 __all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "member_inputs",
            "remote_sources", "source_note"]
@@ -41,12 +49,6 @@ _S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[
 # (Landsat 7's thermal band comes in two gains, ..._B6_VCID_1.TIF and ..._B6_VCID_2.TIF: two bands)
 _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])(_VCID_[12](?![A-Za-z0-9]))?",
                          re.IGNORECASE)
-# A Landsat file's sensor from its name: Collection product IDs (LE07_L2SP_..., LC09_...) and older scene IDs
-# (LT50440342009...): T (TM), E (ETM+), C / O (OLI) and the satellite. MSS (M) has no blue band: not read.
-_LANDSAT_FILE = re.compile(r"^L([TECO])0?([4-9])", re.IGNORECASE)
-# Which band token is which visible colour, per sensor: the same B3 is red on TM / ETM+ and green on OLI
-_LANDSAT_COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red"},
-                    "OLI": {"B2": "blue", "B3": "green", "B4": "red"}}
 
 
 def is_composite(path: str) -> bool:
@@ -59,7 +61,13 @@ def is_composite(path: str) -> bool:
         return True
     if REMOTE.match(path):
         return _maybe_stac_api(path)
-    return Path(path).is_dir()
+    return Path(path).is_dir() or _s2_band_file(path) or is_landsat_archive(path)
+
+
+def _s2_band_file(path: str) -> bool:
+    """A local Sentinel-2 band file (T33UUB_20230612T101031_B04_10m.jp2): read as a list of one band file, so
+    that DN 0 is nodata and, inside a product's granule, the product's scale and offset apply."""
+    return not path.startswith("/vsi") and bool(_S2_BAND_FILE.match(Path(path).name)) and Path(path).is_file()
 
 
 def _maybe_stac_api(url: str) -> bool:
@@ -89,6 +97,9 @@ def composite(path: str) -> Composite | None:
                               "the raster inside it (/vsizip/vsicurl/URL/PATH)")
     if not is_composite(path):
         return None
+    if is_landsat_archive(path):  # GDAL said "not a raster GDAL can read"
+        raise NotARasterError(f"{path}: is a Landsat product archive, which geosr does not unpack; extract it and "
+                              "give its folder")
     hit = _CACHE.get(path)
     if hit is not None and _still_valid(hit):
         return hit[0]
@@ -101,6 +112,8 @@ def composite(path: str) -> Composite | None:
         comp = sentinel2_product(zipped, zip_member(path))
     elif is_file_list(path):
         comp = _band_list(path)
+    elif _s2_band_file(path):
+        comp = _band_files(path, [path])
     elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(path) or _safe_url(p)):
         try:
             comp = stac_item(path)
@@ -234,17 +247,6 @@ def _band_token(name: str) -> str | None:
     return f"B{m.group(1).upper()}{(m.group(2) or '').upper()}" if m else None
 
 
-def _landsat_colour(name: str, token: str | None) -> str | None:
-    """The visible colour (red, green, blue) the band ``token`` of the Landsat file ``name`` holds, None for
-    another band, sensor or file: written as the band's colour interpretation, so that the default bands, what
-    ``--bands red`` selects and the output's colours follow the sensor, not Sentinel-2's B4 = red."""
-    m = _LANDSAT_FILE.match(name)
-    if m is None or token is None:
-        return None
-    sensor = "OLI" if m.group(1).upper() in "CO" else "TM" if m.group(2) in "457" else None
-    return _LANDSAT_COLOURS[sensor].get(token) if sensor else None
-
-
 def _band_order(token: str) -> tuple[int, str]:
     digits = re.match(r"B(\d+)", token)
     return int(digits.group(1) if digits else 0), token
@@ -254,26 +256,78 @@ def _band_list(path: str) -> Composite:
     hrefs = [p.strip() for p in path.split(",") if p.strip()]
     if len(hrefs) < 2:
         raise InputError(f"{path}: a list of band files needs at least two files, separated by commas")
+    return _band_files(path, hrefs)
+
+
+def _band_files(path: str, hrefs: list[str]) -> Composite:
+    """The band files ``hrefs`` (a list, or one Sentinel-2 band file) stacked in the order given."""
     for h in hrefs:
         if not REMOTE.match(h) and not Path(h).is_file():
             raise InputNotFoundError(f"{path}: its band file {h} does not exist")
-    # Sentinel-2's own band files declare no nodata where their product says DN 0 is none: listed, they are read
-    # as in a folder (_band_folder), or the DN-0 collar is blended into the scene as data
-    s2 = all(_S2_BAND_FILE.match(Path(named(h)).name) for h in hrefs)
+    names = [Path(named(h)).name for h in hrefs]  # a /vsicurl?...&url=: its URL's
+    fill = _fill(names)
+    rad = _product_radiometry(hrefs)
     members = []
-    for h in hrefs:
+    for h, file_name in zip(hrefs, names):
         with open_member(path, h) as ds:
             for b in range(1, ds.count + 1):
                 own = ds.descriptions[b - 1]
-                file_name = Path(named(h)).name  # a /vsicurl?...&url=: its URL's
                 token = _band_token(file_name)
                 name = token or Path(named(h)).stem
-                colour = _landsat_colour(file_name, token) if ds.count == 1 and not own else None
+                colour = landsat_colour(file_name, token) if ds.count == 1 and not own else None
+                scale, offset = _scaled(rad, file_name, ds.scales[b - 1], ds.offsets[b - 1])
                 members.append(Member(h, b, own or (name if ds.count == 1 else f"{name} band {b}"), colorinterp=colour,
-                                      nodata=0.0 if s2 and ds.nodatavals[b - 1] is None else None))
-    names = ", ".join(m.description for m in members)
-    return stack(path, "band files", members, hrefs, f"{len(members)} bands stacked from {len(hrefs)} files "
-                  f"({names})" + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""))
+                                      nodata=0.0 if fill and ds.nodatavals[b - 1] is None else None, scale=scale,
+                                      offset=offset))
+    described = ", ".join(m.description for m in members)
+    note = (f"{len(members)} bands stacked from {len(hrefs)} files ({described})" if len(hrefs) > 1 else
+            f"band {described} of {names[0]}")
+    return _with_radiometry(stack(path, "band files", members, hrefs, note + (f"; DN 0 read as nodata ({fill})"
+                                                                               if fill else ""),
+                                  {"ACQUISITIONDATETIME": rad.acquired} if rad and rad.acquired else None), rad)
+
+
+def _fill(names: list[str]) -> str | None:
+    """Why DN 0 is nodata in the band files ``names`` (their product's fill value, which the files do not declare),
+    in words; None when it is not."""
+    # Sentinel-2's own band files declare no nodata where their product says DN 0 is none: read as their product
+    # is, or the DN-0 collar is blended into the scene as data; Landsat Collection 2's fill value is 0 in every band
+    if all(_S2_BAND_FILE.match(n) for n in names):
+        return f"Sentinel-2 band file{'s' * (len(names) > 1)}"
+    if all(collection_2(n) for n in names):
+        return "Landsat Collection 2 fill"
+    return None
+
+
+def _product_radiometry(hrefs: list[str]) -> Radiometry | None:
+    """The scale and offset the product metadata beside local band files give them: a Sentinel-2 granule's inside its
+    ``.SAFE`` (the product's MTD file), a Landsat Collection 2 Level-2 product's (its MTL file); None otherwise."""
+    if any(REMOTE.match(h) or h.startswith("/vsi") for h in hrefs):
+        return None
+    files = [Path(h) for h in hrefs]
+    tokens = [_band_token(f.name) for f in files]
+    if all(_S2_BAND_FILE.match(f.name) for f in files):
+        return granule_radiometry([(f, t or "") for f, t in zip(files, tokens)])
+    return landsat_radiometry(files)
+
+
+def _scaled(rad: Radiometry | None, name: str, own_scale: float,
+            own_offset: float) -> tuple[float | None, float | None]:
+    """A band file's scale and offset: its product's where the file declares none of its own (None: the file's)."""
+    if rad is None or name not in rad.scales or (own_scale, own_offset) != (1.0, 0.0):
+        return None, None
+    return rad.scales[name], rad.offsets[name]
+
+
+def _first(values: tuple[float, ...], default: float) -> float:
+    return values[0] if values else default
+
+
+def _with_radiometry(comp: Composite, rad: Radiometry | None) -> Composite:
+    """``comp`` reading the product metadata file ``rad`` came from (its note says what it gave)."""
+    if rad is None:
+        return comp
+    return replace(comp, files=comp.files + (rad.source,), note=comp.note + f"; {rad.note}")
 
 
 def _listed_folder(path: str) -> Path:
@@ -328,8 +382,9 @@ def _band_folder(path: str) -> Composite:
         raise BandError(f"{path}: its band file {by_token[several].name} holds {len(heads[several].dtypes)} bands, "
                         "where a folder of band files holds one band per file; list the files to stack, separated "
                         "by commas, to take every band of each")
-    s2 = all(_S2_BAND_FILE.match(by_token[t].name) for t in tokens)
-    colours = {t: _landsat_colour(by_token[t].name, t) for t in tokens}
+    fill = _fill([by_token[t].name for t in tokens])
+    rad = _product_radiometry([str(by_token[t]) for t in tokens])
+    colours = {t: landsat_colour(by_token[t].name, t) for t in tokens}
     finest = min(h.res for h in heads.values())
     # the grid kept: a Landsat folder's red band's (a Landsat 8/9 folder's 15 m panchromatic B8 is finer than its
     # 30 m multispectral bands), else the first finest band's; its bands first, so that stack() keeps them and
@@ -337,15 +392,17 @@ def _band_folder(path: str) -> Composite:
     anchor = next((t for t in tokens if colours[t] == "red"), None) or \
         next(t for t in tokens if heads[t].res <= finest * 1.000001)
     tokens.sort(key=lambda t: (heads[t].grid != heads[anchor].grid, _band_order(t)))
-    # Sentinel-2's own band files (T33UUB_20230612T101031_B04_10m.jp2) declare no nodata, where the product says DN 0
-    # is none: read as the product is (its IMG_DATA/R10m folder is what the docs offer for a product of several
-    # granules), or the DN-0 collar is blended into the scene as data
-    members = [Member(str(by_token[t]), 1, t, nodata=0.0 if s2 and heads[t].nodata[0] is None else None,
-                      colorinterp=colours[t]) for t in tokens]
+    members = []
+    for t in tokens:
+        scale, offset = _scaled(rad, by_token[t].name, _first(heads[t].scales, 1.0), _first(heads[t].offsets, 0.0))
+        members.append(Member(str(by_token[t]), 1, t, nodata=0.0 if fill and heads[t].nodata[0] is None else None,
+                              colorinterp=colours[t], scale=scale, offset=offset))
     kept = [t for t in tokens if heads[t].grid == heads[tokens[0]].grid]
     note = f"bands {', '.join(sorted(kept, key=_band_order))} stacked from {folder.resolve().name or folder}"
-    comp = stack(path, "band files", members, [str(by_token[t]) for t in tokens],
-                 note + ("; DN 0 read as nodata (Sentinel-2 band files)" if s2 else ""), same_grid=False)
+    comp = _with_radiometry(stack(path, "band files", members, [str(by_token[t]) for t in tokens],
+                                  note + (f"; DN 0 read as nodata ({fill})" if fill else ""),
+                                  {"ACQUISITIONDATETIME": rad.acquired} if rad and rad.acquired else None,
+                                  same_grid=False), rad)
     masks = _folder_masks(folder)
     if len(masks) > 1:
         why = f"it holds {len(masks)} cloud masks ({', '.join(Path(m.href).name for m in masks)})"

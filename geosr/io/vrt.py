@@ -44,6 +44,18 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Radiometry:
+    """A product's scale and offset per band file (physical value = DN * scale + offset), the acquisition time, and
+    the metadata file they were read from."""
+
+    scales: dict[str, float]  # by band file name
+    offsets: dict[str, float]
+    acquired: str | None  # ISO 8601, UTC
+    source: str  # the metadata file
+    note: str  # what was applied, in words
+
+
+@dataclass(frozen=True)
 class Composite:
     """A multi-file input as the one raster GDAL opens: ``vrt`` (an XML document)."""
 
@@ -56,6 +68,7 @@ class Composite:
     mask: SensorMask | None = None  # the sensor's own cloud mask shipped beside the bands (its file is in ``files``)
     mask_unused: str | None = None  # why a cloud mask the input names is not used (its file is missing; two)
     missing: tuple[tuple[str, str], ...] = ()  # (description, why) of the bands stacked as nodata: file missing
+    finer: tuple[str, ...] = ()  # of ``left_out``, the bands on a finer grid (a Landsat folder's panchromatic B8)
 
 
 def gdal_path(href: str) -> str:
@@ -248,13 +261,18 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
             headers[m.href] = replace(first, dtypes=(first.dtypes[0],) * m.band, nodata=(m.nodata,) * m.band,
                                       scales=(), offsets=(), units=())
     kept = [m for m in members if headers[m.href].grid == first.grid]
+    finer: tuple[str, ...] = ()
     if len(kept) < len(members):
         other = next(m for m in members if headers[m.href].grid != first.grid)
         if same_grid:
             raise BandError(f"{owner}: {other.href} is not on the grid of {there[0].href} (same CRS, pixel size "
                             "and extent are needed to stack band files)")
         left_out = tuple(m.description for m in members if m not in kept)
-        note += f"; left out, on a coarser or other grid: {', '.join(left_out)}"
+        finer = tuple(m.description for m in members if m not in kept and m.missing is None
+                      and 0 < headers[m.href].metres < first.metres * 0.999)
+        others = [d for d in left_out if d not in finer]
+        note += "".join(f"; left out, on a {how} grid: {', '.join(which)}"
+                        for how, which in (("finer", finer), ("coarser or other", others)) if which)
     # one data type for the stack (a raster's bands share one; reading bands of several fails in rasterio): the
     # smallest that holds every member's values, as numpy promotes them
     dtypes = sorted({headers[m.href].dtypes[m.band - 1] for m in kept})
@@ -262,5 +280,5 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
     if common is not None:
         note += f"; bands of {' and '.join(dtypes)} read as {common}"
     return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note,
-                     left_out if len(kept) < len(members) else (),
+                     left_out if len(kept) < len(members) else (), finer=finer,
                      missing=tuple((m.description, m.missing) for m in members if m.missing is not None))

@@ -1,0 +1,138 @@
+"""Landsat files as USGS names and ships them: which sensor a band file is from and the colours of its bands,
+Collection 2 product names (fill value 0), and the product metadata (``*_MTL.txt`` / ``*_MTL.json``) that gives a
+Level-2 band's scale and offset and the acquisition time. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from geosr.errors import NotARasterError
+from geosr.io.vrt import Radiometry
+
+# A Landsat file's sensor from its name: Collection product IDs (LE07_L2SP_..., LC09_..., LM05_L1TP_...) and older
+# scene IDs (LT50440342009...): M (MSS), T (TM), E (ETM+), C / O (OLI) and the satellite
+_LANDSAT_FILE = re.compile(r"^L([MTECO])0?([1-9])", re.IGNORECASE)
+# Which band token is which visible colour, per sensor: the same B3 is red on TM / ETM+ and green on OLI; MSS has
+# no blue band (Landsat 1-3 number its bands 4-7, Landsat 4-5 1-4)
+_COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red"},
+            "OLI": {"B2": "blue", "B3": "green", "B4": "red"},
+            "MSS1": {"B4": "green", "B5": "red"},
+            "MSS4": {"B1": "green", "B2": "red"}}
+# A Collection 2 product ID (LC09_L2SP_044034_20230612_20230614_02_T1): every band's fill value is 0
+_COLLECTION_2 = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_02_(T1|T2|RT)", re.IGNORECASE)
+# A Landsat product as USGS delivers it: one tar (uncompressed for Collection 2, gzipped before)
+_ARCHIVE = re.compile(r"^L[MTECO]0?[1-9].*\.(tar|tar\.gz|tgz)$", re.IGNORECASE)
+
+
+def landsat_colour(name: str, token: str | None) -> str | None:
+    """The visible colour (red, green, blue) the band ``token`` of the Landsat file ``name`` holds, None for
+    another band, sensor or file: written as the band's colour interpretation, so that the default bands, what
+    ``--bands red`` selects and the output's colours follow the sensor, not Sentinel-2's B4 = red."""
+    m = _LANDSAT_FILE.match(name)
+    if m is None or token is None:
+        return None
+    kind, sat = m.group(1).upper(), int(m.group(2))
+    sensor = ("OLI" if kind in "CO" else "TM" if kind in "TE" and sat in (4, 5, 7)
+              else ("MSS1" if sat <= 3 else "MSS4") if kind == "M" and sat <= 5 else None)
+    return _COLOURS[sensor].get(token) if sensor else None
+
+
+def collection_2(name: str) -> bool:
+    """Whether ``name`` is a Landsat Collection 2 product's file (its fill value, 0, is nodata)."""
+    return bool(_COLLECTION_2.match(name))
+
+
+def is_landsat_archive(path: str) -> bool:
+    """Whether ``path`` is a Landsat product's tar archive, as USGS delivers it (a local file)."""
+    return bool(_ARCHIVE.match(Path(path).name)) and Path(path).is_file()
+
+
+def landsat_radiometry(files: list[Path]) -> Radiometry | None:
+    """The scale and offset of the Collection 2 Level-2 band ``files`` (surface reflectance ``_SR_B*``, surface
+    temperature ``_ST_B*``) from their product's metadata file beside them (``<product ID>_MTL.txt``, else
+    ``.json``), and the acquisition time; None when no such file names their product. Level-1 bands get none
+    (their DN scale to radiance or, corrected for the sun's elevation, to reflectance: which one is the user's
+    choice). Raises NotARasterError naming the metadata file when it is unreadable or a value is no number."""
+    if not files:
+        return None
+    folder = files[0].parent
+    product = _product_id(files[0].name)
+    if product is None or any(f.parent != folder or _product_id(f.name) != product for f in files):
+        return None
+    mtl = next((p for p in (folder / f"{product}_MTL.txt", folder / f"{product}_MTL.json") if p.is_file()), None)
+    if mtl is None:
+        return None
+    groups = _read_mtl(mtl)
+    scales: dict[str, float] = {}
+    offsets: dict[str, float] = {}
+    for f in files:
+        m = re.search(r"_(SR|ST)_B(\d+)\.", f.name, re.IGNORECASE)
+        if m is None:
+            continue
+        if m.group(1).upper() == "SR":
+            group, mult, add = ("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS", f"REFLECTANCE_MULT_BAND_{m.group(2)}",
+                                f"REFLECTANCE_ADD_BAND_{m.group(2)}")
+        else:
+            group, mult, add = ("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS", f"TEMPERATURE_MULT_BAND_ST_B{m.group(2)}",
+                                f"TEMPERATURE_ADD_BAND_ST_B{m.group(2)}")
+        values = groups.get(group, {})
+        if mult in values and add in values:
+            scales[f.name], offsets[f.name] = _number(mtl, mult, values[mult]), _number(mtl, add, values[add])
+    image = groups.get("IMAGE_ATTRIBUTES", {})
+    date, time = image.get("DATE_ACQUIRED"), image.get("SCENE_CENTER_TIME")
+    acquired = None
+    if date and re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        hms = re.match(r"\d{2}:\d{2}:\d{2}", time or "")
+        acquired = f"{date}T{hms.group(0) if hms else '00:00:00'}Z"
+    kinds = sorted({"surface temperature" if "_ST_" in n.upper() else "surface reflectance" for n in scales})
+    note = f"{' and '.join(kinds)} scale and offset from {mtl.name}" if scales else f"no band scale in {mtl.name}"
+    return Radiometry(scales, offsets, acquired, str(mtl), note)
+
+
+def _product_id(name: str) -> str | None:
+    m = _COLLECTION_2.match(name)
+    return name[:m.end()] if m else None
+
+
+def _read_mtl(path: Path) -> dict[str, dict[str, str]]:
+    """The groups of a Landsat metadata file (``GROUP = NAME`` ... ``KEY = value`` ... ``END_GROUP``, or its
+    JSON form), each as its keys' values (quotes removed). The JSON form: ``LANDSAT_METADATA_FILE`` of groups."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise NotARasterError(f"{path}: the product metadata cannot be read ({exc.strerror or exc})") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            top = json.loads(text).get("LANDSAT_METADATA_FILE", {})
+        except (ValueError, AttributeError) as exc:
+            raise NotARasterError(f"{path}: the product metadata is not a Landsat JSON metadata file") from exc
+        return {g: {k: str(v) for k, v in values.items()} for g, values in top.items() if isinstance(values, dict)}
+    groups: dict[str, dict[str, str]] = {}
+    stack: list[str] = []
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip().strip('"')
+        if not sep:
+            continue
+        if key == "GROUP":
+            stack.append(value)
+        elif key == "END_GROUP":
+            if stack:
+                stack.pop()
+        elif stack:
+            groups.setdefault(stack[-1], {})[key] = value
+    return groups
+
+
+def _number(path: Path, key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise NotARasterError(f"{path}: its {key} is {text!r}, not a finite number")
+    return value

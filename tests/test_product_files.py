@@ -1,0 +1,204 @@
+"""Band files read as their product reads them (found in review, session 64): a single Sentinel-2 band file, a
+granule's folder inside its ``.SAFE``, a Landsat Collection 2 Level-2 folder with its MTL file, Landsat MSS colours,
+a Landsat folder's finer panchromatic band, a Landsat product's tar."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from tests.s2_products import l2a_product
+from typer.testing import CliRunner
+
+from geosr.cli.app import app
+from geosr.io.rasters import inspect_raster, parse_bands
+from geosr.io.sources import composite, files_of
+
+L2SP = "LC09_L2SP_044034_20230612_20230614_02_T1"
+
+
+def _run(*args) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _said(res) -> str:
+    return " ".join(res.output.split())
+
+
+def _tif(path: Path, data: np.ndarray, res: float = 30.0, nodata: float | None = None) -> None:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype,
+                       crs="EPSG:32610", transform=from_origin(500000, 4200000, res, res), nodata=nodata) as ds:
+        ds.write(data, 1)
+
+
+def _mtl(folder: Path, product: str, sr_bands: range, *, st_band: str | None = "B10", as_json: bool = False,
+         mult: str = "2.75E-05") -> Path:
+    """A Collection 2 Level-2 MTL file as USGS writes it (the Level-1 rescaling group too, whose REFLECTANCE_MULT
+    keys must not be taken for the Level-2 ones)."""
+    groups = {
+        "PRODUCT_CONTENTS": {"LANDSAT_PRODUCT_ID": product, "PROCESSING_LEVEL": "L2SP"},
+        "IMAGE_ATTRIBUTES": {"DATE_ACQUIRED": "2023-06-12", "SCENE_CENTER_TIME": "18:45:12.3456780Z"},
+        "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS": {k: v for b in sr_bands for k, v in (
+            (f"REFLECTANCE_MULT_BAND_{b}", mult), (f"REFLECTANCE_ADD_BAND_{b}", "-0.200000"))},
+        "LEVEL1_RADIOMETRIC_RESCALING": {k: v for b in sr_bands for k, v in (
+            (f"REFLECTANCE_MULT_BAND_{b}", "2.0000E-05"), (f"REFLECTANCE_ADD_BAND_{b}", "-0.100000"))},
+    }
+    if st_band:
+        groups["LEVEL2_SURFACE_TEMPERATURE_PARAMETERS"] = {f"TEMPERATURE_MULT_BAND_ST_{st_band}": "0.00341802",
+                                                           f"TEMPERATURE_ADD_BAND_ST_{st_band}": "149.0"}
+    if as_json:
+        path = folder / f"{product}_MTL.json"
+        path.write_text(json.dumps({"LANDSAT_METADATA_FILE": groups}))
+        return path
+    lines = ["GROUP = LANDSAT_METADATA_FILE"]
+    for name, values in groups.items():
+        lines += [f"  GROUP = {name}"] + [f'    {k} = "{v}"' if not v[0].isdigit() and v[0] != "-" else
+                                          f"    {k} = {v}" for k, v in values.items()] + [f"  END_GROUP = {name}"]
+    path = folder / f"{product}_MTL.txt"
+    path.write_text("\n".join(lines + ["END_GROUP = LANDSAT_METADATA_FILE", "END"]) + "\n")
+    return path
+
+
+def _l2sp(root: Path, *, as_json: bool = False) -> Path:
+    folder = root / L2SP
+    folder.mkdir(parents=True)
+    grad = (np.arange(20)[None, :] * 30 + np.arange(20)[:, None] * 20).astype(np.uint16)
+    for b in range(1, 8):
+        data = grad + 8000 + 100 * b
+        data[:, :3] = 0  # the fill collar (these files declare no nodata)
+        _tif(folder / f"{L2SP}_SR_B{b}.TIF", data)
+    _tif(folder / f"{L2SP}_ST_B10.TIF", grad + 40000)
+    _mtl(folder, L2SP, range(1, 8), as_json=as_json)
+    return folder
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_landsat_level_2_folder_reads_scale_offset_fill_and_date_from_its_mtl(tmp_path, as_json):
+    """A Collection 2 Level-2 folder wrote scale 1 / offset 0 (its surface reflectance is DN * 2.75e-5 - 0.2), kept
+    the fill collar as data and dated the output by the processing time: the MTL beside the bands was not read."""
+    folder = _l2sp(tmp_path, as_json=as_json)
+    comp = composite(str(folder))
+    assert "DN 0 read as nodata (Landsat Collection 2 fill)" in comp.note
+    assert "surface reflectance and surface temperature scale and offset from" in comp.note
+    assert any(f.endswith("_MTL.json" if as_json else "_MTL.txt") for f in files_of(str(folder)))
+    out = tmp_path / "o.tif"
+    res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B4", "B3", "B2") and ds.nodata == 0
+        assert ds.scales == (2.75e-05,) * 3 and ds.offsets == (-0.2,) * 3
+        assert (ds.read(1)[:, :6] == 0).all() and ds.read(1)[10, 20] > 8400
+    item = json.loads(out.with_name("o.stac.json").read_text())
+    assert item["properties"]["datetime"] == "2023-06-12T18:45:12Z"
+    info = inspect_raster(str(folder))
+    thermal = parse_bands("B10", info)[0]
+    res = _run("upscale", folder, "--bands", "B10", "-x", 2, "-m", "bicubic", "-o", tmp_path / "t2.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "t2.tif") as ds:
+        assert ds.scales == (0.00341802,) and ds.offsets == (149.0,) and thermal == 8
+
+
+def test_a_landsat_folder_without_its_mtl_or_of_level_1_keeps_the_files_own_scale(tmp_path):
+    folder = _l2sp(tmp_path)
+    (folder / f"{L2SP}_MTL.txt").unlink()
+    comp = composite(str(folder))
+    assert "scale and offset" not in comp.note and "Landsat Collection 2 fill" in comp.note
+    l1 = tmp_path / L2SP.replace("L2SP", "L1TP")
+    l1.mkdir()
+    for b in range(1, 8):
+        _tif(l1 / f"{l1.name}_B{b}.TIF", np.full((20, 20), 9000 + b, np.uint16))
+    _mtl(l1, l1.name, range(1, 8))  # Level-1 bands: no Level-2 scale applies to them
+    res = _run("upscale", l1, "-x", 2, "-m", "bicubic", "-o", tmp_path / "l1.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "l1.tif") as ds:
+        assert ds.scales == (1.0,) * 3 and ds.offsets == (0.0,) * 3
+
+
+def test_a_landsat_mtl_value_that_is_no_number_is_one_sentence(tmp_path):
+    folder = _l2sp(tmp_path)
+    _mtl(folder, L2SP, range(1, 8), mult="NaN")
+    res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "_MTL.txt: its REFLECTANCE_MULT_BAND_" in _said(res), res.output
+    assert "not a finite number" in _said(res) and not (tmp_path / "o.tif").exists()
+
+
+def test_landsat_mss_bands_are_not_written_as_true_colour(tmp_path):
+    """An MSS folder (Landsat 4-5: B1 green, B2 red, B3 and B4 near infrared) was read in OLI's names: B4, B3, B2
+    by default, written as red, green, blue: two near-infrared bands shown as true colour."""
+    for product, bands, colours in (("LM05_L1TP_044034_19920612_20200915_02_T2", (1, 2, 3, 4),
+                                     ["green", "red", "undefined", "undefined"]),
+                                    ("LM03_L1TP_047034_19780612_20200915_02_T2", (4, 5, 6, 7),
+                                     ["green", "red", "undefined", "undefined"])):
+        folder = tmp_path / product
+        folder.mkdir()
+        for b in bands:
+            _tif(folder / f"{product}_B{b}.TIF", np.full((20, 20), 40 + b, np.uint8))
+        info = inspect_raster(str(folder))
+        assert parse_bands(None, info) == (1, 2, 3, 4)  # no blue band: every band, not a false "true colour"
+        assert parse_bands("red,green", info) == (2, 1)
+        out = tmp_path / f"{product}.tif"
+        res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", out)
+        assert res.exit_code == 0, res.output
+        with rasterio.open(out) as ds:
+            assert [c.name for c in ds.colorinterp] == colours
+
+
+def test_a_single_sentinel2_band_file_reads_dn_0_as_nodata_and_inside_its_product_the_product_s_scale(tmp_path):
+    """A Sentinel-2 band file given alone was a plain raster: no nodata (the DN-0 collar blended into the scene) and,
+    inside its .SAFE, no scale or offset; a granule's R10m folder (what a product of several granules is read as) had
+    no scale or offset either, so its reflectance read as DN (1549 where the product reads 0.0549)."""
+    safe, _ = l2a_product(tmp_path)
+    r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
+    b04 = next(r10m.glob("*_B04_10m.jp2"))
+    outs = {}
+    for name, source, bands in (("product", safe, ("--bands", "B04")), ("file", b04, ()), ("folder", r10m, ())):
+        outs[name] = tmp_path / f"{name}.tif"
+        res = _run("upscale", source, *bands, "-x", 2, "-m", "bicubic", "-o", outs[name])
+        assert res.exit_code == 0, res.output
+    with rasterio.open(outs["product"]) as p, rasterio.open(outs["file"]) as f, rasterio.open(outs["folder"]) as g:
+        assert p.nodata == f.nodata == g.nodata == 0
+        assert p.scales == f.scales == (1e-4,) and p.offsets == f.offsets == (-0.1,)
+        assert g.scales == (1e-4,) * 3 and g.offsets == (-0.1,) * 3
+        assert np.array_equal(p.read(1), f.read(1)) and np.array_equal(p.read(1), g.read(1))
+    item = json.loads(outs["file"].with_name("file.stac.json").read_text())
+    assert item["properties"]["datetime"].startswith("2023-06-12T10:10:31")
+    comp = composite(str(b04))
+    assert comp.note.startswith("band B04 of ") and "DN 0 read as nodata (Sentinel-2 band file)" in comp.note
+    assert str(safe / "MTD_MSIL2A.xml") in comp.files
+    alone = tmp_path / "alone" / b04.name  # outside a product: DN 0 as nodata, no scale
+    alone.parent.mkdir()
+    alone.write_bytes(b04.read_bytes())
+    res = _run("upscale", alone, "-x", 2, "-m", "bicubic", "-o", tmp_path / "alone.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "alone.tif") as ds:
+        assert ds.nodata == 0 and ds.scales == (1.0,)
+
+
+def test_a_landsat_folder_s_panchromatic_band_is_called_finer_not_coarser(tmp_path):
+    product = "LC08_L1TP_044034_20230612_20230614_02_T1"
+    folder = tmp_path / product
+    folder.mkdir()
+    for b in (2, 3, 4, 8):
+        n, res = (40, 15.0) if b == 8 else (20, 30.0)
+        _tif(folder / f"{product}_B{b}.TIF", np.full((n, n), 9000 + b, np.uint16), res)
+    res = _run("upscale", folder, "--bands", "B8", "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    said = _said(res)
+    assert res.exit_code == 2 and "its band 'B8' is on a finer grid than the stacked bands'" in said, said
+    assert "give its file alone as the input" in said and not (tmp_path / "o.tif").exists()
+
+
+def test_a_landsat_product_tar_is_named_as_one(tmp_path):
+    folder = _l2sp(tmp_path)
+    tar = tmp_path / f"{L2SP}.tar"
+    with tarfile.open(tar, "w") as t:
+        for f in folder.iterdir():
+            t.add(f, arcname=f.name)
+    res = _run("upscale", tar, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "is a Landsat product archive, which geosr does not unpack; extract it" in \
+        _said(res), res.output
+    assert not (tmp_path / "o.tif").exists()
