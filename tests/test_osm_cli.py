@@ -203,7 +203,7 @@ def _prefill_osmnx_cache(cache: Path, polygon, tags, url: str, response: dict) -
     osmnx (``_overpass._overpass_request``) keys its cache by the SHA-1 of the GET URL
     ``{overpass_url}/interpreter?data=<query>`` prepared by requests, and splits big polygons into
     several requests (``_make_overpass_polygon_coord_strs``); the query text depends on the
-    ``requests_timeout`` setting, so it is built here under the same settings geosr uses.
+    timeout, so it is built here under the same settings geosr uses (whole seconds: Overpass refuses fractions).
     """
     import osmnx as ox
     import requests
@@ -211,7 +211,7 @@ def _prefill_osmnx_cache(cache: Path, polygon, tags, url: str, response: dict) -
 
     old = {k: getattr(ox.settings, k) for k in ("requests_timeout", "overpass_settings")}
     ox.settings.requests_timeout = 180.0
-    ox.settings.overpass_settings = "[out:json][timeout:{timeout}]{maxsize}"
+    ox.settings.overpass_settings = "[out:json][timeout:180]{maxsize}"
     try:
         files = []
         for coord_str in _overpass._make_overpass_polygon_coord_strs(polygon):
@@ -355,7 +355,7 @@ def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_
     _assert_bad_input(res, out, "other.osm: holds no OpenStreetMap data for this area (its <bounds>: ",
                       "leave --osm-file out to read it online")
     assert "e+0" not in res.output
-    for flag, value in (("--timeout", "5"), ("--overpass-url", "http://127.0.0.1:9")):
+    for flag, value in (("--timeout", "5"), ("--overpass-url", "http://127.0.0.1:9"), ("--cache-dir", tmp_path)):
         res = invoke("--like", like, "--osm-file", other, flag, value, "-o", out)
         _assert_bad_input(res, out, f"{flag} is for the online source (the Overpass API); leave it out with "
                                     "--osm-file")
@@ -427,13 +427,15 @@ def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs,
 class _Overpass:
     """An Overpass API on 127.0.0.1 answering every query with ``answer`` (status 200), and its status page."""
 
-    def __init__(self, answer: dict, status: int = 200) -> None:
+    def __init__(self, answer: dict | bytes, status: int = 200, kind: str = "application/json") -> None:
         import http.server
         import threading
+        from urllib.parse import parse_qs
 
-        body = json.dumps(answer).encode()
+        body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         self.queries: list[str] = []
-        queries = self.queries
+        self.texts: list[str] = []  # the Overpass QL of each query
+        queries, texts = self.queries, self.texts
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -451,9 +453,10 @@ class _Overpass:
                            b"Rate limit: 0\n2 slots available now.\n", "text/plain")  # (its fifth line: no wait)
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sent = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 queries.append(self.path)
-                self._send(body, "application/json", status)
+                texts.extend(parse_qs(sent).get("data", []))
+                self._send(body, kind, status)
 
         self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/api"
@@ -490,6 +493,51 @@ def test_a_busy_overpass_server_is_a_network_error_not_a_wait_without_end(tmp_pa
 
 
 REMARK = 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'
+
+# How Overpass answers a query it refuses (HTTP 400; Overpass-API's basic_formats.cc): the error after the page head
+STATIC_ERROR_PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">
+<head>
+  <meta http-equiv="content-type" content="text/html; charset=utf-8" lang="en"/>
+  <title>OSM3S Response</title>
+</head>
+<body>
+
+<p>The data included in this document is from www.openstreetmap.org. The data is made available under ODbL.</p>
+<p><strong style="color:#FF0000">Error</strong>: line 1: static error: For the attribute &quot;timeout&quot; of the \
+element &quot;osm-script&quot; the only allowed values are positive integers. </p>
+
+</body>
+</html>
+"""
+
+
+@pytest.mark.parametrize(("timeout", "sent"), [(None, "[timeout:180]"), ("2.5", "[timeout:3]")])
+def test_the_overpass_timeout_is_sent_in_whole_seconds(tmp_path, timeout, sent):
+    """osmnx wrote geosr's float timeout into the query, "[out:json][timeout:180.0]", which Overpass refuses as a
+    static error (HTTP 400: positive integers only): every online run failed against a real server (found in
+    review). The refusal itself said only "<?xml version=...>": now Overpass's error text."""
+    server = _Overpass(scene_doc().overpass_json())
+    try:
+        out = tmp_path / "m.tif"
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out, *(("--timeout", timeout) if timeout else ()))
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    assert server.texts and all(q.startswith(f"[out:json]{sent}") for q in server.texts), server.texts
+    server = _Overpass(STATIC_ERROR_PAGE, status=400, kind="text/html")
+    try:
+        result = invoke("--like", scene_grid_raster(tmp_path, name="like2.tif"), "--overpass-url", server.url,
+                        "--cache-dir", tmp_path / "cache2", "-o", tmp_path / "n.tif")
+    finally:
+        server.close()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "answered with an error: '127.0.0.1' responded: 400 Bad Request line 1: " \
+        'static error: For the attribute "timeout" of the element "osm-script" the only allowed values are ' \
+        "positive integers." in said, said
+    assert not (tmp_path / "n.tif").exists()
 
 
 @pytest.mark.parametrize("with_features", [False, True])

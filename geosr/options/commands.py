@@ -106,7 +106,8 @@ class RasterizeOSMOptions(CommandOptions):
         t = self.timeout
         if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
             raise OptionError(f"timeout {t!r} must be a positive number of seconds", param="timeout")
-        online = [name for name in ("date", "overpass_url", "timeout") if getattr(self, name) is not None]
+        online = [name for name in ("date", "overpass_url", "timeout", "cache_folder")
+                  if getattr(self, name) is not None]
         if self.osm_file is not None and online:
             what = " and ".join(f"`{n}`" for n in online)
             raise OptionError(f"{what} {'is' if len(online) == 1 else 'are'} for the online source (the Overpass "

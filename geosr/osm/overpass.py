@@ -8,8 +8,11 @@ cache needs no network. osmnx is imported inside the functions, so importing thi
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import math
 import os
+import re
 import socket
 from collections import OrderedDict
 from pathlib import Path
@@ -130,7 +133,8 @@ def fetch_overpass(
 
     url = (overpass_url or DEFAULT_OVERPASS_URL).rstrip("/")
     folder = Path(cache_folder) if cache_folder is not None else default_cache_folder()
-    overpass_settings = "[out:json][timeout:{timeout}]{maxsize}"
+    # Overpass takes whole seconds only: "[timeout:180.0]", as osmnx writes a float setting, is refused (HTTP 400)
+    overpass_settings = f"[out:json][timeout:{max(1, math.ceil(timeout))}]{{maxsize}}"
     if date:
         overpass_settings += f'[date:"{date}"]'
     tags = table.query_tags()
@@ -177,7 +181,7 @@ def fetch_overpass(
                 "connection, or work offline with `osm_file`"
             ) from exc
         except ResponseStatusCodeError as exc:
-            raise NetworkError(f"the Overpass API at {url} answered with an error: {first_line(exc)}") from exc
+            raise NetworkError(f"the Overpass API at {url} answered with an error: {_status_error(exc)}") from exc
         except InsufficientResponseError as exc:
             if "No matching features" not in str(exc):
                 raise NetworkError(f"the Overpass API at {url} sent no usable answer: {first_line(exc)}") from exc
@@ -195,6 +199,18 @@ def fetch_overpass(
         timestamp=stamp,
         timestamp_kind="snapshot" if stamp else None,
     )
+
+
+def _status_error(exc: Exception) -> str:
+    """osmnx's error for an answer with an error status, in one line: Overpass's own error texts (in its HTML page,
+    ``<p><strong>Error</strong>: line 1: static error: ...</p>``, after a first line that says nothing) where the
+    page holds them."""
+    text = str(exc)
+    found = re.findall(r"<strong[^>]*>\s*Error\s*</strong>\s*:(.*?)</p>", text, re.DOTALL | re.IGNORECASE)
+    errors = [" ".join(html.unescape(re.sub(r"<[^>]+>", "", e)).split()) for e in found]
+    if not errors:
+        return first_line(exc)
+    return f"{first_line(exc).split('<', 1)[0].strip()} {'; '.join(e for e in errors if e)}".strip()
 
 
 def _remark(content: bytes) -> str | None:
