@@ -525,6 +525,22 @@ def test_a_refdiff_folder_with_its_own_class_table_is_evaluated(tmp_path):
     assert paste["unchanged"]["psnr_y"] > 40 > paste["changed"]["psnr_y"]  # the reference pasted where unchanged
 
 
+def test_a_refdiff_mask_value_its_class_table_does_not_declare_is_refused(tmp_path):
+    """A Ref-Diff CD_mask holding a value its table does not declare (a resampled label's 128) was scored, and given
+    to the models, as the first changed class without a word (0.25 changed became 0.66; found in review), where the
+    A/B layout refuses it. Refused now, one sentence naming the mask, exit 2."""
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:24, 8:40] = 1
+    mask[40:, :] = 128
+    root = _refdiff_case(tmp_path / "refdiff", mask)
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval"),
+                                      "--no-panels"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "CD_mask/r0.png: the change mask holds values 128 that the 'binary' class table " \
+        "does not declare (it declares 0, 1, 255)" in said, said
+    assert not (tmp_path / "eval").exists()
+
+
 def test_a_held_out_name_that_matches_no_scene_is_refused(tmp_path, dataset):
     """A mistyped `heldout` name held nothing out: the scene was trained on and its set left out of the evaluation,
     without a word. The manifest is refused, naming the set and the name (exit 2)."""
@@ -708,6 +724,15 @@ def test_a_refdiff_case_s_given_lr_elsewhere_or_on_another_scale_is_refused(tmp_
         else:
             text = " ".join(res.output.split())
             assert res.exit_code == 2 and f"Bic_LR_D4_16/a.tif: {said}" in text, text
+    # which LR each scale used is recorded and said: a given one scores unlike a synthetic one (found in review)
+    write(root / "Bic_LR_D4_16" / "a.tif", lr, Affine(4, 0, 500000, 0, -4, 5000000))
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "-x", "2", "--out-dir", str(tmp_path / "e"),
+                                      "--no-panels", "--overwrite", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "x4: the data set's own LR on 1 of 1 case" in json.loads(res.stdout)["notes"]
+    assert not any(n.startswith("x2: the data set's own") for n in json.loads(res.stdout)["notes"])
+    cases = json.loads((tmp_path / "e" / "metrics.json").read_text())["cases"]
+    assert {c["scale"]: c["lr"] for c in cases} == {4: "given", 2: "bicubic"}
 
 
 def test_an_image_reproduced_exactly_leaves_the_mean_over_the_others_and_says_so(tmp_path):
@@ -759,6 +784,37 @@ def test_the_target_s_nodata_is_not_scored_as_a_match(tmp_path):
     scored = torch.zeros(96, 96, dtype=torch.bool)
     scored[:, :48 - 8] = True
     assert got == pytest.approx(M.psnr_y(sr, hr, scored), abs=0.02)
+
+
+@pytest.mark.parametrize("kind", ["tif", "png"])
+def test_a_pixel_with_data_in_one_band_is_scored_and_a_png_s_transparency_is_not(tmp_path, kind):
+    """A pixel was a hole when any band held the nodata value (a dark 8-bit pixel with one band at 0), each clearing
+    a margin: 5% of a LEVIR image scored at x8 (found in review). GDAL's rule now: no data only where every band has
+    none. A PNG's transparent pixels were scored, black (+1.8 dB): alpha 0 has no data now."""
+    import rasterio
+    from PIL import Image
+
+    root = tmp_path / "data"
+    img = _image(5, 96, 96).transpose(2, 0, 1).copy()
+    img[img == 0] = 1
+    img[:, :, 48:] = 0
+    img[1, 4:40:6, 3:40:5] = 0  # dark pixels: one band at the nodata value
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        if kind == "tif":
+            with rasterio.open(root / d / "p0.tif", "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8",
+                               nodata=0) as ds:
+                ds.write(img)
+        else:
+            alpha = np.where(np.arange(96)[None, None, :] < 48, 255, 0).repeat(96, axis=1).astype(np.uint8)
+            Image.fromarray(np.concatenate([img, alpha]).transpose(1, 2, 0), "RGBA").save(root / d / "p0.png")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--json",
+                                      "--no-panels"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads(res.stdout)["notes"]
+    assert any(n.startswith("scored only where the target has data") and n.endswith("p0 x4 (42% scored)")
+               for n in notes), notes
 
 
 def test_a_model_of_another_band_count_is_refused_in_evaluates_words(tmp_path, dataset):

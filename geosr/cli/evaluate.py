@@ -17,7 +17,7 @@ from geosr.options import EvaluateOptions
 
 def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path] = None, quiet: bool = False,
              json_out: bool = False, **options: Any) -> None:
-    """Evaluate models with the papers' protocol (bicubic LR), next to bicubic and reference paste.
+    """Evaluate models with the papers' protocol (bicubic LR, or the data set's own), next to bicubic and reference paste.
 
     PSNR-Y, SSIM-Y, VIF, LR-consistency, SAM and ERGAS, each overall and in changed / unchanged areas; MS-SSIM
     overall; ST-LPIPS (shift-tolerant LPIPS, AlexNet) overall and per area when its weights (the stlpips-pytorch

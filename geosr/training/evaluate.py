@@ -105,6 +105,7 @@ class Case:
     group: str = ""
     valid: torch.Tensor | None = None  # (H, W) bool where the target has data (None: everywhere)
     ref_valid: torch.Tensor | None = None  # (H, W) bool where the reference has data (None: wherever there is one)
+    lr_source: str = "bicubic"  # "given": the data set's own LR (Bic_LR_*, real_LR_*, an LR of a stack)
 
     @property
     def scored(self) -> torch.Tensor | None:
@@ -155,7 +156,8 @@ def make_cases(pairs: Sequence[Pair], scales: Sequence[int]) -> list[Case]:
             labelled = p.labelled[:H, :W] if p.labelled is not None else torch.ones(H, W, dtype=torch.bool)
             cases.append(Case(p.name, s, hr, lr, ref, values, p.changed[:H, :W], labelled, p.table.name, p.group,
                               p.valid[:H, :W] if p.valid is not None else None,
-                              p.ref_valid[:H, :W] if p.ref_valid is not None and ref is not None else None))
+                              p.ref_valid[:H, :W] if p.ref_valid is not None and ref is not None else None,
+                              "given" if p.lr.get(s) is not None else "bicubic"))
     return cases
 
 
@@ -449,6 +451,12 @@ def evaluate(
         given = " (scored overall only; their models got the detected mask, as --cd auto)" if \
             opts.cd in ("given", "given-lr") else " (scored overall only)"
         notes.append(f"without a change label{given}: {', '.join(unlabelled)}")
+    for s in sorted({c.scale for c in cases}):  # a given LR and a synthetic one score differently: said (review)
+        at = [c for c in cases if c.scale == s]
+        given = sum(c.lr_source == "given" for c in at)
+        if given:
+            notes.append(f"x{s}: the data set's own LR on {given} of {len(at)} case{'s' * (len(at) != 1)}"
+                         + (" (the others: antialiased bicubic)" if given < len(at) else ""))
     gaps = sorted({f"{c.name} x{c.scale} ({_share(c.scored)} scored)" for c in cases if c.valid is not None})
     if gaps:  # the target's nodata is not scored as a match (it was: +1.1 dB on an image half nodata)
         notes.append("scored only where the target has data, 2 LR px clear of its nodata (its LR pixels with "
@@ -553,7 +561,7 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         for ci, case in enumerate(cases):
             folder = Path(tmp) / f"case{ci}"
-            entry = {"name": case.name, "group": case.group, "scale": case.scale,
+            entry = {"name": case.name, "group": case.group, "scale": case.scale, "lr": case.lr_source,
                      "changed_fraction": (float((case.changed & case.labelled).float().mean())
                                           if bool(case.labelled.any()) else None), "models": {}}
             for name, model in resolved:

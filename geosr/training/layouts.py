@@ -85,7 +85,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
             lr_dirs.setdefault(int(m.group(2)), d)
     table = table or read_class_table(root / "CLASS_Table.txt") or read_class_table(root.parent / "CLASS_Table.txt")
     pairs = []
-    masks: list[np.ndarray | None] = []
+    masks: list[tuple[Path, np.ndarray] | None] = []
     for hr_path in list_images(hr_dir):
         stem = hr_path.stem
         ref_path, cd_path = find_image(ref_dir, stem), find_image(cd_dir, stem)
@@ -121,14 +121,27 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
         pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid,
                           ref_valid=ref_valid))
-        masks.append(mask)
+        masks.append((cd_path, mask) if cd_path is not None and mask is not None else None)
     if table is None:
-        top = max((int(m.max()) for m in masks if m is not None), default=1)
+        top = max((int(m[1].max()) for m in masks if m is not None), default=1)
         table = SECOND if top == 6 else CNAM if top == 5 else BINARY
-    for p, m in zip(pairs, masks):
+    for p, found in zip(pairs, masks):
         p.table = table
-        p.change = classes_of(m, table) if m is not None else None
+        p.change = None if found is None else classes_of(_declared(*found, table), table)
     return pairs
+
+
+def _declared(path: Path, mask: np.ndarray, table: ChangeClassTable) -> np.ndarray:
+    """``mask``, refused when it holds values ``table`` does not declare: they were scored (and given to the models)
+    as the first changed class, without a word (a resampled label's 128 as "non-vegetated ground surface")."""
+    index, _ = table.lookup(mask)
+    if (index < 0).any():
+        odd = sorted(np.unique(mask[index < 0]).tolist())
+        shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
+        raise InputError(f"{path}: the change mask holds values {shown} that the {table.name!r} class table does "
+                         f"not declare (it declares {', '.join(str(c.value) for c in table.classes)}); give the data "
+                         "set's CLASS_Table.txt, or masks of its values only")
+    return mask
 
 
 def _same_bands(path: Path, image: torch.Tensor, other_path: Path, other: torch.Tensor) -> None:

@@ -130,8 +130,9 @@ def read_image(path: str | Path, bands: Sequence[int] | None = None) -> tuple[to
 
 def read_target(path: str | Path, bands: Sequence[int] | None = None
                 ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
-    """:func:`read_image` and where the image is valid in every band, (H, W) bool (None: everywhere), for scoring
-    against it only there (its nodata read as 0 was scored as a match: +1.1 dB on an image half nodata)."""
+    """:func:`read_image` and where the image has data, (H, W) bool (None: everywhere), for scoring against it only
+    there (its nodata read as 0 was scored as a match: +1.1 dB on an image half nodata). As GDAL has it, a pixel has
+    no data only where every band has none (a GeoTIFF's nodata value or NaN; a PNG's alpha 0)."""
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such image")
@@ -197,8 +198,13 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[sel[0] - 1]
-        valid = ~np.ma.getmaskarray(masked) & np.isfinite(masked.filled(0))
-        arr = np.where(valid, masked.filled(0), 0).astype(np.float32)
+        raw = np.ma.getdata(masked)
+        finite = np.isfinite(raw)
+        pixel = (~np.ma.getmaskarray(masked) & finite).any(axis=0)
+        # a pixel with data in some band keeps every band's stored value (NaN: 0): an 8-bit image declaring nodata
+        # 0 holds dark pixels with one band at 0, which were scored as holes (each clearing a margin: 5% scored)
+        valid = pixel[None] & finite
+        arr = np.where(valid, raw, 0).astype(np.float32)
     else:
         from PIL import Image
 
@@ -206,6 +212,9 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             # 16- and 32-bit grey (I;16, I) and float (F) kept as they are: converted to RGB they were clipped at
             # 255, and a 16-bit image read as white everywhere (an evaluation then scored perfectly)
             deep = im.mode.startswith("I") or im.mode == "F"
+            # transparent pixels have no data (as GDAL reads a PNG's alpha): they were scored, black
+            alpha = im.mode in ("RGBA", "LA", "PA") or (not deep and "transparency" in im.info)
+            seen = np.asarray(im.convert("RGBA"))[..., 3] > 0 if alpha else None
             im = im if deep or im.mode in ("L", "RGB") else im.convert("RGB")
             arr = np.asarray(im, dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -213,13 +222,13 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
             check_bands(path, bands, arr.shape[0])
             arr = arr[[b - 1 for b in bands]]
         dtype = "float32" if deep else "uint8"  # scaled as a deep GeoTIFF is: by its 99.9th percentile
-        valid = np.isfinite(arr)
+        valid = np.isfinite(arr) & (True if seen is None else seen[None])
         arr = np.where(valid, arr, 0).astype(np.float32)
     if not valid.any():  # else trained on (or scored against) a blank image of zeros without a word
         raise InputError(f"{path}: holds no valid pixel (every one is nodata or not a number)")
     top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" else 255.0
     div = 255.0 if dtype == "uint8" else max(top, 1e-6)
-    every = valid.all(axis=0) if valid.ndim == 3 else valid
+    every = valid.any(axis=0) if valid.ndim == 3 else valid
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
 
 
