@@ -8,6 +8,7 @@
     python tests/range_server.py FOLDER no-range  # range requests are ignored: every GET gets the whole file (200)
 
 In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does,
+one under an `auth/` folder 401 without the credentials of AUTHORIZED,
 `PREFIX/signed/NAME` is redirected (302) to `PREFIX/NAME?sig=...`, a new signature at every request, as a download
 portal does, `PREFIX/nohead/NAME` serves NAME but answers HEAD 405, as some servers do, and `PREFIX/latest.json`
 is redirected (302) to `PREFIX/items/item.json`, as a catalogue's pointer to its newest item is.
@@ -36,6 +37,8 @@ UNANNOUNCED = [False]
 MOVED = [False]
 NO_RANGE = [False]
 PREFIX = "/" + secrets.token_hex(6)
+# what a path under an `auth/` folder needs (else 401): a bearer token, or user u with password pw
+AUTHORIZED = ("Bearer s3cret", "Basic dTpwdw==")
 
 
 @contextlib.contextmanager
@@ -88,6 +91,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.path = PREFIX + self.path[len(PREFIX + "/nohead"):]
         if "/private/" in self.path:
             self.send_error(403)
+            return None
+        if "/auth/" in self.path and self.headers.get("Authorization") not in AUTHORIZED:
+            self.send_error(401)
             return None
         path = Path(self.translate_path(self.path[len(PREFIX):]))
         if not path.is_file():

@@ -141,6 +141,61 @@ def test_a_url_input_changed_on_its_server_is_a_changed_input(served):
     assert fingerprint() != first
 
 
+@pytest.mark.parametrize("credentials", ["bearer", "headers", "userinfo", "userpwd"])
+def test_a_url_behind_credentials_is_identified_as_gdal_reads_it(served, monkeypatch, credentials):
+    """A server that wants credentials, given to GDAL (GDAL_HTTP_HEADERS, GDAL_HTTP_BEARER, GDAL_HTTP_USERPWD, the
+    URL's user:password@), answered geosr's own request 401: the input was identified by its URL alone, so a file
+    replaced on the server went unnoticed by --resume (two versions in one output) and batch ("up to date"; found
+    in review). geosr's requests now carry GDAL's credentials."""
+    import os
+
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+
+    url, folder = served
+    (folder / "auth").mkdir(exist_ok=True)
+    lr = folder / "auth" / "lr.tif"
+    lr.write_bytes((folder / "lr.tif").read_bytes())
+    target = f"{url}/auth/lr.tif"
+    if credentials == "bearer":
+        monkeypatch.setenv("GDAL_HTTP_AUTH", "BEARER")
+        monkeypatch.setenv("GDAL_HTTP_BEARER", "s3cret")
+    elif credentials == "headers":
+        monkeypatch.setenv("GDAL_HTTP_HEADERS", "X-Other: a, b\r\nAuthorization: Bearer s3cret")
+    elif credentials == "userpwd":
+        monkeypatch.setenv("GDAL_HTTP_USERPWD", "u:pw")
+    else:
+        target = target.replace("http://", "http://u:pw@")
+    job_module._REMOTE_STATS.clear()
+
+    def fingerprint():
+        job_module._REMOTE_STATS.clear()
+        with plan_upscale(target, output=None, scale=2, model="bicubic", dry_run=True) as job:
+            return job.fingerprint["inputs"][0]
+
+    first = fingerprint()
+    assert any(str(v).startswith("size=") for v in first[1:]), first
+    lr.write_bytes(lr.read_bytes() + b"\0" * 16)
+    os.utime(lr, (1_000_000_000, 1_000_000_000))
+    assert fingerprint() != first
+
+
+def test_a_server_that_cannot_say_which_file_it_serves_is_a_network_failure_not_a_changed_file(monkeypatch):
+    """A slow or failing answer to the identity request made the input "changed" (identified by its URL alone
+    against a recorded size and date): batch refused the job's own output, advising --overwrite (found in review).
+    A network failure now, retried as one."""
+    from geosr.errors import NetworkError
+    from geosr.io import paths
+
+    for answer in ((None, {}, "timed out"), (503, {}, None), (429, {}, None)):
+        monkeypatch.setattr(paths, "http_head", lambda *a, _answer=answer, **k: _answer)
+        with pytest.raises(NetworkError, match=r"http://127.0.0.1:9/a.tif: its server did not say which file it "
+                                               r"serves \((no answer \(timed out\)|HTTP 503|HTTP 429)\)"):
+            paths.served_identity("http://127.0.0.1:9/a.tif")
+    monkeypatch.setattr(paths, "http_head", lambda *a, **k: (401, {}, None))
+    assert paths.served_identity("http://127.0.0.1:9/a.tif") == ["unidentified=HTTP 401"]
+
+
 def test_a_url_signed_again_is_the_same_input(served):
     """A re-signed URL of an unchanged file (`?sig=` of an Azure SAS, an S3 presigned URL) was a changed input: geosr
     batch failed the finished job as "made from other inputs", --resume refused, and the batch record kept the

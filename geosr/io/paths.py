@@ -3,6 +3,7 @@ reader uses it without loading the GIS stack)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -325,7 +326,9 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
 
     opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
-        asked = {"Range": "bytes=0-0"} if method == "GET" else {}
+        target, asked = gdal_request(target)
+        if method == "GET":
+            asked["Range"] = "bytes=0-0"
         request = urllib.request.Request(target, method=method, headers=asked)
         with opener.open(request, timeout=timeout) as resp:
             return resp.status, resp.headers, None
@@ -333,6 +336,52 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
         return exc.code, exc.headers or {}, None
     except (OSError, ValueError, http.client.HTTPException) as exc:  # (a bad status line, a header too long)
         return None, {}, str(getattr(exc, "reason", exc)) or type(exc).__name__
+
+
+def gdal_request(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` and the headers GDAL sends with a request for it, so that geosr's own requests (a file's identity,
+    why a read failed, a STAC item) are answered as GDAL's are: the configuration's ``GDAL_HTTP_HEADERS`` (lines, or
+    commas outside double quotes), ``GDAL_HTTP_HEADER_FILE``, ``GDAL_HTTP_BEARER`` (with ``GDAL_HTTP_AUTH=BEARER``),
+    ``GDAL_HTTP_USERPWD`` (else the URL's ``user:password@``, taken out of it, else ``~/.netrc`` or
+    ``GDAL_HTTP_NETRC_FILE`` unless ``GDAL_HTTP_NETRC`` is NO) and ``GDAL_HTTP_USERAGENT``. From the environment,
+    where geosr gives GDAL its configuration (no rasterio here). A server answering geosr's request 401 while GDAL
+    read the file left a changed file unnoticed at ``--resume`` (found in review)."""
+    import base64
+
+    env = os.environ
+    headers: dict[str, str] = {}
+    lines: list[str] = []
+    text = env.get("GDAL_HTTP_HEADERS", "")
+    if text:
+        lines += re.split(r"\r?\n", text) if "\n" in text else re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', text)
+    if env.get("GDAL_HTTP_HEADER_FILE"):
+        with contextlib.suppress(OSError):  # GDAL names it at the read
+            lines += Path(env["GDAL_HTTP_HEADER_FILE"]).read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            headers[key.strip()] = value.strip().strip('"') if value.strip().startswith('"') else value.strip()
+    parts = urllib.parse.urlsplit(url)
+    user = env.get("GDAL_HTTP_USERPWD")
+    if parts.username is not None:  # urllib would take user:password@host for a host and port
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        user = user or f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    if not user and parts.hostname and env.get("GDAL_HTTP_NETRC", "YES").upper() not in ("NO", "FALSE", "OFF", "0"):
+        import netrc
+
+        try:
+            found = netrc.netrc(env.get("GDAL_HTTP_NETRC_FILE") or None).authenticators(parts.hostname)
+        except (OSError, netrc.NetrcParseError):
+            found = None
+        if found:
+            user = f"{found[0]}:{found[2]}"
+    if env.get("GDAL_HTTP_BEARER") and env.get("GDAL_HTTP_AUTH", "").upper() == "BEARER":
+        headers.setdefault("Authorization", f"Bearer {env['GDAL_HTTP_BEARER']}")
+    elif user:
+        headers.setdefault("Authorization", "Basic " + base64.b64encode(user.encode()).decode())
+    if env.get("GDAL_HTTP_USERAGENT"):
+        headers.setdefault("User-Agent", env["GDAL_HTTP_USERAGENT"])
+    return url, headers
 
 
 def network_failure(url: str) -> str | None:
@@ -381,9 +430,15 @@ def served_identity(url: str, timeout: float = 10.0) -> list[str]:
     no file is served. Asked as GDAL reads (a GET of the first byte, redirects followed): the file's own answer,
     not a redirect's (whose Location, a signed URL, may change at every request), also from a server refusing HEAD."""
     answer = http_head(url, timeout=timeout, method="GET", follow=True)
-    status, headers, _ = answer if answer is not None else (None, {}, None)
-    if status not in (200, 206):
+    if answer is None:
         return []
+    status, headers, why = answer
+    if status is None or status >= 500 or status in (408, 429):  # not a different file: ask again later
+        said = f"no answer ({why})" if status is None else f"HTTP {status}"
+        raise NetworkError(f"{named(url)}: its server did not say which file it serves ({said}), so a changed file "
+                           "could not be told from the one read before; try again later")
+    if status not in (200, 206):  # (refused: GDAL names it at the read; read anyway, e.g. by a client certificate)
+        return [f"unidentified=HTTP {status}"]
     size = _file_size(status, headers)
     return ([f"size={size}"] if size is not None else []) + [f"{k}={headers[k]}" for k in ("Last-Modified", "ETag")
                                                              if headers.get(k)]

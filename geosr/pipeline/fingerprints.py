@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 # The fingerprint's inputs, in their order there, and how a message names each
@@ -36,8 +37,11 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
             if named is not None:  # a file's identity: [path, size, mtime, ...]
                 role += f" {Path(named[0]).name}"
+            what = " (its size or modification time)"
+            if named is not None and re.match(r"^(/vsicurl|[a-z][a-z0-9+.-]*://)", named[0], re.IGNORECASE):
+                what = " (its size, Last-Modified or ETag on its server)"
             said.append(f"{role} {'was added' if x is None else 'was left out' if y is None else 'changed'}"
-                        + (" (its size or modification time)" if x and y and x[:1] == y[:1] else ""))
+                        + (what if x and y and x[:1] == y[:1] else ""))
     flat_old = {**_flat(old.get("options") or {}), **_flat(old.get("runtime") or {})}
     flat_new = {**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})}
     other_model = flat_old.get("model") != flat_new.get("model")  # its settings differ too: the name says it

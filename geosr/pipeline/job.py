@@ -856,7 +856,9 @@ def _file_id(path: str | None) -> list | str | None:
 # One request per URL and minute in a process (a job's plan, its detection and a batch's parts ask again)
 _REMOTE_STATS: dict[str, tuple[float, list[str]]] = {}
 REMOTE_STAT_TTL = 60.0  # seconds
-REMOTE_STAT_TIMEOUT = 10.0  # seconds; a server that does not answer in time: the input is identified by its URL alone
+# seconds, as long as GDAL waits (geosr.io.rasters.REMOTE_OPTIONS); a server that does not answer in time: a network
+# error, retried, not a changed file (it was: "made from other inputs", --overwrite advised; found in review)
+REMOTE_STAT_TIMEOUT = 20.0
 
 
 def _remote_stat(url: str) -> list[str]:
