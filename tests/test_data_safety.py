@@ -29,6 +29,7 @@ from geosr.cli.app import app
 from geosr.config import OutputConfig, TilingConfig
 from geosr.errors import OptionError, OutputExistsError, OutputLocationError, ResumeError
 from geosr.io.lock import LOCK_NAME, JobLock, OutputBusyError
+from geosr.io.vrt import GDAL_TYPES
 from geosr.pipeline.upscale import upscale as _upscale
 
 runner = CliRunner()
@@ -121,7 +122,7 @@ def test_output_that_is_an_input_is_refused_even_with_overwrite(scene, which):
     assert without.exit_code == 2 and "--overwrite" not in without.output
 
 
-@pytest.mark.parametrize("via", ["vrt-lr", "vrt-ref", "zip-lr", "zip-detect-changes"])
+@pytest.mark.parametrize("via", ["vrt-lr", "vrt-ref", "zip-lr", "zip-detect-changes", "vrt-of-vrt"])
 def test_a_file_read_behind_an_input_is_refused_as_output(scene, via):
     """A VRT's source file and the archive behind a /vsizip/ path were replaced with --overwrite: the input gone."""
     import zipfile
@@ -134,8 +135,17 @@ def test_a_file_read_behind_an_input_is_refused_as_output(scene, via):
     zipped = f"/vsizip/{tmp / 'lr.zip'}/inner.tif"
     ref_vrt = tmp / "ref.vrt"
     rasterio.shutil.copy(str(ref), str(ref_vrt), driver="VRT")
+    outer = tmp / "outer.vrt"  # a VRT of a VRT: GDAL lists one level, the file behind was written over (review)
+    with rasterio.open(vrt) as ds:
+        bands = "".join(f'<VRTRasterBand dataType="{GDAL_TYPES[ds.dtypes[b - 1]]}" band="{b}"><SimpleSource>'
+                        f'<SourceFilename relativeToVRT="1">lr.vrt</SourceFilename><SourceBand>{b}</SourceBand>'
+                        "</SimpleSource></VRTRasterBand>" for b in range(1, ds.count + 1))
+        outer.write_text(f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><SRS>{ds.crs.to_wkt()}'
+                         f'</SRS><GeoTransform>{",".join(map(str, ds.transform.to_gdal()))}</GeoTransform>{bands}'
+                         "</VRTDataset>")
     argv, target = {
         "vrt-lr": (["upscale", vrt, "-x", "2", "-m", "bicubic"], lr),
+        "vrt-of-vrt": (["upscale", outer, "-x", "2", "-m", "bicubic"], lr),
         "vrt-ref": (["upscale", lr, "--ref", ref_vrt, "--cd", "none", "-x", "4", "-m", "reference-paste"], ref),
         "zip-lr": (["upscale", zipped, "-x", "2", "-m", "bicubic"], tmp / "lr.zip"),
         "zip-detect-changes": (["detect-changes", zipped, "--ref", ref], tmp / "lr.zip"),
@@ -144,6 +154,10 @@ def test_a_file_read_behind_an_input_is_refused_as_output(scene, via):
     r = _invoke(*argv, "-o", target, "--overwrite")
     assert r.exit_code == 2 and "is read by the" in r.output, r.output
     assert target.read_bytes() == before
+    if via == "vrt-of-vrt":  # and --resume, batch's skip follow its change (they compare these files)
+        from geosr.io.sources import gdal_files
+
+        assert [Path(f).name for f in gdal_files(str(outer))] == ["lr.vrt", "lr.tif"]
 
 
 def test_rasterize_osm_refuses_its_like_raster_as_output(scene):
@@ -1415,3 +1429,27 @@ def test_the_sample_command_for_a_folder_named_like_an_option_runs(tmp_path, mon
     words = shlex.split(command)
     assert words[:3] == ["geosr", "upscale", "./-demo/taizhou_2003_lr240m.tif"], words
     assert all(not w.startswith("-d") for w in words) and words[words.index("-o") + 1] == "./-demo/sr_x8.tif"
+
+
+def test_a_write_the_file_system_refused_in_gdal_is_named_not_an_internal_error():
+    """A file size limit or a quota hit while GDAL wrote (libtiff's errno lost: "Write failed" over
+    "TIFFAppendToStrip:Write error at scanline 145") was "internal error: RasterioIOError", exit 1 (found in review):
+    named now, as a full disk is."""
+    from rasterio.errors import RasterioIOError
+
+    from geosr.io.outputs import os_reason
+
+    def chain(outer: str, inner: str) -> BaseException:
+        try:
+            try:
+                raise RuntimeError(inner)
+            except RuntimeError as exc:
+                raise RasterioIOError(outer) from exc
+        except RasterioIOError as exc:
+            return exc
+
+    said = os_reason(chain("Write failed. See previous exception for details.",
+                           "TIFFAppendToStrip:Write error at scanline 145"))
+    assert said == "the file system refused the write (a full disk, a quota or a file size limit)"
+    assert os_reason(chain("Write failed", "_tiffWriteProc: File too large.")) == "file too large (a file size limit)"
+    assert os_reason(chain("Read failed", "TIFFReadEncodedTile() failed")) is None

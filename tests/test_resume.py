@@ -127,6 +127,20 @@ def test_resume_continues_from_the_journal_in_process(tmp_path, monkeypatch):
     assert out.read_bytes() == clean.read_bytes()
 
 
+def test_a_run_without_resume_over_an_interrupted_one_says_it_started_over(tmp_path, monkeypatch):
+    """The same command without --resume after a crash threw the finished rows away without a word (found in
+    review): it still starts over, and says so."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
+    r = upscale(lr, output=out, **opts)
+    assert r.resumed_rows == 0 and any(w.startswith("an interrupted run of this job had finished 2 of ") and
+                                       w.endswith("this run started over (`resume` continues from them)")
+                                       for w in r.warnings or []), r.warnings
+    assert not any("interrupted" in w for w in upscale(lr, output=tmp_path / "o2.tif", **opts).warnings or [])
+
+
 def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp_path, monkeypatch):
     """A resume with another batch size said only "started with other inputs or options", naming an internal folder;
     with another window (so another plan) it silently started over. Both now refuse, saying what differs."""

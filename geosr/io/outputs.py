@@ -500,6 +500,11 @@ _GDAL_REASONS = (  # GDAL's own words for the same conditions, when it reports t
     ("disk full", "no space left on device"),
     ("permission denied", "permission denied"),
     ("read-only file system", "read-only file system"),
+    ("file too large", "file too large (a file size limit)"),
+    ("quota exceeded", "disk quota exceeded"),
+    # libtiff's, when the file system refused a write (its errno lost: a quota, a file size limit, a full disk)
+    ("write error at scanline", "the file system refused the write (a full disk, a quota or a file size limit)"),
+    ("tiffappendtostrip", "the file system refused the write (a full disk, a quota or a file size limit)"),
 )
 
 

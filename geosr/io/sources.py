@@ -185,20 +185,33 @@ def member_inputs(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str]]
 _ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/", re.IGNORECASE)
 
 
-def gdal_files(path: str) -> list[str]:
-    """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), the
-    archive behind a /vsizip/, /vsitar/, /vsigzip/ path. None for URLs. An output must be none of them (writing
-    over a VRT's source or the zip an input is read from destroys the input), and ``--resume`` compares them."""
+def gdal_files(path: str, _seen: frozenset[str] = frozenset()) -> list[str]:
+    """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), and
+    theirs where a source is itself a VRT (GDAL lists one level: an output over the file behind a VRT of a VRT
+    destroyed the input, and --resume missed its change; found in review), the archive behind a /vsizip/,
+    /vsitar/, /vsigzip/ path. None for URLs. An output must be none of them (writing over a VRT's source or the
+    zip an input is read from destroys the input), and ``--resume`` compares them."""
+    found = _gdal_files(path)
+    seen = _seen | {os.path.realpath(path)}
+    for f in list(found):
+        if f.lower().endswith(".vrt") and os.path.realpath(f) not in seen and len(seen) < 64:
+            seen = seen | {os.path.realpath(f)}
+            found += [g for g in gdal_files(f, seen) if g not in found]
+    return found
+
+
+def _gdal_files(path: str) -> list[str]:
+    """:func:`gdal_files` of one level."""
     local = local_form(path)
     if local != path:  # rasterio's URL form of a local file (file://) or archive member (zip://): what GDAL reads
-        return list(dict.fromkeys(([] if REMOTE.match(local) else [local]) + gdal_files(local)))
+        return list(dict.fromkeys(([] if REMOTE.match(local) else [local]) + _gdal_files(local)))
     if REMOTE.match(path) and not _ARCHIVE.match(path):
         return []
     container = subdataset_container(path)  # a container's raster (GPKG:scene.gpkg:table): its file
     if container is not None:
         inside = subdataset_file(path)
         if inside is None:  # read through GDAL's file systems (/vsizip/: its archive) or over the network
-            return [f for f in gdal_files(container) if f != container]
+            return [f for f in _gdal_files(container) if f != container]
         return [inside] if Path(inside).is_file() else []
     if not REMOTE.match(path) and not Path(path).is_file():  # missing, or a FIFO GDAL would wait on forever
         return []

@@ -231,8 +231,10 @@ def upscale(
             estimate = _estimate_seconds(job, done_rows=resumed)  # (timed before `seconds`, which includes it)
             return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0,
                                  estimate_s=estimate)
+        dropped = 0
         with job.lock(), writing(job.out_path):
             if not resume:
+                dropped = _unfinished_rows(job)
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
             else:
                 refuse_another_plan(job, job.work_dir)
@@ -247,7 +249,20 @@ def upscale(
                                        f"model {job.sr.name}: its output ran away on {ran_away} of the windows "
                                        "computed (a scene of a few pixels or of flat areas); bicubic is written "
                                        "there"]
+        if dropped:  # (its rows were thrown away without a word; found in review)
+            job.summary["warnings"] = [*job.summary.get("warnings", []),
+                                       f"an interrupted run of this job had finished {dropped} of {job.plan.n_rows} "
+                                       "window rows; this run started over (`resume` continues from them)"]
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
+
+
+def _unfinished_rows(job: UpscaleJob) -> int:
+    """The window rows an interrupted run of this very job left in its work folder (0: none, or another job's)."""
+    try:
+        return Journal.peek(job.work_dir / f"rows_{0:05d}_{job.plan.n_rows:05d}",
+                            {**job.fingerprint, "rows": [0, job.plan.n_rows]})
+    except (ResumeError, OSError, ValueError):
+        return 0
 
 
 def refuse_another_plan(job: UpscaleJob, work: Path) -> None:
