@@ -49,6 +49,11 @@ def test_a_missing_url_is_bad_input_and_an_unreachable_one_a_network_failure(ser
     # a bucket that wants credentials: said so (it was "cannot be read as a raster (HTTP response code: 403)")
     res = CliRunner().invoke(app, ["upscale", f"{url}/private/lr.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
     assert res.exit_code == 2 and "its server refused it (HTTP 403); it may need credentials" in _said(res), _said(res)
+    # a URL with user:password@ was "no answer from its server (Name or service not known); try again", exit 1
+    # (urllib took user:password@host for the host; found in review)
+    signed_in = url.replace("http://", "http://u:pw@")
+    res = CliRunner().invoke(app, ["upscale", f"{signed_in}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif")])
+    assert res.exit_code == 2 and "no such file on its server (HTTP 404)" in _said(res), _said(res)
     t0 = time.monotonic()
     res = CliRunner().invoke(app, ["upscale", "http://127.0.0.1:9/lr.tif", "-x", "2", "-o", str(tmp_path / "b.tif")])
     assert res.exit_code == 1 and "127.0.0.1:9" in res.output and "no answer" in res.output and "try again" in \
@@ -1055,3 +1060,18 @@ def test_a_geotiff_whose_appended_overviews_are_cut_short_is_told(tmp_path):
     kept = (first_overview + whole) // 2  # every full-resolution block whole, the overviews cut
     path.write_bytes(path.read_bytes()[:kept])
     assert cut_short_file(str(path), kept) == f"its pixels run to byte {whole:,} but its server holds {kept:,} bytes"
+
+
+def test_no_password_of_a_url_goes_into_a_batch_s_record_or_results(served):
+    """A URL's user:password@ went into the record beside a batch's output (its fingerprint) and into the results
+    manifest (the LR, the error naming it; found in review), where the STAC item and the tags had none."""
+    from geosr.pipeline.batch.results import JobResult
+    from geosr.pipeline.job import plan_upscale
+
+    url, _ = served
+    signed_in = url.replace("http://", "http://u:pw@")
+    with plan_upscale(f"{signed_in}/lr.tif", output=None, scale=2, model="bicubic", dry_run=True) as job:
+        assert "pw" not in json.dumps(job.fingerprint) and job.fingerprint["inputs"][0][0] == f"{url}/lr.tif"
+    line = JobResult("a", "failed", "o.tif", lr=f"{signed_in}/lr.tif,https://x:y@h/b.tif",
+                     error=f"{signed_in}/lr.tif: no such file on its server (HTTP 404)").to_dict()
+    assert line["lr"] == f"{url}/lr.tif,https://h/b.tif" and line["error"].startswith(f"{url}/lr.tif: no such")

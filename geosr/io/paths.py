@@ -245,6 +245,15 @@ def without_query(path: str) -> str:
 _CREDENTIALS = re.compile(r"^((?:/?vsi[a-z0-9_]+/+)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
 
 
+_CREDENTIALS_IN_TEXT = re.compile(r"((?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
+
+
+def credentials_hidden(text: str) -> str:
+    """``text`` (a message, a list of files) with every URL in it without the ``user:password@`` of its authority:
+    what a file geosr writes (a batch's results manifest) may say."""
+    return _CREDENTIALS_IN_TEXT.sub(r"\1", text)
+
+
 def without_credentials(url: str) -> str:
     """``url`` (also behind a /vsi prefix) without the ``user:password@`` of its authority: what an output that is
     shared may say of it."""
@@ -260,7 +269,9 @@ SIGNING = re.compile(r"^(sig|signature|token|se|st|sp|sv|sr|spr|srt|ss|si|skoid|
 def unsigned(path: str) -> str:
     """``path`` as it names its file: an HTTP(S) URL's (or a /vsicurl/ path's) query without the parameters that
     sign it (:data:`SIGNING`), which change each time the same file's URL is signed again (a job on a re-signed URL
-    was "other inputs"; found in review); its other parameters, which may name the file, stay."""
+    was "other inputs"; found in review); its other parameters, which may name the file, stay. Without the
+    ``user:password@`` of its authority too: it names no file, and this is written into records (a batch job's)."""
+    path = without_credentials(path)
     url = path.strip()
     prefix = ""
     if url.startswith("/vsicurl/"):

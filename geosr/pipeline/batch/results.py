@@ -70,7 +70,14 @@ class JobResult:
     worker: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The line, without the ``user:password@`` of any URL in it (the LR, an error naming it)."""
+        from geosr.io.paths import credentials_hidden
+
+        line = asdict(self)
+        for key in ("lr", "error"):
+            if line[key]:
+                line[key] = credentials_hidden(line[key])
+        return line
 
 
 @dataclass
