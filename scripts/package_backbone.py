@@ -2,6 +2,7 @@
 
     python scripts/package_backbone.py --checkpoint runs/backbone/model.safetensors --name lite \
         [--bench bench.json] [--reference-detail] [--lr-consistency box|bicubic|off]
+    python scripts/package_backbone.py --stamp-licences [--name lite]   # LICENCES into the bundled spec, tensors kept
 
 The spec gets the model's name, how it runs by default (``inference``: reference detail, LR-consistency), where
 its weights come from and what it saw (``training``), the benchmark's numbers (``metrics``; ``--bench``: the
@@ -26,19 +27,42 @@ SOURCES = [
     "Nanjing; research licences, training only)",
 ]
 
+# the terms of the weights and of what they were trained on, as `geosr models` shows them (the spec's licences)
+LICENCES = ("Weights: for non-commercial research only, as part of the fine-tuning data is. Initial weights: SAFMN "
+            "(Apache-2.0; trained on DIV2K and Flickr2K, academic research use). Fine-tuning data (none of it copied "
+            "into geosr): RSSCN7 (licence not stated; training only); LEVIR-CD (academic use; Google Earth imagery) "
+            "through the UCD-SCM copy (non-commercial research only) and the BIT_CD copy (BSD-2); DSIFN-CD "
+            "(non-commercial research only) through the ChangeFormer copy (MIT); Landsat TM Nanjing 2000/2002 "
+            "(Landsat public domain; repo MIT)")
+
+
+def stamp_licences(name: str) -> Path:
+    """Write LICENCES into the bundled model ``name``'s spec and its ``.json``, its tensors unchanged."""
+    path = WEIGHTS / f"{name}.safetensors"
+    net, spec = load_backbone(path)
+    spec["training"] = {**spec.get("training", {}), "licences": LICENCES}
+    return save_backbone(net, path, sidecar=True, **spec)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--stamp-licences", action="store_true",
+                    help="write LICENCES into the bundled model's spec (its weights unchanged) and stop")
     ap.add_argument("--name", default="lite")
     ap.add_argument("--bench", type=Path)
     ap.add_argument("--reference-detail", action="store_true")
     ap.add_argument("--lr-consistency", default="off", choices=("off", "box", "bicubic"))
     args = ap.parse_args()
+    if args.stamp_licences:
+        print(f"stamped {stamp_licences(args.name)}")
+        return
+    if args.checkpoint is None:
+        ap.error("--checkpoint is required (or --stamp-licences)")
     net, spec = load_backbone(args.checkpoint)
     inference: dict = {"reference_detail": {"sigma": 8.0} if args.reference_detail else False,
                        "lr_consistency": False if args.lr_consistency == "off" else {"operator": args.lr_consistency}}
-    training = {**spec.get("training", {}), "sources": SOURCES,
+    training = {**spec.get("training", {}), "sources": SOURCES, "licences": LICENCES,
                 "degradations": "blind mix: antialiased bicubic, bicubic without antialiasing, box, Gaussian PSF "
                                 "(sigma 0.3-0.7 LR px, sub-pixel shifts), noise, JPEG "
                                 "(geosr.training.sensor_degradations)"}

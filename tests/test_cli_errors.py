@@ -355,6 +355,11 @@ def test_models_lists_the_scales_and_inputs_each_model_uses():
     table = " ".join(runner.invoke(app, ["models"]).output.split())
     assert "default: Weights: for non-commercial research only, as part of the training data is." in table
     assert "bands" in table
+    # and lite's, fine-tuned on the same pairs (found in review: null, so `-m lite` looked free of terms)
+    lite = read_spec(bundled_checkpoints()["lite"])["training"]["licences"]
+    assert lite.startswith("Weights: for non-commercial research only") and "SAFMN (Apache-2.0" in lite
+    assert listed["lite"]["licences"] == lite and lite in listed["default+lite"]["licences"]
+    assert "lite: Weights: for non-commercial research only, as part of the fine-tuning data is." in table
 
 
 def test_models_piped_keeps_every_name_whole():
