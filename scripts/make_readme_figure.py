@@ -40,7 +40,8 @@ def main(out: Path, models: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:
             o = Path(tmp) / f"{m}.tif"
-            upscale(s["lr"], ref=s["ref"], cd=s["cd"], scale=SAMPLE_SCALE, model=m, output=o)
+            # (a classical model uses neither: `ignore_unused`, or it is refused)
+            upscale(s["lr"], ref=s["ref"], cd=s["cd"], scale=SAMPLE_SCALE, model=m, output=o, ignore_unused=True)
             panels.append(tile(read(o)[(slice(None), *CROP)], f"geosr --model {Path(m).stem}"))
     panels.append(tile(read(s["truth"])[(slice(None), *CROP)], "truth 2003, 30 m"))
     fig = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), "white")

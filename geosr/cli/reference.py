@@ -55,8 +55,11 @@ def render(app: typer.Typer, doc: str) -> str:
 
 
 def _flags(p) -> str:
-    flags = [*p.opts, *p.secondary_opts]
-    return ", ".join(f"`{f}`" for f in sorted(flags, key=lambda f: (not f.startswith("--"), f)))
+    def order(flags: list[str]) -> list[str]:
+        return sorted(flags, key=lambda f: (not f.startswith("--"), f))
+
+    # the flag itself first, then its negation (`--panels`, `--no-panels`: beside a default of True)
+    return ", ".join(f"`{f}`" for f in [*order(p.opts), *order(p.secondary_opts)])
 
 
 def _type(p) -> str:

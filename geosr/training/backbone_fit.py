@@ -367,6 +367,8 @@ def fit_backbone(
     finally:  # the workers stop now, also when a step failed (the traceback would keep their iterator alive)
         getattr(batches, "_shutdown_workers", lambda: None)()
     save(step, best)
+    if step % cfg.save_every:  # (the last save was not logged: a run shorter than save_every logged none; review)
+        log(f"saved at step {step}")
     return {"step": step, "best": best}
 
 
