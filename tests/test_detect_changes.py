@@ -175,6 +175,16 @@ def test_detect_changes_cli(scene, tmp_path):
     shown = CliRunner().invoke(app, ["info", str(tmp_path / "t.tif")])
     said = " ".join(shown.output.split())
     assert shown.exit_code == 0 and "detect-changes (detector version" in said and "reference offset" in said
+    # its classes are read as written: another table for it was taken without a word (a binary mask's changes
+    # called "non-vegetated ground surface" by SECOND's table; found in review)
+    common = ["upscale", str(scene["lr"]), "--ref", str(scene["ref"]), "--cd", str(out), "-x", "8", "-m",
+              "reference-paste"]
+    wrong = CliRunner().invoke(app, [*common, "--cd-classes", "second", "-o", str(tmp_path / "u.tif")])
+    said = " ".join(wrong.output.split())
+    assert wrong.exit_code == 2 and "c.tif: holds the 'binary' change classes (its GEOSR_CHANGE_CLASSES tag), not " \
+        "the 'second' ones --cd-classes names; give --cd-classes binary (binary is the default)" in said, said
+    assert not (tmp_path / "u.tif").exists()
+    assert CliRunner().invoke(app, [*common, "-o", str(tmp_path / "v.tif")]).exit_code == 0
 
 
 def test_a_palette_raster_is_refused_as_lr_or_reference(scene, raster_factory, tmp_path):

@@ -385,6 +385,7 @@ class Scene:
             raise ClassTableError(f"{path}: a change mask has one band of classes, not {ds.count}; extract the "
                                   "band that holds them (gdal_translate -b N)")
         self.cd_table = table or BINARY
+        _refuse_other_table(path, ds.tags().get("GEOSR_CHANGE_CLASSES"), self.cd_table)
         # a changed class read as no data is treated alike (the model's own pixels), as geosr's own masks' 255 is:
         # only an unchanged one loses something (GIS tools often set nodata 0 on a mask whose 0 is "unchanged")
         hidden = next((c for c in self.cd_table.classes
@@ -791,6 +792,21 @@ def fill_gaps(model: np.ndarray, has: np.ndarray) -> np.ndarray:
         estimate = num / np.maximum(den, 1e-12) * np.clip(den * 100, 0, 1)
         out[b] = np.where(ok, model[b], estimate)
     return out
+
+
+def _refuse_other_table(path: str, tag: str | None, table: ChangeClassTable) -> None:
+    """Refuse a change mask whose own class table (its ``GEOSR_CHANGE_CLASSES`` tag: ``geosr detect-changes`` writes
+    one) is not ``table``: a binary mask read with SECOND's classes told the model that every change was
+    "non-vegetated ground surface", and the output's tags said so (found in review)."""
+    try:
+        written = json.loads(tag) if tag else None
+        name = written["name"]
+        classes = {(int(c["value"]), bool(c["changed"])) for c in written["classes"]}
+    except (ValueError, TypeError, KeyError):  # no tag, or not geosr's: the user's table is the one
+        return
+    if name != table.name or not classes <= {(c.value, c.changed) for c in table.classes}:
+        raise ClassTableError(f"{path}: holds the {name!r} change classes (its GEOSR_CHANGE_CLASSES tag), not the "
+                              f"{table.name!r} ones `cd_classes` names; give `cd_classes` {name} (binary is the default)")
 
 
 def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
