@@ -206,7 +206,9 @@ def detect_changes_in_memory(
     with Scene.open(lr, scale=1, hr=grid, area=area, bands=bands, ref=ref, ref_bands=ref_bands,
                     coregister=coregister, local_harmonization=False, least_shift=LEAST_SHIFT,
                     cloud_masks=cloud_masks, coregistration_area=aoi) as scene:
-        found = DetectedRows(scene, grid, lambda done, total: None, refine)
+        inside = None if aoi is None else Window(int(aoi.col_off) - int(area.col_off),
+                                                 int(aoi.row_off) - int(area.row_off), int(aoi.width), int(aoi.height))
+        found = DetectedRows(scene, grid, lambda done, total: None, refine, counted=inside)
         fine = found.fine_grid
         meta = _meta(_tags(lr, ref, found.coregistration, refine, scene.sensor_masks()))
         mem = MemoryFile()
@@ -239,10 +241,16 @@ class DetectedRows:
     with the running counts :meth:`result` reports."""
 
     def __init__(self, scene: Scene, grid: Grid, report: Progress, factor: int = 1, *,
-                 nothing_known: str | None = None) -> None:
+                 nothing_known: str | None = None, counted: Window | None = None) -> None:
         """``nothing_known``: the message of the NoOverlapError raised after the last band when no pixel could be
-        compared (the raster being written is then dropped); None: such a raster is whole, all unknown."""
+        compared (the raster being written is then dropped); None: such a raster is whole, all unknown.
+        ``counted``: the LR window of ``grid`` whose pixels the shares count (an --aoi's, without the margin
+        compared around it: the share was of both, 53.6% against the output's 59.2%; found in review); None: all."""
         self.scene, self.grid, self.report, self.factor = scene, grid, report, factor
+        k = factor
+        self.counted = None if counted is None else (
+            int(counted.row_off) * k, int(counted.row_off + counted.height) * k,
+            int(counted.col_off) * k, int(counted.col_off + counted.width) * k)
         self.nothing_known = nothing_known
         self.fine_grid = grid.refined(factor) if factor > 1 else grid
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
@@ -262,9 +270,7 @@ class DetectedRows:
             h = min(step, self.grid.height - r0)
             found = _compare_rows(self.scene, r0, h, self.grid.width)
             flags = found.flags
-            if flags is not None:  # in LR pixels of the band itself, counted as the fine pixels they hold
-                inner = (slice(HALO, HALO + h), slice(HALO, HALO + self.grid.width))
-                self.masked += int((flags[inner] & found.valid[inner]).sum()) * k * k
+            if flags is not None:
                 flags = flags & found.valid
             self.thresholds.extend(found.thresholds)
             self.probability_thresholds.extend(found.probability_thresholds)
@@ -275,21 +281,35 @@ class DetectedRows:
             for f0 in range(0, h, fine_rows):
                 fh = min(fine_rows, h - f0)
                 changed, valid = _refine_rows(evidence, found.valid, HALO + f0, fh, self.grid.width, k)
+                row = (r0 + f0) * k
+                counted = self._counted(row, fh * k)
                 if flags is not None:  # the products' cloud masks, on the LR pixels they flag
                     cloud = flags[HALO + f0:HALO + f0 + fh, HALO:HALO + self.grid.width]
-                    changed |= np.repeat(np.repeat(cloud, k, axis=0), k, axis=1)
-                self.changed += int((changed & valid).sum())
-                self.valid += int(valid.sum())
-                self.unknown += int((~valid).sum())
+                    cloud = np.repeat(np.repeat(cloud, k, axis=0), k, axis=1)
+                    changed |= cloud
+                    self.masked += int((cloud & valid)[counted].sum())
+                self.changed += int((changed & valid)[counted].sum())
+                self.valid += int(valid[counted].sum())
+                self.unknown += int((~valid)[counted].sum())
                 out = np.where(valid, changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
-                row = (r0 + f0) * k
                 yield row, self.fine_grid.subgrid(Window(0, row, self.fine_grid.width, fh * k)), out[None]
         if self.valid == 0 and self.nothing_known:
             raise NoOverlapError(self.nothing_known)
         self.report(len(rows), len(rows))
 
+    def _counted(self, row: int, height: int) -> tuple[slice, slice]:
+        """The part of the fine rows ``row`` to ``row + height`` (all columns) the shares count."""
+        if self.counted is None:
+            return slice(None), slice(None)
+        r0, r1, c0, c1 = self.counted
+        return slice(max(0, r0 - row), max(0, min(height, r1 - row))), slice(c0, c1)
+
     def result(self, path: Path, seconds: float, tags: dict[str, str]) -> ChangeDetectionResult:
-        total = max(1, self.fine_grid.width * self.fine_grid.height)
+        if self.counted is None:
+            total = max(1, self.fine_grid.width * self.fine_grid.height)
+        else:
+            r0, r1, c0, c1 = self.counted
+            total = max(1, (r1 - r0) * (c1 - c0))
         masks = self.scene.sensor_masks()
         return ChangeDetectionResult(
             path=path, grid=self.fine_grid, changed_share=self.changed / max(1, self.valid),

@@ -806,7 +806,8 @@ def _refuse_other_table(path: str, tag: str | None, table: ChangeClassTable) -> 
         return
     if name != table.name or not classes <= {(c.value, c.changed) for c in table.classes}:
         raise ClassTableError(f"{path}: holds the {name!r} change classes (its GEOSR_CHANGE_CLASSES tag), not the "
-                              f"{table.name!r} ones `cd_classes` names; give `cd_classes` {name} (binary is the default)")
+                              f"{table.name!r} ones `cd_classes` names; give `cd_classes` {name} (binary is the "
+                              "default)")
 
 
 def _class_resampling(ds: rasterio.DatasetReader, grid: Grid) -> Resampling:
