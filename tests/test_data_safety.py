@@ -971,7 +971,9 @@ def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, m
     before = out.read_bytes()
     with pytest.raises(OutputExistsError):  # not this job: another model
         upscale(lr, output=out, scale=4, tiling=tiling, model="lanczos", resume=True)
-    with pytest.raises(OutputExistsError):  # nor a plain run
+    # nor a plain run, which says how to finish it (it advised `overwrite` alone: a rerun of the whole; review)
+    with pytest.raises(OutputExistsError, match=r"out.tif: already exists, beside the work folder of a run that did "
+                                                r"not finish \(out.tif.geosr-work\); use `resume` to finish it"):
         upscale(lr, output=out, scale=4, tiling=tiling)
     assert out.read_bytes() == before
     result = upscale(lr, output=out, scale=4, tiling=tiling, resume=True)

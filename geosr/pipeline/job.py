@@ -147,6 +147,11 @@ def plan_upscale(
                 and not os.path.lexists(work_dir_for(Path(output))):
             raise OutputExistsError(f"{output}: already exists, and no unfinished run of it is left to resume (a "
                                     "run that finished leaves none); use `overwrite` to run it again") from None
+        if not resume and not dry_run and output is not None and Path(output).is_file() \
+                and work_dir_for(Path(output)).is_dir():  # stopped after its rename, before its sidecars (review)
+            raise OutputExistsError(f"{output}: already exists, beside the work folder of a run that did not finish "
+                                    f"({work_dir_for(Path(output)).name}); use `resume` to finish it (the same "
+                                    "command), or `overwrite` to run it again") from None
         raise
     lr_info = inspect_raster(lr)
     sel = parse_bands(opts.bands, lr_info)
