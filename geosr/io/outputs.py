@@ -462,7 +462,8 @@ def told_full(path: Path) -> Iterator[None]:
     except Exception as exc:  # rasterio's: a RasterioIOError, or GDAL's own error class (an OSError says its reason)
         # (the COG driver's copy onto a full disk raised CPLE_AppDefinedError "TIFFRewriteDirectory:Error fetching
         # directory count": "internal error", exit 1; found in review)
-        if type(exc).__module__.startswith("rasterio") and os_reason(exc) is None and full_disk(path.parent):
+        if type(exc).__module__.startswith("rasterio") and os_reason(exc) in (None, _REFUSED) and \
+                full_disk(path.parent):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise
 
@@ -493,6 +494,7 @@ def os_reason(exc: BaseException) -> str | None:
     return None
 
 
+_REFUSED = "the file system refused the write (a full disk, a quota or a file size limit)"
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG)
 _GDAL_REASONS = (  # GDAL's own words for the same conditions, when it reports them as a RasterioIOError
     ("no space left on device", "no space left on device"),
@@ -502,9 +504,10 @@ _GDAL_REASONS = (  # GDAL's own words for the same conditions, when it reports t
     ("read-only file system", "read-only file system"),
     ("file too large", "file too large (a file size limit)"),
     ("quota exceeded", "disk quota exceeded"),
-    # libtiff's, when the file system refused a write (its errno lost: a quota, a file size limit, a full disk)
-    ("write error at scanline", "the file system refused the write (a full disk, a quota or a file size limit)"),
-    ("tiffappendtostrip", "the file system refused the write (a full disk, a quota or a file size limit)"),
+    # libtiff's, when the file system refused a write (its errno lost: a quota, a file size limit, a full disk;
+    # told_full calls it a full disk where little space is left)
+    ("write error at scanline", _REFUSED),
+    ("tiffappendtostrip", _REFUSED),
 )
 
 
