@@ -473,6 +473,7 @@ def served_item(tmp_path):
     (folder / "items" / item["id"]).write_text(json.dumps(item))  # as a STAC API serves it: .../items/ID
     product = "S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE"
     (folder / "items" / product).write_text(json.dumps(item))  # an item named for its product
+    (folder / "items" / "HLS.S30.T33UUB.2023163T101031.v2.0").write_text(json.dumps(item))  # an ID with dots
     (folder / product).mkdir()  # a product folder
     shutil.copy(next(folder.glob("*_B04_*.tif")), folder / "raster")
     with serving(folder) as url:
@@ -509,6 +510,21 @@ def test_an_api_item_named_for_its_product_is_read_as_an_item(served_item, tmp_p
     res = _run("info", f"{served_item}/S2B_MSIL2A_20230612T101031_N0509_R022_T33UUB_20230612T101031.SAFE/")
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "read from a local .SAFE folder or .zip" in said, said
+
+
+def test_an_api_item_whose_id_holds_dots_and_the_vsicurl_forms_of_items_are_read_as_items(served_item, tmp_path):
+    """An item ID with dots (HLS.S30.T33UUB.2023163T101031.v2.0, MODIS's, Sentinel-1's) and an item named by GDAL's
+    /vsicurl/ path or /vsicurl?url= form were "not a raster GDAL can read" (found in review)."""
+    import urllib.parse
+
+    for source in (f"{served_item}/items/HLS.S30.T33UUB.2023163T101031.v2.0",
+                   f"/vsicurl/{served_item}/items/S2B_33UUB_20230612_0_L2A",
+                   f"/vsicurl?url={urllib.parse.quote(served_item + '/item.json', safe='')}"):
+        res = _run("info", source, "--json")
+        assert res.exit_code == 0, res.output
+        assert "STAC item S2B_33UUB_20230612_0_L2A" in json.loads(res.stdout)["files"][0]["source"], source
+    res = _run("info", f"{served_item}/raster", "--json")  # a raster at a URL without a suffix: still a raster
+    assert res.exit_code == 0 and "STAC" not in (json.loads(res.stdout)["files"][0]["source"] or ""), res.output
 
 
 def test_stac_round_trip_an_output_item_is_an_input(tmp_path):

@@ -54,13 +54,14 @@ _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-
 def is_composite(path: str) -> bool:
     """Whether ``path`` names (or, for a URL without a file suffix, may name) a multi-file input. Cheap: names and
     folders, and a local zip's directory (a Sentinel-2 product of any name)."""
-    p = without_query(path)
+    url = curl_url(path) if path.startswith("/vsicurl") else None  # GDAL's /vsicurl/ forms: the URL they read
+    p = without_query(url or path)
     if is_file_list(path):
         return True
     if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
         return True
     if REMOTE.match(path):
-        return _maybe_stac_api(path)
+        return _maybe_stac_api(url or path)
     return Path(path).is_dir() or _s2_band_file(path) or is_landsat_archive(path)
 
 
@@ -71,10 +72,21 @@ def _s2_band_file(path: str) -> bool:
 
 
 def _maybe_stac_api(url: str) -> bool:
-    """An http(s) URL whose last path segment has no suffix (STAC APIs serve items as .../items/ID)."""
+    """An http(s) URL whose last path segment has no suffix, or is an item ID under ``items/`` (STAC APIs serve
+    items as .../items/ID, and IDs hold dots: HLS.S30.T33UUB.2023163T101031.v2.0; found in review) without a file
+    suffix geosr knows."""
     m = re.match(r"^https?://[^/]+(/[^?#]*)?", url, re.IGNORECASE)
-    last = (m.group(1) or "").rstrip("/").rsplit("/", 1)[-1] if m else "."
-    return bool(m) and "." not in last
+    if not m:
+        return False
+    parts = (m.group(1) or "").rstrip("/").rsplit("/", 2)
+    last = parts[-1]
+    return "." not in last or (len(parts) > 1 and parts[-2] == "items"
+                               and Path(last).suffix.lower() not in (*RASTER_SUFFIXES, *_FILE_SUFFIXES))
+
+
+# suffixes of files that are no STAC item (besides RASTER_SUFFIXES), for an item ID's last dot
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".nc", ".h5", ".hdf", ".zip", ".gpkg", ".json", ".xml",
+                  ".txt", ".geojson", ".cog")
 
 
 def _safe_url(path: str) -> bool:
@@ -97,6 +109,7 @@ def composite(path: str) -> Composite | None:
                               "the raster inside it (/vsizip/vsicurl/URL/PATH)")
     if not is_composite(path):
         return None
+    seen = url or path  # what is read: a /vsicurl/ path's URL
     if is_landsat_archive(path):  # GDAL said "not a raster GDAL can read"
         raise NotARasterError(f"{path}: is a Landsat product archive, which geosr does not unpack; extract it and "
                               "give its folder")
@@ -106,7 +119,7 @@ def composite(path: str) -> Composite | None:
     zipped = product_zip(path)  # a zipped product of any name, also as GDAL's /vsizip/ path
     if zipped is None and not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
-    p = without_query(path)
+    p = without_query(seen)
     comp: Composite | None
     if zipped is not None:
         comp = sentinel2_product(zipped, zip_member(path))
@@ -114,7 +127,7 @@ def composite(path: str) -> Composite | None:
         comp = _band_list(path)
     elif _s2_band_file(path):
         comp = _band_files(path, [path])
-    elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(path) or _safe_url(p)):
+    elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(seen) or _safe_url(p)):
         try:
             comp = stac_item(path)
         except NotARasterError as exc:  # named for a product, and no item there: say what a product needs
