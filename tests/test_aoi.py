@@ -328,3 +328,12 @@ def test_an_aoi_of_no_extent_on_a_pixel_edge_takes_the_pixel_beside_it(tmp_path,
     path = tmp_path / "a.geojson"
     gpd.GeoDataFrame(geometry=[shapely_wkt.loads(wkt)], crs="EPSG:32633").to_file(path)
     assert aoi_window(str(path), grid) == window
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/aoi.geojson", "/vsicurl/https://example.org/aoi.gpkg"])
+def test_an_area_of_interest_by_url_is_said_to_be_read_from_a_local_file(url):
+    """A URL for --aoi was "no such area-of-interest file" though its server had it (found in review)."""
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000000), 100, 100)
+    with pytest.raises(OptionError, match=r"an area of interest \(`aoi`\) is read from a local vector file; "
+                                          r"download it first"):
+        aoi_window(url, grid)

@@ -11,6 +11,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import InputNotFoundError, NoOverlapError, OptionError
+from geosr.io.paths import REMOTE
 from geosr.tiling.grid import Grid
 
 DEFAULT_AOI_CRS = "EPSG:4326"
@@ -120,6 +121,9 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
     shapefile without .prj); another than the file's own is refused (it would be ignored), but for the default."""
     import geopandas as gpd
 
+    if REMOTE.match(path):  # (it was "no such file" for a file its server had; found in review)
+        raise OptionError(f"{path}: an area of interest (`aoi`) is read from a local vector file; download it "
+                          "first")
     if not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such area-of-interest file (`aoi`), nor a box LEFT,BOTTOM,RIGHT,TOP")
     try:
