@@ -243,6 +243,12 @@ def test_success_json_summary_and_info(scene):
     info = json.loads(result.stdout)
     assert info["files"][1]["res"] == [5.0, 5.0]
     assert info["overlaps"][0]["covered"] == pytest.approx(1.0)
+    # what it takes to run it again is in its record: the seed, bands, options (found in review: left out)
+    record = info["files"][1]["geosr"]
+    assert record["seed"] == 0 and record["bands"] == [1, 2, 3] and record["options"]["scale"] == 2
+    assert {"sampler", "tiling", "nodata_share"} <= set(record)
+    text = " ".join(runner.invoke(app, ["info", str(out)]).output.split())
+    assert "(bands 1,2,3), seed 0" in text
 
 
 def test_help_shows_examples():
@@ -457,6 +463,11 @@ def test_info_overlaps_follow_rotated_grids_and_shows_each_band_s_nodata_and_uni
     assert covered[(str(b), str(a))] == pytest.approx(0.7562, abs=2e-3)
     bands = report["files"][2]["bands"]
     assert [(x["nodata"], x["unit"]) for x in bands] == [(0.0, "metre"), (0.0, "")]
+    # the rotation itself is shown (it was the pixel size alone; found in review)
+    assert report["files"][1]["transform"] == pytest.approx(list(rot.to_gdal()))
+    assert report["files"][0]["transform"] == list(north_up.to_gdal())
+    text = " ".join(runner.invoke(app, ["info", str(b)]).output.split())
+    assert "(rotated grid)" in text and "(rotated grid)" not in runner.invoke(app, ["info", str(a)]).output
 
 
 def test_info_overlap_of_a_whole_world_raster_and_a_small_one(tmp_path):

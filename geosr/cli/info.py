@@ -70,7 +70,9 @@ def _print_record(g: dict) -> None:
     inputs = ", ".join(f"{k} {v}" for k, v in (g.get("inputs") or {}).items())
     if "model" in g:
         out_console.print(f"made by geosr {g.get('version', '?')}: x{g.get('scale', '?')} with {g['model']}"
-                          + (f" from {inputs}" if inputs else ""), highlight=False)
+                          + (f" from {inputs}" if inputs else "")
+                          + (f" (bands {','.join(map(str, g['bands']))})" if isinstance(g.get("bands"), list) else "")
+                          + (f", seed {g['seed']}" if "seed" in g else ""), highlight=False)
     if "map_class_table" in g:  # a `geosr rasterize-osm` map
         classes = g.get("map_classes")
         listed = f" ({', '.join(map(str, classes))})" if isinstance(classes, list) else ""
@@ -119,4 +121,8 @@ def _no_crs(f: dict) -> str:
 
 
 def _pixel(f: dict) -> str:
-    return f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}" if f["res"] else "no geotransform"
+    if not f["res"]:
+        return "no geotransform"
+    t = f.get("transform") or [0.0] * 6
+    rotated = " (rotated grid)" if t[2] or t[4] else ""
+    return f"pixel {f['res'][0]:.6g} x {f['res'][1]:.6g}{rotated}"

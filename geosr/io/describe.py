@@ -53,6 +53,9 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
                 "rpcs": info.rpcs,
                 "res": g.res if placed else None,
                 "bounds": g.bounds if placed else None,
+                # GDAL's order (x0, pixel width, row rotation, y0, column rotation, pixel height): a rotated grid
+                # showed as its pixel size alone (found in review)
+                "transform": list(g.transform.to_gdal()) if placed else None,
                 "nodata": _nodata(info.nodata),
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
@@ -152,6 +155,9 @@ _RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "s
            "GEOSR_CHANGE_DETECTION": "change_detection", "GEOSR_PROVENANCE": "provenance",
            "GEOSR_PROVENANCE_CLASSES": "provenance_classes", "GEOSR_CHANGE_CLASSES": "change_classes",
            "GEOSR_SENSOR_MASK": "sensor_mask",
+           # how to run it again (the seed and bands were left out; found in review)
+           "GEOSR_OPTIONS": "options", "GEOSR_SEED": "seed", "GEOSR_BANDS": "bands", "GEOSR_SAMPLER": "sampler",
+           "GEOSR_TILING": "tiling", "GEOSR_NODATA_SHARE": "nodata_share",
            # a `geosr rasterize-osm` map (geosr.osm.classes' tags: io does not import osm)
            "GEOSR_CLASS_TABLE": "map_class_table", "GEOSR_MAP_CLASSES": "map_classes", "GEOSR_MAP_STYLE": "map_style",
            "OSM_SOURCE": "osm_source", "OSM_TIMESTAMP": "osm_timestamp", "OSM_TIMESTAMP_KIND": "osm_timestamp_kind"}
