@@ -424,6 +424,22 @@ def test_a_grid_across_the_antimeridian_is_refused_not_left_empty(tmp_path, crs,
         assert res.exit_code == 0, res.output
 
 
+@pytest.mark.parametrize("bbox", ["179.9,-16.1,180,-16", "-180,-16.1,-179.9,-16", "179,-17,180,-16",
+                                  "-180,51,-179,52"])
+def test_a_box_that_ends_at_the_antimeridian_is_queried_up_to_it(bbox):
+    """A box ending at 180 degrees (or starting at -180: a 1-degree tile, Fiji, the Aleutians) was refused as
+    crossing the antimeridian: its UTM grid, upright, reaches past 180 to cover the meridian its convergence tilts
+    (found in review). Its query stops at 180 now."""
+    from geosr.osm.grid import plan_grid
+    from geosr.osm.sources import query_area
+
+    box = [float(v) for v in bbox.split(",")]
+    poly = query_area(plan_grid(bbox=bbox, resolution=10), DEFAULT_MAP_CLASSES)
+    west, south, east, north = poly.bounds
+    assert -180 <= west and east <= 180 and east - west < 1.2, poly.bounds
+    assert (west < box[0] + 1e-6 and east > box[2] - 1e-6), (poly.bounds, box)
+
+
 class _Overpass:
     """An Overpass API on 127.0.0.1 answering every query with ``answer`` (status 200), and its status page."""
 

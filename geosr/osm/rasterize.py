@@ -99,6 +99,21 @@ def _scales_at(crs, lon: float, lat: float) -> tuple[float, tuple[float, float] 
         return unit, None
 
 
+def _convergence(crs, lons: np.ndarray, lats: np.ndarray) -> float:
+    """The largest meridian convergence (degrees, absolute) of a projected CRS at the points (lons, lats): how far
+    grid north turns from true north there; 0 where PROJ has no factors for the CRS."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Proj
+
+    try:
+        pc = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        values = np.abs(np.asarray(Proj(pc).get_factors(lons, lats).meridian_convergence, dtype=float))
+    except Exception:  # noqa: BLE001 - some CRSs have no factors
+        return 0.0
+    values = values[np.isfinite(values)]
+    return float(min(values.max(), 45.0)) if values.size else 0.0
+
+
 def metres_to_units(crs, lon: float, lat: float) -> float:
     """How many CRS units one ground metre spans at (lon, lat) in a projected CRS.
 
@@ -163,8 +178,14 @@ def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "Base
         lons, lats = to_lonlat.transform(xs, ys)
         return np.asarray(lons), np.asarray(lats)
 
-    own, _ = lonlat_ring(outline)
-    _refuse_across_antimeridian(own)  # the grid itself; its margin alone may reach beyond 180, cut there below
+    own, own_lat = lonlat_ring(outline)
+    # the grid itself; its margin alone may reach beyond 180, cut there below, and so may the grid by up to two of
+    # its pixels (a box ending at 180 degrees, widened to whole pixels of a tilted UTM grid, was refused; review)
+    # two of its pixels, and the width an upright grid takes to cover a meridian tilted by the CRS's convergence
+    per_m = metres_to_units(grid.crs, lon, lat)
+    reach_m = (2 * max(abs(grid.res[0]), abs(grid.res[1])) + grid.height * abs(grid.res[1])
+               * math.tan(math.radians(_convergence(grid.crs, own, own_lat)))) / per_m
+    _refuse_across_antimeridian(own, slack=reach_m / 111_320.0 / max(0.05, math.cos(math.radians(lat))))
     grow = margin_m * metres_to_units(grid.crs, lon, lat)
     if grow > 0:
         outline = outline.buffer(grow, join_style="mitre")
@@ -178,11 +199,16 @@ def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "Base
     return poly.intersection(shapely.box(-180, -90, 180, 90)) if across else poly
 
 
-def _refuse_across_antimeridian(lons: np.ndarray) -> None:
+def _refuse_across_antimeridian(lons: np.ndarray, slack: float = 0.0) -> None:
     """OpenStreetMap is queried in one longitude/latitude polygon: a grid that crosses 180 degrees (or holds a pole,
     or is numbered beyond +-180) would make one that spans the globe the other way, or none, and its map would be
-    all background with no word."""
-    if lons.size and (lons.min() < -180 or lons.max() > 180 or np.abs(np.diff(lons)).max() > 180):
+    all background with no word. ``slack``: degrees a grid may reach beyond 180 (its query is cut there)."""
+    if not lons.size:
+        return
+    if np.abs(np.diff(lons)).max() > 180:  # numbered on the grid's side of 180 degrees
+        side = float(np.median(lons))
+        lons = np.where(lons - side > 180, lons - 360, np.where(lons - side < -180, lons + 360, lons))
+    if lons.min() < -180 - slack or lons.max() > 180 + slack or np.abs(np.diff(lons)).max() > 180:
         raise OptionError("the output grid crosses the antimeridian (180 degrees longitude) or is numbered beyond "
                           "it, where OpenStreetMap cannot be queried in one area yet; keep it on one side (a "
                           "`bbox`, or `aoi` with `like`)")
