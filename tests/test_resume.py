@@ -317,3 +317,25 @@ def test_cd_auto_given_or_implied_is_one_job(tmp_path):
     (implied, inputs), (given, given_inputs) = planned(), planned(cd="auto")
     assert implied == given and inputs == given_inputs == {"lr": "lr.tif", "ref": "ref.tif"}
     assert planned(cd="none")[0] != implied  # the reference trusted everywhere: another job
+
+
+def test_an_undeclared_mask_value_found_mid_run_leaves_no_work_folder(tmp_path, monkeypatch):
+    """A large mask's values are checked in a sample first, the rest window by window: a value found mid-run was
+    refused (exit 2) but left `OUT.geosr-work/` with a journal no resume could go on from (found in review)."""
+    import geosr.pipeline.upscale as up
+    from geosr.errors import ClassTableError
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    real = up.run_rows
+
+    def refused(job, **kw):
+        (job.work_dir / "rows_00000_00001").mkdir(parents=True, exist_ok=True)  # as a run leaves it
+        raise ClassTableError("mask.tif: holds values 7 that the 'binary' change class table does not declare")
+
+    monkeypatch.setattr(up, "run_rows", refused)
+    with pytest.raises(ClassTableError):
+        upscale(lr, output=out, scale=2)
+    assert not out.exists() and not out.with_name("out.tif.geosr-work").exists()
+    monkeypatch.setattr(up, "run_rows", real)
+    assert upscale(lr, output=out, scale=2).resumed_rows == 0

@@ -16,7 +16,7 @@ import torch
 from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
-from geosr.errors import OutputExistsError, ResumeError, names_too_long_are_input_errors
+from geosr.errors import ClassTableError, OutputExistsError, ResumeError, names_too_long_are_input_errors
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
@@ -241,7 +241,11 @@ def upscale(
             if job.keep_detection is not None:  # for a --resume of this job
                 job.keep_detection()
             ran_away = getattr(job.sr, "ran_away", 0)
-            chunks, resumed = run_rows(job, resume=resume, progress=progress)
+            try:
+                chunks, resumed = run_rows(job, resume=resume, progress=progress)
+            except ClassTableError:  # a value a sampled check missed, found mid-run: no resume can go on from
+                shutil.rmtree(job.work_dir, ignore_errors=True)  # here (the input must change), so nothing is
+                raise  # left behind, as for bad input found before the run (found in review)
             finish(job, chunks)
         ran_away = getattr(job.sr, "ran_away", 0) - ran_away
         if ran_away:  # (a scene of a few pixels, or of flat stripes: the LR-space network's output ran away)
