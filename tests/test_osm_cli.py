@@ -733,3 +733,11 @@ def test_a_box_as_a_tuple_writes_the_bytes_the_command_line_writes(tmp_path):
     assert res.exit_code == 0, res.output
     api(tmp_path / "api.tif", bbox=(10.068, 48.135, 10.071, 48.137), resolution=5, osm_file=str(osm))
     assert (tmp_path / "api.tif").read_bytes() == (tmp_path / "cli.tif").read_bytes()
+
+
+def test_a_box_beyond_the_utm_zones_is_named_by_its_centre_latitude(tmp_path):
+    """`--bbox 10,89.9,11,90` said "at latitude 90.0" (its centre, 89.95, rounded; found in review)."""
+    out = tmp_path / "m.tif"
+    res = invoke("--bbox", "10,89.9,11,90", "-r", "10", "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"),
+                 "-o", out)
+    _assert_bad_input(res, out, "--bbox is at latitude 89.95 (its centre), outside the UTM zones (80 S to 84 N)")

@@ -65,7 +65,8 @@ def renamed(command: str, new_flag: str, new: Any, old_flag: str, old: Any) -> A
     prints a deprecation line on stderr. Both at once with different values are refused."""
     if old is None:
         return new
-    err_console.print(f"geosr: warning: {old_flag} is deprecated for geosr {command}; use {new_flag}", highlight=False)
+    err_console.print(f"warning: {old_flag} is deprecated for geosr {command}; use {new_flag}", style="yellow",
+                      highlight=False)
     if new is not None and new != old:
         from geosr.errors import OptionError
 

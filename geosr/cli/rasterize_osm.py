@@ -25,7 +25,7 @@ class RasterizeOSMCommand(TyperCommand):
         for i, arg in enumerate(args[:-4]):
             words = args[i + 1 : i + 5]
             if arg == "--bbox" and all(_is_number(w) for w in words):
-                err_console.print("geosr: warning: --bbox with four separate numbers is deprecated; write "
+                err_console.print("warning: --bbox with four separate numbers is deprecated; write "
                                   f"--bbox {','.join(words)}", style="yellow", highlight=False, soft_wrap=True)
                 args[i + 1 : i + 5] = [",".join(words)]
                 break

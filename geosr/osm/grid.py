@@ -103,7 +103,8 @@ def bbox_grid(bbox: Sequence[float], resolution: float, crs: str | CRS | None = 
         lat = (bottom + top) / 2
         if not -80 <= lat <= 84:
             raise OptionError(
-                f"bbox is at latitude {lat:.1f}, outside the UTM zones; give a `crs` (e.g. EPSG:3413 or EPSG:3031)",
+                f"bbox is at latitude {lat:.6g} (its centre), outside the UTM zones (80 S to 84 N); give a `crs` "
+                "(e.g. EPSG:3413 or EPSG:3031)",
                 param="bbox",
             )
         target = CRS.from_string(utm_crs((left + right) / 2, lat))
