@@ -527,6 +527,18 @@ def test_an_api_item_whose_id_holds_dots_and_the_vsicurl_forms_of_items_are_read
     assert res.exit_code == 0 and "STAC" not in (json.loads(res.stdout)["files"][0]["source"] or ""), res.output
 
 
+def test_a_url_without_a_suffix_found_to_be_a_raster_is_not_fetched_again_at_each_look(served_item, monkeypatch):
+    """Each look at such a URL (a run looks about ten times) fetched its start again to tell JSON from a raster
+    (found in review: 72 MB served for a 50 MB file)."""
+    from geosr.io import sources
+
+    fetched = []
+    real = sources.stac_item
+    monkeypatch.setattr(sources, "stac_item", lambda path: fetched.append(path) or real(path))
+    url = f"{served_item}/raster?look=1"
+    assert sources.composite(url) is None and sources.composite(url) is None and len(fetched) == 1
+
+
 def test_stac_round_trip_an_output_item_is_an_input(tmp_path):
     safe, _ = l2a_product(tmp_path)
     first = tmp_path / "first.tif"

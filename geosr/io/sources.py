@@ -116,6 +116,8 @@ def composite(path: str) -> Composite | None:
     hit = _CACHE.get(path)
     if hit is not None and _still_valid(hit):
         return hit[0]
+    if time.monotonic() - _NOT_ITEMS.get(path, -REMOTE_CACHE_S) < REMOTE_CACHE_S:  # asked a moment ago: a raster
+        return None
     zipped = product_zip(path)  # a zipped product of any name, also as GDAL's /vsizip/ path
     if zipped is None and not REMOTE.match(path) and not is_file_list(path) and not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such file")
@@ -141,6 +143,7 @@ def composite(path: str) -> Composite | None:
             raise NotARasterError(f"{path}: Sentinel-2 products are read from a local .SAFE folder or .zip, and as a "
                                   f"STAC item {why}; download the product first, or give its STAC item")
         if comp is None:  # a URL without a suffix that is not a STAC item: a plain raster for GDAL
+            _NOT_ITEMS[path] = time.monotonic()
             return None
     elif is_safe_name(p) or (Path(path).is_dir() and safe_metadata(Path(path)) is not None):
         comp = sentinel2_product(path)
@@ -155,6 +158,9 @@ def composite(path: str) -> Composite | None:
 
 REMOTE_CACHE_S = 60.0
 _CACHE: dict[str, tuple[Composite, float, tuple[tuple[str, tuple | None], ...]]] = {}
+# URLs without a suffix found to be no STAC item, and when: each look fetched the file's start again (a run looks
+# about ten times; found in review)
+_NOT_ITEMS: dict[str, float] = {}
 
 
 def _stamp(path: str) -> tuple | None:
