@@ -69,6 +69,7 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     # a checkpoint of the backbone, with the bundled model's inference settings, that has learned something
     assert spec["arch"]["kind"] == "backbone" and spec["inference"] == lite["inference"] and spec["name"] == "lite"
     assert spec["training"]["steps"] == 4 and spec["experts"]["names"] == lite["experts"]["names"]
+    assert spec["training"]["licences"] == lite["training"]["licences"]  # its terms carry over to the tuned weights
     start, _ = load_backbone(resolve_checkpoint("lite"))
     tuned, _ = load_backbone(out / "model.safetensors")
     diff = max(float((a - b).abs().max()) for a, b in zip(start.state_dict().values(), tuned.state_dict().values()))

@@ -246,9 +246,19 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
             if device.type == "cpu" else torch.cuda.get_device_name(device),
             "data": described, "config": cfg.to_dict(), "description": cfg.description,
             **({"validation": {k: round(x, 4) for k, x in validation.items()}} if validation else {}),
+            **_inherited_terms(start),
         },
     )
     save_checkpoint(path, ema, spec)
+
+
+def _inherited_terms(start: dict) -> dict[str, str]:
+    """The terms a run's weights take from the checkpoint they started from (its spec's ``training.licences``): a
+    model fine-tuned from the bundled default recorded none (found in review)."""
+    terms = (start.get("training") or {}).get("licences")
+    if not isinstance(terms, str) or not terms:
+        return {}
+    return {"licences": f"Initialised from {start.get('name') or 'a checkpoint'}, whose terms carry over: {terms}"}
 
 
 __all__ = ["STATE", "STATE_JSON", "MODEL", "BEST", "LOG", "RUN_FILES", "RESUMABLE", "run_folder", "save_state",
