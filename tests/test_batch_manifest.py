@@ -219,6 +219,28 @@ def test_refused_rows_still_count_in_the_checks_across_rows(scenes):
     assert (scenes / "s0.tif").read_bytes() == before
 
 
+def test_a_refused_row_with_two_problems_is_one_failed_job_with_both_reasons(scenes):
+    """A row refused for two reasons was two results lines of one id, and two failed jobs in the counts ("2 failed
+    of 3 jobs" for a manifest of two rows; found in review). Also: the Python API's callbacks are checked before
+    anything runs (`progress=True` was a TypeError once the cluster was up, the other jobs "cancelled")."""
+    from geosr.errors import OptionError
+    from geosr.pipeline.batch import batch
+    from geosr.pipeline.batch.results import invalid_results
+
+    (scenes / "m.csv").write_text("id,lr,out,x,model,sampler,compress\n"
+                                  "ok1,s0.tif,out/a.tif,2,bicubic,,\n"
+                                  "bad2,s1.tif,out/b.tif,2,bicubic,fast,ZIP\n")
+    plan = plan_batch(scenes / "m.csv", skip_invalid=True)
+    lines = invalid_results(plan)
+    assert [(r.id, r.where) for r in lines] == [("bad2", "m.csv line 3")], lines
+    assert "sampler" in lines[0].error and "compress" in lines[0].error and "; " in lines[0].error
+    result = batch(scenes / "m.csv", skip_invalid=True, dry_run=True)
+    assert len(result.jobs) == 2 and result.count("failed") == 1
+    for name in ("progress", "on_start"):
+        with pytest.raises(OptionError, match=rf"{name} True: give a function of"):
+            batch(scenes / "m.csv", skip_invalid=True, **{name: True})
+
+
 def test_refused_rows_claim_their_names_and_outputs_wherever_they_stand(scenes):
     """Found in review: a refused row claimed its output only against the rows below it (a valid job above it with
     the same output ran), and a refused row named after its output's stem did not claim that name: a job with that

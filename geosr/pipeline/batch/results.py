@@ -174,11 +174,19 @@ def planned_result(pj: PlannedJob) -> JobResult:
 
 
 def invalid_results(plan: BatchPlan) -> list[JobResult]:
-    """One failed line per invalid manifest row of ``plan``."""
+    """One failed line per invalid manifest row of ``plan``, its problems' reasons joined (a row with two was two
+    lines of one id, and two failed jobs in the counts; found in review)."""
+    rows: dict[str, list] = {}
+    for p in plan.invalid:
+        rows.setdefault(p.where, []).append(p)
     out = []
-    for i, p in enumerate(plan.invalid):
-        out.append(JobResult(id=p.job_id or f"invalid-{i + 1}", status="failed", output=p.output, lr=p.lr,
-                             where=p.where, stage="check", error=p.message, error_type="ManifestError"))
+    for i, problems in enumerate(rows.values()):
+        first = problems[0]
+        out.append(JobResult(
+            id=next((p.job_id for p in problems if p.job_id), None) or f"invalid-{i + 1}", status="failed",
+            output=next((p.output for p in problems if p.output), None),
+            lr=next((p.lr for p in problems if p.lr), None), where=first.where, stage="check",
+            error="; ".join(dict.fromkeys(p.message for p in problems)), error_type="ManifestError"))
     return out
 
 

@@ -83,6 +83,9 @@ class RunSettings:
                               param="retries")
         if self.client is None and self.scheduler is None:  # a local cluster serves the dashboard
             check_dashboard(self.dashboard)
+        # (`progress=True` was a TypeError once the cluster was up, the jobs still pending "cancelled"; review)
+        check_callable(self.progress, "progress", "(BatchProgress)")
+        check_callable(self.on_start, "on_start", "(dict)")
 
     @classmethod
     def take(cls, options: dict[str, Any]) -> "RunSettings":
