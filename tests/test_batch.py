@@ -389,6 +389,30 @@ def test_a_job_record_holds_its_start_and_compute_time(tmp_path):
     assert 0 < record["seconds"] <= out["seconds"] + 1e-3
 
 
+def test_a_job_s_warnings_reach_its_results_line(tmp_path, monkeypatch):
+    """A batch dropped every warning its jobs' runs gave (bands that are not what the model was trained on, an
+    option it ignores, "bicubic is written there" where a model's output ran away; found in review): each job's
+    are in its results line, once each, a split job's from all its tasks."""
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.tasks import run_finish_task, run_job_task, run_part_task
+    from geosr.pipeline.upscale import ran_away_warning
+
+    make_raster(tmp_path / "a.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: a.tif, out: a_x2.tif, x: 2, model: bicubic, seed: 5}\n"
+                                        "  - {lr: a.tif, out: b_x2.tif, x: 2, model: bicubic, seed: 5, window: 8}\n")
+    plan = plan_batch(tmp_path / "jobs.yaml")
+    seed = "model bicubic does not sample by diffusion, so `seed` changes nothing"
+    assert run_job_task(plan.jobs[0].spec, "cpu", "run-1")["warnings"] == [seed]
+    split = plan.jobs[1].spec
+    n = plan.jobs[1].window_rows
+    assert n > 1
+    parts = [run_part_task(split, "cpu", "run-1", (i, i + 1)) for i in range(n)]
+    for p in parts[:2]:  # as if the model's output ran away on a window in two of its tasks
+        p["said"]["ran_away"] = 1
+    done = run_finish_task(split, "cpu", "run-1", parts)
+    assert done["ok"] and done["warnings"] == [seed, ran_away_warning("bicubic", 2)], done
+
+
 def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     """Two batches writing one output (planned while it was absent) both said "ok": the second replaced the first's
     output without a word. The job now replaces only what its plan found there, or what it wrote itself."""

@@ -90,6 +90,11 @@ def batch(
         _summary(result)
     elif failed:  # quiet: the one line an error gets
         err_console.print(f"geosr: error: {failed}", style="bold red", highlight=False, markup=False, soft_wrap=True)
+    if not json_out:  # what each job's run warned of (with --quiet too, as upscale does; `warnings` in --json)
+        for j in result.jobs:
+            for w in j.warnings or ():
+                err_console.print(f"warning: {j.id}: {cli_words(w, 'batch')}", style="yellow", highlight=False,
+                                  markup=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 

@@ -249,15 +249,18 @@ def upscale(
             finish(job, chunks)
         ran_away = getattr(job.sr, "ran_away", 0) - ran_away
         if ran_away:  # (a scene of a few pixels, or of flat stripes: the LR-space network's output ran away)
-            job.summary["warnings"] = [*job.summary.get("warnings", []),
-                                       f"model {job.sr.name}: its output ran away on {ran_away} of the windows "
-                                       "computed (a scene of a few pixels or of flat areas); bicubic is written "
-                                       "there"]
+            job.summary["warnings"] = [*job.summary.get("warnings", []), ran_away_warning(job.sr.name, ran_away)]
         if dropped:  # (its rows were thrown away without a word; found in review)
             job.summary["warnings"] = [*job.summary.get("warnings", []),
                                        f"an interrupted run of this job had finished {dropped} of {job.plan.n_rows} "
                                        "window rows; this run started over (`resume` continues from them)"]
         return UpscaleResult(**job.summary, resumed_rows=resumed, seconds=time.perf_counter() - t0)
+
+
+def ran_away_warning(model: str, windows: int) -> str:
+    """What a run says when the output of ``model`` ran away on ``windows`` windows (bicubic written there)."""
+    return (f"model {model}: its output ran away on {windows} of the windows computed (a scene of a few pixels or "
+            "of flat areas); bicubic is written there")
 
 
 def _unfinished_rows(job: UpscaleJob) -> int:

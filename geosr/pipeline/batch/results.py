@@ -68,6 +68,7 @@ class JobResult:
     resumed_rows: int | None = None
     parts: int | None = None
     worker: str | None = None
+    warnings: list[str] | None = None  # what the job's run warned of (upscale's warnings), once each
 
     def to_dict(self) -> dict:
         """The line, without the ``user:password@`` of any URL in it (the LR, an error naming it)."""
@@ -119,7 +120,7 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class BatchProgress:
-    """Overall progress, as handed to a ``progress`` callback (about twice a second)."""
+    """Overall progress, as handed to a ``progress`` callback (about five times a second)."""
 
     jobs_done: int
     jobs_total: int

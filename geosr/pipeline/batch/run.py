@@ -373,7 +373,7 @@ def _collect(fut, pj: PlannedJob) -> JobResult:
         if out.get("ok"):
             return job_result(pj, "ok", seconds=out.get("seconds"), started=out.get("started"),
                               finished=out.get("finished"), resumed_rows=out.get("resumed_rows"),
-                              worker=out.get("worker"))
+                              worker=out.get("worker"), warnings=out.get("warnings"))
         return job_result(pj, "failed", stage="run", error=out.get("error"), error_type=out.get("error_type"),
                           seconds=out.get("seconds"), started=out.get("started"), finished=out.get("finished"),
                           worker=out.get("worker"))

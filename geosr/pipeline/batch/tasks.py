@@ -73,10 +73,12 @@ def run_job_task(spec: JobSpec, device: str, run_id: str, replaces: tuple[tuple[
         with _open_job(spec, device) as job, job.lock():
             if job.keep_detection is not None:  # for a retry of this job
                 job.keep_detection()
+            before = getattr(job.sr, "ran_away", 0)
             chunks, resumed = _rows(job, (0, job.plan.n_rows), _reporter(run_id))
             _finish(job, chunks, spec, run_id, started, t0, replaces)
+            told = _warnings([_said(job, before)])
         return dict(ok=True, id=spec.id, seconds=time.perf_counter() - t0, started=started, finished=utc_now(),
-                    resumed_rows=resumed, worker=_worker_address())
+                    resumed_rows=resumed, worker=_worker_address(), warnings=told)
 
     return _guarded(spec, started, t0, work)
 
@@ -91,10 +93,12 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
         with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
             if job.keep_detection is not None:  # for its later tasks and retries
                 job.keep_detection()
+            before = getattr(job.sr, "ran_away", 0)
             chunks, resumed = _rows(job, rows, _reporter(run_id))
+            said = _said(job, before)
         return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
                     seconds=time.perf_counter() - t0, started=started, resumed_rows=resumed,
-                    worker=_worker_address())
+                    worker=_worker_address(), said=said)
 
     return _guarded(spec, started, t0, work)
 
@@ -119,12 +123,31 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict],
                     chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]
                 _finish(job, chunks, spec, run_id, first, t0 - part_seconds, replaces)
         return dict(ok=True, id=spec.id, seconds=part_seconds + time.perf_counter() - t0, started=first,
-                    finished=utc_now(), resumed_rows=resumed, worker=_worker_address())
+                    finished=utc_now(), resumed_rows=resumed, worker=_worker_address(),
+                    warnings=_warnings([p["said"] for p in parts if p.get("said")]))
 
     return _guarded(spec, first, t0, work)
 
 
 # ---- inside a task ---------------------------------------------------------------------------------------------
+def _said(job, ran_away_before: int) -> dict:
+    """What a task's job had to say: its plan's warnings (bands, settings it ignores), and on how many windows the
+    model's output ran away in this task (bicubic written there). A batch dropped them (found in review)."""
+    return {"warnings": list(job.summary.get("warnings") or []), "model": job.sr.name,
+            "ran_away": getattr(job.sr, "ran_away", 0) - ran_away_before}
+
+
+def _warnings(said: list[dict]) -> list[str] | None:
+    """The warnings of a job from what its tasks said (:func:`_said`), once each; None when there are none."""
+    from geosr.pipeline.upscale import ran_away_warning
+
+    out = list(dict.fromkeys(w for s in said for w in s["warnings"]))
+    ran_away = sum(s["ran_away"] for s in said)
+    if ran_away:
+        out.append(ran_away_warning(said[0]["model"], ran_away))
+    return out or None
+
+
 def _open_job(spec: JobSpec, device: str):
     from geosr.pipeline.upscale import plan_upscale, resolve_model
 
