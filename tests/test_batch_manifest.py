@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import pytest
 import typer
 from affine import Affine
@@ -1013,3 +1014,19 @@ def test_steps_0_for_a_diffusion_model_on_a_backbone_is_a_job_setting(scenes):
     said = [str(p) for p in plan.invalid]
     assert len(said) == 2 and "steps" in said[0], said
     assert "steps must be a whole number of at least 0, not -1" in said[1], said
+
+
+def test_the_python_api_s_own_keyword_mistakes_are_option_errors_and_a_box_is_taken(scenes):
+    """A keyword plan_batch does not know was a ManifestError of "1 invalid job ... the command line", and aoi as
+    four numbers (as upscale takes it) "expects a single value" (found in review)."""
+    from geosr.errors import OptionError
+
+    (scenes / "m.yaml").write_text("jobs:\n  - {lr: s0.tif, out: o.tif, x: 2, model: bicubic}\n")
+    with pytest.raises(OptionError) as told:
+        plan_batch(scenes / "m.yaml", bogus=1)
+    assert not isinstance(told.value, ManifestError) and "the command line" not in str(told.value)
+    assert "'bogus'" in str(told.value)
+    with rasterio.open(scenes / "s0.tif") as ds:
+        box = tuple(ds.bounds)
+    plan = plan_batch(scenes / "m.yaml", aoi=box, aoi_crs=str(ds.crs))
+    assert [j.action for j in plan.jobs] == ["run"] and plan.jobs[0].spec.aoi == ",".join(map(str, box))

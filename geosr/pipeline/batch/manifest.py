@@ -174,8 +174,10 @@ def read_manifest(
     text = str(source)
     path = Path(text).expanduser()
     caller, caller_problems = _normalise(dict(defaults or {}), "the command line")
-    if caller_problems:
-        raise ManifestError(text, caller_problems)
+    if caller_problems:  # the caller's options, not a job of the manifest ("1 invalid job"; found in review)
+        from geosr.errors import OptionError
+
+        raise OptionError("; ".join(p.message for p in caller_problems))
     if not path.is_file() and is_glob(text):
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
@@ -490,6 +492,9 @@ def _typed(key: str, value: Any) -> Any:
         return "off"
     if key in ("bands", "ref_bands") and isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
+    if key == "aoi" and isinstance(value, (list, tuple)) and len(value) == 4 and \
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # a box, as upscale takes it (it was "expects a single value")
     if isinstance(value, (dict, list, tuple)):
         raise ValueError(f"expects a single value, not {type(value).__name__}")
     return str(value)
