@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import pytest
+import rasterio
 import typer
 from affine import Affine
 from typer.testing import CliRunner
