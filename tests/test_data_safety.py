@@ -1455,3 +1455,30 @@ def test_a_write_the_file_system_refused_in_gdal_is_named_not_an_internal_error(
     assert said == "the file system refused the write (a full disk, a quota or a file size limit)"
     assert os_reason(chain("Write failed", "_tiffWriteProc: File too large.")) == "file too large (a file size limit)"
     assert os_reason(chain("Read failed", "TIFFReadEncodedTile() failed")) is None
+
+
+def test_every_file_behind_a_mosaic_of_many_vrts_is_protected(tmp_path):
+    """The files behind nested VRTs were followed for 63 VRTs in all: a mosaic of 70 tile VRTs left 7 tiles free to
+    be written over with --overwrite (found in review of the change that follows nested VRTs)."""
+    from geosr.io.sources import gdal_files
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    sources = []
+    for i in range(70):
+        tif = make_raster(tiles / f"t{i}.tif", np.full((1, 8, 8), i, np.uint8),
+                          transform=rasterio.Affine(10, 0, 500000 + 80 * i, 0, -10, 5000000))
+        rasterio.shutil.copy(str(tif), str(tiles / f"t{i}.vrt"), driver="VRT")
+        sources.append(f'<SimpleSource><SourceFilename relativeToVRT="1">tiles/t{i}.vrt</SourceFilename>'
+                       f'<SourceBand>1</SourceBand><DstRect xOff="{8 * i}" yOff="0" xSize="8" ySize="8"/>'
+                       "</SimpleSource>")
+    with rasterio.open(tiles / "t0.tif") as ds:
+        crs = ds.crs.to_wkt()
+    mosaic = tmp_path / "mosaic.vrt"
+    mosaic.write_text(f'<VRTDataset rasterXSize="560" rasterYSize="8"><SRS>{crs}</SRS><GeoTransform>500000,10,0,'
+                      f'5000000,0,-10</GeoTransform><VRTRasterBand dataType="Byte" band="1">{"".join(sources)}'
+                      "</VRTRasterBand></VRTDataset>")
+    found = {Path(f).name for f in gdal_files(str(mosaic))}
+    assert {f"t{i}.tif" for i in range(70)} <= found
+    r = _invoke("upscale", mosaic, "-x", "2", "-m", "bicubic", "-o", tiles / "t69.tif", "--overwrite")
+    assert r.exit_code == 2 and "is read by the LR of this run" in r.output, r.output

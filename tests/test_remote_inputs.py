@@ -1075,3 +1075,56 @@ def test_no_password_of_a_url_goes_into_a_batch_s_record_or_results(served):
     line = JobResult("a", "failed", "o.tif", lr=f"{signed_in}/lr.tif,https://x:y@h/b.tif",
                      error=f"{signed_in}/lr.tif: no such file on its server (HTTP 404)").to_dict()
     assert line["lr"] == f"{url}/lr.tif,https://h/b.tif" and line["error"].startswith(f"{url}/lr.tif: no such")
+
+
+def test_credentials_go_to_the_url_s_own_host_only_and_gdal_s_quoted_headers_are_read(monkeypatch):
+    """geosr's own requests sent a URL's password (and GDAL_HTTP_HEADERS) on to whatever host a redirect named
+    (urllib copies every header; GDAL and curl do not); a quoted GDAL_HTTP_HEADERS entry ("X-Note: a, b") was a
+    header named '"X-Note'; a server geosr's request got no answer from (its TLS or proxy not GDAL's) failed the
+    run where GDAL read the file (found in review)."""
+    import http.server
+    import threading
+
+    from geosr.io import paths
+
+    seen: dict[int, list] = {}
+
+    def server(redirect_to: str | None):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                seen.setdefault(self.server.server_port, []).append(
+                    (self.headers.get("Authorization"), self.headers.get("X-Api-Key")))
+                if redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", "bytes 0-0/10")
+                self.send_header("Content-Length", "1")
+                self.end_headers()
+                self.wfile.write(b"x")
+
+        s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+        return s
+
+    other = server(None)
+    first = server(f"http://localhost:{other.server_port}/a.tif")  # another host: credentials stay behind
+    try:
+        monkeypatch.setenv("GDAL_HTTP_HEADERS", 'X-Api-Key: k1,"X-Note: a, b"')
+        assert paths.gdal_request("http://h/x")[1] == {"X-Api-Key": "k1", "X-Note": "a, b"}
+        ident = paths.served_identity(f"http://u:pw@127.0.0.1:{first.server_port}/a.tif")
+        assert ident == ["size=10"]
+        assert seen[first.server_port] == [("Basic dTpwdw==", "k1")]
+        assert seen[other.server_port] == [(None, None)]
+    finally:
+        for s in (first, other):
+            s.shutdown()
+            s.server_close()
+    monkeypatch.setattr(paths, "http_head", lambda *a, **k: (None, {}, "[SSL: CERTIFICATE_VERIFY_FAILED]"))
+    assert paths.served_identity("https://127.0.0.1:9/a.tif") == ["unidentified=no answer"]

@@ -331,22 +331,55 @@ def http_head(url: str, timeout: float = 10.0, *, method: str = "HEAD",
     if not target.lower().startswith(("http://", "https://")):
         return None
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # the 3xx answer itself, as an HTTPError
-            return None
-
-    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         target, asked = gdal_request(target)
         if method == "GET":
             asked["Range"] = "bytes=0-0"
         request = urllib.request.Request(target, method=method, headers=asked)
-        with opener.open(request, timeout=timeout) as resp:
+        with gdal_opener(follow=follow).open(request, timeout=timeout) as resp:
             return resp.status, resp.headers, None
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers or {}, None
     except (OSError, ValueError, http.client.HTTPException) as exc:  # (a bad status line, a header too long)
         return None, {}, str(getattr(exc, "reason", exc)) or type(exc).__name__
+
+
+def gdal_opener(*, follow: bool = True) -> Any:
+    """A urllib opener that reaches servers as GDAL's requests do: its TLS settings (``GDAL_HTTP_UNSAFESSL``,
+    ``GDAL_CURL_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE``) and proxy (``GDAL_HTTP_PROXY``, else the
+    environment's), following redirects (``follow``; else a 3xx is the answer, as an HTTPError) without the
+    credentials :func:`gdal_request` adds when they lead to another scheme, host or port, as curl does (urllib
+    sends every header on; found in review: a password went to the redirect's host, which GDAL never sends it to).
+    GDAL settings that urllib cannot follow (a client certificate) may still make geosr's own requests fail."""
+    import ssl
+    import urllib.parse
+    import urllib.request
+
+    env = os.environ
+    if env.get("GDAL_HTTP_UNSAFESSL", "NO").upper() in ("YES", "ON", "TRUE", "1"):
+        context = ssl._create_unverified_context()  # noqa: S323 - as the user told GDAL
+    else:
+        bundle = env.get("GDAL_CURL_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+        context = ssl.create_default_context(cafile=bundle) if bundle and Path(bundle).is_file() else None
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if not follow:  # the 3xx answer itself
+                return None
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            a, b = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+            if new is not None and (a.scheme, a.hostname, a.port) != (b.scheme, b.hostname, b.port):
+                for name in list(new.headers):
+                    if name.lower() not in ("range", "user-agent", "accept"):
+                        del new.headers[name]
+            return new
+
+    handlers: list[Any] = [Redirects(), urllib.request.HTTPSHandler(context=context)]
+    if env.get("GDAL_HTTP_PROXY"):
+        proxy = env["GDAL_HTTP_PROXY"]
+        proxy = proxy if "://" in proxy else f"http://{proxy}"
+        handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    return urllib.request.build_opener(*handlers)
 
 
 def gdal_request(url: str) -> tuple[str, dict[str, str]]:
@@ -364,14 +397,19 @@ def gdal_request(url: str) -> tuple[str, dict[str, str]]:
     lines: list[str] = []
     text = env.get("GDAL_HTTP_HEADERS", "")
     if text:
-        lines += re.split(r"\r?\n", text) if "\n" in text else re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', text)
+        # lines, else entries separated by commas outside double quotes (an escaped \" is no quote)
+        lines += re.split(r"\r?\n", text) if "\n" in text else \
+            re.split(r',(?=(?:(?:[^"\\]|\\.)*"(?:[^"\\]|\\.)*")*(?:[^"\\]|\\.)*$)', text)
     if env.get("GDAL_HTTP_HEADER_FILE"):
         with contextlib.suppress(OSError):  # GDAL names it at the read
             lines += Path(env["GDAL_HTTP_HEADER_FILE"]).read_text(encoding="utf-8").splitlines()
     for line in lines:
+        line = line.strip()
+        if len(line) > 1 and line[0] == line[-1] == '"':  # GDAL's quoted entry: "X-Note: a, b", \" and \\ inside
+            line = re.sub(r'\\(["\\])', r"\1", line[1:-1])
         key, sep, value = line.partition(":")
         if sep and key.strip():
-            headers[key.strip()] = value.strip().strip('"') if value.strip().startswith('"') else value.strip()
+            headers[key.strip()] = value.strip()
     parts = urllib.parse.urlsplit(url)
     user = env.get("GDAL_HTTP_USERPWD")
     if parts.username is not None:  # urllib would take user:password@host for a host and port
@@ -444,12 +482,14 @@ def served_identity(url: str, timeout: float = 10.0) -> list[str]:
     if answer is None:
         return []
     status, headers, why = answer
-    if status is None or status >= 500 or status in (408, 429):  # not a different file: ask again later
-        said = f"no answer ({why})" if status is None else f"HTTP {status}"
+    timed_out = status is None and "timed out" in (why or "").lower()
+    if timed_out or (status is not None and (status >= 500 or status in (408, 429))):  # not a different file:
+        said = f"no answer ({why})" if status is None else f"HTTP {status}"  # ask again later
         raise NetworkError(f"{named(url)}: its server did not say which file it serves ({said}), so a changed file "
                            "could not be told from the one read before; try again later")
-    if status not in (200, 206):  # (refused: GDAL names it at the read; read anyway, e.g. by a client certificate)
-        return [f"unidentified=HTTP {status}"]
+    if status not in (200, 206):  # refused, or no answer to urllib where GDAL reads the file (its TLS, proxy or a
+        # client certificate: a run that GDAL reads must not fail here; found in review): not identified
+        return [f"unidentified={'HTTP ' + str(status) if status is not None else 'no answer'}"]
     size = _file_size(status, headers)
     return ([f"size={size}"] if size is not None else []) + [f"{k}={headers[k]}" for k in ("Last-Modified", "ETag")
                                                              if headers.get(k)]

@@ -204,18 +204,24 @@ def member_inputs(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str]]
 _ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/", re.IGNORECASE)
 
 
-def gdal_files(path: str, _seen: frozenset[str] = frozenset()) -> list[str]:
+VRT_DEPTH = 16  # VRTs within VRTs followed; deeper is refused (GDAL itself stops at a nesting of about 50)
+
+
+def gdal_files(path: str, _seen: frozenset[str] = frozenset(), _depth: int = 0) -> list[str]:
     """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), and
     theirs where a source is itself a VRT (GDAL lists one level: an output over the file behind a VRT of a VRT
     destroyed the input, and --resume missed its change; found in review), the archive behind a /vsizip/,
     /vsitar/, /vsigzip/ path. None for URLs. An output must be none of them (writing over a VRT's source or the
     zip an input is read from destroys the input), and ``--resume`` compares them."""
     found = _gdal_files(path)
-    seen = _seen | {os.path.realpath(path)}
+    seen = _seen | {os.path.realpath(path)}  # the VRTs on the way here: a loop is not followed round
     for f in list(found):
-        if f.lower().endswith(".vrt") and os.path.realpath(f) not in seen and len(seen) < 64:
-            seen = seen | {os.path.realpath(f)}
-            found += [g for g in gdal_files(f, seen) if g not in found]
+        if not f.lower().endswith(".vrt") or os.path.realpath(f) in seen:
+            continue
+        if _depth >= VRT_DEPTH:  # (a cap on siblings left all but 63 tiles of a mosaic unprotected; review)
+            raise InputError(f"{path}: nests VRTs more than {VRT_DEPTH} deep; geosr follows the files behind an "
+                             "input (which no output may replace) that far only")
+        found += [g for g in gdal_files(f, seen, _depth + 1) if g not in found]
     return found
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pystac
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, curl_url, fetch_failure, gdal_request, network_error
+from geosr.io.paths import REMOTE, curl_url, fetch_failure, gdal_opener, gdal_request, network_error
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
@@ -36,7 +36,7 @@ def _read_item(path: str) -> pystac.Item | None:
             url, headers = gdal_request(path)  # with the credentials GDAL reads its assets with
             request = urllib.request.Request(url, headers={**headers,
                                                            "Accept": "application/geo+json, application/json"})
-            with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as resp:  # noqa: S310 (the user's URL)
+            with gdal_opener().open(request, timeout=STAC_TIMEOUT_S) as resp:  # (the user's URL, reached as GDAL does)
                 # (RFC 3986 5.1.3; its assets were asked of the URL given, a 404 behind a redirect: found in review)
                 base = resp.geturl() or path
                 announced = resp.headers.get("Content-Length") is not None or resp.chunked

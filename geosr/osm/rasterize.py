@@ -156,8 +156,12 @@ def footprint(grid: Grid) -> "BaseGeometry":
     return Polygon(corners)
 
 
-def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "BaseGeometry":
-    """The grid's outline grown by ``margin_m`` metres, in WGS84 lon/lat (edges densified)."""
+def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16, *,
+                  overhang: bool = False) -> "BaseGeometry":
+    """The grid's outline grown by ``margin_m`` metres, in WGS84 lon/lat (edges densified). A grid across 180
+    degrees is refused; with ``overhang`` (a grid planned to cover a box that ends at 180), one that reaches past it
+    by at most two pixels and the width an upright grid takes to cover the meridian its CRS's convergence tilts is
+    queried up to 180: that strip lies outside the box asked for."""
     import shapely
     from pyproj import Transformer
     from shapely.geometry import Polygon
@@ -179,13 +183,15 @@ def query_polygon(grid: Grid, margin_m: float = 0.0, densify: int = 16) -> "Base
         return np.asarray(lons), np.asarray(lats)
 
     own, own_lat = lonlat_ring(outline)
-    # the grid itself; its margin alone may reach beyond 180, cut there below, and so may the grid by up to two of
-    # its pixels (a box ending at 180 degrees, widened to whole pixels of a tilted UTM grid, was refused; review)
-    # two of its pixels, and the width an upright grid takes to cover a meridian tilted by the CRS's convergence
-    per_m = metres_to_units(grid.crs, lon, lat)
-    reach_m = (2 * max(abs(grid.res[0]), abs(grid.res[1])) + grid.height * abs(grid.res[1])
-               * math.tan(math.radians(_convergence(grid.crs, own, own_lat)))) / per_m
-    _refuse_across_antimeridian(own, slack=reach_m / 111_320.0 / max(0.05, math.cos(math.radians(lat))))
+    # the grid itself (its margin alone may reach beyond 180: cut there below); a box's grid may overhang 180 (a box
+    # ending at 180 degrees, its UTM grid upright, was refused; found in review), a `like` grid may not: its strip
+    # past 180 would be left background without a word
+    slack = 0.0
+    if overhang:
+        reach_m = (2 * max(abs(grid.res[0]), abs(grid.res[1])) + grid.height * abs(grid.res[1])
+                   * math.tan(math.radians(_convergence(grid.crs, own, own_lat)))) / metres_to_units(grid.crs, lon, lat)
+        slack = reach_m / 111_320.0 / max(0.05, math.cos(math.radians(lat)))
+    _refuse_across_antimeridian(own, slack=slack)
     grow = margin_m * metres_to_units(grid.crs, lon, lat)
     if grow > 0:
         outline = outline.buffer(grow, join_style="mitre")

@@ -31,10 +31,13 @@ def load_features(
     overpass_url: str | None = None,
     date: str | None = None,
     cache_folder: str | os.PathLike[str] | None = None,
+    overhang: bool = False,
 ) -> OSMFeatures:
     """OSM features of ``table`` around ``grid``: from ``osm_file`` when given, else from Overpass
-    (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in ``cache_folder``)."""
-    polygon = query_area(grid, table)
+    (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in ``cache_folder``).
+    ``overhang``: the grid covers a box (``bbox``) and may reach a little past 180 degrees beyond it
+    (:func:`~geosr.osm.rasterize.query_polygon`)."""
+    polygon = query_area(grid, table, overhang=overhang)
     if osm_file is not None:
         return read_osm_file(osm_file, polygon, table)
     return fetch_overpass(
@@ -42,14 +45,15 @@ def load_features(
     )
 
 
-def query_area(grid: Grid, table: MapClassTable):
+def query_area(grid: Grid, table: MapClassTable, *, overhang: bool = False):
     """The WGS84 polygon features are fetched for: the grid grown by half the widest line + two pixels.
 
-    Lines just outside the grid still reach into it once buffered, so they are fetched too.
+    Lines just outside the grid still reach into it once buffered, so they are fetched too. ``overhang``: as
+    :func:`load_features` takes it.
     """
     from geosr.osm.rasterize import query_polygon
 
-    return query_polygon(grid, table.max_line_width() / 2 + 2 * _pixel_metres(grid))
+    return query_polygon(grid, table.max_line_width() / 2 + 2 * _pixel_metres(grid), overhang=overhang)
 
 
 def _pixel_metres(grid: Grid) -> float:

@@ -136,7 +136,8 @@ def rasterize_osm(
     # 2. features
     report("read", 0, 1)
     feats = load_features(target, table, osm_file=opts.osm_file, timeout=opts.overpass_timeout,
-                          overpass_url=opts.overpass_url, date=snapshot, cache_folder=opts.cache_folder)
+                          overpass_url=opts.overpass_url, date=snapshot, cache_folder=opts.cache_folder,
+                          overhang=spec.bbox is not None)
     report("read", 1, 1)
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
