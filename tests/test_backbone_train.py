@@ -274,6 +274,14 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
         ds.write(np.full((1, 20, 30), 77, np.uint8))
     g = read_images([grey])[0]
     assert g.shape == (3, 20, 30) and int(g.min()) == int(g.max()) == 77  # 8 bits as they are, three times
+    # a 16-bit grey PNG (an 11-bit pan's counts): stretched as a deep GeoTIFF is (it was clipped at 255: white)
+    from PIL import Image
+
+    counts = (np.arange(20 * 30).reshape(20, 30) * 3 + 100).astype(np.uint16)
+    Image.fromarray(counts).save(tmp_path / "pan16.png")
+    p16 = read_images([tmp_path / "pan16.png"])[0]
+    assert p16.shape == (3, 20, 30) and torch.equal(p16[0], p16[2]) and int(p16[0, 0, 0]) < 20
+    assert 100 < float(p16.float().mean()) < 160
 
 
 def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:

@@ -994,3 +994,22 @@ def test_a_model_of_a_multi_class_change_table_is_evaluated_with_the_mask_on_the
                                                    "classes, and the change mask of case r0 is detected against the "
                                                    "reference (binary); evaluate it on data labelled in its own "
                                                    "table (--cd given or given-lr), or with --cd none"), error
+
+
+def test_a_manifest_s_synthetic_image_missing_from_its_folder_is_refused(tmp_path, dataset):
+    """A synthetic image mistyped in a data manifest was dropped without a word (found in review); one whose folder
+    is absent is still skipped, as absent sets are."""
+    from geosr.training.manifest import collection_pairs, collection_synthetic_images, load_collection
+
+    (tmp_path / "single").mkdir()
+    Image.fromarray(_image(3)).save(tmp_path / "single" / "a.png")
+    for listed, refused in ((["single/a.png", "elsewhere/b.png"], False), (["single/a.png", "single/typo.png"], True)):
+        (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "data", "group": "g"}],
+                                                     "synthetic": [{"path": p} for p in listed]}))
+        collection = load_collection(tmp_path / "m.json")
+        pairs = collection_pairs(collection, split="train")
+        if refused:
+            with pytest.raises(InputError, match=r"m.json: its synthetic image .*single/typo.png does not exist"):
+                collection_synthetic_images(collection, pairs)
+        else:
+            assert len(collection_synthetic_images(collection, pairs)) == 2 * len(pairs) + 1

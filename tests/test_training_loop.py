@@ -1268,3 +1268,18 @@ def test_resume_without_the_model_of_an_extended_init_says_so(tmp_path, images):
                                              "model file .*: without a readable one, start the run again with"):
             run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 5}), resume=True)
         (tmp_path / "run" / "model.safetensors").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("arch", [{"name": "tiny", "head_channels": 5}, {"name": "tiny", "base_channels": 7}])
+def test_an_architecture_the_loader_would_refuse_is_refused_before_the_run(tmp_path, images, arch):
+    """head_channels 5 trained and wrote a model that upscale, evaluate and --init then refused; an odd
+    base_channels was "internal error: ValueError: noise_dim must be even" (found in review)."""
+    from geosr.errors import OptionError
+    from geosr.training.loop import train as run_train
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), arch=arch, scales=(4,), crop=32, batch_size=2, steps=1,
+                      checkpoint_every=1, val_every=0, threads=1,
+                      data=({"kind": "synthetic", "paths": [str(p) for p in sorted(images.iterdir())]},))
+    with pytest.raises(OptionError, match=r"^arch: '(head|noise)_channels' .* \(geosr's loader would refuse"):
+        run_train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -89,8 +89,14 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
     out = []
     for p in paths:
         try:
-            out.append(_read_tiff(p) if p.suffix.lower() in (".tif", ".tiff") else
-                       torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous())
+            if p.suffix.lower() in (".tif", ".tiff"):
+                out.append(_read_tiff(p))
+                continue
+            with Image.open(p) as im:
+                if im.mode.startswith("I") or im.mode == "F":  # 16-bit or float grey: converted to RGB, clipped at
+                    out.append(_scaled(np.asarray(im, dtype=np.float32)))  # 255 (white; found in review)
+                else:
+                    out.append(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous())
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and rasterio's errors are OSErrors
             if isinstance(exc, InputError):
                 raise
@@ -98,6 +104,14 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
 
             raise InputError(f"{p}: not an image that can be read ({read_failure(exc)})") from None
     return out
+
+
+def _scaled(grey: np.ndarray) -> torch.Tensor:
+    """A deep grey image (H, W) as (3, H, W) uint8: divided by its 99.5th percentile, as a deep GeoTIFF is."""
+    a = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+    hi = float(np.percentile(a, 99.5)) if a.size else 0.0
+    a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255).round().astype(np.uint8)
+    return torch.from_numpy(np.repeat(a[None], 3, axis=0))
 
 
 def _read_tiff(p: Path) -> torch.Tensor:

@@ -41,7 +41,7 @@ from geosr.io.lock import JobLock
 from geosr.io.outputs import os_reason
 from geosr.models.backbone_checkpoint import is_backbone_spec
 from geosr.models.checkpoint import load_checkpoint, read_spec
-from geosr.models.configs import ArchConfig
+from geosr.models.configs import ArchConfig, get_config
 from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser, build_denoiser
 from geosr.models.registry import bundled_checkpoints, resolve_checkpoint
@@ -136,6 +136,7 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
     if not isinstance(arch, Mapping):
         return src.train(), []
     cfg = ArchConfig.from_dict({**src.cfg.to_dict(), **arch})
+    refuse_unloadable(cfg)
     model = build_denoiser(cfg)
     try:
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
@@ -147,6 +148,21 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
         raise OptionError(f"init {path}: the config's architecture has no place for its tensor {unexpected[0]!r}",
                           param="init")
     return model.train(), list(missing)
+
+
+def refuse_unloadable(arch: ArchConfig) -> None:
+    """Refuse (before anything is built or written) an architecture whose checkpoint geosr's loader would refuse
+    (:func:`geosr.models.spec_bounds.check_spec`): a run with head_channels 5 trained, then its model could not be
+    used, and an odd base_channels was an internal error (found in review)."""
+    from geosr.errors import ModelFileError
+    from geosr.models.spec_bounds import check_spec
+
+    try:
+        check_spec({"arch": arch.to_dict()}, "arch")
+    except ModelFileError as exc:
+        said = str(exc).removeprefix("arch: spec field ").replace("'arch.", "'", 1)
+        raise OptionError(f"arch: {said} (geosr's loader would refuse the model this run writes)",
+                          param="arch") from None
 
 
 def trainable(model: EDMDenoiser, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -379,6 +395,8 @@ class _Run:
                                   param="init")
         else:
             try:
+                refuse_unloadable(get_config(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
+                                              n_map_classes=cfg.n_map_classes))
                 model = build_denoiser(cfg.arch, n_bands=cfg.bands, n_change_classes=self.table.n_classes,
                                        n_map_classes=cfg.n_map_classes)
             except OptionError as exc:  # an unknown name: the diffusion models' architectures, and the backbone's

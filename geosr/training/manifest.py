@@ -21,7 +21,8 @@ Layouts: ``pairs`` (``A/ B/ label/``, :func:`~geosr.training.layouts.change_pair
 of ``crops`` holds crops named ``SCENE_...`` (the scene is the name's first ``scene_parts`` parts): its crops of
 a held-out scene, or of a scene the set ``of`` holds whole, are left out, and crops are never evaluated. Sets
 whose folder is absent are skipped. ``synthetic`` lists single HR images that, with both dates of every
-training pair, feed synthetic change.
+training pair, feed synthetic change (one whose folder is absent is skipped too; a missing one in a folder that
+is there is refused).
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ def collection_synthetic_images(collection: Collection, train_pairs: Sequence[Pa
     for path, bands in collection.synthetic:
         if path.exists():
             imgs.append(read_image(path, bands=bands)[0])
+        elif path.parent.is_dir():  # its folder is there, the image not: a name mistyped (it was dropped unsaid)
+            raise InputError(f"{collection.manifest}: its synthetic image {path} does not exist (its folder does)")
     return imgs
 
 
