@@ -356,6 +356,7 @@ def gdal_opener(*, follow: bool = True) -> Any:
     import urllib.request
 
     env = os.environ
+    context: ssl.SSLContext | None
     if env.get("GDAL_HTTP_UNSAFESSL", "NO").upper() in ("YES", "ON", "TRUE", "1"):
         context = ssl._create_unverified_context()  # noqa: S323 - as the user told GDAL
     else:

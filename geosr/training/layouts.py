@@ -17,9 +17,10 @@ a training config's sources are resolved in :mod:`geosr.training.sources`.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from geosr.training.pairs import (
     read_target,
     same_place,
 )
+
+if TYPE_CHECKING:
+    from geosr.tiling.grid import Grid
 
 LR_FOLDER = re.compile(r"^(real|Bic)_LR_D(\d+)_(\d+)$")
 LR_LIKE = re.compile(r"(^|_)LR(_|$)")  # a folder meant as LRs: Bic_LR_x8, LR_x8, real_LR
@@ -154,6 +158,26 @@ def _same_bands(path: Path, image: torch.Tensor, other_path: Path, other: torch.
 def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> None:
     if (lr.shape[-2] * s, lr.shape[-1] * s) != tuple(target.shape[-2:]):
         raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the HR's footprint at x{s}")
+
+
+def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale: int) -> None:
+    """Refuse a geotiff source whose HR is not at about ``scale`` times the LR's resolution: it was warped onto the
+    LR grid refined by ``scale`` whatever its own (a 30 m truth of a 240 m LR trained at x16 as a cubic upsampling,
+    at x4 as an average; found in review). 15% apart is taken (pixel sizes compared in the LR's CRS)."""
+    from rasterio.warp import transform_bounds
+
+    if hr_grid.crs is None or lr_grid.crs is None or hr_grid.transform.is_identity:
+        return
+    try:
+        left, bottom, right, top = transform_bounds(hr_grid.crs, lr_grid.crs, *hr_grid.bounds)
+    except Exception:  # noqa: BLE001 - not comparable here; the warp names a real problem
+        return
+    hr_px = math.sqrt(abs((right - left) * (top - bottom)) / (hr_grid.width * hr_grid.height))
+    lr_px = math.sqrt(abs(lr_grid.res[0] * lr_grid.res[1]))
+    found = lr_px / hr_px if hr_px > 0 else 0.0
+    if found > 0 and not scale / 1.15 <= found <= scale * 1.15:
+        raise InputError(f"{hr}: its pixels are {found:.3g} times finer than those of the LR {lr}, not {scale} times "
+                         f"(the data source's scale); give the scale the pair has, or an HR at x{scale}")
 
 
 def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: torch.Tensor,
@@ -334,7 +358,9 @@ def geotiff_stack(
     check_same_band_choice([Path(p) for p in (hr, lr, ref) if p is not None], bands,  # (one named, one not)
                            takes_bands=True)
     if lr is not None:
-        grid, _ = hr_grid(inspect_raster(str(lr)).grid, scale)
+        lr_grid = inspect_raster(str(lr)).grid
+        _refuse_other_scale(Path(hr), inspect_raster(str(hr)).grid, Path(lr), lr_grid, scale)
+        grid, _ = hr_grid(lr_grid, scale)
     else:
         grid = inspect_raster(str(hr)).grid
         grid = grid.subgrid(Window(0, 0, grid.width // scale * scale, grid.height // scale * scale))
