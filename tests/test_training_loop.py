@@ -1029,6 +1029,12 @@ def test_incomplete_pairs_left_out_of_training_are_said(tmp_path, images):
     message = " ".join(res.output.split())
     assert res.exit_code == 2 and "no pair has its three images (A/, B/ and label/ of one name): p0.png (no label)" \
         in message, message
+    empty = tmp_path / "empty"  # its folders there, empty: the source was shown as a Python dict (found in review)
+    for d in ("A", "B", "label"):
+        (empty / d).mkdir(parents=True)
+    res = CliRunner().invoke(_app(), ["train", "--data", str(empty), *args[2:], "--out-dir", str(tmp_path / "t")])
+    error = json.loads(res.stdout)["error"]
+    assert res.exit_code == 2 and error == f"{empty}: its data source (pairs) holds no usable image", error
 
 
 def test_images_of_several_band_counts_in_one_source_are_named(tmp_path):

@@ -133,7 +133,8 @@ def load_sources(
                 foreign.extend(p.target for p in syn)
                 described.append(f"synthetic change from {len(syn)} images of {where}")
         if not pairs:
-            raise InputError(f"data source {dict(src)} holds no usable image")
+            shown = os.path.commonpath(src["paths"]) if kind == "synthetic" and src.get("paths") else where
+            raise InputError(f"{shown}: its data source ({kind}) holds no usable image")
         counts = {} if any_bands else {p.target.shape[0]: p.name for p in pairs}
         if len(counts) > 1:  # "set bands = 1" would then fail on the others
             shown = " and ".join(f"{n} band{'s' * (n != 1)} ({name})" for n, name in sorted(counts.items()))
