@@ -1482,3 +1482,24 @@ def test_every_file_behind_a_mosaic_of_many_vrts_is_protected(tmp_path):
     assert {f"t{i}.tif" for i in range(70)} <= found
     r = _invoke("upscale", mosaic, "-x", "2", "-m", "bicubic", "-o", tiles / "t69.tif", "--overwrite")
     assert r.exit_code == 2 and "is read by the LR of this run" in r.output, r.output
+
+
+def test_a_vrt_chain_deeper_than_geosr_follows_is_refused_naming_the_input(tmp_path):
+    """The refusal named an inner VRT of the chain (v2.vrt), not the input given (found in review)."""
+    from geosr.errors import InputError
+    from geosr.io.sources import VRT_DEPTH, gdal_files
+
+    src = make_raster(tmp_path / "base.tif", np.ones((1, 8, 8), np.uint8))
+    previous = src
+    for i in range(1, VRT_DEPTH + 3):
+        with rasterio.open(previous) as ds:
+            head = (f'<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>{ds.crs.to_wkt()}</SRS><GeoTransform>'
+                    f'{",".join(map(str, ds.transform.to_gdal()))}</GeoTransform>')
+        (tmp_path / f"v{i}.vrt").write_text(
+            head + '<VRTRasterBand dataType="Byte" band="1"><SimpleSource><SourceFilename relativeToVRT="1">'
+            f"{previous.name}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>")
+        previous = tmp_path / f"v{i}.vrt"
+    top = str(previous)
+    with pytest.raises(InputError, match=rf"^{re.escape(top)}: nests VRTs more than {VRT_DEPTH} deep \(down to "):
+        gdal_files(top)
+    assert "base.tif" in {Path(f).name for f in gdal_files(str(tmp_path / "v3.vrt"))}

@@ -192,10 +192,10 @@ def test_a_server_that_cannot_say_which_file_it_serves_is_a_network_failure_not_
     from geosr.errors import NetworkError
     from geosr.io import paths
 
-    for answer in ((None, {}, "timed out"), (503, {}, None), (429, {}, None)):
+    for answer in ((None, {}, "timed out"), (503, {}, None), (429, {}, None), (None, {}, "Connection reset by peer")):
         monkeypatch.setattr(paths, "http_head", lambda *a, _answer=answer, **k: _answer)
         with pytest.raises(NetworkError, match=r"http://127.0.0.1:9/a.tif: its server did not say which file it "
-                                               r"serves \((no answer \(timed out\)|HTTP 503|HTTP 429)\)"):
+                                               r"serves \((no answer \(.*\)|HTTP 503|HTTP 429)\)"):
             paths.served_identity("http://127.0.0.1:9/a.tif")
     monkeypatch.setattr(paths, "http_head", lambda *a, **k: (401, {}, None))
     assert paths.served_identity("http://127.0.0.1:9/a.tif") == ["unidentified=HTTP 401"]
@@ -1073,8 +1073,10 @@ def test_no_password_of_a_url_goes_into_a_batch_s_record_or_results(served):
     with plan_upscale(f"{signed_in}/lr.tif", output=None, scale=2, model="bicubic", dry_run=True) as job:
         assert "pw" not in json.dumps(job.fingerprint) and job.fingerprint["inputs"][0][0] == f"{url}/lr.tif"
     line = JobResult("a", "failed", "o.tif", lr=f"{signed_in}/lr.tif,https://x:y@h/b.tif",
-                     error=f"{signed_in}/lr.tif: no such file on its server (HTTP 404)").to_dict()
+                     error=f"{signed_in}/lr.tif: no such file on its server (HTTP 404)",
+                     warnings=[f"{signed_in}/cd.tif: its nodata value 0 is the class 'unchanged'"]).to_dict()
     assert line["lr"] == f"{url}/lr.tif,https://h/b.tif" and line["error"].startswith(f"{url}/lr.tif: no such")
+    assert line["warnings"] == [f"{url}/cd.tif: its nodata value 0 is the class 'unchanged'"]
 
 
 def test_credentials_go_to_the_url_s_own_host_only_and_gdal_s_quoted_headers_are_read(monkeypatch):
@@ -1116,8 +1118,10 @@ def test_credentials_go_to_the_url_s_own_host_only_and_gdal_s_quoted_headers_are
     other = server(None)
     first = server(f"http://localhost:{other.server_port}/a.tif")  # another host: credentials stay behind
     try:
+        monkeypatch.setenv("GDAL_HTTP_HEADERS", 'X-Api-Key: k1,"X-Note: a, b",Authorization: "Bearer s3cret"')
+        assert paths.gdal_request("http://h/x")[1] == {"X-Api-Key": "k1", "X-Note": "a, b",
+                                                        "Authorization": "Bearer s3cret"}
         monkeypatch.setenv("GDAL_HTTP_HEADERS", 'X-Api-Key: k1,"X-Note: a, b"')
-        assert paths.gdal_request("http://h/x")[1] == {"X-Api-Key": "k1", "X-Note": "a, b"}
         ident = paths.served_identity(f"http://u:pw@127.0.0.1:{first.server_port}/a.tif")
         assert ident == ["size=10"]
         assert seen[first.server_port] == [("Basic dTpwdw==", "k1")]

@@ -197,12 +197,12 @@ def test_geotiff_stack_windows(tmp_path):
     maker = TrainingSampleMaker(crop=32, scales=(4,), p_no_ref=0.0)
     for seed in range(6):
         _check_aligned(maker.make(pair, np.random.default_rng(seed)))
-    # an HR at another scale than the source's was warped onto the LR grid refined by it, whatever its own: a 1 m
-    # truth of a 4 m LR trained at x8 as a cubic upsampling, at x2 as an average (found in review)
-    for other in (2, 8):
-        with pytest.raises(InputError, match=r"hr.tif: its pixels are 4 times finer than those of the LR .*lr.tif, "
-                                             rf"not {other} times"):
-            geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=other)
+    # an HR coarser than the source's scale asks was upsampled by cubic into the truth: a 1 m truth of a 4 m LR
+    # trained at x8 (found in review); a finer one is averaged, as at x2
+    with pytest.raises(InputError, match=r"hr.tif: its pixels are only 4 times finer than those of the LR .*lr.tif, "
+                                         r"not 8 times"):
+        geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=8)
+    assert geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=2).shape == (32, 48)
 
 
 def test_a_given_lr_is_read_in_the_physical_values_of_its_hr(tmp_path):

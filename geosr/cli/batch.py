@@ -22,6 +22,7 @@ from geosr.cli.common import (
     run_command,
     upscale_option_parameters,
 )
+from geosr.io.paths import credentials_hidden
 from geosr.options import OPTIONS_BY_NAME
 
 TABLE_ROWS = 30  # the summary lists every failed job, and others up to this many rows
@@ -93,8 +94,8 @@ def batch(
     if not json_out:  # what each job's run warned of (with --quiet too, as upscale does; `warnings` in --json)
         for j in result.jobs:
             for w in j.warnings or ():
-                err_console.print(f"warning: {j.id}: {cli_words(w, 'batch')}", style="yellow", highlight=False,
-                                  markup=False, soft_wrap=True)
+                err_console.print(f"warning: {j.id}: {cli_words(credentials_hidden(w), 'batch')}", style="yellow",
+                                  highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 

@@ -405,9 +405,9 @@ def gdal_request(url: str) -> tuple[str, dict[str, str]]:
         with contextlib.suppress(OSError):  # GDAL names it at the read
             lines += Path(env["GDAL_HTTP_HEADER_FILE"]).read_text(encoding="utf-8").splitlines()
     for line in lines:
-        line = line.strip()
-        if len(line) > 1 and line[0] == line[-1] == '"':  # GDAL's quoted entry: "X-Note: a, b", \" and \\ inside
-            line = re.sub(r'\\(["\\])', r"\1", line[1:-1])
+        # double quotes removed as GDAL's tokenizer removes them (`X-Note: "a, b"` sends a, b), \" and \\ kept as
+        # the character they escape
+        line = re.sub(r'\\(["\\])|"', lambda m: m.group(1) or "", line.strip())
         key, sep, value = line.partition(":")
         if sep and key.strip():
             headers[key.strip()] = value.strip()
@@ -483,13 +483,14 @@ def served_identity(url: str, timeout: float = 10.0) -> list[str]:
     if answer is None:
         return []
     status, headers, why = answer
-    timed_out = status is None and "timed out" in (why or "").lower()
-    if timed_out or (status is not None and (status >= 500 or status in (408, 429))):  # not a different file:
-        said = f"no answer ({why})" if status is None else f"HTTP {status}"  # ask again later
+    # no answer for a setting of GDAL's that urllib does not follow (a TLS trust or client certificate, a proxy's
+    # login): GDAL reads the file, so the run must not fail here (found in review): not identified
+    unfollowed = status is None and re.search(r"ssl|certificate|proxy", why or "", re.IGNORECASE)
+    if (status is None and not unfollowed) or (status is not None and (status >= 500 or status in (408, 429))):
+        said = f"no answer ({why})" if status is None else f"HTTP {status}"  # not a different file: ask again later
         raise NetworkError(f"{named(url)}: its server did not say which file it serves ({said}), so a changed file "
                            "could not be told from the one read before; try again later")
-    if status not in (200, 206):  # refused, or no answer to urllib where GDAL reads the file (its TLS, proxy or a
-        # client certificate: a run that GDAL reads must not fail here; found in review): not identified
+    if status not in (200, 206):  # refused (GDAL names it at the read), or not answered to urllib (above)
         return [f"unidentified={'HTTP ' + str(status) if status is not None else 'no answer'}"]
     size = _file_size(status, headers)
     return ([f"size={size}"] if size is not None else []) + [f"{k}={headers[k]}" for k in ("Last-Modified", "ETag")

@@ -207,7 +207,7 @@ _ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/", re.IGNORECASE)
 VRT_DEPTH = 16  # VRTs within VRTs followed; deeper is refused (GDAL itself stops at a nesting of about 50)
 
 
-def gdal_files(path: str, _seen: frozenset[str] = frozenset(), _depth: int = 0) -> list[str]:
+def gdal_files(path: str, _seen: frozenset[str] = frozenset(), _depth: int = 0, _root: str | None = None) -> list[str]:
     """The local files GDAL reads for one raster besides ``path`` itself: a VRT's sources (GDAL's file list), and
     theirs where a source is itself a VRT (GDAL lists one level: an output over the file behind a VRT of a VRT
     destroyed the input, and --resume missed its change; found in review), the archive behind a /vsizip/,
@@ -219,9 +219,9 @@ def gdal_files(path: str, _seen: frozenset[str] = frozenset(), _depth: int = 0) 
         if not f.lower().endswith(".vrt") or os.path.realpath(f) in seen:
             continue
         if _depth >= VRT_DEPTH:  # (a cap on siblings left all but 63 tiles of a mosaic unprotected; review)
-            raise InputError(f"{path}: nests VRTs more than {VRT_DEPTH} deep; geosr follows the files behind an "
-                             "input (which no output may replace) that far only")
-        found += [g for g in gdal_files(f, seen, _depth + 1) if g not in found]
+            raise InputError(f"{_root or path}: nests VRTs more than {VRT_DEPTH} deep (down to {f}); geosr follows "
+                             "the files behind an input (which no output may replace) that far only")
+        found += [g for g in gdal_files(f, seen, _depth + 1, _root or path) if g not in found]
     return found
 
 

@@ -161,9 +161,10 @@ def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> Non
 
 
 def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale: int) -> None:
-    """Refuse a geotiff source whose HR is not at about ``scale`` times the LR's resolution: it was warped onto the
-    LR grid refined by ``scale`` whatever its own (a 30 m truth of a 240 m LR trained at x16 as a cubic upsampling,
-    at x4 as an average; found in review). 15% apart is taken (pixel sizes compared in the LR's CRS)."""
+    """Refuse a geotiff source whose HR is coarser than the LR grid refined by ``scale``: it was warped onto it by
+    cubic whatever its own resolution (a 30 m truth of a 240 m LR trained at x16 as its upsampling; found in
+    review). 15% coarser is taken (pixel sizes compared in the LR's CRS); a finer HR is averaged onto it, as the
+    docs say (a 1 m truth of a 10 m LR at x8)."""
     from rasterio.warp import transform_bounds
 
     if hr_grid.crs is None or lr_grid.crs is None or hr_grid.transform.is_identity:
@@ -175,9 +176,10 @@ def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale:
     hr_px = math.sqrt(abs((right - left) * (top - bottom)) / (hr_grid.width * hr_grid.height))
     lr_px = math.sqrt(abs(lr_grid.res[0] * lr_grid.res[1]))
     found = lr_px / hr_px if hr_px > 0 else 0.0
-    if found > 0 and not scale / 1.15 <= found <= scale * 1.15:
-        raise InputError(f"{hr}: its pixels are {found:.3g} times finer than those of the LR {lr}, not {scale} times "
-                         f"(the data source's scale); give the scale the pair has, or an HR at x{scale}")
+    if found > 0 and found < scale / 1.15:
+        raise InputError(f"{hr}: its pixels are only {found:.3g} times finer than those of the LR {lr}, not {scale} "
+                         f"times (the data source's scale): it would be upsampled into the truth; give a scale of at "
+                         f"most {found:.3g}, or an HR at x{scale}")
 
 
 def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: torch.Tensor,

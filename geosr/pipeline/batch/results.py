@@ -71,13 +71,15 @@ class JobResult:
     warnings: list[str] | None = None  # what the job's run warned of (upscale's warnings), once each
 
     def to_dict(self) -> dict:
-        """The line, without the ``user:password@`` of any URL in it (the LR, an error naming it)."""
+        """The line, without the ``user:password@`` of any URL in it (the LR, an error or a warning naming it)."""
         from geosr.io.paths import credentials_hidden
 
         line = asdict(self)
         for key in ("lr", "error"):
             if line[key]:
                 line[key] = credentials_hidden(line[key])
+        if line["warnings"]:  # (a warning may name an input: a change mask's nodata; found in review)
+            line["warnings"] = [credentials_hidden(w) for w in line["warnings"]]
         return line
 
 
