@@ -143,6 +143,8 @@ def composite(path: str) -> Composite | None:
             raise NotARasterError(f"{path}: Sentinel-2 products are read from a local .SAFE folder or .zip, and as a "
                                   f"STAC item {why}; download the product first, or give its STAC item")
         if comp is None:  # a URL without a suffix that is not a STAC item: a plain raster for GDAL
+            if len(_NOT_ITEMS) >= 64:  # (bounded, as _CACHE is: a batch worker looks at many)
+                _NOT_ITEMS.clear()
             _NOT_ITEMS[path] = time.monotonic()
             return None
     elif is_safe_name(p) or (Path(path).is_dir() and safe_metadata(Path(path)) is not None):
@@ -204,7 +206,7 @@ def member_inputs(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str]]
 _ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/", re.IGNORECASE)
 
 
-VRT_DEPTH = 16  # VRTs within VRTs followed; deeper is refused (GDAL itself stops at a nesting of about 50)
+VRT_DEPTH = 16  # VRTs within VRTs followed; deeper is refused
 
 
 def gdal_files(path: str, _seen: frozenset[str] = frozenset(), _depth: int = 0, _root: str | None = None) -> list[str]:
