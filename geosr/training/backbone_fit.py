@@ -109,9 +109,13 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
 def _scaled(grey: np.ndarray) -> torch.Tensor:
     """A deep grey image (H, W) as (3, H, W) uint8: divided by its 99.5th percentile, as a deep GeoTIFF is."""
     a = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
-    hi = float(np.percentile(a, 99.5)) if a.size else 0.0
-    a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255).round().astype(np.uint8)
-    return torch.from_numpy(np.repeat(a[None], 3, axis=0))
+    return torch.from_numpy(np.repeat(_eight_bits(a, a.ravel())[None], 3, axis=0))
+
+
+def _eight_bits(a: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Deep values ``a`` as uint8: divided by the 99.5th percentile of ``values`` (those with data) to 0-255."""
+    hi = float(np.percentile(values, 99.5)) if values.size else 0.0
+    return np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255).round().astype(np.uint8)
 
 
 def _read_tiff(p: Path) -> torch.Tensor:
@@ -136,9 +140,7 @@ def _read_tiff(p: Path) -> torch.Tensor:
     m = m[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     a = np.nan_to_num(m.filled(0.0), nan=0.0, posinf=0.0, neginf=0.0)
     if not eight_bit:
-        valid = a[~np.ma.getmaskarray(m)]
-        hi = float(np.percentile(valid, 99.5)) if valid.size else 0.0
-        a = np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255)
+        return torch.from_numpy(_eight_bits(a, a[~np.ma.getmaskarray(m)]))
     return torch.from_numpy(a.round().astype(np.uint8))
 
 
