@@ -242,6 +242,22 @@ def test_a_refused_row_with_two_problems_is_one_failed_job_with_both_reasons(sce
             batch(scenes / "m.csv", skip_invalid=True, **{name: True})
 
 
+def test_a_row_is_told_every_bad_value_at_once(scenes):
+    """Found in review: a row's values were told in rounds: a bad compress or sampler hid a bad steps, and of the
+    shared checks only the first refusal was told, so a row was mended one value per run."""
+    (scenes / "m.csv").write_text("lr,out,x,model,compress,steps,window,overlap,compress_level\n"
+                                  "s0.tif,out/a.tif,2,bicubic,FOO,-2,8,10,\n"
+                                  "s1.tif,out/b.tif,2,bicubic,LZW,-1,8,2,5\n")
+    m = read_manifest(scenes / "m.csv")
+    assert not m.jobs
+    first = [p.message for p in m.problems if p.where == "m.csv line 2"]
+    assert len(first) == 3, m.problems
+    assert first[0].startswith("compress: 'FOO'") and first[1].startswith("overlap 10 must be smaller")
+    assert first[2] == "steps must be a whole number of at least 0, not -2"
+    second = [p.message for p in m.problems if p.where == "m.csv line 3"]
+    assert len(second) == 2 and second[0].startswith("steps must") and "compress_level 5" in second[1], second
+
+
 def test_refused_rows_claim_their_names_and_outputs_wherever_they_stand(scenes):
     """Found in review: a refused row claimed its output only against the rows below it (a valid job above it with
     the same output ran), and a refused row named after its output's stem did not claim that name: a job with that

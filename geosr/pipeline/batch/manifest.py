@@ -651,17 +651,31 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         problems.append(f"sampler: {v['sampler']!r} is not one of {', '.join(SAMPLER_PRESETS)}")
     if v.get("lr_consistency") is not None and v["lr_consistency"] not in LR_CONSISTENCY_MODES:
         problems.append(f"lr_consistency: {v['lr_consistency']!r} is not one of {', '.join(LR_CONSISTENCY_MODES)}")
-    if problems:
-        return None, [Problem(where, m) for m in problems]
-    out = paths.pop("out")
+    out = paths.pop("out", None)
     paths |= {k: _with_absolute_files(k, v[k], root) for k in FILE_OPTIONS if option_files(k, v.get(k), root)}
-    flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key} | paths
-    try:  # the checks every door shares (geosr.options / geosr.config)
-        options = UpscaleOptions.from_flat(flat).flat()
-    except InputError as exc:
-        return None, [Problem(where, str(exc))]
+    told = {"x": "scale", "compress": "compress", "sampler": "sampler", "lr_consistency": "lr_consistency"}
+    refused = {told[m.split(":", 1)[0]] for m in problems if m.split(":", 1)[0] in told}
+    flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key and o.name not in refused} | paths
+    options = _checked(flat, problems)
+    if problems or options is None:
+        return None, [Problem(where, m) for m in problems]
     values = {key: options[o.name] for key, o in _BY_KEY.items()}
     return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
+
+
+def _checked(flat: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
+    """``flat`` as :meth:`UpscaleOptions.from_flat` resolves it (the checks every door shares: geosr.options /
+    geosr.config), or None with its refusals added to ``problems``: every option it refuses, in one reading (a
+    refused option is set aside and the rest checked again), so that a row is not mended one value per run."""
+    flat = dict(flat)
+    while True:
+        try:
+            return UpscaleOptions.from_flat(flat).flat()
+        except InputError as exc:
+            problems.append(str(exc))
+            if exc.param not in flat:  # (no option of its own to set aside: the rest cannot be checked without it)
+                return None
+            del flat[exc.param]
 
 
 def option_files(key: str, value: Any, root: Path | None = None) -> list[str]:
