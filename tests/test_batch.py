@@ -411,6 +411,15 @@ def test_a_job_s_warnings_reach_its_results_line(tmp_path, monkeypatch):
         p["said"]["ran_away"] = 1
     done = run_finish_task(split, "cpu", "run-1", parts)
     assert done["ok"] and done["warnings"] == [seed, ran_away_warning("bicubic", 2)], done
+    # a dry run tells what each planned job's plan warns of, as `geosr upscale --dry-run` does (it told nothing;
+    # found in review), and the CLI prints them
+    (tmp_path / "dry.yaml").write_text("jobs:\n  - {lr: a.tif, out: c_x2.tif, x: 2, model: bicubic, seed: 5}\n"
+                                       "  - {lr: a.tif, out: d_x2.tif, x: 2, model: bicubic}\n")
+    dry = batch(tmp_path / "dry.yaml", dry_run=True)
+    assert [j.warnings for j in dry.jobs] == [[seed], None], dry.jobs
+    said = CliRunner().invoke(_cli(), ["batch", str(tmp_path / "dry.yaml"), "--dry-run"])
+    assert said.exit_code == 0 and "warning: c_x2: model bicubic does not sample by diffusion, so --seed changes" \
+        in " ".join(said.stderr.split()), said.stderr
 
 
 def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):

@@ -259,6 +259,7 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
             fingerprint, tags = comparable(job.fingerprint), dict(job.meta.tags)
             n_rows, n_cols, windows = job.plan.n_rows, job.plan.n_cols, len(job.plan)
             memory_mb = float(job.summary["memory_mb"])
+            warnings = tuple(dict.fromkeys(job.summary.get("warnings") or ()))
     except InputError as exc:
         return Problem(spec.where, str(exc), spec.id, spec.lr, spec.out)
     except NetworkError:
@@ -266,7 +267,7 @@ def _check_job_once(spec: JobSpec, models: _ClientModels, *, overwrite: bool, fo
     except Exception as exc:  # noqa: BLE001 - a raster GDAL chokes on is still this row's problem
         return Problem(spec.where, f"{type(exc).__name__}: {exc}", spec.id, spec.lr, spec.out)
     parts = split_rows(n_rows, n_cols, spec.split_windows)
-    base = dict(spec=spec, windows=windows, window_rows=n_rows, parts=parts, memory_mb=memory_mb)
+    base = dict(spec=spec, windows=windows, window_rows=n_rows, parts=parts, memory_mb=memory_mb, warnings=warnings)
     out = Path(spec.out)
     if not out.exists():
         foreign = None if overwrite or spec.overwrite else _foreign_sidecar(out)

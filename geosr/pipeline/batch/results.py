@@ -26,6 +26,7 @@ class PlannedJob:
     replaces: tuple[tuple[str, int, int], ...] = ()
     memory_mb: float = 0.0
     error_type: str | None = None  # why a "fail" job fails: OutputExistsError, or NetworkError (worth a new run)
+    warnings: tuple[str, ...] = ()  # what its plan warned of (bands, settings it ignores): a dry run tells them
 
 
 @dataclass
@@ -170,7 +171,7 @@ def job_result(pj: PlannedJob, status: str, **kw) -> JobResult:
 def planned_result(pj: PlannedJob) -> JobResult:
     """What a dry run reports for ``pj``."""
     if pj.action == "run":
-        return job_result(pj, "planned", error=None)
+        return job_result(pj, "planned", error=None, warnings=list(pj.warnings) or None)
     if pj.action == "skip":
         return job_result(pj, "skipped")
     return job_result(pj, "failed", stage="check", error=pj.reason, error_type=pj.error_type or "OutputExistsError")
