@@ -115,6 +115,10 @@ def test_metrics_known_values_and_torchmetrics():
     tm_vif = float(visual_information_fidelity(y(big_sr), y(big_hr)))
     assert M.vif(big_sr, big_hr) == pytest.approx(tm_vif, abs=0.05)
     assert M.vif(hr, hr) == pytest.approx(1.0)
+    # an 8-bit output whose every block averages to its LR pixel exactly (nearest upsampling) is "inf", as the docs
+    # say: averaged in float32 it was 143 dB, a finite value that entered (and ruled) the means
+    lr = (torch.rand(3, 16, 16, generator=g) * 255).round() / 255
+    assert M.lr_consistency(lr.repeat_interleave(4, -2).repeat_interleave(4, -1), lr, 4) == math.inf
 
 
 def test_back_projection_makes_the_sr_lr_consistent():
@@ -867,6 +871,50 @@ def test_a_reference_s_nodata_is_no_reference_in_evaluation_and_training(tmp_pat
     summary = json.loads((tmp_path / "ev" / "metrics.json").read_text())["summary"]["4"]
     paste, bicubic = (float(summary[m]["overall"]["psnr_y"]) for m in ("reference-paste", "bicubic"))
     assert paste > bicubic, (paste, bicubic)  # the true half pasted, bicubic in the other (was 16.7 against 39.8)
+
+
+def test_a_change_label_s_nodata_is_not_labelled(tmp_path):
+    """A change label's declared nodata (255, as `geosr detect-changes` writes where it cannot tell) was scored as
+    changed: a label with a third unknown gave changed_fraction 0.5 for a change of 0.17, the unknown third in the
+    changed area's metrics (found in review). Its nodata is unlabelled now, in A/B/label and Ref-Diff folders, and
+    a nodata value the table does not declare (254) is no undeclared value."""
+    import rasterio
+    from affine import Affine
+
+    from geosr.training.evaluate import evaluate as run_evaluation
+    from geosr.training.layouts import change_pair_folder, refdiff_folder
+
+    b = _image(0, 96, 96).transpose(2, 0, 1)
+    a = b.copy()
+    a[:, 8:40, 8:56] = 255 - a[:, 8:40, 8:56]
+    label = np.zeros((1, 96, 96), np.uint8)
+    label[:, 8:40, 8:56] = 1
+    label[:, :, 64:] = 255
+
+    def write(path, arr, nodata=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(path, "w", driver="GTiff", width=96, height=96, count=arr.shape[0], dtype="uint8",
+                           crs="EPSG:32633", transform=Affine(1, 0, 500000, 0, -1, 5000000), nodata=nodata) as ds:
+            ds.write(arr)
+
+    root = tmp_path / "ab"
+    write(root / "A" / "s.tif", a)
+    write(root / "B" / "s.tif", b)
+    write(root / "label" / "s.tif", label, nodata=255)
+    (pair,) = change_pair_folder(root)
+    assert pair.labelled is not None and not bool(pair.labelled[:, 64:].any()) and bool(pair.labelled[:, :64].all())
+    run_evaluation(root, models=[], scales=[4], out=tmp_path / "ev")
+    case = json.loads((tmp_path / "ev" / "metrics.json").read_text())["cases"][0]
+    assert case["changed_fraction"] == pytest.approx(32 * 48 / 96**2)
+
+    label[:, :, 64:] = 254  # a nodata value the binary table does not declare
+    ref_root = tmp_path / "refdiff"
+    write(ref_root / "HR_512" / "r0.tif", b)
+    write(ref_root / "Ref" / "r0.tif", a)
+    write(ref_root / "CD_mask" / "r0.tif", label, nodata=254)
+    (case,) = refdiff_folder(ref_root)
+    assert case.labelled is not None and not bool(case.labelled[:, 64:].any()) and bool(case.labelled[:, :64].all())
+    assert int(case.change[:, :64].count_nonzero()) == 32 * 48
 
 
 def test_a_given_lr_s_nodata_is_neither_scored_nor_given_as_black(tmp_path):

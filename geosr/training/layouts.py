@@ -36,6 +36,7 @@ from geosr.training.pairs import (
     georeferencing,
     list_images,
     named_rgb,
+    read_label,
     read_mask,
     read_target,
     same_place,
@@ -109,7 +110,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         ref, _, ref_valid = read_target(ref_path) if ref_path else (None, 1.0, None)
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
-        mask = read_mask(cd_path) if cd_path else None
+        mask, known = read_label(cd_path) if cd_path else (None, None)
         h, w = target.shape[-2:]
         for path, shape in ((ref_path, None if ref is None else tuple(ref.shape[-2:])),
                             (cd_path, None if mask is None else mask.shape)):
@@ -121,13 +122,16 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         ref = ref[:, :h, :w] if ref is not None else None
         ref_valid = ref_valid[:h, :w] if ref_valid is not None else None
         mask = mask[:h, :w] if mask is not None else None
-        # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere)
-        labelled = None if cd_path else torch.zeros(target.shape[-2:], dtype=torch.bool)
+        known = known[:h, :w] if known is not None else None
+        # no mask: nothing known of change (scored overall only, never taken as unchanged everywhere); its nodata:
+        # not known there
+        labelled = torch.zeros(target.shape[-2:], dtype=torch.bool) if not cd_path else \
+            None if known is None else torch.from_numpy(known)
         pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid,
                           ref_valid=ref_valid))
-        masks.append((cd_path, mask) if cd_path is not None and mask is not None else None)
+        masks.append((cd_path, mask, known) if cd_path is not None and mask is not None else None)
     if table is None:
-        top = max((int(m[1].max()) for m in masks if m is not None), default=1)
+        top = max((int(_labels(m[1], m[2]).max(initial=0)) for m in masks if m is not None), default=1)
         table = SECOND if top == 6 else CNAM if top == 5 else BINARY
     for p, found in zip(pairs, masks):
         p.table = table
@@ -135,12 +139,18 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     return pairs
 
 
-def _declared(path: Path, mask: np.ndarray, table: ChangeClassTable) -> np.ndarray:
-    """``mask``, refused when it holds values ``table`` does not declare: they were scored (and given to the models)
-    as the first changed class, without a word (a resampled label's 128 as "non-vegetated ground surface")."""
-    index, _ = table.lookup(mask)
+def _labels(mask: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """The values of a change label where it is known (not its nodata)."""
+    return mask if known is None else mask[known]
+
+
+def _declared(path: Path, mask: np.ndarray, known: np.ndarray | None, table: ChangeClassTable) -> np.ndarray:
+    """``mask``, refused when it holds values ``table`` does not declare where it is ``known``: they were scored
+    (and given to the models) as the first changed class, without a word (a resampled label's 128 as
+    "non-vegetated ground surface"). Its nodata goes to the models as the table's unknown class."""
+    index, _ = table.lookup(_labels(mask, known))
     if (index < 0).any():
-        odd = sorted(np.unique(mask[index < 0]).tolist())
+        odd = sorted(np.unique(_labels(mask, known)[index < 0]).tolist())
         shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
         raise InputError(f"{path}: the change mask holds values {shown} that the {table.name!r} class table does "
                          f"not declare (it declares {', '.join(str(c.value) for c in table.classes)}); give the data "
@@ -247,7 +257,7 @@ def change_pair_folder(
         (ref, _, ref_valid), (target, _, valid) = read_target(a_path, bands=bands), read_target(b_path, bands=bands)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
-        mask = read_mask(l_path) if l_path else None
+        mask, known = read_label(l_path) if l_path else (None, None)
         sizes = [(a_path, tuple(ref.shape[1:])), (b_path, tuple(target.shape[1:]))]
         sizes += [(l_path, mask.shape)] if l_path and mask is not None else []
         h, w = min(hw[0] for _, hw in sizes), min(hw[1] for _, hw in sizes)
@@ -258,14 +268,17 @@ def change_pair_folder(
                                  "must cover the same area at the same size")
         ref, target, valid = ref[:, :h, :w], target[:, :h, :w], None if valid is None else valid[:h, :w]
         ref_valid = None if ref_valid is None else ref_valid[:h, :w]
+        known = None if known is None else known[:h, :w]
         if mask is not None:  # else a value such as 30 (a resampled or lossy label) would count as changed
-            odd = sorted(set(np.unique(mask).tolist()) - {c.value for c in BINARY.classes})
+            odd = sorted(set(np.unique(_labels(mask[:h, :w], known)).tolist()) - {c.value for c in BINARY.classes})
             if odd:
                 shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
                 raise InputError(f"{l_path}: the change label holds values {shown}; a label is 0 (unchanged) and 1 "
                                  "or 255 (changed)")
         change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
-        labelled = None if l_path else torch.zeros(h, w, dtype=torch.bool)  # no label: nothing known of change
+        # no label: nothing known of change; its nodata: not known there
+        labelled = torch.zeros(h, w, dtype=torch.bool) if not l_path else \
+            None if known is None else torch.from_numpy(known)
         pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem,
                           valid=valid, ref_valid=ref_valid))
     return pairs

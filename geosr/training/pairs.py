@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -277,17 +277,33 @@ def read_mask(path: str | Path) -> np.ndarray:
         return _read_mask(path)
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A change label: its class raster (:func:`read_mask`) and where it is known, (H, W) bool, or None where it
+    is known everywhere. A GeoTIFF's nodata (or mask) is not labelled: it was scored as a class (``detect-changes``
+    writes 255 where it cannot tell, BINARY's "changed"; found in review)."""
+    path = Path(path)
+    with _readable(path):
+        return _read_mask(path, known=True)
+
+
+def _read_mask(path: Path, known: bool = False) -> Any:
     if path.suffix.lower() in (".tif", ".tiff"):
         import rasterio
+        from rasterio.enums import MaskFlags
 
         with rasterio.open(path) as ds:
-            return ds.read(1).astype(np.int64)
+            values = ds.read(1).astype(np.int64)
+            if not known:
+                return values
+            if MaskFlags.all_valid in ds.mask_flag_enums[0]:
+                return values, None
+            where = ds.read_masks(1) > 0
+            return values, None if where.all() else where
     from PIL import Image
 
     with Image.open(path) as im:
         arr = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I") else im)
-    return arr.astype(np.int64)
+    return (arr.astype(np.int64), None) if known else arr.astype(np.int64)
 
 
 def classes_of(values: np.ndarray, table: ChangeClassTable) -> torch.Tensor:
@@ -310,5 +326,5 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-__all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "classes_of", "find_image",
-           "list_images"]
+__all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "read_label", "classes_of",
+           "find_image", "list_images"]
