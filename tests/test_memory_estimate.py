@@ -285,3 +285,38 @@ def test_a_dry_run_times_a_sampler_of_many_steps_at_one_and_four(monkeypatch):
     seconds = up._estimate_seconds(job)
     assert seen == [1, 4] and inner.preset is preset and "preset" not in vars(job.sr)
     assert seconds == pytest.approx((1.0 + 0.5 * preset.nfe) / 2 * 3 * 2)
+
+    # a DIFFUSION+BACKBONE: its diffusion model's preset, also behind a wrapper (its dry run ran all 511 steps of
+    # the paper preset; found in review); with steps 0, which samples nothing, the model once as it is
+    from geosr.models.residual_sampler import ResidualSampler
+
+    for steps, timed in ((None, [1, 4]), (0, [preset.steps])):
+        seen.clear()
+        residual = ResidualSampler.__new__(ResidualSampler)
+        residual.diffusion, residual.steps = inner, steps
+        job = SimpleNamespace(plan=plan, batch_size=2, sr=LRConsistent(residual))
+        monkeypatch.setattr(up, "_run_model", lambda j, group: seen.append(inner.preset.steps))
+        up._estimate_seconds(job)
+        assert seen == timed and inner.preset is preset, (steps, seen)
+
+
+def test_a_dry_run_stopped_by_a_signal_does_not_say_resume(tmp_path, monkeypatch):
+    """A dry run killed while timing said "run again with --resume to continue where it stopped": it wrote
+    nothing, there is nothing to resume (found in review)."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.pipeline import upscale as up
+
+    make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24) * 255).astype(np.uint8))
+
+    def stop(job, done_rows=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(up, "_estimate_seconds", stop)
+    res = CliRunner().invoke(app, ["upscale", str(tmp_path / "lr.tif"), "-x", "2", "-m", "bicubic", "-o",
+                                   str(tmp_path / "out.tif"), "--dry-run"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 130 and "interrupted; it was a dry run, which writes nothing" in said, said
+    assert "--resume" not in said and sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,7 +10,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -220,7 +221,8 @@ def upscale(
     """
     t0 = time.perf_counter()
     check_callable(progress, "progress", "(done, total)")  # else a TypeError at the first row, its work folder left
-    with plan_upscale(lr, output=output, options=options, dry_run=dry_run, resume=resume, **fields) as job:
+    with _nothing_to_resume(dry_run), plan_upscale(lr, output=output, options=options, dry_run=dry_run,
+                                                   resume=resume, **fields) as job:
         if dry_run:  # with resume, what the run would find: the same refusal, or the rows it would not redo
             resumed = 0
             if resume and output is not None:
@@ -345,6 +347,17 @@ def _add_within(acc: RowBandAccumulator, out: np.ndarray, weight: np.ndarray, wi
     acc.add(out[:, rows, cols], weight[rows, cols], r0 + top, c0 + left)
 
 
+@contextlib.contextmanager
+def _nothing_to_resume(dry_run: bool) -> Iterator[None]:
+    """A dry run stopped by a signal says so, not "run again with --resume" (it wrote nothing; found in review)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:  # (and SIGTERM's Terminated)
+        if dry_run:
+            exc.geosr_again = "; it was a dry run, which writes nothing"  # type: ignore[attr-defined]
+        raise
+
+
 PROBE_STEPS = 4  # the longer of the two sampler runs a dry run times (then scaled to the preset's steps)
 
 
@@ -353,8 +366,13 @@ def _estimate_seconds(job: UpscaleJob, done_rows: int = 0) -> float:
     the rows after ``done_rows``, which a resumed run does not redo; it estimated the whole plan, found in review)."""
     groups = _batches(job.plan.row_windows(0), job.batch_size)
     owner = job.sr  # the model that holds the preset: wrappers (LR-consistency, reference detail, rescaling) pass
-    while "preset" not in vars(owner) and "inner" in vars(owner):  # reads through, not writes (found in review)
-        owner = owner.inner
+    # reads through, not writes (found in review), and a DIFFUSION+BACKBONE to its diffusion model (its dry run
+    # ran every step of the paper preset; found in review) unless it samples none (steps 0)
+    while "preset" not in vars(owner) and vars(owner).get("steps") != 0:
+        nxt = vars(owner).get("inner") or vars(owner).get("diffusion")
+        if nxt is None:
+            break
+        owner = nxt
     preset = vars(owner).get("preset")
     if isinstance(preset, SamplerPreset) and preset.nfe > replace(preset, steps=min(PROBE_STEPS, preset.steps)).nfe:
         # a sampler of many steps is timed at one and a few (then put back): the time per network evaluation and
