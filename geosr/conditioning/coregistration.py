@@ -205,9 +205,15 @@ def refine_offset(
         for _, _, r0, c0 in candidates:
             valid &= blocks(gaps, r0, c0) == 0
         if valid.sum() >= MIN_SIDE * MIN_SIDE:
-            a = _detail(lr, valid)
-            for i, j, r0, c0 in candidates:
-                scores[i, j] = _ncc(a, _detail((blocks(band, r0, c0) / (k * k))[None], valid))
+            # each detail clipped to a few robust deviations: a changed patch's strong edges (a flat new roof, 2%
+            # of the scene) outweighed the texture and pulled the plain correlation 0.2 LR px off (found in
+            # review); the reference's bound is its unmoved candidate's, one for every move, so that the scores
+            # compare
+            a = _clipped(_detail(lr, valid), valid)
+            moved = {(i, j): _detail((blocks(band, r0, c0) / (k * k))[None], valid) for i, j, r0, c0 in candidates}
+            bound = _bound(moved.get((half, half), next(iter(moved.values()))), valid)
+            for (i, j), detail in moved.items():
+                scores[i, j] = _ncc(a, np.clip(detail, -bound, bound))
         i, j = (int(v) for v in np.unravel_index(np.argmax(scores), scores.shape))
         if not np.isfinite(scores[i, j]) or (0 < i < 2 * half and 0 < j < 2 * half) or rnd == REFINE_ROUNDS - 1:
             break
@@ -343,6 +349,21 @@ def _detail(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     detail = np.where(valid, detail, 0.0)
     taper = np.outer(np.hanning(detail.shape[0]), np.hanning(detail.shape[1]))
     return (detail - detail[valid].mean()) * taper
+
+
+ROBUST_SIGMAS = 4.0  # the refinement's clip, in robust standard deviations of each detail image
+
+
+def _bound(detail: np.ndarray, valid: np.ndarray) -> float:
+    """ROBUST_SIGMAS robust standard deviations (1.4826 median absolute values) of ``detail`` over ``valid``; inf
+    where that is 0 (a detail mostly flat is not clipped to nothing)."""
+    spread = 1.4826 * float(np.median(np.abs(detail[valid]))) if valid.any() else 0.0
+    return ROBUST_SIGMAS * spread if spread > 0 else math.inf
+
+
+def _clipped(detail: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    bound = _bound(detail, valid)
+    return np.clip(detail, -bound, bound)
 
 
 def _box_blur(img: np.ndarray, radius: int) -> np.ndarray:
