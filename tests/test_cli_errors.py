@@ -983,4 +983,21 @@ def test_a_map_s_classes_are_checked_against_the_model_s(scene, map_model, tmp_p
     assert r.exit_code == 0, r.output
     with rasterio.open(out) as ds:
         assert ds.tags()["OSM_ATTRIBUTION"] == "© OpenStreetMap contributors"
+    # its nodata is no class (found in review): an untagged map with a reprojection's fill 255 was refused as
+    # "holds class 255"; a nodata value that is a class (1, building) lost that class without a word
+    ones[0, 0] = 0
+    filled = ones.copy()
+    filled[:, :20] = 255
+    untagged = a_map("filled.tif", filled)
+    with rasterio.open(untagged, "r+") as ds:
+        ds.nodata = 255
+    r = run(untagged)
+    assert r.exit_code == 0, r.output
+    hidden = a_map("hidden.tif", ones, ["background", "building"])
+    with rasterio.open(hidden, "r+") as ds:
+        ds.nodata = 1
+    r = run(hidden, named)
+    said = json.loads(r.stdout.strip().splitlines()[-1])["warnings"] if r.exit_code == 0 else r.output
+    assert any("hidden.tif: its nodata value 1 is the class 'building', so those pixels are read as background "
+               "(class 0); unset the map's nodata value" in w for w in said), said
     del torch

@@ -196,6 +196,26 @@ def test_resume_tells_apart_how_the_model_runs(tmp_path):
     assert own.fingerprint != other.fingerprint
 
 
+def test_resume_takes_the_model_s_own_settings_given_and_names_a_change_by_its_option(tmp_path):
+    """Found in review: `--steps 1`, `--lr-consistency box` or `--ref-detail` given to the default model, its own
+    settings (the same bytes), refused a resume of a run without them ("`steps` unset -> 1"), and a real change
+    was named by the fingerprint's keys ("model_settings.sampler.steps 1 -> 2", "reference_detail ... -> unset")."""
+    from geosr.pipeline.fingerprints import fingerprint_changes
+    from geosr.pipeline.upscale import plan_upscale
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24) * 255).astype(np.uint8))
+
+    def fingerprint(**kw):
+        with plan_upscale(str(lr), output=tmp_path / "o.tif", scale=4, model="default", dry_run=True, **kw) as job:
+            return job.fingerprint
+
+    own = fingerprint()
+    assert fingerprint(steps=1, lr_consistency="box", ref_detail=True) == own
+    assert fingerprint_changes(own, fingerprint(steps=2)) == ["`steps` 1 -> 2"]
+    assert fingerprint_changes(own, fingerprint(ref_detail=False)) == ["`ref_detail` injection, sigma 8 LR px -> off"]
+    assert fingerprint_changes(own, fingerprint(seed=3)) == ["`seed` 0 -> 3"]
+
+
 def test_the_cog_has_the_same_bytes_whatever_the_compression_threads(tmp_path, monkeypatch):
     """GDAL compresses the COG's blocks on several threads (geosr.io.writer.cog_threads); the bytes must not depend
     on how many, or resumed and batch runs would not reproduce a single run's file."""

@@ -409,7 +409,7 @@ def test_aoi_from_a_vector_file_in_another_crs(tmp_path):
     assert (left, top) == (500100.0, 4999860.0) and right in (500210.0, 500220.0) and bottom in (4999700.0, 4999690.0)
 
 
-def test_a_style_image_changes_a_style_model_output(tmp_path):
+def test_a_style_image_changes_a_style_model_output(tmp_path, monkeypatch):
     """--style IMAGE: the image is read in the scene's model space and fed to the model's style encoder."""
     from geosr.config import SamplerConfig
     from geosr.models.checkpoint import make_spec, save_checkpoint
@@ -428,6 +428,17 @@ def test_a_style_image_changes_a_style_model_output(tmp_path):
     with rasterio.open(a) as x, rasterio.open(b) as y:
         assert (x.read() != y.read()).any()
         assert json.loads(y.tags()["GEOSR_INPUTS"]) == {"lr": "lr.tif", "style": "warm.tif"}
+    # the style file by its identity, not its spelling: `./warm.tif` or its absolute path refused a resume of a
+    # run with `warm.tif` (found in review)
+    from geosr.pipeline.job import plan_upscale
+
+    def fingerprint(style):
+        with plan_upscale(str(src), output=tmp_path / "p.tif", dry_run=True, style=style, **opts) as job:
+            return job.fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    assert fingerprint("warm.tif") == fingerprint("./warm.tif") == fingerprint(str(warm))
+    assert fingerprint("warm.tif") != fingerprint("lr.tif")
 
 
 def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):

@@ -53,10 +53,22 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         if key == "model_settings.checksum":
             said.append(f"model {flat_new.get('model')}'s weights changed")
             continue
-        a, b = (v if isinstance(v, str) else "unset" if v is None else json.dumps(v) for v in (x, y))  # not "null"
-        name = names.get(key, key)
-        said.append(f"{name} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{name} changed")
+        setting = _MODEL_SETTINGS.get(key, "sampler.preset" if key.startswith("model_settings.sampler.") else None)
+        unset = "off" if setting else "unset"  # (a setting the model runs without: reference detail off)
+        a, b = (v if isinstance(v, str) else unset if v is None else json.dumps(v) for v in (x, y))  # not "null"
+        name = names.get(setting or key, key)
+        line = f"{name} {a} -> {b}" if max(len(a), len(b)) <= 24 else f"{name} changed"
+        if line not in said:
+            said.append(line)
     return said
+
+
+# how the model runs (the fingerprint's model_settings) by the option that sets it, as a message names it (it
+# said "model_settings.sampler.steps 1 -> 2"; found in review); another of the sampler's: `sampler`
+_MODEL_SETTINGS = {"model_settings.sampler.steps": "sampler.steps", "model_settings.sampler.name": "sampler.preset",
+                   "model_settings.lr_consistency": "sampler.lr_consistency",
+                   "model_settings.reference_detail": "sampler.reference_detail",
+                   "model_settings.fuse_overlaps": "sampler.fuse_overlaps", "model_settings.steps": "sampler.steps"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

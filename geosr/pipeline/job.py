@@ -536,7 +536,10 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
                      aoi=_unless_file(opts.aoi),
                      aoi_crs=opts.aoi_crs, model=sr.name,
                      model_settings=json.loads(tags["GEOSR_MODEL_SETTINGS"]),  # its weights and how it runs
-                     style=opts.style, tiling=tcfg, sampler=opts.sampler,
+                     # a style file by its identity above, not its spelling (`./style.tif` refused a resume; found
+                     # in review); the sampler as the model runs it (model_settings: `--steps 1` given to the
+                     # default model, whose own is 1, refused a resume of the same bytes; found in review) and seed
+                     style=_unless_file(opts.style), tiling=tcfg, sampler={"seed": opts.sampler.seed},
                      output=replace(opts.output_config, overwrite=False),  # replacing or not makes the same bytes
                      coregister=opts.coregister, cloud_masks=opts.cloud_masks),
         # how this process runs the model: the batch's size and the threads change the last bit of a float sum
@@ -596,19 +599,26 @@ def _check_map(scene: Scene, sr: SuperResolver) -> list[str]:
     path, spec = scene.map_info.path, getattr(sr, "spec", {}).get("map_classes") or {}
     model = [str(spec.get(str(i), f"class{i}")) for i in range(wanted)]
     named = model != [f"class{i}" for i in range(wanted)]  # (a checkpoint that names its classes)
+    said = []
     if scene.map_names is None:
         if scene.n_map_classes > wanted:
             raise ClassTableError(f"{path}: holds class {scene.n_map_classes - 1}, and model {sr.name} takes {wanted} "
                                   f"map classes (0 to {wanted - 1}); the map names no classes (no GEOSR_MAP_CLASSES "
                                   "tag, which geosr rasterize-osm writes): give a map of the model's classes")
         scene.n_map_classes = wanted
-        return [f"map {path}: names no classes (no GEOSR_MAP_CLASSES tag): its values are read as model {sr.name}'s "
-                f"{wanted} map classes" + (f" ({', '.join(model)})" if named else "")]
-    if len(scene.map_names) != wanted or (named and list(scene.map_names) != model):
+        said.append(f"map {path}: names no classes (no GEOSR_MAP_CLASSES tag): its values are read as model "
+                    f"{sr.name}'s {wanted} map classes" + (f" ({', '.join(model)})" if named else ""))
+    elif len(scene.map_names) != wanted or (named and list(scene.map_names) != model):
         raise ClassTableError(f"{path}: its classes ({', '.join(scene.map_names)}) are not model {sr.name}'s "
                               f"({', '.join(model)}); rasterize the map with the model's class table "
                               "(geosr rasterize-osm --classes)")
-    return []
+    nodata = scene.map_info.nodata
+    if nodata is not None and float(nodata).is_integer() and 0 < int(nodata) < wanted:  # (0 is background anyway)
+        name = (scene.map_names or model)[int(nodata)]
+        said.append(f"map {path}: its nodata value {int(nodata)} is the class {name!r}, so those pixels are read as "
+                    f"background (class 0); unset the map's nodata value (gdal_edit.py -unsetnodata) if they are "
+                    f"{name!r}")  # (as a change mask's; the class was lost without a word: found in review)
+    return said
 
 
 def _is_style_image(style: object) -> bool:

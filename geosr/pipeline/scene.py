@@ -453,8 +453,9 @@ class Scene:
                 blocks = block_sample(ds, Window(0, 0, ds.width, ds.height))
             else:
                 blocks = [w for _, w in ds.block_windows(1)]
-            with reading(ds.name):
-                self.n_map_classes = int(max(int(np.max(ds.read(1, window=w))) for w in blocks)) + 1
+            with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
+                tops = [ds.read(1, window=w, masked=True).max() for w in blocks]
+                self.n_map_classes = max([int(t) for t in tops if t is not np.ma.masked] + [0]) + 1
         self.map_info = info
         self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.map_reader)
