@@ -330,8 +330,10 @@ def test_an_input_the_model_cannot_use_is_refused_unless_ignored(scene):
     r = runner.invoke(app, ["upscale", str(lr), "--map", str(m), "-x", "8", "-o", str(out), "--ignore-unused", "-q"])
     assert r.exit_code == 0, r.output
     # a style with the default model (no style path) was refused even with --ignore-unused (found by review), in
-    # words of its own; now as every unused input
+    # words of its own; now as every unused input (`sample` named as what it is, not "a style image")
     r = runner.invoke(app, ["upscale", str(lr), "--style", "sample", "-x", "8", "-o", str(out), "--overwrite"])
+    assert r.exit_code == 2 and "model default: cannot use a sampled style (--style sample)" in r.output, r.output
+    r = runner.invoke(app, ["upscale", str(lr), "--style", str(lr), "-x", "8", "-o", str(out), "--overwrite"])
     assert r.exit_code == 2 and "model default: cannot use a style image (--style)" in r.output, r.output
     r = runner.invoke(app, ["upscale", str(lr), "--style", "sample", "-x", "8", "-o", str(out), "--overwrite",
                             "--ignore-unused", "-q"])

@@ -226,6 +226,11 @@ def test_registry_default_and_paths(tmp_path, trained_tiny, monkeypatch):
         registry.load_model("nonsense")
     with pytest.raises(InputNotFoundError):
         registry.load_model(str(tmp_path / "nope.safetensors"))
+    # a URL was "model file https:/host/m.safetensors does not exist" (its // folded; found in review)
+    for url in ("https://example.invalid/m.safetensors", "s3://bucket/m.safetensors", "/vsicurl/http://h/m"):
+        with pytest.raises(OptionError, match=f"^model {url}: is a URL or a GDAL virtual path, and geosr loads "
+                                              "checkpoints from local files only"):
+            registry.load_model(url)
     # classical names unchanged
     assert registry.load_model("bicubic").name == "bicubic"
     assert [m.name for m in registry.available_models()] == ["bicubic", "lanczos", "reference-paste"]

@@ -31,6 +31,25 @@ def test_numpy_values_are_taken_as_python_s(lr, tmp_path):
     assert geosr.describe(str(out), read_all=np.True_)["files"][0]["width"] == 32
     with pytest.raises(OptionError, match="overwrite 'no': give True or False"):
         geosr.upscale(lr, output=out, scale=2, model="bicubic", overwrite="no")
+    # a whole np.float32 is a whole number, as np.float64 was (it was "give a whole number"; found in review)
+    assert geosr.upscale(lr, output=out, scale=2, model="bicubic", seed=np.float32(3.0), overwrite=True,
+                         window=np.float32(8)).window_size == 8
+    with pytest.raises(OptionError, match="give a whole number"):
+        geosr.upscale(lr, output=out, scale=2, model="bicubic", seed=np.float32(3.5), overwrite=True)
+
+
+def test_an_option_given_twice_is_refused_and_a_sampler_table_taken(lr, tmp_path):
+    """Found in review: ref_detail and its other name reference_detail could both be given, the last winning
+    without a word; a table of the sampler's fields (sampler={"steps": 2}) was refused as "give text", where
+    tiling={"window": 16} was taken."""
+    from geosr.options import UpscaleOptions
+
+    with pytest.raises(OptionError, match=r"upscale option 'reference_detail' is given twice \(also as "
+                                          r"'ref_detail'\)"):
+        geosr.upscale(lr, output=tmp_path / "a.tif", scale=2, ref_detail=True, reference_detail=False, dry_run=True)
+    assert UpscaleOptions.from_flat({"sampler": {"steps": 2, "seed": 4}}).sampler.steps == 2
+    with pytest.raises(OptionError, match="sampler: .*'stepz'"):
+        UpscaleOptions.from_flat({"sampler": {"stepz": 2}})
 
 
 def test_a_class_table_given_as_a_path_object(lr, tmp_path):

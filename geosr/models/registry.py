@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -194,6 +195,9 @@ def resolve_checkpoint(spec: str) -> Path:
             "no default model is bundled with this geosr yet: pass `model` with the path of a geosr checkpoint "
             "(.safetensors) or a classical back-end (bicubic, lanczos, reference-paste)"
         )
+    if re.match(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)", spec, re.IGNORECASE):  # ("https:/host/..." said it)
+        raise OptionError(f"model {spec}: is a URL or a GDAL virtual path, and geosr loads checkpoints from local "
+                          "files only: download it, then give its path", param="model")
     if looks_like_path(spec):
         path = Path(spec).expanduser()
         if not path.exists():

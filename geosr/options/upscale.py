@@ -105,11 +105,16 @@ class UpscaleOptions:
     def _build(cls, top: dict[str, Any], values: Mapping[str, Any]) -> "UpscaleOptions":
         top = dict(top)
         nested: dict[str, dict[str, Any]] = {}
-        for name, value in values.items():
-            name = _ALIASES.get(name, name)
+        given: dict[str, str] = {}
+        for raw, value in values.items():
+            name = _ALIASES.get(raw, raw)
+            if name in given:  # (ref_detail=True, reference_detail=False: the last won; found in review)
+                raise OptionError(f"upscale option {raw!r} is given twice (also as {given[name]!r})", param=name)
+            given[name] = raw
             spec = OPTIONS_BY_NAME.get(name)
-            if name in _FIELDS and (spec is None or dataclasses.is_dataclass(value)):  # sampler=SamplerConfig(...)
-                top[name] = _config(name, value) if spec is None else value
+            if name in _FIELDS and (spec is None or dataclasses.is_dataclass(value) or isinstance(value, Mapping)):
+                # sampler=SamplerConfig(...), or a table of its fields (sampler={"steps": 2} was "give text")
+                top[name] = value if dataclasses.is_dataclass(value) else _config(name, value)
                 continue
             if spec is None:
                 raise OptionError(f"unknown upscale option {name!r}")

@@ -722,6 +722,11 @@ _INPUT_NAMES = {"ref": "a reference (`ref`)", "cd": "a change mask (`cd`)", "map
                 "style": "a style image (`style`)"}
 
 
+def _unused_named(key: str, opts: UpscaleOptions) -> str:
+    """How a refusal names an input: a style sampled from the model's flow is no image (found in review)."""
+    return "a sampled style (`style` sample)" if key == "style" and opts.style == "sample" else _INPUT_NAMES[key]
+
+
 def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     """Refuse an input the model cannot use (it would change nothing), unless ``ignore_unused``."""
     given = {"ref": opts.ref, "cd": None if opts.cd == "none" else opts.cd, "map": opts.map,
@@ -748,10 +753,10 @@ def _check_inputs(sr: SuperResolver, opts: UpscaleOptions) -> None:
     if unused and not opts.ignore_unused:
         uses = ", ".join(sorted(model_inputs(sr))) or "nothing but the LR"
         off = " with `ref_detail` off" if opts.sampler.reference_detail is False else ""  # maybe why (lite)
+        named = " or ".join(_unused_named(k, opts) for k in unused)
         raise OptionError(
-            f"model {sr.name}: cannot use {' or '.join(_INPUT_NAMES[k] for k in unused)}{off}, so it would change "
-            f"nothing (this model{off} uses {uses}; see `geosr models`); leave it out, choose another model, or give "
-            "`ignore_unused`")
+            f"model {sr.name}: cannot use {named}{off}, so it would change nothing (this model{off} uses {uses}; see "
+            "`geosr models`); leave it out, choose another model, or give `ignore_unused`")
 
 
 def _output_meta(info: RasterInfo, bands: tuple[int, ...], cfg: OutputConfig) -> OutputMeta:
