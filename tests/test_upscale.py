@@ -441,6 +441,29 @@ def test_a_style_image_changes_a_style_model_output(tmp_path, monkeypatch):
     assert fingerprint("warm.tif") != fingerprint("lr.tif")
 
 
+def test_a_style_image_takes_the_lr_s_band_selection(tmp_path):
+    """Found in review: the style image's bands were its default ones whatever `--bands` chose of the LR: a BGR
+    LR given 3,2,1 had its style image (of the same kind) read B, G, R; of a 4-band LR given 1,2,3, a 4-band style
+    image was refused ("gives 4 bands but the LR gives 3"). A style image of other bands keeps its own choice."""
+    from geosr.pipeline.job import plan_upscale
+
+    rgb = (smooth_field(3, 32, 32, seed=4) * 150).astype(np.uint8)
+    rgb[0] += 90  # red apart from blue
+    bgr = make_raster(tmp_path / "bgr.tif", np.ascontiguousarray(rgb[::-1]))
+    four = make_raster(tmp_path / "four.tif", np.concatenate([rgb, rgb[:1]]))
+    plain = make_raster(tmp_path / "rgb.tif", rgb)
+    with plan_upscale(str(bgr), output=None, dry_run=True, model="bicubic", scale=2, bands="3,2,1") as job:
+        swapped = job.scene.read_style(str(bgr), bands="3,2,1")
+        default = job.scene.read_style(str(bgr))  # its own first three: B, G, R
+        # the LR itself as its style: in the scene's stretch (the LR's bands each about 0 on average) when read as
+        # the LR is, far off when read B, G, R
+        assert np.abs(swapped.mean(axis=(1, 2))).max() < 0.2 < np.abs(default.mean(axis=(1, 2))).max(), \
+            (swapped.mean(axis=(1, 2)), default.mean(axis=(1, 2)))
+    with plan_upscale(str(four), output=None, dry_run=True, model="bicubic", scale=2, bands="1,2,3") as job:
+        assert job.scene.read_style(str(four), bands="1,2,3").shape[0] == 3
+        assert np.allclose(job.scene.read_style(str(plain), bands="1,2,3"), job.scene.read_style(str(plain)))
+
+
 def test_outputs_of_bands_named_red_green_blue_say_so_to_gis_tools(tmp_path):
     """A Sentinel-2-like LR whose bands are named B04, B03, B02 (colour interpretation gray/undefined) gives an
     output whose colour interpretation is red, green, blue; other bands keep theirs."""

@@ -215,7 +215,8 @@ def plan_upscale(
     keep_detection = getattr(held, "keep", None)
     try:
         if _is_style_image(style) and "style" in model_inputs(sr):  # read in the scene's model space
-            sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=style_tensor(scene.read_style(style)))
+            styled = style_tensor(scene.read_style(style, bands=opts.bands))
+            sr = resolve_model(opts.model, opts.scale, dev, opts.sampler, style=styled)
         # measured again with the inputs open (the co-registered reference, a detected mask held in memory), for the
         # numbers told; the fit was checked before (what this process holds is no memory the run has to take)
         summary.update(_summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run,

@@ -539,11 +539,14 @@ class Scene:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read_style(self, path: str, side: int = 256) -> np.ndarray:
+    def read_style(self, path: str, side: int = 256, bands: str | None = None) -> np.ndarray:
         """A style image (SGDM): its bands matching the LR's, at most ``side`` pixels a side, in this
-        scene's model space (the LR's stretch, so its colours are compared with the LR's)."""
+        scene's model space (the LR's stretch, so its colours are compared with the LR's). ``bands``: the LR's
+        selection (``--bands``), taken by the style image where it names bands (B04, red) or where the style image
+        has the LR's bands, as many (a BGR LR given 3,2,1 had its style image read B, G, R; found in review)."""
         info = inspect_raster(path, require_crs=False)
-        sel = parse_bands(None, info)
+        by_number = bands is not None and all(t.strip().isdigit() for t in bands.split(","))
+        sel = parse_bands(bands if not by_number or info.count == self.lr_info.count else None, info)
         if len(sel) != len(self.bands):
             raise BandError(f"{path}: the style image gives {band_count(len(sel))} but the LR gives "
                             f"{band_count(len(self.bands))}")
