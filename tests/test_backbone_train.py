@@ -337,6 +337,13 @@ def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
         "of 192 x 192 pixels at x4 or 256 x 256 pixels at x8" in said, said  # it named x4's crop alone
     res = _run([*args, "--overwrite", "--json"])
     assert res.exit_code == 0 and any("x4, x8 left out" in w for w in json.loads(res.stdout)["warnings"]), res.output
+    # and it claims x2 alone: its spec said all four scales of the checkpoint it started from, so x4 and x8 ran on
+    # heads whose body was fitted at x2 only, without a word (found in review)
+    from geosr.models.checkpoint import read_spec
+    from geosr.models.registry import load_model
+
+    assert read_spec(out / "model.safetensors")["scales"] == [2]
+    assert load_model(str(out / "model.safetensors")).scales == (2,)
 
 
 def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from geosr.errors import BandError, ScaleError
+from geosr.errors import BandError, ModelFileError, ScaleError
 from geosr.models.backbone import LRBackbone, own_codes
 from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.device import resolve_device
@@ -46,7 +46,13 @@ class BackboneSuperResolver:
         self.spec = dict(spec or {})
         self.name = name or str(self.spec.get("name", "backbone"))
         self.checksum: str | None = None
-        self.scales: tuple[int, ...] = tuple(net.cfg.scales)
+        # the scales its spec claims (a run trains some of its heads: those), of those its network has
+        claimed = self.spec.get("scales")
+        self.scales: tuple[int, ...] = tuple(s for s in net.cfg.scales if not isinstance(claimed, list)
+                                             or s in claimed)
+        if not self.scales:
+            raise ModelFileError(f"model {self.name}: its spec claims scales {claimed}, and its network has heads "
+                                 f"for x{', x'.join(map(str, net.cfg.scales))} only")
         self.bands: int | None = net.cfg.n_bands
         self.halo: int = int(self.spec.get("halo", 16))
         # bytes a window's forward pass adds to peak memory: the LR-space network's features per LR pixel, the

@@ -361,6 +361,9 @@ def fit_backbone(
     val_scale = validation_scale(cfg.scale_weights, scales)
     if best.get("scale", 4) != val_scale:  # a resumed run's best was validated at another scale: not comparable
         best = {"min": -math.inf}
+    # the scales it claims: those this run trained (a run at x4 alone claimed its start's four, its x8 and x16
+    # heads run on a body fitted at x4 only without a word; found in review)
+    trained = sorted(scales)
     t_end = time.monotonic() + 60 * minutes if minutes else math.inf
     batches = _worker_batches(train_images, scales, weights, cfg, step) if cfg.workers > 0 else None
 
@@ -370,14 +373,15 @@ def fit_backbone(
     def save(at: int, best_so_far: dict) -> None:
         saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity
         # the model first (geosr.training.loop: a kill between the two leaves no model behind its state)
-        save_backbone(ema.module, out / "model.safetensors", name=name, sidecar=True, **kept, training=training(at))
+        save_backbone(ema.module, out / "model.safetensors", name=name, sidecar=True, **kept, scales=trained,
+                      training=training(at))
         save_state(out, at, net, ema, opt, {"best": saved_best, "config": cfg.to_dict(), **(state_extra or {})})
 
     try:
         step, best = _loop(net, ema, opt, cfg, device, bf16, train_images, val_images, scales, weights, val_scale,
                            step, best, rng, batches, t_end, log, progress, save,
                            lambda v, at: save_backbone(ema.module, out / "best.safetensors", name=name,
-                                                       sidecar=True, **kept,
+                                                       sidecar=True, **kept, scales=trained,
                                                        training={**training(at), "validation": _rounded(v)},
                                                        metrics={"validation_gain_db": _rounded(v)}))
     finally:  # the workers stop now, also when a step failed (the traceback would keep their iterator alive)
