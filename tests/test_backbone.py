@@ -157,6 +157,17 @@ def test_pickles_and_wrong_shapes_are_refused(tmp_path):
               metadata={"geosr_spec": json.dumps(spec)})
     with pytest.raises(ModelFileError, match="blocks"):
         load_backbone(tmp_path / "huge.safetensors")
+    # a spec that says other scales or bands than its network has: `geosr models` listed the spec's and a run used
+    # the network's (a spec of x8 ran at x4 on its own x4 head; found in review)
+    from geosr.models.registry import load_model
+
+    for field, value, said in (("scales", [8], r"claims scales \[8\], and its network has heads for x4 only"),
+                               ("bands", 4, "says 4 bands, and its network takes 3")):
+        path = save_backbone(net, tmp_path / f"{field}.safetensors", name="b", **{field: value})
+        with pytest.raises(ModelFileError, match=said):
+            load_model(str(path))
+    net2 = _random_backbone(scales=(2, 4))
+    assert load_model(str(save_backbone(net2, tmp_path / "four.safetensors", name="b", scales=[4]))).scales == (4,)
 
 
 # ---- degradations ------------------------------------------------------------------------------------------------

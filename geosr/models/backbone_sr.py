@@ -54,6 +54,9 @@ class BackboneSuperResolver:
             raise ModelFileError(f"model {self.name}: its spec claims scales {claimed}, and its network has heads "
                                  f"for x{', x'.join(map(str, net.cfg.scales))} only")
         self.bands: int | None = net.cfg.n_bands
+        if self.spec.get("bands", net.cfg.n_bands) != net.cfg.n_bands:  # (`geosr models` lists the spec's)
+            raise ModelFileError(f"model {self.name}: its spec says {self.spec['bands']} bands, and its network "
+                                 f"takes {net.cfg.n_bands}")
         self.halo: int = int(self.spec.get("halo", 16))
         # bytes a window's forward pass adds to peak memory: the LR-space network's features per LR pixel, the
         # upsampled output per HR pixel (bench/bench_memory.py calibrate on 232 px windows: 100 / 121 / 297 MB at
