@@ -264,6 +264,18 @@ def test_a_flat_changed_patch_does_not_pull_the_shift(tmp_path):
         assert co.applied and co.offset_lr_px == pytest.approx((dx, dy), abs=0.04), co
 
 
+def test_a_first_estimate_beyond_the_margin_read_is_kept():
+    """The robust refinement took the unmoved candidate's spread, or else the first's, of none when every move
+    left the margin read (a LEVIR pair in WGS84: StopIteration, "internal error"; found by the suite)."""
+    from geosr.conditioning.coregistration import Coregistration, refine_offset
+
+    k, margin, n = 4, 2, 40
+    fine = _texture((n + 2 * margin) * k, 5)[None]
+    lr = fine[:, margin * k:(margin + n) * k, margin * k:(margin + n) * k].reshape(1, n, k, n, k).mean(axis=(2, 4))
+    first = Coregistration((-9.85, -0.9), 0.4, 1, True)
+    assert refine_offset(lr, np.ones((n, n), bool), fine, np.ones(fine.shape[1:], bool), k, margin, first) is first
+
+
 @pytest.mark.parametrize("rotation, scale", [(0.0, 1.004), (0.5, 1.0)])
 def test_a_field_is_placed_to_a_fiftieth_of_a_pixel(tmp_path, rotation, scale):
     """A scale error alone (0.4%: the global shift finds nothing to move) or a rotation alone (0.5 degrees) about

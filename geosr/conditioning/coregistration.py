@@ -204,14 +204,14 @@ def refine_offset(
         valid = lr_valid.copy()
         for _, _, r0, c0 in candidates:
             valid &= blocks(gaps, r0, c0) == 0
-        if valid.sum() >= MIN_SIDE * MIN_SIDE:
+        if candidates and valid.sum() >= MIN_SIDE * MIN_SIDE:  # (none: every move leaves the margin read)
             # each detail clipped to a few robust deviations: a changed patch's strong edges (a flat new roof, 2%
             # of the scene) outweighed the texture and pulled the plain correlation 0.2 LR px off (found in
             # review); the reference's bound is its unmoved candidate's, one for every move, so that the scores
             # compare
             a = _clipped(_detail(lr, valid), valid)
             moved = {(i, j): _detail((blocks(band, r0, c0) / (k * k))[None], valid) for i, j, r0, c0 in candidates}
-            bound = _bound(moved.get((half, half), next(iter(moved.values()))), valid)
+            bound = _bound(moved[(half, half)] if (half, half) in moved else next(iter(moved.values())), valid)
             for (i, j), detail in moved.items():
                 scores[i, j] = _ncc(a, np.clip(detail, -bound, bound))
         i, j = (int(v) for v in np.unravel_index(np.argmax(scores), scores.shape))
