@@ -256,6 +256,10 @@ def test_a_row_is_told_every_bad_value_at_once(scenes):
     assert first[2] == "steps must be a whole number of at least 0, not -2"
     second = [p.message for p in m.problems if p.where == "m.csv line 3"]
     assert len(second) == 2 and second[0].startswith("steps must") and "compress_level 5" in second[1], second
+    # an option checked against a refused one is not checked against that one's default instead
+    (scenes / "m.csv").write_text("lr,out,x,model,compress,compress_level,window,overlap\n"
+                                  "s0.tif,out/a.tif,2,bicubic,ZTSD,15,-1,3\n")
+    assert [p.message.split(" ")[0] for p in read_manifest(scenes / "m.csv").problems] == ["compress:", "window"]
 
 
 def test_refused_rows_claim_their_names_and_outputs_wherever_they_stand(scenes):

@@ -50,6 +50,14 @@ def test_an_option_given_twice_is_refused_and_a_sampler_table_taken(lr, tmp_path
     assert UpscaleOptions.from_flat({"sampler": {"steps": 2, "seed": 4}}).sampler.steps == 2
     with pytest.raises(OptionError, match="sampler: .*'stepz'"):
         UpscaleOptions.from_flat({"sampler": {"stepz": 2}})
+    for both in ({"sampler": {"steps": 2}, "steps": 3}, {"seed": 9, "sampler": {"seed": 4}},
+                 {"tiling": {"window": 16}, "window": 32}):  # a field beside its table won without a word
+        with pytest.raises(OptionError, match=r"is given twice \(also in '(sampler|tiling)'\)"):
+            UpscaleOptions.from_flat(both)
+    assert UpscaleOptions.from_flat({"sampler": "paper", "steps": 3}).sampler.steps == 3  # the preset's name
+    from geosr.config import SamplerConfig
+
+    assert UpscaleOptions.from_flat({"sampler": SamplerConfig(steps=2), "steps": 3}).sampler.steps == 3  # updated
 
 
 def test_a_class_table_given_as_a_path_object(lr, tmp_path):

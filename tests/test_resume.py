@@ -214,6 +214,10 @@ def test_resume_takes_the_model_s_own_settings_given_and_names_a_change_by_its_o
     assert fingerprint_changes(own, fingerprint(steps=2)) == ["`steps` 1 -> 2"]
     assert fingerprint_changes(own, fingerprint(ref_detail=False)) == ["`ref_detail` injection, sigma 8 LR px -> off"]
     assert fingerprint_changes(own, fingerprint(seed=3)) == ["`seed` 0 -> 3"]
+    # a job of an earlier geosr (its sampler recorded as given) is said to be that, not options nobody changed
+    # ("`sampler` default -> unset"; found in review)
+    earlier = {**own, "revision": own["revision"] - 1, "options": {**own["options"], "sampler": {"preset": "default"}}}
+    assert fingerprint_changes(earlier, own) == [f"geosr revision {own['revision'] - 1} -> {own['revision']}"]
 
 
 def test_the_cog_has_the_same_bytes_whatever_the_compression_threads(tmp_path, monkeypatch):

@@ -459,6 +459,10 @@ def test_a_style_image_takes_the_lr_s_band_selection(tmp_path):
         # the LR is, far off when read B, G, R
         assert np.abs(swapped.mean(axis=(1, 2))).max() < 0.2 < np.abs(default.mean(axis=(1, 2))).max(), \
             (swapped.mean(axis=(1, 2)), default.mean(axis=(1, 2)))
+    named = make_raster(tmp_path / "s2.tif", np.concatenate([rgb[::-1], rgb[:1]]), descriptions=("B02", "B03", "B04",
+                                                                                                  "B08"))
+    with plan_upscale(str(named), output=None, dry_run=True, model="bicubic", scale=2, bands="B04,B03,B02") as job:
+        assert np.allclose(job.scene.read_style(str(named), bands="B04,B03,B02"), job.scene.read_style(str(plain)))
     with plan_upscale(str(four), output=None, dry_run=True, model="bicubic", scale=2, bands="1,2,3") as job:
         assert job.scene.read_style(str(four), bands="1,2,3").shape[0] == 3
         assert np.allclose(job.scene.read_style(str(plain), bands="1,2,3"), job.scene.read_style(str(plain)))

@@ -29,6 +29,8 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     for key in ("version", "revision"):
         if old.get(key) != new.get(key):
             said.append(f"geosr {key} {old.get(key)} -> {new.get(key)}")
+    if said:  # another geosr: its options may be recorded otherwise ("`sampler` default -> unset"; found in review)
+        return said
     a, b = old.get("inputs") or [], new.get("inputs") or []
     for i in range(max(len(a), len(b))):
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)

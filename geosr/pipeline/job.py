@@ -509,8 +509,9 @@ def _input_name(path: str) -> str:
 # the reference's shift measured around a small area on the LR beyond it, a coarser reference's not refined; an
 # output pixel changed where any pixel of a finer change mask under it is; 14: the reference's radiometric fit leaves
 # out LR pixels of which any part changed; 15: a flat band beyond 2^53 keeps its values, 64-bit integers clip at
-# their maximum, a band's own mask is the output's).
-PIPELINE_REVISION = 15
+# their maximum, a band's own mask is the output's; 16: the reference's shift refined robustly to a changed patch,
+# the sampler fingerprinted as the model runs it).
+PIPELINE_REVISION = 16
 
 
 def _unless_file(value: Any) -> Any:

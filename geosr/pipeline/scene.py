@@ -543,10 +543,16 @@ class Scene:
         """A style image (SGDM): its bands matching the LR's, at most ``side`` pixels a side, in this
         scene's model space (the LR's stretch, so its colours are compared with the LR's). ``bands``: the LR's
         selection (``--bands``), taken by the style image where it names bands (B04, red) or where the style image
-        has the LR's bands, as many (a BGR LR given 3,2,1 had its style image read B, G, R; found in review)."""
+        has as many bands as the LR file (a BGR LR given 3,2,1 had its style image read B, G, R; found in review),
+        else its own default bands."""
         info = inspect_raster(path, require_crs=False)
         by_number = bands is not None and all(t.strip().isdigit() for t in bands.split(","))
-        sel = parse_bands(bands if not by_number or info.count == self.lr_info.count else None, info)
+        try:
+            sel = parse_bands(bands if not by_number or info.count == self.lr_info.count else None, info)
+        except BandError:
+            if bands is None or by_number:
+                raise
+            sel = parse_bands(None, info)  # names it does not have (B04 of an RGB photo): its own default bands
         if len(sel) != len(self.bands):
             raise BandError(f"{path}: the style image gives {band_count(len(sel))} but the LR gives "
                             f"{band_count(len(self.bands))}")

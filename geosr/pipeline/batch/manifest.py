@@ -655,6 +655,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     paths |= {k: _with_absolute_files(k, v[k], root) for k in FILE_OPTIONS if option_files(k, v.get(k), root)}
     told = {"x": "scale", "compress": "compress", "sampler": "sampler", "lr_consistency": "lr_consistency"}
     refused = {told[m.split(":", 1)[0]] for m in problems if m.split(":", 1)[0] in told}
+    refused |= {d for r in refused for d in _DEPENDS.get(r, ())}
     flat = {o.name: v[o.manifest_key] for o in UPSCALE_OPTIONS if o.manifest_key and o.name not in refused} | paths
     options = _checked(flat, problems)
     if problems or options is None:
@@ -675,7 +676,13 @@ def _checked(flat: dict[str, Any], problems: list[str]) -> dict[str, Any] | None
             problems.append(str(exc))
             if exc.param not in flat:  # (no option of its own to set aside: the rest cannot be checked without it)
                 return None
-            del flat[exc.param]
+            for name in (exc.param, *_DEPENDS.get(exc.param, ())):
+                flat.pop(name, None)
+
+
+# options checked against another, set aside with it when it is refused (checked against its default, a
+# compress_level 15 meant for a mistyped ZSTD was told "DEFLATE's level is at most 9"; found in review)
+_DEPENDS = {"compress": ("compress_level",), "window": ("overlap",)}
 
 
 def option_files(key: str, value: Any, root: Path | None = None) -> list[str]:
