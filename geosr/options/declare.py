@@ -148,7 +148,7 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
-            return int(value)  # (a whole np.float32 was refused, np.float64 taken: found in review)
+            return int(float(value))  # (a whole np.float32 was refused, np.float64 taken: found in review)
         raise OptionError(f"{name} {value!r}: give a whole number", param=name)
     if typ is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
