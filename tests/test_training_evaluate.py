@@ -897,21 +897,19 @@ def test_a_change_label_s_nodata_is_not_labelled(tmp_path):
                            crs="EPSG:32633", transform=Affine(1, 0, 500000, 0, -1, 5000000), nodata=nodata) as ds:
             ds.write(arr)
 
-    root = tmp_path / "ab"
-    write(root / "A" / "s.tif", a)
-    write(root / "B" / "s.tif", b)
-    write(root / "label" / "s.tif", label, nodata=255)
+    root, ref_root = tmp_path / "ab", tmp_path / "refdiff"
+    other = label.copy()
+    other[:, :, 64:] = 254  # a nodata value the binary table does not declare
+    for path, arr, nodata in ((root / "A" / "s.tif", a, None), (root / "B" / "s.tif", b, None),
+                              (root / "label" / "s.tif", label, 255), (ref_root / "HR_512" / "r0.tif", b, None),
+                              (ref_root / "Ref" / "r0.tif", a, None), (ref_root / "CD_mask" / "r0.tif", other, 254)):
+        write(path, arr, nodata)
     (pair,) = change_pair_folder(root)
     assert pair.labelled is not None and not bool(pair.labelled[:, 64:].any()) and bool(pair.labelled[:, :64].all())
     run_evaluation(root, models=[], scales=[4], out=tmp_path / "ev")
     case = json.loads((tmp_path / "ev" / "metrics.json").read_text())["cases"][0]
     assert case["changed_fraction"] == pytest.approx(32 * 48 / 96**2)
 
-    label[:, :, 64:] = 254  # a nodata value the binary table does not declare
-    ref_root = tmp_path / "refdiff"
-    write(ref_root / "HR_512" / "r0.tif", b)
-    write(ref_root / "Ref" / "r0.tif", a)
-    write(ref_root / "CD_mask" / "r0.tif", label, nodata=254)
     (case,) = refdiff_folder(ref_root)
     assert case.labelled is not None and not bool(case.labelled[:, 64:].any()) and bool(case.labelled[:, :64].all())
     assert int(case.change[:, :64].count_nonzero()) == 32 * 48
