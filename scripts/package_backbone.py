@@ -85,7 +85,9 @@ def main() -> None:
         speed = {**bench.get("speed", {}), **{f"cli_{k}": v for k, v in bench.get("cli", {}).items()}}
         if speed:
             metrics[f"speed_s_per_output_mp_{bench['threads']}_threads"] = speed
-    fields = dict(name=args.name, sidecar=True, inference=inference, training=training)
+    # the scales it was trained for, as its run claimed them (not every head of its network; found in review)
+    fields = dict(name=args.name, sidecar=True, inference=inference, training=training,
+                  scales=spec.get("scales", list(net.cfg.scales)))
     out = save_backbone(net, WEIGHTS / f"{args.name}.safetensors", **fields, metrics=metrics)
     metrics["sample_gain_db"] = sample_gains(out)
     metrics["sample_note"] = ("PSNR-Y gain over bicubic on the bundled Landsat sample (x16: its 2x2 average against "

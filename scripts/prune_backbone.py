@@ -99,8 +99,8 @@ def main() -> None:
                            "distill_steps": done + args.distill_steps,
                            "method": "geosr.training.backbone_prune (greedy backward elimination, least squares)"}
     # the original's benchmark numbers and golden gains are not the thinned network's: measure those anew
-    keep = {k: v for k, v in spec.items()
-            if k not in ("format", "name", "arch", "scales", "bands", "experts", "metrics")}
+    keep = {k: v for k, v in spec.items()  # (its scales: those the original was trained for, as it claims them)
+            if k not in ("format", "name", "arch", "bands", "experts", "metrics")}
     keep["training"] = training
     save_backbone(thin, args.out, name=spec.get("name", "backbone"), **keep)
     print(f"wrote {args.out} ({thin.cfg.dim} x {thin.cfg.blocks}, {int(thin.cfg.dim * thin.cfg.ffn)} hidden)")

@@ -396,3 +396,19 @@ def test_a_write_cut_short_leaves_the_last_whole_model_card(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         save_backbone(net, path, name="second", sidecar=True)
     assert path.with_suffix(".json").read_text() == whole
+
+
+def test_packaging_keeps_the_scales_a_run_claims(tmp_path, monkeypatch):
+    """scripts/package_backbone.py wrote every head's scale whatever the run it packaged had trained (a lite run at
+    x4 alone, packaged, claimed x2-x16 again; found in review)."""
+    import sys
+
+    from scripts import package_backbone as pb
+
+    net = _random_backbone(scales=(2, 4))
+    run = save_backbone(net, tmp_path / "run.safetensors", name="run", scales=[4])
+    monkeypatch.setattr(pb, "WEIGHTS", tmp_path)
+    monkeypatch.setattr(pb, "sample_gains", lambda out: {})
+    monkeypatch.setattr(sys, "argv", ["package_backbone.py", "--checkpoint", str(run), "--name", "packed"])
+    pb.main()
+    assert load_backbone(tmp_path / "packed.safetensors")[1]["scales"] == [4]

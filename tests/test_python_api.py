@@ -58,6 +58,8 @@ def test_an_option_given_twice_is_refused_and_a_sampler_table_taken(lr, tmp_path
     from geosr.config import SamplerConfig
 
     assert UpscaleOptions.from_flat({"sampler": SamplerConfig(steps=2), "steps": 3}).sampler.steps == 3  # updated
+    both = UpscaleOptions.from_flat({"sampler": {"steps": 2}, "seed": 3, "tiling": {"window": 16}, "overlap": 4})
+    assert (both.sampler.steps, both.sampler.seed, both.tiling.window, both.tiling.overlap) == (2, 3, 16, 4)
 
 
 def test_a_class_table_given_as_a_path_object(lr, tmp_path):

@@ -913,6 +913,15 @@ def test_a_change_label_s_nodata_is_not_labelled(tmp_path):
     (case,) = refdiff_folder(ref_root)
     assert case.labelled is not None and not bool(case.labelled[:, 64:].any()) and bool(case.labelled[:, :64].all())
     assert int(case.change[:, :64].count_nonzero()) == 32 * 48
+    from geosr.conditioning.changes import BINARY
+    from geosr.errors import InputError
+
+    assert bool((case.change[:, 64:] == BINARY.unknown_index).all())  # to the models as upscale gives it: unknown
+    # a nodata value that is the unchanged class (a GIS tool's nodata 0) left no pixel unchanged, without a word
+    write(root / "label" / "s.tif", np.where(label == 255, 0, label).astype(np.uint8), 0)
+    with pytest.raises(InputError, match="label/s.tif: its nodata value 0 is the class 'unchanged', so none of "
+                                         "those pixels would be scored as 'unchanged'"):
+        change_pair_folder(root)
 
 
 def test_a_given_lr_s_nodata_is_neither_scored_nor_given_as_black(tmp_path):

@@ -128,8 +128,8 @@ class UpscaleOptions:
             head, _, leaf = spec.path.partition(".")
             if leaf:
                 nested.setdefault(head, {})[leaf] = value
-                if isinstance(values.get(head), Mapping):  # its config given as a table too (the field won over
-                    # the table's without a word; found in review); over a config object it is that object updated
+                if isinstance(values.get(head), Mapping) and leaf in values[head]:  # set in its table too (the
+                    # field won without a word; found in review); over a config object it is that object updated
                     raise OptionError(f"upscale option {raw!r} is given twice (also in {head!r})", param=name)
             else:
                 top[head] = value

@@ -110,7 +110,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
         ref, _, ref_valid = read_target(ref_path) if ref_path else (None, 1.0, None)
         if ref is not None and ref_path is not None:
             _same_bands(ref_path, ref, hr_path, target)
-        mask, known = read_label(cd_path) if cd_path else (None, None)
+        mask, known, nodata = read_label(cd_path) if cd_path else (None, None, None)
         h, w = target.shape[-2:]
         for path, shape in ((ref_path, None if ref is None else tuple(ref.shape[-2:])),
                             (cd_path, None if mask is None else mask.shape)):
@@ -129,19 +129,33 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
             None if known is None else torch.from_numpy(known)
         pairs.append(Pair(name=stem, target=target, ref=ref, lr=lrs, group=stem, labelled=labelled, valid=valid,
                           ref_valid=ref_valid))
-        masks.append((cd_path, mask, known) if cd_path is not None and mask is not None else None)
+        masks.append((cd_path, mask, known, nodata) if cd_path is not None and mask is not None else None)
     if table is None:
         top = max((int(_labels(m[1], m[2]).max(initial=0)) for m in masks if m is not None), default=1)
         table = SECOND if top == 6 else CNAM if top == 5 else BINARY
     for p, found in zip(pairs, masks):
         p.table = table
-        p.change = None if found is None else classes_of(_declared(*found, table), table)
+        p.change = None if found is None else _classes(*found, table)
     return pairs
 
 
 def _labels(mask: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     """The values of a change label where it is known (not its nodata)."""
     return mask if known is None else mask[known]
+
+
+def _classes(path: Path, mask: np.ndarray, known: np.ndarray | None, nodata: float | None,
+             table: ChangeClassTable) -> torch.Tensor:
+    """A change label's class indices of ``table`` for the models, its nodata the table's unknown class (as upscale
+    gives a change mask's); refused when its nodata value is an unchanged class: none of those pixels would be
+    scored as that class (a label tagged nodata 0 lost its whole unchanged area without a word; found in review)."""
+    hidden = next((c for c in table.classes if nodata is not None and c.value == nodata and not c.changed), None)
+    if hidden is not None:
+        raise InputError(f"{path}: its nodata value {hidden.value} is the class {hidden.name!r}, so none of those "
+                         f"pixels would be scored as {hidden.name!r}; unset the label's nodata value "
+                         "(gdal_edit.py -unsetnodata)")
+    index = classes_of(_declared(path, mask, known, table), table)
+    return index if known is None else torch.where(torch.from_numpy(known), index, table.unknown_index)
 
 
 def _declared(path: Path, mask: np.ndarray, known: np.ndarray | None, table: ChangeClassTable) -> np.ndarray:
@@ -257,7 +271,7 @@ def change_pair_folder(
         (ref, _, ref_valid), (target, _, valid) = read_target(a_path, bands=bands), read_target(b_path, bands=bands)
         _same_bands(a_path, ref, b_path, target)
         _same_place(a_path, [b_path] + ([l_path] if l_path else []))
-        mask, known = read_label(l_path) if l_path else (None, None)
+        mask, known, nodata = read_label(l_path) if l_path else (None, None, None)
         sizes = [(a_path, tuple(ref.shape[1:])), (b_path, tuple(target.shape[1:]))]
         sizes += [(l_path, mask.shape)] if l_path and mask is not None else []
         h, w = min(hw[0] for _, hw in sizes), min(hw[1] for _, hw in sizes)
@@ -275,7 +289,7 @@ def change_pair_folder(
                 shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
                 raise InputError(f"{l_path}: the change label holds values {shown}; a label is 0 (unchanged) and 1 "
                                  "or 255 (changed)")
-        change = classes_of(mask[:h, :w], BINARY) if mask is not None else None
+        change = _classes(l_path, mask[:h, :w], known, nodata, BINARY) if mask is not None else None
         # no label: nothing known of change; its nodata: not known there
         labelled = torch.zeros(h, w, dtype=torch.bool) if not l_path else \
             None if known is None else torch.from_numpy(known)

@@ -277,10 +277,10 @@ def read_mask(path: str | Path) -> np.ndarray:
         return _read_mask(path)
 
 
-def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """A change label: its class raster (:func:`read_mask`) and where it is known, (H, W) bool, or None where it
-    is known everywhere. A GeoTIFF's nodata (or mask) is not labelled: it was scored as a class (``detect-changes``
-    writes 255 where it cannot tell, BINARY's "changed"; found in review)."""
+def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """A change label: its class raster (:func:`read_mask`), where it is known, (H, W) bool, or None where it
+    is known everywhere, and its nodata value. A GeoTIFF's nodata (or mask) is not labelled: it was scored as a
+    class (``detect-changes`` writes 255 where it cannot tell, BINARY's "changed"; found in review)."""
     path = Path(path)
     with _readable(path):
         return _read_mask(path, known=True)
@@ -296,14 +296,14 @@ def _read_mask(path: Path, known: bool = False) -> Any:
             if not known:
                 return values
             if MaskFlags.all_valid in ds.mask_flag_enums[0]:
-                return values, None
+                return values, None, None
             where = ds.read_masks(1) > 0
-            return values, None if where.all() else where
+            return values, None if where.all() else where, ds.nodata
     from PIL import Image
 
     with Image.open(path) as im:
         arr = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I") else im)
-    return (arr.astype(np.int64), None) if known else arr.astype(np.int64)
+    return (arr.astype(np.int64), None, None) if known else arr.astype(np.int64)
 
 
 def classes_of(values: np.ndarray, table: ChangeClassTable) -> torch.Tensor:
