@@ -221,7 +221,9 @@ def refine_offset(
         if not np.isfinite(scores[i, j]) or (0 < i < 2 * half and 0 < j < 2 * half) or rnd == REFINE_ROUNDS - 1:
             break
         x0, y0 = x0 + j - half, y0 + i - half
-    if not np.isfinite(scores[i, j]) or scores[i, j] < first.reliability - 0.05:
+    # (judged, and reported, by the plain correlation: phase correlation's reliability, to which it is compared, and
+    # the thresholds on it are of that kind, not of the clipped one)
+    if not np.isfinite(scores[i, j]) or plain.max() < first.reliability - 0.05:
         return first
 
     def peak(grid: np.ndarray) -> tuple[tuple[float, float], float]:  # a parabola through the best and its neighbours
@@ -230,7 +232,8 @@ def refine_offset(
         fx = _vertex(grid[i, j - 1], grid[i, j], grid[i, j + 1]) if 0 < j < 2 * half else 0.0
         return (float((x0 - half + j + fx) / k), float((y0 - half + i + fy) / k)), float(grid[i, j])
 
-    offset, score = peak(scores)
+    offset, _ = peak(scores)
+    score = float(plain[i, j])  # the plain correlation of the robust best move
     # the plain correlation where the two agree: clipping costs precision where nothing pulls it (four real images
     # as references of their own 4x average, 20 known shifts: 0.0069 LR px mean error plain, 0.0117 clipped)
     near, near_score = peak(plain)
