@@ -162,9 +162,10 @@ def _declared(path: Path, mask: np.ndarray, known: np.ndarray | None, table: Cha
     """``mask``, refused when it holds values ``table`` does not declare where it is ``known``: they were scored
     (and given to the models) as the first changed class, without a word (a resampled label's 128 as
     "non-vegetated ground surface"). Its nodata goes to the models as the table's unknown class."""
-    index, _ = table.lookup(_labels(mask, known))
+    labels = _labels(mask, known)
+    index, _ = table.lookup(labels)
     if (index < 0).any():
-        odd = sorted(np.unique(_labels(mask, known)[index < 0]).tolist())
+        odd = sorted(np.unique(labels[index < 0]).tolist())
         shown = ", ".join(map(str, odd[:6])) + (" ..." if len(odd) > 6 else "")
         raise InputError(f"{path}: the change mask holds values {shown} that the {table.name!r} class table does "
                          f"not declare (it declares {', '.join(str(c.value) for c in table.classes)}); give the data "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -272,9 +272,7 @@ def check_bands(path: Path | str, bands: Sequence[int], count: int) -> None:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """(H, W) integer class raster (PNG or GeoTIFF band 1)."""
-    path = Path(path)
-    with _readable(path):
-        return _read_mask(path)
+    return read_label(path)[0]
 
 
 def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, float | None]:
@@ -283,18 +281,16 @@ def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, float |
     class (``detect-changes`` writes 255 where it cannot tell, BINARY's "changed"; found in review)."""
     path = Path(path)
     with _readable(path):
-        return _read_mask(path, known=True)
+        return _read_label(path)
 
 
-def _read_mask(path: Path, known: bool = False) -> Any:
+def _read_label(path: Path) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     if path.suffix.lower() in (".tif", ".tiff"):
         import rasterio
         from rasterio.enums import MaskFlags
 
         with rasterio.open(path) as ds:
             values = ds.read(1).astype(np.int64)
-            if not known:
-                return values
             if MaskFlags.all_valid in ds.mask_flag_enums[0]:
                 return values, None, None
             where = ds.read_masks(1) > 0
@@ -303,7 +299,7 @@ def _read_mask(path: Path, known: bool = False) -> Any:
 
     with Image.open(path) as im:
         arr = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I") else im)
-    return (arr.astype(np.int64), None, None) if known else arr.astype(np.int64)
+    return arr.astype(np.int64), None, None
 
 
 def classes_of(values: np.ndarray, table: ChangeClassTable) -> torch.Tensor:
