@@ -249,6 +249,9 @@ def test_success_json_summary_and_info(scene):
     assert {"sampler", "tiling", "nodata_share"} <= set(record)
     text = " ".join(runner.invoke(app, ["info", str(out)]).output.split())
     assert "(bands 1,2,3), seed 0" in text
+    # and the settings that decide the pixels, not the seed alone (found in review); no reference: no detail named
+    assert "model settings: 1 sampling step (sampler default); LR-consistency back-projection" in text
+    assert "reference detail" not in text
 
 
 def test_help_shows_examples():
@@ -1003,3 +1006,21 @@ def test_a_map_s_classes_are_checked_against_the_model_s(scene, map_model, tmp_p
     assert any("hidden.tif: its nodata value 1 is the class 'building', so those pixels are read as background "
                "(class 0); unset the map's nodata value" in w for w in said), said
     del torch
+
+
+def test_info_names_model_settings():
+    """`info` words the recorded settings: steps and sampler of a diffusion model, reference detail with a reference
+    (off included), a backbone and its experts; a backbone alone samples nothing."""
+    from geosr.cli.info import _settings
+
+    diffusion = {"inputs": {"lr": "a.tif", "ref": "b.tif"},
+                 "model_settings": {"sampler": {"name": "paper", "steps": 20}, "reference_detail": None,
+                                    "lr_consistency": None, "fuse_overlaps": True}}
+    assert _settings(diffusion) == ("20 sampling steps (sampler paper); reference detail off; LR-consistency off; "
+                                    "overlaps fused")
+    lite = {"inputs": {"lr": "a.tif"}, "model_settings": {"steps": 0, "experts": ["soft", "aliasing"],
+                                                          "reference_detail": "injection, sigma 8 LR px"}}
+    assert _settings(lite) == "experts soft, aliasing"
+    both = {"model_settings": {"steps": 0, "backbone": {"model": "lite", "experts": ["soft"]}}}
+    assert _settings(both) == "0 sampling steps; backbone lite; experts soft"
+    assert _settings({"model_settings": {"model": "bicubic"}}) == "" and _settings({}) == ""

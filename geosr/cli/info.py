@@ -73,6 +73,9 @@ def _print_record(g: dict) -> None:
                           + (f" from {inputs}" if inputs else "")
                           + (f" (bands {','.join(map(str, g['bands']))})" if isinstance(g.get("bands"), list) else "")
                           + (f", seed {g['seed']}" if "seed" in g else ""), highlight=False)
+        settings = _settings(g)
+        if settings:
+            out_console.print(f"model settings: {settings}", highlight=False)
     if "map_class_table" in g:  # a `geosr rasterize-osm` map
         classes = g.get("map_classes")
         listed = f" ({', '.join(map(str, classes))})" if isinstance(classes, list) else ""
@@ -110,6 +113,36 @@ def _print_record(g: dict) -> None:
         if isinstance(classes, list):
             classes = ", ".join(f"{c.get('value')} {c.get('name')}" for c in classes if isinstance(c, dict))
         out_console.print(f"provenance classes: {classes}", highlight=False)
+
+
+def _settings(g: dict) -> str:
+    """The recorded model settings that decide the pixels, in words (``GEOSR_MODEL_SETTINGS``; a review found
+    ``info`` named the seed alone): sampling steps, reference detail (with a reference), LR-consistency, backbone."""
+    ms = g.get("model_settings")
+    if not isinstance(ms, dict):
+        return ""
+    sampler = ms.get("sampler") if isinstance(ms.get("sampler"), dict) else {}
+    back = ms.get("backbone") if isinstance(ms.get("backbone"), dict) else {}
+    said = []
+    steps = sampler.get("steps", ms.get("steps"))
+    if steps is not None and (sampler or back):  # a diffusion model (a backbone alone samples nothing)
+        said.append(f"{steps} sampling step{'' if steps == 1 else 's'}"
+                    + (f" (sampler {sampler['name']})" if steps and sampler.get("name") else ""))
+    uses_ref = "ref" in (g.get("inputs") or {})
+    for key, name, shown in (("reference_detail", "reference detail", uses_ref),
+                             ("lr_consistency", "LR-consistency", True)):
+        if key in ms and shown:
+            said.append(f"{name} {ms[key] or 'off'}")
+    if ms.get("fuse_overlaps"):
+        said.append("overlaps fused")
+    if ms.get("style"):
+        said.append(f"style {ms['style']}")
+    if back.get("model"):
+        said.append(f"backbone {back['model']}")
+    experts = ms.get("experts") or back.get("experts")
+    if isinstance(experts, list):
+        said.append("experts " + ", ".join(map(str, experts)))
+    return "; ".join(said)
 
 
 def _no_crs(f: dict) -> str:
