@@ -18,6 +18,7 @@ import datetime as dt
 import gzip
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -357,6 +358,7 @@ def read_vector_file(path: Path, polygon: "BaseGeometry", table: MapClassTable) 
     import numpy as np
     import pandas as pd
     import pyogrio
+    import shapely
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
@@ -378,13 +380,18 @@ def read_vector_file(path: Path, polygon: "BaseGeometry", table: MapClassTable) 
                 raise NoCRSError(f"{path}: layer {layer!r} has no coordinate reference system")
             crs = ProjCRS.from_user_input(info["crs"])
             to_file = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-            xs, ys = to_file.transform(*np.asarray(polygon.exterior.coords).T)
+            # the outline densified: a geographic grid's straight edge in degrees curves in a projected CRS, so its
+            # corners alone made a box that left features along the middle of an edge unread (found in review)
+            ring = shapely.segmentize(polygon.exterior, max(polygon.exterior.length / 256, 1e-9))
+            xs, ys = to_file.transform(*np.asarray(ring.coords).T)
             seen = np.isfinite(xs) & np.isfinite(ys)  # a CRS that cannot show the area (an orthographic view of
             if not seen.any():  # the other side of the Earth): none of its features is there (found in review)
                 continue
             # the area's box in the layer's CRS; where the CRS shows only part of it, the whole layer (then cut)
             bbox = (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))) if seen.all() else None
-            gdf = gpd.read_file(path, layer=layer, bbox=bbox, engine="pyogrio")
+            with warnings.catch_warnings():  # GDAL's "Non closed ring detected" etc.: a refusal below says why
+                warnings.simplefilter("ignore", RuntimeWarning)
+                gdf = gpd.read_file(path, layer=layer, bbox=bbox, engine="pyogrio")
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -17,9 +17,10 @@ import socket
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from geosr.errors import NetworkError, OptionError
+from geosr.io.paths import without_credentials
 from geosr.osm.classes import MapClassTable
 from geosr.osm.features import OSMFeatures, empty_frame, first_line, normalise, osmnx_settings
 
@@ -132,6 +133,12 @@ def fetch_overpass(
     import requests
 
     url = (overpass_url or DEFAULT_OVERPASS_URL).rstrip("/")
+    login = urlparse(url)
+    # A `user:password@` goes to requests as its auth, and the URL without it to osmnx and into every message and
+    # the map's tags: osmnx takes a URL's host as what precedes its first ":", so it looked the user name up in DNS
+    # (and, that failing, at Google's DNS over HTTPS), and the source tag showed the password (found in review).
+    auth = (unquote(login.username), unquote(login.password or "")) if login.username is not None else None
+    url = without_credentials(url)
     folder = Path(cache_folder) if cache_folder is not None else default_cache_folder()
     # Overpass takes whole seconds only: "[timeout:180.0]", as osmnx writes a float setting, is refused (HTTP 400)
     overpass_settings = f"[out:json][timeout:{max(1, math.ceil(timeout))}]{{maxsize}}"
@@ -151,6 +158,8 @@ def fetch_overpass(
 
     kwargs = dict(osmnx.settings.requests_kwargs or {})
     kwargs["hooks"] = {"response": [*(kwargs.get("hooks") or {}).get("response", []), heard]}
+    if auth is not None:
+        kwargs["auth"] = auth
     with osmnx_settings(
         requests_kwargs=kwargs,
         cache_folder=str(folder),
@@ -159,6 +168,7 @@ def fetch_overpass(
         overpass_url=url,
         overpass_settings=overpass_settings,
         log_console=False,
+        doh_url_template=None,  # a host the resolver cannot find is not asked of Google's DNS over HTTPS
     ) as ox:
         from osmnx._errors import InsufficientResponseError, ResponseStatusCodeError
 
