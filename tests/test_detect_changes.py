@@ -717,3 +717,31 @@ def test_replacing_an_upscale_output_removes_its_sidecars_or_is_refused(scene, t
         assert not out.exists() and item.is_file()
         write(True)
         assert out.is_file() and not item.exists() and not provenance.exists(), how
+
+
+def test_an_lr_band_without_data_is_named_not_the_reference(scene, raster_factory, tmp_path):
+    """An LR band that is nodata everywhere made every pixel incomplete: detect-changes said the reference had no
+    data where the scene has (the reference was whole), and upscale warned the same (found in review). The LR's
+    band is named, with the bands to keep."""
+    with rasterio.open(scene["lr"]) as ds:
+        lr = np.maximum(ds.read(), 1)
+    lr[2] = 0  # band 3: nodata everywhere
+    empty_band = raster_factory("lr_b3.tif", lr, transform=LR_T, nodata=0)
+    out = tmp_path / "c.tif"
+    res = CliRunner().invoke(app, ["detect-changes", str(empty_band), "--ref", str(scene["ref"]), "-o", str(out),
+                                   "--json", "--no-coregister"])
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout)["error"]
+    assert error == (f"{empty_band}: band 3 has no data where the reference has, and a pixel is compared only with "
+                     "data in every band; leave it out (--bands 1,2, and the reference's matching bands with "
+                     "--ref-bands)"), error
+    assert not out.exists()
+    res = CliRunner().invoke(app, ["upscale", str(empty_band), "--ref", str(scene["ref"]), "-x", "2", "-m",
+                                   "reference-paste", "-o", str(tmp_path / "u.tif"), "--json", "--no-coregister"])
+    assert res.exit_code == 0, res.output
+    said = json.loads(res.stdout)["warnings"]
+    assert any(f"{empty_band}: band 3 has no data where the reference has" in w for w in said), said
+    assert not any("the reference has no data" in w for w in said), said
+    res = CliRunner().invoke(app, ["detect-changes", str(empty_band), "--ref", str(scene["ref"]), "-o", str(out),
+                                   "--bands", "1,2", "--ref-bands", "1,2", "--no-coregister"])
+    assert res.exit_code == 0, res.output

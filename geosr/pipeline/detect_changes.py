@@ -42,7 +42,7 @@ from geosr.errors import NoOverlapError, OptionError, OutputExistsError, names_t
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
-from geosr.io.paths import gdal_sidecars, recorded_options, without_query
+from geosr.io.paths import gdal_sidecars, recorded_options, without_credentials, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -258,6 +258,7 @@ class DetectedRows:
         self.thresholds: list[float] = []
         self.probability_thresholds: list[float | None] = []
         self.notes: list[str] = []  # the detector's, once each (a uniform LR)
+        self.covered, self.seen = 0, np.zeros(len(scene.bands), bool)
 
     def __iter__(self) -> Iterator[tuple[int, Grid, np.ndarray]]:
         """(first row, band grid, (1, h, w) uint8) on :attr:`fine_grid`, in bands of about FINE_PIXELS pixels."""
@@ -275,6 +276,8 @@ class DetectedRows:
             self.thresholds.extend(found.thresholds)
             self.probability_thresholds.extend(found.probability_thresholds)
             self.notes.extend(n for n in found.notes if n not in self.notes)
+            self.covered += found.covered
+            self.seen |= found.seen
             # unknown pixels take their nearest known neighbour's evidence once for the whole band, so that the
             # slices refined below agree where they meet
             evidence = nearest_filled(found.evidence, found.valid)
@@ -294,7 +297,7 @@ class DetectedRows:
                 out = np.where(valid, changed.astype(np.uint8), UNKNOWN).astype(np.uint8)
                 yield row, self.fine_grid.subgrid(Window(0, row, self.fine_grid.width, fh * k)), out[None]
         if self.valid == 0 and self.nothing_known:
-            raise NoOverlapError(self.nothing_known)
+            raise NoOverlapError(self._empty_bands() or self.nothing_known)
         self.report(len(rows), len(rows))
 
     def _counted(self, row: int, height: int) -> tuple[slice, slice]:
@@ -327,9 +330,23 @@ class DetectedRows:
             small = ["the inputs' cloud masks flag every pixel both images cover: all are taken as changed, none "
                      "could be compared"]
         if self.valid == 0 and self.unknown:  # (detect-changes refuses this: nothing_known)
-            small = ["the reference has no data where the scene has: nothing could be compared, and the reference "
-                     "adds nothing to the output"]
+            small = [(self._empty_bands() or "the reference has no data where the scene has") + ": nothing could be "
+                     "compared, and the reference adds nothing to the output"]
         return self.notes + small
+
+    def _empty_bands(self) -> str | None:
+        """Why nothing was compared when the images overlap: an LR band without data where they do (a pixel is
+        compared only with data in every band; found in review: the reference was blamed)."""
+        empty = [b for b, seen in zip(self.scene.bands, self.seen) if not seen]
+        if not self.covered or not empty:
+            return None
+        kept = [b for b in self.scene.bands if b not in empty]
+        which = f"band {empty[0]} has" if len(empty) == 1 else f"bands {','.join(map(str, empty))} have"
+        leave = f"; leave {'it' if len(empty) == 1 else 'them'} out (`bands` {','.join(map(str, kept))}, and the " \
+            "reference's matching bands with `ref_bands`)" if kept else ""
+        lr = without_credentials(self.scene.lr_info.path)
+        return f"{lr}: {which} no data where the reference has, and a pixel is compared only with data in every " \
+               f"band{leave}"
 
 
 def _meta(tags: dict[str, str]) -> OutputMeta:
@@ -382,6 +399,8 @@ class _ComparedBand:
     thresholds: list[float]
     probability_thresholds: list[float | None]
     notes: list[str]
+    covered: int  # pixels both images cover (with the context)
+    seen: np.ndarray  # (C,) bool: which LR bands hold data there
 
 
 def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> _ComparedBand:
@@ -389,7 +408,10 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> _ComparedBand:
     cuts it back), in parts of columns that each fit their own thresholds and read HALO pixels of context, so
     that their evidence runs on across the parts' edges."""
     parts = column_parts(width, h)
-    found = [_compare_part(scene, r0, h, c0, w) for c0, w in parts]
+    compared = [_compare_part(scene, r0, h, c0, w) for c0, w in parts]
+    found = [(one, flags) for one, flags, _, _ in compared]
+    covered = sum(n for _, _, n, _ in compared)
+    seen = np.logical_or.reduce([s for _, _, _, s in compared])
     if len(found) == 1:
         (one, flags), = found
         evidence, valid = one.evidence, one.valid
@@ -408,12 +430,14 @@ def _compare_rows(scene: Scene, r0: int, h: int, width: int) -> _ComparedBand:
     notes = list(dict.fromkeys(one.note for one, _ in found if one.note))
     assert evidence is not None
     return _ComparedBand(evidence, valid, flags, [one.threshold for one, _ in found],
-                         [one.probability_threshold for one, _ in found], notes)
+                         [one.probability_threshold for one, _ in found], notes, covered, seen)
 
 
-def _compare_part(scene: Scene, r0: int, h: int, c0: int, width: int) -> tuple[ChangeDetection, np.ndarray | None]:
-    """The detection for LR rows [r0, r0 + h) and columns [c0, c0 + width) with HALO pixels of context, and where
-    the products' own cloud masks flag pixels (None without any)."""
+def _compare_part(scene: Scene, r0: int, h: int, c0: int,
+                  width: int) -> tuple[ChangeDetection, np.ndarray | None, int, np.ndarray]:
+    """The detection for LR rows [r0, r0 + h) and columns [c0, c0 + width) with HALO pixels of context, where
+    the products' own cloud masks flag pixels (None without any), how many pixels both images cover (with the
+    context) and which LR bands hold data there."""
     win = PlannedWindow(index=0, row=0, col=0, col_off=c0, row_off=r0, width=width, height=h)
     stack = scene.read_stack(win, HALO)
     # in physical values, as the detector and its cue were fitted: the stack's model space stretches each band to
@@ -424,11 +448,13 @@ def _compare_part(scene: Scene, r0: int, h: int, c0: int, width: int) -> tuple[C
     # a pixel with a band missing (Landsat 7's SLC-off stripes lie apart in each band) is unknown, not compared: its
     # filled band is no observation (a stripe's pixels read as changed: 32% of a scene changed instead of 4%)
     # (one the product's own cloud mask flags stays changed, as the mask says)
-    complete = scene.lr_complete(win, HALO)
+    complete, has = scene.lr_complete(win, HALO)
     known = stack.lr_valid & (complete if flags is None else complete | flags)
+    both = stack.lr_valid & stack.ref_valid
+    seen = has[:, both].any(axis=1)  # which LR bands hold data where both images cover
     if len(scene.bands) > 1 and len(set(scene.ref_bands)) == 1:  # one panchromatic band against several
         lr, ref = pan_intensity(lr, known & stack.ref_valid, ref[0]), ref[:1]
-    return compare(lr, known, ref, stack.ref_valid, untrusted=flags), flags
+    return compare(lr, known, ref, stack.ref_valid, untrusted=flags), flags, int(both.sum()), seen
 
 
 def _refine_rows(evidence: np.ndarray, known: np.ndarray, r0: int, h: int, width: int,

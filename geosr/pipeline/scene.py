@@ -718,12 +718,13 @@ class Scene:
         _, valid, bands = self._read_lr(0, r0, int(self.area.width), r1 - r0, per_band=True)
         return valid, bands
 
-    def lr_complete(self, win: PlannedWindow, halo: int) -> np.ndarray:
+    def lr_complete(self, win: PlannedWindow, halo: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the LR window (with ``halo``) holds data in every selected band: the pixels a comparison may read
-        (elsewhere :meth:`read_stack`'s LR holds a band filled from its neighbours)."""
+        (elsewhere :meth:`read_stack`'s LR holds a band filled from its neighbours), and where each band does
+        (C, h, w)."""
         c0, r0 = win.col_off - halo, win.row_off - halo
         _, valid, has = self._read_lr(c0, r0, win.width + 2 * halo, win.height + 2 * halo, per_band=True)
-        return valid & has.all(axis=0)
+        return valid & has.all(axis=0), has
 
     def _read_lr(self, c0: int, r0: int, w: int, h: int, per_band: bool = False):
         """LR window in model space, edge-replicated beyond the scene (as whole-image kernels do), and its
