@@ -420,6 +420,26 @@ def test_the_resume_fingerprint_follows_every_member_file(tmp_path):
     assert job_module._file_id(folder) != before
 
 
+def test_a_refused_resume_names_the_member_file_that_changed(tmp_path):
+    """A band file of a STAC item changed: the refusal said "the LR item.json changed", the item being as it was
+    (found in review). It names the item's file that changed."""
+    import os
+
+    from geosr.pipeline.fingerprints import fingerprint_changes
+
+    band_files(tmp_path / "s2")
+    item = str(item_over_band_files(tmp_path / "s2"))
+    before = {"inputs": [job_module._file_id(item)]}
+    member = next((tmp_path / "s2").glob("*_B03_*.tif"))
+    os.utime(member, ns=(1, 1))
+    after = {"inputs": [job_module._file_id(item)]}
+    name = os.path.basename(item)
+    assert fingerprint_changes(before, after) == [
+        f"the LR {name}: its file {member.name} changed (its size or modification time)"]
+    os.utime(item, ns=(1, 1))  # the item itself: named as before
+    assert fingerprint_changes(after, {"inputs": [job_module._file_id(item)]})[0].startswith(f"the LR {name} changed")
+
+
 def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
     dn = band_files(tmp_path / "s2")
     item = item_over_band_files(tmp_path / "s2")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
             if named is not None:  # a file's identity: [path, size, mtime, ...]
                 role += f" {Path(named[0]).name}"
+                member = _member_changed(x, y)
+                if member is not None:  # a STAC item's or a product's file, not the item itself (found in review)
+                    role, named = f"{role}: its file {Path(member).name}", [member]
             what = " (its size or modification time)"
             if named is not None and re.match(r"^(/vsicurl|[a-z][a-z0-9+.-]*://)", named[0], re.IGNORECASE):
                 what = " (its size, Last-Modified or ETag on its server)"
@@ -63,6 +67,17 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         if line not in said:
             said.append(line)
     return said
+
+
+def _member_changed(old: object, new: object) -> str | None:
+    """The path of the first file of a composite input (a STAC item, a product: ``[path, own stats..., [member,
+    size, mtime], ...]``) whose identity differs between two fingerprints, where the composite's own does not."""
+    if not (isinstance(old, list) and isinstance(new, list) and old[:1] == new[:1]):
+        return None
+    a, b = next(((a, b) for a, b in zip(old[1:], new[1:]) if a != b), (None, None))
+    if not (isinstance(a, list) and isinstance(b, list) and a and a[:1] == b[:1] and isinstance(a[0], str)):
+        return None
+    return None if os.path.abspath(a[0]) == os.path.abspath(old[0]) else a[0]  # (the item is among its files)
 
 
 # how the model runs (the fingerprint's model_settings) by the option that sets it, as a message names it (it
