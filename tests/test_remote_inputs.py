@@ -375,7 +375,30 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         red.write_bytes(red.read_bytes() + b"\0" * 16)
         os.utime(red, (1_000_000_000, 1_000_000_000))
         job_module._REMOTE_STATS.clear()
-        assert job_module._file_id(url) != first
+        second = job_module._file_id(url)
+        assert second != first
+    # and a refused resume names the band file, not the item (found in review)
+    from geosr.pipeline.fingerprints import fingerprint_changes
+
+    assert fingerprint_changes({"inputs": [first]}, {"inputs": [second]}) == [
+        f"the LR item.json: its file {red.name} changed (its size, Last-Modified or ETag on its server)"]
+
+
+def test_a_stac_item_with_a_byte_order_mark_or_a_fragment_is_an_item(tmp_path):
+    """An item saved with a UTF-8 byte-order mark (Windows tools write one) was "not JSON", and a URL with a
+    `#fragment` was "not a raster GDAL can read" (found in review)."""
+    from tests.s2_products import band_files, item_over_band_files
+
+    folder = tmp_path / "www"
+    band_files(folder)
+    item = item_over_band_files(folder)
+    (folder / "bom.json").write_bytes(b"\xef\xbb\xbf" + item.read_bytes())
+    (folder / "bom").write_bytes(b"\xef\xbb\xbf" + item.read_bytes())  # no suffix: sniffed
+    with serving(folder) as base:
+        for where in (str(folder / "bom.json"), f"{base}/bom.json", f"{base}/bom", f"{base}/item.json#frag"):
+            res = CliRunner().invoke(app, ["info", where, "--json"])
+            assert res.exit_code == 0, (where, res.output)
+            assert len(json.loads(res.stdout)["files"][0]["bands"]) == 4, where
 
 
 def test_a_remote_stac_item_reached_through_a_redirect_reads_its_assets_beside_it(tmp_path):

@@ -234,11 +234,11 @@ def gdal_sidecars(path: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``: a signature or token too) and without the user name and
-    password it may carry (``https://user:secret@host/...``); a local path as it is (``?`` may be in a file
-    name)."""
+    """A URL without its query (``item.json?token=...``: a signature or token too), its fragment (``#...``, which
+    no server sees) and the user name and password it may carry (``https://user:secret@host/...``); a local path as
+    it is (``?`` and ``#`` may be in a file name)."""
     url = path.strip()
-    return without_credentials(url.split("?")[0]) if REMOTE.match(url) else path
+    return without_credentials(url.split("?")[0].split("#")[0]) if REMOTE.match(url) else path
 
 
 # (GDAL chains its prefixes with one slash or two: /vsizip/vsicurl/URL, /vsizip//vsicurl/URL)
