@@ -458,6 +458,21 @@ def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
         assert ds.descriptions == ("nir", "red", "green")
 
 
+def test_a_stac_item_s_bands_by_their_eo_names(tmp_path):
+    """`--bands B04,B03,B02` on an item whose eo:bands name them so (Earth Search, Planetary Computer) said "has no
+    band 'B04'", and B05 (on the 20 m grid) "has no band" too (found in review)."""
+    band_files(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
+    res = _run("upscale", item, "--bands", "B04,b03,B02", "-x", "2", "-m", "bicubic", "-o", tmp_path / "e.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "e.tif") as ds:
+        assert ds.descriptions == ("red", "green", "blue")
+    res = _run("upscale", item, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "f.tif")
+    assert res.exit_code == 2 and "its band 'rededge' is on a coarser or other grid" in " ".join(res.output.split())
+    res = _run("upscale", item, "--bands", "B09", "-x", "2", "-m", "bicubic", "-o", tmp_path / "f.tif")
+    assert res.exit_code == 2 and "has no band 'B09'" in res.output
+
+
 def test_a_stac_item_as_the_reference(tmp_path):
     band_files(tmp_path / "s2")
     item = item_over_band_files(tmp_path / "s2")

@@ -384,7 +384,11 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             b = roles.index(_ROLE_SPELLINGS.get(token.lower(), token.lower())) + 1  # a band described as B04, B08
         else:
             comp = composite(info.path) if is_composite(info.path) else None
-            left = [d for d in (comp.left_out if comp else ()) if d.lower() == token.lower()]
+            meant = {a.lower(): d for a, d in (comp.aliases if comp else ())}.get(token.lower())
+            if meant is not None and meant.lower() in names:  # a STAC item's band by its eo:bands name (B04)
+                out.append(names.index(meant.lower()) + 1)
+                continue
+            left = [d for d in (comp.left_out if comp else ()) if d.lower() == (meant or token).lower()]
             if left and comp and left[0] in comp.finer:  # a Landsat folder's 15 m panchromatic B8
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a finer grid than the stacked bands', so "
                                 f"it is left out of the stack (stacked: {_band_list(info)}); give its file alone as "

@@ -210,6 +210,7 @@ def stac_item(path: str) -> Composite | None:
     kept = [m.description for m in members if heads[m.href].grid == anchor_grid]
     comp = stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,
                  same_grid=False)
+    comp = replace(comp, aliases=_aliases(candidates, members))
     mask = _sensor_mask(path, item)
     if mask is None:
         return comp
@@ -217,6 +218,21 @@ def stac_item(path: str) -> Composite | None:
         why = f"its cloud mask {Path(mask.href).name} is missing"
         return replace(comp, note=comp.note + f"; {why}: none used", mask_unused=why)
     return replace(comp, mask=mask, files=comp.files + (mask.href,), note=comp.note + f"; cloud mask: {mask.name}")
+
+
+def _aliases(candidates: list["_Candidate"], members: list[Member]) -> tuple[tuple[str, str], ...]:
+    """(name, description) for each band of the stack that its eo:bands name or its single-band asset's key names
+    otherwise (Earth Search's B04 and Planetary Computer's asset B04 are the band described "red"): ``bands`` takes
+    either (found in review: "has no band 'B04'"). A name two bands share names neither."""
+    described = {(m.href, m.band): m.description for m in members}
+    assets = {c.key: sum(d.key == c.key for d in candidates) for c in candidates}
+    found: dict[str, set[str]] = {}
+    for c in candidates:
+        d = described.get((c.member.href, c.member.band))
+        for name in (c.name, c.key if assets[c.key] == 1 else None):
+            if d is not None and name and name.lower() != d.lower():
+                found.setdefault(name, set()).add(d)
+    return tuple((name, next(iter(ds))) for name, ds in found.items() if len(ds) == 1)
 
 
 @dataclass(frozen=True)

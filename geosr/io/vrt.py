@@ -69,6 +69,7 @@ class Composite:
     mask_unused: str | None = None  # why a cloud mask the input names is not used (its file is missing; two)
     missing: tuple[tuple[str, str], ...] = ()  # (description, why) of the bands stacked as nodata: file missing
     finer: tuple[str, ...] = ()  # of ``left_out``, the bands on a finer grid (a Landsat folder's panchromatic B8)
+    aliases: tuple[tuple[str, str], ...] = ()  # (another name, description) of a band: a STAC item's B04 for red
 
 
 def gdal_path(href: str) -> str:
