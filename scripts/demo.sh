@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/geosr sample geosr-sample --json >/dev/null
+# (the demo's own folder: a sample left by an earlier geosr is replaced; an error is still said on stderr)
+.venv/bin/geosr sample geosr-sample --overwrite -q
 .venv/bin/geosr upscale geosr-sample/taizhou_2003_lr240m.tif \
   --ref geosr-sample/taizhou_2000_ref30m.tif --cd geosr-sample/taizhou_change_2000_2003.tif \
   -x 8 -o geosr-sample/sr_x8.tif --overwrite "$@"

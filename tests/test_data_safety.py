@@ -1417,6 +1417,11 @@ def test_sample_run_again_says_so_and_suggests_a_command_that_runs(tmp_path):
     said = " ".join(again.output.split())
     assert again.exit_code == 0 and said.startswith(f"the sample scene is in {tmp_path / 'demo'}/; try:"), said
     assert said.endswith(f"-o {tmp_path / 'demo' / 'sr_x8.tif'} --overwrite"), said
+    # the output removed, its provenance raster left: the run would refuse that too (found in review)
+    (tmp_path / "demo" / "sr_x8.tif").unlink()
+    (tmp_path / "demo" / "sr_x8.provenance.tif").write_bytes(b"an earlier run's provenance")
+    said = " ".join(_invoke("sample", tmp_path / "demo").output.split())
+    assert said.endswith(f"-o {tmp_path / 'demo' / 'sr_x8.tif'} --overwrite"), said
 
 
 def test_the_sample_command_for_a_folder_named_like_an_option_runs(tmp_path, monkeypatch):

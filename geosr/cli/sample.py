@@ -42,9 +42,12 @@ def sample(
         return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
     out = folder / "sr_x8.tif"
+    # an earlier run's output or what it leaves beside it (its provenance raster, STAC item, work folder), which the
+    # run refuses to replace without --overwrite (the output alone was looked at; found in review)
+    earlier = any(folder.glob(f"{out.stem}.*"))
     out_console.print(
         f"  geosr upscale {q(paths['lr'])} --ref {q(paths['ref'])} --cd {q(paths['cd'])} "
-        f"-x {SAMPLE_SCALE} -o {q(out)}" + (" --overwrite" if out.exists() else ""),
+        f"-x {SAMPLE_SCALE} -o {q(out)}" + (" --overwrite" if earlier else ""),
         highlight=False,
         soft_wrap=True,
     )
