@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -52,6 +54,16 @@ def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory,
     assert r.warnings == ["model bicubic does not sample by diffusion, so `sampler`, `steps` change nothing",
                           "model bicubic (a classical one) ignores `lr_consistency`"]
     assert "--sampler, --steps change nothing" in cli_words(r.warnings[0], "upscale")
+    # and so does the command's --json, as its text and its errors do (found in review: `steps` there)
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    res = CliRunner().invoke(app, ["upscale", str(src), "-x", "2", "-m", "bicubic", "--steps", "5", "-o",
+                                   str(tmp_path / "j.tif"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["warnings"] == ["model bicubic does not sample by diffusion, so --steps changes "
+                                                  "nothing"]
     r = upscale(src, output=tmp_path / "b.tif", scale=2, model="lite", fuse_overlaps=True, lr_consistency="box")
     assert r.warnings == ["model lite does not sample by diffusion, so `fuse_overlaps` changes nothing"]
     # the seed too (found in review: `-m bicubic --seed 7` ran without a word, recorded as if it mattered)

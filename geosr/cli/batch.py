@@ -86,7 +86,7 @@ def batch(
     result = run_command(call, json_out=json_out, quiet=quiet, command="batch")
     failed = None if result.ok else _failed(result)
     if json_out:  # one document of the commands' shape: ok, and an error when a job failed
-        print_json({**result.to_dict(), "ok": result.ok, **({"error": failed} if failed else {})})
+        print_json({**result.to_dict(), "ok": result.ok, **({"error": failed} if failed else {})}, "batch")
     elif not quiet:
         _summary(result)
     elif failed:  # quiet: the one line an error gets

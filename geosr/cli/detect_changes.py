@@ -46,7 +46,7 @@ def detect_changes(lr: str, ref: str, output: str, quiet: bool = False, json_out
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="detect-changes")
     if json_out:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), "detect-changes")
     elif not quiet:
         out_console.print(Text.assemble(("wrote " + str(result.path), "bold green"),
                                         f": {result.grid.width} x {result.grid.height} px, "

@@ -49,7 +49,7 @@ def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path
     if json_out:
         payload = result.to_dict()
         payload.pop("cases", None)
-        print_json(payload)
+        print_json(payload, "evaluate")
     elif not quiet:
         out_console.print(markdown_table(result.summary, result.models), highlight=False, markup=False)
         out_console.print(Text.assemble((f"wrote {result.out}/metrics.json", "bold green"), " and metrics.md"),

@@ -29,7 +29,7 @@ def info(
     result = run_command(lambda: describe([str(f) for f in files], read_all=read_all), json_out=json_out,
                          command="info")
     if json_out:
-        print_json(result)
+        print_json(result, "info")
         return
     if quiet:
         return

@@ -70,7 +70,7 @@ def rasterize_osm(output: str, quiet: bool = False, json_out: bool = False, **op
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="rasterize-osm")
     if json_out:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), "rasterize-osm")
     elif not quiet:
         _print_summary(result)
     else:

@@ -57,7 +57,7 @@ def train(config: Optional[Path] = None, quiet: bool = False, json_out: bool = F
     if not lead:
         return
     if json_out:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), "train")
     elif not quiet:
         _print_summary(result)
     else:

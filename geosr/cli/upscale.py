@@ -49,7 +49,7 @@ def upscale(lr: str, output: Optional[str] = None, quiet: bool = False, json_out
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="upscale")
     if json_out:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), "upscale")
     elif not quiet:
         _print_summary(result)
     else:
