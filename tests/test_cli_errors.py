@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -257,6 +258,16 @@ def test_success_json_summary_and_info(scene):
 def test_help_shows_examples():
     result = runner.invoke(app, ["upscale", "--help"])
     assert result.exit_code == 0 and "geosr upscale s2.tif" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["upscale", "sample", "info", "batch", "rasterize-osm"])
+def test_help_shows_no_type_beside_a_flag(command):
+    """`--overwrite <bool>` read as a flag that takes a value (`geosr sample --overwrite true` copied the sample into
+    a folder "true"; found in review); an option that takes one keeps its type."""
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
+    assert "<bool>" not in text and (command == "info" or re.search(r"--overwrite\s+Replace", text)), text
+    if command == "upscale":
+        assert re.search(r"--window\s+<int>", text), text
 
 
 # ---- the library names its parameters, the CLI its flags ---------------------------------------------------------

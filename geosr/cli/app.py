@@ -27,6 +27,18 @@ _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Usag
 _NO_ARGS = getattr(sys.modules[_USAGE_ERROR.__module__], "NoArgsIsHelpError", ())  # (click 8.2 on)
 
 
+def _flag_type(self: Any, ctx: Any) -> str | None:
+    """No type beside a flag in ``--help``: Typer 0.29 shows ``--overwrite <bool>``, which reads as taking a value
+    (``geosr sample --overwrite true`` copied the sample into a folder named "true"; found in review)."""
+    return None if getattr(self, "is_flag", False) else _TYPE_SHOWN(self, ctx)
+
+
+# (a Typer without the method shows no type anyway: then nothing is changed)
+_TYPE_SHOWN = getattr(typer.core.TyperOption, "display_type_rich", None)
+if _TYPE_SHOWN is not None:
+    typer.core.TyperOption.display_type_rich = _flag_type
+
+
 class _Commands(TyperGroup):
     """geosr's commands; a usage error (a missing or malformed option) is reported as every other error is: one
     line on stderr, ``geosr: error: ...`` (with ``--json``: one JSON line on stdout, ``{"ok": false, "exit_code": 2,
