@@ -479,7 +479,8 @@ def evaluate(
         _write_text(
             stage / "metrics.md",
             "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower "
-            "is better; LR-cons: PSNR of the SR box-downsampled against the LR).\n\n" + markdown_table(summary, names)
+            "is better; LR-cons: PSNR of the SR box-downsampled against the LR; SSIM-Y and VIF where their filters "
+            "read no padding; no border trimmed).\n\n" + markdown_table(summary, names)
             + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
         )
     return res

@@ -3,6 +3,8 @@
 Images are (C, H, W) float tensors in [0, 1] ("unit" space: 8-bit data / 255); masks are (H, W) bool.
 
 - PSNR and SSIM on the Y channel (ITU-R BT.601, 16..235, as the SR literature computes them), data range 255;
+  SSIM, like VIF, scored only where its filters read no padding (as ssim.m, scikit-image and vifp_mscale.m do);
+  no border is trimmed for PSNR (the bench's x4 tables trim ``scale`` pixels, as the SR literature does);
 - LR-consistency: PSNR of the SR box-downsampled by x against the LR (all bands, data range 1 -> 255);
 - VIF (pixel-domain VIF-P, Sheikh & Bovik 2006, 4 scales, sigma_n^2 = 2, Y channel in 0..255): the sums of
   information are taken over the masked pixels only, so "changed" VIF is the information kept there;
@@ -73,9 +75,28 @@ def _filter(x: torch.Tensor, k: torch.Tensor | tuple[float, int]) -> torch.Tenso
     return x4[0, 0]
 
 
+def _eroded(clean: torch.Tensor, r: int) -> torch.Tensor:
+    """``clean`` (H, W bool) shrunk by ``r`` pixels, the image's outside counting as not clean: where a filter of
+    radius ``r`` reads only clean pixels (none of its same-size padding)."""
+    if r <= 0:
+        return clean
+    x = F.pad((~clean).float()[None, None], (r, r, r, r), value=1.0)
+    return F.max_pool2d(x, 2 * r + 1, stride=1)[0, 0] == 0
+
+
+SSIM_WINDOW = 11
+
+
+def ssim_interior(shape: tuple[int, ...]) -> torch.Tensor:
+    """Where :func:`ssim_map` sees no padding: the pixels its window fits around, which alone Wang's ssim.m,
+    scikit-image and BasicSR score (the padded border added up to 0.008 to SSIM-Y; found in review)."""
+    return _eroded(torch.ones(shape[-2:], dtype=torch.bool), SSIM_WINDOW // 2)
+
+
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """Per-pixel SSIM of two (H, W) images (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03)."""
-    k = (1.5, 11)
+    """Per-pixel SSIM of two (H, W) images (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03), same size: its
+    border, filtered over reflected pixels, is left out of the scores (:func:`ssim_interior`)."""
+    k = (1.5, SSIM_WINDOW)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     x, y = x.float(), y.float()
     mx, my = _filter(x, k), _filter(y, k)
@@ -86,7 +107,13 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> tor
 
 
 def ssim_y(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    return _masked_mean(ssim_map(rgb_to_y(sr.clamp(0, 1)), rgb_to_y(hr.clamp(0, 1))), mask)
+    """Mean SSIM of the Y channel over ``mask`` (None: everywhere) within :func:`ssim_interior`."""
+    return _masked_mean(ssim_map(rgb_to_y(sr.clamp(0, 1)), rgb_to_y(hr.clamp(0, 1))), _inside(mask, hr.shape))
+
+
+def _inside(mask: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    interior = ssim_interior(shape)
+    return interior if mask is None else interior & mask.bool()
 
 
 def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int, mask: torch.Tensor | None = None) -> float:
@@ -100,10 +127,13 @@ def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, scale: int, mask: torch.T
 
 def vif_maps(
     sr: torch.Tensor, hr: torch.Tensor, sigma_n_sq: float = 2.0
-) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Per-scale VIF-P information maps of the Y channel: [(numerator map, denominator map, step)], where
-    ``step`` is the subsampling of that scale (a mask is subsampled as ``mask[::step, ::step]``)."""
+) -> list[tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]]:
+    """Per-scale VIF-P information maps of the Y channel: [(numerator map, denominator map, step, valid)], where
+    ``step`` is the subsampling of that scale (a mask is subsampled as ``mask[::step, ::step]``) and ``valid``
+    where no filter of this scale or the ones before it read padding: the pixels vifp_mscale.m's and torchmetrics'
+    valid filtering scores (the padded border added up to 0.02 to VIF; found in review)."""
     ref, dist = rgb_to_y(hr.clamp(0, 1)).float(), rgb_to_y(sr.clamp(0, 1)).float()
+    clean = torch.ones(ref.shape, dtype=torch.bool)
     eps = 1e-10
     out = []
     for scale in range(1, 5):
@@ -112,6 +142,7 @@ def vif_maps(
         if scale > 1:
             ref = _filter(ref, k)[::2, ::2]
             dist = _filter(dist, k)[::2, ::2]
+            clean = _eroded(clean, n // 2)[::2, ::2]
         if min(ref.shape) < 2:
             break
         mu1, mu2 = _filter(ref, k), _filter(dist, k)
@@ -128,20 +159,18 @@ def vif_maps(
         sv = torch.where(g < 0, s2, sv)
         g = g.clamp(min=0)
         sv = sv.clamp(min=eps)
-        out.append(
-            (torch.log10(1 + g * g * s1 / (sv + sigma_n_sq)), torch.log10(1 + s1 / sigma_n_sq), 2 ** (scale - 1))
-        )
+        out.append((torch.log10(1 + g * g * s1 / (sv + sigma_n_sq)), torch.log10(1 + s1 / sigma_n_sq),
+                    2 ** (scale - 1), _eroded(clean, n // 2)))
     return out
 
 
-def vif_from_maps(maps: list[tuple[torch.Tensor, torch.Tensor, int]], mask: torch.Tensor | None = None) -> float:
+def vif_from_maps(maps: list[tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]],
+                  mask: torch.Tensor | None = None) -> float:
+    """VIF from :func:`vif_maps`: the information summed over each scale's valid pixels (within ``mask``)."""
     num = den = 0.0
-    for nm, dm, step in maps:
-        if mask is None:
-            num, den = num + float(nm.sum()), den + float(dm.sum())
-        else:
-            m = mask.bool()[::step, ::step][: nm.shape[0], : nm.shape[1]]
-            num, den = num + float(nm[m].sum()), den + float(dm[m].sum())
+    for nm, dm, step, valid in maps:
+        m = valid if mask is None else valid & mask.bool()[::step, ::step][: nm.shape[0], : nm.shape[1]]
+        num, den = num + float(nm[m].sum()), den + float(dm[m].sum())
     return num / den if den > 0 else float("nan")
 
 
@@ -224,7 +253,7 @@ def region_metrics(
             continue
         out[name] = {
             "psnr_y": psnr(ys, yh, mask),
-            "ssim_y": _masked_mean(smap, mask),
+            "ssim_y": _masked_mean(smap, _inside(mask, hr.shape)),
             "lr_consistency": lr_consistency(sr, lr, scale, mask),
             "vif": vif_from_maps(vmaps, mask),
             "sam": _angle_mean(angle, defined, mask),
