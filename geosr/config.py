@@ -137,6 +137,9 @@ MAX_STEPS = 1000  # sampling steps, given or a checkpoint's inference.steps (the
 MAX_SEED = 2**64 - 1  # the noise hashes a seed's 64 bits (geosr.sampling.noise): 2**64 would be seed 0 again
 
 
+DEVICE_NAME = r"auto|cpu|cuda(:(0|[1-9][0-9]*))?"  # the device names geosr takes (lower case, ASCII digits)
+
+
 def device_name(value: Any) -> Any:
     """A device setting as text: None (not given) is "auto", a ``torch.device`` its name (torch not imported here);
     anything else as it is, for the caller to check."""

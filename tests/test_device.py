@@ -21,6 +21,14 @@ def test_a_cuda_index_beyond_the_machine_s_devices_is_one_sentence(monkeypatch):
     assert resolve_device("CUDA:1") == torch.device("cuda:1")
     with pytest.raises(OptionError, match=r"has 2 CUDA devices \(cuda:0 to cuda:1\)"):
         resolve_device("cuda:2")
+    # names torch refuses ("Invalid device string", an internal error; found in review) are refused as names
+    for name in ("cuda:01", "cuda:00", "cuda:\u0661", "cuda:\u00b2", "cuda:", "cuda:-1"):
+        with pytest.raises(OptionError, match="use auto, cpu, cuda or cuda:N"):
+            resolve_device(name)
+    from geosr.pipeline.batch.run import RunSettings
+
+    with pytest.raises(OptionError, match="use auto, cpu, cuda or cuda:N"):
+        RunSettings(device="cuda:01")
 
 
 def test_cuda_without_a_device_and_unknown_names_are_refused(monkeypatch):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
+from geosr.config import DEVICE_NAME
 from geosr.errors import OptionError
 
 
@@ -19,7 +22,8 @@ def resolve_device(spec: "str | torch.device | None") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+    # (ASCII digits, no leading zero: torch refuses "cuda:01" and "cuda:\u0661", which str.isdigit takes; review)
+    if re.fullmatch(DEVICE_NAME, name, re.ASCII) and name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise OptionError(f"device {name}: no CUDA device is available here (use cpu or auto)", param="device")
         count = torch.cuda.device_count()

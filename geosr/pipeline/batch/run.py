@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.config import device_name
+from geosr.config import DEVICE_NAME, device_name
 from geosr.errors import OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
 from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
@@ -75,7 +75,7 @@ class RunSettings:
         # the name checked as a run checks it (a dry run said nothing of `tpu`); whether this machine has CUDA is
         # the workers' to say
         object.__setattr__(self, "device", device_name(self.device))
-        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
+        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_NAME, self.device.strip().lower(), re.ASCII):
             raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
         if not 0 <= self.retries <= MAX_RETRIES:  # (2**64 and above: Dask could not send the task, and hung)
