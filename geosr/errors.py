@@ -121,3 +121,19 @@ def names_too_long_are_input_errors(fn: _F) -> _F:
             raise NameTooLongError(name_too_long_message(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+# what the GPU running out of memory reads as: torch's OutOfMemoryError, or the RuntimeError the CUDA driver, cuBLAS
+# or cuDNN raise for it ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED"; found in review)
+_GPU_MEMORY = ("CUDA error: out of memory", "CUDA out of memory", "_STATUS_ALLOC_FAILED", "HIP out of memory")
+
+
+def gpu_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the GPU running out of memory (told by name and text: torch need not be imported)."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and any(text in str(exc) for text in _GPU_MEMORY))
+
+
+# One sentence for it, in the library's words (a CLI shows flags), where torch's is a page of allocator statistics
+GPU_OUT_OF_MEMORY = ("the GPU ran out of memory; give a smaller `window` (or `batch_size`, windows per model call of "
+                     "a diffusion model), or `device` cpu")

@@ -229,8 +229,39 @@ def test_a_gpu_out_of_memory_says_what_to_do(scene, monkeypatch):
     tmp_path, lr = scene
     monkeypatch.setattr(writer, "to_cog", boom)
     result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
-    assert result.exit_code == 1 and "GPU ran out of memory; give a smaller --batch-size" in result.stderr
+    assert result.exit_code == 1 and "GPU ran out of memory; give a smaller --window (or --batch-size" in \
+        " ".join(result.stderr.split())  # (--batch-size alone did nothing for lite; found in review)
     assert "Tried to allocate" not in result.stderr and not (tmp_path / "o.tif").exists()
+    # the CUDA driver's, cuBLAS's or cuDNN's out of memory is a RuntimeError: "internal error" and torch's notes
+    for text in ("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+                 "cuDNN error: CUDNN_STATUS_ALLOC_FAILED"):
+        monkeypatch.setattr(writer, "to_cog", lambda *a, text=text, **k: (_ for _ in ()).throw(RuntimeError(text)))
+        result = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-o", str(tmp_path / "o.tif")])
+        assert result.exit_code == 1 and "internal error" not in result.stderr, result.stderr
+        assert "GPU ran out of memory" in result.stderr and "asynchronously" not in result.stderr
+
+
+def test_a_batch_job_out_of_gpu_memory_fails_in_one_sentence_without_retries():
+    """A worker's CUDA out of memory went back to Dask for a retry (--retries times, the same each time) and was
+    reported as torch's page of allocator numbers (found in review)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from geosr.pipeline.batch.results import TaskError
+    from geosr.pipeline.batch.tasks import _guarded
+
+    calls = []
+
+    def oom():
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+
+    failed = _guarded(SimpleNamespace(id="j"), "now", 0.0, oom)
+    assert calls == [1] and failed["ok"] is False and failed["error_type"] == "OutOfMemoryError"
+    assert failed["error"].startswith("the GPU ran out of memory; give a smaller `window`")
+    with pytest.raises(TaskError):  # anything else of geosr's is retried as before
+        _guarded(SimpleNamespace(id="j"), "now", 0.0, lambda: (_ for _ in ()).throw(RuntimeError("kaput")))
 
 
 def test_success_json_summary_and_info(scene):

@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geosr.errors import GeoSRError, InputError, name_too_long_message
+from geosr.errors import GeoSRError, InputError, gpu_out_of_memory, name_too_long_message
 from geosr.options import CommandOptions
 
 EXIT_OK = 0
@@ -174,7 +174,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
             _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
         _fail(name_too_long_message(exc), EXIT_BAD_INPUT, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
-        if type(exc).__name__ == "OutOfMemoryError":  # torch's, on CUDA (named, not imported: the CLI starts fast)
+        if gpu_out_of_memory(exc):  # torch's, on CUDA (named, not imported: the CLI starts fast)
             _fail(_OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""]), EXIT_INTERNAL, json_out)
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
     finally:
@@ -187,9 +187,12 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
 # What to do when the GPU runs out of memory, per command (torch's message is a page of allocator statistics).
 _OUT_OF_MEMORY = {
     "": "the GPU ran out of memory; run it with --device cpu, or free the GPU",
-    "upscale": "the GPU ran out of memory; give a smaller --batch-size (windows per model call) or --device cpu",
-    "batch": "the GPU ran out of memory; give a smaller --batch-size (windows per model call) or --device cpu",
-    "train": "the GPU ran out of memory; give a smaller --batch (or crop), or --device cpu",
+    # (`lite` takes one window per call: --batch-size does nothing for it, --window does; found in review)
+    "upscale": "the GPU ran out of memory; give a smaller --window (or --batch-size, windows per model call of a "
+               "diffusion model), or --device cpu",
+    "batch": "the GPU ran out of memory; give a smaller --window (or --batch-size, windows per model call of a "
+             "diffusion model), or --device cpu",
+    "train": "the GPU ran out of memory; give a smaller --batch (or --crop, for the diffusion models), or --device cpu",
 }
 
 # Library keywords pinned to a flag, and those the CLI names differently (the rest come from the commands).

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from geosr.errors import GeoSRError, InputError, OutputExistsError, ResumeError
+from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, OutputExistsError, ResumeError, gpu_out_of_memory
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
 from geosr.pipeline.batch.records import found_at, output_matches, read_record, write_record
@@ -253,6 +253,9 @@ def _guarded(spec: JobSpec, started: str, t0: float, work: Callable[[], dict]) -
     except InputError as exc:
         return _failure(spec, exc, started, t0)
     except Exception as exc:  # noqa: BLE001
+        if gpu_out_of_memory(exc):  # the same job on the same GPU runs out again: reported in one sentence, not
+            log.warning("geosr batch job %s: %s", spec.id, exc)  # retried (found in review: 3 pages, 3 tries)
+            return _failure(spec, GeoSRError(GPU_OUT_OF_MEMORY), started, t0) | {"error_type": "OutOfMemoryError"}
         error = _task_error(spec, exc)
     raise error
 
