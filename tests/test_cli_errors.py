@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import rasterio
+import torch
 import typer
 from affine import Affine
 from typer.testing import CliRunner
@@ -280,7 +281,9 @@ def test_success_json_summary_and_info(scene):
     assert record["seed"] == 0 and record["bands"] == [1, 2, 3] and record["options"]["scale"] == 2
     assert {"sampler", "tiling", "nodata_share"} <= set(record)
     text = " ".join(runner.invoke(app, ["info", str(out)]).output.split())
-    assert "(bands 1,2,3), seed 0" in text
+    assert f"(bands 1,2,3), seed 0, on cpu (torch {torch.__version__})" in text  # (the device: found in review)
+    assert json.loads(json.dumps(record["runtime"])) == {"device": "cpu", "batch_size": 1, "threads": record[
+        "runtime"]["threads"], "torch": torch.__version__}
     # and the settings that decide the pixels, not the seed alone (found in review); no reference: no detail named
     assert "model settings: 1 sampling step (sampler default); LR-consistency back-projection" in text
     assert "reference detail" not in text

@@ -72,7 +72,8 @@ def _print_record(g: dict) -> None:
         out_console.print(f"made by geosr {g.get('version', '?')}: x{g.get('scale', '?')} with {g['model']}"
                           + (f" from {inputs}" if inputs else "")
                           + (f" (bands {','.join(map(str, g['bands']))})" if isinstance(g.get("bands"), list) else "")
-                          + (f", seed {g['seed']}" if "seed" in g else ""), highlight=False)
+                          + (f", seed {g['seed']}" if "seed" in g else "")
+                          + _ran_on(g.get("runtime")), highlight=False)
         settings = _settings(g)
         if settings:
             out_console.print(f"model settings: {settings}", highlight=False)
@@ -113,6 +114,15 @@ def _print_record(g: dict) -> None:
         if isinstance(classes, list):
             classes = ", ".join(f"{c.get('value')} {c.get('name')}" for c in classes if isinstance(c, dict))
         out_console.print(f"provenance classes: {classes}", highlight=False)
+
+
+def _ran_on(runtime: object) -> str:
+    """", on cpu (torch 2.x)" / ", on cuda (NVIDIA H100, torch 2.x)": the device an output was made on."""
+    if not isinstance(runtime, dict) or not runtime.get("device"):
+        return ""
+    about = ", ".join(str(runtime[k]) for k in ("gpu",) if runtime.get(k))
+    about += (", " if about else "") + (f"torch {runtime['torch']}" if runtime.get("torch") else "")
+    return f", on {runtime['device']}" + (f" ({about})" if about else "")
 
 
 def _settings(g: dict) -> str:

@@ -157,7 +157,7 @@ _RECORD = {"GEOSR_VERSION": "version", "GEOSR_MODEL": "model", "GEOSR_SCALE": "s
            "GEOSR_SENSOR_MASK": "sensor_mask",
            # how to run it again (the seed and bands were left out; found in review)
            "GEOSR_OPTIONS": "options", "GEOSR_SEED": "seed", "GEOSR_BANDS": "bands", "GEOSR_SAMPLER": "sampler",
-           "GEOSR_TILING": "tiling", "GEOSR_NODATA_SHARE": "nodata_share",
+           "GEOSR_TILING": "tiling", "GEOSR_NODATA_SHARE": "nodata_share", "GEOSR_RUNTIME": "runtime",
            # a `geosr rasterize-osm` map (geosr.osm.classes' tags: io does not import osm)
            "GEOSR_CLASS_TABLE": "map_class_table", "GEOSR_MAP_CLASSES": "map_classes", "GEOSR_MAP_STYLE": "map_style",
            "OSM_SOURCE": "osm_source", "OSM_TIMESTAMP": "osm_timestamp", "OSM_TIMESTAMP_KIND": "osm_timestamp_kind"}

@@ -251,8 +251,14 @@ def plan_upscale(
         tags["GEOSR_CHANGE_DETECTION"] = json.dumps(detection, sort_keys=True)
     if summary["sensor_mask"] is not None:
         tags["GEOSR_SENSOR_MASK"] = json.dumps(summary["sensor_mask"], sort_keys=True)
-    meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     fingerprint = _fingerprint(lr, sel, sr, tags, tcfg, opts, dev)
+    # how this process ran the model (device, the batch size that counts, threads), as the journal has it: CPU and
+    # CUDA outputs of one job differ in a few levels, and the outputs did not say which made them (found in review)
+    runtime = {**fingerprint["runtime"], "torch": torch.__version__}
+    if dev.type == "cuda":
+        runtime["gpu"] = torch.cuda.get_device_name(dev)
+    tags["GEOSR_RUNTIME"] = json.dumps(runtime, sort_keys=True)
+    meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
     if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
         scene.close()
         if journal_of(work_dir_for(out_path), fingerprint, plan.n_rows):  # an `overwrite` run stopped midway
