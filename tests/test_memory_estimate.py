@@ -320,3 +320,31 @@ def test_a_dry_run_stopped_by_a_signal_does_not_say_resume(tmp_path, monkeypatch
     assert res.exit_code == 130 and "interrupted; it was a dry run, which writes nothing" in said, said
     assert "--resume" not in said and sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif"]
 
+
+
+def test_on_cuda_the_model_s_memory_is_the_gpu_s_not_the_host_s(tmp_path, monkeypatch):
+    """On CUDA the forward pass was counted in the host's memory and checked against its RAM: a small-RAM host with a
+    large GPU was refused, a large-RAM host with a small GPU told it fits (found in review). The model's windows and
+    weights are the GPU's estimate, told beside its free memory, with a warning when beyond it."""
+    from geosr.models.interface import window_memory
+    from geosr.pipeline import job as job_module
+    from geosr.pipeline.job import plan_upscale
+    from geosr.pipeline.resources import gpu_warnings, measure
+
+    lr, _ = _fixed_scene(tmp_path, monkeypatch)
+    with plan_upscale(str(lr), output=None, dry_run=True, model="default", scale=4) as job:
+        args = (job.plan, job.scene.hr, 3, 4, job.sr, 1, 1.0, 0.0, frozenset())
+        host, none = job_module._memory_mb(*args)
+        host_gpu, gpu = job_module._memory_mb(*args, gpu=True)
+        plan, halo = job.plan, job.sr.halo
+        lr_h = max(plan.window(r, 0).height for r in range(plan.n_rows)) + 2 * halo
+        lr_w = max(w.width for w in plan.row_windows(0)) + 2 * halo
+        model = window_memory(job.sr, lr_h, lr_w, 4)
+        weights = sum(p.numel() * 4 for p in job.sr.inner.denoiser.parameters())
+    assert none is None and host - host_gpu == pytest.approx(model / 2**20, rel=1e-6)
+    assert gpu == pytest.approx((model + weights) / 2**20, rel=1e-6) and weights > 0
+    res = measure(host_gpu, 1.0, None, gpu_mb=gpu, gpu_free_mb=gpu / 2).to_dict()
+    assert res["fits"] and res["gpu_mb"] == gpu
+    said = gpu_warnings(res)
+    assert len(said) == 1 and "of GPU memory" in said[0] and "smaller `window`" in said[0]
+    assert gpu_warnings({**res, "gpu_free_mb": gpu * 2}) == [] and gpu_warnings(measure(1, 1, None).to_dict()) == []

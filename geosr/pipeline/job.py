@@ -199,7 +199,8 @@ def plan_upscale(
     key = _detection_key(lr, reads, compared) if kind == "auto" and out_path is not None else {}
     reused = bool(key) and out_path is not None and _kept_detection(out_path, key) is not None
     detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" and not reused else None
-    summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting)  # what is read
+    summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting,  # what is read
+                       dev=dev)
     cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path, key)
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
@@ -220,7 +221,7 @@ def plan_upscale(
         # measured again with the inputs open (the co-registered reference, a detected mask held in memory), for the
         # numbers told; the fit was checked before (what this process holds is no memory the run has to take)
         summary.update(_summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run,
-                                detecting if dry_run else None, check=False))
+                                detecting if dry_run else None, check=False, dev=dev))
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
@@ -228,7 +229,8 @@ def plan_upscale(
         summary["warnings"] = (map_said + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts, plan.n_cols, _cuts_rows(plan)) + scene.reference_warnings()
-                               + (scene.mask_warnings + scene.cd_warnings if reads.ref else []))
+                               + (scene.mask_warnings + scene.cd_warnings if reads.ref else [])
+                               + resources.gpu_warnings(summary["resources"]))
         summary["change_detection"] = detection
         # the products' own cloud masks: changed whatever the change mask says, and left out of the reference's
         # harmonization, also with --cd none, which takes them as changed nowhere ("changed": false; a dry run with
@@ -452,7 +454,8 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
 
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
              meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool,
-             detecting: tuple[int, int, Window | None] | None = None, check: bool = True) -> dict:
+             detecting: tuple[int, int, Window | None] | None = None, check: bool = True,
+             dev: torch.device | None = None) -> dict:
     """What the job will do, and whether it fits this machine (refused unless it does, or is forced, or not
     ``check``). ``detecting``: the LR's width and height and the window compared (None: all of it) when the changes
     are detected first."""
@@ -471,15 +474,19 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
 
         compared = compared_area(detecting[2], detecting[0], detecting[1])
         detection = detection_memory(int(compared.width), int(compared.height), refine_factor(opts.scale))
-    summary["memory_mb"] = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
-                                      summary["output_mb"], assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0,
-                                      read, detection)
+    gpu = dev is not None and dev.type == "cuda"
+    summary["memory_mb"], gpu_mb = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
+                                              summary["output_mb"],
+                                              assembled_mb(hr, meta) if in_memory(hr, meta) else 0.0, read, detection,
+                                              gpu=gpu)
     # (a dry run without an output: the working folder, where one named without a folder goes; it was left
     # unmeasured, and a plan of 4 TB "fit" a disk of 75 GB)
     folder = Path(".") if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
     # (the rows an earlier run of it staged already take their room)
     disk = max(0.0, written_mb(hr, meta) - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
-    res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None)
+    gpu_free = torch.cuda.mem_get_info(dev)[0] / 2**20 if gpu else None
+    res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None,
+                            gpu_mb=gpu_mb, gpu_free_mb=gpu_free)
     summary["resources"] = res.to_dict()
     if check and not dry_run and not opts.force_resources:
         resources.check(res, output=out_path)
@@ -922,8 +929,11 @@ def _stat_id(path: str) -> list:
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
                output_mb: float, assembled: float = 0.0, read: frozenset[str] = frozenset(),
-               detection: float = 0.0) -> float:
-    """The run's peak memory: this process as it is now (interpreter, torch, GDAL, the model's weights, the open
+               detection: float = 0.0, *, gpu: bool = False) -> tuple[float, float | None]:
+    """The run's peak memory in MB, and on CUDA (``gpu``) the GPU's apart (None on the CPU): the model's weights and
+    its forward pass over a batch live there, not in the host's memory (counted there, a host of little RAM with a
+    large GPU was refused, a host of much RAM with a small GPU told it fits; found in review). The host's: this
+    process as it is now (interpreter, torch, GDAL, the model's weights, the open
     inputs), the blending accumulator's band of rows, the model's forward pass over a batch
     (:func:`~geosr.models.interface.window_memory`, which bench/bench_memory.py calibrates on a window read, stacked,
     run and returned without reference or mask), the ``read`` inputs' stacks (``ref``, ``cd``, ``map``) of the
@@ -953,4 +963,26 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
     model = per_window + (n - 1) * area * bands * 4 if singly else n * per_window
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
-    return (runtime + max(acc + stack + model, assembled * 2**20, detection) + cache) / 2**20
+    if not gpu:
+        return (runtime + max(acc + stack + model, assembled * 2**20, detection) + cache) / 2**20, None
+    weights = sum(p.numel() * p.element_size() for p in _parameters(sr))
+    return (runtime + max(acc + stack, assembled * 2**20, detection) + cache) / 2**20, (model + weights) / 2**20
+
+
+def _parameters(sr: object, depth: int = 4) -> list[torch.Tensor]:
+    """The weights of ``sr``'s torch modules, also those its wrappers hold (reference detail, back-projection, a
+    backbone, experts), each once, for what they take on a GPU; none for a classical model."""
+    found: dict[int, torch.Tensor] = {}
+
+    def walk(obj: object, left: int) -> None:
+        if isinstance(obj, torch.nn.Module):
+            found.update((id(p), p) for p in obj.parameters())
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item, left)
+        elif left > 0 and hasattr(obj, "__dict__") and not isinstance(obj, type):
+            for value in vars(obj).values():
+                walk(value, left - 1)
+
+    walk(sr, depth)
+    return list(found.values())

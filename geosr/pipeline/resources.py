@@ -24,6 +24,8 @@ class Resources:
     disk_mb: float  # at most at once while the output is written (geosr.io.writer.written_mb)
     disk_free_mb: float | None
     resident_mb: float = 0.0  # what this process already holds (part of memory_mb, not of what is available)
+    gpu_mb: float | None = None  # on CUDA: the model's weights and forward pass over a batch (estimated)
+    gpu_free_mb: float | None = None  # and what the GPU has free now
 
     @property
     def more_memory_mb(self) -> float:
@@ -40,9 +42,10 @@ class Resources:
         return {**asdict(self), "fits": self.fits}
 
 
-def measure(memory_mb: float, disk_mb: float, folder: Path | None) -> Resources:
+def measure(memory_mb: float, disk_mb: float, folder: Path | None, *, gpu_mb: float | None = None,
+            gpu_free_mb: float | None = None) -> Resources:
     """Needs against what this machine has now: available memory (besides what this process holds), free space in
-    ``folder`` (the output's)."""
+    ``folder`` (the output's), and on CUDA the GPU's estimated need and free memory (told, not checked)."""
     free = None
     if folder is not None:
         try:
@@ -50,7 +53,18 @@ def measure(memory_mb: float, disk_mb: float, folder: Path | None) -> Resources:
         except OSError:
             free = None
     resident = psutil.Process().memory_info().rss / 2**20
-    return Resources(memory_mb, psutil.virtual_memory().available / 2**20, disk_mb, free, resident)
+    return Resources(memory_mb, psutil.virtual_memory().available / 2**20, disk_mb, free, resident, gpu_mb,
+                     gpu_free_mb)
+
+
+def gpu_warnings(resources: dict) -> list[str]:
+    """A warning when the GPU's estimated need is beyond its free memory: told, not refused, as the estimate is
+    calibrated on the CPU (bench/bench_memory.py) and CUDA's own workspaces and caching allocator differ."""
+    need, free = resources.get("gpu_mb"), resources.get("gpu_free_mb")
+    if need is None or free is None or need <= free:
+        return []
+    return [f"the model's windows may need about {_size(need)} of GPU memory and {_size(free)} is free: if it runs "
+            "out, give a smaller `window` (or `batch_size`), or `device` cpu"]
 
 
 def check(res: Resources, *, output: Path | str) -> None:
