@@ -1,7 +1,7 @@
 """Peak memory and wall time of `geosr upscale` (bicubic) against output size, and the cost of tiling +
 blending against a whole-image bicubic of the same scene. Each run is its own process so peak RSS is its own.
 
-    python bench/bench_upscale.py               # 4, 16, 64, 256 megapixel outputs (x4, 3-band uint8)
+    python bench/bench_upscale.py               # 4, 16, 64, 256 MiPx outputs (2^20 pixels; x4, 3-band uint8)
     python bench/bench_upscale.py --sizes 4 16  # a quicker subset
 
 Prints a markdown table; ratios are against runs in this same script on this machine.
@@ -46,7 +46,8 @@ def child(mode: str, src: str, out: str) -> None:
         from geosr.pipeline.upscale import upscale
 
         upscale(src, output=out, scale=SCALE, model="bicubic")
-    else:  # whole-image bicubic with the same kernel, the same stretch and the same COG writer
+    else:  # whole-image bicubic with the same kernel and the same COG writer, on the raw DN (no stretch fitted or
+        # applied: geosr's time includes its stretch; found in review: this said "the same stretch")
         import numpy as np
         import rasterio
         import torch
@@ -73,8 +74,8 @@ def run(mode: str, src: Path, out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="*", default=[4, 16, 64, 256], help="output megapixels")
-    ap.add_argument("--whole-max", type=int, default=64, help="largest output (MP) for the whole-image baseline")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[4, 16, 64, 256], help="output sizes in MiPx (2^20 pixels)")
+    ap.add_argument("--whole-max", type=int, default=64, help="largest output (MiPx) for the whole-image baseline")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -90,10 +91,10 @@ def main() -> None:
             g = run("geosr", src, tmp / f"g_{mp}.tif")
             w = run("whole", src, tmp / f"w_{mp}.tif") if mp <= args.whole_max else None
             rows.append((mp, side, g, w))
-            print(f"{mp} MP done: geosr {g}, whole {w}", file=sys.stderr)
+            print(f"{mp} MiPx done: geosr {g}, whole {w}", file=sys.stderr)
             for f in tmp.glob(f"*_{mp}.tif"):
                 f.unlink()
-    print("| output MP | LR side | geosr s | geosr peak MB | whole-image s | whole-image peak MB "
+    print("| output MiPx (2^20 px) | LR side | geosr s | geosr peak MB | whole-image s | whole-image peak MB "
           "| time ratio geosr/whole |")
     print("|---|---|---|---|---|---|---|")
     for mp, side, g, w in rows:
