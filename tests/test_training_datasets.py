@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -313,7 +314,7 @@ def test_each_scale_has_its_own_stretch_so_a_batch_is_a_function_of_seed_and_ste
         assert torch.equal(hr, fresh_hr) and torch.equal(batch.lr, fresh_batch.lr), step
 
 
-def test_pairs_smaller_than_the_crop_are_left_out_by_name():
+def test_pairs_smaller_than_the_crop_are_left_out_each_on_its_own():
     imgs = [torch.from_numpy(_hr(h, w, seed=i).transpose(2, 0, 1).astype(np.float32) / 255)
             for i, (h, w) in enumerate([(64, 64), (24, 80), (40, 40)])]
     pairs = synthetic_pairs(imgs)
@@ -324,6 +325,11 @@ def test_pairs_smaller_than_the_crop_are_left_out_by_name():
         assert stream.batch(step)[1].shape == (4, 3, 32, 32)
     with pytest.raises(Exception, match="smaller than the 32-px crop"):
         PairMixture([(pairs[1:2], 1.0)], maker, batch_size=2, n_change_classes=3)
+    # a small image of another source with a big one's name leaves the big one in (found in review: every source's
+    # tile_001 was left out, and a run of two folders refused as "no training data")
+    namesake = dataclasses.replace(pairs[1], name=pairs[0].name)
+    stream = PairMixture([([pairs[0]], 1.0), ([namesake], 1.0)], maker, batch_size=2, n_change_classes=3, seed=0)
+    assert stream.skipped == [pairs[0].name] and [p for p, _ in stream.groups] == [[pairs[0]]]
 
 
 @pytest.mark.realdata

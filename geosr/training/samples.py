@@ -199,11 +199,13 @@ class PairMixture:
         def no_data(p: Pair) -> bool:
             return any((o := p.crop_origins(maker.crop, s)) is not None and not len(o[0]) for s in maker.scales)
 
-        self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop})
-        self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs
-                               if min(p.shape) >= maker.crop and no_data(p)})
-        left_out = set(self.skipped) | set(self.no_data)
-        fits = [([p for p in pairs if p.name not in left_out], float(w)) for pairs, w in groups if w > 0]
+        # each pair judged on its own (by name, a small image left out its namesakes in other folders: tile_001 of
+        # one source cost every tile_001; found in review)
+        small = {id(p) for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop}
+        empty = {id(p) for pairs, w in groups if w > 0 for p in pairs if id(p) not in small and no_data(p)}
+        self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in small})
+        self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in empty})
+        fits = [([p for p in pairs if id(p) not in small | empty], float(w)) for pairs, w in groups if w > 0]
         self.groups = [(p, w) for p, w in fits if p]
         if not self.groups:
             why = [f"smaller than the {maker.crop}-px crop ({', '.join(self.skipped[:3])})"] if self.skipped else []
