@@ -19,6 +19,7 @@ GPU, whose step rate is not known ahead), or at ``--steps``, whichever comes fir
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from geosr.errors import GeoSRError, InputError
 from geosr.models.backbone_checkpoint import load_backbone, save_backbone
 from geosr.models.backbone_experts import ExpertBackbone
 from geosr.training.backbone_fit import BackboneTrainConfig, deepened, fit_backbone, image_files, read_images
+from geosr.training.sensor_degradations import NAMED
 
 
 def expert_init(path: Path, expert: str, out: Path) -> Path:
@@ -71,14 +73,37 @@ def shared_training_images() -> list[torch.Tensor]:
     return out
 
 
+def _shares(text: str, flag: str, names: tuple[str, ...]) -> dict[str, float]:
+    """``a:0.6,b:0.4`` (a name alone: share 1) as {name: share}, each name one of ``names`` and each share a finite
+    number of at least 0, not all 0; InputError naming ``flag`` otherwise (a traceback, exit 1; found in review)."""
+    out = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, share = item.partition(":")
+        if name.strip() not in names:
+            raise InputError(f"{flag} {text!r}: {name.strip()!r} is none of {', '.join(names)}")
+        try:
+            value = float(share) if share else 1.0
+        except ValueError:
+            value = float("nan")
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"{flag} {text!r}: the share of {name.strip()} must be a number of at least 0")
+        out[name.strip()] = value
+    if not any(out.values()):
+        raise InputError(f"{flag} {text!r}: give at least one share above 0")
+    return out
+
+
 def parse_kinds(text: str | None) -> tuple[str, ...] | dict[str, float] | None:
     """``a,b`` -> ("a", "b"); ``a:0.6,b:0.4`` -> {"a": 0.6, "b": 0.4}; None -> None."""
     if not text:
         return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not any(":" in t for t in items):
-        return tuple(items)
-    return {k: float(v) for k, v in (t.split(":", 1) if ":" in t else (t, "1") for t in items)}
+    shares = _shares(text, "--kinds", tuple(NAMED))
+    return tuple(shares) if ":" not in text else shares
+
+
+def parse_scale_weights(text: str) -> dict[int, float]:
+    """``4:0.55,2:0.15`` -> {4: 0.55, 2: 0.15} (scales among the backbone's tails)."""
+    return {int(k): v for k, v in _shares(text, "--scale-weights", ("2", "4", "8", "16")).items()}
 
 
 def main() -> None:
@@ -125,9 +150,19 @@ def main() -> None:
         ap.error(f"--out {args.out}: is a file; a run is written into a folder")
     if not args.images and args.no_shared_data and not args.resume:
         ap.error("no training images: give --images (or leave out --no-shared-data)")
+    # a new run in a new or empty folder, as geosr train's: a second run replaced a finished one's weights, and an
+    # --out of the images' own folder or a user's files was written into (found in review)
+    if not args.resume and args.out.is_dir() and any(args.out.iterdir()):
+        ap.error(f"--out {args.out}: holds files already; a new run needs a new or empty folder (--resume goes on "
+                 "with the run there)")
+    if args.resume and not (args.out / "state.safetensors").is_file():
+        ap.error(f"--out {args.out}: holds no run to resume (no state.safetensors)")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        parse_kinds(args.kinds)  # (checked before the images are read)
+        if args.scale_weights:
+            parse_scale_weights(args.scale_weights)
         run(args)
     except GeoSRError as exc:  # bad input: one sentence and exit 2, as the CLI's
         print(f"train_backbone: {exc}", file=sys.stderr)
@@ -155,7 +190,7 @@ def run(args: argparse.Namespace) -> None:
     if args.grow_blocks is not None and not args.resume:
         args.init = grown_init(args.init, args.grow_blocks, args.out)
     if args.scale_weights:
-        cfg.scale_weights = {int(k): float(v) for k, v in (kv.split(":") for kv in args.scale_weights.split(","))}
+        cfg.scale_weights = parse_scale_weights(args.scale_weights)
     result = fit_backbone(args.out, train, val, init=None if args.resume else args.init, cfg=cfg,
                           resume=args.resume, minutes=args.minutes, log=lambda s: print(s, flush=True))
     print(result)

@@ -20,7 +20,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["no-images", "corrupt", "missing-folder", "expert-without-init", "unknown-expert",
-                                  "validate-every-0", "out-is-a-file"])
+                                  "validate-every-0", "out-is-a-file", "scale-weights-letter", "scale-weights-3",
+                                  "kinds-unknown", "out-not-empty", "resume-nothing"])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path, case):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -40,12 +41,19 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path, case):
         "unknown-expert": ["--images", str(imgs), "--init", lite, "--expert", "bogus", "--out", str(out)],
         "validate-every-0": ["--images", str(imgs), "--init", lite, "--validate-every", "0", "--out", str(out)],
         "out-is-a-file": ["--images", str(imgs), "--init", lite, "--out", str(tmp_path / "imgs" / "a.png")],
+        # (found in review: tracebacks, exit 1; an earlier run's or a user's files replaced)
+        "scale-weights-letter": ["--images", str(imgs), "--init", lite, "--scale-weights", "4:x", "--out", str(out)],
+        "scale-weights-3": ["--images", str(imgs), "--init", lite, "--scale-weights", "3:1", "--out", str(out)],
+        "kinds-unknown": ["--images", str(imgs), "--init", lite, "--kinds", "foo", "--out", str(out)],
+        "out-not-empty": ["--images", str(imgs), "--init", lite, "--out", str(imgs)],
+        "resume-nothing": ["--images", str(imgs), "--resume", "--out", str(out)],
     }[case]
+    before = sorted(p.name for p in imgs.iterdir())
     res = _run(*args, "--steps", "2")
     assert res.returncode == 2, res.stderr
     last = res.stderr.strip().splitlines()[-1]  # argparse's usage may come before it
     assert "Traceback" not in res.stderr and last.startswith("train_backbone"), res.stderr
-    assert not out.exists()
+    assert not out.exists() and sorted(p.name for p in imgs.iterdir()) == before
     if case == "corrupt":
         assert "bad.png" in res.stderr
     if case == "unknown-expert":
