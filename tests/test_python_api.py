@@ -147,3 +147,43 @@ def test_sampling_settings_beside_a_loaded_model_must_be_its_own(lr, tmp_path):
     geosr.upscale(lr, output=tmp_path / "o.tif", scale=2, model=two, steps=2, seed=3)  # its own: runs
     with rasterio.open(tmp_path / "o.tif") as ds:
         assert json.loads(ds.tags()["GEOSR_MODEL_SETTINGS"])["sampler"]["steps"] == 2
+
+
+class _PathLike:
+    """A path type of its own (as upath's or py.path's): ``__fspath__`` alone, its str() its repr."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_any_path_like_is_a_path(lr, tmp_path):
+    """An os.PathLike other than pathlib.Path was taken by its str(), its repr: `upscale(lr=...)` had "no such
+    file", and `batch(out=...)` wrote the output under "<...PL object at 0x...>" in the working folder, reported ok
+    (found in review)."""
+    from geosr.pipeline.batch.plan import plan_batch
+
+    out = tmp_path / "a.tif"
+    r = geosr.upscale(_PathLike(lr), output=_PathLike(out), scale=2, model="reference-paste", ref=_PathLike(lr),
+                      cd="none")
+    assert r.output == str(out) and out.exists()
+    plan = plan_batch(_PathLike(tmp_path / "lr*.tif"), out=_PathLike(tmp_path / "b" / "{stem}.tif"), x=np.float32(2.0),
+                      window=np.float32(8.0), make_dirs=True)  # (a whole np.float32, as upscale takes it)
+    job = plan.jobs[0]
+    assert job.action == "run" and job.spec.out == str(tmp_path / "b" / "lr.tif"), job
+    assert job.spec.x == 2 and job.spec.window == 8
+
+
+def test_train_takes_a_torch_device_and_numpy_numbers(tmp_path):
+    """`train(device=torch.device("cpu"))` was "must be a string", `warmup=np.int64(1)` "not a whole number",
+    `ema=np.float32(0.99)` "must be a number", where upscale, evaluate and batch take them (found in review)."""
+    import torch
+
+    from geosr.options.commands import TrainOptions
+    from geosr.training.loop import _plain, training_config
+
+    assert TrainOptions(device=torch.device("cpu")).device == "cpu"
+    cfg = training_config(None, warmup=_plain(np.int64(1)), ema=_plain(np.float32(0.5)))
+    assert cfg.warmup == 1 and cfg.ema == 0.5 and type(cfg.warmup) is int

@@ -341,22 +341,30 @@ def print_sensor_mask(mask: dict | None) -> None:
 
 
 def print_json(payload: dict, command: str | None = None) -> None:
-    """``payload`` as one line of JSON on stdout, its warnings (at any depth) naming flags as the text output does
-    (``--steps``, not the library's `steps`; found in review)."""
+    """``payload`` as one line of JSON on stdout, its warnings and errors (at any depth) naming flags as the text
+    output does (``--steps``, not the library's `steps`; found in review)."""
     if sys.stdout is None:  # closed by the caller (`>&-`): nothing to write to, and nothing wrong with the run
         return
-    payload = _cli_warnings({"ok": True, **payload}, command)
+    payload = _in_cli_words({"ok": True, **payload}, command)
     sys.stdout.write(json.dumps(_finite(payload), default=str, allow_nan=False) + "\n")
 
 
-def _cli_warnings(value: Any, command: str | None) -> Any:
-    """``value`` with every list of texts under a ``warnings`` key in the CLI's words (:func:`cli_words`)."""
+def _in_cli_words(value: Any, command: str | None) -> Any:
+    """``value`` with every text under a ``warnings``, ``error`` or ``reason`` key (a batch job's too) in the CLI's
+    words (:func:`cli_words`)."""
     if isinstance(value, dict):
-        return {k: [cli_words(w, command) if isinstance(w, str) else w for w in v]
-                if k == "warnings" and isinstance(v, (list, tuple)) else _cli_warnings(v, command)
+        return {k: _words(v, command) if k in ("warnings", "error", "reason") else _in_cli_words(v, command)
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_cli_warnings(v, command) for v in value]
+        return [_in_cli_words(v, command) for v in value]
+    return value
+
+
+def _words(value: Any, command: str | None) -> Any:
+    if isinstance(value, str):
+        return cli_words(value, command)
+    if isinstance(value, (list, tuple)):
+        return [cli_words(v, command) if isinstance(v, str) else v for v in value]
     return value
 
 

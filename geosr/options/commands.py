@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, SamplerConfig
+from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, SamplerConfig, device_name
 from geosr.errors import OptionError, ScaleError
 from geosr.options.declare import DEVICE_HELP, OVERWRITE_HELP, CommandOptions, check_choice, option
 from geosr.options.upscale import LR_CONSISTENCY_HELP
@@ -219,6 +219,8 @@ class TrainOptions(CommandOptions):
     max_minutes: float | None = option(None, "--max-minutes", float, "Stop (and save) after this wall time.")
 
     def __post_init__(self) -> None:
+        if self.device is not None:  # a torch.device, as upscale, evaluate and batch take it (found in review)
+            object.__setattr__(self, "device", device_name(self.device))
         super().__post_init__()
         for name in ("data", "val_data", "scales"):
             value = getattr(self, name)

@@ -82,8 +82,8 @@ class UpscaleOptions:
                               "SuperResolver", param="model")
         for name in ("ref", "cd", "map", "aoi", "style"):  # paths arrive as str or os.PathLike
             value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                object.__setattr__(self, name, str(value))
+            if value is not None and not isinstance(value, str):  # (a PathLike's str() may be its repr; review)
+                object.__setattr__(self, name, os.fspath(value) if isinstance(value, os.PathLike) else str(value))
         if isinstance(self.cd_classes, os.PathLike):  # (else text, or a ChangeClassTable)
             object.__setattr__(self, "cd_classes", os.fspath(self.cd_classes))
         refuse_empty(self, ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"))

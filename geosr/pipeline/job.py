@@ -130,7 +130,7 @@ def plan_upscale(
         raise OptionError("lr is required: the LR raster", param="lr")
     lr = coerce("lr", lr, Path)  # a list of band files as "a,b"
     output = coerce("output", output, Path)
-    lr = str(lr)
+    lr = os.fspath(lr) if isinstance(lr, os.PathLike) else str(lr)  # (a PathLike's str() is its repr; review)
     if not lr.strip():  # read as the working folder (of band files) otherwise
         raise InputNotFoundError("the LR path is empty; give the LR raster's path")
     finishing = (not dry_run and resume and not opts.output_config.overwrite and output is not None

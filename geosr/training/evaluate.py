@@ -431,7 +431,7 @@ def evaluate(
     t0 = time.perf_counter()
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
     folder.check(overwrite=opts.overwrite)
-    pairs = evaluation_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    pairs = evaluation_pairs(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else list(data)
     if not pairs:
         raise InputError(f"{data}: holds no evaluation pair")
     cases = make_cases(pairs, scales)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -574,6 +575,13 @@ class _Run:
 
 
 @names_too_long_are_input_errors
+def _plain(value: Any) -> Any:
+    """A NumPy (or other) whole number as an int, a real one as a float; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def train(
     config: TrainConfig | str | Path | None = None,
     *,
@@ -596,7 +604,9 @@ def train(
     fields = TrainOptions.canonical(fields)  # the command line's names too (out_dir, train_steps, batch, ...)
     own = {f.name for f in dataclasses.fields(TrainOptions)}
     opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})
-    more = {k: v for k, v in fields.items() if k not in own}  # TrainConfig checks these names and values
+    # TrainConfig checks these names and values; NumPy's numbers as Python's, as every other keyword takes them
+    # (warmup=np.int64(1) was "not a whole number"; found in review)
+    more = {k: _plain(v) for k, v in fields.items() if k not in own}
     resume, overwrite = opts.resume, opts.overwrite
     if resume and overwrite:
         raise OptionError("resume continues the run in its folder and `overwrite` replaces it: give one of them",

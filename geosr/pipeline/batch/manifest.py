@@ -20,6 +20,7 @@ import difflib
 import glob as globlib
 import io
 import json
+import numbers
 import os
 import re
 import string
@@ -171,9 +172,11 @@ def read_manifest(
     Raises :class:`ManifestError` only when the document as a whole cannot be read; row problems are
     returned in :attr:`Manifest.problems`.
     """
-    text = str(source)
+    text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     path = Path(text).expanduser()
-    caller, caller_problems = _normalise(dict(defaults or {}), "the command line")
+    # (named as the library's and the command line's callers both give them; "the command line" was said to a
+    # Python caller; found in review)
+    caller, caller_problems = _normalise(dict(defaults or {}), "the options given")
     if caller_problems:  # the caller's options, not a job of the manifest ("1 invalid job"; found in review)
         from geosr.errors import OptionError
 
@@ -181,7 +184,7 @@ def read_manifest(
     if not path.is_file() and is_glob(text):
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
-        if not _add_glob(manifest, text, "the command line", root, {}, caller):  # no manifest at all, not a bad row
+        if not _add_glob(manifest, text, "the glob", root, {}, caller):  # no manifest at all, not a bad row
             raise ManifestError(text, [Problem(text, _nothing_matched(text, root))])
         return _finish(manifest)
     if path.is_dir():
@@ -480,8 +483,8 @@ def _typed(key: str, value: Any) -> Any:
     if kind is int:
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not a whole number")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and float(value).is_integer():
+            return int(value)  # (a whole np.float32 too, as upscale takes it; found in review)
         try:
             return int(str(value).strip())
         except ValueError:
@@ -497,7 +500,7 @@ def _typed(key: str, value: Any) -> Any:
         return ",".join(str(v) for v in value)  # a box, as upscale takes it (it was "expects a single value")
     if isinstance(value, (dict, list, tuple)):
         raise ValueError(f"expects a single value, not {type(value).__name__}")
-    return str(value)
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)  # (a PathLike's str(): its repr)
 
 
 def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict) -> None:

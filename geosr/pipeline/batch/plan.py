@@ -318,14 +318,14 @@ def _foreign_sidecar(out: Path) -> str | None:
     for what, side in sides.items():
         if side.exists() or side.is_symlink():
             return (f"{side}: already exists, and the job would write {out.name}'s {what} there; it was not made by "
-                    f"geosr batch (no {out.name}{RECORD_SUFFIX}); use --overwrite to replace it")
+                    f"geosr batch (no {out.name}{RECORD_SUFFIX}); use `overwrite` to replace it")
     return None
 
 
 def _exists_reason(out: Path, record: dict | None, fingerprint: dict) -> str:
     from geosr.pipeline.fingerprints import fingerprint_changes
 
-    tail = "; use --overwrite to replace it"
+    tail = "; use `overwrite` to replace it"  # (the CLI shows --overwrite: cli_words)
     if record is None:
         return f"{out}: already exists and was not made by geosr batch (no {out.name}{RECORD_SUFFIX}){tail}"
     old = record.get("fingerprint") or {}
