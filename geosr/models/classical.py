@@ -7,16 +7,6 @@ import torch
 from geosr.models.interface import ConditionBatch
 from geosr.models.resample import kernel_halo, upsample
 
-# Windows of at least 32 LR pixels a side: at x16 the diffusion models' 256 output pixels are 16 LR pixels, and a
-# bicubic x16 of a 300² LR took 1.4-1.8x as long in them as in windows of 32 (peak memory 457 MB -> 527 MB; 64 LR
-# pixels: 1.5-1.9x, 780 MB), measured 2026-12-06 with `geosr upscale -m bicubic --window N` on 2 threads.
-MIN_WINDOW_LR = 32
-
-
-def classical_tiling(scale: int) -> tuple[int, float]:
-    """(window output pixels, overlap share) a classical back-end's windows are planned with at ``scale``."""
-    return max(256, MIN_WINDOW_LR * scale), 0.25
-
 
 class KernelUpsampler:
     """Plain interpolation of the LR (the reference, mask and map are ignored)."""
@@ -34,9 +24,6 @@ class KernelUpsampler:
         self.kind = kind
         self.halo = kernel_halo(kind)
 
-    def tiling_for(self, scale: int) -> tuple[int, float]:
-        return classical_tiling(scale)
-
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         return upsample(batch.lr, batch.scale, self.kind)
 
@@ -51,9 +38,6 @@ class ReferencePaste:
     requires: frozenset[str] = frozenset({"ref"})  # without a reference it is bicubic
     halo = kernel_halo("bicubic")
     memory_per_hr_pixel = 200  # as bicubic
-
-    def tiling_for(self, scale: int) -> tuple[int, float]:
-        return classical_tiling(scale)
 
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         base = upsample(batch.lr, batch.scale, "bicubic")

@@ -243,8 +243,7 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
     _o("style", "style", ["--style"], "Diffusion models with a style path (SGDM): a style image (any raster), "
        "'sample' (a style drawn from the model's flow) or 'none' (default).", manifest=None),
     _o("window", "tiling.window", ["--window"], "Window size in LR pixels (default: the model's; 256 HR pixels for "
-       "the diffusion models, 272 LR pixels (at most 2048 HR) for the LR-space ones, 256 HR pixels and at least 32 "
-       "LR pixels for the classical ones).", int),
+       "the diffusion models, 272 LR pixels (at most 2048 HR) for the LR-space ones).", int),
     _o("overlap", "tiling.overlap", ["--overlap"], "Window overlap in LR pixels (default: the model's; a quarter "
        "window for the diffusion models, a sixteenth for the LR-space ones).", int),
     _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
