@@ -185,7 +185,7 @@ def test_upscale_moves_a_shifted_reference_back_and_reports_it(tmp_path):
     # but a reference visibly off is said to be (measured all the same)
     assert warnings["aligned"] == [] and warnings["moved+coregistered"] == []
     assert len(warnings["moved"]) == 1 and "co-registration is off, yet the reference seems to lie +2.5" in \
-        warnings["moved"][0] and "leave `coregister` on" in warnings["moved"][0]
+        warnings["moved"][0] and "leave --coregister on" in warnings["moved"][0]  # (--json: the flag)
     co = reports["moved+coregistered"]
     assert co["applied"] and co["tie_points"] == 1 and co["reliability"] > 0.3
     assert co["offset_lr_px"] == pytest.approx([2.5, -1.5], abs=0.3)
