@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from geosr.errors import InputNotFoundError, ModelFileError, OptionError
+from geosr.errors import InputError, InputNotFoundError, ModelFileError, OptionError
 from geosr.models import checkpoint, registry
 from geosr.models.checkpoint import SPEC_KEY, load_checkpoint, make_spec, read_spec, save_checkpoint
 from geosr.models.configs import CONFIGS, PAPER, ArchConfig, get_config
@@ -528,3 +528,32 @@ def test_the_checksum_recorded_is_of_the_weights_loaded(tmp_path, monkeypatch):
     assert sr.checksum == real(newer)
     loaded, saved = sr.net.state_dict(), load_file(str(newer))
     assert set(saved) <= set(loaded) and all(torch.equal(loaded[k], v) for k, v in saved.items())
+
+
+def test_a_spec_s_records_and_bands_are_checked_and_a_broken_bundled_file_listed_as_unreadable(tmp_path,
+                                                                                               monkeypatch):
+    """A bundled checkpoint whose spec `training` was a text broke `geosr models` and every "unknown model" error
+    (an AttributeError, exit 1); a diffusion spec whose `bands` was not its network's loaded, listed with the spec's
+    count; an unreadable bundled file was listed as a diffusion model of any scale and bands (found in review)."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    default = registry.bundled_checkpoints()["default"]
+    spec = read_spec(default)
+    with pytest.raises(ModelFileError, match=r"training.*is \"x\", not an object"):
+        read_spec(_rewrite(default, tmp_path / "t.safetensors",
+                           metadata={SPEC_KEY: json.dumps({**spec, "training": "x"})}))
+    with pytest.raises(ModelFileError, match=r"bands.*is 5, and its network \(arch.n_bands\) takes 3"):
+        load_checkpoint(_rewrite(default, tmp_path / "b.safetensors", metadata={SPEC_KEY: json.dumps({**spec,
+                                                                                                    "bands": 5})}))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    _rewrite(default, weights / "broken.safetensors", metadata={SPEC_KEY: json.dumps({**spec, "training": "x"})})
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    listed = {m.name: m for m in registry.available_models()}
+    assert listed["broken"].kind == "unreadable" and "not an object" in listed["broken"].description
+    with pytest.raises(InputError, match="unknown model 'typo'"):
+        registry.load_model("typo")
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0 and "unreadable" in res.output, res.output

@@ -26,7 +26,10 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
     table = Table(Column("name", no_wrap=True), "kind", "scales", "bands", "uses besides the LR", "description")
     for m in items:
         scales = ", ".join(f"x{s}" for s in m.scales) or "any"
-        table.add_row(m.name, m.kind, scales, str(m.bands) if m.bands else "any",
+        bands = str(m.bands) if m.bands else "any"
+        if m.kind == "unreadable":  # (not "any": nothing is known of it)
+            scales = bands = "-"
+        table.add_row(m.name, m.kind, scales, bands,
                       ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
     out_console.print(table)  # into a pipe or file, one row per model at its natural width (cli.common)
     for m in items:  # the terms a checkpoint records (its spec's training.licences; `--json` gives them whole)

@@ -68,9 +68,11 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
         spec = read_spec(path)
         arch = spec["arch"]
     except Exception as exc:  # noqa: BLE001 - a broken bundled file must not break `geosr models`
-        return ModelInfo(name, "diffusion", f"unreadable checkpoint ({exc})")
+        # (its own kind: as a "diffusion" model of no scales and no bands it read as one that takes any; review)
+        return ModelInfo(name, "unreadable", f"unreadable checkpoint ({exc})")
     scales = tuple(int(s) for s in spec.get("scales", ()))
-    terms = (spec.get("training") or {}).get("licences")
+    training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
+    terms = training.get("licences")
     licences = terms if isinstance(terms, str) and terms else None
     bands = spec.get("bands", arch.get("n_bands"))
     bands = int(bands) if bands is not None else None
@@ -112,7 +114,7 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
     for d in (i for i in bundled if i.kind == "diffusion" and residual(i)):
         for b in (i for i in bundled if i.kind == "backbone"):
             scales = tuple(s for s in b.scales if not d.scales or s in d.scales)
-            if scales:
+            if scales and (d.bands is None or b.bands is None or d.bands == b.bands):
                 out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
                                      f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
                                      f"{b.name}'s prediction, back-projected), " + ", ".join(f"x{s}" for s in scales),

@@ -214,6 +214,13 @@ def _check_common(spec: Mapping[str, Any], whole: Any, items: Any, refuse: Any) 
     problem = inference_problem(spec.get("inference", {}))
     if problem:
         refuse(*problem)
+    for field in ("training", "metrics"):  # records, read by `geosr models` (a text broke its listing; review)
+        if spec.get(field) is not None and not isinstance(spec[field], dict):
+            refuse(field, f"is {_show(spec[field])}, not an object")
+    bands, takes = spec.get("bands"), spec["arch"].get("n_bands")
+    if bands is not None and takes is not None and bands != takes:  # (a diffusion model's loaded as its network's,
+        # listed by `geosr models` as the spec's; found in review)
+        refuse("bands", f"is {_show(bands)}, and its network (arch.n_bands) takes {_show(takes)}")
 
 
 def inference_problem(inference: Any) -> tuple[str, str] | None:
