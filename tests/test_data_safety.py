@@ -575,6 +575,64 @@ def test_the_cog_driver_s_own_error_on_a_full_disk_is_named_too(scene, monkeypat
     assert not (tmp / "out.tif").exists() and (tmp / "out.tif.geosr-work").is_dir()
 
 
+def test_gdal_s_unknown_error_on_a_full_disk_is_named_too(scene, monkeypatch):
+    """rasterio's COG copy onto a full tmpfs raised a bare SystemError "Unknown GDAL Error": "internal error", exit 1
+    (found in review)."""
+    import shutil
+    from collections import namedtuple
+
+    import geosr.io.writer as writer
+
+    def fail(*a, **k):
+        raise SystemError("Unknown GDAL Error. To debug: https://rasterio.readthedocs.io/en/latest/topics/errors.html")
+
+    tmp, lr, _, _ = scene
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer.rasterio.shutil, "copy", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(9 << 20, 7 << 20, 1_600_000))
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
+    assert r.exit_code == 1 and "out.tif: cannot be written: no space left on device; the journal is kept" in r.output
+    assert not (tmp / "out.tif").exists()
+
+
+def test_an_output_folder_removed_meanwhile_is_one_sentence(scene, monkeypatch):
+    """The output's folder removed mid-run was "internal error: RasterioIOError: Attempt to create new tiff file
+    '.../o.tif.geosr-work/rows_.../.chunk_00000...partial.tif' failed" (found in review)."""
+    import shutil
+
+    import geosr.pipeline.upscale as module
+
+    tmp, lr, _, _ = scene
+    sub = tmp / "sub"
+    sub.mkdir()
+    written = module.write_chunk
+
+    def then_removed(*a, **k):
+        shutil.rmtree(sub, ignore_errors=True)
+        return written(*a, **k)
+
+    monkeypatch.setattr(module, "write_chunk", then_removed)
+    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", sub / "o.tif")
+    assert r.exit_code == 1 and f"o.tif: cannot be written: its folder {sub} was removed while the run worked" in \
+        " ".join(r.output.split()), r.output
+
+
+def test_a_lock_whose_holder_has_not_written_its_name_is_not_said_to_be_a_batch_job(tmp_path):
+    """A lock file still empty (its holder between flock and writing its name) was "a geosr batch job" (review)."""
+    from geosr.io.lock import JobLock, OutputBusyError
+
+    lock = tmp_path / "x.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(OutputBusyError, match=r"another geosr run \(one that has not said which\)"):
+            JobLock(lock, output=tmp_path / "x.tif").acquire()
+    finally:
+        os.close(fd)
+
+
 def test_the_sample_on_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
     import shutil
 

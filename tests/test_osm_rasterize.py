@@ -518,3 +518,25 @@ def test_line_widths_hold_in_a_projection_that_stretches_one_way(tmp_path):
                   osm_file=str(tmp_path / "path.geojson"), overwrite=True)
     drawn = _read(out)[0][0] == DEFAULT_MAP_CLASSES.names.index("minor_road")
     assert drawn.any(axis=0).all() and ndimage.label(drawn, structure=np.ones((3, 3)))[1] == 1
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_file_that_appears_at_the_output_meanwhile_is_left_as_it_is(tmp_path, scene_dir, monkeypatch, big):
+    """Another run's file at the output, written while this one burned its map, was replaced, exit 0, where upscale
+    and detect-changes refuse (found in review); with `overwrite` it is replaced. Both writers: in memory, in rows."""
+    from geosr.errors import OutputExistsError
+
+    if big:
+        monkeypatch.setattr(workflow, "IN_MEMORY_PIXELS", 0)
+    like = scene_grid_raster(tmp_path, 1.0, name="like.tif")
+    out = tmp_path / "map.tif"
+
+    def meanwhile(stage, done, total):
+        if stage == "write" and done == 0 and not out.exists():
+            out.write_bytes(b"another run's map")
+
+    with pytest.raises(OutputExistsError, match="appeared while this run worked and is left as it is"):
+        rasterize_osm(out, like=like, osm_file=scene_dir / "scene.osm", progress=meanwhile)
+    assert out.read_bytes() == b"another run's map" and not list(tmp_path.glob("*.geosr-work"))
+    rasterize_osm(out, like=like, osm_file=scene_dir / "scene.osm", overwrite=True, progress=meanwhile)
+    assert _read(out)[1]["count"] == 1

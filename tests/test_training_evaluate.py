@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +394,38 @@ def test_an_interrupted_evaluation_leaves_no_truncated_file(tmp_path, dataset, m
         evaluate(dataset, models=["hr"], scales=[4], out=tmp_path / "eval")
     monkeypatch.setattr(Image.Image, "save", real)
     assert not [p for p in (tmp_path / "eval").rglob("*.png")]
+
+
+def test_an_evaluation_interrupted_as_a_case_s_output_lands_is_not_said_complete(tmp_path, dataset, monkeypatch):
+    """A signal as an inner upscale put its output in place was told "the job is complete (output and sidecars),
+    nothing to resume", and nothing of the evaluation was written (found in review)."""
+    import geosr.pipeline.upscale as up
+
+    def landed(*a, **k):
+        exc = KeyboardInterrupt()
+        exc.geosr_completed = True  # as io.outputs.completing marks it
+        raise exc
+
+    monkeypatch.setattr(up, "upscale", landed)
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "bicubic", "-x", "4", "--out-dir",
+                                      str(tmp_path / "eval"), "--no-panels"])
+    assert res.exit_code == 130 and "complete" not in res.output and "interrupted" in res.output, res.output
+
+
+def test_a_second_evaluation_into_a_folder_being_written_is_refused_at_once(tmp_path, dataset):
+    """`--out-dir` took no lock: a second run did its whole evaluation, then was refused (or, with `overwrite`,
+    replaced the first's) (found in review). It is refused at once, naming the first."""
+    from geosr.io.lock import JobLock
+    from geosr.training.evaluate import evaluate
+    from geosr.training.outputs import LOCK
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    busy = f"{out}: is being written by another geosr run \\(process {os.getpid()}"
+    with JobLock(out / LOCK, output=out), pytest.raises(Exception, match=busy):
+        evaluate(dataset, models=["hr"], scales=[4], out=out, panels=False)
+    evaluate(dataset, models=["hr"], scales=[4], out=out, panels=False)
+    assert (out / "metrics.json").is_file() and not (out / LOCK).exists()
 
 
 @pytest.mark.parametrize("bad", ["empty", "truncated", "folder"])

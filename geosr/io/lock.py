@@ -86,13 +86,18 @@ class JobLock:
         os.pwrite(self._fd, json.dumps(info).encode(), 0)
 
     def _holder(self) -> str:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        if not info.get("pid"):
-            return "a geosr batch job"
-        return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
+        info: dict = {}
+        for _ in range(5):  # a holder that has just locked the file writes its name a moment later
+            try:
+                info = json.loads(self.path.read_text() or "{}")
+            except (OSError, ValueError):
+                info = {}
+            if info.get("pid"):
+                return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
+            time.sleep(0.05)
+        # (an empty file was said to be "a geosr batch job's", a plain run's that had not written its name yet too;
+        # found in review)
+        return "one that has not said which"
 
     def release(self) -> None:
         if self._fd is not None:

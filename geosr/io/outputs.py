@@ -157,6 +157,21 @@ def check_output_path(
 _SHARING_SUFFIXES = (".tif", ".TIF", ".Tif", ".tiff", ".TIFF", ".Tiff", ".cog", ".COG", "")
 
 
+def still_free(final: Path, *, overwrite: bool, also: Iterable[Path] = (), then: str = "") -> Callable[[], None]:
+    """A check for just before ``final`` is renamed into place: without ``overwrite``, refuse (OutputExistsError)
+    when ``final``, GDAL's files beside it or ``also`` appeared while the run worked (another run wrote them; its
+    name was free when this one began), so that the file is left as it is. ``then``: said after the advice."""
+    def check() -> None:
+        if overwrite:
+            return
+        for path in (final, *gdal_sidecars(final).values(), *also):
+            if os.path.lexists(path):
+                raise OutputExistsError(f"{path}: appeared while this run worked and is left as it is (use "
+                                        f"`overwrite` to replace it{then})")
+
+    return check
+
+
 def earlier_sidecars(out: Path, *, overwrite: bool) -> list[Path]:
     """geosr's sidecars beside ``out`` that describe an earlier output at its name (an upscale's STAC item naming
     it as its data, the provenance raster of its stem that no other output shares), which a map or change mask
@@ -440,6 +455,9 @@ def writing(out: Path, *, journal: bool = True) -> Iterator[None]:
     except GeoSRError:
         raise
     except (OSError, RasterioIOError) as exc:
+        if not Path(out).absolute().parent.is_dir():  # (an internal error naming a file of its work; review)
+            raise OutputWriteError(f"{out}: cannot be written: its folder {Path(out).parent} was removed while the "
+                                   "run worked") from exc
         reason = os_reason(exc)
         if reason is None:
             raise
@@ -462,8 +480,9 @@ def told_full(path: Path) -> Iterator[None]:
     except Exception as exc:  # rasterio's: a RasterioIOError, or GDAL's own error class (an OSError says its reason)
         # (the COG driver's copy onto a full disk raised CPLE_AppDefinedError "TIFFRewriteDirectory:Error fetching
         # directory count": "internal error", exit 1; found in review)
-        if type(exc).__module__.startswith("rasterio") and os_reason(exc) in (None, _REFUSED) and \
-                full_disk(path.parent):
+        # (and a bare SystemError, "Unknown GDAL Error", which rasterio's COG copy raised on a full disk; review)
+        gdal = type(exc).__module__.startswith("rasterio") or type(exc) is SystemError
+        if gdal and os_reason(exc) in (None, _REFUSED) and full_disk(path.parent):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise
 

@@ -341,15 +341,17 @@ def write_categories(path: Path, meta: OutputMeta) -> None:
 
 
 def write_cog(
-    final: str | os.PathLike[str], data: np.ndarray, grid: Grid, meta: OutputMeta, *, folder: Path | None = None
+    final: str | os.PathLike[str], data: np.ndarray, grid: Grid, meta: OutputMeta, *, folder: Path | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> None:
-    """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically; temporary files in ``folder``)."""
+    """Write an in-memory (count, h, w) array as a COG at ``final`` (atomically; temporary files in ``folder``;
+    ``before_rename()`` just before it is renamed into place, which may raise to leave ``final`` as it is)."""
     final = Path(final)
     if in_memory(grid, meta):
         with _memory_dataset(grid, meta) as dst:
             dst.write(data)
             build_stage_overviews(dst, meta)
-            to_cog(dst, final, meta, folder=folder)
+            to_cog(dst, final, meta, folder=folder, before_rename=before_rename)
         return
     stage = temp_path_beside(final, ".stage.tif", folder)
     try:
@@ -358,7 +360,7 @@ def write_cog(
             _apply_meta(dst, meta)
             dst.write(data)
             build_stage_overviews(dst, meta)
-        to_cog(stage, final, meta, folder=folder)
+        to_cog(stage, final, meta, folder=folder, before_rename=before_rename)
     finally:
         stage.unlink(missing_ok=True)
 

@@ -38,11 +38,18 @@ from geosr.conditioning.change_detection import (
 )
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
-from geosr.errors import NoOverlapError, OptionError, OutputExistsError, names_too_long_are_input_errors
+from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
-from geosr.io.paths import gdal_sidecars, recorded_options, without_credentials, without_query
+from geosr.io.outputs import (
+    check_raster_output_path,
+    earlier_sidecars,
+    remove_partials,
+    remove_sidecars,
+    still_free,
+    writing,
+)
+from geosr.io.paths import recorded_options, without_credentials, without_query
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -164,16 +171,11 @@ def detect_changes(
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
                      | {"GEOSR_OPTIONS": recorded_options(opts.to_json())})
-        def still_free() -> None:  # the output's name was free when the run began: still, without overwrite?
-            if not opts.overwrite:  # (another run may have written it while this one compared)
-                for path in (final, *gdal_sidecars(final).values()):
-                    if os.path.lexists(path):
-                        raise OutputExistsError(f"{path}: appeared while this run worked and is left as it is "
-                                                "(use `overwrite` to replace it)")
+        free = still_free(final, overwrite=opts.overwrite)  # (another run may have written it meanwhile)
 
         if work is not None:
             with writing(final, journal=False):
-                write_row_bands(final, found.fine_grid, meta, found, work, before_rename=still_free)
+                write_row_bands(final, found.fine_grid, meta, found, work, before_rename=free)
         else:
             folder = work_dir_for(final)
             with JobLock(folder / LOCK_NAME, output=final):
@@ -181,7 +183,7 @@ def detect_changes(
                 remove_partials(final)
                 try:
                     with writing(final, journal=False):  # a full disk: one sentence, exit 1
-                        write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=still_free)
+                        write_row_bands(final, found.fine_grid, meta, found, folder, before_rename=free)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         remove_sidecars(stale)

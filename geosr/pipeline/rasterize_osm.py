@@ -22,7 +22,14 @@ from geosr._version import __version__
 from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
+from geosr.io.outputs import (
+    check_raster_output_path,
+    earlier_sidecars,
+    remove_partials,
+    remove_sidecars,
+    still_free,
+    writing,
+)
 from geosr.io.paths import recorded_options, vector_parts
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
@@ -160,7 +167,8 @@ def rasterize_osm(
 
     # 3. burn and write
     tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json())}
-    counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report)
+    counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report,
+                        still_free(final, overwrite=opts.overwrite))
     remove_sidecars(stale)
     return RasterizeOSMResult(
         path=final,
@@ -211,9 +219,10 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
 
 def _write_map(
     final: Path, grid: Grid, shapes: BurnList, table: MapClassTable, style: str, meta: OutputMeta,
-    report: Progress,
+    report: Progress, free: Callable[[], None],
 ) -> np.ndarray:
-    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class."""
+    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class. ``free()``
+    just before it is put in place: a file another run wrote there meanwhile was replaced, exit 0 (review)."""
     counts = np.zeros(len(table), dtype=np.int64)
 
     def pixels(classes_band: np.ndarray) -> np.ndarray:
@@ -233,11 +242,12 @@ def _write_map(
                     data = pixels(burn(shapes, grid))
                     report("rasterize", 1, 1)
                     report("write", 0, 1)
-                    write_cog(final, data, grid, meta, folder=work)
+                    write_cog(final, data, grid, meta, folder=work, before_rename=free)
                     report("write", 1, 1)
                 else:
                     bands = _burned_bands(shapes, grid, pixels, report)
-                    write_row_bands(final, grid, meta, bands, work, progress=lambda d, t: report("write", d, t))
+                    write_row_bands(final, grid, meta, bands, work, progress=lambda d, t: report("write", d, t),
+                                    before_rename=free)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return counts

@@ -17,10 +17,10 @@ import torch
 from rasterio.windows import Window
 
 from geosr.conditioning.radiometry import to_raw
-from geosr.errors import ClassTableError, OutputExistsError, ResumeError, names_too_long_are_input_errors
+from geosr.errors import ClassTableError, ResumeError, names_too_long_are_input_errors
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, writing
+from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, still_free, writing
 from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, write_chunk
@@ -117,13 +117,11 @@ def finish(
     job.summary["nodata_share"] = round(share, 6)
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
     staged = _write_provenance(job) if job.provenance is not None else None
+    free = still_free(job.out_path, overwrite=job.overwrite, also=sidecar_paths(job.out_path).values(),
+                      then="; with `resume` the run then goes on from its work")
+
     def ready() -> None:  # the output's name was free when the run was planned: still free, without overwrite?
-        if not job.overwrite:
-            for path in (job.out_path, *sidecar_paths(job.out_path).values()):
-                if os.path.lexists(path):
-                    raise OutputExistsError(f"{path}: appeared while this run worked and is left as it is (use "
-                                            "`overwrite` to replace it; with `resume` the run then goes on from its "
-                                            "work)")
+        free()
         hold()
 
     # once the output is in place, an interrupt waits for the job's last steps (io.outputs.completing): cut off

@@ -214,6 +214,11 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
             output_config=OutputConfig(overwrite=True), device=DeviceConfig(device=device, batch_size=4),
             ignore_unused=True,  # every model sees the same inputs; a baseline that cannot use some ignores them
         )
+    except (KeyboardInterrupt, SystemExit) as exc:  # (a signal as this case's output was put in place: upscale
+        # marks it "the job is complete", which evaluate's is not: nothing of it was written; found in review)
+        if hasattr(exc, "geosr_completed"):
+            del exc.geosr_completed  # type: ignore[attr-defined]
+        raise
     except ClassTableError as exc:  # upscale's advice names its `cd_classes`, which evaluate has not
         trained = re.search(r"trained with (\d+) change classes", str(exc))
         if trained is None:

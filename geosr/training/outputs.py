@@ -76,20 +76,27 @@ class OutputFolder:
         self.check(overwrite=overwrite)
         made = _missing_folders(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._clear_stale_stages()
-        stage = self.path / f".geosr-stage.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
-        stage.mkdir()
+        # one run at a time: a second on the folder is refused at once, naming the first (it ran its whole
+        # evaluation, then was refused, or with `overwrite` replaced the first's; found in review)
+        lock = JobLock(self.path / LOCK, output=self.path).acquire()
         finished = False
         try:
-            yield stage
-            self.check(overwrite=overwrite)  # nothing foreign appeared meanwhile
-            for entry in self._entries():
-                entry.unlink()
-            for new in sorted(stage.iterdir()):
-                os.replace(new, self.path / new.name)
-            finished = True
+            self._clear_stale_stages()
+            stage = self.path / f".geosr-stage.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+            stage.mkdir()
+            try:
+                yield stage
+                self.check(overwrite=overwrite)  # nothing foreign appeared meanwhile
+                for entry in self._entries():
+                    entry.unlink()
+                for new in sorted(stage.iterdir()):
+                    os.replace(new, self.path / new.name)
+                finished = True
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            (self.path / LOCK).unlink(missing_ok=True)
+            lock.release()
             if made and not finished:
                 _remove_empty(made)  # the folders this run made for nothing (only if empty)
 
