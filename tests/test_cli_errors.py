@@ -1066,6 +1066,11 @@ def test_info_names_model_settings():
     lite = {"inputs": {"lr": "a.tif"}, "model_settings": {"steps": 0, "experts": ["soft", "aliasing"],
                                                           "reference_detail": "injection, sigma 8 LR px"}}
     assert _settings(lite) == "experts soft, aliasing"
+    # as outputs record them: a setting that is off is absent; a scale run at another (found in review)
+    off = {"inputs": {"lr": "a.tif", "ref": "b.tif"}, "model_settings": {"sampler": {"name": "default", "steps": 1}}}
+    assert _settings(off) == "1 sampling step (sampler default); reference detail off; LR-consistency off"
+    x3 = {"model_settings": {"steps": 0, "rescaled": "run at x4, resampled by antialiased bicubic"}}
+    assert _settings(x3) == "run at x4, resampled by antialiased bicubic"
     both = {"model_settings": {"steps": 0, "backbone": {"model": "lite", "experts": ["soft"]}}}
-    assert _settings(both) == "0 sampling steps; backbone lite; experts soft"
+    assert _settings(both) == "0 sampling steps; LR-consistency off; backbone lite; experts soft"
     assert _settings({"model_settings": {"model": "bicubic"}}) == "" and _settings({}) == ""

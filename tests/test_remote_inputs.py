@@ -384,6 +384,17 @@ def test_a_remote_stac_items_assets_changed_on_the_server_are_a_changed_input(tm
         f"the LR item.json: its file {red.name} changed (its size, Last-Modified or ETag on its server)"]
 
 
+def test_a_hash_in_a_gdal_path_is_no_fragment():
+    """`#` begins a fragment in an http(s) URL only: a /vsizip/ or /vsis3/ path was cut there, and a run recorded its
+    LR as "run" for /vsizip//data/run#2/a.zip/a.tif (found in review)."""
+    from geosr.io.paths import without_query
+
+    assert without_query("/vsizip//data/run#2/a.zip/a.tif") == "/vsizip//data/run#2/a.zip/a.tif"
+    assert without_query("/vsis3/bucket/k#1.tif") == "/vsis3/bucket/k#1.tif"
+    assert without_query("https://u:p@h/item.json?sig=1#frag") == "https://h/item.json"
+    assert without_query("/vsicurl/https://h/a.tif#f") == "/vsicurl/https://h/a.tif"
+
+
 def test_a_stac_item_with_a_byte_order_mark_or_a_fragment_is_an_item(tmp_path):
     """An item saved with a UTF-8 byte-order mark (Windows tools write one) was "not JSON", and a URL with a
     `#fragment` was "not a raster GDAL can read" (found in review)."""

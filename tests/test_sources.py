@@ -438,6 +438,13 @@ def test_a_refused_resume_names_the_member_file_that_changed(tmp_path):
         f"the LR {name}: its file {member.name} changed (its size or modification time)"]
     os.utime(item, ns=(1, 1))  # the item itself: named as before
     assert fingerprint_changes(after, {"inputs": [job_module._file_id(item)]})[0].startswith(f"the LR {name} changed")
+    # band files as a list are "band files", not the last one's name ("the LR B04.tif: its file B03.tif"; review)
+    files = sorted((tmp_path / "s2").glob("*_B0[234]_*.tif"))
+    listed = ",".join(map(str, files))
+    before = {"inputs": [job_module._file_id(listed)]}
+    os.utime(files[1], ns=(2, 2))
+    assert fingerprint_changes(before, {"inputs": [job_module._file_id(listed)]}) == [
+        f"the LR band files: its file {files[1].name} changed (its size or modification time)"]
 
 
 def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):

@@ -465,6 +465,14 @@ def test_single_band_pairs_are_evaluated_with_their_panels(tmp_path):
                                       "--no-panels"])
     rows = [line for line in res.stdout.splitlines() if line.startswith("|")]
     assert len(rows) >= 4 and all(line.endswith("|") and len(line) > 80 for line in rows), res.stdout
+    # SSIM-Y and VIF are scored where their windows fit: an image smaller is said to be left out (review)
+    Image.fromarray(_image(4, 16, 16)[..., 0]).save(root / "A" / "p1.png")
+    Image.fromarray(_image(4, 16, 16)[..., 0]).save(root / "B" / "p1.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(out), "--overwrite",
+                                      "--no-panels", "--json"])
+    notes = json.loads(res.stdout)["notes"]
+    assert "VIF needs images of at least 17 px a side; left out for p1 x4" in notes, notes
+    assert not any(n.startswith("SSIM-Y") for n in notes), notes  # (16 px: its 11-px window fits)
 
 
 def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):

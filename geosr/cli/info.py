@@ -127,7 +127,8 @@ def _ran_on(runtime: object) -> str:
 
 def _settings(g: dict) -> str:
     """The recorded model settings that decide the pixels, in words (``GEOSR_MODEL_SETTINGS``; a review found
-    ``info`` named the seed alone): sampling steps, reference detail (with a reference), LR-consistency, backbone."""
+    ``info`` named the seed alone): sampling steps, reference detail (with a reference; absent: off), LR-consistency
+    (of a diffusion model; absent: off), fused overlaps, style, backbone and experts, and a scale run at another."""
     ms = g.get("model_settings")
     if not isinstance(ms, dict):
         return ""
@@ -135,14 +136,15 @@ def _settings(g: dict) -> str:
     back = ms.get("backbone") if isinstance(ms.get("backbone"), dict) else {}
     said = []
     steps = sampler.get("steps", ms.get("steps"))
-    if steps is not None and (sampler or back):  # a diffusion model (a backbone alone samples nothing)
+    diffusion = bool(sampler or back)  # (a backbone alone samples nothing and back-projects nothing)
+    if steps is not None and diffusion:
         said.append(f"{steps} sampling step{'' if steps == 1 else 's'}"
                     + (f" (sampler {sampler['name']})" if steps and sampler.get("name") else ""))
     uses_ref = "ref" in (g.get("inputs") or {})
     for key, name, shown in (("reference_detail", "reference detail", uses_ref),
-                             ("lr_consistency", "LR-consistency", True)):
-        if key in ms and shown:
-            said.append(f"{name} {ms[key] or 'off'}")
+                             ("lr_consistency", "LR-consistency", diffusion or "lr_consistency" in ms)):
+        if shown:  # (a setting that is off is not recorded: off; found in review)
+            said.append(f"{name} {ms.get(key) or 'off'}")
     if ms.get("fuse_overlaps"):
         said.append("overlaps fused")
     if ms.get("style"):
@@ -152,6 +154,8 @@ def _settings(g: dict) -> str:
     experts = ms.get("experts") or back.get("experts")
     if isinstance(experts, list):
         said.append("experts " + ", ".join(map(str, experts)))
+    if ms.get("rescaled"):
+        said.append(str(ms["rescaled"]))
     return "; ".join(said)
 
 

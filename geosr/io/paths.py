@@ -234,11 +234,21 @@ def gdal_sidecars(path: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def without_query(path: str) -> str:
-    """A URL without its query (``item.json?token=...``: a signature or token too), its fragment (``#...``, which
-    no server sees) and the user name and password it may carry (``https://user:secret@host/...``); a local path as
-    it is (``?`` and ``#`` may be in a file name)."""
+    """A URL without its query (``item.json?token=...``: a signature or token too), an http(s) or ftp URL without
+    its fragment (``#...``, which no server sees), and without the user name and password it may carry
+    (``https://user:secret@host/...``); a local path as it is (``?`` and ``#`` may be in a file name, and ``#`` in a
+    /vsizip/ or /vsis3/ path's: cut there, a run recorded its LR as "run" for ``/vsizip//data/run#2/a.zip/a.tif``;
+    found in review)."""
     url = path.strip()
-    return without_credentials(url.split("?")[0].split("#")[0]) if REMOTE.match(url) else path
+    if not REMOTE.match(url):
+        return path
+    url = url.split("?")[0]
+    if _FRAGMENTED.match(url):
+        url = url.split("#")[0]
+    return without_credentials(url)
+
+
+_FRAGMENTED = re.compile(r"^(/vsicurl/)?(https?|ftp)://", re.IGNORECASE)  # URLs whose "#" begins a fragment
 
 
 # (GDAL chains its prefixes with one slash or two: /vsizip/vsicurl/URL, /vsizip//vsicurl/URL)

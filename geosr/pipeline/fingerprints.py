@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from geosr.io.paths import is_file_list
+
 # The fingerprint's inputs, in their order there, and how a message names each
 FINGERPRINT_INPUTS = (("lr", "the LR"), ("ref", "the reference"), ("cd", "the change mask"), ("map", "the map"),
                       ("style", "the style image"))
@@ -39,7 +41,8 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
             if named is not None:  # a file's identity: [path, size, mtime, ...]
-                role += f" {Path(named[0]).name}"
+                # (band files as a list: named by the last one's name, "the LR B04.tif: its file B03.tif"; review)
+                role += " band files" if is_file_list(named[0]) else f" {Path(named[0]).name}"
                 member = _member_changed(x, y)
                 if member is not None:  # a STAC item's or a product's file, not the item itself (found in review)
                     role, named = f"{role}: its file {Path(member).name}", [member]

@@ -45,7 +45,7 @@ from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
 from geosr.options.declare import check_callable
 from geosr.training.degradations import bicubic_degrade
-from geosr.training.metrics import MS_SSIM_MIN_SIDE, learned_metrics_status, region_metrics
+from geosr.training.metrics import MS_SSIM_MIN_SIDE, SSIM_WINDOW, VIF_WINDOW, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
 from geosr.training.pairs import Pair
 from geosr.training.sources import evaluation_pairs
@@ -328,7 +328,10 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
         small = [p.name for p in pairs if min(p.shape) // s < 2]
         if small:
             notes.append(f"x{s} needs images of at least {2 * s} px a side; left out of its means: {', '.join(small)}")
-    for metric, side in (("MS-SSIM", MS_SSIM_MIN_SIDE), ("ST-LPIPS", MIN_SIDE)):
+    # (SSIM-Y and VIF are scored where their windows fit: a smaller image was dropped from their means unsaid;
+    # found in review)
+    for metric, side in (("SSIM-Y", SSIM_WINDOW), ("VIF", VIF_WINDOW), ("MS-SSIM", MS_SSIM_MIN_SIDE),
+                         ("ST-LPIPS", MIN_SIDE)):
         small = sorted({f"{c.name} x{c.scale}" for c in cases if min(c.hr.shape[-2:]) < side})
         if small:
             notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")

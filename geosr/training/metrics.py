@@ -85,6 +85,7 @@ def _eroded(clean: torch.Tensor, r: int) -> torch.Tensor:
 
 
 SSIM_WINDOW = 11
+VIF_WINDOW = 17  # VIF-P's first scale's window: a smaller image has no pixel it scores
 
 
 def ssim_interior(shape: tuple[int, ...]) -> torch.Tensor:
