@@ -231,8 +231,8 @@ def test_a_dry_run_that_does_not_fit_names_only_what_falls_short(tmp_path, monke
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
     real = resources.measure
 
-    def measured(memory_mb, disk_mb, folder):
-        r = real(memory_mb, disk_mb, folder)
+    def measured(memory_mb, disk_mb, folder, **gpu):
+        r = real(memory_mb, disk_mb, folder, **gpu)
         return resources.Resources(r.memory_mb, 0.0 if short == "memory" else 1e9, r.disk_mb,
                                    0.0 if short == "disk" else 1e9, r.resident_mb)
 
