@@ -31,6 +31,8 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.training.backbone_fit import BackboneTrainConfig, deepened, fit_backbone, image_files, read_images
 from geosr.training.sensor_degradations import NAMED
 
+STARTS = ("init.safetensors", "grown.safetensors")  # what expert_init and grown_init write into --out
+
 
 def expert_init(path: Path, expert: str, out: Path) -> Path:
     """One expert of an expert backbone at ``path``, written as a single network (with the file's inference
@@ -152,7 +154,9 @@ def main() -> None:
         ap.error("no training images: give --images (or leave out --no-shared-data)")
     # a new run in a new or empty folder, as geosr train's: a second run replaced a finished one's weights, and an
     # --out of the images' own folder or a user's files was written into (found in review)
-    if not args.resume and args.out.is_dir() and any(args.out.iterdir()):
+    # (the start a failed --expert or --grow-blocks run wrote before its data was refused is this script's own,
+    # written again: a folder holding it alone is as empty; found in review)
+    if not args.resume and args.out.is_dir() and any(p.name not in STARTS for p in args.out.iterdir()):
         ap.error(f"--out {args.out}: holds files already; a new run needs a new or empty folder (--resume goes on "
                  "with the run there)")
     if args.resume and not (args.out / "state.safetensors").is_file():

@@ -115,7 +115,8 @@ def test_a_name_too_long_for_the_file_system_is_an_input_error(lr, tmp_path):
     calls = [lambda: geosr.upscale(lr, output=long, scale=2, model="bicubic"),
              lambda: geosr.upscale(long, output=tmp_path / "o.tif", scale=2, model="bicubic"),
              lambda: geosr.describe(str(long)),
-             lambda: geosr.copy_sample(tmp_path / ("b" * 300))]
+             lambda: geosr.copy_sample(tmp_path / ("b" * 300)),
+             lambda: geosr.train(data=[str(tmp_path / ("d" * 300))], out=tmp_path / "run")]  # (review: lost once)
     for call in calls:
         with pytest.raises(NameTooLongError) as err:
             call()

@@ -89,3 +89,19 @@ def test_grow_blocks_starts_a_deeper_variant_with_the_same_outputs(tmp_path):
     bad = _run("--images", str(imgs), "--init", lite, "--expert", "soft", "--grow-blocks", "4", "--out",
                str(tmp_path / "r2"), "--steps", "1")
     assert bad.returncode == 2 and "needs more than its 8 blocks, not 4" in bad.stderr, bad.stderr
+
+
+def test_a_start_left_by_a_refused_run_does_not_block_the_next(tmp_path):
+    """An --expert run whose images were refused left out/init.safetensors, and the next run was refused as "holds
+    files already" (--resume too: no run to resume), so the folder had to be deleted by hand (found in review)."""
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (40, 40), (90, 120, 60)).save(imgs / name)
+    out = tmp_path / "run"
+    lite = str(ROOT / "geosr" / "weights" / "lite.safetensors")
+    for _ in range(2):  # the second is refused for its images again, not for the first's start
+        res = _run("--images", str(imgs), "--init", lite, "--expert", "soft", "--out", str(out), "--steps", "2")
+        assert res.returncode == 2 and "no training image holds a crop" in res.stderr, res.stderr

@@ -64,7 +64,8 @@ def gpu_warnings(resources: dict) -> list[str]:
     if need is None or free is None or need <= free:
         return []
     return [f"the model's windows may need about {_size(need)} of GPU memory and {_size(free)} is free: if it runs "
-            "out, give a smaller `window` (or `batch_size`), or `device` cpu"]
+            "out, give a smaller `window` (or `batch_size`, windows per model call of a diffusion model), or `device` "
+            "cpu"]
 
 
 def check(res: Resources, *, output: Path | str) -> None:

@@ -574,7 +574,6 @@ class _Run:
         )
 
 
-@names_too_long_are_input_errors
 def _plain(value: Any) -> Any:
     """A NumPy (or other) whole number as an int, a real one as a float; anything else as it is."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -582,6 +581,7 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
+@names_too_long_are_input_errors
 def train(
     config: TrainConfig | str | Path | None = None,
     *,

@@ -205,7 +205,8 @@ class PairMixture:
         empty = {id(p) for pairs, w in groups if w > 0 for p in pairs if id(p) not in small and no_data(p)}
         self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in small})
         self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in empty})
-        fits = [([p for p in pairs if id(p) not in small | empty], float(w)) for pairs, w in groups if w > 0]
+        left = small | empty
+        fits = [([p for p in pairs if id(p) not in left], float(w)) for pairs, w in groups if w > 0]
         self.groups = [(p, w) for p, w in fits if p]
         if not self.groups:
             why = [f"smaller than the {maker.crop}-px crop ({', '.join(self.skipped[:3])})"] if self.skipped else []
