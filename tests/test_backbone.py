@@ -162,7 +162,7 @@ def test_pickles_and_wrong_shapes_are_refused(tmp_path):
     from geosr.models.registry import load_model
 
     for field, value, said in (("scales", [8], r"claims scales \[8\], and its network has heads for x4 only"),
-                               ("bands", 4, "says 4 bands, and its network takes 3")):
+                               ("bands", 4, r"'bands' is 4, and its network \(arch.n_bands\) takes 3")):
         path = save_backbone(net, tmp_path / f"{field}.safetensors", name="b", **{field: value})
         with pytest.raises(ModelFileError, match=said):
             load_model(str(path))

@@ -308,6 +308,15 @@ def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_pa
     assert share == pytest.approx(auto.provenance["shares"]["model only (changed)"], abs=1e-6), auto.provenance
 
 
+def test_a_small_area_s_detection_counts_the_margin_it_was_fitted_on(scene, tmp_path):
+    """A 3 x 3 LR px --aoi warned "only 9 LR pixels could be compared (fewer than 1024...): the detection is
+    unreliable", its thresholds fitted on the area and its 32-px margin, about 1,400 pixels here (found in review)."""
+    left, top = 500000.0 + 20 * 80, 5000000.0 - 20 * 80
+    r = upscale(scene["lr"], ref=scene["ref"], scale=8, model="reference-paste", aoi_crs="EPSG:32633",
+                aoi=f"{left},{top - 3 * 80},{left + 3 * 80},{top}", output=tmp_path / "small.tif")
+    assert not [w for w in r.warnings if "could be compared" in w], r.warnings
+
+
 def test_the_detection_is_kept_for_the_job_s_later_plannings(scene, tmp_path, monkeypatch):
     """A split batch job plans once per task and a --resume plans again: the mask detected by the first planning
     is kept in the job's work folder and reused (same inputs only), and the output is the same either way."""

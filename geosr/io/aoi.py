@@ -25,6 +25,7 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
     selects the whole scene rather than failing to transform.
     """
     parts = [p for p in aoi.replace(" ", ",").split(",") if p]
+    not_degrees = None  # why a box that does not overlap may not: its numbers are no degrees
     if len(parts) == 4 and not Path(aoi).exists():
         try:
             left, bottom, right, top = (float(p) for p in parts)
@@ -35,6 +36,13 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
             raise OptionError(f"aoi {aoi!r}: LEFT,BOTTOM,RIGHT,TOP must be finite numbers (not inf or nan)",
                               param="aoi")
         crs = _aoi_crs(aoi_crs)
+        if crs.is_geographic and not (max(abs(left), abs(right)) <= 360 and max(abs(bottom), abs(top)) <= 90):
+            # (metres under the default EPSG:4326 were "does not overlap the scene", a file's said why; review; a
+            # box around the whole Earth, which overlaps, is taken as before)
+            not_degrees = (f"aoi {aoi!r}: does not overlap the scene, and its numbers are not longitudes and "
+                           f"latitudes (LEFT,BOTTOM,RIGHT,TOP: longitudes first), as `aoi_crs` ({aoi_crs}) has them; "
+                           f"give `aoi_crs` the box's CRS (the scene's: {grid.crs.to_string()}), or the box in "
+                           "degrees")
         # in degrees, LEFT beyond RIGHT is a box across the antimeridian (as GeoJSON and STAC write it); one less
         # than 180 degrees wide, so that swapped sides (10,0,-5,1) stay an error
         across = crs.is_geographic and -180 <= right < 0 < left <= 180 and left - right > 180
@@ -48,12 +56,13 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
     else:
         bounds = _vector_bounds(aoi, grid, aoi_crs)
+    said = not_degrees or f"aoi {aoi}: does not overlap the scene"
     if bounds is None:
-        raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi")
+        raise NoOverlapError(said, param="aoi")
     try:
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
-        raise NoOverlapError(f"aoi {aoi}: does not overlap the scene", param="aoi") from exc
+        raise NoOverlapError(said, param="aoi") from exc
 
 
 def _aoi_crs(aoi_crs: str) -> CRS:

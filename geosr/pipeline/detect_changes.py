@@ -257,6 +257,7 @@ class DetectedRows:
         self.fine_grid = grid.refined(factor) if factor > 1 else grid
         self.coregistration = scene.coregistration.to_dict() if scene.coregistration else None
         self.changed = self.valid = self.unknown = self.masked = 0
+        self.compared = 0  # fine pixels compared over the whole grid (the thresholds' sample), no cloud flagged
         self.thresholds: list[float] = []
         self.probability_thresholds: list[float | None] = []
         self.notes: list[str] = []  # the detector's, once each (a uniform LR)
@@ -288,11 +289,13 @@ class DetectedRows:
                 changed, valid = _refine_rows(evidence, found.valid, HALO + f0, fh, self.grid.width, k)
                 row = (r0 + f0) * k
                 counted = self._counted(row, fh * k)
+                self.compared += int(valid.sum())  # (the whole grid compared, an --aoi's margin included)
                 if flags is not None:  # the products' cloud masks, on the LR pixels they flag
                     cloud = flags[HALO + f0:HALO + f0 + fh, HALO:HALO + self.grid.width]
                     cloud = np.repeat(np.repeat(cloud, k, axis=0), k, axis=1)
                     changed |= cloud
                     self.masked += int((cloud & valid)[counted].sum())
+                    self.compared -= int((cloud & valid).sum())
                 self.changed += int((changed & valid)[counted].sum())
                 self.valid += int(valid[counted].sum())
                 self.unknown += int((~valid)[counted].sum())
@@ -324,7 +327,9 @@ class DetectedRows:
 
     def warnings(self) -> list[str]:
         """The detector's notes, and a word on an area too small to judge (:data:`MIN_COMPARED`)."""
-        compared = (self.valid - self.masked) // (self.factor * self.factor)  # the pixels no cloud mask flags
+        # the LR pixels the thresholds were fitted on, no cloud mask flagged: over the whole grid, an --aoi's margin
+        # included (its own pixels alone said "only 9 LR pixels could be compared" of 2,500; found in review)
+        compared = self.compared // (self.factor * self.factor)
         small = [f"only {compared} LR pixels could be compared (fewer than {MIN_COMPARED}, 32 x 32): too few to "
                  "tell change from the dates' differences of light, so the detection is unreliable"
                  ] if 0 < compared < MIN_COMPARED and not self.notes else []
