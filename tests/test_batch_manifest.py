@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import make_raster, smooth_field
 from geosr.cli.batch import batch as batch_command
+from geosr.errors import OptionError
 from geosr.pipeline.batch import ManifestError, plan_batch, read_manifest, record_path, split_rows
 
 pytestmark = pytest.mark.timeout(60)
@@ -356,9 +357,10 @@ def test_a_glob_that_matches_nothing(tmp_path, monkeypatch):
     assert str(err.value) == "nothing/*.tif: matches no file"  # the whole message: no "1 invalid job" around it
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "a.tif").write_bytes(b"")
-    m = read_manifest("one/*.tif", defaults={"out": "{nosuch}.tif"})  # one match, refused: its own reason
-    assert [p.message for p in m.problems] == ["out: unknown placeholder {nosuch} in '{nosuch}.tif' (placeholders: "
-                                               "{stem}, {name}, {dir}, {x})"]
+    # the caller's template refused once, before any row (each row's problem until a review found it)
+    with pytest.raises(OptionError, match=r"^out: unknown placeholder \{nosuch\} in '\{nosuch\}.tif' "
+                                          r"\(placeholders: \{stem\}, \{name\}, \{dir\}, \{x\}\)$"):
+        read_manifest("one/*.tif", defaults={"out": "{nosuch}.tif"})
     (tmp_path / "jobs.yaml").write_text("defaults: {out: '{stem}.tif'}\nglob: 'nothing/*.tif'\n")
     m = read_manifest(tmp_path / "jobs.yaml")
     assert [str(p) for p in m.problems] == ["jobs.yaml glob: 'nothing/*.tif' matches no file"]
@@ -1055,3 +1057,18 @@ def test_the_python_api_s_own_keyword_mistakes_are_option_errors_and_a_box_is_ta
         box = tuple(ds.bounds)
     plan = plan_batch(scenes / "m.yaml", aoi=box, aoi_crs=str(ds.crs))
     assert [j.action for j in plan.jobs] == ["run"] and plan.jobs[0].spec.aoi == ",".join(map(str, box))
+
+
+@pytest.mark.parametrize("option", [{"x": 1}, {"compress": "zzz"}, {"sampler": "zz"}, {"split_windows": -1}])
+def test_a_bad_value_of_the_caller_is_one_refusal_not_every_row_s(scenes, option):
+    """`geosr batch 'sk/*.tif' -x 1 --skip-invalid` failed every job ("x: 1 is not a supported scale factor" once
+    per row), exit 1, and rewrote an earlier results manifest's ok lines (found in review): the caller's own values
+    are refused once, before any row is read."""
+    from geosr.errors import OptionError
+
+    (scenes / "jobs.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4}\nglob: 's*.tif'\n")
+    with pytest.raises(OptionError) as told:
+        plan_batch(scenes / "jobs.yaml", skip_invalid=True, **option)
+    assert not isinstance(told.value, ManifestError) and "s0" not in str(told.value), told.value
+    # good values of the caller, reference settings without a reference among them, plan as before
+    assert plan_batch(scenes / "jobs.yaml", compress="lzw", ref_bands="1,2,3").jobs

@@ -181,6 +181,8 @@ def read_manifest(
         from geosr.errors import OptionError
 
         raise OptionError("; ".join(p.message for p in caller_problems))
+    if caller:
+        _check_caller(caller, path.parent if path.is_file() else Path(base) if base is not None else Path.cwd())
     if not path.is_file() and is_glob(text):
         root = Path(base) if base is not None else Path.cwd()
         manifest = Manifest(source=text)
@@ -501,6 +503,23 @@ def _typed(key: str, value: Any) -> Any:
     if isinstance(value, (dict, list, tuple)):
         raise ValueError(f"expects a single value, not {type(value).__name__}")
     return os.fspath(value) if isinstance(value, os.PathLike) else str(value)  # (a PathLike's str(): its repr)
+
+
+def _check_caller(caller: dict, root: Path) -> None:
+    """The caller's own values checked once, as those of a job of them alone: a bad one (``x`` 1, ``compress``
+    zzz) was every row's problem, each job "invalid", or with ``skip_invalid`` failed, exit 1, an earlier results
+    manifest's "ok" lines rewritten (found in review). Raises OptionError naming them."""
+    from geosr.errors import OptionError
+
+    probe = {k: d for k, (_, d) in OPTIONS.items()} | caller
+    probe |= {"lr": probe.get("lr") or "options.tif", "out": probe.get("out") or "options_out.tif"}
+    if not probe.get("ref"):  # (reference settings concern the jobs with a reference, as _add_row has them)
+        probe.update({k: OPTIONS[k][1] for k in REFERENCE_SETTINGS})
+    if not probe.get("aoi"):
+        probe["aoi_crs"] = OPTIONS["aoi_crs"][1]
+    _, problems = _resolve(probe, "the options given", root)
+    if problems:
+        raise OptionError("; ".join(p.message for p in problems))
 
 
 def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict) -> None:
