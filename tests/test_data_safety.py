@@ -552,10 +552,12 @@ def test_gdal_s_bare_write_failure_on_a_full_disk_is_named_too(scene, monkeypatc
     assert not out.exists() and [p.name for p in tmp.iterdir() if p.name.startswith((".out", "out."))] == kept
 
 
-def test_the_cog_driver_s_own_error_on_a_full_disk_is_named_too(scene, monkeypatch):
+@pytest.mark.parametrize("error", ["cog-driver", "unknown"])
+def test_the_cog_copy_s_own_error_on_a_full_disk_is_named_too(scene, monkeypatch, error):
     """On a 30 MB disk the COG driver's copy gave up with CPLE_AppDefinedError "TIFFRewriteDirectory:Error
-    fetching directory count" (libtiff's "No space left on device" on stderr only) and 4.6 MB left free: "internal
-    error", exit 1 (found in review). It is the full disk it is, the journal kept for --resume."""
+    fetching directory count" (libtiff's "No space left on device" on stderr only) and 4.6 MB left free; onto a full
+    tmpfs rasterio raised a bare SystemError "Unknown GDAL Error": "internal error", exit 1 (found in reviews). It is
+    the full disk it is, the journal kept for --resume."""
     import shutil
     from collections import namedtuple
 
@@ -564,6 +566,9 @@ def test_the_cog_driver_s_own_error_on_a_full_disk_is_named_too(scene, monkeypat
     import geosr.io.writer as writer
 
     def fail(*a, **k):
+        if error == "unknown":
+            raise SystemError("Unknown GDAL Error. To debug: https://rasterio.readthedocs.io/en/latest/topics/"
+                              "errors.html")
         raise CPLE_AppDefinedError(1, 4, "TIFFRewriteDirectory:Error fetching directory count")
 
     tmp, lr, _, _ = scene
@@ -573,26 +578,6 @@ def test_the_cog_driver_s_own_error_on_a_full_disk_is_named_too(scene, monkeypat
     r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
     assert r.exit_code == 1 and "out.tif: cannot be written: no space left on device; the journal is kept" in r.output
     assert not (tmp / "out.tif").exists() and (tmp / "out.tif.geosr-work").is_dir()
-
-
-def test_gdal_s_unknown_error_on_a_full_disk_is_named_too(scene, monkeypatch):
-    """rasterio's COG copy onto a full tmpfs raised a bare SystemError "Unknown GDAL Error": "internal error", exit 1
-    (found in review)."""
-    import shutil
-    from collections import namedtuple
-
-    import geosr.io.writer as writer
-
-    def fail(*a, **k):
-        raise SystemError("Unknown GDAL Error. To debug: https://rasterio.readthedocs.io/en/latest/topics/errors.html")
-
-    tmp, lr, _, _ = scene
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(writer.rasterio.shutil, "copy", fail)
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(9 << 20, 7 << 20, 1_600_000))
-    r = _invoke("upscale", lr, "-x", "4", "--model", "bicubic", "-o", tmp / "out.tif", "--force-resources")
-    assert r.exit_code == 1 and "out.tif: cannot be written: no space left on device; the journal is kept" in r.output
-    assert not (tmp / "out.tif").exists()
 
 
 def test_an_output_folder_removed_meanwhile_is_one_sentence(scene, monkeypatch):

@@ -20,16 +20,10 @@ import numpy as np
 
 from geosr._version import __version__
 from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
+from geosr.io import outputs
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import (
-    check_raster_output_path,
-    earlier_sidecars,
-    remove_partials,
-    remove_sidecars,
-    still_free,
-    writing,
-)
+from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
 from geosr.io.paths import recorded_options, vector_parts
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
@@ -168,7 +162,7 @@ def rasterize_osm(
     # 3. burn and write
     tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json())}
     counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report,
-                        still_free(final, overwrite=opts.overwrite))
+                        outputs.still_free(final, overwrite=opts.overwrite))
     remove_sidecars(stale)
     return RasterizeOSMResult(
         path=final,
