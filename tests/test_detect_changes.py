@@ -275,7 +275,14 @@ def test_a_reference_without_data_over_the_scene_is_refused_and_nothing_written(
     res = CliRunner().invoke(app, ["upscale", str(scene["lr"]), "--ref", str(empty), "-x", "2", "-m", "reference-paste",
                                    "-o", str(tmp_path / "u.tif"), "--json", "--no-coregister"])
     assert res.exit_code == 0, res.output
-    assert any("the reference has no data where the scene has" in w for w in json.loads(res.stdout)["warnings"])
+    said = json.loads(res.stdout)["warnings"]
+    assert any("the reference has no data where the scene has" in w for w in said)
+    assert not any("no valid pixel over the area" in w for w in said), said  # (said once)
+    # with a mask of one's own (--cd none) it was used on no pixel without a word (found in review)
+    res = CliRunner().invoke(app, ["upscale", str(scene["lr"]), "--ref", str(empty), "--cd", "none", "-x", "2", "-m",
+                                   "reference-paste", "-o", str(tmp_path / "n.tif"), "--json", "--no-coregister"])
+    assert res.exit_code == 0 and any("the reference has no valid pixel over the area processed" in w
+                                      for w in json.loads(res.stdout)["warnings"]), res.output
 
 
 def test_cd_auto_compares_only_the_area_of_interest_and_its_margin(scene, tmp_path, monkeypatch):

@@ -229,6 +229,7 @@ def plan_upscale(
         summary["warnings"] = (map_said + [f"change detection: {w}" for w in (detection or {}).get("warnings", [])]
                                + _band_warnings(lr_info, sel, sr) + _nodata_warnings(lr_info, sel, meta)
                                + _setting_warnings(sr, opts, plan.n_cols, _cuts_rows(plan)) + scene.reference_warnings()
+                               + _reference_unused(scene, detection)
                                + (scene.mask_warnings + scene.cd_warnings if reads.ref else [])
                                + resources.gpu_warnings(summary["resources"]))
         summary["change_detection"] = detection
@@ -716,6 +717,17 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2, 
     if sr.name in CLASSICAL and ignored:  # returned by load_model as they are, without these wrappers
         said.append(f"model {sr.name} (a classical one) ignores {_listed(ignored)}")
     return said
+
+
+def _reference_unused(scene: Scene, detection: dict | None) -> list[str]:
+    """A word when the reference has no valid pixel the change mask calls unchanged over the area (all nodata
+    there): it was used on none, without a word, and co-registration said "too small an overlap" (found in
+    review). ``cd`` auto says it itself (detect_changes)."""
+    said = " ".join((detection or {}).get("warnings", []))
+    if scene.harmonization is None or scene.harmonization.pixels or "no data where the scene has" in said:
+        return []
+    return ["the reference has no valid pixel over the area processed that the change mask calls unchanged (all "
+            "nodata there, or all changed): it adds nothing to the output"]
 
 
 def _listed(names: list[str]) -> str:
