@@ -1070,5 +1070,8 @@ def test_a_bad_value_of_the_caller_is_one_refusal_not_every_row_s(scenes, option
     with pytest.raises(OptionError) as told:
         plan_batch(scenes / "jobs.yaml", skip_invalid=True, **option)
     assert not isinstance(told.value, ManifestError) and "s0" not in str(told.value), told.value
-    # good values of the caller, reference settings without a reference among them, plan as before
+    # good values of the caller, reference settings without a reference among them, plan as before; and so does a
+    # setting the rows' own completes (a level for the manifest's ZSTD: refused against DEFLATE once; review)
     assert plan_batch(scenes / "jobs.yaml", compress="lzw", ref_bands="1,2,3").jobs
+    (scenes / "zstd.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4, compress: ZSTD}\nglob: 's*.tif'\n")
+    assert plan_batch(scenes / "zstd.yaml", compress_level=15).jobs

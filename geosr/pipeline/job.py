@@ -720,14 +720,14 @@ def _setting_warnings(sr: SuperResolver, opts: UpscaleOptions, n_cols: int = 2, 
 
 
 def _reference_unused(scene: Scene, detection: dict | None) -> list[str]:
-    """A word when the reference has no valid pixel the change mask calls unchanged over the area (all nodata
-    there): it was used on none, without a word, and co-registration said "too small an overlap" (found in
-    review). ``cd`` auto says it itself (detect_changes)."""
-    said = " ".join((detection or {}).get("warnings", []))
-    if scene.harmonization is None or scene.harmonization.pixels or "no data where the scene has" in said:
+    """A word when no valid reference pixel was found over the area (all nodata there): it was used on none,
+    without a word, and co-registration said "too small an overlap" (found in review). Only without a change mask:
+    harmonization leaves out every LR pixel a mask calls even partly changed, so a mask of scattered changes left it
+    none while the reference's unchanged output pixels were used (review); ``cd`` auto says it itself."""
+    if scene.harmonization is None or scene.harmonization.pixels or scene.cd_info is not None or detection:
         return []
-    return ["the reference has no valid pixel over the area processed that the change mask calls unchanged (all "
-            "nodata there, or all changed): it adds nothing to the output"]
+    return ["no valid reference pixel was found over the area processed (all nodata there?): the reference may add "
+            "nothing to the output, and its colours are not matched to the LR's"]
 
 
 def _listed(names: list[str]) -> str:

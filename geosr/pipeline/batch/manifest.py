@@ -511,7 +511,11 @@ def _check_caller(caller: dict, root: Path) -> None:
     manifest's "ok" lines rewritten (found in review). Raises OptionError naming them."""
     from geosr.errors import OptionError
 
-    probe = {k: d for k, (_, d) in OPTIONS.items()} | caller
+    # (a setting checked against another that a row or the manifest's defaults may give is the rows' to judge:
+    # `compress_level` 15 was refused against the default DEFLATE, every job's ZSTD; found in review)
+    own = {k: v for k, v in caller.items() if not (k == "compress_level" and "compress" not in caller)
+           and not (k == "overlap" and "window" not in caller)}
+    probe = {k: d for k, (_, d) in OPTIONS.items()} | own
     probe |= {"lr": probe.get("lr") or "options.tif", "out": probe.get("out") or "options_out.tif"}
     if not probe.get("ref"):  # (reference settings concern the jobs with a reference, as _add_row has them)
         probe.update({k: OPTIONS[k][1] for k in REFERENCE_SETTINGS})
