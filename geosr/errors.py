@@ -135,5 +135,6 @@ def gpu_out_of_memory(exc: BaseException) -> bool:
 
 
 # One sentence for it, in the library's words (a CLI shows flags), where torch's is a page of allocator statistics
-GPU_OUT_OF_MEMORY = ("the GPU ran out of memory; give a smaller `window` (or `batch_size`, windows per model call of "
-                     "a diffusion model), or `device` cpu")
+GPU_MEMORY_ADVICE = ("give a smaller `window` (or `batch_size`, windows per model call of a diffusion model), or "
+                     "`device` cpu")
+GPU_OUT_OF_MEMORY = f"the GPU ran out of memory; {GPU_MEMORY_ADVICE}"

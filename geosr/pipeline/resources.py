@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from geosr.errors import InputError
+from geosr.errors import GPU_MEMORY_ADVICE, InputError
 
 
 class ResourceError(InputError):
@@ -64,8 +64,7 @@ def gpu_warnings(resources: dict) -> list[str]:
     if need is None or free is None or need <= free:
         return []
     return [f"the model's windows may need about {_size(need)} of GPU memory and {_size(free)} is free: if it runs "
-            "out, give a smaller `window` (or `batch_size`, windows per model call of a diffusion model), or `device` "
-            "cpu"]
+            f"out, {GPU_MEMORY_ADVICE}"]
 
 
 def check(res: Resources, *, output: Path | str) -> None:
