@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geosr.errors import GeoSRError, InputError, gpu_out_of_memory, name_too_long_message
+from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, gpu_out_of_memory, name_too_long_message
 from geosr.options import CommandOptions
 
 EXIT_OK = 0
@@ -175,7 +175,9 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
         _fail(name_too_long_message(exc), EXIT_BAD_INPUT, json_out)
     except Exception as exc:  # anything else is geosr's fault: say so, exit 1
         if gpu_out_of_memory(exc):  # torch's, on CUDA (named, not imported: the CLI starts fast)
-            _fail(_OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""]), EXIT_INTERNAL, json_out)
+            said = cli_words(GPU_OUT_OF_MEMORY, command) if command in ("upscale", "batch") else \
+                _OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""])  # (the library's sentence where it fits)
+            _fail(said, EXIT_INTERNAL, json_out)
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)
     finally:
         if previous is not None:
@@ -187,11 +189,8 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
 # What to do when the GPU runs out of memory, per command (torch's message is a page of allocator statistics).
 _OUT_OF_MEMORY = {
     "": "the GPU ran out of memory; run it with --device cpu, or free the GPU",
-    # (`lite` takes one window per call: --batch-size does nothing for it, --window does; found in review)
-    "upscale": "the GPU ran out of memory; give a smaller --window (or --batch-size, windows per model call of a "
-               "diffusion model), or --device cpu",
-    "batch": "the GPU ran out of memory; give a smaller --window (or --batch-size, windows per model call of a "
-             "diffusion model), or --device cpu",
+    # (upscale and batch: errors.GPU_OUT_OF_MEMORY, --window first: `lite` takes one window per call, for which
+    # --batch-size does nothing; found in review)
     "train": "the GPU ran out of memory; give a smaller --batch (or --crop, for the diffusion models), or --device cpu",
 }
 
