@@ -120,8 +120,7 @@ def _ran_on(runtime: object) -> str:
     """", on cpu (torch 2.x)" / ", on cuda (NVIDIA H100, torch 2.x)": the device an output was made on."""
     if not isinstance(runtime, dict) or not runtime.get("device"):
         return ""
-    about = ", ".join(str(runtime[k]) for k in ("gpu",) if runtime.get(k))
-    about += (", " if about else "") + (f"torch {runtime['torch']}" if runtime.get("torch") else "")
+    about = ", ".join(str(v) for v in (runtime.get("gpu"), runtime.get("torch") and f"torch {runtime['torch']}") if v)
     return f", on {runtime['device']}" + (f" ({about})" if about else "")
 
 

@@ -201,10 +201,11 @@ class PairMixture:
 
         # each pair judged on its own (by name, a small image left out its namesakes in other folders: tile_001 of
         # one source cost every tile_001; found in review)
-        small = {id(p) for pairs, w in groups if w > 0 for p in pairs if min(p.shape) < maker.crop}
-        empty = {id(p) for pairs, w in groups if w > 0 for p in pairs if id(p) not in small and no_data(p)}
-        self.skipped = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in small})
-        self.no_data = sorted({p.name for pairs, w in groups if w > 0 for p in pairs if id(p) in empty})
+        drawn = [p for pairs, w in groups if w > 0 for p in pairs]
+        small = {id(p) for p in drawn if min(p.shape) < maker.crop}
+        empty = {id(p) for p in drawn if id(p) not in small and no_data(p)}
+        self.skipped = sorted({p.name for p in drawn if id(p) in small})
+        self.no_data = sorted({p.name for p in drawn if id(p) in empty})
         left = small | empty
         fits = [([p for p in pairs if id(p) not in left], float(w)) for pairs, w in groups if w > 0]
         self.groups = [(p, w) for p, w in fits if p]
