@@ -61,3 +61,24 @@ def test_the_scene_fit_leaves_out_lr_pixels_partly_changed(tmp_path):
         fit = scene.harmonization
     assert fit is not None and fit.pixels == n * n // 2
     assert abs(fit.gain[0] - 2.0) < 0.01 and abs(fit.bias[0] - 0.1) < 0.005, fit
+
+
+def test_the_scene_fit_leaves_out_lr_pixels_where_the_reference_saturates(tmp_path):
+    """A brighter 8-bit reference clipped at 255 (an overexposed orthophoto) squeezes its bright values: the fit of
+    reference to LR leaves out the LR pixels whose reference block holds a clipped value, so it still finds the
+    reference's own gain and bias (it found a gain near 1.1 in place of 2/3, found in review)."""
+    s, n = 4, 48
+    truth = 60 + 160 * smooth_field(1, n * s, n * s, seed=5)[0]  # 60..220
+    ref = np.clip(np.rint(truth * 1.5 + 20), 0, 255).astype(np.uint8)  # a third of it above 255
+    lr = truth.reshape(n, s, n, s).mean(axis=(1, 3)).astype(np.float32)
+    assert 0.15 < (ref == 255).mean() < 0.6
+    fine = Affine(10.0 / s, 0, 500000.0, 0, -10.0 / s, 5000000.0)
+    make_raster(tmp_path / "lr.tif", lr)
+    make_raster(tmp_path / "ref.tif", ref, transform=fine)
+    with rasterio.open(tmp_path / "lr.tif") as ds:
+        hr, area = hr_grid(Grid(ds.crs, ds.transform, ds.width, ds.height), s)
+    with Scene.open(str(tmp_path / "lr.tif"), scale=s, hr=hr, area=area, ref=str(tmp_path / "ref.tif"),
+                    local_harmonization=False) as scene:
+        fit = scene.harmonization
+    assert fit is not None and fit.pixels < n * n
+    assert abs(fit.gain[0] - 1 / 1.5) < 0.02 and abs(fit.bias[0] + 20 / 1.5) < 2.0, fit

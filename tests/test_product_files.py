@@ -179,6 +179,21 @@ def test_a_single_sentinel2_band_file_reads_dn_0_as_nodata_and_inside_its_produc
         assert ds.nodata == 0 and ds.scales == (1.0,)
 
 
+def test_band_8a_keeps_its_add_offset_like_every_other_band(tmp_path):
+    """The product's Spectral_Information spells B8A, its files B8A: the offsets were keyed B08A, so B8A read as
+    DN / 10000, 0.1 too bright from processing baseline 04.00 on (found in review)."""
+    safe, _ = l2a_product(tmp_path)
+    r20m = next(safe.glob("GRANULE/*/IMG_DATA/R20m"))
+    b05 = next(r20m.glob("*_B05_20m.jp2"))
+    (r20m / b05.name.replace("_B05_", "_B8A_")).write_bytes(b05.read_bytes())
+    info = inspect_raster(str(r20m / b05.name.replace("_B05_", "_B8A_")))
+    assert info.scales == (1e-4,) and info.offsets == (-0.1,)
+    res = _run("upscale", r20m, "--bands", "B8A,B05", "-x", 2, "-m", "bicubic", "-o", tmp_path / "nir.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "nir.tif") as ds:
+        assert ds.offsets == (-0.1, -0.1) and ds.descriptions[0] == "B8A"
+
+
 def test_a_landsat_folder_s_panchromatic_band_is_called_finer_not_coarser(tmp_path):
     product = "LC08_L1TP_044034_20230612_20230614_02_T1"
     folder = tmp_path / product

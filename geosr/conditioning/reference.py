@@ -127,6 +127,36 @@ class GridReader:
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 
+def clipped_pixels(ds: rasterio.DatasetReader, grid: Grid, bands: tuple[int, ...], windows: list[Window],
+                   out_shape: tuple[int, int] | None, src_transform: Affine | None = None) -> list[np.ndarray] | None:
+    """Where, in each of ``windows`` of ``grid``, the source's block under a pixel holds a value at either end of its
+    integer type's range in any band (255 or 0 of an overexposed or crushed 8-bit photo): a value clipped there, so
+    the block's average no longer follows the ground linearly. Read as :meth:`GridReader.read` reads (``out_shape``:
+    decimated). None for a source of floating-point bands, which clip nothing."""
+    kinds = [np.dtype(ds.dtypes[b - 1]) for b in bands]
+    if not all(np.issubdtype(k, np.integer) for k in kinds):
+        return None
+    raw = np.array([(np.iinfo(k).min, np.iinfo(k).max) for k in kinds], dtype=np.float64)
+    scales = np.array([ds.scales[b - 1] for b in bands])[:, None]
+    ends = raw * scales + np.array([ds.offsets[b - 1] for b in bands])[:, None]  # physical, as GridReader reads
+    tol = 0.5 * np.abs(scales[:, 0])[:, None, None]
+    found: list[np.ndarray] = []
+    for resampling in (Resampling.min, Resampling.max):
+        reader = GridReader(ds, grid, bands, resampling, src_transform=src_transform)
+        try:
+            reads = [reader.read(w, out_shape=out_shape) for w in windows]
+        finally:
+            reader.close()
+        for i, (values, valid) in enumerate(reads):
+            at_end = ((np.abs(values - ends[:, 0, None, None]) <= tol)
+                      | (np.abs(values - ends[:, 1, None, None]) <= tol)).any(axis=0) & valid
+            if i < len(found):
+                found[i] = found[i] | at_end
+            else:
+                found.append(at_end)
+    return found
+
+
 def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, float, float]:
     """The dataset's footprint as (col0, row0, col1, row1) pixel coordinates of ``grid`` (across the antimeridian
     too: :func:`placed_transform`; a box around it where the grid is rotated)."""

@@ -313,6 +313,9 @@ def _reflectance(offsets: dict[str, float], quant: float, bands: tuple[str, ...]
 
 
 def _s2_name(physical: str) -> str:
-    """Spectral_Information spells B1..B8, B8A, B9..B12; file names B01..B12."""
+    """Spectral_Information spells B1..B8, B8A, B9..B12; file names B01..B12 and B8A (not B08A: its offset was
+    lost; found in review)."""
     m = re.fullmatch(r"B(\d+)(A?)", physical.strip().upper())
-    return f"B{int(m.group(1)):02d}{m.group(2)}" if m else physical
+    if not m:
+        return physical
+    return f"B{int(m.group(1))}A" if m.group(2) else f"B{int(m.group(1)):02d}"

@@ -524,8 +524,9 @@ def _input_name(path: str) -> str:
 # output pixel changed where any pixel of a finer change mask under it is; 14: the reference's radiometric fit leaves
 # out LR pixels of which any part changed; 15: a flat band beyond 2^53 keeps its values, 64-bit integers clip at
 # their maximum, a band's own mask is the output's; 16: the reference's shift refined robustly to a changed patch,
-# the sampler fingerprinted as the model runs it).
-PIPELINE_REVISION = 16
+# the sampler fingerprinted as the model runs it; 17: the reference's radiometric fit leaves out LR pixels whose
+# reference block holds a value clipped at its type's ends).
+PIPELINE_REVISION = 17
 
 
 def _unless_file(value: Any) -> Any:

@@ -30,9 +30,11 @@ from geosr.conditioning.coregistration import (
 )
 from geosr.conditioning.radiometry import Stretch, decimated_read, fit_stretch, sample_windows
 from geosr.conditioning.reference import (
+    MIN_FIT_PIXELS,
     GridReader,
     Harmonization,
     check_overlap,
+    clipped_pixels,
     fit_harmonization,
     fit_local_harmonization,
     footprint_on,
@@ -489,7 +491,8 @@ class Scene:
         self, lr_grid: Grid, windows: list[Window], out_shape: tuple[int, int] | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference on the LR grid (average) in ``windows`` of it and where it is usable (valid, unchanged by
-        the change mask, clear by the inputs' own cloud masks); one window is returned as is, several flattened and
+        the change mask, clear by the inputs' own cloud masks, no value clipped at its type's ends:
+        :func:`~geosr.conditioning.reference.clipped_pixels`); one window is returned as is, several flattened and
         joined."""
         ref_lr = GridReader(self.ref_ds, lr_grid, self.ref_bands, Resampling.average, src_transform=self.ref_transform)
         try:
@@ -518,6 +521,11 @@ class Scene:
                 cloud = self.untrusted(lr_grid.crs, t, wd, h, nearest=out_shape is not None)  # as the LR is read
                 assert cloud is not None
                 usables[i] = usables[i] & ~cloud
+        clipped = clipped_pixels(self.ref_ds, lr_grid, self.ref_bands, windows, out_shape, self.ref_transform)
+        if clipped is not None and sum(int((u & ~c).sum()) for u, c in zip(usables, clipped)) >= MIN_FIT_PIXELS:
+            # a block holding a clipped value (an overexposed photo's 255) averages to less than the ground gives:
+            # fitted on, it squeezed the reference's contrast and drew a gain of 0.88 in place of 0.67 (review)
+            usables = [u & ~c for u, c in zip(usables, clipped)]
         if len(windows) == 1:
             return refs[0][0], usables[0]
         ref = np.concatenate([d.reshape(len(self.ref_bands), 1, -1) for d, _ in refs], axis=2)
