@@ -118,6 +118,36 @@ def test_degrees_find_a_scene_that_reads_its_longitudes_past_180():
         aoi_window("10,48,-5,49", GEO)
 
 
+def _polygons(path, *boxes: tuple[float, float, float, float]) -> str:
+    """A GeoJSON (EPSG:4326) of one rectangle per (west, south, east, north)."""
+    import json
+
+    features = [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+        [[w, s], [e, s], [e, n], [w, n], [w, s]]]}} for w, s, e, n in boxes]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return str(path)
+
+
+def test_files_and_projected_boxes_find_a_scene_that_reads_its_longitudes_past_180(tmp_path):
+    """A feature at -179.99 lies at 180.01 of a scene across the antimeridian: it did not overlap, a file split at
+    the antimeridian as RFC 7946 has it spanned the whole scene, and a UTM box there did not overlap (found in
+    review). Each is taken where it lies nearest the scene."""
+    east = _polygons(tmp_path / "east.geojson", (-179.999, -17.03, -179.99, -17.01))
+    assert aoi_window(east, GEO_ACROSS) == Window(21, 10, 9, 20)
+    split = _polygons(tmp_path / "split.geojson", (179.99, -17.03, 180.0, -17.01), (-180.0, -17.03, -179.99, -17.01))
+    assert aoi_window(split, GEO_ACROSS) == Window(10, 10, 20, 20)
+    assert aoi_window(_polygons(tmp_path / "w.geojson", (-159.99, 39.97, -159.98, 39.98)), GEO_360) == \
+        Window(10, 20, 10, 10)
+    # the same boxes in UTM zone 60 S and 1 S (x of lon 180 beyond zone 60's edge, and across the antimeridian)
+    for epsg, (w, e) in ((32760, (-179.999, -179.99)), (32701, (179.99, -179.99))):
+        xs, ys = transform("EPSG:4326", f"EPSG:{epsg}", [w, e, w, e], [-17.03, -17.03, -17.01, -17.01])
+        got = aoi_window(f"{min(xs)},{min(ys)},{max(xs)},{max(ys)}", GEO_ACROSS, aoi_crs=f"EPSG:{epsg}")
+        want = Window(21, 10, 9, 20) if epsg == 32760 else Window(10, 10, 20, 20)
+        # (a UTM box around the degree box holds a little more: at most a pixel more each side)
+        assert want.col_off - 1 <= got.col_off <= want.col_off, (epsg, got)
+        assert want.col_off + want.width <= got.col_off + got.width <= want.col_off + want.width + 1, (epsg, got)
+
+
 @pytest.mark.parametrize("box", ["inf,0,1,1", "0,-inf,1,1", "0,0,Infinity,1", "nan,0,1,1", "0,0,1,NaN"])
 def test_non_finite_numbers_are_refused(box):
     with pytest.raises(OptionError) as info:

@@ -103,6 +103,22 @@ def test_a_landsat_level_2_folder_reads_scale_offset_fill_and_date_from_its_mtl(
         assert ds.scales == (0.00341802,) and ds.offsets == (149.0,) and thermal == 8
 
 
+def test_a_landsat_band_file_given_alone_reads_its_fill_and_its_mtl_scale(tmp_path):
+    """A Collection 2 band file alone (as a finer band's message says to give it) was a plain raster: its DN-0 fill
+    collar blended into the scene (0, 1828, 7172 across its edge) and its MTL's scale and offset were lost."""
+    folder = _l2sp(tmp_path)
+    band = folder / f"{L2SP}_SR_B4.TIF"
+    comp = composite(str(band))
+    assert comp is not None and "DN 0 read as nodata (Landsat Collection 2 fill)" in comp.note
+    out = tmp_path / "b4.tif"
+    res = _run("upscale", band, "-x", 2, "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.nodata == 0 and ds.scales == (2.75e-05,) and ds.offsets == (-0.2,)
+        assert (ds.read(1)[:, :6] == 0).all() and (ds.read(1)[:, 6:] > 8400).all()
+    assert composite(str(folder / f"{L2SP}_MTL.txt")) is None  # not a band file: as before
+
+
 def test_a_landsat_folder_without_its_mtl_or_of_level_1_keeps_the_files_own_scale(tmp_path):
     folder = _l2sp(tmp_path)
     (folder / f"{L2SP}_MTL.txt").unlink()

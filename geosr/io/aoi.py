@@ -118,11 +118,24 @@ def _box_in_grid_crs(
             continue
         # an infinite side (a pole, say) reaches at least as far as the scene does
         b = tuple(g if math.isinf(v) else v for v, g in zip(b, grid.bounds))
+        if CRS.from_user_input(grid.crs).is_geographic and all(math.isfinite(v) for v in b):
+            # in the scene's degrees: across the antimeridian GDAL gives left beyond right, and a scene in 0-360
+            # degrees meets -179.9 at 180.1 (a UTM box there did not overlap; found in review)
+            west, east = _nearest_turn(b[0], b[2] + (360.0 if b[0] > b[2] else 0.0), grid)
+            b = (west, b[1], east, b[3])
         if b[0] < b[2] and b[1] < b[3]:
             out.append(b)
     if not out:
         return None
     return (min(b[0] for b in out), min(b[1] for b in out), max(b[2] for b in out), max(b[3] for b in out))
+
+
+def _nearest_turn(west: float, east: float, grid: Grid) -> tuple[float, float]:
+    """Longitudes ``west``..``east`` (degrees, in a geographic grid's CRS) as they are or 360 degrees east or west:
+    whichever puts their middle nearest the grid's."""
+    centre = (grid.bounds[0] + grid.bounds[2]) / 2
+    turn = min((0.0, 360.0, -360.0), key=lambda k: abs((west + east) / 2 + k - centre))
+    return west + turn, east + turn
 
 
 def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tuple[float, float, float, float] | None:
@@ -165,7 +178,14 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
     # and the corners alone left a strip of a lon/lat box out of the window in UTM
     span = max(e - w, n - s)
     dense = frame.geometry.segmentize(span / 64) if span > 0 and math.isfinite(span) else frame.geometry
-    left, bottom, right, top = (float(v) for v in dense.to_crs(grid.crs).total_bounds)
+    placed = dense.to_crs(grid.crs)
+    left, bottom, right, top = (float(v) for v in placed.total_bounds)
+    if all(math.isfinite(v) for v in (left, bottom, right, top)) and CRS.from_user_input(grid.crs).is_geographic:
+        # longitudes wrap: each feature is taken where it lies nearest the scene, as it is or 360 degrees east or
+        # west (a scene across the antimeridian in 0-360 degrees met features at -179.9 nowhere, and a file split at
+        # the antimeridian, as RFC 7946 has it, spanned the whole Earth; found in review)
+        turned = [_nearest_turn(b[0], b[2], grid) for b in placed.bounds.dropna().to_numpy(dtype=float)]
+        left, right = min(w for w, _ in turned), max(e for _, e in turned)
     if all(math.isfinite(v) for v in (left, bottom, right, top)):
         return left, bottom, right, top
     # features the scene's CRS cannot hold (a world-wide layer in UTM): their extent cut to the scene first

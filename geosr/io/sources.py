@@ -62,13 +62,19 @@ def is_composite(path: str) -> bool:
         return True
     if REMOTE.match(path):
         return _maybe_stac_api(url or path)
-    return Path(path).is_dir() or _s2_band_file(path) or is_landsat_archive(path)
+    return Path(path).is_dir() or _product_band_file(path) or is_landsat_archive(path)
 
 
-def _s2_band_file(path: str) -> bool:
-    """A local Sentinel-2 band file (T33UUB_20230612T101031_B04_10m.jp2): read as a list of one band file, so
-    that DN 0 is nodata and, inside a product's granule, the product's scale and offset apply."""
-    return not path.startswith("/vsi") and bool(_S2_BAND_FILE.match(Path(path).name)) and Path(path).is_file()
+def _product_band_file(path: str) -> bool:
+    """A local Sentinel-2 band file (T33UUB_20230612T101031_B04_10m.jp2) or Landsat Collection 2 band file
+    (LC08_L1TP_044034_20230612_20230614_02_T1_B8.TIF): read as a list of one band file, so that DN 0 is nodata and
+    the product's scale and offset apply (inside its .SAFE granule; beside its MTL file). A Landsat band file given
+    alone, as a finer band's message says to, was a plain raster: its fill blended in, no scale (found in review)."""
+    if path.startswith("/vsi") or not Path(path).is_file():
+        return False
+    name = Path(path).name
+    return bool(_S2_BAND_FILE.match(name)) or (collection_2(name) and _band_token(name) is not None
+                                              and Path(name).suffix.lower() in (".tif", ".tiff"))
 
 
 def _maybe_stac_api(url: str) -> bool:
@@ -127,7 +133,7 @@ def composite(path: str) -> Composite | None:
         comp = sentinel2_product(zipped, zip_member(path))
     elif is_file_list(path):
         comp = _band_list(path)
-    elif _s2_band_file(path):
+    elif _product_band_file(path):
         comp = _band_files(path, [path])
     elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(seen) or _safe_url(p)):
         try:
@@ -300,7 +306,7 @@ def _band_list(path: str) -> Composite:
 
 
 def _band_files(path: str, hrefs: list[str]) -> Composite:
-    """The band files ``hrefs`` (a list, or one Sentinel-2 band file) stacked in the order given."""
+    """The band files ``hrefs`` (a list, or one Sentinel-2 or Landsat band file) stacked in the order given."""
     for h in hrefs:
         if not REMOTE.match(h) and not Path(h).is_file():
             raise InputNotFoundError(f"{path}: its band file {h} does not exist")

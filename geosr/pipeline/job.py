@@ -600,6 +600,14 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     the 1-step output, tagged steps 2)."""
     if isinstance(opts.model, str):
         return
+    if opts.style is not None and "style" in model_inputs(opts.model) and hasattr(opts.model, "describe"):
+        # the style is the object's own too: a style image beside it was ignored yet named as the output's source,
+        # "none" beside one loaded with "sample" still sampled (found in review)
+        have = str(opts.model.describe().get("style") or "none")
+        if _is_style_image(opts.style) or opts.style != have:
+            raise OptionError(f"style {opts.style}: model {getattr(opts.model, 'name', 'given')} was loaded with "
+                              f"style {have} and runs with it; give the style to load_model (an image as a "
+                              "model-space tensor), or give the model by its name", param="style")
     s, unset = opts.sampler, SamplerConfig()
     given = {f.name: getattr(s, f.name) for f in fields(SamplerConfig)
              if f.name != "seed" and getattr(s, f.name) != getattr(unset, f.name)}
