@@ -145,6 +145,21 @@ def test_a_file_cut_short_of_its_last_tags_is_refused_not_read_without_them(tmp_
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and said in res.output, res.output
     assert not (tmp_path / "o.tif").exists()
+    # one file of a band folder cut so: stacked with scale 1 and offset 0 beside its scaled neighbours, or "has no
+    # coordinate reference system" (found in review)
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    for band in ("B02", "B03", "B04"):
+        one = make_raster(folder / f"scene_{band}.tif", data[:1], descriptions=(band,))
+        with rasterio.open(one, "r+") as ds:
+            ds.scales, ds.offsets = (1e-4,), (-0.1,)
+    b04 = folder / "scene_B04.tif"
+    b04.write_bytes(b04.read_bytes()[:-cut])
+    res = runner.invoke(app, ["upscale", str(folder), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    said = " ".join(res.output.split())  # (cut as far, a smaller file loses its tag directory: "cannot be read")
+    assert res.exit_code == 2 and (f"bands: its band file {b04} is truncated or corrupt: its TIFF tag {tag} cannot "
+                                   "be read" in said or f"bands: its band file {b04} cannot be read (" in said), said
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_info_reads_the_end_of_every_file_a_multi_file_input_stacks(tmp_path):
@@ -272,7 +287,7 @@ def test_a_truncated_file_of_the_same_name_read_in_another_thread_fails_only_its
     from geosr.io import rasters
 
     said = 'CPLE_AppDefined in lr.tif: TIFFFetchNormalTag:IO error during reading of "GDALMetadata"; tag ignored'
-    with rasters._unread_tags(str(tmp_path / "a" / "lr.tif")) as unread:
+    with rasters.unread_tags(str(tmp_path / "a" / "lr.tif")) as unread:
         other = threading.Thread(target=lambda: logging.getLogger("rasterio._env").warning(said))
         other.start()
         other.join()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import os
 import re
-import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     without_query,
 )
 from geosr.io.sources import composite, is_composite
-from geosr.io.vrt import GDAL_TYPES, vrt_sources
+from geosr.io.vrt import GDAL_TYPES, unread_tags, vrt_sources
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -138,7 +136,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
                     _SHOWN.clear()
                 _SHOWN[ds.name] = p
                 return ds
-            with _unread_tags(p) as unread:
+            with unread_tags(p) as unread:
                 if remote:
                     with rasterio.Env(**OPEN_REMOTE_OPTIONS):
                         ds = rasterio.open(p)
@@ -169,37 +167,6 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             raise NotARasterError(f"{named(p)}: its server refused it (HTTP {answered.group(1)}); it may need "
                                   "credentials or a signed URL") from exc
         raise NotARasterError(f"{named(p)}: cannot be read as a raster ({reason.rstrip('.')})") from exc
-
-
-class _TagFailures(logging.Handler):
-    """The TIFF tags GDAL reported it could not read while a file was opened (its warnings reach Python's logging)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(logging.WARNING)
-        self.name_in_message, self.tags = name, []  # type: ignore[var-annotated]
-        self.thread = threading.get_ident()  # GDAL names the file by its base name: another thread's may share it
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = _UNREAD_TAG.search(record.getMessage())
-        if found and record.thread == self.thread and self.name_in_message in record.getMessage():
-            self.tags.append(found.group(1))
-
-
-_UNREAD_TAG = re.compile(r'IO error during reading of "([^"]+)"')
-
-
-@contextlib.contextmanager
-def _unread_tags(path: str) -> Iterator[list[str]]:
-    """The names of the TIFF tags GDAL skips as unreadable while ``path`` is opened within: a file cut short at its
-    end loses the tags stored there (band names, scales, the CRS) and still opens, with a warning only. (GDAL says
-    so through rasterio's logger alone: where a caller silences its warnings, nothing is seen.)"""
-    handler = _TagFailures(Path(without_query(path)).name)
-    log = logging.getLogger("rasterio._env")
-    log.addHandler(handler)
-    try:
-        yield handler.tags
-    finally:
-        log.removeHandler(handler)
 
 
 @contextlib.contextmanager
@@ -395,8 +362,9 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                                 "the input to use it at its own pixel size")
             if left:  # an asset of the item, not stacked: "has no band" would say the item lacks it
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
-                                f"band's, so it is left out of the stack (stacked: {_band_list(info)}); resample it "
-                                "onto their grid first")
+                                f"band's, so it is left out of the stack (stacked: {_band_list(info)}); give its "
+                                "file alone as the input (or a folder of the bands on its grid: a Sentinel-2 granule's "
+                                "IMG_DATA/R20m or R60m) to use it at its own pixel size")
             raise BandError(f"{info.path}: has no band {token!r} (it has {band_count(info.count)}: "
                             f"{_band_list(info)})")
         if not 1 <= b <= info.count:

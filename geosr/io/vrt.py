@@ -6,13 +6,18 @@ dependency; GDAL opens the XML string like a file. No torch here.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
+import threading
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +25,14 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geosr.errors import BandError, InputError, NetworkError, NotARasterError
-from geosr.io.paths import OPEN_REMOTE_OPTIONS, malformed_url, named, network_failure, over_network
+from geosr.io.paths import (
+    OPEN_REMOTE_OPTIONS,
+    malformed_url,
+    named,
+    network_failure,
+    over_network,
+    without_query,
+)
 
 if TYPE_CHECKING:
     from geosr.io.sensor_masks import SensorMask
@@ -113,6 +125,37 @@ class Header:
         return self.metres or abs(self.transform[0])
 
 
+class _TagFailures(logging.Handler):
+    """The TIFF tags GDAL reported it could not read while a file was opened (its warnings reach Python's logging)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.name_in_message, self.tags = name, []  # type: ignore[var-annotated]
+        self.thread = threading.get_ident()  # GDAL names the file by its base name: another thread's may share it
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = _UNREAD_TAG.search(record.getMessage())
+        if found and record.thread == self.thread and self.name_in_message in record.getMessage():
+            self.tags.append(found.group(1))
+
+
+_UNREAD_TAG = re.compile(r'IO error during reading of "([^"]+)"')
+
+
+@contextlib.contextmanager
+def unread_tags(path: str) -> Iterator[list[str]]:
+    """The names of the TIFF tags GDAL skips as unreadable while ``path`` is opened within: a file cut short at its
+    end loses the tags stored there (band names, scales, the CRS) and still opens, with a warning only. (GDAL says
+    so through rasterio's logger alone: where a caller silences its warnings, nothing is seen.)"""
+    handler = _TagFailures(Path(without_query(path)).name)
+    log = logging.getLogger("rasterio._env")
+    log.addHandler(handler)
+    try:
+        yield handler.tags
+    finally:
+        log.removeHandler(handler)
+
+
 def open_member(owner: str, href: str, what: str = "band file") -> rasterio.DatasetReader:
     """Open one member file (``what`` it is, in words); its failure is one sentence naming the composite and the
     member (a NetworkError when the network or the member's server is at fault)."""
@@ -120,27 +163,39 @@ def open_member(owner: str, href: str, what: str = "band file") -> rasterio.Data
         target = gdal_path(href)
     except InputError as exc:
         raise InputError(f"{owner}: its {what} {exc}") from exc
+    # a band file given alone is its own composite: named once ("X: its band file X cannot be read" said it twice)
+    who = f"{owner}:" if named(href) == owner else f"{owner}: its {what} {named(href)}"
     malformed = malformed_url(target)
     if malformed is not None:  # refused by the request before it is sent: no network failure to retry
-        raise NotARasterError(f"{owner}: its {what} {named(href)} is not a valid URL: it {malformed}")
+        raise NotARasterError(f"{who} is not a valid URL: it {malformed}")
     try:
-        if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
-            with rasterio.Env(**OPEN_REMOTE_OPTIONS):
-                return rasterio.open(target)
-        return rasterio.open(target)
+        with unread_tags(target) as unread:
+            if target.startswith("/vsi"):  # no listing of a URL's "folder" (GDAL would look for sidecars there)
+                with rasterio.Env(**OPEN_REMOTE_OPTIONS):
+                    ds = rasterio.open(target)
+            else:
+                ds = rasterio.open(target)
     except RasterioIOError as exc:
         failure = network_failure(target) if over_network(target) else None
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
-            raise NetworkError(f"{owner}: its {what} {named(href)} cannot be read now: {failure}; try again") \
-                from exc
+            raise NetworkError(f"{who} cannot be read now: {failure}; try again") from exc
         reason = str(exc).split("\n")[0].rstrip(".")
-        raise NotARasterError(f"{owner}: its {what} {named(href)} cannot be read ({reason})") from exc
+        raise NotARasterError(f"{who} cannot be read ({reason})") from exc
+    if unread:  # opened without them (scale, offset, CRS): stacked as if the file had none (found in review)
+        ds.close()
+        failure = network_failure(target) if over_network(target) else None
+        if failure is not None:
+            raise NetworkError(f"{who} cannot be read now: {failure}; try again")
+        raise NotARasterError(f"{who} is truncated or corrupt: its TIFF tag {unread[0]} cannot be read (a partial "
+                              "download or copy?)")
+    return ds
 
 
 def read_header(owner: str, href: str) -> Header:
     with open_member(owner, href) as ds:
         if ds.crs is None:
-            raise NotARasterError(f"{owner}: its band file {href} has no coordinate reference system")
+            said = f"{owner}:" if named(href) == owner else f"{owner}: its band file {href}"
+            raise NotARasterError(f"{said} has no coordinate reference system")
         epsg = ds.crs.to_epsg()
         return Header(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, tuple(ds.dtypes),
                        tuple(ds.nodatavals), tuple(ds.block_shapes[0]), tuple(ds.scales), tuple(ds.offsets),
