@@ -1020,6 +1020,13 @@ def test_a_map_s_classes_are_checked_against_the_model_s(scene, map_model, tmp_p
     r = run(a_map("beyond.tif", ones, ["background", "building"]))  # value 5 in a 2-class map
     assert r.exit_code == 2 and "beyond.tif: holds value 5, not one of the 2 classes its GEOSR_MAP_CLASSES tag " \
         "names (0 to 1)" in " ".join(r.output.split()), r.output
+    # refused as the map is opened, by a dry run too: it was found only as its window was read, minutes into a run
+    ones[0, 0], ones[-1, -1] = 0, 5  # in the last of 12 windows
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(a_map("corner.tif", ones, ["background", "building"])),
+                            "-m", str(map_model), "-x", "8", "--steps", "1", "--window", "8", "--overlap", "2",
+                            "--dry-run"])
+    assert r.exit_code == 2 and "corner.tif: holds value 5, not one of the 2 classes" in " ".join(r.output.split())
+    ones[0, 0], ones[-1, -1] = 5, 0
     # a model that names its classes: a map of another table is refused; the OSM notice goes on with the pixels
     model, spec = load_checkpoint(map_model)
     named = save_checkpoint(tmp_path_factory.mktemp("named") / "named.safetensors", model,

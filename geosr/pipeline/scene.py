@@ -449,15 +449,23 @@ class Scene:
                                       "(geosr rasterize-osm writes one; remove or mend the tag)")
             self.n_map_classes = len(listed)
             self.map_names = tuple(listed)
-        else:  # the largest class value: over every block, or a bounded sample of blocks of a huge map
-            self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
-            if self.map_sampled:
-                blocks = block_sample(ds, Window(0, 0, ds.width, ds.height))
-            else:
-                blocks = [w for _, w in ds.block_windows(1)]
-            with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
-                tops = [ds.read(1, window=w, masked=True).max() for w in blocks]
-                self.n_map_classes = max([int(t) for t in tops if t is not np.ma.masked] + [0]) + 1
+        # its values' range: over every block, or a bounded sample of blocks of a huge map (then checked again as
+        # each window is read)
+        self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
+        if self.map_sampled:
+            blocks = block_sample(ds, Window(0, 0, ds.width, ds.height))
+        else:
+            blocks = [w for _, w in ds.block_windows(1)]
+        with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
+            read = [ds.read(1, window=w, masked=True) for w in blocks]
+            values = [(int(r.min()), int(r.max())) for r in read if r.count()]
+        low, top = min([v[0] for v in values] + [0]), max([v[1] for v in values] + [0])
+        if self.map_names is None:  # the largest class value
+            self.n_map_classes = top + 1
+        elif low < 0 or top >= self.n_map_classes:  # (refused only as its window was reached, after minutes of
+            n = self.n_map_classes  # work, and not by a dry run; found in review)
+            raise ClassTableError(f"{path}: holds value {low if low < 0 else top}, not one of the {n} classes its "
+                                  f"GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or its tag")
         self.map_info = info
         self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.map_reader)
@@ -654,7 +662,7 @@ class Scene:
         map_ = None
         if self.map_info is not None:
             values, m_valid = self.map_reader.read_values(hr_win)
-            if self.map_sampled and (m_valid & (values >= self.n_map_classes)).any():
+            if self.map_sampled and self.map_names is None and (m_valid & (values >= self.n_map_classes)).any():
                 top = int(values[m_valid].max())
                 raise ClassTableError(
                     f"{self.map_info.path}: holds class {top} but a sample of this map showed at most "
