@@ -475,6 +475,13 @@ def test_a_config_that_is_a_folder_or_not_a_table_is_one_sentence(tmp_path):
         res = CliRunner().invoke(app, ["train", str(tmp_path / name), "--out-dir", str(tmp_path / "run")])
         assert res.exit_code == 2 and words in res.output, res.output
     assert not (tmp_path / "run").exists()
+    import geosr  # the Python API's config of another kind: one sentence, not a TypeError (found in review)
+    from geosr.errors import OptionError
+
+    for config in (123, ["a.toml"]):
+        with pytest.raises(OptionError, match=r"^config .*: give a TrainConfig or a config file's path$"):
+            geosr.train(config=config, out=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_config_problems_name_the_file_key_or_the_flag(tmp_path, images):

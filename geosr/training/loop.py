@@ -601,6 +601,8 @@ def train(
     not reached.
     """
     check_callable(progress, "progress", "(step, steps, loss)")
+    if config is not None and not isinstance(config, (TrainConfig, str, os.PathLike)):  # (a raw TypeError)
+        raise OptionError(f"config {config!r}: give a TrainConfig or a config file's path", param="config")
     fields = TrainOptions.canonical(fields)  # the command line's names too (out_dir, train_steps, batch, ...)
     own = {f.name for f in dataclasses.fields(TrainOptions)}
     opts = TrainOptions.of(options, **{k: v for k, v in fields.items() if k in own})
