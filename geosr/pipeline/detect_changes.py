@@ -141,7 +141,9 @@ def detect_changes(
     """Detect where ``ref`` no longer shows what ``lr`` shows and write the binary change raster at ``output``.
 
     ``options`` is a :class:`~geosr.options.DetectChangesOptions`; ``fields`` set or override its fields
-    (``bands`` / ``ref_bands``: the bands compared, as upscale's; ``coregister``; ``overwrite``). ``work``: a
+    (``bands`` / ``ref_bands``: the bands compared, as upscale's; ``coregister``; ``cloud_masks``: the inputs' own
+    cloud masks taken as changed; ``refine``: the output grid this many times finer than the LR's; ``overwrite``).
+    ``work``: a
     folder the caller holds locked (upscale's own work folder); without it the output's work folder is locked
     here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
     """

@@ -105,7 +105,8 @@ def rasterize_osm(
     without it, Overpass (``timeout`` seconds, ``overpass_url``, a ``date`` snapshot, osmnx's cache in
     ``cache_folder``). ``classes``: a table or a JSON file (default
     :data:`~geosr.osm.classes.DEFAULT_MAP_CLASSES`). ``style``: "classes" (one uint8 band of class ids with a
-    colour table) or "rgb" (three uint8 bands of the palette colours).
+    colour table) or "rgb" (three uint8 bands of the palette colours). ``overwrite``: replace an earlier map at
+    ``output``.
 
     Raises an :class:`~geosr.errors.InputError` (nothing written) for bad options, unreadable inputs, or
     an area without any feature of the table (unless ``allow_empty``); NetworkError when Overpass is
