@@ -143,9 +143,8 @@ def detect_changes(
     ``options`` is a :class:`~geosr.options.DetectChangesOptions`; ``fields`` set or override its fields
     (``bands`` / ``ref_bands``: the bands compared, as upscale's; ``coregister``; ``cloud_masks``: the inputs' own
     cloud masks taken as changed; ``refine``: the output grid this many times finer than the LR's; ``overwrite``).
-    ``work``: a
-    folder the caller holds locked (upscale's own work folder); without it the output's work folder is locked
-    here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
+    ``work``: a folder the caller holds locked (upscale's own work folder); without it the output's work folder is
+    locked here. Raises an :class:`~geosr.errors.InputError` (nothing written) for bad inputs.
     """
     t0 = time.perf_counter()
     check_callable(progress, "progress", "(done, total)")
