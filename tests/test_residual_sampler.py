@@ -147,6 +147,12 @@ def test_a_missing_file_with_a_plus_or_three_models_are_named_as_given(tmp_path)
     missing = tmp_path / "x+y.safetensors"
     with pytest.raises(InputNotFoundError, match=f"model file {re.escape(str(missing))} does not exist"):
         load_model(str(missing))
+    # one side a model: the other side's file is the one named missing (it said "model file default+x... does not
+    # exist"; found in review)
+    gone = tmp_path / "gone.safetensors"
+    with pytest.raises(InputNotFoundError, match=rf"^model default\+{re.escape(str(gone))}: its backbone file "
+                                                 rf"{re.escape(str(gone))} does not exist \(nor a model file of"):
+        load_model(f"default+{gone}")
     with pytest.raises(OptionError, match=r"model default\+lite\+lite: DIFFUSION\+BACKBONE names two models .*not 3"):
         load_model("default+lite+lite")
     (tmp_path / "bb.safetensors").write_bytes(b"x")  # a classical back-end's part is named as such, not as missing

@@ -423,9 +423,13 @@ def _load_residual_sampler(spec: str, parts: tuple[str, str], dev: "torch.device
     from geosr.models.residual_sampler import ResidualSampler
 
     diffusion_name, backbone_name = parts
-    if spec.endswith(CHECKPOINT_SUFFIXES) and not all(n in bundled_checkpoints() or n in CLASSICAL
-                                                      or Path(n).expanduser().exists()
-                                                      for n in (diffusion_name, backbone_name)):
+    known = [n in bundled_checkpoints() or n in CLASSICAL or Path(n).expanduser().exists()
+             for n in (diffusion_name, backbone_name)]
+    if spec.endswith(CHECKPOINT_SUFFIXES) and not all(known):
+        if any(known):  # one side a model: the other is the file missing ("model file default+x.safetensors")
+            missing, role = (diffusion_name, "diffusion model") if not known[0] else (backbone_name, "backbone")
+            raise InputNotFoundError(f"model {spec}: its {role} file {Path(missing).expanduser()} does not exist "
+                                     "(nor a model file of the whole name)")
         raise InputNotFoundError(f"model file {Path(spec).expanduser()} does not exist")  # not "file ../m/x"
     if "+" in diffusion_name and not Path(diffusion_name).expanduser().exists():  # else "unknown model 'a+b'"
         raise OptionError(f"model {spec}: DIFFUSION+BACKBONE names two models (e.g. default+lite), not "
