@@ -473,6 +473,10 @@ def test_single_band_pairs_are_evaluated_with_their_panels(tmp_path):
     notes = json.loads(res.stdout)["notes"]
     assert "VIF needs images of at least 17 px a side; left out for p1 x4" in notes, notes
     assert not any(n.startswith("SSIM-Y") for n in notes), notes  # (16 px: its 11-px window fits)
+    # the angle between one-band "vectors" is 0 whatever the output: a perfect SAM for bicubic (found in review)
+    assert "SAM needs two bands or more; left out for p0 x4, p1 x4" in notes, notes
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["summary"]["4"]["bicubic"]["overall"]["sam"] is None
 
 
 def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):
@@ -512,6 +516,10 @@ def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):
     ('{"sets": [{"layout": "sites", "path": "a", "sites": [3]}]}', 'set 1: "sites" is a list of scene names'),
     ('{"sets": [{"layout": "sites", "path": "a", "bands": "3,2,1"}]}',  # was a TypeError, exit 1
      'set 1: "bands" is a list of band numbers, such as [3, 2, 1], not \'3,2,1\''),
+    # Python's own words: "invalid literal for int()", "'str' object has no attribute 'get'", "unsupported operand"
+    *[(f'{{"sets": [{{"layout": "pairs", "path": "a", "crops": {c}}}]}}',
+       f'set 1: "crops" is an object {{"scene_parts": N, "of": "folder of the whole scenes"}}, not {c}')
+      for c in ('{"scene_parts": "x"}', '"x"', '{"scene_parts": 2, "of": 5}', '{"parts": 2}')],
 ])
 def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, text, said):
     """Its errors read `(KeyError: 'sets')`, `(AttributeError: 'list' object has no attribute 'get')`."""
@@ -522,6 +530,40 @@ def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, t
     with pytest.raises(InputError) as err:
         load_collection(tmp_path / "m.json")
     assert str(err.value).startswith(f"{tmp_path / 'm.json'}: {said}") and "Error" not in str(err.value), err.value
+
+
+def test_a_held_out_set_whose_folder_is_absent_is_noted(tmp_path, dataset):
+    """A typo in a set's "path" left its held-out scenes out of the scores without a word (one in "heldout" is
+    refused; found in review)."""
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [
+        {"layout": "pairs", "path": "data", "heldout": ["p0"]},
+        {"layout": "pairs", "path": "levir_typo", "group": "levir", "heldout": ["test_102"]}]}))
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "m.json"), "-x", "4", "--out-dir",
+                                      str(tmp_path / "e"), "--json", "--no-panels"])
+    assert res.exit_code == 0, res.output
+    assert f"set levir: its folder {tmp_path / 'levir_typo'} does not exist, so its held-out scenes (test_102) are " \
+        "not scored" in json.loads(res.stdout)["notes"]
+
+
+def test_a_site_named_as_the_start_of_another_keeps_its_own_rasters(tmp_path):
+    """S1's rasters counted S10's ("site S1 has 4 of the two rasters"; found in review)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geosr.training.layouts import site_pairs
+
+    for site in ("S1", "S10"):
+        for year, seed in (("2000", 1), ("2010", 2)):
+            with rasterio.open(tmp_path / f"{site}_{year}.tif", "w", driver="GTiff", width=32, height=32, count=3,
+                               dtype="uint8", crs="EPSG:32633", transform=from_origin(0, 320, 10, 10)) as ds:
+                ds.write(np.moveaxis(_image(seed, 32, 32), -1, 0))
+        for mask in ("change", "unchanged"):
+            Image.fromarray(np.full((32, 32), 255 * (mask == "unchanged"), np.uint8)).save(
+                tmp_path / f"{site}_{mask}_mask.png")
+    assert [p.name for p in site_pairs(tmp_path, ["S1"], named=["S1", "S10"])] == ["S1"]
+    assert [p.name for p in site_pairs(tmp_path, ["S1", "S10"])] == ["S1", "S10"]
+    with pytest.raises(InputError, match="site S1 has 4"):  # without the other's name: as before
+        site_pairs(tmp_path, ["S1"])
 
 
 def test_a_data_set_without_a_group_goes_by_its_folder_s_name(tmp_path, dataset):
@@ -811,6 +853,9 @@ def test_an_image_reproduced_exactly_leaves_the_mean_over_the_others_and_says_so
     assert by_case["p1"] == "inf" and mean == pytest.approx(by_case["p0"]) and hr == "inf"
     assert "x4 bicubic, psnr_y (overall): infinite on 1 of 2 images (identical to the truth there); the mean is " \
            "over the other 1" in json.loads(res.stdout)["notes"]
+    # an infinite LR-consistency says the output's box average is its LR, not that it is the truth (review)
+    assert "x4 bicubic, lr_consistency (overall): infinite on 1 of 2 images (its box average is the LR exactly " \
+           "there); the mean is over the other 1" in json.loads(res.stdout)["notes"]
 
 
 def test_the_target_s_nodata_is_not_scored_as_a_match(tmp_path):

@@ -48,7 +48,7 @@ from geosr.training.degradations import bicubic_degrade
 from geosr.training.metrics import MS_SSIM_MIN_SIDE, SSIM_WINDOW, VIF_WINDOW, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
 from geosr.training.pairs import Pair
-from geosr.training.sources import evaluation_pairs
+from geosr.training.sources import absent_heldout_sets, evaluation_pairs
 
 BASELINES = ("bicubic", "reference-paste")
 REGIONS = ("overall", "unchanged", "changed")
@@ -335,6 +335,9 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
         small = sorted({f"{c.name} x{c.scale}" for c in cases if min(c.hr.shape[-2:]) < side})
         if small:
             notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")
+    single = sorted({f"{c.name} x{c.scale}" for c in cases if c.hr.shape[-3] < 2})
+    if single:
+        notes.append(f"SAM needs two bands or more; left out for {', '.join(single)}")
     gaps = sorted({f"{c.name} x{c.scale}" for c in cases if c.scored is not None
                    and min(c.hr.shape[-2:]) >= MS_SSIM_MIN_SIDE})
     if gaps:
@@ -450,7 +453,8 @@ def evaluate(
     _refuse_band_mismatch(resolved, cases, data)
     _refuse_scale_mismatch(resolved, cases)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
-             + _unused_settings(resolved, opts))
+             + _unused_settings(resolved, opts)
+             + (absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []))
     bare = sorted({c.name for c in cases if c.ref is None})
     if bare and any(n == "reference-paste" for n, _ in resolved):  # its rows mixed bicubic in, unsaid (review)
         notes.append(f"no reference: reference-paste is bicubic on {', '.join(bare)}")
@@ -611,8 +615,10 @@ def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str],
                     means[k] = _mean([r[k] for r in rows], left_out)
                     if left_out and notes is not None:
                         (inf, n) = left_out
-                        notes.append(f"x{s} {name}, {k} ({region}): infinite on {inf} of {n} images (identical to "
-                                     f"the truth there); the mean is over the other {n - inf}")
+                        why = "its box average is the LR exactly" if k == "lr_consistency" else \
+                            "identical to the truth"  # (an LR-consistent output is no exact one; found in review)
+                        notes.append(f"x{s} {name}, {k} ({region}): infinite on {inf} of {n} images ({why} there); "
+                                     f"the mean is over the other {n - inf}")
             shares = [e["models"][name].get("reference_in_changed") for e in per_case if e["scale"] == s]
             if summary[s][name]["changed"] is not None:  # provenance: reference used inside labelled changes
                 summary[s][name]["changed"]["reference_share"] = _mean([v for v in shares if v is not None])

@@ -325,16 +325,21 @@ def incomplete_pairs(root: str | Path) -> list[str]:
 
 # ---- two dated rasters per site, with change and unchanged masks --------------------------------------------------
 def site_pairs(
-    root: str | Path, sites: Sequence[str], *, bands: Sequence[int] | None = None, group: str = ""
+    root: str | Path, sites: Sequence[str], *, bands: Sequence[int] | None = None, group: str = "",
+    named: Sequence[str] = (),
 ) -> list[Pair]:
     """Per site: ``SITE*.tif`` (two dates, in name order: reference, then target), ``SITE_change_mask.png`` and
     ``SITE_unchanged_mask.png`` (> 127: in the mask). Change is the binary table's "changed" class (value 255);
     only pixels of either mask are labelled. A site without exactly two rasters is refused (it was skipped: a
-    held-out site left out of the scores without a word)."""
+    held-out site left out of the scores without a word). A raster of a longer site name among ``sites`` and
+    ``named`` (S10's beside S1's) is that site's."""
     root = Path(root)
     pairs = []
+    longer = {*sites, *named}
     for site in sites:
-        tifs = sorted(root.glob(f"{site}*.tif"))
+        # (S1's rasters counted S10's: "site S1 has 4 of the two rasters"; found in review)
+        tifs = sorted(t for t in root.glob(f"{site}*.tif")
+                      if not any(o != site and o.startswith(site) and t.name.startswith(o) for o in longer))
         if len(tifs) != 2:
             found = f"{len(tifs)} ({', '.join(t.name for t in tifs)})" if tifs else "none"
             raise InputError(f"{root}: site {site} has {found} of the two rasters {site}*.tif a site holds (the "

@@ -126,13 +126,25 @@ def _data_set(s: Any, base: Path, i: int = 1) -> DataSet:
     unknown = sorted(set(s) - _SET_KEYS)
     if unknown or s.get("layout") not in ("pairs", "sites"):
         raise ValueError(f"set {i}: a set has layout 'pairs' or 'sites' and keys among {sorted(_SET_KEYS)}, not {s}")
-    crops = s.get("crops") or {}
+    parts, of = _crops_entry(s, i)
     return DataSet(  # the group, the name the held-out split goes by: the set's own, else its folder's name
         layout=s["layout"], path=base / s["path"], group=str(s.get("group") or Path(s["path"]).name),
         heldout=_names(s, "heldout", i), sites=_names(s, "sites", i),
         bands=_bands(s, f"set {i}"),
-        crops_of=base / crops["of"] if crops.get("of") else None, scene_parts=int(crops.get("scene_parts", 0)),
+        crops_of=base / of if of else None, scene_parts=parts,
     )
+
+
+def _crops_entry(s: dict[str, Any], i: int) -> tuple[int, str | None]:
+    """A set's "crops": how many "_" parts of a name are its scene, and the folder holding the scenes whole."""
+    crops = s.get("crops") or {}
+    if isinstance(crops, dict) and not set(crops) - {"scene_parts", "of"}:
+        parts, of = crops.get("scene_parts", 0), crops.get("of")
+        if isinstance(parts, int) and not isinstance(parts, bool) and parts >= 0 and isinstance(of, (str, type(None))):
+            return parts, of
+    # (it was Python's own words: "invalid literal for int()", "'str' object has no attribute 'get'"; review)
+    raise ValueError(f'set {i}: "crops" is an object {{"scene_parts": N, "of": "folder of the whole scenes"}}, not '
+                     f"{json.dumps(crops)}")
 
 
 def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
@@ -153,8 +165,8 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
             raise InputError(f"{collection.manifest}: set {ds.group}: held-out scene{'s' * (len(unknown) > 1)} "
                              f"{', '.join(unknown)} match{'es' * (len(unknown) == 1)} no scene in {ds.path}")
         if ds.layout == "sites":
-            pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], bands=ds.bands,
-                                    group=ds.group))
+            pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], named=ds.sites,
+                                    bands=ds.bands, group=ds.group))
         elif ds.scene_parts:
             pairs.extend([] if held else _crops(ds))
         else:  # held out: each named scene, its label optional as a folder's are in evaluation (never left out)

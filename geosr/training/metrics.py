@@ -257,7 +257,8 @@ def region_metrics(
             "ssim_y": _masked_mean(smap, _inside(mask, hr.shape)),
             "lr_consistency": lr_consistency(sr, lr, scale, mask),
             "vif": vif_from_maps(vmaps, mask),
-            "sam": _angle_mean(angle, defined, mask),
+            # (the angle between two one-band "vectors" is always 0: a perfect score for any single-band output)
+            "sam": _angle_mean(angle, defined, mask) if hr.shape[0] > 1 else None,
             "ergas": ergas(sr, hr, scale, mask),
             "ms_ssim": ms_ssim(sr, hr) if mask is None else None,
             "st_lpips": None if stl is None else (stl[0] if mask is None else _masked_mean(stl[1], mask)),
