@@ -359,7 +359,8 @@ class DetectedRows:
 
 def _meta(tags: dict[str, str]) -> OutputMeta:
     return OutputMeta(dtype="uint8", count=1, nodata=UNKNOWN, descriptions=("change",), tags=tags,
-                      colormap={0: (0, 0, 0, 0), 1: (230, 30, 30, 255)}, overview_resampling="mode",
+                      # (a GeoTIFF colour table holds no alpha: 0 asked for "transparent" and came out opaque black)
+                      colormap={0: (0, 0, 0, 255), 1: (230, 30, 30, 255)}, overview_resampling="mode",
                       categories={c.value: c.name for c in TABLE.classes})
 
 
