@@ -148,6 +148,16 @@ def test_files_and_projected_boxes_find_a_scene_that_reads_its_longitudes_past_1
         assert want.col_off + want.width <= got.col_off + got.width <= want.col_off + want.width + 1, (epsg, got)
 
 
+def test_a_box_written_latitude_first_is_said_to_be_so():
+    """A degree box written latitude first, as maps show coordinates, was only "does not overlap the scene"."""
+    with pytest.raises(NoOverlapError, match=r"^aoi '49.1,11.5,49.5,12.5': does not overlap the scene, and would as "
+                                             r"LATITUDE,LONGITUDE pairs: give the box as LEFT,BOTTOM,RIGHT,TOP"):
+        aoi_window("49.1,11.5,49.5,12.5", GEO)
+    assert aoi_window("11.5,49.1,12.5,49.5", GEO) == Window(150, 50, 100, 40)
+    with pytest.raises(NoOverlapError, match=r"^aoi 49.1,21.5,49.5,22.5: does not overlap the scene$"):
+        aoi_window("49.1,21.5,49.5,22.5", GEO)  # swapped, it misses too: as before
+
+
 @pytest.mark.parametrize("box", ["inf,0,1,1", "0,-inf,1,1", "0,0,Infinity,1", "nan,0,1,1", "0,0,1,NaN"])
 def test_non_finite_numbers_are_refused(box):
     with pytest.raises(OptionError) as info:

@@ -54,6 +54,9 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
                     _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
+        if crs.is_geographic and not_degrees is None and _swapped_meets(left, bottom, right, top, crs, grid, bounds):
+            not_degrees = (f"aoi {aoi!r}: does not overlap the scene, and would as LATITUDE,LONGITUDE pairs: give "
+                           "the box as LEFT,BOTTOM,RIGHT,TOP, longitudes first")
     else:
         bounds = _vector_bounds(aoi, grid, aoi_crs)
     said = not_degrees or f"aoi {aoi}: does not overlap the scene"
@@ -63,6 +66,29 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
         return grid.window_of_bounds(bounds)
     except NoOverlapError as exc:
         raise NoOverlapError(said, param="aoi") from exc
+
+
+def _swapped_meets(left: float, bottom: float, right: float, top: float, crs: CRS, grid: Grid,
+                   bounds: tuple[float, float, float, float] | None) -> bool:
+    """Whether a degree box that misses the scene would meet it with its latitudes and longitudes swapped (a box
+    written latitude first, as many tools and maps show coordinates)."""
+    try:
+        if bounds is not None:
+            grid.window_of_bounds(bounds)
+            return False  # it meets the scene as given
+    except NoOverlapError:
+        pass
+    if not (max(abs(left), abs(right)) <= 90 and bottom < top and left < right):
+        return False
+    try:
+        with rasterio.Env():
+            swapped = _degrees_in_grid_crs((bottom, left, top, right), crs, grid)
+        if swapped is None:
+            return False
+        grid.window_of_bounds(swapped)
+    except Exception:  # noqa: BLE001 (not a box that meets it either way)
+        return False
+    return True
 
 
 def _aoi_crs(aoi_crs: str) -> CRS:
