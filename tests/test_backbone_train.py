@@ -366,6 +366,20 @@ def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):
     assert not out.exists()
 
 
+def test_lite_validates_on_a_tree_of_class_folders_as_it_trains_on_one(tmp_path):
+    """A folder of class folders (RSSCN7's) was taken as `--data` and refused as `--val-data` for being "a data
+    manifest", which it is not (found in review)."""
+    for name, seeds in (("train", (0, 1)), ("val", (5, 6))):
+        for cls, seed in zip(("field", "forest"), seeds):
+            (tmp_path / name / cls).mkdir(parents=True)
+            _image(tmp_path / name / cls / f"{cls}{seed}.png", seed)
+    out = tmp_path / "run"
+    res = _run(["--arch", "lite", "--data", str(tmp_path / "train"), "--val-data", str(tmp_path / "val"), "-x", "2",
+                "--batch", "2", "--train-steps", "1", "--val-every", "1", "--out-dir", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert (out / "best.safetensors").exists()
+
+
 def test_lite_trains_on_grey_change_pairs_as_it_does_on_grey_images(tmp_path):
     """Grey change pairs were refused ("images of 1 band, but the model has bands = 3; set bands = 1"), and
     `bands = 1` is refused for lite: no way out, though the docs say lite reads a grey image as its grey in all

@@ -203,6 +203,12 @@ def test_geotiff_stack_windows(tmp_path):
     with pytest.raises(InputError, match=r"hr.tif: its pixels are only 4 times finer than those of the LR .*lr.tif, "
                                          r"not 8 times"):
         geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=8)
+    with pytest.raises(InputError, match=r"give a scale of at most 4, or an HR at x16"):  # a scale geosr has
+        geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=16)
+    # given the other way round, it advised "a scale of at most 0.25" (found in review)
+    with pytest.raises(InputError, match=r"lr.tif: its pixels are not finer than those of the LR .*hr.tif \(4 times "
+                                         r"their size\): were the source's hr and lr given the other way round"):
+        geotiff_stack(hr=tmp_path / "lr.tif", lr=tmp_path / "hr.tif", scale=4)
     assert geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=2).shape == (32, 48)
 
 

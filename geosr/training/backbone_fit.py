@@ -437,7 +437,7 @@ def _loop(net, ema, opt, cfg: BackboneTrainConfig, device: torch.device, bf16: b
         losses.append(loss.item())
         if progress is not None:
             progress(step, cfg.steps, losses[-1], scale)
-        if step % cfg.validate_every == 0 and val_images:
+        if (step % cfg.validate_every == 0 or step == cfg.steps) and val_images:  # (the last step too, as above)
             v = validate(ema.module.eval(), val_images, val_scale, kinds=_selected(cfg.kinds), device=device)
             log("validation " + " ".join(f"{k} {x:+.3f}" for k, x in v.items()))
             if v["min"] > best["min"]:

@@ -227,9 +227,13 @@ class TrainConfig:
             problems.append(f"`precision` is auto, fp32 or bf16, not {self.precision!r}")
         for d in (*self.data, *self.val_data):
             problems.extend(_source_problems(d, self.scales))
-        if any(d.get("kind") == "shared" for d in self.val_data):
+        if any(_names_manifest(d) for d in self.val_data):
             problems.append("`val_data` cannot be a data manifest (the run trains on its training split): give data "
                             "the run does not train on")
+        elif not self.trains_backbone and any(d.get("kind") == "shared" for d in self.val_data):
+            tree = next(d.get("path") for d in self.val_data if d.get("kind") == "shared")
+            problems.append(f"`val_data` {tree} is a folder of folders without a data layout: give images, A/ B/ "
+                            "label/ pairs or a Ref-Diff folder (arch lite also takes such an image tree)")
         if self.val_data and self.val_batches < 1:
             problems.append(f"`val_data` needs `val_batches` of at least 1, not {self.val_batches}")
         if self.val_data and not self.val_every:
@@ -263,6 +267,17 @@ class TrainConfig:
 _SOURCE_KEYS = {"refdiff": ({"path"}, {"table"}), "pairs": ({"path"}, set()),
                 "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale", "bands"}), "synthetic": ({"paths"}, set()),
                 "shared": (set(), {"manifest", "path", "synthetic_weight"})}
+
+
+def _names_manifest(src: dict[str, Any]) -> bool:
+    """Whether a data source is a data manifest (a .json file, or a folder holding one); a folder of folders
+    without one (an image tree such as RSSCN7's class folders, which arch lite validates on) is none: it was refused
+    as `val_data` for being a manifest (found in review)."""
+    if src.get("kind") != "shared":
+        return False
+    from geosr.training.manifest import find_manifest
+
+    return bool(src.get("manifest")) or (bool(src.get("path")) and find_manifest(src["path"]) is not None)
 
 
 def _source_problems(src: Any, scales: Sequence[int]) -> list[str]:
@@ -314,6 +329,9 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     values = _read_config(Path(path)) if path is not None else {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
+    if "sets" in values and "sets" in unknown:  # the data where the config goes (the docs give it as --data)
+        raise OptionError(f"{path}: is a data manifest (its \"sets\"), not a training config; give it as the "
+                          "training data (`data`)")
     if unknown:
         raise OptionError(f"{path}: unknown training config key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(unknown)} (docs/training.md lists the keys)")

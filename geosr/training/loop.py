@@ -135,6 +135,11 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
                           "or name it as a denoiser's base (the config's backbone)", param="init")
     src, _ = load_checkpoint(resolved)
     if not isinstance(arch, Mapping):
+        if arch not in (TrainConfig.arch, src.cfg.name):  # another architecture named: ignored, yet recorded as the
+            # run's (`--init` of a tiny model with `--arch small` trained the tiny one without a word; found in review)
+            raise OptionError(f"init {path}: the checkpoint is a {src.cfg.name} model, and `arch` {arch} would be "
+                              "ignored (a fine-tuned model keeps its checkpoint's architecture); leave `arch` out, or "
+                              "give a table of settings to extend it", param="arch")
         return src.train(), []
     cfg = ArchConfig.from_dict({**src.cfg.to_dict(), **arch})
     refuse_unloadable(cfg)

@@ -121,7 +121,9 @@ class Validation:
         self.upsampler_only = cfg.objective == "upsampler"
 
     def due(self, step: int) -> bool:
-        return bool(self.cfg.val_every) and step % self.cfg.val_every == 0
+        """Every ``val_every`` steps and at the run's last (a run shorter than ``val_every`` was never validated, and
+        a longer one's last steps were not; found in review)."""
+        return bool(self.cfg.val_every) and (step % self.cfg.val_every == 0 or step == self.cfg.steps)
 
     def run(
         self, step: int, ema: EDMDenoiser, device: torch.device, on_best: Callable[[dict[str, float]], None]
