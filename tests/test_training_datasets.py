@@ -206,9 +206,17 @@ def test_geotiff_stack_windows(tmp_path):
     with pytest.raises(InputError, match=r"give a scale of at most 4, or an HR at x16"):  # a scale geosr has
         geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=16)
     # given the other way round, it advised "a scale of at most 0.25" (found in review)
-    with pytest.raises(InputError, match=r"lr.tif: its pixels are not finer than those of the LR .*hr.tif \(4 times "
+    with pytest.raises(InputError, match=r"lr.tif: its pixels are coarser than those of the LR .*hr.tif \(4 times "
                                          r"their size\): were the source's hr and lr given the other way round"):
         geotiff_stack(hr=tmp_path / "lr.tif", lr=tmp_path / "hr.tif", scale=4)
+    write(tmp_path / "hr15.tif", hr[:, :48, :64], 1.5)  # finer, but less than twice: no swap, no scale fits
+    with pytest.raises(InputError, match=r"hr15.tif: its pixels are only 2.67 times finer .* not 4 times .*; give a "
+                                         r"scale of at most 2, or an HR at x4"):
+        geotiff_stack(hr=tmp_path / "hr15.tif", lr=tmp_path / "lr.tif", scale=4)
+    write(tmp_path / "hr3.tif", hr[:, :24, :32], 3.0)
+    with pytest.raises(InputError, match=r"hr3.tif: its pixels are only 1.33 times finer .*; geosr's smallest scale "
+                                         r"is 2: give an HR at x4"):
+        geotiff_stack(hr=tmp_path / "hr3.tif", lr=tmp_path / "lr.tif", scale=4)
     assert geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=2).shape == (32, 48)
 
 

@@ -519,7 +519,8 @@ def test_sampling_settings_no_evaluated_model_uses_are_noted(tmp_path):
     # Python's own words: "invalid literal for int()", "'str' object has no attribute 'get'", "unsupported operand"
     *[(f'{{"sets": [{{"layout": "pairs", "path": "a", "crops": {c}}}]}}',
        f'set 1: "crops" is an object {{"scene_parts": N, "of": "folder of the whole scenes"}}, not {c}')
-      for c in ('{"scene_parts": "x"}', '"x"', '{"scene_parts": 2, "of": 5}', '{"parts": 2}')],
+      for c in ('{"scene_parts": "x"}', '"x"', '{"scene_parts": 2, "of": 5}', '{"parts": 2}', '{"scene_parts": -1}',
+                '{"scene_parts": 1.5}')],
 ])
 def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, text, said):
     """Its errors read `(KeyError: 'sets')`, `(AttributeError: 'list' object has no attribute 'get')`."""
@@ -530,6 +531,15 @@ def test_a_data_manifest_that_cannot_be_read_is_named_in_plain_words(tmp_path, t
     with pytest.raises(InputError) as err:
         load_collection(tmp_path / "m.json")
     assert str(err.value).startswith(f"{tmp_path / 'm.json'}: {said}") and "Error" not in str(err.value), err.value
+
+
+def test_a_crops_entry_takes_a_whole_number_however_written(tmp_path):
+    from geosr.training.manifest import load_collection
+
+    for parts in (2, "2", 2.0):
+        (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "a",
+                                                               "crops": {"scene_parts": parts, "of": "b"}}]}))
+        assert load_collection(tmp_path / "m.json").sets[0].scene_parts == 2
 
 
 def test_a_held_out_set_whose_folder_is_absent_is_noted(tmp_path, dataset):
@@ -543,6 +553,19 @@ def test_a_held_out_set_whose_folder_is_absent_is_noted(tmp_path, dataset):
     assert res.exit_code == 0, res.output
     assert f"set levir: its folder {tmp_path / 'levir_typo'} does not exist, so its held-out scenes (test_102) are " \
         "not scored" in json.loads(res.stdout)["notes"]
+    # a crops set's held-out names only keep its crops out of training: its folder absent says nothing (review)
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [
+        {"layout": "pairs", "path": "data", "heldout": ["p0"]},
+        {"layout": "pairs", "path": "crops_absent", "heldout": ["p0"], "crops": {"scene_parts": 1, "of": "data"}}]}))
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "m.json"), "-x", "4", "--out-dir",
+                                      str(tmp_path / "e"), "--json", "--no-panels", "--overwrite"])
+    assert res.exit_code == 0 and not any("does not exist" in n for n in json.loads(res.stdout)["notes"]), res.output
+    # the only held-out set absent: the refusal names it
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [
+        {"layout": "pairs", "path": "data"}, {"layout": "pairs", "path": "typo", "heldout": ["p0"]}]}))
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "m.json"), "-x", "4", "--out-dir",
+                                      str(tmp_path / "e"), "--json", "--no-panels", "--overwrite"])
+    assert res.exit_code == 2 and "holds no evaluation pair (set typo: its folder" in " ".join(res.output.split())
 
 
 def test_a_site_named_as_the_start_of_another_keeps_its_own_rasters(tmp_path):
@@ -564,6 +587,13 @@ def test_a_site_named_as_the_start_of_another_keeps_its_own_rasters(tmp_path):
     assert [p.name for p in site_pairs(tmp_path, ["S1", "S10"])] == ["S1", "S10"]
     with pytest.raises(InputError, match="site S1 has 4"):  # without the other's name: as before
         site_pairs(tmp_path, ["S1"])
+    # two sets over the one folder, each naming its own site
+    from geosr.training.manifest import collection_pairs, load_collection
+
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "sites", "path": ".", "sites": ["S1"]},
+                                                          {"layout": "sites", "path": ".", "sites": ["S10"],
+                                                           "group": "ten"}]}))
+    assert [p.name for p in collection_pairs(load_collection(tmp_path / "m.json"), split="train")] == ["S1", "S10"]
 
 
 def test_a_data_set_without_a_group_goes_by_its_folder_s_name(tmp_path, dataset):

@@ -323,6 +323,8 @@ def test_validation_data_must_be_data_the_run_does_not_train_on(tmp_path, images
     res = CliRunner().invoke(_app(), ["train", _config(tmp_path, images), "--val-data", str(shared)])
     assert res.exit_code == 2 and "--val-data " in res.output and "is a folder of folders without a data layout" \
         in " ".join(res.output.split()), res.output  # (it was called a manifest; found in review)
+    with pytest.raises(Exception, match=r"`val_data` .*no_such_folder does not exist"):  # (not "a folder of folders")
+        TrainConfig(val_data=({"kind": "shared", "path": str(tmp_path / "no_such_folder")},))
     (shared / "geosr-data.json").write_text('{"sets": []}')
     res = CliRunner().invoke(_app(), ["train", _config(tmp_path, images), "--val-data", str(shared)])
     assert res.exit_code == 2 and "--val-data cannot be a data manifest" in res.output
@@ -649,6 +651,14 @@ def test_init_takes_a_bundled_model_by_name(tmp_path, images):
     assert res.exit_code == 2 and "init default: the checkpoint is a tiny-cpu model, and --arch small would be " \
         "ignored" in " ".join(res.output.split()), res.output
     assert not (tmp_path / "t").exists()
+    res = CliRunner().invoke(_app(), ["train", "--data", str(images), "--init", "default", "--arch", "tiny", "-x", "4",
+                                      "--crop", "32", "--batch", "1", "--train-steps", "1", "--out-dir",
+                                      str(tmp_path / "t")])  # named, though the default's name: refused too
+    assert res.exit_code == 2 and "--arch tiny would be ignored" in " ".join(res.output.split()), res.output
+    # the run from `init` resumes (its own checkpoint's architecture is the run's)
+    res = CliRunner().invoke(_app(), ["train", "--data", str(images), "-x", "4", "--crop", "32", "--batch", "1",
+                                      "--train-steps", "2", "--out-dir", str(tmp_path / "r"), "--resume"])
+    assert res.exit_code == 0, res.output
 
 
 def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written(tmp_path, images):

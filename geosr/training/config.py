@@ -232,7 +232,8 @@ class TrainConfig:
                             "the run does not train on")
         elif not self.trains_backbone and any(d.get("kind") == "shared" for d in self.val_data):
             tree = next(d.get("path") for d in self.val_data if d.get("kind") == "shared")
-            problems.append(f"`val_data` {tree} is a folder of folders without a data layout: give images, A/ B/ "
+            problems.append(f"`val_data` {tree} does not exist" if not tree or not Path(tree).is_dir() else
+                            f"`val_data` {tree} is a folder of folders without a data layout: give images, A/ B/ "
                             "label/ pairs or a Ref-Diff folder (arch lite also takes such an image tree)")
         if self.val_data and self.val_batches < 1:
             problems.append(f"`val_data` needs `val_batches` of at least 1, not {self.val_batches}")

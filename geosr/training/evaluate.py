@@ -443,8 +443,9 @@ def evaluate(
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
     folder.check(overwrite=opts.overwrite)
     pairs = evaluation_pairs(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else list(data)
-    if not pairs:
-        raise InputError(f"{data}: holds no evaluation pair")
+    if not pairs:  # (a held-out set's folder absent: said, as where others are scored)
+        absent = absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []
+        raise InputError(f"{data}: holds no evaluation pair" + (f" ({'; '.join(absent)})" if absent else ""))
     cases = make_cases(pairs, scales)
     if not cases:
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")

@@ -201,15 +201,16 @@ def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale:
     hr_px = math.sqrt(abs((right - left) * (top - bottom)) / (hr_grid.width * hr_grid.height))
     lr_px = math.sqrt(abs(lr_grid.res[0] * lr_grid.res[1]))
     found = lr_px / hr_px if hr_px > 0 else 0.0
-    if found > 0 and found < 2 / 1.15:  # (it advised "a scale of at most 0.125": hr and lr given swapped; review)
-        raise InputError(f"{hr}: its pixels are not finer than those of the LR {lr} ({1 / found:.3g} times their "
+    if found > 0 and found < 1 / 1.15:  # (it advised "a scale of at most 0.125": hr and lr given swapped; review)
+        raise InputError(f"{hr}: its pixels are coarser than those of the LR {lr} ({1 / found:.3g} times their "
                          f"size): were the source's hr and lr given the other way round? The HR is the finer image, at "
                          f"x{scale}")
     if found > 0 and found < scale / 1.15:
         fits = [s for s in (2, 4, 8, 16) if s <= found * 1.15]
+        advice = f"give a scale of at most {fits[-1]}, or" if fits else "geosr's smallest scale is 2: give"
         raise InputError(f"{hr}: its pixels are only {found:.3g} times finer than those of the LR {lr}, not {scale} "
-                         f"times (the data source's scale): it would be upsampled into the truth; give a scale of at "
-                         f"most {fits[-1]}, or an HR at x{scale}")
+                         f"times (the data source's scale): it would be upsampled into the truth; {advice} an HR at "
+                         f"x{scale}")
 
 
 def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: torch.Tensor,

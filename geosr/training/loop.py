@@ -117,10 +117,11 @@ def training_config(config: TrainConfig | str | Path | None = None, *, data: Seq
 
 
 # ---- the model ------------------------------------------------------------------------------------------------------
-def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, list[str]]:
+def init_model(path: str, arch: str | Mapping[str, Any], named: str | None = None) -> tuple[EDMDenoiser, list[str]]:
     """The model to fine-tune from the checkpoint ``path``, and the names of its freshly initialised tensors.
 
-    A string ``arch`` keeps the checkpoint's architecture. A mapping extends it (its keys override the
+    A string ``arch`` keeps the checkpoint's architecture (``named``: an architecture the caller named, refused when
+    it is another). A mapping extends it (its keys override the
     checkpoint's), e.g. ``{"upsampler_channels": 64}`` adds a learned upsampler: every tensor of the checkpoint
     is loaded into the new model, whose new parts start from their initialisation.
     """
@@ -135,9 +136,9 @@ def init_model(path: str, arch: str | Mapping[str, Any]) -> tuple[EDMDenoiser, l
                           "or name it as a denoiser's base (the config's backbone)", param="init")
     src, _ = load_checkpoint(resolved)
     if not isinstance(arch, Mapping):
-        if arch not in (TrainConfig.arch, src.cfg.name):  # another architecture named: ignored, yet recorded as the
+        if named is not None and named != src.cfg.name:  # another architecture named: ignored, yet recorded as the
             # run's (`--init` of a tiny model with `--arch small` trained the tiny one without a word; found in review)
-            raise OptionError(f"init {path}: the checkpoint is a {src.cfg.name} model, and `arch` {arch} would be "
+            raise OptionError(f"init {path}: the checkpoint is a {src.cfg.name} model, and `arch` {named} would be "
                               "ignored (a fine-tuned model keeps its checkpoint's architecture); leave `arch` out, or "
                               "give a table of settings to extend it", param="arch")
         return src.train(), []
@@ -298,11 +299,13 @@ def _device(cfg: TrainConfig, world: int, local: int) -> torch.device:
 class _Run:
     """One training run in progress: the model, its EMA, optimizer, schedule, data stream and log."""
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool, init: str | None, overwrite: bool) -> None:
+    def __init__(self, cfg: TrainConfig, *, resume: bool, init: str | None, overwrite: bool,
+                 arch_named: str | None = None) -> None:
         if resume and init:  # the run's own weights go on: an --init would be ignored, yet recorded as used
             raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
                               "give one of them", param="init")
         self.t0 = time.perf_counter()
+        self.arch_named = arch_named  # an architecture the caller named (checked against an `init`'s)
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.rank, self.local = _dist()
         self.device = _device(cfg, self.world, self.local)
@@ -357,6 +360,7 @@ class _Run:
             # upsampler that cfg.arch alone does not name); load_state then restores its weights and optimizer
             init = str(own)
             started_from = initialised_from(own)
+            self.arch_named = None  # (its architecture is the run's; a run from `init` with another named kept going)
         self._build(init, started_from)
         self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         # (within the 64 bits a generator takes: any seed `seed` allows; the same stream as before below them)
@@ -385,7 +389,7 @@ class _Run:
         # gives its own: a fine-tuned default ran 9x slower without its one-step setting and reference detail
         self.start_spec: dict = {}
         if init:
-            model, fresh = init_model(init, cfg.arch)
+            model, fresh = init_model(init, cfg.arch, self.arch_named)
             self.start_spec = read_spec(resolve_checkpoint(init))
             self.described.extend(started_from if started_from is not None else
                                   [f"initialised from {init}" + (f" ({len(fresh)} new tensors)" if fresh else "")])
@@ -668,7 +672,10 @@ def _train(cfg: TrainConfig, opts: TrainOptions, progress: Callable[[int, int, f
         return train_backbone(cfg, init=opts.init, resume=opts.resume, overwrite=opts.overwrite,
                               max_minutes=opts.max_minutes, progress=progress)
     max_seconds = None if opts.max_minutes is None else 60 * opts.max_minutes
-    run = _Run(cfg, resume=opts.resume, init=opts.init, overwrite=opts.overwrite)
+    given = opts.settings().get("arch")  # named by the caller, or by a config whose arch is not the default
+    named = given if isinstance(given, str) else cfg.arch if isinstance(cfg.arch, str) and \
+        cfg.arch != TrainConfig.arch else None
+    run = _Run(cfg, resume=opts.resume, init=opts.init, overwrite=opts.overwrite, arch_named=named)
     try:
         while run.step < cfg.steps:
             gnorm, scale, lr = run.train_step()

@@ -28,6 +28,7 @@ is there is refused).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -140,8 +141,12 @@ def _crops_entry(s: dict[str, Any], i: int) -> tuple[int, str | None]:
     crops = s.get("crops") or {}
     if isinstance(crops, dict) and not set(crops) - {"scene_parts", "of"}:
         parts, of = crops.get("scene_parts", 0), crops.get("of")
-        if isinstance(parts, int) and not isinstance(parts, bool) and parts >= 0 and isinstance(of, (str, type(None))):
-            return parts, of
+        try:  # a whole number, also written "2" or 2.0 (as read before)
+            whole = float(parts) if not isinstance(parts, bool) else math.nan
+        except (TypeError, ValueError):
+            whole = math.nan
+        if whole.is_integer() and whole >= 0 and isinstance(of, (str, type(None))):
+            return int(whole), of
     # (it was Python's own words: "invalid literal for int()", "'str' object has no attribute 'get'"; review)
     raise ValueError(f'set {i}: "crops" is an object {{"scene_parts": N, "of": "folder of the whole scenes"}}, not '
                      f"{json.dumps(crops)}")
@@ -165,7 +170,9 @@ def collection_pairs(collection: Collection, *, split: str) -> list[Pair]:
             raise InputError(f"{collection.manifest}: set {ds.group}: held-out scene{'s' * (len(unknown) > 1)} "
                              f"{', '.join(unknown)} match{'es' * (len(unknown) == 1)} no scene in {ds.path}")
         if ds.layout == "sites":
-            pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], named=ds.sites,
+            named = [s for other in collection.sets if other.path == ds.path for s in other.sites]  # (every set's
+            # sites in that folder: S10's rasters are not S1's when another set names S10)
+            pairs.extend(site_pairs(ds.path, [s for s in ds.sites if (s in ds.heldout) == held], named=named,
                                     bands=ds.bands, group=ds.group))
         elif ds.scene_parts:
             pairs.extend([] if held else _crops(ds))

@@ -199,7 +199,8 @@ def absent_heldout_sets(data: str | Path) -> list[str]:
         return []
     return [f"set {ds.group}: its folder {ds.path} does not exist, so its held-out scenes "
             f"({', '.join(ds.heldout)}) are not scored" for ds in collection_of(src).sets
-            if ds.heldout and not ds.path.is_dir()]
+            if ds.heldout and not ds.scene_parts and not ds.path.is_dir()]  # (a crops set's held-out scenes only
+    # keep its crops out of training: they are scored from their own set)
 
 
 def evaluation_pairs(data: str | Path) -> list[Pair]:
