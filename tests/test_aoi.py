@@ -156,6 +156,10 @@ def test_a_box_written_latitude_first_is_said_to_be_so():
     assert aoi_window("11.5,49.1,12.5,49.5", GEO) == Window(150, 50, 100, 40)
     with pytest.raises(NoOverlapError, match=r"^aoi 49.1,21.5,49.5,22.5: does not overlap the scene$"):
         aoi_window("49.1,21.5,49.5,22.5", GEO)  # swapped, it misses too: as before
+    # beyond 90 degrees of longitude the swapped box's latitude read as "not degrees" (found in review)
+    tokyo = Grid(CRS.from_epsg(4326), Affine(0.01, 0, 139.5, 0, -0.01, 36.0), 100, 60)
+    with pytest.raises(NoOverlapError, match=r"would as LATITUDE,LONGITUDE pairs"):
+        aoi_window("35.5,139.6,35.8,140.2", tokyo)
 
 
 @pytest.mark.parametrize("box", ["inf,0,1,1", "0,-inf,1,1", "0,0,Infinity,1", "nan,0,1,1", "0,0,1,NaN"])

@@ -1027,6 +1027,12 @@ def test_a_map_s_classes_are_checked_against_the_model_s(scene, map_model, tmp_p
                             "--dry-run"])
     assert r.exit_code == 2 and "corner.tif: holds value 5, not one of the 2 classes" in " ".join(r.output.split())
     ones[0, 0], ones[-1, -1] = 5, 0
+    # beyond the scene a larger map's values are none of the run's: not refused (found in review)
+    wide = np.zeros((320, 384))
+    wide[300, 370] = 5
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(a_map("wide.tif", wide, ["background", "building"])),
+                            "-m", str(map_model), "-x", "8", "--steps", "1", "--dry-run"])
+    assert r.exit_code == 0, r.output
     # a model that names its classes: a map of another table is refused; the OSM notice goes on with the pixels
     model, spec = load_checkpoint(map_model)
     named = save_checkpoint(tmp_path_factory.mktemp("named") / "named.safetensors", model,

@@ -117,6 +117,9 @@ def test_a_landsat_band_file_given_alone_reads_its_fill_and_its_mtl_scale(tmp_pa
         assert ds.nodata == 0 and ds.scales == (2.75e-05,) and ds.offsets == (-0.2,)
         assert (ds.read(1)[:, :6] == 0).all() and (ds.read(1)[:, 6:] > 8400).all()
     assert composite(str(folder / f"{L2SP}_MTL.txt")) is None  # not a band file: as before
+    named = tmp_path / f"{L2SP}_SR_B4_x2.tif"  # a geosr output named after one (batch's {stem}_x2): itself
+    named.write_bytes(out.read_bytes())
+    assert composite(str(named)) is None
 
 
 def test_a_landsat_folder_without_its_mtl_or_of_level_1_keeps_the_files_own_scale(tmp_path):

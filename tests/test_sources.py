@@ -282,7 +282,7 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
     res = _run("upscale", safe, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and "its band 'B05' is on a coarser or other grid" in " ".join(res.output.split())
     # (it said "resample it onto their grid first": a 20 m band is upscaled from its own grid; found in review)
-    assert "give its file alone as the input (or a folder of the bands on its grid: a Sentinel-2 granule's " \
+    assert "give its file alone as the input (or the folder of the bands on its grid: the granule's " \
         "IMG_DATA/R20m or R60m) to use it at its own pixel size" in " ".join(res.output.split())
     res = _run("upscale", safe, "--bands", "B11", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and "has no band 'B11'" in " ".join(res.output.split())

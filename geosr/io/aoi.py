@@ -54,7 +54,8 @@ def aoi_window(aoi: str, grid: Grid, *, aoi_crs: str = DEFAULT_AOI_CRS) -> Windo
                     _box_in_grid_crs((left, bottom, right, top), crs, grid)
         except Exception as exc:
             raise OptionError(f"aoi_crs {aoi_crs!r}: not a CRS geosr can use ({exc})", param="aoi_crs") from exc
-        if crs.is_geographic and not_degrees is None and _swapped_meets(left, bottom, right, top, crs, grid, bounds):
+        if crs.is_geographic and _swapped_meets(left, bottom, right, top, crs, grid, bounds):  # (beyond 90 degrees
+            # of longitude the latitude read as one is "not degrees": said so for Tokyo; found in review)
             not_degrees = (f"aoi {aoi!r}: does not overlap the scene, and would as LATITUDE,LONGITUDE pairs: give "
                            "the box as LEFT,BOTTOM,RIGHT,TOP, longitudes first")
     else:
@@ -78,7 +79,7 @@ def _swapped_meets(left: float, bottom: float, right: float, top: float, crs: CR
             return False  # it meets the scene as given
     except NoOverlapError:
         pass
-    if not (max(abs(left), abs(right)) <= 90 and bottom < top and left < right):
+    if not (max(abs(left), abs(right)) <= 90 and max(abs(bottom), abs(top)) <= 360 and bottom < top and left < right):
         return False
     try:
         with rasterio.Env():

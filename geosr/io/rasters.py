@@ -363,8 +363,9 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             if left:  # an asset of the item, not stacked: "has no band" would say the item lacks it
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
                                 f"band's, so it is left out of the stack (stacked: {_band_list(info)}); give its "
-                                "file alone as the input (or a folder of the bands on its grid: a Sentinel-2 granule's "
-                                "IMG_DATA/R20m or R60m) to use it at its own pixel size")
+                                "file alone as the input" + (" (or the folder of the bands on its grid: the granule's "
+                                                             "IMG_DATA/R20m or R60m)" if "L2A" in info.path.upper()
+                                                             else "") + " to use it at its own pixel size")
             raise BandError(f"{info.path}: has no band {token!r} (it has {band_count(info.count)}: "
                             f"{_band_list(info)})")
         if not 1 <= b <= info.count:

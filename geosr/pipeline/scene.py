@@ -449,17 +449,18 @@ class Scene:
                                       "(geosr rasterize-osm writes one; remove or mend the tag)")
             self.n_map_classes = len(listed)
             self.map_names = tuple(listed)
-        # its values' range: over every block, or a bounded sample of blocks of a huge map (then checked again as
-        # each window is read)
-        self.map_sampled = float(ds.width) * float(ds.height) > FULL_READ_LIMIT
-        if self.map_sampled:
-            blocks = block_sample(ds, Window(0, 0, ds.width, ds.height))
-        else:
-            blocks = [w for _, w in ds.block_windows(1)]
+        # its values' range under the scene (a larger map's values beyond it are none of the run's): over every block,
+        # or a bounded sample of blocks of a huge area (then checked again as each window is read)
+        under = _window_under(ds, self.hr)
+        self.map_sampled = float(under.width) * float(under.height) > FULL_READ_LIMIT
+        blocks = block_sample(ds, under) if self.map_sampled else \
+            [w.intersection(under) for _, w in ds.block_windows(1) if _meets(w, under)]
+        low, top = 0, 0
         with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
-            read = [ds.read(1, window=w, masked=True) for w in blocks]
-            values = [(int(r.min()), int(r.max())) for r in read if r.count()]
-        low, top = min([v[0] for v in values] + [0]), max([v[1] for v in values] + [0])
+            for w in blocks:  # (one block at a time: all of them held at once doubled a large map's memory)
+                r = ds.read(1, window=w, masked=True)
+                if r.count():
+                    low, top = min(low, int(r.min())), max(top, int(r.max()))
         if self.map_names is None:  # the largest class value
             self.n_map_classes = top + 1
         elif low < 0 or top >= self.n_map_classes:  # (refused only as its window was reached, after minutes of
@@ -785,6 +786,28 @@ def _beyond(co: Coregistration) -> str | None:
     dx, dy = (round(v, 1) + 0.0 for v in co.offset_lr_px)  # (no "-0.0")
     return (f"the reference seems to lie {dx:+.1f}, {dy:+.1f} LR px off the LR (columns, rows), more than "
             f"co-registration trusts over the area it compares: {MISPLACED}; check its georeference")
+
+
+def _window_under(ds: rasterio.DatasetReader, grid: Grid) -> Window:
+    """The window of ``ds`` under ``grid`` (placed across the antimeridian as its reader places it), a pixel wider
+    each side and clipped to it; the whole of it where the grid cannot be carried into its CRS."""
+    whole = Window(0, 0, ds.width, ds.height)
+    try:
+        left, bottom, right, top = transform_bounds(grid.crs, ds.crs, *grid.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 (read it all, as before)
+        return whole
+    if not all(np.isfinite(v) for v in (left, bottom, right, top)):
+        return whole
+    inverse = ~(placed_transform(ds, grid) or ds.transform)
+    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
+    c0, r0 = max(0, int(np.floor(min(cols))) - 1), max(0, int(np.floor(min(rows))) - 1)
+    c1, r1 = min(ds.width, int(np.ceil(max(cols))) + 1), min(ds.height, int(np.ceil(max(rows))) + 1)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else whole
+
+
+def _meets(a: Window, b: Window) -> bool:
+    return a.col_off < b.col_off + b.width and b.col_off < a.col_off + a.width and \
+        a.row_off < b.row_off + b.height and b.row_off < a.row_off + a.height
 
 
 def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
