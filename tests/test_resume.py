@@ -212,8 +212,15 @@ def test_resume_takes_the_model_s_own_settings_given_and_names_a_change_by_its_o
     own = fingerprint()
     assert fingerprint(steps=1, lr_consistency="box", ref_detail=True) == own
     assert fingerprint_changes(own, fingerprint(steps=2)) == ["`steps` 1 -> 2"]
-    assert fingerprint_changes(own, fingerprint(ref_detail=False)) == ["`ref_detail` injection, sigma 8 LR px -> off"]
+    assert fingerprint_changes(own, fingerprint(ref_detail=False)) == ["`ref_detail` on -> off"]
     assert fingerprint_changes(own, fingerprint(seed=3)) == ["`seed` 0 -> 3"]
+    # another preset named by its name and steps, not by each of its fields as `sampler` ("`sampler` 0.0 -> 40.0;
+    # `sampler` 5.0 -> off; ..."), back-projection by its operator, fused overlaps without the batch size they
+    # bring ("`batch_size` 1 -> 4" for a batch size given alike; all found in review)
+    assert fingerprint_changes(own, fingerprint(sampler="paper")) == ["`sampler` default -> paper", "`steps` 1 -> 256"]
+    assert fingerprint_changes(own, fingerprint(lr_consistency="bicubic")) == ["`lr_consistency` box -> bicubic"]
+    assert fingerprint_changes(fingerprint(batch_size=4), fingerprint(batch_size=4, fuse_overlaps=True)) == \
+        ["`fuse_overlaps` off -> on"]
     # a job of an earlier geosr (its sampler recorded as given) is said to be that, not options nobody changed
     # ("`sampler` default -> unset"; found in review)
     earlier = {**own, "revision": own["revision"] - 1, "options": {**own["options"], "sampler": {"preset": "default"}}}

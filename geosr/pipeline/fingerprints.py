@@ -51,14 +51,20 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
                 what = " (its size, Last-Modified or ETag on its server)"
             said.append(f"{role} {'was added' if x is None else 'was left out' if y is None else 'changed'}"
                         + (what if x and y and x[:1] == y[:1] else ""))
-    flat_old = {**_flat(old.get("options") or {}), **_flat(old.get("runtime") or {})}
-    flat_new = {**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})}
+    flat_old = _said_settings({**_flat(old.get("options") or {}), **_flat(old.get("runtime") or {})})
+    flat_new = _said_settings({**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})})
     other_model = flat_old.get("model") != flat_new.get("model")  # its settings differ too: the name says it
     names = _option_names()
+    settings = any(flat_old.get(k) != flat_new.get(k) for k in set(flat_old) | set(flat_new)
+                   if k.startswith("model_settings."))
     for key in sorted(set(flat_old) | set(flat_new)):
         x, y = flat_old.get(key), flat_new.get(key)
         if x == y or (other_model and key.startswith("model_settings.")):
             continue
+        if key == "model_settings.sampler.name" and (x is None or y is None):  # sampling or not: its steps say it
+            continue
+        if key == "batch_size" and settings:  # how many windows the model takes at once follows from how it runs
+            continue  # (fused overlaps): "--batch-size 1 -> 4" for a batch size given alike (found in review)
         if key == "model_settings.checksum":
             said.append(f"model {flat_new.get('model')}'s weights changed")
             continue
@@ -89,6 +95,26 @@ _MODEL_SETTINGS = {"model_settings.sampler.steps": "sampler.steps", "model_setti
                    "model_settings.lr_consistency": "sampler.lr_consistency",
                    "model_settings.reference_detail": "sampler.reference_detail",
                    "model_settings.fuse_overlaps": "sampler.fuse_overlaps", "model_settings.steps": "sampler.steps"}
+
+
+def _said_settings(flat: dict) -> dict:
+    """The model's settings of a flattened fingerprint as a message names them: its sampler by its preset's name and
+    step count alone (its other fields follow from those: listed one by one, each was "`sampler` 0.0 -> 40.0"), the
+    steps of a model without a sampler as its steps, and back-projection by its operator ("box", not "changed")."""
+    out = {k: v for k, v in flat.items() if not k.startswith("model_settings.sampler.")}
+    steps = flat.get("model_settings.sampler.steps", flat.get("model_settings.steps"))
+    if steps is not None:
+        out["model_settings.steps"] = steps
+    if "model_settings.sampler.name" in flat:
+        out["model_settings.sampler.name"] = flat["model_settings.sampler.name"]
+    for key in ("model_settings.fuse_overlaps", "model_settings.reference_detail"):  # on or off, as their flags
+        if key in flat and flat[key] is not None:
+            out[key] = "on" if flat[key] else "off"
+    consistency = flat.get("model_settings.lr_consistency")
+    if isinstance(consistency, str):
+        found = re.search(r"\((\w+)\)", consistency)
+        out["model_settings.lr_consistency"] = found.group(1) if found else consistency
+    return out
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
