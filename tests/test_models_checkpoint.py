@@ -233,11 +233,18 @@ def test_registry_default_and_paths(tmp_path, trained_tiny, monkeypatch):
             registry.load_model(url)
     # classical names unchanged
     assert registry.load_model("bicubic").name == "bicubic"
+    # their device checked as every model's ("gpu", or cuda where there is none, were taken; found in review)
+    with pytest.raises(OptionError, match=r"^device 'gpu': use auto, cpu, cuda or cuda:N"):
+        registry.load_model("bicubic", device="gpu")
     assert [m.name for m in registry.available_models()] == ["bicubic", "lanczos", "reference-paste"]
 
     path = save_checkpoint(tmp_path / "mine.safetensors", model, _spec(model))
     sr = registry.load_model(str(path), device="cpu")
     assert isinstance(sr, DiffusionSuperResolver) and isinstance(sr, SuperResolver)
+    import numpy as np  # NumPy's yes/no as Python's (np.True_ was "not one of box, bicubic"; found in review)
+
+    said = registry.load_model(str(path), device="cpu", lr_consistency=np.True_, reference_detail=np.False_).describe()
+    assert said["lr_consistency"].startswith("back-projection") and "reference_detail" not in said
     assert sr.name == "mine" and sr.scales == (4, 8) and sr.bands == 3
     # a training run's own checkpoints ran as "model" and "best", whichever run: named by their run's folder too
     (tmp_path / "second_x8").mkdir()

@@ -225,6 +225,12 @@ def test_a_backbone_path_holding_a_plus_and_a_file_named_as_a_composite(tmp_path
         while not isinstance(sr, ResidualSampler):
             sr = sr.inner
         assert sr.backbone.checksum == registry.file_sha256(backbone)
+    # named as a plain checkpoint is, whatever the spelling: the path as typed was its name (found in review)
+    names = {registry.load_model(spec, sampler=SamplerConfig(steps=0)).name
+             for spec in (f"default+{backbone}", f"default+{tmp_path}/runs/./x4+x8/model.safetensors")}
+    assert names == {"default+x4+x8/model"}
+    assert registry.load_model(str(own), sampler=SamplerConfig(steps=0)).name == \
+        registry.load_model(f"{tmp_path}/./own.safetensors", sampler=SamplerConfig(steps=0)).name == "own"
     monkeypatch.chdir(tmp_path)
     shutil.copy(backbone, tmp_path / "default+lite")
     sr = registry.load_model("default+lite", sampler=SamplerConfig(steps=0))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig
+from geosr.config import LR_CONSISTENCY_MODES, SamplerConfig, is_bool
 from geosr.errors import GeoSRError, InputNotFoundError, ModelFileError, OptionError, names_too_long_are_input_errors
 from geosr.models.classical import KernelUpsampler, ReferencePaste
 from geosr.models.interface import SuperResolver, samples
@@ -187,6 +187,13 @@ def file_model_name(path: Path) -> str:
     return f"{resolved.parent.name}/{path.stem}" if path.stem in RUN_CHECKPOINTS or clash else path.stem
 
 
+def _part_name(part: str) -> str:
+    """A model's name, or the name a checkpoint file runs under (:func:`file_model_name`)."""
+    if part in CLASSICAL or part in bundled_checkpoints():
+        return part
+    return file_model_name(Path(part).expanduser())
+
+
 def resolve_checkpoint(spec: str) -> Path:
     """The checkpoint file a model name or path stands for."""
     bundled = bundled_checkpoints()
@@ -226,7 +233,8 @@ def load_model(
     output agree with the LR by back-projection (:mod:`geosr.models.consistency`): True with the operator the
     checkpoint names (else box), "box" / "bicubic" with that one, False / "off" not at all.
     ``reference_detail`` True adds the reference's matching detail first (:mod:`geosr.models.reference_detail`).
-    For diffusion models ``sampler`` picks the preset, steps, seed and overlap fusion, and ``style`` is None /
+    For diffusion models ``sampler`` picks the preset, steps and overlap fusion (the seed is each run's own:
+    ``upscale(seed=...)``), and ``style`` is None /
     "none", "sample" or a style image tensor (1, bands, h, w) in model space.
     """
     if isinstance(spec, os.PathLike):  # a checkpoint's path as a pathlib.Path
@@ -240,6 +248,9 @@ def load_model(
 
     if device is not None and not isinstance(device, (str, torch.device)):  # (None: auto, as resolve_device has it)
         raise OptionError(f"device {device!r}: give auto, cpu, cuda or cuda:N", param="device")
+    # NumPy's yes/no as Python's, as the rest of the API takes them (np.True_ was "not one of box, bicubic"; review)
+    reference_detail = bool(reference_detail) if is_bool(reference_detail) else reference_detail
+    lr_consistency = bool(lr_consistency) if is_bool(lr_consistency) else lr_consistency
     if reference_detail is not None and not isinstance(reference_detail, bool):
         raise OptionError(f"reference_detail {reference_detail!r}: give True, False or None", param="reference_detail")
     if isinstance(sampler, str):  # a preset's name
@@ -250,7 +261,10 @@ def load_model(
         lr_consistency = sampler.lr_consistency
     if lr_consistency not in (None, True, False, *LR_CONSISTENCY_MODES):
         raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
-    if spec in CLASSICAL:
+    if spec in CLASSICAL:  # (its device checked too: "cuda" where there is none was taken; found in review)
+        from geosr.models.device import resolve_device
+
+        resolve_device(device)
         return CLASSICAL[spec]()
     sr = _load(spec, device, sampler, style, lr_consistency, reference_detail)
     with contextlib.suppress(AttributeError):  # how it runs: settings given again beside it must agree
@@ -317,8 +331,11 @@ def _load(spec: str, device: "str | torch.device", sampler: "SamplerConfig | Non
     own = None if is_composite(spec) else _own_backbone(spec)
     if is_composite(spec) or own:  # a denoiser trained on a backbone's prediction samples on it
         parts = (spec, own) if own else composite_parts(spec)
+        # named as a plain checkpoint is, whatever the path's spelling (it wrote the path as typed, absolute too,
+        # and refused a resume of ./m/x for m/x; found in review)
+        named = _part_name(spec) if own else "+".join(_part_name(p) for p in parts)
         sr, model_spec = _load_residual_sampler(f"{spec}+{own}" if own else spec, parts, dev, sampler, style,
-                                                name=spec if own else None)
+                                                name=named)
     else:
         sr, model_spec = _load_checkpoint_model(spec, dev, sampler, style)
     inference = model_spec.get("inference", {})

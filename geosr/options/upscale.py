@@ -248,7 +248,8 @@ UPSCALE_OPTIONS: tuple[OptionSpec, ...] = (
        "window for the diffusion models, a sixteenth for the LR-space ones).", int),
     _o("seed", "sampler.seed", ["--seed"], "Noise seed (same seed, same output).", int),
     _o("sampler", "sampler.preset", ["--sampler"], "Sampler preset of diffusion models: default or paper."),
-    _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: the checkpoint's, else the preset's); 0 "
+    _o("steps", "sampler.steps", ["--steps"], "Sampling steps (default: with --sampler default the checkpoint's, "
+       "else the preset's: paper 256); 0 "
        "with a DIFFUSION+BACKBONE model (e.g. default+lite): the backbone's prediction, back-projected by the "
        "diffusion model's LR-consistency.", int),
     _o("fuse_overlaps", "sampler.fuse_overlaps", ["--fuse-overlaps/--no-fuse-overlaps"],
