@@ -214,6 +214,9 @@ def run_shapes(reference_dir: Path | None, reps: int, side: int = 304) -> dict:
     return out
 
 
+PARTS = ("quality", "speed", "shapes", "cli")  # what --parts may name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="quality")
@@ -230,6 +233,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     result: dict = {"threads": torch.get_num_threads()}
     parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:  # (a typo measured nothing and wrote an all but empty JSON; found in review)
+        ap.error(f"--parts: unknown {', '.join(unknown)} (the parts: {', '.join(PARTS)})")
+    if args.backbone is None and {"speed", "cli"} & set(parts):  # ("unknown model 'None'")
+        ap.error("--parts speed and cli measure a backbone: give --backbone")
     if "quality" in parts:
         result["quality"] = run_quality(args.backbone, args.reference_dir, [int(s) for s in args.scales.split(",")])
     if "speed" in parts:

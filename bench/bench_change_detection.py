@@ -222,6 +222,21 @@ def main() -> None:
     args = ap.parse_args()
     if args.shadow and not args.clouds:
         ap.error("--shadow is a kind of --clouds bank: give --clouds COVERS")
+    if args.group:  # (a typo measured nothing and wrote {}; found in review)
+        from scripts.shared_data import MANIFEST
+
+        from geosr.training.manifest import load_collection
+
+        groups = sorted({ds.group for ds in load_collection(MANIFEST).sets})
+        if args.group not in groups:
+            ap.error(f"--group {args.group}: no such data set group (the groups: {', '.join(groups)})")
+    if args.clouds:  # covers are shares of the LR, not percentages (40 was a numpy quantile error)
+        try:
+            covers = [float(c) for c in args.clouds.split(",")]
+        except ValueError:
+            covers = []
+        if not covers or not all(0 < c <= 1 for c in covers):
+            ap.error(f"--clouds {args.clouds}: covers are shares of the scene above 0 and at most 1, e.g. 0.4,0.5")
     if args.sensor_mask and not (args.clouds and args.cloudy == "lr"):
         ap.error("--sensor-mask is the LR product's cloud mask: it needs --clouds over the LR (--cloudy lr)")
     if args.clouds:

@@ -55,15 +55,23 @@ def _scene(folder: Path, side: int, scale: int = 1, seed: int = 0) -> Path:
 
 def _calibrate_one(model: str, scale: int, batch: int) -> None:
     """In this process: plan a job, then measure the RSS one batch of windows adds while the model runs."""
+    with tempfile.TemporaryDirectory() as tmp:  # (its scene was left behind; found in review)
+        _calibrate_in(Path(tmp), model, scale, batch)
+
+
+def _calibrate_in(folder: Path, model: str, scale: int, batch: int) -> None:
     import psutil
 
     from geosr.pipeline.job import plan_upscale
     from geosr.pipeline.upscale import _batches, _run_model
 
-    folder = Path(tempfile.mkdtemp())
-    lr = _scene(folder, 200)
+    # a row of at least ``batch`` windows (lite's are 232 LR px: a 200-px scene's one window measured "batch 4")
+    lr = _scene(folder, 200 if batch == 1 else 240 * batch)
     with plan_upscale(str(lr), output=None, dry_run=True, model=model, scale=scale, batch_size=batch) as job:
         group = _batches(job.plan.row_windows(0), job.batch_size)[0]
+        if len(group) != batch:
+            raise SystemExit(f"calibration of {model} x{scale} at batch {batch}: its scene's first row holds "
+                             f"{len(group)} windows")
         proc = psutil.Process()
         base = proc.memory_info().rss
         peak = [base]

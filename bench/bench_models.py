@@ -341,6 +341,9 @@ def run_seam(
     return results
 
 
+PARTS = ("forward", "nfe", "compare", "seam")  # what --parts may name
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_child":
         config, size, reps, device = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -367,6 +370,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
+    unknown = sorted(parts - set(PARTS))
+    if unknown:  # (a typo measured nothing and wrote an all but empty JSON; found in review)
+        ap.error(f"--parts: unknown {', '.join(unknown)} (the parts: {', '.join(PARTS)})")
     results: dict = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__}
     forward_rows: list[dict] = []
     if "forward" in parts:

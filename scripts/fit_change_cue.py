@@ -11,8 +11,9 @@ its HR pixels labelled changed), where most of them are labelled at all. The mod
 standardized measures, L2-penalized, fitted by Newton's method, each pair weighing alike; a few hundred numbers,
 so it is written here rather than taken from a learning library the project does not otherwise need.
 
-``--leave-out levir`` (or dsifn, landsat) fits without that data set, to measure how the cue carries over to
-imagery it never saw: ``python bench/bench_change_detection.py --split all --group levir --cue THAT.json``.
+``--leave-out levir --out X.json`` (or dsifn, landsat) fits without that data set, to measure how the cue carries
+over to imagery it never saw: ``python bench/bench_change_detection.py --split all --group levir --cue X.json`` (an
+experiment needs its own ``--out``: the default replaces the bundled cue).
 ``--unchanged-weight W`` adds every training image against itself as another date could show it (all pixels
 unchanged), ``--synthetic-weight W`` every training image with synthetic changes pasted in, each sample weighing W
 against a real pair's 1 (both measured, neither used for the bundled cue: docs/model-card.md).
@@ -188,13 +189,29 @@ def fit(data: Samples, extra: tuple[tuple[Samples, float], ...] = ()) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="8,16")
-    ap.add_argument("--out", type=Path, default=CUE_PATH)
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"where to write the cue (default: the bundled {CUE_PATH.relative_to(ROOT)}, only for a fit "
+                         "of the bundled recipe: give it for any experiment)")
     ap.add_argument("--leave-out", help="a data set group of scripts/shared_data.json not to fit on")
     ap.add_argument("--unchanged-weight", type=float, default=UNCHANGED_WEIGHT,
                     help="weight of each image-against-itself sample (a real pair weighs 1; 0: none)")
     ap.add_argument("--synthetic-weight", type=float, default=0.0,
                     help="weight of each synthetic-change sample (a real pair weighs 1; 0: none)")
     args = ap.parse_args()
+    experiment = args.leave_out or args.scales != "8,16" or args.unchanged_weight != UNCHANGED_WEIGHT \
+        or args.synthetic_weight
+    if args.out is None and experiment:  # (it replaced the cue every run loads with a leave-one-out fit; review)
+        ap.error("--out is needed with --leave-out, --scales or a sample weight: the default would replace the "
+                 "bundled cue, which every `--cd auto` run loads")
+    if args.leave_out:
+        from scripts.shared_data import MANIFEST
+
+        from geosr.training.manifest import load_collection
+
+        groups = {ds.group for ds in load_collection(MANIFEST).sets}
+        if args.leave_out not in groups:  # (a typo left nothing out, and was recorded as left out)
+            ap.error(f"--leave-out {args.leave_out}: no such data set group (the groups: {', '.join(sorted(groups))})")
+    args.out = args.out or CUE_PATH
     scales = [int(s) for s in args.scales.split(",")]
     data = samples(scales, args.leave_out)
     unchanged = no_change_samples(scales, args.leave_out) if args.unchanged_weight > 0 else []

@@ -204,6 +204,9 @@ def main() -> None:
         save_checkpoint(weights / "default.safetensors", model, spec)
         print(f"installed {weights / 'default.safetensors'}")
         return
+    if args.stage != "base" and not (args.init or args.resume):  # (it trained a random denoiser, or failed with
+        # "freeze: no parameter ... starts with 'net.upsampler'"; found in review)
+        ap.error(f"--stage {args.stage} continues an earlier stage: give --init PREVIOUS/model.safetensors")
     cfg = recipe(args.data, args.out, args.steps, args.stage)
     res = train(cfg, resume=args.resume, overwrite=args.overwrite, init=args.init, max_minutes=args.minutes)
     print(res.to_dict())
