@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
+    if args.reps < 1:
+        ap.error("--reps: at least 1")
     torch.set_num_threads(2)
     without = load_model("default", reference_detail=False)
     with_step = load_model("default", reference_detail=True)

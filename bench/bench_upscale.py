@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--whole-max", type=int, default=64, help="largest output (MiPx) for the whole-image baseline")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.sizes or min(args.sizes) < 1:
+        ap.error("--sizes: output sizes are whole MiPx of 1 or more")
     if args.child:
         child(*args.child)
         return

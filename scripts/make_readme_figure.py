@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -53,4 +52,10 @@ def main(out: Path, models: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])  # (--help was read as the picture's path)
+    ap.add_argument("out", type=Path, help="the picture to write (.png)")
+    ap.add_argument("models", nargs="+", help="the models whose outputs it shows, e.g. bicubic reference-paste default")
+    args = ap.parse_args()
+    main(args.out, args.models)

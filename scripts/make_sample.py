@@ -9,7 +9,6 @@ Geological Survey). Run once by a developer with ../shared/data present; the out
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,4 +59,8 @@ def main(src: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])  # (--help was read as the data folder)
+    ap.add_argument("source", type=Path, help="the Landsat Taizhou / Nanjing folder of ../shared/data")
+    main(ap.parse_args().source)
