@@ -89,6 +89,9 @@ class UpscaleJob:
     # keeps --cd auto's mask in the work folder for the job's later plannings: call it holding the job's lock
     keep_detection: Callable[[], None] | None = None
     overwrite: bool = True  # whether an output (or sidecar) found in place as it is renamed may be replaced
+    # windows whose output ran away (the model's count) among the warm-up rows a later row range recomputes without
+    # writing them: the range above counts them (a split batch job said them twice; found in review)
+    ran_away_recomputed: int = 0
 
     def close(self) -> None:
         self.scene.close()

@@ -312,7 +312,10 @@ def _run_rows(job: UpscaleJob, journal: Journal, start: int, stop: int, progress
         progress(done, total)
     for row in range(first, stop):
         for group in _batches(plan.row_windows(row), job.batch_size):
+            before = getattr(job.sr, "ran_away", 0)
             out = _run_model(job, group)
+            if row < start:
+                job.ran_away_recomputed += getattr(job.sr, "ran_away", 0) - before
             for w, o in zip(group, out):
                 _add_within(acc, o, window_weights(plan, w, s), w, s, hr.height)
             if progress and row >= start:

@@ -93,7 +93,7 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
         with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
             if job.keep_detection is not None:  # for its later tasks and retries
                 job.keep_detection()
-            before = getattr(job.sr, "ran_away", 0)
+            before = getattr(job.sr, "ran_away", 0) + job.ran_away_recomputed
             chunks, resumed = _rows(job, rows, _reporter(run_id))
             said = _said(job, before)
         return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
@@ -132,9 +132,11 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict],
 # ---- inside a task ---------------------------------------------------------------------------------------------
 def _said(job, ran_away_before: int) -> dict:
     """What a task's job had to say: its plan's warnings (bands, settings it ignores), and on how many windows the
-    model's output ran away in this task (bicubic written there). A batch dropped them (found in review)."""
+    model's output ran away in this task (bicubic written there), not counting the warm-up rows a band of rows
+    recomputes (``ran_away_before``: the model's count less those, before the task). A batch dropped them (found in
+    review)."""
     return {"warnings": list(job.summary.get("warnings") or []), "model": job.sr.name,
-            "ran_away": getattr(job.sr, "ran_away", 0) - ran_away_before}
+            "ran_away": getattr(job.sr, "ran_away", 0) - job.ran_away_recomputed - ran_away_before}
 
 
 def _warnings(said: list[dict]) -> list[str] | None:
