@@ -221,6 +221,13 @@ def test_resume_takes_the_model_s_own_settings_given_and_names_a_change_by_its_o
     assert fingerprint_changes(own, fingerprint(lr_consistency="bicubic")) == ["`lr_consistency` box -> bicubic"]
     assert fingerprint_changes(fingerprint(batch_size=4), fingerprint(batch_size=4, fuse_overlaps=True)) == \
         ["`fuse_overlaps` off -> on"]
+    # a batch size changed beside a setting is named too (it was hidden by any setting's change; review)
+    assert fingerprint_changes(fingerprint(batch_size=4, fuse_overlaps=True),
+                               fingerprint(batch_size=8, fuse_overlaps=True, steps=2)) == \
+        ["`batch_size` 4 -> 8", "`steps` 1 -> 2"]
+    with plan_upscale(str(lr), output=tmp_path / "o.tif", scale=5, model="default", dry_run=True) as job:
+        said = fingerprint_changes(own, job.fingerprint)
+    assert "`scale` 4 -> 5" in said and not any("model_settings" in s for s in said), said  # (".rescaled changed")
     # a job of an earlier geosr (its sampler recorded as given) is said to be that, not options nobody changed
     # ("`sampler` default -> unset"; found in review)
     earlier = {**own, "revision": own["revision"] - 1, "options": {**own["options"], "sampler": {"preset": "default"}}}

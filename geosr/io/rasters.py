@@ -328,6 +328,13 @@ def band_count(n: int) -> str:
     return f"{n} band{'s' * (n != 1)}"
 
 
+def _l2a_product(path: str) -> bool:
+    """Whether ``path`` is a Sentinel-2 Level-2A product, or a folder inside one (its granules hold R20m, R60m):
+    by its .SAFE name or zip, not any path holding "L2A" (a STAC item's id; found in review)."""
+    upper = path.upper()
+    return "MSIL2A" in upper and (".SAFE" in upper or upper.rstrip("/").endswith(".ZIP"))
+
+
 def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
@@ -364,7 +371,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a coarser or other grid than the first "
                                 f"band's, so it is left out of the stack (stacked: {_band_list(info)}); give its "
                                 "file alone as the input" + (" (or the folder of the bands on its grid: the granule's "
-                                                             "IMG_DATA/R20m or R60m)" if "L2A" in info.path.upper()
+                                                             "IMG_DATA/R20m or R60m)" if _l2a_product(info.path)
                                                              else "") + " to use it at its own pixel size")
             raise BandError(f"{info.path}: has no band {token!r} (it has {band_count(info.count)}: "
                             f"{_band_list(info)})")

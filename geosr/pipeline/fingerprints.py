@@ -55,18 +55,21 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     flat_new = _said_settings({**_flat(new.get("options") or {}), **_flat(new.get("runtime") or {})})
     other_model = flat_old.get("model") != flat_new.get("model")  # its settings differ too: the name says it
     names = _option_names()
-    settings = any(flat_old.get(k) != flat_new.get(k) for k in set(flat_old) | set(flat_new)
-                   if k.startswith("model_settings."))
+    fused = [f.get("model_settings.fuse_overlaps") for f in (flat_old, flat_new)]
     for key in sorted(set(flat_old) | set(flat_new)):
         x, y = flat_old.get(key), flat_new.get(key)
         if x == y or (other_model and key.startswith("model_settings.")):
             continue
-        if key == "model_settings.sampler.name" and (x is None or y is None):  # sampling or not: its steps say it
+        if key in ("model_settings.sampler.name", "model_settings.fuse_overlaps") and (x is None or y is None):
+            continue  # sampling or not: its steps say it ("`fuse_overlaps` off -> off"; found in review)
+        if key == "batch_size" and fused[0] != fused[1] and 1 in (x, y):  # windows taken singly without fused
+            continue  # overlaps, recorded as 1: "--batch-size 1 -> 4" for a batch size given alike (review)
+        if key in ("model_settings.rescaled", "model_settings.style"):  # the scale and the style options say them
             continue
-        if key == "batch_size" and settings:  # how many windows the model takes at once follows from how it runs
-            continue  # (fused overlaps): "--batch-size 1 -> 4" for a batch size given alike (found in review)
-        if key == "model_settings.checksum":
-            said.append(f"model {flat_new.get('model')}'s weights changed")
+        if key in ("model_settings.checksum", "model_settings.backbone.checksum"):
+            line = f"model {flat_new.get('model')}'s weights changed"
+            if line not in said:
+                said.append(line)
             continue
         setting = _MODEL_SETTINGS.get(key, "sampler.preset" if key.startswith("model_settings.sampler.") else None)
         unset = "off" if setting else "unset"  # (a setting the model runs without: reference detail off)

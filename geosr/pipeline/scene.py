@@ -453,8 +453,7 @@ class Scene:
         # or a bounded sample of blocks of a huge area (then checked again as each window is read)
         under = _window_under(ds, self.hr)
         self.map_sampled = float(under.width) * float(under.height) > FULL_READ_LIMIT
-        blocks = block_sample(ds, under) if self.map_sampled else \
-            [w.intersection(under) for _, w in ds.block_windows(1) if _meets(w, under)]
+        blocks = block_sample(ds, under) if self.map_sampled else _blocks_under(ds, under)
         low, top = 0, 0
         with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
             for w in blocks:  # (one block at a time: all of them held at once doubled a large map's memory)
@@ -805,9 +804,14 @@ def _window_under(ds: rasterio.DatasetReader, grid: Grid) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else whole
 
 
-def _meets(a: Window, b: Window) -> bool:
-    return a.col_off < b.col_off + b.width and b.col_off < a.col_off + a.width and \
-        a.row_off < b.row_off + b.height and b.row_off < a.row_off + a.height
+def _blocks_under(ds: rasterio.DatasetReader, under: Window) -> list[Window]:
+    """The dataset's blocks that meet ``under``, each cut to it: found from the block grid, not by going through
+    every block of the file (a 10^6-px-wide map's 61 million took a minute; found in review)."""
+    bh, bw = ds.block_shapes[0]
+    c0, r0 = int(under.col_off), int(under.row_off)
+    c1, r1 = c0 + int(under.width), r0 + int(under.height)
+    return [Window(max(c, c0), max(r, r0), min(c + bw, c1) - max(c, c0), min(r + bh, r1) - max(r, r0))
+            for r in range(r0 // bh * bh, r1, bh) for c in range(c0 // bw * bw, c1, bw)]
 
 
 def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
