@@ -1087,3 +1087,8 @@ def test_info_names_model_settings():
     both = {"model_settings": {"steps": 0, "backbone": {"model": "lite", "experts": ["soft"]}}}
     assert _settings(both) == "0 sampling steps; LR-consistency off; backbone lite; experts soft"
     assert _settings({"model_settings": {"model": "bicubic"}}) == "" and _settings({}) == ""
+    # a classical back-end has no reference detail to be off (reference-paste said "reference detail off" beside a
+    # provenance of 97% reference; found in review)
+    assert _settings({"inputs": {"lr": "a.tif", "ref": "b.tif"}, "model_settings": {"model": "reference-paste"}}) == ""
+    lite_ref = {"inputs": {"lr": "a.tif", "ref": "b.tif"}, "model_settings": {"arch": "lr-backbone", "steps": 0}}
+    assert _settings(lite_ref) == "reference detail off"

@@ -139,7 +139,9 @@ def _settings(g: dict) -> str:
     if steps is not None and diffusion:
         said.append(f"{steps} sampling step{'' if steps == 1 else 's'}"
                     + (f" (sampler {sampler['name']})" if steps and sampler.get("name") else ""))
-    uses_ref = "ref" in (g.get("inputs") or {})
+    # (a classical back-end records no settings: reference-paste read "reference detail off" beside a provenance
+    # of 97% reference detail; found in review)
+    uses_ref = "ref" in (g.get("inputs") or {}) and (diffusion or bool(ms.get("arch")) or "reference_detail" in ms)
     for key, name, shown in (("reference_detail", "reference detail", uses_ref),
                              ("lr_consistency", "LR-consistency", diffusion or "lr_consistency" in ms)):
         if shown:  # (a setting that is off is not recorded: off; found in review)
