@@ -60,11 +60,13 @@ def test_a_partial_box_in_the_scene_crs_selects_whole_pixels():
 def test_a_box_in_metres_without_its_crs_says_so():
     """The scene's metres under the default EPSG:4326 (or latitude given first) were "does not overlap the scene";
     a file's coordinates said why (found in review)."""
-    for box in ("560105,4188705,561203,4189851", "37.8,-122.3,37.9,-122.2"):
-        said = (r"are not longitudes and latitudes \(LEFT,BOTTOM,RIGHT,TOP: longitudes first\), as `aoi_crs` "
-                r"\(EPSG:4326\) has them; give `aoi_crs` the box's CRS \(the scene's: EPSG:32610\)")
-        with pytest.raises(NoOverlapError, match=said):
-            aoi_window(box, UTM)
+    said = (r"are not longitudes and latitudes \(LEFT,BOTTOM,RIGHT,TOP: longitudes first\), as `aoi_crs` "
+            r"\(EPSG:4326\) has them; give `aoi_crs` the box's CRS \(the scene's: EPSG:32610\)")
+    with pytest.raises(NoOverlapError, match=said):
+        aoi_window("560105,4188705,561203,4189851", UTM)
+    with pytest.raises(NoOverlapError, match="would as LATITUDE,LONGITUDE pairs: give the box as LEFT,BOTTOM,"
+                                             "RIGHT,TOP, longitudes first"):  # (said more plainly since)
+        aoi_window("37.8,-122.3,37.9,-122.2", UTM)
 
 
 def test_a_partial_geographic_box_on_a_geographic_scene():

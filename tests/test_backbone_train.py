@@ -102,7 +102,8 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     res = _run([*common, "--train-steps", "3", "--resume"])
     assert res.exit_code == 2 and "has done 4 steps already, more than --train-steps 3" in res.output, res.output
     assert record == ((out / "state.json").read_bytes(), (out / "model.safetensors").read_bytes())
-    res = _run([*common, "--train-steps", "6", "--resume", "--val-every", "1000"])  # its own data, no validation
+    res = _run([*common, "--train-steps", "6", "--resume", "--val-every", "1000"])  # its own data; validated at its
+    # last step only
     assert res.exit_code == 0, res.output
     again = json.loads(res.stdout)
     assert again["steps"] == 6 and again["resumed_from"] == 4 and again["final_loss"] > 0
@@ -117,7 +118,8 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert "initialised from lite" in spec["training"]["data"]
     assert "initialised from lite" in read_spec(out / "model.safetensors")["training"]["data"]
     state = json.loads((out / "state.json").read_text(), parse_constant=strict)
-    assert state["best"]["step"] == result["best_step"] and state["loss_avg"] == again["ema_loss"]
+    assert state["best"]["step"] in (result["best_step"], 6) and state["loss_avg"] == again["ema_loss"]
+    assert state["best"]["step"] == again["best_step"]
     # data changed since the run started (an image added to its folder): refused (found by review: trained on)
     _image(root / "field" / "field9.jpg", 77)
     before = (out / "state.safetensors").read_bytes()
