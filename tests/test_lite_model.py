@@ -105,3 +105,6 @@ def test_a_scene_the_network_runs_away_on_gets_bicubic_and_a_warning(tmp_path):
         assert [w for w in again.warnings if "ran away" in w] == [
             "model lite: its output ran away on 1 of the windows computed (a scene of a few pixels or of flat "
             "areas); bicubic is written there"], again.warnings
+    # a diffusion model sampling on it says so too (default+lite said nothing; found in review)
+    composite = upscale(tmp_path / "stripes.tif", output=tmp_path / "dl.tif", scale=2, model="default+lite", steps=0)
+    assert any("ran away on 1 of the windows" in w for w in composite.warnings), composite.warnings

@@ -225,6 +225,14 @@ def test_resume_takes_the_model_s_own_settings_given_and_names_a_change_by_its_o
     assert fingerprint_changes(fingerprint(batch_size=4, fuse_overlaps=True),
                                fingerprint(batch_size=8, fuse_overlaps=True, steps=2)) == \
         ["`batch_size` 4 -> 8", "`steps` 1 -> 2"]
+    # on CUDA the batch size is recorded as given: its change beside fused overlaps is named too (review)
+    cuda = [{**f, "runtime": {**f["runtime"], "device": "cuda", "batch_size": b}} for f, b in
+            ((fingerprint(batch_size=1), 1), (fingerprint(batch_size=4, fuse_overlaps=True), 4))]
+    assert fingerprint_changes(*cuda) == ["`batch_size` 1 -> 4", "`fuse_overlaps` off -> on"]
+    # a model object's own style, the style option alike, is named by it (it was named by nothing; review)
+    styled = {**own, "options": {**own["options"], "model_settings": {**own["options"]["model_settings"],
+                                                                      "style": "image"}}}
+    assert fingerprint_changes(styled, own) == ["`style` image -> off"]
     with plan_upscale(str(lr), output=tmp_path / "o.tif", scale=5, model="default", dry_run=True) as job:
         said = fingerprint_changes(own, job.fingerprint)
     assert "`scale` 4 -> 5" in said and not any("model_settings" in s for s in said), said  # (".rescaled changed")

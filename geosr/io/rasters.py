@@ -332,6 +332,8 @@ def _l2a_product(path: str) -> bool:
     """Whether ``path`` is a Sentinel-2 Level-2A product, or a folder inside one (its granules hold R20m, R60m):
     by its .SAFE name or zip, not any path holding "L2A" (a STAC item's id; found in review)."""
     upper = path.upper()
+    if upper.rstrip("/").endswith("MTD_MSIL2A.XML"):  # the product by its metadata file
+        return True
     return "MSIL2A" in upper and (".SAFE" in upper or upper.rstrip("/").endswith(".ZIP"))
 
 

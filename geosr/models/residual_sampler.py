@@ -60,6 +60,12 @@ class ResidualSampler:
             self.fit_windows = True
             self.one_window_at_a_time = True
 
+    @property
+    def ran_away(self) -> int:
+        """Windows whose backbone output ran away (bicubic given instead): the run says them, as for the backbone
+        alone (default+lite said nothing; found in review)."""
+        return int(getattr(self.backbone, "ran_away", 0))
+
     @torch.inference_mode()
     def __call__(self, batch: ConditionBatch, *, seed: int) -> torch.Tensor:
         base = self.backbone(batch, seed=seed)

@@ -62,10 +62,12 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             continue
         if key in ("model_settings.sampler.name", "model_settings.fuse_overlaps") and (x is None or y is None):
             continue  # sampling or not: its steps say it ("`fuse_overlaps` off -> off"; found in review)
-        if key == "batch_size" and fused[0] != fused[1] and 1 in (x, y):  # windows taken singly without fused
-            continue  # overlaps, recorded as 1: "--batch-size 1 -> 4" for a batch size given alike (review)
-        if key in ("model_settings.rescaled", "model_settings.style"):  # the scale and the style options say them
-            continue
+        if key == "batch_size" and fused[0] != fused[1] and 1 in (x, y) and \
+                flat_old.get("device") == flat_new.get("device") == "cpu":  # windows taken singly on the CPU
+            continue  # without fused overlaps, recorded as 1: "--batch-size 1 -> 4" for one given alike (review)
+        if key == "model_settings.rescaled" or (key == "model_settings.style"
+                                                and flat_old.get("style") != flat_new.get("style")):
+            continue  # the scale and the style options say them (a model object's own style: said below)
         if key in ("model_settings.checksum", "model_settings.backbone.checksum"):
             line = f"model {flat_new.get('model')}'s weights changed"
             if line not in said:
@@ -97,7 +99,8 @@ def _member_changed(old: object, new: object) -> str | None:
 _MODEL_SETTINGS = {"model_settings.sampler.steps": "sampler.steps", "model_settings.sampler.name": "sampler.preset",
                    "model_settings.lr_consistency": "sampler.lr_consistency",
                    "model_settings.reference_detail": "sampler.reference_detail",
-                   "model_settings.fuse_overlaps": "sampler.fuse_overlaps", "model_settings.steps": "sampler.steps"}
+                   "model_settings.fuse_overlaps": "sampler.fuse_overlaps", "model_settings.steps": "sampler.steps",
+                   "model_settings.style": "style"}
 
 
 def _said_settings(flat: dict) -> dict:

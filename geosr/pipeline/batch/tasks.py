@@ -93,7 +93,7 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
         with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
             if job.keep_detection is not None:  # for its later tasks and retries
                 job.keep_detection()
-            before = getattr(job.sr, "ran_away", 0) + job.ran_away_recomputed
+            before = getattr(job.sr, "ran_away", 0) - job.ran_away_recomputed
             chunks, resumed = _rows(job, rows, _reporter(run_id))
             said = _said(job, before)
         return dict(ok=True, rows=list(rows), chunks=[(str(p), int(r)) for p, r in chunks],
