@@ -427,7 +427,7 @@ def test_a_denoiser_trained_on_a_backbone_records_it_and_samples_on_it(tmp_path,
     assert spec["backbone"] == "../bb.safetensors"  # from the model's folder
     assert any("backbone" in d for d in spec["training"]["data"])
     sr = load_model(run.checkpoint, lr_consistency="off", reference_detail=False)
-    assert isinstance(sr, ResidualSampler) and sr.backbone.name == "bb" and sr.name == run.checkpoint
+    assert isinstance(sr, ResidualSampler) and sr.backbone.name == "bb" and sr.name == "run/model"  # (its file's name)
     with pytest.raises(OptionError, match="must be residual"):
         run_train(TrainConfig(out=str(tmp_path / "plain"), arch=MICRO, **common))
     with pytest.raises(OptionError, match="goes with `objective` edm"):
