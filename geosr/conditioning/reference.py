@@ -140,21 +140,17 @@ def clipped_pixels(ds: rasterio.DatasetReader, grid: Grid, bands: tuple[int, ...
     scales = np.array([ds.scales[b - 1] for b in bands])[:, None]
     ends = raw * scales + np.array([ds.offsets[b - 1] for b in bands])[:, None]  # physical, as GridReader reads
     tol = 0.5 * np.abs(scales[:, 0])[:, None, None]
-    found: list[np.ndarray] = []
-    for resampling in (Resampling.min, Resampling.max):
+    ends_at: list[list[np.ndarray]] = []
+    for resampling in (Resampling.min, Resampling.max):  # the block's smallest and largest value under each pixel
         reader = GridReader(ds, grid, bands, resampling, src_transform=src_transform)
         try:
             reads = [reader.read(w, out_shape=out_shape) for w in windows]
         finally:
             reader.close()
-        for i, (values, valid) in enumerate(reads):
-            at_end = ((np.abs(values - ends[:, 0, None, None]) <= tol)
-                      | (np.abs(values - ends[:, 1, None, None]) <= tol)).any(axis=0) & valid
-            if i < len(found):
-                found[i] = found[i] | at_end
-            else:
-                found.append(at_end)
-    return found
+        ends_at.append([((np.abs(values - ends[:, 0, None, None]) <= tol)
+                         | (np.abs(values - ends[:, 1, None, None]) <= tol)).any(axis=0) & valid
+                        for values, valid in reads])
+    return [low | high for low, high in zip(*ends_at)]
 
 
 def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, float, float]:
@@ -164,6 +160,23 @@ def footprint_on(ds: rasterio.DatasetReader, grid: Grid) -> tuple[float, float, 
     inverse = ~grid.transform
     cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
     return min(cols), min(rows), max(cols), max(rows)
+
+
+def window_under(ds: rasterio.DatasetReader, grid: Grid) -> Window:
+    """The window of ``ds`` under ``grid`` (placed across the antimeridian as its reader places it), a pixel wider
+    each side and clipped to it; the whole of it where the grid cannot be carried into its CRS."""
+    whole = Window(0, 0, ds.width, ds.height)
+    try:
+        left, bottom, right, top = transform_bounds(grid.crs, ds.crs, *grid.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 (read it all, as before)
+        return whole
+    if not all(np.isfinite(v) for v in (left, bottom, right, top)):
+        return whole
+    inverse = ~(placed_transform(ds, grid) or ds.transform)
+    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
+    c0, r0 = max(0, int(np.floor(min(cols))) - 1), max(0, int(np.floor(min(rows))) - 1)
+    c1, r1 = min(ds.width, int(np.ceil(max(cols))) + 1), min(ds.height, int(np.ceil(max(rows))) + 1)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else whole
 
 
 def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:

@@ -669,6 +669,16 @@ def read_cost(ds: rasterio.DatasetReader, window: Window, out_shape: tuple[int, 
     return area / max(usable, default=1) ** 2
 
 
+def blocks_under(ds: rasterio.DatasetReader, under: Window) -> list[Window]:
+    """The dataset's blocks that meet ``under``, each cut to it: found from the block grid, not by going through
+    every block of the file (a 10^6-px-wide map's 61 million took a minute; found in review)."""
+    bh, bw = ds.block_shapes[0]
+    c0, r0 = int(under.col_off), int(under.row_off)
+    c1, r1 = c0 + int(under.width), r0 + int(under.height)
+    return [Window(max(c, c0), max(r, r0), min(c + bw, c1) - max(c, c0), min(r + bh, r1) - max(r, r0))
+            for r in range(r0 // bh * bh, r1, bh) for c in range(c0 // bw * bw, c1, bw)]
+
+
 def block_sample(ds: rasterio.DatasetReader, window: Window, pixels: int | None = None) -> list[Window]:
     """Windows spread evenly over ``window`` (a bounded sample of a large area), each inside one block.
 

@@ -40,6 +40,7 @@ from geosr.conditioning.reference import (
     footprint_on,
     placed_transform,
     source_is_finer,
+    window_under,
 )
 from geosr.errors import BandError, ClassTableError
 from geosr.io.rasters import (
@@ -47,6 +48,7 @@ from geosr.io.rasters import (
     RasterInfo,
     band_count,
     block_sample,
+    blocks_under,
     inspect_raster,
     open_raster,
     parse_bands,
@@ -451,9 +453,9 @@ class Scene:
             self.map_names = tuple(listed)
         # its values' range under the scene (a larger map's values beyond it are none of the run's): over every block,
         # or a bounded sample of blocks of a huge area (then checked again as each window is read)
-        under = _window_under(ds, self.hr)
+        under = window_under(ds, self.hr)
         self.map_sampled = float(under.width) * float(under.height) > FULL_READ_LIMIT
-        blocks = block_sample(ds, under) if self.map_sampled else _blocks_under(ds, under)
+        blocks = block_sample(ds, under) if self.map_sampled else blocks_under(ds, under)
         low, top = 0, 0
         with reading(ds.name):  # (its nodata is no class: a reprojected map's fill 255 was "class 255")
             for w in blocks:  # (one block at a time: all of them held at once doubled a large map's memory)
@@ -785,33 +787,6 @@ def _beyond(co: Coregistration) -> str | None:
     dx, dy = (round(v, 1) + 0.0 for v in co.offset_lr_px)  # (no "-0.0")
     return (f"the reference seems to lie {dx:+.1f}, {dy:+.1f} LR px off the LR (columns, rows), more than "
             f"co-registration trusts over the area it compares: {MISPLACED}; check its georeference")
-
-
-def _window_under(ds: rasterio.DatasetReader, grid: Grid) -> Window:
-    """The window of ``ds`` under ``grid`` (placed across the antimeridian as its reader places it), a pixel wider
-    each side and clipped to it; the whole of it where the grid cannot be carried into its CRS."""
-    whole = Window(0, 0, ds.width, ds.height)
-    try:
-        left, bottom, right, top = transform_bounds(grid.crs, ds.crs, *grid.bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001 (read it all, as before)
-        return whole
-    if not all(np.isfinite(v) for v in (left, bottom, right, top)):
-        return whole
-    inverse = ~(placed_transform(ds, grid) or ds.transform)
-    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
-    c0, r0 = max(0, int(np.floor(min(cols))) - 1), max(0, int(np.floor(min(rows))) - 1)
-    c1, r1 = min(ds.width, int(np.ceil(max(cols))) + 1), min(ds.height, int(np.ceil(max(rows))) + 1)
-    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else whole
-
-
-def _blocks_under(ds: rasterio.DatasetReader, under: Window) -> list[Window]:
-    """The dataset's blocks that meet ``under``, each cut to it: found from the block grid, not by going through
-    every block of the file (a 10^6-px-wide map's 61 million took a minute; found in review)."""
-    bh, bw = ds.block_shapes[0]
-    c0, r0 = int(under.col_off), int(under.row_off)
-    c1, r1 = c0 + int(under.width), r0 + int(under.height)
-    return [Window(max(c, c0), max(r, r0), min(c + bw, c1) - max(c, c0), min(r + bh, r1) - max(r, r0))
-            for r in range(r0 // bh * bh, r1, bh) for c in range(c0 // bw * bw, c1, bw)]
 
 
 def _cloud_mask_of(path: str, role: str, warnings: list[str]) -> tuple[SensorMask | None, list[str]]:
