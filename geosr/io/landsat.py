@@ -24,6 +24,9 @@ _COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red"},
             "MSS4": {"B1": "green", "B2": "red"}}
 # A Collection 2 product ID (LC09_L2SP_044034_20230612_20230614_02_T1): every band's fill value is 0
 _COLLECTION_2 = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_02_(T1|T2|RT)", re.IGNORECASE)
+# One band's file of it, as USGS names them (SR_ / ST_ of Level 2, the band), anchored at the end: a geosr output named
+# after one (..._SR_B4_x2.tif) is no band file (found in review)
+_BAND_FILE = re.compile(_COLLECTION_2.pattern + r"(_(SR|ST))?_B\d{1,2}(_VCID_[12])?\.tiff?$", re.IGNORECASE)
 # A Landsat product as USGS delivers it: one tar (uncompressed for Collection 2, gzipped before)
 _ARCHIVE = re.compile(r"^L[MTECO]0?[1-9].*\.(tar|tar\.gz|tgz)$", re.IGNORECASE)
 
@@ -44,6 +47,11 @@ def landsat_colour(name: str, token: str | None) -> str | None:
 def collection_2(name: str) -> bool:
     """Whether ``name`` is a Landsat Collection 2 product's file (its fill value, 0, is nodata)."""
     return bool(_COLLECTION_2.match(name))
+
+
+def collection_2_band_file(name: str) -> bool:
+    """Whether ``name`` is one band's file of a Landsat Collection 2 product, as USGS names them."""
+    return bool(_BAND_FILE.match(name))
 
 
 def is_landsat_archive(path: str) -> bool:

@@ -15,7 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.landsat import collection_2, is_landsat_archive, landsat_colour, landsat_radiometry
+from geosr.io.landsat import (
+    collection_2,
+    collection_2_band_file,
+    is_landsat_archive,
+    landsat_colour,
+    landsat_radiometry,
+)
 from geosr.io.paths import (
     REMOTE,
     curl_url,
@@ -46,10 +52,6 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # a Sentinel-2 L1C / L2A band file: tile, sensing time, band (and the L2A's resolution)
 _S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[0-2]|8A)(_\d{2}m)?\.(jp2|tif|tiff)$",
                            re.IGNORECASE)
-# a Landsat Collection 2 band file as USGS names it (product ID, SR_ / ST_ of Level 2, the band): anchored at the end,
-# so that a geosr output named after one (..._SR_B4_x2.tif) stays itself (found in review)
-_LANDSAT_BAND_FILE = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_02_(T1|T2|RT)(_(SR|ST))?"
-                                r"_B\d{1,2}(_VCID_[12])?\.tiff?$", re.IGNORECASE)
 # (Landsat 7's thermal band comes in two gains, ..._B6_VCID_1.TIF and ..._B6_VCID_2.TIF: two bands)
 _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-9])(_VCID_[12](?![A-Za-z0-9]))?",
                          re.IGNORECASE)
@@ -77,7 +79,7 @@ def _product_band_file(path: str) -> bool:
     if path.startswith("/vsi") or not Path(path).is_file():
         return False
     name = Path(path).name
-    return bool(_S2_BAND_FILE.match(name) or _LANDSAT_BAND_FILE.match(name))
+    return bool(_S2_BAND_FILE.match(name) or collection_2_band_file(name))
 
 
 def _maybe_stac_api(url: str) -> bool:

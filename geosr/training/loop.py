@@ -299,7 +299,7 @@ class _Run:
             raise OptionError("`resume` continues the run's own weights and `init` starts a new run from others: "
                               "give one of them", param="init")
         self.t0 = time.perf_counter()
-        self.arch_named = arch_named  # an architecture the caller named (checked against an `init`'s)
+        self.arch_named = arch_named  # an architecture the caller named (an `init`'s other is warned of)
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.rank, self.local = _dist()
         self.device = _device(cfg, self.world, self.local)
