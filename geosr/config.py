@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,8 @@ class SamplerConfig:
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         mode = self.lr_consistency
         if mode is not None and mode not in LR_CONSISTENCY_MODES:
-            raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {mode!r}",
+            # (worded as evaluate's check of the same option, so the command line names the flag; review)
+            raise OptionError(f"lr_consistency {mode!r}: choose one of {', '.join(LR_CONSISTENCY_MODES)}",
                               param="lr_consistency")
 
 
@@ -127,8 +129,9 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", device_name(self.device))
-        if not isinstance(self.device, str):
-            raise OptionError(f"device {self.device!r}: give auto, cpu, cuda or cuda:N", param="device")
+        # the name checked when built, as the other configs check theirs (`tpu` waited for the run; review)
+        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_NAME, self.device.strip().lower(), re.ASCII):
+            raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
         _whole(self, "batch_size")
         _check_int("batch_size", self.batch_size, low=1)
 

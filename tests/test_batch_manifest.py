@@ -703,6 +703,35 @@ def test_a_dashboard_address_dask_cannot_serve_is_refused_before_the_checks(scen
     assert not (scenes / "jobs.results.jsonl").exists()
 
 
+@pytest.mark.parametrize("address, said", [
+    ("not an address", "not a Dask scheduler address (no port); give tcp://HOST:PORT"),
+    ("http://127.0.0.1:8786", "not a Dask scheduler address (Dask knows no http:// addresses)"),
+])
+def test_a_scheduler_address_dask_cannot_read_is_refused_before_the_checks(scenes, address, said):
+    """`--scheduler 'not an address'` was an internal error (exit 1) once every job had been checked, and a dry run
+    said the jobs were planned. Now one sentence, exit 2, dry run or not."""
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    for extra in ((), ("--dry-run",)):
+        res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--scheduler", address, *extra])
+        assert res.exit_code == 2, res.output
+        assert f"geosr: error: --scheduler {address!r}: {said}" in " ".join(res.output.split()), res.output
+        assert list((scenes / "out").iterdir()) == []
+    assert not (scenes / "jobs.results.jsonl").exists()
+
+
+@pytest.mark.parametrize("setting", [{"results": 5}, {"results": ["a.jsonl"]}, {"client": "foo"},
+                                     {"scheduler": 5}])
+def test_python_run_settings_of_the_wrong_kind_are_option_errors(scenes, setting):
+    """`results=5` was a raw TypeError, `client="foo"` passed a dry run and failed the run with an AttributeError."""
+    from geosr.errors import OptionError
+    from geosr.pipeline.batch.run import batch
+
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    with pytest.raises(OptionError) as info:
+        batch(scenes / "jobs.yaml", dry_run=True, **setting)
+    assert info.value.param == next(iter(setting))
+
+
 def test_a_batch_that_cannot_start_leaves_the_earlier_results_manifest_as_it_was(scenes, monkeypatch):
     """An unreachable --scheduler (or a cluster that failed to start) emptied the results manifest of the earlier
     run (612 bytes -> 0): it was opened for writing before the cluster was asked for."""

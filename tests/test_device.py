@@ -29,6 +29,12 @@ def test_a_cuda_index_beyond_the_machine_s_devices_is_one_sentence(monkeypatch):
 
     with pytest.raises(OptionError, match="use auto, cpu, cuda or cuda:N"):
         RunSettings(device="cuda:01")
+    from geosr.config import DeviceConfig  # (took any name when built, unlike the other configs; review)
+
+    for name in ("tpu", "cuda:01"):
+        with pytest.raises(OptionError, match=f"^device '{name}': use auto, cpu, cuda or cuda:N"):
+            DeviceConfig(device=name)
+    assert DeviceConfig(device="CUDA:1").device == "CUDA:1"
 
 
 def test_cuda_without_a_device_and_unknown_names_are_refused(monkeypatch):

@@ -463,6 +463,19 @@ def test_a_spec_s_lr_consistency_given_as_text_is_read_as_written(setting, opera
     assert registry.lr_consistency_operator(True, setting) == (operator or "box")
 
 
+def test_an_unknown_lr_consistency_names_its_parameter():
+    """load_model's refusal had no parameter, so the command line could not name the flag; upscale's and
+    evaluate's said the same refusal in two wordings."""
+    from geosr.config import SamplerConfig
+    from geosr.errors import OptionError
+
+    for make in (lambda: registry.load_model("bicubic", lr_consistency="maybe"),
+                 lambda: SamplerConfig(lr_consistency="maybe")):
+        with pytest.raises(OptionError, match=r"^lr_consistency 'maybe': choose one of off, box, bicubic") as info:
+            make()
+        assert info.value.param == "lr_consistency"
+
+
 def _with_inference(src: Path, dst: Path, inference: dict) -> Path:
     """A copy of the checkpoint ``src`` whose spec's ``inference`` is ``inference``."""
     from safetensors import safe_open

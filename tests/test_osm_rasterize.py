@@ -428,6 +428,21 @@ def test_in_memory_grid_api(scene_dir):
     assert feats.source == "scene.osm"
 
 
+@pytest.mark.parametrize("call, param", [
+    (lambda grid, osm: workflow.rasterize_osm_grid(grid, osm_file=osm, date="2020-01-01"), "date"),
+    (lambda grid, osm: workflow.rasterize_osm_grid(grid, osm_file=osm, foo=1), "foo"),
+    (lambda grid, osm: workflow.rasterize_osm_grid("grid", osm_file=osm), "grid"),
+    (lambda grid, osm: plan_grid(bbox=(9, 50, 9.01, 50.01), resolution=10, foo=1), "foo"),
+])
+def test_in_memory_grid_api_checks_its_options_as_rasterize_osm(scene_dir, call, param):
+    """A `date` beside `osm_file` was dropped without a word (rasterize_osm refuses it); an unknown keyword or a
+    grid that is none were raw TypeError/AttributeError."""
+    grid = Grid(rasterio.crs.CRS.from_string(UTM), scene_transform(2.0), 100, 100)
+    with pytest.raises(OptionError) as info:
+        call(grid, scene_dir / "scene.osm")
+    assert info.value.param == param
+
+
 # --- layering ------------------------------------------------------------------------------------------
 def test_osm_never_imports_torch_and_cli_module_is_light():
     code = (

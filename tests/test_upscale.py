@@ -159,7 +159,7 @@ def test_lr_consistency_switch(tmp_path):
     assert bic_err["bicubic"] < 0.5 * min(bic_err["box"], bic_err["off"]), bic_err  # measured 0.03, 0.36, 0.59
     bad = tmp_path / "bad.tif"
     result = CliRunner().invoke(app, ["upscale", str(s["lr"]), "-x", "8", "-o", str(bad), "--lr-consistency", "maybe"])
-    assert result.exit_code == 2 and "LR-consistency is one of off, box, bicubic, not 'maybe'" in result.output
+    assert result.exit_code == 2 and "--lr-consistency 'maybe': choose one of off, box, bicubic" in result.output
     assert not list(tmp_path.glob("bad*"))
 
 

@@ -260,7 +260,8 @@ def load_model(
     if lr_consistency is None and sampler is not None:
         lr_consistency = sampler.lr_consistency
     if lr_consistency not in (None, True, False, *LR_CONSISTENCY_MODES):
-        raise OptionError(f"LR-consistency is one of {', '.join(LR_CONSISTENCY_MODES)}, not {lr_consistency!r}")
+        raise OptionError(f"lr_consistency {lr_consistency!r}: choose one of {', '.join(LR_CONSISTENCY_MODES)}, True "
+                          "or False", param="lr_consistency")
     if spec in CLASSICAL:  # (its device checked too: "cuda" where there is none was taken; found in review)
         from geosr.models.device import resolve_device
 

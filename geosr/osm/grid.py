@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -235,4 +235,8 @@ def _refuse_other_angles(grid: Grid, param: str, whose: str) -> None:
 def plan_grid(**options: Any) -> Grid:
     """The output grid from either ``bbox`` + ``resolution`` (+ ``crs``) or ``like`` (+ ``scale``, ``aoi``,
     ``aoi_crs``): the keywords of :class:`GridSpec`."""
+    known = [f.name for f in fields(GridSpec)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:  # (a raw TypeError from the dataclass; found in review)
+        raise OptionError(f"unknown grid option {unknown[0]!r} (options: {', '.join(known)})", param=unknown[0])
     return GridSpec(**options).plan()

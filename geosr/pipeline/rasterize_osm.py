@@ -195,8 +195,22 @@ def rasterize_osm_grid(
     ``overpass_url``, ``date``, ``cache_folder``). Empty areas give an all-background array (no error);
     use :func:`rasterize_osm` for files.
     """
-    table = resolve_map_classes(classes)
-    feats = load_features(grid, table, osm_file=osm_file, **source)
+    # checked as rasterize_osm checks them (a `date` beside `osm_file` was dropped without a word, an unknown
+    # keyword or a grid that is none were raw TypeErrors; found in review)
+    if not isinstance(grid, Grid):
+        raise OptionError(f"grid {grid!r}: give a Grid (from plan_grid)", param="grid")
+    online = ("timeout", "overpass_url", "date", "cache_folder")
+    unknown = sorted(set(source) - set(online))
+    if unknown:
+        raise OptionError(f"unknown rasterize_osm_grid option {unknown[0]!r} (the online source's options: "
+                          f"{', '.join(online)})", param=unknown[0])
+    opts = RasterizeOSMOptions.of(None, osm_file=osm_file, classes=classes, **source)
+    if opts.osm_file is not None:
+        check_osm_file(opts.osm_file)
+    table = resolve_map_classes(opts.classes)
+    feats = load_features(grid, table, osm_file=opts.osm_file, timeout=opts.overpass_timeout,
+                          overpass_url=opts.overpass_url, date=parse_snapshot_date(opts.date),
+                          cache_folder=opts.cache_folder)
     return burn(prepare(feats.frame, table, grid), grid), feats
 
 

@@ -166,6 +166,27 @@ def dashboard_off(dashboard: str | None) -> bool:
     return dashboard is None or str(dashboard).strip().lower() in ("none", "off", "")
 
 
+def check_scheduler(scheduler: object) -> None:
+    """Refuse, before anything runs, a scheduler address Dask cannot read (``not an address``, ``http://...``:
+    an internal error once the jobs had been checked, and "planned" by a dry run; found in review). Whether a
+    scheduler answers there is the run's to find."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    from geosr.errors import OptionError
+
+    shown = f"scheduler {scheduler!r}"
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise OptionError(f"{shown}: give the address of a Dask scheduler, as tcp://HOST:PORT", param="scheduler")
+    scheme = parse_address(scheduler.strip(), strict=False)[0]
+    try:
+        if scheme != "inproc":  # (in-process addresses have no host and port)
+            get_address_host_port(scheduler.strip())
+    except ValueError as exc:
+        problem = f"Dask knows no {scheme}:// addresses" if "scheme" in str(exc) else "no port"
+        raise OptionError(f"{shown}: not a Dask scheduler address ({problem}); give tcp://HOST:PORT",
+                          param="scheduler") from None
+
+
 def check_dashboard(dashboard: str | None) -> None:
     """Refuse, before anything runs, a local dashboard address Dask cannot serve (it failed once the jobs had been
     checked, an internal error): not ``[host]:port`` or ``port``, a port out of range, or a host that is not this

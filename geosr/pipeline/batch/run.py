@@ -22,7 +22,7 @@ from typing import Any, Callable
 from geosr.config import DEVICE_NAME, device_name
 from geosr.errors import OptionError, names_too_long_are_input_errors
 from geosr.options.declare import check_callable, coerce
-from geosr.pipeline.batch.cluster import check_dashboard, cluster_info, connect, warm
+from geosr.pipeline.batch.cluster import check_dashboard, check_scheduler, cluster_info, connect, warm
 from geosr.pipeline.batch.manifest import input_files, row_number
 from geosr.pipeline.batch.plan import in_work_folder, plan_batch, plan_count, work_folders
 from geosr.pipeline.batch.results import (
@@ -57,6 +57,17 @@ class RunSettings:
     on_start: Callable[[dict], None] | None = None  # told the cluster and the counts once it is up
 
     def __post_init__(self) -> None:
+        # (a number for `results` or a string for `client` failed deep in the run, a raw TypeError; review)
+        if self.results is not None and not isinstance(self.results, (str, os.PathLike)):
+            raise OptionError(f"results {self.results!r}: give the path of a results manifest", param="results")
+        if self.client is not None:
+            from distributed import Client
+
+            if not isinstance(self.client, Client):
+                raise OptionError(f"client {self.client!r}: give a dask.distributed Client (or a scheduler "
+                                  "address as scheduler)", param="client")
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
         if self.workers is not None:
             object.__setattr__(self, "workers", coerce("workers", self.workers, int))
             if self.workers < 1:
