@@ -474,6 +474,20 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
         "run_id"] == "run-two", out
     replan = plan_batch(tmp_path / "one.yaml").jobs[0]  # its journal beside the other's recorded output: not its own
     assert replan.action == "fail", replan
+    # ... also when the two scenes have one histogram (one upside down: the same stretch, so the same tags); the
+    # other run's record beside the output tells (both said "ok", the output the second's scene; found in review)
+    pixels = (smooth_field(3, 16, 16, seed=5) * 255).astype(np.uint8)
+    for name, scene in (("up", pixels), ("down", pixels[:, ::-1].copy())):
+        (tmp_path / name).mkdir()
+        make_raster(tmp_path / name / "scene.tif", scene)
+        (tmp_path / f"{name}.yaml").write_text(f"jobs:\n  - {{lr: {name}/scene.tif, out: z.tif, x: 2, "
+                                               "model: bicubic}\n")
+    up, down = (plan_batch(tmp_path / f"{n}.yaml").jobs[0] for n in ("up", "down"))
+    assert run_job_task(up.spec, "cpu", "run-up", up.replaces)["ok"]
+    theirs = (tmp_path / "z.tif").read_bytes()
+    out = run_job_task(down.spec, "cpu", "run-down", down.replaces)
+    assert not out["ok"] and out["error_type"] == "OutputExistsError", out
+    assert (tmp_path / "z.tif").read_bytes() == theirs and read_record(tmp_path / "z.tif")["run_id"] == "run-up"
     record_path(tmp_path / "x.tif").unlink()
     # this job's own output, put in place by an attempt killed before its record: replaced by the next attempt
     assert run_job_task(second.spec, "cpu", "run-b2", second.replaces)["ok"]

@@ -65,6 +65,30 @@ def test_yaml_defaults_templates_and_relative_paths(scenes, monkeypatch):
     assert opts["tiling"].window == 8 and opts["device"].device == "cpu" and opts["output"] == a.out
 
 
+def test_ids_of_outputs_of_one_name_do_not_depend_on_the_working_folder(scenes, monkeypatch):
+    """Two outputs named r.tif took their paths from the working folder as ids: `o/r.tif` run from the manifest's
+    folder, `tmp/.../o/r.tif` run from /."""
+    (scenes / "o2").mkdir()
+    (scenes / "ids.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/r.tif, x: 2}\n"
+                                     "  - {lr: s1.tif, out: o2/r.tif, x: 2}\n")
+    seen = []
+    for folder in (scenes, "/"):
+        monkeypatch.chdir(folder)
+        seen.append([j.id for j in read_manifest(scenes / "ids.yaml").jobs])
+    assert seen == [["out/r.tif", "o2/r.tif"]] * 2, seen
+
+
+def test_a_result_of_a_manifest_s_glob_names_its_manifest():
+    """A manifest of globs alone went unnamed in its results (jobs.yaml glob a.tif), so jobs.csv beside it took its
+    results manifest, jobs.yaml's results gone; the other way round it was refused."""
+    from geosr.pipeline.batch.run import _manifest_named
+
+    assert _manifest_named("jobs.yaml glob a.tif") == "jobs.yaml"
+    assert _manifest_named("my jobs.yaml glob scenes/a b.tif") == "my jobs.yaml"
+    assert _manifest_named("jobs.yaml job 3") == "jobs.yaml" and _manifest_named("jobs.csv line 2") == "jobs.csv"
+    assert _manifest_named("the glob scenes/a.tif") is None and _manifest_named(None) is None
+
+
 def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
     (scenes / "jobs.csv").write_text("lr,out,x,seed\ns0.tif,out/s0_x4.tif,4,\ns1.tif,out/s1_x4.tif,4,7\n\n")
     lines = [{"lr": "s0.tif", "out": "out/s0_x4.tif", "x": 4}, {"lr": "s1.tif", "out": "out/s1_x4.tif", "seed": 7}]

@@ -295,6 +295,30 @@ def test_resume_takes_an_aoi_file_by_what_it_is_not_how_its_path_is_written(tmp_
     assert result.resumed_rows > 0 and out.exists()
 
 
+def test_resume_refuses_a_shapefile_aoi_whose_projection_file_changed(tmp_path):
+    """Only the .shp of a shapefile AOI was in the job's fingerprint: given another .prj (the same numbers 100 m
+    east), `resume` went on, and a batch said the old area's output was up to date (found in review)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=3) * 255).astype(np.uint8))
+    with rasterio.open(lr) as ds:
+        w, s, e, n = ds.bounds
+        crs = ds.crs
+    area = tmp_path / "area.shp"
+    gpd.GeoDataFrame(geometry=[box(w, s, e, n - 40)], crs=crs).to_file(area)
+    out = tmp_path / "out.tif"
+    opts = dict(scale=4, model="bicubic", tiling=TilingConfig(window=8, overlap=2), aoi=str(area))
+    with pytest.raises(_Stop):
+        _upscale(lr, output=out, progress=_interrupt_after(9), **opts)
+    prj = tmp_path / "area.prj"
+    moved = prj.read_text().replace('"False_Easting",500000', '"False_Easting",499900')
+    assert moved != prj.read_text()
+    prj.write_text(moved)
+    with pytest.raises(ResumeError, match=r"area\.prj changed"):
+        _upscale(lr, output=out, resume=True, **opts)
+
+
 # ---- 4. one writer per output ----------------------------------------------------------------------------------
 _HOLD = textwrap.dedent("""
     import sys, time

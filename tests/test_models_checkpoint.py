@@ -577,3 +577,9 @@ def test_a_spec_s_records_and_bands_are_checked_and_a_broken_bundled_file_listed
         registry.load_model("typo")
     res = CliRunner().invoke(app, ["models"])
     assert res.exit_code == 0 and "unreadable" in res.output, res.output
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in res.output.splitlines() if "│" in line]
+    row = next(r for r in rows if r[0] == "broken")
+    assert row[1:5] == ["unreadable", "-", "-", "-"], row  # its inputs unknown too: not "nothing"
+    res = CliRunner().invoke(app, ["models", "--json"])
+    entry = next(m for m in json.loads(res.output)["models"] if m["name"] == "broken")
+    assert (entry["scales"], entry["inputs"], entry["bands"]) == (None, None, None), entry  # unknown, not "any"

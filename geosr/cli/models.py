@@ -27,10 +27,10 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on 
     for m in items:
         scales = ", ".join(f"x{s}" for s in m.scales) or "any"
         bands = str(m.bands) if m.bands else "any"
-        if m.kind == "unreadable":  # (not "any": nothing is known of it)
-            scales = bands = "-"
-        table.add_row(m.name, m.kind, scales, bands,
-                      ", ".join(f"--{i}" for i in m.inputs) or "nothing", m.description)
+        inputs = ", ".join(f"--{i}" for i in m.inputs) or "nothing"
+        if m.kind == "unreadable":  # (not "any" nor "nothing": nothing is known of it)
+            scales = bands = inputs = "-"
+        table.add_row(m.name, m.kind, scales, bands, inputs, m.description)
     out_console.print(table)  # into a pipe or file, one row per model at its natural width (cli.common)
     for m in items:  # the terms a checkpoint records (its spec's training.licences; `--json` gives them whole)
         if m.licences and "+" not in m.name:

@@ -48,7 +48,12 @@ class ModelInfo:
     licences: str | None = None  # the terms of its weights and training data, as its spec records them
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        """As ``geosr models --json`` gives it; an unreadable file's scales, inputs and bands null: unknown, not
+        "any scale, nothing besides the LR, any bands" (found in review)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        if self.kind == "unreadable":
+            out.update(scales=None, inputs=None, bands=None)
+        return out
 
 
 def bundled_checkpoints(weights_dir: Path | None = None) -> dict[str, Path]:

@@ -549,7 +549,8 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
         version=__version__,
         revision=PIPELINE_REVISION,
         inputs=[_file_id(given[role]) for role, _ in FINGERPRINT_INPUTS]
-        + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()],  # JSON table, AOI file
+        + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()]  # JSON table, AOI file
+        + [_stat_id(p) for p in _read_parts(opts.aoi)],  # a shapefile's .prj, .dbf... (found in review)
         # a file (a class table, an AOI) by its identity above, not its spelling (`./area.geojson`, an absolute
         # path, from another folder: "--aoi changed"; found in review); a name or a box as given
         options=dict(scale=opts.scale, bands=sel, ref_bands=opts.ref_bands, cd_classes=_unless_file(opts.cd_classes),
@@ -944,6 +945,18 @@ def _remote_stats(urls: list[str]) -> dict[str, list[str]]:
     unique = list(dict.fromkeys(urls))
     with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
         return dict(zip(unique, pool.map(_remote_stat, unique)))
+
+
+# the parts of a vector file whose bytes change what is read (not an index or the metadata a GIS rewrites): a
+# shapefile AOI given another .prj was a job "up to date", its output of the old area skipped (found in review)
+_READ_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".dat", ".map", ".id")
+
+
+def _read_parts(aoi: str | None) -> list[str]:
+    """The files of a vector ``aoi`` besides itself that its features are read from."""
+    if not aoi or not Path(aoi).is_file():
+        return []
+    return [f for f in vector_parts(aoi) if Path(f).suffix.lower() in _READ_PARTS]
 
 
 def _stat_id(path: str) -> list:

@@ -861,17 +861,20 @@ def _finish(manifest: Manifest) -> Manifest:
     for stem in [Path(j.out).stem for j in jobs if not j.id] + [r.id for r in refused if r.id and not r.id_given]:
         stems[stem] = stems.get(stem, 0) + 1  # a refused row named after its output's stem keeps that name
     named = []
+    source = Path(manifest.source).expanduser()
+    # outputs of one name: their paths from the manifest's folder, as its rows are read (from the working folder,
+    # one manifest's ids changed with where it was run; found in review); a glob's from the working folder
+    base = source.parent if source.is_file() else Path.cwd()
     for j in jobs:
         if not j.id:
             stem = Path(j.out).stem
-            j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out))
+            j = replace(j, id=stem if stems[stem] == 1 else os.path.relpath(j.out, base))
         named.append(j)
     by_row = dict(zip(map(id, jobs), named))
     rows = [by_row.get(id(r), r) for r in manifest.rows]
     seen_ids: dict[str, str] = {}
     seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
     inputs: dict[tuple, str] = {}
-    source = Path(manifest.source).expanduser()
     own = file_key(source) if source.is_file() else None  # (a glob's source is no file)
     for j in rows:
         for p in j.files_read() if isinstance(j, _JobMethods) else j.inputs():

@@ -479,8 +479,11 @@ def _outputs_in(path: Path) -> set[str]:
 
 
 def _manifest_named(where: object) -> str | None:
-    """The manifest file a result's ``where`` names ("jobs.yaml job 3", "jobs.csv line 2"); None for another."""
-    m = re.fullmatch(r"(.+?) (?:line|job) \d+", where) if isinstance(where, str) else None
+    """The manifest file a result's ``where`` names ("jobs.yaml job 3", "jobs.csv line 2", "jobs.yaml glob a.tif");
+    None for another (a glob given on the command line: "the glob a.tif"). (A manifest of globs alone went unnamed:
+    jobs.csv beside it replaced its results; found in review.)"""
+    pattern = r"(?!the glob )(.+?) (?:(?:line|job) \d+|glob .+)"
+    m = re.fullmatch(pattern, where, re.DOTALL) if isinstance(where, str) else None
     return m.group(1) if m else None
 
 
