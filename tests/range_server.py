@@ -8,7 +8,8 @@
     python tests/range_server.py FOLDER no-range  # range requests are ignored: every GET gets the whole file (200)
 
 In every mode a path under a `private/` folder is answered 403 (forbidden), as a bucket without credentials does,
-one under an `auth/` folder 401 without the credentials of AUTHORIZED,
+one under an `auth/` folder 401 without the credentials of AUTHORIZED, `PREFIX/halfcut/NAME` serves NAME but stops
+every body half way (announced whole, the connection closed), as a server that fails while pixels are read does,
 `PREFIX/signed/NAME` is redirected (302) to `PREFIX/NAME?sig=...`, a new signature at every request, as a download
 portal does, `PREFIX/nohead/NAME` serves NAME but answers HEAD 405, as some servers do, and `PREFIX/latest.json`
 is redirected (302) to `PREFIX/items/item.json`, as a catalogue's pointer to its newest item is.
@@ -89,6 +90,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
                 self.send_error(405)
                 return None
             self.path = PREFIX + self.path[len(PREFIX + "/nohead"):]
+        if self.path.startswith(PREFIX + "/halfcut/"):
+            self.halfcut = True
+            self.path = PREFIX + self.path[len(PREFIX + "/halfcut"):]
         if "/private/" in self.path:
             self.send_error(403)
             return None
@@ -136,8 +140,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         if not UNANNOUNCED[0]:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if CUT[0] and len(body) > 64:  # send 64 bytes of the body (announced whole, or not), close the connection
-            self.wfile.write(body[:64])
+        cut = len(body) // 2 if getattr(self, "halfcut", False) else 64 if CUT[0] and len(body) > 64 else None
+        if cut is not None:  # send part of the body (announced whole, or not), close the connection
+            self.wfile.write(body[:cut])
             self.wfile.flush()
             self.close_connection = True
             return

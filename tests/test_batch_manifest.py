@@ -144,6 +144,11 @@ def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):
         "https://h.example/x/a%20b%C3%BC.tif": ("a bü", "a bü.tif", "https://h.example/x"),
         "https://h.example/x/c%2Fd.tif": ("c%2Fd", "c%2Fd.tif", "https://h.example/x"),
         "e%20f.tif": ("e%20f", "e%20f.tif", str(scenes)),  # a local file's name is as written
+        # a STAC API item's ID whole (cut at its last dot, versions v1.0 and v1.1 of an item were one output)
+        "https://h.example/c/items/HLS.S30.T33UUB.2023163T101031.v2.0": (
+            "HLS.S30.T33UUB.2023163T101031.v2.0", "HLS.S30.T33UUB.2023163T101031.v2.0", "https://h.example/c/items"),
+        "https://h.example/c/items/S2A.T51.v1.1?sig=x": ("S2A.T51.v1.1", "S2A.T51.v1.1", "https://h.example/c/items"),
+        "https://h.example/c/items/B04.tif": ("B04", "B04.tif", "https://h.example/c/items"),
     }
     rows = [{"lr": lr, "out": f"out/{i}:{{stem}}|{{name}}|{{dir}}_x{{x}}.tif", "x": 4} for i, lr in enumerate(lrs)]
     (scenes / "jobs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")

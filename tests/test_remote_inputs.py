@@ -40,6 +40,20 @@ def test_an_https_style_url_is_read_as_gdal_reads_it(served, tmp_path):
     assert [link["href"] for link in stac["links"] if link["rel"] == "derived_from"] == [f"{url}/lr.tif"]
 
 
+def test_a_tiff_of_several_pages_is_refused_over_a_url_as_a_local_one_is(served, tmp_path):
+    """A TIFF of two pages was read as its first page when given as a URL, refused (naming its pages) as a file."""
+    url, folder = served
+    profile = dict(driver="GTiff", width=16, height=16, count=1, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    for value, extra in ((50, {}), (150, {"APPEND_SUBDATASET": "YES"})):
+        with rasterio.open(folder / "pages.tif", "w", **profile, **extra) as ds:
+            ds.write(np.full((1, 16, 16), value, np.uint8))
+    res = CliRunner().invoke(app, ["upscale", f"{url}/pages.tif", "-x", "2", "-m", "bicubic", "-o",
+                                   str(tmp_path / "o.tif")])
+    assert res.exit_code == 2 and "pages.tif: is a container of 2 rasters (GTIFF_DIR:1:" in res.stderr, res.output
+    assert not list(tmp_path.glob("o.*"))
+
+
 def test_a_missing_url_is_bad_input_and_an_unreachable_one_a_network_failure(served, tmp_path):
     """A 404 is the input's fault (exit 2); no answer, or a 5xx at the open, is the network's or the server's
     (exit 1, which geosr batch retries: it was exit 2 and "not a raster GDAL can read", never retried)."""
@@ -424,6 +438,29 @@ def test_a_remote_stac_item_reached_through_a_redirect_reads_its_assets_beside_i
     with serving(folder) as base:
         res = CliRunner().invoke(app, ["info", f"{base}/latest.json", "--json"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_band_file_cut_while_its_pixels_are_read_is_named_whether_the_item_is_a_file_or_a_url(tmp_path):
+    """A band file whose transfer stopped mid-pixels was named (with the cut) when its STAC item was a local file,
+    but an item given as a URL said libtiff's "TIFFFillTile: Read error at row 4294967295", no band file named."""
+    from tests.s2_products import band_files, item_over_band_files
+
+    folder = tmp_path / "www"
+    band_files(folder / "items")
+    item = item_over_band_files(folder / "items")
+    red = next(p.name for p in (folder / "items").glob("*_B04_*.tif"))
+    with serving(folder) as base:
+        doc = json.loads(item.read_text())
+        doc["assets"]["B04"]["href"] = f"{base}/halfcut/items/{red}"
+        (folder / "items" / "cut.json").write_text(json.dumps(doc))
+        for given in (str(folder / "items" / "cut.json"), f"{base}/items/cut.json"):
+            res = CliRunner().invoke(app, ["upscale", given, "-x", "2", "-m", "bicubic", "-o",
+                                           str(tmp_path / "o.tif")])
+            said = _said(res)
+            assert res.exit_code == 1, said
+            assert f"pixels stopped arriving while reading its band file {base}/halfcut/items/{red}: its server " \
+                "cut the transfer" in said and "TIFF" not in said, said
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_a_network_fault_while_batch_checks_a_job_fails_that_job_and_the_others_run(tmp_path, raster_factory,

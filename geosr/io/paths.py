@@ -576,3 +576,25 @@ def _answer_length(url: str, status: int, headers: Any, timeout: float) -> int |
     head = http_head(url, timeout=timeout, follow=True)
     whole = ((head[1].get("Content-Length") or "").strip() if head is not None and head[0] == 200 else "")
     return int(whole) if whole.isdigit() else None
+
+
+# the suffixes of raster files geosr reads by name
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+
+
+def maybe_stac_api(url: str) -> bool:
+    """An http(s) URL whose last path segment has no suffix, or is an item ID under ``items/`` (STAC APIs serve
+    items as .../items/ID, and IDs hold dots: HLS.S30.T33UUB.2023163T101031.v2.0; found in review) without a file
+    suffix geosr knows."""
+    m = re.match(r"^https?://[^/]+(/[^?#]*)?", url, re.IGNORECASE)
+    if not m:
+        return False
+    parts = (m.group(1) or "").rstrip("/").rsplit("/", 2)
+    last = parts[-1]
+    return "." not in last or (len(parts) > 1 and parts[-2] == "items"
+                               and Path(last).suffix.lower() not in (*RASTER_SUFFIXES, *_FILE_SUFFIXES))
+
+
+# suffixes of files that are no STAC item (besides RASTER_SUFFIXES), for an item ID's last dot
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".nc", ".h5", ".hdf", ".zip", ".gpkg", ".json", ".xml",
+                  ".txt", ".geojson", ".cog")

@@ -195,10 +195,12 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if require_crs and ds.crs is None and gcps:
             raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
                              f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
-        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing; a local TIFF of several pages, whose
-        # first GDAL would read unsaid (its other pages are rasters of their own, not overviews or masks; listing
-        # them reads every directory of the file: over a network, requests a COG's reading does not make)
-        pages = ds.driver == "GTiff" and require_crs and not grid_only and not REMOTE.match(p)
+        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing; a TIFF of several pages, whose first
+        # GDAL would read unsaid (its other pages are rasters of their own, not overviews or masks). Over a network
+        # too (a URL's was read as its first page, the local copy refused; found in review): listing them follows the
+        # chain of directories, which a TIFF of one page ends at once (no request beyond the header's, measured on a
+        # COG and a tiled GeoTIFF of 2048 x 2048)
+        pages = ds.driver == "GTiff" and require_crs and not grid_only
         if (ds.count < 1 or pages) and ds.subdatasets:
             listed = ", ".join(ds.subdatasets[:3]) + (f" and {len(ds.subdatasets) - 3} more"
                                                       if len(ds.subdatasets) > 3 else "")
@@ -575,7 +577,10 @@ def reading(name: str) -> Iterator[None]:
             which = "the file" if cut[0] == name else f"its band file {curl_url(cut[0]) or cut[0]}"
             raise NotARasterError(f"{shown}: pixels cannot be read, {which} is cut short ({cut[1]}; a partial upload "
                                   "or copy?)") from exc
-        if (over_network(name) or over_network(shown)) and not decoding:
+        # (a VRT made of a STAC item given as a URL: its band files below tell which failed, as a local item's do; it
+        # said libtiff's "TIFFFillTile: Read error at row 4294967295", no band file named; found in review)
+        own = over_network(name) or over_network(shown) and not vrt_sources(name)
+        if own and not decoding:
             raise NetworkError(f"{shown}: pixels stopped arriving while reading ({reason}): the server or the network "
                                "failed; try again") from exc
         if silent is not None and not decoding:

@@ -23,10 +23,12 @@ from geosr.io.landsat import (
     landsat_radiometry,
 )
 from geosr.io.paths import (
+    RASTER_SUFFIXES,
     REMOTE,
     curl_url,
     is_file_list,
     local_form,
+    maybe_stac_api,
     named,
     subdataset_container,
     subdataset_file,
@@ -47,7 +49,6 @@ from geosr.io.vrt import Composite, Member, Radiometry, gdal_path, open_member, 
 __all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "member_inputs",
            "remote_sources", "source_note"]
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # A band token in a file name (Sentinel-2 B01..B12 and B8A, Landsat B1..B11), not part of a longer word
 # a Sentinel-2 L1C / L2A band file: tile, sensing time, band (and the L2A's resolution)
 _S2_BAND_FILE = re.compile(r"^(L1C_|L2A_)?T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(0[1-9]|1[0-2]|8A)(_\d{2}m)?\.(jp2|tif|tiff)$",
@@ -67,7 +68,7 @@ def is_composite(path: str) -> bool:
     if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
         return True
     if REMOTE.match(path):
-        return _maybe_stac_api(url or path)
+        return maybe_stac_api(url or path)
     return Path(path).is_dir() or _product_band_file(path) or is_landsat_archive(path)
 
 
@@ -82,22 +83,6 @@ def _product_band_file(path: str) -> bool:
     return bool(_S2_BAND_FILE.match(name) or collection_2_band_file(name))
 
 
-def _maybe_stac_api(url: str) -> bool:
-    """An http(s) URL whose last path segment has no suffix, or is an item ID under ``items/`` (STAC APIs serve
-    items as .../items/ID, and IDs hold dots: HLS.S30.T33UUB.2023163T101031.v2.0; found in review) without a file
-    suffix geosr knows."""
-    m = re.match(r"^https?://[^/]+(/[^?#]*)?", url, re.IGNORECASE)
-    if not m:
-        return False
-    parts = (m.group(1) or "").rstrip("/").rsplit("/", 2)
-    last = parts[-1]
-    return "." not in last or (len(parts) > 1 and parts[-2] == "items"
-                               and Path(last).suffix.lower() not in (*RASTER_SUFFIXES, *_FILE_SUFFIXES))
-
-
-# suffixes of files that are no STAC item (besides RASTER_SUFFIXES), for an item ID's last dot
-_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".nc", ".h5", ".hdf", ".zip", ".gpkg", ".json", ".xml",
-                  ".txt", ".geojson", ".cog")
 
 
 def _safe_url(path: str) -> bool:
@@ -140,7 +125,7 @@ def composite(path: str) -> Composite | None:
         comp = _band_list(path)
     elif _product_band_file(path):
         comp = _band_files(path, [path])
-    elif p.lower().endswith(".json") or REMOTE.match(path) and (_maybe_stac_api(seen) or _safe_url(p)):
+    elif p.lower().endswith(".json") or REMOTE.match(path) and (maybe_stac_api(seen) or _safe_url(p)):
         try:
             comp = stac_item(path)
         except NotARasterError as exc:  # named for a product, and no item there: say what a product needs

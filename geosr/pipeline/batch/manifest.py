@@ -31,7 +31,16 @@ from typing import Any, Mapping
 
 from geosr.config import COMPRESSIONS, LR_CONSISTENCY_MODES, SUPPORTED_SCALES
 from geosr.errors import InputError
-from geosr.io.paths import PROVENANCE_SUFFIX, REMOTE, STAC_SUFFIX, file_key, is_file_list, named, sidecar_paths
+from geosr.io.paths import (
+    PROVENANCE_SUFFIX,
+    REMOTE,
+    STAC_SUFFIX,
+    file_key,
+    is_file_list,
+    maybe_stac_api,
+    named,
+    sidecar_paths,
+)
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -793,6 +802,8 @@ def _scene(path: str) -> tuple[str, str, str]:
         name = plain
     low = name.lower()
     stem = name[:-9] if low.endswith(".safe.zip") else name[:-5] if low.endswith(".safe") else Path(name).stem
+    if "://" in path and maybe_stac_api(path):  # a STAC API item's ID, dots and all (HLS.S30.T33UUB....v2.0 was
+        stem = name  # cut to ...v2, two versions of an item one output; found in review)
     archive = re.match(r"^/vsi(?:zip|tar|gzip|7z|rar)/(.+?\.(?:zip|tar|tgz|gz|7z|rar))(?:/|$)", path, re.IGNORECASE)
     if archive:  # a member of an archive: the archive's folder, where an output can go
         head = os.path.dirname(archive.group(1))
