@@ -319,6 +319,38 @@ def test_resume_refuses_a_shapefile_aoi_whose_projection_file_changed(tmp_path):
         _upscale(lr, output=out, resume=True, **opts)
 
 
+def test_a_kill_while_a_finished_run_removes_its_work_folder_leaves_a_finished_output(tmp_path, monkeypatch):
+    """Killed while its work folder was removed (the output and its sidecars in place), a run left half a work
+    folder: a plain run said the run "did not finish" (use --resume), --resume that it replaces the output (give
+    --overwrite), both that a row was missing (run without --resume): a loop (found in review). The folder is set
+    aside first: the output is a finished one, and its next run removes what is left."""
+    import shutil
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=3) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=4, model="bicubic", tiling=TilingConfig(window=8, overlap=2))
+    removing = shutil.rmtree
+
+    def killed_half_way(path, ignore_errors=False):
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+        for p in files[: len(files) // 2]:
+            p.unlink()
+        raise _Stop()
+
+    monkeypatch.setattr(shutil, "rmtree", killed_half_way)
+    with pytest.raises(_Stop):
+        _upscale(lr, output=out, **opts)
+    monkeypatch.setattr(shutil, "rmtree", removing)
+    left = [p.name for p in tmp_path.glob(".out.tif.geosr-work.*.removing")]
+    assert out.is_file() and not (tmp_path / "out.tif.geosr-work").exists() and len(left) == 1, left
+    with pytest.raises(OutputExistsError, match=r"out\.tif: already exists \(use `overwrite`"):
+        _upscale(lr, output=out, **opts)
+    with pytest.raises(OutputExistsError, match="no unfinished run of it is left to resume"):
+        _upscale(lr, output=out, resume=True, **opts)
+    _upscale(lr, output=out, output_config=OutputConfig(overwrite=True), **opts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.tif", "out.stac.json", "out.tif"]
+
+
 # ---- 4. one writer per output ----------------------------------------------------------------------------------
 _HOLD = textwrap.dedent("""
     import sys, time
@@ -1353,6 +1385,28 @@ def test_outputs_sharing_their_sidecars_names_are_refused(scene):
     (tmp / "e.cog.geosr-work").mkdir()  # a run of e.cog under way
     r = _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", tmp / "e.tif")
     assert r.exit_code == 2 and "e.cog beside it has the same stem" in r.output, r.output
+
+
+def test_a_run_of_an_output_of_the_same_stem_started_meanwhile_is_seen_under_the_lock(scene, monkeypatch):
+    """`-o x.tif --overwrite` and `-o x.tiff --overwrite` started at once: each planned while the other's work folder
+    was absent, both exit 0, and x.tiff's STAC item was x.tif's (found in review). The check is made again under
+    the job's lock, once its own work folder is there."""
+    from geosr.errors import OutputLocationError
+    from geosr.pipeline import upscale as upscale_module
+
+    tmp, lr, _, _ = scene
+    planned = upscale_module.plan_upscale
+
+    def other_run_starts(*args, **kwargs):
+        job = planned(*args, **kwargs)
+        (tmp / "x.tiff.geosr-work").mkdir()  # x.tiff's run, begun after this one was planned
+        return job
+
+    monkeypatch.setattr(upscale_module, "plan_upscale", other_run_starts)
+    with pytest.raises(OutputLocationError, match="x.tiff beside it has the same stem"):
+        upscale(str(lr), output=str(tmp / "x.tif"), scale=2, model="bicubic",
+                output_config=OutputConfig(overwrite=True))
+    assert sorted(p.name for p in tmp.glob("x.*")) == ["x.tiff.geosr-work"]  # nothing of this run left
 
 
 def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch):

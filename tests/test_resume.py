@@ -363,6 +363,11 @@ def test_cd_auto_given_or_implied_is_one_job(tmp_path):
     (implied, inputs), (given, given_inputs) = planned(), planned(cd="auto")
     assert implied == given and inputs == given_inputs == {"lr": "lr.tif", "ref": "ref.tif"}
     assert planned(cd="none")[0] != implied  # the reference trusted everywhere: another job
+    # ... said as what changed: `cd` auto -> none (it said "the change mask was added", the other way "left out")
+    from geosr.pipeline.fingerprints import fingerprint_changes
+
+    assert fingerprint_changes(implied, planned(cd="none")[0]) == ["`cd` auto -> none"]
+    assert fingerprint_changes(planned(cd="none")[0], given) == ["`cd` none -> auto"]
 
 
 def test_an_undeclared_mask_value_found_mid_run_leaves_no_work_folder(tmp_path, monkeypatch):

@@ -350,7 +350,8 @@ def temp_path_beside(final: Path, suffix: str = ".tif", folder: Path | None = No
 
 def remove_partials(final: Path) -> list[Path]:
     """Remove what a killed writer of ``final`` left beside it: hidden ``.partial`` files and GDAL's
-    ``.ovr.tmp`` overview files. Call only while holding ``final``'s job lock."""
+    ``.ovr.tmp`` overview files, and a finished run's work folder set aside (:func:`remove_work_dir`). Call only
+    while holding ``final``'s job lock."""
     gone = []
     own = _partial_name(final)
     for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial*"):
@@ -359,7 +360,36 @@ def remove_partials(final: Path) -> list[Path]:
         with contextlib.suppress(OSError):
             p.unlink()
             gone.append(p)
+    aside = re.compile(re.escape(f".{final.name}{WORK_SUFFIX}.") + r"[0-9a-f]{8}\.removing")
+    for p in final.parent.glob(f".{glob_escape(final.name)}{WORK_SUFFIX}.*.removing"):
+        if aside.fullmatch(p.name):
+            _remove_tree(p)
+            gone.append(p)
     return gone
+
+
+def remove_work_dir(work: Path) -> None:
+    """Remove a finished job's work folder ``work``: renamed aside (a hidden name) first, then emptied. Removed in
+    place, a kill part way left a work folder of a finished output without its rows, which each of a plain run,
+    ``resume`` and ``resume`` with ``overwrite`` sent to another (found in review); set aside, it is no work folder
+    any more, and the output's next run removes it (:func:`remove_partials`)."""
+    aside = work.with_name(f".{work.name}.{uuid.uuid4().hex[:8]}.removing")
+    try:
+        os.rename(work, aside)
+    except FileNotFoundError:
+        return
+    except OSError:  # (a folder that cannot be renamed: removed where it is, as before)
+        aside = work
+    _remove_tree(aside)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the folder ``path``, or the link at it (never what the link points to)."""
+    if path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _partial_name(final: Path) -> re.Pattern[str]:

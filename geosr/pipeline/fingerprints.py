@@ -37,7 +37,11 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     a, b = old.get("inputs") or [], new.get("inputs") or []
     for i in range(max(len(a), len(b))):
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
-        if x != y:
+        keywords = (None, "auto", "none")
+        if x != y and i < len(FINGERPRINT_INPUTS) and FINGERPRINT_INPUTS[i][0] == "cd" and x in keywords and \
+                y in keywords:  # (auto, recorded as none given, -> none read "the change mask was added"; review)
+            said.append(f"`cd` {x or 'auto'} -> {y or 'auto'}")
+        elif x != y:
             role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
             if named is not None:  # a file's identity: [path, size, mtime, ...]

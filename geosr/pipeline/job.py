@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +10,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import psutil
@@ -106,9 +107,24 @@ class UpscaleJob:
     def work_dir(self) -> Path:
         return work_dir_for(self.out_path)
 
-    def lock(self, *, shared: bool = False) -> JobLock:
-        """The job's lock: exclusive for a whole run, shared by the row ranges of a split one."""
-        return JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared)
+    @contextlib.contextmanager
+    def lock(self, *, shared: bool = False) -> Iterator[JobLock]:
+        """The job's lock: exclusive for a whole run, shared by the row ranges of a split one. Held, the check of
+        another output of this stem is made again: two runs planned at once (``-o x.tif`` and ``-o x.tiff``,
+        ``overwrite``) each found the other's work folder absent, both wrote, one's STAC item lost (found in
+        review). Each run's folder is made before it looks: of two at once, the later always sees the other."""
+        made = not self.work_dir.exists()
+        with JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared) as held:
+            try:
+                refuse_shared_sidecars(self.out_path)
+            except OutputLocationError:
+                if made:  # refused, nothing written: the folder the lock made goes too (the lock's inode check
+                    held.release()  # keeps a run that opened it meanwhile from holding a removed file)
+                    with contextlib.suppress(OSError):
+                        (self.work_dir / LOCK_NAME).unlink()
+                        self.work_dir.rmdir()
+                raise
+            yield held
 
 
 def plan_upscale(
@@ -417,6 +433,16 @@ def options_from(options: UpscaleOptions | None, fields: dict[str, Any]) -> Upsc
     return options.updated(fields) if fields else options
 
 
+def refuse_shared_sidecars(out: Path) -> None:
+    """Refuse an output whose sidecars another output of its stem writes (:func:`~geosr.io.outputs.sidecars_shared`:
+    one being written, or the one whose STAC item is there)."""
+    other = sidecars_shared(out, sidecar_paths(out)["STAC item"])
+    if other is not None:
+        names = ", ".join(p.name for p in sidecar_paths(out).values())
+        raise OutputLocationError(f"{out}: {other.name} beside it has the same stem, so the two would write one "
+                                  f"set of sidecars ({names}); give the output another name")
+
+
 def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: UpscaleOptions, *,
                        make_folder: bool = False) -> Path:
     """Check the output path and the files a run writes beside it (:func:`~geosr.io.paths.sidecar_paths`) as
@@ -429,11 +455,7 @@ def check_output_files(lr: str, output: str | os.PathLike[str] | None, opts: Ups
     overwrite = opts.output_config.overwrite
     out = check_raster_output_path(output, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
     # before the sidecars' own checks: "x.stac.json exists (use overwrite)" led to this refusal (found in review)
-    other = sidecars_shared(out, sidecar_paths(out)["STAC item"])
-    if other is not None:
-        names = ", ".join(p.name for p in sidecar_paths(out).values())
-        raise OutputLocationError(f"{out}: {other.name} beside it has the same stem, so the two would write one "
-                                  f"set of sidecars ({names}); give the output another name")
+    refuse_shared_sidecars(out)
     for name, side in sidecar_paths(out).items():  # their names' lengths are within the output's margin
         check_output_path(side, overwrite=overwrite, inputs=inputs, make_folder=make_folder, name_margin=None,
                           written_as=f"where the output's {name} goes")

@@ -20,7 +20,7 @@ from geosr.conditioning.radiometry import to_raw
 from geosr.errors import ClassTableError, ResumeError, names_too_long_are_input_errors
 from geosr.io.journal import Journal, clear_work_dir, other_run, recorded_jobs, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, still_free, writing
+from geosr.io.outputs import WORK_SUFFIX, completing, remove_partials, remove_work_dir, still_free, writing
 from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.io.stac import write_stac_item
 from geosr.io.writer import OutputMeta, assemble, write_chunk
@@ -139,7 +139,7 @@ def finish(
         _write_stac(job)
         if before_cleanup is not None:
             before_cleanup()
-        shutil.rmtree(job.work_dir, ignore_errors=True)
+        remove_work_dir(job.work_dir)
 
 
 def remove_stale_provenance(output: Path) -> None:
@@ -233,6 +233,7 @@ def upscale(
                                  estimate_s=estimate)
         dropped = 0
         with job.lock(), writing(job.out_path):
+            remove_partials(job.out_path)  # a killed run's leftovers (a finished one's work folder set aside: GBs)
             if not resume:
                 dropped = _unfinished_rows(job)
                 clear_work_dir(job.work_dir, keep=(LOCK_NAME,), keep_prefixes=(DETECTION_PREFIX,))
