@@ -181,7 +181,11 @@ def test_upscale_moves_a_shifted_reference_back_and_reports_it(tmp_path):
             psnr[name] = _psnr(ds.read(), truth)
             tag = json.loads(ds.tags()["GEOSR_COREGISTRATION"])
         assert tag == reports[name]
-    assert reports["aligned"] is None and reports["moved"] is None  # --no-coregister: not measured, not moved
+    # --no-coregister: measured all the same and recorded, not moved (it was null: the output kept no word of an
+    # offset its run warned of; found in review)
+    for name in ("aligned", "moved"):
+        assert not reports[name]["applied"] and reports[name]["reason"] == "co-registration off", reports[name]
+    assert reports["moved"]["offset_lr_px"] == pytest.approx([2.5, -1.5], abs=0.3)
     # but a reference visibly off is said to be (measured all the same)
     assert warnings["aligned"] == [] and warnings["moved+coregistered"] == []
     assert len(warnings["moved"]) == 1 and "co-registration is off, yet the reference seems to lie +2.5" in \
@@ -641,3 +645,19 @@ def test_a_coarser_reference_in_place_is_not_moved(tmp_path):
     held.close()
     co = found.coregistration
     assert not co["applied"] and co["offset_lr_px"] == pytest.approx([0.0, 0.0], abs=0.1), co
+
+
+def test_a_poor_match_is_said_as_one_not_as_an_offset_beyond_reach():
+    """A match of reliability 0.10 whose peak lay 17 LR px away said "offset beyond 12 LR px: not trusted", telling
+    of a reference far off where clouds had hidden a small shift (found in review); a flat image compared no tie
+    point, yet said one."""
+    from geosr.conditioning.coregistration import POOR_MATCH, estimate_offset
+
+    valid = np.ones((32, 32), bool)
+    a, noise = np.random.default_rng(0).random((2, 1, 32, 32))
+    poor = estimate_offset(a, valid, 0.15 * np.roll(a, 12, axis=2) + noise, valid)  # 12 px off, hidden in noise
+    assert not poor.applied and poor.reliability < 0.3 and poor.reason == POOR_MATCH, poor
+    far = estimate_offset(a, valid, np.roll(a, 12, axis=2) + noise, valid)
+    assert far.reliability >= 0.3 and far.reason.startswith("offset beyond 8 LR px"), far  # a good match, too far
+    flat = estimate_offset(a, valid, np.ones((1, 32, 32)), valid)
+    assert flat.tie_points == 0 and flat.reason == "no texture to match (flat or empty)", flat

@@ -95,6 +95,7 @@ class Coregistration:
 
 
 TOO_SMALL = "too small an overlap to estimate a shift"
+POOR_MATCH = "the images do not match well enough to trust it"
 BEYOND = "offset beyond"
 NOT_ESTIMATED = Coregistration((0.0, 0.0), 0.0, 0, False, "not asked for")
 
@@ -110,19 +111,22 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     a, b = _detail(lr[(slice(None), *box)], both[box]), _detail(ref[(slice(None), *box)], both[box])
     if a.std() < 1e-9 or b.std() < 1e-9:
-        return Coregistration((0.0, 0.0), 0.0, 1, False, "no texture to match (flat or empty)")
+        return Coregistration((0.0, 0.0), 0.0, 0, False, "no texture to match (flat or empty)")  # (none compared)
     (dy, dx), _, _ = phase_cross_correlation(a, b, upsample_factor=UPSAMPLE, normalization="phase")
     offset = (-float(dx), -float(dy))  # the shift that registers the reference is minus its offset
     before, after = _ncc(a, b), _ncc(a, _shifted(b, dy, dx))
     limit = MAX_SHIFT_FRACTION * min(a.shape)
     if max(abs(offset[0]), abs(offset[1])) > limit:  # (its reliability: the match where the two still overlap)
-        return Coregistration(offset, max(_overlap_ncc(a, b, dy, dx), 0.0), 1, False,
-                              f"{BEYOND} {limit:.0f} LR px: not trusted")
+        overlap = max(_overlap_ncc(a, b, dy, dx), 0.0)
+        # a poor match first: "offset beyond 12 LR px" at reliability 0.10 told of a reference 17 px off, where
+        # clouds had hidden a 1.5 px shift (found in review)
+        why = f"{BEYOND} {limit:.0f} LR px: not trusted" if overlap >= MIN_RELIABILITY else POOR_MATCH
+        return Coregistration(offset, overlap, 1, False, why)
     if after <= before and before >= MIN_RELIABILITY:  # they match well, and best where they are
         return Coregistration(offset, before, 1, False, "the estimated shift does not improve the match: left where "
                                                         "it is")
     if after < MIN_RELIABILITY or after <= before:
-        return Coregistration(offset, max(after, 0.0), 1, False, "the images do not match well enough to trust it")
+        return Coregistration(offset, max(after, 0.0), 1, False, POOR_MATCH)
     if math.hypot(*offset) >= SIGNIFICANT_SHIFT and after - before < MATCH_GAIN / math.sqrt(both[box].sum()):
         return Coregistration(offset, after, 1, False, LITTLE_GAIN)
     return Coregistration(offset, after, 1, True)

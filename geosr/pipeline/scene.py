@@ -58,7 +58,7 @@ from geosr.io.rasters import (
     refuse_mixed_types,
     refuse_palette,
 )
-from geosr.io.sensor_masks import SensorMask, open_mask, read_flags
+from geosr.io.sensor_masks import COVER, SensorMask, open_mask, read_flags
 from geosr.io.sources import composite, is_composite
 from geosr.io.vrt import mask_vrt
 from geosr.tiling.grid import Grid
@@ -67,6 +67,7 @@ from geosr.tiling.windows import PlannedWindow
 COARSER = 1.5  # a reference whose pixels are this many times the LR's or more is "coarser" than it
 COREG_SIDE = 512  # the reference's shift is measured on at most COREG_SIDE^2 LR pixels at full resolution
 COREG_REFINE = 4  # and refined on the LR grid refined by this factor (see refine_offset)
+COREGISTRATION_OFF = "co-registration off"  # the reason a reference measured with `coregister` off was not moved
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
 
 
@@ -265,11 +266,13 @@ class Scene:
             if self.coregistration.applied:  # from where the reference meets the scene (across 180 degrees too)
                 placed = placed_transform(ds, self.lr_info.grid) or ds.transform
                 self.ref_transform = field_transform(ds.crs, placed, self.lr_info.grid, self.coregistration)
-        else:  # measured all the same: a reference visibly off is worth a word
+        else:  # measured all the same: a reference visibly off is worth a word, and its offset a record (the
+            # summary, --json and the output's tags said nothing of it; found in review)
             probe = self._coregister(ds, sel)
+            self.coregistration = replace(probe, applied=False, reason=COREGISTRATION_OFF)
             self.misregistration = _beyond(probe)
             if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
-                dx, dy = (round(v, 2) + 0.0 for v in probe.offset_lr_px)  # (no "-0.00")
+                dx, dy = (round(round(v, 3), 2) + 0.0 for v in probe.offset_lr_px)  # as recorded (3 places); no -0.00
                 self.misregistration = (
                     f"co-registration is off, yet the reference seems to lie {dx:+.2f}, {dy:+.2f} LR px off the LR "
                     f"(columns, rows; reliability {probe.reliability:.2f}): {MISPLACED}; leave `coregister` on to "
@@ -287,7 +290,10 @@ class Scene:
         w, h = int(crop.width), int(crop.height)
         lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
         grid = self.lr_info.grid.subgrid(crop)
-        clouds = self.untrusted(grid.crs, grid.transform, w, h)  # (the reference not moved yet: its mask neither)
+        # every pixel a flagged one covers any part of, not only those it covers most of: a cloud's bright rim in
+        # the reference, averaged onto the LR grid, outweighed the clear ground (a reference 20% cloud, flagged,
+        # 1.5 LR px off: reliability 0.21, not moved; found in review). The reference not moved yet: nor its mask.
+        clouds = self.untrusted(grid.crs, grid.transform, w, h, cover=0.0)
         if clouds is not None:  # (both images' flags out of both: the comparison is pixel by pixel)
             lr_valid = lr_valid & ~clouds
         reader = GridReader(ds, grid, bands, Resampling.average)
@@ -336,11 +342,11 @@ class Scene:
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
 
     def _reference_flags(self, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray | None:
-        """Where the reference product's own cloud mask flags the grid's pixels, the reference not moved (None
-        without a mask)."""
+        """Where the reference product's own cloud mask flags any part of the grid's pixels (as co-registration
+        leaves them out), the reference not moved (None without a mask)."""
         if self.ref_mask is None:
             return None
-        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height)
+        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, cover=0.0)
 
     def _coregistration_crop(self, ds: rasterio.DatasetReader) -> Window:
         """At most COREG_SIDE^2 LR pixels of the LR around the area (:attr:`coregistration_area`), centred where the
@@ -690,19 +696,22 @@ class Scene:
         return self.lr_mask is not None or self.ref_mask is not None
 
     def untrusted(self, crs: CRS, transform: Affine, width: int, height: int,
-                  nearest: bool = False) -> np.ndarray | None:
+                  nearest: bool = False, cover: float = COVER) -> np.ndarray | None:
         """(height, width) bool on the grid (``crs``, ``transform``): where the LR product's or the reference
         product's own cloud mask says a pixel does not show the ground (the reference's moved as co-registration
-        moved the reference; ``nearest``: :func:`~geosr.io.sensor_masks.read_flags`); None without such masks."""
+        moved the reference; ``nearest``, ``cover``: :func:`~geosr.io.sensor_masks.read_flags`); None without such
+        masks."""
         out = None
         if self.lr_mask is not None:
-            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest)
+            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest,
+                             cover=cover)
         if self.ref_mask is not None:
             moved = None  # (co-registration itself reads the reference's mask where the reference puts it)
             if self.ref_transform is not None:
                 assert self.ref_ds is not None
                 moved = self.ref_transform @ ~self.ref_ds.transform
-            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest)
+            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest,
+                             cover)
             out = ref if out is None else out | ref
         return out
 
