@@ -144,6 +144,10 @@ def test_a_landsat_mtl_value_that_is_no_number_is_one_sentence(tmp_path):
     res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and "_MTL.txt: its REFLECTANCE_MULT_BAND_" in _said(res), res.output
     assert "not a finite number" in _said(res) and not (tmp_path / "o.tif").exists()
+    _mtl(folder, L2SP, range(1, 8), mult="0")  # its fix is in the MTL (it advised gdal_edit.py on the folder)
+    res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "_MTL.txt: its REFLECTANCE_MULT_BAND_" in _said(res), res.output
+    assert "is '0', which would read every value of" in _said(res) and "gdal_edit" not in _said(res), _said(res)
 
 
 def test_landsat_mss_bands_are_not_written_as_true_colour(tmp_path):

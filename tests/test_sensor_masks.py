@@ -687,3 +687,33 @@ def test_co_registration_leaves_out_every_pixel_a_flagged_cloud_touches(tmp_path
     assert res.exit_code == 0, res.output
     found = json.loads(res.stdout)["coregistration"]
     assert found["applied"] and np.allclose(found["offset_lr_px"], [1.5, 0.0], atol=0.1), found
+
+
+def test_an_output_named_as_a_cloud_mask_in_a_band_folder_is_refused(tmp_path):
+    """`upscale FOLDER -o FOLDER/scene_x2_QA_PIXEL.tif` was written: from then on the folder held two cloud masks,
+    and none was used (found in review). Refused as an output named with a band is; an SCL in R20m beside the R10m
+    folder read too."""
+    from geosr.io.sources import joins_band_folder
+
+    qa = np.full((40, 48), 21824, np.uint16)
+    _landsat_folder(tmp_path / "l9", qa)
+    res = _run("upscale", tmp_path / "l9", "-x", "2", "-m", "bicubic", "-o", tmp_path / "l9" / "scene_x2_QA_PIXEL.tif")
+    assert res.exit_code == 2 and "would be read as a second cloud mask (QA_PIXEL)" in " ".join(res.output.split())
+    assert not (tmp_path / "l9" / "scene_x2_QA_PIXEL.tif").exists()
+    assert composite(str(tmp_path / "l9")).mask is not None
+    safe, _ = l2a_product(tmp_path / "s2", scl=np.full((20, 24), 4, np.uint8))
+    r10m = next(safe.glob("GRANULE/*/IMG_DATA/R10m"))
+    assert joins_band_folder(str(r10m), r10m.parent / "R20m" / "out_SCL_20m.tif")
+    assert not joins_band_folder(str(r10m), tmp_path / "out_SCL_20m.tif")
+
+
+def test_info_reads_a_product_s_cloud_mask_as_part_of_it(tmp_path):
+    """`geosr info -q --read-all` passed a product whose SCL file was broken, while an upscale with a reference then
+    failed on it (found in review): the mask is part of the input, read with its bands."""
+    safe, _ = l2a_product(tmp_path / "p", scl=np.full((20, 24), 4, np.uint8))
+    assert _run("info", "-q", "--read-all", safe).exit_code == 0
+    next(safe.rglob("*_SCL_20m.jp2")).write_text("junk")
+    for extra in ((), ("--read-all",)):
+        res = _run("info", "-q", *extra, safe)
+        assert res.exit_code == 2 and "its cloud mask" in res.output and "_SCL_20m.jp2 cannot be read" in \
+            " ".join(res.output.split()), res.output

@@ -117,16 +117,43 @@ def _read_blocks(path: str, read_all: bool = False) -> dict[str, str]:
     ``read_all`` every block; raises the InputError naming the file that upscale would. Returns the file's tags
     (read in the same opening: a URL's is a request)."""
     with open_raster(path) as ds, reading(path):
+        _read(ds, range(1, ds.count + 1) if read_all or is_composite(path) else (ds.count,), read_all)
+        tags = ds.tags()
+    _read_mask(path, read_all)
+    return tags
+
+
+def _read(ds: Any, bands: Any, read_all: bool) -> None:
+    """Read every block of ``bands`` of the open raster ``ds`` (``read_all``), else the last block of each."""
+    for band in bands:
         if read_all:
-            for band in range(1, ds.count + 1):
-                for _, block in ds.block_windows(band):
-                    ds.read(band, window=block)
-            return ds.tags()
-        for band in range(1, ds.count + 1) if is_composite(path) else (ds.count,):
-            bh, bw = ds.block_shapes[band - 1]
-            row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
-            ds.read(band, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
-        return ds.tags()
+            for _, block in ds.block_windows(band):
+                ds.read(band, window=block)
+            continue
+        bh, bw = ds.block_shapes[band - 1]
+        row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+        ds.read(band, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
+
+
+def _read_mask(path: str, read_all: bool) -> None:
+    """Open and read a multi-file input's cloud mask as its bands are read: part of the input, a broken one failed
+    the upscale with a reference that info had passed (found in review)."""
+    if not is_composite(path):
+        return
+    from geosr.io.sensor_masks import open_mask
+    from geosr.io.sources import composite
+
+    comp = composite(path)
+    if comp is None or comp.mask is None:
+        return
+    ds = open_mask(comp.mask, path)
+    if ds is None:  # (a mask that flags nothing)
+        return
+    try:
+        with reading(comp.mask.href):
+            _read(ds, range(1, ds.count + 1), read_all)
+    finally:
+        ds.close()
 
 
 def _lonlat_extent(grid: Grid) -> float:

@@ -90,6 +90,10 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
         values = groups.get(group, {})
         if mult in values and add in values:
             scales[f.name], offsets[f.name] = _number(mtl, mult, values[mult]), _number(mtl, add, values[add])
+            if scales[f.name] == 0:  # every value would read as the offset; the fix is in this file, not the band's
+                # (the band-scale check advised gdal_edit.py on the product's folder; found in review)
+                raise NotARasterError(f"{mtl}: its {mult} is {values[mult]!r}, which would read every value of "
+                                      f"{f.name} as its offset; correct it or select other bands")
     image = groups.get("IMAGE_ATTRIBUTES", {})
     date, time = image.get("DATE_ACQUIRED"), image.get("SCENE_CENTER_TIME")
     acquired = None

@@ -387,11 +387,16 @@ def band_folders(path: str) -> tuple[str, ...]:
 def joins_band_folder(path: str, written: str | os.PathLike[str]) -> bool:
     """Whether a file written at ``written`` would become a band of the input ``path``: a folder of band files
     takes every raster file in it named with a band (an output written there changes the input, a finer one even
-    which of its bands are stacked)."""
+    which of its bands are stacked), and its cloud mask by name (a second one turns the first off)."""
     w = Path(written)
+    parent = os.path.realpath(w.parent if str(w.parent) else ".")
+    if _QA_PIXEL.search(w.name) or _SCL.search(w.name):  # a second cloud mask: the folder's own went unused
+        folders = band_folders(path)  # (found in review; an SCL in R20m serves the R10m folder beside it)
+        return parent in folders or (Path(parent).name.upper() == "R20M"
+                                     and any(Path(f).parent == Path(parent).parent for f in folders))
     if w.suffix.lower() not in RASTER_SUFFIXES or _band_token(w.name) is None:
         return False
-    return os.path.realpath(w.parent if str(w.parent) else ".") in band_folders(path)
+    return parent in band_folders(path)
 
 
 def _band_folder(path: str) -> Composite:
