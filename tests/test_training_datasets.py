@@ -218,6 +218,15 @@ def test_geotiff_stack_windows(tmp_path):
                                          r"is 2: give an HR at x4"):
         geotiff_stack(hr=tmp_path / "hr3.tif", lr=tmp_path / "lr.tif", scale=4)
     assert geotiff_stack(hr=tmp_path / "hr.tif", lr=tmp_path / "lr.tif", scale=2).shape == (32, 48)
+    # a source without its scale is at the one its pixels tell, whatever the order of the scales trained (it took the
+    # first: -x 4 -x 8 trained, -x 8 -x 4 was refused; found in review)
+    from geosr.training.layouts import pair_scale
+
+    assert pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (8, 4)) == 4
+    assert pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (4, 8)) == 4
+    with pytest.raises(InputError, match=r"hr.tif: its pixels are 4 times finer than those of the LR .*lr.tif, which "
+                                         r"is none of the scales trained \(x8, x16\); give the data source its scale"):
+        pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (8, 16))
 
 
 def test_a_given_lr_is_read_in_the_physical_values_of_its_hr(tmp_path):

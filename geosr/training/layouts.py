@@ -185,22 +185,48 @@ def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> Non
         raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the HR's footprint at x{s}")
 
 
+def _pixel_ratio(hr_grid: Grid, lr_grid: Grid) -> float:
+    """How many times finer the HR's pixels are than the LR's (compared in the LR's CRS); 0 where that cannot be
+    told (no CRS, no geotransform, CRSs that do not meet)."""
+    from rasterio.warp import transform_bounds
+
+    if hr_grid.crs is None or lr_grid.crs is None or hr_grid.transform.is_identity:
+        return 0.0
+    try:
+        left, bottom, right, top = transform_bounds(hr_grid.crs, lr_grid.crs, *hr_grid.bounds)
+    except Exception:  # noqa: BLE001 - not comparable here; the warp names a real problem
+        return 0.0
+    hr_px = math.sqrt(abs((right - left) * (top - bottom)) / (hr_grid.width * hr_grid.height))
+    lr_px = math.sqrt(abs(lr_grid.res[0] * lr_grid.res[1]))
+    return lr_px / hr_px if hr_px > 0 else 0.0
+
+
+def pair_scale(hr: str | Path, lr: str | Path, scales: Sequence[int]) -> int:
+    """The scale of ``scales`` a geotiff source without its own ``scale`` is at: the one its HR's and LR's pixel
+    sizes tell (within 15%), the first where they cannot be told. It took the first always: the same source trained
+    with ``-x 4 -x 8`` and was refused with ``-x 8 -x 4`` (found in review)."""
+    from geosr.io.rasters import inspect_raster
+
+    for p in (hr, lr):
+        if not Path(p).exists():
+            raise InputNotFoundError(f"{p}: no such raster")
+    found = _pixel_ratio(inspect_raster(str(hr)).grid, inspect_raster(str(lr)).grid)
+    if found <= 0:
+        return int(scales[0])
+    fits = sorted((abs(math.log(s / found)), s) for s in scales if found / 1.15 <= s <= found * 1.15)
+    if not fits:
+        listed = ", ".join(f"x{s}" for s in scales)
+        raise InputError(f"{hr}: its pixels are {found:.3g} times finer than those of the LR {lr}, which is none of "
+                         f"the scales trained ({listed}); give the data source its scale, or train at x{found:.0f}")
+    return int(fits[0][1])
+
+
 def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale: int) -> None:
     """Refuse a geotiff source whose HR is coarser than the LR grid refined by ``scale``: it was warped onto it by
     cubic whatever its own resolution (a 30 m truth of a 240 m LR trained at x16 as its upsampling; found in
     review). 15% coarser is taken (pixel sizes compared in the LR's CRS); a finer HR is averaged onto it, as the
     docs say (a 1 m truth of a 10 m LR at x8)."""
-    from rasterio.warp import transform_bounds
-
-    if hr_grid.crs is None or lr_grid.crs is None or hr_grid.transform.is_identity:
-        return
-    try:
-        left, bottom, right, top = transform_bounds(hr_grid.crs, lr_grid.crs, *hr_grid.bounds)
-    except Exception:  # noqa: BLE001 - not comparable here; the warp names a real problem
-        return
-    hr_px = math.sqrt(abs((right - left) * (top - bottom)) / (hr_grid.width * hr_grid.height))
-    lr_px = math.sqrt(abs(lr_grid.res[0] * lr_grid.res[1]))
-    found = lr_px / hr_px if hr_px > 0 else 0.0
+    found = _pixel_ratio(hr_grid, lr_grid)
     if found > 0 and found < 1 / 1.15:  # (it advised "a scale of at most 0.125": hr and lr given swapped; review)
         raise InputError(f"{hr}: its pixels are coarser than those of the LR {lr} ({1 / found:.3g} times their "
                          f"size): were the source's hr and lr given the other way round? The HR is the finer image, at "

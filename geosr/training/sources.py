@@ -17,6 +17,7 @@ from geosr.training.layouts import (
     change_pair_folder,
     geotiff_stack,
     incomplete_pairs,
+    pair_scale,
     refdiff_folder,
     synthetic_pairs,
 )
@@ -117,9 +118,10 @@ def load_sources(
                     warnings.append(f"{len(left)} pair{'s' * (len(left) != 1)} of {src['path']} left out, "
                                     f"incomplete: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
         elif kind == "geotiff":
+            scale = src.get("scale") or (pair_scale(src["hr"], src["lr"], cfg.scales) if src.get("lr") else
+                                         cfg.scales[0])  # (an LR's pixels tell it; without one, the first trained)
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
-                                   map=src.get("map"), scale=int(src.get("scale", cfg.scales[0])), table=table,
-                                   bands=src.get("bands"))]
+                                   map=src.get("map"), scale=int(scale), table=table, bands=src.get("bands"))]
         elif kind == "synthetic":
             pairs = synthetic_pairs(src["paths"], grey_as_rgb=False)  # the user's own: a grey image is no RGB one
         else:  # shared: a collection's training split, plus synthetic change from its images
