@@ -488,6 +488,11 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     out = run_job_task(down.spec, "cpu", "run-down", down.replaces)
     assert not out["ok"] and out["error_type"] == "OutputExistsError", out
     assert (tmp_path / "z.tif").read_bytes() == theirs and read_record(tmp_path / "z.tif")["run_id"] == "run-up"
+    # the same job in two runs at once (planned twice while its output was absent): the same bytes, both ok
+    (tmp_path / "up2.yaml").write_text((tmp_path / "up.yaml").read_text().replace("z.tif", "w.tif"))
+    once, twice = (plan_batch(tmp_path / "up2.yaml").jobs[0] for _ in range(2))
+    assert run_job_task(once.spec, "cpu", "run-once", once.replaces)["ok"]
+    assert run_job_task(twice.spec, "cpu", "run-twice", twice.replaces)["ok"]
     record_path(tmp_path / "x.tif").unlink()
     # this job's own output, put in place by an attempt killed before its record: replaced by the next attempt
     assert run_job_task(second.spec, "cpu", "run-b2", second.replaces)["ok"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,18 @@ def test_ids_of_outputs_of_one_name_do_not_depend_on_the_working_folder(scenes, 
     (scenes / "o2").mkdir()
     (scenes / "ids.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/r.tif, x: 2}\n"
                                      "  - {lr: s1.tif, out: o2/r.tif, x: 2}\n")
+    (scenes.parent / "link").symlink_to(scenes)  # (through a link to its folder, the same)
+    for site in ("g1", "g2"):  # a glob from a folder given as `base`: paths from there
+        (scenes / site).mkdir()
+        shutil.copy(scenes / "s0.tif", scenes / site / "x.tif")
     seen = []
     for folder in (scenes, "/"):
         monkeypatch.chdir(folder)
         seen.append([j.id for j in read_manifest(scenes / "ids.yaml").jobs])
-    assert seen == [["out/r.tif", "o2/r.tif"]] * 2, seen
+        seen.append([j.id for j in read_manifest(scenes.parent / "link" / "ids.yaml").jobs])
+        seen.append([j.id for j in read_manifest("g*/x.tif", base=scenes, defaults={"out": "{dir}/r.tif",
+                                                                                     "x": 2}).jobs])
+    assert seen == [["out/r.tif", "o2/r.tif"], ["out/r.tif", "o2/r.tif"], ["g1/r.tif", "g2/r.tif"]] * 2, seen
 
 
 def test_a_result_of_a_manifest_s_glob_names_its_manifest():
@@ -87,6 +95,7 @@ def test_a_result_of_a_manifest_s_glob_names_its_manifest():
     assert _manifest_named("my jobs.yaml glob scenes/a b.tif") == "my jobs.yaml"
     assert _manifest_named("jobs.yaml job 3") == "jobs.yaml" and _manifest_named("jobs.csv line 2") == "jobs.csv"
     assert _manifest_named("the glob scenes/a.tif") is None and _manifest_named(None) is None
+    assert _manifest_named("my glob jobs.yaml job 1") == "my glob jobs.yaml"  # (read as "my": refused its own rerun)
 
 
 def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
@@ -149,6 +158,8 @@ def test_templates_name_the_scene_not_the_path_s_last_characters(scenes):
             "HLS.S30.T33UUB.2023163T101031.v2.0", "HLS.S30.T33UUB.2023163T101031.v2.0", "https://h.example/c/items"),
         "https://h.example/c/items/S2A.T51.v1.1?sig=x": ("S2A.T51.v1.1", "S2A.T51.v1.1", "https://h.example/c/items"),
         "https://h.example/c/items/B04.tif": ("B04", "B04.tif", "https://h.example/c/items"),
+        "https://h.example/c/items/S2A_MSIL2A_X.SAFE": ("S2A_MSIL2A_X", "S2A_MSIL2A_X.SAFE",
+                                                         "https://h.example/c/items"),  # (a catalogue's .SAFE item)
     }
     rows = [{"lr": lr, "out": f"out/{i}:{{stem}}|{{name}}|{{dir}}_x{{x}}.tif", "x": 4} for i, lr in enumerate(lrs)]
     (scenes / "jobs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -759,6 +770,9 @@ def test_python_run_settings_of_the_wrong_kind_are_option_errors(scenes, setting
     with pytest.raises(OptionError) as info:
         batch(scenes / "jobs.yaml", dry_run=True, **setting)
     assert info.value.param == next(iter(setting))
+    from geosr.pipeline.batch.run import RunSettings  # an address is taken as checked (" tcp://..." failed the run)
+
+    assert RunSettings(scheduler=" tcp://127.0.0.1:1 ").scheduler == "tcp://127.0.0.1:1"
 
 
 def test_a_batch_that_cannot_start_leaves_the_earlier_results_manifest_as_it_was(scenes, monkeypatch):

@@ -433,6 +433,7 @@ def test_in_memory_grid_api(scene_dir):
     (lambda grid, osm: workflow.rasterize_osm_grid(grid, osm_file=osm, foo=1), "foo"),
     (lambda grid, osm: workflow.rasterize_osm_grid("grid", osm_file=osm), "grid"),
     (lambda grid, osm: plan_grid(bbox=(9, 50, 9.01, 50.01), resolution=10, foo=1), "foo"),
+    (lambda grid, osm: workflow.rasterize_osm_grid(grid, osm_file=osm, classes=5), "classes"),
 ])
 def test_in_memory_grid_api_checks_its_options_as_rasterize_osm(scene_dir, call, param):
     """A `date` beside `osm_file` was dropped without a word (rasterize_osm refuses it); an unknown keyword or a
@@ -441,6 +442,8 @@ def test_in_memory_grid_api_checks_its_options_as_rasterize_osm(scene_dir, call,
     with pytest.raises(OptionError) as info:
         call(grid, scene_dir / "scene.osm")
     assert info.value.param == param
+    cls, _ = workflow.rasterize_osm_grid(grid, osm_file=scene_dir / "scene.osm", overhang=True)  # load_features'
+    assert cls.shape == (100, 100)
 
 
 # --- layering ------------------------------------------------------------------------------------------

@@ -368,6 +368,9 @@ def test_cd_auto_given_or_implied_is_one_job(tmp_path):
 
     assert fingerprint_changes(implied, planned(cd="none")[0]) == ["`cd` auto -> none"]
     assert fingerprint_changes(planned(cd="none")[0], given) == ["`cd` none -> auto"]
+    no_ref = {**implied, "inputs": [implied["inputs"][0], None, None, *implied["inputs"][3:]]}  # auto needs a ref
+    assert fingerprint_changes(no_ref, {**no_ref, "inputs": [*no_ref["inputs"][:2], "none", *no_ref["inputs"][3:]]}
+                               ) == ["`cd` not given -> none"]
 
 
 def test_an_undeclared_mask_value_found_mid_run_leaves_no_work_folder(tmp_path, monkeypatch):

@@ -224,8 +224,9 @@ def test_geotiff_stack_windows(tmp_path):
 
     assert pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (8, 4)) == 4
     assert pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (4, 8)) == 4
-    with pytest.raises(InputError, match=r"hr.tif: its pixels are 4 times finer than those of the LR .*lr.tif, which "
-                                         r"is none of the scales trained \(x8, x16\); give the data source its scale"):
+    assert pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (2,)) == 2  # a finer HR is averaged, as before
+    with pytest.raises(InputError, match=r"hr.tif: its pixels are only 4 times finer than those of the LR .*lr.tif, "
+                                         r"less than the smallest scale trained \(x8\) asks"):
         pair_scale(tmp_path / "hr.tif", tmp_path / "lr.tif", (8, 16))
 
 

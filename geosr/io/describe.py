@@ -140,20 +140,24 @@ def _read_mask(path: str, read_all: bool) -> None:
     the upscale with a reference that info had passed (found in review)."""
     if not is_composite(path):
         return
-    from geosr.io.sensor_masks import open_mask
+    from geosr.io.sensor_masks import WITHOUT, open_mask
     from geosr.io.sources import composite
 
     comp = composite(path)
     if comp is None or comp.mask is None:
         return
-    ds = open_mask(comp.mask, path)
-    if ds is None:  # (a mask that flags nothing)
-        return
     try:
-        with reading(comp.mask.href):
-            _read(ds, range(1, ds.count + 1), read_all)
-    finally:
-        ds.close()
+        ds = open_mask(comp.mask, path)
+        if ds is None:  # (a mask that flags nothing)
+            return
+        try:
+            with reading(comp.mask.href):
+                _read(ds, range(1, ds.count + 1), read_all)
+        finally:
+            ds.close()
+    except InputError as exc:  # (its advice, to turn the cloud masks off, is for the runs that read it: not info's)
+        exc.args = (str(exc.args[0]).removesuffix(f"; {WITHOUT}"),) + exc.args[1:]
+        raise
 
 
 def _lonlat_extent(grid: Grid) -> float:

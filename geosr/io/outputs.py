@@ -81,12 +81,13 @@ def check_output_path(
         if same_file(p, src):
             raise OutputLocationError(f"{named}: is the {role} of this run; write the output to another path")
         if not os.path.lexists(p) and joins_band_folder(os.fspath(src), p):  # (a band already: the input's file)
-            mask = re.search(r"_(QA_PIXEL|SCL_20m)\.", p.name, re.IGNORECASE)
-            what = f"a second cloud mask ({mask.group(1)}), which would turn its own off" if mask else \
-                "one of its bands"
+            if re.search(r"_(QA_PIXEL|SCL_20m)\.", p.name, re.IGNORECASE):  # (an R20m beside R10m too; review)
+                raise OutputLocationError(f"{named}: is named as a cloud mask where {src}, the folder of band files "
+                                          f"the {role} of this run is read from, finds its cloud mask (with two, "
+                                          "none is used); write the output to another path")
             raise OutputLocationError(f"{named}: lies in {src}, the folder of band files the {role} of this run is "
-                                      f"read from, where it would be read as {what}; write the output to another "
-                                      "path")
+                                      "read from, where it would be read as one of its bands; write the output to "
+                                      "another path")
         for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
             if same_file(p, behind):
                 raise OutputLocationError(f"{named}: is read by the {role} of this run ({src}); write the output to "

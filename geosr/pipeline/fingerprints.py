@@ -13,6 +13,7 @@ from geosr.io.paths import is_file_list
 # The fingerprint's inputs, in their order there, and how a message names each
 FINGERPRINT_INPUTS = (("lr", "the LR"), ("ref", "the reference"), ("cd", "the change mask"), ("map", "the map"),
                       ("style", "the style image"))
+REF = 1  # the reference's place among them
 
 
 def _option_names() -> dict[str, str]:
@@ -40,7 +41,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         keywords = (None, "auto", "none")
         if x != y and i < len(FINGERPRINT_INPUTS) and FINGERPRINT_INPUTS[i][0] == "cd" and x in keywords and \
                 y in keywords:  # (auto, recorded as none given, -> none read "the change mask was added"; review)
-            said.append(f"`cd` {x or 'auto'} -> {y or 'auto'}")
+            with_ref = [len(f) > REF and f[REF] is not None for f in (a, b)]  # none given is auto with a reference
+            said.append(f"`cd` {x or ('auto' if with_ref[0] else 'not given')} -> "
+                        f"{y or ('auto' if with_ref[1] else 'not given')}")
         elif x != y:
             role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)

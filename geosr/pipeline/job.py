@@ -118,8 +118,9 @@ class UpscaleJob:
             try:
                 refuse_shared_sidecars(self.out_path)
             except OutputLocationError:
-                if made:  # refused, nothing written: the folder the lock made goes too (the lock's inode check
-                    held.release()  # keeps a run that opened it meanwhile from holding a removed file)
+                if made and not shared:  # refused, nothing written: the folder the lock made goes too, while the
+                    # lock is held (a shared holder may have others beside it: theirs to leave; review). Unlinked
+                    # before it is released: a run that opened the file meanwhile fails the lock's inode check.
                     with contextlib.suppress(OSError):
                         (self.work_dir / LOCK_NAME).unlink()
                         self.work_dir.rmdir()

@@ -199,18 +199,21 @@ def rasterize_osm_grid(
     # keyword or a grid that is none were raw TypeErrors; found in review)
     if not isinstance(grid, Grid):
         raise OptionError(f"grid {grid!r}: give a Grid (from plan_grid)", param="grid")
+    overhang = coerce("overhang", source.pop("overhang", False), bool)  # load_features' own, passed on
     online = ("timeout", "overpass_url", "date", "cache_folder")
     unknown = sorted(set(source) - set(online))
     if unknown:
         raise OptionError(f"unknown rasterize_osm_grid option {unknown[0]!r} (the online source's options: "
-                          f"{', '.join(online)})", param=unknown[0])
-    opts = RasterizeOSMOptions.of(None, osm_file=osm_file, classes=classes, **source)
+                          f"{', '.join(online)}; and overhang)", param=unknown[0])
+    opts = RasterizeOSMOptions.of(None, osm_file=osm_file, **source)
+    if classes is not None and not isinstance(classes, (str, os.PathLike, MapClassTable)):
+        raise OptionError(f"classes {classes!r}: give a class table's file or a MapClassTable", param="classes")
     if opts.osm_file is not None:
         check_osm_file(opts.osm_file)
-    table = resolve_map_classes(opts.classes)
+    table = resolve_map_classes(classes)
     feats = load_features(grid, table, osm_file=opts.osm_file, timeout=opts.overpass_timeout,
                           overpass_url=opts.overpass_url, date=parse_snapshot_date(opts.date),
-                          cache_folder=opts.cache_folder)
+                          cache_folder=opts.cache_folder, overhang=overhang)
     return burn(prepare(feats.frame, table, grid), grid), feats
 
 

@@ -68,6 +68,7 @@ COARSER = 1.5  # a reference whose pixels are this many times the LR's or more i
 COREG_SIDE = 512  # the reference's shift is measured on at most COREG_SIDE^2 LR pixels at full resolution
 COREG_REFINE = 4  # and refined on the LR grid refined by this factor (see refine_offset)
 COREGISTRATION_OFF = "co-registration off"  # the reason a reference measured with `coregister` off was not moved
+STRICT_CLOUD_SHARE = 0.5  # co-registration leaves out every pixel a cloud touches while this share of the rest remains
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
 
 
@@ -269,7 +270,8 @@ class Scene:
         else:  # measured all the same: a reference visibly off is worth a word, and its offset a record (the
             # summary, --json and the output's tags said nothing of it; found in review)
             probe = self._coregister(ds, sel)
-            self.coregistration = replace(probe, applied=False, reason=COREGISTRATION_OFF)
+            said = f"{COREGISTRATION_OFF}; {probe.reason}" if probe.reason else COREGISTRATION_OFF  # (a poor match's
+            self.coregistration = replace(probe, applied=False, reason=said)  # offset told as one; review)
             self.misregistration = _beyond(probe)
             if probe.applied and self._largest_offset(probe) * self.scale >= least_shift:
                 dx, dy = (round(round(v, 3), 2) + 0.0 for v in probe.offset_lr_px)  # as recorded (3 places); no -0.00
@@ -290,20 +292,23 @@ class Scene:
         w, h = int(crop.width), int(crop.height)
         lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
         grid = self.lr_info.grid.subgrid(crop)
-        # every pixel a flagged one covers any part of, not only those it covers most of: a cloud's bright rim in
-        # the reference, averaged onto the LR grid, outweighed the clear ground (a reference 20% cloud, flagged,
-        # 1.5 LR px off: reliability 0.21, not moved; found in review). The reference not moved yet: nor its mask.
-        clouds = self.untrusted(grid.crs, grid.transform, w, h, cover=0.0)
-        if clouds is not None:  # (both images' flags out of both: the comparison is pixel by pixel)
-            lr_valid = lr_valid & ~clouds
         reader = GridReader(ds, grid, bands, Resampling.average)
         try:
             ref, ref_valid = reader.read(Window(0, 0, w, h))
         finally:
             reader.close()
-        # the reference's own flags are gaps of the reference too, which move with it: left out of the LR's pixels
-        # only, a flagged cloud moved onto the compared pixels with every trial shift (0.1-0.2 LR px of bias)
-        own = self._reference_flags(grid.crs, grid.transform, w, h)
+        # The flags out of both images (the comparison is pixel by pixel; the reference not moved yet: nor its mask),
+        # and the reference's own out of the reference too, which move with it (left out of the LR's pixels only, a
+        # flagged cloud moved onto the compared pixels with every trial shift: 0.1-0.2 LR px of bias). Every pixel a
+        # flagged one covers any part of, where that leaves half the pixels most of it does: a cloud's bright rim
+        # in the reference, averaged onto the LR grid, outweighed the clear ground (a reference 20% cloud, flagged,
+        # 1.5 LR px off: reliability 0.21, not moved; found in review); flags scattered over clear ground (8% of a
+        # 4x finer mask) touch nearly every pixel, which no estimate can then be made on.
+        cover = self._coregistration_cover(grid, w, h, lr_valid, ref_valid)
+        clouds = self.untrusted(grid.crs, grid.transform, w, h, cover=cover)
+        if clouds is not None:
+            lr_valid = lr_valid & ~clouds
+        own = self._reference_flags(grid.crs, grid.transform, w, h, cover)
         if own is not None:
             ref_valid = ref_valid & ~own
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
@@ -330,7 +335,7 @@ class Scene:
             ref, ref_valid = reader.read(Window(0, 0, *side))
         finally:
             reader.close()
-        own = self._reference_flags(fine.crs, fine.transform, *side)
+        own = self._reference_flags(fine.crs, fine.transform, *side, cover)
         if own is not None:
             ref_valid = ref_valid & ~own
         compared = int((lr_valid & coarse_valid).sum()) if doubted else 0
@@ -341,12 +346,29 @@ class Scene:
         # tie points over the compared area: an affine field replaces the shift where the offset varies
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
 
-    def _reference_flags(self, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray | None:
-        """Where the reference product's own cloud mask flags any part of the grid's pixels (as co-registration
-        leaves them out), the reference not moved (None without a mask)."""
+    def _reference_flags(self, crs: CRS, transform: Affine, width: int, height: int,
+                         cover: float = COVER) -> np.ndarray | None:
+        """Where the reference product's own cloud mask flags the grid's pixels (more than ``cover`` of each), the
+        reference not moved (None without a mask)."""
         if self.ref_mask is None:
             return None
-        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, cover=0.0)
+        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, cover=cover)
+
+    def _coregistration_cover(self, grid: Grid, w: int, h: int, lr_valid: np.ndarray, ref_valid: np.ndarray) -> float:
+        """The share of a pixel flagged clouds must cover for co-registration to leave it out: any (0), unless that
+        leaves fewer than half the pixels that more than :data:`COVER` leaves (scattered flags), then COVER."""
+        if self.lr_mask is None and self.ref_mask is None:
+            return COVER
+
+        def kept(cover: float) -> int:
+            out = lr_valid & ref_valid
+            for flags in (self.untrusted(grid.crs, grid.transform, w, h, cover=cover),
+                          self._reference_flags(grid.crs, grid.transform, w, h, cover)):
+                if flags is not None:
+                    out = out & ~flags
+            return int(out.sum())
+
+        return 0.0 if kept(0.0) >= STRICT_CLOUD_SHARE * kept(COVER) else COVER
 
     def _coregistration_crop(self, ds: rasterio.DatasetReader) -> Window:
         """At most COREG_SIDE^2 LR pixels of the LR around the area (:attr:`coregistration_area`), centred where the

@@ -202,8 +202,9 @@ def _pixel_ratio(hr_grid: Grid, lr_grid: Grid) -> float:
 
 
 def pair_scale(hr: str | Path, lr: str | Path, scales: Sequence[int]) -> int:
-    """The scale of ``scales`` a geotiff source without its own ``scale`` is at: the one its HR's and LR's pixel
-    sizes tell (within 15%), the first where they cannot be told. It took the first always: the same source trained
+    """The scale of ``scales`` a geotiff source without its own ``scale`` is at: the largest its HR is fine enough
+    for (its pixels at least that many times finer than the LR's, 15% coarser taken; a finer HR is averaged onto
+    the grid), the first where the pixel sizes cannot be told. It took the first always: the same source trained
     with ``-x 4 -x 8`` and was refused with ``-x 8 -x 4`` (found in review)."""
     from geosr.io.rasters import inspect_raster
 
@@ -213,12 +214,12 @@ def pair_scale(hr: str | Path, lr: str | Path, scales: Sequence[int]) -> int:
     found = _pixel_ratio(inspect_raster(str(hr)).grid, inspect_raster(str(lr)).grid)
     if found <= 0:
         return int(scales[0])
-    fits = sorted((abs(math.log(s / found)), s) for s in scales if found / 1.15 <= s <= found * 1.15)
+    fits = [s for s in scales if s <= found * 1.15]
     if not fits:
-        listed = ", ".join(f"x{s}" for s in scales)
-        raise InputError(f"{hr}: its pixels are {found:.3g} times finer than those of the LR {lr}, which is none of "
-                         f"the scales trained ({listed}); give the data source its scale, or train at x{found:.0f}")
-    return int(fits[0][1])
+        raise InputError(f"{hr}: its pixels are only {found:.3g} times finer than those of the LR {lr}, less than "
+                         f"the smallest scale trained (x{min(scales)}) asks: it would be upsampled into the truth; "
+                         "give an HR finer than that, or train at a smaller scale")
+    return int(max(fits))
 
 
 def _refuse_other_scale(hr: Path, hr_grid: Grid, lr: Path, lr_grid: Grid, scale: int) -> None:

@@ -118,8 +118,9 @@ def load_sources(
                     warnings.append(f"{len(left)} pair{'s' * (len(left) != 1)} of {src['path']} left out, "
                                     f"incomplete: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
         elif kind == "geotiff":
-            scale = src.get("scale") or (pair_scale(src["hr"], src["lr"], cfg.scales) if src.get("lr") else
-                                         cfg.scales[0])  # (an LR's pixels tell it; without one, the first trained)
+            scale = src.get("scale")  # else the one an LR's pixels tell; without an LR, the first trained
+            if scale is None:
+                scale = pair_scale(src["hr"], src["lr"], cfg.scales) if src.get("lr") else cfg.scales[0]
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
                                    map=src.get("map"), scale=int(scale), table=table, bands=src.get("bands"))]
         elif kind == "synthetic":

@@ -182,7 +182,9 @@ def check_scheduler(scheduler: object) -> None:
         if scheme != "inproc":  # (in-process addresses have no host and port)
             get_address_host_port(scheduler.strip())
     except ValueError as exc:
-        problem = f"Dask knows no {scheme}:// addresses" if "scheme" in str(exc) else "no port"
+        said = str(exc)
+        problem = f"Dask knows no {scheme}:// addresses" if "unknown address scheme" in said else "no port" if \
+            "missing port" in said else f"Dask cannot read it: {said}"
         raise OptionError(f"{shown}: not a Dask scheduler address ({problem}); give tcp://HOST:PORT",
                           param="scheduler") from None
 

@@ -197,7 +197,7 @@ def read_manifest(
         manifest = Manifest(source=text)
         if not _add_glob(manifest, text, "the glob", root, {}, caller):  # no manifest at all, not a bad row
             raise ManifestError(text, [Problem(text, _nothing_matched(text, root))])
-        return _finish(manifest)
+        return _finish(manifest, root)
     if path.is_dir():
         raise ManifestError(text, [Problem(text, "is a folder; give a manifest file or a glob of LR files (quote it)")])
     if not path.exists():
@@ -237,7 +237,7 @@ def read_manifest(
             _add_row(manifest, row, where, root, {}, caller)
     else:
         _add_csv(manifest, raw, name, root, caller)
-    return _finish(manifest)
+    return _finish(manifest, root)
 
 
 # ---- document forms --------------------------------------------------------------------------------------------
@@ -802,8 +802,8 @@ def _scene(path: str) -> tuple[str, str, str]:
         name = plain
     low = name.lower()
     stem = name[:-9] if low.endswith(".safe.zip") else name[:-5] if low.endswith(".safe") else Path(name).stem
-    if "://" in path and maybe_stac_api(path):  # a STAC API item's ID, dots and all (HLS.S30.T33UUB....v2.0 was
-        stem = name  # cut to ...v2, two versions of an item one output; found in review)
+    if "://" in path and maybe_stac_api(path) and not low.endswith((".safe", ".safe.zip")):  # a STAC API item's
+        stem = name  # ID, dots and all (HLS.S30.T33UUB....v2.0 was cut to ...v2; found in review); a .SAFE as above
     archive = re.match(r"^/vsi(?:zip|tar|gzip|7z|rar)/(.+?\.(?:zip|tar|tgz|gz|7z|rar))(?:/|$)", path, re.IGNORECASE)
     if archive:  # a member of an archive: the archive's folder, where an output can go
         head = os.path.dirname(archive.group(1))
@@ -864,8 +864,9 @@ def row_number(where: str | None) -> int | None:
 
 
 # ---- checks across rows ----------------------------------------------------------------------------------------
-def _finish(manifest: Manifest) -> Manifest:
-    """Give every job an id, then reject duplicate ids, duplicate outputs and outputs that are inputs."""
+def _finish(manifest: Manifest, root: Path) -> Manifest:
+    """Give every job an id (outputs of one file name: their paths from ``root``, where the rows' relative paths
+    start), then reject duplicate ids, duplicate outputs and outputs that are inputs."""
     jobs = manifest.jobs
     refused = [r for r in manifest.rows if isinstance(r, _Refused)]
     stems: dict[str, int] = {}
@@ -873,9 +874,8 @@ def _finish(manifest: Manifest) -> Manifest:
         stems[stem] = stems.get(stem, 0) + 1  # a refused row named after its output's stem keeps that name
     named = []
     source = Path(manifest.source).expanduser()
-    # outputs of one name: their paths from the manifest's folder, as its rows are read (from the working folder,
-    # one manifest's ids changed with where it was run; found in review); a glob's from the working folder
-    base = source.parent if source.is_file() else Path.cwd()
+    # (from the working folder, one manifest's ids changed with where it was run; found in review)
+    base = Path(root).resolve()
     for j in jobs:
         if not j.id:
             stem = Path(j.out).stem

@@ -67,7 +67,8 @@ class RunSettings:
                 raise OptionError(f"client {self.client!r}: give a dask.distributed Client (or a scheduler "
                                   "address as scheduler)", param="client")
         if self.scheduler is not None:
-            check_scheduler(self.scheduler)
+            check_scheduler(self.scheduler)  # and taken as checked (" tcp://..." passed, then failed the run; review)
+            object.__setattr__(self, "scheduler", self.scheduler.strip())
         if self.workers is not None:
             object.__setattr__(self, "workers", coerce("workers", self.workers, int))
             if self.workers < 1:
@@ -447,9 +448,11 @@ def check_results_path(path: Path, plan: BatchPlan, given: bool = False) -> None
     if not (isinstance(first, dict) and {"id", "status"} <= set(first)):
         raise OutputLocationError(f"{path}: exists and is not a geosr batch results manifest, which would replace "
                                   "it; give another path (`results`) or remove it")
-    other = _manifest_named(first.get("where"))
+    where = first.get("where")
+    other = _manifest_named(where)
     source = Path(plan.source)
-    if other is not None and source.is_file() and other != source.name:
+    ours = isinstance(where, str) and where.startswith(f"{source.name} ")  # (its own glob: "x glob.yaml glob a.tif")
+    if other is not None and source.is_file() and other != source.name and not ours:
         # jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: one replaced the other's records
         raise OutputLocationError(f"{path}: holds the results of another manifest ({other}), which this batch would "
                                   "replace; give its results another path (`results`)")
@@ -482,8 +485,11 @@ def _manifest_named(where: object) -> str | None:
     """The manifest file a result's ``where`` names ("jobs.yaml job 3", "jobs.csv line 2", "jobs.yaml glob a.tif");
     None for another (a glob given on the command line: "the glob a.tif"). (A manifest of globs alone went unnamed:
     jobs.csv beside it replaced its results; found in review.)"""
-    pattern = r"(?!the glob )(.+?) (?:(?:line|job) \d+|glob .+)"
-    m = re.fullmatch(pattern, where, re.DOTALL) if isinstance(where, str) else None
+    if not isinstance(where, str):
+        return None
+    # a row's number ends it (the last " job N": a manifest "my glob jobs.yaml" is no glob's); else a glob follows
+    m = re.fullmatch(r"(.+) (?:line|job) \d+", where, re.DOTALL) or re.fullmatch(r"(?!the glob )(.+?) glob .+",
+                                                                                  where, re.DOTALL)
     return m.group(1) if m else None
 
 

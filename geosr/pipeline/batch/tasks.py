@@ -20,7 +20,7 @@ from typing import Any, Callable
 from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, OutputExistsError, ResumeError, gpu_out_of_memory
 from geosr.io.lock import OutputBusyError
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import found_at, output_matches, read_record, write_record
+from geosr.pipeline.batch.records import comparable, found_at, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
 from geosr.pipeline.fingerprints import made_by
 
@@ -203,10 +203,10 @@ def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -
     if rec is not None:
         if rec.get("run_id") == run_id:
             return True
-        if output_matches(job.out_path, rec):  # another run's output, its record beside it: never this job's own
-            # (the tags alone took it: name the inputs by file name, and two scenes of one name and one histogram
-            # matched, both batches said "ok"; found in review)
-            return False
+        if output_matches(job.out_path, rec):  # another run's output, its record beside it: its fingerprint tells
+            # whether it is this very job's (the tags alone took two scenes of one name and one histogram for one
+            # job: both batches said "ok"; found in review; the same job in two runs at once makes the same bytes)
+            return rec.get("fingerprint") == comparable(job.fingerprint)
     return made_by(job.out_path, job.meta.tags)
 
 
