@@ -193,7 +193,7 @@ def test_bicubic_back_projection_matches_the_bicubic_degradation(tmp_path):
         off_sampler = SamplerConfig(lr_consistency="off")
         assert load_model(str(path), lr_consistency=True, sampler=off_sampler).operator == operator
     for model in (str(path), "bicubic"):
-        with pytest.raises(OptionError, match="one of off, box, bicubic, not 'on'"):
+        with pytest.raises(OptionError, match="lr_consistency 'on': choose one of off, box, bicubic"):
             load_model(model, lr_consistency="on")
 
 

@@ -184,6 +184,12 @@ def _metadata(path: str) -> Iterator[None]:
         raise NotARasterError(f"{named(path)}: cannot be read as a raster ({reason})") from exc
 
 
+def _refuse_container(shown: str, subdatasets: list[str]) -> None:
+    listed = ", ".join(subdatasets[:3]) + (f" and {len(subdatasets) - 3} more" if len(subdatasets) > 3 else "")
+    raise NotARasterError(f"{shown}: is a container of {len(subdatasets)} rasters ({listed}); give the one to read by "
+                          "its name as listed")
+
+
 def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, grid_only: bool = False) -> RasterInfo:
     """Read a raster's metadata (no pixels), checking that it is georeferenced. ``grid_only``: only its grid is
     wanted (``rasterize-osm --like``), so pixels of any type will do."""
@@ -195,17 +201,9 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         if require_crs and ds.crs is None and gcps:
             raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
                              f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
-        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing; a TIFF of several pages, whose first
-        # GDAL would read unsaid (its other pages are rasters of their own, not overviews or masks). Over a network
-        # too (a URL's was read as its first page, the local copy refused; found in review): listing them follows the
-        # chain of directories, which a TIFF of one page ends at once (no request beyond the header's, measured on a
-        # COG and a tiled GeoTIFF of 2048 x 2048)
-        pages = ds.driver == "GTiff" and require_crs and not grid_only
-        if (ds.count < 1 or pages) and ds.subdatasets:
-            listed = ", ".join(ds.subdatasets[:3]) + (f" and {len(ds.subdatasets) - 3} more"
-                                                      if len(ds.subdatasets) > 3 else "")
-            raise NotARasterError(f"{shown}: is a container of {len(ds.subdatasets)} rasters ({listed}); give the "
-                                  "one to read by its name as listed")
+        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
+        if ds.count < 1 and ds.subdatasets:
+            _refuse_container(shown, ds.subdatasets)
         if require_crs and ds.crs is None and ds.rpcs:  # a CRS assigned would not place it: it needs its terrain
             raise NoCRSError(f"{shown}: is georeferenced by rational polynomial coefficients (RPCs) only, not on a "
                              f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")
@@ -228,6 +226,15 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         m = rasterio.enums.MaskFlags
         has_mask = any(m.per_dataset in f or m.alpha in f or (m.all_valid not in f and m.nodata not in f)
                        or (m.nodata in f and ds.nodatavals[i] is None) for i, f in enumerate(ds.mask_flag_enums))
+        colours = tuple(ci.name for ci in ds.colorinterp)
+        # a TIFF of several pages, whose first GDAL would read unsaid (its other pages are rasters of their own, not
+        # overviews or masks). Over a network too (a URL's was read as its first page, the local copy refused; found
+        # in review): listing them follows the chain of directories, which a TIFF of one page ends at once (no
+        # request beyond the header's, measured on a COG and a tiled GeoTIFF of 2048 x 2048). Listed last: the reads
+        # above read the overviews' directories, whose failure over a network they tell as the server's (the listing
+        # swallows it, and the pixels then failed unexplained; found in review)
+        if ds.driver == "GTiff" and require_crs and not grid_only and ds.subdatasets:
+            _refuse_container(shown, ds.subdatasets)
         return RasterInfo(
             path=p,
             grid=Grid(ds.crs, ds.transform, ds.width, ds.height),
@@ -237,7 +244,7 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
             descriptions=tuple(ds.descriptions),
             scales=tuple(ds.scales),
             offsets=tuple(ds.offsets),
-            colorinterp=tuple(ci.name for ci in ds.colorinterp),
+            colorinterp=colours,
             has_mask=has_mask,
             driver=ds.driver,
             gcps=gcps,
