@@ -178,17 +178,16 @@ def _burnt(mask: SensorMask, owner: str) -> rasterio.DatasetReader | None:
 
 
 def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, transform: Affine, width: int,
-               height: int, moved: Affine | None = None, nearest: bool = False, cover: float = COVER) -> np.ndarray:
+               height: int, moved: Affine | None = None, nearest: bool = False) -> np.ndarray:
     """(height, width) bool on the grid (``crs``, ``transform``): a pixel is flagged where flagged pixels of the
-    mask raster (``ds``: :func:`open_mask`; None: it flags nothing) cover more than ``cover`` of it (:data:`COVER`;
-    0: any part; the mask is usually coarser: SCL 20 m against 10 m bands); with ``nearest``, where the mask pixel
-    under its centre is flagged (for a grid whose pixels stand for the points sampled at their centres, e.g. a
-    decimated read). Outside the mask
+    mask raster (``ds``: :func:`open_mask`; None: it flags nothing) cover more than :data:`COVER` of it (the mask is
+    usually coarser: SCL 20 m against 10 m bands); with ``nearest``, where the mask pixel under its centre is flagged
+    (for a grid whose pixels stand for the points sampled at their centres, e.g. a decimated read). Outside the mask
     raster: not flagged. ``moved``: where the mask's own coordinates are taken to lie instead (a co-registered
     reference's correction, in the mask's CRS)."""
     out = np.zeros((height, width), np.float32)
     if ds is None:  # a mask that flags nothing
-        return out > cover
+        return out > COVER
     from geosr.io.rasters import reading  # (rasters reads sources, which reads this module)
 
     placed = ds.transform if moved is None else moved @ ds.transform
@@ -204,7 +203,7 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, tr
     c1 = min(ds.width, int(np.ceil(win.col_off + win.width)) + 1)
     r1 = min(ds.height, int(np.ceil(win.row_off + win.height)) + 1)
     if c1 <= c0 or r1 <= r0:
-        return out > cover
+        return out > COVER
     part = Window(c0, r0, c1 - c0, r1 - r0)
     with reading(mask.href):  # a cut or corrupt mask file: one sentence naming it (was "internal error")
         raw = ds.read(list(mask.bands), window=part)
@@ -213,4 +212,4 @@ def read_flags(mask: SensorMask, ds: rasterio.DatasetReader | None, crs: CRS, tr
     # the share of each pixel the flagged ones cover
     reproject(flags, out, src_transform=src_transform, src_crs=ds.crs, dst_transform=transform, dst_crs=crs,
               resampling=Resampling.nearest if nearest else Resampling.average)
-    return out > (0.5 if nearest else cover)  # nearest: 0 or 1
+    return out > (0.5 if nearest else COVER)  # nearest: 0 or 1

@@ -58,7 +58,7 @@ from geosr.io.rasters import (
     refuse_mixed_types,
     refuse_palette,
 )
-from geosr.io.sensor_masks import COVER, SensorMask, open_mask, read_flags
+from geosr.io.sensor_masks import SensorMask, open_mask, read_flags
 from geosr.io.sources import composite, is_composite
 from geosr.io.vrt import mask_vrt
 from geosr.tiling.grid import Grid
@@ -68,7 +68,6 @@ COARSER = 1.5  # a reference whose pixels are this many times the LR's or more i
 COREG_SIDE = 512  # the reference's shift is measured on at most COREG_SIDE^2 LR pixels at full resolution
 COREG_REFINE = 4  # and refined on the LR grid refined by this factor (see refine_offset)
 COREGISTRATION_OFF = "co-registration off"  # the reason a reference measured with `coregister` off was not moved
-STRICT_CLOUD_SHARE = 0.5  # co-registration leaves out every pixel a cloud touches while this share of the rest remains
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
 
 
@@ -292,23 +291,17 @@ class Scene:
         w, h = int(crop.width), int(crop.height)
         lr, lr_valid = read_window(self.lr_ds, self.bands, crop)
         grid = self.lr_info.grid.subgrid(crop)
+        clouds = self.untrusted(grid.crs, grid.transform, w, h)  # (the reference not moved yet: its mask neither)
+        if clouds is not None:  # (both images' flags out of both: the comparison is pixel by pixel)
+            lr_valid = lr_valid & ~clouds
         reader = GridReader(ds, grid, bands, Resampling.average)
         try:
             ref, ref_valid = reader.read(Window(0, 0, w, h))
         finally:
             reader.close()
-        # The flags out of both images (the comparison is pixel by pixel; the reference not moved yet: nor its mask),
-        # and the reference's own out of the reference too, which move with it (left out of the LR's pixels only, a
-        # flagged cloud moved onto the compared pixels with every trial shift: 0.1-0.2 LR px of bias). Every pixel a
-        # flagged one covers any part of, where that leaves half the pixels most of it does: a cloud's bright rim
-        # in the reference, averaged onto the LR grid, outweighed the clear ground (a reference 20% cloud, flagged,
-        # 1.5 LR px off: reliability 0.21, not moved; found in review); flags scattered over clear ground (8% of a
-        # 4x finer mask) touch nearly every pixel, which no estimate can then be made on.
-        cover = self._coregistration_cover(grid, w, h, lr_valid, ref_valid)
-        clouds = self.untrusted(grid.crs, grid.transform, w, h, cover=cover)
-        if clouds is not None:
-            lr_valid = lr_valid & ~clouds
-        own = self._reference_flags(grid.crs, grid.transform, w, h, cover)
+        # the reference's own flags are gaps of the reference too, which move with it: left out of the LR's pixels
+        # only, a flagged cloud moved onto the compared pixels with every trial shift (0.1-0.2 LR px of bias)
+        own = self._reference_flags(grid.crs, grid.transform, w, h)
         if own is not None:
             ref_valid = ref_valid & ~own
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
@@ -335,7 +328,7 @@ class Scene:
             ref, ref_valid = reader.read(Window(0, 0, *side))
         finally:
             reader.close()
-        own = self._reference_flags(fine.crs, fine.transform, *side, cover)
+        own = self._reference_flags(fine.crs, fine.transform, *side)
         if own is not None:
             ref_valid = ref_valid & ~own
         compared = int((lr_valid & coarse_valid).sum()) if doubted else 0
@@ -346,29 +339,12 @@ class Scene:
         # tie points over the compared area: an affine field replaces the shift where the offset varies
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
 
-    def _reference_flags(self, crs: CRS, transform: Affine, width: int, height: int,
-                         cover: float = COVER) -> np.ndarray | None:
-        """Where the reference product's own cloud mask flags the grid's pixels (more than ``cover`` of each), the
-        reference not moved (None without a mask)."""
+    def _reference_flags(self, crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray | None:
+        """Where the reference product's own cloud mask flags the grid's pixels, the reference not moved (None
+        without a mask)."""
         if self.ref_mask is None:
             return None
-        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, cover=cover)
-
-    def _coregistration_cover(self, grid: Grid, w: int, h: int, lr_valid: np.ndarray, ref_valid: np.ndarray) -> float:
-        """The share of a pixel flagged clouds must cover for co-registration to leave it out: any (0), unless that
-        leaves fewer than half the pixels that more than :data:`COVER` leaves (scattered flags), then COVER."""
-        if self.lr_mask is None and self.ref_mask is None:
-            return COVER
-
-        def kept(cover: float) -> int:
-            out = lr_valid & ref_valid
-            for flags in (self.untrusted(grid.crs, grid.transform, w, h, cover=cover),
-                          self._reference_flags(grid.crs, grid.transform, w, h, cover)):
-                if flags is not None:
-                    out = out & ~flags
-            return int(out.sum())
-
-        return 0.0 if kept(0.0) >= STRICT_CLOUD_SHARE * kept(COVER) else COVER
+        return read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height)
 
     def _coregistration_crop(self, ds: rasterio.DatasetReader) -> Window:
         """At most COREG_SIDE^2 LR pixels of the LR around the area (:attr:`coregistration_area`), centred where the
@@ -718,22 +694,19 @@ class Scene:
         return self.lr_mask is not None or self.ref_mask is not None
 
     def untrusted(self, crs: CRS, transform: Affine, width: int, height: int,
-                  nearest: bool = False, cover: float = COVER) -> np.ndarray | None:
+                  nearest: bool = False) -> np.ndarray | None:
         """(height, width) bool on the grid (``crs``, ``transform``): where the LR product's or the reference
         product's own cloud mask says a pixel does not show the ground (the reference's moved as co-registration
-        moved the reference; ``nearest``, ``cover``: :func:`~geosr.io.sensor_masks.read_flags`); None without such
-        masks."""
+        moved the reference; ``nearest``: :func:`~geosr.io.sensor_masks.read_flags`); None without such masks."""
         out = None
         if self.lr_mask is not None:
-            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest,
-                             cover=cover)
+            out = read_flags(self.lr_mask, self._mask_ds("lr"), crs, transform, width, height, nearest=nearest)
         if self.ref_mask is not None:
             moved = None  # (co-registration itself reads the reference's mask where the reference puts it)
             if self.ref_transform is not None:
                 assert self.ref_ds is not None
                 moved = self.ref_transform @ ~self.ref_ds.transform
-            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest,
-                             cover)
+            ref = read_flags(self.ref_mask, self._mask_ds("ref"), crs, transform, width, height, moved, nearest)
             out = ref if out is None else out | ref
         return out
 

@@ -191,9 +191,10 @@ def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: flo
 def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -> bool:
     """Whether the files found at the output's and its sidecars' paths as the output goes into place may be
     replaced: those the plan found there (unchanged since), or this job's own output (its record says this run
-    wrote it; or, killed before its record, the output's tags are this job's). Not a file another run wrote
-    meanwhile (two batches writing one output both said "ok", the second's output silently in place of the
-    first's); with nothing found, a file that appears before the rename is refused there."""
+    wrote it, or another run of this very job: the same fingerprint, the same bytes; or, killed before its record,
+    the output's tags are this job's). Not a file another job wrote meanwhile (two batches writing one output both
+    said "ok", the second's output silently in place of the first's); with nothing found, a file that appears
+    before the rename is refused there."""
     found = found_at(job.out_path)
     if not found:
         return False
