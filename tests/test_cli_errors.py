@@ -864,6 +864,14 @@ def test_a_tiff_of_several_pages_is_refused_and_its_pages_are_read(tmp_path):
     assert f"is a container of 2 rasters (GTIFF_DIR:1:{pages}, GTIFF_DIR:2:{pages})" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pages.tif"]
     assert runner.invoke(app, ["info", str(pages)]).exit_code == 0
+    bare = tmp_path / "bare.tif"  # a first page without a CRS: the container is refused first (its fix, not the CRS)
+    with rasterio.open(bare, "w", **{**profile, "crs": None}) as ds:
+        ds.write(np.full((3, 16, 16), 50, np.uint8))
+    with rasterio.open(bare, "w", APPEND_SUBDATASET="YES", **profile) as ds:
+        ds.write(np.full((3, 16, 16), 150, np.uint8))
+    result = runner.invoke(app, ["upscale", str(bare), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 2 and "is a container of 2 rasters" in result.stderr, result.output
+    bare.unlink()
     result = runner.invoke(app, ["upscale", f"GTIFF_DIR:2:{pages}", "-x", "2", "-m", "bicubic", "-o",
                                  str(tmp_path / "o.tif")])
     assert result.exit_code == 0, result.output

@@ -1407,6 +1407,21 @@ def test_a_run_of_an_output_of_the_same_stem_started_meanwhile_is_seen_under_the
         upscale(str(lr), output=str(tmp / "x.tif"), scale=2, model="bicubic",
                 output_config=OutputConfig(overwrite=True))
     assert sorted(p.name for p in tmp.glob("x.*")) == ["x.tiff.geosr-work"]  # nothing of this run left
+    # a split job's part (a shared holder) alone in its folder leaves nothing either; beside another part, it does
+    monkeypatch.undo()
+    (tmp / "x.tiff.geosr-work").rmdir()
+    with planned(str(lr), output=str(tmp / "x.tif"), scale=2, model="bicubic") as job:
+        (tmp / "x.tiff.geosr-work").mkdir()  # x.tiff's run, begun after this one was planned
+        with pytest.raises(OutputLocationError, match="x.tiff beside it has the same stem"), job.lock(shared=True):
+            pass
+        assert not (tmp / "x.tif.geosr-work").exists()
+        other = JobLock(tmp / "x.tif.geosr-work" / "lock", output=tmp / "x.tif", shared=True).acquire()
+        try:
+            with pytest.raises(OutputLocationError), job.lock(shared=True):
+                pass
+            assert (tmp / "x.tif.geosr-work" / "lock").exists()  # the other part's
+        finally:
+            other.release()
 
 
 def test_a_work_folder_on_another_file_system_is_one_sentence(scene, monkeypatch):

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon
 
 from geosr.config import is_bool
-from geosr.errors import InputError, OptionError, names_too_long_are_input_errors
+from geosr.errors import InputError, NetworkError, OptionError, names_too_long_are_input_errors
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
 from geosr.io.sources import is_composite, source_note
 from geosr.tiling.grid import Grid, across_antimeridian, outline
@@ -155,7 +155,8 @@ def _read_mask(path: str, read_all: bool) -> None:
                 _read(ds, range(1, ds.count + 1), read_all)
         finally:
             ds.close()
-    except InputError as exc:  # (its advice, to turn the cloud masks off, is for the runs that read it: not info's)
+    except (InputError, NetworkError) as exc:  # (its advice, to turn the cloud masks off, is for the runs that read
+        # it: not info's)
         exc.args = (str(exc.args[0]).removesuffix(f"; {WITHOUT}"),) + exc.args[1:]
         raise
 

@@ -104,6 +104,18 @@ class JobLock:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
+    def sole(self) -> bool:
+        """Whether this holder is the lock's only one (a shared holder made exclusive when no other holds it)."""
+        if fcntl is None or self._fd is None:
+            return False
+        if not self.shared:
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     @property
     def held(self) -> bool:
         return self._fd is not None or fcntl is None

@@ -184,10 +184,10 @@ def _metadata(path: str) -> Iterator[None]:
         raise NotARasterError(f"{named(path)}: cannot be read as a raster ({reason})") from exc
 
 
-def _refuse_container(shown: str, subdatasets: list[str]) -> None:
+def _refuse_container(shown: str, subdatasets: list[str], cause: Exception | None = None) -> None:
     listed = ", ".join(subdatasets[:3]) + (f" and {len(subdatasets) - 3} more" if len(subdatasets) > 3 else "")
     raise NotARasterError(f"{shown}: is a container of {len(subdatasets)} rasters ({listed}); give the one to read by "
-                          "its name as listed")
+                          "its name as listed") from cause
 
 
 def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, grid_only: bool = False) -> RasterInfo:
@@ -197,64 +197,75 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
     _refuse_empty(p)
     shown = named(p)  # in messages
     with open_raster(p) as ds, _metadata(p):
-        gcps = len(ds.gcps[0])
-        if require_crs and ds.crs is None and gcps:
-            raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
-                             f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
-        # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
-        if ds.count < 1 and ds.subdatasets:
-            _refuse_container(shown, ds.subdatasets)
-        if require_crs and ds.crs is None and ds.rpcs:  # a CRS assigned would not place it: it needs its terrain
-            raise NoCRSError(f"{shown}: is georeferenced by rational polynomial coefficients (RPCs) only, not on a "
-                             f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")
-        if require_crs and ds.crs is None:
-            raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
-        complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
-        if require_crs and not grid_only and complex_ is not None:  # the pixels would be cast to their real part
-            raise NotARasterError(f"{shown}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
-                                  "super-resolves real-valued images: convert it to amplitude or intensity first")
-        if require_crs and ds.transform.is_identity:
-            raise NoCRSError(f"{shown}: has no geotransform (pixel positions are not georeferenced)")
-        if ds.count < 1 or ds.width < 1 or ds.height < 1:
-            raise NotARasterError(f"{shown}: holds no pixels")
-        if require_crs:
-            _refuse_impossible_grid(shown, ds)
-            _refuse_unplaceable_crs(shown, ds.crs)
-        # a mask that is no nodata value rasterio reads: a dataset's (or alpha), a band's own (an external .msk of
-        # per-band masks, a VRT's <MaskBand>), or a nodata GDAL reads and rasterio cannot (a 64-bit integer's
-        # UINT64_MAX): its pixels were written as data when only the first two counted (found in review)
-        m = rasterio.enums.MaskFlags
-        has_mask = any(m.per_dataset in f or m.alpha in f or (m.all_valid not in f and m.nodata not in f)
-                       or (m.nodata in f and ds.nodatavals[i] is None) for i, f in enumerate(ds.mask_flag_enums))
-        colours = tuple(ci.name for ci in ds.colorinterp)
         # a TIFF of several pages, whose first GDAL would read unsaid (its other pages are rasters of their own, not
-        # overviews or masks). Over a network too (a URL's was read as its first page, the local copy refused; found
+        # overviews or masks); over a network too (a URL's was read as its first page, the local copy refused; found
         # in review): listing them follows the chain of directories, which a TIFF of one page ends at once (no
-        # request beyond the header's, measured on a COG and a tiled GeoTIFF of 2048 x 2048). Listed last: the reads
-        # above read the overviews' directories, whose failure over a network they tell as the server's (the listing
-        # swallows it, and the pixels then failed unexplained; found in review)
-        if ds.driver == "GTiff" and require_crs and not grid_only and ds.subdatasets:
+        # request beyond the header's, measured on a COG and a tiled GeoTIFF of 2048 x 2048)
+        pages = ds.driver == "GTiff" and require_crs and not grid_only
+        try:
+            info = _checked_info(p, shown, ds, require_crs, grid_only)
+        except (NoCRSError, NotARasterError) as exc:  # its first page's fault: the container's first (assigning a CRS
+            if pages and ds.subdatasets:  # only led to its refusal; review)
+                _refuse_container(shown, ds.subdatasets, exc)
+            raise
+        # listed last: the reads above read the overviews' directories, whose failure over a network they tell as
+        # the server's (the listing swallows it, and the pixels then failed unexplained; found in review)
+        if pages and ds.subdatasets:
             _refuse_container(shown, ds.subdatasets)
-        return RasterInfo(
-            path=p,
-            grid=Grid(ds.crs, ds.transform, ds.width, ds.height),
-            count=ds.count,
-            dtypes=tuple(ds.dtypes),
-            nodata=ds.nodata,
-            descriptions=tuple(ds.descriptions),
-            scales=tuple(ds.scales),
-            offsets=tuple(ds.offsets),
-            colorinterp=colours,
-            has_mask=has_mask,
-            driver=ds.driver,
-            gcps=gcps,
-            units=tuple(u or "" for u in ds.units),
-            band_nodata=tuple(ds.nodatavals),
-            tags=dict(ds.tags()),
-            band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
-            imagery=imagery_tags(ds),
-            rpcs=bool(ds.rpcs),
-        )
+        return info
+
+
+def _checked_info(p: str, shown: str, ds: rasterio.DatasetReader, require_crs: bool, grid_only: bool) -> RasterInfo:
+    """:func:`inspect_raster`'s checks of the open raster ``ds`` and what it reads of it."""
+    gcps = len(ds.gcps[0])
+    if require_crs and ds.crs is None and gcps:
+        raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
+                         f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
+    # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
+    if ds.count < 1 and ds.subdatasets:
+        _refuse_container(shown, ds.subdatasets)
+    if require_crs and ds.crs is None and ds.rpcs:  # a CRS assigned would not place it: it needs its terrain
+        raise NoCRSError(f"{shown}: is georeferenced by rational polynomial coefficients (RPCs) only, not on a "
+                         f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")
+    if require_crs and ds.crs is None:
+        raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
+    complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
+    if require_crs and not grid_only and complex_ is not None:  # the pixels would be cast to their real part
+        raise NotARasterError(f"{shown}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
+                              "super-resolves real-valued images: convert it to amplitude or intensity first")
+    if require_crs and ds.transform.is_identity:
+        raise NoCRSError(f"{shown}: has no geotransform (pixel positions are not georeferenced)")
+    if ds.count < 1 or ds.width < 1 or ds.height < 1:
+        raise NotARasterError(f"{shown}: holds no pixels")
+    if require_crs:
+        _refuse_impossible_grid(shown, ds)
+        _refuse_unplaceable_crs(shown, ds.crs)
+    # a mask that is no nodata value rasterio reads: a dataset's (or alpha), a band's own (an external .msk of
+    # per-band masks, a VRT's <MaskBand>), or a nodata GDAL reads and rasterio cannot (a 64-bit integer's
+    # UINT64_MAX): its pixels were written as data when only the first two counted (found in review)
+    m = rasterio.enums.MaskFlags
+    has_mask = any(m.per_dataset in f or m.alpha in f or (m.all_valid not in f and m.nodata not in f)
+                   or (m.nodata in f and ds.nodatavals[i] is None) for i, f in enumerate(ds.mask_flag_enums))
+    return RasterInfo(
+        path=p,
+        grid=Grid(ds.crs, ds.transform, ds.width, ds.height),
+        count=ds.count,
+        dtypes=tuple(ds.dtypes),
+        nodata=ds.nodata,
+        descriptions=tuple(ds.descriptions),
+        scales=tuple(ds.scales),
+        offsets=tuple(ds.offsets),
+        colorinterp=tuple(ci.name for ci in ds.colorinterp),
+        has_mask=has_mask,
+        driver=ds.driver,
+        gcps=gcps,
+        units=tuple(u or "" for u in ds.units),
+        band_nodata=tuple(ds.nodatavals),
+        tags=dict(ds.tags()),
+        band_tags=tuple(dict(ds.tags(b)) for b in range(1, ds.count + 1)),
+        imagery=imagery_tags(ds),
+        rpcs=bool(ds.rpcs),
+    )
 
 
 def imagery_tags(ds: rasterio.DatasetReader) -> dict[str, str]:

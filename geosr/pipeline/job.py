@@ -118,9 +118,9 @@ class UpscaleJob:
             try:
                 refuse_shared_sidecars(self.out_path)
             except OutputLocationError:
-                if made and not shared:  # refused, nothing written: the folder the lock made goes too, while the
-                    # lock is held (a shared holder may have others beside it: theirs to leave; review). Unlinked
-                    # before it is released: a run that opened the file meanwhile fails the lock's inode check.
+                if made and held.sole():  # refused, nothing written: the folder the lock made goes too, while
+                    # the lock is held and no other holds it (a split job's other parts: theirs to leave; review).
+                    # Unlinked before it is released: a run that opened the file meanwhile fails its inode check.
                     with contextlib.suppress(OSError):
                         (self.work_dir / LOCK_NAME).unlink()
                         self.work_dir.rmdir()

@@ -875,7 +875,7 @@ def _finish(manifest: Manifest, root: Path) -> Manifest:
     named = []
     source = Path(manifest.source).expanduser()
     # (from the working folder, one manifest's ids changed with where it was run; found in review)
-    base = Path(root).resolve()
+    base = Path(root).absolute()  # (as the rows' paths are built on it: a link in it kept)
     for j in jobs:
         if not j.id:
             stem = Path(j.out).stem
