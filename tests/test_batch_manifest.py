@@ -98,6 +98,22 @@ def test_a_result_of_a_manifest_s_glob_names_its_manifest():
     assert _manifest_named("my glob jobs.yaml job 1") == "my glob jobs.yaml"  # (read as "my": refused its own rerun)
 
 
+def test_a_results_manifest_of_a_manifest_whose_name_begins_as_this_one_s_is_another_s(scenes):
+    """A results manifest whose rows came from "jobs.yaml 2.csv" was taken for jobs.yaml's own (its name begins so)
+    and would have been replaced; "my glob jobs.yaml" is its own."""
+    from geosr.errors import OutputLocationError
+    from geosr.pipeline.batch.run import check_results_path
+
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    plan = plan_batch(scenes / "jobs.yaml")
+    results = scenes / "r.jsonl"
+    results.write_text(json.dumps({"id": "b", "status": "ok", "where": "jobs.yaml 2.csv line 2"}) + "\n")
+    with pytest.raises(OutputLocationError, match=r"holds the results of another manifest \(jobs.yaml 2.csv\)"):
+        check_results_path(results, plan, given=False)
+    results.write_text(json.dumps({"id": "a", "status": "ok", "where": "jobs.yaml job 1"}) + "\n")
+    check_results_path(results, plan, given=False)  # its own
+
+
 def test_csv_jsonl_and_glob_give_the_same_jobs(scenes, monkeypatch):
     (scenes / "jobs.csv").write_text("lr,out,x,seed\ns0.tif,out/s0_x4.tif,4,\ns1.tif,out/s1_x4.tif,4,7\n\n")
     lines = [{"lr": "s0.tif", "out": "out/s0_x4.tif", "x": 4}, {"lr": "s1.tif", "out": "out/s1_x4.tif", "seed": 7}]
@@ -746,6 +762,7 @@ def test_a_dashboard_address_dask_cannot_serve_is_refused_before_the_checks(scen
 @pytest.mark.parametrize("address, said", [
     ("not an address", "not a Dask scheduler address (no port); give tcp://HOST:PORT"),
     ("http://127.0.0.1:8786", "not a Dask scheduler address (Dask knows no http:// addresses)"),
+    ("tcp://127.0.0.1:99999", "port 99999 is out of range (1 to 65535)"),
 ])
 def test_a_scheduler_address_dask_cannot_read_is_refused_before_the_checks(scenes, address, said):
     """`--scheduler 'not an address'` was an internal error (exit 1) once every job had been checked, and a dry run

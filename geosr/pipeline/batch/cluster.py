@@ -178,15 +178,18 @@ def check_scheduler(scheduler: object) -> None:
     if not isinstance(scheduler, str) or not scheduler.strip():
         raise OptionError(f"{shown}: give the address of a Dask scheduler, as tcp://HOST:PORT", param="scheduler")
     scheme = parse_address(scheduler.strip(), strict=False)[0]
+    port = None
     try:
         if scheme != "inproc":  # (in-process addresses have no host and port)
-            get_address_host_port(scheduler.strip())
+            port = get_address_host_port(scheduler.strip())[1]
     except ValueError as exc:
         said = str(exc)
         problem = f"Dask knows no {scheme}:// addresses" if "unknown address scheme" in said else "no port" if \
             "missing port" in said else f"Dask cannot read it: {said}"
         raise OptionError(f"{shown}: not a Dask scheduler address ({problem}); give tcp://HOST:PORT",
                           param="scheduler") from None
+    if port is not None and not 0 < int(port) <= 65535:  # (one beyond waited 30 s for an answer; found in review)
+        raise OptionError(f"{shown}: port {port} is out of range (1 to 65535)", param="scheduler")
 
 
 def check_dashboard(dashboard: str | None) -> None:
