@@ -376,7 +376,7 @@ def remove_work_dir(work: Path) -> None:
     """Remove a finished job's work folder ``work``: renamed aside (a hidden name) first, then emptied. Removed in
     place, a kill part way left a work folder of a finished output without its rows, which each of a plain run,
     ``resume`` and ``resume`` with ``overwrite`` sent to another (found in review); set aside, it is no work folder
-    any more, and the output's next run removes it (:func:`remove_partials`)."""
+    any more, and the next run that writes the output removes it (:func:`remove_partials`)."""
     aside = work.with_name(f".{work.name}.{uuid.uuid4().hex[:8]}.removing")
     try:
         os.rename(work, aside)

@@ -453,7 +453,7 @@ def check_results_path(path: Path, plan: BatchPlan, given: bool = False) -> None
     source = Path(plan.source)
     ours = isinstance(where, str) and re.fullmatch(rf"{re.escape(source.name)} (?:(?:line|job) \d+|glob .+)", where,
                                                    re.DOTALL) is not None  # (its own glob: "x glob.yaml glob a.tif")
-    if other is not None and source.is_file() and other != source.name and not ours:
+    if other is not None and source.is_file() and not ours:
         # jobs.yaml and jobs.csv beside it both default to jobs.results.jsonl: one replaced the other's records
         raise OutputLocationError(f"{path}: holds the results of another manifest ({other}), which this batch would "
                                   "replace; give its results another path (`results`)")
