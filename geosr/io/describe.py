@@ -16,7 +16,8 @@ from shapely.geometry import Polygon
 from geosr.config import is_bool
 from geosr.errors import InputError, NetworkError, OptionError, names_too_long_are_input_errors
 from geosr.io.rasters import default_bands, inspect_raster, open_raster, reading
-from geosr.io.sources import is_composite, source_note
+from geosr.io.sources import composite, is_composite
+from geosr.io.vrt import Composite
 from geosr.tiling.grid import Grid, across_antimeridian, outline
 
 
@@ -37,7 +38,9 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
         raise OptionError(f"read_all {read_all!r}: give True or False", param="read_all")
     read_all = bool(read_all)
     infos = [inspect_raster(os.fspath(p), require_crs=False) for p in given]
-    tags = {info.path: _read_blocks(info.path, read_all) for info in infos}
+    # each multi-file input built once here, for its cloud mask's read and its note (a URL item: one request)
+    comps = {info.path: composite(info.path) if is_composite(info.path) else None for info in infos}
+    tags = {info.path: _read_blocks(info.path, read_all, comps[info.path]) for info in infos}
     files = []
     for info in infos:
         g = info.grid
@@ -60,7 +63,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
                 "mask": info.has_mask,
                 "default_bands": list(default_bands(info)),
                 "geosr": geosr_record(info.path, tags[info.path]),
-                "source": source_note(info.path),
+                "source": _note(comps[info.path]),
                 "bands": [
                     {
                         "index": i + 1,
@@ -111,15 +114,21 @@ def _nodata(value: float | None) -> float | str | None:
     return value
 
 
-def _read_blocks(path: str, read_all: bool = False) -> dict[str, str]:
+def _note(comp: Composite | None) -> str | None:
+    """What a multi-file input stacks, in words (:func:`geosr.io.sources.source_note`); None for another."""
+    return comp.note if comp is not None else None
+
+
+def _read_blocks(path: str, read_all: bool = False, comp: Composite | None = None) -> dict[str, str]:
     """Read the last block of the last band, the end of the file in any layout (a truncated file's header reads
     whole, its pixels do not), of every band for a multi-file input (each may be another file's), or with
-    ``read_all`` every block; raises the InputError naming the file that upscale would. Returns the file's tags
-    (read in the same opening: a URL's is a request)."""
+    ``read_all`` every block, and the cloud mask of ``comp`` (the multi-file input ``path`` is); raises the
+    InputError naming the file that upscale would. Returns the file's tags (read in the same opening: a URL's is a
+    request)."""
     with open_raster(path) as ds, reading(path):
         _read(ds, range(1, ds.count + 1) if read_all or is_composite(path) else (ds.count,), read_all)
         tags = ds.tags()
-    _read_mask(path, read_all)
+    _read_mask(path, comp, read_all)
     return tags
 
 
@@ -135,17 +144,13 @@ def _read(ds: Any, bands: Any, read_all: bool) -> None:
         ds.read(band, window=Window(col, row, min(bw, ds.width - col), min(bh, ds.height - row)))
 
 
-def _read_mask(path: str, read_all: bool) -> None:
-    """Open and read a multi-file input's cloud mask as its bands are read: part of the input, a broken one failed
-    the upscale with a reference that info had passed (found in review)."""
-    if not is_composite(path):
-        return
-    from geosr.io.sensor_masks import WITHOUT, open_mask
-    from geosr.io.sources import composite
-
-    comp = composite(path)
+def _read_mask(path: str, comp: Composite | None, read_all: bool) -> None:
+    """Open and read the cloud mask of ``comp``, the multi-file input ``path``, as its bands are read: part of the
+    input, a broken one failed the upscale with a reference that info had passed (found in review)."""
     if comp is None or comp.mask is None:
         return
+    from geosr.io.sensor_masks import WITHOUT, open_mask
+
     try:
         ds = open_mask(comp.mask, path)
         if ds is None:  # (a mask that flags nothing)
