@@ -132,6 +132,7 @@ class DeviceConfig:
         # the name checked when built, as the other configs check theirs (`tpu` waited for the run; review)
         if not isinstance(self.device, str) or not re.fullmatch(DEVICE_NAME, self.device.strip().lower(), re.ASCII):
             raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
+        object.__setattr__(self, "device", self.device.strip().lower())  # as used and recorded (" cuda " was kept)
         _whole(self, "batch_size")
         _check_int("batch_size", self.batch_size, low=1)
 

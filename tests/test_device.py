@@ -34,7 +34,8 @@ def test_a_cuda_index_beyond_the_machine_s_devices_is_one_sentence(monkeypatch):
     for name in ("tpu", "cuda:01"):
         with pytest.raises(OptionError, match=f"^device '{name}': use auto, cpu, cuda or cuda:N"):
             DeviceConfig(device=name)
-    assert DeviceConfig(device="CUDA:1").device == "CUDA:1"
+    # stored as used and recorded (" cuda " was kept with its spaces)
+    assert DeviceConfig(device=" CUDA:1 ").device == "cuda:1" and RunSettings(device=" CPU").device == "cpu"
 
 
 def test_cuda_without_a_device_and_unknown_names_are_refused(monkeypatch):

@@ -89,6 +89,7 @@ class RunSettings:
         object.__setattr__(self, "device", device_name(self.device))
         if not isinstance(self.device, str) or not re.fullmatch(DEVICE_NAME, self.device.strip().lower(), re.ASCII):
             raise OptionError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N", param="device")
+        object.__setattr__(self, "device", self.device.strip().lower())  # as used and recorded (" cuda " was kept)
         object.__setattr__(self, "retries", coerce("retries", self.retries, int))
         if not 0 <= self.retries <= MAX_RETRIES:  # (2**64 and above: Dask could not send the task, and hung)
             raise OptionError(f"retries must be from 0 (no retry) to {MAX_RETRIES}, not {self.retries}",
