@@ -1337,3 +1337,10 @@ def test_an_architecture_the_loader_would_refuse_is_refused_before_the_run(tmp_p
     with pytest.raises(OptionError, match=r"^arch: '(head|noise)_channels' .* \(geosr's loader would refuse"):
         run_train(cfg)
     assert not (tmp_path / "run").exists()
+    # the same table in a config file is the config's, not a flag not given ("--arch: ..."; found in review)
+    (tmp_path / "c.json").write_text(json.dumps({"arch": arch, "scales": [4], "crop": 32, "threads": 1}))
+    res = CliRunner().invoke(_app(), ["train", str(tmp_path / "c.json"), "--data", str(images), "--train-steps", "1",
+                                      "--out-dir", str(tmp_path / "run")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "bad training config: arch in c.json: '" in said and "--arch" not in said, said
+    assert not (tmp_path / "run").exists()

@@ -650,6 +650,13 @@ def train(
             if not (resume or saved()):
                 exc.geosr_again = "; it had saved nothing yet, so run it again as it was"  # type: ignore[attr-defined]
             raise
+        except OptionError as exc:
+            # an `arch` table of the config file (none given as an option): named as the config's other settings
+            # are ("--arch: 'noise_channels' is odd" named a flag not given)
+            if exc.param == "arch" and isinstance(config, (str, os.PathLike)) and arch is None and \
+                    str(exc).startswith("arch: "):
+                raise OptionError(f"bad training config: arch in {Path(config).name}: {str(exc)[6:]}") from None
+            raise
         except GeoSRError:
             raise
         except Exception as exc:  # a full disk, a quota: in safetensors' words too ("internal error" before)
