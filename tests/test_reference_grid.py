@@ -40,3 +40,41 @@ def test_a_coarser_references_overshoot_is_no_gap(tmp_path, nodata, low, high):
     assert not valid[gap].any()
     assert valid[~gap].all()
     assert np.isfinite(values).all()
+
+
+def test_hidden_pixels_are_left_out_before_the_average(tmp_path, monkeypatch):
+    """:func:`read_average_without` averages onto a grid 4x coarser only the source's pixels neither hidden (a cloud
+    mask's flags, given on the source's own pixels) nor nodata, scaled to physical values, read in strips of rows as
+    in one read; a grid pixel without such a pixel under its centre is invalid. (Left out only on the grid, a pixel
+    partly under a small white cloud read brightened.)"""
+    import geosr.conditioning.reference as reference
+
+    rng = np.random.default_rng(4)
+    data = rng.integers(100, 200, (2, 64, 64)).astype(np.uint16)
+    data[:, 10:13, 40:47] = 60000  # a white cloud, flagged
+    data[0, 50, 5] = 0  # nodata in one band: the pixel is out
+    transform = Affine(10, 0, 500000, 0, -10, 5000000)
+    path = make_raster(tmp_path / "ref.tif", data, transform=transform, nodata=0)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = (0.5, 0.5), (10.0, 10.0)
+    flags = np.zeros((64, 64), bool)
+    flags[10:13, 40:47] = True
+    flags[20:24, 20:24] = True  # a whole grid pixel: invalid
+
+    def hidden(t, w, h):  # the source's own pixels (row, col) under the window the transform starts
+        c0, r0 = (round(v) for v in ~transform @ (t.c, t.f))
+        return flags[r0:r0 + h, c0:c0 + w]
+
+    grid = Grid(CRS.from_epsg(32633), Affine(40, 0, 500000, 0, -40, 5000000), 16, 16)
+    keep = ~flags & (data > 0).all(axis=0)
+    expected = np.where(keep, data * 0.5 + 10, 0).reshape(2, 16, 4, 16, 4).sum(axis=(2, 4)) / np.maximum(
+        keep.reshape(16, 4, 16, 4).sum(axis=(1, 3)), 1)
+    with rasterio.open(path) as ds:
+        whole = reference.read_average_without(ds, grid, (1, 2), hidden)
+        monkeypatch.setattr(reference, "MASKED_READ_PIXELS", 64 * 8)  # strips of a grid row or two
+        strips = reference.read_average_without(ds, grid, (1, 2), hidden)
+    for values, valid in (whole, strips):
+        # (valid where the source pixel under the grid pixel's centre is: GridReader's average)
+        assert not valid[5, 5] and (valid == keep[2::4, 2::4]).all() and valid[2:4, 10:12].sum() == 2
+        assert np.allclose(values[:, valid], expected[:, valid], atol=1e-3)
+        assert values[:, 2:4, 10:12].max() < 120  # the cloud's grid pixels: the clear pixels beside it alone

@@ -650,6 +650,66 @@ def test_the_reference_s_own_cloud_mask_does_not_pull_its_co_registration(tmp_pa
     assert found["applied"] and np.allclose(found["offset_lr_px"], [1.25, 0.5], atol=0.05), found
 
 
+@pytest.mark.parametrize("scale, shift, moved", [(4, (1.5, -0.75), True), (8, (1.5, -0.75), False),
+                                                 (4, (0.0, 0.0), False), (8, (0.0, 0.0), False)])
+def test_small_flagged_clouds_in_the_reference_neither_hide_nor_fake_its_offset(tmp_path, scale, shift, moved):
+    """Small white clouds over a sixth of the reference, flagged in its QA_PIXEL (at twice its pixel size, with a few
+    flags scattered beside them, and haze a little beyond them). An LR pixel partly under one read brightened (the
+    flags were left out only where they covered most of an LR pixel), and the flags' pattern, left out of both images,
+    matched best at no shift: a reference 1.5 LR px off read at reliability 0.0 and was not moved back. Moved back
+    now on 100 LR px; on 50 LR px the forward model has too few clear pixels to check the estimate (0.28 LR px off
+    there), which is not applied; an exactly placed reference is not moved."""
+    from scipy import ndimage
+
+    from geosr.sample_scene import sample_paths
+
+    rng = np.random.default_rng(11)
+    with rasterio.open(sample_paths()["truth"]) as ds:  # real imagery (Landsat 5 at 30 m), as if 2 m
+        hr = ds.read().astype(np.float64) * 40 + 2000
+    side = 400
+    n = side // scale
+    lr = hr.reshape(3, n, scale, n, scale).mean(axis=(2, 4))
+    yy, xx = np.mgrid[0:side // 2, 0:side // 2]
+    flags = np.zeros((side // 2, side // 2), bool)
+    while flags.mean() < 1 / 6:  # disks of 1-4 mask pixels' radius (2-8 reference pixels)
+        cy, cx, r = rng.uniform(0, side // 2), rng.uniform(0, side // 2), rng.uniform(1, 4)
+        flags |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+    cloud = np.kron(flags, np.ones((2, 2)))
+    haze = ndimage.gaussian_filter(cloud, 0.5)
+    ref = hr * (1 - haze) + 30000 * haze
+    flags |= rng.random(flags.shape) < 0.005
+    stem = "LC08_L2SP_016039_20200101_20200102_02_T1"
+
+    def folder(name, data, res, at, qa, qa_res):
+        path = tmp_path / name
+        path.mkdir()
+        h, w = data.shape[1:]
+        profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", crs="EPSG:32617",
+                       transform=from_origin(500000.0 + at[0], 3500000.0 + at[1], res, res))
+        for i, band in enumerate(("SR_B4", "SR_B3", "SR_B2")):
+            with rasterio.open(path / f"{stem}_{band}.TIF", "w", **profile) as ds:
+                ds.write(np.clip(data[i], 1, 65000).astype(np.uint16), 1)
+        profile.update(width=qa.shape[1], height=qa.shape[0],
+                       transform=from_origin(500000.0 + at[0], 3500000.0 + at[1], qa_res, qa_res))
+        with rasterio.open(path / f"{stem}_QA_PIXEL.TIF", "w", **profile) as ds:
+            ds.write(qa.astype(np.uint16), 1)
+        return path
+
+    lr_res = 2.0 * scale
+    lr_folder = folder("lr", lr, lr_res, (0, 0), np.full((n, n), 21824), lr_res)
+    ref_folder = folder("ref", ref, 2.0, (shift[0] * lr_res, -shift[1] * lr_res), np.where(flags, 22280, 21824), 4.0)
+    res = _run("upscale", lr_folder, "--ref", ref_folder, "-x", scale, "-m", "reference-paste", "--cd", "none", "-o",
+               tmp_path / "o.tif", "--json")
+    assert res.exit_code == 0, res.output
+    found = json.loads(res.stdout)["coregistration"]
+    if moved:
+        assert found["applied"] and np.allclose(found["offset_lr_px"], shift, atol=0.05), found
+    else:
+        assert not found["applied"] and found["reason"], found
+        if shift == (0.0, 0.0):
+            assert np.abs(found["offset_lr_px"]).max() < 0.1, found
+
+
 def test_an_output_named_as_a_cloud_mask_in_a_band_folder_is_refused(tmp_path):
     """`upscale FOLDER -o FOLDER/scene_x2_QA_PIXEL.tif` was written: from then on the folder held two cloud masks,
     and none was used (found in review). Refused as an output named with a band is; an SCL in R20m beside the R10m

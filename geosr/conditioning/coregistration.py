@@ -113,8 +113,26 @@ def estimate_offset(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_v
     if a.std() < 1e-9 or b.std() < 1e-9:
         return Coregistration((0.0, 0.0), 0.0, 0, False, "no texture to match (flat or empty)")  # (none compared)
     (dy, dx), _, _ = phase_cross_correlation(a, b, upsample_factor=UPSAMPLE, normalization="phase")
-    offset = (-float(dx), -float(dy))  # the shift that registers the reference is minus its offset
     before, after = _ncc(a, b), _ncc(a, _shifted(b, dy, dx))
+    if not (lr_valid[box] == both[box]).all() or not (ref_valid[box] == both[box]).all():
+        # with the gaps of both in both, their shared pattern matches best where it lies, at no shift: (a reference
+        # 1.5 LR px off, small flagged clouds over a fifth of it: 0.05 LR px, reliability 0.65, applied). The peak of
+        # each image's detail outside its own gaps, which move with it, is taken where it matches better so, and is
+        # judged so too, on the pixels valid in both (the match at no shift was raised by the shared pattern as well)
+        pa, pb = _own_detail(lr[(slice(None), *box)], lr_valid[box]), _own_detail(ref[(slice(None), *box)],
+                                                                                  ref_valid[box])
+        (oy, ox), _, _ = phase_cross_correlation(pa, pb, upsample_factor=UPSAMPLE, normalization="phase")
+        # all three compared on the same pixels, valid in both whichever way the reference is moved (a pixel set that
+        # changed with the move made the scores incomparable; see refine_offset)
+        moves = [(0.0, 0.0), (dy, dx), (oy, ox)]
+        same = lr_valid[box].copy()
+        for my, mx in moves:
+            same &= _shifted(ref_valid[box].astype(float), my, mx) > 0.99
+        if same.sum() >= MIN_SIDE * MIN_SIDE:
+            at_zero, at_first, at_own = (_ncc(pa[same], _shifted(pb, my, mx)[same]) for my, mx in moves)
+            if at_own > at_first:
+                (dy, dx), before, after = (oy, ox), at_zero, at_own
+    offset = (-float(dx), -float(dy))  # the shift that registers the reference is minus its offset
     limit = MAX_SHIFT_FRACTION * min(a.shape)
     if max(abs(offset[0]), abs(offset[1])) > limit:  # (its reliability: the match where the two still overlap)
         overlap = max(_overlap_ncc(a, b, dy, dx), 0.0)
@@ -369,6 +387,18 @@ def _detail(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     detail = np.where(valid, detail, 0.0)
     taper = np.outer(np.hanning(detail.shape[0]), np.hanning(detail.shape[1]))
     return (detail - detail[valid].mean()) * taper
+
+
+def _own_detail(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """:func:`_detail` of an image's own valid pixels: its local mean taken over them alone (normalized convolution),
+    where :func:`_detail` fills the gaps with the mean first, which bends the detail beside each gap: two images with
+    different gaps (each its own) then differed most where they should agree."""
+    band = np.where(valid, img.mean(axis=0), 0.0)
+    weight = _box_blur(valid.astype(float), 3)
+    local = _box_blur(band, 3) / np.maximum(weight, 1e-9)
+    detail = np.where(valid, band - local, 0.0)
+    taper = np.outer(np.hanning(detail.shape[0]), np.hanning(detail.shape[1]))
+    return np.where(valid, detail - detail[valid].mean(), 0.0) * taper
 
 
 ROBUST_AGREE = 0.06  # LR px: plain and clipped refinements closer than this agree (clean scenes: up to 0.035)

@@ -551,8 +551,9 @@ def _input_name(path: str) -> str:
 # out LR pixels of which any part changed; 15: a flat band beyond 2^53 keeps its values, 64-bit integers clip at
 # their maximum, a band's own mask is the output's; 16: the reference's shift refined robustly to a changed patch,
 # the sampler fingerprinted as the model runs it; 17: the reference's radiometric fit leaves out LR pixels whose
-# reference block holds a value clipped at its type's ends).
-PIPELINE_REVISION = 17
+# reference block holds a value clipped at its type's ends; 18: the reference's cloud flags left out at its own
+# resolution, its shift estimated through each image's own gaps, and one the forward model cannot check not applied).
+PIPELINE_REVISION = 18
 
 
 def _unless_file(value: Any) -> Any:
