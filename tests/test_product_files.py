@@ -150,6 +150,23 @@ def test_a_landsat_mtl_value_that_is_no_number_is_one_sentence(tmp_path):
     assert "is '0', which would read every value of" in _said(res) and "gdal_edit" not in _said(res), _said(res)
 
 
+def test_a_landsat_mtl_that_scales_some_bands_only_is_refused(tmp_path):
+    """An MTL cut off after band 2's keys scaled SR_B2 to reflectance and left SR_B3 and SR_B4 in raw DN, stacked as
+    one image (found in review): refused naming the file and the key it lacks; with no band's keys, the files' own
+    scale as before (with a note)."""
+    folder = _l2sp(tmp_path)
+    _mtl(folder, L2SP, range(1, 3))
+    res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    said = _said(res)
+    assert res.exit_code == 2 and "_MTL.txt: gives no REFLECTANCE_MULT_BAND_3 for" in said, res.output
+    assert "_SR_B3.TIF but scales the product's other bands" in said and not (tmp_path / "o.tif").exists()
+    _mtl(folder, L2SP, range(0), st_band=None)  # no band's keys: the files' own scale, as before
+    res = _run("upscale", folder, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.scales == (1.0,) * 3
+
+
 def test_landsat_mss_bands_are_not_written_as_true_colour(tmp_path):
     """An MSS folder (Landsat 4-5: B1 green, B2 red, B3 and B4 near infrared) was read in OLI's names: B4, B3, B2
     by default, written as red, green, blue: two near-infrared bands shown as true colour."""

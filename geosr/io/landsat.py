@@ -77,6 +77,7 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
     groups = _read_mtl(mtl)
     scales: dict[str, float] = {}
     offsets: dict[str, float] = {}
+    unscaled: list[tuple[Path, str]] = []
     for f in files:
         m = re.search(r"_(SR|ST)_B(\d+)\.", f.name, re.IGNORECASE)
         if m is None:
@@ -94,6 +95,12 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
                 # (the band-scale check advised gdal_edit.py on the product's folder; found in review)
                 raise NotARasterError(f"{mtl}: its {mult} is {values[mult]!r}, which would read every value of "
                                       f"{f.name} as its offset; correct it or select other bands")
+        else:
+            unscaled.append((f, mult if mult not in values else add))
+    if scales and unscaled:  # bands in reflectance beside bands in raw DN, stacked as one image (a cut-off file)
+        f, key = unscaled[0]
+        raise NotARasterError(f"{mtl}: gives no {key} for {f.name} but scales the product's other bands (is it "
+                              "complete?); restore the product's metadata file")
     image = groups.get("IMAGE_ATTRIBUTES", {})
     date, time = image.get("DATE_ACQUIRED"), image.get("SCENE_CENTER_TIME")
     acquired = None
