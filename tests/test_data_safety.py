@@ -295,6 +295,21 @@ def test_resume_takes_an_aoi_file_by_what_it_is_not_how_its_path_is_written(tmp_
     assert result.resumed_rows > 0 and out.exists()
 
 
+def test_a_copy_of_an_output_s_stac_item_as_the_aoi_does_not_block_that_output(tmp_path, monkeypatch):
+    """The area of interest is a vector file: GDAL's raster view of a STAC item (its assets) is not what the run
+    reads, and "out.tif: is read by the area of interest of this run (area.json)" refused replacing the output whose
+    item gave the area (found in review)."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=3) * 255).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)  # (the item's asset is named relative to it: "out.tif")
+    out = Path("out.tif")
+    assert _invoke("upscale", lr, "-x", "2", "-m", "bicubic", "-o", out).exit_code == 0
+    area = Path("area.json")
+    area.write_text((tmp_path / "out.stac.json").read_text())
+    before = out.read_bytes()
+    r = _invoke("upscale", lr, "-x", "2", "-m", "lanczos", "-o", out, "--aoi", area, "--overwrite")
+    assert r.exit_code == 0 and out.read_bytes() != before, r.output
+
+
 def test_resume_refuses_a_shapefile_aoi_whose_projection_file_changed(tmp_path):
     """Only the .shp of a shapefile AOI was in the job's fingerprint: given another .prj (the same numbers 100 m
     east), `resume` went on, and a batch said the old area's output was up to date (found in review)."""

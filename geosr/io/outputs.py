@@ -38,6 +38,9 @@ WORK_SUFFIX = ".geosr-work"  # an output's work folder: <output>.geosr-work (geo
 _URL_AS_PATH = re.compile(r"^(https?|s3|gs|az|ftp|file):/+(?=[^/])", re.IGNORECASE)
 
 
+VECTOR_ROLE = "area of interest"  # the inputs' role of a vector file (read by geosr.io.aoi, not GDAL's raster drivers)
+
+
 def check_output_path(
     path: str | os.PathLike[str],
     *,
@@ -88,11 +91,15 @@ def check_output_path(
             raise OutputLocationError(f"{named}: lies in {src}, the folder of band files the {role} of this run is "
                                       "read from, where it would be read as one of its bands; write the output to "
                                       "another path")
-        for behind in gdal_files(os.fspath(src)):  # a VRT's sources, the archive of a /vsizip/ path
-            if same_file(p, behind):
+        # a VRT's sources, the archive of a /vsizip/ path; none for a vector file (an area of interest), which GDAL
+        # does not read as a raster: a copy of an output's STAC item as the area refused writing that output, as if
+        # its asset were read
+        behind = [] if role == VECTOR_ROLE else gdal_files(os.fspath(src))
+        for f in behind:
+            if same_file(p, f):
                 raise OutputLocationError(f"{named}: is read by the {role} of this run ({src}); write the output to "
                                           "another path")
-        for read in (os.fspath(src), *gdal_files(os.fspath(src))):
+        for read in (os.fspath(src), *behind):
             if not is_remote(read) and not work.is_symlink() and _inside(read, work):  # (a link: refused below)
                 raise OutputLocationError(f"{read}: the {role} of this run lies in {work}, the output's work folder, "
                                           "which geosr clears; move it, or write the output to another path")

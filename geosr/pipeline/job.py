@@ -33,7 +33,13 @@ from geosr.errors import (
 from geosr.io.aoi import aoi_window
 from geosr.io.journal import finished_journal, journal_of, staged_mb, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_output_path, check_raster_name, check_raster_output_path, sidecars_shared
+from geosr.io.outputs import (
+    VECTOR_ROLE,
+    check_output_path,
+    check_raster_name,
+    check_raster_output_path,
+    sidecars_shared,
+)
 from geosr.io.paths import (
     curl_url,
     is_file_list,
@@ -472,7 +478,7 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
     inputs = [("LR", lr), ("reference", opts.ref), ("change mask", cd), ("map", opts.map),
               ("style image", opts.style if _is_style_image(opts.style) else None),
               ("change class table", classes),
-              ("area of interest", opts.aoi if opts.aoi and Path(opts.aoi).exists() else None)]
+              (VECTOR_ROLE, opts.aoi if opts.aoi and Path(opts.aoi).exists() else None)]
     # every file the model reads: a bundled one's too, both of a DIFFUSION+BACKBONE, the backbone its spec names
     files = model_files(model) if isinstance(model, str) else []
     parts = [(f"area of interest's file {Path(f).name}", f) for f in vector_parts(opts.aoi)] if opts.aoi else []

@@ -23,7 +23,14 @@ from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_e
 from geosr.io import outputs
 from geosr.io.journal import clear_work_dir, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
-from geosr.io.outputs import check_raster_output_path, earlier_sidecars, remove_partials, remove_sidecars, writing
+from geosr.io.outputs import (
+    VECTOR_ROLE,
+    check_raster_output_path,
+    earlier_sidecars,
+    remove_partials,
+    remove_sidecars,
+    writing,
+)
 from geosr.io.paths import recorded_options, vector_parts
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_cog, write_row_bands
@@ -222,7 +229,7 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
     """The files the job reads, which the output must not be (see :func:`check_output_path`)."""
     aoi_file = spec.aoi if spec.aoi and Path(spec.aoi).exists() else None
     table_file = classes if isinstance(classes, (str, os.PathLike)) and Path(classes).is_file() else None
-    inputs = [("raster `like`", spec.like), ("OSM file", osm_file), ("area of interest", aoi_file),
+    inputs = [("raster `like`", spec.like), ("OSM file", osm_file), (VECTOR_ROLE, aoi_file),
               ("class table", table_file)]
     parts = [(f"{role}'s file {Path(f).name}", f) for role, p in inputs[1:3] if isinstance(p, (str, os.PathLike))
              for f in vector_parts(p)]  # a shapefile's .shx, .dbf...
