@@ -299,10 +299,9 @@ class Scene:
                                                               grid.transform, w, h)
         if clouds is not None:
             lr_valid = lr_valid & ~clouds
-        ref, ref_valid = self._reference_on(ds, grid, bands)
+        ref, ref_valid, hidden = self._reference_on(ds, grid, bands)
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
-        flagged = bool(clouds is not None and clouds.any()) or self.ref_mask is not None and bool(read_flags(
-            self.ref_mask, self._mask_ds("ref"), grid.crs, grid.transform, w, h).any())
+        flagged = bool(clouds is not None and clouds.any()) or hidden  # (a cloud smaller than an LR pixel too)
         if first.reason == TOO_SMALL and flagged:
             first = replace(first, reason=f"{TOO_SMALL} once the pixels the cloud masks flag are left out")
         origin = (int(crop.col_off), int(crop.row_off))
@@ -321,7 +320,7 @@ class Scene:
         k, margin = COREG_REFINE, int(np.ceil(reach)) + 2
         side = (w + 2 * margin) * k, (h + 2 * margin) * k  # the LR crop and a margin around it, k times finer
         fine = Grid(grid.crs, grid.transform @ Affine.translation(-margin, -margin) @ Affine.scale(1 / k), *side)
-        ref, ref_valid = self._reference_on(ds, fine, bands)
+        ref, ref_valid, _ = self._reference_on(ds, fine, bands)
         compared = int((lr_valid & coarse_valid).sum()) if doubted else 0
         first = second_look(lr, lr_valid, ref, ref_valid, k, margin, first, compared)
         if not first.applied and (min(w, h) < 2 * TIE_SIDE or reach > TIE_SIDE / 8):
@@ -335,22 +334,30 @@ class Scene:
         # tie points over the compared area: an affine field replaces the shift where the offset varies
         return estimate_field(lr, lr_valid, coarse, coarse_valid, origin, refined, (ref, ref_valid, k, margin))
 
-    def _reference_on(self, ds: rasterio.DatasetReader, grid: Grid, bands: tuple[int, ...]) -> tuple[np.ndarray,
-                                                                                                        np.ndarray]:
-        """The reference averaged onto ``grid`` (not moved) and where it is valid. Its own cloud mask's flags are gaps
-        of the reference, which move with it: left out of the LR's pixels only, a flagged cloud moved onto the
-        compared pixels with every trial shift (0.1-0.2 LR px of bias). They are left out at the reference's own
-        resolution before the average (:func:`read_average_without`), and a grid pixel they cover most of is out."""
+    def _reference_on(self, ds: rasterio.DatasetReader, grid: Grid,
+                      bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The reference averaged onto ``grid`` (not moved), where it is valid, and whether its own cloud mask flags
+        any of its pixels there. Those flags are gaps of the reference, which move with it: left out of the LR's
+        pixels only, a flagged cloud moved onto the compared pixels with every trial shift (0.1-0.2 LR px of bias).
+        They are left out at the reference's own resolution before the average (:func:`read_average_without`), and
+        a grid pixel they cover most of is out."""
         if self.ref_mask is None:
             reader = GridReader(ds, grid, bands, Resampling.average)
             try:
-                return reader.read(Window(0, 0, grid.width, grid.height))
+                return (*reader.read(Window(0, 0, grid.width, grid.height)), False)
             finally:
                 reader.close()
         mask, mask_ds = self.ref_mask, self._mask_ds("ref")
-        ref, ref_valid = read_average_without(
-            ds, grid, bands, lambda transform, w, h: read_flags(mask, mask_ds, ds.crs, transform, w, h))
-        return ref, ref_valid & ~read_flags(mask, mask_ds, grid.crs, grid.transform, grid.width, grid.height)
+        seen = []
+
+        def hidden(transform: Affine, w: int, h: int) -> np.ndarray:
+            flags = read_flags(mask, mask_ds, ds.crs, transform, w, h)
+            seen.append(bool(flags.any()))
+            return flags
+
+        ref, ref_valid = read_average_without(ds, grid, bands, hidden)
+        own = read_flags(mask, mask_ds, grid.crs, grid.transform, grid.width, grid.height)
+        return ref, ref_valid & ~own, any(seen)
 
     def _coregistration_crop(self, ds: rasterio.DatasetReader) -> Window:
         """At most COREG_SIDE^2 LR pixels of the LR around the area (:attr:`coregistration_area`), centred where the
