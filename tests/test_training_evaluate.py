@@ -1196,3 +1196,26 @@ def test_a_manifest_s_synthetic_image_missing_from_its_folder_is_refused(tmp_pat
                 collection_synthetic_images(collection, pairs)
         else:
             assert len(collection_synthetic_images(collection, pairs)) == 2 * len(pairs) + 1
+
+
+def test_images_are_scored_in_physical_units(tmp_path):
+    """The same reflectance stored as DN/10000 and as (DN - 1000)/10000 (Sentinel-2 L2A before and from baseline
+    04.00, GDAL's band scale and offset): evaluate read the stored values, and scored bicubic ERGAS 2.48 on one and
+    1.49 on the other (found in review). Both now read the same physical values, each scaled alike."""
+    import rasterio
+    from affine import Affine
+
+    from geosr.training.pairs import _read_image
+
+    rng = np.random.default_rng(0)
+    refl = np.clip(0.15 + rng.normal(0, 0.05, (3, 32, 32)), 0.01, 0.4)
+    read = []
+    for name, add, offset in (("plain", 0, 0.0), ("offset", 1000, -0.1)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=32, height=32, count=3,
+                           dtype="uint16", crs="EPSG:32650", transform=Affine(30, 0, 500000, 0, -30, 3500000)) as ds:
+            ds.write((np.round(refl * 10000) + add).astype(np.uint16))
+            ds.scales, ds.offsets = [1e-4] * 3, [offset] * 3
+        read.append(_read_image(tmp_path / f"{name}.tif", None))
+    (a, div_a, _), (b, div_b, _) = read
+    assert div_a == pytest.approx(div_b) and torch.allclose(a, b, atol=1e-5)
+    assert div_a == pytest.approx(float(np.percentile(np.round(refl * 10000) * 1e-4, 99.9)), rel=1e-4)

@@ -51,8 +51,10 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # half an LR pixel found by a second look (session 54); 14: a panchromatic reference compared with the LR's fitted
 # intensity, not with each band; the reference's own cloud flags gaps of the co-registration's reference, which
 # needs 32 x 32 compared pixels (session 56); 15: the shift measured around an area on the LR beyond it, as the
-# upscale measures it; a reference coarser than the LR keeps phase correlation's shift (session 59)
-DETECTOR_VERSION = 15
+# upscale measures it; a reference coarser than the LR keeps phase correlation's shift (session 59); 16: the
+# reference's cloud flags left out at its own resolution, its shift found through each image's own gaps, and one the
+# forward model cannot check through them not applied (session 69)
+DETECTOR_VERSION = 16
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).

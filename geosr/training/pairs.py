@@ -198,12 +198,18 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
                 check_bands(path, sel, ds.count)
                 masked = ds.read(sel, masked=True)  # nodata (NaN too) counts as 0, as lite's reader has it
                 dtype = ds.dtypes[sel[0] - 1]
+                scales = np.array([ds.scales[b - 1] for b in sel])[:, None, None]
+                offsets = np.array([ds.offsets[b - 1] for b in sel])[:, None, None]
         raw = np.ma.getdata(masked)
         finite = np.isfinite(raw)
         pixel = (~np.ma.getmaskarray(masked) & finite).any(axis=0)
         # a pixel with data in some band keeps every band's stored value (NaN: 0): an 8-bit image declaring nodata
         # 0 holds dark pixels with one band at 0, which were scored as holes (each clearing a margin: 5% scored)
         valid = pixel[None] & finite
+        # in physical units, as upscale reads them (the data contract): the same reflectance stored with an offset
+        # (Sentinel-2 from baseline 04.00) scored ERGAS 1.49 against 2.48 without one; a scaled 8-bit image is deep
+        if (scales != 1).any() or (offsets != 0).any():
+            raw, dtype = raw * scales + offsets, "float32"
         arr = np.where(valid, raw, 0).astype(np.float32)
     else:
         from PIL import Image
