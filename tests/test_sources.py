@@ -70,6 +70,17 @@ def test_a_product_before_baseline_4_has_no_offset_and_bands_select_by_common_na
         assert abs(dn[5:, 5:] / 10000 - refl["B04"][5:, 5:]).max() < 1e-4
 
 
+def test_a_product_from_baseline_4_without_its_offsets_is_refused(tmp_path):
+    """A metadata file of processing baseline 04.00 or later without the BOA_ADD_OFFSET list (cut short, or made by
+    hand) read the DN as reflectance * 10000, every value 0.1 too bright, without a word: refused naming it."""
+    from geosr.errors import NotARasterError
+
+    safe, _ = l2a_product(tmp_path, baseline="05.09", offset=None)
+    with pytest.raises(NotARasterError, match=r"\.SAFE: its metadata, of processing baseline 05.09, gives no "
+                                              r"BOA_ADD_OFFSET for B01 \(is it complete\?\)"):
+        inspect_raster(str(safe))
+
+
 def test_a_zipped_product_and_its_metadata_file_open_the_same(tmp_path):
     safe, _ = l2a_product(tmp_path)
     archive = tmp_path / (safe.name.removesuffix(".SAFE") + ".zip")

@@ -121,7 +121,16 @@ def _radiometry(path: str, root: ET.Element) -> tuple[str, dict[str, str], float
         raise NotARasterError(f"{path}: its {q_tag} is not a number") from exc
     if not math.isfinite(quant) or quant <= 0:  # (0 divided by zero; nan made every pixel nodata, exit 0)
         raise NotARasterError(f"{path}: its {q_tag} is {info.get(q_tag)}, not a positive number")
-    return level, info, quant, _offsets(path, root, "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET")
+    tag = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
+    offsets = _offsets(path, root, tag)
+    baseline = info.get("PROCESSING_BASELINE", "")
+    if re.fullmatch(r"\d+(\.\d+)?", baseline) and float(baseline) >= 4 and set(offsets) != set(S2_BAND_IDS):
+        # from baseline 04.00 the DN hold the reflectance plus the offset (1000): read without it, every value was
+        # 0.1 too bright without a word (a cut-off or hand-made metadata file)
+        lacking = next(b for b in S2_BAND_IDS if b not in offsets)
+        raise NotARasterError(f"{path}: its metadata, of processing baseline {baseline}, gives no {tag} for {lacking} "
+                              "(is it complete?); restore the product's metadata file")
+    return level, info, quant, offsets
 
 
 def granule_radiometry(files: list[tuple[Path, str]]) -> Radiometry | None:
