@@ -44,7 +44,7 @@ def test_a_coarser_references_overshoot_is_no_gap(tmp_path, nodata, low, high):
 
 def test_hidden_pixels_are_left_out_before_the_average(tmp_path, monkeypatch):
     """:func:`read_average_without` averages onto a grid 4x coarser only the source's pixels neither hidden (a cloud
-    mask's flags, given on the source's own pixels) nor nodata, scaled to physical values, read in strips of rows as
+    mask's flags, given on the source's own pixels) nor nodata, scaled to physical values, read in blocks as
     in one read; a grid pixel without such a pixel under its centre is invalid. (Left out only on the grid, a pixel
     partly under a small white cloud read brightened.)"""
     import geosr.conditioning.reference as reference
@@ -71,7 +71,7 @@ def test_hidden_pixels_are_left_out_before_the_average(tmp_path, monkeypatch):
         keep.reshape(16, 4, 16, 4).sum(axis=(1, 3)), 1)
     with rasterio.open(path) as ds:
         whole = reference.read_average_without(ds, grid, (1, 2), hidden)
-        monkeypatch.setattr(reference, "MASKED_READ_PIXELS", 64 * 8)  # strips of a grid row or two
+        monkeypatch.setattr(reference, "MASKED_READ_PIXELS", 64 * 8)  # blocks of 5 x 5 grid pixels
         strips = reference.read_average_without(ds, grid, (1, 2), hidden)
     for values, valid in (whole, strips):
         # (valid where the source pixel under the grid pixel's centre is: GridReader's average)

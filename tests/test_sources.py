@@ -79,6 +79,9 @@ def test_a_product_from_baseline_4_without_its_offsets_is_refused(tmp_path):
     with pytest.raises(NotARasterError, match=r"\.SAFE: its metadata, of processing baseline 05.09, gives no "
                                               r"BOA_ADD_OFFSET for B01 \(is it complete\?\)"):
         inspect_raster(str(safe))
+    # a product its user made with Sen2Cor (baseline 99.xx; before version 2.10 without offsets) opens as before
+    safe, _ = l2a_product(tmp_path / "sen2cor", baseline="99.99", offset=None)
+    assert inspect_raster(str(safe)).offsets == (0.0,) * 4
 
 
 def test_a_zipped_product_and_its_metadata_file_open_the_same(tmp_path):

@@ -294,3 +294,17 @@ def test_a_footprint_around_a_pole_holds_the_pole_and_the_scene(raster_factory, 
     from pystac.validation import validate_dict
 
     assert validate_dict(item, extensions=[])  # the core schema (bundled with pystac: no network)
+
+
+def test_a_custom_crs_is_not_labelled_with_an_epsg_code_that_is_not_it(tmp_path, raster_factory):
+    """UTM 33 on the International ellipsoid with its own datum shift: rio-stac's loose match (70%) named it
+    EPSG:23033 (ED50 / UTM 33N, 25 m away) and left out its WKT (found in review). The item gives the raster's own
+    CRS as WKT2, no code; an EPSG CRS keeps its code (above)."""
+    from rasterio.crs import CRS
+
+    crs = CRS.from_proj4("+proj=utm +zone=33 +ellps=intl +towgs84=-50,-60,-70 +units=m +no_defs")
+    lr = raster_factory("lr.tif", (smooth_field(3, 16, 16, 2) * 200).astype(np.uint8), crs=crs)
+    out = tmp_path / "sr.tif"
+    upscale(lr, output=out, scale=2, model="bicubic")
+    props = json.loads(out.with_name("sr.stac.json").read_text())["properties"]
+    assert props["proj:epsg"] is None and CRS.from_wkt(props["proj:wkt2"]) == crs

@@ -129,7 +129,7 @@ class GridReader:
         return np.where(valid, values * self._scales + self._offsets, 0.0), valid
 
 
-# native pixels of a source read at once by :func:`read_average_without` (about 100 MB for three bands at its peak)
+# source pixels read at once by :func:`read_average_without` (about 100 MB for three bands at its peak)
 MASKED_READ_PIXELS = 1 << 22
 
 
@@ -141,41 +141,60 @@ def read_average_without(ds: rasterio.DatasetReader, grid: Grid, bands: tuple[in
     cover most of a grid pixel) brightened every grid pixel a small cloud covered part of: a reference 1.5 LR px
     off under small flagged clouds over 12% of it matched too poorly (reliability 0.21) to be moved back.
 
-    Read in strips of rows, each through an in-memory copy of the source's window under it (float32) with the flags as
-    its alpha: GDAL's warper takes such a mask as an alpha band (a VRT's mask band cannot hold flags computed here).
+    Read in blocks of the grid, each through an in-memory copy of the source's window under it (float32) with the
+    flags as its alpha: GDAL's warper takes such a mask as an alpha band (a VRT's mask band cannot hold flags computed
+    here). A block's window holds at most about MASKED_READ_PIXELS source pixels, also where the source is turned
+    against the grid (strips of whole rows read a diagonal band's bounding box: 8.5 times as many at 45 degrees).
     """
     values = np.zeros((len(bands), grid.height, grid.width))
     valid = np.zeros((grid.height, grid.width), bool)
     whole = window_under(ds, grid)
-    rows = max(1, int(grid.height * MASKED_READ_PIXELS // max(1, int(whole.width * whole.height))))
-    placed = placed_transform(ds, grid) or ds.transform
-    for r0 in range(0, grid.height, rows):
-        strip = grid.subgrid(Window(0, r0, grid.width, min(rows, grid.height - r0)))
-        win = window_under(ds, strip)
-        w, h = int(win.width), int(win.height)
-        with reading(ds.name):
-            raw = ds.read(list(bands), window=win, masked=True)
-        clear = ~np.ma.getmaskarray(raw).any(axis=0) & ~hidden(ds.transform @ Affine.translation(win.col_off,
-                                                                                                    win.row_off), w, h)
-        if not clear.any():
+    per_pixel = max(1e-9, whole.width * whole.height / (grid.width * grid.height))  # source pixels per grid pixel
+    side = max(1, int(np.sqrt(MASKED_READ_PIXELS / per_pixel)))
+    blocks = [Window(c0, r0, min(side, grid.width - c0), min(side, grid.height - r0))
+              for r0 in range(0, grid.height, side) for c0 in range(0, grid.width, side)]
+    while blocks:
+        block = blocks.pop()
+        sub = grid.subgrid(block)
+        win = window_under(ds, sub)
+        if win.width * win.height > 2 * MASKED_READ_PIXELS and block.width * block.height > 1:  # turned: halved
+            half_w, half_h = max(1, int(block.width) // 2), max(1, int(block.height) // 2)
+            blocks += [Window(block.col_off + c, block.row_off + r, min(half_w, int(block.width) - c),
+                              min(half_h, int(block.height) - r))
+                       for r in range(0, int(block.height), half_h) for c in range(0, int(block.width), half_w)]
             continue
-        with MemoryFile() as memfile:
-            with memfile.open(driver="GTiff", width=w, height=h, count=len(bands) + 1, dtype="float32", crs=ds.crs,
-                              transform=placed @ Affine.translation(win.col_off, win.row_off)) as dst:
-                dst.write(np.ma.getdata(raw).astype("float32"), list(range(1, len(bands) + 1)))
-                dst.write(np.where(clear, 255.0, 0.0).astype("float32"), len(bands) + 1)
-                dst.colorinterp = [ColorInterp.gray] * len(bands) + [ColorInterp.alpha]
-                dst.scales = [ds.scales[b - 1] for b in bands] + [1.0]
-                dst.offsets = [ds.offsets[b - 1] for b in bands] + [0.0]
-            with memfile.open() as copy:
-                reader = GridReader(copy, strip, tuple(range(1, len(bands) + 1)), Resampling.average)
-                try:
-                    part, ok = reader.read(Window(0, 0, strip.width, strip.height))
-                finally:
-                    reader.close()
-        values[:, r0:r0 + strip.height] = part
-        valid[r0:r0 + strip.height] = ok
+        part, ok = _average_block(ds, sub, win, bands, hidden)
+        r0, c0 = int(block.row_off), int(block.col_off)
+        values[:, r0:r0 + sub.height, c0:c0 + sub.width] = part
+        valid[r0:r0 + sub.height, c0:c0 + sub.width] = ok
     return values, valid
+
+
+def _average_block(ds: rasterio.DatasetReader, sub: Grid, win: Window, bands: tuple[int, ...],
+                   hidden: Callable[[Affine, int, int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_average_without` of one block of the grid (``sub``), ``win`` the source's window under it."""
+    w, h = int(win.width), int(win.height)
+    with reading(ds.name):
+        raw = ds.read(list(bands), window=win, masked=True)
+    clear = ~np.ma.getmaskarray(raw).any(axis=0) & ~hidden(ds.transform @ Affine.translation(win.col_off,
+                                                                                                win.row_off), w, h)
+    if not clear.any():
+        return np.zeros((len(bands), sub.height, sub.width)), np.zeros((sub.height, sub.width), bool)
+    placed = placed_transform(ds, sub) or ds.transform
+    with MemoryFile() as memfile:
+        with memfile.open(driver="GTiff", width=w, height=h, count=len(bands) + 1, dtype="float32", crs=ds.crs,
+                          transform=placed @ Affine.translation(win.col_off, win.row_off)) as dst:
+            dst.write(np.ma.getdata(raw).astype("float32"), list(range(1, len(bands) + 1)))
+            dst.write(np.where(clear, 255.0, 0.0).astype("float32"), len(bands) + 1)
+            dst.colorinterp = [ColorInterp.gray] * len(bands) + [ColorInterp.alpha]
+            dst.scales = [ds.scales[b - 1] for b in bands] + [1.0]
+            dst.offsets = [ds.offsets[b - 1] for b in bands] + [0.0]
+        with memfile.open() as copy:
+            reader = GridReader(copy, sub, tuple(range(1, len(bands) + 1)), Resampling.average)
+            try:
+                return reader.read(Window(0, 0, sub.width, sub.height))
+            finally:
+                reader.close()
 
 
 def clipped_pixels(ds: rasterio.DatasetReader, grid: Grid, bands: tuple[int, ...], windows: list[Window],

@@ -124,9 +124,10 @@ def _radiometry(path: str, root: ET.Element) -> tuple[str, dict[str, str], float
     tag = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
     offsets = _offsets(path, root, tag)
     baseline = info.get("PROCESSING_BASELINE", "")
-    if re.fullmatch(r"\d+(\.\d+)?", baseline) and float(baseline) >= 4 and set(offsets) != set(S2_BAND_IDS):
+    if re.fullmatch(r"\d+(\.\d+)?", baseline) and 4 <= float(baseline) < 99 and set(offsets) != set(S2_BAND_IDS):
         # from baseline 04.00 the DN hold the reflectance plus the offset (1000): read without it, every value was
-        # 0.1 too bright without a word (a cut-off or hand-made metadata file)
+        # 0.1 too bright without a word (a cut-off or hand-made metadata file). 99.xx marks a product made with
+        # Sen2Cor by its user, whose versions before 2.10 wrote DN = reflectance * 10000 and no offsets (review)
         lacking = next(b for b in S2_BAND_IDS if b not in offsets)
         raise NotARasterError(f"{path}: its metadata, of processing baseline {baseline}, gives no {tag} for {lacking} "
                               "(is it complete?); restore the product's metadata file")

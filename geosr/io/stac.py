@@ -174,6 +174,12 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     xs, ys = outline(grid, EDGE_POINTS)
     corners = [transform @ (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
     item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
+    code = item.properties.get("proj:epsg")
+    if code is not None and crs.to_epsg(confidence_threshold=100) != code:
+        # rio-stac names the code GDAL finds at 70% confidence: UTM 33 on the International ellipsoid with its own
+        # datum shift was labelled 23033 (ED50), 25 m from where the raster's own CRS puts it (found in review)
+        item.properties["proj:epsg"] = None
+        item.properties["proj:wkt2"] = crs.to_wkt()
     if item.properties.get("proj:wkt2"):  # rio-stac writes GDAL's default WKT, which is WKT1 (PROJCS[...])
         item.properties["proj:wkt2"] = crs.to_wkt(version="WKT2_2019")
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(np.asarray(xs), np.asarray(ys))
