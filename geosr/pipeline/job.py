@@ -558,7 +558,8 @@ def _input_name(path: str) -> str:
 # their maximum, a band's own mask is the output's; 16: the reference's shift refined robustly to a changed patch,
 # the sampler fingerprinted as the model runs it; 17: the reference's radiometric fit leaves out LR pixels whose
 # reference block holds a value clipped at its type's ends; 18: the reference's cloud flags left out at its own
-# resolution, its shift estimated through each image's own gaps, and one the forward model cannot check not applied).
+# resolution, its shift estimated through each image's own gaps, and one the forward model cannot check not applied;
+# a float output's valid pixel within GDAL's tolerance of the nodata value moved out of it).
 PIPELINE_REVISION = 18
 
 

@@ -464,13 +464,30 @@ def _to_output(scene: Scene, sums: np.ndarray, weight: np.ndarray, hr_row: int,
         fill = np.asarray(meta.nodata).astype(raw.dtype)
         where = valid if band_valid is None else band_valid
         if not math.isnan(meta.nodata):  # a valid pixel must not take the nodata value by chance
-            raw = np.where(where & (raw == fill), _next_to(fill), raw)
+            raw = np.where(where & _reads_as(raw, fill), _next_to(fill), raw)
         raw = np.where(where, raw, fill)
     return raw, valid
 
 
+# GDAL reads a float value as its band's nodata within this many float32 epsilons of the two's sum (ARE_REAL_EQUAL,
+# 2 ulp): valid pixels at -9998.999 beside a nodata of -9999 read as nodata in GDAL, rasterio and QGIS (found in review)
+NODATA_ULP = 2
+
+
+def _reads_as(raw: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Where values of ``raw`` read as the nodata value ``fill`` (exactly for integers; as GDAL compares floats)."""
+    if np.issubdtype(raw.dtype, np.integer):
+        return raw == fill
+    eps = float(np.finfo(np.float32).eps)
+    wide = raw.astype(np.float64)
+    return (raw == fill) | (np.abs(wide - float(fill)) < eps * np.abs(wide + float(fill)) * NODATA_ULP)
+
+
 def _next_to(value: np.ndarray) -> np.ndarray:
-    """The representable value next to ``value`` (towards the middle of the dtype's range)."""
+    """The value next to ``value`` (towards the middle of the dtype's range) that GDAL does not read as it."""
     if np.issubdtype(value.dtype, np.integer):
         return value + 1 if value < np.iinfo(value.dtype).max else value - 1
-    return np.nextafter(value, np.asarray(0, value.dtype) if value != 0 else np.asarray(1, value.dtype))
+    if value == 0:
+        return np.nextafter(value, np.asarray(1, value.dtype))
+    step = 4 * NODATA_ULP * float(np.finfo(np.float32).eps) * abs(float(value))  # twice GDAL's tolerance
+    return np.asarray(float(value) - math.copysign(step, float(value)), value.dtype)
