@@ -487,7 +487,7 @@ def _next_to(value: np.ndarray) -> np.ndarray:
     """The value next to ``value`` (towards the middle of the dtype's range) that GDAL does not read as it."""
     if np.issubdtype(value.dtype, np.integer):
         return value + 1 if value < np.iinfo(value.dtype).max else value - 1
-    if value == 0:
-        return np.nextafter(value, np.asarray(1, value.dtype))
+    if value == 0 or not math.isfinite(float(value)):  # (GDAL compares these exactly)
+        return np.nextafter(value, np.asarray(1 if value == 0 else 0, value.dtype))
     step = 4 * NODATA_ULP * float(np.finfo(np.float32).eps) * abs(float(value))  # twice GDAL's tolerance
     return np.asarray(float(value) - math.copysign(step, float(value)), value.dtype)
