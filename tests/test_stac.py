@@ -308,3 +308,34 @@ def test_a_custom_crs_is_not_labelled_with_an_epsg_code_that_is_not_it(tmp_path,
     upscale(lr, output=out, scale=2, model="bicubic")
     props = json.loads(out.with_name("sr.stac.json").read_text())["properties"]
     assert props["proj:epsg"] is None and CRS.from_wkt(props["proj:wkt2"]) == crs
+
+
+def test_an_item_dated_by_a_time_range_dates_its_output_by_that_range(raster_factory, tmp_path):
+    """Found in review: a STAC item of a composite has a null datetime and start_datetime/end_datetime; its output's
+    item was dated by the time of processing ("processing"), the acquisition range lost. The range is carried, as
+    tags of the COG and as the output item's start and end, run after run."""
+    from datetime import datetime, timezone
+
+    files = {k: raster_factory(f"{k}.tif", (smooth_field(1, 16, 16, seed=i) * 9000).astype(np.uint16))
+             for i, k in enumerate(("red", "green", "blue"))}
+    start, end = datetime(2023, 6, 1, tzinfo=timezone.utc), datetime(2023, 6, 30, 23, 59, 59, tzinfo=timezone.utc)
+    item = pystac.Item("mosaic", {"type": "Point", "coordinates": [15.0, 45.0]}, [15, 45, 15, 45], None, {},
+                       start_datetime=start, end_datetime=end)
+    for key, path in files.items():
+        item.add_asset(key, pystac.Asset(path.name, media_type=pystac.MediaType.COG, roles=["data"], extra_fields={
+            "eo:bands": [{"name": key, "common_name": key}]}))
+    (tmp_path / "item.json").write_text(json.dumps(item.to_dict(include_self_link=False)))
+    src = tmp_path / "item.json"
+    for name in ("a", "b"):  # b: a's item as the LR
+        out = tmp_path / f"{name}.tif"
+        upscale(src, output=out, scale=2, model="bicubic")
+        made = pystac.Item.from_file(str(out.with_name(f"{name}.stac.json")))
+        raw = json.loads(out.with_name(f"{name}.stac.json").read_text())["properties"]
+        assert raw["datetime"] is None and made.properties["geosr:datetime"] == "acquisition of the LR"
+        assert (made.common_metadata.start_datetime, made.common_metadata.end_datetime) == (start, end)
+        with rasterio.open(out) as ds:
+            tags = ds.tags()
+        assert "ACQUISITIONDATETIME" not in tags
+        assert (tags["ACQUISITIONSTARTDATETIME"], tags["ACQUISITIONENDDATETIME"]) == (start.isoformat(),
+                                                                                     end.isoformat())
+        src = out.with_name(f"{name}.stac.json")

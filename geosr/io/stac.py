@@ -5,7 +5,8 @@ and completed with pystac: the processing extension (geosr's version, the lineag
 ``derived_from`` to every input, the model (name, checksum, settings) in ``geosr:model``, and the provenance
 sidecar as a second asset when there is one. The item's datetime is the LR's acquisition time when its tags
 say it (``ACQUISITIONDATETIME``, ``TIFFTAG_DATETIME``), else the time of processing, and ``geosr:datetime`` says
-which.
+which; an LR acquired over a time range (``ACQUISITIONSTARTDATETIME`` to ``ACQUISITIONENDDATETIME``: a STAC item of
+a composite) gives the item that range as start_datetime and end_datetime, its datetime null unless it has one.
 """
 
 from __future__ import annotations
@@ -42,25 +43,31 @@ def stac_path(output: Path) -> Path:
     return sidecar_paths(output)["STAC item"]
 
 
-def _acquired(lr: str) -> dt.datetime | None:
-    """The LR's acquisition time from its tags (the default domain, then GDAL's IMAGERY one, where GDAL's drivers
-    put it, as the output carries them; band files: the first's), in UTC; None when they do not say."""
+def _utc(text: str | None, fmt: str | None = None) -> dt.datetime | None:
+    """``text`` (ISO 8601, or ``fmt``) as a UTC time; None when it is not one. STAC's datetimes are UTC (its core
+    schema asks for Z or +00:00): another offset is converted, none is taken as UTC."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.strptime(text, fmt) if fmt else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def _acquired(lr: str) -> tuple[dt.datetime | None, tuple[dt.datetime, dt.datetime] | None]:
+    """The LR's acquisition time and time range from its tags (the default domain, then GDAL's IMAGERY one, where
+    GDAL's drivers put it, as the output carries them; band files: the first's), in UTC; None for what they do not
+    say. The range is ``ACQUISITIONSTARTDATETIME`` to ``ACQUISITIONENDDATETIME``, which a STAC item dated by its
+    start_datetime and end_datetime gives (geosr.io.stac_items)."""
     try:
         with open_raster(_members(lr)[0] if lr else lr) as ds:
             tags = {**imagery_tags(ds), **{k: v for k, v in ds.tags().items() if v}}
     except InputError:
-        return None
-    for key, fmt in (("ACQUISITIONDATETIME", None), ("TIFFTAG_DATETIME", "%Y:%m:%d %H:%M:%S")):
-        text = tags.get(key)
-        if not text:
-            continue
-        try:
-            when = dt.datetime.strptime(text, fmt) if fmt else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        # STAC's datetime is UTC (its core schema asks for Z or +00:00): another offset is converted
-        return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
-    return None
+        return None, None
+    when = _utc(tags.get("ACQUISITIONDATETIME")) or _utc(tags.get("TIFFTAG_DATETIME"), "%Y:%m:%d %H:%M:%S")
+    start, end = _utc(tags.get("ACQUISITIONSTARTDATETIME")), _utc(tags.get("ACQUISITIONENDDATETIME"))
+    return when, ((start, end) if start and end and start <= end else None)
 
 
 # The raster extension's statistics and histograms are computed on the COG read at most this many pixels a side
@@ -74,12 +81,12 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
 
     ``inputs``: role -> path or URL of every input (``derived_from`` links); ``model``: what made the pixels."""
     final = final or stac_path(output)
-    acquired = _acquired(inputs.get("lr", ""))
+    acquired, span = _acquired(inputs.get("lr", ""))
     when = acquired or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     args = dict(input_datetime=when, id=output.stem, asset_name="data", asset_roles=["data"],
                 asset_media_type=pystac.MediaType.COG, asset_href=uri_path(output.name), with_proj=True,
                 with_raster=True, raster_max_size=STATS_SIDE,
-                properties={"geosr:datetime": "acquisition of the LR" if acquired else "processing"})
+                properties={"geosr:datetime": "acquisition of the LR" if acquired or span else "processing"})
     with warnings.catch_warnings():  # rio-stac parses a TIFF date ("2021:06:01 10:30:00") before taking ours, and
         warnings.filterwarnings("ignore", "Could not get parse date", UserWarning)  # warns that it cannot
         with np.errstate(over="ignore", invalid="ignore"):  # (float32 statistics near its range: see _wide_bins)
@@ -91,6 +98,10 @@ def write_stac_item(output: Path, *, inputs: dict[str, str], model: dict[str, An
                 if "bins" not in str(exc):
                     raise
                 item = create_stac_item(str(output), histogram_bins=_wide_bins(output), **args)
+    if span:  # an LR acquired over a time range (a composite, a mosaic): that range dates the output too
+        item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
+        if not acquired:
+            item.datetime = None
     _normalize_footprint(item)
     _set_footprint(item, output)
     _add_eo_bands(item.assets["data"], output)

@@ -205,8 +205,13 @@ def stac_item(path: str) -> Composite | None:
     files = [path] + list(dict.fromkeys(m.href for m in members))
     meta = {"GEOSR_SOURCE": f"STAC item {item.id}"}
     # (an item geosr dated by its processing, its LR's time unknown, tells no acquisition: geosr.io.stac)
-    if item.datetime is not None and item.properties.get("geosr:datetime") != "processing":
-        meta["ACQUISITIONDATETIME"] = item.datetime.isoformat()
+    if item.properties.get("geosr:datetime") != "processing":
+        common = item.common_metadata
+        if item.datetime is not None:
+            meta["ACQUISITIONDATETIME"] = item.datetime.isoformat()
+        if common.start_datetime is not None and common.end_datetime is not None:  # a composite's, a mosaic's
+            meta["ACQUISITIONSTARTDATETIME"] = common.start_datetime.isoformat()
+            meta["ACQUISITIONENDDATETIME"] = common.end_datetime.isoformat()
     kept = [m.description for m in members if heads[m.href].grid == anchor_grid]
     comp = stack(path, "STAC item", members, files, f"STAC item {item.id}: bands {', '.join(kept)}", meta,
                  same_grid=False)
