@@ -1219,3 +1219,30 @@ def test_images_are_scored_in_physical_units(tmp_path):
     (a, div_a, _), (b, div_b, _) = read
     assert div_a == pytest.approx(div_b) and torch.allclose(a, b, atol=1e-5)
     assert div_a == pytest.approx(float(np.percentile(np.round(refl * 10000) * 1e-4, 99.9)), rel=1e-4)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_deep_image_with_no_value_above_0_is_refused_not_scored_perfect(tmp_path, sign):
+    """Found in review: a float image whose values are all below 0 was divided by a floor of 1e-6 and clamped at 0,
+    so bicubic scored PSNR inf and SSIM 1 on it. Its positive twin is scored as before."""
+    import rasterio
+
+    root = tmp_path / "data"
+    y, x = np.mgrid[0:64, 0:64] / 64
+    base = np.stack([np.sin(6 * x + c) * np.cos(5 * y) for c in range(3)]) * 0.05 + 0.1
+    for d in ("A", "B"):
+        (root / d).mkdir(parents=True)
+        with rasterio.open(root / d / "p0.tif", "w", driver="GTiff", width=64, height=64, count=3,
+                           dtype="float32") as ds:
+            ds.write((sign * base).astype(np.float32))
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval"),
+                                      "--json", "--no-panels"])
+    if sign > 0:
+        assert res.exit_code == 0, res.output
+        psnr = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary"]["4"]["bicubic"]["overall"]
+        assert 30 < psnr["psnr_y"] < 80, psnr
+    else:
+        assert res.exit_code == 2 and not (tmp_path / "eval").exists()
+        assert json.loads(res.stdout)["error"].endswith(
+            "p0.tif: holds no value above 0 (its valid values lie from -0.149998 to -0.050001), and images are "
+            "read from 0 to their 99.9th percentile")

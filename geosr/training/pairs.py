@@ -232,10 +232,22 @@ def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, 
         arr = np.where(valid, arr, 0).astype(np.float32)
     if not valid.any():  # else trained on (or scored against) a blank image of zeros without a word
         raise InputError(f"{path}: holds no valid pixel (every one is nodata or not a number)")
-    top = float(np.percentile(arr[valid], 99.9)) if dtype != "uint8" else 255.0
-    div = 255.0 if dtype == "uint8" else max(top, 1e-6)
+    div = 255.0 if dtype == "uint8" else _divisor(path, arr[valid])
     every = valid.any(axis=0) if valid.ndim == 3 else valid
     return torch.from_numpy(np.ascontiguousarray(arr / div)), div, None if every.all() else torch.from_numpy(every)
+
+
+def _divisor(path: Path, values: np.ndarray) -> float:
+    """What a deep image's values are divided by into unit space, where it is scored and trained on from 0 to 1:
+    their 99.9th percentile (or largest). An image with no value above 0 (reflectance below an offset, a difference
+    image, a blank tile) is refused: divided by a floor of 1e-6 and clamped at 0, it scored PSNR inf, SSIM 1, for
+    anything (found in review)."""
+    top = float(np.percentile(values, 99.9))
+    top = top if top > 0 else float(values.max())  # (fewer than 0.1% above 0: the largest)
+    if top <= 0:
+        raise InputError(f"{path}: holds no value above 0 (its valid values lie from {float(values.min()):.6g} to "
+                         f"{float(values.max()):.6g}), and images are read from 0 to their 99.9th percentile")
+    return top
 
 
 def named_rgb(path: Path) -> tuple[int, ...]:
