@@ -1166,3 +1166,77 @@ def test_a_bad_value_of_the_caller_is_one_refusal_not_every_row_s(scenes, option
     assert plan_batch(scenes / "jobs.yaml", compress="lzw", ref_bands="1,2,3").jobs
     (scenes / "zstd.yaml").write_text("defaults: {out: 'out/{stem}.tif', x: 4, compress: ZSTD}\nglob: 's*.tif'\n")
     assert plan_batch(scenes / "zstd.yaml", compress_level=15).jobs
+
+
+def test_yaml_values_are_read_as_written_not_as_yaml_1_1_numbers(scenes):
+    """Found in review: PyYAML's YAML 1.1 resolvers made the ids 0042 34, 1:30 90, NO False and 1.10 1.1 (so a job
+    `id: "34"` clashed with `id: 0042`), and `seed: 010` 8 where the same CSV row and `--seed 010` read 10."""
+    (scenes / "jobs.yaml").write_text("""
+defaults: {x: 2, model: bicubic, seed: 010, overwrite: no, aoi_crs: EPSG:4326}
+jobs:
+  - {lr: s0.tif, out: out/o1.tif, id: 0042}
+  - {lr: s0.tif, out: out/o2.tif, id: 1:30}
+  - {lr: s0.tif, out: out/o3.tif, id: NO}
+  - {lr: s0.tif, out: out/o4.tif, id: 1.10, bands: [3, 2, 1], lr_consistency: off}
+  - {lr: s0.tif, out: out/o5.tif, id: "34", overwrite: yes, x: 0x4, id_: 1}
+""")
+    m = read_manifest(scenes / "jobs.yaml")
+    assert [j.id for j in m.jobs] == ["0042", "1:30", "NO", "1.10"], m.problems
+    assert {j.options.sampler.seed for j in m.jobs} == {10}
+    assert not any(j.options.output_config.overwrite for j in m.jobs)
+    assert m.jobs[3].options.bands == "3,2,1" and m.jobs[3].options.sampler.lr_consistency == "off"
+    assert [str(p) for p in m.problems if "0x4" in str(p)], m.problems  # a hexadecimal scale: not a whole number
+    (scenes / "jobs.csv").write_text("lr,out,seed\ns0.tif,out/o1.tif,010\n")
+    assert read_manifest(scenes / "jobs.csv").jobs[0].options.sampler.seed == 10
+
+
+def test_a_job_s_null_drops_what_the_defaults_give_it(scenes):
+    """Found in review: a job could not drop a reference its defaults (or the command line) gave every job: its
+    `ref: null` was skipped, and the job refused with "leave it out". A null is the option unset, as upscale has
+    it; the caller's own None (the library's keyword default) is no option."""
+    (scenes / "jobs.yaml").write_text("""
+defaults: {x: 2, model: reference-paste, ref: s1.tif, out: "out/{stem}.tif"}
+jobs:
+  - {lr: s0.tif}
+  - {lr: s2.tif, model: bicubic, ref: null, cd: }
+""")
+    m = read_manifest(scenes / "jobs.yaml", defaults={"seed": None})
+    assert not m.problems, m.problems
+    assert [j.options.ref for j in m.jobs] == [str(scenes / "s1.tif"), None]
+
+
+def test_the_caller_s_misspelt_settings_are_suggested_and_named_by_their_flags(scenes):
+    """Found in review: `workers` misspelt `worker` (and `retries`, `scheduler`, `make_dirs`) got no suggestion,
+    and `--split-windows -1` was refused as "split_windows must be ...", where `--retries -1` names its flag."""
+    from geosr.pipeline.batch import batch
+    from geosr.pipeline.batch.manifest import CALLER_KEYWORDS
+    from geosr.pipeline.batch.run import RunSettings
+
+    (scenes / "jobs.yaml").write_text("jobs:\n  - {lr: s0.tif, out: out/a.tif, x: 2, model: bicubic}\n")
+    for wrong, right in (("worker", "workers"), ("retry", "retries"), ("schedular", "scheduler"),
+                         ("make_dir", "make_dirs")):
+        with pytest.raises(OptionError, match=f"unknown option '{wrong}' \\(did you mean {right}\\?\\)"):
+            batch(scenes / "jobs.yaml", dry_run=True, **{wrong: 1})
+    import inspect
+
+    taken = {f for f in RunSettings.__dataclass_fields__} | {
+        n for fn in (batch, plan_batch) for n, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY}
+    assert set(CALLER_KEYWORDS) == taken - {"overwrite"}  # (overwrite: a job option too)
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--split-windows", "-1", "--dry-run"])
+    assert res.exit_code == 2 and "error: --split-windows: must be a whole number of at least 0, not -1" in res.output
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--split-windows", "-1", "--compress",
+                                      "zz", "--dry-run"])
+    assert "--split-windows: must be a whole number of at least 0, not -1; --compress: 'zz' is not one of" in \
+        res.output, res.output
+
+
+def test_a_dry_run_s_jobs_beyond_the_table_are_counted_as_planned(scenes):
+    """Found in review: a dry run of 33 jobs ended "... and 3 more ok or skipped jobs (see the results manifest)",
+    which a dry run never writes."""
+    rows = "".join(f"s0.tif,out/o{i}.tif\n" for i in range(33))
+    (scenes / "jobs.csv").write_text("lr,out\n" + rows)
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.csv"), "-x", "2", "-m", "bicubic", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "... and 3 more jobs: 3 planned\n" in res.output, res.output
+    assert not (scenes / "jobs.results.jsonl").exists()

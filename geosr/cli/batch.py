@@ -155,9 +155,11 @@ def _summary(r) -> None:
         windows = "" if j.windows is None else str(j.windows)
         table.add_row(j.id, Text(j.status, style=colours.get(j.status, "white")), windows, seconds, detail)
     out_console.print(table)
-    hidden = len(r.jobs) - len(shown)
-    if hidden:
-        out_console.print(f"... and {hidden} more ok or skipped jobs (see the results manifest)", highlight=False)
+    hidden = [j.status for j in r.jobs if all(j is not k for k in shown)]
+    if hidden:  # (a dry run's were called "ok or skipped", in a results manifest it never writes; found in review)
+        kinds = ", ".join(f"{hidden.count(s)} {s}" for s in dict.fromkeys(hidden))
+        where = f" (see {r.results})" if r.results and not r.dry_run else ""
+        out_console.print(f"... and {len(hidden)} more jobs: {kinds}{where}", highlight=False)
     counts = ", ".join(f"{r.count(s)} {s}" for s in ("ok", "skipped", "failed", "cancelled", "planned") if r.count(s))
     line = f"{count(len(r.jobs), 'job')}: {counts or 'none'} in {r.seconds:.1f} s"
     if r.results:

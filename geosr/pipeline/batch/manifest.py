@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import functools
 import glob as globlib
 import io
 import json
@@ -50,6 +51,11 @@ PATH_KEYS = ("lr", "out", "ref", "cd", "map")
 FILE_OPTIONS = ("aoi", "cd_classes", "model")
 PLACEHOLDERS = ("stem", "name", "dir", "x")
 SEPARATORS = "_-. "  # what separates the parts of a band file's name
+
+# the keywords batch() and plan_batch() take besides job options (RunSettings' fields and their own): a misspelt one
+# is suggested ("unknown option 'worker'" said nothing of workers; found in review)
+CALLER_KEYWORDS = ("results", "client", "scheduler", "workers", "device", "retries", "dashboard", "progress",
+                   "on_start", "force", "skip_invalid", "make_dirs", "dry_run", "check_progress", "threads")
 
 # every job option, its type, and geosr upscale's default (None: unset): the job's paths and id, every upscale
 # option a job may set (geosr.options declares them), and how finely batch splits a job
@@ -185,11 +191,10 @@ def read_manifest(
     path = Path(text).expanduser()
     # (named as the library's and the command line's callers both give them; "the command line" was said to a
     # Python caller; found in review)
-    caller, caller_problems = _normalise(dict(defaults or {}), "the options given")
+    caller, caller_problems = _normalise(dict(defaults or {}), "the options given", null_unsets=False,
+                                         more=CALLER_KEYWORDS)
     if caller_problems:  # the caller's options, not a job of the manifest ("1 invalid job"; found in review)
-        from geosr.errors import OptionError
-
-        raise OptionError("; ".join(p.message for p in caller_problems))
+        raise _caller_error(caller_problems)
     if caller:
         _check_caller(caller, path.parent if path.is_file() else Path(base) if base is not None else Path.cwd())
     if not path.is_file() and is_glob(text):
@@ -257,7 +262,7 @@ def _load_yaml(raw: str) -> Any:
     one is YAML's override, not a duplicate)."""
     import yaml
 
-    loader = yaml.SafeLoader(raw)
+    loader = _plain_loader()(raw)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -283,6 +288,23 @@ def _load_yaml(raw: str) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+@functools.lru_cache(maxsize=1)
+def _plain_loader() -> type:
+    """PyYAML's safe loader reading every plain scalar as the text written, but ``null`` (``~``, nothing) and the
+    merge key ``<<``: its YAML 1.1 resolvers made an id ``0042`` 34, ``1:30`` 90 and ``NO`` False, and ``seed: 010``
+    8 where CSV and the command line read 10 (found in review). Each option's value is typed as a CSV cell is."""
+    import yaml
+
+    class PlainLoader(yaml.SafeLoader):
+        pass
+
+    PlainLoader.yaml_implicit_resolvers = {}
+    PlainLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"),
+                                      ["~", "n", "N", ""])
+    PlainLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+    return PlainLoader
 
 
 def _load_document(raw: str, kind: str, source: str) -> Any:
@@ -450,14 +472,18 @@ def _key(key: Any) -> str:
     return ALIASES.get(k, k)
 
 
-def _suggestion(key: str) -> str:
-    """`` (did you mean x?)`` for an unknown key close to an option's name, else nothing."""
-    close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES), n=1)
+def _suggestion(key: str, more: tuple[str, ...] = ()) -> str:
+    """`` (did you mean x?)`` for an unknown key close to an option's name (or one of ``more``), else nothing."""
+    close = difflib.get_close_matches(key, list(OPTIONS) + list(ALIASES) + list(more), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _normalise(row: dict, where: str) -> tuple[dict, list[Problem]]:
-    """Keys to canonical names and values to their types; one problem per bad key or value."""
+def _normalise(row: dict, where: str, *, null_unsets: bool = True,
+               more: tuple[str, ...] = ()) -> tuple[dict, list[Problem]]:
+    """Keys to canonical names and values to their types; one problem per bad key or value. A key given as None
+    (YAML's ``ref: null`` or ``ref:``, JSON's null) sets the option to upscale's own default, over what defaults
+    or the command line give, ``null_unsets``; else (the caller's keywords) it is not given. ``more``: other
+    names the caller takes, for the suggestion of a misspelt key."""
     out: dict[str, Any] = {}
     problems: list[Problem] = []
     for raw_key, value in row.items():
@@ -466,12 +492,14 @@ def _normalise(row: dict, where: str) -> tuple[dict, list[Problem]]:
             problems.append(Problem(where, f"{raw_key}: {NOT_PER_JOB[key]}"))
             continue
         if key not in OPTIONS:
-            problems.append(Problem(where, f"unknown option {raw_key!r}{_suggestion(key)}"))
+            problems.append(Problem(where, f"unknown option {raw_key!r}{_suggestion(key, more)}"))
             continue
         if key in out:
             problems.append(Problem(where, f"{raw_key}: given twice"))
             continue
         if value is None:
+            if null_unsets:  # (a job could not drop a `ref` its defaults gave: refused as an unused input; review)
+                out[key] = OPTIONS[key][1]
             continue
         try:
             out[key] = _typed(key, value)
@@ -500,14 +528,14 @@ def _typed(key: str, value: Any) -> Any:
             return int(str(value).strip())
         except ValueError:
             raise ValueError(f"{value!r} is not a whole number") from None
-    if key == "lr_consistency" and isinstance(value, bool):  # YAML reads a bare off / on as a boolean
-        if value:
+    if key == "lr_consistency" and (isinstance(value, bool) or str(value).strip().lower() == "on"):  # (JSON's
+        if value is not False:  # false and true, YAML's on: "on" is no mode)
             raise ValueError("'on' is not a mode: use box or bicubic, or leave it out for the checkpoint's own setting")
         return "off"
     if key in ("bands", "ref_bands") and isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if key == "aoi" and isinstance(value, (list, tuple)) and len(value) == 4 and \
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
         return ",".join(str(v) for v in value)  # a box, as upscale takes it (it was "expects a single value")
     if isinstance(value, (dict, list, tuple)):
         raise ValueError(f"expects a single value, not {type(value).__name__}")
@@ -518,8 +546,6 @@ def _check_caller(caller: dict, root: Path) -> None:
     """The caller's own values checked once, as those of a job of them alone: a bad one (``x`` 1, ``compress``
     zzz) was every row's problem, each job "invalid", or with ``skip_invalid`` failed, exit 1, an earlier results
     manifest's "ok" lines rewritten (found in review). Raises OptionError naming them."""
-    from geosr.errors import OptionError
-
     # (a setting checked against another that a row or the manifest's defaults may give is the rows' to judge:
     # `compress_level` 15 was refused against the default DEFLATE, every job's ZSTD; found in review)
     own = {k: v for k, v in caller.items() if not (k == "compress_level" and "compress" not in caller)
@@ -532,7 +558,21 @@ def _check_caller(caller: dict, root: Path) -> None:
         probe["aoi_crs"] = OPTIONS["aoi_crs"][1]
     _, problems = _resolve(probe, "the options given", root)
     if problems:
-        raise OptionError("; ".join(p.message for p in problems))
+        raise _caller_error(problems)
+
+
+def _caller_error(problems: list[Problem]) -> Exception:
+    """The caller's bad options as one OptionError, each named as the caller gave it: the CLI's flag for the option
+    a message begins with (``split_windows: ...`` was said to `--split-windows -1`; found in review)."""
+    from geosr.errors import OptionError
+
+    said = []
+    for p in problems:
+        m = re.match(r"([a-z_]+)(?=[: ])", p.message)
+        said.append(f"`{m.group(1)}`{p.message[m.end():]}" if m and m.group(1) in OPTIONS and len(problems) > 1
+                    else p.message)
+    m = re.match(r"([a-z_]+)(?=[: ])", said[0])
+    return OptionError("; ".join(said), param=m.group(1) if m and m.group(1) in OPTIONS else None)
 
 
 def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict) -> None:
@@ -679,7 +719,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
                         f"{SUPPORTED_SCALES[-1]})")
     # (window, overlap, steps, batch_size: checked by UpscaleOptions below, in upscale's words; found in review)
     if v.get("split_windows") is not None and v["split_windows"] < 0:
-        problems.append(f"split_windows must be a whole number of at least 0, not {v['split_windows']}")
+        problems.append(f"split_windows: must be a whole number of at least 0, not {v['split_windows']}")
     if v["compress"].upper() not in COMPRESSIONS:
         problems.append(f"compress: {v['compress']!r} is not one of {', '.join(COMPRESSIONS)}")
     if v["sampler"] not in SAMPLER_PRESETS:
