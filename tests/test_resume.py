@@ -393,3 +393,32 @@ def test_an_undeclared_mask_value_found_mid_run_leaves_no_work_folder(tmp_path, 
     assert not out.exists() and not out.with_name("out.tif.geosr-work").exists()
     monkeypatch.setattr(up, "run_rows", real)
     assert upscale(lr, output=out, scale=2).resumed_rows == 0
+
+
+def test_detect_changes_and_rasterize_osm_keep_an_interrupted_upscale_s_rows(tmp_path, monkeypatch):
+    """Found in review: `geosr detect-changes -o OUT` (and rasterize-osm) into the name of an interrupted upscale
+    cleared OUT.geosr-work without a word, its finished rows lost and its `--resume` refused. Refused (exit 2,
+    nothing written) unless --overwrite; the upscale then resumes."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    from affine import Affine
+
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 80, 60, seed=4) * 255).astype(np.uint8),
+                      transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
+    for args in (["detect-changes", str(lr), "--ref", str(ref)],
+                 ["rasterize-osm", "--like", str(lr), "--osm-file", str(tmp_path / "none.osm")]):
+        res = CliRunner().invoke(app, [*args, "-o", str(out), "--json"])
+        assert res.exit_code == 2, res.output
+        assert json.loads(res.stdout)["error"] == (
+            f"{out}: an interrupted geosr upscale into it left 2 finished window rows in out.tif.geosr-work, which its "
+            "--resume continues from; finish that run, or use --overwrite to replace it")
+        assert not out.exists()
+    assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 2
+    assert CliRunner().invoke(app, ["detect-changes", str(lr), "--ref", str(ref), "-o", str(out),
+                                    "--overwrite"]).exit_code == 0

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from geosr.errors import OutputLocationError, ResumeError
+from geosr.errors import OutputExistsError, OutputLocationError, ResumeError
 from geosr.io.outputs import WORK_SUFFIX, atomic_output
 
 
@@ -42,6 +42,25 @@ def clear_work_dir(folder: Path, *, keep: tuple[str, ...] = (), keep_prefixes: t
 
 def work_dir_for(output: Path) -> Path:
     return output.with_name(output.name + WORK_SUFFIX)
+
+
+def refuse_unfinished_upscale(output: Path, *, overwrite: bool) -> None:
+    """For a command that writes ``output`` in one go (detect-changes, rasterize-osm) and clears its work folder:
+    refuse, unless ``overwrite``, where that folder holds the finished window rows of an interrupted upscale into
+    the same name, which its `resume` continues from (they were deleted without a word; found in review)."""
+    folder = work_dir_for(output)
+    if overwrite or folder.is_symlink() or not folder.is_dir():
+        return
+    rows = 0
+    for journal in folder.glob("rows_*/journal.jsonl"):
+        try:
+            rows += sum(1 for line in journal.read_bytes().splitlines() if line.strip())
+        except OSError:
+            continue
+    if rows:
+        raise OutputExistsError(f"{output}: an interrupted geosr upscale into it left {rows} finished window "
+                                f"row{'s' * (rows != 1)} in {folder.name}, which its `resume` continues from; "
+                                "finish that run, or use `overwrite` to replace it")
 
 
 def staged_mb(work: Path) -> float:

@@ -39,7 +39,7 @@ from geosr.conditioning.change_detection import (
 from geosr.conditioning.change_detection import detect_changes as compare
 from geosr.conditioning.changes import BINARY, ChangeClass, ChangeClassTable
 from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
-from geosr.io.journal import clear_work_dir, work_dir_for
+from geosr.io.journal import clear_work_dir, refuse_unfinished_upscale, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import (
     check_raster_output_path,
@@ -160,6 +160,8 @@ def detect_changes(
     output = coerce("output", output, Path)
     inputs: list[tuple[str, str | None]] = [("LR", lr), ("reference", ref)]
     final = check_raster_output_path(output, overwrite=opts.overwrite, inputs=inputs + member_inputs(inputs))
+    if work is None:
+        refuse_unfinished_upscale(final, overwrite=opts.overwrite)
     stale = earlier_sidecars(final, overwrite=opts.overwrite)
     info = inspect_raster(lr)
     grid = info.grid

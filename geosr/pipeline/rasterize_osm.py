@@ -21,7 +21,7 @@ import numpy as np
 from geosr._version import __version__
 from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io import outputs
-from geosr.io.journal import clear_work_dir, work_dir_for
+from geosr.io.journal import clear_work_dir, refuse_unfinished_upscale, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
 from geosr.io.outputs import (
     VECTOR_ROLE,
@@ -136,6 +136,7 @@ def rasterize_osm(
     snapshot = parse_snapshot_date(opts.date)
     final = check_raster_output_path(output, overwrite=opts.overwrite,
                                      inputs=_inputs(spec, opts.osm_file, opts.classes))
+    refuse_unfinished_upscale(final, overwrite=opts.overwrite)
     stale = earlier_sidecars(final, overwrite=opts.overwrite)
     if opts.osm_file is not None:
         check_osm_file(opts.osm_file)
