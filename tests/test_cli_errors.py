@@ -1100,3 +1100,62 @@ def test_info_names_model_settings():
     assert _settings({"inputs": {"lr": "a.tif", "ref": "b.tif"}, "model_settings": {"model": "reference-paste"}}) == ""
     lite_ref = {"inputs": {"lr": "a.tif", "ref": "b.tif"}, "model_settings": {"arch": "lr-backbone", "steps": 0}}
     assert _settings(lite_ref) == "reference detail off"
+
+
+def test_names_that_are_not_utf8_are_read_or_refused_in_one_sentence(tmp_path):
+    """Found in review: band names in Latin-1 (an ENVI header's "Grün") and file names that are not UTF-8 (as
+    unpacked from an old archive) were internal errors (UnicodeDecodeError / UnicodeEncodeError), exit 1. The
+    band names read as Latin-1; such a file name is refused, exit 2, the bytes shown as �, nothing written."""
+    import os
+
+    data = (smooth_field(3, 20, 20) * 255).astype(np.uint8)
+    data.tofile(tmp_path / "scene.img")
+    (tmp_path / "scene.hdr").write_bytes(
+        "ENVI\nsamples = 20\nlines = 20\nbands = 3\nheader offset = 0\nfile type = ENVI Standard\ndata type = 1\n"
+        "interleave = bsq\nbyte order = 0\nmap info = {UTM, 1, 1, 500000, 5000000, 10, 10, 33, North, WGS-84}\n"
+        "band names = {Rot (Kanal \xe4), Gr\xfcn, Blau & co}\n".encode("latin-1"))
+    res = runner.invoke(app, ["info", str(tmp_path / "scene.img"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert [b["description"] for b in json.loads(res.stdout)["files"][0]["bands"]] == ["Rot (Kanal ä)", "Grün",
+                                                                                       "Blau & co"]
+    res = runner.invoke(app, ["upscale", str(tmp_path / "scene.img"), "-x", "2", "-m", "bicubic", "-q", "-o",
+                              str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.descriptions == ("Rot (Kanal ä)", "Grün", "Blau & co")
+    latin = os.fsdecode(b"caf\xe9.tif")
+    make_raster(tmp_path / "plain.tif", data)
+    os.rename(tmp_path / "plain.tif", os.fsencode(tmp_path) + b"/caf\xe9.tif")  # (rasterio cannot write it)
+    for args, said in (([str(tmp_path / latin), "-o", str(tmp_path / "o2.tif")], "caf�.tif: the file's name is not "
+                        "valid UTF-8, which GDAL cannot open; rename it in UTF-8"),
+                       ([str(tmp_path / "scene.img"), "-o", str(tmp_path / os.fsdecode(b"sr\xe9.tif"))],
+                        "sr�.tif: the output's name is not valid UTF-8, which GDAL cannot write; name it in UTF-8")):
+        res = runner.invoke(app, ["upscale", *args, "-x", "2", "-m", "bicubic", "--json"])
+        assert res.exit_code == 2 and json.loads(res.stdout)["error"].endswith(said), res.output
+    res = runner.invoke(app, ["info", str(tmp_path / latin)])
+    assert res.exit_code == 2 and "caf�.tif: the file's name is not valid UTF-8" in res.output
+    assert sorted(os.listdir(tmp_path)) == sorted(["scene.img", "scene.hdr", "o.tif", "o.stac.json", latin,
+                                                  *(f for f in os.listdir(tmp_path) if f.startswith("scene.img."))])
+
+
+def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_the_run(tmp_path):
+    """Found in review: `-o file:///tmp/o.tif` was shown as file://tmp/o.tif, `/vsimem/o.tif` called a URL, and
+    `-o x.tif/` beside a file x.tif advised x.tif/out.tif, which cannot be made; an output path of 4,046 bytes ran a
+    row, then failed naming an internal file, its work folder left behind (every later run failed the same)."""
+    import os
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    deep = tmp_path
+    while len(os.fsencode(deep)) < 3800:
+        deep = deep / ("d" * 200)
+    deep = deep / ("e" * (4000 - len(os.fsencode(deep)) - 1))  # o.tif: 4,006 bytes, its work folder's 4,017
+    deep.mkdir(parents=True)
+    for out, said in (("file:///tmp/o.tif", "file:///tmp/o.tif: is a URL; outputs are written to local paths"),
+                      ("/vsimem/o.tif", "/vsimem/o.tif: is a GDAL virtual path; outputs are written to local paths"),
+                      (f"{lr}/", f"{lr}/: a trailing slash names a folder, and {lr} is a file; give the output "
+                                 "file's path"),
+                      (str(deep / "o.tif"), f"o.tif: the output's path is too long ({len(os.fsencode(deep)) + 6} "
+                                            "bytes): files geosr writes in its work folder take up to 100 more")):
+        res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", out, "--json"])
+        assert res.exit_code == 2 and said in json.loads(res.stdout)["error"], res.output
+    assert os.listdir(deep) == []

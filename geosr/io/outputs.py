@@ -23,6 +23,7 @@ from geosr.io.paths import (
     is_remote,
     local_form,
     pam_path,
+    refuse_undecodable,
     sidecar_paths,
     unwritable,
 )
@@ -30,6 +31,9 @@ from geosr.io.paths import (
 # The most the names geosr writes beside an output add to its name: a temporary copy (".NAME.1a2b3c4d.partial.tif",
 # 22 more), the provenance sidecar's (".provenance.tif" for ".tif") in its temporary form, the work folder
 SIBLING_MARGIN = 40
+# The most the paths geosr writes in an output's work folder add to the output's path: ".geosr-work/" (12), a
+# journal's "rows_00000_00001/" (17) and its temporary files (".job.json.1a2b3c4d.partial.json", 31), with room
+PATH_MARGIN = 100
 
 
 WORK_SUFFIX = ".geosr-work"  # an output's work folder: <output>.geosr-work (geosr.io.journal.work_dir_for)
@@ -64,15 +68,21 @@ def check_output_path(
 
     # a URL (also as a pathlib.Path made it: "http:/host/...", one slash gone) names no local folder to write in
     if is_remote(os.fspath(path)) or _URL_AS_PATH.match(os.fspath(path)):
-        shown = _URL_AS_PATH.sub(lambda m: m[1] + "://", os.fspath(path), count=1)
-        raise OutputLocationError(f"{shown}: is a URL; outputs are written to local paths (copy the result to its "
+        text = os.fspath(path)  # (a slash pathlib dropped is given back; file:/// was shown file://tmp; review)
+        shown = re.sub(r"^([a-zA-Z]+):/(?=[^/])", r"\1://", text, count=1) if isinstance(path, Path) else text
+        what = "a GDAL virtual path" if text.lower().startswith("/vsi") else "a URL"
+        raise OutputLocationError(f"{shown}: is {what}; outputs are written to local paths (copy the result to its "
                                   "server afterwards)")
+    refuse_undecodable(os.fspath(path), output=True)
     p = Path(path)
     # "." and "/" name no file (their empty name was an internal error), nor does a name ending in a slash ("out/",
     # written as a file "out"; a pathlib.Path drops the slash: the CLI's outputs come as text; found in review)
     text = os.fspath(path)
     if not p.name or p.is_dir() or str(text).endswith(("/", os.sep)):
         shown = text or "''"
+        if text and Path(text.rstrip("/" + os.sep)).is_file():  # (its advice, x.tif/out.tif, could not work; review)
+            raise OutputLocationError(f"{shown}: a trailing slash names a folder, and {text.rstrip('/' + os.sep)} is a "
+                                      "file; give the output file's path")
         raise OutputLocationError(f"{shown}: {'is' if p.is_dir() else 'names'} a folder; give the path of the output "
                                   "file" + (f" (e.g. {p / 'out.tif'})" if text else ""))
     folder = p.parent if str(p.parent) else Path(".")
@@ -291,14 +301,25 @@ def _check_folder_to_make(p: Path, folder: Path, name_margin: int | None) -> Pat
 
 
 def _check_name_length(p: Path, folder: Path, margin: int) -> None:
-    """Refuse a name that leaves no room, on ``folder``'s file system, for the names geosr writes beside it."""
+    """Refuse a name that leaves no room, on ``folder``'s file system, for the names geosr writes beside it, and a
+    path that leaves none for those it writes in its work folder (a 4,040-byte folder: the run computed a row, then
+    failed naming an internal file, its work folder left behind; found in review)."""
+    try:
+        most = os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        most = 4096
+    size = len(os.fsencode(os.path.abspath(p)))
+    if size + PATH_MARGIN >= most:
+        raise OutputLocationError(f"{p}: the output's path is too long ({size} bytes): files geosr writes in its work "
+                                  f"folder take up to {PATH_MARGIN} more, and this system allows {most - 1}; give "
+                                  "a shorter path")
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
-    if len(p.name.encode()) + margin > limit:
-        raise OutputLocationError(f"{p}: the file name is too long ({len(p.name.encode())} bytes): files geosr writes "
-                                  f"beside it take up to {margin} more, and this file system allows {limit}; "
+    if len(os.fsencode(p.name)) + margin > limit:
+        raise OutputLocationError(f"{p}: the file name is too long ({len(os.fsencode(p.name))} bytes): files geosr "
+                                  f"writes beside it take up to {margin} more, and this file system allows {limit}; "
                                   "give a shorter name")
 
 

@@ -150,6 +150,21 @@ def named(path: str) -> str:
     return (curl_url(path) or path) if VSICURL_OPTIONS.match(path) else path
 
 
+def refuse_undecodable(path: str, *, output: bool = False) -> None:
+    """Refuse a path that is not valid UTF-8 (a Latin-1 name unpacked from an old archive: Python holds its bytes as
+    surrogates), which GDAL cannot be given and no message can print: one sentence, with the bytes shown as �,
+    where it was an internal UnicodeEncodeError (found in review)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        from geosr.errors import InputError
+
+        raise InputError(f"{shown}: the {'output' if output else 'file'}'s name is not valid UTF-8, which GDAL "
+                         f"cannot {'write' if output else 'open'}; {'name it' if output else 'rename it'} in UTF-8"
+                         ) from None
+
+
 def recorded_options(options_json: str) -> str:
     """A command's options as JSON (``to_json``) with every URL in them, each of a list of files too, without its
     query (:func:`without_query`): what an output may carry of them (the tag ``GEOSR_OPTIONS``)."""

@@ -29,13 +29,14 @@ from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     network_error,
     network_failure,
     over_network,
+    refuse_undecodable,
     refused,
     served_size,
     subdataset_file,
     without_query,
 )
 from geosr.io.sources import composite, is_composite
-from geosr.io.vrt import GDAL_TYPES, unread_tags, vrt_sources
+from geosr.io.vrt import GDAL_TYPES, band_descriptions, unread_tags, vrt_sources
 from geosr.tiling.grid import Grid
 
 # Statistics over an area (the LR's stretch, the harmonization, a class raster's values) never read a
@@ -112,6 +113,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning every failure into one clear sentence naming the file."""
     p = str(path)
     _refuse_empty(p)
+    refuse_undecodable(p)
     remote = bool(REMOTE.match(p))
     malformed = malformed_url(p) if remote and not is_file_list(p) else None
     if malformed is not None:  # refused by the request before it is sent: no network failure to retry
@@ -252,7 +254,7 @@ def _checked_info(p: str, shown: str, ds: rasterio.DatasetReader, require_crs: b
         count=ds.count,
         dtypes=tuple(ds.dtypes),
         nodata=ds.nodata,
-        descriptions=tuple(ds.descriptions),
+        descriptions=band_descriptions(ds),
         scales=tuple(ds.scales),
         offsets=tuple(ds.offsets),
         colorinterp=tuple(ci.name for ci in ds.colorinterp),

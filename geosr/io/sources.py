@@ -44,7 +44,16 @@ from geosr.io.sentinel2 import (
     zip_member,
 )
 from geosr.io.stac_items import stac_item
-from geosr.io.vrt import Composite, Member, Radiometry, gdal_path, open_member, read_header, stack
+from geosr.io.vrt import (
+    Composite,
+    Member,
+    Radiometry,
+    band_descriptions,
+    gdal_path,
+    open_member,
+    read_header,
+    stack,
+)
 
 __all__ = ["Composite", "composite", "files_of", "gdal_files", "gdal_path", "is_composite", "member_inputs",
            "remote_sources", "source_note"]
@@ -307,7 +316,7 @@ def _band_files(path: str, hrefs: list[str]) -> Composite:
     for h, file_name in zip(hrefs, names):
         with open_member(path, h) as ds:
             for b in range(1, ds.count + 1):
-                own = ds.descriptions[b - 1]
+                own = band_descriptions(ds)[b - 1]
                 token = _band_token(file_name)
                 name = token or Path(named(h)).stem
                 colour = landsat_colour(file_name, token) if ds.count == 1 and not own else None

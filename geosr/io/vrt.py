@@ -338,3 +338,31 @@ def stack(owner: str, kind: str, members: list[Member], files: list[str], note: 
     return Composite(owner, kind, vrt_document(first, kept, headers, metadata or {}, common), tuple(files), note,
                      left_out if len(kept) < len(members) else (), finer=finer,
                      missing=tuple((m.description, m.missing) for m in members if m.missing is not None))
+
+
+def band_descriptions(ds: rasterio.DatasetReader) -> tuple[str | None, ...]:
+    """``ds.descriptions``; where a band's name is not UTF-8 (an ENVI header's Latin-1 "Grün"), which rasterio
+    cannot decode (an internal UnicodeDecodeError; found in review), each read from the dataset as GDAL describes
+    it in a VRT, decoded as UTF-8 where it is, else as Latin-1. Written by hand: rasterio has no lenient reading."""
+    try:
+        return tuple(ds.descriptions)
+    except UnicodeDecodeError:
+        pass
+    import html
+
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    with MemoryFile(ext=".vrt") as mem:
+        rasterio.shutil.copy(ds, mem.name, driver="VRT")
+        xml = mem.read()
+    found: dict[int, str] = {}
+    for band, body in re.findall(rb'<VRTRasterBand[^>]*\bband="(\d+)"[^>]*>(.*?)</VRTRasterBand>', xml, re.S):
+        m = re.search(rb"<Description>(.*?)</Description>", body, re.S)
+        if m:
+            try:
+                text = m.group(1).decode("utf-8")
+            except UnicodeDecodeError:
+                text = m.group(1).decode("latin-1")
+            found[int(band)] = html.unescape(text)
+    return tuple(found.get(b) for b in range(1, ds.count + 1))
