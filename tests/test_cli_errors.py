@@ -1159,3 +1159,32 @@ def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_t
         res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", out, "--json"])
         assert res.exit_code == 2 and said in json.loads(res.stdout)["error"], res.output
     assert os.listdir(deep) == []
+
+
+def test_an_untagged_map_below_0_is_refused_and_a_coarse_map_is_warned_of(scene, map_model):
+    """Found in review: a map naming no classes with -1 (an undeclared nodata) over half of it was read as class 0
+    without a word (a tagged one was refused), and a map on the LR's own grid given to an x8 run was read by
+    nearest, each of its pixels an 8 x 8 block of the model's map input, without a word."""
+    tmp_path, lr = scene
+    out = tmp_path / "out.tif"
+    values = np.zeros((160, 192), np.int16)
+    values[:80] = -1
+    neg = make_raster(tmp_path / "neg.tif", values[None], transform=Affine(1.25, 0, 500000, 0, -1.25, 5000000))
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(neg), "-m", str(map_model), "-x", "8", "-o", str(out),
+                            "--steps", "1", "--dry-run", "--json"])
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"].endswith(
+        "neg.tif: holds value -1, and a map's classes are 0 and up; mend the map, or declare it its nodata value")
+    coarse = make_raster(tmp_path / "coarse.tif", np.zeros((1, 20, 24), np.uint8))  # the LR's 10 m grid
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(coarse), "-m", str(map_model), "-x", "8", "-o",
+                            str(out), "--steps", "1", "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    said = json.loads(r.stdout.strip().splitlines()[-1])["warnings"]
+    assert any(w.endswith("coarse.tif: its pixels are 8.0 times the output's a side, so the model reads its classes "
+                          "in blocks; rasterize it on the output's grid (geosr rasterize-osm --like LR -x 8)")
+               for w in said), said
+    fine = make_raster(tmp_path / "fine.tif", np.zeros((1, 160, 192), np.uint8),
+                       transform=Affine(1.25, 0, 500000, 0, -1.25, 5000000))
+    r = runner.invoke(app, ["upscale", str(lr), "--map", str(fine), "-m", str(map_model), "-x", "8", "-o",
+                            str(out), "--steps", "1", "--dry-run", "--json"])
+    assert r.exit_code == 0 and not any("times the output" in w for w in json.loads(
+        r.stdout.strip().splitlines()[-1])["warnings"] or []), r.output

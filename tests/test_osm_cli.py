@@ -817,3 +817,46 @@ def test_an_unclosed_ring_is_one_sentence_without_gdal_warnings(tmp_path):
         res = invoke("--bbox", "-122.3015,37.8055,-122.2985,37.8085", "-r", "2", "--osm-file", osm, "-o", out)
     _assert_bad_input(res, out, "unclosed.geojson", "cannot be read")
     assert not [w for w in caught if "ring" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_vector_file_s_empty_false_and_numeric_values_and_closed_lines_are_read_as_osm_has_them(tmp_path):
+    """Found in review: a vector file's missing tag written "" (shapefiles, QGIS, the SpaceNet labels) or false
+    counted as tagged, so a park with building="" was drawn as a building; a number column with a gap is read as
+    floats, and 5.0 never matched a table's "5"; a closed line string tagged building=yes (a closed way, as GDAL's
+    OSM driver and many exports write it) drew nothing."""
+    import json as _json
+
+    import geopandas as gpd
+    from shapely.geometry import LineString, box
+
+    cells = [box(10.0685 + i * 0.0004, 48.1355, 10.0688 + i * 0.0004, 48.1358) for i in range(5)]
+    frame = gpd.GeoDataFrame(
+        {"building": ["", "false", "yes", None, None], "leisure": ["park", "park", "", None, None],
+         "road_type": [None, None, None, 5.0, np.nan]},
+        geometry=[*cells[:3], LineString(cells[3].exterior.coords), LineString(list(cells[4].exterior.coords)[:3])],
+        crs="EPSG:4326")
+    frame.loc[4, "building"] = "yes"  # (an open line: no area, and a building draws no lines)
+    frame.loc[3, "building"] = "yes"  # a closed ring: the building it outlines
+    osm = tmp_path / "f.gpkg"
+    frame.to_file(osm)
+    res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", osm, "-o", tmp_path / "m.tif",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    assert _json.loads(res.stdout)["features"] == {"building": 2, "grass": 2}
+    table = {"name": "roads", "classes": [{"id": 0, "name": "background", "color": "#000000"},
+                                           {"id": 1, "name": "road", "color": "#ff0000", "tags": {"road_type": ["5"]},
+                                            "areas": False, "line_widths": {"road_type": 4}}]}
+    (tmp_path / "t.json").write_text(_json.dumps(table))
+    roads = gpd.GeoDataFrame({"road_type": [5.0, np.nan]}, geometry=[
+        LineString([(10.0685, 48.1356), (10.0705, 48.1356)]), LineString([(10.0685, 48.1362), (10.0705, 48.1362)])],
+        crs="EPSG:4326")
+    roads.to_file(tmp_path / "r.geojson")
+    res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", tmp_path / "r.geojson",
+                 "--classes", tmp_path / "t.json", "-o", tmp_path / "r.tif", "--json")
+    assert res.exit_code == 0 and _json.loads(res.stdout)["features"] == {"road": 1}, res.output
+    table["classes"][1]["line_widths"] = {}
+    (tmp_path / "t.json").write_text(_json.dumps(table))
+    res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", tmp_path / "r.geojson",
+                 "--classes", tmp_path / "t.json", "-o", tmp_path / "r2.tif")
+    _assert_bad_input(res, tmp_path / "r2.tif", "draws no areas (areas false) and has no line_widths, so no OSM "
+                                                "feature can ever be drawn in it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -251,10 +252,15 @@ def window_under(ds: rasterio.DatasetReader, grid: Grid) -> Window:
 
 def source_is_finer(ds: rasterio.DatasetReader, grid: Grid) -> bool:
     """Whether the source's pixels are smaller than the grid's (compared in the grid's CRS)."""
+    return pixel_ratio(ds, grid) < 1
+
+
+def pixel_ratio(ds: rasterio.DatasetReader, grid: Grid) -> float:
+    """The side of the source's pixels over that of the grid's (their areas' square root, in the grid's CRS)."""
     left, bottom, right, top = _bounds_in(ds, grid)
-    src_px = ((right - left) / ds.width) * ((top - bottom) / ds.height)
+    src_px = abs((right - left) / ds.width) * abs((top - bottom) / ds.height)
     gx, gy = grid.res
-    return src_px < gx * gy
+    return math.sqrt(src_px / (gx * gy))
 
 
 def placed_transform(ds: rasterio.DatasetReader, grid: Grid) -> Affine | None:

@@ -36,6 +36,12 @@ _MAX_CLASSES = 255  # uint8 ids 0..254 (255 is kept free for nodata in consumers
 TagRule = Mapping[str, "bool | tuple[str, ...]"]
 
 
+def _present(col: Any) -> Any:
+    """Where a key is tagged: any value but ``no`` (OSM's negative) or ``false`` (a vector file's boolean false, as
+    GDAL reads it beside text: ``building=false`` was drawn as a building; found in review)."""
+    return col.notna() & ~col.astype(str).str.lower().isin(("no", "false"))
+
+
 @dataclass(frozen=True)
 class MapClass:
     """One class of a map class table.
@@ -162,7 +168,7 @@ class MapClassTable:
             for key, values in rules.items():
                 col = column(key)
                 if values is True:
-                    m |= (col.notna() & (col != "no")).to_numpy(dtype=bool)
+                    m |= _present(col).to_numpy(dtype=bool)
                 else:
                     m |= col.isin(values).to_numpy(dtype=bool)
             return m
@@ -180,7 +186,7 @@ class MapClassTable:
             for spec, width in c.line_widths.items():
                 key, _, value = spec.partition("=")
                 col = column(key)
-                sel = (col == value) if value else (col.notna() & (col != "no"))
+                sel = (col == value) if value else _present(col)
                 sel = sel.to_numpy(dtype=bool) & hit & (kind == "line") & np.isnan(line_w)
                 line_w[sel] = width
                 line_hit |= sel
@@ -377,6 +383,9 @@ def map_classes_from_dict(data: Any, source: str = "class table") -> MapClassTab
             raise ClassTableError(f"{where}: class 0 is the background and takes no tags or line widths")
         if i > 0 and not tags:
             raise ClassTableError(f"{where}: has no tags, so no OSM feature can ever be drawn in it")
+        if i > 0 and not areas and not widths:  # (the run said the data had no feature of it; found in review)
+            raise ClassTableError(f"{where}: draws no areas (areas false) and has no line_widths, so no OSM "
+                                  "feature can ever be drawn in it")
         classes.append(
             MapClass(
                 id=i, name=cname, color=color, priority=priority, tags=tags, exclude=exclude,

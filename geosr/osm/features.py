@@ -87,14 +87,22 @@ def normalise(frame: "gpd.GeoDataFrame", table: MapClassTable) -> "gpd.GeoDataFr
     keep = frame.geometry.notna() & ~frame.geometry.is_empty
     frame = frame[keep.to_numpy()].reset_index(drop=True)
     def tag(v: object) -> str | None:  # a tag's value as OSM writes it; several (a GeoJSON list, which pyogrio reads
-        if v is None or isinstance(v, str):  # as an array): joined by ";", as OSM writes them
-            return v
+        if v is None:  # as an array): joined by ";", as OSM writes them
+            return None
+        if isinstance(v, str):  # a vector file's missing tag written "" (a shapefile's, QGIS's) is none: a park
+            return v if v.strip() else None  # with building="" was drawn as a building (found in review)
+        if isinstance(v, (bool, np.bool_)):  # a JSON true / false, as OSM writes them (false was "False": tagged)
+            return "yes" if v else "no"
         if isinstance(v, np.ndarray):
             v = v.tolist()
         if isinstance(v, (list, tuple)):
             return ";".join(t for t in map(tag, v) if t) or None
         missing = pd.isna(v)  # (an array's: one per element)
-        return None if isinstance(missing, (bool, np.bool_)) and missing else str(v)
+        if isinstance(missing, (bool, np.bool_)) and missing:
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():  # a number column with a gap is read
+            return str(int(v))  # as floats: 5.0 never matched a table's "5" (found in review)
+        return str(v)
 
     cols = {key: frame[key].map(tag).astype(object) for key in sorted(table.keys() & set(frame.columns))}
     crs = frame.crs if frame.crs is not None else "EPSG:4326"

@@ -28,6 +28,7 @@ from geosr.osm.features import OSMFeatures, empty_frame, first_line, normalise, 
 from geosr.osm.inputs import check_osm_file, file_kind
 
 if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
     from shapely.geometry.base import BaseGeometry
 
 
@@ -407,4 +408,35 @@ def read_vector_file(path: Path, polygon: "BaseGeometry", table: MapClassTable) 
     if not frames:
         return OSMFeatures(frame=normalise(empty_frame(), table), source=path.name)
     frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
-    return OSMFeatures(frame=normalise(within(frame, polygon), table), source=path.name)
+    return OSMFeatures(frame=normalise(_closed_ways_as_areas(within(frame, polygon)), table), source=path.name)
+
+
+def _closed_ways_as_areas(frame: "gpd.GeoDataFrame") -> "gpd.GeoDataFrame":
+    """A vector file's closed line strings whose tags make a closed way an area (``building=yes``), as the areas
+    they outline, as the OSM readers have them: they were drawn as nothing (found in review)."""
+    import numpy as np
+    import pandas as pd
+    import shapely
+
+    def given(v: Any) -> str | None:  # a tag's value, None where the file has none ("" or a gap)
+        if isinstance(v, str):
+            return v if v.strip() else None
+        try:
+            return None if v is None or pd.isna(v) else str(v)
+        except (TypeError, ValueError):  # a list's pd.isna is one per element: a value
+            return str(v)
+
+    geoms = frame.geometry.to_numpy()
+    closed = np.flatnonzero((shapely.get_type_id(geoms) == 1) & shapely.is_closed(geoms))
+    if not len(closed):
+        return frame
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    new = geoms.copy()
+    for i in closed:
+        row = frame.iloc[i]
+        tags = {c: t for c in columns if (t := given(row[c])) is not None}
+        if is_area_way(tags):
+            new[i] = _ring_area(geoms[i])
+    frame = frame.copy()
+    frame[frame.geometry.name] = new
+    return frame

@@ -649,6 +649,9 @@ def _refuse_unapplied(opts: UpscaleOptions) -> None:
     refuse_unapplied(opts.model, given, {"preset": "sampler"})
 
 
+COARSE_MAP = 2.0  # a map whose pixels are this many times the output's a side is said to be read in blocks
+
+
 def _check_map(scene: Scene, sr: SuperResolver) -> list[str]:
     """Refuse a map whose classes are not the model's: another number, or other names where both name them (the
     model was told water where the map marks buildings); a map that names none (no GEOSR_MAP_CLASSES tag, e.g.
@@ -672,6 +675,10 @@ def _check_map(scene: Scene, sr: SuperResolver) -> list[str]:
         raise ClassTableError(f"{path}: its classes ({', '.join(scene.map_names)}) are not model {sr.name}'s "
                               f"({', '.join(model)}); rasterize the map with the model's class table "
                               "(geosr rasterize-osm --classes)")
+    if scene.map_ratio >= COARSE_MAP:  # (each map pixel a block of the model's map input, without a word; review)
+        said.append(f"map {path}: its pixels are {scene.map_ratio:.1f} times the output's a side, so the model "
+                    f"reads its classes in blocks; rasterize it on the output's grid (geosr rasterize-osm --like LR "
+                    f"-x {scene.scale})")
     nodata = scene.map_info.nodata
     if nodata is not None and float(nodata).is_integer() and 0 < int(nodata) < wanted:  # (0 is background anyway)
         name = (scene.map_names or model)[int(nodata)]

@@ -38,6 +38,7 @@ from geosr.conditioning.reference import (
     fit_harmonization,
     fit_local_harmonization,
     footprint_on,
+    pixel_ratio,
     placed_transform,
     read_average_without,
     source_is_finer,
@@ -117,6 +118,7 @@ class Scene:
     map_info: RasterInfo | None = None
     n_map_classes: int = 0
     map_names: tuple[str, ...] | None = None  # the map's GEOSR_MAP_CLASSES tag; None: it names no classes
+    map_ratio: float = 1.0  # the side of the map's pixels over the output's
     lr_ds: rasterio.DatasetReader | None = None
     ref_ds: rasterio.DatasetReader | None = None
     ref_reader: GridReader | None = None
@@ -479,13 +481,19 @@ class Scene:
                 r = ds.read(1, window=w, masked=True)
                 if r.count():
                     low, top = min(low, int(r.min())), max(top, int(r.max()))
+        if low < 0:  # (a map naming no classes read its -1, an undeclared nodata, as class 0; found in review)
+            n = self.n_map_classes if self.map_names is not None else None
+            said = f"not one of the {n} classes its GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or " \
+                "its tag" if n else "and a map's classes are 0 and up; mend the map, or declare it its nodata value"
+            raise ClassTableError(f"{path}: holds value {low}, {said}")
         if self.map_names is None:  # the largest class value
             self.n_map_classes = top + 1
-        elif low < 0 or top >= self.n_map_classes:  # (refused only as its window was reached, after minutes of
+        elif top >= self.n_map_classes:  # (refused only as its window was reached, after minutes of
             n = self.n_map_classes  # work, and not by a dry run; found in review)
-            raise ClassTableError(f"{path}: holds value {low if low < 0 else top}, not one of the {n} classes its "
+            raise ClassTableError(f"{path}: holds value {top}, not one of the {n} classes its "
                                   f"GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or its tag")
         self.map_info = info
+        self.map_ratio = pixel_ratio(ds, self.hr)
         self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.map_reader)
 
