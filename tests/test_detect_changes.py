@@ -502,7 +502,7 @@ def test_a_wide_scene_is_compared_in_parts_of_columns_that_run_on(scene, tmp_pat
         assert sum(w for _, w in parts) == width and all(c + w == n for (c, w), (n, _) in zip(parts, parts[1:]))
         assert len(parts) > 1 and max(w for _, w in parts) * rows <= dc.BAND_PIXELS
 
-    def local(lr, lr_valid, ref, ref_valid, untrusted=None):  # no fit: each pixel's neighbourhood alone
+    def local(lr, lr_valid, ref, ref_valid, untrusted=None, own=None):  # no fit: each pixel's neighbourhood alone
         valid = lr_valid & ref_valid
         diff = np.where(valid, np.abs(lr - ref).mean(axis=0), 0.0)
         evidence = ndimage.gaussian_filter(diff, 1.0, mode="nearest").astype(np.float32) / 10
@@ -761,3 +761,27 @@ def test_an_lr_band_without_data_is_named_not_the_reference(scene, raster_factor
     res = CliRunner().invoke(app, ["detect-changes", str(empty_band), "--ref", str(scene["ref"]), "-o", str(out),
                                    "--bands", "1,2", "--ref-bands", "1,2", "--no-coregister"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_reference_over_a_flat_part_of_the_scene_is_scaled_by_the_whole_lr():
+    """Found in review: the noise floor of the differences and the learned cue's measures were scaled by the LR's
+    range over the pixels the reference covers only; a reference over a flat patch of the scene (an aerial ortho
+    inside a satellite scene) flagged 94% of that unchanged patch (a real Landsat pair: 62% of a 100 x 100 px
+    reference's labelled unchanged pixels, against 7.8% with the whole reference). Scaled by the whole LR: none."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    base = 20 + 180 * (xx / 96) + 15 * np.sin(yy / 3) * np.cos(xx / 4)
+    lr = np.stack([base, base * 0.9 + 5, base * 0.8 + 10]).astype(np.float32)
+    lr[:, 30:62, 30:62] = 100 + 2 * np.sin(yy[30:62, 30:62] / 2)[None] + rng.normal(0, 1, (3, 32, 32))
+    ref = lr + rng.normal(0, 1.0, lr.shape).astype(np.float32)
+    everywhere = np.ones((96, 96), bool)
+    patch = np.zeros((96, 96), bool)
+    patch[30:62, 30:62] = True
+    assert compare(lr, everywhere, ref, everywhere).changed[patch].mean() == 0
+    assert compare(lr, everywhere, ref, patch).changed[patch].mean() < 0.02  # was 0.94
+    # the LR's edge replicated beyond the scene is none of its own pixels: its ranges as without it
+    wide = np.pad(lr, ((0, 0), (8, 8), (8, 8)), mode="edge")
+    wide_ref = np.pad(ref, ((0, 0), (8, 8), (8, 8)), mode="edge")
+    inner = np.pad(everywhere, 8)
+    found = compare(wide, np.ones((112, 112), bool), wide_ref, inner, own=inner)
+    assert np.array_equal(found.changed[8:-8, 8:-8], compare(lr, everywhere, ref, everywhere).changed)

@@ -35,9 +35,10 @@ TEXTURE = 1.0  # LR pixels: the Gaussian neighbourhood of the local texture (sta
 
 
 def measures(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, z: np.ndarray, structure: np.ndarray,
-             score: np.ndarray) -> np.ndarray:
+             score: np.ndarray, span: float | None = None) -> np.ndarray:
     """(h * w, len(MEASURES)) measures of every pixel of the (C, h, w) LR and the harmonized reference on its grid,
-    given the classical detector's z-score, structure cue and combined score ((h, w) each)."""
+    given the classical detector's z-score, structure cue and combined score ((h, w) each), in units of ``span``,
+    the LR's 1-99% range of its bands' mean (default: over ``valid``)."""
     def blur(x: np.ndarray, s: float) -> np.ndarray:
         return ndimage.gaussian_filter(x, s, mode="reflect")
 
@@ -45,8 +46,10 @@ def measures(lr: np.ndarray, ref: np.ndarray, valid: np.ndarray, z: np.ndarray, 
         return np.sqrt(np.maximum(blur(m * m, TEXTURE) - blur(m, TEXTURE) ** 2, 0))
 
     m_lr, m_ref = lr.mean(axis=0), ref.mean(axis=0)
-    inside = m_lr[valid] if valid.any() else m_lr.ravel()
-    span = float(np.percentile(inside, 99) - np.percentile(inside, 1)) + 1e-9
+    if span is None:
+        inside = m_lr[valid] if valid.any() else m_lr.ravel()
+        span = float(np.percentile(inside, 99) - np.percentile(inside, 1))
+    span += 1e-9
     t_lr, t_ref = texture(m_lr), texture(m_ref)
     d = lr - ref
     colour = np.sqrt(((d - d.mean(axis=0, keepdims=True)) ** 2).mean(axis=0)) / span
