@@ -33,6 +33,7 @@ class OSMFeatures:
     source: str
     timestamp: str | None = None
     timestamp_kind: str | None = None
+    warnings: tuple[str, ...] = ()  # what the reader left out that the user should know of
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -53,7 +53,7 @@ def read_osm_xml(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
     from osmnx._errors import InsufficientResponseError
     from shapely.errors import ShapelyError
 
-    stamp, kind, inline, deleted = _xml_scan(path)
+    stamp, kind, inline, deleted, cut = _xml_scan(path)
     if inline:
         raise VectorFileError(f"{path}: {inline} of its ways give their nodes' coordinates inline without the nodes "
                               "(Overpass's `out geom`), which the OSM XML reader cannot place; export the ways with "
@@ -75,7 +75,11 @@ def read_osm_xml(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
             raise VectorFileError(f"{path}: holds a relation whose member ways lack their nodes (cut at the "
                                   f"extract's edge: {first_line(exc)}), which osmnx cannot assemble; extract with "
                                   "whole ways (osmium extract -s complete_ways) or give the .osm.pbf") from exc
-    return OSMFeatures(frame=normalise(frame, table), source=path.name, timestamp=stamp, timestamp_kind=kind)
+    said = (f"{path.name}: {cut} of its ways lack some of their nodes (cut at the extract's edge), and the OSM XML "
+            "reader leaves such a way out whole; extract with whole ways (osmium extract -s complete_ways) or give "
+            "the .osm.pbf, whose reader keeps the part there",) if cut else ()
+    return OSMFeatures(frame=normalise(frame, table), source=path.name, timestamp=stamp, timestamp_kind=kind,
+                       warnings=said)
 
 
 def _open_text(path: Path) -> Any:
@@ -87,17 +91,20 @@ def _open_text(path: Path) -> Any:
     return open(path, "rb")
 
 
-def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int]:
+def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int, int]:
     """Overpass's ``<meta osm_base>`` or the root's ``timestamp`` (snapshot), else the newest edit; how many ways
     give their nodes' coordinates inline without the nodes (Overpass's ``out geom``), which osmnx's reader cannot
-    place (it read such a file as holding nothing); and how many objects JOSM marks deleted (``action="delete"``,
-    ``visible="false"``), which osmnx reads as any other."""
+    place (it read such a file as holding nothing); how many objects JOSM marks deleted (``action="delete"``,
+    ``visible="false"``), which osmnx reads as any other; and how many ways name nodes the file lacks and holds
+    others of (cut at an extract's edge), which osmnx's reader leaves out whole (the PBF reader keeps the part
+    there: a footway missing 7 of its 24 nodes was drawn from a .pbf, not from the same .osm; found in review)."""
     from xml.etree.ElementTree import iterparse
 
     snapshot: str | None = None
     newest: str | None = None
     nodes: set[str] = set()
     inline_ways: list[list[str | None]] = []
+    plain_ways: list[tuple[str | None, ...]] = []
     deleted = 0
     try:
         with _open_text(path) as fh:
@@ -119,14 +126,17 @@ def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int]:
                     refs = [nd.get("ref") for nd in elem.iter("nd") if nd.get("lat") is not None]
                     if refs:
                         inline_ways.append(refs)
+                    else:
+                        plain_ways.append(tuple(nd.get("ref") for nd in elem.iter("nd")))
                 if elem.tag in ("node", "way", "relation"):
                     elem.clear()
     except Exception:  # noqa: BLE001 - osmnx's reader says what is wrong with the file
-        return None, None, 0, 0
+        return None, None, 0, 0, 0
     inline = sum(any(r not in nodes for r in refs) for refs in inline_ways)
+    cut = sum(any(r not in nodes for r in refs) and any(r in nodes for r in refs) for refs in plain_ways)
     if snapshot:
-        return _iso(snapshot), "snapshot", inline, deleted
-    return (_iso(newest), "newest edit", inline, deleted) if newest else (None, None, inline, deleted)
+        return _iso(snapshot), "snapshot", inline, deleted, cut
+    return (_iso(newest), "newest edit", inline, deleted, cut) if newest else (None, None, inline, deleted, cut)
 
 
 def _deleted(attrib: Any) -> bool:

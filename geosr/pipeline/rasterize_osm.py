@@ -186,7 +186,7 @@ def rasterize_osm(
         timestamp_kind=feats.timestamp_kind,
         seconds=time.perf_counter() - t0,
         tags=tags,
-        warnings=_coverage_warnings(opts.osm_file, target),
+        warnings=_coverage_warnings(opts.osm_file, target) + list(feats.warnings),
     )
 
 
