@@ -109,11 +109,15 @@ def test_complex_pixels_and_gcp_only_georeferencing_are_refused_in_one_sentence(
     with rasterio.open(gcp, "r+") as ds:
         ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(32633))
     r = runner.invoke(app, ["upscale", str(gcp), "-o", str(tmp_path / "b.tif"), *BICUBIC_X2])
-    assert r.exit_code == 2 and "ground control points" in r.output and "gdalwarp" in r.output, r.output
+    # the points' own CRS named, and advised (it was "NO CRS" and "-t_srs EPSG:<code>"; found in review)
+    assert r.exit_code == 2 and "gcp.tif: is georeferenced by 4 ground control points in EPSG:32633 only" in r.output \
+        and "gdalwarp -t_srs EPSG:32633" in r.output, r.output
     info = runner.invoke(app, ["info", str(gcp), "--json"])
     described = json.loads(info.output)["files"][0]
     assert described["gcps"] == 4 and described["res"] is None and described["bounds"] is None
-    assert "no geotransform" in runner.invoke(app, ["info", str(gcp)]).output
+    assert described["crs"] is None and described["gcp_crs"] == "EPSG:32633"
+    said = runner.invoke(app, ["info", str(gcp)]).output
+    assert "no geotransform" in said and "4 ground control points in EPSG:32633" in said
     assert not list(tmp_path.glob("[ab]*"))
 
 

@@ -162,7 +162,8 @@ def _settings(g: dict) -> str:
 
 def _no_crs(f: dict) -> str:
     if f["gcps"]:
-        return f"NO CRS (georeferenced by {f['gcps']} ground control points: warp it with gdalwarp)"
+        where = f" in {f['gcp_crs']}" if f.get("gcp_crs") else ""
+        return f"NO CRS (georeferenced by {f['gcps']} ground control points{where}: warp it with gdalwarp)"
     if f.get("rpcs"):
         return "NO CRS (georeferenced by rational polynomial coefficients: orthorectify it with gdalwarp -rpc)"
     return "NO CRS"

@@ -53,6 +53,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
                 "height": g.height,
                 "crs": g.crs.to_string() if g.crs else None,
                 "gcps": info.gcps,
+                "gcp_crs": info.gcp_crs,
                 "rpcs": info.rpcs,
                 "res": g.res if placed else None,
                 "bounds": g.bounds if placed else None,

@@ -72,6 +72,7 @@ class RasterInfo:
     has_mask: bool  # an internal/external mask or an alpha band, not a nodata value
     driver: str
     gcps: int = 0  # ground control points (a raster georeferenced by them alone has no grid: no CRS here)
+    gcp_crs: str | None = None  # the CRS the ground control points are given in ("EPSG:32633", else its name)
     units: tuple[str, ...] = ()  # each band's unit ("metre", "W m-2 sr-1 um-1"; "" when none)
     band_nodata: tuple[float | None, ...] = ()  # each band's nodata value (``nodata`` is the first band's)
     tags: dict[str, str] = field(default_factory=dict)  # the dataset's metadata (GDAL's default domain)
@@ -217,12 +218,23 @@ def inspect_raster(path: str | os.PathLike[str], *, require_crs: bool = True, gr
         return info
 
 
+def _crs_name(crs: "rasterio.crs.CRS | None") -> str | None:
+    """``EPSG:<code>`` of ``crs`` where it is one, else its own string (WKT, PROJ); None without one."""
+    if not crs:
+        return None
+    code = crs.to_epsg()
+    return f"EPSG:{code}" if code else crs.to_string()
+
+
 def _checked_info(p: str, shown: str, ds: rasterio.DatasetReader, require_crs: bool, grid_only: bool) -> RasterInfo:
     """:func:`inspect_raster`'s checks of the open raster ``ds`` and what it reads of it."""
     gcps = len(ds.gcps[0])
+    gcp_crs = _crs_name(ds.gcps[1]) if gcps else None  # (the points' own CRS: "EPSG:<code>" was advised; review)
     if require_crs and ds.crs is None and gcps:
-        raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points only, not on a grid; warp it "
-                         f"onto one first (e.g. gdalwarp -t_srs EPSG:<code> {p} warped.tif)")
+        raise NoCRSError(f"{shown}: is georeferenced by {gcps} ground control points"
+                         f"{f' in {gcp_crs}' if gcp_crs else ''} only, not on a grid; warp it onto one first (e.g. "
+                         f"gdalwarp -t_srs {gcp_crs if gcp_crs and gcp_crs.startswith('EPSG:') else 'EPSG:<code>'} "
+                         f"{p} warped.tif)")
     # a container (NetCDF, HDF): "holds no pixels" / "no CRS" said nothing
     if ds.count < 1 and ds.subdatasets:
         _refuse_container(shown, ds.subdatasets)
@@ -261,6 +273,7 @@ def _checked_info(p: str, shown: str, ds: rasterio.DatasetReader, require_crs: b
         has_mask=has_mask,
         driver=ds.driver,
         gcps=gcps,
+        gcp_crs=gcp_crs,
         units=tuple(u or "" for u in ds.units),
         band_nodata=tuple(ds.nodatavals),
         tags=dict(ds.tags()),
