@@ -1188,6 +1188,19 @@ jobs:
     assert [str(p) for p in m.problems if "0x4" in str(p)], m.problems  # a hexadecimal scale: not a whole number
     (scenes / "jobs.csv").write_text("lr,out,seed\ns0.tif,out/o1.tif,010\n")
     assert read_manifest(scenes / "jobs.csv").jobs[0].options.sampler.seed == 10
+    # YAML's other words for false, and a whole 4.0, as they read before (and as JSON's false and 4.0 read)
+    (scenes / "more.yaml").write_text("""
+defaults: {model: bicubic, out: "out/{stem}_{x}.tif"}
+jobs:
+  - {lr: s0.tif, x: 4.0, lr_consistency: false}
+  - {lr: s1.tif, x: 2, lr_consistency: Off}
+  - {lr: s2.tif, x: 2, lr_consistency: no}
+  - {lr: s2.tif, x: 4.5, out: out/bad.tif}
+""")
+    m = read_manifest(scenes / "more.yaml")
+    assert [j.options.scale for j in m.jobs] == [4, 2, 2]
+    assert {j.options.sampler.lr_consistency for j in m.jobs} == {"off"}
+    assert [p.message for p in m.problems] == ["x: '4.5' is not a whole number"]
 
 
 def test_a_job_s_null_drops_what_the_defaults_give_it(scenes):
@@ -1223,12 +1236,17 @@ def test_the_caller_s_misspelt_settings_are_suggested_and_named_by_their_flags(s
         n for fn in (batch, plan_batch) for n, p in inspect.signature(fn).parameters.items()
         if p.kind is p.KEYWORD_ONLY}
     assert set(CALLER_KEYWORDS) == taken - {"overwrite"}  # (overwrite: a job option too)
+    with pytest.raises(OptionError, match=r"unknown option 'workers' \(a setting of the batch's run, which this call "
+                                          r"does not take\)"):  # (it said "did you mean workers?")
+        plan_batch(scenes / "jobs.yaml", workers=2)
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--split-windows", "-1", "--dry-run"])
     assert res.exit_code == 2 and "error: --split-windows: must be a whole number of at least 0, not -1" in res.output
     res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "--split-windows", "-1", "--compress",
                                       "zz", "--dry-run"])
     assert "--split-windows: must be a whole number of at least 0, not -1; --compress: 'zz' is not one of" in \
         res.output, res.output
+    res = CliRunner().invoke(_cli(), ["batch", str(scenes / "jobs.yaml"), "-x", "1", "--dry-run"])
+    assert "error: -x: 1 is not a supported scale factor" in res.output, res.output
 
 
 def test_a_dry_run_s_jobs_beyond_the_table_are_counted_as_planned(scenes):

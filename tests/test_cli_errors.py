@@ -1134,11 +1134,23 @@ def test_names_that_are_not_utf8_are_read_or_refused_in_one_sentence(tmp_path):
         assert res.exit_code == 2 and json.loads(res.stdout)["error"].endswith(said), res.output
     res = runner.invoke(app, ["info", str(tmp_path / latin)])
     assert res.exit_code == 2 and "caf�.tif: the file's name is not valid UTF-8" in res.output
-    assert sorted(os.listdir(tmp_path)) == sorted(["scene.img", "scene.hdr", "o.tif", "o.stac.json", latin,
-                                                  *(f for f in os.listdir(tmp_path) if f.startswith("scene.img."))])
+    # as a band file of a list, and as an area of interest (a "not a vector file" naming \udce9 there; review)
+    os.rename(os.fsencode(tmp_path) + b"/caf\xe9.tif", os.fsencode(tmp_path) + b"/B04_caf\xe9.tif")
+    plain = make_raster(tmp_path / "B03.tif", data[:1])
+    member = tmp_path / os.fsdecode(b"B04_caf\xe9.tif")
+    listed = f"{member},{plain}"
+    for args in ([listed], [str(tmp_path / "scene.img"), "--aoi", str(tmp_path / os.fsdecode(b"a\xe9.geojson"))]):
+        if "--aoi" in args:
+            (tmp_path / "ok.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+            os.rename(tmp_path / "ok.geojson", os.fsencode(tmp_path) + b"/a\xe9.geojson")
+        res = runner.invoke(app, ["upscale", *args, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o3.tif"),
+                                  "--json"])
+        assert res.exit_code == 2 and "name is not valid UTF-8, which GDAL cannot open; rename it in UTF-8" in \
+            json.loads(res.stdout)["error"], res.output
+    assert not (tmp_path / "o2.tif").exists() and not (tmp_path / "o3.tif").exists()
 
 
-def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_the_run(tmp_path):
+def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_the_run(tmp_path, monkeypatch):
     """Found in review: `-o file:///tmp/o.tif` was shown as file://tmp/o.tif, `/vsimem/o.tif` called a URL, and
     `-o x.tif/` beside a file x.tif advised x.tif/out.tif, which cannot be made; an output path of 4,046 bytes ran a
     row, then failed naming an internal file, its work folder left behind (every later run failed the same)."""
@@ -1150,6 +1162,13 @@ def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_t
         deep = deep / ("d" * 200)
     deep = deep / ("e" * (4000 - len(os.fsencode(deep)) - 1))  # o.tif: 4,006 bytes, its work folder's 4,017
     deep.mkdir(parents=True)
+    from pathlib import Path
+
+    from geosr.errors import OutputLocationError
+    from geosr.io.outputs import check_output_path
+
+    with pytest.raises(OutputLocationError, match="^file:///tmp/o.tif: is a URL"):  # (a Path drops a slash)
+        check_output_path(Path("file:///tmp/o.tif"), overwrite=False)
     for out, said in (("file:///tmp/o.tif", "file:///tmp/o.tif: is a URL; outputs are written to local paths"),
                       ("/vsimem/o.tif", "/vsimem/o.tif: is a GDAL virtual path; outputs are written to local paths"),
                       (f"{lr}/", f"{lr}/: a trailing slash names a folder, and {lr} is a file; give the output "
@@ -1159,6 +1178,10 @@ def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_t
         res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", out, "--json"])
         assert res.exit_code == 2 and said in json.loads(res.stdout)["error"], res.output
     assert os.listdir(deep) == []
+    # a short relative name in that deep working folder is no long path: the run passes it as given (review)
+    monkeypatch.chdir(deep)
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", "o.tif"])
+    assert res.exit_code == 0 and (deep / "o.tif").is_file(), res.output
 
 
 def test_an_untagged_map_below_0_is_refused_and_a_coarse_map_is_warned_of(scene, map_model):
@@ -1188,3 +1211,29 @@ def test_an_untagged_map_below_0_is_refused_and_a_coarse_map_is_warned_of(scene,
                             str(out), "--steps", "1", "--dry-run", "--json"])
     assert r.exit_code == 0 and not any("times the output" in w for w in json.loads(
         r.stdout.strip().splitlines()[-1])["warnings"] or []), r.output
+
+
+def test_an_untagged_map_s_negative_value_a_sample_missed_is_refused_where_it_is_read(tmp_path, monkeypatch):
+    """Found in review: a map too large to scan whole (sampled) naming no classes, its -1 in a block the sample
+    skipped, was read there as background without a word; a tagged map's was refused. Both are, as read."""
+    from rasterio.windows import Window
+
+    import geosr.pipeline.scene as sc
+    from geosr.errors import ClassTableError
+    from geosr.io.rasters import inspect_raster
+    from geosr.tiling.windows import PlannedWindow
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 256, 256) * 255).astype(np.uint8),
+                     transform=Affine(4, 0, 500000, 0, -4, 5000000))
+    m = np.random.default_rng(1).integers(0, 4, (1024, 1024)).astype(np.int16)
+    m[16:32, 16:32] = -1
+    path = make_raster(tmp_path / "map.tif", m[None], transform=Affine(1, 0, 500000, 0, -1, 5000000), tiled=True,
+                       blockxsize=16, blockysize=16)
+    monkeypatch.setattr(sc, "FULL_READ_LIMIT", 100)  # (a map over 8192^2 px: a sample of its blocks)
+    with rasterio.open(path) as ds:
+        assert Window(16, 16, 16, 16) not in sc.block_sample(ds, Window(0, 0, 1024, 1024))
+    info = inspect_raster(lr)
+    with sc.Scene.open(str(lr), scale=4, hr=info.grid.refined(4), area=Window(0, 0, 256, 256), map=str(path)) as scene:
+        assert scene.map_sampled
+        with pytest.raises(ClassTableError, match=r"map.tif: holds value -1, and a map's classes are 0 and up"):
+            scene.read_stack(PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=0, width=256, height=256), 0)

@@ -854,6 +854,14 @@ def test_a_vector_file_s_empty_false_and_numeric_values_and_closed_lines_are_rea
     res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", tmp_path / "r.geojson",
                  "--classes", tmp_path / "t.json", "-o", tmp_path / "r.tif", "--json")
     assert res.exit_code == 0 and _json.loads(res.stdout)["features"] == {"road": 1}, res.output
+    # a closed line with a boolean area: false stays a line (it was made an area, and drew nothing; review)
+    ring = LineString([(10.0685, 48.1355), (10.0695, 48.1355), (10.0695, 48.1362), (10.0685, 48.1355)])
+    (tmp_path / "ring.geojson").write_text(_json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"road_type": "5", "area": False},
+         "geometry": {"type": "LineString", "coordinates": [list(c) for c in ring.coords]}}]}))
+    res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", tmp_path / "ring.geojson",
+                 "--classes", tmp_path / "t.json", "-o", tmp_path / "ring.tif", "--json")
+    assert res.exit_code == 0 and _json.loads(res.stdout)["features"] == {"road": 1}, res.output
     table["classes"][1]["line_widths"] = {}
     (tmp_path / "t.json").write_text(_json.dumps(table))
     res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", tmp_path / "r.geojson",
@@ -871,7 +879,8 @@ def test_an_osm_xml_file_with_ways_cut_at_its_edge_is_warned_of(tmp_path):
     nodes = "".join(f'<node id="{i}" lat="48.1356" lon="{10.0685 + 0.0005 * i}" version="1"/>' for i in range(1, 5))
     ways = ('<way id="10" version="1"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>'
             '<way id="11" version="1"><nd ref="3"/><nd ref="4"/><nd ref="99"/><tag k="highway" v="residential"/>'
-            '</way>')
+            '</way><way id="12" version="1"><nd ref="3"/><nd ref="98"/><tag k="power" v="line"/></way>')  # (no
+    # class draws power lines: that cut way is none of the map's, and not counted; found in review)
     osm = tmp_path / "cut.osm"
     osm.write_text(f'<?xml version="1.0"?><osm version="0.6">{nodes}{ways}</osm>')
     res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", osm, "-o", tmp_path / "m.tif",
@@ -881,7 +890,7 @@ def test_an_osm_xml_file_with_ways_cut_at_its_edge_is_warned_of(tmp_path):
         "cut.osm: 1 of its ways lack some of their nodes (cut at the extract's edge), and the OSM XML reader leaves "
         "such a way out whole; extract with whole ways (osmium extract -s complete_ways) or give the .osm.pbf, whose "
         "reader keeps the part there"]
-    whole = ways.replace('<nd ref="99"/>', "")
+    whole = ways.replace('<nd ref="99"/>', "").replace('<nd ref="98"/>', "")
     osm.write_text(f'<?xml version="1.0"?><osm version="0.6">{nodes}{whole}</osm>')
     res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", osm, "-o", tmp_path / "m2.tif",
                  "--json")

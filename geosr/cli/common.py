@@ -195,7 +195,8 @@ _OUT_OF_MEMORY = {
 }
 
 # Library keywords pinned to a flag, and those the CLI names differently (the rest come from the commands).
-LIBRARY_FLAGS = {"scale": "-x", "output": "-o", "cache_folder": "--cache-dir"}
+# (x: a batch manifest's key for the scale, which its command-line defaults' messages name; found in review)
+LIBRARY_FLAGS = {"scale": "-x", "x": "-x", "output": "-o", "cache_folder": "--cache-dir"}
 
 
 def cli_message(exc: BaseException, command: str | None = None) -> str:

@@ -11,7 +11,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geosr.errors import InputNotFoundError, NoOverlapError, OptionError
-from geosr.io.paths import REMOTE
+from geosr.io.paths import REMOTE, refuse_undecodable
 from geosr.tiling.grid import Grid
 
 DEFAULT_AOI_CRS = "EPSG:4326"
@@ -175,6 +175,7 @@ def _vector_bounds(path: str, grid: Grid, aoi_crs: str = DEFAULT_AOI_CRS) -> tup
                           "first")
     if not Path(path).exists():
         raise InputNotFoundError(f"{path}: no such area-of-interest file (`aoi`), nor a box LEFT,BOTTOM,RIGHT,TOP")
+    refuse_undecodable(path)
     try:
         gml = {"WRITE_GFS": "NO"} if Path(path).suffix.lower() in (".gml", ".xml") else {}  # (an option of GML's only)
         frame = gpd.read_file(path, engine="pyogrio", **gml)  # GDAL's GML reader writes a .gfs beside the file

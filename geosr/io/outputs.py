@@ -69,9 +69,12 @@ def check_output_path(
     # a URL (also as a pathlib.Path made it: "http:/host/...", one slash gone) names no local folder to write in
     if is_remote(os.fspath(path)) or _URL_AS_PATH.match(os.fspath(path)):
         text = os.fspath(path)  # (a slash pathlib dropped is given back; file:/// was shown file://tmp; review)
-        shown = re.sub(r"^([a-zA-Z]+):/(?=[^/])", r"\1://", text, count=1) if isinstance(path, Path) else text
-        what = "a GDAL virtual path" if text.lower().startswith("/vsi") else "a URL"
-        raise OutputLocationError(f"{shown}: is {what}; outputs are written to local paths (copy the result to its "
+        shown = re.sub(r"^([a-zA-Z]+):/(?=[^/])", lambda m: m[1] + (":///" if m[1].lower() == "file" else "://"),
+                       text, count=1) if isinstance(path, Path) else text
+        if text.lower().startswith("/vsi"):
+            raise OutputLocationError(f"{text}: is a GDAL virtual path; outputs are written to local paths (GDAL's "
+                                      "virtual file systems are read, not written, by geosr)")
+        raise OutputLocationError(f"{shown}: is a URL; outputs are written to local paths (copy the result to its "
                                   "server afterwards)")
     refuse_undecodable(os.fspath(path), output=True)
     p = Path(path)
@@ -308,7 +311,7 @@ def _check_name_length(p: Path, folder: Path, margin: int) -> None:
         most = os.pathconf(folder, "PC_PATH_MAX")
     except (OSError, ValueError):
         most = 4096
-    size = len(os.fsencode(os.path.abspath(p)))
+    size = len(os.fsencode(os.fspath(p)))  # as the run passes it (relative to a deep working folder: as given)
     if size + PATH_MARGIN >= most:
         raise OutputLocationError(f"{p}: the output's path is too long ({size} bytes): files geosr writes in its work "
                                   f"folder take up to {PATH_MARGIN} more, and this system allows {most - 1}; give "

@@ -31,6 +31,7 @@ from geosr.io.paths import (
     named,
     network_failure,
     over_network,
+    refuse_undecodable,
     without_query,
 )
 
@@ -159,6 +160,7 @@ def unread_tags(path: str) -> Iterator[list[str]]:
 def open_member(owner: str, href: str, what: str = "band file") -> rasterio.DatasetReader:
     """Open one member file (``what`` it is, in words); its failure is one sentence naming the composite and the
     member (a NetworkError when the network or the member's server is at fault)."""
+    refuse_undecodable(href)
     try:
         target = gdal_path(href)
     except InputError as exc:

@@ -20,7 +20,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from geosr.errors import InputError, NoCRSError, VectorFileError
 from geosr.osm.classes import MapClassTable
@@ -53,7 +53,7 @@ def read_osm_xml(path: Path, polygon: "BaseGeometry", table: MapClassTable) -> O
     from osmnx._errors import InsufficientResponseError
     from shapely.errors import ShapelyError
 
-    stamp, kind, inline, deleted, cut = _xml_scan(path)
+    stamp, kind, inline, deleted, cut = _xml_scan(path, table.keys())
     if inline:
         raise VectorFileError(f"{path}: {inline} of its ways give their nodes' coordinates inline without the nodes "
                               "(Overpass's `out geom`), which the OSM XML reader cannot place; export the ways with "
@@ -91,13 +91,14 @@ def _open_text(path: Path) -> Any:
     return open(path, "rb")
 
 
-def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int, int]:
+def _xml_scan(path: Path, keys: Iterable[str] = ()) -> tuple[str | None, str | None, int, int, int]:
     """Overpass's ``<meta osm_base>`` or the root's ``timestamp`` (snapshot), else the newest edit; how many ways
     give their nodes' coordinates inline without the nodes (Overpass's ``out geom``), which osmnx's reader cannot
     place (it read such a file as holding nothing); how many objects JOSM marks deleted (``action="delete"``,
-    ``visible="false"``), which osmnx reads as any other; and how many ways name nodes the file lacks and holds
-    others of (cut at an extract's edge), which osmnx's reader leaves out whole (the PBF reader keeps the part
-    there: a footway missing 7 of its 24 nodes was drawn from a .pbf, not from the same .osm; found in review)."""
+    ``visible="false"``), which osmnx reads as any other; and how many ways tagged with one of ``keys`` (the class
+    table's) name nodes the file lacks and holds others of (cut at an extract's edge), which osmnx's reader leaves
+    out whole (the PBF reader keeps the part there: a footway missing 7 of its 24 nodes was drawn from a .pbf, not
+    from the same .osm; found in review)."""
     from xml.etree.ElementTree import iterparse
 
     snapshot: str | None = None
@@ -105,6 +106,7 @@ def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int, int]:
     nodes: set[str] = set()
     inline_ways: list[list[str | None]] = []
     plain_ways: list[tuple[str | None, ...]] = []
+    wanted = set(keys)
     deleted = 0
     try:
         with _open_text(path) as fh:
@@ -126,7 +128,7 @@ def _xml_scan(path: Path) -> tuple[str | None, str | None, int, int, int]:
                     refs = [nd.get("ref") for nd in elem.iter("nd") if nd.get("lat") is not None]
                     if refs:
                         inline_ways.append(refs)
-                    else:
+                    elif any(tag.get("k") in wanted for tag in elem.iter("tag")):
                         plain_ways.append(tuple(nd.get("ref") for nd in elem.iter("nd")))
                 if elem.tag in ("node", "way", "relation"):
                     elem.clear()
@@ -428,9 +430,11 @@ def _closed_ways_as_areas(frame: "gpd.GeoDataFrame") -> "gpd.GeoDataFrame":
     import pandas as pd
     import shapely
 
-    def given(v: Any) -> str | None:  # a tag's value, None where the file has none ("" or a gap)
+    def given(v: Any) -> str | None:  # a tag's value as normalise() reads it, None where the file has none
         if isinstance(v, str):
             return v if v.strip() else None
+        if isinstance(v, (bool, np.bool_)):  # (area: false is area=no; "False" made a track an area; review)
+            return "yes" if v else "no"
         try:
             return None if v is None or pd.isna(v) else str(v)
         except (TypeError, ValueError):  # a list's pd.isna is one per element: a value

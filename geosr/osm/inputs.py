@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from geosr.errors import InputError, InputNotFoundError, VectorFileError
+from geosr.io.paths import refuse_undecodable
 
 XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 PBF_SUFFIXES = (".pbf",)
@@ -20,6 +21,7 @@ def existing_file(
     path: str | os.PathLike[str], what: str, folder_error: type[InputError], *, missing: str = "file"
 ) -> Path:
     """``path`` when it is an existing file; else "no such ``missing``" or "is a folder, not ``what``"."""
+    refuse_undecodable(os.fspath(path))
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such {missing}")

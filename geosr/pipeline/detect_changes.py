@@ -465,11 +465,10 @@ def _compare_part(scene: Scene, r0: int, h: int, c0: int,
     seen = has[:, both].any(axis=1)  # which LR bands hold data where both images cover
     if len(scene.bands) > 1 and len(set(scene.ref_bands)) == 1:  # one panchromatic band against several
         lr, ref = pan_intensity(lr, known & stack.ref_valid, ref[0]), ref[:1]
-    # the LR's ranges over its own pixels, not the edge replicated beyond it (chiefly the same values again)
-    grid, area = scene.lr_info.grid, scene.area
-    rows = np.arange(h + 2 * HALO) + int(area.row_off) + r0 - HALO
-    cols = np.arange(width + 2 * HALO) + int(area.col_off) + c0 - HALO
-    own = ((rows >= 0) & (rows < grid.height))[:, None] & ((cols >= 0) & (cols < grid.width))[None, :]
+    # the LR's ranges over the compared area's own pixels: not the edge replicated beyond the scene (chiefly the same
+    # values again), nor the context read beyond an `aoi`'s area (its masks were those of before; found in review)
+    rows, cols = np.arange(h + 2 * HALO) + r0 - HALO, np.arange(width + 2 * HALO) + c0 - HALO
+    own = ((rows >= 0) & (rows < scene.area.height))[:, None] & ((cols >= 0) & (cols < scene.area.width))[None, :]
     return compare(lr, known, ref, stack.ref_valid, untrusted=flags, own=own), flags, int(both.sum()), seen
 
 

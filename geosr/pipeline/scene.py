@@ -482,10 +482,7 @@ class Scene:
                 if r.count():
                     low, top = min(low, int(r.min())), max(top, int(r.max()))
         if low < 0:  # (a map naming no classes read its -1, an undeclared nodata, as class 0; found in review)
-            n = self.n_map_classes if self.map_names is not None else None
-            said = f"not one of the {n} classes its GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or " \
-                "its tag" if n else "and a map's classes are 0 and up; mend the map, or declare it its nodata value"
-            raise ClassTableError(f"{path}: holds value {low}, {said}")
+            raise ClassTableError(self._map_value_refusal(path, low))
         if self.map_names is None:  # the largest class value
             self.n_map_classes = top + 1
         elif top >= self.n_map_classes:  # (refused only as its window was reached, after minutes of
@@ -496,6 +493,15 @@ class Scene:
         self.map_ratio = pixel_ratio(ds, self.hr)
         self.map_reader = GridReader(ds, self.hr, (1,), _class_resampling(ds, self.hr))
         self._open.append(self.map_reader)
+
+    def _map_value_refusal(self, path: str, value: int) -> str:
+        """Why a map value that is none of its classes is refused: beyond those its tag names, or below 0."""
+        if self.map_names is not None:
+            n = self.n_map_classes
+            return (f"{path}: holds value {value}, not one of the {n} classes its GEOSR_MAP_CLASSES tag names (0 to "
+                    f"{n - 1}); mend the map or its tag")
+        return (f"{path}: holds value {value}, and a map's classes are 0 and up; mend the map, or declare it its "
+                "nodata value")
 
     def _fit_harmonization(self) -> None:
         """Reference -> LR per-band linear fit on the LR grid (average of the reference), unchanged pixels.
@@ -696,11 +702,10 @@ class Scene:
                     f"{self.n_map_classes - 1} (a map this large needs its classes named in a GEOSR_MAP_CLASSES tag)"
                 )
             outside = m_valid & ((values < 0) | (values >= self.n_map_classes))
-            if self.map_names is not None and outside.any():  # (read as background, the map's meaning lost)
-                n = self.n_map_classes
-                raise ClassTableError(f"{self.map_info.path}: holds value {int(values[outside][0])}, not one of the "
-                                      f"{n} classes its GEOSR_MAP_CLASSES tag names (0 to {n - 1}); mend the map or "
-                                      "its tag")
+            # (read as background, the map's meaning lost; an untagged map's -1 that a sample of it missed: review)
+            bad = outside if self.map_names is not None else m_valid & (values < 0)
+            if bad.any():
+                raise ClassTableError(self._map_value_refusal(self.map_info.path, int(values[bad][0])))
             map_ = np.where(m_valid & (values >= 0) & (values < self.n_map_classes), values, 0)
         offset = ((self.area.row_off + r0) * s, (self.area.col_off + c0) * s)
         return WindowStack(lr, lr_valid, ref, ref_valid, change.astype(np.int64, copy=False), changed, map_, offset,

@@ -21,6 +21,7 @@ import functools
 import glob as globlib
 import io
 import json
+import math
 import numbers
 import os
 import re
@@ -492,7 +493,10 @@ def _normalise(row: dict, where: str, *, null_unsets: bool = True,
             problems.append(Problem(where, f"{raw_key}: {NOT_PER_JOB[key]}"))
             continue
         if key not in OPTIONS:
-            problems.append(Problem(where, f"unknown option {raw_key!r}{_suggestion(key, more)}"))
+            # (a run setting given where none is taken, plan_batch(workers=2), was "did you mean workers?"; review)
+            why = " (a setting of the batch's run, which this call does not take)" if key in more else \
+                _suggestion(key, more)
+            problems.append(Problem(where, f"unknown option {raw_key!r}{why}"))
             continue
         if key in out:
             problems.append(Problem(where, f"{raw_key}: given twice"))
@@ -508,15 +512,18 @@ def _normalise(row: dict, where: str, *, null_unsets: bool = True,
     return out, problems
 
 
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")  # a true-or-false option's words
+
+
 def _typed(key: str, value: Any) -> Any:
     kind = OPTIONS[key][0]
     if kind is bool:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
-        if text in ("true", "yes", "1", "on"):
+        if text in _TRUE:
             return True
-        if text in ("false", "no", "0", "off"):
+        if text in _FALSE:
             return False
         raise ValueError(f"{value!r} is not true or false")
     if kind is int:
@@ -527,10 +534,19 @@ def _typed(key: str, value: Any) -> Any:
         try:
             return int(str(value).strip())
         except ValueError:
-            raise ValueError(f"{value!r} is not a whole number") from None
-    if key == "lr_consistency" and (isinstance(value, bool) or str(value).strip().lower() == "on"):  # (JSON's
-        if value is not False:  # false and true, YAML's on: "on" is no mode)
-            raise ValueError("'on' is not a mode: use box or bicubic, or leave it out for the checkpoint's own setting")
+            pass
+        try:  # "4.0", as YAML's 4.0 reads (its float was taken, as JSON's 4.0 is; found in review)
+            number = float(str(value).strip())
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and number.is_integer():
+            return int(number)
+        raise ValueError(f"{value!r} is not a whole number")
+    if key == "lr_consistency" and (isinstance(value, bool) or str(value).strip().lower() in _TRUE + _FALSE):
+        # (JSON's true and false, YAML's on, off, yes, no as written: one of them read as a boolean before)
+        if value is True or str(value).strip().lower() in _TRUE:
+            raise ValueError(f"{str(value)!r} is not a mode: use box or bicubic, or leave it out for the "
+                             "checkpoint's own setting")
         return "off"
     if key in ("bands", "ref_bands") and isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
