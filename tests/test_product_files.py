@@ -171,9 +171,9 @@ def test_landsat_mss_bands_are_not_written_as_true_colour(tmp_path):
     """An MSS folder (Landsat 4-5: B1 green, B2 red, B3 and B4 near infrared) was read in OLI's names: B4, B3, B2
     by default, written as red, green, blue: two near-infrared bands shown as true colour."""
     for product, bands, colours in (("LM05_L1TP_044034_19920612_20200915_02_T2", (1, 2, 3, 4),
-                                     ["green", "red", "undefined", "undefined"]),
+                                     ["green", "red", "nir", "nir"]),
                                     ("LM03_L1TP_047034_19780612_20200915_02_T2", (4, 5, 6, 7),
-                                     ["green", "red", "undefined", "undefined"])):
+                                     ["green", "red", "nir", "nir"])):
         folder = tmp_path / product
         folder.mkdir()
         for b in bands:
@@ -257,3 +257,26 @@ def test_a_landsat_product_tar_is_named_as_one(tmp_path):
     assert res.exit_code == 2 and "is a Landsat product archive, which geosr does not unpack; extract it" in \
         _said(res), res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_landsat_folder_s_infrared_and_thermal_bands_are_what_the_sensor_makes_them(tmp_path):
+    """Found in review: Sentinel-2's names were applied to Landsat's bands, so OLI's B11 (thermal, 12 um) was SWIR
+    (`--bands swir` picked it, the output's STAC item called it swir16) while B5 (nir) and B6 (swir) were nothing
+    (`--bands nir` refused). Each band holds what its sensor makes it, as GDAL's colour interpretation says."""
+    l1 = "LC08_L1TP_044034_20230612_20230614_02_T1"
+    folder = tmp_path / l1
+    folder.mkdir()
+    grad = (np.arange(20)[None, :] * 30 + np.arange(20)[:, None] * 20).astype(np.uint16)
+    for b in (1, 2, 3, 4, 5, 6, 7, 10, 11):
+        _tif(folder / f"{l1}_B{b}.TIF", grad + 8000 + 100 * b)
+    info = inspect_raster(str(folder))
+    names = [d.split("_")[-1] for d in info.descriptions]
+    assert [names[b - 1] for b in parse_bands("nir,swir,red", info)] == ["B5", "B6", "B4"]
+    out = tmp_path / "o.tif"
+    bands = ",".join(str(names.index(n) + 1) for n in ("B5", "B6", "B7", "B11", "B1"))
+    res = _run("upscale", folder, "-x", "2", "-m", "bicubic", "--bands", bands, "-o", out, "-q")
+    assert res.exit_code == 0, res.output
+    eo = json.loads(out.with_name("o.stac.json").read_text())["assets"]["data"]["eo:bands"]
+    assert [b.get("common_name") for b in eo] == ["nir", "swir16", "swir22", "lwir", "coastal"]
+    with rasterio.open(out) as ds:
+        assert [c.name for c in ds.colorinterp] == ["nir", "swir", "swir", "lwir", "coastal"]

@@ -16,12 +16,16 @@ from geosr.io.vrt import Radiometry
 # A Landsat file's sensor from its name: Collection product IDs (LE07_L2SP_..., LC09_..., LM05_L1TP_...) and older
 # scene IDs (LT50440342009...): M (MSS), T (TM), E (ETM+), C / O (OLI) and the satellite
 _LANDSAT_FILE = re.compile(r"^L([MTECO])0?([1-9])", re.IGNORECASE)
-# Which band token is which visible colour, per sensor: the same B3 is red on TM / ETM+ and green on OLI; MSS has
-# no blue band (Landsat 1-3 number its bands 4-7, Landsat 4-5 1-4)
-_COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red"},
-            "OLI": {"B2": "blue", "B3": "green", "B4": "red"},
-            "MSS1": {"B4": "green", "B5": "red"},
-            "MSS4": {"B1": "green", "B2": "red"}}
+# What each band token holds, per sensor, as GDAL's colour interpretation names it: the same B3 is red on TM / ETM+
+# and green on OLI, and OLI's B11 is thermal, where Sentinel-2's is short-wave infrared (it was taken for SWIR:
+# `--bands swir` picked it; found in review); MSS has no blue band (Landsat 1-3 number its bands 4-7, Landsat 4-5
+# 1-4); OLI's B9 (cirrus) is left unnamed
+_COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red", "B4": "nir", "B5": "swir", "B6": "lwir", "B7": "swir",
+                   "B8": "pan"},
+            "OLI": {"B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "nir", "B6": "swir",
+                    "B7": "swir", "B8": "pan", "B10": "lwir", "B11": "lwir"},
+            "MSS1": {"B4": "green", "B5": "red", "B6": "nir", "B7": "nir"},
+            "MSS4": {"B1": "green", "B2": "red", "B3": "nir", "B4": "nir"}}
 # A Collection 2 product ID (LC09_L2SP_044034_20230612_20230614_02_T1): every band's fill value is 0
 _COLLECTION_2 = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_02_(T1|T2|RT)", re.IGNORECASE)
 # One band's file of it, as USGS names them (SR_ / ST_ of Level 2, the band), anchored at the end: a geosr output named
@@ -32,9 +36,10 @@ _ARCHIVE = re.compile(r"^L[MTECO]0?[1-9].*\.(tar|tar\.gz|tgz)$", re.IGNORECASE)
 
 
 def landsat_colour(name: str, token: str | None) -> str | None:
-    """The visible colour (red, green, blue) the band ``token`` of the Landsat file ``name`` holds, None for
-    another band, sensor or file: written as the band's colour interpretation, so that the default bands, what
-    ``--bands red`` selects and the output's colours follow the sensor, not Sentinel-2's B4 = red."""
+    """What the band ``token`` of the Landsat file ``name`` holds (red, green, blue, nir, swir, lwir, pan, coastal:
+    GDAL's colour interpretations), None for another band, sensor or file: written as the band's colour
+    interpretation, so that the default bands, what ``--bands red`` (or nir, swir) selects and the output's colours
+    follow the sensor, not Sentinel-2's B4 = red and B11 = SWIR."""
     m = _LANDSAT_FILE.match(name)
     if m is None or token is None:
         return None

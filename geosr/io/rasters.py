@@ -329,16 +329,22 @@ _ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchr
 
 
 def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ...]:
-    """What each of ``bands`` holds (red, green, blue, nir, red edge, swir, panchromatic) when its description or
-    colour interpretation says so; None where neither does."""
+    """What each of ``bands`` holds (red, green, blue, nir, red edge, swir, panchromatic, coastal, thermal) when its
+    description or colour interpretation says so; None where neither does."""
     out = []
     for b in bands:
         word = (info.descriptions[b - 1] or "").strip().lower().split(" ")[0].replace("_", "-")
-        role = _ROLES.get(word)
+        # an infrared, panchromatic or coastal colour interpretation, which GDAL never sets by default, says more
+        # than a description: a Landsat band file's (geosr.io.landsat), whose B11 is thermal, not Sentinel-2's SWIR
+        role = _COLOUR_ROLES.get(info.colorinterp[b - 1]) or _ROLES.get(word)
         if role is None and info.colorinterp[b - 1] in ("red", "green", "blue"):
             role = info.colorinterp[b - 1]
         out.append(role)
     return tuple(out)
+
+
+_COLOUR_ROLES = {"nir": "nir", "swir": "swir", "rededge": "red edge", "pan": "panchromatic", "coastal": "coastal",
+                 "lwir": "thermal", "mwir": "thermal", "tir": "thermal"}
 
 
 def names_rgb(info: RasterInfo, bands: tuple[int, ...]) -> bool:

@@ -224,9 +224,13 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
 
 
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
-_COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan"}
+_COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan",
+           "coastal": "coastal", "thermal": "lwir"}
 # Sentinel-2's bands whose common name is narrower than their role's (as STAC's catalogues name them)
 _NARROW = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
+# colour interpretations that say what a band holds where its Sentinel-2-like name would not (a Landsat B11: lwir)
+_LANDSAT_SAID = frozenset({"nir", "swir", "lwir", "mwir", "tir", "pan", "coastal", "rededge"})
+_LANDSAT_SWIR = {"B5": "swir16", "B6": "swir16", "B7": "swir22"}  # a Landsat SWIR band (TM's B5, OLI's B6; B7)
 # the eo extension's common names (v1.1): a band named one of them keeps it as its common name
 EO_COMMON_NAMES = frozenset({"pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
                              "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
@@ -241,8 +245,9 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
     bands = []
     for i, role in enumerate(roles):
         name = info.descriptions[i] or f"b{i + 1}"
-        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or _NARROW.get(name.lower()) or \
-            _COMMON.get(role or "")
+        narrow = _NARROW.get(name.lower()) if info.colorinterp[i] not in _LANDSAT_SAID else \
+            _LANDSAT_SWIR.get(name.upper().rsplit("_", 1)[-1]) if info.colorinterp[i] == "swir" else None
+        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrow or _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
 
