@@ -1246,3 +1246,62 @@ def test_a_deep_image_with_no_value_above_0_is_refused_not_scored_perfect(tmp_pa
         assert json.loads(res.stdout)["error"].endswith(
             "p0.tif: holds no value above 0 (its valid values lie from -0.149998 to -0.050001), and images are "
             "read from 0 to their 99.9th percentile")
+
+
+def test_ssim_and_vif_read_nothing_of_a_target_s_nodata_and_an_unscorable_image_is_noted(tmp_path):
+    """Found in review: SSIM-Y's and VIF's windows beside a target's nodata read the SR's values there (never
+    scored), so what a model wrote in nodata moved them (VIF 0.577 / 0.176 for 0 / 1); a metric with no pixel to
+    score on one image (VIF of a striped one) left its mean over the others without a word; a 0 / 255 label tagged
+    nodata 255 scored 0% changed without a word."""
+    import rasterio
+
+    from geosr.training.evaluate import case_metrics, make_cases, run_case
+    from geosr.training.sources import evaluation_pairs
+
+    root = tmp_path / "data"
+    for d in ("A", "B", "label"):
+        (root / d).mkdir(parents=True)
+    a = (_image(1, 96, 96).transpose(2, 0, 1) / 255.0).astype(np.float32)
+    b = (_image(2, 96, 96).transpose(2, 0, 1) / 255.0).astype(np.float32)
+    for i in range(10, 90, 24):
+        for j in range(10, 90, 24):
+            b[:, i:i + 4, j:j + 4] = np.nan
+    for name, arr in (("A", a), ("B", b)):
+        with rasterio.open(root / name / "s.tif", "w", driver="GTiff", width=96, height=96, count=3, dtype="float32",
+                           nodata=np.nan) as ds:
+            ds.write(arr)
+    case = make_cases(evaluation_pairs(str(root)), [2])[0]
+    sr = run_case(case, "bicubic", tmp_path / "run")
+    said = []
+    for fill in (0.0, 1.0):
+        s2 = sr.clone()
+        s2[:, ~case.valid] = fill
+        m = case_metrics(case, s2)["overall"]
+        said.append((m["ssim_y"], m["vif"], m["psnr_y"]))
+    assert said[0] == said[1], said
+    # striped: no pixel VIF can score; its mean is over the other image, and said so
+    striped = (_image(3, 96, 96).transpose(2, 0, 1) / 255.0).astype(np.float32)
+    striped[:, ::16] = np.nan
+    for name, arr in (("A", a), ("B", striped)):
+        with rasterio.open(root / name / "t.tif", "w", driver="GTiff", width=96, height=96, count=3,
+                           dtype="float32", nodata=np.nan) as ds:
+            ds.write(arr)
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval"),
+                                      "--json", "--no-panels", "-m", "bicubic"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads(res.stdout)["notes"]
+    assert "x4 vif: no pixel it can score on t (overall; every model); its means there are over the other 1 of 2 " \
+           "images" in notes, notes
+    # a label whose nodata value is its only changed value
+    lab = np.zeros((96, 96), np.uint8)
+    lab[20:50, 20:50] = 255
+    with rasterio.open(root / "label" / "s.tif", "w", driver="GTiff", width=96, height=96, count=1, dtype="uint8",
+                       nodata=255) as ds:
+        ds.write(lab[None])
+    (root / "B" / "t.tif").unlink()
+    (root / "A" / "t.tif").unlink()
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval2"),
+                                      "--json", "--no-panels", "-m", "bicubic"])
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"].endswith(
+        "s.tif: its nodata value 255 is the class 'changed (255)', and no other pixel is labelled changed, so its "
+        "every change would be left unscored; unset the label's nodata value (gdal_edit.py -unsetnodata)"), res.output

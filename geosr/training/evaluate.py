@@ -293,7 +293,7 @@ def case_metrics(case: Case, sr: torch.Tensor) -> dict[str, dict[str, float | No
     scored = case.scored
     known = case.labelled if scored is None else case.labelled & scored
     masks = {"overall": scored, "unchanged": ~case.changed & known, "changed": case.changed & known}
-    return region_metrics(sr, case.hr, case.lr, case.scale, masks)
+    return region_metrics(sr, case.hr, case.lr, case.scale, masks, case.valid)
 
 
 def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
@@ -603,15 +603,22 @@ def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str],
     """scale -> model -> region -> metric -> mean over the cases (None for a region no case has); ``notes`` gets a
     line for each mean that left infinite values out (:func:`_mean`)."""
     summary: dict = {}
+    gaps: dict[tuple, dict[str, list[str]]] = {}  # (scale, metric, images it could not score, of how many) -> ...
     for s in scales:
         summary[s] = {}
         for name in names:
             summary[s][name] = {}
             for region in REGIONS:
-                rows = [e["models"][name]["metrics"][region] for e in per_case if e["scale"] == s]
-                rows = [r for r in rows if r is not None]
+                named = [(e.get("name"), e["models"][name]["metrics"][region]) for e in per_case if e["scale"] == s]
+                named = [(case, r) for case, r in named if r is not None]
+                rows = [r for _, r in named]
                 means = summary[s][name][region] = {} if rows else None
                 for k in rows[0] if rows else ():
+                    # (a metric with no pixel to score on an image, NaN, left its mean over the others unsaid; VIF
+                    # of a striped image with 11% scored; found in review)
+                    unscored = tuple(str(case) for case, r in named if isinstance(r[k], float) and math.isnan(r[k]))
+                    if unscored and len(unscored) < len(rows):
+                        gaps.setdefault((s, k, unscored, len(rows)), {}).setdefault(region, []).append(name)
                     left_out: list[int] = []
                     means[k] = _mean([r[k] for r in rows], left_out)
                     if left_out and notes is not None:
@@ -623,6 +630,12 @@ def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str],
             shares = [e["models"][name].get("reference_in_changed") for e in per_case if e["scale"] == s]
             if summary[s][name]["changed"] is not None:  # provenance: reference used inside labelled changes
                 summary[s][name]["changed"]["reference_share"] = _mean([v for v in shares if v is not None])
+    for (s, k, unscored, n), where in gaps.items():
+        if notes is not None:
+            models = sorted({m for ms in where.values() for m in ms})
+            said = "every model" if len(models) == len(names) else ", ".join(models)
+            notes.append(f"x{s} {k}: no pixel it can score on {', '.join(unscored)} ({', '.join(where)}; {said}); "
+                         f"its means there are over the other {n - len(unscored)} of {n} images")
     return summary
 
 

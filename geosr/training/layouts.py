@@ -154,6 +154,15 @@ def _classes(path: Path, mask: np.ndarray, known: np.ndarray | None, nodata: flo
         raise InputError(f"{path}: its nodata value {hidden.value} is the class {hidden.name!r}, so none of those "
                          f"pixels would be scored as {hidden.name!r}; unset the label's nodata value "
                          "(gdal_edit.py -unsetnodata)")
+    # a changed class's value as nodata is detect-changes' unknown (255 beside its changed 1); where no known pixel
+    # is labelled changed, it hid every change (a 0 / 255 label tagged nodata 255 scored 0% changed; review)
+    lost = next((c for c in table.classes if nodata is not None and c.value == nodata and c.changed), None)
+    if lost is not None and known is not None and not (~known).all():
+        values = _labels(mask, known)
+        if not np.isin(values, [c.value for c in table.classes if c.changed]).any():
+            raise InputError(f"{path}: its nodata value {lost.value} is the class {lost.name!r}, and no other pixel "
+                             "is labelled changed, so its every change would be left unscored; unset the label's "
+                             "nodata value (gdal_edit.py -unsetnodata)")
     index = classes_of(_declared(path, mask, known, table), table)
     return index if known is None else torch.where(torch.from_numpy(known), index, table.unknown_index)
 
@@ -182,7 +191,12 @@ def _same_bands(path: Path, image: torch.Tensor, other_path: Path, other: torch.
 
 def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> None:
     if (lr.shape[-2] * s, lr.shape[-1] * s) != tuple(target.shape[-2:]):
-        raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the HR's footprint at x{s}")
+        H, W = target.shape[-2:]
+        # (the HR's size and what would fit were unsaid, as when the HR is no whole number of LR pixels; review)
+        fix = f"crop the HR to {H // s * s}x{W // s * s}, whole LR pixels, as this LR was made" if \
+            (lr.shape[-2], lr.shape[-1]) == (H // s, W // s) else f"give an LR of {H / s:g}x{W / s:g}"
+        raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the footprint at x{s} of its HR of "
+                         f"{H}x{W}; {fix}")
 
 
 def _pixel_ratio(hr_grid: Grid, lr_grid: Grid) -> float:

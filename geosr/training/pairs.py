@@ -304,15 +304,20 @@ def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, float |
 
 def _read_label(path: Path) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     if path.suffix.lower() in (".tif", ".tiff"):
+        import warnings
+
         import rasterio
         from rasterio.enums import MaskFlags
+        from rasterio.errors import NotGeoreferencedWarning
 
-        with rasterio.open(path) as ds:
-            values = ds.read(1).astype(np.int64)
-            if MaskFlags.all_valid in ds.mask_flag_enums[0]:
-                return values, None, None
-            where = ds.read_masks(1) > 0
-            return values, None if where.all() else where, ds.nodata
+        with warnings.catch_warnings():  # (a label needs no georeferencing: rasterio's warning was printed; review)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                values = ds.read(1).astype(np.int64)
+                if MaskFlags.all_valid in ds.mask_flag_enums[0]:
+                    return values, None, None
+                where = ds.read_masks(1) > 0
+                return values, None if where.all() else where, ds.nodata
     from PIL import Image
 
     with Image.open(path) as im:
