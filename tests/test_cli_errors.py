@@ -1237,3 +1237,26 @@ def test_an_untagged_map_s_negative_value_a_sample_missed_is_refused_where_it_is
         assert scene.map_sampled
         with pytest.raises(ClassTableError, match=r"map.tif: holds value -1, and a map's classes are 0 and up"):
             scene.read_stack(PlannedWindow(index=0, row=0, col=0, col_off=0, row_off=0, width=256, height=256), 0)
+
+
+def test_an_alpha_band_beside_a_nodata_value_reads_without_rasterio_s_warning(tmp_path):
+    """Found in review: an RGBA raster that also declares nodata (as GDAL's GPKG driver shows one) printed rasterio's
+    NodataShadowWarning twice, with Python source lines, on stderr (under --json too); its alpha still masks."""
+    import warnings
+
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NodataShadowWarning
+
+    from geosr import upscale
+
+    rgb = (smooth_field(3, 32, 32) * 200 + 20).astype(np.uint8)
+    alpha = np.full((1, 32, 32), 255, np.uint8)
+    alpha[:, :, :16] = 0
+    lr = make_raster(tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), nodata=0)
+    with rasterio.open(lr, "r+") as ds:
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic")
+    assert not [w for w in said if issubclass(w.category, NodataShadowWarning)], [str(w.message) for w in said]
+    assert abs(result.nodata_share - 0.5) < 0.01

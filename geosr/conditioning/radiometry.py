@@ -14,7 +14,16 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.errors import InputError
-from geosr.io.rasters import FULL_READ_LIMIT, block_sample, physical, read_cost, read_window, reading, shown_name
+from geosr.io.rasters import (
+    FULL_READ_LIMIT,
+    block_sample,
+    dataset_mask,
+    physical,
+    read_cost,
+    read_window,
+    reading,
+    shown_name,
+)
 
 SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a decimated read or a block sample)
 PERCENTILES = (1.0, 99.0)
@@ -74,7 +83,7 @@ def decimated_read(
     shape = (len(bands), *decimated_shape(window, side))
     with reading(ds.name):
         data = ds.read(list(bands), window=window, out_shape=shape, resampling=Resampling.nearest, out_dtype="float64")
-        valid = ds.dataset_mask(window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
+        valid = dataset_mask(ds, window=window, out_shape=shape[1:], resampling=Resampling.nearest) > 0
     return physical(ds, bands, data, valid)
 
 

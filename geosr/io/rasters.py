@@ -536,6 +536,17 @@ def read_window(
     return data, valid
 
 
+def dataset_mask(ds: rasterio.DatasetReader, **kwargs: object) -> np.ndarray:
+    """``ds.dataset_mask(**kwargs)`` without rasterio's warning that a nodata value shadows an alpha band (GDAL's GPKG
+    driver declares both; printed twice with Python source lines on stderr, under --json too; found in review):
+    GDAL's mask is what geosr reads, and the nodata value is no less checked (:func:`band_presence`)."""
+    from rasterio.errors import NodataShadowWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NodataShadowWarning)
+        return ds.dataset_mask(**kwargs)
+
+
 def read_window_bands(
     ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -543,7 +554,7 @@ def read_window_bands(
     band alone has no data in a valid pixel (its value there is the stand-in of :func:`band_data`)."""
     with reading(ds.name):
         data = ds.read(indexes=list(bands), window=window, out_dtype="float64")
-        valid = ds.dataset_mask(window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
+        valid = dataset_mask(ds, window=window) > 0 if _has_any_mask(ds) else np.ones(data.shape[1:], dtype=bool)
     has = band_presence(data, [ds.nodatavals[b - 1] for b in bands])
     data, valid = physical(ds, bands, data, valid, has=has)
     return data, valid, has & valid[None]
