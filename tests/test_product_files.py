@@ -280,3 +280,15 @@ def test_a_landsat_folder_s_infrared_and_thermal_bands_are_what_the_sensor_makes
     assert [b.get("common_name") for b in eo] == ["nir", "swir16", "swir22", "lwir", "coastal"]
     with rasterio.open(out) as ds:
         assert [c.name for c in ds.colorinterp] == ["nir", "swir", "swir", "lwir", "coastal"]
+
+
+def test_a_broken_band_file_of_a_folder_is_named(tmp_path):
+    """Found in review: a Landsat folder (or a .SAFE) with one band file cut short was refused as "pixels cannot be
+    read, the file may be corrupt", naming the folder: which of its files to fetch again was unsaid."""
+    folder = _l2sp(tmp_path)
+    broken = folder / f"{L2SP}_SR_B3.TIF"
+    broken.write_bytes(broken.read_bytes()[:-300])
+    res = _run("upscale", folder, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2, res.output
+    assert f"pixels cannot be read, its band file {L2SP}_SR_B3.TIF may be corrupt" in _said(res), res.output
+    assert not (tmp_path / "o.tif").exists()

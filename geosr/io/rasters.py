@@ -650,7 +650,32 @@ def reading(name: str) -> Iterator[None]:
         gone = next((m for m in vrt_sources(name) if not REMOTE.match(m) and not (here / m).exists()), None)
         if gone is not None:  # a VRT whose source was moved or deleted: the VRT itself is whole
             raise InputNotFoundError(f"{shown}: pixels cannot be read, its source file {gone} does not exist") from exc
+        broken = _broken_member([here / m for m in vrt_sources(name) if not REMOTE.match(m)])
+        if broken is not None:  # (a product's or a folder's: which of its files to fetch again was unsaid; review)
+            inside = os.path.isdir(shown) and os.path.abspath(broken).startswith(os.path.abspath(shown) + os.sep)
+            member = os.path.relpath(broken, shown) if inside else broken
+            raise NotARasterError(f"{shown}: pixels cannot be read, its band file {member} may be corrupt "
+                                  f"({reason})") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
+
+
+def _broken_member(members: list[Path]) -> str | None:
+    """The first of a composite's local member files whose pixels cannot be read, in strips of at most
+    STRIP_PIXELS (read only once a read of the composite has failed); None when each reads, or for fewer than two."""
+    if len(members) < 2:
+        return None
+    for member in dict.fromkeys(members):
+        try:
+            with rasterio.open(member) as ds:
+                rows = max(1, STRIP_PIXELS // max(1, ds.width))
+                for r0 in range(0, ds.height, rows):
+                    ds.read(window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
+        except (RasterioIOError, OSError):
+            return str(member)
+    return None
+
+
+STRIP_PIXELS = 1 << 24  # pixels of a member file read at once while looking for the broken one
 
 
 MAX_BLOCKS_CHECKED = 1 << 18  # a file of more blocks is not checked for an end cut short (reading its index)
