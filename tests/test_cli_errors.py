@@ -1171,6 +1171,8 @@ def test_output_paths_are_named_as_typed_and_a_path_too_long_is_refused_before_t
         check_output_path(Path("file:///tmp/o.tif"), overwrite=False)
     for out, said in (("file:///tmp/o.tif", "file:///tmp/o.tif: is a URL; outputs are written to local paths"),
                       ("/vsimem/o.tif", "/vsimem/o.tif: is a GDAL virtual path; outputs are written to local paths"),
+                      ("GPKG:x.gpkg:t", "GPKG:x.gpkg:t: is a GDAL subdataset name; geosr writes Cloud-Optimized "
+                                        "GeoTIFFs: give the output a .tif path"),
                       (f"{lr}/", f"{lr}/: a trailing slash names a folder, and {lr} is a file; give the output "
                                  "file's path"),
                       (str(deep / "o.tif"), f"o.tif: the output's path is too long ({len(os.fsencode(deep)) + 6} "

@@ -257,6 +257,20 @@ def test_a_landsat_product_tar_is_named_as_one(tmp_path):
     assert res.exit_code == 2 and "is a Landsat product archive, which geosr does not unpack; extract it" in \
         _said(res), res.output
     assert not (tmp_path / "o.tif").exists()
+    # as a zip, and a Sentinel-2 granule's folder: a way forward (they were "not a raster GDAL can read" and "a
+    # folder without band files"; found in review)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / f"{L2SP}.zip", "w") as z:
+        for f in folder.iterdir():
+            z.write(f, arcname=f.name)
+    res = _run("upscale", tmp_path / f"{L2SP}.zip", "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "is a Landsat product archive, which geosr does not unpack" in _said(res)
+    safe, _ = l2a_product(tmp_path / "p")
+    granule = next((safe / "GRANULE").iterdir())
+    res = _run("upscale", granule, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "is a Sentinel-2 granule's folder, whose band files are in IMG_DATA; give its " \
+        "IMG_DATA folder (or the product's .SAFE folder)" in _said(res), res.output
 
 
 def test_a_landsat_folder_s_infrared_and_thermal_bands_are_what_the_sensor_makes_them(tmp_path):

@@ -298,6 +298,9 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
     # (it said "resample it onto their grid first": a 20 m band is upscaled from its own grid; found in review)
     assert "give its file alone as the input (or the folder of the bands on its grid: the granule's " \
         "IMG_DATA/R20m or R60m) to use it at its own pixel size" in " ".join(res.output.split())
+    # by what it holds too (`--bands rededge` said the product "has no band 'rededge'"; found in review)
+    res = _run("upscale", safe, "--bands", "rededge", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "its band 'B05' is on a coarser or other grid" in " ".join(res.output.split())
     renamed = safe.rename(safe.with_name("product"))  # by its metadata file, whatever the folder's name
     res = _run("upscale", renamed / "MTD_MSIL2A.xml", "--bands", "B05", "-x", "2", "-m", "bicubic", "-o",
                tmp_path / "o.tif")

@@ -31,8 +31,9 @@ _COLLECTION_2 = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_
 # One band's file of it, as USGS names them (SR_ / ST_ of Level 2, the band), anchored at the end: a geosr output named
 # after one (..._SR_B4_x2.tif) is no band file (found in review)
 _BAND_FILE = re.compile(_COLLECTION_2.pattern + r"(_(SR|ST))?_B\d{1,2}(_VCID_[12])?\.tiff?$", re.IGNORECASE)
-# A Landsat product as USGS delivers it: one tar (uncompressed for Collection 2, gzipped before)
-_ARCHIVE = re.compile(r"^L[MTECO]0?[1-9].*\.(tar|tar\.gz|tgz)$", re.IGNORECASE)
+# A Landsat product as USGS delivers it: one tar (uncompressed for Collection 2, gzipped before), or a zip of it as
+# other archives serve it ("not a raster GDAL can read" gave no way forward; found in review)
+_ARCHIVE = re.compile(r"^L[MTECO]0?[1-9].*\.(tar|tar\.gz|tgz|zip)$", re.IGNORECASE)
 
 
 def landsat_colour(name: str, token: str | None) -> str | None:
@@ -60,7 +61,7 @@ def collection_2_band_file(name: str) -> bool:
 
 
 def is_landsat_archive(path: str) -> bool:
-    """Whether ``path`` is a Landsat product's tar archive, as USGS delivers it (a local file)."""
+    """Whether ``path`` is a Landsat product's archive (tar, as USGS delivers it, or zip; a local file)."""
     return bool(_ARCHIVE.match(Path(path).name)) and Path(path).is_file()
 
 

@@ -21,6 +21,7 @@ from geosr.io.paths import (
     PROVENANCE_SUFFIX,
     gdal_sidecars,
     is_remote,
+    is_subdataset,
     local_form,
     pam_path,
     refuse_undecodable,
@@ -77,6 +78,9 @@ def check_output_path(
         raise OutputLocationError(f"{shown}: is a URL; outputs are written to local paths (copy the result to its "
                                   "server afterwards)")
     refuse_undecodable(os.fspath(path), output=True)
+    if is_subdataset(os.fspath(path)):  # (GPKG:x.gpkg:t was "the output folder GPKG:x does not exist"; review)
+        raise OutputLocationError(f"{os.fspath(path)}: is a GDAL subdataset name; geosr writes Cloud-Optimized "
+                                  "GeoTIFFs: give the output a .tif path")
     p = Path(path)
     # "." and "/" name no file (their empty name was an internal error), nor does a name ending in a slash ("out/",
     # written as a file "out"; a pathlib.Path drops the slash: the CLI's outputs come as text; found in review)

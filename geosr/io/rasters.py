@@ -405,7 +405,9 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             if meant is not None and meant.lower() in names:  # a STAC item's band by its eo:bands name (B04)
                 out.append(names.index(meant.lower()) + 1)
                 continue
-            left = [d for d in (comp.left_out if comp else ()) if d.lower() == (meant or token).lower()]
+            wanted = _ROLE_SPELLINGS.get(token.lower(), token.lower())  # (a role of a band left out: rededge, B05's,
+            left = [d for d in (comp.left_out if comp else ()) if d.lower() == (meant or token).lower()  # was "has
+                    or not meant and _ROLES.get(d.strip().lower().split(" ")[0]) == wanted]  # no band"; review)
             if left and comp and left[0] in comp.finer:  # a Landsat folder's 15 m panchromatic B8
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a finer grid than the stacked bands', so "
                                 f"it is left out of the stack (stacked: {_band_list(info)}); give its file alone as "

@@ -413,6 +413,9 @@ def _band_folder(path: str) -> Composite:
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES
                    and _band_token(f.name))
     if not files:
+        if (folder / "IMG_DATA").is_dir():  # a Sentinel-2 granule's folder (its way forward was unsaid; review)
+            raise NotARasterError(f"{path}: is a Sentinel-2 granule's folder, whose band files are in IMG_DATA; give "
+                                  "its IMG_DATA folder (or the product's .SAFE folder)")
         raise NotARasterError(f"{path}: is a folder without band files (raster files named with a band, e.g. "
                               "T33UUB_20230101T101031_B04_10m.jp2) nor a Sentinel-2 product")
     found: dict[str, list[Path]] = {}
