@@ -1216,6 +1216,10 @@ jobs:
     m = read_manifest(scenes / "jobs.yaml", defaults={"seed": None})
     assert not m.problems, m.problems
     assert [j.options.ref for j in m.jobs] == [str(scenes / "s1.tif"), None]
+    # a JSON-lines row's null is a table's gap (pandas writes NaN so), as a CSV's empty cell: the defaults stand
+    (scenes / "jobs.jsonl").write_text('{"lr": "s0.tif", "out": "out/j.tif", "x": null, "ref": null}\n')
+    m = read_manifest(scenes / "jobs.jsonl", defaults={"x": 4, "ref": "s1.tif", "model": "reference-paste"})
+    assert not m.problems and (m.jobs[0].options.scale, m.jobs[0].options.ref) == (4, str(scenes / "s1.tif"))
 
 
 def test_the_caller_s_misspelt_settings_are_suggested_and_named_by_their_flags(scenes):

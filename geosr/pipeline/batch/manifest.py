@@ -240,7 +240,7 @@ def read_manifest(
                 problem = Problem(where, f"not valid JSON ({exc.args[0] if exc.args else exc})")
                 _refuse(manifest, [problem], where, _readable_rows(line), root, caller)
                 continue
-            _add_row(manifest, row, where, root, {}, caller)
+            _add_row(manifest, row, where, root, {}, caller, null_unsets=False)  # (a table's gap, as CSV's)
     else:
         _add_csv(manifest, raw, name, root, caller)
     return _finish(manifest, root)
@@ -591,11 +591,12 @@ def _caller_error(problems: list[Problem]) -> Exception:
     return OptionError("; ".join(said), param=m.group(1) if m and m.group(1) in OPTIONS else None)
 
 
-def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict) -> None:
+def _add_row(manifest: Manifest, row: Any, where: str, root: Path, defaults: dict, caller: dict, *,
+             null_unsets: bool = True) -> None:
     if not isinstance(row, dict):
         manifest.problems.append(Problem(where, "a job must be a mapping of options (lr: ..., out: ...)"))
         return
-    own, problems = _normalise(row, where)
+    own, problems = _normalise(row, where, null_unsets=null_unsets)
     if not problems:
         merged = {k: d for k, (_, d) in OPTIONS.items()}
         merged.update(caller)
