@@ -306,3 +306,28 @@ def test_a_broken_band_file_of_a_folder_is_named(tmp_path):
     assert res.exit_code == 2, res.output
     assert f"pixels cannot be read, its band file {L2SP}_SR_B3.TIF may be corrupt" in _said(res), res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_etm_thermal_gains_are_thermal_and_a_broken_member_of_a_product_zip_is_named(tmp_path):
+    """Found in review: a Landsat 7 folder's B6_VCID_1 / B6_VCID_2 got no role (`--bands thermal`, `lwir` refused),
+    and a product zip's broken band file was not named where its unzipped .SAFE's was."""
+    import zipfile
+
+    le7 = "LE07_L1TP_044034_20030612_20200915_02_T1"
+    folder = tmp_path / le7
+    folder.mkdir()
+    for b in ("B1", "B2", "B3", "B4", "B5", "B6_VCID_1", "B6_VCID_2", "B7"):
+        _tif(folder / f"{le7}_{b}.TIF", np.full((20, 20), 50, np.uint8))
+    info = inspect_raster(str(folder))
+    assert [c for c in info.colorinterp[5:7]] == ["lwir", "lwir"]
+    assert parse_bands("lwir", info) == parse_bands("thermal", info) == (6,)
+    safe, _ = l2a_product(tmp_path / "p")
+    jp2 = next(safe.rglob("*_B03_10m.jp2"))
+    jp2.write_bytes(jp2.read_bytes()[:-400])
+    product = tmp_path / f"{safe.name.removesuffix('.SAFE')}.zip"
+    with zipfile.ZipFile(product, "w") as z:
+        for f in safe.rglob("*"):
+            z.write(f, arcname=str(f.relative_to(safe.parent)))
+    res = _run("upscale", product, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and f"its band file {jp2.relative_to(safe.parent)} may be corrupt" in _said(res), \
+        res.output

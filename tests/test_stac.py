@@ -339,3 +339,18 @@ def test_an_item_dated_by_a_time_range_dates_its_output_by_that_range(raster_fac
         assert (tags["ACQUISITIONSTARTDATETIME"], tags["ACQUISITIONENDDATETIME"]) == (start.isoformat(),
                                                                                      end.isoformat())
         src = out.with_name(f"{name}.stac.json")
+
+
+def test_a_sentinel2_band_marked_by_its_colour_interpretation_keeps_its_narrow_common_name(raster_factory, tmp_path):
+    """Found in review: once a SWIR or NIR colour interpretation said more than a Landsat band's name, a Sentinel-2
+    B8A, B11, B12 so marked (GDAL 3.10's colour interpretations) lost their nir08, swir16, swir22."""
+    from rasterio.enums import ColorInterp
+
+    lr = raster_factory("s2.tif", (smooth_field(3, 16, 16, 5) * 9000).astype(np.uint16))
+    with rasterio.open(lr, "r+") as ds:
+        ds.descriptions = ("B8A", "B11", "B12")
+        ds.colorinterp = [ColorInterp.nir, ColorInterp.swir, ColorInterp.swir]
+    out = tmp_path / "o.tif"
+    upscale(lr, output=out, scale=2, model="bicubic", bands="1,2,3")
+    eo = json.loads(out.with_name("o.stac.json").read_text())["assets"]["data"]["eo:bands"]
+    assert [b["common_name"] for b in eo] == ["nir08", "swir16", "swir22"]

@@ -1303,5 +1303,19 @@ def test_ssim_and_vif_read_nothing_of_a_target_s_nodata_and_an_unscorable_image_
     res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval2"),
                                       "--json", "--no-panels", "-m", "bicubic"])
     assert res.exit_code == 2 and json.loads(res.stdout)["error"].endswith(
-        "s.tif: its nodata value 255 is the class 'changed (255)', and no other pixel is labelled changed, so its "
-        "every change would be left unscored; unset the label's nodata value (gdal_edit.py -unsetnodata)"), res.output
+        "s.tif: its nodata value 255 is the class 'changed (255)', and no label of the data set marks a known "
+        "change, so every change would be left unscored; unset the labels' nodata value (gdal_edit.py "
+        "-unsetnodata)"), res.output
+    # beside a label marking its changes 1 (detect-changes' 0 / 1 / 255 unknown), a tile without change is scored
+    for name, arr in (("A", a), ("B", b)):
+        with rasterio.open(root / name / "u.tif", "w", driver="GTiff", width=96, height=96, count=3,
+                           dtype="float32", nodata=np.nan) as ds:
+            ds.write(arr)
+    lab = np.zeros((96, 96), np.uint8)
+    lab[20:50, 20:50], lab[0:4] = 1, 255
+    with rasterio.open(root / "label" / "u.tif", "w", driver="GTiff", width=96, height=96, count=1, dtype="uint8",
+                       nodata=255) as ds:
+        ds.write(lab[None])
+    res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval3"),
+                                      "--json", "--no-panels", "-m", "bicubic"])
+    assert res.exit_code == 0, res.output

@@ -45,6 +45,7 @@ def landsat_colour(name: str, token: str | None) -> str | None:
     if m is None or token is None:
         return None
     kind, sat = m.group(1).upper(), int(m.group(2))
+    token = re.sub(r"_VCID_[12]$", "", token, flags=re.IGNORECASE)  # (ETM+'s two thermal gains: B6; review)
     sensor = ("OLI" if kind in "CO" else "TM" if kind in "TE" and sat in (4, 5, 7)
               else ("MSS1" if sat <= 3 else "MSS4") if kind == "M" and sat <= 5 else None)
     return _COLOURS[sensor].get(token) if sensor else None

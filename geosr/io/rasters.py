@@ -325,7 +325,8 @@ _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir
 
 
 # STAC's common names for the roles that _ROLES spells otherwise (the first such band is taken: B05 for rededge)
-_ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchromatic"}
+_ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchromatic", "lwir": "thermal",
+                   "tir": "thermal"}
 
 
 def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ...]:
@@ -652,16 +653,19 @@ def reading(name: str) -> Iterator[None]:
         gone = next((m for m in vrt_sources(name) if not REMOTE.match(m) and not (here / m).exists()), None)
         if gone is not None:  # a VRT whose source was moved or deleted: the VRT itself is whole
             raise InputNotFoundError(f"{shown}: pixels cannot be read, its source file {gone} does not exist") from exc
-        broken = _broken_member([here / m for m in vrt_sources(name) if not REMOTE.match(m)])
+        local = [m for m in vrt_sources(name) if not over_network(m)
+                 and (m.startswith(("/vsizip/", "/vsitar/")) or not REMOTE.match(m))]  # (a product zip's members)
+        broken = _broken_member([m if m.startswith("/vsi") else str(here / m) for m in local])
         if broken is not None:  # (a product's or a folder's: which of its files to fetch again was unsaid; review)
             inside = os.path.isdir(shown) and os.path.abspath(broken).startswith(os.path.abspath(shown) + os.sep)
-            member = os.path.relpath(broken, shown) if inside else broken
+            member = os.path.relpath(broken, shown) if inside else broken.split(".zip/", 1)[-1] if \
+                broken.startswith("/vsizip/") else broken  # (a product zip's member by its path in the zip)
             raise NotARasterError(f"{shown}: pixels cannot be read, its band file {member} may be corrupt "
                                   f"({reason})") from exc
         raise NotARasterError(f"{shown}: pixels cannot be read, the file may be corrupt ({reason})") from exc
 
 
-def _broken_member(members: list[Path]) -> str | None:
+def _broken_member(members: list[str]) -> str | None:
     """The first of a composite's local member files whose pixels cannot be read, in strips of at most
     STRIP_PIXELS (read only once a read of the composite has failed); None when each reads, or for fewer than two."""
     if len(members) < 2:

@@ -136,12 +136,22 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     for p, found in zip(pairs, masks):
         p.table = table
         p.change = None if found is None else _classes(*found, table)
+        p.nodata_as_change = None if found is None else nodata_as_change(found[0], found[3], table)
     return pairs
 
 
 def _labels(mask: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     """The values of a change label where it is known (not its nodata)."""
     return mask if known is None else mask[known]
+
+
+def nodata_as_change(path: Path, nodata: float | None, table: ChangeClassTable) -> str | None:
+    """``path`` (with what it means) where a change label's nodata value is a changed class's: detect-changes' unknown
+    (255 beside its changed 1) is so, and so is a 0 / 255 label tagged nodata 255, whose every change was then left
+    unscored, 0% changed without a word (found in review): :func:`geosr.training.evaluate.evaluate` refuses a data set
+    whose labels then mark no known change at all."""
+    lost = next((c for c in table.classes if nodata is not None and c.value == nodata and c.changed), None)
+    return None if lost is None else f"{path}: its nodata value {lost.value} is the class {lost.name!r}"
 
 
 def _classes(path: Path, mask: np.ndarray, known: np.ndarray | None, nodata: float | None,
@@ -154,15 +164,6 @@ def _classes(path: Path, mask: np.ndarray, known: np.ndarray | None, nodata: flo
         raise InputError(f"{path}: its nodata value {hidden.value} is the class {hidden.name!r}, so none of those "
                          f"pixels would be scored as {hidden.name!r}; unset the label's nodata value "
                          "(gdal_edit.py -unsetnodata)")
-    # a changed class's value as nodata is detect-changes' unknown (255 beside its changed 1); where no known pixel
-    # is labelled changed, it hid every change (a 0 / 255 label tagged nodata 255 scored 0% changed; review)
-    lost = next((c for c in table.classes if nodata is not None and c.value == nodata and c.changed), None)
-    if lost is not None and known is not None and not (~known).all():
-        values = _labels(mask, known)
-        if not np.isin(values, [c.value for c in table.classes if c.changed]).any():
-            raise InputError(f"{path}: its nodata value {lost.value} is the class {lost.name!r}, and no other pixel "
-                             "is labelled changed, so its every change would be left unscored; unset the label's "
-                             "nodata value (gdal_edit.py -unsetnodata)")
     index = classes_of(_declared(path, mask, known, table), table)
     return index if known is None else torch.where(torch.from_numpy(known), index, table.unknown_index)
 
@@ -193,8 +194,10 @@ def _check_lr(lr: torch.Tensor, target: torch.Tensor, s: int, path: Path) -> Non
     if (lr.shape[-2] * s, lr.shape[-1] * s) != tuple(target.shape[-2:]):
         H, W = target.shape[-2:]
         # (the HR's size and what would fit were unsaid, as when the HR is no whole number of LR pixels; review)
-        fix = f"crop the HR to {H // s * s}x{W // s * s}, whole LR pixels, as this LR was made" if \
-            (lr.shape[-2], lr.shape[-1]) == (H // s, W // s) else f"give an LR of {H / s:g}x{W / s:g}"
+        whole = (H // s * s, W // s * s)
+        fix = f"crop the HR to {whole[0]}x{whole[1]}, whole LR pixels, as this LR was made" if \
+            (lr.shape[-2], lr.shape[-1]) == (H // s, W // s) else f"give an LR of {H // s}x{W // s}" + \
+            ("" if whole == (H, W) else f" with the HR cropped to {whole[0]}x{whole[1]}")
         raise InputError(f"{path}: an LR of {lr.shape[-2]}x{lr.shape[-1]} is not the footprint at x{s} of its HR of "
                          f"{H}x{W}; {fix}")
 
@@ -343,7 +346,8 @@ def change_pair_folder(
         labelled = torch.zeros(h, w, dtype=torch.bool) if not l_path else \
             None if known is None else torch.from_numpy(known)
         pairs.append(Pair(name=stem, target=target, ref=ref, change=change, labelled=labelled, group=group or stem,
-                          valid=valid, ref_valid=ref_valid))
+                          valid=valid, ref_valid=ref_valid,
+                          nodata_as_change=nodata_as_change(l_path, nodata, BINARY) if mask is not None else None))
     return pairs
 
 

@@ -49,6 +49,7 @@ class Pair:
     group: str = ""  # scene group (for splits)
     valid: torch.Tensor | None = None
     ref_valid: torch.Tensor | None = None
+    nodata_as_change: str | None = None  # its label's nodata value is a changed class's (layouts.nodata_as_change)
     _stretch: dict[int, Stretch] = field(default_factory=dict)  # per scale: each scale's LR has its own
     _origins: dict[tuple[int, int], tuple[np.ndarray, int]] = field(default_factory=dict)  # per (crop, scale)
 
