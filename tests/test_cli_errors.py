@@ -1262,3 +1262,25 @@ def test_an_alpha_band_beside_a_nodata_value_reads_without_rasterio_s_warning(tm
         result = upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic")
     assert not [w for w in said if issubclass(w.category, NodataShadowWarning)], [str(w.message) for w in said]
     assert abs(result.nodata_share - 0.5) < 0.01
+
+
+def test_a_crs_without_a_short_name_is_labelled_in_summaries_and_archive_names_are_refused(tmp_path):
+    """Found in review: a compound or custom CRS was printed as its whole WKT in the one-line summaries (960
+    characters); `-o n.tif.gz` or `n.zip` wrote a plain TIFF under an archive's name."""
+    from rasterio.crs import CRS
+
+    from geosr.cli.common import crs_label
+
+    compound = CRS.from_user_input("EPSG:32633+5773").to_wkt()
+    assert crs_label(compound) == "WGS 84 / UTM zone 33N + EGM96 height (EPSG:32633+5773)"
+    assert crs_label("+proj=tmerc +lat_0=0 +lon_0=15.5 +k=0.9996 +x_0=500000 +y_0=0 +ellps=WGS84 +units=m +no_defs") \
+        == "a custom Transverse Mercator (no EPSG code; its WKT in --json)"
+    assert crs_label("EPSG:32633") == "EPSG:32633"
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8), crs=compound)
+    res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    line = next(x for x in res.output.splitlines() if x.startswith("wrote"))
+    assert "(EPSG:32633+5773)" in line and len(line) < 300, line
+    for name in ("n.tif.gz", "n.zip"):
+        res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / name)])
+        assert res.exit_code == 2 and "geosr writes Cloud-Optimized GeoTIFFs; give the output a .tif name" in \
+            res.output and not (tmp_path / name).exists(), res.output

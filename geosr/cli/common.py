@@ -220,6 +220,24 @@ def print_warnings(warnings: Any, command: str) -> None:
         err_console.print(f"warning: {cli_words(w, command)}", style="yellow", highlight=False)
 
 
+def crs_label(text: str | None) -> str | None:
+    """A CRS as a summary line shows it: as given where short (EPSG:32633), else its name and its parts' EPSG codes
+    (a compound CRS's whole WKT made a 960-character "wrote" line; found in review); `--json` keeps the WKT."""
+    if not text or len(text) <= 40:
+        return text
+    try:
+        from pyproj import CRS
+
+        crs = CRS.from_user_input(text)
+    except Exception:  # noqa: BLE001 - shown as it is
+        return text
+    codes = [c.to_epsg() for c in crs.sub_crs_list] if crs.is_compound else [crs.to_epsg()]
+    said = "+".join(str(c) for c in codes) if all(codes) else None
+    name = crs.name if crs.name and crs.name != "unknown" else \
+        f"a custom {crs.coordinate_operation.method_name if crs.coordinate_operation else 'CRS'}"
+    return f"{name} ({'EPSG:' + said if said else 'no EPSG code; its WKT in --json'})"
+
+
 def cli_words(text: str, command: str | None = None) -> str:
     """A library message or warning with each parameter it names in backticks (```bands```) as the CLI's flag."""
     return _PARAM.sub(lambda m: cli_flag(m.group(1), command) or m.group(1), text)

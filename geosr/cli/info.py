@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from geosr.cli.common import out_console, print_coregistration, print_json, print_sensor_mask, run_command
+from geosr.cli.common import (
+    crs_label,
+    out_console,
+    print_coregistration,
+    print_json,
+    print_sensor_mask,
+    run_command,
+)
 
 
 def info(
@@ -36,7 +43,7 @@ def info(
     for f in result["files"]:
         out_console.print(
             Text.assemble((str(f["path"]), "bold"),
-                          f" {f['driver']} {f['width']} x {f['height']} px, {f['crs'] or _no_crs(f)}, "
+                          f" {f['driver']} {f['width']} x {f['height']} px, {crs_label(f['crs']) or _no_crs(f)}, "
                           f"{_pixel(f)}, nodata {f['nodata']}, "
                           f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
             highlight=False,

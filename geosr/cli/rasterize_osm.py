@@ -10,7 +10,15 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from geosr.cli import common
-from geosr.cli.common import ProgressView, err_console, out_console, print_json, print_warnings, run_command
+from geosr.cli.common import (
+    ProgressView,
+    crs_label,
+    err_console,
+    out_console,
+    print_json,
+    print_warnings,
+    run_command,
+)
 from geosr.options import RasterizeOSMOptions
 
 _STAGES = {"read": "reading OSM", "prepare": "preparing shapes", "rasterize": "rasterizing", "write": "writing COG"}
@@ -99,7 +107,7 @@ def _print_summary(r) -> None:
     total = max(1, d["width"] * d["height"])
     out_console.print(
         Text.assemble((f"wrote {d['output']}", "bold green"),
-                      f": {d['width']} x {d['height']} px, {d['crs']}, "
+                      f": {d['width']} x {d['height']} px, {crs_label(d['crs'])}, "
                       f"pixel {d['resolution'][0]:.6g} x {d['resolution'][1]:.6g}, style {d['style']}, "
                       f"table {d['class_table']}, {d['seconds']:.1f} s"),
         highlight=False,

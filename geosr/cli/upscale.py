@@ -11,6 +11,7 @@ from rich.text import Text
 
 from geosr.cli.common import (
     count,
+    crs_label,
     option_parameter,
     out_console,
     print_coregistration,
@@ -79,7 +80,7 @@ def _print_summary(r) -> None:
     """The run's summary on the console."""
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
-        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {r.crs}, "
+        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {crs_label(r.crs)}, "
                       f"x{r.scale} with {r.model}; {count(r.windows, 'window')} of {r.window_size} LR px "
                       f"(overlap {r.overlap}) in {count(r.window_rows, 'row')}"),
         highlight=False,

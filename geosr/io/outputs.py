@@ -273,7 +273,9 @@ def _inside(path: str, folder: Path) -> bool:
 # Suffixes of other formats: a COG written under one of these names would be opened as what it is not.
 OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp", ".vrt", ".nc", ".hdf", ".h5",
                  ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv",
-                 ".ovr", ".msk")  # (GDAL reads these beside a raster as its overviews, its mask)
+                 ".ovr", ".msk",  # (GDAL reads these beside a raster as its overviews, its mask)
+                 # archives and compressed files: a plain TIFF under such a name failed whatever unpacks by suffix
+                 ".gz", ".zip", ".bz2", ".xz", ".zst", ".tar", ".tgz", ".7z")  # (/vsigzip/, gunzip; review)
 
 
 # kernels' pseudo file systems: root passes every access check there and still cannot make a file
