@@ -1090,6 +1090,11 @@ def test_resume_finishes_a_job_stopped_after_its_output_was_in_place(tmp_path, m
                                                 r"not finish \(out.tif.geosr-work\); use `resume` to finish it"):
         upscale(lr, output=out, scale=4, tiling=tiling)
     assert out.read_bytes() == before
+    # its dry run says what the run does (it refused, advising `overwrite`: a rerun of the whole; found in review)
+    dry = upscale(lr, output=out, scale=4, tiling=tiling, resume=True, dry_run=True)
+    assert dry.resumed_rows == dry.window_rows
+    with pytest.raises(OutputExistsError, match="is of other inputs or options than these"):
+        upscale(lr, output=out, scale=4, tiling=tiling, model="lanczos", resume=True, dry_run=True)
     result = upscale(lr, output=out, scale=4, tiling=tiling, resume=True)
     assert result.resumed_rows == result.window_rows
     with rasterio.open(out) as a, rasterio.open(clean) as b:

@@ -286,14 +286,18 @@ def test_resume_never_joins_rows_computed_with_another_batch_size_or_thread_coun
         with plan_upscale(lr, output=tmp_path / "o.tif", scale=2, model=model, **kw) as job:
             return job.fingerprint
 
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 16, 16, seed=2) * 255).astype("uint8"))
     base, lite = fingerprint(), fingerprint("lite")
+    paste = fingerprint("reference-paste", ref=ref, cd="none")
     other_batch = fingerprint(batch_size=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1 if threads != 1 else 2)
     try:
         other_threads, lite_other_threads = fingerprint(), fingerprint("lite")
+        paste_other_threads = fingerprint("reference-paste", ref=ref, cd="none")
     finally:
         torch.set_num_threads(threads)
+    assert paste == paste_other_threads  # (bicubic and a choice per pixel; its resume was refused; found in review)
     assert base != other_batch and lite != lite_other_threads
     assert comparable(base) == comparable(other_batch) == comparable(other_threads)
     # bicubic and Lanczos make the same pixels with any thread count (each pixel one kernel's sum): a resume on
@@ -422,3 +426,21 @@ def test_detect_changes_and_rasterize_osm_keep_an_interrupted_upscale_s_rows(tmp
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 2
     assert CliRunner().invoke(app, ["detect-changes", str(lr), "--ref", str(ref), "-o", str(out),
                                     "--overwrite"]).exit_code == 0
+
+
+def test_a_dry_run_of_a_resume_names_the_change_mask_the_run_kept(tmp_path, monkeypatch):
+    """Found in review: after a kill, `--resume --dry-run` said the change mask was "to be detected" (and budgeted
+    the detection) where the resume reads the mask the killed run kept in its work folder."""
+    from affine import Affine
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 80, 60, seed=4) * 255).astype(np.uint8),
+                      transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, ref=ref, cd="auto", model="reference-paste", tiling=TilingConfig(window=8, overlap=2))
+    assert upscale(lr, output=out, dry_run=True, **opts).change_detection == {"method": "auto", "ran": False}
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
+    monkeypatch.undo()
+    dry = upscale(lr, output=out, resume=True, dry_run=True, **opts)
+    assert dry.change_detection["kept"] is True and 0 <= dry.change_detection["changed_share"] <= 1
+    assert upscale(lr, output=out, resume=True, **opts).resumed_rows == dry.resumed_rows == 2

@@ -102,6 +102,9 @@ def _print_summary(r) -> None:
         out_console.print(f"change mask: detected against the reference (--cd auto), {100 * cd['changed_share']:.1f}% "
                           "changed of the area both cover; --cd none to use the reference everywhere", highlight=False)
         print_sensor_mask(cd.get("sensor_mask"))  # with the share of the area it flags
+    elif cd and cd.get("kept"):  # a dry run: the detection an earlier run of this job kept, which the run reads
+        out_console.print(f"change mask: kept from an earlier run of this job (--cd auto), "
+                          f"{100 * cd.get('changed_share', 0):.1f}% changed of the area both cover", highlight=False)
     elif cd:  # a dry run: detected when the run starts
         out_console.print("change mask: to be detected against the reference when the run starts (--cd auto); "
                           "--cd none to use the reference everywhere", highlight=False)

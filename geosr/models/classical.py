@@ -32,6 +32,7 @@ class ReferencePaste:
     """The harmonized reference where it is valid and unchanged, bicubic of the LR elsewhere."""
 
     name = "reference-paste"
+    threads_invariant = True  # bicubic and a choice per pixel: its resume at another thread count was refused
     scales: tuple[int, ...] = ()
     bands: int | None = None
     inputs: frozenset[str] = frozenset({"ref", "cd"})

@@ -159,7 +159,8 @@ def plan_upscale(
     lr = os.fspath(lr) if isinstance(lr, os.PathLike) else str(lr)  # (a PathLike's str() is its repr; review)
     if not lr.strip():  # read as the working folder (of band files) otherwise
         raise InputNotFoundError("the LR path is empty; give the LR raster's path")
-    finishing = (not dry_run and resume and not opts.output_config.overwrite and output is not None
+    # (a dry run too: it refused, "use overwrite", what the run finishes in seconds; found in review)
+    finishing = (resume and not opts.output_config.overwrite and output is not None
                  and Path(output).is_file() and work_dir_for(Path(output)).is_dir())
     if finishing:  # checked as with overwrite now; the journal must show it is this job's below
         opts = opts.updated({"overwrite": True})
@@ -222,12 +223,16 @@ def plan_upscale(
     planned = Path(output) if dry_run and output is not None else out_path
     compared = area if aoi_win is not None else None  # cd auto's: the AOI's window (and a margin), or the whole LR
     # (a detection an earlier run of the job kept, which this one reads, takes no memory)
-    key = _detection_key(lr, reads, compared) if kind == "auto" and out_path is not None else {}
-    reused = bool(key) and out_path is not None and _kept_detection(out_path, key) is not None
+    # (a dry run looks for it at the output it names: it said "to be detected" where the run reuses it; review)
+    key = _detection_key(lr, reads, compared) if kind == "auto" and planned is not None else {}
+    kept = _kept_detection(planned, key) if key and planned is not None else None
+    reused = kept is not None
     detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" and not reused else None
     summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting,  # what is read
                        dev=dev)
     cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path, key)
+    if dry_run and kept is not None:  # what the run will read: the detection an earlier run of this job kept
+        detection = {**kept[1], "ran": False, "kept": True}
     try:
         scene = Scene.open(lr, scale=opts.scale, hr=hr, area=area, bands=opts.bands, ref=reads.ref,
                            ref_bands=reads.ref_bands, cd=cd, cd_table=table if cd else None,
@@ -288,18 +293,20 @@ def plan_upscale(
         runtime["gpu"] = torch.cuda.get_device_name(dev)
     tags["GEOSR_RUNTIME"] = json.dumps(runtime, sort_keys=True)
     meta = OutputMeta(**{**asdict(meta), "tags": {**meta.tags, **tags}})
-    if finishing and not finished_journal(work_dir_for(out_path), fingerprint, plan.n_rows):
+    final = out_path if out_path is not None else planned  # (a dry run's: the output it names)
+    if finishing and final is not None and not finished_journal(work_dir_for(final), fingerprint, plan.n_rows):
         scene.close()
-        if journal_of(work_dir_for(out_path), fingerprint, plan.n_rows):  # an `overwrite` run stopped midway
-            raise OutputExistsError(f"{out_path}: already exists, and the unfinished run in its work folder "
+        if journal_of(work_dir_for(final), fingerprint, plan.n_rows):  # an `overwrite` run stopped midway
+            raise OutputExistsError(f"{final}: already exists, and the unfinished run in its work folder "
                                     "replaces it: give `overwrite` with `resume` to continue it")
-        raise OutputExistsError(f"{out_path}: already exists, and the unfinished run in its work folder is of other "
+        raise OutputExistsError(f"{final}: already exists, and the unfinished run in its work folder is of other "
                                 "inputs or options than these (use `overwrite` to replace it with this run)")
-    if finishing and not made_by(out_path, meta.tags, COMPUTED_TAGS):  # every row done, and a file of another's at
-        # OUT: one that appeared while the run worked, which it left as it is (`resume` alone replaced it; found in
-        # review). (Its options as given may differ: the fingerprint, which the journal matched, says they agree.)
+    if finishing and final is not None and not made_by(final, meta.tags, COMPUTED_TAGS):  # every row done, and a
+        # file of another's at OUT: one that appeared while the run worked, which it left as it is (`resume` alone
+        # replaced it; found in review). (Its options as given may differ: the fingerprint, which the journal
+        # matched, says they agree.)
         scene.close()
-        raise OutputExistsError(f"{out_path}: already exists and is not this run's output (it appeared while the run "
+        raise OutputExistsError(f"{final}: already exists and is not this run's output (it appeared while the run "
                                 "worked); give `overwrite` with `resume` to replace it and go on from the run's work")
     uses_ref = bool(opts.ref) and "ref" in model_inputs(sr)
     sidecar = sidecar_paths(out_path)["provenance raster"] if out_path and uses_ref else None
