@@ -166,6 +166,21 @@ def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
     images, described = backbone_images(cfg.data, cfg)
     assert len(images) == 4 and all(t.dtype == torch.uint8 and t.shape == (3, 200, 200) for t in images)
     assert "4 HR images" in described[0]
+    # a tree of such folders (no manifest), or a sites folder with its masks: the labels and masks are no imagery
+    # (6 images were taken from 2 pairs, the binary labels trained on as grey photos; found in review)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    root.rename(tree / "set1")
+    cfg = TrainConfig(arch="lite", data=(source_for_path(tree),))
+    images, described = backbone_images(cfg.data, cfg)
+    assert len(images) == 4 and "4 HR images" in described[0], described
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    for name in ("S_2000.png", "S_2003.png"):
+        _image(sites / name, 3)
+    for name in ("S_change_mask.png", "S_unchanged_mask.png"):
+        Image.fromarray(np.zeros((200, 200), np.uint8)).save(sites / name)
+    assert [p.rsplit("/", 1)[-1] for p in source_for_path(sites)["paths"]] == ["S_2000.png", "S_2003.png"]
 
 
 def test_arch_lite_refuses_what_it_cannot_do(tmp_path, nested):
@@ -483,3 +498,31 @@ def test_training_messages_and_data_paths_spelled_two_ways(tmp_path, monkeypatch
     spelled = [absolute_sources([{"kind": "synthetic", "paths": [p]}])[0]["paths"][0]
                for p in ("tiles/a.png", "../x/tiles/a.png", str(tmp_path / "x" / "tiles" / "a.png"))]
     assert spelled == [str(tmp_path / "x" / "tiles" / "a.png")] * 3, spelled
+
+
+def test_train_s_messages_point_the_way(tmp_path):
+    """Found in review: a run folder holding a saved state was refused with only `--overwrite` advised (which throws
+    its steps away); a missing pairs / Ref-Diff / shared folder was "needs A/ and B/"; `--init RUN` (or its
+    state.safetensors) said "not a file" / "no geosr spec" without the run's weights; YAML's `lr: 1e-4` was "not a
+    number"."""
+    from geosr.errors import InputNotFoundError, ModelFileError, OutputExistsError
+    from geosr.models.checkpoint import read_spec
+    from geosr.training.config import load_config
+    from geosr.training.layouts import change_pair_folder, refdiff_folder
+    from geosr.training.outputs import OutputFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("state.safetensors", "model.safetensors", "train.log"):
+        (run / name).write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match=r"`resume` to continue the run saved there"):
+        OutputFolder(run, "geosr train", ("state.safetensors", "model.safetensors", "train.log")).check(
+            overwrite=False)
+    for reader in (change_pair_folder, refdiff_folder):
+        with pytest.raises(InputNotFoundError, match="nowhere: no such data folder"):
+            reader(tmp_path / "nowhere")
+    for given in (run, run / "state.safetensors"):
+        with pytest.raises(ModelFileError, match=r"a training run's weights are .*run/model.safetensors"):
+            read_spec(given)
+    (tmp_path / "t.yaml").write_text("lr: 1e-4\nbatch_size: 2\n")
+    assert load_config(tmp_path / "t.yaml").lr == 1e-4

@@ -98,7 +98,7 @@ def _check_magic(path: Path) -> int:
     if not path.exists():
         raise InputNotFoundError(f"model file {path} does not exist")
     if not path.is_file():
-        raise ModelFileError(f"model file {path} is not a file")
+        raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(9)
@@ -116,7 +116,17 @@ def _check_magic(path: Path) -> int:
             f"model file {path} is a Python pickle, which geosr refuses to load because unpickling can run code; "
             "convert it to safetensors"
         )
-    raise ModelFileError(f"model file {path} is not a safetensors file")
+    raise ModelFileError(f"model file {path} is not a safetensors file{_run_weights(path)}")
+
+
+def _run_weights(path: Path) -> str:
+    """Where a training run's weights are, when ``path`` is its folder or another of its files (state, model.json):
+    "not a file" said nothing of where to look (found in review)."""
+    folder = path if path.is_dir() else path.parent
+    for name in ("model.safetensors", "best.safetensors"):
+        if (folder / name).is_file() and (folder / name) != path:
+            return f" (a training run's weights are {folder / name})"
+    return ""
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
@@ -132,7 +142,7 @@ def read_spec(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # safetensors raises its own error types
         raise ModelFileError(f"model file {path} is not a readable safetensors file ({exc})") from None
     if SPEC_KEY not in meta:
-        raise ModelFileError(f"model file {path} has no geosr spec (metadata key {SPEC_KEY!r})")
+        raise ModelFileError(f"model file {path} has no geosr spec (metadata key {SPEC_KEY!r}){_run_weights(path)}")
     try:
         spec = json.loads(meta[SPEC_KEY])
     except json.JSONDecodeError as exc:

@@ -217,6 +217,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
     crop are left out."""
     from geosr.training.backbone_fit import IMAGE_SUFFIXES, read_images
     from geosr.training.manifest import find_manifest
+    from geosr.training.pairs import is_label_image
     from geosr.training.sources import load_sources
 
     images: list[torch.Tensor] = []
@@ -227,7 +228,8 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
             got = read_images([Path(p) for p in src["paths"]])
             where = f"{len(src['paths'])} images"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
-            files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                           and not is_label_image(p))  # (change labels are no imagery; found in review)
             if not files:
                 raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no data layout "
                                  "geosr knows")

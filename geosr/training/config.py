@@ -390,7 +390,12 @@ def _read_config(p: Path) -> dict[str, Any]:
         elif p.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            values = yaml.safe_load(text) or {}
+            class Loader(yaml.SafeLoader):  # YAML 1.2's floats too: 1e-4, which YAML 1.1 reads as text, was refused
+                pass  # as "lr must be a number, not '1e-4'" (found in review)
+
+            Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+                r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+            values = yaml.load(text, Loader=Loader) or {}  # noqa: S506 - a SafeLoader
         else:
             values = json.loads(text)
     except Exception as exc:

@@ -77,6 +77,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     """
     root = Path(root)
     hr_dir = root / "HR_512"
+    _exists(root)
     if not hr_dir.is_dir():
         raise InputError(f"{root}: not a Ref-Diff folder (no HR_512/ inside)")
     ref_dir, cd_dir = root / "Ref", root / "CD_mask"
@@ -306,6 +307,7 @@ def change_pair_folder(
     (default: red, green and blue by their names, else the first three); ``takes_bands``: the caller's data source
     has a "bands" key (a data manifest's set), which advice may name."""
     root = Path(root)
+    _exists(root)
     if not (root / "A").is_dir() or not (root / "B").is_dir():
         raise InputError(f"{root}: a change-pair folder needs A/ and B/")
     pairs = []
@@ -349,6 +351,12 @@ def change_pair_folder(
                           valid=valid, ref_valid=ref_valid,
                           nodata_as_change=nodata_as_change(l_path, nodata, BINARY) if mask is not None else None))
     return pairs
+
+
+def _exists(root: Path) -> None:
+    """A data source's folder that is not there is named so (it was "needs A/ and B/"; found in review)."""
+    if not root.exists():
+        raise InputNotFoundError(f"{root}: no such data folder")
 
 
 def _same_place(first: Path, others: Sequence[Path]) -> None:

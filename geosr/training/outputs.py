@@ -50,8 +50,11 @@ class OutputFolder:
                                     f"is there (none of {', '.join(names)}); `overwrite` replaces only an earlier "
                                     "output, so choose another `out`")
         if entries and not overwrite and not foreign:
+            # (a stopped training run's folder: `overwrite` alone threw its steps away; found in review)
+            more = ", `resume` to continue the run saved there" if any(e.name == "state.safetensors"
+                                                                      for e in entries) else ""
             raise OutputExistsError(f"{self.path}: the output folder is not empty; give `overwrite` to replace the "
-                                    f"{self.command} output there, or choose another `out`")
+                                    f"{self.command} output there{more}, or choose another `out`")
         if foreign:  # `overwrite` would not help: said at once
             raise OutputExistsError(f"{self.path}: holds {foreign[0].name}, which {self.command} does not write; "
                                     "`overwrite` replaces only an earlier output, so choose another `out`")

@@ -346,5 +346,17 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
+LABEL_FOLDERS = frozenset({"label", "labels", "cd_mask", "mask", "masks", "gt", "change_mask"})
+
+
+def is_label_image(path: Path) -> bool:
+    """Whether ``path`` is a change label or mask by its name (under ``label/``, ``CD_mask/``..., or named
+    ``*_mask``, ``*_label``), which a folder of single images must not take as imagery (a binary mask was trained
+    on as a grey photo; found in review)."""
+    stem = path.stem.lower()
+    return (path.parent.name.lower() in LABEL_FOLDERS or stem.endswith(("_mask", "-mask", "_label", "-label"))
+            or stem in ("mask", "label"))
+
+
 __all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "read_label", "classes_of",
-           "find_image", "list_images"]
+           "find_image", "list_images", "is_label_image"]

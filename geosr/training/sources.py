@@ -29,7 +29,7 @@ from geosr.training.manifest import (
     find_manifest,
     load_collection,
 )
-from geosr.training.pairs import IMAGE_EXTS, Pair
+from geosr.training.pairs import IMAGE_EXTS, Pair, is_label_image
 
 Groups = list[tuple[list[Pair], float]]
 
@@ -51,7 +51,8 @@ def source_for_path(path: str | Path) -> dict[str, Any]:
         return {"kind": "pairs", "path": str(p)}
     if find_manifest(p) is not None:
         return {"kind": "shared", "path": str(p)}
-    images = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    images = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                    and not is_label_image(f))
     if images:
         return {"kind": "synthetic", "paths": images}
     if any(d.is_dir() for d in p.iterdir()):
@@ -66,6 +67,8 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
         return load_collection(src["manifest"], root=src.get("path"))
     if not src.get("path"):
         raise OptionError("a shared data source names a \"manifest\" (a .json file) or a \"path\" that holds one")
+    if not Path(src["path"]).exists():  # (named as a folder without a manifest; found in review)
+        raise InputNotFoundError(f"{src['path']}: no such data folder")
     found = find_manifest(src["path"])
     if found is None:
         raise InputError(f"{src['path']}: a folder of data sets without a manifest ({MANIFEST_NAME}) naming them "
