@@ -1276,6 +1276,8 @@ def test_a_crs_without_a_short_name_is_labelled_in_summaries_and_archive_names_a
     assert crs_label("+proj=tmerc +lat_0=0 +lon_0=15.5 +k=0.9996 +x_0=500000 +y_0=0 +ellps=WGS84 +units=m +no_defs") \
         == "a custom Transverse Mercator (no EPSG code; its WKT in --json)"
     assert crs_label("EPSG:32633") == "EPSG:32633"
+    assert crs_label("+proj=utm +zone=33 +ellps=bessel +towgs84=577.326,90.129,463.919,5.137,1.474,5.297,2.4232 "
+                     "+units=m +no_defs").startswith("a custom Transverse Mercator")  # (not its datum shift)
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8), crs=compound)
     res = runner.invoke(app, ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
     line = next(x for x in res.output.splitlines() if x.startswith("wrote"))

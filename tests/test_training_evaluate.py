@@ -1304,8 +1304,13 @@ def test_ssim_and_vif_read_nothing_of_a_target_s_nodata_and_an_unscorable_image_
                                       "--json", "--no-panels", "-m", "bicubic"])
     assert res.exit_code == 2 and json.loads(res.stdout)["error"].endswith(
         "s.tif: its nodata value 255 is the class 'changed (255)', and no label of the data set marks a known "
-        "change, so every change would be left unscored; unset the labels' nodata value (gdal_edit.py "
+        "change, so every change would be left unknown; unset the labels' nodata value (gdal_edit.py "
         "-unsetnodata)"), res.output
+    from geosr.training.config import TrainConfig
+    from geosr.training.sources import load_sources
+
+    with pytest.raises(InputError, match="no label of the data set marks a known change"):  # trained on, too
+        load_sources(TrainConfig(data=({"kind": "pairs", "path": str(root)},)))
     # beside a label marking its changes 1 (detect-changes' 0 / 1 / 255 unknown), a tile without change is scored
     for name, arr in (("A", a), ("B", b)):
         with rasterio.open(root / name / "u.tif", "w", driver="GTiff", width=96, height=96, count=3,

@@ -233,8 +233,9 @@ def crs_label(text: str | None) -> str | None:
         return text
     codes = [c.to_epsg() for c in crs.sub_crs_list] if crs.is_compound else [crs.to_epsg()]
     said = "+".join(str(c) for c in codes) if all(codes) else None
-    name = crs.name if crs.name and crs.name != "unknown" else \
-        f"a custom {crs.coordinate_operation.method_name if crs.coordinate_operation else 'CRS'}"
+    base = crs.source_crs if crs.is_bound and crs.source_crs is not None else crs  # (+towgs84: its datum shift)
+    name = base.name if base.name and base.name != "unknown" else \
+        f"a custom {base.coordinate_operation.method_name if base.coordinate_operation else 'CRS'}"
     return f"{name} ({'EPSG:' + said if said else 'no EPSG code; its WKT in --json'})"
 
 

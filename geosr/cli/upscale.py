@@ -80,8 +80,8 @@ def _print_summary(r) -> None:
     """The run's summary on the console."""
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
-        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, {crs_label(r.crs)}, "
-                      f"x{r.scale} with {r.model}; {count(r.windows, 'window')} of {r.window_size} LR px "
+        Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, "
+                      f"{crs_label(r.crs)}, x{r.scale} with {r.model}; {count(r.windows, 'window')} of {r.window_size} LR px "
                       f"(overlap {r.overlap}) in {count(r.window_rows, 'row')}"),
         highlight=False,
     )

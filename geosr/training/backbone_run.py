@@ -229,7 +229,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
             where = f"{len(src['paths'])} images"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
             files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                           and not is_label_image(p))  # (change labels are no imagery; found in review)
+                           and not is_label_image(p, Path(src["path"])))  # (labels are no imagery; review)
             if not files:
                 raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no data layout "
                                  "geosr knows")

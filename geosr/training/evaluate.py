@@ -45,6 +45,7 @@ from geosr.models.interface import SuperResolver
 from geosr.options import EvaluateOptions
 from geosr.options.declare import check_callable
 from geosr.training.degradations import bicubic_degrade
+from geosr.training.layouts import refuse_hidden_changes
 from geosr.training.metrics import MS_SSIM_MIN_SIDE, SSIM_WINDOW, VIF_WINDOW, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
 from geosr.training.pairs import Pair
@@ -346,18 +347,6 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
     return notes
 
 
-def _refuse_hidden_changes(pairs: Sequence[Pair]) -> None:
-    """Refuse a data set whose labels mark no known change where one of them has a changed class's value as its
-    nodata: a 0 / 255 label tagged nodata 255 hid its every change (0% changed, scored without a word; found in
-    review). Beside a label marking changes with another value (detect-changes' 1), 255 is the unknown it writes."""
-    hiding = [p.nodata_as_change for p in pairs if p.nodata_as_change]
-    if not hiding or any(p.change is not None and bool((p.changed & (True if p.labelled is None else p.labelled)).any())
-                         for p in pairs):
-        return
-    raise InputError(f"{hiding[0]}, and no label of the data set marks a known change, so every change would be "
-                     "left unscored; unset the labels' nodata value (gdal_edit.py -unsetnodata)")
-
-
 def _write_text(path: Path, text: str) -> None:
     """``text`` into ``path`` whole or not at all (an interrupt leaves no half-written file)."""
     with atomic_output(path) as tmp:
@@ -458,7 +447,7 @@ def evaluate(
     if not pairs:  # (a held-out set's folder absent: said, as where others are scored)
         absent = absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []
         raise InputError(f"{data}: holds no evaluation pair" + (f" ({'; '.join(absent)})" if absent else ""))
-    _refuse_hidden_changes(pairs)
+    refuse_hidden_changes(pairs)
     cases = make_cases(pairs, scales)
     if not cases:
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")

@@ -155,6 +155,19 @@ def nodata_as_change(path: Path, nodata: float | None, table: ChangeClassTable) 
     return None if lost is None else f"{path}: its nodata value {lost.value} is the class {lost.name!r}"
 
 
+def refuse_hidden_changes(pairs: Sequence[Pair]) -> None:
+    """Refuse a data set (evaluated or trained on) whose labels mark no known change where one of them has a changed
+    class's value as its nodata: a 0 / 255 label tagged nodata 255 hid its every change (0% changed, scored without a
+    word; found in review). Beside a label marking changes with another value (detect-changes' 1), 255 is the
+    unknown it writes."""
+    hiding = [p.nodata_as_change for p in pairs if p.nodata_as_change]
+    if not hiding or any(p.change is not None and bool((p.changed & (True if p.labelled is None else p.labelled)).any())
+                         for p in pairs):
+        return
+    raise InputError(f"{hiding[0]}, and no label of the data set marks a known change, so every change would be "
+                     "left unknown; unset the labels' nodata value (gdal_edit.py -unsetnodata)")
+
+
 def _classes(path: Path, mask: np.ndarray, known: np.ndarray | None, nodata: float | None,
              table: ChangeClassTable) -> torch.Tensor:
     """A change label's class indices of ``table`` for the models, its nodata the table's unknown class (as upscale

@@ -346,16 +346,16 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-LABEL_FOLDERS = frozenset({"label", "labels", "cd_mask", "mask", "masks", "gt", "change_mask"})
+LABEL_FOLDERS = frozenset({"label", "labels", "cd_mask"})  # a change-pair layout's labels (LEVIR, DSIFN, Ref-Diff)
 
 
-def is_label_image(path: Path) -> bool:
-    """Whether ``path`` is a change label or mask by its name (under ``label/``, ``CD_mask/``..., or named
-    ``*_mask``, ``*_label``), which a folder of single images must not take as imagery (a binary mask was trained
-    on as a grey photo; found in review)."""
-    stem = path.stem.lower()
-    return (path.parent.name.lower() in LABEL_FOLDERS or stem.endswith(("_mask", "-mask", "_label", "-label"))
-            or stem in ("mask", "label"))
+def is_label_image(path: Path, root: Path | None = None) -> bool:
+    """Whether ``path`` is a change mask by its name (``*_mask``, ``*-mask``: a sites folder's change and unchanged
+    masks) or, below the folder ``root`` given, by its folder's (``label/``, ``CD_mask/`` of a pair layout), which a
+    folder of single images must not take as imagery (binary masks were trained on as grey photos; found in review).
+    The folder given is the user's choice whatever its name (a super-resolution set's ``GT/`` is imagery)."""
+    below = root is not None and path.parent != root
+    return path.stem.lower().endswith(("_mask", "-mask")) or (below and path.parent.name.lower() in LABEL_FOLDERS)
 
 
 __all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "read_label", "classes_of",

@@ -19,6 +19,7 @@ from geosr.training.layouts import (
     incomplete_pairs,
     pair_scale,
     refdiff_folder,
+    refuse_hidden_changes,
     synthetic_pairs,
 )
 from geosr.training.manifest import (
@@ -141,6 +142,7 @@ def load_sources(
         if not pairs:
             shown = os.path.commonpath(src["paths"]) if kind == "synthetic" and src.get("paths") else where
             raise InputError(f"{shown}: its data source ({kind}) holds no usable image")
+        refuse_hidden_changes(pairs)  # (as evaluate does: trained on as unknown everywhere; found in review)
         counts = {} if any_bands else {p.target.shape[0]: p.name for p in pairs}
         if len(counts) > 1:  # "set bands = 1" would then fail on the others
             shown = " and ".join(f"{n} band{'s' * (n != 1)} ({name})" for n, name in sorted(counts.items()))
