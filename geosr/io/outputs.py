@@ -273,9 +273,10 @@ def _inside(path: str, folder: Path) -> bool:
 # Suffixes of other formats: a COG written under one of these names would be opened as what it is not.
 OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp", ".gif", ".bmp", ".vrt", ".nc", ".hdf", ".h5",
                  ".img", ".zarr", ".json", ".geojson", ".gpkg", ".shp", ".xml", ".txt", ".csv",
-                 ".ovr", ".msk",  # (GDAL reads these beside a raster as its overviews, its mask)
-                 # archives and compressed files: a plain TIFF under such a name failed whatever unpacks by suffix
-                 ".gz", ".zip", ".bz2", ".xz", ".zst", ".tar", ".tgz", ".7z")  # (/vsigzip/, gunzip; review)
+                 ".ovr", ".msk")  # (GDAL reads these beside a raster as its overviews, its mask)
+# archives and compressed files: a plain TIFF under such a name failed whatever unpacks by suffix (/vsigzip/, gunzip;
+# found in review); checked after the inputs, as a product's zip given as the output is refused as an input first
+ARCHIVES = (".gz", ".zip", ".bz2", ".xz", ".zst", ".tar", ".tgz", ".7z")
 
 
 # kernels' pseudo file systems: root passes every access check there and still cannot make a file
@@ -349,17 +350,20 @@ def check_raster_output_path(
     make_folder: bool = False,
 ) -> Path:
     """:func:`check_output_path` for a COG output, whose name must not be another format's (``out.png``)."""
+    check_raster_name(path, archives=False)
+    checked = check_output_path(path, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
     check_raster_name(path)
-    return check_output_path(path, overwrite=overwrite, inputs=inputs, make_folder=make_folder)
+    return checked
 
 
-def check_raster_name(path: str | os.PathLike[str]) -> None:
-    """Refuse a COG output named as another format (``out.png``; a dry run checks this much too)."""
+def check_raster_name(path: str | os.PathLike[str], *, archives: bool = True) -> None:
+    """Refuse a COG output named as another format (``out.png``; a dry run checks this much too), or (``archives``)
+    as an archive or a compressed file (``out.zip``, ``out.tif.gz``)."""
     suffix = Path(path).suffix.lower()
     if Path(path).name.lower().endswith(PROVENANCE_SUFFIX):  # an upscale's sidecar: its run would replace this
         raise OutputLocationError(f"{path}: is the name geosr gives the provenance raster of "
                                   f"{Path(path).name[:-len(PROVENANCE_SUFFIX)]}.tif; give the output another name")
-    if suffix in OTHER_FORMATS:
+    if suffix in OTHER_FORMATS or archives and suffix in ARCHIVES:
         raise OutputLocationError(f"{path}: geosr writes Cloud-Optimized GeoTIFFs; give the output a .tif name, "
                                   f"not {suffix}")
 

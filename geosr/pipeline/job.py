@@ -167,8 +167,9 @@ def plan_upscale(
     try:
         out_path = None if dry_run else check_output_files(lr, output, opts)
         if dry_run and output is not None:  # refused as the run would be (the checks only look)
-            check_raster_name(output)
+            check_raster_name(output, archives=False)
             check_output_files(lr, output, opts)
+            check_raster_name(output)
     except OutputExistsError:
         if resume and not finishing and output is not None and Path(output).is_file() \
                 and not os.path.lexists(work_dir_for(Path(output))):
