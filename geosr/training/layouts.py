@@ -77,7 +77,7 @@ def refdiff_folder(root: str | Path, *, scale: int | None = None, table: ChangeC
     """
     root = Path(root)
     hr_dir = root / "HR_512"
-    _exists(root)
+    require_data_folder(root)
     if not hr_dir.is_dir():
         raise InputError(f"{root}: not a Ref-Diff folder (no HR_512/ inside)")
     ref_dir, cd_dir = root / "Ref", root / "CD_mask"
@@ -320,7 +320,7 @@ def change_pair_folder(
     (default: red, green and blue by their names, else the first three); ``takes_bands``: the caller's data source
     has a "bands" key (a data manifest's set), which advice may name."""
     root = Path(root)
-    _exists(root)
+    require_data_folder(root)
     if not (root / "A").is_dir() or not (root / "B").is_dir():
         raise InputError(f"{root}: a change-pair folder needs A/ and B/")
     pairs = []
@@ -366,7 +366,7 @@ def change_pair_folder(
     return pairs
 
 
-def _exists(root: Path) -> None:
+def require_data_folder(root: Path) -> None:
     """A data source's folder that is not there is named so (it was "needs A/ and B/"; found in review)."""
     if not root.exists():
         raise InputNotFoundError(f"{root}: no such data folder")

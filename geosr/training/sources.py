@@ -20,6 +20,7 @@ from geosr.training.layouts import (
     pair_scale,
     refdiff_folder,
     refuse_hidden_changes,
+    require_data_folder,
     synthetic_pairs,
 )
 from geosr.training.manifest import (
@@ -68,8 +69,7 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
         return load_collection(src["manifest"], root=src.get("path"))
     if not src.get("path"):
         raise OptionError("a shared data source names a \"manifest\" (a .json file) or a \"path\" that holds one")
-    if not Path(src["path"]).exists():  # (named as a folder without a manifest; found in review)
-        raise InputNotFoundError(f"{src['path']}: no such data folder")
+    require_data_folder(Path(src["path"]))  # (it was named as a folder without a manifest; found in review)
     found = find_manifest(src["path"])
     if found is None:
         raise InputError(f"{src['path']}: a folder of data sets without a manifest ({MANIFEST_NAME}) naming them "
