@@ -80,31 +80,35 @@ def within(frame: "gpd.GeoDataFrame", polygon: "BaseGeometry") -> "gpd.GeoDataFr
     return frame.iloc[sorted(idx)]
 
 
+def tag_value(v: object) -> str | None:
+    """A vector file's or a reader's tag value as OSM writes it, None where there is none; several (a GeoJSON list,
+    which pyogrio reads as an array) joined by ";", as OSM writes them."""
+    import pandas as pd
+
+    if v is None:
+        return None
+    if isinstance(v, str):  # a vector file's missing tag written "" (a shapefile's, QGIS's) is none: a park
+        return v if v.strip() else None  # with building="" was drawn as a building (found in review)
+    if isinstance(v, (bool, np.bool_)):  # a JSON true / false, as OSM writes them (false was "False": tagged)
+        return "yes" if v else "no"
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        return ";".join(t for t in map(tag_value, v) if t) or None
+    missing = pd.isna(v)  # (an array's: one per element)
+    if isinstance(missing, (bool, np.bool_)) and missing:
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():  # a number column with a gap is read
+        return str(int(v))  # as floats: 5.0 never matched a table's "5" (found in review)
+    return str(v)
+
+
 def normalise(frame: "gpd.GeoDataFrame", table: MapClassTable) -> "gpd.GeoDataFrame":
     """Only the table's keys (as strings or None) and non-empty geometries, on a fresh 0..n-1 index."""
     import geopandas as gpd
-    import pandas as pd
 
     keep = frame.geometry.notna() & ~frame.geometry.is_empty
     frame = frame[keep.to_numpy()].reset_index(drop=True)
-    def tag(v: object) -> str | None:  # a tag's value as OSM writes it; several (a GeoJSON list, which pyogrio reads
-        if v is None:  # as an array): joined by ";", as OSM writes them
-            return None
-        if isinstance(v, str):  # a vector file's missing tag written "" (a shapefile's, QGIS's) is none: a park
-            return v if v.strip() else None  # with building="" was drawn as a building (found in review)
-        if isinstance(v, (bool, np.bool_)):  # a JSON true / false, as OSM writes them (false was "False": tagged)
-            return "yes" if v else "no"
-        if isinstance(v, np.ndarray):
-            v = v.tolist()
-        if isinstance(v, (list, tuple)):
-            return ";".join(t for t in map(tag, v) if t) or None
-        missing = pd.isna(v)  # (an array's: one per element)
-        if isinstance(missing, (bool, np.bool_)) and missing:
-            return None
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():  # a number column with a gap is read
-            return str(int(v))  # as floats: 5.0 never matched a table's "5" (found in review)
-        return str(v)
-
-    cols = {key: frame[key].map(tag).astype(object) for key in sorted(table.keys() & set(frame.columns))}
+    cols = {key: frame[key].map(tag_value).astype(object) for key in sorted(table.keys() & set(frame.columns))}
     crs = frame.crs if frame.crs is not None else "EPSG:4326"
     return gpd.GeoDataFrame(cols, geometry=frame.geometry.to_numpy(), crs=crs, index=frame.index)

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from geosr.errors import InputError, NoCRSError, VectorFileError
 from geosr.osm.classes import MapClassTable
-from geosr.osm.features import OSMFeatures, empty_frame, first_line, normalise, osmnx_settings, reason, within
+from geosr.osm.features import (
+    OSMFeatures,
+    empty_frame,
+    first_line,
+    normalise,
+    osmnx_settings,
+    reason,
+    tag_value,
+    within,
+)
 from geosr.osm.inputs import check_osm_file, file_kind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -427,18 +436,7 @@ def _closed_ways_as_areas(frame: "gpd.GeoDataFrame") -> "gpd.GeoDataFrame":
     """A vector file's closed line strings whose tags make a closed way an area (``building=yes``), as the areas
     they outline, as the OSM readers have them: they were drawn as nothing (found in review)."""
     import numpy as np
-    import pandas as pd
     import shapely
-
-    def given(v: Any) -> str | None:  # a tag's value as normalise() reads it, None where the file has none
-        if isinstance(v, str):
-            return v if v.strip() else None
-        if isinstance(v, (bool, np.bool_)):  # (area: false is area=no; "False" made a track an area; review)
-            return "yes" if v else "no"
-        try:
-            return None if v is None or pd.isna(v) else str(v)
-        except (TypeError, ValueError):  # a list's pd.isna is one per element: a value
-            return str(v)
 
     geoms = frame.geometry.to_numpy()
     closed = np.flatnonzero((shapely.get_type_id(geoms) == 1) & shapely.is_closed(geoms))
@@ -448,7 +446,7 @@ def _closed_ways_as_areas(frame: "gpd.GeoDataFrame") -> "gpd.GeoDataFrame":
     new = geoms.copy()
     for i in closed:
         row = frame.iloc[i]
-        tags = {c: t for c in columns if (t := given(row[c])) is not None}
+        tags = {c: t for c in columns if (t := tag_value(row[c])) is not None}  # (area: false is area=no)
         if is_area_way(tags):
             new[i] = _ring_area(geoms[i])
     frame = frame.copy()
