@@ -231,8 +231,7 @@ _NARROW = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 # colour interpretations that say what a band holds where its Sentinel-2-like name would not (a Landsat B11: lwir)
 _LANDSAT_SAID = frozenset({"nir", "swir", "lwir", "mwir", "tir", "pan", "coastal", "rededge"})
 _LANDSAT_SWIR = {"B5": "swir16", "B6": "swir16", "B7": "swir22"}  # a Landsat SWIR band (TM's B5, OLI's B6; B7)
-_ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}
-_COLOUR_ROLE = {"nir": "nir", "swir": "swir"}
+_ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}  # as GDAL's colour interpretations name them
 # the eo extension's common names (v1.1): a band named one of them keeps it as its common name
 EO_COMMON_NAMES = frozenset({"pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
                              "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
@@ -251,7 +250,7 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
         # swir16), else a Landsat SWIR band's (a Sentinel-2 B11 marked SWIR kept its swir16; found in review)
         ci = info.colorinterp[i]
         narrow = _NARROW.get(name.lower())
-        if ci in _LANDSAT_SAID and (narrow is None or _ROLES_OF_NARROW[narrow] != _COLOUR_ROLE.get(ci)):
+        if ci in _LANDSAT_SAID and (narrow is None or _ROLES_OF_NARROW[narrow] != ci):
             narrow = _LANDSAT_SWIR.get(name.upper().rsplit("_", 1)[-1]) if ci == "swir" else None
         common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrow or _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
