@@ -337,14 +337,14 @@ def band_roles(info: RasterInfo, bands: tuple[int, ...]) -> tuple[str | None, ..
         word = (info.descriptions[b - 1] or "").strip().lower().split(" ")[0].replace("_", "-")
         # an infrared, panchromatic or coastal colour interpretation, which GDAL never sets by default, says more
         # than a description: a Landsat band file's (geosr.io.landsat), whose B11 is thermal, not Sentinel-2's SWIR
-        role = _COLOUR_ROLES.get(info.colorinterp[b - 1]) or _ROLES.get(word)
+        role = COLOUR_ROLES.get(info.colorinterp[b - 1]) or _ROLES.get(word)
         if role is None and info.colorinterp[b - 1] in ("red", "green", "blue"):
             role = info.colorinterp[b - 1]
         out.append(role)
     return tuple(out)
 
 
-_COLOUR_ROLES = {"nir": "nir", "swir": "swir", "rededge": "red edge", "pan": "panchromatic", "coastal": "coastal",
+COLOUR_ROLES = {"nir": "nir", "swir": "swir", "rededge": "red edge", "pan": "panchromatic", "coastal": "coastal",
                  "lwir": "thermal", "mwir": "thermal", "tir": "thermal"}
 
 

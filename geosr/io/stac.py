@@ -29,7 +29,7 @@ from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
 from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file, without_credentials
-from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, open_raster
+from geosr.io.rasters import COLOUR_ROLES, band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red ed
 # Sentinel-2's bands whose common name is narrower than their role's (as STAC's catalogues name them)
 _NARROW = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 # colour interpretations that say what a band holds where its Sentinel-2-like name would not (a Landsat B11: lwir)
-_LANDSAT_SAID = frozenset({"nir", "swir", "lwir", "mwir", "tir", "pan", "coastal", "rededge"})
+_LANDSAT_SAID = frozenset(COLOUR_ROLES)
 _LANDSAT_SWIR = {"B5": "swir16", "B6": "swir16", "B7": "swir22"}  # a Landsat SWIR band (TM's B5, OLI's B6; B7)
 _ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}  # as GDAL's colour interpretations name them
 # the eo extension's common names (v1.1): a band named one of them keeps it as its common name
