@@ -291,6 +291,14 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
             "it is left out of the stack (stacked: 1=" in said, said
     res = _run("upscale", item, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and "has no band 'swir16'" in " ".join(res.output.split())
+    # a 20 m B11 / B8A asked for by its STAC common name said "has no band 'swir16'" (found in review)
+    b05 = next((tmp_path / "s2").glob("*_B05_20m.tif"))
+    for name, common in (("B11", "swir16"), ("B8A", "nir08")):
+        shutil.copy(b05, b05.with_name(b05.name.replace("B05", name)))
+        res = _run("upscale", tmp_path / "s2", "--bands", common, "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+        assert res.exit_code == 2 and f"its band {name!r} is on a coarser or other grid" in \
+            " ".join(res.output.split()), res.output
+    assert not (tmp_path / "o.tif").exists()
     # a product's 20 m band (listed by its metadata) was "has no band 'B05'" (found in review); B11 is not listed
     safe, _ = l2a_product(tmp_path / "p")
     res = _run("upscale", safe, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")

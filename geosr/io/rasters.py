@@ -324,6 +324,10 @@ _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir
           "rededge078": "red edge"}
 
 
+# Sentinel-2's bands whose STAC common name is narrower than their role's (as STAC's catalogues name them)
+NARROW_NAMES = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
+
+
 # STAC's common names for the roles that _ROLES spells otherwise (the first such band is taken: B05 for rededge)
 _ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchromatic", "lwir": "thermal",
                    "tir": "thermal"}
@@ -408,7 +412,8 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                 continue
             wanted = _ROLE_SPELLINGS.get(token.lower(), token.lower())  # (a role of a band left out: rededge, B05's,
             left = [d for d in (comp.left_out if comp else ()) if d.lower() == (meant or token).lower()  # was "has
-                    or not meant and _ROLES.get(d.strip().lower().split(" ")[0]) == wanted]  # no band"; review)
+                    or not meant and _ROLES.get(d.strip().lower().split(" ")[0]) == wanted  # no band"; review; and
+                    or not meant and NARROW_NAMES.get(d.strip().lower().split(" ")[0]) == token.lower()]  # swir16)
             if left and comp and left[0] in comp.finer:  # a Landsat folder's 15 m panchromatic B8
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a finer grid than the stacked bands', so "
                                 f"it is left out of the stack (stacked: {_band_list(info)}); give its file alone as "

@@ -29,7 +29,7 @@ from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
 from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file, without_credentials
-from geosr.io.rasters import COLOUR_ROLES, band_roles, imagery_tags, inspect_raster, open_raster
+from geosr.io.rasters import COLOUR_ROLES, NARROW_NAMES, band_roles, imagery_tags, inspect_raster, open_raster
 from geosr.tiling.grid import Grid, outline
 
 if TYPE_CHECKING:
@@ -226,8 +226,6 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
 _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan",
            "coastal": "coastal", "thermal": "lwir"}
-# Sentinel-2's bands whose common name is narrower than their role's (as STAC's catalogues name them)
-_NARROW = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 # colour interpretations that say what a band holds where its Sentinel-2-like name would not (a Landsat B11: lwir)
 _LANDSAT_SAID = frozenset(COLOUR_ROLES)
 _LANDSAT_SWIR = {"B5": "swir16", "B6": "swir16", "B7": "swir22"}  # a Landsat SWIR band (TM's B5, OLI's B6; B7)
@@ -249,7 +247,7 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
         # Sentinel-2's narrow name where the colour interpretation says nothing else (a Landsat B11 is lwir, not
         # swir16), else a Landsat SWIR band's (a Sentinel-2 B11 marked SWIR kept its swir16; found in review)
         ci = info.colorinterp[i]
-        narrow = _NARROW.get(name.lower())
+        narrow = NARROW_NAMES.get(name.lower())
         if ci in _LANDSAT_SAID and (narrow is None or _ROLES_OF_NARROW[narrow] != ci):
             narrow = _LANDSAT_SWIR.get(name.upper().rsplit("_", 1)[-1]) if ci == "swir" else None
         common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrow or _COMMON.get(role or "")
