@@ -122,11 +122,25 @@ def test_a_landsat_band_file_given_alone_reads_its_fill_and_its_mtl_scale(tmp_pa
     assert composite(str(named)) is None
 
 
-def test_a_landsat_folder_without_its_mtl_or_of_level_1_keeps_the_files_own_scale(tmp_path):
+def test_a_landsat_level_2_folder_without_its_mtl_takes_usgs_s_published_scale_and_level_1_its_own(tmp_path):
+    """A Level-2 folder whose MTL file was not downloaded was read as raw DN (scale 1, offset 0) with nothing said,
+    though Collection 2 Level-2 has one published scale and offset for every product."""
     folder = _l2sp(tmp_path)
     (folder / f"{L2SP}_MTL.txt").unlink()
     comp = composite(str(folder))
-    assert "scale and offset" not in comp.note and "Landsat Collection 2 fill" in comp.note
+    assert "Landsat Collection 2 fill" in comp.note
+    assert f"surface reflectance and surface temperature scale and offset as USGS publishes them for Collection 2 " \
+        f"Level-2 (no {L2SP}_MTL.txt beside the bands)" in comp.note
+    out = tmp_path / "o.tif"
+    for args in ((), ("--bands", "B10")):
+        res = _run("upscale", folder, *args, "-x", 2, "-m", "bicubic", "-o", out, "--overwrite")
+        assert res.exit_code == 0, res.output
+        with rasterio.open(out) as ds:
+            assert (ds.scales, ds.offsets) == (((2.75e-05,) * 3, (-0.2,) * 3) if not args else
+                                               ((0.00341802,), (149.0,)))
+    assert json.loads(out.with_name("o.stac.json").read_text())["properties"]["datetime"] == "2023-06-12T00:00:00Z"
+    _mtl(folder, L2SP, range(1, 8), mult="3.0E-05")  # the file, once there, is read (not a cached reading)
+    assert "scale and offset from" in composite(str(folder)).note
     l1 = tmp_path / L2SP.replace("L2SP", "L1TP")
     l1.mkdir()
     for b in range(1, 8):

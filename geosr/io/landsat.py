@@ -69,7 +69,8 @@ def is_landsat_archive(path: str) -> bool:
 def landsat_radiometry(files: list[Path]) -> Radiometry | None:
     """The scale and offset of the Collection 2 Level-2 band ``files`` (surface reflectance ``_SR_B*``, surface
     temperature ``_ST_B*``) from their product's metadata file beside them (``<product ID>_MTL.txt``, else
-    ``.json``), and the acquisition time; None when no such file names their product. Level-1 bands get none
+    ``.json``; without one, the values USGS publishes for every such product), and the acquisition time; None for
+    files of no Collection 2 product. Level-1 bands get none
     (their DN scale to radiance or, corrected for the sun's elevation, to reflectance: which one is the user's
     choice). Raises NotARasterError naming the metadata file when it is unreadable or a value is no number."""
     if not files:
@@ -80,7 +81,7 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
         return None
     mtl = next((p for p in (folder / f"{product}_MTL.txt", folder / f"{product}_MTL.json") if p.is_file()), None)
     if mtl is None:
-        return None
+        return _published_radiometry(product, files)
     groups = _read_mtl(mtl)
     scales: dict[str, float] = {}
     offsets: dict[str, float] = {}
@@ -117,6 +118,28 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
     kinds = sorted({"surface temperature" if "_ST_" in n.upper() else "surface reflectance" for n in scales})
     note = f"{' and '.join(kinds)} scale and offset from {mtl.name}" if scales else f"no band scale in {mtl.name}"
     return Radiometry(scales, offsets, acquired, str(mtl), note)
+
+
+# Collection 2 Level-2's scale and offset, the same for every Landsat 4-9 product (USGS, Landsat 8-9 Collection 2
+# Level 2 Science Product Guide, section 6): what the band files of a product whose MTL file is not beside them hold
+_PUBLISHED = {"SR": (2.75e-05, -0.2), "ST": (0.00341802, 149.0)}
+
+
+def _published_radiometry(product: str, files: list[Path]) -> Radiometry | None:
+    """The Collection 2 Level-2 band ``files``' published scale and offset, for a product without its MTL file
+    beside them (they were read as raw DN), dated by the product ID's acquisition day; None for Level-1 bands."""
+    if product.upper()[5:7] != "L2":
+        return None
+    kinds = {f.name: m.group(1).upper() for f in files if (m := re.search(r"_(SR|ST)_B\d+\.", f.name, re.I))}
+    if not kinds:
+        return None
+    scales = {n: _PUBLISHED[k][0] for n, k in kinds.items()}
+    offsets = {n: _PUBLISHED[k][1] for n, k in kinds.items()}
+    day = product.split("_")[3]
+    said = " and ".join(sorted({"surface temperature" if k == "ST" else "surface reflectance" for k in kinds.values()}))
+    return Radiometry(scales, offsets, f"{day[:4]}-{day[4:6]}-{day[6:]}T00:00:00Z", "",
+                      f"{said} scale and offset as USGS publishes them for Collection 2 Level-2 (no {product}_MTL.txt "
+                      "beside the bands)")
 
 
 def _product_id(name: str) -> str | None:

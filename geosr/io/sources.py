@@ -372,7 +372,7 @@ def _with_radiometry(comp: Composite, rad: Radiometry | None) -> Composite:
     """``comp`` reading the product metadata file ``rad`` came from (its note says what it gave)."""
     if rad is None:
         return comp
-    return replace(comp, files=comp.files + (rad.source,), note=comp.note + f"; {rad.note}")
+    return replace(comp, files=comp.files + ((rad.source,) if rad.source else ()), note=comp.note + f"; {rad.note}")
 
 
 def _listed_folder(path: str) -> Path:

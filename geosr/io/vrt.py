@@ -64,7 +64,7 @@ class Radiometry:
     scales: dict[str, float]  # by band file name
     offsets: dict[str, float]
     acquired: str | None  # ISO 8601, UTC
-    source: str  # the metadata file
+    source: str  # the metadata file ("": values the product's maker publishes for all its products)
     note: str  # what was applied, in words
 
 
