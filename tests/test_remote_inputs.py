@@ -453,9 +453,15 @@ def test_a_band_file_cut_while_its_pixels_are_read_is_named_whether_the_item_is_
         doc = json.loads(item.read_text())
         doc["assets"]["B04"]["href"] = f"{base}/halfcut/items/{red}"
         (folder / "items" / "cut.json").write_text(json.dumps(doc))
-        for given in (str(folder / "items" / "cut.json"), f"{base}/items/cut.json"):
-            res = CliRunner().invoke(app, ["upscale", given, "-x", "2", "-m", "bicubic", "-o",
-                                           str(tmp_path / "o.tif")])
+        local_green = str(next((folder / "items").glob("*_B03_*.tif")))
+        for command, given in (("upscale", str(folder / "items" / "cut.json")),
+                               ("upscale", f"{base}/items/cut.json"),
+                               # info said "may be corrupt", exit 2, for a local item and a list of band files; the
+                               # item's band file unnamed when the item was a URL (found in review)
+                               ("info", str(folder / "items" / "cut.json")), ("info", f"{base}/items/cut.json"),
+                               ("info", f"{local_green},{base}/halfcut/items/{red}")):
+            args = ["-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")] if command == "upscale" else []
+            res = CliRunner().invoke(app, [command, given, *args])
             said = _said(res)
             assert res.exit_code == 1, said
             assert f"pixels stopped arriving while reading its band file {base}/halfcut/items/{red}: its server " \

@@ -126,7 +126,7 @@ def _read_blocks(path: str, read_all: bool = False, comp: Composite | None = Non
     ``read_all`` every block, and the cloud mask of ``comp`` (the multi-file input ``path`` is); raises the
     InputError naming the file that upscale would. Returns the file's tags (read in the same opening: a URL's is a
     request)."""
-    with open_raster(path) as ds, reading(path):
+    with open_raster(path) as ds, reading(ds.name):
         _read(ds, range(1, ds.count + 1) if read_all or is_composite(path) else (ds.count,), read_all)
         tags = ds.tags()
     _read_mask(path, comp, read_all)
