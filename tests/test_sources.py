@@ -921,3 +921,19 @@ def test_band_files_in_one_crs_spelled_two_ways_stack_and_pixel_sizes_compare_in
     info = inspect_raster(str(tmp_path / "geo"))
     assert info.descriptions == ("B02", "B03", "B04") and info.grid.res == (10.0, 10.0), info.descriptions
     assert "left out, on a coarser or other grid: B08" in composite(str(tmp_path / "geo")).note
+
+
+def test_a_stac_item_saved_as_geojson_is_read_as_one(tmp_path):
+    """A STAC item saved as `.geojson` (a GeoJSON Feature, as tools often name it) was opened by GDAL's STACIT
+    driver as "a container of 6 rasters"; the names that message listed were then "no such file"."""
+    band_files(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
+    shutil.copy(item, item.with_suffix(".geojson"))
+    for source, out in ((item, "json.tif"), (item.with_suffix(".geojson"), "geojson.tif")):
+        res = _run("upscale", source, "-x", "2", "-m", "bicubic", "-o", tmp_path / out)
+        assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "json.tif") as a, rasterio.open(tmp_path / "geojson.tif") as b:
+        assert np.array_equal(a.read(), b.read()) and a.descriptions == b.descriptions
+    (tmp_path / "fc.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    res = _run("info", tmp_path / "fc.geojson")
+    assert res.exit_code == 2 and "fc.geojson: is JSON but not a STAC item" in " ".join(res.output.split())

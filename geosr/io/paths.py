@@ -248,6 +248,12 @@ def gdal_sidecars(path: str | os.PathLike[str]) -> dict[str, Path]:
             **{what: path.with_name(path.name + suffix) for suffix, what in GDAL_EXTERNAL.items()}}
 
 
+def json_named(path: str) -> bool:
+    """Whether ``path`` (a URL without its query) is named as a JSON document: ``.json``, or ``.geojson`` as a STAC
+    item is often saved (GDAL's STACIT driver read one as a container of rasters; found in review)."""
+    return without_query(path).lower().endswith((".json", ".geojson"))
+
+
 def without_query(path: str) -> str:
     """A URL without its query (``item.json?token=...``: a signature or token too), an http(s) or ftp URL without
     its fragment (``#...``, which no server sees), and without the user name and password it may carry

@@ -27,6 +27,7 @@ from geosr.io.paths import (
     REMOTE,
     curl_url,
     is_file_list,
+    json_named,
     local_form,
     maybe_stac_api,
     named,
@@ -74,7 +75,7 @@ def is_composite(path: str) -> bool:
     p = without_query(url or path)
     if is_file_list(path):
         return True
-    if p.lower().endswith(".json") or is_safe_name(p) or product_zip(path):
+    if json_named(p) or is_safe_name(p) or product_zip(path):
         return True
     if REMOTE.match(path):
         return maybe_stac_api(url or path)
@@ -134,7 +135,7 @@ def composite(path: str) -> Composite | None:
         comp = _band_list(path)
     elif _product_band_file(path):
         comp = _band_files(path, [path])
-    elif p.lower().endswith(".json") or REMOTE.match(path) and (maybe_stac_api(seen) or _safe_url(p)):
+    elif json_named(p) or REMOTE.match(path) and (maybe_stac_api(seen) or _safe_url(p)):
         try:
             comp = stac_item(path)
         except NotARasterError as exc:  # named for a product, and no item there: say what a product needs

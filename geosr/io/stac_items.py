@@ -18,7 +18,7 @@ from pathlib import Path
 import pystac
 
 from geosr.errors import BandError, InputError, InputNotFoundError, NotARasterError
-from geosr.io.paths import REMOTE, curl_url, fetch_failure, gdal_opener, gdal_request, network_error, without_query
+from geosr.io.paths import REMOTE, curl_url, fetch_failure, gdal_opener, gdal_request, json_named, network_error
 from geosr.io.sensor_masks import SensorMask, landsat_qa_pixel, sentinel2_scl
 from geosr.io.vrt import Composite, Member, gdal_path, read_header, stack
 
@@ -43,7 +43,7 @@ def _read_item(path: str) -> pystac.Item | None:
                 announced = resp.headers.get("Content-Length") is not None or resp.chunked
                 head = resp.read(64)
                 if not head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{") and \
-                        not without_query(path).lower().endswith(".json"):
+                        not json_named(path):
                     return None  # not JSON: leave it to GDAL (nothing more is downloaded)
                 # (utf-8-sig: a byte-order mark, as Windows tools write, is no error; RFC 8259 lets a parser skip it)
                 text = (head + resp.read()).decode("utf-8-sig")
@@ -58,7 +58,7 @@ def _read_item(path: str) -> pystac.Item | None:
             raise network_error(path, failure) from exc
         reason = " ".join(str(getattr(exc, "reason", None) or exc).split())  # one line: curl's reasons hold several
         # a URL without a suffix may be a raster as well as an item: only a .json one is called an item
-        what = "the STAC item" if without_query(path).lower().endswith(".json") or not REMOTE.match(path) else "it"
+        what = "the STAC item" if json_named(path) or not REMOTE.match(path) else "it"
         raise NotARasterError(f"{path}: {what} cannot be fetched ({reason})") from exc
     except json.JSONDecodeError as exc:
         if not announced and (exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string")):
