@@ -352,3 +352,16 @@ def test_huge_counts_are_refused_in_one_sentence(monkeypatch):
     cluster.local_cluster(workers=8, device="cpu", dashboard=None, tasks=3)
     cluster.local_cluster(device="cpu", dashboard=None, tasks=1)
     assert started == [3, 1]
+
+
+def test_cd_and_style_keywords_are_taken_in_any_case_unless_a_file_has_that_name(tmp_path, monkeypatch):
+    """`--cd AUTO` / `--cd None` / `--style SAMPLE` said "AUTO: no such file": the keywords are read in any case, as
+    the lower-case word, unless a file has that very name (then it is the file)."""
+    from geosr.options import UpscaleOptions
+
+    monkeypatch.chdir(tmp_path)
+    o = UpscaleOptions.from_flat({"cd": "AUTO", "style": "Sample"})
+    assert (o.cd, o.style) == ("auto", "sample")
+    assert UpscaleOptions.from_flat({"cd": "None", "style": "NONE"}).cd == "none"
+    (tmp_path / "AUTO").write_bytes(b"")
+    assert UpscaleOptions.from_flat({"cd": "AUTO"}).cd == "AUTO"

@@ -36,6 +36,10 @@ LR_CONSISTENCY_HELP = (
 )
 
 
+CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
+STYLE_KEYWORDS = ("none", "sample")  # --style values that are not files
+
+
 @dataclass(frozen=True, kw_only=True)
 class UpscaleOptions:
     """Every option of one upscale job but its LR and output paths; checked when made (OptionError)."""
@@ -86,6 +90,10 @@ class UpscaleOptions:
                 object.__setattr__(self, name, os.fspath(value) if isinstance(value, os.PathLike) else str(value))
         if isinstance(self.cd_classes, os.PathLike):  # (else text, or a ChangeClassTable)
             object.__setattr__(self, "cd_classes", os.fspath(self.cd_classes))
+        for name, words in (("cd", CD_KEYWORDS), ("style", STYLE_KEYWORDS)):  # --cd AUTO, --style None: the
+            value = getattr(self, name)  # keyword, unless a file has that name (it was "AUTO: no such file")
+            if isinstance(value, str) and value.lower() in words and not os.path.lexists(value):
+                object.__setattr__(self, name, value.lower())
         refuse_empty(self, ("ref", "cd", "map", "aoi", "style", "bands", "ref_bands", "cd_classes", "model"))
         if self.aoi is None and self.aoi_crs != "EPSG:4326":  # (it would be ignored, a typo in it unnoticed)
             raise OptionError("aoi_crs applies to `aoi` only (the CRS of an area-of-interest box)", param="aoi_crs")

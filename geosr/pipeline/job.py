@@ -69,6 +69,7 @@ from geosr.models.registry import CLASSICAL, load_model, model_files, refuse_una
 from geosr.models.rescale import Rescaled, trained_scale_for
 from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
+from geosr.options.upscale import CD_KEYWORDS, STYLE_KEYWORDS
 from geosr.pipeline import resources
 from geosr.pipeline.fingerprints import COMPUTED_TAGS, FINGERPRINT_INPUTS, made_by
 from geosr.pipeline.scene import Scene
@@ -315,9 +316,6 @@ def plan_upscale(
     summary["change_mask"] = str(opts.cd) if uses_ref and cd is not None and given else None
     return UpscaleJob(scene, sr, plan, meta, out_path, fingerprint, summary, opts.sampler.seed,
                       opts.device.batch_size, dev, sidecar, inputs, keep_detection, opts.output_config.overwrite)
-
-
-CD_KEYWORDS = ("auto", "none")  # --cd values that are not files
 
 
 def _mask_kind(opts: UpscaleOptions, table: ChangeClassTable) -> str:
@@ -697,7 +695,7 @@ def _check_map(scene: Scene, sr: SuperResolver) -> list[str]:
 
 
 def _is_style_image(style: object) -> bool:
-    return isinstance(style, str) and style not in ("none", "sample")
+    return isinstance(style, str) and style not in STYLE_KEYWORDS
 
 
 def _join(values) -> str:
