@@ -393,6 +393,48 @@ def test_a_job_record_holds_its_start_and_compute_time(tmp_path):
     assert 0 < record["seconds"] <= out["seconds"] + 1e-3
 
 
+def test_a_run_refused_by_a_batch_job_s_lock_is_told_the_batch_not_only_its_worker(tmp_path, monkeypatch):
+    """A run refused because a batch's job writes the same output was told to stop "process N", the Dask worker:
+    stopping it, the batch retried the job on a new worker and wrote the output anyway (found in review). It is
+    told the batch process too; the batch gives every task its own name."""
+    import os
+    import socket
+
+    import geosr.pipeline.batch.tasks as tasks
+    from geosr.io.lock import LOCK_NAME, JobLock, OutputBusyError
+    from geosr.pipeline.batch import plan_batch
+    from geosr.pipeline.batch.run import _submit
+
+    make_raster(tmp_path / "a.tif", (smooth_field(3, 16, 16) * 255).astype(np.uint8))
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - {lr: a.tif, out: a_x2.tif, x: 2, model: bicubic}\n"
+                                        "  - {lr: a.tif, out: b_x2.tif, x: 2, model: bicubic, window: 8, "
+                                        "split_windows: 1}\n")
+    plan = plan_batch(tmp_path / "jobs.yaml")
+    told = []
+    rows = tasks._rows
+
+    def other_run_tries(job, *args):
+        with pytest.raises(OutputBusyError) as exc, JobLock(job.work_dir / LOCK_NAME, output=job.out_path):
+            pass
+        told.append(" ".join(str(exc.value).split()))
+        return rows(job, *args)
+
+    monkeypatch.setattr(tasks, "_rows", other_run_tries)
+    assert tasks.run_job_task(plan.jobs[0].spec, "cpu", "run-1", batch="geosr batch, process 7 on h")["ok"]
+    assert f"(geosr batch, process 7 on h, in its worker's process {os.getpid()} on {socket.gethostname()}, " \
+        "since" in told[0], told
+
+    class Recorder:
+        def submit(self, fn, *args, **kwargs):
+            submitted.append((fn.__name__, kwargs.get("batch")))
+            return fn.__name__
+
+    submitted: list = []
+    _submit(Recorder(), plan.jobs, "cpu", 0, "run-2")
+    assert {name for name, _ in submitted} == {"run_job_task", "run_part_task", "run_finish_task"}
+    assert {by for _, by in submitted} == {f"geosr batch, process {os.getpid()} on {socket.gethostname()}"}
+
+
 def test_a_job_s_warnings_reach_its_results_line(tmp_path, monkeypatch):
     """A batch dropped every warning its jobs' runs gave (bands that are not what the model was trained on, an
     option it ignores, "bicubic is written there" where a model's output ran away; found in review): each job's

@@ -34,8 +34,9 @@ class JobLock:
     """An exclusive (or shared) lock on ``path``; a context manager. Raises :class:`OutputBusyError` at once
     when another process holds it in a conflicting way."""
 
-    def __init__(self, path: Path, *, output: Path, shared: bool = False) -> None:
+    def __init__(self, path: Path, *, output: Path, shared: bool = False, holder: str = "") -> None:
         self.path = Path(path)
+        self.holder = holder  # whom this process works for ("geosr batch, process 12 on host"): the one to stop
         self.output = output
         self.shared = shared
         self._fd: int | None = None
@@ -80,7 +81,7 @@ class JobLock:
 
     def _write_holder(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "command": " ".join(sys.argv[:1] + [a for a in sys.argv[1:3]])}
+                "command": " ".join(sys.argv[:1] + [a for a in sys.argv[1:3]]), "for": self.holder}
         assert self._fd is not None, "the lock is held"
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(info).encode(), 0)
@@ -92,6 +93,9 @@ class JobLock:
                 info = json.loads(self.path.read_text() or "{}")
             except (OSError, ValueError):
                 info = {}
+            if info.get("pid") and info.get("for"):  # a Dask worker: stopping it alone, its batch retries the job
+                return (f"{info['for']}, in its worker's process {info['pid']} on {info.get('host', '?')}, since "
+                        f"{info.get('since', '?')}")  # (the worker was named alone; found in review)
             if info.get("pid"):
                 return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
             time.sleep(0.05)

@@ -115,13 +115,14 @@ class UpscaleJob:
         return work_dir_for(self.out_path)
 
     @contextlib.contextmanager
-    def lock(self, *, shared: bool = False) -> Iterator[JobLock]:
+    def lock(self, *, shared: bool = False, holder: str = "") -> Iterator[JobLock]:
         """The job's lock: exclusive for a whole run, shared by the row ranges of a split one. Held, the check of
         another output of this stem is made again: two runs planned at once (``-o x.tif`` and ``-o x.tiff``,
         ``overwrite``) each found the other's work folder absent, both wrote, one's STAC item lost (found in
-        review). Each run's folder is made before it looks: of two at once, the later always sees the other."""
+        review). Each run's folder is made before it looks: of two at once, the later always sees the other.
+        ``holder``: the process this one works for (a Dask worker's batch), as a refused run is told."""
         made = not self.work_dir.exists()
-        with JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared) as held:
+        with JobLock(self.work_dir / LOCK_NAME, output=self.out_path, shared=shared, holder=holder) as held:
             try:
                 refuse_shared_sidecars(self.out_path)
             except OutputLocationError:

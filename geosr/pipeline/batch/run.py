@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -263,12 +264,13 @@ def _with_folders(plan: BatchPlan, done: dict[str, JobResult], writer: "_Results
 def _submit(client, jobs: list[PlannedJob], device: str, retries: int, run_id: str) -> tuple[list, dict[str, int]]:
     """Submit every job's tasks: [(final future, planned job, part futures)] and each task key's windows."""
     tag = run_id[:8]
+    by = f"geosr batch, process {os.getpid()} on {socket.gethostname()}"  # named by a refused run (not the worker)
     windows_of: dict[str, int] = {}  # task key -> its windows
     finals = []  # (future, planned job, part futures)
     for i, pj in enumerate(jobs):
         spec = pj.spec
         n_cols = pj.windows // max(1, pj.window_rows)
-        common = dict(retries=retries, pure=False, priority=-i)
+        common = dict(retries=retries, pure=False, priority=-i, batch=by)
         if len(pj.parts) == 1:
             key = f"geosr-upscale-{spec.id}-{tag}"
             fut = client.submit(run_job_task, spec, device, run_id, pj.replaces, key=key, **common)

@@ -61,16 +61,18 @@ def warm_worker() -> str:
     return __version__
 
 
-def run_job_task(spec: JobSpec, device: str, run_id: str, replaces: tuple[tuple[str, int, int], ...] = ()) -> dict:
+def run_job_task(spec: JobSpec, device: str, run_id: str, replaces: tuple[tuple[str, int, int], ...] = (),
+                 batch: str = "") -> dict:
     """A whole job in one task: plan, run every window row (resuming), assemble, record. ``replaces``: the files
-    at the output's and its sidecars' paths that the plan lets it replace (:attr:`PlannedJob.replaces`)."""
+    at the output's and its sidecars' paths that the plan lets it replace (:attr:`PlannedJob.replaces`); ``batch``:
+    the batch process the task runs for, as its job's lock names it to a run it refuses."""
     t0, started = time.perf_counter(), utc_now()
 
     def work() -> dict:
         if _done_in_this_run(spec, run_id):
             return dict(ok=True, id=spec.id, seconds=0.0, started=started, finished=utc_now(), resumed_rows=None,
                         worker=_worker_address(), note="finished by an earlier attempt")
-        with _open_job(spec, device) as job, job.lock():
+        with _open_job(spec, device) as job, job.lock(holder=batch):
             if job.keep_detection is not None:  # for a retry of this job
                 job.keep_detection()
             before = getattr(job.sr, "ran_away", 0)
@@ -83,14 +85,15 @@ def run_job_task(spec: JobSpec, device: str, run_id: str, replaces: tuple[tuple[
     return _guarded(spec, started, t0, work)
 
 
-def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]) -> dict:
+def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int], batch: str = "") -> dict:
     """One band of window rows of a split job; its chunks stay in the job's work folder."""
     t0, started = time.perf_counter(), utc_now()
 
     def work() -> dict:
         if _done_in_this_run(spec, run_id):
             return dict(ok=True, rows=list(rows), chunks=[], seconds=0.0, started=started, resumed_rows=0)
-        with _open_job(spec, device) as job, job.lock(shared=True):  # the job's other bands may run beside it
+        # (shared: the job's other bands may run beside it)
+        with _open_job(spec, device) as job, job.lock(shared=True, holder=batch):
             if job.keep_detection is not None:  # for its later tasks and retries
                 job.keep_detection()
             before = getattr(job.sr, "ran_away", 0) - job.ran_away_recomputed
@@ -104,7 +107,7 @@ def run_part_task(spec: JobSpec, device: str, run_id: str, rows: tuple[int, int]
 
 
 def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict],
-                    replaces: tuple[tuple[str, int, int], ...] = ()) -> dict:
+                    replaces: tuple[tuple[str, int, int], ...] = (), batch: str = "") -> dict:
     """Assemble the bands of a split job into its COG (after every band task finished); ``replaces``: as for
     :func:`run_job_task`."""
     t0 = time.perf_counter()
@@ -117,7 +120,7 @@ def run_finish_task(spec: JobSpec, device: str, run_id: str, parts: list[dict],
 
     def work() -> dict:
         if not _done_in_this_run(spec, run_id):
-            with _open_job(spec, device) as job, job.lock():
+            with _open_job(spec, device) as job, job.lock(holder=batch):
                 chunks = [(Path(c), r) for p in parts for c, r in p["chunks"]]
                 if not all(c.exists() for c, _ in chunks):  # removed under us: redo the bands (from journals)
                     chunks = [c for p in parts for c in _rows(job, tuple(p["rows"]), None)[0]]
