@@ -449,7 +449,12 @@ def test_a_box_that_ends_at_the_antimeridian_is_queried_up_to_it(bbox):
 class _Overpass:
     """An Overpass API on 127.0.0.1 answering every query with ``answer`` (status 200), and its status page."""
 
-    def __init__(self, answer: dict | bytes, status: int = 200, kind: str = "application/json") -> None:
+    STATUS = (b"Connected as: 1\nCurrent time: 2024-01-01T00:00:00Z\nAnnounced endpoint: none\nRate limit: 0\n"
+              b"2 slots available now.\n")  # (its fifth line: no wait)
+
+    def __init__(self, answer: dict | bytes, status: int = 200, kind: str = "application/json",
+                 status_page: bytes | None = STATUS, cut: bool = False) -> None:
+        """``status_page`` None: answered 404; ``cut``: the answer stops half way (its whole length announced)."""
         import http.server
         import threading
         from urllib.parse import parse_qs
@@ -464,23 +469,25 @@ class _Overpass:
             def log_message(self, *args):
                 pass
 
-            def _send(self, data: bytes, kind: str, code: int = 200) -> None:
+            def _send(self, data: bytes, kind: str, code: int = 200, half: bool = False) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(data[:len(data) // 2] if half else data)
 
             def do_GET(self):  # osmnx asks the status page how long to wait
-                self._send(b"Connected as: 1\nCurrent time: 2024-01-01T00:00:00Z\nAnnounced endpoint: none\n"
-                           b"Rate limit: 0\n2 slots available now.\n", "text/plain")  # (its fifth line: no wait)
+                if status_page is None:
+                    self._send(b"not found", "text/plain", 404)
+                else:
+                    self._send(status_page, "text/plain")
 
             def do_POST(self):
                 sent = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 queries.append(self.path)
                 auths.append(self.headers.get("Authorization"))
                 texts.extend(parse_qs(sent).get("data", []))
-                self._send(body, kind, status)
+                self._send(body, kind, status, half=cut)
 
         self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/api"
@@ -514,6 +521,133 @@ def test_a_busy_overpass_server_is_a_network_error_not_a_wait_without_end(tmp_pa
     assert result.exit_code == 1 and f"the Overpass API at {server.url} is busy (HTTP {status} " in said, said
     assert "try again later, or work offline with --osm-file" in said and len(server.queries) == 1, said
     assert not out.exists()
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_answer_in_json_that_is_no_overpass_result_is_one_sentence_and_not_cached(tmp_path, status):
+    """A JSON answer without `elements` (a proxy's or gateway's `{"message": ...}`) was "internal error: KeyError:
+    'elements'", and with status 200 it was cached: every later run failed the same way without asking again."""
+    server = _Overpass({"message": "Rate limit reached, see the docs"}, status=status)
+    try:
+        out = tmp_path / "m.tif"
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out)
+    finally:
+        server.close()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"the Overpass API at {server.url} sent an answer that is no Overpass result " \
+        f"(HTTP {status}, JSON without a list of elements: Rate limit reached, see the docs)" in said, said
+    assert not out.exists() and not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_cached_answer_cut_short_is_asked_again(tmp_path):
+    """A cached answer cut short (a full disk, a killed write) was "internal error: JSONDecodeError" at every later
+    run, the cache file unnamed, the server never asked again."""
+    from geosr.osm.grid import plan_grid
+    from geosr.osm.sources import query_area
+
+    like = scene_grid_raster(tmp_path)
+    polygon = query_area(plan_grid(like=like), DEFAULT_MAP_CLASSES)
+    server = _Overpass(scene_doc().overpass_json())
+    try:
+        files = _prefill_osmnx_cache(tmp_path / "cache", polygon, DEFAULT_MAP_CLASSES.query_tags(), server.url,
+                                     scene_doc().overpass_json())
+        for f in files:
+            f.write_bytes(f.read_bytes()[:500])
+        result = invoke("--like", like, "--overpass-url", server.url, "--cache-dir", tmp_path / "cache", "-o",
+                        tmp_path / "m.tif")
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    assert len(server.queries) == len(files) and all(json.loads(f.read_bytes()) for f in files)
+
+
+def test_the_oldest_of_cached_answers_dates_the_map():
+    """A map joined from cached answers of two ages was tagged "snapshot" with the newest: complete up to a time
+    that a third of its area was not (found in review)."""
+    import tempfile
+
+    from geosr.osm.overpass import _overpass_timestamp
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for i, stamp in enumerate(("2025-06-01T00:00:00Z", "2023-01-01T00:00:00Z", "2025-06-01T00:00:00Z")):
+            files.append(Path(folder) / f"{i}.json")
+            files[-1].write_text(json.dumps({"osm3s": {"timestamp_osm_base": stamp}, "elements": []}))
+        assert _overpass_timestamp(files) == "2023-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("page", [None, b"Connected as: 1\nCurrent time: 2024-01-01T00:00:00Z\nAnnounced endpoint: "
+                                        b"none\nRate limit: 2\nSlot available after: 2099-01-01T00:00:00Z, in "
+                                        b"2000000000 seconds.\n"])
+def test_the_wait_for_a_slot_is_bounded_by_the_timeout(tmp_path, monkeypatch, page):
+    """osmnx waits before each request for the slot the server's /status names: 60 s, silently, when it has no
+    status page, and as long as the page says otherwise, whatever `--timeout` was (found in review). A server
+    without one is asked at once; one asking for more than the timeout is busy (exit 1)."""
+    from osmnx import _overpass
+
+    class NoLongWait:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            assert seconds < 1, f"waited {seconds} s to ask"
+
+    monkeypatch.setattr(_overpass, "time", NoLongWait)
+    server = _Overpass(scene_doc().overpass_json(), status_page=page)
+    try:
+        out = tmp_path / "m.tif"
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out, "--timeout", "5")
+    finally:
+        server.close()
+    said = " ".join(result.output.split())
+    if page is None:
+        assert result.exit_code == 0 and len(server.queries) == 1, said
+    else:
+        assert result.exit_code == 1 and "is busy (its status asks to wait " in said and " s for a free slot, " \
+            "longer than the timeout of 5 s)" in said and not server.queries and not out.exists(), said
+
+
+def test_a_bad_port_or_an_answer_broken_off_is_one_sentence(tmp_path):
+    """`--overpass-url http://127.0.0.1:99999/api` was an internal error (exit 1: "Port out of range"); an answer
+    stopped half way said "cannot reach the Overpass API", though it was reached (found in review)."""
+    out = tmp_path / "m.tif"
+    for port in ("99999", "abc"):
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", f"http://127.0.0.1:{port}/api",
+                        "--cache-dir", tmp_path / "cache", "-o", out)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"--overpass-url 'http://127.0.0.1:{port}/api': Port" in said, said
+    server = _Overpass(scene_doc().overpass_json(), cut=True)
+    try:
+        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
+                        tmp_path / "cache", "-o", out)
+    finally:
+        server.close()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"the Overpass API at {server.url} broke off its answer" in said, said
+    assert not out.exists()
+
+
+def test_osmnx_s_warning_of_a_large_area_is_one_of_the_run_s_warnings(tmp_path):
+    """osmnx's warning that an area is split into many requests was printed raw, twice, even with `--quiet --json`
+    (and not in its `warnings`); it is one of the run's warnings now."""
+    from geosr.osm.grid import plan_grid
+    from geosr.osm.sources import query_area
+
+    grid_args = ("--bbox", "12.0,50.0,16.0,53.0", "-r", "5000", "--crs", "EPSG:32633")
+    polygon = query_area(plan_grid(bbox=(12.0, 50.0, 16.0, 53.0), resolution=5000.0, crs="EPSG:32633"),
+                         DEFAULT_MAP_CLASSES)
+    with warnings.catch_warnings():  # (the test's own split of the area: osmnx warns of it here too)
+        warnings.simplefilter("ignore")
+        files = _prefill_osmnx_cache(tmp_path / "cache", polygon, DEFAULT_MAP_CLASSES.query_tags(),
+                                     "https://overpass-api.de/api", {**scene_doc().overpass_json(), "elements": []})
+    assert len(files) > 1
+    result = invoke(*grid_args, "--cache-dir", tmp_path / "cache", "-o", tmp_path / "m.tif", "--allow-empty", "--json",
+                    "-q")
+    assert result.exit_code == 0, result.output
+    assert "UserWarning" not in result.stderr, result.stderr
+    said = json.loads(result.stdout)["warnings"]
+    assert any(w.startswith("osmnx: This area is") and f"({len(files)} requests, each answer cached)" in w
+               for w in said), said
 
 
 REMARK = 'runtime error: Query timed out in "query" at line 5 after 181 seconds.'

@@ -7,6 +7,7 @@ cache needs no network. osmnx is imported inside the functions, so importing thi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import json
@@ -14,9 +15,11 @@ import math
 import os
 import re
 import socket
+import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import unquote, urlparse
 
 from geosr.errors import NetworkError, OptionError
@@ -40,6 +43,11 @@ BUSY_STATUS = {429: "Too Many Requests", 504: "Gateway Timeout"}
 
 class _Busy(Exception):
     """An Overpass server answered with one of BUSY_STATUS (raised by the response hook, ending osmnx's retries)."""
+
+
+class _NotOverpass(Exception):
+    """An answer in JSON that is no Overpass result (no list of ``elements``; raised by the response hook, so that
+    osmnx neither fails on it with a KeyError nor keeps it in its cache, where every later run read it again)."""
 
 
 def default_cache_folder() -> Path:
@@ -104,7 +112,10 @@ def _check_reachable(url: str, timeout: float) -> None:
     host = parsed.hostname
     if not host or parsed.scheme not in ("http", "https"):
         raise OptionError(f"overpass_url {url!r}: not an http(s) URL", param="overpass_url")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as exc:  # a port out of range or no number (was an internal error; found in review)
+        raise OptionError(f"overpass_url {url!r}: {exc}", param="overpass_url") from None
     try:
         with socket.create_connection((host, port), timeout=max(1.0, min(timeout, 15.0))):
             pass
@@ -155,6 +166,10 @@ def fetch_overpass(
         remark = _remark(response.content)
         if remark is not None:
             remarks.append(remark)
+        elif not response.url.rstrip("/").endswith("/status"):
+            odd = _not_overpass(response.content)
+            if odd is not None:
+                raise _NotOverpass(f"HTTP {response.status_code}, {odd}")
 
     kwargs = dict(osmnx.settings.requests_kwargs or {})
     kwargs["hooks"] = {"response": [*(kwargs.get("hooks") or {}).get("response", []), heard]}
@@ -172,19 +187,32 @@ def fetch_overpass(
     ) as ox:
         from osmnx._errors import InsufficientResponseError, ResponseStatusCodeError
 
-        files = _overpass_cache_files(ox, polygon, tags)
+        with warnings.catch_warnings(record=True) as heard_osmnx:  # (printed raw, twice, even with --quiet --json)
+            warnings.simplefilter("always")
+            files = _overpass_cache_files(ox, polygon, tags)
+        _drop_unreadable(files or [])
         if files is None or not all(f.is_file() for f in files):
             _check_reachable(url, timeout)
         try:
-            frame = ox.features_from_polygon(polygon, tags)
+            with warnings.catch_warnings(record=True) as more, _pause_within(timeout, url):
+                warnings.simplefilter("always")
+                frame = ox.features_from_polygon(polygon, tags)
+            heard_osmnx += more
         except _Busy as exc:
             raise NetworkError(f"the Overpass API at {url} is busy ({exc}); try again later, or work offline with "
                                "`osm_file`") from exc
+        except _NotOverpass as exc:
+            raise NetworkError(f"the Overpass API at {url} sent an answer that is no Overpass result ({exc}); "
+                               "check `overpass_url`, try again later, or work offline with `osm_file`") from exc
         except requests.exceptions.Timeout as exc:
             raise NetworkError(
                 f"the Overpass API at {url} did not answer within {timeout:g} s; try again later, "
                 "raise `timeout`, or work offline with `osm_file`"
             ) from exc
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # (reached, it began to answer: "cannot reach" sent the user to their network connection; review)
+            raise NetworkError(f"the Overpass API at {url} broke off its answer ({exc.__class__.__name__}); try "
+                               "again later, or work offline with `osm_file`") from exc
         except requests.exceptions.RequestException as exc:
             raise NetworkError(
                 f"cannot reach the Overpass API at {url} ({exc.__class__.__name__}); check the network "
@@ -203,12 +231,60 @@ def fetch_overpass(
         stamp = _overpass_timestamp(files or [])
     if date:
         stamp = date
+    said = dict.fromkeys(" ".join(str(w.message).split()) for w in heard_osmnx if issubclass(w.category, UserWarning))
     return OSMFeatures(
         frame=normalise(frame, table),
         source=f"Overpass API {url}" + (f" (as of {date})" if date else ""),
         timestamp=stamp,
         timestamp_kind="snapshot" if stamp else None,
+        warnings=tuple(f"osmnx: {w}" + (f" ({len(files)} requests, each answer cached)" if files else "")
+                       for w in said),
     )
+
+
+def _drop_unreadable(files: list[Path]) -> None:
+    """Remove the cached answers among ``files`` that are not whole JSON (a write cut by a full disk or a kill):
+    osmnx failed on them with a JSONDecodeError, an internal error, at every later run (found in review); removed,
+    they are asked again."""
+    for f in files:
+        try:
+            json.loads(f.read_bytes())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            f.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _pause_within(timeout: float, url: str) -> Iterator[None]:
+    """osmnx's wait for a free slot (read from the server's ``/status`` before each request) bounded by ``timeout``:
+    a server asking for a longer wait is busy (_Busy), one without a readable status gets none (osmnx waited 60 s
+    per request, silently, whatever the timeout; found in review). osmnx internals: left as they are if moved."""
+    try:
+        from osmnx import _overpass
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    original = getattr(_overpass, "_get_overpass_pause", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+    began = time.monotonic()
+
+    def bounded(base_endpoint: str, **kwargs: Any) -> float:
+        if time.monotonic() - began > timeout:  # (its "Currently running" answers ask again every 5 s)
+            raise _Busy(f"no free slot within the timeout of {timeout:g} s")
+        wait = original(base_endpoint, **{**kwargs, "default_pause": 0})
+        if wait > timeout:
+            raise _Busy(f"its status asks to wait {wait:.0f} s for a free slot, longer than the timeout of "
+                        f"{timeout:g} s")
+        return wait
+
+    _overpass._get_overpass_pause = bounded
+    try:
+        yield
+    finally:
+        _overpass._get_overpass_pause = original
 
 
 def _status_error(exc: Exception) -> str:
@@ -221,6 +297,22 @@ def _status_error(exc: Exception) -> str:
     if not errors:
         return first_line(exc)
     return f"{first_line(exc).split('<', 1)[0].strip()} {'; '.join(e for e in errors if e)}".strip()
+
+
+def _not_overpass(content: bytes) -> str | None:
+    """What makes a JSON answer no Overpass result (no list of ``elements``) in words, with its ``message`` or
+    ``error`` if it has one; None for an Overpass result and for an answer that is not JSON (osmnx says what it
+    is)."""
+    if re.search(rb'"elements"\s*:\s*\[', content) or not content.lstrip().startswith(b"{"):
+        return None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None  # (cut short, or not JSON: osmnx's error says so)
+    if not isinstance(data, dict):
+        return None
+    said = next((data[k] for k in ("message", "error", "detail") if isinstance(data.get(k), str)), None)
+    return "JSON without a list of elements" + (f": {' '.join(said.split())[:200]}" if said else "")
 
 
 def _remark(content: bytes) -> str | None:
@@ -260,4 +352,6 @@ def _overpass_timestamp(files: list[Path]) -> str | None:
             continue
         if stamp:
             stamps.append(str(stamp))
-    return max(stamps) if stamps else None
+    # the oldest: what the whole map is complete up to, where cached answers of several ages were joined (the newest
+    # was given; found in review)
+    return min(stamps) if stamps else None
