@@ -768,7 +768,8 @@ def test_a_resumed_run_is_the_unbroken_run_and_keeps_its_own_settings(tmp_path, 
     a, b = load_file(whole / "state.safetensors"), load_file(broken / "state.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     before = (broken / "state.safetensors").read_bytes()
-    for args, said in ((["-x", "8", "--crop", "64"], "started with --crop 32, not 64 (-x too)"),
+    # (a setting given in a config file is named as written there too: "--learning-rate" for its `lr`; review)
+    for args, said in ((["-x", "8", "--crop", "64"], "started with --crop 32 (crop in a config file), not 64 (-x too)"),
                        (["--data", str(images / "im0.png")], "started with --data [{"),
                        # (it blamed the run's own crop: "--crop does not apply to arch lite"; found in review)
                        (["--arch", "lite"], 'started with --arch {"name": "micro", ')):
@@ -1322,6 +1323,36 @@ def test_resume_without_the_model_of_an_extended_init_says_so(tmp_path, images):
                                              "model file .*: without a readable one, start the run again with"):
             run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 5}), resume=True)
         (tmp_path / "run" / "model.safetensors").unlink(missing_ok=True)
+
+
+def test_a_model_file_put_in_a_run_folder_gives_the_resumed_run_neither_its_name_nor_its_settings(tmp_path, images):
+    """`--resume` took the name and inference settings of whatever model file was in the run folder (another run's,
+    of the same architecture), and one of another architecture was refused as an `--init` never given, advising
+    to start again with `--overwrite` (found in review). The state's record gives them; a model that does not fit
+    is named as not the run's."""
+    import shutil
+
+    from geosr.models.checkpoint import make_spec, save_checkpoint
+    from geosr.models.edm import build_denoiser
+    from geosr.training.loop import train as run_train
+
+    common = dict(arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=2, warmup=1, checkpoint_every=2,
+                  val_every=0, threads=1, data=({"kind": "synthetic", "paths": [str(p) for p in
+                                                                               sorted(images.iterdir())]},))
+    run_train(TrainConfig(out=str(tmp_path / "run"), **common))
+    run_train(TrainConfig(out=str(tmp_path / "other"), name="imposter", inference={"steps": 1}, **common))
+    shutil.copy(tmp_path / "other" / "model.safetensors", tmp_path / "run" / "model.safetensors")
+    run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 3}), resume=True)
+    spec = read_spec(tmp_path / "run" / "model.safetensors")
+    assert spec["name"] != "imposter" and "steps" not in (spec.get("inference") or {}), spec
+    other = build_denoiser({**MICRO, "base_channels": 16}, n_bands=3, n_change_classes=3).eval()
+    save_checkpoint(tmp_path / "run" / "model.safetensors", other, make_spec(other, scales=[4]))
+    with pytest.raises(OptionError, match=r"^resume: .*model.safetensors is not the model this run saved \(.*\); "
+                                          r"put the run's own back, or remove it to resume from the training state"):
+        run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 4}), resume=True)
+    (tmp_path / "run" / "model.safetensors").unlink()  # as it says: resumed from the state
+    run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 4}), resume=True)
+    assert read_spec(tmp_path / "run" / "model.safetensors")["training"]["steps"] == 4
 
 
 @pytest.mark.parametrize("arch", [{"name": "tiny", "head_channels": 5}, {"name": "tiny", "base_channels": 7}])

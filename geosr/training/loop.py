@@ -33,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from geosr.conditioning.changes import load_change_classes
 from geosr.errors import (
     GeoSRError,
+    InputError,
     OptionError,
     OutputWriteError,
     TrainingDivergedError,
@@ -355,8 +356,20 @@ class _Run:
             init = str(own)
             started_from = initialised_from(own)
             self.arch_named = None  # (its architecture is the run's; a run from `init` with another named kept going)
-        self._build(init, started_from)
-        self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
+        try:
+            self._build(init, started_from)
+            if isinstance((record or {}).get("start"), dict) and own is not None:  # the name and inference settings
+                # the run started with, as its state recorded them: a model file put in the folder since gave its
+                # own (found in review)
+                self.start_spec = record["start"]  # type: ignore[index]
+            self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
+        except InputError as exc:  # the checks of an `init`'s fit, and the state's weights not fitting what it builds
+            if own is None or not (exc.param == "init" or "are not of the architecture" in str(exc)):
+                raise
+            # its checks spoke of an `init` the user never gave, and "start again with overwrite" (found in review)
+            why = str(exc).split(": ", 1)[-1].split("; ")[0]
+            raise OptionError(f"resume: {own} is not the model this run saved ({why}); put the run's own back, or "
+                              f"remove it to resume from the training state ({STATE})", param="resume") from None
         # (within the 64 bits a generator takes: any seed `seed` allows; the same stream as before below them)
         self.gen = torch.Generator().manual_seed((cfg.seed * 1000003 + self.rank + 7919 * self.start) % 2**64)
         if resume:  # the random streams where the unbroken run had them (each process's own, process 0 saved them)
@@ -556,7 +569,8 @@ class _Run:
             if event is not None:
                 self._write(event)
         if saving:
-            extra = {"run": cfg.to_dict(), "best": self.validation.record(), "loss_avg": self.loss_avg,
+            extra = {"run": cfg.to_dict(), "start": self.start_spec, "best": self.validation.record(),
+                     "loss_avg": self.loss_avg,
                      "data_fingerprint": self.data_fingerprint,
                      "seconds": round(self.seconds() + float((self.record or {}).get("seconds") or 0.0), 1)}
             # the model before the state: a kill between the two then leaves a state behind the model, which

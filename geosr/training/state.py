@@ -166,9 +166,10 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
             text = json.dumps(v)
             return text if len(text) <= 100 else text[:97] + "..."
 
-        raise OptionError(f"resume: the run in {out} was started with `{k}` {shown(started.get(k))}, not "
-                          f"{shown(now.get(k))}{more}; resume it with its own settings (without a config, the "
-                          "run's are used) or start another run", param="resume")
+        # (the CLI names `k` by its flag: a setting given in a config file is named as it is written there too)
+        raise OptionError(f"resume: the run in {out} was started with `{k}` {shown(started.get(k))} ({k} in a "
+                          f"config file), not {shown(now.get(k))}{more}; resume it with its own settings (without a "
+                          "config, the run's are used) or start another run", param="resume")
 
 
 def saved_best(out: Path) -> tuple[float, int | None]:
