@@ -6,6 +6,7 @@ fixture shuts the cluster down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -706,6 +707,46 @@ def test_each_worker_thread_has_its_own_model(tmp_path):
         upscale(str(s), output=str(tmp_path / f"solo_{s.stem}.tif"), scale=4, model="lite")
         with rasterio.open(tmp_path / f"out_{s.stem}.tif") as a, rasterio.open(tmp_path / f"solo_{s.stem}.tif") as b:
             assert np.array_equal(a.read(), b.read()), s.name
+
+
+@pytest.mark.parametrize("greeting", [None, b"SSH-2.0-OpenSSH_9.6\r\n"])
+def test_a_scheduler_address_where_another_service_listens_is_one_sentence_in_time(tmp_path, monkeypatch, greeting):
+    """`--scheduler` at a port where a service that is no Dask scheduler listens: one that says nothing first (an
+    HTTP server: the dashboard's 8787 for 8786) made the batch wait for ever; one that greets first (sshd) was
+    "internal error: MemoryError: Unable to allocate 2.82 EiB" (found in review)."""
+    import socket
+    import threading
+    import time
+
+    from geosr.errors import NetworkError
+    from geosr.pipeline.batch import cluster
+
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT_S", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(conn)
+                if greeting:
+                    conn.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    _scene(tmp_path / "a.tif", 20, 18, 1)
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(NetworkError, match=f"scheduler {address}: no Dask scheduler answers there \\((it "
+                                               "accepted the connection, but nothing answered|what answered is no)"):
+            batch(str(tmp_path / "*.tif"), out=str(tmp_path / "{stem}_x2.tif"), x=2, model="bicubic",
+                  scheduler=address, results=str(tmp_path / "r.jsonl"))
+    finally:
+        server.close()
+        for conn in accepted:  # (a handshake still waiting ends)
+            conn.close()
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "a_x2.tif").exists()
 
 
 def test_make_dirs_makes_no_folder_when_the_cluster_never_comes_up(tmp_path, monkeypatch):

@@ -27,14 +27,7 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
         yield client, device
         return
     if scheduler is not None:
-        try:
-            cl = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
-        except OSError as exc:
-            from geosr.errors import NetworkError
-
-            raise NetworkError(f"scheduler {scheduler}: no Dask scheduler answers there ({exc})",
-                               param="scheduler") from exc
-        with cl:
+        with _scheduler_client(scheduler) as cl:
             yield cl, device
         return
     with _sigint_ignored():
@@ -44,6 +37,41 @@ def connect(client, scheduler, workers, device, dashboard, plan: BatchPlan):
         with _sigint_ignored():
             cl.wait_for_workers(len(cluster.worker_spec), timeout=120)
         yield cl, task_device
+
+
+def _scheduler_client(scheduler: str):
+    """A Client of the scheduler at ``scheduler``, or a NetworkError (exit 1) in one sentence within about
+    SCHEDULER_TIMEOUT_S. Asked in a thread with its own deadline: Dask's handshake waited for ever on a peer that
+    accepts and says nothing (a dashboard's HTTP port, 8787 for 8786), and read another service's greeting (an SSH
+    server's) as a frame of exabytes, an internal MemoryError (found in review)."""
+    import threading
+
+    from distributed import Client
+
+    from geosr.errors import NetworkError
+
+    got: dict = {}
+
+    def ask() -> None:
+        try:
+            got["client"] = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+        except BaseException as exc:  # noqa: BLE001 - whatever the peer's bytes made of Dask's reading
+            got["error"] = exc
+
+    asking = threading.Thread(target=ask, name="geosr-scheduler-connect", daemon=True)
+    asking.start()
+    asking.join(SCHEDULER_TIMEOUT_S + 10)
+    exc = got.get("error")
+    if "client" in got:
+        return got["client"]
+    if asking.is_alive():
+        why = f"it accepted the connection, but nothing answered as a Dask scheduler within {SCHEDULER_TIMEOUT_S} s"
+    elif isinstance(exc, OSError):
+        why = str(exc)
+    else:
+        why = f"what answered is no Dask scheduler: {exc.__class__.__name__ if exc else 'no answer'}"
+    raise NetworkError(f"scheduler {scheduler}: no Dask scheduler answers there ({why}; a scheduler listens on "
+                       "8786 unless told otherwise, its dashboard on 8787)", param="scheduler") from exc
 
 
 @contextlib.contextmanager
