@@ -1222,6 +1222,17 @@ jobs:
     assert not m.problems and (m.jobs[0].options.scale, m.jobs[0].options.ref) == (4, str(scenes / "s1.tif"))
 
 
+def test_cd_keywords_in_any_case_in_a_manifest_and_its_defaults(scenes):
+    """`cd: AUTO` (or `None`) in a manifest, or `--cd AUTO` for every job, was "<manifest folder>/AUTO: no such file"
+    while upscale takes them (found in review); a file of that name beside the manifest is still that file."""
+    (scenes / "jobs.csv").write_text("lr,ref,cd,out,x\ns0.tif,s1.tif,AUTO,out/a.tif,2\ns0.tif,s1.tif,None,out/b.tif,2\n"
+                                     "s0.tif,s1.tif,,out/c.tif,2\n")
+    m = read_manifest(scenes / "jobs.csv", defaults={"cd": "Auto"})
+    assert not m.problems and [j.options.cd for j in m.jobs] == ["auto", "none", "auto"], m.problems
+    (scenes / "None").write_bytes(b"")
+    assert read_manifest(scenes / "jobs.csv").jobs[1].options.cd == str(scenes / "None")
+
+
 def test_the_caller_s_misspelt_settings_are_suggested_and_named_by_their_flags(scenes):
     """Found in review: `workers` misspelt `worker` (and `retries`, `scheduler`, `make_dirs`) got no suggestion,
     and `--split-windows -1` was refused as "split_windows must be ...", where `--retries -1` names its flag."""

@@ -44,6 +44,7 @@ from geosr.io.paths import (
     sidecar_paths,
 )
 from geosr.options import SAMPLER_PRESETS, UPSCALE_OPTIONS, UpscaleOptions
+from geosr.options.upscale import CD_KEYWORDS
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PATH_KEYS = ("lr", "out", "ref", "cd", "map")
@@ -896,10 +897,13 @@ def _expand(template: str, key: str, values: dict, problems: list[str]) -> str |
 
 
 def _absolute(path: str | None, root: Path, *, many: bool = False) -> str | None:
-    """A local path relative to the manifest's folder made absolute; URLs, GDAL paths and ``--cd``'s keywords
-    (auto, none) as they are. With ``many`` (an input), band files separated by commas (geosr.io.sources) are
-    each made absolute (a missing one is then named by the run)."""
-    if path is None or path in ("auto", "none") or REMOTE.match(path) and "," not in path:
+    """A local path relative to the manifest's folder made absolute; URLs, GDAL paths as they are, and ``--cd``'s
+    keywords (auto, none) in lower case, in any case unless a file has that name (as upscale takes them; ``AUTO``
+    was "no such file" here: found in review). With ``many`` (an input), band files separated by commas
+    (geosr.io.sources) are each made absolute (a missing one is then named by the run)."""
+    if path is not None and path.lower() in CD_KEYWORDS and not (root / path).exists():
+        return path.lower()
+    if path is None or REMOTE.match(path) and "," not in path:
         return path
     parts = [q.strip() for q in path.split(",")]
     if many and len(parts) > 1 and all(parts) and not (root / path).exists():
