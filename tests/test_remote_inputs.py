@@ -1209,3 +1209,19 @@ def test_credentials_go_to_the_url_s_own_host_only_and_gdal_s_quoted_headers_are
             s.server_close()
     monkeypatch.setattr(paths, "http_head", lambda *a, **k: (None, {}, "[SSL: CERTIFICATE_VERIFY_FAILED]"))
     assert paths.served_identity("https://127.0.0.1:9/a.tif") == ["unidentified=no answer"]
+
+
+def test_landsat_level_2_band_files_as_urls_take_the_published_scale(tmp_path):
+    """Landsat Collection 2 Level-2 band files given as URLs were read as raw DN (scale 1, offset 0) beside their
+    DN-0 fill read as nodata, though their scale needs no metadata file: USGS publishes one for every product
+    (found in review; a local folder without its MTL file took it)."""
+    from tests.test_product_files import L2SP, _l2sp
+
+    folder = _l2sp(tmp_path / "www")
+    (folder / f"{L2SP}_MTL.txt").unlink()
+    with serving(tmp_path / "www") as url:
+        bands = ",".join(f"{url}/{folder.name}/{L2SP}_SR_B{b}.TIF" for b in (4, 3, 2))
+        res = CliRunner().invoke(app, ["upscale", bands, "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.scales == (2.75e-05,) * 3 and ds.offsets == (-0.2,) * 3 and ds.nodata == 0

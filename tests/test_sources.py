@@ -299,6 +299,16 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
         assert res.exit_code == 2 and f"its band {name!r} is on a coarser or other grid" in \
             " ".join(res.output.split()), res.output
     assert not (tmp_path / "o.tif").exists()
+    # (Sentinel-2's: a Landsat OLI folder's B11 is thermal, not the swir16 it was named as; found in review)
+    from tests.test_product_files import _tif
+
+    oli = tmp_path / "LC08_L1TP_044034_20230612_20230614_02_T1"
+    oli.mkdir()
+    for b in (2, 3, 4, 5, 6, 7):
+        _tif(oli / f"{oli.name}_B{b}.TIF", np.full((20, 20), 8000 + 100 * b, np.uint16))
+    _tif(oli / f"{oli.name}_B11.TIF", np.full((10, 10), 9000, np.uint16), 60.0)
+    res = _run("upscale", oli, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 2 and "has no band 'swir16'" in " ".join(res.output.split()), res.output
     # a product's 20 m band (listed by its metadata) was "has no band 'B05'" (found in review); B11 is not listed
     safe, _ = l2a_product(tmp_path / "p")
     res = _run("upscale", safe, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")

@@ -51,6 +51,11 @@ def landsat_colour(name: str, token: str | None) -> str | None:
     return _COLOURS[sensor].get(token) if sensor else None
 
 
+def landsat_file(name: str) -> bool:
+    """Whether ``name`` is named as a Landsat file (a product or scene ID first), of any collection or sensor."""
+    return bool(_LANDSAT_FILE.match(name))
+
+
 def collection_2(name: str) -> bool:
     """Whether ``name`` is a Landsat Collection 2 product's file (its fill value, 0, is nodata)."""
     return bool(_COLLECTION_2.match(name))
@@ -81,7 +86,7 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
         return None
     mtl = next((p for p in (folder / f"{product}_MTL.txt", folder / f"{product}_MTL.json") if p.is_file()), None)
     if mtl is None:
-        return _published_radiometry(product, files)
+        return published_radiometry([f.name for f in files])
     groups = _read_mtl(mtl)
     scales: dict[str, float] = {}
     offsets: dict[str, float] = {}
@@ -125,12 +130,14 @@ def landsat_radiometry(files: list[Path]) -> Radiometry | None:
 _PUBLISHED = {"SR": (2.75e-05, -0.2), "ST": (0.00341802, 149.0)}
 
 
-def _published_radiometry(product: str, files: list[Path]) -> Radiometry | None:
-    """The Collection 2 Level-2 band ``files``' published scale and offset, for a product without its MTL file
-    beside them (they were read as raw DN), dated by the product ID's acquisition day; None for Level-1 bands."""
-    if product.upper()[5:7] != "L2":
+def published_radiometry(names: list[str]) -> Radiometry | None:
+    """The published scale and offset of the Collection 2 Level-2 band files ``names`` (of one product), for files
+    read without their product's MTL file (a folder without it, URLs: they were read as raw DN), dated by the product
+    ID's acquisition day; None for Level-1 bands and other files."""
+    product = _product_id(names[0]) if names else None
+    if product is None or any(_product_id(n) != product for n in names) or product.upper()[5:7] != "L2":
         return None
-    kinds = {f.name: m.group(1).upper() for f in files if (m := re.search(r"_(SR|ST)_B\d+\.", f.name, re.I))}
+    kinds = {n: m.group(1).upper() for n in names if (m := re.search(r"_(SR|ST)_B\d+\.", n, re.I))}
     if not kinds:
         return None
     scales = {n: _PUBLISHED[k][0] for n, k in kinds.items()}

@@ -18,6 +18,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geosr.errors import BandError, GeoSRError, InputNotFoundError, NetworkError, NoCRSError, NotARasterError
+from geosr.io.landsat import landsat_file
 from geosr.io.paths import (  # noqa: F401 (REMOTE re-exported)
     OPEN_REMOTE_OPTIONS,
     REMOTE,
@@ -411,9 +412,11 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
                 out.append(names.index(meant.lower()) + 1)
                 continue
             wanted = _ROLE_SPELLINGS.get(token.lower(), token.lower())  # (a role of a band left out: rededge, B05's,
+            # (Sentinel-2's narrow names: a Landsat B11 is thermal, its swir16 B6; found in review)
+            sentinel = comp is not None and not any(landsat_file(Path(f).name) for f in comp.files)
             left = [d for d in (comp.left_out if comp else ()) if d.lower() == (meant or token).lower()  # was "has
                     or not meant and _ROLES.get(d.strip().lower().split(" ")[0]) == wanted  # no band"; review; and
-                    or not meant and NARROW_NAMES.get(d.strip().lower().split(" ")[0]) == token.lower()]  # swir16)
+                    or not meant and sentinel and NARROW_NAMES.get(d.strip().lower().split(" ")[0]) == token.lower()]
             if left and comp and left[0] in comp.finer:  # a Landsat folder's 15 m panchromatic B8
                 raise BandError(f"{info.path}: its band {left[0]!r} is on a finer grid than the stacked bands', so "
                                 f"it is left out of the stack (stacked: {_band_list(info)}); give its file alone as "

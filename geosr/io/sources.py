@@ -21,6 +21,7 @@ from geosr.io.landsat import (
     is_landsat_archive,
     landsat_colour,
     landsat_radiometry,
+    published_radiometry,
 )
 from geosr.io.paths import (
     RASTER_SUFFIXES,
@@ -347,9 +348,10 @@ def _fill(names: list[str]) -> str | None:
 
 def _product_radiometry(hrefs: list[str]) -> Radiometry | None:
     """The scale and offset the product metadata beside local band files give them: a Sentinel-2 granule's inside its
-    ``.SAFE`` (the product's MTD file), a Landsat Collection 2 Level-2 product's (its MTL file); None otherwise."""
-    if any(REMOTE.match(h) or h.startswith("/vsi") for h in hrefs):
-        return None
+    ``.SAFE`` (the product's MTD file), a Landsat Collection 2 Level-2 product's (its MTL file, else the values USGS
+    publishes, as for URLs, beside which no metadata file is fetched); None otherwise."""
+    if any(REMOTE.match(h) or h.startswith("/vsi") for h in hrefs):  # (no metadata file is fetched beside URLs)
+        return published_radiometry([Path(named(h)).name for h in hrefs])
     files = [Path(h) for h in hrefs]
     tokens = [_band_token(f.name) for f in files]
     if all(_S2_BAND_FILE.match(f.name) for f in files):
