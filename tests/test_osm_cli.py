@@ -607,6 +607,36 @@ def test_the_wait_for_a_slot_is_bounded_by_the_timeout(tmp_path, monkeypatch, pa
             "longer than the timeout of 5 s)" in said and not server.queries and not out.exists(), said
 
 
+def test_the_bound_on_the_slot_wait_is_each_fetch_s_own(monkeypatch):
+    """The bound was osmnx's function swapped in and out around each fetch: two fetches at once (threads of one
+    process) left the first one's bound in place for good, and every later fetch was "busy" (found in review)."""
+    import threading
+    import time
+
+    import osmnx as ox
+    from osmnx import _overpass
+
+    from geosr.osm.overpass import _pause_within
+
+    monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)  # (osmnx's own then waits 0 s, asking nothing)
+    entered, leave = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _pause_within(0.01):
+            entered.set()
+            leave.wait(5)
+
+    other = threading.Thread(target=first)
+    other.start()
+    entered.wait(5)
+    with _pause_within(100.0):  # entered second, left last
+        leave.set()
+        other.join(5)
+        time.sleep(0.05)  # past the first one's bound
+        assert _overpass._get_overpass_pause("http://127.0.0.1:9/api") == 0
+    assert _overpass._get_overpass_pause("http://127.0.0.1:9/api") == 0
+
+
 def test_a_bad_port_or_an_answer_broken_off_is_one_sentence(tmp_path):
     """`--overpass-url http://127.0.0.1:99999/api` was an internal error (exit 1: "Port out of range"); an answer
     stopped half way said "cannot reach the Overpass API", though it was reached (found in review)."""

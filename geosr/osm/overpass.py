@@ -15,6 +15,7 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -194,7 +195,7 @@ def fetch_overpass(
         if files is None or not all(f.is_file() for f in files):
             _check_reachable(url, timeout)
         try:
-            with warnings.catch_warnings(record=True) as more, _pause_within(timeout, url):
+            with warnings.catch_warnings(record=True) as more, _pause_within(timeout):
                 warnings.simplefilter("always")
                 frame = ox.features_from_polygon(polygon, tags)
             heard_osmnx += more
@@ -255,36 +256,52 @@ def _drop_unreadable(files: list[Path]) -> None:
             f.unlink(missing_ok=True)
 
 
+# The bound of this thread's fetch (timeout, when it began) that osmnx's slot wait keeps to; None outside a fetch
+_BOUND = threading.local()
+_INSTALLING = threading.Lock()
+
+
 @contextlib.contextmanager
-def _pause_within(timeout: float, url: str) -> Iterator[None]:
+def _pause_within(timeout: float) -> Iterator[None]:
     """osmnx's wait for a free slot (read from the server's ``/status`` before each request) bounded by ``timeout``:
     a server asking for a longer wait is busy (_Busy), one without a readable status gets none (osmnx waited 60 s
-    per request, silently, whatever the timeout; found in review). osmnx internals: left as they are if moved."""
-    try:
-        from osmnx import _overpass
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    original = getattr(_overpass, "_get_overpass_pause", None)
-    if original is None:  # pragma: no cover
-        yield
-        return
-    began = time.monotonic()
-
-    def bounded(base_endpoint: str, **kwargs: Any) -> float:
-        if time.monotonic() - began > timeout:  # (its "Currently running" answers ask again every 5 s)
-            raise _Busy(f"no free slot within the timeout of {timeout:g} s")
-        wait = original(base_endpoint, **{**kwargs, "default_pause": 0})
-        if wait > timeout:
-            raise _Busy(f"its status asks to wait {wait:.0f} s for a free slot, longer than the timeout of "
-                        f"{timeout:g} s")
-        return wait
-
-    _overpass._get_overpass_pause = bounded
+    per request, silently, whatever the timeout; found in review). osmnx's function is wrapped once for the process
+    (each thread's fetch sets its own bound; outside one it is osmnx's own): swapped in and out around each fetch,
+    fetches in two threads left another's bound in place for good (found in review). osmnx internals: left as they
+    are if moved."""
+    _install_bounded_pause()
+    _BOUND.limit = (timeout, time.monotonic())
     try:
         yield
     finally:
-        _overpass._get_overpass_pause = original
+        _BOUND.limit = None
+
+
+def _install_bounded_pause() -> None:
+    try:
+        from osmnx import _overpass
+    except ImportError:  # pragma: no cover
+        return
+    with _INSTALLING:
+        original = getattr(_overpass, "_get_overpass_pause", None)
+        if original is None or getattr(original, "geosr_bounded", False):
+            return
+
+        def bounded(base_endpoint: str, **kwargs: Any) -> float:
+            limit = getattr(_BOUND, "limit", None)
+            if limit is None:
+                return original(base_endpoint, **kwargs)
+            timeout, began = limit
+            if time.monotonic() - began > timeout:  # (its "Currently running" answers ask again every 5 s)
+                raise _Busy(f"no free slot within the timeout of {timeout:g} s")
+            wait = original(base_endpoint, **{**kwargs, "default_pause": 0})
+            if wait > timeout:
+                raise _Busy(f"its status asks to wait {wait:.0f} s for a free slot, longer than the timeout of "
+                            f"{timeout:g} s")
+            return wait
+
+        bounded.geosr_bounded = True  # type: ignore[attr-defined]
+        _overpass._get_overpass_pause = bounded
 
 
 def _status_error(exc: Exception) -> str:
