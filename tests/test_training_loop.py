@@ -769,7 +769,9 @@ def test_a_resumed_run_is_the_unbroken_run_and_keeps_its_own_settings(tmp_path, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     before = (broken / "state.safetensors").read_bytes()
     # (a setting given in a config file is named as written there too: "--learning-rate" for its `lr`; review)
-    for args, said in ((["-x", "8", "--crop", "64"], "started with --crop 32 (crop in a config file), not 64 (-x too)"),
+    for args, said in ((["-x", "8", "--crop", "64"], "started with --crop 32, not 64 (-x too)"),
+                       (["--learning-rate", "0.5"], "started with --learning-rate (lr in a config file) 0.0002, not "
+                                                    "0.5"),
                        (["--data", str(images / "im0.png")], "started with --data [{"),
                        # (it blamed the run's own crop: "--crop does not apply to arch lite"; found in review)
                        (["--arch", "lite"], 'started with --arch {"name": "micro", ')):
@@ -1339,20 +1341,26 @@ def test_a_model_file_put_in_a_run_folder_gives_the_resumed_run_neither_its_name
     common = dict(arch=MICRO, scales=(4,), crop=32, batch_size=2, steps=2, warmup=1, checkpoint_every=2,
                   val_every=0, threads=1, data=({"kind": "synthetic", "paths": [str(p) for p in
                                                                                sorted(images.iterdir())]},))
-    run_train(TrainConfig(out=str(tmp_path / "run"), **common))
-    run_train(TrainConfig(out=str(tmp_path / "other"), name="imposter", inference={"steps": 1}, **common))
+    run_train(TrainConfig(out=str(tmp_path / "base"), name="pretrained", inference={"steps": 1}, **common))
+    run_train(TrainConfig(out=str(tmp_path / "run"), **common), init=str(tmp_path / "base" / "model.safetensors"))
+    run_train(TrainConfig(out=str(tmp_path / "other"), name="imposter", inference={"steps": 2}, **common))
+
+    def kept() -> bool:  # the name and inference settings a fine-tune takes from its start
+        spec = read_spec(tmp_path / "run" / "model.safetensors")
+        return (spec["name"], spec.get("inference")) == ("pretrained", {"steps": 1})
+
+    assert kept()
     shutil.copy(tmp_path / "other" / "model.safetensors", tmp_path / "run" / "model.safetensors")
     run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 3}), resume=True)
-    spec = read_spec(tmp_path / "run" / "model.safetensors")
-    assert spec["name"] != "imposter" and "steps" not in (spec.get("inference") or {}), spec
+    assert kept()
     other = build_denoiser({**MICRO, "base_channels": 16}, n_bands=3, n_change_classes=3).eval()
     save_checkpoint(tmp_path / "run" / "model.safetensors", other, make_spec(other, scales=[4]))
     with pytest.raises(OptionError, match=r"^resume: .*model.safetensors is not the model this run saved \(.*\); "
                                           r"put the run's own back, or remove it to resume from the training state"):
         run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 4}), resume=True)
-    (tmp_path / "run" / "model.safetensors").unlink()  # as it says: resumed from the state
+    (tmp_path / "run" / "model.safetensors").unlink()  # as it says: resumed from the state, its start's settings
     run_train(TrainConfig(out=str(tmp_path / "run"), **{**common, "steps": 4}), resume=True)
-    assert read_spec(tmp_path / "run" / "model.safetensors")["training"]["steps"] == 4
+    assert read_spec(tmp_path / "run" / "model.safetensors")["training"]["steps"] == 4 and kept()
 
 
 @pytest.mark.parametrize("arch", [{"name": "tiny", "head_channels": 5}, {"name": "tiny", "base_channels": 7}])

@@ -327,6 +327,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     A problem with a setting the file gave names it as the file's key (``scales in train.toml``); one given in
     ``overrides`` keeps the library's backticks (```scales```), which the CLI prints as its flag (as it does
     the settings a message advises)."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):  # (a TypeError from inside; found in review)
+        raise OptionError(f"config {path!r}: give the path of a .toml, .yaml or .json file", param="config")
     values = _read_config(Path(path)) if path is not None else {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)

@@ -358,9 +358,9 @@ class _Run:
             self.arch_named = None  # (its architecture is the run's; a run from `init` with another named kept going)
         try:
             self._build(init, started_from)
-            if isinstance((record or {}).get("start"), dict) and own is not None:  # the name and inference settings
-                # the run started with, as its state recorded them: a model file put in the folder since gave its
-                # own (found in review)
+            if resume and isinstance((record or {}).get("start"), dict):  # the name and inference settings the run
+                # started with, as its state recorded them: a model file put in the folder since gave its own, and
+                # one removed lost them (found in review)
                 self.start_spec = record["start"]  # type: ignore[index]
             self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         except InputError as exc:  # the checks of an `init`'s fit, and the state's weights not fitting what it builds

@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from geosr.errors import GeoSRError, InputError, ModelFileError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
+from geosr.options import TrainOptions
 from geosr.permissions import new_file_mode
 from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources
 from geosr.training.outputs import OutputFolder
@@ -166,9 +167,11 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
             text = json.dumps(v)
             return text if len(text) <= 100 else text[:97] + "..."
 
-        # (the CLI names `k` by its flag: a setting given in a config file is named as it is written there too)
-        raise OptionError(f"resume: the run in {out} was started with `{k}` {shown(started.get(k))} ({k} in a "
-                          f"config file), not {shown(now.get(k))}{more}; resume it with its own settings (without a "
+        # (the CLI names `k` by its flag; one named otherwise than a config file's key, as that key too: a config's
+        # `lr` was named "--learning-rate", a flag not used; found in review)
+        also = f" ({k} in a config file)" if k in TrainOptions.cli_names().values() else ""
+        raise OptionError(f"resume: the run in {out} was started with `{k}`{also} {shown(started.get(k))}, not "
+                          f"{shown(now.get(k))}{more}; resume it with its own settings (without a "
                           "config, the run's are used) or start another run", param="resume")
 
 
