@@ -8,6 +8,7 @@ is cheap.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -41,17 +42,23 @@ class OSMFeatures:
 
 @contextlib.contextmanager
 def osmnx_settings(**values: Any) -> Iterator[Any]:
-    """Set osmnx settings for one call and put the previous values back afterwards; yields osmnx."""
+    """Set osmnx settings for one call and put the previous values back afterwards; yields osmnx. One call at a
+    time in the process: osmnx's settings are its module's, and two calls in threads each read the other's (cache
+    folder, server) and left one's in place for good (found in review)."""
     import osmnx as ox
 
-    old = {k: getattr(ox.settings, k) for k in values}
-    try:
-        for k, v in values.items():
-            setattr(ox.settings, k, v)
-        yield ox
-    finally:
-        for k, v in old.items():
-            setattr(ox.settings, k, v)
+    with _OSMNX_SETTINGS:
+        old = {k: getattr(ox.settings, k) for k in values}
+        try:
+            for k, v in values.items():
+                setattr(ox.settings, k, v)
+            yield ox
+        finally:
+            for k, v in old.items():
+                setattr(ox.settings, k, v)
+
+
+_OSMNX_SETTINGS = threading.RLock()
 
 
 def first_line(exc: BaseException) -> str:

@@ -244,19 +244,25 @@ def fetch_overpass(
 
 
 def _drop_unreadable(files: list[Path]) -> None:
-    """Remove the cached answers among ``files`` that are not whole JSON (a write cut by a full disk or a kill):
-    osmnx failed on them with a JSONDecodeError, an internal error, at every later run (found in review); removed,
-    they are asked again."""
+    """Remove the cached answers among ``files`` that are not whole JSON (a write cut by a full disk or a kill) or
+    no Overpass result (a gateway's ``{"message": ...}``, cached before geosr refused them): osmnx failed on them
+    with a JSONDecodeError or a KeyError, an internal error, at every later run (found in review); removed, they are
+    asked again."""
     for f in files:
         try:
-            json.loads(f.read_bytes())
+            content = f.read_bytes()
+            json.loads(content)
         except FileNotFoundError:
             continue
         except (OSError, ValueError):
             f.unlink(missing_ok=True)
+            continue
+        if _not_overpass(content) is not None:
+            f.unlink(missing_ok=True)
 
 
-# The bound of this thread's fetch (timeout, when it began) that osmnx's slot wait keeps to; None outside a fetch
+# The bound of this thread's fetch that osmnx's slot wait keeps to (its timeout; None outside a fetch), and when the
+# wait before the request now asked began (None between requests)
 _BOUND = threading.local()
 _INSTALLING = threading.Lock()
 
@@ -270,7 +276,7 @@ def _pause_within(timeout: float) -> Iterator[None]:
     fetches in two threads left another's bound in place for good (found in review). osmnx internals: left as they
     are if moved."""
     _install_bounded_pause()
-    _BOUND.limit = (timeout, time.monotonic())
+    _BOUND.limit, _BOUND.began = timeout, None
     try:
         yield
     finally:
@@ -288,13 +294,19 @@ def _install_bounded_pause() -> None:
             return
 
         def bounded(base_endpoint: str, **kwargs: Any) -> float:
-            limit = getattr(_BOUND, "limit", None)
-            if limit is None:
+            timeout = getattr(_BOUND, "limit", None)
+            if timeout is None:
                 return original(base_endpoint, **kwargs)
-            timeout, began = limit
-            if time.monotonic() - began > timeout:  # (its "Currently running" answers ask again every 5 s)
-                raise _Busy(f"no free slot within the timeout of {timeout:g} s")
-            wait = original(base_endpoint, **{**kwargs, "default_pause": 0})
+            first = getattr(_BOUND, "began", None) is None  # osmnx's own call before a request, not its recursion
+            if first:  # (each request's wait: the fetch's whole time counted, a split area failed; found in review)
+                _BOUND.began = time.monotonic()
+            try:
+                if time.monotonic() - _BOUND.began > timeout:  # ("Currently running" answers: asked again in 5 s)
+                    raise _Busy(f"no free slot within the timeout of {timeout:g} s")
+                wait = original(base_endpoint, **{**kwargs, "default_pause": 0})
+            finally:
+                if first:
+                    _BOUND.began = None
             if wait > timeout:
                 raise _Busy(f"its status asks to wait {wait:.0f} s for a free slot, longer than the timeout of "
                             f"{timeout:g} s")
