@@ -59,8 +59,10 @@ class JobLock:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise OutputBusyError(f"{self.output}: is being written by another geosr run ({self._holder()}); "
-                                      "wait for it to finish or stop it") from None
+                holder, batch = self._holder()
+                # (a batch's job goes on in its worker, which on a cluster of its own outlives the batch: review)
+                raise OutputBusyError(f"{self.output}: is being written by another geosr run ({holder}); wait for "
+                                      "it to finish or stop it" + (" and that worker" if batch else "")) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -86,7 +88,8 @@ class JobLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(info).encode(), 0)
 
-    def _holder(self) -> str:
+    def _holder(self) -> tuple[str, bool]:
+        """Who holds the lock, in words, and whether it is a batch's worker."""
         info: dict = {}
         for _ in range(5):  # a holder that has just locked the file writes its name a moment later
             try:
@@ -95,13 +98,13 @@ class JobLock:
                 info = {}
             if info.get("pid") and info.get("for"):  # a Dask worker: stopping it alone, its batch retries the job
                 return (f"{info['for']}, in its worker's process {info['pid']} on {info.get('host', '?')}, since "
-                        f"{info.get('since', '?')}")  # (the worker was named alone; found in review)
+                        f"{info.get('since', '?')}"), True  # (the worker was named alone; found in review)
             if info.get("pid"):
-                return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
+                return f"process {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}", False
             time.sleep(0.05)
         # (an empty file was said to be "a geosr batch job's", a plain run's that had not written its name yet too;
         # found in review)
-        return "one that has not said which"
+        return "one that has not said which", False
 
     def release(self) -> None:
         if self._fd is not None:

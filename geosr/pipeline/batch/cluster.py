@@ -51,16 +51,27 @@ def _scheduler_client(scheduler: str):
     from geosr.errors import NetworkError
 
     got: dict = {}
+    deciding = threading.Lock()
 
     def ask() -> None:
         try:
-            got["client"] = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
         except BaseException as exc:  # noqa: BLE001 - whatever the peer's bytes made of Dask's reading
             got["error"] = exc
+            return
+        with deciding:
+            if got.get("given up"):  # answered after the batch stopped waiting: no client left open for ever
+                client.close()
+            else:
+                got["client"] = client
 
+    # (a thread waiting on a peer that never answers stays until the peer closes the connection: Dask's handshake
+    # cannot be cancelled from here; in a CLI run the process ends)
     asking = threading.Thread(target=ask, name="geosr-scheduler-connect", daemon=True)
     asking.start()
-    asking.join(SCHEDULER_TIMEOUT_S + 10)
+    asking.join(SCHEDULER_TIMEOUT_S + 1)
+    with deciding:
+        got["given up"] = True
     exc = got.get("error")
     if "client" in got:
         return got["client"]
