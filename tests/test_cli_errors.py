@@ -547,6 +547,36 @@ def test_info_overlap_with_a_raster_across_the_antimeridian(tmp_path, west):
     assert covered[(str(across), str(small))] == pytest.approx(0.0031, abs=1e-4)
 
 
+def test_info_overlaps_across_the_antimeridian_around_a_pole_and_in_an_engineering_crs(tmp_path):
+    """Outlines projected into degrees broke across 180 and around a pole (a reference west of 180 "covered 0.5%" of
+    a Fiji scene, 58% of whose pixels it holds; a longitude range 0..360 "covered 50%" of Europe), and a raster in
+    an engineering CRS beside another was an internal error (found in review). Shares are of pixels now."""
+    from rasterio.crs import CRS
+    from rasterio.transform import from_bounds, from_origin
+
+    one = np.ones((1, 100, 100), np.uint8)
+    fiji = make_raster(tmp_path / "fiji.tif", one, crs="EPSG:32760", transform=from_origin(800000, 8200000, 1000, 1000))
+    west = make_raster(tmp_path / "west.tif", one, crs="EPSG:4326", transform=from_bounds(-180, -18, -177, -16.5,
+                                                                                            100, 100))
+    world = make_raster(tmp_path / "world.tif", one, crs="EPSG:4326", transform=from_bounds(0, -90, 360, 90, 100, 100))
+    europe = make_raster(tmp_path / "europe.tif", one, crs="EPSG:4326", transform=from_bounds(-5, 40, 5, 50, 100, 100))
+    polar = make_raster(tmp_path / "polar.tif", one, crs="EPSG:3031", transform=from_origin(-1e6, 1e6, 2e4, 2e4))
+    quarter = make_raster(tmp_path / "quarter.tif", one, crs="EPSG:3031", transform=from_origin(0, 1e6, 1e4, 1e4))
+    local = make_raster(tmp_path / "local.tif", one, crs=CRS.from_wkt(
+        'LOCAL_CS["arbitrary",LOCAL_DATUM["x",32767],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'),
+        transform=from_origin(500000, 4000000, 10, 10))
+    res = runner.invoke(app, ["info", str(fiji), str(west), str(world), str(europe), str(polar), str(quarter),
+                              str(local), "--json"])
+    assert res.exit_code == 0, res.output
+    covered = {(o["file"], o["other"]): o["covered"] for o in json.loads(res.stdout)["overlaps"]}
+    assert 0.4 < covered[(str(fiji), str(west))] < 0.8  # (the reference's west edge, 180, crosses the scene)
+    assert covered[(str(europe), str(world))] == 1.0 and covered[(str(fiji), str(world))] == 1.0
+    assert covered[(str(quarter), str(polar))] == 1.0 and covered[(str(polar), str(quarter))] == pytest.approx(0.25)
+    assert covered[(str(local), str(europe))] is None and covered[(str(europe), str(local))] is None
+    text = " ".join(runner.invoke(app, ["info", str(local), str(europe)]).output.split())
+    assert f"how much {europe} covers of {local} is unknown: PROJ knows no way between their CRSs" in text, text
+
+
 def test_a_file_name_too_long_is_bad_input_in_one_short_sentence(tmp_path):
     """An over-long output or input name was "internal error: File name too long", exit 1, echoing it whole."""
     long_name = str(tmp_path / ("a" * 300 + ".tif"))

@@ -66,7 +66,8 @@ def info(
     for o in result["overlaps"]:
         if o["covered"] is None:
             which = [p for p in (o["file"], o["other"]) if p in unplaced]
-            lacks = " and ".join(f"{p} has {unplaced[p]}" for p in which)
+            lacks = " and ".join(f"{p} has {unplaced[p]}" for p in which) or \
+                "PROJ knows no way between their CRSs (an engineering or another body's CRS?)"
             out_console.print(f"how much {o['other']} covers of {o['file']} is unknown: {lacks}", highlight=False)
             continue
         out_console.print(f"{o['other']} covers {100 * o['covered']:.1f}% of {o['file']}", highlight=False)
