@@ -365,3 +365,36 @@ def test_cd_and_style_keywords_are_taken_in_any_case_unless_a_file_has_that_name
     assert UpscaleOptions.from_flat({"cd": "None", "style": "NONE"}).cd == "none"
     (tmp_path / "AUTO").write_bytes(b"")
     assert UpscaleOptions.from_flat({"cd": "AUTO"}).cd == "AUTO"
+
+
+def test_upscale_options_made_directly_take_and_refuse_what_the_keywords_do():
+    """Found in review: `UpscaleOptions(scale="4")` was "scale 4: geosr supports whole scale factors from 2 to 16"
+    (4.0, which `upscale(scale=4.0)` takes, too); `bands=[4, 3, 2]` and a TilingConfig as `sampler` raised
+    AttributeError inside the run, `cd_classes=5` a TypeError."""
+    from geosr.config import SamplerConfig, TilingConfig
+    from geosr.errors import OptionError
+    from geosr.options import UpscaleOptions
+
+    o = UpscaleOptions(scale=4.0, bands=[4, 3, 2], ref_bands=(1, 2, 3))
+    assert (o.scale, o.bands, o.ref_bands) == (4, "4,3,2", "1,2,3")
+    for kwargs, said in (({"scale": "4"}, "scale '4': give a whole number"),
+                         ({"sampler": TilingConfig()}, "sampler is a TilingConfig; give SamplerConfig(...)"),
+                         ({"tiling": SamplerConfig()}, "tiling is a SamplerConfig; give TilingConfig(...)"),
+                         ({"cd_classes": 5}, "cd_classes 5: give a class table's name")):
+        with pytest.raises(OptionError) as info:
+            UpscaleOptions(**kwargs)
+        assert str(info.value).startswith(said), info.value
+
+
+def test_training_data_and_config_of_the_wrong_kind_are_option_errors(tmp_path):
+    """Found in review: `geosr.train(data=5)` (or `[5]`, `["ev", None]`, `val_data=5`) and
+    `geosr.load_train_config(5)` raised a TypeError from pathlib, where `evaluate(data=5)` names the option."""
+    import geosr
+    from geosr.errors import OptionError
+
+    for kwargs in ({"data": 5}, {"data": [5]}, {"data": ["ev", None]}, {"val_data": 5}):
+        with pytest.raises(OptionError, match=r"^(val_)?data (5|None): give a data folder's or file's path"):
+            geosr.train(**{"data": "ev", **kwargs}, steps=1, out=str(tmp_path / "run"))
+    with pytest.raises(OptionError, match=r"^config 5: give the path of a \.toml, \.yaml or \.json file"):
+        geosr.load_train_config(5)
+    assert not (tmp_path / "run").exists()

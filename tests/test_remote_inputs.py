@@ -1225,3 +1225,20 @@ def test_landsat_level_2_band_files_as_urls_take_the_published_scale(tmp_path):
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "o.tif") as ds:
         assert ds.scales == (2.75e-05,) * 3 and ds.offsets == (-0.2,) * 3 and ds.nodata == 0
+
+
+def test_a_run_on_local_files_leaves_the_environment_as_it_was(tmp_path, monkeypatch):
+    """`geosr.upscale(..., ref=...)` on local files left GDAL_HTTP_TIMEOUT (20 s), GDAL_HTTP_CONNECTTIMEOUT and
+    GDAL_HTTP_MAX_RETRY (0) set in the caller's process: the detected change mask, in /vsimem/, was taken for a
+    URL (found in review). A URL input sets them (where the caller has not)."""
+    import os
+
+    from geosr import upscale
+    from geosr.io.rasters import REMOTE_OPTIONS
+    from geosr.sample_scene import sample_paths
+
+    for key in REMOTE_OPTIONS:
+        monkeypatch.delenv(key, raising=False)
+    paths = sample_paths()
+    upscale(paths["lr"], output=tmp_path / "o.tif", scale=8, ref=paths["ref"], model="reference-paste")
+    assert not [k for k in REMOTE_OPTIONS if k in os.environ]

@@ -120,7 +120,10 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     malformed = malformed_url(p) if remote and not is_file_list(p) else None
     if malformed is not None:  # refused by the request before it is sent: no network failure to retry
         raise NotARasterError(f"{named(p)}: is not a valid URL: it {malformed}")
-    if remote or is_composite(p):  # an unreachable or stalled host fails in seconds, at the open and every read
+    # an unreachable or stalled host fails in seconds, at the open and every read (a composite's members may be URLs);
+    # not for a local file, /vsimem/ or /vsizip/ one: a run on local files left them set for the caller's process
+    # (found in review)
+    if over_network(p) or is_composite(p):
         for key, value in REMOTE_OPTIONS.items():
             os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
     comp = composite(p)  # a STAC item, a Sentinel-2 product, band files: one VRT (geosr.io.sources)

@@ -13,7 +13,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from geosr.config import LR_CONSISTENCY_MODES, SUPPORTED_SCALES, SamplerConfig, device_name
 from geosr.errors import OptionError, ScaleError
@@ -226,6 +226,11 @@ class TrainOptions(CommandOptions):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _as_tuple(value) or None)
+        for name in ("data", "val_data"):  # (data=5 was a TypeError from inside the run; found in review)
+            bad = [v for v in getattr(self, name) or () if not isinstance(v, (str, os.PathLike, Mapping))]
+            if bad:
+                raise OptionError(f"{name} {bad[0]!r}: give a data folder's or file's path (or a table of a data "
+                                  "source, as a config's `data` holds)", param=name)
         # zero in a config means "the architecture's own" batch and rate; given here, it is a mistake
         for name in ("steps", "batch_size", "crop", "checkpoint_every"):
             value = getattr(self, name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -65,8 +64,20 @@ class UpscaleOptions:
     ignore_unused: bool = False  # run although the model cannot use a given --ref / --cd / --map / --style
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale, numbers.Integral) and not isinstance(self.scale, bool):
-            object.__setattr__(self, "scale", int(self.scale))  # NumPy's too, as the flat keyword takes it
+        # the kinds the flat keywords are given in (found in review: scale "4" was "scale 4: geosr supports whole
+        # scale factors from 2 to 16", 4.0 refused here and taken by upscale(scale=4.0); bands [4, 3, 2] an
+        # AttributeError inside; a TilingConfig as `sampler` one too)
+        object.__setattr__(self, "scale", coerce("scale", self.scale, int))
+        for name in ("bands", "ref_bands"):
+            object.__setattr__(self, name, coerce(name, getattr(self, name), str))
+        for name, kind in (("sampler", SamplerConfig), ("tiling", TilingConfig), ("output_config", OutputConfig),
+                           ("device", DeviceConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise OptionError(f"{name} is a {type(getattr(self, name)).__name__}; give {kind.__name__}(...) or "
+                                  "a table of its fields", param=name)
+        if not isinstance(self.cd_classes, (str, os.PathLike)) and not hasattr(self.cd_classes, "classes"):
+            raise OptionError(f"cd_classes {self.cd_classes!r}: give a class table's name, its JSON file or a "
+                              "ChangeClassTable", param="cd_classes")
         for name, default in (("force_resources", False), ("coregister", True), ("cloud_masks", True),
                               ("ignore_unused", False)):
             check_bool(self, name, default=default)  # None: "not given" (read as off, it turned co-registration off)
