@@ -501,26 +501,32 @@ class _Overpass:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("status", [429, 504])
-def test_a_busy_overpass_server_is_a_network_error_not_a_wait_without_end(tmp_path, monkeypatch, status):
-    """An Overpass server answering 429 (too many requests) or 504 (overloaded) made the run wait 55 s and ask again,
-    without end, whatever `--timeout` said (osmnx's retry; found in review). Now one sentence, exit 1, one query."""
+def _fetch_without_long_waits(tmp_path, monkeypatch, server: "_Overpass"):
+    """A map from ``server`` with `--timeout 5`, osmnx failing the test where it would sleep a second or more;
+    (result, output path, what it said on one line). The server is closed."""
     from osmnx import _overpass
 
     class NoLongWait:
         @staticmethod
         def sleep(seconds: float) -> None:
-            assert seconds < 1, f"waited {seconds} s to ask again"
+            assert seconds < 1, f"waited {seconds} s to ask"
 
     monkeypatch.setattr(_overpass, "time", NoLongWait)
-    server = _Overpass({"elements": []}, status=status)
+    out = tmp_path / "m.tif"
     try:
-        out = tmp_path / "m.tif"
         result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
                         tmp_path / "cache", "-o", out, "--timeout", "5")
     finally:
         server.close()
-    said = " ".join(result.output.split())
+    return result, out, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("status", [429, 504])
+def test_a_busy_overpass_server_is_a_network_error_not_a_wait_without_end(tmp_path, monkeypatch, status):
+    """An Overpass server answering 429 (too many requests) or 504 (overloaded) made the run wait 55 s and ask again,
+    without end, whatever `--timeout` said (osmnx's retry; found in review). Now one sentence, exit 1, one query."""
+    server = _Overpass({"elements": []}, status=status)
+    result, out, said = _fetch_without_long_waits(tmp_path, monkeypatch, server)
     assert result.exit_code == 1 and f"the Overpass API at {server.url} is busy (HTTP {status} " in said, said
     assert "try again later, or work offline with --osm-file" in said and len(server.queries) == 1, said
     assert not out.exists()
@@ -589,22 +595,8 @@ def test_the_wait_for_a_slot_is_bounded_by_the_timeout(tmp_path, monkeypatch, pa
     """osmnx waits before each request for the slot the server's /status names: 60 s, silently, when it has no
     status page, and as long as the page says otherwise, whatever `--timeout` was (found in review). A server
     without one is asked at once; one asking for more than the timeout is busy (exit 1)."""
-    from osmnx import _overpass
-
-    class NoLongWait:
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            assert seconds < 1, f"waited {seconds} s to ask"
-
-    monkeypatch.setattr(_overpass, "time", NoLongWait)
     server = _Overpass(scene_doc().overpass_json(), status_page=page)
-    try:
-        out = tmp_path / "m.tif"
-        result = invoke("--like", scene_grid_raster(tmp_path), "--overpass-url", server.url, "--cache-dir",
-                        tmp_path / "cache", "-o", out, "--timeout", "5")
-    finally:
-        server.close()
-    said = " ".join(result.output.split())
+    result, out, said = _fetch_without_long_waits(tmp_path, monkeypatch, server)
     if page is None:
         assert result.exit_code == 0 and len(server.queries) == 1, said
     else:
