@@ -1231,6 +1231,9 @@ def test_cd_keywords_in_any_case_in_a_manifest_and_its_defaults(scenes):
     assert not m.problems and [j.options.cd for j in m.jobs] == ["auto", "none", "auto"], m.problems
     (scenes / "None").write_bytes(b"")
     assert read_manifest(scenes / "jobs.csv").jobs[1].options.cd == str(scenes / "None")
+    # another path written None is a path beside the manifest (it became a bare "none" read in the working folder)
+    (scenes / "refs.csv").write_text("lr,ref,out,x\ns0.tif,NONE,out/a.tif,2\n")
+    assert read_manifest(scenes / "refs.csv").jobs[0].options.ref == str(scenes / "NONE")
 
 
 def test_the_caller_s_misspelt_settings_are_suggested_and_named_by_their_flags(scenes):

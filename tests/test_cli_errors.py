@@ -565,14 +565,20 @@ def test_info_overlaps_across_the_antimeridian_around_a_pole_and_in_an_engineeri
     local = make_raster(tmp_path / "local.tif", one, crs=CRS.from_wkt(
         'LOCAL_CS["arbitrary",LOCAL_DATUM["x",32767],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'),
         transform=from_origin(500000, 4000000, 10, 10))
-    res = runner.invoke(app, ["info", str(fiji), str(west), str(world), str(europe), str(polar), str(quarter),
-                              str(local), "--json"])
+    degenerate = make_raster(tmp_path / "degenerate.tif", one, transform=Affine(1, 1, 500000, 1, 1, 5000000))
+    import warnings
+
+    with warnings.catch_warnings():  # (NumPy's "invalid value" for points outside a UTM zone was printed raw)
+        warnings.simplefilter("error", RuntimeWarning)
+        res = runner.invoke(app, ["info", str(fiji), str(west), str(world), str(europe), str(polar), str(quarter),
+                                  str(local), str(degenerate), "--json"])
     assert res.exit_code == 0, res.output
     covered = {(o["file"], o["other"]): o["covered"] for o in json.loads(res.stdout)["overlaps"]}
     assert 0.4 < covered[(str(fiji), str(west))] < 0.8  # (the reference's west edge, 180, crosses the scene)
     assert covered[(str(europe), str(world))] == 1.0 and covered[(str(fiji), str(world))] == 1.0
     assert covered[(str(quarter), str(polar))] == 1.0 and covered[(str(polar), str(quarter))] == pytest.approx(0.25)
     assert covered[(str(local), str(europe))] is None and covered[(str(europe), str(local))] is None
+    assert covered[(str(europe), str(degenerate))] == 0.0  # (no area: it was an internal error)
     text = " ".join(runner.invoke(app, ["info", str(local), str(europe)]).output.split())
     assert f"how much {europe} covers of {local} is unknown: PROJ knows no way between their CRSs" in text, text
 

@@ -371,6 +371,7 @@ def test_upscale_options_made_directly_take_and_refuse_what_the_keywords_do():
     """Found in review: `UpscaleOptions(scale="4")` was "scale 4: geosr supports whole scale factors from 2 to 16"
     (4.0, which `upscale(scale=4.0)` takes, too); `bands=[4, 3, 2]` and a TilingConfig as `sampler` raised
     AttributeError inside the run, `cd_classes=5` a TypeError."""
+    from geosr.conditioning.changes import BUILTIN_TABLES
     from geosr.config import SamplerConfig, TilingConfig
     from geosr.errors import OptionError
     from geosr.options import UpscaleOptions
@@ -380,7 +381,8 @@ def test_upscale_options_made_directly_take_and_refuse_what_the_keywords_do():
     for kwargs, said in (({"scale": "4"}, "scale '4': give a whole number"),
                          ({"sampler": TilingConfig()}, "sampler is a TilingConfig; give SamplerConfig(...)"),
                          ({"tiling": SamplerConfig()}, "tiling is a SamplerConfig; give TilingConfig(...)"),
-                         ({"cd_classes": 5}, "cd_classes 5: give a class table's name")):
+                         ({"cd_classes": 5}, "cd_classes 5: give a class table's name or its JSON file"),
+                         ({"cd_classes": BUILTIN_TABLES["binary"]}, "cd_classes ChangeClassTable(")):
         with pytest.raises(OptionError) as info:
             UpscaleOptions(**kwargs)
         assert str(info.value).startswith(said), info.value

@@ -1242,3 +1242,11 @@ def test_a_run_on_local_files_leaves_the_environment_as_it_was(tmp_path, monkeyp
     paths = sample_paths()
     upscale(paths["lr"], output=tmp_path / "o.tif", scale=8, ref=paths["ref"], model="reference-paste")
     assert not [k for k in REMOTE_OPTIONS if k in os.environ]
+    # a zip on a server, as geosr advises naming a raster in it, is read over the network: with the timeouts (the
+    # first version of the above took it for a local path, and a server that never answered hung it for ever)
+    from geosr.errors import GeoSRError
+    from geosr.io.rasters import open_raster
+
+    with pytest.raises(GeoSRError):
+        open_raster("/vsizip/vsicurl/http://127.0.0.1:9/a.zip/b.tif")
+    assert all(k in os.environ for k in REMOTE_OPTIONS)

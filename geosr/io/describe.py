@@ -80,6 +80,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
             }
         )
     overlaps: list[dict[str, Any]] = []
+    points: dict = {}  # (grid, CRS) -> a grid's sample points in that CRS: N files make N(N-1) pairs
     for i, a in enumerate(infos):
         for j, b in enumerate(infos):
             if i == j:
@@ -87,7 +88,7 @@ def describe(paths: list[str] | str | os.PathLike[str], *, read_all: bool = Fals
             if not all(_placed(g) for g in (a.grid, b.grid)):  # where it lies is unknown: so is the overlap
                 overlaps.append({"file": a.path, "other": b.path, "covered": None})
                 continue
-            overlaps.append({"file": a.path, "other": b.path, "covered": _share_inside(a.grid, b.grid)})
+            overlaps.append({"file": a.path, "other": b.path, "covered": _share_inside(a.grid, b.grid, points)})
     return {"files": files, "overlaps": overlaps}
 
 
@@ -160,29 +161,48 @@ def _read_mask(path: str, comp: Composite | None, read_all: bool) -> None:
 SHARE_SAMPLES = 256  # points a side: a share is told to 1 / 65536 of the file
 
 
-def _share_inside(a: Grid, b: Grid) -> float | None:
+def _share_inside(a: Grid, b: Grid, points: dict | None = None) -> float | None:
     """The share of ``a``'s area that ``b`` covers: of a lattice of points spread evenly over ``a``'s pixels, those
     inside ``b``'s grid, longitudes counted as ``b`` numbers them (0..360, or past 180). Points, not outlines: an
     outline projected across the antimeridian or around a pole is no polygon in degrees (a reference across 180
     "covered 0.5%" of a Fiji scene, 58% by its pixels; a polar square 5.6% of its own quadrant's degrees; found in
-    review). None where PROJ cannot relate the two CRSs (an engineering CRS: it was an internal error)."""
+    review). None where PROJ cannot relate the two CRSs (an engineering CRS: it was an internal error); 0 for a
+    ``b`` of no area (a degenerate geotransform). ``points``: a cache of the sample points, by grid and CRS."""
+    if b.transform.determinant == 0:
+        return 0.0
+    points = {} if points is None else points
+    key = (a.transform, a.width, a.height, str(a.crs), str(b.crs))
+    if key not in points:
+        points[key] = _sample_points(a, b.crs)
+    if points[key] is None:
+        return None
+    xs, ys = points[key]
+    with np.errstate(invalid="ignore", over="ignore"):  # (points outside b's CRS's domain: inf; NaN is outside)
+        if b.crs.is_geographic:
+            corners = ((0, 0), (b.width, 0), (0, b.height), (b.width, b.height))
+            west = min((b.transform @ corner)[0] for corner in corners)
+            xs = (xs - west) % 360.0 + west
+        u = ~b.transform
+        c, r = u.a * xs + u.b * ys + u.c, u.d * xs + u.e * ys + u.f
+        inside = (c >= 0) & (c < b.width) & (r >= 0) & (r < b.height)
+    return float(inside.mean())
+
+
+def _sample_points(a: Grid, crs: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """SHARE_SAMPLES x SHARE_SAMPLES points spread evenly over ``a``'s pixels, in ``crs`` (pyproj: a point outside
+    its domain is inf, not an error for them all); None where PROJ knows no way there (an engineering CRS)."""
     n = SHARE_SAMPLES
     cols, rows = np.meshgrid((np.arange(n) + 0.5) * a.width / n, (np.arange(n) + 0.5) * a.height / n)
     t = a.transform
     xs, ys = t.a * cols.ravel() + t.b * rows.ravel() + t.c, t.d * cols.ravel() + t.e * rows.ravel() + t.f
-    if a.crs != b.crs:  # (pyproj: a point outside the other CRS's domain is inf, not an error for them all)
-        try:
-            to_b = Transformer.from_crs(a.crs.to_wkt(), b.crs.to_wkt(), always_xy=True)
-            xs, ys = (np.asarray(v, dtype=float) for v in to_b.transform(xs, ys, errcheck=False))
-        except Exception:  # noqa: BLE001 - PROJ knows no way between them (an engineering CRS)
-            return None
-    if b.crs.is_geographic:
-        west = min((b.transform @ corner)[0] for corner in ((0, 0), (b.width, 0), (0, b.height), (b.width, b.height)))
-        xs = (xs - west) % 360.0 + west
-    u = ~b.transform
-    c, r = u.a * xs + u.b * ys + u.c, u.d * xs + u.e * ys + u.f
-    inside = np.isfinite(c) & np.isfinite(r) & (c >= 0) & (c < b.width) & (r >= 0) & (r < b.height)
-    return float(inside.mean())
+    if a.crs == crs:
+        return xs, ys
+    try:
+        to_b = Transformer.from_crs(a.crs.to_wkt(), crs.to_wkt(), always_xy=True)
+        bx, by = to_b.transform(xs, ys, errcheck=False)
+    except Exception:  # noqa: BLE001 - PROJ knows no way between them
+        return None
+    return np.asarray(bx, dtype=float), np.asarray(by, dtype=float)
 
 
 # geosr's tags on its outputs (JSON values), as `geosr info` shows them; the rest of the tags are left out

@@ -28,10 +28,11 @@ VSICURL_OPTIONS = re.compile(r"^/vsicurl\?(.*)$", re.DOTALL)  # GDAL: case-sensi
 OPEN_REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
-# What is read over a network (GDAL's network file systems, URLs), as opposed to GDAL's local virtual paths
-# (/vsizip/, /vsigzip/, /vsimem/, file://)
-NETWORK = re.compile(r"^(/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/|/vsicurl\?|"
-                     r"(https?|ftp|s3|gs|az|oss)://|[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
+# What is read over a network (GDAL's network file systems, also inside an archive's: /vsizip/vsicurl/URL, as geosr
+# advises for a zip on a server; URLs), as opposed to GDAL's local virtual paths (/vsizip/, /vsigzip/, /vsimem/,
+# file://)
+NETWORK = re.compile(r"^((/vsi(zip|tar|gzip|7z|rar)/)+/?|/)(vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)[a-z_]*/|"
+                     r"vsicurl\?)|^((https?|ftp|s3|gs|az|oss)://|[a-z0-9]+\+(https?|s3|gs|az)://)", re.IGNORECASE)
 
 
 # GDAL's subdataset names, as a container lists them: DRIVER:"file":name (NETCDF, HDF5, HDF4_EOS:EOS_GRID:"file":...),

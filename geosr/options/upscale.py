@@ -75,9 +75,9 @@ class UpscaleOptions:
             if not isinstance(getattr(self, name), kind):
                 raise OptionError(f"{name} is a {type(getattr(self, name)).__name__}; give {kind.__name__}(...) or "
                                   "a table of its fields", param=name)
-        if not isinstance(self.cd_classes, (str, os.PathLike)) and not hasattr(self.cd_classes, "classes"):
-            raise OptionError(f"cd_classes {self.cd_classes!r}: give a class table's name, its JSON file or a "
-                              "ChangeClassTable", param="cd_classes")
+        if not isinstance(self.cd_classes, (str, os.PathLike)):  # (a table object failed inside the run: review)
+            raise OptionError(f"cd_classes {self.cd_classes!r}: give a class table's name or its JSON file",
+                              param="cd_classes")
         for name, default in (("force_resources", False), ("coregister", True), ("cloud_masks", True),
                               ("ignore_unused", False)):
             check_bool(self, name, default=default)  # None: "not given" (read as off, it turned co-registration off)
@@ -99,7 +99,7 @@ class UpscaleOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):  # (a PathLike's str() may be its repr; review)
                 object.__setattr__(self, name, os.fspath(value) if isinstance(value, os.PathLike) else str(value))
-        if isinstance(self.cd_classes, os.PathLike):  # (else text, or a ChangeClassTable)
+        if isinstance(self.cd_classes, os.PathLike):  # (else text)
             object.__setattr__(self, "cd_classes", os.fspath(self.cd_classes))
         for name, words in (("cd", CD_KEYWORDS), ("style", STYLE_KEYWORDS)):  # --cd AUTO, --style None: the
             value = getattr(self, name)  # keyword, unless a file has that name (it was "AUTO: no such file")

@@ -677,7 +677,7 @@ def _row_files(v: dict, root: Path) -> dict[str, str]:
         for k in PATH_KEYS[2:]:
             if v.get(k):
                 with contextlib.suppress(Exception):  # as in _row_paths: a name for the checks, when it has one
-                    p = _absolute(_expand(str(v[k]), k, values, []), root, many=k == "ref")
+                    p = _absolute(_expand(str(v[k]), k, values, []), root, many=k == "ref", keywords=k == "cd")
                     if p:
                         files[k] = p
     for k in FILE_OPTIONS:
@@ -724,8 +724,8 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     values = template_values(lr, v["x"])
     if not v.get("out"):
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
-    paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref") for k in PATH_KEYS[1:]
-             if v.get(k)}
+    paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref", keywords=k == "cd")
+             for k in PATH_KEYS[1:] if v.get(k)}
     written = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
     if written and (not Path(written).name or written.endswith(("/", os.sep))):  # "/", "out/": no file's name
         problems.append(f"out {written}: names a folder; give the path of the output file (a template such as "
@@ -896,12 +896,12 @@ def _expand(template: str, key: str, values: dict, problems: list[str]) -> str |
         return None
 
 
-def _absolute(path: str | None, root: Path, *, many: bool = False) -> str | None:
-    """A local path relative to the manifest's folder made absolute; URLs, GDAL paths as they are, and ``--cd``'s
-    keywords (auto, none) in lower case, in any case unless a file has that name (as upscale takes them; ``AUTO``
-    was "no such file" here: found in review). With ``many`` (an input), band files separated by commas
-    (geosr.io.sources) are each made absolute (a missing one is then named by the run)."""
-    if path is not None and path.lower() in CD_KEYWORDS and not (root / path).exists():
+def _absolute(path: str | None, root: Path, *, many: bool = False, keywords: bool = False) -> str | None:
+    """A local path relative to the manifest's folder made absolute; URLs, GDAL paths as they are, and with
+    ``keywords`` (``cd``) its keywords (auto, none) in lower case, in any case unless a file has that name (as
+    upscale takes them; ``AUTO`` was "no such file" here: found in review). With ``many`` (an input), band files
+    separated by commas (geosr.io.sources) are each made absolute (a missing one is then named by the run)."""
+    if keywords and path is not None and path.lower() in CD_KEYWORDS and not (root / path).exists():
         return path.lower()
     if path is None or REMOTE.match(path) and "," not in path:
         return path
