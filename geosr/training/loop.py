@@ -67,6 +67,7 @@ from geosr.training.state import (
     MODEL,
     STATE,
     STATE_JSON,
+    StateMismatchError,
     initialised_from,
     load_state,
     own_checkpoint,
@@ -364,7 +365,7 @@ class _Run:
                 self.start_spec = record["start"]  # type: ignore[index]
             self.start = load_state(self.out, self.model, self.ema, self.opt) if resume else 0
         except InputError as exc:  # the checks of an `init`'s fit, and the state's weights not fitting what it builds
-            if own is None or not (exc.param == "init" or "are not of the architecture" in str(exc)):
+            if own is None or not (exc.param == "init" or isinstance(exc, StateMismatchError)):
                 raise
             # its checks spoke of an `init` the user never gave, and "start again with overwrite" (found in review)
             why = str(exc).split(": ", 1)[-1].split("; ")[0]

@@ -94,6 +94,10 @@ def state_record(out: Path) -> dict[str, Any] | None:
     return json.loads(header)
 
 
+class StateMismatchError(InputError):
+    """A training state whose weights do not fit the model the run builds."""
+
+
 def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     """Restore what :func:`save_state` wrote; returns the step. An :class:`AveragedModel` EMA counts the initial
     weights plus one average per step."""
@@ -109,7 +113,7 @@ def load_state(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: tor
     except RuntimeError as exc:  # torch's missing / unexpected / size-mismatched tensors
         # e.g. a run started from an `init` that extended its architecture, resumed without its model file (which
         # gives that architecture): the config's alone builds another
-        raise InputError(f"{out / STATE}: its weights are not of the architecture the run's settings build "
+        raise StateMismatchError(f"{out / STATE}: its weights are not of the architecture the run's settings build "
                          f"({str(exc).splitlines()[0].rstrip(':.')}); a run started from an `init` resumes "
                          f"from its model file ({MODEL}): without a readable one, start the run again with "
                          "`overwrite`") from None
