@@ -307,8 +307,10 @@ def test_asking_for_a_band_left_out_for_its_grid_says_so(tmp_path):
     for b in (2, 3, 4, 5, 6, 7):
         _tif(oli / f"{oli.name}_B{b}.TIF", np.full((20, 20), 8000 + 100 * b, np.uint16))
     _tif(oli / f"{oli.name}_B11.TIF", np.full((10, 10), 9000, np.uint16), 60.0)
-    res = _run("upscale", oli, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
-    assert res.exit_code == 2 and "has no band 'swir16'" in " ".join(res.output.split()), res.output
+    res = _run("upscale", oli, "--bands", "swir16", "-x", "2", "-m", "bicubic", "-o", tmp_path / "oli.tif")
+    assert res.exit_code == 0, res.output  # its own swir16, B6
+    with rasterio.open(tmp_path / "oli.tif") as ds:
+        assert ds.descriptions == ("B6",)
     # a product's 20 m band (listed by its metadata) was "has no band 'B05'" (found in review); B11 is not listed
     safe, _ = l2a_product(tmp_path / "p")
     res = _run("upscale", safe, "--bands", "B05", "-x", "2", "-m", "bicubic", "-o", tmp_path / "o.tif")
@@ -814,6 +816,35 @@ def test_landsat_band_files_take_their_sensor_s_colours(tmp_path):
     info = inspect_raster(str(oli))
     assert info.count == 10 and info.grid.res == (30.0, 30.0)
     assert [info.descriptions[b - 1] for b in parse_bands(None, info)] == ["B4", "B3", "B2"]
+
+
+def test_narrow_common_names_select_landsat_and_sentinel_2_bands(tmp_path):
+    """``--bands swir16`` (STAC's common names nir08, swir16, swir22) said a Landsat folder "has no band", and
+    ``swir22`` on a Sentinel-2 stack did too: their SWIR bands differ on each satellite (found in review)."""
+    from rasterio.transform import from_origin
+
+    oli = tmp_path / "LC09_L2SP_044034_20230101_20230102_02_T1"
+    _landsat(oli, f"{oli.name}_SR", (1, 2, 3, 4, 5, 6, 7))
+    etm = tmp_path / "LE07_L2SP_044034_20200101_20200201_02_T1"
+    _landsat(etm, f"{etm.name}_SR", (1, 2, 3, 4, 5, 7))
+    for folder, want in ((oli, ("B5", "B6", "B7")), (etm, ("B4", "B5", "B7"))):
+        info = inspect_raster(str(folder))
+        assert [info.descriptions[b - 1] for b in parse_bands("nir08,swir16,swir22", info)] == list(want)
+    s2 = tmp_path / "s2.tif"
+    with rasterio.open(s2, "w", driver="GTiff", width=8, height=8, count=5, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(0, 80, 10, 10)) as ds:
+        ds.write(np.arange(1, 6, dtype=np.uint16)[:, None, None] * np.ones((5, 8, 8), np.uint16))
+        ds.descriptions = ("B04", "B08", "B8A", "B11", "B12")
+    info = inspect_raster(str(s2))
+    assert parse_bands("swir22,swir16,nir08,nir", info) == (5, 4, 3, 2)
+    out = tmp_path / "oli_x2.tif"
+    res = _run("upscale", oli, "--bands", "swir22,swir16,nir08", "-x", 2, "-m", "bicubic", "-o", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B7", "B6", "B5") and int(ds.read(1)[5, 5]) == 8700
+    common = [b["common_name"] for b in json.loads(out.with_name("oli_x2.stac.json").read_text())["assets"]["data"]
+              ["eo:bands"]]
+    assert common == ["swir22", "swir16", "nir08"]
 
 
 def test_a_landsat_7_level_1_folder_with_its_two_thermal_gains_is_read(tmp_path):

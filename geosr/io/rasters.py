@@ -332,6 +332,27 @@ _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir
 NARROW_NAMES = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 
 
+# a Landsat band file's narrow name by its colour interpretation and band (geosr.io.landsat marks NIR and SWIR):
+# OLI's B5, B6, B7 and TM / ETM+'s B4, B5, B7, as the USGS's STAC items name them
+_LANDSAT_NARROW = {("nir", "B4"): "nir08", ("nir", "B5"): "nir08", ("swir", "B5"): "swir16", ("swir", "B6"): "swir16",
+                   ("swir", "B7"): "swir22"}
+_ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}  # as GDAL's colour interpretations name them
+
+
+def narrow_names(info: RasterInfo) -> tuple[str | None, ...]:
+    """Each band's STAC common name narrower than its role (nir08, swir16, swir22) where geosr knows it, else None:
+    Sentinel-2's B8A, B11, B12 by name unless their colour interpretation says otherwise (a Landsat OLI B11 is
+    thermal), a Landsat band's by its name and colour interpretation (B1..B7 mean other bands on each satellite)."""
+    out = []
+    for name, ci in zip(info.descriptions, info.colorinterp):
+        name = (name or "").strip()
+        narrow = NARROW_NAMES.get(name.lower().split(" ")[0])
+        if ci in COLOUR_ROLES and (narrow is None or _ROLES_OF_NARROW[narrow] != ci):
+            narrow = _LANDSAT_NARROW.get((ci, name.upper().rsplit("_", 1)[-1]))
+        out.append(narrow)
+    return tuple(out)
+
+
 # STAC's common names for the roles that _ROLES spells otherwise (the first such band is taken: B05 for rededge)
 _ROLE_SPELLINGS = {"rededge": "red edge", "red-edge": "red edge", "pan": "panchromatic", "lwir": "thermal",
                    "tir": "thermal"}
@@ -406,6 +427,8 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
             b = int(token)
         elif token.lower() in names:
             b = names.index(token.lower()) + 1
+        elif token.lower() in (narrow := narrow_names(info)):  # nir08, swir16, swir22: before the role, which
+            b = narrow.index(token.lower()) + 1  # would take the first SWIR band for swir22 (found in review)
         elif _ROLE_SPELLINGS.get(token.lower(), token.lower()) in roles:  # a common name (red, nir, rededge) of
             b = roles.index(_ROLE_SPELLINGS.get(token.lower(), token.lower())) + 1  # a band described as B04, B08
         else:

@@ -29,7 +29,7 @@ from geosr._version import __version__
 from geosr.errors import InputError
 from geosr.io.outputs import atomic_output
 from geosr.io.paths import curl_url, is_file_list, sidecar_paths, subdataset_file, without_credentials
-from geosr.io.rasters import COLOUR_ROLES, NARROW_NAMES, band_roles, imagery_tags, inspect_raster, open_raster
+from geosr.io.rasters import band_roles, imagery_tags, inspect_raster, narrow_names, open_raster
 from geosr.tiling.grid import Grid, outline
 
 if TYPE_CHECKING:
@@ -226,10 +226,6 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
 # geosr's band roles (geosr.io.rasters.band_roles) as STAC eo common names
 _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "red edge": "rededge", "panchromatic": "pan",
            "coastal": "coastal", "thermal": "lwir"}
-# colour interpretations that say what a band holds where its Sentinel-2-like name would not (a Landsat B11: lwir)
-_LANDSAT_SAID = frozenset(COLOUR_ROLES)
-_LANDSAT_SWIR = {"B5": "swir16", "B6": "swir16", "B7": "swir22"}  # a Landsat SWIR band (TM's B5, OLI's B6; B7)
-_ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}  # as GDAL's colour interpretations name them
 # the eo extension's common names (v1.1): a band named one of them keeps it as its common name
 EO_COMMON_NAMES = frozenset({"pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
                              "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
@@ -241,16 +237,11 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
     holds, so that the item can itself be an input (``geosr upscale ITEM.json`` picks bands by common name)."""
     info = inspect_raster(output, require_crs=False)
     roles = band_roles(info, tuple(range(1, info.count + 1)))
+    narrows = narrow_names(info)  # a Sentinel-2 B11's swir16, a Landsat OLI B6's (a Landsat B11 is lwir)
     bands = []
     for i, role in enumerate(roles):
         name = info.descriptions[i] or f"b{i + 1}"
-        # Sentinel-2's narrow name where the colour interpretation says nothing else (a Landsat B11 is lwir, not
-        # swir16), else a Landsat SWIR band's (a Sentinel-2 B11 marked SWIR kept its swir16; found in review)
-        ci = info.colorinterp[i]
-        narrow = NARROW_NAMES.get(name.lower())
-        if ci in _LANDSAT_SAID and (narrow is None or _ROLES_OF_NARROW[narrow] != ci):
-            narrow = _LANDSAT_SWIR.get(name.upper().rsplit("_", 1)[-1]) if ci == "swir" else None
-        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrow or _COMMON.get(role or "")
+        common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrows[i] or _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
 
