@@ -843,7 +843,10 @@ def test_a_refdiff_case_s_given_lr_elsewhere_or_on_another_scale_is_refused(tmp_
              (lr, Affine(1, 0, 500000, 0, -1, 5000000), "EPSG:32633", "its georeferencing is not"),
              (lr, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32614", "its georeferencing is not"),
              ((lr // 16).astype(np.uint8), Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633",
-              "its values average 0.06 times its HR's")]
+              "its values average 0.0623 times its HR's"),
+             # (a ratio under 0.005 read "0.00 times", as if the LR were blank; found in review)
+             ((lr // 256).astype(np.uint8), Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633",
+              "its values average 0.00366 times its HR's")]
     for data, transform, crs, said in cases:
         write(root / "Bic_LR_D4_16" / "a.tif", data, transform, crs)
         res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "e"),
@@ -1324,3 +1327,33 @@ def test_ssim_and_vif_read_nothing_of_a_target_s_nodata_and_an_unscorable_image_
     res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "eval3"),
                                       "--json", "--no-panels", "-m", "bicubic"])
     assert res.exit_code == 0, res.output
+
+
+def test_hand_made_pairs_that_disagree_are_refused_before_any_model_runs(tmp_path):
+    """The Python API took hand-made pairs the layouts never make: a 1-band reference of an RGB target was scored,
+    and a smaller reference or change mask failed with a torch RuntimeError after every model had run (found in
+    review). Each is one InputError naming the pair, and nothing is written."""
+    import geosr
+    from geosr.training.pairs import Pair
+
+    target = torch.from_numpy(_image(3)).permute(2, 0, 1).float() / 255
+    good = Pair(name="good", target=target, ref=target.flip(-1), change=torch.zeros(64, 64, dtype=torch.int64))
+    bad = {"1-band reference": Pair(name="a", target=target, ref=target[:1]),
+           "smaller reference": Pair(name="a", target=target, ref=target[:, :32, :32]),
+           "smaller change mask": Pair(name="a", target=target, change=torch.zeros(32, 32, dtype=torch.int64)),
+           "2-D target": Pair(name="a", target=target[0]),
+           "LR of other bands": Pair(name="a", target=target, lr={4: target[:1, :16, :16]}),
+           "smaller LR": Pair(name="a", target=target, lr={4: target[:, :8, :16]})}
+    said = {"1-band reference": "its reference is (1, 64, 64) float32, its target (3, 64, 64) float32",
+            "smaller reference": "its reference is (3, 32, 32) float32",
+            "smaller change mask": "its change is (32, 32) int64; it must be (height, width) = (64, 64)",
+            "2-D target": "its target is (64, 64) float32; give a (bands, height, width) float tensor",
+            "LR of other bands": "its x4 LR is (1, 16, 16) float32; at x4 it must be (3, 16, 16)",
+            "smaller LR": "its x4 LR is (3, 8, 16) float32; at x4 it must be (3, 16, 16)"}
+    for case, pair in bad.items():
+        with pytest.raises(InputError) as e:
+            geosr.evaluate([good, pair], scales=[4], models=["bicubic"], out=tmp_path / "ev")
+        assert str(e.value).startswith("pair 'a': ") and said[case] in str(e.value), (case, str(e.value))
+        assert not (tmp_path / "ev").exists()
+    result = geosr.evaluate([good], scales=[4], models=["bicubic"], out=tmp_path / "ev", panels=False)
+    assert result.summary[4]["bicubic"]["overall"]["psnr_y"] > 20

@@ -421,7 +421,8 @@ def evaluate(
     **fields: Any,
 ) -> EvalResult:
     """Evaluate models and the baselines on ``data`` (pairs, or a path:
-    :func:`geosr.training.sources.evaluation_pairs`) and write the results to a folder.
+    :func:`geosr.training.sources.evaluation_pairs`) and write the results to a folder. Pairs given are checked
+    first (:meth:`~geosr.training.pairs.Pair.check`: InputError where their tensors' shapes disagree).
 
     ``options`` is an :class:`~geosr.options.EvaluateOptions`; ``fields`` set or override its fields: ``models``
     (names, paths or SuperResolvers), ``scales``, ``out`` (the folder, which must be empty or new unless
@@ -444,6 +445,8 @@ def evaluate(
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)
     folder.check(overwrite=opts.overwrite)
     pairs = evaluation_pairs(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else list(data)
+    for p in pairs:  # the layouts' pairs agree; one built by hand failed after every model ran (found in review)
+        p.check()
     if not pairs:  # (a held-out set's folder absent: said, as where others are scored)
         absent = absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []
         raise InputError(f"{data}: holds no evaluation pair" + (f" ({'; '.join(absent)})" if absent else ""))

@@ -20,6 +20,14 @@ from geosr.conditioning.radiometry import PERCENTILES, Stretch
 from geosr.errors import InputError, InputNotFoundError
 from geosr.training.degradations import box_downsample
 
+
+def _described(value: object) -> str:
+    """A tensor's shape and dtype in words (for messages), else the kind of value it is."""
+    if isinstance(value, torch.Tensor):
+        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    return f"a {type(value).__name__}"
+
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -56,6 +64,30 @@ class Pair:
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.target.shape[-2]), int(self.target.shape[-1])
+
+    def check(self) -> None:
+        """Raise InputError, naming the pair, where its tensors disagree as no data layout makes them (a pair
+        built by hand for the Python API: a 1-band reference of an RGB target, a change mask of another size)."""
+        def refuse(problem: str) -> None:
+            raise InputError(f"pair {self.name!r}: {problem}")
+
+        t = self.target
+        if not isinstance(t, torch.Tensor) or t.ndim != 3 or not t.is_floating_point() or min(t.shape) < 1:
+            refuse(f"its target is {_described(t)}; give a (bands, height, width) float tensor")
+        hw = self.shape
+        if self.ref is not None and (not isinstance(self.ref, torch.Tensor) or self.ref.shape != t.shape):
+            refuse(f"its reference is {_described(self.ref)}, its target {_described(t)}; a reference must have "
+                   "the target's bands and size")
+        for name in ("change", "labelled", "valid", "ref_valid", "map"):
+            m = getattr(self, name)
+            if m is not None and (not isinstance(m, torch.Tensor) or tuple(m.shape) != hw):
+                refuse(f"its {name} is {_described(m)}; it must be (height, width) = {hw}, the target's size")
+        for s, lr in self.lr.items():
+            need = (t.shape[0], hw[0] // s, hw[1] // s)
+            if not isinstance(lr, torch.Tensor) or lr.ndim != 3 or lr.shape[0] != need[0] or lr.shape[1] < need[1] \
+                    or lr.shape[2] < need[2]:
+                refuse(f"its x{s} LR is {_described(lr)}; at x{s} it must be {need}: the target's bands, its size / "
+                       f"{s}")
 
     @property
     def changed(self) -> torch.Tensor:
