@@ -54,8 +54,9 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # upscale measures it; a reference coarser than the LR keeps phase correlation's shift (session 59); 16: the
 # reference's cloud flags left out at its own resolution, its shift found through each image's own gaps, and one the
 # forward model cannot check through them not applied (session 69); 17: the LR's ranges (noise floor, the cue's
-# measures) over all of its own pixels, not only those the reference covers (session 70)
-DETECTOR_VERSION = 17
+# measures) over all of its own pixels, not only those the reference covers (session 70); 18: bright outliers (an
+# unflagged cloud) untrusted, and left out of the co-registration (session 72)
+DETECTOR_VERSION = 18
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
 # and one below this never is by the classical detector (Otsu splits even a scene without any change in two).
@@ -191,14 +192,33 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     left out of every fit and statistic (a cloud taken for the norm hides the changes beside it). The evidence there
     is that of the nearest pixels compared (:func:`refine` draws the images' changes around it as if it were not
     there; the caller adds the mask's own outline). ``own`` (h, w) bool: the LR's own pixels, not its edge replicated
-    beyond the scene, where the LR's ranges are taken (:func:`_ranges`; default everywhere).
+    beyond the scene, where the LR's ranges are taken (:func:`_ranges`; default everywhere). Either image's bright
+    outliers (:func:`bright_outliers`: a cloud no mask flags) are untrusted too, and the note says how much.
     """
+    bright = bright_outliers(lr, lr_valid) | bright_outliers(ref, ref_valid)
+    if bright.any():
+        untrusted = bright if untrusted is None else untrusted | bright
     if untrusted is not None and untrusted.any():
         known = lr_valid & ref_valid
-        found = detect_changes(lr, lr_valid & ~untrusted, ref, ref_valid, threshold, cue, own=own)
+        found = _detect(lr, lr_valid & ~untrusted, ref, ref_valid, threshold, cue, own)
         assert found.evidence is not None
         evidence = nearest_filled(found.evidence, found.valid).astype(np.float32)
-        return replace(found, changed=found.changed | (known & untrusted), valid=known, evidence=evidence)
+        # a bright outlier has no mask whose outline the caller adds: its evidence says changed, however refined
+        evidence = np.where(bright & known, np.maximum(evidence, 2 * LEVEL + 1), evidence).astype(np.float32)
+        note = BRIGHT_NOTE.format(share=100 * (bright & known).sum() / max(known.sum(), 1)) \
+            if (bright & known).any() else None
+        return replace(found, changed=found.changed | (known & untrusted), valid=known, evidence=evidence,
+                       note="; ".join(n for n in (found.note, note) if n) or None)
+    return _detect(lr, lr_valid, ref, ref_valid, threshold, cue, own)
+
+
+BRIGHT_NOTE = ("{share:.1f}% of the compared pixels are far brighter than the rest of either image (a cloud no "
+               "cloud mask flags?): taken as changed and left out of the fits")
+
+
+def _detect(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray, threshold: float | None,
+            cue: ChangeCue | None, own: np.ndarray | None) -> ChangeDetection:
+    """:func:`detect_changes` over the pixels valid in both, every one of them trusted."""
     valid = lr_valid & ref_valid
     if not valid.any():
         z = np.zeros(valid.shape, np.float32)
@@ -290,6 +310,34 @@ def detection_measures(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, re
     the cue: ``scripts/fit_change_cue.py``)."""
     valid = lr_valid & ref_valid
     return _classical(_filled(lr, valid), _filled(ref, valid), valid, None, _ranges(lr, lr_valid))[0]
+
+
+OUTLIER_SPREADS = 4.0  # bright_outliers: this many 10-90% spreads above the 90th percentile
+
+
+def bright_outliers(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the valid pixels of (C, h, w) ``img`` whose bands' mean lies OUTLIER_SPREADS times the 10-90%
+    spread (at least a quarter of the median) above the 90th percentile: an opaque cloud no mask flags, far
+    brighter than any ground, and the pixels within OUTLIER_MARGIN of them. Such pixels set a scene's 99th
+    percentile once they cover 1% of it, and their edges outweigh the ground's detail in a correlation (a disc at
+    DN 250 over 0.6% of a Landsat scene made its 2 LR px shift untrusted, at reliability 0.18 against 0.58; found in
+    review). None of the 34 images of the shared change pairs has one. Over a tenth of a scene or more, a cloud is
+    its own 90th percentile: none is found."""
+    out = np.zeros(valid.shape, bool)
+    if valid.sum() < 100:
+        return out
+    mean = img.mean(axis=0)
+    q10, q50, q90 = np.percentile(mean[valid], [10, 50, 90])
+    spread = max(q90 - q10, 0.25 * abs(q50))
+    if not spread > 0:
+        return out
+    out = valid & (mean > q90 + OUTLIER_SPREADS * spread)
+    # with the pixels it covers in part, below the bar, whose edges weigh as much (a cloud over 7.6% of a reference,
+    # averaged onto the LR grid, kept the match at reliability 0.03)
+    return ndimage.binary_dilation(out, iterations=OUTLIER_MARGIN) & valid if out.any() else out
+
+
+OUTLIER_MARGIN = 2  # pixels around bright outliers left out with them
 
 
 def _ranges(lr: np.ndarray, lr_valid: np.ndarray) -> tuple[np.ndarray, float]:
