@@ -444,3 +444,71 @@ def test_a_dry_run_of_a_resume_names_the_change_mask_the_run_kept(tmp_path, monk
     dry = upscale(lr, output=out, resume=True, dry_run=True, **opts)
     assert dry.change_detection["kept"] is True and 0 <= dry.change_detection["changed_share"] <= 1
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows == dry.resumed_rows == 2
+
+
+@pytest.mark.parametrize("how", ["copied in place, times kept (cp -p)", "moved in place, times kept (tar x)"])
+def test_resume_refuses_a_reference_or_mask_replaced_keeping_its_size_and_modification_time(tmp_path, monkeypatch,
+                                                                                           how):
+    """A reference or change mask replaced by another file of the same size and modification time (as `cp -p` or
+    `tar x` leave it) was taken for the one the journal names: --resume went on, its output rows of the old input
+    and the new mixed (found in review). Its status-change time and inode tell them apart: refused, saying how."""
+    import os
+    import shutil
+
+    import rasterio
+    from affine import Affine
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 200).astype(np.uint8))
+    grid = dict(transform=Affine(2.5, 0, 500000.0, 0, -2.5, 5000000.0))
+    make_raster(tmp_path / "ref.tif", (smooth_field(3, 160, 120, seed=2) * 200).astype(np.uint8), **grid)
+    make_raster(tmp_path / "cd.tif", np.zeros((1, 160, 120), np.uint8), **grid)
+    for name, data in (("ref", (smooth_field(3, 160, 120, seed=5) * 200).astype(np.uint8)),
+                       ("cd", np.ones((1, 160, 120), np.uint8))):  # another file of the same layout and size
+        shutil.copyfile(tmp_path / f"{name}.tif", tmp_path / f"other_{name}.tif")
+        with rasterio.open(tmp_path / f"other_{name}.tif", "r+") as ds:
+            ds.write(data)
+    out = tmp_path / "out.tif"
+    opts = dict(scale=4, model="reference-paste", ref=str(tmp_path / "ref.tif"), cd=str(tmp_path / "cd.tif"),
+                tiling=TilingConfig(window=8, overlap=2))
+    for name, role in (("ref", "the reference ref.tif"), ("cd", "the change mask cd.tif")):
+        _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, **opts))
+        target, other = tmp_path / f"{name}.tif", tmp_path / f"other_{name}.tif"
+        kept = target.read_bytes()
+        st = target.stat()
+        assert other.stat().st_size == st.st_size  # (the same size: only the pixels differ)
+        if how.startswith("copied"):
+            shutil.copyfile(other, target)
+        else:
+            os.replace(shutil.copy(other, tmp_path / "extracted.tif"), target)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        for dry in (True, False):
+            with pytest.raises(ResumeError) as err:
+                upscale(lr, output=out, resume=True, dry_run=dry, **opts)
+            assert str(err.value).startswith(
+                f"{out}: its unfinished run was started with other inputs or options ({role} changed (its "
+                "status-change time or inode: replaced or rewritten keeping its size and modification time, as cp -p "
+                "or tar do, or its permissions, owner or links changed)); "), str(err.value)
+        assert not out.exists()
+        target.write_bytes(kept)  # (the next input's turn)
+
+
+def test_resume_of_a_journal_that_identified_files_by_size_and_time_alone_says_so(tmp_path, monkeypatch):
+    """A journal written before geosr compared a file's status-change time and inode names each input by path, size
+    and modification time: its resume says that it was recorded so (each input read "changed", which none was)."""
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
+    _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
+    (job,) = out.with_name(out.name + ".geosr-work").glob("rows_*/job.json")
+    recorded = json.loads(job.read_text())
+    assert recorded.pop("file_identity") == ["path", "size", "mtime_ns", "ctime_ns", "inode"]
+    recorded["inputs"][0] = recorded["inputs"][0][:3]  # [path, size, mtime_ns], as it was recorded
+    job.write_text(json.dumps(recorded))
+    with pytest.raises(ResumeError) as err:
+        upscale(lr, output=out, resume=True, **opts)
+    assert str(err.value).startswith(
+        f"{out}: its unfinished run was started with other inputs or options (recorded by an earlier geosr, which "
+        "identified input files by path, size and modification time alone; geosr now also compares their "
+        "status-change time and inode); "), str(err.value)
+    job.unlink()
+    assert upscale(lr, output=out, **opts).resumed_rows == 0  # a run without resume starts over

@@ -14,6 +14,9 @@ from geosr.io.paths import is_file_list
 FINGERPRINT_INPUTS = (("lr", "the LR"), ("ref", "the reference"), ("cd", "the change mask"), ("map", "the map"),
                       ("style", "the style image"))
 REF = 1  # the reference's place among them
+# What a local input file's identity holds (geosr.pipeline.job._stat_id), recorded in the fingerprint: a journal or
+# batch record that identified files otherwise (before the status-change time and inode: none recorded) is another's
+FILE_IDENTITY = ("path", "size", "mtime_ns", "ctime_ns", "inode")
 
 
 def _option_names() -> dict[str, str]:
@@ -27,6 +30,8 @@ def _option_names() -> dict[str, str]:
 
 def fingerprint_changes(old: dict, new: dict) -> list[str]:
     """What differs between two job fingerprints, in words: ``the LR changed (its size or modification time)``,
+    ``recorded by an earlier geosr, which identified input files by...`` (a journal or record of before
+    :data:`FILE_IDENTITY`),
     ```batch_size` 1 -> 3``, ```window` 64 -> 48``, ```model` lite -> bicubic`` (the CLI shows flags; settings that
     are no option by their key: ``threads 2 -> 1``)."""
     said = []
@@ -35,6 +40,12 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             said.append(f"geosr {key} {old.get(key)} -> {new.get(key)}")
     if said:  # another geosr: its options may be recorded otherwise ("`sampler` default -> unset"; found in review)
         return said
+    if old.get("file_identity") != new.get("file_identity"):  # every file would read "changed" (found in review)
+        then, now = old.get("file_identity") or ("path", "size", "mtime_ns"), new.get("file_identity") or ()
+        added = [f for f in now if f not in then]
+        return [f"recorded by an earlier geosr, which identified input files by {_identity_words(then)} alone; "
+                f"geosr now also compares their {_identity_words(added)}" if added and set(then) <= set(now) else
+                f"input files identified by {_identity_words(then)} -> {_identity_words(now)}"]
     a, b = old.get("inputs") or [], new.get("inputs") or []
     for i in range(max(len(a), len(b))):
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
@@ -53,7 +64,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
                 member = _member_changed(x, y)
                 if member is not None:  # a STAC item's or a product's file, not the item itself (found in review)
                     role, named = f"{role}: its file {Path(member).name}", [member]
-            what = " (its size or modification time)"
+            what = _how_changed(x, y)
             if named is not None and re.match(r"^(/vsicurl|[a-z][a-z0-9+.-]*://)", named[0], re.IGNORECASE):
                 what = " (its size, Last-Modified or ETag on its server)"
             said.append(f"{role} {'was added' if x is None else 'was left out' if y is None else 'changed'}"
@@ -88,6 +99,36 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         if line not in said:
             said.append(line)
     return said
+
+
+_IDENTITY_WORDS = {"path": "path", "size": "size", "mtime_ns": "modification time",
+                   "ctime_ns": "status-change time", "inode": "inode"}
+
+
+def _identity_words(fields: object) -> str:
+    """``("path", "size", "mtime_ns")`` as ``path, size and modification time``."""
+    words = [_IDENTITY_WORDS.get(str(f), str(f)) for f in fields] if isinstance(fields, (list, tuple)) else []
+    return f"{', '.join(words[:-1])} and {words[-1]}" if len(words) > 1 else "".join(words) or "nothing"
+
+
+def _how_changed(old: list | None, new: list | None) -> str:
+    """How a local input file's identity changed, in words: its size or modification time, or else only what a copy
+    keeping those cannot set (the status-change time, the inode: the file was replaced or rewritten by ``cp -p`` or
+    ``tar``, or its permissions, owner or links changed; it said "its size or modification time" of a file whose
+    both were the same; found in review). For an input of several files (a STAC item, a VRT), the first that
+    differs."""
+    pairs = [(old, new)]
+    pairs += [(a, b) for a, b in zip((old or [])[1:], (new or [])[1:]) if isinstance(a, list) and isinstance(b, list)]
+    for a, b in pairs:
+        own_a = [v for v in a or [] if not isinstance(v, list)]
+        own_b = [v for v in b or [] if not isinstance(v, list)]
+        if own_a == own_b:
+            continue
+        if own_a[:3] == own_b[:3] and len(own_a) == len(own_b) == len(FILE_IDENTITY):
+            return (" (its status-change time or inode: replaced or rewritten keeping its size and modification "
+                    "time, as cp -p or tar do, or its permissions, owner or links changed)")
+        break
+    return " (its size or modification time)"
 
 
 def _member_changed(old: object, new: object) -> str | None:

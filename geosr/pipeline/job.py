@@ -71,7 +71,7 @@ from geosr.options import UpscaleOptions
 from geosr.options.declare import coerce
 from geosr.options.upscale import CD_KEYWORDS, STYLE_KEYWORDS
 from geosr.pipeline import resources
-from geosr.pipeline.fingerprints import COMPUTED_TAGS, FINGERPRINT_INPUTS, made_by
+from geosr.pipeline.fingerprints import COMPUTED_TAGS, FILE_IDENTITY, FINGERPRINT_INPUTS, made_by
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import style_tensor
 from geosr.tiling.grid import Grid, hr_grid
@@ -586,6 +586,7 @@ def _fingerprint(lr: str, sel: tuple[int, ...], sr: SuperResolver, tags: dict[st
     return json.loads(to_json(dict(
         version=__version__,
         revision=PIPELINE_REVISION,
+        file_identity=FILE_IDENTITY,  # what identifies an input file (a record of another: said so, found in review)
         inputs=[_file_id(given[role]) for role, _ in FINGERPRINT_INPUTS]
         + [_stat_id(p) for p in (opts.cd_classes, opts.aoi) if p and Path(p).is_file()]  # JSON table, AOI file
         + [_stat_id(p) for p in _read_parts(opts.aoi)],  # a shapefile's .prj, .dbf... (found in review)
@@ -1005,8 +1006,14 @@ def _read_parts(aoi: str | None) -> list[str]:
 
 
 def _stat_id(path: str) -> list:
+    """A local file's identity (:data:`~geosr.pipeline.fingerprints.FILE_IDENTITY`): its path, size and modification
+    time, and what no copy can set: its status-change time (a file rewritten in place, as ``cp -p`` does, or one
+    extracted by ``tar``, keeps a size and time given back, and was taken for the input a journal or record names,
+    its rows mixed with the old file's; found in review) and its inode (one moved in its place). Not its device:
+    a network or removable file system numbers its device anew at each mount, and a resume after a reboot was
+    refused for it."""
     st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,
