@@ -83,6 +83,32 @@ def test_a_file_that_appears_at_the_output_while_the_run_works_is_not_replaced(s
         assert ds.width == 48
 
 
+@pytest.mark.parametrize("suffix", [".aux.xml", ".ovr", ".msk"])
+def test_a_file_that_appears_at_the_provenance_raster_s_gdal_sidecar_while_the_run_works_is_kept(scene, suffix):
+    """The provenance raster's own metadata file, overviews or mask written while the run worked were deleted or
+    replaced as the run put its provenance raster in place, without `overwrite`, where the output's were answered
+    "appeared while this run worked" (found in review): answered so too, the file as it was."""
+    from geosr import upscale
+
+    tmp, lr, ref, cd = scene
+    out = tmp / "o.tif"
+    theirs = tmp / f"o.provenance.tif{suffix}"
+
+    def meanwhile(done: int, total: int) -> None:
+        if 0 < done < total:
+            theirs.write_text("someone else's")
+
+    with pytest.raises(OutputExistsError) as err:
+        upscale(lr, output=out, scale=4, ref=ref, cd=cd, model="reference-paste", window=8, overlap=2,
+                progress=meanwhile)
+    assert str(err.value).startswith(f"{theirs}: appeared while this run worked and is left as it is")
+    assert theirs.read_text() == "someone else's" and not out.exists() and not (tmp / "o.provenance.tif").exists()
+    upscale(lr, output=out, scale=4, ref=ref, cd=cd, model="reference-paste", window=8, overlap=2, resume=True,
+            overwrite=True)  # goes on from its work, replacing it
+    assert (tmp / "o.provenance.tif").is_file()
+    assert not theirs.exists() or theirs.read_text() != "someone else's"  # (its class names: geosr's own .aux.xml)
+
+
 @pytest.mark.parametrize("which", ["lr", "ref"])
 def test_an_input_inside_the_output_s_work_folder_is_refused(scene, which):
     """Found black-box: `geosr upscale w.tif.geosr-work/lr.tif -o w.tif` ran (exit 0) and removed its own LR with

@@ -117,7 +117,11 @@ def finish(
     job.summary["nodata_share"] = round(share, 6)
     job.meta = replace(job.meta, tags={**job.meta.tags, "GEOSR_NODATA_SHARE": f"{share:.6f}"})
     staged = _write_provenance(job) if job.provenance is not None else None
-    free = still_free(job.out_path, overwrite=job.overwrite, also=sidecar_paths(job.out_path).values(),
+    sides = sidecar_paths(job.out_path)
+    # the provenance raster's own GDAL files too, which it removes as it puts its own in place (one that appeared
+    # meanwhile was deleted without `overwrite`, where the output's were answered; found in review)
+    free = still_free(job.out_path, overwrite=job.overwrite,
+                      also=[*sides.values(), *gdal_sidecars(sides["provenance raster"]).values()],
                       then="; with `resume` the run then goes on from its work")
 
     def ready() -> None:  # the output's name was free when the run was planned: still free, without overwrite?
