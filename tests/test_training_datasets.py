@@ -616,8 +616,8 @@ def test_four_band_images_without_a_band_list_are_refused_saying_why(tmp_path):
 
     path = make_raster(tmp_path / "b.tif", (smooth_field(4, 64, 64, 1) * 200 + 20).astype(np.uint8))
     cfg = TrainConfig(data=({"kind": "synthetic", "paths": [str(path)]},), bands=4, crop=32)
-    with pytest.raises(InputError, match=r"^b: images are read as their red, green and blue bands without a list of "
-                                         r"bands, but the model has bands = 4; list the 4 bands to read in a data "
+    with pytest.raises(InputError, match=r"b\.tif: images are read as their red, green and blue bands without a list "
+                                         r"of bands, but the model has bands = 4; list the 4 bands to read in a data "
                                          r"manifest's set \(its bands, docs/training.md\), or set bands = 3$"):
         load_sources(cfg)
 
@@ -643,3 +643,86 @@ def test_a_reference_without_a_mask_is_unknown_change_not_unchanged_everywhere(t
     given, missing = (maker.make(p, np.random.default_rng(1)) for p in refdiff_folder(tmp_path))
     assert given.changed.float().mean().item() == pytest.approx(0.25)
     assert missing.changed.all() and (missing.change == 1).all()  # binary: 1, the first changed class
+
+
+def test_a_map_the_run_cannot_train_on_is_refused_before_anything_runs(tmp_path):
+    """A geotiff source's map of classes 0-4 with n_map_classes = 3 failed after the first step with torch's "Class
+    values must be smaller than num_classes" (an internal error, exit 1), and with n_map_classes 0 (the default) it
+    was left out without a word (found in review). Each is refused as the data is read, naming the map, its largest
+    class and the setting; a map of the run's classes trains."""
+    from tests.conftest import make_raster, smooth_field
+
+    from geosr.errors import ClassTableError
+    from geosr.training.config import TrainConfig
+    from geosr.training.sources import load_sources
+
+    hr = make_raster(tmp_path / "hr.tif", (smooth_field(3, 32, 32, 1) * 200 + 20).astype(np.uint8))
+    classes = make_raster(tmp_path / "map.tif", (np.arange(32 * 32).reshape(32, 32) // 205).astype(np.uint8))
+    below = make_raster(tmp_path / "below.tif", np.full((32, 32), -1, dtype=np.int16))
+
+    def data(m: Path, n: int) -> TrainConfig:
+        return TrainConfig(data=({"kind": "geotiff", "hr": str(hr), "map": str(m)},), scales=(4,), crop=16,
+                           n_map_classes=n)
+
+    with pytest.raises(ClassTableError, match=r"map\.tif: holds class 4, and the run trains 3 map classes \(0 to 2, "
+                                              r"n_map_classes\); set n_map_classes = 5 in the training config"):
+        load_sources(data(classes, 3))
+    with pytest.raises(ClassTableError, match=r"map\.tif: a map \(classes 0 to 4\), and the run trains no map input "
+                                              r"\(n_map_classes is 0, the default\); set n_map_classes = 5"):
+        load_sources(data(classes, 0))
+    with pytest.raises(ClassTableError, match=r"below\.tif: holds value -1, and a map's classes are 0 and up"):
+        load_sources(data(below, 5))
+    groups, _, _ = load_sources(data(classes, 5))
+    assert int(groups[0][0][0].map.max()) == 4
+    # the LR-space backbone reads no map: not refused there
+    load_sources(data(classes, 0), any_bands=True)
+
+
+def test_a_pairs_folder_of_four_band_images_says_how_to_read_them(tmp_path):
+    """A pairs folder of 4-band images with bands = 4 said "images of 3 bands ... give 4-band images": they are read
+    as red, green and blue, as a folder of single images is, which was told how to read more bands; a pairs folder
+    was not (found in review). Both name the image by its path (a folder of images named its stem)."""
+    from tests.conftest import make_raster, smooth_field
+
+    from geosr.training.config import TrainConfig
+    from geosr.training.sources import load_sources
+
+    four = (smooth_field(4, 48, 48, 2) * 200 + 20).astype(np.uint8)
+    for sub in ("A", "B", "label"):
+        (tmp_path / "p" / sub).mkdir(parents=True)
+    for sub in ("A", "B"):
+        make_raster(tmp_path / "p" / sub / "x.tif", four)
+    make_raster(tmp_path / "p" / "label" / "x.tif", np.zeros((48, 48), np.uint8))
+    (tmp_path / "s").mkdir()
+    cfg = TrainConfig(data=({"kind": "pairs", "path": str(tmp_path / "p")},), bands=4, crop=32)
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'p' / 'B' / 'x.tif'}: images are read as their red, green "
+                                         r"and blue bands without a list of bands, but the model has bands = 4; list "
+                                         r"the 4 bands to read in a data manifest's set"):
+        load_sources(cfg)
+    make_raster(tmp_path / "s" / "y.tif", four[:3])  # three bands: named by its path, not "y"
+    cfg = TrainConfig(data=({"kind": "synthetic", "paths": [str(tmp_path / "s" / "y.tif")]},), bands=4, crop=32)
+    with pytest.raises(InputError, match=rf"^{tmp_path / 's' / 'y.tif'}: has 3 bands, but the model has bands = 4; "
+                                         r"set bands = 3 in the training config or give 4-band images$"):
+        load_sources(cfg)
+
+
+def test_hidden_files_beside_the_images_are_no_images(tmp_path):
+    """A macOS AppleDouble file (``._x.tif``, which a Mac writes beside ``x.tif`` on a shared disk) in a folder of
+    images, a pairs folder or a Ref-Diff folder stopped the run: "not an image that can be read" (found in review).
+    Names starting with "." are left out of every listing of data."""
+    from geosr.training.backbone_fit import image_files
+    from geosr.training.layouts import incomplete_pairs
+    from geosr.training.pairs import list_images
+    from geosr.training.sources import source_for_path
+
+    apple = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    for sub in ("imgs", "p/A", "p/B", "p/label", "rd/HR_512"):
+        (tmp_path / sub).mkdir(parents=True)
+        image = np.zeros((32, 32), np.uint8) if sub == "p/label" else _hr(32, 32)
+        Image.fromarray(image).save(tmp_path / sub / "x.png")
+        (tmp_path / sub / "._x.png").write_bytes(apple)
+    src = source_for_path(tmp_path / "imgs")
+    assert src["kind"] == "synthetic" and src["paths"] == [str(tmp_path / "imgs" / "x.png")]
+    assert [p.name for p in list_images(tmp_path / "rd" / "HR_512")] == ["x.png"]
+    assert len(change_pair_folder(tmp_path / "p")) == 1 and incomplete_pairs(tmp_path / "p") == []
+    assert [p.name for p in image_files([tmp_path / "imgs"])] == ["x.png"]

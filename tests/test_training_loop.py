@@ -544,6 +544,8 @@ def test_config_problems_name_the_file_key_or_the_flag(tmp_path, images):
         ([config("w.json", data=[{"kind": "pairs", "path": "p", "weight": "heavy"}])],
          "a data source's weight is a number of at least 0, not 'heavy'"),
         ([config("hr.json", data=[{"kind": "geotiff", "lr": "lr.tif"}])], "a geotiff data source needs hr"),
+        ([config("syn.json", data=[{"kind": "synthetic", "weight": 1}])],
+         'a synthetic data source names its images ("paths", a list) or their folder ("path")'),
         ([config("s.json", data=[{"kind": "geotiff", "hr": "hr.tif", "scale": 2}])],
          "a geotiff data source's scale 2 is not among the scales trained (4): its LR would not be used"),
         ([config("b.json", data=[{**base["data"][0], "bands": [4, 4, 4]}])], "data source has no setting bands"),
@@ -570,7 +572,7 @@ def test_grey_images_are_not_trained_as_rgb_unless_the_model_has_one_band(tmp_pa
         path = tmp_path / f"b{bands}.json"
         path.write_text(json.dumps({**cfg, "bands": bands}))
         res = CliRunner().invoke(_app(), ["train", str(path), "--data", str(grey), "--out-dir", str(tmp_path / "r")])
-        assert res.exit_code == 2 and f"g0: images of 1 band, but the model has bands = {bands}" in res.output, \
+        assert res.exit_code == 2 and f"g0.png: has 1 band, but the model has bands = {bands}" in res.output, \
             res.output
         assert not (tmp_path / "r").exists()
     path = tmp_path / "b1.json"
@@ -674,7 +676,7 @@ def test_bad_run_settings_are_refused_in_one_sentence_before_anything_is_written
     zero.write_text(json.dumps({**json.loads(Path(cfg).read_text()), "steps": 0, "log_every": 0}))
     runner = CliRunner()
     out = tmp_path / "run"
-    for args, said in (([str(four)], "im0: images of 3 bands, but the model has bands = 4; set bands = 3 in the "
+    for args, said in (([str(four)], "im0.png: has 3 bands, but the model has bands = 4; set bands = 3 in the "
                                      "training config"),
                        ([str(zero)], "steps in zero.json must be at least 1, not 0; log_every in zero.json must be at "
                                      "least 1, not 0"),
@@ -805,6 +807,63 @@ def test_a_run_started_with_relative_data_paths_resumes_from_any_folder(tmp_path
     res = runner.invoke(_app(), ["train", "--resume", "--out-dir", "run", "--train-steps", "6", "--data", images.name,
                                  *args])
     assert res.exit_code == 0, res.output
+
+
+def _folder_run(tmp_path: Path, images: Path) -> tuple[Path, list[str]]:
+    """A run of 2 steps on the folder ``images`` validated on a folder ``val`` of two images: (its folder, args)."""
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(val / f"v{i}.png")
+    run = tmp_path / "run"
+    args = ["--arch", "tiny", "--crop", "32", "--batch", "2", "-x", "2", "--checkpoint-every", "2", "--val-every", "2",
+            "--out-dir", str(run)]
+    res = CliRunner().invoke(_app(), ["train", "--data", str(images), "--val-data", str(val), "--train-steps", "2",
+                                      *args])
+    assert res.exit_code == 0, res.output
+    return run, args
+
+
+def test_a_folder_of_images_resumed_is_listed_again(tmp_path, images):
+    """Found in review: `--resume` trained on the images a `--data` or `--val-data` folder of single images held when
+    the run started, one added since left out without a word (a pairs folder was refused: "held 2 pairs then and 3
+    now"). A folder's images are listed again: an image added is refused, as a pair is."""
+    run, _ = _folder_run(tmp_path, images)
+    Image.open(images / "im0.png").transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(images / "im2.png")
+    runner = CliRunner()
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started on other data: its sources held 2 pairs then and 3 now" in said, said
+    (images / "im2.png").unlink()
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(tmp_path / "val" / "v2.png")
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "was started with other validation data (--val-data)" in said, said
+    (tmp_path / "val" / "v2.png").unlink()
+    res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
+    assert res.exit_code == 0 and json.loads((run / "state.json").read_text())["step"] == 4, res.output
+
+
+def test_a_run_resumed_with_its_data_through_a_link_is_the_same_run(tmp_path, images, monkeypatch):
+    """Found in review: the run's folder of images given again through a symbolic link to it was refused as other
+    data ("was started with --data [...] not [...]"), though a run's data is known however its folder is spelled.
+    Data is compared by where it lies now (the record keeps the paths as given)."""
+    run, args = _folder_run(tmp_path, images)
+    (tmp_path / "link").symlink_to(images)
+    (tmp_path / "vlink").symlink_to(tmp_path / "val")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(_app(), ["train", "--resume", "--data", "./link/", "--val-data", "vlink",
+                                      "--train-steps", "4", *args])
+    assert res.exit_code == 0 and json.loads((run / "state.json").read_text())["step"] == 4, res.output
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in images.iterdir():
+        (other / p.name).write_bytes(p.read_bytes())
+    res = CliRunner().invoke(_app(), ["train", "--resume", "--data", "other", "--val-data", "val", "--train-steps",
+                                      "8", *args])
+    said = " ".join(res.output.split())  # another folder of the same images: other data still
+    assert res.exit_code == 2 and "was started with --data [" in said, said
 
 
 def test_nothing_to_resume_or_a_refused_run_leaves_no_folder(tmp_path, images):

@@ -145,7 +145,10 @@ def _read_tiff(p: Path) -> torch.Tensor:
 
 
 def image_files(folders: Sequence[Path]) -> list[Path]:
-    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    from geosr.training.pairs import is_hidden
+
+    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and not is_hidden(p, Path(f)))  # (a macOS ._x.tif is no image; found in review)
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
     return files

@@ -217,19 +217,21 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
     crop are left out."""
     from geosr.training.backbone_fit import IMAGE_SUFFIXES, read_images
     from geosr.training.manifest import find_manifest
-    from geosr.training.pairs import is_label_image
-    from geosr.training.sources import load_sources
+    from geosr.training.pairs import is_hidden, is_label_image
+    from geosr.training.sources import load_sources, source_images
 
     images: list[torch.Tensor] = []
     described: list[str] = []
     for src in sources:
         kind = src["kind"]
         if kind == "synthetic":  # single images: read as 8 bits straight away (thousands fit in memory)
-            got = read_images([Path(p) for p in src["paths"]])
-            where = f"{len(src['paths'])} images"
+            listed = source_images(src)  # (a folder's images now, as the diffusion trainer lists them)
+            got = read_images([Path(p) for p in listed])
+            where = f"{len(listed)} images"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
             files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                           and not is_label_image(p, Path(src["path"])))  # (labels are no imagery; review)
+                           and not is_label_image(p, Path(src["path"]))  # (labels are no imagery; review)
+                           and not is_hidden(p, Path(src["path"])))  # (nor a macOS ._x.tif; review)
             if not files:
                 raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no data layout "
                                  "geosr knows")

@@ -6,7 +6,8 @@ A data source is a mapping with a ``kind``:
 - ``{"kind": "pairs", "path": "LEVIR/", "weight": 1}`` — ``A/`` (reference), ``B/`` (target), ``label/``;
 - ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``
   (``"bands": [4, 3, 2, 8]``: those bands of each; default: the red, green and blue ``geosr upscale`` takes);
-- ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images;
+- ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images
+  (``"path": "folder/"``: the images that folder holds, listed at each start, a resumed run's too);
 - ``{"kind": "shared", "manifest": "collection.json", "weight": 1, "synthetic_weight": 1}`` — a collection of
   data sets named by a manifest (:mod:`geosr.training.manifest`; ``"path"`` overrides its root, or names a
   folder holding its own ``geosr-data.json``): its training split only, plus synthetic change from every HR
@@ -47,22 +48,24 @@ def absolute_backbone(backbone: Any) -> Any:
     return str(Path(backbone).expanduser().absolute())
 
 
-def absolute_sources(sources: Any) -> Any:
+def absolute_sources(sources: Any, *, resolve: bool = False) -> Any:
     """Data sources with every path made absolute (from the working folder, as relative ones are read) and ``..``
     resolved: a run's record then names its data wherever ``--resume`` is run from (a scheduler's job starts in
-    another folder), however the same folder is spelled."""
+    another folder), however the same folder is spelled. ``resolve``: symbolic links resolved too, for comparing
+    two runs' data (a run resumed with its folder given through a link to it was refused; found in review), where
+    a record keeps the paths as given."""
     if not isinstance(sources, (list, tuple)):
         return sources
+    absolute = os.path.realpath if resolve else os.path.abspath
     out = []
     for src in sources:
         if isinstance(src, Mapping):
             src = dict(src)
             for k in SOURCE_PATH_KEYS:
                 if isinstance(src.get(k), str) and src[k]:
-                    src[k] = os.path.abspath(os.path.expanduser(src[k]))
+                    src[k] = absolute(os.path.expanduser(src[k]))
             if isinstance(src.get("paths"), (list, tuple)):
-                src["paths"] = [os.path.abspath(os.path.expanduser(p)) if isinstance(p, str) else p
-                                for p in src["paths"]]
+                src["paths"] = [absolute(os.path.expanduser(p)) if isinstance(p, str) else p for p in src["paths"]]
         out.append(src)
     return tuple(out)
 
@@ -266,7 +269,8 @@ class TrainConfig:
 
 # A data source's keys per kind: (required, optional); "weight" (a number, 0 to leave the source out) is every kind's
 _SOURCE_KEYS = {"refdiff": ({"path"}, {"table"}), "pairs": ({"path"}, set()),
-                "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale", "bands"}), "synthetic": ({"paths"}, set()),
+                "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale", "bands"}),
+                "synthetic": (set(), {"paths", "path"}),  # (one of them: its images, or their folder)
                 "shared": (set(), {"manifest", "path", "synthetic_weight"})}
 
 
@@ -316,6 +320,8 @@ def _source_problems(src: Any, scales: Sequence[int]) -> list[str]:
     if "scale" in src and (isinstance(src["scale"], bool) or src["scale"] not in scales):
         problems.append(f"a geotiff data source's scale {src['scale']!r} is not among the scales trained "
                         f"({', '.join(map(str, scales))}): its LR would not be used")
+    if kind == "synthetic" and "paths" not in src and "path" not in src:
+        problems.append('a synthetic data source names its images ("paths", a list) or their folder ("path")')
     if kind == "shared" and not (src.get("manifest") or src.get("path")):
         problems.append('a shared data source names a "manifest" (a .json file) or a "path" that holds one')
     return problems

@@ -374,8 +374,17 @@ def find_image(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def is_hidden(path: Path, root: Path | None = None) -> bool:
+    """Whether ``path`` is a hidden file (its name starts with "."), or lies in a hidden folder below ``root``:
+    a macOS AppleDouble ``._x.tif`` beside ``x.tif`` (a copy from a Mac's disk) was read as an image and stopped
+    the run, "not an image that can be read" (found in review)."""
+    parts = path.relative_to(root).parts if root is not None and path.is_relative_to(root) else (path.name,)
+    return any(part.startswith(".") for part in parts)
+
+
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    """The images of ``folder`` by their extension (:data:`IMAGE_EXTS`), in name order; hidden files left out."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not is_hidden(p))
 
 
 LABEL_FOLDERS = frozenset({"label", "labels", "cd_mask"})  # a change-pair layout's labels (LEVIR, DSIFN, Ref-Diff)
@@ -391,4 +400,4 @@ def is_label_image(path: Path, root: Path | None = None) -> bool:
 
 
 __all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "read_label", "classes_of",
-           "find_image", "list_images", "is_label_image"]
+           "find_image", "is_hidden", "list_images", "is_label_image"]

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from geosr.conditioning.changes import load_change_classes
-from geosr.errors import InputError, InputNotFoundError, OptionError
+from geosr.errors import ClassTableError, InputError, InputNotFoundError, OptionError
 from geosr.training.config import TrainConfig
 from geosr.training.layouts import (
     change_pair_folder,
@@ -31,7 +31,7 @@ from geosr.training.manifest import (
     find_manifest,
     load_collection,
 )
-from geosr.training.pairs import IMAGE_EXTS, Pair, is_label_image
+from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_label_image
 
 Groups = list[tuple[list[Pair], float]]
 
@@ -53,13 +53,33 @@ def source_for_path(path: str | Path) -> dict[str, Any]:
         return {"kind": "pairs", "path": str(p)}
     if find_manifest(p) is not None:
         return {"kind": "shared", "path": str(p)}
-    images = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                    and not is_label_image(f))
-    if images:
-        return {"kind": "synthetic", "paths": images}
-    if any(d.is_dir() for d in p.iterdir()):
+    images = folder_images(p)
+    if images:  # its folder too: a resumed run lists it again (an image added since was not trained on, unsaid)
+        return {"kind": "synthetic", "path": str(p), "paths": images}
+    if any(d.is_dir() and not is_hidden(d) for d in p.iterdir()):
         return {"kind": "shared", "path": str(p)}
     raise InputError(f"{p}: not a data layout geosr knows (HR_512/, A/ B/ label/, images, or a data manifest)")
+
+
+def folder_images(folder: Path) -> list[str]:
+    """The images of a folder of single images, in name order: neither change masks by their name nor hidden files
+    (a macOS ``._x.tif`` stopped the run, "not an image that can be read"; found in review)."""
+    return sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                  and not is_label_image(f) and not is_hidden(f))
+
+
+def source_images(src: Mapping[str, Any]) -> list[str]:
+    """The images of a ``synthetic`` source: those its folder (``path``) holds now, else its list (``paths``). A
+    resumed run then trains on the images its folder holds, so that one added since is told by the data's
+    fingerprint, as a pair added to a pairs folder is ("held 2 pairs then and 3 now"), where the list recorded
+    at the start was trained on without a word (found in review)."""
+    if src.get("path"):
+        folder = Path(src["path"])
+        require_data_folder(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: a synthetic data source's path is a folder of images")
+        return folder_images(folder)
+    return list(src["paths"])
 
 
 def collection_of(src: Mapping[str, Any]) -> Collection:
@@ -77,12 +97,18 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
     return load_collection(found)
 
 
-def _holds_more(src: Mapping[str, Any], name: str, bands: int) -> bool:
-    """Whether the image ``name`` of a source of single images, read as its red, green and blue, is a GeoTIFF of at
-    least ``bands`` bands."""
-    if src.get("kind") != "synthetic" or src.get("bands"):
-        return False
-    path = next((Path(p) for p in src.get("paths", ()) if Path(p).stem == name), None)
+def _image_of(src: Mapping[str, Any], name: str, paths: list[str]) -> Path | None:
+    """The image file of the pair ``name`` of a source of single images (among ``paths``) or a pairs folder (its
+    target, in ``B/``); None for other kinds."""
+    if src.get("kind") == "synthetic":
+        return next((Path(p) for p in paths if Path(p).stem == name), None)
+    if src.get("kind") == "pairs":
+        return find_image(Path(src["path"]) / "B", name)
+    return None
+
+
+def _holds_more(path: Path | None, bands: int) -> bool:
+    """Whether ``path``, an image read as its red, green and blue, is a GeoTIFF of at least ``bands`` bands."""
     if path is None or path.suffix.lower() not in (".tif", ".tiff"):
         return False
     from geosr.io.rasters import inspect_raster
@@ -91,6 +117,26 @@ def _holds_more(src: Mapping[str, Any], name: str, bands: int) -> bool:
         return inspect_raster(str(path), require_crs=False).count >= bands
     except Exception:  # noqa: BLE001 - unreadable: the usual message
         return False
+
+
+def _check_map(path: str, pair: Pair, n_classes: int) -> None:
+    """Refuse a map that the run cannot train on as it is: with ``n_map_classes`` 0 (the default) it was left out
+    without a word, and a class of n_map_classes or more failed after the first step with torch's "Class values
+    must be smaller than num_classes" (an internal error; found in review). Worded as ``geosr upscale`` words it."""
+    if pair.map is None or not pair.map.numel():
+        return
+    low, top = int(pair.map.min()), int(pair.map.max())
+    if low < 0:
+        raise ClassTableError(f"{path}: holds value {low}, and a map's classes are 0 and up; mend the map, or declare "
+                              "it its nodata value")
+    if not n_classes:
+        raise ClassTableError(f"{path}: a map (classes 0 to {top}), and the run trains no map input (n_map_classes "
+                              f"is 0, the default); set n_map_classes = {top + 1} in the training config, or leave "
+                              "the map out")
+    if top >= n_classes:
+        raise ClassTableError(f"{path}: holds class {top}, and the run trains {n_classes} map classes (0 to "
+                              f"{n_classes - 1}, n_map_classes); set n_map_classes = {top + 1} in the training config, "
+                              "or give a map of its classes")
 
 
 def load_sources(
@@ -108,6 +154,7 @@ def load_sources(
     for src in cfg.data if sources is None else sources:
         kind, w = src["kind"], float(src.get("weight", 1.0))
         where = src.get("path") or src.get("hr") or "images"
+        paths = source_images(src) if kind == "synthetic" else []
         if kind == "refdiff":
             pairs = refdiff_folder(src["path"], table=table if src.get("table") else None)
         elif kind == "pairs":
@@ -128,7 +175,7 @@ def load_sources(
             pairs = [geotiff_stack(hr=src["hr"], lr=src.get("lr"), ref=src.get("ref"), mask=src.get("mask"),
                                    map=src.get("map"), scale=int(scale), table=table, bands=src.get("bands"))]
         elif kind == "synthetic":
-            pairs = synthetic_pairs(src["paths"], grey_as_rgb=False)  # the user's own: a grey image is no RGB one
+            pairs = synthetic_pairs(paths, grey_as_rgb=False)  # the user's own: a grey image is no RGB one
         else:  # shared: a collection's training split, plus synthetic change from its images
             collection = collection_of(src)
             where = str(collection.root)
@@ -140,24 +187,28 @@ def load_sources(
                 foreign.extend(p.target for p in syn)
                 described.append(f"synthetic change from {len(syn)} images of {where}")
         if not pairs:
-            shown = os.path.commonpath(src["paths"]) if kind == "synthetic" and src.get("paths") else where
+            shown = os.path.commonpath(paths) if kind == "synthetic" and paths and not src.get("path") else where
             raise InputError(f"{shown}: its data source ({kind}) holds no usable image")
+        if kind == "geotiff" and src.get("map") and not any_bands:  # (the backbone reads no map)
+            _check_map(src["map"], pairs[0], cfg.n_map_classes)
         refuse_hidden_changes(pairs)  # (as evaluate does: trained on as unknown everywhere; found in review)
         counts = {} if any_bands else {p.target.shape[0]: p.name for p in pairs}
         if len(counts) > 1:  # "set bands = 1" would then fail on the others
             shown = " and ".join(f"{n} band{'s' * (n != 1)} ({name})" for n, name in sorted(counts.items()))
-            place = os.path.commonpath(src["paths"]) if kind == "synthetic" else where
+            place = os.path.commonpath(paths) if kind == "synthetic" and not src.get("path") else where
             raise InputError(f"{place}: holds images of {shown}; a run trains on images of one band count: give "
                              "them in separate runs, or make them alike")
         other = None if any_bands else next((p for p in pairs if p.target.shape[0] != cfg.bands), None)
         if other is not None:  # else the network fails on its first batch with a shape error
             n = other.target.shape[0]
-            named = where if kind != 'synthetic' else other.name
-            if n == 3 and cfg.bands > 3 and _holds_more(src, other.name, cfg.bands):  # ("images of 3 bands")
-                raise InputError(f"{named}: images are read as their red, green and blue bands without a list of "
+            # a source of single images or a pairs folder: its image by its path (a stem was named; found in review)
+            image = _image_of(src, other.name, paths)
+            if n == 3 and cfg.bands > 3 and _holds_more(image, cfg.bands):  # ("images of 3 bands": a pairs folder's
+                # 4-band images were too; found in review)
+                raise InputError(f"{image}: images are read as their red, green and blue bands without a list of "
                                  f"bands, but the model has bands = {cfg.bands}; list the {cfg.bands} bands to read "
                                  "in a data manifest's set (its bands, docs/training.md), or set bands = 3")
-            raise InputError(f"{named}: images of {n} band{'s' * (n != 1)}, "
+            raise InputError(f"{image or where}: {'has' if image else 'images of'} {n} band{'s' * (n != 1)}, "
                              f"but the model has bands = {cfg.bands}; set bands = {n} in the training config or give "
                              f"{cfg.bands}-band images")
         labelled = None if any_bands else next(  # (the backbone reads no change label)

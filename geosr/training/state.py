@@ -145,6 +145,21 @@ RESUMABLE = ("out", "steps", "checkpoint_every", "val_every", "log_every", "devi
              "description", "inference")
 
 
+def _comparable_sources(then: Any, now: Any) -> tuple[Any, Any]:
+    """Two runs' data sources as compared: by where their files lie (a folder given through a link to it is the
+    same; found in review), a folder of images by its folder where both name one (its images are compared by the
+    data's fingerprint, which tells one added since), else by its images (a run recorded before folders were)."""
+    then, now = (json.loads(json.dumps(absolute_sources(v, resolve=True))) for v in (then, now))
+    if not isinstance(then, list) or not isinstance(now, list):
+        return then, now
+    for a, b in zip(then, now):
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("kind") == b.get("kind") == "synthetic":
+            drop = "paths" if "path" in a and "path" in b else "path"
+            a.pop(drop, None)
+            b.pop(drop, None)
+    return then, now
+
+
 def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[str, Any]) -> None:
     """Refuse to resume the run in ``out`` with settings (``cfg``, a TrainConfig's dict) other than those it was
     started with (``record["run"]``), beyond :data:`RESUMABLE`: the model it writes would not be what its record
@@ -163,7 +178,9 @@ def refuse_changed_settings(out: Path, record: dict[str, Any] | None, cfg: dict[
                              if k in started}}
     if "backbone" in started:  # so was its backbone's file
         started["backbone"] = absolute_backbone(started["backbone"])
-    changed = [k for k in sorted(set(started) | set(now)) if k not in RESUMABLE and started.get(k) != now.get(k)]
+    compared = {k: _comparable_sources(started[k], now[k]) for k in ("data", "val_data") if k in started and k in now}
+    changed = [k for k in sorted(set(started) | set(now)) if k not in RESUMABLE and (
+        compared[k][0] != compared[k][1] if k in compared else started.get(k) != now.get(k))]  # (shown as given)
     if changed:
         k = changed[0]
         more = f" ({', '.join(f'`{c}`' for c in changed[1:])} too)" if len(changed) > 1 else ""
