@@ -1010,8 +1010,8 @@ def _stat_id(path: str) -> list:
     time, and what no copy can set: its status-change time (a file rewritten in place, as ``cp -p`` does, or one
     extracted by ``tar``, keeps a size and time given back, and was taken for the input a journal or record names,
     its rows mixed with the old file's; found in review) and its inode (one moved in its place). Not its device:
-    a network or removable file system numbers its device anew at each mount, and a resume after a reboot was
-    refused for it."""
+    a network or removable file system may number its device anew at each mount, which would refuse a resume after
+    a reboot."""
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
