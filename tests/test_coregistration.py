@@ -667,8 +667,8 @@ def test_a_poor_match_is_said_as_one_not_as_an_offset_beyond_reach():
 def test_an_unflagged_bright_cloud_neither_vetoes_the_shift_nor_hides_the_changes_beside_it(tmp_path, cloudy):
     """An opaque cloud no mask flags over about 1% of either image: its edges outweighed the ground's detail, and a
     right shift was not trusted (reliability 0.18 against 0.58), and its values set the LR's range, so that the
-    changes in the clear rest of the scene were missed (found in review). It is left out as a flagged cloud would
-    be: the shift is applied, the cloud is changed, the detection elsewhere is as without it, and the run says so."""
+    changes in the clear rest of the scene were missed (found in review). It is left out of the co-registration and
+    of the detector's fits: the shift is applied, the cloud is changed, the detection elsewhere is as without it."""
     import json
 
     from scipy import ndimage
@@ -705,7 +705,3 @@ def test_an_unflagged_bright_cloud_neither_vetoes_the_shift_nor_hides_the_change
     near = ndimage.binary_dilation(lr_disc, iterations=4)
     clear = runs["clear"][1]
     assert (changed[~near] == clear[~near]).mean() > 0.97, (changed[~near] == clear[~near]).mean()
-    # (the LR's cloud is said; a reference's is changed by the usual rule, once harmonized to the LR's contrast)
-    said = [w for w in report["warnings"] if "far brighter than the rest of either image" in w]
-    assert len(said) == (cloudy == "lr"), report["warnings"]
-    assert not any("far brighter" in w for w in runs["clear"][0]["warnings"])

@@ -46,8 +46,10 @@ def test_the_detector_finds_a_new_building_of_the_ground_s_colour():
 
 def test_an_unflagged_bright_cloud_is_changed_and_hides_nothing_beside_it():
     """An opaque cloud no mask flags, over 1-7% of the LR: its values set the LR's range (the noise floor, the cue's
-    measures), and the changes in the clear rest were missed (a 7% cloud: 39% of a Landsat scene's labelled changes
-    found outside it, against 90%; found in review). It is changed, with its edge, and the rest is as without it."""
+    measures), and the changes in the clear rest were missed (a 7% cloud: 17% of a Landsat scene's labelled changes
+    found outside it, against 83%; found in review). It is changed, and the rest is as without it; a white roof both
+    images show, as bright, is not changed for it (forced to "changed", white tanks lost their reference; found in
+    review)."""
     from scipy import ndimage
 
     from geosr.conditioning.change_detection import bright_outliers
@@ -60,18 +62,21 @@ def test_an_unflagged_bright_cloud_is_changed_and_hides_nothing_beside_it():
     new[(slice(None), *block)] = np.where(rng.random((3, 16, 20)) > 0.5, 1.0, 0.0) * level
     valid = np.ones((96, 96), bool)
     clear = compare(new, valid, old, valid)
-    assert not bright_outliers(new, valid).any() and not bright_outliers(old, valid).any() and clear.note is None
+    assert not bright_outliers(new, valid).any() and not bright_outliers(old, valid).any()
     yy, xx = np.mgrid[:96, :96]
     for radius in (6, 14):  # 1.2% and 6.7% of the scene
         disc = (yy - 20) ** 2 + (xx - 75) ** 2 < radius ** 2
         cloudy = new.copy()
         cloudy[:, disc] = 4.0
         found = compare(cloudy, valid, old, valid)
-        near = ndimage.binary_dilation(disc, iterations=2)
-        assert found.changed[near].all() and bright_outliers(cloudy, valid).sum() == near.sum()
+        near = ndimage.binary_dilation(disc, iterations=3)
+        assert bright_outliers(cloudy, valid, 0).sum() == disc.sum() and found.changed[disc].all()
         assert (found.changed[~near] == clear.changed[~near]).mean() > 0.99
-        said = f"{100 * near.mean():.1f}% of the compared pixels are far brighter"
-        assert found.note is not None and said in found.note, found.note
+    roof = (slice(75, 79), slice(10, 14))  # white in both dates
+    roofed_old, roofed_new = old.copy(), new.copy()
+    roofed_old[(slice(None), *roof)], roofed_new[(slice(None), *roof)] = 4.0, 3.3
+    assert bright_outliers(roofed_new, valid, 0)[roof].all() and bright_outliers(roofed_old, valid, 0)[roof].all()
+    assert not compare(roofed_new, valid, roofed_old, valid).changed[roof].any()
     bank = yy < 20  # a cloud over a fifth of the scene is its own 90th percentile: left to the usual rule
     cloudy = new.copy()
     cloudy[:, bank] = 4.0

@@ -305,7 +305,7 @@ def test_a_landsat_folder_s_infrared_and_thermal_bands_are_what_the_sensor_makes
     res = _run("upscale", folder, "-x", "2", "-m", "bicubic", "--bands", bands, "-o", out, "-q")
     assert res.exit_code == 0, res.output
     eo = json.loads(out.with_name("o.stac.json").read_text())["assets"]["data"]["eo:bands"]
-    assert [b.get("common_name") for b in eo] == ["nir08", "swir16", "swir22", "lwir", "coastal"]
+    assert [b.get("common_name") for b in eo] == ["nir", "swir16", "swir22", "lwir", "coastal"]
     with rasterio.open(out) as ds:
         assert [c.name for c in ds.colorinterp] == ["nir", "swir", "swir", "lwir", "coastal"]
 

@@ -846,7 +846,10 @@ def test_a_refdiff_case_s_given_lr_elsewhere_or_on_another_scale_is_refused(tmp_
               "its values average 0.0623 times its HR's"),
              # (a ratio under 0.005 read "0.00 times", as if the LR were blank; found in review)
              ((lr // 256).astype(np.uint8), Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633",
-              "its values average 0.00366 times its HR's")]
+              "its values average 0.00366 times its HR's"),
+             # (and over 1000 not as "1.23e+03"; found in review)
+             (lr.astype(np.float32) * 2000, Affine(4, 0, 500000, 0, -4, 5000000), "EPSG:32633",
+              "its values average 2,000 times its HR's")]
     for data, transform, crs, said in cases:
         write(root / "Bic_LR_D4_16" / "a.tif", data, transform, crs)
         res = CliRunner().invoke(_app(), ["evaluate", str(root), "-x", "4", "--out-dir", str(tmp_path / "e"),

@@ -26,6 +26,11 @@ _COLOURS = {"TM": {"B1": "blue", "B2": "green", "B3": "red", "B4": "nir", "B5": 
                     "B7": "swir", "B8": "pan", "B10": "lwir", "B11": "lwir"},
             "MSS1": {"B4": "green", "B5": "red", "B6": "nir", "B7": "nir"},
             "MSS4": {"B1": "green", "B2": "red", "B3": "nir", "B4": "nir"}}
+# Each sensor's bands by the STAC common names narrower than their colour (USGS's Collection 2 items): TM's and
+# OLI's NIR differ in number, MSS has two NIR bands (nir08, nir09) and no SWIR
+_NARROW = {"TM": {"B4": "nir08", "B5": "swir16", "B7": "swir22"},
+           "OLI": {"B5": "nir08", "B6": "swir16", "B7": "swir22"},
+           "MSS1": {"B6": "nir08", "B7": "nir09"}, "MSS4": {"B3": "nir08", "B4": "nir09"}}
 # A Collection 2 product ID (LC09_L2SP_044034_20230612_20230614_02_T1): every band's fill value is 0
 _COLLECTION_2 = re.compile(r"^L[MTECO]0[1-9]_L[12][A-Z0-9]{2}_\d{6}_\d{8}_\d{8}_02_(T1|T2|RT)", re.IGNORECASE)
 # One band's file of it, as USGS names them (SR_ / ST_ of Level 2, the band), anchored at the end: a geosr output named
@@ -41,14 +46,28 @@ def landsat_colour(name: str, token: str | None) -> str | None:
     GDAL's colour interpretations), None for another band, sensor or file: written as the band's colour
     interpretation, so that the default bands, what ``--bands red`` (or nir, swir) selects and the output's colours
     follow the sensor, not Sentinel-2's B4 = red and B11 = SWIR."""
+    sensor = _sensor(name)
+    if sensor is None or token is None:
+        return None
+    token = re.sub(r"_VCID_[12]$", "", token, flags=re.IGNORECASE)  # (ETM+'s two thermal gains: B6; review)
+    return _COLOURS[sensor].get(token)
+
+
+def landsat_narrow(name: str, token: str | None) -> str | None:
+    """The STAC common name narrower than its colour of the band ``token`` of the Landsat file ``name`` (nir08,
+    nir09, swir16, swir22: what ``--bands swir16`` selects), None for another band, sensor or file."""
+    sensor = _sensor(name)
+    return _NARROW.get(sensor, {}).get(token) if sensor and token else None
+
+
+def _sensor(name: str) -> str | None:
+    """The sensor of the Landsat file ``name`` as the tables above key it (TM for ETM+ too), None for another."""
     m = _LANDSAT_FILE.match(name)
-    if m is None or token is None:
+    if m is None:
         return None
     kind, sat = m.group(1).upper(), int(m.group(2))
-    token = re.sub(r"_VCID_[12]$", "", token, flags=re.IGNORECASE)  # (ETM+'s two thermal gains: B6; review)
-    sensor = ("OLI" if kind in "CO" else "TM" if kind in "TE" and sat in (4, 5, 7)
-              else ("MSS1" if sat <= 3 else "MSS4") if kind == "M" and sat <= 5 else None)
-    return _COLOURS[sensor].get(token) if sensor else None
+    return ("OLI" if kind in "CO" else "TM" if kind in "TE" and sat in (4, 5, 7)
+            else ("MSS1" if sat <= 3 else "MSS4") if kind == "M" and sat <= 5 else None)
 
 
 def landsat_file(name: str) -> bool:

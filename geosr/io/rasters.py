@@ -332,17 +332,18 @@ _ROLES = {"b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b8a": "nir
 NARROW_NAMES = {"b8a": "nir08", "b11": "swir16", "b12": "swir22"}
 
 
-# a Landsat band file's narrow name by its colour interpretation and band (geosr.io.landsat marks NIR and SWIR):
-# OLI's B5, B6, B7 and TM / ETM+'s B4, B5, B7, as the USGS's STAC items name them
-_LANDSAT_NARROW = {("nir", "B4"): "nir08", ("nir", "B5"): "nir08", ("swir", "B5"): "swir16", ("swir", "B6"): "swir16",
-                   ("swir", "B7"): "swir22"}
+# a Landsat band's narrow name by its colour interpretation and band (geosr.io.landsat marks NIR and SWIR): its SWIR
+# bands, OLI's B6, B7 and TM / ETM+'s B5, B7, as USGS's STAC items name them; not its NIR, whose narrow name depends
+# on the sensor (TM's B4 is nir08, MSS's nir09; geosr.io.landsat.landsat_narrow, where the file names say it)
+_LANDSAT_NARROW = {("swir", "B5"): "swir16", ("swir", "B6"): "swir16", ("swir", "B7"): "swir22"}
 _ROLES_OF_NARROW = {"nir08": "nir", "swir16": "swir", "swir22": "swir"}  # as GDAL's colour interpretations name them
 
 
 def narrow_names(info: RasterInfo) -> tuple[str | None, ...]:
     """Each band's STAC common name narrower than its role (nir08, swir16, swir22) where geosr knows it, else None:
     Sentinel-2's B8A, B11, B12 by name unless their colour interpretation says otherwise (a Landsat OLI B11 is
-    thermal), a Landsat band's by its name and colour interpretation (B1..B7 mean other bands on each satellite)."""
+    thermal), a Landsat SWIR band's by its name and colour interpretation (B1..B7 mean other bands on each
+    satellite; a Landsat folder's NIR bands by their sensor: geosr.io.sources gives them as aliases)."""
     out = []
     for name, ci in zip(info.descriptions, info.colorinterp):
         name = (name or "").strip()

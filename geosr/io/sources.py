@@ -20,6 +20,7 @@ from geosr.io.landsat import (
     collection_2_band_file,
     is_landsat_archive,
     landsat_colour,
+    landsat_narrow,
     landsat_radiometry,
     published_radiometry,
 )
@@ -459,6 +460,9 @@ def _band_folder(path: str) -> Composite:
                                   note + (f"; DN 0 read as nodata ({fill})" if fill else ""),
                                   {"ACQUISITIONDATETIME": rad.acquired} if rad and rad.acquired else None,
                                   same_grid=False), rad)
+    # a Landsat band by its narrow common name (`--bands swir16`): which band it is depends on the sensor
+    narrow = tuple((n, t) for t in tokens if (n := landsat_narrow(by_token[t].name, t)))
+    comp = replace(comp, aliases=comp.aliases + narrow) if narrow else comp
     masks = _folder_masks(folder)
     if len(masks) > 1:
         why = f"it holds {len(masks)} cloud masks ({', '.join(Path(m.href).name for m in masks)})"

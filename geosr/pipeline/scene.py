@@ -302,16 +302,14 @@ class Scene:
                                                               grid.transform, w, h)
         if clouds is not None:
             lr_valid = lr_valid & ~clouds
-        # a cloud no mask flags, far brighter than any ground, is left out as a flagged one: its edges outweighed
-        # the ground's detail (a disc over 0.6% of a Landsat LR made a right 2 LR px shift untrusted, reliability
-        # 0.18 against 0.58; found in review)
-        bright = bright_outliers(lr, lr_valid)
-        lr_valid = lr_valid & ~bright
+        # pixels far brighter than the rest (a cloud no mask flags; white roofs and tanks too) are left out: a
+        # cloud's edges outweighed the ground's detail (a disc over 0.6% of a Landsat LR made a right 2 LR px shift
+        # untrusted, reliability 0.18 against 0.58; found in review). Not as a mask's flags: they may be ground
+        lr_valid = lr_valid & ~bright_outliers(lr, lr_valid)
         ref, ref_valid, hidden = self._reference_on(ds, grid, bands)
-        ref_bright = bright_outliers(ref, ref_valid)
-        ref_valid = ref_valid & ~ref_bright
+        ref_valid = ref_valid & ~bright_outliers(ref, ref_valid)
         first = estimate_offset(lr, lr_valid, ref, ref_valid)
-        flagged = bool(clouds is not None and clouds.any()) or hidden or bool(bright.any() or ref_bright.any())
+        flagged = bool(clouds is not None and clouds.any()) or hidden  # (a cloud smaller than an LR pixel too)
         if first.reason == TOO_SMALL and flagged:
             first = replace(first, reason=f"{TOO_SMALL} once the pixels the cloud masks flag are left out")
         origin = (int(crop.col_off), int(crop.row_off))

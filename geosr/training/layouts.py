@@ -292,7 +292,9 @@ def _lr_in_place(path: Path, hr_path: Path, s: int, lr: torch.Tensor, target: to
         # (a dark HR's ratio says nothing; another sensor's LR of a dark tile is 0.4x its HR's: only a ratio
         # no sensor gives, that of other data types or units, 1/16 for 8 bits beside 12, is refused)
         if mine > 0.02 and not 0.25 <= theirs_mean / mine <= 4:
-            raise InputError(f"{path}: its values average {theirs_mean / mine:.3g} times its HR's ({hr_path}) over "
+            ratio = theirs_mean / mine  # (3 digits: "0.00 times" read as blank; no "1e+04": found in review)
+            said = f"{ratio:.3g}" if ratio < 1000 else f"{ratio:,.0f}"
+            raise InputError(f"{path}: its values average {said} times its HR's ({hr_path}) over "
                              "the same ground: not on the HR's scale (another data type, other units, or a band "
                              "scale and offset on one of the two files only: each is read in physical units?); give "
                              "the LR in the HR's data type and units")
