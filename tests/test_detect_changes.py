@@ -76,7 +76,15 @@ def test_an_unflagged_bright_cloud_is_changed_and_hides_nothing_beside_it():
     roofed_old, roofed_new = old.copy(), new.copy()
     roofed_old[(slice(None), *roof)], roofed_new[(slice(None), *roof)] = 4.0, 3.3
     assert bright_outliers(roofed_new, valid, 0)[roof].all() and bright_outliers(roofed_old, valid, 0)[roof].all()
+    disc = (yy - 20) ** 2 + (xx - 75) ** 2 < 6 ** 2  # with a cloud elsewhere, over the share that leaves them out
+    roofed_new[:, disc] = 4.0
     assert not compare(roofed_new, valid, roofed_old, valid).changed[roof].any()
+    # a new white roof where the reference shows bright soil (brighter than 98% of it, far less than the roof) is
+    # changed, however bright the rest is (at a bar of 1 spread, with a cloud elsewhere, the roof took its unchanged
+    # neighbours' evidence; found in review)
+    soil_old = old.copy()
+    soil_old[(slice(None), *roof)] = np.percentile(old.mean(axis=0), 99.5)
+    assert compare(roofed_new, valid, soil_old, valid).changed[roof].all()
     bank = yy < 20  # a cloud over a fifth of the scene is its own 90th percentile: left to the usual rule
     cloudy = new.copy()
     cloudy[:, bank] = 4.0

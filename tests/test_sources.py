@@ -835,8 +835,9 @@ def test_narrow_common_names_select_landsat_and_sentinel_2_bands(tmp_path):
     for folder, spec, want in ((oli, "nir08,swir16,swir22", ("B5", "B6", "B7")),
                                (etm, "nir08,swir16,swir22", ("B4", "B5", "B7")),
                                (mss, "nir08,nir09", ("B3", "B4")), (mss1, "nir08,nir09", ("B6", "B7"))):
-        info = inspect_raster(str(folder))
-        assert [info.descriptions[b - 1] for b in parse_bands(spec, info)] == list(want)
+        for given in (str(folder), ",".join(str(f) for f in sorted(folder.iterdir()))):  # a folder, a file list
+            info = inspect_raster(given)
+            assert [info.descriptions[b - 1] for b in parse_bands(spec, info)] == list(want), given
     s2 = tmp_path / "s2.tif"
     with rasterio.open(s2, "w", driver="GTiff", width=8, height=8, count=5, dtype="uint16", crs="EPSG:32633",
                        transform=from_origin(0, 80, 10, 10)) as ds:

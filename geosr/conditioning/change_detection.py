@@ -55,7 +55,8 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # reference's cloud flags left out at its own resolution, its shift found through each image's own gaps, and one the
 # forward model cannot check through them not applied (session 69); 17: the LR's ranges (noise floor, the cue's
 # measures) over all of its own pixels, not only those the reference covers (session 70); 18: bright outliers (an
-# unflagged cloud) untrusted, and left out of the co-registration (session 72)
+# unflagged cloud) left out of the fits and the co-registration, changed where the other image is not bright too
+# (session 72)
 DETECTOR_VERSION = 18
 METHOD = "cva+structure | learned cue"
 Z_CHANGED = 2.5  # a pixel whose combined z-score passes this is changed whatever Otsu says
@@ -194,9 +195,9 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     there; the caller adds the mask's own outline). ``own`` (h, w) bool: the LR's own pixels, not its edge replicated
     beyond the scene, where the LR's ranges are taken (:func:`_ranges`; default everywhere). Either image's bright
     outliers (:func:`bright_outliers`: a cloud no mask flags, or white tanks and roofs), over BRIGHT_SHARE of the
-    compared pixels or more, are left out of every fit and statistic too: changed where the other image is not
-    bright there too (BRIGHT_TOO: a cloud over the ground, a new white roof), else their evidence is that of the
-    nearest pixels compared (a white tank both show).
+    compared pixels or more, are left out of every fit and statistic too: changed where the other image is not as
+    bright there (BRIGHT_TOO: a cloud over the ground, a new white roof), else their evidence is that of the nearest
+    pixels compared (a white tank both show).
     """
     known = lr_valid & ref_valid
     bright = (bright_outliers(lr, lr_valid) | bright_outliers(ref, ref_valid)) & known
@@ -207,11 +208,10 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
         # the reference that showed them (found in review)
         found = _trusted(lr, lr_valid & ~bright, ref, ref_valid, threshold, cue, untrusted, own)
         assert found.evidence is not None
-        # (each image's outliers themselves, not the margin around them, which may be dark ground; bright in the
-        # other image: a spread above its 90th percentile, not its brightest tenth, which a textured ground under a
-        # cloud reaches in a tenth of its pixels)
-        lit = (bright_outliers(lr, lr_valid, 0) & ~bright_outliers(ref, ref_valid, 0, BRIGHT_TOO)) | (
-            bright_outliers(ref, ref_valid, 0) & ~bright_outliers(lr, lr_valid, 0, BRIGHT_TOO))
+        # (each image's outliers themselves, not the margin around them, which may be dark ground; the other image
+        # bright too: as far above its own bulk, in its own spreads, within BRIGHT_TOO)
+        a, b = _brightness(lr, lr_valid), _brightness(ref, ref_valid)
+        lit = ((a > OUTLIER_SPREADS) & (b < BRIGHT_TOO * a)) | ((b > OUTLIER_SPREADS) & (a < BRIGHT_TOO * b))
         evidence = nearest_filled(found.evidence, found.valid)
         evidence = np.where(lit & known, np.maximum(evidence, 2 * LEVEL + 1), evidence).astype(np.float32)
         return replace(found, changed=(found.changed | (lit & known) | (evidence > LEVEL) & bright) & known,
@@ -332,31 +332,37 @@ OUTLIER_MARGIN = 2  # pixels around bright outliers left out with them
 # the share of the compared pixels bright outliers must cover to be left out: fewer barely move a statistic (white
 # roofs over 0.12% of Taizhou at 30 m), and left out they changed its detection elsewhere (1009 pixels more changed)
 BRIGHT_SHARE = 0.0025
-BRIGHT_TOO = 1.0  # an outlier of one image is no change where the other is this many spreads above its 90th percentile
+# an outlier of one image is no change where the other is at least this share as bright (in spreads above its 90th
+# percentile: a white tank both show); a fixed bar of 1 spread let bare soil beside a new white roof, or under a
+# cloud, pass (1.9% of a Landsat scene), and the roof or the cloud's holes took their unchanged neighbours' evidence
+# (found in review)
+BRIGHT_TOO = 0.5
 
 
-def bright_outliers(img: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MARGIN,
-                    spreads: float = OUTLIER_SPREADS) -> np.ndarray:
-    """(h, w) bool: the valid pixels of (C, h, w) ``img`` whose bands' mean lies ``spreads`` times the 10-90%
-    spread (at least a quarter of the median) above the 90th percentile, and the pixels within ``margin`` of them:
-    an opaque cloud no mask flags, but also white tanks and roofs (SpaceNet-6's tanks, Taizhou's factory roofs at
-    30 m: ground, which is why they are only left out of statistics, never changed for being bright). Such pixels
-    set a scene's 99th percentile once they cover 1% of it, and their edges outweigh the ground's detail in a
-    correlation (a disc at DN 250 over 0.6% of a Landsat scene made its 2 LR px shift untrusted, at reliability
-    0.18 against 0.58; found in review). Over a tenth of a scene or more, a cloud is its own 90th percentile: none
-    is found."""
-    out = np.zeros(valid.shape, bool)
-    if valid.sum() < 100:
-        return out
-    mean = img.mean(axis=0)
-    q10, q50, q90 = np.percentile(mean[valid], [10, 50, 90])
-    spread = max(q90 - q10, 0.25 * abs(q50))
-    if not spread > 0:
-        return out
-    out = valid & (mean > q90 + spreads * spread)
+def bright_outliers(img: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MARGIN) -> np.ndarray:
+    """(h, w) bool: the valid pixels of (C, h, w) ``img`` whose bands' mean lies OUTLIER_SPREADS times the 10-90%
+    spread (at least a quarter of the median) above the 90th percentile (:func:`_brightness`), and the pixels within
+    ``margin`` of them: an opaque cloud no mask flags, but also white tanks and roofs (SpaceNet-6's tanks, Taizhou's
+    factory roofs at 30 m: ground, which is why they are only left out of statistics, never changed for being
+    bright). Such pixels set a scene's 99th percentile once they cover 1% of it, and their edges outweigh the
+    ground's detail in a correlation (a disc at DN 250 over 0.6% of a Landsat scene made its 2 LR px shift
+    untrusted, at reliability 0.18 against 0.58; found in review). Over a tenth of a scene or more, a cloud is its
+    own 90th percentile: none is found."""
+    out = valid & (_brightness(img, valid) > OUTLIER_SPREADS)
     # with the pixels it covers in part, below the bar, whose edges weigh as much (a cloud over 7.6% of a reference,
     # averaged onto the LR grid, kept the match at reliability 0.03)
     return ndimage.binary_dilation(out, iterations=margin) & valid if out.any() and margin else out
+
+
+def _brightness(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(h, w): how far the bands' mean of (C, h, w) ``img`` lies above its 90th percentile over ``valid``, in 10-90%
+    spreads (at least a quarter of the median); 0 everywhere with under 100 valid pixels or no spread."""
+    if valid.sum() < 100:
+        return np.zeros(valid.shape)
+    mean = img.mean(axis=0)
+    q10, q50, q90 = np.percentile(mean[valid], [10, 50, 90])
+    spread = max(q90 - q10, 0.25 * abs(q50))
+    return (mean - q90) / spread if spread > 0 else np.zeros(valid.shape)
 
 
 def _ranges(lr: np.ndarray, lr_valid: np.ndarray) -> tuple[np.ndarray, float]:

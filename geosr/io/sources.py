@@ -330,9 +330,19 @@ def _band_files(path: str, hrefs: list[str]) -> Composite:
     described = ", ".join(m.description for m in members)
     note = (f"{len(members)} bands stacked from {len(hrefs)} files ({described})" if len(hrefs) > 1 else
             f"band {described} of {names[0]}")
-    return _with_radiometry(stack(path, "band files", members, hrefs, note + (f"; DN 0 read as nodata ({fill})"
+    comp = _with_radiometry(stack(path, "band files", members, hrefs, note + (f"; DN 0 read as nodata ({fill})"
                                                                                if fill else ""),
                                   {"ACQUISITIONDATETIME": rad.acquired} if rad and rad.acquired else None), rad)
+    # a Landsat band by its narrow common name, by the sensor its file names (as a folder's; found in review)
+    narrow = tuple((n, m.description) for m, file_name in zip(members, _member_files(members, hrefs, names))
+                   if m.colorinterp and (n := landsat_narrow(file_name, m.description)))
+    return replace(comp, aliases=comp.aliases + narrow) if narrow else comp
+
+
+def _member_files(members: list[Member], hrefs: list[str], names: list[str]) -> list[str]:
+    """Each member's file name (``names`` of ``hrefs``, which the members read in order)."""
+    by_href = dict(zip(hrefs, names))
+    return [by_href[m.href] for m in members]
 
 
 def _fill(names: list[str]) -> str | None:
