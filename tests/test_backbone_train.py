@@ -153,7 +153,7 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
 
 def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
     from geosr.training.backbone_run import backbone_images
-    from geosr.training.sources import source_for_path
+    from geosr.training.sources import source_for_path, source_images
 
     root = tmp_path / "pairs"
     for sub in ("A", "B", "label"):
@@ -180,13 +180,13 @@ def test_arch_lite_from_a_pair_folder_takes_each_image_once(tmp_path):
         _image(sites / name, 3)
     for name in ("S_change_mask.png", "S_unchanged_mask.png"):
         Image.fromarray(np.zeros((200, 200), np.uint8)).save(sites / name)
-    assert [p.rsplit("/", 1)[-1] for p in source_for_path(sites)["paths"]] == ["S_2000.png", "S_2003.png"]
+    assert [p.rsplit("/", 1)[-1] for p in source_images(source_for_path(sites))] == ["S_2000.png", "S_2003.png"]
     # the folder given is imagery whatever its name (a super-resolution set's GT/), and so is a photo named *_label
     gt = tmp_path / "GT"
     gt.mkdir()
     for name in ("a.png", "city_label.png"):
         _image(gt / name, 4)
-    assert len(source_for_path(gt)["paths"]) == 2
+    assert len(source_images(source_for_path(gt))) == 2
     cfg = TrainConfig(arch="lite", data=({"kind": "shared", "path": str(gt)},))
     assert len(backbone_images(cfg.data, cfg)[0]) == 2
 

@@ -713,7 +713,7 @@ def test_hidden_files_beside_the_images_are_no_images(tmp_path):
     from geosr.training.backbone_fit import image_files
     from geosr.training.layouts import incomplete_pairs
     from geosr.training.pairs import list_images
-    from geosr.training.sources import source_for_path
+    from geosr.training.sources import source_for_path, source_images
 
     apple = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
     for sub in ("imgs", "p/A", "p/B", "p/label", "rd/HR_512"):
@@ -722,7 +722,8 @@ def test_hidden_files_beside_the_images_are_no_images(tmp_path):
         Image.fromarray(image).save(tmp_path / sub / "x.png")
         (tmp_path / sub / "._x.png").write_bytes(apple)
     src = source_for_path(tmp_path / "imgs")
-    assert src["kind"] == "synthetic" and src["paths"] == [str(tmp_path / "imgs" / "x.png")]
+    assert src == {"kind": "synthetic", "path": str(tmp_path / "imgs")}
+    assert source_images(src) == [str(tmp_path / "imgs" / "x.png")]
     assert [p.name for p in list_images(tmp_path / "rd" / "HR_512")] == ["x.png"]
     assert len(change_pair_folder(tmp_path / "p")) == 1 and incomplete_pairs(tmp_path / "p") == []
     assert [p.name for p in image_files([tmp_path / "imgs"])] == ["x.png"]

@@ -782,6 +782,17 @@ def test_a_resumed_run_is_the_unbroken_run_and_keeps_its_own_settings(tmp_path, 
     assert (broken / "state.safetensors").read_bytes() == before
 
 
+def _rewrite_record(run: Path, record: dict) -> None:
+    """Give the training state in ``run`` the record ``record`` (an older run's), in its header, which resume reads,
+    and in state.json."""
+    from safetensors.torch import load_file, save_file
+
+    from geosr.training.state import HEADER_KEY, STATE, STATE_JSON
+
+    save_file(load_file(str(run / STATE)), str(run / STATE), metadata={HEADER_KEY: json.dumps(record)})
+    (run / STATE_JSON).write_text(json.dumps(record))
+
+
 def test_a_run_started_with_relative_data_paths_resumes_from_any_folder(tmp_path, images, monkeypatch):
     """`geosr train --data imgs` recorded "imgs/im0.png": `--resume` from another working folder (a scheduler's job)
     failed with "imgs/im0.png: no such image". The record names its data by absolute paths now; a run recorded
@@ -793,16 +804,18 @@ def test_a_run_started_with_relative_data_paths_resumes_from_any_folder(tmp_path
     assert res.exit_code == 0, res.output
     run = images.parent / "run"
     data = json.loads((run / "state.json").read_text())["run"]["data"]
-    assert data[0]["paths"] == [str(p) for p in sorted(images.iterdir())]  # absolute
+    assert data == [{"kind": "synthetic", "path": str(images)}]  # absolute
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     res = runner.invoke(_app(), ["train", "--resume", "--out-dir", str(run), "--train-steps", "4"])
     assert res.exit_code == 0 and json.loads((run / "state.json").read_text())["step"] == 4, res.output
-    # a run recorded with relative paths (before): resumed from its own folder, by its own settings or the same flag
+    # a run recorded with relative paths of its images (before): resumed from its own folder, by its own settings or
+    # the same flag
     state = json.loads((run / "state.json").read_text())
-    state["run"]["data"][0]["paths"] = [f"{images.name}/{p.name}" for p in sorted(images.iterdir())]
-    (run / "state.json").write_text(json.dumps(state))
+    state["run"]["data"][0] = {"kind": "synthetic", "paths": [f"{images.name}/{p.name}" for p in
+                                                              sorted(images.iterdir())]}
+    _rewrite_record(run, state)
     monkeypatch.chdir(images.parent)
     res = runner.invoke(_app(), ["train", "--resume", "--out-dir", "run", "--train-steps", "6", "--data", images.name,
                                  *args])
@@ -843,6 +856,52 @@ def test_a_folder_of_images_resumed_is_listed_again(tmp_path, images):
     (tmp_path / "val" / "v2.png").unlink()
     res = runner.invoke(_app(), ["train", "--resume", "--train-steps", "4", "--out-dir", str(run)])
     assert res.exit_code == 0 and json.loads((run / "state.json").read_text())["step"] == 4, res.output
+
+
+def test_a_synthetic_source_is_a_folder_or_a_list_of_images_not_both(tmp_path, images, monkeypatch):
+    """Found in review: a config's synthetic source with both "path" (a folder) and "paths" (a list) trained on the
+    whole folder, the list ignored unsaid, and every `--data FOLDER` run recorded both: its source copied into a
+    config with the list trimmed trained on the folder still. Both are refused; a folder is recorded as its path;
+    a run recorded with both resumes (as its folder, what it trained on)."""
+    monkeypatch.chdir(tmp_path)
+    base = {"arch": "tiny", "crop": 32, "batch_size": 2, "scales": [2], "steps": 2, "checkpoint_every": 2,
+            "val_every": 0, "threads": 1}
+    both = {"kind": "synthetic", "path": images.name, "paths": [f"{images.name}/im0.png"]}
+    for key in ("data", "val_data"):
+        config = tmp_path / f"{key}.json"
+        config.write_text(json.dumps({**base, "data": [{"kind": "synthetic", "path": images.name}], key: [both],
+                                      **({"val_every": 2} if key == "val_data" else {})}))
+        res = CliRunner().invoke(_app(), ["train", str(config), "--out-dir", "run"])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and f'{key} in {key}.json has a synthetic source with both path "hr" and paths: ' \
+            "give either path (a folder) or paths (a list of images)" in said, said
+        assert not (tmp_path / "run").exists()
+    res = CliRunner().invoke(_app(), ["train", "--data", images.name, "--out-dir", "run", "--arch", "tiny", "--crop",
+                                      "32", "--batch", "2", "-x", "2", "--train-steps", "2", "--checkpoint-every", "2",
+                                      "--val-every", "0"])
+    assert res.exit_code == 0, res.output
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    recorded = state["run"]["data"]
+    assert recorded == [{"kind": "synthetic", "path": str(images)}], recorded
+    # the recorded source, copied into a config, is that run's data
+    config = tmp_path / "copied.json"
+    config.write_text(json.dumps({**base, "steps": 4, "data": recorded}))
+    res = CliRunner().invoke(_app(), ["train", str(config), "--resume", "--out-dir", "run"])
+    assert res.exit_code == 0, res.output
+    # a run recorded with both (a folder and its images, as --data FOLDER was for a while) resumes as its folder,
+    # by its own settings and by the same flag
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    state["run"]["data"] = [{**recorded[0], "paths": [str(p) for p in sorted(images.iterdir())]}]
+    _rewrite_record(tmp_path / "run", state)
+    res = CliRunner().invoke(_app(), ["train", "--resume", "--out-dir", "run", "--train-steps", "6"])
+    assert res.exit_code == 0 and json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 6, res.output
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["run"]["data"] == recorded  # (its folder)
+    again = json.loads((tmp_path / "run" / "state.json").read_text())
+    _rewrite_record(tmp_path / "run", {**again, "run": {**again["run"], "data": state["run"]["data"]}})  # (both)
+    res = CliRunner().invoke(_app(), ["train", "--resume", "--out-dir", "run", "--data", images.name, "--train-steps",
+                                      "8", "--arch", "tiny", "--crop", "32", "--batch", "2", "-x", "2",
+                                      "--checkpoint-every", "2", "--val-every", "0"])
+    assert res.exit_code == 0 and json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 8, res.output
 
 
 def test_a_run_resumed_with_its_data_through_a_link_is_the_same_run(tmp_path, images, monkeypatch):

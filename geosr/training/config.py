@@ -7,7 +7,7 @@ A data source is a mapping with a ``kind``:
 - ``{"kind": "geotiff", "hr": "hr.tif", "lr": "lr.tif", "ref": "ref.tif", "mask": "cd.tif", "map": "osm.tif"}``
   (``"bands": [4, 3, 2, 8]``: those bands of each; default: the red, green and blue ``geosr upscale`` takes);
 - ``{"kind": "synthetic", "paths": ["a.tif", "b.png"], "weight": 1}`` — synthetic change from single images
-  (``"path": "folder/"``: the images that folder holds, listed at each start, a resumed run's too);
+  (or ``"path": "folder/"``: the images that folder holds, listed at each start, a resumed run's too; not both);
 - ``{"kind": "shared", "manifest": "collection.json", "weight": 1, "synthetic_weight": 1}`` — a collection of
   data sets named by a manifest (:mod:`geosr.training.manifest`; ``"path"`` overrides its root, or names a
   folder holding its own ``geosr-data.json``): its training split only, plus synthetic change from every HR
@@ -228,8 +228,14 @@ class TrainConfig:
             problems.append(f"`{wrong[0]}` {wrong[1]}")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"`precision` is auto, fp32 or bf16, not {self.precision!r}")
-        for d in (*self.data, *self.val_data):
-            problems.extend(_source_problems(d, self.scales))
+        for key in ("data", "val_data"):
+            for d in getattr(self, key):
+                problems.extend(_source_problems(d, self.scales))
+                if isinstance(d, Mapping) and d.get("kind") == "synthetic" and "path" in d and "paths" in d:
+                    # (the folder was trained on and the list ignored unsaid, a list trimmed in a copy of a run's
+                    # record among them; found in review)
+                    problems.append(f"`{key}` has a synthetic source with both path {_shown(d['path'])} and paths: "
+                                    "give either path (a folder) or paths (a list of images)")
         if any(_names_manifest(d) for d in self.val_data):
             problems.append("`val_data` cannot be a data manifest (the run trains on its training split): give data "
                             "the run does not train on")
@@ -272,6 +278,16 @@ _SOURCE_KEYS = {"refdiff": ({"path"}, {"table"}), "pairs": ({"path"}, set()),
                 "geotiff": ({"hr"}, {"lr", "ref", "mask", "map", "scale", "bands"}),
                 "synthetic": (set(), {"paths", "path"}),  # (one of them: its images, or their folder)
                 "shared": (set(), {"manifest", "path", "synthetic_weight"})}
+
+
+def recorded_sources(sources: Any) -> Any:
+    """A run record's data sources as a config takes them: a synthetic source recorded with both its folder
+    (``path``) and the images it held (``paths``), as ``--data FOLDER`` was recorded for a while, is its folder:
+    what that run trained on (a config giving both is refused)."""
+    if not isinstance(sources, (list, tuple)):
+        return sources
+    return [{k: v for k, v in src.items() if k != "paths"} if isinstance(src, Mapping)
+            and src.get("kind") == "synthetic" and "path" in src and "paths" in src else src for src in sources]
 
 
 def _names_manifest(src: dict[str, Any]) -> bool:

@@ -55,6 +55,7 @@ from geosr.training.config import (
     absolute_backbone,
     absolute_sources,
     load_config,
+    recorded_sources,
     refuse_diffusion_only,
 )
 from geosr.training.objective import denoiser_loss, upsampler_loss
@@ -752,6 +753,7 @@ def resumed_config(out: Path) -> TrainConfig | None:
     if not isinstance(started, dict):
         return None
     names = {f.name for f in dataclasses.fields(TrainConfig)}
+    started = {**started, **{k: recorded_sources(started[k]) for k in ("data", "val_data") if k in started}}
     return TrainConfig(**{k: v for k, v in started.items() if k in names})
 
 

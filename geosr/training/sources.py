@@ -53,9 +53,10 @@ def source_for_path(path: str | Path) -> dict[str, Any]:
         return {"kind": "pairs", "path": str(p)}
     if find_manifest(p) is not None:
         return {"kind": "shared", "path": str(p)}
-    images = folder_images(p)
-    if images:  # its folder too: a resumed run lists it again (an image added since was not trained on, unsaid)
-        return {"kind": "synthetic", "path": str(p), "paths": images}
+    if folder_images(p):  # its folder, listed again by a resumed run (an image added since was not trained on,
+        # unsaid); its images alone, not beside it: a copy of the record with the list trimmed was read as the
+        # folder (found in review); the data's fingerprint keeps what was trained on
+        return {"kind": "synthetic", "path": str(p)}
     if any(d.is_dir() and not is_hidden(d) for d in p.iterdir()):
         return {"kind": "shared", "path": str(p)}
     raise InputError(f"{p}: not a data layout geosr knows (HR_512/, A/ B/ label/, images, or a data manifest)")

@@ -19,7 +19,7 @@ from geosr.errors import GeoSRError, InputError, ModelFileError, OptionError
 from geosr.models.checkpoint import make_spec, read_spec, save_checkpoint
 from geosr.options import TrainOptions
 from geosr.permissions import new_file_mode
-from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources
+from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources, recorded_sources
 from geosr.training.outputs import OutputFolder
 
 if TYPE_CHECKING:  # types only: the backbone's training imports this module without GDAL (a GPU machine's bare image)
@@ -148,15 +148,20 @@ RESUMABLE = ("out", "steps", "checkpoint_every", "val_every", "log_every", "devi
 def _comparable_sources(then: Any, now: Any) -> tuple[Any, Any]:
     """Two runs' data sources as compared: by where their files lie (a folder given through a link to it is the
     same; found in review), a folder of images by its folder where both name one (its images are compared by the
-    data's fingerprint, which tells one added since), else by its images (a run recorded before folders were)."""
-    then, now = (json.loads(json.dumps(absolute_sources(v, resolve=True))) for v in (then, now))
+    data's fingerprint, which tells one added since), else by its images: a folder's as it holds them now, where
+    the other names a list (a run recorded before folders were). A record with both (a folder and its images)
+    is its folder."""
+    from geosr.training.sources import folder_images
+
+    then, now = (json.loads(json.dumps(absolute_sources(recorded_sources(v), resolve=True))) for v in (then, now))
     if not isinstance(then, list) or not isinstance(now, list):
         return then, now
     for a, b in zip(then, now):
-        if isinstance(a, dict) and isinstance(b, dict) and a.get("kind") == b.get("kind") == "synthetic":
-            drop = "paths" if "path" in a and "path" in b else "path"
-            a.pop(drop, None)
-            b.pop(drop, None)
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("kind") == b.get("kind") == "synthetic" \
+                and ("path" in a) != ("path" in b):
+            for src in (a, b):
+                if isinstance(src.get("path"), str) and Path(src["path"]).is_dir():
+                    src["paths"] = [os.path.realpath(p) for p in folder_images(Path(src.pop("path")))]
     return then, now
 
 
