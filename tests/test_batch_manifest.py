@@ -570,8 +570,9 @@ def test_existing_outputs_are_skipped_refused_or_replaced(scenes):
 def test_an_input_replaced_keeping_its_size_and_modification_time_is_no_up_to_date_job(scenes):
     """An input replaced by another file of the same size and modification time (as `cp -p` or `tar x` leave it) was
     taken for the one the record names: "skipped (up to date)", its output of the old input kept (found in review).
-    Its status-change time and inode tell them apart: refused, saying how; a record written when geosr compared the
-    size and time alone says that."""
+    A digest of its content tells them apart: refused, saying how; a record written when geosr compared the size and
+    time alone says that. Only a replaced input is another: one read and given its access time back (a backup) or
+    `chmod`-ed leaves the job up to date (found in review: a status-change time in the identity made it another)."""
     from geosr.pipeline.batch.records import comparable, sha256
     from geosr.pipeline.upscale import plan_upscale
 
@@ -584,16 +585,12 @@ def test_an_input_replaced_keeping_its_size_and_modification_time_is_no_up_to_da
     record = dict(fingerprint=fp, output=dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(out)))
     record_path(out).write_text(json.dumps(record))
     assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "skip"
-    old = {**fp, "inputs": [fp["inputs"][0][:3], *fp["inputs"][1:]]}  # [path, size, mtime_ns], as it was recorded
-    old.pop("file_identity")
-    record_path(out).write_text(json.dumps({**record, "fingerprint": old}))
-    plan = plan_batch(scenes / "jobs.yaml")
-    assert plan.jobs[0].action == "fail" and plan.jobs[0].reason == (
-        f"{out}: already exists, made from other inputs or options (recorded by an earlier geosr, which identified "
-        "input files by path, size and modification time alone; geosr now also compares their status-change time "
-        "and inode); use `overwrite` to replace it"), plan.jobs[0].reason
-    record_path(out).write_text(json.dumps(record))
     lr, other = scenes / "s0.tif", scenes / "copy.tif"
+    was = lr.stat()
+    os.utime(lr, ns=(was.st_atime_ns - 10**9, was.st_mtime_ns))  # read, its access time given back
+    os.chmod(lr, 0o600)
+    assert lr.stat().st_ctime_ns != was.st_ctime_ns
+    assert plan_batch(scenes / "jobs.yaml").jobs[0].action == "skip"
     shutil.copyfile(lr, other)
     with rasterio.open(other, "r+") as ds:  # other pixels, the same size
         ds.write(255 - ds.read())
@@ -603,8 +600,16 @@ def test_an_input_replaced_keeping_its_size_and_modification_time_is_no_up_to_da
     assert (lr.stat().st_size, lr.stat().st_mtime_ns) == (was.st_size, was.st_mtime_ns)
     plan = plan_batch(scenes / "jobs.yaml")
     assert plan.jobs[0].action == "fail" and "made from other inputs or options (the LR s0.tif changed (its " \
-        "status-change time or inode: replaced or rewritten keeping its size and modification time, as cp -p or tar " \
-        "do, or its permissions, owner or links changed)); use `overwrite`" in plan.jobs[0].reason, plan.jobs[0].reason
+        "content, keeping its size and modification time, as cp -p or tar can leave a replaced file)); use " \
+        "`overwrite`" in plan.jobs[0].reason, plan.jobs[0].reason
+    old = {**fp, "inputs": [fp["inputs"][0][:3], *fp["inputs"][1:]]}  # [path, size, mtime_ns], as it was recorded
+    old.pop("file_identity")
+    record_path(out).write_text(json.dumps({**record, "fingerprint": old}))
+    plan = plan_batch(scenes / "jobs.yaml")
+    assert plan.jobs[0].action == "fail" and plan.jobs[0].reason == (
+        f"{out}: already exists, made from other inputs or options (recorded by an earlier geosr, which identified "
+        "input files by path, size and modification time alone; geosr now also compares their sampled content); use "
+        "`overwrite` to replace it"), plan.jobs[0].reason
 
 
 @pytest.mark.parametrize("sidecar", ["s0.stac.json", "s0.provenance.tif", "s0.tif.aux.xml",

@@ -451,7 +451,7 @@ def test_resume_refuses_a_reference_or_mask_replaced_keeping_its_size_and_modifi
                                                                                            how):
     """A reference or change mask replaced by another file of the same size and modification time (as `cp -p` or
     `tar x` leave it) was taken for the one the journal names: --resume went on, its output rows of the old input
-    and the new mixed (found in review). Its status-change time and inode tell them apart: refused, saying how."""
+    and the new mixed (found in review). A digest of its content tells them apart: refused, saying how."""
     import os
     import shutil
 
@@ -486,22 +486,24 @@ def test_resume_refuses_a_reference_or_mask_replaced_keeping_its_size_and_modifi
                 upscale(lr, output=out, resume=True, dry_run=dry, **opts)
             assert str(err.value).startswith(
                 f"{out}: its unfinished run was started with other inputs or options ({role} changed (its "
-                "status-change time or inode: replaced or rewritten keeping its size and modification time, as cp -p "
-                "or tar do, or its permissions, owner or links changed)); "), str(err.value)
+                "content, keeping its size and modification time, as cp -p or tar can leave a replaced file)); "), \
+                str(err.value)
         assert not out.exists()
         target.write_bytes(kept)  # (the next input's turn)
 
 
 def test_resume_of_a_journal_that_identified_files_by_size_and_time_alone_says_so(tmp_path, monkeypatch):
-    """A journal written before geosr compared a file's status-change time and inode names each input by path, size
-    and modification time: its resume says that it was recorded so (each input read "changed", which none was)."""
+    """A journal written before geosr compared a digest of a file's content names each input by path, size and
+    modification time: its resume says that it was recorded so (each input read "changed", which none was); one that
+    identified them otherwise (by status-change time and inode, as an unreleased geosr did) says what it used."""
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
     out = tmp_path / "out.tif"
     opts = dict(scale=2, tiling=TilingConfig(window=8, overlap=2))
     _crash_at_chunk(3, monkeypatch, lambda: upscale(lr, output=out, **opts))
     (job,) = out.with_name(out.name + ".geosr-work").glob("rows_*/job.json")
-    recorded = json.loads(job.read_text())
-    assert recorded.pop("file_identity") == ["path", "size", "mtime_ns", "ctime_ns", "inode"]
+    kept = job.read_text()
+    recorded = json.loads(kept)
+    assert recorded.pop("file_identity") == ["path", "size", "mtime_ns", "sample_sha256"]
     recorded["inputs"][0] = recorded["inputs"][0][:3]  # [path, size, mtime_ns], as it was recorded
     job.write_text(json.dumps(recorded))
     with pytest.raises(ResumeError) as err:
@@ -509,6 +511,97 @@ def test_resume_of_a_journal_that_identified_files_by_size_and_time_alone_says_s
     assert str(err.value).startswith(
         f"{out}: its unfinished run was started with other inputs or options (recorded by an earlier geosr, which "
         "identified input files by path, size and modification time alone; geosr now also compares their "
-        "status-change time and inode); "), str(err.value)
-    job.unlink()
-    assert upscale(lr, output=out, **opts).resumed_rows == 0  # a run without resume starts over
+        "sampled content); "), str(err.value)
+    recorded["file_identity"] = ["path", "size", "mtime_ns", "ctime_ns", "inode"]
+    recorded["inputs"][0] += [1, 2]
+    job.write_text(json.dumps(recorded))
+    with pytest.raises(ResumeError) as err:
+        upscale(lr, output=out, resume=True, **opts)
+    assert str(err.value).startswith(
+        f"{out}: its unfinished run was started with other inputs or options (recorded by another geosr, which "
+        "identified input files by path, size, modification time, status-change time and inode; geosr now identifies "
+        "them by path, size, modification time and sampled content); "), str(err.value)
+    job.write_text(kept)
+    assert upscale(lr, output=out, resume=True, **opts).resumed_rows > 0  # (the journal as written: resumed)
+
+
+def test_resume_goes_on_after_an_input_was_read_its_access_time_reset_or_its_mode_changed(tmp_path, monkeypatch):
+    """Only a replaced input is another: a backup that reads the inputs and gives their access time back (`tar
+    --atime-preserve`, with utime, which sets the status-change time) or a `chmod` refused a resume, saying the file
+    was replaced (found in review: the identity held its status-change time; it also held an inode, which a FUSE
+    mount without use_ino or a copy on another node does not keep). The resumed output is the unbroken run's."""
+    import os
+
+    from affine import Affine
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 200).astype(np.uint8))
+    grid = dict(transform=Affine(2.5, 0, 500000.0, 0, -2.5, 5000000.0))
+    ref = make_raster(tmp_path / "ref.tif", (smooth_field(3, 160, 120, seed=2) * 200).astype(np.uint8), **grid)
+    cd = make_raster(tmp_path / "cd.tif", np.zeros((1, 160, 120), np.uint8), **grid)
+    clean = tmp_path / "clean" / "out.tif"  # (one name: its provenance raster's is in its tags)
+    clean.parent.mkdir()
+    opts = dict(scale=4, model="reference-paste", ref=str(ref), cd=str(cd), tiling=TilingConfig(window=8, overlap=2))
+    upscale(lr, output=clean, **opts)
+    for touch in ("access time reset", "chmod"):
+        out = tmp_path / touch / "out.tif"
+        out.parent.mkdir()
+        _crash_at_chunk(2, monkeypatch, partial(upscale, lr, output=out, **opts))
+        for f in (lr, ref, cd):
+            st = f.stat()
+            if touch == "chmod":
+                os.chmod(f, 0o600)
+            else:
+                f.read_bytes()
+                os.utime(f, ns=(st.st_atime_ns - 10**9, st.st_mtime_ns))
+            assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+            assert f.stat().st_ctime_ns != st.st_ctime_ns
+        assert upscale(lr, output=out, resume=True, **opts).resumed_rows > 0, touch
+        assert out.read_bytes() == clean.read_bytes()
+
+
+def test_a_sampled_digest_reads_a_bounded_part_of_a_large_file(tmp_path, monkeypatch):
+    """An input's content digest reads at most 1 MiB (16 chunks of 64 KiB, the first and last among them), a file of
+    up to 1 MiB whole; a change in a sampled chunk changes it, one between them does not (its stated limit)."""
+    from geosr.pipeline import job
+
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 5 * 2**20 + 123, np.uint8).tobytes())
+    big = tmp_path / "big.bin"
+    big.write_bytes(data)
+    digest = job._sampled_sha256(str(big))
+    read = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def read(self, n=-1):
+            block = self.f.read(n)
+            read.append(len(block))
+            return block
+
+    monkeypatch.setattr("builtins.open", lambda *a, **k: Counting(real_open(*a, **k)))
+    assert job._sampled_sha256(str(big)) == digest and sum(read) == 2**20 and len(read) == 16
+    monkeypatch.undo()
+    for at, seen in ((0, True), (len(data) - 1, True), (200_000, False)):
+        changed = bytearray(data)
+        changed[at] ^= 0xFF
+        big.write_bytes(changed)
+        assert (job._sampled_sha256(str(big)) != digest) is seen, at
+    small = tmp_path / "small.bin"
+    for at in (0, 500_000, 2**20 - 1):  # a file of 1 MiB: every byte counts
+        changed = bytearray(data[: 2**20])
+        small.write_bytes(changed)
+        before = job._sampled_sha256(str(small))
+        changed[at] ^= 0xFF
+        small.write_bytes(changed)
+        assert job._sampled_sha256(str(small)) != before, at

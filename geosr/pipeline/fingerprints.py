@@ -15,8 +15,8 @@ FINGERPRINT_INPUTS = (("lr", "the LR"), ("ref", "the reference"), ("cd", "the ch
                       ("style", "the style image"))
 REF = 1  # the reference's place among them
 # What a local input file's identity holds (geosr.pipeline.job._stat_id), recorded in the fingerprint: a journal or
-# batch record that identified files otherwise (before the status-change time and inode: none recorded) is another's
-FILE_IDENTITY = ("path", "size", "mtime_ns", "ctime_ns", "inode")
+# batch record that identified files otherwise (path, size and time alone: none recorded; any other) is another's
+FILE_IDENTITY = ("path", "size", "mtime_ns", "sample_sha256")
 
 
 def _option_names() -> dict[str, str]:
@@ -45,7 +45,8 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
         added = [f for f in now if f not in then]
         return [f"recorded by an earlier geosr, which identified input files by {_identity_words(then)} alone; "
                 f"geosr now also compares their {_identity_words(added)}" if added and set(then) <= set(now) else
-                f"input files identified by {_identity_words(then)} -> {_identity_words(now)}"]
+                f"recorded by another geosr, which identified input files by {_identity_words(then)}; geosr now "
+                f"identifies them by {_identity_words(now)}"]
     a, b = old.get("inputs") or [], new.get("inputs") or []
     for i in range(max(len(a), len(b))):
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
@@ -102,7 +103,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
 
 
 _IDENTITY_WORDS = {"path": "path", "size": "size", "mtime_ns": "modification time",
-                   "ctime_ns": "status-change time", "inode": "inode"}
+                   "sample_sha256": "sampled content", "ctime_ns": "status-change time", "inode": "inode"}
 
 
 def _identity_words(fields: object) -> str:
@@ -112,11 +113,10 @@ def _identity_words(fields: object) -> str:
 
 
 def _how_changed(old: list | None, new: list | None) -> str:
-    """How a local input file's identity changed, in words: its size or modification time, or else only what a copy
-    keeping those cannot set (the status-change time, the inode: the file was replaced or rewritten by ``cp -p`` or
-    ``tar``, or its permissions, owner or links changed; it said "its size or modification time" of a file whose
-    both were the same; found in review). For an input of several files (a STAC item, a VRT), the first that
-    differs."""
+    """How a local input file's identity changed, in words: its size or modification time, or else its content
+    alone (its sampled digest: the file was replaced by one ``cp -p`` or ``tar`` gave the same size and time; it said
+    "its size or modification time" of a file whose both were the same; found in review). For an input of several
+    files (a STAC item, a VRT), the first that differs."""
     pairs = [(old, new)]
     pairs += [(a, b) for a, b in zip((old or [])[1:], (new or [])[1:]) if isinstance(a, list) and isinstance(b, list)]
     for a, b in pairs:
@@ -125,8 +125,8 @@ def _how_changed(old: list | None, new: list | None) -> str:
         if own_a == own_b:
             continue
         if own_a[:3] == own_b[:3] and len(own_a) == len(own_b) == len(FILE_IDENTITY):
-            return (" (its status-change time or inode: replaced or rewritten keeping its size and modification "
-                    "time, as cp -p or tar do, or its permissions, owner or links changed)")
+            return (" (its content, keeping its size and modification time, as cp -p or tar can leave a replaced "
+                    "file)")
         break
     return " (its size or modification time)"
 

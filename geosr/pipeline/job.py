@@ -24,6 +24,7 @@ from geosr.config import OutputConfig, SamplerConfig, TilingConfig, to_json
 from geosr.errors import (
     BandError,
     ClassTableError,
+    InputError,
     InputNotFoundError,
     OptionError,
     OutputExistsError,
@@ -1007,13 +1008,42 @@ def _read_parts(aoi: str | None) -> list[str]:
 
 def _stat_id(path: str) -> list:
     """A local file's identity (:data:`~geosr.pipeline.fingerprints.FILE_IDENTITY`): its path, size and modification
-    time, and what no copy can set: its status-change time (a file rewritten in place, as ``cp -p`` does, or one
-    extracted by ``tar``, keeps a size and time given back, and was taken for the input a journal or record names,
-    its rows mixed with the old file's; found in review) and its inode (one moved in its place). Not its device:
-    a network or removable file system may number its device anew at each mount, which would refuse a resume after
-    a reboot."""
+    time, and a digest of sampled content (:func:`_sampled_sha256`): a file replaced keeping a size and time given
+    back (``cp -p``, ``tar x``) was taken for the input a journal or record names, its rows mixed with the old file's
+    (found in review). Not its status-change time or inode: resetting the access time after reading (``tar
+    --atime-preserve``, backup tools), a ``chmod`` or a hard link changes the first, and a FUSE mount without
+    ``use_ino``, CIFS ``noserverino`` or another node holding a copy at the same path the second, each refusing a
+    resume of an input nobody replaced (found in review); not its device, numbered anew at each mount of a network
+    or removable file system."""
     st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns, _sampled_sha256(path)]
+
+
+# What _sampled_sha256 reads of a file: SAMPLE_CHUNKS chunks of SAMPLE_CHUNK bytes (1 MiB), a smaller file whole
+SAMPLE_CHUNK = 64 * 1024
+SAMPLE_CHUNKS = 16
+
+
+def _sampled_sha256(path: str) -> str:
+    """SHA-256 over a file's size and a fixed set of its chunks: the first and last 64 KiB and 14 more spaced evenly
+    between (a file of up to 1 MiB: all of it). Hand-written: no library digests a sample of a file, and a digest of
+    the whole input (gigabytes of a scene) would be read again at each plan, resume and batch. Its limit: a file
+    replaced by one of the same size and modification time that differs only outside these chunks goes unseen (a
+    few pixels edited in place may; another scene, whose blocks all differ, is caught in practice)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest.update(size.to_bytes(8, "little"))
+            if size <= SAMPLE_CHUNK * SAMPLE_CHUNKS:
+                digest.update(f.read())
+            else:
+                for i in range(SAMPLE_CHUNKS):
+                    f.seek((size - SAMPLE_CHUNK) * i // (SAMPLE_CHUNKS - 1))
+                    digest.update(f.read(SAMPLE_CHUNK))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,

@@ -1,9 +1,9 @@
 """The record beside each finished output: ``<out>.geosr.json``.
 
-It holds the job's fingerprint (inputs with size, mtime, ctime and inode, every option, geosr's version) and the
-output's size, mtime and SHA-256. It is written after the output is in place and before the work folder is removed,
-so a task that finds it knows the job is done, and a later batch can tell an up-to-date output from one
-made from other inputs or options, or changed since.
+It holds the job's fingerprint (inputs with size, mtime and a digest of sampled content, every option, geosr's
+version) and the output's size, mtime and SHA-256. It is written after the output is in place and before the work
+folder is removed, so a task that finds it knows the job is done, and a later batch can tell an up-to-date output
+from one made from other inputs or options, or changed since.
 """
 
 from __future__ import annotations
