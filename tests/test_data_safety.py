@@ -110,23 +110,32 @@ def test_a_file_that_appears_at_the_provenance_raster_s_gdal_sidecar_while_the_r
 
 
 @pytest.mark.parametrize("name, what", [("o.stac.json", "STAC item"), ("o.provenance.tif", "provenance raster"),
-                                        ("o.tif.ovr", "external overviews")])
+                                        ("o.tif.ovr", "external overviews"), ("LINK:o.stac.json", "STAC item"),
+                                        ("LINK:o.provenance.tif", "provenance raster")])
 def test_a_folder_at_a_sidecar_s_name_is_said_to_be_in_its_way(scene, name, what):
     """A folder at the output's STAC item's or provenance raster's name was answered as if it were the output given
     as a folder: "o.stac.json: is a folder; give the path of the output file (e.g. o.stac.json/out.tif)", advice
     that does not work (found in review). It is said to be where that file goes, to be moved away, as a folder at
-    the output's GDAL files' names is; nothing written, the folder kept."""
+    the output's GDAL files' names is; nothing written, the folder kept. So is a symbolic link to a folder there
+    (`o.stac.json -> elsewhere/`: it still got that advice; found in review)."""
     tmp, lr, ref, cd = scene
-    (tmp / name).mkdir()
-    (tmp / name / "keep").write_text("mine")
+    link = name.startswith("LINK:")
+    name = name.removeprefix("LINK:")
+    folder = tmp / ("elsewhere" if link else name)
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    if link:
+        (tmp / name).symlink_to("elsewhere", target_is_directory=True)
     before = _files(tmp)
     res = _invoke("upscale", lr, "--ref", ref, "--cd", cd, "-x", "4", "-m", "reference-paste", "-o", tmp / "o.tif",
                   "--overwrite")
     said = " ".join(res.output.split())
     where = (f"where the output's {what} goes" if what != "external overviews" else
              f"where GDAL looks for the {what} of {tmp / 'o.tif'}")
-    assert res.exit_code == 2 and f"{tmp / name}: is a folder, {where}; move it away first" in said, said
+    kind = "a link to a folder" if link else "a folder"
+    assert res.exit_code == 2 and f"{tmp / name}: is {kind}, {where}; move it away first" in said, said
     assert "give the path of the output file" not in said and _files(tmp) == before
+    assert (tmp / name).is_symlink() is link and (folder / "keep").read_text() == "mine"
 
 
 @pytest.mark.parametrize("which", ["lr", "ref"])

@@ -85,9 +85,10 @@ def check_output_path(
     # "." and "/" name no file (their empty name was an internal error), nor does a name ending in a slash ("out/",
     # written as a file "out"; a pathlib.Path drops the slash: the CLI's outputs come as text; found in review)
     text = os.fspath(path)
-    if written_as and p.is_dir() and not p.is_symlink():  # a sidecar's name: the advice below (x.stac.json/out.tif)
-        # was for an output given as a folder, not for a folder in the way of a file written beside it (review)
-        raise OutputLocationError(f"{p}: is a folder, {written_as}; move it away first")
+    if written_as and p.is_dir():  # a sidecar's name: the advice below (x.stac.json/out.tif) was for an output given
+        # as a folder, not for a folder in the way of a file written beside it, nor a link to one (found in review)
+        raise OutputLocationError(f"{p}: is {'a link to a' if p.is_symlink() else 'a'} folder, {written_as}; move it "
+                                  "away first")
     if not p.name or p.is_dir() or str(text).endswith(("/", os.sep)):
         shown = text or "''"
         if text and Path(text.rstrip("/" + os.sep)).is_file():  # (its advice, x.tif/out.tif, could not work; review)
