@@ -560,8 +560,8 @@ def test_resume_goes_on_after_an_input_was_read_its_access_time_reset_or_its_mod
 
 
 def test_a_sampled_digest_reads_a_bounded_part_of_a_large_file(tmp_path, monkeypatch):
-    """An input's content digest reads at most 1 MiB (16 chunks of 64 KiB, the first and last among them), a file of
-    up to 1 MiB whole; a change in a sampled chunk changes it, one between them does not (its stated limit)."""
+    """An input's content digest reads at most 128 KiB (8 chunks of 16 KiB, the first and last among them), a file
+    of up to 128 KiB whole; a change in a sampled chunk changes it, one between them does not (its stated limit)."""
     from geosr.pipeline import job
 
     data = bytearray(np.random.default_rng(0).integers(0, 256, 5 * 2**20 + 123, np.uint8).tobytes())
@@ -590,7 +590,7 @@ def test_a_sampled_digest_reads_a_bounded_part_of_a_large_file(tmp_path, monkeyp
             return block
 
     monkeypatch.setattr("builtins.open", lambda *a, **k: Counting(real_open(*a, **k)))
-    assert job._sampled_sha256(str(big)) == digest and sum(read) == 2**20 and len(read) == 16
+    assert job._sampled_sha256(str(big)) == digest and sum(read) == 2**17 and len(read) == 8
     monkeypatch.undo()
     for at, seen in ((0, True), (len(data) - 1, True), (200_000, False)):
         changed = bytearray(data)
@@ -598,8 +598,8 @@ def test_a_sampled_digest_reads_a_bounded_part_of_a_large_file(tmp_path, monkeyp
         big.write_bytes(changed)
         assert (job._sampled_sha256(str(big)) != digest) is seen, at
     small = tmp_path / "small.bin"
-    for at in (0, 500_000, 2**20 - 1):  # a file of 1 MiB: every byte counts
-        changed = bytearray(data[: 2**20])
+    for at in (0, 60_000, 2**17 - 1):  # a file of 128 KiB: every byte counts
+        changed = bytearray(data[: 2**17])
         small.write_bytes(changed)
         before = job._sampled_sha256(str(small))
         changed[at] ^= 0xFF
