@@ -505,22 +505,22 @@ def test_resume_of_a_journal_that_identified_files_by_size_and_time_alone_says_s
     recorded = json.loads(kept)
     assert recorded.pop("file_identity") == ["path", "size", "mtime_ns", "sample_sha256"]
     recorded["inputs"][0] = recorded["inputs"][0][:3]  # [path, size, mtime_ns], as it was recorded
-    job.write_text(json.dumps(recorded))
-    with pytest.raises(ResumeError) as err:
-        upscale(lr, output=out, resume=True, **opts)
-    assert str(err.value).startswith(
-        f"{out}: its unfinished run was started with other inputs or options (recorded by an earlier geosr, which "
-        "identified input files by path, size and modification time alone; geosr now also compares their "
-        "sampled content); "), str(err.value)
+
+    def refused(record: dict) -> str:
+        job.write_text(json.dumps(record))
+        with pytest.raises(ResumeError) as err:
+            upscale(lr, output=out, resume=True, **opts)
+        said = str(err.value)
+        assert said.startswith(f"{out}: its unfinished run was started with other inputs or options (recorded "
+                               "by "), said
+        return said
+
+    assert "an earlier geosr, which identified input files by path, size and modification time alone; geosr now also " \
+        "compares their sampled content); " in refused(recorded)
     recorded["file_identity"] = ["path", "size", "mtime_ns", "ctime_ns", "inode"]
     recorded["inputs"][0] += [1, 2]
-    job.write_text(json.dumps(recorded))
-    with pytest.raises(ResumeError) as err:
-        upscale(lr, output=out, resume=True, **opts)
-    assert str(err.value).startswith(
-        f"{out}: its unfinished run was started with other inputs or options (recorded by another geosr, which "
-        "identified input files by path, size, modification time, status-change time and inode; geosr now identifies "
-        "them by path, size, modification time and sampled content); "), str(err.value)
+    assert "another geosr, which identified input files by path, size, modification time, status-change time and " \
+        "inode; geosr now identifies them by path, size, modification time and sampled content); " in refused(recorded)
     job.write_text(kept)
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows > 0  # (the journal as written: resumed)
 
