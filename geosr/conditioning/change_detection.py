@@ -55,7 +55,7 @@ from geosr.conditioning.reference import fit_harmonization, is_uniform
 # reference's cloud flags left out at its own resolution, its shift found through each image's own gaps, and one the
 # forward model cannot check through them not applied (session 69); 17: the LR's ranges (noise floor, the cue's
 # measures) over all of its own pixels, not only those the reference covers (session 70); 18: bright outliers (an
-# unflagged cloud) left out of the fits and the co-registration, changed where the other image is not bright too
+# unflagged cloud) left out of the fits and the co-registration, changed where the other image is not as bright
 # (session 72)
 DETECTOR_VERSION = 18
 METHOD = "cva+structure | learned cue"
@@ -200,9 +200,10 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     pixels compared (a white tank both show).
     """
     known = lr_valid & ref_valid
-    bright = (bright_outliers(lr, lr_valid) | bright_outliers(ref, ref_valid)) & known
-    core = (bright_outliers(lr, lr_valid, 0) | bright_outliers(ref, ref_valid, 0)) & known
-    if core.sum() >= BRIGHT_SHARE * known.sum() and (known & ~bright).sum() >= 100:
+    a, b = _brightness(lr, lr_valid), _brightness(ref, ref_valid)
+    core_a, core_b = lr_valid & (a > OUTLIER_SPREADS), ref_valid & (b > OUTLIER_SPREADS)
+    bright = (_with_margin(core_a, lr_valid) | _with_margin(core_b, ref_valid)) & known
+    if ((core_a | core_b) & known).sum() >= BRIGHT_SHARE * known.sum() and (known & ~bright).sum() >= 100:
         # an unflagged cloud over 7% of a Landsat LR set its ranges and thresholds: 17% of the labelled changes
         # beside it were found, against 83% without it (found in review); forced to "changed", white tanks lost
         # the reference that showed them (found in review)
@@ -210,8 +211,7 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
         assert found.evidence is not None
         # (each image's outliers themselves, not the margin around them, which may be dark ground; the other image
         # bright too: as far above its own bulk, in its own spreads, within BRIGHT_TOO)
-        a, b = _brightness(lr, lr_valid), _brightness(ref, ref_valid)
-        lit = ((a > OUTLIER_SPREADS) & (b < BRIGHT_TOO * a)) | ((b > OUTLIER_SPREADS) & (a < BRIGHT_TOO * b))
+        lit = (core_a & (b < BRIGHT_TOO * a)) | (core_b & (a < BRIGHT_TOO * b))
         evidence = nearest_filled(found.evidence, found.valid)
         evidence = np.where(lit & known, np.maximum(evidence, 2 * LEVEL + 1), evidence).astype(np.float32)
         return replace(found, changed=(found.changed | (lit & known) | (evidence > LEVEL) & bright) & known,
@@ -348,10 +348,14 @@ def bright_outliers(img: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MA
     ground's detail in a correlation (a disc at DN 250 over 0.6% of a Landsat scene made its 2 LR px shift
     untrusted, at reliability 0.18 against 0.58; found in review). Over a tenth of a scene or more, a cloud is its
     own 90th percentile: none is found."""
-    out = valid & (_brightness(img, valid) > OUTLIER_SPREADS)
-    # with the pixels it covers in part, below the bar, whose edges weigh as much (a cloud over 7.6% of a reference,
-    # averaged onto the LR grid, kept the match at reliability 0.03)
-    return ndimage.binary_dilation(out, iterations=margin) & valid if out.any() and margin else out
+    return _with_margin(valid & (_brightness(img, valid) > OUTLIER_SPREADS), valid, margin)
+
+
+def _with_margin(core: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MARGIN) -> np.ndarray:
+    """``core`` with the ``valid`` pixels within ``margin`` of it: the pixels a bright outlier covers in part, below
+    the bar, whose edges weigh as much (a cloud over 7.6% of a reference, averaged onto the LR grid, kept the match
+    at reliability 0.03)."""
+    return ndimage.binary_dilation(core, iterations=margin) & valid if core.any() and margin else core
 
 
 def _brightness(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
