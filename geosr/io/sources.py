@@ -334,15 +334,9 @@ def _band_files(path: str, hrefs: list[str]) -> Composite:
                                                                                if fill else ""),
                                   {"ACQUISITIONDATETIME": rad.acquired} if rad and rad.acquired else None), rad)
     # a Landsat band by its narrow common name, by the sensor its file names (as a folder's; found in review)
-    narrow = tuple((n, m.description) for m, file_name in zip(members, _member_files(members, hrefs, names))
-                   if m.colorinterp and (n := landsat_narrow(file_name, m.description)))
+    narrow = tuple((n, m.description) for m in members
+                   if m.colorinterp and (n := landsat_narrow(Path(named(m.href)).name, m.description)))
     return replace(comp, aliases=comp.aliases + narrow) if narrow else comp
-
-
-def _member_files(members: list[Member], hrefs: list[str], names: list[str]) -> list[str]:
-    """Each member's file name (``names`` of ``hrefs``, which the members read in order)."""
-    by_href = dict(zip(hrefs, names))
-    return [by_href[m.href] for m in members]
 
 
 def _fill(names: list[str]) -> str | None:
