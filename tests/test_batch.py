@@ -504,8 +504,8 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     theirs = (tmp_path / "x.tif").read_bytes()
     out = run_job_task(first.spec, "cpu", "run-a", first.replaces)
     assert not out["ok"] and out["error_type"] == "OutputExistsError", out
-    assert "x.tif: appeared while this run worked and is left as it is (another run wrote it; run the batch with " \
-        "`overwrite` to replace it" in out["error"] and "resume" not in out["error"], out
+    assert "x.tif: appeared while this run worked and is left as it is (another run or program wrote it; run the " \
+        "batch with `overwrite` to replace it" in out["error"] and "resume" not in out["error"], out
     assert (tmp_path / "x.tif").read_bytes() == theirs and read_record(tmp_path / "x.tif")["run_id"] == "run-b"
     # planned again, the refused job's journal (left in the work folder) does not make the other's output its own
     replan = plan_batch(tmp_path / "a.yaml").jobs[0]
@@ -550,6 +550,14 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     assert again.replace and {p for p, *_ in again.replaces} >= {str(tmp_path / "x.tif")}
     assert run_job_task(again.spec, "cpu", "run-c", again.replaces)["ok"]
     assert read_record(tmp_path / "x.tif")["run_id"] == "run-c"
+    # GDAL's file beside the output made after the plan (QGIS's "Build pyramids": x.tif.ovr) is someone's too: the
+    # job with the output planned for replacing deleted it without a word
+    later = plan_batch(tmp_path / "b.yaml", overwrite=True).jobs[0]
+    (tmp_path / "x.tif.ovr").write_bytes(b"pyramids")
+    out = run_job_task(later.spec, "cpu", "run-d", later.replaces)
+    assert not out["ok"] and out["error"].startswith(f"{tmp_path / 'x.tif.ovr'}: appeared while this run worked"), out
+    assert (tmp_path / "x.tif.ovr").read_bytes() == b"pyramids" and read_record(tmp_path / "x.tif")["run_id"] == \
+        "run-c"
 
 
 def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):

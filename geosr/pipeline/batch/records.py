@@ -64,11 +64,15 @@ def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def found_at(output: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
-    """The files at ``output`` and its sidecars' paths: (path, size, modification time in ns) each, as the plan
-    lets a job replace them and the job finds them as it puts its output in place (geosr.pipeline.batch.tasks)."""
-    from geosr.io.paths import sidecar_paths
+    """The files at ``output`` and its sidecars' paths, GDAL's files beside the rasters among them too (which the
+    job removes as it puts its output in place): (path, size, modification time in ns) each, as the plan lets a job
+    replace them and the job finds them then (geosr.pipeline.batch.tasks)."""
+    from geosr.io.paths import gdal_sidecars, sidecar_paths
 
-    paths = [str(output), *map(str, sidecar_paths(Path(output)).values())]
+    sides = sidecar_paths(Path(output))
+    rasters = (Path(output), sides["provenance raster"])
+    paths = [*map(str, rasters), str(sides["STAC item"]),
+             *(str(side) for raster in rasters for side in gdal_sidecars(raster).values())]
     return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
 
 

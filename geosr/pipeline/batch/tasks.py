@@ -187,8 +187,11 @@ def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: flo
         finish(job, chunks, before_cleanup=record)
     except OutputExistsError as exc:  # upscale's advice names `resume`, which batch does by itself
         said = str(exc).split(" (use ", 1)[0]
-        raise OutputExistsError(f"{said} (another run wrote it; run the batch with `overwrite` to replace it, the "
-                                "job going on from its work)") from exc
+        new = [path for path, *stamp in found_at(job.out_path) if (path, *stamp) not in replaces]
+        if new and not said.startswith(new[0] + ":"):  # the file that appeared, not the output the plan found
+            said = f"{new[0]}: appeared while this run worked and is left as it is"
+        raise OutputExistsError(f"{said} (another run or program wrote it; run the batch with `overwrite` to replace "
+                                "it, the job going on from its work)") from exc
 
 
 def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -> bool:
