@@ -243,6 +243,31 @@ def test_cli_whole_world_aoi_gives_the_whole_scene(tmp_path, utm_scene):
         assert hr.bounds == lr.bounds
 
 
+def test_an_area_of_interest_in_the_scene_s_nodata_is_refused(tmp_path):
+    """An all-nodata scene was refused, an --aoi over the nodata part of a scene (a swath's edge) written as an
+    all-nodata output, exit 0. It is now bad input: exit 2, one line, nothing written; one valid pixel in the area
+    is enough to run it (the check reads at full resolution)."""
+    data = (smooth_field(3, 40, 40, seed=2) * 200 + 20).astype(np.uint8)
+    data[:, :, :20] = 0  # the west half nodata
+    lr = make_raster(tmp_path / "lr.tif", data, nodata=0)
+    with rasterio.open(lr) as ds:
+        west = ",".join(str(v) for v in (ds.bounds.left, ds.bounds.bottom, ds.bounds.left + 150, ds.bounds.top))
+    out = tmp_path / "out.tif"
+    result = runner.invoke(app, ["upscale", str(lr), "--aoi", west, "--aoi-crs", "EPSG:32633", "-x", "2",
+                                 "--model", "bicubic", "-o", str(out)])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    assert result.stderr.strip() == (f"geosr: error: {lr}: has no valid pixels in the area of interest (--aoi): all "
+                                     "nodata there; choose an area the scene covers")
+    assert not out.exists() and list(tmp_path.iterdir()) == [lr]
+    data[:, 7, 3] = 99  # one valid pixel there
+    make_raster(lr, data, nodata=0)
+    result = runner.invoke(app, ["upscale", str(lr), "--aoi", west, "--aoi-crs", "EPSG:32633", "-x", "2",
+                                 "--model", "bicubic", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr)
+    with rasterio.open(out) as hr:
+        assert hr.read(1, masked=True).count() > 0
+
+
 @pytest.mark.parametrize("model", ["bicubic", "lite", "default"])
 def test_a_sub_area_re_run_gives_the_whole_run_s_pixels(tmp_path, model):
     """An --aoi run was stretched on its own area and laid its own windows: over the same pixels as a whole run,

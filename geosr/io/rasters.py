@@ -574,6 +574,19 @@ def read_window(
     return data, valid
 
 
+def has_valid_pixel(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Window) -> bool:
+    """Whether ``window`` holds a valid pixel (:func:`read_window`'s validity), read in strips of rows at full
+    resolution until one is found: exact, where a decimated read misses a few valid pixels, and bounded in memory."""
+    width = max(1, int(window.width))
+    rows = max(1, (1 << 22) // (width * max(1, len(bands))))  # about 32 MB of float64 a strip
+    top, end = int(window.row_off), int(window.row_off + window.height)
+    for row in range(top, end, rows):
+        _, valid = read_window(ds, bands, Window(window.col_off, row, window.width, min(rows, end - row)))
+        if valid.any():
+            return True
+    return False
+
+
 def dataset_mask(ds: rasterio.DatasetReader, **kwargs: object) -> np.ndarray:
     """``ds.dataset_mask(**kwargs)`` without rasterio's warning that a nodata value shadows an alpha band (GDAL's GPKG
     driver declares both; printed twice with Python source lines on stderr, under --json too; found in review):

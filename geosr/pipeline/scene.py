@@ -45,13 +45,14 @@ from geosr.conditioning.reference import (
     source_is_finer,
     window_under,
 )
-from geosr.errors import BandError, ClassTableError
+from geosr.errors import BandError, ClassTableError, InputError
 from geosr.io.rasters import (
     FULL_READ_LIMIT,
     RasterInfo,
     band_count,
     block_sample,
     blocks_under,
+    has_valid_pixel,
     inspect_raster,
     open_raster,
     parse_bands,
@@ -60,6 +61,7 @@ from geosr.io.rasters import (
     reading,
     refuse_mixed_types,
     refuse_palette,
+    shown_name,
 )
 from geosr.io.sensor_masks import SensorMask, open_mask, read_flags
 from geosr.io.sources import composite, is_composite
@@ -182,7 +184,13 @@ class Scene:
             if cloud_masks:
                 scene.lr_mask, scene.mask_warnings = _cloud_mask_of(lr, "LR", scene.mask_warnings)
             # over the whole scene, not the area: an area of interest is stretched as the whole run stretches it
-            scene.stretch = fit_stretch(lr_ds, sel, Window(0, 0, lr_ds.width, lr_ds.height))
+            whole = Window(0, 0, lr_ds.width, lr_ds.height)
+            scene.stretch = fit_stretch(lr_ds, sel, whole)
+            if area is not None and area != whole and not has_valid_pixel(lr_ds, sel, area):
+                # an all-nodata scene is refused; an area of interest in its nodata was written as an all-nodata
+                # output (found in review)
+                raise InputError(f"{shown_name(lr_ds.name)}: has no valid pixels in the area of interest (`aoi`): "
+                                 "all nodata there; choose an area the scene covers")
             if ref is not None:
                 scene._open_reference(ref, ref_bands, coregister, least_shift, cloud_masks)
             if cd is not None:
