@@ -296,6 +296,34 @@ def test_a_footprint_around_a_pole_holds_the_pole_and_the_scene(raster_factory, 
     assert validate_dict(item, extensions=[])  # the core schema (bundled with pystac: no network)
 
 
+@pytest.mark.parametrize("crs, origin, bbox", [
+    ("EPSG:3031", (0.0, 0.0), [90.0, -90.0, 180.0, -89.167]),  # the pole at the top-left corner
+    ("EPSG:3413", (0.0, 64000.0), [45.0, 89.164, 135.0, 90.0]),  # at the bottom-left corner
+    ("EPSG:3031", (-32000.0, 0.0), [90.0, -90.0, -90.0, -89.341]),  # mid top edge: across 180 degrees
+    ("EPSG:3031", (-32500.0, 0.0), [90.0, -90.0, -90.0, -89.339]),  # on the top edge between outline points
+])
+def test_a_footprint_with_the_pole_on_its_outline_is_the_scene_s(raster_factory, tmp_path, crs, origin, bbox):
+    """A polar tile with the pole at a corner (a polar mosaic's common layout) had a footprint and bbox twice its
+    width (EPSG:3031 lon 90-180 as 0 to -180, its geometry holding points the raster does not): the pole's point
+    took the CRS's own longitude. The pole is now an edge along its latitude, from its neighbours' longitudes."""
+    from pyproj import Transformer
+    from shapely.geometry import Point, shape
+
+    lr = raster_factory("tile.tif", np.full((1, 64, 64), 100, np.uint8), crs=crs,
+                        transform=Affine(1000.0, 0, origin[0], 0, -1000.0, origin[1]))
+    upscale(lr, output=tmp_path / "o.tif", scale=2, model="bicubic")
+    item = json.loads((tmp_path / "o.stac.json").read_text())
+    assert [round(v, 3) for v in item["bbox"]] == bbox
+    footprint = shape(item["geometry"])
+    assert footprint.is_valid
+    cols, rows = np.meshgrid(np.arange(0.5, 64, 3), np.arange(0.5, 64, 3))
+    xs, ys = Affine(1000.0, 0, origin[0], 0, -1000.0, origin[1]) @ (cols.ravel(), rows.ravel())
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    assert all(footprint.buffer(1e-9).covers(Point(a, b)) for a, b in zip(lon, lat))  # the whole scene
+    outside = bbox[0] - 30.0 if bbox[0] < bbox[2] else (bbox[0] + bbox[2]) / 2  # a longitude it does not reach
+    assert not footprint.covers(Point(outside, 89.99 if bbox[3] == 90.0 else -89.99))
+
+
 def test_a_custom_crs_is_not_labelled_with_an_epsg_code_that_is_not_it(tmp_path, raster_factory):
     """UTM 33 on the International ellipsoid with its own datum shift: rio-stac's loose match (70%) named it
     EPSG:23033 (ED50 / UTM 33N, 25 m away) and left out its WKT (found in review). The item gives the raster's own

@@ -182,7 +182,7 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
             return
         grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
     crs, transform, w, h = grid.crs, grid.transform, grid.width, grid.height
-    xs, ys = outline(grid, EDGE_POINTS)
+    xs, ys = _outline_through_poles(grid)
     corners = [transform @ (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))]
     item.properties["proj:geometry"] = json.loads(json.dumps(mapping(orient(Polygon(corners), sign=1.0))))
     code = item.properties.get("proj:epsg")
@@ -196,7 +196,8 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(np.asarray(xs), np.asarray(ys))
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         return
-    lon = np.unwrap(np.asarray(lon, dtype=float), period=360.0)  # a continuous ring across the antimeridian
+    lon, lat = _pole_as_edge(grid, xs, ys, np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
+    lon = np.unwrap(lon, period=360.0)  # a continuous ring across the antimeridian
     if abs(lon[-1] - lon[0]) > 180.0 or lon.max() - lon.min() >= 360.0:  # it winds around a pole
         pole = _around_pole(grid, lon, np.asarray(lat, dtype=float))
         if pole is not None:
@@ -209,7 +210,7 @@ def _set_footprint(item: pystac.Item, output: Path) -> None:
         return
     west_part = ring.intersection(box(-180.0, -90.0, 180.0, 90.0))
     east_part = ring.intersection(box(180.0, -90.0, 540.0, 90.0))
-    if east_part.is_empty:
+    if east_part.area <= 0.0:  # (a footprint that ends at 180 degrees meets the east box along a line)
         item.geometry = json.loads(json.dumps(mapping(ring)))
         item.bbox = [float(v) for v in ring.bounds]
         return
@@ -244,6 +245,77 @@ def _add_eo_bands(asset: pystac.Asset, output: Path) -> None:
         common = (name.lower() if name.lower() in EO_COMMON_NAMES else None) or narrows[i] or _COMMON.get(role or "")
         bands.append(Band.create(name=name, common_name=common))
     EOExtension.ext(asset, add_if_missing=True).bands = bands
+
+
+POLE_TOLERANCE = 1e-7  # degrees of latitude from 90 within which an outline's point is at a pole
+
+
+def _outline_through_poles(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's outline in its CRS (:func:`geosr.tiling.grid.outline`), with a pole that lies on it (a polar
+    tile's corner or edge) one of its points, exactly (:func:`_pole_as_edge` makes that point an edge)."""
+    from pyproj import Transformer
+
+    xs, ys = outline(grid, EDGE_POINTS)
+    w, h = grid.width, grid.height
+    t = np.linspace(0.0, 1.0, EDGE_POINTS, endpoint=False)
+    along = np.concatenate([t * w, w + t * h, w + h + t * w, 2 * w + h + t * h])  # each point's way round
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    tol = 1e-6 * max(w, h)
+    for top in (90.0, -90.0):
+        x, y = to_grid.transform(0.0, top)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        col, row = ~grid.transform @ (x, y)
+        if not (-tol <= col <= w + tol and -tol <= row <= h + tol):
+            continue
+        if abs(row) <= tol:
+            way = col
+        elif abs(col - w) <= tol:
+            way = w + row
+        elif abs(row - h) <= tol:
+            way = w + h + (w - col)
+        elif abs(col) <= tol:
+            way = 2 * w + h + (h - row)
+        else:  # inside the raster: its outline winds around it (_around_pole)
+            continue
+        way = float(np.clip(way, 0.0, 2 * (w + h))) % (2 * (w + h))
+        at = int(np.argmin(np.abs(along - way)))
+        if abs(along[at] - way) <= tol:
+            xs[at], ys[at] = x, y
+        else:
+            at = int(np.searchsorted(along, way))
+            xs, ys, along = (np.insert(v, at, new) for v, new in ((xs, x), (ys, y), (along, way)))
+    return xs, ys
+
+
+def _pole_as_edge(grid: Grid, xs: np.ndarray, ys: np.ndarray, lon: np.ndarray,
+                  lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The outline in WGS84 (``lon``, ``lat`` of ``xs``, ``ys``) with each point at a pole made the edge along the
+    pole's latitude that it is in longitude: from its neighbours' longitudes through that of a point just inside
+    the raster. A pole's longitude is any: the CRS's own, which took a polar tile with the pole at a corner to a
+    footprint and bbox twice its width (found in review: EPSG:3031 lon 90-180 as 0-180)."""
+    from pyproj import Transformer
+
+    at_pole = np.abs(np.abs(lat) - 90.0) <= POLE_TOLERANCE
+    if not at_pole.any() or at_pole.all():
+        return lon, lat
+    cx, cy = grid.transform @ (grid.width / 2, grid.height / 2)
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    n = len(lon)
+    out_lon: list[float] = []
+    out_lat: list[float] = []
+    for i in range(n):
+        if not at_pole[i]:
+            out_lon.append(float(lon[i]))
+            out_lat.append(float(lat[i]))
+            continue
+        before = next(lon[(i - k) % n] for k in range(1, n) if not at_pole[(i - k) % n])
+        after = next(lon[(i + k) % n] for k in range(1, n) if not at_pole[(i + k) % n])
+        inside, _ = to_lonlat.transform(xs[i] + 1e-3 * (cx - xs[i]), ys[i] + 1e-3 * (cy - ys[i]))
+        pole = 90.0 if lat[i] > 0 else -90.0
+        out_lon += [float(before), float(inside), float(after)]
+        out_lat += [pole] * 3
+    return np.asarray(out_lon), np.asarray(out_lat)
 
 
 def _around_pole(grid: Grid, lon: np.ndarray, lat: np.ndarray) -> BaseGeometry | None:
