@@ -492,6 +492,23 @@ def test_a_refused_resume_names_the_member_file_that_changed(tmp_path):
         f"the LR band files: its file {files[1].name} changed (its size or modification time)"]
 
 
+def test_a_refused_resume_from_another_file_names_both(tmp_path):
+    """A batch whose manifest swapped two jobs' outputs was refused with "the LR rgb_byte.tif changed" for a file
+    as it was (the output was made from hro.tif; found in review). Another file is named as the one it replaced."""
+    from conftest import make_raster, smooth_field
+    from geosr.pipeline.fingerprints import fingerprint_changes
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for name in ("hro.tif", "rgb.tif"):
+            make_raster(tmp_path / folder / name, (smooth_field(3, 8, 8) * 255).astype(np.uint8))
+    ids = {p: job_module._file_id(str(tmp_path / p)) for p in ("a/hro.tif", "a/rgb.tif", "b/rgb.tif")}
+    assert fingerprint_changes({"inputs": [ids["a/hro.tif"]]}, {"inputs": [ids["a/rgb.tif"]]}) == [
+        "the LR hro.tif -> rgb.tif"]
+    assert fingerprint_changes({"inputs": [None, ids["a/rgb.tif"]]}, {"inputs": [None, ids["b/rgb.tif"]]}) == [
+        f"the reference {tmp_path / 'a/rgb.tif'} -> {tmp_path / 'b/rgb.tif'}"]  # one name: the paths whole
+
+
 def test_a_stac_item_picks_its_data_assets_by_common_name(tmp_path):
     dn = band_files(tmp_path / "s2")
     item = item_over_band_files(tmp_path / "s2")

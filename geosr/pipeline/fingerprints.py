@@ -56,6 +56,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             with_ref = [len(f) > REF and f[REF] is not None for f in (a, b)]  # none given is auto with a reference
             said.append(f"`cd` {x or ('auto' if with_ref[0] else 'not given')} -> "
                         f"{y or ('auto' if with_ref[1] else 'not given')}")
+        elif x != y and (paths := _other_file(x, y)) is not None:  # another file, not this one changed (review)
+            role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
+            said.append(f"{role} {paths[0]} -> {paths[1]}")
         elif x != y:
             role = FINGERPRINT_INPUTS[i][1] if i < len(FINGERPRINT_INPUTS) else "the class table or area file"
             named = next((v for v in (y, x) if isinstance(v, list) and v and isinstance(v[0], str)), None)
@@ -129,6 +132,17 @@ def _how_changed(old: list | None, new: list | None) -> str:
                     "file)")
         break
     return " (its size or modification time)"
+
+
+def _other_file(old: object, new: object) -> tuple[str, str] | None:
+    """Two local or remote files' identities (``[path, ...]``) at different paths, as a message names them: by
+    their names, or whole where the names are the same; None for one file, or band files given as a list (an
+    output made from hro.tif refused for rgb_byte.tif said "the LR rgb_byte.tif changed", a file as it was)."""
+    if not (isinstance(old, list) and isinstance(new, list) and old and new and isinstance(old[0], str)
+            and isinstance(new[0], str)) or old[0] == new[0] or is_file_list(old[0]) or is_file_list(new[0]):
+        return None
+    a, b = Path(old[0]).name, Path(new[0]).name
+    return (a, b) if a != b else (old[0], new[0])
 
 
 def _member_changed(old: object, new: object) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from geosr._version import __version__
-from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
+from geosr.errors import NoOverlapError, OptionError, VectorFileError, names_too_long_are_input_errors
 from geosr.io import outputs
 from geosr.io.journal import clear_work_dir, refuse_unfinished_upscale, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
@@ -152,6 +152,13 @@ def rasterize_osm(
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
+    if len(shapes) == 0 and len(feats.frame) and not table.keys() & set(feats.frame.columns):
+        # a vector file of features in the grid whose columns are no OSM keys (SpaceNet's road_type, paved...): it
+        # was said to have "no feature inside the grid" (found in review)
+        raise VectorFileError(
+            f"{feats.source}: its {len(feats.frame)} features over the grid have none of the OSM keys the class "
+            f"table {table.name!r} reads ({', '.join(sorted(table.keys()))}) as a column; a vector file's columns "
+            "are read as OSM tags: name one after the key it holds (e.g. highway=residential)")
     if len(shapes) == 0 and not opts.allow_empty:
         held = _declared_share(opts.osm_file, target)
         if held is not None and held[0] < 0.001:  # the file holds another area: that, not an empty one, is the cause
