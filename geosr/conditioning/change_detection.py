@@ -202,8 +202,8 @@ def detect_changes(lr: np.ndarray, lr_valid: np.ndarray, ref: np.ndarray, ref_va
     known = lr_valid & ref_valid
     a, b = _brightness(lr, lr_valid), _brightness(ref, ref_valid)
     core_a, core_b = lr_valid & (a > OUTLIER_SPREADS), ref_valid & (b > OUTLIER_SPREADS)
-    bright = (_with_margin(core_a, lr_valid) | _with_margin(core_b, ref_valid)) & known
-    if ((core_a | core_b) & known).sum() >= BRIGHT_SHARE * known.sum() and (known & ~bright).sum() >= 100:
+    bright = (with_margin(core_a, lr_valid) | with_margin(core_b, ref_valid)) & known
+    if outweighs(core_a | core_b, bright, known, 100):
         # an unflagged cloud over 7% of a Landsat LR set its ranges and thresholds: 17% of the labelled changes
         # beside it were found, against 83% without it (found in review); forced to "changed", white tanks lost
         # the reference that showed them (found in review)
@@ -348,10 +348,17 @@ def bright_outliers(img: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MA
     ground's detail in a correlation (a disc at DN 250 over 0.6% of a Landsat scene made its 2 LR px shift
     untrusted, at reliability 0.18 against 0.58; found in review). Over a tenth of a scene or more, a cloud is its
     own 90th percentile: none is found."""
-    return _with_margin(valid & (_brightness(img, valid) > OUTLIER_SPREADS), valid, margin)
+    return with_margin(valid & (_brightness(img, valid) > OUTLIER_SPREADS), valid, margin)
 
 
-def _with_margin(core: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MARGIN) -> np.ndarray:
+def outweighs(cores: np.ndarray, bright: np.ndarray, compared: np.ndarray, least: int) -> bool:
+    """Whether bright outliers are left out of a statistic over the ``compared`` pixels (change detection's, the
+    reference's harmonization): their ``cores`` (:func:`bright_outliers` without a margin) cover BRIGHT_SHARE of
+    them or more, and ``least`` of them are not ``bright`` (the cores with their margins)."""
+    return bool((cores & compared).sum() >= BRIGHT_SHARE * compared.sum() and (compared & ~bright).sum() >= least)
+
+
+def with_margin(core: np.ndarray, valid: np.ndarray, margin: int = OUTLIER_MARGIN) -> np.ndarray:
     """``core`` with the ``valid`` pixels within ``margin`` of it: the pixels a bright outlier covers in part, below
     the bar, whose edges weigh as much (a cloud over 7.6% of a reference, averaged onto the LR grid, kept the match
     at reliability 0.03)."""

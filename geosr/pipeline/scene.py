@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from geosr.conditioning.change_detection import BRIGHT_SHARE, OUTLIER_MARGIN, bright_outliers
+from geosr.conditioning.change_detection import OUTLIER_MARGIN, bright_outliers, outweighs, with_margin
 from geosr.conditioning.changes import BINARY, ChangeClassTable, check_mask_values, refuse_undeclared
 from geosr.conditioning.coregistration import (
     BEYOND,
@@ -537,13 +537,13 @@ class Scene:
             local = [Window(w.col_off - self.area.col_off, w.row_off - self.area.row_off, w.width, w.height)
                      for w in windows]
             ref, usable = self._harmonization_reference(lr_grid, local, None)
-        # pixels far brighter than the rest of either image (a cloud no mask flags, over BRIGHT_SHARE of them) tell
+        # pixels far brighter than the rest of either image (a cloud no mask flags: :func:`outweighs` says when) tell
         # nothing of how the dates' colours relate, and weigh most in a fit of moments (their margin on a decimated
         # read only: a block sample's pixels are no image)
         margin = OUTLIER_MARGIN if windows is None else 0
-        bright = bright_outliers(lr, lr_valid, margin) | bright_outliers(ref, usable, margin)
-        fit = usable & lr_valid
-        if (bright & fit).sum() >= BRIGHT_SHARE * fit.sum() and (fit & ~bright).sum() >= MIN_FIT_PIXELS:
+        cores = bright_outliers(lr, lr_valid, 0), bright_outliers(ref, usable, 0)
+        bright = with_margin(cores[0], lr_valid, margin) | with_margin(cores[1], usable, margin)
+        if outweighs(cores[0] | cores[1], bright, usable & lr_valid, MIN_FIT_PIXELS):  # (as change detection does)
             usable = usable & ~bright
         if windows is None and self.local_harmonization:  # a decimated read of the whole area: fields fit
             self.harmonization = fit_local_harmonization(lr, lr_valid, ref, usable,
