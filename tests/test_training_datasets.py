@@ -726,4 +726,5 @@ def test_hidden_files_beside_the_images_are_no_images(tmp_path):
     assert source_images(src) == [str(tmp_path / "imgs" / "x.png")]
     assert [p.name for p in list_images(tmp_path / "rd" / "HR_512")] == ["x.png"]
     assert len(change_pair_folder(tmp_path / "p")) == 1 and incomplete_pairs(tmp_path / "p") == []
+    (tmp_path / "imgs" / "tiles.tif").mkdir()  # a folder named as an image is none (it stopped the run)
     assert [p.name for p in image_files([tmp_path / "imgs"])] == ["x.png"]

@@ -36,8 +36,6 @@ from geosr.training.metrics import psnr_y
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, own_checkpoint, save_state, state_record
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
 
 @dataclass
 class BackboneTrainConfig:
@@ -145,12 +143,11 @@ def _read_tiff(p: Path) -> torch.Tensor:
 
 
 def image_files(folders: Sequence[Path]) -> list[Path]:
-    from geosr.training.pairs import is_hidden
+    from geosr.training.pairs import IMAGE_EXTS, images_under
 
-    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and not is_hidden(p, Path(f)))  # (a macOS ._x.tif is no image; found in review)
+    files = sorted(p for f in folders for p in images_under(Path(f)))  # (a macOS ._x.tif is no image; review)
     if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+        raise InputError(f"no images ({', '.join(IMAGE_EXTS)}) under {', '.join(map(str, folders))}")
     return files
 
 

@@ -215,9 +215,9 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
     they are (8-bit, or stretched to it), change pairs' targets and references (each image once), and the
     images under a folder that holds no data layout (e.g. RSSCN7's class folders). Images too small for any
     crop are left out."""
-    from geosr.training.backbone_fit import IMAGE_SUFFIXES, read_images
+    from geosr.training.backbone_fit import read_images
     from geosr.training.manifest import find_manifest
-    from geosr.training.pairs import is_hidden, is_label_image
+    from geosr.training.pairs import IMAGE_EXTS, images_under
     from geosr.training.sources import load_sources, source_images
 
     images: list[torch.Tensor] = []
@@ -229,11 +229,10 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
             got = read_images([Path(p) for p in listed])
             where = f"{len(listed)} images"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
-            files = sorted(p for p in Path(src["path"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                           and not is_label_image(p, Path(src["path"]))  # (labels are no imagery; review)
-                           and not is_hidden(p, Path(src["path"])))  # (nor a macOS ._x.tif; review)
+            # (labels are no imagery, nor a macOS ._x.tif; found in review)
+            files = images_under(Path(src["path"]), labels=False)
             if not files:
-                raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no data layout "
+                raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_EXTS)}) and no data layout "
                                  "geosr knows")
             got = read_images(files)
             where = f"{len(files)} images under {src['path']}"

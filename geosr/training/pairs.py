@@ -382,6 +382,13 @@ def is_hidden(path: Path, root: Path | None = None) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
+def images_under(folder: Path, *, labels: bool = True) -> list[Path]:
+    """The image files at any depth below ``folder`` by their extension (:data:`IMAGE_EXTS`), in path order; hidden
+    files left out, and change masks (:func:`is_label_image`) unless ``labels``."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and not is_hidden(p, folder) and (labels or not is_label_image(p, folder)))
+
+
 def list_images(folder: Path) -> list[Path]:
     """The images of ``folder`` by their extension (:data:`IMAGE_EXTS`), in name order; hidden files left out."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not is_hidden(p))
@@ -400,4 +407,4 @@ def is_label_image(path: Path, root: Path | None = None) -> bool:
 
 
 __all__ = ["Pair", "IMAGE_EXTS", "array_stretch", "to_model", "read_image", "read_mask", "read_label", "classes_of",
-           "find_image", "is_hidden", "list_images", "is_label_image"]
+           "find_image", "is_hidden", "images_under", "list_images", "is_label_image"]
