@@ -558,6 +558,13 @@ def test_an_output_another_batch_wrote_meanwhile_is_not_replaced(tmp_path):
     assert not out["ok"] and out["error"].startswith(f"{tmp_path / 'x.tif.ovr'}: appeared while this run worked"), out
     assert (tmp_path / "x.tif.ovr").read_bytes() == b"pyramids" and read_record(tmp_path / "x.tif")["run_id"] == \
         "run-c"
+    # ... also by a forced re-run of the job that made the output (its record says the output is its own)
+    (tmp_path / "x.tif.ovr").unlink()
+    forced = plan_batch(tmp_path / "a.yaml", force=True).jobs[0]
+    (tmp_path / "x.tif.ovr").write_bytes(b"pyramids")
+    out = run_job_task(forced.spec, "cpu", "run-e", forced.replaces)
+    assert not out["ok"] and out["error"].startswith(f"{tmp_path / 'x.tif.ovr'}: appeared while this run worked"), out
+    assert (tmp_path / "x.tif.ovr").read_bytes() == b"pyramids"
 
 
 def test_a_quiet_batch_whose_job_meets_a_network_fault_prints_nothing(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, OutputExistsError, ResumeError, gpu_out_of_memory
 from geosr.io.lock import OutputBusyError
+from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.pipeline.batch.manifest import JobSpec
 from geosr.pipeline.batch.records import comparable, found_at, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
@@ -206,6 +207,12 @@ def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -
         return False
     if set(found) <= set(replaces):  # (each the very file the plan found: same size and time)
         return True
+    # external overviews or a mask made since the plan (QGIS's "Build pyramids") are no run's, whose COGs hold their
+    # own: someone's, even beside this job's own output (a forced re-run deleted them; found in review)
+    theirs = {str(side) for raster in (job.out_path, sidecar_paths(job.out_path)["provenance raster"])
+              for side in gdal_sidecars(raster).values() if side != pam_path(raster)}
+    if any(path in theirs for path, *stamp in found if (path, *stamp) not in replaces):
+        return False
     rec = read_record(job.out_path)
     if rec is not None:
         if rec.get("run_id") == run_id:
