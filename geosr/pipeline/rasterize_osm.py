@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from geosr._version import __version__
-from geosr.errors import NoOverlapError, OptionError, VectorFileError, names_too_long_are_input_errors
+from geosr.errors import NoOverlapError, OptionError, names_too_long_are_input_errors
 from geosr.io import outputs
 from geosr.io.journal import clear_work_dir, refuse_unfinished_upscale, work_dir_for
 from geosr.io.lock import LOCK_NAME, JobLock
@@ -152,13 +152,6 @@ def rasterize_osm(
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
-    if len(shapes) == 0 and len(feats.frame) and not table.keys() & set(feats.frame.columns):
-        # a vector file of features in the grid whose columns are no OSM keys (SpaceNet's road_type, paved...): it
-        # was said to have "no feature inside the grid" (found in review)
-        raise VectorFileError(
-            f"{feats.source}: its {len(feats.frame)} features over the grid have none of the OSM keys the class "
-            f"table {table.name!r} reads ({', '.join(sorted(table.keys()))}) as a column; a vector file's columns "
-            "are read as OSM tags: name one after the key it holds (e.g. highway=residential)")
     if len(shapes) == 0 and not opts.allow_empty:
         held = _declared_share(opts.osm_file, target)
         if held is not None and held[0] < 0.001:  # the file holds another area: that, not an empty one, is the cause
@@ -170,9 +163,14 @@ def rasterize_osm(
                 f"{west:.6f},{south:.6f},{east:.6f},{north:.6f} in degrees, the grid is {_describe_bounds(target)}); "
                 "give a file of this area, or leave `osm_file` out to read it online"
             )
+        # features over the grid, none with a column the table reads (SpaceNet's road_type, paved...): said, as a
+        # vector file's columns are read as OSM tags ("no feature inside the grid" alone; found in review)
+        untagged = (f"; its {len(feats.frame)} features there have none of the keys the table reads "
+                    f"({', '.join(sorted(table.keys()))}) as a column, and a vector file's columns are read as OSM "
+                    "tags" if len(feats.frame) and not table.keys() & set(feats.frame.columns) else "")
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
-            f"({_describe_bounds(target)}); nothing written (use `allow_empty` for an all-background map)"
+            f"({_describe_bounds(target)}){untagged}; nothing written (use `allow_empty` for an all-background map)"
         )
 
     # 3. burn and write
