@@ -40,6 +40,34 @@ def test_an_https_style_url_is_read_as_gdal_reads_it(served, tmp_path):
     assert [link["href"] for link in stac["links"] if link["rel"] == "derived_from"] == [f"{url}/lr.tif"]
 
 
+def test_a_url_s_password_is_never_printed_nor_written(served, tmp_path, monkeypatch):
+    """`http://user:password@host/...` was printed whole: in errors, the summary, `geosr info` (text and --json),
+    and written into the run's lock files (left behind by a killed run); and a page that is no raster behind such a
+    URL was "no answer from its server (Name or service not known); try again", exit 1, where it is bad input
+    (geosr's own request took user:password@host for the host; found in review)."""
+    import sys
+
+    from geosr.io.lock import JobLock
+
+    url, folder = served
+    signed = url.replace("http://", "http://u:s3cret@")
+    (folder / "page.tif").write_text("<html><body>sign in</body></html>")
+    runs = [["info", f"{signed}/lr.tif"], ["info", f"{signed}/lr.tif", "--json"],
+            ["upscale", f"{signed}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif")],
+            ["upscale", f"{signed}/nothing.tif", "-x", "2", "-o", str(tmp_path / "a.tif"), "--json"],
+            ["upscale", f"{signed}/lr.tif", "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "b.tif")],
+            ["upscale", f"{signed}/page.tif", "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "c.tif")]]
+    said = [CliRunner().invoke(app, args) for args in runs]
+    assert [r.exit_code for r in said] == [0, 0, 2, 2, 0, 2], [r.output for r in said]
+    assert all("s3cret" not in r.output + r.stderr for r in said), [r.output + r.stderr for r in said]
+    assert f"{url}/lr.tif" in said[0].output and json.loads(said[1].stdout)["files"][0]["path"] == f"{url}/lr.tif"
+    assert "page.tif: not a raster GDAL can read" in _said(said[5]), _said(said[5])
+    monkeypatch.setattr(sys, "argv", ["geosr", "upscale", f"{signed}/lr.tif", "-o", "x.tif"])
+    with JobLock(tmp_path / "lock", output=tmp_path / "x.tif"):
+        held = (tmp_path / "lock").read_text()
+    assert "s3cret" not in held and f"{url}/lr.tif" in held, held
+
+
 def test_a_tiff_of_several_pages_is_refused_over_a_url_as_a_local_one_is(served, tmp_path):
     """A TIFF of two pages was read as its first page when given as a URL, refused (naming its pages) as a file."""
     url, folder = served

@@ -1360,3 +1360,18 @@ def test_hand_made_pairs_that_disagree_are_refused_before_any_model_runs(tmp_pat
         assert not (tmp_path / "ev").exists()
     result = geosr.evaluate([good], scales=[4], models=["bicubic"], out=tmp_path / "ev", panels=False)
     assert result.summary[4]["bicubic"]["overall"]["psnr_y"] > 20
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_a_url_as_data_is_refused_in_one_sentence_as_given(tmp_path, command):
+    """`geosr evaluate http://host/data/` said "http:/host/data: no such data" (a URL as a path loses a slash of its
+    "//"), not that data is read from local files; its password was printed too (found in review)."""
+    from geosr.cli.app import app
+
+    url = "http://u:s3cret@127.0.0.1:9/p/data/"
+    args = [command, url] if command == "evaluate" else [command, "--data", url, "--out-dir", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, [*args, "-x", "2"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == ("geosr: error: http://127.0.0.1:9/p/data/: training and evaluation data are read "
+                                  "from local files and folders; download the data set first"), res.stderr
+    assert list(tmp_path.iterdir()) == []

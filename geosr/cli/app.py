@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from geosr.cli.batch import batch
+from geosr.cli.common import STDOUT
 from geosr.cli.detect_changes import detect_changes
 from geosr.cli.evaluate import evaluate
 from geosr.cli.info import info
@@ -59,7 +60,7 @@ class _Commands(TyperGroup):
             sys.exit(exc.exit_code)  # printed it twice)
         except _CLICK_ERROR as exc:
             if json_out:
-                print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}))
+                print(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": exc.format_message()}), file=STDOUT)
             else:
                 ctx = getattr(exc, "ctx", None)
                 listed = "commands" if hasattr(getattr(ctx, "command", None), "list_commands") else "options"

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from geosr.cli.common import (
     EXIT_BAD_INPUT,
+    STDOUT,
     ProgressView,
     cli_words,
     count,
@@ -109,7 +110,7 @@ def _failed(r) -> str:
 def _invalid(exc, *, json_out: bool, quiet: bool) -> None:
     if json_out:
         print(json.dumps({"ok": False, "exit_code": EXIT_BAD_INPUT, "error": str(exc).splitlines()[0].rstrip(":"),
-                          "invalid": [p.to_dict() for p in exc.problems]}))
+                          "invalid": [p.to_dict() for p in exc.problems]}), file=STDOUT)
     else:
         err_console.print(f"geosr: error: {exc}", style="bold red", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import io
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from rich.progress import (
 from rich.text import Text
 
 from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, gpu_out_of_memory, name_too_long_message
+from geosr.io.paths import credentials_hidden
 from geosr.options import CommandOptions
 
 EXIT_OK = 0
@@ -42,12 +44,48 @@ EXIT_TERMINATED = 143  # SIGTERM
 # that Rich would otherwise interpret; styling goes through style= and Text.
 # Into a pipe or a file, lines are never wrapped (rich would fold them at 80 columns: a summary split mid-path for a
 # grep, a markdown table's rows broken, a table's names cut); on a terminal, its width.
-err_console = Console(stderr=True, markup=False)
+class _CredentialsHidden(io.TextIOBase):
+    """The process's stdout or stderr of the moment (a test runner swaps them), every URL written to it without the
+    ``user:password@`` of its authority: a message, summary or table names an input as given, and its password
+    reached the terminal, logs and CI transcripts (found in review). Hand-written: no library filters a stream."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> Any:
+        stream = getattr(sys, self._name)
+        # a progress display puts its proxy in sys.stdout and sys.stderr, which writes to its console, which writes
+        # here: the stream it stands for, or the run hung on a terminal (a lock taken twice)
+        while hasattr(stream, "rich_proxied_file"):
+            stream = stream.rich_proxied_file
+        return stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(credentials_hidden(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._stream, "encoding", None) or "utf-8")
+
+
+STDOUT, STDERR = _CredentialsHidden("stdout"), _CredentialsHidden("stderr")
+err_console = Console(file=STDERR, markup=False)
 if not err_console.is_terminal:
-    err_console = Console(stderr=True, markup=False, width=100_000)
-out_console = Console(markup=False)
+    err_console = Console(file=STDERR, markup=False, width=100_000)
+out_console = Console(file=STDOUT, markup=False)
 if not out_console.is_terminal:
-    out_console = Console(markup=False, width=100_000)
+    out_console = Console(file=STDOUT, markup=False, width=100_000)
 
 
 class Terminated(KeyboardInterrupt):
@@ -321,7 +359,7 @@ def _fail(message: str, code: int, json_out: bool, report: dict | None = None) -
         # a console of its own: a Ctrl-C that lands while a line is being printed can leave rich's console holding
         # all later output in its buffer, never written (measured: 81 of 20,000 interrupts of a printing loop), and
         # the "interrupted ..." line went missing with it (exit 130, nothing said)
-        console = Console(stderr=True, markup=False, width=None if err_console.is_terminal else 100_000)
+        console = Console(file=STDERR, markup=False, width=None if err_console.is_terminal else 100_000)
         console.print(Text.assemble(("geosr: error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -365,7 +403,7 @@ def print_json(payload: dict, command: str | None = None) -> None:
     if sys.stdout is None:  # closed by the caller (`>&-`): nothing to write to, and nothing wrong with the run
         return
     payload = _in_cli_words({"ok": True, **payload}, command)
-    sys.stdout.write(json.dumps(_finite(payload), default=str, allow_nan=False) + "\n")
+    STDOUT.write(json.dumps(_finite(payload), default=str, allow_nan=False) + "\n")
 
 
 def _in_cli_words(value: Any, command: str | None) -> Any:

@@ -15,7 +15,7 @@ from geosr.errors import OptionError
 from geosr.options import EvaluateOptions
 
 
-def evaluate(data: Path, no_lr_consistency: bool = False, old_out: Optional[Path] = None, quiet: bool = False,
+def evaluate(data: str, no_lr_consistency: bool = False, old_out: Optional[Path] = None, quiet: bool = False,
              json_out: bool = False, **options: Any) -> None:
     """Evaluate models with the papers' protocol (bicubic LR, or the data set's own), next to bicubic and reference paste.
 
@@ -60,7 +60,7 @@ def _signature() -> inspect.Signature:
     """DATA, the options of :class:`geosr.options.EvaluateOptions`, the shorthand --no-lr-consistency, the
     deprecated -o/--out (hidden), -q, --json."""
     data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-        Path, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
+        str, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
                                   "the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, "
                                   "Bic_LR_D<scale>_<side>), or an A/ B/ label/ folder.", show_default=False)])
     return common.command_signature([data], EvaluateOptions, reporting="table", extra=[

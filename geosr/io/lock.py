@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from geosr.errors import OutputLocationError
+from geosr.io.paths import credentials_hidden
 
 try:
     import fcntl
@@ -83,7 +84,7 @@ class JobLock:
 
     def _write_holder(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "command": " ".join(sys.argv[:1] + [a for a in sys.argv[1:3]]), "for": self.holder}
+                "command": credentials_hidden(" ".join(sys.argv[:3])), "for": self.holder}  # (no password)
         assert self._fd is not None, "the lock is held"
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(info).encode(), 0)

@@ -567,17 +567,22 @@ def cut_short(url: str, size: int = 1 << 16, timeout: float = 10.0) -> str | Non
     import http.client
     import urllib.request
 
-    target = curl_url(url) or url
-    request = urllib.request.Request(target, headers={"Range": f"bytes=0-{size - 1}"})
+    # asked as GDAL asks (its credentials, TLS settings and proxy): a plain request took a URL's user:password@ for
+    # its host, and a server wanting credentials answered 401: "no answer from its server", exit 1 (found in review)
+    source = curl_url(url) or url
+    target, asked = gdal_request(source)
+    request = urllib.request.Request(target, headers={**asked, "Range": f"bytes=0-{size - 1}"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with gdal_opener().open(request, timeout=timeout) as resp:
             status, headers = resp.status, resp.headers
             body = resp.read(size)
     except http.client.IncompleteRead as exc:
         return f"its server cut the transfer ({len(exc.partial)} of {len(exc.partial) + (exc.expected or 0)} bytes)"
+    except urllib.error.HTTPError:  # an answer (a status), not a transfer cut: the read's own error says it
+        return None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return f"no answer from its server ({getattr(exc, 'reason', exc)})"
-    expected = _answer_length(target, status, headers, timeout)
+    expected = _answer_length(source, status, headers, timeout)  # (asked again with its credentials)
     if expected is not None and len(body) < min(expected, size):
         return f"its server cut the transfer ({len(body)} of {min(expected, size)} bytes)"
     return None

@@ -36,10 +36,21 @@ from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_lab
 Groups = list[tuple[list[Pair], float]]
 
 
+def refuse_remote(path: str | Path) -> None:
+    """Refuse a URL or GDAL virtual path as data, which is read from local files (a URL as a Path lost a slash:
+    "http:/host/data: no such data"; found in review)."""
+    from geosr.io.paths import credentials_hidden, is_remote
+
+    if is_remote(os.fspath(path)):
+        raise InputError(f"{credentials_hidden(os.fspath(path))}: training and evaluation data are read from local "
+                         "files and folders; download the data set first")
+
+
 def source_for_path(path: str | Path) -> dict[str, Any]:
     """A data path -> a source entry of the training config, its kind read from the layout: a manifest file (.json)
     or a folder with its own (``shared``), ``HR_512/`` (``refdiff``), ``A/`` + ``B/`` (``pairs``), images or an
     image (``synthetic``), or a folder of data-set folders (``shared``: it needs a manifest)."""
+    refuse_remote(path)
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such data")
@@ -265,6 +276,7 @@ def absent_heldout_sets(data: str | Path) -> list[str]:
 
 def evaluation_pairs(data: str | Path) -> list[Pair]:
     """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
+    refuse_remote(data)
     try:
         src = source_for_path(data)
     except InputNotFoundError:
