@@ -41,9 +41,11 @@ def refuse_remote(path: str | Path) -> None:
     "http:/host/data: no such data"; found in review)."""
     from geosr.io.paths import credentials_hidden, is_remote
 
-    if is_remote(os.fspath(path)):
-        raise InputError(f"{credentials_hidden(os.fspath(path))}: training and evaluation data are read from local "
-                         "files and folders; download the data set first")
+    text = os.fspath(path)
+    if is_remote(text):
+        then = "extract it" if text.lower().startswith("/vsi") and "://" not in text else "download the data set"
+        raise InputError(f"{credentials_hidden(text)}: training and evaluation data are read from local files and "
+                         f"folders; {then} first")
 
 
 def source_for_path(path: str | Path) -> dict[str, Any]:
