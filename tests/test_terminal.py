@@ -55,3 +55,34 @@ def test_upscale_on_a_terminal_shows_its_progress_and_finishes(tmp_path):
     assert code == 0, said
     assert "wrote out.tif" in said and "1/1" in said, said
     assert (tmp_path / "out.tif").is_file()
+
+
+def test_a_url_s_password_is_left_out_on_a_terminal_and_in_usage_errors(tmp_path):
+    """Styled on a terminal, a URL follows the escape code's final letter ("\\x1b[1mhttp://u:pw@..."), which the
+    search took for part of a word: `geosr info URL` showed the password there alone; a usage error printed it
+    everywhere (found in review)."""
+    from tests.range_server import serving
+
+    (tmp_path / "www").mkdir()
+    make_raster(tmp_path / "www" / "lr.tif", (smooth_field(3, 24, 24, seed=4) * 255).astype(np.uint8))
+    with serving(tmp_path / "www") as url:
+        signed = url.replace("http://", "http://u:s3cret@")
+        code, said = _on_a_terminal(["info", f"{signed}/lr.tif"], tmp_path)
+        assert code == 0 and f"{url}/lr.tif" in said and "s3cret" not in said, said
+        code, said = _on_a_terminal(["upscale", f"{signed}/lr.tif", f"{signed}/b.tif", "-x", "2"], tmp_path)
+        assert code == 2 and f"({url}/b.tif)" in said and "s3cret" not in said, said
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_output_stream_is_no_failure(tmp_path, closed):
+    """With stdout or stderr closed (`>&-`), every command failed: exit 1 and no output (the streams that leave out
+    URLs' passwords asked None whether it was a terminal; found in review)."""
+    make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24, seed=5) * 255).astype(np.uint8))
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, closed: subprocess.DEVNULL}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = ("import os, sys, runpy; os.close({fd}); sys.argv = ['geosr', 'upscale', 'lr.tif', '-x', '2', '-m', "
+            "'bicubic', '-o', 'out.tif']; sys.{name} = None; runpy.run_module('geosr', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code.format(fd=1 if closed == "stdout" else 2, name=closed)],
+                         cwd=tmp_path, env=env, timeout=300, **streams)
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert (tmp_path / "out.tif").is_file()

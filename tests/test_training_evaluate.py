@@ -1375,3 +1375,6 @@ def test_a_url_as_data_is_refused_in_one_sentence_as_given(tmp_path, command):
     assert res.stderr.strip() == ("geosr: error: http://127.0.0.1:9/p/data/: training and evaluation data are read "
                                   "from local files and folders; download the data set first"), res.stderr
     assert list(tmp_path.iterdir()) == []
+    if command == "evaluate":  # a file:// URL is a local path (as for every other input)
+        res = CliRunner().invoke(app, ["evaluate", f"file://{tmp_path}/none", "-x", "2"])
+        assert res.exit_code == 2 and res.stderr.strip() == f"geosr: error: {tmp_path}/none: no such data", res.stderr

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from geosr.cli.batch import batch
-from geosr.cli.common import STDOUT
+from geosr.cli.common import STDERR, STDOUT
 from geosr.cli.detect_changes import detect_changes
 from geosr.cli.evaluate import evaluate
 from geosr.cli.info import info
@@ -66,7 +66,7 @@ class _Commands(TyperGroup):
                 listed = "commands" if hasattr(getattr(ctx, "command", None), "list_commands") else "options"
                 where = f" (`{ctx.command_path} --help` lists the {listed})" if ctx is not None and \
                     isinstance(exc, _USAGE_ERROR) else ""
-                typer.echo(f"geosr: error: {exc.format_message()}{where}", err=True)
+                print(f"geosr: error: {exc.format_message()}{where}", file=STDERR)  # (no URL's password)
             sys.exit(exc.exit_code)
         except typer.Abort:
             sys.exit(1)

@@ -44,6 +44,9 @@ EXIT_TERMINATED = 143  # SIGTERM
 # that Rich would otherwise interpret; styling goes through style= and Text.
 # Into a pipe or a file, lines are never wrapped (rich would fold them at 80 columns: a summary split mid-path for a
 # grep, a markdown table's rows broken, a table's names cut); on a terminal, its width.
+_ESCAPE_CODE = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~])")  # a terminal's control sequence (CSI), as rich writes them
+
+
 class _CredentialsHidden(io.TextIOBase):
     """The process's stdout or stderr of the moment (a test runner swaps them), every URL written to it without the
     ``user:password@`` of its authority: a message, summary or table names an input as given, and its password
@@ -62,16 +65,24 @@ class _CredentialsHidden(io.TextIOBase):
         return stream
 
     def write(self, text: str) -> int:
-        self._stream.write(credentials_hidden(text))
+        stream = self._stream
+        if stream is not None:  # (closed by the caller, `>&-`: nothing to write to, and nothing wrong with the run)
+            # each run of text between a terminal's escape codes apart: a styled URL follows its code's final letter
+            # ("\x1b[1mhttp://u:pw@..."), which is no start of a URL to the search (found in review)
+            stream.write("".join(part if i % 2 else credentials_hidden(part)
+                                 for i, part in enumerate(_ESCAPE_CODE.split(text))))
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        if self._stream is not None:
+            self._stream.flush()
 
     def isatty(self) -> bool:
-        return bool(self._stream.isatty())
+        return self._stream is not None and bool(self._stream.isatty())
 
     def fileno(self) -> int:
+        if self._stream is None:
+            raise io.UnsupportedOperation("fileno")
         return int(self._stream.fileno())
 
     @property

@@ -277,7 +277,8 @@ _FRAGMENTED = re.compile(r"^(/vsicurl/)?(https?|ftp)://", re.IGNORECASE)  # URLs
 _CREDENTIALS = re.compile(r"^((?:/?vsi[a-z0-9_]+/+)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
 
 
-_CREDENTIALS_IN_TEXT = re.compile(r"((?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
+# (to the authority's last "@", as a URL's parser reads it: a password holding a raw "@" was shown from there)
+_CREDENTIALS_IN_TEXT = re.compile(r"((?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://)[^/?#\s]*@", re.IGNORECASE)
 
 
 def credentials_hidden(text: str) -> str:

@@ -36,24 +36,24 @@ from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_lab
 Groups = list[tuple[list[Pair], float]]
 
 
-def refuse_remote(path: str | Path) -> None:
-    """Refuse a URL or GDAL virtual path as data, which is read from local files (a URL as a Path lost a slash:
-    "http:/host/data: no such data"; found in review)."""
-    from geosr.io.paths import credentials_hidden, is_remote
+def local_data(path: str | Path) -> str:
+    """The local path of data given as ``path`` (a ``file://`` URL's path); a URL or GDAL virtual path refused, as
+    data is read from local files (a URL as a Path lost a slash: "http:/host/data: no such data"; found in review)."""
+    from geosr.io.paths import credentials_hidden, is_remote, local_form
 
-    text = os.fspath(path)
+    text = local_form(os.fspath(path))
     if is_remote(text):
         then = "extract it" if text.lower().startswith("/vsi") and "://" not in text else "download the data set"
-        raise InputError(f"{credentials_hidden(text)}: training and evaluation data are read from local files and "
-                         f"folders; {then} first")
+        raise InputError(f"{credentials_hidden(os.fspath(path))}: training and evaluation data are read from local "
+                         f"files and folders; {then} first")
+    return text
 
 
 def source_for_path(path: str | Path) -> dict[str, Any]:
     """A data path -> a source entry of the training config, its kind read from the layout: a manifest file (.json)
     or a folder with its own (``shared``), ``HR_512/`` (``refdiff``), ``A/`` + ``B/`` (``pairs``), images or an
     image (``synthetic``), or a folder of data-set folders (``shared``: it needs a manifest)."""
-    refuse_remote(path)
-    p = Path(path)
+    p = Path(local_data(path))
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such data")
     if p.is_file():
@@ -278,7 +278,7 @@ def absent_heldout_sets(data: str | Path) -> list[str]:
 
 def evaluation_pairs(data: str | Path) -> list[Pair]:
     """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
-    refuse_remote(data)
+    data = local_data(data)
     try:
         src = source_for_path(data)
     except InputNotFoundError:
