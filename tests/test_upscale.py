@@ -548,6 +548,42 @@ def test_the_lr_s_metadata_is_carried_over_but_what_describes_other_pixels(tmp_p
         assert out.tags(1) == {"WAVELENGTH": "665"} and out.tags(2) == {"WAVELENGTH": "560"}
 
 
+@pytest.mark.parametrize("dtype, scale, flat", [("uint16", 1e-4, 1500), ("float32", 1.0, 0.05)])
+def test_a_flat_band_of_reflectance_stays_flat(tmp_path, dtype, scale, flat):
+    """A flat band's stretch was widened by 0.5 in physical units: for reflectance (a scale of 1e-4, or floats)
+    half the range of the data, over which the model's leakage between bands drew -0.08 to 0.21 in a band of 0.05;
+    unscaled, the same DN stayed flat (found in review). It is widened by half its step now."""
+    field = smooth_field(3, 32, 32, seed=6)
+    data = (field * 3000 + 1500) if dtype == "uint16" else (field * 0.3 + 0.05)
+    data[2] = flat
+    lr = make_raster(tmp_path / "lr.tif", data.astype(dtype), nodata=0 if dtype == "uint16" else None)
+    with rasterio.open(lr, "r+") as ds:
+        ds.scales, ds.offsets = [scale] * 3, [0.0] * 3
+    for model in ("lite", "default"):
+        out = tmp_path / f"{model}.tif"
+        _upscale(str(lr), scale=2, model=model, output=out)
+        with rasterio.open(out) as ds:
+            band = ds.read(3).astype(np.float64)
+        assert np.abs(band - flat).max() <= (0 if dtype == "uint16" else 1e-6), (model, band.min(), band.max())
+
+
+def test_an_outlier_of_a_flat_band_leaves_the_other_bands_as_they_are(tmp_path):
+    """One pixel of 60000 in a band of 0 lies 120000 over its stretch (1 DN wide); the default model's LR beyond +-2
+    was added back through its learned upsampler, which mixes the bands: the other bands came out 0 to 65535. The
+    excess is added back band by band now."""
+    data = (smooth_field(3, 32, 32, seed=7) * 3000 + 1500).astype(np.uint16)
+    data[2] = 0
+    data[2, 16, 16] = 60000
+    lr = make_raster(tmp_path / "lr.tif", data)
+    out = tmp_path / "out.tif"
+    _upscale(str(lr), scale=2, model="default", output=out)
+    with rasterio.open(out) as ds:
+        hr = ds.read().astype(np.int64)
+    for b in (0, 1):
+        assert data[b].min() - 300 <= hr[b].min() and hr[b].max() <= data[b].max() + 300, (b, hr[b].min(), hr[b].max())
+    assert hr[2].max() > 30000 and np.abs(hr[2, :20, :20]).max() <= 1  # the outlier there, the band 0 away from it
+
+
 def test_a_lone_bright_lr_pixel_is_no_saturated_blob_at_x16(tmp_path):
     """Found by review: the default model at x16 answered a lone bright LR pixel of the bundled sample (104 among
     about 60: 2.55 in model space) with a 10 x 10 blob of 0s and 255s. The network now sees the LR within +-2 in

@@ -129,14 +129,24 @@ def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Wind
                          "spread over it (all nodata?); build overviews (gdaladdo) so that the whole scene is "
                          "read at a coarser resolution")
     lows, highs = [], []
-    for b in range(data.shape[0]):
+    for b, band in enumerate(bands):
         lo, hi = np.percentile(data[b][valid], PERCENTILES)
-        if not hi > lo:  # a flat band: widened by 0.5, or at large magnitudes by what float64 still tells from it
-            half = max(0.5, abs(float(lo)) * 1e-9)  # (1e17 +- 0.5 is 1e17: low == high divided by zero: all NaN)
-            lo, hi = float(lo) - half, float(lo) + half
+        if not hi > lo:  # a flat band: widened by half its step, at large magnitudes by what float64 tells from it
+            half = max(0.5 * flat_step(ds.dtypes[band - 1], ds.scales[band - 1], float(lo)), abs(float(lo)) * 1e-9)
+            lo, hi = float(lo) - half, float(lo) + half  # (1e17 +- 0.5 is 1e17: low == high divided by zero: NaN)
         lows.append(float(lo))
         highs.append(float(hi))
     return Stretch(tuple(lows), tuple(highs))
+
+
+def flat_step(dtype: str, scale: float, value: float) -> float:
+    """The step of a flat band's values at ``value`` in physical units, which its stretch spans: a stored integer's
+    (its scale: 1 DN), a float's a millionth of its magnitude (at least 1e-6). The model's leakage between bands (a
+    few hundredths of the stretch) lands in a flat band as that much texture: widened by 0.5 in physical units, a
+    reflectance band of 0.05 (scale 1e-4, or float) came out -0.08 to 0.21 (found in review)."""
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return abs(float(scale)) or 1.0
+    return max(abs(value), 1.0) * 1e-6
 
 
 def to_raw(phys: np.ndarray, dtype: str, scales: tuple[float, ...], offsets: tuple[float, ...]) -> np.ndarray:

@@ -29,7 +29,7 @@ from geosr.errors import BandError, ClassTableError, OptionError, ScaleError
 from geosr.models.device import resolve_device
 from geosr.models.edm import EDMDenoiser
 from geosr.models.interface import ConditionBatch
-from geosr.models.resample import kernel_halo
+from geosr.models.resample import kernel_halo, upsample
 from geosr.models.unet import Condition, make_condition
 from geosr.sampling.fusion import OverlapFusion
 from geosr.sampling.noise import GeoNoise
@@ -223,11 +223,11 @@ class DiffusionSuperResolver:
             inside = batch.lr.clamp(-LR_RANGE, LR_RANGE)
             if not torch.equal(inside, batch.lr):
                 out = self(replace(batch, lr=inside), seed=seed)
-                # the LR's own upsampling in place of the clipped one's (the upsampler may be learned, not linear):
-                # exactly nothing where a window's LR is within the range
-                dev = self.device
-                up = self.denoiser.upsample_lr(batch.lr.to(dev, torch.float32), batch.scale)
-                return out + (up - self.denoiser.upsample_lr(inside.to(dev, torch.float32), batch.scale)).to(out.device)
+                # the excess added back, upsampled band by band (exactly nothing where a window's LR is within the
+                # range): through the learned upsampler, which mixes the bands, an outlier of a flat band (60000 DN
+                # over a stretch of 1 DN) saturated the others (found in review)
+                excess = (batch.lr - inside).to(self.device, torch.float32)
+                return out + upsample(excess, batch.scale, "bicubic").to(out.device)
         fusing = self.sampler.fuse_overlaps and batch.batch_size > 1
         if self.batch_invariant and batch.batch_size > 1 and not fusing:
             return torch.cat([self._run(_window(batch, i), seed, None if base is None else base[i : i + 1])
