@@ -1278,3 +1278,15 @@ def test_a_run_on_local_files_leaves_the_environment_as_it_was(tmp_path, monkeyp
     with pytest.raises(GeoSRError):
         open_raster("/vsizip/vsicurl/http://127.0.0.1:9/a.zip/b.tif")
     assert all(k in os.environ for k in REMOTE_OPTIONS)
+
+
+def test_credentials_are_left_out_of_text_to_the_authority_s_last_at_and_nothing_else_is_touched():
+    """Every line the command line prints goes through credentials_hidden: a password holding a raw "@" was shown
+    from there ("http://ss@host"; found in review), and ordinary text must come out as it went in."""
+    from geosr.io.paths import credentials_hidden
+
+    assert credentials_hidden("http://u:p@ss@h:1/a.tif and ftp://me@h/b") == "http://h:1/a.tif and ftp://h/b"
+    assert credentials_hidden('"http://u:pw@h/a"') == '"http://h/a"'
+    for text in (json.dumps({"a": "http://h", "b": "u@x.com"}), "(http://h) (me@x.org)", "http://h/a@b.tif",
+                 "mail me@x.org", "/data/a@b.tif", "http://[::1]:8080/a.tif"):
+        assert credentials_hidden(text) == text, text

@@ -277,8 +277,9 @@ _FRAGMENTED = re.compile(r"^(/vsicurl/)?(https?|ftp)://", re.IGNORECASE)  # URLs
 _CREDENTIALS = re.compile(r"^((?:/?vsi[a-z0-9_]+/+)*[a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
 
 
-# (to the authority's last "@", as a URL's parser reads it: a password holding a raw "@" was shown from there)
-_CREDENTIALS_IN_TEXT = re.compile(r"((?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://)[^/?#\s]*@", re.IGNORECASE)
+# (to the authority's last "@", as a URL's parser reads it: a password holding a raw "@" was shown from there; not
+# across a quote, bracket or backslash, which no authority holds: JSON's `"http://h", "e": "u@x"` is two values)
+_CREDENTIALS_IN_TEXT = re.compile(r"((?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]*://)[^/?#\s\"'<>\\()\[\]{}]*@", re.IGNORECASE)
 
 
 def credentials_hidden(text: str) -> str:
