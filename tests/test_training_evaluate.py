@@ -1378,3 +1378,6 @@ def test_a_url_as_data_is_refused_in_one_sentence_as_given(tmp_path, command):
     if command == "evaluate":  # a file:// URL is a local path (as for every other input)
         res = CliRunner().invoke(app, ["evaluate", f"file://{tmp_path}/none", "-x", "2"])
         assert res.exit_code == 2 and res.stderr.strip() == f"geosr: error: {tmp_path}/none: no such data", res.stderr
+        res = CliRunner().invoke(app, ["evaluate", "file://host/data", "-x", "2"])  # another machine's: no local path
+        assert res.exit_code == 2 and "file://host/data: training and evaluation data are read from local" in \
+            res.stderr, res.stderr

@@ -141,9 +141,10 @@ def fit_stretch(ds: rasterio.DatasetReader, bands: tuple[int, ...], window: Wind
 
 def flat_step(dtype: str, scale: float, value: float) -> float:
     """The step of a flat band's values at ``value`` in physical units, which its stretch spans: a stored integer's
-    (its scale: 1 DN), a float's a millionth of its magnitude (at least 1e-6). The model's leakage between bands (a
-    few hundredths of the stretch) lands in a flat band as that much texture: widened by 0.5 in physical units, a
-    reflectance band of 0.05 (scale 1e-4, or float) came out -0.08 to 0.21 (found in review)."""
+    (its scale: 1 DN), a float's a millionth of its magnitude (at least 1e-6). The model's leakage between bands
+    lands in a flat band as texture in proportion to the stretch (up to about its whole width, measured): widened by
+    0.5 in physical units, a reflectance band of 0.05 (scale 1e-4, or float) came out -0.08 to 0.21 (found in
+    review); now within a DN, or about 1e-6 of a float."""
     if np.issubdtype(np.dtype(dtype), np.integer):
         return abs(float(scale)) or 1.0
     return max(abs(value), 1.0) * 1e-6

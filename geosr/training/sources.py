@@ -5,6 +5,7 @@ training config's source entries (see :mod:`geosr.training.config`) read into we
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,10 +42,12 @@ def local_data(path: str | Path) -> str:
     data is read from local files (a URL as a Path lost a slash: "http:/host/data: no such data"; found in review)."""
     from geosr.io.paths import credentials_hidden, is_remote, local_form
 
-    text = local_form(os.fspath(path))
-    if is_remote(text):
+    given = os.fspath(path)
+    text = local_form(given)
+    named_host = re.match(r"file://(?!/|localhost/)", given, re.IGNORECASE)  # file://host/x: another machine's
+    if is_remote(text) or named_host:
         then = "extract it" if text.lower().startswith("/vsi") and "://" not in text else "download the data set"
-        raise InputError(f"{credentials_hidden(os.fspath(path))}: training and evaluation data are read from local "
+        raise InputError(f"{credentials_hidden(given)}: training and evaluation data are read from local "
                          f"files and folders; {then} first")
     return text
 
