@@ -219,15 +219,18 @@ class DiffusionSuperResolver:
         if base is not None and base.shape[-2:] != batch.ref.shape[-2:]:
             raise ValueError(f"a base of {tuple(base.shape[-2:])} does not cover HR stacks of "
                              f"{tuple(batch.ref.shape[-2:])}")
-        if base is None and LR_RANGE is not None:  # (a base, a backbone's prediction, is conditioned on instead)
+        if LR_RANGE is not None:
             inside = batch.lr.clamp(-LR_RANGE, LR_RANGE)
-            if not torch.equal(inside, batch.lr):
-                out = self(replace(batch, lr=inside), seed=seed)
-                # the excess added back, upsampled band by band (exactly nothing where a window's LR is within the
-                # range): through the learned upsampler, which mixes the bands, an outlier of a flat band (60000 DN
-                # over a stretch of 1 DN) saturated the others (found in review)
-                excess = (batch.lr - inside).to(self.device, torch.float32)
-                return out + upsample(excess, batch.scale, "bicubic").to(out.device)
+            kept = None if base is None else base.clamp(-LR_RANGE, LR_RANGE)  # a backbone's prediction, likewise
+            if not torch.equal(inside, batch.lr) or (base is not None and not torch.equal(kept, base)):
+                out = self(replace(batch, lr=inside), seed=seed, base=kept)
+                # the excess added back (exactly nothing where a window is within the range): the LR's upsampled
+                # band by band (through the learned upsampler, which mixes the bands, an outlier of a flat band,
+                # 60000 DN over a stretch of 1 DN, saturated the others), or the base's own; a base beyond the
+                # range conditioned on spread it over the other bands (3992 DN; both found in review)
+                excess = upsample((batch.lr - inside).to(self.device, torch.float32), batch.scale, "bicubic") \
+                    if base is None else (base - kept)
+                return out + excess.to(out.device)
         fusing = self.sampler.fuse_overlaps and batch.batch_size > 1
         if self.batch_invariant and batch.batch_size > 1 and not fusing:
             return torch.cat([self._run(_window(batch, i), seed, None if base is None else base[i : i + 1])
