@@ -76,6 +76,12 @@ def found_at(output: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]
     return tuple((p, *stamp) for p in paths if (stamp := file_stamp(p)) is not None)
 
 
+def appeared(output: str | os.PathLike[str], replaces: tuple[tuple[str, int, int], ...]) -> list[str]:
+    """The files at ``output``'s and its sidecars' paths (:func:`found_at`) that are not the very ones the plan
+    found there (``replaces``: same size and time): made or changed since."""
+    return [path for path, *stamp in found_at(output) if (path, *stamp) not in replaces]
+
+
 def sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path`` (hex; the models' checksums carry a ``sha256:`` prefix)."""
     from geosr.models.registry import file_sha256  # not at import: reading a manifest loads no torch

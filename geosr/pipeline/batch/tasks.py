@@ -21,7 +21,7 @@ from geosr.errors import GPU_OUT_OF_MEMORY, GeoSRError, InputError, OutputExists
 from geosr.io.lock import OutputBusyError
 from geosr.io.paths import gdal_sidecars, pam_path, sidecar_paths
 from geosr.pipeline.batch.manifest import JobSpec
-from geosr.pipeline.batch.records import comparable, found_at, output_matches, read_record, write_record
+from geosr.pipeline.batch.records import appeared, comparable, found_at, output_matches, read_record, write_record
 from geosr.pipeline.batch.results import TaskError, utc_now
 from geosr.pipeline.fingerprints import made_by
 
@@ -188,7 +188,7 @@ def _finish(job, chunks: list, spec: JobSpec, run_id: str, started: str, t0: flo
         finish(job, chunks, before_cleanup=record)
     except OutputExistsError as exc:  # upscale's advice names `resume`, which batch does by itself
         said = str(exc).split(" (use ", 1)[0]
-        new = [path for path, *stamp in found_at(job.out_path) if (path, *stamp) not in replaces]
+        new = appeared(job.out_path, replaces)
         if new and not said.startswith(new[0] + ":"):  # the file that appeared, not the output the plan found
             said = f"{new[0]}: appeared while this run worked and is left as it is"
         raise OutputExistsError(f"{said} (another run or program wrote it; run the batch with `overwrite` to replace "
@@ -202,16 +202,16 @@ def _may_replace(job, run_id: str, replaces: tuple[tuple[str, int, int], ...]) -
     the output's tags are this job's). Not a file another job wrote meanwhile (two batches writing one output both
     said "ok", the second's output silently in place of the first's); with nothing found, a file that appears
     before the rename is refused there."""
-    found = found_at(job.out_path)
-    if not found:
+    if not found_at(job.out_path):
         return False
-    if set(found) <= set(replaces):  # (each the very file the plan found: same size and time)
+    new = appeared(job.out_path, replaces)
+    if not new:  # (each the very file the plan found: same size and time)
         return True
     # external overviews or a mask made since the plan (QGIS's "Build pyramids") are no run's, whose COGs hold their
     # own: someone's, even beside this job's own output (a forced re-run deleted them; found in review)
     theirs = {str(side) for raster in (job.out_path, sidecar_paths(job.out_path)["provenance raster"])
               for side in gdal_sidecars(raster).values() if side != pam_path(raster)}
-    if any(path in theirs for path, *stamp in found if (path, *stamp) not in replaces):
+    if theirs.intersection(new):
         return False
     rec = read_record(job.out_path)
     if rec is not None:
