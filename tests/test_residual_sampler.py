@@ -237,3 +237,25 @@ def test_a_backbone_path_holding_a_plus_and_a_file_named_as_a_composite(tmp_path
     while not isinstance(sr, ResidualSampler):
         sr = sr.inner
     assert sr.diffusion.checksum == registry.file_sha256(registry.bundled_checkpoints()["default"])
+
+
+def test_a_nan_in_the_lr_or_the_base_ends_and_the_base_s_type_is_not_the_output_s():
+    """A NaN beside a base beyond the model's range (or an LR beyond it, beside a base) called the model again and
+    again: clamping keeps NaN, and NaN != NaN read as "still beyond" (a RecursionError; found in review). And the
+    base's excess, added back, made a float64 base's output float64."""
+    dm = _diffusion(True)
+    batch = _batch(8, 8)
+    base = torch.rand(1, 3, 32, 32) * 2 - 1
+    base[0, 0, 0, 0] = 5.0  # beyond the range
+    base[0, 1, 3, 3] = float("nan")
+    out = dm(batch, seed=0, base=base)
+    assert out.shape == base.shape and out.dtype == torch.float32
+    lr = batch.lr.clone()
+    lr[0, 0, 1, 1], lr[0, 1, 2, 2] = 9.0, float("nan")
+    # (with a base, the LR is not what the model is conditioned on: its NaN reaches nothing)
+    assert dm(ConditionBatch(**{**batch.__dict__, "lr": lr}), seed=0, base=base.nan_to_num(0.0)).isfinite().all()
+    wide = base.double().nan_to_num(0.0)
+    assert dm(batch, seed=0, base=wide).dtype == torch.float32
+    # beyond the range only in the base: its excess, and nothing else, added back to the clamped base's output
+    kept = wide.clamp(-2, 2).float()
+    assert torch.allclose(dm(batch, seed=0, base=wide) - dm(batch, seed=0, base=kept), (wide - kept).float())

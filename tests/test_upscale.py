@@ -586,6 +586,34 @@ def test_an_outlier_of_a_flat_band_leaves_the_other_bands_as_they_are(tmp_path, 
     assert hr[2].max() > 30000 and np.abs(hr[2, :20, :20]).max() <= 1  # the outlier there, the band 0 away from it
 
 
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_float_value_beyond_float32_s_model_space_spoils_only_its_neighbourhood(tmp_path, flat):
+    """One valid pixel of 3e38 in a float32 band of 0.1-0.4 (or a flat band of 0.05) is 2e39 (2e44) in model space:
+    infinite in float32, and the upsampling's matrix products (inf * 0) made the window's whole band NaN: an
+    all-NaN output, exit 0. Model space now holds it at MODEL_LIMIT: away from the pixel (beyond bicubic's reach),
+    the output is the one of the scene without it (to float32's rounding: the band's 99th percentile moves by one
+    rank)."""
+    data = (smooth_field(3, 32, 32, seed=3) * 0.3 + 0.1).astype(np.float32)
+    if flat:
+        data[1] = 0.05
+    clean = make_raster(tmp_path / "clean.tif", data)
+    data[1, 5, 5] = 3e38
+    spoilt = make_raster(tmp_path / "spoilt.tif", data)
+    outs = []
+    for lr in (clean, spoilt):
+        out = tmp_path / f"{lr.stem}_x2.tif"
+        _upscale(str(lr), scale=2, model="bicubic", output=out)
+        with rasterio.open(out) as ds:
+            outs.append(ds.read())
+    a, b = outs
+    assert np.isfinite(b).all()
+    away = np.ones(a.shape[1:], dtype=bool)
+    away[2 * (5 - 3) : 2 * (5 + 4), 2 * (5 - 3) : 2 * (5 + 4)] = False
+    assert np.allclose(a[:, away], b[:, away], rtol=1e-6, atol=0)
+    assert np.array_equal(a[[0, 2]], b[[0, 2]])  # the other bands untouched
+    assert b[1, 10:12, 10:12].min() > 1e20  # the pixel itself far above the band (held at the limit's value)
+
+
 def test_a_lone_bright_lr_pixel_is_no_saturated_blob_at_x16(tmp_path):
     """Found by review: the default model at x16 answered a lone bright LR pixel of the bundled sample (104 among
     about 60: 2.55 in model space) with a 10 x 10 blob of 0s and 255s. The network now sees the LR within +-2 in

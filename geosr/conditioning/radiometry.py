@@ -29,6 +29,11 @@ SAMPLE_SIDE = 1024  # the stretch is fitted on at most SAMPLE_SIDE^2 pixels (a d
 PERCENTILES = (1.0, 99.0)
 
 
+# The largest model-space value a stretch gives (see Stretch.forward): far beyond any model's range, and a kernel's
+# or a network layer's sum of such values still finite in float32 (whose largest is 3.4e38)
+MODEL_LIMIT = 1e30
+
+
 @dataclass(frozen=True)
 class Stretch:
     """Per-band (low, high) in physical units; model value = 2 * (v - low) / (high - low) - 1."""
@@ -41,10 +46,13 @@ class Stretch:
 
     def forward(self, phys: np.ndarray) -> np.ndarray:
         lo, hi = self._arrays()
-        # a nodata value far outside the data (-3.4e38 in float32) leaves float32's range: infinite, and masked
-        # like every nodata pixel; numpy's overflow warning would only be noise on the user's terminal
-        with np.errstate(over="ignore"):
-            return (2.0 * (phys - lo) / (hi - lo) - 1.0).astype(np.float32)
+        # a value far outside the stretch (3e38 in float32, beside data of 0.1-0.4) leaves float32's range: held at
+        # +-MODEL_LIMIT, from which kernel sums stay finite (an infinite one made the whole window's band NaN through
+        # the upsampling's matrix products, inf * 0: a blank output; found in review); a nodata value so is masked
+        # like every nodata pixel. In float64 (numpy's overflow warning, of a float64 raster's 1e300, only noise)
+        with np.errstate(over="ignore", invalid="ignore"):
+            model = 2.0 * (np.asarray(phys, dtype=np.float64) - lo) / (hi - lo) - 1.0
+        return np.clip(model, -MODEL_LIMIT, MODEL_LIMIT).astype(np.float32)
 
     def inverse(self, model: np.ndarray) -> np.ndarray:
         lo, hi = self._arrays()

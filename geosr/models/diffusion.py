@@ -219,18 +219,21 @@ class DiffusionSuperResolver:
         if base is not None and base.shape[-2:] != batch.ref.shape[-2:]:
             raise ValueError(f"a base of {tuple(base.shape[-2:])} does not cover HR stacks of "
                              f"{tuple(batch.ref.shape[-2:])}")
-        if LR_RANGE is not None:
+        if LR_RANGE is not None and (_beyond(batch.lr) or (base is not None and _beyond(base))):
             inside = batch.lr.clamp(-LR_RANGE, LR_RANGE)
             kept = None if base is None else base.clamp(-LR_RANGE, LR_RANGE)  # a backbone's prediction, likewise
-            if not torch.equal(inside, batch.lr) or (base is not None and not torch.equal(kept, base)):
-                out = self(replace(batch, lr=inside), seed=seed, base=kept)
-                # the excess added back (exactly nothing where a window is within the range): the LR's upsampled
-                # band by band (through the learned upsampler, which mixes the bands, an outlier of a flat band,
-                # 60000 DN over a stretch of 1 DN, saturated the others), or the base's own; a base beyond the
-                # range conditioned on spread it over the other bands (3992 DN; both found in review)
-                excess = upsample((batch.lr - inside).to(self.device, torch.float32), batch.scale, "bicubic") \
-                    if base is None else (base - kept)
-                return out + excess.to(out.device)
+            out = self._dispatch(replace(batch, lr=inside), seed, kept)
+            # the excess added back (exactly nothing where a window is within the range): the LR's upsampled
+            # band by band (through the learned upsampler, which mixes the bands, an outlier of a flat band,
+            # 60000 DN over a stretch of 1 DN, saturated the others), or the base's own; a base beyond the
+            # range conditioned on spread it over the other bands (3992 DN; both found in review)
+            excess = upsample((batch.lr - inside).to(self.device, torch.float32), batch.scale, "bicubic") \
+                if base is None else (base - kept)
+            return out + excess.to(out.device, out.dtype)
+        return self._dispatch(batch, seed, base)
+
+    def _dispatch(self, batch: ConditionBatch, seed: int, base: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`__call__` on values within the model's range: the windows batched, or one by one."""
         fusing = self.sampler.fuse_overlaps and batch.batch_size > 1
         if self.batch_invariant and batch.batch_size > 1 and not fusing:
             return torch.cat([self._run(_window(batch, i), seed, None if base is None else base[i : i + 1])
@@ -280,6 +283,12 @@ class DiffusionSuperResolver:
 # of the clipped one's. The bundled model, trained on images stretched so, answered a lone bright LR pixel at 2.55
 # with -13 .. 21 (61 output pixels at 0 or 255 on the bundled sample at x16, none so). None: the LR as it is.
 LR_RANGE: float | None = 2.0
+
+
+def _beyond(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds a value beyond ±LR_RANGE (NaN is not: clamping keeps it, and a test of the clamp's
+    effect, NaN != NaN, called for it again and again: a RecursionError; found in review)."""
+    return LR_RANGE is not None and bool((x.abs() > LR_RANGE).any())
 
 
 def _window(batch: ConditionBatch, i: int) -> ConditionBatch:
