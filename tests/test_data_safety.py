@@ -940,10 +940,40 @@ def test_a_lock_whose_holder_note_cannot_be_written_is_released(tmp_path, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(JobLock, "_write_holder", full)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="o.tif: cannot be written: no space left on device"):
         JobLock(tmp_path / "work" / LOCK_NAME, output=tmp_path / "o.tif").acquire()
+    assert not (tmp_path / "work").exists()  # the lock file and the folder it made, gone
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "journal").write_text("{}")
+    with pytest.raises(OSError):
+        JobLock(tmp_path / "kept" / LOCK_NAME, output=tmp_path / "o.tif").acquire()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["journal"]  # a folder it found, left as it was
     monkeypatch.undo()
     JobLock(tmp_path / "work" / LOCK_NAME, output=tmp_path / "o.tif").acquire().release()  # not held by anyone
+
+
+@pytest.mark.parametrize("command", ["upscale", "detect-changes", "rasterize-osm"])
+def test_a_disk_full_before_the_lock_s_note_is_named_and_leaves_nothing(scene, monkeypatch, command):
+    """Found by review: on a full disk the lock's note (who holds it) failed first: "internal error: OSError: [Errno
+    28] No space left on device", exit 1, naming no file, and an `out.tif.geosr-work/lock` left behind."""
+    tmp, lr, ref, _ = scene
+    geojson = tmp / "f.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    out = tmp / "out.tif"
+    argv = {"upscale": ["upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, "--force-resources"],
+            "detect-changes": ["detect-changes", lr, "--ref", ref, "-o", out, "--no-coregister"],
+            "rasterize-osm": ["rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty",
+                              "-o", out]}[command]
+    before = sorted(p.name for p in tmp.iterdir())
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("geosr.io.lock.os.pwrite", full)
+    r = _invoke(*argv)
+    assert r.exit_code == 1, r.output
+    assert "out.tif: cannot be written: no space left on device" in r.output and "internal error" not in r.output
+    assert sorted(p.name for p in tmp.iterdir()) == before
 
 
 def test_cleaning_one_output_leaves_another_outputs_temporaries(tmp_path):

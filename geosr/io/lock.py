@@ -9,6 +9,7 @@ job split across ``geosr batch`` workers share the job's lock; a plain run holds
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from geosr.errors import OutputLocationError
+from geosr.errors import GeoSRError, OutputLocationError, OutputWriteError
 from geosr.io.paths import credentials_hidden
 
 try:
@@ -46,10 +47,12 @@ class JobLock:
         if fcntl is None:
             return self
         for _ in range(20):  # the holder may delete the file (or its folder) as we open and lock it: try again
+            made_folder = not self.path.parent.is_dir()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # a folder the checks could not tell unwritable (a read-only share, quotas)
                 raise self._cannot_write(exc) from exc
+            made_file = not self.path.exists()
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except FileNotFoundError:
@@ -72,15 +75,34 @@ class JobLock:
                 self._fd = fd
                 try:
                     self._write_holder()
-                except BaseException:  # e.g. a full disk: never keep a lock nobody will release
-                    self.release()
+                except BaseException as exc:  # e.g. a full disk: never keep a lock nobody will release, nor
+                    # leave the lock file (and its work folder) this run made: a full disk left `x.tif.geosr-work/`
+                    self._forget(made_file, made_folder)
+                    if isinstance(exc, OSError):  # (it was an "internal error" naming no file; found in review)
+                        raise self._cannot_write(exc) from exc
                     raise
                 return self
             os.close(fd)
         raise OutputBusyError(f"{self.output}: its lock file {self.path} keeps being replaced by another process")
 
-    def _cannot_write(self, exc: OSError) -> OutputLocationError:
+    def _cannot_write(self, exc: OSError) -> GeoSRError:
+        """The failure to make or write the lock, naming the output: a full disk (or a quota, a failing device) as
+        :func:`geosr.io.outputs.writing` says it (exit 1), a folder refused to this user as its location (exit 2)."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+            return OutputWriteError(f"{self.output}: cannot be written: {os.strerror(exc.errno).lower()}")
         return OutputLocationError(f"{self.output}: cannot write beside it in {self.output.parent} ({exc.strerror})")
+
+    def _forget(self, made_file: bool, made_folder: bool) -> None:
+        """Release the lock, removing its file and folder where this process made them (while holding it: another
+        process that opened the file meanwhile sees it gone and tries again)."""
+        try:
+            if made_file:
+                self.path.unlink(missing_ok=True)
+            if made_folder:
+                self.path.parent.rmdir()  # (only when empty)
+        except OSError:
+            pass
+        self.release()
 
     def _write_holder(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
