@@ -400,3 +400,37 @@ def test_training_data_and_config_of_the_wrong_kind_are_option_errors(tmp_path):
     with pytest.raises(OptionError, match=r"^config 5: give the path of a \.toml, \.yaml or \.json file"):
         geosr.load_train_config(5)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_s_bytes_and_tags_do_not_depend_on_how_its_paths_were_spelled(raster_factory, tmp_path,
+                                                                                 monkeypatch):
+    """Found by review: the tags held local paths as typed (GEOSR_OPTIONS' ref, detect-changes' lr and reference):
+    the author's folders in an output shared, and other bytes for `data/ref.tif` than for `/abs/.../data/ref.tif`."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(1)
+    hr = (rng.random((3, 64, 64)) * 200).astype(np.uint8)
+    lr = hr.reshape(3, 16, 4, 16, 4).mean(axis=(2, 4)).astype(np.uint8)
+    (tmp_path / "data").mkdir()
+    raster_factory("data/lr.tif", lr, transform=from_origin(500000, 4000000, 40, 40))
+    raster_factory("data/ref.tif", hr, transform=from_origin(500000, 4000000, 10, 10))
+    monkeypatch.chdir(tmp_path)
+    made = {}
+    for how, folder in (("relative", "data"), ("absolute", str(tmp_path / "data"))):
+        for command in (["upscale", f"{folder}/lr.tif", "--ref", f"{folder}/ref.tif", "--cd", "none", "-x", "4",
+                         "-m", "reference-paste", "--no-coregister"],
+                        ["detect-changes", f"{folder}/lr.tif", "--ref", f"{folder}/ref.tif", "--no-coregister"]):
+            (tmp_path / how).mkdir(exist_ok=True)
+            out = tmp_path / how / f"{command[0]}.tif"
+            r = CliRunner().invoke(app, [*command, "-o", str(out)])
+            assert r.exit_code == 0, r.output
+            made[command[0], how] = out.read_bytes()
+            assert str(tmp_path) not in json.dumps(_tags(out)), _tags(out)
+    assert made["upscale", "relative"] == made["upscale", "absolute"]
+    assert made["detect-changes", "relative"] == made["detect-changes", "absolute"]
+
+
+def _tags(path: Path) -> dict:
+    with rasterio.open(path) as ds:
+        return ds.tags()

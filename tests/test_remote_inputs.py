@@ -1071,6 +1071,22 @@ def test_recorded_options_keep_no_query_of_any_url_form():
         "ref": "https://h/a.tif,https://h/b.tif", "cd": "https://h/c.tif", "map": "plain?name.tif", "scale": 4}
 
 
+def test_recorded_options_name_local_files_by_their_names_only():
+    """Found by review: GEOSR_OPTIONS (and detect-changes' GEOSR_CHANGE_DETECTION) held local paths as typed: an
+    output shared carried its author's home folder, and its bytes changed with a path spelled relative or absolute.
+    Local files are recorded by name, as GEOSR_INPUTS has them; keywords, boxes and CRSs as given."""
+    from geosr.io.paths import recorded_options
+
+    given = {"ref": "/home/me/data/ref.tif", "cd": "auto", "map": "sub/map.tif", "aoi": "13.3,52.5,13.4,52.6",
+             "aoi_crs": "EPSG:32633", "model": "/home/me/runs/my model.safetensors+lite",
+             "style": "/vsizip//home/me/a.zip/dir/s.tif", "lr": "GPKG:/home/me/x.gpkg:roads",
+             "bands": "/home/me/b4.tif,/home/me/b3.tif", "url": "/vsis3/bucket/key/r.tif"}
+    assert json.loads(recorded_options(json.dumps(given))) == {
+        "ref": "ref.tif", "cd": "auto", "map": "map.tif", "aoi": "13.3,52.5,13.4,52.6", "aoi_crs": "EPSG:32633",
+        "model": "my model.safetensors+lite", "style": "s.tif", "lr": "GPKG:x.gpkg:roads", "bands": "b4.tif,b3.tif",
+        "url": "/vsis3/bucket/key/r.tif"}
+
+
 def test_a_list_of_urls_written_with_spaces_is_read(tmp_path, raster_factory):
     """`"URL1?tok, URL2?tok"` (as a shell user writes a list) stopped with an internal error (exit 1): the whole
     list was asked for as one URL, which the HTTP library refused, spaces and all."""

@@ -167,14 +167,12 @@ def refuse_undecodable(path: str, *, output: bool = False) -> None:
 
 
 def recorded_options(options_json: str) -> str:
-    """A command's options as JSON (``to_json``) with every URL in them, each of a list of files too, without its
-    query (:func:`without_query`): what an output may carry of them (the tag ``GEOSR_OPTIONS``)."""
+    """A command's options as JSON (``to_json``) with each path in them, each of a list of files too, as
+    :func:`recorded_path` has it: what an output may carry of them (the tag ``GEOSR_OPTIONS``)."""
 
     def shareable(value: Any) -> Any:
         if isinstance(value, str):
-            # (a /vsicurl?OPTIONS&url=URL path as its URL: its own query would leave only "/vsicurl")
-            return ",".join(without_query(named(p.strip()))
-                            for p in (value.split(",") if is_file_list(value) else [value]))
+            return ",".join(recorded_path(p.strip()) for p in (value.split(",") if is_file_list(value) else [value]))
         if isinstance(value, list):
             return [shareable(v) for v in value]
         if isinstance(value, dict):
@@ -182,6 +180,31 @@ def recorded_options(options_json: str) -> str:
         return value
 
     return json.dumps(shareable(json.loads(options_json)), sort_keys=True, separators=(",", ":"))
+
+
+def recorded_path(value: str) -> str:
+    """An option's text as an output records it: a URL read over the network without its query
+    (:func:`without_query`; a /vsicurl?OPTIONS&url=URL path as its URL: its own query would leave only "/vsicurl"),
+    a local path by its file name (:func:`recorded_name`: an output shared carried its author's folders, home and
+    user name, and its bytes changed with the spelling of a path, relative or absolute; found in review), anything
+    else (a keyword, a bounding box, a CRS) as it is."""
+    if over_network(value):
+        return without_query(named(value))
+    if "/" in value or os.sep in value or os.path.lexists(value):
+        return recorded_name(value)
+    return value
+
+
+def recorded_name(path: str) -> str:
+    """An input as an output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's, without
+    its query; a subdataset: its name with its container's file name, ``GPKG:scene.gpkg:table``); band files
+    (``a.tif,b.tif``) each by theirs."""
+    container = subdataset_container(path)
+    if container is not None:
+        return path.replace(container, Path(without_query(named(curl_url(container) or container))).name, 1)
+    parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
+    # a URL's query left out: it may hold a signature or token, which an output shared must not carry
+    return ",".join(Path(without_query(named(p))).name for p in parts)
 
 
 def is_file_list(path: str) -> bool:

@@ -49,7 +49,7 @@ from geosr.io.outputs import (
     still_free,
     writing,
 )
-from geosr.io.paths import recorded_options, without_credentials, without_query
+from geosr.io.paths import recorded_options, recorded_path, without_credentials
 from geosr.io.rasters import inspect_raster
 from geosr.io.sources import member_inputs
 from geosr.io.writer import OutputMeta, write_row_bands
@@ -489,7 +489,7 @@ def _tags(lr: str, ref: str, coreg: dict | None, factor: int = 1, masks: list[di
     return {
         "GEOSR_CHANGE_CLASSES": json.dumps(TABLE.to_dict(), sort_keys=True),
         "GEOSR_CHANGE_DETECTION": json.dumps({"method": METHOD, "version": DETECTOR_VERSION,
-                                              "lr": without_query(lr), "reference": without_query(ref),
+                                              "lr": recorded_path(lr), "reference": recorded_path(ref),
                                               "coregistration": coreg, "refine": factor,
                                               "sensor_mask": {"masks": masks} if masks else None},
                                              sort_keys=True),

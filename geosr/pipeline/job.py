@@ -45,7 +45,7 @@ from geosr.io.outputs import (
 from geosr.io.paths import (
     curl_url,
     is_file_list,
-    named,
+    recorded_name,
     recorded_options,
     served_identity,
     sidecar_paths,
@@ -53,7 +53,6 @@ from geosr.io.paths import (
     subdataset_file,
     unsigned,
     vector_parts,
-    without_query,
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_count, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, remote_sources, source_note
@@ -535,18 +534,6 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     return summary
 
 
-def _input_name(path: str) -> str:
-    """An input as the output's tags name it: its file name (a /vsicurl?OPTIONS&url=URL path: its URL's; a
-    subdataset: its name with its container's file name, ``GPKG:scene.gpkg:table``); band files (``a.tif,b.tif``)
-    each by theirs."""
-    container = subdataset_container(path)
-    if container is not None:  # (a URL's query left out, as below)
-        return path.replace(container, Path(without_query(named(curl_url(container) or container))).name, 1)
-    parts = [p.strip() for p in path.split(",")] if is_file_list(path) else [path]
-    # a URL's query left out: it may hold a signature or token, which an output shared must not carry
-    return ",".join(Path(without_query(named(p))).name for p in parts)
-
-
 # Raised with every change that alters the bytes an unchanged job writes, within one version of geosr: a journal
 # of the pipeline before it is not resumed (2: a band without data in a valid pixel is written as nodata there;
 # 3: a finer reference's validity ends at its footprint's edge, a reference pixel needs every band, the model sees
@@ -929,7 +916,7 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),
         "GEOSR_TILING": to_json(tcfg),
-        "GEOSR_INPUTS": json.dumps({k: _input_name(v) for k, v in inputs.items()}, sort_keys=True),
+        "GEOSR_INPUTS": json.dumps({k: recorded_name(v) for k, v in inputs.items()}, sort_keys=True),
         "GEOSR_BANDS": json.dumps(list(scene.bands)),
         "GEOSR_STRETCH": json.dumps(scene.stretch.to_dict()),
         "GEOSR_HARMONIZATION": json.dumps(scene.harmonization.to_dict() if scene.harmonization else None),
