@@ -1321,3 +1321,18 @@ def test_a_dry_run_s_jobs_beyond_the_table_are_counted_as_planned(scenes):
     assert res.exit_code == 0, res.output
     assert "... and 3 more jobs: 3 planned\n" in res.output, res.output
     assert not (scenes / "jobs.results.jsonl").exists()
+
+
+def test_a_path_written_with_windows_backslashes_is_refused_saying_so(scenes):
+    """Found by review: `out\\w1.tif` (the folder out/ there) was written as a file named `out\\w1.tif` beside the
+    manifest, exit 0; `in\\s0.tif` was "no such file". A backslash is part of a file's name here: refused saying
+    so, except for an input of that very name."""
+    (scenes / "odd\\name.tif").symlink_to(scenes / "s0.tif")
+    (scenes / "jobs.csv").write_text("id,lr,out,x\nw1,s0.tif,out\\w1.tif,2\nw2,.\\s1.tif,out/w2.tif,2\n"
+                                     "w3,odd\\name.tif,out/w3.tif,2\nw4,s2.tif,out/w4.tif,2\n")
+    with pytest.raises(ManifestError) as err:
+        read_manifest(scenes / "jobs.csv").raise_if_invalid()
+    said = str(err.value)
+    assert "2 invalid jobs" in said, said
+    assert f"(w1): out {scenes}/out\\w1.tif: holds a backslash" in said and "write folders with /" in said
+    assert f"(w2): lr {scenes}/.\\s1.tif: holds a backslash" in said and "(w3)" not in said

@@ -726,6 +726,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
     paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref", keywords=k == "cd")
              for k in PATH_KEYS[1:] if v.get(k)}
+    problems += _backslashed({"lr": lr, **paths})
     written = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
     if written and (not Path(written).name or written.endswith(("/", os.sep))):  # "/", "out/": no file's name
         problems.append(f"out {written}: names a folder; give the path of the output file (a template such as "
@@ -755,6 +756,22 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         return None, [Problem(where, m) for m in problems]
     values = {key: options[o.name] for key, o in _BY_KEY.items()}
     return JobSpec(id=job_id or "", where=where, lr=lr, out=out, **values, split_windows=v["split_windows"]), []
+
+
+def _backslashed(paths: dict[str, str | None]) -> list[str]:
+    """A row's paths written with Windows' folder separator, which is a character of a file's name here: an output
+    `out\\x.tif` was written as a file of that name beside the manifest, exit 0, and an input was "no such file"
+    (found in review). An input of that name that exists is taken; an output, never."""
+    if os.sep == "\\":  # pragma: no cover - Windows: its separator
+        return []
+    found = []
+    for key, path in paths.items():
+        parts = [q.strip() for q in (path or "").split(",")] if key in ("lr", "ref") else [path or ""]
+        odd = [q for q in parts if "\\" in q and not REMOTE.match(q) and (key == "out" or not os.path.lexists(q))]
+        if odd:
+            found.append(f"{key} {odd[0]}: holds a backslash, which is part of a file's name here, not a folder "
+                         "separator; write folders with / (a Windows path?)")
+    return found
 
 
 def _checked(flat: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
