@@ -83,6 +83,7 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert [r["message"].split(":")[0] for r in log if r.get("message", "").startswith("saved")] == \
         ["saved at step 2", "saved at step 4"]  # (the docs list the save lines; the log named none)
     assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
+    assert any(str(root) in d for d in log[0]["data"])  # which data (a card named none of the user's; review)
     # the run's own data, its validation data too (as a diffusion run's record has it), in its checkpoint
     assert spec["training"]["data"] == log[0]["data"] and log[0]["data"][-1].startswith("validation ")
     best = read_spec(out / "best.safetensors")
@@ -307,6 +308,17 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
     p16 = read_images([tmp_path / "pan16.png"])[0]
     assert p16.shape == (3, 20, 30) and torch.equal(p16[0], p16[2]) and int(p16[0, 0, 0]) < 20
     assert 100 < float(p16.float().mean()) < 160
+    # a VRT (a JPEG 2000, an ERDAS .img...) is a raster GDAL reads: it was sent to PIL, "not an image that can be
+    # read" (found in review); the same pixels and bands as the GeoTIFF it mosaics
+    from geosr.training.pairs import read_target
+
+    vrt = tmp_path / "s2.vrt"
+    bands = "".join(f'<VRTRasterBand dataType="Float32" band="{b}"><Description>{names[b - 1]}</Description>'
+                    f'<SimpleSource><SourceFilename relativeToVRT="1">s2.tif</SourceFilename>'
+                    f'<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>' for b in range(1, 14))
+    vrt.write_text(f'<VRTDataset rasterXSize="30" rasterYSize="20">{bands}</VRTDataset>')
+    assert torch.equal(read_images([vrt])[0], t)
+    assert torch.equal(read_target(vrt)[0], read_target(path)[0])
 
 
 def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:
@@ -369,6 +381,8 @@ def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
 
     assert read_spec(out / "model.safetensors")["scales"] == [2]
     assert load_model(str(out / "model.safetensors")).scales == (2,)
+    # the folder it was fine-tuned on, in its card (a folder of images named none: "2 images"; found in review)
+    assert any(f"2 images of {root}" in d for d in read_spec(out / "model.safetensors")["training"]["data"])
 
 
 def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):

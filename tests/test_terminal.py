@@ -86,3 +86,20 @@ def test_a_closed_output_stream_is_no_failure(tmp_path, closed):
                          cwd=tmp_path, env=env, timeout=300, **streams)
     assert run.returncode == 0, (run.stdout, run.stderr)
     assert (tmp_path / "out.tif").is_file()
+
+
+def test_progress_of_slow_steps_has_an_eta():
+    """Found by review: steps of 40 s (a training run on a CPU) never got an ETA: rich estimates the speed from the
+    last 30 s of updates, which held at most one."""
+    from geosr.cli.common import ProgressView
+
+    clock = [0.0]
+    with ProgressView(enabled=True) as view:
+        view.update("train", 0, 30)
+        assert view._bar is not None
+        view._bar.get_time = lambda: clock[0]
+        for step in range(1, 4):
+            clock[0] += 40.0
+            view.update("train", step, 30)
+        task = view._bar.tasks[0]
+        assert task.time_remaining is not None and abs(task.time_remaining - 27 * 40) < 1, task.time_remaining

@@ -447,6 +447,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+# the last seconds of progress an ETA is estimated from: rich's 30 s gave a training run of 40 s steps (a CPU, batch 16)
+# no ETA ever, as no two updates fell within them (found in review)
+SPEED_PERIOD_S = 3600.0
+
+
 class ProgressView:
     """The one live progress renderer of every command: named bars (label, bar, done/total, elapsed, ETA) on
     stderr. Nothing shows before the first update, so a run refused while checking prints only its error."""
@@ -465,7 +470,7 @@ class ProgressView:
         if self._bar is None:
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
-                                 transient=self._transient)
+                                 transient=self._transient, speed_estimate_period=SPEED_PERIOD_S)
             self._bar.start()
         if name not in self._tasks:
             self._tasks[name] = self._bar.add_task(label or name, total=total)

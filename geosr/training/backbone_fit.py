@@ -33,6 +33,7 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
+from geosr.training.pairs import read_by_gdal
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, own_checkpoint, save_state, state_record
 
@@ -87,7 +88,7 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
     out = []
     for p in paths:
         try:
-            if p.suffix.lower() in (".tif", ".tiff"):
+            if read_by_gdal(p):
                 out.append(_read_tiff(p))
                 continue
             with Image.open(p) as im:

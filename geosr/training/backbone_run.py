@@ -227,7 +227,8 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
         if kind == "synthetic":  # single images: read as 8 bits straight away (thousands fit in memory)
             listed = source_images(src)  # (a folder's images now, as the diffusion trainer lists them)
             got = read_images([Path(p) for p in listed])
-            where = f"{len(listed)} images"
+            # (as the diffusion trainer names them: a fine-tuned lite's card named no data of the user's; review)
+            where = f"{len(listed)} images of {src.get('path') or src.get('hr') or 'images'}"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
             # (labels are no imagery, nor a macOS ._x.tif; found in review)
             files = images_under(Path(src["path"]), labels=False)

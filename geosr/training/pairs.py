@@ -29,6 +29,14 @@ def _described(value: object) -> str:
 
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")  # the images read by PIL; every other file by GDAL
+
+
+def read_by_gdal(path: Path) -> bool:
+    """Whether ``path`` is read as a raster by GDAL (a GeoTIFF, and a file named as one: a VRT, a JPEG 2000, an
+    ERDAS .img, which were "not an image that can be read" when given as data; found in review) rather than as a
+    picture by PIL (PNG, JPEG, BMP)."""
+    return path.suffix.lower() not in PICTURE_EXTS
 
 
 @dataclass
@@ -190,7 +198,7 @@ def _readable(path: Path) -> Iterator[None]:
 def georeferencing(path: str | Path) -> tuple[str, tuple[float, ...]] | None:
     """A GeoTIFF's CRS (WKT) and geotransform (a, b, c, d, e, f), or None for another image or one without a CRS."""
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if not read_by_gdal(path):
         return None
     import warnings
 
@@ -216,7 +224,7 @@ def same_place(a: tuple[str, tuple[float, ...]], b: tuple[str, tuple[float, ...]
 
 
 def _read_image(path: Path, bands: Sequence[int] | None) -> tuple[torch.Tensor, float, torch.Tensor | None]:
-    if path.suffix.lower() in (".tif", ".tiff"):
+    if read_by_gdal(path):
         import warnings
 
         import rasterio
@@ -300,7 +308,7 @@ def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | 
         return
     chosen = {}
     for path in paths:
-        if path is not None and path.suffix.lower() in (".tif", ".tiff"):
+        if path is not None and read_by_gdal(path):
             with contextlib.suppress(Exception):  # an unreadable image is named by its read, as before
                 chosen[path] = named_rgb(path)
     if len({len(c) for c in chosen.values()}) > 1:  # as many bands read from each: 3 against 1, refused as such
@@ -336,7 +344,7 @@ def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, float |
 
 
 def _read_label(path: Path) -> tuple[np.ndarray, np.ndarray | None, float | None]:
-    if path.suffix.lower() in (".tif", ".tiff"):
+    if read_by_gdal(path):
         import warnings
 
         import rasterio

@@ -32,7 +32,7 @@ from geosr.training.manifest import (
     find_manifest,
     load_collection,
 )
-from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_label_image
+from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_label_image, read_by_gdal
 
 Groups = list[tuple[list[Pair], float]]
 
@@ -126,7 +126,7 @@ def _image_of(src: Mapping[str, Any], name: str, paths: list[str]) -> Path | Non
 
 def _holds_more(path: Path | None, bands: int) -> bool:
     """Whether ``path``, an image read as its red, green and blue, is a GeoTIFF of at least ``bands`` bands."""
-    if path is None or path.suffix.lower() not in (".tif", ".tiff"):
+    if path is None or not read_by_gdal(path):
         return False
     from geosr.io.rasters import inspect_raster
 
