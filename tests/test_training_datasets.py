@@ -728,3 +728,22 @@ def test_hidden_files_beside_the_images_are_no_images(tmp_path):
     assert len(change_pair_folder(tmp_path / "p")) == 1 and incomplete_pairs(tmp_path / "p") == []
     (tmp_path / "imgs" / "tiles.tif").mkdir()  # a folder named as an image is none (it stopped the run)
     assert [p.name for p in image_files([tmp_path / "imgs"])] == ["x.png"]
+
+
+def test_a_folder_of_images_holds_its_subfolders_images_and_a_folder_of_data_sets_does_not(tmp_path):
+    """Found by review: a folder holding images and a subfolder of more trained on its own images alone, without a
+    word, and a folder of year folders of images was refused as "data sets without a manifest" (while lite took
+    every image under it). A folder of images is its images at any depth, change masks left out; a folder one of
+    whose subfolders is a data layout (A/, HR_512/, a manifest) is still a folder of data sets."""
+    from geosr.training.sources import source_for_path, source_images
+
+    for rel in ("mixed/top.png", "mixed/sub/deep.png", "mixed/sub/label/deep.png", "mixed/x_mask.png",
+                "years/2019/a.png", "years/2020/b.png", "sets/levir/A/1.png", "sets/tiles/t.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_hr(32, 32)).save(tmp_path / rel)
+    mixed = source_for_path(tmp_path / "mixed")
+    assert mixed == {"kind": "synthetic", "path": str(tmp_path / "mixed")}
+    assert source_images(mixed) == [str(tmp_path / "mixed" / "sub" / "deep.png"), str(tmp_path / "mixed" / "top.png")]
+    years = source_for_path(tmp_path / "years")
+    assert years["kind"] == "synthetic" and [Path(p).name for p in source_images(years)] == ["a.png", "b.png"]
+    assert source_for_path(tmp_path / "sets") == {"kind": "shared", "path": str(tmp_path / "sets")}

@@ -32,7 +32,7 @@ from geosr.training.manifest import (
     find_manifest,
     load_collection,
 )
-from geosr.training.pairs import IMAGE_EXTS, Pair, find_image, is_hidden, is_label_image, read_by_gdal
+from geosr.training.pairs import Pair, find_image, images_under, is_hidden, read_by_gdal
 
 Groups = list[tuple[list[Pair], float]]
 
@@ -69,9 +69,10 @@ def source_for_path(path: str | Path) -> dict[str, Any]:
         return {"kind": "pairs", "path": str(p)}
     if find_manifest(p) is not None:
         return {"kind": "shared", "path": str(p)}
-    if folder_images(p):  # its folder, listed again by a resumed run (an image added since was not trained on,
-        # unsaid); its images alone, not beside it: a copy of the record with the list trimmed was read as the
-        # folder (found in review); the data's fingerprint keeps what was trained on
+    if not holds_data_sets(p) and folder_images(p):
+        # its folder, listed again by a resumed run (an image added since was not trained on, unsaid); its images
+        # alone, not beside it: a copy of the record with the list trimmed was read as the folder (found in
+        # review); the data's fingerprint keeps what was trained on
         return {"kind": "synthetic", "path": str(p)}
     if any(d.is_dir() and not is_hidden(d) for d in p.iterdir()):
         return {"kind": "shared", "path": str(p)}
@@ -79,10 +80,22 @@ def source_for_path(path: str | Path) -> dict[str, Any]:
 
 
 def folder_images(folder: Path) -> list[str]:
-    """The images of a folder of single images, in name order: neither change masks by their name nor hidden files
-    (a macOS ``._x.tif`` stopped the run, "not an image that can be read"; found in review)."""
-    return sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                  and not is_label_image(f) and not is_hidden(f))
+    """The images of a folder of single images at any depth (``2019/a.tif``, ``2020/b.tif``: a folder's subfolders
+    were left out without a word where it held images itself, and a folder of subfolders alone was refused as data
+    sets without a manifest; found in review), in path order: neither change masks (by their name, or a
+    ``label/`` folder's) nor hidden files (a macOS ``._x.tif`` stopped the run, "not an image that can be read")."""
+    return [str(f) for f in images_under(folder, labels=False)]
+
+
+def holds_data_sets(folder: Path) -> bool:
+    """Whether a folder or one of its subfolders (two levels down) is a data layout of its own (a manifest,
+    ``HR_512/`` or ``A/``): a folder of data sets, which a manifest names with their splits, not single images."""
+    levels = [folder]
+    for _ in range(3):
+        if any(find_manifest(d) is not None or (d / "HR_512").is_dir() or (d / "A").is_dir() for d in levels):
+            return True
+        levels = [c for d in levels for c in d.iterdir() if c.is_dir() and not is_hidden(c)]
+    return False
 
 
 def source_images(src: Mapping[str, Any]) -> list[str]:
