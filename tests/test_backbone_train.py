@@ -335,6 +335,29 @@ def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:
     return rates, [torch.from_numpy(rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))]
 
 
+def test_a_large_deep_geotiff_s_divisor_comes_from_a_sample_of_its_valid_pixels(tmp_path, monkeypatch):
+    """A 7200 x 7200 uint16 GeoTIFF took 3.4 GB to read (float32 copies of the whole image; found in review): it is
+    read band by band, and its divisor (99.5th percentile) taken from every n-th pixel beyond PERCENTILE_VALUES,
+    its nodata pixels (65000 here, half of them in stripes) still left out of it."""
+    import rasterio
+
+    import geosr.training.backbone_fit as fit
+
+    rng = np.random.default_rng(3)
+    data = (rng.random((3, 60, 80)) * 1000 + 100).astype(np.uint16)
+    data[:, :, 1::2] = 65000  # nodata in every other column: a stride of the sample falls on them or between
+    path = tmp_path / "deep.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=3, dtype="uint16", nodata=65000) as ds:
+        ds.write(data)
+    whole = fit.read_images([path])[0]
+    monkeypatch.setattr(fit, "PERCENTILE_VALUES", 1000)
+    sampled = fit.read_images([path])[0]
+    assert whole.shape == sampled.shape == (3, 60, 79)  # (cut to the last column with data)
+    assert int(whole[:, :, 1::2].max()) == 0 and int(whole.max()) == 255  # nodata 0; the valid stretched
+    assert (whole.int() - sampled.int()).abs().max() <= 8 and 100 < float(sampled[:, :, ::2].float().mean()) < 160
+
+
+
 @pytest.mark.parametrize("by_time", [False, True])
 def test_a_time_limited_run_can_end_its_learning_rate_schedule_with_the_time(tmp_path, monkeypatch, by_time):
     """``schedule_by_time``: a run stopped by its minutes (a lent GPU, whose step rate is not known ahead) ends its

@@ -113,13 +113,27 @@ def _scaled(grey: np.ndarray) -> torch.Tensor:
 
 def _eight_bits(a: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Deep values ``a`` as uint8: divided by the 99.5th percentile of ``values`` (those with data) to 0-255."""
-    hi = float(np.percentile(values, 99.5)) if values.size else 0.0
+    return _to_eight(a, _top(values))
+
+
+def _top(values: np.ndarray) -> float:
+    """The 99.5th percentile of ``values``, which a deep image is divided by (0 where none)."""
+    return float(np.percentile(values, 99.5)) if values.size else 0.0
+
+
+def _to_eight(a: np.ndarray, hi: float) -> np.ndarray:
     return np.clip(a / (hi if hi > 0 else 1.0) * 255, 0, 255).round().astype(np.uint8)
+
+
+# the most values a deep GeoTIFF's percentile is taken from (every n-th beyond): the whole of a 7200 x 7200 image
+# in float32 copies peaked at 3.5 GB (found in review)
+PERCENTILE_VALUES = 1 << 24
 
 
 def _read_tiff(p: Path) -> torch.Tensor:
     """A GeoTIFF's default bands as (3, H, W) uint8 (:func:`read_images`), cut to the rows and columns where it has
-    data; nodata within counts as 0."""
+    data; nodata within counts as 0. Read and converted band by band, each in its own type until then: the image
+    as float32 and its copies took 20 bytes a pixel."""
     import rasterio
 
     from geosr.io.rasters import default_bands, inspect_raster
@@ -128,19 +142,39 @@ def _read_tiff(p: Path) -> torch.Tensor:
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         chosen = default_bands(inspect_raster(p, require_crs=False))
         bands = list(chosen[:3]) if len(chosen) >= 3 else [chosen[0]] * 3
+        read: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with rasterio.open(p) as ds:
-            m = ds.read(indexes=bands, masked=True).astype(np.float32)
+            for b in dict.fromkeys(bands):
+                band = ds.read(b, masked=True)
+                read[b] = (np.ma.getdata(band), np.ma.getmaskarray(band))
             eight_bit = ds.dtypes[bands[0] - 1] == "uint8"
-    gaps = np.ma.getmaskarray(m) | ~np.isfinite(m.filled(0.0))
-    if gaps.all():  # a blank image of zeros, trained on silently
+    empty = np.ones(read[bands[0]][1].shape, dtype=bool)  # where no band has data (masked, or not a number)
+    for raw, mask in read.values():
+        empty &= mask | ~np.isfinite(raw) if raw.dtype.kind == "f" else mask
+    if empty.all():  # a blank image of zeros, trained on silently
         raise InputError(f"{p}: holds no valid pixel (every one is nodata or not a number)")
     # cut to where it has data: a scene's nodata margin, read as 0, made black crops trained on (found in review)
-    rows, cols = np.flatnonzero(~gaps.all(axis=(0, 2))), np.flatnonzero(~gaps.all(axis=(0, 1)))
-    m = m[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    a = np.nan_to_num(m.filled(0.0), nan=0.0, posinf=0.0, neginf=0.0)
-    if not eight_bit:
-        return torch.from_numpy(_eight_bits(a, a[~np.ma.getmaskarray(m)]))
-    return torch.from_numpy(a.round().astype(np.uint8))
+    rows, cols = np.flatnonzero(~empty.all(axis=1)), np.flatnonzero(~empty.all(axis=0))
+    cut = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    del empty
+
+    def values(b: int) -> np.ndarray:  # band b in float32, its nodata and non-numbers 0
+        raw, mask = read[b]
+        a = raw[cut].astype(np.float32)
+        a[mask[cut]] = 0.0
+        return np.nan_to_num(a, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    out = np.empty((3, rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1), dtype=np.uint8)
+    if eight_bit:
+        for i, b in enumerate(bands):
+            out[i] = values(b).round()
+        return torch.from_numpy(out)
+    # one divisor for the three bands, from the values with data (of every n-th pixel in a large image)
+    step = max(1, -(-3 * out[0].size // PERCENTILE_VALUES))
+    hi = _top(np.concatenate([values(b).ravel()[::step][~read[b][1][cut].ravel()[::step]] for b in bands]))
+    for i, b in enumerate(bands):
+        out[i] = _to_eight(values(b), hi)
+    return torch.from_numpy(out)
 
 
 def image_files(folders: Sequence[Path]) -> list[Path]:
