@@ -319,6 +319,12 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
     vrt.write_text(f'<VRTDataset rasterXSize="30" rasterYSize="20">{bands}</VRTDataset>')
     assert torch.equal(read_images([vrt])[0], t)
     assert torch.equal(read_target(vrt)[0], read_target(path)[0])
+    # a GIF is a picture still (GDAL reads it as one band of its palette's numbers: grey; found in review)
+    colours = np.zeros((20, 30, 3), np.uint8)
+    colours[..., 0], colours[..., 1], colours[..., 2] = 200, 90, 30
+    Image.fromarray(colours).save(tmp_path / "c.gif")
+    assert read_images([tmp_path / "c.gif"])[0][:, 5, 5].tolist() == [200, 90, 30]
+    assert read_target(tmp_path / "c.gif")[0].shape == (3, 20, 30)
 
 
 def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:

@@ -950,6 +950,25 @@ def test_a_lock_whose_holder_note_cannot_be_written_is_released(tmp_path, monkey
     assert [p.name for p in (tmp_path / "kept").iterdir()] == ["journal"]  # a folder it found, left as it was
     monkeypatch.undo()
     JobLock(tmp_path / "work" / LOCK_NAME, output=tmp_path / "o.tif").acquire().release()  # not held by anyone
+    # a shared holder (a split batch job's other worker) that took the lock meanwhile keeps it: its file stays, and
+    # no third run takes it as free (the file was removed under it; found in review)
+    lock, other = tmp_path / "split" / LOCK_NAME, []
+    writer = JobLock._write_holder
+
+    def quota(self):
+        if other:
+            return writer(self)
+        other.append(JobLock(lock, output=tmp_path / "o.tif", shared=True))
+        other[0].acquire()
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(JobLock, "_write_holder", quota)
+    with pytest.raises(OSError, match="o.tif: cannot be written: disk quota exceeded"):
+        JobLock(lock, output=tmp_path / "o.tif", shared=True).acquire()
+    assert lock.exists() and other[0].held
+    with pytest.raises(OutputBusyError):
+        JobLock(lock, output=tmp_path / "o.tif").acquire()
+    other[0].release()
 
 
 @pytest.mark.parametrize("command", ["upscale", "detect-changes", "rasterize-osm"])

@@ -1067,7 +1067,9 @@ def test_recorded_options_keep_no_query_of_any_url_form():
     given = {"ref": "https://h/a.tif?tok=1, https://h/b.tif?tok=2",
              "cd": "/vsicurl?max_retry=3&url=https%3A%2F%2Fh%2Fc.tif%3Ftok%3D3", "map": "plain?name.tif",
              "scale": 4}
-    assert json.loads(recorded_options(json.dumps(given))) == {
+    from geosr.options import UpscaleOptions
+
+    assert json.loads(recorded_options(json.dumps(given), UpscaleOptions.paths)) == {
         "ref": "https://h/a.tif,https://h/b.tif", "cd": "https://h/c.tif", "map": "plain?name.tif", "scale": 4}
 
 
@@ -1075,16 +1077,23 @@ def test_recorded_options_name_local_files_by_their_names_only():
     """Found by review: GEOSR_OPTIONS (and detect-changes' GEOSR_CHANGE_DETECTION) held local paths as typed: an
     output shared carried its author's home folder, and its bytes changed with a path spelled relative or absolute.
     Local files are recorded by name, as GEOSR_INPUTS has them; keywords, boxes and CRSs as given."""
-    from geosr.io.paths import recorded_options
+    from pyproj import CRS
 
+    from geosr.io.paths import recorded_options
+    from geosr.options import UpscaleOptions
+
+    wkt = CRS.from_epsg(32633).to_wkt()  # "WGS 84 / UTM zone 33N": a "/" in no path (it was cut to " UTM zone 33N...")
     given = {"ref": "/home/me/data/ref.tif", "cd": "auto", "map": "sub/map.tif", "aoi": "13.3,52.5,13.4,52.6",
-             "aoi_crs": "EPSG:32633", "model": "/home/me/runs/my model.safetensors+lite",
-             "style": "/vsizip//home/me/a.zip/dir/s.tif", "lr": "GPKG:/home/me/x.gpkg:roads",
-             "bands": "/home/me/b4.tif,/home/me/b3.tif", "url": "/vsis3/bucket/key/r.tif"}
-    assert json.loads(recorded_options(json.dumps(given))) == {
-        "ref": "ref.tif", "cd": "auto", "map": "map.tif", "aoi": "13.3,52.5,13.4,52.6", "aoi_crs": "EPSG:32633",
-        "model": "my model.safetensors+lite", "style": "s.tif", "lr": "GPKG:x.gpkg:roads", "bands": "b4.tif,b3.tif",
-        "url": "/vsis3/bucket/key/r.tif"}
+             "aoi_crs": wkt, "model": "/home/me/runs/my model.safetensors+lite",
+             "style": "/vsizip//home/me/a.zip/dir/s.tif", "cd_classes": "GPKG:/home/me/x.gpkg:roads",
+             "bands": "red/nir", "other": "/vsis3/bucket/key/r.tif?token=1", "scale": 4}
+    paths = UpscaleOptions.paths
+    assert json.loads(recorded_options(json.dumps(given), paths)) == {
+        "ref": "ref.tif", "cd": "auto", "map": "map.tif", "aoi": "13.3,52.5,13.4,52.6", "aoi_crs": wkt,
+        "model": "my model.safetensors+lite", "style": "s.tif", "cd_classes": "GPKG:x.gpkg:roads", "bands": "red/nir",
+        "other": "/vsis3/bucket/key/r.tif", "scale": 4}
+    assert json.loads(recorded_options(json.dumps({"ref": "/home/me/b4.tif,/home/me/b3.tif"}), paths)) == {
+        "ref": "b4.tif,b3.tif"}
 
 
 def test_a_list_of_urls_written_with_spaces_is_read(tmp_path, raster_factory):

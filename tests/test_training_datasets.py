@@ -747,3 +747,10 @@ def test_a_folder_of_images_holds_its_subfolders_images_and_a_folder_of_data_set
     years = source_for_path(tmp_path / "years")
     assert years["kind"] == "synthetic" and [Path(p).name for p in source_images(years)] == ["a.png", "b.png"]
     assert source_for_path(tmp_path / "sets") == {"kind": "shared", "path": str(tmp_path / "sets")}
+    # a linked year folder is read through its link (rglob did not follow it: the folder was refused), and a link
+    # back up is read once
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "2019").symlink_to(tmp_path / "years" / "2019")
+    (tmp_path / "linked" / "2019b").symlink_to(tmp_path / "linked")
+    linked = source_for_path(tmp_path / "linked")
+    assert linked["kind"] == "synthetic" and [Path(p).name for p in source_images(linked)] == ["a.png"]

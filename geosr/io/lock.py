@@ -52,9 +52,11 @@ class JobLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # a folder the checks could not tell unwritable (a read-only share, quotas)
                 raise self._cannot_write(exc) from exc
-            made_file = not self.path.exists()
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:  # made here (the one file this run may remove again), or found
+                    fd, made_file = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+                except FileExistsError:
+                    fd, made_file = os.open(self.path, os.O_RDWR), False
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -93,13 +95,14 @@ class JobLock:
         return OutputLocationError(f"{self.output}: cannot write beside it in {self.output.parent} ({exc.strerror})")
 
     def _forget(self, made_file: bool, made_folder: bool) -> None:
-        """Release the lock, removing its file and folder where this process made them (while holding it: another
-        process that opened the file meanwhile sees it gone and tries again)."""
+        """Release the lock, removing its file and folder where this process made them and holds the lock alone
+        (another process that opened the file meanwhile sees it gone and tries again; a shared holder that took it
+        meanwhile keeps it: removed, a third run would have taken it as free; found in review)."""
         try:
-            if made_file:
+            if made_file and self.sole():
                 self.path.unlink(missing_ok=True)
-            if made_folder:
-                self.path.parent.rmdir()  # (only when empty)
+                if made_folder:
+                    self.path.parent.rmdir()  # (only when empty)
         except OSError:
             pass
         self.release()

@@ -9,7 +9,7 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from geosr.errors import NetworkError
 
@@ -166,20 +166,26 @@ def refuse_undecodable(path: str, *, output: bool = False) -> None:
                          ) from None
 
 
-def recorded_options(options_json: str) -> str:
-    """A command's options as JSON (``to_json``) with each path in them, each of a list of files too, as
-    :func:`recorded_path` has it: what an output may carry of them (the tag ``GEOSR_OPTIONS``)."""
+def recorded_options(options_json: str, paths: Iterable[str] = ()) -> str:
+    """A command's options as JSON (``to_json``) as an output may carry them (the tag ``GEOSR_OPTIONS``): the
+    options named in ``paths`` (those that may name a file), each of a list of files too, as :func:`recorded_path`
+    has them; every other text with its URLs without their queries (a CRS's WKT holds "/": it is no path)."""
+    path_options = frozenset(paths)
 
-    def shareable(value: Any) -> Any:
-        if isinstance(value, str):
+    def shareable(value: Any, path: bool) -> Any:
+        if isinstance(value, str) and path:
             return ",".join(recorded_path(p.strip()) for p in (value.split(",") if is_file_list(value) else [value]))
+        if isinstance(value, str):  # (a /vsicurl?OPTIONS&url=URL path as its URL: its query would leave "/vsicurl")
+            return without_query(named(value))
         if isinstance(value, list):
-            return [shareable(v) for v in value]
+            return [shareable(v, path) for v in value]
         if isinstance(value, dict):
-            return {k: shareable(v) for k, v in value.items()}
+            return {k: shareable(v, path) for k, v in value.items()}
         return value
 
-    return json.dumps(shareable(json.loads(options_json)), sort_keys=True, separators=(",", ":"))
+    options = json.loads(options_json)
+    return json.dumps({k: shareable(v, k in path_options) for k, v in options.items()}, sort_keys=True,
+                      separators=(",", ":"))
 
 
 def recorded_path(value: str) -> str:

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from geosr.config import (
     SUPPORTED_SCALES,
@@ -42,6 +42,10 @@ STYLE_KEYWORDS = ("none", "sample")  # --style values that are not files
 @dataclass(frozen=True, kw_only=True)
 class UpscaleOptions:
     """Every option of one upscale job but its LR and output paths; checked when made (OptionError)."""
+
+    # the options that may name a file (a box, a keyword, a built-in table or a model's name otherwise): an output
+    # records such a file by its name (geosr.io.paths.recorded_options)
+    paths: ClassVar[tuple[str, ...]] = ("ref", "cd", "map", "cd_classes", "aoi", "model", "style")
 
     scale: int = 8
     ref: str | None = None

@@ -173,7 +173,7 @@ def detect_changes(
         found = DetectedRows(scene, grid, report, opts.refine,
                              nothing_known=f"{ref}: the reference has no data where the scene has; nothing to compare")
         meta = _meta(_tags(lr, ref, found.coregistration, opts.refine, scene.sensor_masks())
-                     | {"GEOSR_OPTIONS": recorded_options(opts.to_json())})
+                     | {"GEOSR_OPTIONS": recorded_options(opts.to_json(), opts.paths)})
         free = still_free(final, overwrite=opts.overwrite)  # (another run may have written it meanwhile)
 
         if work is not None:

@@ -911,7 +911,7 @@ def _tags(scene: Scene, sr: SuperResolver, opts: UpscaleOptions, tcfg: TilingCon
         "GEOSR_MODEL_SETTINGS": json.dumps(
             sr.describe() if hasattr(sr, "describe") else {"model": sr.name}, sort_keys=True
         ),
-        "GEOSR_OPTIONS": recorded_options(opts.to_json()),  # every option as the user named it (geosr.options)
+        "GEOSR_OPTIONS": recorded_options(opts.to_json(), opts.paths),  # the options (geosr.options)
         "GEOSR_SCALE": str(scene.scale),
         "GEOSR_SEED": str(opts.sampler.seed),
         "GEOSR_SAMPLER": to_json(opts.sampler),

@@ -174,7 +174,7 @@ def rasterize_osm(
         )
 
     # 3. burn and write
-    tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json())}
+    tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json(), opts.paths)}
     counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report,
                         outputs.still_free(final, overwrite=opts.overwrite))
     remove_sidecars(stale)

@@ -8,6 +8,7 @@ robust stretch of the LR, :class:`geosr.conditioning.radiometry.Stretch`).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,13 +30,15 @@ def _described(value: object) -> str:
 
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")  # the images read by PIL; every other file by GDAL
+# the images read by PIL (GDAL reads a GIF as its palette's numbers: one grey band; found in review); every other
+# file by GDAL
+PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico")
 
 
 def read_by_gdal(path: Path) -> bool:
     """Whether ``path`` is read as a raster by GDAL (a GeoTIFF, and a file named as one: a VRT, a JPEG 2000, an
     ERDAS .img, which were "not an image that can be read" when given as data; found in review) rather than as a
-    picture by PIL (PNG, JPEG, BMP)."""
+    picture by PIL (:data:`PICTURE_EXTS`: PNG, JPEG, BMP, GIF...)."""
     return path.suffix.lower() not in PICTURE_EXTS
 
 
@@ -393,8 +396,20 @@ def is_hidden(path: Path, root: Path | None = None) -> bool:
 def images_under(folder: Path, *, labels: bool = True) -> list[Path]:
     """The image files at any depth below ``folder`` by their extension (:data:`IMAGE_EXTS`), in path order; hidden
     files left out, and change masks (:func:`is_label_image`) unless ``labels``."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
-                  and not is_hidden(p, folder) and (labels or not is_label_image(p, folder)))
+    found = []
+    seen: set[tuple[int, int]] = set()
+    # (os.walk following links, each folder once: rglob left out a linked folder, `2019 -> /data/2019`, whose
+    # images a user sees there; a link back up would loop; found in review)
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # (hidden: no images of any layout)
+        found += [Path(here) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTS]
+    return sorted(p for p in found if p.is_file() and not is_hidden(p, folder)
+                  and (labels or not is_label_image(p, folder)))
 
 
 def list_images(folder: Path) -> list[Path]:

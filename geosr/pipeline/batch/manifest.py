@@ -726,7 +726,8 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
         problems.append("has no out (the output path; a template such as out/{stem}_x{x}.tif works)")
     paths = {k: _absolute(_expand(v[k], k, values, problems), root, many=k == "ref", keywords=k == "cd")
              for k in PATH_KEYS[1:] if v.get(k)}
-    problems += _backslashed({"lr": lr, **paths})
+    # (the output as written: a backslash its template takes from an input's name is that file's; found in review)
+    problems += _backslashed({"lr": lr, **paths, "out": str(v["out"]) if v.get("out") else None})
     written = _expand(str(v["out"]), "out", values, []) if v.get("out") else None
     if written and (not Path(written).name or written.endswith(("/", os.sep))):  # "/", "out/": no file's name
         problems.append(f"out {written}: names a folder; give the path of the output file (a template such as "
