@@ -821,18 +821,19 @@ def test_a_class_table_takes_whole_numbers_written_as_floats(tmp_path):
     assert [(c.value, type(c.value), c.changed) for c in table.classes] == [(0, int, False), (3, int, True)]
 
 
-def test_evaluate_on_an_empty_folder_names_only_the_layouts_it_reads(tmp_path):
-    """An empty folder was "not a data layout geosr knows (..., images, ...)" though evaluate refuses a folder of
-    images; it now gives evaluate's own list, as for a folder of images."""
-    for name, files in (("empty", ()), ("pngs", ("a.png",))):
+def test_evaluate_on_an_empty_folder_names_the_layouts_it_reads(tmp_path):
+    """An empty folder is refused with evaluate's list of layouts (a folder of images among them); a folder whose
+    image cannot be read, naming it. Nothing is written."""
+    for name, files, said in (("empty", (), "not an evaluation data set geosr knows (a data manifest, a Ref-Diff "
+                               "folder with HR_512/, A/ B/ label/, or images)"),
+                              ("pngs", ("a.png",), "a.png: not an image that can be read")):
         folder = tmp_path / name
         folder.mkdir()
         for f in files:
             (folder / f).write_bytes(b"")
         res = runner.invoke(app, ["evaluate", str(folder), "--no-panels", "--out-dir", str(tmp_path / f"ev_{name}")])
         assert res.exit_code == 2, res.output
-        assert "not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder" in res.output
-        assert "images" not in res.output
+        assert said in " ".join(res.output.split()), res.output
         assert not (tmp_path / f"ev_{name}").exists()
 
 

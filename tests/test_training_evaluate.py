@@ -1381,3 +1381,25 @@ def test_a_url_as_data_is_refused_in_one_sentence_as_given(tmp_path, command):
         res = CliRunner().invoke(app, ["evaluate", "file://host/data", "-x", "2"])  # another machine's: no local path
         assert res.exit_code == 2 and "file://host/data: training and evaluation data are read from local" in \
             res.stderr, res.stderr
+
+
+def test_a_folder_of_images_is_scored_as_hr_images_overall(tmp_path):
+    """Found by review: a user's own held-out tiles (a folder of images, as `geosr train --data` takes) were refused:
+    "not an evaluation data set geosr knows". They are HR images scored overall (no reference, no change label),
+    each grouped by its subfolder, so that two tiles of one name get a panel each."""
+    for year, seed in (("2019", 1), ("2020", 2)):
+        (tmp_path / "tiles" / year).mkdir(parents=True)
+        Image.fromarray(_image(seed)).save(tmp_path / "tiles" / year / "tile.png")
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "tiles"), "-x", "4", "--out-dir", str(out),
+                                      "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert "without a reference or a change label (scored overall only): tile" in summary["notes"]
+    cases = json.loads((out / "metrics.json").read_text())["cases"]
+    assert sorted((c["group"], c["name"], c["lr"]) for c in cases) == [("2019", "tile", "bicubic"),
+                                                                        ("2020", "tile", "bicubic")]
+    assert sorted(p.name for p in out.glob("panel_*_bicubic.png")) == ["panel_x4_2019_tile_bicubic.png",
+                                                                       "panel_x4_2020_tile_bicubic.png"]
+    bicubic = summary["summary"]["4"]["bicubic"]
+    assert bicubic["unchanged"] is None and bicubic["changed"] is None and 15 < bicubic["overall"]["psnr_y"] < 40

@@ -62,7 +62,8 @@ def _signature() -> inspect.Signature:
     data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         str, typer.Argument(help="Evaluation data: a data manifest (.json naming data sets and their held-out split; "
                                   "the held-out split is used), a Ref-Diff test folder (HR_512/, Ref/, CD_mask/, "
-                                  "Bic_LR_D<scale>_<side>), or an A/ B/ label/ folder.", show_default=False)])
+                                  "Bic_LR_D<scale>_<side>), an A/ B/ label/ folder, or HR images (a folder of them, scored "
+                                  "overall: no reference, no change label).", show_default=False)])
     return common.command_signature([data], EvaluateOptions, reporting="table", extra=[
         common.option_parameter("no_lr_consistency", bool, False, ("--no-lr-consistency",),
                                 "Same as --lr-consistency off."),

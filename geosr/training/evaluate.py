@@ -464,11 +464,14 @@ def evaluate(
     bare = sorted({c.name for c in cases if c.ref is None})
     if bare and any(n == "reference-paste" for n, _ in resolved):  # its rows mixed bicubic in, unsaid (review)
         notes.append(f"no reference: reference-paste is bicubic on {', '.join(bare)}")
-    unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any())})
+    unlabelled = sorted({c.name for c in cases if not bool(c.labelled.any()) and c.ref is not None})
     if unlabelled:  # scored overall only: their changed and unchanged areas are unknown
         given = " (scored overall only; their models got the detected mask, as --cd auto)" if \
             opts.cd in ("given", "given-lr") else " (scored overall only)"
         notes.append(f"without a change label{given}: {', '.join(unlabelled)}")
+    neither = sorted({c.name for c in cases if not bool(c.labelled.any()) and c.ref is None})
+    if neither:  # (a folder of images: no reference, so no change to label either)
+        notes.append(f"without a reference or a change label (scored overall only): {', '.join(neither)}")
     for s in sorted({c.scale for c in cases}):  # a given LR and a synthetic one score differently: said (review)
         at = [c for c in cases if c.scale == s]
         given = sum(c.lr_source == "given" for c in at)

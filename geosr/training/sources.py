@@ -4,6 +4,7 @@ training config's source entries (see :mod:`geosr.training.config`) read into we
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -293,7 +294,9 @@ def absent_heldout_sets(data: str | Path) -> list[str]:
 
 
 def evaluation_pairs(data: str | Path) -> list[Pair]:
-    """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder or an A/ B/ (label/) folder."""
+    """``geosr evaluate``'s data: a manifest's held-out split, a Ref-Diff folder, an A/ B/ (label/) folder, or
+    images (a folder of them at any depth, or one): HR images alone, without a reference or labels, each grouped by
+    its folder below the one given (a user's own held-out tiles were refused; found in review)."""
     data = local_data(data)
     try:
         src = source_for_path(data)
@@ -307,8 +310,17 @@ def evaluation_pairs(data: str | Path) -> list[Pair]:
         return refdiff_folder(data)
     if src["kind"] == "pairs":
         return change_pair_folder(data, require_label=False)
+    if src["kind"] == "synthetic":  # (as training's grey images: repeated to three bands)
+        root = Path(data) if Path(data).is_dir() else Path(data).parent
+        pairs = []
+        for image in source_images(src):
+            below = Path(image).parent.relative_to(root).as_posix()
+            pair = synthetic_pairs([image], group=root.name if below == "." else below)[0]
+            # no change label known anywhere: scored overall only (not as unchanged: no reference to have changed)
+            pairs.append(dataclasses.replace(pair, synthetic=False, labelled=torch.zeros(pair.shape, dtype=torch.bool)))
+        return pairs
     raise InputError(f"{data}: not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder with "
-                     "HR_512/, or A/ B/ label/)")
+                     "HR_512/, A/ B/ label/, or images)")
 
 
 __all__ = ["source_for_path", "collection_of", "load_sources", "data_fingerprint", "evaluation_pairs"]
