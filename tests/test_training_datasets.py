@@ -754,3 +754,21 @@ def test_a_folder_of_images_holds_its_subfolders_images_and_a_folder_of_data_set
     (tmp_path / "linked" / "2019b").symlink_to(tmp_path / "linked")
     linked = source_for_path(tmp_path / "linked")
     assert linked["kind"] == "synthetic" and [Path(p).name for p in source_images(linked)] == ["a.png"]
+
+
+def test_images_of_one_name_in_two_subfolders_are_told_apart(tmp_path):
+    """Found by review: with a folder's subfolders read, `2019/tile.png` and `2020/tile.png` were both "tile" in the
+    messages ("holds images of 1 band (tile) and 3 bands (tile)"). Below a subfolder an image goes by its path."""
+    from geosr.training.config import TrainConfig
+    from geosr.training.sources import load_sources
+
+    for year, image in (("2019", _hr(64, 64)), ("2020", _hr(64, 64)[..., 0])):
+        (tmp_path / "tiles" / year).mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / "tiles" / year / "tile.png")
+    Image.fromarray(_hr(64, 64)).save(tmp_path / "tiles" / "top.png")
+    cfg = TrainConfig(data=({"kind": "synthetic", "path": str(tmp_path / "tiles")},))
+    with pytest.raises(InputError, match=r"holds images of 1 band \(2020/tile\) and 3 bands \((2019/tile|top)\)"):
+        load_sources(cfg)
+    (tmp_path / "tiles" / "2020" / "tile.png").unlink()
+    groups, _, _ = load_sources(cfg)
+    assert sorted(p.name for p in groups[0][0]) == ["2019/tile", "top"]

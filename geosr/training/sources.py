@@ -128,11 +128,18 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
     return load_collection(found)
 
 
+def image_name(path: str | Path, folder: str | Path | None) -> str:
+    """A single image's pair name: its stem, or below a subfolder of the ``folder`` given its path from there
+    (``2019/tile_001``: two tiles of one name in two year folders were told apart in no message; found in review)."""
+    below = Path(path).relative_to(folder) if folder is not None and Path(path).is_relative_to(folder) else None
+    return below.with_suffix("").as_posix() if below is not None and len(below.parts) > 1 else Path(path).stem
+
+
 def _image_of(src: Mapping[str, Any], name: str, paths: list[str]) -> Path | None:
     """The image file of the pair ``name`` of a source of single images (among ``paths``) or a pairs folder (its
     target, in ``B/``); None for other kinds."""
     if src.get("kind") == "synthetic":
-        return next((Path(p) for p in paths if Path(p).stem == name), None)
+        return next((Path(p) for p in paths if image_name(p, src.get("path")) == name), None)
     if src.get("kind") == "pairs":
         return find_image(Path(src["path"]) / "B", name)
     return None
@@ -207,6 +214,8 @@ def load_sources(
                                    map=src.get("map"), scale=int(scale), table=table, bands=src.get("bands"))]
         elif kind == "synthetic":
             pairs = synthetic_pairs(paths, grey_as_rgb=False)  # the user's own: a grey image is no RGB one
+            for pair, image in zip(pairs, paths):
+                pair.name = image_name(image, src.get("path"))
         else:  # shared: a collection's training split, plus synthetic change from its images
             collection = collection_of(src)
             where = str(collection.root)
