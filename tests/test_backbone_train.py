@@ -325,6 +325,9 @@ def test_training_images_from_geotiffs_take_the_default_bands_and_keep_colours(t
     Image.fromarray(colours).save(tmp_path / "c.gif")
     assert read_images([tmp_path / "c.gif"])[0][:, 5, 5].tolist() == [200, 90, 30]
     assert read_target(tmp_path / "c.gif")[0].shape == (3, 20, 30)
+    from geosr.training.backbone_fit import image_files
+
+    assert tmp_path / "c.gif" in image_files([tmp_path])  # in a folder too (it was left out of its listing)
 
 
 def _recorded_rates(monkeypatch) -> tuple[list[float], list[torch.Tensor]]:

@@ -1086,12 +1086,12 @@ def test_recorded_options_name_local_files_by_their_names_only():
     given = {"ref": "/home/me/data/ref.tif", "cd": "auto", "map": "sub/map.tif", "aoi": "13.3,52.5,13.4,52.6",
              "aoi_crs": wkt, "model": "/home/me/runs/my model.safetensors+lite",
              "style": "/vsizip//home/me/a.zip/dir/s.tif", "cd_classes": "GPKG:/home/me/x.gpkg:roads",
-             "bands": "red/nir", "other": "/vsis3/bucket/key/r.tif?token=1", "scale": 4}
+             "bands": "red/nir", "other": "/vsis3/bucket/key/r.tif?token=1", "scale": 4, "ref_bands": "3, 2, 1"}
     paths = UpscaleOptions.paths
     assert json.loads(recorded_options(json.dumps(given), paths)) == {
         "ref": "ref.tif", "cd": "auto", "map": "map.tif", "aoi": "13.3,52.5,13.4,52.6", "aoi_crs": wkt,
         "model": "my model.safetensors+lite", "style": "s.tif", "cd_classes": "GPKG:x.gpkg:roads", "bands": "red/nir",
-        "other": "/vsis3/bucket/key/r.tif", "scale": 4}
+        "other": "/vsis3/bucket/key/r.tif", "scale": 4, "ref_bands": "3,2,1"}
     assert json.loads(recorded_options(json.dumps({"ref": "/home/me/b4.tif,/home/me/b3.tif"}), paths)) == {
         "ref": "b4.tif,b3.tif"}
 

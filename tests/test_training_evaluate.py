@@ -1386,20 +1386,31 @@ def test_a_url_as_data_is_refused_in_one_sentence_as_given(tmp_path, command):
 def test_a_folder_of_images_is_scored_as_hr_images_overall(tmp_path):
     """Found by review: a user's own held-out tiles (a folder of images, as `geosr train --data` takes) were refused:
     "not an evaluation data set geosr knows". They are HR images scored overall (no reference, no change label),
-    each grouped by its subfolder, so that two tiles of one name get a panel each."""
-    for year, seed in (("2019", 1), ("2020", 2)):
-        (tmp_path / "tiles" / year).mkdir(parents=True)
-        Image.fromarray(_image(seed)).save(tmp_path / "tiles" / year / "tile.png")
+    each by its path below the folder (two tiles of one name, a.png beside a.tif, a name that differs in case
+    alone: a panel and an entry each), grey ones as one band."""
+    tiles = tmp_path / "tiles"
+    for rel, seed in (("2019/tile.png", 1), ("2020/tile.png", 2), ("a.png", 3), ("a.tif", 4), ("2020/Tile.png", 5)):
+        (tiles / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_image(seed)).save(tiles / rel)
     out = tmp_path / "ev"
-    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "tiles"), "-x", "4", "--out-dir", str(out),
+    res = CliRunner().invoke(_app(), ["evaluate", str(tiles), "-x", "4", "--out-dir", str(out), "--cd", "auto",
                                       "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert "without a reference or a change label (scored overall only): tile" in summary["notes"]
+    names = ["2019/tile", "2020/Tile.png", "2020/tile.png", "a.png", "a.tif"]
+    assert f"without a reference or a change label (scored overall only): {', '.join(names)}" in summary["notes"]
+    assert "`cd` auto changes nothing here: no image has a reference" in summary["notes"]
     cases = json.loads((out / "metrics.json").read_text())["cases"]
-    assert sorted((c["group"], c["name"], c["lr"]) for c in cases) == [("2019", "tile", "bicubic"),
-                                                                        ("2020", "tile", "bicubic")]
-    assert sorted(p.name for p in out.glob("panel_*_bicubic.png")) == ["panel_x4_2019_tile_bicubic.png",
-                                                                       "panel_x4_2020_tile_bicubic.png"]
+    assert sorted(c["name"] for c in cases) == names and {c["group"] for c in cases} == {"tiles"}
+    panels = sorted(p.name.lower() for p in out.glob("panel_*_bicubic.png"))
+    assert len(panels) == len(set(panels)) == 5, panels  # (unique on a disk that tells no case)
     bicubic = summary["summary"]["4"]["bicubic"]
     assert bicubic["unchanged"] is None and bicubic["changed"] is None and 15 < bicubic["overall"]["psnr_y"] < 40
+    # grey images stay one band (repeated to three, SAM read 0 and a one-band model was refused)
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    Image.fromarray(_image(6)[..., 0]).save(grey / "g.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(grey), "-x", "4", "--out-dir", str(tmp_path / "evg"),
+                                      "--no-panels", "--json"])
+    assert res.exit_code == 0, res.output
+    assert any("SAM" in n for n in json.loads(res.stdout)["notes"]), res.stdout

@@ -175,6 +175,10 @@ def recorded_options(options_json: str, paths: Iterable[str] = ()) -> str:
     def shareable(value: Any, path: bool) -> Any:
         if isinstance(value, str) and path:
             return ",".join(recorded_path(p.strip()) for p in (value.split(",") if is_file_list(value) else [value]))
+        if isinstance(value, str) and "," in value and not re.search(r"[\[\](){}\"']", value):
+            # a list (a box, bands): spaced as the command line's tuples are joined, the same bytes either way (a
+            # WKT's or a JSON text's commas are no list's)
+            return ",".join(without_query(named(p.strip())) for p in value.split(","))
         if isinstance(value, str):  # (a /vsicurl?OPTIONS&url=URL path as its URL: its query would leave "/vsicurl")
             return without_query(named(value))
         if isinstance(value, list):

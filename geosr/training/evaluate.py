@@ -472,6 +472,8 @@ def evaluate(
     neither = sorted({c.name for c in cases if not bool(c.labelled.any()) and c.ref is None})
     if neither:  # (a folder of images: no reference, so no change to label either)
         notes.append(f"without a reference or a change label (scored overall only): {', '.join(neither)}")
+    if opts.cd != "given" and all(c.ref is None for c in cases):  # (said nothing; found in review)
+        notes.append(f"`cd` {opts.cd} changes nothing here: no image has a reference")
     for s in sorted({c.scale for c in cases}):  # a given LR and a synthetic one score differently: said (review)
         at = [c for c in cases if c.scale == s]
         given = sum(c.lr_source == "given" for c in at)
@@ -579,7 +581,7 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
     first, the models asked for, a baseline among them too; of the baselines when no other model runs)."""
     per_case = []
     total, done = len(cases) * len(resolved), 0
-    named = Counter((c.scale, c.name) for c in cases)  # a name two sets share: its panels go by group and name
+    stems = _panel_stems(cases)
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         for ci, case in enumerate(cases):
             folder = Path(tmp) / f"case{ci}"
@@ -596,14 +598,32 @@ def _run_cases(cases: Sequence[Case], resolved: list[tuple[str, str | SuperResol
                                          "reference_in_changed": reference_in_changed(case, folder, written)}
                 if panels and (name not in BASELINES or len(resolved) == len(BASELINES)
                                or any(n == name for n, _ in resolved[:asked])):
-                    image = case.name if named[case.scale, case.name] == 1 else \
-                        "_".join(dict.fromkeys([*case.group.split("/"), case.name]))
-                    panel(case, sr, out / f"panel_x{case.scale}_{image}_{name.replace('/', '_')}.png")
+                    panel(case, sr, out / f"panel_x{case.scale}_{stems[ci]}_{name.replace('/', '_')}.png")
                 done += 1
                 if progress:
                     progress(done, total)
             per_case.append(entry)
     return per_case
+
+
+def _panel_stems(cases: Sequence[Case]) -> list[str]:
+    """Each case's part of its panels' file names, one per case at its scale whatever the case of its letters (a
+    disk of macOS or Windows tells no case): its name, or where two share it, its group's and its name (a name two
+    sets share), else numbered; a "/" of a name (``2019/tile``, an image below a subfolder) as "_"."""
+    def plain(text: str) -> str:
+        return text.replace("/", "_").replace("\\", "_")
+
+    first = [plain(c.name) for c in cases]
+    named = Counter((c.scale, f.lower()) for c, f in zip(cases, first))
+    second = [f if named[c.scale, f.lower()] == 1 else plain("_".join(dict.fromkeys([*c.group.split("/"), c.name])))
+              for c, f in zip(cases, first)]
+    seen: Counter = Counter()
+    stems = []
+    for c, stem in zip(cases, second):
+        seen[c.scale, stem.lower()] += 1
+        n = seen[c.scale, stem.lower()]
+        stems.append(stem if n == 1 else f"{stem}_{n}")
+    return stems
 
 
 def _summary(per_case: list[dict], scales: Sequence[int], names: Sequence[str],

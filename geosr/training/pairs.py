@@ -29,10 +29,11 @@ def _described(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # the images read by PIL (GDAL reads a GIF as its palette's numbers: one grey band; found in review); every other
 # file by GDAL
 PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico")
+# what a folder's listing takes for an image (a GIF among PNGs was read given alone, left out of its folder; review)
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + PICTURE_EXTS[4:]
 
 
 def read_by_gdal(path: Path) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -319,14 +320,19 @@ def evaluation_pairs(data: str | Path) -> list[Pair]:
         return refdiff_folder(data)
     if src["kind"] == "pairs":
         return change_pair_folder(data, require_label=False)
-    if src["kind"] == "synthetic":  # (as training's grey images: repeated to three bands)
+    if src["kind"] == "synthetic":  # (as training's: a grey image is no RGB one, and SAM read 0 on it repeated)
         root = Path(data) if Path(data).is_dir() else Path(data).parent
+        images = source_images(src)
+        names = [image_name(image, root) for image in images]
+        # by their path below the folder given; where two share it, with their extensions (a.png, a.tif)
+        told = Counter(n.lower() for n in names)
         pairs = []
-        for image in source_images(src):
-            below = Path(image).parent.relative_to(root).as_posix()
-            pair = synthetic_pairs([image], group=root.name if below == "." else below)[0]
+        for image, name, pair in zip(images, names, synthetic_pairs(images, group=root.name, grey_as_rgb=False)):
+            if told[name.lower()] > 1:
+                name = Path(image).relative_to(root).as_posix() if Path(image).is_relative_to(root) else name
             # no change label known anywhere: scored overall only (not as unchanged: no reference to have changed)
-            pairs.append(dataclasses.replace(pair, synthetic=False, labelled=torch.zeros(pair.shape, dtype=torch.bool)))
+            pairs.append(dataclasses.replace(pair, name=name, synthetic=False,
+                                             labelled=torch.zeros(pair.shape, dtype=torch.bool)))
         return pairs
     raise InputError(f"{data}: not an evaluation data set geosr knows (a data manifest, a Ref-Diff folder with "
                      "HR_512/, A/ B/ label/, or images)")
