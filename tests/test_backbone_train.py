@@ -83,7 +83,7 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert [r["message"].split(":")[0] for r in log if r.get("message", "").startswith("saved")] == \
         ["saved at step 2", "saved at step 4"]  # (the docs list the save lines; the log named none)
     assert any("4 HR images" in d and "1 smaller than 96 px left out" in d for d in log[0]["data"])
-    assert any(str(root) in d for d in log[0]["data"])  # which data (a card named none of the user's; review)
+    assert any(f"images of {root.name}" in d for d in log[0]["data"])  # which data, by its name
     # the run's own data, its validation data too (as a diffusion run's record has it), in its checkpoint
     assert spec["training"]["data"] == log[0]["data"] and log[0]["data"][-1].startswith("validation ")
     best = read_spec(out / "best.safetensors")
@@ -414,7 +414,7 @@ def test_a_scale_no_image_can_crop_is_a_warning_not_only_a_log_line(tmp_path):
     assert read_spec(out / "model.safetensors")["scales"] == [2]
     assert load_model(str(out / "model.safetensors")).scales == (2,)
     # the folder it was fine-tuned on, in its card (a folder of images named none: "2 images"; found in review)
-    assert any(f"2 images of {root}" in d for d in read_spec(out / "model.safetensors")["training"]["data"])
+    assert any(f"2 images of {root.name}" in d for d in read_spec(out / "model.safetensors")["training"]["data"])
 
 
 def test_lite_refuses_validation_images_it_also_trains_on(tmp_path):
@@ -580,3 +580,21 @@ def test_train_s_messages_point_the_way(tmp_path):
             read_spec(given)
     (tmp_path / "t.yaml").write_text("lr: 1e-4\nbatch_size: 2\n")
     assert load_config(tmp_path / "t.yaml").lr == 1e-4
+
+
+def test_a_fine_tuned_model_s_card_names_its_data_folder_not_its_path(tmp_path):
+    """Found by review: a lite model fine-tuned on /home/me/client/tiles carried that path in its card (the weights
+    are what gets shared); the card names the folder (`tiles`), the run's record keeps the path to resume."""
+    from geosr.models.checkpoint import read_spec
+
+    root = tmp_path / "client" / "tiles"
+    root.mkdir(parents=True)
+    for i in range(2):
+        _image(root / f"im{i}.png", i, side=120)
+    out = tmp_path / "run"
+    res = _run(["--arch", "lite", "--data", str(root), "-x", "2", "--batch", "2", "--train-steps", "1", "--out-dir",
+                str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.dumps(read_spec(out / "model.safetensors"))
+    assert "2 images of tiles" in card and str(tmp_path) not in card
+    assert str(root) in (out / "state.json").read_text()

@@ -61,7 +61,8 @@ def _case(tmp_path, lr, name, map_model=None):
     if name == "model-one-band":
         p = make_raster(tmp_path / "pan.tif", (smooth_field(1, 20, 24) * 255).astype(np.uint8))
         return (["upscale", str(p), "-x", "4", "-o", out],
-                "model default: takes 3 bands but 1 is selected (use --model bicubic or lanczos)")
+                "model default: takes 3 bands but 1 is selected (repeat its band with --bands 1,1,1, or use --model "
+                "bicubic or lanczos)")
     if name == "model-four-bands":
         p = make_raster(tmp_path / "rgbn.tif", (smooth_field(4, 20, 24) * 255).astype(np.uint8))
         return (["upscale", str(p), "--bands", "1,2,3,4", "-o", out],

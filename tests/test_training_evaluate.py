@@ -1414,3 +1414,27 @@ def test_a_folder_of_images_is_scored_as_hr_images_overall(tmp_path):
                                       "--no-panels", "--json"])
     assert res.exit_code == 0, res.output
     assert any("SAM" in n for n in json.loads(res.stdout)["notes"]), res.stdout
+
+
+def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
+    """Found by review: `evaluate -m /home/me/runs/run1/model.safetensors` put the path as typed in metrics.md,
+    metrics.json and the panels' names (`panel_x4_tile__home_me_runs_...png`); upscale calls it run1/model."""
+    import shutil
+
+    from geosr.models.registry import resolve_checkpoint
+
+    model, other = tmp_path / "runs" / "run1" / "model.safetensors", tmp_path / "old" / "run1" / "model.safetensors"
+    for m in (model, other):  # (two of one name: told apart)
+        m.parent.mkdir(parents=True)
+        shutil.copy(resolve_checkpoint("lite"), m)
+    (tmp_path / "tiles").mkdir()
+    Image.fromarray(_image(1)).save(tmp_path / "tiles" / "tile.png")
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "tiles"), "-m", str(model), "-m", str(other), "-x",
+                                      "4", "--out-dir", str(out), "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["models"] == ["run1/model", "run1/model #2", "bicubic", "reference-paste"]
+    for written in ("metrics.json", "metrics.md"):
+        assert str(tmp_path) not in (out / written).read_text(), written
+    assert sorted(p.name for p in out.glob("panel_*run1*")) == ["panel_x4_tile_run1_model #2.png",
+                                                                "panel_x4_tile_run1_model.png"]

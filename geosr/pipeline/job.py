@@ -698,7 +698,11 @@ def _check_model(sr: SuperResolver, scale: int, n_bands: int, spec: str, table: 
     if sr.scales and scale not in sr.scales:
         raise ScaleError(f"model {spec}: trained for scale {_join(sr.scales)}, not scale {scale}")
     if sr.bands is not None and sr.bands != n_bands:
-        fix = f"pick {sr.bands} with `bands`" if n_bands > sr.bands else "use `model` bicubic or lanczos"
+        # (a grey band to an RGB model: repeated, as training and evaluate read a grey image; it was told to drop its
+        # model; found in review)
+        fix = f"pick {sr.bands} with `bands`" if n_bands > sr.bands else \
+            f"repeat its band with `bands` {','.join(['1'] * sr.bands)}, or use `model` bicubic or lanczos" \
+            if n_bands == 1 else "use `model` bicubic or lanczos"
         raise BandError(f"model {spec}: takes {band_count(sr.bands)} but {n_bands} {'is' if n_bands == 1 else 'are'} "
                         f"selected ({fix})")
     wanted = getattr(sr, "n_change_classes", None)

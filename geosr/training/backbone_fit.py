@@ -33,7 +33,6 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
-from geosr.training.pairs import read_by_gdal
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, own_checkpoint, save_state, state_record
 
@@ -84,6 +83,8 @@ def read_images(paths: Sequence[Path]) -> list[torch.Tensor]:
     first band three times), 8-bit ones as they are, others (16-bit counts, reflectance in floating point)
     divided by their 99.5th percentile, the same for all three bands so that colours are kept."""
     from PIL import Image
+
+    from geosr.training.pairs import read_by_gdal  # (not at import: the backbone trainer loads no GIS stack)
 
     out = []
     for p in paths:

@@ -218,7 +218,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
     from geosr.training.backbone_fit import read_images
     from geosr.training.manifest import find_manifest
     from geosr.training.pairs import IMAGE_EXTS, images_under
-    from geosr.training.sources import load_sources, source_images
+    from geosr.training.sources import load_sources, shown_data, source_images
 
     images: list[torch.Tensor] = []
     described: list[str] = []
@@ -228,7 +228,7 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
             listed = source_images(src)  # (a folder's images now, as the diffusion trainer lists them)
             got = read_images([Path(p) for p in listed])
             # (as the diffusion trainer names them: a fine-tuned lite's card named no data of the user's; review)
-            where = f"{len(listed)} images of {src.get('path') or src.get('hr') or 'images'}"
+            where = f"{len(listed)} images of {shown_data(src.get('path') or src.get('hr') or 'images')}"
         elif kind == "shared" and src.get("path") and not src.get("manifest") and find_manifest(src["path"]) is None:
             # (labels are no imagery, nor a macOS ._x.tif; found in review)
             files = images_under(Path(src["path"]), labels=False)
@@ -236,14 +236,14 @@ def backbone_images(sources: Sequence[Mapping[str, Any]], cfg: TrainConfig, role
                 raise InputError(f"{src['path']}: holds no images ({', '.join(IMAGE_EXTS)}) and no data layout "
                                  "geosr knows")
             got = read_images(files)
-            where = f"{len(files)} images under {src['path']}"
+            where = f"{len(files)} images under {shown_data(src['path'])}"
         else:
             groups, _, _ = load_sources(cfg, (src,), any_bands=True)  # a grey pair: its grey in all three bands
             # a collection's synthetic-change group holds its pairs' own images again (the same tensors)
             unique = {id(t): t for pairs, _ in groups for p in pairs for t in (p.target, p.ref) if t is not None}
             got = [_to8(t) for t in unique.values()]
             where = f"{sum(len(pairs) for pairs, _ in groups if not pairs[0].synthetic)} pairs"
-            where += f" of {src.get('path') or src.get('manifest') or src.get('hr')}"
+            where += f" of {shown_data(src.get('path') or src.get('manifest') or src.get('hr'))}"
         kept = [t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1).contiguous() for t in got
                 if min(t.shape[-2:]) >= DATA_SIDE]
         images.extend(kept)

@@ -39,6 +39,7 @@ from geosr.errors import (
     names_too_long_are_input_errors,
 )
 from geosr.io.outputs import atomic_output
+from geosr.io.paths import recorded_options
 from geosr.io.rasters import band_count
 from geosr.models.consistency import LRConsistent, back_project  # noqa: F401 (re-exported)
 from geosr.models.interface import SuperResolver
@@ -496,9 +497,10 @@ def evaluate(
             (log or (lambda s: None))(n)
         res = EvalResult(out=str(folder.path), scales=sorted(summary), models=names, summary=summary,
                          cases=per_case, notes=notes, seconds=time.perf_counter() - t0,
-                         options=json.loads(opts.to_json()))
-        _write_text(stage / "metrics.json", json.dumps(res.to_dict(), indent=1, default=_json_default,
-                                                       allow_nan=False))
+                         options=json.loads(recorded_options(opts.to_json(), ("models", "out"))))
+        # (the file, shared, names its folder and files by their names: it held the user's folders; review)
+        _write_text(stage / "metrics.json", json.dumps({**res.to_dict(), "out": folder.path.name}, indent=1,
+                                                       default=_json_default, allow_nan=False))
         _write_text(
             stage / "metrics.md",
             "Means over the evaluation images (PSNR-Y, SSIM-Y, VIF: higher is better; SAM, ERGAS, ST-LPIPS: lower "
@@ -567,8 +569,17 @@ def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tupl
     """(name, model) of every model and baseline; names other than ``hr`` and the baselines are loaded."""
     resolved: list[tuple[str, str | SuperResolver]] = []
     for m in list(models) + [b for b in BASELINES if b not in models]:
-        if isinstance(m, str):
-            resolved.append((m, m if m in ("hr",) + BASELINES else load_eval_model(m, **options)))
+        if isinstance(m, str) and m in ("hr",) + BASELINES:
+            resolved.append((m, m))
+        elif isinstance(m, str):
+            loaded = load_eval_model(m, **options)
+            # a checkpoint by the name upscale gives it (`run1/model`), not by its path as typed: metrics.md, .json
+            # and the panels' names held the user's folders (found in review)
+            file = "/" in m or os.sep in m or os.path.lexists(m)
+            name = getattr(loaded, "name", m) if file else m
+            taken = {n for n, _ in resolved}
+            resolved.append((next(f"{name} #{i}" for i in range(2, len(resolved) + 3) if f"{name} #{i}" not in taken)
+                             if name in taken else name, loaded))
         else:
             resolved.append((getattr(m, "name", "model"), m))
     return resolved

@@ -129,6 +129,12 @@ def collection_of(src: Mapping[str, Any]) -> Collection:
     return load_collection(found)
 
 
+def shown_data(where: str | Path) -> str:
+    """A data source as a model's card and the run's log describe it: by its folder's or file's name (the card
+    travels with the weights; it held the user's folders; found in review)."""
+    return Path(where).name or str(where)
+
+
 def image_name(path: str | Path, folder: str | Path | None) -> str:
     """A single image's pair name: its stem, or below a subfolder of the ``folder`` given its path from there
     (``2019/tile_001``: two tiles of one name in two year folders were told apart in no message; found in review)."""
@@ -203,7 +209,7 @@ def load_sources(
                 raise InputError(f"{src['path']}: no pair has its three images (A/, B/ and label/ of one name): "
                                  f"{', '.join(left[:3])}{' ...' if len(left) > 3 else ''}")
             if left:
-                described.append(f"left out of {src['path']}, incomplete: {', '.join(left)}")
+                described.append(f"left out of {shown_data(src['path'])}, incomplete: {', '.join(left)}")
                 if warnings is not None:
                     warnings.append(f"{len(left)} pair{'s' * (len(left) != 1)} of {src['path']} left out, "
                                     f"incomplete: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
@@ -226,7 +232,7 @@ def load_sources(
             if syn and sw > 0:
                 groups.append((syn, sw))
                 foreign.extend(p.target for p in syn)
-                described.append(f"synthetic change from {len(syn)} images of {where}")
+                described.append(f"synthetic change from {len(syn)} images of {shown_data(where)}")
         if not pairs:
             shown = os.path.commonpath(paths) if kind == "synthetic" and paths and not src.get("path") else where
             raise InputError(f"{shown}: its data source ({kind}) holds no usable image")
@@ -263,7 +269,7 @@ def load_sources(
                              f"data labelled with {table.name!r}")
         groups.append((pairs, w))
         foreign.extend(p.target for p in pairs if p.synthetic)
-        described.append(f"{kind}: {len(pairs)} pairs from {where}")
+        described.append(f"{kind}: {len(pairs)} pairs from {shown_data(where)}")
     if not groups:
         raise OptionError("no training data: give at least one data source (`data` or the config's 'data')")
     return groups, foreign, described
