@@ -457,8 +457,10 @@ def evaluate(
         raise InputError(f"{data}: no image is large enough for x{', x'.join(map(str, scales))}")
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
-    _refuse_band_mismatch(resolved, cases, data)
-    _refuse_scale_mismatch(resolved, cases)
+    # (refusals name a model as it was given: a path there names the file to the user at the terminal)
+    given = [(m if isinstance(m, str) else n, sr) for (n, sr), m in zip(resolved, [*models, *(b for b in BASELINES if b not in models)])]
+    _refuse_band_mismatch(given, cases, data)
+    _refuse_scale_mismatch(given, cases)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
              + _unused_settings(resolved, opts)
              + (absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []))
