@@ -458,7 +458,8 @@ def evaluate(
     resolved = _resolve(models, steps=steps, lr_consistency=opts.lr_consistency,
                         reference_detail=opts.reference_detail, device=device)
     # (refusals name a model as it was given: a path there names the file to the user at the terminal)
-    given = [(m if isinstance(m, str) else n, sr) for (n, sr), m in zip(resolved, [*models, *(b for b in BASELINES if b not in models)])]
+    specs = [*models, *(b for b in BASELINES if b not in models)]  # (in _resolve's order)
+    given = [(m if isinstance(m, str) else n, sr) for (n, sr), m in zip(resolved, specs)]
     _refuse_band_mismatch(given, cases, data)
     _refuse_scale_mismatch(given, cases)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
