@@ -662,20 +662,24 @@ def _gdal_fills_the_disk(monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
 
 
+def _writing_command(scene, command: str) -> tuple[Path, list]:
+    """The output and the command line of a small run of ``command`` (upscale, detect-changes, rasterize-osm)."""
+    tmp, lr, ref, _ = scene
+    geojson = tmp / "f.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    out = tmp / "out.tif"
+    return out, {"upscale": ["upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, "--force-resources"],
+                 "detect-changes": ["detect-changes", lr, "--ref", ref, "-o", out, "--no-coregister"],
+                 "rasterize-osm": ["rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty",
+                                   "-o", out]}[command]
+
+
 @pytest.mark.parametrize("command", ["upscale", "detect-changes", "rasterize-osm"])
 def test_gdal_s_bare_write_failure_on_a_full_disk_is_named_too(scene, monkeypatch, command):
     """Found by review: detect-changes on a full disk exited 2 with "a finished part of the job cannot be read ...
     run again without --resume", rasterize-osm and upscale with "internal error: ... Write failed"."""
-    import json as json_module
-
-    tmp, lr, ref, _ = scene
-    geojson = tmp / "f.geojson"
-    geojson.write_text(json_module.dumps({"type": "FeatureCollection", "features": []}))
-    out = tmp / "out.tif"
-    argv = {"upscale": ["upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, "--force-resources"],
-            "detect-changes": ["detect-changes", lr, "--ref", ref, "-o", out, "--no-coregister"],
-            "rasterize-osm": ["rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty",
-                              "-o", out]}[command]
+    tmp = scene[0]
+    out, argv = _writing_command(scene, command)
     _gdal_fills_the_disk(monkeypatch)
     r = _invoke(*argv)
     assert r.exit_code == 1, r.output
@@ -975,14 +979,8 @@ def test_a_lock_whose_holder_note_cannot_be_written_is_released(tmp_path, monkey
 def test_a_disk_full_before_the_lock_s_note_is_named_and_leaves_nothing(scene, monkeypatch, command):
     """Found by review: on a full disk the lock's note (who holds it) failed first: "internal error: OSError: [Errno
     28] No space left on device", exit 1, naming no file, and an `out.tif.geosr-work/lock` left behind."""
-    tmp, lr, ref, _ = scene
-    geojson = tmp / "f.geojson"
-    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
-    out = tmp / "out.tif"
-    argv = {"upscale": ["upscale", lr, "-x", "4", "--model", "bicubic", "-o", out, "--force-resources"],
-            "detect-changes": ["detect-changes", lr, "--ref", ref, "-o", out, "--no-coregister"],
-            "rasterize-osm": ["rasterize-osm", "--like", lr, "-x", "2", "--osm-file", geojson, "--allow-empty",
-                              "-o", out]}[command]
+    tmp = scene[0]
+    out, argv = _writing_command(scene, command)
     before = sorted(p.name for p in tmp.iterdir())
 
     def full(fd, data, offset):
