@@ -1406,14 +1406,20 @@ def test_a_folder_of_images_is_scored_as_hr_images_overall(tmp_path):
     assert len(panels) == len(set(panels)) == 5, panels  # (unique on a disk that tells no case)
     bicubic = summary["summary"]["4"]["bicubic"]
     assert bicubic["unchanged"] is None and bicubic["changed"] is None and 15 < bicubic["overall"]["psnr_y"] < 40
-    # grey images stay one band (repeated to three, SAM read 0 and a one-band model was refused)
+    # a grey image beside colour ones: given to an RGB model as its band three times (as training does), scored as
+    # one band against the mean of the model's (its SAM read 0 for bicubic, an angle for the model)
     grey = tmp_path / "grey"
     grey.mkdir()
     Image.fromarray(_image(6)[..., 0]).save(grey / "g.png")
-    res = CliRunner().invoke(_app(), ["evaluate", str(grey), "-x", "4", "--out-dir", str(tmp_path / "evg"),
-                                      "--no-panels", "--json"])
+    Image.fromarray(_image(7)).save(grey / "c.png")
+    res = CliRunner().invoke(_app(), ["evaluate", str(grey), "-x", "4", "-m", "lite", "--out-dir",
+                                      str(tmp_path / "evg"), "--no-panels", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert any("SAM" in n for n in json.loads(res.stdout)["notes"]), res.stdout
+    assert any(n.startswith("SAM needs two bands or more; left out for g x4 (grey images") for n in
+               json.loads(res.stdout)["notes"]), res.stdout
+    by_name = {c["name"]: c for c in json.loads((tmp_path / "evg" / "metrics.json").read_text())["cases"]}
+    assert by_name["g"]["models"]["lite"]["metrics"]["overall"]["sam"] is None
+    assert by_name["c"]["models"]["lite"]["metrics"]["overall"]["sam"] > 0
 
 
 def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
@@ -1438,3 +1444,12 @@ def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
         assert str(tmp_path) not in (out / written).read_text(), written
     assert sorted(p.name for p in out.glob("panel_*run1*")) == ["panel_x4_tile_run1_model #2.png",
                                                                 "panel_x4_tile_run1_model.png"]
+    assert json.loads((out / "metrics.json").read_text())["options"]["models"] == ["run1/model", "run1/model #2"]
+    # a model object of a name a path's model has, and one of a baseline's: each its own name, results and panels
+    from geosr import evaluate as evaluate_api
+    from geosr.models.registry import load_model
+
+    res = evaluate_api(tmp_path / "tiles", models=[str(model), load_model(str(other)), load_model("bicubic")],
+                       scales=[4], out=tmp_path / "ev2", device="cpu")
+    assert res.models == ["run1/model", "run1/model #2", "bicubic", "bicubic #2", "reference-paste"]
+    assert set(res.summary[4]) == set(res.models)

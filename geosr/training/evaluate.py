@@ -114,6 +114,13 @@ class Case:
         """(H, W) bool where the metrics look (None: everywhere): :func:`scored_area`."""
         return scored_area(self.valid, self.scale)
 
+    @property
+    def grey(self) -> bool:
+        """Whether the target's bands are all one (a grey image given to RGB models as its band three times): it is
+        scored as one band, against the mean of a model's bands (SAM read 0 for bicubic and an angle for a model
+        that wrote the bands a little apart; found in review)."""
+        return self.hr.shape[0] > 1 and all(torch.equal(self.hr[0], b) for b in self.hr[1:])
+
 
 def scored_area(valid: torch.Tensor | None, scale: int) -> torch.Tensor | None:
     """Where a case is scored: the target's valid pixels at least 2 LR px (the bicubic kernel's reach) from its
@@ -295,6 +302,8 @@ def case_metrics(case: Case, sr: torch.Tensor) -> dict[str, dict[str, float | No
     scored = case.scored
     known = case.labelled if scored is None else case.labelled & scored
     masks = {"overall": scored, "unchanged": ~case.changed & known, "changed": case.changed & known}
+    if case.grey:
+        return region_metrics(sr.mean(0, keepdim=True), case.hr[:1], case.lr[:1], case.scale, masks, case.valid)
     return region_metrics(sr, case.hr, case.lr, case.scale, masks, case.valid)
 
 
@@ -337,9 +346,11 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
         small = sorted({f"{c.name} x{c.scale}" for c in cases if min(c.hr.shape[-2:]) < side})
         if small:
             notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")
-    single = sorted({f"{c.name} x{c.scale}" for c in cases if c.hr.shape[-3] < 2})
+    single = sorted({f"{c.name} x{c.scale}" for c in cases if c.hr.shape[-3] < 2 or c.grey})
     if single:
-        notes.append(f"SAM needs two bands or more; left out for {', '.join(single)}")
+        notes.append(f"SAM needs two bands or more; left out for {', '.join(single)} (grey images: scored as one band, "
+                     "a model's bands by their mean)" if any(c.grey for c in cases) else
+                     f"SAM needs two bands or more; left out for {', '.join(single)}")
     gaps = sorted({f"{c.name} x{c.scale}" for c in cases if c.scored is not None
                    and min(c.hr.shape[-2:]) >= MS_SSIM_MIN_SIDE})
     if gaps:
@@ -500,7 +511,8 @@ def evaluate(
             (log or (lambda s: None))(n)
         res = EvalResult(out=str(folder.path), scales=sorted(summary), models=names, summary=summary,
                          cases=per_case, notes=notes, seconds=time.perf_counter() - t0,
-                         options=json.loads(recorded_options(opts.to_json(), ("models", "out"))))
+                         options=json.loads(recorded_options(opts.to_json(), ("out",)))
+                         | {"models": names[: len(models)]})  # (by the names the results go by)
         # (the file, shared, names its folder and files by their names: it held the user's folders; review)
         _write_text(stage / "metrics.json", json.dumps({**res.to_dict(), "out": folder.path.name}, indent=1,
                                                        default=_json_default, allow_nan=False))
@@ -579,12 +591,15 @@ def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tupl
             # a checkpoint by the name upscale gives it (`run1/model`), not by its path as typed: metrics.md, .json
             # and the panels' names held the user's folders (found in review)
             file = "/" in m or os.sep in m or os.path.lexists(m)
-            name = getattr(loaded, "name", m) if file else m
-            taken = {n for n, _ in resolved}
-            resolved.append((next(f"{name} #{i}" for i in range(2, len(resolved) + 3) if f"{name} #{i}" not in taken)
-                             if name in taken else name, loaded))
+            resolved.append((getattr(loaded, "name", m) if file else m, loaded))
         else:
             resolved.append((getattr(m, "name", "model"), m))
+    # one name per model (the summary, the cases and the panels are keyed by it): a second of a name gets " #2"
+    taken: set[str] = set()
+    for i, (name, m) in enumerate(resolved):
+        unique = next(n for n in (name, *(f"{name} #{k}" for k in range(2, len(resolved) + 2))) if n not in taken)
+        taken.add(unique)
+        resolved[i] = (unique, m)
     return resolved
 
 

@@ -326,14 +326,14 @@ def evaluation_pairs(data: str | Path) -> list[Pair]:
         return refdiff_folder(data)
     if src["kind"] == "pairs":
         return change_pair_folder(data, require_label=False)
-    if src["kind"] == "synthetic":  # (as training's: a grey image is no RGB one, and SAM read 0 on it repeated)
+    if src["kind"] == "synthetic":  # (a grey image repeated to three bands, as training gives it: scored as grey)
         root = Path(data) if Path(data).is_dir() else Path(data).parent
         images = source_images(src)
         names = [image_name(image, root) for image in images]
         # by their path below the folder given; where two share it, with their extensions (a.png, a.tif)
         told = Counter(n.lower() for n in names)
         pairs = []
-        for image, name, pair in zip(images, names, synthetic_pairs(images, group=root.name, grey_as_rgb=False)):
+        for image, name, pair in zip(images, names, synthetic_pairs(images, group=root.name)):
             if told[name.lower()] > 1:
                 name = Path(image).relative_to(root).as_posix() if Path(image).is_relative_to(root) else name
             # no change label known anywhere: scored overall only (not as unchanged: no reference to have changed)
