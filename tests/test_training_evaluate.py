@@ -1415,11 +1415,26 @@ def test_a_folder_of_images_is_scored_as_hr_images_overall(tmp_path):
     res = CliRunner().invoke(_app(), ["evaluate", str(grey), "-x", "4", "-m", "lite", "--out-dir",
                                       str(tmp_path / "evg"), "--no-panels", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert any(n.startswith("SAM needs two bands or more; left out for g x4 (grey images") for n in
-               json.loads(res.stdout)["notes"]), res.stdout
+    assert "SAM needs two bands or more; left out for g x4 (grey images: their bands all one)" in \
+        json.loads(res.stdout)["notes"], res.stdout
     by_name = {c["name"]: c for c in json.loads((tmp_path / "evg" / "metrics.json").read_text())["cases"]}
     assert by_name["g"]["models"]["lite"]["metrics"]["overall"]["sam"] is None
     assert by_name["c"]["models"]["lite"]["metrics"]["overall"]["sam"] > 0
+    # a one-band model takes a grey image's one band (its images were "of 3 bands"): a model of one band's output
+    # spread over the three is scored as a grey image (found in review)
+    (grey / "c.png").unlink()
+    from geosr import evaluate as evaluate_api
+
+    class OneBand:
+        name, scales, bands, halo = "one", (), 1, 2
+
+        def __call__(self, batch, *, seed):
+            assert batch.lr.shape[1] == 1
+            return upsample(batch.lr, batch.scale, "bicubic")
+
+    res = evaluate_api(grey, models=[OneBand()], scales=[4], out=tmp_path / "evg2", panels=False)
+    one, bicubic = (res.summary[4][m]["overall"]["psnr_y"] for m in ("one", "bicubic"))
+    assert abs(one - bicubic) < 1e-6, (one, bicubic)
 
 
 def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
@@ -1451,5 +1466,5 @@ def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
 
     res = evaluate_api(tmp_path / "tiles", models=[str(model), load_model(str(other)), load_model("bicubic")],
                        scales=[4], out=tmp_path / "ev2", device="cpu")
-    assert res.models == ["run1/model", "run1/model #2", "bicubic", "bicubic #2", "reference-paste"]
+    assert res.models == ["run1/model", "run1/model #2", "bicubic #2", "bicubic", "reference-paste"]
     assert set(res.summary[4]) == set(res.models)

@@ -116,9 +116,9 @@ class Case:
 
     @property
     def grey(self) -> bool:
-        """Whether the target's bands are all one (a grey image given to RGB models as its band three times): it is
-        scored as one band, against the mean of a model's bands (SAM read 0 for bicubic and an angle for a model
-        that wrote the bands a little apart; found in review)."""
+        """Whether the target's bands are all one (a grey image, given to RGB models as its band three times): a
+        one-band model takes its one band, and SAM, no measure of a grey image, is left out (it read 0 for bicubic
+        and an angle for a model that wrote the bands a little apart; found in review)."""
         return self.hr.shape[0] > 1 and all(torch.equal(self.hr[0], b) for b in self.hr[1:])
 
 
@@ -214,9 +214,11 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
     name = model if isinstance(model, str) else getattr(model, "name", "model")
     out = folder / f"sr_{name.replace('/', '_')}.tif"
     mask, classes = _case_mask(case, folder, cd)
+    one = not isinstance(model, str) and getattr(model, "bands", None) == 1 and case.grey  # a grey case's one band
     try:
         upscale(
-            str(lr_p), output=str(out), scale=case.scale,
+            str(lr_p), output=str(out), scale=case.scale, bands="1" if one else None,
+            ref_bands="1" if one and case.ref is not None else None,
             ref=str(ref_p) if case.ref is not None else None,
             cd=mask, cd_classes=classes,
             model=model, sampler=SamplerConfig(seed=seed, steps=steps),
@@ -237,7 +239,8 @@ def run_case(case: Case, model: str | SuperResolver, folder: Path, *, seed: int 
                               f"of case {case.name} is {how}; evaluate it on data labelled in its own table (`cd` "
                               "given or given-lr), or with `cd` none", param="cd") from None
     with rasterio.open(out) as ds:
-        return torch.from_numpy(ds.read().astype(np.float32) / 255.0)
+        sr = torch.from_numpy(ds.read().astype(np.float32) / 255.0)
+    return sr.expand(case.hr.shape[0], -1, -1).contiguous() if one else sr
 
 
 def lr_grid_mask(changed: torch.Tensor, scale: int) -> np.ndarray:
@@ -302,9 +305,12 @@ def case_metrics(case: Case, sr: torch.Tensor) -> dict[str, dict[str, float | No
     scored = case.scored
     known = case.labelled if scored is None else case.labelled & scored
     masks = {"overall": scored, "unchanged": ~case.changed & known, "changed": case.changed & known}
-    if case.grey:
-        return region_metrics(sr.mean(0, keepdim=True), case.hr[:1], case.lr[:1], case.scale, masks, case.valid)
-    return region_metrics(sr, case.hr, case.lr, case.scale, masks, case.valid)
+    metrics = region_metrics(sr, case.hr, case.lr, case.scale, masks, case.valid)
+    if case.grey:  # (scored as its three bands, as a colour image: the same scale of Y)
+        for region in metrics.values():
+            if region is not None:
+                region["sam"] = None
+    return metrics
 
 
 def panel(case: Case, sr: torch.Tensor, path: Path, side: int = 384) -> None:
@@ -348,9 +354,8 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
             notes.append(f"{metric} needs images of at least {side} px a side; left out for {', '.join(small)}")
     single = sorted({f"{c.name} x{c.scale}" for c in cases if c.hr.shape[-3] < 2 or c.grey})
     if single:
-        notes.append(f"SAM needs two bands or more; left out for {', '.join(single)} (grey images: scored as one band, "
-                     "a model's bands by their mean)" if any(c.grey for c in cases) else
-                     f"SAM needs two bands or more; left out for {', '.join(single)}")
+        notes.append(f"SAM needs two bands or more; left out for {', '.join(single)}"
+                     + (" (grey images: their bands all one)" if any(c.grey for c in cases) else ""))
     gaps = sorted({f"{c.name} x{c.scale}" for c in cases if c.scored is not None
                    and min(c.hr.shape[-2:]) >= MS_SSIM_MIN_SIDE})
     if gaps:
@@ -546,9 +551,10 @@ def _refuse_band_mismatch(resolved: list[tuple[str, str | SuperResolver]], cases
                           data: object) -> None:
     """A model of another band count than the evaluation images, refused before any runs, in evaluate's words
     (upscale's "pick N with --bands" named an option evaluate does not have; found in review)."""
-    counts = sorted({int(c.hr.shape[0]) for c in cases})
     for name, m in resolved:
         wanted = None if isinstance(m, str) else getattr(m, "bands", None)
+        # (a grey image, its band three times, is one a one-band model takes)
+        counts = sorted({1 if wanted == 1 and c.grey else int(c.hr.shape[0]) for c in cases})
         if wanted is not None and counts != [wanted]:
             where = f"{data}" if isinstance(data, (str, Path)) else "the evaluation data"
             raise BandError(f"model {name}: takes {band_count(wanted)}, but {where} holds images of "
@@ -594,12 +600,14 @@ def _resolve(models: Sequence[str | SuperResolver], **options: Any) -> list[tupl
             resolved.append((getattr(loaded, "name", m) if file else m, loaded))
         else:
             resolved.append((getattr(m, "name", "model"), m))
-    # one name per model (the summary, the cases and the panels are keyed by it): a second of a name gets " #2"
-    taken: set[str] = set()
+    # one name per model (the summary, the cases and the panels are keyed by it): a second of a name gets " #2", the
+    # baselines and `hr` keeping theirs (a model object named "bicubic" took the baseline's; found in review)
+    taken = {name for name, m in resolved if isinstance(m, str)}
     for i, (name, m) in enumerate(resolved):
-        unique = next(n for n in (name, *(f"{name} #{k}" for k in range(2, len(resolved) + 2))) if n not in taken)
-        taken.add(unique)
-        resolved[i] = (unique, m)
+        if not isinstance(m, str):
+            unique = next(n for n in (name, *(f"{name} #{k}" for k in range(2, len(resolved) + 2))) if n not in taken)
+            taken.add(unique)
+            resolved[i] = (unique, m)
     return resolved
 
 
