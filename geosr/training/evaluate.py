@@ -475,9 +475,9 @@ def evaluate(
                         reference_detail=opts.reference_detail, device=device)
     # (refusals name a model as it was given: a path there names the file to the user at the terminal)
     specs = [*models, *(b for b in BASELINES if b not in models)]  # (in _resolve's order)
-    given = [(m if isinstance(m, str) else n, sr) for (n, sr), m in zip(resolved, specs)]
-    _refuse_band_mismatch(given, cases, data)
-    _refuse_scale_mismatch(given, cases)
+    as_given = [(m if isinstance(m, str) else n, sr) for (n, sr), m in zip(resolved, specs)]
+    _refuse_band_mismatch(as_given, cases, data)
+    _refuse_scale_mismatch(as_given, cases)
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
              + _unused_settings(resolved, opts)
              + (absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []))

@@ -96,8 +96,16 @@ def holds_data_sets(folder: Path) -> bool:
     for _ in range(3):
         if any(find_manifest(d) is not None or (d / "HR_512").is_dir() or (d / "A").is_dir() for d in levels):
             return True
-        levels = [c for d in levels for c in d.iterdir() if c.is_dir() and not is_hidden(c)]
+        levels = [c for d in levels for c in _listed(d) if c.is_dir() and not is_hidden(c)]
     return False
+
+
+def _listed(folder: Path) -> list[Path]:
+    """A folder's entries; none where it cannot be listed (as the listing of its images skips it)."""
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def source_images(src: Mapping[str, Any]) -> list[str]:
