@@ -583,3 +583,52 @@ def test_a_spec_s_records_and_bands_are_checked_and_a_broken_bundled_file_listed
     res = CliRunner().invoke(app, ["models", "--json"])
     entry = next(m for m in json.loads(res.output)["models"] if m["name"] == "broken")
     assert (entry["scales"], entry["inputs"], entry["bands"]) == (None, None, None), entry  # unknown, not "any"
+
+
+def test_models_describes_a_checkpoint_file_and_info_points_there(tmp_path, trained_tiny):
+    """`geosr models PATH` said "Got unexpected extra argument" and `geosr info model.safetensors` "not a raster GDAL
+    can read": a trained checkpoint could not be described short of reading its spec by hand."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+    from geosr.models.registry import bundled_checkpoints
+
+    runner = CliRunner()
+    model, _ = trained_tiny
+    run = tmp_path / "run_x8"
+    run.mkdir()
+    spec = _spec(model)
+    spec["training"] = {"data": ["synthetic: 2 pairs from tiles"], "steps": 7, "seconds": 12.0, "device": "cpu",
+                        "validation": {"psnr_y_gain_db": 0.4}}
+    path = save_checkpoint(run / "model.safetensors", model, spec)
+    r = runner.invoke(app, ["models", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    (got,) = json.loads(r.output)["models"]
+    assert got["name"] == "run_x8/model" and got["kind"] == "diffusion" and got["scales"] == [4, 8]
+    assert got["bands"] == 3 and got["inputs"] == ["ref", "cd", "map", "style"] and got["file"] == str(path)
+    assert got["training"]["steps"] == 7 and got["training"]["validation"] == {"psnr_y_gain_db": 0.4}
+    text = " ".join(runner.invoke(app, ["models", str(path)]).output.split())
+    assert "run_x8/model: trained 7 steps in 12 s (cpu)" in text
+    assert "run_x8/model: data: synthetic: 2 pairs from tiles" in text and "psnr_y_gain_db 0.4" in text
+    # a backbone file, a name and both of them as DIFFUSION+BACKBONE, in the order given
+    lite = shutil.copy(bundled_checkpoints()["lite"], tmp_path / "mine.safetensors")
+    r = runner.invoke(app, ["models", "bicubic", str(lite), f"default+{lite}", "--json"])
+    assert r.exit_code == 0, r.output
+    bic, back, both = json.loads(r.output)["models"]
+    assert bic["name"] == "bicubic" and bic["file"] is None and bic["scales"] == []
+    assert back["name"] == "mine" and back["kind"] == "backbone" and back["scales"] == [2, 4, 8, 16]
+    assert both["name"] == "default+mine" and both["kind"] == "diffusion on backbone"
+    assert both["file"] == f"default + {lite}" and both["training"]["backbone"]["licences"]
+    # what cannot be described is refused as --model refuses it: exit 2, one line, the file named
+    for bad, said in ((str(run), f"model file {run} is not a file (a training run's weights are {path})"),
+                      ("nonsense", "unknown model 'nonsense'"),
+                      (str(tmp_path / "nope.safetensors"), "does not exist"),
+                      (f"{lite}+default", "takes a diffusion model, then an LR-space backbone")):
+        r = runner.invoke(app, ["models", bad])
+        assert r.exit_code == 2 and said in " ".join(r.output.split()), (bad, r.output)
+    r = runner.invoke(app, ["info", str(path)])
+    assert r.exit_code == 2
+    assert f"{path}: is a model checkpoint (safetensors), not a raster; `geosr models {path}` describes it" in \
+        " ".join(r.output.split())

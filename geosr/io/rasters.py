@@ -163,6 +163,9 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
             raise network_error(named(p), failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
+            if not remote and p.lower().endswith(".safetensors"):  # (`geosr info model.safetensors`, a wrong --ref)
+                raise NotARasterError(f"{named(p)}: is a model checkpoint (safetensors), not a raster; "
+                                      f"`geosr models {named(p)}` describes it") from exc
             raise NotARasterError(f"{named(p)}: not a raster GDAL can read") from exc
         if remote and "Range downloading not supported" in reason:  # GDAL reads a large remote file by ranges
             raise NotARasterError(f"{named(p)}: its server does not answer range requests (HTTP Range), which reading "

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,6 +46,8 @@ class ModelInfo:
     inputs: tuple[str, ...] = ()  # the conditioning inputs it uses besides the LR (ref, cd, map, style)
     bands: int | None = None  # how many LR bands it takes (None: any number)
     licences: str | None = None  # the terms of its weights and training data, as its spec records them
+    file: str | None = None  # the checkpoint a model given by its path was read from (describe_model)
+    training: dict | None = None  # what that checkpoint's training run recorded (its spec's ``training``)
 
     def to_dict(self) -> dict:
         """As ``geosr models --json`` gives it; an unreadable file's scales, inputs and bands null: unknown, not
@@ -71,10 +73,15 @@ def _bundled_info(name: str, path: Path) -> ModelInfo:
 
     try:
         spec = read_spec(path)
-        arch = spec["arch"]
     except Exception as exc:  # noqa: BLE001 - a broken bundled file must not break `geosr models`
         # (its own kind: as a "diffusion" model of no scales and no bands it read as one that takes any; review)
         return ModelInfo(name, "unreadable", f"unreadable checkpoint ({exc})")
+    return _spec_info(name, spec)
+
+
+def _spec_info(name: str, spec: dict) -> ModelInfo:
+    """A checkpoint's entry from its spec (read and checked by :func:`~geosr.models.checkpoint.read_spec`)."""
+    arch = spec["arch"]
     scales = tuple(int(s) for s in spec.get("scales", ()))
     training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
     terms = training.get("licences")
@@ -120,12 +127,50 @@ def _composite_infos(bundled: list[ModelInfo]) -> list[ModelInfo]:
         for b in (i for i in bundled if i.kind == "backbone"):
             scales = tuple(s for s in b.scales if not d.scales or s in d.scales)
             if scales and (d.bands is None or b.bands is None or d.bands == b.bands):
-                out.append(ModelInfo(f"{d.name}+{b.name}", "diffusion on backbone",
-                                     f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: "
-                                     f"{b.name}'s prediction, back-projected), " + ", ".join(f"x{s}" for s in scales),
-                                     scales, d.inputs, d.bands, " / ".join(t for t in (d.licences, b.licences)
-                                                                            if t) or None))
+                out.append(_composite_info(f"{d.name}+{b.name}", d, b, scales))
     return out
+
+
+def _composite_info(name: str, d: ModelInfo, b: ModelInfo, scales: tuple[int, ...]) -> ModelInfo:
+    """The entry of diffusion model ``d`` sampling on backbone ``b`` at the ``scales`` they share."""
+    return ModelInfo(name, "diffusion on backbone",
+                     f"{d.name}'s denoiser sampling detail on {b.name}'s prediction (steps 0: {b.name}'s prediction, "
+                     "back-projected), " + ", ".join(f"x{s}" for s in scales),
+                     scales, d.inputs, d.bands, " / ".join(t for t in (d.licences, b.licences) if t) or None)
+
+
+def describe_model(spec: str) -> ModelInfo:
+    """One model as ``geosr models MODEL`` describes it: a listed name's entry; a checkpoint file (a training run's
+    ``model.safetensors``) from its spec, with its path and what its training recorded (:attr:`ModelInfo.training`);
+    ``DIFFUSION+BACKBONE`` from its two. Raises what loading it would (unknown name, missing or unreadable file,
+    two models that do not pair), so a model described here is one ``--model`` accepts as far as its spec says."""
+    from geosr.models.checkpoint import read_spec
+
+    listed = {m.name: m for m in available_models()}
+    if spec in listed:
+        return listed[spec]
+    if is_composite(spec):  # checked as loading checks it, then described from its two parts
+        _check_pairing(spec)
+        d, b = (describe_model(p) for p in composite_parts(spec))
+        shared = tuple(s for s in b.scales if not d.scales or s in d.scales)
+        return replace(_composite_info("+".join(_part_name(p) for p in composite_parts(spec)), d, b, shared),
+                       file=" + ".join(x for x in (d.file or d.name, b.file or b.name)),
+                       training={"diffusion": d.training, "backbone": b.training}
+                       if d.training or b.training else None)
+    path = resolve_checkpoint(spec)
+    model_spec = read_spec(path)  # (a run's folder: "is not a file", and where its weights are)
+    info = _spec_info(file_model_name(path), model_spec)
+    own = model_spec.get("backbone")
+    if own and info.kind == "diffusion":  # it samples on the backbone its spec names, as --model runs it
+        info = replace(info, kind="diffusion on backbone",
+                       description=f"{info.description}, sampling detail on {own}'s prediction")
+    training = model_spec.get("training")
+    return replace(info, file=str(path), training=training if isinstance(training, dict) else None)
+
+
+def _check_pairing(spec: str) -> None:
+    """Refuse ``DIFFUSION+BACKBONE`` as :func:`load_model` would (on the CPU; the weights are small)."""
+    load_model(spec, device="cpu")
 
 
 def _model_names() -> set[str]:
