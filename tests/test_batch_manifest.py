@@ -1336,3 +1336,24 @@ def test_a_path_written_with_windows_backslashes_is_refused_saying_so(scenes):
     assert "2 invalid jobs" in said, said
     assert "(w1): out out\\w1.tif: holds a backslash" in said and "write folders with /" in said
     assert f"(w2): lr {scenes}/.\\s1.tif: holds a backslash" in said and "(w3)" not in said
+
+
+def test_outputs_that_differ_only_in_letter_case_are_refused(scenes):
+    """Scene.tif and scene.tif are one file on Windows' and macOS' file systems: both jobs wrote it, both reported
+    ok (found in review). Refused everywhere, so a manifest means the same on every system; other outputs run."""
+    (scenes / "m.csv").write_text(
+        "id,lr,out,x,model\n"
+        "j1,s0.tif,out/Scene.tif,2,bicubic\n"
+        "j2,s1.tif,out/scene.tif,2,bicubic\n"
+        "j3,s1.tif,OUT/b.tif,2,bicubic\n"
+        "j4,s0.tif,out/A.tif,x,bicubic\n"     # refused for its scale, its name still claimed
+        "j5,s0.tif,out/a.TIF,2,bicubic\n"
+        "j6,s2.tif,out/other.tif,2,bicubic\n")
+    m = read_manifest(scenes / "m.csv")
+    text = "\n".join(map(str, m.problems))
+    assert [j.id for j in m.jobs] == ["j1", "j3", "j6"], text
+    assert (f"line 3 (j2): out {scenes / 'out/scene.tif'} differs from {scenes / 'out/Scene.tif'}, the output of "
+            "m.csv line 2, only in letter case: one file on Windows and macOS, whose file systems ignore case") in text
+    assert f"line 6 (j5): out {scenes / 'out/a.TIF'} differs from {scenes / 'out/A.tif'}, the output of m.csv line 5" \
+        in text
+    assert "line 4 (j3)" not in text  # OUT/b.tif: a name of its own in either folder

@@ -346,7 +346,10 @@ def _raising(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
         if not _importing(frame):
             raise exc_type()
         # a thread of its own: the signal must arrive when the main thread runs Python again, after the import
-        timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        # (os.kill wakes the main thread from a sleep, where raise_signal in this thread would not; on Windows
+        # os.kill(pid, SIGINT) ends the process at once, exit code 2, where raise_signal runs the handler)
+        again = signal.raise_signal if os.name == "nt" else functools.partial(os.kill, os.getpid())
+        timer = threading.Timer(0.05, again, (signum,))
         timer.daemon = True
         timer.start()
 

@@ -109,7 +109,7 @@ def load_change_classes(spec: str) -> ChangeClassTable:
         names = ", ".join(BUILTIN_TABLES)
         raise InputNotFoundError(f"{spec}: no such class table file (built-in tables: {names})")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # (a BOM: Windows' editors)
     except ValueError as exc:
         raise ClassTableError(f"{spec}: not a valid class table (not JSON: {exc})") from exc
     entries = doc.get("classes") if isinstance(doc, dict) else None

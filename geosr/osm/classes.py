@@ -399,7 +399,7 @@ def load_map_classes(path: str | os.PathLike[str]) -> MapClassTable:
     """Read a user's class table from a JSON file (format in docs/osm-classes.md)."""
     p = existing_file(path, "a class table file", ClassTableError, missing="class table file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8-sig"))  # (a BOM: Windows' editors)
     except (OSError, UnicodeDecodeError) as exc:
         raise ClassTableError(f"{p}: cannot be read ({exc.__class__.__name__})") from exc
     except json.JSONDecodeError as exc:

@@ -138,7 +138,7 @@ def train_backbone(
     if resume:
         extra["loss_avg"] = (state_record(out) or {}).get("loss_avg")
         state["avg"] = float(extra["loss_avg"]) if extra["loss_avg"] is not None else float("nan")
-    with (out / LOG).open("a") as log_file:
+    with (out / LOG).open("a", encoding="utf-8") as log_file:
         def write(record: dict[str, Any]) -> None:
             log_file.write(json.dumps(record, default=str, allow_nan=False) + "\n")
             log_file.flush()

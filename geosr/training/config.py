@@ -403,7 +403,7 @@ def _read_config(p: Path) -> dict[str, Any]:
                           + (f"a {p.suffix} file" if p.suffix else "a file without a suffix")
                           + "; give training data with `data`")
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")  # (TOML is UTF-8; a BOM from a Windows editor dropped)
         if p.suffix.lower() == ".toml":
             try:
                 import tomllib

@@ -367,7 +367,7 @@ def _size_notes(cases: list[Case], pairs: Sequence[Pair] = (), scales: Sequence[
 def _write_text(path: Path, text: str) -> None:
     """``text`` into ``path`` whole or not at all (an interrupt leaves no half-written file)."""
     with atomic_output(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _mean(values: list[float], left_out: list[int] | None = None) -> float | None:

@@ -55,7 +55,7 @@ def read_class_table(path: Path) -> ChangeClassTable | None:
     if not path.exists():
         return None
     classes = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

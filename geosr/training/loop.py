@@ -385,7 +385,7 @@ class _Run:
         self.step, self.last = self.start, float("nan")
         # the running mean of the loss goes on where the unbroken run had it (process 0's, as the log shows it)
         self.loss_avg = (record or {}).get("loss_avg") if self.rank == 0 else None
-        self.log = (self.out / LOG).open("a") if self.rank == 0 else None
+        self.log = (self.out / LOG).open("a", encoding="utf-8") if self.rank == 0 else None
         self._write({"event": "start", "step": self.start, "world": self.world, "device": str(self.device),
                      "data": self.described, "config": cfg.to_dict()}, default=str)
 

@@ -79,7 +79,7 @@ def load_collection(manifest: str | Path, *, root: str | Path | None = None) -> 
     if not manifest.is_file():
         raise InputNotFoundError(f"{manifest}: no such data manifest")
     try:
-        spec = json.loads(manifest.read_text())
+        spec = json.loads(manifest.read_text(encoding="utf-8-sig"))
     except (ValueError, OSError) as exc:
         raise InputError(f"{manifest}: not a data manifest geosr can read (not JSON: {exc})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("sets"), list):

@@ -197,7 +197,9 @@ SAFETENSORS_TMP = re.compile(r"\.tmp[0-9A-Za-z]{6}")
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process of that id runs on this machine."""
+    """Whether a process of that id runs on this machine (on Windows, unknown: taken as alive, its stage kept)."""
+    if os.name == "nt":  # there os.kill(pid, 0) sends Ctrl-C to that process's console group, and fails as an
+        return True  # OSError (not ProcessLookupError) where there is none (found in review)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

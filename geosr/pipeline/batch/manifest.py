@@ -39,6 +39,7 @@ from geosr.io.paths import (
     STAC_SUFFIX,
     file_key,
     is_file_list,
+    local_form,
     maybe_stac_api,
     named,
     sidecar_paths,
@@ -964,6 +965,7 @@ def _finish(manifest: Manifest, root: Path) -> Manifest:
     rows = [by_row.get(id(r), r) for r in manifest.rows]
     seen_ids: dict[str, str] = {}
     seen_out: dict[tuple, tuple[str, str]] = {}  # what each job writes: (what it is, which job)
+    seen_folded: dict[str, tuple[str, str]] = {}  # each job's output path, case-folded: (as written, which job)
     inputs: dict[tuple, str] = {}
     own = file_key(source) if source.is_file() else None  # (a glob's source is no file)
     for j in rows:
@@ -977,6 +979,7 @@ def _finish(manifest: Manifest, root: Path) -> Manifest:
             seen_ids.setdefault(r.id, r.where)
         if r.out and Path(r.out).name:  # ("/": refused as naming no file)
             seen_out.setdefault(file_key(r.out), ("output", r.where))
+            seen_folded.setdefault(_folded(r.out), (r.out, r.where))
             for what, side in sidecar_paths(r.out).items():
                 seen_out.setdefault(file_key(side), (what, r.where))
     ok = []
@@ -1005,6 +1008,12 @@ def _finish(manifest: Manifest, root: Path) -> Manifest:
                                                                       for w, other, at in clash))
         reasons += [f"out {j.out} would write its {what} over an input of {inputs[key]}"
                     for what, key in sides.items() if key in inputs]
+        folded = _folded(j.out)
+        if folded in seen_folded and real_out not in seen_out and not reasons:  # (not said twice)
+            other, at = seen_folded[folded]
+            reasons.append(f"out {j.out} differs from {other}, the output of {at}, only in letter case: one file on "
+                           "Windows and macOS, whose file systems ignore case")
+        seen_folded.setdefault(folded, (j.out, j.where))
         seen_ids.setdefault(j.id, j.where)
         seen_out.setdefault(real_out, ("output", j.where))
         for what, key in sides.items():
@@ -1015,6 +1024,13 @@ def _finish(manifest: Manifest, root: Path) -> Manifest:
             ok.append(j)
     manifest.jobs = ok
     return manifest
+
+
+def _folded(out: str) -> str:
+    """An output's path as a file system that ignores letter case names it (Windows', macOS'): outputs that differ
+    only in case wrote one file there, both reported done (found in review); refused on every system, so that a
+    manifest means the same wherever it runs."""
+    return os.path.normcase(os.path.realpath(local_form(out))).casefold()
 
 
 def input_files(path: str) -> list[str]:

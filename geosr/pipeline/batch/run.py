@@ -509,7 +509,7 @@ class _ResultsWriter:
 
     def start(self) -> None:
         if self.path is not None and self._fh is None:
-            self._fh = open(self.path, "w")  # noqa: SIM115 - open for the whole run, closed by close()
+            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open for the whole run, closed by close()
             self._fh.write("".join(self._early))
             self._fh.flush()
 
