@@ -1348,12 +1348,28 @@ def test_outputs_that_differ_only_in_letter_case_are_refused(scenes):
         "j3,s1.tif,OUT/b.tif,2,bicubic\n"
         "j4,s0.tif,out/A.tif,x,bicubic\n"     # refused for its scale, its name still claimed
         "j5,s0.tif,out/a.TIF,2,bicubic\n"
-        "j6,s2.tif,out/other.tif,2,bicubic\n")
+        "j6,s2.tif,out/other.tif,2,bicubic\n"
+        "j7,s2.tif,out/Straße.tif,2,bicubic\n"   # two names on every system (casefold() made them one)
+        "j8,s1.tif,out/Strasse.tif,2,bicubic\n")
     m = read_manifest(scenes / "m.csv")
     text = "\n".join(map(str, m.problems))
-    assert [j.id for j in m.jobs] == ["j1", "j3", "j6"], text
+    assert [j.id for j in m.jobs] == ["j1", "j3", "j6", "j7", "j8"], text
     assert (f"line 3 (j2): out {scenes / 'out/scene.tif'} differs from {scenes / 'out/Scene.tif'}, the output of "
             "m.csv line 2, only in letter case: one file on Windows and macOS, whose file systems ignore case") in text
     assert f"line 6 (j5): out {scenes / 'out/a.TIF'} differs from {scenes / 'out/A.tif'}, the output of m.csv line 5" \
         in text
     assert "line 4 (j3)" not in text  # OUT/b.tif: a name of its own in either folder
+
+
+def test_a_nul_character_in_a_path_refuses_its_row(scenes):
+    """YAML's "\\0" in a path was an internal error (os.stat: embedded null byte), exit 1, the batch not planned."""
+    (scenes / "m.yaml").write_text(
+        'jobs:\n'
+        '  - {lr: s0.tif, out: "out/a\\0b.tif", x: 2, model: bicubic}\n'
+        '  - {lr: "s1\\0.tif", out: out/b.tif, x: 2, model: bicubic}\n'
+        '  - {lr: s2.tif, out: out/c.tif, x: 2, model: bicubic}\n')
+    m = read_manifest(scenes / "m.yaml")
+    text = "\n".join(map(str, m.problems))
+    assert [j.id for j in m.jobs] == ["c"], text
+    assert "job 1 " in text and "out: holds a NUL character, which no file's name nor option can" in text
+    assert "job 2 " in text and "lr: holds a NUL character" in text

@@ -628,7 +628,28 @@ def test_models_describes_a_checkpoint_file_and_info_points_there(tmp_path, trai
                       (f"{lite}+default", "takes a diffusion model, then an LR-space backbone")):
         r = runner.invoke(app, ["models", bad])
         assert r.exit_code == 2 and said in " ".join(r.output.split()), (bad, r.output)
+    # a diffusion checkpoint whose spec names the backbone it samples on is described as that pair, and refused
+    # as --model refuses it (it was listed, exit 0, with a backbone missing or sharing no scale; found in review)
+    spec_of = read_spec(bundled_checkpoints()["default"])
+
+    def own(name: str, backbone: str, scales: list[int]) -> Path:
+        return _rewrite(bundled_checkpoints()["default"], tmp_path / name, metadata={
+            SPEC_KEY: json.dumps({**spec_of, "backbone": backbone, "scales": scales})})
+
+    paired = own("paired.safetensors", "mine.safetensors", [4, 8, 16])
+    r = runner.invoke(app, ["models", str(paired), "--json"])
+    assert r.exit_code == 0, r.output
+    (got,) = json.loads(r.output)["models"]
+    assert got["kind"] == "diffusion on backbone" and got["scales"] == [4, 8, 16] and got["file"] == str(paired)
+    assert "sampling detail on mine's prediction" in got["description"] and "SAFMN" in got["licences"]
+    for name, backbone, scales, said in (("lost.safetensors", "gone.safetensors", [4], "does not exist"),
+                                         ("apart.safetensors", "mine.safetensors", [3], "share no scale")):
+        r = runner.invoke(app, ["models", str(own(name, backbone, scales))])
+        assert r.exit_code == 2 and said in " ".join(r.output.split()), r.output
     r = runner.invoke(app, ["info", str(path)])
     assert r.exit_code == 2
     assert f"{path}: is a model checkpoint (safetensors), not a raster; `geosr models {path}` describes it" in \
         " ".join(r.output.split())
+    (tmp_path / "junk.safetensors").write_bytes(bytes(range(100)))  # not laid out as one: not called a model
+    r = runner.invoke(app, ["info", str(tmp_path / "junk.safetensors")])
+    assert r.exit_code == 2 and "not a raster GDAL can read" in r.output

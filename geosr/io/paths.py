@@ -366,7 +366,7 @@ def file_key(path: str | os.PathLike[str]) -> tuple:
     try:
         st = os.stat(path)
     except (OSError, ValueError):
-        return ("path", os.path.realpath(path))
+        return ("path", path if "\0" in path else os.path.realpath(path))  # (a NUL: no file's; realpath raised)
     return ("file", st.st_dev, st.st_ino)
 
 

@@ -163,7 +163,7 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         if failure is not None:  # the network's or the server's fault, worth a retry (exit 1), not a bad input
             raise network_error(named(p), failure) from exc
         if "not recognized as" in reason or "not a supported file format" in reason:
-            if not remote and p.lower().endswith(".safetensors"):  # (`geosr info model.safetensors`, a wrong --ref)
+            if not remote and _safetensors_layout(p):  # (`geosr info model.safetensors`, a wrong --ref)
                 raise NotARasterError(f"{named(p)}: is a model checkpoint (safetensors), not a raster; "
                                       f"`geosr models {named(p)}` describes it") from exc
             raise NotARasterError(f"{named(p)}: not a raster GDAL can read") from exc
@@ -853,3 +853,15 @@ def block_sample(ds: rasterio.DatasetReader, window: Window, pixels: int | None 
 def _has_any_mask(ds: rasterio.DatasetReader) -> bool:
     flags = ds.mask_flag_enums
     return any(rasterio.enums.MaskFlags.all_valid not in f for f in flags)
+
+
+def _safetensors_layout(path: str) -> bool:
+    """Whether a local file is laid out as a safetensors file (a little-endian u64 header length, then a JSON object
+    that fits in the file): a model checkpoint, not a damaged raster of that suffix (found in review)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        size = os.path.getsize(path)
+    except (OSError, ValueError):
+        return False
+    return len(head) == 9 and 1 < int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{"

@@ -160,10 +160,11 @@ def describe_model(spec: str) -> ModelInfo:
     path = resolve_checkpoint(spec)
     model_spec = read_spec(path)  # (a run's folder: "is not a file", and where its weights are)
     info = _spec_info(file_model_name(path), model_spec)
-    own = model_spec.get("backbone")
-    if own and info.kind == "diffusion":  # it samples on the backbone its spec names, as --model runs it
-        info = replace(info, kind="diffusion on backbone",
-                       description=f"{info.description}, sampling detail on {own}'s prediction")
+    own = _own_backbone(spec) if model_spec.get("backbone") else None  # (a missing one refused as loading does)
+    if own:  # it samples on the backbone its spec names, as --model runs it: described as the pair, checked so
+        _check_pairing(spec)
+        b = describe_model(own)
+        info = _composite_info(info.name, info, b, tuple(s for s in b.scales if not info.scales or s in info.scales))
     training = model_spec.get("training")
     return replace(info, file=str(path), training=training if isinstance(training, dict) else None)
 

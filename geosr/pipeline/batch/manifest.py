@@ -711,6 +711,9 @@ def _row_name(v: dict) -> str | None:
 
 def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Problem]]:
     problems: list[str] = []
+    nul = [k for k, x in v.items() if isinstance(x, str) and "\0" in x]
+    if nul:  # (a YAML or JSON "\u0000": os.stat raised ValueError, an internal error, exit 1; found in review)
+        return None, [Problem(where, f"{k}: holds a NUL character, which no file's name nor option can") for k in nul]
     if not v.get("lr"):
         return None, [Problem(where, "has no lr (the low-resolution raster)")]
     raw = str(v["lr"])
@@ -1030,7 +1033,8 @@ def _folded(out: str) -> str:
     """An output's path as a file system that ignores letter case names it (Windows', macOS'): outputs that differ
     only in case wrote one file there, both reported done (found in review); refused on every system, so that a
     manifest means the same wherever it runs."""
-    return os.path.normcase(os.path.realpath(local_form(out))).casefold()
+    # (lower(), not casefold(): NTFS and APFS map one letter to one, Straße.tif is not Strasse.tif; found in review)
+    return os.path.normcase(out if "\0" in out else os.path.realpath(local_form(out))).lower()
 
 
 def input_files(path: str) -> list[str]:
