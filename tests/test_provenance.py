@@ -384,3 +384,31 @@ def test_a_finer_mask_whose_table_puts_unchanged_above_changed_is_read_by_mode_w
     assert any("a change smaller than an output pixel may be lost" in w for w in r.warnings), r.warnings
     with rasterio.open(tmp_path / "out.provenance.tif") as ds:
         assert (ds.read(1)[:64, :112] == 1).all()
+
+
+@pytest.mark.parametrize("scale", [2, 8])
+def test_the_sidecar_is_classified_in_bands_of_bounded_size_whatever_the_band(scene, tmp_path, monkeypatch, scale):
+    """The pass read the reference for 1 << 24 LR rows' worth at a time (8.4M output pixels at x2, their stack in
+    float64): the run's peak memory, up to twice its estimate (found in review). Each band now holds at most
+    BAND_PIXELS output pixels (one LR row at least), and the classes do not depend on the band."""
+    from geosr.pipeline import provenance
+
+    seen: list[int] = []
+    real = provenance._bands
+
+    def counted(sc, counts):
+        for row, grid, classes in real(sc, counts):
+            seen.append(classes.size)
+            yield row, grid, classes
+
+    monkeypatch.setattr(provenance, "_bands", counted)
+    sides = {}
+    for band in (1 << 24, 4 * 32 * scale * scale):  # one band for all, and bands of 4 LR rows (32 s output px wide)
+        monkeypatch.setattr(provenance, "BAND_PIXELS", band)
+        seen.clear()
+        out = tmp_path / f"o{band}.tif"
+        upscale(scene["lr"], ref=scene["ref"], cd=scene["cd"], scale=scale, model="reference-paste", output=out)
+        assert sum(seen) == (32 * scale) ** 2 and max(seen) <= max(band, 32 * scale * scale)
+        with rasterio.open(tmp_path / f"o{band}.provenance.tif") as ds:
+            sides[band] = ds.read(1)
+    assert len({s.tobytes() for s in sides.values()}) == 1 and seen == [4 * 32 * scale * scale] * 8
