@@ -1468,3 +1468,48 @@ def test_a_checkpoint_is_named_as_upscale_names_it_not_by_its_path(tmp_path):
                        scales=[4], out=tmp_path / "ev2", device="cpu")
     assert res.models == ["run1/model", "run1/model #2", "bicubic #2", "bicubic", "reference-paste"]
     assert set(res.summary[4]) == set(res.models)
+
+
+def test_an_evaluation_on_a_model_s_own_training_data_says_so(tmp_path):
+    """`geosr train --data tiles/` then `geosr evaluate tiles/ -m run/model.safetensors` scored the model on the
+    images it was trained on without a word: numbers that flatter it. Its checkpoint's record names its sources:
+    data that is one, lies in one or holds one is noted (in metrics.json and .md), by the names alone."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from geosr import evaluate as evaluate_api
+    from geosr.models.checkpoint import SPEC_KEY
+    from geosr.models.registry import resolve_checkpoint
+
+    def run(name: str, training: dict) -> str:  # a copy of lite whose training record names these sources
+        with safe_open(str(resolve_checkpoint("lite")), framework="pt") as f:
+            meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        spec = json.loads(meta[SPEC_KEY])
+        spec["training"] = {**spec["training"], **training}
+        path = tmp_path / name / "model.safetensors"
+        path.parent.mkdir()
+        save_file(tensors, str(path), metadata={**meta, SPEC_KEY: json.dumps(spec)})
+        return str(path)
+
+    tiles = tmp_path / "tiles"
+    (tiles / "a").mkdir(parents=True)
+    Image.fromarray(_image(1)).save(tiles / "a" / "tile.png")
+    models = [run("same", {"data_sources": [{"kind": "synthetic", "path": str(tiles)}]}),
+              run("holds_a_file", {"data_sources": [{"kind": "synthetic", "paths": [str(tiles / "a" / "tile.png")]}]}),
+              run("elsewhere", {"data_sources": [{"kind": "synthetic", "path": str(tmp_path / "other")}]}),
+              run("above", {"config": {"data": [{"kind": "pairs", "path": str(tmp_path)}]}}),  # a diffusion run's
+              # a data manifest's: its folders hold its held-out split too (as the bundled default's record)
+              run("manifest", {"data_sources": [{"kind": "shared", "path": str(tiles), "manifest": str(tiles)}]})]
+    res = evaluate_api(tiles, models=models, scales=[4], out=tmp_path / "ev", panels=False, device="cpu")
+    said = [n for n in res.notes if "was trained on" in n]
+    tail = (" (its checkpoint's training record), which this data is, lies in or holds: its scores here are on "
+            "images it was trained on, not held out")
+    assert said == [f"same/model was trained on tiles{tail}", f"holds_a_file/model was trained on tile.png{tail}",
+                    f"above/model was trained on {tmp_path.name}{tail}"], res.notes
+    assert f"- same/model was trained on tiles{tail}" in (tmp_path / "ev" / "metrics.md").read_text()
+    # a data set the models were not trained on: nothing said
+    (tmp_path / "fresh").mkdir()
+    Image.fromarray(_image(2)).save(tmp_path / "fresh" / "tile.png")
+    res = evaluate_api(tmp_path / "fresh", models=models[:2], scales=[4], out=tmp_path / "ev2", panels=False,
+                       device="cpu")
+    assert not [n for n in res.notes if "was trained on" in n], res.notes

@@ -164,6 +164,9 @@ def train_backbone(
         result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
                               log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
                               record={"data": described + [f"validation {d}" for d in v_described],
+                                      # (its sources' paths, as a diffusion run's config records them: evaluate
+                                      # names an evaluation on them as not held out)
+                                      "data_sources": cfg.to_dict()["data"],
                                       **({"description": cfg.description} if cfg.description else {})},
                               state_extra=extra)
         best = result["best"]

@@ -15,6 +15,7 @@ earlier evaluation there is replaced).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from geosr.conditioning.changes import BUILTIN_TABLES, ChangeClassTable
 from geosr.errors import (
     BandError,
     ClassTableError,
+    GeoSRError,
     InputError,
     OptionError,
     ScaleError,
@@ -49,6 +51,7 @@ from geosr.training.degradations import bicubic_degrade
 from geosr.training.layouts import refuse_hidden_changes
 from geosr.training.metrics import MS_SSIM_MIN_SIDE, SSIM_WINDOW, VIF_WINDOW, learned_metrics_status, region_metrics
 from geosr.training.outputs import OutputFolder
+from geosr.training.overlap import training_data_notes
 from geosr.training.pairs import Pair
 from geosr.training.sources import absent_heldout_sets, evaluation_pairs
 
@@ -481,6 +484,8 @@ def evaluate(
     notes = ([v for v in learned_metrics_status().values() if v != "available"] + _size_notes(cases, pairs, scales)
              + _unused_settings(resolved, opts)
              + (absent_heldout_sets(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else []))
+    if isinstance(data, (str, os.PathLike)):  # (scored on its own training images, a model looked better than it is)
+        notes += list(dict.fromkeys(training_data_notes(data, _checkpoint_specs(resolved, specs))))
     bare = sorted({c.name for c in cases if c.ref is None})
     if bare and any(n == "reference-paste" for n, _ in resolved):  # its rows mixed bicubic in, unsaid (review)
         notes.append(f"no reference: reference-paste is bicubic on {', '.join(bare)}")
@@ -529,6 +534,22 @@ def evaluate(
             + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
         )
     return res
+
+
+def _checkpoint_specs(resolved: list[tuple[str, str | SuperResolver]],
+                      given: Sequence[str | os.PathLike[str] | SuperResolver]) -> list[tuple[str, dict]]:
+    """Each model given by name or path, by the name its results go by, with the spec of every checkpoint it reads
+    (a pair's two, a backbone its spec names); none for a super-resolver given as an object."""
+    from geosr.models.checkpoint import read_spec
+    from geosr.models.registry import model_files
+
+    out = []
+    for (name, _), m in zip(resolved, given):
+        if isinstance(m, (str, os.PathLike)):
+            for f in model_files(os.fspath(m)):
+                with contextlib.suppress(GeoSRError, OSError, ValueError):  # (loaded already: read as it was)
+                    out.append((name, read_spec(f)))
+    return out
 
 
 def _unused_settings(resolved: list[tuple[str, str | SuperResolver]], opts: EvaluateOptions) -> list[str]:
