@@ -31,6 +31,7 @@ _API = {
     "copy_sample": ("geosr.sample_scene", "copy_sample"),
     "load_model": ("geosr.models.registry", "load_model"),
     "available_models": ("geosr.models.registry", "available_models"),
+    "describe_model": ("geosr.models.registry", "describe_model"),
     "TilingConfig": ("geosr.config", "TilingConfig"),
     "SamplerConfig": ("geosr.config", "SamplerConfig"),
     "OutputConfig": ("geosr.config", "OutputConfig"),

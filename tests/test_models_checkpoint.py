@@ -609,6 +609,9 @@ def test_models_describes_a_checkpoint_file_and_info_points_there(tmp_path, trai
     assert got["name"] == "run_x8/model" and got["kind"] == "diffusion" and got["scales"] == [4, 8]
     assert got["bands"] == 3 and got["inputs"] == ["ref", "cd", "map", "style"] and got["file"] == str(path)
     assert got["training"]["steps"] == 7 and got["training"]["validation"] == {"psnr_y_gain_db": 0.4}
+    import geosr
+
+    assert geosr.describe_model(path).to_dict() == got  # the Python API's, a path object taken as a path
     text = " ".join(runner.invoke(app, ["models", str(path)]).output.split())
     assert "run_x8/model: trained 7 steps in 12 s (cpu)" in text
     assert "run_x8/model: data: synthetic: 2 pairs from tiles" in text and "psnr_y_gain_db 0.4" in text

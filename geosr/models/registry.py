@@ -139,13 +139,16 @@ def _composite_info(name: str, d: ModelInfo, b: ModelInfo, scales: tuple[int, ..
                      scales, d.inputs, d.bands, " / ".join(t for t in (d.licences, b.licences) if t) or None)
 
 
-def describe_model(spec: str) -> ModelInfo:
+def describe_model(spec: str | os.PathLike[str]) -> ModelInfo:
     """One model as ``geosr models MODEL`` describes it: a listed name's entry; a checkpoint file (a training run's
     ``model.safetensors``) from its spec, with its path and what its training recorded (:attr:`ModelInfo.training`);
     ``DIFFUSION+BACKBONE`` from its two. Raises what loading it would (unknown name, missing or unreadable file,
     two models that do not pair), so a model described here is one ``--model`` accepts as far as its spec says."""
     from geosr.models.checkpoint import read_spec
 
+    if not isinstance(spec, (str, os.PathLike)):
+        raise OptionError(f"model {spec!r}: give a model's name or a checkpoint's path", param="model")
+    spec = os.fspath(spec)
     listed = {m.name: m for m in available_models()}
     if spec in listed:
         return listed[spec]
