@@ -1507,6 +1507,18 @@ def test_an_evaluation_on_a_model_s_own_training_data_says_so(tmp_path):
     assert said == [f"same/model was trained on tiles{tail}", f"holds_a_file/model was trained on tile.png{tail}",
                     f"above/model was trained on {tmp_path.name}{tail}"], res.notes
     assert f"- same/model was trained on tiles{tail}" in (tmp_path / "ev" / "metrics.md").read_text()
+    # a loaded model given as an object, and the data as a file:// URL (both went unnoted; found in review)
+    from geosr.models.registry import load_model
+
+    res = evaluate_api(tiles.as_uri(), models=[load_model(models[0])], scales=[4], out=tmp_path / "ev3",
+                       panels=False, device="cpu")
+    assert [n for n in res.notes if "was trained on" in n] == [f"same/model was trained on tiles{tail}"], res.notes
+    # a data manifest evaluated scores the held-out scenes of its sets' folders: a run trained on one is noted
+    from geosr.training.overlap import trained_on
+
+    (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "tiles/a", "heldout": ["x"]}]}))
+    assert trained_on(tmp_path / "m.json", [{"kind": "pairs", "path": str(tiles)}]) == [str(tiles)]
+    assert trained_on(tmp_path / "m.json", [{"kind": "pairs", "path": str(tmp_path / "fresh")}]) == []
     # a data set the models were not trained on: nothing said
     (tmp_path / "fresh").mkdir()
     Image.fromarray(_image(2)).save(tmp_path / "fresh" / "tile.png")

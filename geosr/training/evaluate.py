@@ -539,7 +539,7 @@ def evaluate(
 def _checkpoint_specs(resolved: list[tuple[str, str | SuperResolver]],
                       given: Sequence[str | os.PathLike[str] | SuperResolver]) -> list[tuple[str, dict]]:
     """Each model given by name or path, by the name its results go by, with the spec of every checkpoint it reads
-    (a pair's two, a backbone its spec names); none for a super-resolver given as an object."""
+    (a pair's two, a backbone its spec names); a super-resolver given as an object, with its own spec."""
     from geosr.models.checkpoint import read_spec
     from geosr.models.registry import model_files
 
@@ -549,6 +549,8 @@ def _checkpoint_specs(resolved: list[tuple[str, str | SuperResolver]],
             for f in model_files(os.fspath(m)):
                 with contextlib.suppress(GeoSRError, OSError, ValueError):  # (loaded already: read as it was)
                     out.append((name, read_spec(f)))
+        elif isinstance(getattr(m, "spec", None), dict):  # a loaded model: its own spec (found in review)
+            out.append((name, m.spec))
     return out
 
 

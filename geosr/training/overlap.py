@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from geosr.training.config import SOURCE_PATH_KEYS
 
-# the sources a run reads as a data manifest's training split: its folders hold the held-out split too, which an
-# evaluation scores, so that data in them was trained on cannot be told from the paths alone (the bundled models')
+# the sources a run reads as a data manifest's training split: which of the manifest's images it trained on (its
+# folders hold the held-out split too) cannot be told from the record alone (the bundled models')
 MANIFEST_KINDS = ("shared",)
 
 
@@ -32,14 +33,28 @@ def _within(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
+def evaluated_paths(data: str | os.PathLike[str]) -> list[str]:
+    """Where evaluation ``data`` reads its images: the folder or file given (a ``file://`` URL's path), or for a
+    data manifest the folders of its data sets, whose held-out scenes it scores."""
+    from geosr.training.manifest import load_collection
+    from geosr.training.sources import local_data
+
+    seen = os.path.realpath(local_data(data))
+    if os.path.isfile(seen) and seen.lower().endswith(".json"):
+        with contextlib.suppress(Exception):  # (not a manifest: read as given, as evaluation_pairs reads it)
+            return [os.path.realpath(ds.path) for ds in load_collection(seen).sets]
+    return [seen]
+
+
 def trained_on(data: str | os.PathLike[str], sources: Sequence[dict[str, Any]]) -> list[str]:
-    """The training sources' paths that evaluation ``data`` (a folder or a manifest) is, lies in, or holds (a data
-    manifest's sources, whose folders hold its held-out split too, left out)."""
-    seen = os.path.realpath(os.fspath(data))
+    """The training sources' paths that evaluation ``data`` (a folder or a manifest: :func:`evaluated_paths`) is,
+    lies in, or holds (a data manifest's sources left out: their record names the manifest, not which of its images
+    a run trained on)."""
     found = []
-    for src in sources:
-        if src.get("kind") not in MANIFEST_KINDS:
-            found += [p for p in _paths(src) if _within(seen, p) or _within(p, seen)]
+    for seen in evaluated_paths(data):
+        for src in sources:
+            if src.get("kind") not in MANIFEST_KINDS:
+                found += [p for p in _paths(src) if _within(seen, p) or _within(p, seen)]
     return list(dict.fromkeys(found))
 
 
