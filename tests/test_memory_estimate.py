@@ -135,15 +135,21 @@ def test_the_disk_a_run_needs_holds_its_staged_rows_and_copies(tmp_path, monkeyp
     lr, _ = _fixed_scene(tmp_path, monkeypatch)
     monkeypatch.setattr(writer, "IN_MEMORY_MB", 1)  # (the x16 output: 3.5 MB with its overviews)
     for scale, copies in ((2, 3 / 4 + 1), (16, 3 / 4 + 2)):  # assembled in memory, or stitched on disk first
-        with plan_upscale(str(lr), output=tmp_path / "o.tif", dry_run=True, model="bicubic", scale=scale) as job:
-            whole = assembled_mb(job.scene.hr, job.meta)
+        with plan_upscale(str(lr), output=tmp_path / "o.tif", dry_run=True, model="bicubic", scale=scale,
+                          window=40) as job:
+            hr, whole = job.scene.hr, assembled_mb(job.scene.hr, job.meta)
             assert in_memory(job.scene.hr, job.meta) == (scale == 2)
-            assert job.summary["resources"]["disk_mb"] == pytest.approx(whole * copies)
+            # and the carries of the rows left open (float64 sums and weights of 3 bands; found in review): here the
+            # first window row's below the second's top (two rows of windows: one carry at a time)
+            first, second = job.plan.window(0, 0), job.plan.window(1, 0)
+            carry = 4 * 8 * (first.row_off + first.height - second.row_off) * scale * hr.width / 2**20
+            assert job.plan.n_rows == 2 and carry > 0
+            assert job.summary["resources"]["disk_mb"] == pytest.approx(whole * copies + carry)
     usage = shutil.disk_usage(tmp_path)
     needed = job.summary["resources"]["disk_mb"]
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=int(needed * 0.9 * 2**20)))
     with pytest.raises(Exception, match="writing it may take up to"):
-        plan_upscale(str(lr), output=tmp_path / "o.tif", model="bicubic", scale=16).close()
+        plan_upscale(str(lr), output=tmp_path / "o.tif", model="bicubic", scale=16, window=40).close()
     assert job.summary["output_mb"] < needed * 0.9  # the output alone would have fitted
 
 
@@ -348,3 +354,23 @@ def test_on_cuda_the_model_s_memory_is_the_gpu_s_not_the_host_s(tmp_path, monkey
     said = gpu_warnings(res)
     assert len(said) == 1 and "of GPU memory" in said[0] and "smaller `window`" in said[0]
     assert gpu_warnings({**res, "gpu_free_mb": gpu * 2}) == [] and gpu_warnings(measure(1, 1, None).to_dict()) == []
+
+
+def test_the_estimate_holds_the_measurement_of_the_reference_s_shift(tmp_path, monkeypatch):
+    """Found by review: the reference's shift is measured on the LR grid refined 4 times (up to 2112^2 pixels) as
+    the scene opens, which the estimate left out: 539 MB planned for a run that peaked at 729 MB (with --cd none and
+    --no-coregister too, which measures the shift without applying it)."""
+    from geosr.pipeline import scene as scene_module
+    from geosr.pipeline.job import plan_upscale
+
+    # the real one, at its largest (an LR of 512 px a side or more: a crop of 512 + 2 x 8 px, refined 4 times)
+    assert scene_module.coregistration_memory(5000, 700, 3) == 2112**2 * (24 * 3 + 16)
+    lr, ref = _fixed_scene(tmp_path, monkeypatch)
+    seen = []
+    monkeypatch.setattr(scene_module, "coregistration_memory", lambda w, h, b: seen.append((w, h, b)) or 10 * 2**30)
+    for extra in ({"cd": "none"}, {"cd": "none", "coregister": False}):
+        with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, ref=ref, **extra) as job:
+            assert 300 + 10 * 1024 < job.summary["memory_mb"] < 300 + 10 * 1024 + 600, extra
+    assert set(seen) == {(60, 60, 3)}
+    with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8) as job:  # no reference: none
+        assert job.summary["memory_mb"] < 300 + 1024

@@ -515,6 +515,10 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
 
         compared = compared_area(detecting[2], detecting[0], detecting[1])
         detection = detection_memory(int(compared.width), int(compared.height), refine_factor(opts.scale))
+    if opts.ref is not None:  # the reference's shift, measured as the scene opened (with --no-coregister too)
+        from geosr.pipeline.scene import coregistration_memory
+
+        detection = max(detection, coregistration_memory(hr.width // opts.scale, hr.height // opts.scale, n_bands))
     gpu = dev is not None and dev.type == "cuda"
     summary["memory_mb"], gpu_mb = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
                                               summary["output_mb"],
@@ -524,7 +528,10 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     # unmeasured, and a plan of 4 TB "fit" a disk of 75 GB)
     folder = Path(".") if out_path is None else (out_path.parent if str(out_path.parent) else Path("."))
     # (the rows an earlier run of it staged already take their room)
-    disk = max(0.0, written_mb(hr, meta) - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
+    # and the journal's carry of the rows still open, which a run with --aoi or a tall last window row held beside its
+    # chunks at 3.7 times the output's uncompressed size (21.5 MB on disk for 10.7 MB planned; found in review)
+    disk = max(0.0, written_mb(hr, meta) + _carry_mb(plan, hr, n_bands, opts.scale)
+               - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
     gpu_free = torch.cuda.mem_get_info(dev)[0] / 2**20 if gpu else None
     res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None,
                             gpu_mb=gpu_mb, gpu_free_mb=gpu_free)
@@ -1040,6 +1047,16 @@ def _sampled_sha256(path: str) -> str:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     return digest.hexdigest()
+
+
+def _carry_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int) -> float:
+    """Megabytes the journal's carries take on disk at most (:meth:`geosr.io.journal.Journal.commit`): the blending
+    sums and weights (float64) of the output rows a window row leaves open below the next one's top, two at once
+    (the next is written before the last is removed)."""
+    tops = [plan.window(r, 0) for r in range(plan.n_rows)]
+    opened = [min(hr.height, max(0, a.row_off + a.height - b.row_off) * scale) for a, b in zip(tops, tops[1:])]
+    rows = max([x + y for x, y in zip(opened, opened[1:])] or opened or [0])
+    return (bands + 1) * 8 * rows * hr.width / 2**20
 
 
 def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperResolver, batch: int,

@@ -72,6 +72,18 @@ from geosr.tiling.windows import PlannedWindow
 COARSER = 1.5  # a reference whose pixels are this many times the LR's or more is "coarser" than it
 COREG_SIDE = 512  # the reference's shift is measured on at most COREG_SIDE^2 LR pixels at full resolution
 COREG_REFINE = 4  # and refined on the LR grid refined by this factor (see refine_offset)
+# bytes per band and per pixel of that refined grid, and per pixel beside, at the measurement's peak (the reference
+# read onto it, its validity, the bright-outlier test's brightness; calibrated on a 500 x 400 LR of 3 bands: 290 MB
+# above what the process held, which the plan's estimate had left out: peak 729 MB against 539 planned; review)
+COREG_BAND_BYTES, COREG_PIXEL_BYTES = 24, 16
+
+
+def coregistration_memory(width: int, height: int, bands: int) -> int:
+    """Bytes measuring a reference's shift over an LR area ``width`` x ``height`` of ``bands`` bands takes at its
+    peak beyond what the process holds before (:meth:`Scene._coregister`; an estimate for upscale's plan)."""
+    margin = 8  # (the crop's margin for the shift and the tie points: a few LR pixels)
+    w, h = min(COREG_SIDE, width) + 2 * margin, min(COREG_SIDE, height) + 2 * margin
+    return w * h * COREG_REFINE**2 * (COREG_BAND_BYTES * bands + COREG_PIXEL_BYTES)
 UNCHECKED = "too few pixels clear of the cloud masks to check the estimated shift"
 COREGISTRATION_OFF = "co-registration off"  # the reason a reference measured with `coregister` off was not moved
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
