@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 
 import numpy as np
@@ -630,3 +631,23 @@ def test_a_lone_bright_lr_pixel_is_no_saturated_blob_at_x16(tmp_path):
         hr, model = ds.read().astype(int), ds.tags()["GEOSR_MODEL"]
     assert hr.shape == (3, 128, 128) and model == "default"
     assert low - 20 <= hr.min() and hr.max() <= high + 30, (hr.min(), hr.max(), low, high)  # LR 42-122: 45-131
+
+
+def test_a_run_s_summary_gives_its_measured_peak_memory_beside_the_planned_one(tmp_path):
+    """After a run, "peak memory about 564 MB" was the plan's estimate, read as what the run had used (729 MB;
+    found in review): the process's measured peak now, the plan's beside it; a dry run gives the plan's alone."""
+    from typer.testing import CliRunner
+
+    from geosr.cli.app import app
+
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 24, 24) * 200).astype(np.uint8))
+    runner = CliRunner()
+    args = ["upscale", str(lr), "-x", "2", "-m", "bicubic", "-o", str(tmp_path / "o.tif"), "--overwrite"]
+    done = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert done["peak_memory_mb"] > 50 and done["memory_mb"] > 0  # (this test process's peak: tens of MB at least)
+    plan = json.loads(runner.invoke(app, [*args, "--json", "--dry-run"]).stdout)
+    assert plan["peak_memory_mb"] is None
+    text = " ".join(runner.invoke(app, args).output.split())
+    assert re.search(r"peak memory \d+ MB \(planned about \d+ MB\)", text), text
+    text = " ".join(runner.invoke(app, [*args, "--dry-run"]).output.split())
+    assert re.search(r"peak memory about \d+ MB", text) and "planned" not in text, text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -49,10 +50,11 @@ def upscale(lr: str, output: Optional[str] = None, quiet: bool = False, json_out
             return run_upscale(lr, output=output, options=opts, resume=resume, dry_run=dry_run, progress=update)
 
     result = run_command(call, json_out=json_out, quiet=quiet, command="upscale")
+    peak = None if dry_run else process_peak_mb()  # (the process ran this one job: its peak is the run's)
     if json_out:
-        print_json(result.to_dict(), "upscale")
+        print_json(result.to_dict() | {"peak_memory_mb": peak}, "upscale")
     elif not quiet:
-        _print_summary(result)
+        _print_summary(result, peak)
     else:
         print_warnings(result.warnings, "upscale")
 
@@ -76,8 +78,22 @@ def _signature() -> inspect.Signature:
 upscale.__signature__ = _signature()  # Typer reads the command's options from here
 
 
-def _print_summary(r) -> None:
-    """The run's summary on the console."""
+def process_peak_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (None where the system does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows: the peak working set
+        import psutil
+
+        peak = getattr(psutil.Process().memory_info(), "peak_wset", None)
+        return None if peak is None else peak / 2**20
+    kb_or_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return kb_or_bytes / 2**20 if sys.platform == "darwin" else kb_or_bytes / 1024
+
+
+def _print_summary(r, peak: float | None = None) -> None:
+    """The run's summary on the console; ``peak``: the measured peak memory of a run (the plan's alone was printed
+    as "peak memory about", read as what the run had used; found in review)."""
     head = "plan" if r.dry_run else f"wrote {r.output}"
     out_console.print(
         Text.assemble((head, "bold green"), f": {r.width} x {r.height} px x {count(r.count, 'band')} {r.dtype}, "
@@ -85,7 +101,9 @@ def _print_summary(r) -> None:
                       f"(overlap {r.overlap}) in {count(r.window_rows, 'row')}"),
         highlight=False,
     )
-    extra = f"output {r.output_mb:.1f} MB uncompressed, peak memory about {r.memory_mb:.0f} MB"
+    extra = f"output {r.output_mb:.1f} MB uncompressed, " + (
+        f"peak memory about {r.memory_mb:.0f} MB" if peak is None else
+        f"peak memory {peak:.0f} MB (planned about {r.memory_mb:.0f} MB)")
     if r.estimate_s is not None:
         extra += f", model time about {r.estimate_s:.0f} s"
     if r.dry_run and r.resumed_rows:  # what --resume would not redo (its estimate leaves them out)
