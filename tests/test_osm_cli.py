@@ -319,6 +319,22 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     assert res.exit_code == 0, res.output
     (warning,) = json.loads(res.stdout)["warnings"]
     assert "part.osm: holds OpenStreetMap data for 50.0% of the grid" in warning
+    # and there a class map is nodata, not class 0 "background" (no feature mapped, where none was read; review)
+    assert warning.endswith("outside it every pixel is nodata (255) but for the features drawn there, as nothing "
+                            "else there was read"), warning
+    with rasterio.open(tmp_path / "a.tif") as ds:
+        got, nodata = ds.read(1), ds.nodata
+    half = got.shape[1] // 2
+    assert nodata == 255 and (got[:, : half - 2] != 255).all() and (got[:, half + 2:] == 255).mean() > 0.5
+    assert set(np.unique(got[:, half + 2:])) - {255}  # features drawn beyond the bounds kept (whole ways)
+    assert 0.25 < json.loads(res.stdout)["nodata_fraction"] < 0.5
+    assert json.loads(res.stdout)["nodata_pixels"] == int((got == 255).sum())
+    # a rendered map has no nodata to give: background there, as the warning says
+    res = invoke("--like", like, "--osm-file", part, "--style", "rgb", "-o", tmp_path / "rgb.tif", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["nodata_pixels"] == 0
+    assert json.loads(res.stdout)["warnings"][0].endswith("background, though nothing there was read")
+    with rasterio.open(tmp_path / "rgb.tif") as ds:
+        assert ds.nodata is None
     # a file that leaves out a sliver: said so, never "100%" (it was rounded to whole percents)
     most = f'<bounds minlat="{s - 0.01}" minlon="{w - 0.01}" maxlat="{n + 0.01}" maxlon="{e - (e - w) * 0.005}"/>'
     res = invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "most.osm", header=most),
@@ -329,6 +345,8 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     full = scene_doc().write_xml(tmp_path / "full.osm", header=whole)
     res = invoke("--like", like, "--osm-file", full, "-o", tmp_path / "b.tif", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["warnings"] == []
+    with rasterio.open(tmp_path / "b.tif") as ds:  # (a file that holds the whole grid: no nodata, as before)
+        assert ds.nodata is None and json.loads(res.stdout)["nodata_pixels"] == 0
     # a PBF file's header box, as extracts write it (found by review: only XML files' bounds were read)
     for name, box, said in (("part.osm.pbf", (w, s, (w + e) / 2, n), ["50.0% of the grid (its header's box)"]),
                             ("full.osm.pbf", (w - 0.01, s - 0.01, e + 0.01, n + 0.01), []), ("bare.osm.pbf", None, [])):

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -52,6 +52,9 @@ BAND_PIXELS = 1 << 24  # larger grids are burned in row bands of about this many
 Progress = Callable[[str, int, int], None]
 
 
+NODATA_CLASS = 255  # a class map's nodata, outside the data an OSM file holds (class ids end at 254)
+
+
 @dataclass(frozen=True)
 class RasterizeOSMResult:
     """What :func:`rasterize_osm` wrote."""
@@ -69,6 +72,7 @@ class RasterizeOSMResult:
     seconds: float
     tags: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    nodata_pixels: int = 0  # outside the bounds an OSM file declares (class maps: nodata, NODATA_CLASS)
 
     def to_dict(self) -> dict[str, Any]:
         total = max(1, self.grid.width * self.grid.height)
@@ -85,6 +89,8 @@ class RasterizeOSMResult:
             "classes": self.classes,
             "pixels": self.pixel_counts,
             "fractions": {k: round(v / total, 6) for k, v in self.pixel_counts.items()},
+            "nodata_pixels": self.nodata_pixels,
+            "nodata_fraction": round(self.nodata_pixels / total, 6),
             "features": self.feature_counts,
             "source": self.source,
             "timestamp": self.timestamp,
@@ -173,10 +179,14 @@ def rasterize_osm(
             f"({_describe_bounds(target)}){untagged}; nothing written (use `allow_empty` for an all-background map)"
         )
 
-    # 3. burn and write
+    # 3. burn and write (a class map: nodata where the OSM file declares it holds no data)
     tags = _output_tags(table, opts.style, feats) | {"GEOSR_OPTIONS": recorded_options(opts.to_json(), opts.paths)}
-    counts = _write_map(final, target, shapes, table, opts.style, _output_meta(table, opts.style, tags), report,
-                        outputs.still_free(final, overwrite=opts.overwrite))
+    held = _held_area(opts.osm_file, target) if opts.style == "classes" else None
+    meta = _output_meta(table, opts.style, tags)
+    if held is not None:
+        meta = replace(meta, nodata=NODATA_CLASS)
+    counts, unread = _write_map(final, target, shapes, table, opts.style, meta, report,
+                                outputs.still_free(final, overwrite=opts.overwrite), held)
     remove_sidecars(stale)
     return RasterizeOSMResult(
         path=final,
@@ -191,7 +201,8 @@ def rasterize_osm(
         timestamp_kind=feats.timestamp_kind,
         seconds=time.perf_counter() - t0,
         tags=tags,
-        warnings=_coverage_warnings(opts.osm_file, target) + list(feats.warnings),
+        warnings=_coverage_warnings(opts.osm_file, target, held is not None) + list(feats.warnings),
+        nodata_pixels=unread,
     )
 
 
@@ -244,13 +255,25 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
 
 def _write_map(
     final: Path, grid: Grid, shapes: BurnList, table: MapClassTable, style: str, meta: OutputMeta,
-    report: Progress, free: Callable[[], None],
-) -> np.ndarray:
-    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class. ``free()``
-    just before it is put in place: a file another run wrote there meanwhile was replaced, exit 0 (review)."""
+    report: Progress, free: Callable[[], None], held: Any = None,
+) -> tuple[np.ndarray, int]:
+    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class and of
+    nodata (NODATA_CLASS outside ``held``, the area the data was read for in the grid's CRS; None: everywhere).
+    ``free()`` just before it is put in place: a file another run wrote there meanwhile was replaced, exit 0
+    (review)."""
     counts = np.zeros(len(table), dtype=np.int64)
+    unread = [0]
 
-    def pixels(classes_band: np.ndarray) -> np.ndarray:
+    def pixels(classes_band: np.ndarray, sub: Grid) -> np.ndarray:
+        if held is not None:
+            from rasterio.features import geometry_mask
+
+            # (a feature drawn there stays: extracts hold the whole ways that cross their bounds; only "nothing
+            # mapped", which nothing read there can say, is unknown)
+            outside = geometry_mask([held], out_shape=classes_band.shape, transform=sub.transform)
+            outside &= classes_band == 0
+            classes_band[outside] = NODATA_CLASS
+            unread[0] += int(outside.sum())
         counts[:] += np.bincount(classes_band.ravel(), minlength=len(table))[: len(table)]
         return render_rgb(classes_band, table) if style == "rgb" else classes_band[None]
 
@@ -264,7 +287,7 @@ def _write_map(
             with writing(final, journal=False):  # a full disk: one sentence, exit 1
                 if grid.width * grid.height <= IN_MEMORY_PIXELS:
                     report("rasterize", 0, 1)
-                    data = pixels(burn(shapes, grid))
+                    data = pixels(burn(shapes, grid), grid)
                     report("rasterize", 1, 1)
                     report("write", 0, 1)
                     write_cog(final, data, grid, meta, folder=work, before_rename=free)
@@ -275,17 +298,17 @@ def _write_map(
                                     before_rename=free)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return counts
+    return counts, unread[0]
 
 
 def _burned_bands(
-    shapes: BurnList, grid: Grid, pixels: Callable[[np.ndarray], np.ndarray], report: Progress
+    shapes: BurnList, grid: Grid, pixels: Callable[[np.ndarray, Grid], np.ndarray], report: Progress
 ) -> Iterator[tuple[int, Grid, np.ndarray]]:
     """The bands of rows of ``grid`` (first row, band grid, pixels), each burned only when asked for."""
     bands = list(row_bands(grid, BAND_PIXELS))
     for i, (row, sub) in enumerate(bands):
         report("rasterize", i, len(bands))
-        yield row, sub, pixels(burn(shapes, sub))
+        yield row, sub, pixels(burn(shapes, sub), sub)
     report("rasterize", len(bands), len(bands))
 
 
@@ -313,9 +336,9 @@ def _declared_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[floa
     return inter / max(1e-12, (e - w) * (n - s)), tuple(float(v) for v in area.bounds)  # type: ignore[return-value]
 
 
-def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
-    """A warning when an OSM file declares bounds that leave part of the grid out: there every pixel is
-    "background", which says no feature was mapped, where none was loaded."""
+def _coverage_warnings(osm_file: str | None, grid: Grid, nodata: bool = False) -> list[str]:
+    """A warning when an OSM file declares bounds that leave part of the grid out: there a class map is nodata
+    (``nodata``), a rendered one "background", which says no feature was mapped, where none was loaded."""
     from geosr.osm.files import bounds_named
 
     held = _declared_share(osm_file, grid)
@@ -323,8 +346,33 @@ def _coverage_warnings(osm_file: str | None, grid: Grid) -> list[str]:
         return []
     pct = 100 * held[0]  # (one decimal, below 99.9: "100%" would say nothing is left out)
     share = f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else "under 0.1%"
+    there = f"nodata ({NODATA_CLASS}) but for the features drawn there, as nothing else there was read" if nodata \
+        else "background, though nothing there was read"
     return [f"{Path(osm_file).name}: holds OpenStreetMap data for {share} of the grid ({bounds_named(osm_file)}); "
-            "outside it every pixel is background, though nothing there was read"]
+            f"outside it every pixel is {there}"]
+
+
+def _held_area(osm_file: str | None, grid: Grid) -> Any:
+    """The area an OSM file declares it holds data for (its bounds' boxes), in ``grid``'s CRS, where it leaves part
+    of the grid out; None where it covers the grid, declares no bounds, or there is no file (pixels outside it were
+    written as class 0, "background": no feature mapped, where none had been read; found in review)."""
+    from pyproj import Transformer
+    from shapely.geometry import box
+    from shapely.ops import transform, unary_union
+
+    from geosr.osm.files import declared_bounds
+
+    share = _declared_share(osm_file, grid)
+    if share is None or share[0] >= 0.999:
+        return None
+    area = unary_union([box(*b) for b in declared_bounds(osm_file) or []])
+    side = max(area.bounds[2] - area.bounds[0], area.bounds[3] - area.bounds[1])
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    try:  # (edges densified: a degree box's sides are curves in most CRSs)
+        held = transform(to_grid.transform, area.segmentize(max(1e-4, side / 64)))
+    except Exception:  # noqa: BLE001 - a box PROJ cannot carry to the grid: background there, as before, warned of
+        return None
+    return held if held.is_valid and not held.is_empty else None
 
 
 def _output_tags(table: MapClassTable, style: str, feats: OSMFeatures) -> dict[str, str]:
