@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections import OrderedDict
 from hashlib import sha1
@@ -329,6 +330,8 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
     assert set(np.unique(got[:, half + 2:])) - {255}  # features drawn beyond the bounds kept (whole ways)
     assert 0.25 < json.loads(res.stdout)["nodata_fraction"] < 0.5
     assert json.loads(res.stdout)["nodata_pixels"] == int((got == 255).sum())
+    said = " ".join(invoke("--like", like, "--osm-file", part, "-o", tmp_path / "a2.tif").output.split())
+    assert re.search(r"; nodata \d+\.\d% \(no OSM data read there\)", said), said
     # a rendered map has no nodata to give: background there, as the warning says
     res = invoke("--like", like, "--osm-file", part, "--style", "rgb", "-o", tmp_path / "rgb.tif", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["nodata_pixels"] == 0
