@@ -144,7 +144,8 @@ def test_the_disk_a_run_needs_holds_its_staged_rows_and_copies(tmp_path, monkeyp
             first, second = job.plan.window(0, 0), job.plan.window(1, 0)
             carry = 4 * 8 * (first.row_off + first.height - second.row_off) * scale * hr.width / 2**20
             assert job.plan.n_rows == 2 and carry > 0
-            assert job.summary["resources"]["disk_mb"] == pytest.approx(whole * copies + carry)
+            # (gone once the COG is made: the larger of the rows' phase, chunks and carries, and the writing's)
+            assert job.summary["resources"]["disk_mb"] == pytest.approx(max(whole * copies, whole * 3 / 4 + carry))
     usage = shutil.disk_usage(tmp_path)
     needed = job.summary["resources"]["disk_mb"]
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=int(needed * 0.9 * 2**20)))
@@ -368,7 +369,9 @@ def test_the_estimate_holds_the_measurement_of_the_reference_s_shift(tmp_path, m
     lr, ref = _fixed_scene(tmp_path, monkeypatch)
     seen = []
     monkeypatch.setattr(scene_module, "coregistration_memory", lambda w, h, b: seen.append((w, h, b)) or 10 * 2**30)
-    for extra in ({"cd": "none"}, {"cd": "none", "coregister": False}):
+    # (with an --aoi too: the shift is measured on the whole LR's middle, not on the area; found in review)
+    for extra in ({"cd": "none"}, {"cd": "none", "coregister": False},
+                  {"cd": "none", "aoi": "500400,4999500,500500,4999600", "aoi_crs": "EPSG:32633"}):
         with plan_upscale(str(lr), output=None, dry_run=True, model="lite", scale=8, ref=ref, **extra) as job:
             assert 300 + 10 * 1024 < job.summary["memory_mb"] < 300 + 10 * 1024 + 600, extra
     assert set(seen) == {(60, 60, 3)}

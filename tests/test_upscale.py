@@ -651,3 +651,14 @@ def test_a_run_s_summary_gives_its_measured_peak_memory_beside_the_planned_one(t
     assert re.search(r"peak memory \d+ MB \(planned about \d+ MB\)", text), text
     text = " ".join(runner.invoke(app, [*args, "--dry-run"]).output.split())
     assert re.search(r"peak memory about \d+ MB", text) and "planned" not in text, text
+    # started from a process that held far more, its own peak (getrusage's carried the parent's over; review)
+    import subprocess
+    import sys
+
+    code = ("import json, subprocess, sys; held = bytearray(1200 * 2**20); "
+            "held[::4096] = b'\\x01' * len(held[::4096]); "
+            "r = subprocess.run([sys.executable, '-m', 'geosr', *sys.argv[1:], '--json'], capture_output=True, "
+            "text=True); print(r.stdout)")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    got = json.loads(r.stdout)
+    assert 50 < got["peak_memory_mb"] < 1000, got["peak_memory_mb"]

@@ -56,7 +56,7 @@ from geosr.io.paths import (
 )
 from geosr.io.rasters import REMOTE, RasterInfo, band_count, band_roles, inspect_raster, names_rgb, parse_bands
 from geosr.io.sources import composite, gdal_files, is_composite, member_inputs, remote_sources, source_note
-from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, written_mb
+from geosr.io.writer import GDAL_CACHE_MB, OutputMeta, assembled_mb, in_memory, staged_rows_mb, written_mb
 from geosr.models.consistency import LRConsistent
 from geosr.models.device import resolve_device
 from geosr.models.interface import (
@@ -232,8 +232,9 @@ def plan_upscale(
     kept = _kept_detection(planned, key) if key and planned is not None else None
     reused = kept is not None
     detecting = (lr_info.grid.width, lr_info.grid.height, compared) if kind == "auto" and not reused else None
+    lr_size = (lr_info.grid.width, lr_info.grid.height)
     summary = _summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run, detecting,  # what is read
-                       dev=dev)
+                       dev=dev, lr_size=lr_size)
     cd, detection, held = _change_mask(lr, reads, kind, dry_run, compared, out_path, key)
     if dry_run and kept is not None:  # what the run will read: the detection an earlier run of this job kept
         detection = {**kept[1], "ran": False, "kept": True}
@@ -256,7 +257,7 @@ def plan_upscale(
         # measured again with the inputs open (the co-registered reference, a detected mask held in memory), for the
         # numbers told; the fit was checked before (what this process holds is no memory the run has to take)
         summary.update(_summary(planned, sr, hr, plan, tcfg, meta, len(sel), reads, dry_run,
-                                detecting if dry_run else None, check=False, dev=dev))
+                                detecting if dry_run else None, check=False, dev=dev, lr_size=lr_size))
         if getattr(sr, "wants_sharpness", False) and not dry_run:  # how the LR was made, for the whole scene
             scene.measure_sharpness()
         summary["coregistration"] = scene.coregistration.to_dict() if scene.coregistration else None
@@ -496,7 +497,7 @@ def _input_files(lr: str, opts: UpscaleOptions) -> list[tuple[str, str | None]]:
 def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPlan, tcfg: TilingConfig,
              meta: OutputMeta, n_bands: int, opts: UpscaleOptions, dry_run: bool,
              detecting: tuple[int, int, Window | None] | None = None, check: bool = True,
-             dev: torch.device | None = None) -> dict:
+             dev: torch.device | None = None, lr_size: tuple[int, int] | None = None) -> dict:
     """What the job will do, and whether it fits this machine (refused unless it does, or is forced, or not
     ``check``). ``detecting``: the LR's width and height and the window compared (None: all of it) when the changes
     are detected first."""
@@ -515,10 +516,13 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
 
         compared = compared_area(detecting[2], detecting[0], detecting[1])
         detection = detection_memory(int(compared.width), int(compared.height), refine_factor(opts.scale))
-    if opts.ref is not None:  # the reference's shift, measured as the scene opened (with --no-coregister too)
+    if opts.ref is not None:  # the reference's shift, measured as the scene opened (with --no-coregister too), on
+        # up to COREG_SIDE^2 LR pixels of the whole LR, also for a smaller --aoi (it was sized on the area: 374 MB
+        # planned for a run that peaked at 622 MB; found in review)
         from geosr.pipeline.scene import coregistration_memory
 
-        detection = max(detection, coregistration_memory(hr.width // opts.scale, hr.height // opts.scale, n_bands))
+        w, h = lr_size or (hr.width // opts.scale, hr.height // opts.scale)
+        detection = max(detection, coregistration_memory(w, h, n_bands))
     gpu = dev is not None and dev.type == "cuda"
     summary["memory_mb"], gpu_mb = _memory_mb(plan, hr, n_bands, opts.scale, sr, opts.device.batch_size,
                                               summary["output_mb"],
@@ -530,7 +534,8 @@ def _summary(out_path: Path | None, sr: SuperResolver, hr: Grid, plan: WindowPla
     # (the rows an earlier run of it staged already take their room)
     # and the journal's carry of the rows still open, which a run with --aoi or a tall last window row held beside its
     # chunks at 3.7 times the output's uncompressed size (21.5 MB on disk for 10.7 MB planned; found in review)
-    disk = max(0.0, written_mb(hr, meta) + _carry_mb(plan, hr, n_bands, opts.scale)
+    # (the carries are gone once the COG is made: the larger of the rows' phase and the writing's; found in review)
+    disk = max(0.0, max(written_mb(hr, meta), staged_rows_mb(hr, meta) + _carry_mb(plan, hr, n_bands, opts.scale))
                - (staged_mb(work_dir_for(out_path)) if out_path is not None else 0.0))
     gpu_free = torch.cuda.mem_get_info(dev)[0] / 2**20 if gpu else None
     res = resources.measure(summary["memory_mb"], disk, folder if folder and folder.is_dir() else None,
