@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,3 +89,23 @@ def _size(mb: float) -> str:
     if mb < 1:  # (a nearly full disk read "0 MB free")
         return f"{mb * 1024:.0f} KB"
     return f"{mb / 2**20:.1f} TB" if mb >= 2**20 else f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def _libc_trim() -> object | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the memory freed since the last call back to the system, where the C library keeps it (glibc, whose
+    per-thread arenas held each window's freed activations: a run's resident memory grew window after window, a
+    1200 px LR x2 with lite from 391 to 837 MB, 35% over its estimate; with a trim after each window it peaked at
+    745 MB, its pixels identical). A no-op elsewhere. Hand-written: no library offers it."""
+    if _TRIM is not None:
+        _TRIM(0)  # type: ignore[operator]

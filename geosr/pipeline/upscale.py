@@ -29,6 +29,7 @@ from geosr.options.declare import check_callable
 from geosr.pipeline.fingerprints import fingerprint_changes
 from geosr.pipeline.job import DETECTION_PREFIX, UpscaleJob, plan_upscale, resolve_model  # noqa: F401 - public names
 from geosr.pipeline.provenance import provenance_path, write_provenance
+from geosr.pipeline.resources import release_freed_memory
 from geosr.pipeline.scene import Scene
 from geosr.pipeline.tensors import from_output, to_batch
 from geosr.sampling.schedules import SamplerPreset
@@ -436,7 +437,10 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     # each window through all of its steps alone; any other runs a lone window as a batch of two, which is as near
     # as batching gets.
     if getattr(sr, "one_window_at_a_time", False):
-        out = [run([st])[0] for st in stacks]
+        out = []
+        for st in stacks:  # (each window's freed activations given back: else the process grew window by window)
+            out.append(run([st])[0])
+            release_freed_memory()
     else:
         out = list(run(stacks * 2 if len(stacks) == 1 and job.batch_size > 1 else stacks))
     return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]
