@@ -108,3 +108,35 @@ def test_a_scene_the_network_runs_away_on_gets_bicubic_and_a_warning(tmp_path):
     # a diffusion model sampling on it says so too (default+lite said nothing; found in review)
     composite = upscale(tmp_path / "stripes.tif", output=tmp_path / "dl.tif", scale=2, model="default+lite", steps=0)
     assert any("ran away on 1 of the windows" in w for w in composite.warnings), composite.warnings
+
+
+def test_an_overshoot_in_the_cropped_halo_alone_is_no_run_away():
+    """On a textured 4-band LR at x4, 349 output pixels of 2.9M overshot in a window's halo (which the pipeline
+    crops) and the whole window got bicubic, with a warning (found in review). Only the window's core is judged;
+    a run-away there is still caught."""
+    import torch
+
+    from geosr.models.backbone_checkpoint import load_backbone
+    from geosr.models.backbone_sr import BackboneSuperResolver
+    from geosr.models.interface import ConditionBatch
+    from geosr.models.registry import resolve_checkpoint
+    from geosr.models.resample import upsample
+
+    net, spec = load_backbone(resolve_checkpoint("lite"))
+    sr = BackboneSuperResolver(net, spec, device=torch.device("cpu"), name="lite")
+    lr = torch.rand(1, 3, 40, 40) * 2 - 1
+    halo, s = 8, 4
+    hr = (1, 1, 160, 160)
+    batch = ConditionBatch(lr=lr, lr_valid=torch.ones(1, 1, 40, 40), ref=torch.zeros(1, 3, 160, 160),
+                           ref_valid=torch.zeros(hr), change=torch.zeros(hr, dtype=torch.long), changed=torch.zeros(hr),
+                           map=None, offsets=torch.tensor([(0, 0)]), scale=s, halo=halo)
+    for where, ran_away in (((slice(2, 5), slice(50, 60)), 0), ((slice(70, 73), slice(70, 80)), 1)):
+        def spiking(x, scale, code, where=where):
+            out = upsample(x, scale, "bicubic")
+            out[..., where[0], where[1]] = 9.0  # (4.5 times the LR's range)
+            return out
+
+        sr.net, sr.ran_away = spiking, 0
+        got = sr(batch, seed=0)
+        assert sr.ran_away == ran_away, where
+        assert (float(got.amax()) == 9.0) == (ran_away == 0)  # kept where only the halo overshot
