@@ -360,6 +360,60 @@ def test_a_file_whose_bounds_leave_part_of_the_grid_out_is_warned_about(tmp_path
         assert len(warnings) == len(said) and all(t in x for t, x in zip(said, warnings)), warnings
 
 
+def test_a_continent_s_bounds_edge_is_placed_to_a_pixel_and_one_across_the_antimeridian_is_two_boxes(tmp_path):
+    """Bounds' edges were densified by the box's own size: a continent-sized box's bottom edge, a curve in UTM, landed
+    about 400 m off across a 1 m grid, most of it nodata though inside the bounds; a box across the antimeridian was
+    read as the rest of the world (found in review)."""
+    from pyproj import Transformer
+    from rasterio.warp import transform_bounds
+
+    from geosr.osm.files import declared_bounds
+    from test_osm_docs import UTM
+
+    like = scene_grid_raster(tmp_path)
+    with rasterio.open(like) as ds:
+        w, s, e, n = transform_bounds(UTM, "EPSG:4326", *ds.bounds)
+        transform, shape = ds.transform, ds.shape
+    mid = (s + n) / 2
+    wide = f'<bounds minlat="{mid}" minlon="{w - 100}" maxlat="{n + 20}" maxlon="{e + 20}"/>'  # (its edge mid-segment)
+    res = invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "wide.osm", header=wide),
+                 "-o", tmp_path / "w.tif", "--json")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "w.tif") as ds:
+        got = ds.read(1)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
+    x, y = transform @ (cols, rows)
+    _, lat = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True).transform(x, y)
+    wrong = ((got == 255) & (lat > mid)) | ((got != 255) & (got == 0) & (lat < mid))
+    assert wrong.sum() <= shape[1], int(wrong.sum())  # (a row of pixels at most: those the edge crosses)
+    assert (got == 255).any() and (lat < mid).any() and (lat > mid).any()
+    across = tmp_path / "across.osm"
+    across.write_text('<?xml version="1.0"?><osm version="0.6"><bounds minlat="-17.1" minlon="179.9" '
+                      'maxlat="-16.9" maxlon="-179.9"/></osm>', encoding="utf-8")
+    assert declared_bounds(across) == [(179.9, -17.1, 180.0, -16.9), (-180.0, -17.1, -179.9, -16.9)]
+
+
+def test_an_empty_map_allowed_of_a_file_whose_bounds_miss_the_grid_is_nodata_and_says_so(tmp_path):
+    """--allow-empty promised an all-background map; where the file's bounds leave the grid out it is nodata, and
+    the summary read "classes: ; nodata 100.0%" (found in review)."""
+    from rasterio.warp import transform_bounds
+
+    from test_osm_docs import UTM
+
+    like = scene_grid_raster(tmp_path)
+    with rasterio.open(like) as ds:
+        w, s, e, n = transform_bounds(UTM, "EPSG:4326", *ds.bounds)
+    away = f'<bounds minlat="{s}" minlon="{e + 0.01}" maxlat="{n}" maxlon="{e + 0.02}"/>'
+    empty = tmp_path / "empty.osm"
+    empty.write_text(f'<?xml version="1.0"?><osm version="0.6">{away}</osm>', encoding="utf-8")
+    res = invoke("--like", like, "--osm-file", empty, "--allow-empty", "-o", tmp_path / "e.tif")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "classes: none drawn; nodata 100.0% (no OSM data read there)" in said, said
+    with rasterio.open(tmp_path / "e.tif") as ds:
+        assert (ds.read(1) == 255).all() and ds.nodata == 255
+
+
 def test_a_file_of_another_area_is_named_as_such_and_online_options_are_refused_with_it(tmp_path):
     """A file whose <bounds> lie elsewhere said "has no feature ... inside the grid (574592 5.31678e+06 ...)";
     `--timeout` with `--osm-file` was ignored, and `--overpass-url` alone was refused as "--date and --overpass-url"."""

@@ -114,7 +114,7 @@ def _print_summary(r) -> None:
     )
     shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in d["pixels"].items() if v)
     unread = f"; nodata {100 * d['nodata_fraction']:.1f}% (no OSM data read there)" if d.get("nodata_pixels") else ""
-    out_console.print(f"classes: {shares}{unread}", highlight=False)
+    out_console.print(f"classes: {shares or 'none drawn'}{unread}", highlight=False)
     when = f", data as of {d['timestamp']} ({d['timestamp_kind']})" if d["timestamp"] else ""
     out_console.print(f"source: {d['source']}{when}; © OpenStreetMap contributors (ODbL)", highlight=False)
     print_warnings(d.get("warnings"), "rasterize-osm")

@@ -90,8 +90,9 @@ class RasterizeOSMOptions(CommandOptions):
                                       "$GEOSR_CACHE_DIR/osmnx, else $XDG_CACHE_HOME/geosr/osmnx or "
                                       "~/.cache/geosr/osmnx).",
                                       recorded=False)
-    allow_empty: bool = option(False, "--allow-empty", bool, "Write an all-background map when the area holds no "
-                               "feature (default: exit 2).")
+    allow_empty: bool = option(False, "--allow-empty", bool, "Write a map of background only when the area holds "
+                               "no feature (nodata where an OSM file's declared bounds leave the grid out; default: "
+                               "exit 2).")
     overwrite: bool = option(False, "--overwrite", bool, OVERWRITE_HELP, recorded=False)
 
     def __post_init__(self) -> None:

@@ -200,7 +200,7 @@ def declared_bounds(path: str | os.PathLike[str]) -> list[tuple[float, float, fl
                 reader.close()
             if not box.valid():
                 return None
-            return [(box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat)]
+            return _split([(box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat)])
         except Exception:  # noqa: BLE001 - a nicety on top of a file read already
             return None
     if kind != "xml":
@@ -218,7 +218,16 @@ def declared_bounds(path: str | os.PathLike[str]) -> list[tuple[float, float, fl
                     break
     except Exception:  # noqa: BLE001 - a nicety on top of a file read already
         return None
-    return boxes or None
+    return _split(boxes) or None
+
+
+def _split(boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
+    """Boxes whose west lies east of their east (across the antimeridian) as the two boxes they are: read as one,
+    the rest of the world was the file's area and its own was not (found in review)."""
+    out = []
+    for w, s, e, n in boxes:
+        out += [(w, s, 180.0, n), (-180.0, s, e, n)] if w > e else [(w, s, e, n)]
+    return out
 
 
 def bounds_named(path: str | os.PathLike[str]) -> str:

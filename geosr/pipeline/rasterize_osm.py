@@ -176,7 +176,8 @@ def rasterize_osm(
                     "tags" if len(feats.frame) and not table.keys() & set(feats.frame.columns) else "")
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
-            f"({_describe_bounds(target)}){untagged}; nothing written (use `allow_empty` for an all-background map)"
+            f"({_describe_bounds(target)}){untagged}; nothing written (use `allow_empty` for a map of background "
+            "only)"
         )
 
     # 3. burn and write (a class map: nodata where the OSM file declares it holds no data)
@@ -185,8 +186,8 @@ def rasterize_osm(
     meta = _output_meta(table, opts.style, tags)
     if held is not None:
         meta = replace(meta, nodata=NODATA_CLASS)
-    counts, unread = _write_map(final, target, shapes, table, opts.style, meta, report,
-                                outputs.still_free(final, overwrite=opts.overwrite), held)
+    counts, unread, outside = _write_map(final, target, shapes, table, opts.style, meta, report,
+                                         outputs.still_free(final, overwrite=opts.overwrite), held)
     remove_sidecars(stale)
     return RasterizeOSMResult(
         path=final,
@@ -201,7 +202,11 @@ def rasterize_osm(
         timestamp_kind=feats.timestamp_kind,
         seconds=time.perf_counter() - t0,
         tags=tags,
-        warnings=_coverage_warnings(opts.osm_file, target, held is not None) + list(feats.warnings),
+        # (a class map's share from its pixels: the degrees' box of a turned grid, polar ones, is far larger than
+        # the grid, and the share it gave disagreed with the nodata written; found in review)
+        warnings=_coverage_warnings(opts.osm_file, target, held is not None,
+                                    None if held is None else 1 - outside / (target.width * target.height))
+        + list(feats.warnings),
         nodata_pixels=unread,
     )
 
@@ -216,8 +221,9 @@ def rasterize_osm_grid(
     """In-memory variant for pipelines: the (h, w) uint8 class array on ``grid`` and the features used.
 
     ``source``: the online options of :func:`~geosr.osm.sources.load_features` (``timeout``,
-    ``overpass_url``, ``date``, ``cache_folder``). Empty areas give an all-background array (no error);
-    use :func:`rasterize_osm` for files.
+    ``overpass_url``, ``date``, ``cache_folder``). Empty areas give an all-background array (no error),
+    NODATA_CLASS where an OSM file's declared bounds leave the grid out (but for the features drawn there); use
+    :func:`rasterize_osm` for files.
     """
     # checked as rasterize_osm checks them (a `date` beside `osm_file` was dropped without a word, an unknown
     # keyword or a grid that is none were raw TypeErrors; found in review)
@@ -238,7 +244,11 @@ def rasterize_osm_grid(
     feats = load_features(grid, table, osm_file=opts.osm_file, timeout=opts.overpass_timeout,
                           overpass_url=opts.overpass_url, date=parse_snapshot_date(opts.date),
                           cache_folder=opts.cache_folder, overhang=overhang)
-    return burn(prepare(feats.frame, table, grid), grid), feats
+    classes = burn(prepare(feats.frame, table, grid), grid)
+    held = _held_area(opts.osm_file, grid)
+    if held is not None:
+        _unread(classes, grid, held)
+    return classes, feats
 
 
 # --- the steps -----------------------------------------------------------------------------------------
@@ -256,24 +266,20 @@ def _inputs(spec: GridSpec, osm_file: Any, classes: Any) -> list[tuple[str, Any]
 def _write_map(
     final: Path, grid: Grid, shapes: BurnList, table: MapClassTable, style: str, meta: OutputMeta,
     report: Progress, free: Callable[[], None], held: Any = None,
-) -> tuple[np.ndarray, int]:
-    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class and of
-    nodata (NODATA_CLASS outside ``held``, the area the data was read for in the grid's CRS; None: everywhere).
+) -> tuple[np.ndarray, int, int]:
+    """Burn ``shapes`` on ``grid`` and write the COG at ``final``; returns the pixel count of each class, of nodata
+    (NODATA_CLASS outside ``held``, the area the data was read for in the grid's CRS; None: everywhere) and of the
+    pixels outside ``held``.
     ``free()`` just before it is put in place: a file another run wrote there meanwhile was replaced, exit 0
     (review)."""
     counts = np.zeros(len(table), dtype=np.int64)
-    unread = [0]
+    unread = [0, 0]
 
     def pixels(classes_band: np.ndarray, sub: Grid) -> np.ndarray:
         if held is not None:
-            from rasterio.features import geometry_mask
-
-            # (a feature drawn there stays: extracts hold the whole ways that cross their bounds; only "nothing
-            # mapped", which nothing read there can say, is unknown)
-            outside = geometry_mask([held], out_shape=classes_band.shape, transform=sub.transform)
-            outside &= classes_band == 0
-            classes_band[outside] = NODATA_CLASS
-            unread[0] += int(outside.sum())
+            n, beyond = _unread(classes_band, sub, held)
+            unread[0] += n
+            unread[1] += beyond
         counts[:] += np.bincount(classes_band.ravel(), minlength=len(table))[: len(table)]
         return render_rgb(classes_band, table) if style == "rgb" else classes_band[None]
 
@@ -298,7 +304,21 @@ def _write_map(
                                     before_rename=free)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return counts, unread[0]
+    return counts, unread[0], unread[1]
+
+
+def _unread(classes: np.ndarray, grid: Grid, held: Any) -> tuple[int, int]:
+    """Set NODATA_CLASS in ``classes`` on ``grid`` where nothing is drawn outside ``held`` (a feature drawn there
+    stays: extracts hold the whole ways that cross their bounds; only "nothing mapped", which nothing read there can
+    say, is unknown); return how many pixels it set, and how many lie outside ``held``."""
+    from rasterio.features import geometry_mask
+
+    outside = np.ones(classes.shape, bool) if held.is_empty else \
+        geometry_mask([held], out_shape=classes.shape, transform=grid.transform)
+    beyond = int(outside.sum())
+    outside &= classes == 0
+    classes[outside] = NODATA_CLASS
+    return int(outside.sum()), beyond
 
 
 def _burned_bands(
@@ -336,15 +356,17 @@ def _declared_share(osm_file: str | None, grid: Grid) -> tuple[float, tuple[floa
     return inter / max(1e-12, (e - w) * (n - s)), tuple(float(v) for v in area.bounds)  # type: ignore[return-value]
 
 
-def _coverage_warnings(osm_file: str | None, grid: Grid, nodata: bool = False) -> list[str]:
+def _coverage_warnings(osm_file: str | None, grid: Grid, nodata: bool = False,
+                       share: float | None = None) -> list[str]:
     """A warning when an OSM file declares bounds that leave part of the grid out: there a class map is nodata
-    (``nodata``), a rendered one "background", which says no feature was mapped, where none was loaded."""
+    (``nodata``), a rendered one "background", which says no feature was mapped, where none was loaded. ``share``:
+    the share of the grid's pixels inside them, where counted (else the degrees' share)."""
     from geosr.osm.files import bounds_named
 
     held = _declared_share(osm_file, grid)
-    if held is None or held[0] >= 0.999:
+    if held is None or held[0] >= 0.999 or (share is not None and share >= 1):
         return []
-    pct = 100 * held[0]  # (one decimal, below 99.9: "100%" would say nothing is left out)
+    pct = 100 * (held[0] if share is None else share)  # (one decimal, below 99.9: "100%" would say nothing is out)
     share = f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else "under 0.1%"
     there = f"nodata ({NODATA_CLASS}) but for the features drawn there, as nothing else there was read" if nodata \
         else "background, though nothing there was read"
@@ -356,23 +378,32 @@ def _held_area(osm_file: str | None, grid: Grid) -> Any:
     """The area an OSM file declares it holds data for (its bounds' boxes), in ``grid``'s CRS, where it leaves part
     of the grid out; None where it covers the grid, declares no bounds, or there is no file (pixels outside it were
     written as class 0, "background": no feature mapped, where none had been read; found in review)."""
+    import shapely
     from pyproj import Transformer
+    from rasterio.warp import transform_bounds
     from shapely.geometry import box
-    from shapely.ops import transform, unary_union
+    from shapely.ops import unary_union
 
     from geosr.osm.files import declared_bounds
 
     share = _declared_share(osm_file, grid)
     if share is None or share[0] >= 0.999:
         return None
-    area = unary_union([box(*b) for b in declared_bounds(osm_file) or []])
-    side = max(area.bounds[2] - area.bounds[0], area.bounds[3] - area.bounds[1])
+    # the boxes near the grid, their edges densified at a 256th of the grid (a degree box's sides are curves in most
+    # CRSs: densified by the box's own size, a continent's edge landed 400 m off across a 1 m grid; found in review)
+    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
+    step = max(1e-7, min(east - west, north - south) / 256)
+    near = box(west - 64 * step, south - 64 * step, east + 64 * step, north + 64 * step)
+    area = unary_union([box(*b) for b in declared_bounds(osm_file) or []]).intersection(near)
+    if area.is_empty:
+        return area  # (nothing of the grid: nodata wherever nothing is drawn)
     to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
-    try:  # (edges densified: a degree box's sides are curves in most CRSs)
-        held = transform(to_grid.transform, area.segmentize(max(1e-4, side / 64)))
+    try:
+        held = shapely.transform(area.segmentize(step),
+                                 lambda xy: np.column_stack(to_grid.transform(xy[:, 0], xy[:, 1], errcheck=True)))
     except Exception:  # noqa: BLE001 - a box PROJ cannot carry to the grid: background there, as before, warned of
         return None
-    return held if held.is_valid and not held.is_empty else None
+    return held if held.is_valid else None
 
 
 def _output_tags(table: MapClassTable, style: str, feats: OSMFeatures) -> dict[str, str]:
