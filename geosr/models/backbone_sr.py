@@ -61,7 +61,11 @@ class BackboneSuperResolver:
         # bytes a window's forward pass adds to peak memory: the LR-space network's features per LR pixel, the
         # upsampled output per HR pixel (bench/bench_memory.py calibrate on 232 px windows: 100 / 121 / 297 MB at
         # x2 / x4 / x8, 325 MB for 136 px at x16; one bytes-per-HR-pixel figure was 2x off at x8 or at x2)
-        self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 1200))
+        # (per LR pixel twice the features one window's pass holds: glibc keeps a window's freed features in its
+        # threads' arenas as the next runs; at 1200, lite runs on 4-band LRs of 300-1200 px at x2-x8 peaked 3-29% over
+        # their estimate with the memory given back after each batch (geosr.pipeline.resources), at 2400 estimate /
+        # peak 0.85-1.05, and 0.93-1.14 on bench/bench_memory.py check's lite cases, 2026-12-07; review)
+        self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 2400))
         self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 75))
         self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
         self.ran_away = 0  # windows whose output ran away, given bicubic instead (:func:`_within_reach`)
@@ -107,7 +111,10 @@ class BackboneSuperResolver:
             c = None if code is None else code[min(i, len(code) - 1) : i + 1].to(self.device)
             sr = self.net(lr, s, c)[..., pt * s :, pl * s :].float()
             own = batch.lr[i : i + 1].to(self.device, torch.float32)
-            if not _within_reach(_core(sr, batch.halo * s), own):  # ran away: bicubic there, counted for the run
+            # judged where it is read: all of it finite, and within reach on the core and the 2 LR px of halo around
+            # it that a diffusion model sampling on it reads (a rescale's kernel reaches less; NaN or 1e6 there spread
+            # into the core; found in review)
+            if not (bool(torch.isfinite(sr).all()) and _within_reach(_core(sr, max(0, batch.halo - 2) * s), own)):
                 sr = upsample(own, s, "bicubic")
                 self.ran_away += 1
             outs.append(sr.contiguous())
@@ -120,9 +127,9 @@ class BackboneSuperResolver:
 
 
 def _core(sr: torch.Tensor, margin: int) -> torch.Tensor:
-    """``sr`` without its halo of ``margin`` output pixels, which the pipeline crops: an overshoot there (349 pixels
-    of 2.9M in a window's halo at the scene's edge, on a textured 4-band LR at x4) put bicubic over the whole window,
-    and a warning (found in review)."""
+    """``sr`` without ``margin`` output pixels of its halo, which nothing reads: an overshoot there (349 pixels of
+    2.9M at the outer edge of a window's halo at the scene's edge, on a textured 4-band LR at x4) put bicubic over
+    the whole window, and a warning (found in review)."""
     h, w = sr.shape[-2:]
     return sr[..., margin : h - margin, margin : w - margin] if margin and min(h, w) > 2 * margin else sr
 

@@ -437,12 +437,10 @@ def _run_model(job: UpscaleJob, group: list) -> list[np.ndarray]:
     # each window through all of its steps alone; any other runs a lone window as a batch of two, which is as near
     # as batching gets.
     if getattr(sr, "one_window_at_a_time", False):
-        out = []
-        for st in stacks:  # (each window's freed activations given back: else the process grew window by window)
-            out.append(run([st])[0])
-            release_freed_memory()
+        out = [run([st])[0] for st in stacks]
     else:
         out = list(run(stacks * 2 if len(stacks) == 1 and job.batch_size > 1 else stacks))
+    release_freed_memory()  # (the batch's freed activations given back: else the process grew batch by batch)
     return [o[:, halo * s : (halo + w.height) * s, halo * s : (halo + w.width) * s] for w, o in zip(group, out)]
 
 
