@@ -84,6 +84,8 @@ def coregistration_memory(width: int, height: int, bands: int) -> int:
     margin = 8  # (the crop's margin for the shift and the tie points: a few LR pixels)
     w, h = min(COREG_SIDE, width) + 2 * margin, min(COREG_SIDE, height) + 2 * margin
     return w * h * COREG_REFINE**2 * (COREG_BAND_BYTES * bands + COREG_PIXEL_BYTES)
+
+
 UNCHECKED = "too few pixels clear of the cloud masks to check the estimated shift"
 COREGISTRATION_OFF = "co-registration off"  # the reason a reference measured with `coregister` off was not moved
 FIT_SIDE = 1024  # harmonization is fitted on at most FIT_SIDE^2 LR pixels (decimated, or a block sample)
