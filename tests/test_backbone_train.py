@@ -86,8 +86,10 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     assert any(f"images of {root.name}" in d for d in log[0]["data"])  # which data, by its name
     # the run's own data, its validation data too (as a diffusion run's record has it), in its checkpoint
     assert spec["training"]["data"] == log[0]["data"] and log[0]["data"][-1].startswith("validation ")
-    # and its sources' paths, by which `geosr evaluate` tells an evaluation on them (geosr.training.overlap)
-    assert [s.get("path") for s in spec["training"]["data_sources"]] == [str(root.absolute())]
+    # and its sources' paths, hashed, by which `geosr evaluate` tells an evaluation on them (geosr.training.overlap)
+    from geosr.training.overlap import path_hashes
+
+    assert spec["training"]["data_path_hashes"] == path_hashes([{"kind": "synthetic", "path": str(root)}])
     best = read_spec(out / "best.safetensors")
     assert best["training"]["validation"] == best["metrics"]["validation_gain_db"]
     assert set(best["training"]["validation"]) >= {"min", "mean", "box", "gaussian"}

@@ -1494,12 +1494,17 @@ def test_an_evaluation_on_a_model_s_own_training_data_says_so(tmp_path):
     tiles = tmp_path / "tiles"
     (tiles / "a").mkdir(parents=True)
     Image.fromarray(_image(1)).save(tiles / "a" / "tile.png")
-    models = [run("same", {"data_sources": [{"kind": "synthetic", "path": str(tiles)}]}),
-              run("holds_a_file", {"data_sources": [{"kind": "synthetic", "paths": [str(tiles / "a" / "tile.png")]}]}),
-              run("elsewhere", {"data_sources": [{"kind": "synthetic", "path": str(tmp_path / "other")}]}),
+    from geosr.training.overlap import path_hashes
+
+    def hashed(*sources: dict) -> dict:  # an LR-space run's record: its sources' paths hashed (the card names none)
+        return {"data_path_hashes": path_hashes(sources)}
+
+    models = [run("same", hashed({"kind": "synthetic", "path": str(tiles)})),
+              run("holds_a_file", hashed({"kind": "synthetic", "paths": [str(tiles / "a" / "tile.png")]})),
+              run("elsewhere", hashed({"kind": "synthetic", "path": str(tmp_path / "other")})),
               run("above", {"config": {"data": [{"kind": "pairs", "path": str(tmp_path)}]}}),  # a diffusion run's
               # a data manifest's: its folders hold its held-out split too (as the bundled default's record)
-              run("manifest", {"data_sources": [{"kind": "shared", "path": str(tiles), "manifest": str(tiles)}]})]
+              run("manifest", {"config": {"data": [{"kind": "shared", "path": str(tiles), "manifest": str(tiles)}]}})]
     res = evaluate_api(tiles, models=models, scales=[4], out=tmp_path / "ev", panels=False, device="cpu")
     said = [n for n in res.notes if "was trained on" in n]
     tail = (" (its checkpoint's training record), which this data is, lies in or holds: its scores here are on "

@@ -61,11 +61,7 @@ class BackboneSuperResolver:
         # bytes a window's forward pass adds to peak memory: the LR-space network's features per LR pixel, the
         # upsampled output per HR pixel (bench/bench_memory.py calibrate on 232 px windows: 100 / 121 / 297 MB at
         # x2 / x4 / x8, 325 MB for 136 px at x16; one bytes-per-HR-pixel figure was 2x off at x8 or at x2)
-        # (per LR pixel twice the features one window's pass holds: glibc keeps a window's freed features in its
-        # threads' arenas as the next runs; at 1200, lite runs on 4-band LRs of 300-1200 px at x2-x8 peaked 3-29% over
-        # their estimate with the memory given back after each batch (geosr.pipeline.resources), at 2400 estimate /
-        # peak 0.85-1.05, and 0.93-1.14 on bench/bench_memory.py check's lite cases, 2026-12-07; review)
-        self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 2400))
+        self.memory_per_lr_pixel = float(self.spec.get("memory_per_lr_pixel", 1200))
         self.memory_per_hr_pixel = float(self.spec.get("memory_per_hr_pixel", 75))
         self.one_window_at_a_time = True  # __call__ runs a batch's windows singly (their pooling phases differ)
         self.ran_away = 0  # windows whose output ran away, given bicubic instead (:func:`_within_reach`)
@@ -83,6 +79,13 @@ class BackboneSuperResolver:
         tiling = self.spec.get("tiling", {})
         window_hr = int(tiling["window_hr"]) if "window_hr" in tiling else min(WINDOW_LR * scale, MAX_WINDOW_HR)
         return window_hr, float(tiling.get("overlap_share", 0.0625))
+
+    def retained_memory(self, lr_h: int, lr_w: int) -> float:
+        """Bytes a run holds beyond one window's pass (:meth:`window_memory`): one more window's LR-space features,
+        which glibc keeps in its threads' arenas as the next window runs (without it lite runs on 4-band LRs of
+        300-1200 px at x2-x8 peaked 3-29% over their estimate, the memory given back after each batch; with it,
+        estimate / peak 0.85-1.05, and 0.93-1.14 on bench/bench_memory.py check's lite cases; 2026-12-07, review)."""
+        return lr_h * lr_w * self.memory_per_lr_pixel
 
     def window_memory(self, lr_h: int, lr_w: int, scale: int) -> float:
         """Peak bytes one window of ``lr_h`` x ``lr_w`` LR pixels adds at ``scale``

@@ -1099,6 +1099,8 @@ def _memory_mb(plan: WindowPlan, hr: Grid, bands: int, scale: int, sr: SuperReso
     per_window = window_memory(sr, lr_h, lr_w, via)
     # a model that runs the windows of a batch one after the other holds one window's activations at a time
     model = per_window + (n - 1) * area * bands * 4 if singly else n * per_window
+    retained = getattr(sr, "retained_memory", None)  # (what the allocator keeps of a window as the next runs)
+    model += float(retained(lr_h, lr_w)) if callable(retained) else 0.0
     cache = min(GDAL_CACHE_MB, output_mb) * 2**20
     if not gpu:
         return (runtime + max(acc + stack + model, assembled * 2**20, detection) + cache) / 2**20, None

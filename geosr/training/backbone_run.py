@@ -22,6 +22,7 @@ import torch
 
 from geosr.errors import InputError, OptionError
 from geosr.training.config import TrainConfig
+from geosr.training.overlap import path_hashes
 
 # a backbone run's network is in its model file only: without it (or its best weights) there is nothing to resume
 LOST = "the run's network is kept in {files} alone: start the run again with `overwrite`"
@@ -164,9 +165,9 @@ def train_backbone(
         result = fit_backbone(out, train, val, init=start_path, cfg=bcfg, resume=resume, minutes=max_minutes,
                               log=log, progress=step_done, name=None if cfg.name == TrainConfig.name else cfg.name,
                               record={"data": described + [f"validation {d}" for d in v_described],
-                                      # (its sources' paths, as a diffusion run's config records them: evaluate
-                                      # names an evaluation on them as not held out)
-                                      "data_sources": cfg.to_dict()["data"],
+                                      # (its sources' paths, hashed: the card names no user's folder, and evaluate
+                                      # still tells an evaluation on them; geosr.training.overlap)
+                                      "data_path_hashes": path_hashes(cfg.to_dict()["data"]),
                                       **({"description": cfg.description} if cfg.description else {})},
                               state_extra=extra)
         best = result["best"]

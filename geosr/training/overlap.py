@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,13 +15,35 @@ from geosr.training.config import SOURCE_PATH_KEYS
 MANIFEST_KINDS = ("shared",)
 
 
+# how many files and folders below evaluation data are compared with a run's hashed sources at most
+WALK_LIMIT = 20000
+
+
 def training_sources(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The data sources a checkpoint's training run read: a diffusion run's ``training.config.data``, an LR-space
-    run's ``training.data_sources`` (none for a checkpoint that does not record them)."""
+    """The data sources a checkpoint's training run read, by path: a diffusion run's ``training.config.data`` (none
+    for a checkpoint that does not record them; an LR-space run records them hashed: :func:`training_hashes`)."""
     training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
     config = training.get("config") if isinstance(training.get("config"), dict) else {}
-    sources = training.get("data_sources", config.get("data"))
+    sources = config.get("data")
     return [s for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
+
+
+def training_hashes(spec: dict[str, Any]) -> set[str]:
+    """The hashed paths of the sources an LR-space run read (``training.data_path_hashes``: :func:`path_hashes`)."""
+    training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
+    got = training.get("data_path_hashes")
+    return {h for h in got if isinstance(h, str)} if isinstance(got, list) else set()
+
+
+def _hash(path: str) -> str:
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+def path_hashes(sources: Sequence[Any]) -> list[str]:
+    """The paths of training ``sources`` (resolved) as a card records them: hashed, naming no user's folder (a card
+    that held /home/me/client/tiles was found in review), yet comparable with evaluation data's."""
+    return sorted({_hash(p) for src in sources if isinstance(src, dict) and src.get("kind") not in MANIFEST_KINDS
+                   for p in _paths(src)})
 
 
 def _paths(source: dict[str, Any]) -> list[str]:
@@ -46,16 +69,34 @@ def evaluated_paths(data: str | os.PathLike[str]) -> list[str]:
     return [seen]
 
 
-def trained_on(data: str | os.PathLike[str], sources: Sequence[dict[str, Any]]) -> list[str]:
+def trained_on(data: str | os.PathLike[str], sources: Sequence[dict[str, Any]],
+               hashes: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """The training sources' paths that evaluation ``data`` (a folder or a manifest: :func:`evaluated_paths`) is,
     lies in, or holds (a data manifest's sources left out: their record names the manifest, not which of its images
-    a run trained on)."""
+    a run trained on); for sources known by their ``hashes``, the path here that matched (the data, a folder above
+    it, or a file or folder below it, up to WALK_LIMIT of them)."""
     found = []
     for seen in evaluated_paths(data):
         for src in sources:
             if src.get("kind") not in MANIFEST_KINDS:
                 found += [p for p in _paths(src) if _within(seen, p) or _within(p, seen)]
+        if hashes:
+            found += [p for p in _around(seen) if _hash(p) in hashes]
     return list(dict.fromkeys(found))
+
+
+def _around(path: str) -> list[str]:
+    """``path``, the folders above it, and what lies below it (at most WALK_LIMIT entries)."""
+    out, p = [path], path
+    while os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+        out.append(p)
+    if os.path.isdir(path):
+        for top, dirs, files in os.walk(path):
+            out += [os.path.join(top, n) for n in dirs + files]
+            if len(out) > WALK_LIMIT:
+                break
+    return out
 
 
 def training_data_notes(data: str | os.PathLike[str], specs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -63,7 +104,7 @@ def training_data_notes(data: str | os.PathLike[str], specs: Sequence[tuple[str,
     there are on images it was trained on, not held out."""
     notes = []
     for name, spec in specs:
-        hit = trained_on(data, training_sources(spec))
+        hit = trained_on(data, training_sources(spec), training_hashes(spec))
         if hit:
             more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
             shown = ", ".join(Path(p).name or p for p in hit[:3]) + more
@@ -72,4 +113,4 @@ def training_data_notes(data: str | os.PathLike[str], specs: Sequence[tuple[str,
     return notes
 
 
-__all__ = ["training_sources", "trained_on", "training_data_notes"]
+__all__ = ["training_sources", "training_hashes", "path_hashes", "trained_on", "training_data_notes"]
