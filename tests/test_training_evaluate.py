@@ -1524,6 +1524,9 @@ def test_an_evaluation_on_a_model_s_own_training_data_says_so(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"sets": [{"layout": "pairs", "path": "tiles/a", "heldout": ["x"]}]}))
     assert trained_on(tmp_path / "m.json", [{"kind": "pairs", "path": str(tiles)}]) == [str(tiles)]
     assert trained_on(tmp_path / "m.json", [{"kind": "pairs", "path": str(tmp_path / "fresh")}]) == []
+    # a card's size bounded: more than 256 files listed are recorded by their folders, which still match
+    many = path_hashes([{"kind": "synthetic", "paths": [str(tiles / "a" / f"t{i}.png") for i in range(300)]}])
+    assert many == path_hashes([{"kind": "synthetic", "path": str(tiles / "a")}])
     # a data set the models were not trained on: nothing said
     (tmp_path / "fresh").mkdir()
     Image.fromarray(_image(2)).save(tmp_path / "fresh" / "tile.png")

@@ -17,6 +17,8 @@ MANIFEST_KINDS = ("shared",)
 
 # how many files and folders below evaluation data are compared with a run's hashed sources at most
 WALK_LIMIT = 20000
+# how many source paths a card records hashed at most (beyond, their folders)
+LISTED_LIMIT = 256
 
 
 def training_sources(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -41,9 +43,13 @@ def _hash(path: str) -> str:
 
 def path_hashes(sources: Sequence[Any]) -> list[str]:
     """The paths of training ``sources`` (resolved) as a card records them: hashed, naming no user's folder (a card
-    that held /home/me/client/tiles was found in review), yet comparable with evaluation data's."""
-    return sorted({_hash(p) for src in sources if isinstance(src, dict) and src.get("kind") not in MANIFEST_KINDS
-                   for p in _paths(src)})
+    that held /home/me/client/tiles was found in review), yet comparable with evaluation data's; of more than
+    LISTED_LIMIT files listed, their folders (the card's size bounded)."""
+    paths = {p for src in sources if isinstance(src, dict) and src.get("kind") not in MANIFEST_KINDS
+             for p in _paths(src)}
+    if len(paths) > LISTED_LIMIT:
+        paths = {os.path.dirname(p) for p in paths}
+    return sorted(_hash(p) for p in paths)
 
 
 def _paths(source: dict[str, Any]) -> list[str]:
