@@ -125,6 +125,21 @@ def test_arch_lite_fine_tunes_the_bundled_backbone_and_resumes(tmp_path, nested)
     state = json.loads((out / "state.json").read_text(), parse_constant=strict)
     assert state["best"]["step"] in (result["best_step"], 6) and state["loss_avg"] == again["ema_loss"]
     assert state["best"]["step"] == again["best_step"]
+    # a run from these weights on other data records the sources behind them, and an evaluation on those is told
+    # (a model fine-tuned from one trained on scenes/ and scored on scenes/ went unnoted; found in review)
+    from geosr.training.overlap import training_data_notes
+
+    res = _run(["--arch", "lite", "--data", str(val), "-x", "4", "--batch", "2", "--train-steps", "1",
+                "--out-dir", str(tmp_path / "tuned"), "--init", str(out / "model.safetensors"), "--json"])
+    assert res.exit_code == 0, res.output
+    tuned = read_spec(tmp_path / "tuned" / "model.safetensors")
+    assert tuned["training"]["data_path_hashes"] == path_hashes([{"kind": "synthetic", "path": str(val)}])
+    assert tuned["training"]["inherited_path_hashes"] == path_hashes([{"kind": "synthetic", "path": str(root)}])
+    assert training_data_notes(root / "field", [("tuned", tuned)]) == [
+        f"tuned was initialised from weights trained on {root.name} (its checkpoint's training record), which this "
+        "data is, lies in or holds: its scores here are on images its starting weights were trained on, not held out"]
+    assert training_data_notes(val, [("tuned", tuned)])[0].startswith(f"tuned was trained on {val.name} ")
+    assert training_data_notes(tmp_path / "run", [("tuned", tuned)]) == []
     # data changed since the run started (an image added to its folder): refused (found by review: trained on)
     _image(root / "field" / "field9.jpg", 77)
     before = (out / "state.safetensors").read_bytes()

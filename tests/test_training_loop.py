@@ -153,7 +153,8 @@ def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
     torch.manual_seed(0)
     base = build_denoiser({**MICRO, "residual": True, "sigma_data": 0.4}, n_bands=3, n_change_classes=3).eval()
     src = save_checkpoint(tmp_path / "base.safetensors", base,
-                          make_spec(base, scales=[4], training={"licences": "Weights: for research only."}))
+                          make_spec(base, scales=[4], training={"licences": "Weights: for research only.", "config": {
+                              "data": [{"kind": "pairs", "path": str(tmp_path / "old")}]}}))
     model, fresh = init_model(str(src), {"upsampler_channels": 8, "upsampler_blocks": 1})
     assert fresh and all(k.startswith("net.upsampler.") for k in fresh)
     loaded = model.state_dict()
@@ -178,6 +179,10 @@ def test_init_adds_a_learned_upsampler_and_the_run_trains_it(tmp_path, images):
     assert any("initialised from" in d for d in spec["training"]["data"])
     # the terms of the weights it started from carry over (found in review: a fine-tuned default recorded none)
     assert spec["training"]["licences"].endswith("whose terms carry over: Weights: for research only.")
+    # and the sources behind them, by which evaluate tells an evaluation on those (geosr.training.overlap)
+    from geosr.training.overlap import path_hashes
+
+    assert spec["training"]["inherited_path_hashes"] == path_hashes([{"kind": "pairs", "path": str(tmp_path / "old")}])
 
 
 def test_upsampler_objective_and_freeze_train_only_their_parts(tmp_path, images):

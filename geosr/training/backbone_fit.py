@@ -33,6 +33,7 @@ from geosr.models.backbone_experts import ExpertBackbone
 from geosr.models.degradation_code import CODE_DIMS, lr_sharpness
 from geosr.models.resample import upsample
 from geosr.training.metrics import psnr_y
+from geosr.training.overlap import inherited_hashes
 from geosr.training.sensor_degradations import NAMED, blind_degrade, degrade_named
 from geosr.training.state import load_state, own_checkpoint, save_state, state_record
 
@@ -403,8 +404,11 @@ def fit_backbone(
     t_end = time.monotonic() + 60 * minutes if minutes else math.inf
     batches = _worker_batches(train_images, scales, weights, cfg, step) if cfg.workers > 0 else None
 
+    # the sources behind the start's weights (a resumed run's own record holds them already)
+    lineage = inherited_hashes(spec) if init is not None else {}
+
     def training(at: int) -> dict:
-        return {**spec.get("training", {}), **(record or {}), "steps": at, "config": cfg.to_dict()}
+        return {**spec.get("training", {}), **(record or {}), **lineage, "steps": at, "config": cfg.to_dict()}
 
     def save(at: int, best_so_far: dict) -> None:
         saved_best = best_so_far if math.isfinite(best_so_far["min"]) else None  # JSON has no -Infinity

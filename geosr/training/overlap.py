@@ -19,6 +19,8 @@ MANIFEST_KINDS = ("shared",)
 WALK_LIMIT = 20000
 # how many source paths a card records hashed at most (beyond, their folders)
 LISTED_LIMIT = 256
+# a card's record of the hashed sources of the runs behind the checkpoint its run started from
+INHERITED = "inherited_path_hashes"
 
 
 def training_sources(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -30,11 +32,22 @@ def training_sources(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
 
 
-def training_hashes(spec: dict[str, Any]) -> set[str]:
-    """The hashed paths of the sources an LR-space run read (``training.data_path_hashes``: :func:`path_hashes`)."""
+def training_hashes(spec: dict[str, Any], key: str = "data_path_hashes") -> set[str]:
+    """The hashed paths of the sources an LR-space run read (``training.data_path_hashes``: :func:`path_hashes`), or
+    with ``key`` ``inherited_path_hashes``, those of the runs behind the checkpoint it started from."""
     training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
-    got = training.get("data_path_hashes")
+    got = training.get(key)
     return {h for h in got if isinstance(h, str)} if isinstance(got, list) else set()
+
+
+def inherited_hashes(start: dict[str, Any]) -> dict[str, list[str]]:
+    """The record of a run initialised from the checkpoint whose spec is ``start``: the hashed source paths of the
+    runs behind those weights (``start``'s own, by path or hashed, and what it inherited), so that evaluation on the
+    data a model's ancestors were trained on is told too (a run fine-tuned from one trained on tiles/ and evaluated
+    on tiles/ went unnoted; found in review). {} when ``start`` names none. (It grows by at most LISTED_LIMIT
+    entries per generation.)"""
+    got = training_hashes(start) | training_hashes(start, INHERITED) | set(path_hashes(training_sources(start)))
+    return {INHERITED: sorted(got)} if got else {}
 
 
 def _hash(path: str) -> str:
@@ -111,12 +124,17 @@ def training_data_notes(data: str | os.PathLike[str], specs: Sequence[tuple[str,
     notes = []
     for name, spec in specs:
         hit = trained_on(data, training_sources(spec), training_hashes(spec))
-        if hit:
-            more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
-            shown = ", ".join(Path(p).name or p for p in hit[:3]) + more
-            notes.append(f"{name} was trained on {shown} (its checkpoint's training record), which this data is, lies "
-                         "in or holds: its scores here are on images it was trained on, not held out")
+        before = [] if hit else trained_on(data, [], training_hashes(spec, INHERITED))
+        if hit or before:
+            found = hit or before
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            shown = ", ".join(Path(p).name or p for p in found[:3]) + more
+            said = "was trained on" if hit else "was initialised from weights trained on"
+            whose = "it was trained on" if hit else "its starting weights were trained on"
+            notes.append(f"{name} {said} {shown} (its checkpoint's training record), which this data is, lies in or "
+                         f"holds: its scores here are on images {whose}, not held out")
     return notes
 
 
-__all__ = ["training_sources", "training_hashes", "path_hashes", "trained_on", "training_data_notes"]
+__all__ = ["training_sources", "training_hashes", "inherited_hashes", "path_hashes", "trained_on",
+           "training_data_notes"]

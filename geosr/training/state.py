@@ -21,6 +21,7 @@ from geosr.options import TrainOptions
 from geosr.permissions import new_file_mode
 from geosr.training.config import TrainConfig, absolute_backbone, absolute_sources, recorded_sources
 from geosr.training.outputs import OutputFolder
+from geosr.training.overlap import inherited_hashes
 
 if TYPE_CHECKING:  # types only: the backbone's training imports this module without GDAL (a GPU machine's bare image)
     from geosr.conditioning.changes import ChangeClassTable
@@ -277,6 +278,7 @@ def save_model(path: Path, ema: EDMDenoiser, cfg: TrainConfig, table: ChangeClas
             "data": described, "config": cfg.to_dict(), "description": cfg.description,
             **({"validation": {k: round(x, 4) for k, x in validation.items()}} if validation else {}),
             **_inherited_terms(start),
+            **inherited_hashes(start),  # (the sources behind the start's weights: evaluate tells them too)
         },
     )
     save_checkpoint(path, ema, spec)
