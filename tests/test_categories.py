@@ -28,7 +28,7 @@ def test_a_class_raster_gets_category_names_and_an_attribute_table(tmp_path):
     grid = Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), 16, 8)
     data = np.zeros((1, 8, 16), np.uint8)
     data[0, :, 8:] = 3
-    meta = OutputMeta(dtype="uint8", count=1, categories={0: "background", 3: "water"},
+    meta = OutputMeta(dtype="uint8", count=1, categories={0: "background", 3: "water"}, overview_resampling="mode",
                       colormap={0: (0, 0, 0, 0), 3: (20, 40, 200, 255)})
     out = tmp_path / "classes.tif"
     write_cog(out, data, grid, meta)
@@ -48,7 +48,7 @@ def test_a_replacement_stopped_while_the_cog_is_made_keeps_the_old_file_s_class_
 
     grid = Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), 16, 8)
     data = np.zeros((1, 8, 16), np.uint8)
-    meta = OutputMeta(dtype="uint8", count=1, categories={0: "background", 1: "changed"})
+    meta = OutputMeta(dtype="uint8", count=1, categories={0: "background", 1: "changed"}, overview_resampling="mode")
     out = tmp_path / "classes.tif"
     write_cog(out, data, grid, meta)
     before = (out.read_bytes(), pam_path(out).read_bytes())
@@ -76,7 +76,7 @@ def test_reading_a_url_or_a_composite_does_not_hide_local_sidecars(served_tif, t
     assert "GDAL_DISABLE_READDIR_ON_OPEN" not in os.environ
     grid = Grid("EPSG:32633", Affine(10.0, 0, 300000.0, 0, -10.0, 5600000.0), 4, 4)
     write_cog(tmp_path / "c.tif", np.ones((1, 4, 4), np.uint8), grid,
-              OutputMeta(dtype="uint8", count=1, categories={1: "one"}))
+              OutputMeta(dtype="uint8", count=1, categories={1: "one"}, overview_resampling="mode"))
     assert class_names(tmp_path / "c.tif")[0] == ["", "one"]
 
 

@@ -38,6 +38,28 @@ def test_a_cog_carries_overviews_that_average_its_pixels(tmp_path):
         assert np.abs(ov.read().astype(np.float64) - expected).max() <= 0.5  # GDAL rounds the mean
 
 
+@pytest.mark.parametrize("method", ["mode", "nearest"])
+def test_a_class_raster_s_overviews_hold_only_its_classes(tmp_path, method):
+    """Class rasters (the provenance sidecar, a change mask, an OSM class map) ask for mode or nearest overviews: an
+    average of classes 0 and 3 is class 1 or 2, found nowhere in the full resolution (the method given was not
+    checked; found by mutation testing)."""
+    classes = np.zeros((1, 64, 64), np.uint8)
+    classes[0, ::2, :] = 3
+    classes[0, :, ::2] ^= 3  # a checkerboard of 0 and 3
+    classes[0, :32, :32] = 3  # and a block of one class, which every level keeps
+    write_cog(tmp_path / "c.tif", classes, _grid(64, 64),
+              OutputMeta(dtype="uint8", count=1, blocksize=16, overview_resampling=method), folder=tmp_path)
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert ds.overviews(1) == [2, 4]
+    for level in (0, 1):
+        with rasterio.open(tmp_path / "c.tif", overview_level=level) as ov:
+            seen = ov.read(1)
+            assert set(np.unique(seen)) <= {0, 3}, np.unique(seen)
+            assert (seen[: seen.shape[0] // 2, : seen.shape[1] // 2] == 3).all()
+    with pytest.raises(ValueError, match="class raster's overviews take mode or nearest"):
+        OutputMeta(dtype="uint8", count=1, categories={0: "a", 3: "b"})  # (the provenance, a change mask, a map)
+
+
 def test_row_bands_with_a_mask_get_mask_overviews(tmp_path):
     data = np.full((1, 64, 64), 7, np.uint16)
     valid = np.ones((64, 64), bool)

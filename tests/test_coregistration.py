@@ -78,6 +78,25 @@ def test_the_corrected_transform_undoes_the_offset(tmp_path):
         assert ds.transform.f - orig.transform.f == pytest.approx(2 * 240)  # moved north (rows go down)
 
 
+def test_the_corrected_transform_follows_a_turned_lr_grid():
+    """An offset measured in the LR's columns and rows is a move along them on the ground, also where the LR's grid
+    is turned (30 degrees here): its columns run east-north-east, its rows south-south-east (the turned terms
+    dropped moved a reference a whole LR pixel off, unseen by a north-up test; found by mutation testing)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    lr = Grid(CRS.from_epsg(32633), Affine.translation(500000, 5000000) @ Affine.rotation(30) @ Affine.scale(10, -10),
+              100, 100)
+    ref = Affine(2.5, 0, 499000, 0, -2.5, 5001000)
+    for offset in ((2.0, 0.0), (0.0, 3.0), (1.5, -2.5)):
+        moved = corrected_transform(lr.crs, ref, lr, offset)
+        ground = lr.transform @ offset
+        origin = lr.transform @ (0, 0)
+        # the content lies ``offset`` LR px along the LR's axes: the reference is moved back by that much
+        assert (moved.c - ref.c, moved.f - ref.f) == pytest.approx((origin[0] - ground[0], origin[1] - ground[1]))
+        assert moved[:2] == ref[:2] and moved[3:5] == ref[3:5]
+
+
 def test_flat_or_unrelated_references_are_not_trusted():
     rng = np.random.default_rng(0)
     lr = np.repeat(rng.random((1, 64, 64)), 3, axis=0)

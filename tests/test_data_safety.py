@@ -923,7 +923,11 @@ def test_resume_with_overwrite_continues_the_same_job(tmp_path):
     assert result.resumed_rows > 0
 
 
-def test_a_torn_journal_line_survives_two_resumes(tmp_path):
+@pytest.mark.parametrize("tear", ["midway", "before its newline"])
+def test_a_torn_journal_line_survives_two_resumes(tmp_path, tear):
+    """A kill in the middle of a journal entry's write, or just before its newline: the entry is not taken as done
+    (one whole but for its newline was, and the next entry, appended to its line, made the journal unreadable at
+    the second resume: its work lost; found by mutation testing)."""
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 64, 24, seed=9) * 255).astype(np.uint8))
     out, clean = tmp_path / "out.tif", tmp_path / "clean.tif"
     tiling = TilingConfig(window=6, overlap=2)
@@ -931,8 +935,13 @@ def test_a_torn_journal_line_survives_two_resumes(tmp_path):
     with pytest.raises(_Stop):
         upscale(lr, output=out, scale=4, tiling=tiling, progress=_interrupt_after(12))
     journal = next(out.with_name(out.name + ".geosr-work").glob("rows_*/journal.jsonl"))
-    with open(journal, "a") as fh:
-        fh.write('{"row": 9, "hr_r')  # a kill in the middle of a write
+    if tear == "midway":
+        with open(journal, "a") as fh:
+            fh.write('{"row": 9, "hr_r')  # a kill in the middle of a write
+    else:
+        kept = journal.read_bytes()
+        assert kept.endswith(b"}\n")
+        journal.write_bytes(kept[:-1])
     with pytest.raises(_Stop):
         upscale(lr, output=out, scale=4, tiling=tiling, resume=True, progress=_interrupt_after(30))
     assert upscale(lr, output=out, scale=4, tiling=tiling, resume=True).resumed_rows > 0

@@ -4,6 +4,7 @@ unchanged pixels it is fitted on."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from tests.test_detect_changes import _textured
@@ -36,6 +37,31 @@ def test_local_harmonization_follows_a_gain_that_varies_over_the_scene():
     assert local.to_dict()["local"]["cells"] == [6, 6]
     small = fit_local_harmonization(lr[:, :64, :64], ok[:64, :64], ref[:, :64, :64], ok[:64, :64])
     assert small.field_gain is None  # under three cells a side: the global fit
+
+
+def test_local_harmonization_is_placed_along_rows_as_along_columns_on_an_oblong_scene():
+    """The fields' cells on a scene of 150 x 400 LR pixels are 37.5 rows by 33.3 columns: a gain drifting down the
+    rows is followed as well as the same drift across the columns of the scene turned (the fields placed half a cell
+    off along rows, or with the cells' sides swapped, passed the square scene's test above unseen; found by mutation
+    testing)."""
+    rng = np.random.default_rng(0)
+    lr = rng.random((1, 150, 400)) * 100 + 20
+    ok = np.ones((150, 400), bool)
+    errors = {}
+    for axis, n in ((1, 150), (2, 400)):
+        ramp = np.linspace(0.6, 1.4, n).reshape((1, n, 1) if axis == 1 else (1, 1, n))
+        ref = (lr - 20) * ramp + 5 * ramp
+        local = fit_local_harmonization(lr, ok, ref, ok)
+        assert local.cell == pytest.approx((37.5, 400 / 12))
+        mapped = local.apply(ref, origin=(0, 0), step=1.0)
+        errors[axis] = float(np.abs(mapped - lr)[:, 32:-32, 32:-32].mean())
+        # the scene turned: the same fields, turned
+        turned = fit_local_harmonization(lr.transpose(0, 2, 1), ok.T, ref.transpose(0, 2, 1), ok.T)
+        np.testing.assert_allclose(turned.apply(ref.transpose(0, 2, 1), origin=(0, 0), step=1.0).transpose(0, 2, 1),
+                                   mapped, atol=1e-6)
+    # (a steeper drift down the 150 rows than across the 400 columns; placed half a cell off along rows: 2.3 and
+    # more, with the cells' sides swapped: 2.7 across the columns)
+    assert errors[1] < 2.1 and errors[2] < 0.4, errors
 
 
 def test_the_scene_fit_leaves_out_lr_pixels_partly_changed(tmp_path):

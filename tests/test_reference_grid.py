@@ -78,3 +78,79 @@ def test_hidden_pixels_are_left_out_before_the_average(tmp_path, monkeypatch):
         assert not valid[5, 5] and (valid == keep[2::4, 2::4]).all() and valid[2:4, 10:12].sum() == 2
         assert np.allclose(values[:, valid], expected[:, valid], atol=1e-3)
         assert values[:, 2:4, 10:12].max() < 120  # the cloud's grid pixels: the clear pixels beside it alone
+
+
+def _smooth(n: int, seed: int) -> np.ndarray:
+    """A float32 texture with detail at a few pixels' scale (an interpolation kernel's size shows in it)."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fft2(rng.normal(size=(n, n)))
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    return (100 + 40 * np.real(np.fft.ifft2(f / (1 + (k / 0.08) ** 2))) / 3).astype(np.float32)
+
+
+def _read(path, grid: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(path) as ds:
+        reader = GridReader(ds, grid, (1,), resampling)
+        try:
+            return reader.read(Window(0, 0, grid.width, grid.height))
+        finally:
+            reader.close()
+
+
+@pytest.mark.parametrize("resampling, res, tol", [(Resampling.cubic, 2.5, 1e-3), (Resampling.bilinear, 2.5, 1e-3),
+                                                  (Resampling.cubic, 40.0, 0.1)])  # (before: 0.64, 0.64, 1.58)
+def test_a_reference_on_a_turned_grid_reads_as_the_same_pixels(tmp_path, resampling, res, tol):
+    """The same pixels on a grid turned by 90 degrees (its geotransform turned with them) are the same reference:
+    GDAL's warper scaled its kernel for each chunk from the bounding box of the source window under it, which is
+    turned (or, at 20 degrees, too large) there, so a turned reference was resampled with a kernel for the other
+    axis (the bundled sample's reference turned: up to 31 DN off in reference-paste; found in review)."""
+    from geosr.tiling.grid import source_steps
+
+    data = _smooth(96, 1)
+    north = Affine(10, 0, 500000, 0, -10, 5000000)
+    make_raster(tmp_path / "north.tif", data, transform=north)
+    # the same ground, turned: pixel (c, r) of the turned file is pixel (95 - r, c) of the other
+    make_raster(tmp_path / "turned.tif", np.ascontiguousarray(np.rot90(data, 1)),
+                transform=north @ Affine(0, -1, 96, 1, 0, 0))
+    side = int(round(96 * 10 / res)) - 8  # inside the reference (its edge is a gap either way)
+    grid = Grid(CRS.from_epsg(32633), Affine(res, 0, 500000 + 2 * res, 0, -res, 5000000 - 2 * res), side, side // 2)
+    (a, va), (b, vb) = (_read(tmp_path / f"{n}.tif", grid, resampling) for n in ("north", "turned"))
+    assert va.all() and vb.all()
+    assert np.abs(a - b).max() < tol, np.abs(a - b).max()
+    for name, turn in (("north", 0), ("turned", 90), ("20", 20)):
+        t = north @ Affine.rotation(turn)
+        src = Grid(CRS.from_epsg(32633), t, 96, 96)
+        assert source_steps(src, grid) == pytest.approx((10 / res, 10 / res)), name
+
+
+def test_a_reference_numbered_across_the_antimeridian_is_read_whole(tmp_path):
+    """A reference in longitude and latitude across 180 degrees (numbered 179.9..180.1, or -180.1..-179.9), read
+    onto a projected grid there (UTM 60 over Fiji), was read on half of it without a word: GDAL's warper takes the
+    grid's pixels to -180..180. A global one numbered 0..360 read onto a grid at -10..10 degrees likewise. A
+    projected reference across 180 degrees, read onto a grid in degrees there, was refused as not overlapping."""
+    from geosr.conditioning.reference import check_overlap, footprint_on
+
+    data = _smooth(80, 2)
+    east = Affine(0.0025, 0, 179.9, 0, -0.0025, -16.8)
+    make_raster(tmp_path / "east.tif", data, crs="EPSG:4326", transform=east)
+    make_raster(tmp_path / "west.tif", data, crs="EPSG:4326", transform=Affine.translation(-360, 0) @ east)
+    utm = Grid(CRS.from_epsg(32760), Affine(50, 0, 818000, 0, -50, 8130500), 60, 60)  # 180 E runs through it
+    (a, va), (b, vb) = (_read(tmp_path / f"{n}.tif", utm, Resampling.cubic) for n in ("east", "west"))
+    assert va.all() and vb.all() and np.array_equal(a, b)  # (before: half of each valid)
+    world = np.tile(np.arange(360, dtype=np.float32), (20, 1))
+    make_raster(tmp_path / "world.tif", world, crs="EPSG:4326", transform=Affine(1, 0, 0, 0, -1, 10))
+    wgs = Grid(CRS.from_epsg(4326), Affine(0.5, 0, -10, 0, -0.5, 5), 40, 10)
+    values, valid = _read(tmp_path / "world.tif", wgs, Resampling.nearest)
+    assert valid.all() and values[0, 0, 0] == 350 and values[0, 0, -1] == 9
+    # the other way: a UTM 60 reference across 180 degrees onto grids in degrees either side of the line
+    make_raster(tmp_path / "utm.tif", _smooth(64, 3), crs="EPSG:32760",
+                transform=Affine(50, 0, 818000, 0, -50, 8131000))
+    with rasterio.open(tmp_path / "utm.tif") as ds:
+        for left in (179.99, 179.996, -180.004):
+            grid = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, left, 0, -0.0001, -16.892), 60, 40)
+            assert check_overlap(ds, grid, "reference") == pytest.approx(1.0)
+            c0, r0, c1, r1 = footprint_on(ds, grid)
+            assert c0 < 0 < 60 < c1 and r0 < 0 < 40 < r1
+    across = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, 179.997, 0, -0.0001, -16.892), 60, 40)
+    values, valid = _read(tmp_path / "utm.tif", across, Resampling.cubic)
+    assert valid.all()

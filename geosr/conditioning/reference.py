@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -17,7 +18,7 @@ from rasterio.windows import Window
 
 from geosr.errors import NoOverlapError
 from geosr.io.rasters import band_presence, reading, shown_name
-from geosr.tiling.grid import Grid, across_antimeridian
+from geosr.tiling.grid import Grid, across_antimeridian, source_steps, wrapped_crs
 
 MIN_FIT_PIXELS = 16
 
@@ -49,6 +50,8 @@ class GridReader:
         # a source with its own alpha band (an RGBA orthophoto) keeps it as the validity: GDAL warps it as the
         # alpha (WarpedVRT refuses to add a second one)
         alpha = next((i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha), None)
+        placed = {**({} if src_transform is None else {"src_transform": src_transform}),
+                  **warp_options(ds, grid, src_transform)}
         self.vrt = WarpedVRT(
             ds,
             crs=grid.crs,
@@ -57,7 +60,7 @@ class GridReader:
             height=grid.height,
             resampling=resampling,
             add_alpha=alpha is None,
-            **({} if src_transform is None else {"src_transform": src_transform}),
+            **placed,
         )
         self._alpha = self.vrt.count if alpha is None else alpha  # the alpha band WarpedVRT appended, or the source's
         # GDAL's average warp marks an output pixel beside the footprint's edge valid (alpha 255) though none of its
@@ -69,8 +72,7 @@ class GridReader:
         overshoots = resampling in (Resampling.cubic, Resampling.cubic_spline, Resampling.lanczos)
         self._centres = None if resampling != Resampling.average and not overshoots else WarpedVRT(
             ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-            resampling=Resampling.nearest, add_alpha=alpha is None,
-            **({} if src_transform is None else {"src_transform": src_transform}))
+            resampling=Resampling.nearest, add_alpha=alpha is None, **placed)
         self._scales = np.array([ds.scales[b - 1] for b in self.bands])[:, None, None]
         self._offsets = np.array([ds.offsets[b - 1] for b in self.bands])[:, None, None]
 
@@ -263,6 +265,17 @@ def pixel_ratio(ds: rasterio.DatasetReader, grid: Grid) -> float:
     return math.sqrt(src_px / (gx * gy))
 
 
+def warp_options(ds: rasterio.DatasetReader, grid: Grid, src_transform: Affine | None = None) -> dict[str, Any]:
+    """The WarpedVRT settings that read ``ds`` (placed by ``src_transform``, default its own) on ``grid`` as it lies:
+    its longitudes wrapped where it crosses the antimeridian (:func:`~geosr.tiling.grid.wrapped_crs`), and the
+    kernel's scale along its own axes (:func:`~geosr.tiling.grid.source_steps`)."""
+    source = Grid(ds.crs, ds.transform if src_transform is None else src_transform, ds.width, ds.height)
+    wrapped = wrapped_crs(source, grid)
+    steps = source_steps(source if wrapped is None else Grid(wrapped, source.transform, ds.width, ds.height), grid)
+    return {**({} if wrapped is None else {"src_crs": wrapped}),
+            **({} if steps is None else {"XSCALE": f"{steps[0]:.12g}", "YSCALE": f"{steps[1]:.12g}"})}
+
+
 def placed_transform(ds: rasterio.DatasetReader, grid: Grid) -> Affine | None:
     """The geotransform that places ``ds`` where it meets ``grid``: its own moved 360 degrees when the two are in
     longitude and latitude on either side of the antimeridian's numbering
@@ -276,7 +289,16 @@ def _bounds_in(ds: rasterio.DatasetReader, grid: Grid, transform: Affine | None 
     own). From its corners: rasterio's ``ds.bounds`` of a south-up file has bottom above top, which a same-CRS
     transform_bounds hands back as is."""
     own = Grid(ds.crs, ds.transform if transform is None else transform, ds.width, ds.height).bounds
-    return transform_bounds(ds.crs, grid.crs, *own, densify_pts=21)
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *own, densify_pts=21)
+    if grid.crs.is_geographic and left > right:
+        # across the antimeridian (a projected source over Fiji), PROJ's box has its west east of its east: read as
+        # one box beside the grid's own numbering (it read as no overlap at all; found in review)
+        right += 360.0
+        gl, _, gr, _ = grid.bounds
+        middle = (left + right) / 2 - (gl + gr) / 2
+        shift = min((0.0, -360.0, 360.0), key=lambda k: abs(middle + k))
+        left, right = left + shift, right + shift
+    return left, bottom, right, top
 
 
 def check_overlap(ds: rasterio.DatasetReader, grid: Grid, what: str, place: str = "the scene") -> float:

@@ -94,6 +94,11 @@ class OutputMeta:
     blocksize: int = 512
     overview_resampling: str = "average"
 
+    def __post_init__(self) -> None:
+        # a class raster's overviews hold its classes: an average of classes 0 and 3 is a class found nowhere
+        if (self.categories or self.colormap) and self.overview_resampling.lower() not in ("mode", "nearest"):
+            raise ValueError(f"a class raster's overviews take mode or nearest, not {self.overview_resampling}")
+
 
 def _profile(meta: OutputMeta, grid: Grid, *, compress: str, blocksize: int) -> dict:
     bs = max(16, min(blocksize, 1 << max(4, (max(grid.width, grid.height) - 1).bit_length())))
