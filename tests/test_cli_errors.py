@@ -131,6 +131,16 @@ def _case(tmp_path, lr, name, map_model=None):
                 "tagged.tif: its tag GEOSR_MAP_CLASSES is not a JSON list")
     if name == "class-table-missing":
         return ["upscale", lr, "--cd-classes", str(tmp_path / "t.json"), "-o", out], "t.json: no such class table"
+    if name == "alpha-only":  # an internal error, IndexError on an empty band selection (found in review)
+        p = make_raster(tmp_path / "alpha.tif", np.full((1, 20, 24), 255, np.uint8))
+        with __import__("rasterio").open(p, "r+") as ds:
+            ds.colorinterp = [__import__("rasterio").enums.ColorInterp.alpha]
+        return ["upscale", str(p), "-x", "2", "-m", "bicubic", "-o", out], \
+            "alpha.tif: has no band of pixel values, only 1 band of alpha (transparency)"
+    if name == "class-table-folder":  # an internal error, IsADirectoryError (found in review)
+        (tmp_path / "tables").mkdir()
+        return ["upscale", lr, "--cd-classes", str(tmp_path / "tables"), "-o", out], \
+            "tables: is a folder, not a class table file"
     if name == "class-table-entry":
         (tmp_path / "t.json").write_text('{"classes": [{"value": 0, "name": "same", "changed": false}, '
                                          '{"value": 1, "changed": true}]}')
@@ -175,9 +185,9 @@ CASES = [
     "band-list-empty-item", "one-band-reference", "scale",
     "output-folder-missing", "output-another-format", "output-another-format-dry-run", "output-exists",
     "output-exists-dry-run", "output-is-input-dry-run", "output-folder-missing-dry-run", "palette",
-    "output-name-too-long",
+    "output-name-too-long", "alpha-only",
     "mask-unknown-classes", "mask-float", "map-rgb", "map-three-bands", "map-bad-class-tag", "class-table-missing",
-    "class-table-entry",
+    "class-table-folder", "class-table-entry",
     "class-table-changed-text", "class-table-value-fraction", "overlap-too-big",
     "overlap-over-default-window", "unknown-model",
     "aoi-outside", "aoi-malformed", "all-nodata", "device",

@@ -1314,6 +1314,23 @@ def test_a_missing_results_folder_is_refused_unless_make_dirs(tmp_path):
     assert res.exit_code == 0 and json.loads(results.read_text().splitlines()[0])["status"] == "ok", res.output
 
 
+def test_a_results_folder_not_writable_is_refused_by_a_dry_run_too(tmp_path, monkeypatch):
+    """`batch --dry-run --results ro/r.jsonl` passed (exit 0) where the run refused it (found in review)."""
+    import geosr.pipeline.batch.run as batch_run
+
+    make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text("jobs:\n  - {lr: lr.tif, out: o.tif, x: 2, model: bicubic}\n")
+    (tmp_path / "ro").mkdir()
+    allowed = os.access
+    # (as root, as CI may run, a folder of mode 555 is writable)
+    monkeypatch.setattr(batch_run.os, "access", lambda p, mode: Path(p).name != "ro" and allowed(p, mode))
+    res = _invoke("batch", manifest, "--results", tmp_path / "ro" / "r.jsonl", "--dry-run")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"the folder {tmp_path / 'ro'} is not writable (--results)" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.yaml", "lr.tif", "ro"]
+
+
 def test_batch_results_never_replace_an_input_the_manifest_or_another_file(tmp_path):
     """`--results` overwrote whatever it named: the job's own LR, the manifest, any raster (exit 0)."""
     lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 20, 20, seed=4) * 255).astype(np.uint8))

@@ -656,3 +656,33 @@ def test_models_describes_a_checkpoint_file_and_info_points_there(tmp_path, trai
     (tmp_path / "junk.safetensors").write_bytes(bytes(range(100)))  # not laid out as one: not called a model
     r = runner.invoke(app, ["info", str(tmp_path / "junk.safetensors")])
     assert r.exit_code == 2 and "not a raster GDAL can read" in r.output
+
+
+def test_an_unreadable_model_file_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    """A checkpoint the user may not read (mode 000, another user's) was an internal error (exit 1) in `geosr models`,
+    `upscale -m` and `train --init`; docs/cli.md promises exit 2 (found in review)."""
+    import errno
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import make_raster
+    from geosr.cli.app import app
+
+    model = tmp_path / "m.safetensors"
+    shutil.copy(registry.resolve_checkpoint("lite"), model)
+    opened = Path.open
+
+    def denied(self, *args, **kwargs):  # (as root, as CI may run, a mode of 000 does not deny)
+        if self.name == model.name:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    lr = make_raster(tmp_path / "lr.tif", torch.zeros(3, 16, 16).numpy().astype("uint8"))
+    for argv in (["models", str(model)], ["upscale", str(lr), "-x", "4", "-m", str(model), "-o",
+                                          str(tmp_path / "o.tif")]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 2, (result.exit_code, result.output)
+        assert result.stderr.strip() == f"geosr: error: model file {model} cannot be read (permission denied)"
+    assert not (tmp_path / "o.tif").exists()

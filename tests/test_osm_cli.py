@@ -277,6 +277,26 @@ def test_unreachable_overpass_is_one_sentence(tmp_path):
     assert not out.exists()
 
 
+def test_a_cache_folder_that_is_a_file_is_refused_naming_where_it_was_set(tmp_path, monkeypatch):
+    """`--cache-dir`, $GEOSR_CACHE_DIR or $XDG_CACHE_HOME naming a file (or /dev/null) was an internal error, exit 1,
+    NotADirectoryError from osmnx's cache (found in review); checked before any connection."""
+    like, out = scene_grid_raster(tmp_path), tmp_path / "map.tif"
+    (tmp_path / "note.txt").write_text("not a folder")
+    online = ("--like", like, "--overpass-url", "http://127.0.0.1:9/api", "--timeout", "5", "-o", out)
+    result = invoke(*online, "--cache-dir", tmp_path / "note.txt")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"geosr: error: {tmp_path / 'note.txt'}: cannot hold the cache of Overpass responses ({tmp_path / 'note.txt'} "
+        "is not a folder; set by --cache-dir)"), result.output
+    monkeypatch.setenv("GEOSR_CACHE_DIR", str(tmp_path / "note.txt" / "deeper"))
+    result = invoke(*online)
+    assert result.exit_code == 2 and "note.txt is not a folder; set by $GEOSR_CACHE_DIR)" in result.stderr
+    monkeypatch.delenv("GEOSR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "note.txt"))
+    result = invoke(*online)
+    assert result.exit_code == 2 and "note.txt is not a folder; set by $XDG_CACHE_HOME)" in result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["note.txt", like.name])
+
+
 
 def test_the_map_names_its_classes_where_gdal_reads_them(tmp_path, scene):
     from tests.gdal_pam import class_names

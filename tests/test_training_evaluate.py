@@ -54,6 +54,21 @@ def dataset(tmp_path):
     return root
 
 
+@pytest.mark.parametrize("args, said", [(["--seed", "-1"], "--seed must be a whole number of at least 0, not -1"),
+                                        (["--device", "foo"], "--device 'foo': use auto, cpu, cuda or cuda:N")])
+def test_a_bad_seed_or_device_is_refused_before_the_data_is_read(tmp_path, dataset, monkeypatch, args, said):
+    """They were refused after the data was read, behind its notes (two lines; found in review)."""
+    import geosr.training.evaluate as ev
+
+    def unread(*a, **k):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(ev, "evaluation_pairs", unread)
+    res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-x", "4", "--out-dir", str(tmp_path / "ev"), *args])
+    assert res.exit_code == 2 and res.stderr.strip() == f"geosr: error: {said}", res.output
+    assert not (tmp_path / "ev").exists()
+
+
 def test_evaluate_identity_and_bicubic(tmp_path, dataset):
     out = tmp_path / "eval"
     res = CliRunner().invoke(_app(), ["evaluate", str(dataset), "-m", "hr", "-x", "4", "--out-dir", str(out), "--json"])

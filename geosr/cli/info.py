@@ -45,7 +45,8 @@ def info(
             Text.assemble((str(f["path"]), "bold"),
                           f" {f['driver']} {f['width']} x {f['height']} px, {crs_label(f['crs']) or _no_crs(f)}, "
                           f"{_pixel(f)}, nodata {f['nodata']}, "
-                          f"mask {'yes' if f['mask'] else 'no'}, default bands {','.join(map(str, f['default_bands']))}"),
+                          f"mask {'yes' if f['mask'] else 'no'}, "
+                          f"default bands {','.join(map(str, f['default_bands'])) or 'none'}"),
             highlight=False,
         )
         if f.get("source"):

@@ -108,8 +108,12 @@ def load_change_classes(spec: str) -> ChangeClassTable:
     if not path.exists():
         names = ", ".join(BUILTIN_TABLES)
         raise InputNotFoundError(f"{spec}: no such class table file (built-in tables: {names})")
+    if path.is_dir():
+        raise ClassTableError(f"{spec}: is a folder, not a class table file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))  # (a BOM: Windows' editors)
+    except OSError as exc:  # (unreadable: an internal error, exit 1; found in review)
+        raise ClassTableError(f"{spec}: cannot be read ({(exc.strerror or str(exc)).lower()})") from exc
     except ValueError as exc:
         raise ClassTableError(f"{spec}: not a valid class table (not JSON: {exc})") from exc
     entries = doc.get("classes") if isinstance(doc, dict) else None

@@ -250,7 +250,7 @@ def _checked_info(p: str, shown: str, ds: rasterio.DatasetReader, require_crs: b
                          f"grid; orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<code> {p} ortho.tif)")
     if require_crs and ds.crs is None:
         raise NoCRSError(f"{shown}: has no coordinate reference system (assign one, e.g. with gdal_edit.py -a_srs)")
-    complex_ = next((d for d in ds.dtypes if np.dtype(d).kind == "c"), None)
+    complex_ = next((d for d in ds.dtypes if str(d).startswith("complex")), None)  # (numpy has no complex_int16)
     if require_crs and not grid_only and complex_ is not None:  # the pixels would be cast to their real part
         raise NotARasterError(f"{shown}: holds complex values ({complex_}, e.g. single-look complex SAR); geosr "
                               "super-resolves real-valued images: convert it to amplitude or intensity first")
@@ -416,7 +416,11 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
     if spec is None or not spec.strip():
-        return _usable(info, default_bands(info))
+        chosen = default_bands(info)
+        if not chosen:  # (an alpha band alone: an internal error, IndexError; found in review)
+            raise BandError(f"{info.path}: has no band of pixel values, only {band_count(info.count)} of alpha "
+                            "(transparency)")
+        return _usable(info, chosen)
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
     roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]

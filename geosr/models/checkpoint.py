@@ -99,9 +99,12 @@ def _check_magic(path: Path) -> int:
         raise InputNotFoundError(f"model file {path} does not exist")
     if not path.is_file():
         raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(9)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError as exc:  # (unreadable: an internal error, exit 1; found in review)
+        raise ModelFileError(f"model file {path} cannot be read ({(exc.strerror or str(exc)).lower()})") from None
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 1 < n <= MAX_HEADER and 8 + n <= size and head[8:9] == b"{":

@@ -59,6 +59,23 @@ def default_cache_folder() -> Path:
     return Path(root) / "osmnx"
 
 
+def _usable_cache(folder: Path, given: bool) -> Path:
+    """``folder`` where it is, or can be made, a folder this process may write in; else one sentence naming where it
+    was set (a file there was an internal error, exit 1; found in review). Nothing is made here."""
+    there = folder
+    while not there.exists() and there.parent != there:
+        there = there.parent
+    problem = None if there.is_dir() else f"{there} is not a folder"
+    if problem is None and not os.access(there, os.W_OK | os.X_OK):
+        problem = f"{there} cannot be written"
+    if problem is None:
+        return folder
+    named = "--cache-dir" if given else "$GEOSR_CACHE_DIR" if os.environ.get("GEOSR_CACHE_DIR") else \
+        "$XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "the home folder"
+    raise OptionError(f"{folder}: cannot hold the cache of Overpass responses ({problem}; set by {named})",
+                      param="cache_folder" if given else None)
+
+
 def parse_snapshot_date(value: str | dt.date | dt.datetime | None) -> str | None:
     """``--date`` as Overpass wants it ("YYYY-MM-DDTHH:MM:SSZ"), validated; None stays None."""
     if value is None:
@@ -151,7 +168,8 @@ def fetch_overpass(
     # (and, that failing, at Google's DNS over HTTPS), and the source tag showed the password (found in review).
     auth = (unquote(login.username), unquote(login.password or "")) if login.username is not None else None
     url = without_credentials(url)
-    folder = Path(cache_folder) if cache_folder is not None else default_cache_folder()
+    folder = _usable_cache(Path(cache_folder) if cache_folder is not None else default_cache_folder(),
+                           given=cache_folder is not None)
     # Overpass takes whole seconds only: "[timeout:180.0]", as osmnx writes a float setting, is refused (HTTP 400)
     overpass_settings = f"[out:json][timeout:{max(1, math.ceil(timeout))}]{{maxsize}}"
     if date:

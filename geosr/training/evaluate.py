@@ -460,6 +460,13 @@ def evaluate(
         if not isinstance(m, (str, os.PathLike)) and not isinstance(getattr(m, "name", None), str):
             raise OptionError(f"models: {m!r} is neither a model's name or path nor a super-resolver", param="models")
     _refuse_unapplied(opts)
+    # the seed and the device checked as the models' runs check them, before the data is read (they were refused
+    # after it, behind its notes; found in review)
+    from geosr.config import SamplerConfig
+    from geosr.models.device import resolve_device
+
+    SamplerConfig(seed=opts.seed)
+    resolve_device(opts.device)
     models, scales, steps, device = opts.models, opts.scales, opts.steps, opts.device
     t0 = time.perf_counter()
     folder = OutputFolder(Path(opts.out or DEFAULT_OUT), "geosr evaluate", EVAL_FILES)

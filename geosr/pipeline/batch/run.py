@@ -422,6 +422,8 @@ def check_results_path(path: Path, plan: BatchPlan, given: bool = False) -> None
         from geosr.io.outputs import check_output_path
 
         check_output_path(path, overwrite=True, make_folder=True)  # a folder that can be made
+    elif not os.access(path.parent, os.W_OK | os.X_OK):  # (a dry run passed it, the run refused it; found in review)
+        raise OutputLocationError(f"{path}: the folder {path.parent} is not writable (`results`)")
     from geosr.io.paths import sidecar_paths
     from geosr.pipeline.batch.records import record_path
 
