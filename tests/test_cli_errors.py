@@ -660,6 +660,52 @@ def test_a_stop_during_an_import_waits_for_its_end(tmp_path, monkeypatch, capsys
                                                             else "interrupted")
 
 
+def test_a_change_class_table_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    """`--cd-classes t.json` this user may not read: an internal error, PermissionError (found in review)."""
+    import errno
+    from pathlib import Path
+
+    from geosr.conditioning.changes import load_change_classes
+    from geosr.errors import ClassTableError
+
+    (tmp_path / "t.json").write_text("{}")
+    read = Path.read_text
+
+    def denied(self, *args, **kwargs):  # (as root, as CI may run, mode 000 does not deny)
+        if self.name == "t.json":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(ClassTableError, match=r"t.json: cannot be read \(permission denied\)"):
+        load_change_classes(str(tmp_path / "t.json"))
+
+
+def test_a_file_this_user_may_not_read_that_no_check_named_is_a_bad_input(capsys):
+    """A PermissionError no check turned into a sentence (a file in a folder this user may not enter: even whether it
+    exists raises) was an internal error, exit 1 (found in review); it names the file, exit 2. Other OS errors stay
+    internal."""
+    import errno
+
+    from geosr.cli.common import run_command
+
+    def denied():
+        raise PermissionError(errno.EACCES, "Permission denied", "/srv/private/scene.tif")
+
+    with pytest.raises(typer.Exit) as exc:
+        run_command(denied, command="upscale")
+    assert exc.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == ("geosr: error: /srv/private/scene.tif: permission denied (this user "
+                                               "may not read it, or enter its folder)")
+
+    def broken():
+        raise OSError(errno.EIO, "Input/output error", "/srv/scene.tif")
+
+    with pytest.raises(typer.Exit) as exc:
+        run_command(broken, command="upscale")
+    assert exc.value.exit_code == 1
+
+
 def test_a_ctrl_c_that_cut_a_line_short_still_leaves_the_last_word(capsys):
     """A Ctrl-C that lands while rich prints a line can leave its console holding every later line in a buffer
     never written (a printing loop interrupted 20,000 times: 81 such states); the "interrupted ..." line went

@@ -673,16 +673,25 @@ def test_an_unreadable_model_file_is_refused_in_one_sentence(tmp_path, monkeypat
     shutil.copy(registry.resolve_checkpoint("lite"), model)
     opened = Path.open
 
-    def denied(self, *args, **kwargs):  # (as root, as CI may run, a mode of 000 does not deny)
+    def denied(self, *args, **kwargs):  # mode 000 (as root, as CI may run, a mode of 000 does not deny)
         if self.name == model.name:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
         return opened(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", denied)
     lr = make_raster(tmp_path / "lr.tif", torch.zeros(3, 16, 16).numpy().astype("uint8"))
-    for argv in (["models", str(model)], ["upscale", str(lr), "-x", "4", "-m", str(model), "-o",
-                                          str(tmp_path / "o.tif")]):
-        result = CliRunner().invoke(app, argv)
-        assert result.exit_code == 2, (result.exit_code, result.output)
-        assert result.stderr.strip() == f"geosr: error: model file {model} cannot be read (permission denied)"
+    stat = Path.stat
+
+    def hidden(self, *args, **kwargs):  # in a folder this user may not enter: even its existence is unknown
+        if self.name == model.name:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return stat(self, *args, **kwargs)
+
+    for method, patched in (("open", denied), ("stat", hidden)):
+        with monkeypatch.context() as mp:
+            mp.setattr(Path, method, patched)
+            for argv in (["models", str(model)], ["upscale", str(lr), "-x", "4", "-m", str(model), "-o",
+                                                  str(tmp_path / "o.tif")]):
+                result = CliRunner().invoke(app, argv)
+                assert result.exit_code == 2, (method, result.exit_code, result.output)
+                assert result.stderr.strip() == f"geosr: error: model file {model} cannot be read (permission denied)"
     assert not (tmp_path / "o.tif").exists()

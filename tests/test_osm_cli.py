@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections import OrderedDict
@@ -257,6 +258,16 @@ def test_online_path_from_prefilled_osmnx_cache(tmp_path):
     for what, ((x, y), want) in EXPECTED.items():
         assert cls[pixel_of(x, y)] == want, what
     assert ox.settings.cache_folder == before  # geosr put osmnx's settings back
+    # a cache folder this user may not write in, which holds every answer the run needs, serves it (a shared cache
+    # of a reproducible run was refused for it; found in review)
+    import geosr.osm.overpass as overpass
+
+    allowed = os.access
+    with pytest.MonkeyPatch.context() as mp:  # (as root, as CI may run, mode 555 would still be writable)
+        mp.setattr(overpass.os, "access", lambda p, mode: not (Path(p) == cache and mode & os.W_OK)
+                   and allowed(p, mode))
+        again = invoke("--like", like, "--cache-dir", cache, "-o", tmp_path / "again.tif")
+        assert again.exit_code == 0, again.output
     # identical to the offline result from the same data
     offline = tmp_path / "offline.tif"
     assert invoke("--like", like, "--osm-file", scene_doc().write_xml(tmp_path / "s.osm"), "-o", offline).exit_code == 0
@@ -295,6 +306,17 @@ def test_a_cache_folder_that_is_a_file_is_refused_naming_where_it_was_set(tmp_pa
     result = invoke(*online)
     assert result.exit_code == 2 and "note.txt is not a folder; set by $XDG_CACHE_HOME)" in result.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["note.txt", like.name])
+    # a link to nothing (FileExistsError when osmnx made the folder), and the Python API's keyword named
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    result = invoke(*online, "--cache-dir", tmp_path / "dangling")
+    assert result.exit_code == 2 and "dangling is a link to nothing; set by --cache-dir)" in result.stderr
+    from geosr import rasterize_osm
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"not a folder; set by `cache_folder`\)") as info:
+        rasterize_osm(output=out, like=like, cache_folder=tmp_path / "note.txt", overpass_url="http://127.0.0.1:9/api")
+    assert info.value.param == "cache_folder"
 
 
 

@@ -154,3 +154,35 @@ def test_a_reference_numbered_across_the_antimeridian_is_read_whole(tmp_path):
     across = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, 179.997, 0, -0.0001, -16.892), 60, 40)
     values, valid = _read(tmp_path / "utm.tif", across, Resampling.cubic)
     assert valid.all()
+
+
+def test_a_wrapped_reference_keeps_its_datum_or_is_not_wrapped():
+    """PROJ's +lon_wrap is set through a PROJ string, which keeps a datum only as +datum or +towgs84: NZGD49's was
+    dropped and a reference across 180 degrees read onto a scene there moved 83 m (found in review). A CRS its
+    string does not place exactly is left unwrapped."""
+    from geosr.tiling.grid import wrapped_crs
+
+    east = Affine(0.0025, 0, 179.9, 0, -0.0025, -37.5)
+    utm = Grid(CRS.from_epsg(32760), Affine(50, 0, 818000, 0, -50, 5840000), 60, 60)
+    assert wrapped_crs(Grid(CRS.from_epsg(4326), east, 80, 80), utm) is not None
+    assert wrapped_crs(Grid(CRS.from_epsg(4272), east, 80, 80), utm) is None  # NZGD49
+    assert wrapped_crs(Grid(CRS.from_epsg(4326), Affine(0.0025, 0, 179.0, 0, -0.0025, -37.5), 80, 80), utm) is None
+
+
+def test_a_turned_class_raster_read_by_its_mode_is_valid_where_its_footprint_holds_the_centre(tmp_path):
+    """A class raster on a turned grid, read by mode (as change masks and maps finer than the output are): pixels
+    whose centre lies outside its footprint counted as valid, more of them with the kernel scaled along its own axes
+    (found in review); validity is the footprint's at each pixel's centre, as for the average."""
+    classes = np.ones((400, 400), np.uint8)
+    classes[:, 200:] = 2
+    turned = Affine(0.5, 0, 500003.0, 0, -0.5, 4999997.0) @ Affine.rotation(20)
+    make_raster(tmp_path / "c.tif", classes, transform=turned, nodata=0)
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 499900, 0, -10, 5000100), 40, 40)
+    cols, rows = np.meshgrid(np.arange(40) + 0.5, np.arange(40) + 0.5)
+    a, b, c, d, e, f = (~turned @ grid.transform)[:6]
+    sc, sr = a * cols + b * rows + c, d * cols + e * rows + f
+    inside = (sc >= 0) & (sc < 400) & (sr >= 0) & (sr < 400)
+    for resampling in (Resampling.mode, Resampling.max, Resampling.nearest):
+        values, valid = _read(tmp_path / "c.tif", grid, resampling)
+        assert np.array_equal(valid, inside), (resampling, int(valid.sum()), int(inside.sum()))
+        assert set(np.unique(values[0][valid])) <= {1.0, 2.0}

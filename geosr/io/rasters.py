@@ -419,7 +419,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
         chosen = default_bands(info)
         if not chosen:  # (an alpha band alone: an internal error, IndexError; found in review)
             raise BandError(f"{info.path}: has no band of pixel values, only {band_count(info.count)} of alpha "
-                            "(transparency)")
+                            "(transparency); name the bands to read to take them as values")
         return _usable(info, chosen)
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]

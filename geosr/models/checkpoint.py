@@ -95,15 +95,15 @@ def save_checkpoint(
 
 def _check_magic(path: Path) -> int:
     """Refuse anything that is not a safetensors file; return the header length."""
-    if not path.exists():
-        raise InputNotFoundError(f"model file {path} does not exist")
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
     try:
+        if not path.exists():
+            raise InputNotFoundError(f"model file {path} does not exist")
+        if not path.is_file():
+            raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(9)
-    except OSError as exc:  # (unreadable: an internal error, exit 1; found in review)
+    except OSError as exc:  # (unreadable, or in a folder this user may not enter: an internal error; review)
         raise ModelFileError(f"model file {path} cannot be read ({(exc.strerror or str(exc)).lower()})") from None
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])

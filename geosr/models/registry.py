@@ -263,7 +263,12 @@ def resolve_checkpoint(spec: str) -> Path:
                           "files only: download it, then give its path", param="model")
     if looks_like_path(spec):
         path = Path(spec).expanduser()
-        if not path.exists():
+        try:
+            there = path.exists()
+        except OSError as exc:  # (in a folder this user may not enter: an internal error, exit 1; found in review)
+            raise ModelFileError(f"model file {path} cannot be read ({(exc.strerror or str(exc)).lower()})") \
+                from None
+        if not there:
             raise InputNotFoundError(f"model file {path} does not exist")
         return path
     names = ", ".join(m.name for m in available_models())

@@ -60,17 +60,21 @@ def default_cache_folder() -> Path:
 
 
 def _usable_cache(folder: Path, given: bool) -> Path:
-    """``folder`` where it is, or can be made, a folder this process may write in; else one sentence naming where it
-    was set (a file there was an internal error, exit 1; found in review). Nothing is made here."""
+    """``folder`` where it is a folder, or where it can be made in one this process may write in; else one sentence
+    naming where it was set (a file there, or a link to nothing, was an internal error, exit 1; found in review).
+    Nothing is made here. (A folder that is there may be read-only: it may hold every answer a run needs.)"""
     there = folder
-    while not there.exists() and there.parent != there:
+    while not there.exists() and not there.is_symlink() and there.parent != there:
         there = there.parent
-    problem = None if there.is_dir() else f"{there} is not a folder"
-    if problem is None and not os.access(there, os.W_OK | os.X_OK):
+    if there.is_symlink() and not there.exists():
+        problem: str | None = f"{there} is a link to nothing"
+    elif not there.is_dir():
+        problem = f"{there} is not a folder"
+    elif there != folder and not os.access(there, os.W_OK | os.X_OK):
         problem = f"{there} cannot be written"
-    if problem is None:
+    else:
         return folder
-    named = "--cache-dir" if given else "$GEOSR_CACHE_DIR" if os.environ.get("GEOSR_CACHE_DIR") else \
+    named = "`cache_folder`" if given else "$GEOSR_CACHE_DIR" if os.environ.get("GEOSR_CACHE_DIR") else \
         "$XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "the home folder"
     raise OptionError(f"{folder}: cannot hold the cache of Overpass responses ({problem}; set by {named})",
                       param="cache_folder" if given else None)

@@ -123,7 +123,29 @@ def wrapped_crs(source: Grid, target: Grid) -> CRS | None:
         beyond = beyond or t_left < -180 or t_right > 180
     if not beyond:
         return None
-    return CRS.from_proj4(f"{source.crs.to_proj4()} +lon_wrap={(left + right) / 2:.12g}")
+    # (a source all round the globe has an edge there still: a target pixel's centre on 180 degrees of one in
+    # -180..180 falls beyond its last column, or a hair before its first, and is read as no data)
+    wrapped = CRS.from_proj4(f"{source.crs.to_proj4()} +lon_wrap={(left + right) / 2:.12g}")
+    return wrapped if _same_places(source, wrapped) else None
+
+
+def _same_places(source: Grid, wrapped: CRS) -> bool:
+    """Whether ``wrapped`` (``source``'s CRS as a PROJ string) puts ``source``'s corners and middle where its own
+    CRS does, to 1e-9 degrees: a PROJ string keeps a datum only as +datum or +towgs84 (NZGD49's was dropped and the
+    reference moved 83 m; NAD83's takes another transformation than its EPSG code's: 0.9 m; found in review). Where
+    it does not, the source is read unwrapped, as before."""
+    from rasterio.warp import transform
+
+    left, bottom, right, top = source.bounds
+    xs = [left, right, left, right, (left + right) / 2]
+    ys = [bottom, bottom, top, top, (bottom + top) / 2]
+    try:
+        ox, oy = transform(source.crs, "EPSG:4326", xs, ys)
+        wx, wy = transform(wrapped, "EPSG:4326", xs, ys)
+    except Exception:  # noqa: BLE001 (PROJ refuses a point: not the same)
+        return False
+    lon = np.abs((np.array(ox) - np.array(wx) + 180) % 360 - 180)
+    return bool(np.all(np.isfinite(lon)) and lon.max() < 1e-9 and np.abs(np.array(oy) - np.array(wy)).max() < 1e-9)
 
 
 def source_steps(source: Grid, target: Grid) -> tuple[float, float] | None:
