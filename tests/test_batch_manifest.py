@@ -470,6 +470,11 @@ def test_file_names_with_braces_are_files_not_templates(tmp_path, monkeypatch):
     assert m.jobs[1].lr == f"{tmp_path / 'scene{1}.tif'},{tmp_path / 'ok.tif'}"  # band files, each as named
     assert [p.message for p in m.problems] == ["lr: unknown placeholder {dir} in '{dir}/gone.tif' (placeholders: "
                                                "none (lr is not templated))"], m.problems
+    # a row refused for an option names its lr as its job would (it was null in the results; found in review)
+    (tmp_path / "bad.yaml").write_text('jobs:\n  - {lr: "scene{1}.tif", out: "{stem}_o.tif", x: 99}\n')
+    m = read_manifest(tmp_path / "bad.yaml")
+    assert [(p.lr, p.output) for p in m.problems] == [(str(tmp_path / "scene{1}.tif"),
+                                                        str(tmp_path / "scene{1}_o.tif"))]
 
 
 def test_a_raster_or_a_missing_file_given_as_the_manifest_is_named_in_one_sentence(tmp_path):

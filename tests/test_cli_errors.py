@@ -696,7 +696,7 @@ def test_a_file_this_user_may_not_read_that_no_check_named_is_a_bad_input(capsys
         run_command(denied, command="upscale")
     assert exc.value.exit_code == 2
     assert capsys.readouterr().err.strip() == ("geosr: error: /srv/private/scene.tif: permission denied (this user "
-                                               "may not read it, or enter its folder)")
+                                               "may not read or write it, or enter its folder)")
 
     def broken():
         raise OSError(errno.EIO, "Input/output error", "/srv/scene.tif")

@@ -311,6 +311,19 @@ def test_a_cache_folder_that_is_a_file_is_refused_naming_where_it_was_set(tmp_pa
     monkeypatch.delenv("XDG_CACHE_HOME")
     result = invoke(*online, "--cache-dir", tmp_path / "dangling")
     assert result.exit_code == 2 and "dangling is a link to nothing; set by --cache-dir)" in result.stderr
+    # a read-only cache folder without the answer: said before asking (osmnx's write was a PermissionError after the
+    # download; found in review)
+    import geosr.osm.overpass as overpass
+
+    (tmp_path / "ro").mkdir()
+    allowed = os.access
+    with pytest.MonkeyPatch.context() as mp:  # (as root, as CI may run, mode 555 would still be writable)
+        mp.setattr(overpass.os, "access", lambda p, mode: not (Path(p).name == "ro" and mode & os.W_OK)
+                   and allowed(p, mode))
+        result = invoke(*online, "--cache-dir", tmp_path / "ro")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"geosr: error: {tmp_path / 'ro'}: cannot hold the cache of Overpass responses ({tmp_path / 'ro'} cannot be "
+        "written, and an answer is not in it yet; set by --cache-dir)"), result.output
     from geosr import rasterize_osm
     from geosr.errors import OptionError
 
@@ -1223,3 +1236,34 @@ def test_an_osm_xml_file_with_ways_cut_at_its_edge_is_warned_of(tmp_path):
     res = invoke("--bbox", "10.068,48.135,10.071,48.137", "-r", "2", "--osm-file", osm, "-o", tmp_path / "m2.tif",
                  "--json")
     assert res.exit_code == 0 and _json.loads(res.stdout)["warnings"] == [], res.output
+
+
+def test_features_that_reach_the_grid_but_cover_no_pixel_centre_are_no_map(tmp_path):
+    """A feature whose edge reaches the grid without covering a pixel's centre was counted as drawn: an all-background
+    map was written, exit 0, `features` 1 beside 0 pixels (found in review); refused as an empty area is, unless
+    --allow-empty. One that covers a centre draws it."""
+    import geopandas as gpd
+    from affine import Affine
+    from rasterio.crs import CRS
+    from shapely.geometry import box
+
+    from geosr.io.writer import OutputMeta, write_cog
+    from geosr.tiling.grid import Grid
+
+    like = tmp_path / "like.tif"  # 10 x 10 px of 0.001 degrees, lon 10.0 to 10.01
+    grid = Grid(CRS.from_epsg(4326), Affine(0.001, 0, 10.0, 0, -0.001, 50.01), 10, 10)
+    write_cog(like, np.zeros((1, 10, 10), np.uint8), grid, OutputMeta(dtype="uint8", count=1))
+    out = tmp_path / "map.tif"
+    for east, drawn in ((10.0004, False), (10.0006, True)):  # 0.4 or 0.6 of the first column
+        osm = tmp_path / f"b{east}.geojson"
+        gpd.GeoDataFrame({"building": ["yes"]}, geometry=[box(9.99, 50.0, east, 50.01)], crs="EPSG:4326").to_file(osm)
+        res = invoke("--like", like, "--osm-file", osm, "-o", out, "--overwrite")
+        if drawn:
+            assert res.exit_code == 0, res.output
+            with rasterio.open(out) as ds:
+                assert (ds.read(1)[:, 0] > 0).all() and not ds.read(1)[:, 1:].any()
+        else:
+            _assert_bad_input(res, out, "has no feature of class table", "(1 reaches its edge, covering no pixel's "
+                              "centre)", "--allow-empty")
+            assert invoke("--like", like, "--osm-file", osm, "-o", out, "--allow-empty").exit_code == 0
+            out.unlink()

@@ -169,10 +169,11 @@ def test_a_wrapped_reference_keeps_its_datum_or_is_not_wrapped():
     assert wrapped_crs(Grid(CRS.from_epsg(4326), Affine(0.0025, 0, 179.0, 0, -0.0025, -37.5), 80, 80), utm) is None
 
 
-def test_a_turned_class_raster_read_by_its_mode_is_valid_where_its_footprint_holds_the_centre(tmp_path):
-    """A class raster on a turned grid, read by mode (as change masks and maps finer than the output are): pixels
-    whose centre lies outside its footprint counted as valid, more of them with the kernel scaled along its own axes
-    (found in review); validity is the footprint's at each pixel's centre, as for the average."""
+def test_a_turned_class_raster_read_by_its_mode_holds_its_classes_where_it_lies(tmp_path):
+    """A class raster on a turned grid, read by mode, max or nearest (as change masks and maps are): every output pixel
+    whose centre it covers is valid and holds one of its classes (the kernel scaled along its own axes). A finer map
+    with scattered nodata keeps every pixel a class covers in part (validity taken from the pixel's centre, as
+    for an average, lost 6% of them to the background; found in review)."""
     classes = np.ones((400, 400), np.uint8)
     classes[:, 200:] = 2
     turned = Affine(0.5, 0, 500003.0, 0, -0.5, 4999997.0) @ Affine.rotation(20)
@@ -184,5 +185,12 @@ def test_a_turned_class_raster_read_by_its_mode_is_valid_where_its_footprint_hol
     inside = (sc >= 0) & (sc < 400) & (sr >= 0) & (sr < 400)
     for resampling in (Resampling.mode, Resampling.max, Resampling.nearest):
         values, valid = _read(tmp_path / "c.tif", grid, resampling)
-        assert np.array_equal(valid, inside), (resampling, int(valid.sum()), int(inside.sum()))
+        assert valid[inside].all(), resampling
         assert set(np.unique(values[0][valid])) <= {1.0, 2.0}
+    rows_, cols_ = np.arange(256)[:, None] % 4, np.arange(256)[None, :] % 4
+    holes = np.where((rows_ >= 1) & (rows_ <= 2) & (cols_ >= 1) & (cols_ <= 2), 255, 3).astype(np.uint8)
+    make_raster(tmp_path / "m.tif", holes, transform=Affine(1, 0, 500000, 0, -1, 5000000), nodata=255)
+    fine = Grid(CRS.from_epsg(32633), Affine(4, 0, 500000, 0, -4, 5000000), 64, 64)
+    for resampling in (Resampling.mode, Resampling.max, Resampling.min):
+        values, valid = _read(tmp_path / "m.tif", fine, resampling)
+        assert valid.all() and (values[0] == 3).all(), resampling

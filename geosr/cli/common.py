@@ -221,7 +221,7 @@ def run_command(fn: Callable[[], Any], *, json_out: bool = False, quiet: bool = 
     except OSError as exc:  # a name the file system refuses (ENAMETOOLONG) is the input's fault, and so is a file
         # this user may not read (or a folder not enter) that no check before named
         if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
-            _fail(f"{exc.filename}: permission denied (this user may not read it, or enter its folder)",
+            _fail(f"{exc.filename}: permission denied (this user may not read or write it, or enter its folder)",
                   EXIT_BAD_INPUT, json_out)
         if exc.errno != errno.ENAMETOOLONG:
             _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, json_out)

@@ -21,11 +21,6 @@ from geosr.io.rasters import band_presence, reading, shown_name
 from geosr.tiling.grid import Grid, across_antimeridian, source_steps, wrapped_crs
 
 MIN_FIT_PIXELS = 16
-# the warps that gather every source pixel under an output pixel, whose validity is where the source's footprint
-# holds the pixel's centre (the nearest warp's): GDAL's marks pixels beside the footprint's edge valid, more of them
-# with the kernel scaled along a turned source's own axes (a class raster turned 20 degrees, read by mode; review)
-AREA_KINDS = (Resampling.average, Resampling.mode, Resampling.min, Resampling.max, Resampling.med, Resampling.q1,
-              Resampling.q3, Resampling.sum, Resampling.rms)
 
 
 class GridReader:
@@ -75,7 +70,7 @@ class GridReader:
         # warp's there (GDAL keeps warped values off the nodata value only without an alpha band, which the
         # footprint needs)
         overshoots = resampling in (Resampling.cubic, Resampling.cubic_spline, Resampling.lanczos)
-        self._centres = None if resampling not in AREA_KINDS and not overshoots else WarpedVRT(
+        self._centres = None if resampling != Resampling.average and not overshoots else WarpedVRT(
             ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
             resampling=Resampling.nearest, add_alpha=alpha is None, **placed)
         self._scales = np.array([ds.scales[b - 1] for b in self.bands])[:, None, None]
@@ -93,7 +88,7 @@ class GridReader:
             data = self.vrt.read(list(self.bands) + [self._alpha], window=window, out_dtype="float64", **kw)
             if self._centres is None:
                 return data, band_presence(data[:-1], nodata)
-            if self.resampling in AREA_KINDS:
+            if self.resampling == Resampling.average:
                 covered = self._centres.read(self._alpha, window=window, out_dtype="float64",
                                              **{k: (v[1:] if k == "out_shape" else v) for k, v in kw.items()})
                 data[-1] = np.where(covered > 0, data[-1], 0)

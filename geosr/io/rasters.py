@@ -298,6 +298,16 @@ def imagery_tags(ds: rasterio.DatasetReader) -> dict[str, str]:
             if v and not (k == "ACQUISITIONDATETIME" and v.startswith("1970-01-01"))}
 
 
+def some_default_bands(info: RasterInfo) -> tuple[int, ...]:
+    """:func:`default_bands`, refused where there are none: a raster of alpha bands alone (an internal error,
+    IndexError, where they were used; found in review)."""
+    chosen = default_bands(info)
+    if not chosen:
+        raise BandError(f"{info.path}: has no band of pixel values, only {band_count(info.count)} of alpha "
+                        "(transparency); name the bands to read to take them as values")
+    return chosen
+
+
 def default_bands(info: RasterInfo) -> tuple[int, ...]:
     """1-based band indexes to use by default: RGB by band description or colour interpretation, else all.
 
@@ -416,11 +426,7 @@ def parse_bands(spec: str | None, info: RasterInfo) -> tuple[int, ...]:
     """Band selection from ``--bands`` ("4,3,2", description names like "B04,B03,B02", or what the bands hold:
     "red,green,blue,nir"), else the default."""
     if spec is None or not spec.strip():
-        chosen = default_bands(info)
-        if not chosen:  # (an alpha band alone: an internal error, IndexError; found in review)
-            raise BandError(f"{info.path}: has no band of pixel values, only {band_count(info.count)} of alpha "
-                            "(transparency); name the bands to read to take them as values")
-        return _usable(info, chosen)
+        return _usable(info, some_default_bands(info))
     out: list[int] = []
     names = [(d or "").strip().lower() for d in info.descriptions]
     roles = [r or "" for r in band_roles(info, tuple(range(1, info.count + 1)))]

@@ -96,15 +96,17 @@ def save_checkpoint(
 def _check_magic(path: Path) -> int:
     """Refuse anything that is not a safetensors file; return the header length."""
     try:
-        if not path.exists():
-            raise InputNotFoundError(f"model file {path} does not exist")
-        if not path.is_file():
-            raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(9)
+        there, a_file = path.exists(), path.is_file()
+        if there and a_file:
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                head = f.read(9)
     except OSError as exc:  # (unreadable, or in a folder this user may not enter: an internal error; review)
         raise ModelFileError(f"model file {path} cannot be read ({(exc.strerror or str(exc)).lower()})") from None
+    if not there:
+        raise InputNotFoundError(f"model file {path} does not exist")
+    if not a_file:
+        raise ModelFileError(f"model file {path} is not a file{_run_weights(path)}")
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 1 < n <= MAX_HEADER and 8 + n <= size and head[8:9] == b"{":

@@ -59,10 +59,11 @@ def default_cache_folder() -> Path:
     return Path(root) / "osmnx"
 
 
-def _usable_cache(folder: Path, given: bool) -> Path:
+def _usable_cache(folder: Path, given: bool, writing: bool = False) -> Path:
     """``folder`` where it is a folder, or where it can be made in one this process may write in; else one sentence
     naming where it was set (a file there, or a link to nothing, was an internal error, exit 1; found in review).
-    Nothing is made here. (A folder that is there may be read-only: it may hold every answer a run needs.)"""
+    Nothing is made here. A folder that is there may be read-only unless ``writing`` (an answer is to be added):
+    it may hold every answer a run needs."""
     there = folder
     while not there.exists() and not there.is_symlink() and there.parent != there:
         there = there.parent
@@ -70,8 +71,8 @@ def _usable_cache(folder: Path, given: bool) -> Path:
         problem: str | None = f"{there} is a link to nothing"
     elif not there.is_dir():
         problem = f"{there} is not a folder"
-    elif there != folder and not os.access(there, os.W_OK | os.X_OK):
-        problem = f"{there} cannot be written"
+    elif (writing or there != folder) and not os.access(there, os.W_OK | os.X_OK):
+        problem = f"{there} cannot be written" + (", and an answer is not in it yet" if there == folder else "")
     else:
         return folder
     named = "`cache_folder`" if given else "$GEOSR_CACHE_DIR" if os.environ.get("GEOSR_CACHE_DIR") else \
@@ -213,8 +214,9 @@ def fetch_overpass(
         with warnings.catch_warnings(record=True) as heard_osmnx:  # (printed raw, twice, even with --quiet --json)
             warnings.simplefilter("always")
             files = _overpass_cache_files(ox, polygon, tags)
-        _drop_unreadable(files or [])
-        if files is None or not all(f.is_file() for f in files):
+        broken = _drop_unreadable(files or [])
+        if files is None or broken or not all(f.is_file() for f in files):
+            _usable_cache(folder, given=cache_folder is not None, writing=True)  # (osmnx's write: PermissionError)
             _check_reachable(url, timeout)
         try:
             with warnings.catch_warnings(record=True) as more, _pause_within(timeout):
@@ -265,22 +267,27 @@ def fetch_overpass(
     )
 
 
-def _drop_unreadable(files: list[Path]) -> None:
+def _drop_unreadable(files: list[Path]) -> list[Path]:
     """Remove the cached answers among ``files`` that are not whole JSON (a write cut by a full disk or a kill) or
     no Overpass result (a gateway's ``{"message": ...}``, cached before geosr refused them): osmnx failed on them
     with a JSONDecodeError or a KeyError, an internal error, at every later run (found in review); removed, they are
-    asked again."""
+    asked again. Those that cannot be removed (a read-only cache) are returned."""
+    kept = []
     for f in files:
         try:
             content = f.read_bytes()
             json.loads(content)
+            if _not_overpass(content) is None:
+                continue
         except FileNotFoundError:
             continue
         except (OSError, ValueError):
+            pass
+        try:
             f.unlink(missing_ok=True)
-            continue
-        if _not_overpass(content) is not None:
-            f.unlink(missing_ok=True)
+        except OSError:
+            kept.append(f)
+    return kept
 
 
 # The bound of this thread's fetch that osmnx's slot wait keeps to (its timeout; None outside a fetch), and when the

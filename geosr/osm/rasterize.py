@@ -329,6 +329,29 @@ def burn(shapes: BurnList, grid: Grid) -> np.ndarray:
     )
 
 
+def draws_nothing(shapes: BurnList, grid: Grid) -> bool:
+    """Whether ``shapes`` set no pixel of ``grid`` to a class, as :func:`burn` draws them (at pixel centres): a
+    feature that reaches the grid without covering a pixel's centre (a road's edge along it) is in the list, and a
+    map of background alone was written without a word (found in review). Each shape is burned on the part of the
+    grid under it, until one draws."""
+    from rasterio.features import rasterize
+
+    from geosr.errors import NoOverlapError
+
+    for geom, value in zip(shapes.geoms, shapes.values.tolist()):
+        if not value:
+            continue
+        try:
+            window = grid.window_of_bounds(tuple(geom.bounds))
+        except NoOverlapError:
+            continue
+        sub = grid.subgrid(window)
+        if rasterize([(geom, 1)], out_shape=(sub.height, sub.width), transform=sub.transform, fill=0,
+                     all_touched=False, dtype="uint8").any():
+            return False
+    return True
+
+
 def row_bands(grid: Grid, max_pixels: int) -> Iterator[tuple[int, Grid]]:
     """(first row, sub-grid) of horizontal bands of at most ``max_pixels`` pixels (at least one row)."""
     from rasterio.windows import Window

@@ -41,7 +41,7 @@ from geosr.osm.features import OSMFeatures
 from geosr.osm.grid import GridSpec
 from geosr.osm.inputs import check_osm_file
 from geosr.osm.overpass import parse_snapshot_date
-from geosr.osm.rasterize import BurnList, burn, prepare, render_rgb, row_bands
+from geosr.osm.rasterize import BurnList, burn, draws_nothing, prepare, render_rgb, row_bands
 from geosr.osm.sources import OSM_ATTRIBUTION, OSM_LICENSE, load_features
 from geosr.tiling.grid import Grid
 
@@ -158,7 +158,7 @@ def rasterize_osm(
     report("prepare", 0, 1)
     shapes = prepare(feats.frame, table, target)
     report("prepare", 1, 1)
-    if len(shapes) == 0 and not opts.allow_empty:
+    if not opts.allow_empty and (len(shapes) == 0 or draws_nothing(shapes, target)):
         held = _declared_share(opts.osm_file, target)
         if held is not None and held[0] < 0.001:  # the file holds another area: that, not an empty one, is the cause
             from geosr.osm.files import bounds_named
@@ -174,10 +174,12 @@ def rasterize_osm(
         untagged = (f"; its {len(feats.frame)} features there have none of the keys the table reads "
                     f"({', '.join(sorted(table.keys()))}) as a column, and a vector file's columns are read as OSM "
                     "tags" if len(feats.frame) and not table.keys() & set(feats.frame.columns) else "")
+        edge = f" ({len(shapes)} {'reach' if len(shapes) > 1 else 'reaches'} its edge, covering no pixel's " \
+            "centre)" if len(shapes) else ""
         raise NoOverlapError(
             f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
-            f"({_describe_bounds(target)}){untagged}; nothing written (use `allow_empty` for a map of background "
-            "only)"
+            f"({_describe_bounds(target)}){edge}{untagged}; nothing written (use `allow_empty` for a map of "
+            "background only)"
         )
 
     # 3. burn and write (a class map: nodata where the OSM file declares it holds no data)

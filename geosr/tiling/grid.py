@@ -130,15 +130,15 @@ def wrapped_crs(source: Grid, target: Grid) -> CRS | None:
 
 
 def _same_places(source: Grid, wrapped: CRS) -> bool:
-    """Whether ``wrapped`` (``source``'s CRS as a PROJ string) puts ``source``'s corners and middle where its own
-    CRS does, to 1e-9 degrees: a PROJ string keeps a datum only as +datum or +towgs84 (NZGD49's was dropped and the
-    reference moved 83 m; NAD83's takes another transformation than its EPSG code's: 0.9 m; found in review). Where
-    it does not, the source is read unwrapped, as before."""
+    """Whether ``wrapped`` (``source``'s CRS as a PROJ string) puts 11 x 11 points over ``source`` where its own CRS
+    does, to 1e-9 degrees: a PROJ string keeps a datum only as +datum or +towgs84 (NZGD49's was dropped and the
+    reference moved 83 m; NAD83's takes another transformation than its EPSG code's inside its area of use: 0.9 m;
+    found in review). Where it does not, the source is read unwrapped, as before."""
     from rasterio.warp import transform
 
     left, bottom, right, top = source.bounds
-    xs = [left, right, left, right, (left + right) / 2]
-    ys = [bottom, bottom, top, top, (bottom + top) / 2]
+    gx, gy = np.meshgrid(np.linspace(left, right, 11), np.linspace(bottom, top, 11))
+    xs, ys = gx.ravel().tolist(), gy.ravel().tolist()
     try:
         ox, oy = transform(source.crs, "EPSG:4326", xs, ys)
         wx, wy = transform(wrapped, "EPSG:4326", xs, ys)

@@ -138,11 +138,11 @@ def _read_tiff(p: Path) -> torch.Tensor:
     as float32 and its copies took 20 bytes a pixel."""
     import rasterio
 
-    from geosr.io.rasters import inspect_raster, parse_bands
+    from geosr.io.rasters import inspect_raster, some_default_bands
 
     with warnings.catch_warnings():  # training images need no georeferencing
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        chosen = parse_bands(None, inspect_raster(p, require_crs=False))  # (an alpha band alone: refused)
+        chosen = some_default_bands(inspect_raster(p, require_crs=False))  # (an alpha band alone: refused)
         bands = list(chosen[:3]) if len(chosen) >= 3 else [chosen[0]] * 3
         read: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with rasterio.open(p) as ds:

@@ -298,9 +298,9 @@ def _divisor(path: Path, values: np.ndarray) -> float:
 def named_rgb(path: Path) -> tuple[int, ...]:
     """The (up to three) bands a GeoTIFF's red, green, blue are read from without ``bands``: by their names, as
     upscale takes them, else the first three."""
-    from geosr.io.rasters import inspect_raster, parse_bands
+    from geosr.io.rasters import inspect_raster, some_default_bands
 
-    return tuple(parse_bands(None, inspect_raster(path, require_crs=False)))[:3]  # (an alpha band alone: refused)
+    return tuple(some_default_bands(inspect_raster(path, require_crs=False)))[:3]  # (an alpha band alone: refused)
 
 
 def check_same_band_choice(paths: Sequence[Path | None], bands: Sequence[int] | None = None, *,

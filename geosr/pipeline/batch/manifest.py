@@ -687,11 +687,21 @@ def _row_files(v: dict, root: Path) -> dict[str, str]:
     return files
 
 
+def _literal(raw: str, root: Path) -> bool:
+    """Whether a row's ``lr`` names files as they are: a file whose name holds braces (a glob's match,
+    `scene{1}.tif`) is that file, lr is no template (its `{{` unescaped and `{1}` an unknown placeholder refused it;
+    found in review); other braces are said to be none."""
+    parts = [q.strip() for q in raw.split(",")]  # (band files separated by commas, each a file as it is named)
+    return os.path.lexists(_absolute(raw, root) or "") or len(parts) > 1 and all(
+        q and os.path.lexists(_absolute(q, root) or "") for q in parts)
+
+
 def _row_paths(v: dict, root: Path) -> tuple[str | None, str | None]:
     """The LR and output paths of a row refused while read (a bad option value), as far as they can be told, for
     its results line; None where they cannot."""
     try:
-        lr = _absolute(_expand(str(v["lr"]), "lr", {}, []), root, many=True) if v.get("lr") else None
+        raw = str(v["lr"]) if v.get("lr") else None  # (a file named with braces: as it is, as the row's job reads it)
+        lr = _absolute(raw if _literal(raw, root) else _expand(raw, "lr", {}, []), root, many=True) if raw else None
         values = template_values(lr, v.get("x", "")) if lr else {}
         out = _absolute(_expand(str(v["out"]), "out", values, []), root) if v.get("out") else None
     except Exception:  # noqa: BLE001 - only a convenience for the results line
@@ -717,12 +727,7 @@ def _resolve(v: dict, where: str, root: Path) -> tuple[JobSpec | None, list[Prob
     if not v.get("lr"):
         return None, [Problem(where, "has no lr (the low-resolution raster)")]
     raw = str(v["lr"])
-    # a file whose name holds braces (a glob's match, `scene{1}.tif`) is that file: lr is no template (its `{{`
-    # unescaped and `{1}` an unknown placeholder refused it; found in review); other braces are said to be none
-    parts = [q.strip() for q in raw.split(",")]  # (band files separated by commas, each a file as it is named)
-    literal = os.path.lexists(_absolute(raw, root) or "") or len(parts) > 1 and all(
-        q and os.path.lexists(_absolute(q, root) or "") for q in parts)
-    lr = _absolute(raw if literal else _expand(raw, "lr", {}, problems), root, many=True)
+    lr = _absolute(raw if _literal(raw, root) else _expand(raw, "lr", {}, problems), root, many=True)
     if lr is None:
         return None, [Problem(where, m) for m in problems]
     values = template_values(lr, v["x"])
