@@ -42,6 +42,14 @@ def test_a_single_band_reference_sharpens_every_band(raster_factory, tmp_path):
     ref = raster_factory("pan.tif", pan, transform=Affine(10, 0, 500000, 0, -10, 5000000))
     r = upscale(src, ref=ref, cd="none", output=tmp_path / "o.tif", scale=4, model="reference-paste")
     assert r.provenance["shares"]["reference detail used"] == 1.0
+    # every band is the pan band, harmonized to that band (the share above is the masks', not the pixels': a paste
+    # into one band, or none, passed; found in review)
+    import rasterio
+
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        out = ds.read().astype(np.float64)
+    for band in out:
+        assert np.corrcoef(band.ravel(), pan[0].ravel().astype(np.float64))[0, 1] > 0.9  # (clipped to uint8)
 
 
 def test_sampling_settings_a_model_does_not_use_are_warned_about(raster_factory, tmp_path):
