@@ -990,6 +990,16 @@ def test_no_output_may_replace_the_manifest_a_model_file_an_aoi_or_a_class_table
     assert (f.model, f.aoi, f.cd_classes) == ("lite", "1,2,3,4", "binary")
 
 
+def test_no_output_s_sidecar_may_replace_the_manifest(scenes):
+    """A job whose STAC item (or provenance raster) is the manifest: `run.stac.json` holding a job writing `run.tif`
+    is refused as an output over the manifest is (unguarded by a test; found by mutation testing)."""
+    (scenes / "run.stac.json").write_text(json.dumps([{"lr": "s0.tif", "out": "run.tif", "x": 2}]))
+    m = read_manifest(scenes / "run.stac.json")
+    assert not m.jobs
+    assert [p.message for p in m.problems] == [f"out {scenes / 'run.tif'} would write over the manifest "
+                                               f"{scenes / 'run.stac.json'}"], m.problems
+
+
 def test_aoi_class_table_and_model_files_are_relative_to_the_manifest_folder(scenes, monkeypatch, tmp_path_factory):
     """The docs say relative paths start from the manifest's folder; `aoi`, `cd_classes` and `model` started from the
     working folder, so a manifest run from elsewhere failed, or silently took the working folder's file of that

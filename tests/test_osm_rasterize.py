@@ -114,6 +114,41 @@ def test_thin_lines_stay_visible_and_unbroken_at_coarse_resolution(tmp_path):
     assert mask.any(axis=0)[1:-1].all()  # every column it crosses has a road pixel
 
 
+def test_a_line_is_a_pixel_wide_across_a_geographic_grid_s_rows_too():
+    """On a grid in degrees a pixel is longer north-south than east-west (at 60 N, 111 m against 56 m): a line
+    along the rows is still one pixel wide there, whatever rows it lies between ("never narrower than one pixel"
+    held east-west only in what the tests checked; found by mutation testing)."""
+    import geopandas as gpd
+    from rasterio.crs import CRS
+    from shapely.geometry import LineString
+
+    from geosr.osm.rasterize import burn, prepare
+
+    r = 0.001
+    grid = Grid(CRS.from_epsg(4326), Affine(r, 0, 10.0, 0, -r, 60.02), 20, 20)
+    y = 60.02 - 10.2 * r  # 0.2 of a row below its top edge: through no row's centre
+    rail = gpd.GeoDataFrame({"railway": ["rail"]}, geometry=[LineString([(10.002, y), (10.018, y)])],
+                            crs="EPSG:4326")
+    drawn = burn(prepare(rail, DEFAULT_MAP_CLASSES, grid), grid) == DEFAULT_MAP_CLASSES.names.index("railway")
+    assert drawn.any(axis=0)[3:17].all()  # every column it crosses
+
+
+def test_shapes_of_one_priority_and_size_are_drawn_in_the_input_s_order():
+    """The burn order's last key, documented: ties keep the input order, the later drawn on top (unguarded by a
+    test; found by mutation testing)."""
+    import geopandas as gpd
+    from rasterio.crs import CRS
+    from shapely.geometry import box
+
+    from geosr.osm.rasterize import burn, prepare
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000100), 10, 10)
+    for first, last in (("forest", "grass"), ("grass", "forest")):
+        frame = gpd.GeoDataFrame({"landuse": [first, last]}, geometry=[box(500020, 5000020, 500080, 5000080)] * 2,
+                                 crs="EPSG:32633")
+        assert burn(prepare(frame, DEFAULT_MAP_CLASSES, grid), grid)[5, 5] == DEFAULT_MAP_CLASSES.names.index(last)
+
+
 def test_widths_are_ground_metres_in_web_mercator(tmp_path):
     # the same motorway rasterized onto a Web Mercator grid at 1 CRS unit: k = 1/cos(lat) at 50 N
     src = _lines_doc().write_xml(tmp_path / "lines.osm")

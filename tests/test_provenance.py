@@ -340,6 +340,44 @@ def test_a_mask_finer_than_the_output_keeps_every_change(scene, tmp_path, raster
     np.testing.assert_array_equal(got, expected)
 
 
+def test_the_classes_the_model_is_given_say_changed_wherever_the_provenance_does(scene, tmp_path, raster_factory,
+                                                                                 monkeypatch):
+    """The diffusion model reads the change classes (``WindowStack.change``), the provenance and reference-paste the
+    flag (``changed``): an output pixel changed by a finer mask's single changed pixel, or by a product's cloud flags,
+    kept its mode's class "unchanged" for the model, unseen by the tests of the flag (found by mutation testing)."""
+    from geosr.pipeline import scene as scene_module
+
+    cd = np.zeros((1, 128, 256), np.uint8)
+    cd[0, ::8, ::8] = 1  # isolated changed pixels: each output pixel's mode is unchanged
+    mask = raster_factory("cd_fine.tif", cd, transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    stacks, read = [], scene_module.Scene.read_stack
+
+    def kept(self, *args, **kwargs):
+        stacks.append(read(self, *args, **kwargs))
+        return stacks[-1]
+
+    monkeypatch.setattr(scene_module.Scene, "read_stack", kept)
+    flagged = np.zeros((64, 128), bool)
+    flagged[40:48, 100:120] = True  # a cloud the LR product's own mask flags, over unchanged mask pixels
+
+    def untrusted(self, crs, transform, w, h, **_):
+        rows, cols = np.mgrid[0:h, 0:w]
+        x = transform.a * (cols + 0.5) + transform.b * (rows + 0.5) + transform.c
+        y = transform.d * (cols + 0.5) + transform.e * (rows + 0.5) + transform.f
+        r, c = ((5000000.0 - y) // 10).astype(int), ((x - 500000.0) // 10).astype(int)
+        inside = (r >= 0) & (r < 64) & (c >= 0) & (c < 128)
+        return np.where(inside, flagged[r.clip(0, 63), c.clip(0, 127)], False)
+
+    monkeypatch.setattr(scene_module.Scene, "untrusted", untrusted)
+    upscale(scene["lr"], ref=scene["ref"], cd=mask, scale=4, model="reference-paste", output=tmp_path / "out.tif")
+    from geosr.conditioning.changes import BINARY
+
+    said_changed = np.array([c.changed for c in BINARY.classes])
+    for stack in stacks:
+        assert stack.changed.any()
+        np.testing.assert_array_equal(said_changed[stack.change], stack.changed)
+
+
 def _provenance_with(scene, tmp_path, mask):
     """The provenance classes of a reference-paste x4 run with the change mask ``mask``, where there is a reference
     and LR data."""
