@@ -323,7 +323,7 @@ def test_a_cache_folder_that_is_a_file_is_refused_naming_where_it_was_set(tmp_pa
         result = invoke(*online, "--cache-dir", tmp_path / "ro")
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"geosr: error: {tmp_path / 'ro'}: cannot hold the cache of Overpass responses ({tmp_path / 'ro'} cannot be "
-        "written, and an answer is not in it yet; set by --cache-dir)"), result.output
+        "written, and this run has an answer to add or replace there; set by --cache-dir)"), result.output
     from geosr import rasterize_osm
     from geosr.errors import OptionError
 
@@ -1263,7 +1263,7 @@ def test_features_that_reach_the_grid_but_cover_no_pixel_centre_are_no_map(tmp_p
             with rasterio.open(out) as ds:
                 assert (ds.read(1)[:, 0] > 0).all() and not ds.read(1)[:, 1:].any()
         else:
-            _assert_bad_input(res, out, "has no feature of class table", "(1 reaches its edge, covering no pixel's "
-                              "centre)", "--allow-empty")
+            _assert_bad_input(res, out, "has no feature of class table 'geosr-osm-v1' that covers a pixel's centre "
+                              "(the 1 feature part reaching it covers none)", "--allow-empty")
             assert invoke("--like", like, "--osm-file", osm, "-o", out, "--allow-empty").exit_code == 0
             out.unlink()

@@ -91,8 +91,8 @@ class RasterizeOSMOptions(CommandOptions):
                                       "~/.cache/geosr/osmnx).",
                                       recorded=False)
     allow_empty: bool = option(False, "--allow-empty", bool, "Write a map of background only when the area holds "
-                               "no feature (nodata where an OSM file's declared bounds leave the grid out; default: "
-                               "exit 2).")
+                               "no feature, or none that covers a pixel's centre (nodata where an OSM file's "
+                               "declared bounds leave the grid out; default: exit 2).")
     overwrite: bool = option(False, "--overwrite", bool, OVERWRITE_HELP, recorded=False)
 
     def __post_init__(self) -> None:

@@ -72,7 +72,8 @@ def _usable_cache(folder: Path, given: bool, writing: bool = False) -> Path:
     elif not there.is_dir():
         problem = f"{there} is not a folder"
     elif (writing or there != folder) and not os.access(there, os.W_OK | os.X_OK):
-        problem = f"{there} cannot be written" + (", and an answer is not in it yet" if there == folder else "")
+        problem = f"{there} cannot be written" + (", and this run has an answer to add or replace there"
+                                                  if there == folder else "")
     else:
         return folder
     named = "`cache_folder`" if given else "$GEOSR_CACHE_DIR" if os.environ.get("GEOSR_CACHE_DIR") else \

@@ -174,12 +174,12 @@ def rasterize_osm(
         untagged = (f"; its {len(feats.frame)} features there have none of the keys the table reads "
                     f"({', '.join(sorted(table.keys()))}) as a column, and a vector file's columns are read as OSM "
                     "tags" if len(feats.frame) and not table.keys() & set(feats.frame.columns) else "")
-        edge = f" ({len(shapes)} {'reach' if len(shapes) > 1 else 'reaches'} its edge, covering no pixel's " \
-            "centre)" if len(shapes) else ""
+        parts = sum(shapes.features.values())
+        edge = f" that covers a pixel's centre (the {parts} feature part{'s' * (parts != 1)} reaching it " \
+            f"cover{'s' * (parts == 1)} none)" if len(shapes) else " inside the grid"
         raise NoOverlapError(
-            f"{feats.source}: has no feature of class table {table.name!r} inside the grid "
-            f"({_describe_bounds(target)}){edge}{untagged}; nothing written (use `allow_empty` for a map of "
-            "background only)"
+            f"{feats.source}: has no feature of class table {table.name!r}{edge} ({_describe_bounds(target)})"
+            f"{untagged}; nothing written (use `allow_empty` for a map of background only)"
         )
 
     # 3. burn and write (a class map: nodata where the OSM file declares it holds no data)
