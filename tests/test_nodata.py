@@ -217,18 +217,19 @@ def test_a_64_bit_integer_output_keeps_its_nodata(raster_factory, tmp_path, dtyp
     assert (out[:6, :6] == nodata).all() and (out[6:, 6:] != nodata).all()
 
 
-@pytest.mark.parametrize("nodata", [np.iinfo("int64").min, -(2**60) - 1])
-def test_a_64_bit_nodata_beyond_float64_s_integers_is_kept_as_a_mask(tmp_path, nodata):
+@pytest.mark.parametrize("dtype, nodata", [("int64", np.iinfo("int64").min), ("int64", -(2**60) - 1),
+                                           ("uint64", np.iinfo("uint64").max)])  # (rasterio reads it as None)
+def test_a_64_bit_nodata_beyond_float64_s_integers_is_kept_as_a_mask(tmp_path, dtype, nodata):
     """An int64 LR with nodata INT64_MIN was written with nodata -9 (rasterio hands it to GDAL as a double, kept as
     text a few digits long): its nodata pixels became data (found in review). Such a nodata is a mask band now."""
     import rasterio.shutil
 
-    data = (smooth_field(1, 20, 24, 3) * 100 + 1).astype("int64")
+    data = (smooth_field(1, 20, 24, 3) * 100 + 1).astype(dtype)
     data[0, :, :4] = nodata
     make_raster(tmp_path / "raw.tif", data)
     vrt = tmp_path / "lr.vrt"  # GDAL's own copy of a VRT declaring it writes it exactly (rasterio's open would not)
     vrt.write_text(f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, '
-                   f'5000000, 0, -10</GeoTransform><VRTRasterBand dataType="Int64" band="1"><NoDataValue>{nodata}'
+                   f'5000000, 0, -10</GeoTransform><VRTRasterBand dataType="{dtype.capitalize()}" band="1"><NoDataValue>{nodata}'
                    '</NoDataValue><SimpleSource><SourceFilename relativeToVRT="1">raw.tif</SourceFilename>'
                    '<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
     rasterio.shutil.copy(str(vrt), str(tmp_path / "lr.tif"), driver="GTiff")
@@ -237,7 +238,7 @@ def test_a_64_bit_nodata_beyond_float64_s_integers_is_kept_as_a_mask(tmp_path, n
     upscale(str(tmp_path / "lr.tif"), output=str(tmp_path / "o.tif"), scale=2, model="bicubic")
     with rasterio.open(tmp_path / "o.tif") as ds:
         valid = ds.dataset_mask() > 0
-        assert ds.dtypes[0] == "int64"
+        assert ds.dtypes[0] == dtype
     assert not valid[:, :8].any() and valid[:, 8:].all()
 
 

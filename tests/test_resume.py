@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affine import Affine
 
 from conftest import make_raster, smooth_field
 from geosr.config import TilingConfig
@@ -177,6 +178,26 @@ def test_resume_with_other_options_says_which_and_never_starts_over_silently(tmp
                                    "--overlap", "2", "-o", str(out), "--resume", "--dry-run"])
     assert res.exit_code == 0 and f"(resuming after 1 row of {fresh.window_rows})" in res.output, res.output
     assert upscale(lr, output=out, resume=True, **opts).resumed_rows == 1
+
+
+def test_resume_refuses_other_reference_settings(tmp_path, monkeypatch):
+    """The reference's bands, its co-registration and the products' cloud masks change what the rows hold: a resume
+    with another of them is refused, naming it (nothing tested it; found by mutation testing)."""
+    rng = np.random.default_rng(0)
+    lr = make_raster(tmp_path / "lr.tif", (smooth_field(3, 40, 30) * 255).astype(np.uint8))
+    ref = make_raster(tmp_path / "ref.tif", (rng.random((4, 80, 60)) * 255).astype(np.uint8),
+                      transform=Affine(5.0, 0, 500000.0, 0, -5.0, 5000000.0))
+    out = tmp_path / "out.tif"
+    opts = dict(scale=2, model="reference-paste", ref=ref, cd="none", ref_bands="1,2,3",
+                tiling=TilingConfig(window=8, overlap=2))
+    _crash_at_chunk(2, monkeypatch, lambda: upscale(lr, output=out, **opts))
+    for other, said in ((dict(ref_bands="3,2,1"), "(`ref_bands` 1,2,3 -> 3,2,1)"),
+                        (dict(coregister=False), "(`coregister` true -> false)"),
+                        (dict(cloud_masks=False), "(`cloud_masks` true -> false)")):
+        with pytest.raises(ResumeError) as err:
+            upscale(lr, output=out, resume=True, dry_run=True, **{**opts, **other})
+        assert said in str(err.value), str(err.value)
+    assert upscale(lr, output=out, resume=True, dry_run=True, **opts).resumed_rows == 1
 
 
 def test_resume_tells_apart_how_the_model_runs(tmp_path):

@@ -48,10 +48,14 @@ def _same_scene_reference(safe, path):
 
 def test_the_mask_flags_its_classes_or_bits():
     scl = sentinel2_scl("scl.jp2")
-    assert scl.flags(np.array([[0, 1, 3, 4, 5, 8, 9, 10, 11]])).tolist() == [0, 0, 1, 0, 0, 1, 1, 1, 1]
+    # every class: 2 dark area, 6 water and 7 unclassified are ground (unguarded; found by mutation testing)
+    assert scl.flags(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]])).tolist() == [0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1,
+                                                                                     1]
     qa = landsat_qa_pixel("qa.tif")
-    # 21824: clear land (bits 6, 8, 10, 12, 14); 22280: high-confidence cloud (bit 3 set); 23888: shadow (bit 4)
-    assert qa.flags(np.array([[1, 21824, 22280, 23888, 1 << 5]])).tolist() == [0, 0, 1, 1, 1]
+    # 21824: clear land (bits 6, 8, 10, 12, 14); 22280: high-confidence cloud (bit 3 set); 23888: shadow (bit 4);
+    # bits 1 (dilated cloud) and 2 (cirrus) on clear land flag too (unguarded; found by mutation testing)
+    assert qa.flags(np.array([[1, 21824, 22280, 23888, 1 << 5, 21824 | 2, 21824 | 4]])).tolist() == [0, 0, 1, 1, 1,
+                                                                                                      1, 1]
     classi = sentinel2_classi("msk.jp2")  # opaque, cirrus, snow: one band each
     assert classi.flags(np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])).tolist() == [0, 1, 1, 1]
 

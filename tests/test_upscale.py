@@ -217,6 +217,11 @@ def test_output_is_a_valid_cog_with_metadata_carried_over(tmp_path):
         assert json.loads(tags["GEOSR_INPUTS"]) == {"lr": "s2.tif"}
         assert json.loads(tags["GEOSR_BANDS"]) == [3, 2, 1]
         assert ds.profile["compress"] == "deflate" and ds.profile["tiled"]
+        # and the pixels keep their values: the block means of the output are the input's (its physical values taken
+        # without the offset came out 1000 DN brighter, unseen by the metadata's checks; found by mutation testing)
+        got = ds.read().astype(np.float64).reshape(3, 150, 4, 140, 4).mean(axis=(2, 4))
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    assert np.abs(got - arr[[2, 1, 0]].astype(np.float64))[inner].mean() < 20  # (of 1-4000 DN; bicubic's blur)
 
 
 def test_same_inputs_give_identical_bytes(tmp_path):
