@@ -229,7 +229,8 @@ def test_a_64_bit_nodata_beyond_float64_s_integers_is_kept_as_a_mask(tmp_path, d
     make_raster(tmp_path / "raw.tif", data)
     vrt = tmp_path / "lr.vrt"  # GDAL's own copy of a VRT declaring it writes it exactly (rasterio's open would not)
     vrt.write_text(f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, '
-                   f'5000000, 0, -10</GeoTransform><VRTRasterBand dataType="{dtype.capitalize()}" band="1"><NoDataValue>{nodata}'
+                   f'5000000, 0, -10</GeoTransform><VRTRasterBand dataType="{dtype.capitalize()}" band="1">'
+                   f'<NoDataValue>{nodata}'
                    '</NoDataValue><SimpleSource><SourceFilename relativeToVRT="1">raw.tif</SourceFilename>'
                    '<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
     rasterio.shutil.copy(str(vrt), str(tmp_path / "lr.tif"), driver="GTiff")
