@@ -10,7 +10,8 @@ scattered beside them or none. Each layout runs ``geosr upscale --ref ... -m ref
 reads its ``coregistration``: RIGHT (applied within 0.15 LR px of the shift), WRONG (applied, further off), refused
 (not applied; its reason). A shift of 0,0 asks that nothing be moved. Session 69, 2026-12-07: x4 (1.5, -0.75) 96
 right / 2 refused / 0 wrong of 98 (before the flags were left out at the reference's resolution: 22 / 76 / 0); x8
-(-2.2, 0.6) --every 3: 33 / 0 / 0; x16 --every 2: 13 / 36 / 0; 0,0 at x4 and x16 --every 3: none moved.
+--shift=-2.2,0.6 (a value beginning with "-" needs the "=") --every 3: 33 / 0 / 0; x16 --every 2: 13 / 36 / 0; 0,0
+at x4 and x16 --every 3: none moved.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def run_layout(root: Path, image: str, scale: int, shift: tuple[float, float], s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--shift", default="1.5,-0.75", help="LR px, columns, rows")
+    ap.add_argument("--shift", default="1.5,-0.75", help="LR px, columns, rows (--shift=-2.2,0.6 where it begins "
+                    "with a minus)")
     ap.add_argument("--every", type=int, default=1, help="run every Nth layout")
     ap.add_argument("--dark", action="store_true", help="dark disks (shadow-like) instead of white")
     ap.add_argument("--images", default="102,12", help="LEVIR-CD test image numbers")

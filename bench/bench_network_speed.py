@@ -74,4 +74,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from geosr.errors import GeoSRError
+
+    try:
+        main()
+    except (GeoSRError, FileNotFoundError) as exc:  # bad input: one sentence and exit 2, as the CLI's
+        print(f"bench_network_speed: {exc}", file=sys.stderr)
+        sys.exit(2)

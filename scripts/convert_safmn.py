@@ -19,6 +19,7 @@ script is the only place geosr reads them. Source and licence: docs/model-card.m
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,4 +109,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from geosr.errors import GeoSRError
+
+    try:
+        main()
+    except (GeoSRError, FileNotFoundError) as exc:  # bad input: one sentence and exit 2, as the CLI's
+        print(f"convert_safmn: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -14,6 +14,7 @@ Calibration LRs: random crops of the training images of ``--images`` (every 100t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,4 +108,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from geosr.errors import GeoSRError
+
+    try:
+        main()
+    except (GeoSRError, FileNotFoundError) as exc:  # bad input: one sentence and exit 2, as the CLI's
+        print(f"prune_backbone: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from shared_data import SHARED_DATA, shared_source
@@ -213,4 +214,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from geosr.errors import GeoSRError
+
+    try:
+        main()
+    except (GeoSRError, FileNotFoundError) as exc:  # bad input: one sentence and exit 2, as the CLI's
+        print(f"train_default: {exc}", file=sys.stderr)
+        sys.exit(2)
