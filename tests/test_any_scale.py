@@ -115,3 +115,28 @@ def test_box_back_projection_holds_at_untrained_scales(scale):
     out = sr(batch, seed=0)
     assert float((box_downsample(out, scale) - lr).abs().max()) < 1e-5
     assert "lr_consistency" in sr.describe() and "rescaled" in sr.describe()
+
+
+def test_the_reference_moved_to_the_trained_scale_is_interpolated_from_its_valid_pixels_only():
+    """x3 runs at x4: the reference is moved onto the x4 grid from its valid pixels alone, so that a gap's edge takes
+    no dark fringe from the zeros in it (unguarded; found by mutation testing)."""
+
+    class Probe:
+        scales, name, seen = (2, 4, 8, 16), "probe", []
+
+        def __call__(self, batch, *, seed):
+            self.seen.append(batch)
+            return upsample(batch.lr, batch.scale, "bicubic")
+
+    hr = (1, 1, 30, 36)
+    ref, valid = torch.full((1, 3, 30, 36), 0.8), torch.ones(hr)
+    valid[..., 18:] = 0  # the right half: no reference (zeros)
+    ref[..., 18:] = 0
+    batch = ConditionBatch(lr=torch.rand(1, 3, 10, 12), lr_valid=torch.ones(1, 1, 10, 12), ref=ref, ref_valid=valid,
+                           change=torch.zeros(hr, dtype=torch.long), changed=torch.zeros(hr), map=None,
+                           offsets=torch.tensor([[0, 0]]), scale=3, halo=0)
+    probe = Probe()
+    Rescaled(probe, 4)(batch, seed=0)
+    moved = probe.seen[0]
+    inside = moved.ref_valid[0, 0] > 0.5
+    assert inside.any() and torch.allclose(moved.ref[0][:, inside], torch.tensor(0.8), atol=1e-5)

@@ -434,3 +434,20 @@ def test_an_output_s_bytes_and_tags_do_not_depend_on_how_its_paths_were_spelled(
 def _tags(path: Path) -> dict:
     with rasterio.open(path) as ds:
         return ds.tags()
+
+
+def test_the_device_is_no_part_of_the_recorded_options(raster_factory, tmp_path):
+    """How the model runs (`device`) is no part of GEOSR_OPTIONS: the same job on `cpu` or `auto` (the CPU here)
+    writes the same bytes (unguarded; found by mutation testing)."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from geosr import upscale
+
+    lr = raster_factory("lr.tif", (np.random.default_rng(0).random((3, 32, 32)) * 255).astype(np.uint8),
+                        transform=from_origin(500000, 5000000, 10, 10))
+    for device in ("cpu", "auto"):
+        upscale(lr, output=tmp_path / f"{device}.tif", scale=2, model="bicubic", device=device)
+    with rasterio.open(tmp_path / "cpu.tif") as ds:
+        assert "device" not in json.loads(ds.tags()["GEOSR_OPTIONS"])
+    assert (tmp_path / "cpu.tif").read_bytes() == (tmp_path / "auto.tif").read_bytes()

@@ -108,3 +108,17 @@ def test_the_scene_fit_leaves_out_lr_pixels_where_the_reference_saturates(tmp_pa
         fit = scene.harmonization
     assert fit is not None and fit.pixels < n * n
     assert abs(fit.gain[0] - 1 / 1.5) < 0.02 and abs(fit.bias[0] + 20 / 1.5) < 2.0, fit
+
+
+def test_a_local_gain_stays_within_half_and_twice_the_scene_s():
+    """A cell where the reference is nearly flat (a blank roof, a cloud's shadow): its fitted gain would amplify the
+    reference's noise 4 times; it is kept within half and twice the scene's gain, as documented (unguarded; found by
+    mutation testing)."""
+    lr = _textured(192, 192, 1) * 100 + 20
+    ref = lr.copy()
+    ref[:, 64:96, 64:96] = 60 + (lr[:, 64:96, 64:96] - 60) * 0.05  # one cell of 32 px: nearly flat
+    ok = np.ones((192, 192), bool)
+    local = fit_local_harmonization(lr, ok, ref, ok)
+    assert local.field_gain is not None
+    for band, g0 in zip(local.field_gain, local.gain):
+        assert 0.5 * g0 - 1e-9 <= float(band.min()) and float(band.max()) <= 2 * g0 + 1e-9, (g0, band.max())

@@ -345,3 +345,20 @@ def test_etm_thermal_gains_are_thermal_and_a_broken_member_of_a_product_zip_is_n
     res = _run("upscale", product, "-x", 2, "-m", "bicubic", "-o", tmp_path / "o.tif")
     assert res.exit_code == 2 and f"its band file {jp2.relative_to(safe.parent)} may be corrupt" in _said(res), \
         res.output
+
+
+def test_a_band_file_s_own_scale_and_nodata_outweigh_the_product_s(tmp_path):
+    """A Level-2 band file declaring its own scale (0.0001, offset 0) and nodata (65535) keeps them: the MTL's
+    reflectance scale and the product's fill 0 apply to bands that declare none (unguarded; found by mutation
+    testing)."""
+    from geosr.io.rasters import open_raster
+
+    folder = _l2sp(tmp_path)
+    for b in (2, 3, 4):
+        with rasterio.open(folder / f"{L2SP}_SR_B{b}.TIF", "r+") as ds:
+            ds.scales, ds.offsets = (0.0001,), (0.0,)
+            ds.nodata = 65535
+    with open_raster(str(folder)) as ds:
+        named = dict(zip(ds.descriptions, zip(ds.scales, ds.offsets, ds.nodatavals)))
+    assert [named[f"B{b}"] for b in (2, 3, 4)] == [(0.0001, 0.0, 65535.0)] * 3, named
+    assert named["B1"] == (2.75e-05, -0.2, 0.0), named  # the product's, where the file declares none

@@ -382,3 +382,30 @@ def test_a_sentinel2_band_marked_by_its_colour_interpretation_keeps_its_narrow_c
     upscale(lr, output=out, scale=2, model="bicubic", bands="1,2,3")
     eo = json.loads(out.with_name("o.stac.json").read_text())["assets"]["data"]["eo:bands"]
     assert [b["common_name"] for b in eo] == ["nir08", "swir16", "swir22"]
+
+
+def test_an_item_listing_a_coarser_asset_first_is_stacked_on_its_finest_bands_grid(tmp_path):
+    """Planetary Computer lists the 60 m B01 asset first: the item is still the 10 m bands, their colour
+    interpretations set from their common names (a grey output otherwise), and of two assets of one band the first is
+    read (unguarded; found by mutation testing)."""
+    import shutil
+    from pathlib import Path
+
+    from geosr.io.rasters import open_raster
+    from s2_products import band_files, item_over_band_files
+
+    band_files(tmp_path / "s2")
+    item = item_over_band_files(tmp_path / "s2")
+    doc = json.loads(item.read_text())
+    assets = doc["assets"]
+    red = next(k for k, a in assets.items() if any(b.get("common_name") == "red" for b in a.get("eo:bands", [])))
+    shutil.copy(tmp_path / "s2" / Path(assets[red]["href"]).name, tmp_path / "s2" / "red_copy.tif")
+    doc["assets"] = {"B05": assets.pop("B05"), **assets, "red_copy": {**assets[red], "href": "red_copy.tif"}}
+    item.write_text(json.dumps(doc))
+    with open_raster(str(item)) as ds:
+        assert ds.res == (10.0, 10.0) and ds.count == 4, (ds.res, ds.count)
+        assert [c.name for c in ds.colorinterp][:3] == ["blue", "green", "red"]
+        assert not [f for f in ds.files if f.endswith("red_copy.tif")], ds.files
+    upscale(str(item), output=tmp_path / "o.tif", scale=2, model="bicubic", bands="blue,green,red")
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert [c.name for c in ds.colorinterp] == ["blue", "green", "red"]
